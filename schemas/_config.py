@@ -1,0 +1,238 @@
+"""The operator config model: one YAML file, one frozen pydantic model per section.
+
+Loading (``${ENV}`` expansion, file locations in messages) lives in
+``spendbrake``; this module only says what a valid config is, so every stage
+can be handed just its own section.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+#: Event fields a scope, a match or a rollup dimension may name.
+SCOPE_FIELDS = (
+    "team",
+    "feature",
+    "api_key",
+    "customer",
+    "environment",
+    "workload",
+    "model",
+    "provider",
+)
+
+DEFAULT_DIMENSIONS: tuple[tuple[str, ...], ...] = (
+    (),
+    ("team",),
+    ("team", "feature"),
+    ("api_key",),
+    ("customer",),
+    ("model",),
+)
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _budget_fraction(value: float) -> float:
+    if not 0 < value <= 2:
+        raise ValueError(f"must be in (0, 2], got {value:g}")
+    return value
+
+
+BudgetFraction = Annotated[float, Field(allow_inf_nan=False), AfterValidator(_budget_fraction)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_scope(scope: dict[str, str]) -> dict[str, str]:
+    for key in scope:
+        if key not in SCOPE_FIELDS:
+            raise ValueError(f"unknown event field {key!r}; use one of {', '.join(SCOPE_FIELDS)}")
+    return scope
+
+
+class TopicsConfig(_Section):
+    events: Name = "spend.events"
+    dlq: Name = "spend.dlq"
+    rollups: Name = "spend.rollups"
+    alerts: Name = "spend.alerts"
+    actions: Name = "spend.actions"
+
+    def names(self) -> list[str]:
+        return [self.events, self.dlq, self.rollups, self.alerts, self.actions]
+
+
+class KafkaConfig(_Section):
+    #: ``SPENDBRAKE_BOOTSTRAP`` in the environment overrides this at load time.
+    bootstrap_servers: Name = "127.0.0.1:9092"
+    topics: TopicsConfig = TopicsConfig()
+    partitions: Annotated[int, Field(ge=1, le=1024)] = 4
+    replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
+    group_id: Name = "spendbrake"
+
+
+class DetectorConfig(_Section):
+    """One detector run on every rolled-up series of the given metric.
+
+    ``kind`` names a registered detector; the detectors package checks the name
+    and ``params`` when it builds the detector.
+    """
+
+    kind: Name
+    metric: Literal["cost_usd", "calls", "cost_per_call"] = "cost_usd"
+    params: dict[str, float | int | str | bool] = {}
+    scope: dict[str, str] = {}
+
+    _scope = field_validator("scope")(_check_scope)
+
+
+class BudgetConfig(_Section):
+    name: Name
+    scope: dict[str, str] = {}
+    amount_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    period: Literal["day", "week", "month"] = "month"
+    timezone: str = "UTC"
+    alert_at: list[BudgetFraction] = [0.5, 0.8, 1.0]
+    hard_stop_at: float | None = 1.2
+
+    _scope = field_validator("scope")(_check_scope)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name like Europe/Paris)"
+            ) from None
+        return value
+
+    @field_validator("alert_at")
+    @classmethod
+    def _alert_at(cls, values: list[float]) -> list[float]:
+        if len(set(values)) != len(values):
+            raise ValueError("fractions must be distinct")
+        return sorted(values)
+
+    @field_validator("hard_stop_at")
+    @classmethod
+    def _hard_stop_range(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= 10:
+            raise ValueError(f"must be in (0, 10], got {value:g}")
+        return value
+
+    @model_validator(mode="after")
+    def _hard_stop_above_alerts(self) -> BudgetConfig:
+        if (
+            self.hard_stop_at is not None
+            and self.alert_at
+            and self.hard_stop_at < max(self.alert_at)
+        ):
+            raise ValueError(
+                f"hard_stop_at ({self.hard_stop_at:g}) must not be below the highest "
+                f"alert_at ({max(self.alert_at):g})"
+            )
+        return self
+
+
+class PolicyConfig(_Section):
+    """What an anomaly on a matching scope does; the first matching policy wins."""
+
+    match: dict[str, str] = {}
+    action: Literal["alert", "pause"] = "alert"
+
+    _match = field_validator("match")(_check_scope)
+
+    @field_validator("action")
+    @classmethod
+    def _never_pause_critical(cls, action: str, info: ValidationInfo) -> str:
+        if action == "pause" and (info.data.get("match") or {}).get("workload") == "critical":
+            raise ValueError(
+                "critical workloads are never paused; use action: alert for workload: critical"
+            )
+        return action
+
+
+class SlackConfig(_Section):
+    token: SecretStr | None = None
+    channel: Name = "#ai-spend"
+    base_url: str | None = None
+    #: ``{scope}`` and ``{kind}`` in the template are filled per alert.
+    runbook_url: str | None = None
+
+
+class GatewayConfig(_Section):
+    kind: Literal["litellm", "webhook"] = "litellm"
+    url: str = "http://127.0.0.1:4000"
+    master_key: SecretStr | None = None
+    secret: SecretStr | None = None
+    dry_run: bool = False
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+
+class PricingConfig(_Section):
+    """Operator price rows: add models or replace shipped ones (same shape as prices.yaml)."""
+
+    models: list[dict[str, Any]] = []
+
+
+class Config(_Section):
+    """The whole operator config. Every section has a usable default."""
+
+    kafka: KafkaConfig = KafkaConfig()
+    dimensions: list[list[str]] = [list(d) for d in DEFAULT_DIMENSIONS]
+    detectors: list[DetectorConfig] = [
+        DetectorConfig(kind="baseline", metric="cost_usd"),
+        DetectorConfig(kind="wow", metric="cost_usd"),
+        DetectorConfig(kind="baseline", metric="cost_per_call"),
+    ]
+    budgets: list[BudgetConfig] = []
+    policies: list[PolicyConfig] = [
+        PolicyConfig(match={"workload": "batch"}, action="pause"),
+        PolicyConfig(match={"workload": "critical"}, action="alert"),
+    ]
+    slack: SlackConfig = SlackConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    pricing: PricingConfig = PricingConfig()
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimensions(cls, sets: list[list[str]]) -> list[list[str]]:
+        seen: set[tuple[str, ...]] = set()
+        for dims in sets:
+            for name in dims:
+                if name not in SCOPE_FIELDS:
+                    raise ValueError(
+                        f"unknown event field {name!r}; use one of {', '.join(SCOPE_FIELDS)}"
+                    )
+            if len(set(dims)) != len(dims):
+                raise ValueError(f"{dims} names a field twice")
+            key = tuple(sorted(dims))
+            if key in seen:
+                raise ValueError(f"{dims} is listed twice")
+            seen.add(key)
+        return sets
+
+    @field_validator("budgets")
+    @classmethod
+    def _unique_budget_names(cls, budgets: list[BudgetConfig]) -> list[BudgetConfig]:
+        names = [b.name for b in budgets]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"budget name {name!r} is used twice")
+        return budgets

@@ -1,0 +1,50 @@
+"""The error tree every SpendBrake package raises from.
+
+    SpendBrakeError
+    ├── InvalidEvent(field, reason)   a usage event broke contract v1
+    └── ConfigError(path, reason)     an operator config value is wrong
+
+Messages are one line, ``field: reason``, so they fit a DLQ record, a log line
+and a terminal without a traceback.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class SpendBrakeError(Exception):
+    """Root of every error SpendBrake raises on purpose."""
+
+
+class InvalidEvent(SpendBrakeError):
+    """A usage event that cannot be counted as sent.
+
+    ``field`` names the offending wire field (``payload`` for problems with the
+    record as a whole: size, encoding, JSON syntax).
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class ConfigError(SpendBrakeError):
+    """An operator config value that cannot be used; ``path`` is like ``budgets[2].alert_at[1]``."""
+
+    def __init__(self, path: str, reason: str, location: str | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.location = location
+        prefix = f"{location}: " if location else ""
+        super().__init__(f"{prefix}{path}: {reason}" if path else f"{prefix}{reason}")
+
+
+def show(value: object, limit: int = 60) -> str:
+    """Render a bad value for an error message: JSON-ish, and short."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

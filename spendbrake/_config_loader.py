@@ -1,0 +1,195 @@
+"""Read an operator YAML file into a ``schemas.Config``.
+
+Every problem becomes a ``ConfigError`` whose message carries the file
+position and the config path (``cfg.yaml:12:5: budgets[0].alert_at: ...``), so
+an operator never reads a pydantic or YAML traceback. Secrets come from
+``${ENV_VAR}`` references and are never echoed back.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from schemas import Config, ConfigError
+from schemas._errors import show
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+Loc = tuple[str | int, ...]
+
+
+class ConfigErrors(ConfigError):
+    """Several config problems at once; ``errors`` lists each one-line message."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__("", "\n".join(str(e) for e in errors))
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate a config file; None gives the defaults (plus env overrides)."""
+    env = os.environ if env is None else env
+    if path is None:
+        data: Any = {}
+        marks: dict[Loc, str] = {}
+        name = "<defaults>"
+    else:
+        name = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("", f"cannot read config: {exc.strerror}", name) from None
+        data, marks = parse_yaml(text, name)
+    return build_config(data, marks, env, name)
+
+
+def parse_yaml(text: str, name: str = "<config>") -> tuple[Any, dict[Loc, str]]:
+    """YAML text to plain data plus the ``file:line:col`` of every node by path."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError("", f"YAML syntax error: {problem}", where) from None
+    marks: dict[Loc, str] = {}
+    if node is not None:
+        _collect_marks(node, (), marks, name)
+    return ({} if data is None else data), marks
+
+
+def build_config(
+    data: Any, marks: Mapping[Loc, str], env: Mapping[str, str], name: str = "<config>"
+) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError("", "the top level must be a mapping of sections", name)
+    errors: list[ConfigError] = []
+    data = _expand_env(data, (), env, marks, errors)
+    if env.get("SPENDBRAKE_BOOTSTRAP"):
+        kafka = dict(data.get("kafka") or {})
+        kafka["bootstrap_servers"] = env["SPENDBRAKE_BOOTSTRAP"]
+        data["kafka"] = kafka
+    if errors:
+        raise ConfigErrors(errors)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigErrors([_to_config_error(err, marks, name) for err in exc.errors()]) from None
+
+
+def format_path(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _collect_marks(node: yaml.Node, loc: Loc, marks: dict[Loc, str], name: str) -> None:
+    marks[loc] = f"{name}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            # A key's own position is where an unknown-key message should point.
+            marks[(*loc, key, "<key>")] = (
+                f"{name}:{key_node.start_mark.line + 1}:{key_node.start_mark.column + 1}"
+            )
+            _collect_marks(value_node, (*loc, key), marks, name)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _collect_marks(item, (*loc, index), marks, name)
+
+
+def _expand_env(
+    value: Any,
+    loc: Loc,
+    env: Mapping[str, str],
+    marks: Mapping[Loc, str],
+    errors: list[ConfigError],
+) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env(v, (*loc, k), env, marks, errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, (*loc, i), env, marks, errors) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def substitute(match: re.Match[str]) -> str:
+            var = match.group(1)
+            if var not in env:
+                errors.append(
+                    ConfigError(
+                        format_path(loc),
+                        f"environment variable {var} is not set",
+                        _mark_for(loc, marks),
+                    )
+                )
+                return ""
+            return env[var]
+
+        return _ENV_REF.sub(substitute, value)
+    return value
+
+
+def _mark_for(loc: Loc, marks: Mapping[Loc, str]) -> str | None:
+    while loc:
+        if loc in marks:
+            return marks[loc]
+        loc = loc[:-1]
+    return marks.get(())
+
+
+def _to_config_error(err: Mapping[str, Any], marks: Mapping[Loc, str], name: str) -> ConfigError:
+    loc: Loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        hint = difflib.get_close_matches(key, _known_keys(loc[:-1]), n=1)
+        reason = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        where = marks.get((*loc, "<key>")) or _mark_for(loc, marks) or name
+        return ConfigError(format_path(loc), reason, where)
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        reason = message[len("Value error, ") :]
+    else:
+        reason = message.replace("Input should be", "must be").replace("Input ", "value ")
+        if kind != "missing":
+            reason += f", got {show(err.get('input'))}"
+        else:
+            reason = "is required"
+    # Pydantic puts the model's field validator errors on the field, but a
+    # union or literal adds its member name to loc; drop those for the path.
+    clean = tuple(
+        p for p in loc if not (isinstance(p, str) and p.startswith(("literal[", "function-")))
+    )
+    return ConfigError(format_path(clean), reason, _mark_for(clean, marks) or name)
+
+
+def _known_keys(loc: Loc) -> list[str]:
+    """Field names of the config model at ``loc`` (for did-you-mean hints)."""
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,369 @@
+"""The ``spendbrake`` command. Each command parses its options and calls a library
+function that the tests call too; nothing here holds logic of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from typing import IO, Any
+
+import click
+from rich.console import Console
+
+from schemas import Config, ConfigError, SpendBrakeError
+
+from . import __version__
+
+err = Console(stderr=True, highlight=False)
+
+
+def _load(config_path: str | None, bootstrap: str | None = None) -> Config:
+    from ._config_loader import load_config
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        err.print(f"[red]invalid config[/red]\n{exc}", markup=True, soft_wrap=True)
+        sys.exit(1)
+    if bootstrap:
+        config = config.model_copy(
+            update={"kafka": config.kafka.model_copy(update={"bootstrap_servers": bootstrap})}
+        )
+    return config
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="SPENDBRAKE_CONFIG",
+    help="Operator YAML config (default: built-in defaults). Env: SPENDBRAKE_CONFIG.",
+)
+bootstrap_option = click.option(
+    "--bootstrap",
+    help="Kafka bootstrap servers, overriding the config. Env: SPENDBRAKE_BOOTSTRAP.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="spendbrake")
+def main() -> None:
+    """SpendBrake: catch runaway AI spend live.
+
+    Producers publish one usage event per LLM call to Kafka; SpendBrake rolls
+    spend up in event time, detects runaways and budget burn, alerts Slack and
+    pauses batch keys at the gateway. Start with `spendbrake demo`.
+    """
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=9092, show_default=True, help="Port (0 picks a free one).")
+@config_option
+@click.option("--partitions", type=int, help="Partitions per topic (default: kafka.partitions).")
+@click.option(
+    "--log", "log_path", type=click.Path(dir_okay=False), help="Write broker output here."
+)
+def broker(
+    host: str, port: int, config_path: str | None, partitions: int | None, log_path: str | None
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, memory only) and create the topics.
+
+    Stops cleanly on Ctrl-C. Everything it holds is lost when it stops.
+    """
+    from ._broker import BrokerError, EmbeddedBroker, ensure_topics
+
+    config = _load(config_path)
+    embedded = EmbeddedBroker(port=port, host=host, log_path=log_path)
+    try:
+        embedded.start()
+        created = asyncio.run(
+            ensure_topics(
+                embedded.bootstrap_servers,
+                config.kafka.topics.names(),
+                partitions or config.kafka.partitions,
+            )
+        )
+    except BrokerError as exc:
+        embedded.stop()
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
+    err.print(
+        f"[green]broker listening on {embedded.bootstrap_servers}[/green] (memory only)\n"
+        f"topics: {', '.join(config.kafka.topics.names())}"
+        + (f" (created {len(created)})" if created else "")
+        + f"\nexport SPENDBRAKE_BOOTSTRAP={embedded.bootstrap_servers}\nCtrl-C stops it."
+    )
+    stop = {"now": False}
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        while not stop["now"] and embedded.running:
+            time.sleep(0.2)
+    finally:
+        was_running = embedded.running
+        embedded.stop()
+    if not was_running and not stop["now"]:
+        err.print("[red]the broker exited on its own[/red]")
+        sys.exit(1)
+    err.print("broker stopped")
+
+
+def _parse_start(value: str | None) -> float:
+    if value is None:
+        return time.time()
+    from schemas import parse_ts
+
+    text = value if "T" in value or " " in value else value + "T00:00:00Z"
+    try:
+        return parse_ts(text)
+    except SpendBrakeError as exc:
+        raise click.BadParameter(str(exc), param_hint="--start") from None
+
+
+def _parse_duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        if text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except (ValueError, IndexError):
+        raise click.BadParameter(
+            f"use a number with s/m/h/d/w, e.g. 2h or 28d; got {text!r}"
+        ) from None
+
+
+@main.command()
+@click.option(
+    "--start", help="Event time of the first event: 2026-10-01 or RFC 3339 (default: now)."
+)
+@click.option(
+    "--duration", default="1h", show_default=True, help="Simulated span: 90s, 30m, 2h, 28d, 5w."
+)
+@click.option("--rate", default=20.0, show_default=True, help="Mean calls per second over a week.")
+@click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same events).")
+@click.option(
+    "--inject",
+    multiple=True,
+    metavar="SPEC",
+    help="Incident, repeatable: KIND:key=value,... e.g. "
+    "runaway:team=search,feature=agent,x=20,start=+2h,duration=3h. "
+    "Kinds: runaway, batch_runaway, spike, launch, creep, prompt_change.",
+)
+@click.option(
+    "--priced-fraction", default=0.5, show_default=True, help="Share of events that carry cost_usd."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write .jsonl here ('-' = stdout) instead of Kafka.",
+)
+@click.option(
+    "--realtime",
+    is_flag=True,
+    help="Pace events at their event time (default: as fast as possible).",
+)
+@config_option
+@bootstrap_option
+def simulate(
+    start: str | None,
+    duration: str,
+    rate: float,
+    seed: int,
+    inject: tuple[str, ...],
+    priced_fraction: float,
+    out: str | None,
+    realtime: bool,
+    config_path: str | None,
+    bootstrap: str | None,
+) -> None:
+    """Generate realistic LLM usage traffic to Kafka or a .jsonl file.
+
+    Several teams, features, keys and workload classes; diurnal and weekly
+    seasonality, Poisson arrivals, lognormal call sizes, legitimate bursts, and
+    optional injected incidents. Weeks of history take seconds unless --realtime.
+    """
+    from ._simulate import parse_incident
+    from ._simulate import simulate as generate
+
+    start_ts = _parse_start(start)
+    span_s = _parse_duration(duration)
+    try:
+        incidents = [parse_incident(spec) for spec in inject]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--inject") from None
+    events = generate(
+        start_ts,
+        span_s,
+        rate_per_s=rate,
+        seed=seed,
+        incidents=incidents,
+        priced_fraction=priced_fraction,
+    )
+    if realtime:
+        events = _paced(events, start_ts)
+    if out is not None:
+        import orjson
+
+        handle: IO[bytes] = sys.stdout.buffer if out == "-" else open(out, "wb")  # noqa: SIM115
+        count = 0
+        with _progress(f"writing {out}") as tick:
+            for event in events:
+                handle.write(orjson.dumps(event.to_wire()) + b"\n")
+                count += 1
+                if count % 5000 == 0:
+                    tick(count)
+        if handle is not sys.stdout.buffer:
+            handle.close()
+        err.print(f"wrote {count} events to {out}")
+        return
+    from spendbrake.sdk import SpendProducer
+
+    config = _load(config_path, bootstrap)
+    producer = SpendProducer(config.kafka.bootstrap_servers, topic=config.kafka.topics.events)
+    count = 0
+    with _progress(f"publishing to {config.kafka.bootstrap_servers}") as tick:
+        for event in events:
+            producer.emit(event)
+            count += 1
+            if count % 5000 == 0:
+                tick(count)
+    delivered = producer.close(timeout_s=60)
+    _report_delivery(producer, count, delivered)
+
+
+def _paced(events: Any, start_ts: float) -> Any:
+    wall0 = time.time()
+    for event in events:
+        delay = (event.ts - start_ts) - (time.time() - wall0)
+        if delay > 0:
+            time.sleep(delay)
+        yield event
+
+
+def _report_delivery(producer: Any, count: int, delivered: bool) -> None:
+    if delivered:
+        err.print(f"published {count} events to {producer.topic} on {producer.bootstrap_servers}")
+        return
+    err.print(
+        f"[yellow]published {producer.stats.delivered} of {count} events; the rest wait in "
+        f"{producer.spill_path}; the next producer run with that spill file sends them[/yellow]"
+    )
+    sys.exit(3)
+
+
+class _progress:
+    """A spinner with a running count on stderr, only when stderr is a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._status: Any = None
+
+    def __enter__(self) -> Any:
+        if err.is_terminal:
+            self._status = err.status(f"{self.label}: 0 events")
+            self._status.__enter__()
+        return self.tick
+
+    def tick(self, count: int) -> None:
+        if self._status is not None:
+            self._status.update(f"{self.label}: {count:,} events")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc)
+
+
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True))
+@config_option
+@bootstrap_option
+@click.option(
+    "--max-errors",
+    default=20,
+    show_default=True,
+    help="Bad lines printed in full (all are counted).",
+)
+def produce(source: str, config_path: str | None, bootstrap: str | None, max_errors: int) -> None:
+    """Publish a .jsonl file of usage events (or '-' for stdin).
+
+    Bad lines are reported with their line number and reason and skipped; good
+    lines still go out. Exit code: 0 all sent, 1 some lines were bad,
+    3 the broker did not take everything (the rest is spilled for later).
+    """
+    from spendbrake.sdk import SpendProducer
+
+    from ._produce import produce_lines
+
+    config = _load(config_path, bootstrap)
+    shown = 0
+
+    def on_bad(number: int, exc: Exception) -> None:
+        nonlocal shown
+        shown += 1
+        if shown <= max_errors:
+            err.print(f"{source}:{number}: {exc}", markup=False, highlight=False)
+
+    handle = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
+    producer = SpendProducer(config.kafka.bootstrap_servers, topic=config.kafka.topics.events)
+    try:
+        with _progress(f"publishing {source}") as tick:
+            report = produce_lines(handle, producer, on_bad=on_bad, on_sent=tick)
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+    delivered = producer.close(timeout_s=30) and report.delivered
+    if report.bad:
+        more = (
+            f" ({len(report.bad) - max_errors} not shown)" if len(report.bad) > max_errors else ""
+        )
+        err.print(f"[yellow]{len(report.bad)} bad line(s) of {report.lines}{more}[/yellow]")
+    if not delivered:
+        _report_delivery(producer, report.sent, delivered)
+    err.print(f"published {report.sent} events to {producer.topic} on {producer.bootstrap_servers}")
+    sys.exit(1 if report.bad else 0)
+
+
+@main.command()
+@click.argument("config_file", type=click.Path(dir_okay=False))
+def validate(config_file: str) -> None:
+    """Check an operator config file; print every problem with file:line:column and path."""
+    from ._config_loader import ConfigErrors, load_config
+
+    try:
+        load_config(config_file)
+    except ConfigErrors as exc:
+        for item in exc.errors:
+            click.echo(str(item), err=True)
+        click.echo(f"{len(exc.errors)} problem(s) in {config_file}", err=True)
+        sys.exit(1)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo(f"{config_file}: ok")
+
+
+@main.command()
+@click.option("--duration", default="20s", show_default=True, help="How long the live part runs.")
+@click.option("--rate", default=300.0, show_default=True, help="Simulated calls per second.")
+@click.option("--seed", default=7, show_default=True)
+def demo(duration: str, rate: float, seed: int) -> None:
+    """Run SpendBrake on an embedded broker with simulated traffic and a live view.
+
+    Starts the embedded broker, publishes simulated traffic with an injected
+    runaway through the producer SDK, and shows spend per team as it arrives on
+    the broker. Needs no Kafka install and no Slack account.
+    """
+    from ._demo import run_demo
+
+    sys.exit(run_demo(_parse_duration(duration), rate, seed, err))
+
+
+if __name__ == "__main__":
+    main()

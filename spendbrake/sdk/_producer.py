@@ -1,0 +1,391 @@
+"""``SpendProducer``: publish one usage event per LLM call without ever slowing the call.
+
+``emit()`` validates the event, redacts a raw secret in ``api_key``, and
+appends it to a bounded in-memory queue; a background thread sends batches
+with aiokafka. When the broker is down or the queue is full, events go to a
+local spill file that is replayed when the broker returns (also by the next
+process, if this one exits first). Events are keyed by ``event_id`` so that a
+resent event lands on the partition of its first copy, where the engine's
+dedupe drops it. No idempotent or transactional producer is needed (the
+embedded broker refuses InitProducerId).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import contextlib
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from schemas import UsageEvent, validate_event
+
+from ._redact import redact_api_key
+from ._spill import SpillFile, default_spill_path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+@dataclass(slots=True)
+class ProducerStats:
+    """Counters since the producer started; ``lost`` stays 0 unless the spill disk fails."""
+
+    emitted: int = 0
+    delivered: int = 0
+    spilled: int = 0
+    replayed: int = 0
+    lost: int = 0
+    send_failures: int = 0
+
+
+class SpendProducer:
+    """Publish v1 usage events to Kafka from sync or async code.
+
+    Parameters
+    ----------
+    bootstrap_servers
+        Kafka bootstrap list; default ``$SPENDBRAKE_BOOTSTRAP`` or ``127.0.0.1:9092``.
+    topic
+        Usage events topic.
+    max_queue
+        Events held in memory before ``emit()`` spills to disk instead.
+    spill_path
+        Spill file; default ``~/.spendbrake/spill/<client_id>-<topic>.jsonl``
+        (``$SPENDBRAKE_SPILL_DIR`` moves the folder).
+    request_timeout_s
+        How long a send may wait for the broker before it counts as failed.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str | None = None,
+        *,
+        topic: str = "spend.events",
+        max_queue: int = 100_000,
+        batch_size: int = 2_000,
+        linger_s: float = 0.01,
+        spill_path: str | Path | None = None,
+        request_timeout_s: float = 10.0,
+        retry_backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        client_id: str = "spendbrake-sdk",
+    ) -> None:
+        self.bootstrap_servers = (
+            bootstrap_servers or os.environ.get("SPENDBRAKE_BOOTSTRAP") or DEFAULT_BOOTSTRAP
+        )
+        self.topic = topic
+        self.max_queue = max_queue
+        self.batch_size = batch_size
+        self.linger_s = linger_s
+        self.request_timeout_s = request_timeout_s
+        self.retry_backoff_s = retry_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.client_id = client_id
+        self.stats = ProducerStats()
+        self._spill = SpillFile(spill_path or default_spill_path(topic, client_id))
+        self._queue: collections.deque[tuple[bytes, bytes]] = collections.deque()
+        self._spill_lock = threading.Lock()
+        self._in_flight = 0
+        self._closing = False
+        self._connected = False
+        self._outage_reported = False
+        self._idle = threading.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="spendbrake-producer", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        # An interpreter exit still spills what was not delivered.
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    @property
+    def spill_path(self) -> Path:
+        return self._spill.path
+
+    @property
+    def connected(self) -> bool:
+        """Whether the last attempt to reach the broker succeeded."""
+        return self._connected
+
+    def emit(self, event: UsageEvent | Mapping[str, Any]) -> None:
+        """Queue one event for sending; never blocks on the network, never raises for an outage.
+
+        Raises ``InvalidEvent`` for an event that breaks contract v1: that is a
+        bug in the caller, and sending it would only move the error downstream.
+        """
+        if not isinstance(event, UsageEvent):
+            event = validate_event(dict(event))
+        if event.api_key is not None:
+            event.api_key = redact_api_key(event.api_key)
+        payload = orjson.dumps(event.to_wire())
+        self.stats.emitted += 1
+        if self._closing or len(self._queue) >= self.max_queue:
+            self._spill_payloads([payload])
+            return
+        was_empty = not self._queue
+        self._queue.append((event.event_id.encode(), payload))
+        if was_empty and self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every emitted event is on the broker; False if the time ran out.
+
+        Events that are not delivered by then stay queued or spilled: nothing is dropped.
+        """
+        deadline = time.monotonic() + timeout_s
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+        with self._idle:
+            while not self._drained():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._thread.is_alive():
+                    return False
+                self._idle.wait(min(remaining, 0.1))
+        return True
+
+    def close(self, timeout_s: float = 30.0) -> bool:
+        """Flush, then stop the sender; what is still undelivered is left in the spill file."""
+        if self._closing and not self._thread.is_alive():
+            return self._drained()
+        delivered = self.flush(timeout_s)
+        self._closing = True
+        if self._loop is not None and self._wake is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop may close meanwhile
+                self._loop.call_soon_threadsafe(self._wake.set)
+        self._thread.join(max(timeout_s, 5.0))
+        self._spill_payloads([payload for _, payload in self._take(len(self._queue))])
+        self._spill.close()
+        return delivered
+
+    async def aflush(self, timeout_s: float = 30.0) -> bool:
+        return await asyncio.to_thread(self.flush, timeout_s)
+
+    async def aclose(self, timeout_s: float = 30.0) -> bool:
+        return await asyncio.to_thread(self.close, timeout_s)
+
+    def __enter__(self) -> SpendProducer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> SpendProducer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the sender thread -------------------------------------------------
+
+    def _drained(self) -> bool:
+        return not self._queue and self._in_flight == 0 and not self._spill.pending
+
+    def _take(self, count: int) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[bytes, bytes]] = []
+        queue = self._queue
+        while queue and len(out) < count:
+            out.append(queue.popleft())
+        return out
+
+    def _spill_payloads(self, payloads: list[bytes]) -> None:
+        if not payloads:
+            return
+        with self._spill_lock:
+            try:
+                self._spill.append(payloads)
+                self.stats.spilled += len(payloads)
+            except OSError as exc:
+                self.stats.lost += len(payloads)
+                log.error("cannot spill %d events to %s: %s", len(payloads), self._spill.path, exc)
+
+    def _notify(self) -> None:
+        with self._idle:
+            self._idle.notify_all()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._wake = asyncio.Event()
+        self._started.set()
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            loop.close()
+            self._notify()
+
+    async def _main(self) -> None:
+        producer: AIOKafkaProducer | None = None
+        backoff = self.retry_backoff_s
+        while True:
+            if self._closing and (
+                (not self._queue and not self._spill.pending) or not self._connected
+            ):
+                break
+            if producer is None:
+                producer = await self._connect()
+                if producer is None:
+                    # Down: keep memory flat and events durable until the broker returns.
+                    while self._queue:
+                        self._spill_payloads([p for _, p in self._take(self.batch_size)])
+                    self._notify()
+                    if self._closing:
+                        break
+                    await self._sleep(backoff * (0.5 + random.random()))
+                    backoff = min(backoff * 2, self.max_backoff_s)
+                    continue
+                backoff = self.retry_backoff_s
+            if self._spill.pending and not await self._replay(producer):
+                producer = await self._disconnect(producer)
+                continue
+            batch = self._take(self.batch_size)
+            if not batch:
+                self._notify()
+                await self._sleep(1.0)
+                continue
+            self._in_flight = len(batch)
+            ok = await self._send(producer, batch)
+            self._in_flight = 0
+            self._notify()
+            if not ok:
+                producer = await self._disconnect(producer)
+            elif len(batch) < self.batch_size and self.linger_s:
+                await asyncio.sleep(self.linger_s)
+        if producer is not None:
+            await self._disconnect(producer)
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._wake is not None
+        self._wake.clear()
+        if self._queue or self._closing:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _connect(self) -> AIOKafkaProducer | None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            acks="all",
+            enable_idempotence=False,
+            linger_ms=5,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=int(self.request_timeout_s * 1000),
+            retry_backoff_ms=200,
+        )
+        try:
+            await producer.start()
+        except (KafkaError, OSError) as exc:
+            # Warn once per outage, not on every retry.
+            report = log.warning if self._connected or not self._outage_reported else log.debug
+            report(
+                "broker %s unreachable (%s); spilling to %s",
+                self.bootstrap_servers,
+                exc,
+                self._spill.path,
+            )
+            self._outage_reported = True
+            self._connected = False
+            await producer.stop()
+            return None
+        if self._outage_reported:
+            log.warning(
+                "broker %s reachable again; replaying spilled events", self.bootstrap_servers
+            )
+            self._outage_reported = False
+        self._connected = True
+        return producer
+
+    async def _disconnect(self, producer: AIOKafkaProducer) -> None:
+        self._connected = False
+        try:
+            await asyncio.wait_for(producer.stop(), self.request_timeout_s)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.debug("producer stop failed: %s", exc)
+        return None
+
+    async def _send(self, producer: AIOKafkaProducer, batch: list[tuple[bytes, bytes]]) -> bool:
+        """Send a batch; spill the events whose delivery failed. True if all were delivered."""
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for key, payload in batch:
+                futures.append(await producer.send(self.topic, payload, key=key))
+        except (KafkaError, OSError) as exc:
+            log.warning("send failed (%s); spilling", exc)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [
+            p for (_, p), r in zip(batch, results, strict=False) if isinstance(r, BaseException)
+        ]
+        failed.extend(p for _, p in batch[len(futures) :])
+        self.stats.delivered += len(batch) - len(failed)
+        if failed:
+            self.stats.send_failures += 1
+            self._spill_payloads(failed)
+            return False
+        return True
+
+    async def _replay(self, producer: AIOKafkaProducer) -> bool:
+        path = self._spill.start_replay()
+        if path is None:
+            return True
+        for chunk in self._spill.read_replay(self.batch_size):
+            futures: list[asyncio.Future[Any]] = []
+            try:
+                for payload in chunk:
+                    futures.append(
+                        await producer.send(self.topic, payload, key=_event_key(payload))
+                    )
+                results = await asyncio.gather(*futures, return_exceptions=True)
+            except (KafkaError, OSError) as exc:
+                log.warning("replay of %s interrupted (%s); will retry", path, exc)
+                return False
+            if any(isinstance(r, BaseException) for r in results):
+                # The file is kept whole: a later replay resends it, and the
+                # engine's event_id dedupe drops the copies that did arrive.
+                return False
+            self.stats.replayed += len(chunk)
+            self.stats.delivered += len(chunk)
+        self._spill.finish_replay()
+        log.info("replayed spilled events from %s", path)
+        return True
+
+
+def _event_key(payload: bytes) -> bytes | None:
+    """Key a spilled line by its event_id; a torn line is sent unkeyed and lands in the DLQ."""
+    try:
+        return orjson.loads(payload)["event_id"].encode()
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _close_at_exit(ref: weakref.ref[SpendProducer]) -> None:
+    producer = ref()
+    if producer is not None:
+        # Down broker: spill at once rather than hold up the interpreter's exit.
+        producer.close(timeout_s=5.0 if producer.connected else 0.0)

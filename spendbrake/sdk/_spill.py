@@ -1,0 +1,122 @@
+"""A local file for events the broker has not taken yet.
+
+The producer appends here when its memory queue is full or the broker is
+down, and replays the file when the broker is back. The file survives the
+process, so a producer that restarts delivers what its predecessor spilled.
+Replays may resend a line whose first send had an unknown outcome: the engine
+drops duplicates by ``event_id``, so a resend never double counts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+def default_spill_path(topic: str, client_id: str) -> Path:
+    base = Path(os.environ.get("SPENDBRAKE_SPILL_DIR", Path.home() / ".spendbrake" / "spill"))
+    return base / f"{client_id}-{topic}.jsonl"
+
+
+class SpillFile:
+    """Append-only JSON lines plus a ``.replaying`` file while a replay is under way.
+
+    Holds an exclusive lock so two live producers never share one file; a
+    second producer on the same path gets a ``-<pid>`` suffix instead.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_handle = self._lock(path)
+        if self._lock_handle is None:
+            path = path.with_name(f"{path.stem}-{os.getpid()}{path.suffix}")
+            self._lock_handle = self._lock(path)
+        self.path = path
+        self.replay_path = path.with_name(path.name + ".replaying")
+        self._mutex = threading.Lock()
+        self._handle: IO[bytes] | None = None
+        self._pending = self._has_data(self.path) or self._has_data(self.replay_path)
+
+    @staticmethod
+    def _lock(path: Path) -> IO[bytes] | None:
+        handle = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held for life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return handle
+
+    @staticmethod
+    def _has_data(path: Path) -> bool:
+        try:
+            return path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    @property
+    def pending(self) -> bool:
+        """True while spilled events wait for the broker."""
+        return self._pending
+
+    def append(self, payloads: list[bytes]) -> None:
+        """Write payloads (one JSON object each, no newline).
+
+        Flushed to the OS, not fsynced: a spill survives this process dying,
+        not the machine losing power, and ``emit()`` stays fast when it spills.
+        """
+        if not payloads:
+            return
+        data = b"\n".join(payloads) + b"\n"
+        with self._mutex:
+            if self._handle is None:
+                self._handle = open(self.path, "ab")  # noqa: SIM115 - closed on replay/close
+            self._handle.write(data)
+            self._handle.flush()
+            self._pending = True
+
+    def start_replay(self) -> Path | None:
+        """Move spilled lines aside for sending; new spills go to a fresh file meanwhile."""
+        with self._mutex:
+            if self._has_data(self.replay_path):
+                return self.replay_path
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+            if self._has_data(self.path):
+                os.replace(self.path, self.replay_path)
+                return self.replay_path
+            self._pending = False
+            return None
+
+    def read_replay(self, chunk: int = 1000) -> Iterator[list[bytes]]:
+        with open(self.replay_path, "rb") as handle:
+            lines: list[bytes] = []
+            for line in handle:
+                line = line.rstrip(b"\r\n")
+                if line:
+                    lines.append(line)
+                if len(lines) >= chunk:
+                    yield lines
+                    lines = []
+            if lines:
+                yield lines
+
+    def finish_replay(self) -> None:
+        with self._mutex:
+            self.replay_path.unlink(missing_ok=True)
+            self._pending = self._has_data(self.path)
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None

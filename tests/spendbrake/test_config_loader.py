@@ -1,0 +1,124 @@
+"""Operator config: defaults, ${ENV} secrets, and one-line errors with file position and path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from schemas import Config
+from spendbrake._config_loader import ConfigErrors, load_config
+
+GOOD = """\
+kafka:
+  bootstrap_servers: kafka:9092
+  partitions: 8
+dimensions: [[], [team], [team, feature]]
+budgets:
+  - name: search-monthly
+    scope: {team: search}
+    amount_usd: 1000
+    period: month
+    timezone: Europe/Paris
+    alert_at: [0.8, 0.5, 1.0]
+    hard_stop_at: 1.2
+policies:
+  - match: {workload: batch}
+    action: pause
+  - match: {workload: critical}
+    action: alert
+slack:
+  token: ${SLACK_BOT_TOKEN}
+  channel: "#ai-spend"
+gateway:
+  kind: litellm
+  url: http://127.0.0.1:4000
+  master_key: ${LITELLM_MASTER_KEY}
+"""
+
+ENV = {"SLACK_BOT_TOKEN": "xoxb-secret", "LITELLM_MASTER_KEY": "sk-master-secret"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spendbrake.yaml"
+    path.write_text(text)
+    return path
+
+
+def errors_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigErrors) as info:
+        load_config(write(tmp_path, text), env=ENV if env is None else env)
+    return [str(e) for e in info.value.errors]
+
+
+def test_defaults_need_no_file() -> None:
+    config = load_config(None, env={})
+    assert config == Config()
+    assert config.kafka.topics.names() == ["spend.events", "spend.dlq", "spend.rollups", "spend.alerts", "spend.actions"]
+    assert config.dimensions[0] == [] and ["team", "feature"] in config.dimensions
+    assert [p.action for p in config.policies] == ["pause", "alert"]
+
+
+def test_good_file_loads_and_hides_secrets(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), env=ENV)
+    budget = config.budgets[0]
+    assert budget.alert_at == [0.5, 0.8, 1.0] and budget.timezone == "Europe/Paris"
+    assert config.slack.token is not None and config.slack.token.get_secret_value() == "xoxb-secret"
+    assert "xoxb-secret" not in repr(config) and "sk-master-secret" not in str(config)
+
+
+def test_bootstrap_env_overrides_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), env={**ENV, "SPENDBRAKE_BOOTSTRAP": "10.1.1.1:9093"})
+    assert config.kafka.bootstrap_servers == "10.1.1.1:9093"
+
+
+def test_missing_env_var_is_named_with_location(tmp_path: Path) -> None:
+    assert errors_of(tmp_path, GOOD, env={"SLACK_BOT_TOKEN": "x"}) == [
+        f"{tmp_path}/spendbrake.yaml:24:15: gateway.master_key: environment variable LITELLM_MASTER_KEY is not set"
+    ]
+
+
+def test_each_problem_has_line_column_and_path(tmp_path: Path) -> None:
+    text = GOOD.replace("alert_at: [0.8, 0.5, 1.0]", "alert_at: [0.8, 5]").replace(
+        "hard_stop_at: 1.2", "hard_stop: 1.2"
+    )
+    text = text.replace(
+        "    action: alert\n", "    action: alert\n  - match: {workload: critical}\n    action: pause\n"
+    )
+    text = text.replace("amount_usd: 1000", "amount_usd: -1")
+    name = f"{tmp_path}/spendbrake.yaml"
+    assert errors_of(tmp_path, text) == [
+        f"{name}:8:17: budgets[0].amount_usd: must be greater than 0, got -1",
+        f"{name}:11:21: budgets[0].alert_at[1]: must be in (0, 2], got 5",
+        f"{name}:12:5: budgets[0].hard_stop: unknown key 'hard_stop' (did you mean 'hard_stop_at'?)",
+        f"{name}:19:13: policies[2].action: critical workloads are never paused; use action: alert for workload: critical",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kafka: {partitions: many}\n", "kafka.partitions: must be a valid integer"),
+        ("dimensions: [[team, colour]]\n", "dimensions: unknown event field 'colour'"),
+        ("budgets:\n  - {name: a, amount_usd: 5, alert_at: [0.5, 1.5], hard_stop_at: 1.2}\n", "hard_stop_at (1.2) must not be below the highest alert_at (1.5)"),
+        ("budgets:\n  - {name: a, amount_usd: 5, timezone: Mars/Base}\n", "budgets[0].timezone: unknown time zone 'Mars/Base'"),
+        ("budgets:\n  - {name: a, amount_usd: 5}\n  - {name: a, amount_usd: 6}\n", "budget name 'a' is used twice"),
+        ("policies:\n  - {match: {wrkload: batch}, action: pause}\n", "policies[0].match: unknown event field 'wrkload'"),
+        ("gateway: {kind: envoy}\n", "gateway.kind: must be 'litellm' or 'webhook', got \"envoy\""),
+        ("slak: {channel: x}\n", "slak: unknown key 'slak' (did you mean 'slack'?)"),
+    ],
+)
+def test_bad_values(tmp_path: Path, text: str, message: str) -> None:
+    errors = errors_of(tmp_path, text, env={})
+    assert any(message in e for e in errors), errors
+
+
+def test_yaml_syntax_error_has_position(tmp_path: Path) -> None:
+    with pytest.raises(Exception) as info:
+        load_config(write(tmp_path, "kafka:\n  partitions: [1, 2\n"), env={})
+    assert str(info.value).startswith(f"{tmp_path}/spendbrake.yaml:") and "YAML syntax error" in str(info.value)
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="top level must be a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"), env={})
