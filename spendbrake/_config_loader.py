@@ -3,7 +3,7 @@
 Every problem becomes a ``ConfigError`` whose message carries the file
 position and the config path (``cfg.yaml:12:5: budgets[0].alert_at: ...``), so
 an operator never reads a pydantic or YAML traceback. Secrets come from
-``${ENV_VAR}`` references and are never echoed back.
+``${ENV_VAR}`` (or ``${ENV_VAR:-default}``) references and are never echoed back.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from pydantic import BaseModel, ValidationError
 from schemas import Config, ConfigError
 from schemas._errors import show
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${VAR} or ${VAR:-default}, as in shells and docker compose.
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 Loc = tuple[str | int, ...]
 
@@ -122,7 +123,9 @@ def _expand_env(
     if isinstance(value, str) and "${" in value:
 
         def substitute(match: re.Match[str]) -> str:
-            var = match.group(1)
+            var, default = match.group(1), match.group(2)
+            if var not in env and default is not None:
+                return default
             if var not in env:
                 errors.append(
                     ConfigError(

@@ -16,7 +16,7 @@ from schemas import Config, ConfigError, SpendBrakeError
 
 from . import __version__
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _load(config_path: str | None, bootstrap: str | None = None) -> Config:

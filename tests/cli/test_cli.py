@@ -1,0 +1,164 @@
+"""The spendbrake command as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from click.testing import CliRunner
+
+from schemas import decode_event
+from spendbrake._broker import EmbeddedBroker, free_port
+from spendbrake.cli import main
+from tests.kafka_helpers import read_topic_sync
+
+COMMANDS = ["broker", "simulate", "produce", "validate", "demo"]
+
+
+def run(*args: str) -> object:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_console_script_help() -> None:
+    script = str(Path(sys.executable).with_name("spendbrake"))
+    out = subprocess.run([script, "--help"], capture_output=True, text=True, check=True).stdout
+    for command in COMMANDS:
+        assert command in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = run(command, "--help")
+    assert result.exit_code == 0 and "Usage: main " + command in result.output.replace("spendbrake", "main")
+
+
+def test_simulate_to_file_writes_valid_events(tmp_path: Path) -> None:
+    out = tmp_path / "sim.jsonl"
+    result = run("simulate", "--start", "2026-10-05", "--duration", "2h", "--rate", "5", "--seed", "3", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    lines = out.read_bytes().splitlines()
+    assert len(lines) > 1000
+    events = [decode_event(line) for line in lines]
+    assert all(a.ts <= b.ts for a, b in zip(events, events[1:], strict=False))
+    assert f"wrote {len(lines)} events" in result.output
+
+
+def test_simulate_rejects_a_bad_incident_spec() -> None:
+    result = run("simulate", "--duration", "1h", "--inject", "meltdown:team=x", "--out", os.devnull)
+    assert result.exit_code == 2 and "--inject" in result.output and "meltdown" in result.output
+
+
+def topic_config(tmp_path: Path, topic: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(f"kafka:\n  topics:\n    events: {topic}\n")
+    return path
+
+
+def test_simulate_publishes_to_the_broker(broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path) -> None:
+    topic = make_topic("simcli")
+    cfg = topic_config(tmp_path, topic)
+    result = run("simulate", "--duration", "20m", "--rate", "5", "--config", str(cfg), "--bootstrap", broker.bootstrap_servers)
+    assert result.exit_code == 0, result.output
+    count = int(result.output.split("published ")[1].split()[0])
+    assert count > 100
+    assert len(read_topic_sync(broker.bootstrap_servers, topic, count)) == count
+
+
+def test_produce_reports_bad_lines_and_sends_good_ones(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = make_topic("produce")
+    good = {
+        "event_id": "g1",
+        "ts": "2026-11-23T23:30:00-11:00",
+        "provider": "openai",
+        "model": "gpt-4o",
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "team": "search",
+        "feature": "line\u2028sep",
+    }
+    lines = [
+        orjson.dumps(good) + b"\r\n",
+        b'{"event_id": "bad-json", \n',
+        orjson.dumps({**good, "event_id": "g2"}) + b"\n",
+        orjson.dumps({**good, "event_id": "b2", "input_tokens": -5}) + b"\n",
+        b"\n",
+        orjson.dumps({**good, "event_id": "b3", "ts": "2026-11-23T10:00:00"}) + b"\n",
+        b"\xff\xfe\n",
+        orjson.dumps({**good, "event_id": "g3", "unknown_field": 1}) + b"\n",
+    ]
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b"".join(lines))
+    result = run("produce", str(source), "--config", str(topic_config(tmp_path, topic)), "--bootstrap", broker.bootstrap_servers)
+    assert result.exit_code == 1
+    assert f"{source}:2: payload: not valid JSON" in result.output
+    assert f"{source}:4: input_tokens: must be >= 0, got -5" in result.output
+    assert f"{source}:6: ts: must carry a UTC offset" in result.output
+    assert f"{source}:7: payload: not valid JSON: str is not valid UTF-8" in result.output
+    assert "4 bad line(s) of 8" in result.output
+    records = read_topic_sync(broker.bootstrap_servers, topic, 3)
+    assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == ["g1", "g2", "g3"]
+
+
+def test_produce_from_stdin_exits_zero_when_all_lines_are_good(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = make_topic("stdin")
+    event = {"event_id": "s1", "ts": 1795428000, "provider": "google", "model": "gemini-2.5-flash", "input_tokens": 5, "output_tokens": 5, "team": "growth"}
+    result = CliRunner().invoke(
+        main,
+        ["produce", "-", "--config", str(topic_config(tmp_path, topic)), "--bootstrap", broker.bootstrap_servers],
+        input=orjson.dumps(event) + b"\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert len(read_topic_sync(broker.bootstrap_servers, topic, 1)) == 1
+
+
+def test_validate_exit_codes(tmp_path: Path) -> None:
+    assert run("validate", "examples/spendbrake.yaml").exit_code == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("budgets:\n  - name: x\n    amount_usd: -1\n")
+    result = run("validate", str(bad))
+    assert result.exit_code == 1
+    assert f"{bad}:3:17: budgets[0].amount_usd: must be greater than 0, got -1" in result.output
+
+
+def test_broker_command_serves_topics_and_stops_on_ctrl_c() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "spendbrake.cli", "broker", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        banner = ""
+        deadline = time.monotonic() + 30
+        while "Ctrl-C" not in banner and time.monotonic() < deadline:
+            banner += process.stderr.readline()
+        assert f"127.0.0.1:{port}" in banner
+
+        async def topics() -> list[str]:
+            admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}")
+            await admin.start()
+            try:
+                return await admin.list_topics()
+            finally:
+                await admin.close()
+
+        assert {"spend.events", "spend.dlq", "spend.rollups", "spend.alerts", "spend.actions"} <= set(asyncio.run(topics()))
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+        assert "broker stopped" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -1,0 +1,149 @@
+"""SpendProducer against the real embedded broker over TCP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from schemas import InvalidEvent, decode_event
+from spendbrake._broker import EmbeddedBroker, ensure_topics, free_port
+from spendbrake.sdk import SpendProducer
+from tests.kafka_helpers import read_topic_sync
+
+T0 = 1_795_428_000.0
+
+
+def event(i: int, **extra: object) -> dict[str, object]:
+    return {
+        "event_id": f"e-{i}",
+        "ts": T0 + i * 0.5,
+        "provider": "anthropic",
+        "model": "claude-sonnet-4-5",
+        "input_tokens": 1000 + i,
+        "output_tokens": i % 300,
+        "cache_read_tokens": i % 1000,
+        "team": f"team-{i % 7}",
+        "feature": "agent",
+        "workload": ("critical", "standard", "batch")[i % 3],
+        "cost_usd": round(i * 0.0001, 6),
+        **extra,
+    }
+
+
+def test_ten_thousand_events_arrive_exactly_as_sent(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = make_topic("sdk")
+    sent = {}
+    with SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl") as producer:
+        for i in range(10_000):
+            payload = event(i)
+            producer.emit(payload)
+            sent[payload["event_id"]] = decode_event(orjson.dumps(payload))
+        assert producer.flush(60)
+    assert producer.stats.delivered == 10_000 and producer.stats.spilled == 0
+    records = read_topic_sync(broker.bootstrap_servers, topic, 10_000)
+    assert len(records) == 10_000
+    received = {decode_event(value).event_id: decode_event(value) for _, _, value in records}
+    assert received == sent
+    assert all(key == value_id.encode() for (_, key, _), value_id in zip(records, (orjson.loads(v)["event_id"] for _, _, v in records), strict=True))
+
+
+def test_duplicates_of_one_event_share_a_partition(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = make_topic("dup", partitions=8)
+    with SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl") as producer:
+        for i in range(200):
+            producer.emit(event(i))
+            producer.emit(event(i))  # a retrying caller
+    records = read_topic_sync(broker.bootstrap_servers, topic, 400)
+    partitions: dict[bytes | None, set[int]] = {}
+    for partition, key, _ in records:
+        partitions.setdefault(key, set()).add(partition)
+    assert len(partitions) == 200
+    assert all(len(p) == 1 for p in partitions.values())
+    assert len({next(iter(p)) for p in partitions.values()}) > 1  # keys do spread
+
+
+def test_raw_secrets_never_leave_the_process(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = make_topic("secret")
+    with SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl") as producer:
+        producer.emit(event(1, api_key="sk-proj-AbCdEf0123456789xyz"))
+        producer.emit(event(2, api_key="sk-ant-api03-AbCdEf0123456789"))
+        producer.emit(event(3, api_key="search-agent-prod"))
+    records = read_topic_sync(broker.bootstrap_servers, topic, 3)
+    keys = {orjson.loads(v)["event_id"]: orjson.loads(v)["api_key"] for _, _, v in records}
+    assert keys["e-3"] == "search-agent-prod"
+    assert all(keys[k].startswith("sha256:") and len(keys[k]) == 23 for k in ("e-1", "e-2"))
+    assert not any(b"AbCdEf0123456789" in v for _, _, v in records)
+
+
+def test_invalid_event_is_the_callers_error(tmp_path: Path) -> None:
+    with SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl") as producer:
+        with pytest.raises(InvalidEvent, match="input_tokens: must be >= 0, got -1"):
+            producer.emit(event(1, input_tokens=-1))
+
+
+def test_broker_down_at_start_spills_then_delivers_once_it_is_up(tmp_path: Path) -> None:
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    producer = SpendProducer(
+        bootstrap, spill_path=tmp_path / "s.jsonl", max_queue=500, retry_backoff_s=0.1, max_backoff_s=0.5
+    )
+    for i in range(3_000):
+        producer.emit(event(i))  # never raises, never waits for the absent broker
+    assert not producer.flush(timeout_s=1.0)
+    assert producer.stats.spilled > 0 and producer.stats.delivered == 0
+    assert producer.spill_path.exists() or producer.spill_path.with_name(producer.spill_path.name + ".replaying").exists()
+    with EmbeddedBroker(port=port) as late_broker:
+        asyncio.run(ensure_topics(bootstrap, ["spend.events"]))
+        assert producer.flush(timeout_s=60)
+        assert producer.close()
+        records = read_topic_sync(late_broker.bootstrap_servers, "spend.events", 3_000)
+    ids = [orjson.loads(v)["event_id"] for _, _, v in records]
+    assert sorted(ids) == sorted(f"e-{i}" for i in range(3_000))
+    assert producer.stats.replayed == producer.stats.spilled
+
+
+def test_a_new_producer_delivers_what_a_closed_one_spilled(tmp_path: Path) -> None:
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    spill = tmp_path / "shared.jsonl"
+    first = SpendProducer(bootstrap, spill_path=spill, retry_backoff_s=0.1)
+    for i in range(1_000):
+        first.emit(event(i))
+    assert not first.close(timeout_s=0.5)  # broker absent: everything stays on disk
+    assert first.stats.spilled == 1_000
+    with EmbeddedBroker(port=port):
+        asyncio.run(ensure_topics(bootstrap, ["spend.events"]))
+        second = SpendProducer(bootstrap, spill_path=spill, retry_backoff_s=0.1)
+        assert second.close(timeout_s=60)
+        records = read_topic_sync(bootstrap, "spend.events", 1_000)
+    assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == sorted(f"e-{i}" for i in range(1_000))
+
+
+def test_two_live_producers_never_share_a_spill_file(tmp_path: Path) -> None:
+    a = SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl")
+    b = SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl")
+    try:
+        assert a.spill_path != b.spill_path
+    finally:
+        a.close(0)
+        b.close(0)
+
+
+async def test_emit_from_async_code(broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path) -> None:
+    topic = await asyncio.to_thread(make_topic, "async")
+    async with SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl") as producer:
+        for i in range(100):
+            producer.emit(event(i))
+        assert await producer.aflush(30)
+    records = await asyncio.to_thread(read_topic_sync, broker.bootstrap_servers, topic, 100)
+    assert len(records) == 100
