@@ -1,6 +1,12 @@
 """Data shared by every SpendBrake package: the usage event contract v1, the
 operator config model, prices, and the error tree."""
 
+from ._adapters import (
+    from_anthropic_usage,
+    from_litellm,
+    from_openai_usage,
+    from_otel_attributes,
+)
 from ._config import (
     DEFAULT_DIMENSIONS,
     SCOPE_FIELDS,
@@ -24,6 +30,7 @@ from ._event import (
     parse_ts,
     validate_event,
 )
+from ._pricing import ModelPrice, PriceEntryModel, PriceTable
 
 __all__ = [
     "DEFAULT_DIMENSIONS",
@@ -37,7 +44,10 @@ __all__ = [
     "GatewayConfig",
     "InvalidEvent",
     "KafkaConfig",
+    "ModelPrice",
     "PolicyConfig",
+    "PriceEntryModel",
+    "PriceTable",
     "PricingConfig",
     "SlackConfig",
     "SpendBrakeError",
@@ -45,6 +55,10 @@ __all__ = [
     "UsageEvent",
     "decode_event",
     "format_ts",
+    "from_anthropic_usage",
+    "from_litellm",
+    "from_openai_usage",
+    "from_otel_attributes",
     "parse_ts",
     "validate_event",
 ]

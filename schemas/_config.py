@@ -8,7 +8,7 @@ can be handed just its own section.
 from __future__ import annotations
 
 import zoneinfo
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +20,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from ._pricing import PriceEntryModel
 
 #: Event fields a scope, a match or a rollup dimension may name.
 SCOPE_FIELDS = (
@@ -188,7 +190,7 @@ class GatewayConfig(_Section):
 class PricingConfig(_Section):
     """Operator price rows: add models or replace shipped ones (same shape as prices.yaml)."""
 
-    models: list[dict[str, Any]] = []
+    models: list[PriceEntryModel] = []
 
 
 class Config(_Section):

@@ -15,7 +15,7 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ["SPENDBRAKE_SPILL_DIR"] = tempfile.mkdtemp(prefix="spendbrake-spill-")
 
-from spendbrake._broker import EmbeddedBroker, ensure_topics  # noqa: E402
+from spendbrake._broker import EmbeddedBroker, ensure_topics
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,12 @@ import time
 
 from aiokafka import AIOKafkaConsumer
 
-
 Record = tuple[int, bytes | None, bytes]
 
 
-async def read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float = 30.0) -> list[Record]:
+async def read_topic(
+    bootstrap: str, topic: str, expect: int, timeout_s: float = 30.0
+) -> list[Record]:
     """All (partition, key, value) records of a topic from the start.
 
     Reads until ``expect`` records arrived or the timeout, then a little longer
@@ -41,5 +42,7 @@ async def read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float =
     return records
 
 
-def read_topic_sync(bootstrap: str, topic: str, expect: int, timeout_s: float = 30.0) -> list[Record]:
+def read_topic_sync(
+    bootstrap: str, topic: str, expect: int, timeout_s: float = 30.0
+) -> list[Record]:
     return asyncio.run(read_topic(bootstrap, topic, expect, timeout_s))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -38,17 +39,31 @@ def test_console_script_help() -> None:
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command: str) -> None:
     result = run(command, "--help")
-    assert result.exit_code == 0 and "Usage: main " + command in result.output.replace("spendbrake", "main")
+    assert result.exit_code == 0 and "Usage: main " + command in result.output.replace(
+        "spendbrake", "main"
+    )
 
 
 def test_simulate_to_file_writes_valid_events(tmp_path: Path) -> None:
     out = tmp_path / "sim.jsonl"
-    result = run("simulate", "--start", "2026-10-05", "--duration", "2h", "--rate", "5", "--seed", "3", "--out", str(out))
+    result = run(
+        "simulate",
+        "--start",
+        "2026-10-05",
+        "--duration",
+        "2h",
+        "--rate",
+        "5",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     lines = out.read_bytes().splitlines()
     assert len(lines) > 1000
     events = [decode_event(line) for line in lines]
-    assert all(a.ts <= b.ts for a, b in zip(events, events[1:], strict=False))
+    assert all(a.ts <= b.ts for a, b in itertools.pairwise(events))
     assert f"wrote {len(lines)} events" in result.output
 
 
@@ -63,10 +78,22 @@ def topic_config(tmp_path: Path, topic: str) -> Path:
     return path
 
 
-def test_simulate_publishes_to_the_broker(broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path) -> None:
+def test_simulate_publishes_to_the_broker(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
     topic = make_topic("simcli")
     cfg = topic_config(tmp_path, topic)
-    result = run("simulate", "--duration", "20m", "--rate", "5", "--config", str(cfg), "--bootstrap", broker.bootstrap_servers)
+    result = run(
+        "simulate",
+        "--duration",
+        "20m",
+        "--rate",
+        "5",
+        "--config",
+        str(cfg),
+        "--bootstrap",
+        broker.bootstrap_servers,
+    )
     assert result.exit_code == 0, result.output
     count = int(result.output.split("published ")[1].split()[0])
     assert count > 100
@@ -99,7 +126,14 @@ def test_produce_reports_bad_lines_and_sends_good_ones(
     ]
     source = tmp_path / "events.jsonl"
     source.write_bytes(b"".join(lines))
-    result = run("produce", str(source), "--config", str(topic_config(tmp_path, topic)), "--bootstrap", broker.bootstrap_servers)
+    result = run(
+        "produce",
+        str(source),
+        "--config",
+        str(topic_config(tmp_path, topic)),
+        "--bootstrap",
+        broker.bootstrap_servers,
+    )
     assert result.exit_code == 1
     assert f"{source}:2: payload: not valid JSON" in result.output
     assert f"{source}:4: input_tokens: must be >= 0, got -5" in result.output
@@ -114,10 +148,25 @@ def test_produce_from_stdin_exits_zero_when_all_lines_are_good(
     broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     topic = make_topic("stdin")
-    event = {"event_id": "s1", "ts": 1795428000, "provider": "google", "model": "gemini-2.5-flash", "input_tokens": 5, "output_tokens": 5, "team": "growth"}
+    event = {
+        "event_id": "s1",
+        "ts": 1795428000,
+        "provider": "google",
+        "model": "gemini-2.5-flash",
+        "input_tokens": 5,
+        "output_tokens": 5,
+        "team": "growth",
+    }
     result = CliRunner().invoke(
         main,
-        ["produce", "-", "--config", str(topic_config(tmp_path, topic)), "--bootstrap", broker.bootstrap_servers],
+        [
+            "produce",
+            "-",
+            "--config",
+            str(topic_config(tmp_path, topic)),
+            "--bootstrap",
+            broker.bootstrap_servers,
+        ],
         input=orjson.dumps(event) + b"\n",
     )
     assert result.exit_code == 0, result.output
@@ -155,7 +204,13 @@ def test_broker_command_serves_topics_and_stops_on_ctrl_c() -> None:
             finally:
                 await admin.close()
 
-        assert {"spend.events", "spend.dlq", "spend.rollups", "spend.alerts", "spend.actions"} <= set(asyncio.run(topics()))
+        assert {
+            "spend.events",
+            "spend.dlq",
+            "spend.rollups",
+            "spend.alerts",
+            "spend.actions",
+        } <= set(asyncio.run(topics()))
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0
         assert "broker stopped" in process.stderr.read()

@@ -73,7 +73,11 @@ def test_full_event_round_trips_through_wire() -> None:
     event = decode_event(orjson.dumps(full))
     again = decode_event(event.to_json())
     assert again == event
-    assert (event.cache_read_tokens, event.cache_write_tokens, event.reasoning_tokens) == (1000, 100, 40)
+    assert (event.cache_read_tokens, event.cache_write_tokens, event.reasoning_tokens) == (
+        1000,
+        100,
+        40,
+    )
     assert event.workload == "batch" and event.tags == {"region": "eu"}
 
 
@@ -83,7 +87,9 @@ def test_message_format_from_the_contract() -> None:
     assert str(info.value) == "input_tokens: must be >= 0, got -5"
 
 
-@pytest.mark.parametrize("name", ["event_id", "ts", "provider", "model", "input_tokens", "output_tokens", "team"])
+@pytest.mark.parametrize(
+    "name", ["event_id", "ts", "provider", "model", "input_tokens", "output_tokens", "team"]
+)
 def test_missing_required_field(name: str) -> None:
     rejects(wire(**{name: ...}), name, "is required")
 
@@ -139,21 +145,41 @@ def test_bad_timestamps(value: object, fragment: str) -> None:
 
 def test_nan_and_infinity_are_rejected() -> None:
     rejects(b'{"event_id":"e","ts":NaN}', "payload", "not valid JSON")
-    rejects(orjson.dumps(wire()).replace(b'"input_tokens":1200', b'"input_tokens":1e999'), "payload", "infinity")
+    rejects(
+        orjson.dumps(wire()).replace(b'"input_tokens":1200', b'"input_tokens":1e999'),
+        "payload",
+        "infinity",
+    )
     # Python callers (the SDK) can hand over real NaN and inf floats.
-    for name, value in [("cost_usd", float("nan")), ("cost_usd", float("inf")), ("ts", float("nan"))]:
+    for name, value in [
+        ("cost_usd", float("nan")),
+        ("cost_usd", float("inf")),
+        ("ts", float("nan")),
+    ]:
         with pytest.raises(InvalidEvent) as info:
             validate_event(wire(**{name: value}))
         assert info.value.field == name
 
 
 def test_cache_tokens_cannot_exceed_input() -> None:
-    rejects(wire(input_tokens=1000, cache_read_tokens=900, cache_write_tokens=200), "cache_read_tokens", "must be <= input_tokens (1000)")
-    rejects(wire(input_tokens=10, cache_write_tokens=11), "cache_write_tokens", "(11) must be <= input_tokens (10)")
+    rejects(
+        wire(input_tokens=1000, cache_read_tokens=900, cache_write_tokens=200),
+        "cache_read_tokens",
+        "must be <= input_tokens (1000)",
+    )
+    rejects(
+        wire(input_tokens=10, cache_write_tokens=11),
+        "cache_write_tokens",
+        "(11) must be <= input_tokens (10)",
+    )
 
 
 def test_reasoning_tokens_are_part_of_output() -> None:
-    rejects(wire(output_tokens=10, reasoning_tokens=11), "reasoning_tokens", "must be <= output_tokens (10)")
+    rejects(
+        wire(output_tokens=10, reasoning_tokens=11),
+        "reasoning_tokens",
+        "must be <= output_tokens (10)",
+    )
 
 
 def test_malformed_json_and_non_objects() -> None:

@@ -39,7 +39,9 @@ def test_ten_thousand_events_arrive_exactly_as_sent(
 ) -> None:
     topic = make_topic("sdk")
     sent = {}
-    with SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl") as producer:
+    with SpendProducer(
+        broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl"
+    ) as producer:
         for i in range(10_000):
             payload = event(i)
             producer.emit(payload)
@@ -50,14 +52,21 @@ def test_ten_thousand_events_arrive_exactly_as_sent(
     assert len(records) == 10_000
     received = {decode_event(value).event_id: decode_event(value) for _, _, value in records}
     assert received == sent
-    assert all(key == value_id.encode() for (_, key, _), value_id in zip(records, (orjson.loads(v)["event_id"] for _, _, v in records), strict=True))
+    assert all(
+        key == value_id.encode()
+        for (_, key, _), value_id in zip(
+            records, (orjson.loads(v)["event_id"] for _, _, v in records), strict=True
+        )
+    )
 
 
 def test_duplicates_of_one_event_share_a_partition(
     broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     topic = make_topic("dup", partitions=8)
-    with SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl") as producer:
+    with SpendProducer(
+        broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl"
+    ) as producer:
         for i in range(200):
             producer.emit(event(i))
             producer.emit(event(i))  # a retrying caller
@@ -74,7 +83,9 @@ def test_raw_secrets_never_leave_the_process(
     broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     topic = make_topic("secret")
-    with SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl") as producer:
+    with SpendProducer(
+        broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl"
+    ) as producer:
         producer.emit(event(1, api_key="sk-proj-AbCdEf0123456789xyz"))
         producer.emit(event(2, api_key="sk-ant-api03-AbCdEf0123456789"))
         producer.emit(event(3, api_key="search-agent-prod"))
@@ -86,22 +97,31 @@ def test_raw_secrets_never_leave_the_process(
 
 
 def test_invalid_event_is_the_callers_error(tmp_path: Path) -> None:
-    with SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl") as producer:
-        with pytest.raises(InvalidEvent, match="input_tokens: must be >= 0, got -1"):
-            producer.emit(event(1, input_tokens=-1))
+    with (
+        SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl") as producer,
+        pytest.raises(InvalidEvent, match="input_tokens: must be >= 0, got -1"),
+    ):
+        producer.emit(event(1, input_tokens=-1))
 
 
 def test_broker_down_at_start_spills_then_delivers_once_it_is_up(tmp_path: Path) -> None:
     port = free_port()
     bootstrap = f"127.0.0.1:{port}"
     producer = SpendProducer(
-        bootstrap, spill_path=tmp_path / "s.jsonl", max_queue=500, retry_backoff_s=0.1, max_backoff_s=0.5
+        bootstrap,
+        spill_path=tmp_path / "s.jsonl",
+        max_queue=500,
+        retry_backoff_s=0.1,
+        max_backoff_s=0.5,
     )
     for i in range(3_000):
         producer.emit(event(i))  # never raises, never waits for the absent broker
     assert not producer.flush(timeout_s=1.0)
     assert producer.stats.spilled > 0 and producer.stats.delivered == 0
-    assert producer.spill_path.exists() or producer.spill_path.with_name(producer.spill_path.name + ".replaying").exists()
+    assert (
+        producer.spill_path.exists()
+        or producer.spill_path.with_name(producer.spill_path.name + ".replaying").exists()
+    )
     with EmbeddedBroker(port=port) as late_broker:
         asyncio.run(ensure_topics(bootstrap, ["spend.events"]))
         assert producer.flush(timeout_s=60)
@@ -126,7 +146,9 @@ def test_a_new_producer_delivers_what_a_closed_one_spilled(tmp_path: Path) -> No
         second = SpendProducer(bootstrap, spill_path=spill, retry_backoff_s=0.1)
         assert second.close(timeout_s=60)
         records = read_topic_sync(bootstrap, "spend.events", 1_000)
-    assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == sorted(f"e-{i}" for i in range(1_000))
+    assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == sorted(
+        f"e-{i}" for i in range(1_000)
+    )
 
 
 def test_two_live_producers_never_share_a_spill_file(tmp_path: Path) -> None:
@@ -139,9 +161,13 @@ def test_two_live_producers_never_share_a_spill_file(tmp_path: Path) -> None:
         b.close(0)
 
 
-async def test_emit_from_async_code(broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path) -> None:
+async def test_emit_from_async_code(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
     topic = await asyncio.to_thread(make_topic, "async")
-    async with SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl") as producer:
+    async with SpendProducer(
+        broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl"
+    ) as producer:
         for i in range(100):
             producer.emit(event(i))
         assert await producer.aflush(30)

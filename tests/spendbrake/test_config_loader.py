@@ -54,7 +54,13 @@ def errors_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> l
 def test_defaults_need_no_file() -> None:
     config = load_config(None, env={})
     assert config == Config()
-    assert config.kafka.topics.names() == ["spend.events", "spend.dlq", "spend.rollups", "spend.alerts", "spend.actions"]
+    assert config.kafka.topics.names() == [
+        "spend.events",
+        "spend.dlq",
+        "spend.rollups",
+        "spend.alerts",
+        "spend.actions",
+    ]
     assert config.dimensions[0] == [] and ["team", "feature"] in config.dimensions
     assert [p.action for p in config.policies] == ["pause", "alert"]
 
@@ -68,7 +74,9 @@ def test_good_file_loads_and_hides_secrets(tmp_path: Path) -> None:
 
 
 def test_bootstrap_env_overrides_file(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, GOOD), env={**ENV, "SPENDBRAKE_BOOTSTRAP": "10.1.1.1:9093"})
+    config = load_config(
+        write(tmp_path, GOOD), env={**ENV, "SPENDBRAKE_BOOTSTRAP": "10.1.1.1:9093"}
+    )
     assert config.kafka.bootstrap_servers == "10.1.1.1:9093"
 
 
@@ -83,7 +91,8 @@ def test_each_problem_has_line_column_and_path(tmp_path: Path) -> None:
         "hard_stop_at: 1.2", "hard_stop: 1.2"
     )
     text = text.replace(
-        "    action: alert\n", "    action: alert\n  - match: {workload: critical}\n    action: pause\n"
+        "    action: alert\n",
+        "    action: alert\n  - match: {workload: critical}\n    action: pause\n",
     )
     text = text.replace("amount_usd: 1000", "amount_usd: -1")
     name = f"{tmp_path}/spendbrake.yaml"
@@ -100,10 +109,22 @@ def test_each_problem_has_line_column_and_path(tmp_path: Path) -> None:
     [
         ("kafka: {partitions: many}\n", "kafka.partitions: must be a valid integer"),
         ("dimensions: [[team, colour]]\n", "dimensions: unknown event field 'colour'"),
-        ("budgets:\n  - {name: a, amount_usd: 5, alert_at: [0.5, 1.5], hard_stop_at: 1.2}\n", "hard_stop_at (1.2) must not be below the highest alert_at (1.5)"),
-        ("budgets:\n  - {name: a, amount_usd: 5, timezone: Mars/Base}\n", "budgets[0].timezone: unknown time zone 'Mars/Base'"),
-        ("budgets:\n  - {name: a, amount_usd: 5}\n  - {name: a, amount_usd: 6}\n", "budget name 'a' is used twice"),
-        ("policies:\n  - {match: {wrkload: batch}, action: pause}\n", "policies[0].match: unknown event field 'wrkload'"),
+        (
+            "budgets:\n  - {name: a, amount_usd: 5, alert_at: [0.5, 1.5], hard_stop_at: 1.2}\n",
+            "hard_stop_at (1.2) must not be below the highest alert_at (1.5)",
+        ),
+        (
+            "budgets:\n  - {name: a, amount_usd: 5, timezone: Mars/Base}\n",
+            "budgets[0].timezone: unknown time zone 'Mars/Base'",
+        ),
+        (
+            "budgets:\n  - {name: a, amount_usd: 5}\n  - {name: a, amount_usd: 6}\n",
+            "budget name 'a' is used twice",
+        ),
+        (
+            "policies:\n  - {match: {wrkload: batch}, action: pause}\n",
+            "policies[0].match: unknown event field 'wrkload'",
+        ),
         ("gateway: {kind: envoy}\n", "gateway.kind: must be 'litellm' or 'webhook', got \"envoy\""),
         ("slak: {channel: x}\n", "slak: unknown key 'slak' (did you mean 'slack'?)"),
     ],
@@ -116,7 +137,9 @@ def test_bad_values(tmp_path: Path, text: str, message: str) -> None:
 def test_yaml_syntax_error_has_position(tmp_path: Path) -> None:
     with pytest.raises(Exception) as info:
         load_config(write(tmp_path, "kafka:\n  partitions: [1, 2\n"), env={})
-    assert str(info.value).startswith(f"{tmp_path}/spendbrake.yaml:") and "YAML syntax error" in str(info.value)
+    assert str(info.value).startswith(
+        f"{tmp_path}/spendbrake.yaml:"
+    ) and "YAML syntax error" in str(info.value)
 
 
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:

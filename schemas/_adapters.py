@@ -1,0 +1,405 @@
+"""Adapters: build a contract-v1 event from what a producer already holds.
+
+Each adapter only maps source fields onto wire names and hands the dict to
+``validate_event``, so there is one validation path and every bad source value
+surfaces as ``InvalidEvent`` naming the v1 field. None reads a clock, the
+environment or the network; a caller whose source has no time passes ``ts``.
+
+The token convention is the contract's (OTel's): ``input_tokens`` includes
+cache reads and writes, ``output_tokens`` includes reasoning. Anthropic's own
+``usage.input_tokens`` excludes both cache counts, so that adapter adds them:
+
+>>> e = from_anthropic_usage(
+...     {"input_tokens": 100, "cache_read_input_tokens": 2000,
+...      "cache_creation_input_tokens": 500, "output_tokens": 40},
+...     event_id="msg_1", ts=1795428000.0, model="claude-sonnet-4-5", team="search")
+>>> (e.input_tokens, e.cache_read_tokens, e.cache_write_tokens, e.output_tokens)
+(2600, 2000, 500, 40)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from ._errors import InvalidEvent, show
+from ._event import UsageEvent, validate_event
+
+#: Fields a LiteLLM caller may set per request through metadata or request tags.
+_LITELLM_OVERRIDES = ("feature", "customer", "environment", "workload", "outcome")
+#: Optional contract fields the ``**attribution`` keyword arguments may set.
+ATTRIBUTION_FIELDS = frozenset((*_LITELLM_OVERRIDES, "api_key", "trace_id", "tags", "cost_usd"))
+#: ``request_tags`` prefixes (before the first ``:``) that set a field instead of a tag.
+_TAG_FIELDS = {**{name: name for name in _LITELLM_OVERRIDES}, "env": "environment"}
+#: Span attributes read for attribution (``spendbrake.team`` ...); they win over keywords.
+OTEL_ATTRIBUTION = {
+    f"spendbrake.{name}": name for name in ("team", *_LITELLM_OVERRIDES, "api_key", "cost_usd")
+}
+
+
+class SupportsModelDump(Protocol):
+    """A pydantic model, such as the openai and anthropic SDKs' ``Usage``."""
+
+    def model_dump(self) -> dict[str, Any]: ...
+
+
+def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned") -> UsageEvent:
+    """One event from LiteLLM's ``StandardLoggingPayload``.
+
+    That is ``kwargs["standard_logging_object"]`` in a ``CustomLogger`` hook
+    (success and failure alike). LiteLLM has already priced the call and
+    normalized usage to OpenAI's shape, so ``prompt_tokens`` includes cache
+    reads and writes for every provider (its Anthropic and Bedrock transforms
+    add them) and maps straight to ``input_tokens``. Cache and reasoning counts
+    come from ``metadata.usage_object`` (the normalized ``Usage`` dump).
+
+    Mapping decisions:
+
+    * ``model`` is the deployment model that served the call, not the router's
+      ``model_group`` alias (``"smart"`` says nothing about price); a non-empty
+      group goes to ``tags["model_group"]``. A ``provider/`` prefix equal to
+      the provider is dropped: LiteLLM adds it for router deployments and
+      Bedrock but not for direct calls, which would split one model's series.
+    * ``ts`` is ``endTime`` (spend is incurred when the call completes), else
+      ``startTime``; both are epoch seconds.
+    * ``team``: key's team alias, else team id, else ``default_team``.
+      ``api_key``: key alias, else the key hash LiteLLM logs; never a raw key.
+    * ``customer``: ``end_user`` (set by the proxy), else the OpenAI ``user``
+      request parameter (the SDK leaves ``end_user`` empty and keeps ``user``
+      only in ``model_parameters``).
+    * feature, customer, environment, workload and outcome can be set per call
+      by request tags such as ``"feature:search"``, ``"env:prod"``,
+      ``"workload:batch"``; ``metadata.requester_metadata`` keys of the same
+      names override tags, and ``metadata.spend_logs_metadata`` overrides both.
+      Other tags go to ``tags``: ``"k:v"`` as ``{"k": "v"}``, ``"beta"`` as
+      ``{"beta": "true"}``. Team never comes from tags: it is the key's, set by
+      an admin, and clients must not move spend to another team.
+    * ``cost_usd`` is ``response_cost``, except that LiteLLM reports 0.0 for a
+      model it cannot price (with ``response_cost_failure_debug_info`` or
+      ``zero_cost_diagnostic`` set); that becomes "absent", so the engine
+      prices it rather than counting a free call.
+    * A failed call (``status == "failure"``) is still an event: usually zero
+      tokens and cost, but a call can fail after it was billed. It carries
+      ``tags["status"] = "failure"`` (and ``tags["error_class"]`` when known);
+      successes carry no status tag. A LiteLLM cache hit carries
+      ``tags["cache_hit"] = "true"``. These tags and ``model_group`` replace
+      request tags of the same name.
+    """
+    if not isinstance(payload, Mapping):
+        raise InvalidEvent("payload", f"must be a StandardLoggingPayload, got {show(payload)}")
+    meta = _sub(payload, "metadata")
+    usage = _sub(meta, "usage_object") or _sub(_sub(payload, "hidden_params"), "usage_object")
+    prompt_details = _sub(usage, "prompt_tokens_details")
+    model_info = _sub(_sub(payload, "model_map_information"), "model_map_value")
+    provider = _first(payload.get("custom_llm_provider"), model_info.get("litellm_provider"))
+    cache_read = _first(prompt_details.get("cached_tokens"), usage.get("cache_read_input_tokens"))
+    cache_write = _first(
+        prompt_details.get("cache_write_tokens"),
+        prompt_details.get("cache_creation_tokens"),
+        usage.get("cache_creation_input_tokens"),
+    )
+    cost = payload.get("response_cost")
+    if not cost and (
+        payload.get("response_cost_failure_debug_info") or payload.get("zero_cost_diagnostic")
+    ):
+        cost = None
+    attrs: dict[str, Any] = {
+        "customer": _first(payload.get("end_user"), _sub(payload, "model_parameters").get("user"))
+    }
+    tags = _litellm_tags(payload.get("request_tags"), attrs)
+    for source in (_sub(meta, "requester_metadata"), _sub(meta, "spend_logs_metadata")):
+        for name in _LITELLM_OVERRIDES:
+            if _first(source.get(name)) is not None:
+                attrs[name] = source[name]
+    model = _strip_provider(payload.get("model"), provider)
+    group = payload.get("model_group")
+    if group and group != model and group != payload.get("model"):
+        tags["model_group"] = group
+    if payload.get("cache_hit") is True:
+        tags["cache_hit"] = "true"
+    if payload.get("status") == "failure":
+        tags["status"] = "failure"
+        error_class = _sub(payload, "error_information").get("error_class")
+        if error_class:
+            tags["error_class"] = error_class
+    return _build(
+        event_id=_first(payload.get("id"), payload.get("litellm_call_id")),
+        ts=_first(payload.get("endTime"), payload.get("startTime")),
+        provider=provider,
+        model=model,
+        input_tokens=_inclusive_input(payload.get("prompt_tokens"), cache_read, cache_write),
+        output_tokens=payload.get("completion_tokens"),
+        team=_first(
+            meta.get("user_api_key_team_alias"), meta.get("user_api_key_team_id"), default_team
+        ),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=_sub(usage, "completion_tokens_details").get("reasoning_tokens"),
+        cost_usd=cost,
+        api_key=_first(meta.get("user_api_key_alias"), meta.get("user_api_key_hash")),
+        trace_id=_first(payload.get("trace_id")),
+        tags=tags,
+        **attrs,
+    )
+
+
+def from_openai_usage(
+    usage: Mapping[str, Any] | SupportsModelDump,
+    *,
+    event_id: str,
+    ts: float | datetime | str,
+    model: str,
+    team: str,
+    provider: str = "openai",
+    **attribution: Any,
+) -> UsageEvent:
+    """One event from an OpenAI ``usage`` object (a dict or the SDK's pydantic model).
+
+    Both shapes count cached input inside the input total and reasoning inside
+    the output total, as the contract does, so they map one to one. Chat
+    Completions: ``prompt_tokens``, ``completion_tokens``,
+    ``prompt_tokens_details.cached_tokens``,
+    ``completion_tokens_details.reasoning_tokens``. The Responses API (told
+    apart by ``input_tokens`` without ``prompt_tokens``): ``input_tokens``,
+    ``output_tokens``, ``input_tokens_details.cached_tokens``,
+    ``output_tokens_details.reasoning_tokens``. ``cache_write_tokens`` in the
+    input details (newer openai SDKs model it in both shapes) is read too and,
+    like ``cached_tokens``, taken as part of the input total; so is DeepSeek's
+    ``prompt_cache_hit_tokens``.
+    """
+    extra = _attribution("from_openai_usage", attribution)
+    u = _as_dict(usage)
+    if "prompt_tokens" not in u and "input_tokens" in u:
+        inp, out = u.get("input_tokens"), u.get("output_tokens")
+        details = _sub(u, "input_tokens_details")
+        out_details = _sub(u, "output_tokens_details")
+    else:
+        inp, out = u.get("prompt_tokens"), u.get("completion_tokens")
+        details = _sub(u, "prompt_tokens_details")
+        out_details = _sub(u, "completion_tokens_details")
+    return _build(
+        event_id=event_id,
+        ts=_epoch(ts),
+        provider=provider,
+        model=model,
+        input_tokens=inp,
+        output_tokens=out,
+        team=team,
+        cache_read_tokens=_first(details.get("cached_tokens"), u.get("prompt_cache_hit_tokens")),
+        cache_write_tokens=details.get("cache_write_tokens"),
+        reasoning_tokens=out_details.get("reasoning_tokens"),
+        **extra,
+    )
+
+
+def from_anthropic_usage(
+    usage: Mapping[str, Any] | SupportsModelDump,
+    *,
+    event_id: str,
+    ts: float | datetime | str,
+    model: str,
+    team: str,
+    provider: str = "anthropic",
+    **attribution: Any,
+) -> UsageEvent:
+    """One event from an Anthropic Messages ``usage`` object (dict or SDK model).
+
+    Anthropic's ``input_tokens`` excludes ``cache_read_input_tokens`` and
+    ``cache_creation_input_tokens``; the contract's includes them, so
+    ``input_tokens = input + cache_read + cache_creation``. Null counts are
+    zero. With server-side compaction the response lists ``usage.iterations``
+    and the top-level counts cover only the final iteration while every
+    iteration is billed, so then the iterations are summed (as LiteLLM does).
+    Thinking tokens are part of ``output_tokens``; when the API itemizes them
+    (``output_tokens_details.thinking_tokens``) they become ``reasoning_tokens``.
+    """
+    extra = _attribution("from_anthropic_usage", attribution)
+    u = _as_dict(usage)
+    iterations = u.get("iterations")
+    if (
+        isinstance(iterations, Sequence)
+        and not isinstance(iterations, str)
+        and iterations
+        and all(isinstance(it, Mapping) for it in iterations)
+    ):
+        names = ("input_tokens", "output_tokens", "cache_read_input_tokens")
+        inp, out, cache_read = (_total([it.get(n) for it in iterations]) for n in names)
+        cache_write = _total([it.get("cache_creation_input_tokens") for it in iterations])
+    else:
+        inp, out = u.get("input_tokens"), u.get("output_tokens")
+        cache_read = u.get("cache_read_input_tokens")
+        cache_write = u.get("cache_creation_input_tokens")
+    if inp is not None and _ok(inp) and _ok(cache_read) and _ok(cache_write):
+        inp += (cache_read or 0) + (cache_write or 0)
+    return _build(
+        event_id=event_id,
+        ts=_epoch(ts),
+        provider=provider,
+        model=model,
+        input_tokens=inp,
+        output_tokens=out,
+        team=team,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=_sub(u, "output_tokens_details").get("thinking_tokens"),
+        **extra,
+    )
+
+
+def from_otel_attributes(
+    attributes: Mapping[str, Any],
+    *,
+    event_id: str,
+    ts: float | datetime | str,
+    team: str | None = None,
+    **attribution: Any,
+) -> UsageEvent:
+    """One event from a span's OTel gen_ai attributes.
+
+    Reads ``gen_ai.usage.input_tokens`` (includes cached input, per the
+    semantic conventions), ``gen_ai.usage.output_tokens``,
+    ``gen_ai.usage.cache_read.input_tokens``,
+    ``gen_ai.usage.cache_creation.input_tokens``,
+    ``gen_ai.usage.reasoning.output_tokens``; model from
+    ``gen_ai.response.model``, else ``gen_ai.request.model``; provider from
+    ``gen_ai.provider.name``, else the older ``gen_ai.system``. The older
+    ``gen_ai.usage.prompt_tokens``/``completion_tokens`` names are fallbacks.
+    An instrumentation that copies Anthropic's exclusive input count is caught
+    when the cache counts exceed it, and the cache counts are then added.
+
+    Attribution: the span attributes in ``OTEL_ATTRIBUTION``
+    (``spendbrake.team``, ``spendbrake.feature``, ``spendbrake.customer``,
+    ``spendbrake.environment``, ``spendbrake.workload``, ``spendbrake.api_key``,
+    ``spendbrake.outcome``, ``spendbrake.cost_usd``) win over the keyword
+    arguments, which act as the collector's defaults. The span's trace id is
+    not an attribute; pass it as ``trace_id``.
+    """
+    extra = _attribution("from_otel_attributes", attribution)
+    if not isinstance(attributes, Mapping):
+        raise InvalidEvent("payload", f"attributes must be a mapping, got {show(attributes)}")
+    a = attributes.get
+    extra["team"] = team
+    for attr, name in OTEL_ATTRIBUTION.items():
+        if _first(a(attr)) is not None:
+            extra[name] = a(attr)
+    cache_read = _first(a("gen_ai.usage.cache_read.input_tokens"))
+    cache_write = _first(a("gen_ai.usage.cache_creation.input_tokens"))
+    return _build(
+        event_id=event_id,
+        ts=_epoch(ts),
+        provider=_first(a("gen_ai.provider.name"), a("gen_ai.system")),
+        model=_first(a("gen_ai.response.model"), a("gen_ai.request.model")),
+        input_tokens=_inclusive_input(
+            _first(a("gen_ai.usage.input_tokens"), a("gen_ai.usage.prompt_tokens")),
+            cache_read,
+            cache_write,
+        ),
+        output_tokens=_first(a("gen_ai.usage.output_tokens"), a("gen_ai.usage.completion_tokens")),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=_first(a("gen_ai.usage.reasoning.output_tokens")),
+        **extra,
+    )
+
+
+def _build(**fields: Any) -> UsageEvent:
+    """Drop unset fields and validate: the one way an adapter makes an event."""
+    return validate_event({k: v for k, v in fields.items() if v is not None})
+
+
+def _attribution(func: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Check ``**attribution`` names as Python checks a signature, and copy ``tags``."""
+    for name in kwargs:
+        if name not in ATTRIBUTION_FIELDS:
+            raise TypeError(f"{func}() got an unexpected keyword argument {name!r}")
+    out = dict(kwargs)
+    if isinstance(out.get("tags"), Mapping):
+        out["tags"] = dict(out["tags"])  # the event must not share the caller's dict
+    return out
+
+
+def _litellm_tags(request_tags: Any, attrs: dict[str, Any]) -> dict[str, str]:
+    """Split LiteLLM ``request_tags`` into field settings (into ``attrs``) and tags."""
+    if request_tags is None:
+        return {}
+    if not isinstance(request_tags, list):
+        raise InvalidEvent("tags", f"request_tags must be a list, got {show(request_tags)}")
+    tags: dict[str, str] = {}
+    for raw in request_tags:
+        if type(raw) is not str:
+            raise InvalidEvent("tags", f"request_tags entries must be strings, got {show(raw)}")
+        key, sep, value = raw.partition(":")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            tags[raw.strip()] = "true"
+        elif key.lower() in _TAG_FIELDS and value:
+            attrs[_TAG_FIELDS[key.lower()]] = value
+        else:
+            # The proxy adds "User-Agent: curl" and "User-Agent: curl/8.5.0";
+            # the later, fuller one wins.
+            tags[key] = value
+    return tags
+
+
+def _as_dict(usage: Any) -> dict[str, Any]:
+    if isinstance(usage, Mapping):
+        return dict(usage)
+    dump = getattr(usage, "model_dump", None)
+    if callable(dump):
+        dumped = dump()
+        if isinstance(dumped, Mapping):
+            return dict(dumped)
+    raise InvalidEvent("payload", f"usage must be a mapping or a pydantic model, got {show(usage)}")
+
+
+def _sub(mapping: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A nested mapping, or empty when absent or null (LiteLLM often sends None)."""
+    value = mapping.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _first(*values: Any) -> Any:
+    """The first value that is set: not None and not ``""``."""
+    for value in values:
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _ok(count: Any) -> bool:
+    """A usable token count: null (zero) or an int >= 0; anything else is left to validation."""
+    return count is None or (type(count) is int and count >= 0)
+
+
+def _total(counts: list[Any]) -> Any:
+    """Sum of token counts, nulls as zero; or the first bad count, for validation to name."""
+    bad = [count for count in counts if not _ok(count)]
+    return bad[0] if bad else sum(count for count in counts if count is not None)
+
+
+def _inclusive_input(inp: Any, cache_read: Any, cache_write: Any) -> Any:
+    """``inp`` as is, unless the cache counts exceed it: then it was exclusive, so add them.
+
+    Cache reads and writes are part of the input, so a sum above the input
+    total can only mean a source that counts them apart, as Anthropic does.
+    """
+    if inp is None or not (_ok(inp) and _ok(cache_read) and _ok(cache_write)):
+        return inp
+    cached = (cache_read or 0) + (cache_write or 0)
+    return inp + cached if cached > inp else inp
+
+
+def _strip_provider(model: Any, provider: Any) -> Any:
+    if type(model) is str and type(provider) is str and model.startswith(provider + "/"):
+        return model[len(provider) + 1 :]
+    return model
+
+
+def _epoch(ts: Any) -> Any:
+    """An aware ``datetime`` to epoch seconds; numbers and strings go on to validation."""
+    if isinstance(ts, datetime):
+        if ts.utcoffset() is None:
+            raise InvalidEvent("ts", f"datetime must be timezone-aware, got naive {ts.isoformat()}")
+        return ts.timestamp()
+    return ts

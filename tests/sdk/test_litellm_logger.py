@@ -1,0 +1,106 @@
+"""The real litellm package, with mock_response, through our CustomLogger to the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from schemas import decode_event
+from spendbrake._broker import EmbeddedBroker
+from spendbrake.sdk import SpendProducer
+from tests.kafka_helpers import read_topic
+from tests.litellm_helpers import registered
+
+litellm = pytest.importorskip("litellm")
+
+from spendbrake.sdk.litellm_logger import SpendBrakeLogger  # noqa: E402
+
+
+async def wait_for(predicate: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+async def test_acompletion_puts_one_priced_event_on_the_broker(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = await asyncio.to_thread(make_topic, "litellm")
+    producer = SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl")
+    logger = SpendBrakeLogger(producer, default_team="search")
+    try:
+        with registered(litellm, logger):
+            response = await litellm.acompletion(
+                model="gpt-4o",
+                messages=[{"role": "user", "content": "Summarise this ticket in one line."}],
+                mock_response="The customer cannot log in after the password reset.",
+                metadata={
+                    "spend_logs_metadata": {"feature": "ticket-summary", "workload": "batch"}
+                },
+                user="customer-42",
+            )
+            assert response.choices[0].message.content.startswith("The customer")
+            await wait_for(lambda: logger.events_emitted >= 1)
+        assert await producer.aflush(30)
+    finally:
+        await producer.aclose()
+    records = await read_topic(broker.bootstrap_servers, topic, 1)
+    assert len(records) == 1 and logger.events_failed == 0
+    event = decode_event(records[0][2])
+    assert event.model == "gpt-4o" and event.provider == "openai" and event.team == "search"
+    assert event.input_tokens > 0 and event.output_tokens > 0
+    assert event.cost_usd is not None and event.cost_usd > 0
+    assert event.feature == "ticket-summary" and event.workload == "batch"
+    assert event.customer == "customer-42"
+    assert event.trace_id
+    assert records[0][1] == event.event_id.encode()
+    # The price is LiteLLM's own: gpt-4o at $2.50 in / $10 out per 1M tokens.
+    expected = (event.input_tokens * 2.5 + event.output_tokens * 10.0) / 1e6
+    assert event.cost_usd == pytest.approx(expected, rel=1e-6)
+
+
+def test_sync_completion_also_emits(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = make_topic("litellm-sync")
+    producer = SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl")
+    logger = SpendBrakeLogger(producer, default_team="support")
+    try:
+        with registered(litellm, logger):
+            litellm.completion(
+                model="claude-sonnet-4-5",
+                messages=[{"role": "user", "content": "hi"}],
+                mock_response="hello",
+            )
+            deadline = time.monotonic() + 15
+            while logger.events_emitted < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert producer.flush(30)
+    finally:
+        producer.close()
+    records = asyncio.run(read_topic(broker.bootstrap_servers, topic, 1))
+    assert len(records) == 1
+    payload = orjson.loads(records[0][2])
+    assert (
+        payload["team"] == "support"
+        and payload["provider"] == "anthropic"
+        and payload["cost_usd"] > 0
+    )
+
+
+def test_logger_never_raises_into_litellm(tmp_path: Path) -> None:
+    producer = SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl")
+    logger = SpendBrakeLogger(producer)
+    try:
+        logger.log_success_event(
+            {"standard_logging_object": {"id": "x", "prompt_tokens": -3}}, None, None, None
+        )
+        logger.log_success_event({}, None, None, None)
+    finally:
+        producer.close(0)
+    assert logger.events_failed == 1 and logger.events_emitted == 0
