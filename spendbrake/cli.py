@@ -331,6 +331,77 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
 
 
 @main.command()
+@config_option
+@bootstrap_option
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    envvar="SPENDBRAKE_STATE_DIR",
+    default=".spendbrake-state",
+    show_default=True,
+    help="Where partition snapshots live (share it between workers). Env: SPENDBRAKE_STATE_DIR.",
+)
+@click.option(
+    "--flush-interval", default=1.0, show_default=True, help="Seconds between rollup updates."
+)
+@click.option(
+    "--checkpoint-interval", default=5.0, show_default=True, help="Seconds between snapshots."
+)
+@click.option("--lateness", default="10m", show_default=True, help="Allowed lateness of events.")
+@click.option("--group", help="Consumer group (default: kafka.group_id).")
+def worker(
+    config_path: str | None,
+    bootstrap: str | None,
+    state_dir: str,
+    flush_interval: float,
+    checkpoint_interval: float,
+    lateness: str,
+    group: str | None,
+) -> None:
+    """Consume usage events and keep exact event-time spend rollups.
+
+    Reads kafka.topics.events in the consumer group, sends bad records to the
+    DLQ topic with their reason, drops duplicates by event_id, prices unpriced
+    calls, and writes absolute per-window totals to the rollups topic. Stops
+    cleanly (with a final snapshot) on Ctrl-C or SIGTERM.
+    """
+    import logging
+    from pathlib import Path
+
+    from streamer import IngestWorker, WorkerSettings
+
+    from ._broker import ensure_topics
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = _load(config_path, bootstrap)
+    if group:
+        config = config.model_copy(
+            update={"kafka": config.kafka.model_copy(update={"group_id": group})}
+        )
+    settings = WorkerSettings(
+        state_dir=Path(state_dir),
+        flush_interval_s=flush_interval,
+        checkpoint_interval_s=checkpoint_interval,
+        lateness_s=_parse_duration(lateness),
+    )
+
+    async def run() -> None:
+        ingest = IngestWorker(config, settings)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, ingest.stop)
+        await ensure_topics(
+            config.kafka.bootstrap_servers, config.kafka.topics.names(), config.kafka.partitions
+        )
+        await ingest.run()
+
+    asyncio.run(run())
+    err.print("worker stopped")
+
+
+@main.command()
 @click.argument("config_file", type=click.Path(dir_okay=False))
 def validate(config_file: str) -> None:
     """Check an operator config file; print every problem with file:line:column and path."""

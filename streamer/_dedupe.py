@@ -1,0 +1,73 @@
+"""Remember which event ids were counted, for a bounded stretch of event time.
+
+Ids are bucketed by the event's own hour: a duplicate carries the same ``ts``
+as its first copy, so it is found in one bucket however late it arrives.
+Buckets older than ``horizon_s`` before the watermark are forgotten; an event
+that old cannot be checked and the caller must not count it blindly (the
+worker sends it to the DLQ instead).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BUCKET_S = 3600
+
+
+class Deduper:
+    """Seen-id memory for one input partition.
+
+    >>> d = Deduper(horizon_s=7 * 86400)
+    >>> d.add("e1", 1795428000.0), d.add("e1", 1795428000.0)
+    (True, False)
+    """
+
+    def __init__(self, horizon_s: float = 7 * 86400) -> None:
+        self.horizon_s = horizon_s
+        self.buckets: dict[int, set[str]] = {}
+        #: Ids added since the last ``take_new()``: what a checkpoint must persist.
+        self.new: dict[int, list[str]] = {}
+
+    def add(self, event_id: str, ts: float) -> bool:
+        """Record the id; True if it was new (count the event), False for a duplicate."""
+        bucket = int(ts // BUCKET_S)
+        seen = self.buckets.get(bucket)
+        if seen is None:
+            seen = self.buckets[bucket] = set()
+        if event_id in seen:
+            return False
+        seen.add(event_id)
+        fresh = self.new.get(bucket)
+        if fresh is None:
+            self.new[bucket] = [event_id]
+        else:
+            fresh.append(event_id)
+        return True
+
+    def too_old(self, ts: float, watermark: float) -> bool:
+        """True when ``ts`` lies before the horizon, where duplicates can no longer be seen."""
+        return ts < watermark - self.horizon_s
+
+    def expire(self, watermark: float) -> list[int]:
+        """Forget buckets wholly before the horizon; return their numbers."""
+        oldest = int((watermark - self.horizon_s) // BUCKET_S)
+        gone = [b for b in self.buckets if b < oldest]
+        for bucket in gone:
+            del self.buckets[bucket]
+            self.new.pop(bucket, None)
+        return gone
+
+    def take_new(self) -> dict[int, list[str]]:
+        new, self.new = self.new, {}
+        return new
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.buckets.values())
+
+    def restore(self, buckets: dict[int, list[str]]) -> None:
+        self.buckets = {int(b): set(ids) for b, ids in buckets.items()}
+        self.new = {}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data; the store persists buckets incrementally via ``take_new``."""
+        return {"horizon_s": self.horizon_s, "buckets": sorted(self.buckets)}

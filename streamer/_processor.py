@@ -1,0 +1,190 @@
+"""Everything that happens to one record of one input partition: pure, no I/O.
+
+parse (orjson) -> validate (contract v1) -> dedupe by event_id -> price -> roll up.
+A record that fails any check becomes a ``DeadLetter`` with the field and the
+reason; nothing raises, nothing blocks the partition. The live worker, replay
+and the tests all drive this same class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas import InvalidEvent, PriceTable, decode_event
+
+from ._dedupe import Deduper
+from ._rollup import RollupRecord, RollupState, to_nusd
+
+#: Bytes of a bad record's payload kept in its DLQ record.
+RAW_LIMIT = 4096
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    reason: str
+    field: str
+    topic: str
+    partition: int
+    offset: int
+    raw: str
+    raw_bytes: int
+
+    def key(self) -> bytes:
+        """One key per source record, so a re-sent dead letter overwrites itself."""
+        return f"{self.topic}/{self.partition}/{self.offset}".encode()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "field": self.field,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "raw": self.raw,
+            "raw_bytes": self.raw_bytes,
+            "truncated": self.raw_bytes > RAW_LIMIT,
+        }
+
+
+@dataclass(slots=True)
+class ProcessorStats:
+    records: int = 0
+    valid: int = 0
+    duplicates: int = 0
+    late: int = 0
+    unpriced: int = 0
+    dead: dict[str, int] = field(default_factory=dict)
+    unpriced_models: dict[str, int] = field(default_factory=dict)
+
+
+class PartitionProcessor:
+    """State and logic for one input partition.
+
+    Parameters
+    ----------
+    max_future_s
+        An event stamped this far after its Kafka record's own timestamp is
+        refused: one bogus future ``ts`` would otherwise push the watermark
+        ahead and make every later event "late". The record timestamp is used,
+        not a clock, so reprocessing after a restart decides the same way.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        dimensions: list[list[str]] | list[tuple[str, ...]],
+        prices: PriceTable,
+        lateness_s: float = 600.0,
+        dedupe_horizon_s: float = 7 * 86400,
+        max_future_s: float = 3600.0,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.prices = prices
+        self.max_future_s = max_future_s
+        self.rollups = RollupState(dimensions, partition=partition, lateness_s=lateness_s)
+        self.dedupe = Deduper(dedupe_horizon_s)
+        #: Next input offset to read; stored with the snapshot.
+        self.next_offset: int | None = None
+        self.stats = ProcessorStats()
+        self.dead: list[DeadLetter] = []
+
+    def process(self, raw: bytes | None, offset: int, record_ts: float | None = None) -> None:
+        """Handle the record at ``offset``; ``record_ts`` is its Kafka timestamp in seconds."""
+        self.stats.records += 1
+        self.next_offset = offset + 1
+        if raw is None:
+            self._dead("payload", "record has no value (tombstone)", b"", offset)
+            return
+        try:
+            event = decode_event(raw)
+        except InvalidEvent as exc:
+            self._dead(exc.field, exc.reason, raw, offset)
+            return
+        if record_ts is not None and event.ts > record_ts + self.max_future_s:
+            self._dead(
+                "ts",
+                f"is {event.ts - record_ts:.0f}s after the record was written "
+                f"(limit {self.max_future_s:.0f}s): clock skew or a bogus timestamp",
+                raw,
+                offset,
+            )
+            return
+        if self.dedupe.too_old(event.ts, self.rollups.watermark):
+            self._dead(
+                "ts",
+                f"is older than the {self.dedupe.horizon_s / 86400:g}-day dedupe horizon; "
+                "it cannot be checked for duplicates (replay it with a wider horizon)",
+                raw,
+                offset,
+            )
+            return
+        if not self.dedupe.add(event.event_id, event.ts):
+            self.stats.duplicates += 1
+            return
+        cost = event.cost_usd
+        priced = True
+        if cost is None:
+            cost = self.prices.price(event)
+            if cost is None:
+                priced = False
+                cost = 0.0
+                self.stats.unpriced += 1
+                models = self.stats.unpriced_models
+                models[event.model] = models.get(event.model, 0) + 1
+        if self.rollups.add(event, to_nusd(cost), priced):
+            self.stats.late += 1
+        self.stats.valid += 1
+
+    def _dead(self, field_name: str, reason: str, raw: bytes, offset: int) -> None:
+        self.stats.dead[field_name] = self.stats.dead.get(field_name, 0) + 1
+        self.dead.append(
+            DeadLetter(
+                reason=f"{field_name}: {reason}",
+                field=field_name,
+                topic=self.topic,
+                partition=self.partition,
+                offset=offset,
+                raw=bytes(raw[:RAW_LIMIT]).decode("utf-8", errors="backslashreplace"),
+                raw_bytes=len(raw),
+            )
+        )
+
+    def flush(self) -> tuple[list[RollupRecord], list[DeadLetter]]:
+        """Outputs accumulated since the last flush; dedupe memory past the horizon is dropped."""
+        records = self.rollups.flush()
+        self.dedupe.expire(self.rollups.watermark)
+        dead, self.dead = self.dead, []
+        return records, dead
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "next_offset": self.next_offset,
+            "rollups": self.rollups.snapshot(),
+            "stats": {
+                "records": self.stats.records,
+                "valid": self.stats.valid,
+                "duplicates": self.stats.duplicates,
+                "late": self.stats.late,
+                "unpriced": self.stats.unpriced,
+                "dead": self.stats.dead,
+            },
+        }
+
+    def restore(self, data: dict[str, Any], dedupe_buckets: dict[int, list[str]]) -> None:
+        self.next_offset = data.get("next_offset")
+        self.rollups.restore(data["rollups"])
+        self.dedupe.restore(dedupe_buckets)
+        stats = data.get("stats", {})
+        self.stats = ProcessorStats(
+            records=stats.get("records", 0),
+            valid=stats.get("valid", 0),
+            duplicates=stats.get("duplicates", 0),
+            late=stats.get("late", 0),
+            unpriced=stats.get("unpriced", 0),
+            dead=dict(stats.get("dead", {})),
+        )

@@ -1,0 +1,305 @@
+"""Event-time tumbling-window rollups for one input partition: pure, no I/O.
+
+The hot path adds each event to one *fine cell* (its minute and all its
+attributes); ``flush()`` folds the fine cells into every configured dimension
+set and window size and returns the changed windows as ABSOLUTE totals. Output
+records are keyed by (series, window, partition, epoch), so re-emitting after a
+restart overwrites instead of adding, and readers sum across partitions and
+epochs (``RollupTotals``).
+
+Windows close on event time: the watermark is the largest ``ts`` seen, and a
+window closes once the watermark passes its end plus ``lateness_s``. A later
+event still counts, as a correction in its own *late epoch* (numbered by the
+watermark's lateness period when it arrived), so closed windows need no memory.
+Costs are summed as integer nano-dollars: totals are exact and independent of
+the order events arrive in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas import SCOPE_FIELDS, UsageEvent, format_ts
+
+WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
+#: Fine-cell attribute order; dimension sets index into it.
+ATTRS = SCOPE_FIELDS
+METRICS = (
+    "cost_nusd",
+    "calls",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "unpriced_calls",
+)
+_N = len(METRICS)
+NUSD = 1_000_000_000
+
+
+def to_nusd(cost_usd: float) -> int:
+    return round(cost_usd * NUSD)
+
+
+@dataclass(frozen=True, slots=True)
+class RollupRecord:
+    """Absolute totals of one window of one series, from one partition and epoch."""
+
+    dims: tuple[str, ...]
+    values: tuple[str | None, ...]
+    window_s: int
+    window_start: int
+    partition: int
+    epoch: int
+    metrics: tuple[int, ...]
+    outcomes: dict[str, int] = field(default_factory=dict)
+    final: bool = False
+
+    @property
+    def cost_usd(self) -> float:
+        return self.metrics[0] / NUSD
+
+    def key(self) -> bytes:
+        return orjson.dumps(
+            [self.dims, self.values, self.window_s, self.window_start, self.partition, self.epoch]
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "series": dict(zip(self.dims, self.values, strict=True)),
+            "dims": list(self.dims),
+            "window_s": self.window_s,
+            "window_start": format_ts(self.window_start),
+            "window_end": format_ts(self.window_start + self.window_s),
+            "window_start_ts": self.window_start,
+            "partition": self.partition,
+            "epoch": self.epoch,
+            "cost_usd": self.cost_usd,
+            "cost_nusd": self.metrics[0],
+        }
+        for name, value in zip(METRICS[1:], self.metrics[1:], strict=True):
+            out[name] = value
+        out["outcomes"] = self.outcomes
+        out["final"] = self.final
+        return out
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> RollupRecord:
+        dims = tuple(data["dims"])
+        return cls(
+            dims=dims,
+            values=tuple(data["series"][d] for d in dims),
+            window_s=data["window_s"],
+            window_start=data["window_start_ts"],
+            partition=data["partition"],
+            epoch=data["epoch"],
+            metrics=(data["cost_nusd"], *(data[name] for name in METRICS[1:])),
+            outcomes=data.get("outcomes") or {},
+            final=data.get("final", False),
+        )
+
+
+class RollupState:
+    """Open windows of one partition.
+
+    Parameters
+    ----------
+    dimensions
+        Attribute sets to roll up by; ``()`` is the global total.
+    lateness_s
+        How long after its end a window still takes events in place.
+    windows_s
+        Tumbling window sizes in seconds; each must be a multiple of 60.
+    """
+
+    def __init__(
+        self,
+        dimensions: Sequence[Sequence[str]],
+        partition: int = 0,
+        lateness_s: float = 600.0,
+        windows_s: Sequence[int] = WINDOWS_S,
+    ) -> None:
+        self.dimensions = [tuple(d) for d in dimensions]
+        self.partition = partition
+        self.lateness_s = lateness_s
+        self.windows_s = tuple(windows_s)
+        if any(w % 60 for w in self.windows_s):
+            raise ValueError(f"window sizes must be whole minutes, got {self.windows_s}")
+        self._indices = [tuple(ATTRS.index(a) for a in dims) for dims in self.dimensions]
+        self._min_window_s = min(self.windows_s)
+        self._on_time = (0,) * len(self.windows_s)
+        self.watermark = -math.inf
+        #: (minute, attrs, epochs) -> metric deltas since the last flush (+ outcomes at _N)
+        self.fine: dict[tuple[Any, ...], list[Any]] = {}
+        #: (dimset, values, window_s, window_start, epoch) -> absolute metrics (+ outcomes)
+        self.windows: dict[tuple[Any, ...], list[Any]] = {}
+        self.late_events = 0
+
+    # -- hot path ----------------------------------------------------------
+
+    def add(self, event: UsageEvent, cost_nusd: int, priced: bool) -> bool:
+        """Count one unique, valid event; return True if it arrived late (a correction)."""
+        ts = event.ts
+        watermark = self.watermark
+        minute = int(ts // 60) * 60
+        # The smallest window closes first; once it has, the event is a correction.
+        if minute + self._min_window_s + self.lateness_s <= watermark:
+            epochs = self._late_epochs(minute, watermark)
+            late = True
+        else:
+            epochs = self._on_time
+            late = False
+            if ts > watermark:
+                self.watermark = ts
+        key = (
+            minute,
+            (
+                event.team,
+                event.feature,
+                event.api_key,
+                event.customer,
+                event.environment,
+                event.workload,
+                event.model,
+                event.provider,
+            ),
+            epochs,
+        )
+        cell = self.fine.get(key)
+        if cell is None:
+            cell = self.fine[key] = [0, 0, 0, 0, 0, 0, 0, 0, None]
+        cell[0] += cost_nusd
+        cell[1] += 1
+        cell[2] += event.input_tokens
+        cell[3] += event.cache_read_tokens
+        cell[4] += event.cache_write_tokens
+        cell[5] += event.output_tokens
+        cell[6] += event.reasoning_tokens
+        if not priced:
+            cell[7] += 1
+        if event.outcome is not None:
+            outcomes = cell[8]
+            if outcomes is None:
+                cell[8] = {event.outcome: 1}
+            else:
+                outcomes[event.outcome] = outcomes.get(event.outcome, 0) + 1
+        if late:
+            self.late_events += 1
+        return late
+
+    def _late_epochs(self, minute: int, watermark: float) -> tuple[int, ...]:
+        period = 1 + int(watermark // self.lateness_s)
+        return tuple(
+            period if watermark >= (minute // w * w) + w + self.lateness_s else 0
+            for w in self.windows_s
+        )
+
+    # -- flush -------------------------------------------------------------
+
+    def flush(self) -> list[RollupRecord]:
+        """Fold fine cells into windows; return changed windows and those closing now."""
+        dirty: set[tuple[Any, ...]] = set()
+        windows = self.windows
+        for (minute, attrs, epochs), delta in self.fine.items():
+            for d, idx in enumerate(self._indices):
+                values = tuple(attrs[i] for i in idx)
+                for w, epoch in zip(self.windows_s, epochs, strict=True):
+                    key = (d, values, w, minute // w * w, epoch)
+                    total = windows.get(key)
+                    if total is None:
+                        total = windows[key] = [0, 0, 0, 0, 0, 0, 0, 0, None]
+                    for i in range(_N):
+                        total[i] += delta[i]
+                    if delta[_N]:
+                        outcomes = total[_N] or {}
+                        for name, count in delta[_N].items():
+                            outcomes[name] = outcomes.get(name, 0) + count
+                        total[_N] = outcomes
+                    dirty.add(key)
+        self.fine.clear()
+        closing = {key for key in windows if self._closed(key)}
+        records = [self._record(key, key in closing) for key in dirty | closing]
+        for key in closing:
+            del windows[key]
+        return records
+
+    def _closed(self, key: tuple[Any, ...]) -> bool:
+        _, _, w, start, epoch = key
+        if epoch == 0:
+            return self.watermark >= start + w + self.lateness_s
+        # A late epoch gathers corrections for one lateness period of the watermark.
+        return self.watermark >= (epoch + 1) * self.lateness_s
+
+    def _record(self, key: tuple[Any, ...], final: bool) -> RollupRecord:
+        d, values, w, start, epoch = key
+        total = self.windows[key]
+        return RollupRecord(
+            dims=self.dimensions[d],
+            values=values,
+            window_s=w,
+            window_start=start,
+            partition=self.partition,
+            epoch=epoch,
+            metrics=tuple(total[:_N]),
+            outcomes=dict(total[_N] or {}),
+            final=final,
+        )
+
+    # -- state -------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data; call right after ``flush()`` (fine cells are then empty)."""
+        if self.fine:
+            raise RuntimeError("snapshot() needs a flush() first")
+        return {
+            "watermark": None if self.watermark == -math.inf else self.watermark,
+            "late_events": self.late_events,
+            "windows": [[list(k[:2]) + list(k[2:]), v] for k, v in self.windows.items()],
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        watermark = data.get("watermark")
+        self.watermark = -math.inf if watermark is None else watermark
+        self.late_events = data.get("late_events", 0)
+        self.fine = {}
+        self.windows = {
+            (k[0], tuple(k[1]), k[2], k[3], k[4]): list(v) for k, v in data.get("windows", [])
+        }
+
+    def open_windows(self) -> int:
+        return len(self.windows)
+
+
+class RollupTotals:
+    """Merge rollup records into per-series window totals (the reader's side).
+
+    Keeps the latest record per key, so re-emitted records overwrite, and sums
+    across partitions and late epochs.
+    """
+
+    def __init__(self) -> None:
+        self.latest: dict[bytes, RollupRecord] = {}
+
+    def update(self, records: Iterable[RollupRecord]) -> None:
+        for record in records:
+            self.latest[record.key()] = record
+
+    def totals(
+        self, dims: Sequence[str], window_s: int
+    ) -> dict[tuple[tuple[str | None, ...], int], list[int]]:
+        """(values, window_start) -> summed metrics for one dimension set and window size."""
+        dims = tuple(dims)
+        out: dict[tuple[tuple[str | None, ...], int], list[int]] = {}
+        for record in self.latest.values():
+            if record.dims != dims or record.window_s != window_s:
+                continue
+            total = out.setdefault((record.values, record.window_start), [0] * _N)
+            for i, value in enumerate(record.metrics):
+                total[i] += value
+        return out

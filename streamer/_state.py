@@ -1,0 +1,104 @@
+"""Partition snapshots in a local (or shared) directory.
+
+Layout per input partition: ``<root>/<topic>/p<N>/``
+
+- ``snapshot.json``: open windows, counters, the next input offset, and the
+  byte length of each dedupe bucket file. Written atomically (temp file,
+  fsync, rename): a reader sees the old snapshot or the new one, never half.
+- ``dedupe/<hour>.ids``: seen event ids, one JSON array per checkpoint. Bytes past
+  the length recorded in the snapshot (a crash between append and rename) are
+  cut off on restore.
+- ``lock``: held (flock) by the one worker that owns the partition, so a
+  partition that moves in a rebalance is only read once its old owner let go.
+
+Workers that share partitions across machines need this directory on a
+shared volume; on one machine, any number of workers can share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+
+class PartitionStore:
+    """Snapshot files of one input partition."""
+
+    def __init__(self, root: str | Path, topic: str, partition: int) -> None:
+        self.dir = Path(root) / topic / f"p{partition}"
+        self.dedupe_dir = self.dir / "dedupe"
+        self._lock: IO[bytes] | None = None
+
+    async def acquire(self, timeout_s: float = 60.0) -> None:
+        """Wait until no other worker holds this partition's state."""
+        self.dedupe_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.dir / "lock", "ab")  # noqa: SIM115 - held until release()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock = handle
+                return
+            except BlockingIOError:
+                if loop.time() > deadline:
+                    handle.close()
+                    raise TimeoutError(
+                        f"partition state {self.dir} is still locked by another worker"
+                    ) from None
+                await asyncio.sleep(0.05)
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def load(self) -> tuple[dict[str, Any], dict[int, list[str]]] | None:
+        """The last snapshot and its dedupe buckets, or None for a fresh partition."""
+        try:
+            snapshot = orjson.loads((self.dir / "snapshot.json").read_bytes())
+        except FileNotFoundError:
+            return None
+        buckets: dict[int, list[str]] = {}
+        for name, length in snapshot.get("dedupe_lengths", {}).items():
+            path = self.dedupe_dir / f"{name}.ids"
+            with open(path, "r+b") as handle:
+                data = handle.read(length)
+                handle.truncate(length)
+            ids: list[str] = []
+            for line in data.splitlines():
+                ids.extend(orjson.loads(line))
+            buckets[int(name)] = ids
+        return snapshot, buckets
+
+    def save(
+        self, snapshot: dict[str, Any], new_ids: dict[int, list[str]], live_buckets: list[int]
+    ) -> None:
+        """Append new dedupe ids, then replace the snapshot atomically."""
+        lengths: dict[str, int] = {}
+        for bucket in live_buckets:
+            path = self.dedupe_dir / f"{bucket}.ids"
+            ids = new_ids.get(bucket)
+            if ids:
+                with open(path, "ab") as handle:
+                    handle.write(orjson.dumps(ids) + b"\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            lengths[str(bucket)] = path.stat().st_size if path.exists() else 0
+        snapshot = {**snapshot, "dedupe_lengths": lengths}
+        tmp = self.dir / "snapshot.json.tmp"
+        with open(tmp, "wb") as handle:
+            handle.write(orjson.dumps(snapshot))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.dir / "snapshot.json")
+        # Buckets past the horizon are no longer in the snapshot: drop their files.
+        keep = {f"{b}.ids" for b in live_buckets}
+        for path in self.dedupe_dir.iterdir():
+            if path.name not in keep:
+                path.unlink(missing_ok=True)

@@ -1,0 +1,277 @@
+"""The ingest worker: Kafka in, rollups and dead letters out, exactly once.
+
+Exactly once without broker transactions: each input partition's state (open
+windows, dedupe memory) is snapshotted together with the next offset to read,
+and on assignment the worker restores the snapshot and seeks to that offset.
+Events after the snapshot are processed again after a crash, which is right
+because their effect was never saved; the outputs they produce are absolute
+totals keyed by window, so re-emitting overwrites.
+
+A checkpoint, for every owned partition:
+
+1. flush the processor and send its rollups and dead letters; wait for acks;
+2. append new dedupe ids and atomically replace the snapshot (with next offset);
+3. commit the offset to Kafka (for lag monitoring only: the snapshot is the truth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from schemas import Config, PriceTable
+
+from ._processor import DeadLetter, PartitionProcessor
+from ._rollup import RollupRecord
+from ._state import PartitionStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    state_dir: Path
+    flush_interval_s: float = 1.0
+    checkpoint_interval_s: float = 5.0
+    lateness_s: float = 600.0
+    dedupe_horizon_s: float = 7 * 86400
+    max_poll_records: int = 10_000
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: IngestWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.worker.release(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.worker.adopt(assigned)
+
+
+class IngestWorker:
+    """Consumes ``kafka.topics.events`` in the consumer group and keeps rollups exact."""
+
+    def __init__(
+        self,
+        config: Config,
+        settings: WorkerSettings,
+        prices: PriceTable | None = None,
+        on_records: Callable[[list[RollupRecord]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.prices = prices or PriceTable.default().with_overrides(config.pricing.models)
+        self.on_records = on_records
+        self.topic = config.kafka.topics.events
+        self.processors: dict[int, PartitionProcessor] = {}
+        self.stores: dict[int, PartitionStore] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.rollups_out = 0
+        self.dead_out = 0
+        #: Outputs not yet acknowledged, by (topic, key): a newer version replaces an older one.
+        self._unsent: dict[tuple[str, bytes], tuple[bytes, int]] = {}
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # -- partition ownership -------------------------------------------------
+
+    async def adopt(self, assigned: list[TopicPartition]) -> None:
+        assert self.consumer is not None
+        for tp in assigned:
+            if tp.topic != self.topic or tp.partition in self.processors:
+                continue
+            store = PartitionStore(self.settings.state_dir, self.topic, tp.partition)
+            await store.acquire()
+            processor = PartitionProcessor(
+                self.topic,
+                tp.partition,
+                self.config.dimensions,
+                self.prices,
+                lateness_s=self.settings.lateness_s,
+                dedupe_horizon_s=self.settings.dedupe_horizon_s,
+            )
+            loaded = store.load()
+            if loaded is not None:
+                snapshot, buckets = loaded
+                processor.restore(snapshot, buckets)
+            if processor.next_offset is not None:
+                self.consumer.seek(tp, processor.next_offset)
+            else:
+                # No snapshot: rebuild from everything the topic still holds.
+                await self.consumer.seek_to_beginning(tp)
+            self.processors[tp.partition] = processor
+            self.stores[tp.partition] = store
+            log.info("partition %d adopted at offset %s", tp.partition, processor.next_offset or 0)
+
+    async def release(self, revoked: list[TopicPartition]) -> None:
+        partitions = [tp.partition for tp in revoked if tp.partition in self.processors]
+        if not partitions:
+            return
+        try:
+            await self.checkpoint(partitions)
+        except KafkaError as exc:
+            # Not saving is always safe: the next owner restores the previous
+            # snapshot and processes the rest again.
+            log.warning("checkpoint on revoke failed (%s); the next owner replays", exc)
+            self._unsent = {k: v for k, v in self._unsent.items() if v[1] not in partitions}
+        for partition in partitions:
+            self.processors.pop(partition)
+            self.stores.pop(partition).release()
+            log.info("partition %d released", partition)
+
+    # -- output ---------------------------------------------------------------
+
+    async def flush(self, partitions: list[int] | None = None) -> None:
+        """Send every changed window and dead letter of the given partitions; wait for acks.
+
+        Outputs stay queued until acknowledged, so a failed send is retried by
+        the next flush rather than lost until the window changes again.
+        """
+        assert self.producer is not None
+        topics = self.config.kafka.topics
+        new_records: list[RollupRecord] = []
+        for partition in self.processors if partitions is None else partitions:
+            records, dead = self.processors[partition].flush()
+            for record in records:
+                value = orjson.dumps(record.to_wire())
+                self._unsent[(topics.rollups, record.key())] = (value, partition)
+            for letter in dead:
+                self._unsent[(topics.dlq, letter.key())] = (_dead_value(letter), partition)
+            new_records.extend(records)
+            self.dead_out += len(dead)
+        if self._unsent:
+            pending = list(self._unsent.items())
+            futures = [await self.producer.send(t, v, key=k) for (t, k), (v, _) in pending]
+            await asyncio.gather(*futures)
+            for item, _ in pending:
+                self._unsent.pop(item, None)
+        self.rollups_out += len(new_records)
+        if self.on_records is not None and new_records:
+            self.on_records(new_records)
+
+    async def checkpoint(self, partitions: list[int] | None = None) -> None:
+        """Flush, persist each partition's snapshot with its next offset, then commit."""
+        partitions = list(self.processors) if partitions is None else partitions
+        await self.flush(partitions)
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for partition in partitions:
+            processor = self.processors[partition]
+            dedupe = processor.dedupe
+            self.stores[partition].save(
+                processor.snapshot(), dedupe.take_new(), sorted(dedupe.buckets)
+            )
+            if processor.next_offset is not None:
+                offsets[TopicPartition(self.topic, partition)] = OffsetAndMetadata(
+                    processor.next_offset, ""
+                )
+        if offsets and self.consumer is not None:
+            try:
+                await self.consumer.commit(offsets)
+            except KafkaError as exc:  # informational only; the snapshot holds the truth
+                log.debug("offset commit failed: %s", exc)
+
+    # -- the loop --------------------------------------------------------------
+
+    async def run(self) -> None:
+        kafka = self.config.kafka
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            acks="all",
+            enable_idempotence=False,
+            linger_ms=5,
+            max_batch_size=512 * 1024,
+        )
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=kafka.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.max_poll_records,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await _start_with_retry(self.producer.start, "producer", self._stopping)
+        await _start_with_retry(self.consumer.start, "consumer", self._stopping)
+        self.consumer.subscribe([self.topic], listener=_Rebalance(self))
+        try:
+            await self._loop()
+            if self.processors:
+                await self.checkpoint()
+        finally:
+            await self.consumer.stop()
+            for store in self.stores.values():
+                store.release()
+            await self.producer.stop()
+
+    async def _loop(self) -> None:
+        assert self.consumer is not None
+        settings = self.settings
+        last_flush = last_checkpoint = time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                batches = await self.consumer.getmany(
+                    timeout_ms=100, max_records=settings.max_poll_records
+                )
+            except KafkaError as exc:
+                log.warning("fetch failed (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
+            for tp, messages in batches.items():
+                processor = self.processors.get(tp.partition)
+                if processor is None:
+                    continue
+                process = processor.process
+                for message in messages:
+                    process(message.value, message.offset, message.timestamp / 1000.0)
+            now = time.monotonic()
+            if now - last_checkpoint >= settings.checkpoint_interval_s:
+                await self._retrying(self.checkpoint)
+                last_checkpoint = last_flush = time.monotonic()
+            elif now - last_flush >= settings.flush_interval_s:
+                await self._retrying(self.flush)
+                last_flush = time.monotonic()
+
+    async def _retrying(self, step: Callable[[], Any]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await step()
+                return
+            except KafkaError as exc:
+                if self._stopping.is_set():
+                    raise
+                log.warning("output failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+def _dead_value(letter: DeadLetter) -> bytes:
+    return orjson.dumps(letter.to_wire())
+
+
+async def _start_with_retry(start: Callable[[], Any], what: str, stopping: asyncio.Event) -> None:
+    delay = 0.5
+    while True:
+        try:
+            await start()
+            return
+        except KafkaError as exc:
+            if stopping.is_set():
+                raise
+            log.warning("kafka %s cannot start (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
