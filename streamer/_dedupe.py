@@ -9,6 +9,7 @@ worker sends it to the DLQ instead).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 BUCKET_S = 3600
@@ -50,6 +51,8 @@ class Deduper:
 
     def expire(self, watermark: float) -> list[int]:
         """Forget buckets wholly before the horizon; return their numbers."""
+        if watermark == -math.inf:
+            return []
         oldest = int((watermark - self.horizon_s) // BUCKET_S)
         gone = [b for b in self.buckets if b < oldest]
         for bucket in gone:

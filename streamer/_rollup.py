@@ -10,7 +10,8 @@ epochs (``RollupTotals``).
 Windows close on event time: the watermark is the largest ``ts`` seen, and a
 window closes once the watermark passes its end plus ``lateness_s``. A later
 event still counts, as a correction in its own *late epoch* (numbered by the
-watermark's lateness period when it arrived), so closed windows need no memory.
+watermark's lateness period when it arrived), so closed windows need no memory
+and an emitted final total is never overwritten by a partial one.
 Costs are summed as integer nano-dollars: totals are exact and independent of
 the order events arrive in.
 """
@@ -18,7 +19,8 @@ the order events arrive in.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,30 +133,36 @@ class RollupState:
         self.windows_s = tuple(windows_s)
         if any(w % 60 for w in self.windows_s):
             raise ValueError(f"window sizes must be whole minutes, got {self.windows_s}")
-        self._indices = [tuple(ATTRS.index(a) for a in dims) for dims in self.dimensions]
+        self._project = [
+            _projector(tuple(ATTRS.index(a) for a in dims)) for dims in self.dimensions
+        ]
         self._min_window_s = min(self.windows_s)
-        self._on_time = (0,) * len(self.windows_s)
         self.watermark = -math.inf
-        #: (minute, attrs, epochs) -> metric deltas since the last flush (+ outcomes at _N)
+        #: (minute, attrs, epoch) -> metric deltas since the last flush (+ outcomes at _N)
         self.fine: dict[tuple[Any, ...], list[Any]] = {}
         #: (dimset, values, window_s, window_start, epoch) -> absolute metrics (+ outcomes)
         self.windows: dict[tuple[Any, ...], list[Any]] = {}
+        #: close time -> keys of the windows that close then
+        self._closing: dict[float, list[tuple[Any, ...]]] = {}
         self.late_events = 0
 
     # -- hot path ----------------------------------------------------------
 
     def add(self, event: UsageEvent, cost_nusd: int, priced: bool) -> bool:
-        """Count one unique, valid event; return True if it arrived late (a correction)."""
+        """Count one unique, valid event; return True if it arrived late (a correction).
+
+        An event whose smallest window has closed is late: it goes, for every
+        window size, into the late epoch of the watermark's current lateness
+        period, a separate record that readers add to the on-time one.
+        """
         ts = event.ts
         watermark = self.watermark
         minute = int(ts // 60) * 60
-        # The smallest window closes first; once it has, the event is a correction.
         if minute + self._min_window_s + self.lateness_s <= watermark:
-            epochs = self._late_epochs(minute, watermark)
-            late = True
+            epoch = 1 + int(watermark // self.lateness_s)
+            self.late_events += 1
         else:
-            epochs = self._on_time
-            late = False
+            epoch = 0
             if ts > watermark:
                 self.watermark = ts
         key = (
@@ -169,7 +177,7 @@ class RollupState:
                 event.model,
                 event.provider,
             ),
-            epochs,
+            epoch,
         )
         cell = self.fine.get(key)
         if cell is None:
@@ -189,52 +197,50 @@ class RollupState:
                 cell[8] = {event.outcome: 1}
             else:
                 outcomes[event.outcome] = outcomes.get(event.outcome, 0) + 1
-        if late:
-            self.late_events += 1
-        return late
-
-    def _late_epochs(self, minute: int, watermark: float) -> tuple[int, ...]:
-        period = 1 + int(watermark // self.lateness_s)
-        return tuple(
-            period if watermark >= (minute // w * w) + w + self.lateness_s else 0
-            for w in self.windows_s
-        )
+        return epoch != 0
 
     # -- flush -------------------------------------------------------------
 
     def flush(self) -> list[RollupRecord]:
         """Fold fine cells into windows; return changed windows and those closing now."""
-        dirty: set[tuple[Any, ...]] = set()
-        windows = self.windows
-        for (minute, attrs, epochs), delta in self.fine.items():
-            for d, idx in enumerate(self._indices):
-                values = tuple(attrs[i] for i in idx)
-                for w, epoch in zip(self.windows_s, epochs, strict=True):
-                    key = (d, values, w, minute // w * w, epoch)
-                    total = windows.get(key)
-                    if total is None:
-                        total = windows[key] = [0, 0, 0, 0, 0, 0, 0, 0, None]
-                    for i in range(_N):
-                        total[i] += delta[i]
-                    if delta[_N]:
-                        outcomes = total[_N] or {}
-                        for name, count in delta[_N].items():
-                            outcomes[name] = outcomes.get(name, 0) + count
-                        total[_N] = outcomes
-                    dirty.add(key)
+        # Stage 1: fine cells -> one delta per (dimension set, values, minute, epoch).
+        minutes: dict[tuple[Any, ...], list[Any]] = {}
+        for (minute, attrs, epoch), delta in self.fine.items():
+            for d, project in enumerate(self._project):
+                key = (d, project(attrs), minute, epoch)
+                acc = minutes.get(key)
+                if acc is None:
+                    minutes[key] = _copy(delta)
+                else:
+                    _add(acc, delta)
         self.fine.clear()
-        closing = {key for key in windows if self._closed(key)}
+        # Stage 2: minute deltas -> every window size.
+        windows = self.windows
+        dirty: set[tuple[Any, ...]] = set()
+        for (d, values, minute, epoch), delta in minutes.items():
+            for w in self.windows_s:
+                key = (d, values, w, minute // w * w, epoch)
+                total = windows.get(key)
+                if total is None:
+                    windows[key] = _copy(delta)
+                    self._closing.setdefault(self._close_at(key), []).append(key)
+                else:
+                    _add(total, delta)
+                dirty.add(key)
+        closing: set[tuple[Any, ...]] = set()
+        for close_at in [t for t in self._closing if t <= self.watermark]:
+            closing.update(self._closing.pop(close_at))
         records = [self._record(key, key in closing) for key in dirty | closing]
         for key in closing:
             del windows[key]
         return records
 
-    def _closed(self, key: tuple[Any, ...]) -> bool:
+    def _close_at(self, key: tuple[Any, ...]) -> float:
         _, _, w, start, epoch = key
         if epoch == 0:
-            return self.watermark >= start + w + self.lateness_s
+            return start + w + self.lateness_s
         # A late epoch gathers corrections for one lateness period of the watermark.
-        return self.watermark >= (epoch + 1) * self.lateness_s
+        return (epoch + 1) * self.lateness_s
 
     def _record(self, key: tuple[Any, ...], final: bool) -> RollupRecord:
         d, values, w, start, epoch = key
@@ -260,7 +266,7 @@ class RollupState:
         return {
             "watermark": None if self.watermark == -math.inf else self.watermark,
             "late_events": self.late_events,
-            "windows": [[list(k[:2]) + list(k[2:]), v] for k, v in self.windows.items()],
+            "windows": [[[k[0], list(k[1]), k[2], k[3], k[4]], v] for k, v in self.windows.items()],
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -268,12 +274,50 @@ class RollupState:
         self.watermark = -math.inf if watermark is None else watermark
         self.late_events = data.get("late_events", 0)
         self.fine = {}
-        self.windows = {
-            (k[0], tuple(k[1]), k[2], k[3], k[4]): list(v) for k, v in data.get("windows", [])
-        }
+        self.windows = {}
+        self._closing = {}
+        for k, v in data.get("windows", []):
+            key = (k[0], tuple(k[1]), k[2], k[3], k[4])
+            self.windows[key] = list(v)
+            self._closing.setdefault(self._close_at(key), []).append(key)
 
     def open_windows(self) -> int:
         return len(self.windows)
+
+
+def _projector(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """A fast attrs -> values function; itemgetter returns a bare item for one index."""
+    if not indices:
+        return lambda attrs: ()
+    if len(indices) == 1:
+        only = indices[0]
+        return lambda attrs: (attrs[only],)
+    return operator.itemgetter(*indices)
+
+
+def _copy(delta: list[Any]) -> list[Any]:
+    out = delta[:]
+    if out[_N]:
+        out[_N] = dict(out[_N])
+    return out
+
+
+def _add(total: list[Any], delta: list[Any]) -> None:
+    total[0] += delta[0]
+    total[1] += delta[1]
+    total[2] += delta[2]
+    total[3] += delta[3]
+    total[4] += delta[4]
+    total[5] += delta[5]
+    total[6] += delta[6]
+    total[7] += delta[7]
+    if delta[8]:
+        outcomes = total[8]
+        if outcomes is None:
+            total[8] = dict(delta[8])
+        else:
+            for name, count in delta[8].items():
+                outcomes[name] = outcomes.get(name, 0) + count
 
 
 class RollupTotals:

@@ -46,6 +46,8 @@ class WorkerSettings:
     lateness_s: float = 600.0
     dedupe_horizon_s: float = 7 * 86400
     max_poll_records: int = 10_000
+    #: A killed worker's partitions move on after this; Kafka's floor is 6 s by default.
+    session_timeout_s: float = 6.0
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -203,6 +205,8 @@ class IngestWorker:
             max_poll_records=self.settings.max_poll_records,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=int(self.settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=max(500, int(self.settings.session_timeout_s * 1000 / 4)),
         )
         await _start_with_retry(self.producer.start, "producer", self._stopping)
         await _start_with_retry(self.consumer.start, "consumer", self._stopping)

@@ -11,7 +11,7 @@ import orjson
 from schemas import PriceTable, decode_event
 from streamer import to_nusd
 
-T0 = 1_795_392_000  # 2026-11-23T00:00:00Z
+T0 = 1_791_158_400  # 2026-10-05T00:00:00Z (a Monday, in the past: the worker refuses future events)
 TEAMS = ("search", "support", "growth", "research")
 FEATURES = ("agent", "summary", "chat", None)
 MODELS = (

@@ -1,0 +1,212 @@
+"""`spendbrake worker` as a real process on the embedded broker: killed, restarted,
+joined and left by other workers, and still exact."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from schemas import PriceTable
+from spendbrake._broker import EmbeddedBroker, ensure_topics
+from tests.kafka_helpers import read_topic_sync
+from tests.streamer.kafka_io import publish_raw, read_totals
+from tests.streamer.streams import ground_truth, make_stream
+
+PRICES = PriceTable.default()
+CHECKS = [(("team", "feature"), 86400), ((), 3600), (("team",), 60)]
+
+
+class Topics:
+    def __init__(self, make_topic: Callable[..., str]) -> None:
+        self.events = make_topic("events", partitions=4)
+        self.rollups = make_topic("rollups", partitions=4)
+        self.dlq = make_topic("dlq", partitions=1)
+
+    def config(self, tmp_path: Path, group: str) -> Path:
+        path = tmp_path / f"{group}.yaml"
+        path.write_text(
+            "kafka:\n"
+            f"  group_id: {group}\n"
+            "  topics:\n"
+            f"    events: {self.events}\n    rollups: {self.rollups}\n    dlq: {self.dlq}\n"
+            f"    alerts: {self.events}-alerts\n    actions: {self.events}-actions\n"
+        )
+        return path
+
+
+def start_worker(
+    broker: EmbeddedBroker, config: Path, state_dir: Path, log: Path
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spendbrake.cli",
+            "worker",
+            "--config",
+            str(config),
+            "--bootstrap",
+            broker.bootstrap_servers,
+            "--state-dir",
+            str(state_dir),
+            "--flush-interval",
+            "0.2",
+            "--checkpoint-interval",
+            "0.5",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "ab"),
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def expected(unique: dict[str, bytes]) -> dict:
+    return {check: ground_truth(unique, check[0], check[1], PRICES) for check in CHECKS}
+
+
+def observed(broker: EmbeddedBroker, topic: str) -> dict:
+    totals = asyncio.run(read_totals(broker.bootstrap_servers, topic, timeout_s=3.0))
+    return {
+        (dims, window_s): {k: (v[0], v[1]) for k, v in totals.totals(dims, window_s).items()}
+        for dims, window_s in CHECKS
+    }
+
+
+def wait_exact(broker: EmbeddedBroker, topic: str, want: dict, timeout_s: float = 90.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    got: dict = {}
+    while time.monotonic() < deadline:
+        got = observed(broker, topic)
+        if got == want:
+            return got
+        time.sleep(1.0)
+    return got
+
+
+def test_sigkilled_worker_restarts_exact(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """5% duplicates, 2% late (up to 2 h), 1% malformed; the worker is SIGKILLed 5 times."""
+    topics = Topics(make_topic)
+    stream = make_stream(40_000, seed=11, span_s=2 * 86400)
+    config = topics.config(tmp_path, "crash")
+    state = tmp_path / "state"
+    log = tmp_path / "worker.log"
+    rng = random.Random(4)
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, stream.records[:20_000]))
+    worker = start_worker(broker, config, state, log)
+    try:
+        for kill in range(5):
+            time.sleep(rng.uniform(2.0, 8.0))
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            if kill == 2:
+                asyncio.run(
+                    publish_raw(broker.bootstrap_servers, topics.events, stream.records[20_000:])
+                )
+            worker = start_worker(broker, config, state, log)
+        got = wait_exact(broker, topics.rollups, expected(stream.unique))
+    finally:
+        stop(worker)
+    assert got == expected(stream.unique), log.read_text()[-3000:]
+    dead = read_topic_sync(broker.bootstrap_servers, topics.dlq, stream.malformed)
+    letters = {key: orjson.loads(value) for _, key, value in dead}
+    assert len(letters) == stream.malformed
+    assert all(letter["reason"].startswith(letter["field"] + ": ") for letter in letters.values())
+
+
+def test_workers_joining_and_leaving_stay_exact(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topics = Topics(make_topic)
+    stream = make_stream(24_000, seed=12, span_s=86400)
+    config = topics.config(tmp_path, "scale")
+    state = tmp_path / "state"  # shared by both workers, as on one host or a shared volume
+    records = stream.records
+    first = start_worker(broker, config, state, tmp_path / "a.log")
+    second = None
+    try:
+        asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, records[:8_000]))
+        time.sleep(3)
+        second = start_worker(broker, config, state, tmp_path / "b.log")  # joins: rebalance
+        asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, records[8_000:16_000]))
+        time.sleep(4)
+        stop(first)  # leaves: its partitions move to the second worker
+        asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, records[16_000:]))
+        got = wait_exact(broker, topics.rollups, expected(stream.unique))
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+    assert got == expected(stream.unique), (tmp_path / "b.log").read_text()[-3000:]
+
+
+def test_worker_survives_a_broker_outage(make_topic: Callable[..., str], tmp_path: Path) -> None:
+    """Stop the memory-only broker, start a new one on the same port, republish.
+
+    The new broker has lost every topic; the worker keeps its state, retries
+    until Kafka is back, and drops the republished events it already counted,
+    so windows that new events touch carry exact totals of old and new.
+    """
+    outage = EmbeddedBroker().start()
+    port = outage.port
+    topics = ["spend.events", "spend.dlq", "spend.rollups", "spend.alerts", "spend.actions"]
+    asyncio.run(ensure_topics(outage.bootstrap_servers, topics, 4))
+    stream = make_stream(6_000, seed=13, span_s=3 * 3600, dup_rate=0, late_rate=0, bad_rate=0)
+    old, new = stream.records[:3_000], stream.records[3_000:]
+    config = tmp_path / "cfg.yaml"
+    config.write_text("kafka:\n  group_id: outage\n")
+    worker = start_worker(outage, config, tmp_path / "state", tmp_path / "w.log")
+    try:
+        asyncio.run(publish_raw(outage.bootstrap_servers, "spend.events", old))
+        time.sleep(4)
+        outage.stop()
+        time.sleep(3)
+        assert worker.poll() is None, "the worker must ride out the outage"
+        outage = EmbeddedBroker(port=port).start()
+        asyncio.run(ensure_topics(outage.bootstrap_servers, topics, 4))
+        asyncio.run(publish_raw(outage.bootstrap_servers, "spend.events", old + new))
+        want_all = ground_truth(stream.unique, (), 3600, PRICES)
+        new_hours = {int(orjson.loads(r)["ts"] // 3600) * 3600 for r in new}
+        want = {k: v for k, v in want_all.items() if k[1] in new_hours}
+        deadline = time.monotonic() + 60
+        got: dict = {}
+        while time.monotonic() < deadline:
+            totals = asyncio.run(
+                read_totals(outage.bootstrap_servers, "spend.rollups", timeout_s=2.0)
+            )
+            got = {k: (v[0], v[1]) for k, v in totals.totals((), 3600).items() if k[1] in new_hours}
+            if got == want:
+                break
+            time.sleep(1.0)
+        assert worker.poll() is None
+    finally:
+        stop(worker)
+        outage.stop()
+    assert got == want, (tmp_path / "w.log").read_text()[-3000:]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPENDBRAKE_BOOTSTRAP", raising=False)
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    os.environ.pop("SPENDBRAKE_CONFIG", None)
