@@ -349,6 +349,12 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
 )
 @click.option("--lateness", default="10m", show_default=True, help="Allowed lateness of events.")
 @click.option("--group", help="Consumer group (default: kafka.group_id).")
+@click.option(
+    "--metrics-port",
+    default=9464,
+    show_default=True,
+    help="Serve Prometheus /metrics on 127.0.0.1:PORT (0: off).",
+)
 def worker(
     config_path: str | None,
     bootstrap: str | None,
@@ -357,6 +363,7 @@ def worker(
     checkpoint_interval: float,
     lateness: str,
     group: str | None,
+    metrics_port: int,
 ) -> None:
     """Consume usage events and keep exact event-time spend rollups.
 
@@ -385,6 +392,7 @@ def worker(
         flush_interval_s=flush_interval,
         checkpoint_interval_s=checkpoint_interval,
         lateness_s=_parse_duration(lateness),
+        metrics_port=metrics_port or None,
     )
 
     async def run() -> None:

@@ -31,6 +31,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from schemas import Config, PriceTable
 
+from ._metrics import WorkerMetrics
 from ._processor import DeadLetter, PartitionProcessor
 from ._rollup import RollupRecord
 from ._state import PartitionStore
@@ -48,6 +49,9 @@ class WorkerSettings:
     max_poll_records: int = 10_000
     #: A killed worker's partitions move on after this; Kafka's floor is 6 s by default.
     session_timeout_s: float = 6.0
+    #: Serve Prometheus /metrics on this port (None: don't serve; counters still kept).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -84,6 +88,9 @@ class IngestWorker:
         self.dead_out = 0
         #: Outputs not yet acknowledged, by (topic, key): a newer version replaces an older one.
         self._unsent: dict[tuple[str, bytes], tuple[bytes, int]] = {}
+        #: Receive times of batches whose rollups are not yet acknowledged.
+        self._received: list[float] = []
+        self.metrics = WorkerMetrics()
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -133,6 +140,7 @@ class IngestWorker:
         for partition in partitions:
             self.processors.pop(partition)
             self.stores.pop(partition).release()
+            self.metrics.forget(partition)
             log.info("partition %d released", partition)
 
     # -- output ---------------------------------------------------------------
@@ -146,8 +154,10 @@ class IngestWorker:
         assert self.producer is not None
         topics = self.config.kafka.topics
         new_records: list[RollupRecord] = []
+        received, self._received = self._received, []
         for partition in self.processors if partitions is None else partitions:
             records, dead = self.processors[partition].flush()
+            self.metrics.absorb(partition, self.processors[partition].stats)
             for record in records:
                 value = orjson.dumps(record.to_wire())
                 self._unsent[(topics.rollups, record.key())] = (value, partition)
@@ -161,7 +171,11 @@ class IngestWorker:
             await asyncio.gather(*futures)
             for item, _ in pending:
                 self._unsent.pop(item, None)
+        done = time.monotonic()
+        for started in received:
+            self.metrics.latency.observe(done - started)
         self.rollups_out += len(new_records)
+        self.metrics.rollups_out.inc(len(new_records))
         if self.on_records is not None and new_records:
             self.on_records(new_records)
 
@@ -208,6 +222,11 @@ class IngestWorker:
             session_timeout_ms=int(self.settings.session_timeout_s * 1000),
             heartbeat_interval_ms=max(500, int(self.settings.session_timeout_s * 1000 / 4)),
         )
+        if self.settings.metrics_port is not None:
+            try:
+                self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
+            except OSError as exc:  # metrics are not worth failing the count over
+                log.warning("cannot serve metrics on port %d: %s", self.settings.metrics_port, exc)
         await _start_with_retry(self.producer.start, "producer", self._stopping)
         await _start_with_retry(self.consumer.start, "consumer", self._stopping)
         self.consumer.subscribe([self.topic], listener=_Rebalance(self))
@@ -234,6 +253,8 @@ class IngestWorker:
                 log.warning("fetch failed (%s); retrying", exc)
                 await asyncio.sleep(1.0)
                 continue
+            if batches:
+                self._received.append(time.monotonic())
             for tp, messages in batches.items():
                 processor = self.processors.get(tp.partition)
                 if processor is None:
@@ -241,6 +262,11 @@ class IngestWorker:
                 process = processor.process
                 for message in messages:
                     process(message.value, message.offset, message.timestamp / 1000.0)
+                highwater = self.consumer.highwater(tp)
+                if highwater is not None:
+                    self.metrics.lag.labels(str(tp.partition)).set(
+                        highwater - processor.next_offset
+                    )
             now = time.monotonic()
             if now - last_checkpoint >= settings.checkpoint_interval_s:
                 await self._retrying(self.checkpoint)

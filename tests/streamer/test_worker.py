@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
 from schemas import PriceTable
-from spendbrake._broker import EmbeddedBroker, ensure_topics
+from spendbrake._broker import EmbeddedBroker, ensure_topics, free_port
 from tests.kafka_helpers import read_topic_sync
 from tests.streamer.kafka_io import publish_raw, read_totals
 from tests.streamer.streams import ground_truth, make_stream
@@ -45,7 +46,7 @@ class Topics:
 
 
 def start_worker(
-    broker: EmbeddedBroker, config: Path, state_dir: Path, log: Path
+    broker: EmbeddedBroker, config: Path, state_dir: Path, log: Path, metrics_port: int = 0
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -63,6 +64,8 @@ def start_worker(
             "0.2",
             "--checkpoint-interval",
             "0.5",
+            "--metrics-port",
+            str(metrics_port),
         ],
         stdout=subprocess.DEVNULL,
         stderr=open(log, "ab"),
@@ -142,22 +145,41 @@ def test_workers_joining_and_leaving_stay_exact(
     config = topics.config(tmp_path, "scale")
     state = tmp_path / "state"  # shared by both workers, as on one host or a shared volume
     records = stream.records
+    metrics_port = free_port()
     first = start_worker(broker, config, state, tmp_path / "a.log")
     second = None
     try:
         asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, records[:8_000]))
         time.sleep(3)
-        second = start_worker(broker, config, state, tmp_path / "b.log")  # joins: rebalance
+        second = start_worker(
+            broker, config, state, tmp_path / "b.log", metrics_port
+        )  # joins: rebalance
         asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, records[8_000:16_000]))
         time.sleep(4)
         stop(first)  # leaves: its partitions move to the second worker
         asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, records[16_000:]))
         got = wait_exact(broker, topics.rollups, expected(stream.unique))
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
     finally:
         stop(first)
         if second is not None:
             stop(second)
     assert got == expected(stream.unique), (tmp_path / "b.log").read_text()[-3000:]
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in metrics.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert (
+        values["spendbrake_events_valid_total"] > 0 and values["spendbrake_rollups_out_total"] > 0
+    )
+    assert values["spendbrake_duplicates_total"] > 0
+    assert any(k.startswith('spendbrake_dlq_records_total{field="payload"}') for k in values)
+    assert values["spendbrake_processing_latency_seconds_count"] > 0
+    assert (
+        'spendbrake_consumer_lag{partition="0"}' in values
+        or 'spendbrake_consumer_lag{partition="1"}' in values
+    )
 
 
 def test_worker_survives_a_broker_outage(make_topic: Callable[..., str], tmp_path: Path) -> None:
