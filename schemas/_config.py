@@ -73,9 +73,10 @@ class TopicsConfig(_Section):
     rollups: Name = "spend.rollups"
     alerts: Name = "spend.alerts"
     actions: Name = "spend.actions"
+    traces: Name = "spend.traces"
 
     def names(self) -> list[str]:
-        return [self.events, self.dlq, self.rollups, self.alerts, self.actions]
+        return [self.events, self.dlq, self.rollups, self.alerts, self.actions, self.traces]
 
 
 class KafkaConfig(_Section):

@@ -1,8 +1,9 @@
 """Consume usage events and roll spend up into exact event-time windows."""
 
 from ._dedupe import Deduper
-from ._processor import DeadLetter, PartitionProcessor, ProcessorStats
+from ._processor import DeadLetter, Outputs, PartitionProcessor, ProcessorStats
 from ._rollup import METRICS, WINDOWS_S, RollupRecord, RollupState, RollupTotals, to_nusd
+from ._traces import TracePartial, TraceState, TraceTotals
 from ._worker import IngestWorker, WorkerSettings
 
 __all__ = [
@@ -11,11 +12,15 @@ __all__ = [
     "DeadLetter",
     "Deduper",
     "IngestWorker",
+    "Outputs",
     "PartitionProcessor",
     "ProcessorStats",
     "RollupRecord",
     "RollupState",
     "RollupTotals",
+    "TracePartial",
+    "TraceState",
+    "TraceTotals",
     "WorkerSettings",
     "to_nusd",
 ]

@@ -9,12 +9,13 @@ and the tests all drive this same class.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas import InvalidEvent, PriceTable, decode_event
 
 from ._dedupe import Deduper
 from ._rollup import RollupRecord, RollupState, to_nusd
+from ._traces import TracePartial, TraceState
 
 #: Bytes of a bad record's payload kept in its DLQ record.
 RAW_LIMIT = 4096
@@ -45,6 +46,14 @@ class DeadLetter:
             "raw_bytes": self.raw_bytes,
             "truncated": self.raw_bytes > RAW_LIMIT,
         }
+
+
+class Outputs(NamedTuple):
+    """What one flush of a partition produces."""
+
+    rollups: list[RollupRecord]
+    dead: list[DeadLetter]
+    traces: list[TracePartial]
 
 
 @dataclass(slots=True)
@@ -79,6 +88,7 @@ class PartitionProcessor:
         lateness_s: float = 600.0,
         dedupe_horizon_s: float = 7 * 86400,
         max_future_s: float = 3600.0,
+        trace_idle_s: float = 300.0,
     ) -> None:
         self.topic = topic
         self.partition = partition
@@ -86,6 +96,7 @@ class PartitionProcessor:
         self.max_future_s = max_future_s
         self.rollups = RollupState(dimensions, partition=partition, lateness_s=lateness_s)
         self.dedupe = Deduper(dedupe_horizon_s)
+        self.traces = TraceState(partition, trace_idle_s)
         #: Next input offset to read; stored with the snapshot.
         self.next_offset: int | None = None
         self.stats = ProcessorStats()
@@ -134,8 +145,11 @@ class PartitionProcessor:
                 self.stats.unpriced += 1
                 models = self.stats.unpriced_models
                 models[event.model] = models.get(event.model, 0) + 1
-        if self.rollups.add(event, to_nusd(cost), priced):
+        cost_nusd = to_nusd(cost)
+        if self.rollups.add(event, cost_nusd, priced):
             self.stats.late += 1
+        if event.trace_id is not None:
+            self.traces.add(event, cost_nusd)
         self.stats.valid += 1
 
     def _dead(self, field_name: str, reason: str, raw: bytes, offset: int) -> None:
@@ -152,12 +166,13 @@ class PartitionProcessor:
             )
         )
 
-    def flush(self) -> tuple[list[RollupRecord], list[DeadLetter]]:
+    def flush(self) -> Outputs:
         """Outputs accumulated since the last flush; dedupe memory past the horizon is dropped."""
         records = self.rollups.flush()
-        self.dedupe.expire(self.rollups.watermark)
+        watermark = self.rollups.watermark
+        self.dedupe.expire(watermark)
         dead, self.dead = self.dead, []
-        return records, dead
+        return Outputs(records, dead, self.traces.flush(watermark))
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -165,6 +180,7 @@ class PartitionProcessor:
             "partition": self.partition,
             "next_offset": self.next_offset,
             "rollups": self.rollups.snapshot(),
+            "traces": self.traces.snapshot(),
             "stats": {
                 "records": self.stats.records,
                 "valid": self.stats.valid,
@@ -178,6 +194,7 @@ class PartitionProcessor:
     def restore(self, data: dict[str, Any], dedupe_buckets: dict[int, list[str]]) -> None:
         self.next_offset = data.get("next_offset")
         self.rollups.restore(data["rollups"])
+        self.traces.restore(data.get("traces", []))
         self.dedupe.restore(dedupe_buckets)
         stats = data.get("stats", {})
         self.stats = ProcessorStats(

@@ -156,13 +156,18 @@ class IngestWorker:
         new_records: list[RollupRecord] = []
         received, self._received = self._received, []
         for partition in self.processors if partitions is None else partitions:
-            records, dead = self.processors[partition].flush()
+            records, dead, traces = self.processors[partition].flush()
             self.metrics.absorb(partition, self.processors[partition].stats)
             for record in records:
                 value = orjson.dumps(record.to_wire())
                 self._unsent[(topics.rollups, record.key())] = (value, partition)
             for letter in dead:
                 self._unsent[(topics.dlq, letter.key())] = (_dead_value(letter), partition)
+            for trace in traces:
+                self._unsent[(topics.traces, trace.key())] = (
+                    orjson.dumps(trace.to_wire()),
+                    partition,
+                )
             new_records.extend(records)
             self.dead_out += len(dead)
         if self._unsent:

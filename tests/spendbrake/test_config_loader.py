@@ -60,6 +60,7 @@ def test_defaults_need_no_file() -> None:
         "spend.rollups",
         "spend.alerts",
         "spend.actions",
+        "spend.traces",
     ]
     assert config.dimensions[0] == [] and ["team", "feature"] in config.dimensions
     assert [p.action for p in config.policies] == ["pause", "alert"]

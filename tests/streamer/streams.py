@@ -104,6 +104,7 @@ def make_stream(
             "team": rng.choice(TEAMS),
             "workload": rng.choice(("critical", "standard", "batch")),
             "api_key": f"key-{rng.randint(0, 9)}",
+            "trace_id": f"tr-{i // 4}",
         }
         event["cache_read_tokens"] = rng.randint(0, event["input_tokens"])
         feature = rng.choice(FEATURES)
@@ -129,6 +130,20 @@ def make_stream(
         stream.append((T0 + rng.random() * span_s, MALFORMED[j % len(MALFORMED)]))
     stream.sort(key=lambda item: item[0])
     return Stream([raw for _, raw in stream], unique, malformed, duplicates)
+
+
+def trace_truth(
+    unique: dict[str, bytes], prices: PriceTable | None = None
+) -> dict[str, tuple[int, int]]:
+    """trace_id -> (cost in nano-dollars, calls) over the unique valid events."""
+    prices = prices or PriceTable.default()
+    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for raw in unique.values():
+        event = decode_event(raw)
+        cost = event.cost_usd if event.cost_usd is not None else prices.price(event)
+        out[event.trace_id][0] += to_nusd(cost or 0.0)
+        out[event.trace_id][1] += 1
+    return {k: (v[0], v[1]) for k, v in out.items()}
 
 
 def ground_truth(

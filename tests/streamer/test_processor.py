@@ -7,8 +7,8 @@ import zlib
 import pytest
 
 from schemas import DEFAULT_DIMENSIONS, PriceTable
-from streamer import PartitionProcessor, RollupRecord, RollupState, RollupTotals
-from tests.streamer.streams import T0, ground_truth, make_stream
+from streamer import PartitionProcessor, RollupRecord, RollupState, RollupTotals, TraceTotals
+from tests.streamer.streams import T0, ground_truth, make_stream, trace_truth
 
 PRICES = PriceTable.default()
 DIMS = [list(d) for d in DEFAULT_DIMENSIONS]
@@ -31,6 +31,7 @@ def run_stream(
         # Duplicates of one event must land on one partition (keyed by event_id upstream).
         logs[partition_of(raw, partitions)].append(raw)
     totals = RollupTotals()
+    totals.traces = TraceTotals()  # type: ignore[attr-defined]
     dead: list = []
     processors = []
     for p, log in enumerate(logs):
@@ -43,8 +44,9 @@ def run_stream(
             offset += 1
             since_checkpoint += 1
             if offset % 500 == 0:
-                records_out, letters = proc.flush()
+                records_out, letters, traces = proc.flush()
                 totals.update(records_out)
+                totals.traces.update(traces)
                 dead.extend(letters)
                 snapshot = (proc.snapshot(), {b: sorted(s) for b, s in proc.dedupe.buckets.items()})
             if crash_every and since_checkpoint >= crash_every:
@@ -56,8 +58,10 @@ def run_stream(
                     offset = proc.next_offset
                 else:
                     offset = 0
-        records_out, letters = proc.flush()
+        proc.traces.idle_s = 0  # end of input: every trace is done
+        records_out, letters, traces = proc.flush()
         totals.update(records_out)
+        totals.traces.update(traces)
         dead.extend(letters)
         processors.append(proc)
     return totals, dead, processors
@@ -67,6 +71,7 @@ def run_stream(
 def test_totals_equal_unique_valid_events(partitions: int) -> None:
     stream = make_stream(20_000, seed=2)
     totals, dead, processors = run_stream(stream.records, partitions)
+    assert totals.traces.totals() == trace_truth(stream.unique, PRICES)
     for dims, window_s in [
         ((), 86400),
         (("team", "feature"), 86400),
@@ -86,6 +91,7 @@ def test_totals_equal_unique_valid_events(partitions: int) -> None:
 def test_restarts_from_snapshots_stay_exact() -> None:
     stream = make_stream(12_000, seed=5)
     totals, dead, _ = run_stream(stream.records, partitions=2, crash_every=1_700)
+    assert totals.traces.totals() == trace_truth(stream.unique, PRICES)
     assert totals_of(totals, ("team", "feature"), 86400) == ground_truth(
         stream.unique, ("team", "feature"), 86400, PRICES
     )
@@ -127,11 +133,11 @@ def test_late_event_is_a_correction_in_its_own_epoch() -> None:
     proc = PartitionProcessor("t", 0, [[]], PRICES, lateness_s=600)
     proc.process(event(1, T0 + 30), 0)
     proc.process(event(2, T0 + 3 * 3600), 1)  # watermark jumps 3 hours
-    first, _ = proc.flush()
+    first, _, _ = proc.flush()
     minute_final = [r for r in first if r.window_s == 60 and r.window_start == T0]
     assert minute_final and minute_final[0].final and minute_final[0].metrics[1] == 1
     proc.process(event(3, T0 + 40, cost=2.0), 2)  # 3 hours late
-    late, _ = proc.flush()
+    late, _, _ = proc.flush()
     assert proc.stats.late == 1
     corrections = [r for r in late if r.window_start == T0 and r.window_s == 60]
     assert corrections and corrections[0].epoch > 0
@@ -146,7 +152,7 @@ def test_future_timestamp_and_too_old_events_go_to_the_dlq() -> None:
     proc.process(event(1, T0 + 10 * 86400), 0, record_ts=T0 + 10 * 86400)
     proc.process(event(2, T0 + 30 * 86400), 1, record_ts=T0 + 10 * 86400)  # 20 days in the future
     proc.process(event(3, T0), 2, record_ts=T0 + 10 * 86400)  # 10 days old, horizon is 1 day
-    _, dead = proc.flush()
+    _, dead, _ = proc.flush()
     assert [d.field for d in dead] == ["ts", "ts"]
     assert "after the record was written" in dead[0].reason and "dedupe horizon" in dead[1].reason
     assert proc.stats.valid == 1
@@ -156,7 +162,7 @@ def test_rollup_record_wire_round_trip() -> None:
     state = RollupState([["team"]])
     proc = PartitionProcessor("t", 0, [["team"]], PRICES)
     proc.process(event(1, T0 + 5), 0)
-    records, _ = proc.flush()
+    records, _, _ = proc.flush()
     assert state.open_windows() == 0
     for record in records:
         assert RollupRecord.from_wire(record.to_wire()) == record

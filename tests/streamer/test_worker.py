@@ -41,6 +41,7 @@ class Topics:
             "  topics:\n"
             f"    events: {self.events}\n    rollups: {self.rollups}\n    dlq: {self.dlq}\n"
             f"    alerts: {self.events}-alerts\n    actions: {self.events}-actions\n"
+            f"    traces: {self.events}-traces\n"
         )
         return path
 
@@ -191,7 +192,14 @@ def test_worker_survives_a_broker_outage(make_topic: Callable[..., str], tmp_pat
     """
     outage = EmbeddedBroker().start()
     port = outage.port
-    topics = ["spend.events", "spend.dlq", "spend.rollups", "spend.alerts", "spend.actions"]
+    topics = [
+        "spend.events",
+        "spend.dlq",
+        "spend.rollups",
+        "spend.alerts",
+        "spend.actions",
+        "spend.traces",
+    ]
     asyncio.run(ensure_topics(outage.bootstrap_servers, topics, 4))
     stream = make_stream(6_000, seed=13, span_s=3 * 3600, dup_rate=0, late_rate=0, bad_rate=0)
     old, new = stream.records[:3_000], stream.records[3_000:]

@@ -1,0 +1,141 @@
+"""Cost per trace (one agent task): totals per ``trace_id``, emitted once idle.
+
+A trace's calls are spread over input partitions (events are keyed by
+``event_id``), so each partition emits its own *partial*, keyed by the trace,
+the partition and the partial's first event id; readers add partials of one
+trace (``TraceTotals``). A partial is emitted when the watermark is
+``idle_s`` past its last call. A call that arrives after its trace was emitted
+starts a new partial with a new key, so nothing is overwritten or lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas import UsageEvent, format_ts
+
+from ._rollup import NUSD
+
+
+@dataclass(slots=True)
+class TracePartial:
+    trace_id: str
+    partition: int
+    first_event_id: str
+    team: str
+    feature: str | None
+    customer: str | None
+    cost_nusd: int = 0
+    calls: int = 0
+    first_ts: float = 0.0
+    last_ts: float = 0.0
+    models: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def key(self) -> bytes:
+        return orjson.dumps([self.trace_id, self.partition, self.first_event_id])
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "trace_id": self.trace_id,
+            "partition": self.partition,
+            "first_event_id": self.first_event_id,
+            "team": self.team,
+            "feature": self.feature,
+            "customer": self.customer,
+            "cost_usd": self.cost_nusd / NUSD,
+            "cost_nusd": self.cost_nusd,
+            "calls": self.calls,
+            "models": self.models,
+            "outcomes": self.outcomes,
+            "start": format_ts(self.first_ts),
+            "end": format_ts(self.last_ts),
+            "start_ts": self.first_ts,
+            "end_ts": self.last_ts,
+            "duration_s": self.last_ts - self.first_ts,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> TracePartial:
+        return cls(
+            trace_id=data["trace_id"],
+            partition=data["partition"],
+            first_event_id=data["first_event_id"],
+            team=data["team"],
+            feature=data["feature"],
+            customer=data["customer"],
+            cost_nusd=data["cost_nusd"],
+            calls=data["calls"],
+            first_ts=data["start_ts"],
+            last_ts=data["end_ts"],
+            models=dict(data["models"]),
+            outcomes=dict(data["outcomes"]),
+        )
+
+
+class TraceState:
+    """Open trace partials of one partition."""
+
+    def __init__(self, partition: int = 0, idle_s: float = 300.0) -> None:
+        self.partition = partition
+        self.idle_s = idle_s
+        self.open: dict[str, TracePartial] = {}
+
+    def add(self, event: UsageEvent, cost_nusd: int) -> None:
+        trace_id = event.trace_id
+        if trace_id is None:
+            return
+        partial = self.open.get(trace_id)
+        if partial is None:
+            partial = self.open[trace_id] = TracePartial(
+                trace_id,
+                self.partition,
+                event.event_id,
+                event.team,
+                event.feature,
+                event.customer,
+                first_ts=event.ts,
+                last_ts=event.ts,
+            )
+        partial.cost_nusd += cost_nusd
+        partial.calls += 1
+        partial.first_ts = min(partial.first_ts, event.ts)
+        partial.last_ts = max(partial.last_ts, event.ts)
+        partial.models[event.model] = partial.models.get(event.model, 0) + 1
+        if event.outcome is not None:
+            partial.outcomes[event.outcome] = partial.outcomes.get(event.outcome, 0) + 1
+
+    def flush(self, watermark: float) -> list[TracePartial]:
+        """Partials idle for ``idle_s`` of event time, removed from memory."""
+        done = [t for t, p in self.open.items() if watermark - p.last_ts >= self.idle_s]
+        return [self.open.pop(t) for t in done]
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [p.to_wire() for p in self.open.values()]
+
+    def restore(self, data: Iterable[dict[str, Any]]) -> None:
+        self.open = {d["trace_id"]: TracePartial.from_wire(d) for d in data}
+
+
+class TraceTotals:
+    """Reader side: latest partial per key, summed per trace."""
+
+    def __init__(self) -> None:
+        self.latest: dict[bytes, TracePartial] = {}
+
+    def update(self, partials: Iterable[TracePartial]) -> None:
+        for partial in partials:
+            self.latest[partial.key()] = partial
+
+    def totals(self) -> dict[str, tuple[int, int]]:
+        """trace_id -> (cost in nano-dollars, calls)."""
+        out: dict[str, list[int]] = {}
+        for partial in self.latest.values():
+            total = out.setdefault(partial.trace_id, [0, 0])
+            total[0] += partial.cost_nusd
+            total[1] += partial.calls
+        return {k: (v[0], v[1]) for k, v in out.items()}
