@@ -65,7 +65,7 @@ async def _demo(duration_s: float, rate: float, seed: int, console: Console) -> 
         end_ts = float(int(time.time()) // 60 * 60)
         start_ts = end_ts - HISTORY_S
         incident = parse_incident(
-            f"runaway:team=search,feature=agent,x=25,start=+{HISTORY_S // 3600 - 1}h,duration=1h"
+            f"runaway:team=search,feature=agent,x=10,start=+{HISTORY_S // 3600 - 1}h,duration=1h"
         )
         producer = SpendProducer(broker.bootstrap_servers, spill_path=work / "spill.jsonl")
         events = simulate(start_ts, HISTORY_S, rate_per_s=rate, seed=seed, incidents=[incident])
@@ -80,12 +80,19 @@ async def _demo(duration_s: float, rate: float, seed: int, console: Console) -> 
                 producer.emit(event)
                 state.published += 1
                 state.event_time = event.ts
+                if state.published % 2000 == 0:
+                    live.update(_view(state, start_ts))
+                    await asyncio.sleep(0)  # let the worker run when publishing falls behind
             await asyncio.to_thread(producer.flush, 30)
-            settle = time.monotonic() + 5
-            while time.monotonic() < settle:
+            # Let the worker catch up with everything published (bounded wait).
+            settle = time.monotonic() + 45
+            while time.monotonic() < settle and _consumed(worker) < state.published:
                 live.update(_view(state, start_ts))
                 await asyncio.sleep(0.25)
+            await asyncio.sleep(1.5)  # one more flush of the open windows
+            live.update(_view(state, start_ts))
         producer.close()
+        console.print()
         worker.stop()
         await worker_task
         console.print(
@@ -99,9 +106,14 @@ async def _demo(duration_s: float, rate: float, seed: int, console: Console) -> 
         broker.stop()
 
 
+def _consumed(worker: IngestWorker) -> int:
+    return sum(p.stats.records for p in worker.processors.values())
+
+
 def _view(state: DemoState, start_ts: float) -> Table:
     minutes = state.totals.totals(("team",), 60)
-    now = state.event_time or start_ts
+    # "Now" is as far as the worker's rollups reach, not what was published.
+    now = max((start + 60 for _, start in minutes), default=start_ts)
     table = Table(
         title=f"spend per team, live from spend.rollups ({state.published:,} events published)",
         caption="event time compressed: six hours of traffic in the run",

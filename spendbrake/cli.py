@@ -430,7 +430,9 @@ def validate(config_file: str) -> None:
 
 @main.command()
 @click.option("--duration", default="20s", show_default=True, help="How long the live part runs.")
-@click.option("--rate", default=300.0, show_default=True, help="Simulated calls per second.")
+@click.option(
+    "--rate", default=5.0, show_default=True, help="Simulated calls per second (weekly mean)."
+)
 @click.option("--seed", default=7, show_default=True)
 def demo(duration: str, rate: float, seed: int) -> None:
     """Run SpendBrake on an embedded broker with simulated traffic and a live view.
