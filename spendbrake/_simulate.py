@@ -176,8 +176,9 @@ class Incident:
             and all(getattr(key, name) == value for name, value in self.match)
         ]
         if not hits:
-            which = ",".join(f"{name}={value}" for name, value in self.match)
-            raise ValueError(f"incident {self.kind}:{which} matches no {workload or ''} key")
+            where = ",".join(f"{name}={value}" for name, value in self.match)
+            what = f"{workload} key" if workload else "key"
+            raise ValueError(f"incident {self.kind}:{where} matches no {what} in the profile")
         return hits if self.match else hits[:1]
 
 
@@ -292,12 +293,9 @@ def simulate(
             "need rate_per_s >= 0, duration_s >= 0 and 0 <= priced_fraction <= 1, got "
             f"{rate_per_s}, {duration_s}, {priced_fraction}"
         )
-    for key in profile.keys:
-        if key.model not in PRICES_PER_1M or key.pattern not in PATTERNS:
-            raise ValueError(
-                f"key {key.api_key}: model {key.model!r} must be in PRICES_PER_1M and "
-                f"pattern {key.pattern!r} one of {', '.join(PATTERNS)}"
-            )
+    for k in profile.keys:
+        if k.model not in PRICES_PER_1M or k.pattern not in PATTERNS:
+            raise ValueError(f"key {k.api_key}: unknown model {k.model} or pattern {k.pattern}")
     plans = []
     for incident in incidents:
         begin, end = incident.window(start_ts, duration_s)
@@ -375,7 +373,8 @@ def _draw(
     price = np.array([PRICES_PER_1M[k.model] for k in keys]) / 1e6
     customer_cdf = np.cumsum(1 / np.arange(1, len(profile.customers) + 1) ** 1.1)  # Zipf
     customer_cdf /= customer_cdf[-1] if len(customer_cdf) else 1
-    width = int(max(1, min(60, _SLICE_CALLS // (rate_per_s * 60 + 1))))  # minutes per slice
+    busiest = (per_minute[:, None] * shape).sum(axis=0).max() * (1 + burst_share) + 1
+    width = int(max(1, min(60, _SLICE_CALLS // busiest)))  # minutes per slice
     burst_end, burst_x = np.zeros(n_keys), np.ones(n_keys)
     trace_no = np.zeros(n_keys, dtype=np.int64)
     end_ts = start_ts + duration_s

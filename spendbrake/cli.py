@@ -409,6 +409,23 @@ def worker(
     err.print("worker stopped")
 
 
+@main.group()
+def bench() -> None:
+    """Benchmarks that print figures and ratios against a baseline measured in the same run."""
+
+
+@bench.command("ingest")
+@click.option(
+    "--events", default=1_000_000, show_default=True, help="Simulated events to publish once."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_ingest(events: int, as_json: bool) -> None:
+    """Worker events/s against a bare aiokafka loop on the same topic (embedded broker)."""
+    from bench.bench_ingest import main as run_bench
+
+    run_bench(["--events", str(events), *(["--json"] if as_json else [])])
+
+
 @main.command()
 @click.argument("config_file", type=click.Path(dir_okay=False))
 def validate(config_file: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from schemas import InvalidEvent, PriceTable, decode_event
+from schemas import InvalidEvent, PriceTable, decode_event, format_ts
 
 from ._dedupe import Deduper
 from ._rollup import RollupRecord, RollupState, to_nusd
@@ -54,6 +54,31 @@ class Outputs(NamedTuple):
     rollups: list[RollupRecord]
     dead: list[DeadLetter]
     traces: list[TracePartial]
+    #: Operator alerts (unpriced models), keyed so each is sent once per model per day.
+    alerts: list[dict[str, Any]]
+
+
+def unpriced_model_alert(provider: str, model: str, day_start: int) -> dict[str, Any]:
+    """The once-a-day operator alert for a model the price table does not know."""
+    return {
+        "kind": "unpriced_model",
+        "detector": "pricing",
+        "scope": {"provider": provider, "model": model},
+        "window_start": format_ts(day_start),
+        "window_end": format_ts(day_start + 86400),
+        "observed_usd": None,
+        "expected_usd": None,
+        "severity": "warning",
+        "action": "alert",
+        "targets": [],
+        "budget": None,
+        "threshold": None,
+        "id": f"unpriced:{provider}/{model}:{format_ts(day_start)[:10]}",
+        "message": (
+            f"{provider}/{model} has no price: its calls and tokens are counted, its cost is not. "
+            "Add it under pricing.models in the config."
+        ),
+    }
 
 
 @dataclass(slots=True)
@@ -101,6 +126,9 @@ class PartitionProcessor:
         self.next_offset: int | None = None
         self.stats = ProcessorStats()
         self.dead: list[DeadLetter] = []
+        self.alerts: list[dict[str, Any]] = []
+        #: (provider, model, UTC day) already alerted as unpriced, kept for 8 days.
+        self.unpriced_seen: set[tuple[str, str, int]] = set()
 
     def process(self, raw: bytes | None, offset: int, record_ts: float | None = None) -> None:
         """Handle the record at ``offset``; ``record_ts`` is its Kafka timestamp in seconds."""
@@ -145,6 +173,10 @@ class PartitionProcessor:
                 self.stats.unpriced += 1
                 models = self.stats.unpriced_models
                 models[event.model] = models.get(event.model, 0) + 1
+                day = int(event.ts // 86400) * 86400
+                if (event.provider, event.model, day) not in self.unpriced_seen:
+                    self.unpriced_seen.add((event.provider, event.model, day))
+                    self.alerts.append(unpriced_model_alert(event.provider, event.model, day))
         cost_nusd = to_nusd(cost)
         if self.rollups.add(event, cost_nusd, priced):
             self.stats.late += 1
@@ -172,7 +204,10 @@ class PartitionProcessor:
         watermark = self.rollups.watermark
         self.dedupe.expire(watermark)
         dead, self.dead = self.dead, []
-        return Outputs(records, dead, self.traces.flush(watermark))
+        alerts, self.alerts = self.alerts, []
+        horizon = watermark - 8 * 86400
+        self.unpriced_seen = {k for k in self.unpriced_seen if k[2] >= horizon}
+        return Outputs(records, dead, self.traces.flush(watermark), alerts)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -181,6 +216,7 @@ class PartitionProcessor:
             "next_offset": self.next_offset,
             "rollups": self.rollups.snapshot(),
             "traces": self.traces.snapshot(),
+            "unpriced_seen": sorted(self.unpriced_seen),
             "stats": {
                 "records": self.stats.records,
                 "valid": self.stats.valid,
@@ -195,6 +231,7 @@ class PartitionProcessor:
         self.next_offset = data.get("next_offset")
         self.rollups.restore(data["rollups"])
         self.traces.restore(data.get("traces", []))
+        self.unpriced_seen = {tuple(k) for k in data.get("unpriced_seen", [])}  # type: ignore[misc]
         self.dedupe.restore(dedupe_buckets)
         stats = data.get("stats", {})
         self.stats = ProcessorStats(

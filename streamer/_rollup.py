@@ -18,6 +18,7 @@ the order events arrive in.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
@@ -77,8 +78,8 @@ class RollupRecord:
             "series": dict(zip(self.dims, self.values, strict=True)),
             "dims": list(self.dims),
             "window_s": self.window_s,
-            "window_start": format_ts(self.window_start),
-            "window_end": format_ts(self.window_start + self.window_s),
+            "window_start": _window_ts(self.window_start),
+            "window_end": _window_ts(self.window_start + self.window_s),
             "window_start_ts": self.window_start,
             "partition": self.partition,
             "epoch": self.epoch,
@@ -105,6 +106,12 @@ class RollupRecord:
             outcomes=data.get("outcomes") or {},
             final=data.get("final", False),
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _window_ts(ts: int) -> str:
+    """Window bounds repeat across series, so their RFC 3339 text is cached."""
+    return format_ts(ts)
 
 
 class RollupState:

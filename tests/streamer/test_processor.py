@@ -44,7 +44,7 @@ def run_stream(
             offset += 1
             since_checkpoint += 1
             if offset % 500 == 0:
-                records_out, letters, traces = proc.flush()
+                records_out, letters, traces, _ = proc.flush()
                 totals.update(records_out)
                 totals.traces.update(traces)
                 dead.extend(letters)
@@ -59,7 +59,7 @@ def run_stream(
                 else:
                     offset = 0
         proc.traces.idle_s = 0  # end of input: every trace is done
-        records_out, letters, traces = proc.flush()
+        records_out, letters, traces, _ = proc.flush()
         totals.update(records_out)
         totals.traces.update(traces)
         dead.extend(letters)
@@ -133,11 +133,11 @@ def test_late_event_is_a_correction_in_its_own_epoch() -> None:
     proc = PartitionProcessor("t", 0, [[]], PRICES, lateness_s=600)
     proc.process(event(1, T0 + 30), 0)
     proc.process(event(2, T0 + 3 * 3600), 1)  # watermark jumps 3 hours
-    first, _, _ = proc.flush()
+    first, _, _, _ = proc.flush()
     minute_final = [r for r in first if r.window_s == 60 and r.window_start == T0]
     assert minute_final and minute_final[0].final and minute_final[0].metrics[1] == 1
     proc.process(event(3, T0 + 40, cost=2.0), 2)  # 3 hours late
-    late, _, _ = proc.flush()
+    late, _, _, _ = proc.flush()
     assert proc.stats.late == 1
     corrections = [r for r in late if r.window_start == T0 and r.window_s == 60]
     assert corrections and corrections[0].epoch > 0
@@ -152,7 +152,7 @@ def test_future_timestamp_and_too_old_events_go_to_the_dlq() -> None:
     proc.process(event(1, T0 + 10 * 86400), 0, record_ts=T0 + 10 * 86400)
     proc.process(event(2, T0 + 30 * 86400), 1, record_ts=T0 + 10 * 86400)  # 20 days in the future
     proc.process(event(3, T0), 2, record_ts=T0 + 10 * 86400)  # 10 days old, horizon is 1 day
-    _, dead, _ = proc.flush()
+    _, dead, _, _ = proc.flush()
     assert [d.field for d in dead] == ["ts", "ts"]
     assert "after the record was written" in dead[0].reason and "dedupe horizon" in dead[1].reason
     assert proc.stats.valid == 1
@@ -162,7 +162,43 @@ def test_rollup_record_wire_round_trip() -> None:
     state = RollupState([["team"]])
     proc = PartitionProcessor("t", 0, [["team"]], PRICES)
     proc.process(event(1, T0 + 5), 0)
-    records, _, _ = proc.flush()
+    records, _, _, _ = proc.flush()
     assert state.open_windows() == 0
     for record in records:
         assert RollupRecord.from_wire(record.to_wire()) == record
+
+
+def test_unknown_model_is_counted_unpriced_and_alerted_once_per_day() -> None:
+    import orjson
+
+    proc = PartitionProcessor("t", 0, [["model"]], PRICES)
+
+    def mystery(i: int, ts: float) -> bytes:
+        return orjson.dumps(
+            {
+                "event_id": f"m{i}",
+                "ts": ts,
+                "provider": "acme",
+                "model": "mystery-9",
+                "input_tokens": 10,
+                "output_tokens": 5,
+                "team": "t",
+            }
+        )
+
+    for i in range(5):
+        proc.process(mystery(i, T0 + i * 60), i)
+    first = proc.flush()
+    for i in range(5, 8):
+        proc.process(mystery(i, T0 + 86400 + i), i)  # the next UTC day
+    second = proc.flush()
+    assert [a["id"] for a in first.alerts] == ["unpriced:acme/mystery-9:2026-10-05"]
+    assert [a["id"] for a in second.alerts] == ["unpriced:acme/mystery-9:2026-10-06"]
+    day = next(r for r in first.rollups if r.window_s == 86400)
+    assert (
+        day.metrics[1] == 5 and day.metrics[0] == 0 and day.metrics[7] == 5
+    )  # calls, cost, unpriced
+    restored = PartitionProcessor("t", 0, [["model"]], PRICES)
+    restored.restore(proc.snapshot(), {})
+    restored.process(mystery(9, T0 + 86400 + 50), 9)
+    assert restored.flush().alerts == []  # already alerted today, also across a restart

@@ -1,0 +1,172 @@
+"""Ingest speed: the worker against a bare aiokafka loop on the same topic, same run.
+
+Publishes N simulated events (4 partitions) to the embedded broker once, then:
+
+(a) bare: ``getmany`` + ``orjson.loads`` + a dict sum of cost per team: the
+    practical ceiling for one Python process;
+(b) worker: ``streamer.IngestWorker`` (validate, dedupe, price, 1m/1h/1d rollups
+    for six dimension sets, outputs and snapshots), timed until it has read
+    every record.
+
+Prints events/s of each, the ratio worker/bare, and peak RSS.
+
+    python -m bench.bench_ingest [--events N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas import Config
+from spendbrake._broker import EmbeddedBroker, ensure_topics
+from spendbrake._simulate import simulate
+from streamer import IngestWorker, WorkerSettings
+
+PARTITIONS = 4
+START_TS = 1_791_158_400.0  # a Monday
+
+
+async def publish(bootstrap: str, topic: str, events: int) -> tuple[float, int]:
+    """Publish up to ``events`` simulated events; return the seconds taken and the count."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks=1,
+        enable_idempotence=False,
+        linger_ms=20,
+        max_batch_size=1 << 20,
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        # A large organisation's density: N events in about two hours of event time.
+        span_s = 2 * 3600
+        rate = max(events / span_s, 1.0)
+        pending = []
+        count = 0
+        stream = simulate(START_TS + 10 * 3600, 4 * span_s, rate_per_s=rate, seed=1)
+        for count, event in enumerate(stream, start=1):
+            pending.append(await producer.send(topic, event.to_json(), key=event.event_id.encode()))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending = []
+            if count >= events:
+                break
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started, count
+
+
+async def bare_loop(bootstrap: str, topic: str, events: int) -> float:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_bytes=16 << 20,
+        max_partition_fetch_bytes=4 << 20,
+    )
+    await consumer.start()
+    partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    spend: dict[str, float] = defaultdict(float)
+    seen = 0
+    started = time.perf_counter()
+    try:
+        while seen < events:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for messages in batches.values():
+                for message in messages:
+                    event = orjson.loads(message.value)
+                    spend[event["team"]] += event.get("cost_usd") or 0.0
+                seen += len(messages)
+    finally:
+        await consumer.stop()
+    return time.perf_counter() - started
+
+
+async def worker_run(bootstrap: str, topic: str, events: int) -> tuple[float, dict[str, Any]]:
+    config = Config.model_validate(
+        {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "group_id": f"bench-{time.time_ns()}",
+                "topics": {"events": topic},
+            }
+        }
+    )
+    state = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    worker = IngestWorker(config, WorkerSettings(state_dir=state))
+    task = asyncio.create_task(worker.run())
+    # Timing starts at the first record read, so group join is not counted.
+    while not any(p.stats.records for p in worker.processors.values()):
+        await asyncio.sleep(0.01)
+    started = time.perf_counter()
+    while sum(p.stats.records for p in worker.processors.values()) < events:
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    worker.stop()
+    await task
+    stats = {
+        "valid": sum(p.stats.valid for p in worker.processors.values()),
+        "rollups_out": worker.rollups_out,
+    }
+    return elapsed, stats
+
+
+async def run(events: int) -> dict[str, Any]:
+    with EmbeddedBroker() as broker:
+        bootstrap = broker.bootstrap_servers
+        topics = [
+            "bench.events",
+            "spend.dlq",
+            "spend.rollups",
+            "spend.alerts",
+            "spend.actions",
+            "spend.traces",
+        ]
+        await ensure_topics(bootstrap, topics, PARTITIONS)
+        publish_s, events = await publish(bootstrap, "bench.events", events)
+        bare_s = await bare_loop(bootstrap, "bench.events", events)
+        worker_s, stats = await worker_run(bootstrap, "bench.events", events)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "events": events,
+        "partitions": PARTITIONS,
+        "publish_events_per_s": round(events / publish_s),
+        "bare_events_per_s": round(events / bare_s),
+        "worker_events_per_s": round(events / worker_s),
+        "worker_over_bare": round(bare_s / worker_s, 3),
+        "naive_faust_events_per_s": None,
+        "worker_over_naive_faust": None,
+        "worker_rollups_out": stats["rollups_out"],
+        "peak_rss_mb": round(peak_rss_mb, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    result = asyncio.run(run(args.events))
+    if args.json:
+        print(orjson.dumps(result).decode())
+        return
+    for key, value in result.items():
+        print(f"{key:28s}{'not measured yet' if value is None else value}")
+
+
+if __name__ == "__main__":
+    main()
