@@ -15,6 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas import decode_event
+from schemas._event import decode_event_checked
 
 NonNeg = Annotated[int, Field(ge=0, le=1_000_000_000, strict=True)]
 Text = Annotated[str, Field(min_length=1, max_length=512, strict=True)]
@@ -98,13 +99,16 @@ def measure(events: list[bytes]) -> dict[str, float]:
 
     loads_us = per_event(orjson.loads)
     ours_us = per_event(decode_event)
+    checked_us = per_event(decode_event_checked)
     pydantic_us = per_event(PydanticEvent.model_validate_json)
     return {
         "events": len(events),
         "orjson_loads_us": round(loads_us, 3),
         "decode_event_us": round(ours_us, 3),
+        "checked_path_us": round(checked_us, 3),
         "pydantic_us": round(pydantic_us, 3),
         "pydantic_over_ours": round(pydantic_us / ours_us, 2),
+        "ours_over_orjson_loads": round(ours_us / loads_us, 2),
     }
 
 
@@ -121,9 +125,11 @@ def main() -> None:
         return
     print(f"events                      {result['events']:,}")
     print(f"orjson.loads only           {result['orjson_loads_us']:.2f} us/event")
-    print(f"decode_event (ours)         {result['decode_event_us']:.2f} us/event")
+    print(f"decode_event (msgspec path) {result['decode_event_us']:.2f} us/event")
+    print(f"checked path (orjson+rules) {result['checked_path_us']:.2f} us/event")
     print(f"pydantic model_validate_json{result['pydantic_us']:>7.2f} us/event")
     print(f"pydantic / ours             {result['pydantic_over_ours']:.2f}x")
+    print(f"ours / orjson.loads         {result['ours_over_orjson_loads']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Usage event contract v1: one LLM call, as producers publish it.
 
 The wire form is one JSON object per Kafka record value (or per .jsonl line).
-``decode_event`` checks it by hand rather than through a pydantic model: it is
-the per-event hot path, and pydantic needs Python validators here anyway (two
-timestamp forms, the cache-token sum, one-line messages). ``bench/bench_contract.py``
-measures both on this machine.
+``validate_event`` states the rules and writes every rejection; ``decode_event``
+first tries the msgspec fast path in ``_fast.py`` (the per-event hot path) and
+falls back to these rules for anything it cannot vouch for.
+``bench/bench_contract.py`` measures both paths and a pydantic model.
 
 >>> e = decode_event(b'{"event_id":"e1","ts":"2026-11-23T10:00:00Z","provider":"openai",'
 ...                  b'"model":"gpt-4o","input_tokens":1200,"output_tokens":80,"team":"search"}')
@@ -117,6 +117,14 @@ def decode_event(raw: bytes | bytearray | memoryview | str) -> UsageEvent:
     """Parse and validate one wire record; raise ``InvalidEvent`` naming the field."""
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent("payload", f"{len(raw)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit")
+    event = fast_decode(raw)
+    if event is not None:
+        return event
+    return decode_event_checked(raw)
+
+
+def decode_event_checked(raw: bytes | bytearray | memoryview | str) -> UsageEvent:
+    """``decode_event`` without the fast path: orjson, then ``validate_event``."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -349,3 +357,6 @@ def _json_type(value: Any) -> str:
     if isinstance(value, (int, float)):
         return "number"
     return "null" if value is None else type(value).__name__
+
+
+from ._fast import fast_decode  # noqa: E402 - _fast imports this module's constants

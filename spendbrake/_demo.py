@@ -1,7 +1,7 @@
 """``spendbrake demo``: the whole pipeline on a laptop, with nothing installed but us.
 
 Starts the embedded broker, publishes six hours of simulated traffic (the last
-hour with a runaway agent loop on a batch key) through the producer SDK,
+hour with a runaway agent loop on the search team's agent key) through the producer SDK,
 compressed into a short run, and runs the real ingest worker in-process. The
 live view reads what the worker writes to ``spend.rollups``.
 """

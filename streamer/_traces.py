@@ -3,7 +3,8 @@
 A trace's calls are spread over input partitions (events are keyed by
 ``event_id``), so each partition emits its own *partial*, keyed by the trace,
 the partition and the partial's first event id; readers add partials of one
-trace (``TraceTotals``). A partial is emitted when the watermark is
+trace (``TraceTotals``). The worker sends the partials of one flush as one
+``spend.traces`` record (``{"traces": [...]}``). A partial is emitted when the watermark is
 ``idle_s`` past its last call. A call that arrives after its trace was emitted
 starts a new partial with a new key, so nothing is overwritten or lost.
 """
@@ -130,6 +131,10 @@ class TraceTotals:
     def update(self, partials: Iterable[TracePartial]) -> None:
         for partial in partials:
             self.latest[partial.key()] = partial
+
+    def update_from_record(self, value: bytes) -> None:
+        """Apply one ``spend.traces`` record (a batch of partials)."""
+        self.update(TracePartial.from_wire(d) for d in orjson.loads(value)["traces"])
 
     def totals(self) -> dict[str, tuple[int, int]]:
         """trace_id -> (cost in nano-dollars, calls)."""

@@ -1,0 +1,124 @@
+"""The msgspec fast path and the checked path agree on every record: same event, or same error."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from schemas import InvalidEvent, decode_event
+from schemas._event import decode_event_checked
+from spendbrake._simulate import simulate
+
+POOL: list[object] = [
+    0,
+    1,
+    -1,
+    -5,
+    7,
+    10**9,
+    10**9 + 1,
+    2**63,
+    1.5,
+    100.0,
+    -0.0,
+    1e308,
+    True,
+    False,
+    None,
+    "",
+    "x",
+    "5",
+    "Batch",
+    "critical",
+    "CRITICAL",
+    "urgent",
+    "2026-11-23T10:00:00Z",
+    "2026-11-23T10:00:00",
+    "2026-11-23t10:00:00z",
+    "2026-11-23 10:00:00+14:00",
+    "2026-11-23T10:00:00.123456789Z",
+    "2026-11-23",
+    "20261123T100000Z",
+    1_795_428_000,
+    1_795_428_000.5,
+    1_795_428_000_000,
+    [],
+    [1],
+    {},
+    {"a": "b"},
+    {"a": 1},
+    "x" * 513,
+    "é\u2028",
+]
+FIELDS = [
+    "event_id",
+    "ts",
+    "provider",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "team",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "feature",
+    "api_key",
+    "customer",
+    "environment",
+    "workload",
+    "trace_id",
+    "outcome",
+    "tags",
+    "extra_field",
+]
+
+
+def outcome(raw: bytes, decode: object) -> object:
+    try:
+        return decode(raw)  # type: ignore[operator]
+    except InvalidEvent as exc:
+        return ("error", str(exc))
+
+
+def corpus(seed: int, n: int) -> list[bytes]:
+    rng = random.Random(seed)
+    base = [e.to_wire() for e in simulate(1_791_158_400.0 + 36_000, 600, rate_per_s=5, seed=seed)]
+    out = [orjson.dumps(w) for w in base[:200]]
+    for _ in range(n):
+        wire = dict(rng.choice(base))
+        for _ in range(rng.randint(1, 3)):
+            name = rng.choice(FIELDS)
+            if rng.random() < 0.15:
+                wire.pop(name, None)
+            else:
+                wire[name] = rng.choice(POOL)
+        out.append(orjson.dumps(wire, option=orjson.OPT_PASSTHROUGH_DATACLASS))
+    out += [b"", b"[1]", b"{", b"\xff\xfe", b'{"event_id": "a", "event_id": "b"}', b"null", b'"s"']
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_both_paths_agree(seed: int) -> None:
+    accepted = 0
+    for raw in corpus(seed, 3000):
+        fast, checked = outcome(raw, decode_event), outcome(raw, decode_event_checked)
+        assert fast == checked, raw
+        accepted += not isinstance(fast, tuple)
+    assert accepted > 200  # the corpus holds plenty of valid events too
+
+
+def test_valid_events_take_the_fast_path() -> None:
+    from schemas._fast import fast_decode
+
+    events = list(simulate(1_791_158_400.0 + 36_000, 300, rate_per_s=5, seed=9))
+    assert events and all(fast_decode(e.to_json()) == e for e in events)
+    # What the fast path declines, the checked path decides: extras, naive ts, bad cache sums.
+    assert (
+        fast_decode(
+            b'{"event_id":"e","ts":1795428000,"provider":"p","model":"m","input_tokens":1,"output_tokens":1,"team":"t","x":1}'
+        )
+        is None
+    )
