@@ -91,8 +91,12 @@ class IngestWorker:
         self.producer: AIOKafkaProducer | None = None
         self.rollups_out = 0
         self.dead_out = 0
-        #: Outputs not yet acknowledged, by (topic, key): a newer version replaces an older one.
-        self._unsent: dict[tuple[str, bytes], tuple[bytes, int]] = {}
+        #: Outputs not yet acknowledged, by (topic, key): value, input partition, sequence.
+        #: A newer value for a key replaces the older one.
+        self._unsent: dict[tuple[str, bytes], tuple[bytes, int, int]] = {}
+        #: Sends under way, by (topic, key): the sequence sent and its future.
+        self._inflight: dict[tuple[str, bytes], tuple[int, asyncio.Future[Any]]] = {}
+        self._seq = 0
         #: Receive times of batches whose rollups are not yet acknowledged.
         self._received: list[float] = []
         self.metrics = WorkerMetrics()
@@ -151,24 +155,26 @@ class IngestWorker:
 
     # -- output ---------------------------------------------------------------
 
-    async def flush(self, partitions: list[int] | None = None) -> None:
-        """Send every changed window and dead letter of the given partitions; wait for acks.
+    async def flush(self, partitions: list[int] | None = None, wait: bool = True) -> None:
+        """Send every changed window, dead letter, trace batch and alert of the given partitions.
 
-        Outputs stay queued until acknowledged, so a failed send is retried by
-        the next flush rather than lost until the window changes again.
+        Outputs stay queued until the broker acknowledges them, so a failed send
+        is retried rather than lost until the window changes again. With
+        ``wait=False`` (the periodic flush) acks are collected at later flushes,
+        so consuming never stalls on them; a checkpoint always waits. A key is
+        never in flight twice: its newer value goes out after the older one is
+        settled, so a retried older value cannot land after the newer one.
         """
         assert self.producer is not None
         topics = self.config.kafka.topics
         new_records: list[RollupRecord] = []
-        received, self._received = self._received, []
         for partition in self.processors if partitions is None else partitions:
             records, dead, traces, alerts = self.processors[partition].flush()
             self.metrics.absorb(partition, self.processors[partition].stats)
             for record in records:
-                value = orjson.dumps(record.to_wire())
-                self._unsent[(topics.rollups, record.key())] = (value, partition)
+                self._queue(topics.rollups, record.key(), orjson.dumps(record.to_wire()), partition)
             for letter in dead:
-                self._unsent[(topics.dlq, letter.key())] = (_dead_value(letter), partition)
+                self._queue(topics.dlq, letter.key(), _dead_value(letter), partition)
             # Trace partials go in batches: most traces are one or two calls, and
             # a record each would cost more than the events they sum up. Readers
             # key each partial inside (TraceTotals), so a re-sent batch
@@ -176,30 +182,63 @@ class IngestWorker:
             for i in range(0, len(traces), TRACE_BATCH):
                 chunk = traces[i : i + TRACE_BATCH]
                 batch = orjson.dumps({"traces": [t.to_wire() for t in chunk]})
-                self._unsent[(topics.traces, chunk[0].key())] = (batch, partition)
+                self._queue(topics.traces, chunk[0].key(), batch, partition)
             for alert in alerts:
-                self._unsent[(topics.alerts, alert["id"].encode())] = (
-                    orjson.dumps(alert),
-                    partition,
-                )
+                self._queue(topics.alerts, alert["id"].encode(), orjson.dumps(alert), partition)
             new_records.extend(records)
             self.dead_out += len(dead)
-        if self._unsent:
-            pending = list(self._unsent.items())
-            futures = [
-                await self.producer.send(t, v, key=k, partition=await self._partition_of(t, k))
-                for (t, k), (v, _) in pending
-            ]
-            await asyncio.gather(*futures)
-            for item, _ in pending:
-                self._unsent.pop(item, None)
-        done = time.monotonic()
-        for started in received:
-            self.metrics.latency.observe(done - started)
+        self._settle()
+        await self._send_unsent()
+        if wait:
+            await self._drain()
+        if not self._unsent and not self._inflight:
+            done = time.monotonic()
+            for started in self._received:
+                self.metrics.latency.observe(done - started)
+            self._received = []
         self.rollups_out += len(new_records)
         self.metrics.rollups_out.inc(len(new_records))
         if self.on_records is not None and new_records:
             self.on_records(new_records)
+
+    def _queue(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+        self._seq += 1
+        self._unsent[(topic, key)] = (value, partition, self._seq)
+
+    async def _send_unsent(self) -> None:
+        assert self.producer is not None
+        for item, (value, _, seq) in list(self._unsent.items()):
+            if item in self._inflight:
+                continue
+            topic, key = item
+            partition = await self._partition_of(topic, key)
+            future = await self.producer.send(topic, value, key=key, partition=partition)
+            self._inflight[item] = (seq, future)
+
+    def _settle(self) -> int:
+        """Retire finished sends; an acked one leaves the queue unless a newer value waits."""
+        failed = 0
+        for item, (seq, future) in list(self._inflight.items()):
+            if not future.done():
+                continue
+            del self._inflight[item]
+            if future.cancelled() or future.exception() is not None:
+                failed += 1
+                continue
+            queued = self._unsent.get(item)
+            if queued is not None and queued[2] == seq:
+                del self._unsent[item]
+        return failed
+
+    async def _drain(self) -> None:
+        """Wait until every queued output is acknowledged; raise if a send failed."""
+        while self._unsent:
+            if self._inflight:
+                await asyncio.wait([future for _, future in self._inflight.values()])
+            failed = self._settle()
+            if failed:
+                raise OutputFailed(f"{failed} output record(s) were not acknowledged")
+            await self._send_unsent()
 
     async def checkpoint(self, partitions: list[int] | None = None) -> None:
         """Flush, persist each partition's snapshot with its next offset, then commit."""
@@ -303,7 +342,7 @@ class IngestWorker:
                 await self._retrying(self.checkpoint)
                 last_checkpoint = last_flush = time.monotonic()
             elif now - last_flush >= settings.flush_interval_s:
-                await self._retrying(self.flush)
+                await self._retrying(lambda: self.flush(wait=False))
                 last_flush = time.monotonic()
 
     async def _retrying(self, step: Callable[[], Any]) -> None:
@@ -318,6 +357,10 @@ class IngestWorker:
                 log.warning("output failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+
+class OutputFailed(KafkaError):
+    """Some output records were not acknowledged; the step is retried."""
 
 
 def _dead_value(letter: DeadLetter) -> bytes:
