@@ -1,3 +1,16 @@
-"""Online detectors over rolled-up spend series (see the detectors issue)."""
+"""Online detectors over rolled-up spend series: pure math, no I/O, picklable state.
 
-__all__: list[str] = []
+``make_detector(name, **params)`` builds one; ``update(ts, value)`` returns a ``Verdict``.
+Importing this package registers every detector module below.
+
+>>> from detectors import available
+>>> available()
+['baseline', 'cloud_sigma', 'river_snarimax', 'wow', 'wow_naive']
+"""
+
+from __future__ import annotations
+
+from detectors import _cloud, _river, _seasonal, _wow, _wow_naive  # noqa: F401  (registers)
+from detectors._base import Detector, Verdict, available, make_detector, register
+
+__all__ = ["Detector", "Verdict", "available", "make_detector", "register"]

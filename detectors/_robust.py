@@ -1,0 +1,129 @@
+"""Robust, volatility-aware residual scoring with fast/slow window confirmation.
+
+Shared by the seasonal baseline and the river forecaster so both judge residuals (in
+log space) the same way. The scale is an exponentially weighted mean absolute deviation
+of *clipped* residuals: bursts and runaways barely move it, yet it follows a series whose
+noise grows. An alert needs both the fast window (the last point) and the slow window
+(the mean of the last ``slow_n`` points) over their thresholds, as SRE burn-rate alerts do:
+one noisy point, or a mild but long drift, does not page on its own.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["BurnScale"]
+
+# E|r| = sigma * sqrt(2/pi) for a normal residual, so sigma = MAD_mean * sqrt(pi/2).
+_MAD_TO_SIGMA = math.sqrt(math.pi / 2.0)
+
+
+class BurnScale:
+    """Residual scale plus the slow-window memory; plain floats and a short list.
+
+    Parameters
+    ----------
+    fast_z
+        Threshold for the last residual, in robust sigmas.
+    slow_n
+        Points in the slow window.
+    slow_z
+        Threshold for the slow window's mean residual, in robust sigmas.
+    alpha
+        Smoothing of the scale once warm (0.01 is about four days of hourly windows).
+    clip_z
+        Residuals are clipped at this many sigmas before they teach anything.
+    min_scale
+        Floor on sigma (log units) so a flat series cannot divide by zero.
+
+    >>> b = BurnScale()
+    >>> for r in [0.1, -0.1] * 50:
+    ...     b.learn(r)
+    >>> round(b.sigma(), 3)
+    0.125
+    >>> fast, slow = b.zscores(3.0)
+    >>> fast > 5.0 and slow > 1.0
+    True
+    """
+
+    __slots__ = (
+        "abs_dev",
+        "alpha",
+        "clip_z",
+        "fast_z",
+        "min_scale",
+        "n",
+        "recent",
+        "slow_n",
+        "slow_z",
+    )
+
+    def __init__(
+        self,
+        fast_z: float = 5.0,
+        slow_n: int = 6,
+        slow_z: float = 1.25,
+        alpha: float = 0.01,
+        clip_z: float = 3.0,
+        min_scale: float = 1e-3,
+    ) -> None:
+        self.fast_z = fast_z
+        self.slow_n = slow_n
+        self.slow_z = slow_z
+        self.alpha = alpha
+        self.clip_z = clip_z
+        self.min_scale = min_scale
+        self.abs_dev = 0.0
+        self.n = 0
+        self.recent: list[float] = []
+
+    def sigma(self) -> float:
+        """Current robust sigma of residuals (the floor until anything was learned)."""
+        return max(self.min_scale, self.abs_dev * _MAD_TO_SIGMA)
+
+    def zscores(self, r: float) -> tuple[float, float]:
+        """Fast and slow z for residual ``r`` with ``r`` counted in the slow window."""
+        s = self.sigma()
+        window = [*self.recent[-(self.slow_n - 1) :], r] if self.slow_n > 1 else [r]
+        return r / s, sum(window) / len(window) / s
+
+    def ratio(self, r: float, widen: float = 1.0) -> float:
+        """Both windows against their thresholds: the smaller ratio; >= 1 means both exceed.
+
+        ``widen`` (>= 1) scales sigma, e.g. for an expectation learned from few samples.
+        """
+        fast, slow = self.zscores(r)
+        return min(fast / self.fast_z, slow / self.slow_z) / widen
+
+    def shift(self, n: int, z: float = 2.0) -> float | None:
+        """Median of the last ``n`` residuals when all sit over ``z`` sigmas on one side.
+
+        That is the signature of a new level (a launch) rather than a spike; the caller
+        steps its level by part of this robust median instead of the clipped residual.
+        """
+        if n < 1 or len(self.recent) < n:
+            return None
+        last = sorted(self.recent[-n:])
+        c = z * self.sigma()
+        if last[0] > c or last[-1] < -c:
+            return last[n // 2] if n % 2 else 0.5 * (last[n // 2 - 1] + last[n // 2])
+        return None
+
+    def clip(self, r: float) -> float:
+        """``r`` limited to +-clip_z sigmas, so outliers teach only a bounded step."""
+        c = self.clip_z * self.sigma()
+        return max(-c, min(c, r))
+
+    def learn(self, r: float) -> None:
+        """Fold residual ``r`` into the scale and the slow window."""
+        self.n += 1
+        a = max(self.alpha, 1.0 / self.n)
+        dev = abs(self.clip(r)) if self.n > 1 else abs(r)
+        self.abs_dev += a * (dev - self.abs_dev)
+        self.recent.append(r)
+        if len(self.recent) > self.slow_n:
+            del self.recent[0]
+
+    def reset_window(self) -> None:
+        """Forget the slow window (after a gap: silence says nothing about the trend)."""
+        self.recent.clear()

@@ -1,0 +1,220 @@
+"""``baseline``: a multiplicative hour-of-week baseline with a fast level and a robust scale.
+
+Why this shape: AI spend is strongly weekly and roughly log-normal, so the expected value
+per hour-of-week slot is learned in ``log1p(value / unit)`` space (ratios, not dollars),
+times a global fast *level* that absorbs launches within about a day. Residuals are judged
+by :class:`~detectors._robust.BurnScale` (robust scale, fast and slow windows must both be
+high) and an alert also needs ``min_usd`` of dollar impact, so tiny series never page.
+
+Zero windows are treated as silence (an outage, a quiet night): they may lower their own
+slot a little but never drag the level or the scale down, so normal traffic after a silent
+day does not look like a surge. NaN, inf and negative values are ignored.
+
+Cold start: no alert (score 0) until ``warmup_n`` windows and ``min_slot_n`` samples of the
+slot were seen: two weeks for hour-of-week. Missing windows restart the slow window.
+Trade-off to know: a runaway that lasts past ``shift_n`` windows is, statistically, a launch;
+it alerts in its first windows and then becomes the new level.
+
+Cost per call: feed the per-window cost-per-call series here too, with ``min_usd`` set for
+that unit (e.g. ``min_usd=0.005`` for calls costing about a cent); ``unit`` (default $1)
+can be set near the typical value so small values are judged as ratios as well.
+
+>>> import math
+>>> d = SeasonalBaseline(period_s=3600, season=24, warmup_n=48)
+>>> vs = [d.update(h * 3600.0, 40.0 * (1.5 + math.sin(h / 24 * 2 * math.pi))) for h in range(72)]
+>>> sum(v.is_anomaly for v in vs)
+0
+>>> v = d.update(72 * 3600.0, 800.0)
+>>> v.is_anomaly, round(v.expected)
+(True, 60)
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+from detectors._base import (
+    Detector,
+    Verdict,
+    check,
+    ignored,
+    per,
+    ratio_score,
+    register,
+    slot_label,
+    usable,
+    usd,
+)
+from detectors._robust import BurnScale
+
+__all__ = ["SeasonalBaseline"]
+
+
+@register("baseline")
+class SeasonalBaseline(Detector):
+    """Volatility-aware seasonal baseline for spend per window.
+
+    Parameters
+    ----------
+    period_s
+        Window length in seconds; one ``update`` per window (3600: hourly totals).
+    season
+        Slots per season (168: hour-of-week). State grows with it (~4 bytes a slot).
+    min_usd
+        Alert only when observed - expected exceeds this many dollars (in the value's unit).
+    unit
+        Values are modelled as ``log1p(value / unit)``; ratios dominate above ``unit``.
+    fast_z, slow_n, slow_z
+        Burn-rate confirmation: last residual over ``fast_z`` sigmas and the mean of the last
+        ``slow_n`` residuals over ``slow_z`` sigmas.
+    warmup_n
+        Valid windows seen before any alert (336: two weeks of hours).
+    min_slot_n
+        Samples of this slot needed before it can alert (2: two weeks for hour-of-week).
+    season_alpha
+        Smallest learning rate of a slot's profile (each slot learns once per season).
+    level_alpha
+        Learning rate of the global level from clipped residuals (slow drift).
+    shift_n, level_alpha_fast
+        When the last ``shift_n`` residuals all sit over two sigmas on one side (a sustained
+        new level, not a spike), the level steps by ``level_alpha_fast`` times their median,
+        so a launch alerts a couple of times and becomes normal within hours.
+    """
+
+    def __init__(
+        self,
+        period_s: float = 3600.0,
+        season: int = 168,
+        min_usd: float = 5.0,
+        unit: float = 1.0,
+        fast_z: float = 5.0,
+        slow_n: int = 6,
+        slow_z: float = 1.25,
+        warmup_n: int = 336,
+        min_slot_n: int = 2,
+        season_alpha: float = 0.2,
+        level_alpha: float = 0.05,
+        shift_n: int = 3,
+        level_alpha_fast: float = 0.5,
+    ) -> None:
+        check("period_s", period_s, period_s > 0, "> 0")
+        check("season", season, isinstance(season, int) and season >= 1, "an int >= 1")
+        check("min_usd", min_usd, min_usd >= 0, ">= 0")
+        check("unit", unit, unit > 0, "> 0")
+        check("fast_z", fast_z, fast_z > 0, "> 0")
+        check("slow_n", slow_n, isinstance(slow_n, int) and slow_n >= 1, "an int >= 1")
+        check("slow_z", slow_z, slow_z > 0, "> 0")
+        check("warmup_n", warmup_n, warmup_n >= 0, ">= 0")
+        check("min_slot_n", min_slot_n, 1 <= min_slot_n <= 255, "in [1, 255]")
+        check("season_alpha", season_alpha, 0 < season_alpha <= 1, "in (0, 1]")
+        check("level_alpha", level_alpha, 0 <= level_alpha <= 1, "in [0, 1]")
+        check("shift_n", shift_n, isinstance(shift_n, int) and shift_n >= 1, "an int >= 1")
+        check("level_alpha_fast", level_alpha_fast, 0 <= level_alpha_fast <= 1, "in [0, 1]")
+        self.period_s = period_s
+        self.season = season
+        self.min_usd = min_usd
+        self.unit = unit
+        self.fast_z = fast_z
+        self.slow_n = slow_n
+        self.slow_z = slow_z
+        self.warmup_n = warmup_n
+        self.min_slot_n = min_slot_n
+        self.season_alpha = season_alpha
+        self.level_alpha = level_alpha
+        self.shift_n = shift_n
+        self.level_alpha_fast = level_alpha_fast
+        # Learned state. The profile is a float32 array and the counts a bytearray (capped at
+        # 255): 168 slots pickle to ~0.9 KB, where lists of Python floats would need ~1.9 KB.
+        self._profile = array("f", [0.0]) * season
+        self._counts = bytearray(season)
+        self._level = 0.0
+        self._n = 0
+        self._last_k: int | None = None
+        self._scale = BurnScale(fast_z=fast_z, slow_n=slow_n, slow_z=slow_z)
+
+    def _get(self, slot: int) -> float:
+        return self._profile[slot]
+
+    def _set(self, slot: int, x: float) -> None:
+        self._profile[slot] = x
+
+    def update(self, ts: float, value: float) -> Verdict:
+        """Score the window at ``ts`` against its slot's expectation, then learn from it."""
+        if not usable(ts, value):
+            return ignored(value)
+        value = float(value)
+        k = math.floor(ts / self.period_s)
+        slot = k % self.season
+        if self._last_k is not None and k > self._last_k + 1:
+            self._scale.reset_window()  # missing windows: the slow window restarts
+        self._last_k = k if self._last_k is None else max(k, self._last_k)
+        x = math.log1p(value / self.unit)
+        if math.isinf(x):
+            return ignored(value)  # only with an absurd unit; never let inf into the state
+        label = slot_label(k, self.period_s, self.season)
+        count = self._counts[slot]
+        if count == 0:
+            self._set(slot, x - self._level)
+            self._counts[slot] = 1
+            self._n += 1
+            return Verdict(0.0, False, None, value, f"first window for {label}; learning")
+
+        mu = self._get(slot) + self._level
+        expected = self.unit * math.expm1(min(mu, 700.0))  # e**709 overflows a float
+        r = x - mu
+        sc = self._scale
+        warm = count >= self.min_slot_n and self._n >= self.warmup_n
+        if value == 0.0:
+            # Silence: nudge this slot (seasonal zeros are real) but leave level and scale.
+            self._set(slot, self._get(slot) + self._slot_alpha(count) * sc.clip(r))
+            self._counts[slot] = min(255, count + 1)
+            self._n += 1
+            return Verdict(0.0, False, expected, value, f"silent window for {label}; no alert")
+
+        # A slot mean from few samples is itself uncertain: widen sigma by sqrt(1 + 1/n_eff),
+        # n_eff capped at the EW memory of a slot. This keeps a noisy-low slot plus a legit
+        # burst from paging in the third week.
+        n_eff = min(count, (2.0 - self.season_alpha) / self.season_alpha)
+        ratio = sc.ratio(r, math.sqrt(1.0 + 1.0 / n_eff)) if warm else 0.0
+        score = ratio_score(ratio)
+        excess = value - expected
+        alert = ratio >= 1.0 and excess > self.min_usd
+        reason = self._reason(warm, ratio, value, expected, excess, label, count)
+
+        # Learn: scale and slow window first, then the level (a robust jump on a shift), then slot.
+        sc.learn(r)
+        jump = sc.shift(self.shift_n)
+        if jump is not None:
+            self._level += self.level_alpha_fast * jump
+        else:
+            self._level += self.level_alpha * sc.clip(r)
+        r2 = x - self._get(slot) - self._level
+        self._set(slot, self._get(slot) + self._slot_alpha(count) * sc.clip(r2))
+        self._counts[slot] = min(255, count + 1)
+        self._n += 1
+        return Verdict(score, alert, expected, value, reason)
+
+    def _slot_alpha(self, count: int) -> float:
+        return max(self.season_alpha, 1.0 / (count + 1))
+
+    def _reason(
+        self,
+        warm: bool,
+        ratio: float,
+        value: float,
+        expected: float,
+        excess: float,
+        label: str,
+        count: int,
+    ) -> str:
+        rate = per(self.period_s)
+        times = f"{value / expected:.1f}x" if expected > 0 else "from zero"
+        head = f"spend {usd(value)}{rate} vs {usd(expected)}{rate} expected for {label} ({times})"
+        if not warm:
+            return f"{head}; warming up ({count} of {self.min_slot_n} samples for this slot)"
+        if ratio < 1.0:
+            return f"{head}; within the usual range"
+        if excess <= self.min_usd:
+            return f"{head}; under the {usd(self.min_usd)} impact floor"
+        return f"{head}, fast and slow windows both high"

@@ -1,0 +1,158 @@
+"""``wow``: trailing window vs the same window one week earlier, with hysteresis.
+
+Why: AI traffic is strongly weekly, so the fair comparison for "today" is the same hours
+last week, not a flat monthly mean. Spend per ``period_s`` is kept in a ring covering
+``window_s`` plus one week (a float32 array: 192 hourly buckets for a 24 h window, 0.8 KB).
+Only hours with spend in both weeks are compared, so a gap or a silent (zero) stretch in
+either week is not a rise.
+An alert needs a ``rise`` fraction *and* ``min_usd`` more dollars; then it stays quiet for
+``cooldown_s`` (a week) unless the rise grows by a further ``step`` times the larger of
+``rise`` and the peak rise seen since, so a steady 40 % rise pages once, not every hour.
+
+>>> d = WeekOverWeek(min_usd=10.0)
+>>> week = [d.update(h * 3600.0, 50.0) for h in range(192)]
+>>> fired = [d.update(h * 3600.0, 75.0).is_anomaly for h in range(192, 216)]
+>>> sum(fired), fired.index(True)
+(1, 14)
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+from detectors._base import (
+    WEEK_S,
+    Detector,
+    Verdict,
+    check,
+    ignored,
+    ratio_score,
+    register,
+    usable,
+    usd,
+)
+
+__all__ = ["WeekOverWeek"]
+
+
+@register("wow")
+class WeekOverWeek(Detector):
+    """Week-over-week rise of the trailing window's spend.
+
+    Parameters
+    ----------
+    window_s
+        Trailing window in seconds (86400 default; 604800 for a 7-day view).
+    period_s
+        Bucket length in seconds; ``window_s`` and one week must be multiples of it.
+    rise
+        Fractional rise that counts (0.30: 30 % over last week).
+    min_usd
+        The rise must also be worth this many dollars over the window.
+    step
+        After an alert, re-alert within the cooldown only if the rise grows by a further
+        ``step * max(rise, peak rise)`` over the peak rise seen since.
+    cooldown_s
+        Quiet time after an alert (a week).
+    min_coverage
+        Fraction of the window that must have data in both weeks before comparing.
+    """
+
+    def __init__(
+        self,
+        window_s: float = 86400.0,
+        period_s: float = 3600.0,
+        rise: float = 0.30,
+        min_usd: float = 10.0,
+        step: float = 0.5,
+        cooldown_s: float = WEEK_S,
+        min_coverage: float = 0.5,
+    ) -> None:
+        check("period_s", period_s, period_s > 0 and WEEK_S % period_s == 0, "> 0, dividing a week")
+        check(
+            "window_s",
+            window_s,
+            period_s <= window_s <= WEEK_S and window_s % period_s == 0,
+            "a multiple of period_s, at most a week",
+        )
+        check("rise", rise, rise > 0, "> 0")
+        check("min_usd", min_usd, min_usd >= 0, ">= 0")
+        check("step", step, step >= 0, ">= 0")
+        check("cooldown_s", cooldown_s, cooldown_s >= 0, ">= 0")
+        check("min_coverage", min_coverage, 0 < min_coverage <= 1, "in (0, 1]")
+        self.window_s = window_s
+        self.period_s = period_s
+        self.rise = rise
+        self.min_usd = min_usd
+        self.step = step
+        self.cooldown_s = cooldown_s
+        self.min_coverage = min_coverage
+        self._w = int(window_s // period_s)
+        self._lag = int(WEEK_S // period_s)
+        n = self._w + self._lag
+        # NaN marks a bucket with no spend: a gap and a zero window both mean silence.
+        self._ring = array("f", [math.nan]) * n
+        self._head: int | None = None
+        self._fired_ts: float | None = None
+        self._peak = 0.0
+
+    def _add(self, k: int, value: float) -> None:
+        view = self._ring
+        n = len(view)
+        if self._head is None:
+            self._head = k - 1
+        if k > self._head:
+            for j in range(self._head + 1, min(k, self._head + n) + 1):
+                view[j % n] = math.nan
+            # Jumps longer than the ring: every bucket was blanked above; realign the head.
+            self._head = k
+        elif k <= self._head - n:
+            return  # older than anything we keep
+        old = view[k % n]
+        if value > 0.0:
+            view[k % n] = value if math.isnan(old) else old + value
+
+    def _sums(self) -> tuple[float, float, float]:
+        view = self._ring
+        n = len(view)
+        head = self._head if self._head is not None else 0
+        cur = prev = 0.0
+        pairs = 0
+        for i in range(self._w):
+            a = view[(head - i) % n]
+            b = view[(head - i - self._lag) % n]
+            if not (math.isnan(a) or math.isnan(b)):
+                cur += a
+                prev += b
+                pairs += 1
+        return cur, prev, pairs / self._w
+
+    def update(self, ts: float, value: float) -> Verdict:
+        """Add ``value`` to its bucket, then compare the trailing window with last week's."""
+        if not usable(ts, value):
+            return ignored(value)
+        self._add(math.floor(ts / self.period_s), float(value))
+        cur, prev, coverage = self._sums()
+        if not (math.isfinite(cur) and math.isfinite(prev)):
+            # Only absurd inputs (beyond float32) get here; they are data errors, not spend.
+            return Verdict(0.0, False, None, cur, "window sum out of range; not compared")
+        if coverage < self.min_coverage or prev <= 0.0:
+            return Verdict(0.0, False, None, cur, "not enough history a week back to compare")
+        ratio = cur / prev
+        score = ratio_score((ratio - 1.0) / self.rise)
+        span = f"{self.window_s / 3600:g}h"
+        head = f"last {span} {usd(cur)} vs {usd(prev)} a week earlier ({ratio - 1.0:+.0%})"
+        if ratio < 1.0 + self.rise or cur - prev <= self.min_usd:
+            why = "under the rise" if ratio < 1.0 + self.rise else "under the dollar floor"
+            return Verdict(score, False, prev, cur, f"{head}; {why}")
+        cooling = self._fired_ts is not None and ts - self._fired_ts < self.cooldown_s
+        # Re-alert only on a rise grown by step x (the larger of rise and the peak rise):
+        # 40 % -> 60 %, but a launch climbing hour by hour pages a handful of times, not 24.
+        grown = self._peak + self.step * max(self.rise, self._peak - 1.0)
+        if cooling and ratio < grown:
+            self._peak = max(self._peak, ratio)
+            return Verdict(score, False, prev, cur, f"{head}; already alerted this week")
+        self._fired_ts = ts
+        self._peak = ratio
+        return Verdict(score, True, prev, cur, f"{head}, over the {self.rise:.0%} rise")

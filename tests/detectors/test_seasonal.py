@@ -1,0 +1,99 @@
+"""The default ``baseline`` on synthetic hourly spend: weekly shape, noise, legit bursts.
+
+Series come from ``synth.spend``: weekday/weekend and diurnal shape, lognormal noise
+(sigma 0.3) and three legit x3 bursts of 1-2 h a week. Two weeks are warm-up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors import make_detector
+from tests.detectors.synth import WEEK_H, run, spend
+
+SEEDS = [0, 1, 2, 3, 4]
+WARM = 2 * WEEK_H
+AT = 4 * WEEK_H  # incidents start Monday 00:00 of week 5
+
+
+def alerts(name: str, ys: np.ndarray, **params: float) -> list[int]:
+    return [i for i, v in enumerate(run(make_detector(name, **params), ys)) if v.is_anomaly]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_quiet_on_four_weeks_with_bursts(seed: int) -> None:
+    ys = spend(6, seed=seed)
+    assert [i for i in alerts("baseline", ys) if i >= WARM] == []
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_runaway_caught_within_two_points(seed: int) -> None:
+    ys = spend(5, seed=seed)
+    start = AT + 14  # Monday 14:00, a busy hour
+    ys[start : start + 3] *= 20.0
+    hits = alerts("baseline", ys)
+    assert hits and hits[0] in (start, start + 1)
+    assert [i for i in hits if i >= WARM and not start <= i < start + 3] == []
+
+
+def test_runaway_reason_reads_well() -> None:
+    ys = spend(5, seed=0)
+    ys[AT + 14] *= 20.0
+    v = run(make_detector("baseline"), ys)[AT + 14]
+    assert v.is_anomaly and v.expected is not None and v.expected > 0
+    assert v.reason.startswith("spend $") and "expected for Mon 14:00" in v.reason
+    assert v.reason.endswith("fast and slow windows both high")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_launch_adapts_within_a_day(seed: int) -> None:
+    ys = spend(6, seed=seed)
+    ys[AT:] *= 5.0
+    hits = [i for i in alerts("baseline", ys) if i >= WARM]
+    assert len(hits) <= 2
+    assert all(AT <= i < AT + 24 for i in hits)
+
+
+@pytest.mark.parametrize("silence", [0.0, float("nan")])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_no_alert_after_silent_day(seed: int, silence: float) -> None:
+    ys = spend(6, seed=seed)
+    ys[AT : AT + 24] = silence
+    assert [i for i in alerts("baseline", ys) if i >= WARM] == []
+
+
+def test_gap_of_missing_windows_then_normal() -> None:
+    ys = spend(6, seed=8)
+    d = make_detector("baseline")
+    keep = np.r_[0:AT, AT + 30 : len(ys)]  # 30 windows never arrive at all
+    verdicts = [d.update(1_704_067_200.0 + 3600.0 * i, float(ys[i])) for i in keep]
+    assert not any(v.is_anomaly for v in verdicts)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_cost_per_call_tripling(seed: int) -> None:
+    # Cost per call averages many calls, so it is steadier than spend (sigma 0.1).
+    rng = np.random.default_rng(seed)
+    ys = 0.01 * rng.lognormal(0.0, 0.1, 5 * WEEK_H)
+    ys[AT:] *= 3.0
+    hits = alerts("baseline", ys, min_usd=0.005)
+    assert hits and hits[0] == AT
+    assert all(AT <= i < AT + 24 for i in hits)  # the new price becomes normal
+    # The default $5 floor would hide it: min_usd is per use for cost-per-call series.
+    assert alerts("baseline", ys) == []
+
+
+def test_unit_param_for_small_values() -> None:
+    rng = np.random.default_rng(3)
+    ys = 0.002 * rng.lognormal(0.0, 0.1, 5 * WEEK_H)
+    ys[AT:] *= 3.0
+    hits = alerts("baseline", ys, min_usd=0.001, unit=0.001)
+    assert hits and hits[0] == AT
+
+
+def test_naive_rules_page_on_the_same_traffic() -> None:
+    """The comparison that motivates the baseline: the cloud rule and naive wow do page."""
+    ys = spend(6, seed=0)
+    counts = {n: sum(i >= WARM for i in alerts(n, ys)) for n in ("cloud_sigma", "wow_naive")}
+    assert counts["cloud_sigma"] > 0 and counts["wow_naive"] > 0

@@ -1,0 +1,87 @@
+"""``wow`` on synthetic hourly spend: once per rise, again on a grown rise, floor respected."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors import make_detector
+from tests.detectors.synth import WEEK_H, run, spend
+
+DAY = 24
+
+
+def steady(weeks: float, seed: int = 1) -> np.ndarray:
+    """Weekly-shaped spend, light noise, no bursts: the rise under test is the only change."""
+    return spend(weeks, seed=seed, sigma=0.05, bursts_per_week=0)
+
+
+def fired(name: str, ys: np.ndarray, **params: float) -> list[int]:
+    return [i for i, v in enumerate(run(make_detector(name, **params), ys)) if v.is_anomaly]
+
+
+def test_fires_once_on_forty_percent_rise() -> None:
+    ys = steady(3)
+    at = WEEK_H + 3 * DAY
+    ys[at:] *= 1.4
+    hits = fired("wow", ys)
+    assert len(hits) == 1
+    assert at < hits[0] < at + DAY  # the trailing day crosses +30 % part-way in
+
+
+def test_fires_again_when_rise_grows_by_a_step() -> None:
+    ys = steady(3)
+    at = WEEK_H + 2 * DAY
+    ys[at:] *= 1.4
+    ys[at + 2 * DAY :] *= 2.0 / 1.4  # from +40 % to +100 %
+    hits = fired("wow", ys)
+    assert len(hits) == 2
+    assert hits[1] >= at + 2 * DAY
+
+
+def test_naive_fires_every_window() -> None:
+    ys = steady(3)
+    at = WEEK_H + 3 * DAY
+    ys[at:] *= 1.4
+    assert len(fired("wow_naive", ys)) > 20
+
+
+def test_never_fires_under_min_usd() -> None:
+    ys = steady(3) / 600.0  # ~$0.10/h: a tripling is still pennies a day
+    ys[WEEK_H + DAY :] *= 3.0
+    assert fired("wow", ys) == []
+    assert fired("wow_naive", ys) != []
+
+
+def test_silent_day_last_week_is_not_a_rise() -> None:
+    ys = steady(3)
+    ys[WEEK_H : WEEK_H + DAY] = 0.0
+    ys[WEEK_H + 2 * DAY : WEEK_H + 3 * DAY] = np.nan
+    assert fired("wow", ys) == []
+
+
+def test_seven_day_window_state_stays_small() -> None:
+    import pickle
+
+    d = make_detector("wow", window_s=7 * 86400.0)
+    ys = steady(4)
+    ys[2 * WEEK_H :] *= 1.5
+    hits = [i for i, v in enumerate(run(d, ys)) if v.is_anomaly]
+    assert len(hits) == 1
+    assert len(pickle.dumps(d)) <= 2048
+
+
+def test_reason_and_expected() -> None:
+    ys = steady(3)
+    ys[WEEK_H + 3 * DAY :] *= 1.4
+    vs = run(make_detector("wow"), ys)
+    v = next(v for v in vs if v.is_anomaly)
+    assert v.expected is not None and v.observed > v.expected * 1.3
+    assert v.reason.startswith("last 24h $") and "a week earlier (+" in v.reason
+
+
+def test_absurd_values_are_not_compared() -> None:
+    ys = steady(2)
+    ys[WEEK_H + DAY :] = 1e300  # beyond float32: a data error, not a rise to page on
+    vs = run(make_detector("wow"), ys)
+    assert not any(v.is_anomaly for v in vs)
+    assert vs[-1].reason == "window sum out of range; not compared"
