@@ -82,9 +82,28 @@ def build_config(
     if errors:
         raise ConfigErrors(errors)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigErrors([_to_config_error(err, marks, name) for err in exc.errors()]) from None
+    problems = _check_detectors(config, marks, name)
+    if problems:
+        raise ConfigErrors(problems)
+    return config
+
+
+def _check_detectors(config: Config, marks: Mapping[Loc, str], name: str) -> list[ConfigError]:
+    """Detector names and parameters, checked by building each one (the registry's own rules)."""
+    from detectors import make_detector
+
+    problems = []
+    for i, spec in enumerate(config.detectors):
+        try:
+            make_detector(spec.kind, **spec.params)
+        except ValueError as exc:
+            field = "kind" if str(exc).startswith("unknown detector") else "params"
+            loc: Loc = ("detectors", i, field)
+            problems.append(ConfigError(format_path(loc), str(exc), _mark_for(loc, marks) or name))
+    return problems
 
 
 def format_path(loc: Loc) -> str:

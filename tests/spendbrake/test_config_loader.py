@@ -146,3 +146,14 @@ def test_yaml_syntax_error_has_position(tmp_path: Path) -> None:
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="top level must be a mapping"):
         load_config(write(tmp_path, "- a\n- b\n"), env={})
+
+
+def test_unknown_detector_and_bad_params_are_named(tmp_path: Path) -> None:
+    text = "detectors:\n  - kind: baselin\n  - kind: wow\n    params: {rise: fast}\n  - kind: baseline\n    params: {min_usd: 2}\n"
+    errors = errors_of(tmp_path, text, env={})
+    name = f"{tmp_path}/spendbrake.yaml"
+    assert errors[0].startswith(
+        f"{name}:2:11: detectors[0].kind: unknown detector 'baselin'; choose one of baseline,"
+    )
+    assert errors[1].startswith(f"{name}:4:13: detectors[1].params: ") and "rise" in errors[1]
+    assert len(errors) == 2
