@@ -32,7 +32,6 @@ HISTORY_S = 6 * 3600
 class DemoState:
     totals: RollupTotals = field(default_factory=RollupTotals)
     published: int = 0
-    event_time: float = 0.0
 
     def on_records(self, records: list[RollupRecord]) -> None:
         self.totals.update(records)
@@ -79,7 +78,6 @@ async def _demo(duration_s: float, rate: float, seed: int, console: Console) -> 
                     await asyncio.sleep(0.1)
                 producer.emit(event)
                 state.published += 1
-                state.event_time = event.ts
                 if state.published % 2000 == 0:
                     live.update(_view(state, start_ts))
                     await asyncio.sleep(0)  # let the worker run when publishing falls behind

@@ -10,7 +10,6 @@ worker sends it to the DLQ instead).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 BUCKET_S = 3600
 
@@ -70,7 +69,3 @@ class Deduper:
     def restore(self, buckets: dict[int, list[str]]) -> None:
         self.buckets = {int(b): set(ids) for b, ids in buckets.items()}
         self.new = {}
-
-    def snapshot(self) -> dict[str, Any]:
-        """Plain data; the store persists buckets incrementally via ``take_new``."""
-        return {"horizon_s": self.horizon_s, "buckets": sorted(self.buckets)}
