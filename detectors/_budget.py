@@ -1,0 +1,575 @@
+"""Budgets: threshold alerts, a hard stop, seasonal projection and burn rate, as pure state.
+
+Why: a budget is a promise about a calendar period ("$5,000 a month for team search"),
+so it is counted per local calendar day, ISO week or month in the budget's IANA time
+zone, and each threshold must page exactly once per period, also across restarts and
+replays. The tracker is fed *absolute* spend per UTC hour (``set_hour``) and per minute
+(``set_minute``), so a rollup re-sent as the hour fills, a late correction or a replay
+after a restart replaces a value instead of adding it twice. ``evaluate(now)`` takes the
+event-time watermark (never a wall clock) and returns only verdicts newly due.
+
+Beyond thresholds it answers two earlier questions. *Projection*: will the period
+overrun? AI spend is weekly-shaped, so the forecast is the spend so far plus, for each
+remaining hour, the learned mean spend of that hour-of-week; a weekday-heavy first week
+does not predict a month full of weekends. *Burn rate*: is the budget being consumed
+many times faster than the even pace (amount / period length)? As in SRE multi-window
+burn-rate alerting, a long window shows it is real and a short one that it is still
+happening: fast burn (1 h and 5 min at >= 14.4x) pages, slow burn (6 h and 30 min at
+>= 6x) warns.
+
+Approximation: hours are UTC hours and an hour belongs to the period containing its
+``hour_start``. In zones with :30 or :45 offsets (India, Nepal, parts of Australia) a
+period boundary falls inside a UTC hour, so up to 45 minutes of spend around midnight are
+counted in the neighbouring period. Burn rate uses minutes and is not affected.
+
+>>> b = BudgetTracker("search", 1000.0, period="day")
+>>> day = 1_767_225_600.0  # 2026-01-01 00:00 UTC
+>>> b.set_hour(day, 600.0)
+>>> [(v.kind, v.action, v.threshold) for v in b.evaluate(day + 3600)]
+[('budget', 'alert', 0.5)]
+>>> b.set_hour(day + 3600, 700.0)
+>>> [(v.action, v.threshold, v.severity) for v in b.evaluate(day + 7200)]
+[('alert', 0.8, 'warning'), ('alert', 1.0, 'critical'), ('pause', 1.2, 'critical')]
+>>> [v.action for v in b.evaluate(day + 86400)]
+['resume']
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from numbers import Real
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from detectors._base import check, usable, usd
+
+__all__ = ["BudgetTracker", "BudgetVerdict"]
+
+HOUR_S = 3600.0
+WEEK_H = 168
+GRACE_S = 600.0  # an hour is final (learned) once the watermark is 10 min past its end
+BURN_KEEP_MIN = 360  # minutes kept for burn windows: the 6 h slow window
+LEARN_MAX_H = 4 * WEEK_H  # after a longer gap, learning restarts from the last 4 weeks
+SLOT_ALPHA = 0.25  # per hour-of-week EW weight: about a month of weeks
+MEAN_ALPHA = 1.0 / WEEK_H  # trailing mean hourly rate: about a week of hours
+# datetime covers years 1..9999; stay clear of both ends so month arithmetic never overflows.
+TS_MIN, TS_MAX = 0.0, 253_000_000_000.0
+_PERIODS = ("day", "week", "month")
+_ADJ = {"day": "daily", "week": "weekly", "month": "monthly"}
+_SNAPSHOT_VERSION = 1
+
+
+def _slot(hour: int) -> int:
+    """UTC hour-of-week, Monday 00:00 = 0 (hour 0 of the epoch was a Thursday)."""
+    return (hour + 72) % WEEK_H
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _cost(cost: object) -> bool:
+    """A spend value we accept: a real number (not a bool), finite, >= 0."""
+    return isinstance(cost, Real) and not isinstance(cost, bool) and usable(0.0, float(cost))
+
+
+def _in_range(ts: object) -> bool:
+    return isinstance(ts, Real) and not isinstance(ts, bool) and TS_MIN <= ts <= TS_MAX
+
+
+def _severity(fraction: float) -> str:
+    return "info" if fraction < 0.8 else "warning" if fraction < 1.0 else "critical"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetVerdict:
+    """One budget event newly due: a threshold, a pause or resume, a projection, a burn.
+
+    ``threshold`` is the budget fraction crossed (kind ``budget``), the burn factor (kind
+    ``burn_rate``) or ``None`` (projection, resume). ``observed_usd`` is the period-to-date
+    spend, or the spend in the long burn window; ``expected_usd`` is ``amount * threshold``,
+    the projected period-end spend, or the even-pace spend of the burn window.
+    ``window_start``/``window_end`` and ``period_start`` are epoch seconds.
+    """
+
+    kind: str
+    action: str
+    severity: str
+    threshold: float | None
+    observed_usd: float
+    expected_usd: float | None
+    window_start: float
+    window_end: float
+    period_start: float
+    reason: str
+
+
+class BudgetTracker:
+    """Spend of one budget's scope against its amount, per calendar period.
+
+    Parameters
+    ----------
+    name
+        Budget name, used in every reason.
+    amount_usd
+        Budget per period, dollars (> 0).
+    period
+        ``"day"``, ``"week"`` (ISO, from Monday 00:00) or ``"month"``, in ``timezone``.
+    timezone
+        IANA zone of the calendar (``"Europe/Paris"``); DST days are 23 or 25 h long.
+    alert_at
+        Fractions of ``amount_usd`` that alert once per period each, in (0, 2].
+    hard_stop_at
+        Fraction that emits a ``pause`` once per period (``None``: never); not below the
+        highest ``alert_at``.
+    auto_resume
+        Emit a ``resume`` at the start of the period after one that hard-stopped.
+    fast_burn
+        Burn factor over 1 h and 5 min that pages (critical).
+    slow_burn
+        Burn factor over 6 h and 30 min that warns.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        amount_usd: float,
+        period: str = "month",
+        timezone: str = "UTC",
+        alert_at: Sequence[float] = (0.5, 0.8, 1.0),
+        hard_stop_at: float | None = 1.2,
+        auto_resume: bool = True,
+        fast_burn: float = 14.4,
+        slow_burn: float = 6.0,
+    ) -> None:
+        check("name", name, isinstance(name, str) and name != "", "a non-empty string")
+        check("amount_usd", amount_usd, _number(amount_usd) and amount_usd > 0, "a number > 0")
+        check("period", period, period in _PERIODS, "one of day, week, month")
+        try:
+            tz = ZoneInfo(timezone) if isinstance(timezone, str) and timezone else None
+        except (ZoneInfoNotFoundError, ValueError):
+            tz = None
+        check("timezone", timezone, tz is not None, "an IANA time zone like Europe/Paris")
+        fractions = list(alert_at) if isinstance(alert_at, Sequence) else [None]
+        check(
+            "alert_at",
+            alert_at,
+            all(_number(f) and 0 < f <= 2 for f in fractions)
+            and len(set(fractions)) == len(fractions),
+            "distinct fractions in (0, 2]",
+        )
+        fractions.sort()
+        check(
+            "hard_stop_at",
+            hard_stop_at,
+            hard_stop_at is None
+            or (
+                _number(hard_stop_at)
+                and 0 < hard_stop_at <= 10
+                and hard_stop_at >= max(fractions, default=0.0)
+            ),
+            "None or in (0, 10] and not below the highest alert_at",
+        )
+        check("auto_resume", auto_resume, isinstance(auto_resume, bool), "a bool")
+        check("fast_burn", fast_burn, _number(fast_burn) and fast_burn > 0, "a number > 0")
+        check("slow_burn", slow_burn, _number(slow_burn) and slow_burn > 0, "a number > 0")
+        self.name = name
+        self.amount_usd = float(amount_usd)
+        self.period = period
+        self.timezone = timezone
+        self.alert_at = tuple(float(f) for f in fractions)
+        self.hard_stop_at = None if hard_stop_at is None else float(hard_stop_at)
+        self.auto_resume = auto_resume
+        self.fast_burn = float(fast_burn)
+        self.slow_burn = float(slow_burn)
+        self._tz = tz
+        self._bounds: tuple[float, float] | None = None  # cache of the last period_bounds
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        # Absolute spend per UTC hour index (hour_start // 3600) and per minute index.
+        self._hours: dict[int, float] = {}
+        self._minutes: dict[int, float] = {}
+        # Seasonal profile: EW mean spend per UTC hour-of-week, how many hours fed each slot,
+        # and an EW mean over all hours as the fallback for slots never seen.
+        self._profile = array("f", bytes(4 * WEEK_H))
+        self._counts = array("I", bytes(4 * WEEK_H))
+        self._mean = 0.0
+        self._learned = 0  # hours learned in total (the "history" gate of the projection)
+        self._learn_next: int | None = None  # first hour index not learned yet
+        self._now = -math.inf  # highest watermark evaluated
+        self._period_start: float | None = None
+        self._fired: set[float] = set()  # alert_at fractions fired this period
+        self._stopped = False  # hard stop fired this period
+        self._projected = False  # projected_overrun fired this period
+        self._fast_armed = True
+        self._slow_armed = True
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> BudgetTracker:
+        """Build from a ``schemas.BudgetConfig``; burn and resume knobs default if absent."""
+        return cls(
+            name=cfg.name,
+            amount_usd=cfg.amount_usd,
+            period=cfg.period,
+            timezone=cfg.timezone,
+            alert_at=tuple(cfg.alert_at),
+            hard_stop_at=cfg.hard_stop_at,
+            auto_resume=getattr(cfg, "auto_resume", True),
+            fast_burn=getattr(cfg, "fast_burn", 14.4),
+            slow_burn=getattr(cfg, "slow_burn", 6.0),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"BudgetTracker({self.name!r}, {self.amount_usd!r}, period={self.period!r}, "
+            f"timezone={self.timezone!r}, alert_at={self.alert_at!r}, "
+            f"hard_stop_at={self.hard_stop_at!r})"
+        )
+
+    # Calendar.
+
+    def period_bounds(self, ts: float) -> tuple[float, float]:
+        """``[start, end)`` epoch seconds of the calendar period containing ``ts``.
+
+        Local midnights are converted with the zone's rules, so a local day spans 23 or
+        25 hours on DST changes and a month's length follows its days.
+        """
+        cached = self._bounds
+        if cached is not None and cached[0] <= ts < cached[1]:
+            return cached
+        check("ts", ts, _in_range(ts), f"epoch seconds in [{TS_MIN:g}, {TS_MAX:g}]")
+        day = datetime.fromtimestamp(ts, self._tz).date()
+        if self.period == "day":
+            first, nxt = day, day + timedelta(days=1)
+        elif self.period == "week":
+            first = day - timedelta(days=day.weekday())
+            nxt = first + timedelta(days=7)
+        else:
+            first = day.replace(day=1)
+            nxt = (first + timedelta(days=32)).replace(day=1)
+        bounds = (self._midnight(first), self._midnight(nxt))
+        self._bounds = bounds
+        return bounds
+
+    def _midnight(self, d: date) -> float:
+        # fold=0: a midnight skipped by DST maps to the instant of the jump (the day's start).
+        return datetime.combine(d, time(), tzinfo=self._tz).timestamp()
+
+    # Inputs.
+
+    def set_hour(self, hour_start: float, cost_usd: float) -> None:
+        """Set the ABSOLUTE spend of the UTC hour starting at ``hour_start``; last value wins.
+
+        NaN, infinite or negative values are ignored. An hour before the current period
+        that is already learned no longer matters and is dropped.
+        """
+        if not (_cost(cost_usd) and _in_range(hour_start)):
+            return
+        h = math.floor(hour_start / HOUR_S)
+        if (
+            self._period_start is not None
+            and h * HOUR_S < self._period_start
+            and self._learn_next is not None
+            and h < self._learn_next
+        ):
+            return
+        self._hours[h] = float(cost_usd)
+
+    def set_minute(self, minute_start: float, cost_usd: float) -> None:
+        """Set the ABSOLUTE spend of the minute starting at ``minute_start`` (burn windows)."""
+        if not (_cost(cost_usd) and _in_range(minute_start)):
+            return
+        m = math.floor(minute_start / 60.0)
+        if math.isfinite(self._now) and m < math.floor(self._now / 60.0) - BURN_KEEP_MIN:
+            return
+        self._minutes[m] = float(cost_usd)
+
+    # Reading.
+
+    def spent(self, now: float) -> float:
+        """Period-to-date spend: hours of the period containing ``now`` that start by ``now``.
+
+        Meant for the current period: hours of earlier periods are pruned once learned.
+        """
+        start, end = self.period_bounds(now)
+        lo = math.ceil(start / HOUR_S)
+        hi = min(math.ceil(end / HOUR_S), math.floor(now / HOUR_S) + 1)
+        return math.fsum(v for h, v in self._hours.items() if lo <= h < hi)
+
+    def expected_hour(self, hour_start: float) -> float | None:
+        """Learned expected spend of the UTC hour at ``hour_start``; ``None`` before any."""
+        k = _slot(math.floor(hour_start / HOUR_S))
+        if self._counts[k]:
+            return float(self._profile[k])
+        return self._mean if self._learned else None
+
+    def projected(self, now: float) -> float | None:
+        """Projected spend at the end of the period containing ``now``, or ``None``.
+
+        Spend so far plus the expected spend of every remaining hour (its hour-of-week mean,
+        else the trailing mean hourly rate). ``None`` until 24 h of history (6 h for a
+        daily budget) and 10 % of the period are behind us: earlier guesses are noise.
+        """
+        start, end = self.period_bounds(now)
+        return self._project(now, start, end, self.spent(now))
+
+    def _project(self, now: float, start: float, end: float, spent: float) -> float | None:
+        need_h = 6 if self.period == "day" else 24
+        if self._learned < need_h or now - start < 0.1 * (end - start):
+            return None
+        exp = [float(self._profile[k]) if self._counts[k] else self._mean for k in range(WEEK_H)]
+        total = spent
+        h_now = math.floor(now / HOUR_S)
+        if h_now * HOUR_S >= start:  # the rest of the hour in progress
+            total += exp[_slot(h_now)] * max(0.0, 1.0 - (now - h_now * HOUR_S) / HOUR_S)
+        n = math.ceil(end / HOUR_S) - 1 - h_now  # whole hours left that start before `end`
+        if n > 0:
+            weeks, rest = divmod(n, WEEK_H)
+            first = _slot(h_now + 1)
+            total += weeks * math.fsum(exp)
+            total += math.fsum(exp[(first + i) % WEEK_H] for i in range(rest))
+        return total
+
+    # Evaluation.
+
+    def evaluate(self, now: float) -> list[BudgetVerdict]:
+        """Verdicts newly due at watermark ``now``: resume, thresholds, projection, burn.
+
+        A watermark lower than one already seen is raised to it, so a replay after a
+        restore re-reads the same values without re-firing anything. Thresholds are
+        checked on every call (a late correction may cross one); the projection and the
+        re-arming of burn alerts only when the watermark advances, because a replay that
+        re-sends an hour's partial values briefly lowers spend and must not flap them.
+        """
+        if not _in_range(now):
+            return []
+        advanced = float(now) > self._now
+        now = max(float(now), self._now)
+        self._now = now
+        start, end = self.period_bounds(now)
+        out: list[BudgetVerdict] = []
+        if self._period_start != start:
+            if self._period_start is not None and self._stopped and self.auto_resume:
+                out.append(self._resume(start, end))
+            self._period_start = start
+            self._fired.clear()
+            self._stopped = self._projected = False
+        self._learn(now)
+        self._prune(now, start)
+        spent = self.spent(now)
+        out.extend(self._thresholds(now, start, end, spent))
+        if advanced and not self._projected and spent < self.amount_usd:
+            proj = self._project(now, start, end, spent)
+            if proj is not None and proj > self.amount_usd:
+                self._projected = True
+                out.append(self._projection(now, start, end, spent, proj))
+        out.extend(self._burn(now, start, end, advanced))
+        return out
+
+    def _learn(self, now: float) -> None:
+        # Learn each complete hour once, on its value GRACE_S after it ended; hours without
+        # a value between the first seen and the watermark had no spend and learn as zero.
+        last = math.floor((now - GRACE_S) / HOUR_S) - 1
+        if self._learn_next is None:
+            if not self._hours:
+                return
+            self._learn_next = min(self._hours)
+        first = max(self._learn_next, last - LEARN_MAX_H + 1)
+        for h in range(first, last + 1):
+            x = self._hours.get(h, 0.0)
+            k = _slot(h)
+            n = self._counts[k] = min(self._counts[k] + 1, 2**32 - 1)
+            self._profile[k] += max(1.0 / n, SLOT_ALPHA) * (x - self._profile[k])
+            self._learned += 1
+            self._mean += max(1.0 / self._learned, MEAN_ALPHA) * (x - self._mean)
+        self._learn_next = max(self._learn_next, last + 1)
+
+    def _prune(self, now: float, start: float) -> None:
+        learned = self._learn_next if self._learn_next is not None else -math.inf
+        old = [h for h in self._hours if h * HOUR_S < start and h < learned]
+        for h in old:
+            del self._hours[h]
+        keep = math.floor(now / 60.0) - BURN_KEEP_MIN
+        for m in [m for m in self._minutes if m < keep]:
+            del self._minutes[m]
+
+    def _thresholds(
+        self, now: float, start: float, end: float, spent: float
+    ) -> list[BudgetVerdict]:
+        due: list[tuple[float, str]] = [
+            (f, "alert")
+            for f in self.alert_at
+            if f not in self._fired and spent >= self.amount_usd * f
+        ]
+        stop = self.hard_stop_at
+        if stop is not None and not self._stopped and spent >= self.amount_usd * stop:
+            due.append((stop, "pause"))
+        due.sort(key=lambda d: (d[0], d[1] == "pause"))
+        if not due:
+            return []
+        proj = self._project(now, start, end, spent)
+        tail = f"; projected {usd(proj)} by {self._end_label(end)}" if proj is not None else ""
+        out = []
+        for frac, action in due:
+            target = self.amount_usd * frac
+            head = (
+                f"{self.name} spent {usd(spent)} of its {usd(self.amount_usd)} "
+                f"{_ADJ[self.period]} budget ({spent / self.amount_usd:.0%}) by "
+                f"{self._now_label(now)}"
+            )
+            if action == "pause":
+                self._stopped = True
+                reason = f"{head}: hard stop at {frac:.0%}, pausing non-critical keys in scope"
+            else:
+                self._fired.add(frac)
+                reason = head + tail
+            sev = "critical" if action == "pause" else _severity(frac)
+            out.append(
+                BudgetVerdict("budget", action, sev, frac, spent, target, start, end, start, reason)
+            )
+        return out
+
+    def _resume(self, start: float, end: float) -> BudgetVerdict:
+        stop = self.hard_stop_at if self.hard_stop_at is not None else 0.0
+        reason = (
+            f"{self.name}: new {_ADJ[self.period]} period from {self._day_label(start)}; "
+            f"resuming what the {stop:.0%} hard stop paused"
+        )
+        # The new period's spend is read after the reset; at the boundary it is near zero.
+        spent = self.spent(max(start, self._now))
+        return BudgetVerdict(
+            "budget", "resume", "info", None, spent, None, start, end, start, reason
+        )
+
+    def _projection(
+        self, now: float, start: float, end: float, spent: float, proj: float
+    ) -> BudgetVerdict:
+        reason = (
+            f"{self.name} is projected to spend {usd(proj)} by {self._end_label(end)}, over its "
+            f"{usd(self.amount_usd)} {_ADJ[self.period]} budget ({usd(spent)} spent so far, "
+            f"{spent / self.amount_usd:.0%}, by {self._now_label(now)})"
+        )
+        return BudgetVerdict(
+            "projection", "alert", "warning", None, spent, proj, start, end, start, reason
+        )
+
+    def _burn(self, now: float, start: float, end: float, advanced: bool) -> list[BudgetVerdict]:
+        m_end = math.floor(now / 60.0)
+        sums = {5: 0.0, 30: 0.0, 60: 0.0, 360: 0.0}
+        for m, v in sorted(self._minutes.items()):
+            age = m_end - m  # 1 for the last complete minute
+            for w in sums:
+                if 1 <= age <= w:
+                    sums[w] += v
+        pace = self.amount_usd / (end - start)  # dollars per second at the even pace
+        # Minute sums carry rounding; a burn of exactly the factor counts as reaching it.
+        tol = 1.0 - 1e-9
+        out = []
+        rules = (
+            ("fast", self.fast_burn, 60, 5, "critical"),
+            ("slow", self.slow_burn, 360, 30, "warning"),
+        )
+        for which, factor, long_m, short_m, severity in rules:
+            even = pace * long_m * 60.0
+            f_long = sums[long_m] / even
+            f_short = sums[short_m] / (pace * short_m * 60.0)
+            armed = self._fast_armed if which == "fast" else self._slow_armed
+            if not armed:
+                if advanced and f_long < factor * tol:  # hysteresis: re-arm once it recovers
+                    armed = True
+            elif f_long >= factor * tol and f_short >= factor * tol:
+                armed = False
+                w_end = m_end * 60.0
+                reason = (
+                    f"{self.name} is burning its {_ADJ[self.period]} budget at {f_long:.1f}x "
+                    f"the even pace: {usd(sums[long_m])} in the last {long_m // 60} h vs "
+                    f"{usd(even)} at even pace, {f_short:.1f}x over the last {short_m} min"
+                )
+                out.append(
+                    BudgetVerdict(
+                        "burn_rate",
+                        "alert",
+                        severity,
+                        factor,
+                        sums[long_m],
+                        even,
+                        w_end - long_m * 60.0,
+                        w_end,
+                        start,
+                        reason,
+                    )
+                )
+            if which == "fast":
+                self._fast_armed = armed
+            else:
+                self._slow_armed = armed
+        return out
+
+    # Labels (local calendar of the budget).
+
+    def _local(self, ts: float) -> datetime:
+        return datetime.fromtimestamp(ts, self._tz)
+
+    def _day_label(self, ts: float) -> str:
+        d = self._local(ts)
+        return f"{d:%b} {d.day}"
+
+    def _now_label(self, now: float) -> str:
+        return f"{self._local(now):%H:%M}" if self.period == "day" else self._day_label(now)
+
+    def _end_label(self, end: float) -> str:
+        return "end of day" if self.period == "day" else self._day_label(end - 1.0)
+
+    # State.
+
+    def snapshot(self) -> dict[str, Any]:
+        """Learned and fired state as small plain data (JSON-able; a few KB to ~30 KB).
+
+        Hours and minutes are ``[index, usd]`` pairs (hour index = epoch s // 3600); the
+        profile floats are float32 values written with 9 significant digits (exact).
+        """
+        return {
+            "v": _SNAPSHOT_VERSION,
+            "hours": [[h, v] for h, v in sorted(self._hours.items())],
+            "minutes": [[m, v] for m, v in sorted(self._minutes.items())],
+            "profile": [float(f"{x:.9g}") for x in self._profile],
+            "counts": list(self._counts),
+            "mean": self._mean,
+            "learned": self._learned,
+            "learn_next": self._learn_next,
+            "now": self._now if math.isfinite(self._now) else None,
+            "period_start": self._period_start,
+            "fired": sorted(self._fired),
+            "stopped": self._stopped,
+            "projected": self._projected,
+            "fast_armed": self._fast_armed,
+            "slow_armed": self._slow_armed,
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Replace learned and fired state with a ``snapshot()``; parameters stay as built."""
+        check("data", data.get("v"), data.get("v") == _SNAPSHOT_VERSION, "a version 1 snapshot")
+        self._reset_state()
+        self._hours = {int(h): float(v) for h, v in data["hours"]}
+        self._minutes = {int(m): float(v) for m, v in data["minutes"]}
+        self._profile = array("f", [float(x) for x in data["profile"]])
+        self._counts = array("I", [int(n) for n in data["counts"]])
+        check("profile", len(self._profile), len(self._profile) == WEEK_H, f"{WEEK_H} floats")
+        check("counts", len(self._counts), len(self._counts) == WEEK_H, f"{WEEK_H} ints")
+        self._mean = float(data["mean"])
+        self._learned = int(data["learned"])
+        nxt = data["learn_next"]
+        self._learn_next = None if nxt is None else int(nxt)
+        self._now = -math.inf if data["now"] is None else float(data["now"])
+        ps = data["period_start"]
+        self._period_start = None if ps is None else float(ps)
+        self._fired = {float(f) for f in data["fired"]}
+        self._stopped = bool(data["stopped"])
+        self._projected = bool(data["projected"])
+        self._fast_armed = bool(data["fast_armed"])
+        self._slow_armed = bool(data["slow_armed"])
