@@ -1,3 +1,5 @@
-"""Turns alert verdicts into Slack messages and gateway calls (see the actions issue)."""
+"""Turning alerts into effects: policies (pure) first; Slack and gateway adapters at the edge."""
 
-__all__: list[str] = []
+from actions._policy import apply_policies, pausable
+
+__all__ = ["apply_policies", "pausable"]

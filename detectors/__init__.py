@@ -1,6 +1,8 @@
 """Online detectors over rolled-up spend series: pure math, no I/O, picklable state.
 
 ``make_detector(name, **params)`` builds one; ``update(ts, value)`` returns a ``Verdict``.
+``BudgetTracker`` follows calendar budgets (thresholds, hard stop, projection, burn rate);
+``SpendWatch`` runs all of it on rollup records and groups anomalies into incidents.
 Importing this package registers every detector module below.
 
 >>> from detectors import available
@@ -12,5 +14,16 @@ from __future__ import annotations
 
 from detectors import _cloud, _river, _seasonal, _wow, _wow_naive  # noqa: F401  (registers)
 from detectors._base import Detector, Verdict, available, make_detector, register
+from detectors._budget import BudgetTracker, BudgetVerdict
+from detectors._watch import SpendWatch
 
-__all__ = ["Detector", "Verdict", "available", "make_detector", "register"]
+__all__ = [
+    "BudgetTracker",
+    "BudgetVerdict",
+    "Detector",
+    "SpendWatch",
+    "Verdict",
+    "available",
+    "make_detector",
+    "register",
+]

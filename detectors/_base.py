@@ -8,6 +8,7 @@ data, so a pickle of the detector is its snapshot.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from collections.abc import Callable
@@ -43,6 +44,15 @@ class Detector:
     def update(self, ts: float, value: float) -> Verdict:  # pragma: no cover - abstract
         """Score ``value`` for the window at ``ts`` (epoch seconds), then learn from it."""
         raise NotImplementedError
+
+    def peek(self, ts: float, value: float) -> Verdict:
+        """Score a window still filling (``value`` so far) without learning from it.
+
+        Spend only grows within a window, so an open window that already scores as an
+        anomaly will close as one: the live stage can alert minutes into the hour.
+        This fallback scores a copy; detectors override it when that is too slow.
+        """
+        return copy.deepcopy(self).update(ts, value)
 
     @property
     def params(self) -> dict[str, Any]:

@@ -81,18 +81,22 @@ class BurnScale:
         """Current robust sigma of residuals (the floor until anything was learned)."""
         return max(self.min_scale, self.abs_dev * _MAD_TO_SIGMA)
 
-    def zscores(self, r: float) -> tuple[float, float]:
-        """Fast and slow z for residual ``r`` with ``r`` counted in the slow window."""
+    def zscores(self, r: float, fresh: bool = False) -> tuple[float, float]:
+        """Fast and slow z for residual ``r`` with ``r`` counted in the slow window.
+
+        ``fresh`` scores as if the slow window had just been reset (after a gap).
+        """
         s = self.sigma()
-        window = [*self.recent[-(self.slow_n - 1) :], r] if self.slow_n > 1 else [r]
+        recent = [] if fresh else self.recent
+        window = [*recent[-(self.slow_n - 1) :], r] if self.slow_n > 1 else [r]
         return r / s, sum(window) / len(window) / s
 
-    def ratio(self, r: float, widen: float = 1.0) -> float:
+    def ratio(self, r: float, widen: float = 1.0, fresh: bool = False) -> float:
         """Both windows against their thresholds: the smaller ratio; >= 1 means both exceed.
 
         ``widen`` (>= 1) scales sigma, e.g. for an expectation learned from few samples.
         """
-        fast, slow = self.zscores(r)
+        fast, slow = self.zscores(r, fresh)
         return min(fast / self.fast_z, slow / self.slow_z) / widen
 
     def shift(self, n: int, z: float = 2.0) -> float | None:

@@ -141,23 +141,33 @@ class SeasonalBaseline(Detector):
 
     def update(self, ts: float, value: float) -> Verdict:
         """Score the window at ``ts`` against its slot's expectation, then learn from it."""
+        return self._step(ts, value, learn=True)
+
+    def peek(self, ts: float, value: float) -> Verdict:
+        """The verdict ``update`` would give, with no state change."""
+        return self._step(ts, value, learn=False)
+
+    def _step(self, ts: float, value: float, learn: bool) -> Verdict:
         if not usable(ts, value):
             return ignored(value)
         value = float(value)
         k = math.floor(ts / self.period_s)
         slot = k % self.season
-        if self._last_k is not None and k > self._last_k + 1:
-            self._scale.reset_window()  # missing windows: the slow window restarts
-        self._last_k = k if self._last_k is None else max(k, self._last_k)
+        gap = self._last_k is not None and k > self._last_k + 1
+        if learn:
+            if gap:
+                self._scale.reset_window()  # missing windows: the slow window restarts
+            self._last_k = k if self._last_k is None else max(k, self._last_k)
         x = math.log1p(value / self.unit)
         if math.isinf(x):
             return ignored(value)  # only with an absurd unit; never let inf into the state
         label = slot_label(k, self.period_s, self.season)
         count = self._counts[slot]
         if count == 0:
-            self._set(slot, x - self._level)
-            self._counts[slot] = 1
-            self._n += 1
+            if learn:
+                self._set(slot, x - self._level)
+                self._counts[slot] = 1
+                self._n += 1
             return Verdict(0.0, False, None, value, f"first window for {label}; learning")
 
         mu = self._get(slot) + self._level
@@ -166,21 +176,24 @@ class SeasonalBaseline(Detector):
         sc = self._scale
         warm = count >= self.min_slot_n and self._n >= self.warmup_n
         if value == 0.0:
-            # Silence: nudge this slot (seasonal zeros are real) but leave level and scale.
-            self._set(slot, self._get(slot) + self._slot_alpha(count) * sc.clip(r))
-            self._counts[slot] = min(255, count + 1)
-            self._n += 1
+            if learn:
+                # Silence: nudge this slot (seasonal zeros are real) but leave level and scale.
+                self._set(slot, self._get(slot) + self._slot_alpha(count) * sc.clip(r))
+                self._counts[slot] = min(255, count + 1)
+                self._n += 1
             return Verdict(0.0, False, expected, value, f"silent window for {label}; no alert")
 
         # A slot mean from few samples is itself uncertain: widen sigma by sqrt(1 + 1/n_eff),
         # n_eff capped at the EW memory of a slot. This keeps a noisy-low slot plus a legit
         # burst from paging in the third week.
         n_eff = min(count, (2.0 - self.season_alpha) / self.season_alpha)
-        ratio = sc.ratio(r, math.sqrt(1.0 + 1.0 / n_eff)) if warm else 0.0
+        ratio = sc.ratio(r, math.sqrt(1.0 + 1.0 / n_eff), fresh=gap and not learn) if warm else 0.0
         score = ratio_score(ratio)
         excess = value - expected
         alert = ratio >= 1.0 and excess > self.min_usd
         reason = self._reason(warm, ratio, value, expected, excess, label, count)
+        if not learn:
+            return Verdict(score, alert, expected, value, reason)
 
         # Learn: scale and slow window first, then the level (a robust jump on a shift), then slot.
         sc.learn(r)

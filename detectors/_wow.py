@@ -18,6 +18,7 @@ An alert needs a ``rise`` fraction *and* ``min_usd`` more dollars; then it stays
 
 from __future__ import annotations
 
+import copy
 import math
 from array import array
 
@@ -127,6 +128,12 @@ class WeekOverWeek(Detector):
                 prev += b
                 pairs += 1
         return cur, prev, pairs / self._w
+
+    def peek(self, ts: float, value: float) -> Verdict:
+        """The verdict ``update`` would give, with no state change (a shallow twin, own ring)."""
+        twin = copy.copy(self)
+        twin._ring = array("f", self._ring)  # noqa: SLF001 - our own class
+        return twin.update(ts, value)
 
     def update(self, ts: float, value: float) -> Verdict:
         """Add ``value`` to its bucket, then compare the trailing window with last week's."""

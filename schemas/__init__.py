@@ -7,8 +7,10 @@ from ._adapters import (
     from_openai_usage,
     from_otel_attributes,
 )
+from ._alert import ALERT_KINDS, Alert, KeyInfo
 from ._config import (
     DEFAULT_DIMENSIONS,
+    KEY_DIMENSIONS,
     SCOPE_FIELDS,
     BudgetConfig,
     Config,
@@ -33,10 +35,13 @@ from ._event import (
 from ._pricing import ModelPrice, PriceEntryModel, PriceTable
 
 __all__ = [
+    "ALERT_KINDS",
     "DEFAULT_DIMENSIONS",
+    "KEY_DIMENSIONS",
     "MAX_EVENT_BYTES",
     "SCOPE_FIELDS",
     "WORKLOADS",
+    "Alert",
     "BudgetConfig",
     "Config",
     "ConfigError",
@@ -44,6 +49,7 @@ __all__ = [
     "GatewayConfig",
     "InvalidEvent",
     "KafkaConfig",
+    "KeyInfo",
     "ModelPrice",
     "PolicyConfig",
     "PriceEntryModel",

@@ -44,6 +44,10 @@ DEFAULT_DIMENSIONS: tuple[tuple[str, ...], ...] = (
     ("model",),
 )
 
+#: Always rolled up (beside the configured sets): who owns each api key and how critical it
+#: is, so the detector stage can name the keys in a scope and never pause a critical one.
+KEY_DIMENSIONS: tuple[str, ...] = ("team", "feature", "api_key", "environment", "workload")
+
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -111,6 +115,12 @@ class BudgetConfig(_Section):
     timezone: str = "UTC"
     alert_at: list[BudgetFraction] = [0.5, 0.8, 1.0]
     hard_stop_at: float | None = 1.2
+    #: When a new period starts, resume the keys this budget's hard stop paused.
+    auto_resume: bool = True
+    #: Multi-window burn-rate factors of the even pace: fast pages (1 h and 5 min), slow warns
+    #: (6 h and 30 min).
+    fast_burn: Annotated[float, Field(gt=1, le=1000)] = 14.4
+    slow_burn: Annotated[float, Field(gt=1, le=1000)] = 6.0
 
     _scope = field_validator("scope")(_check_scope)
 
@@ -202,7 +212,11 @@ class Config(_Section):
     detectors: list[DetectorConfig] = [
         DetectorConfig(kind="baseline", metric="cost_usd"),
         DetectorConfig(kind="wow", metric="cost_usd"),
-        DetectorConfig(kind="baseline", metric="cost_per_call"),
+        # Cost per call is cents: model it in tenths of a cent; dollar impact is checked
+        # on cost (excess per call x calls) by the detector stage.
+        DetectorConfig(
+            kind="baseline", metric="cost_per_call", params={"unit": 0.001, "min_usd": 0.0}
+        ),
     ]
     budgets: list[BudgetConfig] = []
     policies: list[PolicyConfig] = [
@@ -230,6 +244,24 @@ class Config(_Section):
                 raise ValueError(f"{dims} is listed twice")
             seen.add(key)
         return sets
+
+    def rollup_dimensions(self) -> list[tuple[str, ...]]:
+        """The configured dimension sets plus the key directory set, each once."""
+        sets = [tuple(d) for d in self.dimensions]
+        if sorted(KEY_DIMENSIONS) not in [sorted(d) for d in sets]:
+            sets.append(KEY_DIMENSIONS)
+        return sets
+
+    @model_validator(mode="after")
+    def _budget_scopes_rolled_up(self) -> Config:
+        rolled = [sorted(d) for d in self.rollup_dimensions()]
+        for budget in self.budgets:
+            if sorted(budget.scope) not in rolled:
+                raise ValueError(
+                    f"budget {budget.name!r}: scope fields {sorted(budget.scope)} are not a "
+                    "rollup dimension set; add them to dimensions"
+                )
+        return self
 
     @field_validator("budgets")
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from schemas import InvalidEvent, PriceTable, decode_event, format_ts
 
 from ._dedupe import Deduper
-from ._rollup import RollupRecord, RollupState, to_nusd
+from ._rollup import WINDOWS_S, RollupRecord, RollupState, to_nusd
 from ._traces import TracePartial, TraceState
 
 #: Bytes of a bad record's payload kept in its DLQ record.
@@ -114,12 +114,15 @@ class PartitionProcessor:
         dedupe_horizon_s: float = 7 * 86400,
         max_future_s: float = 3600.0,
         trace_idle_s: float = 300.0,
+        windows_s: tuple[int, ...] = WINDOWS_S,
     ) -> None:
         self.topic = topic
         self.partition = partition
         self.prices = prices
         self.max_future_s = max_future_s
-        self.rollups = RollupState(dimensions, partition=partition, lateness_s=lateness_s)
+        self.rollups = RollupState(
+            dimensions, partition=partition, lateness_s=lateness_s, windows_s=windows_s
+        )
         self.dedupe = Deduper(dedupe_horizon_s)
         self.traces = TraceState(partition, trace_idle_s)
         #: Next input offset to read; stored with the snapshot.

@@ -118,7 +118,7 @@ class IngestWorker:
             processor = PartitionProcessor(
                 self.topic,
                 tp.partition,
-                self.config.dimensions,
+                self.config.rollup_dimensions(),
                 self.prices,
                 lateness_s=self.settings.lateness_s,
                 dedupe_horizon_s=self.settings.dedupe_horizon_s,

@@ -29,7 +29,16 @@ def _long() -> np.ndarray:
 
 
 def test_exports_pinned() -> None:
-    assert detectors.__all__ == ["Detector", "Verdict", "available", "make_detector", "register"]
+    assert detectors.__all__ == [
+        "BudgetTracker",
+        "BudgetVerdict",
+        "Detector",
+        "SpendWatch",
+        "Verdict",
+        "available",
+        "make_detector",
+        "register",
+    ]
 
 
 def test_registry_lists_all() -> None:
@@ -191,3 +200,18 @@ def test_register_rejects_a_taken_name() -> None:
         @register("baseline")
         class Again(Detector):
             pass
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_peek_scores_like_update_and_learns_nothing(name: str) -> None:
+    """The live stage peeks at hours still filling: same verdict as update, no state change."""
+    y = _long()
+    d = make_detector(name)
+    for i in range(len(y) - 30):
+        d.update(T0 + i * HOUR, float(y[i]))
+    for i in range(len(y) - 30, len(y)):
+        ts, value = T0 + i * HOUR, float(y[i]) * (8.0 if i % 7 == 0 else 1.0)
+        before = pickle.dumps(d)
+        peeked = d.peek(ts, value)
+        assert pickle.dumps(d) == before
+        assert peeked == d.update(ts, value)

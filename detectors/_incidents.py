@@ -1,0 +1,155 @@
+"""One incident, one alert: fold anomalies seen at several scopes into the most specific one.
+
+A looping agent shows in its key's series, its feature's, its team's and the global total
+at once. Paging four times for one cause teaches on-call to mute. So the anomalies found at
+one evaluation are sorted most specific first; a broader anomaly whose excess is mostly
+explained (at least ``explain`` of it) by an already-chosen narrower one inside it becomes a
+parent scope (``also``) of that alert. An incident then stays open while its scopes keep
+firing; follow-ups reuse its ``id`` and are only sent when the severity rises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from schemas import KeyInfo
+from schemas._alert import more_severe
+
+__all__ = ["Candidate", "IncidentBook", "group", "inside", "narrowed", "rank"]
+
+Scope = tuple[tuple[str, str | None], ...]
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One anomalous series at one evaluation, before grouping."""
+
+    scope: Scope
+    kind: str
+    detector: str
+    window_start: float
+    window_end: float
+    observed_usd: float
+    expected_usd: float | None
+    excess_usd: float
+    score: float
+    severity: str
+    reason: str
+    #: Known attributes of the series (a key's team and feature from the directory).
+    known: dict[str, str | None] = field(default_factory=dict)
+    also: list[Scope] = field(default_factory=list)
+
+
+def rank(scope: Scope) -> tuple[bool, int]:
+    """Specificity: a key's series first (keys are what actions act on), then more fields."""
+    names = {name for name, _ in scope}
+    return ("api_key" in names, len(names))
+
+
+def inside(known: dict[str, str | None], scope: Scope, broad: Scope) -> bool:
+    """A series (its ``scope`` and ``known`` attributes) lies within ``broad``, as far as known.
+
+    Cross-cutting fields (model, customer) are not in the key directory: an unknown value
+    does not contradict, so a key's runaway can explain its model's surge.
+    """
+    if scope == broad or rank(scope) <= rank(broad):
+        return False
+    return all(known.get(name, value) == value for name, value in broad)
+
+
+def group(candidates: Iterable[Candidate], explain: float = 0.5) -> list[Candidate]:
+    """Roots of the anomalies, each with the broader scopes it explains in ``also``."""
+    roots: list[Candidate] = []
+    ordered = sorted(candidates, key=lambda c: (*rank(c.scope), c.excess_usd), reverse=True)
+    for c in ordered:
+        for root in roots:
+            if root.scope == c.scope or (
+                inside(root.known, root.scope, c.scope)
+                and root.excess_usd >= explain * c.excess_usd
+            ):
+                if root.scope != c.scope:
+                    root.also.append(c.scope)
+                break
+        else:
+            roots.append(c)
+    return roots
+
+
+def narrowed(root: Candidate, child: Candidate) -> Candidate:
+    """``root`` re-stated at a narrower ``child`` series that explains its excess."""
+    child.kind, child.detector = root.kind, root.detector
+    child.score, child.severity = root.score, root.severity
+    child.window_start, child.window_end = root.window_start, root.window_end
+    child.reason = f"{child.reason}; explains {scope_text(root.scope)}: {root.reason}"
+    child.also = [root.scope, *root.also]
+    return child
+
+
+@dataclass(slots=True)
+class Incident:
+    id: str
+    seq: int
+    severity: str
+    last_ts: float
+    scopes: set[Scope]
+    keys: list[KeyInfo] = field(default_factory=list)
+
+
+class IncidentBook:
+    """Open incidents by scope; decides whether a root is news, a follow-up, or noise.
+
+    Parameters
+    ----------
+    quiet_s
+        An incident closes after this long without an anomaly in any of its scopes.
+    """
+
+    def __init__(self, quiet_s: float = 6 * 3600.0) -> None:
+        self.quiet_s = quiet_s
+        self.open: dict[Scope, Incident] = {}
+
+    def admit(self, root: Candidate, now: float) -> tuple[Incident, bool] | None:
+        """(incident, is_new) when ``root`` must be sent, None when it is already known."""
+        self._expire(now)
+        incident = self.open.get(root.scope)
+        if incident is None:
+            for scope in root.also:
+                incident = self.open.get(scope)
+                if incident is not None:
+                    break
+        if incident is None:
+            incident = Incident(
+                id=incident_id(root.kind, root.scope, root.window_start),
+                seq=0,
+                severity=root.severity,
+                last_ts=now,
+                scopes={root.scope, *root.also},
+            )
+            for scope in incident.scopes:
+                self.open[scope] = incident
+            return incident, True
+        incident.last_ts = now
+        for scope in (root.scope, *root.also):
+            if scope not in incident.scopes:
+                incident.scopes.add(scope)
+                self.open[scope] = incident
+        if more_severe(root.severity, incident.severity):
+            incident.severity = root.severity
+            incident.seq += 1
+            return incident, False
+        return None
+
+    def _expire(self, now: float) -> None:
+        stale = [s for s, inc in self.open.items() if now - inc.last_ts > self.quiet_s]
+        for scope in stale:
+            del self.open[scope]
+
+
+def scope_text(scope: Scope) -> str:
+    return ",".join(f"{k}={v}" for k, v in scope) or "global"
+
+
+def incident_id(kind: str, scope: Scope, start: float) -> str:
+    """Readable and stable: the same input replays to the same id."""
+    return f"{kind}/{scope_text(scope)}/{int(start)}"

@@ -1,0 +1,492 @@
+"""The detector stage's logic: rollup records in, alerts out. Pure: no Kafka, no clock.
+
+``SpendWatch`` is what ``spendbrake worker`` runs on ``spend.rollups`` and what
+``spendbrake replay`` runs in-process, so both produce the same alerts from the same
+records. It keeps, per series:
+
+- the hour being filled, summed across input partitions and late epochs (records are
+  ABSOLUTE and keyed, so a re-sent record replaces, never adds);
+- its detectors, fed each hour once the event-time watermark passes the hour's end plus
+  the allowed lateness (a silent hour is fed as 0, so gaps look like gaps);
+- an early look: every ``peek_s`` of event time, hours still filling are scored without
+  learning (spend only grows, so an hour that already looks like a runaway will close as
+  one), which turns a runaway into an alert minutes in, not an hour later.
+
+Budgets get absolute hourly and per-minute spend of their scope and say what crossed.
+Anomalies found together are grouped into one alert per incident (``_incidents``).
+Policies are applied afterwards (``actions.apply_policies``), the same way live and in replay.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from detectors._base import Detector, Verdict, make_detector
+from detectors._budget import BudgetTracker, BudgetVerdict
+from detectors._incidents import (
+    Candidate,
+    IncidentBook,
+    Scope,
+    group,
+    inside,
+    narrowed,
+    rank,
+    scope_text,
+)
+from schemas import KEY_DIMENSIONS, Alert, Config, DetectorConfig, KeyInfo
+
+__all__ = ["RollupLike", "SpendWatch"]
+
+HOUR = 3600
+MINUTE = 60
+NUSD = 1_000_000_000
+#: A series silent this long is forgotten (its detectors too).
+FORGET_S = 15 * 86400
+_KEY_DIMS = tuple(KEY_DIMENSIONS)
+#: (input partition, late epoch): the parts of one window that readers sum.
+Part = tuple[int, int]
+
+
+class RollupLike(Protocol):
+    """The fields of ``streamer.RollupRecord`` the watch reads."""
+
+    dims: tuple[str, ...]
+    values: tuple[str | None, ...]
+    window_s: int
+    window_start: int
+    partition: int
+    epoch: int
+    metrics: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class _Series:
+    """One rolled-up series: its hours still open and its detectors."""
+
+    scope: Scope
+    detectors: list[tuple[int, Detector]]
+    #: hour start -> (partition, epoch) -> (cost_nusd, calls)
+    hours: dict[int, dict[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
+    last_spend_hour: int = 0
+    #: hour start -> the value last peeked, so an unchanged hour is not scored again
+    peeked: dict[int, float] = field(default_factory=dict)
+    #: (hour start, cost_nusd, calls) of the hour its detectors learned last
+    closed: tuple[int, int, int] = (0, 0, 0)
+
+
+def _total(parts: dict[tuple[int, int], tuple[int, int]]) -> tuple[int, int]:
+    cost = calls = 0
+    for c, n in parts.values():
+        cost += c
+        calls += n
+    return cost, calls
+
+
+class SpendWatch:
+    """Turns a stream of rollup records into alert records.
+
+    Parameters
+    ----------
+    config
+        Detectors, budgets, dimensions and policies (policies are applied by the caller).
+    lateness_s
+        How long after its end an hour may still change before its detectors learn it
+        (the streamer's allowed lateness).
+    peek_s
+        Event-time interval between early looks at the hours still filling.
+    quiet_s
+        An incident with no anomaly for this long is closed; a new anomaly is a new incident.
+    cpc_min_usd
+        Dollar impact a cost-per-call anomaly needs (excess per call x calls in the hour).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        lateness_s: float = 600.0,
+        peek_s: float = 300.0,
+        quiet_s: float = 6 * 3600.0,
+        cpc_min_usd: float = 5.0,
+    ) -> None:
+        self.config = config
+        self.lateness_s = lateness_s
+        self.peek_s = peek_s
+        self.cpc_min_usd = cpc_min_usd
+        self.detect_dims = {tuple(d) for d in config.dimensions}
+        self.budgets = [BudgetTracker.from_config(b) for b in config.budgets]
+        self._budget_scopes: dict[tuple[str, ...], list[int]] = {}
+        for i, b in enumerate(config.budgets):
+            dims = tuple(sorted(b.scope))
+            self._budget_scopes.setdefault(dims, []).append(i)
+        self.series: dict[tuple[tuple[str, ...], tuple[str | None, ...]], _Series] = {}
+        #: budget index -> hour/minute start -> (partition, epoch) -> cost_nusd
+        self._budget_hours: list[dict[int, dict[tuple[int, int], int]]] = [{} for _ in self.budgets]
+        self._budget_minutes: list[dict[int, dict[tuple[int, int], int]]] = [
+            {} for _ in self.budgets
+        ]
+        self._budget_paused: list[list[str]] = [[] for _ in self.budgets]
+        self._budget_seq: dict[str, int] = {}
+        self.keys: dict[str, KeyInfo] = {}
+        self._key_hour: dict[str, int] = {}
+        self.incidents = IncidentBook(quiet_s)
+        self.now = -math.inf
+        self.closed_until: int | None = None
+        self._next_peek = -math.inf
+
+    # -- input -------------------------------------------------------------
+
+    def observe(self, records: Iterable[RollupLike]) -> None:
+        """Take rollup records in (any order within a batch; last write per key wins)."""
+        for r in records:
+            if r.window_s == MINUTE:
+                end = r.window_start + MINUTE
+                if end > self.now and r.epoch == 0:
+                    self.now = float(end)
+                self._budget_part(r, self._budget_minutes)
+            elif r.window_s == HOUR:
+                self._hour(r)
+
+    def _hour(self, r: RollupLike) -> None:
+        dims = tuple(r.dims)
+        part = (r.partition, r.epoch)
+        cost, calls = r.metrics[0], r.metrics[1]
+        if dims == _KEY_DIMS or sorted(dims) == sorted(_KEY_DIMS):
+            attrs = dict(zip(dims, r.values, strict=True))
+            key = attrs.get("api_key")
+            if key is not None:
+                self.keys[key] = KeyInfo(
+                    api_key=key,
+                    team=attrs.get("team"),
+                    feature=attrs.get("feature"),
+                    environment=attrs.get("environment"),
+                    workload=attrs.get("workload"),
+                )
+                self._key_hour[key] = max(self._key_hour.get(key, 0), r.window_start)
+        self._budget_part(r, self._budget_hours)
+        if dims not in self.detect_dims:
+            return
+        if self.closed_until is not None and r.window_start < self.closed_until:
+            return  # a correction to an hour the detectors already learned: budgets only
+        sk = (dims, tuple(r.values))
+        series = self.series.get(sk)
+        if series is None:
+            series = self.series[sk] = self._new_series(dims, tuple(r.values))
+        series.hours.setdefault(r.window_start, {})[part] = (cost, calls)
+        if cost > 0:
+            series.last_spend_hour = max(series.last_spend_hour, r.window_start)
+
+    def _budget_part(self, r: RollupLike, store: list[dict[int, dict[Part, int]]]) -> None:
+        indices = self._budget_scopes.get(tuple(sorted(r.dims)))
+        if not indices:
+            return
+        attrs = dict(zip(r.dims, r.values, strict=True))
+        for i in indices:
+            if all(attrs.get(k) == v for k, v in self.config.budgets[i].scope.items()):
+                store[i].setdefault(r.window_start, {})[(r.partition, r.epoch)] = r.metrics[0]
+                tracker = self.budgets[i]
+                usd = sum(store[i][r.window_start].values()) / NUSD
+                if r.window_s == HOUR:
+                    tracker.set_hour(float(r.window_start), usd)
+                else:
+                    tracker.set_minute(float(r.window_start), usd)
+
+    def _new_series(self, dims: tuple[str, ...], values: tuple[str | None, ...]) -> _Series:
+        scope: Scope = tuple(zip(dims, values, strict=True))
+        attrs = dict(scope)
+        detectors = []
+        for i, cfg in enumerate(self.config.detectors):
+            if all(attrs.get(k) == v for k, v in cfg.scope.items()):
+                detectors.append((i, make_detector(cfg.kind, **cfg.params)))
+        return _Series(scope=scope, detectors=detectors)
+
+    # -- evaluation --------------------------------------------------------
+
+    def advance(self) -> list[Alert]:
+        """Close the hours the watermark has passed, peek at open ones, check budgets."""
+        if self.now == -math.inf:
+            return []
+        candidates: list[Candidate] = []
+        now_hour = int(self.now // HOUR) * HOUR
+        if self.closed_until is None:
+            self.closed_until = now_hour
+        while self.closed_until + HOUR + self.lateness_s <= self.now:
+            candidates.extend(self._close(self.closed_until))
+            self.closed_until += HOUR
+            self._prune()
+        if self.now >= self._next_peek:
+            self._next_peek = (self.now // self.peek_s + 1) * self.peek_s
+            candidates.extend(self._peek())
+        alerts = self._anomaly_alerts(candidates)
+        for i, tracker in enumerate(self.budgets):
+            for verdict in tracker.evaluate(self.now):
+                alerts.append(self._budget_alert(i, verdict))
+            self._prune_budget(i)
+        return alerts
+
+    def _value(self, cfg: DetectorConfig, cost: int, calls: int) -> float:
+        if cfg.metric == "cost_usd":
+            return cost / NUSD
+        if cfg.metric == "calls":
+            return float(calls)
+        return cost / NUSD / calls if calls else math.nan
+
+    def _close(self, hour: int) -> list[Candidate]:
+        found = []
+        for series in self.series.values():
+            parts = series.hours.pop(hour, None)
+            series.peeked.pop(hour, None)
+            cost, calls = _total(parts) if parts else (0, 0)
+            series.closed = (hour, cost, calls)
+            for i, det in series.detectors:
+                cfg = self.config.detectors[i]
+                verdict = det.update(float(hour), self._value(cfg, cost, calls))
+                c = self._candidate(series, cfg, det, verdict, hour, calls)
+                if c is not None:
+                    found.append(c)
+        return found
+
+    def _peek(self) -> list[Candidate]:
+        found = []
+        for series in self.series.values():
+            for hour, parts in series.hours.items():
+                cost, calls = _total(parts)
+                if series.peeked.get(hour) == cost:
+                    continue
+                series.peeked[hour] = cost
+                for i, det in series.detectors:
+                    cfg = self.config.detectors[i]
+                    value = self._value(cfg, cost, calls)
+                    if not self._worth_peeking(cfg, det, value, calls):
+                        continue
+                    c = self._candidate(series, cfg, det, det.peek(float(hour), value), hour, calls)
+                    if c is not None:
+                        found.append(c)
+        return found
+
+    @staticmethod
+    def _worth_peeking(cfg: DetectorConfig, det: Detector, value: float, calls: int) -> bool:
+        """Skip early looks that cannot alert or are not urgent (they cost replay speed)."""
+        if getattr(det, "window_s", HOUR) > HOUR:
+            return False  # a trailing-day comparison (wow) is about creep: the hour close will do
+        if cfg.metric == "cost_per_call":
+            return calls >= 10  # a few calls into the hour say little about the mix
+        return cfg.metric != "cost_usd" or value > getattr(det, "min_usd", 0.0)
+
+    def _candidate(
+        self,
+        series: _Series,
+        cfg: DetectorConfig,
+        det: Detector,
+        v: Verdict,
+        hour: int,
+        calls: int,
+    ) -> Candidate | None:
+        if not v.is_anomaly:
+            return None
+        expected = v.expected
+        if cfg.metric == "cost_per_call":
+            excess = (v.observed - (expected or 0.0)) * calls
+            if excess < self.cpc_min_usd:
+                return None
+            kind, observed, expected_usd = "cost_per_call", v.observed * calls, None
+            if expected is not None:
+                expected_usd = expected * calls
+        elif cfg.metric == "calls":
+            kind, observed, expected_usd, excess = "anomaly", v.observed, expected, 0.0
+        else:
+            kind = "wow" if cfg.kind.startswith("wow") else "anomaly"
+            observed, expected_usd = v.observed, expected
+            excess = v.observed - (expected or 0.0)
+        start, end = float(hour), float(hour + HOUR)
+        if kind == "wow":
+            start = end - getattr(det, "window_s", HOUR)  # the trailing window compared
+        return Candidate(
+            scope=series.scope,
+            kind=kind,
+            detector=cfg.kind if cfg.metric == "cost_usd" else f"{cfg.kind}:{cfg.metric}",
+            window_start=start,
+            window_end=end,
+            observed_usd=observed,
+            expected_usd=expected_usd,
+            excess_usd=max(excess, 0.0),
+            score=v.score,
+            severity="critical" if v.score >= 0.75 else "warning",
+            reason=v.reason,
+            known=self._known(series.scope),
+        )
+
+    def _known(self, scope: Scope) -> dict[str, str | None]:
+        """A series' attributes, with a key's team, feature... from the key directory."""
+        known: dict[str, str | None] = dict(scope)
+        key = known.get("api_key")
+        if key is not None and key in self.keys:
+            known = {**self.keys[key].attrs(), **known}
+        return known
+
+    def _narrowest(self, root: Candidate, explain: float = 0.5) -> Candidate:
+        """The most specific series whose own excess explains a broad anomaly, else ``root``.
+
+        A team's total often crosses its threshold before the looping key inside it does
+        (a sum is less noisy): the alert still belongs to the key, the one thing to act on.
+        """
+        if root.kind != "anomaly" or rank(root.scope)[0]:
+            return root
+        hour = int(root.window_start)
+        best: Candidate | None = None
+        for series in self.series.values():
+            known = self._known(series.scope)
+            if not inside(known, series.scope, root.scope):
+                continue
+            det = next(
+                (d for i, d in series.detectors if self.config.detectors[i].metric == "cost_usd"),
+                None,
+            )
+            if det is None or getattr(det, "window_s", HOUR) > HOUR:
+                continue
+            if series.closed[0] == hour:
+                cost = series.closed[1]
+            else:
+                cost = _total(series.hours.get(hour, {}))[0]
+            v = det.peek(float(hour), cost / NUSD)
+            if v.expected is None or v.observed - v.expected < explain * root.excess_usd:
+                continue
+            c = Candidate(
+                scope=series.scope,
+                kind=root.kind,
+                detector=root.detector,
+                window_start=root.window_start,
+                window_end=root.window_end,
+                observed_usd=v.observed,
+                expected_usd=v.expected,
+                excess_usd=v.observed - v.expected,
+                score=root.score,
+                severity=root.severity,
+                reason=v.reason,
+                known=known,
+            )
+            if best is None or (*rank(c.scope), c.excess_usd) > (
+                *rank(best.scope),
+                best.excess_usd,
+            ):
+                best = c
+        return root if best is None else narrowed(root, best)
+
+    def _anomaly_alerts(self, candidates: list[Candidate]) -> list[Alert]:
+        alerts = []
+        roots: dict[Scope, Candidate] = {}
+        for root in map(self._narrowest, group(candidates)):
+            if root.scope in roots:
+                roots[root.scope].also.extend(
+                    s for s in root.also if s not in roots[root.scope].also
+                )
+            else:
+                roots[root.scope] = root
+        for root in roots.values():
+            admitted = self.incidents.admit(root, self.now)
+            if admitted is None:
+                continue
+            incident, _ = admitted
+            alerts.append(
+                Alert(
+                    kind=root.kind,
+                    detector=root.detector,
+                    scope=dict(root.scope),
+                    also=[dict(s) for s in root.also],
+                    window_start=root.window_start,
+                    window_end=root.window_end,
+                    detected_at=self.now,
+                    observed_usd=root.observed_usd,
+                    expected_usd=root.expected_usd,
+                    severity=root.severity,  # type: ignore[arg-type]
+                    reason=f"{scope_text(root.scope)}: {root.reason}",
+                    id=incident.id,
+                    seq=incident.seq,
+                    score=root.score,
+                    keys=self.keys_in(dict(root.scope), root.window_start - HOUR),
+                )
+            )
+        return alerts
+
+    def keys_in(self, scope: dict[str, str | None], since: float) -> list[KeyInfo]:
+        """Known keys inside ``scope`` that spent since ``since`` (sorted by key)."""
+        out = []
+        for key in sorted(self.keys):
+            info = self.keys[key]
+            attrs = info.attrs()
+            if self._key_hour.get(key, 0) < since:
+                continue
+            # Fields the directory does not hold (model, customer) cannot be resolved to keys.
+            if all(name in attrs and attrs[name] == value for name, value in scope.items()):
+                out.append(info)
+        return out
+
+    def _budget_alert(self, i: int, v: BudgetVerdict) -> Alert:
+        cfg = self.config.budgets[i]
+        incident = f"budget/{cfg.name}/{int(v.period_start)}"
+        seq = self._budget_seq.get(incident, -1) + 1
+        self._budget_seq[incident] = seq
+        if v.action == "resume":
+            keys = [KeyInfo(api_key=k) for k in self._budget_paused[i]]
+            self._budget_paused[i] = []
+        else:
+            keys = self.keys_in(dict(cfg.scope), v.period_start)
+            if v.action == "pause":
+                self._budget_paused[i] = sorted(k.api_key for k in keys if k.workload != "critical")
+        return Alert(
+            kind=v.kind,
+            detector="budget",
+            scope=dict(cfg.scope),
+            window_start=v.window_start,
+            window_end=v.window_end,
+            detected_at=self.now,
+            observed_usd=v.observed_usd,
+            expected_usd=v.expected_usd,
+            severity=v.severity,  # type: ignore[arg-type]
+            reason=v.reason,
+            id=incident,
+            seq=seq,
+            action=v.action,  # type: ignore[arg-type]
+            budget=cfg.name,
+            threshold=v.threshold,
+            keys=keys,
+        )
+
+    # -- memory ------------------------------------------------------------
+
+    def _prune(self) -> None:
+        assert self.closed_until is not None
+        horizon = self.closed_until - FORGET_S
+        gone = [k for k, s in self.series.items() if s.last_spend_hour < horizon and not s.hours]
+        for k in gone:
+            del self.series[k]
+        for key in [k for k, h in self._key_hour.items() if h < horizon]:
+            del self._key_hour[key]
+            del self.keys[key]
+        old = horizon - 40 * 86400
+        for seq_id in [k for k in self._budget_seq if int(k.rsplit("/", 1)[1]) < old]:
+            del self._budget_seq[seq_id]
+
+    def _prune_budget(self, i: int) -> None:
+        start, _ = self.budgets[i].period_bounds(self.now)
+        # Keep the current period's hours (late corrections) and six hours of minutes.
+        hours = self._budget_hours[i]
+        for h in [h for h in hours if h < start - HOUR]:
+            del hours[h]
+        minutes = self._budget_minutes[i]
+        for m in [m for m in minutes if m < self.now - 6 * HOUR - MINUTE]:
+            del minutes[m]
+
+    # -- state ---------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """Everything learned, as bytes (detectors are small picklable objects)."""
+        state: dict[str, Any] = {k: v for k, v in self.__dict__.items() if k != "config"}
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, data: bytes) -> None:
+        state = pickle.loads(data)  # our own state file, written by snapshot()
+        self.__dict__.update(state)

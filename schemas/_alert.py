@@ -1,0 +1,99 @@
+"""The alert record: what the detector stage writes to ``spend.alerts`` and replay prints.
+
+One JSON object per alert. ``id`` names the incident and stays the same for its
+follow-ups (``seq`` 1, 2 ...), so (id, seq) is the record's key: a stage that
+re-emits after a restart overwrites, and the action stage acts once per key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from ._event import format_ts
+
+__all__ = ["ALERT_KINDS", "Alert", "KeyInfo"]
+
+ALERT_KINDS = ("anomaly", "wow", "budget", "projection", "burn_rate", "cost_per_call")
+Severity = Literal["info", "warning", "critical"]
+Action = Literal["alert", "pause", "resume"]
+_SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What the engine knows about one api key: the attributes a policy matches on."""
+
+    api_key: str
+    team: str | None = None
+    feature: str | None = None
+    environment: str | None = None
+    workload: str | None = None
+
+    def attrs(self) -> dict[str, str]:
+        return {
+            name: value
+            for name in ("api_key", "team", "feature", "environment", "workload")
+            if (value := getattr(self, name)) is not None
+        }
+
+
+@dataclass(slots=True)
+class Alert:
+    """One alert or follow-up. Times are epoch seconds; ``to_wire`` renders RFC 3339."""
+
+    kind: str
+    detector: str
+    scope: dict[str, str | None]
+    window_start: float
+    window_end: float
+    detected_at: float
+    observed_usd: float
+    expected_usd: float | None
+    severity: Severity
+    reason: str
+    id: str
+    seq: int = 0
+    score: float = 1.0
+    action: Action = "alert"
+    targets: list[str] = field(default_factory=list)
+    budget: str | None = None
+    threshold: float | None = None
+    also: list[dict[str, str | None]] = field(default_factory=list)
+    #: Keys in scope with spend in the window; the policy step reads it, the wire omits it.
+    keys: list[KeyInfo] = field(default_factory=list)
+
+    def key(self) -> bytes:
+        return f"{self.id}#{self.seq}".encode()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "detector": self.detector,
+            "scope": self.scope,
+            "also": self.also,
+            "window_start": format_ts(self.window_start),
+            "window_end": format_ts(self.window_end),
+            "detected_at": format_ts(self.detected_at),
+            "observed_usd": round(self.observed_usd, 6),
+            "expected_usd": None if self.expected_usd is None else round(self.expected_usd, 6),
+            "severity": self.severity,
+            "action": self.action,
+            "targets": self.targets,
+            "budget": self.budget,
+            "threshold": self.threshold,
+            "id": self.id,
+            "seq": self.seq,
+            "score": round(self.score, 4),
+            "reason": self.reason,
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_wire())
+
+
+def more_severe(a: str, b: str) -> bool:
+    """True when severity ``a`` outranks ``b``."""
+    return _SEVERITY_RANK[a] > _SEVERITY_RANK[b]

@@ -1,0 +1,166 @@
+"""The detector stage's logic on rollup records: incidents, policies, budgets, restarts.
+
+Records are built the way the streamer emits them (absolute, keyed, re-sent as the hour
+fills), without a broker: the same ``SpendWatch`` runs live and in replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from actions import apply_policies
+from detectors import SpendWatch
+from schemas import KEY_DIMENSIONS, Alert, BudgetConfig, Config
+from tests.detectors.synth import shape
+
+HOUR = 3600
+T0 = 1_790_553_600  # Monday 2026-09-28 00:00 UTC, so hour h has synth.shape(h)
+NUSD = 1_000_000_000
+
+KEYS = {
+    "k-agent": {
+        "team": "search",
+        "feature": "agent",
+        "environment": "production",
+        "workload": "batch",
+    },
+    "k-chat": {
+        "team": "search",
+        "feature": "chat",
+        "environment": "production",
+        "workload": "standard",
+    },
+    "k-pay": {
+        "team": "payments",
+        "feature": "checkout",
+        "environment": "production",
+        "workload": "critical",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Rec:
+    dims: tuple[str, ...]
+    values: tuple[str | None, ...]
+    window_s: int
+    window_start: int
+    partition: int
+    epoch: int
+    metrics: tuple[int, ...]
+
+
+def _records(hour: int, spend: dict[str, float], fraction: float) -> list[Rec]:
+    """Every configured series' absolute hour total at ``fraction`` of the hour, plus a minute."""
+    sums: dict[tuple[tuple[str, ...], tuple[str | None, ...]], float] = {}
+    for key, usd in spend.items():
+        attrs = {"api_key": key, **KEYS[key]}
+        for dims in [(), ("team",), ("team", "feature"), ("api_key",), KEY_DIMENSIONS]:
+            sk = (tuple(dims), tuple(attrs[d] for d in dims))
+            sums[sk] = sums.get(sk, 0.0) + usd * fraction
+    out = [
+        Rec(dims, values, 3600, hour, 0, 0, (round(usd * NUSD), max(1, round(usd * 10))))
+        for (dims, values), usd in sums.items()
+    ]
+    minute = hour + int(fraction * HOUR) - 60
+    out.append(Rec((), (), 60, minute, 0, 0, (0, 0)))
+    return out
+
+
+def _history(hours: int, seed: int = 3) -> list[dict[str, float]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for h in range(hours):
+        base = float(shape(np.array([h]))[0])
+        out.append({k: 20.0 * base * float(rng.lognormal(0.0, 0.2)) for k in KEYS})
+    return out
+
+
+def _run(watch: SpendWatch, plan: list[dict[str, float]], start: int = 0) -> list[Alert]:
+    alerts: list[Alert] = []
+    for h in range(start, len(plan)):
+        for fraction in (0.25, 0.5, 0.75, 1.0):
+            watch.observe(_records(T0 + h * HOUR, plan[h], fraction))
+            alerts.extend(apply_policies(a, watch.config.policies) for a in watch.advance())
+    return alerts
+
+
+def _runaway(plan: list[dict[str, float]], key: str, at: int, hours: int, x: float) -> None:
+    for h in range(at, at + hours):
+        plan[h][key] *= x
+
+
+def test_runaway_is_one_incident_at_the_key_with_parent_scopes() -> None:
+    plan = _history(24 * 21)
+    _runaway(plan, "k-agent", 24 * 18 + 14, 3, 25.0)
+    alerts = _run(SpendWatch(Config()), plan)
+    assert alerts, "the runaway must alert"
+    ids = {a.id for a in alerts}
+    assert len(ids) == 1, [a.to_wire() for a in alerts]
+    first = alerts[0]
+    assert first.seq == 0 and first.scope == {"api_key": "k-agent"}
+    assert {"team": "search"} in first.also and {} in first.also
+    # Batch work is paused by the default policy; follow-ups keep the id and raise the seq.
+    assert first.action == "pause" and first.targets == ["k-agent"]
+    assert [a.seq for a in alerts] == list(range(len(alerts)))
+    # Detected within the hour it started, from the early look at the filling hour.
+    assert first.detected_at < T0 + (24 * 18 + 15) * HOUR
+
+
+def test_critical_runaway_alerts_and_never_pauses() -> None:
+    plan = _history(24 * 21)
+    _runaway(plan, "k-pay", 24 * 18 + 14, 3, 25.0)
+    config = Config(policies=[{"match": {}, "action": "pause"}])  # pause everything... but critical
+    alerts = _run(SpendWatch(config), plan)
+    assert alerts and all(a.scope.get("api_key") == "k-pay" for a in alerts)
+    assert all(a.action == "alert" and a.targets == [] for a in alerts)
+
+
+def test_steady_traffic_stays_quiet() -> None:
+    assert _run(SpendWatch(Config()), _history(24 * 21, seed=5)) == []
+
+
+def test_restart_from_snapshot_gives_the_same_alerts() -> None:
+    plan = _history(24 * 21)
+    _runaway(plan, "k-chat", 24 * 19 + 3, 4, 20.0)
+    config = Config(
+        budgets=[
+            BudgetConfig(name="search", scope={"team": "search"}, amount_usd=2000, period="week")
+        ]
+    )
+    straight = [a.to_wire() for a in _run(SpendWatch(config), plan)]
+    cut = 24 * 19 + 4
+    first = SpendWatch(config)
+    before = [a.to_wire() for a in _run(first, plan[:cut])]
+    second = SpendWatch(config)
+    second.restore(first.snapshot())
+    after = [a.to_wire() for a in _run(second, plan, start=cut)]
+    assert before + after == straight
+    assert any(a["kind"] == "budget" for a in straight) and any(
+        a["kind"] == "anomaly" for a in straight
+    )
+
+
+def test_budget_thresholds_once_and_hard_stop_pauses_non_critical_keys() -> None:
+    plan = _history(24 * 9)
+    config = Config(
+        budgets=[BudgetConfig(name="all", scope={}, amount_usd=3000, period="week", timezone="UTC")]
+    )
+    alerts = [a for a in _run(SpendWatch(config), plan) if a.budget == "all"]
+    periods = sorted({a.id for a in alerts})
+    assert len(periods) == 2  # nine days: one incident per weekly period
+    for period in periods:
+        crossed = [a for a in alerts if a.id == period and a.kind == "budget"]
+        fractions = [a.threshold for a in crossed if a.action == "alert"]
+        assert fractions == sorted(set(fractions))  # each threshold once, in order
+        assert [a.seq for a in alerts if a.id == period] == list(
+            range(len(crossed) + sum(1 for a in alerts if a.id == period and a.kind != "budget"))
+        )
+    first = [a for a in alerts if a.id == periods[0]]
+    assert [a.threshold for a in first if a.kind == "budget"][:3] == [0.5, 0.8, 1.0]
+    pause = next(a for a in first if a.action == "pause")
+    assert pause.threshold == 1.2 and pause.targets == ["k-agent", "k-chat"]  # never k-pay
+    resume = next(a for a in alerts if a.action == "resume")
+    assert resume.id == periods[1] and resume.targets == ["k-agent", "k-chat"]
