@@ -12,7 +12,11 @@ from collections.abc import Sequence
 
 from schemas import Alert, KeyInfo, PolicyConfig
 
-__all__ = ["apply_policies", "pausable"]
+__all__ = ["PAUSE_KINDS", "apply_policies", "pausable"]
+
+#: Alert kinds a ``pause`` policy acts on: evidence of a runaway, not of a trend. A 30 %
+#: week-over-week rise or a dearer prompt is for people to look at, not to stop work for.
+PAUSE_KINDS = ("anomaly", "burn_rate")
 
 
 def pausable(key: KeyInfo) -> bool:
@@ -31,14 +35,14 @@ def apply_policies(alert: Alert, policies: Sequence[PolicyConfig]) -> Alert:
     """Set ``action`` and ``targets`` from the policies (or keep a budget's pause/resume).
 
     A budget hard stop pauses every non-critical key in scope; a resume undoes the pause
-    for the keys the engine listed; other budget alerts stay alerts; an anomaly pauses the
-    keys whose first matching policy says so. No key to act on means a plain alert.
+    for the keys the engine listed; an anomaly or a burn-rate alert pauses the keys whose
+    first matching policy says so; other kinds stay alerts. No key to act on means a plain alert.
     """
     if alert.action == "resume":
         alert.targets = sorted({k.api_key for k in alert.keys})
         return alert
-    if alert.kind in ("budget", "projection") and alert.action == "alert":
-        return alert  # a threshold crossed is news, not a reason to stop anything
+    if alert.action == "alert" and alert.kind not in PAUSE_KINDS:
+        return alert  # a threshold crossed or a weekly rise is news, not a runaway to stop
     if alert.action == "pause":
         targets = {k.api_key for k in alert.keys if pausable(k)}
     else:

@@ -22,6 +22,12 @@ Approximation: hours are UTC hours and an hour belongs to the period containing 
 period boundary falls inside a UTC hour, so up to 45 minutes of spend around midnight are
 counted in the neighbouring period. Burn rate uses minutes and is not affected.
 
+Late events: an hour's spend can be corrected hours after it ended, also after its period
+ended (events of 23:10 arriving at 00:40 belong to yesterday). The previous period's hours
+and fired thresholds are kept for ``grace_s`` after its end, corrections to it still count,
+and a threshold they cross fires once for THAT period, as an alert: a hard stop crossed
+after the end is not applied (the period is over, a pause would be resumed at once).
+
 >>> b = BudgetTracker("search", 1000.0, period="day")
 >>> day = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 >>> b.set_hour(day, 600.0)
@@ -52,6 +58,7 @@ __all__ = ["BudgetTracker", "BudgetVerdict"]
 HOUR_S = 3600.0
 WEEK_H = 168
 GRACE_S = 600.0  # an hour is final (learned) once the watermark is 10 min past its end
+PERIOD_GRACE_S = 6 * 3600.0  # default: the previous period takes corrections for 6 h
 BURN_KEEP_MIN = 360  # minutes kept for burn windows: the 6 h slow window
 LEARN_MAX_H = 4 * WEEK_H  # after a longer gap, learning restarts from the last 4 weeks
 SLOT_ALPHA = 0.25  # per hour-of-week EW weight: about a month of weeks
@@ -60,7 +67,8 @@ MEAN_ALPHA = 1.0 / WEEK_H  # trailing mean hourly rate: about a week of hours
 TS_MIN, TS_MAX = 0.0, 253_000_000_000.0
 _PERIODS = ("day", "week", "month")
 _ADJ = {"day": "daily", "week": "weekly", "month": "monthly"}
-_SNAPSHOT_VERSION = 1
+_SNAPSHOT_VERSION = 2  # 2 adds the previous period (1 is still read)
+_LATE = "crossed after the period ended, by late events"
 
 
 def _slot(hour: int) -> int:
@@ -132,6 +140,9 @@ class BudgetTracker:
         Burn factor over 1 h and 5 min that pages (critical).
     slow_burn
         Burn factor over 6 h and 30 min that warns.
+    grace_s
+        Seconds after a period's end during which late corrections to its hours still count
+        and still fire its thresholds (as alerts, once each); then it is dropped.
     """
 
     def __init__(
@@ -145,6 +156,7 @@ class BudgetTracker:
         auto_resume: bool = True,
         fast_burn: float = 14.4,
         slow_burn: float = 6.0,
+        grace_s: float = PERIOD_GRACE_S,
     ) -> None:
         check("name", name, isinstance(name, str) and name != "", "a non-empty string")
         check("amount_usd", amount_usd, _number(amount_usd) and amount_usd > 0, "a number > 0")
@@ -177,6 +189,7 @@ class BudgetTracker:
         check("auto_resume", auto_resume, isinstance(auto_resume, bool), "a bool")
         check("fast_burn", fast_burn, _number(fast_burn) and fast_burn > 0, "a number > 0")
         check("slow_burn", slow_burn, _number(slow_burn) and slow_burn > 0, "a number > 0")
+        check("grace_s", grace_s, _number(grace_s) and grace_s >= 0, "a number of seconds >= 0")
         self.name = name
         self.amount_usd = float(amount_usd)
         self.period = period
@@ -186,6 +199,7 @@ class BudgetTracker:
         self.auto_resume = auto_resume
         self.fast_burn = float(fast_burn)
         self.slow_burn = float(slow_burn)
+        self.grace_s = float(grace_s)
         self._tz = tz
         self._bounds: tuple[float, float] | None = None  # cache of the last period_bounds
         self._reset_state()
@@ -206,6 +220,11 @@ class BudgetTracker:
         self._fired: set[float] = set()  # alert_at fractions fired this period
         self._stopped = False  # hard stop fired this period
         self._projected = False  # projected_overrun fired this period
+        # The previous period while it takes late corrections: [start, end), the alert_at
+        # fractions fired for it and whether its hard stop fired (as a pause or a late alert).
+        self._prev: tuple[float, float] | None = None
+        self._prev_fired: set[float] = set()
+        self._prev_stopped = False
         self._fast_armed = True
         self._slow_armed = True
 
@@ -222,13 +241,21 @@ class BudgetTracker:
             auto_resume=getattr(cfg, "auto_resume", True),
             fast_burn=getattr(cfg, "fast_burn", 14.4),
             slow_burn=getattr(cfg, "slow_burn", 6.0),
+            grace_s=getattr(cfg, "grace_s", PERIOD_GRACE_S),
         )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Pickles written before the previous period was kept lack its fields.
+        self.__dict__.update(state)
+        for k, v in (("grace_s", PERIOD_GRACE_S), ("_prev", None), ("_prev_stopped", False)):
+            self.__dict__.setdefault(k, v)
+        self.__dict__.setdefault("_prev_fired", set())
 
     def __repr__(self) -> str:
         return (
             f"BudgetTracker({self.name!r}, {self.amount_usd!r}, period={self.period!r}, "
             f"timezone={self.timezone!r}, alert_at={self.alert_at!r}, "
-            f"hard_stop_at={self.hard_stop_at!r})"
+            f"hard_stop_at={self.hard_stop_at!r}, grace_s={self.grace_s!r})"
         )
 
     # Calendar.
@@ -266,7 +293,8 @@ class BudgetTracker:
         """Set the ABSOLUTE spend of the UTC hour starting at ``hour_start``; last value wins.
 
         NaN, infinite or negative values are ignored. An hour before the current period
-        that is already learned no longer matters and is dropped.
+        that is already learned no longer matters and is dropped, unless it belongs to the
+        previous period still within its ``grace_s``: then it is a late correction of it.
         """
         if not (_cost(cost_usd) and _in_range(hour_start)):
             return
@@ -276,6 +304,7 @@ class BudgetTracker:
             and h * HOUR_S < self._period_start
             and self._learn_next is not None
             and h < self._learn_next
+            and not self._in_prev(h)
         ):
             return
         self._hours[h] = float(cost_usd)
@@ -294,12 +323,18 @@ class BudgetTracker:
     def spent(self, now: float) -> float:
         """Period-to-date spend: hours of the period containing ``now`` that start by ``now``.
 
-        Meant for the current period: hours of earlier periods are pruned once learned.
+        Meant for the current period: hours of earlier periods are pruned once learned,
+        those of the previous period only ``grace_s`` after its end.
         """
         start, end = self.period_bounds(now)
         lo = math.ceil(start / HOUR_S)
         hi = min(math.ceil(end / HOUR_S), math.floor(now / HOUR_S) + 1)
         return math.fsum(v for h, v in self._hours.items() if lo <= h < hi)
+
+    def _in_prev(self, h: int) -> bool:
+        """Whether hour index ``h`` belongs to the previous period still held."""
+        prev = self._prev
+        return prev is not None and math.ceil(prev[0] / HOUR_S) <= h < math.ceil(prev[1] / HOUR_S)
 
     def expected_hour(self, hour_start: float) -> float | None:
         """Learned expected spend of the UTC hour at ``hour_start``; ``None`` before any."""
@@ -338,13 +373,16 @@ class BudgetTracker:
     # Evaluation.
 
     def evaluate(self, now: float) -> list[BudgetVerdict]:
-        """Verdicts newly due at watermark ``now``: resume, thresholds, projection, burn.
+        """Verdicts newly due at watermark ``now``: thresholds of the previous period crossed
+        late, resume, thresholds, projection, burn.
 
         A watermark lower than one already seen is raised to it, so a replay after a
         restore re-reads the same values without re-firing anything. Thresholds are
         checked on every call (a late correction may cross one); the projection and the
         re-arming of burn alerts only when the watermark advances, because a replay that
         re-sends an hour's partial values briefly lowers spend and must not flap them.
+        The previous period is checked on every call until the first one at or after its
+        end + ``grace_s`` (which checks it a last time and drops it).
         """
         if not _in_range(now):
             return []
@@ -353,12 +391,23 @@ class BudgetTracker:
         self._now = now
         start, end = self.period_bounds(now)
         out: list[BudgetVerdict] = []
+        resume: list[BudgetVerdict] = []
         if self._period_start != start:
-            if self._period_start is not None and self._stopped and self.auto_resume:
-                out.append(self._resume(start, end))
+            if self._period_start is not None:
+                out.extend(self._late())  # a last look at the period before, if held
+                self._prev = self.period_bounds(self._period_start)
+                self._prev_fired, self._prev_stopped = self._fired, self._stopped
+                if self._stopped and self.auto_resume:
+                    resume.append(self._resume(start, end))
             self._period_start = start
-            self._fired.clear()
+            self._fired = set()
             self._stopped = self._projected = False
+        out.extend(self._late())
+        out.extend(resume)
+        if self._prev is not None and now >= self._prev[1] + self.grace_s:
+            self._prev = None
+            self._prev_fired = set()
+            self._prev_stopped = False
         self._learn(now)
         self._prune(now, start)
         spent = self.spent(now)
@@ -391,7 +440,9 @@ class BudgetTracker:
 
     def _prune(self, now: float, start: float) -> None:
         learned = self._learn_next if self._learn_next is not None else -math.inf
-        old = [h for h in self._hours if h * HOUR_S < start and h < learned]
+        old = [
+            h for h in self._hours if h * HOUR_S < start and h < learned and not self._in_prev(h)
+        ]
         for h in old:
             del self._hours[h]
         keep = math.floor(now / 60.0) - BURN_KEEP_MIN
@@ -431,6 +482,59 @@ class BudgetTracker:
             sev = "critical" if action == "pause" else _severity(frac)
             out.append(
                 BudgetVerdict("budget", action, sev, frac, spent, target, start, end, start, reason)
+            )
+        return out
+
+    def _late(self) -> list[BudgetVerdict]:
+        """Thresholds of the previous period newly crossed by late corrections, as alerts."""
+        prev = self._prev
+        if prev is None:
+            return []
+        start, end = prev
+        lo, hi = math.ceil(start / HOUR_S), math.ceil(end / HOUR_S)
+        spent = math.fsum(v for h, v in self._hours.items() if lo <= h < hi)
+        due = [
+            f for f in self.alert_at if f not in self._prev_fired and spent >= self.amount_usd * f
+        ]
+        head = (
+            f"{self.name} spent {usd(spent)} of its {usd(self.amount_usd)} "
+            f"{_ADJ[self.period]} budget ({spent / self.amount_usd:.0%}) "
+            f"{self._period_label(start)}"
+        )
+        out = []
+        for frac in due:
+            self._prev_fired.add(frac)
+            out.append(
+                BudgetVerdict(
+                    "budget",
+                    "alert",
+                    _severity(frac),
+                    frac,
+                    spent,
+                    self.amount_usd * frac,
+                    start,
+                    end,
+                    start,
+                    f"{head} ({_LATE})",
+                )
+            )
+        stop = self.hard_stop_at
+        if stop is not None and not self._prev_stopped and spent >= self.amount_usd * stop:
+            self._prev_stopped = True
+            reason = f"{head}: hard stop at {stop:.0%} not applied, the period had ended ({_LATE})"
+            out.append(
+                BudgetVerdict(
+                    "budget",
+                    "alert",
+                    "critical",
+                    stop,
+                    spent,
+                    self.amount_usd * stop,
+                    start,
+                    end,
+                    start,
+                    reason,
+                )
             )
         return out
 
@@ -519,6 +623,14 @@ class BudgetTracker:
         d = self._local(ts)
         return f"{d:%b} {d.day}"
 
+    def _period_label(self, start: float) -> str:
+        d = self._local(start)
+        if self.period == "day":
+            return f"on {d:%b} {d.day}"
+        if self.period == "week":
+            return f"in the week of {d:%b} {d.day}"
+        return f"in {d:%B %Y}"
+
     def _now_label(self, now: float) -> str:
         return f"{self._local(now):%H:%M}" if self.period == "day" else self._day_label(now)
 
@@ -549,11 +661,14 @@ class BudgetTracker:
             "projected": self._projected,
             "fast_armed": self._fast_armed,
             "slow_armed": self._slow_armed,
+            "prev": None if self._prev is None else list(self._prev),
+            "prev_fired": sorted(self._prev_fired),
+            "prev_stopped": self._prev_stopped,
         }
 
     def restore(self, data: dict[str, Any]) -> None:
         """Replace learned and fired state with a ``snapshot()``; parameters stay as built."""
-        check("data", data.get("v"), data.get("v") == _SNAPSHOT_VERSION, "a version 1 snapshot")
+        check("data", data.get("v"), data.get("v") in (1, 2), "a version 1 or 2 snapshot")
         self._reset_state()
         self._hours = {int(h): float(v) for h, v in data["hours"]}
         self._minutes = {int(m): float(v) for m, v in data["minutes"]}
@@ -573,3 +688,7 @@ class BudgetTracker:
         self._projected = bool(data["projected"])
         self._fast_armed = bool(data["fast_armed"])
         self._slow_armed = bool(data["slow_armed"])
+        prev = data.get("prev")  # absent in version 1
+        self._prev = None if prev is None else (float(prev[0]), float(prev[1]))
+        self._prev_fired = {float(f) for f in data.get("prev_fired", ())}
+        self._prev_stopped = bool(data.get("prev_stopped", False))

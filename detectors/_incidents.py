@@ -96,8 +96,15 @@ class Incident:
     keys: list[KeyInfo] = field(default_factory=list)
 
 
+def family(kind: str) -> str:
+    """Runaway evidence (a window far above its baseline) versus a trend (a weekly rise, a
+    dearer prompt). A trend never hides a runaway: the runaway opens its own incident,
+    with its own action; a trend seen while a runaway is open is part of it."""
+    return "runaway" if kind == "anomaly" else "trend"
+
+
 class IncidentBook:
-    """Open incidents by scope; decides whether a root is news, a follow-up, or noise.
+    """Open incidents by family and scope; decides whether a root is news, a follow-up, or noise.
 
     Parameters
     ----------
@@ -107,17 +114,24 @@ class IncidentBook:
 
     def __init__(self, quiet_s: float = 6 * 3600.0) -> None:
         self.quiet_s = quiet_s
-        self.open: dict[Scope, Incident] = {}
+        self.open: dict[tuple[str, Scope], Incident] = {}
+
+    def _find(self, families: tuple[str, ...], root: Candidate) -> Incident | None:
+        for fam in families:
+            for scope in (root.scope, *root.also):
+                incident = self.open.get((fam, scope))
+                if incident is not None:
+                    return incident
+        return None
 
     def admit(self, root: Candidate, now: float) -> tuple[Incident, bool] | None:
         """(incident, is_new) when ``root`` must be sent, None when it is already known."""
+        # Event time of the evidence, not of the evaluation: hours closed late in a catch-up
+        # still belong to the incident they are part of.
+        now = min(now, root.window_end)
         self._expire(now)
-        incident = self.open.get(root.scope)
-        if incident is None:
-            for scope in root.also:
-                incident = self.open.get(scope)
-                if incident is not None:
-                    break
+        fam = family(root.kind)
+        incident = self._find(("runaway",) if fam == "runaway" else ("runaway", "trend"), root)
         if incident is None:
             incident = Incident(
                 id=incident_id(root.kind, root.scope, root.window_start),
@@ -127,13 +141,14 @@ class IncidentBook:
                 scopes={root.scope, *root.also},
             )
             for scope in incident.scopes:
-                self.open[scope] = incident
+                self.open[(fam, scope)] = incident
             return incident, True
-        incident.last_ts = now
+        incident.last_ts = max(incident.last_ts, now)
+        owner = family(incident.id.split("/", 1)[0])
         for scope in (root.scope, *root.also):
             if scope not in incident.scopes:
                 incident.scopes.add(scope)
-                self.open[scope] = incident
+                self.open[(owner, scope)] = incident
         if more_severe(root.severity, incident.severity):
             incident.severity = root.severity
             incident.seq += 1

@@ -102,6 +102,11 @@ class SpendWatch:
         An incident with no anomaly for this long is closed; a new anomaly is a new incident.
     cpc_min_usd
         Dollar impact a cost-per-call anomaly needs (excess per call x calls in the hour).
+    partitions
+        Input partitions of the rollups' source. The watermark is the slowest partition's
+        (a partition replayed from an older snapshot must not close hours the others are
+        still filling); until every partition has reported, nothing closes. None: the
+        fastest seen (one ordered source, as in replay).
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class SpendWatch:
         peek_s: float = 300.0,
         quiet_s: float = 6 * 3600.0,
         cpc_min_usd: float = 5.0,
+        partitions: int | None = None,
     ) -> None:
         self.config = config
         self.lateness_s = lateness_s
@@ -133,7 +139,16 @@ class SpendWatch:
         self.keys: dict[str, KeyInfo] = {}
         self._key_hour: dict[str, int] = {}
         self.incidents = IncidentBook(quiet_s)
+        self._roles: dict[tuple[str, ...], tuple[bool, bool, list[int]]] = {}
+        #: Series with new data since the last early look.
+        self._dirty: set[tuple[tuple[str, ...], tuple[str | None, ...]]] = set()
+        #: Event-time watermark: the slowest input partition's latest minute (see ``observe``).
         self.now = -math.inf
+        self.partitions = partitions
+        #: input partition -> end of the latest minute it reported (on-time records only)
+        self.marks: dict[int, float] = {}
+        #: partitions the caller declared idle: they do not hold the watermark back
+        self.idle: set[int] = set()
         self.closed_until: int | None = None
         self._next_peek = -math.inf
 
@@ -141,33 +156,56 @@ class SpendWatch:
 
     def observe(self, records: Iterable[RollupLike]) -> None:
         """Take rollup records in (any order within a batch; last write per key wins)."""
+        marks = self.marks
         for r in records:
             if r.window_s == MINUTE:
                 end = r.window_start + MINUTE
-                if end > self.now and r.epoch == 0:
-                    self.now = float(end)
+                if r.epoch == 0 and end > marks.get(r.partition, -math.inf):
+                    marks[r.partition] = float(end)
+                    self.idle.discard(r.partition)
                 self._budget_part(r, self._budget_minutes)
             elif r.window_s == HOUR:
                 self._hour(r)
+        self._watermark()
+
+    def set_idle(self, partition: int) -> None:
+        """A partition with no traffic stops holding the watermark until it reports again."""
+        self.idle.add(partition)
+        self._watermark()
+
+    def _watermark(self) -> None:
+        marks = self.marks
+        if self.partitions is None:
+            held = list(marks.values())
+        else:
+            active = [p for p in range(self.partitions) if p not in self.idle]
+            if any(p not in marks for p in active):
+                return  # a partition has not reported yet: it may hold the earliest data
+            held = [marks[p] for p in active]
+        if held:
+            self.now = max(self.now, min(held) if self.partitions is not None else max(held))
+
+    def _role(self, dims: tuple[str, ...]) -> tuple[bool, bool, list[int]]:
+        """(key directory?, detected?, budget indices) of a dimension set, cached."""
+        role = self._roles.get(dims)
+        if role is None:
+            role = self._roles[dims] = (
+                sorted(dims) == sorted(_KEY_DIMS),
+                dims in self.detect_dims,
+                self._budget_scopes.get(tuple(sorted(dims)), []),
+            )
+        return role
 
     def _hour(self, r: RollupLike) -> None:
         dims = tuple(r.dims)
-        part = (r.partition, r.epoch)
-        cost, calls = r.metrics[0], r.metrics[1]
-        if dims == _KEY_DIMS or sorted(dims) == sorted(_KEY_DIMS):
-            attrs = dict(zip(dims, r.values, strict=True))
-            key = attrs.get("api_key")
-            if key is not None:
-                self.keys[key] = KeyInfo(
-                    api_key=key,
-                    team=attrs.get("team"),
-                    feature=attrs.get("feature"),
-                    environment=attrs.get("environment"),
-                    workload=attrs.get("workload"),
-                )
-                self._key_hour[key] = max(self._key_hour.get(key, 0), r.window_start)
-        self._budget_part(r, self._budget_hours)
-        if dims not in self.detect_dims:
+        is_directory, detected, budgets = self._role(dims)
+        if is_directory:
+            self._directory(dims, r)
+        if budgets:
+            self._budget_part(r, self._budget_hours)
+        if not detected or None in r.values:
+            # Spend with no team (or customer...) is counted and budgeted, but a "no
+            # customer" series is mostly a copy of the global one: no detectors on it.
             return
         if self.closed_until is not None and r.window_start < self.closed_until:
             return  # a correction to an hour the detectors already learned: budgets only
@@ -175,12 +213,31 @@ class SpendWatch:
         series = self.series.get(sk)
         if series is None:
             series = self.series[sk] = self._new_series(dims, tuple(r.values))
-        series.hours.setdefault(r.window_start, {})[part] = (cost, calls)
-        if cost > 0:
+        series.hours.setdefault(r.window_start, {})[(r.partition, r.epoch)] = (
+            r.metrics[0],
+            r.metrics[1],
+        )
+        if r.metrics[0] > 0:
             series.last_spend_hour = max(series.last_spend_hour, r.window_start)
+        self._dirty.add(sk)
+
+    def _directory(self, dims: tuple[str, ...], r: RollupLike) -> None:
+        attrs = dict(zip(dims, r.values, strict=True))
+        key = attrs.get("api_key")
+        if key is None:
+            return
+        if key not in self.keys:
+            self.keys[key] = KeyInfo(
+                api_key=key,
+                team=attrs.get("team"),
+                feature=attrs.get("feature"),
+                environment=attrs.get("environment"),
+                workload=attrs.get("workload"),
+            )
+        self._key_hour[key] = max(self._key_hour.get(key, 0), r.window_start)
 
     def _budget_part(self, r: RollupLike, store: list[dict[int, dict[Part, int]]]) -> None:
-        indices = self._budget_scopes.get(tuple(sorted(r.dims)))
+        indices = self._role(tuple(r.dims))[2]
         if not indices:
             return
         attrs = dict(zip(r.dims, r.values, strict=True))
@@ -210,9 +267,11 @@ class SpendWatch:
         if self.now == -math.inf:
             return []
         candidates: list[Candidate] = []
-        now_hour = int(self.now // HOUR) * HOUR
         if self.closed_until is None:
-            self.closed_until = now_hour
+            # Start at the earliest hour any series holds: with a backlog, the watermark is
+            # already days past the first hours when every partition has reported.
+            held = [h for series in self.series.values() for h in series.hours]
+            self.closed_until = min(held, default=int(self.now // HOUR) * HOUR)
         while self.closed_until + HOUR + self.lateness_s <= self.now:
             candidates.extend(self._close(self.closed_until))
             self.closed_until += HOUR
@@ -251,8 +310,15 @@ class SpendWatch:
 
     def _peek(self) -> list[Candidate]:
         found = []
-        for series in self.series.values():
+        dirty, self._dirty = self._dirty, set()
+        for sk in dirty:
+            series = self.series.get(sk)
+            if series is None:
+                continue
             for hour, parts in series.hours.items():
+                if hour > self.now:
+                    self._dirty.add(sk)  # past the watermark: earlier hours are learned first
+                    continue
                 cost, calls = _total(parts)
                 if series.peeked.get(hour) == cost:
                     continue
@@ -260,7 +326,7 @@ class SpendWatch:
                 for i, det in series.detectors:
                     cfg = self.config.detectors[i]
                     value = self._value(cfg, cost, calls)
-                    if not self._worth_peeking(cfg, det, value, calls):
+                    if not self._worth_peeking(cfg, det, value, calls, series.closed):
                         continue
                     c = self._candidate(series, cfg, det, det.peek(float(hour), value), hour, calls)
                     if c is not None:
@@ -268,13 +334,25 @@ class SpendWatch:
         return found
 
     @staticmethod
-    def _worth_peeking(cfg: DetectorConfig, det: Detector, value: float, calls: int) -> bool:
-        """Skip early looks that cannot alert or are not urgent (they cost replay speed)."""
+    def _worth_peeking(
+        cfg: DetectorConfig,
+        det: Detector,
+        value: float,
+        calls: int,
+        closed: tuple[int, int, int],
+    ) -> bool:
+        """Skip early looks that cannot alert or are not urgent (they cost replay speed).
+
+        A cost that has not yet passed the whole previous hour's is no runaway in the
+        making: the hour's close still judges it, minutes later.
+        """
         if getattr(det, "window_s", HOUR) > HOUR:
             return False  # a trailing-day comparison (wow) is about creep: the hour close will do
         if cfg.metric == "cost_per_call":
             return calls >= 10  # a few calls into the hour say little about the mix
-        return cfg.metric != "cost_usd" or value > getattr(det, "min_usd", 0.0)
+        if cfg.metric == "calls":
+            return value > closed[2]
+        return value > getattr(det, "min_usd", 0.0) and value * NUSD > closed[1]
 
     def _candidate(
         self,
@@ -472,9 +550,11 @@ class SpendWatch:
 
     def _prune_budget(self, i: int) -> None:
         start, _ = self.budgets[i].period_bounds(self.now)
-        # Keep the current period's hours (late corrections) and six hours of minutes.
+        previous, _ = self.budgets[i].period_bounds(start - 1.0)
+        # Keep this period's and the previous one's hours (late corrections can still cross
+        # a threshold of a period that just ended) and six hours of minutes.
         hours = self._budget_hours[i]
-        for h in [h for h in hours if h < start - HOUR]:
+        for h in [h for h in hours if h < previous]:
             del hours[h]
         minutes = self._budget_minutes[i]
         for m in [m for m in minutes if m < self.now - 6 * HOUR - MINUTE]:

@@ -4,7 +4,8 @@ Why: AI traffic is strongly weekly, so the fair comparison for "today" is the sa
 last week, not a flat monthly mean. Spend per ``period_s`` is kept in a ring covering
 ``window_s`` plus one week (a float32 array: 192 hourly buckets for a 24 h window, 0.8 KB).
 Only hours with spend in both weeks are compared, so a gap or a silent (zero) stretch in
-either week is not a rise.
+either week is not a rise, and the ``trim`` most extreme hour pairs at each end are left
+out, so a legitimate burst in either week is not one either.
 An alert needs a ``rise`` fraction *and* ``min_usd`` more dollars; then it stays quiet for
 ``cooldown_s`` (a week) unless the rise grows by a further ``step`` times the larger of
 ``rise`` and the peak rise seen since, so a steady 40 % rise pages once, not every hour.
@@ -13,7 +14,7 @@ An alert needs a ``rise`` fraction *and* ``min_usd`` more dollars; then it stays
 >>> week = [d.update(h * 3600.0, 50.0) for h in range(192)]
 >>> fired = [d.update(h * 3600.0, 75.0).is_anomaly for h in range(192, 216)]
 >>> sum(fired), fired.index(True)
-(1, 14)
+(1, 13)
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class WeekOverWeek(Detector):
         Quiet time after an alert (a week).
     min_coverage
         Fraction of the window that must have data in both weeks before comparing.
+    trim
+        Buckets dropped from each end when the window's buckets are ranked by their
+        week-over-week ratio, so a legitimate one- or two-hour burst in either week does
+        not read as a rise (0: plain sums).
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class WeekOverWeek(Detector):
         step: float = 0.5,
         cooldown_s: float = WEEK_S,
         min_coverage: float = 0.5,
+        trim: int = 2,
     ) -> None:
         check("period_s", period_s, period_s > 0 and WEEK_S % period_s == 0, "> 0, dividing a week")
         check(
@@ -82,6 +88,7 @@ class WeekOverWeek(Detector):
         check("step", step, step >= 0, ">= 0")
         check("cooldown_s", cooldown_s, cooldown_s >= 0, ">= 0")
         check("min_coverage", min_coverage, 0 < min_coverage <= 1, "in (0, 1]")
+        check("trim", trim, isinstance(trim, int) and trim >= 0, "an int >= 0")
         self.window_s = window_s
         self.period_s = period_s
         self.rise = rise
@@ -89,6 +96,7 @@ class WeekOverWeek(Detector):
         self.step = step
         self.cooldown_s = cooldown_s
         self.min_coverage = min_coverage
+        self.trim = trim
         self._w = int(window_s // period_s)
         self._lag = int(WEEK_S // period_s)
         n = self._w + self._lag
@@ -118,16 +126,19 @@ class WeekOverWeek(Detector):
         view = self._ring
         n = len(view)
         head = self._head if self._head is not None else 0
-        cur = prev = 0.0
-        pairs = 0
+        pairs = []
         for i in range(self._w):
             a = view[(head - i) % n]
             b = view[(head - i - self._lag) % n]
             if not (math.isnan(a) or math.isnan(b)):
-                cur += a
-                prev += b
-                pairs += 1
-        return cur, prev, pairs / self._w
+                pairs.append((a, b))
+        coverage = len(pairs) / self._w
+        if self.trim and len(pairs) > 4 * self.trim:
+            # Symmetric trim by hour-over-hour ratio: a legit burst in either week (the top
+            # or the bottom ratios) does not make a rise; a broad rise moves every hour.
+            pairs.sort(key=lambda p: p[0] / p[1] if p[1] > 0 else math.inf)
+            pairs = pairs[self.trim : -self.trim]
+        return sum(a for a, _ in pairs), sum(b for _, b in pairs), coverage
 
     def peek(self, ts: float, value: float) -> Verdict:
         """The verdict ``update`` would give, with no state change (a shallow twin, own ring)."""

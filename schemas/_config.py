@@ -246,22 +246,15 @@ class Config(_Section):
         return sets
 
     def rollup_dimensions(self) -> list[tuple[str, ...]]:
-        """The configured dimension sets plus the key directory set, each once."""
+        """What the streamer rolls up: the configured sets, each budget's scope fields, and
+        the key directory set, each once. Detectors run on the configured sets only."""
         sets = [tuple(d) for d in self.dimensions]
-        if sorted(KEY_DIMENSIONS) not in [sorted(d) for d in sets]:
-            sets.append(KEY_DIMENSIONS)
+        seen = {tuple(sorted(d)) for d in sets}
+        for extra in [*(tuple(sorted(b.scope)) for b in self.budgets), KEY_DIMENSIONS]:
+            if tuple(sorted(extra)) not in seen:
+                seen.add(tuple(sorted(extra)))
+                sets.append(tuple(extra))
         return sets
-
-    @model_validator(mode="after")
-    def _budget_scopes_rolled_up(self) -> Config:
-        rolled = [sorted(d) for d in self.rollup_dimensions()]
-        for budget in self.budgets:
-            if sorted(budget.scope) not in rolled:
-                raise ValueError(
-                    f"budget {budget.name!r}: scope fields {sorted(budget.scope)} are not a "
-                    "rollup dimension set; add them to dimensions"
-                )
-        return self
 
     @field_validator("budgets")
     @classmethod

@@ -4,6 +4,7 @@ function that the tests call too; nothing here holds logic of its own."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -350,6 +351,12 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
 @click.option("--lateness", default="10m", show_default=True, help="Allowed lateness of events.")
 @click.option("--group", help="Consumer group (default: kafka.group_id).")
 @click.option(
+    "--stages",
+    default="ingest,detect",
+    show_default=True,
+    help="Stages to run in this process: ingest (events -> rollups), detect (rollups -> alerts).",
+)
+@click.option(
     "--metrics-port",
     default=9464,
     show_default=True,
@@ -363,24 +370,29 @@ def worker(
     checkpoint_interval: float,
     lateness: str,
     group: str | None,
+    stages: str,
     metrics_port: int,
 ) -> None:
-    """Consume usage events and keep exact event-time spend rollups.
+    """Run the live pipeline: exact spend rollups, then detectors, budgets and policies.
 
-    Reads kafka.topics.events in the consumer group, sends bad records to the
-    DLQ topic with their reason, drops duplicates by event_id, prices unpriced
-    calls, and writes absolute per-window totals to the rollups topic. Stops
-    cleanly (with a final snapshot) on Ctrl-C or SIGTERM.
+    ingest: reads kafka.topics.events in the consumer group, sends bad records to the
+    DLQ topic with their reason, drops duplicates by event_id, prices unpriced calls,
+    and writes absolute per-window totals to the rollups topic.
+    detect: reads every rollups partition (run ONE per deployment), runs the configured
+    detectors and budgets, and writes alert records (policies applied) to the alerts topic.
+    Both keep their state with their input offsets in --state-dir and stop cleanly
+    (with a final snapshot) on Ctrl-C or SIGTERM.
     """
     import logging
     from pathlib import Path
 
-    from streamer import IngestWorker, WorkerSettings
+    from streamer import DetectStage, IngestWorker, WorkerSettings
 
     from ._broker import ensure_topics
 
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=os.environ.get("SPENDBRAKE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     config = _load(config_path, bootstrap)
     if group:
@@ -395,15 +407,30 @@ def worker(
         metrics_port=metrics_port or None,
     )
 
+    chosen = {name.strip() for name in stages.split(",") if name.strip()}
+    if not chosen or chosen - {"ingest", "detect"}:
+        raise click.BadParameter(
+            f"{stages!r}: use ingest, detect, or ingest,detect", param_hint="--stages"
+        )
+
     async def run() -> None:
-        ingest = IngestWorker(config, settings)
+        running: list[Any] = []
+        if "ingest" in chosen:
+            running.append(IngestWorker(config, settings))
+        if "detect" in chosen:
+            running.append(DetectStage(config, settings))
         loop = asyncio.get_running_loop()
+
+        def stop_all() -> None:
+            for stage in running:
+                stage.stop()
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, ingest.stop)
+            loop.add_signal_handler(signum, stop_all)
         await ensure_topics(
             config.kafka.bootstrap_servers, config.kafka.topics.names(), config.kafka.partitions
         )
-        await ingest.run()
+        await asyncio.gather(*(stage.run() for stage in running))
 
     asyncio.run(run())
     err.print("worker stopped")

@@ -1,6 +1,7 @@
 """Consume usage events and roll spend up into exact event-time windows."""
 
 from ._dedupe import Deduper
+from ._detect_stage import DetectStage
 from ._processor import DeadLetter, Outputs, PartitionProcessor, ProcessorStats
 from ._rollup import METRICS, WINDOWS_S, RollupRecord, RollupState, RollupTotals, to_nusd
 from ._traces import TracePartial, TraceState, TraceTotals
@@ -11,6 +12,7 @@ __all__ = [
     "WINDOWS_S",
     "DeadLetter",
     "Deduper",
+    "DetectStage",
     "IngestWorker",
     "Outputs",
     "PartitionProcessor",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -147,6 +148,127 @@ def test_new_period_starts_fresh() -> None:
     vs = feed_hours(b, w0, w0 + 14 * 24 * H, lambda t: 1.0)
     got = [(v.period_start, v.threshold) for v in kinds(vs, "budget")]
     assert got == [(w, f) for w in (w0, w0 + 7 * 86400) for f in (0.5, 0.8, 1.0)]
+
+
+# Late corrections to the period that just ended.
+
+LATE = "(crossed after the period ended, by late events)"
+
+
+def day_at_97(**kwargs: object) -> tuple[BudgetTracker, float, list[BudgetVerdict]]:
+    """A $1,000 daily budget fed Mar 2 2026 hour by hour to $970 (97 %), evaluated to 00:00."""
+    b = BudgetTracker("search", 1000.0, period="day", **kwargs)  # type: ignore[arg-type]
+    d0 = utc(2026, 3, 2)
+    vs = feed_hours(b, d0, d0 + 24 * H, lambda t: 50.0 if t == d0 + 23 * H else 40.0)
+    return b, d0, vs
+
+
+def test_late_correction_fires_the_ended_period_once() -> None:
+    b, d0, vs = day_at_97()
+    assert [(v.threshold, v.period_start) for v in vs] == [(0.5, d0), (0.8, d0)]
+    midnight = d0 + 24 * H
+    assert b.evaluate(midnight + 30 * M) == []
+    before = orjson.loads(orjson.dumps(b.snapshot()))
+    b.set_hour(d0 + 23 * H, 90.0)  # events of 23:10 arrive at 00:40: Mar 2 is now $1,010
+    (v,) = b.evaluate(midnight + 40 * M)
+    assert (v.kind, v.action, v.severity, v.threshold) == ("budget", "alert", "critical", 1.0)
+    assert (v.period_start, v.window_start, v.window_end) == (d0, d0, midnight)
+    assert (v.observed_usd, v.expected_usd) == (1010.0, 1000.0)
+    assert v.reason == f"search spent $1,010 of its $1,000 daily budget (101%) on Mar 2 {LATE}"
+    assert b.spent(midnight + 40 * M) == 0.0  # the new day is not charged for it
+    # The same value re-sent, or sent again after a restore, fires nothing more.
+    b.set_hour(d0 + 23 * H, 90.0)
+    assert b.evaluate(midnight + 50 * M) == []
+    after = orjson.loads(orjson.dumps(b.snapshot()))
+    c = BudgetTracker("search", 1000.0, period="day")
+    c.restore(after)
+    c.set_hour(d0 + 23 * H, 50.0)  # a replay re-sends the hour's earlier value first
+    c.set_hour(d0 + 23 * H, 90.0)
+    assert c.evaluate(midnight + 40 * M) == [] and c.evaluate(midnight + H) == []
+    # Restored from before the correction, it fires exactly what the original fired.
+    d = BudgetTracker("search", 1000.0, period="day")
+    d.restore(before)
+    d.set_hour(d0 + 23 * H, 90.0)
+    assert d.evaluate(midnight + 40 * M) == [v]
+    # The current period still works as before.
+    b.set_hour(midnight + H, 600.0)
+    (w,) = b.evaluate(midnight + 2 * H)
+    assert (w.threshold, w.period_start, w.observed_usd) == (0.5, midnight, 600.0)
+    assert LATE not in w.reason
+
+
+def test_last_hour_seen_only_after_the_end_still_fires() -> None:
+    b = BudgetTracker("search", 100.0, period="week", hard_stop_at=None)
+    w0 = utc(2026, 3, 2)  # a Monday
+    b.set_hour(w0 + 10 * H, 90.0)
+    assert [v.threshold for v in b.evaluate(w0 + 11 * H)] == [0.5, 0.8]
+    b.set_hour(w0 + 7 * 86400 - H, 15.0)  # Sunday 23:00, evaluated first at Monday 00:05
+    (v,) = b.evaluate(w0 + 7 * 86400 + 5 * M)
+    assert (v.threshold, v.period_start, v.observed_usd) == (1.0, w0, 105.0)
+    assert f"(105%) in the week of Mar 2 {LATE}" in v.reason
+
+
+@pytest.mark.parametrize(("grace_s", "last_ok"), [(6 * H, 6 * H - 1.0), (H, H - 1.0)])
+def test_correction_after_the_grace_time_is_ignored(grace_s: float, last_ok: float) -> None:
+    b, d0, _ = day_at_97() if grace_s == 6 * H else day_at_97(grace_s=grace_s)
+    midnight = d0 + 24 * H
+    assert b.grace_s == grace_s
+    early = BudgetTracker("search", 1000.0, period="day", grace_s=grace_s)
+    early.restore(b.snapshot())
+    # Just inside the grace time a correction still counts...
+    assert early.evaluate(midnight + last_ok) == []
+    early.set_hour(d0 + 23 * H, 90.0)
+    assert [v.threshold for v in early.evaluate(midnight + last_ok)] == [1.0]
+    # ...once the watermark reaches the end + grace, the ended day is dropped.
+    assert b.evaluate(midnight + grace_s) == []
+    b.set_hour(d0 + 23 * H, 90.0)
+    b.set_hour(d0 + 22 * H, 500.0)
+    assert b.evaluate(midnight + grace_s + 10 * M) == []
+    assert b.evaluate(midnight + 2 * grace_s) == []
+    assert all(h * H >= midnight for h, _ in b.snapshot()["hours"])  # memory bounded
+
+
+def test_hard_stop_crossed_after_the_end_alerts_instead_of_pausing() -> None:
+    b, d0, _ = day_at_97()
+    midnight = d0 + 24 * H
+    b.set_hour(d0 + 23 * H, 300.0)  # $1,220: past the 120 % hard stop, but the day is over
+    vs = b.evaluate(midnight + 40 * M)
+    assert [(v.kind, v.action, v.severity, v.threshold) for v in vs] == [
+        ("budget", "alert", "critical", 1.0),
+        ("budget", "alert", "critical", 1.2),
+    ]
+    assert all(v.period_start == d0 and v.window_end == midnight for v in vs)
+    assert vs[1].expected_usd == pytest.approx(1200.0) and vs[1].observed_usd == 1220.0
+    assert "hard stop at 120% not applied, the period had ended" in vs[1].reason
+    assert LATE in vs[1].reason
+    b.set_hour(d0 + 23 * H, 400.0)
+    assert b.evaluate(midnight + H) == []
+    # Nothing was paused, so the next period starts without a resume.
+    assert b.evaluate(midnight + 24 * H) == []
+
+
+def test_a_pause_inside_the_period_is_not_repeated_late() -> None:
+    b = BudgetTracker("batch", 100.0, period="day")
+    d0 = utc(2026, 3, 2)
+    b.set_hour(d0 + 20 * H, 130.0)
+    assert [v.action for v in b.evaluate(d0 + 21 * H)] == ["alert"] * 3 + ["pause"]
+    b.set_hour(d0 + 23 * H, 50.0)
+    assert [v.action for v in b.evaluate(d0 + 24 * H + 30 * M)] == ["resume"]
+    b.set_hour(d0 + 22 * H, 50.0)
+    assert b.evaluate(d0 + 24 * H + 40 * M) == []
+
+
+def test_version_1_snapshot_and_old_pickle_still_load() -> None:
+    b, d0, _ = day_at_97()
+    snap = b.snapshot()
+    v1 = {k: v for k, v in snap.items() if not k.startswith("prev")} | {"v": 1}
+    c = BudgetTracker("search", 1000.0, period="day")
+    c.restore(v1)
+    assert c.snapshot() == snap | {"prev": None, "prev_fired": [], "prev_stopped": False}
+    state = {k: v for k, v in b.__dict__.items() if k not in ("grace_s", "_prev", "_prev_fired")}
+    old = BudgetTracker.__new__(BudgetTracker)
+    old.__setstate__(state)
+    assert old.grace_s == 6 * H and old.evaluate(d0 + 25 * H) == []
 
 
 # Calendar periods.
@@ -512,6 +634,8 @@ def test_snapshot_is_json_and_small() -> None:
         ({"fast_burn": 0.0}, "fast_burn"),
         ({"slow_burn": -1.0}, "slow_burn"),
         ({"name": ""}, "name"),
+        ({"grace_s": -1.0}, "grace_s"),
+        ({"grace_s": math.inf}, "grace_s"),
     ],
 )
 def test_bad_params_raise_one_line_naming_the_param(kwargs: dict, param: str) -> None:
@@ -538,3 +662,6 @@ def test_from_config() -> None:
     )
     assert b.alert_at == (0.5, 0.9) and b.hard_stop_at == 1.5
     assert (b.auto_resume, b.fast_burn, b.slow_burn) == (True, 14.4, 6.0)
+    assert b.grace_s == 6 * 3600
+    custom = BudgetTracker.from_config(SimpleNamespace(**cfg.model_dump(), grace_s=1800.0))
+    assert custom.grace_s == 1800.0

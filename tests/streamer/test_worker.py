@@ -47,7 +47,12 @@ class Topics:
 
 
 def start_worker(
-    broker: EmbeddedBroker, config: Path, state_dir: Path, log: Path, metrics_port: int = 0
+    broker: EmbeddedBroker,
+    config: Path,
+    state_dir: Path,
+    log: Path,
+    metrics_port: int = 0,
+    stages: str = "ingest",
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -67,6 +72,8 @@ def start_worker(
             "0.5",
             "--metrics-port",
             str(metrics_port),
+            "--stages",
+            stages,
         ],
         stdout=subprocess.DEVNULL,
         stderr=open(log, "ab"),

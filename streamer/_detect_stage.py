@@ -1,0 +1,287 @@
+"""The detector stage: ``spend.rollups`` in, ``spend.alerts`` out, state kept with offsets.
+
+It reads every partition of the rollups topic (one instance per deployment: the watch
+must see all series to group an incident across scopes; a lock file keeps a second
+instance on the same state from starting), feeds ``detectors.SpendWatch`` and applies the
+policies, exactly the code ``spendbrake replay`` runs.
+
+A checkpoint:
+
+1. send the alerts produced so far and wait for the broker's acks;
+2. atomically replace ``<state_dir>/detect/snapshot.pkl``: the watch's state (baselines,
+   open incidents, budget thresholds fired) and the next rollup offset per partition.
+
+After a crash the stage restores the snapshot and re-reads rollups from the stored
+offsets, so it learns nothing twice and forgets nothing. Alerts sent after the last
+snapshot are sent again with the same key (``id#seq``), by the same deterministic code:
+readers keep one record per key, so an alert is never acted on twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import pickle
+import time
+import zlib
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from actions import apply_policies
+from detectors import SpendWatch
+from schemas import Alert, Config
+
+from ._rollup import RollupRecord
+from ._worker import OutputFailed, WorkerSettings, _start_with_retry
+
+log = logging.getLogger(__name__)
+
+#: How often (seconds) to look for input partitions with nothing left to process.
+IDLE_CHECK_S = 2.0
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: readers see the old file or the new one, never half."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class DetectStage:
+    """Runs the watch on the rollups topic and writes alert records."""
+
+    def __init__(self, config: Config, settings: WorkerSettings) -> None:
+        self.config = config
+        self.settings = settings
+        self.watch = SpendWatch(config, lateness_s=settings.lateness_s)
+        self.topic = config.kafka.topics.rollups
+        self.dir = Path(settings.state_dir) / "detect"
+        #: Next rollup offset to read, per partition (saved with the watch).
+        self.offsets: dict[int, int] = {}
+        self.alerts_out = 0
+        self.records_in = 0
+        #: Alerts sent but not yet acknowledged, with their send.
+        self._pending: list[tuple[Alert, asyncio.Future[Any]]] = []
+        self._lock: IO[bytes] | None = None
+        self._stopping = asyncio.Event()
+        self.consumer: AIOKafkaConsumer | None = None
+        #: Reads the ingest group's committed offsets (never joins the group).
+        self._probe: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self._alert_partitions = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # -- state ---------------------------------------------------------------
+
+    async def _acquire(self) -> None:
+        """Hold the state lock; a second stage on the same state waits as a hot standby."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.dir / "lock", "ab")  # noqa: SIM115 - held while running
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock = handle
+                return
+            except BlockingIOError:
+                if not waiting:
+                    log.info("another detector stage holds %s; standing by", self.dir)
+                    waiting = True
+                if self._stopping.is_set():
+                    handle.close()
+                    raise asyncio.CancelledError from None
+                await asyncio.sleep(0.5)
+
+    def _load(self) -> None:
+        try:
+            data = (self.dir / "snapshot.pkl").read_bytes()
+        except FileNotFoundError:
+            return
+        saved = pickle.loads(data)  # our own file, written by _save()
+        self.offsets = dict(saved["offsets"])
+        self.watch.restore(saved["watch"])
+        log.info("detector stage restored at rollup offsets %s", self.offsets)
+
+    def _save(self) -> None:
+        data = pickle.dumps(
+            {"offsets": self.offsets, "watch": self.watch.snapshot()},
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+        write_atomic(self.dir / "snapshot.pkl", data)
+
+    async def checkpoint(self) -> None:
+        """Wait for every alert sent to be acknowledged, then save state with offsets.
+
+        An alert whose send failed is sent again (same key) before the state moves on.
+        """
+        pending, self._pending = self._pending, []
+        results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+        failed = [
+            a
+            for (a, _), r in zip(pending, results, strict=True)
+            if r is not None and isinstance(r, BaseException)
+        ]
+        for alert in failed:
+            self._send(alert)
+        if failed:
+            raise OutputFailed(f"{len(failed)} alert(s) were not acknowledged")
+        self._save()
+
+    # -- the loop --------------------------------------------------------------
+
+    async def run(self) -> None:
+        kafka = self.config.kafka
+        try:
+            await self._acquire()
+        except asyncio.CancelledError:
+            return  # stopped while standing by
+        self._load()
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=False
+        )
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=16 * 1024 * 1024,
+        )
+        self._probe = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=kafka.group_id,
+            enable_auto_commit=False,
+        )
+        try:
+            await _start_with_retry(self.producer.start, "producer", self._stopping)
+            await _start_with_retry(self.consumer.start, "consumer", self._stopping)
+            await _start_with_retry(self._probe.start, "offset probe", self._stopping)
+            partitions = await self._partitions(self.topic)
+            self._alert_partitions = len(await self._partitions(kafka.topics.alerts))
+            # Rollups carry the partition of the events they summed: that is what the
+            # watermark waits for.
+            self.watch.partitions = len(await self._partitions(kafka.topics.events))
+            tps = [TopicPartition(self.topic, p) for p in partitions]
+            self.consumer.assign(tps)
+            for tp in tps:
+                if tp.partition in self.offsets:
+                    self.consumer.seek(tp, self.offsets[tp.partition])
+                else:
+                    await self.consumer.seek_to_beginning(tp)
+            await self._loop()
+            await self.checkpoint()
+        finally:
+            await self._probe.stop()
+            await self.consumer.stop()
+            await self.producer.stop()
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
+
+    async def _partitions(self, topic: str) -> list[int]:
+        assert self.producer is not None
+        while True:
+            try:
+                return sorted(await self.producer.partitions_for(topic))
+            except KafkaError as exc:
+                if self._stopping.is_set():
+                    raise
+                log.warning("no metadata for %s yet (%s); retrying", topic, exc)
+                await asyncio.sleep(1.0)
+
+    async def _find_idle(self) -> None:
+        """Let input partitions that are fully processed stop holding the watermark back.
+
+        A partition is idle when the ingest group has committed its end offset (the ingest
+        commits only after its rollups are acknowledged) and this stage has read the rollups
+        topic to its end: all its data is in, and no more is coming for now. A partition
+        that is merely behind (a backlog after downtime) still holds the watermark, so
+        hours are not closed before its events are counted.
+        """
+        assert self.consumer is not None and self._probe is not None
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None or await self.consumer.position(tp) < highwater:
+                return
+        events = self.config.kafka.topics.events
+        tps = [TopicPartition(events, p) for p in range(self.watch.partitions or 0)]
+        ends = await self._probe.end_offsets(tps)
+        for tp in tps:
+            if tp.partition in self.watch.idle:
+                continue
+            committed = await self._probe.committed(tp)
+            if ends[tp] == 0 or (committed is not None and committed >= ends[tp]):
+                log.info("input partition %d is caught up; the watermark moves on", tp.partition)
+                self.watch.set_idle(tp.partition)
+
+    async def _loop(self) -> None:
+        assert self.consumer is not None
+        last_checkpoint = last_idle_check = time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=20_000)
+            except KafkaError as exc:
+                log.warning("rollup fetch failed (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
+            for tp, messages in batches.items():
+                records = []
+                for message in messages:
+                    if message.value is not None:
+                        records.append(RollupRecord.from_wire(orjson.loads(message.value)))
+                    self.offsets[tp.partition] = message.offset + 1
+                self.records_in += len(messages)
+                self.watch.observe(records)
+            if time.monotonic() - last_idle_check >= IDLE_CHECK_S:
+                last_idle_check = time.monotonic()
+                try:
+                    await self._find_idle()
+                except KafkaError as exc:
+                    log.debug("idle check failed: %s", exc)
+            if batches or self.watch.idle:
+                for alert in self.watch.advance():
+                    self._send(apply_policies(alert, self.config.policies))
+                    self.alerts_out += 1
+                    log.info("alert %s: %s", alert.key().decode(), alert.reason)
+            if time.monotonic() - last_checkpoint >= self.settings.checkpoint_interval_s:
+                log.debug(
+                    "detect: %d rollup records in, watermark %s (marks %s), %d alerts out",
+                    self.records_in,
+                    self.watch.now,
+                    self.watch.marks,
+                    self.alerts_out,
+                )
+                await self._checkpoint_retrying()
+                last_checkpoint = time.monotonic()
+
+    def _send(self, alert: Alert) -> None:
+        assert self.producer is not None
+        key = alert.key()
+        # All records of one incident on one partition, so readers see them in order.
+        partition = zlib.crc32(alert.id.encode()) % max(self._alert_partitions, 1)
+        send = self.producer.send_and_wait(
+            self.config.kafka.topics.alerts, alert.to_json(), key=key, partition=partition
+        )
+        self._pending.append((alert, asyncio.ensure_future(send)))
+
+    async def _checkpoint_retrying(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.checkpoint()
+                return
+            except KafkaError as exc:
+                if self._stopping.is_set():
+                    raise
+                log.warning("alert delivery failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)

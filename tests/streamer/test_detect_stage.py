@@ -1,0 +1,102 @@
+"""The live detector stage on the embedded broker: a simulated runaway becomes an alert
+on the alerts topic, and a worker SIGKILLed mid-stream neither forgets nor repeats it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from schemas import parse_ts
+from spendbrake._broker import EmbeddedBroker
+from spendbrake._simulate import parse_incident, simulate
+from tests.kafka_helpers import read_topic
+from tests.streamer.kafka_io import publish_raw
+from tests.streamer.test_worker import start_worker, stop
+
+START = parse_ts("2026-09-07T00:00:00Z")  # a Monday
+KILL_AFTER_S = tuple(float(x) for x in os.environ.get("KILLS", "6,5").split(",") if x)
+RUNAWAY_AT = START + 3 * 86400  # day 4: three days to learn a daily baseline from
+
+
+def _events() -> list[bytes]:
+    runaway = parse_incident("runaway:team=search,x=40,start=+3d,duration=3h")
+    stream = simulate(START, 4 * 86400, rate_per_s=0.1, seed=3, incidents=[runaway])
+    return [e.to_json() for e in stream]
+
+
+def _config(tmp_path: Path, make_topic: Callable[..., str]) -> tuple[Path, str, str]:
+    events, rollups = make_topic("events", 4), make_topic("rollups", 4)
+    alerts = make_topic("alerts", 2)
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "kafka:\n  group_id: detect-test\n  topics:\n"
+        f"    events: {events}\n    rollups: {rollups}\n    alerts: {alerts}\n"
+        f"    dlq: {events}-dlq\n    actions: {events}-actions\n    traces: {events}-traces\n"
+        # Search's keys are standard workloads: this policy lets the runaway one be paused.
+        "policies:\n  - match: {team: search}\n    action: pause\n"
+        # A daily season and a two-day warm-up keep the history (and the test) short.
+        "detectors:\n  - kind: baseline\n    params: {season: 24, warmup_n: 48}\n"
+    )
+    return path, events, alerts
+
+
+async def _alerts(bootstrap: str, topic: str) -> dict[bytes, dict]:
+    records = await read_topic(bootstrap, topic, expect=10**9, timeout_s=2.0)
+    return {key: orjson.loads(value) for _, key, value in records if key is not None}
+
+
+def _wait_for_anomaly(broker: EmbeddedBroker, topic: str, timeout_s: float) -> dict[bytes, dict]:
+    deadline = time.monotonic() + timeout_s
+    got: dict[bytes, dict] = {}
+    while time.monotonic() < deadline:
+        got = asyncio.run(_alerts(broker.bootstrap_servers, topic))
+        if any(a["kind"] == "anomaly" for a in got.values()):
+            return got
+        time.sleep(1.0)
+    return got
+
+
+def test_runaway_becomes_one_alert_across_sigkills(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    config, events, alerts_topic = _config(tmp_path, make_topic)
+    records = _events()
+    state, log = tmp_path / "state", tmp_path / "worker.log"
+    asyncio.run(publish_raw(broker.bootstrap_servers, events, records))
+    worker = start_worker(broker, config, state, log, stages="ingest,detect")
+    try:
+        # Kill the whole worker (ingest and detect stages) twice while it learns the history.
+        for pause_s in KILL_AFTER_S:
+            time.sleep(pause_s)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            worker = start_worker(broker, config, state, log, stages="ingest,detect")
+        got = _wait_for_anomaly(broker, alerts_topic, timeout_s=150.0)
+        time.sleep(3.0)  # let follow-ups of the same incident land
+        got = asyncio.run(_alerts(broker.bootstrap_servers, alerts_topic))
+    finally:
+        stop(worker)
+    anomalies = [a for a in got.values() if a["kind"] in ("anomaly", "wow")]
+    assert anomalies, log.read_text()[-3000:]
+    # One incident: every record (first alert and follow-ups) carries the same id.
+    assert len({a["id"] for a in anomalies}) == 1, [
+        (a["id"], a["seq"], a["detected_at"], a["scope"], a["observed_usd"]) for a in anomalies
+    ]
+    first = min(anomalies, key=lambda a: a["seq"])
+    assert first["seq"] == 0
+    key = first["scope"].get("api_key")
+    assert key is not None and key.startswith("search-"), first
+    assert {"team": "search"} in first["also"]
+    assert first["action"] == "pause" and first["targets"] == [key]
+    # The incident is dated by the hour that showed it: the runaway's. (Here the worker
+    # catches up on a backlog, so it is found when that hour closes; tests/detectors
+    # shows the early look that finds a live runaway minutes in.)
+    assert RUNAWAY_AT <= parse_ts(first["window_start"]) < RUNAWAY_AT + 3 * 3600
+    for record_key, alert in got.items():
+        assert record_key == f"{alert['id']}#{alert['seq']}".encode()
