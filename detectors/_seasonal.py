@@ -80,6 +80,12 @@ class SeasonalBaseline(Detector):
         When the last ``shift_n`` residuals all sit over two sigmas on one side (a sustained
         new level, not a spike), the level steps by ``level_alpha_fast`` times their median,
         so a launch alerts a couple of times and becomes normal within hours.
+    peak_x, peak_days
+    peak_n
+        Ceiling rule for very volatile series (sporadic batch jobs), whose robust sigma can
+        hide even a 100x hour: the sum of the last ``peak_n`` windows over ``peak_x`` times
+        the highest such sum of the last ``peak_days`` days (and over ``min_usd`` of excess)
+        alerts too. 0 turns it off.
     """
 
     def __init__(
@@ -97,6 +103,9 @@ class SeasonalBaseline(Detector):
         level_alpha: float = 0.05,
         shift_n: int = 3,
         level_alpha_fast: float = 0.5,
+        peak_x: float = 3.0,
+        peak_days: int = 14,
+        peak_n: int = 6,
     ) -> None:
         check("period_s", period_s, period_s > 0, "> 0")
         check("season", season, isinstance(season, int) and season >= 1, "an int >= 1")
@@ -111,6 +120,13 @@ class SeasonalBaseline(Detector):
         check("level_alpha", level_alpha, 0 <= level_alpha <= 1, "in [0, 1]")
         check("shift_n", shift_n, isinstance(shift_n, int) and shift_n >= 1, "an int >= 1")
         check("level_alpha_fast", level_alpha_fast, 0 <= level_alpha_fast <= 1, "in [0, 1]")
+        check("peak_x", peak_x, peak_x == 0 or peak_x > 1, "0 (off) or > 1")
+        check(
+            "peak_days",
+            peak_days,
+            isinstance(peak_days, int) and 1 <= peak_days <= 60,
+            "in [1, 60]",
+        )
         self.period_s = period_s
         self.season = season
         self.min_usd = min_usd
@@ -124,6 +140,9 @@ class SeasonalBaseline(Detector):
         self.level_alpha = level_alpha
         self.shift_n = shift_n
         self.level_alpha_fast = level_alpha_fast
+        self.peak_x = peak_x
+        self.peak_days = peak_days
+        self.peak_n = peak_n
         # Learned state. The profile is a float32 array and the counts a bytearray (capped at
         # 255): 168 slots pickle to ~0.9 KB, where lists of Python floats would need ~1.9 KB.
         self._profile = array("f", [0.0]) * season
@@ -132,6 +151,12 @@ class SeasonalBaseline(Detector):
         self._n = 0
         self._last_k: int | None = None
         self._scale = BurnScale(fast_z=fast_z, slow_n=slow_n, slow_z=slow_z)
+        # Highest window per day over the last ``peak_days`` days (a ring by day number).
+        self._peaks = array("f", [0.0]) * peak_days
+        self._peak_day: int | None = None
+        #: The last ``peak_n - 1`` window values, for the trailing sum the ceiling compares.
+        self._last: list[float] = []
+        self._ceiling_quiet_k = 0
 
     def _get(self, slot: int) -> float:
         return self._profile[slot]
@@ -192,6 +217,29 @@ class SeasonalBaseline(Detector):
         excess = value - expected
         alert = ratio >= 1.0 and excess > self.min_usd
         reason = self._reason(warm, ratio, value, expected, excess, label, count)
+        peak = self._peak(ts)
+        trailing = value + sum(self._last)
+        ceiling = False
+        if (
+            warm
+            and not alert
+            and self.peak_x
+            and peak > 0
+            and excess > self.min_usd
+            and k >= self._ceiling_quiet_k
+        ):
+            # A series so volatile that its sigma hides a 100x hour (a sporadic batch job)
+            # still has a ceiling: its trailing few windows at several times their highest
+            # of the last two weeks is a runaway.
+            over = trailing / (self.peak_x * peak)
+            if over >= 1.0:
+                alert = ceiling = True
+                score = max(score, ratio_score(over))
+                span = f"last {len(self._last) + 1} windows"
+                reason = (
+                    f"spend {usd(trailing)} in the {span}, {trailing / peak:.1f}x the most in "
+                    f"any {self.peak_n} windows of the last {self.peak_days} days ({usd(peak)})"
+                )
         if not learn:
             return Verdict(score, alert, expected, value, reason)
 
@@ -206,7 +254,41 @@ class SeasonalBaseline(Detector):
         self._set(slot, self._get(slot) + self._slot_alpha(count) * sc.clip(r2))
         self._counts[slot] = min(255, count + 1)
         self._n += 1
+        self._learn_peak(ts, trailing)
+        if ceiling:
+            # The trailing sum stays high while it holds this window: one alert per span.
+            self._ceiling_quiet_k = k + self.peak_n
+        self._last = [*self._last, value][-(self.peak_n - 1) :] if self.peak_n > 1 else []
         return Verdict(score, alert, expected, value, reason)
+
+    def _peak(self, ts: float) -> float:
+        """Highest window of the trailing ``peak_days`` days before the day of ``ts``."""
+        if self._peak_day is None:
+            return 0.0
+        day = math.floor(ts / 86400.0)
+        age = day - self._peak_day
+        if age >= self.peak_days:
+            return 0.0  # all of it is older than the horizon
+        # Earlier days only: a runaway's own first hours must not raise today's bar.
+        n = self.peak_days
+        return max(
+            (self._peaks[d % n] for d in range(day - n + 1, day) if d <= self._peak_day),
+            default=0.0,
+        )
+
+    def _learn_peak(self, ts: float, value: float) -> None:
+        day = math.floor(ts / 86400.0)
+        n = self.peak_days
+        if self._peak_day is None or day - self._peak_day >= n:
+            self._peaks = array("f", [0.0]) * n
+        elif day > self._peak_day:
+            for d in range(self._peak_day + 1, day + 1):
+                self._peaks[d % n] = 0.0
+        elif day < self._peak_day:
+            return  # an out-of-order window older than today: keep the ring as it is
+        self._peak_day = day if self._peak_day is None else max(day, self._peak_day)
+        if value > self._peaks[day % n]:
+            self._peaks[day % n] = value
 
     def _slot_alpha(self, count: int) -> float:
         return max(self.season_alpha, 1.0 / (count + 1))

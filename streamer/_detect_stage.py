@@ -247,12 +247,17 @@ class DetectStage:
                     await self._find_idle()
                 except KafkaError as exc:
                     log.debug("idle check failed: %s", exc)
+            alerted = False
             if batches or self.watch.idle:
                 for alert in self.watch.advance():
                     self._send(apply_policies(alert, self.config.policies))
                     self.alerts_out += 1
+                    alerted = True
                     log.info("alert %s: %s", alert.key().decode(), alert.reason)
-            if time.monotonic() - last_checkpoint >= self.settings.checkpoint_interval_s:
+            # Checkpoint right after alerts: what the stage re-derives after a crash depends
+            # on where its fetches happened to end, so keep that window as small as possible.
+            due = time.monotonic() - last_checkpoint >= self.settings.checkpoint_interval_s
+            if alerted or due:
                 log.debug(
                     "detect: %d rollup records in, watermark %s (marks %s), %d alerts out",
                     self.records_in,
