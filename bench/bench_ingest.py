@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from schemas import Config
 from spendbrake._broker import EmbeddedBroker, ensure_topics
 from spendbrake._simulate import simulate
-from streamer import IngestWorker, WorkerSettings
+from streamer import IngestWorker, WorkerSettings, tune_gc
 
 PARTITIONS = 4
 START_TS = 1_791_158_400.0  # a Monday
@@ -105,6 +105,7 @@ async def worker_run(bootstrap: str, topic: str, events: int) -> tuple[float, di
         }
     )
     state = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    tune_gc()  # as `spendbrake worker` does
     worker = IngestWorker(config, WorkerSettings(state_dir=state))
     task = asyncio.create_task(worker.run())
     # Timing starts at the first record read, so group join is not counted.

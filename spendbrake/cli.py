@@ -375,7 +375,7 @@ def worker(
     import logging
     from pathlib import Path
 
-    from streamer import IngestWorker, WorkerSettings
+    from streamer import IngestWorker, WorkerSettings, tune_gc
 
     from ._broker import ensure_topics
 
@@ -405,6 +405,7 @@ def worker(
         )
         await ingest.run()
 
+    tune_gc()
     asyncio.run(run())
     err.print("worker stopped")
 

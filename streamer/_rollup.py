@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from schemas import SCOPE_FIELDS, UsageEvent, format_ts
+from schemas._fast import Wire
 
 WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
 #: Fine-cell attribute order; dimension sets index into it.
@@ -140,12 +141,13 @@ class RollupState:
         self.windows_s = tuple(windows_s)
         if any(w % 60 for w in self.windows_s):
             raise ValueError(f"window sizes must be whole minutes, got {self.windows_s}")
+        # Fine-cell keys are (minute, epoch, *ATTRS): attributes start at index 2.
         self._project = [
-            _projector(tuple(ATTRS.index(a) for a in dims)) for dims in self.dimensions
+            _projector(tuple(2 + ATTRS.index(a) for a in dims)) for dims in self.dimensions
         ]
         self._min_window_s = min(self.windows_s)
         self.watermark = -math.inf
-        #: (minute, attrs, epoch) -> metric deltas since the last flush (+ outcomes at _N)
+        #: (minute, epoch, *attrs) -> metric deltas since the last flush (+ outcomes at _N)
         self.fine: dict[tuple[Any, ...], list[Any]] = {}
         #: (dimset, values, window_s, window_start, epoch) -> absolute metrics (+ outcomes)
         self.windows: dict[tuple[Any, ...], list[Any]] = {}
@@ -155,14 +157,14 @@ class RollupState:
 
     # -- hot path ----------------------------------------------------------
 
-    def add(self, event: UsageEvent, cost_nusd: int, priced: bool) -> bool:
+    def add(self, event: UsageEvent | Wire, cost_nusd: int, priced: bool) -> bool:
         """Count one unique, valid event; return True if it arrived late (a correction).
 
         An event whose smallest window has closed is late: it goes, for every
         window size, into the late epoch of the watermark's current lateness
         period, a separate record that readers add to the on-time one.
         """
-        ts = event.ts
+        ts: float = event.ts  # type: ignore[assignment]
         watermark = self.watermark
         minute = int(ts // 60) * 60
         if minute + self._min_window_s + self.lateness_s <= watermark:
@@ -172,19 +174,18 @@ class RollupState:
             epoch = 0
             if ts > watermark:
                 self.watermark = ts
+        # One flat tuple: (minute, epoch, *ATTRS).
         key = (
             minute,
-            (
-                event.team,
-                event.feature,
-                event.api_key,
-                event.customer,
-                event.environment,
-                event.workload,
-                event.model,
-                event.provider,
-            ),
             epoch,
+            event.team,
+            event.feature,
+            event.api_key,
+            event.customer,
+            event.environment,
+            event.workload,
+            event.model,
+            event.provider,
         )
         cell = self.fine.get(key)
         if cell is None:
@@ -198,12 +199,13 @@ class RollupState:
         cell[6] += event.reasoning_tokens
         if not priced:
             cell[7] += 1
-        if event.outcome is not None:
+        outcome = event.outcome
+        if outcome is not None:
             outcomes = cell[8]
             if outcomes is None:
-                cell[8] = {event.outcome: 1}
+                cell[8] = {outcome: 1}
             else:
-                outcomes[event.outcome] = outcomes.get(event.outcome, 0) + 1
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
         return epoch != 0
 
     # -- flush -------------------------------------------------------------
@@ -212,9 +214,11 @@ class RollupState:
         """Fold fine cells into windows; return changed windows and those closing now."""
         # Stage 1: fine cells -> one delta per (dimension set, values, minute, epoch).
         minutes: dict[tuple[Any, ...], list[Any]] = {}
-        for (minute, attrs, epoch), delta in self.fine.items():
+        for cell, delta in self.fine.items():
+            minute = cell[0]
+            epoch = cell[1]
             for d, project in enumerate(self._project):
-                key = (d, project(attrs), minute, epoch)
+                key = (d, project(cell), minute, epoch)
                 acc = minutes.get(key)
                 if acc is None:
                     minutes[key] = _copy(delta)
