@@ -419,12 +419,19 @@ def bench() -> None:
 @click.option(
     "--events", default=1_000_000, show_default=True, help="Simulated events to publish once."
 )
+@click.option(
+    "--faust-events",
+    default=20_000,
+    show_default=True,
+    help="Records the naive Faust pipeline reads (it is slow); 0 skips it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_ingest(events: int, as_json: bool) -> None:
-    """Worker events/s against a bare aiokafka loop on the same topic (embedded broker)."""
+def bench_ingest(events: int, faust_events: int, as_json: bool) -> None:
+    """Worker events/s against a bare aiokafka loop and a naive Faust pipeline (embedded broker)."""
     from bench.bench_ingest import main as run_bench
 
-    run_bench(["--events", str(events), *(["--json"] if as_json else [])])
+    args = ["--events", str(events), "--faust-events", str(faust_events)]
+    run_bench([*args, *(["--json"] if as_json else [])])
 
 
 @main.command()
