@@ -434,6 +434,16 @@ def bench_ingest(events: int, faust_events: int, as_json: bool) -> None:
     run_bench([*args, *(["--json"] if as_json else [])])
 
 
+@bench.command("memory")
+@click.option("--series", default=100_000, show_default=True, help="Active series to build.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_memory(series: int, as_json: bool) -> None:
+    """State memory per series: open rollup windows plus a baseline and a wow detector each."""
+    from bench.bench_memory import main as run_bench
+
+    run_bench(["--series", str(series), *(["--json"] if as_json else [])])
+
+
 @main.command()
 @click.argument("config_file", type=click.Path(dir_okay=False))
 def validate(config_file: str) -> None:
