@@ -4,13 +4,20 @@ Publishes N simulated events (4 partitions) to the embedded broker once, then:
 
 (a) bare: ``getmany`` + ``orjson.loads`` + a dict sum of cost per team: the
     practical ceiling for one Python process;
-(b) worker: ``streamer.IngestWorker`` (validate, dedupe, price, 1m/1h/1d rollups
-    for six dimension sets, outputs and snapshots), timed until it has read
-    every record.
+(b) naive Faust: ``bench/bench_faust.py``, the windowed-table pipeline the
+    Faust docs show (Record model, ``group_by``, tumbling table summing cost per
+    team), in its own process, on the first ``--faust-events`` records only
+    (default 20,000: it runs at about a thousand events/s here), timed from
+    its first event to its last;
+(c) worker: ``streamer.IngestWorker`` (validate, dedupe, price, 1m/1h/1d rollups
+    for six dimension sets, traces, outputs and snapshots), timed until it has
+    read every record.
 
-Prints events/s of each, the ratio worker/bare, and peak RSS.
+Prints events/s of each, the ratios worker/bare and worker/naive-Faust, and
+peak RSS (of this process, which runs the bare loop and the worker, and of
+the Faust process).
 
-    python -m bench.bench_ingest [--events N] [--json]
+    python -m bench.bench_ingest [--events N] [--faust-events M] [--json]
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -30,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from schemas import Config
 from spendbrake._broker import EmbeddedBroker, ensure_topics
 from spendbrake._simulate import simulate
-from streamer import IngestWorker, WorkerSettings
+from streamer import IngestWorker, WorkerSettings, tune_gc
 
 PARTITIONS = 4
 START_TS = 1_791_158_400.0  # a Monday
@@ -105,6 +113,7 @@ async def worker_run(bootstrap: str, topic: str, events: int) -> tuple[float, di
         }
     )
     state = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    tune_gc()  # as `spendbrake worker` does
     worker = IngestWorker(config, WorkerSettings(state_dir=state))
     task = asyncio.create_task(worker.run())
     # Timing starts at the first record read, so group join is not counted.
@@ -123,7 +132,37 @@ async def worker_run(bootstrap: str, topic: str, events: int) -> tuple[float, di
     return elapsed, stats
 
 
-async def run(events: int) -> dict[str, Any]:
+async def naive_faust(bootstrap: str, topic: str, events: int) -> dict[str, Any]:
+    """Run ``bench.bench_faust`` in a subprocess; its JSON line, or the reason it gave none."""
+    with tempfile.TemporaryDirectory(prefix="bench-faust-") as datadir:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.bench_faust",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--events",
+            str(events),
+            "--datadir",
+            datadir,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), timeout=600)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            return {"error": "timed out after 600 s"}
+    for line in out.decode(errors="replace").splitlines():
+        if '{"events"' in line:  # Faust may put terminal escapes before it
+            return orjson.loads(line[line.index('{"events"') :])
+    return {"error": err.decode(errors="replace")[-500:] or f"exit code {process.returncode}"}
+
+
+async def run(events: int, faust_events: int = 20_000) -> dict[str, Any]:
     with EmbeddedBroker() as broker:
         bootstrap = broker.bootstrap_servers
         topics = [
@@ -138,18 +177,30 @@ async def run(events: int) -> dict[str, Any]:
         publish_s, events = await publish(bootstrap, "bench.events", events)
         bare_s = await bare_loop(bootstrap, "bench.events", events)
         worker_s, stats = await worker_run(bootstrap, "bench.events", events)
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        faust: dict[str, Any] = {}
+        if faust_events > 0:
+            faust = await naive_faust(bootstrap, "bench.events", min(faust_events, events))
+    worker_rate = events / worker_s
+    faust_rate = faust.get("events_per_s")
     return {
         "events": events,
         "partitions": PARTITIONS,
         "publish_events_per_s": round(events / publish_s),
         "bare_events_per_s": round(events / bare_s),
-        "worker_events_per_s": round(events / worker_s),
+        "worker_events_per_s": round(worker_rate),
+        "naive_faust_events_per_s": None if faust_rate is None else round(faust_rate),
+        "naive_faust_events": faust.get("events"),
+        "naive_faust_error": faust.get("error"),
         "worker_over_bare": round(bare_s / worker_s, 3),
-        "naive_faust_events_per_s": None,
-        "worker_over_naive_faust": None,
+        "worker_over_naive_faust": None
+        if faust_rate is None
+        else round(worker_rate / faust_rate, 1),
         "worker_rollups_out": stats["rollups_out"],
         "peak_rss_mb": round(peak_rss_mb, 1),
+        "naive_faust_peak_rss_mb": None
+        if faust.get("peak_rss_mb") is None
+        else round(faust["peak_rss_mb"], 1),
     }
 
 
@@ -158,14 +209,26 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--faust-events",
+        type=int,
+        default=20_000,
+        help="records the naive Faust pipeline reads (0: skip it)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = asyncio.run(run(args.events))
+    result = asyncio.run(run(args.events, args.faust_events))
     if args.json:
         print(orjson.dumps(result).decode())
         return
     for key, value in result.items():
-        print(f"{key:28s}{'not measured yet' if value is None else value}")
+        if value is not None:
+            print(f"{key:28s}{value}")
+    if result["naive_faust_events"]:
+        print(
+            f"(naive Faust measured on the first {result['naive_faust_events']} events only; "
+            "its windows close on wall-clock time and it neither validates, dedupes nor prices)"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ falls back to these rules for anything it cannot vouch for.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -109,8 +110,31 @@ class UsageEvent:
 
 
 def format_ts(ts: float) -> str:
-    """Epoch seconds to RFC 3339 UTC with microseconds, e.g. ``2026-11-23T10:00:00.000000Z``."""
+    """Epoch seconds to RFC 3339 UTC with microseconds, e.g. ``2026-11-23T10:00:00.000000Z``.
+
+    Output records format two timestamps per trace, so this runs often: the
+    text up to the second is cached and only the microseconds are formatted
+    here, rounded exactly as ``datetime.fromtimestamp`` rounds them (half to
+    even, carrying into the second); ``tests/schemas/test_event.py`` holds the
+    two to the same text.
+    """
+    if not 0.0 <= ts < MAX_TS:
+        return _format_ts_slow(ts)
+    fraction, whole = math.modf(ts)
+    micros = round(fraction * 1_000_000)
+    if micros >= 1_000_000:
+        return f"{_second_text(int(whole) + 1)}{micros - 1_000_000:06d}Z"
+    return f"{_second_text(int(whole))}{micros:06d}Z"
+
+
+def _format_ts_slow(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@functools.lru_cache(maxsize=8192)
+def _second_text(second: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.`` of a whole second since the epoch."""
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def decode_event(raw: bytes | bytearray | memoryview | str) -> UsageEvent:

@@ -386,7 +386,7 @@ def worker(
     import logging
     from pathlib import Path
 
-    from streamer import DetectStage, IngestWorker, WorkerSettings
+    from streamer import DetectStage, IngestWorker, WorkerSettings, tune_gc
 
     from ._broker import ensure_topics
 
@@ -432,6 +432,7 @@ def worker(
         )
         await asyncio.gather(*(stage.run() for stage in running))
 
+    tune_gc()
     asyncio.run(run())
     err.print("worker stopped")
 
@@ -524,12 +525,29 @@ def bench() -> None:
 @click.option(
     "--events", default=1_000_000, show_default=True, help="Simulated events to publish once."
 )
+@click.option(
+    "--faust-events",
+    default=20_000,
+    show_default=True,
+    help="Records the naive Faust pipeline reads (it is slow); 0 skips it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_ingest(events: int, as_json: bool) -> None:
-    """Worker events/s against a bare aiokafka loop on the same topic (embedded broker)."""
+def bench_ingest(events: int, faust_events: int, as_json: bool) -> None:
+    """Worker events/s against a bare aiokafka loop and a naive Faust pipeline (embedded broker)."""
     from bench.bench_ingest import main as run_bench
 
-    run_bench(["--events", str(events), *(["--json"] if as_json else [])])
+    args = ["--events", str(events), "--faust-events", str(faust_events)]
+    run_bench([*args, *(["--json"] if as_json else [])])
+
+
+@bench.command("memory")
+@click.option("--series", default=100_000, show_default=True, help="Active series to build.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_memory(series: int, as_json: bool) -> None:
+    """State memory per series: open rollup windows plus a baseline and a wow detector each."""
+    from bench.bench_memory import main as run_bench
+
+    run_bench(["--series", str(series), *(["--json"] if as_json else [])])
 
 
 @main.command()

@@ -5,7 +5,7 @@ from ._detect_stage import DetectStage
 from ._processor import DeadLetter, Outputs, PartitionProcessor, ProcessorStats
 from ._rollup import METRICS, WINDOWS_S, RollupRecord, RollupState, RollupTotals, to_nusd
 from ._traces import TracePartial, TraceState, TraceTotals
-from ._worker import IngestWorker, WorkerSettings
+from ._worker import IngestWorker, WorkerSettings, tune_gc
 
 __all__ = [
     "METRICS",
@@ -25,4 +25,5 @@ __all__ = [
     "TraceTotals",
     "WorkerSettings",
     "to_nusd",
+    "tune_gc",
 ]

@@ -30,23 +30,26 @@ class Deduper:
 
     def add(self, event_id: str, ts: float) -> bool:
         """Record the id; True if it was new (count the event), False for a duplicate."""
-        bucket = int(ts // BUCKET_S)
-        seen = self.buckets.get(bucket)
-        if seen is None:
-            seen = self.buckets[bucket] = set()
+        seen, fresh = self.bucket(int(ts // BUCKET_S))
         if event_id in seen:
             return False
         seen.add(event_id)
-        fresh = self.new.get(bucket)
-        if fresh is None:
-            self.new[bucket] = [event_id]
-        else:
-            fresh.append(event_id)
+        fresh.append(event_id)
         return True
 
-    def too_old(self, ts: float, watermark: float) -> bool:
-        """True when ``ts`` lies before the horizon, where duplicates can no longer be seen."""
-        return ts < watermark - self.horizon_s
+    def bucket(self, number: int) -> tuple[set[str], list[str]]:
+        """The seen ids of one hour and the list of its ids not yet persisted.
+
+        For callers that add many ids in a row (``PartitionProcessor.process_batch``):
+        both stay valid until the next ``expire()`` or ``take_new()``.
+        """
+        seen = self.buckets.get(number)
+        if seen is None:
+            seen = self.buckets[number] = set()
+        fresh = self.new.get(number)
+        if fresh is None:
+            fresh = self.new[number] = []
+        return seen, fresh
 
     def expire(self, watermark: float) -> list[int]:
         """Forget buckets wholly before the horizon; return their numbers."""

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from schemas import SCOPE_FIELDS, UsageEvent, format_ts
+from schemas._fast import Wire
 
 WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
 #: Fine-cell attribute order; dimension sets index into it.
@@ -140,29 +141,32 @@ class RollupState:
         self.windows_s = tuple(windows_s)
         if any(w % 60 for w in self.windows_s):
             raise ValueError(f"window sizes must be whole minutes, got {self.windows_s}")
+        # Fine-cell keys are (minute, epoch, *ATTRS): attributes start at index 2.
         self._project = [
-            _projector(tuple(ATTRS.index(a) for a in dims)) for dims in self.dimensions
+            _projector(tuple(2 + ATTRS.index(a) for a in dims)) for dims in self.dimensions
         ]
         self._min_window_s = min(self.windows_s)
         self.watermark = -math.inf
-        #: (minute, attrs, epoch) -> metric deltas since the last flush (+ outcomes at _N)
+        #: (minute, epoch, *attrs) -> metric deltas since the last flush (+ outcomes at _N)
         self.fine: dict[tuple[Any, ...], list[Any]] = {}
         #: (dimset, values, window_s, window_start, epoch) -> absolute metrics (+ outcomes)
         self.windows: dict[tuple[Any, ...], list[Any]] = {}
         #: close time -> keys of the windows that close then
         self._closing: dict[float, list[tuple[Any, ...]]] = {}
+        #: One object per distinct series values tuple and window start, used in window keys.
+        self._shared: dict[Any, Any] = {}
         self.late_events = 0
 
     # -- hot path ----------------------------------------------------------
 
-    def add(self, event: UsageEvent, cost_nusd: int, priced: bool) -> bool:
+    def add(self, event: UsageEvent | Wire, cost_nusd: int, priced: bool) -> bool:
         """Count one unique, valid event; return True if it arrived late (a correction).
 
         An event whose smallest window has closed is late: it goes, for every
         window size, into the late epoch of the watermark's current lateness
         period, a separate record that readers add to the on-time one.
         """
-        ts = event.ts
+        ts: float = event.ts  # type: ignore[assignment]
         watermark = self.watermark
         minute = int(ts // 60) * 60
         if minute + self._min_window_s + self.lateness_s <= watermark:
@@ -172,19 +176,18 @@ class RollupState:
             epoch = 0
             if ts > watermark:
                 self.watermark = ts
+        # One flat tuple: (minute, epoch, *ATTRS).
         key = (
             minute,
-            (
-                event.team,
-                event.feature,
-                event.api_key,
-                event.customer,
-                event.environment,
-                event.workload,
-                event.model,
-                event.provider,
-            ),
             epoch,
+            event.team,
+            event.feature,
+            event.api_key,
+            event.customer,
+            event.environment,
+            event.workload,
+            event.model,
+            event.provider,
         )
         cell = self.fine.get(key)
         if cell is None:
@@ -198,12 +201,13 @@ class RollupState:
         cell[6] += event.reasoning_tokens
         if not priced:
             cell[7] += 1
-        if event.outcome is not None:
+        outcome = event.outcome
+        if outcome is not None:
             outcomes = cell[8]
             if outcomes is None:
-                cell[8] = {event.outcome: 1}
+                cell[8] = {outcome: 1}
             else:
-                outcomes[event.outcome] = outcomes.get(event.outcome, 0) + 1
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
         return epoch != 0
 
     # -- flush -------------------------------------------------------------
@@ -212,9 +216,11 @@ class RollupState:
         """Fold fine cells into windows; return changed windows and those closing now."""
         # Stage 1: fine cells -> one delta per (dimension set, values, minute, epoch).
         minutes: dict[tuple[Any, ...], list[Any]] = {}
-        for (minute, attrs, epoch), delta in self.fine.items():
+        for cell, delta in self.fine.items():
+            minute = cell[0]
+            epoch = cell[1]
             for d, project in enumerate(self._project):
-                key = (d, project(attrs), minute, epoch)
+                key = (d, project(cell), minute, epoch)
                 acc = minutes.get(key)
                 if acc is None:
                     minutes[key] = _copy(delta)
@@ -223,12 +229,18 @@ class RollupState:
         self.fine.clear()
         # Stage 2: minute deltas -> every window size.
         windows = self.windows
+        if len(self._shared) > 2 * len(windows) + 10_000:
+            self._shared = {}  # forget values and starts of closed windows
+        share = self._shared.setdefault
         dirty: set[tuple[Any, ...]] = set()
         for (d, values, minute, epoch), delta in minutes.items():
             for w in self.windows_s:
                 key = (d, values, w, minute // w * w, epoch)
                 total = windows.get(key)
                 if total is None:
+                    # A series' windows share one values tuple, and all series one int
+                    # per window start: about 300 bytes less per series.
+                    key = (d, share(values, values), w, share(key[3], key[3]), epoch)
                     windows[key] = _copy(delta)
                     self._closing.setdefault(self._close_at(key), []).append(key)
                 else:
@@ -283,8 +295,11 @@ class RollupState:
         self.fine = {}
         self.windows = {}
         self._closing = {}
+        self._shared = {}
+        share = self._shared.setdefault
         for k, v in data.get("windows", []):
-            key = (k[0], tuple(k[1]), k[2], k[3], k[4])
+            values = tuple(k[1])
+            key = (k[0], share(values, values), k[2], share(k[3], k[3]), k[4])
             self.windows[key] = list(v)
             self._closing.setdefault(self._close_at(key), []).append(key)
 

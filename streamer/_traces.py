@@ -11,13 +11,15 @@ starts a new partial with a new key, so nothing is overwritten or lost.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 from schemas import UsageEvent, format_ts
+from schemas._fast import Wire
 
 from ._rollup import NUSD
 
@@ -41,6 +43,7 @@ class TracePartial:
         return orjson.dumps([self.trace_id, self.partition, self.first_event_id])
 
     def to_wire(self) -> dict[str, Any]:
+        start = format_ts(self.first_ts)
         return {
             "trace_id": self.trace_id,
             "partition": self.partition,
@@ -53,8 +56,9 @@ class TracePartial:
             "calls": self.calls,
             "models": self.models,
             "outcomes": self.outcomes,
-            "start": format_ts(self.first_ts),
-            "end": format_ts(self.last_ts),
+            "start": start,
+            # Most traces are a single call: format its one timestamp once.
+            "end": start if self.last_ts == self.first_ts else format_ts(self.last_ts),
             "start_ts": self.first_ts,
             "end_ts": self.last_ts,
             "duration_s": self.last_ts - self.first_ts,
@@ -78,6 +82,62 @@ class TracePartial:
         )
 
 
+class _WirePartial(msgspec.Struct, gc=False):
+    """``TracePartial.to_wire()`` as a struct: same fields in the same order, encoded in C."""
+
+    trace_id: str
+    partition: int
+    first_event_id: str
+    team: str
+    feature: str | None
+    customer: str | None
+    cost_usd: float
+    cost_nusd: int
+    calls: int
+    models: dict[str, int]
+    outcomes: dict[str, int]
+    start: str
+    end: str
+    start_ts: float
+    end_ts: float
+    duration_s: float
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def encode_traces(partials: Sequence[TracePartial]) -> bytes:
+    """One ``spend.traces`` record value: ``{"traces": [partial.to_wire(), ...]}``.
+
+    Partials are about as many as events (most traces are one or two calls),
+    so this skips the dicts ``to_wire`` builds.
+    """
+    rows = []
+    for p in partials:
+        start = format_ts(p.first_ts)
+        rows.append(
+            _WirePartial(
+                p.trace_id,
+                p.partition,
+                p.first_event_id,
+                p.team,
+                p.feature,
+                p.customer,
+                p.cost_nusd / NUSD,
+                p.cost_nusd,
+                p.calls,
+                p.models,
+                p.outcomes,
+                start,
+                start if p.last_ts == p.first_ts else format_ts(p.last_ts),
+                p.first_ts,
+                p.last_ts,
+                p.last_ts - p.first_ts,
+            )
+        )
+    return _encode({"traces": rows})
+
+
 class TraceState:
     """Open trace partials of one partition."""
 
@@ -86,27 +146,38 @@ class TraceState:
         self.idle_s = idle_s
         self.open: dict[str, TracePartial] = {}
 
-    def add(self, event: UsageEvent, cost_nusd: int) -> None:
+    def add(self, event: UsageEvent | Wire, cost_nusd: int) -> None:
         trace_id = event.trace_id
         if trace_id is None:
             return
+        ts: float = event.ts  # type: ignore[assignment]
         partial = self.open.get(trace_id)
         if partial is None:
-            partial = self.open[trace_id] = TracePartial(
+            # Most traces are one or two calls: build the partial complete at once.
+            outcome = event.outcome
+            self.open[trace_id] = TracePartial(
                 trace_id,
                 self.partition,
                 event.event_id,
                 event.team,
                 event.feature,
                 event.customer,
-                first_ts=event.ts,
-                last_ts=event.ts,
+                cost_nusd,
+                1,
+                ts,
+                ts,
+                {event.model: 1},
+                {} if outcome is None else {outcome: 1},
             )
+            return
         partial.cost_nusd += cost_nusd
         partial.calls += 1
-        partial.first_ts = min(partial.first_ts, event.ts)
-        partial.last_ts = max(partial.last_ts, event.ts)
-        partial.models[event.model] = partial.models.get(event.model, 0) + 1
+        if ts < partial.first_ts:
+            partial.first_ts = ts
+        elif ts > partial.last_ts:
+            partial.last_ts = ts
+        models = partial.models
+        models[event.model] = models.get(event.model, 0) + 1
         if event.outcome is not None:
             partial.outcomes[event.outcome] = partial.outcomes.get(event.outcome, 0) + 1
 
@@ -115,11 +186,48 @@ class TraceState:
         done = [t for t, p in self.open.items() if watermark - p.last_ts >= self.idle_s]
         return [self.open.pop(t) for t in done]
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        return [p.to_wire() for p in self.open.values()]
+    def snapshot(self) -> list[list[Any]]:
+        """Open partials as plain rows (no text timestamps: a checkpoint writes them all)."""
+        return [
+            [
+                p.trace_id,
+                p.first_event_id,
+                p.team,
+                p.feature,
+                p.customer,
+                p.cost_nusd,
+                p.calls,
+                p.first_ts,
+                p.last_ts,
+                p.models,
+                p.outcomes,
+            ]
+            for p in self.open.values()
+        ]
 
-    def restore(self, data: Iterable[dict[str, Any]]) -> None:
-        self.open = {d["trace_id"]: TracePartial.from_wire(d) for d in data}
+    def restore(self, data: Iterable[list[Any] | dict[str, Any]]) -> None:
+        """Rows from ``snapshot``; wire dicts (the older snapshot form) are read too."""
+        self.open = {}
+        for row in data:
+            if isinstance(row, dict):
+                partial = TracePartial.from_wire(row)
+            else:
+                trace_id, first_id, team, feature, customer, cost, calls, first, last = row[:9]
+                partial = TracePartial(
+                    trace_id,
+                    self.partition,
+                    first_id,
+                    team,
+                    feature,
+                    customer,
+                    cost,
+                    calls,
+                    first,
+                    last,
+                    dict(row[9]),
+                    dict(row[10]),
+                )
+            self.open[partial.trace_id] = partial
 
 
 class TraceTotals:

@@ -243,3 +243,19 @@ def test_empty_optional_attribution_means_unset() -> None:
 
 def test_workload_is_case_insensitive() -> None:
     assert decode_event(orjson.dumps(wire(workload="Batch"))).workload == "batch"
+
+
+def test_format_ts_matches_datetime_exactly() -> None:
+    """The cached formatter rounds like datetime.fromtimestamp, carries included."""
+    import math
+    import random
+
+    from schemas._event import MAX_TS, _format_ts_slow, format_ts
+
+    rng = random.Random(5)
+    cases = [0.0, 0.9999995, 0.99999949, 1795428059.9999996, 4102444799.9999995, 2.5e-6, -1.5]
+    for _ in range(20_000):
+        cases.append(rng.uniform(0, MAX_TS))
+        cases.append(round(rng.uniform(9e8, 2e9), rng.randint(0, 7)))
+        cases.append(math.floor(rng.uniform(9e8, 2e9)) + (rng.randint(0, 2_000_000) + 0.5) / 1e6)
+    assert [format_ts(c) for c in cases] == [_format_ts_slow(c) for c in cases]

@@ -122,3 +122,30 @@ def test_valid_events_take_the_fast_path() -> None:
         )
         is None
     )
+
+
+def test_cached_timestamps_equal_parse_ts() -> None:
+    """wire_ts takes a shortcut for common shapes; every answer must equal parse_ts's."""
+    from schemas import parse_ts
+    from schemas._fast import wire_ts
+
+    rng = random.Random(8)
+    tails = ["Z", ".123Z", ".123456Z", ".1Z", ".12Z", ".1234567Z", "z", "+00:00", ".123+01:00"]
+    tails += [".1 3Z", ".12aZ", ".١٢٣Z", ".123456z", ".12345 Z", ".+12345Z", ".1_2345Z", "Z "]
+    stems = ["2026-10-05T10:00:0", "2026-10-05t10:00:5", "2026-10-05 23:59:5", "2026-02-29T10:00:0"]
+    stems += [
+        "2099-12-31T23:59:5",
+        "1999-12-31T23:59:5",
+        "2026-10-05T10:00:6",
+        "2026-13-05T10:00:0",
+    ]
+    texts = []
+    for _ in range(20_000):
+        stem = rng.choice(stems) + str(rng.randint(0, 9))
+        tail = rng.choice(tails)
+        if rng.random() < 0.5 and tail[:1] == ".":
+            digits = "".join(str(rng.randint(0, 9)) for _ in range(len(tail) - 2))
+            tail = "." + digits + tail[-1]
+        texts.append(stem + tail)
+    for text in texts:
+        assert outcome(text, wire_ts) == outcome(text, parse_ts), text

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamer import RollupRecord, RollupTotals
-from tests.kafka_helpers import read_topic
 
 
 def event_key(raw: bytes) -> bytes | None:
@@ -35,8 +35,40 @@ async def publish_raw(bootstrap: str, topic: str, records: list[bytes]) -> None:
         await producer.stop()
 
 
-async def read_totals(bootstrap: str, topic: str, timeout_s: float = 5.0) -> RollupTotals:
+async def read_totals(bootstrap: str, topic: str, timeout_s: float = 60.0) -> RollupTotals:
+    """Totals of every rollup record written before the call (read up to the end offsets).
+
+    Reading to the end offsets, not for a fixed time, keeps a large topic
+    (a 200k-event crash test writes hundreds of thousands of rollups) from
+    being read only in part.
+    """
     totals = RollupTotals()
-    records = await read_topic(bootstrap, topic, expect=10**9, timeout_s=timeout_s)
-    totals.update(RollupRecord.from_wire(orjson.loads(value)) for _, _, value in records)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            await consumer.topics()  # refresh metadata once
+            partitions = [
+                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+            ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout_s
+        pending = {tp for tp in partitions if ends[tp] > 0}
+        while pending and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=50_000)
+            for tp, messages in batches.items():
+                totals.update(RollupRecord.from_wire(orjson.loads(m.value)) for m in messages)
+                if messages and messages[-1].offset + 1 >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
     return totals

@@ -202,3 +202,99 @@ def test_unknown_model_is_counted_unpriced_and_alerted_once_per_day() -> None:
     restored.restore(proc.snapshot(), {})
     restored.process(mystery(9, T0 + 86400 + 50), 9)
     assert restored.flush().alerts == []  # already alerted today, also across a restart
+
+
+def test_batch_path_equals_the_per_record_path() -> None:
+    """process_batch (the worker's fused fast path) leaves the same state and outputs as process."""
+    import random
+
+    import orjson
+    from aiokafka.structs import ConsumerRecord
+
+    from spendbrake._simulate import simulate
+
+    rng = random.Random(21)
+    records = make_stream(6_000, seed=21, bad_rate=0.03).records
+    # RFC 3339 timestamps, blank attribution, odd workloads, unknown fields, future and old events.
+    records += [e.to_json() for e in simulate(T0 + 3 * 86400, 3600, rate_per_s=1, seed=4)]
+    for i, raw in enumerate(list(records[:600])):
+        wire = orjson.loads(raw) if raw.startswith(b'{"event_id":"ev') else None
+        if wire is None:
+            continue
+        variant = rng.choice(["feature", "workload", "extra", "future", "old", "zts", "dup"])
+        if variant == "feature":
+            wire["feature"] = ""
+        elif variant == "workload":
+            wire["workload"] = "Batch"
+        elif variant == "extra":
+            wire["x_custom"] = 1
+        elif variant == "future":
+            wire["ts"] = T0 + 90 * 86400
+        elif variant == "old":
+            wire["ts"] = T0 - 30 * 86400
+        elif variant == "zts":
+            wire["ts"] = "2026-10-05T10:00:00.5z"
+        wire["event_id"] = f"variant-{i}"
+        records.insert(rng.randrange(len(records)), orjson.dumps(wire))
+    record_ts = (T0 + 4 * 86400) * 1000
+
+    def outputs(proc: PartitionProcessor) -> tuple:
+        out = proc.flush()
+        return (
+            sorted(out.rollups, key=lambda r: r.key()),
+            [d.to_wire() for d in out.dead],
+            sorted((t.to_wire() for t in out.traces), key=lambda t: t["trace_id"]),
+            out.alerts,
+        )
+
+    one = PartitionProcessor("t", 0, DIMS, PRICES)
+    many = PartitionProcessor("t", 0, DIMS, PRICES)
+    offset = 0
+    while offset < len(records):
+        size = rng.randint(1, 700)
+        chunk = records[offset : offset + size]
+        for i, raw in enumerate(chunk):
+            one.process(raw, offset + i, record_ts / 1000.0)
+        many.process_batch(
+            [
+                ConsumerRecord("t", 0, offset + i, record_ts, 0, None, raw, None, 0, len(raw), ())
+                for i, raw in enumerate(chunk)
+            ]
+        )
+        offset += size
+        assert outputs(one) == outputs(many)
+        assert one.snapshot() == many.snapshot()
+        assert one.dedupe.buckets == many.dedupe.buckets
+        new_ids = [{b: i for b, i in p.dedupe.take_new().items() if i} for p in (one, many)]
+        assert new_ids[0] == new_ids[1]
+    assert one.stats == many.stats and one.stats.duplicates > 0 and one.stats.late > 0
+    assert {"ts", "payload"} <= set(one.stats.dead)
+
+
+def test_encoded_trace_batch_is_the_wire_form() -> None:
+    import random
+
+    import orjson
+
+    from streamer import TracePartial
+    from streamer._traces import encode_traces
+
+    rng = random.Random(1)
+    partials = [
+        TracePartial(
+            f"tr-{i}",
+            i % 4,
+            f"ev-{i}",
+            "team",
+            rng.choice([None, "f"]),
+            rng.choice([None, "c"]),
+            rng.randint(0, 10**12),
+            rng.randint(1, 5),
+            T0 + i * 0.0371,
+            T0 + i * 0.0371 + rng.choice([0, 0.5, 13.123457]),
+            {"gpt-4o": 1},
+            rng.choice([{}, {"ticket_resolved": 2}]),
+        )
+        for i in range(2_000)
+    ]
+    assert encode_traces(partials) == orjson.dumps({"traces": [p.to_wire() for p in partials]})

