@@ -22,7 +22,7 @@ from spendbrake._broker import EmbeddedBroker, free_port
 from spendbrake.cli import main
 from tests.kafka_helpers import read_topic_sync
 
-COMMANDS = ["broker", "simulate", "produce", "validate", "demo"]
+COMMANDS = ["broker", "simulate", "produce", "worker", "replay", "validate", "demo"]
 
 
 def run(*args: str) -> object:

@@ -1,0 +1,57 @@
+"""`spendbrake replay` on a simulated file: alert records on stdout, a summary on stderr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from click.testing import CliRunner
+
+from schemas import parse_ts
+from spendbrake._simulate import parse_incident, simulate
+from spendbrake.cli import main
+
+START = parse_ts("2026-09-07T00:00:00Z")
+
+
+def _files(tmp_path: Path) -> tuple[Path, Path]:
+    runaway = parse_incident("runaway:team=search,x=40,start=+3d,duration=3h")
+    events = tmp_path / "events.jsonl"
+    with open(events, "wb") as out:
+        for event in simulate(START, 4 * 86400, rate_per_s=0.1, seed=3, incidents=[runaway]):
+            out.write(event.to_json() + b"\n")
+        out.write(b'{"event_id": "x", "ts": "not a time"}\n')  # counted as rejected, not a crash
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "detectors:\n  - kind: baseline\n    params: {season: 24, warmup_n: 48}\n"
+        "budgets:\n  - name: all\n    amount_usd: 20\n    period: day\n"
+    )
+    return events, config
+
+
+def test_replay_prints_alert_records(tmp_path: Path) -> None:
+    events, config = _files(tmp_path)
+    result = CliRunner().invoke(main, ["replay", str(events), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    alerts = [orjson.loads(line) for line in lines]
+    assert alerts and all(
+        set(a) >= {"kind", "scope", "window_start", "observed_usd", "severity", "action", "id"}
+        for a in alerts
+    )
+    runaway = [a for a in alerts if a["kind"] == "anomaly"]
+    assert len({a["id"] for a in runaway}) == 1
+    assert runaway[0]["scope"]["api_key"].startswith("search-")
+    assert START + 3 * 86400 <= parse_ts(runaway[0]["detected_at"]) < START + 3 * 86400 + 3600
+    fired = [(a["id"], a["threshold"]) for a in alerts if a["kind"] == "budget"]
+    assert fired and len(fired) == len(set(fired))  # each threshold once per day
+    assert "1 rejected" in result.stderr and "rejected for ts: 1" in result.stderr
+
+
+def test_replay_table_format(tmp_path: Path) -> None:
+    events, config = _files(tmp_path)
+    result = CliRunner().invoke(
+        main, ["replay", str(events), "--config", str(config), "--format", "table"]
+    )
+    assert result.exit_code == 0
+    assert "alerts the engine would have sent" in result.stdout
