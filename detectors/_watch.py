@@ -103,10 +103,11 @@ class SpendWatch:
     cpc_min_usd
         Dollar impact a cost-per-call anomaly needs (excess per call x calls in the hour).
     partitions
-        Input partitions of the rollups' source. The watermark is the slowest partition's
-        (a partition replayed from an older snapshot must not close hours the others are
-        still filling); until every partition has reported, nothing closes. None: the
-        fastest seen (one ordered source, as in replay).
+        Input partitions of the rollups' source. The watermark is then the slowest
+        partition's, from ``set_mark`` (a partition replayed from an older snapshot must not
+        close hours the others are still filling); until every partition has reported,
+        nothing closes. None: the latest minute record seen (one ordered source, as in
+        replay).
     """
 
     def __init__(
@@ -160,12 +161,21 @@ class SpendWatch:
         for r in records:
             if r.window_s == MINUTE:
                 end = r.window_start + MINUTE
-                if r.epoch == 0 and end > marks.get(r.partition, -math.inf):
+                # With ``partitions`` given, the watermark comes from ``set_mark`` only.
+                own = self.partitions is None
+                if own and r.epoch == 0 and end > marks.get(r.partition, -math.inf):
                     marks[r.partition] = float(end)
                     self.idle.discard(r.partition)
                 self._budget_part(r, self._budget_minutes)
             elif r.window_s == HOUR:
                 self._hour(r)
+        self._watermark()
+
+    def set_mark(self, partition: int, watermark: float) -> None:
+        """Input ``partition`` has sent every window up to event time ``watermark``."""
+        if watermark > self.marks.get(partition, -math.inf):
+            self.marks[partition] = float(watermark)
+            self.idle.discard(partition)
         self._watermark()
 
     def set_idle(self, partition: int) -> None:

@@ -78,6 +78,9 @@ class DetectStage:
         self._probe: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self._alert_partitions = 0
+        self._rollup_partitions = 0
+        #: (input partition, rollups partition) -> the latest watermark mark read there
+        self.mark_parts: dict[tuple[int, int], float] = {}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -110,12 +113,17 @@ class DetectStage:
             return
         saved = pickle.loads(data)  # our own file, written by _save()
         self.offsets = dict(saved["offsets"])
+        self.mark_parts = dict(saved.get("mark_parts", {}))
         self.watch.restore(saved["watch"])
         log.info("detector stage restored at rollup offsets %s", self.offsets)
 
     def _save(self) -> None:
         data = pickle.dumps(
-            {"offsets": self.offsets, "watch": self.watch.snapshot()},
+            {
+                "offsets": self.offsets,
+                "mark_parts": self.mark_parts,
+                "watch": self.watch.snapshot(),
+            },
             protocol=pickle.HIGHEST_PROTOCOL,
         )
         write_atomic(self.dir / "snapshot.pkl", data)
@@ -166,6 +174,7 @@ class DetectStage:
             await _start_with_retry(self.consumer.start, "consumer", self._stopping)
             await _start_with_retry(self._probe.start, "offset probe", self._stopping)
             partitions = await self._partitions(self.topic)
+            self._rollup_partitions = len(partitions)
             self._alert_partitions = len(await self._partitions(kafka.topics.alerts))
             # Rollups carry the partition of the events they summed: that is what the
             # watermark waits for.
@@ -208,20 +217,27 @@ class DetectStage:
         hours are not closed before its events are counted.
         """
         assert self.consumer is not None and self._probe is not None
-        for tp in self.consumer.assignment():
-            highwater = self.consumer.highwater(tp)
-            if highwater is None or await self.consumer.position(tp) < highwater:
-                return
         events = self.config.kafka.topics.events
         tps = [TopicPartition(events, p) for p in range(self.watch.partitions or 0)]
+        candidates = []
         ends = await self._probe.end_offsets(tps)
         for tp in tps:
             if tp.partition in self.watch.idle:
                 continue
             committed = await self._probe.committed(tp)
             if ends[tp] == 0 or (committed is not None and committed >= ends[tp]):
-                log.info("input partition %d is caught up; the watermark moves on", tp.partition)
-                self.watch.set_idle(tp.partition)
+                candidates.append(tp.partition)
+        if not candidates:
+            return
+        # Asked after the commits were read: the rollups of every committed event were
+        # acknowledged before that commit, so they lie below these end offsets.
+        rollup_ends = await self._probe.end_offsets(list(self.consumer.assignment()))
+        for tp, end in rollup_ends.items():
+            if await self.consumer.position(tp) < end:
+                return  # not everything the ingest wrote has been read and observed yet
+        for partition in candidates:
+            log.info("input partition %d is caught up; the watermark moves on", partition)
+            self.watch.set_idle(partition)
 
     async def _loop(self) -> None:
         assert self.consumer is not None
@@ -236,9 +252,16 @@ class DetectStage:
             for tp, messages in batches.items():
                 records = []
                 for message in messages:
-                    if message.value is not None:
-                        records.append(RollupRecord.from_wire(orjson.loads(message.value)))
                     self.offsets[tp.partition] = message.offset + 1
+                    if message.value is None:
+                        continue
+                    data = orjson.loads(message.value)
+                    if "mark" in data:
+                        self.watch.observe(records)  # what came before the mark, first
+                        records = []
+                        self._mark(tp.partition, data["mark"], data["watermark"])
+                    else:
+                        records.append(RollupRecord.from_wire(data))
                 self.records_in += len(messages)
                 self.watch.observe(records)
             if time.monotonic() - last_idle_check >= IDLE_CHECK_S:
@@ -267,6 +290,14 @@ class DetectStage:
                 )
                 await self._checkpoint_retrying()
                 last_checkpoint = time.monotonic()
+
+    def _mark(self, rollup_partition: int, input_partition: int, watermark: float) -> None:
+        """An input partition's watermark counts once its mark arrived on every rollups
+        partition: only then have all its windows up to there been read."""
+        self.mark_parts[(input_partition, rollup_partition)] = watermark
+        seen = [self.mark_parts.get((input_partition, r)) for r in range(self._rollup_partitions)]
+        if all(w is not None for w in seen):
+            self.watch.set_mark(input_partition, min(seen))  # type: ignore[type-var]
 
     def _send(self, alert: Alert) -> None:
         assert self.producer is not None

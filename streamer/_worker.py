@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import time
 import zlib
 from collections.abc import Callable
@@ -271,6 +272,7 @@ class IngestWorker:
         """Flush, persist each partition's snapshot with its next offset, then commit."""
         partitions = list(self.processors) if partitions is None else partitions
         await self.flush(partitions)
+        await self._send_marks(partitions)
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for partition in partitions:
             processor = self.processors[partition]
@@ -287,6 +289,28 @@ class IngestWorker:
                 await self.consumer.commit(offsets)
             except KafkaError as exc:  # informational only; the snapshot holds the truth
                 log.debug("offset commit failed: %s", exc)
+
+    async def _send_marks(self, partitions: list[int]) -> None:
+        """Tell readers of the rollups how far each input partition's event time has got.
+
+        Sent after every rollup before it was acknowledged, to every rollups partition:
+        a reader that has seen input partition P's mark W on all of them has seen all of
+        P's windows up to W (the detect stage's watermark waits for the slowest P).
+        """
+        assert self.producer is not None
+        topic = self.config.kafka.topics.rollups
+        count = self._partition_counts.get(topic) or await self._partition_count(topic)
+        sends = []
+        for partition in partitions:
+            watermark = self.processors[partition].rollups.watermark
+            if watermark == -math.inf:
+                continue
+            value = orjson.dumps({"mark": partition, "watermark": watermark})
+            key = f"mark/{partition}".encode()
+            for target in range(count):
+                sends.append(await self.producer.send(topic, value, key=key, partition=target))
+        if sends:
+            await asyncio.gather(*sends)
 
     async def _partition_count(self, topic: str) -> int:
         """Output partitions are chosen by ``crc32(key) % count``, in C: aiokafka's default

@@ -66,7 +66,9 @@ async def read_totals(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Ro
         while pending and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500, max_records=50_000)
             for tp, messages in batches.items():
-                totals.update(RollupRecord.from_wire(orjson.loads(m.value)) for m in messages)
+                rows = (orjson.loads(m.value) for m in messages)
+                # Watermark marks ({"mark": partition, ...}) share the topic with the windows.
+                totals.update(RollupRecord.from_wire(row) for row in rows if "mark" not in row)
                 if messages and messages[-1].offset + 1 >= ends[tp]:
                     pending.discard(tp)
     finally:
