@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
-import os
 import pickle
 import time
 import zlib
@@ -38,22 +37,13 @@ from detectors import SpendWatch
 from schemas import Alert, Config
 
 from ._rollup import RollupRecord
+from ._state import write_atomic
 from ._worker import OutputFailed, WorkerSettings, _start_with_retry
 
 log = logging.getLogger(__name__)
 
 #: How often (seconds) to look for input partitions with nothing left to process.
 IDLE_CHECK_S = 2.0
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: readers see the old file or the new one, never half."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class DetectStage:

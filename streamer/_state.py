@@ -26,6 +26,16 @@ from typing import IO, Any
 import orjson
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: readers see the old file or the new one, never half."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
 class PartitionStore:
     """Snapshot files of one input partition."""
 
@@ -91,12 +101,7 @@ class PartitionStore:
                     os.fsync(handle.fileno())
             lengths[str(bucket)] = path.stat().st_size if path.exists() else 0
         snapshot = {**snapshot, "dedupe_lengths": lengths}
-        tmp = self.dir / "snapshot.json.tmp"
-        with open(tmp, "wb") as handle:
-            handle.write(orjson.dumps(snapshot))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.dir / "snapshot.json")
+        write_atomic(self.dir / "snapshot.json", orjson.dumps(snapshot))
         # Buckets past the horizon are no longer in the snapshot: drop their files.
         keep = {f"{b}.ids" for b in live_buckets}
         for path in self.dedupe_dir.iterdir():
