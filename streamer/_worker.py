@@ -272,7 +272,6 @@ class IngestWorker:
         """Flush, persist each partition's snapshot with its next offset, then commit."""
         partitions = list(self.processors) if partitions is None else partitions
         await self.flush(partitions)
-        await self._send_marks(partitions)
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for partition in partitions:
             processor = self.processors[partition]
@@ -289,11 +288,16 @@ class IngestWorker:
                 await self.consumer.commit(offsets)
             except KafkaError as exc:  # informational only; the snapshot holds the truth
                 log.debug("offset commit failed: %s", exc)
+        try:
+            await asyncio.wait_for(self._send_marks(partitions), timeout=5.0)
+        except (KafkaError, TimeoutError) as exc:  # advisory: the next checkpoint sends newer
+            log.debug("watermark marks not sent: %r", exc)
 
     async def _send_marks(self, partitions: list[int]) -> None:
         """Tell readers of the rollups how far each input partition's event time has got.
 
-        Sent after every rollup before it was acknowledged, to every rollups partition:
+        Sent (best effort, after the checkpoint's flush acknowledged every rollup before
+        it) to every rollups partition:
         a reader that has seen input partition P's mark W on all of them has seen all of
         P's windows up to W (the detect stage's watermark waits for the slowest P).
         """
