@@ -53,10 +53,16 @@ class EmbeddedBroker:
     """
 
     def __init__(
-        self, port: int = 0, host: str = "127.0.0.1", log_path: str | Path | None = None
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        log_path: str | Path | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        #: Where clients are told to connect (a proxy in front, in outage tests).
+        self.advertised_port = advertised_port or self.port
         self.log_path = Path(log_path) if log_path else None
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file = None
@@ -73,6 +79,7 @@ class EmbeddedBroker:
         if self.running:
             return self
         url = f"tcp://{self.host}:{self.port}"
+        advertised = f"tcp://{self.host}:{self.advertised_port}"
         if self.log_path:
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(
@@ -82,7 +89,7 @@ class EmbeddedBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ],

@@ -59,6 +59,20 @@ def main() -> None:
     """
 
 
+def _dump_tasks() -> None:
+    """SIGUSR1: print every asyncio task's stack to stderr (what is a stuck worker waiting on?)."""
+    for task in asyncio.all_tasks():
+        print(f"task {task.get_name()}:", file=sys.stderr)
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                print(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}",
+                      file=sys.stderr)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    sys.stderr.flush()
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=9092, show_default=True, help="Port (0 picks a free one).")
@@ -427,6 +441,7 @@ def worker(
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop_all)
+        loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
         await ensure_topics(
             config.kafka.bootstrap_servers, config.kafka.topics.names(), config.kafka.partitions
         )
