@@ -64,7 +64,9 @@ def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned"
     * ``ts`` is ``endTime`` (spend is incurred when the call completes), else
       ``startTime``; both are epoch seconds.
     * ``team``: key's team alias, else team id, else ``default_team``.
-      ``api_key``: key alias, else the key hash LiteLLM logs; never a raw key.
+      ``api_key``: the key hash LiteLLM logs (the token its ``/key/block`` takes, and
+      stable when an alias is renamed), else the key alias; never a raw key. With
+      both, the alias goes to ``tags["key_alias"]`` for people to read.
     * ``customer``: ``end_user`` (set by the proxy), else the OpenAI ``user``
       request parameter (the SDK leaves ``end_user`` empty and keeps ``user``
       only in ``model_parameters``).
@@ -123,6 +125,8 @@ def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned"
         error_class = _sub(payload, "error_information").get("error_class")
         if error_class:
             tags["error_class"] = error_class
+    if meta.get("user_api_key_hash") and meta.get("user_api_key_alias"):
+        tags["key_alias"] = str(meta["user_api_key_alias"])
     return _build(
         event_id=_first(payload.get("id"), payload.get("litellm_call_id")),
         ts=_first(payload.get("endTime"), payload.get("startTime")),
@@ -137,7 +141,7 @@ def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned"
         cache_write_tokens=cache_write,
         reasoning_tokens=_sub(usage, "completion_tokens_details").get("reasoning_tokens"),
         cost_usd=cost,
-        api_key=_first(meta.get("user_api_key_alias"), meta.get("user_api_key_hash")),
+        api_key=_first(meta.get("user_api_key_hash"), meta.get("user_api_key_alias")),
         trace_id=_first(payload.get("trace_id")),
         tags=tags,
         **attrs,

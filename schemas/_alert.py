@@ -82,6 +82,8 @@ class Alert:
             "severity": self.severity,
             "action": self.action,
             "targets": self.targets,
+            # Named so Slack can say why they were alerted and not paused.
+            "critical_keys": sorted(k.api_key for k in self.keys if k.workload == "critical"),
             "budget": self.budget,
             "threshold": self.threshold,
             "id": self.id,

@@ -187,6 +187,13 @@ class SlackConfig(_Section):
     base_url: str | None = None
     #: ``{scope}`` and ``{kind}`` in the template are filled per alert.
     runbook_url: str | None = None
+    #: Verifies the "Resume key" / "Snooze 1 h" button requests (Slack app settings).
+    signing_secret: SecretStr | None = None
+    #: Serve the button endpoint (POST /slack/actions) on this port; None: no buttons.
+    interactive_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    #: A new incident on a scope alerted less than this ago goes into that thread.
+    cooldown_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 3600.0
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
 
 
 class GatewayConfig(_Section):

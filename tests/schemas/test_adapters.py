@@ -188,7 +188,11 @@ def test_litellm_team_and_key_fallbacks() -> None:
     assert from_litellm(proxy_payload(metadata=no_team)).team == "unassigned"
     assert from_litellm(proxy_payload(metadata=no_team), default_team="platform").team == "platform"
     aliased = from_litellm(proxy_payload(metadata={**meta, "user_api_key_alias": "growth-key"}))
-    assert aliased.api_key == "growth-key"
+    # The hash is what LiteLLM's /key/block takes; the alias stays readable in tags.
+    assert aliased.api_key == meta["user_api_key_hash"]
+    assert aliased.tags["key_alias"] == "growth-key"
+    no_hash = {**meta, "user_api_key_hash": None, "user_api_key_alias": "growth-key"}
+    assert from_litellm(proxy_payload(metadata=no_hash)).api_key == "growth-key"
     assert from_litellm(proxy_payload(metadata=None)).api_key is None
 
 

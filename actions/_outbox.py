@@ -1,0 +1,324 @@
+"""The action stage's durable plan: which effects each alert asks for, and where each stands.
+
+Pure state, no I/O: the stage feeds it alerts and attempt outcomes, saves it (with the
+alert offsets) before acting, and performs what it hands out. That makes every effect
+at-least-once attempted and, with idempotent effects, exactly once performed:
+
+- a gateway block or unblock is idempotent at the gateway, so repeating one whose outcome
+  is unknown (a timeout, a crash mid-call) cannot double-act;
+- a Slack post is not, so each carries a dedupe key in its metadata and a repeat first
+  looks for the message it may already have posted (``since`` = the first attempt).
+
+Tasks run in two lanes (Slack, gateway), each strictly in order, so a Slack outage never
+holds a pause back and the effects on one scope happen in the order the alerts came.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from schemas import format_ts
+
+__all__ = ["Incident", "Outbox", "Task", "audit_wire", "outcome_line", "scope_key"]
+
+Lane = Literal["slack", "gateway"]
+Op = Literal["post", "reply", "update", "block", "unblock"]
+Result = Literal["ok", "failed", "retrying", "dry_run", "skipped"]
+
+#: Alert keys remembered against re-delivery, and incidents kept for threading.
+REMEMBER_S = 30 * 86400
+
+
+def scope_key(scope: dict[str, Any]) -> str:
+    return ",".join(f"{k}={scope[k]}" for k in sorted(scope)) or "global"
+
+
+def audit_wire(record: dict[str, Any]) -> dict[str, Any]:
+    """An audit record as written to the actions topic (times in RFC 3339)."""
+    wire = dict(record)
+    for name in ("requested_at", "at"):
+        if wire.get(name) is not None:
+            wire[name] = format_ts(wire[name])
+    return wire
+
+
+def _short(key: str) -> str:
+    return key if len(key) <= 12 else f"{key[:3]}…{key[-4:]}"
+
+
+@dataclass(slots=True)
+class Task:
+    """One effect to perform: a Slack message or a gateway call."""
+
+    id: str
+    lane: Lane
+    op: Op
+    incident: str
+    alert: dict[str, Any]
+    target: str | None = None
+    source: str = "policy"
+    attempts: int = 0
+    #: Set (and saved) before the first attempt: a later attempt searches from here.
+    first_attempt_at: float | None = None
+    next_at: float = 0.0
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
+class Incident:
+    """What Slack shows for one incident: its thread and the latest state."""
+
+    id: str
+    scope: str
+    alert: dict[str, Any]
+    ts: str | None = None
+    paused: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)
+    opened_at: float = 0.0
+    #: Posted inside another incident's thread (same scope, within the cooldown).
+    thread: str | None = None
+    #: Gateway tasks still open, per alert key: a thread reply goes out when it hits 0.
+    open_calls: dict[str, int] = field(default_factory=dict)
+
+
+def outcome_line(incident: Incident, alert: dict[str, Any], dry_run: bool) -> str:
+    """The "what was done" line of the Slack message, from the incident's state."""
+    parts = []
+    verb = "Would pause" if dry_run else "Paused"
+    if incident.paused:
+        parts.append(
+            f"{verb} {len(incident.paused)} key(s): " + ", ".join(map(_short, incident.paused))
+        )
+    pending = [t for t in alert.get("targets", []) if t not in incident.paused + incident.failed]
+    if alert.get("action") == "pause" and pending:
+        parts.append("Pausing " + ", ".join(map(_short, pending)) + " …")
+    if incident.resumed:
+        parts.append("Resumed " + ", ".join(map(_short, incident.resumed)))
+    if incident.failed:
+        parts.append("Gateway call FAILED for " + ", ".join(map(_short, incident.failed)))
+    if not parts:
+        critical = alert.get("critical_keys") or []
+        parts.append(
+            "Alert only: critical keys are never paused"
+            + (f" ({', '.join(map(_short, critical))})" if critical else "")
+            if critical
+            else "Alert only: no pause policy matches this scope"
+        )
+    return "; ".join(parts)
+
+
+@dataclass(slots=True)
+class Outbox:
+    """Accepted alerts, open incidents, and the two ordered task lanes."""
+
+    slack_enabled: bool = True
+    dry_run: bool = False
+    cooldown_s: float = 3600.0
+    #: Next alerts offset to read, per partition (saved with everything else).
+    offsets: dict[int, int] = field(default_factory=dict)
+    seen: dict[str, float] = field(default_factory=dict)
+    incidents: dict[str, Incident] = field(default_factory=dict)
+    #: scope -> (incident id, time its message was posted): later incidents on the same
+    #: scope inside the cooldown go into that thread instead of a new message.
+    threads: dict[str, tuple[str, float]] = field(default_factory=dict)
+    snoozed: dict[str, float] = field(default_factory=dict)
+    lanes: dict[str, deque[Task]] = field(
+        default_factory=lambda: {"slack": deque(), "gateway": deque()}
+    )
+    #: Audit records not yet acknowledged by the broker, by key.
+    audit: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    # -- planning --------------------------------------------------------------
+
+    def accept(self, alert: dict[str, Any], now: float) -> bool:
+        """Plan the effects of one alert record; False when it was seen before."""
+        key = f"{alert['id']}#{alert['seq']}"
+        if key in self.seen:
+            return False
+        self.seen[key] = now
+        incident = self.incidents.get(alert["id"])
+        follow_up = incident is not None
+        if incident is None:
+            incident = self.incidents[alert["id"]] = Incident(
+                alert["id"], scope_key(alert.get("scope") or {}), alert, opened_at=now
+            )
+        incident.alert = alert
+        incident.history.append(f"#{alert['seq']} {alert['severity']}: {alert['reason']}"[:300])
+        op: Op = "block" if alert.get("action") == "pause" else "unblock"
+        calls = []
+        if alert.get("action") in ("pause", "resume"):
+            done = incident.paused if op == "block" else incident.resumed
+            calls = [t for t in alert.get("targets", []) if t not in done]
+        for target in calls:
+            self._add(Task(f"{key}/{op}/{target}", "gateway", op, alert["id"], alert, target))
+        if calls:
+            incident.open_calls[key] = len(calls)
+        if self.slack_enabled:
+            self._plan_message(incident, alert, key, follow_up, now)
+        return True
+
+    def _plan_message(
+        self, incident: Incident, alert: dict[str, Any], key: str, follow_up: bool, now: float
+    ) -> None:
+        if self.snoozed.get(incident.scope, 0.0) > now and alert.get("action") != "pause":
+            self.record(
+                Task(f"{key}/post", "slack", "post", incident.id, alert),
+                "skipped",
+                "scope snoozed",
+                now,
+            )
+            return
+        if follow_up:
+            self._add(Task(f"{key}/reply", "slack", "reply", incident.id, alert))
+            self._add(Task(f"{key}/update", "slack", "update", incident.id, alert))
+            return
+        previous = self.threads.get(incident.scope)
+        if (
+            previous is not None
+            and now - previous[1] < self.cooldown_s
+            and previous[0] in self.incidents
+        ):
+            # Same scope, inside the cooldown: one thread, not a second page.
+            incident.thread = previous[0]
+            self._add(Task(f"{key}/reply", "slack", "reply", incident.id, alert))
+            return
+        self.threads[incident.scope] = (incident.id, now)
+        self._add(Task(f"{key}/post", "slack", "post", incident.id, alert))
+
+    def command(self, op: Op, targets: list[str], incident_id: str, source: str, now: float) -> int:
+        """An operator's resume (Slack button or CLI) for an incident's keys."""
+        incident = self.incidents.get(incident_id)
+        alert = incident.alert if incident else {"id": incident_id, "seq": 0, "scope": {}}
+        stamp = f"{incident_id}#{source}@{now:.3f}"
+        for target in targets:
+            self._add(
+                Task(
+                    f"{stamp}/{op}/{target}",
+                    "gateway",
+                    op,
+                    incident_id,
+                    alert,
+                    target,
+                    source=source,
+                )
+            )
+        if incident is not None and targets:
+            incident.open_calls[stamp] = len(targets)
+        return len(targets)
+
+    def snooze(self, scope: dict[str, Any], until: float) -> None:
+        self.snoozed[scope_key(scope)] = until
+
+    def _add(self, task: Task) -> None:
+        self.lanes[task.lane].append(task)
+
+    # -- performing ------------------------------------------------------------
+
+    def head(self, lane: Lane) -> Task | None:
+        queue = self.lanes[lane]
+        return queue[0] if queue else None
+
+    def thread_of(self, task: Task) -> Incident | None:
+        """The incident whose Slack message holds this task's thread."""
+        incident = self.incidents.get(task.incident)
+        while incident is not None and incident.thread is not None:
+            incident = self.incidents.get(incident.thread)
+        return incident
+
+    def finish(
+        self, task: Task, result: Result, detail: str, now: float, ts: str | None = None
+    ) -> None:
+        """The head task of its lane is over (ok, failed for good, dry run, skipped)."""
+        queue = self.lanes[task.lane]
+        if queue and queue[0] is task:
+            queue.popleft()
+        incident = self.incidents.get(task.incident)
+        if incident is not None:
+            if task.op == "post" and ts is not None:
+                incident.ts = ts
+            if task.lane == "gateway":
+                self._gateway_done(incident, task, result, now)
+        self.record(task, result, detail, now)
+
+    def _gateway_done(self, incident: Incident, task: Task, result: Result, now: float) -> None:
+        assert task.target is not None
+        done = result in ("ok", "dry_run")
+        if task.op == "block":
+            (incident.paused if done else incident.failed).append(task.target)
+        elif done:
+            incident.resumed.append(task.target)
+            if task.target in incident.paused:
+                incident.paused.remove(task.target)
+        else:
+            incident.failed.append(task.target)
+        group = task.id.rsplit("/", 2)[0]
+        left = incident.open_calls.get(group, 1) - 1
+        if left > 0:
+            incident.open_calls[group] = left
+            return
+        incident.open_calls.pop(group, None)
+        if self.slack_enabled:
+            # Every call of this alert is settled: say so in the thread, refresh the parent.
+            self._add(
+                Task(
+                    f"{group}/{task.op}-done/reply",
+                    "slack",
+                    "reply",
+                    incident.id,
+                    task.alert,
+                    source=task.source,
+                )
+            )
+            self._add(
+                Task(
+                    f"{group}/{task.op}-done/update",
+                    "slack",
+                    "update",
+                    incident.id,
+                    task.alert,
+                    source=task.source,
+                )
+            )
+
+    def retry(self, task: Task, detail: str, delay_s: float, now: float) -> None:
+        task.last_error = detail
+        task.next_at = now + delay_s
+        self.record(task, "retrying", detail, now)
+
+    def record(self, task: Task, result: Result, detail: str, now: float) -> None:
+        """The audit record of a task's latest state (same key: the latest wins)."""
+        alert = task.alert
+        self.audit[task.id] = {
+            "id": task.id,
+            "action": task.op,
+            "lane": task.lane,
+            "alert": f"{alert.get('id')}#{alert.get('seq')}",
+            "incident": task.incident,
+            "kind": alert.get("kind"),
+            "scope": alert.get("scope"),
+            "target": task.target,
+            "reason": alert.get("reason"),
+            "source": task.source,
+            "result": result,
+            "detail": detail,
+            "attempts": task.attempts,
+            "requested_at": task.first_attempt_at,
+            "at": now,
+        }
+
+    def prune(self, now: float) -> None:
+        """Forget what is older than REMEMBER_S (a re-delivered month-old alert is noise)."""
+        for key, at in list(self.seen.items()):
+            if now - at > REMEMBER_S:
+                del self.seen[key]
+        open_incidents = {t.incident for lane in self.lanes.values() for t in lane}
+        for incident_id, incident in list(self.incidents.items()):
+            if now - incident.opened_at > REMEMBER_S and incident_id not in open_incidents:
+                del self.incidents[incident_id]
+        for scope, until in list(self.snoozed.items()):
+            if until < now:
+                del self.snoozed[scope]

@@ -1,0 +1,82 @@
+"""``spendbrake resume``: unblock keys or a team at the gateway now, and audit it.
+
+The operator's undo of a pause. It calls the gateway directly (an on-call wants the
+answer in the terminal, not in a queue), retries a few times with backoff, and writes one
+audit record per target to the actions topic, as the action stage does for its own calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import random
+import time
+from collections.abc import Callable
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from actions import GatewayOutcome, Outbox, TargetKind, Task, backoff_delay, make_gateway
+from actions._outbox import audit_wire
+from schemas import Config
+
+ATTEMPTS = 5
+
+
+async def resume(
+    config: Config,
+    targets: list[tuple[TargetKind, str]],
+    reason: str,
+    say: Callable[[str], None],
+) -> bool:
+    """Unblock every target; True when all of them are unblocked (or a dry run)."""
+    gateway = make_gateway(config.gateway)
+    user = getpass.getuser()
+    stamp = time.time()
+    book = Outbox(slack_enabled=False)
+    rng = random.Random()
+    all_ok = True
+    alert = {"id": "cli", "seq": 0, "kind": "resume", "reason": reason}
+    try:
+        for kind, target in targets:
+            task = Task(
+                f"resume/cli/{kind}/{target}@{stamp:.3f}",
+                "gateway",
+                "unblock",
+                "cli",
+                {**alert, "scope": {kind: target}},
+                target,
+                source=f"cli:{user}",
+                first_attempt_at=stamp,
+            )
+            outcome = GatewayOutcome(False, False, None, "not tried")
+            while task.attempts < ATTEMPTS:
+                task.attempts += 1
+                outcome = await gateway.unblock(kind, target, idempotency_key=task.id)
+                if outcome.ok or outcome.permanent:
+                    break
+                await asyncio.sleep(backoff_delay(task.attempts, cap=8.0, rng=rng))
+            result = "dry_run" if outcome.dry_run else "ok" if outcome.ok else "failed"
+            all_ok &= outcome.ok
+            book.record(task, result, outcome.detail, time.time())
+            say(f"{kind} {target}: {result} ({outcome.detail}, {task.attempts} attempt(s))")
+    finally:
+        await gateway.aclose()
+    await _audit(config, list(book.audit.values()))
+    return all_ok
+
+
+async def _audit(config: Config, records: list[dict]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=config.kafka.bootstrap_servers, acks="all", enable_idempotence=False
+    )
+    await producer.start()
+    try:
+        for record in records:
+            await producer.send_and_wait(
+                config.kafka.topics.actions,
+                orjson.dumps(audit_wire(record)),
+                key=record["id"].encode(),
+            )
+    finally:
+        await producer.stop()

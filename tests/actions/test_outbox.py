@@ -1,0 +1,154 @@
+"""The action stage's plan, without I/O: what each alert asks for, in which order, once."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from actions import Outbox
+
+
+def alert(
+    seq: int = 0,
+    action: str = "pause",
+    targets: tuple[str, ...] = ("sk-a", "sk-b"),
+    id: str = "anomaly/api_key=sk-a/1",
+    scope: dict | None = None,
+    **extra: Any,
+) -> dict:
+    return {
+        "id": id,
+        "seq": seq,
+        "kind": "anomaly",
+        "severity": "critical",
+        "reason": "spend 12x the expected",
+        "scope": scope if scope is not None else {"team": "search"},
+        "action": action,
+        "targets": list(targets),
+        "critical_keys": [],
+        **extra,
+    }
+
+
+def drain(box: Outbox, lane: str) -> list[str]:
+    ops = []
+    while (task := box.head(lane)) is not None:  # type: ignore[arg-type]
+        ops.append(f"{task.op}:{task.target or ''}")
+        box.finish(task, "ok", "done", 100.0, ts="1.1" if task.op == "post" else None)
+    return ops
+
+
+def test_a_pause_alert_plans_one_post_and_one_block_per_target() -> None:
+    box = Outbox()
+    assert box.accept(alert(), now=1.0)
+    assert [t.op for t in box.lanes["slack"]] == ["post"]
+    assert [(t.op, t.target) for t in box.lanes["gateway"]] == [
+        ("block", "sk-a"),
+        ("block", "sk-b"),
+    ]
+
+
+def test_a_redelivered_alert_plans_nothing() -> None:
+    box = Outbox()
+    assert box.accept(alert(), now=1.0)
+    assert not box.accept(alert(), now=2.0)
+    assert len(box.lanes["slack"]) == 1 and len(box.lanes["gateway"]) == 2
+
+
+def test_when_every_block_settles_the_thread_hears_it_once() -> None:
+    box = Outbox()
+    box.accept(alert(), now=1.0)
+    assert drain(box, "slack") == ["post:"]
+    assert drain(box, "gateway") == ["block:sk-a", "block:sk-b"]
+    # One reply and one parent update for the pair, not one per key.
+    assert drain(box, "slack") == ["reply:", "update:"]
+    incident = box.incidents[alert()["id"]]
+    assert incident.paused == ["sk-a", "sk-b"] and incident.ts == "1.1"
+
+
+def test_a_follow_up_goes_into_the_thread_and_blocks_only_new_keys() -> None:
+    box = Outbox()
+    box.accept(alert(), now=1.0)
+    drain(box, "slack")
+    drain(box, "gateway")
+    drain(box, "slack")
+    box.accept(alert(seq=1, targets=("sk-a", "sk-b", "sk-c")), now=2.0)
+    assert [t.target for t in box.lanes["gateway"]] == ["sk-c"]
+    assert [t.op for t in box.lanes["slack"]] == ["reply", "update"]
+
+
+def test_a_critical_scope_is_alerted_and_never_blocked() -> None:
+    box = Outbox()
+    box.accept(alert(action="alert", targets=(), critical_keys=["sk-prod"]), now=1.0)
+    assert not box.lanes["gateway"]
+    assert [t.op for t in box.lanes["slack"]] == ["post"]
+
+
+def test_a_second_incident_on_the_scope_within_the_cooldown_joins_the_thread() -> None:
+    box = Outbox(cooldown_s=3600)
+    box.accept(alert(action="alert", targets=()), now=1.0)
+    drain(box, "slack")
+    box.accept(alert(action="alert", targets=(), id="wow/team=search/2"), now=60.0)
+    task = box.head("slack")
+    assert task is not None and task.op == "reply"
+    assert box.thread_of(task) is box.incidents[alert()["id"]]
+    # After the cooldown a new incident gets its own message.
+    box.finish(task, "ok", "done", 61.0)
+    box.accept(alert(action="alert", targets=(), id="wow/team=search/3"), now=5000.0)
+    assert box.head("slack").op == "post"  # type: ignore[union-attr]
+
+
+def test_a_retry_keeps_the_lane_order_and_audits_each_attempt() -> None:
+    box = Outbox()
+    box.accept(alert(), now=1.0)
+    head = box.head("gateway")
+    assert head is not None
+    head.attempts = 1
+    box.retry(head, "http 500", 2.0, now=1.5)
+    assert box.head("gateway") is head and head.next_at == 3.5
+    assert box.audit[head.id]["result"] == "retrying"
+    box.finish(head, "ok", "blocked", now=4.0)
+    assert box.audit[head.id]["result"] == "ok" and box.audit[head.id]["attempts"] == 1
+
+
+def test_a_permanent_failure_is_audited_and_the_lane_moves_on() -> None:
+    box = Outbox()
+    box.accept(alert(), now=1.0)
+    first = box.head("gateway")
+    box.finish(first, "failed", "404 Key not found.", now=2.0)  # type: ignore[arg-type]
+    assert box.head("gateway").target == "sk-b"  # type: ignore[union-attr]
+    assert box.incidents[alert()["id"]].failed == ["sk-a"]
+
+
+def test_a_snoozed_scope_posts_no_new_message_but_still_pauses() -> None:
+    box = Outbox()
+    box.snooze({"team": "search"}, until=100.0)
+    box.accept(alert(action="alert", targets=()), now=1.0)
+    assert not box.lanes["slack"]
+    box.accept(alert(id="x/2"), now=2.0)  # a pause is never silenced
+    assert [t.op for t in box.lanes["slack"]] == ["post"]
+    assert len(box.lanes["gateway"]) == 2
+
+
+def test_the_outbox_survives_a_pickle_round_trip_mid_task() -> None:
+    box = Outbox()
+    box.accept(alert(), now=1.0)
+    head = box.head("slack")
+    head.first_attempt_at = 1.2  # type: ignore[union-attr]
+    again: Outbox = pickle.loads(pickle.dumps(box))
+    assert again.head("slack").first_attempt_at == 1.2  # type: ignore[union-attr]
+    assert not again.accept(alert(), now=3.0)
+    assert [t.target for t in again.lanes["gateway"]] == ["sk-a", "sk-b"]
+
+
+def test_an_operator_resume_unblocks_and_reports_in_the_thread() -> None:
+    box = Outbox()
+    box.accept(alert(), now=1.0)
+    drain(box, "slack")
+    drain(box, "gateway")
+    drain(box, "slack")
+    assert box.command("unblock", ["sk-a"], alert()["id"], "slack:U1", now=5.0) == 1
+    assert drain(box, "gateway") == ["unblock:sk-a"]
+    incident = box.incidents[alert()["id"]]
+    assert incident.resumed == ["sk-a"] and incident.paused == ["sk-b"]
+    assert drain(box, "slack") == ["reply:", "update:"]
