@@ -291,22 +291,55 @@ class Outbox:
 
     def record(self, task: Task, result: Result, detail: str, now: float) -> None:
         """The audit record of a task's latest state (same key: the latest wins)."""
-        alert = task.alert
-        self.audit[task.id] = {
-            "id": task.id,
-            "action": task.op,
-            "lane": task.lane,
-            "alert": f"{alert.get('id')}#{alert.get('seq')}",
-            "incident": task.incident,
+        self.note(
+            task.id,
+            task.op,
+            result,
+            detail,
+            now,
+            alert=task.alert,
+            incident=task.incident,
+            target=task.target,
+            source=task.source,
+            attempts=task.attempts,
+            requested_at=task.first_attempt_at,
+            lane=task.lane,
+        )
+
+    def note(
+        self,
+        key: str,
+        action: str,
+        result: str,
+        detail: str,
+        now: float,
+        *,
+        alert: dict[str, Any] | None = None,
+        incident: str | None = None,
+        target: str | None = None,
+        source: str = "policy",
+        attempts: int = 0,
+        requested_at: float | None = None,
+        lane: str | None = None,
+    ) -> None:
+        """Queue one audit record for the actions topic: what, why (the alert), target,
+        when, result, attempts."""
+        alert = alert or {}
+        self.audit[key] = {
+            "id": key,
+            "action": action,
+            "lane": lane,
+            "alert": f"{alert['id']}#{alert['seq']}" if "id" in alert else None,
+            "incident": incident,
             "kind": alert.get("kind"),
             "scope": alert.get("scope"),
-            "target": task.target,
+            "target": target,
             "reason": alert.get("reason"),
-            "source": task.source,
+            "source": source,
             "result": result,
             "detail": detail,
-            "attempts": task.attempts,
-            "requested_at": task.first_attempt_at,
+            "attempts": attempts,
+            "requested_at": requested_at,
             "at": now,
         }
 

@@ -1,0 +1,439 @@
+"""The Slack button endpoint: "Resume key" and "Snooze 1 h" clicks on an alert.
+
+Slack POSTs a click to a Request URL as a form body whose ``payload`` field holds a
+``block_actions`` JSON object. Anyone who can reach the URL can POST too, so a click counts
+only when it carries Slack's signature: ``X-Slack-Signature`` is ``v0=`` + hex HMAC-SHA256,
+keyed with the app's signing secret, of ``v0:{X-Slack-Request-Timestamp}:{raw body}``, and the
+timestamp is within 5 minutes of our clock (a captured click cannot be replayed later).
+
+Two layers, like httpx's auth flows and transports:
+
+- :func:`parse_interaction` is pure: headers, raw body, secret and ``now`` in; an
+  :class:`Interaction` or a :class:`Rejected` (401 for a missing, stale or wrong signature,
+  400 for a signed but malformed payload or an action we do not know) out.
+- :class:`InteractionServer` is the I/O edge: an aiohttp server on ``127.0.0.1`` serving
+  ``POST /slack/actions``. It hands each accepted click to ``on_interaction`` (which only
+  enqueues work: Slack shows the user an error when no answer comes within 3 s) and each
+  refusal to ``on_rejected`` so the action stage can audit it.
+
+:func:`sign_request` and :func:`build_payload` make the requests Slack would send, for the
+tests and the fake Slack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+from pydantic import SecretStr
+from slack_sdk.signature import Clock, SignatureVerifier
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "RESUME_ACTION_ID",
+    "SNOOZE_ACTION_ID",
+    "Interaction",
+    "InteractionServer",
+    "Rejected",
+    "build_payload",
+    "parse_interaction",
+    "sign_request",
+]
+
+log = logging.getLogger(__name__)
+
+RESUME_ACTION_ID = "spendbrake_resume"
+SNOOZE_ACTION_ID = "spendbrake_snooze"
+PATH = "/slack/actions"
+#: A block_actions body is a few KiB; anything far larger is not from Slack.
+MAX_BODY_BYTES = 64 * 1024
+#: Slack's documented limit on a button's ``value``; ours are well under it.
+MAX_VALUE_CHARS = 2000
+#: Slack's replay window; slack_sdk's SignatureVerifier uses the same 5 minutes.
+TOLERANCE_S = 300
+_MAX_TARGETS = 100
+_MAX_SCOPE_FIELDS = 16
+_MAX_NAME_CHARS = 500
+_REASON_CHARS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """One authentic button click.
+
+    ``targets`` are the api keys a resume unblocks (empty for a snooze); ``scope`` is the
+    alert scope a snooze silences (empty for a resume). ``user`` is the Slack user id of
+    whoever clicked, for the audit record. ``response_url`` lets the caller post a
+    follow-up into the conversation later (it is valid for 30 minutes).
+    """
+
+    action: Literal["resume", "snooze"]
+    alert_id: str
+    targets: tuple[str, ...]
+    scope: dict[str, str | None]
+    user: str
+    response_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A request we refused, and why, in one line fit for an audit record.
+
+    ``status`` is the HTTP answer: 401 for a missing, malformed, stale or wrong signature,
+    400 for a signed request whose payload is malformed or names an unknown action, 413 for
+    a body over the server's limit. ``reason`` never holds the secret and bounds any
+    attacker-chosen text it quotes.
+    """
+
+    status: int
+    reason: str
+
+
+class _At(Clock):
+    """slack_sdk's verifier reads time through ``clock.now()``; pin it to our ``now``."""
+
+    def __init__(self, now: float) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return self._now
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 3] + "..."
+
+
+def _name(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= _MAX_NAME_CHARS
+
+
+def parse_interaction(
+    headers: Mapping[str, str], body: bytes, *, signing_secret: str, now: float
+) -> Interaction | Rejected:
+    """Verify a Slack interactive request and read the button click it carries.
+
+    The signature is checked over the raw ``body`` before anything in it is parsed, so an
+    unsigned body never reaches the JSON parser. Header names match case-insensitively.
+    ``now`` is epoch seconds (an argument, so replays and tests choose the clock).
+
+    >>> body = build_payload("spendbrake_resume", {"alert": "a1", "targets": ["sk-1"]})
+    >>> headers = sign_request("s3cret", body, 1_700_000_000)
+    >>> parse_interaction(headers, body, signing_secret="s3cret", now=1_700_000_030).targets
+    ('sk-1',)
+    >>> parse_interaction(headers, body, signing_secret="s3cret", now=1_700_000_600)
+    Rejected(status=401, reason='stale timestamp: 600 s from our clock')
+    """
+    if not signing_secret.strip():
+        raise ValueError("signing_secret: must not be empty")
+    lowered = {name.lower(): value for name, value in headers.items()}
+    signature = lowered.get("x-slack-signature")
+    timestamp = lowered.get("x-slack-request-timestamp")
+    if not signature or not timestamp:
+        return Rejected(401, "missing X-Slack-Signature or X-Slack-Request-Timestamp")
+    # slack_sdk calls int() on it, which accepts " 12", "+12" and "1_2"; Slack sends digits.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return Rejected(401, f"malformed X-Slack-Request-Timestamp {_short(timestamp)}")
+    skew_s = now - int(timestamp)
+    if abs(skew_s) > TOLERANCE_S:
+        return Rejected(401, f"stale timestamp: {skew_s:.0f} s from our clock")
+    verifier = SignatureVerifier(signing_secret, clock=_At(now))
+    try:
+        valid = verifier.is_valid(body, timestamp, signature)
+    except UnicodeDecodeError:  # it decodes the body as UTF-8; Slack's bodies are ASCII
+        valid = False
+    if not valid:
+        return Rejected(401, "signature does not match")
+    return _read_payload(body)
+
+
+def _read_payload(body: bytes) -> Interaction | Rejected:
+    try:
+        form = urllib.parse.parse_qs(body.decode("utf-8"), max_num_fields=16)
+    except ValueError as exc:  # UnicodeDecodeError is one too
+        return Rejected(400, f"body is not a form: {type(exc).__name__}")
+    payloads = form.get("payload", [])
+    if len(payloads) != 1:
+        return Rejected(400, "body needs exactly one payload field")
+    try:
+        payload = orjson.loads(payloads[0])
+    except orjson.JSONDecodeError:
+        return Rejected(400, "payload is not JSON")
+    if not isinstance(payload, dict):
+        return Rejected(400, "payload is not a JSON object")
+    if payload.get("type") != "block_actions":
+        return Rejected(400, f"unsupported payload type {_short(payload.get('type'))}")
+    actions = payload.get("actions")
+    if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
+        return Rejected(400, "payload has no actions")
+    # A button click carries exactly one action; the first is the one clicked.
+    action = actions[0]
+    action_id = action.get("action_id")
+    if action_id not in (RESUME_ACTION_ID, SNOOZE_ACTION_ID):
+        return Rejected(400, f"unknown action_id {_short(action_id)}")
+    user_obj = payload.get("user")
+    user = None
+    if isinstance(user_obj, dict):
+        user = next(
+            (user_obj[k] for k in ("id", "username", "name") if _name(user_obj.get(k))), None
+        )
+    if user is None:
+        return Rejected(400, "payload has no user")
+    response_url = payload.get("response_url")
+    if not isinstance(response_url, str) or not response_url:
+        response_url = None
+
+    raw = action.get("value")
+    if not isinstance(raw, str) or not 0 < len(raw) <= MAX_VALUE_CHARS:
+        return Rejected(400, f"{action_id}: value must be 1-{MAX_VALUE_CHARS} characters")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return Rejected(400, f"{action_id}: value is not JSON")
+    if not isinstance(value, dict) or not _name(value.get("alert")):
+        return Rejected(400, f"{action_id}: value needs an alert id")
+    alert_id: str = value["alert"]
+
+    if action_id == RESUME_ACTION_ID:
+        targets = value.get("targets")
+        if (
+            not isinstance(targets, list)
+            or not 0 < len(targets) <= _MAX_TARGETS
+            or not all(_name(t) for t in targets)
+        ):
+            return Rejected(400, f"{action_id}: targets must be 1-{_MAX_TARGETS} api keys")
+        return Interaction("resume", alert_id, tuple(targets), {}, user, response_url)
+
+    scope = value.get("scope")
+    if (
+        not isinstance(scope, dict)
+        or len(scope) > _MAX_SCOPE_FIELDS
+        or not all(_name(k) and (v is None or _name(v)) for k, v in scope.items())
+    ):
+        return Rejected(400, f"{action_id}: scope must map field names to strings or null")
+    return Interaction("snooze", alert_id, (), dict(scope), user, response_url)
+
+
+OnInteraction = Callable[[Interaction], Awaitable[str | None]]
+OnRejected = Callable[[Rejected, str], Awaitable[None]]
+
+
+class InteractionServer:
+    """``POST /slack/actions`` on ``host:port``, answering Slack within its 3 s budget.
+
+    Each verified click goes to ``on_interaction``; a non-empty text it returns is sent
+    back as ``{"response_type": "in_channel", "text": ...}``, otherwise the answer is an
+    empty 200. A callback still running after ``answer_within_s`` gets an empty 200 and is
+    left to finish (``stop`` waits for it); one that raises gets a 500, which Slack shows
+    the clicker as a failure. Each refusal is answered with its status and handed to
+    ``on_rejected(rejected, remote)``, where ``remote`` is the peer address plus any
+    ``X-Forwarded-For`` (spoofable; for the audit trail only).
+
+    ``port=0`` picks a free port; read :attr:`port` after :meth:`start`. ``clock`` returns
+    epoch seconds (tests pin it). Slack needs a public HTTPS URL: put a TLS reverse proxy
+    or tunnel in front; this server binds loopback by default.
+
+    Usage::
+
+        server = InteractionServer(secret, on_interaction=enqueue, on_rejected=audit)
+        await server.start()
+        ...
+        await server.stop()
+    """
+
+    def __init__(
+        self,
+        signing_secret: str | SecretStr,
+        *,
+        on_interaction: OnInteraction,
+        on_rejected: OnRejected,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], float] = time.time,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        answer_within_s: float = 2.0,
+    ) -> None:
+        secret = (
+            signing_secret.get_secret_value()
+            if isinstance(signing_secret, SecretStr)
+            else signing_secret
+        )
+        if not secret.strip():
+            raise ValueError("signing_secret: must not be empty")
+        self._secret = secret
+        self.on_interaction = on_interaction
+        self.on_rejected = on_rejected
+        self.host = host
+        self.requested_port = port
+        self.clock = clock
+        self.max_body_bytes = max_body_bytes
+        self.answer_within_s = answer_within_s
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._callbacks: set[asyncio.Task[Any]] = set()
+
+    def __repr__(self) -> str:  # the secret stays out of logs
+        return f"InteractionServer(host={self.host!r}, port={self._port or self.requested_port})"
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("InteractionServer: port is known only after start()")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{PATH}"
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        app = web.Application(client_max_size=self.max_body_bytes)
+        app.router.add_post(PATH, self._handle)
+        # In-flight requests are short (the callback only enqueues); don't hang a shutdown.
+        runner = web.AppRunner(app, shutdown_timeout=5.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.requested_port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        log.info("slack interactive endpoint on %s", self.url)
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        if self._callbacks:
+            # A late callback is finishing an enqueue; give it a moment, then stop it.
+            _, pending = await asyncio.wait(self._callbacks, timeout=5.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def __aenter__(self) -> InteractionServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        remote = request.remote or "unknown"
+        forwarded = request.headers.get("X-Forwarded-For")
+        if forwarded:
+            remote = f"{remote} (forwarded for {forwarded[:100]})"
+        too_large = Rejected(413, f"body over {self.max_body_bytes} bytes")
+        # Refuse on the declared length before reading; read() enforces the limit for
+        # chunked bodies with no Content-Length.
+        if (request.content_length or 0) > self.max_body_bytes:
+            return await self._reject(too_large, remote)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return await self._reject(too_large, remote)
+        result = parse_interaction(
+            request.headers, body, signing_secret=self._secret, now=self.clock()
+        )
+        if isinstance(result, Rejected):
+            return await self._reject(result, remote)
+
+        task = asyncio.ensure_future(self.on_interaction(result))
+        self._callbacks.add(task)
+        task.add_done_callback(self._callback_done)
+        done, _ = await asyncio.wait({task}, timeout=self.answer_within_s)
+        if not done:
+            log.warning("slack %s on %s: slow callback, answered", result.action, result.alert_id)
+            return web.Response(status=200)
+        if task.cancelled() or task.exception() is not None:
+            return web.Response(status=500)
+        text = task.result()
+        if not text:
+            return web.Response(status=200)
+        answer = {"response_type": "in_channel", "text": text}
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+    async def _reject(self, rejected: Rejected, remote: str) -> web.Response:
+        log.warning("slack request from %s refused: %s", remote, rejected.reason)
+        try:
+            await self.on_rejected(rejected, remote)
+        except Exception:  # auditing must not turn a refusal into a 500
+            log.exception("on_rejected failed for a %d refusal", rejected.status)
+        return web.Response(status=rejected.status, text=rejected.reason)
+
+    def _callback_done(self, task: asyncio.Task[Any]) -> None:
+        self._callbacks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("on_interaction failed", exc_info=exc)
+
+
+def sign_request(signing_secret: str, body: bytes, timestamp: int) -> dict[str, str]:
+    """The two headers Slack would send with ``body`` at ``timestamp`` (epoch seconds).
+
+    Computed from Slack's documented recipe, independently of slack_sdk, so tests that use
+    it also check the verifier: ``v0=`` + hex HMAC-SHA256 of ``v0:{timestamp}:{body}``.
+    """
+    base = b"v0:" + str(timestamp).encode("ascii") + b":" + body
+    digest = hmac.new(signing_secret.encode("utf-8"), base, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": f"v0={digest}"}
+
+
+def build_payload(
+    action_id: str,
+    value: str | Mapping[str, Any],
+    user: str = "U1",
+    *,
+    response_url: str | None = "https://hooks.slack.com/actions/T1/1/xyz",
+) -> bytes:
+    """A form body as Slack sends it for one button click in a channel message.
+
+    ``value`` is the button's value: a mapping is JSON-encoded as our buttons do; a string
+    is sent as is (to test malformed values).
+    """
+    raw = value if isinstance(value, str) else orjson.dumps(dict(value)).decode()
+    name = f"user-{user.lower()}"
+    label = "Snooze 1 h" if action_id == SNOOZE_ACTION_ID else "Resume key"
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": {"id": user, "username": name, "name": name, "team_id": "T1"},
+        "api_app_id": "A1",
+        "token": "legacy-verification-token",
+        "container": {
+            "type": "message",
+            "message_ts": "1700000000.000100",
+            "channel_id": "C1",
+            "is_ephemeral": False,
+        },
+        "trigger_id": "1.2.3",
+        "team": {"id": "T1", "domain": "example"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": "C1", "name": "ai-spend"},
+        "message": {"type": "message", "ts": "1700000000.000100", "text": "SpendBrake alert"},
+        "state": {"values": {}},
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": "spendbrake_actions",
+                "text": {"type": "plain_text", "text": label, "emoji": True},
+                "value": raw,
+                "type": "button",
+                "action_ts": "1700000001.000200",
+            }
+        ],
+    }
+    if response_url is not None:
+        payload["response_url"] = response_url
+    return urllib.parse.urlencode({"payload": orjson.dumps(payload).decode()}).encode("ascii")
