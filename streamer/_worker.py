@@ -205,7 +205,7 @@ class IngestWorker:
 
     def _queue(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
         self._seq += 1
-        self._unsent[(topic, key)] = (value, partition, self._seq)
+        self._unsent[(topic, _trim(key))] = (_trim(value), partition, self._seq)
 
     async def _send_unsent(self) -> None:
         """Send queued outputs not yet in flight, as one record batch per output partition.
@@ -429,6 +429,17 @@ def tune_gc() -> None:
 
 class OutputFailed(KafkaError):
     """Some output records were not acknowledged; the step is retried."""
+
+
+def _trim(data: bytes) -> bytes:
+    """A copy of ``data`` the size of its content.
+
+    orjson 3.13 returns each ``dumps`` result in a buffer of at least 4 KB (measured with
+    tracemalloc: 4,097 bytes for a 67-byte key). Outputs wait in ``_unsent`` until acked,
+    and a catch-up flush queues tens of thousands: untrimmed, they took the worker past
+    3 GB of RSS on 53k events.
+    """
+    return memoryview(data).tobytes()
 
 
 def _dead_value(letter: DeadLetter) -> bytes:
