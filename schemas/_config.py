@@ -194,6 +194,8 @@ class SlackConfig(_Section):
     #: A new incident on a scope alerted less than this ago goes into that thread.
     cooldown_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 3600.0
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    #: Longest wait between two attempts at an undelivered message (jittered backoff).
+    retry_cap_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
 
 class GatewayConfig(_Section):
@@ -203,6 +205,8 @@ class GatewayConfig(_Section):
     secret: SecretStr | None = None
     dry_run: bool = False
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    #: Longest wait between two attempts at a failed call (jittered backoff).
+    retry_cap_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
 
 class PricingConfig(_Section):

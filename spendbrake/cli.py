@@ -67,8 +67,10 @@ def _dump_tasks() -> None:
         while coro is not None:
             frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
             if frame is not None:
-                print(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}",
-                      file=sys.stderr)
+                print(
+                    f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}",
+                    file=sys.stderr,
+                )
             coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
     sys.stderr.flush()
 
@@ -366,9 +368,10 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
 @click.option("--group", help="Consumer group (default: kafka.group_id).")
 @click.option(
     "--stages",
-    default="ingest,detect",
+    default="ingest,detect,act",
     show_default=True,
-    help="Stages to run in this process: ingest (events -> rollups), detect (rollups -> alerts).",
+    help="Stages to run in this process: ingest (events -> rollups), detect (rollups -> "
+    "alerts), act (alerts -> Slack, gateway pauses, audit on the actions topic).",
 )
 @click.option(
     "--metrics-port",
@@ -394,13 +397,16 @@ def worker(
     and writes absolute per-window totals to the rollups topic.
     detect: reads every rollups partition (run ONE per deployment), runs the configured
     detectors and budgets, and writes alert records (policies applied) to the alerts topic.
-    Both keep their state with their input offsets in --state-dir and stop cleanly
+    act: reads the alerts (run ONE per deployment), posts to Slack (slack.token), pauses
+    keys at the gateway (gateway.*; critical keys never), audits each effect on the
+    actions topic; undelivered effects are retried durably across restarts.
+    Each keeps its state with its input offsets in --state-dir and stops cleanly
     (with a final snapshot) on Ctrl-C or SIGTERM.
     """
     import logging
     from pathlib import Path
 
-    from streamer import DetectStage, IngestWorker, WorkerSettings, tune_gc
+    from streamer import ActionStage, DetectStage, IngestWorker, WorkerSettings, tune_gc
 
     from ._broker import ensure_topics
 
@@ -422,9 +428,9 @@ def worker(
     )
 
     chosen = {name.strip() for name in stages.split(",") if name.strip()}
-    if not chosen or chosen - {"ingest", "detect"}:
+    if not chosen or chosen - {"ingest", "detect", "act"}:
         raise click.BadParameter(
-            f"{stages!r}: use ingest, detect, or ingest,detect", param_hint="--stages"
+            f"{stages!r}: use a comma-separated subset of ingest,detect,act", param_hint="--stages"
         )
 
     async def run() -> None:
@@ -433,6 +439,8 @@ def worker(
             running.append(IngestWorker(config, settings))
         if "detect" in chosen:
             running.append(DetectStage(config, settings))
+        if "act" in chosen:
+            running.append(ActionStage(config, settings))
         loop = asyncio.get_running_loop()
 
         def stop_all() -> None:
@@ -450,6 +458,39 @@ def worker(
     tune_gc()
     asyncio.run(run())
     err.print("worker stopped")
+
+
+@main.command()
+@click.argument("keys", nargs=-1)
+@click.option("--team", "teams", multiple=True, help="Unblock a whole team (gateway team id).")
+@config_option
+@bootstrap_option
+@click.option("--reason", default="resumed by an operator", show_default=True)
+def resume(
+    keys: tuple[str, ...],
+    teams: tuple[str, ...],
+    config_path: str | None,
+    bootstrap: str | None,
+    reason: str,
+) -> None:
+    """Unblock paused API keys (or --team) at the gateway, and audit it on the actions topic.
+
+    Calls the gateway in the config (gateway.kind, url, master_key or secret) with a few
+    retries; unblocking a key that is not blocked is fine. Exit code 0 when every target
+    is unblocked, 1 otherwise.
+    """
+    from ._resume import resume as run_resume
+
+    if not keys and not teams:
+        raise click.UsageError("name at least one KEY or --team")
+    config = _load(config_path, bootstrap)
+    targets = [("key", k) for k in keys] + [("team", t) for t in teams]
+    try:
+        ok = asyncio.run(run_resume(config, targets, reason, err.print))  # type: ignore[arg-type]
+    except ConfigError as exc:
+        err.print(f"[red]cannot resume[/red]: {exc}", markup=True)
+        sys.exit(1)
+    sys.exit(0 if ok else 1)
 
 
 @main.command()

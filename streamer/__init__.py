@@ -1,5 +1,6 @@
 """Consume usage events and roll spend up into exact event-time windows."""
 
+from ._action_stage import ActionStage
 from ._dedupe import Deduper
 from ._detect_stage import DetectStage
 from ._processor import DeadLetter, Outputs, PartitionProcessor, ProcessorStats
@@ -10,6 +11,7 @@ from ._worker import IngestWorker, WorkerSettings, tune_gc
 __all__ = [
     "METRICS",
     "WINDOWS_S",
+    "ActionStage",
     "DeadLetter",
     "Deduper",
     "DetectStage",

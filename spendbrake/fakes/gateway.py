@@ -23,20 +23,19 @@ answers a repeated ``Idempotency-Key`` as the first time without acting again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import orjson
 
 from actions import verify_webhook_signature
+
+from ._http import Handler, Server, send_json
 
 __all__ = ["BlockCount", "FakeGateway"]
 
@@ -118,7 +117,7 @@ class FakeGateway:
         self._replies: dict[str, _Reply] = {}  # webhook Idempotency-Key -> first reply
         self._fail: tuple[int, int | None, bytes | None, float | None] | None = None
         self._hang: tuple[float, int | None] | None = None
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -145,7 +144,7 @@ class FakeGateway:
         with self._lock:
             if self._server is not None:
                 return
-            server = _Server(("127.0.0.1", self._port), self._serve)
+            server = Server(("127.0.0.1", self._port), self._serve)
             self._port = server.server_address[1]
             self._server = server
             self._thread = threading.Thread(
@@ -279,7 +278,7 @@ class FakeGateway:
                 return "hang", seconds
         return None
 
-    def _serve(self, handler: _Handler) -> None:
+    def _serve(self, handler: Handler) -> None:
         length = int(handler.headers.get("content-length") or 0)
         raw = handler.rfile.read(length) if length > 0 else b""
         path = urlsplit(handler.path).path
@@ -295,17 +294,17 @@ class FakeGateway:
             )
             extra = (("retry-after", f"{retry_after:g}"),) if retry_after is not None else ()
             self._record(path, raw, handler, _Reply(status, {}, authorized=False), "fail")
-            _send(handler, status, payload, extra)
+            send_json(handler, status, payload, extra)
             return
         with self._lock:
             reply = self._apply(path, raw, handler)
             self._record(path, raw, handler, reply, fault[0] if fault else None)
         if fault is not None:  # a hang: the action is applied, the answer comes late
             self._stopping.wait(fault[1])
-        _send(handler, reply.status, orjson.dumps(reply.body), reply.headers)
+        send_json(handler, reply.status, orjson.dumps(reply.body), reply.headers)
 
     def _record(
-        self, path: str, raw: bytes, handler: _Handler, reply: _Reply, fault: str | None
+        self, path: str, raw: bytes, handler: Handler, reply: _Reply, fault: str | None
     ) -> None:
         try:
             body: Any = orjson.loads(raw)
@@ -327,7 +326,7 @@ class FakeGateway:
             )
             self._changed.notify_all()
 
-    def _apply(self, path: str, raw: bytes, handler: _Handler) -> _Reply:
+    def _apply(self, path: str, raw: bytes, handler: Handler) -> _Reply:
         if path == "/webhook":
             return self._webhook(raw, handler)
         route = _ROUTES.get(path)
@@ -380,7 +379,7 @@ class FakeGateway:
         counts[1] += 1
         return _Reply(200, {**record, "blocked": action == "block"}, True, changed)
 
-    def _webhook(self, raw: bytes, handler: _Handler) -> _Reply:
+    def _webhook(self, raw: bytes, handler: Handler) -> _Reply:
         timestamp = handler.headers.get("x-spendbrake-timestamp", "")
         signature = handler.headers.get("x-spendbrake-signature", "")
         if self._secret is None or not verify_webhook_signature(
@@ -431,65 +430,3 @@ def _auth_error(bearer: str) -> dict[str, Any]:
 def _validation_error(kind: str, loc: list[str], msg: str) -> dict[str, Any]:
     """FastAPI's 422 body."""
     return {"detail": [{"type": kind, "loc": loc, "msg": msg}]}
-
-
-def _send(
-    handler: _Handler, status: int, payload: bytes, headers: Iterable[tuple[str, str]] = ()
-) -> None:
-    try:
-        handler.send_response(status)
-        handler.send_header("content-type", "application/json")
-        handler.send_header("content-length", str(len(payload)))
-        for name, value in headers:
-            handler.send_header(name, value)
-        handler.end_headers()
-        handler.wfile.write(payload)
-    except OSError:  # the client gave up (timeout) or down() cut the connection
-        handler.close_connection = True
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so clients' connection reuse is exercised
-    # Headers and body go out in two writes: without TCP_NODELAY, Nagle and delayed ACKs
-    # add ~40 ms to every answer on a kept-alive connection.
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def do_POST(self) -> None:
-        self.server.serve(self)
-
-    def do_GET(self) -> None:
-        _send(self, 405, orjson.dumps({"detail": "Method Not Allowed"}))
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # tests and the demo own the terminal
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # a hanging handler must not hold up down() or stop()
-    allow_reuse_address = True  # up() rebinds the port down() released
-
-    def __init__(self, address: tuple[str, int], serve: Callable[[_Handler], None]) -> None:
-        self.serve = serve
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def cut_connections(self) -> None:
-        """Close kept-alive connections too, or pooled clients would still get answers."""
-        with self._open_lock:
-            open_sockets, self._open = list(self._open), set()
-        for sock in open_sockets:
-            with contextlib.suppress(OSError):  # already closed by the client
-                sock.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,405 @@
+"""The action stage: ``spend.alerts`` in; Slack messages, gateway calls and audit records out.
+
+Durable outbox (``actions.Outbox``): an alert's effects are planned and saved together
+with the alerts offset in ``<state_dir>/actions/outbox.pkl`` before any is performed; each
+attempt's start and outcome are saved too. After a crash or a restart the stage resumes
+the saved tasks where they stood, so a Slack or gateway outage (or a kill mid-retry) loses
+nothing and, the effects being idempotent or deduplicated, doubles nothing. Every task's
+latest state goes to ``spend.actions`` (key: the task id), the audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import pickle
+import random
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from actions import Gateway, GatewayOutcome, Outbox, Task, backoff_delay, make_gateway
+from actions._blocks import render_alert, render_followup, render_parent_update
+from actions._interactive import Interaction, InteractionServer, Rejected
+from actions._outbox import audit_wire, outcome_line
+from actions._slack import SlackNotifier
+from schemas import Config
+
+from ._state import write_atomic
+from ._worker import WorkerSettings, _start_with_retry
+
+log = logging.getLogger(__name__)
+
+#: What the "Snooze 1 h" button silences.
+SNOOZE_S = 3600.0
+#: Give up on a task after this many attempts (about a day with the default backoff cap).
+MAX_ATTEMPTS = 1500
+
+
+class NoGateway:
+    """Stands in when no gateway is configured: pauses are audited as skipped."""
+
+    async def block(self, kind: str, target: str, *, idempotency_key: str) -> GatewayOutcome:
+        return GatewayOutcome(False, True, None, "no gateway configured (gateway.master_key)")
+
+    unblock = block
+
+    async def aclose(self) -> None:
+        return None
+
+
+class ActionStage:
+    """Performs the effects alerts ask for, in order per lane, exactly once."""
+
+    def __init__(self, config: Config, settings: WorkerSettings) -> None:
+        self.config = config
+        self.settings = settings
+        self.topic = config.kafka.topics.alerts
+        self.dir = Path(settings.state_dir) / "actions"
+        slack = config.slack
+        self.outbox = Outbox(
+            slack_enabled=slack.token is not None,
+            dry_run=config.gateway.dry_run,
+            cooldown_s=slack.cooldown_s,
+        )
+        self.gateway: Gateway = _gateway(config)
+        self.slack = SlackNotifier(slack, timeout_s=slack.timeout_s) if slack.token else None
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self._lock: IO[bytes] | None = None
+        self._stopping = asyncio.Event()
+        #: One wake-up per lane: new work, or a task of the other lane that settled.
+        self._wake = {"slack": asyncio.Event(), "gateway": asyncio.Event()}
+        self._rng = random.Random()
+        self._audit_sends: dict[str, asyncio.Future[Any]] = {}
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._notify()
+
+    def _notify(self) -> None:
+        for event in self._wake.values():
+            event.set()
+
+    # -- state ---------------------------------------------------------------
+
+    async def _acquire(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.dir / "lock", "ab")  # noqa: SIM115 - held while running
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock = handle
+                return
+            except BlockingIOError:
+                if not waiting:
+                    log.info("another action stage holds %s; standing by", self.dir)
+                    waiting = True
+                if self._stopping.is_set():
+                    handle.close()
+                    raise asyncio.CancelledError from None
+                await asyncio.sleep(0.5)
+
+    def _load(self) -> None:
+        try:
+            saved: Outbox = pickle.loads((self.dir / "outbox.pkl").read_bytes())
+        except FileNotFoundError:
+            return
+        # Settings come from the config in force, the rest from the file.
+        saved.slack_enabled = self.outbox.slack_enabled
+        saved.dry_run = self.outbox.dry_run
+        saved.cooldown_s = self.outbox.cooldown_s
+        self.outbox = saved
+        pending = sum(len(lane) for lane in saved.lanes.values())
+        log.info("action stage restored: %d task(s) pending, offsets %s", pending, saved.offsets)
+
+    def save(self) -> None:
+        write_atomic(self.dir / "outbox.pkl", pickle.dumps(self.outbox, pickle.HIGHEST_PROTOCOL))
+
+    # -- the loop --------------------------------------------------------------
+
+    async def run(self) -> None:
+        kafka = self.config.kafka
+        try:
+            await self._acquire()
+        except asyncio.CancelledError:
+            return
+        self._load()
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=False
+        )
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        lanes: list[asyncio.Task[None]] = []
+        buttons = self._button_server()
+        try:
+            if buttons is not None:
+                await buttons.start()
+                log.info("Slack buttons served on http://127.0.0.1:%d/slack/actions", buttons.port)
+            await _start_with_retry(self.producer.start, "producer", self._stopping)
+            await _start_with_retry(self.consumer.start, "consumer", self._stopping)
+            partitions = sorted(await self.producer.partitions_for(self.topic))
+            tps = [TopicPartition(self.topic, p) for p in partitions]
+            self.consumer.assign(tps)
+            for tp in tps:
+                if tp.partition in self.outbox.offsets:
+                    self.consumer.seek(tp, self.outbox.offsets[tp.partition])
+                else:
+                    await self.consumer.seek_to_beginning(tp)
+            lanes = [
+                asyncio.create_task(self._lane("gateway")),
+                asyncio.create_task(self._lane("slack")),
+                asyncio.create_task(self._audit_loop()),
+            ]
+            await self._read_alerts()
+        finally:
+            self.stop()
+            if buttons is not None:
+                await buttons.stop()
+            for task in lanes:
+                try:
+                    await asyncio.wait_for(task, timeout=15)
+                except (TimeoutError, asyncio.CancelledError):
+                    task.cancel()
+            self.save()
+            await self.consumer.stop()
+            await self.producer.stop()
+            await self.gateway.aclose()
+            if self.slack is not None:
+                await self.slack.close()
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
+
+    async def _read_alerts(self) -> None:
+        assert self.consumer is not None
+        while not self._stopping.is_set():
+            try:
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=1000)
+            except KafkaError as exc:
+                log.warning("alert fetch failed (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if not batches:
+                continue
+            now = time.time()
+            accepted = 0
+            for tp, messages in batches.items():
+                for message in messages:
+                    self.outbox.offsets[tp.partition] = message.offset + 1
+                    if message.value is None:
+                        continue
+                    alert = orjson.loads(message.value)
+                    if self.outbox.accept(alert, now):
+                        accepted += 1
+                        log.info(
+                            "alert %s#%s %s %s: %s",
+                            alert["id"],
+                            alert["seq"],
+                            alert["action"],
+                            alert["targets"],
+                            alert["reason"],
+                        )
+            self.outbox.prune(now)
+            self.save()  # planned effects and the offset, together, before acting
+            if accepted:
+                self._notify()
+
+    def command(self, op: str, targets: list[str], incident: str, source: str) -> int:
+        """Queue an operator's resume (the Slack button calls this)."""
+        count = self.outbox.command(op, targets, incident, source, time.time())  # type: ignore[arg-type]
+        self.save()
+        self._notify()
+        return count
+
+    # -- Slack buttons ------------------------------------------------------------
+
+    def _button_server(self) -> InteractionServer | None:
+        slack = self.config.slack
+        if slack.interactive_port is None or slack.signing_secret is None:
+            return None
+        return InteractionServer(
+            slack.signing_secret,
+            on_interaction=self._on_click,
+            on_rejected=self._on_rejected,
+            port=slack.interactive_port,
+        )
+
+    async def _on_click(self, click: Interaction) -> str:
+        now = time.time()
+        source = f"slack:{click.user}"
+        if click.action == "resume":
+            count = self.command("unblock", list(click.targets), click.alert_id, source)
+            return f"Resuming {count} key(s), requested by <@{click.user}>"
+        until = now + SNOOZE_S
+        self.outbox.snooze(click.scope, until)
+        self.outbox.note(
+            f"snooze/{click.alert_id}/{click.user}@{now:.3f}",
+            "snooze",
+            "ok",
+            f"scope snoozed for {SNOOZE_S / 3600:g} h",
+            now,
+            incident=click.alert_id,
+            source=source,
+        )
+        self.save()
+        return (
+            f"Snoozed for {SNOOZE_S / 3600:g} h by <@{click.user}>: no new messages for this scope"
+        )
+
+    async def _on_rejected(self, rejected: Rejected, remote: str) -> None:
+        now = time.time()
+        self.outbox.note(
+            f"interactive/rejected@{now:.6f}",
+            "interactive",
+            "rejected",
+            f"HTTP {rejected.status}: {rejected.reason}",
+            now,
+            source=f"http:{remote}"[:200],
+        )
+        self.save()
+
+    # -- lanes -------------------------------------------------------------------
+
+    async def _lane(self, lane: str) -> None:
+        while not self._stopping.is_set():
+            task = self.outbox.head(lane)  # type: ignore[arg-type]
+            now = time.time()
+            if task is None or task.next_at > now:
+                wait = 1.0 if task is None else min(task.next_at - now, 1.0)
+                wake = self._wake[lane]
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=wait)
+                continue
+            since = task.first_attempt_at
+            if since is None:
+                task.first_attempt_at = now
+            task.attempts += 1
+            self.save()  # the attempt is on record before it can have an effect
+            if lane == "gateway":
+                await self._gateway_attempt(task)
+            else:
+                await self._slack_attempt(task, since)
+            self.save()
+            self._notify()
+
+    def _settle(self, task: Task, ok: bool, permanent: bool, detail: str, **done: Any) -> None:
+        now = time.time()
+        retry_after = done.pop("retry_after", None) or 0.0
+        if ok:
+            result = "dry_run" if done.pop("dry_run", False) else "ok"
+            self.outbox.finish(task, result, detail, now, ts=done.get("ts"))
+        elif permanent or task.attempts >= MAX_ATTEMPTS:
+            log.warning("%s failed for good: %s", task.id, detail)
+            self.outbox.finish(task, "failed", detail, now)
+        else:
+            section = self.config.gateway if task.lane == "gateway" else self.config.slack
+            delay = backoff_delay(task.attempts, cap=section.retry_cap_s, rng=self._rng)
+            delay = max(delay, retry_after)
+            log.info("%s: %s; retry %d in %.1fs", task.id, detail, task.attempts, delay)
+            self.outbox.retry(task, detail, delay, now)
+
+    async def _gateway_attempt(self, task: Task) -> None:
+        assert task.target is not None
+        call = self.gateway.block if task.op == "block" else self.gateway.unblock
+        outcome = await call("key", task.target, idempotency_key=task.id)
+        self._settle(
+            task,
+            outcome.ok,
+            outcome.permanent,
+            outcome.detail,
+            dry_run=outcome.dry_run,
+            retry_after=outcome.retry_after_s,
+        )
+
+    async def _slack_attempt(self, task: Task, since: float | None) -> None:
+        if self.slack is None:  # Slack was configured when the task was planned
+            self._settle(task, False, True, "slack not configured (slack.token)")
+            return
+        thread = self.outbox.thread_of(task)
+        own = self.outbox.incidents.get(task.incident)
+        if thread is None or own is None:
+            self._settle(task, False, True, "incident forgotten")
+            return
+        outcome = outcome_line(own, task.alert, self.outbox.dry_run)
+        runbook = self.config.slack.runbook_url
+        if task.op == "post":
+            text, blocks = render_alert(task.alert, outcome=outcome, runbook_url=runbook)
+            result = await self.slack.post(text, blocks, dedupe_key=task.id, since=since)
+        elif thread.ts is None:
+            # The parent is not posted (it failed for good): say it as a new message.
+            text, blocks = render_alert(task.alert, outcome=outcome, runbook_url=runbook)
+            if task.op == "update":
+                self._settle(task, True, False, "no parent message to update")
+                return
+            result = await self.slack.post(text, blocks, dedupe_key=task.id, since=since)
+        elif task.op == "reply":
+            text, blocks = render_followup(task.alert, outcome)
+            result = await self.slack.post(
+                text, blocks, dedupe_key=task.id, thread_ts=thread.ts, since=since
+            )
+        else:
+            if own is not thread:
+                self._settle(task, True, False, "threaded under another incident")
+                return
+            text, blocks = render_parent_update(task.alert, outcome, own.history)
+            result = await self.slack.update(thread.ts, text, blocks)
+        self._settle(
+            task,
+            result.ok,
+            result.permanent,
+            result.error or "delivered",
+            ts=result.ts if task.op == "post" else None,
+            retry_after=result.retry_after,
+        )
+
+    # -- audit -------------------------------------------------------------------
+
+    async def _audit_loop(self) -> None:
+        """Send every audit record not yet acknowledged; a failed send is tried again."""
+        assert self.producer is not None
+        while not self._stopping.is_set() or self.outbox.audit:
+            sent = False
+            for key, record in list(self.outbox.audit.items()):
+                pending = self._audit_sends.get(key)
+                if pending is not None and not pending.done():
+                    continue
+                if pending is not None and pending.exception() is None:
+                    del self._audit_sends[key]
+                    if self.outbox.audit.get(key) is record:
+                        del self.outbox.audit[key]
+                    continue
+                self._audit_sends[key] = asyncio.ensure_future(
+                    self.producer.send_and_wait(
+                        self.config.kafka.topics.actions,
+                        orjson.dumps(audit_wire(record)),
+                        key=key.encode(),
+                    )
+                )
+                sent = True
+            if self._stopping.is_set() and not sent:
+                pending = [f for f in self._audit_sends.values() if not f.done()]
+                if not pending:
+                    break
+                await asyncio.wait(pending, timeout=5)
+                if any(not f.done() for f in pending):
+                    break  # kept in the outbox: sent again after the restart
+            await asyncio.sleep(0.05)
+
+
+def _gateway(config: Config) -> Gateway:
+    gateway = config.gateway
+    if gateway.dry_run or gateway.master_key or gateway.secret:
+        return make_gateway(gateway)
+    return NoGateway()
