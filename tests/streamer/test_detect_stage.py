@@ -15,6 +15,8 @@ import orjson
 from schemas import parse_ts
 from spendbrake._broker import EmbeddedBroker
 from spendbrake._simulate import parse_incident, simulate
+from spendbrake.fakes.gateway import FakeGateway
+from spendbrake.fakes.slack import FakeSlack
 from tests.kafka_helpers import read_topic
 from tests.streamer.kafka_io import publish_raw
 from tests.streamer.test_worker import start_worker, stop
@@ -30,7 +32,9 @@ def _events() -> list[bytes]:
     return [e.to_json() for e in stream]
 
 
-def _config(tmp_path: Path, make_topic: Callable[..., str]) -> tuple[Path, str, str]:
+def _config(
+    tmp_path: Path, make_topic: Callable[..., str], slack: FakeSlack, gateway: FakeGateway
+) -> tuple[Path, str, str]:
     events, rollups = make_topic("events", 4), make_topic("rollups", 4)
     alerts = make_topic("alerts", 2)
     path = tmp_path / "config.yaml"
@@ -38,6 +42,8 @@ def _config(tmp_path: Path, make_topic: Callable[..., str]) -> tuple[Path, str, 
         "kafka:\n  group_id: detect-test\n  topics:\n"
         f"    events: {events}\n    rollups: {rollups}\n    alerts: {alerts}\n"
         f"    dlq: {events}-dlq\n    actions: {events}-actions\n    traces: {events}-traces\n"
+        f"slack:\n  token: xoxb-e2e\n  base_url: {slack.base_url}\n  retry_cap_s: 2\n"
+        f"gateway:\n  url: {gateway.url}\n  master_key: sk-e2e\n  retry_cap_s: 2\n"
         # Search's keys are standard workloads: this policy lets the runaway one be paused.
         "policies:\n  - match: {team: search}\n    action: pause\n"
         # A daily season and a two-day warm-up keep the history (and the test) short.
@@ -62,28 +68,60 @@ def _wait_for_anomaly(broker: EmbeddedBroker, topic: str, timeout_s: float) -> d
     return got
 
 
-def test_runaway_becomes_one_alert_across_sigkills(
+def test_runaway_becomes_one_alert_and_one_pause_across_sigkills(
     broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:
-    config, events, alerts_topic = _config(tmp_path, make_topic)
+    """Events to effects, every stage in one real worker process (the default)."""
+    with (
+        FakeSlack(token="xoxb-e2e") as slack,
+        FakeGateway(master_key="sk-e2e", strict_key_format=False) as gateway,
+    ):
+        got = _run_pipeline(broker, make_topic, tmp_path, slack, gateway)
+        blocked = sorted(gateway.blocked_keys)
+        parents = slack.parents()
+        threads = [slack.thread(p["ts"]) for p in parents]
+    _check_alerts(got)
+    key = min((a for a in got.values() if a["kind"] == "anomaly"), key=lambda a: a["seq"])["scope"][
+        "api_key"
+    ]
+    # The action stage paused exactly the runaway key and told Slack, in one thread.
+    assert blocked == [key], blocked
+    assert len(parents) == 1 and key[-4:] in orjson.dumps(parents[0]).decode(), parents
+    assert any("Paused" in orjson.dumps(m).decode() for m in threads[0]), threads
+
+
+def _run_pipeline(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    slack: FakeSlack,
+    gateway: FakeGateway,
+) -> dict[bytes, dict]:
+    config, events, alerts_topic = _config(tmp_path, make_topic, slack, gateway)
     records = _events()
     state, log = tmp_path / "state", tmp_path / "worker.log"
     asyncio.run(publish_raw(broker.bootstrap_servers, events, records))
-    worker = start_worker(broker, config, state, log, stages="ingest,detect")
+    worker = start_worker(broker, config, state, log, stages="ingest,detect,act")
     try:
-        # Kill the whole worker (ingest and detect stages) twice while it learns the history.
+        # Kill the whole worker (all stages) twice while it learns the history.
         for pause_s in KILL_AFTER_S:
             time.sleep(pause_s)
             worker.send_signal(signal.SIGKILL)
             worker.wait()
-            worker = start_worker(broker, config, state, log, stages="ingest,detect")
+            worker = start_worker(broker, config, state, log, stages="ingest,detect,act")
         got = _wait_for_anomaly(broker, alerts_topic, timeout_s=150.0)
+        assert gateway.wait_for(lambda: bool(gateway.blocked_keys), 60), log.read_text()[-3000:]
         time.sleep(3.0)  # let follow-ups of the same incident land
         got = asyncio.run(_alerts(broker.bootstrap_servers, alerts_topic))
     finally:
         stop(worker)
+    assert got, log.read_text()[-3000:]
+    return got
+
+
+def _check_alerts(got: dict[bytes, dict]) -> None:
     anomalies = [a for a in got.values() if a["kind"] in ("anomaly", "wow")]
-    assert anomalies, log.read_text()[-3000:]
+    assert anomalies, got
     # One incident: every record (first alert and follow-ups) carries the same id.
     assert len({a["id"] for a in anomalies}) == 1, [
         (a["id"], a["seq"], a["detected_at"], a["scope"], a["observed_usd"]) for a in anomalies
