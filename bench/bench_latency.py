@@ -73,8 +73,10 @@ def _config(path: Path, bootstrap: str, slack: FakeSlack, gateway: FakeGateway, 
     )
 
 
-async def _background(bootstrap: str, topic: str, rate: float, stop: threading.Event) -> int:
-    """Produce ``rate`` events/s (live event time) until ``stop``; returns the count."""
+async def _background(
+    bootstrap: str, topic: str, rate: float, stop: threading.Event
+) -> tuple[int, float]:
+    """Produce ``rate`` events/s (live event time) until ``stop``: (count, seconds)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5, acks=1
     )
@@ -92,13 +94,14 @@ async def _background(bootstrap: str, topic: str, rate: float, stop: threading.E
             sent += max(due, 0)
             await asyncio.sleep(tick)
         await producer.flush()
+        elapsed = time.monotonic() - started
     finally:
         await producer.stop()
-    return sent
+    return sent, elapsed
 
 
 def _run_background(
-    bootstrap: str, topic: str, rate: float, stop: threading.Event, out: list[int]
+    bootstrap: str, topic: str, rate: float, stop: threading.Event, out: list[tuple[int, float]]
 ) -> None:
     out.append(asyncio.run(_background(bootstrap, topic, rate, stop)))
 
@@ -160,7 +163,7 @@ def run(samples: int, rate: float, gap_s: float, say: Any = print) -> dict[str, 
             env={**os.environ, "SPENDBRAKE_LOG_LEVEL": "WARNING"},
         )
         stop = threading.Event()
-        counted: list[int] = []
+        counted: list[tuple[int, float]] = []
         traffic = threading.Thread(
             target=_run_background, args=(bootstrap, "spend.events", rate, stop, counted)
         )
@@ -196,11 +199,12 @@ def run(samples: int, rate: float, gap_s: float, say: Any = print) -> dict[str, 
             except subprocess.TimeoutExpired:
                 worker.kill()
             log.close()
-    elapsed = counted[0] if counted else 0
+    sent, seconds = counted[0] if counted else (0, 1.0)
     return {
         "samples": len(to_slack),
-        "background_events": elapsed,
-        "background_rate": rate,
+        "background_events": sent,
+        "background_rate_target": rate,
+        "background_rate": round(sent / seconds),
         "slack_p50_s": round(statistics.median(to_slack), 3) if to_slack else None,
         "slack_p99_s": round(_percentile(to_slack, 0.99), 3) if to_slack else None,
         "gateway_p50_s": round(statistics.median(to_gateway), 3) if to_gateway else None,
@@ -229,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
         print(orjson.dumps(result).decode())
         return
     print(
-        f"{result['samples']} samples under {args.rate:.0f} events/s of background traffic\n"
+        f"{result['samples']} samples under {result['background_rate']} events/s of background "
+        f"traffic (target {args.rate:.0f})\n"
         f"runaway event -> Slack message:  p50 {result['slack_p50_s']} s, "
         f"p99 {result['slack_p99_s']} s\n"
         f"runaway event -> gateway block:  p50 {result['gateway_p50_s']} s, "

@@ -606,6 +606,17 @@ def bench_memory(series: int, as_json: bool) -> None:
     run_bench(["--series", str(series), *(["--json"] if as_json else [])])
 
 
+@bench.command("latency")
+@click.option("--samples", default=20, show_default=True, help="Runaways to inject, one by one.")
+@click.option("--rate", default=10_000.0, show_default=True, help="Background events/s.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_latency(samples: int, rate: float, as_json: bool) -> None:
+    """Runaway event to Slack message and to gateway block, p50/p99, under background traffic."""
+    from bench.bench_latency import main as run_bench
+
+    run_bench(["--samples", str(samples), "--rate", str(rate), *(["--json"] if as_json else [])])
+
+
 @main.command()
 @click.argument("config_file", type=click.Path(dir_okay=False))
 def validate(config_file: str) -> None:
