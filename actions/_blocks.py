@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 import orjson
 
+from ._interactive import RESUME_ACTION_ID, SNOOZE_ACTION_ID
+
 __all__ = [
     "RESUME_ACTION_ID",
     "SNOOZE_ACTION_ID",
@@ -21,8 +23,6 @@ __all__ = [
     "render_parent_update",
 ]
 
-RESUME_ACTION_ID = "spendbrake_resume"
-SNOOZE_ACTION_ID = "spendbrake_snooze"
 _TEXT_MAX = 2900  # section text limit is 3000
 _VALUE_MAX = 2000  # button value limit
 _SEVERITY = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}

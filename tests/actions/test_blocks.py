@@ -1,0 +1,100 @@
+"""Block Kit rendering: what the on-call reads, within Slack's limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from actions._blocks import (
+    RESUME_ACTION_ID,
+    SNOOZE_ACTION_ID,
+    mask,
+    render_alert,
+    render_followup,
+    render_parent_update,
+)
+
+
+def alert(**extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "anomaly",
+        "detector": "baseline",
+        "scope": {"team": "research", "api_key": "sk-live-0123456789abcdef"},
+        "also": [{"team": "research"}],
+        "window_start": "2026-09-10T02:00:00.000000Z",
+        "window_end": "2026-09-10T03:00:00.000000Z",
+        "observed_usd": 412.5,
+        "expected_usd": 10.25,
+        "severity": "critical",
+        "action": "pause",
+        "targets": ["sk-live-0123456789abcdef"],
+        "id": "anomaly/x/1",
+        "seq": 0,
+        "score": 0.97,
+        "reason": "spend 40x the hour-of-week baseline",
+        **extra,
+    }
+
+
+def flat(blocks: list[dict[str, Any]]) -> str:
+    return orjson.dumps(blocks).decode()
+
+
+def test_the_message_says_what_where_how_much_why_and_how_to_undo() -> None:
+    text, blocks = render_alert(alert(), outcome="Paused 1 key(s): sk-…cdef")
+    shown = flat(blocks)
+    assert "Runaway spend" in text
+    assert "$412.50" in shown and "$10.25" in shown and "40.2x" in shown
+    assert "02:00" in shown and "UTC" in shown
+    assert "spend 40x the hour-of-week baseline" in shown
+    assert "Paused 1 key(s)" in shown
+    assert "spendbrake resume sk-live-0123456789abcdef" in shown
+    assert "team=research" in shown  # the "also" scopes
+
+
+def test_a_scope_shows_a_masked_key() -> None:
+    assert mask("sk-live-0123456789abcdef") == "…cdef"
+    title = render_alert(alert())[1][0]["text"]["text"]
+    assert "0123456789" not in title and "…cdef" in title
+
+
+def test_buttons_only_on_pauses() -> None:
+    actions = [b for b in render_alert(alert())[1] if b["type"] == "actions"]
+    assert [e["action_id"] for e in actions[0]["elements"]] == [RESUME_ACTION_ID, SNOOZE_ACTION_ID]
+    value = orjson.loads(actions[0]["elements"][0]["value"])
+    assert value == {"alert": "anomaly/x/1", "targets": ["sk-live-0123456789abcdef"]}
+    plain = render_alert(alert(action="alert", targets=[]))[1]
+    assert not [b for b in plain if b["type"] == "actions"]
+    assert "spendbrake resume" not in flat(plain)
+
+
+def test_slack_limits_hold_for_huge_inputs() -> None:
+    many = [f"sk-batch-{i:04d}-" + "x" * 40 for i in range(200)]
+    _, blocks = render_alert(alert(reason="r" * 10_000, targets=many))
+    assert len(blocks) <= 50
+    for block in blocks:
+        if block["type"] == "section":
+            assert len(block["text"]["text"]) <= 3000
+        for element in block.get("elements", []):
+            assert (
+                len(element.get("text", "") if isinstance(element.get("text"), str) else "") <= 3000
+            )
+            assert len(element.get("value", "")) <= 2000
+
+
+def test_runbook_template_is_filled_and_quoted() -> None:
+    _, blocks = render_alert(alert(), runbook_url="https://wiki/run#{kind}?s={scope}")
+    shown = flat(blocks)
+    assert "https://wiki/run#anomaly?s=team%3Dresearch" in shown
+
+
+def test_budget_titles_and_followups() -> None:
+    text, _ = render_alert(alert(kind="budget", budget="research-monthly", threshold=0.8))
+    assert "Budget research-monthly at 80%" in text
+    text, blocks = render_followup(alert(seq=2), "Paused 2 key(s)")
+    assert "#2" in text and "Paused 2 key(s)" in flat(blocks)
+    _, blocks = render_parent_update(
+        alert(seq=2), "Resumed sk-…cdef", ["#0 warning", "#2 critical"]
+    )
+    assert "History" in flat(blocks) and "Resumed" in flat(blocks)
