@@ -16,10 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
-from spendbrake._broker import EmbeddedBroker
+from actions._interactive import RESUME_ACTION_ID, build_payload, sign_request
+from spendbrake._broker import EmbeddedBroker, free_port
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
 from tests.kafka_helpers import read_topic
@@ -56,6 +58,12 @@ def make_alert(
     }
 
 
+SIGNING = "slack-signing-secret"
+#: The issue asks for 60 s outages; 8 s exercise the same paths in a short suite
+#: (SPENDBRAKE_OUTAGE_S=60 runs the long version).
+OUTAGE_S = float(os.environ.get("SPENDBRAKE_OUTAGE_S", "8"))
+
+
 class Setup:
     def __init__(
         self,
@@ -69,11 +77,13 @@ class Setup:
         self.alerts = make_topic("alerts", 2)
         self.actions = make_topic("actions", 1)
         self.config = tmp / "config.yaml"
+        self.buttons_port = free_port()
         self.config.write_text(
             "kafka:\n  topics:\n"
             f"    alerts: {self.alerts}\n    actions: {self.actions}\n"
             f"slack:\n  token: {TOKEN}\n  channel: '#ai-spend'\n  base_url: {slack.base_url}\n"
             "  timeout_s: 1.5\n  retry_cap_s: 2\n"
+            f"  signing_secret: {SIGNING}\n  interactive_port: {self.buttons_port}\n"
             f"gateway:\n  kind: litellm\n  url: {gateway.url}\n  master_key: {MASTER}\n"
             "  timeout_s: 1.0\n  retry_cap_s: 2\n"
         )
@@ -91,6 +101,11 @@ class Setup:
             read_topic(self.broker.bootstrap_servers, self.actions, expect=10**9, timeout_s=1.5)
         )
         return {key.decode(): orjson.loads(value) for _, key, value in records if key}
+
+    def click(self, body: bytes, headers: dict[str, str]) -> int:
+        url = f"http://127.0.0.1:{self.buttons_port}/slack/actions"
+        content_type = {"content-type": "application/x-www-form-urlencoded"}
+        return httpx.post(url, content=body, headers={**headers, **content_type}).status_code
 
     def resume(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -186,6 +201,40 @@ def test_pause_blocks_the_batch_key_alerts_the_critical_one_and_resume_unblocks(
     assert resumed[0]["source"].startswith("cli:") and resumed[0]["reason"] == "false alarm"
 
 
+def test_slack_buttons_resume_through_the_stage_and_forgeries_are_refused(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    fakes: tuple[FakeSlack, FakeGateway],
+) -> None:
+    slack, gateway = fakes
+    setup = Setup(broker, make_topic, tmp_path, slack, gateway)
+    key = "growth-email-batch"
+    alert = make_alert(key)
+    worker = setup.start()
+    try:
+        setup.publish(alert)
+        assert gateway.wait_for(lambda: gateway.is_blocked(key), 60), setup.log.read_text()[-3000:]
+        body = build_payload(RESUME_ACTION_ID, {"alert": alert["id"], "targets": [key]}, "U42")
+        now = int(time.time())
+        forged = sign_request("not-the-secret", body, now)
+        stale = sign_request(SIGNING, body, now - 600)
+        assert setup.click(body, forged) == 401
+        assert setup.click(body, stale) == 401
+        assert gateway.is_blocked(key)
+        assert setup.click(body, sign_request(SIGNING, body, now)) == 200
+        assert gateway.wait_for(lambda: not gateway.is_blocked(key), 30)
+        assert slack.wait_for(lambda: "Resumed" in _texts(slack.messages), 30)
+        time.sleep(1.5)
+    finally:
+        stop(worker)
+    audit = setup.audit().values()
+    rejected = [r for r in audit if r["result"] == "rejected"]
+    assert len(rejected) == 2 and all("401" in r["detail"] for r in rejected), rejected
+    unblocked = [r for r in audit if r["action"] == "unblock"]
+    assert [(r["source"], r["result"]) for r in unblocked] == [("slack:U42", "ok")]
+
+
 def test_outages_and_a_kill_mid_retry_end_in_exactly_once_in_order(
     broker: EmbeddedBroker,
     make_topic: Callable[..., str],
@@ -201,7 +250,7 @@ def test_outages_and_a_kill_mid_retry_end_in_exactly_once_in_order(
     try:
         setup.publish(*(make_alert(k) for k in keys))
         # Both sides fail for a while; then the stage is killed in the middle of retrying.
-        time.sleep(8.0)
+        time.sleep(OUTAGE_S)
         worker.send_signal(signal.SIGKILL)
         worker.wait()
         # Slack comes back answering 429 once (Retry-After), then hangs once past the

@@ -124,11 +124,16 @@ def adoptions(log: Path) -> list[int]:
 
 
 def wait_checkpointed(state: Path, since: float, worker: subprocess.Popen[bytes]) -> None:
-    """Until the newest worker has saved a snapshot: a kill before that tests only startup."""
+    """Until the newest worker has saved a snapshot with progress in it (an offset): a kill
+    before that tests only startup."""
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        if any(p.stat().st_mtime > since for p in state.glob("*/p*/snapshot.json")):
-            return
+        for path in state.glob("*/p*/snapshot.json"):
+            try:
+                if path.stat().st_mtime > since and orjson.loads(path.read_bytes())["next_offset"]:
+                    return
+            except (FileNotFoundError, orjson.JSONDecodeError):
+                pass  # replaced while we read it
         assert worker.poll() is None, "worker died"
         time.sleep(0.1)
 
