@@ -29,10 +29,14 @@ _SEVERITY = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":i
 
 
 def mask(key: str | None) -> str:
-    """An api key shown by its last four characters: enough to tell keys apart, not to use."""
+    """A key as people read it: names (aliases) in full, long tokens (hashes) shortened.
+
+    Events never carry a raw key (the SDK and adapters redact them), so this is about
+    readability, not secrecy.
+    """
     if key is None:
         return "-"
-    return key if len(key) <= 8 else f"…{key[-4:]}"
+    return key if len(key) <= 32 else f"{key[:6]}…{key[-4:]}"
 
 
 def _scope(scope: dict[str, Any]) -> str:

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from schemas import format_ts
 
+from ._blocks import mask as _short
+
 __all__ = ["Incident", "Outbox", "Task", "audit_wire", "outcome_line", "scope_key"]
 
 Lane = Literal["slack", "gateway"]
@@ -42,10 +44,6 @@ def audit_wire(record: dict[str, Any]) -> dict[str, Any]:
         if wire.get(name) is not None:
             wire[name] = format_ts(wire[name])
     return wire
-
-
-def _short(key: str) -> str:
-    return key if len(key) <= 12 else f"{key[:3]}…{key[-4:]}"
 
 
 @dataclass(slots=True)
@@ -100,8 +98,10 @@ def outcome_line(incident: Incident, alert: dict[str, Any], dry_run: bool) -> st
         parts.append("Resumed " + ", ".join(map(_short, incident.resumed)))
     if incident.failed:
         parts.append("Gateway call FAILED for " + ", ".join(map(_short, incident.failed)))
+    critical = alert.get("critical_keys") or []
+    if parts and critical:
+        parts.append("critical, alerted only: " + ", ".join(map(_short, critical)))
     if not parts:
-        critical = alert.get("critical_keys") or []
         parts.append(
             "Alert only: critical keys are never paused"
             + (f" ({', '.join(map(_short, critical))})" if critical else "")

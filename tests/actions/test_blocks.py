@@ -53,10 +53,12 @@ def test_the_message_says_what_where_how_much_why_and_how_to_undo() -> None:
     assert "team=research" in shown  # the "also" scopes
 
 
-def test_a_scope_shows_a_masked_key() -> None:
-    assert mask("sk-live-0123456789abcdef") == "…cdef"
-    title = render_alert(alert())[1][0]["text"]["text"]
-    assert "0123456789" not in title and "…cdef" in title
+def test_names_show_in_full_and_tokens_shortened() -> None:
+    token = "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b"
+    assert mask("research-nightly-summarizer") == "research-nightly-summarizer"
+    assert mask(token) == "88dc28…6b4b"
+    title = render_alert(alert(scope={"api_key": token}))[1][0]["text"]["text"]
+    assert token not in title and "88dc28…6b4b" in title
 
 
 def test_buttons_only_on_pauses() -> None:

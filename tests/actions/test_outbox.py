@@ -152,3 +152,9 @@ def test_an_operator_resume_unblocks_and_reports_in_the_thread() -> None:
     incident = box.incidents[alert()["id"]]
     assert incident.resumed == ["sk-a"] and incident.paused == ["sk-b"]
     assert drain(box, "slack") == ["reply:", "update:"]
+
+
+def test_a_budget_resume_alert_unblocks_what_it_lists() -> None:
+    box = Outbox()
+    box.accept(alert(action="resume", targets=("sk-a",), id="budget/team=search/resume"), now=1.0)
+    assert [(t.op, t.target) for t in box.lanes["gateway"]] == [("unblock", "sk-a")]

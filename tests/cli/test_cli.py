@@ -22,7 +22,16 @@ from spendbrake._broker import EmbeddedBroker, free_port
 from spendbrake.cli import main
 from tests.kafka_helpers import read_topic_sync
 
-COMMANDS = ["broker", "simulate", "produce", "worker", "replay", "validate", "demo"]
+COMMANDS = [
+    "broker",
+    "simulate",
+    "produce",
+    "worker",
+    "replay",
+    "resume",
+    "validate",
+    "demo",
+]
 
 
 def run(*args: str) -> object:
@@ -217,3 +226,18 @@ def test_broker_command_serves_topics_and_stops_on_ctrl_c() -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_demo_pauses_the_runaway_and_spares_the_critical_bot() -> None:
+    """The README's first command, short: every stage, the fake Slack and gateway."""
+    script = str(Path(sys.executable).with_name("spendbrake"))
+    done = subprocess.run(
+        [script, "demo", "--duration", "6s", "--rate", "2"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = done.stderr.split("published", 1)[-1]
+    assert "search-agent-prod" in summary and "support-triage-prod" in summary, summary
+    assert "support-bot-prod" not in summary.split("paused at the fake gateway:")[1].split(".")[0]
