@@ -153,6 +153,10 @@ class Outbox:
         if alert.get("action") in ("pause", "resume"):
             done = incident.paused if op == "block" else incident.resumed
             calls = [t for t in alert.get("targets", []) if t not in done]
+        if op == "block":
+            # The detector stage never targets a critical key; should a record say otherwise
+            # (a bug, a hand-written record), critical keys are still never paused.
+            calls = [t for t in calls if t not in (alert.get("critical_keys") or ())]
         for target in calls:
             self._add(Task(f"{key}/{op}/{target}", "gateway", op, alert["id"], alert, target))
         if calls:

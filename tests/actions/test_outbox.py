@@ -158,3 +158,9 @@ def test_a_budget_resume_alert_unblocks_what_it_lists() -> None:
     box = Outbox()
     box.accept(alert(action="resume", targets=("sk-a",), id="budget/team=search/resume"), now=1.0)
     assert [(t.op, t.target) for t in box.lanes["gateway"]] == [("unblock", "sk-a")]
+
+
+def test_a_critical_key_is_never_blocked_whatever_the_record_says() -> None:
+    box = Outbox()
+    box.accept(alert(targets=("sk-a", "sk-prod"), critical_keys=["sk-prod"]), now=1.0)
+    assert [t.target for t in box.lanes["gateway"]] == ["sk-a"]
