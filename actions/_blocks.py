@@ -58,6 +58,7 @@ def _title(alert: dict[str, Any]) -> str:
         "burn_rate": f"Budget {alert.get('budget')}: burning fast",
         "wow": "Week-over-week rise",
         "cost_per_call": "Cost per call up",
+        "unpriced_model": "Unpriced model",
     }.get(str(kind), str(kind))
 
 

@@ -32,7 +32,7 @@ from actions._slack import SlackNotifier
 from schemas import Config
 
 from ._state import write_atomic
-from ._worker import WorkerSettings, _start_with_retry
+from ._worker import WorkerSettings, _start_with_retry, close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +172,8 @@ class ActionStage:
                 except (TimeoutError, asyncio.CancelledError):
                     task.cancel()
             self.save()
-            await self.consumer.stop()
-            await self.producer.stop()
+            await close_quietly(self.consumer)
+            await close_quietly(self.producer)
             await self.gateway.aclose()
             if self.slack is not None:
                 await self.slack.close()
@@ -199,8 +199,23 @@ class ActionStage:
                     self.outbox.offsets[tp.partition] = message.offset + 1
                     if message.value is None:
                         continue
-                    alert = orjson.loads(message.value)
-                    if self.outbox.accept(alert, now):
+                    try:
+                        alert = orjson.loads(message.value)
+                        accepted_now = self.outbox.accept(alert, now)
+                    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+                        # Not an alert record we can act on: audit it, never stop for it.
+                        where = f"{tp.partition}/{message.offset}"
+                        log.warning("alert record %s skipped: %r", where, exc)
+                        self.outbox.note(
+                            f"skipped/{self.topic}/{where}",
+                            "accept",
+                            "failed",
+                            f"not an alert record: {exc!r}"[:200],
+                            now,
+                            source="alerts topic",
+                        )
+                        continue
+                    if accepted_now:
                         accepted += 1
                         log.info(
                             "alert %s#%s %s %s: %s",

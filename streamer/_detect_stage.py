@@ -38,7 +38,7 @@ from schemas import Alert, Config
 
 from ._rollup import RollupRecord
 from ._state import write_atomic
-from ._worker import OutputFailed, WorkerSettings, _start_with_retry
+from ._worker import OutputFailed, WorkerSettings, _start_with_retry, close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +179,9 @@ class DetectStage:
             await self._loop()
             await self.checkpoint()
         finally:
-            await self._probe.stop()
-            await self.consumer.stop()
-            await self.producer.stop()
+            await close_quietly(self._probe)
+            await close_quietly(self.consumer)
+            await close_quietly(self.producer)
             if self._lock is not None:
                 self._lock.close()
                 self._lock = None

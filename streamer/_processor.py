@@ -73,6 +73,10 @@ class Outputs(NamedTuple):
 
 def unpriced_model_alert(provider: str, model: str, day_start: int) -> dict[str, Any]:
     """The once-a-day operator alert for a model the price table does not know."""
+    message = (
+        f"{provider}/{model} has no price: its calls and tokens are counted, its cost is not. "
+        "Add it under pricing.models in the config."
+    )
     return {
         "kind": "unpriced_model",
         "detector": "pricing",
@@ -87,10 +91,11 @@ def unpriced_model_alert(provider: str, model: str, day_start: int) -> dict[str,
         "budget": None,
         "threshold": None,
         "id": f"unpriced:{provider}/{model}:{format_ts(day_start)[:10]}",
-        "message": (
-            f"{provider}/{model} has no price: its calls and tokens are counted, its cost is not. "
-            "Add it under pricing.models in the config."
-        ),
+        "seq": 0,
+        "score": 1.0,
+        "also": [],
+        "reason": message,
+        "message": message,
     }
 
 

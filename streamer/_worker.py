@@ -284,10 +284,13 @@ class IngestWorker:
                     processor.next_offset, ""
                 )
         if offsets and self.consumer is not None:
+            # Informational only (lag, the detect stage's idle check): the snapshot holds the
+            # truth. Bounded: with the group coordinator gone, aiokafka's commit waits for it
+            # indefinitely, which stalled checkpoints and made SIGTERM hang during an outage.
             try:
-                await self.consumer.commit(offsets)
-            except KafkaError as exc:  # informational only; the snapshot holds the truth
-                log.debug("offset commit failed: %s", exc)
+                await asyncio.wait_for(self.consumer.commit(offsets), timeout=5.0)
+            except (KafkaError, TimeoutError) as exc:
+                log.debug("offset commit failed: %r", exc)
         try:
             await asyncio.wait_for(self._send_marks(partitions), timeout=5.0)
         except (KafkaError, TimeoutError) as exc:  # advisory: the next checkpoint sends newer
@@ -358,10 +361,10 @@ class IngestWorker:
             if self.processors:
                 await self.checkpoint()
         finally:
-            await self.consumer.stop()
+            await close_quietly(self.consumer)
             for store in self.stores.values():
                 store.release()
-            await self.producer.stop()
+            await close_quietly(self.producer)
 
     async def _loop(self) -> None:
         assert self.consumer is not None
@@ -444,6 +447,23 @@ def _trim(data: bytes) -> bytes:
 
 def _dead_value(letter: DeadLetter) -> bytes:
     return orjson.dumps(letter.to_wire())
+
+
+async def close_quietly(client: Any) -> None:
+    """Stop an aiokafka client whatever state the connection is in.
+
+    During a broker outage aiokafka's ``consumer.stop()`` can raise the CancelledError of
+    its own fetch task; that must not turn a clean shutdown (state already saved) into a
+    crash. Our own cancellation still propagates.
+    """
+    try:
+        await client.stop()
+    except KafkaError as exc:
+        log.debug("closing %s: %r", type(client).__name__, exc)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 async def _start_with_retry(start: Callable[[], Any], what: str, stopping: asyncio.Event) -> None:

@@ -93,7 +93,7 @@ class Setup:
     def start(self) -> subprocess.Popen[bytes]:
         return start_worker(self.broker, self.config, self.state, self.log, stages="act")
 
-    def publish(self, *alerts: dict[str, Any]) -> None:
+    def publish(self, *alerts: Any) -> None:
         asyncio.run(_publish(self.broker.bootstrap_servers, self.alerts, list(alerts)))
 
     def audit(self) -> dict[str, dict[str, Any]]:
@@ -126,19 +126,18 @@ class Setup:
         )
 
 
-async def _publish(bootstrap: str, topic: str, alerts: list[dict[str, Any]]) -> None:
+async def _publish(bootstrap: str, topic: str, alerts: list[Any]) -> None:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
     await producer.start()
     try:
         for alert in alerts:
-            await producer.send_and_wait(
-                topic,
-                orjson.dumps(alert),
-                key=f"{alert['id']}#{alert['seq']}".encode(),
-                partition=0,
-            )
+            if isinstance(alert, bytes):  # a record that is not an alert at all
+                await producer.send_and_wait(topic, alert, key=b"junk", partition=0)
+                continue
+            key = f"{alert['id']}#{alert.get('seq', 0)}".encode()
+            await producer.send_and_wait(topic, orjson.dumps(alert), key=key, partition=0)
     finally:
         await producer.stop()
 
@@ -299,14 +298,19 @@ def test_an_unknown_key_is_audited_as_failed_not_retried_forever(
         setup = Setup(broker, make_topic, tmp_path, slack, gateway)
         worker = setup.start()
         try:
-            setup.publish(make_alert("sk-unknown"))
+            # Junk on the alerts topic is audited and skipped; it never stops the stage.
+            missing_seq = {k: v for k, v in make_alert("sk-x").items() if k != "seq"}
+            setup.publish(b"not json", missing_seq, make_alert("sk-unknown"))
             deadline = time.monotonic() + 60
             failed: list[dict[str, Any]] = []
-            while time.monotonic() < deadline and not failed:
+            while time.monotonic() < deadline and len(failed) < 3:
                 failed = [r for r in setup.audit().values() if r["result"] == "failed"]
             time.sleep(2.0)
         finally:
             stop(worker)
+        skipped = [r for r in failed if r["action"] == "accept"]
+        assert len(skipped) == 2, setup.audit()
+        failed = [r for r in failed if r["action"] != "accept"]
         assert len(failed) == 1 and failed[0]["target"] == "sk-unknown", setup.audit()
         assert "404" in failed[0]["detail"]
         assert len(gateway.calls) == 1  # a permanent answer is not retried
