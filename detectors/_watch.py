@@ -37,6 +37,7 @@ from detectors._incidents import (
     rank,
     scope_text,
 )
+from detectors._retune import retune
 from schemas import KEY_DIMENSIONS, Alert, Config, DetectorConfig, KeyInfo
 
 __all__ = ["RollupLike", "SpendWatch"]
@@ -573,10 +574,142 @@ class SpendWatch:
     # -- state ---------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        """Everything learned, as bytes (detectors are small picklable objects)."""
+        """Everything learned, as bytes (detectors are small picklable objects).
+
+        The config parts the state was built from go along, so a restore under a changed
+        config maps detectors and budgets the way a live reload does.
+        """
         state: dict[str, Any] = {k: v for k, v in self.__dict__.items() if k != "config"}
+        state["_built_from"] = _built_from(self.config)
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def restore(self, data: bytes) -> None:
+    def restore(self, data: bytes) -> list[str]:
+        """Load a snapshot; returns what a config change since it was taken restarted."""
         state = pickle.loads(data)  # our own state file, written by snapshot()
+        built_from = state.pop("_built_from", None)
         self.__dict__.update(state)
+        if built_from is None or built_from == _built_from(self.config):
+            return []
+        current = self.config
+        self.config = current.model_copy(update=built_from)
+        return self.reconfigure(current)
+
+    def reconfigure(self, config: Config) -> list[str]:
+        """Switch to ``config`` keeping every baseline and budget state that still applies.
+
+        Detectors are matched by (kind, metric, scope) and retuned in place
+        (``detectors.retune``); budgets by name, keeping their spend and the thresholds
+        fired this period unless their scope, period or time zone changed. Everything is
+        built first and swapped in at the end, so a failure leaves the old state whole.
+        Returns one line per thing that had to start afresh (for the log).
+        """
+        detect_dims = {tuple(d) for d in config.dimensions}
+        series_detectors, notes = self._remap_detectors(config, detect_dims)
+        budget_state, budget_notes = self._remap_budgets(config)
+        for sk in [sk for sk in self.series if sk not in series_detectors]:
+            del self.series[sk]
+        for sk, detectors in series_detectors.items():
+            self.series[sk].detectors = detectors
+        self.budgets, self._budget_hours, self._budget_minutes, self._budget_paused = budget_state
+        self._budget_scopes = {}
+        for i, b in enumerate(config.budgets):
+            self._budget_scopes.setdefault(tuple(sorted(b.scope)), []).append(i)
+        self.detect_dims = detect_dims
+        self._roles = {}
+        self.config = config
+        return notes + budget_notes
+
+    def _remap_detectors(
+        self, config: Config, detect_dims: set[tuple[str, ...]]
+    ) -> tuple[dict[Any, list[tuple[int, Detector]]], list[str]]:
+        old = self.config.detectors
+        # New detector index -> the old one it continues (None: a new detector).
+        continues: list[int | None] = []
+        for new in config.detectors:
+            same = (new.kind, new.metric, new.scope)
+            match = next(
+                (
+                    i
+                    for i, o in enumerate(old)
+                    if i not in continues and (o.kind, o.metric, o.scope) == same
+                ),
+                None,
+            )
+            continues.append(match)
+        params = [make_detector(c.kind, **c.params).params for c in config.detectors]
+        restarted: set[int] = set()
+        out: dict[Any, list[tuple[int, Detector]]] = {}
+        for sk, series in self.series.items():
+            if sk[0] not in detect_dims:
+                continue
+            learned = dict(series.detectors)
+            attrs = dict(series.scope)
+            rebuilt: list[tuple[int, Detector]] = []
+            for j, cfg in enumerate(config.detectors):
+                if not all(attrs.get(k) == v for k, v in cfg.scope.items()):
+                    continue
+                i = continues[j]
+                before = learned.get(i) if i is not None else None
+                after = retune(before, **params[j]) if before is not None else None
+                if after is None:
+                    after = make_detector(cfg.kind, **cfg.params)
+                    if before is not None:
+                        restarted.add(j)
+                rebuilt.append((j, after))
+            out[sk] = rebuilt
+        notes = [
+            f"detectors[{j}] ({config.detectors[j].kind}): a parameter that shapes what it "
+            "learned changed; its baselines start afresh"
+            for j in sorted(restarted)
+        ]
+        notes += [
+            f"detectors[{j}] ({config.detectors[j].kind}): new; learns from now on"
+            for j, i in enumerate(continues)
+            if i is None
+        ]
+        notes += [
+            f"detector {o.kind} ({o.metric}) removed"
+            for i, o in enumerate(old)
+            if i not in continues
+        ]
+        return out, notes
+
+    def _remap_budgets(self, config: Config) -> tuple[tuple[Any, Any, Any, Any], list[str]]:
+        old = {b.name: (i, b) for i, b in enumerate(self.config.budgets)}
+        budgets, hours, minutes, paused = [], [], [], []
+        notes: list[str] = []
+        for cfg in config.budgets:
+            tracker = BudgetTracker.from_config(cfg)
+            i, before = old.get(cfg.name, (None, None))
+            if (
+                i is not None
+                and before is not None
+                and (
+                    (before.scope, before.period, before.timezone)
+                    == (cfg.scope, cfg.period, cfg.timezone)
+                )
+            ):
+                # Spend, thresholds fired and the profile carry over; amounts and
+                # fractions are the new ones (a raised amount does not re-fire 50%).
+                learned = {k: v for k, v in vars(self.budgets[i]).items() if k.startswith("_")}
+                vars(tracker).update(learned)
+                hours.append(self._budget_hours[i])
+                minutes.append(self._budget_minutes[i])
+                paused.append(self._budget_paused[i])
+            else:
+                hours.append({})
+                minutes.append({})
+                paused.append([])
+                why = "new" if i is None else "scope, period or time zone changed"
+                notes.append(f"budget {cfg.name}: {why}; counts spend read from now on")
+            budgets.append(tracker)
+        return (budgets, hours, minutes, paused), notes
+
+
+def _built_from(config: Config) -> dict[str, Any]:
+    """The config parts a watch's state depends on."""
+    return {
+        "detectors": config.detectors,
+        "budgets": config.budgets,
+        "dimensions": config.dimensions,
+    }

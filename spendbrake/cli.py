@@ -379,6 +379,14 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
     show_default=True,
     help="Serve Prometheus /metrics on 127.0.0.1:PORT (0: off).",
 )
+@click.option(
+    "--reload-interval",
+    "reload_s",
+    default=1.0,
+    show_default=True,
+    help="Seconds between checks of --config for changes (0: only on SIGHUP). A valid "
+    "change is applied live; a broken one is rejected and the running config kept.",
+)
 def worker(
     config_path: str | None,
     bootstrap: str | None,
@@ -389,6 +397,7 @@ def worker(
     group: str | None,
     stages: str,
     metrics_port: int,
+    reload_s: float,
 ) -> None:
     """Run the live pipeline: exact spend rollups, then detectors, budgets and policies.
 
@@ -401,7 +410,9 @@ def worker(
     keys at the gateway (gateway.*; critical keys never), audits each effect on the
     actions topic; undelivered effects are retried durably across restarts.
     Each keeps its state with its input offsets in --state-dir and stops cleanly
-    (with a final snapshot) on Ctrl-C or SIGTERM.
+    (with a final snapshot) on Ctrl-C or SIGTERM. A change to --config (or SIGHUP) is
+    validated and applied live, keeping baselines and budget spend; a broken file is
+    rejected (logged, posted once to slack.channel) and the running config stays.
     """
     import logging
     from pathlib import Path
@@ -409,16 +420,22 @@ def worker(
     from streamer import ActionStage, DetectStage, IngestWorker, WorkerSettings, tune_gc
 
     from ._broker import ensure_topics
+    from ._reload import ConfigReloader
 
     logging.basicConfig(
         level=os.environ.get("SPENDBRAKE_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    config = _load(config_path, bootstrap)
-    if group:
-        config = config.model_copy(
-            update={"kafka": config.kafka.model_copy(update={"group_id": group})}
-        )
+
+    def overrides(config: Config) -> Config:
+        kafka = config.kafka
+        if bootstrap:
+            kafka = kafka.model_copy(update={"bootstrap_servers": bootstrap})
+        if group:
+            kafka = kafka.model_copy(update={"group_id": group})
+        return config.model_copy(update={"kafka": kafka})
+
+    config = overrides(_load(config_path))
     settings = WorkerSettings(
         state_dir=Path(state_dir),
         flush_interval_s=flush_interval,
@@ -442,18 +459,25 @@ def worker(
         if "act" in chosen:
             running.append(ActionStage(config, settings))
         loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
 
         def stop_all() -> None:
+            stopping.set()
             for stage in running:
                 stage.stop()
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop_all)
         loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
+        tasks = [stage.run() for stage in running]
+        if config_path:
+            reloader = ConfigReloader(config_path, config, running, reload_s, overrides)
+            loop.add_signal_handler(signal.SIGHUP, reloader.request)
+            tasks.append(reloader.run(stopping))
         await ensure_topics(
             config.kafka.bootstrap_servers, config.kafka.topics.names(), config.kafka.partitions
         )
-        await asyncio.gather(*(stage.run() for stage in running))
+        await asyncio.gather(*tasks)
 
     tune_gc()
     asyncio.run(run())
@@ -634,6 +658,33 @@ def validate(config_file: str) -> None:
         click.echo(str(exc), err=True)
         sys.exit(1)
     click.echo(f"{config_file}: ok")
+
+
+@main.group("config")
+def config_group() -> None:
+    """Operator config helpers (see also: spendbrake validate)."""
+
+
+@config_group.command("schema")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file.")
+def config_schema(output: str | None) -> None:
+    """Print the config file's JSON Schema, for editor completion and checks.
+
+    VS Code (YAML extension): add `# yaml-language-server: $schema=spendbrake.schema.json`
+    as the first line of the config.
+    """
+    import orjson
+
+    schema = Config.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "SpendBrake operator config"
+    text = orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+        err.print(f"wrote {output}")
+    else:
+        click.echo(text)
 
 
 @main.command()

@@ -17,6 +17,7 @@ import logging
 import pickle
 import random
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -82,6 +83,35 @@ class ActionStage:
     def stop(self) -> None:
         self._stopping.set()
         self._notify()
+
+    def reconfigure(self, config: Config) -> list[str]:
+        """Use new Slack and gateway settings from the next attempt on (config reload).
+
+        Clients are built before anything changes (a bad gateway section raises and
+        leaves the stage as it was); calls in flight finish on the old clients.
+        """
+        notes: list[str] = []
+        old = self.config
+        gateway = _gateway(config) if config.gateway != old.gateway else self.gateway
+        slack = self.slack
+        if config.slack != old.slack:
+            s = config.slack
+            slack = SlackNotifier(s, timeout_s=s.timeout_s) if s.token else None
+        if (config.slack.interactive_port, config.slack.signing_secret) != (
+            old.slack.interactive_port,
+            old.slack.signing_secret,
+        ):
+            notes.append("slack.interactive_port/signing_secret: applied at the next restart")
+        if gateway is not self.gateway:
+            _close_later(self.gateway.aclose, old.gateway.timeout_s)
+        if slack is not self.slack and self.slack is not None:
+            _close_later(self.slack.close, old.slack.timeout_s)
+        self.gateway, self.slack, self.config = gateway, slack, config
+        self.outbox.slack_enabled = config.slack.token is not None
+        self.outbox.dry_run = config.gateway.dry_run
+        self.outbox.cooldown_s = config.slack.cooldown_s
+        self._notify()
+        return notes
 
     def _notify(self) -> None:
         for event in self._wake.values():
@@ -411,6 +441,21 @@ class ActionStage:
                 if any(not f.done() for f in pending):
                     break  # kept in the outbox: sent again after the restart
             await asyncio.sleep(0.05)
+
+
+def _close_later(close_client: Callable[[], Awaitable[None]], after_s: float) -> None:
+    """Close a replaced client once the calls already on it have had time to finish."""
+
+    async def close() -> None:
+        await asyncio.sleep(after_s + 1.0)
+        with contextlib.suppress(Exception):
+            await close_client()
+
+    _closing.add(task := asyncio.get_running_loop().create_task(close()))
+    task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task[None]] = set()
 
 
 def _gateway(config: Config) -> Gateway:

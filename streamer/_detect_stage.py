@@ -75,6 +75,12 @@ class DetectStage:
     def stop(self) -> None:
         self._stopping.set()
 
+    def reconfigure(self, config: Config) -> list[str]:
+        """New detectors, budgets and policies from the next rollup on, baselines kept."""
+        notes = self.watch.reconfigure(config)
+        self.config = config
+        return notes
+
     # -- state ---------------------------------------------------------------
 
     async def _acquire(self) -> None:
@@ -104,7 +110,8 @@ class DetectStage:
         saved = pickle.loads(data)  # our own file, written by _save()
         self.offsets = dict(saved["offsets"])
         self.mark_parts = dict(saved.get("mark_parts", {}))
-        self.watch.restore(saved["watch"])
+        for note in self.watch.restore(saved["watch"]):
+            log.info("config changed since the snapshot: %s", note)
         log.info("detector stage restored at rollup offsets %s", self.offsets)
 
     def _save(self) -> None:

@@ -109,6 +109,21 @@ class IngestWorker:
     def stop(self) -> None:
         self._stopping.set()
 
+    def reconfigure(self, config: Config) -> list[str]:
+        """New prices from the next event on; rollup settings need a restart."""
+        notes = []
+        if config.rollup_dimensions() != self.config.rollup_dimensions():
+            notes.append("dimensions: the ingest rolls up by the new sets after a restart")
+        prices = PriceTable.default().with_overrides(config.pricing.models)
+        self.prices = prices
+        for processor in self.processors.values():
+            processor.prices = prices
+        # Topics and dimensions stay those the running consumers and rollups were built on.
+        self.config = config.model_copy(
+            update={"kafka": self.config.kafka, "dimensions": self.config.dimensions}
+        )
+        return notes
+
     # -- partition ownership -------------------------------------------------
 
     async def adopt(self, assigned: list[TopicPartition]) -> None:

@@ -30,6 +30,7 @@ COMMANDS = [
     "replay",
     "resume",
     "validate",
+    "config",
     "demo",
 ]
 
@@ -189,6 +190,20 @@ def test_validate_exit_codes(tmp_path: Path) -> None:
     result = run("validate", str(bad))
     assert result.exit_code == 1
     assert f"{bad}:3:17: budgets[0].amount_usd: must be greater than 0, got -1" in result.output
+
+
+def test_config_schema_covers_every_section_and_forbids_unknown_keys(tmp_path: Path) -> None:
+    out = tmp_path / "schema.json"
+    assert run("config", "schema", "-o", str(out)).exit_code == 0
+    schema = orjson.loads(out.read_bytes())
+    from schemas import Config
+
+    assert set(schema["properties"]) == set(Config.model_fields)
+    assert schema["additionalProperties"] is False
+    # A typo like hard_stop must fail in the editor too, not only in `spendbrake validate`.
+    budget = schema["$defs"]["BudgetConfig"]
+    assert budget["additionalProperties"] is False and "hard_stop_at" in budget["properties"]
+    assert orjson.loads(run("config", "schema").output) == schema
 
 
 def test_broker_command_serves_topics_and_stops_on_ctrl_c() -> None:

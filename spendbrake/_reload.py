@@ -1,0 +1,195 @@
+"""Hot reload of the operator config in a running worker (file watch and SIGHUP).
+
+A changed file is validated with the same loader as ``spendbrake validate``. A broken one
+is rejected: every problem is logged, posted once to the operators' Slack channel, and
+the running config stays in force. A valid one is handed to every stage in one
+synchronous pass (no await in between, so no record is processed under a mix of old and
+new settings); each stage keeps the state that still applies (``SpendWatch.reconfigure``
+keeps baselines and budget spend). If a stage refuses, the stages already switched go
+back to the old config.
+
+The ``kafka`` section (topics, bootstrap, group) is what the running consumers were built
+on: a change to it is applied at the next restart, and said so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from schemas import Config, ConfigError
+
+from ._config_loader import ConfigErrors, load_config
+
+log = logging.getLogger(__name__)
+
+
+class Reconfigurable(Protocol):
+    def reconfigure(self, config: Config) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    """What one look at the file did: ``applied``, ``rejected`` or ``unchanged``."""
+
+    status: str
+    lines: tuple[str, ...] = ()
+
+
+class ConfigReloader:
+    """Watches ``path`` and applies valid changes to ``stages``.
+
+    Parameters
+    ----------
+    path
+        The operator YAML file the worker was started with.
+    config
+        The config in force (as loaded, with command-line overrides applied).
+    stages
+        Everything with a ``reconfigure(config) -> notes`` method.
+    interval_s
+        How often the file's size and mtime are compared (SIGHUP looks at once); 0: only
+        on SIGHUP.
+    overrides
+        What the command line changed in a loaded config (``--bootstrap``, ``--group``),
+        applied to every reloaded one too.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        config: Config,
+        stages: Sequence[Reconfigurable],
+        interval_s: float = 1.0,
+        overrides: Callable[[Config], Config] = lambda config: config,
+    ) -> None:
+        self.path = Path(path)
+        self.config = config
+        self.stages = list(stages)
+        self.interval_s = interval_s
+        self.overrides = overrides
+        self._stat = self._stat_now()
+        self._digest = self._digest_now()
+        self._posted: set[str] = set()
+        self._wake = asyncio.Event()
+        self.generation = 0
+
+    def request(self) -> None:
+        """Look at the file now (the SIGHUP handler)."""
+        self._wake.set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Check the file every ``interval_s`` (or on ``request``) until ``stopping``."""
+        while not stopping.is_set():
+            self._wake.clear()
+            waiters = {
+                asyncio.ensure_future(self._wake.wait()),
+                asyncio.ensure_future(stopping.wait()),
+            }
+            done, pending = await asyncio.wait(
+                waiters,
+                timeout=self.interval_s if self.interval_s > 0 else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in pending:
+                task.cancel()
+            if stopping.is_set():
+                return
+            forced = bool(done)
+            stat = self._stat_now()
+            if not forced and stat == self._stat:
+                continue
+            self._stat = stat
+            result = self.check()
+            if result.status == "rejected":
+                await self._post_once(result.lines)
+
+    def check(self) -> ReloadResult:
+        """Read the file; apply it if it changed and is valid."""
+        digest = self._digest_now()
+        if digest == self._digest or digest == _UNREADABLE:
+            # Unreadable: an editor mid-save (write to a temp file, rename); look again later.
+            return ReloadResult("unchanged")
+        try:
+            new = self.overrides(load_config(self.path))
+        except ConfigErrors as exc:
+            return self._reject(digest, [str(e) for e in exc.errors])
+        except ConfigError as exc:
+            return self._reject(digest, [str(exc)])
+        notes: list[str] = []
+        if new.kafka != self.config.kafka:
+            notes.append("kafka: applied at the next restart")
+            new = new.model_copy(update={"kafka": self.config.kafka})
+        switched: list[Reconfigurable] = []
+        try:
+            for stage in self.stages:
+                notes.extend(stage.reconfigure(new))
+                switched.append(stage)
+        except Exception as exc:
+            for stage in switched:
+                stage.reconfigure(self.config)
+            return self._reject(digest, [f"{self.path}: {exc}"])
+        self.config = new
+        self._digest = digest
+        self.generation += 1
+        log.info("config reloaded from %s (generation %d)", self.path, self.generation)
+        for note in notes:
+            log.info("config reload: %s", note)
+        return ReloadResult("applied", tuple(notes))
+
+    def _reject(self, digest: str, lines: list[str]) -> ReloadResult:
+        self._digest = digest  # the same broken text is not reported again
+        log.error(
+            "config %s rejected; the running config stays in force:\n%s",
+            self.path,
+            "\n".join(lines),
+        )
+        return ReloadResult("rejected", tuple(lines))
+
+    async def _post_once(self, lines: Sequence[str]) -> None:
+        """Tell the operators' channel, once per distinct set of problems."""
+        slack = self.config.slack
+        key = "\n".join(lines)
+        if slack.token is None or key in self._posted:
+            return
+        self._posted.add(key)
+        from slack_sdk.web.async_client import AsyncWebClient
+
+        kwargs = {"base_url": slack.base_url.rstrip("/") + "/"} if slack.base_url else {}
+        client = AsyncWebClient(
+            token=slack.token.get_secret_value(), timeout=int(slack.timeout_s), **kwargs
+        )
+        text = (
+            f":warning: SpendBrake rejected a change to `{self.path.name}`; "
+            "the running config stays in force.\n```\n" + "\n".join(lines) + "\n```"
+        )
+        try:
+            await client.chat_postMessage(channel=slack.channel, text=text, unfurl_links=False)
+        except Exception as exc:  # an operator notice: logged above already, never fatal
+            log.warning("could not post the rejected config to Slack: %s", exc)
+        finally:
+            session = getattr(client, "session", None)
+            if session is not None and not session.closed:
+                await session.close()
+
+    def _stat_now(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _digest_now(self) -> str:
+        try:
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        except OSError:
+            return _UNREADABLE
+
+
+_UNREADABLE = "<unreadable>"

@@ -1,0 +1,130 @@
+"""Config changes on a running watch: thresholds retuned in place, baselines and budget spend
+kept, and what cannot be kept restarted and said so."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from detectors import SpendWatch, available, make_detector
+from detectors._retune import retune
+from schemas import BudgetConfig, Config, DetectorConfig
+from tests.detectors.test_watch import T0, _history, _run, _runaway
+
+HOUR = 3600
+
+
+def _trained(name: str) -> object:
+    d = make_detector(name)
+    for h in range(24 * 21):
+        d.update(h * HOUR, 10.0 + 5.0 * math.sin(h / 24 * 2 * math.pi) + (h * 7919 % 13) / 13)
+    return d
+
+
+def _changed(value: float | int) -> float | int:
+    return type(value)(value * 2) if value else type(value)(1)
+
+
+@pytest.mark.parametrize("name", available())
+def test_every_parameter_change_keeps_a_working_detector_or_restarts_it(name: str) -> None:
+    trained = _trained(name)
+    for param, value in trained.params.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        try:
+            retuned = retune(trained, **{param: _changed(value)})
+        except ValueError:
+            continue  # the doubled value is out of range for this parameter
+        if retuned is None:
+            continue
+        assert retuned.params[param] == _changed(value)
+        assert retuned is not trained
+        verdict = retuned.update(24 * 21 * HOUR, 12.0)
+        assert 0.0 <= verdict.score <= 1.0, (name, param)
+
+
+def test_a_threshold_change_keeps_what_the_baseline_learned() -> None:
+    trained = _trained("baseline")
+    retuned = retune(trained, min_usd=50.0, fast_z=4.0)
+    assert retuned is not None and retuned.params["min_usd"] == 50.0
+    ts = 24 * 21 * HOUR
+    assert retuned.peek(ts, 12.0).expected == trained.peek(ts, 12.0).expected
+    assert make_detector("baseline", min_usd=50.0).peek(ts, 12.0).expected != pytest.approx(
+        trained.peek(ts, 12.0).expected
+    )
+
+
+def test_a_change_that_reshapes_the_state_restarts() -> None:
+    assert retune(_trained("baseline"), season=24) is None
+    assert retune(_trained("wow"), window_s=7 * 86400.0) is None
+
+
+def _config(**baseline: float) -> Config:
+    return Config(detectors=[DetectorConfig(kind="baseline", params=baseline)])
+
+
+def test_reload_mid_stream_alerts_as_if_the_new_config_had_always_run() -> None:
+    # The threshold only decides what alerts, not what is learned: after a reload the
+    # watch must alert exactly as one that ran the new config from the start. A watch
+    # that lost its baselines would be back in its two-week warm-up and miss the runaway.
+    plan = _history(24 * 21)
+    _runaway(plan, "k-agent", 24 * 18 + 14, 3, 25.0)
+    new = _config(min_usd=8.0)
+    straight = [a.to_wire() for a in _run(SpendWatch(new), plan)]
+    assert straight, "the runaway alerts under the new config"
+    cut = 24 * 18
+    watch = SpendWatch(_config())
+    before = [a.to_wire() for a in _run(watch, plan[:cut])]
+    assert watch.reconfigure(new) == []
+    after = [a.to_wire() for a in _run(watch, plan, start=cut)]
+    assert before + after == straight
+
+
+def test_restore_under_a_changed_config_maps_like_a_reload() -> None:
+    plan = _history(24 * 21)
+    _runaway(plan, "k-agent", 24 * 18 + 14, 3, 25.0)
+    new = _config(min_usd=8.0)
+    straight = [a.to_wire() for a in _run(SpendWatch(new), plan)]
+    cut = 24 * 18
+    old = SpendWatch(_config())
+    before = [a.to_wire() for a in _run(old, plan[:cut])]
+    restarted = SpendWatch(new)
+    assert restarted.restore(old.snapshot()) == []
+    assert before + [a.to_wire() for a in _run(restarted, plan, start=cut)] == straight
+
+
+def test_reshaping_and_new_detectors_are_reported() -> None:
+    watch = SpendWatch(_config())
+    _run(watch, _history(48))
+    notes = watch.reconfigure(
+        Config(
+            detectors=[
+                DetectorConfig(kind="baseline", params={"season": 24}),
+                DetectorConfig(kind="wow"),
+            ]
+        )
+    )
+    assert notes == [
+        "detectors[0] (baseline): a parameter that shapes what it learned changed; "
+        "its baselines start afresh",
+        "detectors[1] (wow): new; learns from now on",
+    ]
+
+
+def test_a_budget_keeps_its_spend_and_fired_thresholds_across_an_amount_change() -> None:
+    plan = _history(24 * 3)
+    budget = BudgetConfig(name="search", scope={"team": "search"}, amount_usd=3000, period="week")
+    watch = SpendWatch(Config(detectors=[], budgets=[budget]))
+    fired = [a for a in _run(watch, plan) if a.kind == "budget"]
+    assert [a.threshold for a in fired] == [0.5], [a.reason for a in fired]
+    spent = fired[0].observed_usd
+    raised = budget.model_copy(update={"amount_usd": 2500.0, "alert_at": [0.5, 0.8, 1.0]})
+    assert watch.reconfigure(Config(detectors=[], budgets=[raised])) == []
+    more = _run(watch, plan + _history(24 * 4, seed=9)[24 * 3 :], start=24 * 3)
+    crossed = [a for a in more if a.kind == "budget"]
+    # 50% already fired this week is not repeated; 80% of the new amount is counted from
+    # the spend of the first three days plus the new ones.
+    assert [a.threshold for a in crossed][:1] == [0.8], [a.reason for a in crossed]
+    assert crossed[0].observed_usd > spent
+    assert crossed[0].detected_at >= T0

@@ -1,0 +1,195 @@
+"""Hot reload on the embedded broker: a running worker takes a budget change without
+forgetting the spend it has counted, and rejects a broken file while the old config runs."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from spendbrake._broker import EmbeddedBroker
+from spendbrake.fakes.slack import FakeSlack
+from tests.kafka_helpers import read_topic
+from tests.streamer.kafka_io import publish_raw
+from tests.streamer.test_worker import start_worker, stop
+
+T0 = 1_791_158_400 + 9 * 3600  # 2026-10-05T09:00:00Z
+SPENT = 90.0  # dollars of team search before the reload
+
+
+def _event(n: int, ts: float, team: str, cost: float) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"reload-{n}",
+            "ts": ts,
+            "provider": "openai",
+            "model": "gpt-4o",
+            "input_tokens": 100,
+            "output_tokens": 10,
+            "cost_usd": cost,
+            "team": team,
+            "api_key": f"{team}-key",
+            "workload": "batch",
+        }
+    )
+
+
+def _config(topics: dict[str, str], slack: FakeSlack, search_usd: float, canary: str) -> str:
+    names = "".join(f"    {k}: {v}\n" for k, v in topics.items())
+    return (
+        f"kafka:\n  group_id: reload-test\n  topics:\n{names}"
+        f"slack:\n  token: xoxb-ops\n  base_url: {slack.base_url}\n  channel: '#ops'\n"
+        "detectors: []\n"
+        "budgets:\n"
+        # Fires once the detect stage has read every dollar of the first batch.
+        f"  - {{name: canary, scope: {{team: search}}, amount_usd: {canary}, period: day,"
+        " alert_at: [1.0], hard_stop_at: null}\n"
+        f"  - name: search-daily\n    scope: {{team: search}}\n    amount_usd: {search_usd}\n"
+        "    period: day\n    alert_at: [0.8, 1.0]\n    hard_stop_at: null\n"
+    )
+
+
+def _budget_alerts(broker: EmbeddedBroker, topic: str) -> list[dict]:
+    records = asyncio.run(read_topic(broker.bootstrap_servers, topic, expect=10**9, timeout_s=2.0))
+    return [orjson.loads(v) for _, _, v in records if v is not None]
+
+
+def _wait_alert(
+    broker: EmbeddedBroker, topic: str, match: Callable[[dict], bool], log: Path, timeout_s: float
+) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [a for a in _budget_alerts(broker, topic) if match(a)]
+        if found:
+            return found[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no such alert; worker log:\n{log.read_text()[-3000:]}")
+
+
+def test_reload_applies_a_budget_change_and_rejects_a_broken_file(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topics = {"events": make_topic("events", 2), "rollups": make_topic("rollups", 2)}
+    topics["alerts"] = make_topic("alerts", 1)
+    for name in ("dlq", "actions", "traces"):
+        topics[name] = f"{topics['events']}-{name}"
+    config, state, log = tmp_path / "spendbrake.yaml", tmp_path / "state", tmp_path / "worker.log"
+    first = [_event(i, T0 + 60 * i, "search", SPENT / 30) for i in range(30)]
+    with FakeSlack(token="xoxb-ops", channel="ops") as slack:
+        config.write_text(_config(topics, slack, search_usd=1000.0, canary=str(SPENT)))
+        asyncio.run(publish_raw(broker.bootstrap_servers, topics["events"], first))
+        worker = start_worker(broker, config, state, log, stages="ingest,detect")
+        try:
+            canary = _wait_alert(
+                broker, topics["alerts"], lambda a: a["budget"] == "canary", log, 90
+            )
+            assert abs(canary["observed_usd"] - SPENT) < 1e-6, canary
+            alerts = _budget_alerts(broker, topics["alerts"])
+            assert not [a for a in alerts if a["budget"] == "search-daily"], alerts
+
+            # 1. A valid change: $90 of $100 crosses 80% at once, from the spend already
+            # counted (no new search event follows; one event of another team moves time).
+            config.write_text(_config(topics, slack, search_usd=100.0, canary=str(SPENT)))
+            time.sleep(3.0)
+            asyncio.run(
+                publish_raw(
+                    broker.bootstrap_servers, topics["events"], [_event(100, T0 + 1900, "ops", 0.5)]
+                )
+            )
+            crossed = _wait_alert(
+                broker,
+                topics["alerts"],
+                lambda a: a["budget"] == "search-daily" and a["threshold"] == 0.8,
+                log,
+                60,
+            )
+            assert abs(crossed["observed_usd"] - SPENT) < 1e-6, crossed
+
+            # 2. A broken file: rejected, posted once to the operators' channel, old config runs.
+            broken = _config(topics, slack, search_usd=-5, canary=str(SPENT)).replace(
+                "hard_stop_at: null}", "hard_stop: null}"
+            )
+            config.write_text(broken)
+            assert slack.wait_for(lambda: len(slack.messages) >= 1, 30), log.read_text()[-3000:]
+            time.sleep(2.0)
+            config.write_text(broken)  # touched again, same problems: not posted again
+            worker.send_signal(signal.SIGHUP)
+            time.sleep(3.0)
+            assert len(slack.messages) == 1, slack.messages
+            text = slack.messages[0]["text"]
+            assert f"{config}:19:17: budgets[1].amount_usd: must be greater than 0" in text, text
+            assert "budgets[0].hard_stop: unknown key" in text, text
+            # $15 more: $105 of the $100 still in force crosses 100%.
+            more = [_event(200 + i, T0 + 2000 + 60 * i, "search", 1.5) for i in range(10)]
+            asyncio.run(publish_raw(broker.bootstrap_servers, topics["events"], more))
+            full = _wait_alert(
+                broker,
+                topics["alerts"],
+                lambda a: a["budget"] == "search-daily" and a["threshold"] == 1.0,
+                log,
+                60,
+            )
+            assert abs(full["observed_usd"] - (SPENT + 15.0)) < 1e-6, full
+        finally:
+            stop(worker)
+    text = log.read_text()
+    assert "config reloaded" in text and "rejected; the running config stays" in text, text[-3000:]
+    alerts = _budget_alerts(broker, topics["alerts"])
+    kinds = [(a["budget"], a["threshold"]) for a in alerts if a["kind"] == "budget"]
+    assert sorted(kinds) == [("canary", 1.0), ("search-daily", 0.8), ("search-daily", 1.0)], kinds
+
+
+async def test_stages_switch_together_and_a_refusal_puts_them_back(tmp_path: Path) -> None:
+    from schemas import Config
+    from spendbrake._config_loader import load_config
+    from spendbrake._reload import ConfigReloader
+    from streamer import ActionStage, DetectStage, IngestWorker, WorkerSettings
+
+    path = tmp_path / "spendbrake.yaml"
+    path.write_text("gateway: {dry_run: true}\n")
+    config = load_config(path)
+    settings = WorkerSettings(state_dir=tmp_path / "state")
+    ingest, detect, act = (
+        IngestWorker(config, settings),
+        DetectStage(config, settings),
+        ActionStage(config, settings),
+    )
+
+    class Refuses:
+        refuse = False
+
+        def reconfigure(self, config: Config) -> list[str]:
+            if self.refuse:
+                self.refuse = False
+                raise ValueError("gateway unreachable")
+            return []
+
+    refuses = Refuses()
+    reloader = ConfigReloader(path, config, [ingest, detect, act, refuses])
+    dry_run_gateway = act.gateway
+    path.write_text(
+        "gateway: {dry_run: false, master_key: sk-x}\n"
+        "pricing:\n  models:\n    - {provider: acme, model: m1, prices:"
+        " [{effective_from: 2026-01-01, input: 1.0, output: 2.0}]}\n"
+        "dimensions: [[team]]\n"
+    )
+    result = reloader.check()
+    assert result.status == "applied", result
+    assert result.lines == ("dimensions: the ingest rolls up by the new sets after a restart",)
+    assert act.gateway is not dry_run_gateway and not act.outbox.dry_run
+    assert detect.config.dimensions == [["team"]] and ingest.config.dimensions != [["team"]]
+    assert ingest.prices.lookup("acme", "m1", T0) is not None
+
+    path.write_text("gateway: {dry_run: true}\n")
+    refuses.refuse = True
+    result = reloader.check()
+    assert result.status == "rejected" and "gateway unreachable" in result.lines[0]
+    # Every stage is back on the config in force: no mix of old and new.
+    assert act.config is reloader.config
+    assert not act.outbox.dry_run
+    assert detect.config is reloader.config and detect.config.dimensions == [["team"]]
+    assert reloader.check().status == "unchanged"  # the same refused text is not retried
