@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -119,6 +120,41 @@ class SlackNotifier:
             "chat_update", channel=self.channel_id or self.channel, ts=ts, text=text, blocks=blocks
         )
 
+    async def find(
+        self, dedupe_key: str, since: float, thread_ts: str | None = None
+    ) -> SlackOutcome:
+        """Look for a message carrying ``dedupe_key`` since ``since``: ok with its ts, ok
+        with ts None when there is none, not ok when Slack did not answer."""
+        found = await self._find(dedupe_key, thread_ts, since)
+        return found if isinstance(found, SlackOutcome) else SlackOutcome(True, ts=found)
+
+    async def thread_has_file(self, thread_ts: str) -> SlackOutcome:
+        """ok with ts set to the file message's ts if the thread holds a file (else None)."""
+        outcome = await self._call(
+            "conversations_replies", channel=self.channel_id or self.channel, ts=thread_ts
+        )
+        if not outcome.ok:
+            return outcome
+        for message in self._last.get("messages", []):
+            if message.get("files"):
+                return SlackOutcome(True, ts=message.get("ts"))
+        return SlackOutcome(True)
+
+    async def upload(self, path: Path, *, title: str, thread_ts: str | None = None) -> SlackOutcome:
+        """Upload a file to the channel (into a thread if given) with files_upload_v2."""
+        if self.channel_id is None:
+            found = await self._call("conversations_list", limit=1000, exclude_archived=True)
+            if not found.ok:
+                return found
+        return await self._call(
+            "files_upload_v2",
+            channel=self.channel_id or self.channel,
+            file=str(path),
+            filename=path.name,
+            title=title,
+            thread_ts=thread_ts,
+        )
+
     async def close(self) -> None:
         session = getattr(self.client, "session", None)
         if session is not None and not session.closed:
@@ -158,11 +194,13 @@ class SlackNotifier:
                 getattr(self.client, method)(**args), timeout=self.timeout_s * 4
             )
         except SlackApiError as exc:
-            error = str(exc.response.get("error") or f"http {exc.response.status_code}")
-            retry_after = exc.response.headers.get("Retry-After") or exc.response.headers.get(
-                "retry-after"
-            )
-            status = exc.response.status_code
+            # A Web API answer is a SlackResponse; a file upload's is the raw HTTP response.
+            response = exc.response
+            status = getattr(response, "status_code", None) or getattr(response, "status", 0)
+            body = response if hasattr(response, "get") else {}
+            error = str(body.get("error") or f"http {status}")
+            headers = getattr(response, "headers", None) or {}
+            retry_after = headers.get("Retry-After") or headers.get("retry-after")
             permanent = error in _PERMANENT or (
                 400 <= status < 500 and status != 429 and error not in ("ratelimited",)
             )

@@ -14,11 +14,15 @@ import orjson
 
 
 def send_json(
-    handler: Handler, status: int, payload: bytes, headers: Iterable[tuple[str, str]] = ()
+    handler: Handler,
+    status: int,
+    payload: bytes,
+    headers: Iterable[tuple[str, str]] = (),
+    content_type: str = "application/json",
 ) -> None:
     try:
         handler.send_response(status)
-        handler.send_header("content-type", "application/json")
+        handler.send_header("content-type", content_type)
         handler.send_header("content-length", str(len(payload)))
         for name, value in headers:
             handler.send_header(name, value)

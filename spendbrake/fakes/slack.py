@@ -166,7 +166,8 @@ class FakeSlack:
         method = split.path.rsplit("/", 1)[-1]
         if split.path.startswith("/upload/"):
             self._upload(split.path.rsplit("/", 1)[-1], raw)
-            send_json(handler, 200, b"OK")
+            # As Slack's upload URL answers: plain text, not JSON.
+            send_json(handler, 200, f"OK - {len(raw)}".encode(), content_type="text/plain")
             return
         args = _args(handler.headers.get("content-type", ""), raw, split.query)
         fault = self._take_fault()
@@ -290,6 +291,22 @@ class FakeSlack:
                 title=entry.get("title"),
                 channel=args.get("channel_id"),
                 comment=args.get("initial_comment"),
+                thread_ts=args.get("thread_ts"),
+            )
+        if files and args.get("channel_id"):
+            # Slack shares the files into the channel (or thread) as one message.
+            self._next_ts += 1.0
+            self._messages.append(
+                {
+                    "ts": f"{self._next_ts:.6f}",
+                    "channel": self._channel(args.get("channel_id")),
+                    "text": args.get("initial_comment") or "",
+                    "blocks": None,
+                    "thread_ts": args.get("thread_ts"),
+                    "metadata": None,
+                    "files": [{"id": f.get("id"), "title": f.get("title")} for f in files],
+                    "received_at": time.time(),
+                }
             )
         return {"ok": True, "files": [{"id": f.get("id")} for f in files]}
 

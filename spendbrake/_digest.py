@@ -1,0 +1,178 @@
+"""The Slack digest: a period's showback as summary blocks, with the chart in its thread.
+
+``digest_message`` is pure (report dict in, Block Kit out); ``send_digest`` posts it with
+the same ``SlackNotifier`` the action stage uses. The summary carries a dedupe key in its
+metadata (``digest/<period>/<by>``): a re-run (the schedule after a restart, or a retry
+after an unanswered call) finds the posted summary in the channel and does not post it
+again, and the chart goes up only when the summary's thread has no file yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from actions._slack import SlackNotifier
+from schemas import SlackConfig
+
+#: Rows of the showback named in the summary; the rest is one "others" line.
+TOP_ROWS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class DigestResult:
+    """Where the digest is: its summary's ts, and whether each part was new."""
+
+    ts: str
+    posted: bool
+    chart_uploaded: bool
+
+
+def dedupe_key(report: dict[str, Any]) -> str:
+    return f"digest/{report['period']['label']}/{report['by']}"
+
+
+def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """Fallback text and Block Kit blocks summarising ``report`` (from ``build_report``)."""
+    period, total, by = report["period"], report["total"], report["by"]
+    headline = f"AI spend {period['label']}: {_usd(total['cost_usd'])}" + _trend(
+        total.get("trend_pct"), period["prior"]
+    )
+    fields = [
+        f"*Spend*\n{_usd(total['cost_usd'])}{_trend(total.get('trend_pct'), period['prior'])}",
+        f"*Calls*\n{total['calls']:,}",
+    ]
+    caching = report.get("caching") or {}
+    hit = total.get("cache_hit_ratio")
+    if hit is not None:
+        saved = caching.get("saved_usd")
+        fields.append(
+            f"*Cache hits*\n{hit:.0%} of input tokens" + (f", saved {_usd(saved)}" if saved else "")
+        )
+    projection = report.get("projection") or {}
+    if projection.get("period_end_usd") is not None:
+        line = f"*Projection*\n{_usd(projection['period_end_usd'])} by the period's end"
+        if projection.get("year_end_usd") is not None:
+            line += f"; {_usd(projection['year_end_usd'])} for {projection.get('year', 'the year')}"
+        fields.append(line)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"AI spend, {period['label']}"}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+    ]
+    rows = report.get("rows") or []
+    if rows:
+        lines = [
+            f"`{_name(r[by])}` {_usd(r['cost_usd'])} ({r['share_pct']:.0f}%"
+            + (f", {_arrow(r['trend_pct'])}" if r.get("trend_pct") is not None else "")
+            + ")"
+            for r in rows[:TOP_ROWS]
+        ]
+        rest = rows[TOP_ROWS:]
+        if rest:
+            others = sum(r["cost_usd"] for r in rest)
+            lines.append(f"{len(rest)} other(s) {_usd(others)}")
+        blocks.append(_section(f"*By {by}*\n" + "\n".join(lines)))
+    unit = [
+        f"{_usd(o['cost_per_outcome_usd'])} per {o['outcome'].replace('_', ' ')}"
+        for o in (report.get("outcomes") or [])[:3]
+    ]
+    traces = report.get("traces")
+    if traces:
+        unit.append(
+            f"{_usd(traces['p50_usd'])} per agent task (p50; p95 {_usd(traces['p95_usd'])}, "
+            f"{traces['count']:,} tasks)"
+        )
+    if unit:
+        blocks.append(_section("*Unit economics*\n" + "\n".join(unit)))
+    alerts, actions = report.get("alerts") or {}, report.get("actions") or {}
+    if alerts.get("count") or actions.get("count"):
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted((alerts.get("by_kind") or {}).items()))
+        done = ", ".join(f"{k} {n}" for k, n in sorted((actions.get("by_result") or {}).items()))
+        blocks.append(
+            _section(
+                f"*Incidents*\n{alerts.get('count', 0)} alert(s)"
+                + (f" ({kinds})" if kinds else "")
+                + f"; {actions.get('count', 0)} action(s)"
+                + (f" ({done})" if done else "")
+            )
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"`spendbrake report --period {period['label']} --by {by}` for the "
+                    "full table; chart in the thread.",
+                }
+            ],
+        }
+    )
+    return headline, blocks
+
+
+async def send_digest(
+    slack: SlackConfig,
+    report: dict[str, Any],
+    chart: Path | None,
+    *,
+    channel: str | None = None,
+    since: float,
+) -> DigestResult:
+    """Post the summary (unless one with the same key is in the channel since ``since``)
+    and upload ``chart`` to its thread (unless a file is there). Raises ``DigestError``."""
+    config = slack.model_copy(update={"channel": channel}) if channel else slack
+    notifier = SlackNotifier(config, timeout_s=config.timeout_s)
+    try:
+        text, blocks = digest_message(report)
+        key = dedupe_key(report)
+        found = await notifier.find(key, since)
+        if not found.ok:
+            raise DigestError(f"slack conversations.history failed: {found.error}")
+        posted = found.ts is None
+        ts = found.ts
+        if ts is None:
+            outcome = await notifier.post(text, blocks, dedupe_key=key)
+            if not outcome.ok or outcome.ts is None:
+                raise DigestError(f"slack chat.postMessage failed: {outcome.error}")
+            ts = outcome.ts
+        uploaded = False
+        if chart is not None:
+            has_file = await notifier.thread_has_file(ts)
+            if not has_file.ok:
+                raise DigestError(f"slack conversations.replies failed: {has_file.error}")
+            if has_file.ts is None:
+                outcome = await notifier.upload(
+                    chart, title=f"Spend by team, {report['period']['label']}", thread_ts=ts
+                )
+                if not outcome.ok:
+                    raise DigestError(f"slack files_upload_v2 failed: {outcome.error}")
+                uploaded = True
+        return DigestResult(ts=ts, posted=posted, chart_uploaded=uploaded)
+    finally:
+        await notifier.close()
+
+
+class DigestError(Exception):
+    """Slack refused or did not answer; the message says which call."""
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}" if abs(value) < 1e6 else f"${value / 1e6:,.2f}M"
+
+
+def _arrow(pct: float) -> str:
+    return f"{'▲' if pct > 0 else '▼' if pct < 0 else '='}{abs(pct):.0f}%"
+
+
+def _trend(pct: float | None, prior: str) -> str:
+    return "" if pct is None else f" ({_arrow(pct)} vs {prior})"
+
+
+def _name(value: Any) -> str:
+    return "(none)" if value is None else str(value)
