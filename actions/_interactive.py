@@ -82,6 +82,8 @@ class Interaction:
     scope: dict[str, str | None]
     user: str
     response_url: str | None
+    #: Slack's trigger id and action time: the same click delivered twice has the same one.
+    click_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +193,8 @@ def _read_payload(body: bytes) -> Interaction | Rejected:
     response_url = payload.get("response_url")
     if not isinstance(response_url, str) or not response_url:
         response_url = None
+    trigger, action_ts = payload.get("trigger_id"), action.get("action_ts")
+    click_id = f"{trigger}/{action_ts}" if _name(trigger) and _name(action_ts) else ""
 
     raw = action.get("value")
     if not isinstance(raw, str) or not 0 < len(raw) <= MAX_VALUE_CHARS:
@@ -211,7 +215,7 @@ def _read_payload(body: bytes) -> Interaction | Rejected:
             or not all(_name(t) for t in targets)
         ):
             return Rejected(400, f"{action_id}: targets must be 1-{_MAX_TARGETS} api keys")
-        return Interaction("resume", alert_id, tuple(targets), {}, user, response_url)
+        return Interaction("resume", alert_id, tuple(targets), {}, user, response_url, click_id)
 
     scope = value.get("scope")
     if (
@@ -220,7 +224,7 @@ def _read_payload(body: bytes) -> Interaction | Rejected:
         or not all(_name(k) and (v is None or _name(v)) for k, v in scope.items())
     ):
         return Rejected(400, f"{action_id}: scope must map field names to strings or null")
-    return Interaction("snooze", alert_id, (), dict(scope), user, response_url)
+    return Interaction("snooze", alert_id, (), dict(scope), user, response_url, click_id)
 
 
 OnInteraction = Callable[[Interaction], Awaitable[str | None]]
@@ -396,12 +400,15 @@ def build_payload(
     user: str = "U1",
     *,
     response_url: str | None = "https://hooks.slack.com/actions/T1/1/xyz",
+    action_ts: str | None = None,
 ) -> bytes:
     """A form body as Slack sends it for one button click in a channel message.
 
     ``value`` is the button's value: a mapping is JSON-encoded as our buttons do; a string
-    is sent as is (to test malformed values).
+    is sent as is (to test malformed values). Each call is a new click (its own
+    ``action_ts``) unless ``action_ts`` is given, as Slack's retry of one click would be.
     """
+    action_ts = action_ts or f"{time.time():.6f}"
     raw = value if isinstance(value, str) else orjson.dumps(dict(value)).decode()
     name = f"user-{user.lower()}"
     label = "Snooze 1 h" if action_id == SNOOZE_ACTION_ID else "Resume key"
@@ -416,7 +423,7 @@ def build_payload(
             "channel_id": "C1",
             "is_ephemeral": False,
         },
-        "trigger_id": "1.2.3",
+        "trigger_id": f"trigger.{action_ts}",
         "team": {"id": "T1", "domain": "example"},
         "enterprise": None,
         "is_enterprise_install": False,
@@ -430,7 +437,7 @@ def build_payload(
                 "text": {"type": "plain_text", "text": label, "emoji": True},
                 "value": raw,
                 "type": "button",
-                "action_ts": "1700000001.000200",
+                "action_ts": action_ts,
             }
         ],
     }

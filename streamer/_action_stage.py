@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 #: What the "Snooze 1 h" button silences.
 SNOOZE_S = 3600.0
+#: How long a click is remembered against Slack's re-deliveries of it.
+CLICK_MEMORY_S = 600.0
+#: Rejected button requests audited one by one per minute; the rest are counted.
+REJECTED_AUDITS_PER_MIN = 10
 #: Give up on a task after this many attempts (about a day with the default backoff cap).
 MAX_ATTEMPTS = 1500
 
@@ -79,6 +83,11 @@ class ActionStage:
         self._wake = {"slack": asyncio.Event(), "gateway": asyncio.Event()}
         self._rng = random.Random()
         self._audit_sends: dict[str, asyncio.Future[Any]] = {}
+        #: Button clicks acted on (Slack's click id -> when), against re-deliveries.
+        self._clicks: dict[str, float] = {}
+        self._rejected_window = 0.0
+        self._rejected_in_window = 0
+        self._rejected_since = 0
 
     def stop(self) -> None:
         self._stopping.set()
@@ -280,8 +289,15 @@ class ActionStage:
             port=slack.interactive_port,
         )
 
-    async def _on_click(self, click: Interaction) -> str:
+    async def _on_click(self, click: Interaction) -> str | None:
         now = time.time()
+        # Slack re-delivers a click it got no quick answer for: act on it once.
+        for seen in [k for k, at in self._clicks.items() if at < now - CLICK_MEMORY_S]:
+            del self._clicks[seen]
+        if click.click_id:
+            if click.click_id in self._clicks:
+                return None
+            self._clicks[click.click_id] = now
         source = f"slack:{click.user}"
         if click.action == "resume":
             count = self.command("unblock", list(click.targets), click.alert_id, source)
@@ -304,11 +320,21 @@ class ActionStage:
 
     async def _on_rejected(self, rejected: Rejected, remote: str) -> None:
         now = time.time()
+        # A flood of forged requests must not flood the audit topic: past a few records a
+        # minute, the next record counts the ones it stands for.
+        if now - self._rejected_window >= 60.0:
+            self._rejected_window, self._rejected_in_window = now, 0
+        self._rejected_in_window += 1
+        if self._rejected_in_window > REJECTED_AUDITS_PER_MIN:
+            self._rejected_since += 1
+            return
+        more, self._rejected_since = self._rejected_since, 0
         self.outbox.note(
             f"interactive/rejected@{now:.6f}",
             "interactive",
             "rejected",
-            f"HTTP {rejected.status}: {rejected.reason}",
+            f"HTTP {rejected.status}: {rejected.reason}"
+            + (f" (+{more} more rejected before it, not audited one by one)" if more else ""),
             now,
             source=f"http:{remote}"[:200],
         )

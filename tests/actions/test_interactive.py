@@ -39,7 +39,7 @@ def signed(body: bytes, timestamp: int = NOW, secret: str = SECRET) -> dict[str,
 
 
 def test_resume_click_reads_targets_user_and_response_url() -> None:
-    body = build_payload("spendbrake_resume", RESUME, user="U042")
+    body = build_payload("spendbrake_resume", RESUME, user="U042", action_ts="1700000001.5")
     result = parse(signed(body), body)
     assert result == Interaction(
         action="resume",
@@ -48,6 +48,7 @@ def test_resume_click_reads_targets_user_and_response_url() -> None:
         scope={},
         user="U042",
         response_url="https://hooks.slack.com/actions/T1/1/xyz",
+        click_id="trigger.1700000001.5/1700000001.5",
     )
 
 
