@@ -1,13 +1,16 @@
 """``spendbrake demo``: the whole pipeline on a laptop, with nothing installed but us.
 
-Starts the embedded broker, a fake Slack and a fake LiteLLM gateway on 127.0.0.1, and the
-three worker stages in-process (ingest, detect, act); publishes six hours of simulated
-traffic through the producer SDK, compressed into a short run: in the last hour a runaway
-agent loop on the search team and a surge on the support team's critical bot. Each team
-has a budget a little above its normal spend, so both runs cross their hard stop: the
-search keys are paused at the gateway, the critical bot is alerted and never paused. The
-live view reads spend from ``spend.rollups``, alerts from the fake Slack, pauses from the
-fake gateway.
+Starts the embedded broker, a fake Slack (or a real workspace) and a fake LiteLLM gateway
+on 127.0.0.1, and the worker stages in-process, configured by ``spendbrake/demo.yaml``.
+It publishes three weeks of simulated history through the producer SDK as fast as the
+pipeline takes it (the detectors learn each key's hour-of-week baseline from it), then
+plays the last hours live, compressed into about twenty seconds: a nightly batch job
+starts looping in the afternoon, and the critical support bot surges. The batch key is
+paused at the gateway; the bot is alerted and never paused. The live view reads spend from
+``spend.rollups`` and the incidents from the action stage.
+
+Event time ends at the latest 16:00 UTC that is not in the future, so the incidents land
+in the afternoon, when batch keys are normally silent, whatever the time of the run.
 """
 
 from __future__ import annotations
@@ -15,14 +18,19 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-from schemas import Config, PriceTable
+from actions._outbox import outcome_line
+from schemas import Config, UsageEvent
 from streamer import (
     ActionStage,
     DetectStage,
@@ -33,188 +41,252 @@ from streamer import (
 )
 
 from ._broker import EmbeddedBroker, ensure_topics
+from ._config_loader import load_config
 from ._simulate import parse_incident, simulate
 from .fakes.gateway import FakeGateway
 from .fakes.slack import FakeSlack
 from .sdk import SpendProducer
 
-HISTORY_S = 6 * 3600
-
-
-#: Budgets sit this far above each team's normal spend over the run.
-BUDGET_HEADROOM = 1.15
+HOUR = 3600
+#: Event time covered, and the part of it played live (paced) at the end.
+HISTORY_S = 21 * 86400
+LIVE_S = 4 * HOUR
+#: The hour of day (UTC) event time ends at.
+END_HOUR = 16
+MASTER_KEY = "sk-demo-master"
 
 
 @dataclass
 class DemoState:
+    """What the live view shows, fed by the ingest's rollups and the action stage."""
+
     totals: RollupTotals = field(default_factory=RollupTotals)
     published: int = 0
-    slack: FakeSlack | None = None
+    phase: str = "history"
+    act: ActionStage | None = None
     gateway: FakeGateway | None = None
 
     def on_records(self, records: list[RollupRecord]) -> None:
         self.totals.update(records)
 
 
-def run_demo(duration_s: float, rate: float, seed: int, console: Console) -> int:
-    return asyncio.run(_demo(duration_s, rate, seed, console))
+def run_demo(
+    duration_s: float,
+    rate: float,
+    seed: int,
+    console: Console,
+    slack_token: str | None = None,
+    slack_channel: str | None = None,
+) -> int:
+    return asyncio.run(_demo(duration_s, rate, seed, console, slack_token, slack_channel))
 
 
-async def _demo(duration_s: float, rate: float, seed: int, console: Console) -> int:
+def demo_end(now: float) -> float:
+    """The latest END_HOUR:00 UTC not after ``now``."""
+    day = int(now // 86400) * 86400
+    end = day + END_HOUR * HOUR
+    return float(end if end <= now else end - 86400)
+
+
+def demo_events(end_ts: float, rate: float, seed: int) -> Iterator[UsageEvent]:
+    """Three weeks of traffic ending at ``end_ts``, with the two incidents in its last hours."""
+    start_ts = end_ts - HISTORY_S
+    hours = HISTORY_S // HOUR
+    incidents = [
+        parse_incident(
+            "batch_runaway:api_key=research-nightly-summarizer,x=10,"
+            f"start=+{hours - 3}h,duration=3h"
+        ),
+        parse_incident(f"spike:api_key=support-bot-prod,x=8,start=+{hours - 2}h,duration=2h"),
+    ]
+    return simulate(start_ts, HISTORY_S, rate_per_s=rate, seed=seed, incidents=incidents)
+
+
+def demo_config(
+    bootstrap: str, slack_url: str | None, slack_token: str, channel: str | None, gateway_url: str
+) -> Config:
+    env = {
+        "SPENDBRAKE_BOOTSTRAP": bootstrap,
+        "SLACK_BOT_TOKEN": slack_token,
+        "GATEWAY_URL": gateway_url,
+        "LITELLM_MASTER_KEY": MASTER_KEY,
+    }
+    if slack_url:
+        env["SLACK_BASE_URL"] = slack_url
+    if channel:
+        env["SLACK_CHANNEL"] = channel
+    path = resources.files("spendbrake").joinpath("demo.yaml")
+    with resources.as_file(path) as file:
+        return load_config(file, env=env)
+
+
+async def _demo(
+    duration_s: float,
+    rate: float,
+    seed: int,
+    console: Console,
+    slack_token: str | None,
+    slack_channel: str | None,
+) -> int:
     work = Path(tempfile.mkdtemp(prefix="spendbrake-demo-"))
     broker = EmbeddedBroker(log_path=work / "broker.log").start()
+    slack = None if slack_token else FakeSlack(token="xoxb-demo").start()
+    gateway = FakeGateway(master_key=MASTER_KEY, strict_key_format=False).start()
+    where = "your Slack workspace" if slack is None else "a fake Slack"
     console.print(
-        f"embedded broker on {broker.bootstrap_servers} (memory only); work files in {work}"
+        f"embedded broker on {broker.bootstrap_servers} (memory only), {where} and a fake "
+        f"LiteLLM gateway on 127.0.0.1; config spendbrake/demo.yaml; work files in {work}"
     )
-    slack = FakeSlack(token="xoxb-demo").start()
-    gateway = FakeGateway(master_key="sk-demo-master", strict_key_format=False).start()
     try:
-        end_ts = float(int(time.time()) // 60 * 60)
-        start_ts = end_ts - HISTORY_S
-        last_hour = f"+{HISTORY_S // 3600 - 1}h"
-        incidents = [
-            parse_incident(f"runaway:team=search,feature=agent,x=10,start={last_hour},duration=1h"),
-            parse_incident(f"spike:api_key=support-bot-prod,x=8,start={last_hour},duration=1h"),
-        ]
-        config = _config(broker.bootstrap_servers, slack, gateway, start_ts, rate, seed)
+        config = demo_config(
+            broker.bootstrap_servers,
+            None if slack is None else slack.base_url,
+            slack_token or "xoxb-demo",
+            slack_channel,
+            gateway.url,
+        )
         await ensure_topics(
             broker.bootstrap_servers, config.kafka.topics.names(), config.kafka.partitions
         )
-        state = DemoState(slack=slack, gateway=gateway)
+        end_ts = demo_end(time.time())
+        live_from = end_ts - LIVE_S
         settings = WorkerSettings(
             state_dir=work / "state", flush_interval_s=0.5, checkpoint_interval_s=2.0
         )
-        worker = IngestWorker(config, settings, on_records=state.on_records)
-        stages = [worker, DetectStage(config, settings), ActionStage(config, settings)]
+        state = DemoState(gateway=gateway)
+        ingest = IngestWorker(config, settings, on_records=state.on_records)
+        act = ActionStage(config, settings)
+        state.act = act
+        stages: list[Any] = [ingest, DetectStage(config, settings), act]
         stage_tasks = [asyncio.create_task(stage.run()) for stage in stages]
         producer = SpendProducer(broker.bootstrap_servers, spill_path=work / "spill.jsonl")
-        events = simulate(start_ts, HISTORY_S, rate_per_s=rate, seed=seed, incidents=incidents)
-        with Live(_view(state, start_ts), console=console, refresh_per_second=4) as live:
-            wall0 = time.monotonic()
+        events = demo_events(end_ts, rate, seed)
+        view = lambda: _view(state, end_ts)  # noqa: E731
+        t0 = time.monotonic()
+        with Live(view(), console=console, refresh_per_second=4) as live:
+            pending: list[UsageEvent] = []
+            # 1. History, as fast as the pipeline takes it.
             for event in events:
-                # Publish event time at HISTORY_S / duration_s times real speed.
-                due = (event.ts - start_ts) / HISTORY_S * duration_s
-                while time.monotonic() - wall0 < due:
-                    live.update(_view(state, start_ts))
-                    await asyncio.sleep(0.1)
+                if event.ts >= live_from:
+                    pending.append(event)
+                    break
                 producer.emit(event)
                 state.published += 1
                 if state.published % 2000 == 0:
-                    live.update(_view(state, start_ts))
-                    await asyncio.sleep(0)  # let the worker run when publishing falls behind
+                    live.update(view())
+                    await asyncio.sleep(0)
+            await asyncio.to_thread(producer.flush, 60)
+            published_s = time.monotonic() - t0
+            settle = time.monotonic() + 60
+            while time.monotonic() < settle and _consumed(ingest) < state.published:
+                live.update(view())
+                await asyncio.sleep(0.25)
+            ingested_s = time.monotonic() - t0
+            # 2. The last hours, live: event time at LIVE_S / duration_s times real speed.
+            state.phase = "live"
+            wall0 = time.monotonic()
+            for event in [*pending, *events]:
+                due = (event.ts - live_from) / LIVE_S * duration_s
+                while time.monotonic() - wall0 < due:
+                    live.update(view())
+                    await asyncio.sleep(0.1)
+                producer.emit(event)
+                state.published += 1
             await asyncio.to_thread(producer.flush, 30)
-            # Let the worker catch up with everything published (bounded wait).
-            settle = time.monotonic() + 45
-            while time.monotonic() < settle and _consumed(worker) < state.published:
-                live.update(_view(state, start_ts))
+            live_s = time.monotonic() - t0
+            state.phase = "settling"
+            settle = time.monotonic() + 30
+            while time.monotonic() < settle and not _done(state):
+                live.update(view())
                 await asyncio.sleep(0.25)
-            # Alerts and pauses follow the last rollups within a few seconds.
-            settle = time.monotonic() + 15
-            while time.monotonic() < settle and not (gateway.blocked_keys and slack.messages):
-                live.update(_view(state, start_ts))
-                await asyncio.sleep(0.25)
+            settled_s = time.monotonic() - t0
             await asyncio.sleep(2.0)
-            live.update(_view(state, start_ts))
+            state.phase = "done"
+            live.update(view())
         producer.close()
-        console.print()
         for stage in stages:
             stage.stop()
         await asyncio.gather(*stage_tasks)
+        console.print()
+        incidents = list(act.outbox.incidents.values())
         console.print(
-            f"published {state.published:,} events; the worker wrote {worker.rollups_out:,} rollup "
-            f"updates and {worker.dead_out} dead letters; {len(slack.parents())} Slack alert(s) "
-            f"at the fake Slack, paused at the fake gateway: "
-            f"{', '.join(sorted(gateway.blocked_keys)) or 'nothing'}. The support bot is "
-            "critical: alerted, never paused. Audit trail: the spend.actions topic."
+            f"published {state.published:,} events (three weeks, the last {LIVE_S // HOUR} hours "
+            f"live); the worker wrote {ingest.rollups_out:,} rollup updates and "
+            f"{ingest.dead_out} dead letters; {len(incidents)} incident(s) sent to {where}; "
+            f"paused at the gateway: {', '.join(sorted(gateway.blocked_keys)) or 'nothing'}. "
+            "Critical keys are alerted, never paused. Audit trail: the spend.actions topic."
+        )
+        console.print(
+            f"timeline: history published at {published_s:.0f} s and rolled up at "
+            f"{ingested_s:.0f} s, live part done at {live_s:.0f} s, effects settled at "
+            f"{settled_s:.0f} s"
         )
         return 0
     finally:
         gateway.stop()
-        slack.stop()
+        if slack is not None:
+            slack.stop()
         broker.stop()
-
-
-def _config(
-    bootstrap: str, slack: FakeSlack, gateway: FakeGateway, start_ts: float, rate: float, seed: int
-) -> Config:
-    """The demo's config: a month budget per team a little above its normal spend."""
-    prices = PriceTable.default()
-    normal: dict[str, float] = {}
-    for event in simulate(start_ts, HISTORY_S, rate_per_s=rate, seed=seed):
-        cost = event.cost_usd if event.cost_usd is not None else prices.price(event) or 0.0
-        normal[event.team] = normal.get(event.team, 0.0) + cost
-    budgets = [
-        {
-            "name": f"{team}-demo",
-            "scope": {"team": team},
-            "amount_usd": round(max(spend, 1.0) * BUDGET_HEADROOM, 2),
-            "period": "month",
-            "alert_at": [1.0],
-            # The budgets are sized to six hours of spend, not a month's pace: burn-rate
-            # alerts would fire for every team. The hard stop tells the story.
-            "fast_burn": 1000,
-            "slow_burn": 1000,
-        }
-        for team, spend in sorted(normal.items())
-    ]
-    return Config.model_validate(
-        {
-            "kafka": {"bootstrap_servers": bootstrap},
-            "budgets": budgets,
-            # Six hours is too little history for the seasonal baseline: budgets act here.
-            "detectors": [],
-            "slack": {"token": "xoxb-demo", "base_url": slack.base_url, "retry_cap_s": 2},
-            "gateway": {"url": gateway.url, "master_key": "sk-demo-master", "retry_cap_s": 2},
-        }
-    )
 
 
 def _consumed(worker: IngestWorker) -> int:
     return sum(p.stats.records for p in worker.processors.values())
 
 
-def _view(state: DemoState, start_ts: float) -> Group:
-    return Group(_spend(state, start_ts), _effects(state))
+def _done(state: DemoState) -> bool:
+    """The runaway paused and the critical surge alerted."""
+    if state.act is None or state.gateway is None:
+        return False
+    scopes = [i.scope for i in state.act.outbox.incidents.values()]
+    return bool(state.gateway.blocked_keys) and any("support-bot" in s for s in scopes)
 
 
-def _effects(state: DemoState) -> Table:
-    table = Table(title="alerts at the (fake) Slack, pauses at the (fake) gateway")
-    table.add_column("alert")
-    table.add_column("done")
-    if state.slack is not None:
-        for message in state.slack.parents()[-8:]:
-            done = next(
-                (
-                    b["text"]["text"]
-                    for b in message.get("blocks") or []
-                    if b.get("type") == "section" and b["text"]["text"].startswith("*Done:*")
-                ),
-                "",
-            )
-            table.add_row(str(message.get("text"))[:70], done.removeprefix("*Done:* ")[:70])
+def _view(state: DemoState, end_ts: float) -> Group:
+    return Group(_spend(state, end_ts), _incidents(state))
+
+
+def _incidents(state: DemoState) -> Group:
+    """The latest incidents as the on-call sees them: scope, why, and what was done."""
+    lines: list[Any] = [Text("incidents sent to Slack", style="bold")]
+    if state.act is not None:
+        outbox = state.act.outbox
+        shown = sorted(outbox.incidents.values(), key=lambda i: i.opened_at)[-6:]
+        for incident in shown:
+            alert = incident.alert
+            when = str(alert.get("detected_at", ""))[5:16].replace("T", " ")
+            severity = str(alert.get("severity", ""))
+            style = "bold red" if severity == "critical" else "yellow"
+            lines.append(Text.assemble((f"{when} {severity:<8} ", style), incident.scope))
+            lines.append(Text("    " + str(alert.get("reason", ""))[:160], style="dim"))
+            lines.append(Text("    -> " + outcome_line(incident, alert, outbox.dry_run)))
+    if len(lines) == 1:
+        lines.append(Text("    none yet", style="dim"))
     if state.gateway is not None and state.gateway.blocked_keys:
-        table.caption = "paused: " + ", ".join(sorted(state.gateway.blocked_keys))
-    return table
+        paused = ", ".join(sorted(state.gateway.blocked_keys))
+        lines.append(Text(f"paused at the gateway: {paused}", style="bold"))
+    return Group(*lines)
 
 
-def _spend(state: DemoState, start_ts: float) -> Table:
-    minutes = state.totals.totals(("team",), 60)
+def _spend(state: DemoState, end_ts: float) -> Table:
+    hours = state.totals.totals(("team",), HOUR)
     # "Now" is as far as the worker's rollups reach, not what was published.
-    now = max((start + 60 for _, start in minutes), default=start_ts)
+    now = max((start + HOUR for _, start in hours), default=end_ts - HISTORY_S)
+    stamp = time.strftime("%a %d %b %H:%M", time.gmtime(now))
     table = Table(
-        title=f"spend per team, live from spend.rollups ({state.published:,} events published)",
-        caption="event time compressed: six hours of traffic in the run",
+        title=f"spend per team from spend.rollups: {state.phase}, event time {stamp} UTC "
+        f"({state.published:,} events published)",
     )
-    for name in ("team", "total $", "calls", "last 60 min $", "60 min before $", "change"):
+    for name in ("team", "3 weeks $", "calls", "last hour $", "same hour last week $", "change"):
         table.add_column(name, justify="left" if name == "team" else "right")
     per_team: dict[str, list[float]] = {}
-    for (values, start), metrics in minutes.items():
+    week = 7 * 86400
+    for (values, start), metrics in hours.items():
         row = per_team.setdefault(str(values[0]), [0.0, 0.0, 0.0, 0.0])
         row[0] += metrics[0] / 1e9
         row[1] += metrics[1]
-        if now - 3600 <= start < now:
+        if start == now - HOUR:
             row[2] += metrics[0] / 1e9
-        elif now - 7200 <= start < now - 3600:
+        elif start == now - HOUR - week:
             row[3] += metrics[0] / 1e9
     for team, (total, calls, last, before) in sorted(per_team.items()):
         ratio = last / before if before else 0.0

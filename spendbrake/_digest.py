@@ -9,7 +9,9 @@ again, and the chart goes up only when the summary's thread has no file yet.
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,43 @@ class DigestResult:
     ts: str
     posted: bool
     chart_uploaded: bool
+
+
+def due_period(schedule: str, now: float, hour: int = 9) -> tuple[str, float] | None:
+    """The latest period whose digest is due at ``now``, and when it fell due.
+
+    ``weekly``: the previous ISO week, due Monday at ``hour`` UTC; ``monthly``: the previous
+    month, due on the 1st at ``hour`` UTC; ``off``: None.
+
+    >>> due_period("weekly", datetime(2026, 11, 24, 8, tzinfo=UTC).timestamp())
+    ('2026-W47', 1795424400.0)
+    >>> due_period("monthly", datetime(2026, 11, 1, 8, tzinfo=UTC).timestamp())[0]
+    '2026-09'
+    """
+    if schedule == "off":
+        return None
+    today = datetime.fromtimestamp(now, UTC).date()
+    if schedule == "weekly":
+        monday = today - timedelta(days=today.weekday())
+        due = _at(monday, hour)
+        if due > now:
+            monday -= timedelta(days=7)
+            due = _at(monday, hour)
+        year, week, _ = (monday - timedelta(days=7)).isocalendar()
+        return f"{year:04d}-W{week:02d}", due
+    if schedule == "monthly":
+        first = today.replace(day=1)
+        due = _at(first, hour)
+        if due > now:
+            first = (first - timedelta(days=1)).replace(day=1)
+            due = _at(first, hour)
+        last = first - timedelta(days=1)
+        return f"{last.year:04d}-{last.month:02d}", due
+    raise ValueError(f"unknown digest schedule {schedule!r}")
+
+
+def _at(day: date, hour: int) -> float:
+    return float(calendar.timegm(day.timetuple()) + hour * 3600)
 
 
 def dedupe_key(report: dict[str, Any]) -> str:

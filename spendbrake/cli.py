@@ -298,7 +298,7 @@ class _progress:
 
 
 @main.command()
-@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @config_option
 @bootstrap_option
 @click.option(
@@ -518,7 +518,7 @@ def resume(
 
 
 @main.command()
-@click.argument("events_file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("events_file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @config_option
 @click.option(
     "--format",
@@ -688,21 +688,41 @@ def config_schema(output: str | None) -> None:
 
 
 @main.command()
-@click.option("--duration", default="20s", show_default=True, help="How long the live part runs.")
 @click.option(
-    "--rate", default=5.0, show_default=True, help="Simulated calls per second (weekly mean)."
+    "--duration",
+    default="20s",
+    show_default=True,
+    help="How long the live part (the last 4 h) runs.",
+)
+@click.option(
+    "--rate",
+    default=0.05,
+    show_default=True,
+    help="Simulated calls per second (weekly mean); three weeks of history at this rate.",
 )
 @click.option("--seed", default=7, show_default=True)
-def demo(duration: str, rate: float, seed: int) -> None:
+@click.option(
+    "--slack-token",
+    help="Post to a real Slack workspace with this bot token (chat:write, channels:history, "
+    "files:write) instead of the fake Slack.",
+)
+@click.option(
+    "--slack-channel", default="#ai-spend", show_default=True, help="Channel for --slack-token."
+)
+def demo(
+    duration: str, rate: float, seed: int, slack_token: str | None, slack_channel: str
+) -> None:
     """Run SpendBrake on an embedded broker with simulated traffic and a live view.
 
-    Starts the embedded broker, publishes simulated traffic with an injected
-    runaway through the producer SDK, and shows spend per team as it arrives on
-    the broker. Needs no Kafka install and no Slack account.
+    Starts the embedded broker, a fake Slack and a fake LiteLLM gateway, and the worker
+    stages configured by spendbrake/demo.yaml; publishes three weeks of history, then
+    plays the last four hours live: a batch job loops (paused at the gateway) and the
+    critical support bot surges (alerted, never paused). Needs no Kafka install and no
+    Slack account.
     """
     from ._demo import run_demo
 
-    sys.exit(run_demo(_parse_duration(duration), rate, seed, err))
+    sys.exit(run_demo(_parse_duration(duration), rate, seed, err, slack_token, slack_channel))
 
 
 if __name__ == "__main__":

@@ -244,15 +244,14 @@ def test_broker_command_serves_topics_and_stops_on_ctrl_c() -> None:
 
 
 def test_demo_pauses_the_runaway_and_spares_the_critical_bot() -> None:
-    """The README's first command, short: every stage, the fake Slack and gateway."""
+    """The README's first command, with a shorter live part: every stage, the fakes."""
     script = str(Path(sys.executable).with_name("spendbrake"))
     done = subprocess.run(
-        [script, "demo", "--duration", "6s", "--rate", "2"],
-        capture_output=True,
-        text=True,
-        timeout=240,
+        [script, "demo", "--duration", "6s"], capture_output=True, text=True, timeout=280
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = done.stderr.split("published", 1)[-1]
-    assert "search-agent-prod" in summary and "support-triage-prod" in summary, summary
-    assert "support-bot-prod" not in summary.split("paused at the fake gateway:")[1].split(".")[0]
+    paused = summary.split("paused at the gateway:")[1].split(".")[0]
+    # The looping batch job is paused; the critical bot never is, whatever it spends.
+    assert "research-nightly-summarizer" in paused, summary
+    assert "support-bot-prod" not in paused, summary

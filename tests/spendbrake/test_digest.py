@@ -1,0 +1,101 @@
+"""The Slack digest: when it is due, what it says, and that it arrives once with its chart."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from schemas import SlackConfig
+from spendbrake._digest import DigestError, digest_message, due_period, send_digest
+from spendbrake.fakes.slack import FakeSlack
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def _ts(*args: int) -> float:
+    return datetime(*args, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "now", "label", "due"),
+    [
+        ("weekly", _ts(2026, 11, 23, 9), "2026-W47", _ts(2026, 11, 23, 9)),  # Monday, on time
+        ("weekly", _ts(2026, 11, 23, 8, 59), "2026-W46", _ts(2026, 11, 16, 9)),  # a minute early
+        ("weekly", _ts(2026, 11, 29, 23), "2026-W47", _ts(2026, 11, 23, 9)),  # Sunday
+        ("weekly", _ts(2027, 1, 4, 10), "2026-W53", _ts(2027, 1, 4, 9)),  # ISO year of 53 weeks
+        ("monthly", _ts(2026, 12, 1, 9), "2026-11", _ts(2026, 12, 1, 9)),
+        ("monthly", _ts(2027, 1, 15), "2026-12", _ts(2027, 1, 1, 9)),
+        ("monthly", _ts(2026, 3, 1, 8), "2026-01", _ts(2026, 2, 1, 9)),
+    ],
+)
+def test_due_period(schedule: str, now: float, label: str, due: float) -> None:
+    assert due_period(schedule, now) == (label, due)
+
+
+def test_off_is_never_due() -> None:
+    assert due_period("off", _ts(2026, 12, 1, 9)) is None
+
+
+def _report() -> dict:
+    rows = [
+        {"team": f"team-{i}", "cost_usd": 100.0 - i * 10, "share_pct": 10.0, "trend_pct": 5.0 - i}
+        for i in range(8)
+    ]
+    return {
+        "period": {"label": "2026-10", "prior": "2026-09"},
+        "by": "team",
+        "total": {"cost_usd": 1234.5, "calls": 98765, "trend_pct": 12.0, "cache_hit_ratio": 0.4},
+        "rows": rows,
+        "caching": {"saved_usd": 56.7},
+        "outcomes": [{"outcome": "ticket_resolved", "cost_per_outcome_usd": 4.2}],
+        "traces": {"p50_usd": 0.12, "p95_usd": 0.9, "count": 4321},
+        "projection": {"period_end_usd": 1300.0, "year_end_usd": 15000.0, "year": 2026},
+        "alerts": {"count": 3, "by_kind": {"anomaly": 2, "budget": 1}},
+        "actions": {"count": 1, "by_result": {"block ok": 1}},
+    }
+
+
+def test_message_says_total_trend_top_rows_unit_costs_and_incidents() -> None:
+    text, blocks = digest_message(_report())
+    assert text == "AI spend 2026-10: $1,234.50 (▲12% vs 2026-09)"
+    body = str(blocks)
+    for piece in (
+        "98,765",
+        "40% of input tokens, saved $56.70",
+        "$1,300.00 by the period's end",
+        "`team-0` $100.00 (10%, ▲5%)",
+        "2 other(s) $70.00",
+        "$4.20 per ticket resolved",
+        "$0.12 per agent task",
+        "3 alert(s) (anomaly 2, budget 1); 1 action(s) (block ok 1)",
+        "spendbrake report --period 2026-10 --by team",
+    ):
+        assert piece in body, piece
+    assert "team-6" not in body  # past the top rows: counted in "others"
+
+
+def test_digest_arrives_once_with_its_chart_in_the_thread(tmp_path: Path) -> None:
+    chart = tmp_path / "chart.png"
+    chart.write_bytes(PNG)
+    with FakeSlack(token="xoxb-d", channel="finance") as slack:
+        config = SlackConfig(token="xoxb-d", base_url=slack.base_url)
+        first = asyncio.run(send_digest(config, _report(), chart, channel="#finance", since=0))
+        again = asyncio.run(send_digest(config, _report(), chart, channel="#finance", since=0))
+        assert (first.posted, first.chart_uploaded) == (True, True)
+        assert (again.posted, again.chart_uploaded, again.ts) == (False, False, first.ts)
+        parents = slack.parents()
+        assert len(parents) == 1 and parents[0]["text"].startswith("AI spend 2026-10")
+        files = slack.files
+        assert len(files) == 1 and files[0]["content"] == PNG
+        assert files[0]["thread_ts"] == first.ts
+
+
+def test_a_slack_failure_is_an_error_that_names_the_call(tmp_path: Path) -> None:
+    with FakeSlack(token="xoxb-d") as slack:
+        slack.fail_with(status=500, times=None)
+        config = SlackConfig(token="xoxb-d", base_url=slack.base_url)
+        with pytest.raises(DigestError, match="conversations"):
+            asyncio.run(send_digest(config, _report(), None, since=0))
