@@ -273,8 +273,13 @@ class SpendWatch:
 
     # -- evaluation --------------------------------------------------------
 
-    def advance(self) -> list[Alert]:
-        """Close the hours the watermark has passed, peek at open ones, check budgets."""
+    def advance(self, max_hours: int | None = None) -> list[Alert]:
+        """Close the hours the watermark has passed, peek at open ones, check budgets.
+
+        ``max_hours`` bounds the hours closed in one call (a backlog can put weeks behind
+        the watermark at once); while ``behind`` is true, call again. Open hours are only
+        peeked at once every passed hour is closed.
+        """
         if self.now == -math.inf:
             return []
         candidates: list[Candidate] = []
@@ -283,11 +288,13 @@ class SpendWatch:
             # already days past the first hours when every partition has reported.
             held = [h for series in self.series.values() for h in series.hours]
             self.closed_until = min(held, default=int(self.now // HOUR) * HOUR)
-        while self.closed_until + HOUR + self.lateness_s <= self.now:
+        closed = 0
+        while self.behind and (max_hours is None or closed < max_hours):
             candidates.extend(self._close(self.closed_until))
             self.closed_until += HOUR
+            closed += 1
             self._prune()
-        if self.now >= self._next_peek:
+        if not self.behind and self.now >= self._next_peek:
             self._next_peek = (self.now // self.peek_s + 1) * self.peek_s
             candidates.extend(self._peek())
         alerts = self._anomaly_alerts(candidates)
@@ -296,6 +303,13 @@ class SpendWatch:
                 alerts.append(self._budget_alert(i, verdict))
             self._prune_budget(i)
         return alerts
+
+    @property
+    def behind(self) -> bool:
+        """An hour the watermark has passed is not closed yet."""
+        return (
+            self.closed_until is not None and self.closed_until + HOUR + self.lateness_s <= self.now
+        )
 
     def _value(self, cfg: DetectorConfig, cost: int, calls: int) -> float:
         if cfg.metric == "cost_usd":

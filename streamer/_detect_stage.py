@@ -42,6 +42,8 @@ from ._worker import OutputFailed, WorkerSettings, _start_with_retry, close_quie
 
 log = logging.getLogger(__name__)
 
+#: Hours the watch closes between two yields to the event loop.
+ADVANCE_HOURS = 24
 #: How often (seconds) to look for input partitions with nothing left to process.
 IDLE_CHECK_S = 2.0
 
@@ -261,6 +263,7 @@ class DetectStage:
                         records.append(RollupRecord.from_wire(data))
                 self.records_in += len(messages)
                 self.watch.observe(records)
+                await asyncio.sleep(0)  # a large fetch must not starve the other stages
             if time.monotonic() - last_idle_check >= IDLE_CHECK_S:
                 last_idle_check = time.monotonic()
                 try:
@@ -269,11 +272,18 @@ class DetectStage:
                     log.debug("idle check failed: %s", exc)
             alerted = False
             if batches or self.watch.idle:
-                for alert in self.watch.advance():
-                    self._send(apply_policies(alert, self.config.policies))
-                    self.alerts_out += 1
-                    alerted = True
-                    log.info("alert %s: %s", alert.key().decode(), alert.reason)
+                while True:
+                    # A backlog can put weeks behind the watermark at once: close them a day
+                    # at a time and let the other stages of this process (the ingest's
+                    # group heartbeats) run in between.
+                    for alert in self.watch.advance(max_hours=ADVANCE_HOURS):
+                        self._send(apply_policies(alert, self.config.policies))
+                        self.alerts_out += 1
+                        alerted = True
+                        log.info("alert %s: %s", alert.key().decode(), alert.reason)
+                    if not self.watch.behind:
+                        break
+                    await asyncio.sleep(0)
             # Checkpoint right after alerts: what the stage re-derives after a crash depends
             # on where its fetches happened to end, so keep that window as small as possible.
             due = time.monotonic() - last_checkpoint >= self.settings.checkpoint_interval_s

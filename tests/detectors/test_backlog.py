@@ -1,0 +1,31 @@
+"""A backlog closed in bounded steps (as the live stage does) alerts exactly as in one go."""
+
+from __future__ import annotations
+
+from detectors import SpendWatch
+from schemas import BudgetConfig, Config
+from tests.detectors.test_watch import T0, _history, _records, _runaway
+
+
+def _backlog(watch: SpendWatch, max_hours: int | None) -> list[dict]:
+    plan = _history(24 * 21)
+    _runaway(plan, "k-agent", 24 * 18 + 14, 3, 25.0)
+    for h, spend in enumerate(plan):
+        watch.observe(_records(T0 + h * 3600, spend, 1.0))
+    alerts = []
+    steps = 0
+    while True:
+        alerts.extend(a.to_wire() for a in watch.advance(max_hours=max_hours))
+        steps += 1
+        if not watch.behind:
+            return alerts + [{"steps": steps}]
+
+
+def test_bounded_steps_give_the_same_alerts() -> None:
+    config = Config(
+        budgets=[BudgetConfig(name="s", scope={"team": "search"}, amount_usd=3000, period="week")]
+    )
+    at_once = _backlog(SpendWatch(config), None)
+    stepped = _backlog(SpendWatch(config), 24)
+    assert at_once[-1] == {"steps": 1} and stepped[-1]["steps"] >= 21
+    assert [a for a in at_once if "id" in a] and at_once[:-1] == stepped[:-1]
