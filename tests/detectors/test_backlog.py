@@ -18,7 +18,7 @@ def _backlog(watch: SpendWatch, max_hours: int | None) -> list[dict]:
         alerts.extend(a.to_wire() for a in watch.advance(max_hours=max_hours))
         steps += 1
         if not watch.behind:
-            return alerts + [{"steps": steps}]
+            return [*alerts, {"steps": steps}]
 
 
 def test_bounded_steps_give_the_same_alerts() -> None:
