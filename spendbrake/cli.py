@@ -368,10 +368,11 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
 @click.option("--group", help="Consumer group (default: kafka.group_id).")
 @click.option(
     "--stages",
-    default="ingest,detect,act",
+    default="ingest,detect,act,store",
     show_default=True,
     help="Stages to run in this process: ingest (events -> rollups), detect (rollups -> "
-    "alerts), act (alerts -> Slack, gateway pauses, audit on the actions topic).",
+    "alerts), act (alerts -> Slack, gateway pauses, audit on the actions topic), store "
+    "(hourly/daily rollups, traces, alerts, audit -> the DuckDB report store).",
 )
 @click.option(
     "--metrics-port",
@@ -400,13 +401,23 @@ def worker(
     act: reads the alerts (run ONE per deployment), posts to Slack (slack.token), pauses
     keys at the gateway (gateway.*; critical keys never), audits each effect on the
     actions topic; undelivered effects are retried durably across restarts.
+    store: keeps hourly and daily rollups, trace costs, alerts and audit records in a
+    DuckDB file (store.path, default <state-dir>/store/spend.duckdb; run ONE per store)
+    for `spendbrake report`, exactly once: rows and offsets commit together.
     Each keeps its state with its input offsets in --state-dir and stops cleanly
     (with a final snapshot) on Ctrl-C or SIGTERM.
     """
     import logging
     from pathlib import Path
 
-    from streamer import ActionStage, DetectStage, IngestWorker, WorkerSettings, tune_gc
+    from streamer import (
+        ActionStage,
+        DetectStage,
+        IngestWorker,
+        StoreStage,
+        WorkerSettings,
+        tune_gc,
+    )
 
     from ._broker import ensure_topics
 
@@ -428,9 +439,10 @@ def worker(
     )
 
     chosen = {name.strip() for name in stages.split(",") if name.strip()}
-    if not chosen or chosen - {"ingest", "detect", "act"}:
+    if not chosen or chosen - {"ingest", "detect", "act", "store"}:
         raise click.BadParameter(
-            f"{stages!r}: use a comma-separated subset of ingest,detect,act", param_hint="--stages"
+            f"{stages!r}: use a comma-separated subset of ingest,detect,act,store",
+            param_hint="--stages",
         )
 
     async def run() -> None:
@@ -441,6 +453,8 @@ def worker(
             running.append(DetectStage(config, settings))
         if "act" in chosen:
             running.append(ActionStage(config, settings))
+        if "store" in chosen:
+            running.append(StoreStage(config, settings))
         loop = asyncio.get_running_loop()
 
         def stop_all() -> None:
@@ -570,6 +584,99 @@ def _alert_table(rows: list[dict[str, Any]]) -> None:
             action,
         )
     Console().print(table)
+
+
+@main.command()
+@click.option(
+    "--period",
+    required=True,
+    help="A month 2026-10, an ISO week 2026-W41 (Monday start) or a day 2026-10-05 (UTC).",
+)
+@click.option(
+    "--by",
+    type=click.Choice(["team", "feature", "model", "customer"]),
+    default="team",
+    show_default=True,
+    help="The dimension to show back by.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="table: readable summary; csv: one line per group; json: everything.",
+)
+@click.option(
+    "--chart",
+    type=click.Path(dir_okay=False),
+    help="Also write a PNG bar chart of spend by team, stacked by model.",
+)
+@click.option("--store", "store", type=click.Path(dir_okay=False), help="The DuckDB store file.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    envvar="SPENDBRAKE_STATE_DIR",
+    default=".spendbrake-state",
+    show_default=True,
+    help="Find the store at <state-dir>/store/spend.duckdb (unless --store or store.path).",
+)
+@config_option
+@click.option("--top", default=10, show_default=True, help="Customers to list.")
+def report(
+    period: str,
+    by: str,
+    fmt: str,
+    chart: str | None,
+    store: str | None,
+    state_dir: str,
+    config_path: str | None,
+    top: int,
+) -> None:
+    """Showback for a period from the rollup store (`spendbrake worker --stages ...,store`).
+
+    Per team, feature, model or customer: calls, input / cached / output tokens, cost,
+    trend vs the prior period and share of the total. Then the cache hit ratio and what
+    caching saved (cached tokens at the full input price vs the cache-read price), cost
+    per outcome, top customers, cost per trace (p50 / p95 / max), a projection to the
+    period end and the year end (its assumptions printed), and the period's alerts and
+    actions.
+
+    \b
+    Example: spendbrake report --period 2026-10 --by team --chart spend.png
+    """
+    from pathlib import Path
+
+    from streamer import store_path
+
+    from ._report import ReportError, build_report, open_store, parse_period, team_model_costs
+    from ._report_render import render_csv, render_json, render_table
+
+    config = _load(config_path)
+    path = Path(store) if store else store_path(config, state_dir)
+    try:
+        chosen = parse_period(period)
+        con = open_store(path)
+        try:
+            data = build_report(con, chosen, by, now=time.time(), top_n=top)
+            costs, stacked = team_model_costs(con, chosen) if chart else ({}, False)
+        finally:
+            con.close()
+    except ReportError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
+    if fmt == "json":
+        sys.stdout.buffer.write(render_json(data))
+    elif fmt == "csv":
+        sys.stdout.write(render_csv(data))
+    else:
+        render_table(data, Console(highlight=False))
+    if chart:
+        from ._chart import spend_chart
+
+        spend_chart(costs, stacked, f"Spend by team, {chosen.label}", chart)
+        note = "" if stacked else " (no [team, model] rollups: bars not stacked by model)"
+        err.print(f"chart written to {chart}{note}", markup=False)
 
 
 @main.group()
