@@ -647,6 +647,7 @@ def report(
     """
     from pathlib import Path
 
+    from schemas import PriceTable
     from streamer import store_path
 
     from ._report import ReportError, build_report, open_store, parse_period, team_model_costs
@@ -658,7 +659,8 @@ def report(
         chosen = parse_period(period)
         con = open_store(path)
         try:
-            data = build_report(con, chosen, by, now=time.time(), top_n=top)
+            prices = PriceTable.default().with_overrides(config.pricing.models)
+            data = build_report(con, chosen, by, now=time.time(), prices=prices, top_n=top)
             costs, stacked = team_model_costs(con, chosen) if chart else ({}, False)
         finally:
             con.close()

@@ -116,7 +116,11 @@ SCHEMA: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
     ),
     # The next offset to read per input topic and partition: written with the rows.
     "offsets": (
-        [("topic", "VARCHAR NOT NULL"), ("part", "INTEGER NOT NULL"), ("next_offset", _INT)],
+        [
+            ("topic", "VARCHAR NOT NULL"),
+            ("part", "INTEGER NOT NULL"),
+            ("next_offset", f"{_INT} NOT NULL"),
+        ],
         ("topic", "part"),
     ),
 }
@@ -303,13 +307,13 @@ def _upsert(con: Any, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
         else:
             arrays[name] = np.array(values, dtype=object)
     view = f"_batch_{table}"
+    # Registered again next time under the same name if this fails: an aborted
+    # transaction refuses even the unregister, which would hide the real error.
     con.register(view, arrays)
-    try:
-        names = ", ".join(f'"{name}"' for name, _ in columns)
-        casts = ", ".join(f'CAST("{name}" AS {kind.split()[0]})' for name, kind in columns)
-        con.execute(f"INSERT OR REPLACE INTO {table} ({names}) SELECT {casts} FROM {view}")
-    finally:
-        con.unregister(view)
+    names = ", ".join(f'"{name}"' for name, _ in columns)
+    casts = ", ".join(f'CAST("{name}" AS {kind.split()[0]})' for name, kind in columns)
+    con.execute(f"INSERT OR REPLACE INTO {table} ({names}) SELECT {casts} FROM {view}")
+    con.unregister(view)
 
 
 @contextmanager

@@ -31,6 +31,7 @@ COMMANDS = [
     "resume",
     "validate",
     "demo",
+    "report",
 ]
 
 
