@@ -726,6 +726,17 @@ def bench_latency(samples: int, rate: float, as_json: bool) -> None:
     run_bench(["--samples", str(samples), "--rate", str(rate), *(["--json"] if as_json else [])])
 
 
+@bench.command("report")
+@click.option("--series", default=200, show_default=True, help="Series in the store.")
+@click.option("--traces", default=200_000, show_default=True, help="Traces over six months.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_report(series: int, traces: int, as_json: bool) -> None:
+    """Report queries on six months of hourly and daily rollups vs a full-table count(*)."""
+    from bench.bench_report import main as run_bench
+
+    run_bench(["--series", str(series), "--traces", str(traces), *(["--json"] if as_json else [])])
+
+
 @main.command()
 @click.argument("config_file", type=click.Path(dir_okay=False))
 def validate(config_file: str) -> None:
