@@ -520,10 +520,16 @@ def _alerts(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
 
 
 def _actions(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
+    # Alerts carry event time, audit records wall-clock time: a backlog's alerts fire
+    # (in event time) inside the period while their actions happen later, so an action
+    # belongs to the period when it happened in it OR answered one of its alerts.
     rows = con.execute(
         """SELECT at_ts, action, target, result, source, incident, detail FROM actions
-           WHERE at_ts >= ? AND at_ts < ? ORDER BY at_ts, id""",
-        [period.start, period.end],
+           WHERE (at_ts >= ? AND at_ts < ?)
+              OR alert IN (SELECT id || '#' || seq FROM alerts
+                           WHERE detected_at >= ? AND detected_at < ?)
+           ORDER BY at_ts, id""",
+        [period.start, period.end, period.start, period.end],
     ).fetchall()
     by_result: dict[str, int] = {}
     for row in rows:

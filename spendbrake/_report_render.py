@@ -137,9 +137,11 @@ def render_table(report: dict[str, Any], console: Console) -> None:
     console.print(f"alerts: {alerts['count']}" + (f" ({kinds})" if kinds else ""))
     for alert in alerts["items"][:10]:
         scope = ",".join(f"{k}={v}" for k, v in alert["scope"].items()) or "global"
+        reason = alert["reason"] or ""
         console.print(
             f"  {alert['detected_at'][:16].replace('T', ' ')} {alert['kind']} {scope} "
-            f"{alert['severity'] or ''} {alert['action'] or ''}: {alert['reason'] or ''}"
+            f"{alert['severity'] or ''} {alert['action'] or ''}: "
+            + (reason if len(reason) <= 90 else reason[:89] + "…")
         )
     actions = report["actions"]
     results = ", ".join(f"{k} {n}" for k, n in sorted(actions["by_result"].items()))

@@ -29,6 +29,7 @@ from streamer import RollupRecord, StoreBatch, apply_batch, connect_store
 
 OCT = parse_ts("2026-10-01T00:00:00Z")
 SEP = parse_ts("2026-09-01T00:00:00Z")
+NOV = parse_ts("2026-11-02T00:00:00Z")
 PNG = b"\x89PNG\r\n\x1a\n"
 PRICES = PriceTable.from_entries(
     [
@@ -143,6 +144,12 @@ def make_store(path: Path, team_model: bool = True) -> Path:
             "at": "2026-10-02T10:00:05Z",
         }
     )
+    # Performed in November (a backlog caught up late) for an alert of October: October's.
+    batch.add_action(
+        {"id": "t2", "action": "block", "alert": "budget:search#0", "result": "dry_run", "at": NOV}
+    )
+    # Performed in November for nothing of October: not October's.
+    batch.add_action({"id": "t3", "action": "unblock", "result": "ok", "at": NOV})
     con = connect_store(path)
     apply_batch(con, batch, {("rollups", 0): 1})
     con.close()
@@ -176,7 +183,10 @@ def test_report_on_a_hand_made_store(tmp_path: Path) -> None:
         "cost_per_call_usd": 1.5,
         "share_pct": 75.0,
     }
-    assert report["alerts"]["count"] == 1 and report["actions"]["by_result"] == {"pause ok": 1}
+    assert report["alerts"]["count"] == 1 and report["actions"]["by_result"] == {
+        "pause ok": 1,
+        "block dry_run": 1,
+    }
     # Run rate $20/day (mean of Oct 1-2), +200% per-day growth vs September spread over 31 days.
     projection = report["projection"]
     assert projection["run_rate_usd_per_day"] == 20.0
