@@ -44,6 +44,7 @@ def spend_chart(
         ax.bar(teams, heights, bottom=bottoms, label=model if stacked else None)
         bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
     ax.set_ylabel("spend (USD)")
+    ax.yaxis.set_major_formatter("${x:,.0f}")
     ax.set_title(title if stacked else f"{title} (no [team, model] rollups: not stacked)")
     if stacked:
         ax.legend(title="model", fontsize="small", frameon=False)

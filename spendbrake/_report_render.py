@@ -121,7 +121,8 @@ def render_table(report: dict[str, Any], console: Console) -> None:
     customers = report["customers"]
     if customers and customers["top"]:
         shown = ", ".join(
-            f"{_name(c['customer'])} {_usd(c['cost_usd'])}" for c in customers["top"][:5]
+            f"{c['customer'] or '(no customer)'} {_usd(c['cost_usd'])}"
+            for c in customers["top"][:5]
         )
         console.print(f"top customers (of {customers['count']:,}): {shown}")
     projection = report["projection"]
@@ -141,7 +142,7 @@ def render_table(report: dict[str, Any], console: Console) -> None:
         console.print(
             f"  {alert['detected_at'][:16].replace('T', ' ')} {alert['kind']} {scope} "
             f"{alert['severity'] or ''} {alert['action'] or ''}: "
-            + (reason if len(reason) <= 90 else reason[:89] + "…")
+            + (reason if len(reason) <= 64 else reason[:63] + "…")
         )
     actions = report["actions"]
     results = ", ".join(f"{k} {n}" for k, n in sorted(actions["by_result"].items()))
