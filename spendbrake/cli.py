@@ -471,6 +471,11 @@ def worker(
 
     tune_gc()
     asyncio.run(run())
+    # Objects frozen by tune_gc are never freed at exit, and DuckDB's bindings (the store
+    # stage) then print "nanobind: leaked ..." on the way out.
+    import gc
+
+    gc.unfreeze()
     err.print("worker stopped")
 
 

@@ -107,8 +107,15 @@ class StoreStage:
             await self._acquire()
         except asyncio.CancelledError:
             return
-        with opened(self.path) as con:
-            self.offsets = load_offsets(con)
+        while True:
+            try:
+                with opened(self.path) as con:
+                    self.offsets = load_offsets(con)
+                break
+            except StoreBusy as exc:
+                log.warning("%s; retrying", exc)
+                if self._stopping.is_set():
+                    return
         log.info("store %s opened at offsets %s", self.path, self.offsets or "(none)")
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.config.kafka.bootstrap_servers,
