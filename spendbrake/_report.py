@@ -443,9 +443,10 @@ def _caching(
 def _traces(con: Any, period: Period) -> dict[str, Any] | None:
     """Cost per trace: partials summed per trace, a trace counted in the period it started."""
     row = con.execute(
-        """WITH t AS (
+        """WITH ids AS (SELECT DISTINCT trace_id FROM traces WHERE start_ts >= ? AND start_ts < ?),
+           t AS (
                SELECT trace_id, SUM(cost_nusd) AS cost, SUM(calls) AS calls, MIN(start_ts) AS s
-               FROM traces WHERE start_ts >= ? - 86400 AND start_ts < ?
+               FROM traces WHERE trace_id IN (SELECT trace_id FROM ids)
                GROUP BY trace_id)
            SELECT COUNT(*), quantile_disc(cost, 0.5)::BIGINT, quantile_disc(cost, 0.95)::BIGINT,
                   MAX(cost)::BIGINT, SUM(cost)::BIGINT, SUM(calls)::BIGINT
