@@ -20,6 +20,7 @@ from ._config import (
     PolicyConfig,
     PricingConfig,
     SlackConfig,
+    StoreConfig,
     TopicsConfig,
 )
 from ._errors import ConfigError, InvalidEvent, SpendBrakeError
@@ -57,6 +58,7 @@ __all__ = [
     "PricingConfig",
     "SlackConfig",
     "SpendBrakeError",
+    "StoreConfig",
     "TopicsConfig",
     "UsageEvent",
     "decode_event",

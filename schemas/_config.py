@@ -215,6 +215,13 @@ class PricingConfig(_Section):
     models: list[PriceEntryModel] = []
 
 
+class StoreConfig(_Section):
+    """The report store (``spendbrake worker --stages store``, ``spendbrake report``)."""
+
+    #: DuckDB file; None: ``<state-dir>/store/spend.duckdb``.
+    path: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+
+
 class Config(_Section):
     """The whole operator config. Every section has a usable default."""
 
@@ -237,6 +244,7 @@ class Config(_Section):
     slack: SlackConfig = SlackConfig()
     gateway: GatewayConfig = GatewayConfig()
     pricing: PricingConfig = PricingConfig()
+    store: StoreConfig = StoreConfig()
 
     @field_validator("dimensions")
     @classmethod

@@ -368,10 +368,11 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
 @click.option("--group", help="Consumer group (default: kafka.group_id).")
 @click.option(
     "--stages",
-    default="ingest,detect,act",
+    default="ingest,detect,act,store",
     show_default=True,
     help="Stages to run in this process: ingest (events -> rollups), detect (rollups -> "
-    "alerts), act (alerts -> Slack, gateway pauses, audit on the actions topic).",
+    "alerts), act (alerts -> Slack, gateway pauses, audit on the actions topic), store "
+    "(hourly/daily rollups, traces, alerts, audit -> the DuckDB report store).",
 )
 @click.option(
     "--metrics-port",
@@ -409,6 +410,9 @@ def worker(
     act: reads the alerts (run ONE per deployment), posts to Slack (slack.token), pauses
     keys at the gateway (gateway.*; critical keys never), audits each effect on the
     actions topic; undelivered effects are retried durably across restarts.
+    store: keeps hourly and daily rollups, trace costs, alerts and audit records in a
+    DuckDB file (store.path, default <state-dir>/store/spend.duckdb; run ONE per store)
+    for `spendbrake report`, exactly once: rows and offsets commit together.
     Each keeps its state with its input offsets in --state-dir and stops cleanly
     (with a final snapshot) on Ctrl-C or SIGTERM. A change to --config (or SIGHUP) is
     validated and applied live, keeping baselines and budget spend; a broken file is
@@ -417,7 +421,14 @@ def worker(
     import logging
     from pathlib import Path
 
-    from streamer import ActionStage, DetectStage, IngestWorker, WorkerSettings, tune_gc
+    from streamer import (
+        ActionStage,
+        DetectStage,
+        IngestWorker,
+        StoreStage,
+        WorkerSettings,
+        tune_gc,
+    )
 
     from ._broker import ensure_topics
     from ._reload import ConfigReloader
@@ -445,9 +456,10 @@ def worker(
     )
 
     chosen = {name.strip() for name in stages.split(",") if name.strip()}
-    if not chosen or chosen - {"ingest", "detect", "act"}:
+    if not chosen or chosen - {"ingest", "detect", "act", "store"}:
         raise click.BadParameter(
-            f"{stages!r}: use a comma-separated subset of ingest,detect,act", param_hint="--stages"
+            f"{stages!r}: use a comma-separated subset of ingest,detect,act,store",
+            param_hint="--stages",
         )
 
     async def run() -> None:
@@ -458,6 +470,8 @@ def worker(
             running.append(DetectStage(config, settings))
         if "act" in chosen:
             running.append(ActionStage(config, settings))
+        if "store" in chosen:
+            running.append(StoreStage(config, settings))
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
 
@@ -481,6 +495,11 @@ def worker(
 
     tune_gc()
     asyncio.run(run())
+    # Objects frozen by tune_gc are never freed at exit, and DuckDB's bindings (the store
+    # stage) then print "nanobind: leaked ..." on the way out.
+    import gc
+
+    gc.unfreeze()
     err.print("worker stopped")
 
 
@@ -596,6 +615,101 @@ def _alert_table(rows: list[dict[str, Any]]) -> None:
     Console().print(table)
 
 
+@main.command()
+@click.option(
+    "--period",
+    required=True,
+    help="A month 2026-10, an ISO week 2026-W41 (Monday start) or a day 2026-10-05 (UTC).",
+)
+@click.option(
+    "--by",
+    type=click.Choice(["team", "feature", "model", "customer"]),
+    default="team",
+    show_default=True,
+    help="The dimension to show back by.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="table: readable summary; csv: one line per group; json: everything.",
+)
+@click.option(
+    "--chart",
+    type=click.Path(dir_okay=False),
+    help="Also write a PNG bar chart of spend by team, stacked by model.",
+)
+@click.option("--store", "store", type=click.Path(dir_okay=False), help="The DuckDB store file.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    envvar="SPENDBRAKE_STATE_DIR",
+    default=".spendbrake-state",
+    show_default=True,
+    help="Find the store at <state-dir>/store/spend.duckdb (unless --store or store.path).",
+)
+@config_option
+@click.option("--top", default=10, show_default=True, help="Customers to list.")
+def report(
+    period: str,
+    by: str,
+    fmt: str,
+    chart: str | None,
+    store: str | None,
+    state_dir: str,
+    config_path: str | None,
+    top: int,
+) -> None:
+    """Showback for a period from the rollup store (`spendbrake worker --stages ...,store`).
+
+    Per team, feature, model or customer: calls, input / cached / output tokens, cost,
+    trend vs the prior period and share of the total. Then the cache hit ratio and what
+    caching saved (cached tokens at the full input price vs the cache-read price), cost
+    per outcome, top customers, cost per trace (p50 / p95 / max), a projection to the
+    period end and the year end (its assumptions printed), and the period's alerts and
+    actions.
+
+    \b
+    Example: spendbrake report --period 2026-10 --by team --chart spend.png
+    """
+    from pathlib import Path
+
+    from schemas import PriceTable
+    from streamer import store_path
+
+    from ._report import ReportError, build_report, open_store, parse_period, team_model_costs
+    from ._report_render import render_csv, render_json, render_table
+
+    config = _load(config_path)
+    path = Path(store) if store else store_path(config, state_dir)
+    try:
+        chosen = parse_period(period)
+        con = open_store(path)
+        try:
+            prices = PriceTable.default().with_overrides(config.pricing.models)
+            data = build_report(con, chosen, by, now=time.time(), prices=prices, top_n=top)
+            costs, stacked = team_model_costs(con, chosen) if chart else ({}, False)
+        finally:
+            con.close()
+    except ReportError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
+    if fmt == "json":
+        sys.stdout.buffer.write(render_json(data))
+    elif fmt == "csv":
+        sys.stdout.write(render_csv(data))
+    else:
+        render_table(data, Console(highlight=False))
+    if chart:
+        from ._chart import spend_chart
+
+        spend_chart(costs, stacked, f"Spend by team, {chosen.label}", chart)
+        note = "" if stacked else " (no [team, model] rollups: bars not stacked by model)"
+        err.print(f"chart written to {chart}{note}", markup=False)
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks that print figures and ratios against a baseline measured in the same run."""
@@ -639,6 +753,17 @@ def bench_latency(samples: int, rate: float, as_json: bool) -> None:
     from bench.bench_latency import main as run_bench
 
     run_bench(["--samples", str(samples), "--rate", str(rate), *(["--json"] if as_json else [])])
+
+
+@bench.command("report")
+@click.option("--series", default=200, show_default=True, help="Series in the store.")
+@click.option("--traces", default=200_000, show_default=True, help="Traces over six months.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_report(series: int, traces: int, as_json: bool) -> None:
+    """Report queries on six months of hourly and daily rollups vs a full-table count(*)."""
+    from bench.bench_report import main as run_bench
+
+    run_bench(["--series", str(series), "--traces", str(traces), *(["--json"] if as_json else [])])
 
 
 @main.command()

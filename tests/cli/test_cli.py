@@ -32,6 +32,7 @@ COMMANDS = [
     "validate",
     "config",
     "demo",
+    "report",
 ]
 
 

@@ -64,6 +64,13 @@ def test_defaults_need_no_file() -> None:
     ]
     assert config.dimensions[0] == [] and ["team", "feature"] in config.dimensions
     assert [p.action for p in config.policies] == ["pause", "alert"]
+    assert config.store.path is None
+
+
+def test_example_config_loads_with_the_report_dimensions() -> None:
+    example = Path(__file__).parents[2] / "examples" / "spendbrake.yaml"
+    config = load_config(example, env={})
+    assert ["team", "model"] in config.dimensions and config.store.path is None
 
 
 def test_good_file_loads_and_hides_secrets(tmp_path: Path) -> None:
@@ -128,6 +135,7 @@ def test_each_problem_has_line_column_and_path(tmp_path: Path) -> None:
         ),
         ("gateway: {kind: envoy}\n", "gateway.kind: must be 'litellm' or 'webhook', got \"envoy\""),
         ("slak: {channel: x}\n", "slak: unknown key 'slak' (did you mean 'slack'?)"),
+        ("store: {pth: x.duckdb}\n", "store.pth: unknown key 'pth' (did you mean 'path'?)"),
     ],
 )
 def test_bad_values(tmp_path: Path, text: str, message: str) -> None:

@@ -1,0 +1,588 @@
+"""Showback from the rollup store: spend per team / feature / model / customer for a
+period, with trend, share, caching, unit costs, trace costs, a projection, and the
+period's alerts and actions.
+
+Pure: a DuckDB connection and a period in, a plain dict out (JSON-ready; money both as
+exact integer nano-dollars ``*_nusd`` and as dollars ``*_usd``). The clock is an
+argument (``now``). Rendering lives in ``_report_render.py``, the chart in ``_chart.py``.
+
+Totals come from DAILY windows (a period is whole UTC days, so hourly windows would
+give the same sums at 24 times the rows); rows are the latest per record key, and a
+window's total is the sum over input partitions and late epochs.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas import PriceTable, SpendBrakeError, format_ts
+
+NUSD = 1_000_000_000
+DAY_S = 86400
+BY_CHOICES = ("team", "feature", "model", "customer")
+#: Days of run rate a projection averages (fewer when the period is younger).
+RATE_DAYS = 7
+
+
+class ReportError(SpendBrakeError):
+    """A report that cannot be made: no store, an empty period, a bad period text."""
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """Whole UTC days ``[start, end)`` (epoch seconds) named by ``label``."""
+
+    label: str
+    kind: str
+    start: int
+    end: int
+
+    @property
+    def days(self) -> float:
+        return (self.end - self.start) / DAY_S
+
+    def prior(self) -> Period:
+        """The period of the same kind just before this one."""
+        return parse_period(_label(self.kind, _day(self.start - DAY_S)))
+
+
+def _day(ts: int) -> date:
+    return datetime.fromtimestamp(ts, UTC).date()
+
+
+def _ts(day: date) -> int:
+    return calendar.timegm(day.timetuple())
+
+
+def _label(kind: str, day: date) -> str:
+    if kind == "month":
+        return f"{day.year:04d}-{day.month:02d}"
+    if kind == "week":
+        year, week, _ = day.isocalendar()
+        return f"{year:04d}-W{week:02d}"
+    return day.isoformat()
+
+
+def parse_period(text: str) -> Period:
+    """``2026-10`` (a month), ``2026-W41`` (an ISO week, Monday start) or ``2026-10-05``.
+
+    >>> parse_period("2026-10").days, parse_period("2026-W41").label
+    (31.0, '2026-W41')
+    """
+    text = text.strip()
+    try:
+        if m := re.fullmatch(r"(\d{4})-(\d{2})", text):
+            first = date(int(m[1]), int(m[2]), 1)
+            last = calendar.monthrange(first.year, first.month)[1]
+            return Period(text, "month", _ts(first), _ts(first + timedelta(days=last)))
+        if m := re.fullmatch(r"(\d{4})-W(\d{2})", text):
+            monday = date.fromisocalendar(int(m[1]), int(m[2]), 1)
+            return Period(text, "week", _ts(monday), _ts(monday + timedelta(days=7)))
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            day = date.fromisoformat(text)
+            return Period(text, "day", _ts(day), _ts(day + timedelta(days=1)))
+    except ValueError as exc:
+        raise ReportError(f"period {text!r}: {exc}") from exc
+    raise ReportError(
+        f"period {text!r}: use a month 2026-10, an ISO week 2026-W41 or a day 2026-10-05"
+    )
+
+
+# -- queries ---------------------------------------------------------------------
+
+
+def dimension_sets(con: Any) -> list[tuple[str, ...]]:
+    rows = con.execute("SELECT DISTINCT dims FROM rollups WHERE window_s = 86400").fetchall()
+    return sorted(tuple(d for d in dims.split(",") if d) for (dims,) in rows)
+
+
+def _dims_with(con: Any, *fields: str) -> tuple[str, ...] | None:
+    """The smallest stored dimension set holding every field (any such set partitions
+    all events, so summing over its other attributes is exact)."""
+    found = [d for d in dimension_sets(con) if all(f in d for f in fields)]
+    return min(found, key=len) if found else None
+
+
+def _grouped(
+    con: Any, dims: tuple[str, ...], group: list[str], start: int, end: int
+) -> list[tuple[Any, ...]]:
+    """Summed metrics per group: (*group values, cost, calls, input, cache_read, output,
+    unpriced)."""
+    cols = ", ".join(f'"{g}"' for g in group)
+    select = f"{cols}, " if group else ""
+    group_by = f"GROUP BY {cols}" if group else ""
+    return con.execute(
+        f"""SELECT {select}SUM(cost_nusd)::BIGINT, SUM(calls)::BIGINT,
+               SUM(input_tokens)::BIGINT, SUM(cache_read_tokens)::BIGINT,
+               SUM(output_tokens)::BIGINT, SUM(unpriced_calls)::BIGINT
+            FROM rollups WHERE dims = ? AND window_s = 86400
+              AND window_start >= ? AND window_start < ? {group_by}""",
+        [",".join(dims), start, end],
+    ).fetchall()
+
+
+def _outcomes(
+    con: Any, dims: tuple[str, ...], group: str | None, start: int, end: int
+) -> dict[Any, dict[str, int]]:
+    """Outcome counts per group value (None key without a group)."""
+    col = f'"{group}"' if group else "NULL"
+    rows = con.execute(
+        f"""SELECT {col}, outcomes FROM rollups WHERE dims = ? AND window_s = 86400
+              AND window_start >= ? AND window_start < ? AND outcomes IS NOT NULL""",
+        [",".join(dims), start, end],
+    ).fetchall()
+    out: dict[Any, dict[str, int]] = {}
+    for key, text in rows:
+        counts = out.setdefault(key, {})
+        for name, count in orjson.loads(text).items():
+            counts[name] = counts.get(name, 0) + count
+    return out
+
+
+def _daily_costs(con: Any, start: int, end: int) -> dict[int, int]:
+    """Global cost per UTC day (window start -> nano-dollars)."""
+    rows = con.execute(
+        """SELECT window_start, SUM(cost_nusd)::BIGINT FROM rollups
+           WHERE dims = '' AND window_s = 86400 AND window_start >= ? AND window_start < ?
+           GROUP BY window_start""",
+        [start, end],
+    ).fetchall()
+    return dict(rows)
+
+
+# -- math (pure, tested on hand-made numbers) --------------------------------------
+
+
+def trend_pct(current: float, prior: float) -> float | None:
+    """Change from the prior period in percent; None when there was nothing before."""
+    if prior <= 0:
+        return None
+    return (current - prior) / prior * 100.0
+
+
+def share_pct(part: float, total: float) -> float:
+    return part / total * 100.0 if total > 0 else 0.0
+
+
+def percentile(sorted_values: list[int], q: float) -> int | None:
+    """Nearest rank (DuckDB's ``quantile_disc``): the smallest value with at least
+    ``q`` of the values at or below it."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def cache_savings_usd(
+    prices: PriceTable, model: str, ts: float, cache_read_tokens: int
+) -> float | None:
+    """What the cached tokens would have cost at the full input price, minus what they
+    cost at the cache-read price; None for a model the price table does not know."""
+    price = _model_price(prices, model, ts)
+    if price is None:
+        return None
+    return cache_read_tokens * (price.input - price.cache_read) / 1_000_000
+
+
+def _model_price(prices: PriceTable, model: str, ts: float) -> Any:
+    """The [model] series has no provider: take the model's unique seller, else the
+    first provider (sorted) that sells it."""
+    price = prices.lookup("", model, ts)
+    if price is not None:
+        return price
+    for provider in sorted({p for p, _ in prices.models()}):
+        price = prices.lookup(provider, model, ts)
+        if price is not None:
+            return price
+    return None
+
+
+def grow(rate_per_day: float, daily_growth: float, days: float) -> float:
+    """Spend over ``days`` at ``rate_per_day`` growing ``daily_growth`` a day,
+    compounded continuously: rate * ((1+g)^days - 1) / ln(1+g)."""
+    if days <= 0:
+        return 0.0
+    if abs(daily_growth) < 1e-12:
+        return rate_per_day * days
+    factor = math.log1p(daily_growth)
+    return rate_per_day * (math.exp(factor * days) - 1.0) / factor
+
+
+def project(
+    spent_usd: float,
+    daily_usd: list[float],
+    prior_per_day_usd: float,
+    elapsed_days: float,
+    period_days: float,
+    to_period_end_days: float,
+    to_year_end_days: float,
+    year_to_date_usd: float,
+) -> dict[str, Any]:
+    """Projection to period end and year end at the current run rate and growth.
+
+    ``daily_usd`` are the period's complete days so far (oldest first). The run rate is
+    the mean of the last ``RATE_DAYS`` of them (or spend so far per elapsed day when no
+    day is complete); growth is this period's per-day average against the prior
+    period's, spread evenly over the period's days.
+    """
+    recent = daily_usd[-RATE_DAYS:]
+    if recent:
+        rate = sum(recent) / len(recent)
+        rate_basis = f"mean of the last {len(recent)} complete day(s)"
+    else:
+        rate = spent_usd / elapsed_days if elapsed_days > 0 else 0.0
+        rate_basis = "spend so far per elapsed day (no complete day yet)"
+    per_day = spent_usd / elapsed_days if elapsed_days > 0 else 0.0
+    if prior_per_day_usd > 0 and per_day > 0:
+        growth = per_day / prior_per_day_usd - 1.0
+        growth_basis = "this period's per-day average vs the prior period's"
+    else:
+        growth = 0.0
+        growth_basis = "no prior-period spend to compare: assumed flat"
+    daily_growth = (1.0 + growth) ** (1.0 / period_days) - 1.0
+    period_end = spent_usd + grow(rate, daily_growth, to_period_end_days)
+    year_end = year_to_date_usd + grow(rate, daily_growth, to_year_end_days)
+    return {
+        "run_rate_usd_per_day": rate,
+        "growth_per_period_pct": growth * 100.0,
+        "daily_growth_pct": daily_growth * 100.0,
+        "period_end_usd": period_end,
+        "year_end_usd": year_end,
+        "assumptions": [
+            f"run rate ${rate:,.2f}/day: {rate_basis}",
+            f"growth {growth * 100:+.1f}% per period ({growth_basis}), "
+            f"compounded daily ({daily_growth * 100:+.3f}%/day)",
+            f"{to_period_end_days:.1f} day(s) left in the period, "
+            f"{to_year_end_days:.1f} to the year end; year so far ${year_to_date_usd:,.2f}",
+        ],
+    }
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+def build_report(
+    con: Any,
+    period: Period,
+    by: str = "team",
+    *,
+    now: float,
+    prices: PriceTable | None = None,
+    top_n: int = 10,
+) -> dict[str, Any]:
+    """Everything the report shows, as plain data. Raises ReportError on an empty period."""
+    if by not in BY_CHOICES:
+        raise ReportError(f"--by {by!r}: use one of {', '.join(BY_CHOICES)}")
+    prices = prices or PriceTable.default()
+    prior = period.prior()
+    has_global = () in dimension_sets(con)
+    totals = _grouped(con, (), [], period.start, period.end) if has_global else []
+    if not totals or totals[0][1] is None:
+        raise ReportError(_empty(con, period))
+    cost, calls, input_t, cached_t, output_t, unpriced = totals[0]
+    prior_cost = _grouped(con, (), [], prior.start, prior.end)[0][0] or 0
+    report: dict[str, Any] = {
+        "period": {
+            "label": period.label,
+            "kind": period.kind,
+            "start": format_ts(period.start),
+            "end": format_ts(period.end),
+            "prior": prior.label,
+        },
+        "by": by,
+        "total": {
+            **_money("cost", cost),
+            **_money("prior_cost", prior_cost),
+            "calls": calls,
+            "input_tokens": input_t,
+            "cache_read_tokens": cached_t,
+            "output_tokens": output_t,
+            "unpriced_calls": unpriced,
+            "trend_pct": trend_pct(cost, prior_cost),
+            "cache_hit_ratio": cached_t / input_t if input_t else None,
+        },
+        "notes": [],
+    }
+    report["rows"] = _rows(con, by, period, prior, cost, report["notes"])
+    report["outcomes"] = _unit_costs(con, period, cost)
+    report["customers"] = _customers(con, period, cost, top_n, report["notes"])
+    report["caching"] = _caching(con, period, prices, cached_t, report["notes"])
+    report["traces"] = _traces(con, period)
+    report["projection"] = _projection(con, period, prior, cost, prior_cost, now)
+    report["alerts"] = _alerts(con, period)
+    report["actions"] = _actions(con, period)
+    return report
+
+
+def _money(name: str, nusd: int) -> dict[str, Any]:
+    return {f"{name}_nusd": nusd, f"{name}_usd": nusd / NUSD}
+
+
+def _empty(con: Any, period: Period) -> str:
+    span = con.execute(
+        "SELECT MIN(window_start), MAX(window_start) FROM rollups WHERE window_s = 86400"
+    ).fetchone()
+    if span is None or span[0] is None:
+        return f"no spend recorded for {period.label}: the store holds no daily rollups yet"
+    first, last = (format_ts(t)[:10] for t in span)
+    return f"no spend recorded for {period.label}: the store holds days {first} to {last}"
+
+
+def _rows(
+    con: Any, by: str, period: Period, prior: Period, total: int, notes: list[str]
+) -> list[dict[str, Any]]:
+    dims = _dims_with(con, by)
+    if dims is None:
+        notes.append(f"no rollup dimension set holds {by!r}: add it under dimensions")
+        return []
+    current = _grouped(con, dims, [by], period.start, period.end)
+    before = {r[0]: r[1] for r in _grouped(con, dims, [by], prior.start, prior.end)}
+    outcomes = _outcomes(con, dims, by, period.start, period.end)
+    rows = []
+    for name, cost, calls, input_t, cached_t, output_t, _ in current:
+        prior_cost = before.get(name) or 0
+        rows.append(
+            {
+                by: name,
+                "calls": calls,
+                "input_tokens": input_t,
+                "cache_read_tokens": cached_t,
+                "output_tokens": output_t,
+                **_money("cost", cost),
+                **_money("prior_cost", prior_cost),
+                "trend_pct": trend_pct(cost, prior_cost),
+                "share_pct": share_pct(cost, total),
+                "cache_hit_ratio": cached_t / input_t if input_t else None,
+                "outcomes": outcomes.get(name, {}),
+            }
+        )
+    rows.sort(key=lambda r: (-r["cost_nusd"], str(r[by])))
+    return rows
+
+
+def _unit_costs(con: Any, period: Period, total: int) -> list[dict[str, Any]]:
+    """Cost per outcome: the period's whole spend over each outcome's count."""
+    counts = _outcomes(con, (), None, period.start, period.end).get(None, {})
+    return [
+        {"outcome": name, "count": count, "cost_per_outcome_usd": total / NUSD / count}
+        for name, count in sorted(counts.items(), key=lambda kv: -kv[1])
+        if count
+    ]
+
+
+def _customers(
+    con: Any, period: Period, total: int, top_n: int, notes: list[str]
+) -> dict[str, Any] | None:
+    dims = _dims_with(con, "customer")
+    if dims is None:
+        notes.append("no [customer] rollups: cost per customer left out")
+        return None
+    rows = _grouped(con, dims, ["customer"], period.start, period.end)
+    rows.sort(key=lambda r: (-r[1], str(r[0])))
+    return {
+        "count": sum(1 for r in rows if r[0] is not None),
+        "top": [
+            {
+                "customer": name,
+                **_money("cost", cost),
+                "calls": calls,
+                "cost_per_call_usd": cost / NUSD / calls if calls else None,
+                "share_pct": share_pct(cost, total),
+            }
+            for name, cost, calls, *_ in rows[:top_n]
+        ],
+    }
+
+
+def _caching(
+    con: Any, period: Period, prices: PriceTable, cached_tokens: int, notes: list[str]
+) -> dict[str, Any] | None:
+    """Savings per model and day: the [model] series carries the tokens, the price
+    table the two prices in force that day."""
+    dims = _dims_with(con, "model")
+    if dims is None:
+        notes.append("no [model] rollups: caching savings left out")
+        return None
+    rows = con.execute(
+        """SELECT model, window_start, SUM(cache_read_tokens)::BIGINT FROM rollups
+           WHERE dims = ? AND window_s = 86400 AND window_start >= ? AND window_start < ?
+             AND cache_read_tokens > 0
+           GROUP BY model, window_start""",
+        [",".join(dims), period.start, period.end],
+    ).fetchall()
+    saved = 0.0
+    by_model: dict[str, float] = {}
+    unpriced: dict[str, int] = {}
+    for model, day, tokens in rows:
+        value = cache_savings_usd(prices, model, day, tokens)
+        if value is None:
+            unpriced[model] = unpriced.get(model, 0) + tokens
+            continue
+        saved += value
+        by_model[model] = by_model.get(model, 0.0) + value
+    if unpriced:
+        notes.append(
+            "caching savings leave out models without a price: " + ", ".join(sorted(unpriced))
+        )
+    return {
+        "cache_read_tokens": cached_tokens,
+        "saved_usd": saved,
+        "saved_by_model_usd": dict(sorted(by_model.items(), key=lambda kv: -kv[1])),
+        "unpriced_cache_read_tokens": unpriced,
+    }
+
+
+def _traces(con: Any, period: Period) -> dict[str, Any] | None:
+    """Cost per trace: partials summed per trace, a trace counted in the period it started."""
+    row = con.execute(
+        """WITH ids AS (SELECT DISTINCT trace_id FROM traces WHERE start_ts >= ? AND start_ts < ?),
+           t AS (
+               SELECT trace_id, SUM(cost_nusd) AS cost, SUM(calls) AS calls, MIN(start_ts) AS s
+               FROM traces WHERE trace_id IN (SELECT trace_id FROM ids)
+               GROUP BY trace_id)
+           SELECT COUNT(*), quantile_disc(cost, 0.5)::BIGINT, quantile_disc(cost, 0.95)::BIGINT,
+                  MAX(cost)::BIGINT, SUM(cost)::BIGINT, SUM(calls)::BIGINT
+           FROM t WHERE s >= ? AND s < ?""",
+        [period.start, period.end, period.start, period.end],
+    ).fetchone()
+    count, p50, p95, top, total, calls = row
+    if not count:
+        return None
+    return {
+        "count": count,
+        "calls": calls,
+        **_money("p50", p50),
+        **_money("p95", p95),
+        **_money("max", top),
+        **_money("mean", total // count),
+    }
+
+
+def _projection(
+    con: Any, period: Period, prior: Period, cost: int, prior_cost: int, now: float
+) -> dict[str, Any]:
+    as_of = min(max(now, period.start), period.end)
+    elapsed = (as_of - period.start) / DAY_S
+    complete = int(elapsed)
+    daily = _daily_costs(con, period.start, period.start + complete * DAY_S)
+    days = [daily.get(period.start + i * DAY_S, 0) / NUSD for i in range(complete)]
+    year = _day(int(as_of) - (1 if as_of == period.end else 0)).year
+    jan1 = _ts(date(year, 1, 1))
+    ytd = sum(_daily_costs(con, jan1, int(as_of) + DAY_S).values())
+    # A day still open counts in full: its window holds what has been spent in it.
+    out = project(
+        spent_usd=cost / NUSD,
+        daily_usd=days,
+        prior_per_day_usd=prior_cost / NUSD / prior.days,
+        elapsed_days=elapsed,
+        period_days=period.days,
+        to_period_end_days=(period.end - as_of) / DAY_S,
+        to_year_end_days=(_ts(date(year + 1, 1, 1)) - as_of) / DAY_S,
+        year_to_date_usd=ytd / NUSD,
+    )
+    out["as_of"] = format_ts(as_of)
+    out["year"] = year
+    return out
+
+
+def _alerts(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
+    rows = con.execute(
+        """SELECT detected_at, kind, severity, scope, observed_usd, action, targets, reason, id, seq
+           FROM alerts WHERE detected_at >= ? AND detected_at < ?
+           ORDER BY detected_at, id, seq""",
+        [period.start, period.end],
+    ).fetchall()
+    by_kind: dict[str, int] = {}
+    for row in rows:
+        by_kind[row[1] or "?"] = by_kind.get(row[1] or "?", 0) + 1
+    items = [
+        {
+            "detected_at": format_ts(r[0]),
+            "kind": r[1],
+            "severity": r[2],
+            "scope": orjson.loads(r[3]) if r[3] else {},
+            "observed_usd": r[4],
+            "action": r[5],
+            "targets": orjson.loads(r[6]) if r[6] else [],
+            "reason": r[7],
+            "id": f"{r[8]}#{r[9]}",
+        }
+        for r in rows[:limit]
+    ]
+    return {"count": len(rows), "by_kind": by_kind, "items": items}
+
+
+def _actions(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
+    # Alerts carry event time, audit records wall-clock time: a backlog's alerts fire
+    # (in event time) inside the period while their actions happen later, so an action
+    # belongs to the period when it happened in it OR answered one of its alerts.
+    rows = con.execute(
+        """SELECT at_ts, action, target, result, source, incident, detail FROM actions
+           WHERE (at_ts >= ? AND at_ts < ?)
+              OR alert IN (SELECT id || '#' || seq FROM alerts
+                           WHERE detected_at >= ? AND detected_at < ?)
+           ORDER BY at_ts, id""",
+        [period.start, period.end, period.start, period.end],
+    ).fetchall()
+    by_result: dict[str, int] = {}
+    for row in rows:
+        key = f"{row[1]} {row[3]}"
+        by_result[key] = by_result.get(key, 0) + 1
+    items = [
+        {
+            "at": format_ts(r[0]),
+            "action": r[1],
+            "target": r[2],
+            "result": r[3],
+            "source": r[4],
+            "incident": r[5],
+            "detail": r[6],
+        }
+        for r in rows[:limit]
+    ]
+    return {"count": len(rows), "by_result": by_result, "items": items}
+
+
+def team_model_costs(con: Any, period: Period) -> tuple[dict[str, dict[str, int]], bool]:
+    """team -> model -> nano-dollars for the chart; False when the store has no
+    [team, model] series (then one bar per team under the model ``"all"``)."""
+    dims = ("team", "model") if ("team", "model") in dimension_sets(con) else None
+    if dims is None:
+        rows = [
+            (t, "all", c)
+            for t, c, *_ in _grouped(con, ("team",), ["team"], period.start, period.end)
+        ]
+    else:
+        rows = [
+            (t, m, c)
+            for t, m, c, *_ in _grouped(con, dims, ["team", "model"], period.start, period.end)
+        ]
+    out: dict[str, dict[str, int]] = {}
+    for team, model, cost in rows:
+        out.setdefault(str(team), {})[str(model)] = cost
+    return out, dims is not None
+
+
+def open_store(path: str | Path) -> Any:
+    """Open the store read-only for a report, or raise ReportError saying why not."""
+    from streamer import StoreBusy, connect_store
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(
+            f"no store at {path}: run `spendbrake worker --stages ...,store` first, or pass --store"
+        )
+    try:
+        return connect_store(path, read_only=True)
+    except StoreBusy as exc:
+        raise ReportError(str(exc)) from exc
+    except Exception as exc:  # duckdb raises its own error types for a bad file
+        raise ReportError(f"{path}: cannot open as a DuckDB store ({exc})") from exc

@@ -1,0 +1,156 @@
+"""Render a report (``_report.build_report``'s dict) as a rich table, CSV or JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+CSV_COLUMNS = (
+    "calls",
+    "input_tokens",
+    "cache_read_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cost_nusd",
+    "prior_cost_usd",
+    "trend_pct",
+    "share_pct",
+    "cache_hit_ratio",
+)
+
+
+def render_json(report: dict[str, Any]) -> bytes:
+    return orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def render_csv(report: dict[str, Any]) -> str:
+    """The per-group rows only (one line per team / feature / model / customer)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    by = report["by"]
+    writer.writerow([by, *CSV_COLUMNS])
+    for row in report["rows"]:
+        writer.writerow([_name(row[by]), *(_cell(row[c]) for c in CSV_COLUMNS)])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.9f}".rstrip("0").rstrip(".")
+    return value
+
+
+def _name(value: Any) -> str:
+    return "(none)" if value is None else str(value)
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}" if abs(value) >= 0.995 or value == 0 else f"${value:,.4f}"
+
+
+def _pct(value: float | None) -> str:
+    return "new" if value is None else f"{value:+.1f}%"
+
+
+def _tokens(value: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.1f}{unit}"
+    return str(value)
+
+
+def render_table(report: dict[str, Any], console: Console) -> None:
+    period, total, by = report["period"], report["total"], report["by"]
+    console.print(
+        f"[bold]Spend report {period['label']}[/bold] ({period['start'][:10]} to "
+        f"{period['end'][:10]}, by {by}; trend vs {period['prior']})"
+    )
+    console.print(
+        f"total {_usd(total['cost_usd'])} ({_pct(total['trend_pct'])}), "
+        f"{total['calls']:,} calls, cache hit ratio "
+        + ("-" if total["cache_hit_ratio"] is None else f"{total['cache_hit_ratio']:.1%}")
+    )
+    table = Table(title_justify="left", show_edge=False)
+    for column, justify in (
+        (by, "left"),
+        ("calls", "right"),
+        ("input", "right"),
+        ("cached", "right"),
+        ("output", "right"),
+        ("cost", "right"),
+        ("trend", "right"),
+        ("share", "right"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in report["rows"]:
+        table.add_row(
+            _name(row[by]),
+            f"{row['calls']:,}",
+            _tokens(row["input_tokens"]),
+            _tokens(row["cache_read_tokens"]),
+            _tokens(row["output_tokens"]),
+            _usd(row["cost_usd"]),
+            _pct(row["trend_pct"]),
+            f"{row['share_pct']:.1f}%",
+        )
+    console.print(table)
+    caching = report["caching"]
+    if caching is not None:
+        console.print(
+            f"caching: {_tokens(caching['cache_read_tokens'])} cached input tokens saved "
+            f"{_usd(caching['saved_usd'])} against full input prices"
+        )
+    for unit in report["outcomes"]:
+        console.print(
+            f"cost per outcome: {_usd(unit['cost_per_outcome_usd'])} per {unit['outcome']} "
+            f"({unit['count']:,} in the period)"
+        )
+    traces = report["traces"]
+    if traces is not None:
+        console.print(
+            f"cost per trace ({traces['count']:,} traces): p50 {_usd(traces['p50_usd'])}, "
+            f"p95 {_usd(traces['p95_usd'])}, max {_usd(traces['max_usd'])}"
+        )
+    customers = report["customers"]
+    if customers and customers["top"]:
+        shown = ", ".join(
+            f"{c['customer'] or '(no customer)'} {_usd(c['cost_usd'])}"
+            for c in customers["top"][:5]
+        )
+        console.print(f"top customers (of {customers['count']:,}): {shown}")
+    projection = report["projection"]
+    console.print(
+        f"projection: period end {_usd(projection['period_end_usd'])}, "
+        f"year {projection['year']} end {_usd(projection['year_end_usd'])} (as of "
+        f"{projection['as_of'][:16].replace('T', ' ')})"
+    )
+    for line in projection["assumptions"]:
+        console.print(f"  assumes {line}")
+    alerts = report["alerts"]
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(alerts["by_kind"].items()))
+    console.print(f"alerts: {alerts['count']}" + (f" ({kinds})" if kinds else ""))
+    for alert in alerts["items"][:10]:
+        scope = ",".join(f"{k}={v}" for k, v in alert["scope"].items()) or "global"
+        reason = alert["reason"] or ""
+        console.print(
+            f"  {alert['detected_at'][:16].replace('T', ' ')} {alert['kind']} {scope} "
+            f"{alert['severity'] or ''} {alert['action'] or ''}: "
+            + (reason if len(reason) <= 64 else reason[:63] + "…")
+        )
+    actions = report["actions"]
+    results = ", ".join(f"{k} {n}" for k, n in sorted(actions["by_result"].items()))
+    console.print(f"actions: {actions['count']}" + (f" ({results})" if results else ""))
+    for action in actions["items"][:10]:
+        console.print(
+            f"  {action['at'][:16].replace('T', ' ')} {action['action']} "
+            f"{action['target'] or ''} {action['result']}"
+        )
+    for note in report["notes"]:
+        console.print(f"note: {note}")

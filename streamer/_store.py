@@ -1,0 +1,325 @@
+"""The rollup store: hourly and daily rollups, trace costs, alerts and action audit
+records in one embedded DuckDB file, for reports. No Kafka here.
+
+Exactly once without broker transactions: every row is keyed by its record's own key
+(a rollup's series, window, partition and epoch; a trace partial's trace, partition and
+first event; an alert's id and seq; an audit record's task id) and written with
+``INSERT OR REPLACE``, and ``apply_batch`` writes the consumed offsets in the SAME transaction
+as the rows. A crash before the commit leaves neither; after a restart the stage seeks to
+the stored offsets and reads the rest again, and a record read twice replaces itself.
+Rollups are absolute totals, so the latest row per key is the truth and a reader sums
+over partitions and epochs.
+
+Rows go in through a registered dict of NumPy arrays: measured here, about 350k rows/s
+against 600 rows/s for ``executemany`` and 7k rows/s for multi-row ``VALUES``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import orjson
+
+from schemas import SCOPE_FIELDS, parse_ts
+
+from ._rollup import METRICS, RollupRecord
+from ._traces import TracePartial
+
+log = logging.getLogger(__name__)
+
+#: Window sizes the store keeps; minute windows stay on the topic only.
+STORED_WINDOWS_S = (3600, 86400)
+
+_INT = "BIGINT"
+SCHEMA: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
+    # table: (columns with types, primary key)
+    "rollups": (
+        [
+            ("dims", "VARCHAR NOT NULL"),
+            ("series", "VARCHAR NOT NULL"),
+            ("window_s", "INTEGER NOT NULL"),
+            ("window_start", "BIGINT NOT NULL"),
+            ("part", "INTEGER NOT NULL"),
+            ("epoch", "INTEGER NOT NULL"),
+            *((name, "VARCHAR") for name in SCOPE_FIELDS),
+            *((name, f"{_INT} NOT NULL") for name in METRICS),
+            ("outcomes", "VARCHAR"),
+            ("final", "BOOLEAN"),
+        ],
+        ("dims", "series", "window_s", "window_start", "part", "epoch"),
+    ),
+    "traces": (
+        [
+            ("trace_id", "VARCHAR NOT NULL"),
+            ("part", "INTEGER NOT NULL"),
+            ("first_event_id", "VARCHAR NOT NULL"),
+            ("team", "VARCHAR"),
+            ("feature", "VARCHAR"),
+            ("customer", "VARCHAR"),
+            ("cost_nusd", f"{_INT} NOT NULL"),
+            ("calls", f"{_INT} NOT NULL"),
+            ("start_ts", "DOUBLE NOT NULL"),
+            ("end_ts", "DOUBLE NOT NULL"),
+            ("models", "VARCHAR"),
+            ("outcomes", "VARCHAR"),
+        ],
+        ("trace_id", "part", "first_event_id"),
+    ),
+    "alerts": (
+        [
+            ("id", "VARCHAR NOT NULL"),
+            ("seq", "INTEGER NOT NULL"),
+            ("kind", "VARCHAR"),
+            ("detector", "VARCHAR"),
+            ("severity", "VARCHAR"),
+            ("scope", "VARCHAR"),
+            ("observed_usd", "DOUBLE"),
+            ("expected_usd", "DOUBLE"),
+            ("detected_at", "DOUBLE"),
+            ("window_start", "DOUBLE"),
+            ("window_end", "DOUBLE"),
+            ("action", "VARCHAR"),
+            ("targets", "VARCHAR"),
+            ("reason", "VARCHAR"),
+            ("record", "VARCHAR"),
+        ],
+        ("id", "seq"),
+    ),
+    "actions": (
+        [
+            ("id", "VARCHAR NOT NULL"),
+            ("action", "VARCHAR"),
+            ("lane", "VARCHAR"),
+            ("alert", "VARCHAR"),
+            ("incident", "VARCHAR"),
+            ("kind", "VARCHAR"),
+            ("scope", "VARCHAR"),
+            ("target", "VARCHAR"),
+            ("reason", "VARCHAR"),
+            ("source", "VARCHAR"),
+            ("result", "VARCHAR"),
+            ("detail", "VARCHAR"),
+            ("attempts", "INTEGER"),
+            ("requested_at", "DOUBLE"),
+            ("at_ts", "DOUBLE"),
+            ("record", "VARCHAR"),
+        ],
+        ("id",),
+    ),
+    # The next offset to read per input topic and partition: written with the rows.
+    "offsets": (
+        [
+            ("topic", "VARCHAR NOT NULL"),
+            ("part", "INTEGER NOT NULL"),
+            ("next_offset", f"{_INT} NOT NULL"),
+        ],
+        ("topic", "part"),
+    ),
+}
+
+
+class StoreBusy(RuntimeError):
+    """Another process holds the DuckDB file (a writer excludes every other process)."""
+
+
+@dataclass(slots=True)
+class StoreBatch:
+    """Rows to write, one per record key: a later record for a key replaces an earlier one
+    (DuckDB refuses to touch one row twice in a single INSERT OR REPLACE)."""
+
+    rollups: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
+    traces: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
+    alerts: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
+    actions: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rollups) + len(self.traces) + len(self.alerts) + len(self.actions)
+
+    def add_rollup(self, record: RollupRecord) -> bool:
+        """Keep an hourly or daily window; return False for other sizes (not stored)."""
+        if record.window_s not in STORED_WINDOWS_S:
+            return False
+        dims = ",".join(record.dims)
+        series = orjson.dumps(record.values).decode()
+        key = (dims, series, record.window_s, record.window_start, record.partition, record.epoch)
+        by_dim = dict(zip(record.dims, record.values, strict=True))
+        self.rollups[key] = (
+            *key,
+            *(by_dim.get(name) for name in SCOPE_FIELDS),
+            *record.metrics,
+            orjson.dumps(record.outcomes).decode() if record.outcomes else None,
+            record.final,
+        )
+        return True
+
+    def add_trace(self, partial: TracePartial) -> None:
+        key = (partial.trace_id, partial.partition, partial.first_event_id)
+        self.traces[key] = (
+            *key,
+            partial.team,
+            partial.feature,
+            partial.customer,
+            partial.cost_nusd,
+            partial.calls,
+            partial.first_ts,
+            partial.last_ts,
+            orjson.dumps(partial.models).decode(),
+            orjson.dumps(partial.outcomes).decode() if partial.outcomes else None,
+        )
+
+    def add_alert(self, alert: Mapping[str, Any]) -> None:
+        """An alert record as on the alerts topic (``Alert.to_wire`` or an operator notice)."""
+        key = (str(alert["id"]), int(alert.get("seq", 0)))
+        self.alerts[key] = (
+            *key,
+            alert.get("kind"),
+            alert.get("detector"),
+            alert.get("severity"),
+            _json(alert.get("scope")),
+            _float(alert.get("observed_usd")),
+            _float(alert.get("expected_usd")),
+            _ts(alert.get("detected_at")),
+            _ts(alert.get("window_start")),
+            _ts(alert.get("window_end")),
+            alert.get("action"),
+            _json(alert.get("targets")),
+            alert.get("reason"),
+            orjson.dumps(alert).decode(),
+        )
+
+    def add_action(self, record: Mapping[str, Any]) -> None:
+        """An audit record as on the actions topic (``actions._outbox.audit_wire``)."""
+        self.actions[(str(record["id"]),)] = (
+            str(record["id"]),
+            *(_text(record.get(name)) for name in ("action", "lane", "alert", "incident", "kind")),
+            _json(record.get("scope")),
+            *(_text(record.get(name)) for name in ("target", "reason", "source", "result")),
+            _text(record.get("detail")),
+            record.get("attempts"),
+            _ts(record.get("requested_at")),
+            _ts(record.get("at")),
+            orjson.dumps(record).decode(),
+        )
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _ts(value: Any) -> float | None:
+    """RFC 3339 text or epoch seconds to epoch seconds; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return parse_ts(value)
+    except ValueError:
+        return None
+
+
+def connect_store(path: str | Path, read_only: bool = False, wait_s: float = 10.0) -> Any:
+    """Open the store, waiting up to ``wait_s`` while another process holds the file.
+
+    DuckDB lets one process write a file and no other process open it meanwhile, so the
+    store stage opens it per write and readers retry; this is that retry.
+    """
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    delay = 0.02
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise StoreBusy(f"{path}: held by another process ({exc})") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    if not read_only:
+        create_schema(con)
+    return con
+
+
+def create_schema(con: Any) -> None:
+    for table, (columns, key) in SCHEMA.items():
+        body = ", ".join(f'"{name}" {kind}' for name, kind in columns)
+        primary = ", ".join(f'"{name}"' for name in key)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body}, PRIMARY KEY ({primary}))")
+
+
+def load_offsets(con: Any) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> the next offset to read, as committed with the rows."""
+    rows = con.execute("SELECT topic, part, next_offset FROM offsets").fetchall()
+    return {(topic, part): offset for topic, part, offset in rows}
+
+
+def apply_batch(con: Any, batch: StoreBatch, offsets: Mapping[tuple[str, int], int]) -> None:
+    """Upsert the batch's rows and the offsets they were read up to, in ONE transaction.
+
+    Either all of it is committed or none: a crash in between replays the same records
+    from the old offsets, and their rows replace the ones already there.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in ("rollups", "traces", "alerts", "actions"):
+            rows = getattr(batch, table)
+            if rows:
+                _upsert(con, table, list(rows.values()))
+        if offsets:
+            _upsert(con, "offsets", [(t, p, o) for (t, p), o in offsets.items()])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _upsert(con: Any, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    columns = SCHEMA[table][0]
+    arrays: dict[str, Any] = {}
+    for (name, kind), values in zip(columns, zip(*rows, strict=True), strict=True):
+        if kind.startswith(("BIGINT", "INTEGER")) and None not in values:
+            arrays[name] = np.array(values, dtype=np.int64)
+        elif kind.startswith("DOUBLE") and None not in values:
+            arrays[name] = np.array(values, dtype=np.float64)
+        elif kind.startswith("BOOLEAN") and None not in values:
+            arrays[name] = np.array(values, dtype=np.bool_)
+        else:
+            arrays[name] = np.array(values, dtype=object)
+    view = f"_batch_{table}"
+    # Registered again next time under the same name if this fails: an aborted
+    # transaction refuses even the unregister, which would hide the real error.
+    con.register(view, arrays)
+    names = ", ".join(f'"{name}"' for name, _ in columns)
+    casts = ", ".join(f'CAST("{name}" AS {kind.split()[0]})' for name, kind in columns)
+    con.execute(f"INSERT OR REPLACE INTO {table} ({names}) SELECT {casts} FROM {view}")
+    con.unregister(view)
+
+
+@contextmanager
+def opened(path: str | Path, read_only: bool = False, wait_s: float = 10.0) -> Iterator[Any]:
+    con = connect_store(path, read_only=read_only, wait_s=wait_s)
+    try:
+        yield con
+    finally:
+        con.close()

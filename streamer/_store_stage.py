@@ -1,0 +1,249 @@
+"""The store stage: rollups, traces, alerts and audit records into the DuckDB store.
+
+It reads every partition of ``spend.rollups``, ``spend.traces``, ``spend.alerts`` and
+``spend.actions`` (one instance per deployment; a lock file keeps a second one on the
+same store standing by) without a consumer group: its offsets live in the store.
+
+A write (every ``--flush-interval``, and on shutdown):
+
+1. build one batch of keyed rows from the records read since the last write (hourly and
+   daily rollups only; watermark marks and minute windows are skipped);
+2. in ONE DuckDB transaction, upsert the rows and the next offset per topic partition
+   (``streamer._store.apply_batch``).
+
+On start the stage seeks to the stored offsets. A crash before step 2 commits loses the
+batch and its offsets together, so the records are read again and their rows replace
+whatever an earlier run wrote: exactly once, with no broker transaction.
+
+The DuckDB file is opened for each write and closed after it, so ``spendbrake report``
+can open it read-only between writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from schemas import Config
+
+from ._rollup import RollupRecord
+from ._store import StoreBatch, StoreBusy, apply_batch, load_offsets, opened
+from ._traces import TracePartial
+from ._worker import WorkerSettings, _start_with_retry, close_quietly
+
+log = logging.getLogger(__name__)
+
+#: How ``RollupRecord.to_wire`` (orjson) spells a minute window; anything else is decoded
+#: and filtered by ``StoreBatch.add_rollup``.
+_MINUTE = b'"window_s":60,'
+#: Write early when this many rows are waiting (a catch-up reads fast).
+MAX_BATCH_ROWS = 200_000
+
+
+def store_path(config: Config, state_dir: str | Path) -> Path:
+    """``store.path`` from the config, else ``<state-dir>/store/spend.duckdb``."""
+    if config.store.path:
+        return Path(config.store.path)
+    return Path(state_dir) / "store" / "spend.duckdb"
+
+
+class StoreStage:
+    """Keeps the report store in step with the output topics, exactly once."""
+
+    def __init__(self, config: Config, settings: WorkerSettings, path: Path | None = None) -> None:
+        self.config = config
+        self.settings = settings
+        self.path = path or store_path(config, settings.state_dir)
+        topics = config.kafka.topics
+        self.topics = {
+            topics.rollups: self._rollup,
+            topics.traces: self._traces,
+            topics.alerts: self._alert,
+            topics.actions: self._action,
+        }
+        #: Next offset to read per (topic, partition), as far as records were batched.
+        self.offsets: dict[tuple[str, int], int] = {}
+        self.batch = StoreBatch()
+        self.records_in = 0
+        self.rows_out = 0
+        self.skipped = 0
+        self._dirty = False
+        self._stopping = asyncio.Event()
+        self._lock: IO[bytes] | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _acquire(self) -> None:
+        """Hold the store's lock; a second stage on the same store waits as a hot standby."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path.with_name(self.path.name + ".lock"), "ab")  # noqa: SIM115
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock = handle
+                return
+            except BlockingIOError:
+                if not waiting:
+                    log.info("another store stage holds %s; standing by", self.path)
+                    waiting = True
+                if self._stopping.is_set():
+                    handle.close()
+                    raise asyncio.CancelledError from None
+                await asyncio.sleep(0.5)
+
+    async def run(self) -> None:
+        try:
+            await self._acquire()
+        except asyncio.CancelledError:
+            return
+        while True:
+            try:
+                with opened(self.path) as con:
+                    self.offsets = load_offsets(con)
+                break
+            except StoreBusy as exc:
+                log.warning("%s; retrying", exc)
+                if self._stopping.is_set():
+                    return
+        log.info("store %s opened at offsets %s", self.path, self.offsets or "(none)")
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.config.kafka.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=16 * 1024 * 1024,
+        )
+        try:
+            await _start_with_retry(self.consumer.start, "consumer", self._stopping)
+            tps = []
+            for topic in self.topics:
+                tps += [TopicPartition(topic, p) for p in await self._partitions(topic)]
+            self.consumer.assign(tps)
+            for tp in tps:
+                offset = self.offsets.get((tp.topic, tp.partition))
+                if offset is None:
+                    await self.consumer.seek_to_beginning(tp)
+                else:
+                    self.consumer.seek(tp, offset)
+            await self._loop()
+            await self.write()
+        finally:
+            await close_quietly(self.consumer)
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
+
+    async def _partitions(self, topic: str) -> list[int]:
+        assert self.consumer is not None
+        while True:
+            found = self.consumer.partitions_for_topic(topic)
+            if found:
+                return sorted(found)
+            if self._stopping.is_set():
+                return []
+            try:
+                await self.consumer.topics()  # refresh metadata
+            except KafkaError as exc:
+                log.warning("no metadata for %s yet (%s); retrying", topic, exc)
+            await asyncio.sleep(0.5)
+
+    async def _loop(self) -> None:
+        assert self.consumer is not None
+        last_write = time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=20_000)
+            except KafkaError as exc:
+                log.warning("fetch failed (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
+            for tp, messages in batches.items():
+                handle = self.topics[tp.topic]
+                for message in messages:
+                    handle(message.value)
+                self.offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
+                self.records_in += len(messages)
+                self._dirty = True
+            due = time.monotonic() - last_write >= self.settings.flush_interval_s
+            if self._dirty and (due or len(self.batch) >= MAX_BATCH_ROWS):
+                await self.write()
+                last_write = time.monotonic()
+
+    async def write(self) -> None:
+        """Commit the batch and its offsets in one transaction (off the event loop)."""
+        if not self._dirty:
+            return
+        batch, offsets = self.batch, dict(self.offsets)
+        while True:
+            try:
+                await asyncio.to_thread(self._apply, batch, offsets)
+                break
+            except StoreBusy as exc:
+                # A report holds the file: the records wait, nothing is lost.
+                log.warning("%s; retrying", exc)
+                if self._stopping.is_set():
+                    raise
+        self.rows_out += len(batch)
+        self.batch = StoreBatch()
+        self._dirty = False
+
+    def _apply(self, batch: StoreBatch, offsets: dict[tuple[str, int], int]) -> None:
+        with opened(self.path) as con:
+            apply_batch(con, batch, offsets)
+
+    # -- records -----------------------------------------------------------------
+
+    def _decode(self, value: bytes | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            self.skipped += 1
+            log.warning("store: skipped a record that is not JSON")
+            return None
+
+    def _rollup(self, value: bytes | None) -> None:
+        if value is not None and _MINUTE in value:
+            return  # most records are minute windows, never stored: skip the decode
+        data = self._decode(value)
+        if not isinstance(data, dict) or "mark" in data:
+            return  # watermark marks share the topic with the windows
+        try:
+            record = RollupRecord.from_wire(data)
+        except (KeyError, TypeError, ValueError):
+            self.skipped += 1
+            return
+        self.batch.add_rollup(record)
+
+    def _traces(self, value: bytes | None) -> None:
+        data = self._decode(value)
+        try:
+            for partial in data["traces"]:
+                self.batch.add_trace(TracePartial.from_wire(partial))
+        except (KeyError, TypeError, ValueError):
+            self.skipped += 1
+
+    def _alert(self, value: bytes | None) -> None:
+        data = self._decode(value)
+        try:
+            self.batch.add_alert(data)
+        except (KeyError, TypeError, ValueError):
+            self.skipped += 1  # junk on the alerts topic: the action stage audits it
+
+    def _action(self, value: bytes | None) -> None:
+        data = self._decode(value)
+        try:
+            self.batch.add_action(data)
+        except (KeyError, TypeError, ValueError):
+            self.skipped += 1

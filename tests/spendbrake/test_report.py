@@ -1,0 +1,272 @@
+"""Report math on small hand-made inputs, a hand-made store, the chart and the command's
+errors. (The end-to-end exactness test is tests/streamer/test_store_stage.py.)"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from schemas import PriceTable, parse_ts
+from spendbrake._chart import spend_chart
+from spendbrake._report import (
+    ReportError,
+    build_report,
+    cache_savings_usd,
+    grow,
+    parse_period,
+    percentile,
+    project,
+    share_pct,
+    team_model_costs,
+    trend_pct,
+)
+from spendbrake.cli import main
+from streamer import RollupRecord, StoreBatch, apply_batch, connect_store
+
+OCT = parse_ts("2026-10-01T00:00:00Z")
+SEP = parse_ts("2026-09-01T00:00:00Z")
+NOV = parse_ts("2026-11-02T00:00:00Z")
+PNG = b"\x89PNG\r\n\x1a\n"
+PRICES = PriceTable.from_entries(
+    [
+        {
+            "model": "m1",
+            "provider": "acme",
+            "prices": [
+                {"effective_from": "2026-01-01", "input": 3.0, "cache_read": 0.3, "output": 15.0}
+            ],
+        }
+    ]
+)
+
+
+def test_periods() -> None:
+    month = parse_period("2026-10")
+    assert (month.start, month.days, month.prior().label) == (OCT, 31.0, "2026-09")
+    week = parse_period("2026-W41")
+    assert week.start == parse_ts("2026-10-05T00:00:00Z") and week.prior().label == "2026-W40"
+    day = parse_period("2026-01-01")
+    assert day.days == 1 and day.prior().label == "2025-12-31"
+    assert parse_period("2026-01").prior().label == "2025-12"
+    for bad in ("2026-13", "October", "2026-W60", "2026-02-30"):
+        with pytest.raises(ReportError, match="period"):
+            parse_period(bad)
+
+
+def test_trend_share_and_percentiles() -> None:
+    assert trend_pct(150, 100) == 50.0 and trend_pct(50, 100) == -50.0
+    assert trend_pct(10, 0) is None
+    assert share_pct(25, 200) == 12.5 and share_pct(1, 0) == 0.0
+    values = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert (percentile(values, 0.5), percentile(values, 0.95), percentile([7], 0.5)) == (5, 10, 7)
+    assert percentile([], 0.5) is None
+
+
+def test_cache_savings_use_full_input_minus_cache_read_price() -> None:
+    # 1M cached tokens: $3.00 at the input price, $0.30 at the cache-read price.
+    assert cache_savings_usd(PRICES, "m1", OCT, 1_000_000) == pytest.approx(2.70)
+    assert cache_savings_usd(PRICES, "unknown-model", OCT, 1_000_000) is None
+
+
+def test_projection_flat_and_growing() -> None:
+    flat = project(100.0, [10.0] * 10, 10.0, 10.0, 30.0, 20.0, 100.0, 1000.0)
+    assert flat["run_rate_usd_per_day"] == 10.0 and flat["growth_per_period_pct"] == 0.0
+    assert flat["period_end_usd"] == pytest.approx(300.0)
+    assert flat["year_end_usd"] == pytest.approx(1000.0 + 10.0 * 100)
+    # Twice the prior per-day spend: +100% a period, compounded daily over 30 days.
+    up = project(100.0, [10.0] * 10, 5.0, 10.0, 30.0, 20.0, 100.0, 1000.0)
+    daily = 2 ** (1 / 30) - 1
+    assert up["daily_growth_pct"] == pytest.approx(daily * 100)
+    # The closed form against a fine sum of the growing daily rate.
+    steps = 200_000
+    numeric = sum(10.0 * (1 + daily) ** ((i + 0.5) * 20 / steps) for i in range(steps)) * 20 / steps
+    assert up["period_end_usd"] == pytest.approx(100.0 + numeric, rel=1e-6)
+    assert up["period_end_usd"] > flat["period_end_usd"]
+    assert any("run rate $10.00/day" in line for line in up["assumptions"])
+    # No complete day yet: spend so far per elapsed day; no prior spend: flat.
+    young = project(6.0, [], 0.0, 0.5, 31.0, 30.5, 90.0, 6.0)
+    assert young["run_rate_usd_per_day"] == 12.0 and "assumed flat" in young["assumptions"][1]
+    assert grow(1.0, 0.0, 0) == 0.0 and grow(2.0, 0.1, 1.0) == pytest.approx(0.2 / math.log(1.1))
+
+
+def rollup(
+    dims: tuple[str, ...], values: tuple[Any, ...], day: float, cost_usd: float, **kw: Any
+) -> RollupRecord:
+    calls, input_t, cached = kw.get("calls", 10), kw.get("input", 1000), kw.get("cached", 0)
+    return RollupRecord(
+        dims,
+        values,
+        86400,
+        int(day),
+        kw.get("partition", 0),
+        0,
+        (round(cost_usd * 1e9), calls, input_t, cached, 0, 100, 0, 0),
+        kw.get("outcomes", {}),
+    )
+
+
+def make_store(path: Path, team_model: bool = True) -> Path:
+    """October: search $30 + support $10 on Oct 1-2; September: search $10, support $10."""
+    batch = StoreBatch()
+    for day, search, support in ((OCT, 20.0, 6.0), (OCT + 86400, 10.0, 4.0), (SEP, 10.0, 10.0)):
+        batch.add_rollup(rollup((), (), day, search + support, outcomes={"ticket_resolved": 4}))
+        batch.add_rollup(rollup(("team",), ("search",), day, search))
+        # Support's day comes from two input partitions: the report adds them.
+        batch.add_rollup(rollup(("team",), ("support",), day, support / 2, partition=0))
+        batch.add_rollup(rollup(("team",), ("support",), day, support / 2, partition=1))
+        batch.add_rollup(rollup(("model",), ("m1",), day, search + support, cached=1_000_000))
+        batch.add_rollup(rollup(("customer",), ("acme-corp",), day, search))
+        batch.add_rollup(rollup(("customer",), (None,), day, support))
+        if team_model:
+            batch.add_rollup(rollup(("team", "model"), ("search", "m1"), day, search))
+            batch.add_rollup(rollup(("team", "model"), ("support", "m1"), day, support))
+    batch.add_alert(
+        {
+            "id": "budget:search",
+            "seq": 0,
+            "kind": "budget",
+            "scope": {"team": "search"},
+            "detected_at": "2026-10-02T10:00:00Z",
+            "severity": "warning",
+            "action": "alert",
+        }
+    )
+    batch.add_action(
+        {
+            "id": "t1",
+            "action": "pause",
+            "target": "key-1",
+            "result": "ok",
+            "at": "2026-10-02T10:00:05Z",
+        }
+    )
+    # Performed in November (a backlog caught up late) for an alert of October: October's.
+    batch.add_action(
+        {"id": "t2", "action": "block", "alert": "budget:search#0", "result": "dry_run", "at": NOV}
+    )
+    # Performed in November for nothing of October: not October's.
+    batch.add_action({"id": "t3", "action": "unblock", "result": "ok", "at": NOV})
+    con = connect_store(path)
+    apply_batch(con, batch, {("rollups", 0): 1})
+    con.close()
+    return path
+
+
+def test_report_on_a_hand_made_store(tmp_path: Path) -> None:
+    con = connect_store(make_store(tmp_path / "s.duckdb"), read_only=True)
+    now = OCT + 2 * 86400  # two complete days of October
+    report = build_report(con, parse_period("2026-10"), "team", now=now, prices=PRICES)
+    assert report["total"]["cost_nusd"] == 40 * 10**9
+    assert report["total"]["trend_pct"] == pytest.approx(100.0)
+    rows = {r["team"]: r for r in report["rows"]}
+    assert rows["search"]["cost_usd"] == 30.0 and rows["support"]["cost_usd"] == 10.0
+    assert rows["search"]["share_pct"] == 75.0 and rows["support"]["share_pct"] == 25.0
+    assert (
+        rows["search"]["trend_pct"] == pytest.approx(200.0) and rows["support"]["trend_pct"] == 0.0
+    )
+    assert rows["support"]["calls"] == 40  # two partitions a day, two days
+    assert report["outcomes"] == [
+        {"outcome": "ticket_resolved", "count": 8, "cost_per_outcome_usd": 5.0}
+    ]
+    assert report["caching"]["saved_usd"] == pytest.approx(2 * 2.70)
+    assert report["total"]["cache_hit_ratio"] is not None
+    assert report["customers"]["count"] == 1
+    assert report["customers"]["top"][0] == {
+        "customer": "acme-corp",
+        "cost_nusd": 30 * 10**9,
+        "cost_usd": 30.0,
+        "calls": 20,
+        "cost_per_call_usd": 1.5,
+        "share_pct": 75.0,
+    }
+    assert report["alerts"]["count"] == 1 and report["actions"]["by_result"] == {
+        "pause ok": 1,
+        "block dry_run": 1,
+    }
+    # Run rate $20/day (mean of Oct 1-2), +200% per-day growth vs September spread over 31 days.
+    projection = report["projection"]
+    assert projection["run_rate_usd_per_day"] == 20.0
+    assert projection["growth_per_period_pct"] == pytest.approx((20 / (20 / 30) - 1) * 100)
+    assert projection["period_end_usd"] > 40 + 20 * 29
+    assert report["traces"] is None
+    with pytest.raises(
+        ReportError,
+        match="no spend recorded for 2026-11: the store holds days 2026-09-01 to 2026-10-02",
+    ):
+        build_report(con, parse_period("2026-11"), "team", now=now)
+
+
+def test_chart_stacked_and_unstacked(tmp_path: Path) -> None:
+    for team_model in (True, False):
+        con = connect_store(
+            make_store(tmp_path / f"{team_model}.duckdb", team_model), read_only=True
+        )
+        costs, stacked = team_model_costs(con, parse_period("2026-10"))
+        assert stacked is team_model
+        assert costs["search"] == ({"m1": 30 * 10**9} if team_model else {"all": 30 * 10**9})
+        out = spend_chart(costs, stacked, "Spend by team, 2026-10", tmp_path / f"{team_model}.png")
+        data = out.read_bytes()
+        assert data[:8] == PNG and len(data) > 2000
+
+
+def test_report_command(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s.duckdb")
+    runner = CliRunner()
+    table = runner.invoke(main, ["report", "--period", "2026-10", "--store", str(store)])
+    assert table.exit_code == 0, table.output
+    assert "search" in table.output and "per ticket_resolved" in table.output
+    assert "assumes run rate" in table.output
+    csv = runner.invoke(
+        main,
+        [
+            "report",
+            "--period",
+            "2026-10",
+            "--store",
+            str(store),
+            "--format",
+            "csv",
+            "--by",
+            "model",
+        ],
+    )
+    lines = csv.output.strip().splitlines()
+    assert lines[0].startswith("model,calls,") and lines[1].startswith("m1,20,2000,")
+    chart = tmp_path / "c.png"
+    charted = runner.invoke(
+        main,
+        [
+            "report",
+            "--period",
+            "2026-10",
+            "--store",
+            str(store),
+            "--chart",
+            str(chart),
+            "--format",
+            "json",
+        ],
+    )
+    assert charted.exit_code == 0 and chart.read_bytes()[:8] == PNG
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--period", "2026-10", "--store", "missing.duckdb"], "error: no store at missing.duckdb"),
+        (["--period", "2026-11"], "error: no spend recorded for 2026-11"),
+        (["--period", "Oct"], "error: period 'Oct'"),
+    ],
+)
+def test_report_errors_are_one_line(
+    tmp_path: Path, args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    make_store(tmp_path / "state" / "store" / "spend.duckdb")
+    result = CliRunner().invoke(main, ["report", *args, "--state-dir", "state"])
+    assert result.exit_code == 1
+    assert result.output.startswith(message) and result.output.count("\n") == 1, result.output

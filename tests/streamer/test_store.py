@@ -1,0 +1,102 @@
+"""The store module on a real DuckDB file, no broker: keyed upserts and offsets that
+commit with their rows or not at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamer import RollupRecord, StoreBatch, TracePartial, apply_batch, connect_store
+from streamer._store import load_offsets
+
+HOUR = 1_791_158_400
+
+
+def rollup(cost: int, partition: int = 0, epoch: int = 0, window_s: int = 3600) -> RollupRecord:
+    return RollupRecord(
+        dims=("team", "model"),
+        values=("search", None),
+        window_s=window_s,
+        window_start=HOUR,
+        partition=partition,
+        epoch=epoch,
+        metrics=(cost, 2, 100, 40, 0, 10, 0, 0),
+        outcomes={"ticket_resolved": 1},
+    )
+
+
+def batch(*records: RollupRecord) -> StoreBatch:
+    out = StoreBatch()
+    for record in records:
+        out.add_rollup(record)
+    return out
+
+
+def totals(con: object) -> tuple[int, int, int]:
+    return con.execute(  # type: ignore[attr-defined]
+        "SELECT COUNT(*), SUM(cost_nusd), SUM(calls) FROM rollups"
+    ).fetchone()
+
+
+def test_upsert_twice_is_once(tmp_path: Path) -> None:
+    con = connect_store(tmp_path / "s.duckdb")
+    records = [rollup(5, partition=0), rollup(7, partition=1), rollup(1, epoch=3)]
+    apply_batch(con, batch(*records), {("r", 0): 10})
+    apply_batch(con, batch(*records), {("r", 0): 10})  # a replay after a crash
+    assert totals(con) == (3, 13, 6)
+    # A later absolute total for a key replaces it; other keys stay.
+    apply_batch(con, batch(rollup(9, partition=0)), {("r", 0): 11})
+    assert totals(con) == (3, 17, 6)
+    row = con.execute("SELECT team, model, feature, outcomes FROM rollups LIMIT 1").fetchone()
+    assert row == ("search", None, None, '{"ticket_resolved":1}')
+
+
+def test_only_hourly_and_daily_windows_are_kept(tmp_path: Path) -> None:
+    kept = batch(rollup(1, window_s=60), rollup(2, window_s=3600), rollup(3, window_s=86400))
+    assert len(kept) == 2
+
+
+def test_a_batch_keeps_the_last_record_per_key() -> None:
+    assert len(batch(rollup(1), rollup(2))) == 1
+    only = batch(rollup(1), rollup(2))
+    assert next(iter(only.rollups.values()))[14] == 2  # cost_nusd after 6 key + 8 attrs
+
+
+def test_offsets_commit_with_the_rows_or_not_at_all(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    con = connect_store(path)
+    apply_batch(con, batch(rollup(5)), {("r", 0): 1, ("r", 1): 4})
+    # The offsets step fails (no offset): the rows written before it in the same
+    # transaction must be gone too.
+    with pytest.raises(Exception, match="NOT NULL"):
+        apply_batch(con, batch(rollup(5, partition=2)), {("r", 0): None})  # type: ignore[dict-item]
+    assert totals(con) == (1, 5, 2)
+    assert load_offsets(con) == {("r", 0): 1, ("r", 1): 4}
+    con.close()
+    # And what was committed survives a reopen.
+    again = connect_store(path, read_only=True)
+    assert totals(again) == (1, 5, 2) and load_offsets(again) == {("r", 0): 1, ("r", 1): 4}
+
+
+def test_traces_alerts_and_audit_records_upsert_by_key(tmp_path: Path) -> None:
+    con = connect_store(tmp_path / "s.duckdb")
+    rows = StoreBatch()
+    rows.add_trace(TracePartial("t1", 0, "e1", "search", None, "c1", 50, 2, 10.0, 12.0, {"m": 2}))
+    rows.add_alert(
+        {"id": "budget:x", "seq": 1, "kind": "budget", "detected_at": "2026-10-05T01:00:00Z"}
+    )
+    rows.add_alert({"id": "unpriced:acme/m:2026-10-05", "seq": 0, "kind": "unpriced_model"})
+    rows.add_action({"id": "task-1", "action": "pause", "result": "ok", "at": HOUR + 5})
+    for _ in range(2):
+        apply_batch(con, rows, {})
+    counts = [
+        con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+        for t in ("traces", "alerts", "actions")
+    ]
+    assert counts == [1, 2, 1]
+    assert con.execute("SELECT detected_at FROM alerts WHERE seq = 1").fetchone() == (
+        HOUR + 3600.0,
+    )
+    with pytest.raises(KeyError):
+        rows.add_alert({"kind": "junk"})
