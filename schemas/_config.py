@@ -8,7 +8,7 @@ can be handed just its own section.
 from __future__ import annotations
 
 import zoneinfo
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -181,6 +181,11 @@ class PolicyConfig(_Section):
         return action
 
 
+def _blank_is_unset(value: Any) -> Any:
+    """``${SLACK_BOT_TOKEN:-}`` with the variable unset is "no token", not an empty one."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 class SlackConfig(_Section):
     token: SecretStr | None = None
     channel: Name = "#ai-spend"
@@ -197,6 +202,8 @@ class SlackConfig(_Section):
     #: Longest wait between two attempts at an undelivered message (jittered backoff).
     retry_cap_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
+    _unset = field_validator("token", "signing_secret", mode="before")(_blank_is_unset)
+
 
 class GatewayConfig(_Section):
     kind: Literal["litellm", "webhook"] = "litellm"
@@ -207,6 +214,8 @@ class GatewayConfig(_Section):
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
     #: Longest wait between two attempts at a failed call (jittered backoff).
     retry_cap_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+    _unset = field_validator("master_key", "secret", mode="before")(_blank_is_unset)
 
 
 class PricingConfig(_Section):

@@ -80,6 +80,14 @@ class StoreStage:
         self._lock: IO[bytes] | None = None
         self.consumer: AIOKafkaConsumer | None = None
 
+    def reconfigure(self, config: Config) -> list[str]:
+        """The store takes every rollup whatever the config; its file is fixed while running."""
+        notes = []
+        if config.store != self.config.store:
+            notes.append("store.path: applied at the next restart")
+        self.config = config.model_copy(update={"store": self.config.store})
+        return notes
+
     def stop(self) -> None:
         self._stopping.set()
 

@@ -165,3 +165,10 @@ def test_unknown_detector_and_bad_params_are_named(tmp_path: Path) -> None:
     )
     assert errors[1].startswith(f"{name}:4:13: detectors[1].params: ") and "rise" in errors[1]
     assert len(errors) == 2
+
+
+def test_an_empty_secret_is_no_secret(tmp_path: Path) -> None:
+    # `${SLACK_BOT_TOKEN:-}` with the variable unset: Slack is off, not "on with no token".
+    path = write(tmp_path, "slack: {token: '${T:-}'}\ngateway: {master_key: '  '}\n")
+    config = load_config(path, env={})
+    assert config.slack.token is None and config.gateway.master_key is None

@@ -147,7 +147,7 @@ async def test_stages_switch_together_and_a_refusal_puts_them_back(tmp_path: Pat
     from schemas import Config
     from spendbrake._config_loader import load_config
     from spendbrake._reload import ConfigReloader
-    from streamer import ActionStage, DetectStage, IngestWorker, WorkerSettings
+    from streamer import ActionStage, DetectStage, IngestWorker, StoreStage, WorkerSettings
 
     path = tmp_path / "spendbrake.yaml"
     path.write_text("gateway: {dry_run: true}\n")
@@ -169,17 +169,23 @@ async def test_stages_switch_together_and_a_refusal_puts_them_back(tmp_path: Pat
             return []
 
     refuses = Refuses()
-    reloader = ConfigReloader(path, config, [ingest, detect, act, refuses])
+    store = StoreStage(config, settings)
+    reloader = ConfigReloader(path, config, [ingest, detect, act, store, refuses])
     dry_run_gateway = act.gateway
     path.write_text(
         "gateway: {dry_run: false, master_key: sk-x}\n"
         "pricing:\n  models:\n    - {provider: acme, model: m1, prices:"
         " [{effective_from: 2026-01-01, input: 1.0, output: 2.0}]}\n"
         "dimensions: [[team]]\n"
+        "store: {path: elsewhere.duckdb}\n"
     )
     result = reloader.check()
     assert result.status == "applied", result
-    assert result.lines == ("dimensions: the ingest rolls up by the new sets after a restart",)
+    assert result.lines == (
+        "dimensions: the ingest rolls up by the new sets after a restart",
+        "store.path: applied at the next restart",
+    )
+    assert store.config.store.path is None
     assert act.gateway is not dry_run_gateway and not act.outbox.dry_run
     assert detect.config.dimensions == [["team"]] and ingest.config.dimensions != [["team"]]
     assert ingest.prices.lookup("acme", "m1", T0) is not None
