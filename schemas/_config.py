@@ -231,6 +231,24 @@ class StoreConfig(_Section):
     path: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
 
 
+class DigestConfig(_Section):
+    """The Slack digest: ``spendbrake digest`` sends one; ``schedule`` has the worker's
+    store stage send each past week or month on its own."""
+
+    schedule: Literal["off", "weekly", "monthly"] = "off"
+    #: Default: ``slack.channel``.
+    channel: Name | None = None
+    by: Literal["team", "feature", "model", "customer"] = "team"
+    #: UTC hour of the Monday (weekly) or the 1st (monthly) the digest goes out.
+    hour_utc: Annotated[int, Field(ge=0, le=23)] = 9
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false.
+        return "off" if value is False else value
+
+
 class Config(_Section):
     """The whole operator config. Every section has a usable default."""
 
@@ -254,6 +272,7 @@ class Config(_Section):
     gateway: GatewayConfig = GatewayConfig()
     pricing: PricingConfig = PricingConfig()
     store: StoreConfig = StoreConfig()
+    digest: DigestConfig = DigestConfig()
 
     @field_validator("dimensions")
     @classmethod

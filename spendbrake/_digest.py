@@ -9,17 +9,31 @@ again, and the chart goes up only when the summary's thread has no file yet.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
+import contextlib
+import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from actions._slack import SlackNotifier
-from schemas import SlackConfig
+from schemas import Config, PriceTable, SlackConfig
+from streamer._state import write_atomic
+
+from ._report import ReportError, parse_period, report_from_store
+
+log = logging.getLogger(__name__)
 
 #: Rows of the showback named in the summary; the rest is one "others" line.
 TOP_ROWS = 6
+#: How often the schedule looks for a due digest, and waits after Slack failed.
+CHECK_S = 60.0
+RETRY_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,20 +171,23 @@ async def send_digest(
     chart: Path | None,
     *,
     channel: str | None = None,
-    since: float,
+    since: float | None,
 ) -> DigestResult:
-    """Post the summary (unless one with the same key is in the channel since ``since``)
-    and upload ``chart`` to its thread (unless a file is there). Raises ``DigestError``."""
+    """Post the summary (unless one with the same key is in the channel since ``since``;
+    None: post without looking) and upload ``chart`` to its thread (unless a file is
+    there). Raises ``DigestError``."""
     config = slack.model_copy(update={"channel": channel}) if channel else slack
     notifier = SlackNotifier(config, timeout_s=config.timeout_s)
     try:
         text, blocks = digest_message(report)
         key = dedupe_key(report)
-        found = await notifier.find(key, since)
-        if not found.ok:
-            raise DigestError(f"slack conversations.history failed: {found.error}")
-        posted = found.ts is None
-        ts = found.ts
+        ts = None
+        if since is not None:
+            found = await notifier.find(key, since)
+            if not found.ok:
+                raise DigestError(f"slack conversations.history failed: {found.error}")
+            ts = found.ts
+        posted = ts is None
         if ts is None:
             outcome = await notifier.post(text, blocks, dedupe_key=key)
             if not outcome.ok or outcome.ts is None:
@@ -215,3 +232,82 @@ def _trend(pct: float | None, prior: str) -> str:
 
 def _name(value: Any) -> str:
     return "(none)" if value is None else str(value)
+
+
+class DigestScheduler:
+    """Sends each due digest once (``digest.schedule``), from the store stage's process.
+
+    Labels sent are kept in ``<state-dir>/digest/sent.json``; a crash between the post and
+    that record is covered by ``send_digest`` finding its own message in the channel.
+    ``file_lock`` is the store stage's: DuckDB refuses a read-only connection in a
+    process that has the file open for writing.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        store: Path,
+        state_dir: Path,
+        file_lock: asyncio.Lock | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.dir = Path(state_dir) / "digest"
+        self.file_lock = file_lock or asyncio.Lock()
+        self.sent: set[str] = set()
+        self._retry_at = 0.0
+        self._stopping = asyncio.Event()
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            self.sent = set(orjson.loads((self.dir / "sent.json").read_bytes()))
+
+    def reconfigure(self, config: Config) -> list[str]:
+        self.config = config
+        self._retry_at = 0.0
+        return []
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            await self.tick(time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), CHECK_S)
+
+    async def tick(self, now: float) -> DigestResult | None:
+        """Send the digest due at ``now`` unless it was sent; None when nothing went out."""
+        digest, slack = self.config.digest, self.config.slack
+        due = due_period(digest.schedule, now, digest.hour_utc)
+        if due is None or slack.token is None or now < self._retry_at:
+            return None
+        label, due_at = due
+        key = f"{label}/{digest.by}"
+        if key in self.sent:
+            return None
+        self.dir.mkdir(parents=True, exist_ok=True)
+        chart = self.dir / f"spend-{label}.png"
+        prices = PriceTable.default().with_overrides(self.config.pricing.models)
+        try:
+            async with self.file_lock:
+                report, _ = await asyncio.to_thread(
+                    report_from_store,
+                    self.store,
+                    parse_period(label),
+                    digest.by,
+                    now=now,
+                    prices=prices,
+                    chart=chart,
+                )
+            result = await send_digest(slack, report, chart, channel=digest.channel, since=due_at)
+        except ReportError as exc:
+            log.warning("digest %s not sent: %s", label, exc)
+            self._retry_at = now + RETRY_S
+            return None
+        except DigestError as exc:
+            log.warning("digest %s: %s; retrying in %.0f s", label, exc, RETRY_S)
+            self._retry_at = now + RETRY_S
+            return None
+        self.sent.add(key)
+        write_atomic(self.dir / "sent.json", orjson.dumps(sorted(self.sent)))
+        log.info("digest %s sent to %s (ts %s)", label, digest.channel or slack.channel, result.ts)
+        return result

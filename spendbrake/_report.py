@@ -586,3 +586,32 @@ def open_store(path: str | Path) -> Any:
         raise ReportError(str(exc)) from exc
     except Exception as exc:  # duckdb raises its own error types for a bad file
         raise ReportError(f"{path}: cannot open as a DuckDB store ({exc})") from exc
+
+
+def report_from_store(
+    path: str | Path,
+    period: Period,
+    by: str = "team",
+    *,
+    now: float,
+    prices: PriceTable | None = None,
+    top_n: int = 10,
+    chart: str | Path | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Open the store, build the report, close it; write the chart PNG if ``chart``.
+
+    Returns the report and whether the chart is stacked by model (it needs [team, model]
+    rollups). The one path every reader takes: the report and digest commands, the
+    worker's digest schedule and the demo. Raises ``ReportError``.
+    """
+    con = open_store(path)
+    try:
+        data = build_report(con, period, by, now=now, prices=prices, top_n=top_n)
+        costs, stacked = team_model_costs(con, period) if chart else ({}, False)
+    finally:
+        con.close()
+    if chart:
+        from ._chart import spend_chart
+
+        spend_chart(costs, stacked, f"Spend by team, {period.label}", chart)
+    return data, stacked

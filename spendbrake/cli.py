@@ -431,6 +431,7 @@ def worker(
     )
 
     from ._broker import ensure_topics
+    from ._digest import DigestScheduler
     from ._reload import ConfigReloader
 
     logging.basicConfig(
@@ -471,7 +472,9 @@ def worker(
         if "act" in chosen:
             running.append(ActionStage(config, settings))
         if "store" in chosen:
-            running.append(StoreStage(config, settings))
+            store = StoreStage(config, settings)
+            running.append(store)
+            running.append(DigestScheduler(config, store.path, settings.state_dir, store.file_lock))
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
 
@@ -679,20 +682,16 @@ def report(
     from schemas import PriceTable
     from streamer import store_path
 
-    from ._report import ReportError, build_report, open_store, parse_period, team_model_costs
+    from ._report import ReportError, parse_period, report_from_store
     from ._report_render import render_csv, render_json, render_table
 
     config = _load(config_path)
     path = Path(store) if store else store_path(config, state_dir)
     try:
-        chosen = parse_period(period)
-        con = open_store(path)
-        try:
-            prices = PriceTable.default().with_overrides(config.pricing.models)
-            data = build_report(con, chosen, by, now=time.time(), prices=prices, top_n=top)
-            costs, stacked = team_model_costs(con, chosen) if chart else ({}, False)
-        finally:
-            con.close()
+        prices = PriceTable.default().with_overrides(config.pricing.models)
+        data, stacked = report_from_store(
+            path, parse_period(period), by, now=time.time(), prices=prices, top_n=top, chart=chart
+        )
     except ReportError as exc:
         err.print(f"error: {exc}", markup=False)
         sys.exit(1)
@@ -703,11 +702,90 @@ def report(
     else:
         render_table(data, Console(highlight=False))
     if chart:
-        from ._chart import spend_chart
-
-        spend_chart(costs, stacked, f"Spend by team, {chosen.label}", chart)
         note = "" if stacked else " (no [team, model] rollups: bars not stacked by model)"
         err.print(f"chart written to {chart}{note}", markup=False)
+
+
+@main.command()
+@click.option(
+    "--period",
+    required=True,
+    help="A month (2026-10), an ISO week (2026-W41) or a day (2026-10-05), UTC.",
+)
+@click.option(
+    "--by",
+    type=click.Choice(["team", "feature", "model", "customer"]),
+    help="Rows of the summary (default: digest.by).",
+)
+@click.option("--channel", help="Slack channel (default: digest.channel, else slack.channel).")
+@click.option("--store", "store", type=click.Path(dir_okay=False), help="The DuckDB store file.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    envvar="SPENDBRAKE_STATE_DIR",
+    default=".spendbrake-state",
+    show_default=True,
+    help="Find the store at <state-dir>/store/spend.duckdb (unless --store or store.path).",
+)
+@click.option("--force", is_flag=True, help="Post even if this digest is already in the channel.")
+@config_option
+def digest(
+    period: str,
+    by: str | None,
+    channel: str | None,
+    store: str | None,
+    state_dir: str,
+    force: bool,
+    config_path: str | None,
+) -> None:
+    """Post a period's showback to Slack: summary blocks, and the chart in its thread.
+
+    Uses slack.token / slack.base_url from the config. A digest already posted for the
+    same period and grouping (found in the channel's recent history) is not posted again
+    unless --force. `digest.schedule: weekly|monthly` in the config has the worker's
+    store stage send each one on its own.
+
+    \b
+    Example: spendbrake digest --period 2026-10 --channel '#finops' --config spendbrake.yaml
+    """
+    import tempfile
+    from pathlib import Path
+
+    from schemas import PriceTable
+    from streamer import store_path
+
+    from ._digest import DigestError, send_digest
+    from ._report import ReportError, parse_period, report_from_store
+
+    config = _load(config_path)
+    if config.slack.token is None:
+        err.print("error: slack.token is not set in the config (or its ${VAR} is empty)")
+        sys.exit(1)
+    path = Path(store) if store else store_path(config, state_dir)
+    chart = Path(tempfile.mkdtemp(prefix="spendbrake-digest-")) / f"spend-{period}.png"
+    try:
+        chosen = parse_period(period)
+        prices = PriceTable.default().with_overrides(config.pricing.models)
+        data, _ = report_from_store(
+            path, chosen, by or config.digest.by, now=time.time(), prices=prices, chart=chart
+        )
+        # A digest of a period is never posted before the period starts.
+        since = None if force else float(chosen.start)
+        result = asyncio.run(
+            send_digest(
+                config.slack, data, chart, channel=channel or config.digest.channel, since=since
+            )
+        )
+    except (ReportError, DigestError) as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
+    where = channel or config.digest.channel or config.slack.channel
+    if result.posted:
+        err.print(f"digest {chosen.label} posted to {where} (ts {result.ts}), chart in its thread")
+    else:
+        err.print(
+            f"digest {chosen.label} was already in {where} (ts {result.ts}); --force posts it again"
+        )
 
 
 @main.group()

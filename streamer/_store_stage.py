@@ -78,6 +78,9 @@ class StoreStage:
         self._dirty = False
         self._stopping = asyncio.Event()
         self._lock: IO[bytes] | None = None
+        #: Held while the file is open for a write; readers in this process (the digest
+        #: schedule) take it too: DuckDB refuses a second connection of another mode.
+        self.file_lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
 
     def reconfigure(self, config: Config) -> list[str]:
@@ -194,7 +197,8 @@ class StoreStage:
         batch, offsets = self.batch, dict(self.offsets)
         while True:
             try:
-                await asyncio.to_thread(self._apply, batch, offsets)
+                async with self.file_lock:
+                    await asyncio.to_thread(self._apply, batch, offsets)
                 break
             except StoreBusy as exc:
                 # A report holds the file: the records wait, nothing is lost.

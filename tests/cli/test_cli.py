@@ -33,6 +33,7 @@ COMMANDS = [
     "config",
     "demo",
     "report",
+    "digest",
 ]
 
 

@@ -99,3 +99,86 @@ def test_a_slack_failure_is_an_error_that_names_the_call(tmp_path: Path) -> None
         config = SlackConfig(token="xoxb-d", base_url=slack.base_url)
         with pytest.raises(DigestError, match="conversations"):
             asyncio.run(send_digest(config, _report(), None, since=0))
+
+
+def _config_file(tmp_path: Path, slack: FakeSlack, schedule: str = "off") -> Path:
+    path = tmp_path / "spendbrake.yaml"
+    path.write_text(
+        f"slack: {{token: xoxb-d, base_url: '{slack.base_url}', channel: '#ai-spend'}}\n"
+        f"digest: {{schedule: {schedule}, channel: '#finance'}}\n"
+    )
+    return path
+
+
+def test_digest_command_posts_the_report_and_its_chart(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from spendbrake.cli import main
+    from tests.spendbrake.test_report import make_store
+
+    store = make_store(tmp_path / "s.duckdb")
+    with FakeSlack(token="xoxb-d", channel="finance") as slack:
+        config = _config_file(tmp_path, slack)
+        args = ["digest", "--period", "2026-10", "--store", str(store), "--config", str(config)]
+        first = CliRunner().invoke(main, args)
+        assert first.exit_code == 0, first.output
+        assert "digest 2026-10 posted to #finance" in first.output
+        again = CliRunner().invoke(main, args)
+        assert again.exit_code == 0 and "already in #finance" in again.output, again.output
+        (parent,) = slack.parents()
+        # The numbers are the store's: $40 in October, +100% vs September's $20.
+        assert parent["text"] == "AI spend 2026-10: $40.00 (▲100% vs 2026-09)"
+        assert "`search` $30.00 (75%, ▲200%)" in str(parent["blocks"])
+        (chart,) = slack.files
+        assert (
+            chart["content"].startswith(b"\x89PNG\r\n\x1a\n") and chart["thread_ts"] == parent["ts"]
+        )
+        forced = CliRunner().invoke(main, [*args, "--force"])
+        assert forced.exit_code == 0 and len(slack.parents()) == 2 and len(slack.files) == 2
+
+
+def test_digest_command_errors_are_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from spendbrake.cli import main
+
+    with FakeSlack(token="xoxb-d") as slack:
+        config = _config_file(tmp_path, slack)
+        missing = tmp_path / "none.duckdb"
+        args = ["digest", "--period", "2026-10", "--store", str(missing), "--config", str(config)]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and f"error: no store at {missing}" in result.output
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("slack: {channel: '#x'}\n")
+    result = CliRunner().invoke(main, ["digest", "--period", "2026-10", "--config", str(empty)])
+    assert result.exit_code == 1 and "slack.token is not set" in result.output
+
+
+def test_schedule_sends_each_due_digest_once_across_a_restart(tmp_path: Path) -> None:
+    from spendbrake._config_loader import load_config
+    from spendbrake._digest import DigestScheduler
+    from tests.spendbrake.test_report import make_store
+
+    store = make_store(tmp_path / "s.duckdb")
+    with FakeSlack(token="xoxb-d", channel="finance") as slack:
+        config = load_config(_config_file(tmp_path, slack, schedule="monthly"))
+        state = tmp_path / "state"
+
+        async def ticks() -> list:
+            scheduler = DigestScheduler(config, store, state)
+            # Before October's is due, the latest due one is September's (the schedule
+            # was just turned on): sent once, then October's when it falls due.
+            september = await scheduler.tick(_ts(2026, 11, 1, 8))
+            october = await scheduler.tick(_ts(2026, 11, 1, 9, 5))
+            later = await scheduler.tick(_ts(2026, 11, 2))
+            restarted = DigestScheduler(config, store, state)
+            return [september, october, later, await restarted.tick(_ts(2026, 11, 3))]
+
+        september, october, later, restarted = asyncio.run(ticks())
+        assert september is not None and october is not None and october.chart_uploaded
+        assert later is None and restarted is None
+        assert [p["text"][:17] for p in slack.parents()] == [
+            "AI spend 2026-09:",
+            "AI spend 2026-10:",
+        ]
+        assert len(slack.files) == 2
