@@ -37,6 +37,7 @@ from streamer import (
     IngestWorker,
     RollupRecord,
     RollupTotals,
+    StoreStage,
     WorkerSettings,
 )
 
@@ -159,7 +160,8 @@ async def _demo(
         ingest = IngestWorker(config, settings, on_records=state.on_records)
         act = ActionStage(config, settings)
         state.act = act
-        stages: list[Any] = [ingest, DetectStage(config, settings), act]
+        store = StoreStage(config, settings)
+        stages: list[Any] = [ingest, DetectStage(config, settings), act, store]
         stage_tasks = [asyncio.create_task(stage.run()) for stage in stages]
         producer = SpendProducer(broker.bootstrap_servers, spill_path=work / "spill.jsonl")
         events = demo_events(end_ts, rate, seed)
@@ -218,10 +220,15 @@ async def _demo(
             f"paused at the gateway: {', '.join(sorted(gateway.blocked_keys)) or 'nothing'}. "
             "Critical keys are alerted, never paused. Audit trail: the spend.actions topic."
         )
+        report_path, chart_path = _showback(store, end_ts, work, console)
         console.print(
             f"timeline: history published at {published_s:.0f} s and rolled up at "
             f"{ingested_s:.0f} s, live part done at {live_s:.0f} s, effects settled at "
             f"{settled_s:.0f} s"
+        )
+        console.print(
+            f"showback report: {report_path}\nchart: {chart_path}\nthe same from the store: "
+            f"spendbrake report --store {store.path} --period {_month(end_ts)} --chart spend.png"
         )
         return 0
     finally:
@@ -229,6 +236,28 @@ async def _demo(
         if slack is not None:
             slack.stop()
         broker.stop()
+
+
+def _month(ts: float) -> str:
+    return time.strftime("%Y-%m", time.gmtime(ts))
+
+
+def _showback(store: StoreStage, end_ts: float, work: Path, console: Console) -> tuple[Path, Path]:
+    """The month's showback report (text) and chart from the store the run filled."""
+    from ._report import parse_period, report_from_store
+    from ._report_render import render_table
+
+    report_path, chart_path = work / "showback.txt", work / "spend-by-team.png"
+    period = parse_period(_month(end_ts))
+    report, _ = report_from_store(store.path, period, "team", now=end_ts, chart=chart_path)
+    with report_path.open("w", encoding="utf-8") as handle:
+        render_table(report, Console(file=handle, width=110, highlight=False))
+    total = report["total"]
+    console.print(
+        f"showback {period.label}: ${total['cost_usd']:,.2f} over {total['calls']:,} calls; "
+        + ", ".join(f"{r['team']} ${r['cost_usd']:,.2f}" for r in report["rows"])
+    )
+    return report_path, chart_path
 
 
 def _consumed(worker: IngestWorker) -> int:
