@@ -108,9 +108,15 @@ class EmbeddedBroker:
                 )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return self
+                    pass
             except OSError:
                 time.sleep(0.05)
+                continue
+            # Something answers on the port; if it is another process's (the port was
+            # taken between free_port() and our bind), ours exits at once on the bind.
+            time.sleep(0.2)
+            if self._process.poll() is None:
+                return self
         self.stop()
         raise BrokerError(
             f"the Tansu broker did not listen on {self.bootstrap_servers} in {timeout_s:g}s"
