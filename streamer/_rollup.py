@@ -21,10 +21,12 @@ from __future__ import annotations
 import functools
 import math
 import operator
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 from schemas import SCOPE_FIELDS, UsageEvent, format_ts
@@ -109,6 +111,59 @@ class RollupRecord:
         )
 
 
+class _WireRollup(msgspec.Struct, gc=False):
+    """``RollupRecord.to_wire()`` as a struct: same fields in the same order, encoded in C."""
+
+    series: dict[str, str | None]
+    dims: tuple[str, ...]
+    window_s: int
+    window_start: str
+    window_end: str
+    window_start_ts: int
+    partition: int
+    epoch: int
+    cost_usd: float
+    cost_nusd: int
+    calls: int
+    input_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    unpriced_calls: int
+    outcomes: dict[str, int]
+    final: bool
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def encode_rollup(record: RollupRecord) -> bytes:
+    """``orjson.dumps(record.to_wire())``, byte for byte, without the dict.
+
+    msgspec returns a ``bytes`` the size of its content, where orjson's carries a 4 KB
+    buffer (see ``_worker._trim``), so the value needs no copy before it is queued.
+    """
+    m = record.metrics
+    start = record.window_start
+    return _encode(
+        _WireRollup(
+            dict(zip(record.dims, record.values, strict=True)),
+            record.dims,
+            record.window_s,
+            _window_ts(start),
+            _window_ts(start + record.window_s),
+            start,
+            record.partition,
+            record.epoch,
+            m[0] / NUSD,
+            *m,
+            record.outcomes,
+            record.final,
+        )
+    )
+
+
 @functools.lru_cache(maxsize=4096)
 def _window_ts(ts: int) -> str:
     """Window bounds repeat across series, so their RFC 3339 text is cached."""
@@ -149,8 +204,12 @@ class RollupState:
         self.watermark = -math.inf
         #: (minute, epoch, *attrs) -> metric deltas since the last flush (+ outcomes at _N)
         self.fine: dict[tuple[Any, ...], list[Any]] = {}
-        #: (dimset, values, window_s, window_start, epoch) -> absolute metrics (+ outcomes)
-        self.windows: dict[tuple[Any, ...], list[Any]] = {}
+        #: (dimset, values, window_s, window_start, epoch) -> absolute metrics, packed
+        #: (``_packed``: 64 bytes of int64, no int object per metric; a list of ints
+        #: for the rare total past int64, so sums stay exact)
+        self.windows: dict[tuple[Any, ...], array[int] | list[int]] = {}
+        #: The same keys -> calls by outcome, for the windows that have any.
+        self.outcomes: dict[tuple[Any, ...], dict[str, int]] = {}
         #: close time -> keys of the windows that close then
         self._closing: dict[float, list[tuple[Any, ...]]] = {}
         #: One object per distinct series values tuple and window start, used in window keys.
@@ -229,6 +288,7 @@ class RollupState:
         self.fine.clear()
         # Stage 2: minute deltas -> every window size.
         windows = self.windows
+        outcomes = self.outcomes
         if len(self._shared) > 2 * len(windows) + 10_000:
             self._shared = {}  # forget values and starts of closed windows
         share = self._shared.setdefault
@@ -241,10 +301,12 @@ class RollupState:
                     # A series' windows share one values tuple, and all series one int
                     # per window start: about 300 bytes less per series.
                     key = (d, share(values, values), w, share(key[3], key[3]), epoch)
-                    windows[key] = _copy(delta)
+                    windows[key] = _packed(delta)
                     self._closing.setdefault(self._close_at(key), []).append(key)
                 else:
-                    _add(total, delta)
+                    _add_packed(windows, key, total, delta)
+                if delta[_N]:
+                    _add_outcomes(outcomes, key, delta[_N])
                 dirty.add(key)
         closing: set[tuple[Any, ...]] = set()
         for close_at in [t for t in self._closing if t <= self.watermark]:
@@ -252,6 +314,7 @@ class RollupState:
         records = [self._record(key, key in closing) for key in dirty | closing]
         for key in closing:
             del windows[key]
+            outcomes.pop(key, None)
         return records
 
     def _close_at(self, key: tuple[Any, ...]) -> float:
@@ -271,8 +334,8 @@ class RollupState:
             window_start=start,
             partition=self.partition,
             epoch=epoch,
-            metrics=tuple(total[:_N]),
-            outcomes=dict(total[_N] or {}),
+            metrics=tuple(total),
+            outcomes=dict(self.outcomes.get(key) or {}),
             final=final,
         )
 
@@ -282,10 +345,15 @@ class RollupState:
         """Plain data; call right after ``flush()`` (fine cells are then empty)."""
         if self.fine:
             raise RuntimeError("snapshot() needs a flush() first")
+        outcomes = self.outcomes
         return {
             "watermark": None if self.watermark == -math.inf else self.watermark,
             "late_events": self.late_events,
-            "windows": [[[k[0], list(k[1]), k[2], k[3], k[4]], v] for k, v in self.windows.items()],
+            # Each value as before: the metrics, then the outcomes (or None).
+            "windows": [
+                [[k[0], list(k[1]), k[2], k[3], k[4]], [*v, outcomes.get(k)]]
+                for k, v in self.windows.items()
+            ],
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -294,13 +362,16 @@ class RollupState:
         self.late_events = data.get("late_events", 0)
         self.fine = {}
         self.windows = {}
+        self.outcomes = {}
         self._closing = {}
         self._shared = {}
         share = self._shared.setdefault
         for k, v in data.get("windows", []):
             values = tuple(k[1])
             key = (k[0], share(values, values), k[2], share(k[3], k[3]), k[4])
-            self.windows[key] = list(v)
+            self.windows[key] = _packed(v)
+            if len(v) > _N and v[_N]:
+                self.outcomes[key] = dict(v[_N])
             self._closing.setdefault(self._close_at(key), []).append(key)
 
     def open_windows(self) -> int:
@@ -315,6 +386,50 @@ def _projector(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[An
         only = indices[0]
         return lambda attrs: (attrs[only],)
     return operator.itemgetter(*indices)
+
+
+def _packed(metrics: Sequence[int]) -> array[int] | list[int]:
+    """The first ``_N`` values as int64s, or as a list if one does not fit (exact either way)."""
+    try:
+        return array("q", metrics[:_N])
+    except OverflowError:
+        return list(metrics[:_N])
+
+
+def _add_packed(
+    windows: dict[tuple[Any, ...], Any], key: tuple[Any, ...], total: Any, delta: list[Any]
+) -> None:
+    """``total[i] += delta[i]`` for the metrics; a total that outgrows int64 becomes a list."""
+    s0 = total[0] + delta[0]
+    s1 = total[1] + delta[1]
+    s2 = total[2] + delta[2]
+    s3 = total[3] + delta[3]
+    s4 = total[4] + delta[4]
+    s5 = total[5] + delta[5]
+    s6 = total[6] + delta[6]
+    s7 = total[7] + delta[7]
+    try:
+        total[0] = s0
+        total[1] = s1
+        total[2] = s2
+        total[3] = s3
+        total[4] = s4
+        total[5] = s5
+        total[6] = s6
+        total[7] = s7
+    except OverflowError:  # some items were set, but all eight sums are at hand
+        windows[key] = [s0, s1, s2, s3, s4, s5, s6, s7]
+
+
+def _add_outcomes(
+    outcomes: dict[tuple[Any, ...], dict[str, int]], key: tuple[Any, ...], delta: dict[str, int]
+) -> None:
+    total = outcomes.get(key)
+    if total is None:
+        outcomes[key] = dict(delta)
+    else:
+        for name, count in delta.items():
+            total[name] = total.get(name, 0) + count
 
 
 def _copy(delta: list[Any]) -> list[Any]:
