@@ -49,6 +49,12 @@ _N = len(METRICS)
 NUSD = 1_000_000_000
 
 
+#: (window_s, window_start, epoch): one window span, the same for every series.
+Span = tuple[int, int, int]
+#: (index of the dimension set, its values): one series.
+Series = tuple[int, tuple[str | None, ...]]
+
+
 def to_nusd(cost_usd: float) -> int:
     return round(cost_usd * NUSD)
 
@@ -200,20 +206,22 @@ class RollupState:
         self._project = [
             _projector(tuple(2 + ATTRS.index(a) for a in dims)) for dims in self.dimensions
         ]
-        self._min_window_s = min(self.windows_s)
+        self.min_window_s = min(self.windows_s)
         self.watermark = -math.inf
         #: (minute, epoch, *attrs) -> metric deltas since the last flush (+ outcomes at _N)
         self.fine: dict[tuple[Any, ...], list[Any]] = {}
-        #: (dimset, values, window_s, window_start, epoch) -> absolute metrics, packed
-        #: (``_packed``: 64 bytes of int64, no int object per metric; a list of ints
-        #: for the rare total past int64, so sums stay exact)
-        self.windows: dict[tuple[Any, ...], array[int] | list[int]] = {}
-        #: The same keys -> calls by outcome, for the windows that have any.
-        self.outcomes: dict[tuple[Any, ...], dict[str, int]] = {}
-        #: close time -> keys of the windows that close then
-        self._closing: dict[float, list[tuple[Any, ...]]] = {}
-        #: One object per distinct series values tuple and window start, used in window keys.
-        self._shared: dict[Any, Any] = {}
+        #: Open windows: (window_s, window_start, epoch) -> (dimset, values) -> absolute
+        #: metrics, packed (``_packed``: 64 bytes of int64, no int object per metric; a
+        #: list of ints for the rare total past int64, so sums stay exact). Nested, so a
+        #: window costs one entry, not a key tuple of its own: a series' windows share its
+        #: one (dimset, values) tuple, and every window of one span closes at once.
+        self.windows: dict[Span, dict[Series, array[int] | list[int]]] = {}
+        #: (span, series) -> calls by outcome, for the windows that have any.
+        self.outcomes: dict[tuple[Span, Series], dict[str, int]] = {}
+        #: close time -> spans that close then
+        self._closing: dict[float, list[Span]] = {}
+        #: One (dimset, values) tuple per open series.
+        self._series: dict[Series, Series] = {}
         self.late_events = 0
 
     # -- hot path ----------------------------------------------------------
@@ -228,7 +236,7 @@ class RollupState:
         ts: float = event.ts  # type: ignore[assignment]
         watermark = self.watermark
         minute = int(ts // 60) * 60
-        if minute + self._min_window_s + self.lateness_s <= watermark:
+        if minute + self.min_window_s + self.lateness_s <= watermark:
             epoch = 1 + int(watermark // self.lateness_s)
             self.late_events += 1
         else:
@@ -289,44 +297,50 @@ class RollupState:
         # Stage 2: minute deltas -> every window size.
         windows = self.windows
         outcomes = self.outcomes
-        if len(self._shared) > 2 * len(windows) + 10_000:
-            self._shared = {}  # forget values and starts of closed windows
-        share = self._shared.setdefault
-        dirty: set[tuple[Any, ...]] = set()
+        if len(self._series) > 2 * self.open_windows() + 10_000:
+            self._series = {}  # forget series whose windows all closed
+        share = self._series.setdefault
+        dirty: set[tuple[Span, Series]] = set()
         for (d, values, minute, epoch), delta in minutes.items():
+            series = share((d, values), (d, values))
             for w in self.windows_s:
-                key = (d, values, w, minute // w * w, epoch)
-                total = windows.get(key)
+                span = (w, minute // w * w, epoch)
+                cells = windows.get(span)
+                if cells is None:
+                    cells = windows[span] = {}
+                    self._closing.setdefault(self._close_at(span), []).append(span)
+                total = cells.get(series)
                 if total is None:
-                    # A series' windows share one values tuple, and all series one int
-                    # per window start: about 300 bytes less per series.
-                    key = (d, share(values, values), w, share(key[3], key[3]), epoch)
-                    windows[key] = _packed(delta)
-                    self._closing.setdefault(self._close_at(key), []).append(key)
+                    cells[series] = _packed(delta)
                 else:
-                    _add_packed(windows, key, total, delta)
+                    _add_packed(cells, series, total, delta)
                 if delta[_N]:
-                    _add_outcomes(outcomes, key, delta[_N])
-                dirty.add(key)
-        closing: set[tuple[Any, ...]] = set()
+                    _add_outcomes(outcomes, (span, series), delta[_N])
+                dirty.add((span, series))
+        closing: list[Span] = []
         for close_at in [t for t in self._closing if t <= self.watermark]:
-            closing.update(self._closing.pop(close_at))
-        records = [self._record(key, key in closing) for key in dirty | closing]
-        for key in closing:
-            del windows[key]
-            outcomes.pop(key, None)
+            closing.extend(self._closing.pop(close_at))
+        closed = set(closing)
+        records = [
+            self._record(span, series, False) for span, series in dirty if span not in closed
+        ]
+        for span in closing:
+            for series in windows[span]:
+                records.append(self._record(span, series, True))
+                outcomes.pop((span, series), None)
+            del windows[span]
         return records
 
-    def _close_at(self, key: tuple[Any, ...]) -> float:
-        _, _, w, start, epoch = key
+    def _close_at(self, span: Span) -> float:
+        w, start, epoch = span
         if epoch == 0:
             return start + w + self.lateness_s
         # A late epoch gathers corrections for one lateness period of the watermark.
         return (epoch + 1) * self.lateness_s
 
-    def _record(self, key: tuple[Any, ...], final: bool) -> RollupRecord:
-        d, values, w, start, epoch = key
-        total = self.windows[key]
+    def _record(self, span: Span, series: Series, final: bool) -> RollupRecord:
+        w, start, epoch = span
+        d, values = series
         return RollupRecord(
             dims=self.dimensions[d],
             values=values,
@@ -334,8 +348,8 @@ class RollupState:
             window_start=start,
             partition=self.partition,
             epoch=epoch,
-            metrics=tuple(total),
-            outcomes=dict(self.outcomes.get(key) or {}),
+            metrics=tuple(self.windows[span][series]),
+            outcomes=dict(self.outcomes.get((span, series)) or {}),
             final=final,
         )
 
@@ -351,8 +365,9 @@ class RollupState:
             "late_events": self.late_events,
             # Each value as before: the metrics, then the outcomes (or None).
             "windows": [
-                [[k[0], list(k[1]), k[2], k[3], k[4]], [*v, outcomes.get(k)]]
-                for k, v in self.windows.items()
+                [[series[0], list(series[1]), *span], [*v, outcomes.get((span, series))]]
+                for span, cells in self.windows.items()
+                for series, v in cells.items()
             ],
         }
 
@@ -364,18 +379,22 @@ class RollupState:
         self.windows = {}
         self.outcomes = {}
         self._closing = {}
-        self._shared = {}
-        share = self._shared.setdefault
+        self._series = {}
+        share = self._series.setdefault
         for k, v in data.get("windows", []):
-            values = tuple(k[1])
-            key = (k[0], share(values, values), k[2], share(k[3], k[3]), k[4])
-            self.windows[key] = _packed(v)
+            series = (k[0], tuple(k[1]))
+            series = share(series, series)
+            span = (k[2], k[3], k[4])
+            cells = self.windows.get(span)
+            if cells is None:
+                cells = self.windows[span] = {}
+                self._closing.setdefault(self._close_at(span), []).append(span)
+            cells[series] = _packed(v)
             if len(v) > _N and v[_N]:
-                self.outcomes[key] = dict(v[_N])
-            self._closing.setdefault(self._close_at(key), []).append(key)
+                self.outcomes[(span, series)] = dict(v[_N])
 
     def open_windows(self) -> int:
-        return len(self.windows)
+        return sum(len(cells) for cells in self.windows.values())
 
 
 def _projector(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
@@ -396,9 +415,7 @@ def _packed(metrics: Sequence[int]) -> array[int] | list[int]:
         return list(metrics[:_N])
 
 
-def _add_packed(
-    windows: dict[tuple[Any, ...], Any], key: tuple[Any, ...], total: Any, delta: list[Any]
-) -> None:
+def _add_packed(cells: dict[Any, Any], key: Any, total: Any, delta: list[Any]) -> None:
     """``total[i] += delta[i]`` for the metrics; a total that outgrows int64 becomes a list."""
     s0 = total[0] + delta[0]
     s1 = total[1] + delta[1]
@@ -418,12 +435,10 @@ def _add_packed(
         total[6] = s6
         total[7] = s7
     except OverflowError:  # some items were set, but all eight sums are at hand
-        windows[key] = [s0, s1, s2, s3, s4, s5, s6, s7]
+        cells[key] = [s0, s1, s2, s3, s4, s5, s6, s7]
 
 
-def _add_outcomes(
-    outcomes: dict[tuple[Any, ...], dict[str, int]], key: tuple[Any, ...], delta: dict[str, int]
-) -> None:
+def _add_outcomes(outcomes: dict[Any, dict[str, int]], key: Any, delta: dict[str, int]) -> None:
     total = outcomes.get(key)
     if total is None:
         outcomes[key] = dict(delta)

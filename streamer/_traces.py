@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -25,8 +24,14 @@ from schemas._fast import Wire
 from ._rollup import NUSD
 
 
-@dataclass(slots=True)
-class TracePartial:
+class TracePartial(msgspec.Struct, gc=False):
+    """The calls of one trace seen in one input partition since its partial opened.
+
+    A msgspec struct rather than a dataclass: one is built (and later freed) per trace,
+    about one per event in agent traffic, and its ``__init__`` runs in C. ``gc=False``:
+    it holds only strings, numbers and dicts of those, so it is never part of a cycle.
+    """
+
     trace_id: str
     partition: int
     first_event_id: str
@@ -37,8 +42,8 @@ class TracePartial:
     calls: int = 0
     first_ts: float = 0.0
     last_ts: float = 0.0
-    models: dict[str, int] = field(default_factory=dict)
-    outcomes: dict[str, int] = field(default_factory=dict)
+    models: dict[str, int] = msgspec.field(default_factory=dict)
+    outcomes: dict[str, int] = msgspec.field(default_factory=dict)
 
     def key(self) -> bytes:
         return orjson.dumps([self.trace_id, self.partition, self.first_event_id])
@@ -150,7 +155,7 @@ class TraceState:
         #: plus stale ids (partials since emitted, or extended into a later minute, where
         #: they are listed again). ``flush`` reads only minutes old enough to hold an idle
         #: partial instead of every open partial at every flush.
-        self._idle_at: dict[float, list[str]] = {}
+        self.idle_at: dict[float, list[str]] = {}
 
     def add(self, event: UsageEvent | Wire, cost_nusd: int) -> None:
         trace_id = event.trace_id
@@ -175,9 +180,9 @@ class TraceState:
                 {event.model: 1},
                 {} if outcome is None else {outcome: 1},
             )
-            ids = self._idle_at.get(ts // 60)
+            ids = self.idle_at.get(ts // 60)
             if ids is None:
-                self._idle_at[ts // 60] = [trace_id]
+                self.idle_at[ts // 60] = [trace_id]
             else:
                 ids.append(trace_id)
             return
@@ -196,9 +201,9 @@ class TraceState:
 
     def _index(self, trace_id: str, last_ts: float) -> None:
         minute = last_ts // 60
-        ids = self._idle_at.get(minute)
+        ids = self.idle_at.get(minute)
         if ids is None:
-            self._idle_at[minute] = [trace_id]
+            self.idle_at[minute] = [trace_id]
         else:
             ids.append(trace_id)
 
@@ -213,7 +218,7 @@ class TraceState:
             return []
         idle_s = self.idle_s
         open_ = self.open
-        idle_at = self._idle_at
+        idle_at = self.idle_at
         limit = (watermark - idle_s + 1.0) // 60
         done: list[TracePartial] = []
         for minute in sorted(m for m in idle_at if m <= limit):
@@ -252,7 +257,7 @@ class TraceState:
     def restore(self, data: Iterable[list[Any] | dict[str, Any]]) -> None:
         """Rows from ``snapshot``; wire dicts (the older snapshot form) are read too."""
         self.open = {}
-        self._idle_at = {}
+        self.idle_at = {}
         for row in data:
             if isinstance(row, dict):
                 partial = TracePartial.from_wire(row)

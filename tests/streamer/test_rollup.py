@@ -41,7 +41,7 @@ def test_totals_past_int64_stay_exact() -> None:
     records = state.flush()
     costs = {r.window_s: r.metrics[0] for r in records}
     assert costs == {60: 2 * big + 2**70, 3600: 2 * big + 2**70, 86400: 2 * big + 2**70}
-    assert all(type(v) is list for v in state.windows.values())
+    assert all(type(v) is list for cells in state.windows.values() for v in cells.values())
     restored = RollupState([["api_key"]])
     # In memory only: orjson (the snapshot file) stops at 64-bit integers, as it did before.
     restored.restore(state.snapshot())
@@ -54,7 +54,7 @@ def test_windows_are_packed_and_outcomes_kept_aside() -> None:
     state.add(event(T0, outcome="ok"), 5, True)
     state.add(event(T0 + 1), 7, False)
     records = state.flush()
-    assert all(type(v) is array for v in state.windows.values())
+    assert all(type(v) is array for cells in state.windows.values() for v in cells.values())
     assert len(state.outcomes) == 3  # minute, hour and day of the one series
     assert {r.window_s: (r.metrics[:2], r.outcomes) for r in records} == {
         w: ((12, 2), {"ok": 1}) for w in (60, 3600, 86400)
