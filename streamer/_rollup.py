@@ -22,7 +22,7 @@ import functools
 import math
 import operator
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,12 +210,11 @@ class RollupState:
         self.watermark = -math.inf
         #: (minute, epoch, *attrs) -> metric deltas since the last flush (+ outcomes at _N)
         self.fine: dict[tuple[Any, ...], list[Any]] = {}
-        #: Open windows: (window_s, window_start, epoch) -> (dimset, values) -> absolute
-        #: metrics, packed (``_packed``: 64 bytes of int64, no int object per metric; a
-        #: list of ints for the rare total past int64, so sums stay exact). Nested, so a
-        #: window costs one entry, not a key tuple of its own: a series' windows share its
-        #: one (dimset, values) tuple, and every window of one span closes at once.
-        self.windows: dict[Span, dict[Series, array[int] | list[int]]] = {}
+        #: Open windows: (window_s, window_start, epoch) -> the absolute totals of every
+        #: series in that span (``SpanTotals``: one int64 row per series). Nested, so a
+        #: window costs a dict entry and a row, not a key tuple and a list of its own: a
+        #: series' windows share its one (dimset, values) tuple, and a span closes at once.
+        self.windows: dict[Span, SpanTotals] = {}
         #: (span, series) -> calls by outcome, for the windows that have any.
         self.outcomes: dict[tuple[Span, Series], dict[str, int]] = {}
         #: close time -> spans that close then
@@ -305,15 +304,11 @@ class RollupState:
             series = share((d, values), (d, values))
             for w in self.windows_s:
                 span = (w, minute // w * w, epoch)
-                cells = windows.get(span)
-                if cells is None:
-                    cells = windows[span] = {}
+                totals = windows.get(span)
+                if totals is None:
+                    totals = windows[span] = SpanTotals()
                     self._closing.setdefault(self._close_at(span), []).append(span)
-                total = cells.get(series)
-                if total is None:
-                    cells[series] = _packed(delta)
-                else:
-                    _add_packed(cells, series, total, delta)
+                totals.add(series, delta)
                 if delta[_N]:
                     _add_outcomes(outcomes, (span, series), delta[_N])
                 dirty.add((span, series))
@@ -325,7 +320,7 @@ class RollupState:
             self._record(span, series, False) for span, series in dirty if span not in closed
         ]
         for span in closing:
-            for series in windows[span]:
+            for series in windows[span].rows:
                 records.append(self._record(span, series, True))
                 outcomes.pop((span, series), None)
             del windows[span]
@@ -348,7 +343,7 @@ class RollupState:
             window_start=start,
             partition=self.partition,
             epoch=epoch,
-            metrics=tuple(self.windows[span][series]),
+            metrics=self.windows[span].get(series),
             outcomes=dict(self.outcomes.get((span, series)) or {}),
             final=final,
         )
@@ -366,8 +361,8 @@ class RollupState:
             # Each value as before: the metrics, then the outcomes (or None).
             "windows": [
                 [[series[0], list(series[1]), *span], [*v, outcomes.get((span, series))]]
-                for span, cells in self.windows.items()
-                for series, v in cells.items()
+                for span, totals in self.windows.items()
+                for series, v in totals.items()
             ],
         }
 
@@ -385,16 +380,16 @@ class RollupState:
             series = (k[0], tuple(k[1]))
             series = share(series, series)
             span = (k[2], k[3], k[4])
-            cells = self.windows.get(span)
-            if cells is None:
-                cells = self.windows[span] = {}
+            totals = self.windows.get(span)
+            if totals is None:
+                totals = self.windows[span] = SpanTotals()
                 self._closing.setdefault(self._close_at(span), []).append(span)
-            cells[series] = _packed(v)
+            totals.add(series, v)
             if len(v) > _N and v[_N]:
                 self.outcomes[(span, series)] = dict(v[_N])
 
     def open_windows(self) -> int:
-        return sum(len(cells) for cells in self.windows.values())
+        return sum(len(totals.rows) for totals in self.windows.values())
 
 
 def _projector(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
@@ -407,35 +402,65 @@ def _projector(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[An
     return operator.itemgetter(*indices)
 
 
-def _packed(metrics: Sequence[int]) -> array[int] | list[int]:
-    """The first ``_N`` values as int64s, or as a list if one does not fit (exact either way)."""
-    try:
-        return array("q", metrics[:_N])
-    except OverflowError:
-        return list(metrics[:_N])
+class SpanTotals:
+    """The absolute totals of every series in one window span, one int64 row each.
 
+    ``rows`` numbers the series; ``metrics`` holds their ``_N`` totals row after row, in
+    one ``array('q')``: 64 bytes a window, no int object per metric. A total past int64
+    turns ``metrics`` into a list of Python ints, so sums stay exact whatever they reach.
 
-def _add_packed(cells: dict[Any, Any], key: Any, total: Any, delta: list[Any]) -> None:
-    """``total[i] += delta[i]`` for the metrics; a total that outgrows int64 becomes a list."""
-    s0 = total[0] + delta[0]
-    s1 = total[1] + delta[1]
-    s2 = total[2] + delta[2]
-    s3 = total[3] + delta[3]
-    s4 = total[4] + delta[4]
-    s5 = total[5] + delta[5]
-    s6 = total[6] + delta[6]
-    s7 = total[7] + delta[7]
-    try:
-        total[0] = s0
-        total[1] = s1
-        total[2] = s2
-        total[3] = s3
-        total[4] = s4
-        total[5] = s5
-        total[6] = s6
-        total[7] = s7
-    except OverflowError:  # some items were set, but all eight sums are at hand
-        cells[key] = [s0, s1, s2, s3, s4, s5, s6, s7]
+    >>> t = SpanTotals()
+    >>> t.add((0, ()), [5, 1, 0, 0, 0, 0, 0, 0, None]); t.add((0, ()), [2**63, 1, 0, 0, 0, 0, 0, 0])
+    >>> t.get((0, ())), type(t.metrics).__name__
+    ((9223372036854775813, 2, 0, 0, 0, 0, 0, 0), 'list')
+    """
+
+    __slots__ = ("metrics", "rows")
+
+    def __init__(self) -> None:
+        self.rows: dict[Series, int] = {}
+        self.metrics: array[int] | list[int] = array("q")
+
+    def add(self, series: Series, delta: Sequence[Any]) -> None:
+        """Add the first ``_N`` values of ``delta`` to the series' row (a new row: set it)."""
+        metrics = self.metrics
+        row = self.rows.get(series)
+        if row is None:
+            try:
+                values: array[int] | list[int] = array("q", delta[:_N])  # all or nothing
+            except OverflowError:
+                values = list(delta[:_N])
+                metrics = self.metrics = list(metrics)
+            metrics.extend(values)  # type: ignore[arg-type]
+            self.rows[series] = len(self.rows)
+            return
+        i = row * _N
+        s0 = metrics[i] + delta[0]
+        s1 = metrics[i + 1] + delta[1]
+        s2 = metrics[i + 2] + delta[2]
+        s3 = metrics[i + 3] + delta[3]
+        s4 = metrics[i + 4] + delta[4]
+        s5 = metrics[i + 5] + delta[5]
+        s6 = metrics[i + 6] + delta[6]
+        s7 = metrics[i + 7] + delta[7]
+        sums = (s0, s1, s2, s3, s4, s5, s6, s7)
+        if type(metrics) is list:
+            metrics[i : i + _N] = sums
+            return
+        try:
+            metrics[i : i + _N] = array("q", sums)  # all or nothing
+        except OverflowError:
+            metrics = self.metrics = list(metrics)
+            metrics[i : i + _N] = sums
+
+    def get(self, series: Series) -> tuple[int, ...]:
+        i = self.rows[series] * _N
+        return tuple(self.metrics[i : i + _N])
+
+    def items(self) -> Iterator[tuple[Series, tuple[int, ...]]]:
+        metrics = self.metrics
+        for series, row in self.rows.items():
+            yield series, tuple(metrics[row * _N : row * _N + _N])
 
 
 def _add_outcomes(outcomes: dict[Any, dict[str, int]], key: Any, delta: dict[str, int]) -> None:

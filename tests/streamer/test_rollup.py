@@ -9,7 +9,7 @@ import orjson
 
 from schemas import UsageEvent
 from streamer import RollupRecord, RollupState
-from streamer._rollup import encode_rollup
+from streamer._rollup import SpanTotals, encode_rollup
 from tests.streamer.streams import T0
 
 
@@ -41,7 +41,7 @@ def test_totals_past_int64_stay_exact() -> None:
     records = state.flush()
     costs = {r.window_s: r.metrics[0] for r in records}
     assert costs == {60: 2 * big + 2**70, 3600: 2 * big + 2**70, 86400: 2 * big + 2**70}
-    assert all(type(v) is list for cells in state.windows.values() for v in cells.values())
+    assert all(type(t.metrics) is list for t in state.windows.values())
     restored = RollupState([["api_key"]])
     # In memory only: orjson (the snapshot file) stops at 64-bit integers, as it did before.
     restored.restore(state.snapshot())
@@ -54,7 +54,7 @@ def test_windows_are_packed_and_outcomes_kept_aside() -> None:
     state.add(event(T0, outcome="ok"), 5, True)
     state.add(event(T0 + 1), 7, False)
     records = state.flush()
-    assert all(type(v) is array for cells in state.windows.values() for v in cells.values())
+    assert all(type(t.metrics) is array for t in state.windows.values())
     assert len(state.outcomes) == 3  # minute, hour and day of the one series
     assert {r.window_s: (r.metrics[:2], r.outcomes) for r in records} == {
         w: ((12, 2), {"ok": 1}) for w in (60, 3600, 86400)
@@ -83,6 +83,28 @@ def test_snapshot_round_trip_and_older_snapshots() -> None:
     for extra in (state, again):
         extra.add(event(T0 + 3_000 * 3.7, "k1", "ok"), 3, True)
     assert totals(state.flush()) == totals(again.flush())
+
+
+def test_span_totals_rows_and_overflow() -> None:
+    rng = random.Random(5)
+    totals = SpanTotals()
+    expected: dict = {}
+    for i in range(2_000):
+        series = (rng.randint(0, 2), (f"k{rng.randint(0, 300)}",))
+        big = 2**62 if i == 1_500 else 0  # one series' cost passes int64 late in the run
+        delta = [rng.randint(0, 10**9) + big, 1, *(rng.randint(0, 5000) for _ in range(6)), None]
+        if i == 1_500:
+            delta[0] += 2**62
+            series = next(iter(expected))
+        if i < 1_500:
+            assert type(totals.metrics) is array
+        totals.add(series, delta)
+        old = expected.get(series, (0,) * 8)
+        expected[series] = tuple(a + b for a, b in zip(old, delta[:8], strict=True))
+    assert type(totals.metrics) is list
+    assert dict(totals.items()) == expected
+    assert all(totals.get(s) == v for s, v in expected.items())
+    assert len(totals.rows) == len(expected)
 
 
 def test_encoded_rollup_is_the_wire_form() -> None:
