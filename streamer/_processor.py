@@ -170,11 +170,21 @@ class PartitionProcessor:
             return
         rollups = self.rollups
         dedupe = self.dedupe
-        add_rollup = rollups.add
-        add_trace = self.traces.add
+        traces = self.traces
+        add_trace = traces.add
         price = self.prices.price
         max_future_s = self.max_future_s
         horizon_s = dedupe.horizon_s
+        # RollupState.add and the new-trace case of TraceState.add are inlined below (a
+        # call and a dozen attribute reads less per event), with the watermark in a local
+        # that is written back around every call that reads or moves it.
+        fine = rollups.fine
+        lateness_s = rollups.lateness_s
+        late_after_s = rollups.min_window_s + lateness_s
+        watermark = rollups.watermark
+        open_traces = traces.open
+        idle_at = traces.idle_at
+        partition = traces.partition
         bucket_no = None
         seen: set[str] = set()
         fresh: list[str] = []
@@ -183,11 +193,15 @@ class PartitionProcessor:
             raw = message.value
             wire = fast_wire(raw) if raw is not None and len(raw) <= MAX_EVENT_BYTES else None
             if wire is None:
+                rollups.watermark = watermark
                 self._handle(raw, message.offset, message.timestamp / 1000.0)
+                watermark = rollups.watermark
                 continue
             ts: float = wire.ts  # type: ignore[assignment]
-            if ts > message.timestamp / 1000.0 + max_future_s or ts < rollups.watermark - horizon_s:
+            if ts > message.timestamp / 1000.0 + max_future_s or ts < watermark - horizon_s:
+                rollups.watermark = watermark
                 self._count(wire, raw, message.offset, message.timestamp / 1000.0)
+                watermark = rollups.watermark
                 continue
             if int(ts // BUCKET_S) != bucket_no:
                 bucket_no = int(ts // BUCKET_S)
@@ -207,11 +221,74 @@ class PartitionProcessor:
                     cost = 0.0
                     self._unpriced(wire.provider, wire.model, ts)
             cost_nusd = round(cost * NUSD)
-            if add_rollup(wire, cost_nusd, priced):
+            # -- RollupState.add
+            minute = int(ts // 60) * 60
+            if minute + late_after_s <= watermark:
+                epoch = 1 + int(watermark // lateness_s)
                 late += 1
-            if wire.trace_id is not None:
-                add_trace(wire, cost_nusd)
+            else:
+                epoch = 0
+                if ts > watermark:
+                    watermark = ts
+            key = (
+                minute,
+                epoch,
+                wire.team,
+                wire.feature,
+                wire.api_key,
+                wire.customer,
+                wire.environment,
+                wire.workload,
+                wire.model,
+                wire.provider,
+            )
+            cell = fine.get(key)
+            if cell is None:
+                cell = fine[key] = [0, 0, 0, 0, 0, 0, 0, 0, None]
+            cell[0] += cost_nusd
+            cell[1] += 1
+            cell[2] += wire.input_tokens
+            cell[3] += wire.cache_read_tokens
+            cell[4] += wire.cache_write_tokens
+            cell[5] += wire.output_tokens
+            cell[6] += wire.reasoning_tokens
+            if not priced:
+                cell[7] += 1
+            outcome = wire.outcome
+            if outcome is not None:
+                outcomes = cell[8]
+                if outcomes is None:
+                    cell[8] = {outcome: 1}
+                else:
+                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            # -- TraceState.add
+            trace_id = wire.trace_id
+            if trace_id is not None:
+                if trace_id in open_traces:
+                    add_trace(wire, cost_nusd)
+                else:
+                    open_traces[trace_id] = TracePartial(
+                        trace_id,
+                        partition,
+                        wire.event_id,
+                        wire.team,
+                        wire.feature,
+                        wire.customer,
+                        cost_nusd,
+                        1,
+                        ts,
+                        ts,
+                        {wire.model: 1},
+                        {} if outcome is None else {outcome: 1},
+                    )
+                    ids = idle_at.get(ts // 60)
+                    if ids is None:
+                        idle_at[ts // 60] = [trace_id]
+                    else:
+                        ids.append(trace_id)
             valid += 1
+        rollups.watermark = watermark
+        rollups.late_events += late
         stats = self.stats
         stats.records += len(messages)
         stats.valid += valid

@@ -21,10 +21,12 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 from schemas import SCOPE_FIELDS, UsageEvent, format_ts
@@ -45,6 +47,12 @@ METRICS = (
 )
 _N = len(METRICS)
 NUSD = 1_000_000_000
+
+
+#: (window_s, window_start, epoch): one window span, the same for every series.
+Span = tuple[int, int, int]
+#: (index of the dimension set, its values): one series.
+Series = tuple[int, tuple[str | None, ...]]
 
 
 def to_nusd(cost_usd: float) -> int:
@@ -109,6 +117,59 @@ class RollupRecord:
         )
 
 
+class _WireRollup(msgspec.Struct, gc=False):
+    """``RollupRecord.to_wire()`` as a struct: same fields in the same order, encoded in C."""
+
+    series: dict[str, str | None]
+    dims: tuple[str, ...]
+    window_s: int
+    window_start: str
+    window_end: str
+    window_start_ts: int
+    partition: int
+    epoch: int
+    cost_usd: float
+    cost_nusd: int
+    calls: int
+    input_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    unpriced_calls: int
+    outcomes: dict[str, int]
+    final: bool
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def encode_rollup(record: RollupRecord) -> bytes:
+    """``orjson.dumps(record.to_wire())``, byte for byte, without the dict.
+
+    msgspec returns a ``bytes`` the size of its content, where orjson's carries a 4 KB
+    buffer (see ``_worker._trim``), so the value needs no copy before it is queued.
+    """
+    m = record.metrics
+    start = record.window_start
+    return _encode(
+        _WireRollup(
+            dict(zip(record.dims, record.values, strict=True)),
+            record.dims,
+            record.window_s,
+            _window_ts(start),
+            _window_ts(start + record.window_s),
+            start,
+            record.partition,
+            record.epoch,
+            m[0] / NUSD,
+            *m,
+            record.outcomes,
+            record.final,
+        )
+    )
+
+
 @functools.lru_cache(maxsize=4096)
 def _window_ts(ts: int) -> str:
     """Window bounds repeat across series, so their RFC 3339 text is cached."""
@@ -145,16 +206,21 @@ class RollupState:
         self._project = [
             _projector(tuple(2 + ATTRS.index(a) for a in dims)) for dims in self.dimensions
         ]
-        self._min_window_s = min(self.windows_s)
+        self.min_window_s = min(self.windows_s)
         self.watermark = -math.inf
         #: (minute, epoch, *attrs) -> metric deltas since the last flush (+ outcomes at _N)
         self.fine: dict[tuple[Any, ...], list[Any]] = {}
-        #: (dimset, values, window_s, window_start, epoch) -> absolute metrics (+ outcomes)
-        self.windows: dict[tuple[Any, ...], list[Any]] = {}
-        #: close time -> keys of the windows that close then
-        self._closing: dict[float, list[tuple[Any, ...]]] = {}
-        #: One object per distinct series values tuple and window start, used in window keys.
-        self._shared: dict[Any, Any] = {}
+        #: Open windows: (window_s, window_start, epoch) -> the absolute totals of every
+        #: series in that span (``SpanTotals``: one int64 row per series). Nested, so a
+        #: window costs a dict entry and a row, not a key tuple and a list of its own: a
+        #: series' windows share its one (dimset, values) tuple, and a span closes at once.
+        self.windows: dict[Span, SpanTotals] = {}
+        #: (span, series) -> calls by outcome, for the windows that have any.
+        self.outcomes: dict[tuple[Span, Series], dict[str, int]] = {}
+        #: close time -> spans that close then
+        self._closing: dict[float, list[Span]] = {}
+        #: One (dimset, values) tuple per open series.
+        self._series: dict[Series, Series] = {}
         self.late_events = 0
 
     # -- hot path ----------------------------------------------------------
@@ -169,7 +235,7 @@ class RollupState:
         ts: float = event.ts  # type: ignore[assignment]
         watermark = self.watermark
         minute = int(ts // 60) * 60
-        if minute + self._min_window_s + self.lateness_s <= watermark:
+        if minute + self.min_window_s + self.lateness_s <= watermark:
             epoch = 1 + int(watermark // self.lateness_s)
             self.late_events += 1
         else:
@@ -229,41 +295,47 @@ class RollupState:
         self.fine.clear()
         # Stage 2: minute deltas -> every window size.
         windows = self.windows
-        if len(self._shared) > 2 * len(windows) + 10_000:
-            self._shared = {}  # forget values and starts of closed windows
-        share = self._shared.setdefault
-        dirty: set[tuple[Any, ...]] = set()
+        outcomes = self.outcomes
+        if len(self._series) > 2 * self.open_windows() + 10_000:
+            self._series = {}  # forget series whose windows all closed
+        share = self._series.setdefault
+        dirty: set[tuple[Span, Series]] = set()
         for (d, values, minute, epoch), delta in minutes.items():
+            series = share((d, values), (d, values))
             for w in self.windows_s:
-                key = (d, values, w, minute // w * w, epoch)
-                total = windows.get(key)
-                if total is None:
-                    # A series' windows share one values tuple, and all series one int
-                    # per window start: about 300 bytes less per series.
-                    key = (d, share(values, values), w, share(key[3], key[3]), epoch)
-                    windows[key] = _copy(delta)
-                    self._closing.setdefault(self._close_at(key), []).append(key)
-                else:
-                    _add(total, delta)
-                dirty.add(key)
-        closing: set[tuple[Any, ...]] = set()
+                span = (w, minute // w * w, epoch)
+                totals = windows.get(span)
+                if totals is None:
+                    totals = windows[span] = SpanTotals()
+                    self._closing.setdefault(self._close_at(span), []).append(span)
+                totals.add(series, delta)
+                if delta[_N]:
+                    _add_outcomes(outcomes, (span, series), delta[_N])
+                dirty.add((span, series))
+        closing: list[Span] = []
         for close_at in [t for t in self._closing if t <= self.watermark]:
-            closing.update(self._closing.pop(close_at))
-        records = [self._record(key, key in closing) for key in dirty | closing]
-        for key in closing:
-            del windows[key]
+            closing.extend(self._closing.pop(close_at))
+        closed = set(closing)
+        records = [
+            self._record(span, series, False) for span, series in dirty if span not in closed
+        ]
+        for span in closing:
+            for series in windows[span].rows:
+                records.append(self._record(span, series, True))
+                outcomes.pop((span, series), None)
+            del windows[span]
         return records
 
-    def _close_at(self, key: tuple[Any, ...]) -> float:
-        _, _, w, start, epoch = key
+    def _close_at(self, span: Span) -> float:
+        w, start, epoch = span
         if epoch == 0:
             return start + w + self.lateness_s
         # A late epoch gathers corrections for one lateness period of the watermark.
         return (epoch + 1) * self.lateness_s
 
-    def _record(self, key: tuple[Any, ...], final: bool) -> RollupRecord:
-        d, values, w, start, epoch = key
-        total = self.windows[key]
+    def _record(self, span: Span, series: Series, final: bool) -> RollupRecord:
+        w, start, epoch = span
+        d, values = series
         return RollupRecord(
             dims=self.dimensions[d],
             values=values,
@@ -271,8 +343,8 @@ class RollupState:
             window_start=start,
             partition=self.partition,
             epoch=epoch,
-            metrics=tuple(total[:_N]),
-            outcomes=dict(total[_N] or {}),
+            metrics=self.windows[span].get(series),
+            outcomes=dict(self.outcomes.get((span, series)) or {}),
             final=final,
         )
 
@@ -282,10 +354,16 @@ class RollupState:
         """Plain data; call right after ``flush()`` (fine cells are then empty)."""
         if self.fine:
             raise RuntimeError("snapshot() needs a flush() first")
+        outcomes = self.outcomes
         return {
             "watermark": None if self.watermark == -math.inf else self.watermark,
             "late_events": self.late_events,
-            "windows": [[[k[0], list(k[1]), k[2], k[3], k[4]], v] for k, v in self.windows.items()],
+            # Each value as before: the metrics, then the outcomes (or None).
+            "windows": [
+                [[series[0], list(series[1]), *span], [*v, outcomes.get((span, series))]]
+                for span, totals in self.windows.items()
+                for series, v in totals.items()
+            ],
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -294,17 +372,24 @@ class RollupState:
         self.late_events = data.get("late_events", 0)
         self.fine = {}
         self.windows = {}
+        self.outcomes = {}
         self._closing = {}
-        self._shared = {}
-        share = self._shared.setdefault
+        self._series = {}
+        share = self._series.setdefault
         for k, v in data.get("windows", []):
-            values = tuple(k[1])
-            key = (k[0], share(values, values), k[2], share(k[3], k[3]), k[4])
-            self.windows[key] = list(v)
-            self._closing.setdefault(self._close_at(key), []).append(key)
+            series = (k[0], tuple(k[1]))
+            series = share(series, series)
+            span = (k[2], k[3], k[4])
+            totals = self.windows.get(span)
+            if totals is None:
+                totals = self.windows[span] = SpanTotals()
+                self._closing.setdefault(self._close_at(span), []).append(span)
+            totals.add(series, v)
+            if len(v) > _N and v[_N]:
+                self.outcomes[(span, series)] = dict(v[_N])
 
     def open_windows(self) -> int:
-        return len(self.windows)
+        return sum(len(totals.rows) for totals in self.windows.values())
 
 
 def _projector(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
@@ -315,6 +400,76 @@ def _projector(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[An
         only = indices[0]
         return lambda attrs: (attrs[only],)
     return operator.itemgetter(*indices)
+
+
+class SpanTotals:
+    """The absolute totals of every series in one window span, one int64 row each.
+
+    ``rows`` numbers the series; ``metrics`` holds their ``_N`` totals row after row, in
+    one ``array('q')``: 64 bytes a window, no int object per metric. A total past int64
+    turns ``metrics`` into a list of Python ints, so sums stay exact whatever they reach.
+
+    >>> t = SpanTotals()
+    >>> t.add((0, ()), [5, 1, 0, 0, 0, 0, 0, 0, None]); t.add((0, ()), [2**63, 1, 0, 0, 0, 0, 0, 0])
+    >>> t.get((0, ())), type(t.metrics).__name__
+    ((9223372036854775813, 2, 0, 0, 0, 0, 0, 0), 'list')
+    """
+
+    __slots__ = ("metrics", "rows")
+
+    def __init__(self) -> None:
+        self.rows: dict[Series, int] = {}
+        self.metrics: array[int] | list[int] = array("q")
+
+    def add(self, series: Series, delta: Sequence[Any]) -> None:
+        """Add the first ``_N`` values of ``delta`` to the series' row (a new row: set it)."""
+        metrics = self.metrics
+        row = self.rows.get(series)
+        if row is None:
+            try:
+                values: array[int] | list[int] = array("q", delta[:_N])  # all or nothing
+            except OverflowError:
+                values = list(delta[:_N])
+                metrics = self.metrics = list(metrics)
+            metrics.extend(values)  # type: ignore[arg-type]
+            self.rows[series] = len(self.rows)
+            return
+        i = row * _N
+        s0 = metrics[i] + delta[0]
+        s1 = metrics[i + 1] + delta[1]
+        s2 = metrics[i + 2] + delta[2]
+        s3 = metrics[i + 3] + delta[3]
+        s4 = metrics[i + 4] + delta[4]
+        s5 = metrics[i + 5] + delta[5]
+        s6 = metrics[i + 6] + delta[6]
+        s7 = metrics[i + 7] + delta[7]
+        sums = (s0, s1, s2, s3, s4, s5, s6, s7)
+        if type(metrics) is list:
+            metrics[i : i + _N] = sums
+            return
+        try:
+            metrics[i : i + _N] = array("q", sums)  # all or nothing
+        except OverflowError:
+            metrics = self.metrics = list(metrics)
+            metrics[i : i + _N] = sums
+
+    def get(self, series: Series) -> tuple[int, ...]:
+        i = self.rows[series] * _N
+        return tuple(self.metrics[i : i + _N])
+
+    def items(self) -> Iterator[tuple[Series, tuple[int, ...]]]:
+        metrics = self.metrics
+        for series, row in self.rows.items():
+            yield series, tuple(metrics[row * _N : row * _N + _N])
+
+
+def _add_outcomes(outcomes: dict[Any, dict[str, int]], key: Any, delta: dict[str, int]) -> None:
+    total = outcomes.get(key)
+    if total is None:
+        outcomes[key] = dict(delta)
+    else:
+        for name, count in delta.items():
+            total[name] = total.get(name, 0) + count
 
 
 def _copy(delta: list[Any]) -> list[Any]:

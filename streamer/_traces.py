@@ -11,8 +11,8 @@ starts a new partial with a new key, so nothing is overwritten or lost.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -24,8 +24,14 @@ from schemas._fast import Wire
 from ._rollup import NUSD
 
 
-@dataclass(slots=True)
-class TracePartial:
+class TracePartial(msgspec.Struct, gc=False):
+    """The calls of one trace seen in one input partition since its partial opened.
+
+    A msgspec struct rather than a dataclass: one is built (and later freed) per trace,
+    about one per event in agent traffic, and its ``__init__`` runs in C. ``gc=False``:
+    it holds only strings, numbers and dicts of those, so it is never part of a cycle.
+    """
+
     trace_id: str
     partition: int
     first_event_id: str
@@ -36,8 +42,8 @@ class TracePartial:
     calls: int = 0
     first_ts: float = 0.0
     last_ts: float = 0.0
-    models: dict[str, int] = field(default_factory=dict)
-    outcomes: dict[str, int] = field(default_factory=dict)
+    models: dict[str, int] = msgspec.field(default_factory=dict)
+    outcomes: dict[str, int] = msgspec.field(default_factory=dict)
 
     def key(self) -> bytes:
         return orjson.dumps([self.trace_id, self.partition, self.first_event_id])
@@ -145,6 +151,11 @@ class TraceState:
         self.partition = partition
         self.idle_s = idle_s
         self.open: dict[str, TracePartial] = {}
+        #: Minute of a partial's last call -> ids of the partials whose last call fell in it,
+        #: plus stale ids (partials since emitted, or extended into a later minute, where
+        #: they are listed again). ``flush`` reads only minutes old enough to hold an idle
+        #: partial instead of every open partial at every flush.
+        self.idle_at: dict[float, list[str]] = {}
 
     def add(self, event: UsageEvent | Wire, cost_nusd: int) -> None:
         trace_id = event.trace_id
@@ -169,22 +180,60 @@ class TraceState:
                 {event.model: 1},
                 {} if outcome is None else {outcome: 1},
             )
+            ids = self.idle_at.get(ts // 60)
+            if ids is None:
+                self.idle_at[ts // 60] = [trace_id]
+            else:
+                ids.append(trace_id)
             return
         partial.cost_nusd += cost_nusd
         partial.calls += 1
         if ts < partial.first_ts:
             partial.first_ts = ts
         elif ts > partial.last_ts:
+            if ts // 60 != partial.last_ts // 60:
+                self._index(trace_id, ts)
             partial.last_ts = ts
         models = partial.models
         models[event.model] = models.get(event.model, 0) + 1
         if event.outcome is not None:
             partial.outcomes[event.outcome] = partial.outcomes.get(event.outcome, 0) + 1
 
+    def _index(self, trace_id: str, last_ts: float) -> None:
+        minute = last_ts // 60
+        ids = self.idle_at.get(minute)
+        if ids is None:
+            self.idle_at[minute] = [trace_id]
+        else:
+            ids.append(trace_id)
+
     def flush(self, watermark: float) -> list[TracePartial]:
-        """Partials idle for ``idle_s`` of event time, removed from memory."""
-        done = [t for t, p in self.open.items() if watermark - p.last_ts >= self.idle_s]
-        return [self.open.pop(t) for t in done]
+        """Partials idle for ``idle_s`` of event time, removed from memory.
+
+        Oldest minute of last call first. A partial whose last call fell in a minute
+        starting after ``watermark - idle_s + 1`` cannot be idle, so only earlier minutes
+        are read; each partial found there is checked exactly as before.
+        """
+        if watermark == -math.inf:
+            return []
+        idle_s = self.idle_s
+        open_ = self.open
+        idle_at = self.idle_at
+        limit = (watermark - idle_s + 1.0) // 60
+        done: list[TracePartial] = []
+        for minute in sorted(m for m in idle_at if m <= limit):
+            keep = []
+            for trace_id in idle_at.pop(minute):
+                partial = open_.get(trace_id)
+                if partial is None or partial.last_ts // 60 != minute:
+                    continue  # emitted, or listed again under a later minute
+                if watermark - partial.last_ts >= idle_s:
+                    done.append(open_.pop(trace_id))
+                else:
+                    keep.append(trace_id)
+            if keep:
+                idle_at[minute] = keep
+        return done
 
     def snapshot(self) -> list[list[Any]]:
         """Open partials as plain rows (no text timestamps: a checkpoint writes them all)."""
@@ -208,6 +257,7 @@ class TraceState:
     def restore(self, data: Iterable[list[Any] | dict[str, Any]]) -> None:
         """Rows from ``snapshot``; wire dicts (the older snapshot form) are read too."""
         self.open = {}
+        self.idle_at = {}
         for row in data:
             if isinstance(row, dict):
                 partial = TracePartial.from_wire(row)
@@ -228,6 +278,7 @@ class TraceState:
                     dict(row[10]),
                 )
             self.open[partial.trace_id] = partial
+            self._index(partial.trace_id, partial.last_ts)
 
 
 class TraceTotals:

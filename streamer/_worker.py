@@ -36,7 +36,7 @@ from schemas import Config, PriceTable
 
 from ._metrics import WorkerMetrics
 from ._processor import DeadLetter, PartitionProcessor
-from ._rollup import RollupRecord
+from ._rollup import RollupRecord, encode_rollup
 from ._state import PartitionStore
 from ._traces import encode_traces
 
@@ -100,6 +100,8 @@ class IngestWorker:
         #: Sends under way, by (topic, key): the sequence sent and its future.
         self._inflight: dict[tuple[str, bytes], tuple[int, asyncio.Future[Any]]] = {}
         self._seq = 0
+        #: The periodic flush's sends, run in the background (see ``flush``).
+        self._sending: asyncio.Future[None] | None = None
         #: Receive times of batches whose rollups are not yet acknowledged.
         self._received: list[float] = []
         self.metrics = WorkerMetrics()
@@ -182,32 +184,42 @@ class IngestWorker:
         so consuming never stalls on them; a checkpoint always waits. A key is
         never in flight twice: its newer value goes out after the older one is
         settled, so a retried older value cannot land after the newer one.
+
+        The periodic flush (``wait=False``) sends in the background: aiokafka holds a
+        partition's next batch until its previous one has gone out, so a catch-up flush of
+        many batches waits on the broker, and that wait now overlaps the processing of the
+        next fetches. The next flush or checkpoint first waits for those sends (a failure
+        surfaces there, before anything new is taken from the processors).
         """
         assert self.producer is not None
+        await self._sends_done()
         topics = self.config.kafka.topics
         new_records: list[RollupRecord] = []
         for partition in self.processors if partitions is None else partitions:
             records, dead, traces, alerts = self.processors[partition].flush()
             self.metrics.absorb(partition, self.processors[partition].stats)
+            queue = self._queue
             for record in records:
-                self._queue(topics.rollups, record.key(), orjson.dumps(record.to_wire()), partition)
+                queue(topics.rollups, _trim(record.key()), encode_rollup(record), partition)
             for letter in dead:
-                self._queue(topics.dlq, letter.key(), _dead_value(letter), partition)
+                queue(topics.dlq, letter.key(), _trim(_dead_value(letter)), partition)
             # Trace partials go in batches: most traces are one or two calls, and
             # a record each would cost more than the events they sum up. Readers
             # key each partial inside (TraceTotals), so a re-sent batch
             # overwrites its partials instead of adding.
             for i in range(0, len(traces), TRACE_BATCH):
                 chunk = traces[i : i + TRACE_BATCH]
-                self._queue(topics.traces, chunk[0].key(), encode_traces(chunk), partition)
+                queue(topics.traces, _trim(chunk[0].key()), encode_traces(chunk), partition)
             for alert in alerts:
-                self._queue(topics.alerts, alert["id"].encode(), orjson.dumps(alert), partition)
+                queue(topics.alerts, alert["id"].encode(), _trim(orjson.dumps(alert)), partition)
             new_records.extend(records)
             self.dead_out += len(dead)
         self._settle()
-        await self._send_unsent()
         if wait:
+            await self._send_unsent()
             await self._drain()
+        elif self._unsent:
+            self._sending = asyncio.ensure_future(self._send_unsent())
         if not self._unsent and not self._inflight:
             done = time.monotonic()
             for started in self._received:
@@ -218,9 +230,20 @@ class IngestWorker:
         if self.on_records is not None and new_records:
             self.on_records(new_records)
 
+    async def _sends_done(self) -> None:
+        """Wait for the background sends of the last periodic flush; raise what they raised."""
+        while self._sending is not None:
+            task = self._sending
+            try:
+                await task
+            finally:
+                if self._sending is task:
+                    self._sending = None
+
     def _queue(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+        """Queue one output; ``key`` and ``value`` must be exact-size bytes (``_trim``)."""
         self._seq += 1
-        self._unsent[(topic, _trim(key))] = (_trim(value), partition, self._seq)
+        self._unsent[(topic, key)] = (value, partition, self._seq)
 
     async def _send_unsent(self) -> None:
         """Send queued outputs not yet in flight, as one record batch per output partition.
@@ -376,6 +399,8 @@ class IngestWorker:
             if self.processors:
                 await self.checkpoint()
         finally:
+            if self._sending is not None and not self._sending.done():
+                self._sending.cancel()  # unsent outputs are redone from the last snapshot
             await close_quietly(self.consumer)
             for store in self.stores.values():
                 store.release()

@@ -1,0 +1,128 @@
+"""Window storage of ``RollupState``: packed int64 totals, exact past int64, same snapshots."""
+
+from __future__ import annotations
+
+import random
+from array import array
+
+import orjson
+
+from schemas import UsageEvent
+from streamer import RollupRecord, RollupState
+from streamer._rollup import SpanTotals, encode_rollup
+from tests.streamer.streams import T0
+
+
+def event(ts: float, api_key: str = "k", outcome: str | None = None) -> UsageEvent:
+    return UsageEvent(
+        event_id="",
+        ts=ts,
+        provider="openai",
+        model="gpt-4o",
+        input_tokens=100,
+        output_tokens=10,
+        team="t",
+        api_key=api_key,
+        outcome=outcome,
+    )
+
+
+def totals(records: list[RollupRecord]) -> dict:
+    return {(r.dims, r.values, r.window_s, r.window_start, r.epoch): r.metrics for r in records}
+
+
+def test_totals_past_int64_stay_exact() -> None:
+    state = RollupState([["api_key"]])
+    big = 2**62
+    state.add(event(T0), big, True)
+    state.flush()
+    state.add(event(T0 + 1), big, True)  # the hour and day totals pass 2**63 - 1 here
+    state.add(event(T0 + 2), 2**70, True)
+    records = state.flush()
+    costs = {r.window_s: r.metrics[0] for r in records}
+    assert costs == {60: 2 * big + 2**70, 3600: 2 * big + 2**70, 86400: 2 * big + 2**70}
+    assert all(type(t.metrics) is list for t in state.windows.values())
+    restored = RollupState([["api_key"]])
+    # In memory only: orjson (the snapshot file) stops at 64-bit integers, as it did before.
+    restored.restore(state.snapshot())
+    restored.add(event(T0 + 3), 1, True)
+    assert {r.window_s: r.metrics[0] for r in restored.flush()}[3600] == 2 * big + 2**70 + 1
+
+
+def test_windows_are_packed_and_outcomes_kept_aside() -> None:
+    state = RollupState([["api_key"]])
+    state.add(event(T0, outcome="ok"), 5, True)
+    state.add(event(T0 + 1), 7, False)
+    records = state.flush()
+    assert all(type(t.metrics) is array for t in state.windows.values())
+    assert len(state.outcomes) == 3  # minute, hour and day of the one series
+    assert {r.window_s: (r.metrics[:2], r.outcomes) for r in records} == {
+        w: ((12, 2), {"ok": 1}) for w in (60, 3600, 86400)
+    }
+    # The snapshot's window values keep their older shape: the metrics, then outcomes or None.
+    rows = state.snapshot()["windows"]
+    assert all(len(v) == 9 and v[8] == {"ok": 1} for _, v in rows)
+
+
+def test_snapshot_round_trip_and_older_snapshots() -> None:
+    rng = random.Random(7)
+    state = RollupState([[], ["api_key"]])
+    for i in range(3_000):
+        ts = T0 + i * 3.7
+        state.add(event(ts, f"k{rng.randint(0, 40)}", rng.choice([None, "ok", "fail"])), i, True)
+        if i % 500 == 499:
+            state.flush()
+    state.flush()
+    snapshot = orjson.loads(orjson.dumps(state.snapshot()))
+    again = RollupState([[], ["api_key"]])
+    again.restore(snapshot)
+    assert orjson.loads(orjson.dumps(again.snapshot())) == snapshot
+    # A snapshot written before outcomes were kept aside (value: 8 metrics + outcomes or None)
+    # is the same data, so it restores to the same state.
+    assert all(len(v) == 9 for _, v in snapshot["windows"])
+    for extra in (state, again):
+        extra.add(event(T0 + 3_000 * 3.7, "k1", "ok"), 3, True)
+    assert totals(state.flush()) == totals(again.flush())
+
+
+def test_span_totals_rows_and_overflow() -> None:
+    rng = random.Random(5)
+    totals = SpanTotals()
+    expected: dict = {}
+    for i in range(2_000):
+        series = (rng.randint(0, 2), (f"k{rng.randint(0, 300)}",))
+        big = 2**62 if i == 1_500 else 0  # one series' cost passes int64 late in the run
+        delta = [rng.randint(0, 10**9) + big, 1, *(rng.randint(0, 5000) for _ in range(6)), None]
+        if i == 1_500:
+            delta[0] += 2**62
+            series = next(iter(expected))
+        if i < 1_500:
+            assert type(totals.metrics) is array
+        totals.add(series, delta)
+        old = expected.get(series, (0,) * 8)
+        expected[series] = tuple(a + b for a, b in zip(old, delta[:8], strict=True))
+    assert type(totals.metrics) is list
+    assert dict(totals.items()) == expected
+    assert all(totals.get(s) == v for s, v in expected.items())
+    assert len(totals.rows) == len(expected)
+
+
+def test_encoded_rollup_is_the_wire_form() -> None:
+    rng = random.Random(3)
+    records = [
+        RollupRecord(
+            dims=("team", "feature"),
+            values=(rng.choice(["a", 'é\u2028"x']), rng.choice([None, "f"])),
+            window_s=rng.choice([60, 3600, 86400]),
+            window_start=int(T0) + 60 * i,
+            partition=i % 4,
+            epoch=rng.choice([0, 0, 3]),
+            metrics=tuple(rng.randint(0, 10 ** rng.randint(1, 18)) for _ in range(8)),
+            outcomes=rng.choice([{}, {"ok": 2, "fail": 1}]),
+            final=rng.random() < 0.3,
+        )
+        for i in range(500)
+    ]
+    records.append(RollupRecord((), (), 60, int(T0), 0, 0, (0,) * 8))
+    for record in records:
+        assert encode_rollup(record) == orjson.dumps(record.to_wire())
