@@ -26,5 +26,11 @@ class WowNaive(WeekOverWeek):
         self, window_s: float = 86400.0, period_s: float = 3600.0, rise: float = 0.30
     ) -> None:
         super().__init__(
-            window_s=window_s, period_s=period_s, rise=rise, min_usd=0.0, cooldown_s=0.0, trim=0
+            window_s=window_s,
+            period_s=period_s,
+            rise=rise,
+            min_usd=0.0,
+            cooldown_s=0.0,
+            trim=0,
+            z=0.0,
         )
