@@ -291,16 +291,15 @@ class SeasonalBaseline(Detector):
             reason = reason.replace(
                 "fast and slow windows both high", "this and the last window far over"
             )
-        peak = self._peak(ts)
         trailing = value + sum(self._last)
         ceiling = False
         if (
             warm
             and not alert
             and self.peak_x
-            and peak > 0
             and excess > self.min_usd
             and k >= self._ceiling_quiet_k
+            and (peak := self._peak(ts)) > 0  # last: it scans two weeks of daily peaks
         ):
             # A series so volatile that its sigma hides a 100x hour (a sporadic batch job)
             # still has a ceiling: its trailing few windows at several times their highest
