@@ -185,6 +185,14 @@ class SeasonalBaseline(Detector):
         #: First season's (sum, count) of non-zero windows and count of silent ones; None once set.
         self._first: list[float] | None = [0.0, 0.0, 0.0] if auto_unit > 0 else None
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a snapshot; one taken before ``auto_unit``/``sharp_z`` existed keeps its unit."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("auto_unit", 1.0)
+        self.__dict__.setdefault("sharp_z", 6.0)
+        self.__dict__.setdefault("_unit", self.unit)
+        self.__dict__.setdefault("_first", None)  # its profile was learned in ``unit``
+
     def _get(self, slot: int) -> float:
         return self._profile[slot]
 

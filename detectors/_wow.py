@@ -128,6 +128,17 @@ class WeekOverWeek(Detector):
         self._var = 0.0
         self._var_n = 0
 
+    #: ``z`` for a snapshot from before the noise bar (a subclass may keep the plain rule).
+    _restored_z = 2.5
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a snapshot; one taken before the noise bar existed learns it afresh."""
+        self.__dict__.update(state)
+        for name, default in (("z", self._restored_z), ("noise_alpha", 0.005), ("noise_n", 24)):
+            self.__dict__.setdefault(name, default)
+        self.__dict__.setdefault("_var", 0.0)
+        self.__dict__.setdefault("_var_n", 0)
+
     def _add(self, k: int, value: float) -> None:
         view = self._ring
         n = len(view)

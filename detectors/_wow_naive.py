@@ -22,6 +22,8 @@ __all__ = ["WowNaive"]
 class WowNaive(WeekOverWeek):
     """Trailing ``window_s`` over ``1 + rise`` times last week's: alert, every time."""
 
+    _restored_z = 0.0  # an old snapshot stays the plain rule
+
     def __init__(
         self, window_s: float = 86400.0, period_s: float = 3600.0, rise: float = 0.30
     ) -> None:
