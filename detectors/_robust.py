@@ -99,6 +99,15 @@ class BurnScale:
         fast, slow = self.zscores(r, fresh)
         return min(fast / self.fast_z, slow / self.slow_z) / widen
 
+    def pair_z(self, r: float, fresh: bool = False) -> float:
+        """z of the last two residuals' sum (``r`` and the one before): sum / (sigma * sqrt 2).
+
+        Noise halves its excess over two windows; a spike lasting an hour or two does not.
+        With no previous residual (a fresh window), ``r`` alone over sqrt 2.
+        """
+        prev = self.recent[-1] if self.recent and not fresh else 0.0
+        return (r + prev) / (self.sigma() * math.sqrt(2.0))
+
     def shift(self, n: int, z: float = 2.0) -> float | None:
         """Median of the last ``n`` residuals when all sit over ``z`` sigmas on one side.
 

@@ -15,6 +15,13 @@ slot were seen: two weeks for hour-of-week. Missing windows restart the slow win
 Trade-off to know: a runaway that lasts past ``shift_n`` windows is, statistically, a launch;
 it alerts in its first windows and then becomes the new level.
 
+Lumpy spend: a series of a few calls an hour is count noise, not log-normal noise (one
+$40 call in a slot expecting $2 is 20x). When the first season has silent windows amid
+spend, ``unit`` is raised to ``auto_unit`` times its mean window, so quiet hours are judged
+about linearly and busy ones as ratios; then a 10x runaway stands 10+ sigmas out instead
+of 4. A sharp spike (one or two windows, too short for the slow window) alerts when the
+last two residuals together are ``sharp_z`` sigmas over (sum / sqrt 2).
+
 Cost per call: feed the per-window cost-per-call series here too, with ``min_usd`` set for
 that unit (e.g. ``min_usd=0.005`` for calls costing about a cent); ``unit`` (default $1)
 can be set near the typical value so small values are judged as ratios as well.
@@ -50,6 +57,9 @@ from detectors._robust import BurnScale
 
 __all__ = ["SeasonalBaseline"]
 
+#: Share of silent windows in the first season that marks spend as lumpy (a few calls a window).
+LUMPY_SHARE = 0.01
+
 
 @register("baseline")
 class SeasonalBaseline(Detector):
@@ -80,6 +90,13 @@ class SeasonalBaseline(Detector):
         When the last ``shift_n`` residuals all sit over two sigmas on one side (a sustained
         new level, not a spike), the level steps by ``level_alpha_fast`` times their median,
         so a launch alerts a couple of times and becomes normal within hours.
+    auto_unit
+        After the first season, a series with silent windows (over 1 % of them) gets
+        ``unit = max(unit, auto_unit * its mean non-zero window)``; the profile is
+        re-expressed and the scale relearned. 0 turns it off.
+    sharp_z
+        Sharp-spike path: this window's and the previous one's residuals summed, over
+        ``sharp_z * sigma * sqrt(2)``, alerts without the slow window. 0 turns it off.
     peak_x, peak_days
     peak_n
         Ceiling rule for very volatile series (sporadic batch jobs), whose robust sigma can
@@ -106,6 +123,8 @@ class SeasonalBaseline(Detector):
         peak_x: float = 3.0,
         peak_days: int = 14,
         peak_n: int = 6,
+        auto_unit: float = 1.0,
+        sharp_z: float = 6.0,
     ) -> None:
         check("period_s", period_s, period_s > 0, "> 0")
         check("season", season, isinstance(season, int) and season >= 1, "an int >= 1")
@@ -120,6 +139,8 @@ class SeasonalBaseline(Detector):
         check("level_alpha", level_alpha, 0 <= level_alpha <= 1, "in [0, 1]")
         check("shift_n", shift_n, isinstance(shift_n, int) and shift_n >= 1, "an int >= 1")
         check("level_alpha_fast", level_alpha_fast, 0 <= level_alpha_fast <= 1, "in [0, 1]")
+        check("auto_unit", auto_unit, auto_unit >= 0, ">= 0 (0: off)")
+        check("sharp_z", sharp_z, sharp_z >= 0, ">= 0 (0: off)")
         check("peak_x", peak_x, peak_x == 0 or peak_x > 1, "0 (off) or > 1")
         check(
             "peak_days",
@@ -143,6 +164,8 @@ class SeasonalBaseline(Detector):
         self.peak_x = peak_x
         self.peak_days = peak_days
         self.peak_n = peak_n
+        self.auto_unit = auto_unit
+        self.sharp_z = sharp_z
         # Learned state. The profile is a float32 array and the counts a bytearray (capped at
         # 255): 168 slots pickle to ~0.9 KB, where lists of Python floats would need ~1.9 KB.
         self._profile = array("f", [0.0]) * season
@@ -157,6 +180,18 @@ class SeasonalBaseline(Detector):
         #: The last ``peak_n - 1`` window values, for the trailing sum the ceiling compares.
         self._last: list[float] = []
         self._ceiling_quiet_k = 0
+        # The unit in force: ``unit`` until the first season has shown the series' level.
+        self._unit = unit
+        #: First season's (sum, count) of non-zero windows and count of silent ones; None once set.
+        self._first: list[float] | None = [0.0, 0.0, 0.0] if auto_unit > 0 else None
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a snapshot; one taken before ``auto_unit``/``sharp_z`` existed keeps its unit."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("auto_unit", 1.0)
+        self.__dict__.setdefault("sharp_z", 6.0)
+        self.__dict__.setdefault("_unit", self.unit)
+        self.__dict__.setdefault("_first", None)  # its profile was learned in ``unit``
 
     def _get(self, slot: int) -> float:
         return self._profile[slot]
@@ -166,7 +201,41 @@ class SeasonalBaseline(Detector):
 
     def update(self, ts: float, value: float) -> Verdict:
         """Score the window at ``ts`` against its slot's expectation, then learn from it."""
-        return self._step(ts, value, learn=True)
+        verdict = self._step(ts, value, learn=True)
+        first = self._first
+        if first is not None and usable(ts, value):
+            if value > 0:
+                first[0] += float(value)
+                first[1] += 1.0
+            else:
+                first[2] += 1.0
+            if self._n >= self.season and first[1] > 0:
+                # Silent windows amid spend say the series is a few calls a window (count
+                # noise); a series that never pauses keeps the log scale of its ``unit``.
+                lumpy = first[2] >= LUMPY_SHARE * (first[1] + first[2])
+                self._set_unit(self.auto_unit * first[0] / first[1] if lumpy else 0.0)
+        return verdict
+
+    def _set_unit(self, typical: float) -> None:
+        """Fix the unit at ``typical`` (the first season's mean window), re-expressing the profile.
+
+        Why: hourly spend of a few calls an hour is lumpy (one $40 call in a slot that
+        expects $2 is 20x), so in pure log space its sigma is huge and a 10x runaway hides
+        in it. ``log1p(value / unit)`` with the unit near the series' own mean window is
+        about linear below the mean (lumpy quiet hours stop dominating sigma) and log above
+        it (a busy series' noise stays multiplicative): close to the variance-stabilising
+        transform of compound Poisson spend. The scale is relearned in the new unit.
+        """
+        new = max(self.unit, typical)
+        old, level = self._unit, self._level
+        for slot, count in enumerate(self._counts):
+            if count:
+                expected = old * math.expm1(min(self._profile[slot] + level, 700.0))
+                self._profile[slot] = math.log1p(max(expected, 0.0) / new)
+        self._level = 0.0
+        self._unit = new
+        self._first = None
+        self._scale = BurnScale(fast_z=self.fast_z, slow_n=self.slow_n, slow_z=self.slow_z)
 
     def peek(self, ts: float, value: float) -> Verdict:
         """The verdict ``update`` would give, with no state change."""
@@ -183,7 +252,7 @@ class SeasonalBaseline(Detector):
             if gap:
                 self._scale.reset_window()  # missing windows: the slow window restarts
             self._last_k = k if self._last_k is None else max(k, self._last_k)
-        x = math.log1p(value / self.unit)
+        x = math.log1p(value / self._unit)
         if math.isinf(x):
             return ignored(value)  # only with an absurd unit; never let inf into the state
         label = slot_label(k, self.period_s, self.season)
@@ -196,7 +265,7 @@ class SeasonalBaseline(Detector):
             return Verdict(0.0, False, None, value, f"first window for {label}; learning")
 
         mu = self._get(slot) + self._level
-        expected = self.unit * math.expm1(min(mu, 700.0))  # e**709 overflows a float
+        expected = self._unit * math.expm1(min(mu, 700.0))  # e**709 overflows a float
         r = x - mu
         sc = self._scale
         warm = count >= self.min_slot_n and self._n >= self.warmup_n
@@ -212,21 +281,33 @@ class SeasonalBaseline(Detector):
         # n_eff capped at the EW memory of a slot. This keeps a noisy-low slot plus a legit
         # burst from paging in the third week.
         n_eff = min(count, (2.0 - self.season_alpha) / self.season_alpha)
-        ratio = sc.ratio(r, math.sqrt(1.0 + 1.0 / n_eff), fresh=gap and not learn) if warm else 0.0
+        widen = math.sqrt(1.0 + 1.0 / n_eff)
+        fresh = gap and not learn
+        ratio = sc.ratio(r, widen, fresh=fresh) if warm else 0.0
+        sharp_won = False
+        if warm and self.sharp_z and r > 0.0:
+            # A sharp spike (an hour or two far over, on a critical service) is too short for
+            # the slow window; two windows together that far over are no burst either.
+            sharp = sc.pair_z(r, fresh=fresh) / self.sharp_z / widen
+            if sharp > ratio:
+                ratio, sharp_won = sharp, True
         score = ratio_score(ratio)
         excess = value - expected
         alert = ratio >= 1.0 and excess > self.min_usd
         reason = self._reason(warm, ratio, value, expected, excess, label, count)
-        peak = self._peak(ts)
+        if alert and sharp_won:
+            reason = reason.replace(
+                "fast and slow windows both high", "this and the last window far over"
+            )
         trailing = value + sum(self._last)
         ceiling = False
         if (
             warm
             and not alert
             and self.peak_x
-            and peak > 0
             and excess > self.min_usd
             and k >= self._ceiling_quiet_k
+            and (peak := self._peak(ts)) > 0  # last: it scans two weeks of daily peaks
         ):
             # A series so volatile that its sigma hides a 100x hour (a sporadic batch job)
             # still has a ceiling: its trailing few windows at several times their highest

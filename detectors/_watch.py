@@ -138,6 +138,8 @@ class SpendWatch:
         ]
         self._budget_paused: list[list[str]] = [[] for _ in self.budgets]
         self._budget_seq: dict[str, int] = {}
+        #: dims -> scope values -> budget indices (derived from the config; not snapshotted)
+        self._budget_match: dict[tuple[str, ...], dict[tuple[str | None, ...], list[int]]] = {}
         self.keys: dict[str, KeyInfo] = {}
         self._key_hour: dict[str, int] = {}
         self.incidents = IncidentBook(quiet_s)
@@ -159,15 +161,20 @@ class SpendWatch:
     def observe(self, records: Iterable[RollupLike]) -> None:
         """Take rollup records in (any order within a batch; last write per key wins)."""
         marks = self.marks
+        # With ``partitions`` given, the watermark comes from ``set_mark`` only.
+        own = self.partitions is None
+        roles = self._roles
         for r in records:
             if r.window_s == MINUTE:
-                end = r.window_start + MINUTE
-                # With ``partitions`` given, the watermark comes from ``set_mark`` only.
-                own = self.partitions is None
-                if own and r.epoch == 0 and end > marks.get(r.partition, -math.inf):
-                    marks[r.partition] = float(end)
-                    self.idle.discard(r.partition)
-                self._budget_part(r, self._budget_minutes)
+                if own and r.epoch == 0:
+                    end = r.window_start + MINUTE
+                    if end > marks.get(r.partition, -math.inf):
+                        marks[r.partition] = float(end)
+                        self.idle.discard(r.partition)
+                # Most minute records are of sets no budget reads: skip them before any work.
+                role = roles.get(r.dims)
+                if role is None or role[2]:
+                    self._budget_part(r, self._budget_minutes)
             elif r.window_s == HOUR:
                 self._hour(r)
         self._watermark()
@@ -248,19 +255,23 @@ class SpendWatch:
         self._key_hour[key] = max(self._key_hour.get(key, 0), r.window_start)
 
     def _budget_part(self, r: RollupLike, store: list[dict[int, dict[Part, int]]]) -> None:
-        indices = self._role(tuple(r.dims))[2]
-        if not indices:
-            return
-        attrs = dict(zip(r.dims, r.values, strict=True))
-        for i in indices:
-            if all(attrs.get(k) == v for k, v in self.config.budgets[i].scope.items()):
-                store[i].setdefault(r.window_start, {})[(r.partition, r.epoch)] = r.metrics[0]
-                tracker = self.budgets[i]
-                usd = sum(store[i][r.window_start].values()) / NUSD
-                if r.window_s == HOUR:
-                    tracker.set_hour(float(r.window_start), usd)
-                else:
-                    tracker.set_minute(float(r.window_start), usd)
+        dims = tuple(r.dims)
+        by_values = self._budget_match.get(dims)
+        if by_values is None:
+            # Budgets on this dimension set by their scope's values in the record's field
+            # order: one dict lookup per record instead of comparing every budget's scope.
+            by_values = self._budget_match[dims] = {}
+            for i in self._role(dims)[2]:
+                scope = self.config.budgets[i].scope
+                by_values.setdefault(tuple(scope[d] for d in dims), []).append(i)
+        for i in by_values.get(tuple(r.values), ()):
+            store[i].setdefault(r.window_start, {})[(r.partition, r.epoch)] = r.metrics[0]
+            tracker = self.budgets[i]
+            usd = sum(store[i][r.window_start].values()) / NUSD
+            if r.window_s == HOUR:
+                tracker.set_hour(float(r.window_start), usd)
+            else:
+                tracker.set_minute(float(r.window_start), usd)
 
     def _new_series(self, dims: tuple[str, ...], values: tuple[str | None, ...]) -> _Series:
         scope: Scope = tuple(zip(dims, values, strict=True))
@@ -593,7 +604,8 @@ class SpendWatch:
         The config parts the state was built from go along, so a restore under a changed
         config maps detectors and budgets the way a live reload does.
         """
-        state: dict[str, Any] = {k: v for k, v in self.__dict__.items() if k != "config"}
+        derived = ("config", "_budget_match")
+        state: dict[str, Any] = {k: v for k, v in self.__dict__.items() if k not in derived}
         state["_built_from"] = _built_from(self.config)
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -602,6 +614,7 @@ class SpendWatch:
         state = pickle.loads(data)  # our own state file, written by snapshot()
         built_from = state.pop("_built_from", None)
         self.__dict__.update(state)
+        self._budget_match = {}
         if built_from is None or built_from == _built_from(self.config):
             return []
         current = self.config
@@ -630,6 +643,7 @@ class SpendWatch:
             self._budget_scopes.setdefault(tuple(sorted(b.scope)), []).append(i)
         self.detect_dims = detect_dims
         self._roles = {}
+        self._budget_match = {}
         self.config = config
         return notes + budget_notes
 

@@ -6,7 +6,11 @@ last week, not a flat monthly mean. Spend per ``period_s`` is kept in a ring cov
 Only hours with spend in both weeks are compared, so a gap or a silent (zero) stretch in
 either week is not a rise, and the ``trim`` most extreme hour pairs at each end are left
 out, so a legitimate burst in either week is not one either.
-An alert needs a ``rise`` fraction *and* ``min_usd`` more dollars; then it stays quiet for
+An alert needs a rise over the bar *and* ``min_usd`` more dollars. The bar is the larger of
+``rise`` and ``z`` times the series' own week-over-week noise (an EW RMS of the log ratio,
+learned hourly, winsorized, and not from ratios already over the bar): a day of a few
+lumpy calls an hour swings +-20 % by itself, where a plain 30 % rule pages weekly. Until
+``noise_n`` comparisons were seen, it compares but does not alert. Then it stays quiet for
 ``cooldown_s`` (a week) unless the rise grows by a further ``step`` times the larger of
 ``rise`` and the peak rise seen since, so a steady 40 % rise pages once, not every hour.
 
@@ -59,6 +63,11 @@ class WeekOverWeek(Detector):
         Quiet time after an alert (a week).
     min_coverage
         Fraction of the window that must have data in both weeks before comparing.
+    z
+        The rise must also be ``z`` times the RMS of this series' log week-over-week ratio
+        (0: the plain ``rise`` rule).
+    noise_alpha, noise_n
+        Smoothing of that noise estimate (per window), and windows compared before any alert.
     trim
         Buckets dropped from each end when the window's buckets are ranked by their
         week-over-week ratio, so a legitimate one- or two-hour burst in either week does
@@ -75,6 +84,9 @@ class WeekOverWeek(Detector):
         cooldown_s: float = WEEK_S,
         min_coverage: float = 0.5,
         trim: int = 2,
+        z: float = 2.5,
+        noise_alpha: float = 0.005,
+        noise_n: int = 24,
     ) -> None:
         check("period_s", period_s, period_s > 0 and WEEK_S % period_s == 0, "> 0, dividing a week")
         check(
@@ -89,6 +101,9 @@ class WeekOverWeek(Detector):
         check("cooldown_s", cooldown_s, cooldown_s >= 0, ">= 0")
         check("min_coverage", min_coverage, 0 < min_coverage <= 1, "in (0, 1]")
         check("trim", trim, isinstance(trim, int) and trim >= 0, "an int >= 0")
+        check("z", z, z >= 0, ">= 0 (0: no noise test)")
+        check("noise_alpha", noise_alpha, 0 < noise_alpha <= 1, "in (0, 1]")
+        check("noise_n", noise_n, isinstance(noise_n, int) and noise_n >= 1, "an int >= 1")
         self.window_s = window_s
         self.period_s = period_s
         self.rise = rise
@@ -97,6 +112,9 @@ class WeekOverWeek(Detector):
         self.cooldown_s = cooldown_s
         self.min_coverage = min_coverage
         self.trim = trim
+        self.z = z
+        self.noise_alpha = noise_alpha
+        self.noise_n = noise_n
         self._w = int(window_s // period_s)
         self._lag = int(WEEK_S // period_s)
         n = self._w + self._lag
@@ -105,6 +123,21 @@ class WeekOverWeek(Detector):
         self._head: int | None = None
         self._fired_ts: float | None = None
         self._peak = 0.0
+        #: EW mean of the squared log week-over-week ratio (winsorized) and comparisons seen:
+        #: how far this series' trailing window wanders from last week's by itself.
+        self._var = 0.0
+        self._var_n = 0
+
+    #: ``z`` for a snapshot from before the noise bar (a subclass may keep the plain rule).
+    _restored_z = 2.5
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a snapshot; one taken before the noise bar existed learns it afresh."""
+        self.__dict__.update(state)
+        for name, default in (("z", self._restored_z), ("noise_alpha", 0.005), ("noise_n", 24)):
+            self.__dict__.setdefault(name, default)
+        self.__dict__.setdefault("_var", 0.0)
+        self.__dict__.setdefault("_var_n", 0)
 
     def _add(self, k: int, value: float) -> None:
         view = self._ring
@@ -158,11 +191,27 @@ class WeekOverWeek(Detector):
         if coverage < self.min_coverage or prev <= 0.0:
             return Verdict(0.0, False, None, cur, "not enough history a week back to compare")
         ratio = cur / prev
-        score = ratio_score((ratio - 1.0) / self.rise)
+        # The bar: the ``rise``, or ``z`` times the series' own week-over-week noise when that
+        # is larger. A day of a few lumpy calls an hour swings +-20 % by itself, so a plain
+        # 30 % rule pages on such a series about once a week; a creep keeps climbing past it.
+        lr = math.log(ratio) if ratio > 0.0 else -math.inf
+        noise = math.sqrt(self._var)
+        if self.z and self._var_n < self.noise_n:
+            bar = math.inf  # noise not known yet: compare, but do not alert
+        else:
+            bar = max(math.log1p(self.rise), self.z * noise)
+        if lr < bar:
+            self._learn_noise(lr, noise)  # a rise over the bar is news, not noise
+        score = ratio_score(lr / bar) if math.isfinite(bar) and lr > 0 else 0.0
         span = f"{self.window_s / 3600:g}h"
         head = f"last {span} {usd(cur)} vs {usd(prev)} a week earlier ({ratio - 1.0:+.0%})"
-        if ratio < 1.0 + self.rise or cur - prev <= self.min_usd:
-            why = "under the rise" if ratio < 1.0 + self.rise else "under the dollar floor"
+        if lr < bar or cur - prev <= self.min_usd:
+            if not math.isfinite(bar):
+                why = "learning this series' week-over-week noise"
+            elif lr < bar:
+                why = "under the rise" if bar <= math.log1p(self.rise) else "within its noise"
+            else:
+                why = "under the dollar floor"
             return Verdict(score, False, prev, cur, f"{head}; {why}")
         cooling = self._fired_ts is not None and ts - self._fired_ts < self.cooldown_s
         # Re-alert only on a rise grown by step x (the larger of rise and the peak rise):
@@ -173,4 +222,18 @@ class WeekOverWeek(Detector):
             return Verdict(score, False, prev, cur, f"{head}; already alerted this week")
         self._fired_ts = ts
         self._peak = ratio
-        return Verdict(score, True, prev, cur, f"{head}, over the {self.rise:.0%} rise")
+        over = f"the {self.rise:.0%} rise"
+        if bar > math.log1p(self.rise):
+            over = f"its usual week-over-week swing x{self.z:g} ({math.expm1(bar):+.0%})"
+        return Verdict(score, True, prev, cur, f"{head}, over {over}")
+
+    def _learn_noise(self, lr: float, noise: float) -> None:
+        """Fold a log ratio into the noise estimate, winsorized at 2.5 sigma once warm."""
+        if not math.isfinite(lr):
+            return
+        self._var_n += 1
+        a = max(self.noise_alpha, 1.0 / self._var_n)
+        x = lr * lr
+        if self._var_n > self.noise_n:
+            x = min(x, 6.25 * noise * noise)  # a creep or launch must not teach its own bar
+        self._var += a * (x - self._var)

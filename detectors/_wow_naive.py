@@ -22,9 +22,17 @@ __all__ = ["WowNaive"]
 class WowNaive(WeekOverWeek):
     """Trailing ``window_s`` over ``1 + rise`` times last week's: alert, every time."""
 
+    _restored_z = 0.0  # an old snapshot stays the plain rule
+
     def __init__(
         self, window_s: float = 86400.0, period_s: float = 3600.0, rise: float = 0.30
     ) -> None:
         super().__init__(
-            window_s=window_s, period_s=period_s, rise=rise, min_usd=0.0, cooldown_s=0.0, trim=0
+            window_s=window_s,
+            period_s=period_s,
+            rise=rise,
+            min_usd=0.0,
+            cooldown_s=0.0,
+            trim=0,
+            z=0.0,
         )

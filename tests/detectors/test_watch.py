@@ -164,3 +164,26 @@ def test_budget_thresholds_once_and_hard_stop_pauses_non_critical_keys() -> None
     assert pause.threshold == 1.2 and pause.targets == ["k-agent", "k-chat"]  # never k-pay
     resume = next(a for a in alerts if a.action == "resume")
     assert resume.id == periods[1] and resume.targets == ["k-agent", "k-chat"]
+
+
+def test_budgets_match_their_own_scope_whatever_the_field_order() -> None:
+    # Budgets are found by one lookup per record (scope values in the record's field
+    # order): a scope written in another order still matches, another team's never does.
+    plan = _history(24 * 2)
+    config = Config(
+        budgets=[
+            BudgetConfig(
+                name="agent", scope={"feature": "agent", "team": "search"}, amount_usd=300
+            ),
+            BudgetConfig(
+                name="pay", scope={"team": "payments", "feature": "checkout"}, amount_usd=1e6
+            ),
+            BudgetConfig(name="none", scope={"team": "nobody", "feature": "agent"}, amount_usd=1.0),
+        ]
+    )
+    watch = SpendWatch(config)
+    alerts = _run(watch, plan)
+    fired = {(a.budget, a.threshold) for a in alerts if a.kind == "budget"}
+    assert {("agent", 0.5), ("agent", 0.8), ("agent", 1.0)} <= fired
+    assert not {b for b, _ in fired} - {"agent"}
+    assert b"_budget_match" not in watch.snapshot()
