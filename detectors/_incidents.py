@@ -94,6 +94,8 @@ class Incident:
     last_ts: float
     scopes: set[Scope]
     keys: list[KeyInfo] = field(default_factory=list)
+    #: The scope it was opened at (None in snapshots from before it was kept).
+    origin: Scope | None = None
 
 
 def family(kind: str) -> str:
@@ -117,12 +119,27 @@ class IncidentBook:
         self.open: dict[tuple[str, Scope], Incident] = {}
 
     def _find(self, families: tuple[str, ...], root: Candidate) -> Incident | None:
+        # The root's own scope: an incident already covers it (its origin, or a broader
+        # scope it was seen in).
         for fam in families:
-            for scope in (root.scope, *root.also):
+            incident = self.open.get((fam, root.scope))
+            if incident is not None:
+                return incident
+        # A broader scope the root explains: only the incident that was OPENED there is
+        # this one (seen first at the team, now at its key). Two runaways that merely
+        # share a parent (the global total, a model both use) are two incidents.
+        for fam in families:
+            for scope in root.also:
                 incident = self.open.get((fam, scope))
-                if incident is not None:
+                if incident is not None and _origin(incident, scope) == scope:
                     return incident
         return None
+
+    def _register(self, fam: str, scope: Scope, incident: Incident) -> None:
+        """Map ``scope`` to ``incident``, never over the incident that was opened there."""
+        current = self.open.get((fam, scope))
+        if current is None or current is incident or _origin(current, None) != scope:
+            self.open[(fam, scope)] = incident
 
     def admit(self, root: Candidate, now: float) -> tuple[Incident, bool] | None:
         """(incident, is_new) when ``root`` must be sent, None when it is already known."""
@@ -139,16 +156,17 @@ class IncidentBook:
                 severity=root.severity,
                 last_ts=now,
                 scopes={root.scope, *root.also},
+                origin=root.scope,
             )
-            for scope in incident.scopes:
-                self.open[(fam, scope)] = incident
+            for scope in (root.scope, *root.also):
+                self._register(fam, scope, incident)
             return incident, True
         incident.last_ts = max(incident.last_ts, now)
         owner = family(incident.id.split("/", 1)[0])
         for scope in (root.scope, *root.also):
             if scope not in incident.scopes:
                 incident.scopes.add(scope)
-                self.open[(owner, scope)] = incident
+                self._register(owner, scope, incident)
         if more_severe(root.severity, incident.severity):
             incident.severity = root.severity
             incident.seq += 1
@@ -159,6 +177,11 @@ class IncidentBook:
         stale = [s for s, inc in self.open.items() if now - inc.last_ts > self.quiet_s]
         for scope in stale:
             del self.open[scope]
+
+
+def _origin(incident: Incident, default: Scope | None) -> Scope | None:
+    # Incidents restored from an older snapshot do not know their origin.
+    return getattr(incident, "origin", default)
 
 
 def scope_text(scope: Scope) -> str:

@@ -468,6 +468,11 @@ class SpendWatch:
             v = det.peek(float(hour), cost / NUSD)
             if v.expected is None or v.observed - v.expected < explain * root.excess_usd:
                 continue
+            if not v.is_anomaly and any(name not in known for name, _ in root.scope):
+                # Whether this key is inside a model's or a customer's series is unknown
+                # (the key directory does not hold them): an unremarkable key that happens
+                # to be over by as much is not the cause. Within a team, it may be.
+                continue
             c = Candidate(
                 scope=series.scope,
                 kind=root.kind,

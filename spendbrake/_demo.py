@@ -100,7 +100,7 @@ def demo_events(end_ts: float, rate: float, seed: int) -> Iterator[UsageEvent]:
             "batch_runaway:api_key=research-nightly-summarizer,x=10,"
             f"start=+{hours - 3}h,duration=3h"
         ),
-        parse_incident(f"spike:api_key=support-bot-prod,x=8,start=+{hours - 2}h,duration=2h"),
+        parse_incident(f"spike:api_key=support-bot-prod,x=12,start=+{hours - 2}h,duration=2h"),
     ]
     return simulate(start_ts, HISTORY_S, rate_per_s=rate, seed=seed, incidents=incidents)
 
