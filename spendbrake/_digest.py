@@ -106,8 +106,9 @@ def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     projection = report.get("projection") or {}
     if projection.get("period_end_usd") is not None:
         line = f"*Projection*\n{_usd(projection['period_end_usd'])} by the period's end"
-        if projection.get("year_end_usd") is not None:
-            line += f"; {_usd(projection['year_end_usd'])} for {projection.get('year', 'the year')}"
+        if projection.get("monthly_rate_at_year_end_usd") is not None:
+            rate = _usd(projection["monthly_rate_at_year_end_usd"])
+            line += f"; at current growth {rate}/month by the year's end"
         fields.append(line)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": f"AI spend, {period['label']}"}},

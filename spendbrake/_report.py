@@ -27,6 +27,8 @@ from schemas import PriceTable, SpendBrakeError, format_ts
 
 NUSD = 1_000_000_000
 DAY_S = 86400
+#: Mean days in a month (365.25 / 12), for a monthly run rate.
+DAYS_PER_MONTH = 30.4375
 BY_CHOICES = ("team", "feature", "model", "customer")
 #: Days of run rate a projection averages (fewer when the period is younger).
 RATE_DAYS = 7
@@ -256,6 +258,10 @@ def project(
         "daily_growth_pct": daily_growth * 100.0,
         "period_end_usd": period_end,
         "year_end_usd": year_end,
+        # "At current growth, $X/month by year-end": the run rate grown to the year's end.
+        "monthly_rate_at_year_end_usd": rate
+        * (1.0 + daily_growth) ** max(to_year_end_days, 0.0)
+        * DAYS_PER_MONTH,
         "assumptions": [
             f"run rate ${rate:,.2f}/day: {rate_basis}",
             f"growth {growth * 100:+.1f}% per period ({growth_basis}), "

@@ -128,7 +128,8 @@ def render_table(report: dict[str, Any], console: Console) -> None:
     projection = report["projection"]
     console.print(
         f"projection: period end {_usd(projection['period_end_usd'])}, "
-        f"year {projection['year']} end {_usd(projection['year_end_usd'])} (as of "
+        f"year {projection['year']} end {_usd(projection['year_end_usd'])}, "
+        f"{_usd(projection['monthly_rate_at_year_end_usd'])}/month by the year's end (as of "
         f"{projection['as_of'][:16].replace('T', ' ')})"
     )
     for line in projection["assumptions"]:

@@ -52,7 +52,12 @@ def _report() -> dict:
         "caching": {"saved_usd": 56.7},
         "outcomes": [{"outcome": "ticket_resolved", "cost_per_outcome_usd": 4.2}],
         "traces": {"p50_usd": 0.12, "p95_usd": 0.9, "count": 4321},
-        "projection": {"period_end_usd": 1300.0, "year_end_usd": 15000.0, "year": 2026},
+        "projection": {
+            "period_end_usd": 1300.0,
+            "year_end_usd": 15000.0,
+            "monthly_rate_at_year_end_usd": 1500.0,
+            "year": 2026,
+        },
         "alerts": {"count": 3, "by_kind": {"anomaly": 2, "budget": 1}},
         "actions": {"count": 1, "by_result": {"block ok": 1}},
     }
@@ -65,7 +70,7 @@ def test_message_says_total_trend_top_rows_unit_costs_and_incidents() -> None:
     for piece in (
         "98,765",
         "40% of input tokens, saved $56.70",
-        "$1,300.00 by the period's end",
+        "$1,300.00 by the period's end; at current growth $1,500.00/month by the year's end",
         "`team-0` $100.00 (10%, ▲5%)",
         "2 other(s) $70.00",
         "$4.20 per ticket resolved",

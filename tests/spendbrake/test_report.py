@@ -86,6 +86,9 @@ def test_projection_flat_and_growing() -> None:
     numeric = sum(10.0 * (1 + daily) ** ((i + 0.5) * 20 / steps) for i in range(steps)) * 20 / steps
     assert up["period_end_usd"] == pytest.approx(100.0 + numeric, rel=1e-6)
     assert up["period_end_usd"] > flat["period_end_usd"]
+    # "$X/month by the year's end": the run rate grown over the 100 days left, per month.
+    assert flat["monthly_rate_at_year_end_usd"] == pytest.approx(10.0 * 30.4375)
+    assert up["monthly_rate_at_year_end_usd"] == pytest.approx(10.0 * 2 ** (100 / 30) * 30.4375)
     assert any("run rate $10.00/day" in line for line in up["assumptions"])
     # No complete day yet: spend so far per elapsed day; no prior spend: flat.
     young = project(6.0, [], 0.0, 0.5, 31.0, 30.5, 90.0, 6.0)
