@@ -152,7 +152,12 @@ class Outbox:
         calls = []
         if alert.get("action") in ("pause", "resume"):
             done = incident.paused if op == "block" else incident.resumed
-            calls = [t for t in alert.get("targets", []) if t not in done]
+            # A follow-up that arrives while the first pause is still queued (an
+            # escalation minutes later, the gateway slow) must not queue it again.
+            queued = {
+                t.target for t in self.lanes["gateway"] if t.incident == incident.id and t.op == op
+            }
+            calls = [t for t in alert.get("targets", []) if t not in done and t not in queued]
         if op == "block":
             # The detector stage never targets a critical key; should a record say otherwise
             # (a bug, a hand-written record), critical keys are still never paused.
@@ -252,7 +257,9 @@ class Outbox:
         assert task.target is not None
         done = result in ("ok", "dry_run")
         if task.op == "block":
-            (incident.paused if done else incident.failed).append(task.target)
+            settled = incident.paused if done else incident.failed
+            if task.target not in settled:
+                settled.append(task.target)
         elif done:
             incident.resumed.append(task.target)
             if task.target in incident.paused:

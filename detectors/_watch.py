@@ -300,18 +300,29 @@ class SpendWatch:
             held = [h for series in self.series.values() for h in series.hours]
             self.closed_until = min(held, default=int(self.now // HOUR) * HOUR)
         closed = 0
+        budget_alerts: list[Alert] = []
         while self.behind and (max_hours is None or closed < max_hours):
             candidates.extend(self._close(self.closed_until))
             self.closed_until += HOUR
             closed += 1
             self._prune()
-        if not self.behind and self.now >= self._next_peek:
-            self._next_peek = (self.now // self.peek_s + 1) * self.peek_s
-            candidates.extend(self._peek())
-        alerts = self._anomaly_alerts(candidates)
+            if self.behind:
+                # A backlog: budgets are looked at hour by hour, as replay and a live
+                # stage that kept up would have, so a threshold crossed days ago is dated
+                # (and its period judged) when it crossed, not at today's watermark.
+                budget_alerts.extend(self._check_budgets(self.closed_until))
+        if not self.behind:
+            if self.now >= self._next_peek:
+                self._next_peek = (self.now // self.peek_s + 1) * self.peek_s
+                candidates.extend(self._peek())
+            budget_alerts.extend(self._check_budgets(self.now))
+        return self._anomaly_alerts(candidates) + budget_alerts
+
+    def _check_budgets(self, now: float) -> list[Alert]:
+        alerts = []
         for i, tracker in enumerate(self.budgets):
-            for verdict in tracker.evaluate(self.now):
-                alerts.append(self._budget_alert(i, verdict))
+            for verdict in tracker.evaluate(now):
+                alerts.append(self._budget_alert(i, verdict, now))
             self._prune_budget(i)
         return alerts
 
@@ -543,7 +554,7 @@ class SpendWatch:
                 out.append(info)
         return out
 
-    def _budget_alert(self, i: int, v: BudgetVerdict) -> Alert:
+    def _budget_alert(self, i: int, v: BudgetVerdict, at: float) -> Alert:
         cfg = self.config.budgets[i]
         incident = f"budget/{cfg.name}/{int(v.period_start)}"
         seq = self._budget_seq.get(incident, -1) + 1
@@ -561,7 +572,7 @@ class SpendWatch:
             scope=dict(cfg.scope),
             window_start=v.window_start,
             window_end=v.window_end,
-            detected_at=self.now,
+            detected_at=at,
             observed_usd=v.observed_usd,
             expected_usd=v.expected_usd,
             severity=v.severity,  # type: ignore[arg-type]

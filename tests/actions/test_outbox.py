@@ -55,6 +55,14 @@ def test_a_redelivered_alert_plans_nothing() -> None:
     assert len(box.lanes["slack"]) == 1 and len(box.lanes["gateway"]) == 2
 
 
+def test_an_escalation_before_the_pause_settled_does_not_pause_again() -> None:
+    box = Outbox()
+    box.accept(alert(targets=("sk-a",)), now=1.0)
+    box.accept(alert(seq=1, targets=("sk-a",)), now=2.0)  # the block is still queued
+    assert drain(box, "gateway") == ["block:sk-a"]
+    assert box.incidents["anomaly/api_key=sk-a/1"].paused == ["sk-a"]
+
+
 def test_when_every_block_settles_the_thread_hears_it_once() -> None:
     box = Outbox()
     box.accept(alert(), now=1.0)
