@@ -48,6 +48,29 @@ bootstrap_option = click.option(
 )
 
 
+def store_options(command: Any) -> Any:
+    """--store and --state-dir: where a reader (report, digest) finds the DuckDB store."""
+    command = click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False),
+        envvar="SPENDBRAKE_STATE_DIR",
+        default=".spendbrake-state",
+        show_default=True,
+        help="Find the store at <state-dir>/store/spend.duckdb (unless --store or store.path).",
+    )(command)
+    return click.option(
+        "--store", "store", type=click.Path(dir_okay=False), help="The DuckDB store file."
+    )(command)
+
+
+def _store_file(config: Config, store: str | None, state_dir: str) -> Any:
+    from pathlib import Path
+
+    from streamer import store_path
+
+    return Path(store) if store else store_path(config, state_dir)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="spendbrake")
 def main() -> None:
@@ -644,15 +667,7 @@ def _alert_table(rows: list[dict[str, Any]]) -> None:
     type=click.Path(dir_okay=False),
     help="Also write a PNG bar chart of spend by team, stacked by model.",
 )
-@click.option("--store", "store", type=click.Path(dir_okay=False), help="The DuckDB store file.")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False),
-    envvar="SPENDBRAKE_STATE_DIR",
-    default=".spendbrake-state",
-    show_default=True,
-    help="Find the store at <state-dir>/store/spend.duckdb (unless --store or store.path).",
-)
+@store_options
 @config_option
 @click.option("--top", default=10, show_default=True, help="Customers to list.")
 def report(
@@ -677,16 +692,14 @@ def report(
     \b
     Example: spendbrake report --period 2026-10 --by team --chart spend.png
     """
-    from pathlib import Path
 
     from schemas import PriceTable
-    from streamer import store_path
 
     from ._report import ReportError, parse_period, report_from_store
     from ._report_render import render_csv, render_json, render_table
 
     config = _load(config_path)
-    path = Path(store) if store else store_path(config, state_dir)
+    path = _store_file(config, store, state_dir)
     try:
         prices = PriceTable.default().with_overrides(config.pricing.models)
         data, stacked = report_from_store(
@@ -718,15 +731,7 @@ def report(
     help="Rows of the summary (default: digest.by).",
 )
 @click.option("--channel", help="Slack channel (default: digest.channel, else slack.channel).")
-@click.option("--store", "store", type=click.Path(dir_okay=False), help="The DuckDB store file.")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False),
-    envvar="SPENDBRAKE_STATE_DIR",
-    default=".spendbrake-state",
-    show_default=True,
-    help="Find the store at <state-dir>/store/spend.duckdb (unless --store or store.path).",
-)
+@store_options
 @click.option("--force", is_flag=True, help="Post even if this digest is already in the channel.")
 @config_option
 def digest(
@@ -752,7 +757,6 @@ def digest(
     from pathlib import Path
 
     from schemas import PriceTable
-    from streamer import store_path
 
     from ._digest import DigestError, send_digest
     from ._report import ReportError, parse_period, report_from_store
@@ -761,7 +765,7 @@ def digest(
     if config.slack.token is None:
         err.print("error: slack.token is not set in the config (or its ${VAR} is empty)")
         sys.exit(1)
-    path = Path(store) if store else store_path(config, state_dir)
+    path = _store_file(config, store, state_dir)
     chart = Path(tempfile.mkdtemp(prefix="spendbrake-digest-")) / f"spend-{period}.png"
     try:
         chosen = parse_period(period)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import pickle
 import random
@@ -32,7 +31,7 @@ from actions._outbox import audit_wire, outcome_line
 from actions._slack import SlackNotifier
 from schemas import Config
 
-from ._state import write_atomic
+from ._state import standby_lock, write_atomic
 from ._worker import WorkerSettings, _start_with_retry, close_quietly
 
 log = logging.getLogger(__name__)
@@ -129,22 +128,7 @@ class ActionStage:
     # -- state ---------------------------------------------------------------
 
     async def _acquire(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.dir / "lock", "ab")  # noqa: SIM115 - held while running
-        waiting = False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._lock = handle
-                return
-            except BlockingIOError:
-                if not waiting:
-                    log.info("another action stage holds %s; standing by", self.dir)
-                    waiting = True
-                if self._stopping.is_set():
-                    handle.close()
-                    raise asyncio.CancelledError from None
-                await asyncio.sleep(0.5)
+        self._lock = await standby_lock(self.dir / "lock", self._stopping, "action stage")
 
     def _load(self) -> None:
         try:

@@ -20,7 +20,6 @@ readers keep one record per key, so an alert is never acted on twice.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import pickle
 import time
@@ -37,7 +36,7 @@ from detectors import SpendWatch
 from schemas import Alert, Config
 
 from ._rollup import RollupRecord
-from ._state import write_atomic
+from ._state import standby_lock, write_atomic
 from ._worker import OutputFailed, WorkerSettings, _start_with_retry, close_quietly
 
 log = logging.getLogger(__name__)
@@ -86,23 +85,7 @@ class DetectStage:
     # -- state ---------------------------------------------------------------
 
     async def _acquire(self) -> None:
-        """Hold the state lock; a second stage on the same state waits as a hot standby."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.dir / "lock", "ab")  # noqa: SIM115 - held while running
-        waiting = False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._lock = handle
-                return
-            except BlockingIOError:
-                if not waiting:
-                    log.info("another detector stage holds %s; standing by", self.dir)
-                    waiting = True
-                if self._stopping.is_set():
-                    handle.close()
-                    raise asyncio.CancelledError from None
-                await asyncio.sleep(0.5)
+        self._lock = await standby_lock(self.dir / "lock", self._stopping, "detector stage")
 
     def _load(self) -> None:
         try:

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
+
+log = logging.getLogger(__name__)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -34,6 +37,26 @@ def write_atomic(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+async def standby_lock(path: Path, stopping: asyncio.Event, what: str) -> IO[bytes]:
+    """Hold the lock file ``path`` for a one-per-deployment stage; while another process
+    holds it, wait as a hot standby. Raises ``CancelledError`` if ``stopping`` is set first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "ab")  # noqa: SIM115 - held while the stage runs
+    waiting = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if not waiting:
+                log.info("another %s holds %s; standing by", what, path)
+                waiting = True
+            if stopping.is_set():
+                handle.close()
+                raise asyncio.CancelledError from None
+            await asyncio.sleep(0.5)
 
 
 class PartitionStore:

@@ -22,7 +22,6 @@ can open it read-only between writes.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from aiokafka.errors import KafkaError
 from schemas import Config
 
 from ._rollup import RollupRecord
+from ._state import standby_lock
 from ._store import StoreBatch, StoreBusy, apply_batch, load_offsets, opened
 from ._traces import TracePartial
 from ._worker import WorkerSettings, _start_with_retry, close_quietly
@@ -95,23 +95,8 @@ class StoreStage:
         self._stopping.set()
 
     async def _acquire(self) -> None:
-        """Hold the store's lock; a second stage on the same store waits as a hot standby."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path.with_name(self.path.name + ".lock"), "ab")  # noqa: SIM115
-        waiting = False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._lock = handle
-                return
-            except BlockingIOError:
-                if not waiting:
-                    log.info("another store stage holds %s; standing by", self.path)
-                    waiting = True
-                if self._stopping.is_set():
-                    handle.close()
-                    raise asyncio.CancelledError from None
-                await asyncio.sleep(0.5)
+        lock = self.path.with_name(self.path.name + ".lock")
+        self._lock = await standby_lock(lock, self._stopping, "store stage")
 
     async def run(self) -> None:
         try:
