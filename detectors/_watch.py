@@ -203,6 +203,23 @@ class SpendWatch:
         if held:
             self.now = max(self.now, min(held) if self.partitions is not None else max(held))
 
+    def windows_read(self, dimensions: Iterable[Iterable[str]]) -> list[tuple[int, ...]]:
+        """Window sizes the watch reads of each dimension set (``()``: none at all).
+
+        Hours of detected, key-directory and budget sets; minutes of budget sets only (burn
+        rate). Replay rolls up just these; everything else would be skipped in ``observe``.
+        """
+        out = []
+        for dims in dimensions:
+            is_directory, detected, budgets = self._role(tuple(dims))
+            if budgets:
+                out.append((MINUTE, HOUR))
+            elif is_directory or detected:
+                out.append((HOUR,))
+            else:
+                out.append(())
+        return out
+
     def _role(self, dims: tuple[str, ...]) -> tuple[bool, bool, list[int]]:
         """(key directory?, detected?, budget indices) of a dimension set, cached."""
         role = self._roles.get(dims)

@@ -8,6 +8,8 @@ changed in the config can be tried on last month's traffic before it is deployed
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -40,41 +42,65 @@ def replay_lines(
 
     Lines are taken in file order, as one input partition; a malformed line counts as
     dead (with its reason in ``stats.dead``) exactly as the worker would dead-letter it.
+    They go through the worker's own batch path, cut where the event-time watermark
+    reaches each early-look step, where the rollups are flushed into the watch.
     """
     stats = stats if stats is not None else ReplayStats()
     watch = SpendWatch(config, lateness_s=lateness_s)
-    # Detectors read hours; budgets' burn rate also reads minutes. Days are for reports.
-    windows = (60, 3600) if config.budgets else (3600,)
+    dimensions = config.rollup_dimensions()
     processor = PartitionProcessor(
         "replay",
         0,
-        config.rollup_dimensions(),
+        dimensions,
         PriceTable.default().with_overrides(config.pricing.models),
         lateness_s=lateness_s,
-        windows_s=windows,
+        dim_windows_s=watch.windows_read(dimensions),
     )
     step = watch.peek_s
-    next_flush = None
-    offset = -1
-    for offset, line in enumerate(lines):
-        if not line.strip():
-            continue
-        processor.process(line, offset)
-        watermark = processor.rollups.watermark
-        if next_flush is None:
-            next_flush = (watermark // step + 1) * step
-        if watermark >= next_flush:
-            next_flush = (watermark // step + 1) * step
-            yield from _evaluate(processor, watch, config, stats)
-            if progress is not None:
-                progress(offset + 1)
+    next_flush = math.inf
+    lines_read = 0
+    no_timestamps = itertools.repeat(math.inf)
+    for values, offsets in _batches(lines):
+        lines_read = offsets[-1] + 1
+        at = 0
+        while at < len(values):
+            if next_flush == math.inf:
+                # Until the first event sets a watermark, one line at a time.
+                at += processor.process_many(
+                    values[at : at + 1], offsets[at : at + 1], no_timestamps
+                )
+                if processor.rollups.watermark > -math.inf:
+                    next_flush = (processor.rollups.watermark // step + 1) * step
+                continue
+            at += processor.process_many(values[at:], offsets[at:], no_timestamps, until=next_flush)
+            watermark = processor.rollups.watermark
+            if watermark >= next_flush:
+                next_flush = (watermark // step + 1) * step
+                yield from _evaluate(processor, watch, config, stats)
+                if progress is not None:
+                    progress(processor.next_offset or 0)
     yield from _evaluate(processor, watch, config, stats)
     if progress is not None:
-        progress(offset + 1)
+        progress(lines_read)
     s = processor.stats
     stats.lines = s.records
     stats.valid, stats.duplicates, stats.late = s.valid, s.duplicates, s.late
     stats.dead = dict(s.dead)
+
+
+def _batches(lines: Iterable[bytes], size: int = 8192) -> Iterator[tuple[list[bytes], list[int]]]:
+    """Non-blank lines and their numbers from 0, the offsets of a one-partition topic."""
+    values: list[bytes] = []
+    offsets: list[int] = []
+    for offset, line in enumerate(lines):
+        if line and not line.isspace():
+            values.append(line)
+            offsets.append(offset)
+            if len(values) == size:
+                yield values, offsets
+                values, offsets = [], []
+    if values:
+        yield values, offsets
 
 
 def _evaluate(

@@ -8,7 +8,8 @@ and the tests all drive this same class.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -133,13 +134,18 @@ class PartitionProcessor:
         max_future_s: float = 3600.0,
         trace_idle_s: float = 300.0,
         windows_s: tuple[int, ...] = WINDOWS_S,
+        dim_windows_s: Sequence[Sequence[int]] | None = None,
     ) -> None:
         self.topic = topic
         self.partition = partition
         self.prices = prices
         self.max_future_s = max_future_s
         self.rollups = RollupState(
-            dimensions, partition=partition, lateness_s=lateness_s, windows_s=windows_s
+            dimensions,
+            partition=partition,
+            lateness_s=lateness_s,
+            windows_s=windows_s,
+            dim_windows_s=dim_windows_s,
         )
         self.dedupe = Deduper(dedupe_horizon_s)
         self.traces = TraceState(partition, trace_idle_s)
@@ -158,16 +164,37 @@ class PartitionProcessor:
         self._handle(raw, offset, record_ts)
 
     def process_batch(self, messages: Sequence[KafkaMessage]) -> None:
-        """``process`` each message of one fetch, in order: the worker's hot path.
+        """``process`` each message of one fetch, in order: the worker's hot path."""
+        self.process_many(
+            [m.value for m in messages],
+            [m.offset for m in messages],
+            [m.timestamp for m in messages],
+        )
+
+    def process_many(
+        self,
+        values: Sequence[bytes | None],
+        offsets: Sequence[int],
+        timestamps_ms: Iterable[float],
+        until: float = math.inf,
+    ) -> int:
+        """``process`` each record (value, offset, Kafka timestamp in ms), in order.
 
         The common case, a record msgspec vouches for (``fast_wire``), is counted
         straight from the decoded struct, with no ``UsageEvent`` built and the
         dedupe set of the current hour at hand. Every other case goes to the
         same methods ``process`` uses; ``tests/streamer/test_processor.py``
         holds both entry points to the same state and outputs.
+
+        Parallel sequences, not message objects: replay reads lines, and building an
+        object per line costs more than parsing it. A line has no record timestamp:
+        ``inf`` turns the future-timestamp check off, as ``process(record_ts=None)``
+        does. Stops after the record that brings the watermark to ``until`` (replay
+        flushes there, at the event-time step the live watch looks at); returns how
+        many records it took.
         """
-        if not messages:
-            return
+        if not values:
+            return 0
         rollups = self.rollups
         dedupe = self.dedupe
         traces = self.traces
@@ -180,7 +207,8 @@ class PartitionProcessor:
         # that is written back around every call that reads or moves it.
         fine = rollups.fine
         lateness_s = rollups.lateness_s
-        late_after_s = rollups.min_window_s + lateness_s
+        smallest = rollups.min_window_s
+        late_after_s = smallest + lateness_s
         watermark = rollups.watermark
         open_traces = traces.open
         idle_at = traces.idle_at
@@ -189,18 +217,23 @@ class PartitionProcessor:
         seen: set[str] = set()
         fresh: list[str] = []
         valid = duplicates = late = 0
-        for message in messages:
-            raw = message.value
+        taken = len(values)
+        for i, (raw, offset, timestamp_ms) in enumerate(
+            zip(values, offsets, timestamps_ms, strict=False)
+        ):
+            if watermark >= until:
+                taken = i
+                break
             wire = fast_wire(raw) if raw is not None and len(raw) <= MAX_EVENT_BYTES else None
             if wire is None:
                 rollups.watermark = watermark
-                self._handle(raw, message.offset, message.timestamp / 1000.0)
+                self._handle(raw, offset, timestamp_ms / 1000.0)
                 watermark = rollups.watermark
                 continue
             ts: float = wire.ts  # type: ignore[assignment]
-            if ts > message.timestamp / 1000.0 + max_future_s or ts < watermark - horizon_s:
+            if ts > timestamp_ms / 1000.0 + max_future_s or ts < watermark - horizon_s:
                 rollups.watermark = watermark
-                self._count(wire, raw, message.offset, message.timestamp / 1000.0)
+                self._count(wire, raw, offset, timestamp_ms / 1000.0)
                 watermark = rollups.watermark
                 continue
             if int(ts // BUCKET_S) != bucket_no:
@@ -223,7 +256,7 @@ class PartitionProcessor:
             cost_nusd = round(cost * NUSD)
             # -- RollupState.add
             minute = int(ts // 60) * 60
-            if minute + late_after_s <= watermark:
+            if int(ts // smallest) * smallest + late_after_s <= watermark:
                 epoch = 1 + int(watermark // lateness_s)
                 late += 1
             else:
@@ -290,11 +323,13 @@ class PartitionProcessor:
         rollups.watermark = watermark
         rollups.late_events += late
         stats = self.stats
-        stats.records += len(messages)
+        stats.records += taken
         stats.valid += valid
         stats.duplicates += duplicates
         stats.late += late
-        self.next_offset = messages[-1].offset + 1
+        if taken:
+            self.next_offset = offsets[taken - 1] + 1
+        return taken
 
     def _handle(self, raw: bytes | None, offset: int, record_ts: float | None) -> None:
         if raw is None:

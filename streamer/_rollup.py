@@ -187,6 +187,11 @@ class RollupState:
         How long after its end a window still takes events in place.
     windows_s
         Tumbling window sizes in seconds; each must be a multiple of 60.
+    dim_windows_s
+        Window sizes per dimension set (parallel to ``dimensions``), for a reader that
+        needs less than every size of every set: replay's detectors read hours, and
+        minutes only of budget scopes. An empty entry leaves that set out. Default:
+        ``windows_s`` for every set.
     """
 
     def __init__(
@@ -195,16 +200,30 @@ class RollupState:
         partition: int = 0,
         lateness_s: float = 600.0,
         windows_s: Sequence[int] = WINDOWS_S,
+        dim_windows_s: Sequence[Sequence[int]] | None = None,
     ) -> None:
         self.dimensions = [tuple(d) for d in dimensions]
         self.partition = partition
         self.lateness_s = lateness_s
-        self.windows_s = tuple(windows_s)
-        if any(w % 60 for w in self.windows_s):
+        if dim_windows_s is None:
+            dim_windows_s = [windows_s] * len(self.dimensions)
+        if len(dim_windows_s) != len(self.dimensions):
+            raise ValueError("dim_windows_s needs one entry per dimension set")
+        self.dim_windows_s = [tuple(sorted(set(ws))) for ws in dim_windows_s]
+        self.windows_s = tuple(sorted({w for ws in self.dim_windows_s for w in ws}))
+        if not self.windows_s or any(w <= 0 or w % 60 for w in self.windows_s):
             raise ValueError(f"window sizes must be whole minutes, got {self.windows_s}")
         # Fine-cell keys are (minute, epoch, *ATTRS): attributes start at index 2.
+        # Per set: its projector and its grain, the largest span dividing all its window
+        # sizes (an hours-only set is summed by the hour before its windows are touched).
         self._project = [
-            _projector(tuple(2 + ATTRS.index(a) for a in dims)) for dims in self.dimensions
+            (
+                d,
+                _projector(tuple(2 + ATTRS.index(a) for a in dims)),
+                functools.reduce(math.gcd, self.dim_windows_s[d]),
+            )
+            for d, dims in enumerate(self.dimensions)
+            if self.dim_windows_s[d]
         ]
         self.min_window_s = min(self.windows_s)
         self.watermark = -math.inf
@@ -235,7 +254,8 @@ class RollupState:
         ts: float = event.ts  # type: ignore[assignment]
         watermark = self.watermark
         minute = int(ts // 60) * 60
-        if minute + self.min_window_s + self.lateness_s <= watermark:
+        smallest = self.min_window_s
+        if int(ts // smallest) * smallest + smallest + self.lateness_s <= watermark:
             epoch = 1 + int(watermark // self.lateness_s)
             self.late_events += 1
         else:
@@ -280,30 +300,33 @@ class RollupState:
 
     def flush(self) -> list[RollupRecord]:
         """Fold fine cells into windows; return changed windows and those closing now."""
-        # Stage 1: fine cells -> one delta per (dimension set, values, minute, epoch).
-        minutes: dict[tuple[Any, ...], list[Any]] = {}
+        # Stage 1: fine cells -> one delta per (dimension set, values, grain start, epoch).
+        parts: dict[tuple[Any, ...], list[Any]] = {}
+        get = parts.get
         for cell, delta in self.fine.items():
             minute = cell[0]
             epoch = cell[1]
-            for d, project in enumerate(self._project):
-                key = (d, project(cell), minute, epoch)
-                acc = minutes.get(key)
+            plain = delta[_N] is None
+            for d, project, grain in self._project:
+                key = (d, project(cell), minute // grain * grain, epoch)
+                acc = get(key)
                 if acc is None:
-                    minutes[key] = _copy(delta)
+                    parts[key] = delta[:] if plain else _copy(delta)
                 else:
                     _add(acc, delta)
         self.fine.clear()
-        # Stage 2: minute deltas -> every window size.
+        # Stage 2: grain deltas -> every window size of the set.
         windows = self.windows
         outcomes = self.outcomes
         if len(self._series) > 2 * self.open_windows() + 10_000:
             self._series = {}  # forget series whose windows all closed
         share = self._series.setdefault
         dirty: set[tuple[Span, Series]] = set()
-        for (d, values, minute, epoch), delta in minutes.items():
+        dim_windows_s = self.dim_windows_s
+        for (d, values, start, epoch), delta in parts.items():
             series = share((d, values), (d, values))
-            for w in self.windows_s:
-                span = (w, minute // w * w, epoch)
+            for w in dim_windows_s[d]:
+                span = (w, start // w * w, epoch)
                 totals = windows.get(span)
                 if totals is None:
                     totals = windows[span] = SpanTotals()

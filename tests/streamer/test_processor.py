@@ -271,6 +271,30 @@ def test_batch_path_equals_the_per_record_path() -> None:
     assert {"ts", "payload"} <= set(one.stats.dead)
 
 
+def test_process_many_stops_where_the_watermark_reaches_until() -> None:
+    """Replay cuts the batch path at each early-look step: the rest is processed later."""
+    import itertools
+    import math
+
+    records = make_stream(2_000, seed=5, bad_rate=0.0).records
+    whole = PartitionProcessor("t", 0, DIMS, PRICES)
+    parts = PartitionProcessor("t", 0, DIMS, PRICES)
+    no_ts = itertools.repeat(math.inf)
+    whole.process_many(records, range(len(records)), no_ts)
+    until = T0 + 1800
+    taken = parts.process_many(records, range(len(records)), no_ts, until=until)
+    assert 0 < taken < len(records)
+    assert parts.rollups.watermark >= until and parts.next_offset == taken
+    probe = PartitionProcessor("t", 0, DIMS, PRICES)
+    probe.process_many(records[: taken - 1], range(taken - 1), no_ts)
+    assert probe.rollups.watermark < until  # it stopped right after the crossing record
+    parts.process_many(records[taken:], range(taken, len(records)), no_ts)
+    assert parts.stats == whole.stats
+    assert sorted(parts.flush().rollups, key=lambda r: r.key()) == sorted(
+        whole.flush().rollups, key=lambda r: r.key()
+    )
+
+
 def test_encoded_trace_batch_is_the_wire_form() -> None:
     import random
 

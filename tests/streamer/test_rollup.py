@@ -126,3 +126,35 @@ def test_encoded_rollup_is_the_wire_form() -> None:
     records.append(RollupRecord((), (), 60, int(T0), 0, 0, (0,) * 8))
     for record in records:
         assert encode_rollup(record) == orjson.dumps(record.to_wire())
+
+
+def test_hour_only_windows_never_reopen_a_closed_hour() -> None:
+    """With hours as the smallest window, an event is late once its HOUR has closed.
+
+    Judged by its minute instead, an event 12 minutes behind the watermark landed in the
+    on-time epoch of an hour already emitted as final, and its record (same key, absolute)
+    replaced that hour's total with its own cost.
+    """
+    hour = (T0 // 3600) * 3600
+    state = RollupState([["api_key"]], windows_s=(3600,))
+    state.add(event(hour + 3500), 5, True)
+    state.add(event(hour + 3600 + 700), 7, True)  # the watermark passes hour + 3600 + 600
+    latest = {}
+    for r in state.flush():
+        latest[(r.window_start, r.epoch)] = r
+    assert latest[(hour, 0)].final and latest[(hour, 0)].metrics[0] == 5
+    assert state.add(event(hour + 3500), 11, True)  # late: its hour is closed
+    for r in state.flush():
+        latest[(r.window_start, r.epoch)] = r
+    hour_total = sum(r.metrics[0] for (start, _), r in latest.items() if start == hour)
+    assert hour_total == 16
+
+
+def test_windows_per_dimension_set() -> None:
+    """A set with no windows is left out; the others roll up only their own sizes."""
+    state = RollupState(
+        [[], ["api_key"], ["team"]], windows_s=(60, 3600), dim_windows_s=[(3600,), (), (60, 3600)]
+    )
+    state.add(event(T0), 5, True)
+    got = sorted((r.dims, r.window_s) for r in state.flush())
+    assert got == [((), 3600), (("team",), 60), (("team",), 3600)]
