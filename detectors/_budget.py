@@ -564,12 +564,19 @@ class BudgetTracker:
 
     def _burn(self, now: float, start: float, end: float, advanced: bool) -> list[BudgetVerdict]:
         m_end = math.floor(now / 60.0)
-        sums = {5: 0.0, 30: 0.0, 60: 0.0, 360: 0.0}
+        s5 = s30 = s60 = s360 = 0.0
+        # In minute order, so each window's float sum is the same however minutes arrived.
         for m, v in sorted(self._minutes.items()):
             age = m_end - m  # 1 for the last complete minute
-            for w in sums:
-                if 1 <= age <= w:
-                    sums[w] += v
+            if 1 <= age <= 360:
+                s360 += v
+                if age <= 60:
+                    s60 += v
+                    if age <= 30:
+                        s30 += v
+                        if age <= 5:
+                            s5 += v
+        sums = {5: s5, 30: s30, 60: s60, 360: s360}
         pace = self.amount_usd / (end - start)  # dollars per second at the even pace
         # Minute sums carry rounding; a burn of exactly the factor counts as reaching it.
         tol = 1.0 - 1e-9

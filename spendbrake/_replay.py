@@ -55,6 +55,7 @@ def replay_lines(
         PriceTable.default().with_overrides(config.pricing.models),
         lateness_s=lateness_s,
         dim_windows_s=watch.windows_read(dimensions),
+        finals=False,  # the watch reads changes; a closing window's flag is the store's
     )
     step = watch.peek_s
     next_flush = math.inf

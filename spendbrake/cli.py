@@ -837,6 +837,19 @@ def bench_latency(samples: int, rate: float, as_json: bool) -> None:
     run_bench(["--samples", str(samples), "--rate", str(rate), *(["--json"] if as_json else [])])
 
 
+@bench.command("replay")
+@click.option(
+    "--events", default=1_000_000, show_default=True, help="Simulated events in the file."
+)
+@click.option("--weeks", default=5.0, show_default=True, help="Event-time span of the file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_replay(events: int, weeks: float, as_json: bool) -> None:
+    """`spendbrake replay` events/s on a simulated file vs a bare read-and-parse loop over it."""
+    from bench.bench_replay import main as run_bench
+
+    run_bench(["--events", str(events), "--weeks", str(weeks), *(["--json"] if as_json else [])])
+
+
 @bench.command("report")
 @click.option("--series", default=200, show_default=True, help="Series in the store.")
 @click.option("--traces", default=200_000, show_default=True, help="Traces over six months.")

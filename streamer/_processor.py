@@ -121,6 +121,9 @@ class PartitionProcessor:
         refused: one bogus future ``ts`` would otherwise push the watermark
         ahead and make every later event "late". The record timestamp is used,
         not a clock, so reprocessing after a restart decides the same way.
+    windows_s, dim_windows_s, finals
+        Which windows are rolled up and whether closing ones are emitted again as
+        final: see ``RollupState``.
     """
 
     def __init__(
@@ -135,6 +138,7 @@ class PartitionProcessor:
         trace_idle_s: float = 300.0,
         windows_s: tuple[int, ...] = WINDOWS_S,
         dim_windows_s: Sequence[Sequence[int]] | None = None,
+        finals: bool = True,
     ) -> None:
         self.topic = topic
         self.partition = partition
@@ -146,6 +150,7 @@ class PartitionProcessor:
             lateness_s=lateness_s,
             windows_s=windows_s,
             dim_windows_s=dim_windows_s,
+            finals=finals,
         )
         self.dedupe = Deduper(dedupe_horizon_s)
         self.traces = TraceState(partition, trace_idle_s)

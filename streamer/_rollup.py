@@ -192,6 +192,10 @@ class RollupState:
         needs less than every size of every set: replay's detectors read hours, and
         minutes only of budget scopes. An empty entry leaves that set out. Default:
         ``windows_s`` for every set.
+    finals
+        Emit every closing window once more, marked ``final`` (the store keeps the flag).
+        Off for a reader that only wants changes (replay): a window is then emitted when
+        it changed, never just because it closed.
     """
 
     def __init__(
@@ -201,8 +205,10 @@ class RollupState:
         lateness_s: float = 600.0,
         windows_s: Sequence[int] = WINDOWS_S,
         dim_windows_s: Sequence[Sequence[int]] | None = None,
+        finals: bool = True,
     ) -> None:
         self.dimensions = [tuple(d) for d in dimensions]
+        self.finals = finals
         self.partition = partition
         self.lateness_s = lateness_s
         if dim_windows_s is None:
@@ -343,9 +349,16 @@ class RollupState:
             self._record(span, series, False) for span, series in dirty if span not in closed
         ]
         for span in closing:
-            for series in windows[span].rows:
-                records.append(self._record(span, series, True))
-                outcomes.pop((span, series), None)
+            rows = windows[span].rows
+            if self.finals:
+                records.extend(self._record(span, series, True) for series in rows)
+            else:
+                records.extend(
+                    self._record(span, series, False) for series in rows if (span, series) in dirty
+                )
+            if outcomes:
+                for series in rows:
+                    outcomes.pop((span, series), None)
             del windows[span]
         return records
 

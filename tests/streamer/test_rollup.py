@@ -158,3 +158,25 @@ def test_windows_per_dimension_set() -> None:
     state.add(event(T0), 5, True)
     got = sorted((r.dims, r.window_s) for r in state.flush())
     assert got == [((), 3600), (("team",), 60), (("team",), 3600)]
+
+
+def test_without_finals_a_window_is_emitted_only_when_it_changed() -> None:
+    def run(finals: bool) -> list[list[tuple[int, int, bool]]]:
+        state = RollupState([["api_key"]], windows_s=(60,), finals=finals)
+        flushes = []
+        for ts in (T0, T0 + 1, T0 + 700, T0 + 1400):  # each later event closes the one before
+            state.add(event(ts), 1, True)
+            flushes.append([(r.window_start, r.metrics[1], r.final) for r in state.flush()])
+        return flushes
+
+    minute = (T0 // 60) * 60
+    assert run(True)[2] == [(minute + 660, 1, False), (minute, 2, True)]
+    assert run(False)[2] == [(minute + 660, 1, False)]
+    # A window closing in the flush where it changed is still emitted, as a change.
+    state = RollupState([["api_key"]], windows_s=(60,), finals=False)
+    state.add(event(T0), 1, True)
+    state.flush()
+    state.add(event(T0 + 2), 1, True)
+    state.add(event(T0 + 700), 1, True)
+    got = sorted((r.window_start, r.metrics[1], r.final) for r in state.flush())
+    assert got == [(minute, 2, False), (minute + 660, 1, False)]

@@ -1,0 +1,143 @@
+"""Replay speed: ``spendbrake replay``'s code over a simulated file, against a bare file loop.
+
+Writes N simulated events (default 1,000,000) over W weeks of event time (default 5: an
+operator replays a month or so before deploying a change), with a batch runaway and a
+spike injected, to a temporary .jsonl once. Then, on that file, in the same run:
+
+(a) bare: read the lines, ``orjson.loads`` each and sum cost per team: the practical
+    ceiling of a Python loop over the file;
+(b) replay: ``spendbrake._replay.replay_lines`` (what ``spendbrake replay`` runs) with the
+    default detectors, a monthly team budget, a daily batch budget and a batch pause
+    policy: validation, dedupe, pricing, rollups, detectors, budgets and policies.
+
+Prints events/s of each, replay/bare, the alerts replay produced and peak RSS. Density
+matters: the same N over fewer weeks puts more events into each window, and replay's
+per-window work (rollup flushes, early looks, budget checks) is then shared by more
+events. The issue's target is 200,000 events/s.
+
+    python -m bench.bench_replay [--events N] [--weeks W] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import resource
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas import Config
+from spendbrake._replay import ReplayStats, replay_lines
+from spendbrake._simulate import parse_incident, simulate
+
+START_TS = 1_790_812_800.0  # 2026-10-01T00:00:00Z, a Thursday
+TARGET = 200_000
+
+
+def bench_config(events: int, weeks: float) -> Config:
+    """Defaults plus budgets sized to the simulated spend (about $0.01 a call)."""
+    per_day = events / (weeks * 7) * 0.01
+    return Config.model_validate(
+        {
+            "budgets": [
+                {
+                    "name": "search-monthly",
+                    "scope": {"team": "search"},
+                    "amount_usd": round(per_day * 30 * 0.4, 2),
+                    "period": "month",
+                },
+                {
+                    "name": "research-batch-daily",
+                    "scope": {"team": "research", "workload": "batch"},
+                    "amount_usd": round(per_day * 0.05, 2),
+                    "period": "day",
+                },
+            ],
+            "policies": [{"match": {"workload": "batch"}, "action": "pause"}],
+        }
+    )
+
+
+def write_events(path: Path, events: int, weeks: float) -> int:
+    span_s = weeks * 7 * 86400
+    incidents = [
+        parse_incident(f"batch_runaway:team=research,x=20,start=+{int(span_s * 0.8)}s,duration=3h"),
+        parse_incident(f"spike:team=support,x=8,start=+{int(span_s * 0.9)}s,duration=1h"),
+    ]
+    stream = simulate(START_TS, span_s, rate_per_s=events / span_s, seed=7, incidents=incidents)
+    count = 0
+    with path.open("wb") as out:
+        for event in itertools.islice(stream, events):
+            out.write(event.to_json() + b"\n")
+            count += 1
+    return count
+
+
+def bare(path: Path) -> float:
+    """Seconds to read, parse and sum the file: the ceiling for a Python loop over it."""
+    started = time.perf_counter()
+    spend: dict[str, float] = defaultdict(float)
+    with path.open("rb") as lines:
+        for line in lines:
+            event = orjson.loads(line)
+            spend[event["team"]] += event.get("cost_usd") or 0.0
+    return time.perf_counter() - started
+
+
+def replay(path: Path, config: Config) -> tuple[float, ReplayStats]:
+    stats = ReplayStats()
+    started = time.perf_counter()
+    with path.open("rb") as lines:
+        for _ in replay_lines(lines, config, stats=stats):
+            pass
+    return time.perf_counter() - started, stats
+
+
+def run(events: int, weeks: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
+        path = Path(tmp) / "events.jsonl"
+        events = write_events(path, events, weeks)
+        config = bench_config(events, weeks)
+        bare_s = bare(path)
+        replay_s, stats = replay(path, config)
+        file_mb = path.stat().st_size / 2**20
+    rate = events / replay_s
+    return {
+        "events": events,
+        "weeks": weeks,
+        "file_mb": round(file_mb, 1),
+        "bare_events_per_s": round(events / bare_s),
+        "replay_events_per_s": round(rate),
+        "replay_over_bare": round(bare_s / replay_s, 3),
+        "replay_valid": stats.valid,
+        "replay_alerts": stats.alerts,
+        "target_events_per_s": TARGET,
+        "target_met": rate >= TARGET,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--weeks", type=float, default=5.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(args.events, args.weeks)
+    if args.json:
+        print(orjson.dumps(result).decode())
+        return
+    for key, value in result.items():
+        if value is not None:
+            print(f"{key:24s}{value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""The replay benchmark runs end to end on a small file (speeds are not checked)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from bench.bench_replay import main
+
+
+def test_bench_replay_counts_every_event_and_finds_the_injected_incidents(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    main(["--events", "20000", "--weeks", "3", "--json"])
+    out = orjson.loads(capsys.readouterr().out)
+    assert out["events"] == out["replay_valid"] == 20_000
+    assert out["replay_alerts"] > 0  # the batch runaway and the spike are in the file
+    assert out["bare_events_per_s"] > 0 and out["replay_events_per_s"] > 0
+    assert out["target_met"] == (out["replay_events_per_s"] >= out["target_events_per_s"])
