@@ -4,7 +4,6 @@ function that the tests call too; nothing here holds logic of its own."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import time
@@ -441,7 +440,6 @@ def worker(
     validated and applied live, keeping baselines and budget spend; a broken file is
     rejected (logged, posted once to slack.channel) and the running config stays.
     """
-    import logging
     from pathlib import Path
 
     from streamer import (
@@ -455,12 +453,10 @@ def worker(
 
     from ._broker import ensure_topics
     from ._digest import DigestScheduler
+    from ._logs import setup_logging
     from ._reload import ConfigReloader
 
-    logging.basicConfig(
-        level=os.environ.get("SPENDBRAKE_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging()
 
     def overrides(config: Config) -> Config:
         kafka = config.kafka

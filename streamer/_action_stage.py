@@ -32,7 +32,13 @@ from actions._slack import SlackNotifier
 from schemas import Config
 
 from ._state import standby_lock, write_atomic
-from ._worker import WorkerSettings, _start_with_retry, close_quietly
+from ._worker import (
+    STOP_TIMEOUT_S,
+    WorkerSettings,
+    _start_with_retry,
+    close_quietly,
+    until_stopped,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,16 +175,9 @@ class ActionStage:
             if buttons is not None:
                 await buttons.start()
                 log.info("Slack buttons served on http://127.0.0.1:%d/slack/actions", buttons.port)
-            await _start_with_retry(self.producer.start, "producer", self._stopping)
-            await _start_with_retry(self.consumer.start, "consumer", self._stopping)
-            partitions = sorted(await self.producer.partitions_for(self.topic))
-            tps = [TopicPartition(self.topic, p) for p in partitions]
-            self.consumer.assign(tps)
-            for tp in tps:
-                if tp.partition in self.outbox.offsets:
-                    self.consumer.seek(tp, self.outbox.offsets[tp.partition])
-                else:
-                    await self.consumer.seek_to_beginning(tp)
+            # Starting waits on the broker (metadata, offset resets): a stop must not.
+            if not await until_stopped(self._start(), self._stopping):
+                return
             lanes = [
                 asyncio.create_task(self._lane("gateway")),
                 asyncio.create_task(self._lane("slack")),
@@ -189,9 +188,11 @@ class ActionStage:
             self.stop()
             if buttons is not None:
                 await buttons.stop()
+            # One deadline for all lanes: in a broker outage each would use all of it.
+            deadline = time.monotonic() + STOP_TIMEOUT_S
             for task in lanes:
                 try:
-                    await asyncio.wait_for(task, timeout=15)
+                    await asyncio.wait_for(task, timeout=max(0.0, deadline - time.monotonic()))
                 except (TimeoutError, asyncio.CancelledError):
                     task.cancel()
             self.save()
@@ -203,6 +204,19 @@ class ActionStage:
             if self._lock is not None:
                 self._lock.close()
                 self._lock = None
+
+    async def _start(self) -> None:
+        assert self.producer is not None and self.consumer is not None
+        await _start_with_retry(self.producer.start, "producer", self._stopping)
+        await _start_with_retry(self.consumer.start, "consumer", self._stopping)
+        partitions = sorted(await self.producer.partitions_for(self.topic))
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        self.consumer.assign(tps)
+        for tp in tps:
+            if tp.partition in self.outbox.offsets:
+                self.consumer.seek(tp, self.outbox.offsets[tp.partition])
+            else:
+                await self.consumer.seek_to_beginning(tp)
 
     async def _read_alerts(self) -> None:
         assert self.consumer is not None

@@ -37,7 +37,15 @@ from schemas import Alert, Config
 
 from ._rollup import RollupRecord
 from ._state import standby_lock, write_atomic
-from ._worker import OutputFailed, WorkerSettings, _start_with_retry, close_quietly
+from ._worker import (
+    STOP_TIMEOUT_S,
+    OutputFailed,
+    WorkerSettings,
+    _start_with_retry,
+    close_quietly,
+    final_checkpoint,
+    until_stopped,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +72,8 @@ class DetectStage:
         self._pending: list[tuple[Alert, asyncio.Future[Any]]] = []
         self._lock: IO[bytes] | None = None
         self._stopping = asyncio.Event()
+        #: A stop cancelled a checkpoint: nothing more may be saved (``until_stopped``).
+        self._abandoned = False
         self.consumer: AIOKafkaConsumer | None = None
         #: Reads the ingest group's committed offsets (never joins the group).
         self._probe: AIOKafkaConsumer | None = None
@@ -152,24 +162,12 @@ class DetectStage:
             enable_auto_commit=False,
         )
         try:
-            await _start_with_retry(self.producer.start, "producer", self._stopping)
-            await _start_with_retry(self.consumer.start, "consumer", self._stopping)
-            await _start_with_retry(self._probe.start, "offset probe", self._stopping)
-            partitions = await self._partitions(self.topic)
-            self._rollup_partitions = len(partitions)
-            self._alert_partitions = len(await self._partitions(kafka.topics.alerts))
-            # Rollups carry the partition of the events they summed: that is what the
-            # watermark waits for.
-            self.watch.partitions = len(await self._partitions(kafka.topics.events))
-            tps = [TopicPartition(self.topic, p) for p in partitions]
-            self.consumer.assign(tps)
-            for tp in tps:
-                if tp.partition in self.offsets:
-                    self.consumer.seek(tp, self.offsets[tp.partition])
-                else:
-                    await self.consumer.seek_to_beginning(tp)
+            # Starting waits on the broker (metadata, offset resets): a stop must not.
+            if not await until_stopped(self._start(), self._stopping):
+                return
             await self._loop()
-            await self.checkpoint()
+            if not self._abandoned:
+                await final_checkpoint(self.checkpoint, "detect")
         finally:
             await close_quietly(self._probe)
             await close_quietly(self.consumer)
@@ -177,6 +175,27 @@ class DetectStage:
             if self._lock is not None:
                 self._lock.close()
                 self._lock = None
+
+    async def _start(self) -> None:
+        assert self.producer is not None and self.consumer is not None
+        assert self._probe is not None
+        kafka = self.config.kafka
+        await _start_with_retry(self.producer.start, "producer", self._stopping)
+        await _start_with_retry(self.consumer.start, "consumer", self._stopping)
+        await _start_with_retry(self._probe.start, "offset probe", self._stopping)
+        partitions = await self._partitions(self.topic)
+        self._rollup_partitions = len(partitions)
+        self._alert_partitions = len(await self._partitions(kafka.topics.alerts))
+        # Rollups carry the partition of the events they summed: that is what the
+        # watermark waits for.
+        self.watch.partitions = len(await self._partitions(kafka.topics.events))
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        self.consumer.assign(tps)
+        for tp in tps:
+            if tp.partition in self.offsets:
+                self.consumer.seek(tp, self.offsets[tp.partition])
+            else:
+                await self.consumer.seek_to_beginning(tp)
 
     async def _partitions(self, topic: str) -> list[int]:
         assert self.producer is not None
@@ -250,7 +269,8 @@ class DetectStage:
             if time.monotonic() - last_idle_check >= IDLE_CHECK_S:
                 last_idle_check = time.monotonic()
                 try:
-                    await self._find_idle()
+                    # Read-only until its last step: a stop may cut it short at any await.
+                    await until_stopped(self._find_idle(), self._stopping)
                 except KafkaError as exc:
                     log.debug("idle check failed: %s", exc)
             alerted = False
@@ -278,7 +298,10 @@ class DetectStage:
                     self.watch.marks,
                     self.alerts_out,
                 )
-                await self._checkpoint_retrying()
+                checkpoint = self._checkpoint_retrying()
+                if not await until_stopped(checkpoint, self._stopping, STOP_TIMEOUT_S):
+                    self._abandoned = True  # see until_stopped: no final checkpoint
+                    return
                 last_checkpoint = time.monotonic()
 
     def _mark(self, rollup_partition: int, input_partition: int, watermark: float) -> None:

@@ -37,7 +37,7 @@ from ._rollup import RollupRecord
 from ._state import standby_lock
 from ._store import StoreBatch, StoreBusy, apply_batch, load_offsets, opened
 from ._traces import TracePartial
-from ._worker import WorkerSettings, _start_with_retry, close_quietly
+from ._worker import WorkerSettings, _start_with_retry, close_quietly, until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -120,17 +120,9 @@ class StoreStage:
             fetch_max_bytes=16 * 1024 * 1024,
         )
         try:
-            await _start_with_retry(self.consumer.start, "consumer", self._stopping)
-            tps = []
-            for topic in self.topics:
-                tps += [TopicPartition(topic, p) for p in await self._partitions(topic)]
-            self.consumer.assign(tps)
-            for tp in tps:
-                offset = self.offsets.get((tp.topic, tp.partition))
-                if offset is None:
-                    await self.consumer.seek_to_beginning(tp)
-                else:
-                    self.consumer.seek(tp, offset)
+            # Starting waits on the broker (metadata, offset resets): a stop must not.
+            if not await until_stopped(self._start(), self._stopping):
+                return
             await self._loop()
             await self.write()
         finally:
@@ -138,6 +130,20 @@ class StoreStage:
             if self._lock is not None:
                 self._lock.close()
                 self._lock = None
+
+    async def _start(self) -> None:
+        assert self.consumer is not None
+        await _start_with_retry(self.consumer.start, "consumer", self._stopping)
+        tps = []
+        for topic in self.topics:
+            tps += [TopicPartition(topic, p) for p in await self._partitions(topic)]
+        self.consumer.assign(tps)
+        for tp in tps:
+            offset = self.offsets.get((tp.topic, tp.partition))
+            if offset is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, offset)
 
     async def _partitions(self, topic: str) -> list[int]:
         assert self.consumer is not None

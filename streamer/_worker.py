@@ -17,12 +17,13 @@ A checkpoint, for every owned partition:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import math
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,8 @@ class IngestWorker:
         self.metrics = WorkerMetrics()
         self._partition_counts: dict[str, int] = {}
         self._stopping = asyncio.Event()
+        #: A stop cancelled a checkpoint or flush: nothing more may be saved (``until_stopped``).
+        self._abandoned = False
 
     def stop(self) -> None:
         self._stopping.set()
@@ -396,8 +399,8 @@ class IngestWorker:
         self.consumer.subscribe([self.topic], listener=_Rebalance(self))
         try:
             await self._loop()
-            if self.processors:
-                await self.checkpoint()
+            if self.processors and not self._abandoned:
+                await final_checkpoint(self.checkpoint, "ingest")
         finally:
             if self._sending is not None and not self._sending.done():
                 self._sending.cancel()  # unsent outputs are redone from the last snapshot
@@ -432,12 +435,19 @@ class IngestWorker:
                         highwater - processor.next_offset
                     )
             now = time.monotonic()
-            if now - last_checkpoint >= settings.checkpoint_interval_s:
-                await self._retrying(self.checkpoint)
-                last_checkpoint = last_flush = time.monotonic()
+            checkpoint = now - last_checkpoint >= settings.checkpoint_interval_s
+            if checkpoint:
+                step = self._retrying(self.checkpoint)
             elif now - last_flush >= settings.flush_interval_s:
-                await self._retrying(lambda: self.flush(wait=False))
-                last_flush = time.monotonic()
+                step = self._retrying(lambda: self.flush(wait=False))
+            else:
+                continue
+            if not await until_stopped(step, self._stopping, STOP_TIMEOUT_S):
+                self._abandoned = True  # see until_stopped: no final checkpoint
+                return
+            last_flush = time.monotonic()
+            if checkpoint:
+                last_checkpoint = last_flush
 
     async def _retrying(self, step: Callable[[], Any]) -> None:
         delay = 0.5
@@ -489,21 +499,78 @@ def _dead_value(letter: DeadLetter) -> bytes:
     return orjson.dumps(letter.to_wire())
 
 
-async def close_quietly(client: Any) -> None:
+#: How long a stop waits for a stage's final checkpoint (or the action stage's lanes).
+STOP_TIMEOUT_S = 10.0
+#: How long a stop waits for each Kafka client to close.
+CLOSE_TIMEOUT_S = 5.0
+
+
+async def close_quietly(client: Any, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
     """Stop an aiokafka client whatever state the connection is in.
 
     During a broker outage aiokafka's ``consumer.stop()`` can raise the CancelledError of
     its own fetch task; that must not turn a clean shutdown (state already saved) into a
-    crash. Our own cancellation still propagates.
+    crash. Our own cancellation still propagates. A producer's ``stop()`` waits for its
+    queued batches, which in an outage means aiokafka's request timeouts: it gets
+    ``timeout_s`` (what it still held is redone from the last snapshot at the next start).
     """
     try:
-        await client.stop()
+        await asyncio.wait_for(client.stop(), timeout_s)
+    except TimeoutError:
+        log.warning("closing %s timed out after %.0fs", type(client).__name__, timeout_s)
     except KafkaError as exc:
         log.debug("closing %s: %r", type(client).__name__, exc)
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
+
+
+async def until_stopped(
+    step: Awaitable[None], stopping: asyncio.Event, grace_s: float = 0.0
+) -> bool:
+    """Await ``step``; if a stop is asked first and ``step`` does not end within ``grace_s``
+    more, cancel it and return False.
+
+    A checkpoint during a broker outage waits on the broker for as long as the outage lasts;
+    a stop must not. A cancelled checkpoint saved nothing, and its caller must then save
+    nothing more (outputs it took from the processors may be unsent): the last snapshot
+    stands and the work since is redone at the next start, exactly as after a crash.
+    """
+    task = asyncio.ensure_future(step)
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if not task.done() and grace_s > 0:
+        await asyncio.wait({task}, timeout=grace_s)
+    if task.done():
+        task.result()  # its exception, if any
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, KafkaError):
+        await task
+    if grace_s > 0:
+        log.warning(
+            "stopped during a checkpoint the broker did not finish within %.0fs; the work "
+            "since the last snapshot is redone from it at the next start",
+            grace_s,
+        )
+    return False
+
+
+async def final_checkpoint(checkpoint: Callable[[], Awaitable[None]], what: str) -> None:
+    """The checkpoint a stop makes, bounded by ``STOP_TIMEOUT_S`` (see ``until_stopped``)."""
+    try:
+        await asyncio.wait_for(checkpoint(), STOP_TIMEOUT_S)
+    except TimeoutError:
+        log.warning(
+            "%s: the final checkpoint did not finish within %.0fs (broker unreachable?); "
+            "the work since the last snapshot is redone from it at the next start",
+            what,
+            STOP_TIMEOUT_S,
+        )
 
 
 async def _start_with_retry(start: Callable[[], Any], what: str, stopping: asyncio.Event) -> None:
