@@ -40,15 +40,20 @@ from __future__ import annotations
 
 import math
 from array import array
+from dataclasses import dataclass
+from typing import Any
 
 from detectors._base import (
     Detector,
+    HyperParams,
     Verdict,
     check,
+    expose,
     ignored,
     per,
     ratio_score,
     register,
+    share,
     slot_label,
     usable,
     usd,
@@ -61,7 +66,30 @@ __all__ = ["SeasonalBaseline"]
 LUMPY_SHARE = 0.01
 
 
+@dataclass(frozen=True, slots=True)
+class _BaselineParams(HyperParams):
+    period_s: float
+    season: int
+    min_usd: float
+    unit: float
+    fast_z: float
+    slow_n: int
+    slow_z: float
+    warmup_n: int
+    min_slot_n: int
+    season_alpha: float
+    level_alpha: float
+    shift_n: int
+    level_alpha_fast: float
+    peak_x: float
+    peak_days: int
+    peak_n: int
+    auto_unit: float
+    sharp_z: float
+
+
 @register("baseline")
+@expose(_BaselineParams)
 class SeasonalBaseline(Detector):
     """Volatility-aware seasonal baseline for spend per window.
 
@@ -148,24 +176,29 @@ class SeasonalBaseline(Detector):
             isinstance(peak_days, int) and 1 <= peak_days <= 60,
             "in [1, 60]",
         )
-        self.period_s = period_s
-        self.season = season
-        self.min_usd = min_usd
-        self.unit = unit
-        self.fast_z = fast_z
-        self.slow_n = slow_n
-        self.slow_z = slow_z
-        self.warmup_n = warmup_n
-        self.min_slot_n = min_slot_n
-        self.season_alpha = season_alpha
-        self.level_alpha = level_alpha
-        self.shift_n = shift_n
-        self.level_alpha_fast = level_alpha_fast
-        self.peak_x = peak_x
-        self.peak_days = peak_days
-        self.peak_n = peak_n
-        self.auto_unit = auto_unit
-        self.sharp_z = sharp_z
+        # Shared by every detector of this config; read back as attributes (``self.unit``).
+        self._hp = share(
+            _BaselineParams(
+                period_s,
+                season,
+                min_usd,
+                unit,
+                fast_z,
+                slow_n,
+                slow_z,
+                warmup_n,
+                min_slot_n,
+                season_alpha,
+                level_alpha,
+                shift_n,
+                level_alpha_fast,
+                peak_x,
+                peak_days,
+                peak_n,
+                auto_unit,
+                sharp_z,
+            )
+        )
         # Learned state. The profile is a float32 array and the counts a bytearray (capped at
         # 255): 168 slots pickle to ~0.9 KB, where lists of Python floats would need ~1.9 KB.
         self._profile = array("f", [0.0]) * season
@@ -178,20 +211,39 @@ class SeasonalBaseline(Detector):
         self._peaks = array("f", [0.0]) * peak_days
         self._peak_day: int | None = None
         #: The last ``peak_n - 1`` window values, for the trailing sum the ceiling compares.
-        self._last: list[float] = []
+        self._last = array("d")
         self._ceiling_quiet_k = 0
         # The unit in force: ``unit`` until the first season has shown the series' level.
         self._unit = unit
         #: First season's (sum, count) of non-zero windows and count of silent ones; None once set.
         self._first: list[float] | None = [0.0, 0.0, 0.0] if auto_unit > 0 else None
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        """Restore a snapshot; one taken before ``auto_unit``/``sharp_z`` existed keeps its unit."""
-        self.__dict__.update(state)
-        self.__dict__.setdefault("auto_unit", 1.0)
-        self.__dict__.setdefault("sharp_z", 6.0)
-        self.__dict__.setdefault("_unit", self.unit)
-        self.__dict__.setdefault("_first", None)  # its profile was learned in ``unit``
+    __slots__ = (
+        "_ceiling_quiet_k",
+        "_counts",
+        "_first",
+        "_hp",
+        "_last",
+        "_last_k",
+        "_level",
+        "_n",
+        "_peak_day",
+        "_peaks",
+        "_profile",
+        "_scale",
+        "_unit",
+    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a snapshot: this layout, or the older instance dict (one entry per
+        hyperparameter; from before ``auto_unit``/``sharp_z`` too, which keeps its unit)."""
+        if "_hp" not in state:
+            state = _from_dict_layout(state)
+        for name in self.__slots__:
+            object.__setattr__(self, name, state[name])
 
     def _get(self, slot: int) -> float:
         return self._profile[slot]
@@ -209,11 +261,11 @@ class SeasonalBaseline(Detector):
                 first[1] += 1.0
             else:
                 first[2] += 1.0
-            if self._n >= self.season and first[1] > 0:
+            if self._n >= self._hp.season and first[1] > 0:
                 # Silent windows amid spend say the series is a few calls a window (count
                 # noise); a series that never pauses keeps the log scale of its ``unit``.
                 lumpy = first[2] >= LUMPY_SHARE * (first[1] + first[2])
-                self._set_unit(self.auto_unit * first[0] / first[1] if lumpy else 0.0)
+                self._set_unit(self._hp.auto_unit * first[0] / first[1] if lumpy else 0.0)
         return verdict
 
     def _set_unit(self, typical: float) -> None:
@@ -226,7 +278,7 @@ class SeasonalBaseline(Detector):
         it (a busy series' noise stays multiplicative): close to the variance-stabilising
         transform of compound Poisson spend. The scale is relearned in the new unit.
         """
-        new = max(self.unit, typical)
+        new = max(self._hp.unit, typical)
         old, level = self._unit, self._level
         for slot, count in enumerate(self._counts):
             if count:
@@ -235,7 +287,8 @@ class SeasonalBaseline(Detector):
         self._level = 0.0
         self._unit = new
         self._first = None
-        self._scale = BurnScale(fast_z=self.fast_z, slow_n=self.slow_n, slow_z=self.slow_z)
+        hp = self._hp
+        self._scale = BurnScale(fast_z=hp.fast_z, slow_n=hp.slow_n, slow_z=hp.slow_z)
 
     def peek(self, ts: float, value: float) -> Verdict:
         """The verdict ``update`` would give, with no state change."""
@@ -245,8 +298,9 @@ class SeasonalBaseline(Detector):
         if not usable(ts, value):
             return ignored(value)
         value = float(value)
-        k = math.floor(ts / self.period_s)
-        slot = k % self.season
+        hp = self._hp
+        k = math.floor(ts / hp.period_s)
+        slot = k % hp.season
         gap = self._last_k is not None and k > self._last_k + 1
         if learn:
             if gap:
@@ -255,7 +309,7 @@ class SeasonalBaseline(Detector):
         x = math.log1p(value / self._unit)
         if math.isinf(x):
             return ignored(value)  # only with an absurd unit; never let inf into the state
-        label = slot_label(k, self.period_s, self.season)
+        label = slot_label(k, hp.period_s, hp.season)
         count = self._counts[slot]
         if count == 0:
             if learn:
@@ -268,7 +322,7 @@ class SeasonalBaseline(Detector):
         expected = self._unit * math.expm1(min(mu, 700.0))  # e**709 overflows a float
         r = x - mu
         sc = self._scale
-        warm = count >= self.min_slot_n and self._n >= self.warmup_n
+        warm = count >= hp.min_slot_n and self._n >= hp.warmup_n
         if value == 0.0:
             if learn:
                 # Silence: nudge this slot (seasonal zeros are real) but leave level and scale.
@@ -280,20 +334,20 @@ class SeasonalBaseline(Detector):
         # A slot mean from few samples is itself uncertain: widen sigma by sqrt(1 + 1/n_eff),
         # n_eff capped at the EW memory of a slot. This keeps a noisy-low slot plus a legit
         # burst from paging in the third week.
-        n_eff = min(count, (2.0 - self.season_alpha) / self.season_alpha)
+        n_eff = min(count, (2.0 - hp.season_alpha) / hp.season_alpha)
         widen = math.sqrt(1.0 + 1.0 / n_eff)
         fresh = gap and not learn
         ratio = sc.ratio(r, widen, fresh=fresh) if warm else 0.0
         sharp_won = False
-        if warm and self.sharp_z and r > 0.0:
+        if warm and hp.sharp_z and r > 0.0:
             # A sharp spike (an hour or two far over, on a critical service) is too short for
             # the slow window; two windows together that far over are no burst either.
-            sharp = sc.pair_z(r, fresh=fresh) / self.sharp_z / widen
+            sharp = sc.pair_z(r, fresh=fresh) / hp.sharp_z / widen
             if sharp > ratio:
                 ratio, sharp_won = sharp, True
         score = ratio_score(ratio)
         excess = value - expected
-        alert = ratio >= 1.0 and excess > self.min_usd
+        alert = ratio >= 1.0 and excess > hp.min_usd
         reason = self._reason(warm, ratio, value, expected, excess, label, count)
         if alert and sharp_won:
             reason = reason.replace(
@@ -304,33 +358,33 @@ class SeasonalBaseline(Detector):
         if (
             warm
             and not alert
-            and self.peak_x
-            and excess > self.min_usd
+            and hp.peak_x
+            and excess > hp.min_usd
             and k >= self._ceiling_quiet_k
             and (peak := self._peak(ts)) > 0  # last: it scans two weeks of daily peaks
         ):
             # A series so volatile that its sigma hides a 100x hour (a sporadic batch job)
             # still has a ceiling: its trailing few windows at several times their highest
             # of the last two weeks is a runaway.
-            over = trailing / (self.peak_x * peak)
+            over = trailing / (hp.peak_x * peak)
             if over >= 1.0:
                 alert = ceiling = True
                 score = max(score, ratio_score(over))
                 span = f"last {len(self._last) + 1} windows"
                 reason = (
                     f"spend {usd(trailing)} in the {span}, {trailing / peak:.1f}x the most in "
-                    f"any {self.peak_n} windows of the last {self.peak_days} days ({usd(peak)})"
+                    f"any {hp.peak_n} windows of the last {hp.peak_days} days ({usd(peak)})"
                 )
         if not learn:
             return Verdict(score, alert, expected, value, reason)
 
         # Learn: scale and slow window first, then the level (a robust jump on a shift), then slot.
         sc.learn(r)
-        jump = sc.shift(self.shift_n)
+        jump = sc.shift(hp.shift_n)
         if jump is not None:
-            self._level += self.level_alpha_fast * jump
+            self._level += hp.level_alpha_fast * jump
         else:
-            self._level += self.level_alpha * sc.clip(r)
+            self._level += hp.level_alpha * sc.clip(r)
         r2 = x - self._get(slot) - self._level
         self._set(slot, self._get(slot) + self._slot_alpha(count) * sc.clip(r2))
         self._counts[slot] = min(255, count + 1)
@@ -338,8 +392,11 @@ class SeasonalBaseline(Detector):
         self._learn_peak(ts, trailing)
         if ceiling:
             # The trailing sum stays high while it holds this window: one alert per span.
-            self._ceiling_quiet_k = k + self.peak_n
-        self._last = [*self._last, value][-(self.peak_n - 1) :] if self.peak_n > 1 else []
+            self._ceiling_quiet_k = k + hp.peak_n
+        if hp.peak_n > 1:
+            self._last.append(value)
+            if len(self._last) > hp.peak_n - 1:
+                del self._last[0]
         return Verdict(score, alert, expected, value, reason)
 
     def _peak(self, ts: float) -> float:
@@ -348,10 +405,10 @@ class SeasonalBaseline(Detector):
             return 0.0
         day = math.floor(ts / 86400.0)
         age = day - self._peak_day
-        if age >= self.peak_days:
+        if age >= self._hp.peak_days:
             return 0.0  # all of it is older than the horizon
         # Earlier days only: a runaway's own first hours must not raise today's bar.
-        n = self.peak_days
+        n = self._hp.peak_days
         return max(
             (self._peaks[d % n] for d in range(day - n + 1, day) if d <= self._peak_day),
             default=0.0,
@@ -359,7 +416,7 @@ class SeasonalBaseline(Detector):
 
     def _learn_peak(self, ts: float, value: float) -> None:
         day = math.floor(ts / 86400.0)
-        n = self.peak_days
+        n = self._hp.peak_days
         if self._peak_day is None or day - self._peak_day >= n:
             self._peaks = array("f", [0.0]) * n
         elif day > self._peak_day:
@@ -372,7 +429,7 @@ class SeasonalBaseline(Detector):
             self._peaks[day % n] = value
 
     def _slot_alpha(self, count: int) -> float:
-        return max(self.season_alpha, 1.0 / (count + 1))
+        return max(self._hp.season_alpha, 1.0 / (count + 1))
 
     def _reason(
         self,
@@ -384,13 +441,31 @@ class SeasonalBaseline(Detector):
         label: str,
         count: int,
     ) -> str:
-        rate = per(self.period_s)
+        rate = per(self._hp.period_s)
         times = f"{value / expected:.1f}x" if expected > 0 else "from zero"
         head = f"spend {usd(value)}{rate} vs {usd(expected)}{rate} expected for {label} ({times})"
         if not warm:
-            return f"{head}; warming up ({count} of {self.min_slot_n} samples for this slot)"
+            return f"{head}; warming up ({count} of {self._hp.min_slot_n} samples for this slot)"
         if ratio < 1.0:
             return f"{head}; within the usual range"
-        if excess <= self.min_usd:
-            return f"{head}; under the {usd(self.min_usd)} impact floor"
+        if excess <= self._hp.min_usd:
+            return f"{head}; under the {usd(self._hp.min_usd)} impact floor"
         return f"{head}, fast and slow windows both high"
+
+
+def _from_dict_layout(old: dict[str, Any]) -> dict[str, Any]:
+    """Slot values for a detector pickled when it kept an instance dict (up to 2026-11).
+
+    That dict held every hyperparameter by name; ``auto_unit`` and ``sharp_z`` came later,
+    and a snapshot from before them learned its profile in ``unit`` (no ``_unit``, no
+    ``_first``: it keeps its unit).
+    """
+    names = [f.name for f in _BaselineParams.__dataclass_fields__.values()]
+    defaults = {"auto_unit": 1.0, "sharp_z": 6.0}
+    hp = share(_BaselineParams(*(old[n] if n in old else defaults[n] for n in names)))
+    state = {k: v for k, v in old.items() if k.startswith("_")}
+    state["_hp"] = hp
+    state.setdefault("_unit", hp.unit)
+    state.setdefault("_first", None)
+    state["_last"] = array("d", state["_last"])
+    return state

@@ -26,15 +26,20 @@ from __future__ import annotations
 import copy
 import math
 from array import array
+from dataclasses import dataclass
+from typing import Any
 
 from detectors._base import (
     WEEK_S,
     Detector,
+    HyperParams,
     Verdict,
     check,
+    expose,
     ignored,
     ratio_score,
     register,
+    share,
     usable,
     usd,
 )
@@ -42,7 +47,23 @@ from detectors._base import (
 __all__ = ["WeekOverWeek"]
 
 
+@dataclass(frozen=True, slots=True)
+class _WowParams(HyperParams):
+    window_s: float
+    period_s: float
+    rise: float
+    min_usd: float
+    step: float
+    cooldown_s: float
+    min_coverage: float
+    trim: int
+    z: float
+    noise_alpha: float
+    noise_n: int
+
+
 @register("wow")
+@expose(_WowParams)
 class WeekOverWeek(Detector):
     """Week-over-week rise of the trailing window's spend.
 
@@ -104,20 +125,23 @@ class WeekOverWeek(Detector):
         check("z", z, z >= 0, ">= 0 (0: no noise test)")
         check("noise_alpha", noise_alpha, 0 < noise_alpha <= 1, "in (0, 1]")
         check("noise_n", noise_n, isinstance(noise_n, int) and noise_n >= 1, "an int >= 1")
-        self.window_s = window_s
-        self.period_s = period_s
-        self.rise = rise
-        self.min_usd = min_usd
-        self.step = step
-        self.cooldown_s = cooldown_s
-        self.min_coverage = min_coverage
-        self.trim = trim
-        self.z = z
-        self.noise_alpha = noise_alpha
-        self.noise_n = noise_n
-        self._w = int(window_s // period_s)
-        self._lag = int(WEEK_S // period_s)
-        n = self._w + self._lag
+        # Shared by every detector of this config; read back as attributes (``self.rise``).
+        self._hp = share(
+            _WowParams(
+                window_s,
+                period_s,
+                rise,
+                min_usd,
+                step,
+                cooldown_s,
+                min_coverage,
+                trim,
+                z,
+                noise_alpha,
+                noise_n,
+            )
+        )
+        n = int(window_s // period_s) + int(WEEK_S // period_s)
         # NaN marks a bucket with no spend: a gap and a zero window both mean silence.
         self._ring = array("f", [math.nan]) * n
         self._head: int | None = None
@@ -128,16 +152,41 @@ class WeekOverWeek(Detector):
         self._var = 0.0
         self._var_n = 0
 
+    __slots__ = ("_fired_ts", "_head", "_hp", "_peak", "_ring", "_var", "_var_n")
+
     #: ``z`` for a snapshot from before the noise bar (a subclass may keep the plain rule).
     _restored_z = 2.5
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        """Restore a snapshot; one taken before the noise bar existed learns it afresh."""
-        self.__dict__.update(state)
-        for name, default in (("z", self._restored_z), ("noise_alpha", 0.005), ("noise_n", 24)):
-            self.__dict__.setdefault(name, default)
-        self.__dict__.setdefault("_var", 0.0)
-        self.__dict__.setdefault("_var_n", 0)
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in WeekOverWeek.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a snapshot: this layout, or the older instance dict (one entry per
+        hyperparameter; from before the noise bar too, which learns it afresh)."""
+        if "_hp" not in state:
+            state = self._from_dict_layout(state)
+        for name in WeekOverWeek.__slots__:
+            object.__setattr__(self, name, state[name])
+
+    def _from_dict_layout(self, old: dict[str, Any]) -> dict[str, Any]:
+        """Slot values for a detector pickled when it kept an instance dict (up to 2026-11)."""
+        defaults = {"z": self._restored_z, "noise_alpha": 0.005, "noise_n": 24}
+        names = [f.name for f in _WowParams.__dataclass_fields__.values()]
+        state = {k: v for k, v in old.items() if k.startswith("_") and k not in ("_w", "_lag")}
+        state["_hp"] = share(_WowParams(*(old.get(n, defaults.get(n)) for n in names)))
+        state.setdefault("_var", 0.0)
+        state.setdefault("_var_n", 0)
+        return state
+
+    @property
+    def _w(self) -> int:
+        """Buckets in the trailing window."""
+        return int(self._hp.window_s // self._hp.period_s)
+
+    @property
+    def _lag(self) -> int:
+        """Buckets in a week."""
+        return int(WEEK_S // self._hp.period_s)
 
     def _add(self, k: int, value: float) -> None:
         view = self._ring
@@ -166,11 +215,11 @@ class WeekOverWeek(Detector):
             if not (math.isnan(a) or math.isnan(b)):
                 pairs.append((a, b))
         coverage = len(pairs) / self._w
-        if self.trim and len(pairs) > 4 * self.trim:
+        if self._hp.trim and len(pairs) > 4 * self._hp.trim:
             # Symmetric trim by hour-over-hour ratio: a legit burst in either week (the top
             # or the bottom ratios) does not make a rise; a broad rise moves every hour.
             pairs.sort(key=lambda p: p[0] / p[1] if p[1] > 0 else math.inf)
-            pairs = pairs[self.trim : -self.trim]
+            pairs = pairs[self._hp.trim : -self._hp.trim]
         return sum(a for a, _ in pairs), sum(b for _, b in pairs), coverage
 
     def peek(self, ts: float, value: float) -> Verdict:
@@ -183,12 +232,12 @@ class WeekOverWeek(Detector):
         """Add ``value`` to its bucket, then compare the trailing window with last week's."""
         if not usable(ts, value):
             return ignored(value)
-        self._add(math.floor(ts / self.period_s), float(value))
+        self._add(math.floor(ts / self._hp.period_s), float(value))
         cur, prev, coverage = self._sums()
         if not (math.isfinite(cur) and math.isfinite(prev)):
             # Only absurd inputs (beyond float32) get here; they are data errors, not spend.
             return Verdict(0.0, False, None, cur, "window sum out of range; not compared")
-        if coverage < self.min_coverage or prev <= 0.0:
+        if coverage < self._hp.min_coverage or prev <= 0.0:
             return Verdict(0.0, False, None, cur, "not enough history a week back to compare")
         ratio = cur / prev
         # The bar: the ``rise``, or ``z`` times the series' own week-over-week noise when that
@@ -196,35 +245,35 @@ class WeekOverWeek(Detector):
         # 30 % rule pages on such a series about once a week; a creep keeps climbing past it.
         lr = math.log(ratio) if ratio > 0.0 else -math.inf
         noise = math.sqrt(self._var)
-        if self.z and self._var_n < self.noise_n:
+        if self._hp.z and self._var_n < self._hp.noise_n:
             bar = math.inf  # noise not known yet: compare, but do not alert
         else:
-            bar = max(math.log1p(self.rise), self.z * noise)
+            bar = max(math.log1p(self._hp.rise), self._hp.z * noise)
         if lr < bar:
             self._learn_noise(lr, noise)  # a rise over the bar is news, not noise
         score = ratio_score(lr / bar) if math.isfinite(bar) and lr > 0 else 0.0
-        span = f"{self.window_s / 3600:g}h"
+        span = f"{self._hp.window_s / 3600:g}h"
         head = f"last {span} {usd(cur)} vs {usd(prev)} a week earlier ({ratio - 1.0:+.0%})"
-        if lr < bar or cur - prev <= self.min_usd:
+        if lr < bar or cur - prev <= self._hp.min_usd:
             if not math.isfinite(bar):
                 why = "learning this series' week-over-week noise"
             elif lr < bar:
-                why = "under the rise" if bar <= math.log1p(self.rise) else "within its noise"
+                why = "under the rise" if bar <= math.log1p(self._hp.rise) else "within its noise"
             else:
                 why = "under the dollar floor"
             return Verdict(score, False, prev, cur, f"{head}; {why}")
-        cooling = self._fired_ts is not None and ts - self._fired_ts < self.cooldown_s
+        cooling = self._fired_ts is not None and ts - self._fired_ts < self._hp.cooldown_s
         # Re-alert only on a rise grown by step x (the larger of rise and the peak rise):
         # 40 % -> 60 %, but a launch climbing hour by hour pages a handful of times, not 24.
-        grown = self._peak + self.step * max(self.rise, self._peak - 1.0)
+        grown = self._peak + self._hp.step * max(self._hp.rise, self._peak - 1.0)
         if cooling and ratio < grown:
             self._peak = max(self._peak, ratio)
             return Verdict(score, False, prev, cur, f"{head}; already alerted this week")
         self._fired_ts = ts
         self._peak = ratio
-        over = f"the {self.rise:.0%} rise"
-        if bar > math.log1p(self.rise):
-            over = f"its usual week-over-week swing x{self.z:g} ({math.expm1(bar):+.0%})"
+        over = f"the {self._hp.rise:.0%} rise"
+        if bar > math.log1p(self._hp.rise):
+            over = f"its usual week-over-week swing x{self._hp.z:g} ({math.expm1(bar):+.0%})"
         return Verdict(score, True, prev, cur, f"{head}, over {over}")
 
     def _learn_noise(self, lr: float, noise: float) -> None:
@@ -232,8 +281,8 @@ class WeekOverWeek(Detector):
         if not math.isfinite(lr):
             return
         self._var_n += 1
-        a = max(self.noise_alpha, 1.0 / self._var_n)
+        a = max(self._hp.noise_alpha, 1.0 / self._var_n)
         x = lr * lr
-        if self._var_n > self.noise_n:
+        if self._var_n > self._hp.noise_n:
             x = min(x, 6.25 * noise * noise)  # a creep or launch must not teach its own bar
         self._var += a * (x - self._var)
