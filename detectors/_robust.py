@@ -32,6 +32,14 @@ class _ScaleParams(HyperParams):
     clip_z: float
     min_scale: float
 
+    @property
+    def n_cap(self) -> int:
+        """``n`` stops here: from ``1 / alpha`` on, ``max(alpha, 1 / n)`` is ``alpha`` for good.
+
+        Why: CPython shares one object per int up to 256; a larger count is 32 bytes a series.
+        """
+        return max(2, math.ceil(1.0 / self.alpha) + 1)
+
 
 @expose(_ScaleParams)
 class BurnScale:
@@ -96,7 +104,7 @@ class BurnScale:
             names = ("fast_z", "slow_n", "slow_z", "alpha", "clip_z", "min_scale")
             self._hp = share(_ScaleParams(*(state[k] for k in names)))
         self.abs_dev = state["abs_dev"]
-        self.n = state["n"]
+        self.n = min(state["n"], self._hp.n_cap)
         self.recent = array("d", state["recent"])
 
     def sigma(self) -> float:
@@ -153,7 +161,7 @@ class BurnScale:
 
     def learn(self, r: float) -> None:
         """Fold residual ``r`` into the scale and the slow window."""
-        self.n += 1
+        self.n = min(self.n + 1, self._hp.n_cap)
         a = max(self._hp.alpha, 1.0 / self.n)
         dev = abs(self.clip(r)) if self.n > 1 else abs(r)
         self.abs_dev += a * (dev - self.abs_dev)
