@@ -2,7 +2,7 @@
 
 Why: AI traffic is strongly weekly, so the fair comparison for "today" is the same hours
 last week, not a flat monthly mean. Spend per ``period_s`` is kept in a ring covering
-``window_s`` plus one week (a float32 array: 192 hourly buckets for a 24 h window, 0.8 KB).
+``window_s`` plus one week (int16 log codes: 192 hourly buckets for a 24 h window, 0.4 KB).
 Only hours with spend in both weeks are compared, so a gap or a silent (zero) stretch in
 either week is not a rise, and the ``trim`` most extreme hour pairs at each end are left
 out, so a legitimate burst in either week is not one either.
@@ -16,7 +16,7 @@ lumpy calls an hour swings +-20 % by itself, where a plain 30 % rule pages weekl
 
 >>> d = WeekOverWeek(min_usd=10.0)
 >>> week = [d.update(h * 3600.0, 50.0) for h in range(192)]
->>> fired = [d.update(h * 3600.0, 75.0).is_anomaly for h in range(192, 216)]
+>>> fired = [d.update(h * 3600.0, 76.0).is_anomaly for h in range(192, 216)]
 >>> sum(fired), fired.index(True)
 (1, 13)
 """
@@ -46,6 +46,35 @@ from detectors._base import (
 
 __all__ = ["WeekOverWeek"]
 
+#: Ring buckets are int16 codes of ``log2(spend)`` in steps of 1/RING_Q octave, 2 bytes where
+#: float32 took 4: from 2**-64 to 2**64 (5e-20 to 1.8e19 dollars; more is inf, "out of
+#: range", as float32 overflow was). Why that is precise enough: a bucket reads back within a
+#: factor 2**(1/1024) (+-0.07 %) of the spend added, so each window sum is within 0.07 % and
+#: the week-over-week ratio within 0.14 %, against a bar of at least +30 % and a learned
+#: noise RMS of a few percent or more. A decision can move only for a ratio within a few
+#: tenths of a percent of its bar (the noise estimate is path-dependent: its winsorizing
+#: and its gate at the bar pass such small differences on), or an excess that close to
+#: ``min_usd``.
+RING_Q = 512.0
+EMPTY = -32768  # no spend in the bucket
+_INF = 32767  # spend beyond 2**64
+
+
+def encode(value: float) -> int:
+    """Ring code of ``value`` (> 0): the nearest step of log2; inf past 2**64."""
+    if value >= 2.0**64:
+        return _INF
+    return max(-_INF, min(_INF - 1, round(math.log2(value) * RING_Q)))
+
+
+def decode(code: int) -> float:
+    """Spend of a ring code: NaN for an empty bucket, inf past 2**64."""
+    if code == EMPTY:
+        return math.nan
+    if code == _INF:
+        return math.inf
+    return 2.0 ** (code / RING_Q)
+
 
 @dataclass(frozen=True, slots=True)
 class _WowParams(HyperParams):
@@ -60,6 +89,13 @@ class _WowParams(HyperParams):
     z: float
     noise_alpha: float
     noise_n: int
+
+    @property
+    def var_n_cap(self) -> int:
+        """Comparisons counted up to here: past it the warm-up gate, the rate
+        ``max(noise_alpha, 1 / n)`` and the winsorizing all stay as they are. Why: CPython
+        shares one object per int up to 256; a larger count is 32 bytes a series."""
+        return max(self.noise_n + 1, math.ceil(1.0 / self.noise_alpha) + 1)
 
 
 @register("wow")
@@ -142,8 +178,9 @@ class WeekOverWeek(Detector):
             )
         )
         n = int(window_s // period_s) + int(WEEK_S // period_s)
-        # NaN marks a bucket with no spend: a gap and a zero window both mean silence.
-        self._ring = array("f", [math.nan]) * n
+        # Spend per bucket as int16 log2 codes (``encode``); EMPTY marks a bucket with no
+        # spend: a gap and a zero window both mean silence.
+        self._ring = array("h", [EMPTY]) * n
         self._head: int | None = None
         self._fired_ts: float | None = None
         self._peak = 0.0
@@ -165,6 +202,12 @@ class WeekOverWeek(Detector):
         hyperparameter; from before the noise bar too, which learns it afresh)."""
         if "_hp" not in state:
             state = self._from_dict_layout(state)
+        ring = state["_ring"]
+        if ring.typecode == "f":  # float32 buckets, NaN for none
+            state["_ring"] = array("h", [EMPTY if math.isnan(v) else encode(v) for v in ring])
+        else:
+            state["_ring"] = ring[:]  # unpickled arrays are over-allocated; copies are not
+        state["_var_n"] = min(state["_var_n"], state["_hp"].var_n_cap)
         for name in WeekOverWeek.__slots__:
             object.__setattr__(self, name, state[name])
 
@@ -195,23 +238,24 @@ class WeekOverWeek(Detector):
             self._head = k - 1
         if k > self._head:
             for j in range(self._head + 1, min(k, self._head + n) + 1):
-                view[j % n] = math.nan
+                view[j % n] = EMPTY
             # Jumps longer than the ring: every bucket was blanked above; realign the head.
             self._head = k
         elif k <= self._head - n:
             return  # older than anything we keep
-        old = view[k % n]
+        old = decode(view[k % n])
         if value > 0.0:
-            view[k % n] = value if math.isnan(old) else old + value
+            view[k % n] = encode(value if math.isnan(old) else old + value)
 
     def _sums(self) -> tuple[float, float, float]:
         view = self._ring
         n = len(view)
         head = self._head if self._head is not None else 0
         pairs = []
+        lag = self._lag
         for i in range(self._w):
-            a = view[(head - i) % n]
-            b = view[(head - i - self._lag) % n]
+            a = decode(view[(head - i) % n])
+            b = decode(view[(head - i - lag) % n])
             if not (math.isnan(a) or math.isnan(b)):
                 pairs.append((a, b))
         coverage = len(pairs) / self._w
@@ -225,7 +269,7 @@ class WeekOverWeek(Detector):
     def peek(self, ts: float, value: float) -> Verdict:
         """The verdict ``update`` would give, with no state change (a shallow twin, own ring)."""
         twin = copy.copy(self)
-        twin._ring = array("f", self._ring)  # noqa: SLF001 - our own class
+        twin._ring = array("h", self._ring)  # noqa: SLF001 - our own class
         return twin.update(ts, value)
 
     def update(self, ts: float, value: float) -> Verdict:
@@ -280,7 +324,7 @@ class WeekOverWeek(Detector):
         """Fold a log ratio into the noise estimate, winsorized at 2.5 sigma once warm."""
         if not math.isfinite(lr):
             return
-        self._var_n += 1
+        self._var_n = min(self._var_n + 1, self._hp.var_n_cap)
         a = max(self._hp.noise_alpha, 1.0 / self._var_n)
         x = lr * lr
         if self._var_n > self._hp.noise_n:
