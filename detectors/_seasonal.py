@@ -107,6 +107,8 @@ class _BaselineParams(HyperParams):
         alpha; all are constant from ``max(min_slot_n, (2 - a) / a + 1)`` on (10 for the
         defaults). When that is at most 15, counts take 4 bits and stop at 15 (so a retune
         within that range reads them as before); else a byte, stopping at 255 as they did.
+        A retune across the two (``season_alpha`` under 0.125 or ``min_slot_n`` over 15)
+        changes the layout, so ``retune`` restarts the detector (it used to keep it).
         """
         a = self.season_alpha
         needed = max(self.min_slot_n, math.floor((2.0 - a) / a) + 1)
