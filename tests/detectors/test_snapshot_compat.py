@@ -16,16 +16,25 @@ precision of the compact state: well under 1 %).
 from __future__ import annotations
 
 import base64
+import copyreg
+import dataclasses
+import io
 import json
 import math
 import pickle
+from array import array
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from detectors import make_detector
+from detectors import SpendWatch, make_detector
+from detectors._robust import BurnScale
+from detectors._seasonal import SeasonalBaseline
+from detectors._wow import WeekOverWeek, decode
+from schemas import BudgetConfig, Config
 from tests.detectors.synth import HOUR, T0, spend
+from tests.detectors.test_watch import _history, _run, _runaway
 
 DATA = json.loads((Path(__file__).parent / "data" / "detectors_dict_layout.json").read_bytes())
 NAMES = ("baseline", "wow", "wow_naive")
@@ -56,8 +65,6 @@ class _DictReader(pickle.Unpickler):
 
 
 def _old_dict(name: str) -> dict[str, Any]:
-    import io
-
     return _DictReader(io.BytesIO(_old_pickle(name))).load().state
 
 
@@ -114,3 +121,69 @@ def test_snapshot_from_before_new_state_still_restores(name: str, new: tuple[str
         assert old.z == 2.5
     if name == "baseline":
         assert old._unit == old.unit and old._first is None  # learned in its old unit
+
+
+def _hyper(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj._hp, f.name) for f in dataclasses.fields(obj._hp)}
+
+
+class _DictLayoutPickler(pickle.Pickler):
+    """Writes detectors as the dict-layout release did (state built by hand from this one).
+
+    The conversion is lossless: a float32 holds every profile code / 1024 exactly and
+    every ring value closely enough to read back the same code.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, BurnScale):
+            slots = {**_hyper(obj), "abs_dev": obj.abs_dev, "n": obj.n, "recent": list(obj.recent)}
+            return copyreg.__newobj__, (BurnScale,), (None, slots)
+        if isinstance(obj, SeasonalBaseline):
+            season = len(obj._profile)
+            state = {
+                **_hyper(obj),
+                "_profile": array("f", [obj._get(i) for i in range(season)]),
+                "_counts": bytearray(obj._count(i) for i in range(season)),
+                "_last": list(obj._last),
+                **{
+                    k: getattr(obj, k)
+                    for k in obj.__slots__
+                    if k not in ("_hp", "_profile", "_counts", "_last")
+                },
+            }
+            return copyreg.__newobj__, (type(obj),), state
+        if isinstance(obj, WeekOverWeek):
+            state = {
+                **_hyper(obj),
+                "_w": obj._w,
+                "_lag": obj._lag,
+                "_ring": array("f", [decode(c) for c in obj._ring]),
+                **{k: getattr(obj, k) for k in WeekOverWeek.__slots__ if k not in ("_hp", "_ring")},
+            }
+            return copyreg.__newobj__, (type(obj),), state
+        return NotImplemented
+
+
+def test_watch_snapshot_with_dict_layout_detectors_resumes_alike() -> None:
+    """A detect-stage snapshot whose detectors have the dict layout restores into this one."""
+    plan = _history(24 * 21)
+    _runaway(plan, "k-chat", 24 * 19 + 3, 4, 20.0)
+    config = Config(
+        budgets=[
+            BudgetConfig(name="search", scope={"team": "search"}, amount_usd=2000, period="week")
+        ]
+    )
+    straight = [a.to_wire() for a in _run(SpendWatch(config), plan)]
+    cut = 24 * 19  # before the runaway: the restored detectors must catch it
+    first = SpendWatch(config)
+    before = [a.to_wire() for a in _run(first, plan[:cut])]
+    buf = io.BytesIO()
+    _DictLayoutPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(pickle.loads(first.snapshot()))
+    old_snapshot = buf.getvalue()
+    assert b"_profile" in old_snapshot and b"season_alpha" in old_snapshot  # the dict layout
+    second = SpendWatch(config)
+    second.restore(old_snapshot)
+    assert pickle.loads(second.snapshot()) is not None
+    after = [a.to_wire() for a in _run(second, plan, start=cut)]
+    assert before + after == straight
+    assert any(a["kind"] == "anomaly" for a in after)
