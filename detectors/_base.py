@@ -84,6 +84,8 @@ class HyperParams:
     24 bytes, plus its slot); held here, they keep one reference to one object per config.
     ``share`` hands out that object; copies and unpickling go through it too, so a
     detector restored from a snapshot shares as well. Being immutable, sharing is safe.
+    Constants derived from the hyperparameters go in ``field(init=False)`` fields set in
+    ``__post_init__``: computed once per config, not on every update.
     """
 
     __slots__ = ()
@@ -95,8 +97,12 @@ class HyperParams:
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
-        values = tuple(getattr(self, f.name) for f in dataclasses.fields(self))  # type: ignore[arg-type]
-        return (_shared_new, (type(self), values))
+        return (_shared_new, (type(self), _values(self)))
+
+
+def _values(params: HyperParams) -> tuple[Any, ...]:
+    """The hyperparameters themselves (the init fields), in order; not derived constants."""
+    return tuple(getattr(params, f.name) for f in dataclasses.fields(params) if f.init)  # type: ignore[arg-type]
 
 
 P = TypeVar("P", bound=HyperParams)
@@ -114,8 +120,7 @@ def share(params: P) -> P:
     Types are part of the key, so ``5`` and ``5.0`` stay distinct and ``params`` reads back
     exactly what was passed.
     """
-    fields = dataclasses.fields(params)  # type: ignore[arg-type]
-    key = (type(params), *((type(v), v) for v in (getattr(params, f.name) for f in fields)))
+    key = (type(params), *((type(v), v) for v in _values(params)))
     found = _SHARED.get(key)
     if found is None:
         if len(_SHARED) >= _SHARED_MAX:
@@ -137,6 +142,8 @@ def expose(params_type: type[HyperParams]) -> Callable[[C], C]:
 
     def deco(cls: C) -> C:
         for f in dataclasses.fields(params_type):  # type: ignore[arg-type]
+            if not f.init:
+                continue  # a derived constant, not a hyperparameter
             getter = operator.attrgetter(f"_hp.{f.name}")
             setattr(cls, f.name, property(getter, doc=f"Hyperparameter ``{f.name}``."))
         return cls

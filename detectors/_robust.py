@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from detectors._base import HyperParams, expose, share
@@ -31,14 +31,12 @@ class _ScaleParams(HyperParams):
     alpha: float
     clip_z: float
     min_scale: float
+    #: ``n`` stops here: from ``1 / alpha`` on, ``max(alpha, 1 / n)`` is ``alpha`` for good.
+    #: Why: CPython shares one object per int up to 256; a larger count is 32 bytes a series.
+    n_cap: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def n_cap(self) -> int:
-        """``n`` stops here: from ``1 / alpha`` on, ``max(alpha, 1 / n)`` is ``alpha`` for good.
-
-        Why: CPython shares one object per int up to 256; a larger count is 32 bytes a series.
-        """
-        return max(2, math.ceil(1.0 / self.alpha) + 1)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "n_cap", max(2, math.ceil(1.0 / self.alpha) + 1))
 
 
 @expose(_ScaleParams)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from detectors._base import (
@@ -98,21 +98,20 @@ class _BaselineParams(HyperParams):
     auto_unit: float
     sharp_z: float
 
-    @property
-    def count_cap(self) -> int:
-        """Slot counts stop here: past it a count changes no decision, so it need not grow.
+    #: Slot counts stop here: past it a count changes no decision, so it need not grow.
+    #: A count is read as: zero or not, ``>= min_slot_n`` (warm), ``n_eff = min(count,
+    #: (2 - a) / a)`` and the slot's rate ``max(a, 1 / (count + 1))``, ``a`` the season
+    #: alpha; all are constant from ``max(min_slot_n, (2 - a) / a + 1)`` on (10 for the
+    #: defaults). When that is at most 15, counts take 4 bits and stop at 15 (so a retune
+    #: within that range reads them as before); else a byte, stopping at 255 as they did.
+    #: A retune across the two (``season_alpha`` under 0.125 or ``min_slot_n`` over 15)
+    #: changes the layout, so ``retune`` restarts the detector (it used to keep it).
+    count_cap: int = field(init=False, repr=False, compare=False)
 
-        A count is read as: zero or not, ``>= min_slot_n`` (warm), ``n_eff = min(count,
-        (2 - a) / a)`` and the slot's rate ``max(a, 1 / (count + 1))``, ``a`` the season
-        alpha; all are constant from ``max(min_slot_n, (2 - a) / a + 1)`` on (10 for the
-        defaults). When that is at most 15, counts take 4 bits and stop at 15 (so a retune
-        within that range reads them as before); else a byte, stopping at 255 as they did.
-        A retune across the two (``season_alpha`` under 0.125 or ``min_slot_n`` over 15)
-        changes the layout, so ``retune`` restarts the detector (it used to keep it).
-        """
+    def __post_init__(self) -> None:
         a = self.season_alpha
         needed = max(self.min_slot_n, math.floor((2.0 - a) / a) + 1)
-        return 15 if needed <= 15 else 255
+        object.__setattr__(self, "count_cap", 15 if needed <= 15 else 255)
 
 
 def _new_counts(hp: _BaselineParams) -> bytearray:
@@ -361,7 +360,8 @@ class SeasonalBaseline(Detector):
                 self._n += 1
             return Verdict(0.0, False, None, value, f"first window for {label}; learning")
 
-        mu = self._get(slot) + self._level
+        learned = self._get(slot)  # the slot's profile value; unchanged until its update below
+        mu = learned + self._level
         expected = self._unit * math.expm1(min(mu, 700.0))  # e**709 overflows a float
         r = x - mu
         sc = self._scale
@@ -369,7 +369,7 @@ class SeasonalBaseline(Detector):
         if value == 0.0:
             if learn:
                 # Silence: nudge this slot (seasonal zeros are real) but leave level and scale.
-                self._set(slot, self._get(slot) + self._slot_alpha(count) * sc.clip(r))
+                self._set(slot, learned + self._slot_alpha(count) * sc.clip(r))
                 self._set_count(slot, count + 1)
                 self._n += 1
             return Verdict(0.0, False, expected, value, f"silent window for {label}; no alert")
@@ -428,8 +428,8 @@ class SeasonalBaseline(Detector):
             self._level += hp.level_alpha_fast * jump
         else:
             self._level += hp.level_alpha * sc.clip(r)
-        r2 = x - self._get(slot) - self._level
-        self._set(slot, self._get(slot) + self._slot_alpha(count) * sc.clip(r2))
+        r2 = x - learned - self._level
+        self._set(slot, learned + self._slot_alpha(count) * sc.clip(r2))
         self._set_count(slot, count + 1)
         self._n += 1
         self._learn_peak(ts, trailing)
@@ -472,20 +472,21 @@ class SeasonalBaseline(Detector):
             self._peaks[day % n] = value
 
     def _count(self, slot: int) -> int:
-        """Samples this slot has learned, up to ``count_cap``."""
-        counts = self._counts
-        if len(counts) == len(self._profile):
-            return counts[slot]
-        return (counts[slot >> 1] >> ((slot & 1) << 2)) & 15
+        """Samples this slot has learned, up to ``count_cap`` (which also fixes the layout)."""
+        if self._hp.count_cap == 255:
+            return self._counts[slot]
+        return (self._counts[slot >> 1] >> ((slot & 1) << 2)) & 15
 
     def _set_count(self, slot: int, count: int) -> None:
-        count = min(count, self._hp.count_cap)
-        counts = self._counts
-        if len(counts) == len(self._profile):
-            counts[slot] = count
+        cap = self._hp.count_cap
+        if count > cap:
+            count = cap
+        if cap == 255:
+            self._counts[slot] = count
         else:
             shift = (slot & 1) << 2
-            counts[slot >> 1] = counts[slot >> 1] & (0xF0 >> shift) | count << shift
+            i = slot >> 1
+            self._counts[i] = self._counts[i] & (0xF0 >> shift) | count << shift
 
     def _slot_alpha(self, count: int) -> float:
         return max(self._hp.season_alpha, 1.0 / (count + 1))
@@ -514,7 +515,8 @@ class SeasonalBaseline(Detector):
 
 def _fixed(x: float) -> int:
     """``x`` log units as a profile code (``PROFILE_Q``), saturating at the int16 range."""
-    return max(-32767, min(32767, round(x * PROFILE_Q)))
+    q = round(x * PROFILE_Q)
+    return q if -32767 <= q <= 32767 else (32767 if q > 0 else -32767)
 
 
 def _from_dict_layout(old: dict[str, Any]) -> dict[str, Any]:
@@ -524,7 +526,7 @@ def _from_dict_layout(old: dict[str, Any]) -> dict[str, Any]:
     and a snapshot from before them learned its profile in ``unit`` (no ``_unit``, no
     ``_first``: it keeps its unit).
     """
-    names = [f.name for f in _BaselineParams.__dataclass_fields__.values()]
+    names = [f.name for f in _BaselineParams.__dataclass_fields__.values() if f.init]
     defaults = {"auto_unit": 1.0, "sharp_z": 6.0}
     hp = share(_BaselineParams(*(old[n] if n in old else defaults[n] for n in names)))
     state = {k: v for k, v in old.items() if k.startswith("_")}

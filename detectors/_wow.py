@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import math
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from detectors._base import (
@@ -90,12 +90,19 @@ class _WowParams(HyperParams):
     noise_alpha: float
     noise_n: int
 
-    @property
-    def var_n_cap(self) -> int:
-        """Comparisons counted up to here: past it the warm-up gate, the rate
-        ``max(noise_alpha, 1 / n)`` and the winsorizing all stay as they are. Why: CPython
-        shares one object per int up to 256; a larger count is 32 bytes a series."""
-        return max(self.noise_n + 1, math.ceil(1.0 / self.noise_alpha) + 1)
+    #: Comparisons counted up to here: past it the warm-up gate, the rate
+    #: ``max(noise_alpha, 1 / n)`` and the winsorizing all stay as they are. Why: CPython
+    #: shares one object per int up to 256; a larger count is 32 bytes a series.
+    var_n_cap: int = field(init=False, repr=False, compare=False)
+    #: Buckets in the trailing window, and in a week.
+    w: int = field(init=False, repr=False, compare=False)
+    lag: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        cap = max(self.noise_n + 1, math.ceil(1.0 / self.noise_alpha) + 1)
+        object.__setattr__(self, "var_n_cap", cap)
+        object.__setattr__(self, "w", int(self.window_s // self.period_s))
+        object.__setattr__(self, "lag", int(WEEK_S // self.period_s))
 
 
 @register("wow")
@@ -214,22 +221,12 @@ class WeekOverWeek(Detector):
     def _from_dict_layout(self, old: dict[str, Any]) -> dict[str, Any]:
         """Slot values for a detector pickled when it kept an instance dict (up to 2026-11)."""
         defaults = {"z": self._restored_z, "noise_alpha": 0.005, "noise_n": 24}
-        names = [f.name for f in _WowParams.__dataclass_fields__.values()]
+        names = [f.name for f in _WowParams.__dataclass_fields__.values() if f.init]
         state = {k: v for k, v in old.items() if k.startswith("_") and k not in ("_w", "_lag")}
         state["_hp"] = share(_WowParams(*(old.get(n, defaults.get(n)) for n in names)))
         state.setdefault("_var", 0.0)
         state.setdefault("_var_n", 0)
         return state
-
-    @property
-    def _w(self) -> int:
-        """Buckets in the trailing window."""
-        return int(self._hp.window_s // self._hp.period_s)
-
-    @property
-    def _lag(self) -> int:
-        """Buckets in a week."""
-        return int(WEEK_S // self._hp.period_s)
 
     def _add(self, k: int, value: float) -> None:
         view = self._ring
@@ -251,14 +248,16 @@ class WeekOverWeek(Detector):
         view = self._ring
         n = len(view)
         head = self._head if self._head is not None else 0
+        w, lag = self._hp.w, self._hp.lag
         pairs = []
-        lag = self._lag
-        for i in range(self._w):
-            a = decode(view[(head - i) % n])
-            b = decode(view[(head - i - lag) % n])
-            if not (math.isnan(a) or math.isnan(b)):
-                pairs.append((a, b))
-        coverage = len(pairs) / self._w
+        for i in range(w):
+            a = view[(head - i) % n]
+            b = view[(head - i - lag) % n]
+            if a != EMPTY and b != EMPTY:
+                # ``decode`` inline: this runs for every bucket pair on every update and peek.
+                da = math.inf if a == _INF else 2.0 ** (a / RING_Q)
+                pairs.append((da, math.inf if b == _INF else 2.0 ** (b / RING_Q)))
+        coverage = len(pairs) / w
         if self._hp.trim and len(pairs) > 4 * self._hp.trim:
             # Symmetric trim by hour-over-hour ratio: a legit burst in either week (the top
             # or the bottom ratios) does not make a rise; a broad rise moves every hour.
@@ -269,8 +268,15 @@ class WeekOverWeek(Detector):
     def peek(self, ts: float, value: float) -> Verdict:
         """The verdict ``update`` would give, with no state change (a shallow twin, own ring)."""
         twin = copy.copy(self)
-        twin._ring = array("h", self._ring)  # noqa: SLF001 - our own class
+        twin._ring = self._ring[:]  # noqa: SLF001 - our own class
         return twin.update(ts, value)
+
+    def __copy__(self) -> WeekOverWeek:
+        """A shallow copy slot by slot (``peek`` makes one per call; no state dict round trip)."""
+        twin = object.__new__(type(self))
+        for name in WeekOverWeek.__slots__:
+            object.__setattr__(twin, name, getattr(self, name))
+        return twin
 
     def update(self, ts: float, value: float) -> Verdict:
         """Add ``value`` to its bucket, then compare the trailing window with last week's."""

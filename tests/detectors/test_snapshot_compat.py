@@ -124,7 +124,7 @@ def test_snapshot_from_before_new_state_still_restores(name: str, new: tuple[str
 
 
 def _hyper(obj: Any) -> dict[str, Any]:
-    return {f.name: getattr(obj._hp, f.name) for f in dataclasses.fields(obj._hp)}
+    return {f.name: getattr(obj._hp, f.name) for f in dataclasses.fields(obj._hp) if f.init}
 
 
 class _DictLayoutPickler(pickle.Pickler):
@@ -155,8 +155,8 @@ class _DictLayoutPickler(pickle.Pickler):
         if isinstance(obj, WeekOverWeek):
             state = {
                 **_hyper(obj),
-                "_w": obj._w,
-                "_lag": obj._lag,
+                "_w": obj._hp.w,
+                "_lag": obj._hp.lag,
                 "_ring": array("f", [decode(c) for c in obj._ring]),
                 **{k: getattr(obj, k) for k in WeekOverWeek.__slots__ if k not in ("_hp", "_ring")},
             }
