@@ -13,11 +13,14 @@ series then gets its own unpickled copy of one of them, so every series owns
 separate objects of a realistic learned state, without running N x 672
 updates.
 
-Measured with ``tracemalloc`` (bytes Python allocated for each part, divided
-by N) and the process RSS after building everything (current RSS from
-/proc/self/statm, minus tracemalloc's own bookkeeping). RSS is larger than
-the traced bytes: it includes the interpreter and libraries, and memory freed
-while building (flush records) that the allocator keeps. Takes a few minutes
+Two passes over the same build. First the process RSS (current RSS from
+/proc/self/statm) before and after building everything, with no tracing: a
+live worker runs untraced, and tracemalloc's own tables and allocation
+pattern add hundreds of MB at 100,000 series that subtracting its reported
+size does not remove. RSS is larger than the traced bytes: it includes the
+interpreter and libraries, and memory freed while building (flush records)
+that the allocator keeps. Then, with everything freed, ``tracemalloc`` gives
+the bytes Python allocated for each part, divided by N. Takes a few minutes
 at 100,000 series (tracemalloc slows allocation down).
 
     python -m bench.bench_memory [--series N] [--json]
@@ -98,27 +101,37 @@ def build_rollups(series: int) -> RollupState:
     return state
 
 
+def restore_detectors(pickles: dict[str, list[bytes]], series: int) -> dict[str, list[Detector]]:
+    """Each series' own unpickled copy of a warm detector of each kind."""
+    return {kind: [pickle.loads(pickles[kind][i % WARM]) for i in range(series)] for kind in KINDS}
+
+
 def measure(series: int) -> dict[str, Any]:
     pickles = {kind: warm_detectors(kind) for kind in KINDS}
     gc.collect()
     rss_before = rss_mb()
+    rollups = build_rollups(series)
+    detectors = restore_detectors(pickles, series)
+    gc.collect()
+    rss_after = rss_mb()
+    open_windows = rollups.open_windows()
+    del rollups, detectors
+    gc.collect()
+
     tracemalloc.start()
     base, _ = tracemalloc.get_traced_memory()
     rollups = build_rollups(series)
     gc.collect()
     after_rollups, _ = tracemalloc.get_traced_memory()
-    detectors = {
-        kind: [pickle.loads(pickles[kind][i % WARM]) for i in range(series)] for kind in KINDS
-    }
+    detectors = restore_detectors(pickles, series)
     gc.collect()
     after_detectors, _ = tracemalloc.get_traced_memory()
-    rss_after = rss_mb() - tracemalloc.get_tracemalloc_memory() / 2**20
     tracemalloc.stop()
     rollup_b = (after_rollups - base) / series
     detector_b = (after_detectors - after_rollups) / series
     result = {
         "series": series,
-        "open_windows": rollups.open_windows(),
+        "open_windows": open_windows,
         "rollup_bytes_per_series": round(rollup_b),
         "detector_bytes_per_series": round(detector_b),
         "baseline_pickle_bytes": len(pickles["baseline"][0]),
@@ -130,7 +143,7 @@ def measure(series: int) -> dict[str, Any]:
         "target_bytes_per_series": 2048,
         "target_rss_mb": 500,
     }
-    del detectors
+    del rollups, detectors
     return result
 
 

@@ -9,8 +9,10 @@ data, so a pickle of the detector is its snapshot.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -37,8 +39,13 @@ class Verdict:
 
 
 class Detector:
-    """Base for online detectors: one verb, ``update``, that scores then learns."""
+    """Base for online detectors: one verb, ``update``, that scores then learns.
 
+    No instance dict of its own (``__slots__ = ()``), so a subclass with ``__slots__`` has
+    none either: at 100k series a dict per detector is most of its memory.
+    """
+
+    __slots__ = ()
     name: str = ""
 
     def update(self, ts: float, value: float) -> Verdict:  # pragma: no cover - abstract
@@ -69,8 +76,82 @@ class Detector:
         return f"{type(self).__name__}({args})"
 
 
-_REGISTRY: dict[str, type[Detector]] = {}
+class HyperParams:
+    """Base for a detector's hyperparameters: a frozen ``dataclass(slots=True)`` shared by value.
+
+    Why: every series' detector of one config has the same hyperparameters. Held as
+    attributes, each of 100k detectors would keep its own copy of each (a float object is
+    24 bytes, plus its slot); held here, they keep one reference to one object per config.
+    ``share`` hands out that object; copies and unpickling go through it too, so a
+    detector restored from a snapshot shares as well. Being immutable, sharing is safe.
+    Constants derived from the hyperparameters go in ``field(init=False)`` fields set in
+    ``__post_init__``: computed once per config, not on every update.
+    """
+
+    __slots__ = ()
+
+    def __copy__(self) -> HyperParams:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> HyperParams:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_shared_new, (type(self), _values(self)))
+
+
+def _values(params: HyperParams) -> tuple[Any, ...]:
+    """The hyperparameters themselves (the init fields), in order; not derived constants."""
+    return tuple(getattr(params, f.name) for f in dataclasses.fields(params) if f.init)  # type: ignore[arg-type]
+
+
+P = TypeVar("P", bound=HyperParams)
 D = TypeVar("D", bound=type[Detector])
+C = TypeVar("C", bound=type)
+#: One object per distinct hyperparameter set; cleared when it grows past ``_SHARED_MAX``
+#: (then only later builds stop sharing with earlier ones; nothing else changes).
+_SHARED: dict[tuple[Any, ...], Any] = {}
+_SHARED_MAX = 4096
+
+
+def share(params: P) -> P:
+    """The shared object equal to ``params`` (same type and same type and value per field).
+
+    Types are part of the key, so ``5`` and ``5.0`` stay distinct and ``params`` reads back
+    exactly what was passed.
+    """
+    key = (type(params), *((type(v), v) for v in _values(params)))
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        found = _SHARED[key] = params
+    return found  # type: ignore[no-any-return]
+
+
+def _shared_new(cls: type[P], values: tuple[Any, ...]) -> P:
+    return share(cls(*values))
+
+
+def expose(params_type: type[HyperParams]) -> Callable[[C], C]:
+    """Class decorator: each field of ``params_type`` reads as ``detector.<field>``.
+
+    The detector keeps its ``HyperParams`` in ``_hp``; this keeps the hyperparameters
+    readable under their argument names (``params``, ``repr``, config code, tests).
+    """
+
+    def deco(cls: C) -> C:
+        for f in dataclasses.fields(params_type):  # type: ignore[arg-type]
+            if not f.init:
+                continue  # a derived constant, not a hyperparameter
+            getter = operator.attrgetter(f"_hp.{f.name}")
+            setattr(cls, f.name, property(getter, doc=f"Hyperparameter ``{f.name}``."))
+        return cls
+
+    return deco
+
+
+_REGISTRY: dict[str, type[Detector]] = {}
 
 
 def register(name: str) -> Callable[[D], D]:

@@ -11,6 +11,11 @@ one noisy point, or a mild but long drift, does not page on its own.
 from __future__ import annotations
 
 import math
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors._base import HyperParams, expose, share
 
 __all__ = ["BurnScale"]
 
@@ -18,8 +23,28 @@ __all__ = ["BurnScale"]
 _MAD_TO_SIGMA = math.sqrt(math.pi / 2.0)
 
 
+@dataclass(frozen=True, slots=True)
+class _ScaleParams(HyperParams):
+    fast_z: float
+    slow_n: int
+    slow_z: float
+    alpha: float
+    clip_z: float
+    min_scale: float
+    #: ``n`` stops here: from ``1 / alpha`` on, ``max(alpha, 1 / n)`` is ``alpha`` for good.
+    #: Why: CPython shares one object per int up to 256; a larger count is 32 bytes a series.
+    n_cap: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "n_cap", max(2, math.ceil(1.0 / self.alpha) + 1))
+
+
+@expose(_ScaleParams)
 class BurnScale:
-    """Residual scale plus the slow-window memory; plain floats and a short list.
+    """Residual scale plus the slow-window memory: two numbers and a short array.
+
+    Hyperparameters live in one shared object per config (``HyperParams``), read back
+    as attributes (``fast_z``, ...).
 
     Parameters
     ----------
@@ -46,17 +71,7 @@ class BurnScale:
     True
     """
 
-    __slots__ = (
-        "abs_dev",
-        "alpha",
-        "clip_z",
-        "fast_z",
-        "min_scale",
-        "n",
-        "recent",
-        "slow_n",
-        "slow_z",
-    )
+    __slots__ = ("_hp", "abs_dev", "n", "recent")
 
     def __init__(
         self,
@@ -67,19 +82,32 @@ class BurnScale:
         clip_z: float = 3.0,
         min_scale: float = 1e-3,
     ) -> None:
-        self.fast_z = fast_z
-        self.slow_n = slow_n
-        self.slow_z = slow_z
-        self.alpha = alpha
-        self.clip_z = clip_z
-        self.min_scale = min_scale
+        self._hp = share(_ScaleParams(fast_z, slow_n, slow_z, alpha, clip_z, min_scale))
         self.abs_dev = 0.0
         self.n = 0
-        self.recent: list[float] = []
+        #: The last ``slow_n`` residuals, oldest first: float64 like the residuals themselves,
+        #: 8 bytes each where a list spends 32 (a pointer and a float object).
+        self.recent = array("d")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_hp": self._hp, "abs_dev": self.abs_dev, "n": self.n, "recent": self.recent}
+
+    def __setstate__(self, state: Any) -> None:
+        """Restore a snapshot: this layout, or the older one with a slot per hyperparameter."""
+        if isinstance(state, tuple):  # the default state of a slotted class: (None, slots)
+            state = state[1]
+        if "_hp" in state:
+            self._hp = state["_hp"]
+        else:
+            names = ("fast_z", "slow_n", "slow_z", "alpha", "clip_z", "min_scale")
+            self._hp = share(_ScaleParams(*(state[k] for k in names)))
+        self.abs_dev = state["abs_dev"]
+        self.n = min(state["n"], self._hp.n_cap)
+        self.recent = array("d", state["recent"])
 
     def sigma(self) -> float:
         """Current robust sigma of residuals (the floor until anything was learned)."""
-        return max(self.min_scale, self.abs_dev * _MAD_TO_SIGMA)
+        return max(self._hp.min_scale, self.abs_dev * _MAD_TO_SIGMA)
 
     def zscores(self, r: float, fresh: bool = False) -> tuple[float, float]:
         """Fast and slow z for residual ``r`` with ``r`` counted in the slow window.
@@ -87,8 +115,9 @@ class BurnScale:
         ``fresh`` scores as if the slow window had just been reset (after a gap).
         """
         s = self.sigma()
-        recent = [] if fresh else self.recent
-        window = [*recent[-(self.slow_n - 1) :], r] if self.slow_n > 1 else [r]
+        slow_n = self._hp.slow_n
+        recent = () if fresh else self.recent
+        window = [*recent[-(slow_n - 1) :], r] if slow_n > 1 else [r]
         return r / s, sum(window) / len(window) / s
 
     def ratio(self, r: float, widen: float = 1.0, fresh: bool = False) -> float:
@@ -97,7 +126,8 @@ class BurnScale:
         ``widen`` (>= 1) scales sigma, e.g. for an expectation learned from few samples.
         """
         fast, slow = self.zscores(r, fresh)
-        return min(fast / self.fast_z, slow / self.slow_z) / widen
+        hp = self._hp
+        return min(fast / hp.fast_z, slow / hp.slow_z) / widen
 
     def pair_z(self, r: float, fresh: bool = False) -> float:
         """z of the last two residuals' sum (``r`` and the one before): sum / (sigma * sqrt 2).
@@ -124,19 +154,19 @@ class BurnScale:
 
     def clip(self, r: float) -> float:
         """``r`` limited to +-clip_z sigmas, so outliers teach only a bounded step."""
-        c = self.clip_z * self.sigma()
+        c = self._hp.clip_z * self.sigma()
         return max(-c, min(c, r))
 
     def learn(self, r: float) -> None:
         """Fold residual ``r`` into the scale and the slow window."""
-        self.n += 1
-        a = max(self.alpha, 1.0 / self.n)
+        self.n = min(self.n + 1, self._hp.n_cap)
+        a = max(self._hp.alpha, 1.0 / self.n)
         dev = abs(self.clip(r)) if self.n > 1 else abs(r)
         self.abs_dev += a * (dev - self.abs_dev)
         self.recent.append(r)
-        if len(self.recent) > self.slow_n:
+        if len(self.recent) > self._hp.slow_n:
             del self.recent[0]
 
     def reset_window(self) -> None:
         """Forget the slow window (after a gap: silence says nothing about the trend)."""
-        self.recent.clear()
+        del self.recent[:]

@@ -40,15 +40,20 @@ from __future__ import annotations
 
 import math
 from array import array
+from dataclasses import dataclass, field
+from typing import Any
 
 from detectors._base import (
     Detector,
+    HyperParams,
     Verdict,
     check,
+    expose,
     ignored,
     per,
     ratio_score,
     register,
+    share,
     slot_label,
     usable,
     usd,
@@ -60,8 +65,62 @@ __all__ = ["SeasonalBaseline"]
 #: Share of silent windows in the first season that marks spend as lumpy (a few calls a window).
 LUMPY_SHARE = 0.01
 
+#: Profile slots are int16 in steps of 1/PROFILE_Q log units (``log1p(value / unit)`` minus the
+#: level), over +-32 (e**32 units: far beyond any hourly spend; beyond it a slot saturates).
+#: Why that is precise enough: a read is within 1/2048 of the value learned (0.05 % of the
+#: expected spend), and since a step under half of 1/1024 rounds away, a slot settles
+#: within 1/(2048 * season_alpha) = 0.0024 of its target (0.24 %). The slot mean's own
+#: sampling noise is 0.33 sigma (EW mean with alpha 0.2), about 0.03 for hourly spend
+#: (sigma 0.1-0.5), ten times more, and ``widen`` already budgets for it; the robust scale
+#: learns from residuals that include the rounding. Decisions move only for a window
+#: within a few tenths of a percent of its threshold.
+PROFILE_Q = 1024.0
+
+
+@dataclass(frozen=True, slots=True)
+class _BaselineParams(HyperParams):
+    period_s: float
+    season: int
+    min_usd: float
+    unit: float
+    fast_z: float
+    slow_n: int
+    slow_z: float
+    warmup_n: int
+    min_slot_n: int
+    season_alpha: float
+    level_alpha: float
+    shift_n: int
+    level_alpha_fast: float
+    peak_x: float
+    peak_days: int
+    peak_n: int
+    auto_unit: float
+    sharp_z: float
+
+    #: Slot counts stop here: past it a count changes no decision, so it need not grow.
+    #: A count is read as: zero or not, ``>= min_slot_n`` (warm), ``n_eff = min(count,
+    #: (2 - a) / a)`` and the slot's rate ``max(a, 1 / (count + 1))``, ``a`` the season
+    #: alpha; all are constant from ``max(min_slot_n, (2 - a) / a + 1)`` on (10 for the
+    #: defaults). When that is at most 15, counts take 4 bits and stop at 15 (so a retune
+    #: within that range reads them as before); else a byte, stopping at 255 as they did.
+    #: A retune across the two (``season_alpha`` under 0.125 or ``min_slot_n`` over 15)
+    #: changes the layout, so ``retune`` restarts the detector (it used to keep it).
+    count_cap: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        a = self.season_alpha
+        needed = max(self.min_slot_n, math.floor((2.0 - a) / a) + 1)
+        object.__setattr__(self, "count_cap", 15 if needed <= 15 else 255)
+
+
+def _new_counts(hp: _BaselineParams) -> bytearray:
+    """Zeroed slot counts: two a byte when ``count_cap`` fits 4 bits, else one a byte."""
+    return bytearray((hp.season + 1) // 2 if hp.count_cap <= 15 else hp.season)
+
 
 @register("baseline")
+@expose(_BaselineParams)
 class SeasonalBaseline(Detector):
     """Volatility-aware seasonal baseline for spend per window.
 
@@ -70,7 +129,7 @@ class SeasonalBaseline(Detector):
     period_s
         Window length in seconds; one ``update`` per window (3600: hourly totals).
     season
-        Slots per season (168: hour-of-week). State grows with it (~4 bytes a slot).
+        Slots per season (168: hour-of-week). State grows with it (2.5 bytes a slot).
     min_usd
         Alert only when observed - expected exceeds this many dollars (in the value's unit).
     unit
@@ -148,28 +207,34 @@ class SeasonalBaseline(Detector):
             isinstance(peak_days, int) and 1 <= peak_days <= 60,
             "in [1, 60]",
         )
-        self.period_s = period_s
-        self.season = season
-        self.min_usd = min_usd
-        self.unit = unit
-        self.fast_z = fast_z
-        self.slow_n = slow_n
-        self.slow_z = slow_z
-        self.warmup_n = warmup_n
-        self.min_slot_n = min_slot_n
-        self.season_alpha = season_alpha
-        self.level_alpha = level_alpha
-        self.shift_n = shift_n
-        self.level_alpha_fast = level_alpha_fast
-        self.peak_x = peak_x
-        self.peak_days = peak_days
-        self.peak_n = peak_n
-        self.auto_unit = auto_unit
-        self.sharp_z = sharp_z
-        # Learned state. The profile is a float32 array and the counts a bytearray (capped at
-        # 255): 168 slots pickle to ~0.9 KB, where lists of Python floats would need ~1.9 KB.
-        self._profile = array("f", [0.0]) * season
-        self._counts = bytearray(season)
+        # Shared by every detector of this config; read back as attributes (``self.unit``).
+        self._hp = share(
+            _BaselineParams(
+                period_s,
+                season,
+                min_usd,
+                unit,
+                fast_z,
+                slow_n,
+                slow_z,
+                warmup_n,
+                min_slot_n,
+                season_alpha,
+                level_alpha,
+                shift_n,
+                level_alpha_fast,
+                peak_x,
+                peak_days,
+                peak_n,
+                auto_unit,
+                sharp_z,
+            )
+        )
+        # Learned state. The profile is int16 fixed point (``_get``/``_set``) and the counts
+        # 4 bits a slot where their cap allows (``_count``): 168 slots take 420 bytes, where a
+        # float32 profile and a byte per count took 840.
+        self._profile = array("h", [0]) * season
+        self._counts = _new_counts(self._hp)
         self._level = 0.0
         self._n = 0
         self._last_k: int | None = None
@@ -178,26 +243,55 @@ class SeasonalBaseline(Detector):
         self._peaks = array("f", [0.0]) * peak_days
         self._peak_day: int | None = None
         #: The last ``peak_n - 1`` window values, for the trailing sum the ceiling compares.
-        self._last: list[float] = []
+        self._last = array("d")
         self._ceiling_quiet_k = 0
         # The unit in force: ``unit`` until the first season has shown the series' level.
         self._unit = unit
         #: First season's (sum, count) of non-zero windows and count of silent ones; None once set.
         self._first: list[float] | None = [0.0, 0.0, 0.0] if auto_unit > 0 else None
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        """Restore a snapshot; one taken before ``auto_unit``/``sharp_z`` existed keeps its unit."""
-        self.__dict__.update(state)
-        self.__dict__.setdefault("auto_unit", 1.0)
-        self.__dict__.setdefault("sharp_z", 6.0)
-        self.__dict__.setdefault("_unit", self.unit)
-        self.__dict__.setdefault("_first", None)  # its profile was learned in ``unit``
+    __slots__ = (
+        "_ceiling_quiet_k",
+        "_counts",
+        "_first",
+        "_hp",
+        "_last",
+        "_last_k",
+        "_level",
+        "_n",
+        "_peak_day",
+        "_peaks",
+        "_profile",
+        "_scale",
+        "_unit",
+    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a snapshot: this layout, or the older instance dict (one entry per
+        hyperparameter; from before ``auto_unit``/``sharp_z`` too, which keeps its unit)."""
+        if "_hp" not in state:
+            state = _from_dict_layout(state)
+        if state["_profile"].typecode == "f":  # float32 log values: to fixed point
+            state["_profile"] = array("h", [_fixed(x) for x in state["_profile"]])
+            old_counts, state["_counts"] = state["_counts"], _new_counts(state["_hp"])
+        else:
+            old_counts = None
+        for name in ("_profile", "_peaks", "_last"):
+            state[name] = state[name][:]  # unpickled arrays are over-allocated; copies are not
+        for name in self.__slots__:
+            object.__setattr__(self, name, state[name])
+        if old_counts is not None:  # a byte a count, capped at 255
+            for slot, count in enumerate(old_counts):
+                self._set_count(slot, count)
 
     def _get(self, slot: int) -> float:
-        return self._profile[slot]
+        return self._profile[slot] / PROFILE_Q
 
     def _set(self, slot: int, x: float) -> None:
-        self._profile[slot] = x
+        self._profile[slot] = _fixed(x)
 
     def update(self, ts: float, value: float) -> Verdict:
         """Score the window at ``ts`` against its slot's expectation, then learn from it."""
@@ -209,11 +303,11 @@ class SeasonalBaseline(Detector):
                 first[1] += 1.0
             else:
                 first[2] += 1.0
-            if self._n >= self.season and first[1] > 0:
+            if self._n >= self._hp.season and first[1] > 0:
                 # Silent windows amid spend say the series is a few calls a window (count
                 # noise); a series that never pauses keeps the log scale of its ``unit``.
                 lumpy = first[2] >= LUMPY_SHARE * (first[1] + first[2])
-                self._set_unit(self.auto_unit * first[0] / first[1] if lumpy else 0.0)
+                self._set_unit(self._hp.auto_unit * first[0] / first[1] if lumpy else 0.0)
         return verdict
 
     def _set_unit(self, typical: float) -> None:
@@ -226,16 +320,17 @@ class SeasonalBaseline(Detector):
         it (a busy series' noise stays multiplicative): close to the variance-stabilising
         transform of compound Poisson spend. The scale is relearned in the new unit.
         """
-        new = max(self.unit, typical)
+        new = max(self._hp.unit, typical)
         old, level = self._unit, self._level
-        for slot, count in enumerate(self._counts):
-            if count:
-                expected = old * math.expm1(min(self._profile[slot] + level, 700.0))
-                self._profile[slot] = math.log1p(max(expected, 0.0) / new)
+        for slot in range(len(self._profile)):
+            if self._count(slot):
+                expected = old * math.expm1(min(self._get(slot) + level, 700.0))
+                self._set(slot, math.log1p(max(expected, 0.0) / new))
         self._level = 0.0
         self._unit = new
         self._first = None
-        self._scale = BurnScale(fast_z=self.fast_z, slow_n=self.slow_n, slow_z=self.slow_z)
+        hp = self._hp
+        self._scale = BurnScale(fast_z=hp.fast_z, slow_n=hp.slow_n, slow_z=hp.slow_z)
 
     def peek(self, ts: float, value: float) -> Verdict:
         """The verdict ``update`` would give, with no state change."""
@@ -245,8 +340,9 @@ class SeasonalBaseline(Detector):
         if not usable(ts, value):
             return ignored(value)
         value = float(value)
-        k = math.floor(ts / self.period_s)
-        slot = k % self.season
+        hp = self._hp
+        k = math.floor(ts / hp.period_s)
+        slot = k % hp.season
         gap = self._last_k is not None and k > self._last_k + 1
         if learn:
             if gap:
@@ -255,45 +351,46 @@ class SeasonalBaseline(Detector):
         x = math.log1p(value / self._unit)
         if math.isinf(x):
             return ignored(value)  # only with an absurd unit; never let inf into the state
-        label = slot_label(k, self.period_s, self.season)
-        count = self._counts[slot]
+        label = slot_label(k, hp.period_s, hp.season)
+        count = self._count(slot)
         if count == 0:
             if learn:
                 self._set(slot, x - self._level)
-                self._counts[slot] = 1
+                self._set_count(slot, 1)
                 self._n += 1
             return Verdict(0.0, False, None, value, f"first window for {label}; learning")
 
-        mu = self._get(slot) + self._level
+        learned = self._get(slot)  # the slot's profile value; unchanged until its update below
+        mu = learned + self._level
         expected = self._unit * math.expm1(min(mu, 700.0))  # e**709 overflows a float
         r = x - mu
         sc = self._scale
-        warm = count >= self.min_slot_n and self._n >= self.warmup_n
+        warm = count >= hp.min_slot_n and self._n >= hp.warmup_n
         if value == 0.0:
             if learn:
                 # Silence: nudge this slot (seasonal zeros are real) but leave level and scale.
-                self._set(slot, self._get(slot) + self._slot_alpha(count) * sc.clip(r))
-                self._counts[slot] = min(255, count + 1)
+                self._set(slot, learned + self._slot_alpha(count) * sc.clip(r))
+                self._set_count(slot, count + 1)
                 self._n += 1
             return Verdict(0.0, False, expected, value, f"silent window for {label}; no alert")
 
         # A slot mean from few samples is itself uncertain: widen sigma by sqrt(1 + 1/n_eff),
         # n_eff capped at the EW memory of a slot. This keeps a noisy-low slot plus a legit
         # burst from paging in the third week.
-        n_eff = min(count, (2.0 - self.season_alpha) / self.season_alpha)
+        n_eff = min(count, (2.0 - hp.season_alpha) / hp.season_alpha)
         widen = math.sqrt(1.0 + 1.0 / n_eff)
         fresh = gap and not learn
         ratio = sc.ratio(r, widen, fresh=fresh) if warm else 0.0
         sharp_won = False
-        if warm and self.sharp_z and r > 0.0:
+        if warm and hp.sharp_z and r > 0.0:
             # A sharp spike (an hour or two far over, on a critical service) is too short for
             # the slow window; two windows together that far over are no burst either.
-            sharp = sc.pair_z(r, fresh=fresh) / self.sharp_z / widen
+            sharp = sc.pair_z(r, fresh=fresh) / hp.sharp_z / widen
             if sharp > ratio:
                 ratio, sharp_won = sharp, True
         score = ratio_score(ratio)
         excess = value - expected
-        alert = ratio >= 1.0 and excess > self.min_usd
+        alert = ratio >= 1.0 and excess > hp.min_usd
         reason = self._reason(warm, ratio, value, expected, excess, label, count)
         if alert and sharp_won:
             reason = reason.replace(
@@ -304,42 +401,45 @@ class SeasonalBaseline(Detector):
         if (
             warm
             and not alert
-            and self.peak_x
-            and excess > self.min_usd
+            and hp.peak_x
+            and excess > hp.min_usd
             and k >= self._ceiling_quiet_k
             and (peak := self._peak(ts)) > 0  # last: it scans two weeks of daily peaks
         ):
             # A series so volatile that its sigma hides a 100x hour (a sporadic batch job)
             # still has a ceiling: its trailing few windows at several times their highest
             # of the last two weeks is a runaway.
-            over = trailing / (self.peak_x * peak)
+            over = trailing / (hp.peak_x * peak)
             if over >= 1.0:
                 alert = ceiling = True
                 score = max(score, ratio_score(over))
                 span = f"last {len(self._last) + 1} windows"
                 reason = (
                     f"spend {usd(trailing)} in the {span}, {trailing / peak:.1f}x the most in "
-                    f"any {self.peak_n} windows of the last {self.peak_days} days ({usd(peak)})"
+                    f"any {hp.peak_n} windows of the last {hp.peak_days} days ({usd(peak)})"
                 )
         if not learn:
             return Verdict(score, alert, expected, value, reason)
 
         # Learn: scale and slow window first, then the level (a robust jump on a shift), then slot.
         sc.learn(r)
-        jump = sc.shift(self.shift_n)
+        jump = sc.shift(hp.shift_n)
         if jump is not None:
-            self._level += self.level_alpha_fast * jump
+            self._level += hp.level_alpha_fast * jump
         else:
-            self._level += self.level_alpha * sc.clip(r)
-        r2 = x - self._get(slot) - self._level
-        self._set(slot, self._get(slot) + self._slot_alpha(count) * sc.clip(r2))
-        self._counts[slot] = min(255, count + 1)
+            self._level += hp.level_alpha * sc.clip(r)
+        r2 = x - learned - self._level
+        self._set(slot, learned + self._slot_alpha(count) * sc.clip(r2))
+        self._set_count(slot, count + 1)
         self._n += 1
         self._learn_peak(ts, trailing)
         if ceiling:
             # The trailing sum stays high while it holds this window: one alert per span.
-            self._ceiling_quiet_k = k + self.peak_n
-        self._last = [*self._last, value][-(self.peak_n - 1) :] if self.peak_n > 1 else []
+            self._ceiling_quiet_k = k + hp.peak_n
+        if hp.peak_n > 1:
+            self._last.append(value)
+            if len(self._last) > hp.peak_n - 1:
+                del self._last[0]
         return Verdict(score, alert, expected, value, reason)
 
     def _peak(self, ts: float) -> float:
@@ -348,10 +448,10 @@ class SeasonalBaseline(Detector):
             return 0.0
         day = math.floor(ts / 86400.0)
         age = day - self._peak_day
-        if age >= self.peak_days:
+        if age >= self._hp.peak_days:
             return 0.0  # all of it is older than the horizon
         # Earlier days only: a runaway's own first hours must not raise today's bar.
-        n = self.peak_days
+        n = self._hp.peak_days
         return max(
             (self._peaks[d % n] for d in range(day - n + 1, day) if d <= self._peak_day),
             default=0.0,
@@ -359,7 +459,7 @@ class SeasonalBaseline(Detector):
 
     def _learn_peak(self, ts: float, value: float) -> None:
         day = math.floor(ts / 86400.0)
-        n = self.peak_days
+        n = self._hp.peak_days
         if self._peak_day is None or day - self._peak_day >= n:
             self._peaks = array("f", [0.0]) * n
         elif day > self._peak_day:
@@ -371,8 +471,25 @@ class SeasonalBaseline(Detector):
         if value > self._peaks[day % n]:
             self._peaks[day % n] = value
 
+    def _count(self, slot: int) -> int:
+        """Samples this slot has learned, up to ``count_cap`` (which also fixes the layout)."""
+        if self._hp.count_cap == 255:
+            return self._counts[slot]
+        return (self._counts[slot >> 1] >> ((slot & 1) << 2)) & 15
+
+    def _set_count(self, slot: int, count: int) -> None:
+        cap = self._hp.count_cap
+        if count > cap:
+            count = cap
+        if cap == 255:
+            self._counts[slot] = count
+        else:
+            shift = (slot & 1) << 2
+            i = slot >> 1
+            self._counts[i] = self._counts[i] & (0xF0 >> shift) | count << shift
+
     def _slot_alpha(self, count: int) -> float:
-        return max(self.season_alpha, 1.0 / (count + 1))
+        return max(self._hp.season_alpha, 1.0 / (count + 1))
 
     def _reason(
         self,
@@ -384,13 +501,37 @@ class SeasonalBaseline(Detector):
         label: str,
         count: int,
     ) -> str:
-        rate = per(self.period_s)
+        rate = per(self._hp.period_s)
         times = f"{value / expected:.1f}x" if expected > 0 else "from zero"
         head = f"spend {usd(value)}{rate} vs {usd(expected)}{rate} expected for {label} ({times})"
         if not warm:
-            return f"{head}; warming up ({count} of {self.min_slot_n} samples for this slot)"
+            return f"{head}; warming up ({count} of {self._hp.min_slot_n} samples for this slot)"
         if ratio < 1.0:
             return f"{head}; within the usual range"
-        if excess <= self.min_usd:
-            return f"{head}; under the {usd(self.min_usd)} impact floor"
+        if excess <= self._hp.min_usd:
+            return f"{head}; under the {usd(self._hp.min_usd)} impact floor"
         return f"{head}, fast and slow windows both high"
+
+
+def _fixed(x: float) -> int:
+    """``x`` log units as a profile code (``PROFILE_Q``), saturating at the int16 range."""
+    q = round(x * PROFILE_Q)
+    return q if -32767 <= q <= 32767 else (32767 if q > 0 else -32767)
+
+
+def _from_dict_layout(old: dict[str, Any]) -> dict[str, Any]:
+    """Slot values for a detector pickled when it kept an instance dict (up to 2026-11).
+
+    That dict held every hyperparameter by name; ``auto_unit`` and ``sharp_z`` came later,
+    and a snapshot from before them learned its profile in ``unit`` (no ``_unit``, no
+    ``_first``: it keeps its unit).
+    """
+    names = [f.name for f in _BaselineParams.__dataclass_fields__.values() if f.init]
+    defaults = {"auto_unit": 1.0, "sharp_z": 6.0}
+    hp = share(_BaselineParams(*(old[n] if n in old else defaults[n] for n in names)))
+    state = {k: v for k, v in old.items() if k.startswith("_")}
+    state["_hp"] = hp
+    state.setdefault("_unit", hp.unit)
+    state.setdefault("_first", None)
+    state["_last"] = array("d", state["_last"])
+    return state

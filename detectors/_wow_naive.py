@@ -22,6 +22,7 @@ __all__ = ["WowNaive"]
 class WowNaive(WeekOverWeek):
     """Trailing ``window_s`` over ``1 + rise`` times last week's: alert, every time."""
 
+    __slots__ = ()
     _restored_z = 0.0  # an old snapshot stays the plain rule
 
     def __init__(

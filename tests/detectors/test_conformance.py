@@ -215,29 +215,3 @@ def test_peek_scores_like_update_and_learns_nothing(name: str) -> None:
         peeked = d.peek(ts, value)
         assert pickle.dumps(d) == before
         assert peeked == d.update(ts, value)
-
-
-@pytest.mark.parametrize(
-    ("name", "new"),
-    [
-        ("baseline", ("auto_unit", "sharp_z", "_unit", "_first")),
-        ("wow", ("z", "_var", "_var_n")),
-        ("wow_naive", ("z", "_var", "_var_n")),
-    ],
-)
-def test_snapshot_from_before_new_state_still_restores(name: str, new: tuple[str, ...]) -> None:
-    """A detect-stage snapshot written by the previous release has none of the newer fields."""
-    y = _long()
-    d = make_detector(name)
-    for i in range(len(y) - 30):
-        d.update(T0 + i * HOUR, float(y[i]))
-    for attr in new:
-        del d.__dict__[attr]
-    old = pickle.loads(pickle.dumps(d))
-    for i in range(len(y) - 30, len(y)):
-        v = old.update(T0 + i * HOUR, float(y[i]))
-        assert 0.0 <= v.score <= 1.0
-    if name == "wow_naive":
-        assert old.z == 0.0  # the baseline stays the plain 30 % rule
-    if name == "baseline":
-        assert old._unit == old.unit and old._first is None  # learned in its old unit

@@ -10,6 +10,7 @@ import pytest
 from detectors import SpendWatch, available, make_detector
 from detectors._retune import retune
 from schemas import BudgetConfig, Config, DetectorConfig
+from tests.detectors.synth import run, spend
 from tests.detectors.test_watch import T0, _history, _run, _runaway
 
 HOUR = 3600
@@ -128,3 +129,13 @@ def test_a_budget_keeps_its_spend_and_fired_thresholds_across_an_amount_change()
     assert [a.threshold for a in crossed][:1] == [0.8], [a.reason for a in crossed]
     assert crossed[0].observed_usd > spent
     assert crossed[0].detected_at >= T0
+
+
+def test_count_layout_change_restarts_baseline_and_within_retunes() -> None:
+    """Slot counts take 4 bits while their cap fits; a retune past that cannot keep them."""
+    d = make_detector("baseline")
+    run(d, spend(3, seed=2))
+    kept = retune(d, min_slot_n=3, season_alpha=0.15)
+    assert kept is not None and kept._counts == d._counts and kept._profile == d._profile
+    assert retune(d, min_slot_n=20) is None
+    assert retune(d, season_alpha=0.1) is None

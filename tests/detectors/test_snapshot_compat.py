@@ -1,0 +1,189 @@
+"""Detectors pickled by the release that kept an instance dict still restore.
+
+``data/detectors_dict_layout.json`` holds ``baseline``, ``wow`` and ``wow_naive`` pickled by
+that release (commit 24fe8dc) after three weeks of ``spend(4, seed=5)`` (with a x10
+runaway at hours 540-543), and the verdicts it gave for the next 48 hours. It was made by
+``python -c`` on that commit:
+
+    y = spend(4, seed=5); y[540:544] *= 10.0
+    d = make_detector(name); [d.update(T0 + i * HOUR, float(y[i])) for i in range(504)]
+    pickle.dumps(d, protocol=pickle.HIGHEST_PROTOCOL)  # then d.update for hours 504-551
+
+The restored detector must alert on the same hours and expect the same spend (to the
+precision of the compact state: well under 1 %).
+"""
+
+from __future__ import annotations
+
+import base64
+import copyreg
+import dataclasses
+import io
+import json
+import math
+import pickle
+from array import array
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detectors import SpendWatch, make_detector
+from detectors._robust import BurnScale
+from detectors._seasonal import SeasonalBaseline
+from detectors._wow import WeekOverWeek, decode
+from schemas import BudgetConfig, Config
+from tests.detectors.synth import HOUR, T0, spend
+from tests.detectors.test_watch import _history, _run, _runaway
+
+DATA = json.loads((Path(__file__).parent / "data" / "detectors_dict_layout.json").read_bytes())
+NAMES = ("baseline", "wow", "wow_naive")
+
+
+def _inputs() -> list[float]:
+    y = spend(4, seed=5)
+    y[540:544] *= 10.0
+    return [float(v) for v in y]
+
+
+def _old_pickle(name: str) -> bytes:
+    return base64.b64decode(DATA[name]["pickle_b64"])
+
+
+class _Capture:
+    """Stands in for the detector class to read the old pickle's instance dict as is."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+
+class _DictReader(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module in ("detectors._seasonal", "detectors._wow", "detectors._wow_naive"):
+            return _Capture
+        return super().find_class(module, name)
+
+
+def _old_dict(name: str) -> dict[str, Any]:
+    return _DictReader(io.BytesIO(_old_pickle(name))).load().state
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dict_layout_pickle_restores_and_alerts_alike(name: str) -> None:
+    d = pickle.loads(_old_pickle(name))
+    assert type(d) is type(make_detector(name))
+    assert not hasattr(d, "__dict__")
+    y = _inputs()
+    for i, (alert, expected) in zip(range(504, 552), DATA[name]["verdicts"], strict=True):
+        v = d.update(T0 + i * HOUR, y[i])
+        assert v.is_anomaly == alert, i
+        if expected is None:
+            assert v.expected is None
+        else:
+            assert v.expected == pytest.approx(expected, rel=0.01)
+    assert sum(a for a, _ in DATA[name]["verdicts"]) >= 1  # the fixture does hold a runaway
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dict_layout_params_come_back(name: str) -> None:
+    d = pickle.loads(_old_pickle(name))
+    old = _old_dict(name)
+    assert d.params == {k: old[k] for k in d.params}
+    assert d.params == make_detector(name).params
+    again = pickle.loads(pickle.dumps(d))
+    assert pickle.dumps(again) == pickle.dumps(d)
+
+
+@pytest.mark.parametrize(
+    ("name", "new"),
+    [
+        ("baseline", ("auto_unit", "sharp_z", "_unit", "_first")),
+        ("wow", ("z", "noise_alpha", "noise_n", "_var", "_var_n")),
+        ("wow_naive", ("z", "noise_alpha", "noise_n", "_var", "_var_n")),
+    ],
+)
+def test_snapshot_from_before_new_state_still_restores(name: str, new: tuple[str, ...]) -> None:
+    """A dict-layout snapshot from before these fields existed has none of them."""
+    state = _old_dict(name)
+    for attr in new:
+        del state[attr]
+    cls = type(make_detector(name))
+    old = cls.__new__(cls)
+    old.__setstate__(state)
+    y = _inputs()
+    for i in range(504, 552):
+        v = old.update(T0 + i * HOUR, y[i])
+        assert 0.0 <= v.score <= 1.0
+        assert not math.isnan(v.score)
+    if name == "wow_naive":
+        assert old.z == 0.0  # the baseline stays the plain 30 % rule
+    if name == "wow":
+        assert old.z == 2.5
+    if name == "baseline":
+        assert old._unit == old.unit and old._first is None  # learned in its old unit
+
+
+def _hyper(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj._hp, f.name) for f in dataclasses.fields(obj._hp) if f.init}
+
+
+class _DictLayoutPickler(pickle.Pickler):
+    """Writes detectors as the dict-layout release did (state built by hand from this one).
+
+    The conversion is lossless: a float32 holds every profile code / 1024 exactly and
+    every ring value closely enough to read back the same code.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, BurnScale):
+            slots = {**_hyper(obj), "abs_dev": obj.abs_dev, "n": obj.n, "recent": list(obj.recent)}
+            return copyreg.__newobj__, (BurnScale,), (None, slots)
+        if isinstance(obj, SeasonalBaseline):
+            season = len(obj._profile)
+            state = {
+                **_hyper(obj),
+                "_profile": array("f", [obj._get(i) for i in range(season)]),
+                "_counts": bytearray(obj._count(i) for i in range(season)),
+                "_last": list(obj._last),
+                **{
+                    k: getattr(obj, k)
+                    for k in obj.__slots__
+                    if k not in ("_hp", "_profile", "_counts", "_last")
+                },
+            }
+            return copyreg.__newobj__, (type(obj),), state
+        if isinstance(obj, WeekOverWeek):
+            state = {
+                **_hyper(obj),
+                "_w": obj._hp.w,
+                "_lag": obj._hp.lag,
+                "_ring": array("f", [decode(c) for c in obj._ring]),
+                **{k: getattr(obj, k) for k in WeekOverWeek.__slots__ if k not in ("_hp", "_ring")},
+            }
+            return copyreg.__newobj__, (type(obj),), state
+        return NotImplemented
+
+
+def test_watch_snapshot_with_dict_layout_detectors_resumes_alike() -> None:
+    """A detect-stage snapshot whose detectors have the dict layout restores into this one."""
+    plan = _history(24 * 21)
+    _runaway(plan, "k-chat", 24 * 19 + 3, 4, 20.0)
+    config = Config(
+        budgets=[
+            BudgetConfig(name="search", scope={"team": "search"}, amount_usd=2000, period="week")
+        ]
+    )
+    straight = [a.to_wire() for a in _run(SpendWatch(config), plan)]
+    cut = 24 * 19  # before the runaway: the restored detectors must catch it
+    first = SpendWatch(config)
+    before = [a.to_wire() for a in _run(first, plan[:cut])]
+    buf = io.BytesIO()
+    _DictLayoutPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(pickle.loads(first.snapshot()))
+    old_snapshot = buf.getvalue()
+    assert b"_profile" in old_snapshot and b"season_alpha" in old_snapshot  # the dict layout
+    second = SpendWatch(config)
+    second.restore(old_snapshot)
+    assert pickle.loads(second.snapshot()) is not None
+    after = [a.to_wire() for a in _run(second, plan, start=cut)]
+    assert before + after == straight
+    assert any(a["kind"] == "anomaly" for a in after)
