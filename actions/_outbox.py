@@ -16,7 +16,7 @@ holds a pause back and the effects on one scope happen in the order the alerts c
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
 from schemas import format_ts
@@ -81,6 +81,19 @@ class Incident:
     thread: str | None = None
     #: Gateway tasks still open, per alert key: a thread reply goes out when it hits 0.
     open_calls: dict[str, int] = field(default_factory=dict)
+    #: ``detected_at`` (event time) of the incident's first alert: when it was caught.
+    #: ``alert`` is the latest record, whose time is that of the last escalation.
+    detected_at: str | None = None
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        """An outbox saved before a field existed loads with that field's default."""
+        for f in fields(self):
+            if f.default is not MISSING:
+                setattr(self, f.name, f.default)
+            elif f.default_factory is not MISSING:
+                setattr(self, f.name, f.default_factory())
+        for name, value in state[1].items():
+            setattr(self, name, value)
 
 
 def outcome_line(incident: Incident, alert: dict[str, Any], dry_run: bool) -> str:
@@ -144,7 +157,11 @@ class Outbox:
         follow_up = incident is not None
         if incident is None:
             incident = self.incidents[alert["id"]] = Incident(
-                alert["id"], scope_key(alert.get("scope") or {}), alert, opened_at=now
+                alert["id"],
+                scope_key(alert.get("scope") or {}),
+                alert,
+                opened_at=now,
+                detected_at=alert.get("detected_at"),
             )
         incident.alert = alert
         incident.history.append(f"#{alert['seq']} {alert['severity']}: {alert['reason']}"[:300])

@@ -161,7 +161,8 @@ async def _demo(
         act = ActionStage(config, settings)
         state.act = act
         store = StoreStage(config, settings)
-        stages: list[Any] = [ingest, DetectStage(config, settings), act, store]
+        detect = DetectStage(config, settings)
+        stages: list[Any] = [ingest, detect, act, store]
         stage_tasks = [asyncio.create_task(stage.run()) for stage in stages]
         producer = SpendProducer(broker.bootstrap_servers, spill_path=work / "spill.jsonl")
         events = demo_events(end_ts, rate, seed)
@@ -183,6 +184,11 @@ async def _demo(
             published_s = time.monotonic() - t0
             settle = time.monotonic() + 60
             while time.monotonic() < settle and _consumed(ingest) < state.published:
+                live.update(view())
+                await asyncio.sleep(0.25)
+            # The detectors learn three weeks of hours first: played while they are still at
+            # it, the live hours would be judged late, all at once (and dated then).
+            while time.monotonic() < settle and not _caught_up(detect, live_from):
                 live.update(view())
                 await asyncio.sleep(0.25)
             ingested_s = time.monotonic() - t0
@@ -260,6 +266,12 @@ def _showback(store: StoreStage, end_ts: float, work: Path, console: Console) ->
     return report_path, chart_path
 
 
+def _caught_up(detect: DetectStage, live_from: float) -> bool:
+    """The detect stage has read the history's rollups and learned its hours."""
+    watch = detect.watch
+    return watch.now >= live_from - 600 and not watch.behind
+
+
 def _consumed(worker: IngestWorker) -> int:
     return sum(p.stats.records for p in worker.processors.values())
 
@@ -281,10 +293,11 @@ def _incidents(state: DemoState) -> Group:
     lines: list[Any] = [Text("incidents sent to Slack", style="bold")]
     if state.act is not None:
         outbox = state.act.outbox
-        shown = sorted(outbox.incidents.values(), key=lambda i: i.opened_at)[-6:]
+        # In the order they were caught (event time), each at its first detection.
+        shown = sorted(outbox.incidents.values(), key=lambda i: i.detected_at or "")[-6:]
         for incident in shown:
             alert = incident.alert
-            when = str(alert.get("detected_at", ""))[5:16].replace("T", " ")
+            when = str(incident.detected_at or "")[5:16].replace("T", " ")
             severity = str(alert.get("severity", ""))
             style = "bold red" if severity == "critical" else "yellow"
             lines.append(Text.assemble((f"{when} {severity:<8} ", style), incident.scope))

@@ -172,3 +172,24 @@ def test_a_critical_key_is_never_blocked_whatever_the_record_says() -> None:
     box = Outbox()
     box.accept(alert(targets=("sk-a", "sk-prod"), critical_keys=["sk-prod"]), now=1.0)
     assert [t.target for t in box.lanes["gateway"]] == ["sk-a"]
+
+
+def test_an_incident_keeps_the_time_it_was_first_caught() -> None:
+    box = Outbox()
+    box.accept(alert(detected_at="2026-11-23T13:05:00Z"), now=1.0)
+    box.accept(alert(seq=1, detected_at="2026-11-23T15:31:00Z"), now=2.0)
+    incident = box.incidents["anomaly/api_key=sk-a/1"]
+    assert incident.detected_at == "2026-11-23T13:05:00Z"
+    assert incident.alert["detected_at"] == "2026-11-23T15:31:00Z"
+
+
+def test_an_outbox_saved_before_detected_at_existed_still_loads() -> None:
+    box = Outbox()
+    box.accept(alert(), now=1.0)
+    incident = box.incidents["anomaly/api_key=sk-a/1"]
+    # The state an older version pickled: every slot but the new one.
+    state = {name: getattr(incident, name) for name in incident.__slots__ if name != "detected_at"}
+    old = type(incident).__new__(type(incident))
+    old.__setstate__((None, state))
+    assert old.detected_at is None and old.alert == incident.alert
+    assert pickle.loads(pickle.dumps(incident)) == incident
