@@ -53,6 +53,31 @@ log = logging.getLogger(__name__)
 ADVANCE_HOURS = 24
 #: How often (seconds) to look for input partitions with nothing left to process.
 IDLE_CHECK_S = 2.0
+#: How the wire form of a minute record (``encode_rollup``) follows its dimension set.
+_MINUTE = b',"window_s":60,'
+
+
+def minute_sets(config: Config, watch: SpendWatch) -> frozenset[bytes]:
+    """The sets whose minute records the watch reads (budget scopes), spelled as in a record."""
+    dims = config.rollup_dimensions()
+    read = watch.windows_read(dims)
+    return frozenset(orjson.dumps(list(d)) for d, ws in zip(dims, read, strict=True) if 60 in ws)
+
+
+def unread_minute(value: bytes, wanted: frozenset[bytes]) -> bool:
+    """A minute record of a set not in ``wanted``, told without decoding it.
+
+    Most of ``spend.rollups`` is minute windows, and the watch reads only those of budget
+    scopes: decoding the rest was most of a catch-up's time (about 5 us a record). The
+    wire form writes ``"dims":[...]`` right before ``"window_s"``, and a quote inside a
+    JSON string is escaped, so the pattern below cannot come from a value. Anything
+    else (a mark, an hour, another writer's spelling) is False: decoded as before.
+    """
+    end = value.find(_MINUTE)
+    if end == -1:
+        return False
+    start = value.rfind(b'"dims":', 0, end)
+    return start != -1 and value[start + 7 : end] not in wanted
 
 
 class DetectStage:
@@ -62,6 +87,7 @@ class DetectStage:
         self.config = config
         self.settings = settings
         self.watch = SpendWatch(config, lateness_s=settings.lateness_s)
+        self._minute_sets = minute_sets(config, self.watch)
         self.topic = config.kafka.topics.rollups
         self.dir = Path(settings.state_dir) / "detect"
         #: Next rollup offset to read, per partition (saved with the watch).
@@ -90,6 +116,7 @@ class DetectStage:
         """New detectors, budgets and policies from the next rollup on, baselines kept."""
         notes = self.watch.reconfigure(config)
         self.config = config
+        self._minute_sets = minute_sets(config, self.watch)
         return notes
 
     # -- state ---------------------------------------------------------------
@@ -252,11 +279,13 @@ class DetectStage:
                 continue
             for tp, messages in batches.items():
                 records = []
+                wanted = self._minute_sets
                 for message in messages:
                     self.offsets[tp.partition] = message.offset + 1
-                    if message.value is None:
+                    value = message.value
+                    if value is None or unread_minute(value, wanted):
                         continue
-                    data = orjson.loads(message.value)
+                    data = orjson.loads(value)
                     if "mark" in data:
                         self.watch.observe(records)  # what came before the mark, first
                         records = []
