@@ -55,6 +55,8 @@ ADVANCE_HOURS = 24
 IDLE_CHECK_S = 2.0
 #: How the wire form of a minute record (``encode_rollup``) follows its dimension set.
 _MINUTE = b',"window_s":60,'
+#: The same for a day record: the watch reads no day windows at all.
+_DAY = b',"window_s":86400,'
 
 
 def minute_sets(config: Config, watch: SpendWatch) -> frozenset[bytes]:
@@ -64,18 +66,19 @@ def minute_sets(config: Config, watch: SpendWatch) -> frozenset[bytes]:
     return frozenset(orjson.dumps(list(d)) for d, ws in zip(dims, read, strict=True) if 60 in ws)
 
 
-def unread_minute(value: bytes, wanted: frozenset[bytes]) -> bool:
-    """A minute record of a set not in ``wanted``, told without decoding it.
+def unread(value: bytes, wanted: frozenset[bytes]) -> bool:
+    """A record the watch would skip (a day, or a minute of a set not in ``wanted``),
+    told without decoding it.
 
     Most of ``spend.rollups`` is minute windows, and the watch reads only those of budget
-    scopes: decoding the rest was most of a catch-up's time (about 5 us a record). The
-    wire form writes ``"dims":[...]`` right before ``"window_s"``, and a quote inside a
-    JSON string is escaped, so the pattern below cannot come from a value. Anything
-    else (a mark, an hour, another writer's spelling) is False: decoded as before.
+    scopes, and no days: decoding the rest was most of a catch-up's time (about 5 us a
+    record). The wire form writes ``"dims":[...]`` right before ``"window_s"``, and a
+    quote inside a JSON string is escaped, so the patterns below cannot come from a
+    value. Anything else (a mark, an hour, another writer's spelling) is False: decoded.
     """
     end = value.find(_MINUTE)
     if end == -1:
-        return False
+        return _DAY in value
     start = value.rfind(b'"dims":', 0, end)
     return start != -1 and value[start + 7 : end] not in wanted
 
@@ -283,7 +286,7 @@ class DetectStage:
                 for message in messages:
                     self.offsets[tp.partition] = message.offset + 1
                     value = message.value
-                    if value is None or unread_minute(value, wanted):
+                    if value is None or unread(value, wanted):
                         continue
                     data = orjson.loads(value)
                     if "mark" in data:

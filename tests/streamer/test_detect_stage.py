@@ -140,14 +140,14 @@ def _check_alerts(got: dict[bytes, dict]) -> None:
         assert record_key == f"{alert['id']}#{alert['seq']}".encode()
 
 
-def test_minute_records_no_budget_reads_are_skipped_undecoded_and_change_nothing() -> None:
+def test_records_the_watch_skips_are_skipped_undecoded_and_change_nothing() -> None:
     """The detect stage's prefilter: same watch state as decoding every record."""
     import pickle
 
     from detectors import SpendWatch
     from schemas import Config, PriceTable
     from streamer import PartitionProcessor
-    from streamer._detect_stage import minute_sets, unread_minute
+    from streamer._detect_stage import minute_sets, unread
     from streamer._rollup import RollupRecord, encode_rollup
 
     config = Config.model_validate(
@@ -166,8 +166,9 @@ def test_minute_records_no_budget_reads_are_skipped_undecoded_and_change_nothing
     whole, filtered = SpendWatch(config, partitions=1), SpendWatch(config, partitions=1)
     wanted = minute_sets(config, filtered)
     assert wanted == {b'["team"]', b'["team","workload"]'}
-    kept = [v for v in values if not unread_minute(v, wanted)]
+    kept = [v for v in values if not unread(v, wanted)]
     assert 0 < len(kept) < len(values) / 2  # most records are minutes of other sets
+    assert not any(b'"window_s":86400,' in v for v in kept)
     whole.observe(RollupRecord.from_wire(orjson.loads(v)) for v in values)
     filtered.observe(RollupRecord.from_wire(orjson.loads(v)) for v in kept)
     for watch in (whole, filtered):
