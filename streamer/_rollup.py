@@ -59,9 +59,14 @@ def to_nusd(cost_usd: float) -> int:
     return round(cost_usd * NUSD)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RollupRecord:
-    """Absolute totals of one window of one series, from one partition and epoch."""
+    """Absolute totals of one window of one series, from one partition and epoch.
+
+    Not frozen, though never changed: a frozen dataclass sets each field through
+    ``object.__setattr__`` (1.4 us a record against 0.3 us), and a flush builds one record
+    per changed window.
+    """
 
     dims: tuple[str, ...]
     values: tuple[str | None, ...]
