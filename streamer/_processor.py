@@ -222,12 +222,12 @@ class PartitionProcessor:
         seen: set[str] = set()
         fresh: list[str] = []
         valid = duplicates = late = 0
-        taken = len(values)
+        i = -1  # the index of the last record taken
         for i, (raw, offset, timestamp_ms) in enumerate(
-            zip(values, offsets, timestamps_ms, strict=False)
+            zip(values, offsets, timestamps_ms, strict=False)  # timestamps may be endless
         ):
             if watermark >= until:
-                taken = i
+                i -= 1
                 break
             wire = fast_wire(raw) if raw is not None and len(raw) <= MAX_EVENT_BYTES else None
             if wire is None:
@@ -328,6 +328,7 @@ class PartitionProcessor:
         rollups.watermark = watermark
         rollups.late_events += late
         stats = self.stats
+        taken = i + 1
         stats.records += taken
         stats.valid += valid
         stats.duplicates += duplicates
