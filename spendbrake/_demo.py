@@ -16,6 +16,7 @@ in the afternoon, when batch keys are normally silent, whatever the time of the 
 from __future__ import annotations
 
 import asyncio
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -131,8 +132,16 @@ async def _demo(
     slack_token: str | None,
     slack_channel: str | None,
 ) -> int:
+    # SIGTERM (a `timeout`, a process manager) ends the demo as Ctrl-C does, through the
+    # cleanup below: by default it would leave the broker it started running, orphaned.
+    main = asyncio.current_task()
+    if main is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     work = Path(tempfile.mkdtemp(prefix="spendbrake-demo-"))
     broker = EmbeddedBroker(log_path=work / "broker.log").start()
+    stages: list[Any] = []
+    stage_tasks: list[asyncio.Task[None]] = []
+    producer: SpendProducer | None = None
     slack = None if slack_token else FakeSlack(token="xoxb-demo").start()
     gateway = FakeGateway(master_key=MASTER_KEY, strict_key_format=False).start()
     where = "your Slack workspace" if slack is None else "a fake Slack"
@@ -162,8 +171,8 @@ async def _demo(
         state.act = act
         store = StoreStage(config, settings)
         detect = DetectStage(config, settings)
-        stages: list[Any] = [ingest, detect, act, store]
-        stage_tasks = [asyncio.create_task(stage.run()) for stage in stages]
+        stages += [ingest, detect, act, store]
+        stage_tasks += [asyncio.create_task(stage.run()) for stage in stages]
         producer = SpendProducer(broker.bootstrap_servers, spill_path=work / "spill.jsonl")
         events = demo_events(end_ts, rate, seed)
         view = lambda: _view(state, end_ts)  # noqa: E731
@@ -238,6 +247,12 @@ async def _demo(
         )
         return 0
     finally:
+        if producer is not None:
+            producer.close(timeout_s=1.0)  # at once when interrupted (a no-op when done)
+        for stage in stages:  # interrupted: the stages save their state before the broker goes
+            stage.stop()
+        if stage_tasks:
+            await asyncio.wait(stage_tasks, timeout=30)
         gateway.stop()
         if slack is not None:
             slack.stop()

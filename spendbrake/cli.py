@@ -938,7 +938,12 @@ def demo(
     """
     from ._demo import run_demo
 
-    sys.exit(run_demo(_parse_duration(duration), rate, seed, err, slack_token, slack_channel))
+    try:
+        code = run_demo(_parse_duration(duration), rate, seed, err, slack_token, slack_channel)
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM: all stopped by now
+        err.print("demo interrupted")
+        code = 130
+    sys.exit(code)
 
 
 if __name__ == "__main__":

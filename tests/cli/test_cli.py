@@ -257,3 +257,32 @@ def test_demo_pauses_the_runaway_and_spares_the_critical_bot() -> None:
     # The looping batch job is paused; the critical bot never is, whatever it spends.
     assert "research-nightly-summarizer" in paused, summary
     assert "support-bot-prod" not in paused, summary
+
+
+def test_sigterm_stops_the_demo_and_the_broker_it_started(tmp_path: Path) -> None:
+    """A `timeout` or process manager ends the demo through its cleanup, as Ctrl-C does:
+    killed by SIGTERM's default action, it left its Tansu broker running, orphaned."""
+    import re
+    import socket
+
+    script = str(Path(sys.executable).with_name("spendbrake"))
+    log = tmp_path / "demo.err"
+    with log.open("wb") as err:
+        demo = subprocess.Popen([script, "demo"], stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 60
+        found = None
+        while found is None and time.monotonic() < deadline and demo.poll() is None:
+            time.sleep(0.2)
+            found = re.search(r"embedded broker on 127\.0\.0\.1:(\d+)", log.read_text())
+        assert found is not None, log.read_text()[-2000:]
+        time.sleep(3.0)  # the stages are running
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(60) == 130, log.read_text()[-2000:]
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert "demo interrupted" in log.read_text()
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", int(found[1])), 1):
+        pass
