@@ -105,6 +105,14 @@ class ConfigReloader:
             stat = self._stat_now()
             if not forced and stat == self._stat:
                 continue
+            if not forced:
+                # An editor may still be writing it: read once it holds still.
+                for _ in range(_SETTLE_TRIES):
+                    await asyncio.sleep(_SETTLE_S)
+                    again = self._stat_now()
+                    if again == stat:
+                        break
+                    stat = again
             self._stat = stat
             result = self.check()
             if result.status == "rejected":
@@ -113,8 +121,12 @@ class ConfigReloader:
     def check(self) -> ReloadResult:
         """Read the file; apply it if it changed and is valid."""
         digest = self._digest_now()
-        if digest == self._digest or digest == _UNREADABLE:
+        if digest in (self._digest, _UNREADABLE, _EMPTY):
             # Unreadable: an editor mid-save (write to a temp file, rename); look again later.
+            # Empty: one that truncates, then writes. Never read as "all defaults", which
+            # would drop every budget and policy in force (CI caught it mid-write once).
+            if digest == _EMPTY:
+                log.info("config %s is empty; the running config stays in force", self.path)
             return ReloadResult("unchanged")
         try:
             new = self.overrides(load_config(self.path))
@@ -187,9 +199,14 @@ class ConfigReloader:
 
     def _digest_now(self) -> str:
         try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+            data = self.path.read_bytes()
         except OSError:
             return _UNREADABLE
+        return hashlib.sha256(data).hexdigest() if data.strip() else _EMPTY
 
 
 _UNREADABLE = "<unreadable>"
+_EMPTY = "<empty>"
+#: A changed file is read once its size and mtime held still for this long.
+_SETTLE_S = 0.2
+_SETTLE_TRIES = 25

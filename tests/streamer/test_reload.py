@@ -199,3 +199,34 @@ async def test_stages_switch_together_and_a_refusal_puts_them_back(tmp_path: Pat
     assert not act.outbox.dry_run
     assert detect.config is reloader.config and detect.config.dimensions == [["team"]]
     assert reloader.check().status == "unchanged"  # the same refused text is not retried
+
+
+def test_an_emptied_file_never_reloads_as_the_defaults(tmp_path: Path) -> None:
+    """An editor that truncates, then writes: the empty file between the two is not a
+    config of all defaults (no budgets, no policies) to apply."""
+    from spendbrake._config_loader import load_config
+    from spendbrake._reload import ConfigReloader
+
+    path = tmp_path / "spendbrake.yaml"
+    path.write_text("budgets: [{name: b, scope: {team: t}, amount_usd: 5}]\n")
+    config = load_config(path)
+
+    from schemas import Config
+
+    class Stage:
+        def __init__(self) -> None:
+            self.configs: list[Config] = []
+
+        def reconfigure(self, config: Config) -> list[str]:
+            self.configs.append(config)
+            return []
+
+    stage = Stage()
+    reloader = ConfigReloader(path, config, [stage])
+    for text in ("", "  \n"):
+        path.write_text(text)
+        assert reloader.check().status == "unchanged"
+    assert reloader.config is config and not stage.configs
+    path.write_text("budgets: [{name: b, scope: {team: t}, amount_usd: 7}]\n")
+    assert reloader.check().status == "applied"
+    assert [b.amount_usd for b in stage.configs[-1].budgets] == [7]
