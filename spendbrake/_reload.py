@@ -124,7 +124,7 @@ class ConfigReloader:
         if digest in (self._digest, _UNREADABLE, _EMPTY):
             # Unreadable: an editor mid-save (write to a temp file, rename); look again later.
             # Empty: one that truncates, then writes. Never read as "all defaults", which
-            # would drop every budget and policy in force (CI caught it mid-write once).
+            # would drop every budget and policy in force.
             if digest == _EMPTY:
                 log.info("config %s is empty; the running config stays in force", self.path)
             return ReloadResult("unchanged")

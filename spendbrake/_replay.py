@@ -89,8 +89,12 @@ def replay_lines(
     stats.dead = dict(s.dead)
 
 
-def _batches(lines: Iterable[bytes], size: int = 8192) -> Iterator[tuple[list[bytes], list[int]]]:
-    """Non-blank lines and their numbers from 0, the offsets of a one-partition topic."""
+def _batches(lines: Iterable[bytes], size: int = 1024) -> Iterator[tuple[list[bytes], list[int]]]:
+    """Non-blank lines and their numbers from 0, the offsets of a one-partition topic.
+
+    Small batches: every early-look cut copies the rest of its batch, and a sparse file
+    is cut every few lines.
+    """
     values: list[bytes] = []
     offsets: list[int] = []
     for offset, line in enumerate(lines):

@@ -38,10 +38,10 @@ from schemas import Alert, Config
 from ._rollup import RollupRecord
 from ._state import standby_lock, write_atomic
 from ._worker import (
-    STOP_TIMEOUT_S,
     OutputFailed,
     WorkerSettings,
     _start_with_retry,
+    checkpoint_unless_stopped,
     close_quietly,
     final_checkpoint,
     until_stopped,
@@ -331,7 +331,7 @@ class DetectStage:
                     self.alerts_out,
                 )
                 checkpoint = self._checkpoint_retrying()
-                if not await until_stopped(checkpoint, self._stopping, STOP_TIMEOUT_S):
+                if not await checkpoint_unless_stopped(checkpoint, self._stopping, "detect"):
                     self._abandoned = True  # see until_stopped: no final checkpoint
                     return
                 last_checkpoint = time.monotonic()

@@ -317,12 +317,11 @@ class RollupState:
         for cell, delta in self.fine.items():
             minute = cell[0]
             epoch = cell[1]
-            plain = delta[_N] is None
             for d, project, grain in self._project:
                 key = (d, project(cell), minute // grain * grain, epoch)
                 acc = get(key)
                 if acc is None:
-                    parts[key] = delta[:] if plain else _copy(delta)
+                    parts[key] = _copy(delta)
                 else:
                     _add(acc, delta)
         self.fine.clear()

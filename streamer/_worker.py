@@ -442,7 +442,7 @@ class IngestWorker:
                 step = self._retrying(lambda: self.flush(wait=False))
             else:
                 continue
-            if not await until_stopped(step, self._stopping, STOP_TIMEOUT_S):
+            if not await checkpoint_unless_stopped(step, self._stopping, "ingest"):
                 self._abandoned = True  # see until_stopped: no final checkpoint
                 return
             last_flush = time.monotonic()
@@ -551,12 +551,24 @@ async def until_stopped(
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, KafkaError):
         await task
-    if grace_s > 0:
-        log.warning(
-            "stopped during a checkpoint the broker did not finish within %.0fs; the work "
-            "since the last snapshot is redone from it at the next start",
-            grace_s,
-        )
+    return False
+
+
+async def checkpoint_unless_stopped(
+    step: Awaitable[None], stopping: asyncio.Event, what: str
+) -> bool:
+    """A checkpoint (or flush) in a stage's loop: a stop gives it ``STOP_TIMEOUT_S`` to end.
+
+    False: it was cancelled, and the stage must save nothing more (``until_stopped``).
+    """
+    if await until_stopped(step, stopping, STOP_TIMEOUT_S):
+        return True
+    log.warning(
+        "%s: stopped during a checkpoint the broker did not finish within %.0fs; the work "
+        "since the last snapshot is redone from it at the next start",
+        what,
+        STOP_TIMEOUT_S,
+    )
     return False
 
 

@@ -32,9 +32,8 @@ from detectors import SpendWatch, make_detector
 from detectors._robust import BurnScale
 from detectors._seasonal import SeasonalBaseline
 from detectors._wow import WeekOverWeek, decode
-from schemas import BudgetConfig, Config
 from tests.detectors.synth import HOUR, T0, spend
-from tests.detectors.test_watch import _history, _run, _runaway
+from tests.detectors.test_watch import _run, _runaway_under_a_budget
 
 DATA = json.loads((Path(__file__).parent / "data" / "detectors_dict_layout.json").read_bytes())
 NAMES = ("baseline", "wow", "wow_naive")
@@ -166,13 +165,7 @@ class _DictLayoutPickler(pickle.Pickler):
 
 def test_watch_snapshot_with_dict_layout_detectors_resumes_alike() -> None:
     """A detect-stage snapshot whose detectors have the dict layout restores into this one."""
-    plan = _history(24 * 21)
-    _runaway(plan, "k-chat", 24 * 19 + 3, 4, 20.0)
-    config = Config(
-        budgets=[
-            BudgetConfig(name="search", scope={"team": "search"}, amount_usd=2000, period="week")
-        ]
-    )
+    plan, config = _runaway_under_a_budget()
     straight = [a.to_wire() for a in _run(SpendWatch(config), plan)]
     cut = 24 * 19  # before the runaway: the restored detectors must catch it
     first = SpendWatch(config)

@@ -122,14 +122,16 @@ def test_steady_traffic_stays_quiet() -> None:
     assert _run(SpendWatch(Config()), _history(24 * 21, seed=5)) == []
 
 
-def test_restart_from_snapshot_gives_the_same_alerts() -> None:
+def _runaway_under_a_budget() -> tuple[list, Config]:
+    """Three weeks with a runaway on day 19, and a weekly team budget."""
     plan = _history(24 * 21)
     _runaway(plan, "k-chat", 24 * 19 + 3, 4, 20.0)
-    config = Config(
-        budgets=[
-            BudgetConfig(name="search", scope={"team": "search"}, amount_usd=2000, period="week")
-        ]
-    )
+    budget = BudgetConfig(name="search", scope={"team": "search"}, amount_usd=2000, period="week")
+    return plan, Config(budgets=[budget])
+
+
+def test_restart_from_snapshot_gives_the_same_alerts() -> None:
+    plan, config = _runaway_under_a_budget()
     straight = [a.to_wire() for a in _run(SpendWatch(config), plan)]
     cut = 24 * 19 + 4
     first = SpendWatch(config)

@@ -223,6 +223,26 @@ def test_workers_joining_and_leaving_stay_exact(
     )
 
 
+def wait_adopted(log: Path, partitions: int = 4) -> None:
+    """Until the worker logs that it owns every input partition (or 60 s)."""
+    deadline = time.monotonic() + 60
+    while log.read_text().count(" adopted at ") < partitions and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def wait_hourly_totals(bootstrap: str, want: dict, timeout_s: float) -> dict:
+    """The global hourly (cost, calls) on spend.rollups, once equal to ``want`` (or at timeout)."""
+    deadline = time.monotonic() + timeout_s
+    got: dict = {}
+    while time.monotonic() < deadline:
+        totals = asyncio.run(read_totals(bootstrap, "spend.rollups"))
+        got = {k: (v[0], v[1]) for k, v in totals.totals((), 3600).items()}
+        if got == want:
+            break
+        time.sleep(1.0)
+    return got
+
+
 def test_worker_survives_a_network_outage(tmp_path: Path) -> None:
     """Cut the network between the worker and the broker for longer than a session, while
     rollups are in flight; then republish every event (a producer retrying blindly).
@@ -247,10 +267,7 @@ def test_worker_survives_a_network_outage(tmp_path: Path) -> None:
         config.write_text("kafka:\n  group_id: outage\n")
         worker = start_worker(bootstrap, config, tmp_path / "state", tmp_path / "w.log")
         try:
-            log = tmp_path / "w.log"
-            deadline = time.monotonic() + 60
-            while log.read_text().count(" adopted at ") < 4 and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_adopted(tmp_path / "w.log")
             asyncio.run(publish_raw(bootstrap, "spend.events", old))
             time.sleep(1.0)  # cut while the worker is mid-stream
             proxy.cut()
@@ -260,14 +277,7 @@ def test_worker_survives_a_network_outage(tmp_path: Path) -> None:
             asyncio.run(publish_raw(bootstrap, "spend.events", old + new))
             want = ground_truth(stream.unique, (), 3600, PRICES)
             # A send caught by the cut can take aiokafka's request timeout (40 s) to be retried.
-            deadline = time.monotonic() + 150
-            got: dict = {}
-            while time.monotonic() < deadline:
-                totals = asyncio.run(read_totals(bootstrap, "spend.rollups"))
-                got = {k: (v[0], v[1]) for k, v in totals.totals((), 3600).items()}
-                if got == want:
-                    break
-                time.sleep(1.0)
+            got = wait_hourly_totals(bootstrap, want, 150)
             assert worker.poll() is None
         finally:
             stop(worker)
@@ -277,9 +287,9 @@ def test_worker_survives_a_network_outage(tmp_path: Path) -> None:
 def test_stop_during_an_outage_is_prompt_and_the_restart_exact(tmp_path: Path) -> None:
     """SIGTERM while the broker is unreachable: every stage (a store stage still starting
     up too) gives up waiting on the broker, and the process exits cleanly instead of
-    waiting for aiokafka's request timeouts (about 50 s) or, for a stage still seeking its
-    start offsets, forever. What was not checkpointed is redone after the restart: the
-    totals are exact."""
+    waiting for aiokafka's request timeouts (about 50 s; a stage still seeking its start
+    offsets waited until the broker came back). What was not checkpointed is redone after
+    the restart: the totals are exact."""
     with (
         EmbeddedBroker(advertised_port=free_port()) as broker,
         TcpProxy(broker.port, port=broker.advertised_port) as proxy,
@@ -294,16 +304,13 @@ def test_stop_during_an_outage_is_prompt_and_the_restart_exact(tmp_path: Path) -
         stages = "ingest,detect,act,store"
         worker = start_worker(bootstrap, config, tmp_path / "state", log, stages=stages)
         try:
-            deadline = time.monotonic() + 60
-            while log.read_text().count(" adopted at ") < 4 and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_adopted(log)
             asyncio.run(publish_raw(bootstrap, "spend.events", stream.records))
             time.sleep(1.0)
             proxy.cut()
             time.sleep(2.0)
             worker.send_signal(signal.SIGTERM)
-            # A hang guard, not a speed check: before, the store stage never returned.
-            worker.wait(120)
+            worker.wait(120)  # a hang guard, not a speed check
             assert worker.returncode == 0, log.read_text()[-3000:]
             # The ingest gave up on the broker rather than waiting for aiokafka's timeouts.
             assert re.search(
@@ -312,14 +319,7 @@ def test_stop_during_an_outage_is_prompt_and_the_restart_exact(tmp_path: Path) -
             proxy.restore()
             worker = start_worker(bootstrap, config, tmp_path / "state", log, stages=stages)
             want = ground_truth(stream.unique, (), 3600, PRICES)
-            deadline = time.monotonic() + 120
-            got: dict = {}
-            while time.monotonic() < deadline:
-                totals = asyncio.run(read_totals(bootstrap, "spend.rollups"))
-                got = {k: (v[0], v[1]) for k, v in totals.totals((), 3600).items()}
-                if got == want:
-                    break
-                time.sleep(1.0)
+            got = wait_hourly_totals(bootstrap, want, 120)
         finally:
             stop(worker)
     assert got == want, log.read_text()[-3000:]
