@@ -403,6 +403,13 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
     help="Serve Prometheus /metrics on 127.0.0.1:PORT (0: off).",
 )
 @click.option(
+    "--session-timeout",
+    default="30s",
+    show_default=True,
+    help="A worker silent this long leaves the consumer group and its partitions move to the "
+    "others: how long a crashed worker's partitions wait (6s to 30m, the broker's limits).",
+)
+@click.option(
     "--reload-interval",
     "reload_s",
     default=1.0,
@@ -420,6 +427,7 @@ def worker(
     group: str | None,
     stages: str,
     metrics_port: int,
+    session_timeout: str,
     reload_s: float,
 ) -> None:
     """Run the live pipeline: exact spend rollups, then detectors, budgets and policies.
@@ -467,11 +475,18 @@ def worker(
         return config.model_copy(update={"kafka": kafka})
 
     config = overrides(_load(config_path))
+    session_timeout_s = _parse_duration(session_timeout)
+    if not 6 <= session_timeout_s <= 1800:
+        raise click.BadParameter(
+            f"{session_timeout!r}: Kafka brokers accept 6s to 30m by default",
+            param_hint="--session-timeout",
+        )
     settings = WorkerSettings(
         state_dir=Path(state_dir),
         flush_interval_s=flush_interval,
         checkpoint_interval_s=checkpoint_interval,
         lateness_s=_parse_duration(lateness),
+        session_timeout_s=session_timeout_s,
         metrics_port=metrics_port or None,
     )
 

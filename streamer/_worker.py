@@ -56,8 +56,12 @@ class WorkerSettings:
     lateness_s: float = 600.0
     dedupe_horizon_s: float = 7 * 86400
     max_poll_records: int = 10_000
-    #: A killed worker's partitions move on after this; Kafka's floor is 6 s by default.
-    session_timeout_s: float = 6.0
+    #: A worker that stops heartbeating this long is dropped from the group and its
+    #: partitions move on: how long a killed worker's partitions wait, and how long the
+    #: event loop (shared by every stage of ``spendbrake worker``) may be busy before a
+    #: live worker is taken for dead. Kafka's own default is 45 s, its floor 6 s
+    #: (``group.min.session.timeout.ms``); the tests use 6 s to fail over fast.
+    session_timeout_s: float = 30.0
     #: Serve Prometheus /metrics on this port (None: don't serve; counters still kept).
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"

@@ -84,6 +84,14 @@ def test_simulate_rejects_a_bad_incident_spec() -> None:
     assert result.exit_code == 2 and "--inject" in result.output and "meltdown" in result.output
 
 
+def test_worker_rejects_a_session_timeout_the_broker_would_refuse(tmp_path: Path) -> None:
+    # Checked before anything connects: Kafka's default group limits are 6 s to 30 min.
+    for value in ("2s", "45m"):
+        result = run("worker", "--session-timeout", value, "--state-dir", str(tmp_path))
+        assert result.exit_code == 2, result.output
+        assert "--session-timeout" in result.output and value in result.output
+
+
 def topic_config(tmp_path: Path, topic: str) -> Path:
     path = tmp_path / "cfg.yaml"
     path.write_text(f"kafka:\n  topics:\n    events: {topic}\n")

@@ -74,6 +74,8 @@ def start_worker(
             "0.2",
             "--checkpoint-interval",
             "0.5",
+            "--session-timeout",  # fail over fast after a kill
+            "6s",
             "--metrics-port",
             str(metrics_port),
             "--stages",
