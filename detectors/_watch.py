@@ -317,23 +317,29 @@ class SpendWatch:
             held = [h for series in self.series.values() for h in series.hours]
             self.closed_until = min(held, default=int(self.now // HOUR) * HOUR)
         closed = 0
-        budget_alerts: list[Alert] = []
+        alerts: list[Alert] = []
         while self.behind and (max_hours is None or closed < max_hours):
-            candidates.extend(self._close(self.closed_until))
+            found = self._close(self.closed_until)
             self.closed_until += HOUR
             closed += 1
             self._prune()
             if self.behind:
-                # A backlog: budgets are looked at hour by hour, as replay and a live
-                # stage that kept up would have, so a threshold crossed days ago is dated
-                # (and its period judged) when it crossed, not at today's watermark.
-                budget_alerts.extend(self._check_budgets(self.closed_until))
+                # A backlog: each hour is judged, and budgets looked at, as replay and a
+                # live stage that kept up would have when the watermark passed it, so an
+                # anomaly or a threshold crossed days ago is dated (and a budget's period
+                # judged) then, not at today's watermark.
+                at = self.closed_until + self.lateness_s
+                alerts.extend(self._anomaly_alerts(found, at))
+                alerts.extend(self._check_budgets(self.closed_until))
+            else:
+                candidates.extend(found)
         if not self.behind:
             if self.now >= self._next_peek:
                 self._next_peek = (self.now // self.peek_s + 1) * self.peek_s
                 candidates.extend(self._peek())
-            budget_alerts.extend(self._check_budgets(self.now))
-        return self._anomaly_alerts(candidates) + budget_alerts
+            alerts.extend(self._anomaly_alerts(candidates, self.now))
+            alerts.extend(self._check_budgets(self.now))
+        return alerts
 
     def _check_budgets(self, now: float) -> list[Alert]:
         alerts = []
@@ -522,7 +528,8 @@ class SpendWatch:
                 best = c
         return root if best is None else narrowed(root, best)
 
-    def _anomaly_alerts(self, candidates: list[Candidate]) -> list[Alert]:
+    def _anomaly_alerts(self, candidates: list[Candidate], at: float) -> list[Alert]:
+        """One alert per new or escalated incident, dated ``at`` (event time)."""
         alerts = []
         roots: dict[Scope, Candidate] = {}
         for root in map(self._narrowest, group(candidates)):
@@ -533,7 +540,7 @@ class SpendWatch:
             else:
                 roots[root.scope] = root
         for root in roots.values():
-            admitted = self.incidents.admit(root, self.now)
+            admitted = self.incidents.admit(root, at)
             if admitted is None:
                 continue
             incident, _ = admitted
@@ -545,7 +552,7 @@ class SpendWatch:
                     also=[dict(s) for s in root.also],
                     window_start=root.window_start,
                     window_end=root.window_end,
-                    detected_at=self.now,
+                    detected_at=at,
                     observed_usd=root.observed_usd,
                     expected_usd=root.expected_usd,
                     severity=root.severity,  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from detectors import SpendWatch
-from schemas import BudgetConfig, Config
+from schemas import BudgetConfig, Config, parse_ts
 from tests.detectors.test_watch import T0, _history, _records, _runaway
 
 
@@ -37,3 +37,15 @@ def test_bounded_steps_give_the_same_alerts() -> None:
     # crossed, not at the watermark the backlog was read up to.
     budget = [a for a in stepped if a.get("detector") == "budget"]
     assert budget and len({a["detected_at"] for a in budget}) > 1, budget
+
+
+def test_a_backlog_dates_an_anomaly_when_its_hour_closed() -> None:
+    # A detect stage that was down reads three weeks at once; the runaway (hours 14-16 of
+    # day 18) is still dated when a stage that kept up would have judged it: at its
+    # hour's close plus the lateness, not at the watermark the backlog ends at.
+    alerts = _backlog(SpendWatch(Config()), 24)[:-1]
+    runaway = [a for a in alerts if a["scope"].get("api_key") == "k-agent"]
+    assert runaway, alerts
+    first = min(parse_ts(a["detected_at"]) for a in runaway)
+    start = T0 + (24 * 18 + 14) * 3600
+    assert start + 3600 + 600 <= first <= start + 3 * 3600 + 600
