@@ -655,11 +655,28 @@ class SpendWatch:
         built_from = state.pop("_built_from", None)
         self.__dict__.update(state)
         self._budget_match = {}
-        if built_from is None or built_from == _built_from(self.config):
+        if built_from is None:
+            return []
+        if built_from == _built_from(self.config) and not self._detectors_outdated():
             return []
         current = self.config
         self.config = current.model_copy(update=built_from)
         return self.reconfigure(current)
+
+    def _detectors_outdated(self) -> bool:
+        """Detectors built with other parameters than the config resolves to now: a default
+        changed in an upgrade. Restoring retunes them, keeping what they learned."""
+        want = [make_detector(c.kind, **c.params).params for c in self.config.detectors]
+        checked: set[int] = set()
+        for series in self.series.values():
+            for i, det in series.detectors:
+                if i not in checked:  # a config entry builds all its detectors alike
+                    checked.add(i)
+                    if det.params != want[i]:
+                        return True
+            if len(checked) == len(want):
+                break
+        return False
 
     def reconfigure(self, config: Config) -> list[str]:
         """Switch to ``config`` keeping every baseline and budget state that still applies.

@@ -3,6 +3,7 @@ kept, and what cannot be kept restarted and said so."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -54,6 +55,21 @@ def test_a_threshold_change_keeps_what_the_baseline_learned() -> None:
     assert make_detector("baseline", min_usd=50.0).peek(ts, 12.0).expected != pytest.approx(
         trained.peek(ts, 12.0).expected
     )
+
+
+def test_a_shorter_ceiling_window_forgets_the_windows_it_no_longer_sums() -> None:
+    six = make_detector("baseline", peak_n=6)
+    run(six, [10.0 + 5.0 * math.sin(h / 24 * 2 * math.pi) for h in range(24 * 21)])
+    assert len(six._last) == 5
+    one = retune(six, peak_n=1)
+    assert one is not None and len(one._last) == 5  # kept, as learned state is...
+    clean = copy.deepcopy(one)
+    del clean._last[:]
+    ts = 24 * 21 * HOUR
+    for value in (12.0, 200.0, 5000.0):  # ...but no longer summed by the ceiling
+        assert one.peek(ts, value) == clean.peek(ts, value)
+    one.update(ts, 12.0)
+    assert len(one._last) == 0
 
 
 def test_a_change_that_reshapes_the_state_restarts() -> None:

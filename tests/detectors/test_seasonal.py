@@ -123,6 +123,24 @@ def test_lumpy_series_sharp_critical_spike_is_caught(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_lumpy_series_one_hour_spike_is_caught_in_that_hour(seed: int) -> None:
+    # A one-hour spike at 15x the mean call rate, on a busy hour: count noise hides it from
+    # sigma (one hour, so no second window confirms it), but it is three times the most
+    # the series spent in any hour of two weeks. With the 6-window ceiling (the default
+    # until 2026-12), four of these five were missed.
+    ys = lumpy_spend(5, seed)
+    start = AT + 24 + 15  # Tuesday 15:00, the day's peak
+    rng = np.random.default_rng(seed + 200)
+    ys[start] += 10.0 * rng.lognormal(-0.18, 0.6, rng.poisson(15 * 4.0)).sum()
+    assert [i for i in alerts("baseline", ys) if i >= WARM] == [start]
+    if seed == 0:
+        v = run(make_detector("baseline"), ys)[start]
+        assert v.reason == (
+            "spend $679/h for Tue 15:00, 5.0x the most in any hour of the last 14 days ($135/h)"
+        )
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_lumpy_series_quiet_without_incident(seed: int) -> None:
     ys = lumpy_spend(5, seed)
     assert [i for i in alerts("baseline", ys) if i >= WARM] == []

@@ -88,7 +88,10 @@ def test_dict_layout_params_come_back(name: str) -> None:
     d = pickle.loads(_old_pickle(name))
     old = _old_dict(name)
     assert d.params == {k: old[k] for k in d.params}
-    assert d.params == make_detector(name).params
+    # Defaults changed since that release (a snapshot keeps the parameters it was built
+    # with; a watch restoring it retunes them: test_watch.py).
+    changed = {"baseline": {"peak_n": 6}}.get(name, {})
+    assert d.params == {**make_detector(name).params, **changed}
     again = pickle.loads(pickle.dumps(d))
     assert pickle.dumps(again) == pickle.dumps(d)
 

@@ -101,7 +101,8 @@ def test_runaway_is_one_incident_at_the_key_with_parent_scopes() -> None:
     assert len(ids) == 1, [a.to_wire() for a in alerts]
     first = alerts[0]
     assert first.seq == 0 and first.scope == {"api_key": "k-agent"}
-    assert {"team": "search"} in first.also and {} in first.also
+    # The parents are named as the runaway shows in them (by the escalation, here).
+    assert {"team": "search"} in alerts[-1].also and {} in alerts[-1].also
     # Batch work is paused by the default policy; follow-ups keep the id and raise the seq.
     assert first.action == "pause" and first.targets == ["k-agent"]
     assert [a.seq for a in alerts] == list(range(len(alerts)))
@@ -143,6 +144,32 @@ def test_restart_from_snapshot_gives_the_same_alerts() -> None:
     assert any(a["kind"] == "budget" for a in straight) and any(
         a["kind"] == "anomaly" for a in straight
     )
+
+
+def test_restoring_retunes_detectors_built_with_an_older_default() -> None:
+    # As if the snapshot came from a release whose baseline default was peak_n=6: the
+    # restored watch uses today's default and keeps every baseline it learned.
+    from detectors._retune import retune
+
+    plan, config = _runaway_under_a_budget()
+    first = SpendWatch(config)
+    _run(first, plan[: 24 * 16])
+    for series in first.series.values():
+        series.detectors = [
+            (i, retune(d, peak_n=6) if d.name == "baseline" else d) for i, d in series.detectors
+        ]
+    learned = {
+        sk: [bytes(d._profile) for _, d in s.detectors if d.name == "baseline"]
+        for sk, s in first.series.items()
+    }
+    second = SpendWatch(config)
+    assert second.restore(first.snapshot()) == []  # nothing had to start afresh
+    baselines = [d for s in second.series.values() for _, d in s.detectors if d.name == "baseline"]
+    assert baselines and all(d.params["peak_n"] == 1 for d in baselines)
+    assert learned == {
+        sk: [bytes(d._profile) for _, d in s.detectors if d.name == "baseline"]
+        for sk, s in second.series.items()
+    }
 
 
 def test_budget_thresholds_once_and_hard_stop_pauses_non_critical_keys() -> None:
