@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from detectors._base import Detector, Verdict, make_detector
+from detectors._base import Detector, Verdict, make_detector, usd
 from detectors._budget import BudgetTracker, BudgetVerdict
 from detectors._incidents import (
     Candidate,
@@ -373,7 +373,7 @@ class SpendWatch:
             for i, det in series.detectors:
                 cfg = self.config.detectors[i]
                 verdict = det.update(float(hour), self._value(cfg, cost, calls))
-                c = self._candidate(series, cfg, det, verdict, hour, calls)
+                c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
                 if c is not None:
                     found.append(c)
         return found
@@ -398,7 +398,8 @@ class SpendWatch:
                     value = self._value(cfg, cost, calls)
                     if not self._worth_peeking(cfg, det, value, calls, series.closed):
                         continue
-                    c = self._candidate(series, cfg, det, det.peek(float(hour), value), hour, calls)
+                    verdict = det.peek(float(hour), value)
+                    c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
                     if c is not None:
                         found.append(c)
         return found
@@ -431,12 +432,33 @@ class SpendWatch:
         det: Detector,
         v: Verdict,
         hour: int,
+        cost: int,
         calls: int,
     ) -> Candidate | None:
+        """An anomalous verdict on the hour (``cost`` nano-dollars, ``calls``) as a candidate."""
         if not v.is_anomaly:
             return None
         expected = v.expected
-        if cfg.metric == "cost_per_call":
+        window_s = getattr(det, "window_s", HOUR)
+        reason = v.reason
+        if cfg.metric == "cost_per_call" and window_s > HOUR:
+            # A trailing window's cost per call against the same hours a week earlier (sums
+            # of hourly costs per call): the dollars are this hour's cost against what it
+            # would have cost at last week's cost per call.
+            ratio = v.observed / expected if expected else math.inf
+            observed = cost / NUSD
+            expected_usd = observed / ratio
+            excess = observed - expected_usd
+            if excess < self.cpc_min_usd:
+                return None
+            kind = "cost_per_call"
+            verdict = reason.partition(", over ")[2]
+            reason = (
+                f"cost per call over the last {window_s / 3600:g}h {ratio:.1f}x the same hours "
+                f"a week earlier; this hour {usd(observed)} vs {usd(expected_usd)} at last "
+                f"week's cost per call" + (f", over {verdict}" if verdict else "")
+            )
+        elif cfg.metric == "cost_per_call":
             excess = (v.observed - (expected or 0.0)) * calls
             if excess < self.cpc_min_usd:
                 return None
@@ -450,8 +472,8 @@ class SpendWatch:
             observed, expected_usd = v.observed, expected
             excess = v.observed - (expected or 0.0)
         start, end = float(hour), float(hour + HOUR)
-        if kind == "wow":
-            start = end - getattr(det, "window_s", HOUR)  # the trailing window compared
+        if window_s > HOUR:
+            start = end - window_s  # the trailing window compared
         return Candidate(
             scope=series.scope,
             kind=kind,
@@ -463,7 +485,7 @@ class SpendWatch:
             excess_usd=max(excess, 0.0),
             score=v.score,
             severity="critical" if v.score >= 0.75 else "warning",
-            reason=v.reason,
+            reason=reason,
             known=self._known(series.scope),
         )
 

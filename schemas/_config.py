@@ -262,6 +262,9 @@ class Config(_Section):
         DetectorConfig(
             kind="baseline", metric="cost_per_call", params={"unit": 0.001, "min_usd": 0.0}
         ),
+        # A bad prompt change at a few calls an hour is lost in hourly noise; over a day,
+        # cost per call doubling on the same hours a week earlier is not.
+        DetectorConfig(kind="wow", metric="cost_per_call", params={"rise": 1.0, "min_usd": 0.0}),
     ]
     budgets: list[BudgetConfig] = []
     policies: list[PolicyConfig] = [

@@ -12,7 +12,7 @@ import numpy as np
 
 from actions import apply_policies
 from detectors import SpendWatch
-from schemas import KEY_DIMENSIONS, Alert, BudgetConfig, Config
+from schemas import KEY_DIMENSIONS, Alert, BudgetConfig, Config, DetectorConfig
 from tests.detectors.synth import shape
 
 HOUR = 3600
@@ -108,6 +108,47 @@ def test_runaway_is_one_incident_at_the_key_with_parent_scopes() -> None:
     assert [a.seq for a in alerts] == list(range(len(alerts)))
     # Detected within the hour it started, from the early look at the filling hour.
     assert first.detected_at < T0 + (24 * 18 + 15) * HOUR
+
+
+def test_cost_per_call_doubling_over_a_day_alerts_week_over_week() -> None:
+    # A bad prompt change: k-chat's calls cost 3x from day 18, 08:00, at the same volume.
+    plan = _history(24 * 21)
+    calls = [{k: max(1, round(usd * 10)) for k, usd in hour.items()} for hour in plan]
+    changed = 24 * 18 + 8
+    for h in range(changed, len(plan)):
+        plan[h]["k-chat"] *= 3.0
+    cpc = DetectorConfig(kind="wow", metric="cost_per_call", params={"rise": 1.0, "min_usd": 0})
+    watch = SpendWatch(Config(detectors=[cpc]))
+    alerts = []
+    for h, spend in enumerate(plan):
+        hour = T0 + h * HOUR
+        records = [
+            Rec(r.dims, r.values, r.window_s, r.window_start, r.partition, r.epoch,
+                (r.metrics[0], _calls(r, calls[h])))
+            for r in _records(hour, spend, 1.0)
+        ]  # fmt: skip
+        watch.observe(records)
+        alerts.extend(watch.advance())
+    chat = [a for a in alerts if a.scope == {"api_key": "k-chat"}]
+    assert len(chat) == 1, [a.to_wire() for a in alerts]
+    alert = chat[0]
+    assert alert.kind == "cost_per_call" and alert.detector == "wow:cost_per_call"
+    assert alert.window_end - alert.window_start == 24 * HOUR
+    assert T0 + changed * HOUR < alert.detected_at < T0 + (changed + 24) * HOUR
+    # This hour's cost, and what it would have cost at last week's cost per call.
+    assert alert.expected_usd is not None
+    assert 2.0 < alert.observed_usd / alert.expected_usd < 3.5
+    assert "cost per call over the last 24h" in alert.reason
+
+
+def _calls(record: Rec, calls: dict[str, int]) -> int:
+    """The calls of an hour record's series, summed over the keys it covers."""
+    total = 0
+    for key, n in calls.items():
+        attrs = {"api_key": key, **KEYS[key]}
+        if all(attrs.get(d) == v for d, v in zip(record.dims, record.values, strict=True)):
+            total += n
+    return max(total, 1) if record.window_s == 3600 else record.metrics[1]
 
 
 def test_critical_runaway_alerts_and_never_pauses() -> None:
