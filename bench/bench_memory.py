@@ -4,14 +4,16 @@ Builds what one process holds per series: the open rollup windows of a
 ``RollupState`` (one dimension set, ``[api_key]``, so N values are N series;
 each series gets a call every 5 minutes for 15 minutes of event time, so its
 open windows are the day, the hour and the minutes still within the allowed
-lateness, as in a live worker), plus one ``make_detector("baseline")`` and one
-``make_detector("wow")`` per series after four weeks of hourly history.
+lateness, as in a live worker), plus the detectors the detect stage keeps per series
+with the default config: one per entry of ``Config().detectors`` (``baseline`` and
+``wow`` on cost, ``baseline`` and ``wow`` on cost per call), after four weeks of hourly
+history.
 
-Detector histories: 64 detectors of each kind learn 64 different synthetic
-series (weekly and diurnal shape, log-normal noise, different levels); each
-series then gets its own unpickled copy of one of them, so every series owns
-separate objects of a realistic learned state, without running N x 672
-updates.
+Detector histories: 64 detectors of each entry learn 64 different synthetic
+series (weekly and diurnal shape, log-normal noise, different levels; a cost per
+call is the hour's spend over 40 calls); each series then gets its own unpickled
+copy of one of them, so every series owns separate objects of a realistic learned
+state, without running N x 672 updates.
 
 Two passes over the same build. First the process RSS (current RSS from
 /proc/self/statm) before and after building everything, with no tracing: a
@@ -40,13 +42,15 @@ from typing import Any
 import orjson
 
 from detectors import Detector, make_detector
-from schemas import UsageEvent
+from schemas import Config, DetectorConfig, UsageEvent
 from streamer import RollupState
 
 START_TS = 1_791_158_400.0  # a Monday
 HISTORY_H = 4 * 168
-KINDS = ("baseline", "wow")
+#: What the detect stage runs on every series by default.
+DETECTORS: list[DetectorConfig] = Config().detectors
 WARM = 64
+CALLS_PER_HOUR = 40.0
 
 
 def rss_mb() -> float:
@@ -67,13 +71,14 @@ def hourly_spend(seed: int, hours: int) -> list[float]:
     return out
 
 
-def warm_detectors(kind: str) -> list[bytes]:
-    """Pickles of ``WARM`` detectors of one kind, each after its own four-week history."""
+def warm_detectors(cfg: DetectorConfig) -> list[bytes]:
+    """Pickles of ``WARM`` detectors of one config entry, each after its own four weeks."""
+    per = CALLS_PER_HOUR if cfg.metric == "cost_per_call" else 1.0
     out = []
     for seed in range(WARM):
-        detector: Detector = make_detector(kind)
+        detector: Detector = make_detector(cfg.kind, **cfg.params)
         for h, value in enumerate(hourly_spend(seed, HISTORY_H)):
-            detector.update(START_TS - HISTORY_H * 3600.0 + h * 3600.0, value)
+            detector.update(START_TS - HISTORY_H * 3600.0 + h * 3600.0, value / per)
         out.append(pickle.dumps(detector))
     return out
 
@@ -101,13 +106,17 @@ def build_rollups(series: int) -> RollupState:
     return state
 
 
-def restore_detectors(pickles: dict[str, list[bytes]], series: int) -> dict[str, list[Detector]]:
-    """Each series' own unpickled copy of a warm detector of each kind."""
-    return {kind: [pickle.loads(pickles[kind][i % WARM]) for i in range(series)] for kind in KINDS}
+def restore_detectors(pickles: list[list[bytes]], series: int) -> list[list[Detector]]:
+    """Each series' own unpickled copy of a warm detector of each config entry."""
+    return [[pickle.loads(warm[i % WARM]) for warm in pickles] for i in range(series)]
+
+
+def label(cfg: DetectorConfig) -> str:
+    return cfg.kind if cfg.metric == "cost_usd" else f"{cfg.kind}_{cfg.metric}"
 
 
 def measure(series: int) -> dict[str, Any]:
-    pickles = {kind: warm_detectors(kind) for kind in KINDS}
+    pickles = [warm_detectors(cfg) for cfg in DETECTORS]
     gc.collect()
     rss_before = rss_mb()
     rollups = build_rollups(series)
@@ -133,9 +142,9 @@ def measure(series: int) -> dict[str, Any]:
         "series": series,
         "open_windows": open_windows,
         "rollup_bytes_per_series": round(rollup_b),
+        "detectors_per_series": len(DETECTORS),
         "detector_bytes_per_series": round(detector_b),
-        "baseline_pickle_bytes": len(pickles["baseline"][0]),
-        "wow_pickle_bytes": len(pickles["wow"][0]),
+        **{f"{label(c)}_pickle_bytes": len(p[0]) for c, p in zip(DETECTORS, pickles, strict=True)},
         "state_bytes_per_series": round(rollup_b + detector_b),
         "state_mb": round((after_detectors - base) / 2**20, 1),
         "process_rss_mb": round(rss_after, 1),
@@ -159,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         print(orjson.dumps(result).decode())
         return
     for key, value in result.items():
-        print(f"{key:28s}{value}")
+        print(f"{key:36s}{value}")
 
 
 if __name__ == "__main__":

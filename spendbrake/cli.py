@@ -831,7 +831,7 @@ def bench_ingest(events: int, faust_events: int, as_json: bool) -> None:
 @click.option("--series", default=100_000, show_default=True, help="Active series to build.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_memory(series: int, as_json: bool) -> None:
-    """State memory per series: open rollup windows plus a baseline and a wow detector each."""
+    """State memory per series: open rollup windows plus the default config's detectors."""
     from bench.bench_memory import main as run_bench
 
     run_bench(["--series", str(series), *(["--json"] if as_json else [])])
