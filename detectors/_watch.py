@@ -452,11 +452,11 @@ class SpendWatch:
             if excess < self.cpc_min_usd:
                 return None
             kind = "cost_per_call"
-            verdict = reason.partition(", over ")[2]
+            bar = reason.partition(", over ")[2]  # what the rise is over, in wow's words
             reason = (
                 f"cost per call over the last {window_s / 3600:g}h {ratio:.1f}x the same hours "
                 f"a week earlier; this hour {usd(observed)} vs {usd(expected_usd)} at last "
-                f"week's cost per call" + (f", over {verdict}" if verdict else "")
+                f"week's cost per call" + (f", over {bar}" if bar else "")
             )
         elif cfg.metric == "cost_per_call":
             excess = (v.observed - (expected or 0.0)) * calls
