@@ -11,7 +11,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -84,6 +85,19 @@ def start_worker(
         stdout=subprocess.DEVNULL,
         stderr=open(log, "ab"),
     )
+
+
+@contextmanager
+def broker_behind_a_proxy() -> Iterator[tuple[TcpProxy, str]]:
+    """An embedded broker with the topics, reached only through a proxy the test can cut."""
+    with (
+        EmbeddedBroker(advertised_port=free_port()) as broker,
+        TcpProxy(broker.port, port=broker.advertised_port) as proxy,
+    ):
+        bootstrap = f"127.0.0.1:{proxy.port}"
+        topics = ["spend.events", "spend.dlq", "spend.rollups", "spend.alerts", "spend.actions"]
+        asyncio.run(ensure_topics(bootstrap, [*topics, "spend.traces"], 4))
+        yield proxy, bootstrap
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -256,13 +270,7 @@ def test_worker_survives_a_network_outage(tmp_path: Path) -> None:
     was measured to acknowledge writes it then loses when a topic is recreated while
     producers retry, so a broker restart cannot be a test of ours: see the README.)
     """
-    with (
-        EmbeddedBroker(advertised_port=free_port()) as broker,
-        TcpProxy(broker.port, port=broker.advertised_port) as proxy,
-    ):
-        bootstrap = f"127.0.0.1:{proxy.port}"
-        topics = ["spend.events", "spend.dlq", "spend.rollups", "spend.alerts", "spend.actions"]
-        asyncio.run(ensure_topics(bootstrap, [*topics, "spend.traces"], 4))
+    with broker_behind_a_proxy() as (proxy, bootstrap):
         stream = make_stream(6_000, seed=13, span_s=3 * 3600, dup_rate=0, late_rate=0, bad_rate=0)
         old, new = stream.records[:3_000], stream.records[3_000:]
         config = tmp_path / "cfg.yaml"
@@ -292,13 +300,7 @@ def test_stop_during_an_outage_is_prompt_and_the_restart_exact(tmp_path: Path) -
     waiting for aiokafka's request timeouts (about 50 s; a stage still seeking its start
     offsets waited until the broker came back). What was not checkpointed is redone after
     the restart: the totals are exact."""
-    with (
-        EmbeddedBroker(advertised_port=free_port()) as broker,
-        TcpProxy(broker.port, port=broker.advertised_port) as proxy,
-    ):
-        bootstrap = f"127.0.0.1:{proxy.port}"
-        topics = ["spend.events", "spend.dlq", "spend.rollups", "spend.alerts", "spend.actions"]
-        asyncio.run(ensure_topics(bootstrap, [*topics, "spend.traces"], 4))
+    with broker_behind_a_proxy() as (proxy, bootstrap):
         stream = make_stream(3_000, seed=17, span_s=3 * 3600, dup_rate=0, late_rate=0, bad_rate=0)
         config = tmp_path / "cfg.yaml"
         config.write_text("kafka:\n  group_id: stop-outage\n")
