@@ -48,18 +48,24 @@ class Detector:
     __slots__ = ()
     name: str = ""
 
-    def update(self, ts: float, value: float) -> Verdict:  # pragma: no cover - abstract
-        """Score ``value`` for the window at ``ts`` (epoch seconds), then learn from it."""
+    def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:  # pragma: no cover
+        """Score ``value`` for the window at ``ts`` (epoch seconds), then learn from it.
+
+        ``weight`` is the evidence behind ``value`` when windows differ in it, as river's
+        ``learn_one(..., w)`` takes a sample weight: the calls behind an hour's cost per
+        call (the mean of 2 calls is far noisier than the mean of 40). Detectors that
+        cannot use it ignore it; 1.0 everywhere is the unweighted detector.
+        """
         raise NotImplementedError
 
-    def peek(self, ts: float, value: float) -> Verdict:
+    def peek(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Score a window still filling (``value`` so far) without learning from it.
 
         Spend only grows within a window, so an open window that already scores as an
         anomaly will close as one: the live stage can alert minutes into the hour.
         This fallback scores a copy; detectors override it when that is too slow.
         """
-        return copy.deepcopy(self).update(ts, value)
+        return copy.deepcopy(self).update(ts, value, weight)
 
     @property
     def params(self) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class CloudSigma(Detector):
         self._ss = array("d", [0.0]) * days
         self._head: int | None = None
 
-    def update(self, ts: float, value: float) -> Verdict:
+    def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Score ``value`` against the trailing days' mean and sigma, then add it."""
         if not usable(ts, value):
             return ignored(value)

@@ -121,7 +121,7 @@ class RiverSnarimax(Detector):
         self._model.learn_one(x - self._level)
         self._n += 1
 
-    def update(self, ts: float, value: float) -> Verdict:
+    def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Forecast this window, score the residual, then learn the value."""
         if not usable(ts, value):
             return ignored(value)

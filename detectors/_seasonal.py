@@ -65,6 +65,11 @@ __all__ = ["SeasonalBaseline"]
 #: Share of silent windows in the first season that marks spend as lumpy (a few calls a window).
 LUMPY_SHARE = 0.01
 
+#: Weighted windows: the EW mean of ``weight`` learns at this rate (about four days of hours),
+#: and a window counts as at most WEIGHT_CAP usual ones (its residual at most doubled).
+WEIGHT_ALPHA = 0.01
+WEIGHT_CAP = 4.0
+
 #: Profile slots are int16 in steps of 1/PROFILE_Q log units (``log1p(value / unit)`` minus the
 #: level), over +-32 (e**32 units: far beyond any hourly spend; beyond it a slot saturates).
 #: Why that is precise enough: a read is within 1/2048 of the value learned (0.05 % of the
@@ -256,6 +261,8 @@ class SeasonalBaseline(Detector):
         self._unit = unit
         #: First season's (sum, count) of non-zero windows and count of silent ones; None once set.
         self._first: list[float] | None = [0.0, 0.0, 0.0] if auto_unit > 0 else None
+        #: EW mean of the ``weight`` of learned windows (0.0: none seen yet).
+        self._wmean = 0.0
 
     __slots__ = (
         "_ceiling_quiet_k",
@@ -271,6 +278,7 @@ class SeasonalBaseline(Detector):
         "_profile",
         "_scale",
         "_unit",
+        "_wmean",
     )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -281,6 +289,7 @@ class SeasonalBaseline(Detector):
         hyperparameter; from before ``auto_unit``/``sharp_z`` too, which keeps its unit)."""
         if "_hp" not in state:
             state = _from_dict_layout(state)
+        state.setdefault("_wmean", 0.0)  # from before weights: learns from the next window
         if state["_profile"].typecode == "f":  # float32 log values: to fixed point
             state["_profile"] = array("h", [_fixed(x) for x in state["_profile"]])
             old_counts, state["_counts"] = state["_counts"], _new_counts(state["_hp"])
@@ -300,9 +309,14 @@ class SeasonalBaseline(Detector):
     def _set(self, slot: int, x: float) -> None:
         self._profile[slot] = _fixed(x)
 
-    def update(self, ts: float, value: float) -> Verdict:
-        """Score the window at ``ts`` against its slot's expectation, then learn from it."""
-        verdict = self._step(ts, value, learn=True)
+    def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
+        """Score the window at ``ts`` against its slot's expectation, then learn from it.
+
+        ``weight`` (e.g. the calls behind an hour's cost per call) scales the residual by
+        ``sqrt(weight / usual weight)``, capped at 2x: the noise of a mean of n calls falls
+        as ``1 / sqrt(n)``, so a busy hour's shift means more than a two-call hour's.
+        """
+        verdict = self._step(ts, value, True, weight)
         first = self._first
         if first is not None and usable(ts, value):
             if value > 0:
@@ -339,11 +353,22 @@ class SeasonalBaseline(Detector):
         hp = self._hp
         self._scale = BurnScale(fast_z=hp.fast_z, slow_n=hp.slow_n, slow_z=hp.slow_z)
 
-    def peek(self, ts: float, value: float) -> Verdict:
+    def peek(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """The verdict ``update`` would give, with no state change."""
-        return self._step(ts, value, learn=False)
+        return self._step(ts, value, False, weight)
 
-    def _step(self, ts: float, value: float, learn: bool) -> Verdict:
+    def _evidence(self, weight: float, learn: bool) -> float:
+        """``sqrt`` of this window's weight over the usual one (learned), capped; 1.0 unweighted."""
+        if not (weight > 0.0 and math.isfinite(weight)):
+            return 1.0
+        usual = self._wmean
+        if learn and weight != usual:  # a constant weight (1.0) allocates nothing
+            self._wmean = weight if usual == 0.0 else usual + WEIGHT_ALPHA * (weight - usual)
+        if usual == 0.0 or weight == usual:
+            return 1.0
+        return math.sqrt(min(weight / usual, WEIGHT_CAP))
+
+    def _step(self, ts: float, value: float, learn: bool, weight: float) -> Verdict:
         if not usable(ts, value):
             return ignored(value)
         value = float(value)
@@ -359,6 +384,9 @@ class SeasonalBaseline(Detector):
         if math.isinf(x):
             return ignored(value)  # only with an absurd unit; never let inf into the state
         label = slot_label(k, hp.period_s, hp.season)
+        # Residuals are judged times ``s``; level and slot learn at ``s**2`` their rate (a
+        # weighted mean: a two-call hour teaches less than a forty-call one).
+        s = self._evidence(weight, learn)
         count = self._count(slot)
         if count == 0:
             if learn:
@@ -376,7 +404,7 @@ class SeasonalBaseline(Detector):
         if value == 0.0:
             if learn:
                 # Silence: nudge this slot (seasonal zeros are real) but leave level and scale.
-                self._set(slot, learned + self._slot_alpha(count) * sc.clip(r))
+                self._set(slot, learned + self._slot_alpha(count) * s * sc.clip(r * s))
                 self._set_count(slot, count + 1)
                 self._n += 1
             return Verdict(0.0, False, expected, value, f"silent window for {label}; no alert")
@@ -387,12 +415,12 @@ class SeasonalBaseline(Detector):
         n_eff = min(count, (2.0 - hp.season_alpha) / hp.season_alpha)
         widen = math.sqrt(1.0 + 1.0 / n_eff)
         fresh = gap and not learn
-        ratio = sc.ratio(r, widen, fresh=fresh) if warm else 0.0
+        ratio = sc.ratio(r * s, widen, fresh=fresh) if warm else 0.0
         sharp_won = False
         if warm and hp.sharp_z and r > 0.0:
             # A sharp spike (an hour or two far over, on a critical service) is too short for
             # the slow window; two windows together that far over are no burst either.
-            sharp = sc.pair_z(r, fresh=fresh) / hp.sharp_z / widen
+            sharp = sc.pair_z(r * s, fresh=fresh) / hp.sharp_z / widen
             if sharp > ratio:
                 ratio, sharp_won = sharp, True
         score = ratio_score(ratio)
@@ -424,14 +452,14 @@ class SeasonalBaseline(Detector):
             return Verdict(score, alert, expected, value, reason)
 
         # Learn: scale and slow window first, then the level (a robust jump on a shift), then slot.
-        sc.learn(r)
-        jump = sc.shift(hp.shift_n)
+        sc.learn(r * s)
+        jump = sc.shift(hp.shift_n)  # a median of weighted residuals: about unweighted ones
         if jump is not None:
             self._level += hp.level_alpha_fast * jump
         else:
-            self._level += hp.level_alpha * sc.clip(r)
+            self._level += hp.level_alpha * s * sc.clip(r * s)
         r2 = x - learned - self._level
-        self._set(slot, learned + self._slot_alpha(count) * sc.clip(r2))
+        self._set(slot, learned + self._slot_alpha(count) * s * sc.clip(r2 * s))
         self._set_count(slot, count + 1)
         self._n += 1
         self._learn_peak(ts, trailing)

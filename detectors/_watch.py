@@ -363,6 +363,11 @@ class SpendWatch:
             return float(calls)
         return cost / NUSD / calls if calls else math.nan
 
+    @staticmethod
+    def _weight(cfg: DetectorConfig, calls: int) -> float:
+        """The evidence behind a window's value: its calls for a cost per call (a mean)."""
+        return float(calls) if cfg.metric == "cost_per_call" else 1.0
+
     def _close(self, hour: int) -> list[Candidate]:
         found = []
         for series in self.series.values():
@@ -372,7 +377,8 @@ class SpendWatch:
             series.closed = (hour, cost, calls)
             for i, det in series.detectors:
                 cfg = self.config.detectors[i]
-                verdict = det.update(float(hour), self._value(cfg, cost, calls))
+                value = self._value(cfg, cost, calls)
+                verdict = det.update(float(hour), value, self._weight(cfg, calls))
                 c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
                 if c is not None:
                     found.append(c)
@@ -398,7 +404,7 @@ class SpendWatch:
                     value = self._value(cfg, cost, calls)
                     if not self._worth_peeking(cfg, det, value, calls, series.closed):
                         continue
-                    verdict = det.peek(float(hour), value)
+                    verdict = det.peek(float(hour), value, self._weight(cfg, calls))
                     c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
                     if c is not None:
                         found.append(c)

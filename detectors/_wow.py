@@ -265,7 +265,7 @@ class WeekOverWeek(Detector):
             pairs = pairs[self._hp.trim : -self._hp.trim]
         return sum(a for a, _ in pairs), sum(b for _, b in pairs), coverage
 
-    def peek(self, ts: float, value: float) -> Verdict:
+    def peek(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """The verdict ``update`` would give, with no state change (a shallow twin, own ring)."""
         twin = copy.copy(self)
         twin._ring = self._ring[:]  # noqa: SLF001 - our own class
@@ -278,7 +278,7 @@ class WeekOverWeek(Detector):
             object.__setattr__(twin, name, getattr(self, name))
         return twin
 
-    def update(self, ts: float, value: float) -> Verdict:
+    def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Add ``value`` to its bucket, then compare the trailing window with last week's."""
         if not usable(ts, value):
             return ignored(value)

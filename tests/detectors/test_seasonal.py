@@ -153,3 +153,53 @@ def test_unit_set_from_first_week_only_for_lumpy_series() -> None:
     run(smooth, spend(2, seed=0))
     assert lumpy._unit > 1.0 and lumpy._first is None
     assert smooth._unit == 1.0 and smooth._first is None
+
+
+def busy_and_quiet_cost_per_call(seed: int, x: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Cost per call of 40 calls a weekday hour (08-20) and 2 otherwise: a mean of n calls,
+    so its log noise is ``0.6 / sqrt(n)``; from Tuesday 10:00 of week 5, three busy hours
+    cost ``x`` times as much a call."""
+    rng = np.random.default_rng(seed)
+    hours = np.arange(5 * WEEK_H)
+    busy = (hours % 24 >= 8) & (hours % 24 < 20) & (hours // 24 % 7 < 5)
+    calls = np.where(busy, 40, 2)
+    per_call = 0.02 * np.exp(rng.normal(0.0, 0.6 / np.sqrt(calls)))
+    per_call[AT + 34 : AT + 37] *= x
+    return per_call, calls
+
+
+def test_calls_as_weight_find_a_busy_hours_rise() -> None:
+    # Unweighted, sigma is an average over 2-call and 40-call hours, so a 2x cost per call
+    # over three 40-call hours is about 3 sigma: missed. Weighted by calls, those hours
+    # count for their evidence and the two-call hours for theirs.
+    incident = range(AT + 34, AT + 37)
+    caught = {True: 0, False: 0}
+    for seed in range(8):
+        per_call, calls = busy_and_quiet_cost_per_call(seed, x=2.0)
+        for weighted in (True, False):
+            d = make_detector("baseline", unit=0.001, min_usd=0.0)
+            hits = [
+                i
+                for i, (v, n) in enumerate(zip(per_call, calls, strict=True))
+                if d.update(3600.0 * i, float(v), float(n) if weighted else 1.0).is_anomaly
+                and i >= WARM
+            ]
+            assert all(i in incident for i in hits), (seed, weighted, hits)
+            caught[weighted] += bool(hits)
+    assert caught == {True: 7, False: 0}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_constant_weight_is_the_unweighted_detector(seed: int) -> None:
+    # Weights count relative to the series' usual one: the same weight everywhere changes nothing.
+    per_call, _ = busy_and_quiet_cost_per_call(seed, x=2.0)
+    plain = make_detector("baseline", unit=0.001, min_usd=0.0)
+    constant = make_detector("baseline", unit=0.001, min_usd=0.0)
+    for i, v in enumerate(per_call):
+        assert plain.update(3600.0 * i, float(v)) == constant.update(3600.0 * i, float(v), 7.0)
+    # And quiet traffic stays quiet weighted by its calls.
+    per_call, calls = busy_and_quiet_cost_per_call(seed)
+    d = make_detector("baseline", unit=0.001, min_usd=0.0)
+    pairs = enumerate(zip(per_call, calls, strict=True))
+    verdicts = [d.update(3600.0 * i, float(v), float(n)) for i, (v, n) in pairs]
+    assert not any(v.is_anomaly for v in verdicts[WARM:])

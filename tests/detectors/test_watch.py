@@ -118,17 +118,7 @@ def test_cost_per_call_doubling_over_a_day_alerts_week_over_week() -> None:
     for h in range(changed, len(plan)):
         plan[h]["k-chat"] *= 3.0
     cpc = DetectorConfig(kind="wow", metric="cost_per_call", params={"rise": 1.0, "min_usd": 0})
-    watch = SpendWatch(Config(detectors=[cpc]))
-    alerts = []
-    for h, spend in enumerate(plan):
-        hour = T0 + h * HOUR
-        records = [
-            Rec(r.dims, r.values, r.window_s, r.window_start, r.partition, r.epoch,
-                (r.metrics[0], _calls(r, calls[h])))
-            for r in _records(hour, spend, 1.0)
-        ]  # fmt: skip
-        watch.observe(records)
-        alerts.extend(watch.advance())
+    alerts = _run_with_calls(SpendWatch(Config(detectors=[cpc])), plan, calls)
     chat = [a for a in alerts if a.scope == {"api_key": "k-chat"}]
     assert len(chat) == 1, [a.to_wire() for a in alerts]
     alert = chat[0]
@@ -139,6 +129,22 @@ def test_cost_per_call_doubling_over_a_day_alerts_week_over_week() -> None:
     assert alert.expected_usd is not None
     assert 2.0 < alert.observed_usd / alert.expected_usd < 3.5
     assert "cost per call over the last 24h" in alert.reason
+
+
+def _run_with_calls(
+    watch: SpendWatch, plan: list[dict[str, float]], calls: list[dict[str, int]]
+) -> list[Alert]:
+    """Each hour's closing records, with the calls of ``calls`` (one observe an hour)."""
+    alerts: list[Alert] = []
+    for h, spend in enumerate(plan):
+        records = [
+            Rec(r.dims, r.values, r.window_s, r.window_start, r.partition, r.epoch,
+                (r.metrics[0], _calls(r, calls[h])))
+            for r in _records(T0 + h * HOUR, spend, 1.0)
+        ]  # fmt: skip
+        watch.observe(records)
+        alerts.extend(watch.advance())
+    return alerts
 
 
 def _calls(record: Rec, calls: dict[str, int]) -> int:
@@ -257,3 +263,30 @@ def test_budgets_match_their_own_scope_whatever_the_field_order() -> None:
     assert {("agent", 0.5), ("agent", 0.8), ("agent", 1.0)} <= fired
     assert not {b for b, _ in fired} - {"agent"}
     assert b"_budget_match" not in watch.snapshot()
+
+
+def test_cost_per_call_is_judged_with_its_calls_as_weight() -> None:
+    # k-chat alone: 40 calls a weekday hour (08-20), 2 otherwise, about $1 a call (the noise
+    # of a mean of n calls); its calls cost 2x for three busy hours on day 29, a Tuesday.
+    # Judged hour by hour without weights, two-call hours make sigma too wide to see that
+    # (the old watch missed it on all of 8 seeds, this one on 1); the watch passes each
+    # hour's calls as the cost-per-call detectors' weight.
+    rng = np.random.default_rng(4)
+    hours = 24 * 30
+    plan: list[dict[str, float]] = []
+    calls: list[dict[str, int]] = []
+    changed = range(24 * 29 + 10, 24 * 29 + 13)
+    for h in range(hours):
+        n = 40 if 8 <= h % 24 < 20 and h // 24 % 7 < 5 else 2
+        per_call = float(np.exp(rng.normal(0.0, 0.6 / np.sqrt(n))))
+        calls.append({"k-chat": n})
+        plan.append({"k-chat": n * per_call * (2.0 if h in changed else 1.0)})
+    cpc = DetectorConfig(
+        kind="baseline", metric="cost_per_call", params={"unit": 0.001, "min_usd": 0.0}
+    )
+    alerts = _run_with_calls(SpendWatch(Config(detectors=[cpc])), plan, calls)
+    # k-chat is the only key, so its team and the total show the same rise.
+    chat = {"api_key": "k-chat", **KEYS["k-chat"]}
+    assert alerts and all(a.scope.items() <= chat.items() for a in alerts), alerts
+    assert all(a.kind == "cost_per_call" for a in alerts)
+    assert {(a.window_start - T0) // HOUR for a in alerts} <= set(changed)
