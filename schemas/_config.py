@@ -258,9 +258,13 @@ class Config(_Section):
         DetectorConfig(kind="baseline", metric="cost_usd"),
         DetectorConfig(kind="wow", metric="cost_usd"),
         # Cost per call is cents: model it in tenths of a cent; dollar impact is checked
-        # on cost (excess per call x calls) by the detector stage.
+        # on cost (excess per call x calls) by the detector stage. Per hour of day, not of
+        # week: the mix of work shifts over a day, and 24 slots learn from 7x the calls
+        # each (168 slots of a few calls an hour were noisier than a 3x prompt change).
         DetectorConfig(
-            kind="baseline", metric="cost_per_call", params={"unit": 0.001, "min_usd": 0.0}
+            kind="baseline",
+            metric="cost_per_call",
+            params={"unit": 0.001, "min_usd": 0.0, "season": 24},
         ),
         # A bad prompt change at a few calls an hour is lost in hourly noise; over a day,
         # cost per call doubling on the same hours a week earlier is not.

@@ -219,6 +219,32 @@ def test_restoring_retunes_detectors_built_with_an_older_default() -> None:
     }
 
 
+def test_restoring_restarts_cost_per_call_baselines_of_the_hour_of_week_default() -> None:
+    # Until 2026-12 the cost-per-call baseline had 168 hour-of-week slots (now 24, per
+    # hour of day): those slots cannot be carried over, so it starts afresh, and says so;
+    # the cost baselines keep what they learned.
+    plan, config = _runaway_under_a_budget()
+    old = [
+        c.model_copy(update={"params": {**c.params, "season": 168}})
+        if c.metric == "cost_per_call" and c.kind == "baseline"
+        else c
+        for c in config.detectors
+    ]
+    first = SpendWatch(config.model_copy(update={"detectors": old}))
+    _run(first, plan[: 24 * 16])
+    second = SpendWatch(config)
+    notes = second.restore(first.snapshot())
+    assert len(notes) == 1 and notes[0].startswith("detectors[2] (baseline)"), notes
+    assert config.detectors[2].metric == "cost_per_call"
+    for series in second.series.values():
+        for i, det in series.detectors:
+            cfg = config.detectors[i]
+            if cfg.kind == "baseline" and cfg.metric == "cost_per_call":
+                assert det.params["season"] == 24 and det._n == 0
+            elif cfg.kind == "baseline":
+                assert det._n > 24 * 15  # kept (the last hour is still open)
+
+
 def test_budget_thresholds_once_and_hard_stop_pauses_non_critical_keys() -> None:
     plan = _history(24 * 9)
     config = Config(
