@@ -827,6 +827,19 @@ def bench_ingest(events: int, faust_events: int, as_json: bool) -> None:
     run_bench([*args, *(["--json"] if as_json else [])])
 
 
+@bench.command("crash")
+@click.option("--events", default=1_000_000, show_default=True, help="Simulated events to publish.")
+@click.option("--kills", default=5, show_default=True, help="SIGKILLs, each followed by a restart.")
+@click.option("--seed", default=1, show_default=True, help="Seeds the stream and the kill times.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_crash(events: int, kills: int, seed: int, as_json: bool) -> None:
+    """Rollups exact after the worker is SIGKILLed mid-stream (5 % duplicates; exit 1 if not)."""
+    from bench.bench_crash import main as run_bench
+
+    args = ["--events", str(events), "--kills", str(kills), "--seed", str(seed)]
+    run_bench([*args, *(["--json"] if as_json else [])])
+
+
 @bench.command("memory")
 @click.option("--series", default=100_000, show_default=True, help="Active series to build.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
