@@ -254,8 +254,10 @@ class SeasonalBaseline(Detector):
         # Highest window per day over the last ``peak_days`` days (a ring by day number).
         self._peaks = array("f", [0.0]) * peak_days
         self._peak_day: int | None = None
-        #: The last ``peak_n - 1`` window values, for the trailing sum the ceiling compares.
-        self._last = array("d")
+        #: The last ``peak_n - 1`` window values, for the trailing sum the ceiling compares. A
+        #: tuple: with the default ``peak_n=1`` it stays the shared empty one (an empty array
+        #: is 80 bytes a detector).
+        self._last: tuple[float, ...] = ()
         self._ceiling_quiet_k = 0
         # The unit in force: ``unit`` until the first season has shown the series' level.
         self._unit = unit
@@ -295,8 +297,9 @@ class SeasonalBaseline(Detector):
             old_counts, state["_counts"] = state["_counts"], _new_counts(state["_hp"])
         else:
             old_counts = None
-        for name in ("_profile", "_peaks", "_last"):
+        for name in ("_profile", "_peaks"):
             state[name] = state[name][:]  # unpickled arrays are over-allocated; copies are not
+        state["_last"] = tuple(state["_last"])  # an array until 2026-12
         for name in self.__slots__:
             object.__setattr__(self, name, state[name])
         if old_counts is not None:  # a byte a count, capped at 255
@@ -467,9 +470,9 @@ class SeasonalBaseline(Detector):
             # The trailing sum stays high while it holds this window: one alert per span.
             self._ceiling_quiet_k = k + hp.peak_n
         if hp.peak_n > 1:
-            self._last.append(value)
-        # Trimmed to ``peak_n - 1`` (a retune may have lowered it, down to none).
-        del self._last[: max(0, len(self._last) + 1 - hp.peak_n)]
+            self._last = (*self._last, value)[1 - hp.peak_n :]
+        elif self._last:
+            self._last = ()  # a retune lowered ``peak_n`` to one: nothing is summed any more
         return Verdict(score, alert, expected, value, reason)
 
     def _peak(self, ts: float) -> float:
@@ -579,5 +582,5 @@ def _from_dict_layout(old: dict[str, Any]) -> dict[str, Any]:
     state["_hp"] = hp
     state.setdefault("_unit", hp.unit)
     state.setdefault("_first", None)
-    state["_last"] = array("d", state["_last"])
+    state["_last"] = tuple(state["_last"])
     return state

@@ -64,7 +64,7 @@ def test_a_shorter_ceiling_window_forgets_the_windows_it_no_longer_sums() -> Non
     one = retune(six, peak_n=1)
     assert one is not None and len(one._last) == 5  # kept, as learned state is...
     clean = copy.deepcopy(one)
-    del clean._last[:]
+    clean._last = ()
     ts = 24 * 21 * HOUR
     for value in (12.0, 200.0, 5000.0):  # ...but no longer summed by the ceiling
         assert one.peek(ts, value) == clean.peek(ts, value)
