@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import math
 
-from river import linear_model, optim, time_series
-
 from detectors._base import (
     Detector,
     Verdict,
@@ -95,6 +93,10 @@ class RiverSnarimax(Detector):
         self.slow_n = slow_n
         self.slow_z = slow_z
         self.warmup_n = warmup_n
+        # river loads here, with the first river detector: its linear models pull in scipy
+        # (about 90 MB of RSS and 0.6 s), which a worker without one should not pay for.
+        from river import linear_model, optim, time_series
+
         # No StandardScaler: with few samples its variance is tiny and SGD diverges. Values
         # are taken relative to a level (first the first window's log) and gradients clipped.
         reg = linear_model.LinearRegression(
