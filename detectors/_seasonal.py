@@ -58,6 +58,7 @@ from detectors._base import (
     usable,
     usd,
 )
+from detectors._logcode import EMPTY, decode, encode
 from detectors._robust import BurnScale
 
 __all__ = ["SeasonalBaseline"]
@@ -244,15 +245,17 @@ class SeasonalBaseline(Detector):
         )
         # Learned state. The profile is int16 fixed point (``_get``/``_set``) and the counts
         # 4 bits a slot where their cap allows (``_count``): 168 slots take 420 bytes, where a
-        # float32 profile and a byte per count took 840.
-        self._profile = array("h", [0]) * season
+        # float32 profile and a byte per count took 840. After its ``season`` slots the
+        # profile array holds the highest window of each of the last ``peak_days`` days (a
+        # ring by day number) as int16 log2 codes (``detectors._logcode``): one array where
+        # a float32 array of its own took 136 bytes. Why that is precise enough: a peak reads
+        # back within 0.07 %, so only a window within 0.07 % of the ceiling can change sides.
+        self._profile = array("h", [0]) * season + array("h", [EMPTY]) * peak_days
         self._counts = _new_counts(self._hp)
         self._level = 0.0
         self._n = 0
         self._last_k: int | None = None
         self._scale = BurnScale(fast_z=fast_z, slow_n=slow_n, slow_z=slow_z)
-        # Highest window per day over the last ``peak_days`` days (a ring by day number).
-        self._peaks = array("f", [0.0]) * peak_days
         self._peak_day: int | None = None
         #: The last ``peak_n - 1`` window values, for the trailing sum the ceiling compares. A
         #: tuple: with the default ``peak_n=1`` it stays the shared empty one (an empty array
@@ -276,7 +279,6 @@ class SeasonalBaseline(Detector):
         "_level",
         "_n",
         "_peak_day",
-        "_peaks",
         "_profile",
         "_scale",
         "_unit",
@@ -297,8 +299,13 @@ class SeasonalBaseline(Detector):
             old_counts, state["_counts"] = state["_counts"], _new_counts(state["_hp"])
         else:
             old_counts = None
-        for name in ("_profile", "_peaks"):
-            state[name] = state[name][:]  # unpickled arrays are over-allocated; copies are not
+        peaks = state.pop("_peaks", ())  # float32 daily peaks, an array of their own until 2026-12
+        hp = state["_hp"]
+        codes = [encode(v) if v > 0.0 else EMPTY for v in peaks]
+        codes += [EMPTY] * (hp.peak_days - len(codes))  # none kept: from before the ceiling
+        if len(state["_profile"]) == hp.season:
+            state["_profile"] += array("h", codes)
+        state["_profile"] = state["_profile"][:]  # an unpickled array is over-allocated
         state["_last"] = tuple(state["_last"])  # an array until 2026-12
         for name in self.__slots__:
             object.__setattr__(self, name, state[name])
@@ -346,7 +353,7 @@ class SeasonalBaseline(Detector):
         """
         new = max(self._hp.unit, typical)
         old, level = self._unit, self._level
-        for slot in range(len(self._profile)):
+        for slot in range(self._hp.season):
             if self._count(slot):
                 expected = old * math.expm1(min(self._get(slot) + level, 700.0))
                 self._set(slot, math.log1p(max(expected, 0.0) / new))
@@ -484,25 +491,28 @@ class SeasonalBaseline(Detector):
         if age >= self._hp.peak_days:
             return 0.0  # all of it is older than the horizon
         # Earlier days only: a runaway's own first hours must not raise today's bar.
-        n = self._hp.peak_days
-        return max(
-            (self._peaks[d % n] for d in range(day - n + 1, day) if d <= self._peak_day),
-            default=0.0,
+        n, peaks = self._hp.peak_days, self._hp.season
+        profile = self._profile
+        code = max(
+            (profile[peaks + d % n] for d in range(day - n + 1, day) if d <= self._peak_day),
+            default=EMPTY,
         )
+        return 0.0 if code == EMPTY else decode(code)
 
     def _learn_peak(self, ts: float, value: float) -> None:
         day = math.floor(ts / 86400.0)
-        n = self._hp.peak_days
+        n, peaks = self._hp.peak_days, self._hp.season
+        profile = self._profile
         if self._peak_day is None or day - self._peak_day >= n:
-            self._peaks = array("f", [0.0]) * n
+            profile[peaks:] = array("h", [EMPTY]) * n
         elif day > self._peak_day:
             for d in range(self._peak_day + 1, day + 1):
-                self._peaks[d % n] = 0.0
+                profile[peaks + d % n] = EMPTY
         elif day < self._peak_day:
             return  # an out-of-order window older than today: keep the ring as it is
         self._peak_day = day if self._peak_day is None else max(day, self._peak_day)
-        if value > self._peaks[day % n]:
-            self._peaks[day % n] = value
+        if value > 0.0 and (code := encode(value)) > profile[peaks + day % n]:
+            profile[peaks + day % n] = code
 
     def _count(self, slot: int) -> int:
         """Samples this slot has learned, up to ``count_cap`` (which also fixes the layout)."""

@@ -43,37 +43,17 @@ from detectors._base import (
     usable,
     usd,
 )
+from detectors._logcode import EMPTY, INF, Q, decode, encode
 
 __all__ = ["WeekOverWeek"]
 
-#: Ring buckets are int16 codes of ``log2(spend)`` in steps of 1/RING_Q octave, 2 bytes where
-#: float32 took 4: from 2**-64 to 2**64 (5e-20 to 1.8e19 dollars; more is inf, "out of
-#: range", as float32 overflow was). Why that is precise enough: a bucket reads back within a
-#: factor 2**(1/1024) (+-0.07 %) of the spend added, so each window sum is within 0.07 % and
-#: the week-over-week ratio within 0.14 %, against a bar of at least +30 % and a learned
-#: noise RMS of a few percent or more. A decision can move only for a ratio within a few
-#: tenths of a percent of its bar (the noise estimate is path-dependent: its winsorizing
+#: Ring buckets are int16 log2 codes (``detectors._logcode``). Why that is precise enough:
+#: a bucket reads back within +-0.07 % of the spend added, so each window sum is within
+#: 0.07 % and the week-over-week ratio within 0.14 %, against a bar of at least +30 % and a
+#: learned noise RMS of a few percent or more. A decision can move only for a ratio within a
+#: few tenths of a percent of its bar (the noise estimate is path-dependent: its winsorizing
 #: and its gate at the bar pass such small differences on), or an excess that close to
 #: ``min_usd``.
-RING_Q = 512.0
-EMPTY = -32768  # no spend in the bucket
-_INF = 32767  # spend beyond 2**64
-
-
-def encode(value: float) -> int:
-    """Ring code of ``value`` (> 0): the nearest step of log2; inf past 2**64."""
-    if value >= 2.0**64:
-        return _INF
-    return max(-_INF, min(_INF - 1, round(math.log2(value) * RING_Q)))
-
-
-def decode(code: int) -> float:
-    """Spend of a ring code: NaN for an empty bucket, inf past 2**64."""
-    if code == EMPTY:
-        return math.nan
-    if code == _INF:
-        return math.inf
-    return 2.0 ** (code / RING_Q)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,8 +235,8 @@ class WeekOverWeek(Detector):
             b = view[(head - i - lag) % n]
             if a != EMPTY and b != EMPTY:
                 # ``decode`` inline: this runs for every bucket pair on every update and peek.
-                da = math.inf if a == _INF else 2.0 ** (a / RING_Q)
-                pairs.append((da, math.inf if b == _INF else 2.0 ** (b / RING_Q)))
+                da = math.inf if a == INF else 2.0 ** (a / Q)
+                pairs.append((da, math.inf if b == INF else 2.0 ** (b / Q)))
         coverage = len(pairs) / w
         if self._hp.trim and len(pairs) > 4 * self._hp.trim:
             # Symmetric trim by hour-over-hour ratio: a legit burst in either week (the top

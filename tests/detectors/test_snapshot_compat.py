@@ -29,9 +29,10 @@ from typing import Any
 import pytest
 
 from detectors import SpendWatch, make_detector
+from detectors._logcode import EMPTY, decode
 from detectors._robust import BurnScale
 from detectors._seasonal import SeasonalBaseline
-from detectors._wow import WeekOverWeek, decode
+from detectors._wow import WeekOverWeek
 from tests.detectors.synth import HOUR, T0, spend
 from tests.detectors.test_watch import _run, _runaway_under_a_budget
 
@@ -141,16 +142,18 @@ class _DictLayoutPickler(pickle.Pickler):
             slots = {**_hyper(obj), "abs_dev": obj.abs_dev, "n": obj.n, "recent": list(obj.recent)}
             return copyreg.__newobj__, (BurnScale,), (None, slots)
         if isinstance(obj, SeasonalBaseline):
-            season = len(obj._profile)
+            season = obj._hp.season
+            peaks = obj._profile[season:]
             state = {
                 **_hyper(obj),
                 "_profile": array("f", [obj._get(i) for i in range(season)]),
                 "_counts": bytearray(obj._count(i) for i in range(season)),
+                "_peaks": array("f", [0.0 if c == EMPTY else decode(c) for c in peaks]),
                 "_last": list(obj._last),
                 **{
                     k: getattr(obj, k)
                     for k in obj.__slots__
-                    if k not in ("_hp", "_profile", "_counts", "_last")
+                    if k not in ("_hp", "_profile", "_counts", "_last", "_wmean")
                 },
             }
             return copyreg.__newobj__, (type(obj),), state
