@@ -32,6 +32,7 @@ from detectors import SpendWatch, make_detector
 from detectors._logcode import EMPTY, decode
 from detectors._robust import BurnScale
 from detectors._seasonal import SeasonalBaseline
+from detectors._watch import _Series
 from detectors._wow import WeekOverWeek
 from tests.detectors.synth import HOUR, T0, spend
 from tests.detectors.test_watch import _run, _runaway_under_a_budget
@@ -186,3 +187,33 @@ def test_watch_snapshot_with_dict_layout_detectors_resumes_alike() -> None:
     after = [a.to_wire() for a in _run(second, plan, start=cut)]
     assert before + after == straight
     assert any(a["kind"] == "anomaly" for a in after)
+
+
+class _HoursLayoutPickler(pickle.Pickler):
+    """Writes the watch's series as they were until 2026-12: a dict of parts per open hour."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, _Series):
+            slots = {name: getattr(obj, name) for name in _Series.__slots__ if name != "parts"}
+            hours: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
+            for (hour, partition, epoch), value in obj.parts.items():
+                hours.setdefault(hour, {})[(partition, epoch)] = value
+            return copyreg.__newobj__, (_Series,), (None, {**slots, "hours": hours})
+        return NotImplemented
+
+
+def test_watch_snapshot_with_a_dict_per_open_hour_resumes_alike() -> None:
+    plan, config = _runaway_under_a_budget()
+    straight = [a.to_wire() for a in _run(SpendWatch(config), plan)]
+    cut = 24 * 19 + 2  # mid-hour of a day before the runaway: open hours hold parts
+    first = SpendWatch(config)
+    before = [a.to_wire() for a in _run(first, plan[:cut])]
+    assert any(s.parts for s in first.series.values())
+    buf = io.BytesIO()
+    _HoursLayoutPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(pickle.loads(first.snapshot()))
+    assert b"hours" in buf.getvalue()
+    second = SpendWatch(config)
+    second.restore(buf.getvalue())
+    assert [s.parts for s in second.series.values()] == [s.parts for s in first.series.values()]
+    after = [a.to_wire() for a in _run(second, plan, start=cut)]
+    assert before + after == straight
