@@ -1,27 +1,70 @@
-"""Turning alerts into effects: policies (pure) first; Slack and gateway adapters at the edge."""
+"""Turning alerts into effects: policies (pure) first; Slack and gateway adapters at the edge.
 
-from actions._gateway import (
-    DryRunGateway,
-    Gateway,
-    GatewayOutcome,
-    LiteLLMGateway,
-    TargetKind,
-    WebhookGateway,
-    make_gateway,
-    sign_webhook,
-    verify_webhook_signature,
-)
-from actions._interactive import (
-    Interaction,
-    InteractionServer,
-    Rejected,
-    build_payload,
-    parse_interaction,
-    sign_request,
-)
+The adapters load on first use (the gateway: httpx; the interaction server: aiohttp and
+slack-sdk), so the detector stage and replay, which only apply policies, do not carry them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from actions._outbox import Incident, Outbox, Task
 from actions._policy import apply_policies, pausable
 from actions._retry import backoff_delay
+
+if TYPE_CHECKING:
+    from actions._gateway import (
+        DryRunGateway,
+        Gateway,
+        GatewayOutcome,
+        LiteLLMGateway,
+        TargetKind,
+        WebhookGateway,
+        make_gateway,
+        sign_webhook,
+        verify_webhook_signature,
+    )
+    from actions._interactive import (
+        Interaction,
+        InteractionServer,
+        Rejected,
+        build_payload,
+        parse_interaction,
+        sign_request,
+    )
+
+_GATEWAY = (
+    "DryRunGateway",
+    "Gateway",
+    "GatewayOutcome",
+    "LiteLLMGateway",
+    "TargetKind",
+    "WebhookGateway",
+    "make_gateway",
+    "sign_webhook",
+    "verify_webhook_signature",
+)
+_INTERACTIVE = (
+    "Interaction",
+    "InteractionServer",
+    "Rejected",
+    "build_payload",
+    "parse_interaction",
+    "sign_request",
+)
+#: name -> the submodule that defines it, imported on first access.
+_LAZY = {**dict.fromkeys(_GATEWAY, "_gateway"), **dict.fromkeys(_INTERACTIVE, "_interactive")}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'actions' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DryRunGateway",

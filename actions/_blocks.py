@@ -12,8 +12,6 @@ from urllib.parse import quote
 
 import orjson
 
-from ._interactive import RESUME_ACTION_ID, SNOOZE_ACTION_ID
-
 __all__ = [
     "RESUME_ACTION_ID",
     "SNOOZE_ACTION_ID",
@@ -23,6 +21,9 @@ __all__ = [
     "render_parent_update",
 ]
 
+#: ``action_id`` of the buttons; ``_interactive`` dispatches on them.
+RESUME_ACTION_ID = "spendbrake_resume"
+SNOOZE_ACTION_ID = "spendbrake_snooze"
 _TEXT_MAX = 2900  # section text limit is 3000
 _VALUE_MAX = 2000  # button value limit
 _SEVERITY = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}

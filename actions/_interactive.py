@@ -37,6 +37,8 @@ from aiohttp import web
 from pydantic import SecretStr
 from slack_sdk.signature import Clock, SignatureVerifier
 
+from ._blocks import RESUME_ACTION_ID, SNOOZE_ACTION_ID
+
 __all__ = [
     "MAX_BODY_BYTES",
     "RESUME_ACTION_ID",
@@ -51,8 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RESUME_ACTION_ID = "spendbrake_resume"
-SNOOZE_ACTION_ID = "spendbrake_snooze"
 PATH = "/slack/actions"
 #: A block_actions body is a few KiB; anything far larger is not from Slack.
 MAX_BODY_BYTES = 64 * 1024

@@ -45,6 +45,8 @@ from spendbrake._broker import EmbeddedBroker, ensure_topics
 from spendbrake._simulate import simulate
 from streamer import RollupRecord, RollupTotals, to_nusd
 
+from ._worker import worker_command
+
 PARTITIONS = 4
 START_TS = 1_791_158_400.0  # a Monday in the past: the worker refuses future events
 SPAN_S = 2 * 86400
@@ -161,24 +163,18 @@ def differences(want: Truth, got: Truth) -> list[str]:
 
 def start_worker(bootstrap: str, config: Path, state: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "spendbrake.cli",
-            "worker",
-            "--config",
-            str(config),
+        worker_command(
+            config,
+            state,
             "--bootstrap",
             bootstrap,
-            "--state-dir",
-            str(state),
             "--stages",
             "ingest",
             "--session-timeout",  # a killed worker's partitions come back after 6 s
             "6s",
             "--metrics-port",
             "0",
-        ],
+        ),
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),
     )

@@ -34,6 +34,8 @@ from spendbrake._broker import EmbeddedBroker, ensure_topics
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
 
+from ._worker import worker_command
+
 MASTER = "sk-bench-master"
 TOKEN = "xoxb-bench"
 
@@ -142,22 +144,16 @@ def run(samples: int, rate: float, gap_s: float, say: Any = print) -> dict[str, 
         _config(config, bootstrap, slack, gateway, samples)
         log = open(tmp / "worker.log", "wb")  # noqa: SIM115 - closed below
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spendbrake.cli",
-                "worker",
-                "--config",
-                str(config),
-                "--state-dir",
-                str(tmp / "state"),
+            worker_command(
+                config,
+                tmp / "state",
                 "--flush-interval",
                 "0.1",
                 "--checkpoint-interval",
                 "1",
                 "--metrics-port",
                 "0",
-            ],
+            ),
             stdout=subprocess.DEVNULL,
             stderr=log,
             env={**os.environ, "SPENDBRAKE_LOG_LEVEL": "WARNING"},

@@ -450,17 +450,10 @@ def worker(
     """
     from pathlib import Path
 
-    from streamer import (
-        ActionStage,
-        DetectStage,
-        IngestWorker,
-        StoreStage,
-        WorkerSettings,
-        tune_gc,
-    )
+    import streamer  # each stage's module (and its libraries) loads only if it is chosen
+    from streamer import WorkerSettings, tune_gc
 
     from ._broker import ensure_topics
-    from ._digest import DigestScheduler
     from ._logs import setup_logging
     from ._reload import ConfigReloader
 
@@ -500,13 +493,15 @@ def worker(
     async def run() -> None:
         running: list[Any] = []
         if "ingest" in chosen:
-            running.append(IngestWorker(config, settings))
+            running.append(streamer.IngestWorker(config, settings))
         if "detect" in chosen:
-            running.append(DetectStage(config, settings))
+            running.append(streamer.DetectStage(config, settings))
         if "act" in chosen:
-            running.append(ActionStage(config, settings))
+            running.append(streamer.ActionStage(config, settings))
         if "store" in chosen:
-            store = StoreStage(config, settings)
+            from ._digest import DigestScheduler  # Slack and DuckDB: only with the store
+
+            store = streamer.StoreStage(config, settings)
             running.append(store)
             running.append(DigestScheduler(config, store.path, settings.state_dir, store.file_lock))
         loop = asyncio.get_running_loop()

@@ -9,7 +9,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ import httpx
 import orjson
 import pytest
 
+from bench._worker import worker_command
 from schemas import PriceTable
 from spendbrake._broker import EmbeddedBroker, ensure_topics, free_port
 from tests.kafka_helpers import read_topic_sync
@@ -60,17 +60,11 @@ def start_worker(
     stages: str = "ingest",
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "spendbrake.cli",
-            "worker",
-            "--config",
-            str(config),
+        worker_command(
+            config,
+            state_dir,
             "--bootstrap",
             broker if isinstance(broker, str) else broker.bootstrap_servers,
-            "--state-dir",
-            str(state_dir),
             "--flush-interval",
             "0.2",
             "--checkpoint-interval",
@@ -81,7 +75,7 @@ def start_worker(
             str(metrics_port),
             "--stages",
             stages,
-        ],
+        ),
         stdout=subprocess.DEVNULL,
         stderr=open(log, "ab"),
     )

@@ -1,0 +1,46 @@
+"""Each stage loads only the libraries it uses: a worker is as small as its stages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import actions
+import streamer
+
+HEAVY = ("duckdb", "slack_sdk", "aiohttp", "httpx", "river")
+
+
+def loaded_after(statement: str) -> set[str]:
+    """The heavy libraries a fresh interpreter holds after running ``statement``."""
+    code = f"import sys\n{statement}\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    return set(out.split())
+
+
+@pytest.mark.parametrize(
+    ("statement", "allowed"),
+    [
+        ("import streamer._worker", set()),
+        ("import streamer._detect_stage", set()),
+        ("import spendbrake._replay", set()),
+        ("import detectors", set()),
+        ("import streamer._store_stage", {"duckdb"}),
+    ],
+)
+def test_a_stage_loads_only_its_own_libraries(statement: str, allowed: set[str]) -> None:
+    assert loaded_after(statement) <= allowed
+
+
+def test_lazy_names_resolve_and_unknown_names_raise() -> None:
+    assert streamer.ActionStage.__name__ == "ActionStage"
+    assert actions.make_gateway.__name__ == "make_gateway"
+    for package in (streamer, actions):
+        with pytest.raises(AttributeError, match="no attribute 'nope'"):
+            package.nope  # noqa: B018
+    assert set(streamer.__all__) <= set(dir(streamer)) | set(streamer._LAZY)
+    assert set(actions.__all__) <= set(dir(actions)) | set(actions._LAZY)
