@@ -786,20 +786,16 @@ class SpendWatch:
                 rebuilt.append((j, after))
             out[sk] = rebuilt
         notes = [
-            f"detectors[{j}] ({config.detectors[j].kind}): a parameter that shapes what it "
+            f"detectors[{j}] ({_named(config.detectors[j])}): a parameter that shapes what it "
             "learned changed; its baselines start afresh"
             for j in sorted(restarted)
         ]
         notes += [
-            f"detectors[{j}] ({config.detectors[j].kind}): new; learns from now on"
+            f"detectors[{j}] ({_named(config.detectors[j])}): new; learns from now on"
             for j, i in enumerate(continues)
             if i is None
         ]
-        notes += [
-            f"detector {o.kind} ({o.metric}) removed"
-            for i, o in enumerate(old)
-            if i not in continues
-        ]
+        notes += [f"detector {_named(o)} removed" for i, o in enumerate(old) if i not in continues]
         return out, notes
 
     def _remap_budgets(self, config: Config) -> tuple[tuple[Any, Any, Any, Any], list[str]]:
@@ -841,3 +837,9 @@ def _built_from(config: Config) -> dict[str, Any]:
         "budgets": config.budgets,
         "dimensions": config.dimensions,
     }
+
+
+def _named(cfg: DetectorConfig) -> str:
+    """How an operator tells a config's detectors apart: ``baseline on cost_per_call``."""
+    scope = "".join(f", {k}={v}" for k, v in sorted(cfg.scope.items()))
+    return f"{cfg.kind} on {cfg.metric}{scope}"

@@ -123,9 +123,9 @@ def test_reshaping_and_new_detectors_are_reported() -> None:
         )
     )
     assert notes == [
-        "detectors[0] (baseline): a parameter that shapes what it learned changed; "
+        "detectors[0] (baseline on cost_usd): a parameter that shapes what it learned changed; "
         "its baselines start afresh",
-        "detectors[1] (wow): new; learns from now on",
+        "detectors[1] (wow on cost_usd): new; learns from now on",
     ]
 
 

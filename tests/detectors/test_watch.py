@@ -234,7 +234,9 @@ def test_restoring_restarts_cost_per_call_baselines_of_the_hour_of_week_default(
     _run(first, plan[: 24 * 16])
     second = SpendWatch(config)
     notes = second.restore(first.snapshot())
-    assert len(notes) == 1 and notes[0].startswith("detectors[2] (baseline)"), notes
+    assert len(notes) == 1 and notes[0].startswith("detectors[2] (baseline on cost_per_call)"), (
+        notes
+    )
     assert config.detectors[2].metric == "cost_per_call"
     for series in second.series.values():
         for i, det in series.detectors:
