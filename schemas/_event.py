@@ -32,6 +32,10 @@ MAX_STR_LEN = 512
 MAX_TAGS = 64
 #: No single LLM call comes near this; a larger count is a producer bug.
 MAX_TOKENS = 1_000_000_000
+#: Nor does any call cost a million dollars. The bound also keeps sums exact: an
+#: unbounded cost became an infinite float in nano-dollars (a crash on the record, at
+#: every restart), and window totals stay within int64 below about 9,000 such calls.
+MAX_COST_USD = 1_000_000.0
 #: Accepted event-time range; epoch milliseconds fall far outside it.
 MIN_TS = 946_684_800.0  # 2000-01-01T00:00:00Z
 MAX_TS = 4_102_444_800.0  # 2100-01-01T00:00:00Z
@@ -212,7 +216,7 @@ def validate_event(obj: Any) -> UsageEvent:
     if cost is not None:
         if type(cost) is int:
             cost = float(cost)
-        if type(cost) is not float or not 0.0 <= cost < math.inf:
+        if type(cost) is not float or not 0.0 <= cost <= MAX_COST_USD:
             _bad_cost(cost)
     workload = get("workload", "standard")
     if workload not in WORKLOADS:
@@ -345,6 +349,8 @@ def _bad_tokens(name: str, value: Any, required: bool = False) -> int:
 def _bad_cost(value: Any) -> None:
     if type(value) is not float:
         raise InvalidEvent("cost_usd", f"must be a number, got {show(value)}")
+    if 0.0 <= value < math.inf:
+        raise InvalidEvent("cost_usd", f"must be <= {MAX_COST_USD:.0f}, got {show(value)}")
     raise InvalidEvent("cost_usd", f"must be a finite number >= 0, got {show(value)}")
 
 

@@ -16,7 +16,6 @@ already in epoch seconds), so no second object is built per event.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -24,6 +23,7 @@ import msgspec
 
 from ._errors import InvalidEvent
 from ._event import (
+    MAX_COST_USD,
     MAX_STR_LEN,
     MAX_TAGS,
     MAX_TOKENS,
@@ -122,7 +122,7 @@ def fast_wire(raw: bytes | bytearray | memoryview | str) -> Wire | None:
     ):
         return None
     cost = w.cost_usd
-    if cost is not None and not 0.0 <= cost < math.inf:
+    if cost is not None and not 0.0 <= cost <= MAX_COST_USD:
         return None
     return w
 

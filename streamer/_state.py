@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
+import msgspec
 import orjson
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class PartitionStore:
     def load(self) -> tuple[dict[str, Any], dict[int, list[str]]] | None:
         """The last snapshot and its dedupe buckets, or None for a fresh partition."""
         try:
-            snapshot = orjson.loads((self.dir / "snapshot.json").read_bytes())
+            snapshot = msgspec.json.decode((self.dir / "snapshot.json").read_bytes())
         except FileNotFoundError:
             return None
         buckets: dict[int, list[str]] = {}
@@ -124,7 +125,9 @@ class PartitionStore:
                     os.fsync(handle.fileno())
             lengths[str(bucket)] = path.stat().st_size if path.exists() else 0
         snapshot = {**snapshot, "dedupe_lengths": lengths}
-        write_atomic(self.dir / "snapshot.json", orjson.dumps(snapshot))
+        # msgspec, not orjson: a window total past 2**64 nano-dollars (about $18B) stays an
+        # exact int, where orjson refuses to write it and reads it back as a float.
+        write_atomic(self.dir / "snapshot.json", msgspec.json.encode(snapshot))
         # Buckets past the horizon are no longer in the snapshot: drop their files.
         keep = {f"{b}.ids" for b in live_buckets}
         for path in self.dedupe_dir.iterdir():

@@ -322,3 +322,47 @@ def test_encoded_trace_batch_is_the_wire_form() -> None:
         for i in range(2_000)
     ]
     assert encode_traces(partials) == orjson.dumps({"traces": [p.to_wire() for p in partials]})
+
+
+BOUNDED_COSTS = [(1e300, False), (1e12, False), (1_000_000.5, False), (1_000_000.0, True)]
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["process", "process_many"])
+def test_a_cost_past_the_bound_is_dead_lettered_not_a_crash(batch: bool) -> None:
+    """1e300 was a valid cost that became an infinite number of nano-dollars: a crash on
+    the record, again at every restart; 1e12 became a total no snapshot could hold."""
+    proc = PartitionProcessor("spend.events", 0, DIMS, PRICES)
+    records = [event(i, T0, cost) for i, (cost, _) in enumerate(BOUNDED_COSTS)]
+    if batch:
+        proc.process_many(records, range(len(records)), [T0 * 1000] * len(records))
+    else:
+        for offset, raw in enumerate(records):
+            proc.process(raw, offset)
+    dead = proc.flush().dead
+    assert [d.offset for d in dead] == [i for i, (_, ok) in enumerate(BOUNDED_COSTS) if not ok]
+    assert all(d.field == "cost_usd" and "must be <= 1000000" in d.reason for d in dead)
+    assert proc.stats.valid == 1
+
+
+def test_window_totals_past_2_64_nano_dollars_survive_a_snapshot(tmp_path) -> None:
+    """orjson refuses ints past 2**64: the snapshot of such a window could not be written,
+    and the worker would fail at every checkpoint."""
+    import asyncio
+
+    from streamer._state import PartitionStore
+
+    n = 20_000
+    proc = PartitionProcessor("spend.events", 0, [[]], PRICES)
+    proc.process_many([event(i, T0, 1_000_000.0) for i in range(n)], range(n), [T0 * 1000] * n)
+    proc.flush()
+    store = PartitionStore(tmp_path, "spend.events", 0)
+    asyncio.run(store.acquire())
+    store.save(proc.snapshot(), proc.dedupe.take_new(), sorted(proc.dedupe.buckets))
+    store.release()
+    restored = PartitionProcessor("spend.events", 0, [[]], PRICES)
+    restored.restore(*store.load())
+    restored.process(event(n, T0, 1.0), n)
+    day = next(r for r in restored.flush().rollups if r.window_s == 86400)
+    assert day.metrics[:2] == (n * 10**15 + 10**9, n + 1)
+    assert restored.process(event(0, T0, 1_000_000.0), n + 1) is None
+    assert restored.stats.duplicates == 1
