@@ -61,7 +61,13 @@ def inside(known: dict[str, str | None], scope: Scope, broad: Scope) -> bool:
 def group(candidates: Iterable[Candidate], explain: float = 0.5) -> list[Candidate]:
     """Roots of the anomalies, each with the broader scopes it explains in ``also``."""
     roots: list[Candidate] = []
-    ordered = sorted(candidates, key=lambda c: (*rank(c.scope), c.excess_usd), reverse=True)
+    # Ties (one excess seen at a feature and a model alike) broken by scope and detector,
+    # so ``also`` lists the same scopes in the same order whatever order they came in.
+    ordered = sorted(
+        candidates,
+        key=lambda c: (*rank(c.scope), c.excess_usd, repr(c.scope), c.kind, c.detector),
+        reverse=True,
+    )
     for c in ordered:
         for root in roots:
             if root.scope == c.scope or (

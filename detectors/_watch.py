@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import pickle
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from detectors._base import Detector, Verdict, make_detector, usd
@@ -64,20 +63,49 @@ class RollupLike(Protocol):
     metrics: tuple[int, ...]
 
 
-@dataclass(slots=True)
-class _Series:
-    """One rolled-up series: its hours still open and its detectors."""
+#: One tuple per distinct list of config indices, shared by every series it applies to.
+_SLOTS: dict[tuple[int, ...], tuple[int, ...]] = {}
 
-    scope: Scope
-    detectors: list[tuple[int, Detector]]
-    #: (hour start, partition, epoch) -> (cost_nusd, calls) of the hours still open: one
-    #: flat dict, where a dict per hour took 160 bytes more a series
-    parts: dict[tuple[int, int, int], tuple[int, int]] = field(default_factory=dict)
-    last_spend_hour: int = 0
-    #: hour start -> the value last peeked, so an unchanged hour is not scored again
-    peeked: dict[int, float] = field(default_factory=dict)
-    #: (hour start, cost_nusd, calls) of the hour its detectors learned last
-    closed: tuple[int, int, int] = (0, 0, 0)
+
+class _Series:
+    """One rolled-up series: its hours still open and its detectors.
+
+    There is one per key, team, feature..., so it is kept small: its scope is read off
+    the series key, the config indices of its detectors are a tuple shared with every
+    series that has the same ones, and the watch, not the series, knows which open hours
+    changed since they were last scored.
+    """
+
+    __slots__ = ("closed", "dets", "key", "last_spend_hour", "parts", "slots")
+
+    def __init__(
+        self,
+        key: tuple[tuple[str, ...], tuple[str | None, ...]],
+        detectors: Iterable[tuple[int, Detector]] = (),
+    ) -> None:
+        #: (dims, values): the watch's key for this series
+        self.key = key
+        self.detectors = list(detectors)
+        #: (hour start, partition, epoch) -> (cost_nusd, calls) of the hours still open
+        self.parts: dict[tuple[int, int, int], tuple[int, int]] = {}
+        self.last_spend_hour = 0
+        #: (hour start, cost_nusd, calls) of the hour its detectors learned last
+        self.closed: tuple[int, int, int] = (0, 0, 0)
+
+    @property
+    def scope(self) -> Scope:
+        return tuple(zip(*self.key, strict=True))
+
+    @property
+    def detectors(self) -> list[tuple[int, Detector]]:
+        """(config index, detector) of each detector that applies to this series."""
+        return list(zip(self.slots, self.dets, strict=True))
+
+    @detectors.setter
+    def detectors(self, pairs: list[tuple[int, Detector]]) -> None:
+        slots = tuple(i for i, _ in pairs)
+        self.slots = _SLOTS.setdefault(slots, slots)
+        self.dets = tuple(d for _, d in pairs)
 
     def hours(self) -> list[int]:
         """The open hours, earliest first."""
@@ -99,14 +127,25 @@ class _Series:
             del self.parts[key]
         return out
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
     def __setstate__(self, state: Any) -> None:
-        """This layout, or the one with a dict per hour (``hours``, until 2026-12)."""
-        slots = state[1] if isinstance(state, tuple) else state
+        """This layout, or an older one: a dataclass with ``scope``, (index, detector)
+        pairs and ``peeked`` (until 2026-12-04), and before that a dict per hour."""
+        slots = dict(state[1] if isinstance(state, tuple) else state)
         if "hours" in slots:
             hours = slots.pop("hours")
             slots["parts"] = {(h, p, e): v for h, by in hours.items() for (p, e), v in by.items()}
+        if "scope" in slots:
+            scope = slots.pop("scope")
+            slots["key"] = (tuple(n for n, _ in scope), tuple(v for _, v in scope))
+            slots.pop("peeked", None)
+            self.detectors = slots.pop("detectors")
+        if "slots" in slots:
+            slots["slots"] = _SLOTS.setdefault(slots["slots"], slots["slots"])
         for name, value in slots.items():
-            object.__setattr__(self, name, value)
+            setattr(self, name, value)
 
 
 class SpendWatch:
@@ -166,8 +205,10 @@ class SpendWatch:
         self._key_hour: dict[str, int] = {}
         self.incidents = IncidentBook(quiet_s)
         self._roles: dict[tuple[str, ...], tuple[bool, bool, list[int]]] = {}
-        #: Series with new data since the last early look.
-        self._dirty: set[tuple[tuple[str, ...], tuple[str | None, ...]]] = set()
+        #: (series key, hour start) of the open hours changed since the last early look.
+        self._dirty: set[tuple[tuple[tuple[str, ...], tuple[str | None, ...]], int]] = set()
+        #: One tuple per dimension set, shared by the keys of its series.
+        self._roles_dims: dict[tuple[str, ...], tuple[str, ...]] = {}
         #: Event-time watermark: the slowest input partition's latest minute (see ``observe``).
         self.now = -math.inf
         self.partitions = partitions
@@ -269,11 +310,16 @@ class SpendWatch:
         sk = (dims, tuple(r.values))
         series = self.series.get(sk)
         if series is None:
-            series = self.series[sk] = self._new_series(dims, tuple(r.values))
-        series.parts[(r.window_start, r.partition, r.epoch)] = (r.metrics[0], r.metrics[1])
+            # Decoded records bring their own dims tuple: series share the first one.
+            sk = (self._roles_dims.setdefault(dims, dims), sk[1])
+            series = self.series[sk] = self._new_series(sk)
+        part = (r.metrics[0], r.metrics[1])
+        if series.parts.get((r.window_start, r.partition, r.epoch)) == part:
+            return  # the same absolute values again (a re-sent record): nothing to score
+        series.parts[(r.window_start, r.partition, r.epoch)] = part
         if r.metrics[0] > 0:
             series.last_spend_hour = max(series.last_spend_hour, r.window_start)
-        self._dirty.add(sk)
+        self._dirty.add((sk, r.window_start))
 
     def _directory(self, dims: tuple[str, ...], r: RollupLike) -> None:
         attrs = dict(zip(dims, r.values, strict=True))
@@ -309,14 +355,13 @@ class SpendWatch:
             else:
                 tracker.set_minute(float(r.window_start), usd)
 
-    def _new_series(self, dims: tuple[str, ...], values: tuple[str | None, ...]) -> _Series:
-        scope: Scope = tuple(zip(dims, values, strict=True))
-        attrs = dict(scope)
+    def _new_series(self, key: tuple[tuple[str, ...], tuple[str | None, ...]]) -> _Series:
+        attrs = dict(zip(*key, strict=True))
         detectors = []
         for i, cfg in enumerate(self.config.detectors):
             if all(attrs.get(k) == v for k, v in cfg.scope.items()):
                 detectors.append((i, make_detector(cfg.kind, **cfg.params)))
-        return _Series(scope=scope, detectors=detectors)
+        return _Series(key, detectors)
 
     # -- evaluation --------------------------------------------------------
 
@@ -391,9 +436,8 @@ class SpendWatch:
         found = []
         for series in self.series.values():
             cost, calls = series.pop_hour(hour)
-            series.peeked.pop(hour, None)
             series.closed = (hour, cost, calls)
-            for i, det in series.detectors:
+            for i, det in zip(series.slots, series.dets, strict=True):
                 cfg = self.config.detectors[i]
                 value = self._value(cfg, cost, calls)
                 verdict = det.update(float(hour), value, self._weight(cfg, calls))
@@ -405,27 +449,24 @@ class SpendWatch:
     def _peek(self) -> list[Candidate]:
         found = []
         dirty, self._dirty = self._dirty, set()
-        for sk in dirty:
+        closed_until = -math.inf if self.closed_until is None else self.closed_until
+        for sk, hour in sorted(dirty, key=_hour_of):  # a series' hours in order
             series = self.series.get(sk)
-            if series is None:
+            if series is None or hour < closed_until:
+                continue  # forgotten, or learned since it changed
+            if hour > self.now:
+                self._dirty.add((sk, hour))  # past the watermark: earlier hours are learned first
                 continue
-            for hour in series.hours():
-                if hour > self.now:
-                    self._dirty.add(sk)  # past the watermark: earlier hours are learned first
+            cost, calls = series.total(hour)
+            for i, det in zip(series.slots, series.dets, strict=True):
+                cfg = self.config.detectors[i]
+                value = self._value(cfg, cost, calls)
+                if not self._worth_peeking(cfg, det, value, calls, series.closed):
                     continue
-                cost, calls = series.total(hour)
-                if series.peeked.get(hour) == cost:
-                    continue
-                series.peeked[hour] = cost
-                for i, det in series.detectors:
-                    cfg = self.config.detectors[i]
-                    value = self._value(cfg, cost, calls)
-                    if not self._worth_peeking(cfg, det, value, calls, series.closed):
-                        continue
-                    verdict = det.peek(float(hour), value, self._weight(cfg, calls))
-                    c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
-                    if c is not None:
-                        found.append(c)
+                verdict = det.peek(float(hour), value, self._weight(cfg, calls))
+                c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
+                if c is not None:
+                    found.append(c)
         return found
 
     @staticmethod
@@ -697,6 +738,12 @@ class SpendWatch:
         state = pickle.loads(data)  # our own state file, written by snapshot()
         built_from = state.pop("_built_from", None)
         self.__dict__.update(state)
+        if self._dirty and not isinstance(next(iter(self._dirty))[1], int):
+            # Until 2026-12-04 the watch marked whole series: every open hour of them.
+            series = self.series
+            self._dirty = {
+                (sk, h) for sk in self._dirty if sk in series for h in series[sk].hours()
+            }
         self._budget_match = {}
         if built_from is None:
             return []
@@ -843,3 +890,7 @@ def _named(cfg: DetectorConfig) -> str:
     """How an operator tells a config's detectors apart: ``baseline on cost_per_call``."""
     scope = "".join(f", {k}={v}" for k, v in sorted(cfg.scope.items()))
     return f"{cfg.kind} on {cfg.metric}{scope}"
+
+
+def _hour_of(dirty: tuple[Any, int]) -> int:
+    return dirty[1]

@@ -189,31 +189,57 @@ def test_watch_snapshot_with_dict_layout_detectors_resumes_alike() -> None:
     assert any(a["kind"] == "anomaly" for a in after)
 
 
-class _HoursLayoutPickler(pickle.Pickler):
-    """Writes the watch's series as they were until 2026-12: a dict of parts per open hour."""
+class _OldSeriesPickler(pickle.Pickler):
+    """Writes the watch's series as the dataclass they were until 2026-12-04: a scope,
+    (config index, detector) pairs and the cost last peeked per hour; with ``hours``, as
+    they were until 2026-12-03: a dict of parts per open hour."""
+
+    def __init__(self, buf: io.BytesIO, hours: bool) -> None:
+        super().__init__(buf, protocol=pickle.HIGHEST_PROTOCOL)
+        self.hours = hours
 
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, _Series):
-            slots = {name: getattr(obj, name) for name in _Series.__slots__ if name != "parts"}
-            hours: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
-            for (hour, partition, epoch), value in obj.parts.items():
-                hours.setdefault(hour, {})[(partition, epoch)] = value
-            return copyreg.__newobj__, (_Series,), (None, {**slots, "hours": hours})
-        return NotImplemented
+        if not isinstance(obj, _Series):
+            return NotImplemented
+        slots: dict[str, Any] = {
+            "scope": obj.scope,
+            "detectors": obj.detectors,
+            "parts": obj.parts,
+            "last_spend_hour": obj.last_spend_hour,
+            "peeked": {h: obj.total(h)[0] for h in obj.hours()},
+            "closed": obj.closed,
+        }
+        if self.hours:
+            by_hour: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
+            for (hour, partition, epoch), value in slots.pop("parts").items():
+                by_hour.setdefault(hour, {})[(partition, epoch)] = value
+            slots["hours"] = by_hour
+        return copyreg.__newobj__, (_Series,), (None, slots)
 
 
-def test_watch_snapshot_with_a_dict_per_open_hour_resumes_alike() -> None:
+def _old_snapshot(watch: SpendWatch, hours: bool) -> bytes:
+    """``watch.snapshot()`` in an older layout, with the dirty series marked whole."""
+    state = pickle.loads(watch.snapshot())
+    state["_dirty"] = {sk for sk, _ in state["_dirty"]}
+    state.pop("_roles_dims")
+    buf = io.BytesIO()
+    _OldSeriesPickler(buf, hours).dump(state)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("hours", [False, True], ids=["2026-12-03", "dict-per-hour"])
+def test_watch_snapshot_with_older_series_resumes_alike(hours: bool) -> None:
     plan, config = _runaway_under_a_budget()
     straight = [a.to_wire() for a in _run(SpendWatch(config), plan)]
     cut = 24 * 19 + 2  # mid-hour of a day before the runaway: open hours hold parts
     first = SpendWatch(config)
     before = [a.to_wire() for a in _run(first, plan[:cut])]
     assert any(s.parts for s in first.series.values())
-    buf = io.BytesIO()
-    _HoursLayoutPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(pickle.loads(first.snapshot()))
-    assert b"hours" in buf.getvalue()
+    old = _old_snapshot(first, hours)
+    assert b"peeked" in old and (b"\x8c\x05hours" in old) == hours  # the "hours" slot
     second = SpendWatch(config)
-    second.restore(buf.getvalue())
+    second.restore(old)
     assert [s.parts for s in second.series.values()] == [s.parts for s in first.series.values()]
+    assert [s.detectors for s in second.series.values()] != []
     after = [a.to_wire() for a in _run(second, plan, start=cut)]
     assert before + after == straight
