@@ -4,6 +4,7 @@ function that the tests call too; nothing here holds logic of its own."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 import time
@@ -400,7 +401,7 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
     "--metrics-port",
     default=9464,
     show_default=True,
-    help="Serve Prometheus /metrics on 127.0.0.1:PORT (0: off).",
+    help="Serve Prometheus /metrics of the stages run on 127.0.0.1:PORT (0: off).",
 )
 @click.option(
     "--session-timeout",
@@ -452,6 +453,7 @@ def worker(
 
     import streamer  # each stage's module (and its libraries) loads only if it is chosen
     from streamer import WorkerSettings, tune_gc
+    from streamer._metrics import serve as serve_metrics
 
     from ._broker import ensure_topics
     from ._logs import setup_logging
@@ -504,6 +506,14 @@ def worker(
             store = streamer.StoreStage(config, settings)
             running.append(store)
             running.append(DigestScheduler(config, store.path, settings.state_dir, store.file_lock))
+        if settings.metrics_port is not None:
+            registries = [s.metrics.registry for s in running if hasattr(s, "metrics")]
+            try:
+                serve_metrics(registries, settings.metrics_port, settings.metrics_host)
+            except OSError as exc:  # metrics are not worth failing the stages over
+                logging.getLogger("spendbrake").warning(
+                    "cannot serve metrics on port %d: %s", settings.metrics_port, exc
+                )
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
 

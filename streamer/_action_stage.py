@@ -31,6 +31,7 @@ from actions._outbox import audit_wire, outcome_line
 from actions._slack import SlackNotifier
 from schemas import Config
 
+from ._metrics import ActionMetrics
 from ._state import standby_lock, write_atomic
 from ._worker import (
     STOP_TIMEOUT_S,
@@ -93,6 +94,18 @@ class ActionStage:
         self._rejected_window = 0.0
         self._rejected_in_window = 0
         self._rejected_since = 0
+        self.metrics = ActionMetrics(self.pending, self.waiting_since)
+
+    def pending(self, lane: str) -> int:
+        """Effects of ``lane`` not yet performed."""
+        return len(self.outbox.lanes[lane])
+
+    def waiting_since(self, lane: str) -> float | None:
+        """When the head task of ``lane`` was first tried (None: empty, or not tried yet)."""
+        try:
+            return self.outbox.lanes[lane][0].first_attempt_at
+        except IndexError:  # emptied meanwhile (metrics are read from another thread)
+            return None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -366,13 +379,17 @@ class ActionStage:
     def _settle(self, task: Task, ok: bool, permanent: bool, detail: str, **done: Any) -> None:
         now = time.time()
         retry_after = done.pop("retry_after", None) or 0.0
+        effects = self.metrics.effects
         if ok:
             result = "dry_run" if done.pop("dry_run", False) else "ok"
             self.outbox.finish(task, result, detail, now, ts=done.get("ts"))
+            effects.labels(task.lane, task.op, result).inc()
         elif permanent or task.attempts >= MAX_ATTEMPTS:
             log.warning("%s failed for good: %s", task.id, detail)
             self.outbox.finish(task, "failed", detail, now)
+            effects.labels(task.lane, task.op, "failed").inc()
         else:
+            effects.labels(task.lane, task.op, "retrying").inc()
             section = self.config.gateway if task.lane == "gateway" else self.config.slack
             delay = backoff_delay(task.attempts, cap=section.retry_cap_s, rng=self._rng)
             delay = max(delay, retry_after)

@@ -35,6 +35,7 @@ from actions import apply_policies
 from detectors import SpendWatch
 from schemas import Alert, Config
 
+from ._metrics import DetectMetrics
 from ._rollup import RollupRecord
 from ._state import standby_lock, write_atomic
 from ._worker import (
@@ -97,6 +98,7 @@ class DetectStage:
         self.offsets: dict[int, int] = {}
         self.alerts_out = 0
         self.records_in = 0
+        self.metrics = DetectMetrics(lambda: len(self.watch.series), lambda: self.watch.now)
         #: Alerts sent but not yet acknowledged, with their send.
         self._pending: list[tuple[Alert, asyncio.Future[Any]]] = []
         self._lock: IO[bytes] | None = None
@@ -312,8 +314,12 @@ class DetectStage:
                     # at a time and let the other stages of this process (the ingest's
                     # group heartbeats) run in between.
                     for alert in self.watch.advance(max_hours=ADVANCE_HOURS):
-                        self._send(apply_policies(alert, self.config.policies))
+                        applied = apply_policies(alert, self.config.policies)
+                        self._send(applied)
                         self.alerts_out += 1
+                        self.metrics.alerts.labels(
+                            applied.kind, applied.severity, applied.action
+                        ).inc()
                         alerted = True
                         log.info("alert %s: %s", alert.key().decode(), alert.reason)
                     if not self.watch.behind:

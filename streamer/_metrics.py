@@ -1,17 +1,32 @@
-"""Prometheus metrics of the ingest worker, in a registry of its own.
+"""Prometheus metrics of the worker's stages, each stage in a registry of its own.
 
-Counters are fed from the processors' own counts at each flush (a delta per
-flush), so the per-event hot path never touches prometheus_client.
+A process serves the registries of the stages it runs on one port (``serve``), so
+``--stages act`` alone still says whether Slack and the gateway are being reached.
+Ingest counters are fed from the processors' own counts at each flush (a delta per
+flush), so the per-event hot path never touches prometheus_client; gauges of the
+detect and act stages are read from their state when scraped.
 """
 
 from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from ._processor import ProcessorStats
 
 
-class WorkerMetrics:
+def serve(registries: Iterable[CollectorRegistry], port: int, host: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` of every registry on ``port`` (0: any free port)."""
+    merged = CollectorRegistry()
+    for registry in registries:
+        merged.register(registry)  # a registry is a collector of its own metrics
+    start_http_server(port, addr=host, registry=merged)
+
+
+class IngestMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
@@ -52,9 +67,6 @@ class WorkerMetrics:
         )
         self._seen: dict[int, ProcessorStats] = {}
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        start_http_server(port, addr=host, registry=self.registry)
-
     def absorb(self, partition: int, stats: ProcessorStats) -> None:
         """Add what a partition counted since the last call."""
         before = self._seen.get(partition) or ProcessorStats()
@@ -78,3 +90,65 @@ class WorkerMetrics:
 
     def forget(self, partition: int) -> None:
         self._seen.pop(partition, None)
+
+
+class DetectMetrics:
+    """What the detect stage produced and how far it has got in event time."""
+
+    def __init__(self, series: Callable[[], int], event_time: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.alerts = Counter(
+            "spendbrake_alerts",
+            "Alert records written to the alerts topic, by kind, severity and action",
+            ["kind", "severity", "action"],
+            registry=r,
+        )
+        Gauge(
+            "spendbrake_series_watched", "Series with detectors in memory", registry=r
+        ).set_function(series)
+        Gauge(
+            "spendbrake_detect_event_time_seconds",
+            "Event-time watermark of the detect stage (epoch seconds; compare with time())",
+            registry=r,
+        ).set_function(lambda: _finite(event_time()))
+
+
+class ActionMetrics:
+    """Effects performed, and the ones still waiting: alert on these to know that
+    Slack or the gateway has not been reached for a while."""
+
+    def __init__(
+        self, pending: Callable[[str], int], waiting_since: Callable[[str], float | None]
+    ) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.effects = Counter(
+            "spendbrake_effects",
+            "Slack and gateway attempts settled, by lane, operation and result",
+            ["lane", "op", "result"],
+            registry=r,
+        )
+        queued = Gauge(
+            "spendbrake_effects_pending",
+            "Effects not yet performed, by lane (slack, gateway)",
+            ["lane"],
+            registry=r,
+        )
+        oldest = Gauge(
+            "spendbrake_effects_oldest_pending_seconds",
+            "How long the next effect of a lane has been tried without success (0: none)",
+            ["lane"],
+            registry=r,
+        )
+        for lane in ("slack", "gateway"):
+            queued.labels(lane).set_function(lambda lane=lane: pending(lane))
+            oldest.labels(lane).set_function(lambda lane=lane: _age(waiting_since(lane)))
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+def _age(since: float | None) -> float:
+    return 0.0 if since is None else max(0.0, time.time() - since)

@@ -35,7 +35,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from schemas import Config, PriceTable
 
-from ._metrics import WorkerMetrics
+from ._metrics import IngestMetrics
 from ._processor import DeadLetter, PartitionProcessor
 from ._rollup import RollupRecord, encode_rollup
 from ._state import PartitionStore
@@ -62,7 +62,7 @@ class WorkerSettings:
     #: live worker is taken for dead. Kafka's own default is 45 s, its floor 6 s
     #: (``group.min.session.timeout.ms``); the tests use 6 s to fail over fast.
     session_timeout_s: float = 30.0
-    #: Serve Prometheus /metrics on this port (None: don't serve; counters still kept).
+    #: Port for `spendbrake worker` to serve every stage's Prometheus /metrics on (None: off).
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
 
@@ -109,7 +109,7 @@ class IngestWorker:
         self._sending: asyncio.Future[None] | None = None
         #: Receive times of batches whose rollups are not yet acknowledged.
         self._received: list[float] = []
-        self.metrics = WorkerMetrics()
+        self.metrics = IngestMetrics()
         self._partition_counts: dict[str, int] = {}
         self._stopping = asyncio.Event()
         #: A stop cancelled a checkpoint or flush: nothing more may be saved (``until_stopped``).
@@ -393,11 +393,6 @@ class IngestWorker:
             session_timeout_ms=int(self.settings.session_timeout_s * 1000),
             heartbeat_interval_ms=max(500, int(self.settings.session_timeout_s * 1000 / 4)),
         )
-        if self.settings.metrics_port is not None:
-            try:
-                self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
-            except OSError as exc:  # metrics are not worth failing the count over
-                log.warning("cannot serve metrics on port %d: %s", self.settings.metrics_port, exc)
         await _start_with_retry(self.producer.start, "producer", self._stopping)
         await _start_with_retry(self.consumer.start, "consumer", self._stopping)
         self.consumer.subscribe([self.topic], listener=_Rebalance(self))

@@ -25,7 +25,7 @@ from spendbrake._broker import EmbeddedBroker, free_port
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
 from tests.kafka_helpers import read_topic
-from tests.streamer.test_worker import start_worker, stop
+from tests.streamer.test_worker import scrape, start_worker, stop
 
 MASTER = "sk-master-test"
 TOKEN = "xoxb-test"
@@ -59,6 +59,8 @@ def make_alert(
 
 
 SIGNING = "slack-signing-secret"
+#: The first operation of each lane for an alert that asks for a pause.
+LANE_OP = {"gateway": "block", "slack": "post"}
 #: The issue asks for 60 s outages; 8 s exercise the same paths in a short suite
 #: (SPENDBRAKE_OUTAGE_S=60 runs the long version).
 OUTAGE_S = float(os.environ.get("SPENDBRAKE_OUTAGE_S", "8"))
@@ -90,8 +92,10 @@ class Setup:
         self.state = tmp / "state"
         self.log = tmp / "worker.log"
 
-    def start(self) -> subprocess.Popen[bytes]:
-        return start_worker(self.broker, self.config, self.state, self.log, stages="act")
+    def start(self, metrics_port: int = 0) -> subprocess.Popen[bytes]:
+        return start_worker(
+            self.broker, self.config, self.state, self.log, metrics_port, stages="act"
+        )
 
     def publish(self, *alerts: Any) -> None:
         asyncio.run(_publish(self.broker.bootstrap_servers, self.alerts, list(alerts)))
@@ -247,11 +251,14 @@ def test_outages_and_a_kill_mid_retry_end_in_exactly_once_in_order(
     keys = [f"research-batch-{i}" for i in range(3)]
     gateway.down()
     slack.fail_with(status=500, times=None)
-    worker = setup.start()
+    port = free_port()
+    worker = setup.start(port)
     try:
         setup.publish(*(make_alert(k) for k in keys))
         # Both sides fail for a while; then the stage is killed in the middle of retrying.
         time.sleep(OUTAGE_S)
+        # What an operator's alert rule on the act stage sees meanwhile.
+        during = scrape(port)
         worker.send_signal(signal.SIGKILL)
         worker.wait()
         # Slack comes back answering 429 once (Retry-After), then hangs once past the
@@ -261,15 +268,24 @@ def test_outages_and_a_kill_mid_retry_end_in_exactly_once_in_order(
         slack.hang(3.0, times=1)
         gateway.up()
         gateway.hang(2.0, times=1)  # applied, but the answer comes after our timeout
-        worker = setup.start()
+        worker = setup.start(port)
 
         blocked = gateway.wait_for(lambda: all(gateway.is_blocked(k) for k in keys), 90)
         assert blocked, setup.log.read_text()[-4000:]
         # Each incident's parent is updated once its pause settled.
         assert slack.wait_for(lambda: len(slack.updates) >= 3, 60), _texts(slack.messages)
         time.sleep(3.0)
+        after = scrape(port)
     finally:
         stop(worker)
+    for lane in ("gateway", "slack"):
+        assert during[f'spendbrake_effects_pending{{lane="{lane}"}}'] >= 3, during
+        assert during[f'spendbrake_effects_oldest_pending_seconds{{lane="{lane}"}}'] > 1, during
+        assert during[f'spendbrake_effects_total{{lane="{lane}",op="{LANE_OP[lane]}",result="retrying"}}'] >= 1  # fmt: skip
+        assert after[f'spendbrake_effects_pending{{lane="{lane}"}}'] == 0, after
+        assert after[f'spendbrake_effects_oldest_pending_seconds{{lane="{lane}"}}'] == 0, after
+    assert after['spendbrake_effects_total{lane="gateway",op="block",result="ok"}'] == 3, after
+    assert after['spendbrake_effects_total{lane="slack",op="post",result="ok"}'] == 3, after
     # Every pause performed once (a retry of an applied block changes nothing), in order.
     for key in keys:
         assert gateway.block_count(key).changed == 1

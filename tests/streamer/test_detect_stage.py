@@ -13,13 +13,13 @@ from pathlib import Path
 import orjson
 
 from schemas import parse_ts
-from spendbrake._broker import EmbeddedBroker
+from spendbrake._broker import EmbeddedBroker, free_port
 from spendbrake._simulate import parse_incident, simulate
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
 from tests.kafka_helpers import read_topic
 from tests.streamer.kafka_io import publish_raw
-from tests.streamer.test_worker import start_worker, stop
+from tests.streamer.test_worker import scrape, start_worker, stop
 
 START = parse_ts("2026-09-07T00:00:00Z")  # a Monday
 KILL_AFTER_S = tuple(float(x) for x in os.environ.get("KILLS", "6,5").split(",") if x)
@@ -101,21 +101,28 @@ def _run_pipeline(
     records = _events()
     state, log = tmp_path / "state", tmp_path / "worker.log"
     asyncio.run(publish_raw(broker.bootstrap_servers, events, records))
-    worker = start_worker(broker, config, state, log, stages="ingest,detect,act")
+    port = free_port()
+    worker = start_worker(broker, config, state, log, port, stages="ingest,detect,act")
     try:
         # Kill the whole worker (all stages) twice while it learns the history.
         for pause_s in KILL_AFTER_S:
             time.sleep(pause_s)
             worker.send_signal(signal.SIGKILL)
             worker.wait()
-            worker = start_worker(broker, config, state, log, stages="ingest,detect,act")
+            worker = start_worker(broker, config, state, log, port, stages="ingest,detect,act")
         got = _wait_for_anomaly(broker, alerts_topic, timeout_s=150.0)
         assert gateway.wait_for(lambda: bool(gateway.blocked_keys), 60), log.read_text()[-3000:]
         time.sleep(3.0)  # let follow-ups of the same incident land
         got = asyncio.run(_alerts(broker.bootstrap_servers, alerts_topic))
+        metrics = scrape(port)
     finally:
         stop(worker)
     assert got, log.read_text()[-3000:]
+    # One port serves every stage the process runs.
+    assert metrics["spendbrake_records_total"] > 0, metrics
+    assert metrics["spendbrake_series_watched"] > 0, metrics
+    assert metrics["spendbrake_detect_event_time_seconds"] >= RUNAWAY_AT, metrics
+    assert metrics['spendbrake_effects_pending{lane="gateway"}'] == 0, metrics
     return got
 
 

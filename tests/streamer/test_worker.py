@@ -210,17 +210,12 @@ def test_workers_joining_and_leaving_stay_exact(
         stop(first)  # leaves: its partitions move to the second worker
         asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, records[16_000:]))
         got = wait_exact(broker, topics.rollups, expected(stream.unique))
-        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        values = scrape(metrics_port)
     finally:
         stop(first)
         if second is not None:
             stop(second)
     assert got == expected(stream.unique), (tmp_path / "b.log").read_text()[-3000:]
-    values = {
-        line.split(" ")[0]: float(line.split(" ")[1])
-        for line in metrics.splitlines()
-        if line and not line.startswith("#")
-    }
     assert (
         values["spendbrake_events_valid_total"] > 0 and values["spendbrake_rollups_out_total"] > 0
     )
@@ -231,6 +226,16 @@ def test_workers_joining_and_leaving_stay_exact(
         'spendbrake_consumer_lag{partition="0"}' in values
         or 'spendbrake_consumer_lag{partition="1"}' in values
     )
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A worker's /metrics as {'name{labels}': value}."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
 
 
 def wait_adopted(log: Path, partitions: int = 4) -> None:
