@@ -208,7 +208,7 @@ class SpendWatch:
         #: (series key, hour start) of the open hours changed since the last early look.
         self._dirty: set[tuple[tuple[tuple[str, ...], tuple[str | None, ...]], int]] = set()
         #: One tuple per dimension set, shared by the keys of its series.
-        self._roles_dims: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._dim_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
         #: Event-time watermark: the slowest input partition's latest minute (see ``observe``).
         self.now = -math.inf
         self.partitions = partitions
@@ -311,7 +311,7 @@ class SpendWatch:
         series = self.series.get(sk)
         if series is None:
             # Decoded records bring their own dims tuple: series share the first one.
-            sk = (self._roles_dims.setdefault(dims, dims), sk[1])
+            sk = (self._dim_sets.setdefault(dims, dims), sk[1])
             series = self.series[sk] = self._new_series(sk)
         part = (r.metrics[0], r.metrics[1])
         if series.parts.get((r.window_start, r.partition, r.epoch)) == part:

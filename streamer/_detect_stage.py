@@ -36,7 +36,7 @@ from detectors import SpendWatch
 from schemas import Alert, Config
 
 from ._metrics import DetectMetrics
-from ._rollup import RollupRecord
+from ._rollup import WatermarkMark, decode_rollup
 from ._state import standby_lock, write_atomic
 from ._worker import (
     OutputFailed,
@@ -98,6 +98,8 @@ class DetectStage:
         self.offsets: dict[int, int] = {}
         self.alerts_out = 0
         self.records_in = 0
+        #: Records on the rollups topic that were not rollups (see ``_skip``).
+        self.skipped = 0
         self.metrics = DetectMetrics(lambda: len(self.watch.series), lambda: self.watch.now)
         #: Alerts sent but not yet acknowledged, with their send.
         self._pending: list[tuple[Alert, asyncio.Future[Any]]] = []
@@ -290,13 +292,17 @@ class DetectStage:
                     value = message.value
                     if value is None or unread(value, wanted):
                         continue
-                    data = orjson.loads(value)
-                    if "mark" in data:
+                    try:
+                        record = decode_rollup(value)
+                    except ValueError as exc:
+                        self._skip(tp.partition, message.offset, exc)
+                        continue
+                    if isinstance(record, WatermarkMark):
                         self.watch.observe(records)  # what came before the mark, first
                         records = []
-                        self._mark(tp.partition, data["mark"], data["watermark"])
+                        self._mark(tp.partition, record.mark, record.watermark)
                     else:
-                        records.append(RollupRecord.from_wire(data))
+                        records.append(record)
                 self.records_in += len(messages)
                 self.watch.observe(records)
                 await asyncio.sleep(0)  # a large fetch must not starve the other stages
@@ -341,6 +347,13 @@ class DetectStage:
                     self._abandoned = True  # see until_stopped: no final checkpoint
                     return
                 last_checkpoint = time.monotonic()
+
+    def _skip(self, partition: int, offset: int, problem: ValueError) -> None:
+        """A record that is neither a window nor a mark: counted and logged, never fatal
+        (failing on it would fail again at every restart, on the same offset)."""
+        self.skipped += 1
+        self.metrics.skipped.inc()
+        log.warning("rollup record %d/%d skipped: %s", partition, offset, str(problem)[:300])
 
     def _mark(self, rollup_partition: int, input_partition: int, watermark: float) -> None:
         """An input partition's watermark counts once its mark arrived on every rollups

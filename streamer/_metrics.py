@@ -104,6 +104,11 @@ class DetectMetrics:
             ["kind", "severity", "action"],
             registry=r,
         )
+        self.skipped = Counter(
+            "spendbrake_rollups_skipped",
+            "Records on the rollups topic that were neither a window nor a mark",
+            registry=r,
+        )
         Gauge(
             "spendbrake_series_watched", "Series with detectors in memory", registry=r
         ).set_function(series)

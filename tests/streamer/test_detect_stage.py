@@ -34,7 +34,7 @@ def _events() -> list[bytes]:
 
 def _config(
     tmp_path: Path, make_topic: Callable[..., str], slack: FakeSlack, gateway: FakeGateway
-) -> tuple[Path, str, str]:
+) -> tuple[Path, str, str, str]:
     events, rollups = make_topic("events", 4), make_topic("rollups", 4)
     alerts = make_topic("alerts", 2)
     path = tmp_path / "config.yaml"
@@ -49,7 +49,11 @@ def _config(
         # A daily season and a two-day warm-up keep the history (and the test) short.
         "detectors:\n  - kind: baseline\n    params: {season: 24, warmup_n: 48}\n"
     )
-    return path, events, alerts
+    return path, events, rollups, alerts
+
+
+#: Records another writer (or another version) could leave on the rollups topic.
+JUNK_ROLLUPS = [b"not json", b'{"dims": ["team"], "window_s": 3600}', b'{"mark": "p0"}']
 
 
 async def _alerts(bootstrap: str, topic: str) -> dict[bytes, dict]:
@@ -97,7 +101,7 @@ def _run_pipeline(
     slack: FakeSlack,
     gateway: FakeGateway,
 ) -> dict[bytes, dict]:
-    config, events, alerts_topic = _config(tmp_path, make_topic, slack, gateway)
+    config, events, rollups, alerts_topic = _config(tmp_path, make_topic, slack, gateway)
     records = _events()
     state, log = tmp_path / "state", tmp_path / "worker.log"
     asyncio.run(publish_raw(broker.bootstrap_servers, events, records))
@@ -110,6 +114,8 @@ def _run_pipeline(
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             worker = start_worker(broker, config, state, log, port, stages="ingest,detect,act")
+        # Junk among the rollups is skipped and counted, not a stage stuck failing on it.
+        asyncio.run(publish_raw(broker.bootstrap_servers, rollups, JUNK_ROLLUPS))
         got = _wait_for_anomaly(broker, alerts_topic, timeout_s=150.0)
         assert gateway.wait_for(lambda: bool(gateway.blocked_keys), 60), log.read_text()[-3000:]
         time.sleep(3.0)  # let follow-ups of the same incident land
@@ -123,6 +129,7 @@ def _run_pipeline(
     assert metrics["spendbrake_series_watched"] > 0, metrics
     assert metrics["spendbrake_detect_event_time_seconds"] >= RUNAWAY_AT, metrics
     assert metrics['spendbrake_effects_pending{lane="gateway"}'] == 0, metrics
+    assert metrics["spendbrake_rollups_skipped_total"] == len(JUNK_ROLLUPS), metrics
     return got
 
 
