@@ -7,7 +7,7 @@ from ._adapters import (
     from_openai_usage,
     from_otel_attributes,
 )
-from ._alert import ALERT_KINDS, Alert, KeyInfo
+from ._alert import ALERT_KINDS, Alert, KeyInfo, decode_alert
 from ._config import (
     DEFAULT_DIMENSIONS,
     KEY_DIMENSIONS,
@@ -63,6 +63,7 @@ __all__ = [
     "StoreConfig",
     "TopicsConfig",
     "UsageEvent",
+    "decode_alert",
     "decode_event",
     "format_ts",
     "from_anthropic_usage",

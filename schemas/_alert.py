@@ -8,13 +8,14 @@ re-emits after a restart overwrites, and the action stage acts once per key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 
 from ._event import format_ts
 
-__all__ = ["ALERT_KINDS", "Alert", "KeyInfo"]
+__all__ = ["ALERT_KINDS", "Alert", "KeyInfo", "decode_alert"]
 
 ALERT_KINDS = ("anomaly", "wow", "budget", "projection", "burn_rate", "cost_per_call")
 Severity = Literal["info", "warning", "critical"]
@@ -99,3 +100,43 @@ class Alert:
 def more_severe(a: str, b: str) -> bool:
     """True when severity ``a`` outranks ``b``."""
     return _SEVERITY_RANK[a] > _SEVERITY_RANK[b]
+
+
+class _AlertWire(msgspec.Struct):
+    """The fields a reader of the alerts topic relies on, with their types. Optional ones
+    default as an operator alert (``unpriced_model``) leaves them; others are ignored."""
+
+    kind: str
+    id: Annotated[str, msgspec.Meta(min_length=1)]
+    seq: Annotated[int, msgspec.Meta(ge=0)]
+    severity: Severity
+    reason: str
+    action: Action = "alert"
+    detector: str = ""
+    scope: dict[str, str | None] = {}
+    also: list[dict[str, str | None]] = []
+    targets: list[str] = []
+    critical_keys: list[str] = []
+    window_start: str = ""
+    window_end: str = ""
+    detected_at: str = ""
+    observed_usd: float | None = None
+    expected_usd: float | None = None
+    budget: str | None = None
+    threshold: float | None = None
+    score: float = 1.0
+
+
+_check_alert = msgspec.json.Decoder(_AlertWire).decode
+
+
+def decode_alert(value: bytes) -> dict[str, Any]:
+    """An alerts-topic value as the dict ``Alert.to_wire()`` wrote; ``ValueError`` naming
+    the field if a record is not one (a hand-written record, another version): acting on
+    it would fail later, in the middle of an effect, and again at every restart."""
+    try:
+        _check_alert(value)
+    except msgspec.DecodeError as exc:  # ValidationError too: "... - at `$.targets`"
+        raise ValueError(f"not an alert record: {exc}") from None
+    data: dict[str, Any] = orjson.loads(value)
+    return data

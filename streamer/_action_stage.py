@@ -29,7 +29,7 @@ from actions._blocks import render_alert, render_followup, render_parent_update
 from actions._interactive import Interaction, InteractionServer, Rejected
 from actions._outbox import audit_wire, outcome_line
 from actions._slack import SlackNotifier
-from schemas import Config
+from schemas import Config, decode_alert
 
 from ._metrics import ActionMetrics
 from ._state import standby_lock, write_atomic
@@ -250,9 +250,9 @@ class ActionStage:
                     if message.value is None:
                         continue
                     try:
-                        alert = orjson.loads(message.value)
+                        alert = decode_alert(message.value)
                         accepted_now = self.outbox.accept(alert, now)
-                    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+                    except (ValueError, KeyError, TypeError, AttributeError) as exc:
                         # Not an alert record we can act on: audit it, never stop for it.
                         where = f"{tp.partition}/{message.offset}"
                         log.warning("alert record %s skipped: %r", where, exc)
@@ -260,7 +260,11 @@ class ActionStage:
                             f"skipped/{self.topic}/{where}",
                             "accept",
                             "failed",
-                            f"not an alert record: {exc!r}"[:200],
+                            (
+                                str(exc)
+                                if isinstance(exc, ValueError)
+                                else f"not an alert record: {exc!r}"
+                            )[:300],
                             now,
                             source="alerts topic",
                         )

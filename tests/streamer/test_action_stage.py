@@ -318,16 +318,22 @@ def test_an_unknown_key_is_audited_as_failed_not_retried_forever(
         try:
             # Junk on the alerts topic is audited and skipped; it never stops the stage.
             missing_seq = {k: v for k, v in make_alert("sk-x").items() if k != "seq"}
-            setup.publish(b"not json", missing_seq, make_alert("sk-unknown"))
+            # A string for a list: once taken for three targets "s", "k", "y" to pause.
+            wrong_type = {**make_alert("sk-y"), "targets": "sk-y"}
+            # Unrenderable: a Slack message that failed at every attempt, at every restart.
+            no_window = make_alert("sk-z", window_start=None)
+            junk = (b"not json", missing_seq, wrong_type, no_window)
+            setup.publish(*junk, make_alert("sk-unknown"))
             deadline = time.monotonic() + 60
             failed: list[dict[str, Any]] = []
-            while time.monotonic() < deadline and len(failed) < 3:
+            while time.monotonic() < deadline and len(failed) < len(junk) + 1:
                 failed = [r for r in setup.audit().values() if r["result"] == "failed"]
             time.sleep(2.0)
         finally:
             stop(worker)
         skipped = [r for r in failed if r["action"] == "accept"]
-        assert len(skipped) == 2, setup.audit()
+        assert len(skipped) == len(junk), setup.audit()
+        assert any("$.targets" in r["detail"] for r in skipped), skipped
         failed = [r for r in failed if r["action"] != "accept"]
         assert len(failed) == 1 and failed[0]["target"] == "sk-unknown", setup.audit()
         assert "404" in failed[0]["detail"]
