@@ -76,6 +76,10 @@ class SpillFile:
         with self._mutex:
             if self._handle is None:
                 self._handle = open(self.path, "ab")  # noqa: SIM115 - closed on replay/close
+                if not _ends_a_line(self.path):
+                    # A process killed mid-write left half a line: end it, or the next
+                    # event would be glued to it and go to the DLQ with it.
+                    data = b"\n" + data
             self._handle.write(data)
             self._handle.flush()
             self._pending = True
@@ -120,3 +124,12 @@ class SpillFile:
         if self._lock_handle is not None:
             self._lock_handle.close()
             self._lock_handle = None
+
+
+def _ends_a_line(path: Path) -> bool:
+    """True for an empty file or one whose last byte is a newline."""
+    with open(path, "rb") as handle:
+        if handle.seek(0, os.SEEK_END) == 0:
+            return True
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"

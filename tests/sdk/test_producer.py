@@ -173,3 +173,27 @@ async def test_emit_from_async_code(
         assert await producer.aflush(30)
     records = await asyncio.to_thread(read_topic_sync, broker.bootstrap_servers, topic, 100)
     assert len(records) == 100
+
+
+def test_a_line_torn_by_a_kill_does_not_take_the_next_event_with_it(tmp_path: Path) -> None:
+    """A producer killed mid-write leaves half a line; the next one appends after it. Glued
+    to the torn half, the first new event went to the DLQ with it: lost."""
+    from spendbrake.sdk._spill import SpillFile
+
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'{"event_id": "a"}\n{"event_id": "b", "ts": "2026-1')  # killed here
+    spill = SpillFile(path)
+    spill.append([b'{"event_id": "c"}', b'{"event_id": "d"}'])
+    spill.close()
+    spill = SpillFile(path)
+    spill.append([b'{"event_id": "e"}'])  # a file that ends a line gains no blank line
+    assert spill.start_replay() is not None
+    lines = [line for chunk in spill.read_replay() for line in chunk]
+    assert lines == [
+        b'{"event_id": "a"}',
+        b'{"event_id": "b", "ts": "2026-1',  # its own bad record: the DLQ says so
+        b'{"event_id": "c"}',
+        b'{"event_id": "d"}',
+        b'{"event_id": "e"}',
+    ]
+    assert b"\n\n" not in spill.replay_path.read_bytes()
