@@ -17,10 +17,12 @@ burn-rate alerting, a long window shows it is real and a short one that it is st
 happening: fast burn (1 h and 5 min at >= 14.4x) pages, slow burn (6 h and 30 min at
 >= 6x) warns.
 
-Approximation: hours are UTC hours and an hour belongs to the period containing its
-``hour_start``. In zones with :30 or :45 offsets (India, Nepal, parts of Australia) a
-period boundary falls inside a UTC hour, so up to 45 minutes of spend around midnight are
-counted in the neighbouring period. Burn rate uses minutes and is not affected.
+Hours are UTC hours. In zones with :30 or :45 offsets (India, Nepal, parts of Australia) a
+period boundary falls inside a UTC hour: that hour is split by its minutes, the part from
+the boundary on counting in the new period and the rest in the old one, so a day in
+Asia/Kolkata starts at 00:00 IST, not at 00:30. The boundary hour's minutes are kept for
+the whole period. Without them (a snapshot from before 2026-12-04, or no minute rollups)
+the hour counts in the period its start falls in.
 
 Late events: an hour's spend can be corrected hours after it ended, also after its period
 ended (events of 23:10 arriving at 00:40 belong to yesterday). The previous period's hours
@@ -301,7 +303,7 @@ class BudgetTracker:
         h = math.floor(hour_start / HOUR_S)
         if (
             self._period_start is not None
-            and h * HOUR_S < self._period_start
+            and (h + 1) * HOUR_S <= self._period_start
             and self._learn_next is not None
             and h < self._learn_next
             and not self._in_prev(h)
@@ -327,14 +329,38 @@ class BudgetTracker:
         those of the previous period only ``grace_s`` after its end.
         """
         start, end = self.period_bounds(now)
-        lo = math.ceil(start / HOUR_S)
-        hi = min(math.ceil(end / HOUR_S), math.floor(now / HOUR_S) + 1)
-        return math.fsum(v for h, v in self._hours.items() if lo <= h < hi)
+        return self._spent_in(start, end, math.floor(now / HOUR_S) + 1)
+
+    def _spent_in(self, start: float, end: float, hi: float = math.inf) -> float:
+        """Spend of ``[start, end)`` over the hours before hour index ``hi``, with an hour
+        that holds ``start`` or ``end`` split by its minutes where they are known."""
+        lo, top = math.floor(start / HOUR_S), min(math.ceil(end / HOUR_S), hi)
+        parts = [v for h, v in self._hours.items() if lo <= h < top]
+        for edge, sign in ((start, -1.0), (end, 1.0)):
+            h = math.floor(edge / HOUR_S)
+            if h * HOUR_S == edge or not lo <= h < top or h not in self._hours:
+                continue  # on the hour, or outside what is summed
+            before = self._before(h, edge)
+            if before is None:  # no minutes: the hour belongs where its start falls
+                parts.append(-self._hours[h] if edge == start else 0.0)
+            else:  # the hour is in ``parts`` whole: take away the part outside
+                parts.append(-before if sign < 0 else before - self._hours[h])
+        return math.fsum(parts)
+
+    def _before(self, h: int, edge: float) -> float | None:
+        """Spend in hour ``h`` before ``edge``, from its minutes (None: none known)."""
+        first = h * 60
+        minutes = [
+            (m, v) for m in range(first, first + 60) if (v := self._minutes.get(m)) is not None
+        ]
+        if not minutes:
+            return None
+        return math.fsum(v for m, v in minutes if m * 60.0 < edge)
 
     def _in_prev(self, h: int) -> bool:
         """Whether hour index ``h`` belongs to the previous period still held."""
         prev = self._prev
-        return prev is not None and math.ceil(prev[0] / HOUR_S) <= h < math.ceil(prev[1] / HOUR_S)
+        return prev is not None and math.floor(prev[0] / HOUR_S) <= h < math.ceil(prev[1] / HOUR_S)
 
     def expected_hour(self, hour_start: float) -> float | None:
         """Learned expected spend of the UTC hour at ``hour_start``; ``None`` before any."""
@@ -441,12 +467,16 @@ class BudgetTracker:
     def _prune(self, now: float, start: float) -> None:
         learned = self._learn_next if self._learn_next is not None else -math.inf
         old = [
-            h for h in self._hours if h * HOUR_S < start and h < learned and not self._in_prev(h)
+            h
+            for h in self._hours
+            if (h + 1) * HOUR_S <= start and h < learned and not self._in_prev(h)
         ]
         for h in old:
             del self._hours[h]
         keep = math.floor(now / 60.0) - BURN_KEEP_MIN
-        for m in [m for m in self._minutes if m < keep]:
+        # The minutes of the hour the period starts in split it for the whole period.
+        split = math.floor(start / HOUR_S) * 60
+        for m in [m for m in self._minutes if m < keep and not split <= m < split + 60]:
             del self._minutes[m]
 
     def _thresholds(
@@ -491,8 +521,7 @@ class BudgetTracker:
         if prev is None:
             return []
         start, end = prev
-        lo, hi = math.ceil(start / HOUR_S), math.ceil(end / HOUR_S)
-        spent = math.fsum(v for h, v in self._hours.items() if lo <= h < hi)
+        spent = self._spent_in(start, end)
         due = [
             f for f in self.alert_at if f not in self._prev_fired and spent >= self.amount_usd * f
         ]

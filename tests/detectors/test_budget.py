@@ -665,3 +665,55 @@ def test_from_config() -> None:
     assert b.grace_s == 6 * 3600
     custom = BudgetTracker.from_config(SimpleNamespace(**cfg.model_dump(), grace_s=1800.0))
     assert custom.grace_s == 1800.0
+
+
+def _feed_minutes(b: BudgetTracker, start: float, end: float, per_min: float) -> None:
+    """$``per_min`` a minute over [start, end): minutes and the absolute hours they fill."""
+    hours: dict[float, float] = {}
+    t = start
+    while t < end:
+        b.set_minute(t, per_min)
+        hour = math.floor(t / H) * H
+        hours[hour] = hours.get(hour, 0.0) + per_min
+        b.set_hour(hour, hours[hour])
+        t += 60.0
+
+
+@pytest.mark.parametrize("tz", ["Asia/Kolkata", "Asia/Kathmandu", "Australia/Adelaide"])
+def test_a_day_starting_inside_a_utc_hour_is_split_by_its_minutes(tz: str) -> None:
+    """00:00 IST is 18:30 UTC: the UTC hour 18:00-19:00 holds the end of one day and the
+    start of the next. It was counted whole in the day before (up to 45 minutes wrong)."""
+    b = BudgetTracker("d", 1000.0, period="day", timezone=tz, alert_at=(0.5,))
+    midnight = local(tz, 2026, 10, 6)
+    assert midnight % H != 0
+    b.evaluate(midnight - 4 * H)
+    _feed_minutes(b, midnight - 3 * H, midnight + 3 * H, per_min=2.0)
+    assert b.spent(midnight - 1.0) == pytest.approx(2.0 * 180)  # the day before, to the minute
+    assert b.spent(midnight + 3 * H - 1.0) == pytest.approx(2.0 * 180)
+    # The first hour's minutes are kept for the whole day, past the 6 h of burn windows.
+    b.set_hour(midnight + 20 * H, 0.0)
+    b.evaluate(midnight + 20 * H)
+    assert b.spent(midnight + 20 * H) == pytest.approx(2.0 * 180)
+    b2 = pickle_round_trip(b)
+    assert b2.spent(midnight + 20 * H) == pytest.approx(2.0 * 180)
+    # The day ends the same way: its last partial hour counts up to midnight only.
+    _feed_minutes(b2, midnight + 23 * H, midnight + 24.5 * H, per_min=5.0)
+    assert b2.spent(midnight + 24 * H - 1.0) == pytest.approx(2.0 * 180 + 5.0 * 60)
+    b2.evaluate(midnight + 24.5 * H)  # the next day
+    assert b2.spent(midnight + 24.5 * H) == pytest.approx(5.0 * 30)
+
+
+def test_without_minutes_a_split_hour_counts_where_it_starts() -> None:
+    """A snapshot from before minutes were kept, or no minute rollups: as before."""
+    b = BudgetTracker("d", 1000.0, period="day", timezone="Asia/Kolkata")
+    midnight = local("Asia/Kolkata", 2026, 10, 6)
+    for h in range(-3, 3):
+        b.set_hour(math.floor(midnight / H) * H + h * H, 60.0)
+    assert b.spent(midnight + 3 * H - 1.0) == pytest.approx(60.0 * 2)
+    assert b.spent(midnight - 1.0) == pytest.approx(60.0 * 4)  # with the split hour whole
+
+
+def pickle_round_trip(b: BudgetTracker) -> BudgetTracker:
+    restored = BudgetTracker("d", 1000.0, period="day", timezone=b.timezone)
+    restored.restore(orjson.loads(orjson.dumps(b.snapshot())))
+    return restored
