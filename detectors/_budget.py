@@ -475,7 +475,7 @@ class BudgetTracker:
             del self._hours[h]
         keep = math.floor(now / 60.0) - BURN_KEEP_MIN
         # The minutes of the hour the period starts in split it for the whole period.
-        split = math.floor(start / HOUR_S) * 60
+        split = math.floor(start / HOUR_S) * 60 if start % HOUR_S else -1
         for m in [m for m in self._minutes if m < keep and not split <= m < split + 60]:
             del self._minutes[m]
 
