@@ -55,3 +55,37 @@ def test_replay_table_format(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0
     assert "alerts the engine would have sent" in result.stdout
+
+
+def test_replay_prints_the_same_bytes_whatever_the_hash_seed(tmp_path: Path) -> None:
+    """Operators diff two replays to see what a threshold change does: the output must not
+    depend on set order (string hashes are seeded per process). The parent scopes of an
+    alert once came out in either order."""
+    import os
+    import subprocess
+    import sys
+
+    events, config = _files(tmp_path)
+    # With [team, model] beside [team, feature]: the runaway key is its team's only agent
+    # key on its model, so both show its excess alike, and tie.
+    dims = "dimensions: [[], [team], [team, feature], [team, model], [api_key], [model]]\n"
+    config.write_text(dims + config.read_text())
+    outputs = []
+    for seed in ("1", "2", "3", "4"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "spendbrake.cli",
+                "replay",
+                str(events),
+                "--config",
+                str(config),
+            ],
+            capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            check=True,
+        )
+        outputs.append(done.stdout)
+    assert b'"also":[{"team":"search","model":' in outputs[0]
+    assert len(set(outputs)) == 1
