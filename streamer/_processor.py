@@ -353,7 +353,8 @@ class PartitionProcessor:
     ) -> None:
         """Check event time, dedupe, price and roll up one valid event."""
         ts: float = event.ts  # type: ignore[assignment]
-        if record_ts is not None and ts > record_ts + self.max_future_s:
+        # A record timestamp of -1 ms is Kafka's "none" (message format v0): no check.
+        if record_ts is not None and record_ts >= 0 and ts > record_ts + self.max_future_s:
             self._dead(
                 "ts",
                 f"is {ts - record_ts:.0f}s after the record was written "

@@ -366,3 +366,17 @@ def test_window_totals_past_2_64_nano_dollars_survive_a_snapshot(tmp_path) -> No
     assert day.metrics[:2] == (n * 10**15 + 10**9, n + 1)
     assert restored.process(event(0, T0, 1_000_000.0), n + 1) is None
     assert restored.stats.duplicates == 1
+
+
+def test_a_record_without_a_kafka_timestamp_is_counted() -> None:
+    """-1 is Kafka's "no timestamp" (message format v0, some proxies): every event looked
+    an hour and more "after the record was written" and went to the DLQ."""
+    for batch in (False, True):
+        proc = PartitionProcessor("spend.events", 0, DIMS, PRICES)
+        records = [event(i, T0 + i) for i in range(3)]
+        if batch:
+            proc.process_many(records, range(3), [-1] * 3)
+        else:
+            for offset, raw in enumerate(records):
+                proc.process(raw, offset, record_ts=-0.001)
+        assert proc.flush().dead == [] and proc.stats.valid == 3
