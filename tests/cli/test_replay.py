@@ -89,3 +89,31 @@ def test_replay_prints_the_same_bytes_whatever_the_hash_seed(tmp_path: Path) -> 
         outputs.append(done.stdout)
     assert b'"also":[{"team":"search","model":' in outputs[0]
     assert len(set(outputs)) == 1
+
+
+def test_a_file_out_of_event_time_order_is_noted_and_sort_replays_it_in_order(
+    tmp_path: Path,
+) -> None:
+    """An export grouped by partition or team: in file order its events are late
+    corrections (as live would count them arriving so); --sort gives the sorted file's alerts."""
+    import random
+
+    events, config = _files(tmp_path)
+    lines = events.read_bytes().splitlines(keepends=True)
+    # Four partitions exported one after another: each in order, the whole not.
+    shuffled = tmp_path / "by-partition.jsonl"
+    parts = [lines[i::4] for i in range(4)]
+    random.Random(1).shuffle(parts)
+    shuffled.write_bytes(b"".join(line for part in parts for line in part))
+
+    def run(path: Path, *options: str) -> tuple[str, str]:
+        result = CliRunner().invoke(main, ["replay", str(path), "--config", str(config), *options])
+        assert result.exit_code == 0, result.output
+        return result.stdout, result.stderr
+
+    in_order, quiet = run(events)
+    unsorted, noted = run(shuffled)
+    resorted, sorted_note = run(shuffled, "--sort")
+    assert "late corrections" not in quiet and "late corrections" in noted and "--sort" in noted
+    assert " 0 late" in sorted_note and "late corrections" not in sorted_note
+    assert resorted == in_order and unsorted != in_order
