@@ -1,14 +1,17 @@
 """State memory per series at N active series (default 100,000).
 
-Builds what one process holds per series: the open rollup windows of a
-``RollupState`` (one dimension set, ``[api_key]``, so N values are N series;
-each series gets a call every 5 minutes for 15 minutes of event time, so its
-open windows are the day, the hour and the minutes still within the allowed
-lateness, as in a live worker), and the detect stage's ``SpendWatch`` fed with that
-state's own flushes (per series: its scope, its open hour's parts, what it last
-peeked and learned), holding the detectors of the default config: one per entry of
-``Config().detectors`` (``baseline`` and ``wow`` on cost, ``baseline`` and ``wow`` on
-cost per call), after four weeks of hourly history. (Until 2026-12-03 the bench held
+Builds what one process holds per series: the open rollup windows of the
+``RollupState`` of each input partition (one dimension set, ``[api_key]``, so N values
+are N series; each series gets a call every 5 minutes for 15 minutes of event time,
+so its open windows are the day, the hour and the minutes still within the allowed
+lateness, as in a live worker; its three calls land on three of the default four
+partitions, as events keyed by ``event_id`` do, and each partition keeps windows of its
+own: until 2026-12-04 the bench had one partition, and counted a third of this), and
+the detect stage's ``SpendWatch`` fed with those states' own flushes (per series: its
+key, its open hour's parts, one per partition, and what it learned last), holding the
+detectors of the default config: one per entry of ``Config().detectors`` (``baseline``
+and ``wow`` on cost, ``baseline`` and ``wow`` on cost per call), after four weeks of
+hourly history. (Until 2026-12-03 the bench held
 the detectors in plain lists, not in a watch: it left out about 1.4 KB a series.)
 
 Detector histories: 64 detectors of each entry learn 64 different synthetic
@@ -27,7 +30,7 @@ that the allocator keeps. Then, with everything freed, ``tracemalloc`` gives
 the bytes Python allocated for each part, divided by N. Takes a few minutes
 at 100,000 series (tracemalloc slows allocation down).
 
-    python -m bench.bench_memory [--series N] [--json]
+    python -m bench.bench_memory [--series N] [--partitions P] [--json]
 """
 
 from __future__ import annotations
@@ -85,14 +88,16 @@ def warm_detectors(cfg: DetectorConfig) -> list[bytes]:
     return out
 
 
-def build(series: int) -> tuple[RollupState, SpendWatch]:
+def build(series: int, partitions: int = 1) -> tuple[list[RollupState], SpendWatch]:
     """Open windows of ``series`` api keys after 15 minutes of calls every 5 minutes each,
-    and a watch that observed every flush of them."""
-    state = RollupState([["api_key"]])
-    watch = SpendWatch(Config(dimensions=[["api_key"]]))
+    spread over the input ``partitions`` (events are keyed by ``event_id``, so one key's calls
+    land on several), and a watch that observed every flush of them."""
+    states = [RollupState([["api_key"]], partition=p) for p in range(partitions)]
+    watch = SpendWatch(Config(dimensions=[["api_key"]]), partitions=partitions)
     rng = random.Random(1)
     for minute in range(15):
         for i in range(-minute % 5, series, 5):
+            state = states[(i + minute) % partitions]
             ts = START_TS + minute * 60 + rng.random() * 60
             event = UsageEvent(
                 event_id="",
@@ -108,9 +113,11 @@ def build(series: int) -> tuple[RollupState, SpendWatch]:
         if minute % 5 == 4:
             # Fold fine cells into windows and close what the watermark passed; the detect
             # stage reads the records.
-            watch.observe(state.flush())
+            for state in states:
+                watch.observe(state.flush())
+                watch.set_mark(state.partition, state.watermark)
             watch.advance()
-    return state, watch
+    return states, watch
 
 
 def install_warm_detectors(watch: SpendWatch, pickles: list[list[bytes]]) -> None:
@@ -123,15 +130,15 @@ def label(cfg: DetectorConfig) -> str:
     return cfg.kind if cfg.metric == "cost_usd" else f"{cfg.kind}_{cfg.metric}"
 
 
-def measure(series: int) -> dict[str, Any]:
+def measure(series: int, partitions: int = 4) -> dict[str, Any]:
     pickles = [warm_detectors(cfg) for cfg in DETECTORS]
     gc.collect()
     rss_before = rss_mb()
-    rollups, watch = build(series)
+    rollups, watch = build(series, partitions)
     install_warm_detectors(watch, pickles)
     gc.collect()
     rss_after = rss_mb()
-    open_windows = rollups.open_windows()
+    open_windows = sum(state.open_windows() for state in rollups)
     watched = len(watch.series)
     del rollups, watch
     gc.collect()
@@ -139,7 +146,7 @@ def measure(series: int) -> dict[str, Any]:
     # Traced, then taken apart: the detectors, then the rest of the watch, then the rollups.
     tracemalloc.start()
     base, _ = tracemalloc.get_traced_memory()
-    rollups, watch = build(series)
+    rollups, watch = build(series, partitions)
     install_warm_detectors(watch, pickles)
     gc.collect()
     total, _ = tracemalloc.get_traced_memory()
@@ -157,6 +164,7 @@ def measure(series: int) -> dict[str, Any]:
     detector_b = (total - without_detectors) / series
     return {
         "series": series,
+        "partitions": partitions,
         "open_windows": open_windows,
         "watched_series": watched,
         "rollup_bytes_per_series": round(rollup_b),
@@ -178,9 +186,16 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--series", type=int, default=100_000)
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=4,
+        help="input partitions the events spread over, all held by this process (default 4, "
+        "as kafka.partitions)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = measure(args.series)
+    result = measure(args.series, args.partitions)
     if args.json:
         print(orjson.dumps(result).decode())
         return

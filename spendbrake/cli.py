@@ -867,12 +867,20 @@ def bench_crash(events: int, kills: int, seed: int, as_json: bool) -> None:
 
 @bench.command("memory")
 @click.option("--series", default=100_000, show_default=True, help="Active series to build.")
+@click.option(
+    "--partitions",
+    default=4,
+    show_default=True,
+    help="Input partitions each series' events spread over, all in this process.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_memory(series: int, as_json: bool) -> None:
-    """State memory per series: open rollup windows plus the default config's detectors."""
+def bench_memory(series: int, partitions: int, as_json: bool) -> None:
+    """State memory per series: open rollup windows, the detect stage's watch and the
+    default config's detectors."""
     from bench.bench_memory import main as run_bench
 
-    run_bench(["--series", str(series), *(["--json"] if as_json else [])])
+    args = ["--series", str(series), "--partitions", str(partitions)]
+    run_bench([*args, *(["--json"] if as_json else [])])
 
 
 @bench.command("latency")

@@ -1,0 +1,20 @@
+"""The memory benchmark's build: every series' windows in every partition its events
+landed on, and one watch over them (bytes are not checked, what is built is)."""
+
+from __future__ import annotations
+
+from bench.bench_memory import build
+
+
+def test_each_partition_keeps_its_own_windows_and_the_watch_sums_their_parts() -> None:
+    states, watch = build(200, partitions=4)
+    assert len(states) == 4 and all(state.open_windows() > 0 for state in states)
+    # Three calls a series on three partitions: each of them holds the series' day and hour.
+    long = [len(t.rows) for s in states for span, t in s.windows.items() if span[0] >= 3600]
+    assert sum(long) == 200 * 3 * 2
+    one_states, one_watch = build(200, partitions=1)
+    assert sum(s.open_windows() for s in states) > 1.5 * one_states[0].open_windows()
+    assert len(watch.series) == len(one_watch.series) == 200
+    parts = [len({p for _, p, _ in s.parts}) for s in watch.series.values()]
+    assert min(parts) == max(parts) == 3
+    assert watch.now > 0  # the marks moved the watch's watermark: early looks ran
