@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from array import array
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -63,6 +64,8 @@ class RollupLike(Protocol):
     metrics: tuple[int, ...]
 
 
+#: Values per open part in ``_Series.parts``.
+_ROW = 5
 #: One tuple per distinct list of config indices, shared by every series it applies to.
 _SLOTS: dict[tuple[int, ...], tuple[int, ...]] = {}
 
@@ -86,8 +89,10 @@ class _Series:
         #: (dims, values): the watch's key for this series
         self.key = key
         self.detectors = list(detectors)
-        #: (hour start, partition, epoch) -> (cost_nusd, calls) of the hours still open
-        self.parts: dict[tuple[int, int, int], tuple[int, int]] = {}
+        #: The hours still open, as rows of (hour start, partition, epoch, cost_nusd, calls)
+        #: one after another: a row is 40 bytes where a dict entry, its key and value tuples
+        #: and their ints were about 180. A total past int64 turns it into a list.
+        self.parts: array[int] | list[int] = array("q")
         self.last_spend_hour = 0
         #: (hour start, cost_nusd, calls) of the hour its detectors learned last
         self.closed: tuple[int, int, int] = (0, 0, 0)
@@ -107,24 +112,58 @@ class _Series:
         self.slots = _SLOTS.setdefault(slots, slots)
         self.dets = tuple(d for _, d in pairs)
 
+    def set_part(self, hour: int, partition: int, epoch: int, cost: int, calls: int) -> bool:
+        """Set one partition's and epoch's absolute (cost_nusd, calls) of ``hour``; False if
+        they were already so (a re-sent record: nothing to score)."""
+        parts = self.parts
+        for i in range(0, len(parts), _ROW):
+            if parts[i] == hour and parts[i + 1] == partition and parts[i + 2] == epoch:
+                if parts[i + 3] == cost and parts[i + 4] == calls:
+                    return False
+                self._write(i + 3, (cost, calls))
+                return True
+        self._write(len(parts), (hour, partition, epoch, cost, calls))
+        return True
+
+    def _write(self, at: int, values: tuple[int, ...]) -> None:
+        parts = self.parts
+        if type(parts) is list:
+            parts[at : at + len(values)] = values
+            return
+        try:
+            parts[at : at + len(values)] = array("q", values)
+        except OverflowError:
+            self.parts = [*parts]
+            self.parts[at : at + len(values)] = values
+
+    def part_items(self) -> list[tuple[tuple[int, int, int], tuple[int, int]]]:
+        """((hour, partition, epoch), (cost_nusd, calls)) of every part."""
+        p = self.parts
+        return [((p[i], p[i + 1], p[i + 2]), (p[i + 3], p[i + 4])) for i in range(0, len(p), _ROW)]
+
     def hours(self) -> list[int]:
         """The open hours, earliest first."""
-        return sorted({hour for hour, _, _ in self.parts})
+        return sorted(set(self.parts[::_ROW]))
 
     def total(self, hour: int) -> tuple[int, int]:
         """(cost_nusd, calls) of ``hour`` summed over its partitions and epochs."""
+        parts = self.parts
         cost = calls = 0
-        for (h, _, _), (c, n) in self.parts.items():
-            if h == hour:
-                cost += c
-                calls += n
+        for i in range(0, len(parts), _ROW):
+            if parts[i] == hour:
+                cost += parts[i + 3]
+                calls += parts[i + 4]
         return cost, calls
 
     def pop_hour(self, hour: int) -> tuple[int, int]:
         """``total(hour)``, forgetting the hour."""
         out = self.total(hour)
-        for key in [k for k in self.parts if k[0] == hour]:
-            del self.parts[key]
+        parts = self.parts
+        kept = [
+            x for i in range(0, len(parts), _ROW) if parts[i] != hour for x in parts[i : i + _ROW]
+        ]
+        if len(kept) != len(parts):
+            self.parts = array("q", kept) if type(parts) is array else kept
         return out
 
     def __getstate__(self) -> dict[str, Any]:
@@ -137,6 +176,11 @@ class _Series:
         if "hours" in slots:
             hours = slots.pop("hours")
             slots["parts"] = {(h, p, e): v for h, by in hours.items() for (p, e), v in by.items()}
+        if isinstance(slots.get("parts"), dict):  # until 2026-12-04: a dict of parts
+            old = slots.pop("parts")
+            self.parts = array("q")
+            for (h, p, e), (cost, calls) in sorted(old.items()):
+                self.set_part(h, p, e, cost, calls)
         if "scope" in slots:
             scope = slots.pop("scope")
             slots["key"] = (tuple(n for n, _ in scope), tuple(v for _, v in scope))
@@ -313,10 +357,8 @@ class SpendWatch:
             # Decoded records bring their own dims tuple: series share the first one.
             sk = (self._dim_sets.setdefault(dims, dims), sk[1])
             series = self.series[sk] = self._new_series(sk)
-        part = (r.metrics[0], r.metrics[1])
-        if series.parts.get((r.window_start, r.partition, r.epoch)) == part:
+        if not series.set_part(r.window_start, r.partition, r.epoch, r.metrics[0], r.metrics[1]):
             return  # the same absolute values again (a re-sent record): nothing to score
-        series.parts[(r.window_start, r.partition, r.epoch)] = part
         if r.metrics[0] > 0:
             series.last_spend_hour = max(series.last_spend_hour, r.window_start)
         self._dirty.add((sk, r.window_start))
@@ -378,7 +420,7 @@ class SpendWatch:
         if self.closed_until is None:
             # Start at the earliest hour any series holds: with a backlog, the watermark is
             # already days past the first hours when every partition has reported.
-            held = [h for series in self.series.values() for h, _, _ in series.parts]
+            held = [h for series in self.series.values() for h in series.parts[::_ROW]]
             self.closed_until = min(held, default=int(self.now // HOUR) * HOUR)
         closed = 0
         alerts: list[Alert] = []

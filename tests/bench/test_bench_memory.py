@@ -15,6 +15,6 @@ def test_each_partition_keeps_its_own_windows_and_the_watch_sums_their_parts() -
     one_states, one_watch = build(200, partitions=1)
     assert sum(s.open_windows() for s in states) > 1.5 * one_states[0].open_windows()
     assert len(watch.series) == len(one_watch.series) == 200
-    parts = [len({p for _, p, _ in s.parts}) for s in watch.series.values()]
+    parts = [len({p for (_, p, _), _ in s.part_items()}) for s in watch.series.values()]
     assert min(parts) == max(parts) == 3
     assert watch.now > 0  # the marks moved the watch's watermark: early looks ran

@@ -318,3 +318,17 @@ def test_cost_per_call_is_judged_with_its_calls_as_weight() -> None:
     assert alerts and all(a.scope.items() <= chat.items() for a in alerts), alerts
     assert all(a.kind == "cost_per_call" for a in alerts)
     assert {(a.window_start - T0) // HOUR for a in alerts} <= set(changed)
+
+
+def test_open_hour_parts_are_set_absolutely_and_stay_exact_past_int64() -> None:
+    from detectors._watch import _Series
+
+    s = _Series((("api_key",), ("k",)))
+    assert s.set_part(7200, 0, 0, 5, 1) and s.set_part(3600, 0, 0, 2**62, 1)
+    assert s.set_part(3600, 1, 0, 2**62, 1) and s.set_part(3600, 1, 0, 2**62 + 1, 2)
+    assert not s.set_part(3600, 1, 0, 2**62 + 1, 2)  # the same values again
+    assert s.set_part(3600, 2, 3, 2**64, 2)  # past int64: the rows become a list
+    assert s.total(3600) == (2**62 + 2**62 + 1 + 2**64, 5) and s.hours() == [3600, 7200]
+    assert s.pop_hour(3600) == (2**63 + 1 + 2**64, 5)
+    assert s.hours() == [7200] and s.part_items() == [((7200, 0, 0), (5, 1))]
+    assert s.pop_hour(7200) == (5, 1) and not s.parts
