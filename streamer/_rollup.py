@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -383,11 +384,13 @@ class RollupState:
         outcomes = self.outcomes
         if len(self._series) > 2 * self.open_windows() + 10_000:
             self._series = {}  # forget series whose windows all closed
-        share = self._series.setdefault
+        known = self._series
         dirty: set[tuple[Span, Series]] = set()
         dim_windows_s = self.dim_windows_s
         for (d, values, start, epoch), delta in parts.items():
-            series = share((d, values), (d, values))
+            series = known.get((d, values))
+            if series is None:
+                series = known[(d, values)] = _interned(d, values)
             for w in dim_windows_s[d]:
                 span = (w, start // w * w, epoch)
                 totals = windows.get(span)
@@ -468,10 +471,10 @@ class RollupState:
         self.outcomes = {}
         self._closing = {}
         self._series = {}
-        share = self._series.setdefault
+        known = self._series
         for k, v in data.get("windows", []):
             series = (k[0], tuple(k[1]))
-            series = share(series, series)
+            series = known.get(series) or known.setdefault(series, _interned(*series))
             span = (k[2], k[3], k[4])
             totals = self.windows.get(span)
             if totals is None:
@@ -483,6 +486,12 @@ class RollupState:
 
     def open_windows(self) -> int:
         return sum(len(totals.rows) for totals in self.windows.values())
+
+
+def _interned(d: int, values: tuple[str | None, ...]) -> Series:
+    """A new series with its attribute strings interned: the partitions of one process
+    hold the same key and team names, each decoded from its own events."""
+    return (d, tuple(None if v is None else sys.intern(v) for v in values))
 
 
 def _projector(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
