@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 from array import array
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -354,8 +355,9 @@ class SpendWatch:
         sk = (dims, tuple(r.values))
         series = self.series.get(sk)
         if series is None:
-            # Decoded records bring their own dims tuple: series share the first one.
-            sk = (self._dim_sets.setdefault(dims, dims), sk[1])
+            # Decoded records bring their own dims tuple and strings: share them.
+            values = tuple(None if v is None else sys.intern(v) for v in sk[1])
+            sk = (self._dim_sets.setdefault(dims, dims), values)
             series = self.series[sk] = self._new_series(sk)
         if not series.set_part(r.window_start, r.partition, r.epoch, r.metrics[0], r.metrics[1]):
             return  # the same absolute values again (a re-sent record): nothing to score
