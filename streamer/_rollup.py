@@ -389,8 +389,9 @@ class RollupState:
         dim_windows_s = self.dim_windows_s
         for (d, values, start, epoch), delta in parts.items():
             series = known.get((d, values))
-            if series is None:
-                series = known[(d, values)] = _interned(d, values)
+            if series is None:  # the interned tuple is the key too: nothing else kept
+                series = _interned(d, values)
+                known[series] = series
             for w in dim_windows_s[d]:
                 span = (w, start // w * w, epoch)
                 totals = windows.get(span)
@@ -474,7 +475,11 @@ class RollupState:
         known = self._series
         for k, v in data.get("windows", []):
             series = (k[0], tuple(k[1]))
-            series = known.get(series) or known.setdefault(series, _interned(*series))
+            shared = known.get(series)
+            if shared is None:
+                shared = _interned(*series)
+                known[shared] = shared
+            series = shared
             span = (k[2], k[3], k[4])
             totals = self.windows.get(span)
             if totals is None:
