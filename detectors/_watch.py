@@ -357,6 +357,8 @@ class SpendWatch:
         if series is None:
             # Decoded records bring their own dims tuple and strings: share them.
             values = tuple(None if v is None else sys.intern(v) for v in sk[1])
+            if all(a is b for a, b in zip(values, sk[1], strict=True)):
+                values = sk[1]  # already shared (in-process, the rollup state's own tuple)
             sk = (self._dim_sets.setdefault(dims, dims), values)
             series = self.series[sk] = self._new_series(sk)
         if not series.set_part(r.window_start, r.partition, r.epoch, r.metrics[0], r.metrics[1]):
