@@ -44,6 +44,7 @@ from schemas import PriceTable
 from spendbrake._broker import EmbeddedBroker, ensure_topics
 from spendbrake._simulate import simulate
 from streamer import RollupRecord, RollupTotals, to_nusd
+from streamer._rollup import decode_rollup
 
 from ._worker import worker_command
 
@@ -136,9 +137,9 @@ class RollupTail:
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=20_000)
                 for messages in batches.values():
-                    rows = (orjson.loads(m.value) for m in messages)
+                    decoded = (decode_rollup(m.value) for m in messages)
                     # Watermark marks share the topic with the windows.
-                    self.totals.update(RollupRecord.from_wire(r) for r in rows if "mark" not in r)
+                    self.totals.update(r for r in decoded if isinstance(r, RollupRecord))
                     self.records += len(messages)
         finally:
             await consumer.stop()

@@ -9,6 +9,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamer import RollupRecord, RollupTotals
+from streamer._rollup import decode_rollup
 
 
 def event_key(raw: bytes) -> bytes | None:
@@ -66,9 +67,9 @@ async def read_totals(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Ro
         while pending and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500, max_records=50_000)
             for tp, messages in batches.items():
-                rows = (orjson.loads(m.value) for m in messages)
-                # Watermark marks ({"mark": partition, ...}) share the topic with the windows.
-                totals.update(RollupRecord.from_wire(row) for row in rows if "mark" not in row)
+                decoded = (decode_rollup(m.value) for m in messages)
+                # Watermark marks share the topic with the windows.
+                totals.update(r for r in decoded if isinstance(r, RollupRecord))
                 if messages and messages[-1].offset + 1 >= ends[tp]:
                     pending.discard(tp)
     finally:

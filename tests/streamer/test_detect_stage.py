@@ -162,7 +162,7 @@ def test_records_the_watch_skips_are_skipped_undecoded_and_change_nothing() -> N
     from schemas import Config, PriceTable
     from streamer import PartitionProcessor
     from streamer._detect_stage import minute_sets, unread
-    from streamer._rollup import RollupRecord, encode_rollup
+    from streamer._rollup import decode_rollup, encode_rollup
 
     config = Config.model_validate(
         {
@@ -183,8 +183,8 @@ def test_records_the_watch_skips_are_skipped_undecoded_and_change_nothing() -> N
     kept = [v for v in values if not unread(v, wanted)]
     assert 0 < len(kept) < len(values) / 2  # most records are minutes of other sets
     assert not any(b'"window_s":86400,' in v for v in kept)
-    whole.observe(RollupRecord.from_wire(orjson.loads(v)) for v in values)
-    filtered.observe(RollupRecord.from_wire(orjson.loads(v)) for v in kept)
+    whole.observe(decode_rollup(v) for v in values)
+    filtered.observe(decode_rollup(v) for v in kept)
     for watch in (whole, filtered):
         watch.set_mark(0, start + 3 * 3600)
 
