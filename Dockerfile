@@ -6,7 +6,7 @@ COPY streamer ./streamer
 COPY detectors ./detectors
 COPY actions ./actions
 COPY spendbrake ./spendbrake
-RUN pip install --no-cache-dir . && useradd --create-home spendbrake \
+RUN pip install --no-cache-dir ".[server,report]" && useradd --create-home spendbrake \
     && mkdir -p /var/lib/spendbrake && chown spendbrake /var/lib/spendbrake
 USER spendbrake
 ENV SPENDBRAKE_STATE_DIR=/var/lib/spendbrake

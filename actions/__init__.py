@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from actions._outbox import Incident, Outbox, Task
-from actions._policy import apply_policies, pausable
-from actions._retry import backoff_delay
+from spendbrake.actions._outbox import Incident, Outbox, Task
+from spendbrake.actions._policy import apply_policies, pausable
+from spendbrake.actions._retry import backoff_delay
 
 if TYPE_CHECKING:
-    from actions._gateway import (
+    from spendbrake.actions._gateway import (
         DryRunGateway,
         Gateway,
         GatewayOutcome,
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         sign_webhook,
         verify_webhook_signature,
     )
-    from actions._interactive import (
+    from spendbrake.actions._interactive import (
         Interaction,
         InteractionServer,
         Rejected,
@@ -60,7 +60,7 @@ _LAZY = {**dict.fromkeys(_GATEWAY, "_gateway"), **dict.fromkeys(_INTERACTIVE, "_
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'actions' has no attribute {name!r}")
+        raise AttributeError(f"module 'spendbrake.actions' has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value

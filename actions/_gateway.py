@@ -32,8 +32,7 @@ from typing import ClassVar, Literal, Protocol
 import httpx
 import orjson
 from pydantic import SecretStr
-
-from schemas import ConfigError, GatewayConfig
+from spendbrake.schemas import ConfigError, GatewayConfig
 
 __all__ = [
     "DryRunGateway",

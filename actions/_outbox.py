@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
-from schemas import format_ts
+from spendbrake.schemas import format_ts
 
 from ._blocks import mask as _short
 

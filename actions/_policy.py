@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from schemas import Alert, KeyInfo, PolicyConfig
+from spendbrake.schemas import Alert, KeyInfo, PolicyConfig
 
 __all__ = ["PAUSE_KINDS", "apply_policies", "pausable"]
 

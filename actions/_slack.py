@@ -26,8 +26,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
-
-from schemas import SlackConfig
+from spendbrake.schemas import SlackConfig
 
 __all__ = ["SlackNotifier", "SlackOutcome"]
 

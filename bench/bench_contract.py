@@ -1,7 +1,7 @@
 """Per-event cost of contract v1 validation: our hand-written decoder against an
 equivalent pydantic v2 model, both measured in this run.
 
-    python -m bench.bench_contract [--events N] [--json]
+    python -m bench contract [--events N] [--json]
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from typing import Annotated, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from schemas import decode_event
-from schemas._event import decode_event_checked
+from spendbrake.schemas import decode_event
+from spendbrake.schemas._event import decode_event_checked
 
 NonNeg = Annotated[int, Field(ge=0, le=1_000_000_000, strict=True)]
 Text = Annotated[str, Field(min_length=1, max_length=512, strict=True)]
@@ -112,13 +111,13 @@ def measure(events: list[bytes]) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     result = measure(sample(args.events))
     if args.json:
         print(orjson.dumps(result).decode())

@@ -20,7 +20,7 @@ and the rollup records read. The test suite runs the same check on 50,000 events
 late and malformed records too (``tests/streamer/test_worker.py``); this one takes a few
 minutes.
 
-    python -m bench.bench_crash [--events N] [--kills K] [--seed S] [--json]
+    python -m bench crash [--events N] [--kills K] [--seed S] [--json]
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from spendbrake.schemas import PriceTable
+from spendbrake.streamer import RollupRecord, RollupTotals, to_nusd
+from spendbrake.streamer._rollup import decode_rollup
 
-from schemas import PriceTable
 from spendbrake._broker import EmbeddedBroker, ensure_topics
 from spendbrake._simulate import simulate
-from streamer import RollupRecord, RollupTotals, to_nusd
-from streamer._rollup import decode_rollup
 
 from ._worker import worker_command
 

@@ -20,7 +20,7 @@ alert (launch-step alerts included); those first raised in the warm-up are repor
 A pause (at any time) is wrong when a target's label does not allow a pause (critical keys,
 keys outside runaway scenarios) or when it detects no incident of that key.
 
-    python -m bench.bench_detect [--seed N] [--series N] [--weeks 5] [--json]
+    python -m bench detect [--seed N] [--series N] [--weeks 5] [--json]
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from spendbrake.schemas import Config, DetectorConfig, UsageEvent
 
 from bench.scenarios import HOUR, SCENARIOS, WARMUP_WEEKS, Labels, ScenarioSet, generate
-from schemas import Config, DetectorConfig, UsageEvent
 
 #: An alert detects an incident when its window overlaps [start - before, end + after].
 PAD_BEFORE_S = 1 * HOUR

@@ -9,7 +9,7 @@ topic and prints one JSON line: events, seconds from the first event reaching
 the table to the last, events/s, and its peak RSS. Windows are Faust's default
 (relative to the record timestamp, closed on wall-clock time).
 
-    python -m bench.bench_faust --bootstrap HOST:PORT --topic T --events N --datadir DIR
+    python -m bench faust --bootstrap HOST:PORT --topic T --events N --datadir DIR
 """
 
 from __future__ import annotations

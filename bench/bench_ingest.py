@@ -20,7 +20,7 @@ final checkpoint (every output acknowledged, snapshots saved), and
 peak RSS (of this process, which runs the bare loop and the worker, and of
 the Faust process).
 
-    python -m bench.bench_ingest [--events N] [--faust-events M] [--json]
+    python -m bench ingest [--events N] [--faust-events M] [--json]
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from spendbrake.schemas import Config
+from spendbrake.streamer import IngestWorker, WorkerSettings, tune_gc
 
-from schemas import Config
 from spendbrake._broker import EmbeddedBroker, ensure_topics
 from spendbrake._simulate import simulate
-from streamer import IngestWorker, WorkerSettings, tune_gc
 
 PARTITIONS = 4
 START_TS = 1_791_158_400.0  # a Monday

@@ -8,7 +8,7 @@ the ingest busy. Each sample is one event that takes a team past its daily budge
 stop: the detector stage alerts and the policy pauses the team's batch key on the spot,
 so what is measured is processing time, not the detector's event-time windows.
 
-    python -m bench.bench_latency [--samples 20] [--rate 10000] [--json]
+    python -m bench latency [--samples 20] [--rate 10000] [--json]
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ that the allocator keeps. Then, with everything freed, ``tracemalloc`` gives
 the bytes Python allocated for each part, divided by N. Takes a few minutes
 at 100,000 series (tracemalloc slows allocation down).
 
-    python -m bench.bench_memory [--series N] [--partitions P] [--json]
+    python -m bench memory [--series N] [--partitions P] [--json]
 """
 
 from __future__ import annotations
@@ -45,10 +45,9 @@ import tracemalloc
 from typing import Any
 
 import orjson
-
-from detectors import Detector, SpendWatch, make_detector
-from schemas import Config, DetectorConfig, UsageEvent
-from streamer import RollupState
+from spendbrake.detectors import Detector, SpendWatch, make_detector
+from spendbrake.schemas import Config, DetectorConfig, UsageEvent
+from spendbrake.streamer import RollupState
 
 START_TS = 1_791_158_400.0  # a Monday
 HISTORY_H = 4 * 168

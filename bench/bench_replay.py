@@ -15,7 +15,7 @@ matters: the same N over fewer weeks puts more events into each window, and repl
 per-window work (rollup flushes, early looks, budget checks) is then shared by more
 events. The issue's target is 200,000 events/s.
 
-    python -m bench.bench_replay [--events N] [--weeks W] [--json]
+    python -m bench replay [--events N] [--weeks W] [--json]
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from spendbrake.schemas import Config
 
-from schemas import Config
 from spendbrake._replay import ReplayStats, replay_lines
 from spendbrake._simulate import parse_incident, simulate
 

@@ -7,7 +7,7 @@ partials and a few alerts. Then times ``build_report`` for the month 2026-10 by 
 dimension and the chart's query, against baselines measured in the same run on the same
 file: a full-table ``SELECT COUNT(*)`` and a full-table ``SUM(cost_nusd)``.
 
-    python -m bench.bench_report [--series N] [--traces N] [--json]
+    python -m bench report [--series N] [--traces N] [--json]
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from spendbrake.schemas import parse_ts
+from spendbrake.streamer import RollupRecord, StoreBatch, TracePartial, apply_batch, connect_store
 
-from schemas import parse_ts
 from spendbrake._report import build_report, parse_period, team_model_costs
-from streamer import RollupRecord, StoreBatch, TracePartial, apply_batch, connect_store
 
 START = int(parse_ts("2026-05-01T00:00:00Z"))
 END = int(parse_ts("2026-11-01T00:00:00Z"))

@@ -4,7 +4,7 @@ The baseline, measured in the same run, is serializing the event with orjson:
 the least any producer must do. Ratios, not absolute times, are what to
 compare across machines.
 
-    python -m bench.bench_sdk [--events N] [--json]
+    python -m bench sdk [--events N] [--json]
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import orjson
+from spendbrake.schemas import UsageEvent
 
-from schemas import UsageEvent
 from spendbrake._broker import EmbeddedBroker, ensure_topics, free_port
 from spendbrake.sdk import SpendProducer
 
@@ -87,13 +87,13 @@ def run(n: int) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     result = run(args.events)
     if args.json:
         print(orjson.dumps(result).decode())

@@ -35,8 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from schemas import BudgetConfig, UsageEvent
+from spendbrake.schemas import BudgetConfig, UsageEvent
 
 __all__ = [
     "HOUR",

@@ -12,10 +12,10 @@ Importing this package registers every detector module below.
 
 from __future__ import annotations
 
-from detectors import _cloud, _river, _seasonal, _wow, _wow_naive  # noqa: F401  (registers)
-from detectors._base import Detector, Verdict, available, make_detector, register
-from detectors._budget import BudgetTracker, BudgetVerdict
-from detectors._watch import SpendWatch
+from spendbrake.detectors import _cloud, _river, _seasonal, _wow, _wow_naive  # noqa: F401  (registers)
+from spendbrake.detectors._base import Detector, Verdict, available, make_detector, register
+from spendbrake.detectors._budget import BudgetTracker, BudgetVerdict
+from spendbrake.detectors._watch import SpendWatch
 
 __all__ = [
     "BudgetTracker",

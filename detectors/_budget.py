@@ -53,7 +53,7 @@ from numbers import Real
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from detectors._base import check, usable, usd
+from spendbrake.detectors._base import check, usable, usd
 
 __all__ = ["BudgetTracker", "BudgetVerdict"]
 

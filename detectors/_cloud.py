@@ -15,7 +15,16 @@ from __future__ import annotations
 import math
 from array import array
 
-from detectors._base import Detector, Verdict, check, ignored, ratio_score, register, usable, usd
+from spendbrake.detectors._base import (
+    Detector,
+    Verdict,
+    check,
+    ignored,
+    ratio_score,
+    register,
+    usable,
+    usd,
+)
 
 __all__ = ["CloudSigma"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from schemas import KeyInfo
-from schemas._alert import more_severe
+from spendbrake.schemas import KeyInfo
+from spendbrake.schemas._alert import more_severe
 
 __all__ = ["Candidate", "IncidentBook", "group", "inside", "narrowed", "rank"]
 

@@ -25,7 +25,7 @@ import copy
 import pickle
 from typing import Any
 
-from detectors._base import Detector, make_detector
+from spendbrake.detectors._base import Detector, make_detector
 
 __all__ = ["retune"]
 

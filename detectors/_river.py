@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 
-from detectors._base import (
+from spendbrake.detectors._base import (
     Detector,
     Verdict,
     check,
@@ -38,7 +38,7 @@ from detectors._base import (
     usable,
     usd,
 )
-from detectors._robust import BurnScale
+from spendbrake.detectors._robust import BurnScale
 
 __all__ = ["RiverSnarimax"]
 

@@ -15,7 +15,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors._base import HyperParams, expose, share
+from spendbrake.detectors._base import HyperParams, expose, share
 
 __all__ = ["BurnScale"]
 

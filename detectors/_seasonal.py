@@ -43,7 +43,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors._base import (
+from spendbrake.detectors._base import (
     Detector,
     HyperParams,
     Verdict,
@@ -58,8 +58,8 @@ from detectors._base import (
     usable,
     usd,
 )
-from detectors._logcode import EMPTY, decode, encode
-from detectors._robust import BurnScale
+from spendbrake.detectors._logcode import EMPTY, decode, encode
+from spendbrake.detectors._robust import BurnScale
 
 __all__ = ["SeasonalBaseline"]
 

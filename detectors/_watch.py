@@ -26,9 +26,9 @@ from array import array
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from detectors._base import Detector, Verdict, make_detector, usd
-from detectors._budget import BudgetTracker, BudgetVerdict
-from detectors._incidents import (
+from spendbrake.detectors._base import Detector, Verdict, make_detector, usd
+from spendbrake.detectors._budget import BudgetTracker, BudgetVerdict
+from spendbrake.detectors._incidents import (
     Candidate,
     IncidentBook,
     Scope,
@@ -38,8 +38,15 @@ from detectors._incidents import (
     rank,
     scope_text,
 )
-from detectors._retune import retune
-from schemas import KEY_DIMENSIONS, Alert, Config, DetectorConfig, KeyInfo
+from spendbrake.detectors._retune import retune
+from spendbrake.schemas import (
+    KEY_DIMENSIONS,
+    Alert,
+    Config,
+    DetectorConfig,
+    KeyInfo,
+    unpickle_state,
+)
 
 __all__ = ["RollupLike", "SpendWatch"]
 
@@ -781,7 +788,7 @@ class SpendWatch:
 
     def restore(self, data: bytes) -> list[str]:
         """Load a snapshot; returns what a config change since it was taken restarted."""
-        state = pickle.loads(data)  # our own state file, written by snapshot()
+        state = unpickle_state(data)  # our own state file, written by snapshot()
         built_from = state.pop("_built_from", None)
         self.__dict__.update(state)
         if self._dirty and not isinstance(next(iter(self._dirty))[1], int):

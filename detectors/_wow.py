@@ -29,7 +29,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors._base import (
+from spendbrake.detectors._base import (
     WEEK_S,
     Detector,
     HyperParams,
@@ -43,7 +43,7 @@ from detectors._base import (
     usable,
     usd,
 )
-from detectors._logcode import EMPTY, INF, Q, decode, encode
+from spendbrake.detectors._logcode import EMPTY, INF, Q, decode, encode
 
 __all__ = ["WeekOverWeek"]
 

@@ -12,8 +12,8 @@ buy (the same ring and gap handling are reused, so only those two differ).
 
 from __future__ import annotations
 
-from detectors._base import register
-from detectors._wow import WeekOverWeek
+from spendbrake.detectors._base import register
+from spendbrake.detectors._wow import WeekOverWeek
 
 __all__ = ["WowNaive"]
 

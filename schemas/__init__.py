@@ -35,6 +35,7 @@ from ._event import (
     validate_event,
 )
 from ._pricing import ModelPrice, PriceEntryModel, PriceTable
+from ._snapshot import unpickle_state
 
 __all__ = [
     "ALERT_KINDS",
@@ -71,5 +72,6 @@ __all__ = [
     "from_openai_usage",
     "from_otel_attributes",
     "parse_ts",
+    "unpickle_state",
     "validate_event",
 ]

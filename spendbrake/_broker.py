@@ -21,7 +21,7 @@ from types import TracebackType
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
-from schemas import SpendBrakeError
+from spendbrake.schemas import SpendBrakeError
 
 log = logging.getLogger(__name__)
 

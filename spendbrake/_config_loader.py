@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from schemas import Config, ConfigError
-from schemas._errors import show
+from spendbrake.schemas import Config, ConfigError
+from spendbrake.schemas._errors import show
 
 # ${VAR} or ${VAR:-default}, as in shells and docker compose.
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -93,7 +93,7 @@ def build_config(
 
 def _check_detectors(config: Config, marks: Mapping[Loc, str], name: str) -> list[ConfigError]:
     """Detector names and parameters, checked by building each one (the registry's own rules)."""
-    from detectors import make_detector
+    from spendbrake.detectors import make_detector
 
     problems = []
     for i, spec in enumerate(config.detectors):

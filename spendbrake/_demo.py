@@ -30,9 +30,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from actions._outbox import outcome_line
-from schemas import Config, UsageEvent
-from streamer import (
+from spendbrake.actions._outbox import outcome_line
+from spendbrake.schemas import Config, UsageEvent
+from spendbrake.streamer import (
     ActionStage,
     DetectStage,
     IngestWorker,

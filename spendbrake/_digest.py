@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
-from actions._slack import SlackNotifier
-from schemas import Config, PriceTable, SlackConfig
-from streamer._state import write_atomic
+from spendbrake.actions._slack import SlackNotifier
+from spendbrake.schemas import Config, PriceTable, SlackConfig
+from spendbrake.streamer._state import write_atomic
 
 from ._report import ReportError, parse_period, report_from_store
 

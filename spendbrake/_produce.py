@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from schemas import InvalidEvent, UsageEvent, decode_event
+from spendbrake.schemas import InvalidEvent, UsageEvent, decode_event
 from spendbrake.sdk import SpendProducer
 
 

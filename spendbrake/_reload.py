@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from schemas import Config, ConfigError
+from spendbrake.schemas import Config, ConfigError
 
 from ._config_loader import ConfigErrors, load_config
 

@@ -13,11 +13,11 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from actions import apply_policies
-from detectors import SpendWatch
-from schemas import Alert, Config, InvalidEvent, PriceTable, UsageEvent, decode_event
-from schemas._fast import fast_wire
-from streamer import PartitionProcessor
+from spendbrake.actions import apply_policies
+from spendbrake.detectors import SpendWatch
+from spendbrake.schemas import Alert, Config, InvalidEvent, PriceTable, UsageEvent, decode_event
+from spendbrake.schemas._fast import fast_wire
+from spendbrake.streamer import PartitionProcessor
 
 __all__ = ["ReplayStats", "by_event_time", "replay", "replay_lines"]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from schemas import PriceTable, SpendBrakeError, format_ts
+from spendbrake.schemas import PriceTable, SpendBrakeError, format_ts
 
 NUSD = 1_000_000_000
 DAY_S = 86400
@@ -579,7 +579,7 @@ def team_model_costs(con: Any, period: Period) -> tuple[dict[str, dict[str, int]
 
 def open_store(path: str | Path) -> Any:
     """Open the store read-only for a report, or raise ReportError saying why not."""
-    from streamer import StoreBusy, connect_store
+    from spendbrake.streamer import StoreBusy, connect_store
 
     path = Path(path)
     if not path.is_file():

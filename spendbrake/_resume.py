@@ -16,9 +16,9 @@ from collections.abc import Callable
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from actions import GatewayOutcome, Outbox, TargetKind, Task, backoff_delay, make_gateway
-from actions._outbox import audit_wire
-from schemas import Config
+from spendbrake.actions import GatewayOutcome, Outbox, TargetKind, Task, backoff_delay, make_gateway
+from spendbrake.actions._outbox import audit_wire
+from spendbrake.schemas import Config
 
 ATTEMPTS = 5
 

@@ -29,7 +29,7 @@ from typing import IO
 import numpy as np
 import orjson
 
-from schemas import UsageEvent
+from spendbrake.schemas import UsageEvent
 
 WEEK_S = 7 * 86400
 #: 1970-01-05 was a Monday: minute of week 0 is Monday 00:00 UTC.

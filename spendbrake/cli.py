@@ -13,7 +13,7 @@ from typing import IO, Any
 import click
 from rich.console import Console
 
-from schemas import Config, ConfigError, SpendBrakeError
+from spendbrake.schemas import Config, ConfigError, SpendBrakeError
 
 from . import __version__
 
@@ -66,7 +66,7 @@ def store_options(command: Any) -> Any:
 def _store_file(config: Config, store: str | None, state_dir: str) -> Any:
     from pathlib import Path
 
-    from streamer import store_path
+    from spendbrake.streamer import store_path
 
     return Path(store) if store else store_path(config, state_dir)
 
@@ -158,7 +158,7 @@ def broker(
 def _parse_start(value: str | None) -> float:
     if value is None:
         return time.time()
-    from schemas import parse_ts
+    from spendbrake.schemas import parse_ts
 
     text = value if "T" in value or " " in value else value + "T00:00:00Z"
     try:
@@ -451,9 +451,11 @@ def worker(
     """
     from pathlib import Path
 
-    import streamer  # each stage's module (and its libraries) loads only if it is chosen
-    from streamer import WorkerSettings, tune_gc
-    from streamer._metrics import serve as serve_metrics
+    from spendbrake import (
+        streamer,  # each stage's module (and its libraries) loads only if it is chosen
+    )
+    from spendbrake.streamer import WorkerSettings, tune_gc
+    from spendbrake.streamer._metrics import serve as serve_metrics
 
     from ._broker import ensure_topics
     from ._logs import setup_logging
@@ -729,7 +731,7 @@ def report(
     Example: spendbrake report --period 2026-10 --by team --chart spend.png
     """
 
-    from schemas import PriceTable
+    from spendbrake.schemas import PriceTable
 
     from ._report import ReportError, parse_period, report_from_store
     from ._report_render import render_csv, render_json, render_table
@@ -792,7 +794,7 @@ def digest(
     import tempfile
     from pathlib import Path
 
-    from schemas import PriceTable
+    from spendbrake.schemas import PriceTable
 
     from ._digest import DigestError, send_digest
     from ._report import ReportError, parse_period, report_from_store
@@ -826,96 +828,6 @@ def digest(
         err.print(
             f"digest {chosen.label} was already in {where} (ts {result.ts}); --force posts it again"
         )
-
-
-@main.group()
-def bench() -> None:
-    """Benchmarks that print figures and ratios against a baseline measured in the same run."""
-
-
-@bench.command("ingest")
-@click.option(
-    "--events", default=1_000_000, show_default=True, help="Simulated events to publish once."
-)
-@click.option(
-    "--faust-events",
-    default=20_000,
-    show_default=True,
-    help="Records the naive Faust pipeline reads (it is slow); 0 skips it.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_ingest(events: int, faust_events: int, as_json: bool) -> None:
-    """Worker events/s against a bare aiokafka loop and a naive Faust pipeline (embedded broker)."""
-    from bench.bench_ingest import main as run_bench
-
-    args = ["--events", str(events), "--faust-events", str(faust_events)]
-    run_bench([*args, *(["--json"] if as_json else [])])
-
-
-@bench.command("crash")
-@click.option("--events", default=1_000_000, show_default=True, help="Simulated events to publish.")
-@click.option("--kills", default=5, show_default=True, help="SIGKILLs, each followed by a restart.")
-@click.option("--seed", default=1, show_default=True, help="Seeds the stream and the kill times.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_crash(events: int, kills: int, seed: int, as_json: bool) -> None:
-    """Rollups exact after the worker is SIGKILLed mid-stream (5 % duplicates; exit 1 if not)."""
-    from bench.bench_crash import main as run_bench
-
-    args = ["--events", str(events), "--kills", str(kills), "--seed", str(seed)]
-    run_bench([*args, *(["--json"] if as_json else [])])
-
-
-@bench.command("memory")
-@click.option("--series", default=100_000, show_default=True, help="Active series to build.")
-@click.option(
-    "--partitions",
-    default=4,
-    show_default=True,
-    help="Input partitions each series' events spread over, all in this process.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_memory(series: int, partitions: int, as_json: bool) -> None:
-    """State memory per series: open rollup windows, the detect stage's watch and the
-    default config's detectors."""
-    from bench.bench_memory import main as run_bench
-
-    args = ["--series", str(series), "--partitions", str(partitions)]
-    run_bench([*args, *(["--json"] if as_json else [])])
-
-
-@bench.command("latency")
-@click.option("--samples", default=20, show_default=True, help="Runaways to inject, one by one.")
-@click.option("--rate", default=10_000.0, show_default=True, help="Background events/s.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_latency(samples: int, rate: float, as_json: bool) -> None:
-    """Runaway event to Slack message and to gateway block, p50/p99, under background traffic."""
-    from bench.bench_latency import main as run_bench
-
-    run_bench(["--samples", str(samples), "--rate", str(rate), *(["--json"] if as_json else [])])
-
-
-@bench.command("replay")
-@click.option(
-    "--events", default=1_000_000, show_default=True, help="Simulated events in the file."
-)
-@click.option("--weeks", default=5.0, show_default=True, help="Event-time span of the file.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_replay(events: int, weeks: float, as_json: bool) -> None:
-    """`spendbrake replay` events/s on a simulated file vs a bare read-and-parse loop over it."""
-    from bench.bench_replay import main as run_bench
-
-    run_bench(["--events", str(events), "--weeks", str(weeks), *(["--json"] if as_json else [])])
-
-
-@bench.command("report")
-@click.option("--series", default=200, show_default=True, help="Series in the store.")
-@click.option("--traces", default=200_000, show_default=True, help="Traces over six months.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_report(series: int, traces: int, as_json: bool) -> None:
-    """Report queries on six months of hourly and daily rollups vs a full-table count(*)."""
-    from bench.bench_report import main as run_bench
-
-    run_bench(["--series", str(series), "--traces", str(traces), *(["--json"] if as_json else [])])
 
 
 @main.command()

@@ -23,13 +23,12 @@ from typing import IO, Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-
-from actions import Gateway, GatewayOutcome, Outbox, Task, backoff_delay, make_gateway
-from actions._blocks import render_alert, render_followup, render_parent_update
-from actions._interactive import Interaction, InteractionServer, Rejected
-from actions._outbox import audit_wire, outcome_line
-from actions._slack import SlackNotifier
-from schemas import Config, decode_alert
+from spendbrake.actions import Gateway, GatewayOutcome, Outbox, Task, backoff_delay, make_gateway
+from spendbrake.actions._blocks import render_alert, render_followup, render_parent_update
+from spendbrake.actions._interactive import Interaction, InteractionServer, Rejected
+from spendbrake.actions._outbox import audit_wire, outcome_line
+from spendbrake.actions._slack import SlackNotifier
+from spendbrake.schemas import Config, decode_alert, unpickle_state
 
 from ._metrics import ActionMetrics
 from ._state import standby_lock, write_atomic
@@ -151,7 +150,7 @@ class ActionStage:
 
     def _load(self) -> None:
         try:
-            saved: Outbox = pickle.loads((self.dir / "outbox.pkl").read_bytes())
+            saved: Outbox = unpickle_state((self.dir / "outbox.pkl").read_bytes())
         except FileNotFoundError:
             return
         # Settings come from the config in force, the rest from the file.

@@ -30,10 +30,9 @@ from typing import IO, Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-
-from actions import apply_policies
-from detectors import SpendWatch
-from schemas import Alert, Config
+from spendbrake.actions import apply_policies
+from spendbrake.detectors import SpendWatch
+from spendbrake.schemas import Alert, Config, unpickle_state
 
 from ._metrics import DetectMetrics
 from ._rollup import WatermarkMark, decode_rollup
@@ -136,7 +135,7 @@ class DetectStage:
             data = (self.dir / "snapshot.pkl").read_bytes()
         except FileNotFoundError:
             return
-        saved = pickle.loads(data)  # our own file, written by _save()
+        saved = unpickle_state(data)  # our own file, written by _save()
         self.offsets = dict(saved["offsets"])
         self.mark_parts = dict(saved.get("mark_parts", {}))
         for note in self.watch.restore(saved["watch"]):

@@ -13,8 +13,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from schemas import MAX_EVENT_BYTES, InvalidEvent, PriceTable, UsageEvent, decode_event, format_ts
-from schemas._fast import Wire, fast_wire
+from spendbrake.schemas import (
+    MAX_EVENT_BYTES,
+    InvalidEvent,
+    PriceTable,
+    UsageEvent,
+    decode_event,
+    format_ts,
+)
+from spendbrake.schemas._fast import Wire, fast_wire
 
 from ._dedupe import BUCKET_S, Deduper
 from ._rollup import NUSD, WINDOWS_S, RollupRecord, RollupState

@@ -29,9 +29,8 @@ from typing import Any
 
 import msgspec
 import orjson
-
-from schemas import SCOPE_FIELDS, UsageEvent, format_ts
-from schemas._fast import Wire
+from spendbrake.schemas import SCOPE_FIELDS, UsageEvent, format_ts
+from spendbrake.schemas._fast import Wire
 
 WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
 #: Fine-cell attribute order; dimension sets index into it.

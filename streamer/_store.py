@@ -27,8 +27,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import orjson
-
-from schemas import SCOPE_FIELDS, parse_ts
+from spendbrake.schemas import SCOPE_FIELDS, parse_ts
 
 from ._rollup import METRICS, RollupRecord
 from ._traces import TracePartial

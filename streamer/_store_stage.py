@@ -30,8 +30,7 @@ from typing import IO, Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-
-from schemas import Config
+from spendbrake.schemas import Config
 
 from ._rollup import RollupRecord, decode_rollup
 from ._state import standby_lock

@@ -17,9 +17,8 @@ from typing import Any
 
 import msgspec
 import orjson
-
-from schemas import UsageEvent, format_ts
-from schemas._fast import Wire
+from spendbrake.schemas import UsageEvent, format_ts
+from spendbrake.schemas._fast import Wire
 
 from ._rollup import NUSD
 

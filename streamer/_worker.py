@@ -32,8 +32,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
-
-from schemas import Config, PriceTable
+from spendbrake.schemas import Config, PriceTable
 
 from ._metrics import IngestMetrics
 from ._processor import DeadLetter, PartitionProcessor

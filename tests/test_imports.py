@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-import actions
-import streamer
+from spendbrake import actions, streamer
 
 HEAVY = ("duckdb", "slack_sdk", "aiohttp", "httpx", "river")
 
@@ -25,11 +24,11 @@ def loaded_after(statement: str) -> set[str]:
 @pytest.mark.parametrize(
     ("statement", "allowed"),
     [
-        ("import streamer._worker", set()),
-        ("import streamer._detect_stage", set()),
+        ("import spendbrake.streamer._worker", set()),
+        ("import spendbrake.streamer._detect_stage", set()),
         ("import spendbrake._replay", set()),
-        ("import detectors", set()),
-        ("import streamer._store_stage", {"duckdb"}),
+        ("import spendbrake.detectors", set()),
+        ("import spendbrake.streamer._store_stage", {"duckdb"}),
     ],
 )
 def test_a_stage_loads_only_its_own_libraries(statement: str, allowed: set[str]) -> None:

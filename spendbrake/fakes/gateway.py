@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from actions import verify_webhook_signature
+from spendbrake.actions import verify_webhook_signature
 
 from ._http import Handler, Server, send_json
 

@@ -32,7 +32,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from schemas import UsageEvent, validate_event
+from spendbrake.schemas import UsageEvent, validate_event
 
 from ._redact import redact_api_key
 from ._spill import SpillFile, default_spill_path

@@ -23,7 +23,7 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from schemas import SpendBrakeError, from_litellm
+from spendbrake.schemas import SpendBrakeError, from_litellm
 
 from ._producer import SpendProducer
 

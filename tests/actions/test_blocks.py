@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-
-from actions._blocks import (
+from spendbrake.actions._blocks import (
     RESUME_ACTION_ID,
     SNOOZE_ACTION_ID,
     mask,

@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import orjson
 import pytest
-
-from actions import (
+from spendbrake.actions import (
     GatewayOutcome,
     LiteLLMGateway,
     WebhookGateway,
@@ -23,7 +22,8 @@ from actions import (
     sign_webhook,
     verify_webhook_signature,
 )
-from schemas import ConfigError, GatewayConfig
+from spendbrake.schemas import ConfigError, GatewayConfig
+
 from spendbrake.fakes.gateway import BlockCount, FakeGateway
 
 MASTER = "sk-master-NEVER-SHOW-7f3a9c"

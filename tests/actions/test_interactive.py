@@ -11,8 +11,7 @@ import httpx
 import orjson
 import pytest
 from slack_sdk.signature import SignatureVerifier
-
-from actions import (
+from spendbrake.actions import (
     Interaction,
     InteractionServer,
     Rejected,
@@ -405,7 +404,7 @@ async def test_callback_failure_is_500(
 
     recorder.hook = boom
     body = build_payload("spendbrake_resume", RESUME)
-    with caplog.at_level(logging.ERROR, logger="actions._interactive"):
+    with caplog.at_level(logging.ERROR, logger="spendbrake.actions._interactive"):
         response = await post(client, server, body, signed(body))
     assert response.status_code == 500
     assert "outbox closed" not in response.text

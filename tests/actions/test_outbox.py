@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from actions import Outbox
+from spendbrake.actions import Outbox
 
 
 def alert(

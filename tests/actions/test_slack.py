@@ -6,9 +6,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from spendbrake.actions._slack import SlackNotifier
+from spendbrake.schemas import SlackConfig
 
-from actions._slack import SlackNotifier
-from schemas import SlackConfig
 from spendbrake.fakes.slack import FakeSlack
 
 TOKEN = "xoxb-unit"

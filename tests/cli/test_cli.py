@@ -16,8 +16,8 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from click.testing import CliRunner
+from spendbrake.schemas import decode_event
 
-from schemas import decode_event
 from spendbrake._broker import EmbeddedBroker, free_port
 from spendbrake.cli import main
 from tests.kafka_helpers import read_topic_sync
@@ -206,7 +206,7 @@ def test_config_schema_covers_every_section_and_forbids_unknown_keys(tmp_path: P
     out = tmp_path / "schema.json"
     assert run("config", "schema", "-o", str(out)).exit_code == 0
     schema = orjson.loads(out.read_bytes())
-    from schemas import Config
+    from spendbrake.schemas import Config
 
     assert set(schema["properties"]) == set(Config.model_fields)
     assert schema["additionalProperties"] is False

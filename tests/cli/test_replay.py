@@ -6,8 +6,8 @@ from pathlib import Path
 
 import orjson
 from click.testing import CliRunner
+from spendbrake.schemas import parse_ts
 
-from schemas import parse_ts
 from spendbrake._simulate import parse_incident, simulate
 from spendbrake.cli import main
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from detectors import SpendWatch
-from schemas import BudgetConfig, Config, parse_ts
+from spendbrake.detectors import SpendWatch
+from spendbrake.schemas import BudgetConfig, Config, parse_ts
+
 from tests.detectors.test_watch import T0, _history, _records, _runaway
 
 

@@ -12,9 +12,9 @@ import pickle
 
 import numpy as np
 import pytest
+from spendbrake.detectors import Verdict, available, make_detector
 
-import detectors
-from detectors import Verdict, available, make_detector
+from spendbrake import detectors
 from tests.detectors.synth import HOUR, T0, WEEK_H, run, spend
 
 NAMES = available()
@@ -193,7 +193,7 @@ def test_fuzz_extreme_values_and_clock_jumps(name: str) -> None:
 
 
 def test_register_rejects_a_taken_name() -> None:
-    from detectors import Detector, register
+    from spendbrake.detectors import Detector, register
 
     with pytest.raises(ValueError, match="already registered"):
 

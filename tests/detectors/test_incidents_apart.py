@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from detectors import SpendWatch
-from schemas import Config
+from spendbrake.detectors import SpendWatch
+from spendbrake.schemas import Config
+
 from tests.detectors.test_watch import _history, _run, _runaway
 
 
@@ -24,7 +25,7 @@ def test_overlapping_runaways_in_different_teams_are_two_incidents() -> None:
 def test_parent_scopes_are_listed_in_one_order_whatever_order_they_were_found_in() -> None:
     """A key's runaway seen with the same excess at its feature and at its model: replay
     printed the two in ``also`` in the order of a hash-seeded set, so two runs differed."""
-    from detectors._incidents import Candidate, group
+    from spendbrake.detectors._incidents import Candidate, group
 
     def candidate(scope: tuple[tuple[str, str], ...], excess: float) -> Candidate:
         return Candidate(

@@ -13,8 +13,8 @@ import pickle
 import tracemalloc
 
 import pytest
+from spendbrake.detectors import make_detector
 
-from detectors import make_detector
 from tests.detectors.synth import run, spend
 
 COPIES = 300

@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spendbrake.detectors import SpendWatch, make_detector
+from spendbrake.detectors._logcode import EMPTY, decode
+from spendbrake.detectors._robust import BurnScale
+from spendbrake.detectors._seasonal import SeasonalBaseline
+from spendbrake.detectors._watch import _Series
+from spendbrake.detectors._wow import WeekOverWeek
+from spendbrake.schemas import unpickle_state
 
-from detectors import SpendWatch, make_detector
-from detectors._logcode import EMPTY, decode
-from detectors._robust import BurnScale
-from detectors._seasonal import SeasonalBaseline
-from detectors._watch import _Series
-from detectors._wow import WeekOverWeek
 from tests.detectors.synth import HOUR, T0, spend
 from tests.detectors.test_watch import _run, _runaway_under_a_budget
 
@@ -71,7 +72,7 @@ def _old_dict(name: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_dict_layout_pickle_restores_and_alerts_alike(name: str) -> None:
-    d = pickle.loads(_old_pickle(name))
+    d = unpickle_state(_old_pickle(name))
     assert type(d) is type(make_detector(name))
     assert not hasattr(d, "__dict__")
     y = _inputs()
@@ -87,7 +88,7 @@ def test_dict_layout_pickle_restores_and_alerts_alike(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_dict_layout_params_come_back(name: str) -> None:
-    d = pickle.loads(_old_pickle(name))
+    d = unpickle_state(_old_pickle(name))
     old = _old_dict(name)
     assert d.params == {k: old[k] for k in d.params}
     # Defaults changed since that release (a snapshot keeps the parameters it was built

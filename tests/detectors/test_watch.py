@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from spendbrake.actions import apply_policies
+from spendbrake.detectors import SpendWatch
+from spendbrake.schemas import KEY_DIMENSIONS, Alert, BudgetConfig, Config, DetectorConfig
 
-from actions import apply_policies
-from detectors import SpendWatch
-from schemas import KEY_DIMENSIONS, Alert, BudgetConfig, Config, DetectorConfig
 from tests.detectors.synth import shape
 
 HOUR = 3600
@@ -196,7 +196,7 @@ def test_restart_from_snapshot_gives_the_same_alerts() -> None:
 def test_restoring_retunes_detectors_built_with_an_older_default() -> None:
     # As if the snapshot came from a release whose baseline default was peak_n=6: the
     # restored watch uses today's default and keeps every baseline it learned.
-    from detectors._retune import retune
+    from spendbrake.detectors._retune import retune
 
     plan, config = _runaway_under_a_budget()
     first = SpendWatch(config)
@@ -321,7 +321,7 @@ def test_cost_per_call_is_judged_with_its_calls_as_weight() -> None:
 
 
 def test_open_hour_parts_are_set_absolutely_and_stay_exact_past_int64() -> None:
-    from detectors._watch import _Series
+    from spendbrake.detectors._watch import _Series
 
     s = _Series((("api_key",), ("k",)))
     assert s.set_part(7200, 0, 0, 5, 1) and s.set_part(3600, 0, 0, 2**62, 1)

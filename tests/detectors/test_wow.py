@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from spendbrake.detectors import make_detector
 
-from detectors import make_detector
 from tests.detectors.synth import WEEK_H, run, spend
 
 DAY = 24

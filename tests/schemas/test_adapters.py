@@ -11,8 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-
-from schemas import (
+from spendbrake.schemas import (
     InvalidEvent,
     UsageEvent,
     from_anthropic_usage,
@@ -20,6 +19,7 @@ from schemas import (
     from_openai_usage,
     from_otel_attributes,
 )
+
 from tests.litellm_helpers import registered
 
 # LiteLLM reads this once, at import: without it, importing litellm tries to

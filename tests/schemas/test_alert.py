@@ -7,9 +7,8 @@ import re
 
 import orjson
 import pytest
-
-from schemas import Alert, KeyInfo, decode_alert
-from streamer._processor import unpriced_model_alert
+from spendbrake.schemas import Alert, KeyInfo, decode_alert
+from spendbrake.streamer._processor import unpriced_model_alert
 
 T = 1_791_158_400.0
 

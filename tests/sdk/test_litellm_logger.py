@@ -9,8 +9,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from spendbrake.schemas import decode_event
 
-from schemas import decode_event
 from spendbrake._broker import EmbeddedBroker
 from spendbrake.sdk import SpendProducer
 from tests.kafka_helpers import read_topic

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from spendbrake.schemas import Config
 
-from schemas import Config
 from spendbrake._config_loader import ConfigErrors, load_config
 
 GOOD = """\

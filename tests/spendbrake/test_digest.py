@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from spendbrake.schemas import SlackConfig
 
-from schemas import SlackConfig
 from spendbrake._digest import DigestError, digest_message, due_period, send_digest
 from spendbrake.fakes.slack import FakeSlack
 

@@ -8,8 +8,8 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
+from spendbrake.schemas import decode_event, validate_event
 
-from schemas import decode_event, validate_event
 from spendbrake._simulate import (
     INCIDENT_KINDS,
     PRICES_PER_1M,

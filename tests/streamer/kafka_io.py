@@ -7,9 +7,8 @@ import time
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
-from streamer import RollupRecord, RollupTotals
-from streamer._rollup import decode_rollup
+from spendbrake.streamer import RollupRecord, RollupTotals
+from spendbrake.streamer._rollup import decode_rollup
 
 
 def event_key(raw: bytes) -> bytes | None:

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from spendbrake.actions._interactive import RESUME_ACTION_ID, build_payload, sign_request
 
-from actions._interactive import RESUME_ACTION_ID, build_payload, sign_request
 from spendbrake._broker import EmbeddedBroker, free_port
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack

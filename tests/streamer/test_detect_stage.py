@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from spendbrake.schemas import parse_ts
 
-from schemas import parse_ts
 from spendbrake._broker import EmbeddedBroker, free_port
 from spendbrake._simulate import parse_incident, simulate
 from spendbrake.fakes.gateway import FakeGateway
@@ -158,11 +158,11 @@ def test_records_the_watch_skips_are_skipped_undecoded_and_change_nothing() -> N
     """The detect stage's prefilter: same watch state as decoding every record."""
     import pickle
 
-    from detectors import SpendWatch
-    from schemas import Config, PriceTable
-    from streamer import PartitionProcessor
-    from streamer._detect_stage import minute_sets, unread
-    from streamer._rollup import decode_rollup, encode_rollup
+    from spendbrake.detectors import SpendWatch
+    from spendbrake.schemas import Config, PriceTable
+    from spendbrake.streamer import PartitionProcessor
+    from spendbrake.streamer._detect_stage import minute_sets, unread
+    from spendbrake.streamer._rollup import decode_rollup, encode_rollup
 
     config = Config.model_validate(
         {

@@ -5,9 +5,15 @@ from __future__ import annotations
 import zlib
 
 import pytest
+from spendbrake.schemas import DEFAULT_DIMENSIONS, PriceTable
+from spendbrake.streamer import (
+    PartitionProcessor,
+    RollupRecord,
+    RollupState,
+    RollupTotals,
+    TraceTotals,
+)
 
-from schemas import DEFAULT_DIMENSIONS, PriceTable
-from streamer import PartitionProcessor, RollupRecord, RollupState, RollupTotals, TraceTotals
 from tests.streamer.streams import T0, ground_truth, make_stream, trace_truth
 
 PRICES = PriceTable.default()
@@ -299,9 +305,8 @@ def test_encoded_trace_batch_is_the_wire_form() -> None:
     import random
 
     import orjson
-
-    from streamer import TracePartial
-    from streamer._traces import encode_traces
+    from spendbrake.streamer import TracePartial
+    from spendbrake.streamer._traces import encode_traces
 
     rng = random.Random(1)
     partials = [
@@ -349,7 +354,7 @@ def test_window_totals_past_2_64_nano_dollars_survive_a_snapshot(tmp_path) -> No
     and the worker would fail at every checkpoint."""
     import asyncio
 
-    from streamer._state import PartitionStore
+    from spendbrake.streamer._state import PartitionStore
 
     n = 20_000
     proc = PartitionProcessor("spend.events", 0, [[]], PRICES)

@@ -144,10 +144,17 @@ def test_reload_applies_a_budget_change_and_rejects_a_broken_file(
 
 
 async def test_stages_switch_together_and_a_refusal_puts_them_back(tmp_path: Path) -> None:
-    from schemas import Config
+    from spendbrake.schemas import Config
+    from spendbrake.streamer import (
+        ActionStage,
+        DetectStage,
+        IngestWorker,
+        StoreStage,
+        WorkerSettings,
+    )
+
     from spendbrake._config_loader import load_config
     from spendbrake._reload import ConfigReloader
-    from streamer import ActionStage, DetectStage, IngestWorker, StoreStage, WorkerSettings
 
     path = tmp_path / "spendbrake.yaml"
     path.write_text("gateway: {dry_run: true}\n")
@@ -211,7 +218,7 @@ def test_an_emptied_file_never_reloads_as_the_defaults(tmp_path: Path) -> None:
     path.write_text("budgets: [{name: b, scope: {team: t}, amount_usd: 5}]\n")
     config = load_config(path)
 
-    from schemas import Config
+    from spendbrake.schemas import Config
 
     class Stage:
         def __init__(self) -> None:

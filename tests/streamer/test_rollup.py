@@ -7,16 +7,16 @@ from array import array
 
 import orjson
 import pytest
-
-from schemas import UsageEvent
-from streamer import RollupRecord, RollupState
-from streamer._rollup import (
+from spendbrake.schemas import UsageEvent
+from spendbrake.streamer import RollupRecord, RollupState
+from spendbrake.streamer._rollup import (
     SpanTotals,
     WatermarkMark,
     decode_rollup,
     encode_mark,
     encode_rollup,
 )
+
 from tests.streamer.streams import T0
 
 

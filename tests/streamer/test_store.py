@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from streamer import RollupRecord, StoreBatch, TracePartial, apply_batch, connect_store
-from streamer._store import load_offsets
+from spendbrake.streamer import RollupRecord, StoreBatch, TracePartial, apply_batch, connect_store
+from spendbrake.streamer._store import load_offsets
 
 HOUR = 1_791_158_400
 

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from spendbrake.schemas import PriceTable, decode_event, parse_ts
+from spendbrake.streamer import StoreBusy, connect_store, to_nusd
 
-from schemas import PriceTable, decode_event, parse_ts
 from spendbrake._broker import EmbeddedBroker
 from spendbrake._report import (
     DAY_S,
@@ -27,7 +28,6 @@ from spendbrake._report import (
     parse_period,
     percentile,
 )
-from streamer import StoreBusy, connect_store, to_nusd
 from tests.streamer.kafka_io import publish_raw
 from tests.streamer.test_worker import start_worker, stop
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
-from schemas import UsageEvent
-from streamer._traces import TraceState
+from spendbrake.schemas import UsageEvent
+from spendbrake.streamer._traces import TraceState
+
 from tests.streamer.streams import T0
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from spendbrake.schemas import PriceTable
 
 from bench._worker import worker_command
-from schemas import PriceTable
 from spendbrake._broker import EmbeddedBroker, ensure_topics, free_port
 from tests.kafka_helpers import read_topic_sync
 from tests.streamer.kafka_io import publish_raw, read_totals
