@@ -24,7 +24,7 @@ from ._config import (
     StoreConfig,
     TopicsConfig,
 )
-from ._errors import ConfigError, InvalidEvent, SpendBrakeError
+from ._errors import ConfigError, InvalidEvent, SpendBrakeError, StateUnreadable
 from ._event import (
     MAX_EVENT_BYTES,
     WORKLOADS,
@@ -61,6 +61,7 @@ __all__ = [
     "PricingConfig",
     "SlackConfig",
     "SpendBrakeError",
+    "StateUnreadable",
     "StoreConfig",
     "TopicsConfig",
     "UsageEvent",

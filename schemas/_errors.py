@@ -2,7 +2,9 @@
 
     SpendBrakeError
     ├── InvalidEvent(field, reason)   a usage event broke contract v1
-    └── ConfigError(path, reason)     an operator config value is wrong
+    ├── ConfigError(path, reason)     an operator config value is wrong
+    └── StateUnreadable(path, reason, way_out)
+                                      a stage's saved state cannot be read: it refuses to start
 
 Messages are one line, ``field: reason``, so they fit a DLQ record, a log line
 and a terminal without a traceback.
@@ -39,6 +41,20 @@ class ConfigError(SpendBrakeError):
         self.location = location
         prefix = f"{location}: " if location else ""
         super().__init__(f"{prefix}{path}: {reason}" if path else f"{prefix}{reason}")
+
+
+class StateUnreadable(SpendBrakeError):
+    """A saved state file a stage needs is corrupt, truncated or missing a part.
+
+    Starting without it would silently drop or double count what it held, so the stage
+    refuses to start; ``way_out`` tells the operator what to do instead.
+    """
+
+    def __init__(self, path: object, reason: str, way_out: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.way_out = way_out
+        super().__init__(f"{self.path}: unreadable state ({reason}); {way_out}")
 
 
 def show(value: object, limit: int = 60) -> str:

@@ -418,6 +418,15 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
     help="Seconds between checks of --config for changes (0: only on SIGHUP). A valid "
     "change is applied live; a broken one is rejected and the running config kept.",
 )
+@click.option(
+    "--reset-partition",
+    "reset_partitions",
+    type=click.IntRange(min=0),
+    multiple=True,
+    help="Set aside the saved state of this events partition (repeatable) and rebuild it "
+    "from the events topic: the way out when the worker refuses to start because that state "
+    "is unreadable. Exact while the topic still holds all of the partition.",
+)
 def worker(
     config_path: str | None,
     bootstrap: str | None,
@@ -430,6 +439,7 @@ def worker(
     metrics_port: int,
     session_timeout: str,
     reload_s: float,
+    reset_partitions: tuple[int, ...],
 ) -> None:
     """Run the live pipeline: exact spend rollups, then detectors, budgets and policies.
 
@@ -527,7 +537,15 @@ def worker(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop_all)
         loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
-        tasks = [stage.run() for stage in running]
+
+        async def guarded(stage: Any) -> None:
+            try:
+                await stage.run()
+            except BaseException:
+                stop_all()  # one stage failing stops the others cleanly (final checkpoints)
+                raise
+
+        tasks = [guarded(stage) for stage in running]
         if config_path:
             reloader = ConfigReloader(config_path, config, running, reload_s, overrides)
             loop.add_signal_handler(signal.SIGHUP, reloader.request)
@@ -537,14 +555,45 @@ def worker(
         )
         await asyncio.gather(*tasks)
 
+    if reset_partitions:
+        asyncio.run(
+            _reset_partitions(settings.state_dir, config.kafka.topics.events, reset_partitions)
+        )
     tune_gc()
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except SpendBrakeError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
     # Objects frozen by tune_gc are never freed at exit, and DuckDB's bindings (the store
     # stage) then print "nanobind: leaked ..." on the way out.
     import gc
 
     gc.unfreeze()
     err.print("worker stopped")
+
+
+async def _reset_partitions(state_dir: Any, topic: str, partitions: tuple[int, ...]) -> None:
+    """Set each partition's saved state aside, holding its lock (no worker may be using it)."""
+    from spendbrake.streamer._state import PartitionStore
+
+    for partition in partitions:
+        store = PartitionStore(state_dir, topic, partition)
+        try:
+            await store.acquire(timeout_s=5.0)
+        except TimeoutError as exc:
+            raise click.UsageError(f"--reset-partition {partition}: {exc}") from None
+        try:
+            aside = store.set_aside(time.time())
+        finally:
+            store.release()
+        if aside is None:
+            err.print(f"partition {partition}: no saved state in {store.dir}; nothing to reset")
+        else:
+            err.print(
+                f"partition {partition}: saved state moved to {aside}; it is rebuilt from the "
+                f"start of {topic}"
+            )
 
 
 @main.command()

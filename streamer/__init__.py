@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ._dedupe import Deduper
 from ._processor import DeadLetter, Outputs, PartitionProcessor, ProcessorStats
 from ._rollup import METRICS, WINDOWS_S, RollupRecord, RollupState, RollupTotals, to_nusd
+from ._state import PartitionStore
 from ._traces import TracePartial, TraceState, TraceTotals
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ __all__ = [
     "IngestWorker",
     "Outputs",
     "PartitionProcessor",
+    "PartitionStore",
     "ProcessorStats",
     "RollupRecord",
     "RollupState",

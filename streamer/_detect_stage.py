@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from spendbrake.actions import apply_policies
 from spendbrake.detectors import SpendWatch
-from spendbrake.schemas import Alert, Config, unpickle_state
+from spendbrake.schemas import Alert, Config, StateUnreadable, unpickle_state
 
 from ._metrics import DetectMetrics
 from ._rollup import WatermarkMark, decode_rollup
@@ -131,14 +131,26 @@ class DetectStage:
         self._lock = await standby_lock(self.dir / "lock", self._stopping, "detector stage")
 
     def _load(self) -> None:
+        path = self.dir / "snapshot.pkl"
         try:
-            data = (self.dir / "snapshot.pkl").read_bytes()
+            data = path.read_bytes()
         except FileNotFoundError:
             return
-        saved = unpickle_state(data)  # our own file, written by _save()
-        self.offsets = dict(saved["offsets"])
-        self.mark_parts = dict(saved.get("mark_parts", {}))
-        for note in self.watch.restore(saved["watch"]):
+        try:
+            saved = unpickle_state(data)  # our own file, written by _save()
+            offsets = dict(saved["offsets"])
+            mark_parts = dict(saved.get("mark_parts", {}))
+            notes = self.watch.restore(saved["watch"])
+        except Exception as exc:  # a pickle cut short fails in many ways; all mean one thing
+            raise StateUnreadable(
+                path,
+                f"{type(exc).__name__}: {exc}",
+                f"restore it from a backup, or move it aside: the stage then learns again from "
+                f"the start of {self.topic} (alerts it sends again keep their ids, which the "
+                "action stage has already acted on)",
+            ) from None
+        self.offsets, self.mark_parts = offsets, mark_parts
+        for note in notes:
             log.info("config changed since the snapshot: %s", note)
         log.info("detector stage restored at rollup offsets %s", self.offsets)
 

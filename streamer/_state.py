@@ -21,11 +21,13 @@ import asyncio
 import fcntl
 import logging
 import os
+import time
 from pathlib import Path
 from typing import IO, Any
 
 import msgspec
 import orjson
+from spendbrake.schemas import StateUnreadable
 
 log = logging.getLogger(__name__)
 
@@ -93,22 +95,73 @@ class PartitionStore:
             self._lock = None
 
     def load(self) -> tuple[dict[str, Any], dict[int, list[str]]] | None:
-        """The last snapshot and its dedupe buckets, or None for a fresh partition."""
+        """The last snapshot and its dedupe buckets, or None for a fresh partition.
+
+        Raises ``StateUnreadable`` for a snapshot that does not parse or a dedupe file
+        shorter than the snapshot says: the events it remembered would be counted again.
+        """
+        path = self.dir / "snapshot.json"
         try:
-            snapshot = msgspec.json.decode((self.dir / "snapshot.json").read_bytes())
+            data = path.read_bytes()
         except FileNotFoundError:
             return None
+        try:
+            snapshot = msgspec.json.decode(data)
+        except msgspec.DecodeError as exc:
+            raise self.unreadable(path, f"not valid JSON: {exc}") from None
+        lengths = snapshot.get("dedupe_lengths", {}) if type(snapshot) is dict else None
+        if type(lengths) is not dict or type(snapshot.get("rollups")) is not dict:
+            raise self.unreadable(path, "not a partition snapshot")
         buckets: dict[int, list[str]] = {}
-        for name, length in snapshot.get("dedupe_lengths", {}).items():
-            path = self.dedupe_dir / f"{name}.ids"
-            with open(path, "r+b") as handle:
-                data = handle.read(length)
-                handle.truncate(length)
+        for name, length in lengths.items():
+            ids_path = self.dedupe_dir / f"{name}.ids"
+            try:
+                with open(ids_path, "r+b") as handle:
+                    data = handle.read(length)
+                    if len(data) < length:
+                        raise self.unreadable(
+                            ids_path, f"{len(data)} bytes where the snapshot recorded {length}"
+                        )
+                    handle.truncate(length)
+            except FileNotFoundError:
+                raise self.unreadable(ids_path, "missing; the snapshot refers to it") from None
             ids: list[str] = []
-            for line in data.splitlines():
-                ids.extend(orjson.loads(line))
-            buckets[int(name)] = ids
+            try:
+                for line in data.splitlines():
+                    ids.extend(orjson.loads(line))
+                bucket = int(name)
+            except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+                raise self.unreadable(ids_path, f"not a dedupe id file: {exc}") from None
+            buckets[bucket] = ids
         return snapshot, buckets
+
+    def unreadable(self, path: Path, reason: str) -> StateUnreadable:
+        partition = self.dir.name.removeprefix("p")
+        return StateUnreadable(
+            path,
+            reason,
+            f"restore {self.dir} from a backup, or run one worker with --reset-partition "
+            f"{partition} to set it aside and rebuild the partition from the events topic "
+            "(exact while the topic still holds all of that partition)",
+        )
+
+    def set_aside(self, now: float) -> Path | None:
+        """Move this partition's state out of the way (``--reset-partition``); None if none.
+
+        Call with the lock held. Nothing is deleted: the old files stay beside it, for a
+        post-mortem or a restore.
+        """
+        if not (self.dir / "snapshot.json").exists():
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        aside = self.dir.with_name(f"{self.dir.name}.reset-{stamp}")
+        aside.mkdir()
+        # The lock file stays: it is what other workers wait on.
+        for name in ("snapshot.json", "dedupe"):
+            if (self.dir / name).exists():
+                (self.dir / name).rename(aside / name)
+        self.dedupe_dir.mkdir()
+        return aside
 
     def save(
         self, snapshot: dict[str, Any], new_ids: dict[int, list[str]], live_buckets: list[int]

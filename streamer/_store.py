@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import orjson
-from spendbrake.schemas import SCOPE_FIELDS, parse_ts
+from spendbrake.schemas import SCOPE_FIELDS, StateUnreadable, parse_ts
 
 from ._rollup import METRICS, RollupRecord
 from ._traces import TracePartial
@@ -250,7 +250,12 @@ def connect_store(path: str | Path, read_only: bool = False, wait_s: float = 10.
             break
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
-                raise
+                raise StateUnreadable(
+                    path,
+                    str(exc).removeprefix("IO Error: "),
+                    "restore it from a backup, or move it aside: the store stage then builds a "
+                    "new one from what the rollups, traces, alerts and actions topics still hold",
+                ) from None
             if time.monotonic() >= deadline:
                 raise StoreBusy(f"{path}: held by another process ({exc})") from exc
             time.sleep(delay)

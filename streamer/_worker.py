@@ -32,7 +32,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
-from spendbrake.schemas import Config, PriceTable
+from spendbrake.schemas import Config, PriceTable, StateUnreadable
 
 from ._metrics import IngestMetrics
 from ._processor import DeadLetter, PartitionProcessor
@@ -113,6 +113,8 @@ class IngestWorker:
         self._stopping = asyncio.Event()
         #: A stop cancelled a checkpoint or flush: nothing more may be saved (``until_stopped``).
         self._abandoned = False
+        #: Why the worker stopped on its own (partition state it cannot read): ``run`` raises it.
+        self.fatal: StateUnreadable | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -149,10 +151,20 @@ class IngestWorker:
                 lateness_s=self.settings.lateness_s,
                 dedupe_horizon_s=self.settings.dedupe_horizon_s,
             )
-            loaded = store.load()
-            if loaded is not None:
-                snapshot, buckets = loaded
-                processor.restore(snapshot, buckets)
+            try:
+                loaded = store.load()
+                if loaded is not None:
+                    processor.restore(*loaded)
+            except (StateUnreadable, KeyError, TypeError, ValueError) as exc:
+                # Raised here, the consumer's rebalance callback would swallow it and leave
+                # the partition assigned, its records fetched and never counted: stop instead.
+                if not isinstance(exc, StateUnreadable):
+                    exc = store.unreadable(store.dir / "snapshot.json", f"{exc!r}")
+                store.release()
+                self.fatal = exc
+                log.error("%s", exc)
+                self.stop()
+                return
             if processor.next_offset is not None:
                 self.consumer.seek(tp, processor.next_offset)
             else:
@@ -406,6 +418,8 @@ class IngestWorker:
             for store in self.stores.values():
                 store.release()
             await close_quietly(self.producer)
+        if self.fatal is not None:
+            raise self.fatal
 
     async def _loop(self) -> None:
         assert self.consumer is not None
@@ -425,6 +439,10 @@ class IngestWorker:
             for tp, messages in batches.items():
                 processor = self.processors.get(tp.partition)
                 if processor is None:
+                    # Assigned, and its adoption still under way (the rebalance callback
+                    # awaits the state lock while this loop fetches): adopting seeks to the
+                    # snapshot's offset, so these records are fetched again then. A partition
+                    # whose state is unreadable is never adopted: the worker stops instead.
                     continue
                 processor.process_batch(messages)
                 highwater = self.consumer.highwater(tp)

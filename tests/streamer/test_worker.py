@@ -58,6 +58,7 @@ def start_worker(
     log: Path,
     metrics_port: int = 0,
     stages: str = "ingest",
+    extra: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         worker_command(
@@ -75,6 +76,7 @@ def start_worker(
             str(metrics_port),
             "--stages",
             stages,
+            *extra,
         ),
         stdout=subprocess.DEVNULL,
         stderr=open(log, "ab"),
@@ -333,3 +335,59 @@ def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SPENDBRAKE_BOOTSTRAP", raising=False)
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")
     os.environ.pop("SPENDBRAKE_CONFIG", None)
+
+
+@pytest.mark.parametrize("damage", ["snapshot", "dedupe"])
+def test_unreadable_partition_state_stops_the_worker_loudly(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path, damage: str
+) -> None:
+    """A corrupt snapshot (or a dedupe file cut short) must not leave a partition assigned
+    with its records fetched and dropped: the worker exits 1 with one line naming the file and
+    the way out; ``--reset-partition`` then rebuilds it from the topic, exactly."""
+    topics = Topics(make_topic)
+    stream = make_stream(6_000, seed=21, span_s=6 * 3600)
+    config = topics.config(tmp_path, f"broken-{damage}")
+    state = tmp_path / "state"
+    log = tmp_path / "worker.log"
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, stream.records))
+    worker = start_worker(broker, config, state, log)
+    try:
+        wait_exact(broker, topics.rollups, expected(stream.unique))
+    finally:
+        stop(worker)
+    part = state / topics.events / "p2"
+    if damage == "snapshot":
+        broken = part / "snapshot.json"
+        broken.write_bytes(broken.read_bytes()[:100])
+    else:
+        broken = max((part / "dedupe").glob("*.ids"), key=lambda p: p.stat().st_size)
+        broken.write_bytes(broken.read_bytes()[:10])
+    run = subprocess.run(
+        worker_command(
+            config,
+            state,
+            "--bootstrap",
+            broker.bootstrap_servers,
+            "--stages",
+            "ingest",
+            "--session-timeout",
+            "6s",
+            "--metrics-port",
+            "0",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1, run.stderr[-2000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {broken}: unreadable state ("), last
+    assert "--reset-partition 2" in last
+    # The way out: set partition 2 aside, rebuild it from the topic; totals stay exact.
+    worker = start_worker(broker, config, state, log, extra=("--reset-partition", "2"))
+    try:
+        got = wait_exact(broker, topics.rollups, expected(stream.unique))
+    finally:
+        stop(worker)
+    assert got == expected(stream.unique), log.read_text()[-3000:]
+    assert list(state.glob(f"{topics.events}/p2.reset-*/snapshot.json"))
