@@ -316,6 +316,11 @@ class DetectStage:
                         records.append(record)
                 self.records_in += len(messages)
                 self.watch.observe(records)
+                highwater = self.consumer.highwater(tp)
+                if highwater is not None:
+                    self.metrics.lag.labels(str(tp.partition)).set(
+                        highwater - self.offsets[tp.partition]
+                    )
                 await asyncio.sleep(0)  # a large fetch must not starve the other stages
             if time.monotonic() - last_idle_check >= IDLE_CHECK_S:
                 last_idle_check = time.monotonic()

@@ -112,6 +112,12 @@ class DetectMetrics:
         Gauge(
             "spendbrake_series_watched", "Series with detectors in memory", registry=r
         ).set_function(series)
+        self.lag = Gauge(
+            "spendbrake_detect_lag",
+            "Records of each rollups partition the detect stage has not read yet",
+            ["partition"],
+            registry=r,
+        )
         Gauge(
             "spendbrake_detect_event_time_seconds",
             "Event-time watermark of the detect stage (epoch seconds; compare with time())",

@@ -128,6 +128,8 @@ def _run_pipeline(
     assert metrics["spendbrake_records_total"] > 0, metrics
     assert metrics["spendbrake_series_watched"] > 0, metrics
     assert metrics["spendbrake_detect_event_time_seconds"] >= RUNAWAY_AT, metrics
+    lags = [v for k, v in metrics.items() if k.startswith("spendbrake_detect_lag{partition=")]
+    assert len(lags) == 4 and all(v >= 0 for v in lags), metrics
     assert metrics['spendbrake_effects_pending{lane="gateway"}'] == 0, metrics
     assert metrics["spendbrake_rollups_skipped_total"] == len(JUNK_ROLLUPS), metrics
     return got
