@@ -26,6 +26,33 @@ def serve(registries: Iterable[CollectorRegistry], port: int, host: str = "127.0
     start_http_server(port, addr=host, registry=merged)
 
 
+#: Distinct values a label may take before the rest are counted under ``OTHER``: model
+#: names and DLQ fields come from event data, and every value is a time series to store.
+MAX_LABEL_VALUES = 100
+OTHER = "(other)"
+
+
+class BoundedLabel:
+    """Label values as they come, until ``limit`` distinct ones; then ``OTHER`` for new ones.
+
+    >>> field = BoundedLabel(limit=2)
+    >>> [field("input_tokens"), field("tags.a"), field("ts"), field("input_tokens")]
+    ['input_tokens', 'tags.a', '(other)', 'input_tokens']
+    """
+
+    def __init__(self, limit: int = MAX_LABEL_VALUES) -> None:
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self.seen:
+            return value
+        if len(self.seen) >= self.limit:
+            return OTHER
+        self.seen.add(value)
+        return value
+
+
 class IngestMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -66,6 +93,9 @@ class IngestMetrics:
             registry=r,
         )
         self._seen: dict[int, ProcessorStats] = {}
+        self._field = BoundedLabel()
+        self._model = BoundedLabel()
+        self._model_totals: dict[str, int] = {}
 
     def absorb(self, partition: int, stats: ProcessorStats) -> None:
         """Add what a partition counted since the last call."""
@@ -76,9 +106,14 @@ class IngestMetrics:
         self.late.inc(stats.late - before.late)
         self.unpriced.inc(stats.unpriced - before.unpriced)
         for field, count in stats.dead.items():
-            self.dead.labels(field).inc(count - before.dead.get(field, 0))
+            # A tag's key is the caller's: ``tags.<anything>`` is one label, ``tags``.
+            label = "tags" if field.startswith("tags.") else field
+            self.dead.labels(self._field(label)).inc(count - before.dead.get(field, 0))
+        totals = self._model_totals
         for model, count in stats.unpriced_models.items():
-            self.unpriced_models.labels(model).set(count)
+            label = self._model(model)
+            totals[label] = totals.get(label, 0) + count - before.unpriced_models.get(model, 0)
+            self.unpriced_models.labels(label).set(totals[label])
         self._seen[partition] = ProcessorStats(
             records=stats.records,
             valid=stats.valid,
@@ -86,6 +121,7 @@ class IngestMetrics:
             late=stats.late,
             unpriced=stats.unpriced,
             dead=dict(stats.dead),
+            unpriced_models=dict(stats.unpriced_models),
         )
 
     def forget(self, partition: int) -> None:

@@ -69,6 +69,11 @@ class DeadLetter:
         }
 
 
+#: Distinct unpriced model names counted by name; the rest are counted together.
+MAX_UNPRICED_MODELS = 1000
+OTHER_MODELS = "(other)"
+
+
 class Outputs(NamedTuple):
     """What one flush of a partition produces."""
 
@@ -400,7 +405,10 @@ class PartitionProcessor:
     def _unpriced(self, provider: str, model: str, ts: float) -> None:
         self.stats.unpriced += 1
         models = self.stats.unpriced_models
-        models[model] = models.get(model, 0) + 1
+        if model not in models and len(models) >= MAX_UNPRICED_MODELS:
+            models[OTHER_MODELS] = models.get(OTHER_MODELS, 0) + 1  # names are the caller's
+        else:
+            models[model] = models.get(model, 0) + 1
         day = int(ts // 86400) * 86400
         if (provider, model, day) not in self.unpriced_seen:
             self.unpriced_seen.add((provider, model, day))

@@ -13,7 +13,12 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ("spendbrake.schemas", "spendbrake.detectors", "spendbrake.actions")
+PACKAGES = (
+    "spendbrake.schemas",
+    "spendbrake.streamer",
+    "spendbrake.detectors",
+    "spendbrake.actions",
+)
 
 
 def _modules() -> list[str]:

@@ -1,0 +1,37 @@
+"""Metric labels taken from event data stay bounded, and totals stay whole."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+from spendbrake.streamer import ProcessorStats
+from spendbrake.streamer._metrics import MAX_LABEL_VALUES, IngestMetrics
+
+
+def _series(metrics: IngestMetrics, name: str) -> dict[str, float]:
+    text = generate_latest(metrics.registry).decode()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{")
+    }
+
+
+def test_caller_chosen_labels_are_capped_and_still_add_up() -> None:
+    metrics = IngestMetrics()
+    for partition in (0, 1):
+        stats = ProcessorStats(
+            dead={**{f"tags.k{i}": 1 for i in range(300)}, "input_tokens": 2},
+            unpriced_models={f"model-{partition}-{i}": 3 for i in range(300)},
+        )
+        metrics.absorb(partition, stats)
+        stats.unpriced_models["model-0-0"] = stats.unpriced_models.get("model-0-0", 0) + 1
+        metrics.absorb(partition, stats)  # a later flush: only the delta is added
+    dead = _series(metrics, "spendbrake_dlq_records_total")
+    assert dead == {
+        'spendbrake_dlq_records_total{field="tags"}': 600.0,
+        'spendbrake_dlq_records_total{field="input_tokens"}': 4.0,
+    }
+    models = _series(metrics, "spendbrake_unpriced_model_events")
+    assert len(models) == MAX_LABEL_VALUES + 1
+    assert sum(models.values()) == 2 * 300 * 3 + 2
+    assert models['spendbrake_unpriced_model_events{model="(other)"}'] > 0
