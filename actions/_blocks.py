@@ -60,6 +60,7 @@ def _title(alert: dict[str, Any]) -> str:
         "wow": "Week-over-week rise",
         "cost_per_call": "Cost per call up",
         "unpriced_model": "Unpriced model",
+        "series_cap": "Too many series",
     }.get(str(kind), str(kind))
 
 

@@ -49,7 +49,7 @@ PAD_AFTER_S = 6 * HOUR
 #: Budget-family alerts are scored by the budget check, not as detector alerts.
 BUDGET_KINDS = frozenset({"budget", "projection", "burn_rate"})
 #: Operator notices (a model without a price) are not about spend at all.
-OPERATOR_KINDS = frozenset({"unpriced_model"})
+OPERATOR_KINDS = frozenset({"unpriced_model", "series_cap"})
 AGGREGATE = "(aggregate)"
 
 Alert = Mapping[str, Any]

@@ -15,13 +15,15 @@ matters: the same N over fewer weeks puts more events into each window, and repl
 per-window work (rollup flushes, early looks, budget checks) is then shared by more
 events. The issue's target is 200,000 events/s.
 
-    python -m bench replay [--events N] [--weeks W] [--json]
+    python -m bench replay [--events N] [--weeks W] [--customers N] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
+import random
 import resource
 import tempfile
 import time
@@ -63,7 +65,9 @@ def bench_config(events: int, weeks: float) -> Config:
     )
 
 
-def write_events(path: Path, events: int, weeks: float) -> int:
+def write_events(path: Path, events: int, weeks: float, customers: int = 0) -> int:
+    """Simulated events to ``path``; ``customers`` > 0 spreads the customer-facing calls over
+    that many distinct customers (a cardinality flood), instead of the simulator's seven."""
     span_s = weeks * 7 * 86400
     incidents = [
         parse_incident(f"batch_runaway:team=research,x=20,start=+{int(span_s * 0.8)}s,duration=3h"),
@@ -71,8 +75,11 @@ def write_events(path: Path, events: int, weeks: float) -> int:
     ]
     stream = simulate(START_TS, span_s, rate_per_s=events / span_s, seed=7, incidents=incidents)
     count = 0
+    rng = random.Random(3)
     with path.open("wb") as out:
         for event in itertools.islice(stream, events):
+            if customers and event.customer is not None:
+                event = dataclasses.replace(event, customer=f"cust-{rng.randrange(customers)}")
             out.write(event.to_json() + b"\n")
             count += 1
     return count
@@ -98,10 +105,10 @@ def replay(path: Path, config: Config) -> tuple[float, ReplayStats]:
     return time.perf_counter() - started, stats
 
 
-def run(events: int, weeks: float) -> dict[str, Any]:
+def run(events: int, weeks: float, customers: int = 0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         path = Path(tmp) / "events.jsonl"
-        events = write_events(path, events, weeks)
+        events = write_events(path, events, weeks, customers)
         config = bench_config(events, weeks)
         bare_s = bare(path)
         replay_s, stats = replay(path, config)
@@ -110,6 +117,7 @@ def run(events: int, weeks: float) -> dict[str, Any]:
     return {
         "events": events,
         "weeks": weeks,
+        "customers": customers or None,
         "file_mb": round(file_mb, 1),
         "bare_events_per_s": round(events / bare_s),
         "replay_events_per_s": round(rate),
@@ -128,9 +136,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--weeks", type=float, default=5.0)
+    parser.add_argument(
+        "--customers",
+        type=int,
+        default=0,
+        help="spread customer-facing calls over this many customers (a cardinality flood)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = run(args.events, args.weeks)
+    result = run(args.events, args.weeks, args.customers)
     if args.json:
         print(orjson.dumps(result).decode())
         return

@@ -58,6 +58,8 @@ FORGET_S = 15 * 86400
 _KEY_DIMS = tuple(KEY_DIMENSIONS)
 #: (input partition, late epoch): the parts of one window that readers sum.
 Part = tuple[int, int]
+#: The value of every field of the series that holds a dimension set's overflow.
+OTHER = "(other)"
 
 
 class RollupLike(Protocol):
@@ -148,6 +150,14 @@ class _Series:
         """((hour, partition, epoch), (cost_nusd, calls)) of every part."""
         p = self.parts
         return [((p[i], p[i + 1], p[i + 2]), (p[i + 3], p[i + 4])) for i in range(0, len(p), _ROW)]
+
+    def part(self, hour: int, partition: int, epoch: int) -> tuple[int, int]:
+        """The (cost_nusd, calls) set for one partition and epoch of ``hour``; zeros if none."""
+        parts = self.parts
+        for i in range(0, len(parts), _ROW):
+            if parts[i] == hour and parts[i + 1] == partition and parts[i + 2] == epoch:
+                return parts[i + 3], parts[i + 4]
+        return 0, 0
 
     def hours(self) -> list[int]:
         """The open hours, earliest first."""
@@ -270,6 +280,15 @@ class SpendWatch:
         self.idle: set[int] = set()
         self.closed_until: int | None = None
         self._next_peek = -math.inf
+        #: Series past ``limits.series_per_set``, folded into their set's ``(other)`` series:
+        #: hour -> (dims, values, partition, epoch) -> the absolute (cost_nusd, calls) they
+        #: added, so a re-sent record replaces its share instead of adding it again.
+        self._folded: dict[int, dict[tuple[Any, ...], tuple[int, int]]] = {}
+        #: (dims, UTC day) of the overflows already reported, and the reports to send.
+        self._cap_noticed: set[tuple[tuple[str, ...], int]] = set()
+        self._notices: list[Alert] = []
+        #: dims -> series watched (derived from ``series``; not snapshotted)
+        self._per_set: dict[tuple[str, ...], int] = {}
 
     # -- input -------------------------------------------------------------
 
@@ -361,7 +380,14 @@ class SpendWatch:
             return  # a correction to an hour the detectors already learned: budgets only
         sk = (dims, tuple(r.values))
         series = self.series.get(sk)
+        if series is None and self._per_set.get(dims, 0) >= self.config.limits.series_per_set:
+            self._fold(r)
+            return
+        if OTHER in sk[1]:
+            self._fold(r)  # a caller's own "(other)": counted with ours, never overwriting it
+            return
         if series is None:
+            self._per_set[dims] = self._per_set.get(dims, 0) + 1
             # Decoded records bring their own dims tuple and strings: share them.
             values = tuple(None if v is None else sys.intern(v) for v in sk[1])
             if all(a is b for a, b in zip(values, sk[1], strict=True)):
@@ -373,6 +399,58 @@ class SpendWatch:
         if r.metrics[0] > 0:
             series.last_spend_hour = max(series.last_spend_hour, r.window_start)
         self._dirty.add((sk, r.window_start))
+
+    def _fold(self, r: RollupLike) -> None:
+        """Count a series past the cap into its set's ``(other)`` series, exactly."""
+        dims = self._dim_sets.setdefault(tuple(r.dims), tuple(r.dims))
+        hour = r.window_start
+        shares = self._folded.setdefault(hour, {})
+        part = (dims, tuple(r.values), r.partition, r.epoch)
+        new = (r.metrics[0], r.metrics[1])
+        old = shares.get(part, (0, 0))
+        if new == old:
+            return
+        shares[part] = new
+        sk = (dims, (OTHER,) * len(dims))
+        other = self.series.get(sk)
+        if other is None:  # outside the cap: it is what the cap turns into
+            other = self.series[sk] = self._new_series(sk)
+        cost, calls = other.part(hour, r.partition, r.epoch)
+        other.set_part(hour, r.partition, r.epoch, cost + new[0] - old[0], calls + new[1] - old[1])
+        if new[0] > 0:
+            other.last_spend_hour = max(other.last_spend_hour, hour)
+        self._dirty.add((sk, hour))
+        day = hour // 86400 * 86400
+        if (dims, day) not in self._cap_noticed:
+            self._cap_noticed.add((dims, day))
+            self._notices.append(self._cap_notice(dims, day, hour))
+
+    def _cap_notice(self, dims: tuple[str, ...], day: int, hour: int) -> Alert:
+        """The one operator alert a day for a dimension set past its series cap."""
+        cap = self.config.limits.series_per_set
+        named = ", ".join(dims)
+        message = (
+            f"more than {cap:,} series of [{named}] have spend: the rest are watched together "
+            f"as {named}={OTHER} (their spend is still counted, exactly, there and in every "
+            "coarser series). Raise limits.series_per_set if they are all real."
+        )
+        return Alert(
+            kind="series_cap",
+            detector="limits",
+            scope={d: OTHER for d in dims},
+            window_start=float(day),
+            window_end=float(day + 86400),
+            detected_at=float(hour),
+            observed_usd=0.0,
+            expected_usd=None,
+            severity="warning",
+            reason=message,
+            id=f"series-cap/{'+'.join(dims)}/{int(day)}",
+        )
+
+    def folded_series(self) -> int:
+        """Series counted in an ``(other)`` series in the open hours (a metric)."""
+        return len({(d, v) for shares in self._folded.values() for d, v, _, _ in shares})
 
     def _directory(self, dims: tuple[str, ...], r: RollupLike) -> None:
         attrs = dict(zip(dims, r.values, strict=True))
@@ -450,6 +528,9 @@ class SpendWatch:
                 alerts.extend(self._check_budgets(self.closed_until))
             else:
                 candidates.extend(found)
+        if self._notices:
+            alerts.extend(self._notices)
+            self._notices = []
         if not self.behind:
             if self.now >= self._next_peek:
                 self._next_peek = (self.now // self.peek_s + 1) * self.peek_s
@@ -754,6 +835,11 @@ class SpendWatch:
         gone = [k for k, s in self.series.items() if s.last_spend_hour < horizon and not s.parts]
         for k in gone:
             del self.series[k]
+            if OTHER not in k[1]:
+                self._per_set[k[0]] -= 1
+        for hour in [h for h in self._folded if h < self.closed_until]:
+            del self._folded[hour]  # closed: a correction to it reaches budgets only
+        self._cap_noticed = {n for n in self._cap_noticed if n[1] >= horizon}
         for key in [k for k, h in self._key_hour.items() if h < horizon]:
             del self._key_hour[key]
             del self.keys[key]
@@ -781,7 +867,7 @@ class SpendWatch:
         The config parts the state was built from go along, so a restore under a changed
         config maps detectors and budgets the way a live reload does.
         """
-        derived = ("config", "_budget_match")
+        derived = ("config", "_budget_match", "_per_set")
         state: dict[str, Any] = {k: v for k, v in self.__dict__.items() if k not in derived}
         state["_built_from"] = _built_from(self.config)
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -791,6 +877,7 @@ class SpendWatch:
         state = unpickle_state(data)  # our own state file, written by snapshot()
         built_from = state.pop("_built_from", None)
         self.__dict__.update(state)
+        self._count_series()
         if self._dirty and not isinstance(next(iter(self._dirty))[1], int):
             # Until 2026-12-04 the watch marked whole series: every open hour of them.
             series = self.series
@@ -805,6 +892,13 @@ class SpendWatch:
         current = self.config
         self.config = current.model_copy(update=built_from)
         return self.reconfigure(current)
+
+    def _count_series(self) -> None:
+        per_set: dict[tuple[str, ...], int] = {}
+        for dims, values in self.series:
+            if OTHER not in values:
+                per_set[dims] = per_set.get(dims, 0) + 1
+        self._per_set = per_set
 
     def _detectors_outdated(self) -> bool:
         """Detectors built with other parameters than the config resolves to now: a default
@@ -835,6 +929,7 @@ class SpendWatch:
         budget_state, budget_notes = self._remap_budgets(config)
         for sk in [sk for sk in self.series if sk not in series_detectors]:
             del self.series[sk]
+        self._count_series()
         for sk, detectors in series_detectors.items():
             self.series[sk].detectors = detectors
         self.budgets, self._budget_hours, self._budget_minutes, self._budget_paused = budget_state

@@ -249,6 +249,17 @@ class DigestConfig(_Section):
         return "off" if value is False else value
 
 
+class LimitsConfig(_Section):
+    """Bounds on what event data can make the engine hold: attribution values (customers,
+    keys, teams) come from callers, and each new one would be a watched series."""
+
+    #: Series the detect stage watches with detectors of their own, per dimension set. New
+    #: series past it are watched together, as one whose values are all ``(other)``: their
+    #: spend still counts, exactly, in it and in every coarser series. A series silent for
+    #: 15 days frees its place.
+    series_per_set: Annotated[int, Field(ge=10, le=10_000_000)] = 10_000
+
+
 class Config(_Section):
     """The whole operator config. Every section has a usable default."""
 
@@ -280,6 +291,7 @@ class Config(_Section):
     pricing: PricingConfig = PricingConfig()
     store: StoreConfig = StoreConfig()
     digest: DigestConfig = DigestConfig()
+    limits: LimitsConfig = LimitsConfig()
 
     @field_validator("dimensions")
     @classmethod

@@ -99,7 +99,11 @@ class DetectStage:
         self.records_in = 0
         #: Records on the rollups topic that were not rollups (see ``_skip``).
         self.skipped = 0
-        self.metrics = DetectMetrics(lambda: len(self.watch.series), lambda: self.watch.now)
+        self.metrics = DetectMetrics(
+            lambda: len(self.watch.series),
+            lambda: self.watch.now,
+            lambda: self.watch.folded_series(),
+        )
         #: Alerts sent but not yet acknowledged, with their send.
         self._pending: list[tuple[Alert, asyncio.Future[Any]]] = []
         self._lock: IO[bytes] | None = None
