@@ -89,7 +89,7 @@ class _Series:
     changed since they were last scored.
     """
 
-    __slots__ = ("closed", "dets", "key", "last_spend_hour", "parts", "slots")
+    __slots__ = ("asleep_from", "closed", "dets", "key", "last_spend_hour", "parts", "slots")
 
     def __init__(
         self,
@@ -106,6 +106,8 @@ class _Series:
         self.last_spend_hour = 0
         #: (hour start, cost_nusd, calls) of the hour its detectors learned last
         self.closed: tuple[int, int, int] = (0, 0, 0)
+        #: The first silent hour its detectors have not learned yet (0: none): see ``_close``.
+        self.asleep_from = 0
 
     @property
     def scope(self) -> Scope:
@@ -191,6 +193,7 @@ class _Series:
         """This layout, or an older one: a dataclass with ``scope``, (index, detector)
         pairs and ``peeked`` (until 2026-12-04), and before that a dict per hour."""
         slots = dict(state[1] if isinstance(state, tuple) else state)
+        self.asleep_from = 0  # until 2026-12-05 every series learned every hour as it closed
         if "hours" in slots:
             hours = slots.pop("hours")
             slots["parts"] = {(h, p, e): v for h, by in hours.items() for (p, e), v in by.items()}
@@ -289,6 +292,8 @@ class SpendWatch:
         self._notices: list[Alert] = []
         #: dims -> series watched (derived from ``series``; not snapshotted)
         self._per_set: dict[tuple[str, ...], int] = {}
+        #: a series' detector slots -> seconds of silence after which it sleeps (derived)
+        self._sleep_after: dict[tuple[int, ...], int] = {}
 
     # -- input -------------------------------------------------------------
 
@@ -567,10 +572,29 @@ class SpendWatch:
         return float(calls) if cfg.metric == "cost_per_call" else 1.0
 
     def _close(self, hour: int) -> list[Candidate]:
+        """Feed ``hour`` to every series' detectors; the anomalous verdicts as candidates.
+
+        A series silent for longer than its detectors look back (``_sleep_after_s``) sleeps:
+        its silent hours are learned when it next spends, or is peeked at, and not before.
+        A silent hour cannot alert once nothing the detectors compare is left in their
+        windows (the conformance suite checks every detector for it), so this only defers
+        work: a flood of one-off customers or keys costs what its spend costs, not an update
+        per series every hour for two weeks.
+        """
         found = []
         for series in self.series.values():
+            if series.asleep_from and not series.parts:
+                continue
             cost, calls = series.pop_hour(hour)
             series.closed = (hour, cost, calls)
+            if not calls and not cost:
+                if series.asleep_from:
+                    continue
+                if hour - series.last_spend_hour >= self._sleep_after_s(series):
+                    series.asleep_from = hour
+                    continue
+            elif series.asleep_from:
+                self._wake(series, hour)
             for i, det in zip(series.slots, series.dets, strict=True):
                 cfg = self.config.detectors[i]
                 value = self._value(cfg, cost, calls)
@@ -579,6 +603,23 @@ class SpendWatch:
                 if c is not None:
                     found.append(c)
         return found
+
+    def _sleep_after_s(self, series: _Series) -> int:
+        """Silence after which a series' silent hours can no longer alert: its detectors'
+        longest trailing window, plus an hour."""
+        after = self._sleep_after.get(series.slots)
+        if after is None:
+            windows = [getattr(det, "window_s", HOUR) for det in series.dets]
+            after = self._sleep_after[series.slots] = int(max(windows, default=HOUR)) + HOUR
+        return after
+
+    def _wake(self, series: _Series, until: int) -> None:
+        """Teach a sleeping series' detectors its silent hours before ``until``."""
+        for hour in range(series.asleep_from, until, HOUR):
+            for i, det in zip(series.slots, series.dets, strict=True):
+                cfg = self.config.detectors[i]
+                det.update(float(hour), self._value(cfg, 0, 0), self._weight(cfg, 0))
+        series.asleep_from = 0
 
     def _peek(self) -> list[Candidate]:
         found = []
@@ -592,6 +633,8 @@ class SpendWatch:
                 self._dirty.add((sk, hour))  # past the watermark: earlier hours are learned first
                 continue
             cost, calls = series.total(hour)
+            if series.asleep_from and self.closed_until is not None:
+                self._wake(series, self.closed_until)
             for i, det in zip(series.slots, series.dets, strict=True):
                 cfg = self.config.detectors[i]
                 value = self._value(cfg, cost, calls)
@@ -716,6 +759,8 @@ class SpendWatch:
             )
             if det is None or getattr(det, "window_s", HOUR) > HOUR:
                 continue
+            if series.asleep_from and self.closed_until is not None:
+                self._wake(series, self.closed_until)
             cost = series.closed[1] if series.closed[0] == hour else series.total(hour)[0]
             v = det.peek(float(hour), cost / NUSD)
             if v.expected is None or v.observed - v.expected < explain * root.excess_usd:
@@ -867,7 +912,7 @@ class SpendWatch:
         The config parts the state was built from go along, so a restore under a changed
         config maps detectors and budgets the way a live reload does.
         """
-        derived = ("config", "_budget_match", "_per_set")
+        derived = ("config", "_budget_match", "_per_set", "_sleep_after")
         state: dict[str, Any] = {k: v for k, v in self.__dict__.items() if k not in derived}
         state["_built_from"] = _built_from(self.config)
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -924,6 +969,10 @@ class SpendWatch:
         built first and swapped in at the end, so a failure leaves the old state whole.
         Returns one line per thing that had to start afresh (for the log).
         """
+        if self.closed_until is not None:
+            for series in self.series.values():
+                if series.asleep_from:  # its silent hours are learned by the detectors it had
+                    self._wake(series, self.closed_until)
         detect_dims = {tuple(d) for d in config.dimensions}
         series_detectors, notes = self._remap_detectors(config, detect_dims)
         budget_state, budget_notes = self._remap_budgets(config)
@@ -939,6 +988,7 @@ class SpendWatch:
         self.detect_dims = detect_dims
         self._roles = {}
         self._budget_match = {}
+        self._sleep_after = {}
         self.config = config
         return notes + budget_notes
 

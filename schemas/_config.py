@@ -257,7 +257,7 @@ class LimitsConfig(_Section):
     #: series past it are watched together, as one whose values are all ``(other)``: their
     #: spend still counts, exactly, in it and in every coarser series. A series silent for
     #: 15 days frees its place.
-    series_per_set: Annotated[int, Field(ge=10, le=10_000_000)] = 10_000
+    series_per_set: Annotated[int, Field(ge=10, le=10_000_000)] = 2_000
 
 
 class Config(_Section):
