@@ -4,25 +4,16 @@ counted exactly, with one operator alert a day."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import Config
+from spendbrake.streamer import RollupRecord
 
 HOUR = 3600
 T0 = 1_790_553_600  # Monday 2026-09-28 00:00 UTC
 NUSD = 1_000_000_000
 
 
-@dataclass(frozen=True)
-class Rec:
-    dims: tuple[str, ...]
-    values: tuple[str | None, ...]
-    window_s: int
-    window_start: int
-    partition: int
-    epoch: int
-    metrics: tuple[int, ...]
+Rec = RollupRecord  # the streamer's own record, as the detect stage decodes it
 
 
 def _customer(name: str, hour: int, cost_nusd: int, partition: int = 0) -> Rec:

@@ -5,10 +5,10 @@ them, and it alerts the same."""
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
 
 from spendbrake.detectors import SpendWatch, make_detector
 from spendbrake.schemas import Config
+from spendbrake.streamer import RollupRecord
 
 from tests.detectors.synth import spend
 
@@ -17,15 +17,7 @@ T0 = 1_790_553_600  # Monday 2026-09-28 00:00 UTC
 NUSD = 1_000_000_000
 
 
-@dataclass(frozen=True)
-class Rec:
-    dims: tuple[str, ...]
-    values: tuple[str | None, ...]
-    window_s: int
-    window_start: int
-    partition: int
-    epoch: int
-    metrics: tuple[int, ...]
+Rec = RollupRecord  # the streamer's own record, as the detect stage decodes it
 
 
 def test_a_sleeping_series_learns_its_silence_exactly_when_it_wakes() -> None:
