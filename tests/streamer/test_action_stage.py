@@ -58,6 +58,14 @@ def make_alert(
     }
 
 
+#: The stage's own word on who may be paused (it re-checks every pause record against it).
+KEYS = (
+    "keys:\n  rules:\n"
+    "    - {api_key: support-bot-prod, workload: critical}\n"
+    '    - {api_key: "research-*", workload: batch}\n'
+    '    - {api_key: "*-batch", workload: batch}\n'
+    '    - {api_key: "sk-*", workload: batch}\n'
+)
 SIGNING = "slack-signing-secret"
 #: The first operation of each lane for an alert that asks for a pause.
 LANE_OP = {"gateway": "block", "slack": "post"}
@@ -87,7 +95,7 @@ class Setup:
             "  timeout_s: 1.5\n  retry_cap_s: 2\n"
             f"  signing_secret: {SIGNING}\n  interactive_port: {self.buttons_port}\n"
             f"gateway:\n  kind: litellm\n  url: {gateway.url}\n  master_key: {MASTER}\n"
-            "  timeout_s: 1.0\n  retry_cap_s: 2\n"
+            "  timeout_s: 1.0\n  retry_cap_s: 2\n" + KEYS
         )
         self.state = tmp / "state"
         self.log = tmp / "worker.log"
