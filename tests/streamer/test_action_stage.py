@@ -238,14 +238,99 @@ def test_slack_buttons_resume_through_the_stage_and_forgeries_are_refused(
         assert setup.click(body, sign_request(SIGNING, body, now + 1)) == 200
         assert gateway.wait_for(lambda: not gateway.is_blocked(key), 30)
         assert slack.wait_for(lambda: "Resumed" in _texts(slack.messages), 30)
+        # Reproduction 3 of issue 17: a signed click on this incident's button naming a key
+        # an operator blocked by hand (SpendBrake never paused it) once unblocked it.
+        by_hand = "research-quarantined"
+        httpx.post(
+            f"{gateway.url}/key/block",
+            json={"key": by_hand},
+            headers={"Authorization": f"Bearer {MASTER}"},
+        ).raise_for_status()
+        foreign = build_payload(
+            RESUME_ACTION_ID, {"alert": alert["id"], "targets": [by_hand]}, "U43"
+        )
+        answer = httpx.post(
+            f"http://127.0.0.1:{setup.buttons_port}/slack/actions",
+            content=foreign,
+            headers={
+                **sign_request(SIGNING, foreign, int(time.time())),
+                "content-type": "application/x-www-form-urlencoded",
+            },
+        )
+        assert answer.status_code == 200 and "refused 1 key(s)" in answer.text, answer.text
         time.sleep(1.5)
     finally:
         stop(worker)
+    assert gateway.is_blocked(by_hand)
+    assert [c["body"] for c in gateway.calls if c["body"].get("key") == by_hand] == [
+        {"key": by_hand}  # the operator's own block; no unblock ever went out
+    ]
     audit = setup.audit().values()
     rejected = [r for r in audit if r["result"] == "rejected"]
     assert len(rejected) == 2 and all("401" in r["detail"] for r in rejected), rejected
     unblocked = [r for r in audit if r["action"] == "unblock"]
-    assert [(r["source"], r["result"]) for r in unblocked] == [("slack:U42", "ok")]
+    assert sorted((r["source"], r["target"], r["result"]) for r in unblocked) == [
+        ("slack:U42", key, "ok"),
+        ("slack:U43", by_hand, "refused"),
+    ]
+    refused = next(r for r in unblocked if r["result"] == "refused")
+    assert "not paused by SpendBrake" in refused["detail"]
+
+
+def test_a_forged_pause_of_a_protected_key_is_refused_and_a_reload_applies_at_once(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    fakes: tuple[FakeSlack, FakeGateway],
+) -> None:
+    """Reproduction 2 of issue 17: whoever can write to spend.alerts once blocked any key,
+    the critical support bot included, by leaving it out of ``critical_keys``. The stage
+    now checks every pause against its own keys config."""
+    slack, gateway = fakes
+    setup = Setup(broker, make_topic, tmp_path, slack, gateway)
+    critical, stranger, batch = "support-bot-prod", "stranger-key", "research-nightly-summarizer"
+    port = free_port()
+    worker = setup.start(port)
+    try:
+        forged = make_alert(critical, critical_keys=[], team="support")
+        setup.publish(forged, make_alert(stranger), make_alert(batch))
+        # The lane is in order: once the batch key is blocked, the others were decided.
+        assert gateway.wait_for(lambda: gateway.is_blocked(batch), 60), setup.log.read_text()[
+            -3000:
+        ]
+        assert slack.wait_for(lambda: "Pause REFUSED" in _texts(slack.messages), 30)
+        refused_metrics = scrape(port)
+        # A reload that lists the stranger as batch lets its next pause through at once.
+        text = setup.config.read_text()
+        setup.config.write_text(
+            text.replace(
+                "keys:\n  rules:\n",
+                "keys:\n  rules:\n    - {api_key: stranger-key, workload: batch}\n",
+            )
+        )
+        deadline = time.monotonic() + 30
+        while "config reloaded" not in setup.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        setup.publish(make_alert(stranger, id="anomaly/api_key=stranger-key/2"))
+        assert gateway.wait_for(lambda: gateway.is_blocked(stranger), 30), setup.log.read_text()[
+            -3000:
+        ]
+        time.sleep(1.5)
+    finally:
+        stop(worker)
+    assert not gateway.is_blocked(critical)
+    assert [c["body"]["key"] for c in gateway.calls] == [batch, stranger]
+    audit = setup.audit().values()
+    refused = {r["target"]: r for r in audit if r["result"] == "refused"}
+    assert set(refused) == {critical, stranger}, audit
+    assert refused[critical]["action"] == "block" and "critical" in refused[critical]["detail"]
+    assert refused[critical]["alert"] == f"{forged['id']}#0"
+    assert "no keys rule names it" in refused[stranger]["detail"]
+    assert refused_metrics['spendbrake_refused_total{op="block",reason="critical"}'] == 1
+    assert refused_metrics['spendbrake_refused_total{op="block",reason="unlisted"}'] == 1
+    # The critical key's message says the pause was refused and offers no Resume for it.
+    parent = next(p for p in slack.parents() if "REFUSED" in _texts([p]))
+    assert "spendbrake resume" not in _texts([parent])
 
 
 def test_outages_and_a_kill_mid_retry_end_in_exactly_once_in_order(
