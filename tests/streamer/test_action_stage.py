@@ -333,6 +333,47 @@ def test_a_forged_pause_of_a_protected_key_is_refused_and_a_reload_applies_at_on
     assert "spendbrake resume" not in _texts([parent])
 
 
+def test_a_queued_pause_of_a_key_a_reload_protects_is_never_sent(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    fakes: tuple[FakeSlack, FakeGateway],
+) -> None:
+    """Who may be paused changes with the config at once: a pause still retrying through
+    a gateway outage is checked again at each attempt."""
+    slack, gateway = fakes
+    setup = Setup(broker, make_topic, tmp_path, slack, gateway)
+    key = "research-nightly-summarizer"
+    gateway.down()
+    worker = setup.start()
+    try:
+        setup.publish(make_alert(key))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            r["action"] == "block" and r["result"] == "retrying" for r in setup.audit().values()
+        ):
+            time.sleep(0.5)
+        text = setup.config.read_text()
+        setup.config.write_text(
+            text.replace(
+                "keys:\n  rules:\n",
+                f"keys:\n  rules:\n    - {{api_key: {key}, workload: critical}}\n",
+            )
+        )
+        while "config reloaded" not in setup.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        gateway.up()
+        refused: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not refused:
+            refused = [r for r in setup.audit().values() if r["result"] == "refused"]
+            time.sleep(0.5)
+    finally:
+        stop(worker)
+    assert not gateway.is_blocked(key) and not gateway.calls
+    assert [(r["action"], r["target"]) for r in refused] == [("block", key)], setup.audit()
+    assert "critical" in refused[0]["detail"] and refused[0]["attempts"] >= 2
+
+
 def test_outages_and_a_kill_mid_retry_end_in_exactly_once_in_order(
     broker: EmbeddedBroker,
     make_topic: Callable[..., str],
