@@ -210,6 +210,8 @@ def test_pause_blocks_the_batch_key_alerts_the_critical_one_and_resume_unblocks(
     resumed = [r for r in setup.audit().values() if r["action"] == "unblock"]
     assert len(resumed) == 1 and resumed[0]["result"] == "ok"
     assert resumed[0]["source"].startswith("cli:") and resumed[0]["reason"] == "false alarm"
+    # An operator's decision at the terminal: audited as manual, not as an incident's resume.
+    assert (resumed[0]["kind"], resumed[0]["incident"]) == ("manual", "manual")
 
 
 def test_slack_buttons_resume_through_the_stage_and_forgeries_are_refused(
