@@ -213,6 +213,9 @@ class Outbox:
                 t.target for t in self.lanes["gateway"] if t.incident == incident.id and t.op == op
             }
             calls = [t for t in alert.get("targets", []) if t not in done and t not in queued]
+        if op == "block":
+            # A record can only add protection: one naming a key critical never pauses it.
+            calls = [t for t in calls if t not in (alert.get("critical_keys") or ())]
         for target, why in refused:
             self.record(
                 Task(f"{key}/block/{target}", "gateway", "block", alert["id"], alert, target),

@@ -186,6 +186,9 @@ def test_a_critical_key_is_never_blocked_whatever_the_record_says() -> None:
     box = Outbox()
     box.accept(alert(targets=("sk-a", "sk-prod"), critical_keys=["sk-prod"]), now=1.0, keys=KEYS)
     assert [t.target for t in box.lanes["gateway"]] == ["sk-a"]
+    # A record can add protection (the detect stage's view), never take it away.
+    box.accept(alert(targets=("sk-b",), critical_keys=["sk-b"], id="x/2"), now=2.0, keys=KEYS)
+    assert [t.target for t in box.lanes["gateway"]] == ["sk-a"]
 
 
 def test_a_forged_pause_of_a_protected_key_is_refused_audited_and_told() -> None:
