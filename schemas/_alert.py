@@ -73,7 +73,7 @@ class Alert:
     #: Keys in scope with spend in the window; the policy step reads it, the wire omits it.
     keys: list[KeyInfo] = field(default_factory=list)
     #: Keys in scope the config's ``keys`` section does not let be paused, and why
-    #: (``schemas.PROTECTIONS``); set with the policies.
+    #: (``KeyClass.protection``); set with the policies.
     protected: dict[str, str] = field(default_factory=dict)
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:

@@ -36,12 +36,12 @@ from spendbrake.actions import (
     Task,
     backoff_delay,
     make_gateway,
+    refusal,
     screen_pauses,
 )
 from spendbrake.actions._blocks import render_alert, render_followup, render_parent_update
 from spendbrake.actions._interactive import Interaction, InteractionServer, Rejected
 from spendbrake.actions._outbox import audit_wire, outcome_line
-from spendbrake.actions._policy import refusal
 from spendbrake.actions._slack import SlackNotifier
 from spendbrake.schemas import Config, decode_alert, unpickle_state
 
