@@ -35,7 +35,7 @@ import orjson
 from spendbrake.schemas import Config
 
 from spendbrake._replay import ReplayStats, replay_lines
-from spendbrake._simulate import parse_incident, simulate
+from spendbrake._simulate import TrafficProfile, parse_incident, simulate
 
 START_TS = 1_790_812_800.0  # 2026-10-01T00:00:00Z, a Thursday
 TARGET = 200_000
@@ -61,6 +61,7 @@ def bench_config(events: int, weeks: float) -> Config:
                 },
             ],
             "policies": [{"match": {"workload": "batch"}, "action": "pause"}],
+            "keys": {"rules": TrafficProfile.default().key_rules()},
         }
     )
 

@@ -15,6 +15,8 @@ records. It keeps, per series:
 Budgets get absolute hourly and per-minute spend of their scope and say what crossed.
 Anomalies found together are grouped into one alert per incident (``_incidents``).
 Policies are applied afterwards (``actions.apply_policies``), the same way live and in replay.
+The key directory (``keys``) records each key's team, feature... from the first spend seen of
+it, for scoping; whether a key may be paused is the config's ``keys`` section's to say.
 """
 
 from __future__ import annotations
@@ -852,7 +854,12 @@ class SpendWatch:
         else:
             keys = self.keys_in(dict(cfg.scope), v.period_start)
             if v.action == "pause":
-                self._budget_paused[i] = sorted(k.api_key for k in keys if k.workload != "critical")
+                # What the hard stop pauses (the policy step picks the same keys): the
+                # next period's resume undoes exactly these.
+                classify = self.config.keys.classify
+                self._budget_paused[i] = sorted(
+                    k.api_key for k in keys if classify(k.api_key).pausable
+                )
         return Alert(
             kind=v.kind,
             detector="budget",

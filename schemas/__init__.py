@@ -35,6 +35,7 @@ from ._event import (
     parse_ts,
     validate_event,
 )
+from ._keys import LITELLM_MASTER_KEY, KeyClass, KeyRule, KeysConfig
 from ._pricing import ModelPrice, PriceEntryModel, PriceTable
 from ._snapshot import unpickle_state
 
@@ -42,6 +43,7 @@ __all__ = [
     "ALERT_KINDS",
     "DEFAULT_DIMENSIONS",
     "KEY_DIMENSIONS",
+    "LITELLM_MASTER_KEY",
     "MAX_EVENT_BYTES",
     "SCOPE_FIELDS",
     "WORKLOADS",
@@ -54,7 +56,10 @@ __all__ = [
     "GatewayConfig",
     "InvalidEvent",
     "KafkaConfig",
+    "KeyClass",
     "KeyInfo",
+    "KeyRule",
+    "KeysConfig",
     "LimitsConfig",
     "ModelPrice",
     "PolicyConfig",

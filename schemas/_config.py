@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._keys import KeysConfig
 from ._pricing import PriceEntryModel
 
 #: Event fields a scope, a match or a rollup dimension may name.
@@ -164,7 +165,11 @@ class BudgetConfig(_Section):
 
 
 class PolicyConfig(_Section):
-    """What an anomaly on a matching scope does; the first matching policy wins."""
+    """What an anomaly on a matching scope does; the first matching policy wins.
+
+    ``workload`` in ``match`` is the key's class from the ``keys`` section, not the
+    events' tag; a pause is only ever applied to a key that section lets be paused.
+    """
 
     match: dict[str, str] = {}
     action: Literal["alert", "pause"] = "alert"
@@ -282,6 +287,8 @@ class Config(_Section):
         DetectorConfig(kind="wow", metric="cost_per_call", params={"rise": 1.0, "min_usd": 0.0}),
     ]
     budgets: list[BudgetConfig] = []
+    #: Each key's class and whether it may be paused; a key no rule names is alerted only.
+    keys: KeysConfig = KeysConfig()
     policies: list[PolicyConfig] = [
         PolicyConfig(match={"workload": "batch"}, action="pause"),
         PolicyConfig(match={"workload": "critical"}, action="alert"),

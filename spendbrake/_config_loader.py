@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from spendbrake.schemas import Config, ConfigError
-from spendbrake.schemas._errors import show
+from spendbrake.schemas._errors import ValueAt, show
 
 # ${VAR} or ${VAR:-default}, as in shells and docker compose.
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -170,6 +170,9 @@ def _mark_for(loc: Loc, marks: Mapping[Loc, str]) -> str | None:
 
 def _to_config_error(err: Mapping[str, Any], marks: Mapping[Loc, str], name: str) -> ConfigError:
     loc: Loc = tuple(err["loc"])
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, ValueAt):
+        loc = (*loc, *cause.loc)  # a model's check about one of its fields
     kind = err["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])

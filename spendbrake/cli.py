@@ -449,8 +449,9 @@ def worker(
     detect: reads every rollups partition (run ONE per deployment), runs the configured
     detectors and budgets, and writes alert records (policies applied) to the alerts topic.
     act: reads the alerts (run ONE per deployment), posts to Slack (slack.token), pauses
-    keys at the gateway (gateway.*; critical keys never), audits each effect on the
-    actions topic; undelivered effects are retried durably across restarts.
+    keys at the gateway (gateway.*; only keys the config's keys section lets be paused,
+    checked again here whatever the record says), audits each effect on the actions
+    topic; undelivered effects are retried durably across restarts.
     store: keeps hourly and daily rollups, trace costs, alerts and audit records in a
     DuckDB file (store.path, default <state-dir>/store/spend.duckdb; run ONE per store)
     for `spendbrake report`, exactly once: rows and offsets commit together.
@@ -612,8 +613,9 @@ def resume(
     """Unblock paused API keys (or --team) at the gateway, and audit it on the actions topic.
 
     Calls the gateway in the config (gateway.kind, url, master_key or secret) with a few
-    retries; unblocking a key that is not blocked is fine. Exit code 0 when every target
-    is unblocked, 1 otherwise.
+    retries; unblocking a key that is not blocked is fine. An operator's decision: any key
+    may be named, and the audit records it as manual (kind and incident "manual", source
+    cli:USER). Exit code 0 when every target is unblocked, 1 otherwise.
     """
     from ._resume import resume as run_resume
 

@@ -340,7 +340,7 @@ class DetectStage:
                     # at a time and let the other stages of this process (the ingest's
                     # group heartbeats) run in between.
                     for alert in self.watch.advance(max_hours=ADVANCE_HOURS):
-                        applied = apply_policies(alert, self.config.policies)
+                        applied = apply_policies(alert, self.config.policies, self.config.keys)
                         self._send(applied)
                         self.alerts_out += 1
                         self.metrics.alerts.labels(

@@ -186,6 +186,14 @@ class ActionMetrics:
             ["lane", "op", "result"],
             registry=r,
         )
+        self.refused = Counter(
+            "spendbrake_refused",
+            "Gateway calls the stage refused, by operation and reason: a pause of a key its "
+            "own keys config does not allow (critical, alert-only, unlisted, master-key), a "
+            "button's resume of a key it did not pause for that incident (not-ours)",
+            ["op", "reason"],
+            registry=r,
+        )
         queued = Gauge(
             "spendbrake_effects_pending",
             "Effects not yet performed, by lane (slack, gateway)",

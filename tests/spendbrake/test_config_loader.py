@@ -172,3 +172,82 @@ def test_an_empty_secret_is_no_secret(tmp_path: Path) -> None:
     path = write(tmp_path, "slack: {token: '${T:-}'}\ngateway: {master_key: '  '}\n")
     config = load_config(path, env={})
     assert config.slack.token is None and config.gateway.master_key is None
+
+
+KEYS_GOOD = """\
+keys:
+  rules:
+    - api_key: support-bot-prod
+      workload: critical
+    - api_key: "*-batch"
+      workload: batch
+    - api_key: "eval-*"
+      workload: standard
+      pausable: false
+"""
+
+
+def test_keys_rules_load_and_classify_in_order(tmp_path: Path) -> None:
+    keys = load_config(write(tmp_path, KEYS_GOOD), env={}).keys
+    assert [r.api_key for r in keys.rules] == ["support-bot-prod", "*-batch", "eval-*"]
+    assert keys.classify("growth-email-batch").pausable
+    assert not keys.classify("eval-1").pausable
+    assert keys.classify("unknown").protection == "unlisted"
+
+
+def test_bad_keys_rules_are_named_with_their_line(tmp_path: Path) -> None:
+    text = """\
+keys:
+  rules:
+    - api_key: support-bot-prod
+      workload: crit
+    - api_key: payments-prod
+      workload: critical
+      pausable: true
+    - api_key: litellm_proxy_master_key
+      workload: batch
+    - api_kye: x
+      workload: batch
+"""
+    errors = errors_of(tmp_path, text, env={})
+    name = str(tmp_path / "spendbrake.yaml")
+    assert errors == [
+        f"{name}:4:17: keys.rules[0].workload: must be 'critical', 'standard' or 'batch', "
+        'got "crit"',
+        f"{name}:7:17: keys.rules[1].pausable: critical keys are never paused; drop pausable "
+        "or use workload: standard",
+        f"{name}:8:16: keys.rules[2].api_key: litellm_proxy_master_key is LiteLLM's master key, "
+        "never paused; use workload: critical or pausable: false",
+        f"{name}:10:7: keys.rules[3].api_key: is required",
+        f"{name}:10:7: keys.rules[3].api_kye: unknown key 'api_kye' (did you mean 'api_key'?)",
+    ]
+
+
+def test_a_rule_an_earlier_one_hides_is_an_error(tmp_path: Path) -> None:
+    """The support bot listed as critical below a `*` that makes every key batch would look
+    protected and be paused: the first match wins."""
+    text = """\
+keys:
+  rules:
+    - {api_key: "sk-*", workload: batch}
+    - {api_key: "*", workload: batch}
+    - {api_key: "support-bot-prod", workload: critical}
+"""
+    errors = errors_of(tmp_path, text, env={})
+    name = str(tmp_path / "spendbrake.yaml")
+    assert errors == [
+        f"{name}:5:17: keys.rules[2].api_key: never matches: rules[1] (api_key '*') comes first "
+        "and matches every key this one does (the first match wins)"
+    ]
+    hidden_glob = 'keys:\n  rules:\n    - {api_key: "sk-*", workload: batch}\n' + (
+        '    - {api_key: "sk-prod-*", workload: critical}\n'
+    )
+    assert (
+        "keys.rules[1].api_key: never matches: rules[0]"
+        in errors_of(tmp_path, hidden_glob, env={})[0]
+    )
+    # Overlapping globs the check cannot prove hidden are left to first-match-wins.
+    ok = 'keys:\n  rules:\n    - {api_key: "*-prod", workload: critical}\n' + (
+        '    - {api_key: "sk-*", workload: batch}\n'
+    )
+    assert len(load_config(write(tmp_path, ok), env={}).keys.rules) == 2
