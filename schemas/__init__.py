@@ -37,6 +37,7 @@ from ._event import (
 )
 from ._pricing import ModelPrice, PriceEntryModel, PriceTable
 from ._snapshot import unpickle_state
+from ._text import csv_text, mrkdwn, mrkdwn_code, visible
 
 __all__ = [
     "ALERT_KINDS",
@@ -67,6 +68,7 @@ __all__ = [
     "StoreConfig",
     "TopicsConfig",
     "UsageEvent",
+    "csv_text",
     "decode_alert",
     "decode_event",
     "format_ts",
@@ -74,7 +76,10 @@ __all__ = [
     "from_litellm",
     "from_openai_usage",
     "from_otel_attributes",
+    "mrkdwn",
+    "mrkdwn_code",
     "parse_ts",
     "unpickle_state",
     "validate_event",
+    "visible",
 ]
