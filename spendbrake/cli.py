@@ -709,21 +709,24 @@ def replay(
 def _alert_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
+    from ._report_render import terminal_text
+
     table = Table(title="alerts the engine would have sent", title_justify="left")
     for column in ("detected", "kind", "scope", "observed", "expected", "severity", "action"):
         table.add_column(column)
     for row in rows:
+        # Scope values and keys are the events' text: shown literally, never as markup.
         scope = ",".join(f"{k}={v}" for k, v in row["scope"].items()) or "global"
         expected = row["expected_usd"]
         action = row["action"] + (f" {', '.join(row['targets'])}" if row["targets"] else "")
         table.add_row(
             row["detected_at"][:16].replace("T", " "),
             row["kind"] if row["seq"] == 0 else f"{row['kind']} (follow-up)",
-            scope,
+            terminal_text(scope),
             f"${row['observed_usd']:,.2f}",
             "-" if expected is None else f"${expected:,.2f}",
             row["severity"],
-            action,
+            terminal_text(action),
         )
     Console().print(table)
 

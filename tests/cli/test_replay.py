@@ -117,3 +117,24 @@ def test_a_file_out_of_event_time_order_is_noted_and_sort_replays_it_in_order(
     assert "late corrections" not in quiet and "late corrections" in noted and "--sort" in noted
     assert " 0 late" in sorted_note and "late corrections" not in sorted_note
     assert resorted == in_order and unsorted != in_order
+
+
+def test_replay_table_shows_hostile_names_inert(tmp_path: Path) -> None:
+    events, config = _files(tmp_path)
+    hostile = "\x1b[2J[link=http://evil]search[/link]\u202e"
+    lines = []
+    for line in events.read_bytes().splitlines():
+        event = orjson.loads(line)
+        if event.get("team") == "search":
+            event["team"] = hostile
+            event["api_key"] = hostile + event["api_key"]
+        lines.append(orjson.dumps(event))
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    result = CliRunner().invoke(
+        main,
+        ["replay", str(events), "--config", str(config), "--format", "table"],
+        env={"COLUMNS": "400"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
+    assert "\\x1b[2J[link=http://evil]search[/link]\\u202e" in result.stdout
