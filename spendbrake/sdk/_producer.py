@@ -1,6 +1,6 @@
 """``SpendProducer``: publish one usage event per LLM call without ever slowing the call.
 
-``emit()`` validates the event, redacts a raw secret in ``api_key``, and
+``emit()`` validates the event, redacts raw secrets in its string fields, and
 appends it to a bounded in-memory queue; a background thread sends batches
 with aiokafka. When the broker is down or the queue is full, events go to a
 local spill file that is replayed when the broker returns (also by the next
@@ -34,7 +34,7 @@ from aiokafka.errors import KafkaError
 
 from spendbrake.schemas import UsageEvent, validate_event
 
-from ._redact import redact_api_key
+from ._redact import redact_event
 from ._spill import SpillFile, default_spill_path
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,7 @@ class SpendProducer:
         """
         if not isinstance(event, UsageEvent):
             event = validate_event(dict(event))
-        if event.api_key is not None:
-            event.api_key = redact_api_key(event.api_key)
+        redact_event(event)  # a key in any field, not only api_key, stays here
         payload = orjson.dumps(event.to_wire())
         self.stats.emitted += 1
         if self._closing or len(self._queue) >= self.max_queue:
