@@ -417,12 +417,17 @@ def verify_webhook_signature(
     >>> verify_webhook_signature(b"s3cret", "1700000000", body, sig, now=1700000400)
     False
     """
-    if not (timestamp.isascii() and timestamp.isdigit()):
+    # Malformed headers are refused, never raised on: int() of 4,301+ digits raises
+    # ValueError, and a lone surrogate in a header cannot be encoded.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
         return False
     if abs(now - int(timestamp)) > tolerance_s:
         return False
+    given = signature.strip()
+    if not (given.isascii() and len(given) <= 128):
+        return False
     expected = sign_webhook(secret, timestamp, body)
-    return hmac.compare_digest(expected.encode(), signature.strip().encode())
+    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 def _error_message(content: bytes, scrub: Callable[[str], str]) -> str:
