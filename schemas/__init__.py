@@ -10,6 +10,7 @@ from ._adapters import (
 from ._alert import ALERT_KINDS, Alert, KeyInfo, decode_alert
 from ._config import (
     DEFAULT_DIMENSIONS,
+    KAFKA_ENV,
     KEY_DIMENSIONS,
     SCOPE_FIELDS,
     BudgetConfig,
@@ -24,6 +25,7 @@ from ._config import (
     SlackConfig,
     StoreConfig,
     TopicsConfig,
+    kafka_env_overrides,
 )
 from ._errors import ConfigError, InvalidEvent, SpendBrakeError, StateUnreadable
 from ._event import (
@@ -42,6 +44,7 @@ from ._text import csv_text, mrkdwn, mrkdwn_code, visible
 __all__ = [
     "ALERT_KINDS",
     "DEFAULT_DIMENSIONS",
+    "KAFKA_ENV",
     "KEY_DIMENSIONS",
     "MAX_EVENT_BYTES",
     "SCOPE_FIELDS",
@@ -76,6 +79,7 @@ __all__ = [
     "from_litellm",
     "from_openai_usage",
     "from_otel_attributes",
+    "kafka_env_overrides",
     "mrkdwn",
     "mrkdwn_code",
     "parse_ts",

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from spendbrake.schemas import Config, ConfigError
+from spendbrake.schemas import KAFKA_ENV, Config, ConfigError, kafka_env_overrides
 from spendbrake.schemas._errors import show
 
 # ${VAR} or ${VAR:-default}, as in shells and docker compose.
@@ -153,10 +153,11 @@ def build_config(
     errors: list[ConfigError] = []
     from_env: dict[Loc, list[str]] = {}
     data = _expand_env(data, (), env, marks, errors, from_env)
-    if env.get("SPENDBRAKE_BOOTSTRAP"):
-        kafka = dict(data.get("kafka") or {})
-        kafka["bootstrap_servers"] = env["SPENDBRAKE_BOOTSTRAP"]
-        data["kafka"] = kafka
+    overrides = kafka_env_overrides(env)  # SPENDBRAKE_BOOTSTRAP, SPENDBRAKE_KAFKA_PASSWORD...
+    if overrides and isinstance(data.get("kafka") or {}, dict):
+        data["kafka"] = {**(data.get("kafka") or {}), **overrides}
+        for field, var in ((f, v) for v, f in KAFKA_ENV.items() if f in overrides):
+            from_env[("kafka", field)] = [var]
     if errors:
         raise ConfigErrors(errors)
     hide = _Hider(from_env, env)

@@ -266,7 +266,7 @@ def simulate(
     from spendbrake.sdk import SpendProducer
 
     config = _load(config_path, bootstrap)
-    producer = SpendProducer(config.kafka.bootstrap_servers, topic=config.kafka.topics.events)
+    producer = SpendProducer(topic=config.kafka.topics.events, kafka=config.kafka)
     count = 0
     with _progress(f"publishing to {config.kafka.bootstrap_servers}") as tick:
         for event in events:
@@ -351,7 +351,7 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
             err.print(f"{source}:{number}: {exc}", markup=False, highlight=False)
 
     handle = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
-    producer = SpendProducer(config.kafka.bootstrap_servers, topic=config.kafka.topics.events)
+    producer = SpendProducer(topic=config.kafka.topics.events, kafka=config.kafka)
     try:
         with _progress(f"publishing {source}") as tick:
             report = produce_lines(handle, producer, on_bad=on_bad, on_sent=tick)
@@ -551,7 +551,10 @@ def worker(
             loop.add_signal_handler(signal.SIGHUP, reloader.request)
             tasks.append(reloader.run(stopping))
         await ensure_topics(
-            config.kafka.bootstrap_servers, config.kafka.topics.names(), config.kafka.partitions
+            config.kafka.bootstrap_servers,
+            config.kafka.topics.names(),
+            config.kafka.partitions,
+            security=config.kafka.security_args(),
         )
         await asyncio.gather(*tasks)
 

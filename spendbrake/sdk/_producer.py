@@ -32,7 +32,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from spendbrake.schemas import UsageEvent, validate_event
+from spendbrake.schemas import KafkaConfig, UsageEvent, validate_event
 
 from ._redact import redact_event
 from ._spill import SpillFile, default_spill_path
@@ -61,6 +61,11 @@ class SpendProducer:
     ----------
     bootstrap_servers
         Kafka bootstrap list; default ``$SPENDBRAKE_BOOTSTRAP`` or ``127.0.0.1:9092``.
+    kafka
+        How to reach and authenticate to the brokers (SASL/SCRAM, TLS); default: from the
+        environment, ``SPENDBRAKE_KAFKA_SECURITY_PROTOCOL``, ``SPENDBRAKE_KAFKA_USERNAME``,
+        ``SPENDBRAKE_KAFKA_PASSWORD``, ``SPENDBRAKE_KAFKA_SASL_MECHANISM``,
+        ``SPENDBRAKE_KAFKA_SSL_CAFILE`` (``schemas.KAFKA_ENV``).
     topic
         Usage events topic.
     max_queue
@@ -85,10 +90,11 @@ class SpendProducer:
         retry_backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         client_id: str = "spendbrake-sdk",
+        kafka: KafkaConfig | None = None,
     ) -> None:
-        self.bootstrap_servers = (
-            bootstrap_servers or os.environ.get("SPENDBRAKE_BOOTSTRAP") or DEFAULT_BOOTSTRAP
-        )
+        kafka = kafka or KafkaConfig.from_env(os.environ, bootstrap_servers=DEFAULT_BOOTSTRAP)
+        self.bootstrap_servers = bootstrap_servers or kafka.bootstrap_servers
+        self._security = kafka.security_args()
         self.topic = topic
         self.max_queue = max_queue
         self.batch_size = batch_size
@@ -289,6 +295,7 @@ class SpendProducer:
 
     async def _connect(self) -> AIOKafkaProducer | None:
         producer = AIOKafkaProducer(
+            **self._security,
             bootstrap_servers=self.bootstrap_servers,
             client_id=self.client_id,
             acks="all",

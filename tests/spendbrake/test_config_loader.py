@@ -252,3 +252,28 @@ def test_validate_prints_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 1
     assert "gateway.timeout_s" in result.output and "7777" not in result.output, result.output
+
+
+def test_kafka_credentials_come_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    env = {
+        "SPENDBRAKE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "SPENDBRAKE_KAFKA_USERNAME": "spendbrake-worker",
+        "SPENDBRAKE_KAFKA_PASSWORD": "kafka-pw-1234",
+    }
+    config = load_config(None, env=env)
+    kafka = config.kafka
+    assert (kafka.security_protocol, kafka.sasl_username) == ("SASL_SSL", "spendbrake-worker")
+    args = kafka.client_args()
+    assert args["sasl_plain_password"] == "kafka-pw-1234" and args["ssl_context"] is not None
+    assert "kafka-pw-1234" not in repr(config)
+    assert load_config(None, env={}).kafka.client_args() == {"bootstrap_servers": "127.0.0.1:9092"}
+    text = "kafka: {security_protocol: SASL_SSL, sasl_username: w, sasl_password: '${KPW}'}\n"
+    assert load_config(write(tmp_path, text), env={"KPW": "x" * 12}).kafka.sasl_password
+
+
+def test_sasl_without_a_password_is_named(tmp_path: Path) -> None:
+    errors = errors_of(tmp_path, "kafka: {security_protocol: SASL_SSL, sasl_username: w}\n", env={})
+    assert errors == [
+        f"{tmp_path}/spendbrake.yaml:1:8: kafka: security_protocol SASL_SSL needs sasl_username"
+        " and sasl_password (or SPENDBRAKE_KAFKA_USERNAME / SPENDBRAKE_KAFKA_PASSWORD)"
+    ]
