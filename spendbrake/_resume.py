@@ -72,9 +72,7 @@ async def resume(
 
 
 async def _audit(config: Config, records: list[dict]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=config.kafka.bootstrap_servers, acks="all", enable_idempotence=False
-    )
+    producer = AIOKafkaProducer(**config.kafka.client_args(), acks="all", enable_idempotence=False)
     await producer.start()
     try:
         for record in records:

@@ -189,10 +189,10 @@ class ActionStage:
             return
         self._load()
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=False
+            **kafka.client_args(), acks="all", enable_idempotence=False
         )
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.client_args(),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )

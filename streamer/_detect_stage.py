@@ -197,16 +197,16 @@ class DetectStage:
             return  # stopped while standing by
         self._load()
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=False
+            **kafka.client_args(), acks="all", enable_idempotence=False
         )
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.client_args(),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_bytes=16 * 1024 * 1024,
         )
         self._probe = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.client_args(),
             group_id=kafka.group_id,
             enable_auto_commit=False,
         )

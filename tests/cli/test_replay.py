@@ -192,3 +192,24 @@ def test_replay_never_pauses_a_config_protected_key_whatever_its_events_say(
     assert any(
         a["action"] == "pause" and a["targets"] == ["research-nightly-summarizer"] for a in batch
     ), batch
+
+
+def test_replay_table_shows_hostile_names_inert(tmp_path: Path) -> None:
+    events, config = _files(tmp_path)
+    hostile = "\x1b[2J[link=http://evil]search[/link]\u202e"
+    lines = []
+    for line in events.read_bytes().splitlines():
+        event = orjson.loads(line)
+        if event.get("team") == "search":
+            event["team"] = hostile
+            event["api_key"] = hostile + event["api_key"]
+        lines.append(orjson.dumps(event))
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    result = CliRunner().invoke(
+        main,
+        ["replay", str(events), "--config", str(config), "--format", "table"],
+        env={"COLUMNS": "400"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
+    assert "\\x1b[2J[link=http://evil]search[/link]\\u202e" in result.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from spendbrake.schemas import Config
+from spendbrake.schemas import Config, ConfigError
 
 from spendbrake._config_loader import ConfigErrors, load_config
 
@@ -251,3 +251,108 @@ keys:
         '    - {api_key: "sk-*", workload: batch}\n'
     )
     assert len(load_config(write(tmp_path, ok), env={}).keys.rules) == 2
+
+
+#: The classic "billion laughs": nine aliases per level, nine levels (9**9 strings).
+BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{c}: &{c} [{','.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_an_alias_bomb_is_refused_at_once_with_its_position(tmp_path: Path) -> None:
+    import tracemalloc
+
+    assert len(BOMB) < 400
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as info:
+            load_config(write(tmp_path, BOMB), env={})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000  # expanded, it is gigabytes
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path}/spendbrake.yaml:5:8: "), message
+    assert "aliases expand past 10,000 values" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "reason"),
+    [
+        ("x: &a [1, *a]\n", ":1:11: ", "alias *a refers to itself"),
+        ("x: " + "[" * 100 + "]" * 100 + "\n", ":1:67: ", "nested more than 64 levels deep"),
+    ],
+)
+def test_self_reference_and_deep_nesting_are_refused(
+    tmp_path: Path, text: str, where: str, reason: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    assert str(info.value) == f"{tmp_path}/spendbrake.yaml{where}{reason}"
+
+
+def test_a_few_aliases_for_shared_settings_still_load(tmp_path: Path) -> None:
+    text = (
+        "budgets:\n"
+        "  - &monthly {name: a, scope: {team: a}, amount_usd: 5, alert_at: [0.5, 0.9]}\n"
+        "  - {<<: *monthly, name: b, scope: {team: b}}\n"
+    )
+    config = load_config(write(tmp_path, text), env={})
+    assert [(b.name, b.alert_at) for b in config.budgets] == [("a", [0.5, 0.9]), ("b", [0.5, 0.9])]
+
+
+SECRET = "xoxb-1234-very-secret-token"
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("kafka: {partitions: '${SLACK_BOT_TOKEN}'}\n", "kafka.partitions"),
+        ("slack: {timeout_s: '${SLACK_BOT_TOKEN}'}\n", "slack.timeout_s"),
+        ("budgets: [{name: a, amount_usd: 5, timezone: '${SLACK_BOT_TOKEN}'}]\n", "timezone"),
+        ("gateway: {kind: '${SLACK_BOT_TOKEN}'}\n", "gateway.kind"),
+        ("detectors: [{kind: wow, params: {rise: 'x${SLACK_BOT_TOKEN}'}}]\n", "params"),
+    ],
+)
+def test_a_secret_in_the_wrong_field_is_never_echoed(tmp_path: Path, text: str, path: str) -> None:
+    errors = errors_of(tmp_path, text, env={"SLACK_BOT_TOKEN": SECRET})
+    assert len(errors) == 1 and path in errors[0], errors
+    assert "SLACK_BOT_TOKEN" in errors[0], errors  # the message says where the value came from
+    assert SECRET not in errors[0] and "very-secret" not in errors[0], errors
+
+
+def test_validate_prints_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from spendbrake.cli import main
+
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-master-" + "7" * 24)
+    path = write(tmp_path, "gateway: {timeout_s: '${LITELLM_MASTER_KEY}'}\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert "gateway.timeout_s" in result.output and "7777" not in result.output, result.output
+
+
+def test_kafka_credentials_come_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    env = {
+        "SPENDBRAKE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "SPENDBRAKE_KAFKA_USERNAME": "spendbrake-worker",
+        "SPENDBRAKE_KAFKA_PASSWORD": "kafka-pw-1234",
+    }
+    config = load_config(None, env=env)
+    kafka = config.kafka
+    assert (kafka.security_protocol, kafka.sasl_username) == ("SASL_SSL", "spendbrake-worker")
+    args = kafka.client_args()
+    assert args["sasl_plain_password"] == "kafka-pw-1234" and args["ssl_context"] is not None
+    assert "kafka-pw-1234" not in repr(config)
+    assert load_config(None, env={}).kafka.client_args() == {"bootstrap_servers": "127.0.0.1:9092"}
+    text = "kafka: {security_protocol: SASL_SSL, sasl_username: w, sasl_password: '${KPW}'}\n"
+    assert load_config(write(tmp_path, text), env={"KPW": "x" * 12}).kafka.sasl_password
+
+
+def test_sasl_without_a_password_is_named(tmp_path: Path) -> None:
+    errors = errors_of(tmp_path, "kafka: {security_protocol: SASL_SSL, sasl_username: w}\n", env={})
+    assert errors == [
+        f"{tmp_path}/spendbrake.yaml:1:8: kafka: security_protocol SASL_SSL needs sasl_username"
+        " and sasl_password (or SPENDBRAKE_KAFKA_USERNAME / SPENDBRAKE_KAFKA_PASSWORD)"
+    ]

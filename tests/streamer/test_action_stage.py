@@ -478,6 +478,42 @@ def test_an_unknown_key_is_audited_as_failed_not_retried_forever(
         assert "FAILED" in _texts(slack.messages)
 
 
+def test_a_gateway_without_a_database_fails_pauses_for_good_and_says_so_once(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    fakes: tuple[FakeSlack, FakeGateway],
+) -> None:
+    """A database-less LiteLLM proxy answers /key/block 500 forever: the first pause gives
+    up after a few tries, the next at its first 500, each audited; the lane moves on."""
+    from spendbrake.actions._gateway import CONFIG_ERROR_AFTER
+
+    from tests.actions.test_gateway import NO_DATABASE
+
+    slack, gateway = fakes
+    gateway.fail_with(500, times=None, body=NO_DATABASE)
+    setup = Setup(broker, make_topic, tmp_path, slack, gateway)
+    keys = ["batch-nightly-a", "batch-nightly-b"]
+    worker = setup.start()
+    try:
+        setup.publish(*(make_alert(k) for k in keys))
+        deadline = time.monotonic() + 60
+        blocks: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(blocks) < 2:
+            audit = setup.audit().values()
+            blocks = [r for r in audit if r["action"] == "block" and r["result"] == "failed"]
+        assert slack.wait_for(lambda: _texts(slack.messages).count("FAILED") >= 2, 30)
+        time.sleep(1.5)
+    finally:
+        stop(worker)
+    assert sorted(r["target"] for r in blocks) == keys, setup.log.read_text()[-3000:]
+    assert all("configuration error" in r["detail"] for r in blocks), blocks
+    attempts = {r["target"]: r["attempts"] for r in blocks}
+    assert attempts == {keys[0]: CONFIG_ERROR_AFTER, keys[1]: 1}
+    assert len(gateway.calls) == CONFIG_ERROR_AFTER + 1  # then no more retries
+    assert setup.log.read_text().count("answers 500 to every call") == 1
+
+
 @pytest.fixture(autouse=True)
 def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SPENDBRAKE_BOOTSTRAP", raising=False)
