@@ -28,7 +28,9 @@ class Verdict:
     """What one ``update`` concluded about one closed window.
 
     ``score`` is in [0, 1] and crosses 0.5 where the statistical threshold is met;
-    ``is_anomaly`` may additionally need a dollar-impact floor or hysteresis.
+    ``is_anomaly`` may additionally need a dollar-impact floor or hysteresis. ``trend``
+    marks an anomaly that is real but not urgent (a week-over-week rise, a creep): the
+    detector stage sends it as severity ``info``, for the digest, not as a page.
     """
 
     score: float
@@ -36,6 +38,7 @@ class Verdict:
     expected: float | None
     observed: float
     reason: str
+    trend: bool = False
 
 
 class Detector:
