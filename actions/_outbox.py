@@ -31,6 +31,8 @@ Result = Literal["ok", "failed", "retrying", "dry_run", "skipped"]
 
 #: Alert keys remembered against re-delivery, and incidents kept for threading.
 REMEMBER_S = 30 * 86400
+#: The audit detail of an alert of severity ``info``: routed to the digest, not posted.
+DIGEST_ONLY = "trend (severity info): for the digest, not paged"
 
 
 def scope_key(scope: dict[str, Any]) -> str:
@@ -190,6 +192,12 @@ class Outbox:
     def _plan_message(
         self, incident: Incident, alert: dict[str, Any], key: str, follow_up: bool, now: float
     ) -> None:
+        if alert.get("severity") == "info":
+            # A trend (a creep, a launch's step) is for the digest, not a page: audited here,
+            # listed by the digest from the store, never posted to the channel.
+            task = Task(f"{key}/post", "slack", "post", incident.id, alert)
+            self.record(task, "skipped", DIGEST_ONLY, now)
+            return
         if self.snoozed.get(incident.scope, 0.0) > now and alert.get("action") != "pause":
             self.record(
                 Task(f"{key}/post", "slack", "post", incident.id, alert),
