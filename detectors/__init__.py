@@ -7,13 +7,14 @@ Importing this package registers every detector module below.
 
 >>> from detectors import available
 >>> available()
-['baseline', 'cloud_sigma', 'river_snarimax', 'shift', 'wow', 'wow_naive']
+['baseline', 'cloud_sigma', 'generic', 'river_snarimax', 'shift', 'wow', 'wow_naive']
 """
 
 from __future__ import annotations
 
 from spendbrake.detectors import (  # noqa: F401  (registers)
     _cloud,
+    _generic,
     _river,
     _seasonal,
     _shift,
