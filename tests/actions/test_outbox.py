@@ -148,6 +148,20 @@ def test_a_snoozed_scope_posts_no_new_message_but_still_pauses() -> None:
     assert len(box.lanes["gateway"]) == 2
 
 
+def test_a_trend_goes_to_the_digest_and_is_never_posted() -> None:
+    """Severity info (a creep, a launch's step): audited as skipped, no Slack message; the
+    digest lists it from the store."""
+    box = Outbox()
+    trend = alert(action="alert", targets=(), id="wow/api_key=sk-a/1", severity="info")
+    assert box.accept(trend, now=1.0)
+    assert not box.lanes["slack"] and not box.lanes["gateway"]
+    record = box.audit["wow/api_key=sk-a/1#0/post"]
+    assert record["result"] == "skipped" and "digest" in record["detail"]
+    # A page on the same scope right after is a new message, not a reply to nothing.
+    assert box.accept(alert(action="alert", targets=(), id="cost_per_call/x/2"), now=2.0)
+    assert [t.op for t in box.lanes["slack"]] == ["post"]
+
+
 def test_the_outbox_survives_a_pickle_round_trip_mid_task() -> None:
     box = Outbox()
     box.accept(alert(), now=1.0, keys=KEYS)
