@@ -153,12 +153,12 @@ def test_a_trend_goes_to_the_digest_and_is_never_posted() -> None:
     digest lists it from the store."""
     box = Outbox()
     trend = alert(action="alert", targets=(), id="wow/api_key=sk-a/1", severity="info")
-    assert box.accept(trend, now=1.0)
+    assert box.accept(trend, now=1.0, keys=KEYS)
     assert not box.lanes["slack"] and not box.lanes["gateway"]
     record = box.audit["wow/api_key=sk-a/1#0/post"]
     assert record["result"] == "skipped" and "digest" in record["detail"]
     # A page on the same scope right after is a new message, not a reply to nothing.
-    assert box.accept(alert(action="alert", targets=(), id="cost_per_call/x/2"), now=2.0)
+    assert box.accept(alert(action="alert", targets=(), id="cost_per_call/x/2"), now=2.0, keys=KEYS)
     assert [t.op for t in box.lanes["slack"]] == ["post"]
 
 
