@@ -94,7 +94,10 @@ def build(series: int, partitions: int = 1) -> tuple[list[RollupState], SpendWat
     spread over the input ``partitions`` (events are keyed by ``event_id``, so one key's calls
     land on several), and a watch that observed every flush of them."""
     states = [RollupState([["api_key"]], partition=p) for p in range(partitions)]
-    watch = SpendWatch(Config(dimensions=[["api_key"]]), partitions=partitions)
+    # Every key watched: what a series costs is the question, not what the cap saves.
+    limits = {"series_per_set": max(series, 10)}
+    config = Config.model_validate({"dimensions": [["api_key"]], "limits": limits})
+    watch = SpendWatch(config, partitions=partitions)
     rng = random.Random(1)
     for minute in range(15):
         for i in range(-minute % 5, series, 5):
