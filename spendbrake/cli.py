@@ -959,8 +959,9 @@ def config_schema(output: str | None) -> None:
 @click.option("--seed", default=7, show_default=True)
 @click.option(
     "--slack-token",
-    help="Post to a real Slack workspace with this bot token (chat:write, channels:history, "
-    "files:write) instead of the fake Slack.",
+    help="Post to a real Slack workspace with this bot token (scopes chat:write, "
+    "channels:history or groups:history for a private channel, files:write) instead of the "
+    "fake Slack.",
 )
 @click.option(
     "--slack-channel", default="#ai-spend", show_default=True, help="Channel for --slack-token."

@@ -131,7 +131,7 @@ class ActionStage:
         slack = config.slack
         if slack.token is None:
             return None
-        known = self.outbox.channel_ids.get(slack.channel) if hasattr(self, "outbox") else None
+        known = self.outbox.channel_ids.get(slack.channel)
         return SlackNotifier(slack, timeout_s=slack.timeout_s, channel_id=known)
 
     def stop(self) -> None:
@@ -263,7 +263,8 @@ class ActionStage:
         tps = [TopicPartition(self.topic, p) for p in partitions]
         actions = self.config.kafka.topics.actions
         resumes = [
-            TopicPartition(actions, p) for p in sorted(await self.producer.partitions_for(actions))
+            TopicPartition(actions, p)
+            for p in sorted(await self.producer.partitions_for(actions) or ())
         ]
         self.consumer.assign(tps + resumes)
         for tp in tps:
@@ -540,7 +541,8 @@ class ActionStage:
         # reload), and at once on a config reload.
         probe_s = self.config.slack.retry_cap_s
         if self._lane_wide(task, error):
-            # Every message would be refused alike: one probe at a time, not one call each.
+            # Every message would be refused alike: a probe or two per interval, not one
+            # call per waiting message.
             self._hold[task.lane] = now + probe_s
         self.outbox.retry(task, detail, probe_s, now, blocked_on=problem)
         if problem != self._problem:
@@ -639,7 +641,7 @@ class ActionStage:
             result.ok,
             result.failure,
             " ".join(filter(None, (result.error, result.needed))) or "delivered",
-            ts=result.ts if task.op == "post" or thread.ts is None else None,
+            ts=result.ts if task.op == "post" else None,
             channel=result.channel,
             retry_after=result.retry_after,
             error=result.error,
@@ -648,6 +650,8 @@ class ActionStage:
 
     def _learn_channel(self, slack: SlackNotifier) -> None:
         name = self.config.slack.channel
+        if slack is not self.slack:  # replaced by a config reload during the call
+            return
         if slack.channel_id and self.outbox.channel_ids.get(name) != slack.channel_id:
             self.outbox.channel_ids[name] = slack.channel_id
 

@@ -13,11 +13,12 @@ from spendbrake.actions._slack import SlackNotifier
 from spendbrake.schemas import SlackConfig
 
 from spendbrake.fakes.slack import CHANNEL_ID, PRIVATE_ID, FakeSlack
+from tests.actions.test_slack_scopes import documented_scopes
 
 TOKEN = "xoxb-unit"
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "hello"}}]
-#: The scopes the README documents for a bot token.
-DOCUMENTED = {"chat:write", "channels:history", "groups:history", "files:write"}
+#: The bot token scopes the README documents.
+DOCUMENTED = documented_scopes()
 
 
 @pytest.fixture

@@ -30,11 +30,12 @@ from spendbrake._reload import ConfigReloader
 from spendbrake._resume import resume
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
+from tests.actions.test_slack_scopes import documented_scopes
 from tests.kafka_helpers import read_topic
 from tests.streamer.test_action_stage import MASTER, TOKEN, make_alert
 
 #: The bot token scopes the README documents.
-DOCUMENTED = {"chat:write", "channels:history", "groups:history", "files:write"}
+DOCUMENTED = documented_scopes()
 
 
 class Harness:
