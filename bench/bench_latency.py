@@ -68,11 +68,14 @@ def _event(team: str, key: str, cost: float, workload: str, now: float) -> bytes
 
 
 def _config(path: Path, bootstrap: str, slack: FakeSlack, gateway: FakeGateway, n: int) -> None:
-    budgets = "".join(
-        f"  - name: {team}-{i}\n    scope: {{team: {team}-{i}}}\n    amount_usd: 1.0\n"
-        "    period: day\n"
-        for i in range(n)
-        for team in ("lat", "crit")
+    budgets = (
+        "".join(
+            f"  - name: {team}-{i}\n    scope: {{team: {team}-{i}}}\n    amount_usd: 1.0\n"
+            "    period: day\n"
+            for i in range(n)
+            for team in ("lat", "crit")
+        )
+        + "  - name: warmup\n    scope: {team: warmup}\n    amount_usd: 1.0\n    period: day\n"
     )
     path.write_text(
         f"kafka:\n  bootstrap_servers: {bootstrap}\n"
@@ -172,7 +175,10 @@ def run(
             ),
             stdout=subprocess.DEVNULL,
             stderr=log,
-            env={**os.environ, "SPENDBRAKE_LOG_LEVEL": "WARNING"},
+            env={
+                **os.environ,
+                "SPENDBRAKE_LOG_LEVEL": os.environ.get("SPENDBRAKE_LOG_LEVEL", "WARNING"),
+            },
         )
         stop = threading.Event()
         counted: list[tuple[int, float]] = []
@@ -184,7 +190,14 @@ def run(
         to_critical: list[float] = []
         try:
             traffic.start()
-            time.sleep(8.0)  # the group joins and the background settles
+            time.sleep(8.0)  # the background settles
+            # A warm-up runaway, not counted: the ingest's consumer group can take longer
+            # than the settling time to join, and the first sample measured that wait.
+            warm = time.time()
+            raw_warm = _event("warmup", "warmup-k", 5.0, "batch", warm)
+            asyncio.run(_inject(bootstrap, "spend.events", [raw_warm]))
+            ready = gateway.wait_for(lambda: gateway.is_blocked("warmup-k"), 60)
+            say(f"warm-up: {'effects' if ready else 'NO effect'} after {time.time() - warm:.1f} s")
             for i in range(samples):
                 key, critical = f"lat-{i}-batch", f"crit-{i}-prod"
                 if faults:
