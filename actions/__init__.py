@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from spendbrake.actions._outbox import Incident, Outbox, Task
-from spendbrake.actions._policy import apply_policies, pausable
+from spendbrake.actions._policy import apply_policies, pausable, refusal, screen_pauses
 from spendbrake.actions._retry import backoff_delay
 
 if TYPE_CHECKING:
@@ -85,6 +85,8 @@ __all__ = [
     "make_gateway",
     "parse_interaction",
     "pausable",
+    "refusal",
+    "screen_pauses",
     "sign_request",
     "sign_webhook",
     "verify_webhook_signature",

@@ -3,14 +3,20 @@
 A message answers, in order: what happened and how bad, where (scope, with api keys
 masked), how much against what was expected, why the detector thinks so, what was done,
 and how to undo it.
+
+Every value that can come from event data or an alert record (scope values, keys, model
+names, reasons, ids) is escaped for mrkdwn (``schemas.mrkdwn``) where it is placed, so
+none can mention, link or reorder text; the blocks' own markup is added around it.
 """
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 from urllib.parse import quote
 
 import orjson
+from spendbrake.schemas import mrkdwn, mrkdwn_code, visible
 
 __all__ = [
     "RESUME_ACTION_ID",
@@ -41,6 +47,7 @@ def mask(key: str | None) -> str:
 
 
 def _scope(scope: dict[str, Any]) -> str:
+    """The scope as plain text; escaped by the caller for where it goes."""
     if not scope:
         return "all spend"
     return " · ".join(
@@ -49,18 +56,22 @@ def _scope(scope: dict[str, Any]) -> str:
 
 
 def _title(alert: dict[str, Any]) -> str:
+    """The headline, escaped for mrkdwn (a budget name is the operator's, but an alert
+    record on the topic is only as trusted as whoever can write there)."""
     kind = alert.get("kind")
+    budget = mrkdwn(alert.get("budget"))
     if kind == "budget":
         threshold = alert.get("threshold") or 0
-        return f"Budget {alert.get('budget')} at {threshold:.0%}"
+        return f"Budget {budget} at {threshold:.0%}"
     return {
         "anomaly": "Runaway spend",
-        "projection": f"Budget {alert.get('budget')}: projected overrun",
-        "burn_rate": f"Budget {alert.get('budget')}: burning fast",
+        "projection": f"Budget {budget}: projected overrun",
+        "burn_rate": f"Budget {budget}: burning fast",
         "wow": "Week-over-week rise",
         "cost_per_call": "Cost per call up",
         "unpriced_model": "Unpriced model",
-    }.get(str(kind), str(kind))
+        "series_cap": "Too many series",
+    }.get(str(kind), mrkdwn(kind))
 
 
 def _money(alert: dict[str, Any]) -> str:
@@ -70,7 +81,7 @@ def _money(alert: dict[str, Any]) -> str:
     if expected:
         text += f" vs ${expected:,.2f} expected ({observed / expected:.1f}x)"
     start, end = alert.get("window_start", ""), alert.get("window_end", "")
-    return text + f"  ·  {start[:16]}–{end[11:16]} UTC"
+    return text + f"  ·  {mrkdwn(start[:16])}–{mrkdwn(end[11:16])} UTC"
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -82,10 +93,20 @@ def _context(text: str) -> dict[str, Any]:
 
 
 def _undo(alert: dict[str, Any]) -> str | None:
-    targets = alert.get("targets") or []
+    """The command that resumes the paused keys, safe to paste into a shell.
+
+    Each key is shell-quoted (a key is caller text: ``x; rm -rf ~`` stays one argument),
+    ``--`` comes first when a key starts with ``-`` (not an option), and the line is
+    escaped for the code span it is shown in.
+    """
+    targets = [visible(t) for t in alert.get("targets") or []]
     if alert.get("action") != "pause" or not targets:
         return None
-    return "To undo: `spendbrake resume " + " ".join(targets) + "`"
+    words = ["spendbrake", "resume"]
+    if any(t.startswith("-") for t in targets):
+        words.append("--")
+    words += [shlex.quote(t) for t in targets]
+    return "To undo: `" + mrkdwn_code(" ".join(words)) + "`"
 
 
 def render_alert(
@@ -95,26 +116,27 @@ def render_alert(
     icon = _SEVERITY.get(str(alert.get("severity")), "")
     title = _title(alert)
     scope = _scope(alert.get("scope") or {})
-    text = f"{icon} {title}: {scope}"
+    text = f"{icon} {title}: {mrkdwn(scope)}"
     blocks: list[dict[str, Any]] = [
-        _section(f"{icon} *{title}* — `{scope}`"),
+        _section(f"{icon} *{title}* — `{mrkdwn_code(scope)}`"),
         _section(_money(alert)),
-        _section(f"*Why:* {alert.get('reason', '')}"),
+        _section(f"*Why:* {mrkdwn(alert.get('reason', ''))}"),
     ]
     also = alert.get("also") or []
     if also:
-        blocks.append(_context("Also seen in: " + "; ".join(_scope(s) for s in also)))
+        blocks.append(_context("Also seen in: " + mrkdwn("; ".join(_scope(s) for s in also))))
     if outcome:
-        blocks.append(_section(f"*Done:* {outcome}"))
+        blocks.append(_section(f"*Done:* {mrkdwn(outcome)}"))
     undo = _undo(alert)
     if undo:
         blocks.append(_context(undo))
     if runbook_url:
-        url = runbook_url.format(kind=alert.get("kind", ""), scope=quote(scope))
+        kind = quote(str(alert.get("kind", "")), safe="")
+        url = runbook_url.format(kind=kind, scope=quote(scope, safe=""))
         blocks.append(_context(f"<{url}|Runbook>"))
     blocks.append(
         _context(
-            f"incident `{alert.get('id')}` · {alert.get('detector')} · "
+            f"incident `{mrkdwn_code(alert.get('id'))}` · {mrkdwn(alert.get('detector'))} · "
             f"score {alert.get('score', 0):.2f}"
         )
     )
@@ -154,9 +176,10 @@ def _buttons(alert: dict[str, Any]) -> dict[str, Any]:
 def render_followup(alert: dict[str, Any], outcome: str) -> tuple[str, list[dict[str, Any]]]:
     """A reply in the incident's thread: an escalation, or what the gateway did."""
     icon = _SEVERITY.get(str(alert.get("severity")), "")
-    head = f"{icon} #{alert.get('seq', 0)} {_title(alert)} — `{_scope(alert.get('scope') or {})}`"
-    text = f"{head}: {outcome}"
-    blocks = [_section(head), _section(_money(alert)), _section(f"*Done:* {outcome}")]
+    scope = mrkdwn_code(_scope(alert.get("scope") or {}))
+    head = f"{icon} #{mrkdwn(alert.get('seq', 0))} {_title(alert)} — `{scope}`"
+    text = f"{head}: {mrkdwn(outcome)}"
+    blocks = [_section(head), _section(_money(alert)), _section(f"*Done:* {mrkdwn(outcome)}")]
     undo = _undo(alert)
     if undo:
         blocks.append(_context(undo))
@@ -169,5 +192,5 @@ def render_parent_update(
     """The parent message rewritten with the incident's latest state (``chat.update``)."""
     text, blocks = render_alert(alert, outcome=outcome)
     if len(history) > 1:
-        blocks.insert(-1, _context("History: " + " → ".join(history[-5:])))
+        blocks.insert(-1, _context("History: " + mrkdwn(" → ".join(history[-5:]))))
     return text, blocks[:50]

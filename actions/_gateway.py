@@ -14,6 +14,13 @@ Retrying is safe: block and unblock *set* a state rather than toggle it, and blo
 blocked key succeeds, so a retry after an unknown outcome (a timeout after the gateway
 applied the change) cannot act twice. The webhook also carries an ``Idempotency-Key``.
 
+A gateway that answers HTTP 500 to the same call ``CONFIG_ERROR_AFTER`` times in a row is
+taken as misconfigured, not down: a LiteLLM proxy without a database answers every admin
+call 500 forever ("DB not connected"), and retrying a pause for a day holds every later
+pause behind it. That outcome is permanent, with ``config_error`` set and the reason in its
+``detail``; while the gateway keeps answering 500, later calls get it at their first 500,
+and any other answer clears it.
+
 Secrets (``gateway.master_key``, ``gateway.secret``) travel only in a request header or as
 an HMAC key: they never reach an outcome's ``detail``, a log record, an exception or a repr.
 """
@@ -25,7 +32,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import ClassVar, Literal, Protocol
 
@@ -57,6 +64,11 @@ Action = Literal["block", "unblock"]
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 _DETAIL_CHARS = 200
 _USER_AGENT = "spendbrake-gateway/1"
+#: HTTP 500 answers in a row to one call (one idempotency key) before the gateway counts
+#: as misconfigured. A restart or a short database outage recovers within a few tries.
+CONFIG_ERROR_AFTER = 5
+#: Calls whose 500s are being counted; past this the count starts over (memory bound).
+_COUNTED_CALLS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +80,8 @@ class GatewayOutcome:
     it can (timeout, connection error, 429, 5xx). ``status`` is the HTTP status, None when
     no answer came. ``detail`` is one short line for the audit record and Slack, never a
     secret. ``retry_after_s`` is the server's ``Retry-After``, when it sent one.
+    ``config_error`` marks a permanent failure that is the gateway's setup, not the
+    target (see the module docstring): an operator must act before any pause can land.
     """
 
     ok: bool
@@ -76,6 +90,7 @@ class GatewayOutcome:
     detail: str
     dry_run: bool = False
     retry_after_s: float | None = None
+    config_error: bool = False
 
 
 class Gateway(Protocol):
@@ -154,9 +169,13 @@ class _HttpGateway:
         transport: httpx.AsyncBaseTransport | None,
         headers: dict[str, str],
         base_url: str = "",
+        config_error_after: int = CONFIG_ERROR_AFTER,
     ) -> None:
         self._secrets = tuple(s for s in secrets if s)
         self._timeout_s = timeout_s
+        self.config_error_after = config_error_after
+        self._http500: dict[str, int] = {}  # idempotency key -> 500 answers in a row
+        self._misconfigured = False
         # Redirects are not followed: a POST that gets redirected means gateway.url is wrong,
         # and following it could carry the credential to another host.
         self._client = httpx.AsyncClient(
@@ -177,7 +196,13 @@ class _HttpGateway:
         await self.aclose()
 
     async def _post(
-        self, url: str, body: bytes, headers: dict[str, str], what: str, target: str
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        what: str,
+        target: str,
+        idempotency_key: str,
     ) -> GatewayOutcome:
         headers = {"content-type": "application/json", **headers}
         try:
@@ -185,7 +210,7 @@ class _HttpGateway:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             outcome = self._failure(what, exc)
         else:
-            outcome = self._answer(what, response)
+            outcome = self._count_500s(what, self._answer(what, response), idempotency_key)
         level = logging.INFO if outcome.ok else logging.WARNING
         log.log(level, "gateway %s %s: %s", what, _show(target), outcome.detail)
         return outcome
@@ -234,6 +259,38 @@ class _HttpGateway:
             retry_after_s=_retry_after_s(response.headers.get("retry-after"))
             if retryable
             else None,
+        )
+
+    def _count_500s(self, what: str, outcome: GatewayOutcome, key: str) -> GatewayOutcome:
+        """An answer, re-classified as a configuration error once 500s repeat (see above)."""
+        if outcome.status != 500:
+            self._http500.pop(key, None)
+            self._misconfigured = False  # the gateway answered something else: it works
+            return outcome
+        if len(self._http500) >= _COUNTED_CALLS and key not in self._http500:
+            self._http500.clear()
+        tries = self._http500[key] = self._http500.get(key, 0) + 1
+        if tries < self.config_error_after and not self._misconfigured:
+            return outcome
+        del self._http500[key]
+        message = outcome.detail.partition(": HTTP 500")[2].lstrip(": ")
+        if "database" in message.lower() or "db not connected" in message.lower():
+            hint = "the proxy has no database (set DATABASE_URL); its admin API needs one"
+        else:
+            hint = "check the gateway's logs and setup"
+        detail = (
+            f"{what}: gateway configuration error, HTTP 500 on {tries} tries in a row, "
+            f"not retried: {hint}" + (f" ({message})" if message else "")
+        )
+        if not self._misconfigured:
+            self._misconfigured = True
+            log.error("gateway answers 500 to every call: %s", detail)
+        return replace(
+            outcome,
+            permanent=True,
+            retry_after_s=None,
+            config_error=True,
+            detail=detail[:_DETAIL_CHARS],
         )
 
     def _scrub(self, text: str) -> str:
@@ -290,19 +347,23 @@ class LiteLLMGateway(_HttpGateway):
         self.url = url
 
     async def block(self, kind: TargetKind, target: str, *, idempotency_key: str) -> GatewayOutcome:
-        """Block ``target``; ``idempotency_key`` is unused, the endpoint is idempotent by nature."""
-        return await self._call("block", kind, target)
+        """Block ``target``; ``idempotency_key`` is not sent (the endpoint is idempotent by
+        nature), only used to count this call's 500 answers."""
+        return await self._call("block", kind, target, idempotency_key)
 
     async def unblock(
         self, kind: TargetKind, target: str, *, idempotency_key: str
     ) -> GatewayOutcome:
         """Unblock ``target``; unblocking an unblocked key succeeds too."""
-        return await self._call("unblock", kind, target)
+        return await self._call("unblock", kind, target, idempotency_key)
 
-    async def _call(self, action: Action, kind: TargetKind, target: str) -> GatewayOutcome:
+    async def _call(
+        self, action: Action, kind: TargetKind, target: str, idempotency_key: str
+    ) -> GatewayOutcome:
         field = "key" if kind == "key" else "team_id"
         body = orjson.dumps({field: target})
-        return await self._post(self._PATHS[action, kind], body, {}, f"{action} {kind}", target)
+        path = self._PATHS[action, kind]
+        return await self._post(path, body, {}, f"{action} {kind}", target, idempotency_key)
 
     def __repr__(self) -> str:
         return f"LiteLLMGateway(url={self.url!r})"
@@ -362,7 +423,9 @@ class WebhookGateway(_HttpGateway):
             "x-spendbrake-timestamp": timestamp,
             "x-spendbrake-signature": sign_webhook(self._secret, timestamp, body),
         }
-        return await self._post(self.url, body, headers, f"{action} {kind}", target)
+        return await self._post(
+            self.url, body, headers, f"{action} {kind}", target, idempotency_key
+        )
 
     def __repr__(self) -> str:
         return f"WebhookGateway(url={self.url!r})"
@@ -417,12 +480,17 @@ def verify_webhook_signature(
     >>> verify_webhook_signature(b"s3cret", "1700000000", body, sig, now=1700000400)
     False
     """
-    if not (timestamp.isascii() and timestamp.isdigit()):
+    # Malformed headers are refused, never raised on: int() of 4,301+ digits raises
+    # ValueError, and a lone surrogate in a header cannot be encoded.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
         return False
     if abs(now - int(timestamp)) > tolerance_s:
         return False
+    given = signature.strip()
+    if not (given.isascii() and len(given) <= 128):
+        return False
     expected = sign_webhook(secret, timestamp, body)
-    return hmac.compare_digest(expected.encode(), signature.strip().encode())
+    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 def _error_message(content: bytes, scrub: Callable[[str], str]) -> str:

@@ -148,10 +148,15 @@ def parse_interaction(
     skew_s = now - int(timestamp)
     if abs(skew_s) > TOLERANCE_S:
         return Rejected(401, f"stale timestamp: {skew_s:.0f} s from our clock")
+    # Slack's signature is "v0=" and 64 hex digits. Anything else is refused here: slack_sdk
+    # compares str with hmac.compare_digest, which raises TypeError on non-ASCII text.
+    if not (signature.isascii() and signature.isprintable() and len(signature) <= 128):
+        return Rejected(401, f"malformed X-Slack-Signature {_short(signature)}")
     verifier = SignatureVerifier(signing_secret, clock=_At(now))
     try:
         valid = verifier.is_valid(body, timestamp, signature)
-    except UnicodeDecodeError:  # it decodes the body as UTF-8; Slack's bodies are ASCII
+    except (UnicodeDecodeError, TypeError, ValueError):
+        # It decodes the body as UTF-8 (Slack's bodies are ASCII); a refusal, never a 500.
         valid = False
     if not valid:
         return Rejected(401, "signature does not match")

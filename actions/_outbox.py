@@ -16,6 +16,12 @@ incident thread (post before replies before updates), one gateway queue per targ
 key's block before its unblock, in the order the alerts came). A queue whose head keeps
 failing holds only itself; ``ready`` hands out the most urgent due head first (the
 highest severity waiting in its queue: critical alerts first), then the oldest.
+
+An alert record names pause targets; it does not decide them. Every pause is checked
+against the ``keys`` section of the config the stage loaded itself (``accept`` takes it),
+and one the config does not allow is refused: audited with the reason, shown in Slack,
+never sent to the gateway. A resume from a button only unblocks what this outbox paused
+for that incident (``resumable``).
 """
 
 from __future__ import annotations
@@ -25,15 +31,16 @@ from collections.abc import Callable, Collection
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
-from spendbrake.schemas import format_ts
+from spendbrake.schemas import KeysConfig, format_ts
 
 from ._blocks import mask as _short
+from ._policy import refusal, screen_pauses
 
 __all__ = ["Incident", "Outbox", "Task", "audit_wire", "outcome_line", "scope_key"]
 
 Lane = Literal["slack", "gateway"]
 Op = Literal["post", "reply", "update", "block", "unblock"]
-Result = Literal["ok", "failed", "retrying", "dry_run", "skipped"]
+Result = Literal["ok", "failed", "retrying", "dry_run", "skipped", "refused"]
 
 #: Alert keys remembered against re-delivery, and incidents kept for threading.
 REMEMBER_S = 30 * 86400
@@ -129,6 +136,8 @@ class Incident:
     #: ``detected_at`` (event time) of the incident's first alert: when it was caught.
     #: ``alert`` is the latest record, whose time is that of the last escalation.
     detected_at: str | None = None
+    #: Pause targets the stage's own keys config did not allow (never sent to the gateway).
+    refused: list[str] = field(default_factory=list)
     #: Id of the Slack channel the parent went to: replies and updates follow it there
     #: even after ``slack.channel`` changes (None: posted before this was kept).
     channel: str | None = None
@@ -153,17 +162,34 @@ def outcome_line(incident: Incident, alert: dict[str, Any], dry_run: bool) -> st
         parts.append("Resumed " + ", ".join(map(_short, incident.resumed)))
     if incident.failed:
         parts.append("Gateway call FAILED for " + ", ".join(map(_short, incident.failed)))
-    critical = alert.get("critical_keys") or []
-    if parts and critical:
-        parts.append("critical, alerted only: " + ", ".join(map(_short, critical)))
-    if not parts:
+    if incident.refused:
         parts.append(
-            "Alert only: critical keys are never paused"
-            + (f" ({', '.join(map(_short, critical))})" if critical else "")
-            if critical
-            else "Alert only: no pause policy matches this scope"
+            "Pause REFUSED for "
+            + _listed(incident.refused)
+            + ": the keys config does not allow pausing it"
         )
+    critical = alert.get("critical_keys") or []
+    protected = alert.get("protected_keys") or {}
+    others = [k for k in protected if k not in critical]
+    if parts and critical:
+        parts.append("critical, alerted only: " + _listed(critical))
+    if parts and others:
+        parts.append("not pausable by the keys config, alerted only: " + _listed(others))
+    if not parts:
+        if critical:
+            parts.append(f"Alert only: critical keys are never paused ({_listed(critical)})")
+            if others:
+                parts.append("not pausable by the keys config: " + _listed(others))
+        elif others:
+            parts.append("Alert only: the keys config does not allow pausing " + _listed(others))
+        else:
+            parts.append("Alert only: no pause policy matches this scope")
     return "; ".join(parts)
+
+
+def _listed(keys: list[str], most: int = 10) -> str:
+    shown = ", ".join(map(_short, keys[:most]))
+    return shown + (f" and {len(keys) - most} more" if len(keys) > most else "")
 
 
 @dataclass(slots=True)
@@ -198,12 +224,24 @@ class Outbox:
 
     # -- planning --------------------------------------------------------------
 
-    def accept(self, alert: dict[str, Any], now: float) -> bool:
-        """Plan the effects of one alert record; False when it was seen before."""
+    def accept(self, alert: dict[str, Any], now: float, keys: KeysConfig) -> bool:
+        """Plan the effects of one alert record; False when it was seen before.
+
+        Pause targets ``keys`` (the stage's own config) does not allow are refused here:
+        audited, listed for Slack, and dropped from the alert the tasks carry (so no
+        "Resume" button or undo line names them).
+        """
         key = f"{alert['id']}#{alert['seq']}"
         if key in self.seen:
             return False
         self.seen[key] = now
+        asked_pause = alert.get("action") == "pause"
+        refused: list[tuple[str, str]] = []
+        if asked_pause:
+            allowed, denied = screen_pauses(alert.get("targets") or [], keys)
+            refused = [(target, refusal(cls)) for target, cls in denied]
+            if denied:
+                alert = {**alert, "targets": allowed, "action": "pause" if allowed else "alert"}
         incident = self.incidents.get(alert["id"])
         follow_up = incident is not None
         if incident is None:
@@ -227,21 +265,36 @@ class Outbox:
             }
             calls = [t for t in alert.get("targets", []) if t not in done and t not in queued]
         if op == "block":
-            # The detector stage never targets a critical key; should a record say otherwise
-            # (a bug, a hand-written record), critical keys are still never paused.
+            # A record can only add protection: one naming a key critical never pauses it.
             calls = [t for t in calls if t not in (alert.get("critical_keys") or ())]
+        for target, why in refused:
+            self.record(
+                Task(f"{key}/block/{target}", "gateway", "block", alert["id"], alert, target),
+                "refused",
+                why,
+                now,
+            )
+            if target not in incident.refused:
+                incident.refused.append(target)
         for target in calls:
             self._add(Task(f"{key}/{op}/{target}", "gateway", op, alert["id"], alert, target))
         if calls:
             incident.open_calls[key] = len(calls)
         if self.slack_enabled:
-            self._plan_message(incident, alert, key, follow_up, now)
+            # A refused pause is news for the operators even in a snoozed scope.
+            self._plan_message(incident, alert, key, follow_up, now, loud=asked_pause)
         return True
 
     def _plan_message(
-        self, incident: Incident, alert: dict[str, Any], key: str, follow_up: bool, now: float
+        self,
+        incident: Incident,
+        alert: dict[str, Any],
+        key: str,
+        follow_up: bool,
+        now: float,
+        loud: bool = False,
     ) -> None:
-        if self.snoozed.get(incident.scope, 0.0) > now and alert.get("action") != "pause":
+        if self.snoozed.get(incident.scope, 0.0) > now and not loud:
             self.record(
                 Task(f"{key}/post", "slack", "post", incident.id, alert),
                 "skipped",
@@ -266,11 +319,46 @@ class Outbox:
         self.threads[incident.scope] = (incident.id, now)
         self._add(Task(f"{key}/post", "slack", "post", incident.id, alert))
 
+    def resumable(self, incident_id: str) -> set[str]:
+        """Keys this outbox paused, or set out to pause, for the incident: all that a
+        resume button of it may unblock (a blocked key it never touched is not its own)."""
+        incident = self.incidents.get(incident_id)
+        if incident is None:
+            return set()
+        queued = {
+            t.target
+            for t in self.lanes["gateway"]
+            if t.incident == incident_id and t.op == "block" and t.target is not None
+        }
+        # A block that failed for good may still have landed (a timeout): ours to undo too.
+        return set(incident.paused) | set(incident.failed) | queued
+
     def command(self, op: Op, targets: list[str], incident_id: str, source: str, now: float) -> int:
-        """An operator's resume (Slack button or CLI) for an incident's keys."""
+        """An operator's resume (a Slack button) for an incident's keys; returns how many
+        are queued. Only keys this outbox paused for the incident are: another key named
+        by the click is refused and audited."""
         incident = self.incidents.get(incident_id)
         alert = incident.alert if incident else {"id": incident_id, "seq": 0, "scope": {}}
         stamp = f"{incident_id}#{source}@{now:.3f}"
+        own = self.resumable(incident_id)
+        for target in [t for t in targets if t not in own]:
+            self.record(
+                Task(
+                    f"{stamp}/{op}/{target}",
+                    "gateway",
+                    op,
+                    incident_id,
+                    alert,
+                    target,
+                    source=source,
+                ),
+                "refused",
+                "not paused by SpendBrake for this incident"
+                if incident is not None
+                else "unknown incident (forgotten, or never seen by this stage)",
+                now,
+            )
+        targets = [t for t in targets if t in own]
         for target in targets:
             self._add(
                 Task(
@@ -387,7 +475,10 @@ class Outbox:
         assert task.target is not None
         done = result in ("ok", "dry_run")
         if task.op == "block":
-            settled = incident.paused if done else incident.failed
+            if result == "refused":
+                settled = incident.refused
+            else:
+                settled = incident.paused if done else incident.failed
             if task.target not in settled:
                 settled.append(task.target)
         elif done:

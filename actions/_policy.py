@@ -1,27 +1,61 @@
 """Policies turn an alert into an action on keys: pure, so live, replay and tests agree.
 
-The rule that matters most is enforced here, whatever the config says: a key whose
-workload is ``critical`` is never a pause target. Policies are matched per key (first
-match wins, on the key's attributes merged over the alert's scope), because one team
-scope can hold a batch key that may be paused next to a critical one that may not.
+Who may be paused is the operator's decision: the ``keys`` section of the config classes
+each key (``schemas.KeysConfig``), and only a key it lets be paused is ever a pause target.
+A key no rule names, a ``critical`` one, one marked ``pausable: false`` and LiteLLM's master
+key are alerted on, whatever a policy or the events say. The events' own ``workload`` is
+the caller's word and stays an attribution tag. Policies are matched per key (first match
+wins, on the key's attributes merged over the alert's scope, with ``workload`` the key's
+class from the config), because one team scope can hold a batch key that may be paused
+next to a critical one that may not.
+
+The action stage checks every pause again against the config it loaded itself
+(``screen_pauses``): an alert record names its targets, but does not decide them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from spendbrake.schemas import Alert, KeyInfo, PolicyConfig
+from spendbrake.schemas import Alert, KeyClass, KeysConfig, PolicyConfig
 
-__all__ = ["PAUSE_KINDS", "apply_policies", "pausable"]
+__all__ = ["PAUSE_KINDS", "apply_policies", "pausable", "refusal", "screen_pauses"]
 
 #: Alert kinds a ``pause`` policy acts on: evidence of a runaway, not of a trend. A 30 %
 #: week-over-week rise or a dearer prompt is for people to look at, not to stop work for.
 PAUSE_KINDS = ("anomaly", "burn_rate")
 
+_WHY = {
+    "critical": "critical in the keys config: alerted, never paused",
+    "alert-only": "pausable: false in the keys config",
+    "unlisted": "no keys rule names it (keys no rule names are alerted, never paused)",
+    "master-key": "LiteLLM's master key is never paused",
+}
 
-def pausable(key: KeyInfo) -> bool:
-    """Critical keys are alerted, never stopped."""
-    return key.workload != "critical"
+
+def pausable(api_key: str, keys: KeysConfig) -> bool:
+    """May ``api_key`` be paused? The config's answer, never an event's."""
+    return keys.classify(api_key).pausable
+
+
+def refusal(cls: KeyClass) -> str:
+    """Why a key of this class may not be paused, in a line for the audit and Slack."""
+    return _WHY.get(cls.protection, cls.protection)
+
+
+def screen_pauses(
+    targets: Iterable[str], keys: KeysConfig
+) -> tuple[list[str], list[tuple[str, KeyClass]]]:
+    """Split pause targets into (allowed, refused with their class), in the given order."""
+    allowed: list[str] = []
+    refused: list[tuple[str, KeyClass]] = []
+    for target in targets:
+        cls = keys.classify(target)
+        if cls.pausable:
+            allowed.append(target)
+        else:
+            refused.append((target, cls))
+    return allowed, refused
 
 
 def _first_match(attrs: dict[str, str | None], policies: Sequence[PolicyConfig]) -> str:
@@ -31,25 +65,33 @@ def _first_match(attrs: dict[str, str | None], policies: Sequence[PolicyConfig])
     return "alert"
 
 
-def apply_policies(alert: Alert, policies: Sequence[PolicyConfig]) -> Alert:
-    """Set ``action`` and ``targets`` from the policies (or keep a budget's pause/resume).
+def apply_policies(alert: Alert, policies: Sequence[PolicyConfig], keys: KeysConfig) -> Alert:
+    """Set ``action``, ``targets`` and ``protected`` from the keys section and the policies.
 
-    A budget hard stop pauses every non-critical key in scope; a resume undoes the pause
-    for the keys the engine listed; an anomaly or a burn-rate alert pauses the keys whose
-    first matching policy says so; other kinds stay alerts. No key to act on means a plain alert.
+    A budget hard stop pauses every key in scope the keys section lets be paused; a resume
+    undoes the pause for the keys the engine listed; an anomaly or a burn-rate alert pauses
+    the pausable keys whose first matching policy says so; other kinds stay alerts. No key
+    to act on means a plain alert. ``protected`` names each key in scope that may not be
+    paused, and why (Slack says so).
     """
     if alert.action == "resume":
         alert.targets = sorted({k.api_key for k in alert.keys})
         return alert
+    classes = {k.api_key: keys.classify(k.api_key) for k in alert.keys}
+    alert.protected = {
+        key: cls.protection for key, cls in sorted(classes.items()) if not cls.pausable
+    }
     if alert.action == "alert" and alert.kind not in PAUSE_KINDS:
         return alert  # a threshold crossed or a weekly rise is news, not a runaway to stop
     if alert.action == "pause":
-        targets = {k.api_key for k in alert.keys if pausable(k)}
+        targets = {key for key, cls in classes.items() if cls.pausable}
     else:
         targets = {
             k.api_key
             for k in alert.keys
-            if pausable(k) and _first_match({**alert.scope, **k.attrs()}, policies) == "pause"
+            if (cls := classes[k.api_key]).pausable
+            and _first_match({**alert.scope, **k.attrs(), "workload": cls.workload}, policies)
+            == "pause"
         }
     alert.targets = sorted(targets)
     alert.action = "pause" if targets else "alert"

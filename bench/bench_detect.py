@@ -41,7 +41,15 @@ from typing import Any
 import orjson
 from spendbrake.schemas import Config, DetectorConfig, UsageEvent
 
-from bench.scenarios import HOUR, SCENARIOS, WARMUP_WEEKS, Labels, ScenarioSet, generate
+from bench.scenarios import (
+    HOUR,
+    SCENARIOS,
+    WARMUP_WEEKS,
+    Labels,
+    ScenarioSet,
+    generate,
+    key_rules,
+)
 
 #: An alert detects an incident when its window overlaps [start - before, end + after].
 PAD_BEFORE_S = 1 * HOUR
@@ -49,7 +57,7 @@ PAD_AFTER_S = 6 * HOUR
 #: Budget-family alerts are scored by the budget check, not as detector alerts.
 BUDGET_KINDS = frozenset({"budget", "projection", "burn_rate"})
 #: Operator notices (a model without a price) are not about spend at all.
-OPERATOR_KINDS = frozenset({"unpriced_model"})
+OPERATOR_KINDS = frozenset({"unpriced_model", "series_cap"})
 AGGREGATE = "(aggregate)"
 
 Alert = Mapping[str, Any]
@@ -386,8 +394,9 @@ class Run:
 
 
 def contender_config(name: str, scenarios: ScenarioSet) -> Config:
-    """The contender's detectors with the run's budgets and the default policies."""
-    return Config(detectors=list(CONTENDERS[name]), budgets=scenarios.budgets)
+    """The contender's detectors with the run's budgets, the default policies and the keys
+    section naming each scenario's keys with its workload."""
+    return Config(detectors=list(CONTENDERS[name]), budgets=scenarios.budgets, keys=key_rules())
 
 
 def load_replay() -> ReplayFn:

@@ -84,6 +84,10 @@ def _config(path: Path, bootstrap: str, slack: FakeSlack, gateway: FakeGateway, 
         f"budgets:\n{budgets}"
         f"slack:\n  token: {TOKEN}\n  base_url: {slack.base_url}\n  cooldown_s: 0\n"
         f"gateway:\n  kind: litellm\n  url: {gateway.url}\n  master_key: {MASTER}\n"
+        # The injected runaway keys may be paused (the operator's word, not the events').
+        'keys:\n  rules:\n    - {api_key: "lat-*-batch", workload: batch}\n'
+        '    - {api_key: "warmup-k", workload: batch}\n'
+        '    - {api_key: "crit-*-prod", workload: critical}\n'
     )
 
 

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-from spendbrake.schemas import BudgetConfig, UsageEvent
+from spendbrake.schemas import BudgetConfig, KeyRule, KeysConfig, UsageEvent
 
 __all__ = [
     "HOUR",
@@ -198,6 +198,19 @@ SCENARIOS: tuple[Spec, ...] = (
          incident=False, expected_action="none", pause_allowed=False, bursts_per_week=7.0),
 )
 # fmt: on
+
+
+def key_rules() -> KeysConfig:
+    """The ``keys:`` section an operator of these series writes: every scenario's keys
+    (``{scenario}-NNN-key``) with the scenario's workload. The events carry the same
+    workload, but whether a key may be paused is the config's to say."""
+    return KeysConfig(
+        rules=[
+            KeyRule(api_key=f"{spec.name.replace('_', '-')}-*-key", workload=spec.workload)  # type: ignore[arg-type]
+            for spec in SCENARIOS
+        ]
+    )
+
 
 #: Blended $ per 1M tokens used to derive plausible token counts from a call's cost.
 _BLENDED_PER_1M = 10.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import inspect
 import math
 import operator
@@ -70,8 +71,7 @@ class Detector:
     @property
     def params(self) -> dict[str, Any]:
         """Hyperparameters read back from the signature (river's ``_get_params`` idea)."""
-        sig = inspect.signature(type(self).__init__)
-        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+        return {p: getattr(self, p) for p in _init_params(type(self))}
 
     def clone(self) -> Detector:
         """A fresh detector with the same hyperparameters and no learned state."""
@@ -191,7 +191,7 @@ def make_detector(name: str = "baseline", **params: Any) -> Detector:
     cls = _REGISTRY.get(name)
     if cls is None:
         raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(available())}")
-    sig = {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+    sig = _init_params(cls)
     for key, value in params.items():
         if key not in sig:
             raise ValueError(
@@ -206,6 +206,13 @@ def make_detector(name: str = "baseline", **params: Any) -> Detector:
                 kind = "an int" if want is int else "a number"
                 raise ValueError(f"{key}: must be {kind}, got {value!r}")
     return cls(**params)
+
+
+@functools.cache
+def _init_params(cls: type[Detector]) -> dict[str, inspect.Parameter]:
+    """A detector class's constructor parameters (read once: the watch builds one detector
+    per new series, and ``inspect.signature`` costs more than the detector)."""
+    return {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
 
 
 # Small shared helpers: validation, formatting, input hygiene.

@@ -15,6 +15,8 @@ records. It keeps, per series:
 Budgets get absolute hourly and per-minute spend of their scope and say what crossed.
 Anomalies found together are grouped into one alert per incident (``_incidents``).
 Policies are applied afterwards (``actions.apply_policies``), the same way live and in replay.
+The key directory (``keys``) records each key's team, feature... from the first spend seen of
+it, for scoping; whether a key may be paused is the config's ``keys`` section's to say.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ FORGET_S = 15 * 86400
 _KEY_DIMS = tuple(KEY_DIMENSIONS)
 #: (input partition, late epoch): the parts of one window that readers sum.
 Part = tuple[int, int]
+#: The value of every field of the series that holds a dimension set's overflow.
+OTHER = "(other)"
 
 
 class RollupLike(Protocol):
@@ -87,7 +91,7 @@ class _Series:
     changed since they were last scored.
     """
 
-    __slots__ = ("closed", "dets", "key", "last_spend_hour", "parts", "slots")
+    __slots__ = ("asleep_from", "closed", "dets", "key", "last_spend_hour", "parts", "slots")
 
     def __init__(
         self,
@@ -104,6 +108,8 @@ class _Series:
         self.last_spend_hour = 0
         #: (hour start, cost_nusd, calls) of the hour its detectors learned last
         self.closed: tuple[int, int, int] = (0, 0, 0)
+        #: The first silent hour its detectors have not learned yet (0: none): see ``_close``.
+        self.asleep_from = 0
 
     @property
     def scope(self) -> Scope:
@@ -149,6 +155,14 @@ class _Series:
         p = self.parts
         return [((p[i], p[i + 1], p[i + 2]), (p[i + 3], p[i + 4])) for i in range(0, len(p), _ROW)]
 
+    def part(self, hour: int, partition: int, epoch: int) -> tuple[int, int]:
+        """The (cost_nusd, calls) set for one partition and epoch of ``hour``; zeros if none."""
+        parts = self.parts
+        for i in range(0, len(parts), _ROW):
+            if parts[i] == hour and parts[i + 1] == partition and parts[i + 2] == epoch:
+                return parts[i + 3], parts[i + 4]
+        return 0, 0
+
     def hours(self) -> list[int]:
         """The open hours, earliest first."""
         return sorted(set(self.parts[::_ROW]))
@@ -181,6 +195,7 @@ class _Series:
         """This layout, or an older one: a dataclass with ``scope``, (index, detector)
         pairs and ``peeked`` (until 2026-12-04), and before that a dict per hour."""
         slots = dict(state[1] if isinstance(state, tuple) else state)
+        self.asleep_from = 0  # until 2026-12-05 every series learned every hour as it closed
         if "hours" in slots:
             hours = slots.pop("hours")
             slots["parts"] = {(h, p, e): v for h, by in hours.items() for (p, e), v in by.items()}
@@ -270,6 +285,17 @@ class SpendWatch:
         self.idle: set[int] = set()
         self.closed_until: int | None = None
         self._next_peek = -math.inf
+        #: Series past ``limits.series_per_set``, folded into their set's ``(other)`` series:
+        #: hour -> (dims, values, partition, epoch) -> the absolute (cost_nusd, calls) they
+        #: added, so a re-sent record replaces its share instead of adding it again.
+        self._folded: dict[int, dict[tuple[Any, ...], tuple[int, int]]] = {}
+        #: (dims, UTC day) of the overflows already reported, and the reports to send.
+        self._cap_noticed: set[tuple[tuple[str, ...], int]] = set()
+        self._notices: list[Alert] = []
+        #: dims -> series watched (derived from ``series``; not snapshotted)
+        self._per_set: dict[tuple[str, ...], int] = {}
+        #: a series' detector slots -> seconds of silence after which it sleeps (derived)
+        self._sleep_after: dict[tuple[int, ...], int] = {}
 
     # -- input -------------------------------------------------------------
 
@@ -361,7 +387,14 @@ class SpendWatch:
             return  # a correction to an hour the detectors already learned: budgets only
         sk = (dims, tuple(r.values))
         series = self.series.get(sk)
+        if series is None and self._per_set.get(dims, 0) >= self.config.limits.series_per_set:
+            self._fold(r)
+            return
+        if OTHER in sk[1]:
+            self._fold(r)  # a caller's own "(other)": counted with ours, never overwriting it
+            return
         if series is None:
+            self._per_set[dims] = self._per_set.get(dims, 0) + 1
             # Decoded records bring their own dims tuple and strings: share them.
             values = tuple(None if v is None else sys.intern(v) for v in sk[1])
             if all(a is b for a, b in zip(values, sk[1], strict=True)):
@@ -373,6 +406,58 @@ class SpendWatch:
         if r.metrics[0] > 0:
             series.last_spend_hour = max(series.last_spend_hour, r.window_start)
         self._dirty.add((sk, r.window_start))
+
+    def _fold(self, r: RollupLike) -> None:
+        """Count a series past the cap into its set's ``(other)`` series, exactly."""
+        dims = self._dim_sets.setdefault(tuple(r.dims), tuple(r.dims))
+        hour = r.window_start
+        shares = self._folded.setdefault(hour, {})
+        part = (dims, tuple(r.values), r.partition, r.epoch)
+        new = (r.metrics[0], r.metrics[1])
+        old = shares.get(part, (0, 0))
+        if new == old:
+            return
+        shares[part] = new
+        sk = (dims, (OTHER,) * len(dims))
+        other = self.series.get(sk)
+        if other is None:  # outside the cap: it is what the cap turns into
+            other = self.series[sk] = self._new_series(sk)
+        cost, calls = other.part(hour, r.partition, r.epoch)
+        other.set_part(hour, r.partition, r.epoch, cost + new[0] - old[0], calls + new[1] - old[1])
+        if new[0] > 0:
+            other.last_spend_hour = max(other.last_spend_hour, hour)
+        self._dirty.add((sk, hour))
+        day = hour // 86400 * 86400
+        if (dims, day) not in self._cap_noticed:
+            self._cap_noticed.add((dims, day))
+            self._notices.append(self._cap_notice(dims, day, hour))
+
+    def _cap_notice(self, dims: tuple[str, ...], day: int, hour: int) -> Alert:
+        """The one operator alert a day for a dimension set past its series cap."""
+        cap = self.config.limits.series_per_set
+        named = ", ".join(dims)
+        message = (
+            f"more than {cap:,} series of [{named}] have spend: the rest are watched together "
+            f"as {named}={OTHER} (their spend is still counted, exactly, there and in every "
+            "coarser series). Raise limits.series_per_set if they are all real."
+        )
+        return Alert(
+            kind="series_cap",
+            detector="limits",
+            scope={d: OTHER for d in dims},
+            window_start=float(day),
+            window_end=float(day + 86400),
+            detected_at=float(hour),
+            observed_usd=0.0,
+            expected_usd=None,
+            severity="warning",
+            reason=message,
+            id=f"series-cap/{'+'.join(dims)}/{int(day)}",
+        )
+
+    def folded_series(self) -> int:
+        """Series counted in an ``(other)`` series in the open hours (a metric)."""
+        return len({(d, v) for shares in self._folded.values() for d, v, _, _ in shares})
 
     def _directory(self, dims: tuple[str, ...], r: RollupLike) -> None:
         attrs = dict(zip(dims, r.values, strict=True))
@@ -450,6 +535,9 @@ class SpendWatch:
                 alerts.extend(self._check_budgets(self.closed_until))
             else:
                 candidates.extend(found)
+        if self._notices:
+            alerts.extend(self._notices)
+            self._notices = []
         if not self.behind:
             if self.now >= self._next_peek:
                 self._next_peek = (self.now // self.peek_s + 1) * self.peek_s
@@ -486,10 +574,29 @@ class SpendWatch:
         return float(calls) if cfg.metric == "cost_per_call" else 1.0
 
     def _close(self, hour: int) -> list[Candidate]:
+        """Feed ``hour`` to every series' detectors; the anomalous verdicts as candidates.
+
+        A series silent for longer than its detectors look back (``_sleep_after_s``) sleeps:
+        its silent hours are learned when it next spends, or is peeked at, and not before.
+        A silent hour cannot alert once nothing the detectors compare is left in their
+        windows (the conformance suite checks every detector for it), so this only defers
+        work: a flood of one-off customers or keys costs what its spend costs, not an update
+        per series every hour for two weeks.
+        """
         found = []
         for series in self.series.values():
+            if series.asleep_from and not series.parts:
+                continue
             cost, calls = series.pop_hour(hour)
             series.closed = (hour, cost, calls)
+            if not calls and not cost:
+                if series.asleep_from:
+                    continue
+                if hour - series.last_spend_hour >= self._sleep_after_s(series):
+                    series.asleep_from = hour
+                    continue
+            elif series.asleep_from:
+                self._wake(series, hour)
             for i, det in zip(series.slots, series.dets, strict=True):
                 cfg = self.config.detectors[i]
                 value = self._value(cfg, cost, calls)
@@ -498,6 +605,23 @@ class SpendWatch:
                 if c is not None:
                     found.append(c)
         return found
+
+    def _sleep_after_s(self, series: _Series) -> int:
+        """Silence after which a series' silent hours can no longer alert: its detectors'
+        longest trailing window, plus an hour."""
+        after = self._sleep_after.get(series.slots)
+        if after is None:
+            windows = [getattr(det, "window_s", HOUR) for det in series.dets]
+            after = self._sleep_after[series.slots] = int(max(windows, default=HOUR)) + HOUR
+        return after
+
+    def _wake(self, series: _Series, until: int) -> None:
+        """Teach a sleeping series' detectors its silent hours before ``until``."""
+        for hour in range(series.asleep_from, until, HOUR):
+            for i, det in zip(series.slots, series.dets, strict=True):
+                cfg = self.config.detectors[i]
+                det.update(float(hour), self._value(cfg, 0, 0), self._weight(cfg, 0))
+        series.asleep_from = 0
 
     def _peek(self) -> list[Candidate]:
         found = []
@@ -511,6 +635,8 @@ class SpendWatch:
                 self._dirty.add((sk, hour))  # past the watermark: earlier hours are learned first
                 continue
             cost, calls = series.total(hour)
+            if series.asleep_from and self.closed_until is not None:
+                self._wake(series, self.closed_until)
             for i, det in zip(series.slots, series.dets, strict=True):
                 cfg = self.config.detectors[i]
                 value = self._value(cfg, cost, calls)
@@ -635,6 +761,8 @@ class SpendWatch:
             )
             if det is None or getattr(det, "window_s", HOUR) > HOUR:
                 continue
+            if series.asleep_from and self.closed_until is not None:
+                self._wake(series, self.closed_until)
             cost = series.closed[1] if series.closed[0] == hour else series.total(hour)[0]
             v = det.peek(float(hour), cost / NUSD)
             if v.expected is None or v.observed - v.expected < explain * root.excess_usd:
@@ -726,7 +854,12 @@ class SpendWatch:
         else:
             keys = self.keys_in(dict(cfg.scope), v.period_start)
             if v.action == "pause":
-                self._budget_paused[i] = sorted(k.api_key for k in keys if k.workload != "critical")
+                # What the hard stop pauses (the policy step picks the same keys): the
+                # next period's resume undoes exactly these.
+                classify = self.config.keys.classify
+                self._budget_paused[i] = sorted(
+                    k.api_key for k in keys if classify(k.api_key).pausable
+                )
         return Alert(
             kind=v.kind,
             detector="budget",
@@ -754,6 +887,11 @@ class SpendWatch:
         gone = [k for k, s in self.series.items() if s.last_spend_hour < horizon and not s.parts]
         for k in gone:
             del self.series[k]
+            if OTHER not in k[1]:
+                self._per_set[k[0]] -= 1
+        for hour in [h for h in self._folded if h < self.closed_until]:
+            del self._folded[hour]  # closed: a correction to it reaches budgets only
+        self._cap_noticed = {n for n in self._cap_noticed if n[1] >= horizon}
         for key in [k for k, h in self._key_hour.items() if h < horizon]:
             del self._key_hour[key]
             del self.keys[key]
@@ -781,7 +919,7 @@ class SpendWatch:
         The config parts the state was built from go along, so a restore under a changed
         config maps detectors and budgets the way a live reload does.
         """
-        derived = ("config", "_budget_match")
+        derived = ("config", "_budget_match", "_per_set", "_sleep_after")
         state: dict[str, Any] = {k: v for k, v in self.__dict__.items() if k not in derived}
         state["_built_from"] = _built_from(self.config)
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -791,6 +929,7 @@ class SpendWatch:
         state = unpickle_state(data)  # our own state file, written by snapshot()
         built_from = state.pop("_built_from", None)
         self.__dict__.update(state)
+        self._count_series()
         if self._dirty and not isinstance(next(iter(self._dirty))[1], int):
             # Until 2026-12-04 the watch marked whole series: every open hour of them.
             series = self.series
@@ -805,6 +944,13 @@ class SpendWatch:
         current = self.config
         self.config = current.model_copy(update=built_from)
         return self.reconfigure(current)
+
+    def _count_series(self) -> None:
+        per_set: dict[tuple[str, ...], int] = {}
+        for dims, values in self.series:
+            if OTHER not in values:
+                per_set[dims] = per_set.get(dims, 0) + 1
+        self._per_set = per_set
 
     def _detectors_outdated(self) -> bool:
         """Detectors built with other parameters than the config resolves to now: a default
@@ -830,11 +976,16 @@ class SpendWatch:
         built first and swapped in at the end, so a failure leaves the old state whole.
         Returns one line per thing that had to start afresh (for the log).
         """
+        if self.closed_until is not None:
+            for series in self.series.values():
+                if series.asleep_from:  # its silent hours are learned by the detectors it had
+                    self._wake(series, self.closed_until)
         detect_dims = {tuple(d) for d in config.dimensions}
         series_detectors, notes = self._remap_detectors(config, detect_dims)
         budget_state, budget_notes = self._remap_budgets(config)
         for sk in [sk for sk in self.series if sk not in series_detectors]:
             del self.series[sk]
+        self._count_series()
         for sk, detectors in series_detectors.items():
             self.series[sk].detectors = detectors
         self.budgets, self._budget_hours, self._budget_minutes, self._budget_paused = budget_state
@@ -844,6 +995,7 @@ class SpendWatch:
         self.detect_dims = detect_dims
         self._roles = {}
         self._budget_match = {}
+        self._sleep_after = {}
         self.config = config
         return notes + budget_notes
 

@@ -10,6 +10,7 @@ from ._adapters import (
 from ._alert import ALERT_KINDS, Alert, KeyInfo, decode_alert
 from ._config import (
     DEFAULT_DIMENSIONS,
+    KAFKA_ENV,
     KEY_DIMENSIONS,
     SCOPE_FIELDS,
     BudgetConfig,
@@ -18,11 +19,13 @@ from ._config import (
     DigestConfig,
     GatewayConfig,
     KafkaConfig,
+    LimitsConfig,
     PolicyConfig,
     PricingConfig,
     SlackConfig,
     StoreConfig,
     TopicsConfig,
+    kafka_env_overrides,
 )
 from ._errors import ConfigError, InvalidEvent, SpendBrakeError, StateUnreadable
 from ._event import (
@@ -34,13 +37,17 @@ from ._event import (
     parse_ts,
     validate_event,
 )
+from ._keys import LITELLM_MASTER_KEY, KeyClass, KeyRule, KeysConfig
 from ._pricing import ModelPrice, PriceEntryModel, PriceTable
 from ._snapshot import unpickle_state
+from ._text import csv_text, mrkdwn, mrkdwn_code, visible
 
 __all__ = [
     "ALERT_KINDS",
     "DEFAULT_DIMENSIONS",
+    "KAFKA_ENV",
     "KEY_DIMENSIONS",
+    "LITELLM_MASTER_KEY",
     "MAX_EVENT_BYTES",
     "SCOPE_FIELDS",
     "WORKLOADS",
@@ -53,7 +60,11 @@ __all__ = [
     "GatewayConfig",
     "InvalidEvent",
     "KafkaConfig",
+    "KeyClass",
     "KeyInfo",
+    "KeyRule",
+    "KeysConfig",
+    "LimitsConfig",
     "ModelPrice",
     "PolicyConfig",
     "PriceEntryModel",
@@ -65,6 +76,7 @@ __all__ = [
     "StoreConfig",
     "TopicsConfig",
     "UsageEvent",
+    "csv_text",
     "decode_alert",
     "decode_event",
     "format_ts",
@@ -72,7 +84,11 @@ __all__ = [
     "from_litellm",
     "from_openai_usage",
     "from_otel_attributes",
+    "kafka_env_overrides",
+    "mrkdwn",
+    "mrkdwn_code",
     "parse_ts",
     "unpickle_state",
     "validate_event",
+    "visible",
 ]

@@ -24,7 +24,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ._errors import InvalidEvent, show
-from ._event import UsageEvent, validate_event
+from ._event import MAX_TAGS, UsageEvent, validate_event
+from ._pricing import PriceTable
 
 #: Fields a LiteLLM caller may set per request through metadata or request tags.
 _LITELLM_OVERRIDES = ("feature", "customer", "environment", "workload", "outcome")
@@ -44,7 +45,12 @@ class SupportsModelDump(Protocol):
     def model_dump(self) -> dict[str, Any]: ...
 
 
-def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned") -> UsageEvent:
+def from_litellm(
+    payload: Mapping[str, Any],
+    *,
+    default_team: str = "unassigned",
+    prices: PriceTable | None = None,
+) -> UsageEvent:
     """One event from LiteLLM's ``StandardLoggingPayload``.
 
     That is ``kwargs["standard_logging_object"]`` in a ``CustomLogger`` hook
@@ -80,7 +86,11 @@ def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned"
     * ``cost_usd`` is ``response_cost``, except that LiteLLM reports 0.0 for a
       model it cannot price (with ``response_cost_failure_debug_info`` or
       ``zero_cost_diagnostic`` set); that becomes "absent", so the engine
-      prices it rather than counting a free call.
+      prices it rather than counting a free call. A LiteLLM router reports 0.0 with
+      no such hint for a model it has no price for (seen with litellm 1.108): a 0 for a
+      call with tokens, not a cache hit, of a model ``prices`` (default: the shipped
+      table) prices, is taken as unpriced by the gateway. The call is priced here
+      and the gateway's figure kept in ``tags["gateway_cost_usd"]``.
     * A failed call (``status == "failure"``) is still an event: usually zero
       tokens and cost, but a call can fail after it was billed. It carries
       ``tags["status"] = "failure"`` (and ``tags["error_class"]`` when known);
@@ -127,7 +137,7 @@ def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned"
             tags["error_class"] = error_class
     if meta.get("user_api_key_hash") and meta.get("user_api_key_alias"):
         tags["key_alias"] = str(meta["user_api_key_alias"])
-    return _build(
+    event = _build(
         event_id=_first(payload.get("id"), payload.get("litellm_call_id")),
         ts=_first(payload.get("endTime"), payload.get("startTime")),
         provider=provider,
@@ -146,6 +156,22 @@ def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned"
         tags=tags,
         **attrs,
     )
+    if event.cost_usd == 0 and not payload.get("cache_hit"):
+        return _priced_here(event, prices)
+    return event
+
+
+def _priced_here(event: UsageEvent, prices: PriceTable | None) -> UsageEvent:
+    """A call the gateway said was free: our price when our table has one, and the
+    gateway's 0 kept beside it."""
+    if not (event.input_tokens or event.output_tokens) or len(event.tags) >= MAX_TAGS:
+        return event
+    ours = (prices or PriceTable.default()).price(event)
+    if not ours:
+        return event
+    event.tags["gateway_cost_usd"] = f"{event.cost_usd:g}"
+    event.cost_usd = ours
+    return event
 
 
 def from_openai_usage(

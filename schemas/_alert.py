@@ -7,7 +7,7 @@ re-emits after a restart overwrites, and the action stage acts once per key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -21,11 +21,18 @@ ALERT_KINDS = ("anomaly", "wow", "budget", "projection", "burn_rate", "cost_per_
 Severity = Literal["info", "warning", "critical"]
 Action = Literal["alert", "pause", "resume"]
 _SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+#: A global-scope alert can hold every key: the record names this many protected ones.
+MAX_PROTECTED_LISTED = 100
 
 
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
-    """What the engine knows about one api key: the attributes a policy matches on."""
+    """What the engine knows about one api key, from the first spend it saw of it.
+
+    Attribution, not authority: ``team``, ``feature``, ``environment`` and ``workload`` are
+    what the events said. Whether the key may be paused, and the ``workload`` policies
+    match on, come from the config's ``keys`` section (``actions.apply_policies``).
+    """
 
     api_key: str
     team: str | None = None
@@ -65,6 +72,19 @@ class Alert:
     also: list[dict[str, str | None]] = field(default_factory=list)
     #: Keys in scope with spend in the window; the policy step reads it, the wire omits it.
     keys: list[KeyInfo] = field(default_factory=list)
+    #: Keys in scope the config's ``keys`` section does not let be paused, and why
+    #: (``KeyClass.protection``); set with the policies.
+    protected: dict[str, str] = field(default_factory=dict)
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        """An alert pickled before a field existed loads with that field's default."""
+        for f in fields(self):
+            if f.default is not MISSING:
+                setattr(self, f.name, f.default)
+            elif f.default_factory is not MISSING:
+                setattr(self, f.name, f.default_factory())
+        for name, value in state[1].items():
+            setattr(self, name, value)
 
     def key(self) -> bytes:
         return f"{self.id}#{self.seq}".encode()
@@ -83,8 +103,10 @@ class Alert:
             "severity": self.severity,
             "action": self.action,
             "targets": self.targets,
-            # Named so Slack can say why they were alerted and not paused.
-            "critical_keys": sorted(k.api_key for k in self.keys if k.workload == "critical"),
+            # Named so Slack can say why they were alerted and not paused. For people only:
+            # the action stage decides from its own config.
+            "critical_keys": sorted(k for k, why in self.protected.items() if why == "critical"),
+            "protected_keys": dict(list(self.protected.items())[:MAX_PROTECTED_LISTED]),
             "budget": self.budget,
             "threshold": self.threshold,
             "id": self.id,
@@ -117,6 +139,7 @@ class _AlertWire(msgspec.Struct):
     also: list[dict[str, str | None]] = []
     targets: list[str] = []
     critical_keys: list[str] = []
+    protected_keys: dict[str, str] = {}
     window_start: str = ""
     window_end: str = ""
     detected_at: str = ""

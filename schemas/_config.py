@@ -8,6 +8,7 @@ can be handed just its own section.
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._keys import KeysConfig
 from ._pricing import PriceEntryModel
 
 #: Event fields a scope, a match or a rollup dimension may name.
@@ -83,13 +85,95 @@ class TopicsConfig(_Section):
         return [self.events, self.dlq, self.rollups, self.alerts, self.actions, self.traces]
 
 
+#: Environment variables that set ``kafka`` fields (over the file), for the worker, the
+#: CLI and the producer SDK alike: one way to hand a process its broker and credentials.
+KAFKA_ENV = {
+    "SPENDBRAKE_BOOTSTRAP": "bootstrap_servers",
+    "SPENDBRAKE_KAFKA_SECURITY_PROTOCOL": "security_protocol",
+    "SPENDBRAKE_KAFKA_SASL_MECHANISM": "sasl_mechanism",
+    "SPENDBRAKE_KAFKA_USERNAME": "sasl_username",
+    "SPENDBRAKE_KAFKA_PASSWORD": "sasl_password",
+    "SPENDBRAKE_KAFKA_SSL_CAFILE": "ssl_cafile",
+}
+
+
 class KafkaConfig(_Section):
-    #: ``SPENDBRAKE_BOOTSTRAP`` in the environment overrides this at load time.
+    """Where the brokers are and how every client SpendBrake builds talks to them.
+
+    ``PLAINTEXT`` (the default) is for a broker on loopback only. In production use
+    ``SASL_SSL`` with SCRAM: each process authenticates as its own principal
+    (``sasl_username``), so broker ACLs can let producers write ``spend.events`` only and
+    keep ``spend.alerts``/``spend.actions`` to the worker. ``SSL`` with
+    ``ssl_certfile``/``ssl_keyfile`` is mutual TLS instead.
+    """
+
+    #: ``SPENDBRAKE_BOOTSTRAP`` in the environment overrides this at load time (see KAFKA_ENV).
     bootstrap_servers: Name = "127.0.0.1:9092"
     topics: TopicsConfig = TopicsConfig()
     partitions: Annotated[int, Field(ge=1, le=1024)] = 4
     replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
     group_id: Name = "spendbrake"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: Name | None = None
+    sasl_password: SecretStr | None = None
+    #: PEM files: the CA that signed the brokers' certificates (None: the system's), and
+    #: for mutual TLS this client's certificate and key.
+    ssl_cafile: Name | None = None
+    ssl_certfile: Name | None = None
+    ssl_keyfile: Name | None = None
+
+    @field_validator("sasl_username", "sasl_password", "ssl_cafile", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        # ``${SPENDBRAKE_KAFKA_PASSWORD:-}`` unset: no credential, not an empty one.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaConfig:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_username and "
+                "sasl_password (or SPENDBRAKE_KAFKA_USERNAME / SPENDBRAKE_KAFKA_PASSWORD)"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together (mutual TLS)")
+        return self
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **fields: Any) -> KafkaConfig:
+        """``fields`` with the KAFKA_ENV variables set in ``env`` on top (the SDK's way)."""
+        return cls.model_validate({**fields, **kafka_env_overrides(env)})
+
+    def security_args(self) -> dict[str, Any]:
+        """aiokafka keyword arguments for authentication and TLS (empty for PLAINTEXT)."""
+        args: dict[str, Any] = {}
+        if self.security_protocol == "PLAINTEXT":
+            return args
+        args["security_protocol"] = self.security_protocol
+        if self.security_protocol.startswith("SASL"):
+            assert self.sasl_password is not None  # checked above
+            args["sasl_mechanism"] = self.sasl_mechanism
+            args["sasl_plain_username"] = self.sasl_username
+            args["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        if self.security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            args["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
+            )
+        return args
+
+    def client_args(self) -> dict[str, Any]:
+        """``bootstrap_servers`` and the security arguments: what every client is built with."""
+        return {"bootstrap_servers": self.bootstrap_servers, **self.security_args()}
+
+
+def kafka_env_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    """The ``kafka`` fields that KAFKA_ENV variables set in ``env`` (empty ones ignored)."""
+    return {field: env[var] for var, field in KAFKA_ENV.items() if env.get(var, "").strip()}
 
 
 class DetectorConfig(_Section):
@@ -164,7 +248,11 @@ class BudgetConfig(_Section):
 
 
 class PolicyConfig(_Section):
-    """What an anomaly on a matching scope does; the first matching policy wins."""
+    """What an anomaly on a matching scope does; the first matching policy wins.
+
+    ``workload`` in ``match`` is the key's class from the ``keys`` section, not the
+    events' tag; a pause is only ever applied to a key that section lets be paused.
+    """
 
     match: dict[str, str] = {}
     action: Literal["alert", "pause"] = "alert"
@@ -249,6 +337,17 @@ class DigestConfig(_Section):
         return "off" if value is False else value
 
 
+class LimitsConfig(_Section):
+    """Bounds on what event data can make the engine hold: attribution values (customers,
+    keys, teams) come from callers, and each new one would be a watched series."""
+
+    #: Series the detect stage watches with detectors of their own, per dimension set. New
+    #: series past it are watched together, as one whose values are all ``(other)``: their
+    #: spend still counts, exactly, in it and in every coarser series. A series silent for
+    #: 15 days frees its place.
+    series_per_set: Annotated[int, Field(ge=10, le=10_000_000)] = 2_000
+
+
 class Config(_Section):
     """The whole operator config. Every section has a usable default."""
 
@@ -271,6 +370,8 @@ class Config(_Section):
         DetectorConfig(kind="wow", metric="cost_per_call", params={"rise": 1.0, "min_usd": 0.0}),
     ]
     budgets: list[BudgetConfig] = []
+    #: Each key's class and whether it may be paused; a key no rule names is alerted only.
+    keys: KeysConfig = KeysConfig()
     policies: list[PolicyConfig] = [
         PolicyConfig(match={"workload": "batch"}, action="pause"),
         PolicyConfig(match={"workload": "critical"}, action="alert"),
@@ -280,6 +381,7 @@ class Config(_Section):
     pricing: PricingConfig = PricingConfig()
     store: StoreConfig = StoreConfig()
     digest: DigestConfig = DigestConfig()
+    limits: LimitsConfig = LimitsConfig()
 
     @field_validator("dimensions")
     @classmethod

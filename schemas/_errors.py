@@ -57,6 +57,19 @@ class StateUnreadable(SpendBrakeError):
         super().__init__(f"{self.path}: unreadable state ({reason}); {way_out}")
 
 
+class ValueAt(ValueError):
+    """A config validator's ``ValueError`` about one field below the model it checks.
+
+    A model-level check (one rule against another) would otherwise point at the whole
+    list; the loader appends ``loc`` so the message names ``keys.rules[3].api_key`` and its
+    line.
+    """
+
+    def __init__(self, loc: tuple[str | int, ...], reason: str) -> None:
+        self.loc = loc
+        super().__init__(reason)
+
+
 def show(value: object, limit: int = 60) -> str:
     """Render a bad value for an error message: JSON-ish, and short."""
     try:

@@ -14,9 +14,10 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
@@ -153,10 +154,14 @@ async def ensure_topics(
     partitions: int = 4,
     replication_factor: int = 1,
     timeout_s: float = 20.0,
+    security: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+    """Create the topics that do not exist yet; return the names created. ``security`` is
+    ``KafkaConfig.security_args()`` (SASL, TLS) for a broker that is not on loopback."""
     deadline = time.monotonic() + timeout_s
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000, **(security or {})
+    )
     while True:
         try:
             await admin.start()

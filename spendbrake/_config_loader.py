@@ -3,7 +3,14 @@
 Every problem becomes a ``ConfigError`` whose message carries the file
 position and the config path (``cfg.yaml:12:5: budgets[0].alert_at: ...``), so
 an operator never reads a pydantic or YAML traceback. Secrets come from
-``${ENV_VAR}`` (or ``${ENV_VAR:-default}``) references and are never echoed back.
+``${ENV_VAR}`` (or ``${ENV_VAR:-default}``) references and are never echoed back: a
+message about a field whose value came from the environment names the variable, not
+the value, and no message quotes a value read from one.
+
+YAML aliases are counted as they are composed: a file whose aliases would expand past
+``MAX_ALIAS_NODES`` nodes (a "billion laughs" bomb of a few hundred bytes needs billions)
+is refused at the alias that crosses the limit, before anything is expanded, and so is
+nesting deeper than ``MAX_DEPTH``. Hot reload reads files with this same loader.
 """
 
 from __future__ import annotations
@@ -18,11 +25,20 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from spendbrake.schemas import Config, ConfigError
-from spendbrake.schemas._errors import show
+from spendbrake.schemas import KAFKA_ENV, Config, ConfigError, kafka_env_overrides
+from spendbrake.schemas._errors import ValueAt, show
 
 # ${VAR} or ${VAR:-default}, as in shells and docker compose.
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+#: Nodes YAML aliases may add to a config, in all: anchors for a few shared settings
+#: need tens; the 337-byte bomb of nine aliases per level would need 9**9.
+MAX_ALIAS_NODES = 10_000
+#: Collections inside collections; a config needs under ten.
+MAX_DEPTH = 64
+#: Values read from the environment shorter than this are not searched for in messages
+#: (a port or a flag is not a secret, and "1" would blank every digit).
+_MIN_SCRUB_CHARS = 3
 
 Loc = tuple[str | int, ...]
 
@@ -54,18 +70,79 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 
 def parse_yaml(text: str, name: str = "<config>") -> tuple[Any, dict[Loc, str]]:
     """YAML text to plain data plus the ``file:line:col`` of every node by path."""
+    loader = _BoundedLoader(text, name)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        data = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError("", f"YAML syntax error: {problem}", where) from None
+    finally:
+        loader.dispose()
     marks: dict[Loc, str] = {}
     if node is not None:
         _collect_marks(node, (), marks, name)
     return ({} if data is None else data), marks
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing alias expansion past ``MAX_ALIAS_NODES`` and nesting
+    past ``MAX_DEPTH`` while it composes, so neither time nor memory grows first."""
+
+    def __init__(self, text: str, name: str) -> None:
+        super().__init__(text)
+        self.name = name
+        self._expanded = 0
+        self._depth = 0
+        self._open: set[str] = set()  # anchors of the nodes being composed
+        self._sizes: dict[int, int] = {}  # id(node) -> nodes it expands to (finished nodes)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                self._refuse(event, f"alias *{event.anchor} refers to itself")
+            node = self.anchors.get(event.anchor)
+            if node is not None:
+                self._expanded += self._size(node)
+                if self._expanded > MAX_ALIAS_NODES:
+                    self._refuse(
+                        event,
+                        f"YAML aliases expand past {MAX_ALIAS_NODES:,} values; "
+                        "write the values out instead of aliasing aliases",
+                    )
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            self._refuse(event, f"nested more than {MAX_DEPTH} levels deep")
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            if anchor is not None:
+                self._open.discard(anchor)
+
+    def _size(self, node: yaml.Node) -> int:
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._size(k) + self._size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._size(item) for item in node.value)
+        else:
+            size = 1
+        self._sizes[id(node)] = size
+        return size
+
+    def _refuse(self, event: yaml.Event, reason: str) -> None:
+        mark = event.start_mark
+        raise ConfigError("", reason, f"{self.name}:{mark.line + 1}:{mark.column + 1}")
 
 
 def build_config(
@@ -74,21 +151,42 @@ def build_config(
     if not isinstance(data, dict):
         raise ConfigError("", "the top level must be a mapping of sections", name)
     errors: list[ConfigError] = []
-    data = _expand_env(data, (), env, marks, errors)
-    if env.get("SPENDBRAKE_BOOTSTRAP"):
-        kafka = dict(data.get("kafka") or {})
-        kafka["bootstrap_servers"] = env["SPENDBRAKE_BOOTSTRAP"]
-        data["kafka"] = kafka
+    from_env: dict[Loc, list[str]] = {}
+    data = _expand_env(data, (), env, marks, errors, from_env)
+    overrides = kafka_env_overrides(env)  # SPENDBRAKE_BOOTSTRAP, SPENDBRAKE_KAFKA_PASSWORD...
+    if overrides and isinstance(data.get("kafka") or {}, dict):
+        data["kafka"] = {**(data.get("kafka") or {}), **overrides}
+        for field, var in ((f, v) for v, f in KAFKA_ENV.items() if f in overrides):
+            from_env[("kafka", field)] = [var]
     if errors:
         raise ConfigErrors(errors)
+    hide = _Hider(from_env, env)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigErrors([_to_config_error(err, marks, name) for err in exc.errors()]) from None
-    problems = _check_detectors(config, marks, name)
+        raise ConfigErrors(
+            [hide(_to_config_error(err, marks, name, from_env)) for err in exc.errors()]
+        ) from None
+    problems = [hide(p) for p in _check_detectors(config, marks, name)]
     if problems:
         raise ConfigErrors(problems)
     return config
+
+
+class _Hider:
+    """Takes every value read from the environment out of a message (``${VAR}`` instead)."""
+
+    def __init__(self, from_env: Mapping[Loc, list[str]], env: Mapping[str, str]) -> None:
+        names = {var for variables in from_env.values() for var in variables}
+        pairs = [(env[var], var) for var in names if len(env.get(var, "")) >= _MIN_SCRUB_CHARS]
+        # Longest first: a value that contains another is replaced whole.
+        self._pairs = sorted(pairs, key=lambda pair: -len(pair[0]))
+
+    def __call__(self, error: ConfigError) -> ConfigError:
+        reason = error.reason
+        for value, var in self._pairs:
+            reason = reason.replace(value, f"${{{var}}}")
+        return error if reason == error.reason else ConfigError(error.path, reason, error.location)
 
 
 def _check_detectors(config: Config, marks: Mapping[Loc, str], name: str) -> list[ConfigError]:
@@ -134,15 +232,24 @@ def _expand_env(
     env: Mapping[str, str],
     marks: Mapping[Loc, str],
     errors: list[ConfigError],
+    from_env: dict[Loc, list[str]],
 ) -> Any:
+    """``value`` with ``${VAR}`` references filled in; ``from_env`` gets the location of
+    every value that took one from the environment, and the variables' names."""
     if isinstance(value, dict):
-        return {k: _expand_env(v, (*loc, k), env, marks, errors) for k, v in value.items()}
+        return {
+            k: _expand_env(v, (*loc, k), env, marks, errors, from_env) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_expand_env(v, (*loc, i), env, marks, errors) for i, v in enumerate(value)]
+        return [
+            _expand_env(v, (*loc, i), env, marks, errors, from_env) for i, v in enumerate(value)
+        ]
     if isinstance(value, str) and "${" in value:
 
         def substitute(match: re.Match[str]) -> str:
             var, default = match.group(1), match.group(2)
+            if var in env:
+                from_env.setdefault(loc, []).append(var)
             if var not in env and default is not None:
                 return default
             if var not in env:
@@ -168,8 +275,16 @@ def _mark_for(loc: Loc, marks: Mapping[Loc, str]) -> str | None:
     return marks.get(())
 
 
-def _to_config_error(err: Mapping[str, Any], marks: Mapping[Loc, str], name: str) -> ConfigError:
+def _to_config_error(
+    err: Mapping[str, Any],
+    marks: Mapping[Loc, str],
+    name: str,
+    from_env: Mapping[Loc, list[str]] | None = None,
+) -> ConfigError:
     loc: Loc = tuple(err["loc"])
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, ValueAt):
+        loc = (*loc, *cause.loc)  # a model's check about one of its fields
     kind = err["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
@@ -178,19 +293,23 @@ def _to_config_error(err: Mapping[str, Any], marks: Mapping[Loc, str], name: str
         where = marks.get((*loc, "<key>")) or _mark_for(loc, marks) or name
         return ConfigError(format_path(loc), reason, where)
     message = err["msg"]
-    if message.startswith("Value error, "):
-        reason = message[len("Value error, ") :]
-    else:
-        reason = message.replace("Input should be", "must be").replace("Input ", "value ")
-        if kind != "missing":
-            reason += f", got {show(err.get('input'))}"
-        else:
-            reason = "is required"
     # Pydantic puts the model's field validator errors on the field, but a
     # union or literal adds its member name to loc; drop those for the path.
     clean = tuple(
         p for p in loc if not (isinstance(p, str) and p.startswith(("literal[", "function-")))
     )
+    secret = (from_env or {}).get(clean)
+    if message.startswith("Value error, "):
+        reason = message[len("Value error, ") :]
+    else:
+        reason = message.replace("Input should be", "must be").replace("Input ", "value ")
+        if kind == "missing":
+            reason = "is required"
+        elif secret:
+            # The value came from the environment: it may be a secret in the wrong field.
+            reason += f", got the value of ${{{secret[0]}}} (not shown)"
+        else:
+            reason += f", got {show(err.get('input'))}"
     return ConfigError(format_path(clean), reason, _mark_for(clean, marks) or name)
 
 

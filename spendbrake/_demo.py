@@ -31,7 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from spendbrake.actions._outbox import outcome_line
-from spendbrake.schemas import Config, UsageEvent
+from spendbrake.schemas import Config, UsageEvent, visible
 from spendbrake.streamer import (
     ActionStage,
     DetectStage,
@@ -315,13 +315,14 @@ def _incidents(state: DemoState) -> Group:
             when = str(incident.detected_at or "")[5:16].replace("T", " ")
             severity = str(alert.get("severity", ""))
             style = "bold red" if severity == "critical" else "yellow"
-            lines.append(Text.assemble((f"{when} {severity:<8} ", style), incident.scope))
-            lines.append(Text("    " + str(alert.get("reason", ""))[:160], style="dim"))
-            lines.append(Text("    -> " + outcome_line(incident, alert, outbox.dry_run)))
+            # Text, not markup; visible(): scope values and reasons are the events' text.
+            lines.append(Text.assemble((f"{when} {severity:<8} ", style), visible(incident.scope)))
+            lines.append(Text("    " + visible(alert.get("reason", ""))[:160], style="dim"))
+            lines.append(Text("    -> " + visible(outcome_line(incident, alert, outbox.dry_run))))
     if len(lines) == 1:
         lines.append(Text("    none yet", style="dim"))
     if state.gateway is not None and state.gateway.blocked_keys:
-        paused = ", ".join(sorted(state.gateway.blocked_keys))
+        paused = visible(", ".join(sorted(state.gateway.blocked_keys)))
         lines.append(Text(f"paused at the gateway: {paused}", style="bold"))
     return Group(*lines)
 
@@ -355,6 +356,11 @@ def _spend(state: DemoState, end_ts: float) -> Table:
             else (f"x{ratio:.1f}" if before else "")
         )
         table.add_row(
-            team, f"{total:,.2f}", f"{calls:,.0f}", f"{last:,.2f}", f"{before:,.2f}", change
+            Text(visible(team)),
+            f"{total:,.2f}",
+            f"{calls:,.0f}",
+            f"{last:,.2f}",
+            f"{before:,.2f}",
+            change,
         )
     return table

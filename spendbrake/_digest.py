@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from spendbrake.actions._slack import SlackNotifier
-from spendbrake.schemas import Config, PriceTable, SlackConfig
+from spendbrake.schemas import Config, PriceTable, SlackConfig, mrkdwn, mrkdwn_code
 from spendbrake.streamer._state import write_atomic
 
 from ._report import ReportError, parse_period, report_from_store
@@ -131,7 +131,7 @@ def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             lines.append(f"{len(rest)} other(s) {_usd(others)}")
         blocks.append(_section(f"*By {by}*\n" + "\n".join(lines)))
     unit = [
-        f"{_usd(o['cost_per_outcome_usd'])} per {o['outcome'].replace('_', ' ')}"
+        f"{_usd(o['cost_per_outcome_usd'])} per {mrkdwn(o['outcome'].replace('_', ' '))}"
         for o in (report.get("outcomes") or [])[:3]
     ]
     traces = report.get("traces")
@@ -144,8 +144,12 @@ def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         blocks.append(_section("*Unit economics*\n" + "\n".join(unit)))
     alerts, actions = report.get("alerts") or {}, report.get("actions") or {}
     if alerts.get("count") or actions.get("count"):
-        kinds = ", ".join(f"{k} {n}" for k, n in sorted((alerts.get("by_kind") or {}).items()))
-        done = ", ".join(f"{k} {n}" for k, n in sorted((actions.get("by_result") or {}).items()))
+        kinds = mrkdwn(
+            ", ".join(f"{k} {n}" for k, n in sorted((alerts.get("by_kind") or {}).items()))
+        )
+        done = mrkdwn(
+            ", ".join(f"{k} {n}" for k, n in sorted((actions.get("by_result") or {}).items()))
+        )
         blocks.append(
             _section(
                 f"*Incidents*\n{alerts.get('count', 0)} alert(s)"
@@ -264,7 +268,8 @@ def _trend(pct: float | None, prior: str) -> str:
 
 
 def _name(value: Any) -> str:
-    return "(none)" if value is None else str(value)
+    """A row's name for a code span: the caller's text, escaped (``schemas.mrkdwn_code``)."""
+    return "(none)" if value is None else mrkdwn_code(value)
 
 
 class DigestScheduler:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from spendbrake.schemas import Config, ConfigError
+from spendbrake.schemas import Config, ConfigError, mrkdwn_code
 
 from ._config_loader import ConfigErrors, load_config
 
@@ -177,9 +177,12 @@ class ConfigReloader:
         client = AsyncWebClient(
             token=slack.token.get_secret_value(), timeout=int(slack.timeout_s), **kwargs
         )
+        # Escaped: a YAML key or value quoted in a message is text, never a mention or link.
         text = (
-            f":warning: SpendBrake rejected a change to `{self.path.name}`; "
-            "the running config stays in force.\n```\n" + "\n".join(lines) + "\n```"
+            f":warning: SpendBrake rejected a change to `{mrkdwn_code(self.path.name)}`; "
+            "the running config stays in force.\n```\n"
+            + "\n".join(map(mrkdwn_code, lines))
+            + "\n```"
         )
         try:
             await client.chat_postMessage(channel=slack.channel, text=text, unfurl_links=False)

@@ -146,7 +146,7 @@ def _evaluate(
     watch.now = max(watch.now, float(processor.rollups.watermark))
     for alert in watch.advance():
         stats.alerts += 1
-        yield apply_policies(alert, config.policies)
+        yield apply_policies(alert, config.policies, config.keys)
 
 
 def replay(events: Iterable[UsageEvent], config: Config) -> Iterator[dict]:

@@ -1,4 +1,11 @@
-"""Render a report (``_report.build_report``'s dict) as a rich table, CSV or JSON."""
+"""Render a report (``_report.build_report``'s dict) as a rich table, CSV or JSON.
+
+Names in a report (teams, features, customers, models, keys, alert reasons) are the
+callers' text: on a terminal each is shown with control characters as codes and rich
+markup escaped (:func:`terminal_text`), so an ``ESC [`` sequence or a ``[link=...]`` tag
+in a team name cannot repaint the screen or plant a link; in CSV a name never starts a
+spreadsheet formula (``schemas.csv_text``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,10 @@ from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from spendbrake.schemas import csv_text, visible
 
 CSV_COLUMNS = (
     "calls",
@@ -35,7 +45,7 @@ def render_csv(report: dict[str, Any]) -> str:
     by = report["by"]
     writer.writerow([by, *CSV_COLUMNS])
     for row in report["rows"]:
-        writer.writerow([_name(row[by]), *(_cell(row[c]) for c in CSV_COLUMNS)])
+        writer.writerow([csv_text(_name(row[by])), *(_cell(row[c]) for c in CSV_COLUMNS)])
     return out.getvalue()
 
 
@@ -49,6 +59,12 @@ def _cell(value: Any) -> Any:
 
 def _name(value: Any) -> str:
     return "(none)" if value is None else str(value)
+
+
+def terminal_text(value: Any) -> str:
+    """Caller text for a rich console or table cell: shown literally, never markup or
+    terminal control."""
+    return escape(visible("" if value is None else value))
 
 
 def _usd(value: float) -> str:
@@ -91,7 +107,7 @@ def render_table(report: dict[str, Any], console: Console) -> None:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in report["rows"]:
         table.add_row(
-            _name(row[by]),
+            terminal_text(_name(row[by])),
             f"{row['calls']:,}",
             _tokens(row["input_tokens"]),
             _tokens(row["cache_read_tokens"]),
@@ -109,7 +125,8 @@ def render_table(report: dict[str, Any], console: Console) -> None:
         )
     for unit in report["outcomes"]:
         console.print(
-            f"cost per outcome: {_usd(unit['cost_per_outcome_usd'])} per {unit['outcome']} "
+            f"cost per outcome: {_usd(unit['cost_per_outcome_usd'])} per "
+            f"{terminal_text(unit['outcome'])} "
             f"({unit['count']:,} in the period)"
         )
     traces = report["traces"]
@@ -121,7 +138,7 @@ def render_table(report: dict[str, Any], console: Console) -> None:
     customers = report["customers"]
     if customers and customers["top"]:
         shown = ", ".join(
-            f"{c['customer'] or '(no customer)'} {_usd(c['cost_usd'])}"
+            f"{terminal_text(c['customer'] or '(no customer)')} {_usd(c['cost_usd'])}"
             for c in customers["top"][:5]
         )
         console.print(f"top customers (of {customers['count']:,}): {shown}")
@@ -140,18 +157,19 @@ def render_table(report: dict[str, Any], console: Console) -> None:
     for alert in alerts["items"][:10]:
         scope = ",".join(f"{k}={v}" for k, v in alert["scope"].items()) or "global"
         reason = alert["reason"] or ""
+        reason = reason if len(reason) <= 64 else reason[:63] + "…"
         console.print(
-            f"  {alert['detected_at'][:16].replace('T', ' ')} {alert['kind']} {scope} "
-            f"{alert['severity'] or ''} {alert['action'] or ''}: "
-            + (reason if len(reason) <= 64 else reason[:63] + "…")
+            f"  {alert['detected_at'][:16].replace('T', ' ')} {terminal_text(alert['kind'])} "
+            f"{terminal_text(scope)} {terminal_text(alert['severity'])} "
+            f"{terminal_text(alert['action'])}: {terminal_text(reason)}"
         )
     actions = report["actions"]
     results = ", ".join(f"{k} {n}" for k, n in sorted(actions["by_result"].items()))
     console.print(f"actions: {actions['count']}" + (f" ({results})" if results else ""))
     for action in actions["items"][:10]:
         console.print(
-            f"  {action['at'][:16].replace('T', ' ')} {action['action']} "
-            f"{action['target'] or ''} {action['result']}"
+            f"  {action['at'][:16].replace('T', ' ')} {terminal_text(action['action'])} "
+            f"{terminal_text(action['target'])} {terminal_text(action['result'])}"
         )
     for note in report["notes"]:
-        console.print(f"note: {note}")
+        console.print(f"note: {terminal_text(note)}")

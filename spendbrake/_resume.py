@@ -3,6 +3,11 @@
 The operator's undo of a pause. It calls the gateway directly (an on-call wants the
 answer in the terminal, not in a queue), retries a few times with backoff, and writes one
 audit record per target to the actions topic, as the action stage does for its own calls.
+
+An operator at the terminal holds the gateway's credentials and decides: any key or team
+may be named, paused by SpendBrake or not. The audit says so: incident and kind
+``manual``, source ``cli:USER``. (A Slack "Resume" button goes through the action stage
+instead, which only unblocks what it paused for that incident.)
 """
 
 from __future__ import annotations
@@ -36,14 +41,14 @@ async def resume(
     book = Outbox(slack_enabled=False)
     rng = random.Random()
     all_ok = True
-    alert = {"id": "cli", "seq": 0, "kind": "resume", "reason": reason}
+    alert = {"id": "manual", "seq": 0, "kind": "manual", "reason": reason}
     try:
         for kind, target in targets:
             task = Task(
-                f"resume/cli/{kind}/{target}@{stamp:.3f}",
+                f"resume/manual/{kind}/{target}@{stamp:.3f}",
                 "gateway",
                 "unblock",
-                "cli",
+                "manual",
                 {**alert, "scope": {kind: target}},
                 target,
                 source=f"cli:{user}",
@@ -67,9 +72,7 @@ async def resume(
 
 
 async def _audit(config: Config, records: list[dict]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=config.kafka.bootstrap_servers, acks="all", enable_idempotence=False
-    )
+    producer = AIOKafkaProducer(**config.kafka.client_args(), acks="all", enable_idempotence=False)
     await producer.start()
     try:
         for record in records:

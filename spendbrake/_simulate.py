@@ -141,6 +141,14 @@ class TrafficProfile:
         )
         # fmt: on
 
+    def key_rules(self) -> list[dict[str, str]]:
+        """The ``keys:`` rules an operator of this traffic writes: each key and its workload.
+
+        Events carry a workload too, but that is the caller's word; who may be paused is
+        the config's (``spendbrake/demo.yaml`` lists the default profile's keys alike).
+        """
+        return [{"api_key": k.api_key, "workload": k.workload} for k in self.keys]
+
 
 @dataclass(frozen=True)
 class Incident:

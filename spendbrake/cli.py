@@ -267,7 +267,7 @@ def simulate(
     from spendbrake.sdk import SpendProducer
 
     config = _load(config_path, bootstrap)
-    producer = SpendProducer(config.kafka.bootstrap_servers, topic=config.kafka.topics.events)
+    producer = SpendProducer(topic=config.kafka.topics.events, kafka=config.kafka)
     count = 0
     with _progress(f"publishing to {config.kafka.bootstrap_servers}") as tick:
         for event in events:
@@ -352,7 +352,7 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
             err.print(f"{source}:{number}: {exc}", markup=False, highlight=False)
 
     handle = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
-    producer = SpendProducer(config.kafka.bootstrap_servers, topic=config.kafka.topics.events)
+    producer = SpendProducer(topic=config.kafka.topics.events, kafka=config.kafka)
     try:
         with _progress(f"publishing {source}") as tick:
             report = produce_lines(handle, producer, on_bad=on_bad, on_sent=tick)
@@ -450,8 +450,9 @@ def worker(
     detect: reads every rollups partition (run ONE per deployment), runs the configured
     detectors and budgets, and writes alert records (policies applied) to the alerts topic.
     act: reads the alerts (run ONE per deployment), posts to Slack (slack.token), pauses
-    keys at the gateway (gateway.*; critical keys never), audits each effect on the
-    actions topic; undelivered effects are retried durably across restarts.
+    keys at the gateway (gateway.*; only keys the config's keys section lets be paused,
+    checked again here whatever the record says), audits each effect on the actions
+    topic; undelivered effects are retried durably across restarts.
     store: keeps hourly and daily rollups, trace costs, alerts and audit records in a
     DuckDB file (store.path, default <state-dir>/store/spend.duckdb; run ONE per store)
     for `spendbrake report`, exactly once: rows and offsets commit together.
@@ -552,7 +553,10 @@ def worker(
             loop.add_signal_handler(signal.SIGHUP, reloader.request)
             tasks.append(reloader.run(stopping))
         await ensure_topics(
-            config.kafka.bootstrap_servers, config.kafka.topics.names(), config.kafka.partitions
+            config.kafka.bootstrap_servers,
+            config.kafka.topics.names(),
+            config.kafka.partitions,
+            security=config.kafka.security_args(),
         )
         await asyncio.gather(*tasks)
 
@@ -613,8 +617,9 @@ def resume(
     """Unblock paused API keys (or --team) at the gateway, and audit it on the actions topic.
 
     Calls the gateway in the config (gateway.kind, url, master_key or secret) with a few
-    retries; unblocking a key that is not blocked is fine. Exit code 0 when every target
-    is unblocked, 1 otherwise.
+    retries; unblocking a key that is not blocked is fine. An operator's decision: any key
+    may be named, and the audit records it as manual (kind and incident "manual", source
+    cli:USER). Exit code 0 when every target is unblocked, 1 otherwise.
     """
     from ._resume import resume as run_resume
 
@@ -710,21 +715,24 @@ def replay(
 def _alert_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
+    from ._report_render import terminal_text
+
     table = Table(title="alerts the engine would have sent", title_justify="left")
     for column in ("detected", "kind", "scope", "observed", "expected", "severity", "action"):
         table.add_column(column)
     for row in rows:
+        # Scope values and keys are the events' text: shown literally, never as markup.
         scope = ",".join(f"{k}={v}" for k, v in row["scope"].items()) or "global"
         expected = row["expected_usd"]
         action = row["action"] + (f" {', '.join(row['targets'])}" if row["targets"] else "")
         table.add_row(
             row["detected_at"][:16].replace("T", " "),
             row["kind"] if row["seq"] == 0 else f"{row['kind']} (follow-up)",
-            scope,
+            terminal_text(scope),
             f"${row['observed_usd']:,.2f}",
             "-" if expected is None else f"${expected:,.2f}",
             row["severity"],
-            action,
+            terminal_text(action),
         )
     Console().print(table)
 

@@ -7,6 +7,12 @@ the saved tasks where they stood, so a Slack or gateway outage (or a kill mid-re
 nothing and, the effects being idempotent or deduplicated, doubles nothing. Every task's
 latest state goes to ``spend.actions`` (key: the task id), the audit trail.
 
+Who may be paused is the operator's decision, read from the config this stage loaded: a
+record on ``spend.alerts`` asking to pause a key that config does not allow is refused
+(audited, shown in Slack, counted in ``spendbrake_refused_total``), whatever the record says,
+and so is a queued pause a reload made unallowed. A "Resume" click only unblocks keys this
+stage paused for that incident.
+
 Each lane runs up to ``CONCURRENCY`` attempts at once, one per queue (``Outbox.ready``):
 a stuck message holds its own incident's thread, not every alert behind it. A
 ``Retry-After`` (Slack's 429, a gateway's 429/503) holds the whole lane until then, and
@@ -34,7 +40,16 @@ from typing import IO, Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from spendbrake.actions import Gateway, GatewayOutcome, Outbox, Task, backoff_delay, make_gateway
+from spendbrake.actions import (
+    Gateway,
+    GatewayOutcome,
+    Outbox,
+    Task,
+    backoff_delay,
+    make_gateway,
+    refusal,
+    screen_pauses,
+)
 from spendbrake.actions._blocks import render_alert, render_followup, render_parent_update
 from spendbrake.actions._interactive import Interaction, InteractionServer, Rejected
 from spendbrake.actions._outbox import audit_wire, outcome_line
@@ -64,8 +79,9 @@ REJECTED_AUDITS_PER_MIN = 10
 MAX_ATTEMPTS = 1500
 #: Attempts in flight per lane (each on its own queue).
 CONCURRENCY = {"slack": 2, "gateway": 4}
-#: Audit ids of ``spendbrake resume`` unblocking a key (``_resume.py``).
-_CLI_RESUME = b"resume/cli/key/"
+#: Audit ids of ``spendbrake resume`` (``_resume.py``: ``resume/manual/key/...``; before,
+#: ``resume/cli/key/...``); the record's source (``cli:USER``) says it was the terminal.
+_CLI_RESUME = b"resume/"
 
 
 class NoGateway:
@@ -212,10 +228,10 @@ class ActionStage:
             return
         self._load()
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=False
+            **kafka.client_args(), acks="all", enable_idempotence=False
         )
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.client_args(),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
@@ -304,7 +320,7 @@ class ActionStage:
                         continue
                     try:
                         alert = decode_alert(message.value)
-                        accepted_now = self.outbox.accept(alert, now)
+                        accepted_now = self.outbox.accept(alert, now, self.config.keys)
                     except (ValueError, KeyError, TypeError, AttributeError) as exc:
                         # Not an alert record we can act on: audit it, never stop for it.
                         where = f"{tp.partition}/{message.offset}"
@@ -324,6 +340,8 @@ class ActionStage:
                         continue
                     if accepted_now:
                         accepted += 1
+                        if alert["action"] == "pause":
+                            self._count_refusals(alert)
                         log.info(
                             "alert %s#%s %s %s: %s",
                             alert["id"],
@@ -347,12 +365,15 @@ class ActionStage:
                 continue
             try:
                 record = orjson.loads(message.value)
-                if record.get("action") != "unblock" or record.get("result") not in (
-                    "ok",
-                    "dry_run",
+                source = str(record.get("source") or "")
+                if (
+                    record.get("action") != "unblock"
+                    or record.get("result") not in ("ok", "dry_run")
+                    or not source.startswith("cli:")
+                    or "key" not in (record.get("scope") or {})  # a --team resume
                 ):
                     continue
-                target, source = str(record["target"]), str(record.get("source") or "cli")
+                target = str(record["target"])
             except (orjson.JSONDecodeError, AttributeError, KeyError) as exc:
                 log.warning("resume record %s skipped: %r", message.key, exc)
                 continue
@@ -361,6 +382,18 @@ class ActionStage:
                 log.info("%s resumed %s: %d incident thread(s) told", source, target, count)
             told += count
         return told
+
+    def _count_refusals(self, alert: dict[str, Any]) -> None:
+        _, denied = screen_pauses(alert["targets"], self.config.keys)
+        for target, cls in denied:
+            self.metrics.refused.labels("block", cls.protection).inc()
+            log.warning(
+                "alert %s#%s asks to pause %s: refused, %s",
+                alert["id"],
+                alert["seq"],
+                target,
+                refusal(cls),
+            )
 
     def command(self, op: str, targets: list[str], incident: str, source: str) -> int:
         """Queue an operator's resume (the Slack button calls this)."""
@@ -393,8 +426,24 @@ class ActionStage:
             self._clicks[click.click_id] = now
         source = f"slack:{click.user}"
         if click.action == "resume":
+            own = self.outbox.resumable(click.alert_id)
+            foreign = [t for t in click.targets if t not in own]
             count = self.command("unblock", list(click.targets), click.alert_id, source)
-            return f"Resuming {count} key(s), requested by <@{click.user}>"
+            for target in foreign:
+                self.metrics.refused.labels("unblock", "not-ours").inc()
+                log.warning(
+                    "resume of %s by %s on %s refused: not paused by SpendBrake for it",
+                    target,
+                    source,
+                    click.alert_id,
+                )
+            text = f"Resuming {count} key(s), requested by <@{click.user}>"
+            if foreign:
+                text += (
+                    f"; refused {len(foreign)} key(s) SpendBrake did not pause for this "
+                    "incident (an operator can run `spendbrake resume`)"
+                )
+            return text
         until = now + SNOOZE_S
         self.outbox.snooze(click.scope, until)
         self.outbox.note(
@@ -571,6 +620,15 @@ class ActionStage:
 
     async def _gateway_attempt(self, task: Task) -> None:
         assert task.target is not None
+        if task.op == "block":
+            # Checked again at the call: a reload may have protected the key since it queued.
+            cls = self.config.keys.classify(task.target)
+            if not cls.pausable:
+                log.warning("%s refused: %s", task.id, refusal(cls))
+                self.outbox.finish(task, "refused", refusal(cls), time.time())
+                self.metrics.effects.labels(task.lane, task.op, "refused").inc()
+                self.metrics.refused.labels("block", cls.protection).inc()
+                return
         call = self.gateway.block if task.op == "block" else self.gateway.unblock
         outcome = await call("key", task.target, idempotency_key=task.id)
         self._settle(

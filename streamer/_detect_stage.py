@@ -99,7 +99,11 @@ class DetectStage:
         self.records_in = 0
         #: Records on the rollups topic that were not rollups (see ``_skip``).
         self.skipped = 0
-        self.metrics = DetectMetrics(lambda: len(self.watch.series), lambda: self.watch.now)
+        self.metrics = DetectMetrics(
+            lambda: len(self.watch.series),
+            lambda: self.watch.now,
+            lambda: self.watch.folded_series(),
+        )
         #: Alerts sent but not yet acknowledged, with their send.
         self._pending: list[tuple[Alert, asyncio.Future[Any]]] = []
         self._lock: IO[bytes] | None = None
@@ -193,16 +197,16 @@ class DetectStage:
             return  # stopped while standing by
         self._load()
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=False
+            **kafka.client_args(), acks="all", enable_idempotence=False
         )
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.client_args(),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_bytes=16 * 1024 * 1024,
         )
         self._probe = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.client_args(),
             group_id=kafka.group_id,
             enable_auto_commit=False,
         )
@@ -336,7 +340,7 @@ class DetectStage:
                     # at a time and let the other stages of this process (the ingest's
                     # group heartbeats) run in between.
                     for alert in self.watch.advance(max_hours=ADVANCE_HOURS):
-                        applied = apply_policies(alert, self.config.policies)
+                        applied = apply_policies(alert, self.config.policies, self.config.keys)
                         self._send(applied)
                         self.alerts_out += 1
                         self.metrics.alerts.labels(

@@ -131,7 +131,12 @@ class IngestMetrics:
 class DetectMetrics:
     """What the detect stage produced and how far it has got in event time."""
 
-    def __init__(self, series: Callable[[], int], event_time: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        series: Callable[[], int],
+        event_time: Callable[[], float],
+        folded: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.alerts = Counter(
@@ -148,6 +153,11 @@ class DetectMetrics:
         Gauge(
             "spendbrake_series_watched", "Series with detectors in memory", registry=r
         ).set_function(series)
+        Gauge(
+            "spendbrake_series_folded",
+            "Series past limits.series_per_set, counted in their set's (other) series (open hours)",
+            registry=r,
+        ).set_function(folded)
         self.lag = Gauge(
             "spendbrake_detect_lag",
             "Records of each rollups partition the detect stage has not read yet",
@@ -174,6 +184,14 @@ class ActionMetrics:
             "spendbrake_effects",
             "Slack and gateway attempts settled, by lane, operation and result",
             ["lane", "op", "result"],
+            registry=r,
+        )
+        self.refused = Counter(
+            "spendbrake_refused",
+            "Gateway calls the stage refused, by operation and reason: a pause of a key its "
+            "own keys config does not allow (critical, alert-only, unlisted, master-key), a "
+            "button's resume of a key it did not pause for that incident (not-ours)",
+            ["op", "reason"],
             registry=r,
         )
         queued = Gauge(

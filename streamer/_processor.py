@@ -84,12 +84,27 @@ class Outputs(NamedTuple):
     alerts: list[dict[str, Any]]
 
 
-def unpriced_model_alert(provider: str, model: str, day_start: int) -> dict[str, Any]:
-    """The once-a-day operator alert for a model the price table does not know."""
-    message = (
-        f"{provider}/{model} has no price: its calls and tokens are counted, its cost is not. "
-        "Add it under pricing.models in the config."
-    )
+def unpriced_model_alert(
+    provider: str, model: str, day_start: int, daily: bool = False
+) -> dict[str, Any]:
+    """The operator notice for a model the price table does not know, once per model a day.
+
+    Model names are the caller's, so their number is too: each model's notice is ``info``
+    (the digest's, never a post of its own), and only the first of a UTC day (``daily``:
+    id ``unpriced:<day>``, one for every partition) is a ``warning`` that reaches Slack.
+    """
+    day = format_ts(day_start)[:10]
+    if daily:
+        message = (
+            f"{provider}/{model} has no price: its calls and tokens are counted, its cost is not. "
+            "Add it under pricing.models in the config. Other models without a price today go "
+            "to the digest; spendbrake_unpriced_model_events{model} counts them all."
+        )
+    else:
+        message = (
+            f"{provider}/{model} has no price: its calls and tokens are counted, its cost is not. "
+            "Add it under pricing.models in the config."
+        )
     return {
         "kind": "unpriced_model",
         "detector": "pricing",
@@ -98,12 +113,12 @@ def unpriced_model_alert(provider: str, model: str, day_start: int) -> dict[str,
         "window_end": format_ts(day_start + 86400),
         "observed_usd": None,
         "expected_usd": None,
-        "severity": "warning",
+        "severity": "warning" if daily else "info",
         "action": "alert",
         "targets": [],
         "budget": None,
         "threshold": None,
-        "id": f"unpriced:{provider}/{model}:{format_ts(day_start)[:10]}",
+        "id": f"unpriced:{day}" if daily else f"unpriced:{provider}/{model}:{day}",
         "seq": 0,
         "score": 1.0,
         "also": [],
@@ -411,6 +426,8 @@ class PartitionProcessor:
             models[model] = models.get(model, 0) + 1
         day = int(ts // 86400) * 86400
         if (provider, model, day) not in self.unpriced_seen:
+            if not any(seen[2] == day for seen in self.unpriced_seen):
+                self.alerts.append(unpriced_model_alert(provider, model, day, daily=True))
             self.unpriced_seen.add((provider, model, day))
             self.alerts.append(unpriced_model_alert(provider, model, day))
 

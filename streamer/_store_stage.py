@@ -113,7 +113,7 @@ class StoreStage:
                     return
         log.info("store %s opened at offsets %s", self.path, self.offsets or "(none)")
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.config.kafka.bootstrap_servers,
+            **self.config.kafka.client_args(),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_bytes=16 * 1024 * 1024,

@@ -387,14 +387,14 @@ class IngestWorker:
     async def run(self) -> None:
         kafka = self.config.kafka
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.client_args(),
             acks="all",
             enable_idempotence=False,
             linger_ms=5,
             max_batch_size=512 * 1024,
         )
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.client_args(),
             group_id=kafka.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

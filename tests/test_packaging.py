@@ -62,3 +62,19 @@ def test_the_sdk_runs_on_the_base_install(wheel: Path, tmp_path: Path) -> None:
     )
     assert cli.returncode == 1
     assert "pip install 'spendbrake[server]'" in cli.stderr
+
+
+def test_the_server_extra_refuses_aiohttp_with_known_smuggling_bugs() -> None:
+    """The Slack button endpoint faces the internet (behind a proxy): aiohttp before 3.12.14
+    parses requests a proxy may read differently (request smuggling)."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    (spec,) = [Requirement(r).specifier for r in extras["server"] if r.startswith("aiohttp")]
+    assert "3.12.13" not in spec and "3.9.5" not in spec and "3.12.14" in spec
+    assert version("aiohttp") in spec

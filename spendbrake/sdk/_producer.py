@@ -1,6 +1,6 @@
 """``SpendProducer``: publish one usage event per LLM call without ever slowing the call.
 
-``emit()`` validates the event, redacts a raw secret in ``api_key``, and
+``emit()`` validates the event, redacts raw secrets in its string fields, and
 appends it to a bounded in-memory queue; a background thread sends batches
 with aiokafka. When the broker is down or the queue is full, events go to a
 local spill file that is replayed when the broker returns (also by the next
@@ -32,9 +32,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from spendbrake.schemas import UsageEvent, validate_event
+from spendbrake.schemas import KafkaConfig, UsageEvent, validate_event
 
-from ._redact import redact_api_key
+from ._redact import redact_event
 from ._spill import SpillFile, default_spill_path
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,11 @@ class SpendProducer:
     ----------
     bootstrap_servers
         Kafka bootstrap list; default ``$SPENDBRAKE_BOOTSTRAP`` or ``127.0.0.1:9092``.
+    kafka
+        How to reach and authenticate to the brokers (SASL/SCRAM, TLS); default: from the
+        environment, ``SPENDBRAKE_KAFKA_SECURITY_PROTOCOL``, ``SPENDBRAKE_KAFKA_USERNAME``,
+        ``SPENDBRAKE_KAFKA_PASSWORD``, ``SPENDBRAKE_KAFKA_SASL_MECHANISM``,
+        ``SPENDBRAKE_KAFKA_SSL_CAFILE`` (``schemas.KAFKA_ENV``).
     topic
         Usage events topic.
     max_queue
@@ -85,10 +90,11 @@ class SpendProducer:
         retry_backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         client_id: str = "spendbrake-sdk",
+        kafka: KafkaConfig | None = None,
     ) -> None:
-        self.bootstrap_servers = (
-            bootstrap_servers or os.environ.get("SPENDBRAKE_BOOTSTRAP") or DEFAULT_BOOTSTRAP
-        )
+        kafka = kafka or KafkaConfig.from_env(os.environ, bootstrap_servers=DEFAULT_BOOTSTRAP)
+        self.bootstrap_servers = bootstrap_servers or kafka.bootstrap_servers
+        self._security = kafka.security_args()
         self.topic = topic
         self.max_queue = max_queue
         self.batch_size = batch_size
@@ -132,8 +138,7 @@ class SpendProducer:
         """
         if not isinstance(event, UsageEvent):
             event = validate_event(dict(event))
-        if event.api_key is not None:
-            event.api_key = redact_api_key(event.api_key)
+        redact_event(event)  # a key in any field, not only api_key, stays here
         payload = orjson.dumps(event.to_wire())
         self.stats.emitted += 1
         if self._closing or len(self._queue) >= self.max_queue:
@@ -290,6 +295,7 @@ class SpendProducer:
 
     async def _connect(self) -> AIOKafkaProducer | None:
         producer = AIOKafkaProducer(
+            **self._security,
             bootstrap_servers=self.bootstrap_servers,
             client_id=self.client_id,
             acks="all",

@@ -99,3 +99,62 @@ def test_budget_titles_and_followups() -> None:
         alert(seq=2), "Resumed sk-…cdef", ["#0 warning", "#2 critical"]
     )
     assert "History" in flat(blocks) and "Resumed" in flat(blocks)
+
+
+#: Caller-chosen names as an attacker would send them in usage events.
+HOSTILE = {
+    "team": "<!channel> urgent",
+    "feature": "<http://evil.example|click here>",
+    "customer": "<@U123> & <#C1>",
+    "api_key": "sk-\u202egnp.exe",
+    "model": "gpt-4o\x1b]8;;http://evil\x1b\\",
+}
+
+
+def _mrkdwn_texts(blocks: list[dict[str, Any]]) -> list[str]:
+    texts = []
+    for block in blocks:
+        if "text" in block and block["text"].get("type") == "mrkdwn":
+            texts.append(block["text"]["text"])
+        for element in block.get("elements", []):
+            if element.get("type") == "mrkdwn":
+                texts.append(element["text"])
+    return texts
+
+
+def test_caller_text_cannot_mention_link_or_reorder_in_slack() -> None:
+    hostile = alert(
+        scope=HOSTILE,
+        also=[{"team": "<!here>"}],
+        reason=f"{HOSTILE['team']}: $412.50 in the hour",
+        targets=[HOSTILE["api_key"]],
+        id="anomaly/<!everyone>/1",
+    )
+    for text, blocks in (
+        render_alert(
+            hostile, outcome="Paused 1 key(s): <!channel>", runbook_url="https://w/{scope}"
+        ),
+        render_followup(hostile, "Paused <@U1>"),
+        render_parent_update(hostile, "Resumed <!here>", ["#0 <!channel>", "#1 <@U9>"]),
+    ):
+        for shown in [text, *_mrkdwn_texts(blocks)]:
+            if shown.endswith("|Runbook>"):  # the operator's link; the scope in it is quoted
+                assert shown.startswith("<https://w/team%3D%3C%21channel") and shown.count("|") == 1
+                continue
+            assert "<!" not in shown and "<@" not in shown and "<#" not in shown, shown
+            assert "<http" not in shown and "\u202e" not in shown and "\x1b" not in shown, shown
+    shown = flat(render_alert(hostile)[1])
+    assert "&lt;!channel&gt; urgent" in shown and "&lt;http://evil.example|click here&gt;" in shown
+    assert "\\\\u202e" in shown and "\\\\x1b" in shown  # shown as codes (JSON-escaped here)
+
+
+def test_the_undo_line_is_one_safe_shell_command() -> None:
+    import shlex
+
+    keys = ["batch-1; rm -rf ~", "$(curl evil)", "-rf", "a`b"]
+    undo = next(t for t in _mrkdwn_texts(render_alert(alert(targets=keys))[1]) if "To undo" in t)
+    command = undo.split("`", 1)[1].rsplit("`", 1)[0]
+    assert "`" not in command  # the key's backtick cannot close the code span
+    words = shlex.split(command.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+    assert words[:3] == ["spendbrake", "resume", "--"]
+    assert words[3:6] == keys[:3]  # each key one argument, nothing run, no option

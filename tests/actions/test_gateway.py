@@ -153,6 +153,64 @@ async def test_status_decides_retry(
     assert retried.ok and fake.blocked_keys == {KEY_A}
 
 
+#: What a LiteLLM proxy without a database answers to /key/block (litellm 1.110,
+#: CommonProxyErrors.db_not_connected_error through ProxyException), for ever.
+NO_DATABASE = orjson.dumps(
+    {
+        "error": {
+            "message": "DB not connected. This endpoint needs a database; set DATABASE_URL to"
+            " a PostgreSQL connection string (postgresql://...) to enable it. See"
+            " https://docs.litellm.ai/docs/proxy/virtual_keys",
+            "type": "internal_server_error",
+            "param": "None",
+            "code": "500",
+        }
+    }
+)
+
+
+async def test_a_gateway_answering_500_forever_is_a_configuration_error_after_n_tries(
+    fake: FakeGateway, litellm: LiteLLMGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    from spendbrake.actions._gateway import CONFIG_ERROR_AFTER
+
+    fake.fail_with(500, times=None, body=NO_DATABASE)
+    outcomes = [
+        await litellm.block("key", KEY_A, idempotency_key="pause-a")
+        for _ in range(CONFIG_ERROR_AFTER)
+    ]
+    assert [o.permanent for o in outcomes] == [False] * (CONFIG_ERROR_AFTER - 1) + [True]
+    last = outcomes[-1]
+    assert last.config_error and not last.ok and last.status == 500
+    assert "configuration error" in last.detail and "DATABASE_URL" in last.detail
+    assert MASTER not in last.detail
+    # Known broken: the next call gives up at its first 500, and the error is logged once.
+    other = await litellm.block("key", KEY_B, idempotency_key="pause-b")
+    assert other.permanent and other.config_error
+    assert len(fake.calls) == CONFIG_ERROR_AFTER + 1
+    assert sum("answers 500 to every call" in r.message for r in caplog.records) == 1
+    # Fixed (a database attached): it works, and a single 500 is an ordinary retry again.
+    fake.clear_faults()
+    assert (await litellm.block("key", KEY_A, idempotency_key="pause-c")).ok
+    fake.fail_with(500, times=1)
+    again = await litellm.unblock("key", KEY_A, idempotency_key="resume-a")
+    assert not again.permanent and not again.config_error
+
+
+async def test_other_5xx_and_interleaved_answers_keep_retrying(
+    fake: FakeGateway, litellm: LiteLLMGateway
+) -> None:
+    from spendbrake.actions._gateway import CONFIG_ERROR_AFTER
+
+    fake.fail_with(503, times=None)
+    for _ in range(CONFIG_ERROR_AFTER + 2):  # a proxy in front, overloaded: not our setup
+        assert not (await litellm.block("key", KEY_A, idempotency_key="k")).permanent
+    fake.fail_with(500, times=CONFIG_ERROR_AFTER - 1)
+    for _ in range(CONFIG_ERROR_AFTER - 1):
+        assert not (await litellm.block("key", KEY_A, idempotency_key="k")).permanent
+    assert (await litellm.block("key", KEY_A, idempotency_key="k")).ok
+
+
 async def test_retry_after_is_passed_on(fake: FakeGateway, litellm: LiteLLMGateway) -> None:
     fake.fail_with(429, retry_after_s=7)
     outcome = await litellm.block("key", KEY_A, idempotency_key="k")

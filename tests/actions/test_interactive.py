@@ -95,6 +95,40 @@ def test_missing_or_malformed_signature_is_401(headers: dict[str, str], reason: 
     assert reason in result.reason
 
 
+@pytest.mark.parametrize(
+    ("timestamp", "signature"),
+    [
+        ("1" * 5000, "v0=00"),  # int() refuses 4,301+ digits: ValueError
+        (str(NOW), "v0=\u00e9" + "0" * 63),  # non-ASCII: compare_digest raises TypeError
+        (str(NOW), "v0=\udc80"),  # a lone surrogate, as a server may decode raw bytes
+        (str(NOW), "v0=" + "0" * 100_000),
+        (str(NOW), "v0=\x00" + "0" * 63),
+        ("\u0661\u0667\u0660\u0660", "v0=00"),  # Arabic-Indic digits are isdigit() too
+    ],
+)
+def test_any_malformed_header_is_refused_never_raised(timestamp: str, signature: str) -> None:
+    body = build_payload("spendbrake_resume", RESUME)
+    headers = {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": signature}
+    result = parse(headers, body)
+    assert isinstance(result, Rejected) and result.status == 401, result
+    assert len(result.reason) < 200
+
+
+def test_webhook_verifier_refuses_malformed_headers() -> None:
+    from spendbrake.actions import sign_webhook, verify_webhook_signature
+
+    body = b'{"action":"block"}'
+    good = sign_webhook(b"s3cret", str(NOW), body)
+    for timestamp, signature in (
+        ("1" * 5000, good),
+        (str(NOW), "sha256=\u00e9"),
+        (str(NOW), "sha256=\udc80"),
+        ("\u0661" * 10, good),
+    ):
+        assert verify_webhook_signature(b"s3cret", timestamp, body, signature, now=NOW) is False
+    assert verify_webhook_signature(b"s3cret", str(NOW), body, good, now=NOW) is True
+
+
 def test_wrong_secret_is_401() -> None:
     body = build_payload("spendbrake_resume", RESUME)
     assert parse(signed(body, secret="someone-else"), body) == Rejected(
@@ -340,6 +374,20 @@ async def test_forged_stale_or_tampered_request_is_401_and_audited(
     assert recorder.clicks == []
     [(rejected, _)] = recorder.rejected
     assert rejected.status == 401
+
+
+async def test_non_ascii_signature_bytes_are_401_not_500(
+    server: InteractionServer, client: httpx.AsyncClient, recorder: Recorder
+) -> None:
+    body = build_payload("spendbrake_resume", RESUME)
+    headers = {
+        "X-Slack-Request-Timestamp": str(NOW),
+        "X-Slack-Signature": ("v0=" + "\u00e9" * 64).encode("utf-8"),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    response = await client.post(server.url, content=body, headers=headers)
+    assert response.status_code == 401
+    assert recorder.clicks == [] and recorder.rejected[0][0].status == 401
 
 
 async def test_malformed_payload_is_400_and_audited(

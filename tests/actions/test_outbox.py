@@ -7,7 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from spendbrake.actions import Outbox
-from spendbrake.schemas import unpickle_state
+from spendbrake.actions._outbox import outcome_line
+from spendbrake.schemas import LITELLM_MASTER_KEY, KeyRule, KeysConfig, unpickle_state
+
+#: The operator's word: the production key is critical, the other sk- keys are batch.
+KEYS = KeysConfig(
+    rules=[
+        KeyRule(api_key="sk-prod", workload="critical"),
+        KeyRule(api_key="sk-*", workload="batch"),
+    ]
+)
 
 
 def alert(
@@ -42,7 +51,7 @@ def drain(box: Outbox, lane: str) -> list[str]:
 
 def test_a_pause_alert_plans_one_post_and_one_block_per_target() -> None:
     box = Outbox()
-    assert box.accept(alert(), now=1.0)
+    assert box.accept(alert(), now=1.0, keys=KEYS)
     assert [t.op for t in box.lanes["slack"]] == ["post"]
     assert [(t.op, t.target) for t in box.lanes["gateway"]] == [
         ("block", "sk-a"),
@@ -52,22 +61,22 @@ def test_a_pause_alert_plans_one_post_and_one_block_per_target() -> None:
 
 def test_a_redelivered_alert_plans_nothing() -> None:
     box = Outbox()
-    assert box.accept(alert(), now=1.0)
-    assert not box.accept(alert(), now=2.0)
+    assert box.accept(alert(), now=1.0, keys=KEYS)
+    assert not box.accept(alert(), now=2.0, keys=KEYS)
     assert len(box.lanes["slack"]) == 1 and len(box.lanes["gateway"]) == 2
 
 
 def test_an_escalation_before_the_pause_settled_does_not_pause_again() -> None:
     box = Outbox()
-    box.accept(alert(targets=("sk-a",)), now=1.0)
-    box.accept(alert(seq=1, targets=("sk-a",)), now=2.0)  # the block is still queued
+    box.accept(alert(targets=("sk-a",)), now=1.0, keys=KEYS)
+    box.accept(alert(seq=1, targets=("sk-a",)), now=2.0, keys=KEYS)  # the block is still queued
     assert drain(box, "gateway") == ["block:sk-a"]
     assert box.incidents["anomaly/api_key=sk-a/1"].paused == ["sk-a"]
 
 
 def test_when_every_block_settles_the_thread_hears_it_once() -> None:
     box = Outbox()
-    box.accept(alert(), now=1.0)
+    box.accept(alert(), now=1.0, keys=KEYS)
     assert drain(box, "slack") == ["post:"]
     assert drain(box, "gateway") == ["block:sk-a", "block:sk-b"]
     # One reply and one parent update for the pair, not one per key.
@@ -78,39 +87,39 @@ def test_when_every_block_settles_the_thread_hears_it_once() -> None:
 
 def test_a_follow_up_goes_into_the_thread_and_blocks_only_new_keys() -> None:
     box = Outbox()
-    box.accept(alert(), now=1.0)
+    box.accept(alert(), now=1.0, keys=KEYS)
     drain(box, "slack")
     drain(box, "gateway")
     drain(box, "slack")
-    box.accept(alert(seq=1, targets=("sk-a", "sk-b", "sk-c")), now=2.0)
+    box.accept(alert(seq=1, targets=("sk-a", "sk-b", "sk-c")), now=2.0, keys=KEYS)
     assert [t.target for t in box.lanes["gateway"]] == ["sk-c"]
     assert [t.op for t in box.lanes["slack"]] == ["reply", "update"]
 
 
 def test_a_critical_scope_is_alerted_and_never_blocked() -> None:
     box = Outbox()
-    box.accept(alert(action="alert", targets=(), critical_keys=["sk-prod"]), now=1.0)
+    box.accept(alert(action="alert", targets=(), critical_keys=["sk-prod"]), now=1.0, keys=KEYS)
     assert not box.lanes["gateway"]
     assert [t.op for t in box.lanes["slack"]] == ["post"]
 
 
 def test_a_second_incident_on_the_scope_within_the_cooldown_joins_the_thread() -> None:
     box = Outbox(cooldown_s=3600)
-    box.accept(alert(action="alert", targets=()), now=1.0)
+    box.accept(alert(action="alert", targets=()), now=1.0, keys=KEYS)
     drain(box, "slack")
-    box.accept(alert(action="alert", targets=(), id="wow/team=search/2"), now=60.0)
+    box.accept(alert(action="alert", targets=(), id="wow/team=search/2"), now=60.0, keys=KEYS)
     task = box.head("slack")
     assert task is not None and task.op == "reply"
     assert box.thread_of(task) is box.incidents[alert()["id"]]
     # After the cooldown a new incident gets its own message.
     box.finish(task, "ok", "done", 61.0)
-    box.accept(alert(action="alert", targets=(), id="wow/team=search/3"), now=5000.0)
+    box.accept(alert(action="alert", targets=(), id="wow/team=search/3"), now=5000.0, keys=KEYS)
     assert box.head("slack").op == "post"  # type: ignore[union-attr]
 
 
 def test_a_retry_keeps_the_lane_order_and_audits_each_attempt() -> None:
     box = Outbox()
-    box.accept(alert(), now=1.0)
+    box.accept(alert(), now=1.0, keys=KEYS)
     head = box.head("gateway")
     assert head is not None
     head.attempts = 1
@@ -123,7 +132,7 @@ def test_a_retry_keeps_the_lane_order_and_audits_each_attempt() -> None:
 
 def test_a_permanent_failure_is_audited_and_the_lane_moves_on() -> None:
     box = Outbox()
-    box.accept(alert(), now=1.0)
+    box.accept(alert(), now=1.0, keys=KEYS)
     first = box.head("gateway")
     box.finish(first, "failed", "404 Key not found.", now=2.0)  # type: ignore[arg-type]
     assert box.head("gateway").target == "sk-b"  # type: ignore[union-attr]
@@ -133,27 +142,27 @@ def test_a_permanent_failure_is_audited_and_the_lane_moves_on() -> None:
 def test_a_snoozed_scope_posts_no_new_message_but_still_pauses() -> None:
     box = Outbox()
     box.snooze({"team": "search"}, until=100.0)
-    box.accept(alert(action="alert", targets=()), now=1.0)
+    box.accept(alert(action="alert", targets=()), now=1.0, keys=KEYS)
     assert not box.lanes["slack"]
-    box.accept(alert(id="x/2"), now=2.0)  # a pause is never silenced
+    box.accept(alert(id="x/2"), now=2.0, keys=KEYS)  # a pause is never silenced
     assert [t.op for t in box.lanes["slack"]] == ["post"]
     assert len(box.lanes["gateway"]) == 2
 
 
 def test_the_outbox_survives_a_pickle_round_trip_mid_task() -> None:
     box = Outbox()
-    box.accept(alert(), now=1.0)
+    box.accept(alert(), now=1.0, keys=KEYS)
     head = box.head("slack")
     head.first_attempt_at = 1.2  # type: ignore[union-attr]
     again: Outbox = pickle.loads(pickle.dumps(box))
     assert again.head("slack").first_attempt_at == 1.2  # type: ignore[union-attr]
-    assert not again.accept(alert(), now=3.0)
+    assert not again.accept(alert(), now=3.0, keys=KEYS)
     assert [t.target for t in again.lanes["gateway"]] == ["sk-a", "sk-b"]
 
 
 def test_an_operator_resume_unblocks_and_reports_in_the_thread() -> None:
     box = Outbox()
-    box.accept(alert(), now=1.0)
+    box.accept(alert(), now=1.0, keys=KEYS)
     drain(box, "slack")
     drain(box, "gateway")
     drain(box, "slack")
@@ -166,20 +175,83 @@ def test_an_operator_resume_unblocks_and_reports_in_the_thread() -> None:
 
 def test_a_budget_resume_alert_unblocks_what_it_lists() -> None:
     box = Outbox()
-    box.accept(alert(action="resume", targets=("sk-a",), id="budget/team=search/resume"), now=1.0)
+    box.accept(
+        alert(action="resume", targets=("sk-a",), id="budget/team=search/resume"),
+        now=1.0,
+        keys=KEYS,
+    )
     assert [(t.op, t.target) for t in box.lanes["gateway"]] == [("unblock", "sk-a")]
 
 
 def test_a_critical_key_is_never_blocked_whatever_the_record_says() -> None:
     box = Outbox()
-    box.accept(alert(targets=("sk-a", "sk-prod"), critical_keys=["sk-prod"]), now=1.0)
+    box.accept(alert(targets=("sk-a", "sk-prod"), critical_keys=["sk-prod"]), now=1.0, keys=KEYS)
     assert [t.target for t in box.lanes["gateway"]] == ["sk-a"]
+    # A record can add protection (the detect stage's view), never take it away.
+    box.accept(alert(targets=("sk-b",), critical_keys=["sk-b"], id="x/2"), now=2.0, keys=KEYS)
+    assert [t.target for t in box.lanes["gateway"]] == ["sk-a"]
+
+
+def test_a_forged_pause_of_a_protected_key_is_refused_audited_and_told() -> None:
+    """Reproduction 2 of issue 17, without I/O: a record on spend.alerts that names a
+    critical key as a target and leaves critical_keys empty once blocked it."""
+    box = Outbox()
+    forged = alert(targets=("sk-prod",), critical_keys=[], id="anomaly/api_key=sk-prod/1")
+    assert box.accept(forged, now=1.0, keys=KEYS)
+    assert not box.lanes["gateway"]
+    record = box.audit["anomaly/api_key=sk-prod/1#0/block/sk-prod"]
+    assert (record["action"], record["target"], record["result"]) == ("block", "sk-prod", "refused")
+    assert "critical" in record["detail"]
+    incident = box.incidents[forged["id"]]
+    assert incident.refused == ["sk-prod"]
+    # Slack hears it, with no "Resume" button or undo line for a key that was never paused.
+    post = box.head("slack")
+    assert post is not None and post.op == "post"
+    assert post.alert["action"] == "alert" and post.alert["targets"] == []
+    assert "Pause REFUSED" in outcome_line(incident, post.alert, dry_run=False)
+
+
+def test_keys_no_rule_names_and_the_master_key_are_never_blocked() -> None:
+    box = Outbox()
+    targets = ("sk-a", "team-key", LITELLM_MASTER_KEY)
+    box.snooze({"team": "search"}, until=100.0)  # a refusal is still posted
+    box.accept(alert(targets=targets), now=1.0, keys=KEYS)
+    assert [t.target for t in box.lanes["gateway"]] == ["sk-a"]
+    refused = {r["target"]: r["detail"] for r in box.audit.values() if r["result"] == "refused"}
+    assert set(refused) == {"team-key", LITELLM_MASTER_KEY}
+    assert "no keys rule names it" in refused["team-key"]
+    assert "master key" in refused[LITELLM_MASTER_KEY]
+    assert [t.op for t in box.lanes["slack"]] == ["post"]
+    # A `*` rule does not make the master key pausable either.
+    everyone = KeysConfig(rules=[KeyRule(api_key="*", workload="batch")])
+    other = Outbox()
+    other.accept(alert(targets=(LITELLM_MASTER_KEY,)), now=1.0, keys=everyone)
+    assert not other.lanes["gateway"]
+
+
+def test_a_resume_click_unblocks_only_keys_paused_for_its_incident() -> None:
+    """Reproduction 3 of issue 17: a signed click once unblocked any key it named."""
+    box = Outbox()
+    box.accept(alert(targets=("sk-a",)), now=1.0, keys=KEYS)
+    drain(box, "gateway")
+    incident = alert()["id"]
+    assert box.resumable(incident) == {"sk-a"}
+    assert box.command("unblock", ["sk-a", "sk-other"], incident, "slack:U9", now=5.0) == 1
+    assert [t.target for t in box.lanes["gateway"]] == ["sk-a"]
+    refused = [r for r in box.audit.values() if r["result"] == "refused"]
+    assert [(r["target"], r["source"], r["action"]) for r in refused] == [
+        ("sk-other", "slack:U9", "unblock")
+    ]
+    assert "not paused by SpendBrake" in refused[0]["detail"]
+    # An incident this outbox never saw unblocks nothing.
+    assert box.command("unblock", ["sk-a"], "anomaly/forged/1", "slack:U9", now=6.0) == 0
+    assert box.resumable("anomaly/forged/1") == set()
 
 
 def test_an_incident_keeps_the_time_it_was_first_caught() -> None:
     box = Outbox()
-    box.accept(alert(detected_at="2026-11-23T13:05:00Z"), now=1.0)
-    box.accept(alert(seq=1, detected_at="2026-11-23T15:31:00Z"), now=2.0)
+    box.accept(alert(detected_at="2026-11-23T13:05:00Z"), now=1.0, keys=KEYS)
+    box.accept(alert(seq=1, detected_at="2026-11-23T15:31:00Z"), now=2.0, keys=KEYS)
     incident = box.incidents["anomaly/api_key=sk-a/1"]
     assert incident.detected_at == "2026-11-23T13:05:00Z"
     assert incident.alert["detected_at"] == "2026-11-23T15:31:00Z"
@@ -187,21 +259,24 @@ def test_an_incident_keeps_the_time_it_was_first_caught() -> None:
 
 def test_an_outbox_saved_before_detected_at_existed_still_loads() -> None:
     box = Outbox()
-    box.accept(alert(), now=1.0)
+    box.accept(alert(), now=1.0, keys=KEYS)
     incident = box.incidents["anomaly/api_key=sk-a/1"]
     # The state an older version pickled: every slot but the new one.
-    state = {name: getattr(incident, name) for name in incident.__slots__ if name != "detected_at"}
+    new = ("detected_at", "refused")
+    state = {name: getattr(incident, name) for name in incident.__slots__ if name not in new}
     old = type(incident).__new__(type(incident))
     old.__setstate__((None, state))
-    assert old.detected_at is None and old.alert == incident.alert
+    assert old.detected_at is None and old.refused == [] and old.alert == incident.alert
     assert pickle.loads(pickle.dumps(incident)) == incident
 
 
 def test_each_thread_keeps_its_order_and_critical_threads_go_first() -> None:
     box = Outbox()
-    box.accept(alert(action="alert", targets=(), id="info/1", severity="info"), now=1.0)
-    box.accept(alert(id="crit/2", scope={"team": "ads"}), now=1.0)
-    box.accept(alert(seq=1, action="alert", targets=(), id="info/1", severity="critical"), 2.0)
+    box.accept(alert(action="alert", targets=(), id="info/1", severity="info"), now=1.0, keys=KEYS)
+    box.accept(alert(id="crit/2", scope={"team": "ads"}), now=1.0, keys=KEYS)
+    box.accept(
+        alert(seq=1, action="alert", targets=(), id="info/1", severity="critical"), 2.0, keys=KEYS
+    )
     # The info incident's escalation is critical: its queue (post, then reply and update)
     # ranks as critical and, being older, goes first; its reply waits behind its post.
     first = box.ready("slack", now=5.0)
@@ -213,8 +288,10 @@ def test_each_thread_keeps_its_order_and_critical_threads_go_first() -> None:
 
 def test_a_failing_head_holds_only_its_own_queue() -> None:
     box = Outbox()
-    box.accept(alert(action="alert", targets=(), id="stuck/1"), now=1.0)
-    box.accept(alert(action="alert", targets=(), id="fine/2", scope={"team": "ads"}), now=1.0)
+    box.accept(alert(action="alert", targets=(), id="stuck/1"), now=1.0, keys=KEYS)
+    box.accept(
+        alert(action="alert", targets=(), id="fine/2", scope={"team": "ads"}), now=1.0, keys=KEYS
+    )
     stuck = box.ready("slack", now=2.0)
     assert stuck is not None and stuck.incident == "stuck/1"
     box.retry(stuck, "http 500", 30.0, now=2.0)
@@ -227,7 +304,7 @@ def test_a_failing_head_holds_only_its_own_queue() -> None:
 
 def test_a_keys_block_goes_before_its_unblock_and_other_keys_do_not_wait() -> None:
     box = Outbox()
-    box.accept(alert(targets=("sk-a", "sk-b")), now=1.0)
+    box.accept(alert(targets=("sk-a", "sk-b")), now=1.0, keys=KEYS)
     box.command("unblock", ["sk-a"], alert()["id"], "slack:U1", now=2.0)
     block_a = box.ready("gateway", now=3.0)
     assert block_a is not None and (block_a.op, block_a.target) == ("block", "sk-a")
@@ -244,8 +321,8 @@ def test_a_keys_block_goes_before_its_unblock_and_other_keys_do_not_wait() -> No
 
 def test_a_joined_incident_replies_after_the_thread_it_joins_is_posted() -> None:
     box = Outbox(cooldown_s=3600)
-    box.accept(alert(action="alert", targets=()), now=1.0)
-    box.accept(alert(action="alert", targets=(), id="wow/team=search/2"), now=2.0)
+    box.accept(alert(action="alert", targets=()), now=1.0, keys=KEYS)
+    box.accept(alert(action="alert", targets=(), id="wow/team=search/2"), now=2.0, keys=KEYS)
     post, reply = box.lanes["slack"]
     assert box.order_key(post) == box.order_key(reply)
     assert box.ready("slack", now=3.0) is post
@@ -254,7 +331,7 @@ def test_a_joined_incident_replies_after_the_thread_it_joins_is_posted() -> None
 
 def test_a_resume_from_the_cli_is_told_in_each_thread_that_paused_the_key_once() -> None:
     box = Outbox()
-    box.accept(alert(), now=1.0)
+    box.accept(alert(), now=1.0, keys=KEYS)
     drain(box, "slack")
     drain(box, "gateway")
     drain(box, "slack")

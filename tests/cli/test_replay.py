@@ -117,3 +117,99 @@ def test_a_file_out_of_event_time_order_is_noted_and_sort_replays_it_in_order(
     assert "late corrections" not in quiet and "late corrections" in noted and "--sort" in noted
     assert " 0 late" in sorted_note and "late corrections" not in sorted_note
     assert resorted == in_order and unsorted != in_order
+
+
+def _tagged(key: str, team: str, feature: str, workload: str) -> bytes:
+    """Two small calls on ``key`` before the history starts, carrying the ``workload`` tag a
+    LiteLLM caller can set per request (``request_tags: ["workload:batch"]``). Two hours
+    apart, so the key directory sees them before the history (one would share a rollup
+    flush with the history's first hour, and which it saw first would be chance)."""
+    lines = b""
+    for hours_before in (2, 1):
+        event = {
+            "event_id": f"tagged-{key}-{hours_before}",
+            "ts": START - hours_before * 3600,
+            "provider": "anthropic",
+            "model": "claude-sonnet-4-5",
+            "input_tokens": 10,
+            "output_tokens": 1,
+            "team": team,
+            "feature": feature,
+            "api_key": key,
+            "environment": "prod",
+            "workload": workload,
+        }
+        lines += orjson.dumps(event) + b"\n"
+    return lines
+
+
+def _keys_yaml() -> str:
+    from spendbrake._simulate import TrafficProfile
+
+    rules = "".join(
+        f"    - {{api_key: {r['api_key']}, workload: {r['workload']}}}\n"
+        for r in TrafficProfile.default().key_rules()
+    )
+    return "keys:\n  rules:\n" + rules
+
+
+def test_replay_never_pauses_a_config_protected_key_whatever_its_events_say(
+    tmp_path: Path,
+) -> None:
+    """Reproductions 1 of issue 17: the first event seen for a key fixed its workload, so one
+    event saying "batch" in front of a critical key's runaway made replay print a pause of
+    it, and one saying "critical" made a batch key unpausable. Now the keys section says."""
+    incidents = [
+        parse_incident("runaway:api_key=support-bot-prod,x=40,start=+3d,duration=3h"),
+        parse_incident("batch_runaway:api_key=research-nightly-summarizer,x=20,start=+3d"),
+    ]
+    events = tmp_path / "events.jsonl"
+    with open(events, "wb") as out:
+        out.write(_tagged("support-bot-prod", "support", "chat", "batch"))
+        out.write(
+            _tagged("research-nightly-summarizer", "research", "nightly-summarizer", "critical")
+        )
+        for event in simulate(START, 4 * 86400, rate_per_s=0.1, seed=3, incidents=incidents):
+            out.write(event.to_json() + b"\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "detectors:\n  - kind: baseline\n    params: {season: 24, warmup_n: 48}\n" + _keys_yaml()
+    )
+    result = CliRunner().invoke(main, ["replay", str(events), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    alerts = [orjson.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    about = {
+        key: [a for a in alerts if a["scope"].get("api_key") == key]
+        for key in ("support-bot-prod", "research-nightly-summarizer")
+    }
+    # The critical bot's runaway is alerted, never paused, and the record says why.
+    bot = about["support-bot-prod"]
+    assert bot and all(a["action"] == "alert" for a in bot), bot
+    assert all("support-bot-prod" not in a["targets"] for a in alerts)
+    assert any(a["critical_keys"] == ["support-bot-prod"] for a in bot)
+    # The batch job's runaway is paused, whatever its first event claimed.
+    batch = about["research-nightly-summarizer"]
+    assert any(
+        a["action"] == "pause" and a["targets"] == ["research-nightly-summarizer"] for a in batch
+    ), batch
+
+
+def test_replay_table_shows_hostile_names_inert(tmp_path: Path) -> None:
+    events, config = _files(tmp_path)
+    hostile = "\x1b[2J[link=http://evil]search[/link]\u202e"
+    lines = []
+    for line in events.read_bytes().splitlines():
+        event = orjson.loads(line)
+        if event.get("team") == "search":
+            event["team"] = hostile
+            event["api_key"] = hostile + event["api_key"]
+        lines.append(orjson.dumps(event))
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    result = CliRunner().invoke(
+        main,
+        ["replay", str(events), "--config", str(config), "--format", "table"],
+        env={"COLUMNS": "400"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
+    assert "\\x1b[2J[link=http://evil]search[/link]\\u202e" in result.stdout

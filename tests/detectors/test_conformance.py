@@ -215,3 +215,23 @@ def test_peek_scores_like_update_and_learns_nothing(name: str) -> None:
         peeked = d.peek(ts, value)
         assert pickle.dumps(d) == before
         assert peeked == d.update(ts, value)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_silence_longer_than_its_window_never_alerts(name: str) -> None:
+    """The watch stops feeding a series silent for longer than its detectors look back
+    (``window_s``, default an hour) and teaches it the silent hours when it spends again:
+    sound only if those hours can never alert, whatever came before them."""
+    d = make_detector(name)
+    y = spend(4, seed=3)
+    y[-30:] *= 25.0  # a runaway right before the silence: the worst case
+    for i, value in enumerate(y):
+        d.update(T0 + i * HOUR, float(value))
+    window_h = int(getattr(d, "window_s", HOUR) // HOUR)
+    start = len(y)
+    for i in range(start, start + window_h + 1):
+        d.update(T0 + i * HOUR, 0.0)
+    for i in range(start + window_h + 1, start + window_h + 1 + 2 * WEEK_H):
+        ts = T0 + i * HOUR
+        assert not d.peek(ts, 0.0).is_anomaly, i
+        assert not d.update(ts, 0.0).is_anomaly, i

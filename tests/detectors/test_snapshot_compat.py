@@ -33,10 +33,10 @@ from spendbrake.detectors._robust import BurnScale
 from spendbrake.detectors._seasonal import SeasonalBaseline
 from spendbrake.detectors._watch import _Series
 from spendbrake.detectors._wow import WeekOverWeek
-from spendbrake.schemas import unpickle_state
+from spendbrake.schemas import Config, KeyInfo, KeyRule, KeysConfig, unpickle_state
 
 from tests.detectors.synth import HOUR, T0, spend
-from tests.detectors.test_watch import _run, _runaway_under_a_budget
+from tests.detectors.test_watch import _history, _run, _runaway, _runaway_under_a_budget
 
 DATA = json.loads((Path(__file__).parent / "data" / "detectors_dict_layout.json").read_bytes())
 NAMES = ("baseline", "wow", "wow_naive")
@@ -246,3 +246,30 @@ def test_watch_snapshot_with_older_series_resumes_alike(hours: bool) -> None:
     assert [s.detectors for s in second.series.values()] != []
     after = [a.to_wire() for a in _run(second, plan, start=cut)]
     assert before + after == straight
+
+
+def test_a_watch_snapshot_from_before_the_keys_section_follows_the_config_in_force() -> None:
+    """A detect snapshot holds the key directory (``KeyInfo``, with each key's workload as
+    its first events said). It restores as it was, and who may be paused is the config's
+    in force: here k-agent, batch by its events, is critical by the operator's word."""
+    # KeyInfo pickles as its five fields, in order: the layout older snapshots hold.
+    info = KeyInfo("k", team="t", feature="f", environment="e", workload="batch")
+    assert info.__getstate__() == ["k", "t", "f", "e", "batch"]  # type: ignore[attr-defined]
+    plan = _history(24 * 21)
+    _runaway(plan, "k-agent", 24 * 18 + 14, 3, 25.0)
+    cut = 24 * 18
+    first = SpendWatch(Config())
+    _run(first, plan[:cut])
+    snapshot = first.snapshot()
+    protected = KeysConfig(rules=[KeyRule(api_key="k-agent", workload="critical")])
+    second = SpendWatch(Config(keys=protected))
+    assert second.restore(snapshot) == []  # the keys section is not what baselines learned
+    assert second.keys["k-agent"].workload == "batch"  # attribution, restored as it was
+    runaway = [a for a in _run(second, plan, start=cut) if a.scope == {"api_key": "k-agent"}]
+    assert runaway and all(a.action == "alert" and not a.targets for a in runaway)
+    assert runaway[0].to_wire()["critical_keys"] == ["k-agent"]
+    # The same snapshot under a config that lists it as batch pauses it.
+    third = SpendWatch(Config(keys=KeysConfig(rules=[KeyRule(api_key="k-*", workload="batch")])))
+    third.restore(snapshot)
+    paused = [a for a in _run(third, plan, start=cut) if a.action == "pause"]
+    assert paused and paused[0].targets == ["k-agent"]

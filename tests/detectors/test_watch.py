@@ -11,7 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 from spendbrake.actions import apply_policies
 from spendbrake.detectors import SpendWatch
-from spendbrake.schemas import KEY_DIMENSIONS, Alert, BudgetConfig, Config, DetectorConfig
+from spendbrake.schemas import (
+    KEY_DIMENSIONS,
+    Alert,
+    BudgetConfig,
+    Config,
+    DetectorConfig,
+    KeyRule,
+    KeysConfig,
+)
 
 from tests.detectors.synth import shape
 
@@ -39,6 +47,9 @@ KEYS = {
         "workload": "critical",
     },
 }
+
+#: The operator's word on each key: the same classes the events carry, here.
+RULES = KeysConfig(rules=[KeyRule(api_key=k, workload=a["workload"]) for k, a in KEYS.items()])
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,9 @@ def _run(watch: SpendWatch, plan: list[dict[str, float]], start: int = 0) -> lis
     for h in range(start, len(plan)):
         for fraction in (0.25, 0.5, 0.75, 1.0):
             watch.observe(_records(T0 + h * HOUR, plan[h], fraction))
-            alerts.extend(apply_policies(a, watch.config.policies) for a in watch.advance())
+            alerts.extend(
+                apply_policies(a, watch.config.policies, watch.config.keys) for a in watch.advance()
+            )
     return alerts
 
 
@@ -95,7 +108,7 @@ def _runaway(plan: list[dict[str, float]], key: str, at: int, hours: int, x: flo
 def test_runaway_is_one_incident_at_the_key_with_parent_scopes() -> None:
     plan = _history(24 * 21)
     _runaway(plan, "k-agent", 24 * 18 + 14, 3, 25.0)
-    alerts = _run(SpendWatch(Config()), plan)
+    alerts = _run(SpendWatch(Config(keys=RULES)), plan)
     assert alerts, "the runaway must alert"
     ids = {a.id for a in alerts}
     assert len(ids) == 1, [a.to_wire() for a in alerts]
@@ -250,7 +263,10 @@ def test_restoring_restarts_cost_per_call_baselines_of_the_hour_of_week_default(
 def test_budget_thresholds_once_and_hard_stop_pauses_non_critical_keys() -> None:
     plan = _history(24 * 9)
     config = Config(
-        budgets=[BudgetConfig(name="all", scope={}, amount_usd=3000, period="week", timezone="UTC")]
+        budgets=[
+            BudgetConfig(name="all", scope={}, amount_usd=3000, period="week", timezone="UTC")
+        ],
+        keys=RULES,
     )
     alerts = [a for a in _run(SpendWatch(config), plan) if a.budget == "all"]
     periods = sorted({a.id for a in alerts})

@@ -209,8 +209,27 @@ def test_litellm_unpriced_model_leaves_cost_to_the_engine() -> None:
     debug = {"error_str": "This model isn't mapped yet.", "traceback_str": "..."}
     event = from_litellm(proxy_payload(response_cost=0.0, response_cost_failure_debug_info=debug))
     assert event.cost_usd is None
-    free = from_litellm(proxy_payload(response_cost=0.0))
-    assert free.cost_usd == 0.0
+
+
+def test_litellm_zero_for_a_model_we_price_is_priced_here_and_both_figures_kept() -> None:
+    """The router's 0.0 with no debug info (litellm 1.108, a model missing from its map)
+    is not a free call when our table prices the model."""
+    from spendbrake.schemas import PriceTable
+
+    event = from_litellm(proxy_payload(response_cost=0.0))
+    ours = PriceTable.default().price(event)
+    assert ours is not None and ours > 0 and event.cost_usd == ours
+    assert event.tags["gateway_cost_usd"] == "0"
+    # A model we do not price (a self-hosted one) stays as the gateway says: free.
+    local = proxy_payload(
+        response_cost=0.0, model="hosted_vllm/acme-llm", custom_llm_provider="hosted_vllm"
+    )
+    assert (
+        from_litellm(local).cost_usd == 0.0 and "gateway_cost_usd" not in from_litellm(local).tags
+    )
+    # A cache hit costs nothing, and a priced call keeps the gateway's price.
+    assert from_litellm(proxy_payload(response_cost=0.0, cache_hit=True)).cost_usd == 0.0
+    assert from_litellm(proxy_payload(response_cost=0.0123)).cost_usd == 0.0123
 
 
 def test_litellm_failure_is_an_event_tagged_failure() -> None:

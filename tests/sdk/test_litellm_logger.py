@@ -93,6 +93,46 @@ def test_sync_completion_also_emits(
     )
 
 
+async def test_a_router_zero_for_a_model_we_price_is_priced_and_both_figures_kept(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A LiteLLM router (as in the proxy) reports response_cost 0.0, with no debug info, for
+    a model missing from its price map: here claude-3-haiku, which our table prices."""
+    from spendbrake.schemas import PriceTable
+
+    topic = await asyncio.to_thread(make_topic, "litellm-router")
+    producer = SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl")
+    logger = SpendBrakeLogger(producer, default_team="support")
+    router = litellm.Router(
+        model_list=[
+            {
+                "model_name": "cheap",
+                "litellm_params": {
+                    "model": "anthropic/claude-3-haiku-20240307",
+                    "api_key": "not-used",
+                    "mock_response": "Ticket routed to billing.",
+                },
+            }
+        ]
+    )
+    try:
+        with registered(litellm, logger):
+            await router.acompletion(
+                model="cheap", messages=[{"role": "user", "content": "Route this ticket."}]
+            )
+            await wait_for(lambda: logger.events_emitted >= 1)
+        assert await producer.aflush(30)
+    finally:
+        await producer.aclose()
+    records = await read_topic(broker.bootstrap_servers, topic, 1)
+    assert len(records) == 1 and logger.events_failed == 0
+    event = decode_event(records[0][2])
+    assert event.model == "claude-3-haiku-20240307" and event.tags["model_group"] == "cheap"
+    assert event.tags["gateway_cost_usd"] == "0"  # what the gateway said
+    ours = PriceTable.default().price(event)
+    assert ours is not None and ours > 0 and event.cost_usd == ours  # what it cost
+
+
 def test_logger_never_raises_into_litellm(tmp_path: Path) -> None:
     producer = SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl")
     logger = SpendBrakeLogger(producer)

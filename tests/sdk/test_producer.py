@@ -96,6 +96,61 @@ def test_raw_secrets_never_leave_the_process(
     assert not any(b"AbCdEf0123456789" in v for _, _, v in records)
 
 
+#: Secret shapes callers paste, each in its raw form; none may reach the topic.
+SECRETS = {
+    "bearer": "bearer sk-proj-Zq9aaaaBBBBccccDDDD1234",
+    "spaces": "   sk-ant-api03-Zq9eeeeFFFFgggg5678  ",
+    "hf": "hf_Zq9hhhhIIIIjjjjKKKKllll0000",
+    "aws": "AKIAZQ9MMMMNNNNOOOO1",
+    "slack_bot": "xoxb-1234567890-Zq9ppppQQQQ",
+    "slack_user": "xoxp-1234567890-1234567890-Zq9rrrr",
+    "hex32": "9f8e7d6c5b4a39281706f5e4d3c2b1a0",
+    "azure_hex": "ABCDEF0123456789ABCDEF0123456789AB",
+    "github": "ghp_Zq9ssssTTTTuuuuVVVVwwwwXXXX1234",
+    "google": "AIzaSyZq9yyyyZZZZaaaabbbbccccdddd123",
+}
+
+
+def test_secret_shapes_are_redacted_in_every_string_field(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = make_topic("secret-shapes")
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"  # W3C: 32 hex digits, an id
+    token = "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b"  # LiteLLM's
+    with SpendProducer(
+        broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl"
+    ) as producer:
+        for i, secret in enumerate(SECRETS.values()):
+            producer.emit(
+                event(
+                    i,
+                    api_key=secret,
+                    customer=secret.strip(),
+                    feature=f"retry with {secret}",
+                    tags={"auth": f"Authorization: {secret}", secret.strip(): "1"},
+                    debug={"header": secret, "list": [secret]},
+                    trace_id=trace_id,
+                )
+            )
+        producer.emit(event(100, api_key=token, customer="acme-corp", trace_id=trace_id))
+        producer.emit(event(101, api_key="search-agent-prod", feature="sk-batch-1"))
+    records = read_topic_sync(broker.bootstrap_servers, topic, len(SECRETS) + 2)
+    raw = b"".join(v for _, _, v in records)
+    for name, secret in SECRETS.items():
+        core = secret.split()[-1]
+        assert core.encode() not in raw and core[6:20].encode() not in raw, name
+    sent = {e["event_id"]: e for e in (orjson.loads(v) for _, _, v in records)}
+    # One key is one series whichever way it was written.
+    assert sent["e-0"]["api_key"] == sent["e-0"]["customer"] != "sha256:"
+    assert all(sent[f"e-{i}"]["api_key"].startswith("sha256:") for i in range(len(SECRETS)))
+    assert sent["e-100"]["api_key"] == token and sent["e-100"]["trace_id"] == trace_id
+    assert sent["e-0"]["trace_id"] == trace_id
+    assert (sent["e-101"]["api_key"], sent["e-101"]["feature"]) == (
+        "search-agent-prod",
+        "sk-batch-1",
+    )
+
+
 def test_invalid_event_is_the_callers_error(tmp_path: Path) -> None:
     with (
         SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl") as producer,

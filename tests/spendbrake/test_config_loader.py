@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from spendbrake.schemas import Config
+from spendbrake.schemas import Config, ConfigError
 
 from spendbrake._config_loader import ConfigErrors, load_config
 
@@ -172,3 +172,187 @@ def test_an_empty_secret_is_no_secret(tmp_path: Path) -> None:
     path = write(tmp_path, "slack: {token: '${T:-}'}\ngateway: {master_key: '  '}\n")
     config = load_config(path, env={})
     assert config.slack.token is None and config.gateway.master_key is None
+
+
+KEYS_GOOD = """\
+keys:
+  rules:
+    - api_key: support-bot-prod
+      workload: critical
+    - api_key: "*-batch"
+      workload: batch
+    - api_key: "eval-*"
+      workload: standard
+      pausable: false
+"""
+
+
+def test_keys_rules_load_and_classify_in_order(tmp_path: Path) -> None:
+    keys = load_config(write(tmp_path, KEYS_GOOD), env={}).keys
+    assert [r.api_key for r in keys.rules] == ["support-bot-prod", "*-batch", "eval-*"]
+    assert keys.classify("growth-email-batch").pausable
+    assert not keys.classify("eval-1").pausable
+    assert keys.classify("unknown").protection == "unlisted"
+
+
+def test_bad_keys_rules_are_named_with_their_line(tmp_path: Path) -> None:
+    text = """\
+keys:
+  rules:
+    - api_key: support-bot-prod
+      workload: crit
+    - api_key: payments-prod
+      workload: critical
+      pausable: true
+    - api_key: litellm_proxy_master_key
+      workload: batch
+    - api_kye: x
+      workload: batch
+"""
+    errors = errors_of(tmp_path, text, env={})
+    name = str(tmp_path / "spendbrake.yaml")
+    assert errors == [
+        f"{name}:4:17: keys.rules[0].workload: must be 'critical', 'standard' or 'batch', "
+        'got "crit"',
+        f"{name}:7:17: keys.rules[1].pausable: critical keys are never paused; drop pausable "
+        "or use workload: standard",
+        f"{name}:8:16: keys.rules[2].api_key: litellm_proxy_master_key is LiteLLM's master key, "
+        "never paused; use workload: critical or pausable: false",
+        f"{name}:10:7: keys.rules[3].api_key: is required",
+        f"{name}:10:7: keys.rules[3].api_kye: unknown key 'api_kye' (did you mean 'api_key'?)",
+    ]
+
+
+def test_a_rule_an_earlier_one_hides_is_an_error(tmp_path: Path) -> None:
+    """The support bot listed as critical below a `*` that makes every key batch would look
+    protected and be paused: the first match wins."""
+    text = """\
+keys:
+  rules:
+    - {api_key: "sk-*", workload: batch}
+    - {api_key: "*", workload: batch}
+    - {api_key: "support-bot-prod", workload: critical}
+"""
+    errors = errors_of(tmp_path, text, env={})
+    name = str(tmp_path / "spendbrake.yaml")
+    assert errors == [
+        f"{name}:5:17: keys.rules[2].api_key: never matches: rules[1] (api_key '*') comes first "
+        "and matches every key this one does (the first match wins)"
+    ]
+    hidden_glob = 'keys:\n  rules:\n    - {api_key: "sk-*", workload: batch}\n' + (
+        '    - {api_key: "sk-prod-*", workload: critical}\n'
+    )
+    assert (
+        "keys.rules[1].api_key: never matches: rules[0]"
+        in errors_of(tmp_path, hidden_glob, env={})[0]
+    )
+    # Overlapping globs the check cannot prove hidden are left to first-match-wins.
+    ok = 'keys:\n  rules:\n    - {api_key: "*-prod", workload: critical}\n' + (
+        '    - {api_key: "sk-*", workload: batch}\n'
+    )
+    assert len(load_config(write(tmp_path, ok), env={}).keys.rules) == 2
+
+
+#: The classic "billion laughs": nine aliases per level, nine levels (9**9 strings).
+BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{c}: &{c} [{','.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_an_alias_bomb_is_refused_at_once_with_its_position(tmp_path: Path) -> None:
+    import tracemalloc
+
+    assert len(BOMB) < 400
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as info:
+            load_config(write(tmp_path, BOMB), env={})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000  # expanded, it is gigabytes
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path}/spendbrake.yaml:5:8: "), message
+    assert "aliases expand past 10,000 values" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "reason"),
+    [
+        ("x: &a [1, *a]\n", ":1:11: ", "alias *a refers to itself"),
+        ("x: " + "[" * 100 + "]" * 100 + "\n", ":1:67: ", "nested more than 64 levels deep"),
+    ],
+)
+def test_self_reference_and_deep_nesting_are_refused(
+    tmp_path: Path, text: str, where: str, reason: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    assert str(info.value) == f"{tmp_path}/spendbrake.yaml{where}{reason}"
+
+
+def test_a_few_aliases_for_shared_settings_still_load(tmp_path: Path) -> None:
+    text = (
+        "budgets:\n"
+        "  - &monthly {name: a, scope: {team: a}, amount_usd: 5, alert_at: [0.5, 0.9]}\n"
+        "  - {<<: *monthly, name: b, scope: {team: b}}\n"
+    )
+    config = load_config(write(tmp_path, text), env={})
+    assert [(b.name, b.alert_at) for b in config.budgets] == [("a", [0.5, 0.9]), ("b", [0.5, 0.9])]
+
+
+SECRET = "xoxb-1234-very-secret-token"
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("kafka: {partitions: '${SLACK_BOT_TOKEN}'}\n", "kafka.partitions"),
+        ("slack: {timeout_s: '${SLACK_BOT_TOKEN}'}\n", "slack.timeout_s"),
+        ("budgets: [{name: a, amount_usd: 5, timezone: '${SLACK_BOT_TOKEN}'}]\n", "timezone"),
+        ("gateway: {kind: '${SLACK_BOT_TOKEN}'}\n", "gateway.kind"),
+        ("detectors: [{kind: wow, params: {rise: 'x${SLACK_BOT_TOKEN}'}}]\n", "params"),
+    ],
+)
+def test_a_secret_in_the_wrong_field_is_never_echoed(tmp_path: Path, text: str, path: str) -> None:
+    errors = errors_of(tmp_path, text, env={"SLACK_BOT_TOKEN": SECRET})
+    assert len(errors) == 1 and path in errors[0], errors
+    assert "SLACK_BOT_TOKEN" in errors[0], errors  # the message says where the value came from
+    assert SECRET not in errors[0] and "very-secret" not in errors[0], errors
+
+
+def test_validate_prints_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from spendbrake.cli import main
+
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-master-" + "7" * 24)
+    path = write(tmp_path, "gateway: {timeout_s: '${LITELLM_MASTER_KEY}'}\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert "gateway.timeout_s" in result.output and "7777" not in result.output, result.output
+
+
+def test_kafka_credentials_come_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    env = {
+        "SPENDBRAKE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "SPENDBRAKE_KAFKA_USERNAME": "spendbrake-worker",
+        "SPENDBRAKE_KAFKA_PASSWORD": "kafka-pw-1234",
+    }
+    config = load_config(None, env=env)
+    kafka = config.kafka
+    assert (kafka.security_protocol, kafka.sasl_username) == ("SASL_SSL", "spendbrake-worker")
+    args = kafka.client_args()
+    assert args["sasl_plain_password"] == "kafka-pw-1234" and args["ssl_context"] is not None
+    assert "kafka-pw-1234" not in repr(config)
+    assert load_config(None, env={}).kafka.client_args() == {"bootstrap_servers": "127.0.0.1:9092"}
+    text = "kafka: {security_protocol: SASL_SSL, sasl_username: w, sasl_password: '${KPW}'}\n"
+    assert load_config(write(tmp_path, text), env={"KPW": "x" * 12}).kafka.sasl_password
+
+
+def test_sasl_without_a_password_is_named(tmp_path: Path) -> None:
+    errors = errors_of(tmp_path, "kafka: {security_protocol: SASL_SSL, sasl_username: w}\n", env={})
+    assert errors == [
+        f"{tmp_path}/spendbrake.yaml:1:8: kafka: security_protocol SASL_SSL needs sasl_username"
+        " and sasl_password (or SPENDBRAKE_KAFKA_USERNAME / SPENDBRAKE_KAFKA_PASSWORD)"
+    ]

@@ -82,6 +82,20 @@ def test_message_says_total_trend_top_rows_unit_costs_and_incidents() -> None:
     assert "team-6" not in body  # past the top rows: counted in "others"
 
 
+def test_team_and_outcome_names_cannot_mention_or_link_in_the_digest() -> None:
+    report = _report()
+    report["rows"][0]["team"] = "<!channel>`<http://x|click>"
+    report["rows"][1]["team"] = "ops\u202eexe"
+    report["outcomes"][0]["outcome"] = "<@U123>"
+    _, blocks = digest_message(report)
+    texts = [f["text"] for b in blocks for f in b.get("fields", [])]
+    texts += [b["text"]["text"] for b in blocks if b["type"] == "section" and "text" in b]
+    shown = "\n".join(texts)
+    assert "<" not in shown and ">" not in shown and "\u202e" not in shown, shown
+    assert "`&lt;!channel&gt;\u02cb&lt;http://x|click&gt;`" in shown  # one code span
+    assert "ops\\u202eexe" in shown and "per &lt;@U123&gt;" in shown
+
+
 def test_digest_arrives_once_with_its_chart_in_the_thread(tmp_path: Path) -> None:
     chart = tmp_path / "chart.png"
     chart.write_bytes(PNG)

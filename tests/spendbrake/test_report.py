@@ -273,3 +273,35 @@ def test_report_errors_are_one_line(
     result = CliRunner().invoke(main, ["report", *args, "--state-dir", "state"])
     assert result.exit_code == 1
     assert result.output.startswith(message) and result.output.count("\n") == 1, result.output
+
+
+HOSTILE_TEAM = '=HYPERLINK("http://evil")\x1b[2J\u202e'
+LINK_TEAM = "[link=http://evil]ops[/link][bold]"
+
+
+def test_caller_names_reach_the_terminal_and_csv_inert(tmp_path: Path) -> None:
+    batch = StoreBatch()
+    for team, cost in ((HOSTILE_TEAM, 5.0), (LINK_TEAM, 3.0), ("-2+3", 1.0)):
+        batch.add_rollup(rollup(("team",), (team,), OCT, cost))
+    batch.add_rollup(rollup((), (), OCT, 9.0))
+    batch.add_rollup(rollup(("customer",), ("@evil\x07",), OCT, 9.0))
+    batch.add_action(
+        {"id": "t1", "action": "block", "target": "k\x1b]0;pwned\x07", "result": "ok", "at": OCT}
+    )
+    con = connect_store(tmp_path / "s.duckdb")
+    apply_batch(con, batch, {("rollups", 0): 1})
+    con.close()
+    runner = CliRunner()
+    args = ["report", "--period", "2026-10", "--store", str(tmp_path / "s.duckdb")]
+    table = runner.invoke(main, args, env={"COLUMNS": "300"})  # no cell cut short
+    assert table.exit_code == 0, table.output
+    assert "\x1b" not in table.output and "\x07" not in table.output
+    assert "\u202e" not in table.output and "\\x1b[2J\\u202e" in table.output
+    assert "[link=http://evil]ops[/link][bold]" in table.output  # shown, not applied
+    assert "@evil\\x07" in table.output and "k\\x1b]0;pwned\\x07" in table.output
+    csv = runner.invoke(main, [*args, "--format", "csv"]).output.splitlines()
+    assert any(
+        line.startswith('"\'=HYPERLINK(""http://evil"")\\x1b[2J\\u202e",') for line in csv
+    ), csv
+    assert any(line.startswith("'-2+3,") for line in csv), csv
+    assert not any(line.startswith(("=", "-", "+", "@", '"=')) for line in csv), csv

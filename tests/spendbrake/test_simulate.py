@@ -261,3 +261,18 @@ def test_pace_sleeps_until_event_time_on_the_given_clock() -> None:
     paced = list(pace(events, MONDAY, clock=lambda: now[0], sleep=sleep, speed=10))
     assert paced == events
     assert now[0] - 100.0 == pytest.approx((events[-1].ts - MONDAY) / 10)
+
+
+def test_the_demo_config_classes_every_simulated_key_as_its_profile_does() -> None:
+    """The demo pauses the batch key and only alerts the critical bot because its config
+    says so (the events' workload decides nothing): keep the two in step."""
+    from spendbrake.schemas import KeysConfig
+
+    from spendbrake._demo import demo_config
+
+    keys = demo_config("127.0.0.1:1", None, "xoxb-x", None, "http://127.0.0.1:1").keys
+    profile = TrafficProfile.default()
+    assert KeysConfig.model_validate({"rules": profile.key_rules()}).rules
+    for key in profile.keys:
+        cls = keys.classify(key.api_key)
+        assert (cls.workload, cls.pausable) == (key.workload, key.workload != "critical"), key

@@ -58,6 +58,14 @@ def make_alert(
     }
 
 
+#: The stage's own word on who may be paused (it re-checks every pause record against it).
+KEYS = (
+    "keys:\n  rules:\n"
+    "    - {api_key: support-bot-prod, workload: critical}\n"
+    '    - {api_key: "research-*", workload: batch}\n'
+    '    - {api_key: "*-batch", workload: batch}\n'
+    '    - {api_key: "sk-*", workload: batch}\n'
+)
 SIGNING = "slack-signing-secret"
 #: The first operation of each lane for an alert that asks for a pause.
 LANE_OP = {"gateway": "block", "slack": "post"}
@@ -87,7 +95,7 @@ class Setup:
             "  timeout_s: 1.5\n  retry_cap_s: 2\n"
             f"  signing_secret: {SIGNING}\n  interactive_port: {self.buttons_port}\n"
             f"gateway:\n  kind: litellm\n  url: {gateway.url}\n  master_key: {MASTER}\n"
-            "  timeout_s: 1.0\n  retry_cap_s: 2\n"
+            "  timeout_s: 1.0\n  retry_cap_s: 2\n" + KEYS
         )
         self.state = tmp / "state"
         self.log = tmp / "worker.log"
@@ -202,6 +210,8 @@ def test_pause_blocks_the_batch_key_alerts_the_critical_one_and_resume_unblocks(
     resumed = [r for r in setup.audit().values() if r["action"] == "unblock"]
     assert len(resumed) == 1 and resumed[0]["result"] == "ok"
     assert resumed[0]["source"].startswith("cli:") and resumed[0]["reason"] == "false alarm"
+    # An operator's decision at the terminal: audited as manual, not as an incident's resume.
+    assert (resumed[0]["kind"], resumed[0]["incident"]) == ("manual", "manual")
 
 
 def test_slack_buttons_resume_through_the_stage_and_forgeries_are_refused(
@@ -230,14 +240,140 @@ def test_slack_buttons_resume_through_the_stage_and_forgeries_are_refused(
         assert setup.click(body, sign_request(SIGNING, body, now + 1)) == 200
         assert gateway.wait_for(lambda: not gateway.is_blocked(key), 30)
         assert slack.wait_for(lambda: "Resumed" in _texts(slack.messages), 30)
+        # Reproduction 3 of issue 17: a signed click on this incident's button naming a key
+        # an operator blocked by hand (SpendBrake never paused it) once unblocked it.
+        by_hand = "research-quarantined"
+        httpx.post(
+            f"{gateway.url}/key/block",
+            json={"key": by_hand},
+            headers={"Authorization": f"Bearer {MASTER}"},
+        ).raise_for_status()
+        foreign = build_payload(
+            RESUME_ACTION_ID, {"alert": alert["id"], "targets": [by_hand]}, "U43"
+        )
+        answer = httpx.post(
+            f"http://127.0.0.1:{setup.buttons_port}/slack/actions",
+            content=foreign,
+            headers={
+                **sign_request(SIGNING, foreign, int(time.time())),
+                "content-type": "application/x-www-form-urlencoded",
+            },
+        )
+        assert answer.status_code == 200 and "refused 1 key(s)" in answer.text, answer.text
         time.sleep(1.5)
     finally:
         stop(worker)
+    assert gateway.is_blocked(by_hand)
+    assert [c["body"] for c in gateway.calls if c["body"].get("key") == by_hand] == [
+        {"key": by_hand}  # the operator's own block; no unblock ever went out
+    ]
     audit = setup.audit().values()
     rejected = [r for r in audit if r["result"] == "rejected"]
     assert len(rejected) == 2 and all("401" in r["detail"] for r in rejected), rejected
     unblocked = [r for r in audit if r["action"] == "unblock"]
-    assert [(r["source"], r["result"]) for r in unblocked] == [("slack:U42", "ok")]
+    assert sorted((r["source"], r["target"], r["result"]) for r in unblocked) == [
+        ("slack:U42", key, "ok"),
+        ("slack:U43", by_hand, "refused"),
+    ]
+    refused = next(r for r in unblocked if r["result"] == "refused")
+    assert "not paused by SpendBrake" in refused["detail"]
+
+
+def test_a_forged_pause_of_a_protected_key_is_refused_and_a_reload_applies_at_once(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    fakes: tuple[FakeSlack, FakeGateway],
+) -> None:
+    """Reproduction 2 of issue 17: whoever can write to spend.alerts once blocked any key,
+    the critical support bot included, by leaving it out of ``critical_keys``. The stage
+    now checks every pause against its own keys config."""
+    slack, gateway = fakes
+    setup = Setup(broker, make_topic, tmp_path, slack, gateway)
+    critical, stranger, batch = "support-bot-prod", "stranger-key", "research-nightly-summarizer"
+    port = free_port()
+    worker = setup.start(port)
+    try:
+        forged = make_alert(critical, critical_keys=[], team="support")
+        setup.publish(forged, make_alert(stranger), make_alert(batch))
+        # The lane is in order: once the batch key is blocked, the others were decided.
+        assert gateway.wait_for(lambda: gateway.is_blocked(batch), 60), setup.log.read_text()[
+            -3000:
+        ]
+        assert slack.wait_for(lambda: "Pause REFUSED" in _texts(slack.messages), 30)
+        refused_metrics = scrape(port)
+        # A reload that lists the stranger as batch lets its next pause through at once.
+        text = setup.config.read_text()
+        setup.config.write_text(
+            text.replace(
+                "keys:\n  rules:\n",
+                "keys:\n  rules:\n    - {api_key: stranger-key, workload: batch}\n",
+            )
+        )
+        deadline = time.monotonic() + 30
+        while "config reloaded" not in setup.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        setup.publish(make_alert(stranger, id="anomaly/api_key=stranger-key/2"))
+        assert gateway.wait_for(lambda: gateway.is_blocked(stranger), 30), setup.log.read_text()[
+            -3000:
+        ]
+        time.sleep(1.5)
+    finally:
+        stop(worker)
+    assert not gateway.is_blocked(critical)
+    assert [c["body"]["key"] for c in gateway.calls] == [batch, stranger]
+    audit = setup.audit().values()
+    refused = {r["target"]: r for r in audit if r["result"] == "refused"}
+    assert set(refused) == {critical, stranger}, audit
+    assert refused[critical]["action"] == "block" and "critical" in refused[critical]["detail"]
+    assert refused[critical]["alert"] == f"{forged['id']}#0"
+    assert "no keys rule names it" in refused[stranger]["detail"]
+    assert refused_metrics['spendbrake_refused_total{op="block",reason="critical"}'] == 1
+    assert refused_metrics['spendbrake_refused_total{op="block",reason="unlisted"}'] == 1
+    # The critical key's message says the pause was refused and offers no Resume for it.
+    parent = next(p for p in slack.parents() if "REFUSED" in _texts([p]))
+    assert "spendbrake resume" not in _texts([parent])
+
+
+def test_a_queued_pause_of_a_key_a_reload_protects_is_never_sent(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    fakes: tuple[FakeSlack, FakeGateway],
+) -> None:
+    """Who may be paused changes with the config at once: a pause still retrying through
+    a gateway outage is checked again at each attempt."""
+    slack, gateway = fakes
+    setup = Setup(broker, make_topic, tmp_path, slack, gateway)
+    key = "research-nightly-summarizer"
+    gateway.down()
+    worker = setup.start()
+    try:
+        setup.publish(make_alert(key))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            r["action"] == "block" and r["result"] == "retrying" for r in setup.audit().values()
+        ):
+            time.sleep(0.5)
+        text = setup.config.read_text()
+        setup.config.write_text(
+            text.replace(
+                "keys:\n  rules:\n",
+                f"keys:\n  rules:\n    - {{api_key: {key}, workload: critical}}\n",
+            )
+        )
+        while "config reloaded" not in setup.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        gateway.up()
+        refused: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not refused:
+            refused = [r for r in setup.audit().values() if r["result"] == "refused"]
+            time.sleep(0.5)
+    finally:
+        stop(worker)
+    assert not gateway.is_blocked(key) and not gateway.calls
+    assert [(r["action"], r["target"]) for r in refused] == [("block", key)], setup.audit()
+    assert "critical" in refused[0]["detail"] and refused[0]["attempts"] >= 2
 
 
 def test_outages_and_a_kill_mid_retry_end_in_exactly_once_in_order(
@@ -338,6 +474,42 @@ def test_an_unknown_key_is_audited_as_failed_not_retried_forever(
         assert len(gateway.calls) == 1  # a permanent answer is not retried
         # The thread says the pause did not happen.
         assert "FAILED" in _texts(slack.messages)
+
+
+def test_a_gateway_without_a_database_fails_pauses_for_good_and_says_so_once(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    fakes: tuple[FakeSlack, FakeGateway],
+) -> None:
+    """A database-less LiteLLM proxy answers /key/block 500 forever: the first pause gives
+    up after a few tries, the next at its first 500, each audited; the lane moves on."""
+    from spendbrake.actions._gateway import CONFIG_ERROR_AFTER
+
+    from tests.actions.test_gateway import NO_DATABASE
+
+    slack, gateway = fakes
+    gateway.fail_with(500, times=None, body=NO_DATABASE)
+    setup = Setup(broker, make_topic, tmp_path, slack, gateway)
+    keys = ["batch-nightly-a", "batch-nightly-b"]
+    worker = setup.start()
+    try:
+        setup.publish(*(make_alert(k) for k in keys))
+        deadline = time.monotonic() + 60
+        blocks: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(blocks) < 2:
+            audit = setup.audit().values()
+            blocks = [r for r in audit if r["action"] == "block" and r["result"] == "failed"]
+        assert slack.wait_for(lambda: _texts(slack.messages).count("FAILED") >= 2, 30)
+        time.sleep(1.5)
+    finally:
+        stop(worker)
+    assert sorted(r["target"] for r in blocks) == keys, setup.log.read_text()[-3000:]
+    assert all("configuration error" in r["detail"] for r in blocks), blocks
+    attempts = {r["target"]: r["attempts"] for r in blocks}
+    assert attempts == {keys[0]: CONFIG_ERROR_AFTER, keys[1]: 1}
+    assert len(gateway.calls) == CONFIG_ERROR_AFTER + 1  # then no more retries
+    assert setup.log.read_text().count("answers 500 to every call") == 1
 
 
 @pytest.fixture(autouse=True)

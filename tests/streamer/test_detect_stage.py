@@ -44,7 +44,9 @@ def _config(
         f"    dlq: {events}-dlq\n    actions: {events}-actions\n    traces: {events}-traces\n"
         f"slack:\n  token: xoxb-e2e\n  base_url: {slack.base_url}\n  retry_cap_s: 2\n"
         f"gateway:\n  url: {gateway.url}\n  master_key: sk-e2e\n  retry_cap_s: 2\n"
-        # Search's keys are standard workloads: this policy lets the runaway one be paused.
+        # Search's keys are standard workloads the operator lets be paused, and this policy
+        # pauses the runaway one.
+        'keys:\n  rules:\n    - {api_key: "search-*", workload: standard}\n'
         "policies:\n  - match: {team: search}\n    action: pause\n"
         # A daily season and a two-day warm-up keep the history (and the test) short.
         "detectors:\n  - kind: baseline\n    params: {season: 24, warmup_n: 48}\n"

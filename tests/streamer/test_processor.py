@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 
+import orjson
 import pytest
 from spendbrake.schemas import DEFAULT_DIMENSIONS, PriceTable
 from spendbrake.streamer import (
@@ -198,8 +199,15 @@ def test_unknown_model_is_counted_unpriced_and_alerted_once_per_day() -> None:
     for i in range(5, 8):
         proc.process(mystery(i, T0 + 86400 + i), i)  # the next UTC day
     second = proc.flush()
-    assert [a["id"] for a in first.alerts] == ["unpriced:acme/mystery-9:2026-10-05"]
-    assert [a["id"] for a in second.alerts] == ["unpriced:acme/mystery-9:2026-10-06"]
+    # One warning a day (the first model: a post), each model's notice for the digest.
+    assert [(a["id"], a["severity"]) for a in first.alerts] == [
+        ("unpriced:2026-10-05", "warning"),
+        ("unpriced:acme/mystery-9:2026-10-05", "info"),
+    ]
+    assert [a["id"] for a in second.alerts] == [
+        "unpriced:2026-10-06",
+        "unpriced:acme/mystery-9:2026-10-06",
+    ]
     day = next(r for r in first.rollups if r.window_s == 86400)
     assert (
         day.metrics[1] == 5 and day.metrics[0] == 0 and day.metrics[7] == 5
@@ -208,6 +216,26 @@ def test_unknown_model_is_counted_unpriced_and_alerted_once_per_day() -> None:
     restored.restore(proc.snapshot(), {})
     restored.process(mystery(9, T0 + 86400 + 50), 9)
     assert restored.flush().alerts == []  # already alerted today, also across a restart
+
+
+def test_a_flood_of_unknown_models_is_one_post_a_day() -> None:
+    """300 model names nobody prices: one warning for the day, the rest digest notices."""
+    proc = PartitionProcessor("t", 0, [["model"]], PRICES)
+    for i in range(300):
+        event = {
+            "event_id": f"f{i}",
+            "ts": T0 + i,
+            "provider": "acme",
+            "model": f"m-{i}",
+            "input_tokens": 1,
+            "output_tokens": 1,
+            "team": "t",
+        }
+        proc.process(orjson.dumps(event), i)
+    alerts = proc.flush().alerts
+    warnings = [a for a in alerts if a["severity"] != "info"]
+    assert [a["id"] for a in warnings] == ["unpriced:2026-10-05"]
+    assert len({a["id"] for a in alerts}) == 301
 
 
 def test_batch_path_equals_the_per_record_path() -> None:

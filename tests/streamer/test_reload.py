@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import pytest
 
 from spendbrake._broker import EmbeddedBroker
 from spendbrake.fakes.slack import FakeSlack
@@ -237,3 +238,33 @@ def test_an_emptied_file_never_reloads_as_the_defaults(tmp_path: Path) -> None:
     path.write_text("budgets: [{name: b, scope: {team: t}, amount_usd: 7}]\n")
     assert reloader.check().status == "applied"
     assert [b.amount_usd for b in stage.configs[-1].budgets] == [7]
+
+
+async def test_the_rejection_note_in_slack_escapes_keys_and_hides_env_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rejected file's problems go to Slack as text: a key written as ``<!channel>`` pages
+    nobody, and a secret ``${VAR}`` put in a typed field is named, never shown."""
+    from spendbrake._config_loader import load_config
+    from spendbrake._reload import ConfigReloader
+
+    secret = "sk-litellm-master-" + "9" * 20
+    monkeypatch.setenv("LITELLM_MASTER_KEY", secret)
+    with FakeSlack(token="xoxb-ops", channel="ops") as slack:
+        path = tmp_path / "spendbrake.yaml"
+        head = f"slack: {{token: xoxb-ops, base_url: '{slack.base_url}', channel: '#ops'}}\n"
+        path.write_text(head)
+        reloader = ConfigReloader(path, load_config(path), [], interval_s=0.05)
+        path.write_text(
+            head + "budgets:\n  - {name: a, amount_usd: '${LITELLM_MASTER_KEY}', '<!channel>': 1}\n"
+        )
+        stopping = asyncio.Event()
+        task = asyncio.ensure_future(reloader.run(stopping))
+        assert await asyncio.to_thread(slack.wait_for, lambda: bool(slack.messages), 10)
+        stopping.set()
+        await task
+    text = slack.messages[0]["text"]
+    assert "budgets[0].amount_usd" in text and "LITELLM_MASTER_KEY" in text, text
+    assert "&lt;!channel&gt;" in text and "<!" not in text, text
+    assert secret not in text and "99999" not in text, text
+    assert secret not in caplog.text and "LITELLM_MASTER_KEY" in caplog.text

@@ -65,6 +65,9 @@ class Harness:
             f"  timeout_s: 1.0\n  retry_cap_s: {retry_cap_s}\n"
             f"gateway:\n  kind: litellm\n  url: {self.gateway.url}\n  master_key: {MASTER}\n"
             "  timeout_s: 1.0\n  retry_cap_s: 1\n"
+            # The operator's word on who may be paused: the test keys are batch jobs.
+            "keys:\n  rules:\n    - {api_key: support-prod, workload: critical}\n"
+            '    - {api_key: "*", workload: batch}\n'
         )
 
     async def start(self, channel: str = "#ai-spend", retry_cap_s: float = 1.0) -> ActionStage:

@@ -4,6 +4,7 @@ would count or act on things twice."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -12,12 +13,39 @@ import pytest
 
 from bench._worker import worker_command
 from spendbrake._broker import EmbeddedBroker
+from tests.streamer.kafka_io import publish_raw
+from tests.streamer.streams import make_stream
+from tests.streamer.test_worker import Topics, expected, start_worker, stop, wait_exact
 
 #: stage -> (its state file under --state-dir, damaged content, the way out it must name)
 DAMAGE = {
     "detect": ("detect/snapshot.pkl", b"\x80\x05\x95\x10\x00", "restore it from a backup"),
     "store": ("store/spend.duckdb", b"not a database" * 500, "restore it from a backup"),
 }
+
+
+def refused(config: Path, state: Path, bootstrap: str, stage: str) -> str:
+    """Run ``spendbrake worker --stages STAGE``, expect exit 1, return its last stderr line."""
+    run = subprocess.run(
+        worker_command(
+            config,
+            state,
+            "--bootstrap",
+            bootstrap,
+            "--stages",
+            stage,
+            "--session-timeout",
+            "6s",
+            "--metrics-port",
+            "0",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr, run.stderr[-2000:]
+    return run.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize("stage", sorted(DAMAGE))
@@ -36,23 +64,44 @@ def test_unreadable_state_stops_the_stage_with_one_line(
     damaged = state / relative
     damaged.parent.mkdir(parents=True)
     damaged.write_bytes(content)
-    run = subprocess.run(
-        worker_command(
-            config,
-            state,
-            "--bootstrap",
-            broker.bootstrap_servers,
-            "--stages",
-            stage,
-            "--metrics-port",
-            "0",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 1, run.stderr[-2000:]
-    last = run.stderr.strip().splitlines()[-1]
+    last = refused(config, state, broker.bootstrap_servers, stage)
     assert last.startswith(f"error: {damaged}: unreadable state ("), last
     assert way_out in last
-    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("damage", ["snapshot", "dedupe"])
+def test_unreadable_partition_state_stops_the_worker_loudly(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path, damage: str
+) -> None:
+    """A corrupt snapshot (or a dedupe file cut short) must not leave a partition assigned
+    with its records fetched and dropped: the worker exits 1 with one line naming the file and
+    the way out; ``--reset-partition`` then rebuilds it from the topic, exactly."""
+    topics = Topics(make_topic)
+    stream = make_stream(6_000, seed=21, span_s=6 * 3600)
+    config = topics.config(tmp_path, f"broken-{damage}")
+    state = tmp_path / "state"
+    log = tmp_path / "worker.log"
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, stream.records))
+    worker = start_worker(broker, config, state, log)
+    try:
+        wait_exact(broker, topics.rollups, expected(stream.unique))
+    finally:
+        stop(worker)
+    part = state / topics.events / "p2"
+    if damage == "snapshot":
+        broken = part / "snapshot.json"
+        broken.write_bytes(broken.read_bytes()[:100])
+    else:
+        broken = max((part / "dedupe").glob("*.ids"), key=lambda p: p.stat().st_size)
+        broken.write_bytes(broken.read_bytes()[:10])
+    last = refused(config, state, broker.bootstrap_servers, "ingest")
+    assert last.startswith(f"error: {broken}: unreadable state ("), last
+    assert "--reset-partition 2" in last
+    # The way out: set partition 2 aside, rebuild it from the topic; totals stay exact.
+    worker = start_worker(broker, config, state, log, extra=("--reset-partition", "2"))
+    try:
+        got = wait_exact(broker, topics.rollups, expected(stream.unique))
+    finally:
+        stop(worker)
+    assert got == expected(stream.unique), log.read_text()[-3000:]
+    assert list(state.glob(f"{topics.events}/p2.reset-*/snapshot.json"))

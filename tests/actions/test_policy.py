@@ -1,0 +1,112 @@
+"""Who may be paused is the operator's decision: the config's ``keys`` section, never an event."""
+
+from __future__ import annotations
+
+from spendbrake.actions import apply_policies, pausable, screen_pauses
+from spendbrake.schemas import (
+    LITELLM_MASTER_KEY,
+    Alert,
+    Config,
+    KeyInfo,
+    KeyRule,
+    KeysConfig,
+    PolicyConfig,
+)
+
+RULES = KeysConfig(
+    rules=[
+        KeyRule(api_key="support-bot-prod", workload="critical"),
+        KeyRule(api_key="*-batch", workload="batch"),
+        KeyRule(api_key="research-nightly-summarizer", workload="batch"),
+        KeyRule(api_key="eval-*", workload="batch", pausable=False),
+        KeyRule(api_key="search-*", workload="standard"),
+    ]
+)
+POLICIES = Config().policies  # batch: pause, critical: alert
+
+
+def anomaly(*keys: KeyInfo, scope: dict[str, str | None] | None = None) -> Alert:
+    return Alert(
+        kind="anomaly",
+        detector="baseline",
+        scope=scope if scope is not None else {"team": "research"},
+        window_start=0.0,
+        window_end=3600.0,
+        detected_at=600.0,
+        observed_usd=50.0,
+        expected_usd=2.0,
+        severity="critical",
+        reason="runaway",
+        id="anomaly/team=research/0",
+        keys=list(keys),
+    )
+
+
+def test_an_event_saying_batch_does_not_make_a_critical_key_pausable() -> None:
+    """Reproduction 1 of issue 17, at the policy step: the key directory keeps the first
+    event's workload, which any LiteLLM caller sets per request."""
+    said_batch = KeyInfo("support-bot-prod", team="support", workload="batch")
+    alert = apply_policies(anomaly(said_batch, scope={}), POLICIES, RULES)
+    assert (alert.action, alert.targets) == ("alert", [])
+    assert alert.protected == {"support-bot-prod": "critical"}
+    assert alert.to_wire()["critical_keys"] == ["support-bot-prod"]
+
+
+def test_an_event_saying_critical_does_not_shield_a_batch_key() -> None:
+    said_critical = KeyInfo("research-nightly-summarizer", team="research", workload="critical")
+    alert = apply_policies(anomaly(said_critical), POLICIES, RULES)
+    assert (alert.action, alert.targets) == ("pause", ["research-nightly-summarizer"])
+    assert alert.to_wire()["critical_keys"] == []
+
+
+def test_policies_match_the_configured_class_not_the_scope_tag() -> None:
+    # A budget or a dimension set can scope on the events' workload tag; the policy still
+    # sees each key's class from the config.
+    keys = (KeyInfo("growth-email-batch", workload="standard"), KeyInfo("search-agent"))
+    alert = apply_policies(anomaly(*keys, scope={"workload": "batch"}), POLICIES, RULES)
+    assert alert.targets == ["growth-email-batch"]
+    only_standard = [PolicyConfig(match={"workload": "standard"}, action="pause")]
+    alert = apply_policies(anomaly(*keys, scope={"workload": "batch"}), only_standard, RULES)
+    assert alert.targets == ["search-agent"]
+
+
+def test_keys_no_rule_names_are_alerted_only_whatever_the_policy() -> None:
+    everything = [PolicyConfig(match={}, action="pause")]
+    keys = (KeyInfo("stranger", workload="batch"), KeyInfo("eval-nightly", workload="batch"))
+    alert = apply_policies(anomaly(*keys), everything, RULES)
+    assert (alert.action, alert.targets) == ("alert", [])
+    assert alert.protected == {"eval-nightly": "alert-only", "stranger": "unlisted"}
+    assert alert.to_wire()["protected_keys"] == alert.protected
+    # With no keys section at all, nothing is ever paused.
+    assert apply_policies(anomaly(*keys), everything, KeysConfig()).targets == []
+
+
+def test_a_budget_hard_stop_pauses_only_what_the_config_lets_be_paused() -> None:
+    keys = (
+        KeyInfo("research-nightly-summarizer"),
+        KeyInfo("support-bot-prod", workload="batch"),
+        KeyInfo("stranger", workload="batch"),
+        KeyInfo(LITELLM_MASTER_KEY, workload="batch"),
+    )
+    stop = anomaly(*keys)
+    stop.kind, stop.action = "budget", "pause"
+    alert = apply_policies(stop, POLICIES, RULES)
+    assert alert.targets == ["research-nightly-summarizer"]
+    assert alert.protected[LITELLM_MASTER_KEY] == "master-key"
+
+
+def test_the_master_key_sentinel_is_never_a_target_even_under_a_catch_all() -> None:
+    everyone = KeysConfig(rules=[KeyRule(api_key="*", workload="batch")])
+    assert pausable("any-key", everyone) and not pausable(LITELLM_MASTER_KEY, everyone)
+    allowed, refused = screen_pauses(["a", LITELLM_MASTER_KEY], everyone)
+    assert allowed == ["a"] and [(t, c.protection) for t, c in refused] == [
+        (LITELLM_MASTER_KEY, "master-key")
+    ]
+
+
+def test_first_matching_rule_wins_and_globs_match_the_whole_key() -> None:
+    assert RULES.classify("growth-email-batch").workload == "batch"
+    assert RULES.classify("growth-email-batch-2").workload is None  # the glob ends in -batch
+    assert RULES.classify("Support-Bot-Prod").workload is None  # case matters, as in keys
+    assert RULES.classify("eval-1").protection == "alert-only"
+    assert RULES.classify("search-agent").rule == 4
