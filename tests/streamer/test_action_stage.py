@@ -491,7 +491,7 @@ def test_a_gateway_without_a_database_fails_pauses_for_good_and_says_so_once(
     slack, gateway = fakes
     gateway.fail_with(500, times=None, body=NO_DATABASE)
     setup = Setup(broker, make_topic, tmp_path, slack, gateway)
-    keys = ["batch-nightly-a", "batch-nightly-b"]
+    keys = ["nightly-a-batch", "nightly-b-batch"]  # pausable by the KEYS rules
     worker = setup.start()
     try:
         setup.publish(*(make_alert(k) for k in keys))
