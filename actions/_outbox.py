@@ -11,11 +11,12 @@ at-least-once attempted and, with idempotent effects, exactly once performed:
   nothing was posted (a 429, a refused connection) is simply sent again.
 
 Tasks sit in two lanes (Slack, gateway), so a Slack outage never holds a pause back.
-Within a lane, order is kept per queue, not globally (``order_key``): one Slack queue per
-incident thread (post before replies before updates), one gateway queue per target (a
-key's block before its unblock, in the order the alerts came). A queue whose head keeps
-failing holds only itself; ``ready`` hands out the most urgent due head first (the
-highest severity waiting in its queue: critical alerts first), then the oldest.
+Order is kept per queue (``order_key``). Slack has one queue per incident thread (post
+before replies before updates): a thread whose head keeps failing holds only itself, and
+``ready`` hands out the most urgent due head first (the highest severity waiting in its
+queue: critical alerts first), then the oldest. The gateway lane is one queue, in the
+order the alerts came: its failures are the gateway's (down, overloaded, misconfigured),
+so calls side by side would only multiply them, and the effects on a scope stay in order.
 
 An alert record names pause targets; it does not decide them. Every pause is checked
 against the ``keys`` section of the config the stage loaded itself (``accept`` takes it),
@@ -397,10 +398,10 @@ class Outbox:
 
     def order_key(self, task: Task) -> str:
         """The queue a task keeps its order in: a Slack message's thread (the incident
-        whose message holds it), a gateway call's target."""
+        whose message holds it); the gateway lane is one queue."""
         if task.queue is None:  # planned by an older release
             if task.lane == "gateway":
-                task.queue = f"target:{task.target}"
+                task.queue = "gateway"
             else:
                 root = self.thread_of(task)
                 task.queue = f"thread:{root.id if root is not None else task.incident}"

@@ -13,8 +13,8 @@ record on ``spend.alerts`` asking to pause a key that config does not allow is r
 and so is a queued pause a reload made unallowed. A "Resume" click only unblocks keys this
 stage paused for that incident.
 
-Each lane runs up to ``CONCURRENCY`` attempts at once, one per queue (``Outbox.ready``):
-a stuck message holds its own incident's thread, not every alert behind it. A
+The Slack lane runs up to two attempts at once, one per incident thread (``Outbox.ready``):
+a stuck message holds its own thread, not every alert behind it. A
 ``Retry-After`` (Slack's 429, a gateway's 429/503) holds the whole lane until then, and
 the most urgent queue goes first when it ends. A Slack config problem (a missing scope, a
 channel the bot is not in, a refused token) holds the Slack lane too, is logged once with
@@ -77,8 +77,8 @@ REJECTED_AUDITS_PER_MIN = 10
 #: Give up on a task after this many attempts (about a day with the default backoff cap);
 #: a task waiting on a config problem is never given up.
 MAX_ATTEMPTS = 1500
-#: Attempts in flight per lane (each on its own queue).
-CONCURRENCY = {"slack": 2, "gateway": 4}
+#: Attempts in flight per lane, each on its own queue (the gateway lane is one queue).
+CONCURRENCY = {"slack": 2, "gateway": 1}
 #: Audit ids of ``spendbrake resume`` (``_resume.py``: ``resume/manual/key/...``; before,
 #: ``resume/cli/key/...``); the record's source (``cli:USER``) says it was the terminal.
 _CLI_RESUME = b"resume/"
