@@ -45,6 +45,8 @@ Result = Literal["ok", "failed", "retrying", "dry_run", "skipped", "refused"]
 
 #: Alert keys remembered against re-delivery, and incidents kept for threading.
 REMEMBER_S = 30 * 86400
+#: The audit detail of an alert of severity ``info``: routed to the digest, not posted.
+DIGEST_ONLY = "trend (severity info): for the digest, not paged"
 #: Queue urgency by alert severity: critical alerts go first.
 _URGENCY = {"critical": 2, "warning": 1, "info": 0}
 
@@ -295,6 +297,12 @@ class Outbox:
         now: float,
         loud: bool = False,
     ) -> None:
+        if alert.get("severity") == "info":
+            # A trend (a creep, a launch's step) is for the digest, not a page: audited here,
+            # listed by the digest from the store, never posted to the channel.
+            task = Task(f"{key}/post", "slack", "post", incident.id, alert)
+            self.record(task, "skipped", DIGEST_ONLY, now)
+            return
         if self.snoozed.get(incident.scope, 0.0) > now and not loud:
             self.record(
                 Task(f"{key}/post", "slack", "post", incident.id, alert),

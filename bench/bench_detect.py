@@ -11,14 +11,25 @@ budgets and policies and differs only in its detectors:
 - ``wow_naive``: a plain 30 % week-over-week rule on cost.
 
 The scorer is pure functions over (labels, alert records), so tests feed it hand-made
-alerts. Rules, per the issue: an alert *is about* a series when its ``scope`` or one of its
-``also`` scopes is non-empty and every field in it equals the series' own; it *detects* a
-true incident when it is about that series, its window overlaps ``[start - 1 h,
-end + 6 h]`` and it was raised (``detected_at``, event time) after the start. Follow-ups
-share ``id``: an incident counts once. A detector alert id that detects nothing is a false
-alert (launch-step alerts included); those first raised in the warm-up are reported apart.
-A pause (at any time) is wrong when a target's label does not allow a pause (critical keys,
-keys outside runaway scenarios) or when it detects no incident of that key.
+alerts. Rules (issues 5 and 18):
+
+- An alert *is about* a series when its ``scope`` or one of its ``also`` scopes is non-empty
+  and every field in it equals the series' own (a key's customers included).
+- It *detects* a true incident when one of those scopes names that series alone (its key,
+  team, team and feature, or one of its customers; not a model or the global total, which
+  hold many series), its window overlaps ``[start - 1 h, end + 6 h]`` and it was raised
+  (``detected_at``, event time) after the start.
+- Pages and digest items are told apart by severity: an alert id with a ``warning`` or
+  ``critical`` record is a *page* (from that record on); one whose records are all ``info``
+  is a *digest item* (a trend, for the digest, never posted as a page). A runaway, a spike
+  or a dearer prompt (``route: page``) is detected only by a page; a creep (``route:
+  trend``) by either.
+- Follow-ups share ``id``: an incident counts once. An alert id about no true incident (by
+  any of its scopes, coarse ones included) is a *false page* or a *false digest item*;
+  a digest item about a launch is fair (a launch is news for the weekly digest, not a
+  page) and counted apart. Those first raised in the warm-up are reported apart.
+- A pause (at any time) is wrong when a target's label does not allow a pause (critical
+  keys, keys outside runaway scenarios) or when it detects no incident of that key.
 
     python -m bench detect [--seed N] [--series N] [--weeks 5] [--json]
 """
@@ -58,7 +69,17 @@ PAD_AFTER_S = 6 * HOUR
 BUDGET_KINDS = frozenset({"budget", "projection", "burn_rate"})
 #: Operator notices (a model without a price) are not about spend at all.
 OPERATOR_KINDS = frozenset({"unpriced_model", "series_cap"})
+#: Severities that page someone; ``info`` is a digest item.
+PAGE_SEVERITIES = frozenset({"warning", "critical"})
 AGGREGATE = "(aggregate)"
+#: The issue's bar (issue 18) for the default contender.
+RUNAWAY_CASES = ("runaway", "batch_runaway", "critical_spike")
+CREEP_CASES = ("creep", "slow_creep")
+PER_CALL_CASES = ("prompt_change", "prompt_regression")
+BAR_RUNAWAY_MIN = 15.0
+BAR_CREEP_MIN = 10 * 24 * 60.0
+BAR_PER_CALL_MIN = 60.0
+BAR_FALSE_PAGES = 2.0
 
 Alert = Mapping[str, Any]
 ReplayFn = Callable[[Iterable[UsageEvent], Config], Iterable[dict[str, Any]]]
@@ -82,14 +103,24 @@ class ScenarioScore:
     incidents: int = 0
     detected: int = 0
     delays_min: list[float] = field(default_factory=list)
+    #: False pages (an alert id of severity warning or critical about no incident).
     false_alerts: int = 0
     max_false_per_series: int = 0
+    #: Digest items (all records ``info``) about no incident; and those about a launch.
+    false_digest: int = 0
+    digest_ok: int = 0
     pauses: int = 0
     wrong_pauses: int = 0
+    #: Incidents that must be paged and were flagged only in the digest.
+    digest_only: int = 0
 
     @property
     def median_delay_min(self) -> float | None:
         return statistics.median(self.delays_min) if self.delays_min else None
+
+    @property
+    def max_delay_min(self) -> float | None:
+        return max(self.delays_min) if self.delays_min else None
 
 
 @dataclass
@@ -114,8 +145,9 @@ class Score:
     incidents: int
     detected: int
     delays_min: list[float]
+    #: False pages: alert ids with a warning or critical record about no incident.
     false_alerts: int
-    #: False alert ids by the ``detector`` of their first record: which rule cries wolf.
+    #: False page ids by the ``detector`` of their first record: which rule cries wolf.
     false_by_detector: dict[str, int]
     warmup_alerts: int
     series_weeks: float
@@ -126,6 +158,15 @@ class Score:
     budget: BudgetScore
     budget_family: dict[str, int]
     per_scenario: dict[str, ScenarioScore]
+    #: Digest items (every record ``info``): about no incident, about a launch, and in all
+    #: (after the warm-up).
+    false_digest: int = 0
+    digest_ok: int = 0
+    digest_items: int = 0
+    #: Page ids after the warm-up, and those whose own scope names no single series (a
+    #: model, the global total) although a narrower one was the cause or none was.
+    pages: int = 0
+    coarse_pages: int = 0
 
     @property
     def detection_rate(self) -> float:
@@ -142,6 +183,10 @@ class Score:
     @property
     def false_per_100_series_weeks(self) -> float:
         return 100.0 * self.false_alerts / self.series_weeks if self.series_weeks else math.nan
+
+    @property
+    def false_digest_per_100_series_weeks(self) -> float:
+        return 100.0 * self.false_digest / self.series_weeks if self.series_weeks else math.nan
 
     @property
     def ids_per_detected_incident(self) -> float | None:
@@ -190,6 +235,8 @@ class SeriesIndex:
         for i, label in enumerate(labels.series):
             for name, value in _fields(label).items():
                 self._by_field[(name, value)].add(i)
+            for customer in label.customers:
+                self._by_field[("customer", customer)].add(i)
             self._by_key[label.api_key] = i
 
     def series_for(self, scope: Mapping[str, Any]) -> set[int]:
@@ -218,8 +265,21 @@ def group_by_id(alerts: Iterable[Alert]) -> dict[str, list[Alert]]:
     return groups
 
 
-def _matches(records: list[Alert], index: SeriesIndex) -> dict[tuple[int, int], float]:
-    """True incidents ``(series, interval)`` these records detect, with the earliest time."""
+def _matches(
+    records: list[Alert], index: SeriesIndex, *, strict: bool = True
+) -> dict[tuple[int, int], float]:
+    """True incidents ``(series, interval)`` these records detect, with the earliest time.
+
+    ``strict``: only by a scope that names the series alone (not a model or the global
+    total, which hold many); else by any scope the series lies in (is the alert about an
+    incident at all).
+    """
+    return _overlaps(records, index, strict=strict, incidents=True)
+
+
+def _overlaps(
+    records: list[Alert], index: SeriesIndex, *, strict: bool, incidents: bool
+) -> dict[tuple[int, int], float]:
     found: dict[tuple[int, int], float] = {}
     for alert in records:
         start = parse_ts(alert.get("window_start"))
@@ -228,9 +288,14 @@ def _matches(records: list[Alert], index: SeriesIndex) -> dict[tuple[int, int], 
         end = start if end is None else end
         at = detected_at(alert)
         for scope in scopes(alert):
-            for s in index.series_for(scope):
+            hits = index.series_for(scope)
+            if strict and len(hits) != 1:
+                continue
+            for s in hits:
                 label = index.labels.series[s]
-                if not label.incident:
+                if label.incident != incidents:
+                    continue
+                if not incidents and label.route != "digest":
                     continue
                 for k, iv in enumerate(label.intervals):
                     overlaps = start < iv.end + PAD_AFTER_S and end > iv.start - PAD_BEFORE_S
@@ -249,6 +314,11 @@ def _about(records: list[Alert], index: SeriesIndex) -> set[int]:
     return set()
 
 
+def is_page(alert: Alert) -> bool:
+    """A record that pages someone: severity warning or critical (``info`` is for the digest)."""
+    return str(alert.get("severity", "warning")) in PAGE_SEVERITIES
+
+
 def score(labels: Labels, alerts: Iterable[Alert]) -> Score:
     """Score one contender's alert records against the labels."""
     index = SeriesIndex(labels)
@@ -258,8 +328,10 @@ def score(labels: Labels, alerts: Iterable[Alert]) -> Score:
         per.setdefault(label.scenario, ScenarioScore(label.scenario)).series += 1
     alerts = list(alerts)
     groups = group_by_id(alerts)
-    first_hit: dict[tuple[int, int], float] = {}
+    first_flag: dict[tuple[int, int], float] = {}
+    first_page: dict[tuple[int, int], float] = {}
     on_incidents = false_alerts = warmup = 0
+    false_digest = digest_ok = digest_items = pages_n = coarse = 0
     false_per_series: Counter[int] = Counter()
     false_by_detector: Counter[str] = Counter()
     budget_family: Counter[str] = Counter()
@@ -269,22 +341,41 @@ def score(labels: Labels, alerts: Iterable[Alert]) -> Score:
         kinds = {str(r.get("kind")) for r in records}
         if kinds <= OPERATOR_KINDS:
             continue
+        paging = [r for r in records if is_page(r)]
         hits = _matches(records, index)
         for key, at in hits.items():
-            first_hit[key] = min(first_hit.get(key, math.inf), at)
+            first_flag[key] = min(first_flag.get(key, math.inf), at)
+        for key, at in _matches(paging, index).items():
+            first_page[key] = min(first_page.get(key, math.inf), at)
         if kinds & BUDGET_KINDS:
             budget_family[sorted(kinds & BUDGET_KINDS)[0]] += 1
         about = _about(records, index)
         scenarios = {labels.series[s].scenario for s in about}
         where = scenarios.pop() if len(scenarios) == 1 else AGGREGATE
-        if hits:
+        on_any = bool(hits) or bool(_matches(records, index, strict=False))
+        if on_any:
             on_incidents += 1
-        elif not kinds & BUDGET_KINDS:
-            if min(detected_at(r) for r in records) < labels.scored_from:
+        raised = min(detected_at(r) for r in records)
+        if not kinds & BUDGET_KINDS and raised >= labels.scored_from:
+            if paging:
+                pages_n += 1
+                if len(index.series_for(records[0].get("scope") or {})) != 1:
+                    coarse += 1
+            else:
+                digest_items += 1
+        if not on_any and not kinds & BUDGET_KINDS:
+            if raised < labels.scored_from:
                 warmup += 1
+            elif not paging:
+                if _overlaps(records, index, strict=False, incidents=False):
+                    digest_ok += 1
+                    per[where].digest_ok += 1
+                else:
+                    false_digest += 1
+                    per[where].false_digest += 1
             else:
                 false_alerts += 1
-                false_by_detector[str(records[0].get("detector"))] += 1
+                false_by_detector[str(paging[0].get("detector"))] += 1
                 per[where].false_alerts += 1
                 if len(about) == 1:
                     false_per_series[next(iter(about))] += 1
@@ -297,7 +388,7 @@ def score(labels: Labels, alerts: Iterable[Alert]) -> Score:
     for s, n in false_per_series.items():
         row = per[labels.series[s].scenario]
         row.max_false_per_series = max(row.max_false_per_series, n)
-    delays = _tally_incidents(labels, first_hit, per)
+    delays = _tally_incidents(labels, first_flag, first_page, per)
     return Score(
         incidents=sum(r.incidents for r in per.values()),
         detected=sum(r.detected for r in per.values()),
@@ -313,19 +404,32 @@ def score(labels: Labels, alerts: Iterable[Alert]) -> Score:
         budget=score_budgets(labels, alerts),
         budget_family=dict(budget_family),
         per_scenario=per,
+        false_digest=false_digest,
+        digest_ok=digest_ok,
+        digest_items=digest_items,
+        pages=pages_n,
+        coarse_pages=coarse,
     )
 
 
 def _tally_incidents(
-    labels: Labels, first_hit: Mapping[tuple[int, int], float], per: dict[str, ScenarioScore]
+    labels: Labels,
+    first_flag: Mapping[tuple[int, int], float],
+    first_page: Mapping[tuple[int, int], float],
+    per: dict[str, ScenarioScore],
 ) -> list[float]:
-    """Count each true incident and its delay (minutes) into its scenario; return all delays."""
+    """Count each true incident and its delay (minutes) into its scenario; return all delays.
+
+    An incident to be paged counts from its first page; a trend from its first record.
+    """
     delays: list[float] = []
     for s, label in enumerate(labels.series):
         for k, iv in enumerate(label.intervals if label.incident else ()):
             row = per[label.scenario]
             row.incidents += 1
-            at = first_hit.get((s, k))
+            at = (first_flag if label.route == "trend" else first_page).get((s, k))
+            if at is None and (s, k) in first_flag:
+                row.digest_only += 1
             if at is not None:
                 row.detected += 1
                 row.delays_min.append((at - iv.start) / 60.0)
@@ -440,10 +544,11 @@ def summary_table(runs: Sequence[Run], scores: Mapping[str, Score]) -> str:
     """One markdown row per contender."""
     head = (
         "| contender | detectors | detection | median delay (min) | p90 delay (min) "
-        "| false alerts / 100 series-weeks | alert ids per detected incident | wrong pauses "
-        "| budget thresholds exactly once | replay events/s |"
+        "| false pages / 100 series-weeks | digest items (false / launch / all) "
+        "| pages on a coarse scope | wrong pauses | budget thresholds exactly once "
+        "| replay events/s |"
     )
-    rows = [head, "|" + " --- |" * 10]
+    rows = [head, "|" + " --- |" * 11]
     for run in runs:
         s = scores[run.name]
         b = s.budget
@@ -456,14 +561,18 @@ def summary_table(runs: Sequence[Run], scores: Mapping[str, Score]) -> str:
             f"| {s.detected}/{s.incidents} ({100 * s.detection_rate:.0f} %) "
             f"| {_num(s.median_delay_min)} | {_num(s.p90_delay_min)} "
             f"| {s.false_per_100_series_weeks:.1f} ({s.false_alerts}) "
-            f"| {_num(s.ids_per_detected_incident, '{:.1f}')} "
+            f"| {s.false_digest} / {s.digest_ok} / {s.digest_items} "
+            f"| {s.coarse_pages} of {s.pages} "
             f"| {s.wrong_pauses} of {s.pauses} | {budget} | {_num(run.events_per_s, '{:,.0f}')} |"
         )
     return "\n".join(rows)
 
 
-def scenario_table(runs: Sequence[Run], scores: Mapping[str, Score]) -> str:
-    """Rows per scenario; each cell: detected/incidents, median delay, false alerts, pauses."""
+def scenario_table(
+    runs: Sequence[Run], scores: Mapping[str, Score], weeks_scored: float = math.nan
+) -> str:
+    """Rows per scenario; each cell: detected/incidents in median (max) delay, false pages
+    (and per 100 series-weeks), false digest items, pauses."""
     about = {spec.name: spec.about for spec in SCENARIOS}
     about[AGGREGATE] = "alerts whose scope is no single scenario (e.g. global)"
     names = [run.name for run in runs]
@@ -477,17 +586,66 @@ def scenario_table(runs: Sequence[Run], scores: Mapping[str, Score]) -> str:
             r = scores[name].per_scenario[scenario]
             parts = []
             if r.incidents:
-                parts.append(f"{r.detected}/{r.incidents} in {_num(r.median_delay_min)} min")
+                parts.append(
+                    f"{r.detected}/{r.incidents} in {_num(r.median_delay_min)} min "
+                    f"(max {_num(r.max_delay_min)})"
+                )
+                if r.digest_only:
+                    parts.append(f"{r.digest_only} in the digest only")
             false = f"{r.false_alerts} false"
+            if r.series and weeks_scored == weeks_scored:
+                false += f" ({100 * r.false_alerts / (r.series * weeks_scored):.1f}/100 sw)"
             if r.max_false_per_series:
                 false += f" (max {r.max_false_per_series}/series)"
             parts.append(false)
+            if r.false_digest or r.digest_ok:
+                parts.append(f"digest {r.false_digest} false, {r.digest_ok} on launches")
             if r.pauses:
                 parts.append(f"{r.pauses} pauses, {r.wrong_pauses} wrong")
             cells.append(" · ".join(parts))
         series = scores[names[0]].per_scenario[scenario].series if names else 0
         rows.append(f"| {scenario} | {about[scenario]} | {series or '–'} | {' | '.join(cells)} |")
     return "\n".join(rows)
+
+
+def bar(s: Score) -> list[tuple[bool, str]]:
+    """The issue's bar (issue 18), line by line: (met, what was measured)."""
+    per = s.per_scenario
+
+    def delays(cases: Iterable[str]) -> list[float]:
+        return [d for c in cases if c in per for d in per[c].delays_min]
+
+    def count(cases: Iterable[str]) -> tuple[int, int]:
+        return sum(per[c].detected for c in cases if c in per), sum(
+            per[c].incidents for c in cases if c in per
+        )
+
+    runaway, creep, per_call = delays(RUNAWAY_CASES), delays(CREEP_CASES), delays(PER_CALL_CASES)
+    med = statistics.median(runaway) if runaway else math.inf
+    creep_max = max(creep) if creep else math.inf
+    call_med = statistics.median(per_call) if per_call else math.inf
+    call_max = max(per_call) if per_call else math.inf
+    d_creep, n_creep = count(CREEP_CASES)
+    d_call, n_call = count(PER_CALL_CASES)
+    return [
+        (s.detected == s.incidents, f"every incident detected: {s.detected}/{s.incidents}"),
+        (med <= BAR_RUNAWAY_MIN, f"runaways and spikes, median delay {med:.0f} min (<= 15)"),
+        (
+            d_creep == n_creep and creep_max <= BAR_CREEP_MIN,
+            f"creeps {d_creep}/{n_creep}, the latest after {creep_max / 1440:.1f} days (<= 10)",
+        ),
+        (
+            d_call == n_call and call_med <= BAR_PER_CALL_MIN,
+            f"cost per call {d_call}/{n_call}, median {call_med:.0f} min (<= 60), "
+            f"max {call_max:.0f} min",
+        ),
+        (
+            s.false_per_100_series_weeks <= BAR_FALSE_PAGES,
+            f"false pages {s.false_per_100_series_weeks:.1f} per 100 series-weeks (<= 2)",
+        ),
+        (s.wrong_pauses == 0, f"wrong pauses {s.wrong_pauses}"),
+        (s.budget.ok, f"budget thresholds exactly once: {'yes' if s.budget.ok else 'no'}"),
+    ]
 
 
 def preamble(scenarios: ScenarioSet, stream_eps: float | None) -> str:
@@ -540,13 +698,19 @@ def report_json(
             median_delay_min=s.median_delay_min,
             p90_delay_min=s.p90_delay_min,
             false_per_100_series_weeks=s.false_per_100_series_weeks,
+            false_digest_per_100_series_weeks=s.false_digest_per_100_series_weeks,
+            bar=[{"met": ok, "what": what} for ok, what in bar(s)],
             ids_per_detected_incident=s.ids_per_detected_incident,
             budget_ok=s.budget.ok,
             alerts=len(run.alerts),
             replay_seconds=run.seconds,
             replay_events_per_s=run.events_per_s,
             per_scenario={
-                k: {**asdict(v), "median_delay_min": v.median_delay_min}
+                k: {
+                    **asdict(v),
+                    "median_delay_min": v.median_delay_min,
+                    "max_delay_min": v.max_delay_min,
+                }
                 for k, v in s.per_scenario.items()
             },
         )
@@ -580,16 +744,22 @@ def print_report(
     print()
     print(summary_table(runs, scores))
     print()
-    print(scenario_table(runs, scores))
+    print(scenario_table(runs, scores, scenarios.labels.scored_weeks))
     print()
     for run in runs:
         s = scores[run.name]
         false = ", ".join(f"{k} {v}" for k, v in sorted(s.false_by_detector.items())) or "none"
         budget = ", ".join(f"{k} {v}" for k, v in sorted(s.budget_family.items())) or "none"
         print(
-            f"{run.name}: false alert ids by detector: {false}; raised in the warm-up: "
+            f"{run.name}: false page ids by detector: {false}; raised in the warm-up: "
             f"{s.warmup_alerts}; budget-family alert ids: {budget}"
         )
+    for run in runs:
+        lines = bar(scores[run.name])
+        met = sum(ok for ok, _ in lines)
+        print(f"\n{run.name} against the bar (issue 18): {met} of {len(lines)} met")
+        for ok, what in lines:
+            print(f"  [{'x' if ok else ' '}] {what}")
 
 
 def main(argv: list[str] | None = None, replay: ReplayFn | None = None) -> dict[str, Any]:

@@ -10,9 +10,11 @@ own: until 2026-12-04 the bench had one partition, and counted a third of this),
 the detect stage's ``SpendWatch`` fed with those states' own flushes (per series: its
 key, its open hour's parts, one per partition, and what it learned last), holding the
 detectors of the default config: one per entry of ``Config().detectors`` (``baseline``
-and ``wow`` on cost, ``baseline`` and ``wow`` on cost per call), after four weeks of
-hourly history. (Until 2026-12-03 the bench held
-the detectors in plain lists, not in a watch: it left out about 1.4 KB a series.)
+and ``wow`` on cost, ``shift`` on cost per call: the bench's series are keys, where all
+three run), after four weeks of hourly history. (Until 2026-12-03 the bench held
+the detectors in plain lists, not in a watch: it left out about 1.4 KB a series. Until
+2026-12-05 the default was four detectors: ``baseline`` and ``wow`` on cost and on cost
+per call.)
 
 Detector histories: 64 detectors of each entry learn 64 different synthetic
 series (weekly and diurnal shape, log-normal noise, different levels; a cost per

@@ -1,11 +1,17 @@
-"""Labeled spend scenarios for the detector evaluation (issue 5, item 9).
+"""Labeled spend scenarios for the detector evaluation (issue 5, item 9; issue 18).
 
 Why a generator of our own: detection rate, delay and false alerts only mean something
 against ground truth, and each failure mode the engine must handle needs its own traffic
 and its own label: a looping agent, a weekend batch runaway, a critical spike that must be
-alerted and never paused, a legitimate launch, a slow week-over-week creep, cents-per-hour
-noise, a bad prompt change, a silent day, duplicates and late events around a budget line,
-and plain seasonal traffic with legitimate bursts.
+alerted and never paused, a legitimate launch, a week-over-week creep (fast, and a slow one
+compounding +35 % a week), cents-per-hour noise, a bad prompt change (at a few calls an
+hour, and a deploy on a busy key), a silent day, an outage the week before, noisy
+customers under one key, duplicates and late events around a budget line, and plain
+seasonal traffic with legitimate bursts.
+
+Each label also says how an incident must reach people (``route``): a runaway, a spike or a
+dearer prompt is paged; a creep is a trend, for the digest or a page; a launch is no
+incident, but a digest line about it is fair (a page is not).
 
 Each scenario is ``series`` independent series, and every series has its own team, feature
 and api_key (and each scenario its own model), so an alert's scope says which series, and
@@ -116,6 +122,12 @@ class SeriesLabel:
     expected_action: str
     pause_allowed: bool
     budget: BudgetLabel | None = None
+    #: How the incident must reach people: ``page`` (an alert of severity warning or
+    #: critical), ``trend`` (a digest item or a page); for a non-incident, ``digest`` means a
+    #: digest item about it is fair (a launch) and ``none`` that nothing should be said.
+    route: str = "none"
+    #: Customers this key serves (the ``customer`` field of its events), if any.
+    customers: tuple[str, ...] = ()
 
     @property
     def api_key(self) -> str:
@@ -160,6 +172,7 @@ class Spec:
     bursts_per_week: float = 2.0
     hour_sigma: float = 0.25  # log-normal noise of the hourly call rate
     call_sigma: float = 0.6  # log-normal noise of the cost of one call
+    route: str = "none"  # see ``SeriesLabel.route``
 
 
 # Append new scenarios at the end: the index seeds each series' random stream.
@@ -167,26 +180,28 @@ class Spec:
 SCENARIOS: tuple[Spec, ...] = (
     Spec("runaway", "agent loop: a key spends 10-50x its mean for 2-8 h", "anthropic",
          "claude-opus-4-1", "agent", "standard", "production", "business", (8, 150), (3, 8),
-         incident=True, expected_action="alert", pause_allowed=True),
+         incident=True, expected_action="alert", pause_allowed=True, route="page"),
     Spec("batch_runaway", "batch key loops around the clock from a Saturday, 10-30x, 8-30 h",
          "openai", "o3-pro", "nightly-batch", "batch", "production", "nightly", (8, 150),
-         (3, 8), incident=True, expected_action="pause", pause_allowed=True),
+         (3, 8), incident=True, expected_action="pause", pause_allowed=True, route="page"),
     Spec("critical_spike", "critical production service spikes 8-20x for 1-3 h", "anthropic",
          "claude-sonnet-4-5", "support-chat", "critical", "production", "always_on",
-         (8, 150), (3, 8), incident=True, expected_action="alert", pause_allowed=False),
+         (8, 150), (3, 8), incident=True, expected_action="alert", pause_allowed=False,
+         route="page"),
     Spec("launch", "legitimate launch: a sustained 3-5x new level (not an incident)", "openai",
          "gpt-5", "assistant", "standard", "production", "business", (8, 150), (3, 8),
-         incident=False, expected_action="none", pause_allowed=False),
+         incident=False, expected_action="none", pause_allowed=False, route="digest"),
     Spec("creep", "week-over-week creep: +8 %/day for a week, then holds", "google",
          "gemini-2.5-pro", "summaries", "standard", "production", "business", (8, 150),
-         (3, 8), incident=True, expected_action="alert", pause_allowed=False),
+         (3, 8), incident=True, expected_action="alert", pause_allowed=False, route="trend"),
     Spec("tiny", "cents per hour with heavy noise and a 10-30x surge (never alert)", "openai",
          "gpt-4.1-nano", "autocomplete", "standard", "production", "business", (0.01, 0.1),
          (2, 6), incident=False, expected_action="none", pause_allowed=False,
          hour_sigma=0.6, call_sigma=1.0),
     Spec("prompt_change", "bad prompt change: cost per call x3 at flat volume for 12-48 h",
          "anthropic", "claude-opus-4-5", "rag", "standard", "production", "business",
-         (8, 150), (3, 8), incident=True, expected_action="alert", pause_allowed=False),
+         (8, 150), (3, 8), incident=True, expected_action="alert", pause_allowed=False,
+         route="page"),
     Spec("gap", "a silent day, then normal traffic (no alert)", "openai", "gpt-4.1", "ingest",
          "standard", "production", "always_on", (8, 150), (3, 8), incident=False,
          expected_action="none", pause_allowed=False),
@@ -196,6 +211,22 @@ SCENARIOS: tuple[Spec, ...] = (
     Spec("steady", "seasonal traffic with daily legitimate bursts (no alert)", "openai",
          "gpt-4o", "search", "standard", "production", "always_on", (8, 150), (3, 8),
          incident=False, expected_action="none", pause_allowed=False, bursts_per_week=7.0),
+    Spec("slow_creep", "creep compounding +35 % a week from the end of the warm-up on",
+         "google", "gemini-2.5-flash", "digest", "standard", "production", "business",
+         (8, 150), (3, 8), incident=True, expected_action="alert", pause_allowed=False,
+         route="trend"),
+    Spec("prompt_regression", "a deploy on a busy key: each call costs 3x (3x tokens) from then "
+         "on, same volume", "anthropic", "claude-haiku-4-5", "extract", "standard",
+         "production", "business", (20, 200), (20, 60), incident=True, expected_action="alert",
+         pause_allowed=False, route="page"),
+    Spec("outage", "an outage (traffic at 0-20 % for 6-24 h), normal traffic a week later "
+         "(no alert)", "openai", "gpt-4.1-mini", "classify", "standard", "production",
+         "always_on", (8, 150), (3, 8), incident=False, expected_action="none",
+         pause_allowed=False),
+    Spec("customers", "one key serving 6-15 customers of uneven size (customer series are "
+         "small and noisy; no alert)", "anthropic", "claude-sonnet-4", "copilot", "standard",
+         "production", "business", (8, 150), (3, 8), incident=False, expected_action="none",
+         pause_allowed=False),
 )
 # fmt: on
 
@@ -249,6 +280,8 @@ class _Plan:
     cost_x: list[tuple[float, float, float]] = field(default_factory=list)
     #: (start, end): no events at all (an outage or a silent day).
     silent: list[tuple[float, float]] = field(default_factory=list)
+    #: Customers the key's calls are spread over (uneven, Zipf-like shares); 0: none.
+    customers: int = 0
 
 
 @dataclass(frozen=True)
@@ -344,6 +377,40 @@ def _plan_none(c: _Ctx) -> _Plan:
     return _Plan()
 
 
+def _plan_slow_creep(c: _Ctx) -> _Plan:
+    """+35 % a week, compounding, from within two days of the warm-up's end to the run's end."""
+    start = c.hour(c.incident_from, c.incident_from + 2 * DAY)
+    hours = c.t0 + HOUR * np.arange(c.n_hours)
+    weeks = np.clip(hours - start, 0.0, None) / WEEK
+    return _Plan([Interval(start, c.end, "creep")], rate_x=1.35**weeks)
+
+
+def _plan_prompt_regression(c: _Ctx) -> _Plan:
+    """A deploy in working hours (a weekday, 09:00-17:00 UTC) makes every call 3x dearer."""
+    days = [
+        c.t0 + d * DAY
+        for d in range(c.n_hours // 24)
+        if d % 7 < 5 and c.incident_from <= c.t0 + d * DAY <= c.end - 3 * DAY
+    ]
+    day = float(c.rng.choice(days))
+    start = c.minute(day + 9 * HOUR, day + 17 * HOUR)
+    return _Plan([Interval(start, c.end, "prompt_regression")], cost_x=[(start, c.end, 3.0)])
+
+
+def _plan_outage(c: _Ctx) -> _Plan:
+    """Traffic at 0-20 % for 6-24 h, late enough that the week after it is scored."""
+    dur = math.floor(c.rng.uniform(6, 24)) * HOUR
+    start = c.hour(c.incident_from - 4 * DAY, c.end - WEEK - DAY - dur)
+    rate_x = np.ones(c.n_hours)
+    first = int((start - c.t0) // HOUR)
+    rate_x[first : first + int(dur // HOUR)] = c.rng.uniform(0.0, 0.2)
+    return _Plan([Interval(start, start + dur, "outage")], rate_x=rate_x)
+
+
+def _plan_customers(c: _Ctx) -> _Plan:
+    return _Plan(customers=int(c.rng.integers(6, 16)))
+
+
 _PLANNERS = {
     "runaway": _plan_runaway,
     "batch_runaway": _plan_batch_runaway,
@@ -355,6 +422,10 @@ _PLANNERS = {
     "gap": _plan_gap,
     "budget": _plan_none,
     "steady": _plan_none,
+    "slow_creep": _plan_slow_creep,
+    "prompt_regression": _plan_prompt_regression,
+    "outage": _plan_outage,
+    "customers": _plan_customers,
 }
 
 
@@ -366,6 +437,7 @@ class _Drawn:
     arrival: np.ndarray
     cost: np.ndarray
     local_id: np.ndarray  # index among the series' unique events; duplicates repeat one
+    customer: np.ndarray | None = None  # index into the series' customers, per event
 
 
 def _draw_series(spec: Spec, c: _Ctx, plan: _Plan, level: float) -> _Drawn:
@@ -398,7 +470,11 @@ def _draw_series(spec: Spec, c: _Ctx, plan: _Plan, level: float) -> _Drawn:
     for start, end, x in plan.cost_x:
         cost[(ts >= start) & (ts < end)] *= x
     cost = np.maximum(cost.round(6), 1e-6)
-    return _Drawn(ts, ts.copy(), cost, np.arange(len(ts)))
+    customer = None
+    if plan.customers:
+        share = 1.0 / np.arange(1, plan.customers + 1) ** 1.1
+        customer = rng.choice(plan.customers, size=len(ts), p=share / share.sum())
+    return _Drawn(ts, ts.copy(), cost, np.arange(len(ts)), customer)
 
 
 def _duplicate_and_delay(d: _Drawn, rng: np.random.Generator) -> tuple[_Drawn, int, int]:
@@ -414,6 +490,7 @@ def _duplicate_and_delay(d: _Drawn, rng: np.random.Generator) -> tuple[_Drawn, i
         np.concatenate([arrival, dup_arrival]),
         np.concatenate([d.cost, d.cost[dup]]),
         np.concatenate([d.local_id, d.local_id[dup]]),
+        None if d.customer is None else np.concatenate([d.customer, d.customer[dup]]),
     )
     return out, len(dup), int(late.sum())
 
@@ -465,6 +542,9 @@ class ScenarioSet:
     _cost: np.ndarray
     _series: np.ndarray
     _uid: np.ndarray
+    #: Per event, an index into ``_customers`` (-1: no customer).
+    _customer: np.ndarray
+    _customers: tuple[str, ...]
 
     def __len__(self) -> int:
         return len(self._ts)
@@ -487,6 +567,8 @@ class ScenarioSet:
         ]
         prefix = f"bench-{self.seed}-"
         columns = [np.array(column, dtype=object) for column in zip(*static, strict=True)]
+        # Index -1 (no customer) reads the trailing None.
+        customers = np.array([*self._customers, None], dtype=object)
         for lo in range(0, len(self._ts), chunk):
             series = self._series[lo : lo + chunk]
             n = len(series)
@@ -496,6 +578,7 @@ class ScenarioSet:
                 column[series].tolist() for column in columns
             )
             zeros, nones = [0] * n, [None] * n
+            customer = customers[self._customer[lo : lo + chunk]].tolist()
             # Positional arguments in UsageEvent's field order: 3x faster than keywords.
             yield from map(
                 UsageEvent,
@@ -503,7 +586,7 @@ class ScenarioSet:
                 self._ts[lo : lo + chunk].tolist(), provider, model,
                 np.maximum(tokens * 0.85, 1).astype(np.int64).tolist(),
                 np.maximum(tokens * 0.15, 1).astype(np.int64).tolist(),
-                team, zeros, zeros, zeros, cost.tolist(), feature, api_key, nones, env,
+                team, zeros, zeros, zeros, cost.tolist(), feature, api_key, customer, env,
                 workload, nones, nones, [{} for _ in range(n)], [{} for _ in range(n)],
             )  # fmt: skip
 
@@ -523,6 +606,7 @@ def generate(seed: int = 0, series: int = 20, weeks: int = 5) -> ScenarioSet:
     labels: list[SeriesLabel] = []
     budgets: list[BudgetConfig] = []
     drawn: list[_Drawn] = []
+    customers: list[str] = []
     duplicates = late = 0
     for i, spec in enumerate(SCENARIOS):
         shape = weekly_shape(spec.pattern)
@@ -551,6 +635,11 @@ def generate(seed: int = 0, series: int = 20, weeks: int = 5) -> ScenarioSet:
                 d, n_dup, n_late = _duplicate_and_delay(d, rng)
                 duplicates += n_dup
                 late += n_late
+            names: tuple[str, ...] = ()
+            if d.customer is not None:
+                names = tuple(f"{team}-cust{k:02d}" for k in range(plan.customers))
+                d.customer = d.customer + len(customers)
+                customers.extend(names)
             drawn.append(d)
             labels.append(
                 SeriesLabel(
@@ -568,9 +657,11 @@ def generate(seed: int = 0, series: int = 20, weeks: int = 5) -> ScenarioSet:
                     expected_action=spec.expected_action,
                     pause_allowed=spec.pause_allowed,
                     budget=budget,
+                    route=spec.route,
+                    customers=names,
                 )
             )
-    ts, cost, series_ix, uid = _merge(drawn)
+    ts, cost, series_ix, uid, customer = _merge(drawn)
     return ScenarioSet(
         seed=seed,
         series_per_scenario=series,
@@ -583,10 +674,14 @@ def generate(seed: int = 0, series: int = 20, weeks: int = 5) -> ScenarioSet:
         _cost=cost,
         _series=series_ix,
         _uid=uid,
+        _customer=customer,
+        _customers=tuple(customers),
     )
 
 
-def _merge(drawn: list[_Drawn]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _merge(
+    drawn: list[_Drawn],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One stream in arrival order; ids unique per event, shared by its duplicates."""
     offsets = np.cumsum([0] + [int(d.local_id.max(initial=-1)) + 1 for d in drawn])
     ts = np.concatenate([d.ts for d in drawn])
@@ -594,10 +689,13 @@ def _merge(drawn: list[_Drawn]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     cost = np.concatenate([d.cost for d in drawn])
     series = np.concatenate([np.full(len(d.ts), k, dtype=np.int32) for k, d in enumerate(drawn)])
     uid = np.concatenate([d.local_id + offsets[k] for k, d in enumerate(drawn)])
+    customer = np.concatenate(
+        [np.full(len(d.ts), -1) if d.customer is None else d.customer for d in drawn]
+    ).astype(np.int64)
     order = np.lexsort((uid, arrival))  # ties: the smaller id first, on every machine
     uid = uid[order]
     # Renumber ids in order of first arrival, so the stream reads bench-S-0, bench-S-1, ...
     _, first, inverse = np.unique(uid, return_index=True, return_inverse=True)
     rank = np.empty(len(first), dtype=np.int64)
     rank[np.argsort(first)] = np.arange(len(first))
-    return ts[order], cost[order], series[order], rank[inverse]
+    return ts[order], cost[order], series[order], rank[inverse], customer[order]

@@ -7,12 +7,20 @@ Importing this package registers every detector module below.
 
 >>> from detectors import available
 >>> available()
-['baseline', 'cloud_sigma', 'river_snarimax', 'wow', 'wow_naive']
+['baseline', 'cloud_sigma', 'generic', 'river_snarimax', 'shift', 'wow', 'wow_naive']
 """
 
 from __future__ import annotations
 
-from spendbrake.detectors import _cloud, _river, _seasonal, _wow, _wow_naive  # noqa: F401  (registers)
+from spendbrake.detectors import (  # noqa: F401  (registers)
+    _cloud,
+    _generic,
+    _river,
+    _seasonal,
+    _shift,
+    _wow,
+    _wow_naive,
+)
 from spendbrake.detectors._base import Detector, Verdict, available, make_detector, register
 from spendbrake.detectors._budget import BudgetTracker, BudgetVerdict
 from spendbrake.detectors._watch import SpendWatch

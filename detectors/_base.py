@@ -29,7 +29,9 @@ class Verdict:
     """What one ``update`` concluded about one closed window.
 
     ``score`` is in [0, 1] and crosses 0.5 where the statistical threshold is met;
-    ``is_anomaly`` may additionally need a dollar-impact floor or hysteresis.
+    ``is_anomaly`` may additionally need a dollar-impact floor or hysteresis. ``trend``
+    marks an anomaly that is real but not urgent (a week-over-week rise, a creep): the
+    detector stage sends it as severity ``info``, for the digest, not as a page.
     """
 
     score: float
@@ -37,6 +39,7 @@ class Verdict:
     expected: float | None
     observed: float
     reason: str
+    trend: bool = False
 
 
 class Detector:
@@ -48,6 +51,10 @@ class Detector:
 
     __slots__ = ()
     name: str = ""
+    #: Whether a silent window (0) can alert however long the silence has lasted (a
+    #: two-sided detector: a drop is news). The watch lets a silent series sleep only when
+    #: none of its detectors says so (the conformance suite checks the others never do).
+    alerts_on_silence: bool = False
 
     def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:  # pragma: no cover
         """Score ``value`` for the window at ``ts`` (epoch seconds), then learn from it.

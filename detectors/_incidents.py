@@ -102,17 +102,45 @@ class Incident:
     keys: list[KeyInfo] = field(default_factory=list)
     #: The scope it was opened at (None in snapshots from before it was kept).
     origin: Scope | None = None
+    #: Its family (``family``); None in snapshots from before digest items (read off its id).
+    family: str | None = None
+    #: When it was opened (event time) and the most specific scope it was stated at; None
+    #: in snapshots from before they were kept.
+    opened: float | None = None
+    at: Scope | None = None
 
 
-def family(kind: str) -> str:
+def family(kind: str, severity: str = "warning") -> str:
     """Runaway evidence (a window far above its baseline) versus a trend (a weekly rise, a
-    dearer prompt). A trend never hides a runaway: the runaway opens its own incident,
-    with its own action; a trend seen while a runaway is open is part of it."""
+    dearer prompt) versus a digest item (severity ``info``: a creep, a launch's step). A
+    trend never hides a runaway: the runaway opens its own incident, with its own action;
+    a trend seen while a runaway is open is part of it. Likewise a page never continues a
+    digest item (that was never posted): it opens its own incident."""
+    if severity == "info":
+        return "digest"
     return "runaway" if kind == "anomaly" else "trend"
+
+
+#: The families whose open incidents a root of each family may continue.
+_CONTINUES = {
+    "runaway": ("runaway",),
+    "trend": ("runaway", "trend"),
+    "digest": ("runaway", "trend", "digest"),
+}
+
+
+#: A root continues an incident opened at a parent whose membership is unknown (a model,
+#: a customer) only this soon after it opened: "seen first at the model, now at its key"
+#: happens within minutes; a day later it is another key's runaway on the same model.
+RESTATE_S = 3600.0
 
 
 class IncidentBook:
     """Open incidents by family and scope; decides whether a root is news, a follow-up, or noise.
+
+    An incident first stated at a broad scope (a team's or a model's sum often crosses before
+    the looping key does) is re-stated at the key when the key's own anomaly joins it: a
+    follow-up naming the key, the one thing to act on.
 
     Parameters
     ----------
@@ -124,7 +152,7 @@ class IncidentBook:
         self.quiet_s = quiet_s
         self.open: dict[tuple[str, Scope], Incident] = {}
 
-    def _find(self, families: tuple[str, ...], root: Candidate) -> Incident | None:
+    def _find(self, families: tuple[str, ...], root: Candidate, now: float) -> Incident | None:
         # The root's own scope: an incident already covers it (its origin, or a broader
         # scope it was seen in).
         for fam in families:
@@ -137,8 +165,13 @@ class IncidentBook:
         for fam in families:
             for scope in root.also:
                 incident = self.open.get((fam, scope))
-                if incident is not None and _origin(incident, scope) == scope:
-                    return incident
+                if incident is None or _origin(incident, scope) != scope:
+                    continue
+                known = all(name in root.known for name, _ in scope)
+                opened = getattr(incident, "opened", None)
+                if not known and (opened is None or now - opened > RESTATE_S):
+                    continue  # not shown to be inside it, and not just opened: another cause
+                return incident
         return None
 
     def _register(self, fam: str, scope: Scope, incident: Incident) -> None:
@@ -153,8 +186,8 @@ class IncidentBook:
         # still belong to the incident they are part of.
         now = min(now, root.window_end)
         self._expire(now)
-        fam = family(root.kind)
-        incident = self._find(("runaway",) if fam == "runaway" else ("runaway", "trend"), root)
+        fam = family(root.kind, root.severity)
+        incident = self._find(_CONTINUES[fam], root, now)
         if incident is None:
             incident = Incident(
                 id=incident_id(root.kind, root.scope, root.window_start),
@@ -163,18 +196,26 @@ class IncidentBook:
                 last_ts=now,
                 scopes={root.scope, *root.also},
                 origin=root.scope,
+                family=fam,
+                opened=now,
+                at=root.scope,
             )
             for scope in (root.scope, *root.also):
                 self._register(fam, scope, incident)
             return incident, True
         incident.last_ts = max(incident.last_ts, now)
-        owner = family(incident.id.split("/", 1)[0])
+        owner = getattr(incident, "family", None) or family(incident.id.split("/", 1)[0])
         for scope in (root.scope, *root.also):
             if scope not in incident.scopes:
                 incident.scopes.add(scope)
                 self._register(owner, scope, incident)
-        if more_severe(root.severity, incident.severity):
-            incident.severity = root.severity
+        stated = getattr(incident, "at", None) or _origin(incident, None) or root.scope
+        narrower = owner == fam and rank(root.scope) > rank(stated)
+        if narrower:
+            incident.at = root.scope  # re-stated at the narrower scope (the key)
+        if more_severe(root.severity, incident.severity) or narrower:
+            if more_severe(root.severity, incident.severity):
+                incident.severity = root.severity
             incident.seq += 1
             return incident, False
         return None

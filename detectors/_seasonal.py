@@ -66,6 +66,13 @@ __all__ = ["SeasonalBaseline"]
 #: Share of silent windows in the first season that marks spend as lumpy (a few calls a window).
 LUMPY_SHARE = 0.01
 
+#: Codes after the daily peaks in the profile array: EW sums of calls and of expected spend.
+_SUMS = 2
+#: Their decay per window (about four days of hours), and the least calls for a count alert.
+SUMS_DECAY = 0.99
+COUNT_MIN = 3.0
+COUNT_ALPHA = 1e-5
+
 #: Weighted windows: the EW mean of ``weight`` learns at this rate (about four days of hours),
 #: and a window counts as at most WEIGHT_CAP usual ones (its residual at most doubled).
 WEIGHT_ALPHA = 0.01
@@ -105,6 +112,8 @@ class _BaselineParams(HyperParams):
     peak_n: int
     auto_unit: float
     sharp_z: float
+    count_x: float
+    count_floor: float
 
     #: Slot counts stop here: past it a count changes no decision, so it need not grow.
     #: A count is read as: zero or not, ``>= min_slot_n`` (warm), ``n_eff = min(count,
@@ -175,6 +184,16 @@ class SeasonalBaseline(Detector):
         into the hour. ``peak_x=0`` turns it off. (``peak_n`` was 6 until 2026-12: the
         single window catches more critical spikes, sooner, with fewer false alerts in
         the evaluation.)
+    count_x, count_floor
+        Count path, for ``value`` a sum over ``weight`` calls (cost per hour; 0: off, and
+        ``weight`` is the evidence behind a mean, as for cost per call): a window, or the
+        part of it seen so far, with ``count_x`` times the calls expected for its slot (and
+        at least ``count_floor`` times the series' mean calls per window, and improbable as
+        chance) alerts, with ``min_usd`` of excess. Expected calls are the slot's expected
+        spend times the series' calls per expected dollar (both EW sums over about four days
+        of windows). Why: a loop makes calls; counted, it shows minutes in, where its dollars
+        still sit inside a lumpy series' sigma. A legitimate burst (a few times the slot's
+        rate for under an hour) stays under the bar.
     """
 
     def __init__(
@@ -197,6 +216,8 @@ class SeasonalBaseline(Detector):
         peak_n: int = 1,
         auto_unit: float = 1.0,
         sharp_z: float = 6.0,
+        count_x: float = 0.0,
+        count_floor: float = 0.5,
     ) -> None:
         check("period_s", period_s, period_s > 0, "> 0")
         check("season", season, isinstance(season, int) and season >= 1, "an int >= 1")
@@ -213,6 +234,8 @@ class SeasonalBaseline(Detector):
         check("level_alpha_fast", level_alpha_fast, 0 <= level_alpha_fast <= 1, "in [0, 1]")
         check("auto_unit", auto_unit, auto_unit >= 0, ">= 0 (0: off)")
         check("sharp_z", sharp_z, sharp_z >= 0, ">= 0 (0: off)")
+        check("count_x", count_x, count_x == 0 or count_x > 1, "0 (off) or > 1")
+        check("count_floor", count_floor, count_floor >= 0, ">= 0")
         check("peak_x", peak_x, peak_x == 0 or peak_x > 1, "0 (off) or > 1")
         check(
             "peak_days",
@@ -241,6 +264,8 @@ class SeasonalBaseline(Detector):
                 peak_n,
                 auto_unit,
                 sharp_z,
+                count_x,
+                count_floor,
             )
         )
         # Learned state. The profile is int16 fixed point (``_get``/``_set``) and the counts
@@ -250,7 +275,8 @@ class SeasonalBaseline(Detector):
         # ring by day number) as int16 log2 codes (``detectors._logcode``): one array where
         # a float32 array of its own took 136 bytes. Why that is precise enough: a peak reads
         # back within 0.07 %, so only a window within 0.07 % of the ceiling can change sides.
-        self._profile = array("h", [0]) * season + array("h", [EMPTY]) * peak_days
+        # Then two log codes for the count path: EW sums of calls and of expected spend.
+        self._profile = array("h", [0]) * season + array("h", [EMPTY]) * (peak_days + _SUMS)
         self._counts = _new_counts(self._hp)
         self._level = 0.0
         self._n = 0
@@ -305,6 +331,8 @@ class SeasonalBaseline(Detector):
         codes += [EMPTY] * (hp.peak_days - len(codes))  # none kept: from before the ceiling
         if len(state["_profile"]) == hp.season:
             state["_profile"] += array("h", codes)
+        if len(state["_profile"]) == hp.season + hp.peak_days:  # from before the count path
+            state["_profile"] += array("h", [EMPTY]) * _SUMS
         state["_profile"] = state["_profile"][:]  # an unpickled array is over-allocated
         state["_last"] = tuple(state["_last"])  # an array until 2026-12
         for name in self.__slots__:
@@ -369,8 +397,8 @@ class SeasonalBaseline(Detector):
 
     def _evidence(self, weight: float, learn: bool) -> float:
         """``sqrt`` of this window's weight over the usual one (learned), capped; 1.0 unweighted."""
-        if not (weight > 0.0 and math.isfinite(weight)):
-            return 1.0
+        if self._hp.count_x or not (weight > 0.0 and math.isfinite(weight)):
+            return 1.0  # with the count path, ``weight`` counts calls behind a sum
         usual = self._wmean
         if learn and weight != usual:  # a constant weight (1.0) allocates nothing
             self._wmean = weight if usual == 0.0 else usual + WEIGHT_ALPHA * (weight - usual)
@@ -458,8 +486,16 @@ class SeasonalBaseline(Detector):
                 alert = ceiling = True
                 score = max(score, ratio_score(over))
                 reason = self._ceiling_reason(trailing, peak, label)
+        if warm and not alert and hp.count_x and excess > hp.min_usd:
+            over = self._count_over(weight, expected)
+            if over >= 1.0:
+                alert = True
+                score = max(score, ratio_score(over))
+                reason = self._count_reason(weight, expected, value, label)
         if not learn:
             return Verdict(score, alert, expected, value, reason)
+        if hp.count_x:
+            self._learn_sums(weight, expected)
 
         # Learn: scale and slow window first, then the level (a robust jump on a shift), then slot.
         sc.learn(r * s)
@@ -504,7 +540,7 @@ class SeasonalBaseline(Detector):
         n, peaks = self._hp.peak_days, self._hp.season
         profile = self._profile
         if self._peak_day is None or day - self._peak_day >= n:
-            profile[peaks:] = array("h", [EMPTY]) * n
+            profile[peaks : peaks + n] = array("h", [EMPTY]) * n
         elif day > self._peak_day:
             for d in range(self._peak_day + 1, day + 1):
                 profile[peaks + d % n] = EMPTY
@@ -513,6 +549,64 @@ class SeasonalBaseline(Detector):
         self._peak_day = day if self._peak_day is None else max(day, self._peak_day)
         if value > 0.0 and (code := encode(value)) > profile[peaks + day % n]:
             profile[peaks + day % n] = code
+
+    def _sums(self) -> tuple[float, float]:
+        """EW sums of calls and of expected spend (0.0 before any)."""
+        at = self._hp.season + self._hp.peak_days
+        calls, spend = self._profile[at], self._profile[at + 1]
+        return (
+            0.0 if calls == EMPTY else decode(calls),
+            0.0 if spend == EMPTY else decode(spend),
+        )
+
+    def _learn_sums(self, weight: float, expected: float) -> None:
+        if not (weight >= 0.0 and math.isfinite(weight)) or not expected > 0.0:
+            return
+        at = self._hp.season + self._hp.peak_days
+        calls, spend = self._sums()
+        calls = SUMS_DECAY * calls + weight
+        spend = SUMS_DECAY * spend + expected
+        self._profile[at] = encode(calls) if calls > 0.0 else EMPTY
+        self._profile[at + 1] = encode(spend)
+
+    def _expected_calls(self, expected: float) -> tuple[float, float]:
+        """(calls expected in this window, the series' mean calls per window); 0s if unknown."""
+        calls, spend = self._sums()
+        if not (calls > 0.0 and spend > 0.0):
+            return 0.0, 0.0
+        return expected * calls / spend, calls * (1.0 - SUMS_DECAY)
+
+    def _count_over(self, weight: float, expected: float) -> float:
+        """This window's calls over the count bar (>= 1: a count alert).
+
+        The bar is ``count_x`` times the slot's expected calls, at least ``count_floor``
+        times the series' mean calls per window (a loop adds at least several windows' worth
+        of calls an hour; a quiet slot's own calls say little). A few calls more are also
+        judged as counts: their tail probability under twice the expected calls (slot
+        expectations are noisy; calls come in clumps) must be under COUNT_ALPHA.
+        """
+        if not (weight >= COUNT_MIN and math.isfinite(weight)):
+            return 0.0
+        slot_calls, mean_calls = self._expected_calls(expected)
+        if mean_calls <= 0.0:
+            return 0.0
+        hp = self._hp
+        bar = max(COUNT_MIN, hp.count_x * slot_calls, hp.count_floor * mean_calls)
+        over = weight / bar
+        if over >= 1.0 and _poisson_sf(weight, 2.0 * max(slot_calls, 0.25 * mean_calls)) >= (
+            COUNT_ALPHA
+        ):
+            return 0.999  # over the bar, but a few calls more could be chance
+        return over
+
+    def _count_reason(self, weight: float, expected: float, value: float, label: str) -> str:
+        slot_calls, _ = self._expected_calls(expected)
+        rate = per(self._hp.period_s)
+        return (
+            f"{weight:g} calls for {label} where {slot_calls:.1f} are usual "
+            f"({weight / max(slot_calls, 1e-9):.0f}x); spend {usd(value)}{rate} vs "
+            f"{usd(expected)}{rate} expected"
+        )
 
     def _count(self, slot: int) -> int:
         """Samples this slot has learned, up to ``count_cap`` (which also fixes the layout)."""
@@ -572,6 +666,23 @@ class SeasonalBaseline(Detector):
         return f"{head}, fast and slow windows both high"
 
 
+def _poisson_sf(n: float, mu: float) -> float:
+    """P(N >= n) for N ~ Poisson(mu), summed in log space (no overflow at any size)."""
+    k_max = math.ceil(n) - 1
+    if k_max < 0:
+        return 1.0
+    if mu <= 0.0:
+        return 0.0
+    if k_max > 50_000:
+        z = (n - 0.5 - mu) / math.sqrt(mu)  # far past any hour's calls: normal approximation
+        return 0.5 * math.erfc(z / math.sqrt(2.0))
+    log_mu = math.log(mu)
+    log_terms = [k * log_mu - mu - math.lgamma(k + 1.0) for k in range(k_max + 1)]
+    top = max(log_terms)
+    cdf = math.exp(top) * sum(math.exp(t - top) for t in log_terms)
+    return max(0.0, 1.0 - cdf)
+
+
 def _fixed(x: float) -> int:
     """``x`` log units as a profile code (``PROFILE_Q``), saturating at the int16 range."""
     q = round(x * PROFILE_Q)
@@ -586,7 +697,7 @@ def _from_dict_layout(old: dict[str, Any]) -> dict[str, Any]:
     ``_first``: it keeps its unit).
     """
     names = [f.name for f in _BaselineParams.__dataclass_fields__.values() if f.init]
-    defaults = {"auto_unit": 1.0, "sharp_z": 6.0}
+    defaults = {"auto_unit": 1.0, "sharp_z": 6.0, "count_x": 0.0, "count_floor": 0.5}
     hp = share(_BaselineParams(*(old[n] if n in old else defaults[n] for n in names)))
     state = {k: v for k, v in old.items() if k.startswith("_")}
     state["_hp"] = hp

@@ -497,7 +497,7 @@ class SpendWatch:
         attrs = dict(zip(*key, strict=True))
         detectors = []
         for i, cfg in enumerate(self.config.detectors):
-            if all(attrs.get(k) == v for k, v in cfg.scope.items()):
+            if cfg.runs_on(key[0]) and all(attrs.get(k) == v for k, v in cfg.scope.items()):
                 detectors.append((i, make_detector(cfg.kind, **cfg.params)))
         return _Series(key, detectors)
 
@@ -569,9 +569,12 @@ class SpendWatch:
         return cost / NUSD / calls if calls else math.nan
 
     @staticmethod
-    def _weight(cfg: DetectorConfig, calls: int) -> float:
-        """The evidence behind a window's value: its calls for a cost per call (a mean)."""
-        return float(calls) if cfg.metric == "cost_per_call" else 1.0
+    def _weight(cfg: DetectorConfig, det: Detector, calls: int) -> float:
+        """The evidence behind a window's value: its calls for a cost per call (a mean), and
+        for a cost when the detector counts calls (``baseline``'s ``count_x``)."""
+        if cfg.metric == "cost_per_call" or getattr(det, "count_x", 0.0):
+            return float(calls)
+        return 1.0
 
     def _close(self, hour: int) -> list[Candidate]:
         """Feed ``hour`` to every series' detectors; the anomalous verdicts as candidates.
@@ -600,7 +603,7 @@ class SpendWatch:
             for i, det in zip(series.slots, series.dets, strict=True):
                 cfg = self.config.detectors[i]
                 value = self._value(cfg, cost, calls)
-                verdict = det.update(float(hour), value, self._weight(cfg, calls))
+                verdict = det.update(float(hour), value, self._weight(cfg, det, calls))
                 c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
                 if c is not None:
                     found.append(c)
@@ -612,7 +615,10 @@ class SpendWatch:
         after = self._sleep_after.get(series.slots)
         if after is None:
             windows = [getattr(det, "window_s", HOUR) for det in series.dets]
-            after = self._sleep_after[series.slots] = int(max(windows, default=HOUR)) + HOUR
+            after = int(max(windows, default=HOUR)) + HOUR
+            if any(det.alerts_on_silence for det in series.dets):
+                after = 2**62  # never: each silent hour may alert
+            self._sleep_after[series.slots] = after
         return after
 
     def _wake(self, series: _Series, until: int) -> None:
@@ -620,7 +626,7 @@ class SpendWatch:
         for hour in range(series.asleep_from, until, HOUR):
             for i, det in zip(series.slots, series.dets, strict=True):
                 cfg = self.config.detectors[i]
-                det.update(float(hour), self._value(cfg, 0, 0), self._weight(cfg, 0))
+                det.update(float(hour), self._value(cfg, 0, 0), self._weight(cfg, det, 0))
         series.asleep_from = 0
 
     def _peek(self) -> list[Candidate]:
@@ -642,7 +648,7 @@ class SpendWatch:
                 value = self._value(cfg, cost, calls)
                 if not self._worth_peeking(cfg, det, value, calls, series.closed):
                     continue
-                verdict = det.peek(float(hour), value, self._weight(cfg, calls))
+                verdict = det.peek(float(hour), value, self._weight(cfg, det, calls))
                 c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
                 if c is not None:
                     found.append(c)
@@ -662,9 +668,11 @@ class SpendWatch:
         making: the hour's close still judges it, minutes later.
         """
         if getattr(det, "window_s", HOUR) > HOUR:
-            return False  # a trailing-day comparison (wow) is about creep: the hour close will do
+            return False  # a whole-day comparison (wow) is about trends: its close will do
         if cfg.metric == "cost_per_call":
-            return calls >= 10  # a few calls into the hour say little about the mix
+            # A few calls into the hour say little about the mix, unless the detector weighs
+            # each call's evidence (``shift``: a CUSUM over calls).
+            return calls >= (1 if getattr(det, "weighs_calls", False) else 10)
         if cfg.metric == "calls":
             return value > closed[2]
         return value > getattr(det, "min_usd", 0.0) and value * NUSD > closed[1]
@@ -728,7 +736,8 @@ class SpendWatch:
             expected_usd=expected_usd,
             excess_usd=max(excess, 0.0),
             score=v.score,
-            severity="critical" if v.score >= 0.75 else "warning",
+            # A trend (a creep, a weekly rise) is for the digest: severity info, not a page.
+            severity="info" if v.trend else ("critical" if v.score >= 0.75 else "warning"),
             reason=reason,
             known=self._known(series.scope),
         )
@@ -1026,7 +1035,9 @@ class SpendWatch:
             attrs = dict(series.scope)
             rebuilt: list[tuple[int, Detector]] = []
             for j, cfg in enumerate(config.detectors):
-                if not all(attrs.get(k) == v for k, v in cfg.scope.items()):
+                if not cfg.runs_on(sk[0]) or not all(
+                    attrs.get(k) == v for k, v in cfg.scope.items()
+                ):
                     continue
                 i = continues[j]
                 before = learned.get(i) if i is not None else None

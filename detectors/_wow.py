@@ -1,24 +1,41 @@
-"""``wow``: trailing window vs the same window one week earlier, with hysteresis.
+"""``wow``: a whole day against the same day of the last few weeks, and a creep as it builds.
 
-Why: AI traffic is strongly weekly, so the fair comparison for "today" is the same hours
-last week, not a flat monthly mean. Spend per ``period_s`` is kept in a ring covering
-``window_s`` plus one week (int16 log codes: 192 hourly buckets for a 24 h window, 0.4 KB).
-Only hours with spend in both weeks are compared, so a gap or a silent (zero) stretch in
-either week is not a rise, and the ``trim`` most extreme hour pairs at each end are left
-out, so a legitimate burst in either week is not one either.
-An alert needs a rise over the bar *and* ``min_usd`` more dollars. The bar is the larger of
-``rise`` and ``z`` times the series' own week-over-week noise (an EW RMS of the log ratio,
-learned hourly, winsorized, and not from ratios already over the bar): a day of a few
-lumpy calls an hour swings +-20 % by itself, where a plain 30 % rule pages weekly. Until
-``noise_n`` comparisons were seen, it compares but does not alert. Then it stays quiet for
-``cooldown_s`` (a week) unless the rise grows by a further ``step`` times the larger of
-``rise`` and the peak rise seen since, so a steady 40 % rise pages once, not every hour.
+Why this shape: AI traffic is strongly weekly, so the fair reference for a day is the same
+weekday in earlier weeks, not a flat monthly mean. One week back is fragile: last week's
+outage makes a normal day look like a rise, and last week's burst hides one. So the
+reference is the same window over the last ``weeks`` weeks, averaged over those within
+``band`` times their median (an outage or a burst in one week is left out; in a normal
+week all count, so the reference is as steady as a plain mean).
+
+Windows are whole (``window_s``, a UTC day by default) and judged once, when their last
+period (hour) arrives: a change must hold over the window to count, and an hour's burst is a
+few percent of a day. Two tests, both against the series' own day-to-day noise (an EW RMS of
+the log ratio's innovation, winsorized, learned one window at a time):
+
+- a step: this window's log ratio over ``max(log1p(rise), z * noise)`` and ``min_usd``
+  more dollars than its reference;
+- a creep: an EW mean of the windows' log ratios (``creep_alpha``: a few days' memory) over
+  ``creep_z`` times its own standard deviation and ``min_usd``, so growth of a few percent a
+  day shows within about a week, long before any single day stands out.
+
+What it finds is a trend, not a runaway (``baseline`` pages those within the hour), so its
+verdicts say ``trend``: the detector stage sends them as severity ``info``, for the digest.
+A window at ``page_x`` times its reference or more is paged instead (0: never). One alert
+per rise (a launch's step alerts once, not every week until the reference weeks have
+caught up), again only if it grows by a further ``step`` times the larger of ``rise`` and
+the peak rise since.
+
+State: a ring of ``weeks`` weeks of window sums plus one, as int16 log codes
+(``detectors._logcode``: 29 codes, 58 bytes, for days over four weeks), the open window's
+sum and four numbers. Snapshots of the hourly ``wow`` it replaced (until 2026-12: the
+trailing 24 h against the same hours one week earlier) restore with their ring of a week of
+hours summed into days.
 
 >>> d = WeekOverWeek(min_usd=10.0)
->>> week = [d.update(h * 3600.0, 50.0) for h in range(192)]
->>> fired = [d.update(h * 3600.0, 76.0).is_anomaly for h in range(192, 216)]
->>> sum(fired), fired.index(True)
-(1, 13)
+>>> quiet = [d.update(h * 3600.0, 50.0) for h in range(28 * 24)]
+>>> day = [d.update(h * 3600.0, 80.0) for h in range(28 * 24, 29 * 24)]
+>>> [v.is_anomaly for v in day].index(True), day[-1].trend, round(day[-1].expected)
+(23, True, 1200)
 """
 
 from __future__ import annotations
@@ -43,21 +60,23 @@ from spendbrake.detectors._base import (
     usable,
     usd,
 )
-from spendbrake.detectors._logcode import EMPTY, INF, Q, decode, encode
+from spendbrake.detectors._logcode import EMPTY, decode, encode
+from spendbrake.detectors._wow_naive import _WowParams
 
 __all__ = ["WeekOverWeek"]
 
-#: Ring buckets are int16 log2 codes (``detectors._logcode``). Why that is precise enough:
-#: a bucket reads back within +-0.07 % of the spend added, so each window sum is within
-#: 0.07 % and the week-over-week ratio within 0.14 %, against a bar of at least +30 % and a
-#: learned noise RMS of a few percent or more. A decision can move only for a ratio within a
-#: few tenths of a percent of its bar (the noise estimate is path-dependent: its winsorizing
-#: and its gate at the bar pass such small differences on), or an excess that close to
-#: ``min_usd``.
+#: Smallest day-to-day noise assumed (log units): a flat series must not alert on +4 %.
+NOISE_FLOOR = 0.05
+#: A window weighs at most this many times (at least its inverse) a usual one.
+WEIGHT_MAX = 10.0
+
+#: Window sums are int16 log2 codes: each reads back within 0.07 %, a ratio of two within
+#: 0.14 %, against a bar of at least +30 % and a noise of 5 % or more. A decision moves only
+#: for a ratio within a few tenths of a percent of its bar.
 
 
 @dataclass(frozen=True, slots=True)
-class _WowParams(HyperParams):
+class _TrendParams(HyperParams):
     window_s: float
     period_s: float
     rise: float
@@ -65,57 +84,82 @@ class _WowParams(HyperParams):
     step: float
     cooldown_s: float
     min_coverage: float
-    trim: int
+    band: float
     z: float
     noise_alpha: float
     noise_n: int
+    weeks: int
+    creep_alpha: float
+    creep_z: float
+    page_x: float
 
-    #: Comparisons counted up to here: past it the warm-up gate, the rate
-    #: ``max(noise_alpha, 1 / n)`` and the winsorizing all stay as they are. Why: CPython
-    #: shares one object per int up to 256; a larger count is 32 bytes a series.
+    #: Windows compared counted up to here (then the warm-up gate and the rate
+    #: ``max(noise_alpha, 1 / n)`` stay as they are): CPython shares small ints.
     var_n_cap: int = field(init=False, repr=False, compare=False)
-    #: Buckets in the trailing window, and in a week.
-    w: int = field(init=False, repr=False, compare=False)
-    lag: int = field(init=False, repr=False, compare=False)
+    #: Periods in a window, windows in a week, ring length, windows in the cooldown.
+    periods: int = field(init=False, repr=False, compare=False)
+    per_week: int = field(init=False, repr=False, compare=False)
+    ring: int = field(init=False, repr=False, compare=False)
+    cooldown: int = field(init=False, repr=False, compare=False)
+    #: Periods from the epoch to the first window start: windows of a week begin on Monday
+    #: 00:00 UTC (the epoch was a Thursday); a day's at midnight.
+    offset: int = field(init=False, repr=False, compare=False)
+    #: Reference weeks needed, and the creep mean's standard deviation in noise units.
+    need: int = field(init=False, repr=False, compare=False)
+    creep_sd: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         cap = max(self.noise_n + 1, math.ceil(1.0 / self.noise_alpha) + 1)
-        object.__setattr__(self, "var_n_cap", cap)
-        object.__setattr__(self, "w", int(self.window_s // self.period_s))
-        object.__setattr__(self, "lag", int(WEEK_S // self.period_s))
+        a = self.creep_alpha
+        set_ = object.__setattr__
+        set_(self, "var_n_cap", min(cap, 255))
+        set_(self, "periods", round(self.window_s / self.period_s))
+        monday = (4 * 86400.0) % self.window_s
+        whole = _divides(self.period_s, monday)
+        set_(self, "offset", round(monday / self.period_s) if whole else 0)
+        set_(self, "per_week", round(WEEK_S / self.window_s))
+        set_(self, "ring", self.weeks * round(WEEK_S / self.window_s) + 1)
+        set_(self, "cooldown", math.ceil(self.cooldown_s / self.window_s))
+        set_(self, "need", max(1, math.ceil(self.min_coverage * self.weeks - 1e-9)))
+        set_(self, "creep_sd", math.sqrt(a / (2.0 - a)))
 
 
 @register("wow")
-@expose(_WowParams)
+@expose(_TrendParams)
 class WeekOverWeek(Detector):
-    """Week-over-week rise of the trailing window's spend.
+    """A window's spend against the same window of the last few weeks: steps and creeps.
 
     Parameters
     ----------
     window_s
-        Trailing window in seconds (86400 default; 604800 for a 7-day view).
+        The window judged, in seconds (86400: a UTC day); it divides a week.
     period_s
-        Bucket length in seconds; ``window_s`` and one week must be multiples of it.
+        Length of one input value (3600: hourly); it divides ``window_s``.
     rise
-        Fractional rise that counts (0.30: 30 % over last week).
+        Smallest step that counts (0.30: 30 % over the reference).
     min_usd
         The rise must also be worth this many dollars over the window.
-    step
-        After an alert, re-alert within the cooldown only if the rise grows by a further
-        ``step * max(rise, peak rise)`` over the peak rise seen since.
-    cooldown_s
-        Quiet time after an alert (a week).
+    step, cooldown_s
+        After an alert, quiet unless the rise grows by a further ``step * max(rise, peak
+        rise)`` over the peak rise seen since, until the series is back within its usual
+        swing, and for ``cooldown_s`` (a week) at least.
     min_coverage
-        Fraction of the window that must have data in both weeks before comparing.
+        Share of the ``weeks`` reference windows that must have spend to compare (0.5: two
+        of four, so a series compares from its third week).
+    band
+        Reference windows further than ``band`` times from their median are left out
+        before averaging the rest (an outage or a burst in one week moves nothing).
     z
-        The rise must also be ``z`` times the RMS of this series' log week-over-week ratio
-        (0: the plain ``rise`` rule).
+        A step must be ``z`` times the series' own day-to-day noise (and ``rise``).
     noise_alpha, noise_n
-        Smoothing of that noise estimate (per window), and windows compared before any alert.
-    trim
-        Buckets dropped from each end when the window's buckets are ranked by their
-        week-over-week ratio, so a legitimate one- or two-hour burst in either week does
-        not read as a rise (0: plain sums).
+        Smoothing of that noise (per window), and windows compared before any alert.
+    weeks
+        Reference weeks kept (4).
+    creep_alpha, creep_z
+        The creep test: an EW mean of the log ratios at rate ``creep_alpha``, alerting at
+        ``creep_z`` of its standard deviation (0: off).
+    page_x
+        A window at this many times its reference is paged, not a trend (0: never).
     """
 
     def __init__(
@@ -127,30 +171,40 @@ class WeekOverWeek(Detector):
         step: float = 0.5,
         cooldown_s: float = WEEK_S,
         min_coverage: float = 0.5,
-        trim: int = 2,
-        z: float = 2.5,
-        noise_alpha: float = 0.005,
-        noise_n: int = 24,
+        band: float = 2.0,
+        z: float = 4.0,
+        noise_alpha: float = 0.1,
+        noise_n: int = 7,
+        weeks: int = 4,
+        creep_alpha: float = 0.25,
+        creep_z: float = 3.0,
+        page_x: float = 0.0,
     ) -> None:
-        check("period_s", period_s, period_s > 0 and WEEK_S % period_s == 0, "> 0, dividing a week")
+        check("period_s", period_s, period_s > 0, "> 0")
         check(
             "window_s",
             window_s,
-            period_s <= window_s <= WEEK_S and window_s % period_s == 0,
-            "a multiple of period_s, at most a week",
+            period_s <= window_s <= WEEK_S
+            and _divides(period_s, window_s)
+            and _divides(window_s, WEEK_S),
+            "a multiple of period_s dividing a week",
         )
         check("rise", rise, rise > 0, "> 0")
         check("min_usd", min_usd, min_usd >= 0, ">= 0")
         check("step", step, step >= 0, ">= 0")
         check("cooldown_s", cooldown_s, cooldown_s >= 0, ">= 0")
         check("min_coverage", min_coverage, 0 < min_coverage <= 1, "in (0, 1]")
-        check("trim", trim, isinstance(trim, int) and trim >= 0, "an int >= 0")
-        check("z", z, z >= 0, ">= 0 (0: no noise test)")
+        check("band", band, band > 1, "> 1")
+        check("z", z, z >= 0, ">= 0 (0: the plain rise)")
         check("noise_alpha", noise_alpha, 0 < noise_alpha <= 1, "in (0, 1]")
         check("noise_n", noise_n, isinstance(noise_n, int) and noise_n >= 1, "an int >= 1")
+        check("weeks", weeks, isinstance(weeks, int) and 1 <= weeks <= 12, "an int in [1, 12]")
+        check("creep_alpha", creep_alpha, 0 < creep_alpha < 1, "in (0, 1)")
+        check("creep_z", creep_z, creep_z >= 0, ">= 0 (0: off)")
+        check("page_x", page_x, page_x == 0 or page_x > 1, "0 (never) or > 1")
         # Shared by every detector of this config; read back as attributes (``self.rise``).
         self._hp = share(
-            _WowParams(
+            _TrendParams(
                 window_s,
                 period_s,
                 rise,
@@ -158,161 +212,242 @@ class WeekOverWeek(Detector):
                 step,
                 cooldown_s,
                 min_coverage,
-                trim,
+                band,
                 z,
                 noise_alpha,
                 noise_n,
+                weeks,
+                creep_alpha,
+                creep_z,
+                page_x,
             )
         )
-        n = int(window_s // period_s) + int(WEEK_S // period_s)
-        # Spend per bucket as int16 log2 codes (``encode``); EMPTY marks a bucket with no
-        # spend: a gap and a zero window both mean silence.
-        self._ring = array("h", [EMPTY]) * n
+        #: Closed windows' sums by window index modulo its length; EMPTY: no spend or none seen.
+        self._ring = array("h", [EMPTY]) * self._hp.ring
+        #: The open window (index) and its sum so far.
         self._head: int | None = None
-        self._fired_ts: float | None = None
+        self._sum = 0.0
+        #: Window of the last alert and the peak ratio since (hysteresis).
+        self._fired: int | None = None
         self._peak = 0.0
-        #: EW mean of the squared log week-over-week ratio (winsorized) and comparisons seen:
-        #: how far this series' trailing window wanders from last week's by itself.
+        #: EW mean of the squared innovation of the log ratio (in a usual window's units),
+        #: windows compared, and the EW mean of the log ratio (the creep).
         self._var = 0.0
         self._var_n = 0
+        self._ewma = 0.0
+        #: EW mean of the reference sums: the usual window, against which volume is weighed.
+        self._wmean = 0.0
 
-    __slots__ = ("_fired_ts", "_head", "_hp", "_peak", "_ring", "_var", "_var_n")
-
-    #: ``z`` for a snapshot from before the noise bar (a subclass may keep the plain rule).
-    _restored_z = 2.5
+    __slots__ = (
+        "_ewma",
+        "_fired",
+        "_head",
+        "_hp",
+        "_peak",
+        "_ring",
+        "_sum",
+        "_var",
+        "_var_n",
+        "_wmean",
+    )
 
     def __getstate__(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in WeekOverWeek.__slots__}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a snapshot: this layout, or the older instance dict (one entry per
-        hyperparameter; from before the noise bar too, which learns it afresh)."""
-        if "_hp" not in state:
-            state = self._from_dict_layout(state)
-        ring = state["_ring"]
-        if ring.typecode == "f":  # float32 buckets, NaN for none
-            state["_ring"] = array("h", [EMPTY if math.isnan(v) else encode(v) for v in ring])
-        else:
-            state["_ring"] = ring[:]  # unpickled arrays are over-allocated; copies are not
-        state["_var_n"] = min(state["_var_n"], state["_hp"].var_n_cap)
+        """Restore a snapshot: this layout, or the hourly ``wow`` of before 2026-12 (its
+        slots, or the older instance dict), whose week of hours becomes closed days."""
+        if not isinstance(state.get("_hp"), _TrendParams):
+            state = _from_hourly(state)
+        state["_ring"] = state["_ring"][:]  # unpickled arrays are over-allocated
         for name in WeekOverWeek.__slots__:
             object.__setattr__(self, name, state[name])
 
-    def _from_dict_layout(self, old: dict[str, Any]) -> dict[str, Any]:
-        """Slot values for a detector pickled when it kept an instance dict (up to 2026-11)."""
-        defaults = {"z": self._restored_z, "noise_alpha": 0.005, "noise_n": 24}
-        names = [f.name for f in _WowParams.__dataclass_fields__.values() if f.init]
-        state = {k: v for k, v in old.items() if k.startswith("_") and k not in ("_w", "_lag")}
-        state["_hp"] = share(_WowParams(*(old.get(n, defaults.get(n)) for n in names)))
-        state.setdefault("_var", 0.0)
-        state.setdefault("_var_n", 0)
-        return state
-
-    def _add(self, k: int, value: float) -> None:
-        view = self._ring
-        n = len(view)
-        if self._head is None:
-            self._head = k - 1
-        if k > self._head:
-            for j in range(self._head + 1, min(k, self._head + n) + 1):
-                view[j % n] = EMPTY
-            # Jumps longer than the ring: every bucket was blanked above; realign the head.
-            self._head = k
-        elif k <= self._head - n:
-            return  # older than anything we keep
-        old = decode(view[k % n])
-        if value > 0.0:
-            view[k % n] = encode(value if math.isnan(old) else old + value)
-
-    def _sums(self) -> tuple[float, float, float]:
-        view = self._ring
-        n = len(view)
-        head = self._head if self._head is not None else 0
-        w, lag = self._hp.w, self._hp.lag
-        pairs = []
-        for i in range(w):
-            a = view[(head - i) % n]
-            b = view[(head - i - lag) % n]
-            if a != EMPTY and b != EMPTY:
-                # ``decode`` inline: this runs for every bucket pair on every update and peek.
-                da = math.inf if a == INF else 2.0 ** (a / Q)
-                pairs.append((da, math.inf if b == INF else 2.0 ** (b / Q)))
-        coverage = len(pairs) / w
-        if self._hp.trim and len(pairs) > 4 * self._hp.trim:
-            # Symmetric trim by hour-over-hour ratio: a legit burst in either week (the top
-            # or the bottom ratios) does not make a rise; a broad rise moves every hour.
-            pairs.sort(key=lambda p: p[0] / p[1] if p[1] > 0 else math.inf)
-            pairs = pairs[self._hp.trim : -self._hp.trim]
-        return sum(a for a, _ in pairs), sum(b for _, b in pairs), coverage
-
-    def peek(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
-        """The verdict ``update`` would give, with no state change (a shallow twin, own ring)."""
-        twin = copy.copy(self)
-        twin._ring = self._ring[:]  # noqa: SLF001 - our own class
-        return twin.update(ts, value)
-
     def __copy__(self) -> WeekOverWeek:
-        """A shallow copy slot by slot (``peek`` makes one per call; no state dict round trip)."""
         twin = object.__new__(type(self))
         for name in WeekOverWeek.__slots__:
             object.__setattr__(twin, name, getattr(self, name))
         return twin
 
+    def peek(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
+        """The verdict ``update`` would give, with no state change (a shallow twin, own ring)."""
+        twin = copy.copy(self)
+        twin._ring = self._ring[:]  # noqa: SLF001 - our own class
+        return twin.update(ts, value, weight)
+
     def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
-        """Add ``value`` to its bucket, then compare the trailing window with last week's."""
+        """Add ``value`` to its window; when that was the window's last period, judge it."""
         if not usable(ts, value):
             return ignored(value)
-        self._add(math.floor(ts / self._hp.period_s), float(value))
-        cur, prev, coverage = self._sums()
-        if not (math.isfinite(cur) and math.isfinite(prev)):
-            # Only absurd inputs (beyond float32) get here; they are data errors, not spend.
-            return Verdict(0.0, False, None, cur, "window sum out of range; not compared")
-        if coverage < self._hp.min_coverage or prev <= 0.0:
-            return Verdict(0.0, False, None, cur, "not enough history a week back to compare")
-        ratio = cur / prev
-        # The bar: the ``rise``, or ``z`` times the series' own week-over-week noise when that
-        # is larger. A day of a few lumpy calls an hour swings +-20 % by itself, so a plain
-        # 30 % rule pages on such a series about once a week; a creep keeps climbing past it.
-        lr = math.log(ratio) if ratio > 0.0 else -math.inf
-        noise = math.sqrt(self._var)
-        if self._hp.z and self._var_n < self._hp.noise_n:
-            bar = math.inf  # noise not known yet: compare, but do not alert
-        else:
-            bar = max(math.log1p(self._hp.rise), self._hp.z * noise)
-        if lr < bar:
-            self._learn_noise(lr, noise)  # a rise over the bar is news, not noise
-        score = ratio_score(lr / bar) if math.isfinite(bar) and lr > 0 else 0.0
-        span = f"{self._hp.window_s / 3600:g}h"
-        head = f"last {span} {usd(cur)} vs {usd(prev)} a week earlier ({ratio - 1.0:+.0%})"
-        if lr < bar or cur - prev <= self._hp.min_usd:
-            if not math.isfinite(bar):
-                why = "learning this series' week-over-week noise"
-            elif lr < bar:
-                why = "under the rise" if bar <= math.log1p(self._hp.rise) else "within its noise"
-            else:
-                why = "under the dollar floor"
-            return Verdict(score, False, prev, cur, f"{head}; {why}")
-        cooling = self._fired_ts is not None and ts - self._fired_ts < self._hp.cooldown_s
-        # Re-alert only on a rise grown by step x (the larger of rise and the peak rise):
-        # 40 % -> 60 %, but a launch climbing hour by hour pages a handful of times, not 24.
-        grown = self._peak + self._hp.step * max(self._hp.rise, self._peak - 1.0)
+        hp = self._hp
+        k = math.floor(ts / hp.period_s) - hp.offset
+        j = k // hp.periods
+        if self._head is None:
+            self._head = j
+        if j < self._head:
+            return Verdict(0.0, False, None, float(value), "a window already judged; ignored")
+        if j > self._head:
+            self._advance(j)
+        self._sum += float(value)
+        if k % hp.periods != hp.periods - 1:
+            return Verdict(0.0, False, None, self._sum, "window still filling; judged at its end")
+        total = self._sum
+        self._store(j, total)
+        self._head, self._sum = j + 1, 0.0
+        return self._judge(j, total)
+
+    def _store(self, j: int, total: float) -> None:
+        self._ring[j % self._hp.ring] = encode(total) if total > 0.0 else EMPTY
+
+    def _advance(self, j: int) -> None:
+        """Move past windows that never got their last period (a gap): kept unjudged."""
+        assert self._head is not None
+        n = self._hp.ring
+        self._store(self._head, self._sum)
+        for i in range(self._head + 1, min(j, self._head + n)):
+            self._ring[i % n] = EMPTY
+        self._head, self._sum = j, 0.0
+
+    def _reference(self, j: int) -> tuple[float, int]:
+        """The same window in the last ``weeks`` weeks, averaged over those within ``band``
+        times their median; and how many had spend."""
+        hp = self._hp
+        vals = sorted(
+            decode(c)
+            for m in range(1, hp.weeks + 1)
+            if (c := self._ring[(j - m * hp.per_week) % hp.ring]) != EMPTY
+        )
+        if not vals:
+            return 0.0, 0
+        half = len(vals) // 2
+        mid = vals[half] if len(vals) % 2 else math.sqrt(vals[half - 1] * vals[half])
+        kept = [v for v in vals if mid <= v * hp.band and v <= mid * hp.band] or vals
+        return sum(kept) / len(kept), len(vals)
+
+    def _judge(self, j: int, total: float) -> Verdict:
+        hp = self._hp
+        ref, present = self._reference(j)
+        span = "day" if hp.window_s == 86400.0 else f"{hp.window_s / 3600:g}h window"
+        if present < hp.need or not (ref > 0.0 and math.isfinite(ref)):
+            return Verdict(0.0, False, None, total, f"not enough {span}s a week back to compare")
+        if total <= 0.0:
+            return Verdict(0.0, False, ref, total, f"silent {span}; a drop is no alert")
+        if not total < 2.0**64:  # beyond the ring's codes: a data error, not spend
+            return Verdict(0.0, False, None, total, f"{span} sum out of range; not compared")
+        y = math.log(total / ref)
+        # A window's noise falls with its volume (a quiet weekend day is a few calls, its
+        # ratio far noisier than a weekday's): judged in units of a usual window, weighted
+        # by the reference's size against the usual reference (``u``).
+        usual = self._wmean if self._wmean > 0.0 else ref
+        u = min(WEIGHT_MAX, max(1.0 / WEIGHT_MAX, ref / usual))
+        sigma = max(NOISE_FLOOR, math.sqrt(self._var))
+        noise = max(NOISE_FLOOR, sigma / math.sqrt(u))
+        warm = self._var_n >= hp.noise_n
+        bar = max(math.log1p(hp.rise), hp.z * noise)
+        creep_bar = hp.creep_z * hp.creep_sd * sigma
+        # Learn: the creep mean (a window far over moves it by at most ``z`` noise: one
+        # runaway day is no creep; a quiet window pulls it less), the usual size, and the
+        # noise of the innovation, winsorized once warm and never from a window over either
+        # bar (a rise is news, not noise: a step or a creep must not teach its own bar).
+        r = y - self._ewma
+        lim = hp.z * noise
+        self._ewma += min(1.0, hp.creep_alpha * u) * (max(-lim, min(lim, y)) - self._ewma)
+        e = self._ewma
+        self._var_n = min(self._var_n + 1, hp.var_n_cap)
+        a = max(hp.noise_alpha, 1.0 / self._var_n)
+        self._wmean = usual + a * (ref - usual)
+        if not warm or (y < bar and e < creep_bar):
+            x = u * r * r / (1.0 + hp.creep_sd**2)
+            if warm:
+                x = min(x, 6.25 * sigma * sigma)
+            self._var += a * (x - self._var)
+        step = y >= bar and total - ref > hp.min_usd
+        creep = hp.creep_z > 0 and e >= creep_bar and y > 0.0 and usual * math.expm1(e) > hp.min_usd
+        score = ratio_score(max(y / bar, e / creep_bar if creep_bar > 0 else 0.0, 0.0))
+        head = (
+            f"{span} {usd(total)} vs {usd(ref)} on the same {span} of the last {present} "
+            f"weeks ({total / ref - 1.0:+.0%})"
+        )
+        back = y < bar / 2.0 and e < creep_bar / 2.0
+        if self._fired is not None and j - self._fired >= hp.cooldown and back:
+            # Back within its usual swing after the cooldown: the next rise is news again.
+            # (While a step holds, it is no news: a launch alerts once, not weekly until
+            # the reference weeks have caught up with it.)
+            self._fired, self._peak = None, 0.0
+        if not warm:
+            return Verdict(score, False, ref, total, f"{head}; learning its usual swing")
+        if not (step or creep):
+            why = "within its usual swing" if y < bar else "under the dollar floor"
+            return Verdict(score, False, ref, total, f"{head}; {why}")
+        ratio = max(total / ref, math.exp(e))
+        cooling = self._fired is not None
+        grown = self._peak + hp.step * max(hp.rise, self._peak - 1.0)
         if cooling and ratio < grown:
             self._peak = max(self._peak, ratio)
-            return Verdict(score, False, prev, cur, f"{head}; already alerted this week")
-        self._fired_ts = ts
-        self._peak = ratio
-        over = f"the {self._hp.rise:.0%} rise"
-        if bar > math.log1p(self._hp.rise):
-            over = f"its usual week-over-week swing x{self._hp.z:g} ({math.expm1(bar):+.0%})"
-        return Verdict(score, True, prev, cur, f"{head}, over {over}")
+            return Verdict(score, False, ref, total, f"{head}; already alerted this week")
+        self._fired, self._peak = j, ratio
+        if step:
+            over = f"the {hp.rise:.0%} rise"
+            if bar > math.log1p(hp.rise):
+                over = f"its usual swing x{hp.z:g} ({math.expm1(bar):+.0%})"
+            reason = f"{head}, over {over}"
+        else:
+            reason = (
+                f"creeping up: {span}s averaged {math.expm1(e):+.0%} over the same {span}s of "
+                f"earlier weeks, over {hp.creep_z:g}x its usual swing; this {head}"
+            )
+        paged = hp.page_x > 0 and total >= hp.page_x * ref
+        return Verdict(score, True, ref, total, reason, trend=not paged)
 
-    def _learn_noise(self, lr: float, noise: float) -> None:
-        """Fold a log ratio into the noise estimate, winsorized at 2.5 sigma once warm."""
-        if not math.isfinite(lr):
-            return
-        self._var_n = min(self._var_n + 1, self._hp.var_n_cap)
-        a = max(self._hp.noise_alpha, 1.0 / self._var_n)
-        x = lr * lr
-        if self._var_n > self._hp.noise_n:
-            x = min(x, 6.25 * noise * noise)  # a creep or launch must not teach its own bar
-        self._var += a * (x - self._var)
+
+def _divides(a: float, b: float) -> bool:
+    """``a`` divides ``b`` a whole number of times (both in seconds)."""
+    n = round(b / a)
+    return n >= 1 and abs(n * a - b) < 1e-6
+
+
+def _from_hourly(old: dict[str, Any]) -> dict[str, Any]:
+    """This layout's state from the hourly ``wow`` (until 2026-12): its hyperparameters that
+    still mean the same, its ring of hours summed into whole windows, its noise and alert."""
+    if "_hp" in old:
+        hp_old: _WowParams = old["_hp"]
+        p = {f: getattr(hp_old, f) for f in ("window_s", "period_s", "rise", "min_usd")}
+        p.update(step=hp_old.step, cooldown_s=hp_old.cooldown_s)
+        ring, head = old["_ring"], old["_head"]
+    else:  # the instance dict of before 2026-11
+        p = {f: old[f] for f in ("window_s", "period_s", "rise", "min_usd", "step", "cooldown_s")}
+        ring, head = old["_ring"], old["_head"]
+    if not (_divides(p["period_s"], p["window_s"]) and _divides(p["window_s"], WEEK_S)):
+        p["window_s"] = 86400.0 if _divides(p["period_s"], 86400.0) else p["period_s"]
+    fresh = WeekOverWeek(**p)
+    hp = fresh._hp  # noqa: SLF001 - our own class
+    state = {name: getattr(fresh, name) for name in WeekOverWeek.__slots__}
+    if head is not None:
+        n = len(ring)
+        hours: dict[int, float] = {}
+        for k in range(head - n + 1, head + 1):  # hour indices: ``k - hp.offset`` in windows
+            code = ring[k % n]
+            v = (0.0 if math.isnan(code) else float(code)) if ring.typecode == "f" else None
+            if v is None:
+                v = 0.0 if code == EMPTY else decode(code)
+            hours[k] = v if math.isfinite(v) else 0.0
+        off = hp.offset
+        first, last = (head - n + 1 - off) // hp.periods, (head - off) // hp.periods
+        for j in range(first, last + 1):
+            ks = range(j * hp.periods + off, (j + 1) * hp.periods + off)
+            if all(k in hours for k in ks):
+                total = sum(hours[k] for k in ks)
+                state["_ring"][j % hp.ring] = encode(total) if total > 0.0 else EMPTY
+        if (head + 1 - off) % hp.periods:  # the window of the last hour is still open
+            state["_ring"][last % hp.ring] = EMPTY
+            state["_head"] = last
+            state["_sum"] = sum(hours[k] for k in range(last * hp.periods + off, head + 1))
+        else:
+            state["_head"] = last + 1
+    fired_ts = old.get("_fired_ts")
+    if fired_ts is not None:
+        state["_fired"] = (math.floor(fired_ts / hp.period_s) - hp.offset) // hp.periods
+    state["_peak"] = float(old.get("_peak", 0.0))
+    state["_var"] = float(old.get("_var", 0.0))
+    state["_var_n"] = min(int(old.get("_var_n", 0)), hp.var_n_cap)
+    return state

@@ -187,8 +187,27 @@ class DetectorConfig(_Section):
     metric: Literal["cost_usd", "calls", "cost_per_call"] = "cost_usd"
     params: dict[str, float | int | str | bool] = {}
     scope: dict[str, str] = {}
+    #: The dimension sets it runs on (each one of ``dimensions``); None: all of them. Cost
+    #: per call means something per key (one workload); a team's, a model's or the global
+    #: one moves whenever the mix of keys does.
+    dimensions: list[list[str]] | None = None
 
     _scope = field_validator("scope")(_check_scope)
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimension_fields(cls, sets: list[list[str]] | None) -> list[list[str]] | None:
+        for dims in sets or ():
+            for name in dims:
+                if name not in SCOPE_FIELDS:
+                    raise ValueError(
+                        f"unknown event field {name!r}; use one of {', '.join(SCOPE_FIELDS)}"
+                    )
+        return sets
+
+    def runs_on(self, dims: tuple[str, ...]) -> bool:
+        """Whether this detector runs on series of the dimension set ``dims``."""
+        return self.dimensions is None or sorted(dims) in [sorted(d) for d in self.dimensions]
 
 
 class BudgetConfig(_Section):
@@ -354,20 +373,18 @@ class Config(_Section):
     kafka: KafkaConfig = KafkaConfig()
     dimensions: list[list[str]] = [list(d) for d in DEFAULT_DIMENSIONS]
     detectors: list[DetectorConfig] = [
-        DetectorConfig(kind="baseline", metric="cost_usd"),
-        DetectorConfig(kind="wow", metric="cost_usd"),
-        # Cost per call is cents: model it in tenths of a cent; dollar impact is checked
-        # on cost (excess per call x calls) by the detector stage. Per hour of day, not of
-        # week: the mix of work shifts over a day, and 24 slots learn from 7x the calls
-        # each (168 slots of a few calls an hour were noisier than a 3x prompt change).
+        # Runaways: hour-of-week baseline, paged within the hour; its calls are counted too,
+        # so a loop shows minutes in.
         DetectorConfig(
-            kind="baseline",
-            metric="cost_per_call",
-            params={"unit": 0.001, "min_usd": 0.0, "season": 24},
+            kind="baseline", metric="cost_usd", params={"count_x": 8.0, "count_floor": 2.0}
         ),
-        # A bad prompt change at a few calls an hour is lost in hourly noise; over a day,
-        # cost per call doubling on the same hours a week earlier is not.
-        DetectorConfig(kind="wow", metric="cost_per_call", params={"rise": 1.0, "min_usd": 0.0}),
+        # Trends: a day against the same day of the last four weeks, and creeps; for the
+        # digest (severity info), not a page.
+        DetectorConfig(kind="wow", metric="cost_usd"),
+        # A dearer prompt at unchanged volume: a CUSUM over calls of the cost per call,
+        # peeked at from the hour's first call; dollar impact is checked on cost (excess
+        # per call x calls) by the detector stage.
+        DetectorConfig(kind="shift", metric="cost_per_call", dimensions=[["api_key"]]),
     ]
     budgets: list[BudgetConfig] = []
     #: Each key's class and whether it may be paused; a key no rule names is alerted only.

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Rows of the showback named in the summary; the rest is one "others" line.
 TOP_ROWS = 6
+#: Trends (alerts of severity info, never paged) named in the summary.
+TOP_TRENDS = 5
 #: How often the schedule looks for a due digest, and waits after Slack failed.
 CHECK_S = 60.0
 RETRY_S = 300.0
@@ -158,6 +160,13 @@ def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                 + (f" ({done})" if done else "")
             )
         )
+    trends = alerts.get("trends") or []
+    if trends:
+        # Trends the detectors found but did not page (severity info): creeps, steps.
+        lines = [f"• {t['reason']}"[:300] for t in trends[:TOP_TRENDS]]
+        if len(trends) > TOP_TRENDS:
+            lines.append(f"{len(trends) - TOP_TRENDS} more: `spendbrake report` lists them")
+        blocks.append(_section("*Trends (not paged)*\n" + "\n".join(lines)))
     blocks.append(
         {
             "type": "context",

@@ -523,7 +523,23 @@ def _alerts(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
         }
         for r in rows[:limit]
     ]
-    return {"count": len(rows), "by_kind": by_kind, "items": items}
+    # Trends (severity info) are not paged: the digest is where they are read, so they are
+    # listed apart (an incident's first record), not cut off by the busiest alerts.
+    seen: set[str] = set()
+    trends = []
+    for r in rows:
+        if r[2] == "info" and r[8] not in seen and len(trends) < limit:
+            seen.add(r[8])
+            trends.append(
+                {
+                    "detected_at": format_ts(r[0]),
+                    "kind": r[1],
+                    "scope": orjson.loads(r[3]) if r[3] else {},
+                    "reason": r[7],
+                    "id": r[8],
+                }
+            )
+    return {"count": len(rows), "by_kind": by_kind, "items": items, "trends": trends}
 
 
 def _actions(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:

@@ -149,6 +149,20 @@ def test_a_snoozed_scope_posts_no_new_message_but_still_pauses() -> None:
     assert len(box.lanes["gateway"]) == 2
 
 
+def test_a_trend_goes_to_the_digest_and_is_never_posted() -> None:
+    """Severity info (a creep, a launch's step): audited as skipped, no Slack message; the
+    digest lists it from the store."""
+    box = Outbox()
+    trend = alert(action="alert", targets=(), id="wow/api_key=sk-a/1", severity="info")
+    assert box.accept(trend, now=1.0, keys=KEYS)
+    assert not box.lanes["slack"] and not box.lanes["gateway"]
+    record = box.audit["wow/api_key=sk-a/1#0/post"]
+    assert record["result"] == "skipped" and "digest" in record["detail"]
+    # A page on the same scope right after is a new message, not a reply to nothing.
+    assert box.accept(alert(action="alert", targets=(), id="cost_per_call/x/2"), now=2.0, keys=KEYS)
+    assert [t.op for t in box.lanes["slack"]] == ["post"]
+
+
 def test_the_outbox_survives_a_pickle_round_trip_mid_task() -> None:
     box = Outbox()
     box.accept(alert(), now=1.0, keys=KEYS)
@@ -272,15 +286,15 @@ def test_an_outbox_saved_before_detected_at_existed_still_loads() -> None:
 
 def test_each_thread_keeps_its_order_and_critical_threads_go_first() -> None:
     box = Outbox()
-    box.accept(alert(action="alert", targets=(), id="info/1", severity="info"), now=1.0, keys=KEYS)
+    box.accept(alert(action="alert", targets=(), id="warn/1", severity="warning"), 1.0, keys=KEYS)
     box.accept(alert(id="crit/2", scope={"team": "ads"}), now=1.0, keys=KEYS)
     box.accept(
-        alert(seq=1, action="alert", targets=(), id="info/1", severity="critical"), 2.0, keys=KEYS
+        alert(seq=1, action="alert", targets=(), id="warn/1", severity="critical"), 2.0, keys=KEYS
     )
-    # The info incident's escalation is critical: its queue (post, then reply and update)
+    # The warning's escalation is critical: its queue (post, then reply and update)
     # ranks as critical and, being older, goes first; its reply waits behind its post.
     first = box.ready("slack", now=5.0)
-    assert first is not None and (first.incident, first.op) == ("info/1", "post")
+    assert first is not None and (first.incident, first.op) == ("warn/1", "post")
     second = box.ready("slack", now=5.0, busy={box.order_key(first)})
     assert second is not None and (second.incident, second.op) == ("crit/2", "post")
     assert box.ready("slack", now=5.0, busy={box.order_key(first), box.order_key(second)}) is None

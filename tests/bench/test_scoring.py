@@ -38,11 +38,22 @@ def series(
     workload: str = "standard",
     pause_allowed: bool = False,
     budget: BudgetLabel | None = None,
+    route: str | None = None,
 ) -> SeriesLabel:
     team = f"{scenario}-000"
     attrs = {"team": team, "feature": "f", "api_key": f"{team}-key", "model": f"m-{scenario}"}
+    route = route or ("page" if incident else "none")
     return SeriesLabel(
-        scenario, attrs, workload, "production", incident, intervals, "alert", pause_allowed, budget
+        scenario,
+        attrs,
+        workload,
+        "production",
+        incident,
+        intervals,
+        "alert",
+        pause_allowed,
+        budget,
+        route,
     )
 
 
@@ -70,7 +81,7 @@ LABELS = Labels(
             intervals=(Interval(RUN_START, RUN_START + 2 * HOUR, "spike"),),
             workload="critical",
         ),
-        series("launch", intervals=(Interval(SCORED + 2 * DAY, END, "launch"),)),
+        series("launch", intervals=(Interval(SCORED + 2 * DAY, END, "launch"),), route="digest"),
         series("steady"),
         series("budget", budget=BUDGET),
     ),
@@ -230,6 +241,74 @@ def test_operator_notices_are_ignored() -> None:
     assert s.false_alerts == 0 and s.warmup_alerts == 0
 
 
+def test_a_model_scope_alone_does_not_detect_but_is_no_false_alert() -> None:
+    """A model holds many series: an alert there is about the incident (not false), but
+    only a scope that names the series alone detects it."""
+    labels = Labels(
+        series=(
+            *LABELS.series,
+            SeriesLabel(
+                "runaway",
+                {"team": "runaway-001", "feature": "f", "api_key": "runaway-001-key",
+                 "model": "m-runaway"},
+                "standard", "production", True, (), "alert", True, None, "page",
+            ),
+        ),
+        start_ts=START_TS, end_ts=END, scored_from=SCORED,
+    )  # fmt: skip
+    s = bd.score(labels, [alert({"model": "m-runaway"}, RUN_START, id="m")])
+    assert s.detected == 0 and s.false_alerts == 0 and s.coarse_pages == 1
+
+
+def test_digest_items_are_scored_apart_from_pages() -> None:
+    info = alert({"api_key": "runaway-000-key"}, RUN_START, id="d", detected=RUN_START + 600)
+    info["severity"] = "info"
+    s = bd.score(LABELS, [info])
+    # A runaway must be paged: a digest item about it detects nothing, and is not false.
+    assert s.detected == 0 and s.per_scenario["runaway"].digest_only == 1
+    assert (s.false_alerts, s.false_digest, s.digest_items) == (0, 0, 1)
+    page = {
+        **info,
+        "id": "d",
+        "seq": 1,
+        "severity": "warning",
+        "detected_at": format_ts(RUN_START + 1800),
+    }
+    s = bd.score(LABELS, [info, page])
+    assert s.detected == 1 and s.delays_min == [30.0]  # from the page, not the digest item
+
+
+def test_a_trend_is_detected_by_a_digest_item() -> None:
+    creep = SeriesLabel(
+        "creep",
+        {"team": "creep-000", "feature": "f", "api_key": "creep-000-key", "model": "m-creep"},
+        "standard", "production", True, (Interval(SCORED, SCORED + 7 * DAY, "creep"),),
+        "alert", False, None, "trend",
+    )  # fmt: skip
+    labels = Labels((creep,), START_TS, END, SCORED)
+    info = alert({"api_key": "creep-000-key"}, SCORED + 5 * DAY, id="c", hours=24)
+    info["severity"] = "info"
+    s = bd.score(labels, [info])
+    assert s.detected == 1 and s.delays_min == [6 * 24 * 60.0]
+
+
+def test_a_digest_item_on_a_launch_is_fair_a_page_is_false() -> None:
+    info = alert({"api_key": "launch-000-key"}, SCORED + 3 * DAY, id="i", hours=24)
+    info["severity"] = "info"
+    page = alert({"api_key": "launch-000-key"}, SCORED + 2 * DAY + HOUR, id="p")
+    steady = {**info, "id": "s", "scope": {"api_key": "steady-000-key"}}
+    s = bd.score(LABELS, [info, page, steady])
+    assert (s.digest_ok, s.false_digest, s.false_alerts) == (1, 1, 1)
+    assert s.false_digest_per_100_series_weeks == pytest.approx(10.0)
+
+
+def test_bar_lines() -> None:
+    s = bd.score(LABELS, [alert(RUNAWAY_KEY, RUN_START, id="i1", detected=RUN_START + 600)])
+    lines = dict((what.split(",")[0].split(" median")[0], ok) for ok, what in bd.bar(s))
+    assert lines["runaways and spikes"] is True  # 10 min
+    assert not all(ok for ok, _ in bd.bar(s))  # the spike was missed
+
+
 # ---------------------------------------------------------------------- pauses
 
 
@@ -382,11 +461,16 @@ def test_labels_cover_every_scenario(run: Any) -> None:
         if lb.scenario == "batch_runaway":
             assert (lb.workload, lb.expected_action, lb.pause_allowed) == ("batch", "pause", True)
         assert lb.pause_allowed == (lb.scenario in ("runaway", "batch_runaway"))
-        assert lb.incident == (
-            lb.scenario in ("runaway", "batch_runaway", "critical_spike", "creep", "prompt_change")
+        incidents = ("runaway", "batch_runaway", "critical_spike", "creep", "prompt_change")
+        assert lb.incident == (lb.scenario in (*incidents, "slow_creep", "prompt_regression"))
+        if lb.incident:
+            assert lb.route == ("trend" if "creep" in lb.scenario else "page")
+        assert (
+            lb.route == "digest" if lb.scenario == "launch" else lb.incident or lb.route == "none"
         )
+        assert bool(lb.customers) == (lb.scenario == "customers")
         assert (lb.budget is not None) == (lb.scenario == "budget")
-        if lb.scenario in ("budget", "steady"):
+        if lb.scenario in ("budget", "steady", "customers"):
             assert lb.intervals == ()
         else:
             assert len(lb.intervals) == 1
@@ -400,7 +484,11 @@ def test_incidents_start_after_the_warm_up(run: Any) -> None:
     assert labels.scored_from == START_TS + 3 * WEEK
     for lb in labels.series:
         for iv in lb.intervals:
-            assert labels.scored_from <= iv.start < iv.end <= labels.end_ts
+            # An outage may fall in the warm-up's last days: the week after it is scored.
+            earliest = labels.scored_from - (4 * DAY if lb.scenario == "outage" else 0)
+            assert earliest <= iv.start < iv.end <= labels.end_ts
+            if lb.scenario == "outage":
+                assert iv.end + WEEK <= labels.end_ts
             if lb.scenario == "batch_runaway":
                 assert format_ts(iv.start)[:10] in ("2026-10-31",)  # the Saturday of week 4
             if lb.scenario == "creep":
@@ -535,4 +623,4 @@ def test_tables_render(capsys: pytest.CaptureFixture[str]) -> None:
     )
     out = capsys.readouterr().out
     assert "| default |" in out and "| runaway |" in out and "after week 3" in out
-    assert "0/5 (0 %)" in out
+    assert "0/7 (0 %)" in out

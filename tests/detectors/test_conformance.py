@@ -223,6 +223,8 @@ def test_silence_longer_than_its_window_never_alerts(name: str) -> None:
     (``window_s``, default an hour) and teaches it the silent hours when it spends again:
     sound only if those hours can never alert, whatever came before them."""
     d = make_detector(name)
+    if d.alerts_on_silence:
+        pytest.skip(f"{name} says a drop can alert: the watch never lets its series sleep")
     y = spend(4, seed=3)
     y[-30:] *= 25.0  # a runaway right before the silence: the worst case
     for i, value in enumerate(y):

@@ -44,3 +44,63 @@ def test_parent_scopes_are_listed_in_one_order_whatever_order_they_were_found_in
         assert [r.scope for r in roots] == [key]
         alsos.append(roots[0].also)
     assert alsos[0] == alsos[1] == alsos[2] and sorted(alsos[0]) == sorted(parents)
+
+
+def _root(scope: tuple[tuple[str, str], ...], also: list, start: float, **kw: object) -> object:
+    from spendbrake.detectors._incidents import Candidate
+
+    return Candidate(
+        scope=scope, kind=str(kw.get("kind", "anomaly")), detector="baseline",
+        window_start=start, window_end=start + 3600.0, observed_usd=100.0, expected_usd=5.0,
+        excess_usd=95.0, score=0.6, severity=str(kw.get("severity", "warning")), reason="",
+        known={"api_key": "k-agent", "team": "search", "feature": "agent"}, also=list(also),
+    )  # fmt: skip
+
+
+MODEL = (("model", "claude-opus-4-1"),)
+KEY = (("api_key", "k-agent"),)
+
+
+def test_an_incident_first_seen_at_a_model_is_restated_at_the_key() -> None:
+    """The model's sum crossed first; when its key crosses minutes later, the incident gets
+    a follow-up naming the key (the one thing to act on), not a second incident."""
+    from spendbrake.detectors._incidents import IncidentBook
+
+    book = IncidentBook()
+    t = 1_790_000_000.0
+    opened = book.admit(_root(MODEL, [], t), t + 600)
+    assert opened is not None and opened[1]
+    again = book.admit(_root(KEY, [MODEL], t), t + 900)
+    assert again is not None
+    incident, new = again
+    assert not new and incident.seq == 1 and incident.id == opened[0].id
+    assert book.admit(_root(KEY, [MODEL], t), t + 1200) is None  # said once
+
+
+def test_a_key_a_day_later_is_not_part_of_a_models_open_incident() -> None:
+    """Whether a key uses a model is unknown (the key directory does not hold models): a
+    key's runaway a day after a model's incident opened is its own incident, even if that
+    incident is still open (the model kept firing)."""
+    from spendbrake.detectors._incidents import IncidentBook
+
+    book = IncidentBook()
+    t = 1_790_000_000.0
+    first = book.admit(_root(MODEL, [], t), t + 600)
+    for h in range(1, 25):  # the model keeps firing: its incident stays open
+        book.admit(_root(MODEL, [], t + h * 3600.0), t + h * 3600.0 + 600)
+    later = book.admit(_root(KEY, [MODEL], t + 24 * 3600.0), t + 24 * 3600.0 + 900)
+    assert first is not None and later is not None
+    assert later[1] and later[0].id != first[0].id
+
+
+def test_a_page_never_continues_a_digest_item() -> None:
+    """A trend (severity info) is for the digest and never posted: a page on the same scope
+    opens its own incident, so Slack gets a new message, not a reply to nothing."""
+    from spendbrake.detectors._incidents import IncidentBook
+
+    book = IncidentBook()
+    t = 1_790_000_000.0
+    trend = book.admit(_root(KEY, [], t, kind="wow", severity="info"), t + 600)
+    page = book.admit(_root(KEY, [], t, kind="cost_per_call"), t + 900)
+    assert trend is not None and page is not None
+    assert page[1] and page[0].id != trend[0].id

@@ -123,25 +123,32 @@ def test_runaway_is_one_incident_at_the_key_with_parent_scopes() -> None:
     assert first.detected_at < T0 + (24 * 18 + 15) * HOUR
 
 
-def test_cost_per_call_doubling_over_a_day_alerts_week_over_week() -> None:
+def test_dearer_calls_at_the_same_volume_page_the_key_within_the_hour() -> None:
     # A bad prompt change: k-chat's calls cost 3x from day 18, 08:00, at the same volume.
     plan = _history(24 * 21)
     calls = [{k: max(1, round(usd * 10)) for k, usd in hour.items()} for hour in plan]
     changed = 24 * 18 + 8
     for h in range(changed, len(plan)):
         plan[h]["k-chat"] *= 3.0
-    cpc = DetectorConfig(kind="wow", metric="cost_per_call", params={"rise": 1.0, "min_usd": 0})
-    alerts = _run_with_calls(SpendWatch(Config(detectors=[cpc])), plan, calls)
-    chat = [a for a in alerts if a.scope == {"api_key": "k-chat"}]
-    assert len(chat) == 1, [a.to_wire() for a in alerts]
-    alert = chat[0]
-    assert alert.kind == "cost_per_call" and alert.detector == "wow:cost_per_call"
-    assert alert.window_end - alert.window_start == 24 * HOUR
-    assert T0 + changed * HOUR < alert.detected_at < T0 + (changed + 24) * HOUR
-    # This hour's cost, and what it would have cost at last week's cost per call.
+    shift = next(c for c in Config().detectors if c.metric == "cost_per_call")
+    alerts = _run_with_calls(SpendWatch(Config(detectors=[shift])), plan, calls)
+    assert alerts, "the dearer prompt must alert"
+    # Paged once, on the key: cost per call runs on keys only (a team's moves with its mix).
+    assert {a.id for a in alerts} == {alerts[0].id}
+    alert = alerts[0]
+    assert alert.scope == {"api_key": "k-chat"} and alert.kind == "cost_per_call"
+    assert alert.detector == "shift:cost_per_call" and alert.severity != "info"
+    assert T0 + changed * HOUR < alert.detected_at <= T0 + (changed + 1) * HOUR
+    # This hour's cost, and what it would have cost at the usual cost per call.
     assert alert.expected_usd is not None
-    assert 2.0 < alert.observed_usd / alert.expected_usd < 3.5
-    assert "cost per call over the last 24h" in alert.reason
+    assert 2.0 < alert.observed_usd / alert.expected_usd < 4.0
+    assert "the rise holds" in alert.reason
+    # The default config pages it within the hour too (the count of calls is unchanged,
+    # so it is no runaway: no pause of any key).
+    default = _run_with_calls(SpendWatch(Config()), plan, calls)
+    chat = [a for a in default if a.scope == {"api_key": "k-chat"} and a.severity != "info"]
+    assert chat and chat[0].detected_at <= T0 + (changed + 1) * HOUR
+    assert all(a.action == "alert" for a in chat)
 
 
 def _run_with_calls(
@@ -232,32 +239,40 @@ def test_restoring_retunes_detectors_built_with_an_older_default() -> None:
     }
 
 
-def test_restoring_restarts_cost_per_call_baselines_of_the_hour_of_week_default() -> None:
-    # Until 2026-12 the cost-per-call baseline had 168 hour-of-week slots (now 24, per
-    # hour of day): those slots cannot be carried over, so it starts afresh, and says so;
-    # the cost baselines keep what they learned.
+#: The default detectors until 2026-12: baseline and wow on cost, baseline (per hour of day)
+#: and wow on cost per call.
+OLD_DEFAULT = [
+    DetectorConfig(kind="baseline", metric="cost_usd"),
+    DetectorConfig(kind="wow", metric="cost_usd"),
+    DetectorConfig(
+        kind="baseline",
+        metric="cost_per_call",
+        params={"unit": 0.001, "min_usd": 0.0, "season": 24},
+    ),
+    DetectorConfig(kind="wow", metric="cost_per_call", params={"rise": 1.0, "min_usd": 0.0}),
+]
+
+
+def test_restoring_a_snapshot_of_the_old_default_detectors() -> None:
+    # The cost baselines keep what they learned (retuned: they count calls now); the two
+    # cost-per-call detectors are gone and ``shift`` starts afresh on keys, and it says so.
     plan, config = _runaway_under_a_budget()
-    old = [
-        c.model_copy(update={"params": {**c.params, "season": 168}})
-        if c.metric == "cost_per_call" and c.kind == "baseline"
-        else c
-        for c in config.detectors
-    ]
-    first = SpendWatch(config.model_copy(update={"detectors": old}))
+    first = SpendWatch(config.model_copy(update={"detectors": OLD_DEFAULT}))
     _run(first, plan[: 24 * 16])
     second = SpendWatch(config)
     notes = second.restore(first.snapshot())
-    assert len(notes) == 1 and notes[0].startswith("detectors[2] (baseline on cost_per_call)"), (
-        notes
-    )
-    assert config.detectors[2].metric == "cost_per_call"
+    assert notes == [
+        "detectors[2] (shift on cost_per_call): new; learns from now on",
+        "detector baseline on cost_per_call removed",
+        "detector wow on cost_per_call removed",
+    ], notes
     for series in second.series.values():
+        kinds = [config.detectors[i].kind for i, _ in series.detectors]
+        assert kinds == (["baseline", "wow", "shift"] if series.key[0] == ("api_key",) else
+                         ["baseline", "wow"])  # fmt: skip
         for i, det in series.detectors:
-            cfg = config.detectors[i]
-            if cfg.kind == "baseline" and cfg.metric == "cost_per_call":
-                assert det.params["season"] == 24 and det._n == 0
-            elif cfg.kind == "baseline":
-                assert det._n > 24 * 15  # kept (the last hour is still open)
+            if config.detectors[i].kind == "baseline":
+                assert det._n > 24 * 15 and det.params["count_x"] == 8.0  # kept, retuned
 
 
 def test_budget_thresholds_once_and_hard_stop_pauses_non_critical_keys() -> None:

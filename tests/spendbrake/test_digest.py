@@ -80,6 +80,20 @@ def test_message_says_total_trend_top_rows_unit_costs_and_incidents() -> None:
     ):
         assert piece in body, piece
     assert "team-6" not in body  # past the top rows: counted in "others"
+    assert "Trends" not in body  # none this period
+
+
+def test_message_lists_the_trends_that_were_not_paged() -> None:
+    report = _report()
+    reason = "api_key=sk-a: creeping up: days averaged +31% over the same days of earlier weeks"
+    report["alerts"]["trends"] = [
+        {"reason": reason, "scope": {"api_key": "sk-a"}, "kind": "wow", "id": f"wow/{i}"}
+        for i in range(7)
+    ]
+    _, blocks = digest_message(report)
+    body = str(blocks)
+    assert "*Trends (not paged)*" in body and body.count(reason) == 5
+    assert "2 more" in body
 
 
 def test_team_and_outcome_names_cannot_mention_or_link_in_the_digest() -> None:

@@ -138,6 +138,19 @@ def make_store(path: Path, team_model: bool = True) -> Path:
             "action": "alert",
         }
     )
+    # A trend: severity info, never paged; the digest lists it.
+    batch.add_alert(
+        {
+            "id": "wow/api_key=key-1/1791331200",
+            "seq": 0,
+            "kind": "wow",
+            "scope": {"api_key": "key-1"},
+            "detected_at": "2026-10-02T00:10:00Z",
+            "severity": "info",
+            "action": "alert",
+            "reason": "api_key=key-1: creeping up",
+        }
+    )
     batch.add_action(
         {
             "id": "t1",
@@ -186,7 +199,16 @@ def test_report_on_a_hand_made_store(tmp_path: Path) -> None:
         "cost_per_call_usd": 1.5,
         "share_pct": 75.0,
     }
-    assert report["alerts"]["count"] == 1 and report["actions"]["by_result"] == {
+    assert report["alerts"]["trends"] == [
+        {
+            "detected_at": "2026-10-02T00:10:00.000000Z",
+            "kind": "wow",
+            "scope": {"api_key": "key-1"},
+            "reason": "api_key=key-1: creeping up",
+            "id": "wow/api_key=key-1/1791331200",
+        }
+    ]
+    assert report["alerts"]["count"] == 2 and report["actions"]["by_result"] == {
         "pause ok": 1,
         "block dry_run": 1,
     }

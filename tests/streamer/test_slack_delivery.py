@@ -168,7 +168,7 @@ async def test_429s_and_503s_deliver_every_message_and_the_block_once_critical_f
     pause = make_alert(batch)  # severity critical
     alerts = [
         alert_only("growth-digest", "warning", "growth"),
-        alert_only("ops-report", "info", "ops"),
+        alert_only("ops-report", "warning", "ops"),
         pause,
         alert_only(critical, "critical", "support"),
     ]
@@ -190,8 +190,8 @@ async def test_429s_and_503s_deliver_every_message_and_the_block_once_critical_f
     # A 429 proves nothing was posted: sent again without looking anything up.
     assert not [c for c in slack.calls if c.startswith("conversations.")], slack.calls
     assert [status for _, status, _ in slack.answers].count(429) == 3
-    # Critical first: both critical alerts were tried before the warning and the info one
-    # (two at a time: the last critical retry may finish after the warning's first try).
+    # Critical first: both critical alerts were tried before the two warnings (two at a
+    # time: the last critical retry may finish after a warning's first try).
     audit = await harness.audit()
     first_try = {
         next(k for k in ids if k in r["alert"]): r["requested_at"]

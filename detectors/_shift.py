@@ -1,0 +1,225 @@
+"""``shift``: a sustained rise in a mean over many calls (cost per call), found within the hour.
+
+Why: a bad prompt or a model switch multiplies what each call costs while the call volume
+stays flat. Per hour, a few calls' mean cost is too noisy to show it (a call's cost swings
++-60 % by itself), and a day of it is a day of money. A CUSUM adds the evidence call by
+call instead: each window's mean (``value``) over ``weight`` calls moves the statistic by
+its log-likelihood ratio for a rise of ``shift_x`` against the learned level,
+
+    S = max(0, S + weight * d * (y - mu - d / 2) / s2),   d = log(shift_x), y = log(value)
+
+where ``mu`` is the level (an EW mean of log values, weighted by calls) and ``s2`` the
+variance of one call's log cost around it (learned from ``weight * (y - mu)**2``,
+winsorized). An alert when ``S`` reaches ``h``: a 3x rise at 30 calls an hour shows in
+about ten calls; normal hours drift ``S`` back to zero. The detector stage also peeks at the
+hour still filling (its calls so far), so a deploy is caught minutes in, not at the close.
+
+A rise that holds is a new normal: after ``settle_n`` windows in alarm the level moves to
+the new one (the change was alerted once). Values lower than the level never alert.
+
+State: seven numbers (about 0.3 KB pickled).
+
+>>> import math
+>>> d = Shift(warmup_n=24)
+>>> quiet = [d.update(h * 3600.0, 0.02 * math.exp(0.1 * math.sin(h)), 20.0) for h in range(48)]
+>>> any(v.is_anomaly for v in quiet)
+False
+>>> v = d.update(48 * 3600.0, 0.06, 20.0)
+>>> v.is_anomaly, round(v.expected, 3)
+(True, 0.02)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from spendbrake.detectors._base import (
+    Detector,
+    HyperParams,
+    Verdict,
+    check,
+    expose,
+    ignored,
+    ratio_score,
+    register,
+    share,
+    usable,
+    usd,
+)
+
+__all__ = ["Shift"]
+
+#: A window counts as at most this many usual windows when it teaches the level.
+WEIGHT_CAP = 4.0
+#: The CUSUM stops at CAP times ``h``, so it falls back under ``h`` soon after a rise ends.
+CAP = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class _ShiftParams(HyperParams):
+    shift_x: float
+    h: float
+    min_usd: float
+    alpha: float
+    warmup_n: int
+    settle_n: int
+    clip_z: float
+    min_scale: float
+
+    #: log(shift_x), and the window count past which nothing reads it (CPython's small ints).
+    d: float = field(init=False, repr=False, compare=False)
+    n_cap: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "d", math.log(self.shift_x))
+        cap = max(self.warmup_n, math.ceil(1.0 / self.alpha)) + 1
+        object.__setattr__(self, "n_cap", min(cap, 256))
+
+
+@register("shift")
+@expose(_ShiftParams)
+class Shift(Detector):
+    """CUSUM of a weighted mean's log against its learned level, for rises of ``shift_x``.
+
+    Parameters
+    ----------
+    shift_x
+        The rise the test is tuned for (2.0: the mean doubles); larger rises show sooner.
+    h
+        Alert threshold of the CUSUM, in log-likelihood units (12: under Gaussian noise a
+        false alert every few hundred thousand windows).
+    min_usd
+        The rise must also be worth this much: ``(value - expected) * weight``.
+    alpha
+        Learning rate of the level and the scale per usual window (0.02: a few days of hours).
+    warmup_n
+        Windows learned before any alert.
+    settle_n
+        Windows in alarm after which the new level is taken as normal.
+    clip_z
+        Deviations are clipped at this many sigmas before they teach the level or the scale.
+    min_scale
+        Floor on one call's log-scale sigma, so a flat series cannot divide by zero.
+    """
+
+    def __init__(
+        self,
+        shift_x: float = 2.0,
+        h: float = 12.0,
+        min_usd: float = 0.0,
+        alpha: float = 0.02,
+        warmup_n: int = 168,
+        settle_n: int = 24,
+        clip_z: float = 3.0,
+        min_scale: float = 0.05,
+    ) -> None:
+        check("shift_x", shift_x, shift_x > 1, "> 1")
+        check("h", h, h > 0, "> 0")
+        check("min_usd", min_usd, min_usd >= 0, ">= 0")
+        check("alpha", alpha, 0 < alpha <= 1, "in (0, 1]")
+        check("warmup_n", warmup_n, isinstance(warmup_n, int) and warmup_n >= 1, "an int >= 1")
+        check("settle_n", settle_n, isinstance(settle_n, int) and settle_n >= 1, "an int >= 1")
+        check("clip_z", clip_z, clip_z > 0, "> 0")
+        check("min_scale", min_scale, min_scale > 0, "> 0")
+        self._hp = share(
+            _ShiftParams(shift_x, h, min_usd, alpha, warmup_n, settle_n, clip_z, min_scale)
+        )
+        #: Level (EW mean of log values, weighted), one call's variance around it, the usual
+        #: weight, windows learned (capped), the CUSUM, windows in alarm and the level during it.
+        self._mu = 0.0
+        self._s2 = 0.0
+        self._wmean = 0.0
+        self._n = 0
+        self._cusum = 0.0
+        self._alarm = 0
+        self._shifted = 0.0
+
+    __slots__ = ("_alarm", "_cusum", "_hp", "_mu", "_n", "_s2", "_shifted", "_wmean")
+
+    #: Each call's evidence counts: the detector stage may peek at an hour from its first call.
+    weighs_calls = True
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name in self.__slots__:
+            object.__setattr__(self, name, state[name])
+
+    def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
+        """Score the window's mean ``value`` over ``weight`` calls, then learn from it."""
+        return self._step(ts, value, weight, True)
+
+    def peek(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
+        """The verdict ``update`` would give, with no state change."""
+        return self._step(ts, value, weight, False)
+
+    def _step(self, ts: float, value: float, weight: float, learn: bool) -> Verdict:
+        if not usable(ts, value) or value <= 0.0:
+            return ignored(value)
+        try:
+            w = float(weight)
+        except (TypeError, ValueError):
+            return ignored(value)
+        if not (w > 0.0 and math.isfinite(w)):
+            return ignored(value)
+        value = float(value)
+        y = math.log(value)
+        hp = self._hp
+        if self._n == 0:
+            if learn:
+                self._mu, self._wmean, self._n = y, w, 1
+            return Verdict(0.0, False, None, value, "first window; learning its level")
+        d = y - self._mu
+        s2 = max(self._s2, hp.min_scale**2)
+        llr = w * hp.d * (d - hp.d / 2.0) / s2
+        # Capped: once the rise ends, the evidence drains within a few calls' worth.
+        cusum = min(max(0.0, self._cusum + llr), CAP * hp.h)
+        expected = math.exp(self._mu)
+        excess = (value - expected) * w
+        warm = self._n >= hp.warmup_n
+        # This window must itself lean to the rise: after one, a normal window is no alert.
+        alert = warm and cusum >= hp.h and llr > 0.0 and excess > hp.min_usd
+        score = ratio_score(cusum / hp.h) if warm and d > 0.0 else 0.0
+        times = f"{value / expected:.1f}x"
+        head = f"{usd(value)} vs {usd(expected)} usual ({times}) over {w:g}"
+        if alert:
+            reason = (
+                f"{head}; the rise holds: evidence {cusum:.0f} over its bar {hp.h:g} "
+                f"(a CUSUM for x{hp.shift_x:g})"
+            )
+        elif not warm:
+            reason = f"{head}; learning its level ({self._n} of {hp.warmup_n} windows)"
+        else:
+            reason = f"{head}; within its usual range"
+        if learn:
+            self._learn(y, d, w, cusum)
+        return Verdict(score, alert, expected, value, reason)
+
+    def _learn(self, y: float, d: float, w: float, cusum: float) -> None:
+        hp = self._hp
+        self._n = min(self._n + 1, hp.n_cap)
+        self._wmean += hp.alpha * (w - self._wmean)
+        if cusum >= hp.h or (self._alarm and cusum > 0.0):
+            # In alarm (until the evidence is gone): a rise is news, not noise. Held for
+            # ``settle_n`` windows, it is the new normal: the level moves there and the
+            # evidence starts afresh.
+            self._alarm = min(self._alarm + 1, hp.settle_n)
+            self._shifted += (y - self._shifted) / self._alarm
+            if self._alarm >= hp.settle_n and cusum >= hp.h:
+                self._mu, self._cusum, self._alarm, self._shifted = self._shifted, 0.0, 0, 0.0
+            else:
+                self._cusum = cusum
+            return
+        self._alarm, self._shifted, self._cusum = 0, 0.0, cusum
+        rate = max(hp.alpha, 1.0 / self._n) * min(w / self._wmean, WEIGHT_CAP)
+        rate = min(rate, 1.0)
+        sigma = math.sqrt(max(self._s2, hp.min_scale**2) / w)
+        if self._n <= 2:
+            self._s2 = w * d * d  # the first spread seen, unclipped
+        else:
+            dev2 = min(w * d * d, (hp.clip_z * sigma) ** 2 * w)
+            self._s2 += max(hp.alpha, 1.0 / self._n) * (dev2 - self._s2)
+        self._mu += rate * max(-hp.clip_z * sigma, min(hp.clip_z * sigma, d))
