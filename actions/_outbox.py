@@ -6,11 +6,17 @@ at-least-once attempted and, with idempotent effects, exactly once performed:
 
 - a gateway block or unblock is idempotent at the gateway, so repeating one whose outcome
   is unknown (a timeout, a crash mid-call) cannot double-act;
-- a Slack post is not, so each carries a dedupe key in its metadata and a repeat first
-  looks for the message it may already have posted (``since`` = the first attempt).
+- a Slack post is not, so each carries a dedupe key in its metadata, and a repeat of one
+  that may have posted (``Task.unsure``) first looks for it; one whose answer proved
+  nothing was posted (a 429, a refused connection) is simply sent again.
 
-Tasks run in two lanes (Slack, gateway), each strictly in order, so a Slack outage never
-holds a pause back and the effects on one scope happen in the order the alerts came.
+Tasks sit in two lanes (Slack, gateway), so a Slack outage never holds a pause back.
+Order is kept per queue (``order_key``). Slack has one queue per incident thread (post
+before replies before updates): a thread whose head keeps failing holds only itself, and
+``ready`` hands out the most urgent due head first (the highest severity waiting in its
+queue: critical alerts first), then the oldest. The gateway lane is one queue, in the
+order the alerts came: its failures are the gateway's (down, overloaded, misconfigured),
+so calls side by side would only multiply them, and the effects on a scope stay in order.
 
 An alert record names pause targets; it does not decide them. Every pause is checked
 against the ``keys`` section of the config the stage loaded itself (``accept`` takes it),
@@ -22,6 +28,7 @@ for that incident (``resumable``).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Collection
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
@@ -40,6 +47,31 @@ Result = Literal["ok", "failed", "retrying", "dry_run", "skipped", "refused"]
 REMEMBER_S = 30 * 86400
 #: The audit detail of an alert of severity ``info``: routed to the digest, not posted.
 DIGEST_ONLY = "trend (severity info): for the digest, not paged"
+#: Queue urgency by alert severity: critical alerts go first.
+_URGENCY = {"critical": 2, "warning": 1, "info": 0}
+
+
+def _restore(
+    obj: Any,
+    state: tuple[Any, dict[str, Any]] | dict[str, Any],
+    legacy: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> None:
+    """Set a slots dataclass from its pickled state; a field the saved object did not have
+    yet (an outbox.pkl from an older release) takes its default, or ``legacy(saved)``."""
+    saved = state[1] if isinstance(state, tuple) else state
+    saved = dict(saved or {})
+    missing = {f.name for f in fields(obj)} - saved.keys()
+    for f in fields(obj):
+        if f.name not in missing:
+            continue
+        if f.default is not MISSING:
+            setattr(obj, f.name, f.default)
+        elif f.default_factory is not MISSING:
+            setattr(obj, f.name, f.default_factory())
+    if legacy is not None and missing:
+        saved.update({k: v for k, v in legacy(saved).items() if k in missing})
+    for name, value in saved.items():
+        setattr(obj, name, value)
 
 
 def scope_key(scope: dict[str, Any]) -> str:
@@ -71,6 +103,20 @@ class Task:
     first_attempt_at: float | None = None
     next_at: float = 0.0
     last_error: str | None = None
+    #: A Slack post: some attempt may have posted it (no answer, Slack's fatal_error, a
+    #: kill mid-call), so the next one looks for it first. Set before each attempt and
+    #: cleared only by an answer proving nothing was posted by any attempt so far.
+    unsure: bool = False
+    #: The config problem this task waits on (``missing_scope chat:write``), if any: it is
+    #: retried slowly, and at once when the config is reloaded.
+    blocked_on: str | None = None
+    #: The queue it keeps its order in (``Outbox.order_key``), set when planned.
+    queue: str | None = None
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        # Before ``unsure`` existed every repeat of a post looked first: keep that for
+        # tasks restored mid-retry.
+        _restore(self, state, lambda s: {"unsure": s.get("first_attempt_at") is not None})
 
 
 @dataclass(slots=True)
@@ -95,16 +141,13 @@ class Incident:
     detected_at: str | None = None
     #: Pause targets the stage's own keys config did not allow (never sent to the gateway).
     refused: list[str] = field(default_factory=list)
+    #: Id of the Slack channel the parent went to: replies and updates follow it there
+    #: even after ``slack.channel`` changes (None: posted before this was kept).
+    channel: str | None = None
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         """An outbox saved before a field existed loads with that field's default."""
-        for f in fields(self):
-            if f.default is not MISSING:
-                setattr(self, f.name, f.default)
-            elif f.default_factory is not MISSING:
-                setattr(self, f.name, f.default_factory())
-        for name, value in state[1].items():
-            setattr(self, name, value)
+        _restore(self, state)
 
 
 def outcome_line(incident: Incident, alert: dict[str, Any], dry_run: bool) -> str:
@@ -172,6 +215,15 @@ class Outbox:
     )
     #: Audit records not yet acknowledged by the broker, by key.
     audit: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Slack channel ids learned from Slack's answers, by the configured name: a post
+    #: that may have gone out is looked for by id (history calls take no names).
+    channel_ids: dict[str, str] = field(default_factory=dict)
+    #: Next offset to read per partition of the actions topic, where ``spendbrake resume``
+    #: audits what it unblocked (the incident's thread is told).
+    actions_offsets: dict[int, int] = field(default_factory=dict)
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        _restore(self, state)
 
     # -- planning --------------------------------------------------------------
 
@@ -336,6 +388,7 @@ class Outbox:
         self.snoozed[scope_key(scope)] = until
 
     def _add(self, task: Task) -> None:
+        self.order_key(task)
         self.lanes[task.lane].append(task)
 
     # -- performing ------------------------------------------------------------
@@ -351,17 +404,78 @@ class Outbox:
             incident = self.incidents.get(incident.thread)
         return incident
 
+    def order_key(self, task: Task) -> str:
+        """The queue a task keeps its order in: a Slack message's thread (the incident
+        whose message holds it); the gateway lane is one queue."""
+        if task.queue is None:  # planned by an older release
+            if task.lane == "gateway":
+                task.queue = "gateway"
+            else:
+                root = self.thread_of(task)
+                task.queue = f"thread:{root.id if root is not None else task.incident}"
+        return task.queue
+
+    def _heads(self, lane: Lane) -> dict[str, tuple[Task, int]]:
+        """Each queue's first task and the queue's urgency, queues in lane order."""
+        heads: dict[str, tuple[Task, int]] = {}
+        for task in self.lanes[lane]:
+            key = self.order_key(task)
+            urgency = _URGENCY.get(str(task.alert.get("severity")), 0)
+            head = heads.get(key)
+            if head is None:
+                heads[key] = (task, urgency)
+            elif urgency > head[1]:
+                heads[key] = (head[0], urgency)
+        return heads
+
+    def ready(self, lane: Lane, now: float, busy: Collection[str] = ()) -> Task | None:
+        """The task to attempt next in ``lane``: among the queue heads that are due and not
+        ``busy`` (order keys with an attempt in flight), the most urgent queue's, then the
+        oldest. None: nothing is due."""
+        best: tuple[int, int] | None = None
+        chosen = None
+        for position, (key, (task, urgency)) in enumerate(self._heads(lane).items()):
+            if key in busy or task.next_at > now:
+                continue
+            rank = (-urgency, position)
+            if best is None or rank < best:
+                best, chosen = rank, task
+        return chosen
+
+    def next_due(self, lane: Lane, busy: Collection[str] = ()) -> float | None:
+        """When the next queue head of ``lane`` falls due (None: nothing waits)."""
+        due = [task.next_at for key, (task, _) in self._heads(lane).items() if key not in busy]
+        return min(due) if due else None
+
+    def unblock_waiting(self, lane: Lane, now: float) -> int:
+        """Tasks waiting on a config problem are due now (the config was reloaded)."""
+        woken = 0
+        for task in self.lanes[lane]:
+            if task.blocked_on is not None:
+                task.next_at = min(task.next_at, now)
+                woken += 1
+        return woken
+
     def finish(
-        self, task: Task, result: Result, detail: str, now: float, ts: str | None = None
+        self,
+        task: Task,
+        result: Result,
+        detail: str,
+        now: float,
+        ts: str | None = None,
+        channel: str | None = None,
     ) -> None:
-        """The head task of its lane is over (ok, failed for good, dry run, skipped)."""
+        """A task is over (ok, failed for good, dry run, skipped); it leaves its lane."""
         queue = self.lanes[task.lane]
-        if queue and queue[0] is task:
-            queue.popleft()
+        for index, queued in enumerate(queue):
+            if queued is task:
+                del queue[index]
+                break
         incident = self.incidents.get(task.incident)
         if incident is not None:
             if task.op == "post" and ts is not None:
                 incident.ts = ts
+                incident.channel = channel or incident.channel
             if task.lane == "gateway":
                 self._gateway_done(incident, task, result, now)
         self.record(task, result, detail, now)
@@ -411,10 +525,43 @@ class Outbox:
                 )
             )
 
-    def retry(self, task: Task, detail: str, delay_s: float, now: float) -> None:
+    def retry(
+        self, task: Task, detail: str, delay_s: float, now: float, blocked_on: str | None = None
+    ) -> None:
         task.last_error = detail
         task.next_at = now + delay_s
+        task.blocked_on = blocked_on
         self.record(task, "retrying", detail, now)
+
+    def resumed_elsewhere(self, key: str, target: str, source: str, now: float) -> int:
+        """An operator unblocked ``target`` outside the stage (``spendbrake resume``): every
+        incident that paused it says so in its thread and its parent, as after a "Resume
+        key" click. ``key`` (the resume's audit id) makes a re-read record a no-op."""
+        if key in self.seen:
+            return 0
+        self.seen[key] = now
+        told = 0
+        for incident in list(self.incidents.values()):
+            if target not in incident.paused:
+                continue
+            incident.paused.remove(target)
+            if target not in incident.resumed:
+                incident.resumed.append(target)
+            told += 1
+            if self.slack_enabled:
+                for op in ("reply", "update"):
+                    self._add(
+                        Task(
+                            f"{key}/{incident.id}/{op}",
+                            "slack",
+                            op,  # type: ignore[arg-type]
+                            incident.id,
+                            incident.alert,
+                            target,
+                            source=source,
+                        )
+                    )
+        return told
 
     def record(self, task: Task, result: Result, detail: str, now: float) -> None:
         """The audit record of a task's latest state (same key: the latest wins)."""

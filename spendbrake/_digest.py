@@ -4,7 +4,10 @@
 the same ``SlackNotifier`` the action stage uses. The summary carries a dedupe key in its
 metadata (``digest/<period>/<by>``): a re-run (the schedule after a restart, or a retry
 after an unanswered call) finds the posted summary in the channel and does not post it
-again, and the chart goes up only when the summary's thread has no file yet.
+again, and the chart goes up only when the summary's thread has no file yet. Looking needs
+the channel's id (history calls take no names): given in the config, or learned from an
+earlier post and kept in ``<state-dir>/digest/channels.json``; without it the summary is
+posted unchecked.
 """
 
 from __future__ import annotations
@@ -186,19 +189,28 @@ async def send_digest(
     *,
     channel: str | None = None,
     since: float | None,
+    channel_ids: dict[str, str] | None = None,
 ) -> DigestResult:
     """Post the summary (unless one with the same key is in the channel since ``since``;
     None: post without looking) and upload ``chart`` to its thread (unless a file is
-    there). Raises ``DigestError``."""
+    there). ``channel_ids``: channel ids known by name, updated with what Slack answers.
+    Raises ``DigestError``."""
     config = slack.model_copy(update={"channel": channel}) if channel else slack
-    notifier = SlackNotifier(config, timeout_s=config.timeout_s)
+    ids = channel_ids if channel_ids is not None else {}
+    notifier = SlackNotifier(config, timeout_s=config.timeout_s, channel_id=ids.get(config.channel))
     try:
         text, blocks = digest_message(report)
         key = dedupe_key(report)
         ts = None
         if since is not None:
             found = await notifier.find(key, since)
-            if not found.ok:
+            if not found.ok and found.failure == "config" and found.needed != "slack.token":
+                log.warning(
+                    "digest %s: cannot look for an earlier post (%s needed); posting it",
+                    key,
+                    found.needed,
+                )
+            elif not found.ok:
                 raise DigestError(f"slack conversations.history failed: {found.error}")
             ts = found.ts
         posted = ts is None
@@ -221,7 +233,27 @@ async def send_digest(
                 uploaded = True
         return DigestResult(ts=ts, posted=posted, chart_uploaded=uploaded)
     finally:
+        if notifier.channel_id:
+            ids[config.channel] = notifier.channel_id
         await notifier.close()
+
+
+def channel_ids_file(state_dir: str | Path) -> Path:
+    return Path(state_dir) / "digest" / "channels.json"
+
+
+def load_channel_ids(path: Path) -> dict[str, str]:
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        ids = orjson.loads(path.read_bytes())
+        if isinstance(ids, dict):
+            return {str(k): str(v) for k, v in ids.items()}
+    return {}
+
+
+def save_channel_ids(path: Path, ids: dict[str, str]) -> None:
+    if ids and ids != load_channel_ids(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, orjson.dumps(ids, option=orjson.OPT_SORT_KEYS))
 
 
 class DigestError(Exception):
@@ -274,6 +306,7 @@ class DigestScheduler:
         self._stopping = asyncio.Event()
         with contextlib.suppress(FileNotFoundError, ValueError):
             self.sent = set(orjson.loads((self.dir / "sent.json").read_bytes()))
+        self.channel_ids = load_channel_ids(channel_ids_file(state_dir))
 
     def reconfigure(self, config: Config) -> list[str]:
         self.config = config
@@ -313,7 +346,17 @@ class DigestScheduler:
                     prices=prices,
                     chart=chart,
                 )
-            result = await send_digest(slack, report, chart, channel=digest.channel, since=due_at)
+            try:
+                result = await send_digest(
+                    slack,
+                    report,
+                    chart,
+                    channel=digest.channel,
+                    since=due_at,
+                    channel_ids=self.channel_ids,
+                )
+            finally:
+                save_channel_ids(channel_ids_file(self.dir.parent), self.channel_ids)
         except ReportError as exc:
             log.warning("digest %s not sent: %s", label, exc)
             self._retry_at = now + RETRY_S

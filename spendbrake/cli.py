@@ -56,7 +56,8 @@ def store_options(command: Any) -> Any:
         envvar="SPENDBRAKE_STATE_DIR",
         default=".spendbrake-state",
         show_default=True,
-        help="Find the store at <state-dir>/store/spend.duckdb (unless --store or store.path).",
+        help="Find the store at <state-dir>/store/spend.duckdb (unless --store or store.path); "
+        "the digest keeps the Slack channel ids it learns in <state-dir>/digest/.",
     )(command)
     return click.option(
         "--store", "store", type=click.Path(dir_okay=False), help="The DuckDB store file."
@@ -853,7 +854,13 @@ def digest(
 
     from spendbrake.schemas import PriceTable
 
-    from ._digest import DigestError, send_digest
+    from ._digest import (
+        DigestError,
+        channel_ids_file,
+        load_channel_ids,
+        save_channel_ids,
+        send_digest,
+    )
     from ._report import ReportError, parse_period, report_from_store
 
     config = _load(config_path)
@@ -870,11 +877,22 @@ def digest(
         )
         # A digest of a period is never posted before the period starts.
         since = None if force else float(chosen.start)
-        result = asyncio.run(
-            send_digest(
-                config.slack, data, chart, channel=channel or config.digest.channel, since=since
+        # Channel ids learned by earlier digests: a re-run can look for its own post.
+        known = channel_ids_file(state_dir)
+        ids = load_channel_ids(known)
+        try:
+            result = asyncio.run(
+                send_digest(
+                    config.slack,
+                    data,
+                    chart,
+                    channel=channel or config.digest.channel,
+                    since=since,
+                    channel_ids=ids,
+                )
             )
-        )
+        finally:
+            save_channel_ids(known, ids)
     except (ReportError, DigestError) as exc:
         err.print(f"error: {exc}", markup=False)
         sys.exit(1)
@@ -949,8 +967,9 @@ def config_schema(output: str | None) -> None:
 @click.option("--seed", default=7, show_default=True)
 @click.option(
     "--slack-token",
-    help="Post to a real Slack workspace with this bot token (chat:write, channels:history, "
-    "files:write) instead of the fake Slack.",
+    help="Post to a real Slack workspace with this bot token (scopes chat:write, "
+    "channels:history or groups:history for a private channel, files:write) instead of the "
+    "fake Slack.",
 )
 @click.option(
     "--slack-channel", default="#ai-spend", show_default=True, help="Channel for --slack-token."

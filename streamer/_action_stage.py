@@ -12,6 +12,17 @@ record on ``spend.alerts`` asking to pause a key that config does not allow is r
 (audited, shown in Slack, counted in ``spendbrake_refused_total``), whatever the record says,
 and so is a queued pause a reload made unallowed. A "Resume" click only unblocks keys this
 stage paused for that incident.
+
+The Slack lane runs up to two attempts at once, one per incident thread (``Outbox.ready``):
+a stuck message holds its own thread, not every alert behind it. A
+``Retry-After`` (Slack's 429, a gateway's 429/503) holds the whole lane until then, and
+the most urgent queue goes first when it ends. A Slack config problem (a missing scope, a
+channel the bot is not in, a refused token) holds the Slack lane too, is logged once with
+what to fix and counted in ``spendbrake_slack_config_errors_total``; the messages wait
+and go out once a probe succeeds or the config is reloaded.
+
+The stage also reads the actions topic back for ``spendbrake resume`` records, so an
+operator's resume from the terminal reaches the incident's thread like the button's.
 """
 
 from __future__ import annotations
@@ -63,8 +74,14 @@ SNOOZE_S = 3600.0
 CLICK_MEMORY_S = 600.0
 #: Rejected button requests audited one by one per minute; the rest are counted.
 REJECTED_AUDITS_PER_MIN = 10
-#: Give up on a task after this many attempts (about a day with the default backoff cap).
+#: Give up on a task after this many attempts (about a day with the default backoff cap);
+#: a task waiting on a config problem is never given up.
 MAX_ATTEMPTS = 1500
+#: Attempts in flight per lane, each on its own queue (the gateway lane is one queue).
+CONCURRENCY = {"slack": 2, "gateway": 1}
+#: Audit ids of ``spendbrake resume`` (``_resume.py``: ``resume/manual/key/...``; before,
+#: ``resume/cli/key/...``); the record's source (``cli:USER``) says it was the terminal.
+_CLI_RESUME = b"resume/"
 
 
 class NoGateway:
@@ -94,7 +111,7 @@ class ActionStage:
             cooldown_s=slack.cooldown_s,
         )
         self.gateway: Gateway = _gateway(config)
-        self.slack = SlackNotifier(slack, timeout_s=slack.timeout_s) if slack.token else None
+        self.slack = self._notifier(config)
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self._lock: IO[bytes] | None = None
@@ -102,12 +119,18 @@ class ActionStage:
         #: One wake-up per lane: new work, or a task of the other lane that settled.
         self._wake = {"slack": asyncio.Event(), "gateway": asyncio.Event()}
         self._rng = random.Random()
-        self._audit_sends: dict[str, asyncio.Future[Any]] = {}
+        #: Audit key -> (the record being sent, its send).
+        self._audit_sends: dict[str, tuple[dict[str, Any], asyncio.Future[Any]]] = {}
         #: Button clicks acted on (Slack's click id -> when), against re-deliveries.
         self._clicks: dict[str, float] = {}
         self._rejected_window = 0.0
         self._rejected_in_window = 0
         self._rejected_since = 0
+        #: Per lane: no attempt before this time (Retry-After, a config problem).
+        self._hold = {"slack": 0.0, "gateway": 0.0}
+        #: The Slack config problem logged last (logged again only when it changes).
+        self._problem: str | None = None
+        self._unchecked: set[str] = set()
         self.metrics = ActionMetrics(self.pending, self.waiting_since)
 
     def pending(self, lane: str) -> int:
@@ -115,11 +138,17 @@ class ActionStage:
         return len(self.outbox.lanes[lane])
 
     def waiting_since(self, lane: str) -> float | None:
-        """When the head task of ``lane`` was first tried (None: empty, or not tried yet)."""
-        try:
-            return self.outbox.lanes[lane][0].first_attempt_at
-        except IndexError:  # emptied meanwhile (metrics are read from another thread)
+        """When the longest-waiting task of ``lane`` was first tried (None: none tried)."""
+        # list() copies the deque in one step: metrics are read from another thread.
+        tried = [t.first_attempt_at for t in list(self.outbox.lanes[lane])]
+        return min((at for at in tried if at is not None), default=None)
+
+    def _notifier(self, config: Config) -> SlackNotifier | None:
+        slack = config.slack
+        if slack.token is None:
             return None
+        known = self.outbox.channel_ids.get(slack.channel)
+        return SlackNotifier(slack, timeout_s=slack.timeout_s, channel_id=known)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -136,8 +165,7 @@ class ActionStage:
         gateway = _gateway(config) if config.gateway != old.gateway else self.gateway
         slack = self.slack
         if config.slack != old.slack:
-            s = config.slack
-            slack = SlackNotifier(s, timeout_s=s.timeout_s) if s.token else None
+            slack = self._notifier(config)
         if (config.slack.interactive_port, config.slack.signing_secret) != (
             old.slack.interactive_port,
             old.slack.signing_secret,
@@ -151,6 +179,15 @@ class ActionStage:
         self.outbox.slack_enabled = config.slack.token is not None
         self.outbox.dry_run = config.gateway.dry_run
         self.outbox.cooldown_s = config.slack.cooldown_s
+        if config.slack != old.slack or config.gateway != old.gateway:
+            # Whatever waited on the old settings (a refused token or channel, a missing
+            # scope, a long backoff) is tried again now under the new ones.
+            now = time.time()
+            for lane in ("slack", "gateway"):
+                self._hold[lane] = 0.0
+                woken = self.outbox.unblock_waiting(lane, now)  # type: ignore[arg-type]
+                if woken:
+                    log.info("config reload: %d %s effect(s) retried now", woken, lane)
         self._notify()
         return notes
 
@@ -173,6 +210,8 @@ class ActionStage:
         saved.dry_run = self.outbox.dry_run
         saved.cooldown_s = self.outbox.cooldown_s
         self.outbox = saved
+        if self.slack is not None and self.slack.channel_id is None:
+            self.slack.channel_id = saved.channel_ids.get(self.config.slack.channel)
         pending = sum(len(lane) for lane in saved.lanes.values())
         log.info("action stage restored: %d task(s) pending, offsets %s", pending, saved.offsets)
 
@@ -238,12 +277,25 @@ class ActionStage:
         await _start_with_retry(self.consumer.start, "consumer", self._stopping)
         partitions = sorted(await self.producer.partitions_for(self.topic))
         tps = [TopicPartition(self.topic, p) for p in partitions]
-        self.consumer.assign(tps)
+        actions = self.config.kafka.topics.actions
+        resumes = [
+            TopicPartition(actions, p)
+            for p in sorted(await self.producer.partitions_for(actions) or ())
+        ]
+        self.consumer.assign(tps + resumes)
         for tp in tps:
             if tp.partition in self.outbox.offsets:
                 self.consumer.seek(tp, self.outbox.offsets[tp.partition])
             else:
                 await self.consumer.seek_to_beginning(tp)
+        for tp in resumes:
+            saved = self.outbox.actions_offsets.get(tp.partition)
+            if saved is not None:
+                self.consumer.seek(tp, saved)
+            else:
+                # Resumes from now on: an older one was done before this state existed.
+                await self.consumer.seek_to_end(tp)
+                self.outbox.actions_offsets[tp.partition] = await self.consumer.position(tp)
 
     async def _read_alerts(self) -> None:
         assert self.consumer is not None
@@ -259,6 +311,9 @@ class ActionStage:
             now = time.time()
             accepted = 0
             for tp, messages in batches.items():
+                if tp.topic != self.topic:
+                    accepted += self._read_resumes(tp.partition, messages, now)
+                    continue
                 for message in messages:
                     self.outbox.offsets[tp.partition] = message.offset + 1
                     if message.value is None:
@@ -299,6 +354,34 @@ class ActionStage:
             self.save()  # planned effects and the offset, together, before acting
             if accepted:
                 self._notify()
+
+    def _read_resumes(self, partition: int, messages: list[Any], now: float) -> int:
+        """``spendbrake resume`` audits each key it unblocked on the actions topic: tell
+        the incidents that paused it, in their threads (the stage's own records pass by)."""
+        told = 0
+        for message in messages:
+            self.outbox.actions_offsets[partition] = message.offset + 1
+            if not (message.key or b"").startswith(_CLI_RESUME) or message.value is None:
+                continue
+            try:
+                record = orjson.loads(message.value)
+                source = str(record.get("source") or "")
+                if (
+                    record.get("action") != "unblock"
+                    or record.get("result") not in ("ok", "dry_run")
+                    or not source.startswith("cli:")
+                    or "key" not in (record.get("scope") or {})  # a --team resume
+                ):
+                    continue
+                target = str(record["target"])
+            except (orjson.JSONDecodeError, AttributeError, KeyError) as exc:
+                log.warning("resume record %s skipped: %r", message.key, exc)
+                continue
+            count = self.outbox.resumed_elsewhere(message.key.decode(), target, source, now)
+            if count:
+                log.info("%s resumed %s: %d incident thread(s) told", source, target, count)
+            told += count
+        return told
 
     def _count_refusals(self, alert: dict[str, Any]) -> None:
         _, denied = screen_pauses(alert["targets"], self.config.keys)
@@ -402,47 +485,138 @@ class ActionStage:
     # -- lanes -------------------------------------------------------------------
 
     async def _lane(self, lane: str) -> None:
-        while not self._stopping.is_set():
-            task = self.outbox.head(lane)  # type: ignore[arg-type]
-            now = time.time()
-            if task is None or task.next_at > now:
-                wait = 1.0 if task is None else min(task.next_at - now, 1.0)
-                wake = self._wake[lane]
+        """Start due attempts, one per queue, up to ``CONCURRENCY[lane]`` at once."""
+        running: dict[asyncio.Task[None], str] = {}
+        wake = self._wake[lane]
+        try:
+            while not self._stopping.is_set():
+                now = time.time()
+                while len(running) < CONCURRENCY[lane] and now >= self._hold[lane]:
+                    task = self.outbox.ready(lane, now, running.values())  # type: ignore[arg-type]
+                    if task is None:
+                        break
+                    key = self.outbox.order_key(task)
+                    running[asyncio.create_task(self._attempt(lane, task))] = key
+                due = self.outbox.next_due(lane, running.values())  # type: ignore[arg-type]
+                at = now + 1.0 if due is None else max(due, self._hold[lane])
                 wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=wait)
-                continue
-            since = task.first_attempt_at
-            if since is None:
-                task.first_attempt_at = now
-            task.attempts += 1
-            self.save()  # the attempt is on record before it can have an effect
+                waiter = asyncio.ensure_future(wake.wait())
+                try:
+                    await asyncio.wait(
+                        [waiter, *running],
+                        timeout=min(max(at - now, 0.0), 1.0),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    waiter.cancel()
+                for attempt in [a for a in running if a.done()]:
+                    del running[attempt]
+                    if not attempt.cancelled() and attempt.exception() is not None:
+                        log.error("%s attempt crashed", lane, exc_info=attempt.exception())
+            if running:  # let calls in flight finish (bounded by their timeouts)
+                await asyncio.wait(running)
+        finally:
+            for attempt in running:
+                attempt.cancel()
+
+    async def _attempt(self, lane: str, task: Task) -> None:
+        if task.first_attempt_at is None:
+            task.first_attempt_at = time.time()
+        task.attempts += 1
+        unsure = task.unsure
+        if lane == "slack" and task.op in ("post", "reply"):
+            task.unsure = True  # a kill mid-call leaves the outcome unknown
+        self.save()  # the attempt is on record before it can have an effect
+        try:
             if lane == "gateway":
                 await self._gateway_attempt(task)
             else:
-                await self._slack_attempt(task, since)
+                await self._slack_attempt(task, unsure)
+        except Exception:
+            # A bug must not end the lane or leave the task in flight: retry it later.
+            log.exception("%s: attempt failed unexpectedly", task.id)
+            self._settle(task, False, "retry", "internal error (see the log)")
+        finally:
             self.save()
             self._notify()
 
-    def _settle(self, task: Task, ok: bool, permanent: bool, detail: str, **done: Any) -> None:
+    def _settle(
+        self,
+        task: Task,
+        ok: bool,
+        failure: str | None,
+        detail: str,
+        *,
+        retry_after: float | None = None,
+        ts: str | None = None,
+        channel: str | None = None,
+        dry_run: bool = False,
+        error: str | None = None,
+        needed: str | None = None,
+    ) -> None:
         now = time.time()
-        retry_after = done.pop("retry_after", None) or 0.0
         effects = self.metrics.effects
         if ok:
-            result = "dry_run" if done.pop("dry_run", False) else "ok"
-            self.outbox.finish(task, result, detail, now, ts=done.get("ts"))
+            result = "dry_run" if dry_run else "ok"
+            self.outbox.finish(task, result, detail, now, ts=ts, channel=channel)
             effects.labels(task.lane, task.op, result).inc()
-        elif permanent or task.attempts >= MAX_ATTEMPTS:
+        elif failure == "permanent" or (failure != "config" and task.attempts >= MAX_ATTEMPTS):
             log.warning("%s failed for good: %s", task.id, detail)
             self.outbox.finish(task, "failed", detail, now)
             effects.labels(task.lane, task.op, "failed").inc()
+        elif failure == "config":
+            effects.labels(task.lane, task.op, "waiting").inc()
+            self._held_by_config(task, detail, error or detail, needed, now)
         else:
             effects.labels(task.lane, task.op, "retrying").inc()
-            section = self.config.gateway if task.lane == "gateway" else self.config.slack
-            delay = backoff_delay(task.attempts, cap=section.retry_cap_s, rng=self._rng)
-            delay = max(delay, retry_after)
+            if retry_after is not None:
+                # The server said when: every call of the lane waits until then, and the
+                # most urgent queue goes first after it.
+                delay = retry_after
+                self._hold[task.lane] = max(self._hold[task.lane], now + retry_after)
+            else:
+                section = self.config.gateway if task.lane == "gateway" else self.config.slack
+                delay = backoff_delay(task.attempts, cap=section.retry_cap_s, rng=self._rng)
             log.info("%s: %s; retry %d in %.1fs", task.id, detail, task.attempts, delay)
             self.outbox.retry(task, detail, delay, now)
+
+    def _held_by_config(
+        self, task: Task, detail: str, error: str, needed: str | None, now: float
+    ) -> None:
+        """A refused token, scope or channel: the Slack lane waits for the fix."""
+        problem = f"{error} {needed or ''}".strip()
+        self.metrics.slack_config_errors.labels(error, needed or "").inc()
+        # Tried again every retry_cap_s (a scope granted or the bot invited needs no
+        # reload), and at once on a config reload.
+        probe_s = self.config.slack.retry_cap_s
+        if self._lane_wide(task, error):
+            # Every message would be refused alike: a probe or two per interval, not one
+            # call per waiting message.
+            self._hold[task.lane] = now + probe_s
+        self.outbox.retry(task, detail, probe_s, now, blocked_on=problem)
+        if problem != self._problem:
+            self._problem = problem
+            waiting = self.pending(task.lane)
+            log.error(
+                "slack refuses to deliver to %s: %s; %d message(s) are kept and sent once "
+                "this is fixed (%s), tried again every %.0f s and at once on a config reload",
+                self.config.slack.channel,
+                problem,
+                waiting,
+                _fix(error, needed),
+                probe_s,
+            )
+
+    def _lane_wide(self, task: Task, error: str) -> bool:
+        """Whether a config refusal holds every message: the token or scope always does;
+        a channel refusal only for the configured channel (an old incident's thread may
+        sit in a channel since archived)."""
+        if error not in ("channel_not_found", "not_in_channel", "is_archived"):
+            return True
+        thread = self.outbox.thread_of(task)
+        if task.op == "post" or thread is None or thread.ts is None:
+            return True
+        return thread.channel is None or thread.channel == getattr(self.slack, "channel_id", None)
 
     async def _gateway_attempt(self, task: Task) -> None:
         assert task.target is not None
@@ -460,52 +634,96 @@ class ActionStage:
         self._settle(
             task,
             outcome.ok,
-            outcome.permanent,
+            "permanent" if outcome.permanent else "retry",
             outcome.detail,
             dry_run=outcome.dry_run,
             retry_after=outcome.retry_after_s,
         )
 
-    async def _slack_attempt(self, task: Task, since: float | None) -> None:
-        if self.slack is None:  # Slack was configured when the task was planned
-            self._settle(task, False, True, "slack not configured (slack.token)")
+    async def _slack_attempt(self, task: Task, unsure: bool) -> None:
+        slack = self.slack
+        if slack is None:  # Slack was configured when the task was planned
+            self._settle(task, False, "permanent", "slack not configured (slack.token)")
             return
         thread = self.outbox.thread_of(task)
         own = self.outbox.incidents.get(task.incident)
         if thread is None or own is None:
-            self._settle(task, False, True, "incident forgotten")
+            self._settle(task, False, "permanent", "incident forgotten")
             return
         outcome = outcome_line(own, task.alert, self.outbox.dry_run)
         runbook = self.config.slack.runbook_url
+        since = task.first_attempt_at if unsure else None
         if task.op == "post":
             text, blocks = render_alert(task.alert, outcome=outcome, runbook_url=runbook)
-            result = await self.slack.post(text, blocks, dedupe_key=task.id, since=since)
+            result = await slack.post(text, blocks, dedupe_key=task.id, since=since)
         elif thread.ts is None:
             # The parent is not posted (it failed for good): say it as a new message.
             text, blocks = render_alert(task.alert, outcome=outcome, runbook_url=runbook)
             if task.op == "update":
-                self._settle(task, True, False, "no parent message to update")
+                self._settle(task, True, None, "no parent message to update")
                 return
-            result = await self.slack.post(text, blocks, dedupe_key=task.id, since=since)
+            result = await slack.post(text, blocks, dedupe_key=task.id, since=since)
         elif task.op == "reply":
             text, blocks = render_followup(task.alert, outcome)
-            result = await self.slack.post(
-                text, blocks, dedupe_key=task.id, thread_ts=thread.ts, since=since
+            result = await slack.post(
+                text,
+                blocks,
+                dedupe_key=task.id,
+                thread_ts=thread.ts,
+                channel=thread.channel,
+                since=since,
             )
         else:
             if own is not thread:
-                self._settle(task, True, False, "threaded under another incident")
+                self._settle(task, True, None, "threaded under another incident")
                 return
             text, blocks = render_parent_update(task.alert, outcome, own.history)
-            result = await self.slack.update(thread.ts, text, blocks)
+            result = await slack.update(thread.ts, text, blocks, channel=thread.channel)
+        self._learn_channel(slack)
+        if task.op in ("post", "reply"):
+            # Sticky: an answer proving this attempt posted nothing says nothing about an
+            # earlier one that may have (a failed check posted nothing either).
+            task.unsure = unsure or result.failure == "unsure"
+        if result.unchecked:
+            self._note_unchecked(result.unchecked)
+        if result.ok and self._problem is not None:
+            woken = self.outbox.unblock_waiting("slack", time.time())
+            log.info(
+                "slack delivers again (%s is resolved); %d kept message(s) go now",
+                self._problem,
+                woken,
+            )
+            self._problem = None
         self._settle(
             task,
             result.ok,
-            result.permanent,
-            result.error or "delivered",
+            result.failure,
+            " ".join(filter(None, (result.error, result.needed))) or "delivered",
             ts=result.ts if task.op == "post" else None,
+            channel=result.channel,
             retry_after=result.retry_after,
+            error=result.error,
+            needed=result.needed,
         )
+
+    def _learn_channel(self, slack: SlackNotifier) -> None:
+        name = self.config.slack.channel
+        if slack is not self.slack:  # replaced by a config reload during the call
+            return
+        if slack.channel_id and self.outbox.channel_ids.get(name) != slack.channel_id:
+            self.outbox.channel_ids[name] = slack.channel_id
+
+    def _note_unchecked(self, why: str) -> None:
+        """A post that may have gone out was sent again without a look: say once why."""
+        self.metrics.slack_unchecked.labels(why).inc()
+        if why not in self._unchecked:
+            self._unchecked.add(why)
+            log.warning(
+                "slack: a message that may already be posted cannot be looked for (%s); "
+                "it is posted again, so a duplicate is possible. %s",
+                why,
+                "Give the bot that scope." if ":" in why else "Set slack.channel to its id.",
+            )
 
     # -- audit -------------------------------------------------------------------
 
@@ -515,30 +733,43 @@ class ActionStage:
         while not self._stopping.is_set() or self.outbox.audit:
             sent = False
             for key, record in list(self.outbox.audit.items()):
-                pending = self._audit_sends.get(key)
+                carried, pending = self._audit_sends.get(key, (None, None))
                 if pending is not None and not pending.done():
                     continue
                 if pending is not None and pending.exception() is None:
                     del self._audit_sends[key]
-                    if self.outbox.audit.get(key) is record:
+                    # Acknowledged: drop it, unless a newer state of the task came meanwhile
+                    # (that one is sent next; dropping it lost a task's final state).
+                    if carried is record:
                         del self.outbox.audit[key]
-                    continue
-                self._audit_sends[key] = asyncio.ensure_future(
-                    self.producer.send_and_wait(
-                        self.config.kafka.topics.actions,
-                        orjson.dumps(audit_wire(record)),
-                        key=key.encode(),
-                    )
+                        continue
+                self._audit_sends[key] = (
+                    record,
+                    asyncio.ensure_future(
+                        self.producer.send_and_wait(
+                            self.config.kafka.topics.actions,
+                            orjson.dumps(audit_wire(record)),
+                            key=key.encode(),
+                        )
+                    ),
                 )
                 sent = True
             if self._stopping.is_set() and not sent:
-                pending = [f for f in self._audit_sends.values() if not f.done()]
+                pending = [f for _, f in self._audit_sends.values() if not f.done()]
                 if not pending:
                     break
                 await asyncio.wait(pending, timeout=5)
                 if any(not f.done() for f in pending):
                     break  # kept in the outbox: sent again after the restart
             await asyncio.sleep(0.05)
+
+
+def _fix(error: str, needed: str | None) -> str:
+    if error == "missing_scope":
+        return f"add the {needed} scope to the Slack app and reinstall it"
+    if error in ("channel_not_found", "not_in_channel", "is_archived"):
+        return f"invite the bot to {needed} or set slack.channel to a channel it is in"
+    return "set slack.token to a valid bot token"
 
 
 def _close_later(close_client: Callable[[], Awaitable[None]], after_s: float) -> None:

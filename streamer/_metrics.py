@@ -209,6 +209,22 @@ class ActionMetrics:
         for lane in ("slack", "gateway"):
             queued.labels(lane).set_function(lambda lane=lane: pending(lane))
             oldest.labels(lane).set_function(lambda lane=lane: _age(waiting_since(lane)))
+        # Labels come from Slack's error names and the config (scope, channel): bounded.
+        self.slack_config_errors = Counter(
+            "spendbrake_slack_config_errors",
+            "Slack attempts refused for the config: error (missing_scope, not_in_channel, "
+            "channel_not_found, invalid_auth ...) and what it needs (scope, channel, "
+            "slack.token); the messages wait for the fix",
+            ["error", "needed"],
+            registry=r,
+        )
+        self.slack_unchecked = Counter(
+            "spendbrake_slack_unchecked_posts",
+            "Slack posts that may already have gone out, sent again without a look "
+            "(a duplicate is possible), by why the look could not be made",
+            ["reason"],
+            registry=r,
+        )
 
 
 def _finite(value: float) -> float:

@@ -2,13 +2,19 @@
 
 Enough of the API for alerts and digests: chat.postMessage (with threads and message
 metadata), chat.update, conversations.history / .replies / .list, auth.test, and the
-three steps of ``files_upload_v2``. Faults are set at runtime::
+three steps of ``files_upload_v2``. It checks bot scopes as Slack documents them per
+method (``SCOPES`` here is the fake's own copy of Slack's rules, not the product's list),
+and a private channel needs ``groups:history`` where a public one needs
+``channels:history``. Faults are set at runtime::
 
-    with FakeSlack(token="xoxb-test") as slack:
+    with FakeSlack(token="xoxb-test", scopes={"chat:write"}, private=True) as slack:
         client = AsyncWebClient(token="xoxb-test", base_url=slack.base_url)
-        slack.fail_with(429, retry_after=1, times=2)   # or 500
+        slack.fail_with(429, retry_after=1, times=2)   # Retry-After, nothing done
+        slack.fail_with(503)                   # no body (a load balancer's answer)
+        slack.fail_with(500, error="fatal_error", apply=True)  # done, then an error
         slack.hang(3.0)          # record the message, answer late: "did it post?"
         slack.down(); slack.up() # refuse connections on the same port, then accept again
+        slack.grant("groups:history"); slack.invite()  # the operator fixes the app
 """
 
 from __future__ import annotations
@@ -26,20 +32,57 @@ from ._http import Handler, Server, send_json
 __all__ = ["FakeSlack"]
 
 CHANNEL_ID = "C0SPEND"
+#: A private channel's id starts with G in older workspaces; Slack's answers say which.
+PRIVATE_ID = "G0SPEND"
+#: Scopes Slack asks of a bot token per method (api.slack.com/methods), public channel.
+SCOPES: dict[str, str | None] = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "conversations.history": "channels:history",
+    "conversations.replies": "channels:history",
+    "conversations.list": "channels:read",
+    "conversations.info": "channels:read",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+    "auth.test": None,
+}
+#: The same methods on a private channel.
+PRIVATE_SCOPES = {
+    "conversations.history": "groups:history",
+    "conversations.replies": "groups:history",
+    "conversations.list": "groups:read",
+    "conversations.info": "groups:read",
+}
 
 
 class FakeSlack:
     """Records every message; thread-safe; works from sync and async code."""
 
-    def __init__(self, token: str | None = None, port: int = 0, channel: str = "ai-spend") -> None:
+    def __init__(
+        self,
+        token: str | None = None,
+        port: int = 0,
+        channel: str = "ai-spend",
+        *,
+        scopes: set[str] | None = None,
+        private: bool = False,
+        member: bool = True,
+    ) -> None:
+        """``scopes``: the bot token's scopes (None: every scope); ``private``: the channel
+        is private; ``member``: the bot is in the channel (else posts are refused)."""
         self.token = token
         self.channel_name = channel.lstrip("#")
+        self.private = private
+        self.channel_id = PRIVATE_ID if private else CHANNEL_ID
+        self._scopes = None if scopes is None else set(scopes)
+        self._member = member
         self._port = port
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._messages: list[dict[str, Any]] = []
         self._updates: list[dict[str, Any]] = []
         self._calls: list[str] = []
+        self._answers: list[tuple[str, int, str | None]] = []
         self._files: dict[str, dict[str, Any]] = {}
         self._faults: list[tuple[str, Any]] = []
         self._next_ts = 1_700_000_000.0
@@ -94,30 +137,73 @@ class FakeSlack:
 
     # -- faults ------------------------------------------------------------------------
 
-    def fail_with(self, status: int, *, retry_after: float | None = None, times: int | None = 1):
-        """Answer the next ``times`` calls (None: all until cleared) with ``status``."""
+    def fail_with(
+        self,
+        status: int,
+        *,
+        retry_after: float | None = None,
+        times: int | None = 1,
+        error: str | None = None,
+        apply: bool = False,
+        match: str | None = None,
+    ) -> None:
+        """Answer the next ``times`` calls (None: all until cleared) with ``status``.
+
+        The body is ``{"ok": false, "error": error}``; ``error`` defaults to ``ratelimited``
+        for a 429 and to no body at all for a 5xx (what a proxy in front of Slack sends).
+        ``apply``: the call takes effect first (Slack's ``fatal_error``: "it's possible
+        some aspect of the operation succeeded"). ``match``: only calls whose request body
+        contains this text (one incident's messages).
+        """
+        if error is None and status == 429:
+            error = "ratelimited"
         with self._lock:
-            self._faults.append(("fail", [status, retry_after, times]))
+            self._faults.append(("fail", [status, retry_after, times, error, apply, match]))
+
+    def grant(self, *scopes: str) -> None:
+        """Add scopes to the bot token (the app reinstalled with them)."""
+        with self._lock:
+            if self._scopes is not None:
+                self._scopes.update(scopes)
+
+    def revoke(self, *scopes: str) -> None:
+        with self._lock:
+            if self._scopes is None:
+                self._scopes = set(SCOPES.values()) | set(PRIVATE_SCOPES.values())
+                self._scopes.discard(None)  # type: ignore[arg-type]
+            self._scopes.difference_update(scopes)
+
+    def invite(self) -> None:
+        """The bot is invited into the channel (``/invite @bot``)."""
+        with self._lock:
+            self._member = True
+
+    def kick(self) -> None:
+        with self._lock:
+            self._member = False
 
     def hang(self, seconds: float, times: int | None = 1) -> None:
         """Record the next call's effect, then wait ``seconds`` before answering."""
         with self._lock:
-            self._faults.append(("hang", [seconds, None, times]))
+            self._faults.append(("hang", [seconds, None, times, None, True, None]))
 
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
 
-    def _take_fault(self) -> tuple[str, Any] | None:
+    def _take_fault(self, raw: bytes) -> tuple[str, Any] | None:
+        """The first fault set that applies to a call with this body (used up by it)."""
         with self._lock:
-            if not self._faults:
-                return None
-            kind, spec = self._faults[0]
-            if spec[2] is not None:
-                spec[2] -= 1
-                if spec[2] <= 0:
-                    self._faults.pop(0)
-            return kind, spec
+            for index, (kind, spec) in enumerate(self._faults):
+                match = spec[5]
+                if match is not None and match.encode() not in raw:
+                    continue
+                if spec[2] is not None:
+                    spec[2] -= 1
+                    if spec[2] <= 0:
+                        self._faults.pop(index)
+                return kind, spec
+            return None
 
     # -- records -----------------------------------------------------------------------
 
@@ -133,8 +219,15 @@ class FakeSlack:
 
     @property
     def calls(self) -> list[str]:
+        """Every Web API method called, in order (failed calls included)."""
         with self._lock:
             return list(self._calls)
+
+    @property
+    def answers(self) -> list[tuple[str, int, str | None]]:
+        """(method, HTTP status, Slack error or None) of every call answered."""
+        with self._lock:
+            return list(self._answers)
 
     def parents(self) -> list[dict[str, Any]]:
         return [m for m in self.messages if not m.get("thread_ts")]
@@ -170,26 +263,49 @@ class FakeSlack:
             send_json(handler, 200, f"OK - {len(raw)}".encode(), content_type="text/plain")
             return
         args = _args(handler.headers.get("content-type", ""), raw, split.query)
-        fault = self._take_fault()
+        fault = self._take_fault(raw + split.query.encode())
         with self._changed:
             self._calls.append(method)
             self._changed.notify_all()
         if fault is not None and fault[0] == "fail":
-            status, retry_after, _ = fault[1]
+            status, retry_after, _, error, apply, _ = fault[1]
+            if apply:
+                self._answer(method, args, handler)
             headers = [("Retry-After", f"{retry_after:g}")] if retry_after is not None else []
-            error = "ratelimited" if status == 429 else "fatal_error"
-            send_json(handler, status, orjson.dumps({"ok": False, "error": error}), headers)
+            body = b"" if error is None else orjson.dumps({"ok": False, "error": error})
+            self._note(method, status, error)
+            kind = "application/json" if body else "text/html"
+            send_json(handler, status, body, headers, content_type=kind)
             return
+        answer = self._checked(method, handler) or self._answer(method, args, handler)
+        if fault is not None and fault[0] == "hang":
+            self._stopping.wait(fault[1][0])
+        self._note(method, 200, None if answer.get("ok") else answer.get("error"))
+        send_json(handler, 200, orjson.dumps(answer))
+
+    def _note(self, method: str, status: int, error: str | None) -> None:
+        with self._changed:
+            self._answers.append((method, status, error))
+            self._changed.notify_all()
+
+    def _checked(self, method: str, handler: Handler) -> dict[str, Any] | None:
+        """Slack's refusal of the token or its scopes for ``method``, if any."""
         if (
             self.token is not None
             and handler.headers.get("authorization") != f"Bearer {self.token}"
         ):
-            send_json(handler, 200, orjson.dumps({"ok": False, "error": "invalid_auth"}))
-            return
-        answer = self._answer(method, args, handler)
-        if fault is not None and fault[0] == "hang":
-            self._stopping.wait(fault[1][0])
-        send_json(handler, 200, orjson.dumps(answer))
+            return {"ok": False, "error": "invalid_auth"}
+        with self._lock:
+            scopes = None if self._scopes is None else set(self._scopes)
+        needed = (PRIVATE_SCOPES.get(method) if self.private else None) or SCOPES.get(method)
+        if scopes is not None and needed is not None and needed not in scopes:
+            return {
+                "ok": False,
+                "error": "missing_scope",
+                "needed": needed,
+                "provided": ",".join(sorted(scopes)),
+            }
+        return None
 
     def _answer(self, method: str, args: dict[str, Any], handler: Handler) -> dict[str, Any]:
         with self._changed:
@@ -201,7 +317,11 @@ class FakeSlack:
                 if method in ("conversations.history", "conversations.replies"):
                     return self._history(method, args)
                 if method == "conversations.list":
-                    return {"ok": True, "channels": [{"id": CHANNEL_ID, "name": self.channel_name}]}
+                    # A private channel is listed only when asked for (types=private_channel).
+                    if self.private and "private_channel" not in str(args.get("types")):
+                        return {"ok": True, "channels": []}
+                    channel = {"id": self.channel_id, "name": self.channel_name}
+                    return {"ok": True, "channels": [channel]}
                 if method == "auth.test":
                     return {"ok": True, "user_id": "UBOT", "team": "fake"}
                 if method == "files.getUploadURLExternal":
@@ -220,14 +340,20 @@ class FakeSlack:
                 self._changed.notify_all()
 
     def _channel(self, value: Any) -> str | None:
-        if value in (CHANNEL_ID, self.channel_name, f"#{self.channel_name}"):
-            return CHANNEL_ID
-        return None
+        """The channel's id if ``value`` names it and the bot may see it."""
+        if value not in (self.channel_id, self.channel_name, f"#{self.channel_name}"):
+            return None
+        # A bot outside a private channel cannot tell it exists.
+        if self.private and not self._member:
+            return None
+        return self.channel_id
 
     def _post(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(args.get("channel"))
         if channel is None:
             return {"ok": False, "error": "channel_not_found"}
+        if not self._member:
+            return {"ok": False, "error": "not_in_channel"}
         thread_ts = args.get("thread_ts")
         if thread_ts and not any(m["ts"] == thread_ts for m in self._messages):
             return {"ok": False, "error": "thread_not_found"}
@@ -255,8 +381,11 @@ class FakeSlack:
         return {"ok": False, "error": "message_not_found"}
 
     def _history(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
-        if self._channel(args.get("channel")) is None:
+        # History takes an id, never a #name.
+        if args.get("channel") != self.channel_id or self._channel(args["channel"]) is None:
             return {"ok": False, "error": "channel_not_found"}
+        if not self._member:
+            return {"ok": False, "error": "not_in_channel"}
         oldest = float(args.get("oldest") or 0)
         with_metadata = str(args.get("include_all_metadata")).lower() in ("1", "true")
         if method == "conversations.replies":

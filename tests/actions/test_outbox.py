@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 from typing import Any
 
 from spendbrake.actions import Outbox
 from spendbrake.actions._outbox import outcome_line
-from spendbrake.schemas import LITELLM_MASTER_KEY, KeyRule, KeysConfig
+from spendbrake.schemas import LITELLM_MASTER_KEY, KeyRule, KeysConfig, unpickle_state
 
 #: The operator's word: the production key is critical, the other sk- keys are batch.
 KEYS = KeysConfig(
@@ -281,3 +282,104 @@ def test_an_outbox_saved_before_detected_at_existed_still_loads() -> None:
     old.__setstate__((None, state))
     assert old.detected_at is None and old.refused == [] and old.alert == incident.alert
     assert pickle.loads(pickle.dumps(incident)) == incident
+
+
+def test_each_thread_keeps_its_order_and_critical_threads_go_first() -> None:
+    box = Outbox()
+    box.accept(alert(action="alert", targets=(), id="warn/1", severity="warning"), 1.0, keys=KEYS)
+    box.accept(alert(id="crit/2", scope={"team": "ads"}), now=1.0, keys=KEYS)
+    box.accept(
+        alert(seq=1, action="alert", targets=(), id="warn/1", severity="critical"), 2.0, keys=KEYS
+    )
+    # The warning's escalation is critical: its queue (post, then reply and update)
+    # ranks as critical and, being older, goes first; its reply waits behind its post.
+    first = box.ready("slack", now=5.0)
+    assert first is not None and (first.incident, first.op) == ("warn/1", "post")
+    second = box.ready("slack", now=5.0, busy={box.order_key(first)})
+    assert second is not None and (second.incident, second.op) == ("crit/2", "post")
+    assert box.ready("slack", now=5.0, busy={box.order_key(first), box.order_key(second)}) is None
+
+
+def test_a_failing_head_holds_only_its_own_queue() -> None:
+    box = Outbox()
+    box.accept(alert(action="alert", targets=(), id="stuck/1"), now=1.0, keys=KEYS)
+    box.accept(
+        alert(action="alert", targets=(), id="fine/2", scope={"team": "ads"}), now=1.0, keys=KEYS
+    )
+    stuck = box.ready("slack", now=2.0)
+    assert stuck is not None and stuck.incident == "stuck/1"
+    box.retry(stuck, "http 500", 30.0, now=2.0)
+    fine = box.ready("slack", now=3.0)
+    assert fine is not None and fine.incident == "fine/2"
+    box.finish(fine, "ok", "delivered", 3.0, ts="9.9")
+    assert box.ready("slack", now=4.0) is None and box.next_due("slack") == 32.0
+    assert box.ready("slack", now=33.0) is stuck
+
+
+def test_gateway_calls_keep_the_order_of_their_alerts_through_a_retry() -> None:
+    box = Outbox()
+    box.accept(alert(targets=("sk-a", "sk-b")), now=1.0, keys=KEYS)
+    box.command("unblock", ["sk-a"], alert()["id"], "slack:U1", now=2.0)
+    block_a = box.ready("gateway", now=3.0)
+    assert block_a is not None and (block_a.op, block_a.target) == ("block", "sk-a")
+    box.retry(block_a, "http 503", 10.0, now=3.0)
+    # The gateway's trouble is every call's: the next ones wait, in order.
+    assert box.ready("gateway", now=4.0) is None and box.next_due("gateway") == 13.0
+    done = []
+    while (task := box.ready("gateway", now=14.0)) is not None:
+        done.append((task.op, task.target))
+        box.finish(task, "ok", "done", 14.0)
+    assert done == [("block", "sk-a"), ("block", "sk-b"), ("unblock", "sk-a")]
+
+
+def test_a_joined_incident_replies_after_the_thread_it_joins_is_posted() -> None:
+    box = Outbox(cooldown_s=3600)
+    box.accept(alert(action="alert", targets=()), now=1.0, keys=KEYS)
+    box.accept(alert(action="alert", targets=(), id="wow/team=search/2"), now=2.0, keys=KEYS)
+    post, reply = box.lanes["slack"]
+    assert box.order_key(post) == box.order_key(reply)
+    assert box.ready("slack", now=3.0) is post
+    assert box.ready("slack", now=3.0, busy={box.order_key(post)}) is None
+
+
+def test_a_resume_from_the_cli_is_told_in_each_thread_that_paused_the_key_once() -> None:
+    box = Outbox()
+    box.accept(alert(), now=1.0, keys=KEYS)
+    drain(box, "slack")
+    drain(box, "gateway")
+    drain(box, "slack")
+    assert box.resumed_elsewhere("resume/cli/key/sk-a@5.000", "sk-a", "cli:ops", 5.0) == 1
+    assert not box.resumed_elsewhere("resume/cli/key/sk-a@5.000", "sk-a", "cli:ops", 6.0)
+    assert box.resumed_elsewhere("resume/cli/key/sk-x@7.000", "sk-x", "cli:ops", 7.0) == 0
+    incident = box.incidents[alert()["id"]]
+    assert incident.resumed == ["sk-a"] and incident.paused == ["sk-b"]
+    assert [(t.op, t.source) for t in box.lanes["slack"]] == [
+        ("reply", "cli:ops"),
+        ("update", "cli:ops"),
+    ]
+    assert not box.lanes["gateway"]  # the CLI unblocked it already
+
+
+def test_an_outbox_pickled_by_the_previous_release_restores_and_runs() -> None:
+    """``data/outbox_796aa9e.pkl``: an outbox mid-retry pickled by commit 796aa9e (one
+    global lane per side, no ``unsure``/``queue``/``channel`` fields): incident A posted
+    and paused with its "Paused" reply failing (2 attempts) and its update queued; B
+    (warning) and C (critical, its block failing once) not posted yet."""
+    raw = (Path(__file__).parent / "data" / "outbox_796aa9e.pkl").read_bytes()
+    box: Outbox = unpickle_state(raw)
+    assert box.channel_ids == {} and box.actions_offsets == {} and box.offsets == {0: 3, 1: 0}
+    reply, update, growth, critical = box.lanes["slack"]
+    # A repeat of a post the old release had tried is looked for first, as it was then.
+    assert reply.unsure and reply.attempts == 2 and not growth.unsure
+    assert reply.blocked_on is None and box.incidents[reply.incident].channel is None
+    assert box.incidents[reply.incident].ts == "1700000001.000000"
+    # Scheduled by the new rules: the critical threads (A's, then C's) before B's warning.
+    now = 2000.0
+    order = []
+    while (task := box.ready("slack", now)) is not None:
+        order.append(task.id)
+        box.finish(task, "ok", "delivered", now, ts="1.1", channel="C0SPEND")
+    assert order == [reply.id, update.id, critical.id, growth.id], order
+    block = box.ready("gateway", now)
+    assert block is not None and (block.target, block.attempts) == ("sk-c", 1)
+    assert pickle.loads(pickle.dumps(box)).channel_ids == {}

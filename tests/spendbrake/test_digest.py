@@ -10,7 +10,7 @@ import pytest
 from spendbrake.schemas import SlackConfig
 
 from spendbrake._digest import DigestError, digest_message, due_period, send_digest
-from spendbrake.fakes.slack import FakeSlack
+from spendbrake.fakes.slack import CHANNEL_ID, FakeSlack
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -115,8 +115,15 @@ def test_digest_arrives_once_with_its_chart_in_the_thread(tmp_path: Path) -> Non
     chart.write_bytes(PNG)
     with FakeSlack(token="xoxb-d", channel="finance") as slack:
         config = SlackConfig(token="xoxb-d", base_url=slack.base_url)
-        first = asyncio.run(send_digest(config, _report(), chart, channel="#finance", since=0))
-        again = asyncio.run(send_digest(config, _report(), chart, channel="#finance", since=0))
+        ids: dict[str, str] = {}  # what the state dir keeps between runs
+        first = asyncio.run(
+            send_digest(config, _report(), chart, channel="#finance", since=0, channel_ids=ids)
+        )
+        again = asyncio.run(
+            send_digest(config, _report(), chart, channel="#finance", since=0, channel_ids=ids)
+        )
+        assert ids == {"#finance": CHANNEL_ID}  # learned from the first post's answer
+        assert "conversations.list" not in slack.calls
         assert (first.posted, first.chart_uploaded) == (True, True)
         assert (again.posted, again.chart_uploaded, again.ts) == (False, False, first.ts)
         parents = slack.parents()
@@ -130,8 +137,11 @@ def test_a_slack_failure_is_an_error_that_names_the_call(tmp_path: Path) -> None
     with FakeSlack(token="xoxb-d") as slack:
         slack.fail_with(status=500, times=None)
         config = SlackConfig(token="xoxb-d", base_url=slack.base_url)
+        ids = {"#ai-spend": CHANNEL_ID}
         with pytest.raises(DigestError, match="conversations"):
-            asyncio.run(send_digest(config, _report(), None, since=0))
+            asyncio.run(send_digest(config, _report(), None, since=0, channel_ids=ids))
+        with pytest.raises(DigestError, match=r"chat\.postMessage failed: http 500"):
+            asyncio.run(send_digest(config, _report(), None, since=None))
 
 
 def _config_file(tmp_path: Path, slack: FakeSlack, schedule: str = "off") -> Path:
@@ -153,6 +163,7 @@ def test_digest_command_posts_the_report_and_its_chart(tmp_path: Path) -> None:
     with FakeSlack(token="xoxb-d", channel="finance") as slack:
         config = _config_file(tmp_path, slack)
         args = ["digest", "--period", "2026-10", "--store", str(store), "--config", str(config)]
+        args += ["--state-dir", str(tmp_path / "state")]  # where the channel's id is kept
         first = CliRunner().invoke(main, args)
         assert first.exit_code == 0, first.output
         assert "digest 2026-10 posted to #finance" in first.output

@@ -1,0 +1,397 @@
+"""Slack delivery under rate limits and refusals: the action stage in this process, on the
+embedded broker, with the real slack_sdk client against the fake Slack and httpx against
+the fake LiteLLM.
+
+A 429 proves nothing was posted (sent again, no lookup, after its Retry-After, most urgent
+first); one incident whose messages keep failing holds only its own thread; a message
+that may have gone out is looked for by channel id, also in a private channel; a refused
+scope, channel or token keeps the messages until the app or the config is fixed (hot
+reload); ``spendbrake resume`` is told in the incident's thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from spendbrake.streamer import ActionStage, WorkerSettings
+
+from spendbrake._broker import EmbeddedBroker
+from spendbrake._config_loader import load_config
+from spendbrake._reload import ConfigReloader
+from spendbrake._resume import resume
+from spendbrake.fakes.gateway import FakeGateway
+from spendbrake.fakes.slack import FakeSlack
+from tests.actions.test_slack_scopes import documented_scopes
+from tests.kafka_helpers import read_topic
+from tests.streamer.test_action_stage import MASTER, TOKEN, make_alert
+
+#: The bot token scopes the README documents.
+DOCUMENTED = documented_scopes()
+
+
+class Harness:
+    """One action stage with its topics, config file and state dir."""
+
+    def __init__(
+        self,
+        broker: EmbeddedBroker,
+        topics: tuple[str, str],
+        tmp: Path,
+        slack: FakeSlack,
+        gateway: FakeGateway,
+    ) -> None:
+        self.broker = broker
+        self.slack = slack
+        self.gateway = gateway
+        self.alerts, self.actions = topics
+        self.path = tmp / "spendbrake.yaml"
+        self.state = tmp / "state"
+        self.task: asyncio.Task[None] | None = None
+
+    def write(self, channel: str = "#ai-spend", retry_cap_s: float = 1.0) -> None:
+        self.path.write_text(
+            f"kafka:\n  bootstrap_servers: {self.broker.bootstrap_servers}\n  topics:\n"
+            f"    alerts: {self.alerts}\n    actions: {self.actions}\n"
+            f"slack:\n  token: {TOKEN}\n  channel: '{channel}'\n  base_url: {self.slack.base_url}\n"
+            f"  timeout_s: 1.0\n  retry_cap_s: {retry_cap_s}\n"
+            f"gateway:\n  kind: litellm\n  url: {self.gateway.url}\n  master_key: {MASTER}\n"
+            "  timeout_s: 1.0\n  retry_cap_s: 1\n"
+            # The operator's word on who may be paused: the test keys are batch jobs.
+            "keys:\n  rules:\n    - {api_key: support-prod, workload: critical}\n"
+            '    - {api_key: "*", workload: batch}\n'
+        )
+
+    async def start(self, channel: str = "#ai-spend", retry_cap_s: float = 1.0) -> ActionStage:
+        self.write(channel, retry_cap_s)
+        self.stage = ActionStage(load_config(self.path, env={}), WorkerSettings(self.state))
+        self.task = asyncio.create_task(self.stage.run())
+        return self.stage
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.stage.stop()
+            await asyncio.wait_for(self.task, 30)
+            self.task = None
+
+    async def publish(self, *alerts: dict[str, Any]) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.broker.bootstrap_servers, enable_idempotence=False
+        )
+        await producer.start()
+        try:
+            for alert in alerts:
+                key = f"{alert['id']}#{alert['seq']}".encode()
+                await producer.send_and_wait(self.alerts, orjson.dumps(alert), key=key, partition=0)
+        finally:
+            await producer.stop()
+
+    async def audit(self) -> dict[str, dict[str, Any]]:
+        records = await read_topic(
+            self.broker.bootstrap_servers, self.actions, expect=10**9, timeout_s=1.0
+        )
+        return {k.decode(): orjson.loads(v) for _, k, v in records if k and v}
+
+    def sample(self, name: str, **labels: str) -> float:
+        value = self.stage.metrics.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+
+async def until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def alert_only(key: str, severity: str, team: str) -> dict[str, Any]:
+    return make_alert(key, action="alert", team=team, severity=severity)
+
+
+def keys_posted(slack: FakeSlack) -> Counter[str]:
+    """Each message's dedupe key (from its metadata), counted: exactly once is all 1s."""
+    return Counter(
+        (m.get("metadata") or {}).get("event_payload", {}).get("dedupe_key") for m in slack.messages
+    )
+
+
+def text_of(message: dict[str, Any]) -> str:
+    return orjson.dumps([message.get("text"), message.get("blocks")]).decode()
+
+
+@pytest.fixture
+def fakes() -> Iterator[tuple[FakeSlack, FakeGateway]]:
+    with (
+        FakeSlack(token=TOKEN, scopes=DOCUMENTED) as slack,
+        FakeGateway(master_key=MASTER, strict_key_format=False) as gateway,
+    ):
+        yield slack, gateway
+
+
+@pytest.fixture
+def topics(make_topic: Callable[..., str]) -> tuple[str, str]:
+    """Fresh alerts (two partitions) and actions topics."""
+    return make_topic("alerts", 2), make_topic("actions", 1)
+
+
+@pytest.fixture
+async def harness(
+    broker: EmbeddedBroker,
+    topics: tuple[str, str],
+    tmp_path: Path,
+    fakes: tuple[FakeSlack, FakeGateway],
+) -> AsyncIterator[Harness]:
+    h = Harness(broker, topics, tmp_path, *fakes)
+    try:
+        yield h
+    finally:
+        await h.stop()
+
+
+async def test_429s_and_503s_deliver_every_message_and_the_block_once_critical_first(
+    harness: Harness,
+) -> None:
+    slack, gateway = harness.slack, harness.gateway
+    slack.fail_with(429, retry_after=1, times=3)
+    gateway.fail_with(503, times=5)
+    batch, critical = "nightly-batch", "support-prod"
+    pause = make_alert(batch)  # severity critical
+    alerts = [
+        alert_only("growth-digest", "warning", "growth"),
+        alert_only("ops-report", "warning", "ops"),
+        pause,
+        alert_only(critical, "critical", "support"),
+    ]
+    await harness.publish(*alerts)  # one batch: the stage chooses the order
+    await harness.start()
+    assert await until(lambda: gateway.is_blocked(batch))
+    # Every parent, the pause's "Paused" reply in its thread, and the parent's update.
+    assert await until(lambda: len(slack.parents()) == 4 and len(slack.updates) >= 1)
+    parent = next(m for m in slack.parents() if batch in text_of(m))
+    assert await until(lambda: "Paused" in "".join(map(text_of, slack.thread(parent["ts"]))))
+    await asyncio.sleep(2.0)  # anything sent twice would arrive by now
+    await harness.stop()
+
+    ids = {a["id"].split("=")[1].split("/")[0]: a["id"] for a in alerts}
+    expected = {f"{i}#0/post" for i in ids.values()} | {f"{pause['id']}#0/block-done/reply"}
+    assert keys_posted(slack) == dict.fromkeys(expected, 1), keys_posted(slack)
+    assert len(slack.updates) == 1 and slack.updates[0]["ts"] == parent["ts"]
+    assert "Paused" in text_of(slack.updates[0])
+    # A 429 proves nothing was posted: sent again without looking anything up.
+    assert not [c for c in slack.calls if c.startswith("conversations.")], slack.calls
+    assert [status for _, status, _ in slack.answers].count(429) == 3
+    # Critical first: both critical alerts were tried before the two warnings (two at a
+    # time: the last critical retry may finish after a warning's first try).
+    audit = await harness.audit()
+    first_try = {
+        next(k for k in ids if k in r["alert"]): r["requested_at"]
+        for r in audit.values()
+        if r["action"] == "post"
+    }
+    assert max(first_try[batch], first_try[critical]) < min(
+        first_try["growth-digest"], first_try["ops-report"]
+    ), first_try
+    # The block: five 503s, then applied once.
+    blocks = [c for c in gateway.calls if c["path"].endswith("/key/block")]
+    assert [c["status"] for c in blocks] == [503] * 5 + [200]
+    assert gateway.block_count(batch).changed == 1
+    assert {r["result"] for r in audit.values()} == {"ok"}, audit
+
+
+async def test_one_incident_that_keeps_failing_holds_only_its_own_thread(
+    harness: Harness,
+) -> None:
+    slack = harness.slack
+    # Every message about this key fails (a 5xx with no body: not posted).
+    slack.fail_with(500, times=None, match="stuck-key")
+    stuck = alert_only("stuck-key", "critical", "research")
+    others = [alert_only(f"key-{i}", "warning", f"team-{i}") for i in range(3)]
+    await harness.publish(stuck, *others)
+    await harness.start()
+
+    # The others go out while the stuck one, ahead of them, keeps being retried.
+    def refused() -> int:
+        return [status for _, status, _ in slack.answers].count(500)
+
+    assert await until(lambda: len(slack.parents()) == 3 and refused() >= 2), slack.answers
+    assert not any("stuck-key" in text_of(m) for m in slack.messages)
+    slack.clear_faults()
+    assert await until(lambda: len(slack.parents()) == 4)
+    await asyncio.sleep(1.0)
+    assert set(keys_posted(slack).values()) == {1} and len(slack.messages) == 4
+
+
+async def test_an_unsure_post_in_a_private_channel_is_found_not_posted_again(
+    broker: EmbeddedBroker, topics: tuple[str, str], tmp_path: Path
+) -> None:
+    with (
+        FakeSlack(token=TOKEN, private=True, scopes=DOCUMENTED) as slack,
+        FakeGateway(master_key=MASTER) as gateway,
+    ):
+        h = Harness(broker, topics, tmp_path, slack, gateway)
+        try:
+            await h.publish(alert_only("first-key", "warning", "a"))
+            await h.start()
+            assert await until(lambda: len(slack.messages) == 1)  # learns the channel's id
+            slack.hang(3.0)  # recorded, answered after the 1 s timeout: did it post?
+            slack.fail_with(500, error="fatal_error", apply=True)  # and again, maybe
+            await h.publish(alert_only("second-key", "critical", "b"))
+            assert await until(lambda: "conversations.history" in slack.calls)
+            await asyncio.sleep(1.5)
+        finally:
+            await h.stop()
+        assert len(slack.messages) == 2 and set(keys_posted(slack).values()) == {1}
+        assert not [e for _, _, e in slack.answers if e == "missing_scope"]
+        assert h.sample("spendbrake_slack_unchecked_posts_total", reason="groups:history") == 0
+
+
+async def test_without_the_history_scope_a_maybe_posted_alert_is_posted_again_not_lost(
+    broker: EmbeddedBroker,
+    topics: tuple[str, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The scopes documented before: no groups:history, so no look in a private channel.
+    with (
+        FakeSlack(token=TOKEN, private=True, scopes={"chat:write", "channels:history"}) as slack,
+        FakeGateway(master_key=MASTER) as gateway,
+    ):
+        h = Harness(broker, topics, tmp_path, slack, gateway)
+        try:
+            await h.publish(alert_only("first-key", "warning", "a"))
+            await h.start()
+            assert await until(lambda: len(slack.messages) == 1)
+            slack.hang(3.0)
+            await h.publish(alert_only("second-key", "critical", "b"))
+            assert await until(lambda: len(slack.messages) == 3)
+            await asyncio.sleep(1.0)
+            unchecked = h.sample("spendbrake_slack_unchecked_posts_total", reason="groups:history")
+        finally:
+            await h.stop()
+    assert unchecked == 1
+    assert keys_posted(slack).most_common(1)[0][1] == 2  # a visible duplicate, nothing lost
+    assert "groups:history" in caplog.text
+
+
+async def test_a_missing_scope_keeps_the_alerts_until_the_app_has_it(
+    broker: EmbeddedBroker,
+    topics: tuple[str, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with (
+        FakeSlack(token=TOKEN, scopes={"channels:history"}) as slack,
+        FakeGateway(master_key=MASTER) as gateway,
+    ):
+        h = Harness(broker, topics, tmp_path, slack, gateway)
+        try:
+            await h.publish(*(alert_only(f"key-{i}", "critical", f"t{i}") for i in range(3)))
+            await h.start()
+            name = "spendbrake_slack_config_errors_total"
+            labels = {"error": "missing_scope", "needed": "chat:write"}
+            assert await until(lambda: h.sample(name, **labels) >= 2)  # probed, not spammed
+            assert h.stage.pending("slack") == 3
+            slack.grant("chat:write")  # the app reinstalled with the scope: no reload needed
+            assert await until(lambda: len(slack.messages) == 3)
+            await asyncio.sleep(1.0)
+            audit = await h.audit()
+        finally:
+            await h.stop()
+    assert set(keys_posted(slack).values()) == {1}
+    assert not [r for r in audit.values() if r["result"] == "failed"], audit
+    lines = [r for r in caplog.records if "missing_scope chat:write" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.ERROR, caplog.text
+
+
+async def test_a_wrong_channel_keeps_the_alerts_until_a_config_reload_fixes_it(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    slack = harness.slack
+    await harness.publish(alert_only("key-a", "critical", "a"), make_alert("batch-b"))
+    # A long probe interval: what delivers below is the reload, not a probe.
+    stage = await harness.start(channel="#wrong-channel", retry_cap_s=600)
+    name = "spendbrake_slack_config_errors_total"
+    labels = {"error": "channel_not_found", "needed": "#wrong-channel"}
+    assert await until(lambda: harness.sample(name, **labels) >= 1)
+    assert await until(lambda: harness.gateway.is_blocked("batch-b"))  # the gateway is not held
+    assert slack.messages == [] and stage.pending("slack") >= 2
+    assert "invite the bot to #wrong-channel" in caplog.text
+    harness.write(channel="#ai-spend", retry_cap_s=600)
+    reloader = ConfigReloader(harness.path, stage.config, [stage])
+    reloader._digest = ""  # the running config came from the old text
+    assert reloader.check().status == "applied"
+    assert await until(lambda: len(slack.parents()) == 2 and len(slack.updates) == 1)
+    await asyncio.sleep(1.0)
+    assert set(keys_posted(slack).values()) == {1} and len(slack.messages) == 3
+
+
+async def test_spendbrake_resume_is_told_in_the_incident_thread(harness: Harness) -> None:
+    slack, gateway = harness.slack, harness.gateway
+    key = "research-nightly"
+    await harness.publish(make_alert(key))
+    stage = await harness.start()
+    assert await until(lambda: gateway.is_blocked(key) and len(slack.updates) == 1)
+    parent = slack.parents()[0]
+    said: list[str] = []
+    assert await resume(stage.config, [("key", key)], "false alarm", said.append)
+    assert not gateway.is_blocked(key)
+
+    def resumed() -> list[dict[str, Any]]:
+        return [m for m in slack.thread(parent["ts"]) if "Resumed" in text_of(m)]
+
+    assert await until(lambda: len(resumed()) == 1 and len(slack.updates) == 2)
+    await asyncio.sleep(1.0)
+    assert len(resumed()) == 1
+    assert "Resumed" in text_of(slack.updates[-1]) and slack.updates[-1]["ts"] == parent["ts"]
+    assert gateway.unblock_count(key).total == 1  # the stage did not unblock it again
+
+
+async def test_an_audit_record_replaced_while_being_sent_is_sent_too(harness: Harness) -> None:
+    stage = await harness.start()
+    assert await until(lambda: stage.consumer is not None and bool(stage.consumer.assignment()))
+    stage.outbox.note("task-1", "post", "retrying", "ratelimited", time.time())
+    assert await until(lambda: "task-1" in stage._audit_sends, 10)
+    # The task settles while its "retrying" record is on the wire.
+    stage.outbox.note("task-1", "post", "ok", "delivered", time.time())
+    assert await until(lambda: not stage.outbox.audit, 10)
+    assert (await harness.audit())["task-1"]["result"] == "ok"
+
+
+async def test_an_outbox_saved_by_the_previous_release_is_delivered_once(
+    harness: Harness,
+) -> None:
+    """The stage restores ``tests/actions/data/outbox_796aa9e.pkl`` (see test_outbox.py)
+    and performs every pending effect once: A's reply and update, B's and C's posts, C's
+    block and the thread news about it."""
+    slack, gateway = harness.slack, harness.gateway
+    (harness.state / "actions").mkdir(parents=True)
+    old = Path(__file__).parents[1] / "actions" / "data" / "outbox_796aa9e.pkl"
+    (harness.state / "actions" / "outbox.pkl").write_bytes(old.read_bytes())
+    # Incident A's parent, posted before the upgrade: the fake's first message has its ts.
+    seeded = httpx.post(
+        f"{slack.base_url}chat.postMessage",
+        json={"channel": "#ai-spend", "text": "A (posted by the old release)"},
+        headers={"authorization": f"Bearer {TOKEN}"},
+    ).json()
+    assert seeded["ts"] == "1700000001.000000"
+    await harness.start()
+    assert await until(lambda: gateway.is_blocked("sk-c"))
+    assert await until(lambda: len(slack.parents()) == 3 and len(slack.updates) == 2)
+    await asyncio.sleep(1.0)
+    await harness.stop()
+    replies = Counter(m["thread_ts"] for m in slack.messages if m.get("thread_ts"))
+    c_parent = next(m for m in slack.parents() if "sk-c" in text_of(m))
+    assert replies == {"1700000001.000000": 1, c_parent["ts"]: 1}, slack.messages
+    assert sorted(u["ts"] for u in slack.updates) == sorted(["1700000001.000000", c_parent["ts"]])
+    assert gateway.block_count("sk-c").changed == 1
+    assert set(keys_posted(slack).values()) == {1}
