@@ -84,9 +84,10 @@ def test_unreadable_partition_state_stops_the_worker_loudly(
     asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, stream.records))
     worker = start_worker(broker, config, state, log)
     try:
-        wait_exact(broker, topics.rollups, expected(stream.unique))
+        first = wait_exact(broker, topics.rollups, expected(stream.unique))
     finally:
         stop(worker)
+    assert first == expected(stream.unique), log.read_text()[-3000:]
     part = state / topics.events / "p2"
     if damage == "snapshot":
         broken = part / "snapshot.json"
