@@ -74,6 +74,16 @@ def _restore(
         setattr(obj, name, value)
 
 
+def _blocked_from_incidents(saved: dict[str, Any]) -> dict[str, Any]:
+    """``Outbox.blocked`` of an outbox saved before it was kept: its incidents' pauses."""
+    blocked: dict[str, str] = {}
+    for incident in saved.get("incidents", {}).values():
+        for key in [*incident.paused, *incident.failed]:
+            if key not in incident.resumed:
+                blocked[key] = incident.id
+    return {"blocked": blocked}
+
+
 def scope_key(scope: dict[str, Any]) -> str:
     return ",".join(f"{k}={scope[k]}" for k in sorted(scope)) or "global"
 
@@ -112,6 +122,9 @@ class Task:
     blocked_on: str | None = None
     #: The queue it keeps its order in (``Outbox.order_key``), set when planned.
     queue: str | None = None
+    #: A block whose key was resumed before it went out: skipped if not yet sent, undone if
+    #: it landed anyway (an attempt already in flight).
+    cancelled: bool = False
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         # Before ``unsure`` existed every repeat of a post looked first: keep that for
@@ -221,9 +234,13 @@ class Outbox:
     #: Next offset to read per partition of the actions topic, where ``spendbrake resume``
     #: audits what it unblocked (the incident's thread is told).
     actions_offsets: dict[int, int] = field(default_factory=dict)
+    #: Keys this outbox paused (or whose pause may have landed) and has not resumed since,
+    #: with the incident that paused them: all that a resume record may unblock. Kept until
+    #: resumed, however long (a month's budget stop), unlike incidents.
+    blocked: dict[str, str] = field(default_factory=dict)
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
-        _restore(self, state)
+        _restore(self, state, _blocked_from_incidents)
 
     # -- planning --------------------------------------------------------------
 
@@ -270,6 +287,20 @@ class Outbox:
         if op == "block":
             # A record can only add protection: one naming a key critical never pauses it.
             calls = [t for t in calls if t not in (alert.get("critical_keys") or ())]
+        else:
+            # A record can only undo SpendBrake's own pauses: a resume naming any other key
+            # (a forgery, a key an operator blocked by hand) is refused.
+            ours = self.blocked.keys() | self._queued_blocks()
+            for target in [t for t in calls if t not in ours]:
+                self.record(
+                    Task(
+                        f"{key}/unblock/{target}", "gateway", "unblock", alert["id"], alert, target
+                    ),
+                    "refused",
+                    "not paused by SpendBrake",
+                    now,
+                )
+            calls = [t for t in calls if t in ours]
         for target, why in refused:
             self.record(
                 Task(f"{key}/block/{target}", "gateway", "block", alert["id"], alert, target),
@@ -384,6 +415,20 @@ class Outbox:
             incident.open_calls[stamp] = len(targets)
         return len(targets)
 
+    def _queued_blocks(self) -> set[str]:
+        return {
+            t.target
+            for t in self.lanes["gateway"]
+            if t.op == "block" and t.target is not None and not t.cancelled
+        }
+
+    def _cancel_blocks(self, target: str) -> None:
+        """A resume of ``target`` done outside the lane overtakes its pauses still queued
+        (see ``Task.cancelled``); one planned here needs none: the lane keeps their order."""
+        for task in self.lanes["gateway"]:
+            if task.op == "block" and task.target == target:
+                task.cancelled = True
+
     def snooze(self, scope: dict[str, Any], until: float) -> None:
         self.snoozed[scope_key(scope)] = until
 
@@ -486,14 +531,21 @@ class Outbox:
         if task.op == "block":
             if result == "refused":
                 settled = incident.refused
+            elif result == "skipped":
+                settled = incident.resumed  # resumed before it went out
             else:
                 settled = incident.paused if done else incident.failed
+                # Failed for good may still have landed (a timeout): ours to undo too.
+                self.blocked[task.target] = incident.id
+                if task.cancelled:
+                    self._undo(task, now)
             if task.target not in settled:
                 settled.append(task.target)
         elif done:
             incident.resumed.append(task.target)
             if task.target in incident.paused:
                 incident.paused.remove(task.target)
+            self.blocked.pop(task.target, None)
         else:
             incident.failed.append(task.target)
         group = task.id.rsplit("/", 2)[0]
@@ -525,6 +577,21 @@ class Outbox:
                 )
             )
 
+    def _undo(self, task: Task, now: float) -> None:
+        """A pause that landed after its key was resumed (it was in flight): resume it again."""
+        assert task.target is not None
+        self._add(
+            Task(
+                f"{task.id}/undo",
+                "gateway",
+                "unblock",
+                task.incident,
+                task.alert,
+                task.target,
+                source="resumed while the pause was in flight",
+            )
+        )
+
     def retry(
         self, task: Task, detail: str, delay_s: float, now: float, blocked_on: str | None = None
     ) -> None:
@@ -540,6 +607,8 @@ class Outbox:
         if key in self.seen:
             return 0
         self.seen[key] = now
+        self.blocked.pop(target, None)
+        self._cancel_blocks(target)
         told = 0
         for incident in list(self.incidents.values()):
             if target not in incident.paused:

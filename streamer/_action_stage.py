@@ -54,7 +54,7 @@ from spendbrake.actions._blocks import render_alert, render_followup, render_par
 from spendbrake.actions._interactive import Interaction, InteractionServer, Rejected
 from spendbrake.actions._outbox import audit_wire, outcome_line
 from spendbrake.actions._slack import SlackNotifier
-from spendbrake.schemas import Config, decode_alert, unpickle_state
+from spendbrake.schemas import Config, StateUnreadable, decode_alert, unpickle_state
 
 from ._metrics import ActionMetrics
 from ._state import standby_lock, write_atomic
@@ -201,10 +201,24 @@ class ActionStage:
         self._lock = await standby_lock(self.dir / "lock", self._stopping, "action stage")
 
     def _load(self) -> None:
+        path = self.dir / "outbox.pkl"
         try:
-            saved: Outbox = unpickle_state((self.dir / "outbox.pkl").read_bytes())
+            data = path.read_bytes()
         except FileNotFoundError:
             return
+        try:
+            saved: Outbox = unpickle_state(data)
+            if not isinstance(saved, Outbox):
+                raise TypeError(f"holds a {type(saved).__name__}, not an outbox")
+        except Exception as exc:  # a pickle cut short fails in many ways; all mean one thing
+            # Starting empty would read the alerts topic from its start and act on every
+            # alert again: Slack posts and pauses of incidents long over.
+            raise StateUnreadable(
+                path,
+                f"{type(exc).__name__}: {exc}",
+                "restore it from a backup; moving it aside makes the stage act again on every "
+                "alert the alerts topic still holds (past pauses included)",
+            ) from None
         # Settings come from the config in force, the rest from the file.
         saved.slack_enabled = self.outbox.slack_enabled
         saved.dry_run = self.outbox.dry_run
@@ -620,6 +634,12 @@ class ActionStage:
 
     async def _gateway_attempt(self, task: Task) -> None:
         assert task.target is not None
+        if task.cancelled:
+            self.outbox.finish(
+                task, "skipped", "the key was resumed before this pause went out", time.time()
+            )
+            self.metrics.effects.labels(task.lane, task.op, "skipped").inc()
+            return
         if task.op == "block":
             # Checked again at the call: a reload may have protected the key since it queued.
             cls = self.config.keys.classify(task.target)

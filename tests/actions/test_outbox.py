@@ -189,9 +189,11 @@ def test_an_operator_resume_unblocks_and_reports_in_the_thread() -> None:
 
 def test_a_budget_resume_alert_unblocks_what_it_lists() -> None:
     box = Outbox()
+    box.accept(alert(targets=("sk-a",), id="budget/team=search/1"), now=1.0, keys=KEYS)
+    drain(box, "gateway")
     box.accept(
         alert(action="resume", targets=("sk-a",), id="budget/team=search/resume"),
-        now=1.0,
+        now=2.0,
         keys=KEYS,
     )
     assert [(t.op, t.target) for t in box.lanes["gateway"]] == [("unblock", "sk-a")]
@@ -383,3 +385,51 @@ def test_an_outbox_pickled_by_the_previous_release_restores_and_runs() -> None:
     block = box.ready("gateway", now)
     assert block is not None and (block.target, block.attempts) == ("sk-c", 1)
     assert pickle.loads(pickle.dumps(box)).channel_ids == {}
+
+
+def test_a_resume_record_only_unblocks_keys_spendbrake_paused() -> None:
+    """A forged (or stale) resume record must not unblock a key SpendBrake never paused, such
+    as one an operator blocked by hand; a budget's resume of its own pause, under another
+    incident id (the next period's), still goes through."""
+    box = Outbox()
+    box.accept(alert(targets=("sk-a",), id="budget/daily/1"), now=1.0, keys=KEYS)
+    drain(box, "gateway")
+    assert box.blocked == {"sk-a": "budget/daily/1"}
+    resume = alert(action="resume", targets=("sk-a", "sk-hand"), id="budget/daily/2")
+    assert box.accept(resume, now=2.0, keys=KEYS)
+    assert [(t.op, t.target) for t in box.lanes["gateway"]] == [("unblock", "sk-a")]
+    refused = [r for r in box.audit.values() if r["result"] == "refused"]
+    assert [(r["target"], r["detail"]) for r in refused] == [
+        ("sk-hand", "not paused by SpendBrake")
+    ]
+    drain(box, "gateway")
+    assert box.blocked == {}
+
+
+def test_a_resume_overtakes_a_pause_still_queued_and_undoes_one_in_flight() -> None:
+    """An operator resumes a key (``spendbrake resume``) while its pause is still being
+    retried: a pause not yet sent is skipped; one already in flight that lands anyway is
+    undone at once, so the key does not end up paused again."""
+    box = Outbox()
+    box.accept(alert(targets=("sk-a", "sk-b")), now=1.0, keys=KEYS)
+    in_flight, queued = list(box.lanes["gateway"])
+    assert box.resumed_elsewhere("resume/manual/1", "sk-a", "cli:ops", now=2.0) == 0
+    assert box.resumed_elsewhere("resume/manual/2", "sk-b", "cli:ops", now=2.0) == 0
+    assert in_flight.cancelled and queued.cancelled
+    box.finish(in_flight, "ok", "blocked", now=3.0)  # it was already at the gateway
+    box.finish(queued, "skipped", "resumed before it went out", now=3.0)
+    assert [(t.op, t.target) for t in box.lanes["gateway"]] == [("unblock", "sk-a")]
+    drain(box, "gateway")
+    assert box.blocked == {}
+
+
+def test_an_outbox_saved_before_blocked_was_kept_knows_its_pauses() -> None:
+    box = Outbox()
+    box.accept(alert(targets=("sk-a", "sk-b")), now=1.0, keys=KEYS)
+    drain(box, "gateway")
+    state = box.__getstate__()  # type: ignore[attr-defined]
+    saved = dict(state[1] if isinstance(state, tuple) else state)
+    del saved["blocked"]
+    old = Outbox.__new__(Outbox)
+    old.__setstate__((None, saved))
+    assert old.blocked == {"sk-a": "anomaly/api_key=sk-a/1", "sk-b": "anomaly/api_key=sk-a/1"}

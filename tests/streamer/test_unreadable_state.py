@@ -21,6 +21,7 @@ from tests.streamer.test_worker import Topics, expected, start_worker, stop, wai
 DAMAGE = {
     "detect": ("detect/snapshot.pkl", b"\x80\x05\x95\x10\x00", "restore it from a backup"),
     "store": ("store/spend.duckdb", b"not a database" * 500, "restore it from a backup"),
+    "act": ("actions/outbox.pkl", b"\x80\x05\x95\x10\x00", "restore it from a backup"),
 }
 
 
