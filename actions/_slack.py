@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 #: Every Slack Web API method the product calls, and the bot token scopes it needs
 #: (history: ``channels:history`` in a public channel, ``groups:history`` in a private
-#: one). The README lists exactly these scopes; tests hold the code and the README to it.
+#: one). docs/actions.md lists exactly these scopes; tests hold the code and the docs to it.
 SCOPES: dict[str, tuple[str, ...]] = {
     "chat.postMessage": ("chat:write",),
     "chat.update": ("chat:write",),

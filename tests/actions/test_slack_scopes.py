@@ -1,9 +1,9 @@
-"""The Slack scopes the README documents are exactly what the product calls.
+"""The Slack scopes docs/actions.md documents are exactly what the product calls.
 
 Three ways: every slack_sdk client method named in the product's source maps (through the
 client's own code) to Web API methods that ``SCOPES`` lists, and ``SCOPES`` lists nothing
-else; the README's scope list is the union of ``SCOPES``; and the product's Slack flows,
-run against a fake Slack that grants only the README's scopes in a private channel, are
+else; the documented scope list is the union of ``SCOPES``; and the product's Slack flows,
+run against a fake Slack that grants only the documented scopes in a private channel, are
 never refused a scope."""
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ CLIENT = {name for name in dir(AsyncWebClient) if not name.startswith("_")}
 
 
 def documented_scopes() -> set[str]:
-    """The scopes in the README's "Slack app scopes" item (up to its first full stop)."""
-    text = (ROOT / "README.md").read_text()
+    """The scopes in docs/actions.md's "Slack app scopes" item (up to its first full stop)."""
+    text = (ROOT / "docs" / "actions.md").read_text()
     items = re.findall(r"^- \*\*Slack app scopes\*\*(.*?)\.\s", text, re.M | re.S)
-    assert len(items) == 1, "README: one '- **Slack app scopes** ...' item"
+    assert len(items) == 1, "docs/actions.md: one '- **Slack app scopes** ...' item"
     return set(re.findall(r"`([a-z]+:[a-z.]+)`", items[0]))
 
 

@@ -1,6 +1,6 @@
 """The NAB bench on a tiny NAB-shaped checkout: the replica scorer's bounds, the results
 files NAB's own scorer reads, the command end to end. (The figures on the real corpus
-were checked against NAB's scorer: see README, Detectors.)"""
+were checked against NAB's scorer: see docs/evaluation.md and docs/benchmarks.md.)"""
 
 from __future__ import annotations
 

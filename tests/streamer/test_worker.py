@@ -269,7 +269,7 @@ def test_worker_survives_a_network_outage(tmp_path: Path) -> None:
     doubled by aiokafka's own retries of batches caught by the cut or by the
     republished events. (A memory-only broker that restarts loses its topics; and Tansu
     was measured to acknowledge writes it then loses when a topic is recreated while
-    producers retry, so a broker restart cannot be a test of ours: see the README.)
+    producers retry, so a broker restart cannot be a test of ours: see docs/worker.md.)
     """
     with broker_behind_a_proxy() as (proxy, bootstrap):
         stream = make_stream(6_000, seed=13, span_s=3 * 3600, dup_rate=0, late_rate=0, bad_rate=0)
