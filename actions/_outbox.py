@@ -381,39 +381,24 @@ class Outbox:
         alert = incident.alert if incident else {"id": incident_id, "seq": 0, "scope": {}}
         stamp = f"{incident_id}#{source}@{now:.3f}"
         own = self.resumable(incident_id)
-        for target in [t for t in targets if t not in own]:
-            self.record(
-                Task(
-                    f"{stamp}/{op}/{target}",
-                    "gateway",
-                    op,
-                    incident_id,
-                    alert,
-                    target,
-                    source=source,
-                ),
-                "refused",
-                "not paused by SpendBrake for this incident"
-                if incident is not None
-                else "unknown incident (forgotten, or never seen by this stage)",
-                now,
-            )
-        targets = [t for t in targets if t in own]
+        why = (
+            "not paused by SpendBrake for this incident"
+            if incident is not None
+            else "unknown incident (forgotten, or never seen by this stage)"
+        )
+        queued = 0
         for target in targets:
-            self._add(
-                Task(
-                    f"{stamp}/{op}/{target}",
-                    "gateway",
-                    op,
-                    incident_id,
-                    alert,
-                    target,
-                    source=source,
-                )
+            task = Task(
+                f"{stamp}/{op}/{target}", "gateway", op, incident_id, alert, target, source=source
             )
-        if incident is not None and targets:
-            incident.open_calls[stamp] = len(targets)
-        return len(targets)
+            if target in own:
+                self._add(task)
+                queued += 1
+            else:
+                self.record(task, "refused", why, now)
+        if incident is not None and queued:
+            incident.open_calls[stamp] = queued
+        return queued
 
     def _queued_blocks(self) -> set[str]:
         return {
