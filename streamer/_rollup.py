@@ -384,7 +384,9 @@ class RollupState:
         if len(self._series) > 2 * self.open_windows() + 10_000:
             self._series = {}  # forget series whose windows all closed
         known = self._series
-        dirty: set[tuple[Span, Series]] = set()
+        # Insertion-ordered, not a set: the records' order decides which series a capped set
+        # keeps, and a set's order follows the per-process string hash seed.
+        dirty: dict[tuple[Span, Series], None] = {}
         dim_windows_s = self.dim_windows_s
         for (d, values, start, epoch), delta in parts.items():
             series = known.get((d, values))
@@ -400,7 +402,7 @@ class RollupState:
                 totals.add(series, delta)
                 if delta[_N]:
                     _add_outcomes(outcomes, (span, series), delta[_N])
-                dirty.add((span, series))
+                dirty[span, series] = None
         closing: list[Span] = []
         for close_at in [t for t in self._closing if t <= self.watermark]:
             closing.extend(self._closing.pop(close_at))

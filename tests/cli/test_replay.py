@@ -61,15 +61,55 @@ def test_replay_prints_the_same_bytes_whatever_the_hash_seed(tmp_path: Path) -> 
     """Operators diff two replays to see what a threshold change does: the output must not
     depend on set order (string hashes are seeded per process). The parent scopes of an
     alert once came out in either order."""
-    import os
-    import subprocess
-    import sys
-
     events, config = _files(tmp_path)
     # With [team, model] beside [team, feature]: the runaway key is its team's only agent
     # key on its model, so both show its excess alike, and tie.
     dims = "dimensions: [[], [team], [team, feature], [team, model], [api_key], [model]]\n"
     config.write_text(dims + config.read_text())
+    outputs = _replays_under_hash_seeds(events, config)
+    assert b'"also":[{"team":"search","model":' in outputs[0]
+    assert len(set(outputs)) == 1
+
+
+def test_which_series_a_capped_set_keeps_does_not_depend_on_the_hash_seed(
+    tmp_path: Path,
+) -> None:
+    """Eleven keys first seen in the same second with room for ten: the one folded into
+    ``(other)`` once followed the order of a set of rollups, so replays disagreed."""
+    events, config = _files(tmp_path)
+    lines = events.read_bytes().splitlines(keepends=True)
+    keys = list(
+        dict.fromkeys(k for k in (orjson.loads(line).get("api_key") for line in lines) if k)
+    )
+    assert len(keys) == 11
+    first = [
+        orjson.dumps(
+            {
+                "event_id": f"first-{i}",
+                "ts": "2026-09-07T00:00:00Z",
+                "provider": "openai",
+                "model": "gpt-4o",
+                "input_tokens": 10,
+                "output_tokens": 1,
+                "team": "t",
+                "api_key": key,
+            }
+        )
+        + b"\n"
+        for i, key in enumerate(keys)
+    ]
+    events.write_bytes(b"".join(first + lines))
+    config.write_text("limits: {series_per_set: 10}\n" + config.read_text())
+    outputs = _replays_under_hash_seeds(events, config)
+    assert b'"kind":"series_cap","detector":"limits","scope":{"api_key":"(other)"}' in outputs[0]
+    assert len(set(outputs)) == 1
+
+
+def _replays_under_hash_seeds(events: Path, config: Path) -> list[bytes]:
+    import os
+    import subprocess
+    import sys
+
     outputs = []
     for seed in ("1", "2", "3", "4"):
         done = subprocess.run(
@@ -87,8 +127,7 @@ def test_replay_prints_the_same_bytes_whatever_the_hash_seed(tmp_path: Path) -> 
             check=True,
         )
         outputs.append(done.stdout)
-    assert b'"also":[{"team":"search","model":' in outputs[0]
-    assert len(set(outputs)) == 1
+    return outputs
 
 
 def test_a_file_out_of_event_time_order_is_noted_and_sort_replays_it_in_order(
