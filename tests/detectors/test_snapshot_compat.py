@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import copyreg
 import dataclasses
+import importlib
 import io
 import json
 import math
@@ -33,7 +34,7 @@ from spendbrake.detectors import SpendWatch, make_detector
 from spendbrake.detectors._logcode import EMPTY, decode
 from spendbrake.detectors._robust import BurnScale
 from spendbrake.detectors._seasonal import SeasonalBaseline
-from spendbrake.detectors._watch import _Series
+from spendbrake.detectors._series import Series
 from spendbrake.detectors._wow import WeekOverWeek
 from spendbrake.schemas import Config, KeyInfo, KeyRule, KeysConfig, unpickle_state
 
@@ -198,7 +199,7 @@ class _OldSeriesPickler(pickle.Pickler):
         self.hours = hours
 
     def reducer_override(self, obj: Any) -> Any:
-        if not isinstance(obj, _Series):
+        if not isinstance(obj, Series):
             return NotImplemented
         slots: dict[str, Any] = {
             "scope": obj.scope,
@@ -213,16 +214,28 @@ class _OldSeriesPickler(pickle.Pickler):
             for (hour, partition, epoch), value in slots.pop("parts").items():
                 by_hour.setdefault(hour, {})[(partition, epoch)] = value
             slots["hours"] = by_hour
-        return copyreg.__newobj__, (_Series,), (None, slots)
+        return _Series, (), (None, slots)
+
+
+class _Series:
+    """Named as the watch's series class was until 2026-12-06, for pickles written as then."""
+
+
+_Series.__module__ = "spendbrake.detectors._watch"
 
 
 def _old_snapshot(watch: SpendWatch, hours: bool) -> bytes:
     """``watch.snapshot()`` in an older layout, with the dirty series marked whole."""
     state = pickle.loads(watch.snapshot())
     state["_dirty"] = {sk for sk, _ in state["_dirty"]}
-    state.pop("_dim_sets")
     buf = io.BytesIO()
-    _OldSeriesPickler(buf, hours).dump(state)
+    # The class is gone: pickle checks it is importable where it names it, while it writes.
+    module = importlib.import_module(_Series.__module__)
+    module._Series = _Series  # type: ignore[attr-defined]
+    try:
+        _OldSeriesPickler(buf, hours).dump(state)
+    finally:
+        del module._Series  # type: ignore[attr-defined]
     return buf.getvalue()
 
 
