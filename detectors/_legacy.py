@@ -77,7 +77,12 @@ def load_pickled_watch(watch: SpendWatch, data: bytes) -> dict[str, Any]:
     book.dirty = set(dirty)
     book.folded = state.get("_folded", {})
     book.cap_noticed = state.get("_cap_noticed", set())
-    book.notices = state.get("_notices", [])
+    # A pending cap notice, by what rebuilds it (the stage saves after it sent them all).
+    cap = watch.config.limits.series_per_set
+    book.notices = [
+        (tuple(a.scope), int(a.window_start), int(a.detected_at), cap)
+        for a in state.get("_notices", [])
+    ]
     book.rebuilt()
     watch.directory.keys = state.get("keys", {})
     watch.directory.last_hour = state.get("_key_hour", {})

@@ -194,9 +194,10 @@ class SeriesBook:
         #: hour -> (dims, values, partition, epoch) -> the absolute (cost_nusd, calls) they
         #: added, so a re-sent record replaces its share instead of adding it again.
         self.folded: dict[int, dict[tuple[Any, ...], tuple[int, int]]] = {}
-        #: (dims, UTC day) of the overflows already reported, and the reports to send.
+        #: (dims, UTC day) of the overflows already reported, and the reports to send:
+        #: (dims, day, hour, cap) of each (``cap_notice``).
         self.cap_noticed: set[tuple[tuple[str, ...], int]] = set()
-        self.notices: list[Alert] = []
+        self.notices: list[tuple[tuple[str, ...], int, int, int]] = []
         #: One tuple per dimension set, shared by the keys of its series.
         self._dim_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
         #: dims -> series watched (derived from ``series``)
@@ -251,7 +252,12 @@ class SeriesBook:
         day = hour // 86400 * 86400
         if (dims, day) not in self.cap_noticed:
             self.cap_noticed.add((dims, day))
-            self.notices.append(cap_notice(dims, day, hour, config.limits.series_per_set))
+            self.notices.append((dims, day, hour, config.limits.series_per_set))
+
+    def take_notices(self) -> list[Alert]:
+        """The operator alerts of the overflows since the last call."""
+        notices, self.notices = self.notices, []
+        return [cap_notice(*n) for n in notices]
 
     def folded_series(self) -> int:
         """Series counted in an ``(other)`` series in the open hours (a metric)."""

@@ -32,6 +32,7 @@ from spendbrake.detectors._budgets import BudgetBook
 from spendbrake.detectors._clock import EventClock
 from spendbrake.detectors._incidents import Candidate, IncidentBook, group
 from spendbrake.detectors._keys import KeyDirectory
+from spendbrake.detectors._legacy import load_pickled_watch
 from spendbrake.detectors._reconfigure import built_from, outdated, remap_detectors
 from spendbrake.detectors._scoring import Scoring
 from spendbrake.detectors._series import FORGET_S, RollupLike, Series, SeriesBook, SeriesKey
@@ -270,8 +271,7 @@ class SpendWatch:
             else:
                 candidates.extend(found)
         if self.book.notices:
-            alerts.extend(self.book.notices)
-            self.book.notices = []
+            alerts.extend(self.book.take_notices())
         if not clock.behind:
             if clock.peek_due():
                 candidates.extend(self.scoring.peek(clock.now, clock.closed_until, self.config))
@@ -311,6 +311,11 @@ class SpendWatch:
         snapshot; the watch is then unchanged.
         """
         return self._follow(load_watch(self, data))
+
+    def restore_legacy(self, data: bytes) -> list[str]:
+        """Load a pickled snapshot of an earlier release (until 2026-12-06), once: save it
+        again with ``snapshot()``. Our own file only: a pickle runs code when read."""
+        return self._follow(load_pickled_watch(self, data))
 
     def _follow(self, built: dict[str, Any] | None) -> list[str]:
         """After a restore: follow the config in force from the one the state was built
