@@ -18,9 +18,10 @@ per call.)
 
 Detector histories: 64 detectors of each entry learn 64 different synthetic
 series (weekly and diurnal shape, log-normal noise, different levels; a cost per
-call is the hour's spend over 40 calls); each series then gets its own unpickled
-copy of one of them, so every series owns separate objects of a realistic learned
-state, without running N x 672 updates.
+call is the hour's spend over 40 calls); each series then gets its own copy of one of
+them, read back from its plain snapshot state (JSON) as a restored detect stage holds
+it (until 2026-12-06: unpickled), so every series owns separate objects of a realistic
+learned state, without running N x 672 updates.
 
 Two passes over the same build. First the process RSS (current RSS from
 /proc/self/statm) before and after building everything, with no tracing: a
@@ -38,14 +39,15 @@ at 100,000 series (tracemalloc slows allocation down).
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import math
 import os
-import pickle
 import random
 import tracemalloc
 from typing import Any
 
+import msgspec
 import orjson
 from spendbrake.detectors import Detector, SpendWatch, make_detector
 from spendbrake.schemas import Config, DetectorConfig, UsageEvent
@@ -78,14 +80,15 @@ def hourly_spend(seed: int, hours: int) -> list[float]:
 
 
 def warm_detectors(cfg: DetectorConfig) -> list[bytes]:
-    """Pickles of ``WARM`` detectors of one config entry, each after its own four weeks."""
+    """Snapshot states (``dump_state`` as JSON) of ``WARM`` detectors of one config entry,
+    each after its own four weeks."""
     per = CALLS_PER_HOUR if cfg.metric == "cost_per_call" else 1.0
     out = []
     for seed in range(WARM):
         detector: Detector = make_detector(cfg.kind, **cfg.params)
         for h, value in enumerate(hourly_spend(seed, HISTORY_H)):
             detector.update(START_TS - HISTORY_H * 3600.0 + h * 3600.0, value / per)
-        out.append(pickle.dumps(detector))
+        out.append(msgspec.json.encode(detector.dump_state()))
     return out
 
 
@@ -124,10 +127,17 @@ def build(series: int, partitions: int = 1) -> tuple[list[RollupState], SpendWat
     return states, watch
 
 
-def install_warm_detectors(watch: SpendWatch, pickles: list[list[bytes]]) -> None:
-    """Each series' own unpickled copy of a warm detector of each config entry."""
+def install_warm_detectors(watch: SpendWatch, states: list[list[bytes]]) -> None:
+    """Each series' own copy of a warm detector of each config entry, read back from its
+    state as a restore does (a twin of one built from the config, then ``load_state``)."""
+    built = [make_detector(cfg.kind, **cfg.params) for cfg in DETECTORS]
     for j, series in enumerate(watch.series.values()):
-        series.detectors = [(i, pickle.loads(warm[j % WARM])) for i, warm in enumerate(pickles)]
+        restored = []
+        for i, warm in enumerate(states):
+            detector = copy.copy(built[i])
+            detector.load_state(msgspec.json.decode(warm[j % WARM]))
+            restored.append((i, detector))
+        series.detectors = restored
 
 
 def label(cfg: DetectorConfig) -> str:
@@ -135,11 +145,11 @@ def label(cfg: DetectorConfig) -> str:
 
 
 def measure(series: int, partitions: int = 4) -> dict[str, Any]:
-    pickles = [warm_detectors(cfg) for cfg in DETECTORS]
+    states = [warm_detectors(cfg) for cfg in DETECTORS]
     gc.collect()
     rss_before = rss_mb()
     rollups, watch = build(series, partitions)
-    install_warm_detectors(watch, pickles)
+    install_warm_detectors(watch, states)
     gc.collect()
     rss_after = rss_mb()
     open_windows = sum(state.open_windows() for state in rollups)
@@ -151,7 +161,7 @@ def measure(series: int, partitions: int = 4) -> dict[str, Any]:
     tracemalloc.start()
     base, _ = tracemalloc.get_traced_memory()
     rollups, watch = build(series, partitions)
-    install_warm_detectors(watch, pickles)
+    install_warm_detectors(watch, states)
     gc.collect()
     total, _ = tracemalloc.get_traced_memory()
     for entry in watch.series.values():
@@ -175,7 +185,7 @@ def measure(series: int, partitions: int = 4) -> dict[str, Any]:
         "watch_bytes_per_series": round(watch_b),
         "detectors_per_series": len(DETECTORS),
         "detector_bytes_per_series": round(detector_b),
-        **{f"{label(c)}_pickle_bytes": len(p[0]) for c, p in zip(DETECTORS, pickles, strict=True)},
+        **{f"{label(c)}_state_bytes": len(p[0]) for c, p in zip(DETECTORS, states, strict=True)},
         "state_bytes_per_series": round(rollup_b + watch_b + detector_b),
         "state_mb": round((total - base) / 2**20, 1),
         "process_rss_mb": round(rss_after, 1),

@@ -1,4 +1,4 @@
-"""Online detectors over rolled-up spend series: pure math, no I/O, picklable state.
+"""Online detectors over rolled-up spend series: pure math, no I/O, plain state.
 
 ``make_detector(name, **params)`` builds one; ``update(ts, value)`` returns a ``Verdict``.
 ``BudgetTracker`` follows calendar budgets (thresholds, hard stop, projection, burn rate);

@@ -3,7 +3,8 @@
 Detectors are pure: ``update(ts, value)`` scores the value first, then learns from it
 (prequential, as river's anomaly checks do). Hyperparameters live under their argument
 names, so ``params`` can be read back from the signature; learned state is small plain
-data, so a pickle of the detector is its snapshot.
+data, written by ``dump_state`` and read back by ``load_state`` into a detector built from
+the same ``params``: that pair is a detector's snapshot.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
+
+from spendbrake.detectors._plain import from_plain, to_plain
 
 __all__ = ["Detector", "Verdict", "available", "make_detector", "register"]
 
@@ -55,6 +58,13 @@ class Detector:
     #: two-sided detector: a drop is news). The watch lets a silent series sleep only when
     #: none of its detectors says so (the conformance suite checks the others never do).
     alerts_on_silence: bool = False
+    #: The learned attributes, in the order ``dump_state`` writes them. Hyperparameters are
+    #: not state: they come back through ``params`` (the conformance suite checks that
+    #: every attribute is one or the other).
+    state_fields: ClassVar[tuple[str, ...]] = ()
+    #: Changes when ``state_fields`` or what one holds changes: a snapshot names the version
+    #: its states were written in, and ``load_state`` says which it reads.
+    state_version: ClassVar[int] = 1
 
     def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:  # pragma: no cover
         """Score ``value`` for the window at ``ts`` (epoch seconds), then learn from it.
@@ -79,6 +89,38 @@ class Detector:
     def params(self) -> dict[str, Any]:
         """Hyperparameters read back from the signature (river's ``_get_params`` idea)."""
         return {p: getattr(self, p) for p in _init_params(type(self))}
+
+    def __copy__(self) -> Detector:
+        """A shallow twin, attribute by attribute, with no state dict round trip (``peek``
+        makes one per call; a restore one per series): the hyperparameters are shared, and
+        so are the state objects until the twin replaces them."""
+        twin = object.__new__(type(self))
+        for name in _slot_names(type(self)):
+            if hasattr(self, name):
+                object.__setattr__(twin, name, getattr(self, name))
+        own = getattr(self, "__dict__", None)
+        if own is not None:
+            twin.__dict__.update(own)
+        return twin
+
+    def dump_state(self) -> list[Any]:
+        """The learned state as plain data (``detectors._plain``), ``state_fields`` in order."""
+        return [to_plain(getattr(self, name)) for name in self.state_fields]
+
+    def load_state(self, state: list[Any], version: int = 1) -> None:
+        """Take ``dump_state``'s output (or its JSON round trip) into this detector, freshly
+        built with the same ``params``; raises ``ValueError`` for one that does not fit."""
+        if version != self.state_version:
+            raise ValueError(
+                f"{self.name} state version {version}; this release reads {self.state_version}"
+            )
+        if type(state) is not list or len(state) != len(self.state_fields):
+            raise ValueError(f"{self.name} state: {len(self.state_fields)} values expected")
+        for name, value in zip(self.state_fields, state, strict=True):
+            try:
+                object.__setattr__(self, name, from_plain(getattr(self, name), value))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{self.name} state {name}: {exc}") from None
 
     def clone(self) -> Detector:
         """A fresh detector with the same hyperparameters and no learned state."""
@@ -213,6 +255,17 @@ def make_detector(name: str = "baseline", **params: Any) -> Detector:
                 kind = "an int" if want is int else "a number"
                 raise ValueError(f"{key}: must be {kind}, got {value!r}")
     return cls(**params)
+
+
+@functools.cache
+def _slot_names(cls: type) -> tuple[str, ...]:
+    """Every ``__slots__`` name of ``cls`` and its bases (none of them ``__dict__``)."""
+    return tuple(
+        name
+        for klass in cls.__mro__
+        for name in getattr(klass, "__slots__", ())
+        if name not in ("__dict__", "__weakref__")
+    )
 
 
 @functools.cache

@@ -57,6 +57,8 @@ class CloudSigma(Detector):
         self._ss = array("d", [0.0]) * days
         self._head: int | None = None
 
+    state_fields = ("_n", "_s", "_ss", "_head")
+
     def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Score ``value`` against the trailing days' mean and sigma, then add it."""
         if not usable(ts, value):

@@ -122,6 +122,7 @@ class Generic(Detector):
         self._peak = 0.0
 
     __slots__ = ("_cool", "_dev", "_hp", "_level", "_n", "_peak")
+    state_fields = ("_cool", "_dev", "_level", "_n", "_peak")
     alerts_on_silence = True  # either way: a level that drops to 0 is news
 
     def __getstate__(self) -> dict[str, Any]:

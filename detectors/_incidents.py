@@ -10,15 +10,16 @@ firing; follow-ups reuse its ``id`` and are only sent when the severity rises.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from spendbrake.schemas import KeyInfo
+from spendbrake.schemas import Alert, KeyInfo
 from spendbrake.schemas._alert import more_severe
 
 __all__ = ["Candidate", "IncidentBook", "group", "inside", "narrowed", "rank"]
 
 Scope = tuple[tuple[str, str | None], ...]
+HOUR = 3600
 
 
 @dataclass(slots=True)
@@ -219,6 +220,50 @@ class IncidentBook:
             incident.seq += 1
             return incident, False
         return None
+
+    def alerts(
+        self,
+        roots: Iterable[Candidate],
+        at: float,
+        keys_in: Callable[[dict[str, str | None], float], list[KeyInfo]],
+    ) -> list[Alert]:
+        """One alert per new or escalated incident among ``roots``, dated ``at`` (event time).
+
+        Roots restated at the same scope are one: their parent scopes are merged.
+        """
+        alerts = []
+        by_scope: dict[Scope, Candidate] = {}
+        for root in roots:
+            if root.scope in by_scope:
+                also = by_scope[root.scope].also
+                also.extend(s for s in root.also if s not in also)
+            else:
+                by_scope[root.scope] = root
+        for root in by_scope.values():
+            admitted = self.admit(root, at)
+            if admitted is None:
+                continue
+            incident, _ = admitted
+            alerts.append(
+                Alert(
+                    kind=root.kind,
+                    detector=root.detector,
+                    scope=dict(root.scope),
+                    also=[dict(s) for s in root.also],
+                    window_start=root.window_start,
+                    window_end=root.window_end,
+                    detected_at=at,
+                    observed_usd=root.observed_usd,
+                    expected_usd=root.expected_usd,
+                    severity=root.severity,  # type: ignore[arg-type]
+                    reason=f"{scope_text(root.scope)}: {root.reason}",
+                    id=incident.id,
+                    seq=incident.seq,
+                    score=root.score,
+                    keys=keys_in(dict(root.scope), root.window_start - HOUR),
+                )
+            )
+        return alerts
 
     def _expire(self, now: float) -> None:
         stale = [s for s, inc in self.open.items() if now - inc.last_ts > self.quiet_s]

@@ -24,7 +24,9 @@ True
 
 from __future__ import annotations
 
+import copy
 import math
+from typing import Any
 
 from spendbrake.detectors._base import (
     Detector,
@@ -38,6 +40,7 @@ from spendbrake.detectors._base import (
     usable,
     usd,
 )
+from spendbrake.detectors._plain import number, to_plain
 from spendbrake.detectors._robust import BurnScale
 
 __all__ = ["RiverSnarimax"]
@@ -107,6 +110,44 @@ class RiverSnarimax(Detector):
         self._scale = BurnScale(fast_z=fast_z, slow_n=slow_n, slow_z=slow_z)
         self._n = 0
         self._last_k: int | None = None
+
+    #: Its own learned parts, then the SNARIMAX model's: the lags (``y_hist``, ``y_diff``,
+    #: ``errors``), the linear model's weights (name, weight pairs) and intercept, and the
+    #: optimizer's step count.
+    state_fields = ("_level", "_n", "_last_k", "_scale")
+
+    def dump_state(self) -> list[Any]:
+        """Learned state as plain data: this detector's, then river's model's (its lags,
+        weights, intercept and step count; its hyperparameters come from ``params``)."""
+        model = self._model
+        reg = model.regressor
+        return [
+            *super().dump_state(),
+            to_plain(list(model.y_hist)),
+            to_plain(list(model.y_diff)),
+            to_plain(list(model.errors)),
+            [[name, to_plain(w)] for name, w in reg._weights.items()],  # noqa: SLF001
+            to_plain(reg.intercept),
+            reg.optimizer.n_iterations,
+        ]
+
+    def load_state(self, state: list[Any], version: int = 1) -> None:
+        """Take ``dump_state``'s output into this detector, freshly built with the same params."""
+        own = len(self.state_fields)
+        if type(state) is not list or len(state) != own + 6:
+            raise ValueError(f"{self.name} state: {own + 6} values expected")
+        super().load_state(state[:own], version)
+        y_hist, y_diff, errors, weights, intercept, steps = state[own:]
+        # Its own model: a restore builds detectors as twins of one built from the params.
+        model = self._model = copy.deepcopy(self._model)
+        for lags, values in ((model.y_hist, y_hist), (model.y_diff, y_diff)):
+            lags.extend(number(v) for v in values)
+        model.errors.extend(number(v) for v in errors)
+        reg = model.regressor
+        for name, w in weights:
+            reg._weights[str(name)] = number(w)  # noqa: SLF001
+        reg.intercept = number(intercept)
+        reg.optimizer.n_iterations = int(steps)
 
     def _forecast(self) -> float | None:
         """One-step forecast in log1p space, clamped so a wild model cannot overflow."""

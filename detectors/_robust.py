@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spendbrake.detectors._base import HyperParams, expose, share
+from spendbrake.detectors._plain import from_plain, number, to_plain
 
 __all__ = ["BurnScale"]
 
@@ -104,6 +105,23 @@ class BurnScale:
         self.abs_dev = state["abs_dev"]
         self.n = min(state["n"], self._hp.n_cap)
         self.recent = array("d", state["recent"])
+
+    def __copy__(self) -> BurnScale:
+        """A shallow twin (a restore makes one per detector, then loads into it)."""
+        twin = object.__new__(BurnScale)
+        twin._hp, twin.abs_dev, twin.n, twin.recent = self._hp, self.abs_dev, self.n, self.recent
+        return twin
+
+    def dump_state(self) -> list[Any]:
+        """The learned part as plain data (``detectors._plain``): scale, count, slow window."""
+        return [to_plain(self.abs_dev), self.n, to_plain(self.recent)]
+
+    def load_state(self, state: list[Any]) -> None:
+        """Take ``dump_state``'s output into this scale, built with the same parameters."""
+        abs_dev, n, recent = state
+        self.abs_dev = number(abs_dev)
+        self.n = min(number(n), self._hp.n_cap)
+        self.recent = from_plain(self.recent, recent)
 
     def sigma(self) -> float:
         """Current robust sigma of residuals (the floor until anything was learned)."""

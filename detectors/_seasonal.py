@@ -310,6 +310,20 @@ class SeasonalBaseline(Detector):
         "_unit",
         "_wmean",
     )
+    state_fields = (
+        "_ceiling_quiet_k",
+        "_counts",
+        "_first",
+        "_last",
+        "_last_k",
+        "_level",
+        "_n",
+        "_peak_day",
+        "_profile",
+        "_scale",
+        "_unit",
+        "_wmean",
+    )
 
     def __getstate__(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}

@@ -137,6 +137,7 @@ class Shift(Detector):
         self._shifted = 0.0
 
     __slots__ = ("_alarm", "_cusum", "_hp", "_mu", "_n", "_s2", "_shifted", "_wmean")
+    state_fields = ("_alarm", "_cusum", "_mu", "_n", "_s2", "_shifted", "_wmean")
 
     #: Each call's evidence counts: the detector stage may peek at an hour from its first call.
     weighs_calls = True

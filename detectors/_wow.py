@@ -250,6 +250,17 @@ class WeekOverWeek(Detector):
         "_var_n",
         "_wmean",
     )
+    state_fields = (
+        "_ewma",
+        "_fired",
+        "_head",
+        "_peak",
+        "_ring",
+        "_sum",
+        "_var",
+        "_var_n",
+        "_wmean",
+    )
 
     def __getstate__(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in WeekOverWeek.__slots__}
@@ -262,12 +273,6 @@ class WeekOverWeek(Detector):
         state["_ring"] = state["_ring"][:]  # unpickled arrays are over-allocated
         for name in WeekOverWeek.__slots__:
             object.__setattr__(self, name, state[name])
-
-    def __copy__(self) -> WeekOverWeek:
-        twin = object.__new__(type(self))
-        for name in WeekOverWeek.__slots__:
-            object.__setattr__(twin, name, getattr(self, name))
-        return twin
 
     def peek(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """The verdict ``update`` would give, with no state change (a shallow twin, own ring)."""

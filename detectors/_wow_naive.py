@@ -175,6 +175,7 @@ class HourlyWeekOverWeek(Detector):
         self._var_n = 0
 
     __slots__ = ("_fired_ts", "_head", "_hp", "_peak", "_ring", "_var", "_var_n")
+    state_fields = ("_fired_ts", "_head", "_peak", "_ring", "_var", "_var_n")
 
     #: ``z`` for a snapshot from before the noise bar (a subclass may keep the plain rule).
     _restored_z = 2.5
@@ -248,13 +249,6 @@ class HourlyWeekOverWeek(Detector):
         twin = copy.copy(self)
         twin._ring = self._ring[:]  # noqa: SLF001 - our own class
         return twin.update(ts, value)
-
-    def __copy__(self) -> HourlyWeekOverWeek:
-        """A shallow copy slot by slot (``peek`` makes one per call; no state dict round trip)."""
-        twin = object.__new__(type(self))
-        for name in HourlyWeekOverWeek.__slots__:
-            object.__setattr__(twin, name, getattr(self, name))
-        return twin
 
     def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Add ``value`` to its bucket, then compare the trailing window with last week's."""

@@ -3,13 +3,15 @@
 Until 2026-12-05 the packages were installed as top-level ``schemas``, ``streamer``,
 ``detectors`` and ``actions``; a snapshot written then names its classes by those modules.
 They now live under ``spendbrake.*``, so the class lookup maps the old names once, here,
-and every stage restores an old snapshot as it was.
+and every stage restores an old snapshot as it was. A class that no longer exists is
+given by the reader (``moved``) as the stand-in that reads it.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["unpickle_state"]
@@ -18,13 +20,24 @@ _MOVED = ("schemas", "streamer", "detectors", "actions")
 
 
 class _StateUnpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, moved: Mapping[tuple[str, str], Any]) -> None:
+        super().__init__(io.BytesIO(data))
+        self.moved = moved
+
     def find_class(self, module: str, name: str) -> Any:
         root = module.partition(".")[0]
         if root in _MOVED:
             module = f"spendbrake.{module}"
+        stand_in = self.moved.get((module, name))
+        if stand_in is not None:
+            return stand_in
         return super().find_class(module, name)
 
 
-def unpickle_state(data: bytes) -> Any:
-    """Load one of our own state files (never untrusted bytes: a pickle runs code)."""
-    return _StateUnpickler(io.BytesIO(data)).load()
+def unpickle_state(data: bytes, moved: Mapping[tuple[str, str], Any] | None = None) -> Any:
+    """Load one of our own state files (never untrusted bytes: a pickle runs code).
+
+    ``moved`` maps (module, class name), as in ``spendbrake.*``, to the class to build
+    instead: for classes since removed or renamed.
+    """
+    return _StateUnpickler(data, moved or {}).load()

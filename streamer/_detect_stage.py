@@ -8,25 +8,30 @@ policies, exactly the code ``spendbrake replay`` runs.
 A checkpoint:
 
 1. send the alerts produced so far and wait for the broker's acks;
-2. atomically replace ``<state_dir>/detect/snapshot.pkl``: the watch's state (baselines,
-   open incidents, budget thresholds fired) and the next rollup offset per partition.
+2. atomically replace ``<state_dir>/detect/snapshot.json``: the watch's state (baselines,
+   open incidents, budget thresholds fired) and the next rollup offset per partition, as
+   plain versioned JSON (``SpendWatch.snapshot``), no pickles.
 
 After a crash the stage restores the snapshot and re-reads rollups from the stored
 offsets, so it learns nothing twice and forgets nothing. Alerts sent after the last
 snapshot are sent again with the same key (``id#seq``), by the same deterministic code:
 readers keep one record per key, so an alert is never acted on twice.
+
+Releases until 2026-12-06 pickled the state to ``snapshot.pkl``: the stage reads such a
+file one last time on start, saves ``snapshot.json`` and keeps the old file beside it as
+``snapshot.pkl.migrated``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import pickle
 import time
 import zlib
 from pathlib import Path
 from typing import IO, Any
 
+import msgspec
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -57,6 +62,22 @@ IDLE_CHECK_S = 2.0
 _MINUTE = b',"window_s":60,'
 #: The same for a day record: the watch reads no day windows at all.
 _DAY = b',"window_s":86400,'
+#: The stage's state file, its format, and the pickle releases until 2026-12-06 wrote.
+SNAPSHOT = "snapshot.json"
+KIND = "spendbrake.detect"
+VERSION = 1
+LEGACY = "snapshot.pkl"
+
+
+class _Saved(msgspec.Struct):
+    """``snapshot.json``: the next rollup offset per partition, the watermark marks read per
+    (input partition, rollups partition), and the watch's own snapshot, embedded as is."""
+
+    kind: str
+    version: int
+    offsets: list[tuple[int, int]]
+    mark_parts: list[tuple[int, int, float]]
+    watch: msgspec.Raw
 
 
 def minute_sets(config: Config, watch: SpendWatch) -> frozenset[bytes]:
@@ -135,39 +156,68 @@ class DetectStage:
         self._lock = await standby_lock(self.dir / "lock", self._stopping, "detector stage")
 
     def _load(self) -> None:
-        path = self.dir / "snapshot.pkl"
+        path, legacy = self.dir / SNAPSHOT, self.dir / LEGACY
+        if legacy.exists():
+            if not path.exists() or legacy.stat().st_mtime_ns > path.stat().st_mtime_ns:
+                self._migrate(legacy)
+                return
+            # Migrated, and the stage stopped before it set the old file aside.
+            legacy.replace(legacy.with_name(LEGACY + ".migrated"))
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return
         try:
-            saved = unpickle_state(data)  # our own file, written by _save()
+            saved = msgspec.json.decode(data, type=_Saved)
+            if (saved.kind, saved.version) != (KIND, VERSION):
+                raise ValueError(f"a {saved.kind} snapshot of version {saved.version}")
+            notes = self.watch.restore(saved.watch)
+        except (msgspec.DecodeError, ValueError) as exc:
+            raise self._unreadable(path, str(exc)) from None
+        self.offsets = dict(saved.offsets)
+        self.mark_parts = {(i, r): w for i, r, w in saved.mark_parts}
+        self._restored(notes)
+
+    def _migrate(self, legacy: Path) -> None:
+        """Read a pickled snapshot of an earlier release once; save it as ``snapshot.json``
+        and keep it beside it as ``snapshot.pkl.migrated``."""
+        try:
+            saved = unpickle_state(legacy.read_bytes())  # our own file, written by a release
             offsets = dict(saved["offsets"])
             mark_parts = dict(saved.get("mark_parts", {}))
-            notes = self.watch.restore(saved["watch"])
+            notes = self.watch.restore_legacy(saved["watch"])
         except Exception as exc:  # a pickle cut short fails in many ways; all mean one thing
-            raise StateUnreadable(
-                path,
-                f"{type(exc).__name__}: {exc}",
-                f"restore it from a backup, or move it aside: the stage then learns again from "
-                f"the start of {self.topic} (alerts it sends again keep their ids, which the "
-                "action stage has already acted on)",
-            ) from None
+            raise self._unreadable(legacy, f"{type(exc).__name__}: {exc}") from None
         self.offsets, self.mark_parts = offsets, mark_parts
+        self._save()  # first: a stop before the rename still finds the new file newer
+        migrated = legacy.with_name(LEGACY + ".migrated")
+        legacy.replace(migrated)
+        log.info("migrated %s to %s; the old file is kept as %s", legacy, SNAPSHOT, migrated)
+        self._restored(notes)
+
+    def _restored(self, notes: list[str]) -> None:
         for note in notes:
             log.info("config changed since the snapshot: %s", note)
         log.info("detector stage restored at rollup offsets %s", self.offsets)
 
-    def _save(self) -> None:
-        data = pickle.dumps(
-            {
-                "offsets": self.offsets,
-                "mark_parts": self.mark_parts,
-                "watch": self.watch.snapshot(),
-            },
-            protocol=pickle.HIGHEST_PROTOCOL,
+    def _unreadable(self, path: Path, reason: str) -> StateUnreadable:
+        return StateUnreadable(
+            path,
+            reason,
+            f"restore it from a backup, or move it aside: the stage then learns again from "
+            f"the start of {self.topic} (alerts it sends again keep their ids, which the "
+            "action stage has already acted on)",
         )
-        write_atomic(self.dir / "snapshot.pkl", data)
+
+    def _save(self) -> None:
+        saved = {
+            "kind": KIND,
+            "version": VERSION,
+            "offsets": sorted(self.offsets.items()),
+            "mark_parts": [[i, r, w] for (i, r), w in sorted(self.mark_parts.items())],
+            "watch": msgspec.Raw(self.watch.snapshot()),
+        }
+        write_atomic(self.dir / SNAPSHOT, msgspec.json.encode(saved))
 
     async def checkpoint(self) -> None:
         """Wait for every alert sent to be acknowledged, then save state with offsets.

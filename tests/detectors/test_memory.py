@@ -1,34 +1,46 @@
 """Per-series detector memory (issue 4): bytes a restored, warm detector holds.
 
 The detect stage keeps one detector per series and kind, restored from a snapshot, so
-the number that matters at 100k series is what an unpickled warm detector allocates.
-Counted by ``tracemalloc`` over many copies (allocation sizes, not time). ``bench_memory``
-measures the same thing on the bench's own series.
+the number that matters at 100k series is what a warm detector read back from its plain
+state allocates (as the watch does: a twin of one built from the params, then
+``load_state``). Counted by ``tracemalloc`` over many copies (allocation sizes, not time).
+``bench_memory`` measures the same thing on the bench's own series.
 """
 
 from __future__ import annotations
 
+import copy
 import gc
 import pickle
 import tracemalloc
 
+import msgspec
 import pytest
-from spendbrake.detectors import make_detector
+from spendbrake.detectors import Detector, make_detector
 
 from tests.detectors.synth import run, spend
 
 COPIES = 300
-#: Measured 1,403 and 692 bytes here (Python 3.11; was 5.2 and 2.9 KB with an instance dict);
-#: the bounds leave a little room.
-BOUND = {"baseline": 1480, "wow": 740}
+#: Measured 1,099 and 399 bytes here (Python 3.11; 1,208 and 410 unpickled, as snapshots
+#: were restored until 2026-12-06; 5.2 and 2.9 KB with an instance dict); the bounds leave
+#: a little room.
+BOUND = {"baseline": 1160, "wow": 420}
 
 
-def _bytes_each(blob: bytes) -> float:
+def _restored(template: Detector, blob: bytes) -> Detector:
+    twin = copy.copy(template)
+    twin.load_state(msgspec.json.decode(blob))
+    return twin
+
+
+def _bytes_each(d: Detector) -> float:
+    template = make_detector(d.name, **d.params)
+    blob = msgspec.json.encode(d.dump_state())
     gc.collect()
     tracemalloc.start()
     try:
         before, _ = tracemalloc.get_traced_memory()
-        copies = [pickle.loads(blob) for _ in range(COPIES)]
+        copies = [_restored(template, blob) for _ in range(COPIES)]
         gc.collect()
         after, _ = tracemalloc.get_traced_memory()
     finally:
@@ -42,7 +54,7 @@ def test_restored_warm_detector_stays_small(name: str) -> None:
     d = make_detector(name)
     run(d, spend(4, seed=3))
     assert not hasattr(d, "__dict__")
-    assert _bytes_each(pickle.dumps(d)) <= BOUND[name]
+    assert _bytes_each(d) <= BOUND[name]
 
 
 def test_one_hyperparameter_object_per_config() -> None:

@@ -29,16 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spendbrake.detectors import SpendWatch, make_detector
+from spendbrake.detectors import make_detector
 from spendbrake.detectors._logcode import EMPTY, decode
 from spendbrake.detectors._robust import BurnScale
 from spendbrake.detectors._seasonal import SeasonalBaseline
-from spendbrake.detectors._watch import _Series
 from spendbrake.detectors._wow import WeekOverWeek
-from spendbrake.schemas import Config, KeyInfo, KeyRule, KeysConfig, unpickle_state
+from spendbrake.schemas import unpickle_state
 
 from tests.detectors.synth import HOUR, T0, spend
-from tests.detectors.test_watch import _history, _run, _runaway, _runaway_under_a_budget
 
 DATA = json.loads((Path(__file__).parent / "data" / "detectors_dict_layout.json").read_bytes())
 NAMES = ("baseline", "wow", "wow_naive")
@@ -167,110 +165,6 @@ class _DictLayoutPickler(pickle.Pickler):
             return copyreg.__newobj__, (type(obj),), state
         # ``wow`` (a daily detector since 2026-12) never had the dict layout: kept as it is.
         return NotImplemented
-
-
-def test_watch_snapshot_with_dict_layout_detectors_resumes_alike() -> None:
-    """A detect-stage snapshot whose detectors have the dict layout restores into this one."""
-    plan, config = _runaway_under_a_budget()
-    straight = [a.to_wire() for a in _run(SpendWatch(config), plan)]
-    cut = 24 * 19  # before the runaway: the restored detectors must catch it
-    first = SpendWatch(config)
-    before = [a.to_wire() for a in _run(first, plan[:cut])]
-    buf = io.BytesIO()
-    _DictLayoutPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(pickle.loads(first.snapshot()))
-    old_snapshot = buf.getvalue()
-    assert b"_profile" in old_snapshot and b"season_alpha" in old_snapshot  # the dict layout
-    second = SpendWatch(config)
-    second.restore(old_snapshot)
-    assert pickle.loads(second.snapshot()) is not None
-    after = [a.to_wire() for a in _run(second, plan, start=cut)]
-    assert before + after == straight
-    assert any(a["kind"] == "anomaly" for a in after)
-
-
-class _OldSeriesPickler(pickle.Pickler):
-    """Writes the watch's series as the dataclass they were until 2026-12-04: a scope,
-    (config index, detector) pairs and the cost last peeked per hour; with ``hours``, as
-    they were until 2026-12-03: a dict of parts per open hour."""
-
-    def __init__(self, buf: io.BytesIO, hours: bool) -> None:
-        super().__init__(buf, protocol=pickle.HIGHEST_PROTOCOL)
-        self.hours = hours
-
-    def reducer_override(self, obj: Any) -> Any:
-        if not isinstance(obj, _Series):
-            return NotImplemented
-        slots: dict[str, Any] = {
-            "scope": obj.scope,
-            "detectors": obj.detectors,
-            "parts": dict(obj.part_items()),
-            "last_spend_hour": obj.last_spend_hour,
-            "peeked": {h: obj.total(h)[0] for h in obj.hours()},
-            "closed": obj.closed,
-        }
-        if self.hours:
-            by_hour: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
-            for (hour, partition, epoch), value in slots.pop("parts").items():
-                by_hour.setdefault(hour, {})[(partition, epoch)] = value
-            slots["hours"] = by_hour
-        return copyreg.__newobj__, (_Series,), (None, slots)
-
-
-def _old_snapshot(watch: SpendWatch, hours: bool) -> bytes:
-    """``watch.snapshot()`` in an older layout, with the dirty series marked whole."""
-    state = pickle.loads(watch.snapshot())
-    state["_dirty"] = {sk for sk, _ in state["_dirty"]}
-    state.pop("_dim_sets")
-    buf = io.BytesIO()
-    _OldSeriesPickler(buf, hours).dump(state)
-    return buf.getvalue()
-
-
-@pytest.mark.parametrize("hours", [False, True], ids=["2026-12-03", "dict-per-hour"])
-def test_watch_snapshot_with_older_series_resumes_alike(hours: bool) -> None:
-    plan, config = _runaway_under_a_budget()
-    straight = [a.to_wire() for a in _run(SpendWatch(config), plan)]
-    cut = 24 * 19 + 2  # mid-hour of a day before the runaway: open hours hold parts
-    first = SpendWatch(config)
-    before = [a.to_wire() for a in _run(first, plan[:cut])]
-    assert any(s.parts for s in first.series.values())
-    old = _old_snapshot(first, hours)
-    assert b"peeked" in old and (b"\x8c\x05hours" in old) == hours  # the "hours" slot
-    second = SpendWatch(config)
-    second.restore(old)
-    assert [sorted(s.part_items()) for s in second.series.values()] == [
-        sorted(s.part_items()) for s in first.series.values()
-    ]
-    assert [s.detectors for s in second.series.values()] != []
-    after = [a.to_wire() for a in _run(second, plan, start=cut)]
-    assert before + after == straight
-
-
-def test_a_watch_snapshot_from_before_the_keys_section_follows_the_config_in_force() -> None:
-    """A detect snapshot holds the key directory (``KeyInfo``, with each key's workload as
-    its first events said). It restores as it was, and who may be paused is the config's
-    in force: here k-agent, batch by its events, is critical by the operator's word."""
-    # KeyInfo pickles as its five fields, in order: the layout older snapshots hold.
-    info = KeyInfo("k", team="t", feature="f", environment="e", workload="batch")
-    assert info.__getstate__() == ["k", "t", "f", "e", "batch"]  # type: ignore[attr-defined]
-    plan = _history(24 * 21)
-    _runaway(plan, "k-agent", 24 * 18 + 14, 3, 25.0)
-    cut = 24 * 18
-    first = SpendWatch(Config())
-    _run(first, plan[:cut])
-    snapshot = first.snapshot()
-    protected = KeysConfig(rules=[KeyRule(api_key="k-agent", workload="critical")])
-    second = SpendWatch(Config(keys=protected))
-    assert second.restore(snapshot) == []  # the keys section is not what baselines learned
-    assert second.keys["k-agent"].workload == "batch"  # attribution, restored as it was
-    runaway = [a for a in _run(second, plan, start=cut) if a.scope == {"api_key": "k-agent"}]
-    assert runaway and all(a.action == "alert" and not a.targets for a in runaway)
-    assert runaway[0].to_wire()["critical_keys"] == ["k-agent"]
-    # The same snapshot under a config that lists it as batch pauses it.
-    third = SpendWatch(Config(keys=KeysConfig(rules=[KeyRule(api_key="k-*", workload="batch")])))
-    third.restore(snapshot)
-    paused = [a for a in _run(third, plan, start=cut) if a.action == "pause"]
-    assert paused and paused[0].targets == ["k-agent"]
 
 
 def test_hourly_wow_snapshot_restores_as_days() -> None:

@@ -352,9 +352,9 @@ def test_cost_per_call_is_judged_with_its_calls_as_weight() -> None:
 
 
 def test_open_hour_parts_are_set_absolutely_and_stay_exact_past_int64() -> None:
-    from spendbrake.detectors._watch import _Series
+    from spendbrake.detectors._series import Series
 
-    s = _Series((("api_key",), ("k",)))
+    s = Series((("api_key",), ("k",)))
     assert s.set_part(7200, 0, 0, 5, 1) and s.set_part(3600, 0, 0, 2**62, 1)
     assert s.set_part(3600, 1, 0, 2**62, 1) and s.set_part(3600, 1, 0, 2**62 + 1, 2)
     assert not s.set_part(3600, 1, 0, 2**62 + 1, 2)  # the same values again

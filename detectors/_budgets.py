@@ -1,0 +1,205 @@
+"""The watch's budgets: rollups of each budget's scope in, budget alerts out.
+
+A ``BudgetTracker`` follows one budget's calendar periods; this book feeds it. Rollup
+records are absolute and come per input partition and late epoch, so the book keeps each
+part of an hour (and of a minute, for burn rates) and hands the tracker their sum: a
+re-sent record replaces its part, never adds to it. It also numbers each budget period's
+alerts (one incident per period) and remembers which keys a hard stop paused, so the next
+period's resume undoes exactly those.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spendbrake.detectors._budget import BudgetTracker, BudgetVerdict
+from spendbrake.detectors._keys import KeyDirectory
+from spendbrake.detectors._series import RollupLike
+from spendbrake.schemas import Alert, BudgetConfig, Config, KeyInfo, KeysConfig
+
+__all__ = ["BudgetBook"]
+
+HOUR = 3600
+MINUTE = 60
+NUSD = 1_000_000_000
+#: (input partition, late epoch): the parts of one window that readers sum.
+Part = tuple[int, int]
+#: window start -> (partition, epoch) -> cost_nusd
+Parts = dict[int, dict[Part, int]]
+
+
+class BudgetBook:
+    """The trackers of ``budgets`` (config entries, in order) and the spend parts they read."""
+
+    def __init__(self, budgets: list[BudgetConfig]) -> None:
+        self.configs = list(budgets)
+        self.trackers = [BudgetTracker.from_config(b) for b in budgets]
+        #: budget index -> hour (or minute) start -> (partition, epoch) -> cost_nusd
+        self.hours: list[Parts] = [{} for _ in budgets]
+        self.minutes: list[Parts] = [{} for _ in budgets]
+        #: budget index -> the keys its hard stop paused this period
+        self.paused: list[list[str]] = [[] for _ in budgets]
+        #: incident id (``budget/<name>/<period start>``) -> the last seq sent
+        self.seq: dict[str, int] = {}
+        #: sorted dims -> indices of the budgets scoped on exactly those fields
+        self._scopes: dict[tuple[str, ...], list[int]] = {}
+        for i, b in enumerate(budgets):
+            self._scopes.setdefault(tuple(sorted(b.scope)), []).append(i)
+        #: dims -> scope values in that field order -> budget indices (derived, a cache)
+        self._match: dict[tuple[str, ...], dict[tuple[str | None, ...], list[int]]] = {}
+
+    def scoped_on(self, dims: tuple[str, ...]) -> list[int]:
+        """Indices of the budgets whose scope is the dimension set ``dims`` (any order)."""
+        return self._scopes.get(tuple(sorted(dims)), [])
+
+    def part(self, r: RollupLike) -> None:
+        """Take an hour or minute record in: the trackers it is within see their new sum."""
+        dims = tuple(r.dims)
+        by_values = self._match.get(dims)
+        if by_values is None:
+            # Budgets on this dimension set by their scope's values in the record's field
+            # order: one dict lookup per record instead of comparing every budget's scope.
+            by_values = self._match[dims] = {}
+            for i in self.scoped_on(dims):
+                scope = self.configs[i].scope
+                by_values.setdefault(tuple(scope[d] for d in dims), []).append(i)
+        hourly = r.window_s == HOUR
+        store = self.hours if hourly else self.minutes
+        for i in by_values.get(tuple(r.values), ()):
+            store[i].setdefault(r.window_start, {})[(r.partition, r.epoch)] = r.metrics[0]
+            tracker = self.trackers[i]
+            usd = sum(store[i][r.window_start].values()) / NUSD
+            if hourly:
+                tracker.set_hour(float(r.window_start), usd)
+            else:
+                tracker.set_minute(float(r.window_start), usd)
+
+    def check(
+        self, at: float, watermark: float, keys: KeyDirectory, rules: KeysConfig
+    ) -> list[Alert]:
+        """Alerts of every budget newly due at event time ``at`` (the watermark, or an hour
+        closed in a backlog); parts older than any tracker reads are then dropped."""
+        alerts = []
+        for i, tracker in enumerate(self.trackers):
+            for verdict in tracker.evaluate(at):
+                alerts.append(self._alert(i, verdict, at, keys, rules))
+            self._prune(i, watermark)
+        return alerts
+
+    def _alert(
+        self, i: int, v: BudgetVerdict, at: float, keys: KeyDirectory, rules: KeysConfig
+    ) -> Alert:
+        cfg = self.configs[i]
+        incident = f"budget/{cfg.name}/{int(v.period_start)}"
+        seq = self.seq.get(incident, -1) + 1
+        self.seq[incident] = seq
+        if v.action == "resume":
+            named = [KeyInfo(api_key=k) for k in self.paused[i]]
+            self.paused[i] = []
+        else:
+            named = keys.keys_in(dict(cfg.scope), v.period_start)
+            if v.action == "pause":
+                # What the hard stop pauses (the policy step picks the same keys): the
+                # next period's resume undoes exactly these.
+                pausable = [k.api_key for k in named if rules.classify(k.api_key).pausable]
+                self.paused[i] = sorted(pausable)
+        return Alert(
+            kind=v.kind,
+            detector="budget",
+            scope=dict(cfg.scope),
+            window_start=v.window_start,
+            window_end=v.window_end,
+            detected_at=at,
+            observed_usd=v.observed_usd,
+            expected_usd=v.expected_usd,
+            severity=v.severity,  # type: ignore[arg-type]
+            reason=v.reason,
+            id=incident,
+            seq=seq,
+            action=v.action,  # type: ignore[arg-type]
+            budget=cfg.name,
+            threshold=v.threshold,
+            keys=named,
+        )
+
+    def _prune(self, i: int, watermark: float) -> None:
+        start, _ = self.trackers[i].period_bounds(watermark)
+        previous, _ = self.trackers[i].period_bounds(start - 1.0)
+        # Keep this period's and the previous one's hours (late corrections can still cross
+        # a threshold of a period that just ended) and six hours of minutes.
+        hours = self.hours[i]
+        for h in [h for h in hours if h < previous]:
+            del hours[h]
+        minutes = self.minutes[i]
+        for m in [m for m in minutes if m < watermark - 6 * HOUR - MINUTE]:
+            del minutes[m]
+
+    def prune(self, horizon: int) -> None:
+        """Forget the alert numbering of periods long over."""
+        old = horizon - 40 * 86400
+        for seq_id in [k for k in self.seq if int(k.rsplit("/", 1)[1]) < old]:
+            del self.seq[seq_id]
+
+    def remapped(self, config: Config) -> tuple[BudgetBook, list[str]]:
+        """A book for ``config``'s budgets keeping the state of each one matched by name,
+        unless its scope, period or time zone changed; and a note per budget started afresh."""
+        old = {b.name: (i, b) for i, b in enumerate(self.configs)}
+        book = BudgetBook(config.budgets)
+        book.seq = self.seq
+        notes: list[str] = []
+        for j, cfg in enumerate(config.budgets):
+            i, before = old.get(cfg.name, (None, None))
+            if (
+                i is not None
+                and before is not None
+                and (before.scope, before.period, before.timezone)
+                == (cfg.scope, cfg.period, cfg.timezone)
+            ):
+                # Spend, thresholds fired and the profile carry over; amounts and
+                # fractions are the new ones (a raised amount does not re-fire 50%).
+                learned = {k: v for k, v in vars(self.trackers[i]).items() if k.startswith("_")}
+                vars(book.trackers[j]).update(learned)
+                book.hours[j] = self.hours[i]
+                book.minutes[j] = self.minutes[i]
+                book.paused[j] = self.paused[i]
+            else:
+                why = "new" if i is None else "scope, period or time zone changed"
+                notes.append(f"budget {cfg.name}: {why}; counts spend read from now on")
+        return book, notes
+
+    # -- state ---------------------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        """Plain data: each tracker's own snapshot, the parts it reads, the keys it paused."""
+        return {
+            "budgets": [
+                {
+                    "tracker": tracker.snapshot(),
+                    "hours": _parts_rows(self.hours[i]),
+                    "minutes": _parts_rows(self.minutes[i]),
+                    "paused": self.paused[i],
+                }
+                for i, tracker in enumerate(self.trackers)
+            ],
+            "seq": [[k, v] for k, v in self.seq.items()],
+        }
+
+    def load(self, data: dict[str, Any]) -> None:
+        """Restore a ``dump`` into a book built from the same budget configs."""
+        budgets = data["budgets"]
+        if len(budgets) != len(self.trackers):
+            raise ValueError(f"{len(budgets)} budgets where the config has {len(self.trackers)}")
+        for i, saved in enumerate(budgets):
+            self.trackers[i].restore(saved["tracker"])
+            self.hours[i] = _parts_of(saved["hours"])
+            self.minutes[i] = _parts_of(saved["minutes"])
+            self.paused[i] = [str(k) for k in saved["paused"]]
+        self.seq = {str(k): int(v) for k, v in data["seq"]}
+
+
+def _parts_rows(parts: Parts) -> list[list[Any]]:
+    return [[start, [[p, e, cost] for (p, e), cost in by.items()]] for start, by in parts.items()]
+
+
+def _parts_of(rows: list[list[Any]]) -> Parts:
+    return {int(start): {(int(p), int(e)): int(cost) for p, e, cost in by} for start, by in rows}

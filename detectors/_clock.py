@@ -1,0 +1,102 @@
+"""The watch's event time: the watermark, the hours closed behind it, the next early look.
+
+Hours close on event time, never on a wall clock: an hour's detectors learn it once the
+watermark has passed its end plus the allowed lateness. With several input partitions the
+watermark is the slowest one's (a partition replayed from an older snapshot must not close
+hours the others are still filling), except partitions declared idle; with none given, it
+is the latest minute record seen (one ordered source, as in replay).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["EventClock"]
+
+HOUR = 3600
+
+
+class EventClock:
+    """Per-partition marks, the watermark ``now``, ``closed_until`` and the next peek.
+
+    Parameters
+    ----------
+    lateness_s
+        How long after its end an hour may still change before it is closed.
+    peek_s
+        Event-time interval between early looks at the hours still filling.
+    partitions
+        Input partitions whose marks make the watermark (None: the latest mark seen).
+    """
+
+    def __init__(self, lateness_s: float, peek_s: float, partitions: int | None) -> None:
+        self.lateness_s = lateness_s
+        self.peek_s = peek_s
+        self.partitions = partitions
+        #: Event-time watermark: the slowest input partition's latest minute.
+        self.now = -math.inf
+        #: input partition -> end of the latest minute it reported (on-time records only)
+        self.marks: dict[int, float] = {}
+        #: partitions the caller declared idle: they do not hold the watermark back
+        self.idle: set[int] = set()
+        #: Start of the first hour not closed yet (None: nothing closed so far).
+        self.closed_until: int | None = None
+        self.next_peek = -math.inf
+
+    def mark(self, partition: int, watermark: float) -> None:
+        """Input ``partition`` has sent every window up to event time ``watermark``."""
+        if watermark > self.marks.get(partition, -math.inf):
+            self.marks[partition] = float(watermark)
+            self.idle.discard(partition)
+
+    def advance(self) -> None:
+        """Move ``now`` to what the marks (and idle partitions) allow; never back."""
+        marks = self.marks
+        if self.partitions is None:
+            held = list(marks.values())
+        else:
+            active = [p for p in range(self.partitions) if p not in self.idle]
+            if any(p not in marks for p in active):
+                return  # a partition has not reported yet: it may hold the earliest data
+            held = [marks[p] for p in active]
+        if held:
+            self.now = max(self.now, min(held) if self.partitions is not None else max(held))
+
+    @property
+    def behind(self) -> bool:
+        """An hour the watermark has passed is not closed yet."""
+        return (
+            self.closed_until is not None and self.closed_until + HOUR + self.lateness_s <= self.now
+        )
+
+    def peek_due(self) -> bool:
+        """Whether an early look is due at ``now``; if so, the next one is scheduled."""
+        if self.now < self.next_peek:
+            return False
+        self.next_peek = (self.now // self.peek_s + 1) * self.peek_s
+        return True
+
+    # -- state ---------------------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "now": _finite(self.now),
+            "marks": [[p, m] for p, m in self.marks.items()],
+            "idle": sorted(self.idle),
+            "closed_until": self.closed_until,
+            "next_peek": _finite(self.next_peek),
+        }
+
+    def load(self, data: dict[str, Any]) -> None:
+        self.now = -math.inf if data["now"] is None else float(data["now"])
+        self.marks = {int(p): float(m) for p, m in data["marks"]}
+        self.idle = {int(p) for p in data["idle"]}
+        closed = data["closed_until"]
+        self.closed_until = None if closed is None else int(closed)
+        self.next_peek = -math.inf if data["next_peek"] is None else float(data["next_peek"])
+
+
+def _finite(x: float) -> float | None:
+    """``x``, or None for the -inf of "not yet" (JSON has no infinities)."""
+    return x if math.isfinite(x) else None

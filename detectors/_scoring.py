@@ -1,0 +1,250 @@
+"""Hours to verdicts to candidates: closing an hour, the early look, narrowing a broad anomaly.
+
+``close`` feeds an hour the watermark has passed to every series' detectors (they learn it);
+``peek`` scores the open hours changed since the last look without learning (spend only
+grows, so an hour that already looks like a runaway will close as one: an alert minutes
+in, not an hour later); ``narrowest`` restates a broad anomaly at the key that explains it.
+Anomalous verdicts become ``Candidate``s, in dollars, for ``_incidents`` to group.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from spendbrake.detectors._base import Detector, Verdict, usd
+from spendbrake.detectors._incidents import Candidate, Scope, inside, narrowed, rank
+from spendbrake.detectors._series import Series, SeriesBook, metric_value, weight
+from spendbrake.schemas import Config, DetectorConfig
+
+__all__ = ["Scoring"]
+
+HOUR = 3600
+NUSD = 1_000_000_000
+
+#: A series' attributes, with a key's team, feature... (``KeyDirectory.known``).
+Known = Callable[[Scope], dict[str, str | None]]
+
+
+class Scoring:
+    """Runs the series' detectors on closed and open hours.
+
+    Parameters
+    ----------
+    book
+        The series.
+    known
+        A series' known attributes (its scope, plus the key directory's for a key).
+    cpc_min_usd
+        Dollar impact a cost-per-call anomaly needs (excess per call x calls in the hour).
+    """
+
+    def __init__(self, book: SeriesBook, known: Known, cpc_min_usd: float) -> None:
+        self.book = book
+        self.known = known
+        self.cpc_min_usd = cpc_min_usd
+
+    def close(self, hour: int, config: Config) -> list[Candidate]:
+        """Feed ``hour`` to every series' detectors; the anomalous verdicts as candidates.
+
+        A series silent for longer than its detectors look back (``sleep_after_s``) sleeps:
+        its silent hours are learned when it next spends, or is peeked at, and not before.
+        A silent hour cannot alert once nothing the detectors compare is left in their
+        windows (the conformance suite checks every detector for it), so this only defers
+        work: a flood of one-off customers or keys costs what its spend costs, not an update
+        per series every hour for two weeks.
+        """
+        found = []
+        book = self.book
+        for series in book.series.values():
+            if series.asleep_from and not series.parts:
+                continue
+            cost, calls = series.pop_hour(hour)
+            series.closed = (hour, cost, calls)
+            if not calls and not cost:
+                if series.asleep_from:
+                    continue
+                if hour - series.last_spend_hour >= book.sleep_after_s(series):
+                    series.asleep_from = hour
+                    continue
+            elif series.asleep_from:
+                series.wake(hour, config)
+            for i, det in zip(series.slots, series.dets, strict=True):
+                cfg = config.detectors[i]
+                verdict = det.update(
+                    float(hour), metric_value(cfg, cost, calls), weight(cfg, det, calls)
+                )
+                c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
+                if c is not None:
+                    found.append(c)
+        return found
+
+    def peek(self, now: float, closed_until: int | None, config: Config) -> list[Candidate]:
+        """Score the open hours changed since the last look, up to ``now``, learning nothing."""
+        found = []
+        book = self.book
+        dirty, book.dirty = book.dirty, set()
+        closed = -math.inf if closed_until is None else closed_until
+        for sk, hour in sorted(dirty, key=_hour_of):  # a series' hours in order
+            series = book.series.get(sk)
+            if series is None or hour < closed:
+                continue  # forgotten, or learned since it changed
+            if hour > now:
+                book.dirty.add((sk, hour))  # past the watermark: earlier hours are learned first
+                continue
+            cost, calls = series.total(hour)
+            if series.asleep_from and closed_until is not None:
+                series.wake(closed_until, config)
+            for i, det in zip(series.slots, series.dets, strict=True):
+                cfg = config.detectors[i]
+                value = metric_value(cfg, cost, calls)
+                if not _worth_peeking(cfg, det, value, calls, series.closed):
+                    continue
+                verdict = det.peek(float(hour), value, weight(cfg, det, calls))
+                c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
+                if c is not None:
+                    found.append(c)
+        return found
+
+    def _candidate(
+        self,
+        series: Series,
+        cfg: DetectorConfig,
+        det: Detector,
+        v: Verdict,
+        hour: int,
+        cost: int,
+        calls: int,
+    ) -> Candidate | None:
+        """An anomalous verdict on the hour (``cost`` nano-dollars, ``calls``) as a candidate."""
+        if not v.is_anomaly:
+            return None
+        expected = v.expected
+        window_s = getattr(det, "window_s", HOUR)
+        reason = v.reason
+        if cfg.metric == "cost_per_call" and window_s > HOUR:
+            # A trailing window's cost per call against the same hours a week earlier (sums
+            # of hourly costs per call): the dollars are this hour's cost against what it
+            # would have cost at last week's cost per call.
+            ratio = v.observed / expected if expected else math.inf
+            observed = cost / NUSD
+            expected_usd = observed / ratio
+            excess = observed - expected_usd
+            if excess < self.cpc_min_usd:
+                return None
+            kind = "cost_per_call"
+            bar = reason.partition(", over ")[2]  # what the rise is over, in wow's words
+            reason = (
+                f"cost per call over the last {window_s / 3600:g}h {ratio:.1f}x the same hours "
+                f"a week earlier; this hour {usd(observed)} vs {usd(expected_usd)} at last "
+                f"week's cost per call" + (f", over {bar}" if bar else "")
+            )
+        elif cfg.metric == "cost_per_call":
+            excess = (v.observed - (expected or 0.0)) * calls
+            if excess < self.cpc_min_usd:
+                return None
+            kind, observed, expected_usd = "cost_per_call", v.observed * calls, None
+            if expected is not None:
+                expected_usd = expected * calls
+        elif cfg.metric == "calls":
+            kind, observed, expected_usd, excess = "anomaly", v.observed, expected, 0.0
+        else:
+            kind = "wow" if cfg.kind.startswith("wow") else "anomaly"
+            observed, expected_usd = v.observed, expected
+            excess = v.observed - (expected or 0.0)
+        start, end = float(hour), float(hour + HOUR)
+        if window_s > HOUR:
+            start = end - window_s  # the trailing window compared
+        return Candidate(
+            scope=series.scope,
+            kind=kind,
+            detector=cfg.kind if cfg.metric == "cost_usd" else f"{cfg.kind}:{cfg.metric}",
+            window_start=start,
+            window_end=end,
+            observed_usd=observed,
+            expected_usd=expected_usd,
+            excess_usd=max(excess, 0.0),
+            score=v.score,
+            # A trend (a creep, a weekly rise) is for the digest: severity info, not a page.
+            severity="info" if v.trend else ("critical" if v.score >= 0.75 else "warning"),
+            reason=reason,
+            known=self.known(series.scope),
+        )
+
+    def narrowest(
+        self, root: Candidate, closed_until: int | None, config: Config, explain: float = 0.5
+    ) -> Candidate:
+        """The most specific series whose own excess explains a broad anomaly, else ``root``.
+
+        A team's total often crosses its threshold before the looping key inside it does
+        (a sum is less noisy): the alert still belongs to the key, the one thing to act on.
+        """
+        if root.kind != "anomaly" or rank(root.scope)[0]:
+            return root
+        hour = int(root.window_start)
+        best: Candidate | None = None
+        for series in self.book.series.values():
+            known = self.known(series.scope)
+            if not inside(known, series.scope, root.scope):
+                continue
+            det = next(
+                (d for i, d in series.detectors if config.detectors[i].metric == "cost_usd"),
+                None,
+            )
+            if det is None or getattr(det, "window_s", HOUR) > HOUR:
+                continue
+            if series.asleep_from and closed_until is not None:
+                series.wake(closed_until, config)
+            cost = series.closed[1] if series.closed[0] == hour else series.total(hour)[0]
+            v = det.peek(float(hour), cost / NUSD)
+            if v.expected is None or v.observed - v.expected < explain * root.excess_usd:
+                continue
+            if not v.is_anomaly and any(name not in known for name, _ in root.scope):
+                # Whether this key is inside a model's or a customer's series is unknown
+                # (the key directory does not hold them): an unremarkable key that happens
+                # to be over by as much is not the cause. Within a team, it may be.
+                continue
+            c = Candidate(
+                scope=series.scope,
+                kind=root.kind,
+                detector=root.detector,
+                window_start=root.window_start,
+                window_end=root.window_end,
+                observed_usd=v.observed,
+                expected_usd=v.expected,
+                excess_usd=v.observed - v.expected,
+                score=root.score,
+                severity=root.severity,
+                reason=v.reason,
+                known=known,
+            )
+            if best is None or (*rank(c.scope), c.excess_usd) > (
+                *rank(best.scope),
+                best.excess_usd,
+            ):
+                best = c
+        return root if best is None else narrowed(root, best)
+
+
+def _worth_peeking(
+    cfg: DetectorConfig, det: Detector, value: float, calls: int, closed: tuple[int, int, int]
+) -> bool:
+    """Skip early looks that cannot alert or are not urgent (they cost replay speed).
+
+    A cost that has not yet passed the whole previous hour's is no runaway in the
+    making: the hour's close still judges it, minutes later.
+    """
+    if getattr(det, "window_s", HOUR) > HOUR:
+        return False  # a whole-day comparison (wow) is about trends: its close will do
+    if cfg.metric == "cost_per_call":
+        # A few calls into the hour say little about the mix, unless the detector weighs
+        # each call's evidence (``shift``: a CUSUM over calls).
+        return calls >= (1 if getattr(det, "weighs_calls", False) else 10)
+    if cfg.metric == "calls":
+        return value > closed[2]
+    return value > getattr(det, "min_usd", 0.0) and value * NUSD > closed[1]
+
+
+def _hour_of(dirty: tuple[Any, int]) -> int:
+    return dirty[1]

@@ -1,0 +1,321 @@
+"""The watched series: each one's open hours and detectors, sleeping, the cap per dimension set.
+
+There is one series per key, team, feature... of every detected dimension set, so a series
+is kept small (``Series``). ``SeriesBook`` holds them all: it routes an hour record to its
+series, keeps the hours changed since the last early look (``dirty``), lets a long-silent
+series sleep, and past ``limits.series_per_set`` series of one set it counts the rest
+together, exactly, in that set's ``(other)`` series (``fold``), with one operator alert a day.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from array import array
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from spendbrake.detectors._base import Detector, make_detector
+from spendbrake.schemas import Alert, Config, DetectorConfig
+
+__all__ = ["OTHER", "RollupLike", "Series", "SeriesBook", "SeriesKey", "metric_value", "weight"]
+
+HOUR = 3600
+NUSD = 1_000_000_000
+#: A series silent this long is forgotten (its detectors too).
+FORGET_S = 15 * 86400
+#: The value of every field of the series that holds a dimension set's overflow.
+OTHER = "(other)"
+#: (dims, values): the key of a series, and of its scope.
+SeriesKey = tuple[tuple[str, ...], tuple[str | None, ...]]
+#: Values per open part in ``Series.parts``.
+_ROW = 5
+#: One tuple per distinct list of config indices, shared by every series it applies to.
+_SLOTS: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+
+class RollupLike(Protocol):
+    """The fields of ``streamer.RollupRecord`` the watch reads."""
+
+    dims: tuple[str, ...]
+    values: tuple[str | None, ...]
+    window_s: int
+    window_start: int
+    partition: int
+    epoch: int
+    metrics: tuple[int, ...]
+
+
+class Series:
+    """One rolled-up series: its hours still open and its detectors.
+
+    Its scope is read off the key, the config indices of its detectors are a tuple shared
+    with every series that has the same ones, and the book, not the series, knows which
+    open hours changed since they were last scored.
+    """
+
+    __slots__ = ("asleep_from", "closed", "dets", "key", "last_spend_hour", "parts", "slots")
+
+    def __init__(self, key: SeriesKey, detectors: Iterable[tuple[int, Detector]] = ()) -> None:
+        self.key = key
+        self.detectors = list(detectors)
+        #: The hours still open, as rows of (hour start, partition, epoch, cost_nusd, calls)
+        #: one after another: a row is 40 bytes where a dict entry, its key and value tuples
+        #: and their ints were about 180. A total past int64 turns it into a list.
+        self.parts: array[int] | list[int] = array("q")
+        self.last_spend_hour = 0
+        #: (hour start, cost_nusd, calls) of the hour its detectors learned last
+        self.closed: tuple[int, int, int] = (0, 0, 0)
+        #: The first silent hour its detectors have not learned yet (0: none): see ``close``.
+        self.asleep_from = 0
+
+    @property
+    def scope(self) -> tuple[tuple[str, str | None], ...]:
+        return tuple(zip(*self.key, strict=True))
+
+    @property
+    def detectors(self) -> list[tuple[int, Detector]]:
+        """(config index, detector) of each detector that applies to this series."""
+        return list(zip(self.slots, self.dets, strict=True))
+
+    @detectors.setter
+    def detectors(self, pairs: list[tuple[int, Detector]]) -> None:
+        slots = tuple(i for i, _ in pairs)
+        self.slots = _SLOTS.setdefault(slots, slots)
+        self.dets = tuple(d for _, d in pairs)
+
+    def set_part(self, hour: int, partition: int, epoch: int, cost: int, calls: int) -> bool:
+        """Set one partition's and epoch's absolute (cost_nusd, calls) of ``hour``; False if
+        they were already so (a re-sent record: nothing to score)."""
+        parts = self.parts
+        for i in range(0, len(parts), _ROW):
+            if parts[i] == hour and parts[i + 1] == partition and parts[i + 2] == epoch:
+                if parts[i + 3] == cost and parts[i + 4] == calls:
+                    return False
+                self._write(i + 3, (cost, calls))
+                return True
+        self._write(len(parts), (hour, partition, epoch, cost, calls))
+        return True
+
+    def _write(self, at: int, values: tuple[int, ...]) -> None:
+        parts = self.parts
+        if type(parts) is list:
+            parts[at : at + len(values)] = values
+            return
+        try:
+            parts[at : at + len(values)] = array("q", values)
+        except OverflowError:
+            self.parts = [*parts]
+            self.parts[at : at + len(values)] = values
+
+    def part_items(self) -> list[tuple[tuple[int, int, int], tuple[int, int]]]:
+        """((hour, partition, epoch), (cost_nusd, calls)) of every part."""
+        p = self.parts
+        return [((p[i], p[i + 1], p[i + 2]), (p[i + 3], p[i + 4])) for i in range(0, len(p), _ROW)]
+
+    def part(self, hour: int, partition: int, epoch: int) -> tuple[int, int]:
+        """The (cost_nusd, calls) set for one partition and epoch of ``hour``; zeros if none."""
+        parts = self.parts
+        for i in range(0, len(parts), _ROW):
+            if parts[i] == hour and parts[i + 1] == partition and parts[i + 2] == epoch:
+                return parts[i + 3], parts[i + 4]
+        return 0, 0
+
+    def hours(self) -> list[int]:
+        """The open hours, earliest first."""
+        return sorted(set(self.parts[::_ROW]))
+
+    def total(self, hour: int) -> tuple[int, int]:
+        """(cost_nusd, calls) of ``hour`` summed over its partitions and epochs."""
+        parts = self.parts
+        cost = calls = 0
+        for i in range(0, len(parts), _ROW):
+            if parts[i] == hour:
+                cost += parts[i + 3]
+                calls += parts[i + 4]
+        return cost, calls
+
+    def pop_hour(self, hour: int) -> tuple[int, int]:
+        """``total(hour)``, forgetting the hour."""
+        out = self.total(hour)
+        parts = self.parts
+        kept = [
+            x for i in range(0, len(parts), _ROW) if parts[i] != hour for x in parts[i : i + _ROW]
+        ]
+        if len(kept) != len(parts):
+            self.parts = array("q", kept) if type(parts) is array else kept
+        return out
+
+    def wake(self, until: int, config: Config) -> None:
+        """Teach a sleeping series' detectors its silent hours before ``until``."""
+        for hour in range(self.asleep_from, until, HOUR):
+            for i, det in zip(self.slots, self.dets, strict=True):
+                cfg = config.detectors[i]
+                det.update(float(hour), metric_value(cfg, 0, 0), weight(cfg, det, 0))
+        self.asleep_from = 0
+
+
+def metric_value(cfg: DetectorConfig, cost: int, calls: int) -> float:
+    """What a detector of ``cfg`` is fed for an hour of ``cost`` nano-dollars and ``calls``."""
+    if cfg.metric == "cost_usd":
+        return cost / NUSD
+    if cfg.metric == "calls":
+        return float(calls)
+    return cost / NUSD / calls if calls else math.nan
+
+
+def weight(cfg: DetectorConfig, det: Detector, calls: int) -> float:
+    """The evidence behind a window's value: its calls for a cost per call (a mean), and
+    for a cost when the detector counts calls (``baseline``'s ``count_x``)."""
+    if cfg.metric == "cost_per_call" or getattr(det, "count_x", 0.0):
+        return float(calls)
+    return 1.0
+
+
+def detectors_for(config: Config, key: SeriesKey) -> list[tuple[int, Detector]]:
+    """Fresh detectors of every config entry that runs on the series ``key``."""
+    attrs = dict(zip(*key, strict=True))
+    return [
+        (i, make_detector(cfg.kind, **cfg.params))
+        for i, cfg in enumerate(config.detectors)
+        if cfg.runs_on(key[0]) and all(attrs.get(k) == v for k, v in cfg.scope.items())
+    ]
+
+
+class SeriesBook:
+    """Every watched series by key, the open hours changed since the last early look, and
+    the series folded into ``(other)`` past the cap of their dimension set."""
+
+    def __init__(self) -> None:
+        self.series: dict[SeriesKey, Series] = {}
+        #: (series key, hour start) of the open hours changed since the last early look.
+        self.dirty: set[tuple[SeriesKey, int]] = set()
+        #: Series past ``limits.series_per_set``, folded into their set's ``(other)`` series:
+        #: hour -> (dims, values, partition, epoch) -> the absolute (cost_nusd, calls) they
+        #: added, so a re-sent record replaces its share instead of adding it again.
+        self.folded: dict[int, dict[tuple[Any, ...], tuple[int, int]]] = {}
+        #: (dims, UTC day) of the overflows already reported, and the reports to send:
+        #: (dims, day, hour, cap) of each (``cap_notice``).
+        self.cap_noticed: set[tuple[tuple[str, ...], int]] = set()
+        self.notices: list[tuple[tuple[str, ...], int, int, int]] = []
+        #: One tuple per dimension set, shared by the keys of its series.
+        self._dim_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
+        #: dims -> series watched (derived from ``series``)
+        self._per_set: dict[tuple[str, ...], int] = {}
+        #: a series' detector slots -> seconds of silence after which it sleeps (derived)
+        self._sleep_after: dict[tuple[int, ...], int] = {}
+
+    def hour(self, dims: tuple[str, ...], r: RollupLike, config: Config) -> None:
+        """Set an hour record's part in its series (or in its set's ``(other)``)."""
+        sk = (dims, tuple(r.values))
+        series = self.series.get(sk)
+        if series is None and self._per_set.get(dims, 0) >= config.limits.series_per_set:
+            self.fold(r, config)
+            return
+        if OTHER in sk[1]:
+            self.fold(r, config)  # a caller's own "(other)": counted with ours, never over it
+            return
+        if series is None:
+            self._per_set[dims] = self._per_set.get(dims, 0) + 1
+            # Decoded records bring their own dims tuple and strings: share them.
+            values = tuple(None if v is None else sys.intern(v) for v in sk[1])
+            if all(a is b for a, b in zip(values, sk[1], strict=True)):
+                values = sk[1]  # already shared (in-process, the rollup state's own tuple)
+            sk = (self._dim_sets.setdefault(dims, dims), values)
+            series = self.series[sk] = Series(sk, detectors_for(config, sk))
+        if not series.set_part(r.window_start, r.partition, r.epoch, r.metrics[0], r.metrics[1]):
+            return  # the same absolute values again (a re-sent record): nothing to score
+        if r.metrics[0] > 0:
+            series.last_spend_hour = max(series.last_spend_hour, r.window_start)
+        self.dirty.add((sk, r.window_start))
+
+    def fold(self, r: RollupLike, config: Config) -> None:
+        """Count a series past the cap into its set's ``(other)`` series, exactly."""
+        dims = self._dim_sets.setdefault(tuple(r.dims), tuple(r.dims))
+        hour = r.window_start
+        shares = self.folded.setdefault(hour, {})
+        part = (dims, tuple(r.values), r.partition, r.epoch)
+        new = (r.metrics[0], r.metrics[1])
+        old = shares.get(part, (0, 0))
+        if new == old:
+            return
+        shares[part] = new
+        sk = (dims, (OTHER,) * len(dims))
+        other = self.series.get(sk)
+        if other is None:  # outside the cap: it is what the cap turns into
+            other = self.series[sk] = Series(sk, detectors_for(config, sk))
+        cost, calls = other.part(hour, r.partition, r.epoch)
+        other.set_part(hour, r.partition, r.epoch, cost + new[0] - old[0], calls + new[1] - old[1])
+        if new[0] > 0:
+            other.last_spend_hour = max(other.last_spend_hour, hour)
+        self.dirty.add((sk, hour))
+        day = hour // 86400 * 86400
+        if (dims, day) not in self.cap_noticed:
+            self.cap_noticed.add((dims, day))
+            self.notices.append((dims, day, hour, config.limits.series_per_set))
+
+    def take_notices(self) -> list[Alert]:
+        """The operator alerts of the overflows since the last call."""
+        notices, self.notices = self.notices, []
+        return [cap_notice(*n) for n in notices]
+
+    def folded_series(self) -> int:
+        """Series counted in an ``(other)`` series in the open hours (a metric)."""
+        return len({(d, v) for shares in self.folded.values() for d, v, _, _ in shares})
+
+    def sleep_after_s(self, series: Series) -> int:
+        """Silence after which a series' silent hours can no longer alert: its detectors'
+        longest trailing window, plus an hour."""
+        after = self._sleep_after.get(series.slots)
+        if after is None:
+            windows = [getattr(det, "window_s", HOUR) for det in series.dets]
+            after = int(max(windows, default=HOUR)) + HOUR
+            if any(det.alerts_on_silence for det in series.dets):
+                after = 2**62  # never: each silent hour may alert
+            self._sleep_after[series.slots] = after
+        return after
+
+    def prune(self, closed_until: int) -> None:
+        """Forget series silent for ``FORGET_S`` and folded shares of closed hours."""
+        horizon = closed_until - FORGET_S
+        gone = [k for k, s in self.series.items() if s.last_spend_hour < horizon and not s.parts]
+        for k in gone:
+            del self.series[k]
+            if OTHER not in k[1]:
+                self._per_set[k[0]] -= 1
+        for hour in [h for h in self.folded if h < closed_until]:
+            del self.folded[hour]  # closed: a correction to it reaches budgets only
+        self.cap_noticed = {n for n in self.cap_noticed if n[1] >= horizon}
+
+    def rebuilt(self) -> None:
+        """Recount what is derived from the series (after a restore or a reconfigure)."""
+        per_set: dict[tuple[str, ...], int] = {}
+        for dims, values in self.series:
+            self._dim_sets.setdefault(dims, dims)
+            if OTHER not in values:
+                per_set[dims] = per_set.get(dims, 0) + 1
+        self._per_set = per_set
+        self._sleep_after = {}
+
+
+def cap_notice(dims: tuple[str, ...], day: int, hour: int, cap: int) -> Alert:
+    """The one operator alert a day for a dimension set past its series cap."""
+    named = ", ".join(dims)
+    message = (
+        f"more than {cap:,} series of [{named}] have spend: the rest are watched together "
+        f"as {named}={OTHER} (their spend is still counted, exactly, there and in every "
+        "coarser series). Raise limits.series_per_set if they are all real."
+    )
+    return Alert(
+        kind="series_cap",
+        detector="limits",
+        scope={d: OTHER for d in dims},
+        window_start=float(day),
+        window_end=float(day + 86400),
+        detected_at=float(hour),
+        observed_usd=0.0,
+        expected_usd=None,
+        severity="warning",
+        reason=message,
+        id=f"series-cap/{'+'.join(dims)}/{int(day)}",
+    )
