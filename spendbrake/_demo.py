@@ -19,7 +19,7 @@ import asyncio
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -53,6 +53,8 @@ HOUR = 3600
 #: Event time covered, and the part of it played live (paced) at the end.
 HISTORY_S = 21 * 86400
 LIVE_S = 4 * HOUR
+#: The demo gives up waiting on a pipeline that has made no progress for this long.
+STALL_S = 30.0
 #: The hour of day (UTC) event time ends at.
 END_HOUR = 16
 MASTER_KEY = "sk-demo-master"
@@ -191,15 +193,25 @@ async def _demo(
                     await asyncio.sleep(0)
             await asyncio.to_thread(producer.flush, 60)
             published_s = time.monotonic() - t0
-            settle = time.monotonic() + 60
-            while time.monotonic() < settle and _consumed(ingest) < state.published:
+
+            def refresh() -> None:
                 live.update(view())
-                await asyncio.sleep(0.25)
+
+            def progress() -> tuple[int, float, int, int]:
+                return (
+                    _consumed(ingest),
+                    detect.watch.now,
+                    len(act.outbox.incidents),
+                    len(gateway.blocked_keys),
+                )
+
             # The detectors learn three weeks of hours first: played while they are still at
             # it, the live hours would be judged late, all at once (and dated then).
-            while time.monotonic() < settle and not _caught_up(detect, live_from):
-                live.update(view())
-                await asyncio.sleep(0.25)
+            learned = await _wait_for(
+                lambda: _consumed(ingest) >= state.published and _caught_up(detect, live_from),
+                progress,
+                refresh,
+            )
             ingested_s = time.monotonic() - t0
             # 2. The last hours, live: event time at LIVE_S / duration_s times real speed.
             state.phase = "live"
@@ -214,10 +226,7 @@ async def _demo(
             await asyncio.to_thread(producer.flush, 30)
             live_s = time.monotonic() - t0
             state.phase = "settling"
-            settle = time.monotonic() + 30
-            while time.monotonic() < settle and not _done(state):
-                live.update(view())
-                await asyncio.sleep(0.25)
+            settled = await _wait_for(lambda: _done(state), progress, refresh)
             settled_s = time.monotonic() - t0
             await asyncio.sleep(2.0)
             state.phase = "done"
@@ -235,6 +244,12 @@ async def _demo(
             f"paused at the gateway: {', '.join(sorted(gateway.blocked_keys)) or 'nothing'}. "
             "Critical keys are alerted, never paused. Audit trail: the spend.actions topic."
         )
+        if not (learned and settled):
+            console.print(
+                f"[yellow]note: the pipeline made no progress for {STALL_S:.0f} s before "
+                + ("the detectors had learned the history" if not learned else "both effects")
+                + "; what was caught by then is shown above[/yellow]"
+            )
         report_path, chart_path = _showback(store, end_ts, work, console)
         console.print(
             f"timeline: history published at {published_s:.0f} s and rolled up at "
@@ -279,6 +294,27 @@ def _showback(store: StoreStage, end_ts: float, work: Path, console: Console) ->
         + ", ".join(f"{r['team']} ${r['cost_usd']:,.2f}" for r in report["rows"])
     )
     return report_path, chart_path
+
+
+async def _wait_for(
+    done: Callable[[], bool], progress: Callable[[], object], refresh: Callable[[], None]
+) -> bool:
+    """Wait until ``done()`` for as long as ``progress()`` keeps changing.
+
+    Why not a deadline: on a slow or busy machine the stages take longer, and a demo that
+    stops waiting shows no incident at all; a pipeline that has stopped moving is given up
+    on after ``STALL_S``.
+    """
+    last, moved = progress(), time.monotonic()
+    while not done():
+        refresh()
+        await asyncio.sleep(0.25)
+        now = progress()
+        if now != last:
+            last, moved = now, time.monotonic()
+        elif time.monotonic() - moved > STALL_S:
+            return False
+    return True
 
 
 def _caught_up(detect: DetectStage, live_from: float) -> bool:
