@@ -113,13 +113,13 @@ class Generic(Detector):
     def __init__(
         self,
         levels: int = 5,
-        hysteresis: float = 0.2,
-        grid_n: int = 1000,
+        hysteresis: float = 0.15,
+        grid_n: int = 1200,
         regrid: float = 3.0,
         order: int = 5,
         alert_order: int = 2,
         warmup_n: int = 100,
-        refract_n: int = 90,
+        refract_n: int = 100,
         signed: bool = False,
     ) -> None:
         check("levels", levels, _int(levels) and 2 <= levels <= 32, "an int in [2, 32]")
