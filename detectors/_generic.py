@@ -205,13 +205,13 @@ class Generic(Detector):
         hp = self._hp
         if self._n == 0:
             if learn:
-                self._n, self._lo, self._hi = 1, x, x
+                self._n, self._lo, self._hi, self._origin = 1, x, x, x
             return Verdict(0.0, False, None, x, "first value; learning its range")
         n = min(self._n + 1, max(hp.grid_n, hp.warmup_n) + 1)
         lo, hi = min(self._lo, x), max(self._hi, x)
+        # Judged on the grid of the values before it (a new extreme is a new level), then
+        # the grid follows the range while it is learned, or when the range outgrew it.
         origin, width = self._origin, self._width
-        if n <= hp.grid_n or width <= 0.0 or hi - lo > hp.regrid * hp.levels * width:
-            origin, width = lo, (hi - lo) / hp.levels
         path = self._path
         level = self._level(x, origin, width, path)
         cool = max(self._cool - 1, 0)
@@ -239,7 +239,8 @@ class Generic(Detector):
             reason = f"{head}; a known move" if moved else f"{head}; same level"
         if learn:
             self._n, self._lo, self._hi = n, lo, hi
-            self._origin, self._width = origin, width
+            if n <= hp.grid_n or width <= 0.0 or hi - lo > hp.regrid * hp.levels * width:
+                self._origin, self._width = lo, (hi - lo) / hp.levels
             self._path, self._cool = path, cool
         return Verdict(score, alert, None, x, reason)
 
