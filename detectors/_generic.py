@@ -248,11 +248,14 @@ class Generic(Detector):
         """``x``'s level on the grid; within ``hysteresis`` of the last level, that one."""
         if width <= 0.0:
             return 0
-        u = max(-_SPAN, min(self._hp.levels + _SPAN, (x - origin) / width))
+        hp = self._hp
+        u = max(-_SPAN, min(hp.levels + _SPAN, (x - origin) / width))
+        if -hp.hysteresis <= u < 0.0 or hp.levels <= u < hp.levels + hp.hysteresis:
+            u = min(max(u, 0.0), hp.levels - 0.5)  # just past the range: its edge level
         level = math.floor(u)
         if path:
             last = path[-1]
-            if last - self._hp.hysteresis <= u < last + 1 + self._hp.hysteresis:
+            if last - hp.hysteresis <= u < last + 1 + hp.hysteresis:
                 return last
         return level
 
