@@ -18,7 +18,7 @@ levels; the shortest context after which this move was never seen is ``k``. A mo
 seen after ``alert_order`` levels or fewer alerts.
 
 The memory is a fixed bitset (hashed n-grams, 4096 bits): the state does not grow however
-long the series (about 0.6 KB a series). An alert opens an episode: for ``refract_n``
+long the series (about 0.75 KB a series as plain JSON). An alert opens an episode: for ``refract_n``
 values after it nothing else alerts. One alert per event, as on-call wants.
 
 The score is ``1 / (1 + (k / alert_order)**2)`` for a move, 0 otherwise: 0.5 at the bar.
