@@ -68,39 +68,98 @@ class _GenericParams(HyperParams):
     regrid: float
     order: int
     alert_order: int
+    block: int
+    block_levels: int
+    block_grid_n: int
     warmup_n: int
     refract_n: int
     signed: bool
 
 
-def _slot(context: tuple[int, ...], level: int) -> int:
-    """The memory bit of ``level`` after ``context`` (oldest first): a 64-bit
-    multiplicative hash of the n-gram, so the same move always lands on the same bit."""
-    key = len(context)
+#: A view's grid: (values seen, capped; lowest; highest; origin; level width).
+Grid = tuple[int, float, float, float, float]
+_NO_GRID: Grid = (0, 0.0, 0.0, 0.0, 0.0)
+
+
+def _slot(tag: int, context: tuple[int, ...], level: int) -> int:
+    """The memory bit of ``level`` after ``context`` (oldest first) in view ``tag``: a
+    64-bit multiplicative hash of the n-gram, so the same move always lands on the same bit."""
+    key = (tag << 4) | len(context)
     for x in (*context, level):
         key = (key << 6) | (x + _SPAN + 1)
     return ((key * _GOLDEN) & _MASK64) >> (64 - _BITS)
 
 
+def _place(x: float, grid: Grid, path: tuple[int, ...], levels: int, hysteresis: float) -> int:
+    """``x``'s level on ``grid`` (the values before it: a new extreme is a new level);
+    within ``hysteresis`` of the last level, that one; just past the range, its edge."""
+    _, _, _, origin, width = grid
+    if width <= 0.0:
+        return 0
+    u = max(-_SPAN, min(levels + _SPAN, (x - origin) / width))
+    if -hysteresis <= u < 0.0 or levels <= u < levels + hysteresis:
+        u = min(max(u, 0.0), levels - 0.5)
+    if path and path[-1] - hysteresis <= u < path[-1] + 1 + hysteresis:
+        return path[-1]
+    return math.floor(u)
+
+
+def _regrid(grid: Grid, x: float, levels: int, grid_n: int, regrid: float) -> Grid:
+    """The grid after ``x``: it follows the range while it is learned (``grid_n`` values)
+    or when the range outgrew it ``regrid`` times; else it keeps, so a level keeps its
+    meaning."""
+    n, lo, hi, origin, width = grid
+    if n == 0:
+        return (1, x, x, x, 0.0)
+    n, lo, hi = min(n + 1, grid_n + 1), min(lo, x), max(hi, x)
+    if n <= grid_n or width <= 0.0 or hi - lo > regrid * levels * width:
+        origin, width = lo, (hi - lo) / levels
+    return (n, lo, hi, origin, width)
+
+
+def _novelty(
+    seen: bytearray, tag: int, path: tuple[int, ...], level: int, order: int, learn: bool
+) -> int:
+    """The shortest context (1..``order`` previous levels) after which the move to
+    ``level`` was never seen, 0 if seen after all of them; learns it when ``learn``."""
+    first = 0
+    for k in range(1, order + 1):
+        if k > len(path):
+            return first or k
+        bit = _slot(tag, path[-k:], level)
+        byte, mask = bit >> 3, 1 << (bit & 7)
+        if not seen[byte] & mask:
+            first = first or k
+            if learn:
+                seen[byte] |= mask
+    return first
+
+
 @register("generic")
 @expose(_GenericParams)
 class Generic(Detector):
-    """Novel-sequence detector on a coarse level grid, one alert per episode.
+    """Novel-move detector on a coarse level grid (values, and means of ``block``), one
+    alert per episode.
 
     Parameters
     ----------
     levels
-        Levels the learned range is cut into.
+        Levels the learned range of the values is cut into.
     hysteresis
         Fraction of a level a value must pass a boundary by to count as a move.
     grid_n
         Values whose range sets the grid (until then it follows the running range).
     regrid
-        The grid is set again when the range grows this many times past it.
+        A grid is set again when the range grows this many times past it.
     order
         Longest context (previous levels) a move is remembered after.
     alert_order
-        A move never seen after this many previous levels (or fewer) alerts.
+        A value's move never seen after this many previous levels (or fewer) alerts.
+    block
+        The slow view: the mean of each ``block`` values, on its own grid; one of its
+        moves never seen after its previous level alerts. 0: no slow view.
+    block_levels, block_grid_n
+        The slow view's levels, and the means whose range sets its grid.
     warmup_n
         Values learned before any alert.
     refract_n
@@ -118,6 +177,9 @@ class Generic(Detector):
         regrid: float = 3.0,
         order: int = 5,
         alert_order: int = 2,
+        block: int = 3,
+        block_levels: int = 4,
+        block_grid_n: int = 200,
         warmup_n: int = 100,
         refract_n: int = 100,
         signed: bool = False,
@@ -133,6 +195,14 @@ class Generic(Detector):
             _int(alert_order) and 1 <= alert_order <= order,
             "an int in [1, order]",
         )
+        check("block", block, _int(block) and (block == 0 or block >= 2), "0 or an int >= 2")
+        check(
+            "block_levels",
+            block_levels,
+            _int(block_levels) and 2 <= block_levels <= 32,
+            "an int in [2, 32]",
+        )
+        check("block_grid_n", block_grid_n, _int(block_grid_n) and block_grid_n >= 2, "an int >= 2")
         check("warmup_n", warmup_n, _int(warmup_n) and warmup_n >= 1, "an int >= 1")
         check("refract_n", refract_n, _int(refract_n) and refract_n >= 0, "an int >= 0")
         check("signed", signed, isinstance(signed, bool), "true or false")
@@ -144,37 +214,40 @@ class Generic(Detector):
                 regrid,
                 order,
                 alert_order,
+                block,
+                block_levels,
+                block_grid_n,
                 warmup_n,
                 refract_n,
                 signed,
             )
         )
-        #: Values seen (capped at grid_n), the range seen, the grid (origin, level width),
-        #: the last levels moved to (oldest first, at most ``order``), the memory bits, and
-        #: values left in the episode.
+        #: Values seen (capped at warmup_n + 1); values left in the episode; each view's
+        #: grid and the last levels it moved to (oldest first, at most ``order``); the slow
+        #: view's block so far (sum, count); the memory bits of both views.
         self._n = 0
-        self._lo = 0.0
-        self._hi = 0.0
-        self._origin = 0.0
-        self._width = 0.0
-        self._path: tuple[int, ...] = ()
-        self._seen = bytearray(1 << (_BITS - 3))
         self._cool = 0
+        self._grid: Grid = _NO_GRID
+        self._path: tuple[int, ...] = ()
+        self._grid2: Grid = _NO_GRID
+        self._path2: tuple[int, ...] = ()
+        self._block: tuple[float, int] = (0.0, 0)
+        self._seen = bytearray(1 << (_BITS - 3))
 
     __slots__ = (
+        "_block",
         "_cool",
-        "_hi",
+        "_grid",
+        "_grid2",
         "_hp",
-        "_lo",
         "_n",
-        "_origin",
         "_path",
+        "_path2",
         "_seen",
-        "_width",
     )
-    state_fields = ("_cool", "_hi", "_lo", "_n", "_origin", "_path", "_seen", "_width")
+    state_fields = ("_block", "_cool", "_grid", "_grid2", "_n", "_path", "_path2", "_seen")
     alerts_on_silence = True  # either way: a level that drops to 0 is news
-    state_version = 2  # 1: level and scale of the z detector
+    state_version = 2  # 1: level and scale of the former robust-sigma design
 
     def __getstate__(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -203,77 +276,48 @@ class Generic(Detector):
             return ignored(value)
         x = float(value)
         hp = self._hp
-        if self._n == 0:
-            if learn:
-                self._n, self._lo, self._hi, self._origin = 1, x, x, x
-            return Verdict(0.0, False, None, x, "first value; learning its range")
-        n = min(self._n + 1, max(hp.grid_n, hp.warmup_n) + 1)
-        lo, hi = min(self._lo, x), max(self._hi, x)
-        # Judged on the grid of the values before it (a new extreme is a new level), then
-        # the grid follows the range while it is learned, or when the range outgrew it.
-        origin, width = self._origin, self._width
-        path = self._path
-        level = self._level(x, origin, width, path)
-        cool = max(self._cool - 1, 0)
-        moved = not path or level != path[-1]
+        n = min(self._n + 1, hp.warmup_n + 1)
+        grid, path = self._grid, self._path
+        level = _place(x, grid, path, hp.levels, hp.hysteresis)
         k = 0  # the shortest context after which this move is new (0: not new)
-        if moved:
-            k = self._novelty(path, level, learn)
-            if learn:
-                path = (*path, level)[-hp.order :]
-        score = 0.0
-        if k and n > hp.warmup_n and self._cool == 0:
-            score = 1.0 / (1.0 + (k / hp.alert_order) ** 2)
+        if grid[0] and (not path or level != path[-1]):
+            k = _novelty(self._seen, 1, path, level, hp.order, learn)
+            path = (*path, level)[-hp.order :]
+        score = 1.0 / (1.0 + (k / hp.alert_order) ** 2) if k else 0.0
+        what = f"{x:.6g}: level {level} of {hp.levels}"
+        grid2, path2, block = self._grid2, self._path2, self._block
+        if hp.block:
+            total, count = block[0] + x, block[1] + 1
+            block = (total, count)
+            if count == hp.block:
+                mean, block = total / count, (0.0, 0)
+                level2 = _place(mean, grid2, path2, hp.block_levels, hp.hysteresis)
+                if grid2[0] and (not path2 or level2 != path2[-1]):
+                    k2 = _novelty(self._seen, 2, path2, level2, hp.order, learn)
+                    path2 = (*path2, level2)[-hp.order :]
+                    score2 = 1.0 / (1.0 + k2 * k2) if k2 else 0.0
+                    if score2 > score:
+                        score, k = score2, k2
+                        what = f"mean {mean:.6g} of the last {count}: level {level2}"
+                        what += f" of {hp.block_levels}"
+                grid2 = _regrid(grid2, mean, hp.block_levels, hp.block_grid_n, hp.regrid)
+        if n <= hp.warmup_n or self._cool > 0:
+            score = 0.0  # learning, or the episode already alerted
         alert = score >= 0.5
         if alert:
-            cool = hp.refract_n
-        top = origin + hp.levels * width
-        head = f"{x:.6g}: level {level} of {hp.levels} over {origin:.6g}..{top:.6g}"
-        if alert:
-            reason = f"{head}, a move never seen after {k} level(s)"
+            reason = f"{what}, a move never seen after {k} level(s)"
         elif n <= hp.warmup_n:
-            reason = f"{head}; learning ({n} of {hp.warmup_n})"
-        elif self._cool > 0 and k and k <= hp.alert_order:
-            reason = f"{head}; part of the episode alerted {hp.refract_n - self._cool + 1} ago"
+            reason = f"{what}; learning ({n} of {hp.warmup_n})"
+        elif self._cool > 0:
+            reason = f"{what}; in the episode alerted {hp.refract_n - self._cool + 1} ago"
         else:
-            reason = f"{head}; a known move" if moved else f"{head}; same level"
+            reason = f"{what}; a known move" if k else f"{what}; as usual"
         if learn:
-            self._n, self._lo, self._hi = n, lo, hi
-            if n <= hp.grid_n or width <= 0.0 or hi - lo > hp.regrid * hp.levels * width:
-                self._origin, self._width = lo, (hi - lo) / hp.levels
-            self._path, self._cool = path, cool
+            self._n = n
+            self._cool = hp.refract_n if alert else max(self._cool - 1, 0)
+            self._grid = _regrid(grid, x, hp.levels, hp.grid_n, hp.regrid)
+            self._path, self._grid2, self._path2, self._block = path, grid2, path2, block
         return Verdict(score, alert, None, x, reason)
-
-    def _level(self, x: float, origin: float, width: float, path: tuple[int, ...]) -> int:
-        """``x``'s level on the grid; within ``hysteresis`` of the last level, that one."""
-        if width <= 0.0:
-            return 0
-        hp = self._hp
-        u = max(-_SPAN, min(hp.levels + _SPAN, (x - origin) / width))
-        if -hp.hysteresis <= u < 0.0 or hp.levels <= u < hp.levels + hp.hysteresis:
-            u = min(max(u, 0.0), hp.levels - 0.5)  # just past the range: its edge level
-        level = math.floor(u)
-        if path:
-            last = path[-1]
-            if last - hp.hysteresis <= u < last + 1 + hp.hysteresis:
-                return last
-        return level
-
-    def _novelty(self, path: tuple[int, ...], level: int, learn: bool) -> int:
-        """The shortest context (1..order previous levels) after which the move to
-        ``level`` was never seen, 0 if seen after all of them; learns it when ``learn``."""
-        seen = self._seen
-        first = 0
-        for k in range(1, self._hp.order + 1):
-            if k > len(path):
-                return first or k
-            bit = _slot(path[-k:], level)
-            byte, mask = bit >> 3, 1 << (bit & 7)
-            if not seen[byte] & mask:
-                first = first or k
-                if learn:
-                    seen[byte] |= mask
-        return first
 
 
 def _int(value: Any) -> bool:
