@@ -15,13 +15,18 @@ the range grows ``regrid`` times), with ``hysteresis`` so that noise on a bounda
 move. Only moves count (a value on the same level says nothing new). Each move is checked
 against a memory of the moves seen before, after contexts of 1 to ``order`` previous
 levels; the shortest context after which this move was never seen is ``k``. A move never
-seen after ``alert_order`` levels or fewer alerts.
+seen after ``alert_order`` levels or fewer alerts. A slow view does the same on the mean
+of each ``block`` values (its own grid of ``block_levels``): a move of the means never
+seen after their last level alerts too (a change of shape too slow or too noisy to show in
+single values).
 
-The memory is a fixed bitset (hashed n-grams, 4096 bits): the state does not grow however
-long the series (about 0.75 KB a series as plain JSON). An alert opens an episode: for ``refract_n``
-values after it nothing else alerts. One alert per event, as on-call wants.
+The memory is a fixed bitset (hashed n-grams of both views, 4096 bits): the state does not
+grow however long the series (about 0.9 KB a series as plain JSON or pickled). An alert
+opens an episode: for ``refract_n`` values after it nothing else alerts. One alert per
+event, as on-call wants.
 
-The score is ``1 / (1 + (k / alert_order)**2)`` for a move, 0 otherwise: 0.5 at the bar.
+The score is ``1 / (1 + (k / alert_order)**2)`` for a move of the values,
+``1 / (1 + k**2)`` for one of the means, the larger of the two, 0 otherwise: 0.5 at the bar.
 The defaults were tuned on NAB itself (one set for the whole corpus, as NAB's entries
 are): see docs/detectors.md.
 
