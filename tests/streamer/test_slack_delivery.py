@@ -22,7 +22,6 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from spendbrake.streamer import ActionStage, WorkerSettings
 
 from spendbrake._broker import EmbeddedBroker
 from spendbrake._config_loader import load_config
@@ -30,6 +29,7 @@ from spendbrake._reload import ConfigReloader
 from spendbrake._resume import resume
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
+from spendbrake.stages import ActionStage, Worker, WorkerSettings
 from tests.actions.test_slack_scopes import documented_scopes
 from tests.kafka_helpers import read_topic
 from tests.streamer.test_action_stage import MASTER, TOKEN, make_alert
@@ -72,13 +72,14 @@ class Harness:
 
     async def start(self, channel: str = "#ai-spend", retry_cap_s: float = 1.0) -> ActionStage:
         self.write(channel, retry_cap_s)
-        self.stage = ActionStage(load_config(self.path, env={}), WorkerSettings(self.state))
-        self.task = asyncio.create_task(self.stage.run())
+        self.worker = Worker(load_config(self.path, env={}), WorkerSettings(self.state), ["act"])
+        self.stage = self.worker.act
+        self.task = asyncio.create_task(self.worker.run())
         return self.stage
 
     async def stop(self) -> None:
         if self.task is not None:
-            self.stage.stop()
+            self.worker.stop()
             await asyncio.wait_for(self.task, 30)
             self.task = None
 

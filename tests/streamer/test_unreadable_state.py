@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,8 +105,15 @@ def test_unreadable_partition_state_stops_the_worker_loudly(
     # The way out: set partition 2 aside, rebuild it from the topic; totals stay exact.
     worker = start_worker(broker, config, state, log, extra=("--reset-partition", "2"))
     try:
+        # Rebuilt once it has a snapshot again (the totals on the topic were exact already:
+        # checked alone, a worker stopped before it even started would pass).
+        deadline = time.monotonic() + 60
+        while not (part / "snapshot.json").exists() and time.monotonic() < deadline:
+            assert worker.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.2)
         got = wait_exact(broker, topics.rollups, expected(stream.unique))
     finally:
         stop(worker)
     assert got == expected(stream.unique), log.read_text()[-3000:]
     assert list(state.glob(f"{topics.events}/p2.reset-*/snapshot.json"))
+    assert (part / "snapshot.json").exists(), log.read_text()[-3000:]
