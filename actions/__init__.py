@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from spendbrake.actions._blocks import render_alert, render_followup, render_parent_update
 from spendbrake.actions._outbox import Incident, Outbox, Task, audit_wire, outcome_line
+from spendbrake.actions._outbox_file import OUTBOX_VERSION, dump_outbox, load_outbox
 from spendbrake.actions._policy import apply_policies, pausable, refusal, screen_pauses
 from spendbrake.actions._retry import backoff_delay
 
@@ -74,6 +75,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "OUTBOX_VERSION",
     "DryRunGateway",
     "Gateway",
     "GatewayOutcome",
@@ -91,6 +93,8 @@ __all__ = [
     "audit_wire",
     "backoff_delay",
     "build_payload",
+    "dump_outbox",
+    "load_outbox",
     "make_gateway",
     "outcome_line",
     "parse_interaction",

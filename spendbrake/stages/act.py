@@ -1,12 +1,13 @@
 """The action stage: ``spend.alerts`` in; Slack messages, gateway calls and audit records out.
 
 Durable outbox (``actions.Outbox``): an alert's effects are planned and saved together
-with the alerts offset in ``<state_dir>/actions/outbox.pkl`` before any is performed (the
+with the alerts offset in ``<state_dir>/actions/outbox.json`` before any is performed (the
 outbox order of ``stage.py``); each attempt's start and outcome are saved too. After a
 crash or a restart the stage resumes the saved tasks where they stood, so a Slack or
 gateway outage (or a kill mid-retry) loses nothing and, the effects being idempotent or
-deduplicated, doubles nothing. Every task's latest state goes to ``spend.actions`` (key:
-the task id), the audit trail.
+deduplicated, doubles nothing. An ``outbox.pkl`` of an earlier release is read once,
+saved as ``outbox.json`` and kept as ``outbox.pkl.migrated``. Every task's latest state
+goes to ``spend.actions`` (key: the task id), the audit trail.
 
 Who may be paused is the operator's decision, read from the config this stage loaded: a
 record on ``spend.alerts`` asking to pause a key that config does not allow is refused
@@ -31,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import pickle
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -52,6 +52,8 @@ from spendbrake.actions import (
     Task,
     audit_wire,
     backoff_delay,
+    dump_outbox,
+    load_outbox,
     make_gateway,
     outcome_line,
     refusal,
@@ -202,17 +204,20 @@ class ActionStage(Stage):
         return self.dir / "lock"
 
     def load(self) -> None:
-        path = self.dir / "outbox.pkl"
+        path, old = self.dir / "outbox.json", self.dir / "outbox.pkl"
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            return
-        try:
-            saved: Outbox = unpickle_state(data)
-            if not isinstance(saved, Outbox):
-                raise TypeError(f"holds a {type(saved).__name__}, not an outbox")
-        except Exception as exc:  # a pickle cut short fails in many ways; all mean one thing
-            raise _unreadable(path, f"{type(exc).__name__}: {exc}") from None
+            if not old.exists():
+                return
+            saved = self._migrate(old, path)
+        else:
+            try:
+                saved = load_outbox(data)
+            except ValueError as exc:
+                raise _unreadable(path, str(exc)) from None
+            if old.exists():
+                self._set_aside(old, path)
         # Settings come from the config in force, the rest from the file.
         saved.slack_enabled = self.outbox.slack_enabled
         saved.dry_run = self.outbox.dry_run
@@ -223,8 +228,31 @@ class ActionStage(Stage):
         pending = sum(len(lane) for lane in saved.lanes.values())
         log.info("action stage restored: %d task(s) pending, offsets %s", pending, saved.offsets)
 
+    def _migrate(self, old: Path, path: Path) -> Outbox:
+        """Read the ``outbox.pkl`` of an earlier release one last time, save it as
+        ``outbox.json`` and keep the pickle beside it as ``outbox.pkl.migrated``."""
+        try:
+            saved: Outbox = unpickle_state(old.read_bytes())  # our own file, written by save()
+            if not isinstance(saved, Outbox):
+                raise TypeError(f"holds a {type(saved).__name__}, not an outbox")
+        except Exception as exc:  # a pickle cut short fails in many ways; all mean one thing
+            raise _unreadable(old, f"{type(exc).__name__}: {exc}") from None
+        write_atomic(path, dump_outbox(saved))
+        self._set_aside(old, path)
+        log.info("%s migrated to %s; the pickle is kept as %s.migrated", old, path.name, old.name)
+        return saved
+
+    def _set_aside(self, old: Path, path: Path) -> None:
+        """Rename ``outbox.pkl`` once its content is in ``outbox.json`` (also after a stop
+        between the two steps of a migration); never over an earlier ``.migrated`` file."""
+        aside = old.with_name(old.name + ".migrated")
+        if aside.exists():
+            log.warning("%s is ignored: %s is the state; move the pickle away", old, path)
+        else:
+            old.rename(aside)
+
     def save(self) -> None:
-        write_atomic(self.dir / "outbox.pkl", pickle.dumps(self.outbox, pickle.HIGHEST_PROTOCOL))
+        write_atomic(self.dir / "outbox.json", dump_outbox(self.outbox))
 
     async def checkpoint(self) -> None:
         """Save the planned effects with the alerts offset (nothing to flush: the effects

@@ -46,10 +46,10 @@ def test_one_stage_failing_stops_the_others_then_raises(
             }
         }
     )
-    damaged = tmp_path / "actions" / "outbox.pkl"
+    damaged = tmp_path / "actions" / "outbox.json"
     damaged.parent.mkdir()
-    damaged.write_bytes(b"\x80\x05")
+    damaged.write_bytes(b"{}")
     worker = Worker(config, WorkerSettings(state_dir=tmp_path), ["ingest", "detect", "act"])
-    with pytest.raises(StateUnreadable, match=r"outbox\.pkl: unreadable state"):
+    with pytest.raises(StateUnreadable, match=r"outbox\.json: unreadable state"):
         asyncio.run(asyncio.wait_for(worker.run(), 60))  # a guard against a hang, not a timing
     assert all(stage.stopping.is_set() for stage in worker.stages.values())

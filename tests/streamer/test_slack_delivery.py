@@ -371,9 +371,9 @@ async def test_an_audit_record_replaced_while_being_sent_is_sent_too(harness: Ha
 async def test_an_outbox_saved_by_the_previous_release_is_delivered_once(
     harness: Harness,
 ) -> None:
-    """The stage restores ``tests/actions/data/outbox_796aa9e.pkl`` (see test_outbox.py)
-    and performs every pending effect once: A's reply and update, B's and C's posts, C's
-    block and the thread news about it."""
+    """The stage migrates ``tests/actions/data/outbox_796aa9e.pkl`` (see test_outbox.py)
+    to ``outbox.json`` and performs every pending effect once: A's reply and update, B's
+    and C's posts, C's block and the thread news about it."""
     slack, gateway = harness.slack, harness.gateway
     (harness.state / "actions").mkdir(parents=True)
     old = Path(__file__).parents[1] / "actions" / "data" / "outbox_796aa9e.pkl"
@@ -396,3 +396,7 @@ async def test_an_outbox_saved_by_the_previous_release_is_delivered_once(
     assert sorted(u["ts"] for u in slack.updates) == sorted(["1700000001.000000", c_parent["ts"]])
     assert gateway.block_count("sk-c").changed == 1
     assert set(keys_posted(slack).values()) == {1}
+    # Migrated once: the plain file is the state now, the pickle kept beside it.
+    actions = harness.state / "actions"
+    assert (actions / "outbox.pkl.migrated").read_bytes() == old.read_bytes()
+    assert not (actions / "outbox.pkl").exists() and (actions / "outbox.json").exists()

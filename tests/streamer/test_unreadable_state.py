@@ -24,7 +24,19 @@ DAMAGE = {
     # The pickle of an earlier release, migrated on start: cut short, it cannot be.
     "detect-pickle": ("detect", "detect/snapshot.pkl", b"\x80\x05\x95\x10\x00", "from a backup"),
     "store": ("store", "store/spend.duckdb", b"not a database" * 500, "restore it from a backup"),
-    "act": ("act", "actions/outbox.pkl", b"\x80\x05\x95\x10\x00", "restore it from a backup"),
+    "act": (
+        "act",
+        "actions/outbox.json",
+        b'{"version": 1, "outbox": {"lan',
+        "restore it from a backup",
+    ),
+    # An outbox of an earlier release, to migrate: unreadable, it is refused the same way.
+    "act-pickle": (
+        "act",
+        "actions/outbox.pkl",
+        b"\x80\x05\x95\x10\x00",
+        "restore it from a backup",
+    ),
 }
 
 
