@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from spendbrake.actions import (
     Gateway,
@@ -262,15 +262,8 @@ class ActionStage(Stage):
     # -- the loop --------------------------------------------------------------
 
     def connect(self) -> None:
-        kafka = self.config.kafka
-        self.producer = self.writer(
-            AIOKafkaProducer(**kafka.client_args(), acks="all", enable_idempotence=False)
-        )
-        self.consumer = self.reader(
-            AIOKafkaConsumer(
-                **kafka.client_args(), enable_auto_commit=False, auto_offset_reset="earliest"
-            )
-        )
+        self.producer = self.new_producer()
+        self.consumer = self.new_consumer()
 
     async def open(self) -> None:
         self._buttons = self._button_server()
@@ -283,12 +276,12 @@ class ActionStage(Stage):
     async def start(self) -> None:
         consumer = self.consumer
         assert consumer is not None
-        tps = [TopicPartition(self.topic, p) for p in await self.partitions(consumer, self.topic)]
-        actions = self.config.kafka.topics.actions
-        resumes = [TopicPartition(actions, p) for p in await self.partitions(consumer, actions)]
-        consumer.assign(tps + resumes)
-        await self.seek(consumer, tps, lambda tp: self.outbox.offsets.get(tp.partition))
-        for tp in resumes:
+        assigned = await self.assign(consumer, self.topic, self.config.kafka.topics.actions)
+        alerts = [tp for tp in assigned if tp.topic == self.topic]
+        await self.seek(consumer, alerts, lambda tp: self.outbox.offsets.get(tp.partition))
+        for tp in assigned:
+            if tp.topic == self.topic:
+                continue
             saved = self.outbox.actions_offsets.get(tp.partition)
             if saved is not None:
                 consumer.seek(tp, saved)

@@ -226,36 +226,20 @@ class DetectStage(Stage):
     # -- the loop --------------------------------------------------------------
 
     def connect(self) -> None:
-        kafka = self.config.kafka
-        self.producer = self.writer(
-            AIOKafkaProducer(**kafka.client_args(), acks="all", enable_idempotence=False)
-        )
-        self.consumer = self.reader(
-            AIOKafkaConsumer(
-                **kafka.client_args(),
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                fetch_max_bytes=16 * 1024 * 1024,
-            )
-        )
-        self._probe = self.reader(
-            AIOKafkaConsumer(
-                **kafka.client_args(), group_id=kafka.group_id, enable_auto_commit=False
-            )
-        )
+        self.producer = self.new_producer()
+        self.consumer = self.new_consumer(fetch_max_bytes=16 * 1024 * 1024)
+        self._probe = self.new_consumer(group_id=self.config.kafka.group_id)
 
     async def start(self) -> None:
         consumer = self.consumer
         assert consumer is not None
         topics = self.config.kafka.topics
-        partitions = await self.partitions(consumer, self.topic)
-        self._rollup_partitions = len(partitions)
         self._alert_partitions = len(await self.partitions(consumer, topics.alerts))
         # Rollups carry the partition of the events they summed: that is what the
         # watermark waits for.
         self.watch.partitions = len(await self.partitions(consumer, topics.events))
-        tps = [TopicPartition(self.topic, p) for p in partitions]
-        consumer.assign(tps)
+        tps = await self.assign(consumer, self.topic)
+        self._rollup_partitions = len(tps)
         await self.seek(consumer, tps, lambda tp: self.offsets.get(tp.partition))
 
     async def _find_idle(self) -> None:

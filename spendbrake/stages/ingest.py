@@ -363,28 +363,15 @@ class IngestStage(Stage):
     # -- the stage's hooks ------------------------------------------------------
 
     def connect(self) -> None:
-        kafka = self.config.kafka
-        self.producer = self.writer(
-            AIOKafkaProducer(
-                **kafka.client_args(),
-                acks="all",
-                enable_idempotence=False,
-                linger_ms=5,
-                max_batch_size=512 * 1024,
-            )
-        )
-        self.consumer = self.reader(
-            AIOKafkaConsumer(
-                **kafka.client_args(),
-                group_id=kafka.group_id,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=self.settings.max_poll_records,
-                fetch_max_bytes=16 * 1024 * 1024,
-                max_partition_fetch_bytes=4 * 1024 * 1024,
-                session_timeout_ms=int(self.settings.session_timeout_s * 1000),
-                heartbeat_interval_ms=max(500, int(self.settings.session_timeout_s * 1000 / 4)),
-            )
+        self.producer = self.new_producer(linger_ms=5, max_batch_size=512 * 1024)
+        session_ms = int(self.settings.session_timeout_s * 1000)
+        self.consumer = self.new_consumer(
+            group_id=self.config.kafka.group_id,
+            max_poll_records=self.settings.max_poll_records,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=max(500, session_ms // 4),
         )
 
     async def start(self) -> None:

@@ -12,7 +12,7 @@ A checkpoint, for every stage, in this order:
 2. save the state together with the next input offsets, atomically: a reader finds the
    old save or the new one, never half (ingest: each partition's ``snapshot.json`` after
    its new dedupe ids; detect: ``detect/snapshot.pkl``; act: ``actions/outbox.json``;
-   store: one DuckDB transaction with the rows);
+   store: its rows and offsets in one DuckDB transaction, steps 1 and 2 at once);
 3. commit the offsets to Kafka, for monitoring only: lag, and the detect stage's check
    that the ingest is caught up (ingest only; the saved state is the truth).
 
@@ -35,7 +35,8 @@ can have an effect, and effects are idempotent or looked for before being repeat
    seek to the saved offsets; a stop ends it at once;
 5. ``loop`` until stopped, checkpointing as it goes (``checkpoint_unless_stopped``);
 6. ``final_checkpoint``, bounded by ``STOP_TIMEOUT_S``: a stop during a broker outage does
-   not wait for the broker; skipped if a stop cancelled a checkpoint (``until_stopped``);
+   not wait for the broker (the store's waits on none and is not bounded); skipped if a
+   stop cancelled a checkpoint (``until_stopped``);
 7. ``wind_down``, then close readers, ``let_go``, close writers (each client gets
    ``CLOSE_TIMEOUT_S``), then the lock; a stage that stopped itself (``fatal``) raises.
 """
@@ -51,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar, TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from spendbrake.schemas import Config, StateUnreadable
@@ -59,7 +60,6 @@ from spendbrake.schemas import Config, StateUnreadable
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-C = TypeVar("C")
 
 #: How long a stop waits for a stage's checkpoint in progress, its final checkpoint, or
 #: the act stage's lanes.
@@ -95,9 +95,9 @@ class Stage:
     """One stage: the lifecycle (``run``) here, what is particular to it in the hooks.
 
     A subclass sets ``name`` and implements ``start``, ``loop`` and ``checkpoint``; the
-    other hooks do nothing unless overridden. Helpers for the hooks: ``reader`` and
-    ``writer`` (register a client to start and close), ``retrying``, ``fetch``,
-    ``partitions``, ``seek``, ``checkpoint_unless_stopped``.
+    other hooks do nothing unless overridden. Helpers for the hooks: ``new_producer`` and
+    ``new_consumer`` (clients the skeleton starts and closes), ``retrying``, ``fetch``,
+    ``assign``, ``partitions``, ``seek``, ``checkpoint_unless_stopped``.
     """
 
     #: The stage's name in ``--stages`` and in log lines.
@@ -174,7 +174,7 @@ class Stage:
         """Read the saved state; raise ``StateUnreadable`` if it cannot be read."""
 
     def connect(self) -> None:
-        """Build the Kafka clients with ``reader`` and ``writer`` (no I/O: started later)."""
+        """Build the Kafka clients with ``new_producer``, ``new_consumer`` (no I/O yet)."""
 
     async def open(self) -> None:
         """Start what needs no broker (the act stage's Slack button server)."""
@@ -212,15 +212,25 @@ class Stage:
 
     # -- helpers for the hooks ---------------------------------------------------------
 
-    def reader(self, client: C) -> C:
-        """Register a consumer: started after the writers, closed first."""
-        self._readers.append(client)
-        return client
+    def new_producer(self, **options: Any) -> AIOKafkaProducer:
+        """A producer whose sends wait for every in-sync replica (no idempotence: the
+        embedded broker has no InitProducerId); started first, closed last."""
+        kafka = self.config.kafka
+        producer = AIOKafkaProducer(
+            **kafka.client_args(), acks="all", enable_idempotence=False, **options
+        )
+        self._writers.append(producer)
+        return producer
 
-    def writer(self, client: C) -> C:
-        """Register a producer: started first, closed last (after ``let_go``)."""
-        self._writers.append(client)
-        return client
+    def new_consumer(self, **options: Any) -> AIOKafkaConsumer:
+        """A consumer that commits nothing on its own and reads a partition with no saved
+        offset from its start; started after the producers, closed first."""
+        kafka = self.config.kafka
+        consumer = AIOKafkaConsumer(
+            **kafka.client_args(), enable_auto_commit=False, auto_offset_reset="earliest", **options
+        )
+        self._readers.append(consumer)
+        return consumer
 
     async def retrying(self, step: Callable[[], Awaitable[T]], what: str) -> T:
         """Await ``step()`` until it does not raise a Kafka error, backing off from 0.5 s
@@ -258,6 +268,12 @@ class Stage:
             except KafkaError as exc:
                 log.warning("%s: no metadata for %s yet (%s); retrying", self.name, topic, exc)
             await asyncio.sleep(0.5)
+
+    async def assign(self, consumer: AIOKafkaConsumer, *topics: str) -> list[TopicPartition]:
+        """Assign every partition of ``topics`` (no consumer group); returns them."""
+        tps = [TopicPartition(t, p) for t in topics for p in await self.partitions(consumer, t)]
+        consumer.assign(tps)
+        return tps
 
     async def seek(
         self,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from spendbrake.schemas import Config
 from spendbrake.streamer import (
@@ -108,22 +108,12 @@ class StoreStage(Stage):
         log.info("store %s opened at offsets %s", self.path, self.offsets or "(none)")
 
     def connect(self) -> None:
-        self.consumer = self.reader(
-            AIOKafkaConsumer(
-                **self.config.kafka.client_args(),
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                fetch_max_bytes=16 * 1024 * 1024,
-            )
-        )
+        self.consumer = self.new_consumer(fetch_max_bytes=16 * 1024 * 1024)
 
     async def start(self) -> None:
         consumer = self.consumer
         assert consumer is not None
-        tps = []
-        for topic in self.topics:
-            tps += [TopicPartition(topic, p) for p in await self.partitions(consumer, topic)]
-        consumer.assign(tps)
+        tps = await self.assign(consumer, *self.topics)
         await self.seek(consumer, tps, lambda tp: self.offsets.get((tp.topic, tp.partition)))
 
     async def loop(self) -> None:
