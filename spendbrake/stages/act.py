@@ -232,7 +232,7 @@ class ActionStage(Stage):
         """Read the ``outbox.pkl`` of an earlier release one last time, save it as
         ``outbox.json`` and keep the pickle beside it as ``outbox.pkl.migrated``."""
         try:
-            saved: Outbox = unpickle_state(old.read_bytes())  # our own file, written by save()
+            saved: Outbox = unpickle_state(old.read_bytes())  # our own, by an earlier release
             if not isinstance(saved, Outbox):
                 raise TypeError(f"holds a {type(saved).__name__}, not an outbox")
         except Exception as exc:  # a pickle cut short fails in many ways; all mean one thing

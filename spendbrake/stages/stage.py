@@ -11,7 +11,7 @@ A checkpoint, for every stage, in this order:
    traces and unpriced-model alerts; detect: alerts);
 2. save the state together with the next input offsets, atomically: a reader finds the
    old save or the new one, never half (ingest: each partition's ``snapshot.json`` after
-   its new dedupe ids; detect: ``detect/snapshot.pkl``; act: ``actions/outbox.json``;
+   its new dedupe ids; detect: ``detect/snapshot.json``; act: ``actions/outbox.json``;
    store: its rows and offsets in one DuckDB transaction, steps 1 and 2 at once);
 3. commit the offsets to Kafka, for monitoring only: lag, and the detect stage's check
    that the ingest is caught up (ingest only; the saved state is the truth).
