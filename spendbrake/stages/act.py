@@ -565,6 +565,7 @@ class ActionStage(Stage):
         dry_run: bool = False,
         error: str | None = None,
         needed: str | None = None,
+        replaced: bool = False,
     ) -> None:
         now = time.time()
         effects = self.metrics.effects
@@ -576,6 +577,12 @@ class ActionStage(Stage):
             log.warning("%s failed for good: %s", task.id, detail)
             self.outbox.finish(task, "failed", detail, now)
             effects.labels(task.lane, task.op, "failed").inc()
+        elif failure == "config" and replaced:
+            # Refused under settings a reload replaced during the call: tried again now
+            # under the new ones (held, it would wait a probe interval for a fix made).
+            effects.labels(task.lane, task.op, "retrying").inc()
+            log.info("%s: %s, under the config before the reload; retried now", task.id, detail)
+            self.outbox.retry(task, detail, 0.0, now)
         elif failure == "config":
             effects.labels(task.lane, task.op, "waiting").inc()
             self._held_by_config(task, detail, error or detail, needed, now)
@@ -722,6 +729,7 @@ class ActionStage(Stage):
             retry_after=result.retry_after,
             error=result.error,
             needed=result.needed,
+            replaced=slack is not self.slack,
         )
 
     def _learn_channel(self, slack: SlackNotifier) -> None:

@@ -57,12 +57,14 @@ class Harness:
         self.state = tmp / "state"
         self.task: asyncio.Task[None] | None = None
 
-    def write(self, channel: str = "#ai-spend", retry_cap_s: float = 1.0) -> None:
+    def write(
+        self, channel: str = "#ai-spend", retry_cap_s: float = 1.0, timeout_s: float = 1.0
+    ) -> None:
         self.path.write_text(
             f"kafka:\n  bootstrap_servers: {self.broker.bootstrap_servers}\n  topics:\n"
             f"    alerts: {self.alerts}\n    actions: {self.actions}\n"
             f"slack:\n  token: {TOKEN}\n  channel: '{channel}'\n  base_url: {self.slack.base_url}\n"
-            f"  timeout_s: 1.0\n  retry_cap_s: {retry_cap_s}\n"
+            f"  timeout_s: {timeout_s}\n  retry_cap_s: {retry_cap_s}\n"
             f"gateway:\n  kind: litellm\n  url: {self.gateway.url}\n  master_key: {MASTER}\n"
             "  timeout_s: 1.0\n  retry_cap_s: 1\n"
             # The operator's word on who may be paused: the test keys are batch jobs.
@@ -70,8 +72,10 @@ class Harness:
             '    - {api_key: "*", workload: batch}\n'
         )
 
-    async def start(self, channel: str = "#ai-spend", retry_cap_s: float = 1.0) -> ActionStage:
-        self.write(channel, retry_cap_s)
+    async def start(
+        self, channel: str = "#ai-spend", retry_cap_s: float = 1.0, timeout_s: float = 1.0
+    ) -> ActionStage:
+        self.write(channel, retry_cap_s, timeout_s)
         self.worker = Worker(load_config(self.path, env={}), WorkerSettings(self.state), ["act"])
         self.stage = self.worker.act
         self.task = asyncio.create_task(self.worker.run())
@@ -334,6 +338,34 @@ async def test_a_wrong_channel_keeps_the_alerts_until_a_config_reload_fixes_it(
     assert await until(lambda: len(slack.parents()) == 2 and len(slack.updates) == 1)
     await asyncio.sleep(1.0)
     assert set(keys_posted(slack).values()) == {1} and len(slack.messages) == 3
+
+
+async def test_a_refusal_that_lands_after_the_reload_fixing_it_is_tried_again_at_once(
+    harness: Harness,
+) -> None:
+    """A post refused under the old channel whose answer comes after the reload that fixed
+    it (the call was in flight across the reload) is sent again now, under the new config:
+    held, it would wait the probe interval (600 s here) for a fix already made. This is the
+    race that made the test above flaky when the second post was still in flight."""
+    slack = harness.slack
+    await harness.publish(alert_only("key-a", "critical", "a"))
+    slack.hang(2.0)  # the post is refused (wrong channel), and answered 2 s late
+    stage = await harness.start(channel="#wrong-channel", retry_cap_s=600, timeout_s=10)
+    assert await until(lambda: "chat.postMessage" in slack.calls)  # in flight
+    harness.write(channel="#ai-spend", retry_cap_s=600, timeout_s=10)
+    reloader = ConfigReloader(harness.path, stage.config, [stage])
+    reloader._digest = ""  # the running config came from the old text
+    assert reloader.check().status == "applied"
+    assert await until(lambda: len(slack.messages) == 1)
+    assert slack.answers[0] == ("chat.postMessage", 200, "channel_not_found")
+    assert (
+        harness.sample(
+            "spendbrake_slack_config_errors_total",
+            error="channel_not_found",
+            needed="#wrong-channel",
+        )
+        == 0
+    )  # the old config's refusal is not reported as the new one's
 
 
 async def test_spendbrake_resume_is_told_in_the_incident_thread(harness: Harness) -> None:
