@@ -1,7 +1,8 @@
 """Turning alerts into effects: policies (pure) first; Slack and gateway adapters at the edge.
 
-The adapters load on first use (the gateway: httpx; the interaction server: aiohttp and
-slack-sdk), so the detector stage and replay, which only apply policies, do not carry them.
+The adapters load on first use (the gateway: httpx; the interaction server and the Slack
+notifier: aiohttp and slack-sdk), so the detector stage and replay, which only apply
+policies, do not carry them.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from spendbrake.actions._outbox import Incident, Outbox, Task
+from spendbrake.actions._blocks import render_alert, render_followup, render_parent_update
+from spendbrake.actions._outbox import Incident, Outbox, Task, audit_wire, outcome_line
+from spendbrake.actions._outbox_file import OUTBOX_VERSION, dump_outbox, load_outbox
 from spendbrake.actions._policy import apply_policies, pausable, refusal, screen_pauses
 from spendbrake.actions._retry import backoff_delay
 
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
         parse_interaction,
         sign_request,
     )
+    from spendbrake.actions._slack import SlackNotifier
 
 _GATEWAY = (
     "DryRunGateway",
@@ -54,7 +58,11 @@ _INTERACTIVE = (
     "sign_request",
 )
 #: name -> the submodule that defines it, imported on first access.
-_LAZY = {**dict.fromkeys(_GATEWAY, "_gateway"), **dict.fromkeys(_INTERACTIVE, "_interactive")}
+_LAZY = {
+    **dict.fromkeys(_GATEWAY, "_gateway"),
+    **dict.fromkeys(_INTERACTIVE, "_interactive"),
+    "SlackNotifier": "_slack",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -67,6 +75,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "OUTBOX_VERSION",
     "DryRunGateway",
     "Gateway",
     "GatewayOutcome",
@@ -76,16 +85,24 @@ __all__ = [
     "LiteLLMGateway",
     "Outbox",
     "Rejected",
+    "SlackNotifier",
     "TargetKind",
     "Task",
     "WebhookGateway",
     "apply_policies",
+    "audit_wire",
     "backoff_delay",
     "build_payload",
+    "dump_outbox",
+    "load_outbox",
     "make_gateway",
+    "outcome_line",
     "parse_interaction",
     "pausable",
     "refusal",
+    "render_alert",
+    "render_followup",
+    "render_parent_update",
     "screen_pauses",
     "sign_request",
     "sign_webhook",

@@ -47,6 +47,8 @@ Result = Literal["ok", "failed", "retrying", "dry_run", "skipped", "refused"]
 REMEMBER_S = 30 * 86400
 #: The audit detail of an alert of severity ``info``: routed to the digest, not posted.
 DIGEST_ONLY = "trend (severity info): for the digest, not paged"
+#: The longest a task waits for its next attempt.
+MAX_DELAY_S = 86400.0
 #: Queue urgency by alert severity: critical alerts go first.
 _URGENCY = {"critical": 2, "warning": 1, "info": 0}
 
@@ -581,7 +583,9 @@ class Outbox:
         self, task: Task, detail: str, delay_s: float, now: float, blocked_on: str | None = None
     ) -> None:
         task.last_error = detail
-        task.next_at = now + delay_s
+        # Bounded: a Retry-After of 400 digits reads as infinity, which a JSON outbox file
+        # cannot hold; past a day, the lane is tried again a day later.
+        task.next_at = now + min(delay_s, MAX_DELAY_S)
         task.blocked_on = blocked_on
         self.record(task, "retrying", detail, now)
 

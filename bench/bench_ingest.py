@@ -9,7 +9,7 @@ Publishes N simulated events (4 partitions) to the embedded broker once, then:
     team), in its own process, on the first ``--faust-events`` records only
     (default 20,000: it runs at about a thousand events/s here), timed from
     its first event to its last;
-(c) worker: ``streamer.IngestWorker`` (validate, dedupe, price, 1m/1h/1d rollups
+(c) worker: ``stages.IngestStage`` (validate, dedupe, price, 1m/1h/1d rollups
     for six dimension sets, traces, outputs and snapshots), timed until it has
     read every record.
 
@@ -38,10 +38,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from spendbrake.schemas import Config
-from spendbrake.streamer import IngestWorker, WorkerSettings, tune_gc
 
 from spendbrake._broker import EmbeddedBroker, ensure_topics
 from spendbrake._simulate import simulate
+from spendbrake.stages import Worker, WorkerSettings, tune_gc
 
 PARTITIONS = 4
 START_TS = 1_791_158_400.0  # a Monday
@@ -123,22 +123,23 @@ async def worker_run(bootstrap: str, topic: str, events: int) -> tuple[float, di
     )
     state = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     tune_gc()  # as `spendbrake worker` does
-    worker = IngestWorker(config, WorkerSettings(state_dir=state))
+    worker = Worker(config, WorkerSettings(state_dir=state), ["ingest"])
+    ingest = worker.ingest
     task = asyncio.create_task(worker.run())
     # Timing starts at the first record read, so group join is not counted.
-    while not any(p.stats.records for p in worker.processors.values()):
+    while not any(p.stats.records for p in ingest.processors.values()):
         await asyncio.sleep(0.01)
     started = time.perf_counter()
     cpu_started = time.process_time()
-    while sum(p.stats.records for p in worker.processors.values()) < events:
+    while sum(p.stats.records for p in ingest.processors.values()) < events:
         await asyncio.sleep(0.01)
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     worker.stop()
     await task
     stats = {
-        "valid": sum(p.stats.valid for p in worker.processors.values()),
-        "rollups_out": worker.rollups_out,
+        "valid": sum(p.stats.valid for p in ingest.processors.values()),
+        "rollups_out": ingest.rollups_out,
         "cpu_s": cpu,
         "done_s": time.perf_counter() - started,
     }

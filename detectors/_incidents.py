@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from spendbrake.schemas import Alert, KeyInfo
-from spendbrake.schemas._alert import more_severe
+from spendbrake.schemas import Alert, KeyInfo, more_severe
 
 __all__ = ["Candidate", "IncidentBook", "group", "inside", "narrowed", "rank"]
 

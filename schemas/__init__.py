@@ -7,7 +7,7 @@ from ._adapters import (
     from_openai_usage,
     from_otel_attributes,
 )
-from ._alert import ALERT_KINDS, Alert, KeyInfo, decode_alert
+from ._alert import ALERT_KINDS, Alert, KeyInfo, decode_alert, more_severe
 from ._config import (
     DEFAULT_DIMENSIONS,
     KAFKA_ENV,
@@ -27,7 +27,7 @@ from ._config import (
     TopicsConfig,
     kafka_env_overrides,
 )
-from ._errors import ConfigError, InvalidEvent, SpendBrakeError, StateUnreadable
+from ._errors import ConfigError, InvalidEvent, SpendBrakeError, StateUnreadable, ValueAt, show
 from ._event import (
     MAX_EVENT_BYTES,
     WORKLOADS,
@@ -37,6 +37,7 @@ from ._event import (
     parse_ts,
     validate_event,
 )
+from ._fast import Wire, fast_wire
 from ._keys import LITELLM_MASTER_KEY, KeyClass, KeyRule, KeysConfig
 from ._pricing import ModelPrice, PriceEntryModel, PriceTable
 from ._snapshot import unpickle_state
@@ -76,18 +77,23 @@ __all__ = [
     "StoreConfig",
     "TopicsConfig",
     "UsageEvent",
+    "ValueAt",
+    "Wire",
     "csv_text",
     "decode_alert",
     "decode_event",
+    "fast_wire",
     "format_ts",
     "from_anthropic_usage",
     "from_litellm",
     "from_openai_usage",
     "from_otel_attributes",
     "kafka_env_overrides",
+    "more_severe",
     "mrkdwn",
     "mrkdwn_code",
     "parse_ts",
+    "show",
     "unpickle_state",
     "validate_event",
     "visible",

@@ -25,8 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from spendbrake.schemas import KAFKA_ENV, Config, ConfigError, kafka_env_overrides
-from spendbrake.schemas._errors import ValueAt, show
+from spendbrake.schemas import KAFKA_ENV, Config, ConfigError, ValueAt, kafka_env_overrides, show
 
 # ${VAR} or ${VAR:-default}, as in shells and docker compose.
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

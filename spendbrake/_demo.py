@@ -30,17 +30,18 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from spendbrake.actions._outbox import outcome_line
+from spendbrake.actions import outcome_line
 from spendbrake.schemas import Config, UsageEvent, visible
-from spendbrake.streamer import (
+from spendbrake.stages import (
+    STAGES,
     ActionStage,
     DetectStage,
-    IngestWorker,
-    RollupRecord,
-    RollupTotals,
+    IngestStage,
     StoreStage,
+    Worker,
     WorkerSettings,
 )
+from spendbrake.streamer import RollupRecord, RollupTotals
 
 from ._broker import EmbeddedBroker, ensure_topics
 from ._config_loader import load_config
@@ -141,8 +142,8 @@ async def _demo(
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     work = Path(tempfile.mkdtemp(prefix="spendbrake-demo-"))
     broker = EmbeddedBroker(log_path=work / "broker.log").start()
-    stages: list[Any] = []
-    stage_tasks: list[asyncio.Task[None]] = []
+    worker: Worker | None = None
+    running: asyncio.Task[None] | None = None
     producer: SpendProducer | None = None
     slack = None if slack_token else FakeSlack(token="xoxb-demo").start()
     gateway = FakeGateway(master_key=MASTER_KEY, strict_key_format=False).start()
@@ -168,13 +169,10 @@ async def _demo(
             state_dir=work / "state", flush_interval_s=0.5, checkpoint_interval_s=2.0
         )
         state = DemoState(gateway=gateway)
-        ingest = IngestWorker(config, settings, on_records=state.on_records)
-        act = ActionStage(config, settings)
+        worker = Worker(config, settings, STAGES, on_records=state.on_records)
+        ingest, detect, act, store = worker.ingest, worker.detect, worker.act, worker.store
         state.act = act
-        store = StoreStage(config, settings)
-        detect = DetectStage(config, settings)
-        stages += [ingest, detect, act, store]
-        stage_tasks += [asyncio.create_task(stage.run()) for stage in stages]
+        running = asyncio.create_task(worker.run())
         producer = SpendProducer(broker.bootstrap_servers, spill_path=work / "spill.jsonl")
         events = demo_events(end_ts, rate, seed)
         view = lambda: _view(state, end_ts)  # noqa: E731
@@ -232,9 +230,8 @@ async def _demo(
             state.phase = "done"
             live.update(view())
         producer.close()
-        for stage in stages:
-            stage.stop()
-        await asyncio.gather(*stage_tasks)
+        worker.stop()
+        await running
         console.print()
         incidents = list(act.outbox.incidents.values())
         console.print(
@@ -264,10 +261,10 @@ async def _demo(
     finally:
         if producer is not None:
             producer.close(timeout_s=1.0)  # at once when interrupted (a no-op when done)
-        for stage in stages:  # interrupted: the stages save their state before the broker goes
-            stage.stop()
-        if stage_tasks:
-            await asyncio.wait(stage_tasks, timeout=30)
+        if worker is not None and running is not None:
+            # Interrupted: the stages save their state before the broker goes.
+            worker.stop()
+            await asyncio.wait([running], timeout=30)
         gateway.stop()
         if slack is not None:
             slack.stop()
@@ -323,7 +320,7 @@ def _caught_up(detect: DetectStage, live_from: float) -> bool:
     return watch.now >= live_from - 600 and not watch.behind
 
 
-def _consumed(worker: IngestWorker) -> int:
+def _consumed(worker: IngestStage) -> int:
     return sum(p.stats.records for p in worker.processors.values())
 
 

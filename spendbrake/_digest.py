@@ -24,9 +24,9 @@ from typing import Any
 
 import orjson
 
-from spendbrake.actions._slack import SlackNotifier
+from spendbrake.actions import SlackNotifier
 from spendbrake.schemas import Config, PriceTable, SlackConfig, mrkdwn, mrkdwn_code
-from spendbrake.streamer._state import write_atomic
+from spendbrake.streamer import write_atomic
 
 from ._report import ReportError, parse_period, report_from_store
 

@@ -15,8 +15,15 @@ from dataclasses import dataclass, field
 
 from spendbrake.actions import apply_policies
 from spendbrake.detectors import SpendWatch
-from spendbrake.schemas import Alert, Config, InvalidEvent, PriceTable, UsageEvent, decode_event
-from spendbrake.schemas._fast import fast_wire
+from spendbrake.schemas import (
+    Alert,
+    Config,
+    InvalidEvent,
+    PriceTable,
+    UsageEvent,
+    decode_event,
+    fast_wire,
+)
 from spendbrake.streamer import PartitionProcessor
 
 __all__ = ["ReplayStats", "by_event_time", "replay", "replay_lines"]

@@ -21,8 +21,15 @@ from collections.abc import Callable
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from spendbrake.actions import GatewayOutcome, Outbox, TargetKind, Task, backoff_delay, make_gateway
-from spendbrake.actions._outbox import audit_wire
+from spendbrake.actions import (
+    GatewayOutcome,
+    Outbox,
+    TargetKind,
+    Task,
+    audit_wire,
+    backoff_delay,
+    make_gateway,
+)
 from spendbrake.schemas import Config
 
 ATTEMPTS = 5

@@ -4,7 +4,6 @@ function that the tests call too; nothing here holds logic of its own."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 import time
@@ -67,7 +66,7 @@ def store_options(command: Any) -> Any:
 def _store_file(config: Config, store: str | None, state_dir: str) -> Any:
     from pathlib import Path
 
-    from spendbrake.streamer import store_path
+    from spendbrake.stages import store_path
 
     return Path(store) if store else store_path(config, state_dir)
 
@@ -81,22 +80,6 @@ def main() -> None:
     spend up in event time, detects runaways and budget burn, alerts Slack and
     pauses batch keys at the gateway. Start with `spendbrake demo`.
     """
-
-
-def _dump_tasks() -> None:
-    """SIGUSR1: print every asyncio task's stack to stderr (what is a stuck worker waiting on?)."""
-    for task in asyncio.all_tasks():
-        print(f"task {task.get_name()}:", file=sys.stderr)
-        coro: Any = task.get_coro()
-        while coro is not None:
-            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-            if frame is not None:
-                print(
-                    f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}",
-                    file=sys.stderr,
-                )
-            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    sys.stderr.flush()
 
 
 @main.command()
@@ -463,15 +446,9 @@ def worker(
     """
     from pathlib import Path
 
-    from spendbrake import (
-        streamer,  # each stage's module (and its libraries) loads only if it is chosen
-    )
-    from spendbrake.streamer import WorkerSettings, tune_gc
-    from spendbrake.streamer._metrics import serve as serve_metrics
+    from spendbrake.stages import WorkerSettings, parse_stages, run_worker, tune_gc
 
-    from ._broker import ensure_topics
     from ._logs import setup_logging
-    from ._reload import ConfigReloader
 
     setup_logging()
 
@@ -498,75 +475,28 @@ def worker(
         session_timeout_s=session_timeout_s,
         metrics_port=metrics_port or None,
     )
-
-    chosen = {name.strip() for name in stages.split(",") if name.strip()}
-    if not chosen or chosen - {"ingest", "detect", "act", "store"}:
-        raise click.BadParameter(
-            f"{stages!r}: use a comma-separated subset of ingest,detect,act,store",
-            param_hint="--stages",
-        )
-
-    async def run() -> None:
-        running: list[Any] = []
-        if "ingest" in chosen:
-            running.append(streamer.IngestWorker(config, settings))
-        if "detect" in chosen:
-            running.append(streamer.DetectStage(config, settings))
-        if "act" in chosen:
-            running.append(streamer.ActionStage(config, settings))
-        if "store" in chosen:
-            from ._digest import DigestScheduler  # Slack and DuckDB: only with the store
-
-            store = streamer.StoreStage(config, settings)
-            running.append(store)
-            running.append(DigestScheduler(config, store.path, settings.state_dir, store.file_lock))
-        if settings.metrics_port is not None:
-            registries = [s.metrics.registry for s in running if hasattr(s, "metrics")]
-            try:
-                serve_metrics(registries, settings.metrics_port, settings.metrics_host)
-            except OSError as exc:  # metrics are not worth failing the stages over
-                logging.getLogger("spendbrake").warning(
-                    "cannot serve metrics on port %d: %s", settings.metrics_port, exc
-                )
-        loop = asyncio.get_running_loop()
-        stopping = asyncio.Event()
-
-        def stop_all() -> None:
-            stopping.set()
-            for stage in running:
-                stage.stop()
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop_all)
-        loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
-
-        async def guarded(stage: Any) -> None:
-            try:
-                await stage.run()
-            except BaseException:
-                stop_all()  # one stage failing stops the others cleanly (final checkpoints)
-                raise
-
-        tasks = [guarded(stage) for stage in running]
-        if config_path:
-            reloader = ConfigReloader(config_path, config, running, reload_s, overrides)
-            loop.add_signal_handler(signal.SIGHUP, reloader.request)
-            tasks.append(reloader.run(stopping))
-        await ensure_topics(
-            config.kafka.bootstrap_servers,
-            config.kafka.topics.names(),
-            config.kafka.partitions,
-            security=config.kafka.security_args(),
-        )
-        await asyncio.gather(*tasks)
-
+    try:
+        chosen = parse_stages(stages)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--stages") from None
     if reset_partitions:
         asyncio.run(
             _reset_partitions(settings.state_dir, config.kafka.topics.events, reset_partitions)
         )
     tune_gc()
     try:
-        asyncio.run(run())
+        asyncio.run(
+            run_worker(
+                config,
+                settings,
+                chosen,
+                config_path=config_path or None,
+                reload_s=reload_s,
+                overrides=overrides,
+                signals=True,
+                create_topics=True,
+            )
+        )
     except SpendBrakeError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(1)
@@ -579,21 +509,15 @@ def worker(
 
 
 async def _reset_partitions(state_dir: Any, topic: str, partitions: tuple[int, ...]) -> None:
-    """Set each partition's saved state aside, holding its lock (no worker may be using it)."""
-    from spendbrake.streamer._state import PartitionStore
+    from spendbrake.stages import reset_partition
 
     for partition in partitions:
-        store = PartitionStore(state_dir, topic, partition)
         try:
-            await store.acquire(timeout_s=5.0)
+            where, aside = await reset_partition(state_dir, topic, partition)
         except TimeoutError as exc:
             raise click.UsageError(f"--reset-partition {partition}: {exc}") from None
-        try:
-            aside = store.set_aside(time.time())
-        finally:
-            store.release()
         if aside is None:
-            err.print(f"partition {partition}: no saved state in {store.dir}; nothing to reset")
+            err.print(f"partition {partition}: no saved state in {where}; nothing to reset")
         else:
             err.print(
                 f"partition {partition}: saved state moved to {aside}; it is rebuilt from the "

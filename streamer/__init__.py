@@ -1,8 +1,13 @@
-"""Consume usage events and roll spend up into exact event-time windows.
+"""The pure rollup engine: usage events in, exact event-time rollups out, no Kafka here.
 
-The stages that pull in heavy libraries (the action stage: slack-sdk and aiohttp; the
-store: duckdb) load on first use, so a worker running ``--stages ingest,detect`` does
-not carry them (about 40 MB of RSS).
+``PartitionProcessor`` validates, dedupes, prices and rolls up one input partition's
+records (the same code live in the ingest stage, in ``spendbrake replay`` and in the
+tests); ``PartitionStore`` keeps its snapshot with its offset; the record codecs are what
+the stages write to and read from the topics; the DuckDB report store (``apply_batch``)
+keeps rows and offsets in one transaction. The Kafka loops around all of this are the
+stages (``spendbrake.stages``).
+
+The store loads DuckDB on first use, so the ingest and detect stages do not carry it.
 """
 
 from __future__ import annotations
@@ -12,32 +17,45 @@ from typing import TYPE_CHECKING, Any
 
 from ._dedupe import Deduper
 from ._processor import DeadLetter, Outputs, PartitionProcessor, ProcessorStats
-from ._rollup import METRICS, WINDOWS_S, RollupRecord, RollupState, RollupTotals, to_nusd
-from ._state import PartitionStore
-from ._traces import TracePartial, TraceState, TraceTotals
+from ._rollup import (
+    METRICS,
+    WINDOWS_S,
+    RollupRecord,
+    RollupState,
+    RollupTotals,
+    WatermarkMark,
+    decode_rollup,
+    encode_mark,
+    encode_rollup,
+    to_nusd,
+)
+from ._state import PartitionStore, write_atomic
+from ._traces import TracePartial, TraceState, TraceTotals, encode_traces
 
 if TYPE_CHECKING:
-    from ._action_stage import ActionStage
-    from ._detect_stage import DetectStage
-    from ._store import STORED_WINDOWS_S, StoreBatch, StoreBusy, apply_batch, connect_store
-    from ._store_stage import StoreStage, store_path
-    from ._worker import IngestWorker, WorkerSettings, tune_gc
+    from ._store import (
+        STORED_WINDOWS_S,
+        StoreBatch,
+        StoreBusy,
+        apply_batch,
+        connect_store,
+        load_offsets,
+        opened,
+    )
 
 #: name -> the submodule that defines it, imported on first access.
-_LAZY = {
-    "ActionStage": "_action_stage",
-    "DetectStage": "_detect_stage",
-    "STORED_WINDOWS_S": "_store",
-    "StoreBatch": "_store",
-    "StoreBusy": "_store",
-    "apply_batch": "_store",
-    "connect_store": "_store",
-    "StoreStage": "_store_stage",
-    "store_path": "_store_stage",
-    "IngestWorker": "_worker",
-    "WorkerSettings": "_worker",
-    "tune_gc": "_worker",
-}
+_LAZY = dict.fromkeys(
+    (
+        "STORED_WINDOWS_S",
+        "StoreBatch",
+        "StoreBusy",
+        "apply_batch",
+        "connect_store",
+        "load_offsets",
+        "opened",
+    ),
+    "_store",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -53,11 +71,8 @@ __all__ = [
     "METRICS",
     "STORED_WINDOWS_S",
     "WINDOWS_S",
-    "ActionStage",
     "DeadLetter",
     "Deduper",
-    "DetectStage",
-    "IngestWorker",
     "Outputs",
     "PartitionProcessor",
     "PartitionStore",
@@ -67,14 +82,18 @@ __all__ = [
     "RollupTotals",
     "StoreBatch",
     "StoreBusy",
-    "StoreStage",
     "TracePartial",
     "TraceState",
     "TraceTotals",
-    "WorkerSettings",
+    "WatermarkMark",
     "apply_batch",
     "connect_store",
-    "store_path",
+    "decode_rollup",
+    "encode_mark",
+    "encode_rollup",
+    "encode_traces",
+    "load_offsets",
+    "opened",
     "to_nusd",
-    "tune_gc",
+    "write_atomic",
 ]

@@ -18,10 +18,11 @@ from spendbrake.schemas import (
     InvalidEvent,
     PriceTable,
     UsageEvent,
+    Wire,
     decode_event,
+    fast_wire,
     format_ts,
 )
-from spendbrake.schemas._fast import Wire, fast_wire
 
 from ._dedupe import BUCKET_S, Deduper
 from ._rollup import NUSD, WINDOWS_S, RollupRecord, RollupState

@@ -29,8 +29,7 @@ from typing import Any
 
 import msgspec
 import orjson
-from spendbrake.schemas import SCOPE_FIELDS, UsageEvent, format_ts
-from spendbrake.schemas._fast import Wire
+from spendbrake.schemas import SCOPE_FIELDS, UsageEvent, Wire, format_ts
 
 WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
 #: Fine-cell attribute order; dimension sets index into it.
@@ -153,7 +152,7 @@ def encode_rollup(record: RollupRecord) -> bytes:
     """``orjson.dumps(record.to_wire())``, byte for byte, without the dict.
 
     msgspec returns a ``bytes`` the size of its content, where orjson's carries a 4 KB
-    buffer (see ``_worker._trim``), so the value needs no copy before it is queued.
+    buffer (see ``stages.ingest._trim``), so the value needs no copy before it is queued.
     """
     m = record.metrics
     start = record.window_start

@@ -42,26 +42,6 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-async def standby_lock(path: Path, stopping: asyncio.Event, what: str) -> IO[bytes]:
-    """Hold the lock file ``path`` for a one-per-deployment stage; while another process
-    holds it, wait as a hot standby. Raises ``CancelledError`` if ``stopping`` is set first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "ab")  # noqa: SIM115 - held while the stage runs
-    waiting = False
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return handle
-        except BlockingIOError:
-            if not waiting:
-                log.info("another %s holds %s; standing by", what, path)
-                waiting = True
-            if stopping.is_set():
-                handle.close()
-                raise asyncio.CancelledError from None
-            await asyncio.sleep(0.5)
-
-
 class PartitionStore:
     """Snapshot files of one input partition."""
 

@@ -17,8 +17,7 @@ from typing import Any
 
 import msgspec
 import orjson
-from spendbrake.schemas import UsageEvent, format_ts
-from spendbrake.schemas._fast import Wire
+from spendbrake.schemas import UsageEvent, Wire, format_ts
 
 from ._rollup import NUSD
 

@@ -16,6 +16,7 @@ import pytest
 PACKAGES = (
     "spendbrake.schemas",
     "spendbrake.streamer",
+    "spendbrake.stages",
     "spendbrake.detectors",
     "spendbrake.actions",
 )

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from spendbrake import actions, streamer
+from spendbrake import actions, stages, streamer
 
 HEAVY = ("duckdb", "slack_sdk", "aiohttp", "httpx", "river")
 
@@ -24,11 +24,12 @@ def loaded_after(statement: str) -> set[str]:
 @pytest.mark.parametrize(
     ("statement", "allowed"),
     [
-        ("import spendbrake.streamer._worker", set()),
-        ("import spendbrake.streamer._detect_stage", set()),
+        ("import spendbrake.stages", set()),
+        ("import spendbrake.stages.ingest", set()),
+        ("import spendbrake.stages.detect", set()),
         ("import spendbrake._replay", set()),
         ("import spendbrake.detectors", set()),
-        ("import spendbrake.streamer._store_stage", {"duckdb"}),
+        ("import spendbrake.stages.store", {"duckdb"}),
     ],
 )
 def test_a_stage_loads_only_its_own_libraries(statement: str, allowed: set[str]) -> None:
@@ -36,10 +37,10 @@ def test_a_stage_loads_only_its_own_libraries(statement: str, allowed: set[str])
 
 
 def test_lazy_names_resolve_and_unknown_names_raise() -> None:
-    assert streamer.ActionStage.__name__ == "ActionStage"
+    assert stages.ActionStage.__name__ == "ActionStage"
+    assert streamer.StoreBatch.__name__ == "StoreBatch"
     assert actions.make_gateway.__name__ == "make_gateway"
-    for package in (streamer, actions):
+    for package in (stages, streamer, actions):
         with pytest.raises(AttributeError, match="no attribute 'nope'"):
             package.nope  # noqa: B018
-    assert set(streamer.__all__) <= set(dir(streamer)) | set(streamer._LAZY)
-    assert set(actions.__all__) <= set(dir(actions)) | set(actions._LAZY)
+        assert set(package.__all__) <= set(dir(package)) | set(package._LAZY)

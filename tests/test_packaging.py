@@ -32,7 +32,7 @@ def test_the_wheel_installs_one_top_level_name(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"spendbrake"}
-    for package in ("schemas", "streamer", "detectors", "actions", "sdk"):
+    for package in ("schemas", "streamer", "stages", "detectors", "actions", "sdk"):
         assert f"spendbrake/{package}/__init__.py" in names
     assert "spendbrake/schemas/prices.yaml" in names
     assert not any(n.startswith(("bench/", "tests/")) for n in names)

@@ -6,9 +6,13 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from spendbrake.actions import Outbox
-from spendbrake.actions._outbox import outcome_line
+import orjson
+import pytest
+from spendbrake.actions import Outbox, dump_outbox, load_outbox, outcome_line
 from spendbrake.schemas import LITELLM_MASTER_KEY, KeyRule, KeysConfig, unpickle_state
+
+#: An outbox mid-retry pickled by commit 796aa9e (see the test that restores it).
+OLD_PICKLE = Path(__file__).parent / "data" / "outbox_796aa9e.pkl"
 
 #: The operator's word: the production key is critical, the other sk- keys are batch.
 KEYS = KeysConfig(
@@ -163,15 +167,70 @@ def test_a_trend_goes_to_the_digest_and_is_never_posted() -> None:
     assert [t.op for t in box.lanes["slack"]] == ["post"]
 
 
-def test_the_outbox_survives_a_pickle_round_trip_mid_task() -> None:
+def test_the_outbox_survives_its_file_round_trip_mid_task() -> None:
     box = Outbox()
     box.accept(alert(), now=1.0, keys=KEYS)
+    box.offsets[3] = 12
     head = box.head("slack")
     head.first_attempt_at = 1.2  # type: ignore[union-attr]
-    again: Outbox = pickle.loads(pickle.dumps(box))
+    box.retry(box.head("gateway"), "http 503", 0.1, now=1.1)  # type: ignore[arg-type]
+    again = load_outbox(dump_outbox(box))
+    assert again == box and again.offsets == {3: 12}
     assert again.head("slack").first_attempt_at == 1.2  # type: ignore[union-attr]
+    assert again.threads == box.threads and isinstance(again.threads["team=search"], tuple)
     assert not again.accept(alert(), now=3.0, keys=KEYS)
     assert [t.target for t in again.lanes["gateway"]] == ["sk-a", "sk-b"]
+    assert drain(again, "gateway") == drain(box, "gateway")
+
+
+def test_the_outbox_file_is_plain_versioned_json() -> None:
+    box = Outbox()
+    box.accept(alert(), now=1.0, keys=KEYS)
+    data = orjson.loads(dump_outbox(box))
+    assert data["version"] == 1
+    assert [t["op"] for t in data["outbox"]["lanes"]["gateway"]] == ["block", "block"]
+
+
+def test_an_old_pickle_and_its_file_hold_the_same_outbox() -> None:
+    """The migration's core: an outbox pickled by an earlier release (its missing fields
+    filled by ``__setstate__``) written to the file and read back is the same outbox."""
+    box: Outbox = unpickle_state(OLD_PICKLE.read_bytes())
+    again = load_outbox(dump_outbox(box))
+    assert again == box
+    assert [t.unsure for t in again.lanes["slack"]] == [t.unsure for t in box.lanes["slack"]]
+    assert again.blocked == box.blocked != {}
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b'{"version": 1, "outbox": {"lan', "not an outbox file: Input data was truncated"),
+        (b'{"version": 2, "outbox": {}}', "version 2; this release reads version 1"),
+        (b'{"outbox": {}}', "not an outbox file: Object missing required field `version`"),
+        (
+            b'{"version": 1, "outbox": {"offsets": {"0": "x"}}}',
+            "not an outbox file: Expected `int`, got `str` - at `$.outbox.offsets[...]`",
+        ),
+        (
+            b'{"version": 1, "outbox": {"lanes": {"slack": [{"id": "t", "lane": "mail"}]}}}',
+            "not an outbox file: Invalid enum value 'mail' at `[0].lane` - at `$.outbox.lanes[...]`",
+        ),
+    ],
+)
+def test_a_damaged_outbox_file_is_refused_with_the_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        load_outbox(data)
+    assert str(caught.value).startswith(reason), caught.value
+
+
+def test_a_retry_after_of_infinity_still_saves() -> None:
+    """A ``Retry-After`` of 400 digits reads as infinity; JSON has none: a day at most."""
+    box = Outbox()
+    box.accept(alert(), now=1.0, keys=KEYS)
+    task = box.head("gateway")
+    assert task is not None
+    box.retry(task, "http 429", float("inf"), now=1.0)
+    assert load_outbox(dump_outbox(box)).head("gateway").next_at == 1.0 + 86400  # type: ignore[union-attr]
 
 
 def test_an_operator_resume_unblocks_and_reports_in_the_thread() -> None:
@@ -367,8 +426,7 @@ def test_an_outbox_pickled_by_the_previous_release_restores_and_runs() -> None:
     global lane per side, no ``unsure``/``queue``/``channel`` fields): incident A posted
     and paused with its "Paused" reply failing (2 attempts) and its update queued; B
     (warning) and C (critical, its block failing once) not posted yet."""
-    raw = (Path(__file__).parent / "data" / "outbox_796aa9e.pkl").read_bytes()
-    box: Outbox = unpickle_state(raw)
+    box: Outbox = unpickle_state(OLD_PICKLE.read_bytes())
     assert box.channel_ids == {} and box.actions_offsets == {} and box.offsets == {0: 3, 1: 0}
     reply, update, growth, critical = box.lanes["slack"]
     # A repeat of a post the old release had tried is looked for first, as it was then.
@@ -384,7 +442,7 @@ def test_an_outbox_pickled_by_the_previous_release_restores_and_runs() -> None:
     assert order == [reply.id, update.id, critical.id, growth.id], order
     block = box.ready("gateway", now)
     assert block is not None and (block.target, block.attempts) == ("sk-c", 1)
-    assert pickle.loads(pickle.dumps(box)).channel_ids == {}
+    assert load_outbox(dump_outbox(box)).channel_ids == {}
 
 
 def test_a_resume_record_only_unblocks_keys_spendbrake_paused() -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from rich.console import Console
 from spendbrake.schemas import Config
-from spendbrake.streamer import ActionStage, RollupRecord, WorkerSettings
+from spendbrake.streamer import RollupRecord
 
 from spendbrake._demo import HOUR, DemoState, _view
+from spendbrake.stages import ActionStage, WorkerSettings
 from tests.actions.test_blocks import HOSTILE, alert
 
 END = 1_791_158_400.0

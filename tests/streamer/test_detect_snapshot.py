@@ -15,9 +15,8 @@ from pathlib import Path
 import msgspec
 import pytest
 from spendbrake.schemas import StateUnreadable
-from spendbrake.streamer import WorkerSettings
-from spendbrake.streamer._detect_stage import DetectStage
 
+from spendbrake.stages import DetectStage, WorkerSettings
 from tests.detectors.test_legacy import FIXTURE, _stage_plan
 
 

@@ -163,8 +163,9 @@ def test_records_the_watch_skips_are_skipped_undecoded_and_change_nothing() -> N
     from spendbrake.detectors import SpendWatch
     from spendbrake.schemas import Config, PriceTable
     from spendbrake.streamer import PartitionProcessor
-    from spendbrake.streamer._detect_stage import minute_sets, unread
     from spendbrake.streamer._rollup import decode_rollup, encode_rollup
+
+    from spendbrake.stages.detect import minute_sets, unread
 
     config = Config.model_validate(
         {

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 from spendbrake.streamer import ProcessorStats
-from spendbrake.streamer._metrics import MAX_LABEL_VALUES, IngestMetrics
+
+from spendbrake.stages.metrics import MAX_LABEL_VALUES, IngestMetrics
 
 
 def _series(metrics: IngestMetrics, name: str) -> dict[str, float]:

@@ -146,26 +146,16 @@ def test_reload_applies_a_budget_change_and_rejects_a_broken_file(
 
 async def test_stages_switch_together_and_a_refusal_puts_them_back(tmp_path: Path) -> None:
     from spendbrake.schemas import Config
-    from spendbrake.streamer import (
-        ActionStage,
-        DetectStage,
-        IngestWorker,
-        StoreStage,
-        WorkerSettings,
-    )
 
     from spendbrake._config_loader import load_config
-    from spendbrake._reload import ConfigReloader
+    from spendbrake.stages import STAGES, Worker, WorkerSettings
 
     path = tmp_path / "spendbrake.yaml"
     path.write_text("gateway: {dry_run: true}\n")
     config = load_config(path)
-    settings = WorkerSettings(state_dir=tmp_path / "state")
-    ingest, detect, act = (
-        IngestWorker(config, settings),
-        DetectStage(config, settings),
-        ActionStage(config, settings),
-    )
+    # The worker hands its reloader every stage it runs.
+    worker = Worker(config, WorkerSettings(state_dir=tmp_path / "state"), STAGES, config_path=path)
+    ingest, detect, act, store = worker.ingest, worker.detect, worker.act, worker.store
 
     class Refuses:
         refuse = False
@@ -177,8 +167,8 @@ async def test_stages_switch_together_and_a_refusal_puts_them_back(tmp_path: Pat
             return []
 
     refuses = Refuses()
-    store = StoreStage(config, settings)
-    reloader = ConfigReloader(path, config, [ingest, detect, act, store, refuses])
+    reloader = worker.reloader
+    reloader.stages.append(refuses)
     dry_run_gateway = act.gateway
     path.write_text(
         "gateway: {dry_run: false, master_key: sk-x}\n"

@@ -22,7 +22,6 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from spendbrake.streamer import ActionStage, WorkerSettings
 
 from spendbrake._broker import EmbeddedBroker
 from spendbrake._config_loader import load_config
@@ -30,6 +29,7 @@ from spendbrake._reload import ConfigReloader
 from spendbrake._resume import resume
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
+from spendbrake.stages import ActionStage, Worker, WorkerSettings
 from tests.actions.test_slack_scopes import documented_scopes
 from tests.kafka_helpers import read_topic
 from tests.streamer.test_action_stage import MASTER, TOKEN, make_alert
@@ -57,12 +57,14 @@ class Harness:
         self.state = tmp / "state"
         self.task: asyncio.Task[None] | None = None
 
-    def write(self, channel: str = "#ai-spend", retry_cap_s: float = 1.0) -> None:
+    def write(
+        self, channel: str = "#ai-spend", retry_cap_s: float = 1.0, timeout_s: float = 1.0
+    ) -> None:
         self.path.write_text(
             f"kafka:\n  bootstrap_servers: {self.broker.bootstrap_servers}\n  topics:\n"
             f"    alerts: {self.alerts}\n    actions: {self.actions}\n"
             f"slack:\n  token: {TOKEN}\n  channel: '{channel}'\n  base_url: {self.slack.base_url}\n"
-            f"  timeout_s: 1.0\n  retry_cap_s: {retry_cap_s}\n"
+            f"  timeout_s: {timeout_s}\n  retry_cap_s: {retry_cap_s}\n"
             f"gateway:\n  kind: litellm\n  url: {self.gateway.url}\n  master_key: {MASTER}\n"
             "  timeout_s: 1.0\n  retry_cap_s: 1\n"
             # The operator's word on who may be paused: the test keys are batch jobs.
@@ -70,15 +72,18 @@ class Harness:
             '    - {api_key: "*", workload: batch}\n'
         )
 
-    async def start(self, channel: str = "#ai-spend", retry_cap_s: float = 1.0) -> ActionStage:
-        self.write(channel, retry_cap_s)
-        self.stage = ActionStage(load_config(self.path, env={}), WorkerSettings(self.state))
-        self.task = asyncio.create_task(self.stage.run())
+    async def start(
+        self, channel: str = "#ai-spend", retry_cap_s: float = 1.0, timeout_s: float = 1.0
+    ) -> ActionStage:
+        self.write(channel, retry_cap_s, timeout_s)
+        self.worker = Worker(load_config(self.path, env={}), WorkerSettings(self.state), ["act"])
+        self.stage = self.worker.act
+        self.task = asyncio.create_task(self.worker.run())
         return self.stage
 
     async def stop(self) -> None:
         if self.task is not None:
-            self.stage.stop()
+            self.worker.stop()
             await asyncio.wait_for(self.task, 30)
             self.task = None
 
@@ -335,6 +340,34 @@ async def test_a_wrong_channel_keeps_the_alerts_until_a_config_reload_fixes_it(
     assert set(keys_posted(slack).values()) == {1} and len(slack.messages) == 3
 
 
+async def test_a_refusal_that_lands_after_the_reload_fixing_it_is_tried_again_at_once(
+    harness: Harness,
+) -> None:
+    """A post refused under the old channel whose answer comes after the reload that fixed
+    it (the call was in flight across the reload) is sent again now, under the new config:
+    held, it would wait the probe interval (600 s here) for a fix already made. This is the
+    race that made the test above flaky when the second post was still in flight."""
+    slack = harness.slack
+    await harness.publish(alert_only("key-a", "critical", "a"))
+    slack.hang(2.0)  # the post is refused (wrong channel), and answered 2 s late
+    stage = await harness.start(channel="#wrong-channel", retry_cap_s=600, timeout_s=10)
+    assert await until(lambda: "chat.postMessage" in slack.calls)  # in flight
+    harness.write(channel="#ai-spend", retry_cap_s=600, timeout_s=10)
+    reloader = ConfigReloader(harness.path, stage.config, [stage])
+    reloader._digest = ""  # the running config came from the old text
+    assert reloader.check().status == "applied"
+    assert await until(lambda: len(slack.messages) == 1)
+    assert slack.answers[0] == ("chat.postMessage", 200, "channel_not_found")
+    assert (
+        harness.sample(
+            "spendbrake_slack_config_errors_total",
+            error="channel_not_found",
+            needed="#wrong-channel",
+        )
+        == 0
+    )  # the old config's refusal is not reported as the new one's
+
+
 async def test_spendbrake_resume_is_told_in_the_incident_thread(harness: Harness) -> None:
     slack, gateway = harness.slack, harness.gateway
     key = "research-nightly"
@@ -370,9 +403,9 @@ async def test_an_audit_record_replaced_while_being_sent_is_sent_too(harness: Ha
 async def test_an_outbox_saved_by_the_previous_release_is_delivered_once(
     harness: Harness,
 ) -> None:
-    """The stage restores ``tests/actions/data/outbox_796aa9e.pkl`` (see test_outbox.py)
-    and performs every pending effect once: A's reply and update, B's and C's posts, C's
-    block and the thread news about it."""
+    """The stage migrates ``tests/actions/data/outbox_796aa9e.pkl`` (see test_outbox.py)
+    to ``outbox.json`` and performs every pending effect once: A's reply and update, B's
+    and C's posts, C's block and the thread news about it."""
     slack, gateway = harness.slack, harness.gateway
     (harness.state / "actions").mkdir(parents=True)
     old = Path(__file__).parents[1] / "actions" / "data" / "outbox_796aa9e.pkl"
@@ -395,3 +428,7 @@ async def test_an_outbox_saved_by_the_previous_release_is_delivered_once(
     assert sorted(u["ts"] for u in slack.updates) == sorted(["1700000001.000000", c_parent["ts"]])
     assert gateway.block_count("sk-c").changed == 1
     assert set(keys_posted(slack).values()) == {1}
+    # Migrated once: the plain file is the state now, the pickle kept beside it.
+    actions = harness.state / "actions"
+    assert (actions / "outbox.pkl.migrated").read_bytes() == old.read_bytes()
+    assert not (actions / "outbox.pkl").exists() and (actions / "outbox.json").exists()

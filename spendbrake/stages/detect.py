@@ -5,17 +5,14 @@ must see all series to group an incident across scopes; a lock file keeps a seco
 instance on the same state from starting), feeds ``detectors.SpendWatch`` and applies the
 policies, exactly the code ``spendbrake replay`` runs.
 
-A checkpoint:
-
-1. send the alerts produced so far and wait for the broker's acks;
-2. atomically replace ``<state_dir>/detect/snapshot.json``: the watch's state (baselines,
-   open incidents, budget thresholds fired) and the next rollup offset per partition, as
-   plain versioned JSON (``SpendWatch.snapshot``), no pickles.
-
-After a crash the stage restores the snapshot and re-reads rollups from the stored
-offsets, so it learns nothing twice and forgets nothing. Alerts sent after the last
-snapshot are sent again with the same key (``id#seq``), by the same deterministic code:
-readers keep one record per key, so an alert is never acted on twice.
+Its checkpoint (the order of ``stage.py``) waits for the alerts sent so far, then replaces
+``<state_dir>/detect/snapshot.json``: the watch's state (baselines, open incidents, budget
+thresholds fired) and the next rollup offset per partition, as plain versioned JSON
+(``SpendWatch.snapshot``), no pickles. After a crash the stage restores the snapshot and
+re-reads rollups from the stored offsets, so it learns nothing twice and forgets nothing.
+Alerts sent after the last snapshot are sent again with the same key (``id#seq``), by the
+same deterministic code: readers keep one record per key, so an alert is never acted on
+twice.
 
 Releases until 2026-12-06 pickled the state to ``snapshot.pkl``: the stage reads such a
 file one last time on start, saves ``snapshot.json`` and keeps the old file beside it as
@@ -29,28 +26,20 @@ import logging
 import time
 import zlib
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import msgspec
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+
 from spendbrake.actions import apply_policies
 from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import Alert, Config, StateUnreadable, unpickle_state
+from spendbrake.streamer import WatermarkMark, decode_rollup, write_atomic
 
-from ._metrics import DetectMetrics
-from ._rollup import WatermarkMark, decode_rollup
-from ._state import standby_lock, write_atomic
-from ._worker import (
-    OutputFailed,
-    WorkerSettings,
-    _start_with_retry,
-    checkpoint_unless_stopped,
-    close_quietly,
-    final_checkpoint,
-    until_stopped,
-)
+from .metrics import DetectMetrics
+from .stage import OutputFailed, Stage, WorkerSettings, until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +93,13 @@ def unread(value: bytes, wanted: frozenset[bytes]) -> bool:
     return start != -1 and value[start + 7 : end] not in wanted
 
 
-class DetectStage:
+class DetectStage(Stage):
     """Runs the watch on the rollups topic and writes alert records."""
 
+    name = "detect"
+
     def __init__(self, config: Config, settings: WorkerSettings) -> None:
-        self.config = config
-        self.settings = settings
+        super().__init__(config, settings)
         self.watch = SpendWatch(config, lateness_s=settings.lateness_s)
         self._minute_sets = minute_sets(config, self.watch)
         self.topic = config.kafka.topics.rollups
@@ -127,10 +117,6 @@ class DetectStage:
         )
         #: Alerts sent but not yet acknowledged, with their send.
         self._pending: list[tuple[Alert, asyncio.Future[Any]]] = []
-        self._lock: IO[bytes] | None = None
-        self._stopping = asyncio.Event()
-        #: A stop cancelled a checkpoint: nothing more may be saved (``until_stopped``).
-        self._abandoned = False
         self.consumer: AIOKafkaConsumer | None = None
         #: Reads the ingest group's committed offsets (never joins the group).
         self._probe: AIOKafkaConsumer | None = None
@@ -139,9 +125,6 @@ class DetectStage:
         self._rollup_partitions = 0
         #: (input partition, rollups partition) -> the latest watermark mark read there
         self.mark_parts: dict[tuple[int, int], float] = {}
-
-    def stop(self) -> None:
-        self._stopping.set()
 
     def reconfigure(self, config: Config) -> list[str]:
         """New detectors, budgets and policies from the next rollup on, baselines kept."""
@@ -152,8 +135,11 @@ class DetectStage:
 
     # -- state ---------------------------------------------------------------
 
-    async def _acquire(self) -> None:
-        self._lock = await standby_lock(self.dir / "lock", self._stopping, "detector stage")
+    def lock_path(self) -> Path:
+        return self.dir / "lock"
+
+    def load(self) -> None:
+        self._load()
 
     def _load(self) -> None:
         path, legacy = self.dir / SNAPSHOT, self.dir / LEGACY
@@ -239,73 +225,22 @@ class DetectStage:
 
     # -- the loop --------------------------------------------------------------
 
-    async def run(self) -> None:
-        kafka = self.config.kafka
-        try:
-            await self._acquire()
-        except asyncio.CancelledError:
-            return  # stopped while standing by
-        self._load()
-        self.producer = AIOKafkaProducer(
-            **kafka.client_args(), acks="all", enable_idempotence=False
-        )
-        self.consumer = AIOKafkaConsumer(
-            **kafka.client_args(),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_bytes=16 * 1024 * 1024,
-        )
-        self._probe = AIOKafkaConsumer(
-            **kafka.client_args(),
-            group_id=kafka.group_id,
-            enable_auto_commit=False,
-        )
-        try:
-            # Starting waits on the broker (metadata, offset resets): a stop must not.
-            if not await until_stopped(self._start(), self._stopping):
-                return
-            await self._loop()
-            if not self._abandoned:
-                await final_checkpoint(self.checkpoint, "detect")
-        finally:
-            await close_quietly(self._probe)
-            await close_quietly(self.consumer)
-            await close_quietly(self.producer)
-            if self._lock is not None:
-                self._lock.close()
-                self._lock = None
+    def connect(self) -> None:
+        self.producer = self.new_producer()
+        self.consumer = self.new_consumer(fetch_max_bytes=16 * 1024 * 1024)
+        self._probe = self.new_consumer(group_id=self.config.kafka.group_id)
 
-    async def _start(self) -> None:
-        assert self.producer is not None and self.consumer is not None
-        assert self._probe is not None
-        kafka = self.config.kafka
-        await _start_with_retry(self.producer.start, "producer", self._stopping)
-        await _start_with_retry(self.consumer.start, "consumer", self._stopping)
-        await _start_with_retry(self._probe.start, "offset probe", self._stopping)
-        partitions = await self._partitions(self.topic)
-        self._rollup_partitions = len(partitions)
-        self._alert_partitions = len(await self._partitions(kafka.topics.alerts))
+    async def start(self) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        topics = self.config.kafka.topics
+        self._alert_partitions = len(await self.partitions(consumer, topics.alerts))
         # Rollups carry the partition of the events they summed: that is what the
         # watermark waits for.
-        self.watch.partitions = len(await self._partitions(kafka.topics.events))
-        tps = [TopicPartition(self.topic, p) for p in partitions]
-        self.consumer.assign(tps)
-        for tp in tps:
-            if tp.partition in self.offsets:
-                self.consumer.seek(tp, self.offsets[tp.partition])
-            else:
-                await self.consumer.seek_to_beginning(tp)
-
-    async def _partitions(self, topic: str) -> list[int]:
-        assert self.producer is not None
-        while True:
-            try:
-                return sorted(await self.producer.partitions_for(topic))
-            except KafkaError as exc:
-                if self._stopping.is_set():
-                    raise
-                log.warning("no metadata for %s yet (%s); retrying", topic, exc)
-                await asyncio.sleep(1.0)
+        self.watch.partitions = len(await self.partitions(consumer, topics.events))
+        tps = await self.assign(consumer, self.topic)
+        self._rollup_partitions = len(tps)
+        await self.seek(consumer, tps, lambda tp: self.offsets.get(tp.partition))
 
     async def _find_idle(self) -> None:
         """Let input partitions that are fully processed stop holding the watermark back.
@@ -339,16 +274,11 @@ class DetectStage:
             log.info("input partition %d is caught up; the watermark moves on", partition)
             self.watch.set_idle(partition)
 
-    async def _loop(self) -> None:
+    async def loop(self) -> None:
         assert self.consumer is not None
         last_checkpoint = last_idle_check = time.monotonic()
-        while not self._stopping.is_set():
-            try:
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=20_000)
-            except KafkaError as exc:
-                log.warning("rollup fetch failed (%s); retrying", exc)
-                await asyncio.sleep(1.0)
-                continue
+        while not self.stopping.is_set():
+            batches = await self.fetch(self.consumer, 200, 20_000)
             for tp, messages in batches.items():
                 records = []
                 wanted = self._minute_sets
@@ -380,7 +310,7 @@ class DetectStage:
                 last_idle_check = time.monotonic()
                 try:
                     # Read-only until its last step: a stop may cut it short at any await.
-                    await until_stopped(self._find_idle(), self._stopping)
+                    await until_stopped(self._find_idle(), self.stopping)
                 except KafkaError as exc:
                     log.debug("idle check failed: %s", exc)
             alerted = False
@@ -412,9 +342,8 @@ class DetectStage:
                     self.watch.marks,
                     self.alerts_out,
                 )
-                checkpoint = self._checkpoint_retrying()
-                if not await checkpoint_unless_stopped(checkpoint, self._stopping, "detect"):
-                    self._abandoned = True  # see until_stopped: no final checkpoint
+                checkpoint = self.retrying(self.checkpoint, "alert delivery")
+                if not await self.checkpoint_unless_stopped(checkpoint):
                     return
                 last_checkpoint = time.monotonic()
 
@@ -442,16 +371,3 @@ class DetectStage:
             self.config.kafka.topics.alerts, alert.to_json(), key=key, partition=partition
         )
         self._pending.append((alert, asyncio.ensure_future(send)))
-
-    async def _checkpoint_retrying(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await self.checkpoint()
-                return
-            except KafkaError as exc:
-                if self._stopping.is_set():
-                    raise
-                log.warning("alert delivery failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)

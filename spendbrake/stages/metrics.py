@@ -12,18 +12,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from ._processor import ProcessorStats
+from spendbrake.streamer import ProcessorStats
 
 
-def serve(registries: Iterable[CollectorRegistry], port: int, host: str = "127.0.0.1") -> None:
-    """Serve ``/metrics`` of every registry on ``port`` (0: any free port)."""
+def serve(registries: Iterable[CollectorRegistry], port: int, host: str = "127.0.0.1") -> Any:
+    """Serve ``/metrics`` of every registry on ``port`` (0: any free port) from a thread;
+    returns the server (``shutdown()`` stops it)."""
     merged = CollectorRegistry()
     for registry in registries:
         merged.register(registry)  # a registry is a collector of its own metrics
-    start_http_server(port, addr=host, registry=merged)
+    server, _ = start_http_server(port, addr=host, registry=merged)
+    return server
 
 
 #: Distinct values a label may take before the rest are counted under ``OTHER``: model

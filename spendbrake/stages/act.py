@@ -1,11 +1,13 @@
 """The action stage: ``spend.alerts`` in; Slack messages, gateway calls and audit records out.
 
 Durable outbox (``actions.Outbox``): an alert's effects are planned and saved together
-with the alerts offset in ``<state_dir>/actions/outbox.pkl`` before any is performed; each
-attempt's start and outcome are saved too. After a crash or a restart the stage resumes
-the saved tasks where they stood, so a Slack or gateway outage (or a kill mid-retry) loses
-nothing and, the effects being idempotent or deduplicated, doubles nothing. Every task's
-latest state goes to ``spend.actions`` (key: the task id), the audit trail.
+with the alerts offset in ``<state_dir>/actions/outbox.json`` before any is performed (the
+outbox order of ``stage.py``); each attempt's start and outcome are saved too. After a
+crash or a restart the stage resumes the saved tasks where they stood, so a Slack or
+gateway outage (or a kill mid-retry) loses nothing and, the effects being idempotent or
+deduplicated, doubles nothing. An ``outbox.pkl`` of an earlier release is read once,
+saved as ``outbox.json`` and kept as ``outbox.pkl.migrated``. Every task's latest state
+goes to ``spend.actions`` (key: the task id), the audit trail.
 
 Who may be paused is the operator's decision, read from the config this stage loaded: a
 record on ``spend.alerts`` asking to pause a key that config does not allow is refused
@@ -30,41 +32,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import pickle
 import random
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from spendbrake.actions import (
     Gateway,
     GatewayOutcome,
+    Interaction,
+    InteractionServer,
     Outbox,
+    Rejected,
+    SlackNotifier,
     Task,
+    audit_wire,
     backoff_delay,
+    dump_outbox,
+    load_outbox,
     make_gateway,
+    outcome_line,
     refusal,
+    render_alert,
+    render_followup,
+    render_parent_update,
     screen_pauses,
 )
-from spendbrake.actions._blocks import render_alert, render_followup, render_parent_update
-from spendbrake.actions._interactive import Interaction, InteractionServer, Rejected
-from spendbrake.actions._outbox import audit_wire, outcome_line
-from spendbrake.actions._slack import SlackNotifier
 from spendbrake.schemas import Config, StateUnreadable, decode_alert, unpickle_state
+from spendbrake.streamer import write_atomic
 
-from ._metrics import ActionMetrics
-from ._state import standby_lock, write_atomic
-from ._worker import (
-    STOP_TIMEOUT_S,
-    WorkerSettings,
-    _start_with_retry,
-    close_quietly,
-    until_stopped,
-)
+from .metrics import ActionMetrics
+from .stage import STOP_TIMEOUT_S, Stage, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +98,13 @@ class NoGateway:
         return None
 
 
-class ActionStage:
+class ActionStage(Stage):
     """Performs the effects alerts ask for, in order per lane, exactly once."""
 
+    name = "act"
+
     def __init__(self, config: Config, settings: WorkerSettings) -> None:
-        self.config = config
-        self.settings = settings
+        super().__init__(config, settings)
         self.topic = config.kafka.topics.alerts
         self.dir = Path(settings.state_dir) / "actions"
         slack = config.slack
@@ -114,8 +117,8 @@ class ActionStage:
         self.slack = self._notifier(config)
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
-        self._lock: IO[bytes] | None = None
-        self._stopping = asyncio.Event()
+        self._buttons: InteractionServer | None = None
+        self._lanes: list[asyncio.Task[None]] = []
         #: One wake-up per lane: new work, or a task of the other lane that settled.
         self._wake = {"slack": asyncio.Event(), "gateway": asyncio.Event()}
         self._rng = random.Random()
@@ -151,7 +154,7 @@ class ActionStage:
         return SlackNotifier(slack, timeout_s=slack.timeout_s, channel_id=known)
 
     def stop(self) -> None:
-        self._stopping.set()
+        super().stop()
         self._notify()
 
     def reconfigure(self, config: Config) -> list[str]:
@@ -197,28 +200,24 @@ class ActionStage:
 
     # -- state ---------------------------------------------------------------
 
-    async def _acquire(self) -> None:
-        self._lock = await standby_lock(self.dir / "lock", self._stopping, "action stage")
+    def lock_path(self) -> Path:
+        return self.dir / "lock"
 
-    def _load(self) -> None:
-        path = self.dir / "outbox.pkl"
+    def load(self) -> None:
+        path, old = self.dir / "outbox.json", self.dir / "outbox.pkl"
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            return
-        try:
-            saved: Outbox = unpickle_state(data)
-            if not isinstance(saved, Outbox):
-                raise TypeError(f"holds a {type(saved).__name__}, not an outbox")
-        except Exception as exc:  # a pickle cut short fails in many ways; all mean one thing
-            # Starting empty would read the alerts topic from its start and act on every
-            # alert again: Slack posts and pauses of incidents long over.
-            raise StateUnreadable(
-                path,
-                f"{type(exc).__name__}: {exc}",
-                "restore it from a backup; moving it aside makes the stage act again on every "
-                "alert the alerts topic still holds (past pauses included)",
-            ) from None
+            if not old.exists():
+                return
+            saved = self._migrate(old, path)
+        else:
+            try:
+                saved = load_outbox(data)
+            except ValueError as exc:
+                raise _unreadable(path, str(exc)) from None
+            if old.exists():
+                self._set_aside(old, path)
         # Settings come from the config in force, the rest from the file.
         saved.slack_enabled = self.outbox.slack_enabled
         saved.dry_run = self.outbox.dry_run
@@ -229,97 +228,96 @@ class ActionStage:
         pending = sum(len(lane) for lane in saved.lanes.values())
         log.info("action stage restored: %d task(s) pending, offsets %s", pending, saved.offsets)
 
+    def _migrate(self, old: Path, path: Path) -> Outbox:
+        """Read the ``outbox.pkl`` of an earlier release one last time, save it as
+        ``outbox.json`` and keep the pickle beside it as ``outbox.pkl.migrated``."""
+        try:
+            saved: Outbox = unpickle_state(old.read_bytes())  # our own, by an earlier release
+            if not isinstance(saved, Outbox):
+                raise TypeError(f"holds a {type(saved).__name__}, not an outbox")
+        except Exception as exc:  # a pickle cut short fails in many ways; all mean one thing
+            raise _unreadable(old, f"{type(exc).__name__}: {exc}") from None
+        write_atomic(path, dump_outbox(saved))
+        self._set_aside(old, path)
+        log.info("%s migrated to %s; the pickle is kept as %s.migrated", old, path.name, old.name)
+        return saved
+
+    def _set_aside(self, old: Path, path: Path) -> None:
+        """Rename ``outbox.pkl`` once its content is in ``outbox.json`` (also after a stop
+        between the two steps of a migration); never over an earlier ``.migrated`` file."""
+        aside = old.with_name(old.name + ".migrated")
+        if aside.exists():
+            log.warning("%s is ignored: %s is the state; move the pickle away", old, path)
+        else:
+            old.rename(aside)
+
     def save(self) -> None:
-        write_atomic(self.dir / "outbox.pkl", pickle.dumps(self.outbox, pickle.HIGHEST_PROTOCOL))
+        write_atomic(self.dir / "outbox.json", dump_outbox(self.outbox))
+
+    async def checkpoint(self) -> None:
+        """Save the planned effects with the alerts offset (nothing to flush: the effects
+        and their audit records are in the outbox until done and acknowledged)."""
+        self.save()
 
     # -- the loop --------------------------------------------------------------
 
-    async def run(self) -> None:
-        kafka = self.config.kafka
-        try:
-            await self._acquire()
-        except asyncio.CancelledError:
-            return
-        self._load()
-        self.producer = AIOKafkaProducer(
-            **kafka.client_args(), acks="all", enable_idempotence=False
-        )
-        self.consumer = AIOKafkaConsumer(
-            **kafka.client_args(),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        lanes: list[asyncio.Task[None]] = []
-        buttons = self._button_server()
-        try:
-            if buttons is not None:
-                await buttons.start()
-                log.info("Slack buttons served on http://127.0.0.1:%d/slack/actions", buttons.port)
-            # Starting waits on the broker (metadata, offset resets): a stop must not.
-            if not await until_stopped(self._start(), self._stopping):
-                return
-            lanes = [
-                asyncio.create_task(self._lane("gateway")),
-                asyncio.create_task(self._lane("slack")),
-                asyncio.create_task(self._audit_loop()),
-            ]
-            await self._read_alerts()
-        finally:
-            self.stop()
-            if buttons is not None:
-                await buttons.stop()
-            # One deadline for all lanes: in a broker outage each would use all of it.
-            deadline = time.monotonic() + STOP_TIMEOUT_S
-            for task in lanes:
-                try:
-                    await asyncio.wait_for(task, timeout=max(0.0, deadline - time.monotonic()))
-                except (TimeoutError, asyncio.CancelledError):
-                    task.cancel()
-            self.save()
-            await close_quietly(self.consumer)
-            await close_quietly(self.producer)
-            await self.gateway.aclose()
-            if self.slack is not None:
-                await self.slack.close()
-            if self._lock is not None:
-                self._lock.close()
-                self._lock = None
+    def connect(self) -> None:
+        self.producer = self.new_producer()
+        self.consumer = self.new_consumer()
 
-    async def _start(self) -> None:
-        assert self.producer is not None and self.consumer is not None
-        await _start_with_retry(self.producer.start, "producer", self._stopping)
-        await _start_with_retry(self.consumer.start, "consumer", self._stopping)
-        partitions = sorted(await self.producer.partitions_for(self.topic))
-        tps = [TopicPartition(self.topic, p) for p in partitions]
-        actions = self.config.kafka.topics.actions
-        resumes = [
-            TopicPartition(actions, p)
-            for p in sorted(await self.producer.partitions_for(actions) or ())
-        ]
-        self.consumer.assign(tps + resumes)
-        for tp in tps:
-            if tp.partition in self.outbox.offsets:
-                self.consumer.seek(tp, self.outbox.offsets[tp.partition])
-            else:
-                await self.consumer.seek_to_beginning(tp)
-        for tp in resumes:
+    async def open(self) -> None:
+        self._buttons = self._button_server()
+        if self._buttons is not None:
+            await self._buttons.start()
+            log.info(
+                "Slack buttons served on http://127.0.0.1:%d/slack/actions", self._buttons.port
+            )
+
+    async def start(self) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        assigned = await self.assign(consumer, self.topic, self.config.kafka.topics.actions)
+        alerts = [tp for tp in assigned if tp.topic == self.topic]
+        await self.seek(consumer, alerts, lambda tp: self.outbox.offsets.get(tp.partition))
+        for tp in assigned:
+            if tp.topic == self.topic:
+                continue
             saved = self.outbox.actions_offsets.get(tp.partition)
             if saved is not None:
-                self.consumer.seek(tp, saved)
+                consumer.seek(tp, saved)
             else:
                 # Resumes from now on: an older one was done before this state existed.
-                await self.consumer.seek_to_end(tp)
-                self.outbox.actions_offsets[tp.partition] = await self.consumer.position(tp)
+                await consumer.seek_to_end(tp)
+                self.outbox.actions_offsets[tp.partition] = await consumer.position(tp)
+
+    async def loop(self) -> None:
+        self._lanes = [
+            asyncio.create_task(self._lane("gateway")),
+            asyncio.create_task(self._lane("slack")),
+            asyncio.create_task(self._audit_loop()),
+        ]
+        await self._read_alerts()
+
+    async def wind_down(self) -> None:
+        self.stop()
+        if self._buttons is not None:
+            await self._buttons.stop()
+        # One deadline for all lanes: in a broker outage each would use all of it.
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for task in self._lanes:
+            try:
+                await asyncio.wait_for(task, timeout=max(0.0, deadline - time.monotonic()))
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        self.save()
+        await self.gateway.aclose()
+        if self.slack is not None:
+            await self.slack.close()
 
     async def _read_alerts(self) -> None:
         assert self.consumer is not None
-        while not self._stopping.is_set():
-            try:
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=1000)
-            except KafkaError as exc:
-                log.warning("alert fetch failed (%s); retrying", exc)
-                await asyncio.sleep(1.0)
-                continue
+        while not self.stopping.is_set():
+            batches = await self.fetch(self.consumer, 200, 1000)
             if not batches:
                 continue
             now = time.time()
@@ -365,7 +363,7 @@ class ActionStage:
                             alert["reason"],
                         )
             self.outbox.prune(now)
-            self.save()  # planned effects and the offset, together, before acting
+            await self.checkpoint()  # planned effects and the offset, together, before acting
             if accepted:
                 self._notify()
 
@@ -503,7 +501,7 @@ class ActionStage:
         running: dict[asyncio.Task[None], str] = {}
         wake = self._wake[lane]
         try:
-            while not self._stopping.is_set():
+            while not self.stopping.is_set():
                 now = time.time()
                 while len(running) < CONCURRENCY[lane] and now >= self._hold[lane]:
                     task = self.outbox.ready(lane, now, running.values())  # type: ignore[arg-type]
@@ -567,6 +565,7 @@ class ActionStage:
         dry_run: bool = False,
         error: str | None = None,
         needed: str | None = None,
+        replaced: bool = False,
     ) -> None:
         now = time.time()
         effects = self.metrics.effects
@@ -578,6 +577,12 @@ class ActionStage:
             log.warning("%s failed for good: %s", task.id, detail)
             self.outbox.finish(task, "failed", detail, now)
             effects.labels(task.lane, task.op, "failed").inc()
+        elif failure == "config" and replaced:
+            # Refused under settings a reload replaced during the call: tried again now
+            # under the new ones (held, it would wait a probe interval for a fix made).
+            effects.labels(task.lane, task.op, "retrying").inc()
+            log.info("%s: %s, under the config before the reload; retried now", task.id, detail)
+            self.outbox.retry(task, detail, 0.0, now)
         elif failure == "config":
             effects.labels(task.lane, task.op, "waiting").inc()
             self._held_by_config(task, detail, error or detail, needed, now)
@@ -724,6 +729,7 @@ class ActionStage:
             retry_after=result.retry_after,
             error=result.error,
             needed=result.needed,
+            replaced=slack is not self.slack,
         )
 
     def _learn_channel(self, slack: SlackNotifier) -> None:
@@ -750,7 +756,7 @@ class ActionStage:
     async def _audit_loop(self) -> None:
         """Send every audit record not yet acknowledged; a failed send is tried again."""
         assert self.producer is not None
-        while not self._stopping.is_set() or self.outbox.audit:
+        while not self.stopping.is_set() or self.outbox.audit:
             sent = False
             for key, record in list(self.outbox.audit.items()):
                 carried, pending = self._audit_sends.get(key, (None, None))
@@ -774,7 +780,7 @@ class ActionStage:
                     ),
                 )
                 sent = True
-            if self._stopping.is_set() and not sent:
+            if self.stopping.is_set() and not sent:
                 pending = [f for _, f in self._audit_sends.values() if not f.done()]
                 if not pending:
                     break
@@ -782,6 +788,17 @@ class ActionStage:
                 if any(not f.done() for f in pending):
                     break  # kept in the outbox: sent again after the restart
             await asyncio.sleep(0.05)
+
+
+def _unreadable(path: Path, reason: str) -> StateUnreadable:
+    # Starting empty would read the alerts topic from its start and act on every alert
+    # again: Slack posts and pauses of incidents long over.
+    return StateUnreadable(
+        path,
+        reason,
+        "restore it from a backup; moving it aside makes the stage act again on every "
+        "alert the alerts topic still holds (past pauses included)",
+    )
 
 
 def _fix(error: str, needed: str | None) -> str:

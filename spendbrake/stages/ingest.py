@@ -1,30 +1,23 @@
-"""The ingest worker: Kafka in, rollups and dead letters out, exactly once.
+"""The ingest stage: ``spend.events`` in the consumer group; rollups, dead letters, trace
+partials and unpriced-model alerts out, exactly once.
 
-Exactly once without broker transactions: each input partition's state (open
-windows, dedupe memory) is snapshotted together with the next offset to read,
-and on assignment the worker restores the snapshot and seeks to that offset.
-Events after the snapshot are processed again after a crash, which is right
-because their effect was never saved; the outputs they produce are absolute
-totals keyed by window, so re-emitting overwrites.
-
-A checkpoint, for every owned partition:
-
-1. flush the processor and send its rollups and dead letters; wait for acks;
-2. append new dedupe ids and atomically replace the snapshot (with next offset);
-3. commit the offset to Kafka (for lag monitoring only: the snapshot is the truth).
+Each input partition's state (open windows, dedupe memory) is snapshotted with the next
+offset to read (``streamer.PartitionStore``), in the commit order of ``stage.py``; on
+assignment the stage restores the snapshot and seeks to that offset. Events after the
+snapshot are processed again after a crash, which is right because their effect was never
+saved; the outputs they produce are absolute totals keyed by window, so re-emitting
+overwrites. Partitions move between workers in rebalances: a revoked partition is
+checkpointed first, and an assigned one waits for its previous owner's lock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import logging
 import math
 import time
 import zlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +25,21 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
-from spendbrake.schemas import Config, PriceTable, StateUnreadable
 
-from ._metrics import IngestMetrics
-from ._processor import DeadLetter, PartitionProcessor
-from ._rollup import RollupRecord, WatermarkMark, encode_mark, encode_rollup
-from ._state import PartitionStore
-from ._traces import encode_traces
+from spendbrake.schemas import Config, PriceTable, StateUnreadable
+from spendbrake.streamer import (
+    DeadLetter,
+    PartitionProcessor,
+    PartitionStore,
+    RollupRecord,
+    WatermarkMark,
+    encode_mark,
+    encode_rollup,
+    encode_traces,
+)
+
+from .metrics import IngestMetrics
+from .stage import OutputFailed, Stage, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,38 +48,21 @@ log = logging.getLogger(__name__)
 TRACE_BATCH = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerSettings:
-    state_dir: Path
-    flush_interval_s: float = 1.0
-    checkpoint_interval_s: float = 5.0
-    lateness_s: float = 600.0
-    dedupe_horizon_s: float = 7 * 86400
-    max_poll_records: int = 10_000
-    #: A worker that stops heartbeating this long is dropped from the group and its
-    #: partitions move on: how long a killed worker's partitions wait, and how long the
-    #: event loop (shared by every stage of ``spendbrake worker``) may be busy before a
-    #: live worker is taken for dead. Kafka's own default is 45 s, its floor 6 s
-    #: (``group.min.session.timeout.ms``); the tests use 6 s to fail over fast.
-    session_timeout_s: float = 30.0
-    #: Port for `spendbrake worker` to serve every stage's Prometheus /metrics on (None: off).
-    metrics_port: int | None = None
-    metrics_host: str = "127.0.0.1"
-
-
 class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, worker: IngestWorker) -> None:
-        self.worker = worker
+    def __init__(self, stage: IngestStage) -> None:
+        self.stage = stage
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.worker.release(revoked)
+        await self.stage.revoke(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.worker.adopt(assigned)
+        await self.stage.adopt(assigned)
 
 
-class IngestWorker:
+class IngestStage(Stage):
     """Consumes ``kafka.topics.events`` in the consumer group and keeps rollups exact."""
+
+    name = "ingest"
 
     def __init__(
         self,
@@ -87,8 +71,7 @@ class IngestWorker:
         prices: PriceTable | None = None,
         on_records: Callable[[list[RollupRecord]], None] | None = None,
     ) -> None:
-        self.config = config
-        self.settings = settings
+        super().__init__(config, settings)
         self.prices = prices or PriceTable.default().with_overrides(config.pricing.models)
         self.on_records = on_records
         self.topic = config.kafka.topics.events
@@ -110,14 +93,6 @@ class IngestWorker:
         self._received: list[float] = []
         self.metrics = IngestMetrics()
         self._partition_counts: dict[str, int] = {}
-        self._stopping = asyncio.Event()
-        #: A stop cancelled a checkpoint or flush: nothing more may be saved (``until_stopped``).
-        self._abandoned = False
-        #: Why the worker stopped on its own (partition state it cannot read): ``run`` raises it.
-        self.fatal: StateUnreadable | None = None
-
-    def stop(self) -> None:
-        self._stopping.set()
 
     def reconfigure(self, config: Config) -> list[str]:
         """New prices from the next event on; rollup settings need a restart."""
@@ -174,7 +149,7 @@ class IngestWorker:
             self.stores[tp.partition] = store
             log.info("partition %d adopted at offset %s", tp.partition, processor.next_offset or 0)
 
-    async def release(self, revoked: list[TopicPartition]) -> None:
+    async def revoke(self, revoked: list[TopicPartition]) -> None:
         partitions = [tp.partition for tp in revoked if tp.partition in self.processors]
         if not partitions:
             return
@@ -325,8 +300,11 @@ class IngestWorker:
             await self._send_unsent()
 
     async def checkpoint(self, partitions: list[int] | None = None) -> None:
-        """Flush, persist each partition's snapshot with its next offset, then commit."""
+        """Flush, persist each partition's snapshot with its next offset, then commit
+        (``stage.py``); with no partition owned, nothing."""
         partitions = list(self.processors) if partitions is None else partitions
+        if not partitions:
+            return
         await self.flush(partitions)
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for partition in partitions:
@@ -382,58 +360,30 @@ class IngestWorker:
         count = self._partition_counts[topic] = len(await self.producer.partitions_for(topic))
         return count
 
-    # -- the loop --------------------------------------------------------------
+    # -- the stage's hooks ------------------------------------------------------
 
-    async def run(self) -> None:
-        kafka = self.config.kafka
-        self.producer = AIOKafkaProducer(
-            **kafka.client_args(),
-            acks="all",
-            enable_idempotence=False,
-            linger_ms=5,
-            max_batch_size=512 * 1024,
-        )
-        self.consumer = AIOKafkaConsumer(
-            **kafka.client_args(),
-            group_id=kafka.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+    def connect(self) -> None:
+        self.producer = self.new_producer(linger_ms=5, max_batch_size=512 * 1024)
+        session_ms = int(self.settings.session_timeout_s * 1000)
+        self.consumer = self.new_consumer(
+            group_id=self.config.kafka.group_id,
             max_poll_records=self.settings.max_poll_records,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            session_timeout_ms=int(self.settings.session_timeout_s * 1000),
-            heartbeat_interval_ms=max(500, int(self.settings.session_timeout_s * 1000 / 4)),
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=max(500, session_ms // 4),
         )
-        await _start_with_retry(self.producer.start, "producer", self._stopping)
-        await _start_with_retry(self.consumer.start, "consumer", self._stopping)
-        self.consumer.subscribe([self.topic], listener=_Rebalance(self))
-        try:
-            await self._loop()
-            if self.processors and not self._abandoned:
-                await final_checkpoint(self.checkpoint, "ingest")
-        finally:
-            if self._sending is not None and not self._sending.done():
-                self._sending.cancel()  # unsent outputs are redone from the last snapshot
-            await close_quietly(self.consumer)
-            for store in self.stores.values():
-                store.release()
-            await close_quietly(self.producer)
-        if self.fatal is not None:
-            raise self.fatal
 
-    async def _loop(self) -> None:
+    async def start(self) -> None:
+        assert self.consumer is not None
+        self.consumer.subscribe([self.topic], listener=_Rebalance(self))
+
+    async def loop(self) -> None:
         assert self.consumer is not None
         settings = self.settings
         last_flush = last_checkpoint = time.monotonic()
-        while not self._stopping.is_set():
-            try:
-                batches = await self.consumer.getmany(
-                    timeout_ms=100, max_records=settings.max_poll_records
-                )
-            except KafkaError as exc:
-                log.warning("fetch failed (%s); retrying", exc)
-                await asyncio.sleep(1.0)
-                continue
+        while not self.stopping.is_set():
+            batches = await self.fetch(self.consumer, 100, settings.max_poll_records)
             if batches:
                 self._received.append(time.monotonic())
             for tp, messages in batches.items():
@@ -442,7 +392,7 @@ class IngestWorker:
                     # Assigned, and its adoption still under way (the rebalance callback
                     # awaits the state lock while this loop fetches): adopting seeks to the
                     # snapshot's offset, so these records are fetched again then. A partition
-                    # whose state is unreadable is never adopted: the worker stops instead.
+                    # whose state is unreadable is never adopted: the stage stops instead.
                     continue
                 processor.process_batch(messages)
                 highwater = self.consumer.highwater(tp)
@@ -453,51 +403,39 @@ class IngestWorker:
             now = time.monotonic()
             checkpoint = now - last_checkpoint >= settings.checkpoint_interval_s
             if checkpoint:
-                step = self._retrying(self.checkpoint)
+                step = self.retrying(self.checkpoint, "output")
             elif now - last_flush >= settings.flush_interval_s:
-                step = self._retrying(lambda: self.flush(wait=False))
+                step = self.retrying(lambda: self.flush(wait=False), "output")
             else:
                 continue
-            if not await checkpoint_unless_stopped(step, self._stopping, "ingest"):
-                self._abandoned = True  # see until_stopped: no final checkpoint
+            if not await self.checkpoint_unless_stopped(step):
                 return
             last_flush = time.monotonic()
             if checkpoint:
                 last_checkpoint = last_flush
 
-    async def _retrying(self, step: Callable[[], Any]) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await step()
-                return
-            except KafkaError as exc:
-                if self._stopping.is_set():
-                    raise
-                log.warning("output failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+    async def wind_down(self) -> None:
+        if self._sending is not None and not self._sending.done():
+            self._sending.cancel()  # unsent outputs are redone from the last snapshot
+
+    def let_go(self) -> None:
+        for store in self.stores.values():
+            store.release()
 
 
-def tune_gc() -> None:
-    """Collect garbage less often, for a process whose main job is the worker.
+async def reset_partition(state_dir: Path, topic: str, partition: int) -> tuple[Path, Path | None]:
+    """Set a partition's saved state aside (``--reset-partition``), holding its lock (no
+    worker may be using it): the partition is then rebuilt from the events topic.
 
-    The hot path allocates a few long-lived containers per event (trace
-    partials, their dicts), so the default thresholds run a young collection
-    every few hundred events and now and then traverse the whole heap, open
-    windows and dedupe sets included: measured here at about a fifth of the
-    processing time. Our state holds no reference cycles; objects alive at
-    start are frozen out of collections, and young ones are collected less
-    often. Called by ``spendbrake worker`` and the benchmark, not by the class,
-    since it changes the whole process.
+    Returns the state directory and where it went (None: there was none). Raises
+    ``TimeoutError`` while another worker holds the partition.
     """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
-class OutputFailed(KafkaError):
-    """Some output records were not acknowledged; the step is retried."""
+    store = PartitionStore(state_dir, topic, partition)
+    await store.acquire(timeout_s=5.0)
+    try:
+        return store.dir, store.set_aside(time.time())
+    finally:
+        store.release()
 
 
 def _trim(data: bytes) -> bytes:
@@ -513,103 +451,3 @@ def _trim(data: bytes) -> bytes:
 
 def _dead_value(letter: DeadLetter) -> bytes:
     return orjson.dumps(letter.to_wire())
-
-
-#: How long a stop waits for a stage's final checkpoint (or the action stage's lanes).
-STOP_TIMEOUT_S = 10.0
-#: How long a stop waits for each Kafka client to close.
-CLOSE_TIMEOUT_S = 5.0
-
-
-async def close_quietly(client: Any, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
-    """Stop an aiokafka client whatever state the connection is in.
-
-    During a broker outage aiokafka's ``consumer.stop()`` can raise the CancelledError of
-    its own fetch task; that must not turn a clean shutdown (state already saved) into a
-    crash. Our own cancellation still propagates. A producer's ``stop()`` waits for its
-    queued batches, which in an outage means aiokafka's request timeouts: it gets
-    ``timeout_s`` (what it still held is redone from the last snapshot at the next start).
-    """
-    try:
-        await asyncio.wait_for(client.stop(), timeout_s)
-    except TimeoutError:
-        log.warning("closing %s timed out after %.0fs", type(client).__name__, timeout_s)
-    except KafkaError as exc:
-        log.debug("closing %s: %r", type(client).__name__, exc)
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-
-
-async def until_stopped(
-    step: Awaitable[None], stopping: asyncio.Event, grace_s: float = 0.0
-) -> bool:
-    """Await ``step``; if a stop is asked first and ``step`` does not end within ``grace_s``
-    more, cancel it and return False.
-
-    A checkpoint during a broker outage waits on the broker for as long as the outage lasts;
-    a stop must not. A cancelled checkpoint saved nothing, and its caller must then save
-    nothing more (outputs it took from the processors may be unsent): the last snapshot
-    stands and the work since is redone at the next start, exactly as after a crash.
-    """
-    task = asyncio.ensure_future(step)
-    stop = asyncio.ensure_future(stopping.wait())
-    try:
-        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.cancel()
-    if not task.done() and grace_s > 0:
-        await asyncio.wait({task}, timeout=grace_s)
-    if task.done():
-        task.result()  # its exception, if any
-        return True
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, KafkaError):
-        await task
-    return False
-
-
-async def checkpoint_unless_stopped(
-    step: Awaitable[None], stopping: asyncio.Event, what: str
-) -> bool:
-    """A checkpoint (or flush) in a stage's loop: a stop gives it ``STOP_TIMEOUT_S`` to end.
-
-    False: it was cancelled, and the stage must save nothing more (``until_stopped``).
-    """
-    if await until_stopped(step, stopping, STOP_TIMEOUT_S):
-        return True
-    log.warning(
-        "%s: stopped during a checkpoint the broker did not finish within %.0fs; the work "
-        "since the last snapshot is redone from it at the next start",
-        what,
-        STOP_TIMEOUT_S,
-    )
-    return False
-
-
-async def final_checkpoint(checkpoint: Callable[[], Awaitable[None]], what: str) -> None:
-    """The checkpoint a stop makes, bounded by ``STOP_TIMEOUT_S`` (see ``until_stopped``)."""
-    try:
-        await asyncio.wait_for(checkpoint(), STOP_TIMEOUT_S)
-    except TimeoutError:
-        log.warning(
-            "%s: the final checkpoint did not finish within %.0fs (broker unreachable?); "
-            "the work since the last snapshot is redone from it at the next start",
-            what,
-            STOP_TIMEOUT_S,
-        )
-
-
-async def _start_with_retry(start: Callable[[], Any], what: str, stopping: asyncio.Event) -> None:
-    delay = 0.5
-    while True:
-        try:
-            await start()
-            return
-        except KafkaError as exc:
-            if stopping.is_set():
-                raise
-            log.warning("kafka %s cannot start (%s); retrying in %.1fs", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)

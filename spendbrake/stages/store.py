@@ -4,16 +4,13 @@ It reads every partition of ``spend.rollups``, ``spend.traces``, ``spend.alerts`
 ``spend.actions`` (one instance per deployment; a lock file keeps a second one on the
 same store standing by) without a consumer group: its offsets live in the store.
 
-A write (every ``--flush-interval``, and on shutdown):
-
-1. build one batch of keyed rows from the records read since the last write (hourly and
-   daily rollups only; watermark marks and minute windows are skipped);
-2. in ONE DuckDB transaction, upsert the rows and the next offset per topic partition
-   (``streamer._store.apply_batch``).
-
-On start the stage seeks to the stored offsets. A crash before step 2 commits loses the
-batch and its offsets together, so the records are read again and their rows replace
-whatever an earlier run wrote: exactly once, with no broker transaction.
+Its checkpoint, a write (every ``--flush-interval``, and on shutdown), is step 2 of
+``stage.py`` alone: the rows built from the records read since the last write (hourly and
+daily rollups only; watermark marks and minute windows are skipped) and the next offset per
+topic partition go into ONE DuckDB transaction (``streamer.apply_batch``). On start the
+stage seeks to the stored offsets. A crash before the commit loses the batch and its
+offsets together, so the records are read again and their rows replace whatever an earlier
+run wrote: exactly once, with no broker transaction.
 
 The DuckDB file is opened for each write and closed after it, so ``spendbrake report``
 can open it read-only between writes.
@@ -25,18 +22,24 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
-from spendbrake.schemas import Config
+from aiokafka import AIOKafkaConsumer
 
-from ._rollup import RollupRecord, decode_rollup
-from ._state import standby_lock
-from ._store import StoreBatch, StoreBusy, apply_batch, load_offsets, opened
-from ._traces import TracePartial
-from ._worker import WorkerSettings, _start_with_retry, close_quietly, until_stopped
+from spendbrake.schemas import Config
+from spendbrake.streamer import (
+    RollupRecord,
+    StoreBatch,
+    StoreBusy,
+    TracePartial,
+    apply_batch,
+    decode_rollup,
+    load_offsets,
+    opened,
+)
+
+from .stage import Stage, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +57,13 @@ def store_path(config: Config, state_dir: str | Path) -> Path:
     return Path(state_dir) / "store" / "spend.duckdb"
 
 
-class StoreStage:
+class StoreStage(Stage):
     """Keeps the report store in step with the output topics, exactly once."""
 
+    name = "store"
+
     def __init__(self, config: Config, settings: WorkerSettings, path: Path | None = None) -> None:
-        self.config = config
-        self.settings = settings
+        super().__init__(config, settings)
         self.path = path or store_path(config, settings.state_dir)
         topics = config.kafka.topics
         self.topics = {
@@ -75,8 +79,6 @@ class StoreStage:
         self.rows_out = 0
         self.skipped = 0
         self._dirty = False
-        self._stopping = asyncio.Event()
-        self._lock: IO[bytes] | None = None
         #: Held while the file is open for a write; readers in this process (the digest
         #: schedule) take it too: DuckDB refuses a second connection of another mode.
         self.file_lock = asyncio.Lock()
@@ -90,18 +92,10 @@ class StoreStage:
         self.config = config.model_copy(update={"store": self.config.store})
         return notes
 
-    def stop(self) -> None:
-        self._stopping.set()
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
 
-    async def _acquire(self) -> None:
-        lock = self.path.with_name(self.path.name + ".lock")
-        self._lock = await standby_lock(lock, self._stopping, "store stage")
-
-    async def run(self) -> None:
-        try:
-            await self._acquire()
-        except asyncio.CancelledError:
-            return
+    def load(self) -> None:
         while True:
             try:
                 with opened(self.path) as con:
@@ -109,65 +103,24 @@ class StoreStage:
                 break
             except StoreBusy as exc:
                 log.warning("%s; retrying", exc)
-                if self._stopping.is_set():
+                if self.stopping.is_set():
                     return
         log.info("store %s opened at offsets %s", self.path, self.offsets or "(none)")
-        self.consumer = AIOKafkaConsumer(
-            **self.config.kafka.client_args(),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_bytes=16 * 1024 * 1024,
-        )
-        try:
-            # Starting waits on the broker (metadata, offset resets): a stop must not.
-            if not await until_stopped(self._start(), self._stopping):
-                return
-            await self._loop()
-            await self.write()
-        finally:
-            await close_quietly(self.consumer)
-            if self._lock is not None:
-                self._lock.close()
-                self._lock = None
 
-    async def _start(self) -> None:
-        assert self.consumer is not None
-        await _start_with_retry(self.consumer.start, "consumer", self._stopping)
-        tps = []
-        for topic in self.topics:
-            tps += [TopicPartition(topic, p) for p in await self._partitions(topic)]
-        self.consumer.assign(tps)
-        for tp in tps:
-            offset = self.offsets.get((tp.topic, tp.partition))
-            if offset is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, offset)
+    def connect(self) -> None:
+        self.consumer = self.new_consumer(fetch_max_bytes=16 * 1024 * 1024)
 
-    async def _partitions(self, topic: str) -> list[int]:
-        assert self.consumer is not None
-        while True:
-            found = self.consumer.partitions_for_topic(topic)
-            if found:
-                return sorted(found)
-            if self._stopping.is_set():
-                return []
-            try:
-                await self.consumer.topics()  # refresh metadata
-            except KafkaError as exc:
-                log.warning("no metadata for %s yet (%s); retrying", topic, exc)
-            await asyncio.sleep(0.5)
+    async def start(self) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        tps = await self.assign(consumer, *self.topics)
+        await self.seek(consumer, tps, lambda tp: self.offsets.get((tp.topic, tp.partition)))
 
-    async def _loop(self) -> None:
+    async def loop(self) -> None:
         assert self.consumer is not None
         last_write = time.monotonic()
-        while not self._stopping.is_set():
-            try:
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=20_000)
-            except KafkaError as exc:
-                log.warning("fetch failed (%s); retrying", exc)
-                await asyncio.sleep(1.0)
-                continue
+        while not self.stopping.is_set():
+            batches = await self.fetch(self.consumer, 200, 20_000)
             for tp, messages in batches.items():
                 handle = self.topics[tp.topic]
                 for message in messages:
@@ -177,10 +130,15 @@ class StoreStage:
                 self._dirty = True
             due = time.monotonic() - last_write >= self.settings.flush_interval_s
             if self._dirty and (due or len(self.batch) >= MAX_BATCH_ROWS):
-                await self.write()
+                await self.checkpoint()
                 last_write = time.monotonic()
 
-    async def write(self) -> None:
+    async def final_checkpoint(self) -> None:
+        # Not bounded by STOP_TIMEOUT_S: the write waits on no broker, and cut short it
+        # would leave DuckDB's thread committing while the process exits.
+        await self.checkpoint()
+
+    async def checkpoint(self) -> None:
         """Commit the batch and its offsets in one transaction (off the event loop)."""
         if not self._dirty:
             return
@@ -193,7 +151,7 @@ class StoreStage:
             except StoreBusy as exc:
                 # A report holds the file: the records wait, nothing is lost.
                 log.warning("%s; retrying", exc)
-                if self._stopping.is_set():
+                if self.stopping.is_set():
                     raise
         self.rows_out += len(batch)
         self.batch = StoreBatch()

@@ -1,0 +1,79 @@
+"""The act stage's saved state: a plain versioned ``outbox.json``; the ``outbox.pkl`` of an
+earlier release is migrated once, on load, and kept beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from spendbrake.actions import Outbox
+from spendbrake.schemas import Config, StateUnreadable, unpickle_state
+
+from spendbrake.stages import ActionStage, WorkerSettings
+from tests.actions.test_outbox import KEYS, OLD_PICKLE, alert
+
+
+def stage(state: Path) -> ActionStage:
+    return ActionStage(Config(), WorkerSettings(state_dir=state))
+
+
+def plan(outbox: Outbox) -> tuple[object, ...]:
+    """What an outbox holds, less the settings a stage takes from its config."""
+    return (
+        outbox.offsets,
+        outbox.seen,
+        outbox.incidents,
+        outbox.threads,
+        outbox.lanes,
+        outbox.audit,
+        outbox.blocked,
+    )
+
+
+def test_an_old_outbox_pickle_is_migrated_once_and_kept_beside_it(tmp_path: Path) -> None:
+    actions = tmp_path / "actions"
+    actions.mkdir()
+    (actions / "outbox.pkl").write_bytes(OLD_PICKLE.read_bytes())
+    first = stage(tmp_path)
+    first.load()
+    assert plan(first.outbox) == plan(unpickle_state(OLD_PICKLE.read_bytes()))
+    assert sorted(p.name for p in actions.iterdir()) == ["outbox.json", "outbox.pkl.migrated"]
+    assert (actions / "outbox.pkl.migrated").read_bytes() == OLD_PICKLE.read_bytes()
+    saved = (actions / "outbox.json").read_bytes()
+    assert orjson.loads(saved)["version"] == 1
+    # The next start reads the new file alone: the pickle is never read again.
+    (actions / "outbox.pkl.migrated").write_bytes(b"not read again")
+    second = stage(tmp_path)
+    second.load()
+    assert second.outbox == first.outbox
+    assert (actions / "outbox.json").read_bytes() == saved
+
+
+def test_a_migration_cut_short_before_the_rename_is_finished(tmp_path: Path) -> None:
+    """Stopped between writing ``outbox.json`` and renaming the pickle: the file wins."""
+    first = stage(tmp_path)
+    first.outbox.accept(alert(), now=1.0, keys=KEYS)
+    (tmp_path / "actions").mkdir()
+    first.save()
+    (tmp_path / "actions" / "outbox.pkl").write_bytes(OLD_PICKLE.read_bytes())
+    second = stage(tmp_path)
+    second.load()
+    assert second.outbox == first.outbox
+    assert (tmp_path / "actions" / "outbox.pkl.migrated").exists()
+    assert not (tmp_path / "actions" / "outbox.pkl").exists()
+
+
+@pytest.mark.parametrize("name", ["outbox.json", "outbox.pkl"])
+def test_an_unreadable_outbox_stops_the_stage_with_one_line(tmp_path: Path, name: str) -> None:
+    """Starting empty would act again on every alert the topic holds: refused, naming the
+    file and the way out (the CLI prints it as ``error: ...``)."""
+    damaged = tmp_path / "actions" / name
+    damaged.parent.mkdir()
+    damaged.write_bytes(b'{"version": 1, "outbox": {"lan' if name.endswith("json") else b"\x80\x05")
+    with pytest.raises(StateUnreadable) as caught:
+        stage(tmp_path).load()
+    line = str(caught.value)
+    assert "\n" not in line and line.startswith(f"{damaged}: unreadable state ("), line
+    assert "restore it from a backup" in line
+    assert not (tmp_path / "actions" / "outbox.json").exists() or name == "outbox.json"

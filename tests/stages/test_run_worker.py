@@ -1,0 +1,55 @@
+"""``Worker``: which stages run, and one failing stops the others (in-process, real broker)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from spendbrake.schemas import Config, StateUnreadable
+
+from spendbrake._broker import EmbeddedBroker
+from spendbrake.stages import STAGES, Worker, WorkerSettings, parse_stages
+
+
+def test_stages_are_named_from_the_one_list() -> None:
+    assert parse_stages(" store, ingest ,act") == ["ingest", "act", "store"]
+    for text in ("", "ingest,inject", ","):
+        with pytest.raises(ValueError, match="comma-separated subset of ingest,detect,act,store"):
+            parse_stages(text)
+
+
+def test_the_store_brings_the_digest_schedule_and_every_part_takes_reloads(tmp_path: Path) -> None:
+    path = tmp_path / "spendbrake.yaml"
+    path.write_text("{}\n")
+    worker = Worker(Config(), WorkerSettings(state_dir=tmp_path), STAGES, config_path=path)
+    assert list(worker.stages) == list(STAGES)
+    assert [type(o).__name__ for o in worker.others] == ["DigestScheduler"]
+    assert worker.reloader.stages == worker.running
+    assert list(Worker(Config(), WorkerSettings(state_dir=tmp_path), ["detect"]).stages) == [
+        "detect"
+    ]
+
+
+def test_one_stage_failing_stops_the_others_then_raises(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """The act stage cannot read its outbox: the ingest and detect stages beside it stop
+    too (each through its own lifecycle), and the failure comes out once all have."""
+    events, rollups, alerts = make_topic("events"), make_topic("rollups"), make_topic("alerts")
+    config = Config.model_validate(
+        {
+            "kafka": {
+                "bootstrap_servers": broker.bootstrap_servers,
+                "topics": {"events": events, "rollups": rollups, "alerts": alerts},
+            }
+        }
+    )
+    damaged = tmp_path / "actions" / "outbox.json"
+    damaged.parent.mkdir()
+    damaged.write_bytes(b"{}")
+    worker = Worker(config, WorkerSettings(state_dir=tmp_path), ["ingest", "detect", "act"])
+    with pytest.raises(StateUnreadable, match=r"outbox\.json: unreadable state"):
+        asyncio.run(asyncio.wait_for(worker.run(), 60))  # a guard against a hang, not a timing
+    assert all(stage.stopping.is_set() for stage in worker.stages.values())
