@@ -313,7 +313,7 @@ class SpendWatch:
         return self._follow(load_watch(self, data))
 
     def restore_legacy(self, data: bytes) -> list[str]:
-        """Load a pickled snapshot of an earlier release (until 2026-12-06), once: save it
+        """Load a pickled snapshot of an earlier release (until 2026-12-05), once: save it
         again with ``snapshot()``. Our own file only: a pickle runs code when read."""
         return self._follow(load_pickled_watch(self, data))
 

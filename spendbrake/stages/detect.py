@@ -14,7 +14,7 @@ Alerts sent after the last snapshot are sent again with the same key (``id#seq``
 same deterministic code: readers keep one record per key, so an alert is never acted on
 twice.
 
-Releases until 2026-12-06 pickled the state to ``snapshot.pkl``: the stage reads such a
+Releases until 2026-12-05 pickled the state to ``snapshot.pkl``: the stage reads such a
 file one last time on start, saves ``snapshot.json`` and keeps the old file beside it as
 ``snapshot.pkl.migrated``.
 """
@@ -51,7 +51,7 @@ IDLE_CHECK_S = 2.0
 _MINUTE = b',"window_s":60,'
 #: The same for a day record: the watch reads no day windows at all.
 _DAY = b',"window_s":86400,'
-#: The stage's state file, its format, and the pickle releases until 2026-12-06 wrote.
+#: The stage's state file, its format, and the pickle releases until 2026-12-05 wrote.
 SNAPSHOT = "snapshot.json"
 KIND = "spendbrake.detect"
 VERSION = 1

@@ -109,7 +109,7 @@ def test_the_stage_snapshot_of_2af9d66_migrates_and_resumes_alike() -> None:
 
 
 class _Series:
-    """Named as the watch's series class was until 2026-12-06, for pickles written as then."""
+    """Named as the watch's series class was until 2026-12-05, for pickles written as then."""
 
     def __setstate__(self, state: Any) -> None:  # pragma: no cover - never read as this
         raise AssertionError("read through the legacy stand-in")
@@ -119,7 +119,7 @@ _Series.__module__ = "spendbrake.detectors._watch"
 
 
 def _old_series_state(s: Series, layout: str) -> Any:
-    """A series' pickled state: ``slots`` (until 2026-12-06), ``dataclass`` (until
+    """A series' pickled state: ``slots`` (until 2026-12-05), ``dataclass`` (until
     2026-12-04: a scope, (index, detector) pairs, the cost last peeked per hour) or
     ``hours`` (until 2026-12-03: the dataclass with a dict of parts per open hour)."""
     if layout == "slots":
@@ -157,7 +157,7 @@ class _OldWatchPickler(_DictLayoutPickler):
 
 
 def _pickled(watch: SpendWatch, layout: str = "slots", dict_detectors: bool = False) -> bytes:
-    """``watch.snapshot()`` as the releases before 2026-12-06 wrote it: its attributes, pickled."""
+    """``watch.snapshot()`` as the releases until 2026-12-05 wrote it: its attributes, pickled."""
     book, budgets, clock = watch.book, watch.budgets, watch.clock
     dirty: set[Any] = book.dirty
     if layout != "slots":

@@ -22,7 +22,7 @@ from tests.detectors.synth import run, spend
 
 COPIES = 300
 #: Measured 1,099 and 399 bytes here (Python 3.11; 1,208 and 410 unpickled, as snapshots
-#: were restored until 2026-12-06; 5.2 and 2.9 KB with an instance dict); the bounds leave
+#: were restored until 2026-12-05; 5.2 and 2.9 KB with an instance dict); the bounds leave
 #: a little room.
 BOUND = {"baseline": 1160, "wow": 420}
 
