@@ -1,6 +1,6 @@
 """The watch's pickled snapshots of earlier releases, read once to be saved again as plain data.
 
-Until 2026-12-06 ``SpendWatch.snapshot()`` pickled the watch's attributes, with its series
+Until 2026-12-05 ``SpendWatch.snapshot()`` pickled the watch's attributes, with its series
 as ``detectors._watch._Series`` objects, its detectors, budget trackers, incidents and key
 directory as they were in memory. The detect stage now reads such a file one last time
 (``SpendWatch.restore_legacy``), writes the plain snapshot and keeps the old file beside it.
