@@ -20,7 +20,7 @@ Detector histories: 64 detectors of each entry learn 64 different synthetic
 series (weekly and diurnal shape, log-normal noise, different levels; a cost per
 call is the hour's spend over 40 calls); each series then gets its own copy of one of
 them, read back from its plain snapshot state (JSON) as a restored detect stage holds
-it (until 2026-12-06: unpickled), so every series owns separate objects of a realistic
+it (until 2026-12-05: unpickled), so every series owns separate objects of a realistic
 learned state, without running N x 672 updates.
 
 Two passes over the same build. First the process RSS (current RSS from
