@@ -39,8 +39,8 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from spendbrake.schemas import PriceTable
-from spendbrake.streamer import RollupRecord, RollupTotals, to_nusd
+from spendbrake.schemas import PriceTable, to_nusd
+from spendbrake.streamer import RollupRecord, RollupTotals
 from spendbrake.streamer._rollup import decode_rollup
 
 from spendbrake._broker import EmbeddedBroker, ensure_topics

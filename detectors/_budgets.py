@@ -15,13 +15,12 @@ from typing import Any
 from spendbrake.detectors._budget import BudgetTracker, BudgetVerdict
 from spendbrake.detectors._keys import KeyDirectory
 from spendbrake.detectors._series import RollupLike
-from spendbrake.schemas import Alert, BudgetConfig, Config, KeyInfo, KeysConfig
+from spendbrake.schemas import COST, NUSD, Alert, BudgetConfig, Config, KeyInfo, KeysConfig
 
 __all__ = ["BudgetBook"]
 
 HOUR = 3600
 MINUTE = 60
-NUSD = 1_000_000_000
 #: (input partition, late epoch): the parts of one window that readers sum.
 Part = tuple[int, int]
 #: window start -> (partition, epoch) -> cost_nusd
@@ -66,7 +65,7 @@ class BudgetBook:
         hourly = r.window_s == HOUR
         store = self.hours if hourly else self.minutes
         for i in by_values.get(tuple(r.values), ()):
-            store[i].setdefault(r.window_start, {})[(r.partition, r.epoch)] = r.metrics[0]
+            store[i].setdefault(r.window_start, {})[(r.partition, r.epoch)] = r.metrics[COST]
             tracker = self.trackers[i]
             usd = sum(store[i][r.window_start].values()) / NUSD
             if hourly:

@@ -16,12 +16,11 @@ from typing import Any
 from spendbrake.detectors._base import Detector, Verdict, usd
 from spendbrake.detectors._incidents import Candidate, Scope, inside, narrowed, rank
 from spendbrake.detectors._series import Series, SeriesBook, metric_value, weight
-from spendbrake.schemas import Config, DetectorConfig
+from spendbrake.schemas import NUSD, Config, DetectorConfig
 
 __all__ = ["Scoring"]
 
 HOUR = 3600
-NUSD = 1_000_000_000
 
 #: A series' attributes, with a key's team, feature... (``KeyDirectory.known``).
 Known = Callable[[Scope], dict[str, str | None]]

@@ -16,12 +16,11 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from spendbrake.detectors._base import Detector, make_detector
-from spendbrake.schemas import Alert, Config, DetectorConfig
+from spendbrake.schemas import CALLS, COST, NUSD, Alert, Config, DetectorConfig
 
 __all__ = ["OTHER", "RollupLike", "Series", "SeriesBook", "SeriesKey", "metric_value", "weight"]
 
 HOUR = 3600
-NUSD = 1_000_000_000
 #: A series silent this long is forgotten (its detectors too).
 FORGET_S = 15 * 86400
 #: The value of every field of the series that holds a dimension set's overflow.
@@ -223,9 +222,11 @@ class SeriesBook:
                 values = sk[1]  # already shared (in-process, the rollup state's own tuple)
             sk = (self._dim_sets.setdefault(dims, dims), values)
             series = self.series[sk] = Series(sk, detectors_for(config, sk))
-        if not series.set_part(r.window_start, r.partition, r.epoch, r.metrics[0], r.metrics[1]):
+        if not series.set_part(
+            r.window_start, r.partition, r.epoch, r.metrics[COST], r.metrics[CALLS]
+        ):
             return  # the same absolute values again (a re-sent record): nothing to score
-        if r.metrics[0] > 0:
+        if r.metrics[COST] > 0:
             series.last_spend_hour = max(series.last_spend_hour, r.window_start)
         self.dirty.add((sk, r.window_start))
 
@@ -235,7 +236,7 @@ class SeriesBook:
         hour = r.window_start
         shares = self.folded.setdefault(hour, {})
         part = (dims, tuple(r.values), r.partition, r.epoch)
-        new = (r.metrics[0], r.metrics[1])
+        new = (r.metrics[COST], r.metrics[CALLS])
         old = shares.get(part, (0, 0))
         if new == old:
             return

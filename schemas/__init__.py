@@ -42,14 +42,19 @@ from ._keys import LITELLM_MASTER_KEY, KeyClass, KeyRule, KeysConfig
 from ._pricing import ModelPrice, PriceEntryModel, PriceTable
 from ._snapshot import unpickle_state
 from ._text import csv_text, mrkdwn, mrkdwn_code, visible
+from ._units import CALLS, COST, METRICS, NUSD, to_nusd
 
 __all__ = [
     "ALERT_KINDS",
+    "CALLS",
+    "COST",
     "DEFAULT_DIMENSIONS",
     "KAFKA_ENV",
     "KEY_DIMENSIONS",
     "LITELLM_MASTER_KEY",
     "MAX_EVENT_BYTES",
+    "METRICS",
+    "NUSD",
     "SCOPE_FIELDS",
     "WORKLOADS",
     "Alert",
@@ -94,6 +99,7 @@ __all__ = [
     "mrkdwn_code",
     "parse_ts",
     "show",
+    "to_nusd",
     "unpickle_state",
     "validate_event",
     "visible",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spendbrake.schemas import NUSD
+
 #: Models drawn by name; the rest of a team's spend is one "other" segment.
 TOP_MODELS = 8
-NUSD = 1_000_000_000
 
 
 def spend_chart(

@@ -31,7 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from spendbrake.actions import outcome_line
-from spendbrake.schemas import Config, UsageEvent, visible
+from spendbrake.schemas import CALLS, COST, NUSD, Config, UsageEvent, visible
 from spendbrake.stages import (
     STAGES,
     ActionStage,
@@ -375,12 +375,13 @@ def _spend(state: DemoState, end_ts: float) -> Table:
     week = 7 * 86400
     for (values, start), metrics in hours.items():
         row = per_team.setdefault(str(values[0]), [0.0, 0.0, 0.0, 0.0])
-        row[0] += metrics[0] / 1e9
-        row[1] += metrics[1]
+        usd = metrics[COST] / NUSD
+        row[0] += usd
+        row[1] += metrics[CALLS]
         if start == now - HOUR:
-            row[2] += metrics[0] / 1e9
+            row[2] += usd
         elif start == now - HOUR - week:
-            row[3] += metrics[0] / 1e9
+            row[3] += usd
     for team, (total, calls, last, before) in sorted(per_team.items()):
         ratio = last / before if before else 0.0
         change = (

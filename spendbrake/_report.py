@@ -23,9 +23,8 @@ from typing import Any
 
 import orjson
 
-from spendbrake.schemas import PriceTable, SpendBrakeError, format_ts
+from spendbrake.schemas import NUSD, PriceTable, SpendBrakeError, format_ts
 
-NUSD = 1_000_000_000
 DAY_S = 86400
 #: Mean days in a month (365.25 / 12), for a monthly run rate.
 DAYS_PER_MONTH = 30.4375

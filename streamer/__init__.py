@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from ._dedupe import Deduper
 from ._processor import DeadLetter, Outputs, PartitionProcessor, ProcessorStats
 from ._rollup import (
-    METRICS,
     WINDOWS_S,
     RollupRecord,
     RollupState,
@@ -27,7 +26,6 @@ from ._rollup import (
     decode_rollup,
     encode_mark,
     encode_rollup,
-    to_nusd,
 )
 from ._state import PartitionStore, write_atomic
 from ._traces import TracePartial, TraceState, TraceTotals, encode_traces
@@ -68,7 +66,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "METRICS",
     "STORED_WINDOWS_S",
     "WINDOWS_S",
     "DeadLetter",
@@ -94,6 +91,5 @@ __all__ = [
     "encode_traces",
     "load_offsets",
     "opened",
-    "to_nusd",
     "write_atomic",
 ]

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 
 from spendbrake.schemas import (
     MAX_EVENT_BYTES,
+    NUSD,
     InvalidEvent,
     PriceTable,
     UsageEvent,
@@ -25,7 +26,7 @@ from spendbrake.schemas import (
 )
 
 from ._dedupe import BUCKET_S, Deduper
-from ._rollup import NUSD, WINDOWS_S, RollupRecord, RollupState
+from ._rollup import WINDOWS_S, RollupRecord, RollupState
 from ._traces import TracePartial, TraceState
 
 #: Bytes of a bad record's payload kept in its DLQ record.

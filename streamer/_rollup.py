@@ -29,33 +29,18 @@ from typing import Any
 
 import msgspec
 import orjson
-from spendbrake.schemas import SCOPE_FIELDS, UsageEvent, Wire, format_ts
+from spendbrake.schemas import METRICS, NUSD, SCOPE_FIELDS, UsageEvent, Wire, format_ts
 
 WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
 #: Fine-cell attribute order; dimension sets index into it.
 ATTRS = SCOPE_FIELDS
-METRICS = (
-    "cost_nusd",
-    "calls",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "unpriced_calls",
-)
 _N = len(METRICS)
-NUSD = 1_000_000_000
 
 
 #: (window_s, window_start, epoch): one window span, the same for every series.
 Span = tuple[int, int, int]
 #: (index of the dimension set, its values): one series.
 Series = tuple[int, tuple[str | None, ...]]
-
-
-def to_nusd(cost_usd: float) -> int:
-    return round(cost_usd * NUSD)
 
 
 @dataclass(slots=True)

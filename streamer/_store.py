@@ -27,9 +27,9 @@ from typing import Any
 import duckdb
 import numpy as np
 import orjson
-from spendbrake.schemas import SCOPE_FIELDS, StateUnreadable, parse_ts
+from spendbrake.schemas import METRICS, SCOPE_FIELDS, StateUnreadable, parse_ts
 
-from ._rollup import METRICS, RollupRecord
+from ._rollup import RollupRecord
 from ._traces import TracePartial
 
 log = logging.getLogger(__name__)

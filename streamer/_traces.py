@@ -17,9 +17,7 @@ from typing import Any
 
 import msgspec
 import orjson
-from spendbrake.schemas import UsageEvent, Wire, format_ts
-
-from ._rollup import NUSD
+from spendbrake.schemas import NUSD, UsageEvent, Wire, format_ts
 
 
 class TracePartial(msgspec.Struct, gc=False):

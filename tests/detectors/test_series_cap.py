@@ -5,12 +5,11 @@ counted exactly, with one operator alert a day."""
 from __future__ import annotations
 
 from spendbrake.detectors import SpendWatch
-from spendbrake.schemas import Config
+from spendbrake.schemas import NUSD, Config
 from spendbrake.streamer import RollupRecord
 
 HOUR = 3600
 T0 = 1_790_553_600  # Monday 2026-09-28 00:00 UTC
-NUSD = 1_000_000_000
 
 
 Rec = RollupRecord  # the streamer's own record, as the detect stage decodes it

@@ -13,6 +13,7 @@ from spendbrake.actions import apply_policies
 from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import (
     KEY_DIMENSIONS,
+    NUSD,
     Alert,
     BudgetConfig,
     Config,
@@ -25,7 +26,6 @@ from tests.detectors.synth import shape
 
 HOUR = 3600
 T0 = 1_790_553_600  # Monday 2026-09-28 00:00 UTC, so hour h has synth.shape(h)
-NUSD = 1_000_000_000
 
 KEYS = {
     "k-agent": {

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from spendbrake.schemas import PriceTable, decode_event, parse_ts
-from spendbrake.streamer import StoreBusy, connect_store, to_nusd
+from spendbrake.schemas import PriceTable, decode_event, parse_ts, to_nusd
+from spendbrake.streamer import StoreBusy, connect_store
 
 from spendbrake._broker import EmbeddedBroker
 from spendbrake._report import (
