@@ -22,6 +22,8 @@ __all__ = ["Scoring"]
 
 HOUR = 3600
 NUSD = 1_000_000_000
+#: Least share of an hour an early look judges calls over as a rate (five minutes).
+PEEK_MIN_SHARE = 300 / HOUR
 
 #: A series' attributes, with a key's team, feature... (``KeyDirectory.known``).
 Known = Callable[[Scope], dict[str, str | None]]
@@ -101,7 +103,14 @@ class Scoring:
                 value = metric_value(cfg, cost, calls)
                 if not _worth_peeking(cfg, det, value, calls, series.closed):
                     continue
-                verdict = det.peek(float(hour), value, weight(cfg, det, calls))
+                w = weight(cfg, det, calls)
+                if det.peeks_partial:
+                    # The share of the hour seen so far (at least one early-look step, so a
+                    # minute's calls are not judged as a rate on their own).
+                    seen = min(1.0, max(PEEK_MIN_SHARE, (now - hour) / HOUR))
+                    verdict = det.peek(float(hour), value, w, seen)  # type: ignore[call-arg]
+                else:
+                    verdict = det.peek(float(hour), value, w)
                 c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
                 if c is not None:
                     found.append(c)
