@@ -517,11 +517,12 @@ class SeasonalBaseline(Detector):
                 score = max(score, ratio_score(over))
                 reason = self._ceiling_reason(trailing, peak, label)
         if warm and not alert and hp.count_x and value - expected * elapsed > hp.min_usd:
-            over = self._count_over(weight, expected, elapsed)
+            usual = expected if elapsed >= 1.0 else self._early_usual(slot, expected)
+            over = self._count_over(weight, usual, elapsed)
             if over >= 1.0:
                 alert = True
                 score = max(score, ratio_score(over))
-                reason = self._count_reason(weight, expected, value, label, elapsed)
+                reason = self._count_reason(weight, usual, value, label, elapsed)
         if not learn:
             return Verdict(score, alert, expected, value, reason)
         if hp.count_x:
@@ -605,6 +606,17 @@ class SeasonalBaseline(Detector):
         if not (calls > 0.0 and spend > 0.0):
             return 0.0, 0.0
         return expected * calls / spend, calls * (1.0 - SUMS_DECAY)
+
+    def _early_usual(self, slot: int, expected: float) -> float:
+        """The spend an early look's calls are judged against: this slot's, or the slot
+        before's if larger. Why: the part of an hour seen may be a burst begun in the hour
+        before, at a few times that hour's rate; after a busy hour (a nightly batch window
+        closing) that is many times a quiet slot's rate, and it paused a batch key."""
+        prev = (slot - 1) % self._hp.season
+        if not self._count(prev):
+            return expected
+        before = self._unit * math.expm1(min(self._get(prev) + self._level, 700.0))
+        return max(expected, before)
 
     def _count_over(self, weight: float, expected: float, elapsed: float = 1.0) -> float:
         """This window's calls over the count bar (>= 1: a count alert).
