@@ -58,6 +58,10 @@ class Detector:
     #: two-sided detector: a drop is news). The watch lets a silent series sleep only when
     #: none of its detectors says so (the conformance suite checks the others never do).
     alerts_on_silence: bool = False
+    #: Whether ``peek`` takes ``elapsed``, the share of the window seen so far, and judges a
+    #: rate on it (``baseline``'s count path: calls so far against the part of the hour's
+    #: usual calls). Others judge an open window's sum against the whole window's.
+    peeks_partial: bool = False
     #: The learned attributes, in the order ``dump_state`` writes them. Hyperparameters are
     #: not state: they come back through ``params`` (the conformance suite checks that
     #: every attribute is one or the other).

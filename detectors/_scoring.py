@@ -21,6 +21,8 @@ from spendbrake.schemas import NUSD, Config, DetectorConfig
 __all__ = ["Scoring"]
 
 HOUR = 3600
+#: Least share of an hour an early look judges calls over as a rate (five minutes).
+PEEK_MIN_SHARE = 300 / HOUR
 
 #: A series' attributes, with a key's team, feature... (``KeyDirectory.known``).
 Known = Callable[[Scope], dict[str, str | None]]
@@ -95,12 +97,19 @@ class Scoring:
             cost, calls = series.total(hour)
             if series.asleep_from and closed_until is not None:
                 series.wake(closed_until, config)
+            # The share of the hour seen so far (at least one early-look step, so a minute's
+            # calls are not judged as a rate on their own).
+            seen = min(1.0, max(PEEK_MIN_SHARE, (now - hour) / HOUR))
             for i, det in zip(series.slots, series.dets, strict=True):
                 cfg = config.detectors[i]
                 value = metric_value(cfg, cost, calls)
-                if not _worth_peeking(cfg, det, value, calls, series.closed):
+                if not _worth_peeking(cfg, det, value, calls, series.closed, seen):
                     continue
-                verdict = det.peek(float(hour), value, weight(cfg, det, calls))
+                w = weight(cfg, det, calls)
+                if det.peeks_partial:
+                    verdict = det.peek(float(hour), value, w, seen)  # type: ignore[call-arg]
+                else:
+                    verdict = det.peek(float(hour), value, w)
                 c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
                 if c is not None:
                     found.append(c)
@@ -227,12 +236,20 @@ class Scoring:
 
 
 def _worth_peeking(
-    cfg: DetectorConfig, det: Detector, value: float, calls: int, closed: tuple[int, int, int]
+    cfg: DetectorConfig,
+    det: Detector,
+    value: float,
+    calls: int,
+    closed: tuple[int, int, int],
+    seen: float = 1.0,
 ) -> bool:
     """Skip early looks that cannot alert or are not urgent (they cost replay speed).
 
     A cost that has not yet passed the whole previous hour's is no runaway in the
-    making: the hour's close still judges it, minutes later.
+    making: the hour's close still judges it, minutes later. A detector that judges the
+    part of the hour seen as a rate (``peeks_partial``) compares with that part of the
+    previous hour: a loop that began late in the previous hour made it dear, and must not
+    wait for this one to outspend it.
     """
     if getattr(det, "window_s", HOUR) > HOUR:
         return False  # a whole-day comparison (wow) is about trends: its close will do
@@ -242,7 +259,8 @@ def _worth_peeking(
         return calls >= (1 if getattr(det, "weighs_calls", False) else 10)
     if cfg.metric == "calls":
         return value > closed[2]
-    return value > getattr(det, "min_usd", 0.0) and value * NUSD > closed[1]
+    share = seen if det.peeks_partial else 1.0
+    return value > getattr(det, "min_usd", 0.0) and value * NUSD > closed[1] * share
 
 
 def _hour_of(dirty: tuple[Any, int]) -> int:

@@ -72,6 +72,10 @@ _SUMS = 2
 SUMS_DECAY = 0.99
 COUNT_MIN = 3.0
 COUNT_ALPHA = 1e-5
+#: An early look's chance test: a part of an hour is short enough to be all burst, so its
+#: calls must be improbable even at this many times the slot's rate (a legitimate burst is
+#: 2-5x for under an hour; over a whole hour it is diluted, and twice the rate will do).
+BURST_X = 3.0
 
 #: Weighted windows: the EW mean of ``weight`` learns at this rate (about four days of hours),
 #: and a window counts as at most WEIGHT_CAP usual ones (its residual at most doubled).
@@ -405,9 +409,19 @@ class SeasonalBaseline(Detector):
         hp = self._hp
         self._scale = BurnScale(fast_z=hp.fast_z, slow_n=hp.slow_n, slow_z=hp.slow_z)
 
-    def peek(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
-        """The verdict ``update`` would give, with no state change."""
-        return self._step(ts, value, False, weight)
+    peeks_partial = True
+
+    def peek(self, ts: float, value: float, weight: float = 1.0, elapsed: float = 1.0) -> Verdict:
+        """The verdict ``update`` would give, with no state change.
+
+        ``elapsed`` (in (0, 1]) is the share of the window seen so far: the count path then
+        judges the calls so far against that share of the slot's calls, as a rate. Why: a
+        loop that started ten minutes into an hour has made a fraction of a whole hour's
+        calls by minute fifteen, yet calls at many times the slot's rate; judged against the
+        whole hour, it shows only when the hour is nearly over. 1.0 (the default) is the
+        whole window, as ``update`` judges it.
+        """
+        return self._step(ts, value, False, weight, min(1.0, max(elapsed, 1e-3)))
 
     def _evidence(self, weight: float, learn: bool) -> float:
         """``sqrt`` of this window's weight over the usual one (learned), capped; 1.0 unweighted."""
@@ -420,7 +434,9 @@ class SeasonalBaseline(Detector):
             return 1.0
         return math.sqrt(min(weight / usual, WEIGHT_CAP))
 
-    def _step(self, ts: float, value: float, learn: bool, weight: float) -> Verdict:
+    def _step(
+        self, ts: float, value: float, learn: bool, weight: float, elapsed: float = 1.0
+    ) -> Verdict:
         if not usable(ts, value):
             return ignored(value)
         value = float(value)
@@ -500,12 +516,13 @@ class SeasonalBaseline(Detector):
                 alert = ceiling = True
                 score = max(score, ratio_score(over))
                 reason = self._ceiling_reason(trailing, peak, label)
-        if warm and not alert and hp.count_x and excess > hp.min_usd:
-            over = self._count_over(weight, expected)
+        if warm and not alert and hp.count_x and value - expected * elapsed > hp.min_usd:
+            usual = expected if elapsed >= 1.0 else self._early_usual(slot, expected)
+            over = self._count_over(weight, usual, elapsed)
             if over >= 1.0:
                 alert = True
                 score = max(score, ratio_score(over))
-                reason = self._count_reason(weight, expected, value, label)
+                reason = self._count_reason(weight, usual, value, label, elapsed)
         if not learn:
             return Verdict(score, alert, expected, value, reason)
         if hp.count_x:
@@ -590,32 +607,50 @@ class SeasonalBaseline(Detector):
             return 0.0, 0.0
         return expected * calls / spend, calls * (1.0 - SUMS_DECAY)
 
-    def _count_over(self, weight: float, expected: float) -> float:
+    def _early_usual(self, slot: int, expected: float) -> float:
+        """The spend an early look's calls are judged against: this slot's, or the slot
+        before's if larger. Why: the part of an hour seen may be a burst begun in the hour
+        before, at a few times that hour's rate; after a busy hour (a nightly batch window
+        closing) that is many times a quiet slot's rate, and it paused a batch key."""
+        prev = (slot - 1) % self._hp.season
+        if not self._count(prev):
+            return expected
+        before = self._unit * math.expm1(min(self._get(prev) + self._level, 700.0))
+        return max(expected, before)
+
+    def _count_over(self, weight: float, expected: float, elapsed: float = 1.0) -> float:
         """This window's calls over the count bar (>= 1: a count alert).
 
         The bar is ``count_x`` times the slot's expected calls, at least ``count_floor``
         times the series' mean calls per window (a loop adds at least several windows' worth
         of calls an hour; a quiet slot's own calls say little). A few calls more are also
         judged as counts: their tail probability under twice the expected calls (slot
-        expectations are noisy; calls come in clumps) must be under COUNT_ALPHA.
+        expectations are noisy; calls come in clumps) must be under COUNT_ALPHA. With
+        ``elapsed`` under 1 (an early look), both are that share of the window's, and the
+        chance test allows for a burst (BURST_X).
         """
         if not (weight >= COUNT_MIN and math.isfinite(weight)):
             return 0.0
         slot_calls, mean_calls = self._expected_calls(expected)
+        slot_calls, mean_calls = slot_calls * elapsed, mean_calls * elapsed
         if mean_calls <= 0.0:
             return 0.0
         hp = self._hp
         bar = max(COUNT_MIN, hp.count_x * slot_calls, hp.count_floor * mean_calls)
         over = weight / bar
-        if over >= 1.0 and _poisson_sf(weight, 2.0 * max(slot_calls, 0.25 * mean_calls)) >= (
-            COUNT_ALPHA
-        ):
+        null = (2.0 if elapsed >= 1.0 else BURST_X) * max(slot_calls, 0.25 * mean_calls)
+        if over >= 1.0 and _poisson_sf(weight, null) >= COUNT_ALPHA:
             return 0.999  # over the bar, but a few calls more could be chance
         return over
 
-    def _count_reason(self, weight: float, expected: float, value: float, label: str) -> str:
+    def _count_reason(
+        self, weight: float, expected: float, value: float, label: str, elapsed: float
+    ) -> str:
         slot_calls, _ = self._expected_calls(expected)
         rate = per(self._hp.period_s)
+        if elapsed < 1.0:
+            slot_calls *= elapsed
+            label = f"the first {elapsed:.0%} of {label}"
         return (
             f"{weight:g} calls for {label} where {slot_calls:.1f} are usual "
             f"({weight / max(slot_calls, 1e-9):.0f}x); spend {usd(value)}{rate} vs "

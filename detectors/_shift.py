@@ -203,6 +203,12 @@ class Shift(Detector):
         hp = self._hp
         self._n = min(self._n + 1, hp.n_cap)
         self._wmean += hp.alpha * (w - self._wmean)
+        if self._alarm and d < hp.d / 2.0:
+            # A window back at the old level ends the alarm's hold on the bar: what is left
+            # of the evidence drops to half the bar, so only fresh evidence of a rise alerts
+            # again. (Without it, a rise ending on a quiet night left the capped evidence
+            # over the bar, and one dear call the next day paged a rise long over.)
+            cusum = min(cusum, hp.h / 2.0)
         if cusum >= hp.h or (self._alarm and cusum > 0.0):
             # In alarm (until the evidence is gone): a rise is news, not noise. Held for
             # ``settle_n`` windows, it is the new normal: the level moves there and the

@@ -177,7 +177,7 @@ class WeekOverWeek(Detector):
         noise_n: int = 7,
         weeks: int = 4,
         creep_alpha: float = 0.25,
-        creep_z: float = 3.0,
+        creep_z: float = 2.75,
         page_x: float = 0.0,
     ) -> None:
         check("period_s", period_s, period_s > 0, "> 0")

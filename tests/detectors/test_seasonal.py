@@ -203,3 +203,53 @@ def test_a_constant_weight_is_the_unweighted_detector(seed: int) -> None:
     pairs = enumerate(zip(per_call, calls, strict=True))
     verdicts = [d.update(3600.0 * i, float(v), float(n)) for i, (v, n) in pairs]
     assert not any(v.is_anomaly for v in verdicts[WARM:])
+
+
+def _counted_baseline(seed: int) -> tuple[object, float]:
+    """A ``baseline`` counting calls, taught three weeks of a few calls an hour (about
+    four, $2 each); and the first hour after them."""
+    rng = np.random.default_rng(seed)
+    d = make_detector("baseline", count_x=8.0, count_floor=2.0)
+    hours = 3 * WEEK_H
+    for i in range(hours):
+        calls = int(rng.poisson(4.0))
+        cost = float(sum(2.0 * rng.lognormal(-0.18, 0.6) for _ in range(calls)))
+        d.update(3600.0 * i, cost, float(calls))
+    return d, 3600.0 * hours
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_early_look_judges_calls_as_a_rate(seed: int) -> None:
+    # A loop from the top of the hour: 16 calls in its first quarter (64 an hour, 16x the
+    # usual rate). Judged against the whole hour's bar (32 calls) it waits for the hour to
+    # fill; as a rate over the quarter seen, it pages now.
+    d, ts = _counted_baseline(seed)
+    assert d.peek(ts, 32.0, 16.0, elapsed=0.25).is_anomaly
+    assert not d.peek(ts, 32.0, 16.0).is_anomaly  # the whole hour: under its bar
+    assert "the first 25% of" in d.peek(ts, 32.0, 16.0, elapsed=0.25).reason
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_early_look_lets_a_burst_pass(seed: int) -> None:
+    # A legitimate burst: 4 calls in the first ten minutes (six times the usual rate) and
+    # 8 in the first quarter; a few calls more than usual, not a loop.
+    d, ts = _counted_baseline(seed)
+    assert not d.peek(ts, 8.0, 4.0, elapsed=1 / 6).is_anomaly
+    assert not d.peek(ts, 16.0, 8.0, elapsed=0.25).is_anomaly
+
+
+def test_early_look_after_a_busy_hour_allows_its_burst() -> None:
+    # A nightly batch window: 40 calls at 04:00, 2 at 05:00, 4 otherwise. A burst begun
+    # at 04:50 runs on at 04:00's rate into 05:00: 16 calls in its first quarter is 32x
+    # the quiet slot's rate but 1.6x the hour before's, and a batch key is paused on a
+    # page. An early look judges it against the larger slot; the whole hour as before.
+    rng = np.random.default_rng(0)
+    d = make_detector("baseline", count_x=8.0, count_floor=2.0)
+    usual = {4: 40.0, 5: 2.0}
+    hours = 3 * WEEK_H
+    for i in range(hours):
+        calls = int(rng.poisson(usual.get(i % 24, 4.0)))
+        d.update(3600.0 * i, float(2.0 * rng.lognormal(-0.18, 0.6, calls).sum()), float(calls))
+    ts = 3600.0 * (hours + 5)  # 05:00 of the next day
+    assert not d.peek(ts, 32.0, 16.0, elapsed=0.25).is_anomaly
+    assert d.peek(ts, 64.0, 32.0).is_anomaly  # the whole hour at 16x its slot: a loop
