@@ -114,19 +114,20 @@ def broker(
         embedded.stop()
         err.print(f"[red]error:[/red] {exc}")
         sys.exit(1)
+    stop = {"now": False}
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    # Before the banner that says Ctrl-C stops it: a Ctrl-C right after it is a clean stop.
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     err.print(
         f"[green]broker listening on {embedded.bootstrap_servers}[/green] (memory only)\n"
         f"topics: {', '.join(config.kafka.topics.names())}"
         + (f" (created {len(created)})" if created else "")
         + f"\nexport SPENDBRAKE_BOOTSTRAP={embedded.bootstrap_servers}\nCtrl-C stops it."
     )
-    stop = {"now": False}
-
-    def request_stop(signum: int, frame: Any) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
     try:
         while not stop["now"] and embedded.running:
             time.sleep(0.2)
