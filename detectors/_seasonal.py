@@ -299,21 +299,6 @@ class SeasonalBaseline(Detector):
         #: EW mean of the ``weight`` of learned windows (0.0: none seen yet).
         self._wmean = 0.0
 
-    __slots__ = (
-        "_ceiling_quiet_k",
-        "_counts",
-        "_first",
-        "_hp",
-        "_last",
-        "_last_k",
-        "_level",
-        "_n",
-        "_peak_day",
-        "_profile",
-        "_scale",
-        "_unit",
-        "_wmean",
-    )
     state_fields = (
         "_ceiling_quiet_k",
         "_counts",
@@ -328,6 +313,7 @@ class SeasonalBaseline(Detector):
         "_unit",
         "_wmean",
     )
+    __slots__ = ("_hp", *state_fields)
 
     def __getstate__(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}

@@ -238,18 +238,6 @@ class WeekOverWeek(Detector):
         #: EW mean of the reference sums: the usual window, against which volume is weighed.
         self._wmean = 0.0
 
-    __slots__ = (
-        "_ewma",
-        "_fired",
-        "_head",
-        "_hp",
-        "_peak",
-        "_ring",
-        "_sum",
-        "_var",
-        "_var_n",
-        "_wmean",
-    )
     state_fields = (
         "_ewma",
         "_fired",
@@ -261,6 +249,7 @@ class WeekOverWeek(Detector):
         "_var_n",
         "_wmean",
     )
+    __slots__ = ("_hp", *state_fields)
 
     def __getstate__(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in WeekOverWeek.__slots__}
