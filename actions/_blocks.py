@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-from spendbrake.schemas import mrkdwn, mrkdwn_code, visible
+from spendbrake.schemas import AlertRecord, mrkdwn, mrkdwn_code, visible
 
 __all__ = [
     "RESUME_ACTION_ID",
@@ -55,13 +55,13 @@ def _scope(scope: dict[str, Any]) -> str:
     )
 
 
-def _title(alert: dict[str, Any]) -> str:
+def _title(alert: AlertRecord) -> str:
     """The headline, escaped for mrkdwn (a budget name is the operator's, but an alert
     record on the topic is only as trusted as whoever can write there)."""
-    kind = alert.get("kind")
-    budget = mrkdwn(alert.get("budget"))
+    kind = alert.kind
+    budget = mrkdwn(alert.budget)
     if kind == "budget":
-        threshold = alert.get("threshold") or 0
+        threshold = alert.threshold or 0
         return f"Budget {budget} at {threshold:.0%}"
     return {
         "anomaly": "Runaway spend",
@@ -71,16 +71,16 @@ def _title(alert: dict[str, Any]) -> str:
         "cost_per_call": "Cost per call up",
         "unpriced_model": "Unpriced model",
         "series_cap": "Too many series",
-    }.get(str(kind), mrkdwn(kind))
+    }.get(kind, mrkdwn(kind))
 
 
-def _money(alert: dict[str, Any]) -> str:
-    observed = alert.get("observed_usd") or 0.0
-    expected = alert.get("expected_usd")
+def _money(alert: AlertRecord) -> str:
+    observed = alert.observed_usd or 0.0
+    expected = alert.expected_usd
     text = f"*${observed:,.2f}*"
     if expected:
         text += f" vs ${expected:,.2f} expected ({observed / expected:.1f}x)"
-    start, end = alert.get("window_start", ""), alert.get("window_end", "")
+    start, end = alert.window_start, alert.window_end
     return text + f"  ·  {mrkdwn(start[:16])}–{mrkdwn(end[11:16])} UTC"
 
 
@@ -92,15 +92,15 @@ def _context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:_TEXT_MAX]}]}
 
 
-def _undo(alert: dict[str, Any]) -> str | None:
+def _undo(alert: AlertRecord) -> str | None:
     """The command that resumes the paused keys, safe to paste into a shell.
 
     Each key is shell-quoted (a key is caller text: ``x; rm -rf ~`` stays one argument),
     ``--`` comes first when a key starts with ``-`` (not an option), and the line is
     escaped for the code span it is shown in.
     """
-    targets = [visible(t) for t in alert.get("targets") or []]
-    if alert.get("action") != "pause" or not targets:
+    targets = [visible(t) for t in alert.targets]
+    if alert.action != "pause" or not targets:
         return None
     words = ["spendbrake", "resume"]
     if any(t.startswith("-") for t in targets):
@@ -110,19 +110,19 @@ def _undo(alert: dict[str, Any]) -> str | None:
 
 
 def render_alert(
-    alert: dict[str, Any], *, outcome: str | None = None, runbook_url: str | None = None
+    alert: AlertRecord, *, outcome: str | None = None, runbook_url: str | None = None
 ) -> tuple[str, list[dict[str, Any]]]:
     """The parent message of an incident: (fallback text, blocks)."""
-    icon = _SEVERITY.get(str(alert.get("severity")), "")
+    icon = _SEVERITY.get(alert.severity, "")
     title = _title(alert)
-    scope = _scope(alert.get("scope") or {})
+    scope = _scope(alert.scope)
     text = f"{icon} {title}: {mrkdwn(scope)}"
     blocks: list[dict[str, Any]] = [
         _section(f"{icon} *{title}* — `{mrkdwn_code(scope)}`"),
         _section(_money(alert)),
-        _section(f"*Why:* {mrkdwn(alert.get('reason', ''))}"),
+        _section(f"*Why:* {mrkdwn(alert.reason)}"),
     ]
-    also = alert.get("also") or []
+    also = alert.also
     if also:
         blocks.append(_context("Also seen in: " + mrkdwn("; ".join(_scope(s) for s in also))))
     if outcome:
@@ -131,28 +131,28 @@ def render_alert(
     if undo:
         blocks.append(_context(undo))
     if runbook_url:
-        kind = quote(str(alert.get("kind", "")), safe="")
+        kind = quote(alert.kind, safe="")
         url = runbook_url.format(kind=kind, scope=quote(scope, safe=""))
         blocks.append(_context(f"<{url}|Runbook>"))
     blocks.append(
         _context(
-            f"incident `{mrkdwn_code(alert.get('id'))}` · {mrkdwn(alert.get('detector'))} · "
-            f"score {alert.get('score', 0):.2f}"
+            f"incident `{mrkdwn_code(alert.id)}` · {mrkdwn(alert.detector)} · "
+            f"score {alert.score:.2f}"
         )
     )
-    if alert.get("action") == "pause" and alert.get("targets"):
+    if alert.action == "pause" and alert.targets:
         blocks.append(_buttons(alert))
     return text, blocks
 
 
-def _buttons(alert: dict[str, Any]) -> dict[str, Any]:
-    targets = list(alert.get("targets") or [])
-    resume = orjson.dumps({"alert": alert.get("id"), "targets": targets})
+def _buttons(alert: AlertRecord) -> dict[str, Any]:
+    targets = list(alert.targets)
+    resume = orjson.dumps({"alert": alert.id, "targets": targets})
     while len(resume) > _VALUE_MAX and targets:
         targets.pop()
-        resume = orjson.dumps({"alert": alert.get("id"), "targets": targets})
+        resume = orjson.dumps({"alert": alert.id, "targets": targets})
     # A scope is a handful of short fields: far below the value limit.
-    snooze = orjson.dumps({"alert": alert.get("id"), "scope": alert.get("scope") or {}})
+    snooze = orjson.dumps({"alert": alert.id, "scope": alert.scope})
     return {
         "type": "actions",
         "elements": [
@@ -173,11 +173,11 @@ def _buttons(alert: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_followup(alert: dict[str, Any], outcome: str) -> tuple[str, list[dict[str, Any]]]:
+def render_followup(alert: AlertRecord, outcome: str) -> tuple[str, list[dict[str, Any]]]:
     """A reply in the incident's thread: an escalation, or what the gateway did."""
-    icon = _SEVERITY.get(str(alert.get("severity")), "")
-    scope = mrkdwn_code(_scope(alert.get("scope") or {}))
-    head = f"{icon} #{mrkdwn(alert.get('seq', 0))} {_title(alert)} — `{scope}`"
+    icon = _SEVERITY.get(alert.severity, "")
+    scope = mrkdwn_code(_scope(alert.scope))
+    head = f"{icon} #{mrkdwn(alert.seq)} {_title(alert)} — `{scope}`"
     text = f"{head}: {mrkdwn(outcome)}"
     blocks = [_section(head), _section(_money(alert)), _section(f"*Done:* {mrkdwn(outcome)}")]
     undo = _undo(alert)
@@ -187,7 +187,7 @@ def render_followup(alert: dict[str, Any], outcome: str) -> tuple[str, list[dict
 
 
 def render_parent_update(
-    alert: dict[str, Any], outcome: str, history: list[str]
+    alert: AlertRecord, outcome: str, history: list[str]
 ) -> tuple[str, list[dict[str, Any]]]:
     """The parent message rewritten with the incident's latest state (``chat.update``)."""
     text, blocks = render_alert(alert, outcome=outcome)

@@ -32,7 +32,8 @@ from collections.abc import Callable, Collection
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
-from spendbrake.schemas import KeysConfig, format_ts
+import msgspec
+from spendbrake.schemas import AlertRecord, KeysConfig, format_ts
 
 from ._blocks import mask as _short
 from ._policy import refusal, screen_pauses
@@ -76,6 +77,19 @@ def _restore(
         setattr(obj, name, value)
 
 
+def _typed_alert(obj: Any) -> None:
+    """An outbox pickled by a release whose alerts were dicts (the record as decoded from
+    the topic, so well-formed) holds them typed once restored."""
+    if isinstance(obj.alert, dict):
+        obj.alert = msgspec.convert(obj.alert, AlertRecord)
+
+
+def _stand_in(incident_id: str) -> AlertRecord:
+    """The alert a resume click for an incident this outbox does not know is audited under:
+    its id, no kind, no reason (the audit record says null for both)."""
+    return AlertRecord(kind="", id=incident_id, seq=0, severity="info", reason="")
+
+
 def _blocked_from_incidents(saved: dict[str, Any]) -> dict[str, Any]:
     """``Outbox.blocked`` of an outbox saved before it was kept: its incidents' pauses."""
     blocked: dict[str, str] = {}
@@ -107,7 +121,7 @@ class Task:
     lane: Lane
     op: Op
     incident: str
-    alert: dict[str, Any]
+    alert: AlertRecord
     target: str | None = None
     source: str = "policy"
     attempts: int = 0
@@ -132,6 +146,7 @@ class Task:
         # Before ``unsure`` existed every repeat of a post looked first: keep that for
         # tasks restored mid-retry.
         _restore(self, state, lambda s: {"unsure": s.get("first_attempt_at") is not None})
+        _typed_alert(self)
 
 
 @dataclass(slots=True)
@@ -140,7 +155,7 @@ class Incident:
 
     id: str
     scope: str
-    alert: dict[str, Any]
+    alert: AlertRecord
     ts: str | None = None
     paused: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
@@ -163,9 +178,10 @@ class Incident:
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         """An outbox saved before a field existed loads with that field's default."""
         _restore(self, state)
+        _typed_alert(self)
 
 
-def outcome_line(incident: Incident, alert: dict[str, Any], dry_run: bool) -> str:
+def outcome_line(incident: Incident, alert: AlertRecord, dry_run: bool) -> str:
     """The "what was done" line of the Slack message, from the incident's state."""
     parts = []
     verb = "Would pause" if dry_run else "Paused"
@@ -173,8 +189,8 @@ def outcome_line(incident: Incident, alert: dict[str, Any], dry_run: bool) -> st
         parts.append(
             f"{verb} {len(incident.paused)} key(s): " + ", ".join(map(_short, incident.paused))
         )
-    pending = [t for t in alert.get("targets", []) if t not in incident.paused + incident.failed]
-    if alert.get("action") == "pause" and pending:
+    pending = [t for t in alert.targets if t not in incident.paused + incident.failed]
+    if alert.action == "pause" and pending:
         parts.append("Pausing " + ", ".join(map(_short, pending)) + " …")
     if incident.resumed:
         parts.append("Resumed " + ", ".join(map(_short, incident.resumed)))
@@ -186,8 +202,8 @@ def outcome_line(incident: Incident, alert: dict[str, Any], dry_run: bool) -> st
             + _listed(incident.refused)
             + ": the keys config does not allow pausing it"
         )
-    critical = alert.get("critical_keys") or []
-    protected = alert.get("protected_keys") or {}
+    critical = alert.critical_keys
+    protected = alert.protected_keys
     others = [k for k in protected if k not in critical]
     if parts and critical:
         parts.append("critical, alerted only: " + _listed(critical))
@@ -246,58 +262,59 @@ class Outbox:
 
     # -- planning --------------------------------------------------------------
 
-    def accept(self, alert: dict[str, Any], now: float, keys: KeysConfig) -> bool:
+    def accept(self, alert: AlertRecord, now: float, keys: KeysConfig) -> bool:
         """Plan the effects of one alert record; False when it was seen before.
 
         Pause targets ``keys`` (the stage's own config) does not allow are refused here:
         audited, listed for Slack, and dropped from the alert the tasks carry (so no
         "Resume" button or undo line names them).
         """
-        key = f"{alert['id']}#{alert['seq']}"
+        key = alert.ref()
         if key in self.seen:
             return False
         self.seen[key] = now
-        asked_pause = alert.get("action") == "pause"
+        asked_pause = alert.action == "pause"
         refused: list[tuple[str, str]] = []
         if asked_pause:
-            allowed, denied = screen_pauses(alert.get("targets") or [], keys)
+            allowed, denied = screen_pauses(alert.targets, keys)
             refused = [(target, refusal(cls)) for target, cls in denied]
             if denied:
-                alert = {**alert, "targets": allowed, "action": "pause" if allowed else "alert"}
-        incident = self.incidents.get(alert["id"])
+                alert = msgspec.structs.replace(
+                    alert, targets=allowed, action="pause" if allowed else "alert"
+                )
+        incident = self.incidents.get(alert.id)
         follow_up = incident is not None
         if incident is None:
-            incident = self.incidents[alert["id"]] = Incident(
-                alert["id"],
-                scope_key(alert.get("scope") or {}),
+            incident = self.incidents[alert.id] = Incident(
+                alert.id,
+                scope_key(alert.scope),
                 alert,
                 opened_at=now,
-                detected_at=alert.get("detected_at"),
+                # An operator alert has no detection time: None, as it was kept before.
+                detected_at=alert.detected_at or None,
             )
         incident.alert = alert
-        incident.history.append(f"#{alert['seq']} {alert['severity']}: {alert['reason']}"[:300])
-        op: Op = "block" if alert.get("action") == "pause" else "unblock"
+        incident.history.append(f"#{alert.seq} {alert.severity}: {alert.reason}"[:300])
+        op: Op = "block" if alert.action == "pause" else "unblock"
         calls = []
-        if alert.get("action") in ("pause", "resume"):
+        if alert.action in ("pause", "resume"):
             done = incident.paused if op == "block" else incident.resumed
             # A follow-up that arrives while the first pause is still queued (an
             # escalation minutes later, the gateway slow) must not queue it again.
             queued = {
                 t.target for t in self.lanes["gateway"] if t.incident == incident.id and t.op == op
             }
-            calls = [t for t in alert.get("targets", []) if t not in done and t not in queued]
+            calls = [t for t in alert.targets if t not in done and t not in queued]
         if op == "block":
             # A record can only add protection: one naming a key critical never pauses it.
-            calls = [t for t in calls if t not in (alert.get("critical_keys") or ())]
+            calls = [t for t in calls if t not in alert.critical_keys]
         else:
             # A record can only undo SpendBrake's own pauses: a resume naming any other key
             # (a forgery, a key an operator blocked by hand) is refused.
             ours = self.blocked.keys() | self._queued_blocks()
             for target in [t for t in calls if t not in ours]:
                 self.record(
-                    Task(
-                        f"{key}/unblock/{target}", "gateway", "unblock", alert["id"], alert, target
-                    ),
+                    Task(f"{key}/unblock/{target}", "gateway", "unblock", alert.id, alert, target),
                     "refused",
                     "not paused by SpendBrake",
                     now,
@@ -305,7 +322,7 @@ class Outbox:
             calls = [t for t in calls if t in ours]
         for target, why in refused:
             self.record(
-                Task(f"{key}/block/{target}", "gateway", "block", alert["id"], alert, target),
+                Task(f"{key}/block/{target}", "gateway", "block", alert.id, alert, target),
                 "refused",
                 why,
                 now,
@@ -313,7 +330,7 @@ class Outbox:
             if target not in incident.refused:
                 incident.refused.append(target)
         for target in calls:
-            self._add(Task(f"{key}/{op}/{target}", "gateway", op, alert["id"], alert, target))
+            self._add(Task(f"{key}/{op}/{target}", "gateway", op, alert.id, alert, target))
         if calls:
             incident.open_calls[key] = len(calls)
         if self.slack_enabled:
@@ -324,13 +341,13 @@ class Outbox:
     def _plan_message(
         self,
         incident: Incident,
-        alert: dict[str, Any],
+        alert: AlertRecord,
         key: str,
         follow_up: bool,
         now: float,
         loud: bool = False,
     ) -> None:
-        if alert.get("severity") == "info":
+        if alert.severity == "info":
             # A trend (a creep, a launch's step) is for the digest, not a page: audited here,
             # listed by the digest from the store, never posted to the channel.
             task = Task(f"{key}/post", "slack", "post", incident.id, alert)
@@ -380,7 +397,7 @@ class Outbox:
         are queued. Only keys this outbox paused for the incident are: another key named
         by the click is refused and audited."""
         incident = self.incidents.get(incident_id)
-        alert = incident.alert if incident else {"id": incident_id, "seq": 0, "scope": {}}
+        alert = incident.alert if incident else _stand_in(incident_id)
         stamp = f"{incident_id}#{source}@{now:.3f}"
         own = self.resumable(incident_id)
         why = (
@@ -452,7 +469,7 @@ class Outbox:
         heads: dict[str, tuple[Task, int]] = {}
         for task in self.lanes[lane]:
             key = self.order_key(task)
-            urgency = _URGENCY.get(str(task.alert.get("severity")), 0)
+            urgency = _URGENCY.get(task.alert.severity, 0)
             head = heads.get(key)
             if head is None:
                 heads[key] = (task, urgency)
@@ -646,7 +663,7 @@ class Outbox:
         detail: str,
         now: float,
         *,
-        alert: dict[str, Any] | None = None,
+        alert: AlertRecord | None = None,
         incident: str | None = None,
         target: str | None = None,
         source: str = "policy",
@@ -656,17 +673,18 @@ class Outbox:
     ) -> None:
         """Queue one audit record for the actions topic: what, why (the alert), target,
         when, result, attempts."""
-        alert = alert or {}
+        # An unknown incident's stand-in (``_stand_in``) has no kind and no reason.
+        known = alert is not None and alert.kind != ""
         self.audit[key] = {
             "id": key,
             "action": action,
             "lane": lane,
-            "alert": f"{alert['id']}#{alert['seq']}" if "id" in alert else None,
+            "alert": None if alert is None else alert.ref(),
             "incident": incident,
-            "kind": alert.get("kind"),
-            "scope": alert.get("scope"),
+            "kind": alert.kind if known else None,
+            "scope": None if alert is None else alert.scope,
             "target": target,
-            "reason": alert.get("reason"),
+            "reason": alert.reason if known else None,
             "source": source,
             "result": result,
             "detail": detail,

@@ -7,7 +7,7 @@ from ._adapters import (
     from_openai_usage,
     from_otel_attributes,
 )
-from ._alert import ALERT_KINDS, Alert, KeyInfo, decode_alert, more_severe
+from ._alert import ALERT_KINDS, Alert, AlertRecord, KeyInfo, decode_alert, more_severe
 from ._config import (
     DEFAULT_DIMENSIONS,
     KAFKA_ENV,
@@ -58,6 +58,7 @@ __all__ = [
     "SCOPE_FIELDS",
     "WORKLOADS",
     "Alert",
+    "AlertRecord",
     "BudgetConfig",
     "Config",
     "ConfigError",

@@ -15,7 +15,7 @@ import orjson
 
 from ._event import format_ts
 
-__all__ = ["ALERT_KINDS", "Alert", "KeyInfo", "decode_alert"]
+__all__ = ["ALERT_KINDS", "Alert", "AlertRecord", "KeyInfo", "decode_alert"]
 
 ALERT_KINDS = ("anomaly", "wow", "budget", "projection", "burn_rate", "cost_per_call")
 Severity = Literal["info", "warning", "critical"]
@@ -124,42 +124,53 @@ def more_severe(a: str, b: str) -> bool:
     return _SEVERITY_RANK[a] > _SEVERITY_RANK[b]
 
 
-class _AlertWire(msgspec.Struct):
-    """The fields a reader of the alerts topic relies on, with their types. Optional ones
-    default as an operator alert (``unpriced_model``) leaves them; others are ignored."""
+class AlertRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """An alert as the alerts topic carries it, typed: what ``decode_alert`` returns and the
+    action stage plans, renders and saves in its outbox file.
+
+    The fields are ``Alert.to_wire()``'s, in its order (times RFC 3339, money rounded), so
+    a record reads back with the values that were written. Optional ones default as an
+    operator alert (``unpriced_model``) leaves them; fields it does not know are ignored.
+    Records are written with orjson from ``Alert.to_wire()`` (the contract's bytes), not
+    from this type.
+    """
 
     kind: str
-    id: Annotated[str, msgspec.Meta(min_length=1)]
-    seq: Annotated[int, msgspec.Meta(ge=0)]
-    severity: Severity
-    reason: str
-    action: Action = "alert"
     detector: str = ""
     scope: dict[str, str | None] = {}
     also: list[dict[str, str | None]] = []
-    targets: list[str] = []
-    critical_keys: list[str] = []
-    protected_keys: dict[str, str] = {}
     window_start: str = ""
     window_end: str = ""
     detected_at: str = ""
     observed_usd: float | None = None
     expected_usd: float | None = None
+    severity: Severity
+    action: Action = "alert"
+    targets: list[str] = []
+    #: Keys in scope the detector stage named critical: never paused, whatever ``targets``.
+    critical_keys: list[str] = []
+    #: Keys in scope the detector stage's keys config does not let be paused, and why.
+    protected_keys: dict[str, str] = {}
     budget: str | None = None
     threshold: float | None = None
+    id: Annotated[str, msgspec.Meta(min_length=1)]
+    seq: Annotated[int, msgspec.Meta(ge=0)]
     score: float = 1.0
+    reason: str
+
+    def ref(self) -> str:
+        """``id#seq``: the record's key (``Alert.key()``) as text, as audit records name it."""
+        return f"{self.id}#{self.seq}"
 
 
-_check_alert = msgspec.json.Decoder(_AlertWire).decode
+_decode_alert = msgspec.json.Decoder(AlertRecord).decode
 
 
-def decode_alert(value: bytes) -> dict[str, Any]:
-    """An alerts-topic value as the dict ``Alert.to_wire()`` wrote; ``ValueError`` naming
-    the field if a record is not one (a hand-written record, another version): acting on
-    it would fail later, in the middle of an effect, and again at every restart."""
+def decode_alert(value: bytes) -> AlertRecord:
+    """An alerts-topic value as a typed record; ``ValueError`` naming the field if it is not
+    one (a hand-written record, another version): acting on it would fail later, in the
+    middle of an effect, and again at every restart."""
     try:
-        _check_alert(value)
+        return _decode_alert(value)
     except msgspec.DecodeError as exc:  # ValidationError too: "... - at `$.targets`"
         raise ValueError(f"not an alert record: {exc}") from None
-    data: dict[str, Any] = orjson.loads(value)
-    return data

@@ -346,11 +346,11 @@ def _incidents(state: DemoState) -> Group:
         for incident in shown:
             alert = incident.alert
             when = str(incident.detected_at or "")[5:16].replace("T", " ")
-            severity = str(alert.get("severity", ""))
+            severity = alert.severity
             style = "bold red" if severity == "critical" else "yellow"
             # Text, not markup; visible(): scope values and reasons are the events' text.
             lines.append(Text.assemble((f"{when} {severity:<8} ", style), visible(incident.scope)))
-            lines.append(Text("    " + visible(alert.get("reason", ""))[:160], style="dim"))
+            lines.append(Text("    " + visible(alert.reason)[:160], style="dim"))
             lines.append(Text("    -> " + visible(outcome_line(incident, alert, outbox.dry_run))))
     if len(lines) == 1:
         lines.append(Text("    none yet", style="dim"))

@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Callable
 
+import msgspec
 import orjson
 from aiokafka import AIOKafkaProducer
 
@@ -30,7 +31,7 @@ from spendbrake.actions import (
     backoff_delay,
     make_gateway,
 )
-from spendbrake.schemas import Config
+from spendbrake.schemas import AlertRecord, Config
 
 ATTEMPTS = 5
 
@@ -48,7 +49,8 @@ async def resume(
     book = Outbox(slack_enabled=False)
     rng = random.Random()
     all_ok = True
-    alert = {"id": "manual", "seq": 0, "kind": "manual", "reason": reason}
+    # No alert asked for this: the audit record names the operator's reason instead.
+    alert = AlertRecord(kind="manual", id="manual", seq=0, severity="info", reason=reason)
     try:
         for kind, target in targets:
             task = Task(
@@ -56,7 +58,7 @@ async def resume(
                 "gateway",
                 "unblock",
                 "manual",
-                {**alert, "scope": {kind: target}},
+                msgspec.structs.replace(alert, scope={kind: target}),
                 target,
                 source=f"cli:{user}",
                 first_attempt_at=stamp,

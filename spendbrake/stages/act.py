@@ -62,7 +62,7 @@ from spendbrake.actions import (
     render_parent_update,
     screen_pauses,
 )
-from spendbrake.schemas import Config, StateUnreadable, decode_alert, unpickle_state
+from spendbrake.schemas import AlertRecord, Config, StateUnreadable, decode_alert, unpickle_state
 from spendbrake.streamer import write_atomic
 
 from .metrics import ActionMetrics
@@ -352,15 +352,14 @@ class ActionStage(Stage):
                         continue
                     if accepted_now:
                         accepted += 1
-                        if alert["action"] == "pause":
+                        if alert.action == "pause":
                             self._count_refusals(alert)
                         log.info(
-                            "alert %s#%s %s %s: %s",
-                            alert["id"],
-                            alert["seq"],
-                            alert["action"],
-                            alert["targets"],
-                            alert["reason"],
+                            "alert %s %s %s: %s",
+                            alert.ref(),
+                            alert.action,
+                            alert.targets,
+                            alert.reason,
                         )
             self.outbox.prune(now)
             await self.checkpoint()  # planned effects and the offset, together, before acting
@@ -395,14 +394,13 @@ class ActionStage(Stage):
             told += count
         return told
 
-    def _count_refusals(self, alert: dict[str, Any]) -> None:
-        _, denied = screen_pauses(alert["targets"], self.config.keys)
+    def _count_refusals(self, alert: AlertRecord) -> None:
+        _, denied = screen_pauses(alert.targets, self.config.keys)
         for target, cls in denied:
             self.metrics.refused.labels("block", cls.protection).inc()
             log.warning(
-                "alert %s#%s asks to pause %s: refused, %s",
-                alert["id"],
-                alert["seq"],
+                "alert %s asks to pause %s: refused, %s",
+                alert.ref(),
                 target,
                 refusal(cls),
             )

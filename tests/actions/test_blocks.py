@@ -13,27 +13,30 @@ from spendbrake.actions._blocks import (
     render_followup,
     render_parent_update,
 )
+from spendbrake.schemas import AlertRecord
 
 
-def alert(**extra: Any) -> dict[str, Any]:
-    return {
-        "kind": "anomaly",
-        "detector": "baseline",
-        "scope": {"team": "research", "api_key": "sk-live-0123456789abcdef"},
-        "also": [{"team": "research"}],
-        "window_start": "2026-09-10T02:00:00.000000Z",
-        "window_end": "2026-09-10T03:00:00.000000Z",
-        "observed_usd": 412.5,
-        "expected_usd": 10.25,
-        "severity": "critical",
-        "action": "pause",
-        "targets": ["sk-live-0123456789abcdef"],
-        "id": "anomaly/x/1",
-        "seq": 0,
-        "score": 0.97,
-        "reason": "spend 40x the hour-of-week baseline",
-        **extra,
-    }
+def alert(**extra: Any) -> AlertRecord:
+    return AlertRecord(
+        **{
+            "kind": "anomaly",
+            "detector": "baseline",
+            "scope": {"team": "research", "api_key": "sk-live-0123456789abcdef"},
+            "also": [{"team": "research"}],
+            "window_start": "2026-09-10T02:00:00.000000Z",
+            "window_end": "2026-09-10T03:00:00.000000Z",
+            "observed_usd": 412.5,
+            "expected_usd": 10.25,
+            "severity": "critical",
+            "action": "pause",
+            "targets": ["sk-live-0123456789abcdef"],
+            "id": "anomaly/x/1",
+            "seq": 0,
+            "score": 0.97,
+            "reason": "spend 40x the hour-of-week baseline",
+            **extra,
+        }
+    )
 
 
 def flat(blocks: list[dict[str, Any]]) -> str:

@@ -9,10 +9,12 @@ from typing import Any
 import orjson
 import pytest
 from spendbrake.actions import Outbox, dump_outbox, load_outbox, outcome_line
-from spendbrake.schemas import LITELLM_MASTER_KEY, KeyRule, KeysConfig, unpickle_state
+from spendbrake.schemas import LITELLM_MASTER_KEY, AlertRecord, KeyRule, KeysConfig, unpickle_state
 
 #: An outbox mid-retry pickled by commit 796aa9e (see the test that restores it).
 OLD_PICKLE = Path(__file__).parent / "data" / "outbox_796aa9e.pkl"
+#: An outbox file with two incidents written by the 2026-12-05 release (alerts as dicts).
+OLD_FILE = Path(__file__).parent / "data" / "outbox_v1_dict_alerts.json"
 
 #: The operator's word: the production key is critical, the other sk- keys are batch.
 KEYS = KeysConfig(
@@ -30,19 +32,21 @@ def alert(
     id: str = "anomaly/api_key=sk-a/1",
     scope: dict | None = None,
     **extra: Any,
-) -> dict:
-    return {
-        "id": id,
-        "seq": seq,
-        "kind": "anomaly",
-        "severity": "critical",
-        "reason": "spend 12x the expected",
-        "scope": scope if scope is not None else {"team": "search"},
-        "action": action,
-        "targets": list(targets),
-        "critical_keys": [],
-        **extra,
-    }
+) -> AlertRecord:
+    return AlertRecord(
+        **{
+            "id": id,
+            "seq": seq,
+            "kind": "anomaly",
+            "severity": "critical",
+            "reason": "spend 12x the expected",
+            "scope": scope if scope is not None else {"team": "search"},
+            "action": action,
+            "targets": list(targets),
+            "critical_keys": [],
+            **extra,
+        }
+    )
 
 
 def drain(box: Outbox, lane: str) -> list[str]:
@@ -85,7 +89,7 @@ def test_when_every_block_settles_the_thread_hears_it_once() -> None:
     assert drain(box, "gateway") == ["block:sk-a", "block:sk-b"]
     # One reply and one parent update for the pair, not one per key.
     assert drain(box, "slack") == ["reply:", "update:"]
-    incident = box.incidents[alert()["id"]]
+    incident = box.incidents[alert().id]
     assert incident.paused == ["sk-a", "sk-b"] and incident.ts == "1.1"
 
 
@@ -114,7 +118,7 @@ def test_a_second_incident_on_the_scope_within_the_cooldown_joins_the_thread() -
     box.accept(alert(action="alert", targets=(), id="wow/team=search/2"), now=60.0, keys=KEYS)
     task = box.head("slack")
     assert task is not None and task.op == "reply"
-    assert box.thread_of(task) is box.incidents[alert()["id"]]
+    assert box.thread_of(task) is box.incidents[alert().id]
     # After the cooldown a new incident gets its own message.
     box.finish(task, "ok", "done", 61.0)
     box.accept(alert(action="alert", targets=(), id="wow/team=search/3"), now=5000.0, keys=KEYS)
@@ -140,7 +144,7 @@ def test_a_permanent_failure_is_audited_and_the_lane_moves_on() -> None:
     first = box.head("gateway")
     box.finish(first, "failed", "404 Key not found.", now=2.0)  # type: ignore[arg-type]
     assert box.head("gateway").target == "sk-b"  # type: ignore[union-attr]
-    assert box.incidents[alert()["id"]].failed == ["sk-a"]
+    assert box.incidents[alert().id].failed == ["sk-a"]
 
 
 def test_a_snoozed_scope_posts_no_new_message_but_still_pauses() -> None:
@@ -239,9 +243,9 @@ def test_an_operator_resume_unblocks_and_reports_in_the_thread() -> None:
     drain(box, "slack")
     drain(box, "gateway")
     drain(box, "slack")
-    assert box.command("unblock", ["sk-a"], alert()["id"], "slack:U1", now=5.0) == 1
+    assert box.command("unblock", ["sk-a"], alert().id, "slack:U1", now=5.0) == 1
     assert drain(box, "gateway") == ["unblock:sk-a"]
-    incident = box.incidents[alert()["id"]]
+    incident = box.incidents[alert().id]
     assert incident.resumed == ["sk-a"] and incident.paused == ["sk-b"]
     assert drain(box, "slack") == ["reply:", "update:"]
 
@@ -277,12 +281,12 @@ def test_a_forged_pause_of_a_protected_key_is_refused_audited_and_told() -> None
     record = box.audit["anomaly/api_key=sk-prod/1#0/block/sk-prod"]
     assert (record["action"], record["target"], record["result"]) == ("block", "sk-prod", "refused")
     assert "critical" in record["detail"]
-    incident = box.incidents[forged["id"]]
+    incident = box.incidents[forged.id]
     assert incident.refused == ["sk-prod"]
     # Slack hears it, with no "Resume" button or undo line for a key that was never paused.
     post = box.head("slack")
     assert post is not None and post.op == "post"
-    assert post.alert["action"] == "alert" and post.alert["targets"] == []
+    assert post.alert.action == "alert" and post.alert.targets == []
     assert "Pause REFUSED" in outcome_line(incident, post.alert, dry_run=False)
 
 
@@ -309,7 +313,7 @@ def test_a_resume_click_unblocks_only_keys_paused_for_its_incident() -> None:
     box = Outbox()
     box.accept(alert(targets=("sk-a",)), now=1.0, keys=KEYS)
     drain(box, "gateway")
-    incident = alert()["id"]
+    incident = alert().id
     assert box.resumable(incident) == {"sk-a"}
     assert box.command("unblock", ["sk-a", "sk-other"], incident, "slack:U9", now=5.0) == 1
     assert [t.target for t in box.lanes["gateway"]] == ["sk-a"]
@@ -329,7 +333,7 @@ def test_an_incident_keeps_the_time_it_was_first_caught() -> None:
     box.accept(alert(seq=1, detected_at="2026-11-23T15:31:00Z"), now=2.0, keys=KEYS)
     incident = box.incidents["anomaly/api_key=sk-a/1"]
     assert incident.detected_at == "2026-11-23T13:05:00Z"
-    assert incident.alert["detected_at"] == "2026-11-23T15:31:00Z"
+    assert incident.alert.detected_at == "2026-11-23T15:31:00Z"
 
 
 def test_an_outbox_saved_before_detected_at_existed_still_loads() -> None:
@@ -380,7 +384,7 @@ def test_a_failing_head_holds_only_its_own_queue() -> None:
 def test_gateway_calls_keep_the_order_of_their_alerts_through_a_retry() -> None:
     box = Outbox()
     box.accept(alert(targets=("sk-a", "sk-b")), now=1.0, keys=KEYS)
-    box.command("unblock", ["sk-a"], alert()["id"], "slack:U1", now=2.0)
+    box.command("unblock", ["sk-a"], alert().id, "slack:U1", now=2.0)
     block_a = box.ready("gateway", now=3.0)
     assert block_a is not None and (block_a.op, block_a.target) == ("block", "sk-a")
     box.retry(block_a, "http 503", 10.0, now=3.0)
@@ -412,7 +416,7 @@ def test_a_resume_from_the_cli_is_told_in_each_thread_that_paused_the_key_once()
     assert box.resumed_elsewhere("resume/cli/key/sk-a@5.000", "sk-a", "cli:ops", 5.0) == 1
     assert not box.resumed_elsewhere("resume/cli/key/sk-a@5.000", "sk-a", "cli:ops", 6.0)
     assert box.resumed_elsewhere("resume/cli/key/sk-x@7.000", "sk-x", "cli:ops", 7.0) == 0
-    incident = box.incidents[alert()["id"]]
+    incident = box.incidents[alert().id]
     assert incident.resumed == ["sk-a"] and incident.paused == ["sk-b"]
     assert [(t.op, t.source) for t in box.lanes["slack"]] == [
         ("reply", "cli:ops"),
@@ -433,6 +437,9 @@ def test_an_outbox_pickled_by_the_previous_release_restores_and_runs() -> None:
     assert reply.unsure and reply.attempts == 2 and not growth.unsure
     assert reply.blocked_on is None and box.incidents[reply.incident].channel is None
     assert box.incidents[reply.incident].ts == "1700000001.000000"
+    # Its alerts were dicts then: typed once restored.
+    assert all(isinstance(t.alert, AlertRecord) for lane in box.lanes.values() for t in lane)
+    assert all(isinstance(i.alert, AlertRecord) for i in box.incidents.values())
     # Scheduled by the new rules: the critical threads (A's, then C's) before B's warning.
     now = 2000.0
     order = []
@@ -443,6 +450,25 @@ def test_an_outbox_pickled_by_the_previous_release_restores_and_runs() -> None:
     block = box.ready("gateway", now)
     assert block is not None and (block.target, block.attempts) == ("sk-c", 1)
     assert load_outbox(dump_outbox(box)).channel_ids == {}
+
+
+def test_an_outbox_file_of_the_previous_release_loads_with_typed_alerts() -> None:
+    """``data/outbox_v1_dict_alerts.json``: written by the 2026-12-05 release, whose alerts
+    were dicts: a detector's pause and an operator alert (no ``detected_at``, an extra
+    ``message``). The same version-1 file reads, every alert typed, and plans on."""
+    box = load_outbox(OLD_FILE.read_bytes())
+    pause, unpriced = box.incidents.values()
+    assert isinstance(pause.alert, AlertRecord) and isinstance(unpriced.alert, AlertRecord)
+    assert (
+        pause.alert.targets == ["sk-batch"] and pause.detected_at == "2026-10-01T02:06:00.000000Z"
+    )
+    assert unpriced.alert.kind == "unpriced_model" and unpriced.detected_at is None
+    assert [t.op for t in box.lanes["slack"]] == ["post", "post"]
+    assert [(t.op, t.target) for t in box.lanes["gateway"]] == [("block", "sk-batch")]
+    assert all(isinstance(t.alert, AlertRecord) for lane in box.lanes.values() for t in lane)
+    assert "no pause policy" in outcome_line(unpriced, unpriced.alert, dry_run=False)
+    assert load_outbox(dump_outbox(box)) == box
+    assert box.accept(alert(seq=1, id=pause.id), now=3.0, keys=KEYS)
 
 
 def test_a_resume_record_only_unblocks_keys_spendbrake_paused() -> None:
