@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from spendbrake.actions._blocks import render_alert, render_followup, render_parent_update
-from spendbrake.actions._outbox import Incident, Outbox, Task, audit_wire, outcome_line
+from spendbrake.actions._outbox import Incident, Outbox, Task, outcome_line
 from spendbrake.actions._outbox_file import OUTBOX_VERSION, dump_outbox, load_outbox
 from spendbrake.actions._policy import apply_policies, pausable, refusal, screen_pauses
 from spendbrake.actions._retry import backoff_delay
@@ -90,7 +90,6 @@ __all__ = [
     "Task",
     "WebhookGateway",
     "apply_policies",
-    "audit_wire",
     "backoff_delay",
     "build_payload",
     "dump_outbox",

@@ -33,12 +33,12 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
 import msgspec
-from spendbrake.schemas import AlertRecord, KeysConfig, format_ts
+from spendbrake.schemas import ActionRecord, AlertRecord, KeysConfig
 
 from ._blocks import mask as _short
 from ._policy import refusal, screen_pauses
 
-__all__ = ["Incident", "Outbox", "Task", "audit_wire", "outcome_line", "scope_key"]
+__all__ = ["Incident", "Outbox", "Task", "outcome_line", "scope_key"]
 
 Lane = Literal["slack", "gateway"]
 Op = Literal["post", "reply", "update", "block", "unblock"]
@@ -102,15 +102,6 @@ def _blocked_from_incidents(saved: dict[str, Any]) -> dict[str, Any]:
 
 def scope_key(scope: dict[str, Any]) -> str:
     return ",".join(f"{k}={scope[k]}" for k in sorted(scope)) or "global"
-
-
-def audit_wire(record: dict[str, Any]) -> dict[str, Any]:
-    """An audit record as written to the actions topic (times in RFC 3339)."""
-    wire = dict(record)
-    for name in ("requested_at", "at"):
-        if wire.get(name) is not None:
-            wire[name] = format_ts(wire[name])
-    return wire
 
 
 @dataclass(slots=True)
@@ -245,7 +236,7 @@ class Outbox:
         default_factory=lambda: {"slack": deque(), "gateway": deque()}
     )
     #: Audit records not yet acknowledged by the broker, by key.
-    audit: dict[str, dict[str, Any]] = field(default_factory=dict)
+    audit: dict[str, ActionRecord] = field(default_factory=dict)
     #: Slack channel ids learned from Slack's answers, by the configured name: a post
     #: that may have gone out is looked for by id (history calls take no names).
     channel_ids: dict[str, str] = field(default_factory=dict)
@@ -259,6 +250,11 @@ class Outbox:
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         _restore(self, state, _blocked_from_incidents)
+        # Pickled when audit records were dicts (of these fields, times epoch seconds).
+        self.audit = {
+            key: msgspec.convert(record, ActionRecord) if isinstance(record, dict) else record
+            for key, record in self.audit.items()
+        }
 
     # -- planning --------------------------------------------------------------
 
@@ -675,23 +671,23 @@ class Outbox:
         when, result, attempts."""
         # An unknown incident's stand-in (``_stand_in``) has no kind and no reason.
         known = alert is not None and alert.kind != ""
-        self.audit[key] = {
-            "id": key,
-            "action": action,
-            "lane": lane,
-            "alert": None if alert is None else alert.ref(),
-            "incident": incident,
-            "kind": alert.kind if known else None,
-            "scope": None if alert is None else alert.scope,
-            "target": target,
-            "reason": alert.reason if known else None,
-            "source": source,
-            "result": result,
-            "detail": detail,
-            "attempts": attempts,
-            "requested_at": requested_at,
-            "at": now,
-        }
+        self.audit[key] = ActionRecord(
+            id=key,
+            action=action,
+            lane=lane,
+            alert=None if alert is None else alert.ref(),
+            incident=incident,
+            kind=alert.kind if known else None,
+            scope=None if alert is None else alert.scope,
+            target=target,
+            reason=alert.reason if known else None,
+            source=source,
+            result=result,
+            detail=detail,
+            attempts=attempts,
+            requested_at=requested_at,
+            at=now,
+        )
 
     def prune(self, now: float) -> None:
         """Forget what is older than REMEMBER_S (a re-delivered month-old alert is noise)."""

@@ -1,6 +1,7 @@
 """Data shared by every SpendBrake package: the usage event contract v1, the
 operator config model, prices, and the error tree."""
 
+from ._action import ActionRecord, decode_action
 from ._adapters import (
     from_anthropic_usage,
     from_litellm,
@@ -57,6 +58,7 @@ __all__ = [
     "NUSD",
     "SCOPE_FIELDS",
     "WORKLOADS",
+    "ActionRecord",
     "Alert",
     "AlertRecord",
     "BudgetConfig",
@@ -86,6 +88,7 @@ __all__ = [
     "ValueAt",
     "Wire",
     "csv_text",
+    "decode_action",
     "decode_alert",
     "decode_event",
     "fast_wire",

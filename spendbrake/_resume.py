@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 
 import msgspec
-import orjson
 from aiokafka import AIOKafkaProducer
 
 from spendbrake.actions import (
@@ -27,11 +26,10 @@ from spendbrake.actions import (
     Outbox,
     TargetKind,
     Task,
-    audit_wire,
     backoff_delay,
     make_gateway,
 )
-from spendbrake.schemas import AlertRecord, Config
+from spendbrake.schemas import ActionRecord, AlertRecord, Config
 
 ATTEMPTS = 5
 
@@ -80,15 +78,15 @@ async def resume(
     return all_ok
 
 
-async def _audit(config: Config, records: list[dict]) -> None:
+async def _audit(config: Config, records: list[ActionRecord]) -> None:
     producer = AIOKafkaProducer(**config.kafka.client_args(), acks="all", enable_idempotence=False)
     await producer.start()
     try:
         for record in records:
             await producer.send_and_wait(
                 config.kafka.topics.actions,
-                orjson.dumps(audit_wire(record)),
-                key=record["id"].encode(),
+                record.to_json(),
+                key=record.id.encode(),
             )
     finally:
         await producer.stop()

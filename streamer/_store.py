@@ -195,7 +195,7 @@ class StoreBatch:
         )
 
     def add_action(self, record: Mapping[str, Any]) -> None:
-        """An audit record as on the actions topic (``actions._outbox.audit_wire``)."""
+        """An audit record as on the actions topic (``schemas.ActionRecord.to_wire``)."""
         self.actions[(str(record["id"]),)] = (
             str(record["id"]),
             *(_text(record.get(name)) for name in ("action", "lane", "alert", "incident", "kind")),

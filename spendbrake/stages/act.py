@@ -38,7 +38,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from spendbrake.actions import (
@@ -50,7 +49,6 @@ from spendbrake.actions import (
     Rejected,
     SlackNotifier,
     Task,
-    audit_wire,
     backoff_delay,
     dump_outbox,
     load_outbox,
@@ -62,7 +60,14 @@ from spendbrake.actions import (
     render_parent_update,
     screen_pauses,
 )
-from spendbrake.schemas import AlertRecord, Config, StateUnreadable, decode_alert, unpickle_state
+from spendbrake.schemas import (
+    AlertRecord,
+    Config,
+    StateUnreadable,
+    decode_action,
+    decode_alert,
+    unpickle_state,
+)
 from spendbrake.streamer import write_atomic
 
 from .metrics import ActionMetrics
@@ -375,19 +380,20 @@ class ActionStage(Stage):
             if not (message.key or b"").startswith(_CLI_RESUME) or message.value is None:
                 continue
             try:
-                record = orjson.loads(message.value)
-                source = str(record.get("source") or "")
-                if (
-                    record.get("action") != "unblock"
-                    or record.get("result") not in ("ok", "dry_run")
-                    or not source.startswith("cli:")
-                    or "key" not in (record.get("scope") or {})  # a --team resume
-                ):
-                    continue
-                target = str(record["target"])
-            except (orjson.JSONDecodeError, AttributeError, KeyError) as exc:
-                log.warning("resume record %s skipped: %r", message.key, exc)
+                record = decode_action(message.value)
+            except ValueError as exc:
+                log.warning("resume record %s skipped: %s", message.key, exc)
                 continue
+            source = record.source
+            if (
+                record.action != "unblock"
+                or record.result not in ("ok", "dry_run")
+                or not source.startswith("cli:")
+                or "key" not in (record.scope or {})  # a --team resume
+                or record.target is None
+            ):
+                continue
+            target = record.target
             count = self.outbox.resumed_elsewhere(message.key.decode(), target, source, now)
             if count:
                 log.info("%s resumed %s: %d incident thread(s) told", source, target, count)
@@ -772,7 +778,7 @@ class ActionStage(Stage):
                     asyncio.ensure_future(
                         self.producer.send_and_wait(
                             self.config.kafka.topics.actions,
-                            orjson.dumps(audit_wire(record)),
+                            record.to_json(),
                             key=key.encode(),
                         )
                     ),

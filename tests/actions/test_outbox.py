@@ -9,7 +9,14 @@ from typing import Any
 import orjson
 import pytest
 from spendbrake.actions import Outbox, dump_outbox, load_outbox, outcome_line
-from spendbrake.schemas import LITELLM_MASTER_KEY, AlertRecord, KeyRule, KeysConfig, unpickle_state
+from spendbrake.schemas import (
+    LITELLM_MASTER_KEY,
+    ActionRecord,
+    AlertRecord,
+    KeyRule,
+    KeysConfig,
+    unpickle_state,
+)
 
 #: An outbox mid-retry pickled by commit 796aa9e (see the test that restores it).
 OLD_PICKLE = Path(__file__).parent / "data" / "outbox_796aa9e.pkl"
@@ -133,9 +140,9 @@ def test_a_retry_keeps_the_lane_order_and_audits_each_attempt() -> None:
     head.attempts = 1
     box.retry(head, "http 500", 2.0, now=1.5)
     assert box.head("gateway") is head and head.next_at == 3.5
-    assert box.audit[head.id]["result"] == "retrying"
+    assert box.audit[head.id].result == "retrying"
     box.finish(head, "ok", "blocked", now=4.0)
-    assert box.audit[head.id]["result"] == "ok" and box.audit[head.id]["attempts"] == 1
+    assert box.audit[head.id].result == "ok" and box.audit[head.id].attempts == 1
 
 
 def test_a_permanent_failure_is_audited_and_the_lane_moves_on() -> None:
@@ -165,7 +172,7 @@ def test_a_trend_goes_to_the_digest_and_is_never_posted() -> None:
     assert box.accept(trend, now=1.0, keys=KEYS)
     assert not box.lanes["slack"] and not box.lanes["gateway"]
     record = box.audit["wow/api_key=sk-a/1#0/post"]
-    assert record["result"] == "skipped" and "digest" in record["detail"]
+    assert record.result == "skipped" and "digest" in record.detail
     # A page on the same scope right after is a new message, not a reply to nothing.
     assert box.accept(alert(action="alert", targets=(), id="cost_per_call/x/2"), now=2.0, keys=KEYS)
     assert [t.op for t in box.lanes["slack"]] == ["post"]
@@ -279,8 +286,8 @@ def test_a_forged_pause_of_a_protected_key_is_refused_audited_and_told() -> None
     assert box.accept(forged, now=1.0, keys=KEYS)
     assert not box.lanes["gateway"]
     record = box.audit["anomaly/api_key=sk-prod/1#0/block/sk-prod"]
-    assert (record["action"], record["target"], record["result"]) == ("block", "sk-prod", "refused")
-    assert "critical" in record["detail"]
+    assert (record.action, record.target, record.result) == ("block", "sk-prod", "refused")
+    assert "critical" in record.detail
     incident = box.incidents[forged.id]
     assert incident.refused == ["sk-prod"]
     # Slack hears it, with no "Resume" button or undo line for a key that was never paused.
@@ -296,7 +303,7 @@ def test_keys_no_rule_names_and_the_master_key_are_never_blocked() -> None:
     box.snooze({"team": "search"}, until=100.0)  # a refusal is still posted
     box.accept(alert(targets=targets), now=1.0, keys=KEYS)
     assert [t.target for t in box.lanes["gateway"]] == ["sk-a"]
-    refused = {r["target"]: r["detail"] for r in box.audit.values() if r["result"] == "refused"}
+    refused = {r.target: r.detail for r in box.audit.values() if r.result == "refused"}
     assert set(refused) == {"team-key", LITELLM_MASTER_KEY}
     assert "no keys rule names it" in refused["team-key"]
     assert "master key" in refused[LITELLM_MASTER_KEY]
@@ -317,11 +324,11 @@ def test_a_resume_click_unblocks_only_keys_paused_for_its_incident() -> None:
     assert box.resumable(incident) == {"sk-a"}
     assert box.command("unblock", ["sk-a", "sk-other"], incident, "slack:U9", now=5.0) == 1
     assert [t.target for t in box.lanes["gateway"]] == ["sk-a"]
-    refused = [r for r in box.audit.values() if r["result"] == "refused"]
-    assert [(r["target"], r["source"], r["action"]) for r in refused] == [
+    refused = [r for r in box.audit.values() if r.result == "refused"]
+    assert [(r.target, r.source, r.action) for r in refused] == [
         ("sk-other", "slack:U9", "unblock")
     ]
-    assert "not paused by SpendBrake" in refused[0]["detail"]
+    assert "not paused by SpendBrake" in refused[0].detail
     # An incident this outbox never saw unblocks nothing.
     assert box.command("unblock", ["sk-a"], "anomaly/forged/1", "slack:U9", now=6.0) == 0
     assert box.resumable("anomaly/forged/1") == set()
@@ -454,8 +461,9 @@ def test_an_outbox_pickled_by_the_previous_release_restores_and_runs() -> None:
 
 def test_an_outbox_file_of_the_previous_release_loads_with_typed_alerts() -> None:
     """``data/outbox_v1_dict_alerts.json``: written by the 2026-12-05 release, whose alerts
-    were dicts: a detector's pause and an operator alert (no ``detected_at``, an extra
-    ``message``). The same version-1 file reads, every alert typed, and plans on."""
+    and audit records were dicts: a detector's pause (one of its two keys critical, so
+    refused) and an operator alert (no ``detected_at``, an extra ``message``). The same
+    version-1 file reads, every alert and audit record typed, and plans on."""
     box = load_outbox(OLD_FILE.read_bytes())
     pause, unpriced = box.incidents.values()
     assert isinstance(pause.alert, AlertRecord) and isinstance(unpriced.alert, AlertRecord)
@@ -467,6 +475,10 @@ def test_an_outbox_file_of_the_previous_release_loads_with_typed_alerts() -> Non
     assert [(t.op, t.target) for t in box.lanes["gateway"]] == [("block", "sk-batch")]
     assert all(isinstance(t.alert, AlertRecord) for lane in box.lanes.values() for t in lane)
     assert "no pause policy" in outcome_line(unpriced, unpriced.alert, dry_run=False)
+    # The refusal of its critical key, not yet acknowledged by the broker, is typed too.
+    (refused,) = box.audit.values()
+    assert isinstance(refused, ActionRecord)
+    assert (refused.target, refused.result, refused.at) == ("sk-prod", "refused", 1.0)
     assert load_outbox(dump_outbox(box)) == box
     assert box.accept(alert(seq=1, id=pause.id), now=3.0, keys=KEYS)
 
@@ -482,10 +494,8 @@ def test_a_resume_record_only_unblocks_keys_spendbrake_paused() -> None:
     resume = alert(action="resume", targets=("sk-a", "sk-hand"), id="budget/daily/2")
     assert box.accept(resume, now=2.0, keys=KEYS)
     assert [(t.op, t.target) for t in box.lanes["gateway"]] == [("unblock", "sk-a")]
-    refused = [r for r in box.audit.values() if r["result"] == "refused"]
-    assert [(r["target"], r["detail"]) for r in refused] == [
-        ("sk-hand", "not paused by SpendBrake")
-    ]
+    refused = [r for r in box.audit.values() if r.result == "refused"]
+    assert [(r.target, r.detail) for r in refused] == [("sk-hand", "not paused by SpendBrake")]
     drain(box, "gateway")
     assert box.blocked == {}
 
