@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
+
 from spendbrake.schemas import AlertRecord, mrkdwn, mrkdwn_code, visible
 
 __all__ = [

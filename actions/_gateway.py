@@ -39,6 +39,7 @@ from typing import ClassVar, Literal, Protocol
 import httpx
 import orjson
 from pydantic import SecretStr
+
 from spendbrake.schemas import ConfigError, GatewayConfig
 
 __all__ = [

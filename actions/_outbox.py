@@ -33,6 +33,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
 import msgspec
+
 from spendbrake.schemas import ActionRecord, AlertRecord, KeysConfig
 
 from ._blocks import mask as _short

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+
 from spendbrake.schemas import SlackConfig
 
 __all__ = ["CONFIG_ERRORS", "SCOPES", "Failure", "SlackNotifier", "SlackOutcome"]

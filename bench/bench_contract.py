@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 from spendbrake.schemas import decode_event
 from spendbrake.schemas._event import decode_event_checked
 

@@ -39,12 +39,12 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from spendbrake.schemas import PriceTable, to_nusd
-from spendbrake.streamer import RollupRecord, RollupTotals
-from spendbrake.streamer._rollup import decode_rollup
 
 from spendbrake._broker import EmbeddedBroker, ensure_topics
 from spendbrake._simulate import simulate
+from spendbrake.schemas import PriceTable, to_nusd
+from spendbrake.streamer import RollupRecord, RollupTotals
+from spendbrake.streamer._rollup import decode_rollup
 
 from ._worker import worker_command
 

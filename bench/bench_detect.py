@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from spendbrake.schemas import Config, DetectorConfig, UsageEvent
 
 from bench.scenarios import (
     HOUR,
@@ -61,6 +60,7 @@ from bench.scenarios import (
     generate,
     key_rules,
 )
+from spendbrake.schemas import Config, DetectorConfig, UsageEvent
 
 #: An alert detects an incident when its window overlaps [start - before, end + after].
 PAD_BEFORE_S = 1 * HOUR

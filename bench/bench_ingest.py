@@ -37,10 +37,10 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from spendbrake.schemas import Config
 
 from spendbrake._broker import EmbeddedBroker, ensure_topics
 from spendbrake._simulate import simulate
+from spendbrake.schemas import Config
 from spendbrake.stages import Worker, WorkerSettings, tune_gc
 
 PARTITIONS = 4

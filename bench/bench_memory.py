@@ -49,6 +49,7 @@ from typing import Any
 
 import msgspec
 import orjson
+
 from spendbrake.detectors import Detector, SpendWatch, make_detector
 from spendbrake.schemas import Config, DetectorConfig, UsageEvent
 from spendbrake.streamer import RollupState

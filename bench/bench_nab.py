@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
 from spendbrake.detectors import make_detector
 
 #: NAB's default: the first 15 % of a file (at most 750 records) is not scored.

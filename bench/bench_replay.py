@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from spendbrake.schemas import Config
 
 from spendbrake._replay import ReplayStats, replay_lines
 from spendbrake._simulate import TrafficProfile, parse_incident, simulate
+from spendbrake.schemas import Config
 
 START_TS = 1_790_812_800.0  # 2026-10-01T00:00:00Z, a Thursday
 TARGET = 200_000

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import orjson
-from spendbrake.schemas import UsageEvent
 
 from spendbrake._broker import EmbeddedBroker, ensure_topics, free_port
+from spendbrake.schemas import UsageEvent
 from spendbrake.sdk import SpendProducer
 
 

@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from spendbrake.schemas import BudgetConfig, KeyRule, KeysConfig, UsageEvent
 
 __all__ = [

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+
 from spendbrake.detectors._base import Detector, make_detector
 from spendbrake.detectors._budgets import BudgetBook
 from spendbrake.detectors._clock import EventClock

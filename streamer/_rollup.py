@@ -29,6 +29,7 @@ from typing import Any
 
 import msgspec
 import orjson
+
 from spendbrake.schemas import METRICS, NUSD, SCOPE_FIELDS, UsageEvent, Wire, format_ts
 
 WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 import msgspec
 import orjson
+
 from spendbrake.schemas import StateUnreadable
 
 log = logging.getLogger(__name__)

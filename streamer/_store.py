@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import orjson
+
 from spendbrake.schemas import METRICS, SCOPE_FIELDS, StateUnreadable, parse_ts
 
 from ._rollup import RollupRecord

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 import orjson
+
 from spendbrake.schemas import NUSD, UsageEvent, Wire, format_ts
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+
 from spendbrake.actions._blocks import (
     RESUME_ACTION_ID,
     SNOOZE_ACTION_ID,

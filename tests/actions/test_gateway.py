@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import orjson
 import pytest
+
 from spendbrake.actions import (
     GatewayOutcome,
     LiteLLMGateway,
@@ -22,9 +23,8 @@ from spendbrake.actions import (
     sign_webhook,
     verify_webhook_signature,
 )
-from spendbrake.schemas import ConfigError, GatewayConfig
-
 from spendbrake.fakes.gateway import BlockCount, FakeGateway
+from spendbrake.schemas import ConfigError, GatewayConfig
 
 MASTER = "sk-master-NEVER-SHOW-7f3a9c"
 SECRET = "whsec-NEVER-SHOW-0b1e22"

@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 from slack_sdk.signature import SignatureVerifier
+
 from spendbrake.actions import (
     Interaction,
     InteractionServer,

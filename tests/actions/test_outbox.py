@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from spendbrake.actions import Outbox, dump_outbox, load_outbox, outcome_line
 from spendbrake.schemas import (
     LITELLM_MASTER_KEY,

@@ -9,10 +9,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from spendbrake.actions._slack import SlackNotifier
-from spendbrake.schemas import SlackConfig
 
+from spendbrake.actions._slack import SlackNotifier
 from spendbrake.fakes.slack import CHANNEL_ID, PRIVATE_ID, FakeSlack
+from spendbrake.schemas import SlackConfig
 from tests.actions.test_slack_scopes import documented_scopes
 
 TOKEN = "xoxb-unit"

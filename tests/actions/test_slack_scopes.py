@@ -16,12 +16,12 @@ from functools import cache
 from pathlib import Path
 
 from slack_sdk.web.async_client import AsyncWebClient
-from spendbrake.actions._slack import SCOPES, SlackNotifier
-from spendbrake.schemas import Config, SlackConfig
 
 from spendbrake._digest import send_digest
 from spendbrake._reload import ConfigReloader
+from spendbrake.actions._slack import SCOPES, SlackNotifier
 from spendbrake.fakes.slack import FakeSlack
+from spendbrake.schemas import Config, SlackConfig
 
 ROOT = Path(__file__).parents[2]
 #: The product's code (the fakes stand in for Slack; tests and benches are not shipped).

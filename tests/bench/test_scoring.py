@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from spendbrake.schemas import format_ts
 
 from bench import bench_detect as bd
 from bench.scenarios import (
@@ -24,6 +23,7 @@ from bench.scenarios import (
     SeriesLabel,
     generate,
 )
+from spendbrake.schemas import format_ts
 
 SCORED = START_TS + 3 * WEEK
 END = START_TS + 5 * WEEK

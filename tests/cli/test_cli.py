@@ -16,10 +16,10 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from click.testing import CliRunner
-from spendbrake.schemas import decode_event
 
 from spendbrake._broker import EmbeddedBroker, free_port
 from spendbrake.cli import main
+from spendbrake.schemas import decode_event
 from tests.kafka_helpers import read_topic_sync
 
 COMMANDS = [

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import orjson
 from click.testing import CliRunner
-from spendbrake.schemas import parse_ts
 
 from spendbrake._simulate import parse_incident, simulate
 from spendbrake.cli import main
+from spendbrake.schemas import parse_ts
 
 START = parse_ts("2026-09-07T00:00:00Z")
 

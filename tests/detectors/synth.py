@@ -7,6 +7,7 @@ series. ``T0`` is a Monday 00:00 UTC, so hour ``h`` of the series is hour-of-wee
 from __future__ import annotations
 
 import numpy as np
+
 from spendbrake.detectors import Detector, Verdict
 
 T0 = 1_704_067_200.0  # 2024-01-01 00:00 UTC, a Monday

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import BudgetConfig, Config, parse_ts
-
 from tests.detectors.test_watch import T0, _history, _records, _runaway
 
 

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import orjson
 import pytest
+
 from spendbrake.detectors import BudgetTracker, BudgetVerdict
 from spendbrake.schemas import BudgetConfig
-
 from tests.detectors.synth import shape
 
 H = 3600.0

@@ -14,9 +14,9 @@ import pickle
 import msgspec
 import numpy as np
 import pytest
-from spendbrake.detectors import Detector, Verdict, available, make_detector
 
 from spendbrake import detectors
+from spendbrake.detectors import Detector, Verdict, available, make_detector
 from tests.detectors.synth import HOUR, T0, WEEK_H, run, spend
 
 NAMES = available()

@@ -6,6 +6,7 @@ import math
 
 import msgspec
 import numpy as np
+
 from spendbrake.detectors import make_detector
 
 HOUR = 3600.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import Config
-
 from tests.detectors.test_watch import _history, _run, _runaway
 
 

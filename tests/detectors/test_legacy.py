@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from spendbrake.actions import apply_policies
 from spendbrake.detectors import SpendWatch
 from spendbrake.detectors._series import Series
 from spendbrake.schemas import Alert, BudgetConfig, Config, KeyInfo, unpickle_state
-
 from tests.detectors.test_snapshot_compat import _DictLayoutPickler
 from tests.detectors.test_watch import (
     HOUR,

@@ -16,8 +16,8 @@ import tracemalloc
 
 import msgspec
 import pytest
-from spendbrake.detectors import Detector, make_detector
 
+from spendbrake.detectors import Detector, make_detector
 from tests.detectors.synth import run, spend
 
 COPIES = 300

@@ -8,9 +8,9 @@ from array import array
 
 import msgspec
 import pytest
+
 from spendbrake.detectors import make_detector
 from spendbrake.detectors._plain import from_plain, to_plain
-
 from tests.detectors.synth import run, spend
 
 

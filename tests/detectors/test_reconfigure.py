@@ -7,10 +7,10 @@ import copy
 import math
 
 import pytest
+
 from spendbrake.detectors import SpendWatch, available, make_detector
 from spendbrake.detectors._retune import retune
 from spendbrake.schemas import BudgetConfig, Config, DetectorConfig
-
 from tests.detectors.synth import run, spend
 from tests.detectors.test_watch import T0, _history, _run, _runaway
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from spendbrake.detectors import make_detector
 
+from spendbrake.detectors import make_detector
 from tests.detectors.synth import WEEK_H, run, spend
 
 AT = 4 * WEEK_H

@@ -13,9 +13,9 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-from spendbrake.detectors import make_detector
 
 from bench.scenarios import HOUR, START_TS, WARMUP_WEEKS, WEEK, ScenarioSet, generate
+from spendbrake.detectors import make_detector
 
 WEEKS = 5
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from spendbrake.detectors import make_detector
 
+from spendbrake.detectors import make_detector
 from tests.detectors.synth import WEEK_H, run, spend
 
 SEEDS = [0, 1, 2, 3, 4]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from spendbrake.detectors import make_detector
 
 HOUR = 3600.0

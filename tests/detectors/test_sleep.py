@@ -9,7 +9,6 @@ import pickle
 from spendbrake.detectors import SpendWatch, make_detector
 from spendbrake.schemas import NUSD, Config
 from spendbrake.streamer import RollupRecord
-
 from tests.detectors.synth import spend
 
 HOUR = 3600

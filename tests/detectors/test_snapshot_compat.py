@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from spendbrake.detectors import make_detector
 from spendbrake.detectors._logcode import EMPTY, decode
 from spendbrake.detectors._robust import BurnScale
 from spendbrake.detectors._seasonal import SeasonalBaseline
 from spendbrake.detectors._wow import WeekOverWeek
 from spendbrake.schemas import unpickle_state
-
 from tests.detectors.synth import HOUR, T0, spend
 
 DATA = json.loads((Path(__file__).parent / "data" / "detectors_dict_layout.json").read_bytes())

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from spendbrake.actions import apply_policies
 from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import (
@@ -21,7 +22,6 @@ from spendbrake.schemas import (
     KeyRule,
     KeysConfig,
 )
-
 from tests.detectors.synth import shape
 
 HOUR = 3600

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+
 from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import Config, KeyInfo, KeyRule, KeysConfig
-
 from tests.detectors.test_watch import (
     HOUR,
     T0,

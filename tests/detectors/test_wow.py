@@ -10,8 +10,8 @@ import math
 import pickle
 
 import numpy as np
-from spendbrake.detectors import make_detector
 
+from spendbrake.detectors import make_detector
 from tests.detectors.synth import WEEK_H, run, spend
 
 DAY = 24

@@ -7,6 +7,7 @@ import re
 
 import orjson
 import pytest
+
 from spendbrake.schemas import ActionRecord, decode_action
 
 #: A ``spendbrake resume`` audit as the 2026-12-05 release wrote it (dict + audit_wire).

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+
 from spendbrake.schemas import (
     InvalidEvent,
     UsageEvent,
@@ -19,7 +20,6 @@ from spendbrake.schemas import (
     from_openai_usage,
     from_otel_attributes,
 )
-
 from tests.litellm_helpers import registered
 
 # LiteLLM reads this once, at import: without it, importing litellm tries to

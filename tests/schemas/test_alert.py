@@ -8,6 +8,7 @@ import re
 import msgspec
 import orjson
 import pytest
+
 from spendbrake.schemas import Alert, AlertRecord, KeyInfo, decode_alert
 from spendbrake.streamer._processor import unpriced_model_alert
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from spendbrake.schemas import Config, DetectorConfig
 
 from spendbrake._config_loader import load_config
+from spendbrake.schemas import Config, DetectorConfig
 
 
 def test_cost_per_call_runs_on_keys_only_by_default() -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+
 from spendbrake.schemas import (
     MAX_EVENT_BYTES,
     InvalidEvent,

@@ -6,10 +6,10 @@ import random
 
 import orjson
 import pytest
-from spendbrake.schemas import InvalidEvent, decode_event
-from spendbrake.schemas._event import decode_event_checked
 
 from spendbrake._simulate import simulate
+from spendbrake.schemas import InvalidEvent, decode_event
+from spendbrake.schemas._event import decode_event_checked
 
 POOL: list[object] = [
     0,

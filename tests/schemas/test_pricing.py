@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
+
 from spendbrake.schemas import ConfigError, ModelPrice, PriceEntryModel, PriceTable, UsageEvent
 
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC).timestamp()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from spendbrake.schemas import decode_event
 
 from spendbrake._broker import EmbeddedBroker
+from spendbrake.schemas import decode_event
 from spendbrake.sdk import SpendProducer
 from tests.kafka_helpers import read_topic
 from tests.litellm_helpers import registered

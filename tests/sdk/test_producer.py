@@ -8,9 +8,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from spendbrake.schemas import InvalidEvent, decode_event
 
 from spendbrake._broker import EmbeddedBroker, ensure_topics, free_port
+from spendbrake.schemas import InvalidEvent, decode_event
 from spendbrake.sdk import SpendProducer
 from tests.kafka_helpers import read_topic_sync
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from spendbrake.schemas import Config, ConfigError
 
 from spendbrake._config_loader import ConfigErrors, load_config
+from spendbrake.schemas import Config, ConfigError
 
 GOOD = """\
 kafka:

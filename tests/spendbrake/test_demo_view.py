@@ -7,11 +7,11 @@ import io
 from pathlib import Path
 
 from rich.console import Console
-from spendbrake.schemas import Config
-from spendbrake.streamer import RollupRecord
 
 from spendbrake._demo import HOUR, DemoState, _view
+from spendbrake.schemas import Config
 from spendbrake.stages import ActionStage, WorkerSettings
+from spendbrake.streamer import RollupRecord
 from tests.actions.test_blocks import HOSTILE, alert
 
 END = 1_791_158_400.0

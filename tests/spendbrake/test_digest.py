@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from spendbrake.schemas import SlackConfig
 
 from spendbrake._digest import DigestError, digest_message, due_period, send_digest
 from spendbrake.fakes.slack import CHANNEL_ID, FakeSlack
+from spendbrake.schemas import SlackConfig
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 

@@ -8,7 +8,6 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-from spendbrake.schemas import decode_event, validate_event
 
 from spendbrake._simulate import (
     INCIDENT_KINDS,
@@ -21,6 +20,7 @@ from spendbrake._simulate import (
     simulate,
     write_jsonl,
 )
+from spendbrake.schemas import decode_event, validate_event
 
 MONDAY = datetime(2026, 10, 5, tzinfo=UTC).timestamp()
 HOUR = 3600.0
@@ -266,9 +266,8 @@ def test_pace_sleeps_until_event_time_on_the_given_clock() -> None:
 def test_the_demo_config_classes_every_simulated_key_as_its_profile_does() -> None:
     """The demo pauses the batch key and only alerts the critical bot because its config
     says so (the events' workload decides nothing): keep the two in step."""
-    from spendbrake.schemas import KeysConfig
-
     from spendbrake._demo import demo_config
+    from spendbrake.schemas import KeysConfig
 
     keys = demo_config("127.0.0.1:1", None, "xoxb-x", None, "http://127.0.0.1:1").keys
     profile = TrafficProfile.default()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from spendbrake.actions import Outbox
 from spendbrake.schemas import Config, StateUnreadable, unpickle_state
-
 from spendbrake.stages import ActionStage, WorkerSettings
 from tests.actions.test_outbox import KEYS, OLD_PICKLE, alert
 

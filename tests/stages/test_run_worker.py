@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from spendbrake.schemas import Config, StateUnreadable
 
 from spendbrake._broker import EmbeddedBroker
+from spendbrake.schemas import Config, StateUnreadable
 from spendbrake.stages import STAGES, Worker, WorkerSettings, parse_stages
 
 

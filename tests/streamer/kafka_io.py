@@ -7,6 +7,7 @@ import time
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
 from spendbrake.streamer import RollupRecord, RollupTotals
 from spendbrake.streamer._rollup import decode_rollup
 

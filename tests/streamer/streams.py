@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import orjson
+
 from spendbrake.schemas import PriceTable, decode_event, to_nusd
 
 T0 = 1_791_158_400  # 2026-10-05T00:00:00Z (a Monday, in the past: the worker refuses future events)

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from spendbrake.actions._interactive import RESUME_ACTION_ID, build_payload, sign_request
 
 from spendbrake._broker import EmbeddedBroker, free_port
+from spendbrake.actions._interactive import RESUME_ACTION_ID, build_payload, sign_request
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
 from tests.kafka_helpers import read_topic
@@ -487,7 +487,6 @@ def test_a_gateway_without_a_database_fails_pauses_for_good_and_says_so_once(
     """A database-less LiteLLM proxy answers /key/block 500 forever: the first pause gives
     up after a few tries, the next at its first 500, each audited; the lane moves on."""
     from spendbrake.actions._gateway import CONFIG_ERROR_AFTER
-
     from tests.actions.test_gateway import NO_DATABASE
 
     slack, gateway = fakes

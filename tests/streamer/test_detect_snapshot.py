@@ -14,8 +14,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from spendbrake.schemas import StateUnreadable
 
+from spendbrake.schemas import StateUnreadable
 from spendbrake.stages import DetectStage, WorkerSettings
 from tests.detectors.test_legacy import FIXTURE, _stage_plan
 

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from spendbrake.schemas import parse_ts
 
 from spendbrake._broker import EmbeddedBroker, free_port
 from spendbrake._simulate import parse_incident, simulate
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
+from spendbrake.schemas import parse_ts
 from tests.kafka_helpers import read_topic
 from tests.streamer.kafka_io import publish_raw
 from tests.streamer.test_worker import scrape, start_worker, stop
@@ -162,10 +162,9 @@ def test_records_the_watch_skips_are_skipped_undecoded_and_change_nothing() -> N
     """The detect stage's prefilter: same watch state as decoding every record."""
     from spendbrake.detectors import SpendWatch
     from spendbrake.schemas import Config, PriceTable
+    from spendbrake.stages.detect import minute_sets, unread
     from spendbrake.streamer import PartitionProcessor
     from spendbrake.streamer._rollup import decode_rollup, encode_rollup
-
-    from spendbrake.stages.detect import minute_sets, unread
 
     config = Config.model_validate(
         {

@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from spendbrake.schemas import KafkaConfig
 
 from spendbrake._broker import EmbeddedBroker, free_port
+from spendbrake.schemas import KafkaConfig
 from spendbrake.sdk import SpendProducer
 from tests.kafka_sasl import ScramFront
 from tests.streamer.test_worker import start_worker, stop

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from prometheus_client import generate_latest
-from spendbrake.streamer import ProcessorStats
 
 from spendbrake.stages.metrics import MAX_LABEL_VALUES, IngestMetrics
+from spendbrake.streamer import ProcessorStats
 
 
 def _series(metrics: IngestMetrics, name: str) -> dict[str, float]:

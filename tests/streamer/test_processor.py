@@ -6,6 +6,7 @@ import zlib
 
 import orjson
 import pytest
+
 from spendbrake.schemas import DEFAULT_DIMENSIONS, PriceTable
 from spendbrake.streamer import (
     PartitionProcessor,
@@ -14,7 +15,6 @@ from spendbrake.streamer import (
     RollupTotals,
     TraceTotals,
 )
-
 from tests.streamer.streams import T0, ground_truth, make_stream, trace_truth
 
 PRICES = PriceTable.default()
@@ -333,6 +333,7 @@ def test_encoded_trace_batch_is_the_wire_form() -> None:
     import random
 
     import orjson
+
     from spendbrake.streamer import TracePartial
     from spendbrake.streamer._traces import encode_traces
 

@@ -145,9 +145,8 @@ def test_reload_applies_a_budget_change_and_rejects_a_broken_file(
 
 
 async def test_stages_switch_together_and_a_refusal_puts_them_back(tmp_path: Path) -> None:
-    from spendbrake.schemas import Config
-
     from spendbrake._config_loader import load_config
+    from spendbrake.schemas import Config
     from spendbrake.stages import STAGES, Worker, WorkerSettings
 
     path = tmp_path / "spendbrake.yaml"

@@ -7,6 +7,7 @@ from array import array
 
 import orjson
 import pytest
+
 from spendbrake.schemas import UsageEvent
 from spendbrake.streamer import RollupRecord, RollupState
 from spendbrake.streamer._rollup import (
@@ -16,7 +17,6 @@ from spendbrake.streamer._rollup import (
     encode_mark,
     encode_rollup,
 )
-
 from tests.streamer.streams import T0
 
 

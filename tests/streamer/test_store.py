@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from spendbrake.streamer import RollupRecord, StoreBatch, TracePartial, apply_batch, connect_store
 from spendbrake.streamer._store import load_offsets
 

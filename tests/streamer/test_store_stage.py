@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from spendbrake.schemas import PriceTable, decode_event, parse_ts, to_nusd
-from spendbrake.streamer import StoreBusy, connect_store
 
 from spendbrake._broker import EmbeddedBroker
 from spendbrake._report import (
@@ -28,6 +26,8 @@ from spendbrake._report import (
     parse_period,
     percentile,
 )
+from spendbrake.schemas import PriceTable, decode_event, parse_ts, to_nusd
+from spendbrake.streamer import StoreBusy, connect_store
 from tests.streamer.kafka_io import publish_raw
 from tests.streamer.test_worker import start_worker, stop
 

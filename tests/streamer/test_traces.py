@@ -6,7 +6,6 @@ import random
 
 from spendbrake.schemas import UsageEvent
 from spendbrake.streamer._traces import TraceState
-
 from tests.streamer.streams import T0
 
 

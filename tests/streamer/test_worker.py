@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from spendbrake.schemas import PriceTable
 
 from bench._worker import worker_command
 from spendbrake._broker import EmbeddedBroker, ensure_topics, free_port
+from spendbrake.schemas import PriceTable
 from tests.kafka_helpers import read_topic_sync
 from tests.streamer.kafka_io import publish_raw, read_totals
 from tests.streamer.streams import ground_truth, make_stream
