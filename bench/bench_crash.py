@@ -42,9 +42,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from spendbrake._broker import EmbeddedBroker, ensure_topics
 from spendbrake._simulate import simulate
-from spendbrake.schemas import PriceTable, to_nusd
-from spendbrake.streamer import RollupRecord, RollupTotals
-from spendbrake.streamer._rollup import decode_rollup
+from spendbrake.schemas import PriceTable, RollupRecord, decode_rollup, to_nusd
+from spendbrake.streamer import RollupTotals
 
 from ._worker import worker_command
 

@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 
 from spendbrake._report import build_report, parse_period, team_model_costs
-from spendbrake.schemas import parse_ts
-from spendbrake.streamer import RollupRecord, StoreBatch, TracePartial, apply_batch, connect_store
+from spendbrake.schemas import RollupRecord, parse_ts
+from spendbrake.streamer import StoreBatch, TracePartial, apply_batch, connect_store
 
 START = int(parse_ts("2026-05-01T00:00:00Z"))
 END = int(parse_ts("2026-11-01T00:00:00Z"))

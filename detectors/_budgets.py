@@ -14,8 +14,16 @@ from typing import Any
 
 from spendbrake.detectors._budget import BudgetTracker, BudgetVerdict
 from spendbrake.detectors._keys import KeyDirectory
-from spendbrake.detectors._series import RollupLike
-from spendbrake.schemas import COST, NUSD, Alert, BudgetConfig, Config, KeyInfo, KeysConfig
+from spendbrake.schemas import (
+    COST,
+    NUSD,
+    Alert,
+    BudgetConfig,
+    Config,
+    KeyInfo,
+    KeysConfig,
+    RollupRecord,
+)
 
 __all__ = ["BudgetBook"]
 
@@ -51,7 +59,7 @@ class BudgetBook:
         """Indices of the budgets whose scope is the dimension set ``dims`` (any order)."""
         return self._scopes.get(tuple(sorted(dims)), [])
 
-    def part(self, r: RollupLike) -> None:
+    def part(self, r: RollupRecord) -> None:
         """Take an hour or minute record in: the trackers it is within see their new sum."""
         dims = tuple(r.dims)
         by_values = self._match.get(dims)

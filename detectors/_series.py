@@ -13,12 +13,12 @@ import math
 import sys
 from array import array
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from spendbrake.detectors._base import Detector, make_detector
-from spendbrake.schemas import CALLS, COST, NUSD, Alert, Config, DetectorConfig
+from spendbrake.schemas import CALLS, COST, NUSD, Alert, Config, DetectorConfig, RollupRecord
 
-__all__ = ["OTHER", "RollupLike", "Series", "SeriesBook", "SeriesKey", "metric_value", "weight"]
+__all__ = ["OTHER", "Series", "SeriesBook", "SeriesKey", "metric_value", "weight"]
 
 HOUR = 3600
 #: A series silent this long is forgotten (its detectors too).
@@ -31,18 +31,6 @@ SeriesKey = tuple[tuple[str, ...], tuple[str | None, ...]]
 _ROW = 5
 #: One tuple per distinct list of config indices, shared by every series it applies to.
 _SLOTS: dict[tuple[int, ...], tuple[int, ...]] = {}
-
-
-class RollupLike(Protocol):
-    """The fields of ``streamer.RollupRecord`` the watch reads."""
-
-    dims: tuple[str, ...]
-    values: tuple[str | None, ...]
-    window_s: int
-    window_start: int
-    partition: int
-    epoch: int
-    metrics: tuple[int, ...]
 
 
 class Series:
@@ -204,7 +192,7 @@ class SeriesBook:
         #: a series' detector slots -> seconds of silence after which it sleeps (derived)
         self._sleep_after: dict[tuple[int, ...], int] = {}
 
-    def hour(self, dims: tuple[str, ...], r: RollupLike, config: Config) -> None:
+    def hour(self, dims: tuple[str, ...], r: RollupRecord, config: Config) -> None:
         """Set an hour record's part in its series (or in its set's ``(other)``)."""
         sk = (dims, tuple(r.values))
         series = self.series.get(sk)
@@ -230,7 +218,7 @@ class SeriesBook:
             series.last_spend_hour = max(series.last_spend_hour, r.window_start)
         self.dirty.add((sk, r.window_start))
 
-    def fold(self, r: RollupLike, config: Config) -> None:
+    def fold(self, r: RollupRecord, config: Config) -> None:
         """Count a series past the cap into its set's ``(other)`` series, exactly."""
         dims = self._dim_sets.setdefault(tuple(r.dims), tuple(r.dims))
         hour = r.window_start

@@ -35,11 +35,11 @@ from spendbrake.detectors._keys import KeyDirectory
 from spendbrake.detectors._legacy import load_pickled_watch
 from spendbrake.detectors._reconfigure import built_from, outdated, remap_detectors
 from spendbrake.detectors._scoring import Scoring
-from spendbrake.detectors._series import FORGET_S, RollupLike, Series, SeriesBook, SeriesKey
+from spendbrake.detectors._series import FORGET_S, Series, SeriesBook, SeriesKey
 from spendbrake.detectors._watch_state import dump_watch, load_watch
-from spendbrake.schemas import KEY_DIMENSIONS, Alert, Config, KeyInfo
+from spendbrake.schemas import KEY_DIMENSIONS, Alert, Config, KeyInfo, RollupRecord
 
-__all__ = ["RollupLike", "SpendWatch"]
+__all__ = ["SpendWatch"]
 
 HOUR = 3600
 MINUTE = 60
@@ -158,7 +158,7 @@ class SpendWatch:
 
     # -- input -------------------------------------------------------------
 
-    def observe(self, records: Iterable[RollupLike]) -> None:
+    def observe(self, records: Iterable[RollupRecord]) -> None:
         """Take rollup records in (any order within a batch; last write per key wins)."""
         clock = self.clock
         marks = clock.marks
@@ -219,7 +219,7 @@ class SpendWatch:
             )
         return role
 
-    def _hour(self, r: RollupLike) -> None:
+    def _hour(self, r: RollupRecord) -> None:
         dims = tuple(r.dims)
         is_directory, detected, budgets = self._role(dims)
         if is_directory:

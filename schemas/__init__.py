@@ -41,6 +41,7 @@ from ._event import (
 from ._fast import Wire, fast_wire
 from ._keys import LITELLM_MASTER_KEY, KeyClass, KeyRule, KeysConfig
 from ._pricing import ModelPrice, PriceEntryModel, PriceTable
+from ._rollup import RollupRecord, WatermarkMark, decode_rollup, encode_mark, encode_rollup
 from ._snapshot import unpickle_state
 from ._text import csv_text, mrkdwn, mrkdwn_code, visible
 from ._units import CALLS, COST, METRICS, NUSD, to_nusd
@@ -79,6 +80,7 @@ __all__ = [
     "PriceEntryModel",
     "PriceTable",
     "PricingConfig",
+    "RollupRecord",
     "SlackConfig",
     "SpendBrakeError",
     "StateUnreadable",
@@ -86,11 +88,15 @@ __all__ = [
     "TopicsConfig",
     "UsageEvent",
     "ValueAt",
+    "WatermarkMark",
     "Wire",
     "csv_text",
     "decode_action",
     "decode_alert",
     "decode_event",
+    "decode_rollup",
+    "encode_mark",
+    "encode_rollup",
     "fast_wire",
     "format_ts",
     "from_anthropic_usage",

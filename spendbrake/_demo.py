@@ -31,7 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from spendbrake.actions import outcome_line
-from spendbrake.schemas import CALLS, COST, NUSD, Config, UsageEvent, visible
+from spendbrake.schemas import CALLS, COST, NUSD, Config, RollupRecord, UsageEvent, visible
 from spendbrake.stages import (
     STAGES,
     ActionStage,
@@ -41,7 +41,7 @@ from spendbrake.stages import (
     Worker,
     WorkerSettings,
 )
-from spendbrake.streamer import RollupRecord, RollupTotals
+from spendbrake.streamer import RollupTotals
 
 from ._broker import EmbeddedBroker, ensure_topics
 from ._config_loader import load_config

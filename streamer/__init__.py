@@ -17,16 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._dedupe import Deduper
 from ._processor import DeadLetter, Outputs, PartitionProcessor, ProcessorStats
-from ._rollup import (
-    WINDOWS_S,
-    RollupRecord,
-    RollupState,
-    RollupTotals,
-    WatermarkMark,
-    decode_rollup,
-    encode_mark,
-    encode_rollup,
-)
+from ._rollup import WINDOWS_S, RollupState, RollupTotals
 from ._state import PartitionStore, write_atomic
 from ._traces import TracePartial, TraceState, TraceTotals, encode_traces
 
@@ -74,7 +65,6 @@ __all__ = [
     "PartitionProcessor",
     "PartitionStore",
     "ProcessorStats",
-    "RollupRecord",
     "RollupState",
     "RollupTotals",
     "StoreBatch",
@@ -82,12 +72,8 @@ __all__ = [
     "TracePartial",
     "TraceState",
     "TraceTotals",
-    "WatermarkMark",
     "apply_batch",
     "connect_store",
-    "decode_rollup",
-    "encode_mark",
-    "encode_rollup",
     "encode_traces",
     "load_offsets",
     "opened",

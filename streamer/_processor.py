@@ -18,6 +18,7 @@ from spendbrake.schemas import (
     NUSD,
     InvalidEvent,
     PriceTable,
+    RollupRecord,
     UsageEvent,
     Wire,
     decode_event,
@@ -26,7 +27,7 @@ from spendbrake.schemas import (
 )
 
 from ._dedupe import BUCKET_S, Deduper
-from ._rollup import WINDOWS_S, RollupRecord, RollupState
+from ._rollup import WINDOWS_S, RollupState
 from ._traces import TracePartial, TraceState
 
 #: Bytes of a bad record's payload kept in its DLQ record.

@@ -28,9 +28,8 @@ import duckdb
 import numpy as np
 import orjson
 
-from spendbrake.schemas import METRICS, SCOPE_FIELDS, StateUnreadable, parse_ts
+from spendbrake.schemas import METRICS, SCOPE_FIELDS, RollupRecord, StateUnreadable, parse_ts
 
-from ._rollup import RollupRecord
 from ._traces import TracePartial
 
 log = logging.getLogger(__name__)

@@ -35,8 +35,15 @@ from aiokafka.errors import KafkaError
 
 from spendbrake.actions import apply_policies
 from spendbrake.detectors import SpendWatch
-from spendbrake.schemas import Alert, Config, StateUnreadable, unpickle_state
-from spendbrake.streamer import WatermarkMark, decode_rollup, write_atomic
+from spendbrake.schemas import (
+    Alert,
+    Config,
+    StateUnreadable,
+    WatermarkMark,
+    decode_rollup,
+    unpickle_state,
+)
+from spendbrake.streamer import write_atomic
 
 from .metrics import DetectMetrics
 from .stage import OutputFailed, Stage, WorkerSettings, until_stopped

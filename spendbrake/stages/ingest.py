@@ -26,17 +26,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from spendbrake.schemas import Config, PriceTable, StateUnreadable
-from spendbrake.streamer import (
-    DeadLetter,
-    PartitionProcessor,
-    PartitionStore,
+from spendbrake.schemas import (
+    Config,
+    PriceTable,
     RollupRecord,
+    StateUnreadable,
     WatermarkMark,
     encode_mark,
     encode_rollup,
-    encode_traces,
 )
+from spendbrake.streamer import DeadLetter, PartitionProcessor, PartitionStore, encode_traces
 
 from .metrics import IngestMetrics
 from .stage import OutputFailed, Stage, WorkerSettings

@@ -27,14 +27,12 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from spendbrake.schemas import Config
+from spendbrake.schemas import Config, RollupRecord, decode_rollup
 from spendbrake.streamer import (
-    RollupRecord,
     StoreBatch,
     StoreBusy,
     TracePartial,
     apply_batch,
-    decode_rollup,
     load_offsets,
     opened,
 )

@@ -26,7 +26,7 @@ from spendbrake.schemas import Config
 from .stage import Stage, WorkerSettings
 
 if TYPE_CHECKING:
-    from spendbrake.streamer import RollupRecord
+    from spendbrake.schemas import RollupRecord
 
     from .act import ActionStage
     from .detect import DetectStage

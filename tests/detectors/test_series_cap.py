@@ -5,8 +5,7 @@ counted exactly, with one operator alert a day."""
 from __future__ import annotations
 
 from spendbrake.detectors import SpendWatch
-from spendbrake.schemas import NUSD, Config
-from spendbrake.streamer import RollupRecord
+from spendbrake.schemas import NUSD, Config, RollupRecord
 
 HOUR = 3600
 T0 = 1_790_553_600  # Monday 2026-09-28 00:00 UTC

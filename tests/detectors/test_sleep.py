@@ -7,8 +7,7 @@ from __future__ import annotations
 import pickle
 
 from spendbrake.detectors import SpendWatch, make_detector
-from spendbrake.schemas import NUSD, Config
-from spendbrake.streamer import RollupRecord
+from spendbrake.schemas import NUSD, Config, RollupRecord
 from tests.detectors.synth import spend
 
 HOUR = 3600

@@ -9,9 +9,8 @@ from pathlib import Path
 from rich.console import Console
 
 from spendbrake._demo import HOUR, DemoState, _view
-from spendbrake.schemas import Config
+from spendbrake.schemas import Config, RollupRecord
 from spendbrake.stages import ActionStage, WorkerSettings
-from spendbrake.streamer import RollupRecord
 from tests.actions.test_blocks import HOSTILE, alert
 
 END = 1_791_158_400.0

@@ -24,8 +24,8 @@ from spendbrake._report import (
     trend_pct,
 )
 from spendbrake.cli import main
-from spendbrake.schemas import PriceTable, parse_ts
-from spendbrake.streamer import RollupRecord, StoreBatch, apply_batch, connect_store
+from spendbrake.schemas import PriceTable, RollupRecord, parse_ts
+from spendbrake.streamer import StoreBatch, apply_batch, connect_store
 
 OCT = parse_ts("2026-10-01T00:00:00Z")
 SEP = parse_ts("2026-09-01T00:00:00Z")

@@ -8,8 +8,8 @@ import time
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from spendbrake.streamer import RollupRecord, RollupTotals
-from spendbrake.streamer._rollup import decode_rollup
+from spendbrake.schemas import RollupRecord, decode_rollup
+from spendbrake.streamer import RollupTotals
 
 
 def event_key(raw: bytes) -> bytes | None:

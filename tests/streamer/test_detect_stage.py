@@ -161,10 +161,9 @@ def _check_alerts(got: dict[bytes, dict]) -> None:
 def test_records_the_watch_skips_are_skipped_undecoded_and_change_nothing() -> None:
     """The detect stage's prefilter: same watch state as decoding every record."""
     from spendbrake.detectors import SpendWatch
-    from spendbrake.schemas import Config, PriceTable
+    from spendbrake.schemas import Config, PriceTable, decode_rollup, encode_rollup
     from spendbrake.stages.detect import minute_sets, unread
     from spendbrake.streamer import PartitionProcessor
-    from spendbrake.streamer._rollup import decode_rollup, encode_rollup
 
     config = Config.model_validate(
         {

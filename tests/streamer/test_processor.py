@@ -7,14 +7,8 @@ import zlib
 import orjson
 import pytest
 
-from spendbrake.schemas import DEFAULT_DIMENSIONS, PriceTable
-from spendbrake.streamer import (
-    PartitionProcessor,
-    RollupRecord,
-    RollupState,
-    RollupTotals,
-    TraceTotals,
-)
+from spendbrake.schemas import DEFAULT_DIMENSIONS, PriceTable, RollupRecord
+from spendbrake.streamer import PartitionProcessor, RollupState, RollupTotals, TraceTotals
 from tests.streamer.streams import T0, ground_truth, make_stream, trace_truth
 
 PRICES = PriceTable.default()

@@ -8,15 +8,16 @@ from array import array
 import orjson
 import pytest
 
-from spendbrake.schemas import UsageEvent
-from spendbrake.streamer import RollupRecord, RollupState
-from spendbrake.streamer._rollup import (
-    SpanTotals,
+from spendbrake.schemas import (
+    RollupRecord,
+    UsageEvent,
     WatermarkMark,
     decode_rollup,
     encode_mark,
     encode_rollup,
 )
+from spendbrake.streamer import RollupState
+from spendbrake.streamer._rollup import SpanTotals
 from tests.streamer.streams import T0
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from spendbrake.streamer import RollupRecord, StoreBatch, TracePartial, apply_batch, connect_store
+from spendbrake.schemas import RollupRecord
+from spendbrake.streamer import StoreBatch, TracePartial, apply_batch, connect_store
 from spendbrake.streamer._store import load_offsets
 
 HOUR = 1_791_158_400
