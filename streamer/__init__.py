@@ -2,10 +2,10 @@
 
 ``PartitionProcessor`` validates, dedupes, prices and rolls up one input partition's
 records (the same code live in the ingest stage, in ``spendbrake replay`` and in the
-tests); ``PartitionStore`` keeps its snapshot with its offset; ``encode_traces`` writes trace
-partials (the rollup, mark, alert and action records are ``spendbrake.schemas``'); the DuckDB report store (``apply_batch``)
-keeps rows and offsets in one transaction. The Kafka loops around all of this are the
-stages (``spendbrake.stages``).
+tests); ``PartitionStore`` keeps its snapshot with its offset; ``encode_traces`` writes
+trace partials (the rollup, mark, alert and action records live in ``spendbrake.schemas``);
+the DuckDB report store (``apply_batch``) keeps rows and offsets in one transaction. The
+Kafka loops around all of this are the stages (``spendbrake.stages``).
 
 The store loads DuckDB on first use, so the ingest and detect stages do not carry it.
 """
