@@ -6,8 +6,6 @@ fills), without a broker: the same ``SpendWatch`` runs live and in replay.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from spendbrake.actions import apply_policies
@@ -21,6 +19,7 @@ from spendbrake.schemas import (
     DetectorConfig,
     KeyRule,
     KeysConfig,
+    RollupRecord,
 )
 from tests.detectors.synth import shape
 
@@ -52,18 +51,7 @@ KEYS = {
 RULES = KeysConfig(rules=[KeyRule(api_key=k, workload=a["workload"]) for k, a in KEYS.items()])
 
 
-@dataclass(frozen=True)
-class Rec:
-    dims: tuple[str, ...]
-    values: tuple[str | None, ...]
-    window_s: int
-    window_start: int
-    partition: int
-    epoch: int
-    metrics: tuple[int, ...]
-
-
-def _records(hour: int, spend: dict[str, float], fraction: float) -> list[Rec]:
+def _records(hour: int, spend: dict[str, float], fraction: float) -> list[RollupRecord]:
     """Every configured series' absolute hour total at ``fraction`` of the hour, plus a minute."""
     sums: dict[tuple[tuple[str, ...], tuple[str | None, ...]], float] = {}
     for key, usd in spend.items():
@@ -72,11 +60,11 @@ def _records(hour: int, spend: dict[str, float], fraction: float) -> list[Rec]:
             sk = (tuple(dims), tuple(attrs[d] for d in dims))
             sums[sk] = sums.get(sk, 0.0) + usd * fraction
     out = [
-        Rec(dims, values, 3600, hour, 0, 0, (round(usd * NUSD), max(1, round(usd * 10))))
+        RollupRecord(dims, values, 3600, hour, 0, 0, (round(usd * NUSD), max(1, round(usd * 10))))
         for (dims, values), usd in sums.items()
     ]
     minute = hour + int(fraction * HOUR) - 60
-    out.append(Rec((), (), 60, minute, 0, 0, (0, 0)))
+    out.append(RollupRecord((), (), 60, minute, 0, 0, (0, 0)))
     return out
 
 
@@ -158,7 +146,7 @@ def _run_with_calls(
     alerts: list[Alert] = []
     for h, spend in enumerate(plan):
         records = [
-            Rec(r.dims, r.values, r.window_s, r.window_start, r.partition, r.epoch,
+            RollupRecord(r.dims, r.values, r.window_s, r.window_start, r.partition, r.epoch,
                 (r.metrics[0], _calls(r, calls[h])))
             for r in _records(T0 + h * HOUR, spend, 1.0)
         ]  # fmt: skip
@@ -167,7 +155,7 @@ def _run_with_calls(
     return alerts
 
 
-def _calls(record: Rec, calls: dict[str, int]) -> int:
+def _calls(record: RollupRecord, calls: dict[str, int]) -> int:
     """The calls of an hour record's series, summed over the keys it covers."""
     total = 0
     for key, n in calls.items():
