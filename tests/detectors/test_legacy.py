@@ -28,13 +28,12 @@ import pytest
 from spendbrake.actions import apply_policies
 from spendbrake.detectors import SpendWatch
 from spendbrake.detectors._series import Series
-from spendbrake.schemas import Alert, BudgetConfig, Config, KeyInfo, unpickle_state
+from spendbrake.schemas import Alert, BudgetConfig, Config, KeyInfo, RollupRecord, unpickle_state
 from tests.detectors.test_snapshot_compat import _DictLayoutPickler
 from tests.detectors.test_watch import (
     HOUR,
     NUSD,
     T0,
-    Rec,
     _history,
     _records,
     _run,
@@ -60,7 +59,7 @@ def _stage_run(watch: SpendWatch, plan: list[dict[str, float]], start: int = 0) 
         for fraction in (0.25, 0.5, 0.75, 1.0):
             hour = T0 + h * HOUR
             customers = [
-                Rec(
+                RollupRecord(
                     ("customer",),
                     (f"c{i:02d}",),
                     HOUR,

@@ -11,11 +11,10 @@ import msgspec
 import pytest
 
 from spendbrake.detectors import SpendWatch
-from spendbrake.schemas import Config, KeyInfo, KeyRule, KeysConfig
+from spendbrake.schemas import Config, KeyInfo, KeyRule, KeysConfig, RollupRecord
 from tests.detectors.test_watch import (
     HOUR,
     T0,
-    Rec,
     _history,
     _run,
     _runaway,
@@ -49,7 +48,7 @@ def test_totals_past_int64_and_pending_cap_notices_survive_exactly() -> None:
     watch = SpendWatch(config)
     huge = 2**64 + 7
     records = [
-        Rec(("customer",), (f"c{i}",), HOUR, T0, 0, 0, (huge if i == 3 else i + 1, 1))
+        RollupRecord(("customer",), (f"c{i}",), HOUR, T0, 0, 0, (huge if i == 3 else i + 1, 1))
         for i in range(12)
     ]
     watch.observe(records)  # two past the cap: a notice pending until the next advance
