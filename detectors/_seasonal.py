@@ -185,9 +185,11 @@ class SeasonalBaseline(Detector):
         can hide even a 100x hour in its sigma, and a few-calls-an-hour service hides an
         8-20x hour until the next one confirms it; neither hides an hour at three times
         the most it spent in any hour of two weeks, and the early look sees that minutes
-        into the hour. ``peak_x=0`` turns it off. (``peak_n`` was 6 until 2026-12: the
-        single window catches more critical spikes, sooner, with fewer false alerts in
-        the evaluation.)
+        into the hour. The bar moves up with the level (``peak_x * peak * e**level`` once
+        the level is over 0): a launch the level has taken in is no runaway, where its first
+        busy hour paged against the old peaks. ``peak_x=0`` turns it off. (``peak_n`` was 6
+        until 2026-12: the single window catches more critical spikes, sooner, with fewer
+        false alerts in the evaluation.)
     count_x, count_floor
         Count path, for ``value`` a sum over ``weight`` calls (cost per hour; 0: off, and
         ``weight`` is the evidence behind a mean, as for cost per call): a window, or the
@@ -496,8 +498,10 @@ class SeasonalBaseline(Detector):
             and (peak := self._peak(ts)) > 0  # last: it scans two weeks of daily peaks
         ):
             # However wide sigma is (a sporadic batch job, a few calls an hour), spend at
-            # several times the most of the last two weeks is a runaway or a spike.
-            over = trailing / (hp.peak_x * peak)
+            # several times the most of the last two weeks is a runaway or a spike; unless
+            # the series has since moved up to a new level (a launch the level has taken
+            # in): the bar moves up with the level.
+            over = trailing / (hp.peak_x * peak * math.exp(max(self._level, 0.0)))
             if over >= 1.0:
                 alert = ceiling = True
                 score = max(score, ratio_score(over))

@@ -140,6 +140,19 @@ def test_lumpy_series_one_hour_spike_is_caught_in_that_hour(seed: int) -> None:
         )
 
 
+@pytest.mark.parametrize("start", [AT + 2, AT + 26])
+@pytest.mark.parametrize("seed", range(8))
+def test_lumpy_series_launch_is_no_ceiling_page(seed: int, start: int) -> None:
+    # A launch at 02:00: a sustained 4x new level. The level takes it in within hours, and
+    # by the day's busy hours spend is over three times the most of the last two weeks: the
+    # ceiling paged 7 of these 16 launches there while it ignored the level (the bench's
+    # launches paged by it at 6 series, seeds 0-3: 1, 1, 0, 3).
+    ys = lumpy_spend(5, seed)
+    ys[start:] *= 4.0
+    verdicts = run(make_detector("baseline"), ys)
+    assert not [i for i, v in enumerate(verdicts) if v.is_anomaly and "the most in any" in v.reason]
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_lumpy_series_quiet_without_incident(seed: int) -> None:
     ys = lumpy_spend(5, seed)

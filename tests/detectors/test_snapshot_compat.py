@@ -70,6 +70,12 @@ def _old_dict(name: str) -> dict[str, Any]:
     return _DictReader(io.BytesIO(_old_pickle(name))).load().state
 
 
+#: Verdicts that changed on purpose since that release: the runaway's fourth hour came after
+#: the level stepped up to it, and since 2026-12 ``baseline``'s ceiling moves up with the
+#: level (a launch the level took in is no runaway); the runaway alerted the hour before.
+_SINCE_CHANGED = {("baseline", 543)}
+
+
 @pytest.mark.parametrize("name", ("baseline", "wow_naive"))
 def test_dict_layout_pickle_restores_and_alerts_alike(name: str) -> None:
     d = unpickle_state(_old_pickle(name))
@@ -78,7 +84,7 @@ def test_dict_layout_pickle_restores_and_alerts_alike(name: str) -> None:
     y = _inputs()
     for i, (alert, expected) in zip(range(504, 552), DATA[name]["verdicts"], strict=True):
         v = d.update(T0 + i * HOUR, y[i])
-        assert v.is_anomaly == alert, i
+        assert v.is_anomaly == (alert and (name, i) not in _SINCE_CHANGED), i
         if expected is None:
             assert v.expected is None
         else:
