@@ -507,7 +507,7 @@ class SeasonalBaseline(Detector):
                 score = max(score, ratio_score(over))
                 reason = self._ceiling_reason(trailing, peak, label)
         if warm and not alert and hp.count_x and value - expected * elapsed > hp.min_usd:
-            usual = expected if elapsed >= 1.0 else self._early_usual(slot, expected)
+            usual = expected if elapsed >= 1.0 else self._early_usual(slot, expected, k)
             over = self._count_over(weight, usual, elapsed)
             if over >= 1.0:
                 alert = True
@@ -597,16 +597,37 @@ class SeasonalBaseline(Detector):
             return 0.0, 0.0
         return expected * calls / spend, calls * (1.0 - SUMS_DECAY)
 
-    def _early_usual(self, slot: int, expected: float) -> float:
+    def _early_usual(self, slot: int, expected: float, k: int) -> float:
         """The spend an early look's calls are judged against: this slot's, or the slot
         before's if larger. Why: the part of an hour seen may be a burst begun in the hour
         before, at a few times that hour's rate; after a busy hour (a nightly batch window
-        closing) that is many times a quiet slot's rate, and it paused a batch key."""
+        closing) that is many times a quiet slot's rate, and it paused a batch key.
+
+        The slot before is taken as it was before it learned the hour just closed: that hour
+        may hold this surge's own start (a spike from 23:33 made 23:00 look busy, and the
+        hour after judged the spike's calls against it: 48 calls where 2.4 are usual paged
+        only at the close)."""
         prev = (slot - 1) % self._hp.season
-        if not self._count(prev):
+        count = self._count(prev)
+        if not count:
             return expected
-        before = self._unit * math.expm1(min(self._get(prev) + self._level, 700.0))
+        mu = self._get(prev) + self._level
+        if self._last_k == k - 1 and count > 1:
+            mu -= self._last_rise(count - 1)
+        before = self._unit * math.expm1(min(mu, 700.0))
         return max(expected, before)
+
+    def _last_rise(self, count: int) -> float:
+        """How far the window learned last raised its slot's expectation (slot and level, in
+        log units; 0 for a window under it), recomputed from the slow window: nothing has
+        been learned since. ``count`` is the slot's count before it."""
+        hp, sc = self._hp, self._scale
+        if not sc.recent or sc.recent[-1] <= 0.0:
+            return 0.0
+        r = sc.recent[-1]
+        jump = sc.shift(hp.shift_n)
+        level = hp.level_alpha_fast * jump if jump is not None else hp.level_alpha * sc.clip(r)
+        return level + self._slot_alpha(count) * sc.clip(r - level)
 
     def _count_over(self, weight: float, expected: float, elapsed: float = 1.0) -> float:
         """This window's calls over the count bar (>= 1: a count alert).

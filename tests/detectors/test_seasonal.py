@@ -266,3 +266,15 @@ def test_early_look_after_a_busy_hour_allows_its_burst() -> None:
     ts = 3600.0 * (hours + 5)  # 05:00 of the next day
     assert not d.peek(ts, 32.0, 16.0, elapsed=0.25).is_anomaly
     assert d.peek(ts, 64.0, 32.0).is_anomaly  # the whole hour at 16x its slot: a loop
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_early_look_after_a_surge_began_the_hour_before(seed: int) -> None:
+    # A spike from 23:40 at 24x the usual four calls an hour: 20 calls in the hour it began
+    # (under its bar, judged with its quiet minutes), then 16 in the next hour's first ten
+    # minutes. The slot before has just learned the spike's start; judged against it as
+    # the usual rate, the spike paged only when a whole hour of it had closed.
+    d, ts = _counted_baseline(seed)
+    assert not d.update(ts, 40.0, 20.0).is_anomaly
+    v = d.peek(ts + 3600.0, 32.0, 16.0, elapsed=1 / 6)
+    assert v.is_anomaly and "16 calls for the first 17% of" in v.reason
