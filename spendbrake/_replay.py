@@ -92,6 +92,7 @@ def replay_lines(
         lateness_s=lateness_s,
         dim_windows_s=watch.windows_read(dimensions),
         finals=False,  # the watch reads changes; a closing window's flag is the store's
+        traces=False,  # the store's; the watch never reads them
     )
     step = watch.peek_s
     next_flush = math.inf

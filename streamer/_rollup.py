@@ -31,6 +31,8 @@ from spendbrake.schemas import METRICS, SCOPE_FIELDS, RollupRecord, UsageEvent, 
 WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
 #: Fine-cell attribute order; dimension sets index into it.
 ATTRS = SCOPE_FIELDS
+#: Attribute combinations whose projections a partition keeps at hand (``_combos``).
+MAX_COMBOS = 4096
 _N = len(METRICS)
 
 
@@ -110,6 +112,9 @@ class RollupState:
         self._closing: dict[float, list[Span]] = {}
         #: One (dimset, values) tuple per open series.
         self._series: dict[Series, Series] = {}
+        #: A fine cell's attributes -> its (series, grain) in every set: the projections of
+        #: a flush are mostly of attribute combinations seen before (a cache, bounded).
+        self._combos: dict[tuple[Any, ...], tuple[tuple[Series, int], ...]] = {}
         self.late_events = 0
 
     # -- hot path ----------------------------------------------------------
@@ -170,14 +175,24 @@ class RollupState:
 
     def flush(self) -> list[RollupRecord]:
         """Fold fine cells into windows; return changed windows and those closing now."""
-        # Stage 1: fine cells -> one delta per (dimension set, values, grain start, epoch).
+        if len(self._series) > 2 * self.open_windows() + 10_000:
+            self._series = {}  # forget series whose windows all closed
+            self._combos = {}
+        elif len(self._combos) > MAX_COMBOS:
+            self._combos = {}
+        # Stage 1: fine cells -> one delta per (series, grain start, epoch).
         parts: dict[tuple[Any, ...], list[Any]] = {}
         get = parts.get
+        combos = self._combos
         for cell, delta in self.fine.items():
             minute = cell[0]
             epoch = cell[1]
-            for d, project, grain in self._project:
-                key = (d, project(cell), minute // grain * grain, epoch)
+            attrs = cell[2:]
+            projected = combos.get(attrs)
+            if projected is None:
+                projected = combos[attrs] = self._projected(cell)
+            for series, grain in projected:
+                key = (series, minute // grain * grain, epoch)
                 acc = get(key)
                 if acc is None:
                     parts[key] = _copy(delta)
@@ -187,19 +202,12 @@ class RollupState:
         # Stage 2: grain deltas -> every window size of the set.
         windows = self.windows
         outcomes = self.outcomes
-        if len(self._series) > 2 * self.open_windows() + 10_000:
-            self._series = {}  # forget series whose windows all closed
-        known = self._series
         # Insertion-ordered, not a set: the records' order decides which series a capped set
         # keeps, and a set's order follows the per-process string hash seed.
         dirty: dict[tuple[Span, Series], None] = {}
         dim_windows_s = self.dim_windows_s
-        for (d, values, start, epoch), delta in parts.items():
-            series = known.get((d, values))
-            if series is None:  # the interned tuple is the key too: nothing else kept
-                series = _interned(d, values)
-                known[series] = series
-            for w in dim_windows_s[d]:
+        for (series, start, epoch), delta in parts.items():
+            for w in dim_windows_s[series[0]]:
                 span = (w, start // w * w, epoch)
                 totals = windows.get(span)
                 if totals is None:
@@ -229,6 +237,20 @@ class RollupState:
                     outcomes.pop((span, series), None)
             del windows[span]
         return records
+
+    def _projected(self, cell: tuple[Any, ...]) -> tuple[tuple[Series, int], ...]:
+        """(series, grain) of a fine cell's attributes in every rolled-up set; each series
+        the one interned tuple ``_series`` holds (the key of its rows too)."""
+        known = self._series
+        out = []
+        for d, project, grain in self._project:
+            values = project(cell)
+            series = known.get((d, values))
+            if series is None:
+                series = _interned(d, values)
+                known[series] = series
+            out.append((series, grain))
+        return tuple(out)
 
     def _close_at(self, span: Span) -> float:
         w, start, epoch = span
@@ -279,6 +301,7 @@ class RollupState:
         self.outcomes = {}
         self._closing = {}
         self._series = {}
+        self._combos = {}
         known = self._series
         for k, v in data.get("windows", []):
             series = (k[0], tuple(k[1]))
