@@ -196,8 +196,17 @@ class RollupState:
                 acc = get(key)
                 if acc is None:
                     parts[key] = _copy(delta)
-                else:
-                    _add(acc, delta)
+                else:  # _add, inlined: a flush makes about three of these an event
+                    acc[0] += delta[0]
+                    acc[1] += delta[1]
+                    acc[2] += delta[2]
+                    acc[3] += delta[3]
+                    acc[4] += delta[4]
+                    acc[5] += delta[5]
+                    acc[6] += delta[6]
+                    acc[7] += delta[7]
+                    if delta[8]:
+                        _merge_outcomes(acc, delta[8])
         self.fine.clear()
         # Stage 2: grain deltas -> every window size of the set.
         windows = self.windows
@@ -221,16 +230,14 @@ class RollupState:
         for close_at in [t for t in self._closing if t <= self.watermark]:
             closing.extend(self._closing.pop(close_at))
         closed = set(closing)
-        records = [
-            self._record(span, series, False) for span, series in dirty if span not in closed
-        ]
+        records = self._records(key for key in dirty if key[0] not in closed)
         for span in closing:
             rows = windows[span].rows
             if self.finals:
-                records.extend(self._record(span, series, True) for series in rows)
+                records.extend(self._records(((span, series) for series in rows), final=True))
             else:
                 records.extend(
-                    self._record(span, series, False) for series in rows if (span, series) in dirty
+                    self._records((span, series) for series in rows if (span, series) in dirty)
                 )
             if outcomes:
                 for series in rows:
@@ -259,20 +266,34 @@ class RollupState:
         # A late epoch gathers corrections for one lateness period of the watermark.
         return (epoch + 1) * self.lateness_s
 
-    def _record(self, span: Span, series: Series, final: bool) -> RollupRecord:
-        w, start, epoch = span
-        d, values = series
-        return RollupRecord(
-            dims=self.dimensions[d],
-            values=values,
-            window_s=w,
-            window_start=start,
-            partition=self.partition,
-            epoch=epoch,
-            metrics=self.windows[span].get(series),
-            outcomes=dict(self.outcomes.get((span, series)) or {}),
-            final=final,
-        )
+    def _records(
+        self, span_series: Iterable[tuple[Span, Series]], final: bool = False
+    ) -> list[RollupRecord]:
+        """A record of each (span, series): its absolute totals, its outcomes."""
+        dimensions = self.dimensions
+        partition = self.partition
+        windows = self.windows
+        outcomes = self.outcomes
+        out = []
+        for span, series in span_series:
+            w, start, epoch = span
+            totals = windows[span]
+            i = totals.rows[series] * _N
+            counts = outcomes.get((span, series)) if outcomes else None
+            out.append(
+                RollupRecord(
+                    dimensions[series[0]],
+                    series[1],
+                    w,
+                    start,
+                    partition,
+                    epoch,
+                    tuple(totals.metrics[i : i + _N]),
+                    {} if counts is None else dict(counts),
+                    final,
+                )
+            )
+        return out
 
     # -- state -------------------------------------------------------------
 
@@ -416,22 +437,14 @@ def _copy(delta: list[Any]) -> list[Any]:
     return out
 
 
-def _add(total: list[Any], delta: list[Any]) -> None:
-    total[0] += delta[0]
-    total[1] += delta[1]
-    total[2] += delta[2]
-    total[3] += delta[3]
-    total[4] += delta[4]
-    total[5] += delta[5]
-    total[6] += delta[6]
-    total[7] += delta[7]
-    if delta[8]:
-        outcomes = total[8]
-        if outcomes is None:
-            total[8] = dict(delta[8])
-        else:
-            for name, count in delta[8].items():
-                outcomes[name] = outcomes.get(name, 0) + count
+def _merge_outcomes(total: list[Any], counts: dict[str, int]) -> None:
+    """Add a delta's calls by outcome to ``total``'s (its last slot)."""
+    outcomes = total[_N]
+    if outcomes is None:
+        total[_N] = dict(counts)
+    else:
+        for name, count in counts.items():
+            outcomes[name] = outcomes.get(name, 0) + count
 
 
 class RollupTotals:
