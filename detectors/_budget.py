@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from numbers import Real
@@ -594,8 +594,18 @@ class BudgetTracker:
     def _burn(self, now: float, start: float, end: float, advanced: bool) -> list[BudgetVerdict]:
         m_end = math.floor(now / 60.0)
         s5 = s30 = s60 = s360 = 0.0
-        # In minute order, so each window's float sum is the same however minutes arrived.
-        for m, v in sorted(self._minutes.items()):
+        # In minute order, so each window's float sum is the same however minutes arrived
+        # (the window's 360 minutes looked up in turn when most are held: no sort).
+        minutes = self._minutes
+        if len(minutes) < BURN_KEEP_MIN:
+            ordered: Iterable[tuple[int, float]] = sorted(minutes.items())
+        else:
+            ordered = (
+                (m, v)
+                for m in range(m_end - BURN_KEEP_MIN, m_end)
+                if (v := minutes.get(m)) is not None
+            )
+        for m, v in ordered:
             age = m_end - m  # 1 for the last complete minute
             if 1 <= age <= 360:
                 s360 += v

@@ -46,6 +46,8 @@ class BudgetBook:
         self.minutes: list[Parts] = [{} for _ in budgets]
         #: budget index -> the keys its hard stop paused this period
         self.paused: list[list[str]] = [[] for _ in budgets]
+        #: budget index -> the watermark's hour of its last prune (derived)
+        self._pruned: list[int | None] = [None for _ in budgets]
         #: incident id (``budget/<name>/<period start>``) -> the last seq sent
         self.seq: dict[str, int] = {}
         #: sorted dims -> indices of the budgets scoped on exactly those fields
@@ -130,10 +132,20 @@ class BudgetBook:
         )
 
     def _prune(self, i: int, watermark: float) -> None:
-        start, _ = self.trackers[i].period_bounds(watermark)
-        previous, _ = self.trackers[i].period_bounds(start - 1.0)
-        # Keep this period's and the previous one's hours (late corrections can still cross
-        # a threshold of a period that just ended) and six hours of minutes.
+        """Keep this period's and the previous one's hours (late corrections can still cross
+        a threshold of a period that just ended) and six hours of minutes.
+
+        Run at every check, so only once an hour does it scan: the parts kept longer are
+        never read (the tracker takes no minute older than its burn windows).
+        """
+        hour = int(watermark // HOUR)
+        if self._pruned[i] == hour:
+            return
+        self._pruned[i] = hour
+        tracker = self.trackers[i]
+        start, _ = tracker.period_bounds(watermark)
+        previous, _ = tracker.period_bounds(start - 1.0)
+        tracker.period_bounds(watermark)  # its one-period cache back on the current period
         hours = self.hours[i]
         for h in [h for h in hours if h < previous]:
             del hours[h]
