@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from spendbrake.actions import apply_policies
@@ -126,23 +126,24 @@ def replay_lines(
     stats.dead = dict(s.dead)
 
 
-def _batches(lines: Iterable[bytes], size: int = 1024) -> Iterator[tuple[list[bytes], list[int]]]:
+def _batches(
+    lines: Iterable[bytes], size: int = 1024
+) -> Iterator[tuple[list[bytes], Sequence[int]]]:
     """Non-blank lines and their numbers from 0, the offsets of a one-partition topic.
 
     Small batches: every early-look cut copies the rest of its batch, and a sparse file
     is cut every few lines.
     """
-    values: list[bytes] = []
-    offsets: list[int] = []
-    for offset, line in enumerate(lines):
-        if line and not line.isspace():
-            values.append(line)
-            offsets.append(offset)
-            if len(values) == size:
-                yield values, offsets
-                values, offsets = [], []
-    if values:
-        yield values, offsets
+    read = iter(lines)
+    first = 0
+    while chunk := list(itertools.islice(read, size)):
+        if all(map(bytes.strip, chunk)):  # no blank line: the common case
+            yield chunk, range(first, first + len(chunk))
+        else:
+            kept = [(first + i, line) for i, line in enumerate(chunk) if line.strip()]
+            if kept:
+                yield [line for _, line in kept], [offset for offset, _ in kept]
+        first += len(chunk)
 
 
 def _evaluate(
