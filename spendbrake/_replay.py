@@ -82,7 +82,9 @@ def replay_lines(
     reaches each early-look step, where the rollups are flushed into the watch.
     """
     stats = stats if stats is not None else ReplayStats()
-    watch = SpendWatch(config, lateness_s=lateness_s)
+    # One input partition, whose watermark is the processor's, as the live ingest stage
+    # sends it (``WatermarkMark``): the detect stage's clock, not the ends of minute windows.
+    watch = SpendWatch(config, lateness_s=lateness_s, partitions=1)
     dimensions = config.rollup_dimensions()
     processor = PartitionProcessor(
         "replay",
@@ -151,8 +153,7 @@ def _evaluate(
 ) -> Iterator[Alert]:
     out = processor.flush()
     watch.observe(out.rollups)
-    # Without minute records the watermark is the processor's own.
-    watch.now = max(watch.now, float(processor.rollups.watermark))
+    watch.set_mark(0, processor.rollups.watermark)
     for alert in watch.advance():
         stats.alerts += 1
         yield apply_policies(alert, config.policies, config.keys)
