@@ -93,6 +93,7 @@ def replay_lines(
         PriceTable.default().with_overrides(config.pricing.models),
         lateness_s=lateness_s,
         dim_windows_s=watch.windows_read(dimensions),
+        minute_values=watch.minutes_read(dimensions),
         finals=False,  # the watch reads changes; a closing window's flag is the store's
         traces=False,  # the store's; the watch never reads them
     )

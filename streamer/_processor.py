@@ -9,7 +9,7 @@ and the tests all drive this same class.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -151,9 +151,9 @@ class PartitionProcessor:
         refused: one bogus future ``ts`` would otherwise push the watermark
         ahead and make every later event "late". The record timestamp is used,
         not a clock, so reprocessing after a restart decides the same way.
-    windows_s, dim_windows_s, finals
-        Which windows are rolled up and whether closing ones are emitted again as
-        final: see ``RollupState``.
+    windows_s, dim_windows_s, finals, minute_values
+        Which windows are rolled up (of which series) and whether closing ones are
+        emitted again as final: see ``RollupState``.
     traces
         Keep per-trace partials (the store's trace table). Off for a reader that never
         reads them (replay's detectors): about a tenth of the per-event work.
@@ -172,6 +172,7 @@ class PartitionProcessor:
         windows_s: tuple[int, ...] = WINDOWS_S,
         dim_windows_s: Sequence[Sequence[int]] | None = None,
         finals: bool = True,
+        minute_values: Sequence[Collection[tuple[str | None, ...]] | None] | None = None,
         traces: bool = True,
     ) -> None:
         self.topic = topic
@@ -186,6 +187,7 @@ class PartitionProcessor:
             windows_s=windows_s,
             dim_windows_s=dim_windows_s,
             finals=finals,
+            minute_values=minute_values,
         )
         self.dedupe = Deduper(dedupe_horizon_s)
         self.traces = TraceState(partition, trace_idle_s)

@@ -252,3 +252,36 @@ def test_replay_table_shows_hostile_names_inert(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
     assert "\\x1b[2J[link=http://evil]search[/link]\\u202e" in result.stdout
+
+
+def test_replay_dates_alerts_at_the_watermark_as_the_live_stage_does() -> None:
+    """The watch's clock in replay is the events' watermark (what the ingest stage marks
+    live), not the end of the latest minute window: budgets fire at the event that took
+    the watermark past the early-look step, 00:05:30, not at 00:06:00."""
+    from spendbrake._replay import replay_lines
+    from spendbrake.schemas import Config, format_ts
+
+    config = Config.model_validate(
+        {
+            "budgets": [
+                {"name": "t-daily", "scope": {"team": "t"}, "amount_usd": 10, "period": "day"}
+            ]
+        }
+    )
+    lines = [
+        orjson.dumps(
+            {
+                "event_id": f"e{i}",
+                "ts": format_ts(START + 30 + 60 * i),
+                "provider": "openai",
+                "model": "gpt-4o",
+                "input_tokens": 10,
+                "output_tokens": 1,
+                "team": "t",
+                "cost_usd": 2.0,
+            }
+        )
+        for i in range(6)
+    ]
+    alerts = [a for a in replay_lines(lines, config) if a.kind == "budget"]
+    assert alerts and {a.detected_at for a in alerts} == {START + 330}

@@ -195,6 +195,29 @@ def test_windows_per_dimension_set() -> None:
     assert got == [((), 3600), (("team",), 60), (("team",), 3600)]
 
 
+def test_minute_windows_only_of_the_series_named() -> None:
+    """``minute_values``: minutes of the named series only; every series' hours unchanged."""
+    keys = ["a", "b", "a", "c", "b", "a"]
+
+    def run(minute_values: list | None) -> list[RollupRecord]:
+        state = RollupState(
+            [["api_key"], []], windows_s=(60, 3600), minute_values=minute_values, finals=False
+        )
+        for i, key in enumerate(keys):
+            state.add(event(T0 + 50 * i, api_key=key), 10 + i, True)
+        return state.flush()
+
+    every = run(None)
+    named = run([{("a",)}, None])
+    assert {(r.values, r.window_s) for r in named if r.window_s == 60} == {(("a",), 60), ((), 60)}
+    hours = [r for r in named if r.window_s == 3600]
+    assert totals(hours) == totals([r for r in every if r.window_s == 3600])
+    minutes = [r for r in every if r.window_s == 60 and r.values in (("a",), ())]
+    assert totals([r for r in named if r.window_s == 60]) == totals(minutes)
+    with pytest.raises(ValueError, match="one entry per dimension set"):
+        RollupState([["api_key"]], minute_values=[None, None])
+
+
 def test_without_finals_a_window_is_emitted_only_when_it_changed() -> None:
     def run(finals: bool) -> list[list[tuple[int, int, bool]]]:
         state = RollupState([["api_key"]], windows_s=(60,), finals=finals)
