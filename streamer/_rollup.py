@@ -32,7 +32,7 @@ WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
 #: Fine-cell attribute order; dimension sets index into it.
 ATTRS = SCOPE_FIELDS
 #: Attribute combinations whose projections a partition keeps at hand (``_combos``).
-MAX_COMBOS = 4096
+MAX_COMBOS = 1024
 _N = len(METRICS)
 
 
@@ -125,8 +125,9 @@ class RollupState:
         self._closing: dict[float, list[Span]] = {}
         #: One (dimset, values) tuple per open series.
         self._series: dict[Series, Series] = {}
-        #: A fine cell's attributes -> its (series, grain) in every set: the projections of
-        #: a flush are mostly of attribute combinations seen before (a cache, bounded).
+        #: A fine cell's attributes -> where its deltas go in every set: the projections
+        #: of a flush are mostly of combinations seen before. A cache, bounded, and dropped
+        #: after a flush of mostly new ones (it would only hold memory).
         self._combos: dict[tuple[Any, ...], tuple[Projected, ...]] = {}
         self.late_events = 0
 
@@ -197,6 +198,7 @@ class RollupState:
         parts: dict[tuple[Any, ...], list[Any]] = {}
         get = parts.get
         combos = self._combos
+        misses = 0
         for cell, delta in self.fine.items():
             minute = cell[0]
             epoch = cell[1]
@@ -204,6 +206,7 @@ class RollupState:
             projected = combos.get(attrs)
             if projected is None:
                 projected = combos[attrs] = self._projected(cell)
+                misses += 1
             for series, grain, sizes in projected:
                 key = (series, sizes, minute // grain * grain, epoch)
                 acc = get(key)
@@ -220,6 +223,8 @@ class RollupState:
                     acc[7] += delta[7]
                     if delta[8]:
                         _merge_outcomes(acc, delta[8])
+        if misses * 2 > len(self.fine):
+            self._combos = {}  # mostly new combinations (a flood, a first flush): no help
         self.fine.clear()
         # Stage 2: grain deltas -> every window size of the set.
         windows = self.windows
