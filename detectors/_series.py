@@ -135,10 +135,14 @@ class Series:
 
     def wake(self, until: int, config: Config) -> None:
         """Teach a sleeping series' detectors its silent hours before ``until``."""
+        silent = []  # what each detector is fed for a silent hour: the same every hour
+        for i, det in zip(self.slots, self.dets, strict=True):
+            cfg = config.detectors[i]
+            silent.append((det.update, metric_value(cfg, 0, 0), weight(cfg, det, 0)))
         for hour in range(self.asleep_from, until, HOUR):
-            for i, det in zip(self.slots, self.dets, strict=True):
-                cfg = config.detectors[i]
-                det.update(float(hour), metric_value(cfg, 0, 0), weight(cfg, det, 0))
+            ts = float(hour)
+            for update, value, w in silent:
+                update(ts, value, w)
         self.asleep_from = 0
 
 

@@ -32,7 +32,7 @@ WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
 #: Fine-cell attribute order; dimension sets index into it.
 ATTRS = SCOPE_FIELDS
 #: Attribute combinations whose projections a partition keeps at hand (``_combos``).
-MAX_COMBOS = 1024
+MAX_COMBOS = 512
 _N = len(METRICS)
 
 
@@ -99,17 +99,25 @@ class RollupState:
         if not self.windows_s or any(w <= 0 or w % 60 for w in self.windows_s):
             raise ValueError(f"window sizes must be whole minutes, got {self.windows_s}")
         # Fine-cell keys are (minute, epoch, *ATTRS): attributes start at index 2.
-        # Per set: its projector and its grain, the largest span dividing all its window
-        # sizes (an hours-only set is summed by the hour before its windows are touched).
-        self._project = [
-            (
-                d,
-                _projector(tuple(2 + ATTRS.index(a) for a in dims)),
-                functools.reduce(math.gcd, self.dim_windows_s[d]),
+        # Per set: its projector, its grain (the largest span dividing all its window
+        # sizes: an hours-only set is summed by the hour before its windows are touched)
+        # and sizes, and for the series outside ``minute_values`` the same without minutes.
+        self._project = []
+        for d, dims in enumerate(self.dimensions):
+            sizes = self.dim_windows_s[d]
+            if not sizes:
+                continue
+            only = self._minute_values[d] if MINUTE in sizes else None
+            rest = tuple(w for w in sizes if w != MINUTE)
+            self._project.append(
+                (
+                    d,
+                    _projector(tuple(2 + ATTRS.index(a) for a in dims)),
+                    (functools.reduce(math.gcd, sizes), sizes),
+                    only,
+                    (functools.reduce(math.gcd, rest), rest) if rest else None,
+                )
             )
-            for d, dims in enumerate(self.dimensions)
-            if self.dim_windows_s[d]
-        ]
         self.min_window_s = min(self.windows_s)
         self.watermark = -math.inf
         #: (minute, epoch, *attrs) -> metric deltas since the last flush (+ outcomes at _N)
@@ -126,8 +134,7 @@ class RollupState:
         #: One (dimset, values) tuple per open series.
         self._series: dict[Series, Series] = {}
         #: A fine cell's attributes -> where its deltas go in every set: the projections
-        #: of a flush are mostly of combinations seen before. A cache, bounded, and dropped
-        #: after a flush of mostly new ones (it would only hold memory).
+        #: of a flush are mostly of combinations seen before (a cache, bounded).
         self._combos: dict[tuple[Any, ...], tuple[Projected, ...]] = {}
         self.late_events = 0
 
@@ -192,21 +199,19 @@ class RollupState:
         if len(self._series) > 2 * self.open_windows() + 10_000:
             self._series = {}  # forget series whose windows all closed
             self._combos = {}
-        elif len(self._combos) > MAX_COMBOS:
-            self._combos = {}
         # Stage 1: fine cells -> one delta per (series, grain start, epoch).
         parts: dict[tuple[Any, ...], list[Any]] = {}
         get = parts.get
         combos = self._combos
-        misses = 0
         for cell, delta in self.fine.items():
             minute = cell[0]
             epoch = cell[1]
             attrs = cell[2:]
             projected = combos.get(attrs)
             if projected is None:
+                if len(combos) >= MAX_COMBOS:
+                    combos.clear()  # a flood of new combinations: start over
                 projected = combos[attrs] = self._projected(cell)
-                misses += 1
             for series, grain, sizes in projected:
                 key = (series, sizes, minute // grain * grain, epoch)
                 acc = get(key)
@@ -223,8 +228,6 @@ class RollupState:
                     acc[7] += delta[7]
                     if delta[8]:
                         _merge_outcomes(acc, delta[8])
-        if misses * 2 > len(self.fine):
-            self._combos = {}  # mostly new combinations (a flood, a first flush): no help
         self.fine.clear()
         # Stage 2: grain deltas -> every window size of the set.
         windows = self.windows
@@ -267,20 +270,17 @@ class RollupState:
         each series the one interned tuple ``_series`` holds (the key of its rows too)."""
         known = self._series
         out = []
-        for d, project, grain in self._project:
+        for d, project, windows, only, without_minutes in self._project:
             values = project(cell)
-            sizes = self.dim_windows_s[d]
-            only = self._minute_values[d]
-            if only is not None and MINUTE in sizes and values not in only:
-                sizes = tuple(w for w in sizes if w != MINUTE)
-                if not sizes:
+            if only is not None and values not in only:
+                if without_minutes is None:
                     continue
-                grain = functools.reduce(math.gcd, sizes)
+                windows = without_minutes
             series = known.get((d, values))
             if series is None:
                 series = _interned(d, values)
                 known[series] = series
-            out.append((series, grain, sizes))
+            out.append((series, *windows))
         return tuple(out)
 
     def _close_at(self, span: Span) -> float:
