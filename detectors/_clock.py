@@ -4,7 +4,8 @@ Hours close on event time, never on a wall clock: an hour's detectors learn it o
 watermark has passed its end plus the allowed lateness. With several input partitions the
 watermark is the slowest one's (a partition replayed from an older snapshot must not close
 hours the others are still filling), except partitions declared idle; with none given, it
-is the latest minute record seen (one ordered source, as in replay).
+is the end of the latest minute record seen (one ordered source of records, as tests feed
+them; replay and the live stage give marks).
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ class EventClock:
         self.lateness_s = lateness_s
         self.peek_s = peek_s
         self.partitions = partitions
-        #: Event-time watermark: the slowest input partition's latest minute.
+        #: Event-time watermark: the slowest input partition's mark.
         self.now = -math.inf
-        #: input partition -> end of the latest minute it reported (on-time records only)
+        #: input partition -> its watermark mark (without ``partitions``: the end of the
+        #: latest on-time minute record)
         self.marks: dict[int, float] = {}
         #: partitions the caller declared idle: they do not hold the watermark back
         self.idle: set[int] = set()

@@ -66,8 +66,8 @@ class SpendWatch:
         Input partitions of the rollups' source. The watermark is then the slowest
         partition's, from ``set_mark`` (a partition replayed from an older snapshot must not
         close hours the others are still filling); until every partition has reported,
-        nothing closes. None: the latest minute record seen (one ordered source, as in
-        replay).
+        nothing closes. None: the end of the latest minute record seen (one ordered source
+        of records, as tests feed them; replay gives marks, as the live stage does).
     """
 
     def __init__(
@@ -94,17 +94,12 @@ class SpendWatch:
 
     @property
     def now(self) -> float:
-        """Event-time watermark: the slowest input partition's latest minute."""
+        """Event-time watermark: the slowest input partition's mark."""
         return self.clock.now
-
-    @now.setter
-    def now(self, watermark: float) -> None:
-        # Replay sets it from its own processor's watermark when no minute record moved it.
-        self.clock.now = watermark
 
     @property
     def marks(self) -> dict[int, float]:
-        """Input partition -> end of the latest minute it reported."""
+        """Input partition -> its latest watermark mark."""
         return self.clock.marks
 
     @property
