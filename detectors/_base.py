@@ -80,6 +80,13 @@ class Detector:
         """
         raise NotImplementedError
 
+    def learn(self, ts: float, value: float, weight: float = 1.0) -> None:
+        """``update`` when nobody reads the verdict: a sleeping series' silent hours, taught
+        when it wakes (hundreds at once after days of silence). The same state as
+        ``update`` (the conformance suite checks it); a detector overrides it where the
+        verdict costs more than the learning."""
+        self.update(ts, value, weight)
+
     def peek(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Score a window still filling (``value`` so far) without learning from it.
 

@@ -94,6 +94,8 @@ WEIGHT_CAP = 4.0
 PROFILE_Q = 1024.0
 
 _WINDOW_NAMES = {60.0: "minute", 3600.0: "hour", 86400.0: "day"}
+#: What ``_step`` returns to ``learn`` for a silent window: nobody reads it.
+_QUIET = Verdict(0.0, False, None, 0.0, "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +363,20 @@ class SeasonalBaseline(Detector):
         as ``1 / sqrt(n)``, so a busy hour's shift means more than a two-call hour's.
         """
         verdict = self._step(ts, value, True, weight)
+        self._learn_first(ts, value)
+        return verdict
+
+    def learn(self, ts: float, value: float, weight: float = 1.0) -> None:
+        """``update`` with no verdict: a silent window is then learned without its reason
+        text (a sleeping series wakes with hundreds of them)."""
+        if value == 0.0:
+            self._step(ts, 0.0, True, weight, quiet=True)
+            self._learn_first(ts, 0.0)
+        else:
+            self.update(ts, value, weight)
+
+    def _learn_first(self, ts: float, value: float) -> None:
+        """The first season's mean window and silences, until the unit is fixed."""
         first = self._first
         if first is not None and usable(ts, value):
             if value > 0:
@@ -373,7 +389,6 @@ class SeasonalBaseline(Detector):
                 # noise); a series that never pauses keeps the log scale of its ``unit``.
                 lumpy = first[2] >= LUMPY_SHARE * (first[1] + first[2])
                 self._set_unit(self._hp.auto_unit * first[0] / first[1] if lumpy else 0.0)
-        return verdict
 
     def _set_unit(self, typical: float) -> None:
         """Fix the unit at ``typical`` (the first season's mean window), re-expressing the profile.
@@ -423,7 +438,13 @@ class SeasonalBaseline(Detector):
         return math.sqrt(min(weight / usual, WEIGHT_CAP))
 
     def _step(
-        self, ts: float, value: float, learn: bool, weight: float, elapsed: float = 1.0
+        self,
+        ts: float,
+        value: float,
+        learn: bool,
+        weight: float,
+        elapsed: float = 1.0,
+        quiet: bool = False,
     ) -> Verdict:
         if not usable(ts, value):
             return ignored(value)
@@ -439,7 +460,8 @@ class SeasonalBaseline(Detector):
         x = math.log1p(value / self._unit)
         if math.isinf(x):
             return ignored(value)  # only with an absurd unit; never let inf into the state
-        label = slot_label(k, hp.period_s, hp.season)
+        # ``quiet`` (``learn`` of a silent window): no verdict, so no label to write.
+        label = "" if quiet else slot_label(k, hp.period_s, hp.season)
         # Residuals are judged times ``s``; level and slot learn at ``s**2`` their rate (a
         # weighted mean: a two-call hour teaches less than a forty-call one).
         s = self._evidence(weight, learn)
@@ -449,6 +471,8 @@ class SeasonalBaseline(Detector):
                 self._set(slot, x - self._level)
                 self._set_count(slot, 1)
                 self._n += 1
+            if quiet:
+                return _QUIET
             return Verdict(0.0, False, None, value, f"first window for {label}; learning")
 
         learned = self._get(slot)  # the slot's profile value; unchanged until its update below
@@ -463,6 +487,8 @@ class SeasonalBaseline(Detector):
                 self._set(slot, learned + self._slot_alpha(count) * s * sc.clip(r * s))
                 self._set_count(slot, count + 1)
                 self._n += 1
+            if quiet:
+                return _QUIET
             return Verdict(0.0, False, expected, value, f"silent window for {label}; no alert")
 
         # A slot mean from few samples is itself uncertain: widen sigma by sqrt(1 + 1/n_eff),

@@ -138,7 +138,7 @@ class Series:
         silent = []  # what each detector is fed for a silent hour: the same every hour
         for i, det in zip(self.slots, self.dets, strict=True):
             cfg = config.detectors[i]
-            silent.append((det.update, metric_value(cfg, 0, 0), weight(cfg, det, 0)))
+            silent.append((det.learn, metric_value(cfg, 0, 0), weight(cfg, det, 0)))
         for hour in range(self.asleep_from, until, HOUR):
             ts = float(hour)
             for update, value, w in silent:

@@ -276,3 +276,22 @@ def test_silence_longer_than_its_window_never_alerts(name: str) -> None:
         ts = T0 + i * HOUR
         assert not d.peek(ts, 0.0).is_anomaly, i
         assert not d.update(ts, 0.0).is_anomaly, i
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("weight", [1.0, 0.0])
+def test_learn_leaves_the_state_update_does(name: str, weight: float) -> None:
+    """A waking series' silent hours are taught with ``learn`` (no verdict): it must leave
+    exactly the state ``update`` would, from a cold start and after a spike."""
+    y = spend(3, seed=5)
+    y[200:203] *= 30.0
+    a, b = make_detector(name), make_detector(name)
+    for i, value in enumerate(y):
+        ts = T0 + i * HOUR
+        if i % 50 < 20:  # runs of silence, as a sleeping series has
+            a.update(ts, 0.0, weight)
+            b.learn(ts, 0.0, weight)
+        else:
+            a.update(ts, float(value))
+            b.learn(ts, float(value))
+        assert pickle.dumps(a) == pickle.dumps(b), i
