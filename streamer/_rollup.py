@@ -26,13 +26,14 @@ from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
-from spendbrake.schemas import METRICS, SCOPE_FIELDS, RollupRecord, UsageEvent, Wire
+from spendbrake.schemas import KEY_DIMENSIONS, METRICS, SCOPE_FIELDS, RollupRecord, UsageEvent, Wire
 
 WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
 #: Fine-cell attribute order; dimension sets index into it.
 ATTRS = SCOPE_FIELDS
 #: Attribute combinations whose projections a partition keeps at hand (``_combos``).
 MAX_COMBOS = 512
+_KEYED = frozenset(KEY_DIMENSIONS)
 _N = len(METRICS)
 
 
@@ -118,6 +119,12 @@ class RollupState:
                     (functools.reduce(math.gcd, rest), rest) if rest else None,
                 )
             )
+        # The sets a key's attributes decide (team, api_key...) apart from the others
+        # (customer, model: a key calls for many): a new customer seen on a known key needs
+        # only its own sets projected (a flood of customers stays cheap).
+        keyed = [spec for spec in self._project if set(self.dimensions[spec[0]]) <= _KEYED]
+        self._per_key = (_projector(tuple(2 + ATTRS.index(a) for a in KEY_DIMENSIONS)), keyed)
+        self._per_call = [spec for spec in self._project if spec not in keyed]
         self.min_window_s = min(self.windows_s)
         self.watermark = -math.inf
         #: (minute, epoch, *attrs) -> metric deltas since the last flush (+ outcomes at _N)
@@ -136,6 +143,8 @@ class RollupState:
         #: A fine cell's attributes -> where its deltas go in every set: the projections
         #: of a flush are mostly of combinations seen before (a cache, bounded).
         self._combos: dict[tuple[Any, ...], tuple[Projected, ...]] = {}
+        #: The key's attributes -> its part of ``_combos``' value (the sets it decides).
+        self._by_key: dict[tuple[Any, ...], tuple[Projected, ...]] = {}
         self.late_events = 0
 
     # -- hot path ----------------------------------------------------------
@@ -199,6 +208,7 @@ class RollupState:
         if len(self._series) > 2 * self.open_windows() + 10_000:
             self._series = {}  # forget series whose windows all closed
             self._combos = {}
+            self._by_key = {}
         # Stage 1: fine cells -> one delta per (series, grain start, epoch).
         parts: dict[tuple[Any, ...], list[Any]] = {}
         get = parts.get
@@ -266,11 +276,24 @@ class RollupState:
         return records
 
     def _projected(self, cell: tuple[Any, ...]) -> tuple[Projected, ...]:
-        """(series, grain, window sizes) of a fine cell's attributes in every rolled-up set;
-        each series the one interned tuple ``_series`` holds (the key of its rows too)."""
+        """(series, grain, window sizes) of a fine cell's attributes in every rolled-up set:
+        the sets its key decides, from their own cache, then the others.
+
+        Each series is the one interned tuple ``_series`` holds (the key of its rows too).
+        """
+        key_of, keyed = self._per_key
+        key = key_of(cell)
+        by_key = self._by_key.get(key)
+        if by_key is None:
+            if len(self._by_key) >= MAX_COMBOS:
+                self._by_key.clear()
+            by_key = self._by_key[key] = self._place(keyed, cell)
+        return by_key + self._place(self._per_call, cell)
+
+    def _place(self, specs: list[Any], cell: tuple[Any, ...]) -> tuple[Projected, ...]:
         known = self._series
         out = []
-        for d, project, windows, only, without_minutes in self._project:
+        for d, project, windows, only, without_minutes in specs:
             values = project(cell)
             if only is not None and values not in only:
                 if without_minutes is None:
@@ -347,6 +370,7 @@ class RollupState:
         self._closing = {}
         self._series = {}
         self._combos = {}
+        self._by_key = {}
         known = self._series
         for k, v in data.get("windows", []):
             series = (k[0], tuple(k[1]))
