@@ -224,11 +224,14 @@ class SeriesBook:
 
     def fold(self, r: RollupRecord, config: Config) -> None:
         """Count a series past the cap into its set's ``(other)`` series, exactly."""
-        dims = self._dim_sets.setdefault(tuple(r.dims), tuple(r.dims))
+        dims = self._dim_sets.setdefault(r.dims, r.dims)
         hour = r.window_start
-        shares = self.folded.setdefault(hour, {})
-        part = (dims, tuple(r.values), r.partition, r.epoch)
-        new = (r.metrics[COST], r.metrics[CALLS])
+        shares = self.folded.get(hour)
+        if shares is None:
+            shares = self.folded[hour] = {}
+        part = (dims, r.values, r.partition, r.epoch)
+        metrics = r.metrics
+        new = (metrics[COST], metrics[CALLS])
         old = shares.get(part, (0, 0))
         if new == old:
             return

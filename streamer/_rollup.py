@@ -260,7 +260,7 @@ class RollupState:
         for close_at in [t for t in self._closing if t <= self.watermark]:
             closing.extend(self._closing.pop(close_at))
         closed = set(closing)
-        records = self._records(key for key in dirty if key[0] not in closed)
+        records = self._records([key for key in dirty if key[0] not in closed] if closed else dirty)
         for span in closing:
             rows = windows[span].rows
             if self.finals:
@@ -395,6 +395,9 @@ class RollupState:
 def _interned(d: int, values: tuple[str | None, ...]) -> Series:
     """A new series with its attribute strings interned: the partitions of one process
     hold the same key and team names, each decoded from its own events."""
+    if len(values) == 1:  # most sets: no generator for one value
+        v = values[0]
+        return (d, (None if v is None else sys.intern(v),))
     return (d, tuple(None if v is None else sys.intern(v) for v in values))
 
 
