@@ -331,13 +331,32 @@ def per(period_s: float) -> str:
 
 
 def slot_label(k: int, period_s: float, season: int) -> str:
-    """'Tue 14:00' when the season is one week (labels are UTC), else 'slot 12'."""
+    """'Tue 14:00' when the season is one week (labels are UTC), else 'slot 12'.
+
+    Every verdict names its slot, and a week has few: each label is written once.
+    """
+    if period_s * season != WEEK_S:  # the label is k's slot's only for an exact week
+        return _slot_label(k, period_s, season)
+    key = (k % season, period_s, season)
+    label = _LABELS.get(key)
+    if label is None:
+        if len(_LABELS) >= 4096:
+            _LABELS.clear()
+        label = _LABELS[key] = _slot_label(k, period_s, season)
+    return label
+
+
+def _slot_label(k: int, period_s: float, season: int) -> str:
     if abs(period_s * season - WEEK_S) > 1e-6:
         return f"slot {k % season}"
     start = k * period_s
     day = _DAYS[int((start // 86400 + 3) % 7)]  # 1970-01-01 was a Thursday
     sod = int(start % 86400)
     return f"{day} {sod // 3600:02d}:{sod % 3600 // 60:02d}"
+
+
+#: (slot, period, season) -> its label
+_LABELS: dict[tuple[int, float, int], str] = {}
 
 
 def ratio_score(ratio: float) -> float:
