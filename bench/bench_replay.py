@@ -21,7 +21,6 @@ events. The issue's target is 200,000 events/s.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import random
 import resource
@@ -31,6 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from spendbrake._replay import ReplayStats, replay_lines
@@ -80,7 +80,7 @@ def write_events(path: Path, events: int, weeks: float, customers: int = 0) -> i
     with path.open("wb") as out:
         for event in itertools.islice(stream, events):
             if customers and event.customer is not None:
-                event = dataclasses.replace(event, customer=f"cust-{rng.randrange(customers)}")
+                event = msgspec.structs.replace(event, customer=f"cust-{rng.randrange(customers)}")
             out.write(event.to_json() + b"\n")
             count += 1
     return count

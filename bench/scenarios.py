@@ -588,7 +588,7 @@ class ScenarioSet:
                 np.maximum(tokens * 0.85, 1).astype(np.int64).tolist(),
                 np.maximum(tokens * 0.15, 1).astype(np.int64).tolist(),
                 team, zeros, zeros, zeros, cost.tolist(), feature, api_key, customer, env,
-                workload, nones, nones, [{} for _ in range(n)], [{} for _ in range(n)],
+                workload, nones, nones,
             )  # fmt: skip
 
 

@@ -32,18 +32,19 @@ from ._errors import ConfigError, InvalidEvent, SpendBrakeError, StateUnreadable
 from ._event import (
     MAX_EVENT_BYTES,
     WORKLOADS,
+    Extras,
     UsageEvent,
     decode_event,
-    format_ts,
-    parse_ts,
+    encode_event,
+    fast_decode,
     validate_event,
 )
-from ._fast import Wire, fast_wire
 from ._keys import LITELLM_MASTER_KEY, KeyClass, KeyRule, KeysConfig
 from ._pricing import ModelPrice, PriceEntryModel, PriceTable
 from ._rollup import RollupRecord, WatermarkMark, decode_rollup, encode_mark, encode_rollup
 from ._snapshot import unpickle_state
 from ._text import csv_text, mrkdwn, mrkdwn_code, visible
+from ._time import format_ts, parse_ts
 from ._units import CALLS, COST, METRICS, NUSD, to_nusd
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "ConfigError",
     "DetectorConfig",
     "DigestConfig",
+    "Extras",
     "GatewayConfig",
     "InvalidEvent",
     "KafkaConfig",
@@ -89,15 +91,15 @@ __all__ = [
     "UsageEvent",
     "ValueAt",
     "WatermarkMark",
-    "Wire",
     "csv_text",
     "decode_action",
     "decode_alert",
     "decode_event",
     "decode_rollup",
+    "encode_event",
     "encode_mark",
     "encode_rollup",
-    "fast_wire",
+    "fast_decode",
     "format_ts",
     "from_anthropic_usage",
     "from_litellm",

@@ -14,7 +14,7 @@ import msgspec
 import orjson
 
 from ._errors import InvalidEvent
-from ._event import format_ts, parse_ts
+from ._time import format_ts, parse_ts
 
 __all__ = ["ActionRecord", "decode_action"]
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import orjson
 
-from ._event import format_ts
+from ._time import format_ts
 
 __all__ = ["ALERT_KINDS", "Alert", "AlertRecord", "KeyInfo", "decode_alert"]
 

@@ -1,28 +1,50 @@
 """Usage event contract v1: one LLM call, as producers publish it.
 
-The wire form is one JSON object per Kafka record value (or per .jsonl line).
-``validate_event`` states the rules and writes every rejection; ``decode_event``
-first tries the msgspec fast path in ``_fast.py`` (the per-event hot path) and
-falls back to these rules for anything it cannot vouch for.
+The wire form is one JSON object per Kafka record value (or per .jsonl line), and
+``UsageEvent`` is both that record and the event in memory. ``decode_event`` has two
+paths to it:
+
+- the fast path (``fast_decode``): msgspec decodes the bytes straight into a
+  ``UsageEvent``, type- and range-checked in C, and two cross-field rules are checked
+  after. It only ever says "valid, here is the event" or "not sure".
+- the checked path (``decode_event_checked``: orjson, then ``validate_event``), taken
+  only when the fast one is not sure. Its job is to say why a record is refused: it
+  holds the contract's rules and writes every error message, so the two paths cannot
+  disagree about one. It also accepts the few valid records the struct cannot decode
+  (see ``UsageEvent``), and builds the event the fast path would have built.
+  ``tests/schemas/test_fast_path.py`` holds the two to the same answers.
+
 ``bench/bench_contract.py`` measures both paths and a pydantic model.
 
 >>> e = decode_event(b'{"event_id":"e1","ts":"2026-11-23T10:00:00Z","provider":"openai",'
 ...                  b'"model":"gpt-4o","input_tokens":1200,"output_tokens":80,"team":"search"}')
 >>> (e.team, e.input_tokens, e.workload, e.ts)
 ('search', 1200, 'standard', 1795428000.0)
+>>> encode_event(e).split(b",")[1]
+b'"ts":"2026-11-23T10:00:00.000000Z"'
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import msgspec
 import orjson
 
 from ._errors import InvalidEvent, show
+from ._time import MAX_TS, MIN_TS, format_ts, parse_ts, wire_ts
+
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "WORKLOADS",
+    "Extras",
+    "UsageEvent",
+    "decode_event",
+    "encode_event",
+    "fast_decode",
+    "validate_event",
+]
 
 #: Records larger than this are rejected before parsing. Apache Kafka's default
 #: record limit is about 1 MB, and a real usage event is well under 2 KB.
@@ -36,9 +58,6 @@ MAX_TOKENS = 1_000_000_000
 #: unbounded cost became an infinite float in nano-dollars (a crash on the record, at
 #: every restart), and window totals stay within int64 below about 9,000 such calls.
 MAX_COST_USD = 1_000_000.0
-#: Accepted event-time range; epoch milliseconds fall far outside it.
-MIN_TS = 946_684_800.0  # 2000-01-01T00:00:00Z
-MAX_TS = 4_102_444_800.0  # 2100-01-01T00:00:00Z
 
 WORKLOADS = ("critical", "standard", "batch")
 
@@ -50,36 +69,79 @@ KNOWN_FIELDS = frozenset(
 )
 
 
-@dataclass(slots=True)
-class UsageEvent:
-    """One validated LLM call. ``ts`` is event time in epoch seconds (UTC).
+class Extras(dict[str, Any]):
+    """Unknown top-level wire fields of an event, kept as they came.
 
+    A type of its own so that msgspec can never decode one (it has no hook for it): a
+    wire field named ``extras`` is an unknown field like any other, and only the
+    checked path, which keeps unknown fields, fills this.
+    """
+
+    __slots__ = ()
+
+
+_Tokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
+_Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STR_LEN)]
+_TagText = Annotated[str, msgspec.Meta(max_length=MAX_STR_LEN)]
+_Tags = Annotated[dict[_TagText, _TagText], msgspec.Meta(max_length=MAX_TAGS)]
+#: Epoch seconds, or the RFC 3339 text ``__post_init__`` turns into them.
+_WireTs = Annotated[float, msgspec.Meta(ge=MIN_TS, lt=MAX_TS)] | str
+_Cost = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_COST_USD)]
+
+
+class UsageEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """One LLM call: the v1 wire record, and the event in memory.
+
+    ``ts`` is event time in epoch seconds (UTC). On the wire it is RFC 3339 text (or
+    epoch seconds): msgspec reads either and ``__post_init__`` turns text into seconds
+    with the contract's own parser, so every ``UsageEvent``, decoded or built, holds a
+    float; ``encode_event`` writes it back as text.
     ``input_tokens`` includes cache-read and cache-write tokens and
     ``output_tokens`` includes reasoning tokens (the OTel gen_ai convention).
     ``cost_usd`` is None when the producer did not price the call.
-    ``extras`` keeps unknown top-level wire fields as they came.
+
+    msgspec checks every field's type and range as it decodes; ``fast_decode`` adds the
+    two cross-field rules. Valid records the struct cannot decode reach it through the
+    checked path (``validate_event``), which builds the event the fast path would:
+
+    - unknown top-level fields: kept in ``extras`` (an ``Extras``, which msgspec never
+      decodes, so a wire field named ``extras`` is unknown too);
+    - an empty optional attribution string (``"feature": ""``): None;
+    - ``workload`` in another case (``"Batch"``), empty or null: lower case, ``standard``;
+    - null for ``tags`` or a token count: ``{}``, 0.
+
+    ``gc=False``: the collector need not track one object per event; an event holds
+    strings, numbers and dicts of decoded JSON, never itself.
     """
 
-    event_id: str
-    ts: float
-    provider: str
-    model: str
-    input_tokens: int
-    output_tokens: int
-    team: str
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: float | None = None
-    feature: str | None = None
-    api_key: str | None = None
-    customer: str | None = None
-    environment: str | None = None
-    workload: str = "standard"
-    trace_id: str | None = None
-    outcome: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
+    event_id: _Text
+    if TYPE_CHECKING:
+        ts: float
+    else:
+        ts: _WireTs
+    provider: _Text
+    model: _Text
+    input_tokens: _Tokens
+    output_tokens: _Tokens
+    team: _Text
+    cache_read_tokens: _Tokens = 0
+    cache_write_tokens: _Tokens = 0
+    reasoning_tokens: _Tokens = 0
+    cost_usd: _Cost | None = None
+    feature: _Text | None = None
+    api_key: _Text | None = None
+    customer: _Text | None = None
+    environment: _Text | None = None
+    workload: Literal["critical", "standard", "batch"] = "standard"
+    trace_id: _Text | None = None
+    outcome: _Text | None = None
+    tags: _Tags = {}
+    extras: Extras = msgspec.field(default_factory=Extras)
+
+    def __post_init__(self) -> None:
+        ts = self.ts
+        if type(ts) is str:
+            self.ts = wire_ts(ts)  # raises InvalidEvent naming ``ts``
 
     def to_wire(self) -> dict[str, Any]:
         """The v1 wire object: defaults and empty values left out, ``ts`` as RFC 3339 UTC."""
@@ -110,35 +172,31 @@ class UsageEvent:
         return out
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.to_wire())
+        return encode_event(self)
 
 
-def format_ts(ts: float) -> str:
-    """Epoch seconds to RFC 3339 UTC with microseconds, e.g. ``2026-11-23T10:00:00.000000Z``.
-
-    Output records format two timestamps per trace, so this runs often: the
-    text up to the second is cached and only the microseconds are formatted
-    here, rounded exactly as ``datetime.fromtimestamp`` rounds them (half to
-    even, carrying into the second); ``tests/schemas/test_event.py`` holds the
-    two to the same text.
-    """
-    if not 0.0 <= ts < MAX_TS:
-        return _format_ts_slow(ts)
-    fraction, whole = math.modf(ts)
-    micros = round(fraction * 1_000_000)
-    if micros >= 1_000_000:
-        return f"{_second_text(int(whole) + 1)}{micros - 1_000_000:06d}Z"
-    return f"{_second_text(int(whole))}{micros:06d}Z"
+def encode_event(event: UsageEvent) -> bytes:
+    """The event as the SDK publishes it: ``to_wire()`` in orjson (bytes pinned by
+    ``tests/schemas/test_event.py``)."""
+    return orjson.dumps(event.to_wire())
 
 
-def _format_ts_slow(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+_decode = msgspec.json.Decoder(UsageEvent).decode
 
 
-@functools.lru_cache(maxsize=8192)
-def _second_text(second: int) -> str:
-    """``YYYY-MM-DDTHH:MM:SS.`` of a whole second since the epoch."""
-    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+def fast_decode(raw: bytes | bytearray | memoryview | str) -> UsageEvent | None:
+    """The event if msgspec and the cross-field rules accept it, else None (the checked
+    path decides): the worker's per-record call, no exception raised for a bad record."""
+    try:
+        event = _decode(raw)
+    except (msgspec.MsgspecError, ValueError, InvalidEvent):  # bad UTF-8: UnicodeDecodeError
+        return None
+    if (
+        event.cache_read_tokens + event.cache_write_tokens > event.input_tokens
+        or event.reasoning_tokens > event.output_tokens
+    ):
+        return None
+    return event
 
 
 def decode_event(raw: bytes | bytearray | memoryview | str) -> UsageEvent:
@@ -175,7 +233,7 @@ def validate_event(obj: Any) -> UsageEvent:
     ts = get("ts")
     ts = float(ts) if type(ts) is int or type(ts) is float else ts
     if type(ts) is not float or not MIN_TS <= ts < MAX_TS:
-        ts = _parse_ts(ts)
+        ts = parse_ts(ts)
     provider = get("provider")
     if type(provider) is not str or not 0 < len(provider) <= MAX_STR_LEN:
         _bad_str("provider", provider, required=True)
@@ -243,12 +301,7 @@ def validate_event(obj: Any) -> UsageEvent:
     outcome = get("outcome")
     if outcome is not None and (type(outcome) is not str or not 0 < len(outcome) <= MAX_STR_LEN):
         outcome = _optional_str("outcome", outcome)
-    # All seven required fields are present by now, so only a larger object can
-    # hold unknown fields; counting known keys avoids a scan in the common case.
-    extras = {}
-    if len(obj) > 7 and not KNOWN_FIELDS.issuperset(obj):
-        extras = {k: v for k, v in obj.items() if k not in KNOWN_FIELDS}
-    return UsageEvent(
+    event = UsageEvent(
         event_id,
         ts,
         provider,
@@ -268,52 +321,12 @@ def validate_event(obj: Any) -> UsageEvent:
         trace_id,
         outcome,
         tags,
-        extras,
     )
-
-
-def parse_ts(value: Any) -> float:
-    """Event time to epoch seconds: an RFC 3339 string with an offset, or a number."""
-    return _parse_ts(value)
-
-
-def _parse_ts(value: Any) -> float:
-    kind = type(value)
-    if kind is str:
-        text = value
-        # datetime.fromisoformat also takes ISO 8601 forms RFC 3339 does not
-        # (dates alone, basic format), so check the shape first.
-        if (
-            len(text) < 19
-            or text[4] != "-"
-            or text[7] != "-"
-            or text[10] not in "Tt "
-            or text[13] != ":"
-        ):
-            raise InvalidEvent(
-                "ts", f"must be an RFC 3339 timestamp or epoch seconds, got {show(value)}"
-            )
-        if text[-1] == "z":
-            text = text[:-1] + "Z"
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise InvalidEvent("ts", f"must be an RFC 3339 timestamp, got {show(value)}") from None
-        if parsed.tzinfo is None:
-            raise InvalidEvent("ts", f"must carry a UTC offset (Z or +HH:MM), got {show(value)}")
-        ts = parsed.timestamp()
-    elif kind is int or kind is float:
-        ts = float(value)
-        if not math.isfinite(ts):
-            raise InvalidEvent("ts", f"must be finite, got {show(value)}")
-    elif value is None:
-        raise InvalidEvent("ts", "is required")
-    else:
-        raise InvalidEvent("ts", f"must be an RFC 3339 string or epoch seconds, got {show(value)}")
-    if not MIN_TS <= ts < MAX_TS:
-        hint = " (epoch milliseconds? send seconds)" if ts > MAX_TS * 100 else ""
-        raise InvalidEvent("ts", f"must fall between 2000 and 2100, got {show(value)}{hint}")
-    return ts
+    # All seven required fields are present by now, so only a larger object can
+    # hold unknown fields; counting known keys avoids a scan in the common case.
+    if len(obj) > 7 and not KNOWN_FIELDS.issuperset(obj):
+        event.extras = Extras({k: v for k, v in obj.items() if k not in KNOWN_FIELDS})
+    return event
 
 
 def _bad_str(name: str, value: Any, required: bool = False) -> None:
@@ -387,6 +400,3 @@ def _json_type(value: Any) -> str:
     if isinstance(value, (int, float)):
         return "number"
     return "null" if value is None else type(value).__name__
-
-
-from ._fast import fast_decode  # noqa: E402 - _fast imports this module's constants

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from ._event import format_ts
+from ._time import format_ts
 from ._units import METRICS, NUSD
 
 __all__ = ["RollupRecord", "WatermarkMark", "decode_rollup", "encode_mark", "encode_rollup"]

@@ -22,7 +22,7 @@ from spendbrake.schemas import (
     PriceTable,
     UsageEvent,
     decode_event,
-    fast_wire,
+    fast_decode,
 )
 from spendbrake.streamer import PartitionProcessor
 
@@ -50,9 +50,9 @@ def by_event_time(lines: Iterable[bytes]) -> list[bytes]:
     """
     keyed = []
     for line in lines:
-        wire = fast_wire(line)
-        if wire is not None:
-            ts: float = wire.ts  # type: ignore[assignment]
+        event = fast_decode(line)
+        if event is not None:
+            ts = event.ts
         else:
             try:
                 ts = decode_event(line).ts

@@ -340,7 +340,6 @@ def _events(slices: Iterable[tuple], seed: int, profile: TrafficProfile) -> Iter
             customers[customer].tolist(), environment, workload,
             [f"tr-{seed}-{k}-{t}" for k, t in traces], outcomes[outcome].tolist(),
             [{"sim_incident": kind} if kind else {} for kind in kinds[incident].tolist()],
-            [{} for _ in range(count)],
         )  # fmt: skip
         n += count
 

@@ -20,9 +20,8 @@ from spendbrake.schemas import (
     PriceTable,
     RollupRecord,
     UsageEvent,
-    Wire,
     decode_event,
-    fast_wire,
+    fast_decode,
     format_ts,
 )
 
@@ -222,9 +221,9 @@ class PartitionProcessor:
     ) -> int:
         """``process`` each record (value, offset, Kafka timestamp in ms), in order.
 
-        The common case, a record msgspec vouches for (``fast_wire``), is counted
-        straight from the decoded struct, with no ``UsageEvent`` built and the
-        dedupe set of the current hour at hand. Every other case goes to the
+        The common case, a record msgspec vouches for (``fast_decode``), is counted
+        straight from the event it decoded, with the dedupe set of the current hour
+        at hand. Every other case goes to the
         same methods ``process`` uses; ``tests/streamer/test_processor.py``
         holds both entry points to the same state and outputs.
 
@@ -267,35 +266,35 @@ class PartitionProcessor:
             if watermark >= until:
                 i -= 1
                 break
-            wire = fast_wire(raw) if raw is not None and len(raw) <= MAX_EVENT_BYTES else None
-            if wire is None:
+            event = fast_decode(raw) if raw is not None and len(raw) <= MAX_EVENT_BYTES else None
+            if event is None:
                 rollups.watermark = watermark
                 self._handle(raw, offset, timestamp_ms / 1000.0)
                 watermark = rollups.watermark
                 continue
-            ts: float = wire.ts  # type: ignore[assignment]
+            ts = event.ts
             if ts > timestamp_ms / 1000.0 + max_future_s or ts < watermark - horizon_s:
                 rollups.watermark = watermark
-                self._count(wire, raw, offset, timestamp_ms / 1000.0)
+                self._count(event, raw, offset, timestamp_ms / 1000.0)
                 watermark = rollups.watermark
                 continue
             if int(ts // BUCKET_S) != bucket_no:
                 bucket_no = int(ts // BUCKET_S)
                 seen, fresh = dedupe.bucket(bucket_no)
             size = len(seen)
-            seen.add(wire.event_id)
+            seen.add(event.event_id)
             if len(seen) == size:
                 duplicates += 1
                 continue
-            fresh.append(wire.event_id)
-            cost = wire.cost_usd
+            fresh.append(event.event_id)
+            cost = event.cost_usd
             priced = True
             if cost is None:
-                cost = price(wire)  # type: ignore[arg-type]
+                cost = price(event)
                 if cost is None:
                     priced = False
                     cost = 0.0
-                    self._unpriced(wire.provider, wire.model, ts)
+                    self._unpriced(event.provider, event.model, ts)
             cost_nusd = round(cost * NUSD)
             # -- RollupState.add
             minute = int(ts // 60) * 60
@@ -309,28 +308,28 @@ class PartitionProcessor:
             key = (
                 minute,
                 epoch,
-                wire.team,
-                wire.feature,
-                wire.api_key,
-                wire.customer,
-                wire.environment,
-                wire.workload,
-                wire.model,
-                wire.provider,
+                event.team,
+                event.feature,
+                event.api_key,
+                event.customer,
+                event.environment,
+                event.workload,
+                event.model,
+                event.provider,
             )
             cell = fine.get(key)
             if cell is None:
                 cell = fine[key] = [0, 0, 0, 0, 0, 0, 0, 0, None]
             cell[0] += cost_nusd
             cell[1] += 1
-            cell[2] += wire.input_tokens
-            cell[3] += wire.cache_read_tokens
-            cell[4] += wire.cache_write_tokens
-            cell[5] += wire.output_tokens
-            cell[6] += wire.reasoning_tokens
+            cell[2] += event.input_tokens
+            cell[3] += event.cache_read_tokens
+            cell[4] += event.cache_write_tokens
+            cell[5] += event.output_tokens
+            cell[6] += event.reasoning_tokens
             if not priced:
                 cell[7] += 1
-            outcome = wire.outcome
+            outcome = event.outcome
             if outcome is not None:
                 outcomes = cell[8]
                 if outcomes is None:
@@ -338,23 +337,23 @@ class PartitionProcessor:
                 else:
                     outcomes[outcome] = outcomes.get(outcome, 0) + 1
             # -- TraceState.add
-            trace_id = wire.trace_id
+            trace_id = event.trace_id
             if trace_id is not None and keep_traces:
                 if trace_id in open_traces:
-                    add_trace(wire, cost_nusd)
+                    add_trace(event, cost_nusd)
                 else:
                     open_traces[trace_id] = TracePartial(
                         trace_id,
                         partition,
-                        wire.event_id,
-                        wire.team,
-                        wire.feature,
-                        wire.customer,
+                        event.event_id,
+                        event.team,
+                        event.feature,
+                        event.customer,
                         cost_nusd,
                         1,
                         ts,
                         ts,
-                        {wire.model: 1},
+                        {event.model: 1},
                         {} if outcome is None else {outcome: 1},
                     )
                     ids = idle_at.get(ts // 60)
@@ -386,11 +385,9 @@ class PartitionProcessor:
             return
         self._count(event, raw, offset, record_ts)
 
-    def _count(
-        self, event: UsageEvent | Wire, raw: bytes, offset: int, record_ts: float | None
-    ) -> None:
+    def _count(self, event: UsageEvent, raw: bytes, offset: int, record_ts: float | None) -> None:
         """Check event time, dedupe, price and roll up one valid event."""
-        ts: float = event.ts  # type: ignore[assignment]
+        ts = event.ts
         # A record timestamp of -1 ms is Kafka's "none" (message format v0): no check.
         if record_ts is not None and record_ts >= 0 and ts > record_ts + self.max_future_s:
             self._dead(
@@ -416,7 +413,7 @@ class PartitionProcessor:
         cost = event.cost_usd
         priced = True
         if cost is None:
-            cost = self.prices.price(event)  # type: ignore[arg-type]
+            cost = self.prices.price(event)
             if cost is None:
                 priced = False
                 cost = 0.0

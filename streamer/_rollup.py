@@ -26,7 +26,7 @@ from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
-from spendbrake.schemas import KEY_DIMENSIONS, METRICS, SCOPE_FIELDS, RollupRecord, UsageEvent, Wire
+from spendbrake.schemas import KEY_DIMENSIONS, METRICS, SCOPE_FIELDS, RollupRecord, UsageEvent
 
 WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
 #: Fine-cell attribute order; dimension sets index into it.
@@ -149,14 +149,14 @@ class RollupState:
 
     # -- hot path ----------------------------------------------------------
 
-    def add(self, event: UsageEvent | Wire, cost_nusd: int, priced: bool) -> bool:
+    def add(self, event: UsageEvent, cost_nusd: int, priced: bool) -> bool:
         """Count one unique, valid event; return True if it arrived late (a correction).
 
         An event whose smallest window has closed is late: it goes, for every
         window size, into the late epoch of the watermark's current lateness
         period, a separate record that readers add to the on-time one.
         """
-        ts: float = event.ts  # type: ignore[assignment]
+        ts = event.ts
         watermark = self.watermark
         minute = int(ts // 60) * 60
         smallest = self.min_window_s

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from spendbrake.schemas import NUSD, UsageEvent, Wire, format_ts
+from spendbrake.schemas import NUSD, UsageEvent, format_ts
 
 
 class TracePartial(msgspec.Struct, gc=False):
@@ -154,11 +154,11 @@ class TraceState:
         #: partial instead of every open partial at every flush.
         self.idle_at: dict[float, list[str]] = {}
 
-    def add(self, event: UsageEvent | Wire, cost_nusd: int) -> None:
+    def add(self, event: UsageEvent, cost_nusd: int) -> None:
         trace_id = event.trace_id
         if trace_id is None:
             return
-        ts: float = event.ts  # type: ignore[assignment]
+        ts = event.ts
         partial = self.open.get(trace_id)
         if partial is None:
             # Most traces are one or two calls: build the partial complete at once.

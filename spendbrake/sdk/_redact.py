@@ -130,7 +130,7 @@ def redact_event(event: Any) -> None:
     ids = f"{event.event_id}\n{event.trace_id or ''}"
     if not event.extras and not _FIND.search(text) and not _FIND_NO_HEX.search(ids):
         return
-    for name in event.__slots__:
+    for name in event.__struct_fields__:
         if name in _SKIP_FIELDS:
             continue
         value = getattr(event, name)
@@ -141,7 +141,7 @@ def redact_event(event: Any) -> None:
             if redacted is not value:
                 setattr(event, name, redacted)
         elif name in ("tags", "extras") and value:
-            setattr(event, name, _redact_value(value))
+            setattr(event, name, type(value)(_redact_value(value)))  # extras stay Extras
 
 
 def _redact_value(value: Any) -> Any:

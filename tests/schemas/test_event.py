@@ -256,7 +256,7 @@ def test_format_ts_matches_datetime_exactly() -> None:
     import math
     import random
 
-    from spendbrake.schemas._event import MAX_TS, _format_ts_slow, format_ts
+    from spendbrake.schemas._time import MAX_TS, _format_ts_slow, format_ts
 
     rng = random.Random(5)
     cases = [0.0, 0.9999995, 0.99999949, 1795428059.9999996, 4102444799.9999995, 2.5e-6, -1.5]

@@ -111,7 +111,7 @@ def test_both_paths_agree(seed: int) -> None:
 
 
 def test_valid_events_take_the_fast_path() -> None:
-    from spendbrake.schemas._fast import fast_decode
+    from spendbrake.schemas._event import fast_decode
 
     events = list(simulate(1_791_158_400.0 + 36_000, 300, rate_per_s=5, seed=9))
     assert events and all(fast_decode(e.to_json()) == e for e in events)
@@ -127,7 +127,7 @@ def test_valid_events_take_the_fast_path() -> None:
 def test_cached_timestamps_equal_parse_ts() -> None:
     """wire_ts takes a shortcut for common shapes; every answer must equal parse_ts's."""
     from spendbrake.schemas import parse_ts
-    from spendbrake.schemas._fast import wire_ts
+    from spendbrake.schemas._time import wire_ts
 
     rng = random.Random(8)
     tails = ["Z", ".123Z", ".123456Z", ".1Z", ".12Z", ".1234567Z", "z", "+00:00", ".123+01:00"]
