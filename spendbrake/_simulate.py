@@ -27,9 +27,8 @@ from datetime import UTC, datetime
 from typing import IO
 
 import numpy as np
-import orjson
 
-from spendbrake.schemas import UsageEvent
+from spendbrake.schemas import UsageEvent, encode_event
 
 WEEK_S = 7 * 86400
 #: 1970-01-05 was a Monday: minute of week 0 is Monday 00:00 UTC.
@@ -479,6 +478,6 @@ def write_jsonl(events: Iterable[UsageEvent], fh: IO[bytes]) -> int:
     """Write events as v1 wire JSON, one per line; return how many."""
     count = 0
     for event in events:
-        fh.write(orjson.dumps(event.to_wire(), option=orjson.OPT_APPEND_NEWLINE))
+        fh.write(encode_event(event) + b"\n")
         count += 1
     return count

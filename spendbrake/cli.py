@@ -234,13 +234,13 @@ def simulate(
     if realtime:
         events = _paced(events, start_ts)
     if out is not None:
-        import orjson
+        from spendbrake.schemas import encode_event
 
         handle: IO[bytes] = sys.stdout.buffer if out == "-" else open(out, "wb")  # noqa: SIM115
         count = 0
         with _progress(f"writing {out}") as tick:
             for event in events:
-                handle.write(orjson.dumps(event.to_wire()) + b"\n")
+                handle.write(encode_event(event) + b"\n")
                 count += 1
                 if count % 5000 == 0:
                     tick(count)

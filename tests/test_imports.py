@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +47,59 @@ def test_lazy_names_resolve_and_unknown_names_raise() -> None:
         with pytest.raises(AttributeError, match="no attribute 'nope'"):
             package.nope  # noqa: B018
         assert set(package.__all__) <= set(dir(package)) | set(package._LAZY)
+
+
+def _module_files() -> dict[str, Path]:
+    """Every module of the wheel, by its import name (the folders pyproject maps in)."""
+    root = Path(__file__).resolve().parents[1]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"spendbrake": "spendbrake", **setuptools["package-dir"]}
+    files = {}
+    for package, folder in folders.items():
+        for path in (root / folder).rglob("*.py"):
+            parts = path.relative_to(root / folder).with_suffix("").parts
+            files[".".join([package, *(p for p in parts if p != "__init__")])] = path
+    return files
+
+
+def _imported_at_load(name: str, path: Path, modules: set[str]) -> set[str]:
+    """Our modules that ``name`` imports when it loads (top level, not TYPE_CHECKING)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    body = list(ast.parse(path.read_text()).body)
+    for node in body:
+        if isinstance(node, ast.Try):
+            body.extend(node.body)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name in modules)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: from the package, one level up per extra dot
+                base = package.rsplit(".", node.level - 1)[0]
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                out.add(sub if sub in modules else target)
+    return out & modules
+
+
+def test_no_import_cycle() -> None:
+    """A module that needs another while that one is still loading breaks on import order."""
+    files = _module_files()
+    graph = {name: _imported_at_load(name, path, set(files)) for name, path in files.items()}
+    state: dict[str, int] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = 1
+        for nxt in sorted(graph[name]):
+            if state.get(nxt) == 1:
+                cycle = [*trail[trail.index(nxt) :], nxt] if nxt in trail else [name, nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])

@@ -32,7 +32,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from spendbrake.schemas import KafkaConfig, UsageEvent, validate_event
+from spendbrake.schemas import KafkaConfig, UsageEvent, encode_event, validate_event
 
 from ._redact import redact_event
 from ._spill import SpillFile, default_spill_path
@@ -139,7 +139,7 @@ class SpendProducer:
         if not isinstance(event, UsageEvent):
             event = validate_event(dict(event))
         redact_event(event)  # a key in any field, not only api_key, stays here
-        payload = orjson.dumps(event.to_wire())
+        payload = encode_event(event)
         self.stats.emitted += 1
         if self._closing or len(self._queue) >= self.max_queue:
             self._spill_payloads([payload])

@@ -252,3 +252,60 @@ def test_a_line_torn_by_a_kill_does_not_take_the_next_event_with_it(tmp_path: Pa
         b'{"event_id": "e"}',
     ]
     assert b"\n\n" not in spill.replay_path.read_bytes()
+
+
+#: The contract's bytes for two events, as the SDK has always written them: unknown fields
+#: first, then the known ones in a fixed order, defaults and empty values left out.
+FULL = {
+    "gateway": "litellm",
+    "event_id": "evt-1",
+    "ts": "2026-11-23T11:00:00.25+01:00",
+    "provider": "anthropic",
+    "model": "claude-sonnet-4-5",
+    "input_tokens": 1200,
+    "output_tokens": 80,
+    "team": "search",
+    "cache_read_tokens": 1000,
+    "cache_write_tokens": 100,
+    "reasoning_tokens": 40,
+    "cost_usd": 0.0123,
+    "feature": "agent",
+    "api_key": "search-agent-prod",
+    "customer": "acme",
+    "environment": "prod",
+    "workload": "batch",
+    "trace_id": "tr-9",
+    "outcome": "ticket_resolved",
+    "tags": {"region": "eu"},
+    "latency_ms": 812,
+    "nested": {"a": [1, 2.5, None]},
+}
+FULL_BYTES = (
+    b'{"gateway":"litellm","latency_ms":812,"nested":{"a":[1,2.5,null]},"event_id":"evt-1",'
+    b'"ts":"2026-11-23T10:00:00.250000Z","provider":"anthropic","model":"claude-sonnet-4-5",'
+    b'"input_tokens":1200,"output_tokens":80,"team":"search","cache_read_tokens":1000,'
+    b'"cache_write_tokens":100,"reasoning_tokens":40,"cost_usd":0.0123,"feature":"agent",'
+    b'"api_key":"search-agent-prod","customer":"acme","environment":"prod","trace_id":"tr-9",'
+    b'"outcome":"ticket_resolved","workload":"batch","tags":{"region":"eu"}}'
+)
+MINIMAL = (
+    b'{"event_id":"e1","ts":1795428000,"provider":"openai","model":"gpt-4o","input_tokens":0,'
+    b'"output_tokens":0,"team":"t","feature":"","workload":"Standard","cache_read_tokens":0}'
+)
+MINIMAL_BYTES = (
+    b'{"event_id":"e1","ts":"2026-11-23T10:00:00.000000Z","provider":"openai","model":"gpt-4o",'
+    b'"input_tokens":0,"output_tokens":0,"team":"t"}'
+)
+
+
+def test_the_bytes_the_sdk_emits_are_pinned(tmp_path: Path) -> None:
+    """What reaches the topic is what the spill holds: both pinned, a dict and an event."""
+    from spendbrake.schemas import encode_event
+
+    producer = SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl", max_queue=0)
+    producer.emit(FULL)
+    producer.emit(decode_event(MINIMAL))
+    producer.close(timeout_s=0.5)
+    assert producer.spill_path.read_bytes() == FULL_BYTES + b"\n" + MINIMAL_BYTES + b"\n"
+    assert encode_event(decode_event(FULL_BYTES)) == FULL_BYTES
+    assert encode_event(decode_event(MINIMAL)) == MINIMAL_BYTES
