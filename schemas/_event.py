@@ -5,8 +5,9 @@ The wire form is one JSON object per Kafka record value (or per .jsonl line), an
 paths to it:
 
 - the fast path (``fast_decode``): msgspec decodes the bytes straight into a
-  ``UsageEvent``, type- and range-checked in C, and two cross-field rules are checked
-  after. It only ever says "valid, here is the event" or "not sure".
+  ``UsageEvent``, type- and range-checked in C; then ``ts`` text becomes epoch seconds
+  in place and two cross-field rules are checked. It only ever says "valid, here is
+  the event" or "not sure".
 - the checked path (``decode_event_checked``: orjson, then ``validate_event``), taken
   only when the fast one is not sure. Its job is to say why a record is refused: it
   holds the contract's rules and writes every error message, so the two paths cannot
@@ -74,7 +75,7 @@ class Extras(dict[str, Any]):
 
     A type of its own so that msgspec can never decode one (it has no hook for it): a
     wire field named ``extras`` is an unknown field like any other, and only the
-    checked path, which keeps unknown fields, fills this.
+    checked path, which keeps unknown fields, sets one.
     """
 
     __slots__ = ()
@@ -84,7 +85,7 @@ _Tokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
 _Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STR_LEN)]
 _TagText = Annotated[str, msgspec.Meta(max_length=MAX_STR_LEN)]
 _Tags = Annotated[dict[_TagText, _TagText], msgspec.Meta(max_length=MAX_TAGS)]
-#: Epoch seconds, or the RFC 3339 text ``__post_init__`` turns into them.
+#: Epoch seconds, or the RFC 3339 text ``fast_decode`` turns into them.
 _WireTs = Annotated[float, msgspec.Meta(ge=MIN_TS, lt=MAX_TS)] | str
 _Cost = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_COST_USD)]
 
@@ -92,10 +93,10 @@ _Cost = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_COST_USD)]
 class UsageEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """One LLM call: the v1 wire record, and the event in memory.
 
-    ``ts`` is event time in epoch seconds (UTC). On the wire it is RFC 3339 text (or
-    epoch seconds): msgspec reads either and ``__post_init__`` turns text into seconds
-    with the contract's own parser, so every ``UsageEvent``, decoded or built, holds a
-    float; ``encode_event`` writes it back as text.
+    ``ts`` is event time in epoch seconds (UTC), a float. On the wire it is RFC 3339
+    text (or epoch seconds): msgspec reads either, and ``fast_decode`` replaces text by
+    its seconds with the contract's own parser before anyone sees the event (type
+    checkers see the float); ``encode_event`` writes it back as text.
     ``input_tokens`` includes cache-read and cache-write tokens and
     ``output_tokens`` includes reasoning tokens (the OTel gen_ai convention).
     ``cost_usd`` is None when the producer did not price the call.
@@ -105,7 +106,8 @@ class UsageEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     checked path (``validate_event``), which builds the event the fast path would:
 
     - unknown top-level fields: kept in ``extras`` (an ``Extras``, which msgspec never
-      decodes, so a wire field named ``extras`` is unknown too);
+      decodes, so a wire field named ``extras`` is unknown too; None when there are
+      none, as for almost every event, so the hot path builds no dict for them);
     - an empty optional attribution string (``"feature": ""``): None;
     - ``workload`` in another case (``"Batch"``), empty or null: lower case, ``standard``;
     - null for ``tags`` or a token count: ``{}``, 0.
@@ -115,7 +117,7 @@ class UsageEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """
 
     event_id: _Text
-    if TYPE_CHECKING:
+    if TYPE_CHECKING:  # what an event holds; msgspec reads the wire's types, below
         ts: float
     else:
         ts: _WireTs
@@ -136,16 +138,14 @@ class UsageEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     trace_id: _Text | None = None
     outcome: _Text | None = None
     tags: _Tags = {}
-    extras: Extras = msgspec.field(default_factory=Extras)
-
-    def __post_init__(self) -> None:
-        ts = self.ts
-        if type(ts) is str:
-            self.ts = wire_ts(ts)  # raises InvalidEvent naming ``ts``
+    if TYPE_CHECKING:
+        extras: Extras | None = None
+    else:
+        extras: Extras = None  # not Optional for msgspec: a wire "extras": null is unknown too
 
     def to_wire(self) -> dict[str, Any]:
         """The v1 wire object: defaults and empty values left out, ``ts`` as RFC 3339 UTC."""
-        out: dict[str, Any] = dict(self.extras)
+        out: dict[str, Any] = {} if self.extras is None else dict(self.extras)
         out.update(
             event_id=self.event_id,
             ts=format_ts(self.ts),
@@ -189,8 +189,14 @@ def fast_decode(raw: bytes | bytearray | memoryview | str) -> UsageEvent | None:
     path decides): the worker's per-record call, no exception raised for a bad record."""
     try:
         event = _decode(raw)
-    except (msgspec.MsgspecError, ValueError, InvalidEvent):  # bad UTF-8: UnicodeDecodeError
+    except (msgspec.MsgspecError, ValueError):  # bad UTF-8: UnicodeDecodeError
         return None
+    ts = event.ts
+    if type(ts) is str:
+        try:
+            event.ts = wire_ts(ts)
+        except InvalidEvent:
+            return None
     if (
         event.cache_read_tokens + event.cache_write_tokens > event.input_tokens
         or event.reasoning_tokens > event.output_tokens
