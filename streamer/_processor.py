@@ -223,9 +223,9 @@ class PartitionProcessor:
 
         The common case, a record msgspec vouches for (``fast_decode``), is counted
         straight from the event it decoded, with the dedupe set of the current hour
-        at hand. Every other case goes to the
-        same methods ``process`` uses; ``tests/streamer/test_processor.py``
-        holds both entry points to the same state and outputs.
+        at hand. Every other case goes to the same methods ``process`` uses;
+        ``tests/streamer/test_processor.py`` holds both entry points to the same state
+        and outputs.
 
         Parallel sequences, not message objects: replay reads lines, and building an
         object per line costs more than parsing it. A line has no record timestamp:
