@@ -122,9 +122,10 @@ class RollupState:
         # The sets a key's attributes decide (team, api_key...) apart from the others
         # (customer, model: a key calls for many): a new customer seen on a known key needs
         # only its own sets projected (a flood of customers stays cheap).
-        keyed = [spec for spec in self._project if set(self.dimensions[spec[0]]) <= _KEYED]
+        by_key = [set(self.dimensions[spec[0]]) <= _KEYED for spec in self._project]
+        keyed = [spec for spec, k in zip(self._project, by_key, strict=True) if k]
         self._per_key = (_projector(tuple(2 + ATTRS.index(a) for a in KEY_DIMENSIONS)), keyed)
-        self._per_call = [spec for spec in self._project if spec not in keyed]
+        self._per_call = [spec for spec, k in zip(self._project, by_key, strict=True) if not k]
         self.min_window_s = min(self.windows_s)
         self.watermark = -math.inf
         #: (minute, epoch, *attrs) -> metric deltas since the last flush (+ outcomes at _N)
@@ -209,7 +210,7 @@ class RollupState:
             self._series = {}  # forget series whose windows all closed
             self._combos = {}
             self._by_key = {}
-        # Stage 1: fine cells -> one delta per (series, grain start, epoch).
+        # Stage 1: fine cells -> one delta per (series, window sizes, grain start, epoch).
         parts: dict[tuple[Any, ...], list[Any]] = {}
         get = parts.get
         combos = self._combos
