@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._dedupe import Deduper
 from ._processor import DeadLetter, Outputs, PartitionProcessor, ProcessorStats
-from ._rollup import WINDOWS_S, RollupState, RollupTotals
+from ._rollup import WINDOWS_S, RollupState, RollupTotals, SeriesTable
 from ._state import PartitionStore, write_atomic
 from ._traces import TracePartial, TraceState, TraceTotals, encode_traces
 
@@ -67,6 +67,7 @@ __all__ = [
     "ProcessorStats",
     "RollupState",
     "RollupTotals",
+    "SeriesTable",
     "StoreBatch",
     "StoreBusy",
     "TracePartial",

@@ -26,7 +26,7 @@ from spendbrake.schemas import (
 )
 
 from ._dedupe import BUCKET_S, Deduper
-from ._rollup import WINDOWS_S, RollupState
+from ._rollup import WINDOWS_S, RollupState, SeriesTable
 from ._traces import TracePartial, TraceState
 
 #: Bytes of a bad record's payload kept in its DLQ record.
@@ -150,9 +150,10 @@ class PartitionProcessor:
         refused: one bogus future ``ts`` would otherwise push the watermark
         ahead and make every later event "late". The record timestamp is used,
         not a clock, so reprocessing after a restart decides the same way.
-    windows_s, dim_windows_s, finals, minute_values
-        Which windows are rolled up (of which series) and whether closing ones are
-        emitted again as final: see ``RollupState``.
+    windows_s, dim_windows_s, finals, minute_values, series_table
+        Which windows are rolled up (of which series), whether closing ones are emitted
+        again as final, and the series table shared with the process' other partitions:
+        see ``RollupState``.
     traces
         Keep per-trace partials (the store's trace table). Off for a reader that never
         reads them (replay's detectors): about a tenth of the per-event work.
@@ -173,6 +174,7 @@ class PartitionProcessor:
         finals: bool = True,
         minute_values: Sequence[Collection[tuple[str | None, ...]] | None] | None = None,
         traces: bool = True,
+        series_table: SeriesTable | None = None,
     ) -> None:
         self.topic = topic
         self.keep_traces = traces
@@ -187,6 +189,7 @@ class PartitionProcessor:
             dim_windows_s=dim_windows_s,
             finals=finals,
             minute_values=minute_values,
+            series_table=series_table,
         )
         self.dedupe = Deduper(dedupe_horizon_s)
         self.traces = TraceState(partition, trace_idle_s)

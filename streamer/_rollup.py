@@ -22,6 +22,7 @@ import functools
 import math
 import operator
 import sys
+import weakref
 from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
@@ -70,6 +71,9 @@ class RollupState:
         Per dimension set (parallel to ``dimensions``), the series (values) whose minute
         windows are rolled up; None for a set: all of them. Replay's watch reads minutes of
         budget scopes only, and minute windows were nearly half of its records.
+    series_table
+        Shared with the other partitions this process rolls up, so a series seen on
+        several of them is held as one tuple (``SeriesTable``). Default: a table of its own.
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class RollupState:
         dim_windows_s: Sequence[Sequence[int]] | None = None,
         finals: bool = True,
         minute_values: Sequence[Collection[tuple[str | None, ...]] | None] | None = None,
+        series_table: SeriesTable | None = None,
     ) -> None:
         self.dimensions = [tuple(d) for d in dimensions]
         self.finals = finals
@@ -139,8 +144,9 @@ class RollupState:
         self.outcomes: dict[tuple[Span, Series], dict[str, int]] = {}
         #: close time -> spans that close then
         self._closing: dict[float, list[Span]] = {}
-        #: One (dimset, values) tuple per open series.
-        self._series: dict[Series, Series] = {}
+        #: One (dimset, values) tuple per open series, shared with the process' other partitions.
+        self._table = SeriesTable() if series_table is None else series_table
+        self._table.attach(self)
         #: A fine cell's attributes -> where its deltas go in every set: the projections
         #: of a flush are mostly of combinations seen before (a cache, bounded).
         self._combos: dict[tuple[Any, ...], tuple[Projected, ...]] = {}
@@ -206,8 +212,7 @@ class RollupState:
 
     def flush(self) -> list[RollupRecord]:
         """Fold fine cells into windows; return changed windows and those closing now."""
-        if len(self._series) > 2 * self.open_windows() + 10_000:
-            self._series = {}  # forget series whose windows all closed
+        if self._table.prune():
             self._combos = {}
             self._by_key = {}
         # Stage 1: fine cells -> one delta per (series, window sizes, grain start, epoch).
@@ -280,7 +285,7 @@ class RollupState:
         """(series, grain, window sizes) of a fine cell's attributes in every rolled-up set:
         the sets its key decides, from their own cache, then the others.
 
-        Each series is the one interned tuple ``_series`` holds (the key of its rows too).
+        Each series is the one interned tuple the series table holds (the key of its rows too).
         """
         key_of, keyed = self._per_key
         key = key_of(cell)
@@ -292,7 +297,7 @@ class RollupState:
         return by_key + self._place(self._per_call, cell)
 
     def _place(self, specs: list[Any], cell: tuple[Any, ...]) -> tuple[Projected, ...]:
-        known = self._series
+        known = self._table.known
         out = []
         for d, project, windows, only, without_minutes in specs:
             values = project(cell)
@@ -369,10 +374,9 @@ class RollupState:
         self.windows = {}
         self.outcomes = {}
         self._closing = {}
-        self._series = {}
         self._combos = {}
         self._by_key = {}
-        known = self._series
+        known = self._table.known
         for k, v in data.get("windows", []):
             series = (k[0], tuple(k[1]))
             shared = known.get(series)
@@ -393,6 +397,34 @@ class RollupState:
         return sum(len(totals.rows) for totals in self.windows.values())
 
 
+class SeriesTable:
+    """The (set index, values) tuple of each open series, for every partition of a process.
+
+    A key's calls land on several input partitions (events are keyed by ``event_id``), and
+    each partition's windows are keyed by the series: one shared tuple per series, not one
+    per partition, saves about 90 bytes a series and partition. Identity only saves
+    memory (rows are found by equality), so the table may forget any time: it does once it
+    holds twice the open windows of its partitions, whose series have mostly closed.
+    """
+
+    __slots__ = ("_states", "known")
+
+    def __init__(self) -> None:
+        self.known: dict[Series, Series] = {}
+        self._states: weakref.WeakSet[RollupState] = weakref.WeakSet()
+
+    def attach(self, state: RollupState) -> None:
+        self._states.add(state)
+
+    def prune(self) -> bool:
+        """Forget every series when most have closed; True if it did."""
+        held = len(self.known)
+        if held <= 10_000 or held <= 2 * sum(s.open_windows() for s in self._states) + 10_000:
+            return False
+        self.known = {}
+        return True
+
+
 def _interned(d: int, values: tuple[str | None, ...]) -> Series:
     """A new series with its attribute strings interned: the partitions of one process
     hold the same key and team names, each decoded from its own events."""
@@ -410,6 +442,16 @@ def _projector(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[An
         only = indices[0]
         return lambda attrs: (attrs[only],)
     return operator.itemgetter(*indices)
+
+
+#: One int object per row number, shared by every span of every partition: an int past 256
+#: is an object of its own (28 bytes), and each series had one in each of its open windows.
+_ROW_NUMBERS: list[int] = []
+
+
+def _row_number(n: int) -> int:
+    _ROW_NUMBERS.extend(range(len(_ROW_NUMBERS), max(n + 1, 2 * len(_ROW_NUMBERS))))
+    return _ROW_NUMBERS[n]
 
 
 class SpanTotals:
@@ -442,7 +484,8 @@ class SpanTotals:
                 values = list(delta[:_N])
                 metrics = self.metrics = list(metrics)
             metrics.extend(values)  # type: ignore[arg-type]
-            self.rows[series] = len(self.rows)
+            n = len(self.rows)
+            self.rows[series] = _ROW_NUMBERS[n] if n < len(_ROW_NUMBERS) else _row_number(n)
             return
         i = row * _N
         s0 = metrics[i] + delta[0]

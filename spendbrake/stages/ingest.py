@@ -35,7 +35,13 @@ from spendbrake.schemas import (
     encode_mark,
     encode_rollup,
 )
-from spendbrake.streamer import DeadLetter, PartitionProcessor, PartitionStore, encode_traces
+from spendbrake.streamer import (
+    DeadLetter,
+    PartitionProcessor,
+    PartitionStore,
+    SeriesTable,
+    encode_traces,
+)
 
 from .metrics import IngestMetrics
 from .stage import OutputFailed, Stage, WorkerSettings
@@ -75,6 +81,8 @@ class IngestStage(Stage):
         self.on_records = on_records
         self.topic = config.kafka.topics.events
         self.processors: dict[int, PartitionProcessor] = {}
+        #: The partitions' rollups hold a key's series once, whichever partitions it reaches.
+        self.series_table = SeriesTable()
         self.stores: dict[int, PartitionStore] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -124,6 +132,7 @@ class IngestStage(Stage):
                 self.prices,
                 lateness_s=self.settings.lateness_s,
                 dedupe_horizon_s=self.settings.dedupe_horizon_s,
+                series_table=self.series_table,
             )
             try:
                 loaded = store.load()

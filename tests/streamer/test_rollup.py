@@ -16,7 +16,7 @@ from spendbrake.schemas import (
     encode_mark,
     encode_rollup,
 )
-from spendbrake.streamer import RollupState
+from spendbrake.streamer import RollupState, SeriesTable
 from spendbrake.streamer._rollup import SpanTotals
 from tests.streamer.streams import T0
 
@@ -238,3 +238,30 @@ def test_without_finals_a_window_is_emitted_only_when_it_changed() -> None:
     state.add(event(T0 + 700), 1, True)
     got = sorted((r.window_start, r.metrics[1], r.final) for r in state.flush())
     assert got == [(minute, 2, False), (minute + 660, 1, False)]
+
+
+def test_partitions_sharing_a_series_table_hold_one_tuple_a_series() -> None:
+    """A key's calls reach several partitions; with one table, their windows share one
+    series tuple (memory), the records stay each partition's own, and the table forgets
+    series once most have closed."""
+    table = SeriesTable()
+    states = [RollupState([["api_key"]], partition=p, series_table=table) for p in range(2)]
+    alone = RollupState([["api_key"]], partition=0)
+    for state in (*states, alone):
+        state.add(event(T0, api_key="key-" + "x" * 300), 5, True)  # not a compile-time constant
+    records = [state.flush() for state in (*states, alone)]
+    held = [next(iter(next(iter(s.windows.values())).rows)) for s in (*states, alone)]
+    assert held[0] is held[1]
+    assert held[2] == held[0] and held[2] is not held[0]
+    assert totals(records[0]) == totals(records[2])
+    assert {r.partition for r in records[1]} == {1}
+
+    # 12,000 keys, then a day and an hour later every one of their windows has closed.
+    for i in range(12_000):
+        states[0].add(event(T0 + 60, api_key=f"k{i}"), 1, True)
+    states[0].flush()
+    assert len(table.known) > 12_000
+    for state in states:
+        state.add(event(T0 + 2 * 86_400), 1, True)
+        state.flush()
+    assert len(table.known) < 10
