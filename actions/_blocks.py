@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import orjson
 
-from spendbrake.schemas import AlertRecord, mrkdwn, mrkdwn_code, visible
+from spendbrake.schemas import Alert, mrkdwn, mrkdwn_code, visible
 
 __all__ = [
     "RESUME_ACTION_ID",
@@ -56,7 +56,7 @@ def _scope(scope: dict[str, Any]) -> str:
     )
 
 
-def _title(alert: AlertRecord) -> str:
+def _title(alert: Alert) -> str:
     """The headline, escaped for mrkdwn (a budget name is the operator's, but an alert
     record on the topic is only as trusted as whoever can write there)."""
     kind = alert.kind
@@ -75,7 +75,7 @@ def _title(alert: AlertRecord) -> str:
     }.get(kind, mrkdwn(kind))
 
 
-def _money(alert: AlertRecord) -> str:
+def _money(alert: Alert) -> str:
     observed = alert.observed_usd or 0.0
     expected = alert.expected_usd
     text = f"*${observed:,.2f}*"
@@ -93,7 +93,7 @@ def _context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:_TEXT_MAX]}]}
 
 
-def _undo(alert: AlertRecord) -> str | None:
+def _undo(alert: Alert) -> str | None:
     """The command that resumes the paused keys, safe to paste into a shell.
 
     Each key is shell-quoted (a key is caller text: ``x; rm -rf ~`` stays one argument),
@@ -111,7 +111,7 @@ def _undo(alert: AlertRecord) -> str | None:
 
 
 def render_alert(
-    alert: AlertRecord, *, outcome: str | None = None, runbook_url: str | None = None
+    alert: Alert, *, outcome: str | None = None, runbook_url: str | None = None
 ) -> tuple[str, list[dict[str, Any]]]:
     """The parent message of an incident: (fallback text, blocks)."""
     icon = _SEVERITY.get(alert.severity, "")
@@ -146,7 +146,7 @@ def render_alert(
     return text, blocks
 
 
-def _buttons(alert: AlertRecord) -> dict[str, Any]:
+def _buttons(alert: Alert) -> dict[str, Any]:
     targets = list(alert.targets)
     resume = orjson.dumps({"alert": alert.id, "targets": targets})
     while len(resume) > _VALUE_MAX and targets:
@@ -174,7 +174,7 @@ def _buttons(alert: AlertRecord) -> dict[str, Any]:
     }
 
 
-def render_followup(alert: AlertRecord, outcome: str) -> tuple[str, list[dict[str, Any]]]:
+def render_followup(alert: Alert, outcome: str) -> tuple[str, list[dict[str, Any]]]:
     """A reply in the incident's thread: an escalation, or what the gateway did."""
     icon = _SEVERITY.get(alert.severity, "")
     scope = mrkdwn_code(_scope(alert.scope))
@@ -188,7 +188,7 @@ def render_followup(alert: AlertRecord, outcome: str) -> tuple[str, list[dict[st
 
 
 def render_parent_update(
-    alert: AlertRecord, outcome: str, history: list[str]
+    alert: Alert, outcome: str, history: list[str]
 ) -> tuple[str, list[dict[str, Any]]]:
     """The parent message rewritten with the incident's latest state (``chat.update``)."""
     text, blocks = render_alert(alert, outcome=outcome)

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from spendbrake.schemas import ActionRecord, AlertRecord, KeysConfig
+from spendbrake.schemas import ActionRecord, Alert, KeysConfig
 
 from ._blocks import mask as _short
 from ._policy import refusal, screen_pauses
@@ -82,13 +82,13 @@ def _typed_alert(obj: Any) -> None:
     """An outbox pickled by a release whose alerts were dicts (the record as decoded from
     the topic, so well-formed) holds them typed once restored."""
     if isinstance(obj.alert, dict):
-        obj.alert = msgspec.convert(obj.alert, AlertRecord)
+        obj.alert = msgspec.convert(obj.alert, Alert)
 
 
-def _stand_in(incident_id: str) -> AlertRecord:
+def _stand_in(incident_id: str) -> Alert:
     """The alert a resume click for an incident this outbox does not know is audited under:
     its id, no kind, no reason (the audit record says null for both)."""
-    return AlertRecord(kind="", id=incident_id, seq=0, severity="info", reason="")
+    return Alert(kind="", id=incident_id, seq=0, severity="info", reason="")
 
 
 def _blocked_from_incidents(saved: dict[str, Any]) -> dict[str, Any]:
@@ -113,7 +113,7 @@ class Task:
     lane: Lane
     op: Op
     incident: str
-    alert: AlertRecord
+    alert: Alert
     target: str | None = None
     source: str = "policy"
     attempts: int = 0
@@ -147,7 +147,7 @@ class Incident:
 
     id: str
     scope: str
-    alert: AlertRecord
+    alert: Alert
     ts: str | None = None
     paused: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
@@ -173,7 +173,7 @@ class Incident:
         _typed_alert(self)
 
 
-def outcome_line(incident: Incident, alert: AlertRecord, dry_run: bool) -> str:
+def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
     """The "what was done" line of the Slack message, from the incident's state."""
     parts = []
     verb = "Would pause" if dry_run else "Paused"
@@ -259,7 +259,7 @@ class Outbox:
 
     # -- planning --------------------------------------------------------------
 
-    def accept(self, alert: AlertRecord, now: float, keys: KeysConfig) -> bool:
+    def accept(self, alert: Alert, now: float, keys: KeysConfig) -> bool:
         """Plan the effects of one alert record; False when it was seen before.
 
         Pause targets ``keys`` (the stage's own config) does not allow are refused here:
@@ -338,7 +338,7 @@ class Outbox:
     def _plan_message(
         self,
         incident: Incident,
-        alert: AlertRecord,
+        alert: Alert,
         key: str,
         follow_up: bool,
         now: float,
@@ -660,7 +660,7 @@ class Outbox:
         detail: str,
         now: float,
         *,
-        alert: AlertRecord | None = None,
+        alert: Alert | None = None,
         incident: str | None = None,
         target: str | None = None,
         source: str = "policy",

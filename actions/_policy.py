@@ -17,13 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from spendbrake.schemas import Alert, KeyClass, KeysConfig, PolicyConfig
+import msgspec
+
+from spendbrake.schemas import Alert, KeyClass, KeyInfo, KeysConfig, PolicyConfig
 
 __all__ = ["PAUSE_KINDS", "apply_policies", "pausable", "refusal", "screen_pauses"]
 
 #: Alert kinds a ``pause`` policy acts on: evidence of a runaway, not of a trend. A 30 %
 #: week-over-week rise or a dearer prompt is for people to look at, not to stop work for.
 PAUSE_KINDS = ("anomaly", "burn_rate")
+#: A global-scope alert can hold every key: the record names this many protected ones.
+MAX_PROTECTED_LISTED = 100
 
 _WHY = {
     "critical": "critical in the keys config: alerted, never paused",
@@ -65,34 +69,40 @@ def _first_match(attrs: dict[str, str | None], policies: Sequence[PolicyConfig])
     return "alert"
 
 
-def apply_policies(alert: Alert, policies: Sequence[PolicyConfig], keys: KeysConfig) -> Alert:
-    """Set ``action``, ``targets`` and ``protected`` from the keys section and the policies.
+def apply_policies(
+    alert: Alert, known: Sequence[KeyInfo], policies: Sequence[PolicyConfig], keys: KeysConfig
+) -> Alert:
+    """``alert`` with ``action``, ``targets``, ``critical_keys`` and ``protected_keys`` set
+    from the keys section and the policies, for the keys ``known`` in its scope (the ones
+    ``SpendWatch.advance`` hands beside it).
 
     A budget hard stop pauses every key in scope the keys section lets be paused; a resume
     undoes the pause for the keys the engine listed; an anomaly or a burn-rate alert pauses
     the pausable keys whose first matching policy says so; other kinds stay alerts. No key
-    to act on means a plain alert. ``protected`` names each key in scope that may not be
-    paused, and why (Slack says so).
+    to act on means a plain alert. ``protected_keys`` names each key in scope that may not
+    be paused, and why (Slack says so); ``critical_keys`` the critical ones among them.
     """
     if alert.action == "resume":
-        alert.targets = sorted({k.api_key for k in alert.keys})
-        return alert
-    classes = {k.api_key: keys.classify(k.api_key) for k in alert.keys}
-    alert.protected = {
-        key: cls.protection for key, cls in sorted(classes.items()) if not cls.pausable
+        return msgspec.structs.replace(alert, targets=sorted({k.api_key for k in known}))
+    classes = {k.api_key: keys.classify(k.api_key) for k in known}
+    protected = [(key, cls.protection) for key, cls in sorted(classes.items()) if not cls.pausable]
+    named = {
+        "critical_keys": [key for key, why in protected if why == "critical"],
+        "protected_keys": dict(protected[:MAX_PROTECTED_LISTED]),
     }
     if alert.action == "alert" and alert.kind not in PAUSE_KINDS:
-        return alert  # a threshold crossed or a weekly rise is news, not a runaway to stop
+        # A threshold crossed or a weekly rise is news, not a runaway to stop.
+        return msgspec.structs.replace(alert, **named)
     if alert.action == "pause":
         targets = {key for key, cls in classes.items() if cls.pausable}
     else:
         targets = {
             k.api_key
-            for k in alert.keys
+            for k in known
             if (cls := classes[k.api_key]).pausable
             and _first_match({**alert.scope, **k.attrs(), "workload": cls.workload}, policies)
             == "pause"
         }
-    alert.targets = sorted(targets)
-    alert.action = "pause" if targets else "alert"
-    return alert
+    return msgspec.structs.replace(
+        alert, targets=sorted(targets), action="pause" if targets else "alert", **named
+    )

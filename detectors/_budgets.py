@@ -23,6 +23,7 @@ from spendbrake.schemas import (
     KeyInfo,
     KeysConfig,
     RollupRecord,
+    format_ts,
 )
 
 __all__ = ["BudgetBook"]
@@ -85,9 +86,10 @@ class BudgetBook:
 
     def check(
         self, at: float, watermark: float, keys: KeyDirectory, rules: KeysConfig
-    ) -> list[Alert]:
+    ) -> list[tuple[Alert, list[KeyInfo]]]:
         """Alerts of every budget newly due at event time ``at`` (the watermark, or an hour
-        closed in a backlog); parts older than any tracker reads are then dropped."""
+        closed in a backlog), each with the keys it names (its scope's, or those a resume
+        undoes); parts older than any tracker reads are then dropped."""
         alerts = []
         for i, tracker in enumerate(self.trackers):
             for verdict in tracker.evaluate(at):
@@ -97,7 +99,7 @@ class BudgetBook:
 
     def _alert(
         self, i: int, v: BudgetVerdict, at: float, keys: KeyDirectory, rules: KeysConfig
-    ) -> Alert:
+    ) -> tuple[Alert, list[KeyInfo]]:
         cfg = self.configs[i]
         incident = f"budget/{cfg.name}/{int(v.period_start)}"
         seq = self.seq.get(incident, -1) + 1
@@ -112,13 +114,13 @@ class BudgetBook:
                 # next period's resume undoes exactly these.
                 pausable = [k.api_key for k in named if rules.classify(k.api_key).pausable]
                 self.paused[i] = sorted(pausable)
-        return Alert(
+        alert = Alert(
             kind=v.kind,
             detector="budget",
             scope=dict(cfg.scope),
-            window_start=v.window_start,
-            window_end=v.window_end,
-            detected_at=at,
+            window_start=format_ts(v.window_start),
+            window_end=format_ts(v.window_end),
+            detected_at=format_ts(at),
             observed_usd=v.observed_usd,
             expected_usd=v.expected_usd,
             severity=v.severity,  # type: ignore[arg-type]
@@ -128,8 +130,8 @@ class BudgetBook:
             action=v.action,  # type: ignore[arg-type]
             budget=cfg.name,
             threshold=v.threshold,
-            keys=named,
         )
+        return alert, named
 
     def _prune(self, i: int, watermark: float) -> None:
         """Keep this period's and the previous one's hours (late corrections can still cross

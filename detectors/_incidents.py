@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from spendbrake.schemas import Alert, KeyInfo, more_severe
+from spendbrake.schemas import Alert, KeyInfo, format_ts, more_severe
 
 __all__ = ["Candidate", "IncidentBook", "group", "inside", "narrowed", "rank"]
 
@@ -225,8 +225,9 @@ class IncidentBook:
         roots: Iterable[Candidate],
         at: float,
         keys_in: Callable[[dict[str, str | None], float], list[KeyInfo]],
-    ) -> list[Alert]:
-        """One alert per new or escalated incident among ``roots``, dated ``at`` (event time).
+    ) -> list[tuple[Alert, list[KeyInfo]]]:
+        """One alert per new or escalated incident among ``roots``, dated ``at`` (event time),
+        each with the keys in its scope that spent in its window (what the policy step reads).
 
         Roots restated at the same scope are one: their parent scopes are merged.
         """
@@ -243,25 +244,23 @@ class IncidentBook:
             if admitted is None:
                 continue
             incident, _ = admitted
-            alerts.append(
-                Alert(
-                    kind=root.kind,
-                    detector=root.detector,
-                    scope=dict(root.scope),
-                    also=[dict(s) for s in root.also],
-                    window_start=root.window_start,
-                    window_end=root.window_end,
-                    detected_at=at,
-                    observed_usd=root.observed_usd,
-                    expected_usd=root.expected_usd,
-                    severity=root.severity,  # type: ignore[arg-type]
-                    reason=f"{scope_text(root.scope)}: {root.reason}",
-                    id=incident.id,
-                    seq=incident.seq,
-                    score=root.score,
-                    keys=keys_in(dict(root.scope), root.window_start - HOUR),
-                )
+            alert = Alert(
+                kind=root.kind,
+                detector=root.detector,
+                scope=dict(root.scope),
+                also=[dict(s) for s in root.also],
+                window_start=format_ts(root.window_start),
+                window_end=format_ts(root.window_end),
+                detected_at=format_ts(at),
+                observed_usd=root.observed_usd,
+                expected_usd=root.expected_usd,
+                severity=root.severity,  # type: ignore[arg-type]
+                reason=f"{scope_text(root.scope)}: {root.reason}",
+                id=incident.id,
+                seq=incident.seq,
+                score=root.score,
             )
+            alerts.append((alert, keys_in(dict(root.scope), root.window_start - HOUR)))
         return alerts
 
     def _expire(self, now: float) -> None:

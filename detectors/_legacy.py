@@ -56,7 +56,25 @@ class _OldSeries:
             setattr(s, name, value)
 
 
-_MOVED = {("spendbrake.detectors._watch", "_Series"): _OldSeries}
+class _OldAlert:
+    """Reads a pickled ``schemas._alert.Alert`` of those releases (a slots dataclass, times
+    epoch seconds): a cap notice not yet sent. Only what rebuilds the notice is read."""
+
+    scope: dict[str, str | None]
+    window_start: float
+    detected_at: float
+
+    def __setstate__(self, state: Any) -> None:
+        slots = state[1] if isinstance(state, tuple) else state
+        self.scope = slots["scope"]
+        self.window_start = slots["window_start"]
+        self.detected_at = slots["detected_at"]
+
+
+_MOVED = {
+    ("spendbrake.detectors._watch", "_Series"): _OldSeries,
+    ("spendbrake.schemas._alert", "Alert"): _OldAlert,
+}
 
 
 def load_pickled_watch(watch: SpendWatch, data: bytes) -> dict[str, Any]:

@@ -16,7 +16,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from spendbrake.detectors._base import Detector, make_detector
-from spendbrake.schemas import CALLS, COST, NUSD, Alert, Config, DetectorConfig, RollupRecord
+from spendbrake.schemas import (
+    CALLS,
+    COST,
+    NUSD,
+    Alert,
+    Config,
+    DetectorConfig,
+    RollupRecord,
+    format_ts,
+)
 
 __all__ = ["OTHER", "Series", "SeriesBook", "SeriesKey", "metric_value", "weight"]
 
@@ -306,12 +315,13 @@ def cap_notice(dims: tuple[str, ...], day: int, hour: int, cap: int) -> Alert:
         kind="series_cap",
         detector="limits",
         scope={d: OTHER for d in dims},
-        window_start=float(day),
-        window_end=float(day + 86400),
-        detected_at=float(hour),
+        window_start=format_ts(day),
+        window_end=format_ts(day + 86400),
+        detected_at=format_ts(hour),
         observed_usd=0.0,
         expected_usd=None,
         severity="warning",
         reason=message,
         id=f"series-cap/{'+'.join(dims)}/{int(day)}",
+        seq=0,
     )

@@ -19,7 +19,8 @@ records. It wires small parts, each with one job:
   incident.
 
 Policies are applied afterwards (``actions.apply_policies``), the same way live and in
-replay; whether a key may be paused is the config's ``keys`` section's to say.
+replay, to each alert with the keys in its scope that ``advance`` hands beside it;
+whether a key may be paused is the config's ``keys`` section's to say.
 """
 
 from __future__ import annotations
@@ -245,8 +246,12 @@ class SpendWatch:
 
     # -- evaluation --------------------------------------------------------
 
-    def advance(self, max_hours: int | None = None) -> list[Alert]:
+    def advance(self, max_hours: int | None = None) -> list[tuple[Alert, list[KeyInfo]]]:
         """Close the hours the watermark has passed, peek at open ones, check budgets.
+
+        Returns the alerts raised, each with the keys it is about (those in its scope that
+        spent in its window; for a budget's resume, those its hard stop paused; none for an
+        operator notice): what the policy step reads, never written.
 
         ``max_hours`` bounds the hours closed in one call (a backlog can put weeks behind
         the watermark at once); while ``behind`` is true, call again. Open hours are only
@@ -262,7 +267,7 @@ class SpendWatch:
             held = [h for series in self.book.series.values() for h in series.parts[::5]]
             clock.closed_until = min(held, default=int(clock.now // HOUR) * HOUR)
         closed = 0
-        alerts: list[Alert] = []
+        alerts: list[tuple[Alert, list[KeyInfo]]] = []
         while clock.behind and (max_hours is None or closed < max_hours):
             found = self.scoring.close(clock.closed_until, self.config)
             clock.closed_until += HOUR
@@ -279,7 +284,7 @@ class SpendWatch:
             else:
                 candidates.extend(found)
         if self.book.notices:
-            alerts.extend(self.book.take_notices())
+            alerts.extend((notice, []) for notice in self.book.take_notices())
         if not clock.behind:
             if clock.peek_due():
                 candidates.extend(self.scoring.peek(clock.now, clock.closed_until, self.config))
@@ -287,13 +292,15 @@ class SpendWatch:
             alerts.extend(self._check_budgets(clock.now))
         return alerts
 
-    def _anomaly_alerts(self, candidates: list[Candidate], at: float) -> list[Alert]:
+    def _anomaly_alerts(
+        self, candidates: list[Candidate], at: float
+    ) -> list[tuple[Alert, list[KeyInfo]]]:
         """One alert per new or escalated incident, dated ``at`` (event time)."""
         closed_until, config = self.clock.closed_until, self.config
         roots = [self.scoring.narrowest(c, closed_until, config) for c in group(candidates)]
         return self.incidents.alerts(roots, at, self.directory.keys_in)
 
-    def _check_budgets(self, at: float) -> list[Alert]:
+    def _check_budgets(self, at: float) -> list[tuple[Alert, list[KeyInfo]]]:
         return self.budgets.check(at, self.clock.now, self.directory, self.config.keys)
 
     def _prune(self, closed_until: int) -> None:

@@ -8,7 +8,7 @@ from ._adapters import (
     from_openai_usage,
     from_otel_attributes,
 )
-from ._alert import ALERT_KINDS, Alert, AlertRecord, KeyInfo, decode_alert, more_severe
+from ._alert import ALERT_KINDS, Alert, KeyInfo, decode_alert, encode_alert, more_severe
 from ._config import (
     DEFAULT_DIMENSIONS,
     KAFKA_ENV,
@@ -62,7 +62,6 @@ __all__ = [
     "WORKLOADS",
     "ActionRecord",
     "Alert",
-    "AlertRecord",
     "BudgetConfig",
     "Config",
     "ConfigError",
@@ -96,6 +95,7 @@ __all__ = [
     "decode_alert",
     "decode_event",
     "decode_rollup",
+    "encode_alert",
     "encode_event",
     "encode_mark",
     "encode_rollup",

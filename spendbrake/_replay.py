@@ -12,6 +12,9 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
 
 from spendbrake.actions import apply_policies
 from spendbrake.detectors import SpendWatch
@@ -155,12 +158,13 @@ def _evaluate(
     out = processor.flush()
     watch.observe(out.rollups)
     watch.set_mark(0, processor.rollups.watermark)
-    for alert in watch.advance():
+    for alert, known in watch.advance():
         stats.alerts += 1
-        yield apply_policies(alert, config.policies, config.keys)
+        yield apply_policies(alert, known, config.policies, config.keys)
 
 
-def replay(events: Iterable[UsageEvent], config: Config) -> Iterator[dict]:
-    """Alert records for ``events`` (wire form), for code that holds events, not lines."""
+def replay(events: Iterable[UsageEvent], config: Config) -> Iterator[dict[str, Any]]:
+    """Alert records for ``events`` as the JSON objects written, for code that holds events,
+    not lines."""
     for alert in replay_lines((e.to_json() for e in events), config):
-        yield alert.to_wire()
+        yield msgspec.to_builtins(alert)

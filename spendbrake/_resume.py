@@ -29,7 +29,7 @@ from spendbrake.actions import (
     backoff_delay,
     make_gateway,
 )
-from spendbrake.schemas import ActionRecord, AlertRecord, Config
+from spendbrake.schemas import ActionRecord, Alert, Config
 
 ATTEMPTS = 5
 
@@ -48,7 +48,7 @@ async def resume(
     rng = random.Random()
     all_ok = True
     # No alert asked for this: the audit record names the operator's reason instead.
-    alert = AlertRecord(kind="manual", id="manual", seq=0, severity="info", reason=reason)
+    alert = Alert(kind="manual", id="manual", seq=0, severity="info", reason=reason)
     try:
         for kind, target in targets:
             task = Task(

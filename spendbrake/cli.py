@@ -12,7 +12,7 @@ from typing import IO, Any
 import click
 from rich.console import Console
 
-from spendbrake.schemas import Config, ConfigError, SpendBrakeError
+from spendbrake.schemas import Alert, Config, ConfigError, SpendBrakeError, encode_alert
 
 from . import __version__
 
@@ -600,7 +600,7 @@ def replay(
     stats = ReplayStats()
     handle = sys.stdin.buffer if events_file == "-" else open(events_file, "rb")  # noqa: SIM115
     started = time.perf_counter()
-    rows: list[dict[str, Any]] = []
+    rows: list[Alert] = []
     try:
         lines: Any = handle
         if sort_lines:
@@ -612,9 +612,9 @@ def replay(
             )
             for alert in alerts:
                 if fmt == "jsonl":
-                    sys.stdout.buffer.write(alert.to_json() + b"\n")
+                    sys.stdout.buffer.write(encode_alert(alert) + b"\n")
                 else:
-                    rows.append(alert.to_wire())
+                    rows.append(alert)
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
@@ -637,7 +637,7 @@ def replay(
         )
 
 
-def _alert_table(rows: list[dict[str, Any]]) -> None:
+def _alert_table(rows: list[Alert]) -> None:
     from rich.table import Table
 
     from ._report_render import terminal_text
@@ -647,16 +647,16 @@ def _alert_table(rows: list[dict[str, Any]]) -> None:
         table.add_column(column)
     for row in rows:
         # Scope values and keys are the events' text: shown literally, never as markup.
-        scope = ",".join(f"{k}={v}" for k, v in row["scope"].items()) or "global"
-        expected = row["expected_usd"]
-        action = row["action"] + (f" {', '.join(row['targets'])}" if row["targets"] else "")
+        scope = ",".join(f"{k}={v}" for k, v in row.scope.items()) or "global"
+        expected = row.expected_usd
+        action = row.action + (f" {', '.join(row.targets)}" if row.targets else "")
         table.add_row(
-            row["detected_at"][:16].replace("T", " "),
-            row["kind"] if row["seq"] == 0 else f"{row['kind']} (follow-up)",
+            row.detected_at[:16].replace("T", " "),
+            row.kind if row.seq == 0 else f"{row.kind} (follow-up)",
             terminal_text(scope),
-            f"${row['observed_usd']:,.2f}",
+            f"${row.observed_usd:,.2f}",
             "-" if expected is None else f"${expected:,.2f}",
-            row["severity"],
+            row.severity,
             terminal_text(action),
         )
     Console().print(table)

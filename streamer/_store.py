@@ -175,7 +175,7 @@ class StoreBatch:
         )
 
     def add_alert(self, alert: Mapping[str, Any]) -> None:
-        """An alert record as on the alerts topic (``Alert.to_wire`` or an operator notice)."""
+        """An alert record as on the alerts topic (``encode_alert`` or an operator notice)."""
         key = (str(alert["id"]), int(alert.get("seq", 0)))
         self.alerts[key] = (
             *key,

@@ -61,7 +61,7 @@ from spendbrake.actions import (
     screen_pauses,
 )
 from spendbrake.schemas import (
-    AlertRecord,
+    Alert,
     Config,
     StateUnreadable,
     decode_action,
@@ -400,7 +400,7 @@ class ActionStage(Stage):
             told += count
         return told
 
-    def _count_refusals(self, alert: AlertRecord) -> None:
+    def _count_refusals(self, alert: Alert) -> None:
         _, denied = screen_pauses(alert.targets, self.config.keys)
         for target, cls in denied:
             self.metrics.refused.labels("block", cls.protection).inc()

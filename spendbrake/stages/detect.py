@@ -41,6 +41,7 @@ from spendbrake.schemas import (
     StateUnreadable,
     WatermarkMark,
     decode_rollup,
+    encode_alert,
     unpickle_state,
 )
 from spendbrake.streamer import write_atomic
@@ -326,15 +327,15 @@ class DetectStage(Stage):
                     # A backlog can put weeks behind the watermark at once: close them a day
                     # at a time and let the other stages of this process (the ingest's
                     # group heartbeats) run in between.
-                    for alert in self.watch.advance(max_hours=ADVANCE_HOURS):
-                        applied = apply_policies(alert, self.config.policies, self.config.keys)
-                        self._send(applied)
+                    for raised, known in self.watch.advance(max_hours=ADVANCE_HOURS):
+                        alert = apply_policies(
+                            raised, known, self.config.policies, self.config.keys
+                        )
+                        self._send(alert)
                         self.alerts_out += 1
-                        self.metrics.alerts.labels(
-                            applied.kind, applied.severity, applied.action
-                        ).inc()
+                        self.metrics.alerts.labels(alert.kind, alert.severity, alert.action).inc()
                         alerted = True
-                        log.info("alert %s: %s", alert.key().decode(), alert.reason)
+                        log.info("alert %s: %s", alert.ref(), alert.reason)
                     if not self.watch.behind:
                         break
                     await asyncio.sleep(0)
@@ -371,10 +372,10 @@ class DetectStage(Stage):
 
     def _send(self, alert: Alert) -> None:
         assert self.producer is not None
-        key = alert.key()
+        key = alert.ref().encode()
         # All records of one incident on one partition, so readers see them in order.
         partition = zlib.crc32(alert.id.encode()) % max(self._alert_partitions, 1)
         send = self.producer.send_and_wait(
-            self.config.kafka.topics.alerts, alert.to_json(), key=key, partition=partition
+            self.config.kafka.topics.alerts, encode_alert(alert), key=key, partition=partition
         )
         self._pending.append((alert, asyncio.ensure_future(send)))

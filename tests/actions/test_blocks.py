@@ -14,11 +14,11 @@ from spendbrake.actions._blocks import (
     render_followup,
     render_parent_update,
 )
-from spendbrake.schemas import AlertRecord
+from spendbrake.schemas import Alert
 
 
-def alert(**extra: Any) -> AlertRecord:
-    return AlertRecord(
+def alert(**extra: Any) -> Alert:
+    return Alert(
         **{
             "kind": "anomaly",
             "detector": "baseline",

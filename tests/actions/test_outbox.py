@@ -13,7 +13,7 @@ from spendbrake.actions import Outbox, dump_outbox, load_outbox, outcome_line
 from spendbrake.schemas import (
     LITELLM_MASTER_KEY,
     ActionRecord,
-    AlertRecord,
+    Alert,
     KeyRule,
     KeysConfig,
     unpickle_state,
@@ -40,8 +40,8 @@ def alert(
     id: str = "anomaly/api_key=sk-a/1",
     scope: dict | None = None,
     **extra: Any,
-) -> AlertRecord:
-    return AlertRecord(
+) -> Alert:
+    return Alert(
         **{
             "id": id,
             "seq": seq,
@@ -446,8 +446,8 @@ def test_an_outbox_pickled_by_the_previous_release_restores_and_runs() -> None:
     assert reply.blocked_on is None and box.incidents[reply.incident].channel is None
     assert box.incidents[reply.incident].ts == "1700000001.000000"
     # Its alerts were dicts then: typed once restored.
-    assert all(isinstance(t.alert, AlertRecord) for lane in box.lanes.values() for t in lane)
-    assert all(isinstance(i.alert, AlertRecord) for i in box.incidents.values())
+    assert all(isinstance(t.alert, Alert) for lane in box.lanes.values() for t in lane)
+    assert all(isinstance(i.alert, Alert) for i in box.incidents.values())
     # Scheduled by the new rules: the critical threads (A's, then C's) before B's warning.
     now = 2000.0
     order = []
@@ -467,14 +467,14 @@ def test_an_outbox_file_of_the_previous_release_loads_with_typed_alerts() -> Non
     version-1 file reads, every alert and audit record typed, and plans on."""
     box = load_outbox(OLD_FILE.read_bytes())
     pause, unpriced = box.incidents.values()
-    assert isinstance(pause.alert, AlertRecord) and isinstance(unpriced.alert, AlertRecord)
+    assert isinstance(pause.alert, Alert) and isinstance(unpriced.alert, Alert)
     assert (
         pause.alert.targets == ["sk-batch"] and pause.detected_at == "2026-10-01T02:06:00.000000Z"
     )
     assert unpriced.alert.kind == "unpriced_model" and unpriced.detected_at is None
     assert [t.op for t in box.lanes["slack"]] == ["post", "post"]
     assert [(t.op, t.target) for t in box.lanes["gateway"]] == [("block", "sk-batch")]
-    assert all(isinstance(t.alert, AlertRecord) for lane in box.lanes.values() for t in lane)
+    assert all(isinstance(t.alert, Alert) for lane in box.lanes.values() for t in lane)
     assert "no pause policy" in outcome_line(unpriced, unpriced.alert, dry_run=False)
     # The refusal of its critical key, not yet acknowledged by the broker, is typed too.
     (refused,) = box.audit.values()

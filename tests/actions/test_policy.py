@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from spendbrake.actions import apply_policies, pausable, screen_pauses
 from spendbrake.schemas import (
     LITELLM_MASTER_KEY,
@@ -11,6 +13,7 @@ from spendbrake.schemas import (
     KeyRule,
     KeysConfig,
     PolicyConfig,
+    format_ts,
 )
 
 RULES = KeysConfig(
@@ -25,20 +28,20 @@ RULES = KeysConfig(
 POLICIES = Config().policies  # batch: pause, critical: alert
 
 
-def anomaly(*keys: KeyInfo, scope: dict[str, str | None] | None = None) -> Alert:
+def anomaly(scope: dict[str, str | None] | None = None) -> Alert:
     return Alert(
         kind="anomaly",
         detector="baseline",
         scope=scope if scope is not None else {"team": "research"},
-        window_start=0.0,
-        window_end=3600.0,
-        detected_at=600.0,
+        window_start=format_ts(0.0),
+        window_end=format_ts(3600.0),
+        detected_at=format_ts(600.0),
         observed_usd=50.0,
         expected_usd=2.0,
         severity="critical",
         reason="runaway",
         id="anomaly/team=research/0",
-        keys=list(keys),
+        seq=0,
     )
 
 
@@ -46,53 +49,71 @@ def test_an_event_saying_batch_does_not_make_a_critical_key_pausable() -> None:
     """Reproduction 1 of issue 17, at the policy step: the key directory keeps the first
     event's workload, which any LiteLLM caller sets per request."""
     said_batch = KeyInfo("support-bot-prod", team="support", workload="batch")
-    alert = apply_policies(anomaly(said_batch, scope={}), POLICIES, RULES)
+    alert = apply_policies(anomaly(scope={}), [said_batch], POLICIES, RULES)
     assert (alert.action, alert.targets) == ("alert", [])
-    assert alert.protected == {"support-bot-prod": "critical"}
-    assert alert.to_wire()["critical_keys"] == ["support-bot-prod"]
+    assert alert.protected_keys == {"support-bot-prod": "critical"}
+    assert alert.critical_keys == ["support-bot-prod"]
 
 
 def test_an_event_saying_critical_does_not_shield_a_batch_key() -> None:
     said_critical = KeyInfo("research-nightly-summarizer", team="research", workload="critical")
-    alert = apply_policies(anomaly(said_critical), POLICIES, RULES)
+    alert = apply_policies(anomaly(), [said_critical], POLICIES, RULES)
     assert (alert.action, alert.targets) == ("pause", ["research-nightly-summarizer"])
-    assert alert.to_wire()["critical_keys"] == []
+    assert alert.critical_keys == []
 
 
 def test_policies_match_the_configured_class_not_the_scope_tag() -> None:
     # A budget or a dimension set can scope on the events' workload tag; the policy still
     # sees each key's class from the config.
-    keys = (KeyInfo("growth-email-batch", workload="standard"), KeyInfo("search-agent"))
-    alert = apply_policies(anomaly(*keys, scope={"workload": "batch"}), POLICIES, RULES)
+    keys = [KeyInfo("growth-email-batch", workload="standard"), KeyInfo("search-agent")]
+    alert = apply_policies(anomaly(scope={"workload": "batch"}), keys, POLICIES, RULES)
     assert alert.targets == ["growth-email-batch"]
     only_standard = [PolicyConfig(match={"workload": "standard"}, action="pause")]
-    alert = apply_policies(anomaly(*keys, scope={"workload": "batch"}), only_standard, RULES)
+    alert = apply_policies(anomaly(scope={"workload": "batch"}), keys, only_standard, RULES)
     assert alert.targets == ["search-agent"]
 
 
 def test_keys_no_rule_names_are_alerted_only_whatever_the_policy() -> None:
     everything = [PolicyConfig(match={}, action="pause")]
-    keys = (KeyInfo("stranger", workload="batch"), KeyInfo("eval-nightly", workload="batch"))
-    alert = apply_policies(anomaly(*keys), everything, RULES)
+    keys = [KeyInfo("stranger", workload="batch"), KeyInfo("eval-nightly", workload="batch")]
+    alert = apply_policies(anomaly(), keys, everything, RULES)
     assert (alert.action, alert.targets) == ("alert", [])
-    assert alert.protected == {"eval-nightly": "alert-only", "stranger": "unlisted"}
-    assert alert.to_wire()["protected_keys"] == alert.protected
+    assert alert.protected_keys == {"eval-nightly": "alert-only", "stranger": "unlisted"}
     # With no keys section at all, nothing is ever paused.
-    assert apply_policies(anomaly(*keys), everything, KeysConfig()).targets == []
+    assert apply_policies(anomaly(), keys, everything, KeysConfig()).targets == []
 
 
 def test_a_budget_hard_stop_pauses_only_what_the_config_lets_be_paused() -> None:
-    keys = (
+    keys = [
         KeyInfo("research-nightly-summarizer"),
         KeyInfo("support-bot-prod", workload="batch"),
         KeyInfo("stranger", workload="batch"),
         KeyInfo(LITELLM_MASTER_KEY, workload="batch"),
-    )
-    stop = anomaly(*keys)
-    stop.kind, stop.action = "budget", "pause"
-    alert = apply_policies(stop, POLICIES, RULES)
+    ]
+    stop = msgspec.structs.replace(anomaly(), kind="budget", action="pause")
+    alert = apply_policies(stop, keys, POLICIES, RULES)
     assert alert.targets == ["research-nightly-summarizer"]
-    assert alert.protected[LITELLM_MASTER_KEY] == "master-key"
+    assert alert.protected_keys[LITELLM_MASTER_KEY] == "master-key"
+    assert alert.critical_keys == ["support-bot-prod"]
+
+
+def test_a_resume_names_the_keys_it_undoes_and_no_protected_ones() -> None:
+    resume = msgspec.structs.replace(anomaly(), kind="budget", action="resume")
+    keys = [KeyInfo("research-nightly-summarizer"), KeyInfo("growth-email-batch")]
+    alert = apply_policies(resume, keys, POLICIES, RULES)
+    assert (alert.action, alert.targets) == (
+        "resume",
+        ["growth-email-batch", "research-nightly-summarizer"],
+    )
+    assert (alert.critical_keys, alert.protected_keys) == ([], {})
+
+
+def test_a_global_alert_lists_the_first_100_protected_keys_and_every_critical_one() -> None:
+    rules = KeysConfig(rules=[KeyRule(api_key="crit-*", workload="critical")])
+    keys = [KeyInfo(f"crit-{i:03d}") for i in range(150)]
+    alert = apply_policies(anomaly(scope={}), keys, POLICIES, rules)
+    assert list(alert.protected_keys) == [f"crit-{i:03d}" for i in range(100)]
+    assert alert.critical_keys == [f"crit-{i:03d}" for i in range(150)]
 
 
 def test_the_master_key_sentinel_is_never_a_target_even_under_a_catch_all() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import BudgetConfig, Config, parse_ts
 from tests.detectors.test_watch import T0, _history, _records, _runaway
@@ -15,7 +17,7 @@ def _backlog(watch: SpendWatch, max_hours: int | None) -> list[dict]:
     alerts = []
     steps = 0
     while True:
-        alerts.extend(a.to_wire() for a in watch.advance(max_hours=max_hours))
+        alerts.extend(msgspec.to_builtins(a) for a, _ in watch.advance(max_hours=max_hours))
         steps += 1
         if not watch.behind:
             return [*alerts, {"steps": steps}]

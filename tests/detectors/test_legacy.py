@@ -27,8 +27,16 @@ import pytest
 
 from spendbrake.actions import apply_policies
 from spendbrake.detectors import SpendWatch
-from spendbrake.detectors._series import Series
-from spendbrake.schemas import Alert, BudgetConfig, Config, KeyInfo, RollupRecord, unpickle_state
+from spendbrake.detectors._series import Series, cap_notice
+from spendbrake.schemas import (
+    Alert,
+    BudgetConfig,
+    Config,
+    KeyInfo,
+    RollupRecord,
+    parse_ts,
+    unpickle_state,
+)
 from tests.detectors.test_snapshot_compat import _DictLayoutPickler
 from tests.detectors.test_watch import (
     HOUR,
@@ -72,7 +80,10 @@ def _stage_run(watch: SpendWatch, plan: list[dict[str, float]], start: int = 0) 
             ]
             watch.observe(_records(hour, plan[h], fraction) + customers)
             config = watch.config
-            alerts.extend(apply_policies(a, config.policies, config.keys) for a in watch.advance())
+            alerts.extend(
+                apply_policies(a, known, config.policies, config.keys)
+                for a, known in watch.advance()
+            )
     return alerts
 
 
@@ -86,7 +97,7 @@ def test_the_stage_snapshot_of_2af9d66_migrates_and_resumes_alike() -> None:
     straight = SpendWatch(config)
     _stage_run(straight, plan[:CUT])
     _partial(straight, plan)
-    want = [a.to_wire() for a in _stage_run(straight, plan, start=CUT)]
+    want = _stage_run(straight, plan, start=CUT)
     saved = unpickle_state(FIXTURE.read_bytes())
     assert saved["offsets"] == {0: 4321}
     migrated = SpendWatch(config)
@@ -97,10 +108,10 @@ def test_the_stage_snapshot_of_2af9d66_migrates_and_resumes_alike() -> None:
     resumed = SpendWatch(config)
     assert resumed.restore(migrated.snapshot()) == []
     assert resumed.snapshot() == migrated.snapshot()
-    after = [a.to_wire() for a in _stage_run(resumed, plan, start=CUT)]
+    after = _stage_run(resumed, plan, start=CUT)
     assert after == want
     # The runaway goes on past the cut: part of the incident already sent, not a new page.
-    assert [a["kind"] for a in after] == ["series_cap", "budget"]
+    assert [a.kind for a in after] == ["series_cap", "budget"]
     forgetful = SpendWatch(config)
     forgetful.restore(migrated.snapshot())
     forgetful.incidents.open.clear()
@@ -155,8 +166,14 @@ class _OldWatchPickler(_DictLayoutPickler):
         return NotImplemented
 
 
-def _pickled(watch: SpendWatch, layout: str = "slots", dict_detectors: bool = False) -> bytes:
-    """``watch.snapshot()`` as the releases until 2026-12-05 wrote it: its attributes, pickled."""
+def _pickled(
+    watch: SpendWatch,
+    layout: str = "slots",
+    dict_detectors: bool = False,
+    notices: list[Any] | None = None,
+) -> bytes:
+    """``watch.snapshot()`` as the releases until 2026-12-05 wrote it: its attributes, pickled
+    (``notices``: its pending cap notices, as those releases held them)."""
     book, budgets, clock = watch.book, watch.budgets, watch.clock
     dirty: set[Any] = book.dirty
     if layout != "slots":
@@ -184,7 +201,7 @@ def _pickled(watch: SpendWatch, layout: str = "slots", dict_detectors: bool = Fa
         "_next_peek": clock.next_peek,
         "_folded": book.folded,
         "_cap_noticed": book.cap_noticed,
-        "_notices": [],
+        "_notices": notices or [],
         "_built_from": {
             "detectors": watch.config.detectors,
             "budgets": watch.config.budgets,
@@ -205,10 +222,10 @@ def _pickled(watch: SpendWatch, layout: str = "slots", dict_detectors: bool = Fa
 @pytest.mark.parametrize("layout", ["slots", "dataclass", "hours"])
 def test_a_pickled_watch_with_older_series_resumes_alike(layout: str) -> None:
     plan, config = _runaway_under_a_budget()
-    straight = [a.to_wire() for a in _run(SpendWatch(config), plan)]
+    straight = _run(SpendWatch(config), plan)
     cut = 24 * 19 + 2  # mid-hour of a day before the runaway: open hours hold parts
     first = SpendWatch(config)
-    before = [a.to_wire() for a in _run(first, plan[:cut])]
+    before = _run(first, plan[:cut])
     assert any(s.parts for s in first.series.values())
     old = _pickled(first, layout)
     assert b"_watch" in old and (b"peeked" in old) == (layout != "slots")
@@ -217,23 +234,86 @@ def test_a_pickled_watch_with_older_series_resumes_alike(layout: str) -> None:
     assert [sorted(s.part_items()) for s in second.series.values()] == [
         sorted(s.part_items()) for s in first.series.values()
     ]
-    after = [a.to_wire() for a in _run(second, plan, start=cut)]
+    after = _run(second, plan, start=cut)
     assert before + after == straight
 
 
 def test_a_pickled_watch_with_dict_layout_detectors_resumes_alike() -> None:
     plan, config = _runaway_under_a_budget()
-    straight = [a.to_wire() for a in _run(SpendWatch(config), plan)]
+    straight = _run(SpendWatch(config), plan)
     cut = 24 * 19  # before the runaway: the restored detectors must catch it
     first = SpendWatch(config)
-    before = [a.to_wire() for a in _run(first, plan[:cut])]
+    before = _run(first, plan[:cut])
     old = _pickled(first, dict_detectors=True)
     assert b"_profile" in old and b"season_alpha" in old  # the dict layout
     second = SpendWatch(config)
     second.restore_legacy(old)
-    after = [a.to_wire() for a in _run(second, plan, start=cut)]
+    after = _run(second, plan, start=cut)
     assert before + after == straight
-    assert any(a["kind"] == "anomaly" for a in after)
+    assert any(a.kind == "anomaly" for a in after)
+
+
+class _OldAlert:
+    """The alert those releases pickled pending cap notices as: a slots dataclass named
+    ``schemas._alert.Alert``, times epoch seconds, its keys in memory."""
+
+    __slots__ = (
+        "action",
+        "also",
+        "budget",
+        "detected_at",
+        "detector",
+        "expected_usd",
+        "id",
+        "keys",
+        "kind",
+        "observed_usd",
+        "protected",
+        "reason",
+        "scope",
+        "score",
+        "seq",
+        "severity",
+        "targets",
+        "threshold",
+        "window_end",
+        "window_start",
+    )  # fmt: skip
+
+    def __init__(self, notice: Alert) -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(notice, name, None))
+        self.window_start = parse_ts(notice.window_start)
+        self.window_end = parse_ts(notice.window_end)
+        self.detected_at = parse_ts(notice.detected_at)
+        self.keys, self.protected = [], {}
+
+
+_OldAlert.__module__, _OldAlert.__qualname__ = "spendbrake.schemas._alert", "Alert"
+
+
+def test_a_pending_cap_notice_pickled_as_the_old_alert_is_still_sent() -> None:
+    config = Config.model_validate({"dimensions": [["customer"]], "limits": {"series_per_set": 10}})
+    straight, old = SpendWatch(config), SpendWatch(config)
+    for watch in (straight, old):
+        watch.observe(
+            [RollupRecord(("customer",), (f"c{i}",), HOUR, T0, 0, 0, (NUSD, 1)) for i in range(12)]
+        )
+    notices = [_OldAlert(cap_notice(*n)) for n in old.book.notices]
+    assert notices  # pending until the next advance
+    module = importlib.import_module("spendbrake.schemas._alert")
+    module.Alert = _OldAlert  # type: ignore[attr-defined, misc]
+    try:
+        data = _pickled(old, notices=notices)
+    finally:
+        module.Alert = Alert  # type: ignore[misc]
+    assert b"spendbrake.schemas._alert" in data
+    migrated = SpendWatch(config)
+    migrated.restore_legacy(data)
+    for watch in (straight, migrated):  # a minute record moves the watermark
+        watch.observe([RollupRecord((), (), 60, T0 + 2 * HOUR, 0, 0, (0, 0))])
+    sent = migrated.advance()
+    assert [a.kind for a, _ in sent] == ["series_cap"] and sent == straight.advance()
 
 
 def test_key_info_pickles_as_its_five_fields() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from spendbrake.detectors import SpendWatch, available, make_detector
 from spendbrake.detectors._retune import retune
-from spendbrake.schemas import BudgetConfig, Config, DetectorConfig
+from spendbrake.schemas import BudgetConfig, Config, DetectorConfig, parse_ts
 from tests.detectors.synth import run, spend
 from tests.detectors.test_watch import T0, _history, _run, _runaway
 
@@ -88,13 +88,13 @@ def test_reload_mid_stream_alerts_as_if_the_new_config_had_always_run() -> None:
     plan = _history(24 * 21)
     _runaway(plan, "k-agent", 24 * 18 + 14, 3, 25.0)
     new = _config(min_usd=8.0)
-    straight = [a.to_wire() for a in _run(SpendWatch(new), plan)]
+    straight = _run(SpendWatch(new), plan)
     assert straight, "the runaway alerts under the new config"
     cut = 24 * 18
     watch = SpendWatch(_config())
-    before = [a.to_wire() for a in _run(watch, plan[:cut])]
+    before = _run(watch, plan[:cut])
     assert watch.reconfigure(new) == []
-    after = [a.to_wire() for a in _run(watch, plan, start=cut)]
+    after = _run(watch, plan, start=cut)
     assert before + after == straight
 
 
@@ -102,13 +102,13 @@ def test_restore_under_a_changed_config_maps_like_a_reload() -> None:
     plan = _history(24 * 21)
     _runaway(plan, "k-agent", 24 * 18 + 14, 3, 25.0)
     new = _config(min_usd=8.0)
-    straight = [a.to_wire() for a in _run(SpendWatch(new), plan)]
+    straight = _run(SpendWatch(new), plan)
     cut = 24 * 18
     old = SpendWatch(_config())
-    before = [a.to_wire() for a in _run(old, plan[:cut])]
+    before = _run(old, plan[:cut])
     restarted = SpendWatch(new)
     assert restarted.restore(old.snapshot()) == []
-    assert before + [a.to_wire() for a in _run(restarted, plan, start=cut)] == straight
+    assert before + _run(restarted, plan, start=cut) == straight
 
 
 def test_reshaping_and_new_detectors_are_reported() -> None:
@@ -144,7 +144,7 @@ def test_a_budget_keeps_its_spend_and_fired_thresholds_across_an_amount_change()
     # the spend of the first three days plus the new ones.
     assert [a.threshold for a in crossed][:1] == [0.8], [a.reason for a in crossed]
     assert crossed[0].observed_usd > spent
-    assert crossed[0].detected_at >= T0
+    assert parse_ts(crossed[0].detected_at) >= T0
 
 
 def test_count_layout_change_restarts_baseline_and_within_retunes() -> None:

@@ -51,7 +51,7 @@ def test_one_operator_alert_a_day_and_the_cap_frees_up() -> None:
         hour = T0 + day * 86400
         watch.observe([_customer(f"d{day}-{i}", hour, NUSD) for i in range(25)])
         watch.observe([_minute(hour + 2 * HOUR)])
-        alerts += watch.advance()
+        alerts += [alert for alert, _ in watch.advance()]
     caps = [a for a in alerts if a.kind == "series_cap"]
     assert [a.id for a in caps] == [
         f"series-cap/customer/{T0}",

@@ -1,5 +1,6 @@
-"""Reading alert records back: what the detector stage and the worker write is accepted,
-anything else is a ValueError naming the field."""
+"""The alert record: one type the detectors build and the action stage reads. What it writes
+is the contract's bytes; what is written (by this release or the one before) reads back as
+written; anything else is a ValueError naming the field."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ import msgspec
 import orjson
 import pytest
 
-from spendbrake.schemas import Alert, AlertRecord, KeyInfo, decode_alert
+from spendbrake.actions import apply_policies
+from spendbrake.schemas import (
+    Alert,
+    Config,
+    KeyInfo,
+    KeyRule,
+    KeysConfig,
+    decode_alert,
+    encode_alert,
+    format_ts,
+)
 from spendbrake.streamer._processor import unpriced_model_alert
 
 T = 1_791_158_400.0
@@ -20,9 +31,9 @@ def alert(**changes: object) -> Alert:
         "kind": "budget",
         "detector": "budget",
         "scope": {"team": "search", "feature": None},
-        "window_start": T,
-        "window_end": T + 86400,
-        "detected_at": T + 3600,
+        "window_start": format_ts(T),
+        "window_end": format_ts(T + 86400),
+        "detected_at": format_ts(T + 3600),
         "observed_usd": 812.25,
         "expected_usd": None,
         "severity": "critical",
@@ -31,20 +42,88 @@ def alert(**changes: object) -> Alert:
         "seq": 2,
         "action": "pause",
         "targets": ["sk-batch"],
+        "critical_keys": ["sk-prod"],
+        "protected_keys": {"sk-prod": "critical"},
         "budget": "search-daily",
         "threshold": 1.2,
         "also": [{"team": "search"}],
-        "keys": [KeyInfo("sk-prod", team="search", workload="critical")],
     }
-    return Alert(**{**fields, **changes})  # type: ignore[arg-type]
+    return Alert(**{**fields, **changes})
+
+
+#: What the release before this one wrote for ``_anomaly()`` after the policy step (its
+#: ``Alert`` held epoch seconds and unrounded money, and ``to_wire`` formatted them).
+WRITTEN_BEFORE = (
+    b'{"kind":"anomaly","detector":"baseline","scope":{"api_key":"sk-batch"},"also":[{"team":'
+    b'"search"},{}],"window_start":"2026-10-05T00:00:00.000000Z","window_end":'
+    b'"2026-10-05T01:00:00.000000Z","detected_at":"2026-10-05T00:10:00.293500Z","observed_usd":'
+    b'11.8,"expected_usd":3.612346,"severity":"critical","action":"pause","targets":["sk-batch"],'
+    b'"critical_keys":["sk-prod"],"protected_keys":{"sk-eval":"alert-only","sk-prod":"critical"},'
+    b'"budget":null,"threshold":null,"id":"anomaly/api_key=sk-batch/1791158400","seq":1,'
+    b'"score":0.6123,"reason":"api_key=sk-batch: 3.3x"}'
+)
+
+
+def _anomaly() -> tuple[Alert, list[KeyInfo]]:
+    raised = Alert(
+        kind="anomaly",
+        detector="baseline",
+        scope={"api_key": "sk-batch"},
+        also=[{"team": "search"}, {}],
+        window_start=format_ts(T + 0.0000004),
+        window_end=format_ts(T + 3600),
+        detected_at=format_ts(T + 600.2934999),
+        observed_usd=11.80000049999,
+        expected_usd=3.6123456789,
+        severity="critical",
+        reason="api_key=sk-batch: 3.3x",
+        id="anomaly/api_key=sk-batch/1791158400",
+        seq=1,
+        score=0.61234999,
+    )
+    known = [
+        KeyInfo("sk-batch", team="search"),
+        KeyInfo("sk-prod", team="search"),
+        KeyInfo("sk-eval"),
+    ]
+    return raised, known
+
+
+def test_a_detector_alert_is_written_as_the_release_before_wrote_it() -> None:
+    """Times as ``format_ts`` writes them, money to 6 places, score to 4, the protected keys
+    the policy named, in the record's field order; the keys handed beside it are not written."""
+    rules = KeysConfig(
+        rules=[
+            KeyRule(api_key="sk-batch", workload="batch"),
+            KeyRule(api_key="sk-prod", workload="critical"),
+            KeyRule(api_key="sk-eval", workload="batch", pausable=False),
+        ]
+    )
+    raised, known = _anomaly()
+    assert encode_alert(apply_policies(raised, known, Config().policies, rules)) == WRITTEN_BEFORE
+
+
+def test_a_built_alert_holds_what_is_written() -> None:
+    """Rounded when built, so the alert in memory equals its copy read back from the topic."""
+    raised, _ = _anomaly()
+    assert (raised.observed_usd, raised.expected_usd, raised.score) == (11.8, 3.612346, 0.6123)
+    assert decode_alert(encode_alert(raised)) == raised
+
+
+def test_large_money_is_spelled_as_orjson_spells_it() -> None:
+    """The contract's bytes are orjson's: msgspec's encoder would write ``1e16``."""
+    record = encode_alert(alert(observed_usd=1e16, expected_usd=2.5e-7))
+    assert b'"observed_usd":1e+16,"expected_usd":0.0,' in record
 
 
 @pytest.mark.parametrize(
     "record",
     [
-        alert().to_json(),
-        alert(kind="anomaly", action="alert", targets=[], budget=None, threshold=None).to_json(),
-        alert(action="resume", severity="info").to_json(),
+        encode_alert(alert()),
+        encode_alert(
+            alert(kind="anomaly", action="alert", targets=[], budget=None, threshold=None)
+        ),
+        encode_alert(alert(action="resume", severity="info")),
         orjson.dumps(unpriced_model_alert("openai", "gpt-9", int(T))),
     ],
     ids=["pause", "anomaly", "resume", "unpriced_model"],
@@ -53,21 +132,19 @@ def test_every_record_we_write_reads_back_as_written(record: bytes) -> None:
     """Typed, with every written field's value; what a record leaves out takes its default
     (an operator alert's extra ``message``, the same text as its reason, is not read)."""
     decoded = decode_alert(record)
-    assert isinstance(decoded, AlertRecord)
+    assert isinstance(decoded, Alert)
     written = {k: v for k, v in orjson.loads(record).items() if k != "message"}
     assert {k: v for k, v in msgspec.structs.asdict(decoded).items() if k in written} == written
 
 
-@pytest.mark.parametrize(
-    "alert_",
-    [alert(), alert(protected={f"sk-{i}": "critical" if i % 3 else "pinned" for i in range(150)})],
-    ids=["pause", "protected"],
-)
-def test_a_detector_alert_reads_back_field_for_field_in_wire_order(alert_: Alert) -> None:
-    """The record type has the wire's fields in ``to_wire``'s order: nothing is lost reading
-    one back, and a reader that dumps it (the action stage's outbox file) keeps the order."""
-    record = alert_.to_json()
-    assert orjson.dumps(msgspec.structs.asdict(decode_alert(record))) == record
+def test_a_record_reads_back_field_for_field_in_wire_order() -> None:
+    """Nothing is lost reading one back, and a reader that writes it again (the action
+    stage's outbox file) keeps the order."""
+    many = {f"sk-{i:03d}": "critical" if i % 3 else "alert-only" for i in range(100)}
+    written = alert(protected_keys=many, critical_keys=sorted(many))
+    record = encode_alert(written)
+    assert decode_alert(record) == written
+    assert msgspec.json.encode(decode_alert(record)) == record
 
 
 #: A pause as the 2026-12-05 release wrote it on spend.alerts (``spendbrake replay``).
@@ -90,7 +167,7 @@ def test_a_record_the_released_version_wrote_still_decodes() -> None:
         "pause",
         ["research-nightly-summarizer"],
     )
-    assert orjson.dumps(msgspec.structs.asdict(record)) == RELEASED
+    assert encode_alert(record) == RELEASED
 
 
 @pytest.mark.parametrize(
@@ -106,10 +183,11 @@ def test_a_record_the_released_version_wrote_still_decodes() -> None:
         ({"observed_usd": "812"}, "$.observed_usd"),
         ({"scope": ["team"]}, "$.scope"),
         ({"reason": None}, "$.reason"),
+        ({"protected_keys": ["sk-prod"]}, "$.protected_keys"),
     ],
 )
 def test_a_field_of_the_wrong_shape_is_named(change: dict, where: str) -> None:
-    record = orjson.dumps({**alert().to_wire(), **change})
+    record = orjson.dumps({**msgspec.to_builtins(alert()), **change})
     with pytest.raises(ValueError, match="not an alert record: .*" + re.escape(where)):
         decode_alert(record)
 

@@ -190,4 +190,4 @@ def test_records_the_watch_skips_are_skipped_undecoded_and_change_nothing() -> N
         watch.set_mark(0, start + 3 * 3600)
 
     assert whole.snapshot() == filtered.snapshot()  # the same state, learned alike
-    assert [a.to_wire() for a in whole.advance()] == [a.to_wire() for a in filtered.advance()]
+    assert whole.advance() == filtered.advance()
