@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from spendbrake.actions import apply_policies, pausable, screen_pauses
@@ -28,21 +30,22 @@ RULES = KeysConfig(
 POLICIES = Config().policies  # batch: pause, critical: alert
 
 
-def anomaly(scope: dict[str, str | None] | None = None) -> Alert:
-    return Alert(
-        kind="anomaly",
-        detector="baseline",
-        scope=scope if scope is not None else {"team": "research"},
-        window_start=format_ts(0.0),
-        window_end=format_ts(3600.0),
-        detected_at=format_ts(600.0),
-        observed_usd=50.0,
-        expected_usd=2.0,
-        severity="critical",
-        reason="runaway",
-        id="anomaly/team=research/0",
-        seq=0,
-    )
+def anomaly(**changes: Any) -> Alert:
+    fields: dict[str, Any] = {
+        "kind": "anomaly",
+        "detector": "baseline",
+        "scope": {"team": "research"},
+        "window_start": format_ts(0.0),
+        "window_end": format_ts(3600.0),
+        "detected_at": format_ts(600.0),
+        "observed_usd": 50.0,
+        "expected_usd": 2.0,
+        "severity": "critical",
+        "reason": "runaway",
+        "id": "anomaly/team=research/0",
+        "seq": 0,
+    }
+    return Alert(**{**fields, **changes})
 
 
 def test_an_event_saying_batch_does_not_make_a_critical_key_pausable() -> None:

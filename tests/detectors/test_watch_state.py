@@ -1,17 +1,20 @@
 """The watch's snapshot is plain, versioned JSON that restores to the same watch.
 
 Restarts that resume alike are in ``test_watch.py`` (a runaway and a budget), ``test_legacy.py``
-(from the pickles of earlier releases) and ``test_series_cap.py``; here: its form, exactness
-and what it refuses.
+(from the pickles of earlier releases) and ``test_series_cap.py``; here: its form, exactness,
+a file an earlier release wrote, and what it refuses.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from spendbrake.detectors import SpendWatch
-from spendbrake.schemas import Config, KeyInfo, KeyRule, KeysConfig, RollupRecord
+from spendbrake.schemas import Config, KeyInfo, KeyRule, KeysConfig, RollupRecord, encode_alert
+from tests.detectors.test_legacy import CUT, _partial, _stage_plan, _stage_run
 from tests.detectors.test_watch import (
     HOUR,
     T0,
@@ -43,6 +46,30 @@ def test_the_snapshot_is_plain_versioned_json_and_restores_to_the_same_bytes() -
     assert len(incidents) == len(state["incidents"]["incidents"]) < len(again.incidents.open)
 
 
+DATA = Path(__file__).parent / "data"
+
+
+def test_a_snapshot_written_by_91ee7cd_resumes_with_the_alerts_that_release_sent() -> None:
+    """``data/watch_snapshot_91ee7cd.json`` is ``SpendWatch.snapshot()`` as commit 91ee7cd
+    (the last whose alert was a dataclass with epoch-second times) wrote it, at the point
+    of ``test_legacy``'s stage fixture: the runaway's incident open, a partial hour
+    observed. Resumed here, the watch sends what that release sent from it, byte for byte
+    (``.alerts.jsonl``): the open incident goes on, no new page."""
+    plan, config = _stage_plan()
+    resumed = SpendWatch(config)
+    assert resumed.restore((DATA / "watch_snapshot_91ee7cd.json").read_bytes()) == []
+    assert len(resumed.incidents.open) == 4
+    sent = b"".join(encode_alert(a) + b"\n" for a in _stage_run(resumed, plan, start=CUT))
+    assert sent == (DATA / "watch_snapshot_91ee7cd.alerts.jsonl").read_bytes()
+    # And it is where a watch of this release would be at that point.
+    straight = SpendWatch(config)
+    _stage_run(straight, plan[:CUT])
+    _partial(straight, plan)
+    restored = SpendWatch(config)
+    restored.restore((DATA / "watch_snapshot_91ee7cd.json").read_bytes())
+    assert restored.snapshot() == straight.snapshot()
+
+
 def test_totals_past_int64_and_pending_cap_notices_survive_exactly() -> None:
     config = Config.model_validate({"dimensions": [["customer"]], "limits": {"series_per_set": 10}})
     watch = SpendWatch(config)
@@ -56,7 +83,10 @@ def test_totals_past_int64_and_pending_cap_notices_survive_exactly() -> None:
     again.restore(watch.snapshot())
     assert again.series[(("customer",), ("c3",))].total(T0) == (huge, 1)
     assert again.folded_series() == 2
-    assert again.advance() == watch.advance()
+    for w in (watch, again):  # a minute record moves the watermark: the notice goes out
+        w.observe([RollupRecord((), (), 60, T0 + 2 * HOUR, 0, 0, (0, 0))])
+    sent = again.advance()
+    assert [a.kind for a, _ in sent] == ["series_cap"] and sent == watch.advance()
 
 
 def test_the_key_directory_restores_as_it_was_and_the_config_in_force_decides_pauses() -> None:

@@ -22,6 +22,7 @@ from spendbrake.schemas import (
     format_ts,
 )
 from spendbrake.streamer._processor import unpriced_model_alert
+from tests.actions.test_policy import anomaly
 
 T = 1_791_158_400.0
 
@@ -55,30 +56,22 @@ def alert(**changes: object) -> Alert:
 #: ``Alert`` held epoch seconds and unrounded money, and ``to_wire`` formatted them).
 WRITTEN_BEFORE = (
     b'{"kind":"anomaly","detector":"baseline","scope":{"api_key":"sk-batch"},"also":[{"team":'
-    b'"search"},{}],"window_start":"2026-10-05T00:00:00.000000Z","window_end":'
-    b'"2026-10-05T01:00:00.000000Z","detected_at":"2026-10-05T00:10:00.293500Z","observed_usd":'
+    b'"search"},{}],"window_start":"1970-01-01T00:00:00.000000Z","window_end":'
+    b'"1970-01-01T01:00:00.000000Z","detected_at":"1970-01-01T00:10:00.293500Z","observed_usd":'
     b'11.8,"expected_usd":3.612346,"severity":"critical","action":"pause","targets":["sk-batch"],'
     b'"critical_keys":["sk-prod"],"protected_keys":{"sk-eval":"alert-only","sk-prod":"critical"},'
-    b'"budget":null,"threshold":null,"id":"anomaly/api_key=sk-batch/1791158400","seq":1,'
-    b'"score":0.6123,"reason":"api_key=sk-batch: 3.3x"}'
+    b'"budget":null,"threshold":null,"id":"anomaly/team=research/0","seq":0,"score":0.6123,'
+    b'"reason":"runaway"}'
 )
 
 
 def _anomaly() -> tuple[Alert, list[KeyInfo]]:
-    raised = Alert(
-        kind="anomaly",
-        detector="baseline",
+    raised = anomaly(
         scope={"api_key": "sk-batch"},
         also=[{"team": "search"}, {}],
-        window_start=format_ts(T + 0.0000004),
-        window_end=format_ts(T + 3600),
-        detected_at=format_ts(T + 600.2934999),
+        detected_at=format_ts(600.2934999),
         observed_usd=11.80000049999,
         expected_usd=3.6123456789,
-        severity="critical",
-        reason="api_key=sk-batch: 3.3x",
-        id="anomaly/api_key=sk-batch/1791158400",
-        seq=1,
         score=0.61234999,
     )
     known = [
