@@ -23,6 +23,8 @@ from spendbrake.schemas import (
 OLD_PICKLE = Path(__file__).parent / "data" / "outbox_796aa9e.pkl"
 #: An outbox file with two incidents written by the 2026-12-05 release (alerts as dicts).
 OLD_FILE = Path(__file__).parent / "data" / "outbox_v1_dict_alerts.json"
+#: An outbox file written by commit 91ee7cd, whose alerts were ``AlertRecord``s.
+RECORD_FILE = Path(__file__).parent / "data" / "outbox_v1_91ee7cd.json"
 
 #: The operator's word: the production key is critical, the other sk- keys are batch.
 KEYS = KeysConfig(
@@ -458,6 +460,17 @@ def test_an_outbox_pickled_by_the_previous_release_restores_and_runs() -> None:
     block = box.ready("gateway", now)
     assert block is not None and (block.target, block.attempts) == ("sk-c", 1)
     assert load_outbox(dump_outbox(box)).channel_ids == {}
+
+
+def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
+    """Its alert was the ``AlertRecord`` type, the same fields in the same order as the one
+    alert type: the file reads as it was and is written back unchanged."""
+    data = RECORD_FILE.read_bytes()
+    box = load_outbox(data)
+    (incident,) = box.incidents.values()
+    assert incident.alert.critical_keys == ["support-bot-prod"]
+    assert incident.refused == ["support-bot-prod"]  # the stage's own config refused it
+    assert dump_outbox(box) == data
 
 
 def test_an_outbox_file_of_the_previous_release_loads_with_typed_alerts() -> None:
