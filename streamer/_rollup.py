@@ -44,6 +44,8 @@ Span = tuple[int, int, int]
 Series = tuple[int, tuple[str | None, ...]]
 #: (series, grain, window sizes): where a fine cell's deltas go in one dimension set.
 Projected = tuple[Series, int, tuple[int, ...]]
+#: (the grain every set of the combination shares, where its deltas go in each set)
+Combo = tuple[int, tuple[Projected, ...]]
 MINUTE = 60
 
 
@@ -149,7 +151,7 @@ class RollupState:
         self._table.attach(self)
         #: A fine cell's attributes -> where its deltas go in every set: the projections
         #: of a flush are mostly of combinations seen before (a cache, bounded).
-        self._combos: dict[tuple[Any, ...], tuple[Projected, ...]] = {}
+        self._combos: dict[tuple[Any, ...], Combo] = {}
         #: The key's attributes -> its part of ``_combos``' value (the sets it decides).
         self._by_key: dict[tuple[Any, ...], tuple[Projected, ...]] = {}
         self.late_events = 0
@@ -215,19 +217,31 @@ class RollupState:
         if self._table.prune():
             self._combos = {}
             self._by_key = {}
-        # Stage 1: fine cells -> one delta per (series, window sizes, grain start, epoch).
-        parts: dict[tuple[Any, ...], list[Any]] = {}
-        get = parts.get
+        # Stage 0: the cells of one attribute combination within one grain its sets all
+        # share (an hour, for hours-only sets: a flush's cells hold about half as many
+        # combinations as minutes) are summed before they are projected into each set.
+        # The parts below come out in the order they did cell by cell: a part's first
+        # cell is the first of its group, and groups go in the order of their first cells.
+        groups: dict[tuple[Any, ...], tuple[tuple[Projected, ...], list[Any]]] = {}
         combos = self._combos
         for cell, delta in self.fine.items():
-            minute = cell[0]
-            epoch = cell[1]
             attrs = cell[2:]
-            projected = combos.get(attrs)
-            if projected is None:
+            combo = combos.get(attrs)
+            if combo is None:
                 if len(combos) >= MAX_COMBOS:
                     combos.clear()  # a flood of new combinations: start over
-                projected = combos[attrs] = self._projected(cell)
+                combo = combos[attrs] = self._combo(cell)
+            shared = combo[0]
+            group_key = (cell[0] // shared * shared, cell[1], attrs)
+            group = groups.get(group_key)
+            if group is None:
+                groups[group_key] = (combo[1], delta)  # the fine cell's own list: cleared below
+            else:
+                _add(group[1], delta)
+        # Stage 1: groups -> one delta per (series, window sizes, grain start, epoch).
+        parts: dict[tuple[Any, ...], list[Any]] = {}
+        get = parts.get
+        for (minute, epoch, _), (projected, delta) in groups.items():
             for series, grain, sizes in projected:
                 key = (series, sizes, minute // grain * grain, epoch)
                 acc = get(key)
@@ -280,6 +294,11 @@ class RollupState:
                     outcomes.pop((span, series), None)
             del windows[span]
         return records
+
+    def _combo(self, cell: tuple[Any, ...]) -> Combo:
+        """The grain all its sets share (a divisor of each one's), and ``_projected``."""
+        projected = self._projected(cell)
+        return functools.reduce(math.gcd, (p[1] for p in projected), 0) or MINUTE, projected
 
     def _projected(self, cell: tuple[Any, ...]) -> tuple[Projected, ...]:
         """(series, grain, window sizes) of a fine cell's attributes in every rolled-up set:
@@ -523,6 +542,20 @@ def _add_outcomes(outcomes: dict[Any, dict[str, int]], key: Any, delta: dict[str
     else:
         for name, count in delta.items():
             total[name] = total.get(name, 0) + count
+
+
+def _add(total: list[Any], delta: list[Any]) -> None:
+    """Add a delta (``_N`` metrics, then calls by outcome or None) to ``total``, in place."""
+    total[0] += delta[0]
+    total[1] += delta[1]
+    total[2] += delta[2]
+    total[3] += delta[3]
+    total[4] += delta[4]
+    total[5] += delta[5]
+    total[6] += delta[6]
+    total[7] += delta[7]
+    if delta[_N]:
+        _merge_outcomes(total, delta[_N])
 
 
 def _copy(delta: list[Any]) -> list[Any]:

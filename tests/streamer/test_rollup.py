@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from array import array
 
+import msgspec
 import orjson
 import pytest
 
@@ -265,3 +266,21 @@ def test_partitions_sharing_a_series_table_hold_one_tuple_a_series() -> None:
         state.add(event(T0 + 2 * 86_400), 1, True)
         state.flush()
     assert len(table.known) < 10
+
+
+def test_cells_of_one_combination_are_summed_in_their_first_cells_order() -> None:
+    """A flush sums a combination's minutes before projecting them into hours-only sets;
+    records still come in the order of each series' first cell (a capped set keeps the
+    first series it sees), with every call counted once."""
+    state = RollupState([["api_key"], ["team"]], dim_windows_s=[[3600], [3600]])
+    for minute, key, team in [(0, "a", "t1"), (0, "b", "t2"), (1, "a", "t1"), (2, "c", "t1")]:
+        e = event(T0 + minute * 60 + 1, api_key=key)
+        state.add(msgspec.structs.replace(e, team=team), 10, True)
+    records = state.flush()
+    assert [(r.values, r.metrics[:2]) for r in records] == [
+        (("a",), (20, 2)),
+        (("t1",), (30, 3)),
+        (("b",), (10, 1)),
+        (("t2",), (10, 1)),
+        (("c",), (10, 1)),
+    ]
