@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -717,3 +718,24 @@ def pickle_round_trip(b: BudgetTracker) -> BudgetTracker:
     restored = BudgetTracker("d", 1000.0, period="day", timezone=b.timezone)
     restored.restore(orjson.loads(orjson.dumps(b.snapshot())))
     return restored
+
+
+def test_burn_windows_sum_their_minutes_in_minute_order_however_they_arrived() -> None:
+    """Float sums depend on their order: a window is summed oldest minute first, with the
+    minutes held sparse (sorted) or dense (looked up in turn), whatever order they came in."""
+    rng = random.Random(7)
+    t0 = utc(2026, 6, 10)
+    for held in (120, 400):  # fewer than the 6 h window's 360 minutes, then more
+        values = [rng.uniform(0.1, 9.9) * (20.0 if i >= held - 60 else 1.0) for i in range(held)]
+        order = list(range(held))
+        rng.shuffle(order)
+        b, _ = burn_tracker()
+        for i in order:
+            b.set_minute(t0 + i * M, values[i])
+        fast = [
+            v for v in kinds(b.evaluate(t0 + held * M), "burn_rate") if v.severity == "critical"
+        ]
+        expected = 0.0
+        for v in values[-60:]:
+            expected += v
+        assert [v.observed_usd for v in fast] == [expected]
