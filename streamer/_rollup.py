@@ -44,8 +44,12 @@ Span = tuple[int, int, int]
 Series = tuple[int, tuple[str | None, ...]]
 #: (series, grain, window sizes): where a fine cell's deltas go in one dimension set.
 Projected = tuple[Series, int, tuple[int, ...]]
-#: (the grain every set of the combination shares, where its deltas go in each set)
-Combo = tuple[int, tuple[Projected, ...]]
+#: Where a group of fine cells goes in the sets its key decides: (the grain they share,
+#: their projections).
+Placed = tuple[int, tuple[Projected, ...]]
+#: One attribute combination: (the grain all its sets share, its key's attributes, the
+#: key's ``Placed``, the ``Placed`` of the other sets).
+Combo = tuple[int, tuple[Any, ...], Placed, Placed]
 MINUTE = 60
 
 
@@ -153,7 +157,7 @@ class RollupState:
         #: of a flush are mostly of combinations seen before (a cache, bounded).
         self._combos: dict[tuple[Any, ...], Combo] = {}
         #: The key's attributes -> its part of ``_combos``' value (the sets it decides).
-        self._by_key: dict[tuple[Any, ...], tuple[Projected, ...]] = {}
+        self._by_key: dict[tuple[Any, ...], Placed] = {}
         self.late_events = 0
 
     # -- hot path ----------------------------------------------------------
@@ -219,10 +223,9 @@ class RollupState:
             self._by_key = {}
         # Stage 0: the cells of one attribute combination within one grain its sets all
         # share (an hour, for hours-only sets: a flush's cells hold about half as many
-        # combinations as minutes) are summed before they are projected into each set.
-        # The parts below come out in the order they did cell by cell: a part's first
-        # cell is the first of its group, and groups go in the order of their first cells.
-        groups: dict[tuple[Any, ...], tuple[tuple[Projected, ...], list[Any]]] = {}
+        # combinations as minutes) are summed, and so are those of one key for the sets
+        # the key decides (a key calls for many customers and models).
+        groups: dict[tuple[Any, ...], tuple[Combo, list[Any]]] = {}
         combos = self._combos
         for cell, delta in self.fine.items():
             attrs = cell[2:]
@@ -235,29 +238,46 @@ class RollupState:
             group_key = (cell[0] // shared * shared, cell[1], attrs)
             group = groups.get(group_key)
             if group is None:
-                groups[group_key] = (combo[1], delta)  # the fine cell's own list: cleared below
+                groups[group_key] = (combo, delta)  # the fine cell's own list: cleared below
             else:
                 _add(group[1], delta)
-        # Stage 1: groups -> one delta per (series, window sizes, grain start, epoch).
+        by_key: dict[tuple[Any, ...], list[Any]] = {}
+        for (minute, epoch, _), (combo, delta) in groups.items():
+            grain = combo[2][0]
+            key = (minute // grain * grain, epoch, combo[1])
+            acc = by_key.get(key)
+            if acc is None:
+                by_key[key] = _copy(delta)
+            else:
+                _add(acc, delta)
+        # Stage 1: one delta per (series, window sizes, grain start, epoch): the key's sets
+        # from its group, at its first cell, then the other sets from the combination's.
+        # Parts come out in the order they did cell by cell: a part's first cell is the
+        # first of its group, and groups go in the order of their first cells.
         parts: dict[tuple[Any, ...], list[Any]] = {}
         get = parts.get
-        for (minute, epoch, _), (projected, delta) in groups.items():
-            for series, grain, sizes in projected:
-                key = (series, sizes, minute // grain * grain, epoch)
-                acc = get(key)
-                if acc is None:
-                    parts[key] = _copy(delta)
-                else:  # _add, inlined: a flush makes about three of these an event
-                    acc[0] += delta[0]
-                    acc[1] += delta[1]
-                    acc[2] += delta[2]
-                    acc[3] += delta[3]
-                    acc[4] += delta[4]
-                    acc[5] += delta[5]
-                    acc[6] += delta[6]
-                    acc[7] += delta[7]
-                    if delta[8]:
-                        _merge_outcomes(acc, delta[8])
+        for (minute, epoch, _), (combo, own) in groups.items():
+            grain = combo[2][0]
+            key_delta = by_key.pop((minute // grain * grain, epoch, combo[1]), None)
+            for delta, projected in ((key_delta, combo[2][1]), (own, combo[3][1])):
+                if delta is None:
+                    continue  # the key's sets took its group at its first combination
+                for series, grain, sizes in projected:
+                    key = (series, sizes, minute // grain * grain, epoch)
+                    acc = get(key)
+                    if acc is None:
+                        parts[key] = _copy(delta)
+                    else:  # _add, inlined: a flush makes about three of these an event
+                        acc[0] += delta[0]
+                        acc[1] += delta[1]
+                        acc[2] += delta[2]
+                        acc[3] += delta[3]
+                        acc[4] += delta[4]
+                        acc[5] += delta[5]
+                        acc[6] += delta[6]
+                        acc[7] += delta[7]
+                        if delta[8]:
+                            _merge_outcomes(acc, delta[8])
         self.fine.clear()
         # Stage 2: grain deltas -> every window size of the set.
         windows = self.windows
@@ -296,13 +316,8 @@ class RollupState:
         return records
 
     def _combo(self, cell: tuple[Any, ...]) -> Combo:
-        """The grain all its sets share (a divisor of each one's), and ``_projected``."""
-        projected = self._projected(cell)
-        return functools.reduce(math.gcd, (p[1] for p in projected), 0) or MINUTE, projected
-
-    def _projected(self, cell: tuple[Any, ...]) -> tuple[Projected, ...]:
-        """(series, grain, window sizes) of a fine cell's attributes in every rolled-up set:
-        the sets its key decides, from their own cache, then the others.
+        """Where a fine cell's attributes go in every rolled-up set: the sets its key
+        decides, from their own cache, then the others; and the grain they all share.
 
         Each series is the one interned tuple the series table holds (the key of its rows too).
         """
@@ -313,10 +328,16 @@ class RollupState:
             if len(self._by_key) >= MAX_COMBOS:
                 self._by_key.clear()
             by_key = self._by_key[key] = self._place(keyed, cell)
-        return by_key + self._place(self._per_call, cell)
+        others = self._place(self._per_call, cell)
+        shared = math.gcd(by_key[0], others[0]) or MINUTE
+        return shared, key, (by_key[0] or shared, by_key[1]), others
 
-    def _place(self, specs: list[Any], cell: tuple[Any, ...]) -> tuple[Projected, ...]:
+    def _place(self, specs: list[Any], cell: tuple[Any, ...]) -> Placed:
+        """The cell's series in each of ``specs``' sets, and the grain they share (a divisor
+        of each one's: a group of cells within it lands in one grain of every set; 0: no
+        set)."""
         known = self._table.known
+        shared = 0
         out = []
         for d, project, windows, only, without_minutes in specs:
             values = project(cell)
@@ -329,7 +350,8 @@ class RollupState:
                 series = _interned(d, values)
                 known[series] = series
             out.append((series, *windows))
-        return tuple(out)
+            shared = math.gcd(shared, windows[0])
+        return shared, tuple(out)
 
     def _close_at(self, span: Span) -> float:
         w, start, epoch = span
