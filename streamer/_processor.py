@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Protocol
 from spendbrake.schemas import (
     MAX_EVENT_BYTES,
     NUSD,
+    Alert,
     InvalidEvent,
     PriceTable,
     RollupRecord,
@@ -83,12 +84,10 @@ class Outputs(NamedTuple):
     dead: list[DeadLetter]
     traces: list[TracePartial]
     #: Operator alerts (unpriced models), keyed so each is sent once per model per day.
-    alerts: list[dict[str, Any]]
+    alerts: list[Alert]
 
 
-def unpriced_model_alert(
-    provider: str, model: str, day_start: int, daily: bool = False
-) -> dict[str, Any]:
+def unpriced_model_alert(provider: str, model: str, day_start: int, daily: bool = False) -> Alert:
     """The operator notice for a model the price table does not know, once per model a day.
 
     Model names are the caller's, so their number is too: each model's notice is ``info``
@@ -107,26 +106,17 @@ def unpriced_model_alert(
             f"{provider}/{model} has no price: its calls and tokens are counted, its cost is not. "
             "Add it under pricing.models in the config."
         )
-    return {
-        "kind": "unpriced_model",
-        "detector": "pricing",
-        "scope": {"provider": provider, "model": model},
-        "window_start": format_ts(day_start),
-        "window_end": format_ts(day_start + 86400),
-        "observed_usd": None,
-        "expected_usd": None,
-        "severity": "warning" if daily else "info",
-        "action": "alert",
-        "targets": [],
-        "budget": None,
-        "threshold": None,
-        "id": f"unpriced:{day}" if daily else f"unpriced:{provider}/{model}:{day}",
-        "seq": 0,
-        "score": 1.0,
-        "also": [],
-        "reason": message,
-        "message": message,
-    }
+    return Alert(
+        kind="unpriced_model",
+        detector="pricing",
+        scope={"provider": provider, "model": model},
+        window_start=format_ts(day_start),
+        window_end=format_ts(day_start + 86400),
+        severity="warning" if daily else "info",
+        id=f"unpriced:{day}" if daily else f"unpriced:{provider}/{model}:{day}",
+        seq=0,
+        reason=message,
+    )
 
 
 @dataclass(slots=True)
@@ -197,7 +187,7 @@ class PartitionProcessor:
         self.next_offset: int | None = None
         self.stats = ProcessorStats()
         self.dead: list[DeadLetter] = []
-        self.alerts: list[dict[str, Any]] = []
+        self.alerts: list[Alert] = []
         #: (provider, model, UTC day) already alerted as unpriced, kept for 8 days.
         self.unpriced_seen: set[tuple[str, str, int]] = set()
 

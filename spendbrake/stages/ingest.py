@@ -32,6 +32,7 @@ from spendbrake.schemas import (
     RollupRecord,
     StateUnreadable,
     WatermarkMark,
+    encode_alert,
     encode_mark,
     encode_rollup,
 )
@@ -212,7 +213,7 @@ class IngestStage(Stage):
                 chunk = traces[i : i + TRACE_BATCH]
                 queue(topics.traces, _trim(chunk[0].key()), encode_traces(chunk), partition)
             for alert in alerts:
-                queue(topics.alerts, alert["id"].encode(), _trim(orjson.dumps(alert)), partition)
+                queue(topics.alerts, alert.id.encode(), _trim(encode_alert(alert)), partition)
             new_records.extend(records)
             self.dead_out += len(dead)
         self._settle()

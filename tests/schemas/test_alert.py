@@ -109,6 +109,16 @@ def test_large_money_is_spelled_as_orjson_spells_it() -> None:
     assert b'"observed_usd":1e+16,"expected_usd":0.0,' in record
 
 
+def test_the_ingest_stages_unpriced_notice_is_an_alert_of_the_one_shape() -> None:
+    """Every record on the alerts topic has the ``Alert``'s fields in its order (until
+    2026-12-06 the ingest stage wrote this notice as a dict of its own)."""
+    notice = unpriced_model_alert("openai", "gpt-9", int(T), daily=True)
+    assert isinstance(notice, Alert)
+    written = encode_alert(notice)
+    assert list(orjson.loads(written)) == list(Alert.__struct_fields__)
+    assert decode_alert(written) == notice
+
+
 @pytest.mark.parametrize(
     "record",
     [
@@ -117,13 +127,36 @@ def test_large_money_is_spelled_as_orjson_spells_it() -> None:
             alert(kind="anomaly", action="alert", targets=[], budget=None, threshold=None)
         ),
         encode_alert(alert(action="resume", severity="info")),
-        orjson.dumps(unpriced_model_alert("openai", "gpt-9", int(T))),
+        encode_alert(unpriced_model_alert("openai", "gpt-9", int(T))),
+        # As the ingest stage wrote it until 2026-12-06: a dict of its own, with ``message``.
+        orjson.dumps(
+            {
+                "kind": "unpriced_model",
+                "detector": "pricing",
+                "scope": {"provider": "openai", "model": "gpt-9"},
+                "window_start": "2026-10-05T00:00:00Z",
+                "window_end": "2026-10-06T00:00:00Z",
+                "observed_usd": None,
+                "expected_usd": None,
+                "severity": "warning",
+                "action": "alert",
+                "targets": [],
+                "budget": None,
+                "threshold": None,
+                "id": "unpriced:2026-10-05",
+                "seq": 0,
+                "score": 1.0,
+                "also": [],
+                "reason": "openai/gpt-9 has no price.",
+                "message": "openai/gpt-9 has no price.",
+            }
+        ),
     ],
-    ids=["pause", "anomaly", "resume", "unpriced_model"],
+    ids=["pause", "anomaly", "resume", "unpriced_model", "unpriced_model_until_2026_12_06"],
 )
 def test_every_record_we_write_reads_back_as_written(record: bytes) -> None:
     """Typed, with every written field's value; what a record leaves out takes its default
-    (an operator alert's extra ``message``, the same text as its reason, is not read)."""
+    (the extra ``message`` of an operator alert of before, its reason's text, is not read)."""
     decoded = decode_alert(record)
     assert isinstance(decoded, Alert)
     written = {k: v for k, v in orjson.loads(record).items() if k != "message"}

@@ -194,11 +194,11 @@ def test_unknown_model_is_counted_unpriced_and_alerted_once_per_day() -> None:
         proc.process(mystery(i, T0 + 86400 + i), i)  # the next UTC day
     second = proc.flush()
     # One warning a day (the first model: a post), each model's notice for the digest.
-    assert [(a["id"], a["severity"]) for a in first.alerts] == [
+    assert [(a.id, a.severity) for a in first.alerts] == [
         ("unpriced:2026-10-05", "warning"),
         ("unpriced:acme/mystery-9:2026-10-05", "info"),
     ]
-    assert [a["id"] for a in second.alerts] == [
+    assert [a.id for a in second.alerts] == [
         "unpriced:2026-10-06",
         "unpriced:acme/mystery-9:2026-10-06",
     ]
@@ -227,9 +227,9 @@ def test_a_flood_of_unknown_models_is_one_post_a_day() -> None:
         }
         proc.process(orjson.dumps(event), i)
     alerts = proc.flush().alerts
-    warnings = [a for a in alerts if a["severity"] != "info"]
-    assert [a["id"] for a in warnings] == ["unpriced:2026-10-05"]
-    assert len({a["id"] for a in alerts}) == 301
+    warnings = [a for a in alerts if a.severity != "info"]
+    assert [a.id for a in warnings] == ["unpriced:2026-10-05"]
+    assert len({a.id for a in alerts}) == 301
 
 
 def test_batch_path_equals_the_per_record_path() -> None:
