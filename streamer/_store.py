@@ -222,8 +222,9 @@ def _float(value: Any) -> float | None:
 
 
 def _ts(value: Any) -> float | None:
-    """RFC 3339 text or epoch seconds to epoch seconds; None stays None."""
-    if value is None:
+    """RFC 3339 text or epoch seconds to epoch seconds; None (or "": an operator notice's
+    ``detected_at``) is None."""
+    if value is None or value == "":
         return None
     if isinstance(value, (int, float)):
         return float(value)

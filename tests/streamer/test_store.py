@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
-from spendbrake.schemas import RollupRecord
+from spendbrake.schemas import RollupRecord, encode_alert
 from spendbrake.streamer import StoreBatch, TracePartial, apply_batch, connect_store
+from spendbrake.streamer._processor import unpriced_model_alert
 from spendbrake.streamer._store import load_offsets
+from tests.streamer.streams import T0
 
 HOUR = 1_791_158_400
 
@@ -87,7 +90,8 @@ def test_traces_alerts_and_audit_records_upsert_by_key(tmp_path: Path) -> None:
     rows.add_alert(
         {"id": "budget:x", "seq": 1, "kind": "budget", "detected_at": "2026-10-05T01:00:00Z"}
     )
-    rows.add_alert({"id": "unpriced:acme/m:2026-10-05", "seq": 0, "kind": "unpriced_model"})
+    # An operator notice as the ingest stage writes it: no event time it was detected at.
+    rows.add_alert(orjson.loads(encode_alert(unpriced_model_alert("acme", "m", int(T0)))))
     rows.add_action({"id": "task-1", "action": "pause", "result": "ok", "at": HOUR + 5})
     for _ in range(2):
         apply_batch(con, rows, {})
