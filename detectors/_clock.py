@@ -45,6 +45,11 @@ class EventClock:
         #: Start of the first hour not closed yet (None: nothing closed so far).
         self.closed_until: int | None = None
         self.next_peek = -math.inf
+        #: The step (``now // peek_s``) of the last early look, and the first of the run of
+        #: looks at every step up to it (None: none yet). A series' recent calls are told
+        #: from its totals at past looks only within such a run (``_recent``).
+        self.last_look: int | None = None
+        self.looks_from: int | None = None
 
     def mark(self, partition: int, watermark: float) -> None:
         """Input ``partition`` has sent every window up to event time ``watermark``."""
@@ -76,7 +81,11 @@ class EventClock:
         """Whether an early look is due at ``now``; if so, the next one is scheduled."""
         if self.now < self.next_peek:
             return False
-        self.next_peek = (self.now // self.peek_s + 1) * self.peek_s
+        step = int(self.now // self.peek_s)
+        if self.last_look is None or step != self.last_look + 1:
+            self.looks_from = step  # a step without a look (a backlog, a jump): a new run
+        self.last_look = step
+        self.next_peek = (step + 1) * self.peek_s
         return True
 
     # -- state ---------------------------------------------------------------
@@ -88,6 +97,7 @@ class EventClock:
             "idle": sorted(self.idle),
             "closed_until": self.closed_until,
             "next_peek": _finite(self.next_peek),
+            "looks": [self.last_look, self.looks_from],
         }
 
     def load(self, data: dict[str, Any]) -> None:
@@ -97,6 +107,10 @@ class EventClock:
         closed = data["closed_until"]
         self.closed_until = None if closed is None else int(closed)
         self.next_peek = -math.inf if data["next_peek"] is None else float(data["next_peek"])
+        # Snapshots from before the recent look have none: the next look starts a run.
+        last, first = data.get("looks") or (None, None)
+        self.last_look = None if last is None else int(last)
+        self.looks_from = None if first is None else int(first)
 
 
 def _finite(x: float) -> float | None:

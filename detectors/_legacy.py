@@ -37,6 +37,7 @@ class _OldSeries:
         slots = dict(state[1] if isinstance(state, tuple) else state)
         s = self.series = Series.__new__(Series)
         s.asleep_from = 0  # until 2026-12-05 every series learned every hour as it closed
+        s.recent = 0  # no recent calls kept: the next looks start them
         if "hours" in slots:
             hours = slots.pop("hours")
             slots["parts"] = {(h, p, e): v for h, by in hours.items() for (p, e), v in by.items()}

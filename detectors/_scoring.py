@@ -15,6 +15,7 @@ from typing import Any
 
 from spendbrake.detectors._base import Detector, Verdict, usd
 from spendbrake.detectors._incidents import Candidate, Scope, inside, narrowed, rank
+from spendbrake.detectors._recent import STEPS, record, window
 from spendbrake.detectors._series import Series, SeriesBook, metric_value, weight
 from spendbrake.schemas import NUSD, Config, DetectorConfig
 
@@ -81,12 +82,33 @@ class Scoring:
                     found.append(c)
         return found
 
-    def peek(self, now: float, closed_until: int | None, config: Config) -> list[Candidate]:
-        """Score the open hours changed since the last look, up to ``now``, learning nothing."""
+    def peek(
+        self,
+        now: float,
+        closed_until: int | None,
+        config: Config,
+        looks_from: int | None = None,
+        step_s: float = 300.0,
+    ) -> list[Candidate]:
+        """Score the open hours changed since the last look, up to ``now``, learning nothing.
+
+        With ``looks_from`` (the first of the run of looks at every ``step_s`` up to this
+        one), each changed series' newest hour is also judged on its recent rate: its calls
+        in the last ``STEPS`` steps (``_recent``), which a surge late in an hour fills while
+        the hour's total still dilutes it.
+        """
         found = []
         book = self.book
         dirty, book.dirty = book.dirty, set()
         closed = -math.inf if closed_until is None else closed_until
+        step = int(now // step_s)
+        hour_steps = int(HOUR // step_s)
+        rated = looks_from is not None and hour_steps * step_s == HOUR and hour_steps >= STEPS
+        newest: dict[Any, int] = {}
+        if rated:
+            for sk, hour in dirty:
+                if hour <= now and hour > newest.get(sk, -1):
+                    newest[sk] = hour
         for sk, hour in sorted(dirty, key=_hour_of):  # a series' hours in order
             series = book.series.get(sk)
             if series is None or hour < closed:
@@ -100,20 +122,45 @@ class Scoring:
             # The share of the hour seen so far (at least one early-look step, so a minute's
             # calls are not judged as a rate on their own).
             seen = min(1.0, max(PEEK_MIN_SHARE, (now - hour) / HOUR))
+            recent = None
+            if newest.get(sk) == hour:
+                assert looks_from is not None
+                recent = self._recent(series, now, step, looks_from, hour_steps, step_s)
             for i, det in zip(series.slots, series.dets, strict=True):
                 cfg = config.detectors[i]
                 value = metric_value(cfg, cost, calls)
-                if not _worth_peeking(cfg, det, value, calls, series.closed, seen):
+                if not _worth_peeking(cfg, det, value, calls, series.closed, seen, recent):
                     continue
                 w = weight(cfg, det, calls)
                 if det.peeks_partial:
-                    verdict = det.peek(float(hour), value, w, seen)  # type: ignore[call-arg]
+                    verdict = det.peek(float(hour), value, w, seen, recent)  # type: ignore[call-arg]
                 else:
                     verdict = det.peek(float(hour), value, w)
                 c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
                 if c is not None:
                     found.append(c)
         return found
+
+    @staticmethod
+    def _recent(
+        series: Series, now: float, step: int, looks_from: int, hour_steps: int, step_s: float
+    ) -> tuple[float, float] | None:
+        """(calls in the last ``STEPS`` steps, their share of an hour), recording this look's
+        calls for the next ones; None while they are unknown."""
+        hour = step // hour_steps
+        calls = series.calls_of(hour * HOUR)
+        got = window(
+            series.recent,
+            step,
+            looks_from,
+            hour_steps,
+            lambda h: series.calls_of(h * HOUR),
+            calls,
+        )
+        series.recent = record(series.recent, step, calls, hour_steps)
+        if got is None:
+            return None
+        return float(got), min(1.0, (now - (step - STEPS) * step_s) / HOUR)
 
     def _candidate(
         self,
@@ -242,6 +289,7 @@ def _worth_peeking(
     calls: int,
     closed: tuple[int, int, int],
     seen: float = 1.0,
+    recent: tuple[float, float] | None = None,
 ) -> bool:
     """Skip early looks that cannot alert or are not urgent (they cost replay speed).
 
@@ -259,8 +307,12 @@ def _worth_peeking(
         return calls >= (1 if getattr(det, "weighs_calls", False) else 10)
     if cfg.metric == "calls":
         return value > closed[2]
+    if not value > getattr(det, "min_usd", 0.0):
+        return False
+    if det.peeks_partial and recent is not None and recent[0] > closed[2] * recent[1]:
+        return True  # the last minutes' calls outrun the previous hour's rate
     share = seen if det.peeks_partial else 1.0
-    return value > getattr(det, "min_usd", 0.0) and value * NUSD > closed[1] * share
+    return value * NUSD > closed[1] * share
 
 
 def _hour_of(dirty: tuple[Any, int]) -> int:

@@ -76,6 +76,10 @@ COUNT_ALPHA = 1e-5
 #: calls must be improbable even at this many times the slot's rate (a legitimate burst is
 #: 2-5x for under an hour; over a whole hour it is diluted, and twice the rate will do).
 BURST_X = 3.0
+#: The recent look's least calls, in the series' mean calls per window times the part's
+#: share (a quarter hour's: at least a whole usual hour's calls), so a lumpy series whose
+#: slot expects a call or two does not page on a quarter hour's burst.
+RECENT_FLOOR = 4.0
 
 #: Weighted windows: the EW mean of ``weight`` learns at this rate (about four days of hours),
 #: and a window counts as at most WEIGHT_CAP usual ones (its residual at most doubled).
@@ -414,7 +418,14 @@ class SeasonalBaseline(Detector):
 
     peeks_partial = True
 
-    def peek(self, ts: float, value: float, weight: float = 1.0, elapsed: float = 1.0) -> Verdict:
+    def peek(
+        self,
+        ts: float,
+        value: float,
+        weight: float = 1.0,
+        elapsed: float = 1.0,
+        recent: tuple[float, float] | None = None,
+    ) -> Verdict:
         """The verdict ``update`` would give, with no state change.
 
         ``elapsed`` (in (0, 1]) is the share of the window seen so far: the count path then
@@ -423,8 +434,14 @@ class SeasonalBaseline(Detector):
         calls by minute fifteen, yet calls at many times the slot's rate; judged against the
         whole hour, it shows only when the hour is nearly over. 1.0 (the default) is the
         whole window, as ``update`` judges it.
+
+        ``recent`` is (calls, share of a window) of the last minutes (the watch's last
+        quarter hour, which may begin in the window before): judged as a rate the same way,
+        with at least ``RECENT_FLOOR`` times the series' mean calls for that share. Why: a
+        surge that began at minute 40 is diluted by the 40 normal minutes before it in the
+        calls since the top of the hour, not in the last quarter hour's.
         """
-        return self._step(ts, value, False, weight, min(1.0, max(elapsed, 1e-3)))
+        return self._step(ts, value, False, weight, min(1.0, max(elapsed, 1e-3)), recent=recent)
 
     def _evidence(self, weight: float, learn: bool) -> float:
         """``sqrt`` of this window's weight over the usual one (learned), capped; 1.0 unweighted."""
@@ -445,6 +462,7 @@ class SeasonalBaseline(Detector):
         weight: float,
         elapsed: float = 1.0,
         quiet: bool = False,
+        recent: tuple[float, float] | None = None,
     ) -> Verdict:
         if not usable(ts, value):
             return ignored(value)
@@ -539,6 +557,15 @@ class SeasonalBaseline(Detector):
                 alert = True
                 score = max(score, ratio_score(over))
                 reason = self._count_reason(weight, usual, value, label, elapsed)
+            elif recent is not None:
+                calls, share = recent
+                if usual is expected:
+                    usual = self._early_usual(slot, expected, k)
+                over = self._count_over(calls, usual, share, RECENT_FLOOR)
+                if over >= 1.0:
+                    alert = True
+                    score = max(score, ratio_score(over))
+                    reason = self._count_reason(calls, usual, value, label, share, recent=True)
         if not learn:
             return Verdict(score, alert, expected, value, reason)
         if hp.count_x:
@@ -655,7 +682,9 @@ class SeasonalBaseline(Detector):
         level = hp.level_alpha_fast * jump if jump is not None else hp.level_alpha * sc.clip(r)
         return level + self._slot_alpha(count) * sc.clip(r - level)
 
-    def _count_over(self, weight: float, expected: float, elapsed: float = 1.0) -> float:
+    def _count_over(
+        self, weight: float, expected: float, elapsed: float = 1.0, floor: float | None = None
+    ) -> float:
         """This window's calls over the count bar (>= 1: a count alert).
 
         The bar is ``count_x`` times the slot's expected calls, at least ``count_floor``
@@ -664,7 +693,7 @@ class SeasonalBaseline(Detector):
         judged as counts: their tail probability under twice the expected calls (slot
         expectations are noisy; calls come in clumps) must be under COUNT_ALPHA. With
         ``elapsed`` under 1 (an early look), both are that share of the window's, and the
-        chance test allows for a burst (BURST_X).
+        chance test allows for a burst (BURST_X). ``floor`` replaces ``count_floor``.
         """
         if not (weight >= COUNT_MIN and math.isfinite(weight)):
             return 0.0
@@ -673,7 +702,8 @@ class SeasonalBaseline(Detector):
         if mean_calls <= 0.0:
             return 0.0
         hp = self._hp
-        bar = max(COUNT_MIN, hp.count_x * slot_calls, hp.count_floor * mean_calls)
+        least = hp.count_floor if floor is None else floor
+        bar = max(COUNT_MIN, hp.count_x * slot_calls, least * mean_calls)
         over = weight / bar
         null = (2.0 if elapsed >= 1.0 else BURST_X) * max(slot_calls, 0.25 * mean_calls)
         if over >= 1.0 and _poisson_sf(weight, null) >= COUNT_ALPHA:
@@ -681,11 +711,21 @@ class SeasonalBaseline(Detector):
         return over
 
     def _count_reason(
-        self, weight: float, expected: float, value: float, label: str, elapsed: float
+        self,
+        weight: float,
+        expected: float,
+        value: float,
+        label: str,
+        elapsed: float,
+        recent: bool = False,
     ) -> str:
         slot_calls, _ = self._expected_calls(expected)
         rate = per(self._hp.period_s)
-        if elapsed < 1.0:
+        if recent:
+            slot_calls *= elapsed
+            minutes = elapsed * self._hp.period_s / 60.0
+            label = f"the last {minutes:.0f} minutes at {label}"
+        elif elapsed < 1.0:
             slot_calls *= elapsed
             label = f"the first {elapsed:.0%} of {label}"
         return (

@@ -50,7 +50,16 @@ class Series:
     open hours changed since they were last scored.
     """
 
-    __slots__ = ("asleep_from", "closed", "dets", "key", "last_spend_hour", "parts", "slots")
+    __slots__ = (
+        "asleep_from",
+        "closed",
+        "dets",
+        "key",
+        "last_spend_hour",
+        "parts",
+        "recent",
+        "slots",
+    )
 
     def __init__(self, key: SeriesKey, detectors: Iterable[tuple[int, Detector]] = ()) -> None:
         self.key = key
@@ -64,6 +73,8 @@ class Series:
         self.closed: tuple[int, int, int] = (0, 0, 0)
         #: The first silent hour its detectors have not learned yet (0: none): see ``close``.
         self.asleep_from = 0
+        #: Its open hour's calls at the last early looks, packed (``_recent``; 0: none).
+        self.recent = 0
 
     @property
     def scope(self) -> tuple[tuple[str, str | None], ...]:
@@ -116,6 +127,12 @@ class Series:
             if parts[i] == hour and parts[i + 1] == partition and parts[i + 2] == epoch:
                 return parts[i + 3], parts[i + 4]
         return 0, 0
+
+    def calls_of(self, hour: int) -> int:
+        """Calls of ``hour``: open, or the hour its detectors learned last; else 0."""
+        if self.closed[0] == hour:
+            return self.closed[2]
+        return self.total(hour)[1]
 
     def hours(self) -> list[int]:
         """The open hours, earliest first."""

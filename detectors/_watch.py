@@ -287,7 +287,11 @@ class SpendWatch:
             alerts.extend((notice, []) for notice in self.book.take_notices())
         if not clock.behind:
             if clock.peek_due():
-                candidates.extend(self.scoring.peek(clock.now, clock.closed_until, self.config))
+                candidates.extend(
+                    self.scoring.peek(
+                        clock.now, clock.closed_until, self.config, clock.looks_from, clock.peek_s
+                    )
+                )
             alerts.extend(self._anomaly_alerts(candidates, clock.now))
             alerts.extend(self._check_budgets(clock.now))
         return alerts

@@ -11,8 +11,9 @@ One JSON object (msgspec: floats round trip exactly, ints of any size stay exact
   state version), which the rows below name by position;
 - ``series``: one row a series, in the watch's order: dims, values, last spend hour,
   the hour learned last ``[hour, cost_nusd, calls]``, asleep-from hour, its open parts
-  (flat rows of hour, partition, epoch, cost_nusd, calls) and ``[config index, detector,
-  state]`` of each detector (``Detector.dump_state``);
+  (flat rows of hour, partition, epoch, cost_nusd, calls), ``[config index, detector,
+  state]`` of each detector (``Detector.dump_state``) and its calls at the last early looks
+  (``_recent``, one int; rows written before it have none);
 - ``dirty``, ``folded``, ``cap_noticed``, ``notices``: the series book's bookkeeping;
 - ``incidents``: each open incident once, and the (family, scope) entries naming it.
 
@@ -88,6 +89,7 @@ def _dump(w: SpendWatch) -> dict[str, Any]:
             s.asleep_from,
             list(s.parts),
             [[i, detectors.ref(d), d.dump_state()] for i, d in zip(s.slots, s.dets, strict=True)],
+            s.recent,
         ]
         for sk, s in book.series.items()
     ]
@@ -157,8 +159,9 @@ def _load(w: SpendWatch, state: dict[str, Any]) -> dict[str, Any]:
         return dims[d], tuple(v if v is None else sys.intern(v) for v in values)
 
     book = SeriesBook()
-    for d, values, last_spend, closed, asleep, parts, dets in state["series"]:
+    for d, values, last_spend, closed, asleep, parts, dets, *recent in state["series"]:
         s = Series.__new__(Series)
+        s.recent = int(recent[0]) if recent else 0  # none before the recent look
         s.key = key(d, values)
         s.last_spend_hour = int(last_spend)
         hour, cost, calls = closed
