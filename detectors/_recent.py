@@ -6,8 +6,8 @@ evaluation: 15 calls in its first 23 minutes, 11x its slot's rate, judged at 04:
 calls in 45 minutes, 7x, and paged at 04:55). An on-call judges the recent rate: the last
 15 minutes against the slot's. The watch sees each hour's cumulative calls at every step,
 so the calls of the last steps are differences of totals it has already seen: a series
-keeps its open hour's calls at the last ``STEPS`` looks, packed in one int (about 50 bytes
-a series, where a tuple of them took over 100).
+keeps its open hour's calls at the last ``STEPS`` looks, packed in one int (48 bytes a
+series with its slot, where a tuple of them took over 100).
 
 The calls at a step are those of the hour holding that step, as of that look. A series is
 recorded at every look where it changed, so between records its calls stood still; that
@@ -28,8 +28,9 @@ __all__ = ["STEPS", "record", "window"]
 
 #: The recent window, in early-look steps (15 minutes at the default 5-minute steps).
 STEPS = 3
-#: Bits of each step's calls in the packed int (saturating: far past any hour's calls).
-_BITS = 48
+#: Bits of each step's calls in the packed int: an hour of 2**32 calls or more has no recent
+#: window (the hour's own look still judges it).
+_BITS = 32
 _MASK = (1 << _BITS) - 1
 
 
@@ -76,7 +77,7 @@ def window(
     since the window's start (``looks_from``).
     """
     back = step - STEPS
-    if back < looks_from:
+    if back < looks_from or calls >= _MASK:
         return None
     if ring and ring >> (_BITS * STEPS) >= step:
         return None  # recorded at this step or later (a look repeated): no window to judge
@@ -86,6 +87,6 @@ def window(
     hour = step // hour_steps
     if back // hour_steps == hour:
         return calls - before
-    if back // hour_steps == hour - 1:
-        return hour_total(hour - 1) - before + calls
+    if back // hour_steps == hour - 1 and (done := hour_total(hour - 1)) < _MASK:
+        return done - before + calls
     return None

@@ -1,0 +1,122 @@
+"""The early look's recent rate: a series' calls in the last quarter hour (``detectors._recent``).
+
+The watch is fed as the detect stage is: each hour's absolute totals every 5 minutes of
+event time, the watermark the end of the latest minute.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spendbrake.detectors import SpendWatch
+from spendbrake.detectors._recent import STEPS, record, window
+from spendbrake.schemas import NUSD, Alert, Config, RollupRecord
+
+HOUR = 3600
+STEP = 300
+T0 = 1_790_553_600  # Monday 2026-09-28 00:00 UTC
+KEY = "k-support"
+USUAL = 6.0  # calls an hour, every hour
+USD = 2  # dollars a call
+
+
+def _watch() -> SpendWatch:
+    return SpendWatch(Config.model_validate({"dimensions": [["api_key"]]}))
+
+
+def _feed(watch: SpendWatch, minutes: np.ndarray, start: int) -> list[Alert]:
+    """Calls per minute from ``start`` on, fed as the hours' totals every 5 minutes."""
+    alerts: list[Alert] = []
+    for step in range(len(minutes) // 5):
+        end = start + (step + 1) * STEP
+        hour = (end - 1) // HOUR * HOUR
+        first = (hour - start) // 60
+        calls = int(minutes[first : (end - start) // 60].sum())
+        watch.observe(
+            [
+                RollupRecord(("api_key",), (KEY,), HOUR, hour, 0, 0, (calls * USD * NUSD, calls)),
+                RollupRecord((), (), 60, end - 60, 0, 0, (0, 0)),
+            ]
+        )
+        alerts.extend(watch.advance())
+    return alerts
+
+
+def _history(seed: int, weeks: int = 3) -> tuple[SpendWatch, np.ndarray]:
+    """A watch taught ``weeks`` of about six calls an hour; and the calls of those minutes."""
+    rng = np.random.default_rng(seed)
+    minutes = np.zeros(weeks * 168 * 60, dtype=np.int64)
+    for h in range(weeks * 168):
+        at = rng.integers(0, 60, rng.poisson(USUAL))
+        np.add.at(minutes, h * 60 + at, 1)
+    watch = _watch()
+    assert not _feed(watch, minutes, T0)
+    return watch, minutes
+
+
+def _then(seed: int, extra_per_hour: float, from_minute: int, lasting: int) -> np.ndarray:
+    """Three hours of the usual calls, and ``extra_per_hour`` more from ``from_minute`` on."""
+    rng = np.random.default_rng(seed + 100)
+    minutes = rng.poisson(USUAL / 60.0, 180)
+    minutes[from_minute : from_minute + lasting] += rng.poisson(
+        extra_per_hour / 60.0, len(minutes[from_minute : from_minute + lasting])
+    )
+    return minutes
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_surge_late_in_an_hour_pages_on_its_last_quarter_hour(seed: int) -> None:
+    # A spike from 00:40 at 12x the usual six calls an hour. Since the top of the hour it is
+    # diluted by the 40 quiet minutes (about 20 calls in 55 minutes, where the bar is 44),
+    # so the calls so far paged only in the next hour; its last quarter hour holds about
+    # 18 calls where 1.5 are usual.
+    watch, _ = _history(seed)
+    start = T0 + 3 * 168 * HOUR
+    alerts = _feed(watch, _then(seed, 12 * USUAL, 40, 120), start)
+    pages = [a for a in alerts if a.kind == "anomaly"]
+    assert pages, seed
+    assert pages[0].detected_at - (start + 40 * 60) <= 20 * 60, pages[0]
+    assert "in the last 15 minutes" in pages[0].reason or "the last 15 minutes" in pages[0].reason
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_quarter_hour_burst_at_three_times_the_rate_stays_quiet(seed: int) -> None:
+    # A legitimate burst: three times the usual rate for 30 minutes from 00:40.
+    watch, _ = _history(seed)
+    start = T0 + 3 * 168 * HOUR
+    assert not _feed(watch, _then(seed, 2 * USUAL, 40, 30), start)
+
+
+def test_the_window_spans_the_hour_boundary() -> None:
+    # Steps of 5 minutes, 12 an hour: step 108 is 09:00. At 08:50 (106) the hour held 4
+    # calls, at 08:55 (107) 6; 08:00 ended with 9; 09:00 has 5 calls by 09:05 (109).
+    ring = record(0, 106, 4)
+    ring = record(ring, 107, 6)
+    ring = record(ring, 108, 0)
+    assert window(ring, 109, 100, 12, lambda hour: 9, 5) == 9 - 4 + 5
+
+
+def test_the_window_waits_for_looks_at_every_step() -> None:
+    # After a backlog (looks resumed at step 108), the calls at 106 say nothing about those
+    # since: records came in between without a look. Three looks later it is known again.
+    ring = record(record(0, 106, 4), 108, 30)
+    assert window(ring, 109, 108, 12, lambda hour: 0, 31) is None
+    ring = record(record(ring, 109, 31), 110, 33)
+    assert window(ring, 111, 108, 12, lambda hour: 0, 40) == 40 - 30
+    assert STEPS == 3
+
+
+def test_the_recent_calls_round_trip_through_the_snapshot() -> None:
+    watch, _ = _history(0, weeks=1)
+    series = next(iter(watch.series.values()))
+    assert series.recent and watch.clock.looks_from is not None
+    again = _watch()
+    again.restore(watch.snapshot())
+    restored = next(iter(again.series.values()))
+    assert restored.recent == series.recent
+    assert (again.clock.last_look, again.clock.looks_from) == (
+        watch.clock.last_look,
+        watch.clock.looks_from,
+    )
+    assert again.snapshot() == watch.snapshot()
