@@ -60,7 +60,8 @@ class Detector:
     alerts_on_silence: bool = False
     #: Whether ``peek`` takes ``elapsed``, the share of the window seen so far, and judges a
     #: rate on it (``baseline``'s count path: calls so far against the part of the hour's
-    #: usual calls). Others judge an open window's sum against the whole window's.
+    #: usual calls), and ``recent``, the (calls, share) of the last minutes, judged alike.
+    #: Others judge an open window's sum against the whole window's.
     peeks_partial: bool = False
     #: The learned attributes, in the order ``dump_state`` writes them. Hyperparameters are
     #: not state: they come back through ``params`` (the conformance suite checks that
