@@ -80,6 +80,10 @@ BURST_X = 3.0
 #: share (a quarter hour's: at least a whole usual hour's calls), so a lumpy series whose
 #: slot expects a call or two does not page on a quarter hour's burst.
 RECENT_FLOOR = 4.0
+#: Samples of the slot the recent look needs (three weeks of hour-of-week): a quarter hour
+#: judged against a slot learned from two is an early look at a young rate, and a batch
+#: window's legitimate burst ran at 10x such a slot for half an hour (a pause).
+RECENT_MIN_N = 3
 
 #: Weighted windows: the EW mean of ``weight`` learns at this rate (about four days of hours),
 #: and a window counts as at most WEIGHT_CAP usual ones (its residual at most doubled).
@@ -557,7 +561,7 @@ class SeasonalBaseline(Detector):
                 alert = True
                 score = max(score, ratio_score(over))
                 reason = self._count_reason(weight, usual, value, label, elapsed)
-            elif recent is not None:
+            elif recent is not None and count >= RECENT_MIN_N:
                 calls, share = recent
                 if usual is expected:
                     usual = self._early_usual(slot, expected, k)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spendbrake.detectors import SpendWatch
+from spendbrake.detectors import SpendWatch, make_detector
 from spendbrake.detectors._recent import STEPS, record, window
 from spendbrake.schemas import NUSD, Alert, Config, RollupRecord
 
@@ -120,3 +120,27 @@ def test_the_recent_calls_round_trip_through_the_snapshot() -> None:
         watch.clock.looks_from,
     )
     assert again.snapshot() == watch.snapshot()
+
+
+def _baseline(weeks: int) -> tuple[object, float]:
+    """A ``baseline`` counting calls, taught ``weeks`` of about six calls an hour ($2 each)."""
+    rng = np.random.default_rng(0)
+    d = make_detector("baseline", count_x=8.0)
+    hours = weeks * 168
+    for i in range(hours):
+        calls = int(rng.poisson(USUAL))
+        d.update(3600.0 * i, float(USD * calls), float(calls))
+    return d, 3600.0 * hours
+
+
+def test_the_recent_look_waits_for_a_slot_learned_three_times() -> None:
+    # 20 calls in the last quarter hour where 1.5 are usual; the hour so far, 24 calls in 50
+    # minutes, is under its bar (40). Against a slot learned from three weeks it pages; in
+    # the third week (two samples) a quarter hour is judged against too young a rate.
+    for weeks, pages in ((3, True), (2, False)):
+        d, ts = _baseline(weeks)
+        v = d.peek(ts, 48.0, 24.0, 50 / 60, recent=(20.0, 0.25))
+        assert v.is_anomaly is pages, weeks
+        assert not d.peek(ts, 48.0, 24.0, 50 / 60).is_anomaly
+        if pages:
+            assert v.reason.startswith("20 calls for the last 15 minutes at Thu 00:00 where")
