@@ -14,9 +14,10 @@ recorded at every look where it changed, so between records its calls stood stil
 holds only while looks came at every step (``looks_from``: a backlog or a restart skips
 some, and the window is not judged until it lies after them again).
 
->>> ring = record(0, 100, 7)                     # step 100 (08:20 at 5-minute steps): 7 calls
->>> ring = record(ring, 101, 9)
->>> window(ring, 103, 99, 12, lambda step: 0, 14)  # 14 calls at 08:35, 7 at 08:20
+>>> _, ring = look(0, 100, 99, 12, 7, lambda hour: 0)  # step 100 (08:20 at 5-minute steps)
+>>> _, ring = look(ring, 101, 99, 12, 9, lambda hour: 0)
+>>> _, ring = look(ring, 102, 99, 12, 12, lambda hour: 0)
+>>> look(ring, 103, 99, 12, 14, lambda hour: 0)[0]  # 14 calls at 08:35, 7 at 08:20
 7
 """
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["STEPS", "record", "window"]
+__all__ = ["STEPS", "look"]
 
 #: The recent window, in early-look steps (15 minutes at the default 5-minute steps).
 STEPS = 3
@@ -32,61 +33,67 @@ STEPS = 3
 #: window (the hour's own look still judges it).
 _BITS = 32
 _MASK = (1 << _BITS) - 1
+_TOP = _BITS * STEPS
+_LOW = (1 << _TOP) - 1
+_NEWEST = _BITS * (STEPS - 1)
 
 
-def _unpack(ring: int) -> tuple[int, list[int]]:
-    """(step of the last record, calls at steps ``step - STEPS + 1`` .. ``step``)."""
-    return ring >> (_BITS * STEPS), [(ring >> (_BITS * i)) & _MASK for i in range(STEPS)]
-
-
-def _calls_at(ring: int, step: int, hour_steps: int) -> int | None:
-    """Calls of the hour holding ``step`` as of the look at ``step``; None if not kept."""
-    if not ring:
-        return 0  # never recorded: no calls since looks began at every step
-    last, calls = _unpack(ring)
-    if step // hour_steps > last // hour_steps:
-        return 0  # nothing recorded in that hour by then: it had no calls
-    if step >= last:
-        return calls[STEPS - 1]  # unchanged since the last record
-    i = step - last + STEPS - 1
-    return calls[i] if i >= 0 else None
-
-
-def record(ring: int, step: int, calls: int, hour_steps: int = 12) -> int:
-    """``ring`` after a look at ``step`` saw ``calls`` in the hour holding it."""
-    kept = [_calls_at(ring, step - i, hour_steps) for i in range(STEPS - 1, 0, -1)]
-    out = step << (_BITS * STEPS)  # the oldest step's calls in the lowest bits
-    for i, c in enumerate((*kept, calls)):
-        out |= min(max(c or 0, 0), _MASK) << (_BITS * i)
-    return out
-
-
-def window(
+def look(
     ring: int,
     step: int,
     looks_from: int,
     hour_steps: int,
-    hour_total: Callable[[int], int],
     calls: int,
-) -> int | None:
-    """Calls in the last ``STEPS`` steps before the look at ``step``; None if unknown.
+    hour_total: Callable[[int], int],
+) -> tuple[int | None, int]:
+    """(calls in the last ``STEPS`` steps before the look at ``step``, or None if unknown;
+    ``ring`` with this look's ``calls`` recorded).
 
-    ``ring`` is as recorded before this look; ``calls`` the current hour's calls now, and
-    ``hour_total(hour)`` (``hour`` in hours since the epoch) a finished hour's calls now (the
-    window may begin in the hour before). Unknown when looks have not come at every step
-    since the window's start (``looks_from``).
+    ``calls`` are the current hour's calls now, and ``hour_total(hour)`` (``hour`` in hours
+    since the epoch) a finished hour's calls now: the window may begin in the hour before.
+    Unknown when looks have not come at every step since the window's start
+    (``looks_from``), or for an hour of 2**32 calls or more. One unpacking a look: replay
+    makes one a changed series every 5 minutes.
     """
+    last = ring >> _TOP
     back = step - STEPS
-    if back < looks_from or calls >= _MASK:
-        return None
-    if ring and ring >> (_BITS * STEPS) >= step:
-        return None  # recorded at this step or later (a look repeated): no window to judge
-    before = _calls_at(ring, back, hour_steps)
+    if last == step - 1 and ring and calls < _MASK:
+        # The usual look, a step after the last record: slide the ring by one step.
+        out = step << _TOP | (ring & _LOW) >> _BITS | calls << _NEWEST
+        if back < looks_from:
+            return None, out
+        before = ring & _MASK  # the calls at the window's start, as recorded then
+        hour = step // hour_steps
+        if back // hour_steps == hour:
+            return calls - before, out
+        if (done := hour_total(hour - 1)) < _MASK:
+            return done - before + calls, out
+        return None, out
+    # Calls at steps last - STEPS + 1 .. last, the oldest first.
+    kept = [(ring >> (_BITS * i)) & _MASK for i in range(STEPS)]
+    last_hour = last // hour_steps
+
+    def at(x: int) -> int | None:
+        """Calls of the hour holding step ``x`` as of the look at ``x``; None if not kept."""
+        if not ring or x // hour_steps > last_hour:
+            return 0  # nothing recorded in that hour by then: it had no calls
+        if x >= last:
+            return kept[-1]  # unchanged since the last record
+        i = x - last + STEPS - 1
+        return kept[i] if i >= 0 else None
+
+    older = [at(step - i) for i in range(STEPS - 1, 0, -1)]
+    out = step << _TOP
+    for i, c in enumerate((*older, calls)):
+        out |= min(max(c or 0, 0), _MASK) << (_BITS * i)
+    if back < looks_from or calls >= _MASK or (ring and last >= step):
+        return None, out  # a look repeated at this step or earlier: no window to judge
+    before = at(back)
     if before is None:
-        return None
+        return None, out
     hour = step // hour_steps
     if back // hour_steps == hour:
-        return calls - before
+        return calls - before, out
     if back // hour_steps == hour - 1 and (done := hour_total(hour - 1)) < _MASK:
-        return done - before + calls
-    return None
+        return done - before + calls, out
+    return None, out

@@ -15,7 +15,7 @@ from typing import Any
 
 from spendbrake.detectors._base import Detector, Verdict, usd
 from spendbrake.detectors._incidents import Candidate, Scope, inside, narrowed, rank
-from spendbrake.detectors._recent import STEPS, record, window
+from spendbrake.detectors._recent import STEPS, look
 from spendbrake.detectors._series import Series, SeriesBook, metric_value, weight
 from spendbrake.schemas import NUSD, Config, DetectorConfig
 
@@ -125,7 +125,8 @@ class Scoring:
             recent = None
             if newest.get(sk) == hour:
                 assert looks_from is not None
-                recent = self._recent(series, now, step, looks_from, hour_steps, step_s)
+                now_calls = calls if hour == step // hour_steps * HOUR else None
+                recent = self._recent(series, now, step, looks_from, hour_steps, step_s, now_calls)
             for i, det in zip(series.slots, series.dets, strict=True):
                 cfg = config.detectors[i]
                 value = metric_value(cfg, cost, calls)
@@ -143,21 +144,22 @@ class Scoring:
 
     @staticmethod
     def _recent(
-        series: Series, now: float, step: int, looks_from: int, hour_steps: int, step_s: float
+        series: Series,
+        now: float,
+        step: int,
+        looks_from: int,
+        hour_steps: int,
+        step_s: float,
+        calls: int | None,
     ) -> tuple[float, float] | None:
         """(calls in the last ``STEPS`` steps, their share of an hour), recording this look's
-        calls for the next ones; None while they are unknown."""
-        hour = step // hour_steps
-        calls = series.calls_of(hour * HOUR)
-        got = window(
-            series.recent,
-            step,
-            looks_from,
-            hour_steps,
-            lambda h: series.calls_of(h * HOUR),
-            calls,
+        calls for the next ones; None while they are unknown. ``calls``: the current hour's,
+        if known."""
+        if calls is None:
+            calls = series.calls_of(step // hour_steps * HOUR)
+        got, series.recent = look(
+            series.recent, step, looks_from, hour_steps, calls, lambda h: series.calls_of(h * HOUR)
         )
-        series.recent = record(series.recent, step, calls, hour_steps)
         if got is None:
             return None
         return float(got), min(1.0, (now - (step - STEPS) * step_s) / HOUR)

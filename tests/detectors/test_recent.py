@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from spendbrake.detectors import SpendWatch, make_detector
-from spendbrake.detectors._recent import STEPS, record, window
+from spendbrake.detectors._recent import STEPS, look
 from spendbrake.schemas import NUSD, Alert, Config, RollupRecord
 
 HOUR = 3600
@@ -91,22 +91,28 @@ def test_a_quarter_hour_burst_at_three_times_the_rate_stays_quiet(seed: int) -> 
     assert not _feed(watch, _then(seed, 2 * USUAL, 40, 30), start)
 
 
+def _ring(*looks: tuple[int, int]) -> int:
+    """A ring after looks at (step, calls)."""
+    ring = 0
+    for step, calls in looks:
+        ring = look(ring, step, step, 12, calls, lambda hour: 0)[1]
+    return ring
+
+
 def test_the_window_spans_the_hour_boundary() -> None:
     # Steps of 5 minutes, 12 an hour: step 108 is 09:00. At 08:50 (106) the hour held 4
     # calls, at 08:55 (107) 6; 08:00 ended with 9; 09:00 has 5 calls by 09:05 (109).
-    ring = record(0, 106, 4)
-    ring = record(ring, 107, 6)
-    ring = record(ring, 108, 0)
-    assert window(ring, 109, 100, 12, lambda hour: 9, 5) == 9 - 4 + 5
+    ring = _ring((106, 4), (107, 6), (108, 0))
+    assert look(ring, 109, 100, 12, 5, lambda hour: 9)[0] == 9 - 4 + 5
 
 
 def test_the_window_waits_for_looks_at_every_step() -> None:
     # After a backlog (looks resumed at step 108), the calls at 106 say nothing about those
     # since: records came in between without a look. Three looks later it is known again.
-    ring = record(record(0, 106, 4), 108, 30)
-    assert window(ring, 109, 108, 12, lambda hour: 0, 31) is None
-    ring = record(record(ring, 109, 31), 110, 33)
-    assert window(ring, 111, 108, 12, lambda hour: 0, 40) == 40 - 30
+    ring = _ring((106, 4), (108, 30))
+    assert look(ring, 109, 108, 12, 31, lambda hour: 0)[0] is None
+    ring = _ring((106, 4), (108, 30), (109, 31), (110, 33))
+    assert look(ring, 111, 108, 12, 40, lambda hour: 0)[0] == 40 - 30
     assert STEPS == 3
 
 
@@ -147,3 +153,25 @@ def test_the_recent_look_waits_for_a_slot_learned_three_times() -> None:
         assert not d.peek(ts, 48.0, 24.0, 50 / 60).is_anomaly
         if pages:
             assert v.reason.startswith("20 calls for the last 15 minutes at Thu 00:00 where")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_window_is_the_calls_of_the_last_three_steps(seed: int) -> None:
+    # A series' new calls at each step (none at some: not looked at then), over hour
+    # boundaries: every window the ring gives is the calls of the last three steps.
+    rng = np.random.default_rng(seed)
+    new = rng.poisson(3.0, 400) * (rng.random(400) < 0.6)
+    hours: dict[int, int] = {}  # hour -> calls so far
+    ring, judged = 0, 0
+    for step in range(1000, 1400):
+        calls = int(new[step - 1000])
+        hour = (step - 1) // 12  # the step's calls came before it: in the hour before it
+        hours[hour] = hours.get(hour, 0) + calls
+        if not calls:
+            continue  # unchanged: no look at this series
+        now = hours.get(step // 12, 0)
+        got, ring = look(ring, step, 1000, 12, now, lambda h: hours.get(h, 0))
+        if got is not None:
+            judged += 1
+            assert got == int(new[step - 1000 - 2 : step - 1000 + 1].sum()), step
+    assert judged > 100
