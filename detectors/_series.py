@@ -110,7 +110,12 @@ class Series:
             parts[at : at + len(values)] = values
             return
         try:
-            parts[at : at + len(values)] = array("q", values)
+            if at == len(parts):
+                # A new row: a new array of the exact size (growing in place over-allocates,
+                # and 100k series each hold a few rows).
+                self.parts = parts + array("q", values)
+            else:
+                parts[at : at + len(values)] = array("q", values)
         except OverflowError:
             self.parts = [*parts]
             self.parts[at : at + len(values)] = values

@@ -12,12 +12,15 @@ from __future__ import annotations
 import copy
 import gc
 import pickle
+import sys
 import tracemalloc
+from array import array
 
 import msgspec
 import pytest
 
 from spendbrake.detectors import Detector, make_detector
+from spendbrake.detectors._series import Series
 from tests.detectors.synth import run, spend
 
 COPIES = 300
@@ -65,3 +68,15 @@ def test_one_hyperparameter_object_per_config() -> None:
     assert make_detector("baseline", fast_z=5).params["fast_z"] == 5
     assert type(make_detector("baseline", fast_z=5).params["fast_z"]) is int
     assert type(make_detector("baseline").params["fast_z"]) is float
+
+
+def test_a_series_open_hour_rows_hold_no_spare_room() -> None:
+    """Each partition's part of an open hour is a 40-byte row, and an array grown in place
+    over-allocates: 100k series each hold a few rows, so a new row makes an exact array."""
+    series = Series(((("api_key",)), ("k",)))
+    for partition in range(3):
+        assert series.set_part(3600, partition, 0, 10**6 + partition, 3)
+    assert series.set_part(3600, 1, 0, 5 * 10**6, 4)  # an update in place
+    assert series.part_items()[1] == ((3600, 1, 0), (5 * 10**6, 4))
+    exact = array("q", series.parts)
+    assert len(series.parts) == 15 and sys.getsizeof(series.parts) == sys.getsizeof(exact)
