@@ -1,20 +1,21 @@
 """State memory per series at N active series (default 100,000).
 
-Builds what one process holds per series: the open rollup windows of the
-``RollupState`` of each input partition (one dimension set, ``[api_key]``, so N values
-are N series; each series gets a call every 5 minutes for 15 minutes of event time,
-so its open windows are the day, the hour and the minutes still within the allowed
-lateness, as in a live worker; its three calls land on three of the default four
-partitions, as events keyed by ``event_id`` do, and each partition keeps windows of its
-own: until 2026-12-04 the bench had one partition, and counted a third of this), and
-the detect stage's ``SpendWatch`` fed with those states' own flushes (per series: its
-key, its open hour's parts, one per partition, and what it learned last), holding the
-detectors of the default config: one per entry of ``Config().detectors`` (``baseline``
-and ``wow`` on cost, ``shift`` on cost per call: the bench's series are keys, where all
-three run), after four weeks of hourly history. (Until 2026-12-03 the bench held
-the detectors in plain lists, not in a watch: it left out about 1.4 KB a series. Until
-2026-12-05 the default was four detectors: ``baseline`` and ``wow`` on cost and on cost
-per call.)
+Builds what one process holds per series: the open rollup windows of the ``RollupState``
+of each input partition (one dimension set, ``[api_key]``, so N values are N series;
+each series gets a call every 5 minutes for 15 minutes of event time, so its open
+windows are the day, the hour and the minutes still within the allowed lateness, as in a
+live worker; its three calls land on three of the default four partitions, as events
+keyed by ``event_id`` do, and each partition keeps windows of its own: until 2026-12-04
+the bench had one partition, and counted a third of this), and the detect stage's
+``SpendWatch`` fed with those states' own flushes (per series: its key, its open hour's
+parts, one per partition, its calls at the last early looks, and the hour it learned
+last, set as a restore reads it: until 2026-12-06 the bench left that out, about 140
+bytes a series), holding the detectors of the default config: one per entry of
+``Config().detectors`` (``baseline`` and ``wow`` on cost, ``shift`` on cost per call:
+the bench's series are keys, where all three run), after four weeks of hourly history.
+(Until 2026-12-03 the bench held the detectors in plain lists, not in a watch: it left
+out about 1.4 KB a series. Until 2026-12-05 the default was four detectors: ``baseline``
+and ``wow`` on cost and on cost per call.)
 
 Detector histories: 64 detectors of each entry learn 64 different synthetic
 series (weekly and diurnal shape, log-normal noise, different levels; a cost per
@@ -142,6 +143,9 @@ def install_warm_detectors(watch: SpendWatch, states: list[list[bytes]]) -> None
             detector.load_state(msgspec.json.decode(warm[j % WARM]))
             restored.append((i, detector))
         series.detectors = restored
+        # And the hour before, as every live series holds it once an hour has closed (its
+        # detectors learned it): (hour, cost_nusd, calls), read back from a snapshot.
+        series.closed = (int(START_TS) - 3600, 10**6 + 7919 * j, 40 + j % 400)
 
 
 def label(cfg: DetectorConfig) -> str:
