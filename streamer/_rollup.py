@@ -241,13 +241,13 @@ class RollupState:
                 groups[group_key] = (combo, delta)  # the fine cell's own list: cleared below
             else:
                 _add(group[1], delta)
-        by_key: dict[tuple[Any, ...], list[Any]] = {}
+        key_groups: dict[tuple[Any, ...], list[Any]] = {}
         for (minute, epoch, _), (combo, delta) in groups.items():
             grain = combo[2][0]
             key = (minute // grain * grain, epoch, combo[1])
-            acc = by_key.get(key)
+            acc = key_groups.get(key)
             if acc is None:
-                by_key[key] = _copy(delta)
+                key_groups[key] = _copy(delta)
             else:
                 _add(acc, delta)
         # Stage 1: one delta per (series, window sizes, grain start, epoch): the key's sets
@@ -258,7 +258,7 @@ class RollupState:
         get = parts.get
         for (minute, epoch, _), (combo, own) in groups.items():
             grain = combo[2][0]
-            key_delta = by_key.pop((minute // grain * grain, epoch, combo[1]), None)
+            key_delta = key_groups.pop((minute // grain * grain, epoch, combo[1]), None)
             for delta, projected in ((key_delta, combo[2][1]), (own, combo[3][1])):
                 if delta is None:
                     continue  # the key's sets took its group at its first combination
