@@ -59,6 +59,7 @@ from spendbrake.detectors._base import (
     usd,
 )
 from spendbrake.detectors._logcode import EMPTY, decode, encode
+from spendbrake.detectors._packed import pack, packed_names
 from spendbrake.detectors._robust import BurnScale
 
 __all__ = ["SeasonalBaseline"]
@@ -294,22 +295,21 @@ class SeasonalBaseline(Detector):
         # Then two log codes for the count path: EW sums of calls and of expected spend.
         self._profile = array("h", [0]) * season + array("h", [EMPTY]) * (peak_days + _SUMS)
         self._counts = _new_counts(self._hp)
-        self._level = 0.0
-        self._n = 0
-        self._last_k: int | None = None
         self._scale = BurnScale(fast_z=fast_z, slow_n=slow_n, slow_z=slow_z)
-        self._peak_day: int | None = None
         #: The last ``peak_n - 1`` window values, for the trailing sum the ceiling compares. A
         #: tuple: with the default ``peak_n=1`` it stays the shared empty one (an empty array
         #: is 80 bytes a detector).
         self._last: tuple[float, ...] = ()
-        self._ceiling_quiet_k = 0
-        # The unit in force: ``unit`` until the first season has shown the series' level.
-        self._unit = unit
         #: First season's (sum, count) of non-zero windows and count of silent ones; None once set.
         self._first: list[float] | None = [0.0, 0.0, 0.0] if auto_unit > 0 else None
-        #: EW mean of the ``weight`` of learned windows (0.0: none seen yet).
-        self._wmean = 0.0
+        #: The numbers, in one float64 array (``_FRESH``'s layout; each read by name): the
+        #: level over the profile (``_level``), windows learned (``_n``), the last window's
+        #: index (``_last_k``, None before any), the day of the newest peak (``_peak_day``),
+        #: the window from which the ceiling may alert again (``_ceiling_quiet_k``), the unit
+        #: in force (``_unit``: ``unit`` until the first season has shown the series' level)
+        #: and the EW mean of the ``weight`` of learned windows (``_wmean``; 0.0: none yet).
+        self._v = _FRESH[:]
+        self._v[_UNIT] = unit
 
     state_fields = (
         "_ceiling_quiet_k",
@@ -325,17 +325,17 @@ class SeasonalBaseline(Detector):
         "_unit",
         "_wmean",
     )
-    __slots__ = ("_hp", *state_fields)
+    __slots__ = ("_counts", "_first", "_hp", "_last", "_profile", "_scale", "_v")
 
     def __getstate__(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a snapshot: this layout, or the older instance dict (one entry per
-        hyperparameter; from before ``auto_unit``/``sharp_z`` too, which keeps its unit)."""
+        """Restore a snapshot: this layout, a slot per number (until 2026-12-06), or the older
+        instance dict (one entry per hyperparameter; from before ``auto_unit``/``sharp_z``
+        too, which keeps its unit)."""
         if "_hp" not in state:
             state = _from_dict_layout(state)
-        state.setdefault("_wmean", 0.0)  # from before weights: learns from the next window
         if state["_profile"].typecode == "f":  # float32 log values: to fixed point
             state["_profile"] = array("h", [_fixed(x) for x in state["_profile"]])
             old_counts, state["_counts"] = state["_counts"], _new_counts(state["_hp"])
@@ -352,10 +352,24 @@ class SeasonalBaseline(Detector):
         state["_profile"] = state["_profile"][:]  # an unpickled array is over-allocated
         state["_last"] = tuple(state["_last"])  # an array until 2026-12
         for name in self.__slots__:
-            object.__setattr__(self, name, state[name])
+            if name != "_v":
+                object.__setattr__(self, name, state[name])
+        if "_v" in state:
+            object.__setattr__(self, "_v", state["_v"][:])
+        else:
+            object.__setattr__(self, "_v", _FRESH[:])
+            state.setdefault("_wmean", 0.0)  # from before weights: learns from the next window
+            for name in packed_names(SeasonalBaseline):
+                setattr(self, name, state[name])
         if old_counts is not None:  # a byte a count, capped at 255
             for slot, count in enumerate(old_counts):
                 self._set_count(slot, count)
+
+    def __copy__(self) -> SeasonalBaseline:
+        """A shallow twin with its own numbers (the arrays are shared until replaced)."""
+        twin = super().__copy__()
+        object.__setattr__(twin, "_v", self._v[:])
+        return twin
 
     def _get(self, slot: int) -> float:
         return self._profile[slot] / PROFILE_Q
@@ -474,12 +488,15 @@ class SeasonalBaseline(Detector):
         hp = self._hp
         k = math.floor(ts / hp.period_s)
         slot = k % hp.season
-        gap = self._last_k is not None and k > self._last_k + 1
+        v = self._v
+        last_k = v[_LAST_K]  # NaN before any window: no gap
+        gap = k > last_k + 1
         if learn:
             if gap:
                 self._scale.reset_window()  # missing windows: the slow window restarts
-            self._last_k = k if self._last_k is None else max(k, self._last_k)
-        x = math.log1p(value / self._unit)
+            v[_LAST_K] = k if last_k != last_k else max(k, last_k)
+        unit, level = v[_UNIT], v[_LEVEL]
+        x = math.log1p(value / unit)
         if math.isinf(x):
             return ignored(value)  # only with an absurd unit; never let inf into the state
         # ``quiet`` (``learn`` of a silent window): no verdict, so no label to write.
@@ -490,25 +507,25 @@ class SeasonalBaseline(Detector):
         count = self._count(slot)
         if count == 0:
             if learn:
-                self._set(slot, x - self._level)
+                self._set(slot, x - level)
                 self._set_count(slot, 1)
-                self._n += 1
+                v[_N] += 1.0
             if quiet:
                 return _QUIET
             return Verdict(0.0, False, None, value, f"first window for {label}; learning")
 
         learned = self._get(slot)  # the slot's profile value; unchanged until its update below
-        mu = learned + self._level
-        expected = self._unit * math.expm1(min(mu, 700.0))  # e**709 overflows a float
+        mu = learned + level
+        expected = unit * math.expm1(min(mu, 700.0))  # e**709 overflows a float
         r = x - mu
         sc = self._scale
-        warm = count >= hp.min_slot_n and self._n >= hp.warmup_n
+        warm = count >= hp.min_slot_n and v[_N] >= hp.warmup_n
         if value == 0.0:
             if learn:
                 # Silence: nudge this slot (seasonal zeros are real) but leave level and scale.
                 self._set(slot, learned + self._slot_alpha(count) * s * sc.clip(r * s))
                 self._set_count(slot, count + 1)
-                self._n += 1
+                v[_N] += 1.0
             if quiet:
                 return _QUIET
             return Verdict(0.0, False, expected, value, f"silent window for {label}; no alert")
@@ -542,14 +559,14 @@ class SeasonalBaseline(Detector):
             and not alert
             and hp.peak_x
             and excess > hp.min_usd
-            and k >= self._ceiling_quiet_k
+            and k >= v[_CEILING_QUIET_K]
             and (peak := self._peak(ts)) > 0  # last: it scans two weeks of daily peaks
         ):
             # However wide sigma is (a sporadic batch job, a few calls an hour), spend at
             # several times the most of the last two weeks is a runaway or a spike; unless
             # the series has since moved up to a new level (a launch the level has taken
             # in): the bar moves up with the level.
-            over = trailing / (hp.peak_x * peak * math.exp(max(self._level, 0.0)))
+            over = trailing / (hp.peak_x * peak * math.exp(max(level, 0.0)))
             if over >= 1.0:
                 alert = ceiling = True
                 score = max(score, ratio_score(over))
@@ -579,17 +596,18 @@ class SeasonalBaseline(Detector):
         sc.learn(r * s)
         jump = sc.shift(hp.shift_n)  # a median of weighted residuals: about unweighted ones
         if jump is not None:
-            self._level += hp.level_alpha_fast * jump
+            level += hp.level_alpha_fast * jump
         else:
-            self._level += hp.level_alpha * s * sc.clip(r * s)
-        r2 = x - learned - self._level
+            level += hp.level_alpha * s * sc.clip(r * s)
+        v[_LEVEL] = level
+        r2 = x - learned - level
         self._set(slot, learned + self._slot_alpha(count) * s * sc.clip(r2 * s))
         self._set_count(slot, count + 1)
-        self._n += 1
+        v[_N] += 1.0
         self._learn_peak(ts, trailing)
         if ceiling:
             # The trailing sum stays high while it holds this window: one alert per span.
-            self._ceiling_quiet_k = k + hp.peak_n
+            v[_CEILING_QUIET_K] = k + hp.peak_n
         if hp.peak_n > 1:
             self._last = (*self._last, value)[1 - hp.peak_n :]
         elif self._last:
@@ -794,6 +812,22 @@ class SeasonalBaseline(Detector):
         if excess <= self._hp.min_usd:
             return f"{head}; under the {usd(self._hp.min_usd)} impact floor"
         return f"{head}, fast and slow windows both high"
+
+
+#: The numbers' layout, each also readable by name (``SeasonalBaseline._level``...).
+_FRESH = pack(
+    SeasonalBaseline,
+    {
+        "_level": float,
+        "_n": int,
+        "_last_k": None,
+        "_peak_day": None,
+        "_ceiling_quiet_k": int,
+        "_unit": float,
+        "_wmean": float,
+    },
+)
+_LEVEL, _N, _LAST_K, _PEAK_DAY, _CEILING_QUIET_K, _UNIT, _WMEAN = range(7)
 
 
 def _poisson_sf(n: float, mu: float) -> float:

@@ -17,7 +17,7 @@ hour still filling (its calls so far), so a deploy is caught minutes in, not at 
 A rise that holds is a new normal: after ``settle_n`` windows in alarm the level moves to
 the new one (the change was alerted once). Values lower than the level never alert.
 
-State: seven numbers (about 0.3 KB pickled).
+State: seven numbers in one float64 array (``detectors._packed``).
 
 >>> import math
 >>> d = Shift(warmup_n=24)
@@ -48,6 +48,7 @@ from spendbrake.detectors._base import (
     usable,
     usd,
 )
+from spendbrake.detectors._packed import pack
 
 __all__ = ["Shift"]
 
@@ -127,27 +128,33 @@ class Shift(Detector):
             _ShiftParams(shift_x, h, min_usd, alpha, warmup_n, settle_n, clip_z, min_scale)
         )
         #: Level (EW mean of log values, weighted), one call's variance around it, the usual
-        #: weight, windows learned (capped), the CUSUM, windows in alarm and the level during it.
-        self._mu = 0.0
-        self._s2 = 0.0
-        self._wmean = 0.0
-        self._n = 0
-        self._cusum = 0.0
-        self._alarm = 0
-        self._shifted = 0.0
+        #: weight, windows learned (capped), the CUSUM, windows in alarm and the level during
+        #: it: ``_FRESH``'s layout, read by name or at ``_MU``... in hot paths.
+        self._v = _FRESH[:]
 
-    __slots__ = ("_alarm", "_cusum", "_hp", "_mu", "_n", "_s2", "_shifted", "_wmean")
+    __slots__ = ("_hp", "_v")
     state_fields = ("_alarm", "_cusum", "_mu", "_n", "_s2", "_shifted", "_wmean")
 
     #: Each call's evidence counts: the detector stage may peek at an hour from its first call.
     weighs_calls = True
 
     def __getstate__(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {"_hp": self._hp, "_v": self._v}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for name in self.__slots__:
-            object.__setattr__(self, name, state[name])
+        """Restore a pickle: this layout, or a slot per number (until 2026-12-06)."""
+        object.__setattr__(self, "_hp", state["_hp"])
+        if "_v" in state:
+            object.__setattr__(self, "_v", state["_v"][:])
+            return
+        object.__setattr__(self, "_v", _FRESH[:])
+        for name in self.state_fields:
+            setattr(self, name, state[name])
+
+    def __copy__(self) -> Shift:
+        twin = object.__new__(Shift)
+        twin._hp, twin._v = self._hp, self._v[:]
+        return twin
 
     def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Score the window's mean ``value`` over ``weight`` calls, then learn from it."""
@@ -169,18 +176,21 @@ class Shift(Detector):
         value = float(value)
         y = math.log(value)
         hp = self._hp
-        if self._n == 0:
+        v = self._v
+        n = v[_N]
+        if n == 0.0:
             if learn:
-                self._mu, self._wmean, self._n = y, w, 1
+                v[_MU], v[_WMEAN], v[_N] = y, w, 1.0
             return Verdict(0.0, False, None, value, "first window; learning its level")
-        d = y - self._mu
-        s2 = max(self._s2, hp.min_scale**2)
+        mu, s2 = v[_MU], v[_S2]
+        d = y - mu
+        s2 = max(s2, hp.min_scale**2)
         llr = w * hp.d * (d - hp.d / 2.0) / s2
         # Capped: once the rise ends, the evidence drains within a few calls' worth.
-        cusum = min(max(0.0, self._cusum + llr), CAP * hp.h)
-        expected = math.exp(self._mu)
+        cusum = min(max(0.0, v[_CUSUM] + llr), CAP * hp.h)
+        expected = math.exp(mu)
         excess = (value - expected) * w
-        warm = self._n >= hp.warmup_n
+        warm = n >= hp.warmup_n
         # This window must itself lean to the rise: after one, a normal window is no alert.
         alert = warm and cusum >= hp.h and llr > 0.0 and excess > hp.min_usd
         score = ratio_score(cusum / hp.h) if warm and d > 0.0 else 0.0
@@ -192,7 +202,7 @@ class Shift(Detector):
                 f"(a CUSUM for x{hp.shift_x:g})"
             )
         elif not warm:
-            reason = f"{head}; learning its level ({self._n} of {hp.warmup_n} windows)"
+            reason = f"{head}; learning its level ({int(n)} of {hp.warmup_n} windows)"
         else:
             reason = f"{head}; within its usual range"
         if learn:
@@ -201,32 +211,51 @@ class Shift(Detector):
 
     def _learn(self, y: float, d: float, w: float, cusum: float) -> None:
         hp = self._hp
-        self._n = min(self._n + 1, hp.n_cap)
-        self._wmean += hp.alpha * (w - self._wmean)
-        if self._alarm and d < hp.d / 2.0:
+        v = self._v
+        n = v[_N] = min(v[_N] + 1.0, hp.n_cap)
+        v[_WMEAN] += hp.alpha * (w - v[_WMEAN])
+        alarm = v[_ALARM]
+        if alarm and d < hp.d / 2.0:
             # A window back at the old level ends the alarm's hold on the bar: what is left
             # of the evidence drops to half the bar, so only fresh evidence of a rise alerts
             # again. (Without it, a rise ending on a quiet night left the capped evidence
             # over the bar, and one dear call the next day paged a rise long over.)
             cusum = min(cusum, hp.h / 2.0)
-        if cusum >= hp.h or (self._alarm and cusum > 0.0):
+        if cusum >= hp.h or (alarm and cusum > 0.0):
             # In alarm (until the evidence is gone): a rise is news, not noise. Held for
             # ``settle_n`` windows, it is the new normal: the level moves there and the
             # evidence starts afresh.
-            self._alarm = min(self._alarm + 1, hp.settle_n)
-            self._shifted += (y - self._shifted) / self._alarm
-            if self._alarm >= hp.settle_n and cusum >= hp.h:
-                self._mu, self._cusum, self._alarm, self._shifted = self._shifted, 0.0, 0, 0.0
+            alarm = v[_ALARM] = min(alarm + 1.0, hp.settle_n)
+            v[_SHIFTED] += (y - v[_SHIFTED]) / alarm
+            if alarm >= hp.settle_n and cusum >= hp.h:
+                v[_MU], v[_CUSUM], v[_ALARM], v[_SHIFTED] = v[_SHIFTED], 0.0, 0.0, 0.0
             else:
-                self._cusum = cusum
+                v[_CUSUM] = cusum
             return
-        self._alarm, self._shifted, self._cusum = 0, 0.0, cusum
-        rate = max(hp.alpha, 1.0 / self._n) * min(w / self._wmean, WEIGHT_CAP)
+        v[_ALARM], v[_SHIFTED], v[_CUSUM] = 0.0, 0.0, cusum
+        rate = max(hp.alpha, 1.0 / n) * min(w / v[_WMEAN], WEIGHT_CAP)
         rate = min(rate, 1.0)
-        sigma = math.sqrt(max(self._s2, hp.min_scale**2) / w)
-        if self._n <= 2:
-            self._s2 = w * d * d  # the first spread seen, unclipped
+        s2 = v[_S2]
+        sigma = math.sqrt(max(s2, hp.min_scale**2) / w)
+        if n <= 2.0:
+            v[_S2] = w * d * d  # the first spread seen, unclipped
         else:
             dev2 = min(w * d * d, (hp.clip_z * sigma) ** 2 * w)
-            self._s2 += max(hp.alpha, 1.0 / self._n) * (dev2 - self._s2)
-        self._mu += rate * max(-hp.clip_z * sigma, min(hp.clip_z * sigma, d))
+            v[_S2] = s2 + max(hp.alpha, 1.0 / n) * (dev2 - s2)
+        v[_MU] += rate * max(-hp.clip_z * sigma, min(hp.clip_z * sigma, d))
+
+
+#: The state's layout, each number also readable by name (``Shift._mu``...).
+_FRESH = pack(
+    Shift,
+    {
+        "_mu": float,
+        "_s2": float,
+        "_wmean": float,
+        "_n": int,
+        "_cusum": float,
+        "_alarm": int,
+        "_shifted": float,
+    },
+)
+_MU, _S2, _WMEAN, _N, _CUSUM, _ALARM, _SHIFTED = range(7)

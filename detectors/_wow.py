@@ -61,6 +61,7 @@ from spendbrake.detectors._base import (
     usd,
 )
 from spendbrake.detectors._logcode import EMPTY, decode, encode
+from spendbrake.detectors._packed import pack
 from spendbrake.detectors._wow_naive import _WowParams
 
 __all__ = ["WeekOverWeek"]
@@ -224,19 +225,14 @@ class WeekOverWeek(Detector):
         )
         #: Closed windows' sums by window index modulo its length; EMPTY: no spend or none seen.
         self._ring = array("h", [EMPTY]) * self._hp.ring
-        #: The open window (index) and its sum so far.
-        self._head: int | None = None
-        self._sum = 0.0
-        #: Window of the last alert and the peak ratio since (hysteresis).
-        self._fired: int | None = None
-        self._peak = 0.0
-        #: EW mean of the squared innovation of the log ratio (in a usual window's units),
-        #: windows compared, and the EW mean of the log ratio (the creep).
-        self._var = 0.0
-        self._var_n = 0
-        self._ewma = 0.0
-        #: EW mean of the reference sums: the usual window, against which volume is weighed.
-        self._wmean = 0.0
+        #: The numbers, in one float64 array (``_FRESH``'s layout; each read by name): the
+        #: open window (``_head``, None before any) and its sum so far (``_sum``); the window
+        #: of the last alert (``_fired``) and the peak ratio since (``_peak``), for the
+        #: hysteresis; the EW mean of the squared innovation of the log ratio in a usual
+        #: window's units (``_var``), windows compared (``_var_n``), the EW mean of the log
+        #: ratio (``_ewma``: the creep), and of the reference sums (``_wmean``: the usual
+        #: window, against which volume is weighed).
+        self._v = _FRESH[:]
 
     state_fields = (
         "_ewma",
@@ -249,22 +245,35 @@ class WeekOverWeek(Detector):
         "_var_n",
         "_wmean",
     )
-    __slots__ = ("_hp", *state_fields)
+    __slots__ = ("_hp", "_ring", "_v")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in WeekOverWeek.__slots__}
+        return {"_hp": self._hp, "_ring": self._ring, "_v": self._v}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a snapshot: this layout, or the hourly ``wow`` of before 2026-12 (its
-        slots, or the older instance dict), whose week of hours becomes closed days."""
+        """Restore a snapshot: this layout, a slot per number (until 2026-12-06), or the
+        hourly ``wow`` of before 2026-12 (its slots, or the older instance dict), whose week
+        of hours becomes closed days."""
         if not isinstance(state.get("_hp"), _TrendParams):
             state = _from_hourly(state)
-        state["_ring"] = state["_ring"][:]  # unpickled arrays are over-allocated
-        for name in WeekOverWeek.__slots__:
-            object.__setattr__(self, name, state[name])
+        object.__setattr__(self, "_hp", state["_hp"])
+        object.__setattr__(self, "_ring", state["_ring"][:])  # unpickled: over-allocated
+        if "_v" in state:
+            object.__setattr__(self, "_v", state["_v"][:])
+            return
+        object.__setattr__(self, "_v", _FRESH[:])
+        for name in self.state_fields:
+            if name != "_ring":
+                setattr(self, name, state[name])
+
+    def __copy__(self) -> WeekOverWeek:
+        """A twin with its own numbers; the ring is shared until the twin replaces it."""
+        twin = object.__new__(WeekOverWeek)
+        twin._hp, twin._ring, twin._v = self._hp, self._ring, self._v[:]
+        return twin
 
     def peek(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
-        """The verdict ``update`` would give, with no state change (a shallow twin, own ring)."""
+        """The verdict ``update`` would give, with no state change (a twin, own ring)."""
         twin = copy.copy(self)
         twin._ring = self._ring[:]  # noqa: SLF001 - our own class
         return twin.update(ts, value, weight)
@@ -276,18 +285,19 @@ class WeekOverWeek(Detector):
         hp = self._hp
         k = math.floor(ts / hp.period_s) - hp.offset
         j = k // hp.periods
-        if self._head is None:
-            self._head = j
-        if j < self._head:
+        v = self._v
+        head = v[_HEAD]
+        if head != head:  # NaN: no window yet
+            v[_HEAD] = head = j
+        if j < head:
             return Verdict(0.0, False, None, float(value), "a window already judged; ignored")
-        if j > self._head:
+        if j > head:
             self._advance(j)
-        self._sum += float(value)
+        total = v[_SUM] = v[_SUM] + float(value)
         if k % hp.periods != hp.periods - 1:
-            return Verdict(0.0, False, None, self._sum, "window still filling; judged at its end")
-        total = self._sum
+            return Verdict(0.0, False, None, total, "window still filling; judged at its end")
         self._store(j, total)
-        self._head, self._sum = j + 1, 0.0
+        v[_HEAD], v[_SUM] = j + 1, 0.0
         return self._judge(j, total)
 
     def _store(self, j: int, total: float) -> None:
@@ -394,6 +404,23 @@ class WeekOverWeek(Detector):
         return Verdict(score, True, ref, total, reason, trend=not paged)
 
 
+#: The numbers' layout, each also readable by name (``WeekOverWeek._head``...).
+_FRESH = pack(
+    WeekOverWeek,
+    {
+        "_head": None,
+        "_sum": float,
+        "_fired": None,
+        "_peak": float,
+        "_var": float,
+        "_var_n": int,
+        "_ewma": float,
+        "_wmean": float,
+    },
+)
+_HEAD, _SUM = 0, 1
+
+
 def _divides(a: float, b: float) -> bool:
     """``a`` divides ``b`` a whole number of times (both in seconds)."""
     n = round(b / a)
@@ -415,7 +442,8 @@ def _from_hourly(old: dict[str, Any]) -> dict[str, Any]:
         p["window_s"] = 86400.0 if _divides(p["period_s"], 86400.0) else p["period_s"]
     fresh = WeekOverWeek(**p)
     hp = fresh._hp  # noqa: SLF001 - our own class
-    state = {name: getattr(fresh, name) for name in WeekOverWeek.__slots__}
+    state: dict[str, Any] = {name: getattr(fresh, name) for name in WeekOverWeek.state_fields}
+    state["_hp"] = hp
     if head is not None:
         n = len(ring)
         hours: dict[int, float] = {}
