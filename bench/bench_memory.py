@@ -52,6 +52,7 @@ import msgspec
 import orjson
 
 from spendbrake.detectors import Detector, SpendWatch, make_detector
+from spendbrake.detectors._rows import forget_rows
 from spendbrake.schemas import Config, DetectorConfig, UsageEvent
 from spendbrake.streamer import RollupState, SeriesTable, _rollup
 
@@ -166,8 +167,11 @@ def measure(series: int, partitions: int = 4) -> dict[str, Any]:
     gc.collect()
 
     # Traced, then taken apart: the detectors, then the rest of the watch, then the rollups.
-    # The row numbers the rollups share (ints, built by the first pass) are counted too.
+    # The row numbers the rollups share (ints, built by the first pass) are counted too, and
+    # so are the arrays the detectors' rows live in (``detectors._rows``: the first pass grew
+    # them, and they keep their size when detectors go).
     _rollup._ROW_NUMBERS.clear()
+    forget_rows()
     tracemalloc.start()
     base, _ = tracemalloc.get_traced_memory()
     rollups, watch = build(series, partitions)
@@ -176,6 +180,7 @@ def measure(series: int, partitions: int = 4) -> dict[str, Any]:
     total, _ = tracemalloc.get_traced_memory()
     for entry in watch.series.values():
         entry.detectors = []
+    forget_rows()
     gc.collect()
     without_detectors, _ = tracemalloc.get_traced_memory()
     del watch

@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spendbrake.detectors._base import (
-    Detector,
     HyperParams,
     Verdict,
     check,
@@ -59,8 +58,8 @@ from spendbrake.detectors._base import (
     usd,
 )
 from spendbrake.detectors._logcode import EMPTY, decode, encode
-from spendbrake.detectors._packed import pack, packed_names
 from spendbrake.detectors._robust import BurnScale
+from spendbrake.detectors._rows import InRows, Rows, numbers, rows_for
 
 __all__ = ["SeasonalBaseline"]
 
@@ -153,7 +152,7 @@ def _new_counts(hp: _BaselineParams) -> bytearray:
 
 @register("baseline")
 @expose(_BaselineParams)
-class SeasonalBaseline(Detector):
+class SeasonalBaseline(InRows):
     """Volatility-aware seasonal baseline for spend per window.
 
     Parameters
@@ -293,8 +292,8 @@ class SeasonalBaseline(Detector):
         # a float32 array of its own took 136 bytes. Why that is precise enough: a peak reads
         # back within 0.07 %, so only a window within 0.07 % of the ceiling can change sides.
         # Then two log codes for the count path: EW sums of calls and of expected spend.
-        self._profile = array("h", [0]) * season + array("h", [EMPTY]) * (peak_days + _SUMS)
-        self._counts = _new_counts(self._hp)
+        # Both are blocks of a row (``detectors._rows``, read by name: ``_profile``,
+        # ``_counts``) in the ``Rows`` of their lengths (``_rows_for``), with the numbers.
         self._scale = BurnScale(fast_z=fast_z, slow_n=slow_n, slow_z=slow_z)
         #: The last ``peak_n - 1`` window values, for the trailing sum the ceiling compares. A
         #: tuple: with the default ``peak_n=1`` it stays the shared empty one (an empty array
@@ -302,14 +301,14 @@ class SeasonalBaseline(Detector):
         self._last: tuple[float, ...] = ()
         #: First season's (sum, count) of non-zero windows and count of silent ones; None once set.
         self._first: list[float] | None = [0.0, 0.0, 0.0] if auto_unit > 0 else None
-        #: The numbers, in one float64 array (``_FRESH``'s layout; each read by name): the
+        #: The numbers (``_NUMBERS``' layout; each read by name): the
         #: level over the profile (``_level``), windows learned (``_n``), the last window's
         #: index (``_last_k``, None before any), the day of the newest peak (``_peak_day``),
         #: the window from which the ceiling may alert again (``_ceiling_quiet_k``), the unit
         #: in force (``_unit``: ``unit`` until the first season has shown the series' level)
         #: and the EW mean of the ``weight`` of learned windows (``_wmean``; 0.0: none yet).
-        self._v = _FRESH[:]
-        self._v[_UNIT] = unit
+        self._take()
+        self._unit = unit
 
     state_fields = (
         "_ceiling_quiet_k",
@@ -325,15 +324,21 @@ class SeasonalBaseline(Detector):
         "_unit",
         "_wmean",
     )
-    __slots__ = ("_counts", "_first", "_hp", "_last", "_profile", "_scale", "_v")
+    __slots__ = ("_first", "_hp", "_last", "_scale")
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+    def _rows_for(self) -> Rows:
+        hp = self._hp
+
+        def make() -> Rows:
+            profile = array("h", [0]) * hp.season + array("h", [EMPTY]) * (hp.peak_days + _SUMS)
+            return Rows(_NUMBERS, (profile, _new_counts(hp)))
+
+        return rows_for((SeasonalBaseline, hp.season, hp.peak_days, hp.count_cap <= 15), make)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a snapshot: this layout, a slot per number (until 2026-12-06), or the older
-        instance dict (one entry per hyperparameter; from before ``auto_unit``/``sharp_z``
-        too, which keeps its unit)."""
+        """Restore a pickle: this layout (a slot per number and array until 2026-12-06: the
+        same names), or the older instance dict (one entry per hyperparameter; from before
+        ``auto_unit``/``sharp_z`` too, which keeps its unit)."""
         if "_hp" not in state:
             state = _from_dict_layout(state)
         if state["_profile"].typecode == "f":  # float32 log values: to fixed point
@@ -351,31 +356,24 @@ class SeasonalBaseline(Detector):
             state["_profile"] += array("h", [EMPTY]) * _SUMS
         state["_profile"] = state["_profile"][:]  # an unpickled array is over-allocated
         state["_last"] = tuple(state["_last"])  # an array until 2026-12
-        for name in self.__slots__:
-            if name != "_v":
-                object.__setattr__(self, name, state[name])
-        if "_v" in state:
-            object.__setattr__(self, "_v", state["_v"][:])
-        else:
-            object.__setattr__(self, "_v", _FRESH[:])
-            state.setdefault("_wmean", 0.0)  # from before weights: learns from the next window
-            for name in packed_names(SeasonalBaseline):
-                setattr(self, name, state[name])
+        state.setdefault("_wmean", 0.0)  # from before weights: learns from the next window
+        self._place(state)
         if old_counts is not None:  # a byte a count, capped at 255
             for slot, count in enumerate(old_counts):
                 self._set_count(slot, count)
 
-    def __copy__(self) -> SeasonalBaseline:
-        """A shallow twin with its own numbers (the arrays are shared until replaced)."""
-        twin = super().__copy__()
-        object.__setattr__(twin, "_v", self._v[:])
-        return twin
-
     def _get(self, slot: int) -> float:
-        return self._profile[slot] / PROFILE_Q
+        rows = self._rows
+        return rows.blocks[_PROFILE][self._row * rows.sizes[_PROFILE] + slot] / PROFILE_Q
 
     def _set(self, slot: int, x: float) -> None:
-        self._profile[slot] = _fixed(x)
+        rows = self._rows
+        rows.blocks[_PROFILE][self._row * rows.sizes[_PROFILE] + slot] = _fixed(x)
+
+    def _profile_at(self) -> tuple[array[int], int]:
+        """The profile's array (shared by the rows) and where this detector's starts in it."""
+        rows = self._rows
+        return rows.blocks[_PROFILE], self._row * rows.sizes[_PROFILE]
 
     def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Score the window at ``ts`` against its slot's expectation, then learn from it.
@@ -488,14 +486,14 @@ class SeasonalBaseline(Detector):
         hp = self._hp
         k = math.floor(ts / hp.period_s)
         slot = k % hp.season
-        v = self._v
-        last_k = v[_LAST_K]  # NaN before any window: no gap
+        v, i = self._rows.nums, self._row * _WIDTH
+        last_k = v[i + _LAST_K]  # NaN before any window: no gap
         gap = k > last_k + 1
         if learn:
             if gap:
                 self._scale.reset_window()  # missing windows: the slow window restarts
-            v[_LAST_K] = k if last_k != last_k else max(k, last_k)
-        unit, level = v[_UNIT], v[_LEVEL]
+            v[i + _LAST_K] = k if last_k != last_k else max(k, last_k)
+        unit, level = v[i + _UNIT], v[i + _LEVEL]
         x = math.log1p(value / unit)
         if math.isinf(x):
             return ignored(value)  # only with an absurd unit; never let inf into the state
@@ -509,7 +507,7 @@ class SeasonalBaseline(Detector):
             if learn:
                 self._set(slot, x - level)
                 self._set_count(slot, 1)
-                v[_N] += 1.0
+                v[i + _N] += 1.0
             if quiet:
                 return _QUIET
             return Verdict(0.0, False, None, value, f"first window for {label}; learning")
@@ -519,13 +517,13 @@ class SeasonalBaseline(Detector):
         expected = unit * math.expm1(min(mu, 700.0))  # e**709 overflows a float
         r = x - mu
         sc = self._scale
-        warm = count >= hp.min_slot_n and v[_N] >= hp.warmup_n
+        warm = count >= hp.min_slot_n and v[i + _N] >= hp.warmup_n
         if value == 0.0:
             if learn:
                 # Silence: nudge this slot (seasonal zeros are real) but leave level and scale.
                 self._set(slot, learned + self._slot_alpha(count) * s * sc.clip(r * s))
                 self._set_count(slot, count + 1)
-                v[_N] += 1.0
+                v[i + _N] += 1.0
             if quiet:
                 return _QUIET
             return Verdict(0.0, False, expected, value, f"silent window for {label}; no alert")
@@ -559,7 +557,7 @@ class SeasonalBaseline(Detector):
             and not alert
             and hp.peak_x
             and excess > hp.min_usd
-            and k >= v[_CEILING_QUIET_K]
+            and k >= v[i + _CEILING_QUIET_K]
             and (peak := self._peak(ts)) > 0  # last: it scans two weeks of daily peaks
         ):
             # However wide sigma is (a sporadic batch job, a few calls an hour), spend at
@@ -599,15 +597,15 @@ class SeasonalBaseline(Detector):
             level += hp.level_alpha_fast * jump
         else:
             level += hp.level_alpha * s * sc.clip(r * s)
-        v[_LEVEL] = level
+        v[i + _LEVEL] = level
         r2 = x - learned - level
         self._set(slot, learned + self._slot_alpha(count) * s * sc.clip(r2 * s))
         self._set_count(slot, count + 1)
-        v[_N] += 1.0
+        v[i + _N] += 1.0
         self._learn_peak(ts, trailing)
         if ceiling:
             # The trailing sum stays high while it holds this window: one alert per span.
-            v[_CEILING_QUIET_K] = k + hp.peak_n
+            v[i + _CEILING_QUIET_K] = k + hp.peak_n
         if hp.peak_n > 1:
             self._last = (*self._last, value)[1 - hp.peak_n :]
         elif self._last:
@@ -624,7 +622,8 @@ class SeasonalBaseline(Detector):
             return 0.0  # all of it is older than the horizon
         # Earlier days only: a runaway's own first hours must not raise today's bar.
         n, peaks = self._hp.peak_days, self._hp.season
-        profile = self._profile
+        profile, at = self._profile_at()
+        peaks += at
         code = max(
             (profile[peaks + d % n] for d in range(day - n + 1, day) if d <= self._peak_day),
             default=EMPTY,
@@ -634,7 +633,8 @@ class SeasonalBaseline(Detector):
     def _learn_peak(self, ts: float, value: float) -> None:
         day = math.floor(ts / 86400.0)
         n, peaks = self._hp.peak_days, self._hp.season
-        profile = self._profile
+        profile, at = self._profile_at()
+        peaks += at
         if self._peak_day is None or day - self._peak_day >= n:
             profile[peaks : peaks + n] = array("h", [EMPTY]) * n
         elif day > self._peak_day:
@@ -648,8 +648,9 @@ class SeasonalBaseline(Detector):
 
     def _sums(self) -> tuple[float, float]:
         """EW sums of calls and of expected spend (0.0 before any)."""
-        at = self._hp.season + self._hp.peak_days
-        calls, spend = self._profile[at], self._profile[at + 1]
+        profile, at = self._profile_at()
+        at += self._hp.season + self._hp.peak_days
+        calls, spend = profile[at], profile[at + 1]
         return (
             0.0 if calls == EMPTY else decode(calls),
             0.0 if spend == EMPTY else decode(spend),
@@ -658,12 +659,13 @@ class SeasonalBaseline(Detector):
     def _learn_sums(self, weight: float, expected: float) -> None:
         if not (weight >= 0.0 and math.isfinite(weight)) or not expected > 0.0:
             return
-        at = self._hp.season + self._hp.peak_days
         calls, spend = self._sums()
         calls = SUMS_DECAY * calls + weight
         spend = SUMS_DECAY * spend + expected
-        self._profile[at] = encode(calls) if calls > 0.0 else EMPTY
-        self._profile[at + 1] = encode(spend)
+        profile, at = self._profile_at()
+        at += self._hp.season + self._hp.peak_days
+        profile[at] = encode(calls) if calls > 0.0 else EMPTY
+        profile[at + 1] = encode(spend)
 
     def _expected_calls(self, expected: float) -> tuple[float, float]:
         """(calls expected in this window, the series' mean calls per window); 0s if unknown."""
@@ -758,20 +760,24 @@ class SeasonalBaseline(Detector):
 
     def _count(self, slot: int) -> int:
         """Samples this slot has learned, up to ``count_cap`` (which also fixes the layout)."""
+        rows = self._rows
+        counts, at = rows.blocks[_COUNTS], self._row * rows.sizes[_COUNTS]
         if self._hp.count_cap == 255:
-            return self._counts[slot]
-        return (self._counts[slot >> 1] >> ((slot & 1) << 2)) & 15
+            return counts[at + slot]
+        return (counts[at + (slot >> 1)] >> ((slot & 1) << 2)) & 15
 
     def _set_count(self, slot: int, count: int) -> None:
         cap = self._hp.count_cap
         if count > cap:
             count = cap
+        rows = self._rows
+        counts, at = rows.blocks[_COUNTS], self._row * rows.sizes[_COUNTS]
         if cap == 255:
-            self._counts[slot] = count
+            counts[at + slot] = count
         else:
             shift = (slot & 1) << 2
-            i = slot >> 1
-            self._counts[i] = self._counts[i] & (0xF0 >> shift) | count << shift
+            i = at + (slot >> 1)
+            counts[i] = counts[i] & (0xF0 >> shift) | count << shift
 
     def _slot_alpha(self, count: int) -> float:
         return max(self._hp.season_alpha, 1.0 / (count + 1))
@@ -814,8 +820,9 @@ class SeasonalBaseline(Detector):
         return f"{head}, fast and slow windows both high"
 
 
-#: The numbers' layout, each also readable by name (``SeasonalBaseline._level``...).
-_FRESH = pack(
+#: The numbers' layout, each also readable by name (``SeasonalBaseline._level``...), then
+#: the blocks': ``Rows`` per (season, peak days, counts layout).
+_NUMBERS = numbers(
     SeasonalBaseline,
     {
         "_level": float,
@@ -826,8 +833,12 @@ _FRESH = pack(
         "_unit": float,
         "_wmean": float,
     },
+    blocks=("_profile", "_counts"),
+    byte_blocks=("_counts",),
 )
 _LEVEL, _N, _LAST_K, _PEAK_DAY, _CEILING_QUIET_K, _UNIT, _WMEAN = range(7)
+_WIDTH = len(_NUMBERS)
+_PROFILE, _COUNTS = 0, 1
 
 
 def _poisson_sf(n: float, mu: float) -> float:

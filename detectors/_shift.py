@@ -17,7 +17,7 @@ hour still filling (its calls so far), so a deploy is caught minutes in, not at 
 A rise that holds is a new normal: after ``settle_n`` windows in alarm the level moves to
 the new one (the change was alerted once). Values lower than the level never alert.
 
-State: seven numbers in one float64 array (``detectors._packed``).
+State: seven numbers, in a row of all shift detectors' (``detectors._rows``).
 
 >>> import math
 >>> d = Shift(warmup_n=24)
@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spendbrake.detectors._base import (
-    Detector,
     HyperParams,
     Verdict,
     check,
@@ -48,7 +47,7 @@ from spendbrake.detectors._base import (
     usable,
     usd,
 )
-from spendbrake.detectors._packed import pack
+from spendbrake.detectors._rows import InRows, Rows, numbers, rows_for
 
 __all__ = ["Shift"]
 
@@ -81,7 +80,7 @@ class _ShiftParams(HyperParams):
 
 @register("shift")
 @expose(_ShiftParams)
-class Shift(Detector):
+class Shift(InRows):
     """CUSUM of a weighted mean's log against its learned level, for rises of ``shift_x``.
 
     Parameters
@@ -129,32 +128,21 @@ class Shift(Detector):
         )
         #: Level (EW mean of log values, weighted), one call's variance around it, the usual
         #: weight, windows learned (capped), the CUSUM, windows in alarm and the level during
-        #: it: ``_FRESH``'s layout, read by name or at ``_MU``... in hot paths.
-        self._v = _FRESH[:]
+        #: it: a row of the shift detectors' ``Rows``, each read by name (``_mu``...), at
+        #: ``_MU``... in hot paths.
+        self._take()
 
-    __slots__ = ("_hp", "_v")
+    __slots__ = ("_hp",)
     state_fields = ("_alarm", "_cusum", "_mu", "_n", "_s2", "_shifted", "_wmean")
 
     #: Each call's evidence counts: the detector stage may peek at an hour from its first call.
     weighs_calls = True
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"_hp": self._hp, "_v": self._v}
+    def _rows_for(self) -> Rows:
+        return rows_for(Shift, _new_rows)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickle: this layout, or a slot per number (until 2026-12-06)."""
-        object.__setattr__(self, "_hp", state["_hp"])
-        if "_v" in state:
-            object.__setattr__(self, "_v", state["_v"][:])
-            return
-        object.__setattr__(self, "_v", _FRESH[:])
-        for name in self.state_fields:
-            setattr(self, name, state[name])
-
-    def __copy__(self) -> Shift:
-        twin = object.__new__(Shift)
-        twin._hp, twin._v = self._hp, self._v[:]
-        return twin
+        self._place(state)
 
     def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Score the window's mean ``value`` over ``weight`` calls, then learn from it."""
@@ -176,18 +164,18 @@ class Shift(Detector):
         value = float(value)
         y = math.log(value)
         hp = self._hp
-        v = self._v
-        n = v[_N]
+        v, i = self._rows.nums, self._row * _WIDTH
+        n = v[i + _N]
         if n == 0.0:
             if learn:
-                v[_MU], v[_WMEAN], v[_N] = y, w, 1.0
+                v[i + _MU], v[i + _WMEAN], v[i + _N] = y, w, 1.0
             return Verdict(0.0, False, None, value, "first window; learning its level")
-        mu, s2 = v[_MU], v[_S2]
+        mu = v[i + _MU]
         d = y - mu
-        s2 = max(s2, hp.min_scale**2)
+        s2 = max(v[i + _S2], hp.min_scale**2)
         llr = w * hp.d * (d - hp.d / 2.0) / s2
         # Capped: once the rise ends, the evidence drains within a few calls' worth.
-        cusum = min(max(0.0, v[_CUSUM] + llr), CAP * hp.h)
+        cusum = min(max(0.0, v[i + _CUSUM] + llr), CAP * hp.h)
         expected = math.exp(mu)
         excess = (value - expected) * w
         warm = n >= hp.warmup_n
@@ -211,10 +199,10 @@ class Shift(Detector):
 
     def _learn(self, y: float, d: float, w: float, cusum: float) -> None:
         hp = self._hp
-        v = self._v
-        n = v[_N] = min(v[_N] + 1.0, hp.n_cap)
-        v[_WMEAN] += hp.alpha * (w - v[_WMEAN])
-        alarm = v[_ALARM]
+        v, i = self._rows.nums, self._row * _WIDTH
+        n = v[i + _N] = min(v[i + _N] + 1.0, hp.n_cap)
+        v[i + _WMEAN] += hp.alpha * (w - v[i + _WMEAN])
+        alarm = v[i + _ALARM]
         if alarm and d < hp.d / 2.0:
             # A window back at the old level ends the alarm's hold on the bar: what is left
             # of the evidence drops to half the bar, so only fresh evidence of a rise alerts
@@ -225,28 +213,33 @@ class Shift(Detector):
             # In alarm (until the evidence is gone): a rise is news, not noise. Held for
             # ``settle_n`` windows, it is the new normal: the level moves there and the
             # evidence starts afresh.
-            alarm = v[_ALARM] = min(alarm + 1.0, hp.settle_n)
-            v[_SHIFTED] += (y - v[_SHIFTED]) / alarm
+            alarm = v[i + _ALARM] = min(alarm + 1.0, hp.settle_n)
+            v[i + _SHIFTED] += (y - v[i + _SHIFTED]) / alarm
             if alarm >= hp.settle_n and cusum >= hp.h:
-                v[_MU], v[_CUSUM], v[_ALARM], v[_SHIFTED] = v[_SHIFTED], 0.0, 0.0, 0.0
+                v[i + _MU], v[i + _CUSUM], v[i + _ALARM], v[i + _SHIFTED] = (
+                    v[i + _SHIFTED],
+                    0.0,
+                    0.0,
+                    0.0,
+                )
             else:
-                v[_CUSUM] = cusum
+                v[i + _CUSUM] = cusum
             return
-        v[_ALARM], v[_SHIFTED], v[_CUSUM] = 0.0, 0.0, cusum
-        rate = max(hp.alpha, 1.0 / n) * min(w / v[_WMEAN], WEIGHT_CAP)
+        v[i + _ALARM], v[i + _SHIFTED], v[i + _CUSUM] = 0.0, 0.0, cusum
+        rate = max(hp.alpha, 1.0 / n) * min(w / v[i + _WMEAN], WEIGHT_CAP)
         rate = min(rate, 1.0)
-        s2 = v[_S2]
+        s2 = v[i + _S2]
         sigma = math.sqrt(max(s2, hp.min_scale**2) / w)
         if n <= 2.0:
-            v[_S2] = w * d * d  # the first spread seen, unclipped
+            v[i + _S2] = w * d * d  # the first spread seen, unclipped
         else:
             dev2 = min(w * d * d, (hp.clip_z * sigma) ** 2 * w)
-            v[_S2] = s2 + max(hp.alpha, 1.0 / n) * (dev2 - s2)
-        v[_MU] += rate * max(-hp.clip_z * sigma, min(hp.clip_z * sigma, d))
+            v[i + _S2] = s2 + max(hp.alpha, 1.0 / n) * (dev2 - s2)
+        v[i + _MU] += rate * max(-hp.clip_z * sigma, min(hp.clip_z * sigma, d))
 
 
-#: The state's layout, each number also readable by name (``Shift._mu``...).
-_FRESH = pack(
+#: The state's layout: each number also readable by name (``Shift._mu``...).
+_NUMBERS = numbers(
     Shift,
     {
         "_mu": float,
@@ -259,3 +252,8 @@ _FRESH = pack(
     },
 )
 _MU, _S2, _WMEAN, _N, _CUSUM, _ALARM, _SHIFTED = range(7)
+_WIDTH = len(_NUMBERS)
+
+
+def _new_rows() -> Rows:
+    return Rows(_NUMBERS, ())

@@ -48,7 +48,6 @@ from typing import Any
 
 from spendbrake.detectors._base import (
     WEEK_S,
-    Detector,
     HyperParams,
     Verdict,
     check,
@@ -61,7 +60,7 @@ from spendbrake.detectors._base import (
     usd,
 )
 from spendbrake.detectors._logcode import EMPTY, decode, encode
-from spendbrake.detectors._packed import pack
+from spendbrake.detectors._rows import InRows, Rows, numbers, rows_for
 from spendbrake.detectors._wow_naive import _WowParams
 
 __all__ = ["WeekOverWeek"]
@@ -127,7 +126,7 @@ class _TrendParams(HyperParams):
 
 @register("wow")
 @expose(_TrendParams)
-class WeekOverWeek(Detector):
+class WeekOverWeek(InRows):
     """A window's spend against the same window of the last few weeks: steps and creeps.
 
     Parameters
@@ -223,16 +222,15 @@ class WeekOverWeek(Detector):
                 page_x,
             )
         )
-        #: Closed windows' sums by window index modulo its length; EMPTY: no spend or none seen.
-        self._ring = array("h", [EMPTY]) * self._hp.ring
-        #: The numbers, in one float64 array (``_FRESH``'s layout; each read by name): the
-        #: open window (``_head``, None before any) and its sum so far (``_sum``); the window
-        #: of the last alert (``_fired``) and the peak ratio since (``_peak``), for the
-        #: hysteresis; the EW mean of the squared innovation of the log ratio in a usual
-        #: window's units (``_var``), windows compared (``_var_n``), the EW mean of the log
-        #: ratio (``_ewma``: the creep), and of the reference sums (``_wmean``: the usual
-        #: window, against which volume is weighed).
-        self._v = _FRESH[:]
+        #: A row of the ``Rows`` of its ring's length (``_rows_for``), each part read by name:
+        #: the closed windows' sums by window index modulo its length (``_ring``; EMPTY: no
+        #: spend or none seen); the open window (``_head``, None before any) and its sum so
+        #: far (``_sum``); the window of the last alert (``_fired``) and the peak ratio since
+        #: (``_peak``), for the hysteresis; the EW mean of the squared innovation of the log
+        #: ratio in a usual window's units (``_var``), windows compared (``_var_n``), the EW
+        #: mean of the log ratio (``_ewma``: the creep), and of the reference sums
+        #: (``_wmean``: the usual window, against which volume is weighed).
+        self._take()
 
     state_fields = (
         "_ewma",
@@ -245,38 +243,23 @@ class WeekOverWeek(Detector):
         "_var_n",
         "_wmean",
     )
-    __slots__ = ("_hp", "_ring", "_v")
+    __slots__ = ("_hp",)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"_hp": self._hp, "_ring": self._ring, "_v": self._v}
+    def _rows_for(self) -> Rows:
+        n = self._hp.ring
+        return rows_for((WeekOverWeek, n), lambda: Rows(_NUMBERS, (array("h", [EMPTY]) * n,)))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a snapshot: this layout, a slot per number (until 2026-12-06), or the
-        hourly ``wow`` of before 2026-12 (its slots, or the older instance dict), whose week
-        of hours becomes closed days."""
+        """Restore a pickle: this layout (a slot per number until 2026-12-06: the same names),
+        or the hourly ``wow`` of before 2026-12 (its slots, or the older instance dict),
+        whose week of hours becomes closed days."""
         if not isinstance(state.get("_hp"), _TrendParams):
             state = _from_hourly(state)
-        object.__setattr__(self, "_hp", state["_hp"])
-        object.__setattr__(self, "_ring", state["_ring"][:])  # unpickled: over-allocated
-        if "_v" in state:
-            object.__setattr__(self, "_v", state["_v"][:])
-            return
-        object.__setattr__(self, "_v", _FRESH[:])
-        for name in self.state_fields:
-            if name != "_ring":
-                setattr(self, name, state[name])
-
-    def __copy__(self) -> WeekOverWeek:
-        """A twin with its own numbers; the ring is shared until the twin replaces it."""
-        twin = object.__new__(WeekOverWeek)
-        twin._hp, twin._ring, twin._v = self._hp, self._ring, self._v[:]
-        return twin
+        self._place(state)
 
     def peek(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
-        """The verdict ``update`` would give, with no state change (a twin, own ring)."""
-        twin = copy.copy(self)
-        twin._ring = self._ring[:]  # noqa: SLF001 - our own class
-        return twin.update(ts, value, weight)
+        """The verdict ``update`` would give, with no state change (a twin, own row)."""
+        return copy.copy(self).update(ts, value, weight)
 
     def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Add ``value`` to its window; when that was the window's last period, judge it."""
@@ -285,41 +268,49 @@ class WeekOverWeek(Detector):
         hp = self._hp
         k = math.floor(ts / hp.period_s) - hp.offset
         j = k // hp.periods
-        v = self._v
-        head = v[_HEAD]
+        v, i = self._rows.nums, self._row * _WIDTH
+        head = v[i + _HEAD]
         if head != head:  # NaN: no window yet
-            v[_HEAD] = head = j
+            v[i + _HEAD] = head = j
         if j < head:
             return Verdict(0.0, False, None, float(value), "a window already judged; ignored")
         if j > head:
             self._advance(j)
-        total = v[_SUM] = v[_SUM] + float(value)
+        total = v[i + _SUM] = v[i + _SUM] + float(value)
         if k % hp.periods != hp.periods - 1:
             return Verdict(0.0, False, None, total, "window still filling; judged at its end")
         self._store(j, total)
-        v[_HEAD], v[_SUM] = j + 1, 0.0
+        v[i + _HEAD], v[i + _SUM] = j + 1, 0.0
         return self._judge(j, total)
 
     def _store(self, j: int, total: float) -> None:
-        self._ring[j % self._hp.ring] = encode(total) if total > 0.0 else EMPTY
+        ring, at = self._ring_at()
+        ring[at + j % self._hp.ring] = encode(total) if total > 0.0 else EMPTY
+
+    def _ring_at(self) -> tuple[array[int], int]:
+        """The ring's array (shared by the rows) and where this detector's starts in it."""
+        rows = self._rows
+        return rows.blocks[0], self._row * rows.sizes[0]
 
     def _advance(self, j: int) -> None:
         """Move past windows that never got their last period (a gap): kept unjudged."""
         assert self._head is not None
         n = self._hp.ring
         self._store(self._head, self._sum)
+        ring, at = self._ring_at()
         for i in range(self._head + 1, min(j, self._head + n)):
-            self._ring[i % n] = EMPTY
+            ring[at + i % n] = EMPTY
         self._head, self._sum = j, 0.0
 
     def _reference(self, j: int) -> tuple[float, int]:
         """The same window in the last ``weeks`` weeks, averaged over those within ``band``
         times their median; and how many had spend."""
         hp = self._hp
+        ring, at = self._ring_at()
         vals = sorted(
             decode(c)
             for m in range(1, hp.weeks + 1)
-            if (c := self._ring[(j - m * hp.per_week) % hp.ring]) != EMPTY
+            if (c := ring[at + (j - m * hp.per_week) % hp.ring]) != EMPTY
         )
         if not vals:
             return 0.0, 0
@@ -404,8 +395,9 @@ class WeekOverWeek(Detector):
         return Verdict(score, True, ref, total, reason, trend=not paged)
 
 
-#: The numbers' layout, each also readable by name (``WeekOverWeek._head``...).
-_FRESH = pack(
+#: The numbers' layout, each also readable by name (``WeekOverWeek._head``...); the ring
+#: is a block of its own, in ``Rows`` per ring length.
+_NUMBERS = numbers(
     WeekOverWeek,
     {
         "_head": None,
@@ -417,8 +409,10 @@ _FRESH = pack(
         "_ewma": float,
         "_wmean": float,
     },
+    blocks=("_ring",),
 )
 _HEAD, _SUM = 0, 1
+_WIDTH = len(_NUMBERS)
 
 
 def _divides(a: float, b: float) -> bool:

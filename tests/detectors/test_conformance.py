@@ -17,7 +17,7 @@ import pytest
 
 from spendbrake import detectors
 from spendbrake.detectors import Detector, Verdict, available, make_detector
-from spendbrake.detectors._packed import packed_names
+from spendbrake.detectors._rows import row_names
 from tests.detectors.synth import HOUR, T0, WEEK_H, run, spend
 
 NAMES = available()
@@ -126,14 +126,12 @@ def test_every_attribute_is_a_hyperparameter_or_state(name: str) -> None:
     """What ``dump_state`` leaves out must come back from ``params``, or it is lost."""
     d = make_detector(name)
     slots = {n for k in type(d).__mro__ for n in getattr(k, "__slots__", ())}
-    # Numbers packed in one array (``detectors._packed``) are read and written by name.
-    packed = packed_names(type(d))
-    attrs = slots | set(getattr(d, "__dict__", ())) | packed
+    # Numbers and blocks kept in a row (``detectors._rows``) are read and written by name;
+    # where the row is (``_rows``, ``_row``) is no state.
+    in_row = set(row_names(type(d)))
+    attrs = (slots - {"_rows", "_row"}) | set(getattr(d, "__dict__", ())) | in_row
     state = set(d.state_fields)
     assert state <= attrs and len(state) == len(d.state_fields)
-    assert packed <= state  # so the array itself is all in the dump
-    if packed:
-        attrs.discard("_v")
     if type(d).dump_state is Detector.dump_state:  # else it writes more of its own
         assert attrs - state <= {"_hp", *d.params}
 

@@ -164,8 +164,8 @@ class _DictLayoutPickler(pickle.Pickler):
                 "_last": list(obj._last),
                 **{
                     k: getattr(obj, k)
-                    for k in obj.__slots__
-                    if k not in ("_hp", "_profile", "_counts", "_last", "_wmean")
+                    for k in obj.state_fields
+                    if k not in ("_profile", "_counts", "_last", "_wmean")
                 },
             }
             return copyreg.__newobj__, (type(obj),), state

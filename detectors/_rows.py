@@ -1,0 +1,239 @@
+"""The learned state of many detectors in a few flat arrays: a row per detector.
+
+Why: at 100k series, each learned number of a detector was an object of its own (24 or 28
+bytes, plus its 8-byte slot) and each array carried 64 bytes of header: ``baseline``,
+``wow`` and ``shift`` held about 1.5 KB a series for about 0.8 KB of numbers and codes.
+Detectors of one class and shape keep theirs in one ``Rows``: the numbers in a float64
+array, ``width`` a row (ints exact, they are counts and window indices far below
+``2**53``; None as NaN), and each fixed-size block (a profile of int16 codes, a byte per
+count...) in an array of its own. A detector is then its hyperparameters, its ``Rows`` and
+its row number; it frees its row when it goes (``__del__``), for the next one to reuse.
+Rows are taken on the thread that builds detectors; a release is one list append, safe
+from whichever thread drops the last reference.
+It is also the layout the detectors of every series can later be stepped over at once.
+
+Each number and block keeps its attribute name (``Number`` and ``Block`` on the class), so
+``dump_state``/``load_state``, ``retune``, pickles and tests read and write them as
+before (a block reads as a copy); hot paths index the arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+from spendbrake.detectors._base import Detector, _slot_names
+
+__all__ = ["Block", "InRows", "Number", "Rows", "forget_rows", "numbers", "row_names", "rows_for"]
+
+#: Past this an int no longer round-trips through a float64.
+_EXACT = 2**53
+
+
+class Rows:
+    """The numbers and blocks of every detector of one class and shape, a row each."""
+
+    __slots__ = ("blocks", "free", "n", "nums", "sizes", "start", "start_blocks", "width")
+
+    def __init__(self, start: array[float], blocks: Sequence[array[int] | bytearray]) -> None:
+        #: A fresh row: its numbers and blocks.
+        self.start = start
+        self.start_blocks = tuple(array("B", b) if type(b) is bytearray else b for b in blocks)
+        self.width = len(start)
+        self.sizes = tuple(len(b) for b in blocks)
+        self.nums: array[float] = array("d")
+        self.blocks: tuple[array[int], ...] = tuple(array(b.typecode) for b in self.start_blocks)
+        #: Rows made, and those of detectors gone, for the next ones.
+        self.n = 0
+        self.free: list[int] = []
+
+    def new(self, like: int | None = None) -> int:
+        """A row holding a fresh detector's state, or a copy of row ``like``'s."""
+        if like is None:
+            nums, blocks = self.start, self.start_blocks
+        else:
+            w = self.width
+            nums = self.nums[like * w : like * w + w]
+            blocks = tuple(
+                b[like * n : like * n + n] for b, n in zip(self.blocks, self.sizes, strict=True)
+            )
+        if self.free:
+            row = self.free.pop()
+            self.nums[row * self.width : (row + 1) * self.width] = nums
+            for b, n, part in zip(self.blocks, self.sizes, blocks, strict=True):
+                b[row * n : row * n + n] = part
+            return row
+        row = self.n
+        self.n += 1
+        self.nums.extend(nums)
+        for b, part in zip(self.blocks, blocks, strict=True):
+            b.extend(part)
+        return row
+
+    def release(self, row: int) -> None:
+        self.free.append(row)
+
+
+#: Every ``Rows``, by its detector class and shape.
+_ALL: dict[Hashable, Rows] = {}
+
+
+def rows_for(shape: Hashable, make: Callable[[], Rows]) -> Rows:
+    """The ``Rows`` of detectors of ``shape`` (their class, and what sizes their blocks),
+    made by ``make`` on first use."""
+    rows = _ALL.get(shape)
+    if rows is None:
+        rows = _ALL[shape] = make()
+    return rows
+
+
+def forget_rows() -> None:
+    """Start every later detector in new ``Rows`` (those alive keep theirs): how a
+    benchmark measures what detectors hold from nothing, after a pass that grew the arrays."""
+    _ALL.clear()
+
+
+class Number:
+    """One number of a detector's row: a float, an int, or an int that may be None."""
+
+    __slots__ = ("index", "kind")
+
+    def __init__(self, index: int, kind: type | None) -> None:
+        self.index = index
+        #: float, int, or None for an int that may be None.
+        self.kind = kind
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        rows = obj._rows  # noqa: SLF001 - the state this descriptor reads
+        x = rows.nums[obj._row * rows.width + self.index]  # noqa: SLF001
+        if self.kind is float:
+            return x
+        if x != x:
+            return None
+        return int(x)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if value is None:
+            if self.kind is not None:
+                raise TypeError("None where a number belongs")
+            value = math.nan
+        elif self.kind is not float and not -_EXACT < value < _EXACT:
+            raise ValueError(f"{value!r} is out of range")
+        rows = obj._rows  # noqa: SLF001 - the state this descriptor writes
+        rows.nums[obj._row * rows.width + self.index] = value  # noqa: SLF001
+
+
+class Block:
+    """One fixed-size block of a detector's row, read as a copy (an array, or a bytearray
+    for a block that was one), written whole."""
+
+    __slots__ = ("index", "is_bytes")
+
+    def __init__(self, index: int, is_bytes: bool) -> None:
+        self.index = index
+        self.is_bytes = is_bytes
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        rows, i = obj._rows, self.index  # noqa: SLF001 - the state this descriptor reads
+        n = rows.sizes[i]
+        part = rows.blocks[i][obj._row * n : obj._row * n + n]  # noqa: SLF001
+        return bytearray(part) if self.is_bytes else part
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        rows, i = obj._rows, self.index  # noqa: SLF001 - the state this descriptor writes
+        n = rows.sizes[i]
+        if len(value) != n:
+            raise ValueError(f"{n} values expected, got {len(value)}")
+        block = rows.blocks[i]
+        part = array(block.typecode, value)
+        if part.itemsize != getattr(value, "itemsize", part.itemsize):
+            raise TypeError(f"an array of {block.typecode!r} expected")
+        block[obj._row * n : obj._row * n + n] = part  # noqa: SLF001
+
+
+def numbers(
+    cls: type,
+    fields: dict[str, type | None],
+    blocks: Sequence[str] = (),
+    byte_blocks: Sequence[str] = (),
+) -> array[float]:
+    """Give ``cls`` a ``Number`` per field, in order (``fields``: name -> float, int, or None
+    for an int that may be None) and a ``Block`` per block name, in order (those in
+    ``byte_blocks`` read as a bytearray); returns a fresh row's numbers (zeros; NaN for the
+    ints that start as None)."""
+    start = []
+    for i, (name, kind) in enumerate(fields.items()):
+        setattr(cls, name, Number(i, kind))
+        start.append(math.nan if kind is None else 0.0)
+    for i, name in enumerate(blocks):
+        setattr(cls, name, Block(i, name in byte_blocks))
+    return array("d", start)
+
+
+def row_names(cls: type) -> list[str]:
+    """The ``Number`` and ``Block`` attribute names of ``cls``, in ``state_fields`` order."""
+    kinds = (Number, Block)
+    named = {n for k in cls.__mro__ for n, a in vars(k).items() if isinstance(a, kinds)}
+    return [n for n in getattr(cls, "state_fields", ()) if n in named]
+
+
+class InRows(Detector):
+    """A detector whose numbers and blocks live in a ``Rows`` (``_rows``, row ``_row``).
+
+    A subclass says which ``Rows`` a detector of its hyperparameters belongs to
+    (``_rows_for``), builds its row with ``_take``, and reads its own slots and the row's
+    names alike; copies, pickles and snapshots go by those names.
+    """
+
+    __slots__ = ("_row", "_rows")
+
+    def _rows_for(self) -> Rows:  # pragma: no cover - every subclass has one
+        raise NotImplementedError
+
+    def _take(self) -> None:
+        """A fresh row, in the ``Rows`` of this detector's hyperparameters."""
+        rows = self._rows_for()
+        self._rows, self._row = rows, rows.new()
+
+    def __del__(self) -> None:
+        rows = getattr(self, "_rows", None)
+        if rows is not None:
+            rows.release(self._row)
+
+    def __copy__(self) -> InRows:
+        """A twin with a row of its own (a copy); other attributes shared until replaced."""
+        cls = type(self)
+        twin = object.__new__(cls)
+        for name in _slot_names(cls):
+            if name not in ("_row", "_rows") and hasattr(self, name):
+                object.__setattr__(twin, name, getattr(self, name))
+        rows = self._rows
+        object.__setattr__(twin, "_rows", rows)
+        object.__setattr__(twin, "_row", rows.new(like=self._row))
+        return twin
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Every attribute by name: the slots and the row's numbers and blocks."""
+        state = {
+            name: getattr(self, name)
+            for name in _slot_names(type(self))
+            if name not in ("_row", "_rows") and hasattr(self, name)
+        }
+        for name in row_names(type(self)):
+            state[name] = getattr(self, name)
+        return state
+
+    def _place(self, state: dict[str, Any]) -> None:
+        """Take ``state`` (``__getstate__``'s names) into this detector and a new row."""
+        for name in _slot_names(type(self)):
+            if name not in ("_row", "_rows"):
+                object.__setattr__(self, name, state[name])
+        self._take()
+        for name in row_names(type(self)):
+            setattr(self, name, state[name])

@@ -1,0 +1,97 @@
+"""Detectors whose state lives in shared rows (``detectors._rows``): each row is its own.
+
+The rows of all detectors of one class and shape share a few arrays, so the failures to
+rule out are a row seen by two detectors, a reused row that still holds its last owner's
+state, and a snapshot that writes past its row.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import pickle
+
+import msgspec
+import pytest
+
+from spendbrake.detectors import make_detector
+from spendbrake.detectors._rows import InRows, row_names
+from tests.detectors.synth import HOUR, T0, spend
+
+ROWED = ["baseline", "wow", "shift"]
+
+
+def _feed(d, ys, start: int = 0, weight: float = 1.0) -> list:
+    return [d.update(T0 + (start + i) * HOUR, float(y), weight) for i, y in enumerate(ys)]
+
+
+@pytest.mark.parametrize("name", ROWED)
+def test_the_default_detectors_keep_their_state_in_rows(name: str) -> None:
+    assert isinstance(make_detector(name), InRows)
+
+
+@pytest.mark.parametrize("name", ROWED)
+def test_interleaved_detectors_give_what_each_gives_alone(name: str) -> None:
+    """Ten detectors stepped in turn, hour by hour, each on its own series: the verdicts of
+    each one run alone, so no detector reads or writes another's row."""
+    series = [spend(3, seed=s) * (1.0 + s) for s in range(10)]
+    alone = [_feed(make_detector(name), ys) for ys in series]
+    together = [make_detector(name) for _ in series]
+    got: list[list] = [[] for _ in series]
+    for h in range(len(series[0])):
+        for d, ys, out in zip(together, series, got, strict=True):
+            out.append(d.update(T0 + h * HOUR, float(ys[h])))
+    assert got == alone
+
+
+@pytest.mark.parametrize("name", ROWED)
+def test_a_row_left_by_a_detector_starts_the_next_one_fresh(name: str) -> None:
+    ys = spend(3, seed=1)
+    gone = make_detector(name)
+    _feed(gone, ys * 5.0)
+    row, rows = gone._row, gone._rows
+    del gone
+    gc.collect()
+    assert row in rows.free
+    fresh = make_detector(name)
+    assert (fresh._rows, fresh._row) == (rows, row)  # the same row, reused
+    assert fresh.dump_state() == make_detector(name).dump_state()
+    again = make_detector(name)
+    assert _feed(fresh, ys) == _feed(again, ys)
+
+
+@pytest.mark.parametrize("name", ROWED)
+def test_copies_and_pickles_have_rows_of_their_own(name: str) -> None:
+    """A deep copy or a pickle is a detector of its own; a shallow copy (a restore's
+    template, ``wow``'s peek) has a row of its own, its other attributes shared."""
+    ys = spend(3, seed=2)
+    d = make_detector(name)
+    _feed(d, ys[:300])
+    before = pickle.dumps(d)
+    in_row = row_names(type(d))
+    row_before = [getattr(d, n) for n in in_row]
+    twin, deep, thawed = copy.copy(d), copy.deepcopy(d), pickle.loads(before)
+    assert len({d._row, twin._row, deep._row, thawed._row}) == 4
+    _feed(twin, ys[300:] * 3.0, start=300)
+    assert [getattr(d, n) for n in in_row] == row_before
+    d = pickle.loads(before)
+    _feed(deep, ys[300:] * 3.0, start=300)
+    assert pickle.dumps(d) == before
+    assert _feed(d, ys[300:], start=300) == _feed(thawed, ys[300:], start=300)
+
+
+def test_a_block_of_the_wrong_size_is_refused_by_name() -> None:
+    d = make_detector("baseline")
+    state = msgspec.json.decode(msgspec.json.encode(d.dump_state()))
+    i = d.state_fields.index("_profile")
+    state[i] = state[i][:-2]  # one int16 code short
+    with pytest.raises(ValueError, match="_profile"):
+        make_detector("baseline").load_state(state)
+
+
+def test_an_int_past_float64_precision_is_refused_by_name() -> None:
+    d = make_detector("shift")
+    state = d.dump_state()
+    state[d.state_fields.index("_n")] = 2**60
+    with pytest.raises(ValueError, match="_n"):
+        make_detector("shift").load_state(state)
