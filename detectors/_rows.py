@@ -67,6 +67,9 @@ class Rows:
             return row
         row = self.n
         self.n += 1
+        if row >= len(_INTS):  # a row number past 256 is an int object: one, shared
+            _INTS.extend(range(len(_INTS), 2 * row + 1))
+        row = _INTS[row]
         self.nums.extend(nums)
         for b, part in zip(self.blocks, blocks, strict=True):
             b.extend(part)
@@ -75,6 +78,10 @@ class Rows:
     def release(self, row: int) -> None:
         self.free.append(row)
 
+
+#: Row numbers, one int object each, shared by the rows of every ``Rows``: a series' three
+#: detectors usually have the same number in their three, and an int past 256 is 28 bytes.
+_INTS: list[int] = []
 
 #: Every ``Rows``, by its detector class and shape.
 _ALL: dict[Hashable, Rows] = {}
@@ -93,6 +100,7 @@ def forget_rows() -> None:
     """Start every later detector in new ``Rows`` (those alive keep theirs): how a
     benchmark measures what detectors hold from nothing, after a pass that grew the arrays."""
     _ALL.clear()
+    _INTS.clear()
 
 
 class Number:
