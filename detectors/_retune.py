@@ -26,17 +26,12 @@ import pickle
 from typing import Any
 
 from spendbrake.detectors._base import Detector, make_detector
-from spendbrake.detectors._rows import row_names
 
 __all__ = ["retune"]
 
 
 #: Parameters whose change makes learned state meaningless even where its shape fits.
 RESHAPING = frozenset({"period_s", "window_s", "season", "unit", "days", "p", "peak_days"})
-
-
-#: Where a detector's row is (``detectors._rows``): its place, not its state.
-_ROW = ("_row", "_rows")
 
 
 class _Conflict(Exception):
@@ -90,15 +85,22 @@ def _merge(live: Any, fresh_old: Any, fresh_new: Any) -> Any:
 
 
 def _attributes(obj: Any) -> tuple[str, ...] | None:
-    """Names of an object's instance attributes, or None for values (numbers, arrays...)."""
+    """Names of an object's attributes, or None for values (numbers, arrays...).
+
+    Those it pickles by, when it names them (``__getstate__`` giving a dict: a detector in
+    rows (``detectors._rows``) names its numbers and blocks, not where its row is; a
+    ``BurnScale`` its scale, count and slow window); else its slots and instance dict.
+    """
     if isinstance(obj, (int, float, str, bytes, bytearray, list, tuple, dict, set)):
         return None
+    state = obj.__getstate__()
+    if isinstance(state, dict):
+        return tuple(sorted(state)) or None
     names: list[str] = []
     for cls in type(obj).__mro__:
         for name in getattr(cls, "__slots__", ()):
-            if name not in ("__dict__", "__weakref__", *_ROW) and hasattr(obj, name):
+            if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
                 names.append(name)
-    names.extend(row_names(type(obj)))  # a detector's numbers and blocks in its row
     if hasattr(obj, "__dict__"):
         names.extend(vars(obj))
     if not names:

@@ -17,8 +17,9 @@ from typing import Any
 
 from spendbrake.detectors._base import HyperParams, expose, share
 from spendbrake.detectors._plain import from_plain, number, to_plain
+from spendbrake.detectors._rows import Block
 
-__all__ = ["BurnScale"]
+__all__ = ["BurnScale", "ScaleBlock", "scale_params"]
 
 # E|r| = sigma * sqrt(2/pi) for a normal residual, so sigma = MAD_mean * sqrt(pi/2).
 _MAD_TO_SIGMA = math.sqrt(math.pi / 2.0)
@@ -72,7 +73,7 @@ class BurnScale:
     True
     """
 
-    __slots__ = ("_hp", "abs_dev", "n", "recent")
+    __slots__ = ("_at", "_hp", "_v")
 
     def __init__(
         self,
@@ -83,12 +84,53 @@ class BurnScale:
         clip_z: float = 3.0,
         min_scale: float = 1e-3,
     ) -> None:
-        self._hp = share(_ScaleParams(fast_z, slow_n, slow_z, alpha, clip_z, min_scale))
-        self.abs_dev = 0.0
-        self.n = 0
-        #: The last ``slow_n`` residuals, oldest first: float64 like the residuals themselves,
-        #: 8 bytes each where a list spends 32 (a pointer and a float object).
-        self.recent = array("d")
+        self._hp = scale_params(fast_z, slow_n, slow_z, alpha, clip_z, min_scale)
+        #: ``size`` float64s from ``_at``: the scale (``abs_dev``), the count (``n``), how
+        #: many residuals the slow window holds, then the last ``slow_n`` residuals, oldest
+        #: first. Its own array, or a part of a detector's row (``over``).
+        self._v = array("d", bytes(8 * self.size(self._hp)))
+        self._at = 0
+
+    @staticmethod
+    def size(hp: _ScaleParams) -> int:
+        """Float64s a scale of ``hp`` takes."""
+        return _R + hp.slow_n
+
+    @classmethod
+    def over(cls, hp: _ScaleParams, v: array[float], at: int) -> BurnScale:
+        """The scale kept in ``v`` from ``at`` (a detector's row): read and learned in place."""
+        scale = object.__new__(cls)
+        scale._hp, scale._v, scale._at = hp, v, at
+        return scale
+
+    @property
+    def abs_dev(self) -> float:
+        return self._v[self._at + _ABS]
+
+    @abs_dev.setter
+    def abs_dev(self, value: float) -> None:
+        self._v[self._at + _ABS] = value
+
+    @property
+    def n(self) -> int:
+        return int(self._v[self._at + _N])
+
+    @n.setter
+    def n(self, value: int) -> None:
+        self._v[self._at + _N] = min(value, self._hp.n_cap)
+
+    @property
+    def recent(self) -> array[float]:
+        """The last ``slow_n`` residuals (at most), oldest first: a copy."""
+        at = self._at + _R
+        return self._v[at : at + int(self._v[self._at + _LEN])]
+
+    @recent.setter
+    def recent(self, values: Any) -> None:
+        keep = array("d", values)[-self._hp.slow_n :] if self._hp.slow_n else array("d")
+        at = self._at + _R
+        self._v[at : at + len(keep)] = keep
+        self._v[self._at + _LEN] = len(keep)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"_hp": self._hp, "abs_dev": self.abs_dev, "n": self.n, "recent": self.recent}
@@ -98,19 +140,19 @@ class BurnScale:
         if isinstance(state, tuple):  # the default state of a slotted class: (None, slots)
             state = state[1]
         if "_hp" in state:
-            self._hp = state["_hp"]
+            hp = state["_hp"]
         else:
             names = ("fast_z", "slow_n", "slow_z", "alpha", "clip_z", "min_scale")
-            self._hp = share(_ScaleParams(*(state[k] for k in names)))
+            hp = share(_ScaleParams(*(state[k] for k in names)))
+        self._hp, self._v, self._at = hp, array("d", bytes(8 * self.size(hp))), 0
         self.abs_dev = state["abs_dev"]
-        self.n = min(state["n"], self._hp.n_cap)
-        self.recent = array("d", state["recent"])
+        self.n = state["n"]
+        self.recent = state["recent"]
 
     def __copy__(self) -> BurnScale:
-        """A shallow twin (a restore makes one per detector, then loads into it)."""
-        twin = object.__new__(BurnScale)
-        twin._hp, twin.abs_dev, twin.n, twin.recent = self._hp, self.abs_dev, self.n, self.recent
-        return twin
+        """A scale of its own with this one's numbers (a restore makes one per detector, then
+        loads into it; a copy of a scale kept in a row leaves the row)."""
+        return BurnScale.over(self._hp, self._v[self._at : self._at + self.size(self._hp)], 0)
 
     def dump_state(self) -> list[Any]:
         """The learned part as plain data (``detectors._plain``): scale, count, slow window."""
@@ -120,12 +162,18 @@ class BurnScale:
         """Take ``dump_state``'s output into this scale, built with the same parameters."""
         abs_dev, n, recent = state
         self.abs_dev = number(abs_dev)
-        self.n = min(number(n), self._hp.n_cap)
-        self.recent = from_plain(self.recent, recent)
+        self.n = number(n)
+        self.recent = from_plain(array("d"), recent)
 
     def sigma(self) -> float:
         """Current robust sigma of residuals (the floor until anything was learned)."""
-        return max(self._hp.min_scale, self.abs_dev * _MAD_TO_SIGMA)
+        return max(self._hp.min_scale, self._v[self._at + _ABS] * _MAD_TO_SIGMA)
+
+    def _last(self, k: int) -> list[float]:
+        """The last ``k`` residuals of the slow window (fewer if it holds fewer), oldest first."""
+        v, at = self._v, self._at
+        end = at + _R + int(v[at + _LEN])
+        return v[max(at + _R, end - k) : end].tolist() if k > 0 else []
 
     def zscores(self, r: float, fresh: bool = False) -> tuple[float, float]:
         """Fast and slow z for residual ``r`` with ``r`` counted in the slow window.
@@ -134,8 +182,8 @@ class BurnScale:
         """
         s = self.sigma()
         slow_n = self._hp.slow_n
-        recent = () if fresh else self.recent
-        window = [*recent[-(slow_n - 1) :], r] if slow_n > 1 else [r]
+        recent = [] if fresh or slow_n <= 1 else self._last(slow_n - 1)
+        window = [*recent, r]
         return r / s, sum(window) / len(window) / s
 
     def ratio(self, r: float, widen: float = 1.0, fresh: bool = False) -> float:
@@ -153,7 +201,9 @@ class BurnScale:
         Noise halves its excess over two windows; a spike lasting an hour or two does not.
         With no previous residual (a fresh window), ``r`` alone over sqrt 2.
         """
-        prev = self.recent[-1] if self.recent and not fresh else 0.0
+        v, at = self._v, self._at
+        held = int(v[at + _LEN])
+        prev = v[at + _R + held - 1] if held and not fresh else 0.0
         return (r + prev) / (self.sigma() * math.sqrt(2.0))
 
     def shift(self, n: int, z: float = 2.0) -> float | None:
@@ -162,9 +212,9 @@ class BurnScale:
         That is the signature of a new level (a launch) rather than a spike; the caller
         steps its level by part of this robust median instead of the clipped residual.
         """
-        if n < 1 or len(self.recent) < n:
+        if n < 1 or int(self._v[self._at + _LEN]) < n:
             return None
-        last = sorted(self.recent[-n:])
+        last = sorted(self._last(n))
         c = z * self.sigma()
         if last[0] > c or last[-1] < -c:
             return last[n // 2] if n % 2 else 0.5 * (last[n // 2 - 1] + last[n // 2])
@@ -177,14 +227,67 @@ class BurnScale:
 
     def learn(self, r: float) -> None:
         """Fold residual ``r`` into the scale and the slow window."""
-        self.n = min(self.n + 1, self._hp.n_cap)
-        a = max(self._hp.alpha, 1.0 / self.n)
-        dev = abs(self.clip(r)) if self.n > 1 else abs(r)
-        self.abs_dev += a * (dev - self.abs_dev)
-        self.recent.append(r)
-        if len(self.recent) > self._hp.slow_n:
-            del self.recent[0]
+        hp, v, at = self._hp, self._v, self._at
+        n = v[at + _N] = min(v[at + _N] + 1.0, hp.n_cap)
+        a = max(hp.alpha, 1.0 / n)
+        dev = abs(self.clip(r)) if n > 1 else abs(r)
+        v[at + _ABS] += a * (dev - v[at + _ABS])
+        held, slow_n = int(v[at + _LEN]), hp.slow_n
+        if held < slow_n:
+            v[at + _R + held] = r
+            v[at + _LEN] = held + 1
+        elif slow_n:  # full: the oldest goes
+            first = at + _R
+            v[first : first + slow_n - 1] = v[first + 1 : first + slow_n]
+            v[first + slow_n - 1] = r
 
     def reset_window(self) -> None:
         """Forget the slow window (after a gap: silence says nothing about the trend)."""
-        del self.recent[:]
+        self._v[self._at + _LEN] = 0.0
+
+
+def scale_params(
+    fast_z: float = 5.0,
+    slow_n: int = 6,
+    slow_z: float = 1.25,
+    alpha: float = 0.01,
+    clip_z: float = 3.0,
+    min_scale: float = 1e-3,
+) -> _ScaleParams:
+    """The shared hyperparameters of a ``BurnScale`` built with these arguments."""
+    return share(_ScaleParams(fast_z, slow_n, slow_z, alpha, clip_z, min_scale))
+
+
+class ScaleBlock(Block):
+    """A detector's ``BurnScale`` kept in a block of its row (``detectors._rows``).
+
+    Read by name, it is a scale of its own with the row's numbers (a value: for snapshots,
+    pickles and ``retune``); set, it writes a scale's numbers into the row. The detector's
+    own code learns in place, through ``BurnScale.over``. ``params(obj)`` gives the
+    hyperparameters the detector's scale runs with.
+    """
+
+    __slots__ = ("params",)
+
+    def __init__(self, index: int, params: Any) -> None:
+        super().__init__(index, False)
+        self.params = params
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        rows = obj._rows  # noqa: SLF001 - the state this descriptor reads
+        n = rows.sizes[self.index]
+        at = obj._row * n  # noqa: SLF001
+        return BurnScale.over(self.params(obj), rows.blocks[self.index][at : at + n], 0)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        """Write a scale's numbers (anything with ``abs_dev``, ``n`` and ``recent``)."""
+        hp = self.params(obj)
+        scale = BurnScale.over(hp, array("d", bytes(8 * BurnScale.size(hp))), 0)
+        scale.abs_dev, scale.n, scale.recent = value.abs_dev, value.n, value.recent
+        super().__set__(obj, scale._v)  # noqa: SLF001 - our own class
+
+
+#: Where the numbers are, from a scale's ``_at``.
+_ABS, _N, _LEN, _R = 0, 1, 2, 3

@@ -39,6 +39,7 @@ can be set near the typical value so small values are judged as ratios as well.
 from __future__ import annotations
 
 import math
+import operator
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +59,7 @@ from spendbrake.detectors._base import (
     usd,
 )
 from spendbrake.detectors._logcode import EMPTY, decode, encode
-from spendbrake.detectors._robust import BurnScale
+from spendbrake.detectors._robust import BurnScale, ScaleBlock, scale_params
 from spendbrake.detectors._rows import InRows, Rows, numbers, rows_for
 
 __all__ = ["SeasonalBaseline"]
@@ -138,11 +139,14 @@ class _BaselineParams(HyperParams):
     #: A retune across the two (``season_alpha`` under 0.125 or ``min_slot_n`` over 15)
     #: changes the layout, so ``retune`` restarts the detector (it used to keep it).
     count_cap: int = field(init=False, repr=False, compare=False)
+    #: The residual scale's hyperparameters (the scale's own defaults otherwise).
+    scale: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         a = self.season_alpha
         needed = max(self.min_slot_n, math.floor((2.0 - a) / a) + 1)
         object.__setattr__(self, "count_cap", 15 if needed <= 15 else 255)
+        object.__setattr__(self, "scale", scale_params(self.fast_z, self.slow_n, self.slow_z))
 
 
 def _new_counts(hp: _BaselineParams) -> bytearray:
@@ -294,7 +298,6 @@ class SeasonalBaseline(InRows):
         # Then two log codes for the count path: EW sums of calls and of expected spend.
         # Both are blocks of a row (``detectors._rows``, read by name: ``_profile``,
         # ``_counts``) in the ``Rows`` of their lengths (``_rows_for``), with the numbers.
-        self._scale = BurnScale(fast_z=fast_z, slow_n=slow_n, slow_z=slow_z)
         #: The last ``peak_n - 1`` window values, for the trailing sum the ceiling compares. A
         #: tuple: with the default ``peak_n=1`` it stays the shared empty one (an empty array
         #: is 80 bytes a detector).
@@ -324,16 +327,26 @@ class SeasonalBaseline(InRows):
         "_unit",
         "_wmean",
     )
-    __slots__ = ("_first", "_hp", "_last", "_scale")
+    __slots__ = ("_first", "_hp", "_last")
+    #: The residual scale: the row's third block (after ``_profile`` and ``_counts``), read
+    #: by name as a ``BurnScale`` of its own, learned in place through ``_scale_here``.
+    _scale = ScaleBlock(2, operator.attrgetter("_hp.scale"))
 
     def _rows_for(self) -> Rows:
         hp = self._hp
 
         def make() -> Rows:
             profile = array("h", [0]) * hp.season + array("h", [EMPTY]) * (hp.peak_days + _SUMS)
-            return Rows(_NUMBERS, (profile, _new_counts(hp)))
+            scale = array("d", bytes(8 * BurnScale.size(hp.scale)))
+            return Rows(_NUMBERS, (profile, _new_counts(hp), scale))
 
-        return rows_for((SeasonalBaseline, hp.season, hp.peak_days, hp.count_cap <= 15), make)
+        shape = (SeasonalBaseline, hp.season, hp.peak_days, hp.count_cap <= 15, hp.slow_n)
+        return rows_for(shape, make)
+
+    def _scale_here(self) -> BurnScale:
+        """The residual scale, read and learned in place in this detector's row."""
+        rows = self._rows
+        return BurnScale.over(self._hp.scale, rows.blocks[_SCALE], self._row * rows.sizes[_SCALE])
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore a pickle: this layout (a slot per number and array until 2026-12-06: the
@@ -491,7 +504,7 @@ class SeasonalBaseline(InRows):
         gap = k > last_k + 1
         if learn:
             if gap:
-                self._scale.reset_window()  # missing windows: the slow window restarts
+                self._scale_here().reset_window()  # missing windows: the slow window restarts
             v[i + _LAST_K] = k if last_k != last_k else max(k, last_k)
         unit, level = v[i + _UNIT], v[i + _LEVEL]
         x = math.log1p(value / unit)
@@ -516,7 +529,7 @@ class SeasonalBaseline(InRows):
         mu = learned + level
         expected = unit * math.expm1(min(mu, 700.0))  # e**709 overflows a float
         r = x - mu
-        sc = self._scale
+        sc = self._scale_here()
         warm = count >= hp.min_slot_n and v[i + _N] >= hp.warmup_n
         if value == 0.0:
             if learn:
@@ -698,7 +711,7 @@ class SeasonalBaseline(InRows):
         """How far the window learned last raised its slot's expectation (slot and level, in
         log units; 0 for a window under it), recomputed from the slow window: nothing has
         been learned since. ``count`` is the slot's count before it."""
-        hp, sc = self._hp, self._scale
+        hp, sc = self._hp, self._scale_here()
         if not sc.recent or sc.recent[-1] <= 0.0:
             return 0.0
         r = sc.recent[-1]
@@ -838,7 +851,7 @@ _NUMBERS = numbers(
 )
 _LEVEL, _N, _LAST_K, _PEAK_DAY, _CEILING_QUIET_K, _UNIT, _WMEAN = range(7)
 _WIDTH = len(_NUMBERS)
-_PROFILE, _COUNTS = 0, 1
+_PROFILE, _COUNTS, _SCALE = 0, 1, 2
 
 
 def _poisson_sf(n: float, mu: float) -> float:

@@ -15,6 +15,8 @@ import msgspec
 import pytest
 
 from spendbrake.detectors import make_detector
+from spendbrake.detectors._plain import to_plain
+from spendbrake.detectors._retune import retune
 from spendbrake.detectors._rows import InRows, row_names
 from tests.detectors.synth import HOUR, T0, spend
 
@@ -69,11 +71,11 @@ def test_copies_and_pickles_have_rows_of_their_own(name: str) -> None:
     _feed(d, ys[:300])
     before = pickle.dumps(d)
     in_row = row_names(type(d))
-    row_before = [getattr(d, n) for n in in_row]
+    row_before = [to_plain(getattr(d, n)) for n in in_row]
     twin, deep, thawed = copy.copy(d), copy.deepcopy(d), pickle.loads(before)
     assert len({d._row, twin._row, deep._row, thawed._row}) == 4
     _feed(twin, ys[300:] * 3.0, start=300)
-    assert [getattr(d, n) for n in in_row] == row_before
+    assert [to_plain(getattr(d, n)) for n in in_row] == row_before
     d = pickle.loads(before)
     _feed(deep, ys[300:] * 3.0, start=300)
     assert pickle.dumps(d) == before
@@ -95,3 +97,19 @@ def test_an_int_past_float64_precision_is_refused_by_name() -> None:
     state[d.state_fields.index("_n")] = 2**60
     with pytest.raises(ValueError, match="_n"):
         make_detector("shift").load_state(state)
+
+
+@pytest.mark.parametrize("change", [{"fast_z": 4.0}, {"slow_n": 4}, {"min_usd": 3.0}])
+def test_a_retune_keeps_what_the_row_holds_and_runs_the_new_params(change: dict) -> None:
+    """The residual scale is kept in ``baseline``'s row: a retune of its thresholds or its
+    window keeps what it learned (as when it was an object of its own), under the new ones."""
+    d = make_detector("baseline")
+    _feed(d, spend(3, seed=1))
+    kept = retune(d, **change)
+    assert kept is not None and kept._row != d._row
+    assert to_plain(kept._scale)[:2] == to_plain(d._scale)[:2]  # scale and count
+    assert kept._profile == d._profile and kept._level == d._level
+    for name, value in change.items():
+        assert kept.params[name] == value
+        if name in ("fast_z", "slow_n"):
+            assert getattr(kept._scale, name) == value
