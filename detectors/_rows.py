@@ -25,6 +25,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from spendbrake.detectors._base import Detector, _slot_names
+from spendbrake.detectors._plain import from_plain, to_plain
 
 __all__ = ["Block", "InRows", "Number", "Rows", "forget_rows", "numbers", "row_names", "rows_for"]
 
@@ -125,14 +126,18 @@ class Number:
         return int(x)
 
     def __set__(self, obj: Any, value: Any) -> None:
+        rows = obj._rows  # noqa: SLF001 - the state this descriptor writes
+        rows.nums[obj._row * rows.width + self.index] = self.encode(value)  # noqa: SLF001
+
+    def encode(self, value: Any) -> float:
+        """``value`` as its float64; raises for one that does not fit."""
         if value is None:
             if self.kind is not None:
                 raise TypeError("None where a number belongs")
-            value = math.nan
-        elif self.kind is not float and not -_EXACT < value < _EXACT:
+            return math.nan
+        if self.kind is not float and not -_EXACT < value < _EXACT:
             raise ValueError(f"{value!r} is out of range")
-        rows = obj._rows  # noqa: SLF001 - the state this descriptor writes
-        rows.nums[obj._row * rows.width + self.index] = value  # noqa: SLF001
+        return float(value)
 
 
 class Block:
@@ -236,6 +241,49 @@ class InRows(Detector):
         for name in row_names(type(self)):
             state[name] = getattr(self, name)
         return state
+
+    def dump_state(self) -> list[Any]:
+        """``Detector.dump_state``, the row's numbers read in one slice (a detect stage
+        writes every series' detectors at each snapshot)."""
+        cls = type(self)
+        rows = self._rows
+        at = self._row * rows.width
+        nums = rows.nums[at : at + rows.width].tolist()
+        out = []
+        for name in self.state_fields:
+            field = getattr(cls, name, None)
+            if type(field) is Number:
+                x = nums[field.index]
+                if field.kind is not float:
+                    x = None if x != x else int(x)
+                out.append(to_plain(x))
+            else:
+                out.append(to_plain(getattr(self, name)))
+        return out
+
+    def load_state(self, state: list[Any], version: int = 1) -> None:
+        """``Detector.load_state``, the row's numbers written in one slice (a restore reads
+        every series' detectors)."""
+        if version != self.state_version:
+            raise ValueError(
+                f"{self.name} state version {version}; this release reads {self.state_version}"
+            )
+        if type(state) is not list or len(state) != len(self.state_fields):
+            raise ValueError(f"{self.name} state: {len(self.state_fields)} values expected")
+        cls = type(self)
+        rows = self._rows
+        at = self._row * rows.width
+        nums = rows.nums[at : at + rows.width]
+        for name, value in zip(self.state_fields, state, strict=True):
+            field = getattr(cls, name, None)
+            try:
+                if type(field) is Number:
+                    nums[field.index] = field.encode(from_plain(0.0, value))
+                else:
+                    object.__setattr__(self, name, from_plain(getattr(self, name), value))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{self.name} state {name}: {exc}") from None
+        rows.nums[at : at + rows.width] = nums
 
     def _place(self, state: dict[str, Any]) -> None:
         """Take ``state`` (``__getstate__``'s names) into this detector and a new row."""
