@@ -185,7 +185,11 @@ class Scoring:
             calls,
             lambda h: series.calls_of(h * HOUR),
         )
-        series.set_recent(hi, lo)
+        try:  # in place, as ``Series.set_recent`` (a method call a look costs replay speed)
+            st[RECENT_HI] = hi
+            st[RECENT_LO] = lo
+        except OverflowError:
+            series.set_recent(hi, lo)
         if got is None:
             return None
         return float(got), min(1.0, (now - (step - STEPS) * step_s) / HOUR)

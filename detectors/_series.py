@@ -95,8 +95,9 @@ class Series:
         #: Its scalars (``HEAD`` int64: ``CLOSED_HOUR``... above), then the hours still open
         #: as rows of (hour start, partition, epoch, cost_nusd, calls) one after another. One
         #: array object a series: a row is 40 bytes where a dict entry, its key and value
-        #: tuples and their ints were about 180, and the scalars 56 where a tuple and the int
-        #: objects were about 200. A value past int64 turns it into a list (exact).
+        #: tuples and their ints were about 180, and the scalars 56 where a tuple, int
+        #: objects and four slots were about 250. A value past int64 turns it into a list
+        #: (exact).
         self.state: array[int] | list[int] = _BLANK[:]
 
     @classmethod
@@ -104,6 +105,7 @@ class Series:
         cls,
         key: SeriesKey,
         detectors: Iterable[tuple[int, Detector]],
+        *,
         closed: tuple[int, int, int],
         last_spend_hour: int,
         asleep_from: int,
@@ -364,8 +366,8 @@ class SeriesBook:
             r.window_start, r.partition, r.epoch, r.metrics[COST], r.metrics[CALLS]
         ):
             return  # the same absolute values again (a re-sent record): nothing to score
-        if r.metrics[COST] > 0:
-            series.spent_in(r.window_start)
+        if r.metrics[COST] > 0 and r.window_start > series.state[LAST_SPEND]:
+            series.last_spend_hour = r.window_start  # the latest hour it spent in
         self.dirty.add((sk, r.window_start))
 
     def fold(self, r: RollupRecord, config: Config) -> None:

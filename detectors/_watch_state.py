@@ -13,7 +13,9 @@ One JSON object (msgspec: floats round trip exactly, ints of any size stay exact
   the hour learned last ``[hour, cost_nusd, calls]``, asleep-from hour, its open parts
   (flat rows of hour, partition, epoch, cost_nusd, calls), ``[config index, detector,
   state]`` of each detector (``Detector.dump_state``) and its calls at the last early looks
-  (``_recent``, one int; rows written before it have none);
+  (``_recent``: one int, ``hi << 64 | lo``; rows written before it have none). Live, a
+  series holds these numbers in one int64 array (``Series.state``); this layout predates
+  it and is unchanged;
 - ``dirty``, ``folded``, ``cap_noticed``, ``notices``: the series book's bookkeeping;
 - ``incidents``: each open incident once, and the (family, scope) entries naming it.
 
