@@ -10,7 +10,9 @@ the bench had one partition, and counted a third of this), and the detect stage'
 ``SpendWatch`` fed with those states' own flushes (per series: its key, its open hour's
 parts, one per partition, its calls at the last early looks, and the hour it learned
 last, set as a restore reads it: until 2026-12-06 the bench left that out, about 140
-bytes a series), holding the detectors of the default config: one per entry of
+bytes a series; since late that day a series holds its parts and those scalars in one
+int64 array, where they were a tuple and int objects beside it, about 190 bytes more),
+holding the detectors of the default config: one per entry of
 ``Config().detectors`` (``baseline`` and ``wow`` on cost, ``shift`` on cost per call:
 the bench's series are keys, where all three run), after four weeks of hourly history.
 (Until 2026-12-03 the bench held the detectors in plain lists, not in a watch: it left
@@ -150,7 +152,8 @@ def install_warm_detectors(watch: SpendWatch, states: list[list[bytes]]) -> None
             restored.append((i, detector))
         series.detectors = restored
         # And the hour before, as every live series holds it once an hour has closed (its
-        # detectors learned it): (hour, cost_nusd, calls), read back from a snapshot.
+        # detectors learned it): (hour, cost_nusd, calls), read back from a snapshot (into
+        # the head of the series' array, as a restore puts it).
         series.closed = (int(START_TS) - 3600, 10**6 + 7919 * j, 40 + j % 400)
 
 

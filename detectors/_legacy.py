@@ -11,7 +11,6 @@ has such a file left.
 
 from __future__ import annotations
 
-from array import array
 from typing import TYPE_CHECKING, Any
 
 from spendbrake.detectors._budgets import BudgetBook
@@ -27,23 +26,25 @@ __all__ = ["load_pickled_watch"]
 class _OldSeries:
     """Reads a pickled ``detectors._watch._Series``, in any layout it had, as a ``Series``.
 
-    Layouts: its slots (this release's), a dataclass with ``scope``, (index, detector)
-    pairs and ``peeked`` (until 2026-12-04), and before that a dict of parts per hour.
+    Layouts: its slots (until 2026-12-05: ``asleep_from``, ``closed``, ``dets``, ``key``,
+    ``last_spend_hour``, ``parts``, ``slots``; ``Series`` sets each by name), a dataclass
+    with ``scope``, (index, detector) pairs and ``peeked`` (until 2026-12-04), and before
+    that a dict of parts per hour.
     """
 
     series: Series
 
     def __setstate__(self, state: Any) -> None:
         slots = dict(state[1] if isinstance(state, tuple) else state)
-        s = self.series = Series.__new__(Series)
-        s.asleep_from = 0  # until 2026-12-05 every series learned every hour as it closed
-        s.recent = 0  # no recent calls kept: the next looks start them
+        # Its key and detectors are set below; a fresh series' scalars are zeros: none
+        # asleep (until 2026-12-05 every series learned every hour as it closed), no recent
+        # calls kept (the next looks start them).
+        s = self.series = Series(((), ()))
         if "hours" in slots:
             hours = slots.pop("hours")
             slots["parts"] = {(h, p, e): v for h, by in hours.items() for (p, e), v in by.items()}
         if isinstance(slots.get("parts"), dict):  # until 2026-12-04: a dict of parts
             old = slots.pop("parts")
-            s.parts = array("q")
             for (h, p, e), (cost, calls) in sorted(old.items()):
                 s.set_part(h, p, e, cost, calls)
         if "scope" in slots:
@@ -54,7 +55,7 @@ class _OldSeries:
         if "slots" in slots:
             s.detectors = list(zip(slots.pop("slots"), slots.pop("dets"), strict=True))
         for name, value in slots.items():
-            setattr(s, name, value)
+            setattr(s, name, value)  # the scalars and ``parts`` go into ``Series.state``
 
 
 class _OldAlert:

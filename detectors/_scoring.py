@@ -16,7 +16,20 @@ from typing import Any
 from spendbrake.detectors._base import Detector, Verdict, usd
 from spendbrake.detectors._incidents import Candidate, Scope, inside, narrowed, rank
 from spendbrake.detectors._recent import STEPS, look
-from spendbrake.detectors._series import Series, SeriesBook, metric_value, weight
+from spendbrake.detectors._series import (
+    ASLEEP_FROM,
+    CLOSED_CALLS,
+    CLOSED_COST,
+    CLOSED_HOUR,
+    HEAD,
+    LAST_SPEND,
+    RECENT_HI,
+    RECENT_LO,
+    Series,
+    SeriesBook,
+    metric_value,
+    weight,
+)
 from spendbrake.schemas import NUSD, Config, DetectorConfig
 
 __all__ = ["Scoring"]
@@ -60,17 +73,18 @@ class Scoring:
         found = []
         book = self.book
         for series in book.series.values():
-            if series.asleep_from and not series.parts:
-                continue
-            cost, calls = series.pop_hour(hour)
-            series.closed = (hour, cost, calls)
+            st = series.state
+            if st[ASLEEP_FROM] and len(st) == HEAD:
+                continue  # asleep, no open hour
+            cost, calls = series.close_hour(hour)
+            st = series.state
             if not calls and not cost:
-                if series.asleep_from:
+                if st[ASLEEP_FROM]:
                     continue
-                if hour - series.last_spend_hour >= book.sleep_after_s(series):
+                if hour - st[LAST_SPEND] >= book.sleep_after_s(series):
                     series.asleep_from = hour
                     continue
-            elif series.asleep_from:
+            elif st[ASLEEP_FROM]:
                 series.wake(hour, config)
             for i, det in zip(series.slots, series.dets, strict=True):
                 cfg = config.detectors[i]
@@ -117,7 +131,7 @@ class Scoring:
                 book.dirty.add((sk, hour))  # past the watermark: earlier hours are learned first
                 continue
             cost, calls = series.total(hour)
-            if series.asleep_from and closed_until is not None:
+            if series.state[ASLEEP_FROM] and closed_until is not None:
                 series.wake(closed_until, config)
             # The share of the hour seen so far (at least one early-look step, so a minute's
             # calls are not judged as a rate on their own).
@@ -127,10 +141,14 @@ class Scoring:
                 assert looks_from is not None
                 now_calls = calls if hour == step // hour_steps * HOUR else None
                 recent = self._recent(series, now, step, looks_from, hour_steps, step_s, now_calls)
+            st = series.state
+            closed_cost, closed_calls = st[CLOSED_COST], st[CLOSED_CALLS]
             for i, det in zip(series.slots, series.dets, strict=True):
                 cfg = config.detectors[i]
                 value = metric_value(cfg, cost, calls)
-                if not _worth_peeking(cfg, det, value, calls, series.closed, seen, recent):
+                if not _worth_peeking(
+                    cfg, det, value, calls, closed_cost, closed_calls, seen, recent
+                ):
                     continue
                 w = weight(cfg, det, calls)
                 if det.peeks_partial:
@@ -157,9 +175,21 @@ class Scoring:
         if known."""
         if calls is None:
             calls = series.calls_of(step // hour_steps * HOUR)
-        got, series.recent = look(
-            series.recent, step, looks_from, hour_steps, calls, lambda h: series.calls_of(h * HOUR)
+        st = series.state
+        got, hi, lo = look(
+            st[RECENT_HI],
+            st[RECENT_LO],
+            step,
+            looks_from,
+            hour_steps,
+            calls,
+            lambda h: series.calls_of(h * HOUR),
         )
+        try:  # in place, as ``Series.set_recent`` (a method call a look costs replay speed)
+            st[RECENT_HI] = hi
+            st[RECENT_LO] = lo
+        except OverflowError:
+            series.set_recent(hi, lo)
         if got is None:
             return None
         return float(got), min(1.0, (now - (step - STEPS) * step_s) / HOUR)
@@ -251,9 +281,10 @@ class Scoring:
             )
             if det is None or getattr(det, "window_s", HOUR) > HOUR:
                 continue
-            if series.asleep_from and closed_until is not None:
+            if series.state[ASLEEP_FROM] and closed_until is not None:
                 series.wake(closed_until, config)
-            cost = series.closed[1] if series.closed[0] == hour else series.total(hour)[0]
+            st = series.state
+            cost = st[CLOSED_COST] if st[CLOSED_HOUR] == hour else series.total(hour)[0]
             v = det.peek(float(hour), cost / NUSD)
             if v.expected is None or v.observed - v.expected < explain * root.excess_usd:
                 continue
@@ -289,14 +320,17 @@ def _worth_peeking(
     det: Detector,
     value: float,
     calls: int,
-    closed: tuple[int, int, int],
+    closed_cost: int,
+    closed_calls: int,
     seen: float = 1.0,
     recent: tuple[float, float] | None = None,
 ) -> bool:
     """Skip early looks that cannot alert or are not urgent (they cost replay speed).
 
-    A cost that has not yet passed the whole previous hour's is no runaway in the
-    making: the hour's close still judges it, minutes later. A detector that judges the
+    ``closed_cost``, ``closed_calls``: the hour the series' detectors learned last (numbers,
+    not a tuple: this runs for about 900k detectors a 1M-event replay). A cost that has not
+    yet passed the whole previous hour's is no runaway in the making: the hour's close
+    still judges it, minutes later. A detector that judges the
     part of the hour seen as a rate (``peeks_partial``) compares with that part of the
     previous hour: a loop that began late in the previous hour made it dear, and must not
     wait for this one to outspend it.
@@ -308,13 +342,13 @@ def _worth_peeking(
         # each call's evidence (``shift``: a CUSUM over calls).
         return calls >= (1 if getattr(det, "weighs_calls", False) else 10)
     if cfg.metric == "calls":
-        return value > closed[2]
+        return value > closed_calls
     if not value > getattr(det, "min_usd", 0.0):
         return False
-    if det.peeks_partial and recent is not None and recent[0] > closed[2] * recent[1]:
+    if det.peeks_partial and recent is not None and recent[0] > closed_calls * recent[1]:
         return True  # the last minutes' calls outrun the previous hour's rate
     share = seen if det.peeks_partial else 1.0
-    return value * NUSD > closed[1] * share
+    return value * NUSD > closed_cost * share
 
 
 def _hour_of(dirty: tuple[Any, int]) -> int:

@@ -1,10 +1,11 @@
 """The watched series: each one's open hours and detectors, sleeping, the cap per dimension set.
 
 There is one series per key, team, feature... of every detected dimension set, so a series
-is kept small (``Series``). ``SeriesBook`` holds them all: it routes an hour record to its
-series, keeps the hours changed since the last early look (``dirty``), lets a long-silent
-series sleep, and past ``limits.series_per_set`` series of one set it counts the rest
-together, exactly, in that set's ``(other)`` series (``fold``), with one operator alert a day.
+is kept small (``Series``: one int64 array holds its scalars and open hours). ``SeriesBook``
+holds them all: it routes an hour record to its series, keeps the hours changed since the
+last early look (``dirty``), lets a long-silent series sleep, and past
+``limits.series_per_set`` series of one set it counts the rest together, exactly, in that
+set's ``(other)`` series (``fold``), with one operator alert a day.
 """
 
 from __future__ import annotations
@@ -27,7 +28,22 @@ from spendbrake.schemas import (
     format_ts,
 )
 
-__all__ = ["OTHER", "Series", "SeriesBook", "SeriesKey", "metric_value", "weight"]
+__all__ = [
+    "ASLEEP_FROM",
+    "CLOSED_CALLS",
+    "CLOSED_COST",
+    "CLOSED_HOUR",
+    "HEAD",
+    "LAST_SPEND",
+    "OTHER",
+    "RECENT_HI",
+    "RECENT_LO",
+    "Series",
+    "SeriesBook",
+    "SeriesKey",
+    "metric_value",
+    "weight",
+]
 
 HOUR = 3600
 #: A series silent this long is forgotten (its detectors too).
@@ -36,45 +52,71 @@ FORGET_S = 15 * 86400
 OTHER = "(other)"
 #: (dims, values): the key of a series, and of its scope.
 SeriesKey = tuple[tuple[str, ...], tuple[str | None, ...]]
-#: Values per open part in ``Series.parts``.
+#: Values per open part in ``Series.state``.
 _ROW = 5
 #: One tuple per distinct list of config indices, shared by every series it applies to.
 _SLOTS: dict[tuple[int, ...], tuple[int, ...]] = {}
 
+# A series' own scalars: the first ``HEAD`` int64 of ``Series.state``, before its part rows.
+#: (hour start, cost_nusd, calls) of the hour its detectors learned last.
+CLOSED_HOUR, CLOSED_COST, CLOSED_CALLS = 0, 1, 2
+#: The latest hour it spent in.
+LAST_SPEND = 3
+#: The first silent hour its detectors have not learned yet (0: none): see ``Scoring.close``.
+ASLEEP_FROM = 4
+#: Its open hour's calls at the last early looks (``_recent``: ``hi``, ``lo``; 0, 0: none).
+RECENT_HI, RECENT_LO = 5, 6
+HEAD = 7
+_BLANK = array("q", [0] * HEAD)
+_LOW64 = (1 << 64) - 1
+
+
+def _cells(values: list[int]) -> array[int] | list[int]:
+    """``values`` as an exact-size int64 array; a list if one is past int64 (kept exact)."""
+    try:
+        return array("q", values)
+    except OverflowError:
+        return values
+
 
 class Series:
-    """One rolled-up series: its hours still open and its detectors.
+    """One rolled-up series: its own scalars and open hours, in one array, and its detectors.
 
     Its scope is read off the key, the config indices of its detectors are a tuple shared
     with every series that has the same ones, and the book, not the series, knows which
     open hours changed since they were last scored.
     """
 
-    __slots__ = (
-        "asleep_from",
-        "closed",
-        "dets",
-        "key",
-        "last_spend_hour",
-        "parts",
-        "recent",
-        "slots",
-    )
+    __slots__ = ("dets", "key", "slots", "state")
 
     def __init__(self, key: SeriesKey, detectors: Iterable[tuple[int, Detector]] = ()) -> None:
         self.key = key
         self.detectors = list(detectors)
-        #: The hours still open, as rows of (hour start, partition, epoch, cost_nusd, calls)
-        #: one after another: a row is 40 bytes where a dict entry, its key and value tuples
-        #: and their ints were about 180. A total past int64 turns it into a list.
-        self.parts: array[int] | list[int] = array("q")
-        self.last_spend_hour = 0
-        #: (hour start, cost_nusd, calls) of the hour its detectors learned last
-        self.closed: tuple[int, int, int] = (0, 0, 0)
-        #: The first silent hour its detectors have not learned yet (0: none): see ``close``.
-        self.asleep_from = 0
-        #: Its open hour's calls at the last early looks, packed (``_recent``; 0: none).
-        self.recent = 0
+        #: Its scalars (``HEAD`` int64: ``CLOSED_HOUR``... above), then the hours still open
+        #: as rows of (hour start, partition, epoch, cost_nusd, calls) one after another. One
+        #: array object a series: a row is 40 bytes where a dict entry, its key and value
+        #: tuples and their ints were about 180, and the scalars 56 where a tuple, int
+        #: objects and four slots were about 250. A value past int64 turns it into a list
+        #: (exact).
+        self.state: array[int] | list[int] = _BLANK[:]
+
+    @classmethod
+    def restored(
+        cls,
+        key: SeriesKey,
+        detectors: Iterable[tuple[int, Detector]],
+        *,
+        closed: tuple[int, int, int],
+        last_spend_hour: int,
+        asleep_from: int,
+        recent: int,
+        parts: list[int],
+    ) -> Series:
+        """A series from its snapshot's fields (``recent``: the packed int ``_recent`` keeps)."""
+        s = cls(key, detectors)
+        hi, lo = recent >> 64, recent & _LOW64
+        s.state = _cells([*closed, last_spend_hour, asleep_from, hi, lo, *parts])
+        return s
 
     @property
     def scope(self) -> tuple[tuple[str, str | None], ...]:
@@ -91,11 +133,73 @@ class Series:
         self.slots = _SLOTS.setdefault(slots, slots)
         self.dets = tuple(d for _, d in pairs)
 
+    # The scalars by name, for snapshots, tests and tools (hot paths index ``state``).
+
+    @property
+    def closed(self) -> tuple[int, int, int]:
+        """(hour start, cost_nusd, calls) of the hour its detectors learned last."""
+        st = self.state
+        return st[CLOSED_HOUR], st[CLOSED_COST], st[CLOSED_CALLS]
+
+    @closed.setter
+    def closed(self, value: tuple[int, int, int]) -> None:
+        self._write(CLOSED_HOUR, value)
+
+    @property
+    def last_spend_hour(self) -> int:
+        return self.state[LAST_SPEND]
+
+    @last_spend_hour.setter
+    def last_spend_hour(self, hour: int) -> None:
+        self._set(LAST_SPEND, hour)
+
+    @property
+    def asleep_from(self) -> int:
+        return self.state[ASLEEP_FROM]
+
+    @asleep_from.setter
+    def asleep_from(self, hour: int) -> None:
+        self._set(ASLEEP_FROM, hour)
+
+    @property
+    def recent(self) -> int:
+        """Its calls at the last early looks, as the one int snapshots keep (``_recent``)."""
+        return self.state[RECENT_HI] << 64 | self.state[RECENT_LO]
+
+    @recent.setter
+    def recent(self, ring: int) -> None:
+        self.set_recent(ring >> 64, ring & _LOW64)
+
+    @property
+    def parts(self) -> array[int] | list[int]:
+        """Its open parts' rows (a copy): what ``part_items`` reads as tuples."""
+        return self.state[HEAD:]
+
+    @parts.setter
+    def parts(self, rows: Iterable[int]) -> None:
+        self.state = _cells([*self.state[:HEAD], *rows])
+
+    def set_recent(self, hi: int, lo: int) -> None:
+        """Record its calls at the last early looks (``_recent.look``'s two ints)."""
+        st = self.state
+        try:
+            st[RECENT_HI] = hi
+            st[RECENT_LO] = lo
+        except OverflowError:  # an hour of 2**31 calls or more: kept exact, as a list
+            self.state = st = [*st]
+            st[RECENT_HI] = hi
+            st[RECENT_LO] = lo
+
+    def spent_in(self, hour: int) -> None:
+        """Note spend in ``hour`` (the latest such hour decides when it sleeps)."""
+        if hour > self.state[LAST_SPEND]:
+            self._set(LAST_SPEND, hour)
+
     def set_part(self, hour: int, partition: int, epoch: int, cost: int, calls: int) -> bool:
         """Set one partition's and epoch's absolute (cost_nusd, calls) of ``hour``; False if
         they were already so (a re-sent record: nothing to score)."""
-        parts = self.parts
-        for i in range(0, len(parts), _ROW):
+        parts = self.state
+        for i in range(HEAD, len(parts), _ROW):
             if parts[i] == hour and parts[i + 1] == partition and parts[i + 2] == epoch:
                 if parts[i + 3] == cost and parts[i + 4] == calls:
                     return False
@@ -104,8 +208,15 @@ class Series:
         self._write(len(parts), (hour, partition, epoch, cost, calls))
         return True
 
+    def _set(self, at: int, value: int) -> None:
+        try:
+            self.state[at] = value
+        except OverflowError:
+            self.state = [*self.state]
+            self.state[at] = value
+
     def _write(self, at: int, values: tuple[int, ...]) -> None:
-        parts = self.parts
+        parts = self.state
         if type(parts) is list:
             parts[at : at + len(values)] = values
             return
@@ -113,56 +224,62 @@ class Series:
             if at == len(parts):
                 # A new row: a new array of the exact size (growing in place over-allocates,
                 # and 100k series each hold a few rows).
-                self.parts = parts + array("q", values)
+                self.state = parts + array("q", values)
             else:
                 parts[at : at + len(values)] = array("q", values)
         except OverflowError:
-            self.parts = [*parts]
-            self.parts[at : at + len(values)] = values
+            self.state = [*parts]
+            self.state[at : at + len(values)] = values
 
     def part_items(self) -> list[tuple[tuple[int, int, int], tuple[int, int]]]:
         """((hour, partition, epoch), (cost_nusd, calls)) of every part."""
-        p = self.parts
-        return [((p[i], p[i + 1], p[i + 2]), (p[i + 3], p[i + 4])) for i in range(0, len(p), _ROW)]
+        p = self.state
+        return [
+            ((p[i], p[i + 1], p[i + 2]), (p[i + 3], p[i + 4])) for i in range(HEAD, len(p), _ROW)
+        ]
 
     def part(self, hour: int, partition: int, epoch: int) -> tuple[int, int]:
         """The (cost_nusd, calls) set for one partition and epoch of ``hour``; zeros if none."""
-        parts = self.parts
-        for i in range(0, len(parts), _ROW):
+        parts = self.state
+        for i in range(HEAD, len(parts), _ROW):
             if parts[i] == hour and parts[i + 1] == partition and parts[i + 2] == epoch:
                 return parts[i + 3], parts[i + 4]
         return 0, 0
 
     def calls_of(self, hour: int) -> int:
         """Calls of ``hour``: open, or the hour its detectors learned last; else 0."""
-        if self.closed[0] == hour:
-            return self.closed[2]
+        st = self.state
+        if st[CLOSED_HOUR] == hour:
+            return st[CLOSED_CALLS]
         return self.total(hour)[1]
 
     def hours(self) -> list[int]:
         """The open hours, earliest first."""
-        return sorted(set(self.parts[::_ROW]))
+        return sorted(set(self.state[HEAD::_ROW]))
 
     def total(self, hour: int) -> tuple[int, int]:
         """(cost_nusd, calls) of ``hour`` summed over its partitions and epochs."""
-        parts = self.parts
+        parts = self.state
         cost = calls = 0
-        for i in range(0, len(parts), _ROW):
+        for i in range(HEAD, len(parts), _ROW):
             if parts[i] == hour:
                 cost += parts[i + 3]
                 calls += parts[i + 4]
         return cost, calls
 
-    def pop_hour(self, hour: int) -> tuple[int, int]:
-        """``total(hour)``, forgetting the hour."""
-        out = self.total(hour)
-        parts = self.parts
-        kept = [
-            x for i in range(0, len(parts), _ROW) if parts[i] != hour for x in parts[i : i + _ROW]
-        ]
-        if len(kept) != len(parts):
-            self.parts = array("q", kept) if type(parts) is array else kept
-        return out
+    def close_hour(self, hour: int) -> tuple[int, int]:
+        """``total(hour)``, forgetting the hour's parts and keeping it as the hour learned
+        last (``closed``)."""
+        cost, calls = self.total(hour)
+        st = self.state
+        kept = [x for i in range(HEAD, len(st), _ROW) if st[i] != hour for x in st[i : i + _ROW]]
+        if len(kept) == len(st) - HEAD:
+            self._write(CLOSED_HOUR, (hour, cost, calls))
+            return cost, calls
+        values = [hour, cost, calls, *st[LAST_SPEND:HEAD], *kept]
+        # A list stays one (a part past int64 made it so); an array holds what fits.
+        self.state = _cells(values) if type(st) is array else values
+        return cost, calls
 
     def wake(self, until: int, config: Config) -> None:
         """Teach a sleeping series' detectors its silent hours before ``until``."""
@@ -170,11 +287,11 @@ class Series:
         for i, det in zip(self.slots, self.dets, strict=True):
             cfg = config.detectors[i]
             silent.append((det.learn, metric_value(cfg, 0, 0), weight(cfg, det, 0)))
-        for hour in range(self.asleep_from, until, HOUR):
+        for hour in range(self.state[ASLEEP_FROM], until, HOUR):
             ts = float(hour)
             for update, value, w in silent:
                 update(ts, value, w)
-        self.asleep_from = 0
+        self.state[ASLEEP_FROM] = 0
 
 
 def metric_value(cfg: DetectorConfig, cost: int, calls: int) -> float:
@@ -249,8 +366,8 @@ class SeriesBook:
             r.window_start, r.partition, r.epoch, r.metrics[COST], r.metrics[CALLS]
         ):
             return  # the same absolute values again (a re-sent record): nothing to score
-        if r.metrics[COST] > 0:
-            series.last_spend_hour = max(series.last_spend_hour, r.window_start)
+        if r.metrics[COST] > 0 and r.window_start > series.state[LAST_SPEND]:
+            series.last_spend_hour = r.window_start  # the latest hour it spent in
         self.dirty.add((sk, r.window_start))
 
     def fold(self, r: RollupRecord, config: Config) -> None:
@@ -274,7 +391,7 @@ class SeriesBook:
         cost, calls = other.part(hour, r.partition, r.epoch)
         other.set_part(hour, r.partition, r.epoch, cost + new[0] - old[0], calls + new[1] - old[1])
         if new[0] > 0:
-            other.last_spend_hour = max(other.last_spend_hour, hour)
+            other.spent_in(hour)
         self.dirty.add((sk, hour))
         day = hour // 86400 * 86400
         if (dims, day) not in self.cap_noticed:
@@ -305,7 +422,11 @@ class SeriesBook:
     def prune(self, closed_until: int) -> None:
         """Forget series silent for ``FORGET_S`` and folded shares of closed hours."""
         horizon = closed_until - FORGET_S
-        gone = [k for k, s in self.series.items() if s.last_spend_hour < horizon and not s.parts]
+        gone = [
+            k
+            for k, s in self.series.items()
+            if s.state[LAST_SPEND] < horizon and len(s.state) == HEAD  # silent, no open hour
+        ]
         for k in gone:
             del self.series[k]
             if OTHER not in k[1]:

@@ -264,7 +264,7 @@ class SpendWatch:
         if clock.closed_until is None:
             # Start at the earliest hour any series holds: with a backlog, the watermark is
             # already days past the first hours when every partition has reported.
-            held = [h for series in self.book.series.values() for h in series.parts[::5]]
+            held = [h for series in self.book.series.values() for h in series.hours()]
             clock.closed_until = min(held, default=int(clock.now // HOUR) * HOUR)
         closed = 0
         alerts: list[tuple[Alert, list[KeyInfo]]] = []

@@ -13,7 +13,9 @@ One JSON object (msgspec: floats round trip exactly, ints of any size stay exact
   the hour learned last ``[hour, cost_nusd, calls]``, asleep-from hour, its open parts
   (flat rows of hour, partition, epoch, cost_nusd, calls), ``[config index, detector,
   state]`` of each detector (``Detector.dump_state``) and its calls at the last early looks
-  (``_recent``, one int; rows written before it have none);
+  (``_recent``: one int, ``hi << 64 | lo``; rows written before it have none). Live, a
+  series holds these numbers in one int64 array (``Series.state``); this layout predates
+  it and is unchanged;
 - ``dirty``, ``folded``, ``cap_noticed``, ``notices``: the series book's bookkeeping;
 - ``incidents``: each open incident once, and the (family, scope) entries naming it.
 
@@ -25,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import sys
-from array import array
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -160,15 +161,16 @@ def _load(w: SpendWatch, state: dict[str, Any]) -> dict[str, Any]:
 
     book = SeriesBook()
     for d, values, last_spend, closed, asleep, parts, dets, *recent in state["series"]:
-        s = Series.__new__(Series)
-        s.recent = int(recent[0]) if recent else 0  # none before the recent look
-        s.key = key(d, values)
-        s.last_spend_hour = int(last_spend)
         hour, cost, calls = closed
-        s.closed = (int(hour), int(cost), int(calls))
-        s.asleep_from = int(asleep)
-        s.parts = _parts(parts)
-        s.detectors = [(int(i), _detector(templates[ref], st)) for i, ref, st in dets]
+        s = Series.restored(
+            key(d, values),
+            [(int(i), _detector(templates[ref], st)) for i, ref, st in dets],
+            closed=(int(hour), int(cost), int(calls)),
+            last_spend_hour=int(last_spend),
+            asleep_from=int(asleep),
+            recent=int(recent[0]) if recent else 0,  # none before the recent look
+            parts=_parts(parts),
+        )
         book.series[s.key] = s
     book.dirty = {(key(d, v), int(h)) for d, v, h in state["dirty"]}
     for hour, d, v, p, e, cost, calls in state["folded"]:
@@ -228,13 +230,10 @@ def _detector(template: tuple[Detector, int], state: list[Any]) -> Detector:
     return twin
 
 
-def _parts(values: list[int]) -> array[int] | list[int]:
+def _parts(values: list[int]) -> list[int]:
     if any(type(v) is not int for v in values):
         raise ValueError("series parts: ints expected")
-    try:
-        return array("q", values)
-    except OverflowError:
-        return values  # a total past int64, kept exact as the live series does
+    return values
 
 
 def _dirty_order(entry: tuple[SeriesKey, int]) -> tuple[Any, ...]:

@@ -128,12 +128,16 @@ class _Series:
 _Series.__module__ = "spendbrake.detectors._watch"
 
 
+#: The series' slots the last pickling release had (its scalars are now in ``Series.state``).
+_PICKLED_SLOTS = ("asleep_from", "closed", "dets", "key", "last_spend_hour", "parts", "slots")
+
+
 def _old_series_state(s: Series, layout: str) -> Any:
     """A series' pickled state: ``slots`` (until 2026-12-05), ``dataclass`` (until
     2026-12-04: a scope, (index, detector) pairs, the cost last peeked per hour) or
     ``hours`` (until 2026-12-03: the dataclass with a dict of parts per open hour)."""
     if layout == "slots":
-        return {name: getattr(s, name) for name in Series.__slots__}
+        return {name: getattr(s, name) for name in _PICKLED_SLOTS}
     slots: dict[str, Any] = {
         "scope": s.scope,
         "detectors": s.detectors,

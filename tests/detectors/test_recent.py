@@ -91,28 +91,28 @@ def test_a_quarter_hour_burst_at_three_times_the_rate_stays_quiet(seed: int) -> 
     assert not _feed(watch, _then(seed, 2 * USUAL, 40, 30), start)
 
 
-def _ring(*looks: tuple[int, int]) -> int:
-    """A ring after looks at (step, calls)."""
-    ring = 0
+def _ring(*looks: tuple[int, int]) -> tuple[int, int]:
+    """A ring (``hi``, ``lo``) after looks at (step, calls)."""
+    hi = lo = 0
     for step, calls in looks:
-        ring = look(ring, step, step, 12, calls, lambda hour: 0)[1]
-    return ring
+        _, hi, lo = look(hi, lo, step, step, 12, calls, lambda hour: 0)
+    return hi, lo
 
 
 def test_the_window_spans_the_hour_boundary() -> None:
     # Steps of 5 minutes, 12 an hour: step 108 is 09:00. At 08:50 (106) the hour held 4
     # calls, at 08:55 (107) 6; 08:00 ended with 9; 09:00 has 5 calls by 09:05 (109).
     ring = _ring((106, 4), (107, 6), (108, 0))
-    assert look(ring, 109, 100, 12, 5, lambda hour: 9)[0] == 9 - 4 + 5
+    assert look(*ring, 109, 100, 12, 5, lambda hour: 9)[0] == 9 - 4 + 5
 
 
 def test_the_window_waits_for_looks_at_every_step() -> None:
     # After a backlog (looks resumed at step 108), the calls at 106 say nothing about those
     # since: records came in between without a look. Three looks later it is known again.
     ring = _ring((106, 4), (108, 30))
-    assert look(ring, 109, 108, 12, 31, lambda hour: 0)[0] is None
+    assert look(*ring, 109, 108, 12, 31, lambda hour: 0)[0] is None
     ring = _ring((106, 4), (108, 30), (109, 31), (110, 33))
-    assert look(ring, 111, 108, 12, 40, lambda hour: 0)[0] == 40 - 30
+    assert look(*ring, 111, 108, 12, 40, lambda hour: 0)[0] == 40 - 30
     assert STEPS == 3
 
 
@@ -162,7 +162,7 @@ def test_the_window_is_the_calls_of_the_last_three_steps(seed: int) -> None:
     rng = np.random.default_rng(seed)
     new = rng.poisson(3.0, 400) * (rng.random(400) < 0.6)
     hours: dict[int, int] = {}  # hour -> calls so far
-    ring, judged = 0, 0
+    hi = lo = judged = 0
     for step in range(1000, 1400):
         calls = int(new[step - 1000])
         hour = (step - 1) // 12  # the step's calls came before it: in the hour before it
@@ -170,7 +170,7 @@ def test_the_window_is_the_calls_of_the_last_three_steps(seed: int) -> None:
         if not calls:
             continue  # unchanged: no look at this series
         now = hours.get(step // 12, 0)
-        got, ring = look(ring, step, 1000, 12, now, lambda h: hours.get(h, 0))
+        got, hi, lo = look(hi, lo, step, 1000, 12, now, lambda h: hours.get(h, 0))
         if got is not None:
             judged += 1
             assert got == int(new[step - 1000 - 2 : step - 1000 + 1].sum()), step

@@ -349,6 +349,7 @@ def test_open_hour_parts_are_set_absolutely_and_stay_exact_past_int64() -> None:
     assert not s.set_part(3600, 1, 0, 2**62 + 1, 2)  # the same values again
     assert s.set_part(3600, 2, 3, 2**64, 2)  # past int64: the rows become a list
     assert s.total(3600) == (2**62 + 2**62 + 1 + 2**64, 5) and s.hours() == [3600, 7200]
-    assert s.pop_hour(3600) == (2**63 + 1 + 2**64, 5)
+    assert s.close_hour(3600) == (2**63 + 1 + 2**64, 5)
+    assert s.closed == (3600, 2**63 + 1 + 2**64, 5)
     assert s.hours() == [7200] and s.part_items() == [((7200, 0, 0), (5, 1))]
-    assert s.pop_hour(7200) == (5, 1) and not s.parts
+    assert s.close_hour(7200) == (5, 1) and not s.parts and s.closed == (7200, 5, 1)

@@ -139,3 +139,73 @@ def test_a_damaged_or_foreign_snapshot_is_refused_in_one_line_and_changes_nothin
             watch.restore(bad)
         assert "\n" not in str(caught.value)
         assert watch.snapshot() == data
+
+
+def _edges_watch() -> SpendWatch:
+    """A watch whose series hold every scalar a series keeps, at its edges: a key fed every
+    5 minutes for two days (its recent calls at the last looks, an open hour), one that
+    spent once and sleeps, one whose hour learned last has two parts that sum past int64,
+    and an open part past int64 itself. Only the public API: the same code wrote the fixture below on
+    commit fede4c2 (``_edges_fixture``)."""
+    watch = SpendWatch(Config.model_validate({"dimensions": [["api_key"]]}))
+    big = 2**62 + 2**61  # fits int64; two of them do not
+    for step in range(2 * 24 * 12 + 5):
+        end = T0 + (step + 1) * 300
+        hour = (end - 1) // HOUR * HOUR
+        calls = 1 + (end - hour) // 300
+        records = [
+            RollupRecord(("api_key",), ("k-busy",), HOUR, hour, 0, 0, (calls * 10**7, calls)),
+            RollupRecord((), (), 60, end - 60, 0, 0, (0, 0)),
+        ]
+        if step == 0:
+            records.append(RollupRecord(("api_key",), ("k-once",), HOUR, hour, 0, 0, (10**8, 2)))
+        if step == 47 * 12:  # the last hour to close: two parts past int64 together
+            records += [
+                RollupRecord(("api_key",), ("k-huge",), HOUR, hour, p, 0, (big, 1)) for p in (0, 1)
+            ]
+        if step == 2 * 24 * 12 + 4:  # and an open part past int64 on its own
+            records.append(RollupRecord(("api_key",), ("k-huge",), HOUR, hour, 2, 0, (2**64, 1)))
+        watch.observe(records)
+        watch.advance()
+    return watch
+
+
+#: ``_edges_watch().snapshot()`` as commit fede4c2 wrote it: the last release whose series
+#: kept the hour learned last as a tuple and its other scalars as int objects.
+EDGES = DATA / "watch_snapshot_fede4c2_edges.json"
+
+
+def test_a_series_scalars_at_their_edges_read_and_write_as_the_release_before() -> None:
+    """The snapshot's layout did not change when a series' scalars moved into its one int64
+    array: a file the release before wrote restores to the same bytes, and a watch fed
+    the same way writes them (so that release reads this one's)."""
+    data = EDGES.read_bytes()
+    live = _edges_watch()
+    assert live.snapshot() == data
+    again = SpendWatch(live.config)
+    assert again.restore(data) == []
+    assert again.snapshot() == data
+    busy, once, huge = (again.series[(("api_key",), (k,))] for k in ("k-busy", "k-once", "k-huge"))
+    assert busy.recent and busy.parts and busy.closed[2] == 13
+    assert once.asleep_from and not once.parts
+    huge_hour = T0 + 47 * HOUR
+    assert huge.closed == (huge_hour, 2 * (2**62 + 2**61), 2) == live.series[huge.key].closed
+    assert type(huge.state) is list and huge.total(T0 + 48 * HOUR) == (2**64, 1)
+
+
+def test_an_hour_closing_past_int64_keeps_its_cost_exact_in_a_list() -> None:
+    """A total past int64 turns a series' array into a list: its open parts' (as before)
+    and now the closed hour's, which shares the array."""
+    watch = SpendWatch(Config.model_validate({"dimensions": [["api_key"]]}))
+    big = 2**62 + 2**61
+    watch.observe([RollupRecord(("api_key",), ("k",), HOUR, T0, p, 0, (big, 1)) for p in (0, 1)])
+    series = watch.series[(("api_key",), ("k",))]
+    assert type(series.state) is not list  # each part fits
+    watch.observe([RollupRecord((), (), 60, T0 + 2 * HOUR, 0, 0, (0, 0))])
+    watch.advance()
+    assert series.closed == (T0, 2 * big, 2) and not series.parts
+    assert type(series.state) is list
+    again = SpendWatch(watch.config)
+    again.restore(watch.snapshot())
+    assert again.series[series.key].closed == (T0, 2 * big, 2)
+    assert again.snapshot() == watch.snapshot()
