@@ -627,10 +627,11 @@ class SeasonalBaseline(InRows):
 
     def _peak(self, ts: float) -> float:
         """Highest window of the trailing ``peak_days`` days before the day of ``ts``."""
-        if self._peak_day is None:
+        peak_day = self._peak_day
+        if peak_day is None:
             return 0.0
         day = math.floor(ts / 86400.0)
-        age = day - self._peak_day
+        age = day - peak_day
         if age >= self._hp.peak_days:
             return 0.0  # all of it is older than the horizon
         # Earlier days only: a runaway's own first hours must not raise today's bar.
@@ -638,7 +639,7 @@ class SeasonalBaseline(InRows):
         profile, at = self._profile_at()
         peaks += at
         code = max(
-            (profile[peaks + d % n] for d in range(day - n + 1, day) if d <= self._peak_day),
+            (profile[peaks + d % n] for d in range(day - n + 1, min(day, peak_day + 1))),
             default=EMPTY,
         )
         return 0.0 if code == EMPTY else decode(code)
@@ -648,14 +649,17 @@ class SeasonalBaseline(InRows):
         n, peaks = self._hp.peak_days, self._hp.season
         profile, at = self._profile_at()
         peaks += at
-        if self._peak_day is None or day - self._peak_day >= n:
+        v, i = self._rows.nums, self._row * _WIDTH + _PEAK_DAY
+        peak_day = v[i]  # NaN: none yet
+        if peak_day != peak_day or day - peak_day >= n:
             profile[peaks : peaks + n] = array("h", [EMPTY]) * n
-        elif day > self._peak_day:
-            for d in range(self._peak_day + 1, day + 1):
+            v[i] = day
+        elif day > peak_day:
+            for d in range(int(peak_day) + 1, day + 1):
                 profile[peaks + d % n] = EMPTY
-        elif day < self._peak_day:
+            v[i] = day
+        elif day < peak_day:
             return  # an out-of-order window older than today: keep the ring as it is
-        self._peak_day = day if self._peak_day is None else max(day, self._peak_day)
         if value > 0.0 and (code := encode(value)) > profile[peaks + day % n]:
             profile[peaks + day % n] = code
 
