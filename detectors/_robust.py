@@ -19,7 +19,7 @@ from spendbrake.detectors._base import HyperParams, expose, share
 from spendbrake.detectors._plain import from_plain, number, to_plain
 from spendbrake.detectors._rows import Block
 
-__all__ = ["BurnScale", "ScaleBlock", "scale_params"]
+__all__ = ["BurnScale", "ScaleBlock"]
 
 # E|r| = sigma * sqrt(2/pi) for a normal residual, so sigma = MAD_mean * sqrt(pi/2).
 _MAD_TO_SIGMA = math.sqrt(math.pi / 2.0)
@@ -84,12 +84,17 @@ class BurnScale:
         clip_z: float = 3.0,
         min_scale: float = 1e-3,
     ) -> None:
-        self._hp = scale_params(fast_z, slow_n, slow_z, alpha, clip_z, min_scale)
+        self._hp = share(_ScaleParams(fast_z, slow_n, slow_z, alpha, clip_z, min_scale))
         #: ``size`` float64s from ``_at``: the scale (``abs_dev``), the count (``n``), how
         #: many residuals the slow window holds, then the last ``slow_n`` residuals, oldest
         #: first. Its own array, or a part of a detector's row (``over``).
         self._v = array("d", bytes(8 * self.size(self._hp)))
         self._at = 0
+
+    @property
+    def hyper(self) -> _ScaleParams:
+        """The shared hyperparameters (what a scale kept in a row runs with: ``over``)."""
+        return self._hp
 
     @staticmethod
     def size(hp: _ScaleParams) -> int:
@@ -244,18 +249,6 @@ class BurnScale:
     def reset_window(self) -> None:
         """Forget the slow window (after a gap: silence says nothing about the trend)."""
         self._v[self._at + _LEN] = 0.0
-
-
-def scale_params(
-    fast_z: float = 5.0,
-    slow_n: int = 6,
-    slow_z: float = 1.25,
-    alpha: float = 0.01,
-    clip_z: float = 3.0,
-    min_scale: float = 1e-3,
-) -> _ScaleParams:
-    """The shared hyperparameters of a ``BurnScale`` built with these arguments."""
-    return share(_ScaleParams(fast_z, slow_n, slow_z, alpha, clip_z, min_scale))
 
 
 class ScaleBlock(Block):

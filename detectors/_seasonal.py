@@ -59,7 +59,7 @@ from spendbrake.detectors._base import (
     usd,
 )
 from spendbrake.detectors._logcode import EMPTY, decode, encode
-from spendbrake.detectors._robust import BurnScale, ScaleBlock, scale_params
+from spendbrake.detectors._robust import BurnScale, ScaleBlock
 from spendbrake.detectors._rows import InRows, Rows, numbers, rows_for
 
 __all__ = ["SeasonalBaseline"]
@@ -146,7 +146,8 @@ class _BaselineParams(HyperParams):
         a = self.season_alpha
         needed = max(self.min_slot_n, math.floor((2.0 - a) / a) + 1)
         object.__setattr__(self, "count_cap", 15 if needed <= 15 else 255)
-        object.__setattr__(self, "scale", scale_params(self.fast_z, self.slow_n, self.slow_z))
+        scale = BurnScale(fast_z=self.fast_z, slow_n=self.slow_n, slow_z=self.slow_z).hyper
+        object.__setattr__(self, "scale", scale)
 
 
 def _new_counts(hp: _BaselineParams) -> bytearray:
