@@ -8,9 +8,9 @@ array, ``width`` a row (ints exact, they are counts and window indices far below
 ``2**53``; None as NaN), and each fixed-size block (a profile of int16 codes, a byte per
 count...) in an array of its own. A detector is then its hyperparameters, its ``Rows`` and
 its row number; it frees its row when it goes (``__del__``), for the next one to reuse.
+It is also the layout the detectors of every series can later be stepped over at once.
 Rows are taken on the thread that builds detectors; a release is one list append, safe
 from whichever thread drops the last reference.
-It is also the layout the detectors of every series can later be stepped over at once.
 
 Each number and block keeps its attribute name (``Number`` and ``Block`` on the class), so
 ``dump_state``/``load_state``, ``retune``, pickles and tests read and write them as
