@@ -14,10 +14,11 @@ import pickle
 import msgspec
 import pytest
 
-from spendbrake.detectors import make_detector
+from spendbrake.detectors import SpendWatch, make_detector
 from spendbrake.detectors._plain import to_plain
 from spendbrake.detectors._retune import retune
 from spendbrake.detectors._rows import InRows, row_names
+from spendbrake.schemas import NUSD, Config, RollupRecord
 from tests.detectors.synth import HOUR, T0, spend
 
 ROWED = ["baseline", "wow", "shift"]
@@ -113,3 +114,30 @@ def test_a_retune_keeps_what_the_row_holds_and_runs_the_new_params(change: dict)
         assert kept.params[name] == value
         if name in ("fast_z", "slow_n"):
             assert getattr(kept._scale, name) == value
+
+
+def test_a_watch_that_forgets_series_gives_their_rows_to_new_ones() -> None:
+    """Keys come and go in a live detect stage: a series forgotten after 15 silent days
+    frees its detectors' rows, and the keys that follow take them (no growth with churn)."""
+    t0 = 1_790_553_600  # a Monday
+    watch = SpendWatch(Config.model_validate({"dimensions": [["api_key"]]}))
+
+    def spend_hours(keys: list[str], first_h: int, hours: int) -> None:
+        for h in range(first_h, first_h + hours):
+            start = t0 + h * 3600
+            metrics = (NUSD, 10, 0, 0, 0, 0, 0, 0)
+            watch.observe(
+                [RollupRecord(("api_key",), (k,), 3600, start, 0, 0, metrics) for k in keys]
+            )
+            watch.observe([RollupRecord((), (), 60, start + 3600 + 660, 0, 0, (0,) * 8)])
+            watch.advance()
+
+    spend_hours([f"old-{i}" for i in range(40)], 0, 24)
+    rows = {type(d): d._rows for s in watch.series.values() for d in s.dets}
+    made = {kind: r.n for kind, r in rows.items()}
+    spend_hours(["keeper"], 24, 17 * 24)  # the old keys fall silent, then are forgotten
+    gc.collect()
+    assert not any(k[1][0].startswith("old-") for k in watch.series)
+    spend_hours([f"new-{i}" for i in range(40)], 41 * 24, 24)
+    for kind, r in rows.items():
+        assert r.n <= made[kind] + 1, kind  # the new keys took the old keys' rows
