@@ -215,9 +215,9 @@ class InRows(Detector):
         self._rows, self._row = rows, rows.new()
 
     def __del__(self) -> None:
-        rows = getattr(self, "_rows", None)
-        if rows is not None:
-            rows.release(self._row)
+        rows, row = getattr(self, "_rows", None), getattr(self, "_row", None)
+        if rows is not None and row is not None:
+            rows.release(row)
 
     def __copy__(self) -> InRows:
         """A twin with a row of its own (a copy); other attributes shared until replaced."""
