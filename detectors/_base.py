@@ -97,6 +97,15 @@ class Detector:
         """
         return copy.deepcopy(self).update(ts, value, weight)
 
+    def may_alert(self, ts: float, value: float, weight: float = 1.0) -> bool:
+        """False only where ``peek(ts, value, weight)`` cannot be an anomaly.
+
+        The early look asks it before peeking: a detector whose verdict (its reason text)
+        costs more than its test answers it without the verdict, so only the windows that
+        may alert pay for one. This default says nothing: peek.
+        """
+        return True
+
     @property
     def params(self) -> dict[str, Any]:
         """Hyperparameters read back from the signature (river's ``_get_params`` idea)."""

@@ -153,8 +153,10 @@ class Scoring:
                 w = weight(cfg, det, calls)
                 if det.peeks_partial:
                     verdict = det.peek(float(hour), value, w, seen, recent)  # type: ignore[call-arg]
-                else:
+                elif det.may_alert(float(hour), value, w):
                     verdict = det.peek(float(hour), value, w)
+                else:
+                    continue
                 c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
                 if c is not None:
                     found.append(c)

@@ -152,35 +152,58 @@ class Shift(InRows):
         """The verdict ``update`` would give, with no state change."""
         return self._step(ts, value, weight, False)
 
+    def may_alert(self, ts: float, value: float, weight: float = 1.0) -> bool:
+        """Whether ``peek`` would alert, without its verdict text: the early look asks this
+        first, for every key's hour from its first call."""
+        w = _usable_weight(ts, value, weight)
+        if w is None:
+            return False
+        value = float(value)
+        n, mu, llr, cusum = self._evidence(math.log(value), w)
+        return n > 0.0 and self._alerts(value, w, n, mu, llr, cusum)
+
+    def _evidence(self, y: float, w: float) -> tuple[float, float, float, float]:
+        """(windows learned, the level, the log-likelihood ratio of ``y`` over ``w`` calls,
+        the CUSUM with it): what this window would do, nothing learned."""
+        hp = self._hp
+        v, i = self._rows.nums, self._row * _WIDTH
+        mu = v[i + _MU]
+        s2 = max(v[i + _S2], hp.min_scale**2)
+        llr = w * hp.d * (y - mu - hp.d / 2.0) / s2
+        # Capped: once the rise ends, the evidence drains within a few calls' worth.
+        cusum = min(max(0.0, v[i + _CUSUM] + llr), CAP * hp.h)
+        return v[i + _N], mu, llr, cusum
+
+    def _alerts(
+        self, value: float, w: float, n: float, mu: float, llr: float, cusum: float
+    ) -> bool:
+        """Warm, the evidence over its bar, this window itself leaning to the rise (after
+        one, a normal window is no alert), and worth ``min_usd``."""
+        hp = self._hp
+        return (
+            n >= hp.warmup_n
+            and cusum >= hp.h
+            and llr > 0.0
+            and (value - math.exp(mu)) * w > hp.min_usd
+        )
+
     def _step(self, ts: float, value: float, weight: float, learn: bool) -> Verdict:
-        if not usable(ts, value) or value <= 0.0:
-            return ignored(value)
-        try:
-            w = float(weight)
-        except (TypeError, ValueError):
-            return ignored(value)
-        if not (w > 0.0 and math.isfinite(w)):
+        w = _usable_weight(ts, value, weight)
+        if w is None:
             return ignored(value)
         value = float(value)
         y = math.log(value)
         hp = self._hp
-        v, i = self._rows.nums, self._row * _WIDTH
-        n = v[i + _N]
+        n, mu, llr, cusum = self._evidence(y, w)
         if n == 0.0:
             if learn:
+                v, i = self._rows.nums, self._row * _WIDTH
                 v[i + _MU], v[i + _WMEAN], v[i + _N] = y, w, 1.0
             return Verdict(0.0, False, None, value, "first window; learning its level")
-        mu = v[i + _MU]
         d = y - mu
-        s2 = max(v[i + _S2], hp.min_scale**2)
-        llr = w * hp.d * (d - hp.d / 2.0) / s2
-        # Capped: once the rise ends, the evidence drains within a few calls' worth.
-        cusum = min(max(0.0, v[i + _CUSUM] + llr), CAP * hp.h)
         expected = math.exp(mu)
-        excess = (value - expected) * w
         warm = n >= hp.warmup_n
-        # This window must itself lean to the rise: after one, a normal window is no alert.
-        alert = warm and cusum >= hp.h and llr > 0.0 and excess > hp.min_usd
+        alert = self._alerts(value, w, n, mu, llr, cusum)
         score = ratio_score(cusum / hp.h) if warm and d > 0.0 else 0.0
         times = f"{value / expected:.1f}x"
         head = f"{usd(value)} vs {usd(expected)} usual ({times}) over {w:g}"
@@ -236,6 +259,18 @@ class Shift(InRows):
             dev2 = min(w * d * d, (hp.clip_z * sigma) ** 2 * w)
             v[i + _S2] = s2 + max(hp.alpha, 1.0 / n) * (dev2 - s2)
         v[i + _MU] += rate * max(-hp.clip_z * sigma, min(hp.clip_z * sigma, d))
+
+
+def _usable_weight(ts: float, value: float, weight: float) -> float | None:
+    """``weight`` as a float when the window can be judged (a positive value, a positive
+    finite weight), else None: such a window is ignored, never an alert."""
+    if not usable(ts, value) or value <= 0.0:
+        return None
+    try:
+        w = float(weight)
+    except (TypeError, ValueError):
+        return None
+    return w if w > 0.0 and math.isfinite(w) else None
 
 
 #: The state's layout: each number also readable by name (``Shift._mu``...).

@@ -299,3 +299,23 @@ def test_learn_leaves_the_state_update_does(name: str, weight: float) -> None:
             a.update(ts, float(value))
             b.learn(ts, float(value))
         assert pickle.dumps(a) == pickle.dumps(b), i
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_may_alert_is_false_only_where_peek_cannot_alert(name: str) -> None:
+    """The early look skips a peek when ``may_alert`` says no: sound only if every peek that
+    alerts was allowed (and ``shift``, which answers it exactly, allows no other)."""
+    y = _long()
+    d = make_detector(name)
+    alerted = 0
+    for i in range(len(y)):
+        ts = T0 + i * HOUR
+        for x, w in ((float(y[i]), 1.0), (float(y[i]) * 9.0, 30.0), (float(y[i]) * 3.0, 2.0)):
+            peeked = d.peek(ts, x, w)
+            alerted += peeked.is_anomaly
+            if peeked.is_anomaly:
+                assert d.may_alert(ts, x, w), (i, x, w)
+            elif name == "shift":
+                assert not d.may_alert(ts, x, w), (i, x, w)
+        d.update(ts, float(y[i]))
+    assert alerted  # the test saw alerts to allow
