@@ -232,6 +232,10 @@ class BudgetTracker:
         self._prev_stopped = False
         self._fast_armed = True
         self._slow_armed = True
+        # Derived, not state (rebuilt after a restore): the (hour, period start) of the last
+        # prune, and the projection's expected hours by the hours learned they were made of.
+        self._pruned: tuple[int, float] | None = None
+        self._expect: tuple[int, list[float], float, dict[tuple[int, int], float]] | None = None
 
     @classmethod
     def from_config(cls, cfg: Any) -> BudgetTracker:
@@ -386,7 +390,15 @@ class BudgetTracker:
         need_h = 6 if self.period == "day" else 24
         if self._learned < need_h or now - start < 0.1 * (end - start):
             return None
-        exp = [float(self._profile[k]) if self._counts[k] else self._mean for k in range(WEEK_H)]
+        # Expected spend per hour of week, their sum, and sums of runs of them: they change
+        # only when an hour is learned, and the early look asks every five minutes.
+        cache = self._expect
+        if cache is None or cache[0] != self._learned:
+            exp = [
+                float(self._profile[k]) if self._counts[k] else self._mean for k in range(WEEK_H)
+            ]
+            cache = self._expect = (self._learned, exp, math.fsum(exp), {})
+        _, exp, week, runs = cache
         total = spent
         h_now = math.floor(now / HOUR_S)
         if h_now * HOUR_S >= start:  # the rest of the hour in progress
@@ -395,8 +407,11 @@ class BudgetTracker:
         if n > 0:
             weeks, rest = divmod(n, WEEK_H)
             first = _slot(h_now + 1)
-            total += weeks * math.fsum(exp)
-            total += math.fsum(exp[(first + i) % WEEK_H] for i in range(rest))
+            total += weeks * week
+            run = runs.get((first, rest))
+            if run is None:
+                run = runs[first, rest] = math.fsum(exp[(first + i) % WEEK_H] for i in range(rest))
+            total += run
         return total
 
     # Evaluation.
@@ -468,6 +483,13 @@ class BudgetTracker:
         self._learn_next = max(self._learn_next, last + 1)
 
     def _prune(self, now: float, start: float) -> None:
+        """Drop hours learned before the period (bar the previous one's, while it takes late
+        corrections) and minutes older than the burn windows; once an hour: what is kept
+        longer is never read (``spent`` sums the period, ``_burn`` its last six hours)."""
+        at = (math.floor(now / HOUR_S), start)
+        if self._pruned == at:
+            return
+        self._pruned = at
         learned = self._learn_next if self._learn_next is not None else -math.inf
         old = [
             h

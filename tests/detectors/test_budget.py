@@ -739,3 +739,20 @@ def test_burn_windows_sum_their_minutes_in_minute_order_however_they_arrived() -
         for v in values[-60:]:
             expected += v
         assert [v.observed_usd for v in fast] == [expected]
+
+
+def test_projection_and_pruning_every_five_minutes_match_a_fresh_restore() -> None:
+    """The projection keeps its expected hours between the hours it learns and prunes once
+    an hour: at every early look it projects what a tracker restored from a snapshot (no
+    cache, nothing left to prune) projects, and fires the same verdicts."""
+    b = BudgetTracker("search", 6000.0)
+    feed_hours(b, utc(2026, 9, 1), utc(2026, 10, 10), weekday_heavy)
+    t = utc(2026, 10, 10)
+    for step in range(2 * 24 * 12):  # two days of five-minute looks, the hours growing
+        now = t + step * 300.0
+        b.set_hour(math.floor(now / H) * H, weekday_heavy(now) * (1 + step % 12) / 12)
+        twin = BudgetTracker("search", 6000.0)
+        twin.restore(b.snapshot())
+        assert b.evaluate(now) == twin.evaluate(now), step
+        projected = b.projected(now)
+        assert projected is not None and projected == twin.projected(now), step
