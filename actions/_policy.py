@@ -70,7 +70,12 @@ def _first_match(attrs: dict[str, str | None], policies: Sequence[PolicyConfig])
 
 
 def apply_policies(
-    alert: Alert, known: Sequence[KeyInfo], policies: Sequence[PolicyConfig], keys: KeysConfig
+    alert: Alert,
+    known: Sequence[KeyInfo],
+    policies: Sequence[PolicyConfig],
+    keys: KeysConfig,
+    *,
+    keys_watched: bool = True,
 ) -> Alert:
     """``alert`` with ``action``, ``targets``, ``critical_keys`` and ``protected_keys`` set
     from the keys section and the policies, for the keys ``known`` in its scope (the ones
@@ -79,8 +84,17 @@ def apply_policies(
     A budget hard stop pauses every key in scope the keys section lets be paused; a resume
     undoes the pause for the keys the engine listed; an anomaly or a burn-rate alert pauses
     the pausable keys whose first matching policy says so; other kinds stay alerts. No key
-    to act on means a plain alert. ``protected_keys`` names each key in scope that may not
-    be paused, and why (Slack says so); ``critical_keys`` the critical ones among them.
+    to act on means a plain alert.
+
+    An anomaly pauses only a key its scope names, when the watch has series of keys
+    (``keys_watched``): a team's, a model's or the global sum over its baseline says money
+    is going somewhere in it, not which key; pausing every batch key under it stops
+    innocent ones. The culprit key's own series names it minutes later (the incident is
+    re-stated at the key, and that alert pauses it). A burn-rate alert is a budget's
+    scope by design and pauses as its policy says.
+
+    ``protected_keys`` names each key in scope that may not be paused, and why (Slack says
+    so); ``critical_keys`` the critical ones among them.
     """
     if alert.action == "resume":
         return msgspec.structs.replace(alert, targets=sorted({k.api_key for k in known}))
@@ -95,6 +109,8 @@ def apply_policies(
         return msgspec.structs.replace(alert, **named)
     if alert.action == "pause":
         targets = {key for key, cls in classes.items() if cls.pausable}
+    elif alert.kind == "anomaly" and keys_watched and "api_key" not in alert.scope:
+        targets = set()
     else:
         targets = {
             k.api_key

@@ -418,6 +418,12 @@ class Config(_Section):
             seen.add(key)
         return sets
 
+    @property
+    def watches_keys(self) -> bool:
+        """Does the detect stage watch keys' own series? Then an anomaly pauses only the key
+        its scope names (``actions.apply_policies``)."""
+        return any("api_key" in dims for dims in self.dimensions)
+
     def rollup_dimensions(self) -> list[tuple[str, ...]]:
         """What the streamer rolls up: the configured sets, each budget's scope fields, and
         the key directory set, each once. Detectors run on the configured sets only."""

@@ -160,7 +160,9 @@ def _evaluate(
     watch.set_mark(0, processor.rollups.watermark)
     for alert, known in watch.advance():
         stats.alerts += 1
-        yield apply_policies(alert, known, config.policies, config.keys)
+        yield apply_policies(
+            alert, known, config.policies, config.keys, keys_watched=config.watches_keys
+        )
 
 
 def replay(events: Iterable[UsageEvent], config: Config) -> Iterator[dict[str, Any]]:

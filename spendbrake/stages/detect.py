@@ -329,7 +329,11 @@ class DetectStage(Stage):
                     # group heartbeats) run in between.
                     for raised, known in self.watch.advance(max_hours=ADVANCE_HOURS):
                         alert = apply_policies(
-                            raised, known, self.config.policies, self.config.keys
+                            raised,
+                            known,
+                            self.config.policies,
+                            self.config.keys,
+                            keys_watched=self.config.watches_keys,
                         )
                         self._send(alert)
                         self.alerts_out += 1

@@ -60,7 +60,8 @@ def test_an_event_saying_batch_does_not_make_a_critical_key_pausable() -> None:
 
 def test_an_event_saying_critical_does_not_shield_a_batch_key() -> None:
     said_critical = KeyInfo("research-nightly-summarizer", team="research", workload="critical")
-    alert = apply_policies(anomaly(), [said_critical], POLICIES, RULES)
+    on_key = anomaly(scope={"api_key": "research-nightly-summarizer"})
+    alert = apply_policies(on_key, [said_critical], POLICIES, RULES)
     assert (alert.action, alert.targets) == ("pause", ["research-nightly-summarizer"])
     assert alert.critical_keys == []
 
@@ -68,12 +69,32 @@ def test_an_event_saying_critical_does_not_shield_a_batch_key() -> None:
 def test_policies_match_the_configured_class_not_the_scope_tag() -> None:
     # A budget or a dimension set can scope on the events' workload tag; the policy still
     # sees each key's class from the config.
+    # (A config that watches no key series, so a coarse anomaly may pause.)
     keys = [KeyInfo("growth-email-batch", workload="standard"), KeyInfo("search-agent")]
-    alert = apply_policies(anomaly(scope={"workload": "batch"}), keys, POLICIES, RULES)
+    tagged = anomaly(scope={"workload": "batch"})
+    alert = apply_policies(tagged, keys, POLICIES, RULES, keys_watched=False)
     assert alert.targets == ["growth-email-batch"]
     only_standard = [PolicyConfig(match={"workload": "standard"}, action="pause")]
-    alert = apply_policies(anomaly(scope={"workload": "batch"}), keys, only_standard, RULES)
+    alert = apply_policies(tagged, keys, only_standard, RULES, keys_watched=False)
     assert alert.targets == ["search-agent"]
+
+
+def test_a_coarse_anomaly_pauses_no_key_when_keys_are_watched() -> None:
+    """Seen in the evaluation (seed 1): batch keys looping together lifted the global sum,
+    and its anomaly paused every batch key of the fleet, innocent ones too. A team's, a
+    model's or the global sum says money goes somewhere in it, not which key."""
+    keys = [KeyInfo("growth-email-batch"), KeyInfo("research-nightly-summarizer")]
+    for scope in ({}, {"team": "research"}, {"model": "o3-pro"}):
+        alert = apply_policies(anomaly(scope=scope), keys, POLICIES, RULES)
+        assert (alert.action, alert.targets) == ("alert", []), scope
+    # The key's own series names it: that alert pauses it.
+    on_key = anomaly(scope={"api_key": "growth-email-batch"})
+    alert = apply_policies(on_key, keys[:1], POLICIES, RULES)
+    assert (alert.action, alert.targets) == ("pause", ["growth-email-batch"])
+    # A budget's burn rate is a scope by design: its policy still pauses there.
+    burn = anomaly(kind="burn_rate", scope={"team": "research"})
+    alert = apply_policies(burn, keys, POLICIES, RULES)
+    assert alert.targets == ["growth-email-batch", "research-nightly-summarizer"]
 
 
 def test_keys_no_rule_names_are_alerted_only_whatever_the_policy() -> None:
