@@ -32,6 +32,7 @@ alerts. Rules (issues 5 and 18):
   keys, keys outside runaway scenarios) or when it detects no incident of that key.
 
     python -m bench detect [--seed N] [--series N] [--weeks 5] [--json]
+    python -m bench detect --seeds 0-4 --jobs 2 --contenders default   # the bar per seed
 """
 
 from __future__ import annotations
@@ -610,6 +611,11 @@ def scenario_table(
 
 def bar(s: Score) -> list[tuple[bool, str]]:
     """The issue's bar (issue 18), line by line: (met, what was measured)."""
+    return [(ok, f"{name} {figure}") for ok, name, figure in bar_lines(s)]
+
+
+def bar_lines(s: Score) -> list[tuple[bool, str, str]]:
+    """The bar's lines as (met, the line's name, the figure measured against it)."""
     per = s.per_scenario
 
     def delays(cases: Iterable[str]) -> list[float]:
@@ -628,23 +634,25 @@ def bar(s: Score) -> list[tuple[bool, str]]:
     d_creep, n_creep = count(CREEP_CASES)
     d_call, n_call = count(PER_CALL_CASES)
     return [
-        (s.detected == s.incidents, f"every incident detected: {s.detected}/{s.incidents}"),
-        (med <= BAR_RUNAWAY_MIN, f"runaways and spikes, median delay {med:.0f} min (<= 15)"),
+        (s.detected == s.incidents, "every incident detected:", f"{s.detected}/{s.incidents}"),
+        (med <= BAR_RUNAWAY_MIN, "runaways and spikes, median delay", f"{med:.0f} min (<= 15)"),
         (
             d_creep == n_creep and creep_max <= BAR_CREEP_MIN,
-            f"creeps {d_creep}/{n_creep}, the latest after {creep_max / 1440:.1f} days (<= 10)",
+            "creeps",
+            f"{d_creep}/{n_creep}, the latest after {creep_max / 1440:.1f} days (<= 10)",
         ),
         (
             d_call == n_call and call_med <= BAR_PER_CALL_MIN,
-            f"cost per call {d_call}/{n_call}, median {call_med:.0f} min (<= 60), "
-            f"max {call_max:.0f} min",
+            "cost per call",
+            f"{d_call}/{n_call}, median {call_med:.0f} min (<= 60), max {call_max:.0f} min",
         ),
         (
             s.false_per_100_series_weeks <= BAR_FALSE_PAGES,
-            f"false pages {s.false_per_100_series_weeks:.1f} per 100 series-weeks (<= 2)",
+            "false pages",
+            f"{s.false_per_100_series_weeks:.1f} per 100 series-weeks (<= 2)",
         ),
-        (s.wrong_pauses == 0, f"wrong pauses {s.wrong_pauses}"),
-        (s.budget.ok, f"budget thresholds exactly once: {'yes' if s.budget.ok else 'no'}"),
+        (s.wrong_pauses == 0, "wrong pauses", f"{s.wrong_pauses}"),
+        (s.budget.ok, "budget thresholds exactly once:", "yes" if s.budget.ok else "no"),
     ]
 
 
@@ -699,7 +707,10 @@ def report_json(
             p90_delay_min=s.p90_delay_min,
             false_per_100_series_weeks=s.false_per_100_series_weeks,
             false_digest_per_100_series_weeks=s.false_digest_per_100_series_weeks,
-            bar=[{"met": ok, "what": what} for ok, what in bar(s)],
+            bar=[
+                {"met": ok, "what": f"{name} {figure}", "line": name.rstrip(":"), "figure": figure}
+                for ok, name, figure in bar_lines(s)
+            ],
             ids_per_detected_incident=s.ids_per_detected_incident,
             budget_ok=s.budget.ok,
             alerts=len(run.alerts),
@@ -776,34 +787,150 @@ def main(argv: list[str] | None = None, replay: ReplayFn | None = None) -> dict[
     parser.add_argument(
         "--rescore", type=Path, help="score alerts saved by --dump (same seed/series/weeks)"
     )
+    parser.add_argument(
+        "--seeds",
+        type=_seed_list,
+        help="several seeds (0-4 or 0,3,7): one table of the bar per seed, instead of one report "
+        "(--dump and --rescore then use a folder seed-S per seed)",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="seeds evaluated at once, one process each (1)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.contenders.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONTENDERS]
     if unknown:
         parser.error(f"unknown contender(s) {', '.join(unknown)}; use {', '.join(CONTENDERS)}")
-    if args.rescore is None and replay is None:
-        replay = load_replay()
-    scenarios = generate(seed=args.seed, series=args.series, weeks=args.weeks)
-    stream_eps = stream_rate(scenarios)
-    runs, scores = [], {}
-    for name in names:
-        if args.rescore is not None:
-            run = load_run(name, args.rescore)
-        else:
-            assert replay is not None
-            print(f"replaying {len(scenarios):,} events with {name} ...", file=sys.stderr)
-            run = run_contender(name, scenarios, replay)
-        if args.dump:
-            save_run(run, args.dump)
-        runs.append(run)
-        scores[name] = score(scenarios.labels, run.alerts)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    if args.seeds is not None:
+        return _main_seeds(args, names, replay)
+    scenarios, runs, scores, stream_eps = evaluate(
+        args.seed, args.series, args.weeks, names, replay, args.dump, args.rescore
+    )
     result = report_json(scenarios, runs, scores, stream_eps)
     if args.json:
         print(orjson.dumps(result).decode())
     else:
         print_report(scenarios, runs, scores, stream_eps)
     return result
+
+
+def evaluate(
+    seed: int,
+    series: int,
+    weeks: int,
+    names: Sequence[str],
+    replay: ReplayFn | None,
+    dump: Path | None = None,
+    rescore: Path | None = None,
+) -> tuple[ScenarioSet, list[Run], dict[str, Score], float]:
+    """One seed's scenarios, each contender's alerts (replayed, or read back from
+    ``rescore``) and their scores."""
+    if rescore is None and replay is None:
+        replay = load_replay()
+    scenarios = generate(seed=seed, series=series, weeks=weeks)
+    stream_eps = stream_rate(scenarios)
+    runs, scores = [], {}
+    for name in names:
+        if rescore is not None:
+            run = load_run(name, rescore)
+        else:
+            assert replay is not None
+            print(
+                f"seed {seed}: replaying {len(scenarios):,} events with {name} ...", file=sys.stderr
+            )
+            run = run_contender(name, scenarios, replay)
+        if dump:
+            save_run(run, dump)
+        runs.append(run)
+        scores[name] = score(scenarios.labels, run.alerts)
+    return scenarios, runs, scores, stream_eps
+
+
+def _seed_list(text: str) -> list[int]:
+    """``0-4`` or ``0,3,7`` (or both: ``0-2,9``), each seed once, in order."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            seeds.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use seeds like 0-4 or 0,3,7") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r} names no seed")
+    return list(dict.fromkeys(seeds))
+
+
+def _one_seed(
+    seed: int, args: argparse.Namespace, names: Sequence[str], replay: ReplayFn | None
+) -> dict[str, Any]:
+    folder = f"seed-{seed}"
+    dump = args.dump / folder if args.dump else None
+    rescore = args.rescore / folder if args.rescore else None
+    scenarios, runs, scores, eps = evaluate(
+        seed, args.series, args.weeks, names, replay, dump, rescore
+    )
+    return report_json(scenarios, runs, scores, eps)
+
+
+def _main_seeds(
+    args: argparse.Namespace, names: Sequence[str], replay: ReplayFn | None
+) -> dict[str, Any]:
+    """Every seed of ``--seeds``, then the bar per contender and seed in one table: a change
+    tuned on one seed shows here whether it holds on the others."""
+    seeds: list[int] = args.seeds
+    if args.jobs > 1 and replay is None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(args.jobs, len(seeds))) as pool:
+            futures = [pool.submit(_one_seed, seed, args, names, None) for seed in seeds]
+            results = [f.result() for f in futures]
+    else:
+        results = [_one_seed(seed, args, names, replay) for seed in seeds]
+    out = {"seeds": {str(seed): r for seed, r in zip(seeds, results, strict=True)}}
+    if args.json:
+        print(orjson.dumps(out).decode())
+    else:
+        print(seeds_table(seeds, results, names))
+    return out
+
+
+def seeds_table(
+    seeds: Sequence[int], results: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> str:
+    """The bar, one row per contender and seed; a figure that misses its line in bold."""
+    first = results[0]
+    lines = [
+        f"Detector evaluation over seeds {', '.join(map(str, seeds))}: "
+        f"{first['series_per_scenario']} series per scenario, {first['weeks']} weeks, "
+        f"{first['series_weeks_scored']:.0f} "
+        "series-weeks scored per seed.",
+        "",
+    ]
+    heads = [b["line"] for b in first["contenders"][names[0]]["bar"]]
+    lines.append(f"| contender | seed | {' | '.join(heads)} | met |")
+    lines.append("| --- " * (len(heads) + 3) + "|")
+    held: dict[str, list[int]] = {}
+    for name in names:
+        counts = [0] * len(heads)
+        for seed, result in zip(seeds, results, strict=True):
+            body = result["contenders"][name]
+            cells = [b["figure"] if b["met"] else f"**{b['figure']}**" for b in body["bar"]]
+            met = sum(b["met"] for b in body["bar"])
+            counts = [c + b["met"] for c, b in zip(counts, body["bar"], strict=True)]
+            lines.append(f"| {name} | {seed} | {' | '.join(cells)} | {met} of {len(heads)} |")
+        held[name] = counts
+    lines.append("")
+    for name, counts in held.items():
+        every = sum(c == len(seeds) for c in counts)
+        per_line = ", ".join(f"{h} {c}" for h, c in zip(heads, counts, strict=True))
+        lines.append(
+            f"{name}: {every} of {len(heads)} lines met on every seed; seeds meeting each line: "
+            f"{per_line} (of {len(seeds)})"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
