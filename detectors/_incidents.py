@@ -3,9 +3,10 @@
 A looping agent shows in its key's series, its feature's, its team's and the global total
 at once. Paging four times for one cause teaches on-call to mute. So the anomalies found at
 one evaluation are sorted most specific first; a broader anomaly whose excess is mostly
-explained (at least ``explain`` of it) by an already-chosen narrower one inside it becomes a
-parent scope (``also``) of that alert. An incident then stays open while its scopes keep
-firing; follow-ups reuse its ``id`` and are only sent when the severity rises.
+explained (at least ``explain`` of it) by an already-chosen narrower one inside it, or by
+several of the same kind together, becomes a parent scope (``also``) of those alerts. An
+incident then stays open while its scopes keep firing; follow-ups reuse its ``id`` and are
+only sent when the severity rises.
 """
 
 from __future__ import annotations
@@ -78,7 +79,14 @@ def group(candidates: Iterable[Candidate], explain: float = 0.5) -> list[Candida
                     root.also.append(c.scope)
                 break
         else:
-            roots.append(c)
+            # Several narrower anomalies that together explain it (batch keys looping on
+            # one night lift the global sum): each names it, none pages it again.
+            inner = [r for r in roots if r.kind == c.kind and inside(r.known, r.scope, c.scope)]
+            if len(inner) > 1 and sum(r.excess_usd for r in inner) >= explain * c.excess_usd:
+                for root in inner:
+                    root.also.append(c.scope)
+            else:
+                roots.append(c)
     return roots
 
 

@@ -103,3 +103,36 @@ def test_a_page_never_continues_a_digest_item() -> None:
     page = book.admit(_root(KEY, [], t, kind="cost_per_call"), t + 900)
     assert trend is not None and page is not None
     assert page[1] and page[0].id != trend[0].id
+
+
+def _loop(key: str, team: str, excess: float, kind: str = "anomaly") -> object:
+    from spendbrake.detectors._incidents import Candidate
+
+    return Candidate(
+        scope=(("api_key", key),), kind=kind, detector="baseline", window_start=0.0,
+        window_end=3600.0, observed_usd=excess + 5.0, expected_usd=5.0, excess_usd=excess,
+        score=0.6, severity="warning", reason="", known={"api_key": key, "team": team},
+    )  # fmt: skip
+
+
+def test_narrower_anomalies_that_together_explain_a_sum_page_it_no_more() -> None:
+    """Seen in the evaluation: batch keys looping on one Saturday, each a small part of the
+    global excess, and the global sum paged as an incident of its own (and paused every
+    batch key under it, until the policy step stopped that)."""
+    from spendbrake.detectors._incidents import group
+
+    glob, team = _loop("", "", 100.0), _loop("", "", 60.0)
+    glob.scope, glob.known = (), {}  # type: ignore[attr-defined]
+    team.scope, team.known = (("team", "batch"),), {"team": "batch"}  # type: ignore[attr-defined]
+    keys = [_loop(f"k{i}", "batch", 20.0) for i in range(3)]  # 60 of the global's 100
+    roots = group([glob, team, *keys])
+    assert sorted(r.scope for r in roots) == [k.scope for k in keys]  # type: ignore[attr-defined]
+    assert all(r.also == [(("team", "batch"),), ()] for r in roots)
+    # Together under half the excess: the sum is news of its own.
+    glob.excess_usd = 200.0  # type: ignore[attr-defined]
+    roots = group([glob, *(_loop(f"k{i}", "batch", 20.0) for i in range(3))])
+    assert [r.scope for r in roots][-1] == ()
+    # One key alone is the ordinary case (it explains the sum or it does not), and a trend
+    # never explains a runaway.
+    roots = group([glob, *(_loop(f"k{i}", "batch", 60.0, kind="wow") for i in range(3))])
+    assert () in [r.scope for r in roots]
