@@ -95,7 +95,7 @@ class Shift(InRows):
     alpha
         Learning rate of the level and the scale per usual window (0.02: a few days of hours).
     warmup_n
-        Windows learned before any alert.
+        Windows learned before any alert; no evidence builds up while it learns them.
     settle_n
         Windows in alarm after which the new level is taken as normal.
     clip_z
@@ -223,8 +223,15 @@ class Shift(InRows):
     def _learn(self, y: float, d: float, w: float, cusum: float) -> None:
         hp = self._hp
         v, i = self._rows.nums, self._row * _WIDTH
+        warm = v[i + _N] >= hp.warmup_n
         n = v[i + _N] = min(v[i + _N] + 1.0, hp.n_cap)
         v[i + _WMEAN] += hp.alpha * (w - v[i + _WMEAN])
+        if not warm:
+            # Learning, not yet judging: no evidence builds up. An alarm in the warm-up
+            # stopped the learning while the first spread seen, by chance a tight one, made
+            # every window look extreme: the level then learned only from the windows that
+            # emptied the evidence, the cheap ones, and a key paged every day (seed 3).
+            cusum = 0.0
         alarm = v[i + _ALARM]
         if alarm and d < hp.d / 2.0:
             # A window back at the old level ends the alarm's hold on the bar: what is left

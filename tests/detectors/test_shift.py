@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import orjson
 
 from spendbrake.detectors import make_detector
 
 HOUR = 3600.0
+DATA = Path(__file__).parent / "data"
 
 
 def _hours(seed: int) -> list[tuple[float, float]]:
@@ -36,3 +40,19 @@ def test_a_rise_that_ended_does_not_page_again_on_one_dear_call() -> None:
     morning = (day + 24 + 8) * HOUR
     assert not d.peek(morning, 0.036, 1.0).is_anomaly
     assert not d.update(morning, 0.036, 1.0).is_anomaly
+
+
+def test_a_tight_first_spread_does_not_lock_the_level_low() -> None:
+    """Seen on evaluation seed 3 (its hours are the fixture): a key's first hours happened
+    to cost alike per call, so one call's spread was learned tiny; evidence built up in the
+    warm-up, the alarm stopped the learning, and only the windows that emptied the evidence
+    (the cheap ones) taught the level. It stayed at half the real cost per call and the key
+    paged every day from its second week. The warm-up now only learns."""
+    hours = orjson.loads((DATA / "shift_seed3_customers011.json").read_bytes())["hours"]
+    d = make_detector("shift")
+    pages = [
+        h for h, (value, n) in enumerate(hours) if n and d.update(h * HOUR, value, n).is_anomaly
+    ]
+    assert pages == []
+    costs = [value for value, n in hours for _ in range(n)]
+    assert abs(d.peek(len(hours) * HOUR, 1.0, 1.0).expected / np.mean(costs) - 1.0) < 0.15
