@@ -85,6 +85,11 @@ RECENT_FLOOR = 4.0
 #: judged against a slot learned from two is an early look at a young rate, and a batch
 #: window's legitimate burst ran at 10x such a slot for half an hour (a pause).
 RECENT_MIN_N = 3
+#: A slot learned fewer times than RECENT_MIN_N (the third week) is itself uncertain: its
+#: chance test takes the slot's calls at the top of a band this many standard errors wide
+#: (Poisson on its few hours' calls, and YOUNG_SPREAD of hour-to-hour spread in the rate).
+YOUNG_Z = 2.0
+YOUNG_SPREAD = 0.25
 
 #: Weighted windows: the EW mean of ``weight`` learns at this rate (about four days of hours),
 #: and a window counts as at most WEIGHT_CAP usual ones (its residual at most doubled).
@@ -585,7 +590,7 @@ class SeasonalBaseline(InRows):
                 reason = self._ceiling_reason(trailing, peak, label)
         if warm and not alert and hp.count_x and value - expected * elapsed > hp.min_usd:
             usual = expected if elapsed >= 1.0 else self._early_usual(slot, expected, k)
-            over = self._count_over(weight, usual, elapsed)
+            over = self._count_over(weight, usual, elapsed, samples=count)
             if over >= 1.0:
                 alert = True
                 score = max(score, ratio_score(over))
@@ -725,7 +730,12 @@ class SeasonalBaseline(InRows):
         return level + self._slot_alpha(count) * sc.clip(r - level)
 
     def _count_over(
-        self, weight: float, expected: float, elapsed: float = 1.0, floor: float | None = None
+        self,
+        weight: float,
+        expected: float,
+        elapsed: float = 1.0,
+        floor: float | None = None,
+        samples: int = RECENT_MIN_N,
     ) -> float:
         """This window's calls over the count bar (>= 1: a count alert).
 
@@ -735,7 +745,8 @@ class SeasonalBaseline(InRows):
         judged as counts: their tail probability under twice the expected calls (slot
         expectations are noisy; calls come in clumps) must be under COUNT_ALPHA. With
         ``elapsed`` under 1 (an early look), both are that share of the window's, and the
-        chance test allows for a burst (BURST_X). ``floor`` replaces ``count_floor``.
+        chance test allows for a burst (BURST_X). ``floor`` replaces ``count_floor``. A slot
+        learned from fewer than RECENT_MIN_N ``samples`` is allowed its uncertainty too.
         """
         if not (weight >= COUNT_MIN and math.isfinite(weight)):
             return 0.0
@@ -748,6 +759,13 @@ class SeasonalBaseline(InRows):
         bar = max(COUNT_MIN, hp.count_x * slot_calls, least * mean_calls)
         over = weight / bar
         null = (2.0 if elapsed >= 1.0 else BURST_X) * max(slot_calls, 0.25 * mean_calls)
+        if samples < RECENT_MIN_N:
+            # Third week: a slot from one or two hours (seen: 29 calls where 3.2 were usual
+            # paged a legitimate burst). Its hourly calls, at the band's top.
+            hourly = max(slot_calls / elapsed, 0.25 * mean_calls / elapsed, 1.0)
+            null *= math.exp(
+                YOUNG_Z * math.sqrt(1.0 / (samples * hourly) + YOUNG_SPREAD**2 / samples)
+            )
         if over >= 1.0 and _poisson_sf(weight, null) >= COUNT_ALPHA:
             return 0.999  # over the bar, but a few calls more could be chance
         return over

@@ -155,6 +155,23 @@ def test_the_recent_look_waits_for_a_slot_learned_three_times() -> None:
             assert v.reason.startswith("20 calls for the last 15 minutes at Thu 00:00 where")
 
 
+def test_a_young_slot_is_judged_with_its_uncertainty() -> None:
+    """Evaluation seeds 0-4: most pages of the third week were whole hours at 8-14x a slot
+    learned from two hours (29 calls where 3.2 were usual), legitimate bursts. The chance
+    test now takes such a slot's calls at the top of their band; a loop still pages."""
+    rng = np.random.default_rng(0)
+    d = make_detector("baseline", count_x=8.0, count_floor=2.0)
+    for i in range(2 * 168):  # two weeks of about 3 calls an hour, a burst every third noon
+        calls = int(rng.poisson(3.0))
+        if i % 24 == 12 and i // 24 % 3 == 0:
+            calls = 20
+        d.update(3600.0 * i, float(USD * calls), float(calls))
+    ts = 3600.0 * 2 * 168  # Thursday 00:00 of the third week: its slot learned twice
+    assert not d.peek(ts, USD * 26.0, 26.0).is_anomaly  # paged before: 9x, improbable at 2x
+    loop = d.peek(ts, USD * 40.0, 40.0)
+    assert loop.is_anomaly and loop.reason.startswith("40 calls for Thu 00:00 where 3.1")
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_the_window_is_the_calls_of_the_last_three_steps(seed: int) -> None:
     # A series' new calls at each step (none at some: not looked at then), over hour
