@@ -80,8 +80,16 @@ def group(candidates: Iterable[Candidate], explain: float = 0.5) -> list[Candida
                 break
         else:
             # Several narrower anomalies that together explain it (batch keys looping on
-            # one night lift the global sum): each names it, none pages it again.
-            inner = [r for r in roots if r.kind == c.kind and inside(r.known, r.scope, c.scope)]
+            # one night lift the global sum): each names it, none pages it again. Only
+            # those known to lie in it: whether a key calls a model or serves a customer
+            # is unknown, and unrelated keys must not silence a model's surge.
+            inner = [
+                r
+                for r in roots
+                if r.kind == c.kind
+                and inside(r.known, r.scope, c.scope)
+                and all(name in r.known for name, _ in c.scope)
+            ]
             if len(inner) > 1 and sum(r.excess_usd for r in inner) >= explain * c.excess_usd:
                 for root in inner:
                     root.also.append(c.scope)

@@ -136,3 +136,14 @@ def test_narrower_anomalies_that_together_explain_a_sum_page_it_no_more() -> Non
     # never explains a runaway.
     roots = group([glob, *(_loop(f"k{i}", "batch", 60.0, kind="wow") for i in range(3))])
     assert () in [r.scope for r in roots]
+
+
+def test_keys_of_unknown_membership_do_not_explain_a_model_together() -> None:
+    # Whether a key calls this model is unknown (the key directory does not say): two key
+    # runaways at the same time must not silence the model's own surge.
+    from spendbrake.detectors._incidents import group
+
+    model = _loop("", "", 100.0)
+    model.scope, model.known = (("model", "gpt-5"),), {}  # type: ignore[attr-defined]
+    roots = group([model, _loop("k0", "a", 40.0), _loop("k1", "b", 40.0)])
+    assert (("model", "gpt-5"),) in [r.scope for r in roots]
