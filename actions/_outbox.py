@@ -208,6 +208,9 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
                 parts.append("not pausable by the keys config: " + _listed(others))
         elif others:
             parts.append("Alert only: the keys config does not allow pausing " + _listed(others))
+        elif alert.kind == "anomaly" and "api_key" not in alert.scope:
+            # ``apply_policies``: a sum over keys does not say which one loops.
+            parts.append("Alert only: a sum over keys pauses none; a looping key's own alert does")
         else:
             parts.append("Alert only: no pause policy matches this scope")
     return "; ".join(parts)

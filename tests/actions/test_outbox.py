@@ -121,6 +121,20 @@ def test_a_critical_scope_is_alerted_and_never_blocked() -> None:
     assert [t.op for t in box.lanes["slack"]] == ["post"]
 
 
+def test_an_anomaly_on_a_sum_says_why_it_paused_nothing() -> None:
+    """A team's anomaly pauses no key (``apply_policies``); Slack says why, and that the
+    looping key's own alert will, not that no policy matched."""
+    box = Outbox()
+    box.accept(alert(action="alert", targets=()), now=1.0, keys=KEYS)
+    ((_, incident),) = box.incidents.items()
+    line = outcome_line(incident, incident.alert, dry_run=False)
+    assert line == "Alert only: a sum over keys pauses none; a looping key's own alert does"
+    on_key = alert(action="alert", targets=(), id="anomaly/api_key=x/1", scope={"api_key": "x"})
+    box.accept(on_key, now=2.0, keys=KEYS)
+    incident = box.incidents["anomaly/api_key=x/1"]
+    assert "no pause policy" in outcome_line(incident, incident.alert, dry_run=False)
+
+
 def test_a_second_incident_on_the_scope_within_the_cooldown_joins_the_thread() -> None:
     box = Outbox(cooldown_s=3600)
     box.accept(alert(action="alert", targets=()), now=1.0, keys=KEYS)
