@@ -288,7 +288,11 @@ class Scoring:
             st = series.state
             cost = st[CLOSED_COST] if st[CLOSED_HOUR] == hour else series.total(hour)[0]
             v = det.peek(float(hour), cost / NUSD)
-            if v.expected is None or v.observed - v.expected < explain * root.excess_usd:
+            # A key with nothing learned for this hour (a new key looping from its first
+            # hour): all it spends is excess. Without it the alert stayed at the team, where
+            # no policy may pause (``actions.apply_policies``), and the loop ran on.
+            expected = 0.0 if v.expected is None else v.expected
+            if v.observed - expected < explain * root.excess_usd:
                 continue
             if not v.is_anomaly and any(name not in known for name, _ in root.scope):
                 # Whether this key is inside a model's or a customer's series is unknown
@@ -303,10 +307,12 @@ class Scoring:
                 window_end=root.window_end,
                 observed_usd=v.observed,
                 expected_usd=v.expected,
-                excess_usd=v.observed - v.expected,
+                excess_usd=v.observed - expected,
                 score=root.score,
                 severity=root.severity,
-                reason=v.reason,
+                reason=v.reason
+                if v.expected is not None
+                else f"spend {usd(v.observed)}/h where nothing is learned yet",
                 known=known,
             )
             if best is None or (*rank(c.scope), c.excess_usd) > (

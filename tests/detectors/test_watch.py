@@ -114,6 +114,31 @@ def test_runaway_is_one_incident_at_the_key_with_parent_scopes() -> None:
     assert parse_ts(first.detected_at) < T0 + (24 * 18 + 15) * HOUR
 
 
+def test_a_new_key_looping_from_its_first_hour_is_the_one_paused() -> None:
+    """A key with no history has no anomaly of its own; its team's sum does. The alert is
+    re-stated at the new key, which explains the excess, and only it is paused (its team's
+    other batch key, ``k-agent``, was paused too until 2026-12-06; then, with anomalies on
+    sums pausing nothing, neither was)."""
+    KEYS["k-new"] = {**KEYS["k-agent"]}
+    try:
+        rules = KeysConfig(rules=[*RULES.rules, KeyRule(api_key="k-new", workload="batch")])
+        plan = _history(24 * 21)
+        for hour in plan:
+            del hour["k-new"]  # no history
+        for h in range(24 * 18 + 14, 24 * 18 + 18):
+            plan[h]["k-new"] = 400.0  # from its first call, 20x a key's mean
+        alerts = _run(SpendWatch(Config(keys=rules)), plan)
+    finally:
+        del KEYS["k-new"]
+    first = alerts[0]
+    assert first.scope == {"api_key": "k-new"} and {"team": "search", "feature": "agent"} in (
+        first.also
+    )
+    assert (first.action, first.targets) == ("pause", ["k-new"])
+    assert "where nothing is learned yet" in first.reason
+    assert all("k-agent" not in a.targets for a in alerts)
+
+
 def test_dearer_calls_at_the_same_volume_page_the_key_within_the_hour() -> None:
     # A bad prompt change: k-chat's calls cost 3x from day 18, 08:00, at the same volume.
     plan = _history(24 * 21)
