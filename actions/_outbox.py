@@ -37,7 +37,7 @@ import msgspec
 from spendbrake.schemas import ActionRecord, Alert, KeysConfig
 
 from ._blocks import mask as _short
-from ._policy import refusal, screen_pauses
+from ._policy import on_a_sum, refusal, screen_pauses
 
 __all__ = ["Incident", "Outbox", "Task", "outcome_line", "scope_key"]
 
@@ -208,8 +208,7 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
                 parts.append("not pausable by the keys config: " + _listed(others))
         elif others:
             parts.append("Alert only: the keys config does not allow pausing " + _listed(others))
-        elif alert.kind == "anomaly" and "api_key" not in alert.scope:
-            # ``apply_policies``: a sum over keys does not say which one loops.
+        elif on_a_sum(alert):
             parts.append("Alert only: a sum over keys pauses none; a looping key's own alert does")
         else:
             parts.append("Alert only: no pause policy matches this scope")

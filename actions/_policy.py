@@ -47,6 +47,12 @@ def refusal(cls: KeyClass) -> str:
     return _WHY.get(cls.protection, cls.protection)
 
 
+def on_a_sum(alert: Alert) -> bool:
+    """An anomaly on a sum over keys (a team, a model, the global total): it does not say
+    which key loops, so it pauses none when keys are watched (``apply_policies``)."""
+    return alert.kind == "anomaly" and "api_key" not in alert.scope
+
+
 def screen_pauses(
     targets: Iterable[str], keys: KeysConfig
 ) -> tuple[list[str], list[tuple[str, KeyClass]]]:
@@ -109,7 +115,7 @@ def apply_policies(
         return msgspec.structs.replace(alert, **named)
     if alert.action == "pause":
         targets = {key for key, cls in classes.items() if cls.pausable}
-    elif alert.kind == "anomaly" and keys_watched and "api_key" not in alert.scope:
+    elif keys_watched and on_a_sum(alert):
         targets = set()
     else:
         targets = {
