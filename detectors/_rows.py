@@ -69,7 +69,7 @@ class Rows:
         row = self.n
         self.n += 1
         if row >= len(_INTS):  # a row number past 256 is an int object: one, shared
-            _INTS.extend(range(len(_INTS), 2 * row + 1))
+            _INTS.extend(range(len(_INTS), row + _GROW))
         row = _INTS[row]
         self.nums.extend(nums)
         for b, part in zip(self.blocks, blocks, strict=True):
@@ -82,7 +82,9 @@ class Rows:
 
 #: Row numbers, one int object each, shared by the rows of every ``Rows``: a series' three
 #: detectors usually have the same number in their three, and an int past 256 is 28 bytes.
+#: Grown by ``_GROW`` at a time: doubling left up to as many spare ints as rows in use.
 _INTS: list[int] = []
+_GROW = 4096
 
 #: Every ``Rows``, by its detector class and shape.
 _ALL: dict[Hashable, Rows] = {}

@@ -36,6 +36,8 @@ ATTRS = SCOPE_FIELDS
 MAX_COMBOS = 512
 _KEYED = frozenset(KEY_DIMENSIONS)
 _N = len(METRICS)
+#: The totals after the cost: calls, tokens, unpriced calls (``SpanTotals.counts``).
+_C = _N - 1
 
 
 #: (window_s, window_start, epoch): one window span, the same for every series.
@@ -142,7 +144,7 @@ class RollupState:
         #: (minute, epoch, *attrs) -> metric deltas since the last flush (+ outcomes at _N)
         self.fine: dict[tuple[Any, ...], list[Any]] = {}
         #: Open windows: (window_s, window_start, epoch) -> the absolute totals of every
-        #: series in that span (``SpanTotals``: one int64 row per series). Nested, so a
+        #: series in that span (``SpanTotals``: a row of numbers per series). Nested, so a
         #: window costs a dict entry and a row, not a key tuple and a list of its own: a
         #: series' windows share its one (dimset, values) tuple, and a span closes at once.
         self.windows: dict[Span, SpanTotals] = {}
@@ -372,7 +374,6 @@ class RollupState:
         for span, series in span_series:
             w, start, epoch = span
             totals = windows[span]
-            i = totals.rows[series] * _N
             counts = outcomes.get((span, series)) if outcomes else None
             out.append(
                 RollupRecord(
@@ -382,7 +383,7 @@ class RollupState:
                     start,
                     partition,
                     epoch,
-                    tuple(totals.metrics[i : i + _N]),
+                    totals.row(totals.rows[series]),
                     {} if counts is None else dict(counts),
                     final,
                 )
@@ -487,74 +488,106 @@ def _projector(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[An
 
 #: One int object per row number, shared by every span of every partition: an int past 256
 #: is an object of its own (28 bytes), and each series had one in each of its open windows.
+#: Grown by ``_GROW`` at a time: doubling left up to as many spare ints as rows in use.
 _ROW_NUMBERS: list[int] = []
+_GROW = 4096
 
 
 def _row_number(n: int) -> int:
-    _ROW_NUMBERS.extend(range(len(_ROW_NUMBERS), max(n + 1, 2 * len(_ROW_NUMBERS))))
+    _ROW_NUMBERS.extend(range(len(_ROW_NUMBERS), n + _GROW))
     return _ROW_NUMBERS[n]
 
 
 class SpanTotals:
-    """The absolute totals of every series in one window span, one int64 row each.
+    """The absolute totals of every series in one window span, a row each.
 
-    ``rows`` numbers the series; ``metrics`` holds their ``_N`` totals row after row, in
-    one ``array('q')``: 64 bytes a window, no int object per metric. A total past int64
-    turns ``metrics`` into a list of Python ints, so sums stay exact whatever they reach.
+    ``rows`` numbers the series. Costs (nano-dollars, which pass int32 within seconds of a
+    busy key) are one int64 each in ``cost``; the other ``_N - 1`` totals (calls, tokens,
+    unpriced calls) are int32 row after row in ``counts``, until one passes int32 and the
+    span's counts become int64. 36 bytes a series in a span, where 64 all int64 took: about
+    8 spans a series at 100k series (three partitions' days, hours and open minutes). A
+    total past int64 turns its column into a list of Python ints, so sums stay exact
+    whatever they reach.
 
     >>> t = SpanTotals()
-    >>> t.add((0, ()), [5, 1, 0, 0, 0, 0, 0, 0, None]); t.add((0, ()), [2**63, 1, 0, 0, 0, 0, 0, 0])
-    >>> t.get((0, ())), type(t.metrics).__name__
-    ((9223372036854775813, 2, 0, 0, 0, 0, 0, 0), 'list')
+    >>> t.add((0, ()), [5, 1, 0, 0, 0, 0, 0, 0, None])
+    >>> t.add((0, ()), [2**63, 2**31, 0, 0, 0, 0, 0, 0])
+    >>> t.get((0, ())), type(t.cost).__name__, t.counts.typecode
+    ((9223372036854775813, 2147483649, 0, 0, 0, 0, 0, 0), 'list', 'q')
     """
 
-    __slots__ = ("metrics", "rows")
+    __slots__ = ("cost", "counts", "rows")
 
     def __init__(self) -> None:
         self.rows: dict[Series, int] = {}
-        self.metrics: array[int] | list[int] = array("q")
+        self.cost: array[int] | list[int] = array("q")
+        self.counts: array[int] | list[int] = array("i")
 
     def add(self, series: Series, delta: Sequence[Any]) -> None:
         """Add the first ``_N`` values of ``delta`` to the series' row (a new row: set it)."""
-        metrics = self.metrics
         row = self.rows.get(series)
         if row is None:
-            try:
-                values: array[int] | list[int] = array("q", delta[:_N])  # all or nothing
-            except OverflowError:
-                values = list(delta[:_N])
-                metrics = self.metrics = list(metrics)
-            metrics.extend(values)  # type: ignore[arg-type]
             n = len(self.rows)
             self.rows[series] = _ROW_NUMBERS[n] if n < len(_ROW_NUMBERS) else _row_number(n)
+            try:
+                self.cost.append(delta[0])
+            except OverflowError:
+                self.cost = [*self.cost, delta[0]]
+            self._put(n * _C, delta[1:_N], new=True)
             return
-        i = row * _N
-        s0 = metrics[i] + delta[0]
-        s1 = metrics[i + 1] + delta[1]
-        s2 = metrics[i + 2] + delta[2]
-        s3 = metrics[i + 3] + delta[3]
-        s4 = metrics[i + 4] + delta[4]
-        s5 = metrics[i + 5] + delta[5]
-        s6 = metrics[i + 6] + delta[6]
-        s7 = metrics[i + 7] + delta[7]
-        sums = (s0, s1, s2, s3, s4, s5, s6, s7)
-        if type(metrics) is list:
-            metrics[i : i + _N] = sums
-            return
+        cost = self.cost
         try:
-            metrics[i : i + _N] = array("q", sums)  # all or nothing
+            cost[row] += delta[0]
         except OverflowError:
-            metrics = self.metrics = list(metrics)
-            metrics[i : i + _N] = sums
+            cost = self.cost = list(cost)
+            cost[row] += delta[0]
+        counts = self.counts
+        i = row * _C
+        self._put(
+            i,
+            (
+                counts[i] + delta[1],
+                counts[i + 1] + delta[2],
+                counts[i + 2] + delta[3],
+                counts[i + 3] + delta[4],
+                counts[i + 4] + delta[5],
+                counts[i + 5] + delta[6],
+                counts[i + 6] + delta[7],
+            ),
+        )
+
+    def _put(self, i: int, values: Sequence[int], new: bool = False) -> None:
+        """Write one row's counts at ``i`` (append them: ``new``), widening the column once
+        a value does not fit: int32, then int64, then Python ints."""
+        counts = self.counts
+        while True:
+            try:
+                if type(counts) is list:
+                    part: Sequence[int] = values
+                else:
+                    part = array(counts.typecode, values)  # all or nothing
+                if new:
+                    counts.extend(part)  # type: ignore[arg-type]
+                else:
+                    counts[i : i + _C] = part  # type: ignore[assignment]
+                return
+            except OverflowError:
+                counts = self.counts = (
+                    array("q", counts) if counts.typecode == "i" else list(counts)  # type: ignore[union-attr]
+                )
 
     def get(self, series: Series) -> tuple[int, ...]:
-        i = self.rows[series] * _N
-        return tuple(self.metrics[i : i + _N])
+        return self.row(self.rows[series])
+
+    def row(self, row: int) -> tuple[int, ...]:
+        """The ``_N`` totals of row ``row``, in ``METRICS`` order."""
+        i = row * _C
+        return (self.cost[row], *self.counts[i : i + _C])
 
     def items(self) -> Iterator[tuple[Series, tuple[int, ...]]]:
-        metrics = self.metrics
-        for series, row in self.rows.items():
-            yield series, tuple(metrics[row * _N : row * _N + _N])
+        row = self.row
+        for series, n in self.rows.items():
+            yield series, row(n)
 
 
 def _add_outcomes(outcomes: dict[Any, dict[str, int]], key: Any, delta: dict[str, int]) -> None:
