@@ -194,6 +194,13 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
             + _listed(incident.refused)
             + ": the keys config does not allow pausing it"
         )
+    held = [k for k in alert.held_keys if k not in incident.paused]
+    if held:
+        until = min(alert.held_keys[k] for k in held)
+        parts.append(
+            f"Pause held: {_listed(held)} paused if still anomalous at "
+            f"{until[11:16]} UTC (policy confirm_s)"
+        )
     critical = alert.critical_keys
     protected = alert.protected_keys
     others = [k for k in protected if k not in critical]

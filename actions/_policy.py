@@ -15,11 +15,21 @@ The action stage checks every pause again against the config it loaded itself
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import msgspec
 
-from spendbrake.schemas import Alert, KeyClass, KeyInfo, KeysConfig, PolicyConfig
+from spendbrake.schemas import (
+    Alert,
+    KeyClass,
+    KeyInfo,
+    KeysConfig,
+    PolicyConfig,
+    format_ts,
+    parse_ts,
+)
 
 __all__ = ["PAUSE_KINDS", "apply_policies", "pausable", "refusal", "screen_pauses"]
 
@@ -68,11 +78,21 @@ def screen_pauses(
     return allowed, refused
 
 
-def _first_match(attrs: dict[str, str | None], policies: Sequence[PolicyConfig]) -> str:
+def _first_match(
+    attrs: dict[str, str | None], policies: Sequence[PolicyConfig]
+) -> PolicyConfig | None:
     for policy in policies:
         if all(attrs.get(name) == value for name, value in policy.match.items()):
-            return policy.action
-    return "alert"
+            return policy
+    return None
+
+
+def _age(alert: Alert) -> float:
+    """Seconds from its incident's first alert to this one (an alert that does not say
+    when its incident opened counts as old enough: it pauses as before ``confirm_s``)."""
+    if not alert.opened_at:
+        return math.inf
+    return parse_ts(alert.detected_at) - parse_ts(alert.opened_at)
 
 
 def apply_policies(
@@ -99,6 +119,10 @@ def apply_policies(
     re-stated at the key, and that alert pauses it). A burn-rate alert is a budget's
     scope by design and pauses as its policy says.
 
+    A pause policy with ``confirm_s`` holds its keys on an anomaly whose incident opened
+    less than that long before (``held_keys``, with when they may be paused); the
+    incident's follow-up past that age (``IncidentBook.confirm_after``) pauses them.
+
     ``protected_keys`` names each key in scope that may not be paused, and why (Slack says
     so); ``critical_keys`` the critical ones among them.
     """
@@ -106,7 +130,7 @@ def apply_policies(
         return msgspec.structs.replace(alert, targets=sorted({k.api_key for k in known}))
     classes = {k.api_key: keys.classify(k.api_key) for k in known}
     protected = [(key, cls.protection) for key, cls in sorted(classes.items()) if not cls.pausable]
-    named = {
+    named: dict[str, Any] = {
         "critical_keys": [key for key, why in protected if why == "critical"],
         "protected_keys": dict(protected[:MAX_PROTECTED_LISTED]),
     }
@@ -118,13 +142,22 @@ def apply_policies(
     elif keys_watched and on_a_sum(alert):
         targets = set()
     else:
-        targets = {
-            k.api_key
-            for k in known
-            if (cls := classes[k.api_key]).pausable
-            and _first_match({**alert.scope, **k.attrs(), "workload": cls.workload}, policies)
-            == "pause"
-        }
+        targets = set()
+        held: dict[str, str] = {}
+        age = _age(alert) if alert.kind == "anomaly" else math.inf
+        for k in known:
+            cls = classes[k.api_key]
+            if not cls.pausable:
+                continue
+            policy = _first_match({**alert.scope, **k.attrs(), "workload": cls.workload}, policies)
+            if policy is None or policy.action != "pause":
+                continue
+            if age < policy.confirm_s:
+                held[k.api_key] = format_ts(parse_ts(alert.opened_at) + policy.confirm_s)
+            else:
+                targets.add(k.api_key)
+        if held:
+            named["held_keys"] = dict(sorted(held.items()))
     return msgspec.structs.replace(
         alert, targets=sorted(targets), action="pause" if targets else "alert", **named
     )

@@ -11,7 +11,7 @@ only sent when the severity rises.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from spendbrake.schemas import Alert, KeyInfo, format_ts, more_severe
@@ -124,6 +124,8 @@ class Incident:
     #: in snapshots from before they were kept.
     opened: float | None = None
     at: Scope | None = None
+    #: The largest of ``IncidentBook.confirm_after`` it has been stated again at (0: none).
+    confirmed: float = 0.0
 
 
 def family(kind: str, severity: str = "warning") -> str:
@@ -162,10 +164,15 @@ class IncidentBook:
     ----------
     quiet_s
         An incident closes after this long without an anomaly in any of its scopes.
+    confirm_after
+        Ages (seconds since it was opened) at which an incident still anomalous is stated
+        again, once each: the pause policies' ``confirm_s`` (``Config.confirm_after``), for
+        a policy that waits to see an anomaly last before it pauses.
     """
 
-    def __init__(self, quiet_s: float = 6 * 3600.0) -> None:
+    def __init__(self, quiet_s: float = 6 * 3600.0, confirm_after: Sequence[float] = ()) -> None:
         self.quiet_s = quiet_s
+        self.confirm_after = tuple(confirm_after)
         self.open: dict[tuple[str, Scope], Incident] = {}
 
     def _find(self, families: tuple[str, ...], root: Candidate, now: float) -> Incident | None:
@@ -229,7 +236,19 @@ class IncidentBook:
         narrower = owner == fam and rank(root.scope) > rank(stated)
         if narrower:
             incident.at = root.scope  # re-stated at the narrower scope (the key)
-        if more_severe(root.severity, incident.severity) or narrower:
+        # Anomalous again at its most specific scope (the key a pause policy acts on) past a
+        # confirmation age not yet stated: it lasted that long, which a policy may wait for.
+        opened = getattr(incident, "opened", None)
+        lasted = [
+            age
+            for age in self.confirm_after
+            if opened is not None
+            and getattr(incident, "confirmed", 0.0) < age <= now - opened
+            and rank(root.scope) >= rank(stated)
+        ]
+        if lasted:
+            incident.confirmed = lasted[-1]
+        if more_severe(root.severity, incident.severity) or narrower or lasted:
             if more_severe(root.severity, incident.severity):
                 incident.severity = root.severity
             incident.seq += 1
@@ -260,6 +279,7 @@ class IncidentBook:
             if admitted is None:
                 continue
             incident, _ = admitted
+            opened = getattr(incident, "opened", None)
             alert = Alert(
                 kind=root.kind,
                 detector=root.detector,
@@ -271,6 +291,7 @@ class IncidentBook:
                 observed_usd=root.observed_usd,
                 expected_usd=root.expected_usd,
                 severity=root.severity,  # type: ignore[arg-type]
+                opened_at="" if opened is None else format_ts(opened),
                 reason=f"{scope_text(root.scope)}: {root.reason}",
                 id=incident.id,
                 seq=incident.seq,

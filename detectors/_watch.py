@@ -85,7 +85,7 @@ class SpendWatch:
         self.book = SeriesBook()
         self.directory = KeyDirectory()
         self.budgets = BudgetBook(config.budgets)
-        self.incidents = IncidentBook(quiet_s)
+        self.incidents = IncidentBook(quiet_s, config.confirm_after)
         self.scoring = Scoring(self.book, self.directory.known, cpc_min_usd)
         self._detect_dims = {tuple(d) for d in config.dimensions}
         #: dims -> (key directory?, detected?, budget indices): a cache of ``_role``
@@ -371,6 +371,7 @@ class SpendWatch:
             self.book.series[sk].detectors = detectors
         self.book.rebuilt()
         self.budgets = budgets
+        self.incidents.confirm_after = config.confirm_after
         self._detect_dims = {tuple(d) for d in config.dimensions}
         self._roles = {}
         self.config = config

@@ -17,7 +17,9 @@ One JSON object (msgspec: floats round trip exactly, ints of any size stay exact
   series holds these numbers in one int64 array (``Series.state``); this layout predates
   it and is unchanged;
 - ``dirty``, ``folded``, ``cap_noticed``, ``notices``: the series book's bookkeeping;
-- ``incidents``: each open incident once, and the (family, scope) entries naming it.
+- ``incidents``: each open incident once (id, seq, severity, last anomaly, scopes, origin,
+  family, opened, stated-at scope, and the largest confirmation age it was stated again at:
+  rows written before 2026-12-07 have none), and the (family, scope) entries naming it.
 
 A change of layout gets a new ``VERSION`` and a reader of the old one here, as plain data.
 """
@@ -185,7 +187,7 @@ def _load(w: SpendWatch, state: dict[str, Any]) -> dict[str, Any]:
     directory.load(state["keys"])
     budgets = BudgetBook(built["budgets"])
     budgets.load(state["budgets"])
-    incidents = _load_incidents(state["incidents"], w.incidents.quiet_s)
+    incidents = _load_incidents(state["incidents"], w.incidents)
     # All read: swap in.
     w.clock, w.book, w.directory = clock, book, directory
     w.budgets, w.incidents = budgets, incidents
@@ -263,16 +265,19 @@ def _dump_incidents(book: IncidentBook) -> dict[str, Any]:
                 incident.family,
                 incident.opened,
                 incident.at,
+                incident.confirmed,
             ]
         )
     opened = [[fam, scope, index[id(inc)]] for (fam, scope), inc in book.open.items()]
     return {"incidents": rows, "open": opened}
 
 
-def _load_incidents(data: dict[str, Any], quiet_s: float) -> IncidentBook:
-    book = IncidentBook(quiet_s)
+def _load_incidents(data: dict[str, Any], like: IncidentBook) -> IncidentBook:
+    """The snapshot's incidents in a book with ``like``'s settings (the config's)."""
+    book = IncidentBook(like.quiet_s, like.confirm_after)
     incidents = []
-    for id_, seq, severity, last_ts, scopes, origin, family, opened, at in data["incidents"]:
+    for row in data["incidents"]:
+        id_, seq, severity, last_ts, scopes, origin, family, opened, at, *confirmed = row
         incidents.append(
             Incident(
                 id=str(id_),
@@ -284,6 +289,7 @@ def _load_incidents(data: dict[str, Any], quiet_s: float) -> IncidentBook:
                 family=family,
                 opened=None if opened is None else float(opened),
                 at=None if at is None else _scope(at),
+                confirmed=float(confirmed[0]) if confirmed else 0.0,
             )
         )
     for family, scope, i in data["open"]:

@@ -275,8 +275,20 @@ class PolicyConfig(_Section):
 
     match: dict[str, str] = {}
     action: Literal["alert", "pause"] = "alert"
+    #: Pause on an anomaly only once its incident is still anomalous this long after it was
+    #: first alerted (Prometheus' ``for``): the alert goes out at once, naming the keys held;
+    #: a follow-up pauses them. A legitimate burst of a batch key ends within minutes, a
+    #: loop does not. 0: pause with the first alert. Burn rates and hard stops never wait.
+    confirm_s: Annotated[int, Field(ge=0, le=6 * 3600)] = 0
 
     _match = field_validator("match")(_check_scope)
+
+    @field_validator("confirm_s")
+    @classmethod
+    def _confirm_pauses(cls, confirm_s: int, info: ValidationInfo) -> int:
+        if confirm_s and info.data.get("action") != "pause":
+            raise ValueError("confirm_s delays a pause; it needs action: pause")
+        return confirm_s
 
     @field_validator("action")
     @classmethod
@@ -417,6 +429,12 @@ class Config(_Section):
                 raise ValueError(f"{dims} is listed twice")
             seen.add(key)
         return sets
+
+    @property
+    def confirm_after(self) -> tuple[int, ...]:
+        """The distinct ``confirm_s`` of pause policies, ascending: the ages at which the
+        detect stage states a still-anomalous incident again, for the policy to pause."""
+        return tuple(sorted({p.confirm_s for p in self.policies if p.confirm_s}))
 
     @property
     def watches_keys(self) -> bool:

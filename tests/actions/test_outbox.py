@@ -135,6 +135,16 @@ def test_an_anomaly_on_a_sum_says_why_it_paused_nothing() -> None:
     assert "no pause policy" in outcome_line(incident, incident.alert, dry_run=False)
 
 
+def test_a_held_pause_says_when_it_would_pause() -> None:
+    box = Outbox()
+    held = {"sk-a": "2026-11-08T03:10:02.011000Z"}
+    on_key = alert(action="alert", targets=(), id="anomaly/api_key=sk-a/1", held_keys=held)
+    box.accept(on_key, now=1.0, keys=KEYS)
+    incident = box.incidents["anomaly/api_key=sk-a/1"]
+    line = outcome_line(incident, incident.alert, dry_run=False)
+    assert line == "Pause held: sk-a paused if still anomalous at 03:10 UTC (policy confirm_s)"
+
+
 def test_a_second_incident_on_the_scope_within_the_cooldown_joins_the_thread() -> None:
     box = Outbox(cooldown_s=3600)
     box.accept(alert(action="alert", targets=()), now=1.0, keys=KEYS)
@@ -478,13 +488,15 @@ def test_an_outbox_pickled_by_the_previous_release_restores_and_runs() -> None:
 
 def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
     """Its alert was the ``AlertRecord`` type, the same fields in the same order as the one
-    alert type: the file reads as it was and is written back unchanged."""
+    alert type: the file reads as it was and is written back unchanged, but for the fields
+    added since (``opened_at``, ``held_keys``, 2026-12-07), written with their defaults."""
     data = RECORD_FILE.read_bytes()
     box = load_outbox(data)
     (incident,) = box.incidents.values()
     assert incident.alert.critical_keys == ["support-bot-prod"]
     assert incident.refused == ["support-bot-prod"]  # the stage's own config refused it
-    assert dump_outbox(box) == data
+    added = b'"opened_at":"","held_keys":{},"budget":'
+    assert dump_outbox(box) == data.replace(b'"budget":', added)
 
 
 def test_an_outbox_file_of_the_previous_release_loads_with_typed_alerts() -> None:

@@ -155,3 +155,33 @@ def test_first_matching_rule_wins_and_globs_match_the_whole_key() -> None:
     assert RULES.classify("Support-Bot-Prod").workload is None  # case matters, as in keys
     assert RULES.classify("eval-1").protection == "alert-only"
     assert RULES.classify("search-agent").rule == 4
+
+
+def test_a_pause_policy_with_confirm_s_holds_its_keys_until_the_incident_has_lasted() -> None:
+    """Prometheus' ``for``: the first alert of an incident names the key held and when it
+    may be paused; a follow-up that long after the incident opened pauses it."""
+    T = 1_790_812_800.0  # 2026-10-01: alert times are events' times, 2000-2100
+    policies = [PolicyConfig(match={"workload": "batch"}, action="pause", confirm_s=900)]
+    key = [KeyInfo("research-nightly-summarizer", team="research")]
+    on_key = anomaly(
+        scope={"api_key": "research-nightly-summarizer"},
+        detected_at=format_ts(T + 600.0),
+        opened_at=format_ts(T + 600.0),
+    )
+    first = apply_policies(on_key, key, policies, RULES)
+    assert (first.action, first.targets) == ("alert", [])
+    assert first.held_keys == {"research-nightly-summarizer": format_ts(T + 1500.0)}
+    early = msgspec.structs.replace(on_key, seq=1, detected_at=format_ts(T + 1499.0))
+    assert apply_policies(early, key, policies, RULES).targets == []
+    lasted = msgspec.structs.replace(on_key, seq=2, detected_at=format_ts(T + 1500.0))
+    paused = apply_policies(lasted, key, policies, RULES)
+    assert (paused.action, paused.targets, paused.held_keys) == (
+        "pause",
+        ["research-nightly-summarizer"],
+        {},
+    )
+    # A burn rate already needs two windows over the pace: it never waits.
+    burn = msgspec.structs.replace(on_key, kind="burn_rate")
+    assert apply_policies(burn, key, policies, RULES).targets == ["research-nightly-summarizer"]
+    # Without confirm_s (the default), the first alert pauses, as before.
+    assert apply_policies(on_key, key, POLICIES, RULES).targets == ["research-nightly-summarizer"]

@@ -147,3 +147,34 @@ def test_keys_of_unknown_membership_do_not_explain_a_model_together() -> None:
     model.scope, model.known = (("model", "gpt-5"),), {}  # type: ignore[attr-defined]
     roots = group([model, _loop("k0", "a", 40.0), _loop("k1", "b", 40.0)])
     assert (("model", "gpt-5"),) in [r.scope for r in roots]
+
+
+def test_an_incident_still_anomalous_past_a_confirmation_age_is_stated_again_once() -> None:
+    """``confirm_after`` (the pause policies' ``confirm_s``): a follow-up when an anomaly
+    comes again at or past that age, for the policy step to pause; none for a burst whose
+    anomalies stop before it."""
+    from spendbrake.detectors._incidents import IncidentBook
+
+    book = IncidentBook(confirm_after=(900.0,))
+    admitted = book.admit(_root(KEY, [], 0.0), 600.0)  # type: ignore[arg-type]
+    assert admitted is not None and admitted[1]
+    assert book.admit(_root(KEY, [], 0.0), 1200.0) is None  # type: ignore[arg-type]
+    lasted = book.admit(_root(KEY, [], 0.0), 1500.0)  # type: ignore[arg-type]
+    assert lasted is not None and (lasted[0].seq, lasted[1]) == (1, False)
+    assert book.admit(_root(KEY, [], 0.0), 1800.0) is None  # type: ignore[arg-type]
+    ((alert, _),) = book.alerts([_root(KEY, [], 3600.0, severity="critical")], 3900.0, _no_keys)  # type: ignore[list-item]
+    assert alert.opened_at == "1970-01-01T00:10:00.000000Z" and alert.seq == 2
+    burst = IncidentBook(confirm_after=(900.0,))
+    assert burst.admit(_root(MODEL, [], 0.0), 600.0) is not None  # type: ignore[arg-type]
+    assert burst.admit(_root(MODEL, [], 0.0), 900.0) is None  # type: ignore[arg-type]
+    # Past the age, only an anomaly at its most specific scope (the key, what a policy
+    # pauses) states it again: its model's sum alone does not, nor use the age up.
+    keyed = IncidentBook(confirm_after=(900.0,))
+    assert keyed.admit(_root(KEY, [MODEL], 0.0), 600.0) is not None  # type: ignore[arg-type]
+    assert keyed.admit(_root(MODEL, [], 0.0), 1500.0) is None  # type: ignore[arg-type]
+    again = keyed.admit(_root(KEY, [MODEL], 0.0), 2100.0)  # type: ignore[arg-type]
+    assert again is not None and (again[0].seq, again[0].confirmed) == (1, 900.0)
+
+
+def _no_keys(scope: object, since: float) -> list:
+    return []

@@ -19,6 +19,7 @@ from spendbrake.schemas import (
     DetectorConfig,
     KeyRule,
     KeysConfig,
+    PolicyConfig,
     RollupRecord,
     parse_ts,
 )
@@ -112,6 +113,33 @@ def test_runaway_is_one_incident_at_the_key_with_parent_scopes() -> None:
     assert [a.seq for a in alerts] == list(range(len(alerts)))
     # Detected within the hour it started, from the early look at the filling hour.
     assert parse_ts(first.detected_at) < T0 + (24 * 18 + 15) * HOUR
+
+
+def test_a_pause_policy_with_confirm_s_pauses_a_loop_once_it_has_lasted() -> None:
+    """The first alert holds the batch key (``held_keys``); the incident's follow-up once
+    it is still anomalous ``confirm_s`` after it opened pauses it."""
+    plan = _history(24 * 21)
+    _runaway(plan, "k-agent", 24 * 18 + 14, 3, 25.0)
+    waits = PolicyConfig(match={"workload": "batch"}, action="pause", confirm_s=1800)
+    alerts = _run(SpendWatch(Config(keys=RULES, policies=[waits])), plan)
+    first = alerts[0]
+    assert first.scope == {"api_key": "k-agent"} and first.targets == []
+    assert first.opened_at == first.detected_at
+    until = parse_ts(first.held_keys["k-agent"])
+    assert until == parse_ts(first.opened_at) + 1800
+    pause = next(a for a in alerts if a.action == "pause")
+    assert pause.id == first.id and pause.targets == ["k-agent"]
+    assert until <= parse_ts(pause.detected_at) < until + HOUR
+    assert sum(a.action == "pause" for a in alerts) == 1
+    # A restart after the follow-up states nothing twice (the age stated is in the snapshot).
+    cut = 24 * 18 + 16
+    config = Config(keys=RULES, policies=[waits])
+    before = SpendWatch(config)
+    head = _run(before, plan[:cut])
+    assert any(a.action == "pause" for a in head)
+    after = SpendWatch(config)
+    after.restore(before.snapshot())
+    assert head + _run(after, plan, start=cut) == alerts
 
 
 def test_a_new_key_looping_from_its_first_hour_is_the_one_paused() -> None:

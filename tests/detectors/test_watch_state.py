@@ -7,6 +7,7 @@ a file an earlier release wrote, and what it refuses.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import msgspec
@@ -59,8 +60,13 @@ def test_a_snapshot_written_by_91ee7cd_resumes_with_the_alerts_that_release_sent
     resumed = SpendWatch(config)
     assert resumed.restore((DATA / "watch_snapshot_91ee7cd.json").read_bytes()) == []
     assert len(resumed.incidents.open) == 4
-    sent = b"".join(encode_alert(a) + b"\n" for a in _stage_run(resumed, plan, start=CUT))
-    assert sent == (DATA / "watch_snapshot_91ee7cd.alerts.jsonl").read_bytes()
+    alerts = _stage_run(resumed, plan, start=CUT)
+    # Less the fields added since (2026-12-07) at their defaults: what it sends is a budget's
+    # and an operator's alerts (the open incident goes on without a follow-up).
+    assert all(a.opened_at == "" and not a.held_keys for a in alerts)
+    sent = b"".join(encode_alert(a) + b"\n" for a in alerts)
+    before = re.sub(rb'"opened_at":"[^"]*","held_keys":\{\},', b"", sent)
+    assert before == (DATA / "watch_snapshot_91ee7cd.alerts.jsonl").read_bytes()
     # And it is where a watch of this release would be at that point, but for the recent
     # look's calls at the last looks, which that release did not keep (a restored watch's
     # recent look waits for three looks in a row).

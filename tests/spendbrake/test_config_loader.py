@@ -133,6 +133,14 @@ def test_each_problem_has_line_column_and_path(tmp_path: Path) -> None:
             "policies:\n  - {match: {wrkload: batch}, action: pause}\n",
             "policies[0].match: unknown event field 'wrkload'",
         ),
+        (
+            "policies:\n  - {match: {workload: batch}, action: alert, confirm_s: 900}\n",
+            "policies[0].confirm_s: confirm_s delays a pause; it needs action: pause",
+        ),
+        (
+            "policies:\n  - {match: {workload: batch}, action: pause, confirm_s: 86400}\n",
+            "policies[0].confirm_s: must be less than or equal to 21600, got 86400",
+        ),
         ("gateway: {kind: envoy}\n", "gateway.kind: must be 'litellm' or 'webhook', got \"envoy\""),
         ("slak: {channel: x}\n", "slak: unknown key 'slak' (did you mean 'slack'?)"),
         ("store: {pth: x.duckdb}\n", "store.pth: unknown key 'pth' (did you mean 'path'?)"),
