@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 from spendbrake.actions._blocks import render_alert, render_followup, render_parent_update
 from spendbrake.actions._outbox import Incident, Outbox, Task, outcome_line
 from spendbrake.actions._outbox_file import OUTBOX_VERSION, dump_outbox, load_outbox
-from spendbrake.actions._policy import apply_policies, pausable, refusal, screen_pauses
+from spendbrake.actions._policy import (
+    apply_policies,
+    decide,
+    pausable,
+    refusal,
+    screen_pauses,
+)
 from spendbrake.actions._retry import backoff_delay
 
 if TYPE_CHECKING:
@@ -92,6 +98,7 @@ __all__ = [
     "apply_policies",
     "backoff_delay",
     "build_payload",
+    "decide",
     "dump_outbox",
     "load_outbox",
     "make_gateway",

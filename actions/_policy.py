@@ -16,13 +16,14 @@ The action stage checks every pause again against the config it loaded itself
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 import msgspec
 
 from spendbrake.schemas import (
     Alert,
+    Config,
     KeyClass,
     KeyInfo,
     KeysConfig,
@@ -31,7 +32,7 @@ from spendbrake.schemas import (
     parse_ts,
 )
 
-__all__ = ["PAUSE_KINDS", "apply_policies", "pausable", "refusal", "screen_pauses"]
+__all__ = ["PAUSE_KINDS", "apply_policies", "decide", "pausable", "refusal", "screen_pauses"]
 
 #: Alert kinds a ``pause`` policy acts on: evidence of a runaway, not of a trend. A 30 %
 #: week-over-week rise or a dearer prompt is for people to look at, not to stop work for.
@@ -161,3 +162,24 @@ def apply_policies(
     return msgspec.structs.replace(
         alert, targets=sorted(targets), action="pause" if targets else "alert", **named
     )
+
+
+class Raises(Protocol):
+    """What the policy step reads of the detect stage's watch (``detectors.SpendWatch``)."""
+
+    def advance(self, max_hours: int | None = None) -> list[tuple[Alert, list[KeyInfo]]]: ...
+
+    def hold(self, alert: Alert) -> None: ...
+
+
+def decide(watch: Raises, config: Config, max_hours: int | None = None) -> Iterator[Alert]:
+    """The policy step, as the detect stage and replay run it: each alert ``watch.advance``
+    raises, with ``config``'s policies applied; one that holds a pause (``confirm_s``) is
+    handed back (``watch.hold``), so its incident is stated again once it has lasted."""
+    for raised, known in watch.advance(max_hours=max_hours):
+        alert = apply_policies(
+            raised, known, config.policies, config.keys, keys_watched=config.watches_keys
+        )
+        if alert.held_keys:
+            watch.hold(alert)
+        yield alert

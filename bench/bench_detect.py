@@ -33,6 +33,11 @@ alerts. Rules (issues 5 and 18):
 
     python -m bench detect [--seed N] [--series N] [--weeks 5] [--json]
     python -m bench detect --seeds 0-4 --jobs 2 --contenders default   # the bar per seed
+    python -m bench detect --seeds 0-4 --jobs 2 --contenders default --confirm-s 600
+
+Beside the bar: how long after it began each runaway the default policies pause (a batch
+loop) was paused, the first pause of its key in detection's window (``--confirm-s``: the
+pause policies wait that long for the anomaly to last, ``PolicyConfig.confirm_s``).
 """
 
 from __future__ import annotations
@@ -168,6 +173,9 @@ class Score:
     #: model, the global total) although a narrower one was the cause or none was.
     pages: int = 0
     coarse_pages: int = 0
+    #: Minutes from each incident the default policies pause (``expected_action`` pause)
+    #: to its key's first pause, for those paused in its window (as detection's).
+    pause_delays_min: list[float] = field(default_factory=list)
 
     @property
     def detection_rate(self) -> float:
@@ -192,6 +200,10 @@ class Score:
     @property
     def ids_per_detected_incident(self) -> float | None:
         return self.alert_ids_on_incidents / self.detected if self.detected else None
+
+    @property
+    def median_pause_delay_min(self) -> float | None:
+        return statistics.median(self.pause_delays_min) if self.pause_delays_min else None
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -410,7 +422,28 @@ def score(labels: Labels, alerts: Iterable[Alert]) -> Score:
         digest_items=digest_items,
         pages=pages_n,
         coarse_pages=coarse,
+        pause_delays_min=_pause_delays(labels, alerts),
     )
+
+
+def _pause_delays(labels: Labels, alerts: Sequence[Alert]) -> list[float]:
+    """Minutes from the start of each incident to be paused to its key's first pause, raised
+    after the start and by six hours after its end (detection's window); unpaused ones left
+    out (``paused`` of ``expected`` tells them)."""
+    paused: dict[str, list[float]] = defaultdict(list)
+    for a in alerts:
+        if a.get("action") == "pause":
+            for key in a.get("targets") or []:
+                paused[str(key)].append(detected_at(a))
+    delays = []
+    for label in labels.series:
+        if label.expected_action != "pause":
+            continue
+        for iv in label.intervals:
+            times = [t for t in paused.get(label.api_key, ()) if iv.start <= t <= iv.end + 6 * HOUR]
+            if times:
+                delays.append((min(times) - iv.start) / 60.0)
+    return delays
 
 
 def _tally_incidents(
@@ -498,10 +531,20 @@ class Run:
         return self.events / self.seconds if self.seconds > 0 else math.nan
 
 
-def contender_config(name: str, scenarios: ScenarioSet) -> Config:
+def contender_config(name: str, scenarios: ScenarioSet, confirm_s: int = 0) -> Config:
     """The contender's detectors with the run's budgets, the default policies and the keys
-    section naming each scenario's keys with its workload."""
-    return Config(detectors=list(CONTENDERS[name]), budgets=scenarios.budgets, keys=key_rules())
+    section naming each scenario's keys with its workload; ``confirm_s`` on the pause
+    policies (``PolicyConfig.confirm_s``)."""
+    policies = [
+        p.model_copy(update={"confirm_s": confirm_s}) if p.action == "pause" else p
+        for p in Config().policies
+    ]
+    return Config(
+        detectors=list(CONTENDERS[name]),
+        budgets=scenarios.budgets,
+        keys=key_rules(),
+        policies=policies,
+    )
 
 
 def load_replay() -> ReplayFn:
@@ -513,9 +556,9 @@ def load_replay() -> ReplayFn:
     return replay
 
 
-def run_contender(name: str, scenarios: ScenarioSet, replay: ReplayFn) -> Run:
+def run_contender(name: str, scenarios: ScenarioSet, replay: ReplayFn, confirm_s: int = 0) -> Run:
     """Replay the whole stream once with this contender's config, collecting every alert."""
-    config = contender_config(name, scenarios)
+    config = contender_config(name, scenarios, confirm_s)
     started = time.perf_counter()
     alerts = [dict(a) for a in replay(scenarios.events(), config)]
     return Run(name, alerts, len(scenarios), time.perf_counter() - started)
@@ -712,6 +755,7 @@ def report_json(
                 for ok, name, figure in bar_lines(s)
             ],
             ids_per_detected_incident=s.ids_per_detected_incident,
+            median_pause_delay_min=s.median_pause_delay_min,
             budget_ok=s.budget.ok,
             alerts=len(run.alerts),
             replay_seconds=run.seconds,
@@ -763,7 +807,9 @@ def print_report(
         budget = ", ".join(f"{k} {v}" for k, v in sorted(s.budget_family.items())) or "none"
         print(
             f"{run.name}: false page ids by detector: {false}; raised in the warm-up: "
-            f"{s.warmup_alerts}; budget-family alert ids: {budget}"
+            f"{s.warmup_alerts}; budget-family alert ids: {budget}; runaways to pause: "
+            f"{len(s.pause_delays_min)} paused, median {_num(s.median_pause_delay_min)} min "
+            "from their start"
         )
     for run in runs:
         lines = bar(scores[run.name])
@@ -796,6 +842,12 @@ def main(argv: list[str] | None = None, replay: ReplayFn | None = None) -> dict[
     parser.add_argument(
         "--jobs", type=int, default=1, help="seeds evaluated at once, one process each (1)"
     )
+    parser.add_argument(
+        "--confirm-s",
+        type=int,
+        default=0,
+        help="confirm_s of the pause policies: pause only once an anomaly has lasted this long (0)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.contenders.split(",") if n.strip()]
@@ -807,7 +859,7 @@ def main(argv: list[str] | None = None, replay: ReplayFn | None = None) -> dict[
     if args.seeds is not None:
         return _main_seeds(args, names, replay)
     scenarios, runs, scores, stream_eps = evaluate(
-        args.seed, args.series, args.weeks, names, replay, args.dump, args.rescore
+        args.seed, args.series, args.weeks, names, replay, args.dump, args.rescore, args.confirm_s
     )
     result = report_json(scenarios, runs, scores, stream_eps)
     if args.json:
@@ -825,6 +877,7 @@ def evaluate(
     replay: ReplayFn | None,
     dump: Path | None = None,
     rescore: Path | None = None,
+    confirm_s: int = 0,
 ) -> tuple[ScenarioSet, list[Run], dict[str, Score], float]:
     """One seed's scenarios, each contender's alerts (replayed, or read back from
     ``rescore``) and their scores."""
@@ -841,7 +894,7 @@ def evaluate(
             print(
                 f"seed {seed}: replaying {len(scenarios):,} events with {name} ...", file=sys.stderr
             )
-            run = run_contender(name, scenarios, replay)
+            run = run_contender(name, scenarios, replay, confirm_s)
         if dump:
             save_run(run, dump)
         runs.append(run)
@@ -870,7 +923,7 @@ def _one_seed(
     dump = args.dump / folder if args.dump else None
     rescore = args.rescore / folder if args.rescore else None
     scenarios, runs, scores, eps = evaluate(
-        seed, args.series, args.weeks, names, replay, dump, rescore
+        seed, args.series, args.weeks, names, replay, dump, rescore, args.confirm_s
     )
     return report_json(scenarios, runs, scores, eps)
 
@@ -923,6 +976,13 @@ def seeds_table(
             lines.append(f"| {name} | {seed} | {' | '.join(cells)} | {met} of {len(heads)} |")
         held[name] = counts
     lines.append("")
+    for name in names:
+        pauses = [result["contenders"][name]["median_pause_delay_min"] for result in results]
+        lines.append(
+            f"{name}: runaways to pause paused a median of "
+            + ", ".join(_num(p) for p in pauses)
+            + " min after they began (per seed)"
+        )
     for name, counts in held.items():
         every = sum(c == len(seeds) for c in counts)
         per_line = ", ".join(f"{h} {c}" for h, c in zip(heads, counts, strict=True))

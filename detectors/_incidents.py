@@ -124,8 +124,9 @@ class Incident:
     #: in snapshots from before they were kept.
     opened: float | None = None
     at: Scope | None = None
-    #: The largest of ``IncidentBook.confirm_after`` it has been stated again at (0: none).
-    confirmed: float = 0.0
+    #: None, unless a pause policy holds a key of it (``IncidentBook.hold``): then the
+    #: largest of ``IncidentBook.confirm_after`` it has been stated again at (0.0: none yet).
+    confirm: float | None = None
 
 
 def family(kind: str, severity: str = "warning") -> str:
@@ -165,9 +166,9 @@ class IncidentBook:
     quiet_s
         An incident closes after this long without an anomaly in any of its scopes.
     confirm_after
-        Ages (seconds since it was opened) at which an incident still anomalous is stated
-        again, once each: the pause policies' ``confirm_s`` (``Config.confirm_after``), for
-        a policy that waits to see an anomaly last before it pauses.
+        Ages (seconds since it was opened) at which an incident a pause policy holds keys of
+        (``hold``) is stated again, once each, if it is still anomalous at its key: the pause
+        policies' ``confirm_s`` (``Config.confirm_after``).
     """
 
     def __init__(self, quiet_s: float = 6 * 3600.0, confirm_after: Sequence[float] = ()) -> None:
@@ -236,24 +237,32 @@ class IncidentBook:
         narrower = owner == fam and rank(root.scope) > rank(stated)
         if narrower:
             incident.at = root.scope  # re-stated at the narrower scope (the key)
-        # Anomalous again at its most specific scope (the key a pause policy acts on) past a
-        # confirmation age not yet stated: it lasted that long, which a policy may wait for.
-        opened = getattr(incident, "opened", None)
+        # A held pause's incident anomalous again at its most specific scope (the key) past
+        # a confirmation age not yet stated: it lasted that long, which the policy waits for.
+        opened, confirm = getattr(incident, "opened", None), getattr(incident, "confirm", None)
         lasted = [
             age
             for age in self.confirm_after
             if opened is not None
-            and getattr(incident, "confirmed", 0.0) < age <= now - opened
+            and confirm is not None
+            and confirm < age <= now - opened
             and rank(root.scope) >= rank(stated)
         ]
         if lasted:
-            incident.confirmed = lasted[-1]
+            incident.confirm = lasted[-1]
         if more_severe(root.severity, incident.severity) or narrower or lasted:
             if more_severe(root.severity, incident.severity):
                 incident.severity = root.severity
             incident.seq += 1
             return incident, False
         return None
+
+    def hold(self, incident_id: str) -> None:
+        """A pause policy holds keys of this incident until it has lasted: state it again at
+        the confirmation ages it reaches while still anomalous (a no-op once it has closed)."""
+        for incident in self.open.values():
+            if incident.id == incident_id and getattr(incident, "confirm", None) is None:
+                incident.confirm = 0.0
 
     def alerts(
         self,

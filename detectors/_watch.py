@@ -296,6 +296,12 @@ class SpendWatch:
             alerts.extend(self._check_budgets(clock.now))
         return alerts
 
+    def hold(self, alert: Alert) -> None:
+        """The policy step held a pause of ``alert``'s keys (``held_keys``) until its incident
+        has lasted: state it again once it has, still anomalous (``IncidentBook.hold``)."""
+        if alert.held_keys:
+            self.incidents.hold(alert.id)
+
     def _anomaly_alerts(
         self, candidates: list[Candidate], at: float
     ) -> list[tuple[Alert, list[KeyInfo]]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from spendbrake.actions import apply_policies
+from spendbrake.actions import decide
 from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import (
     Alert,
@@ -158,11 +158,9 @@ def _evaluate(
     out = processor.flush()
     watch.observe(out.rollups)
     watch.set_mark(0, processor.rollups.watermark)
-    for alert, known in watch.advance():
+    for alert in decide(watch, config):
         stats.alerts += 1
-        yield apply_policies(
-            alert, known, config.policies, config.keys, keys_watched=config.watches_keys
-        )
+        yield alert
 
 
 def replay(events: Iterable[UsageEvent], config: Config) -> Iterator[dict[str, Any]]:

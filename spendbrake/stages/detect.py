@@ -33,7 +33,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from spendbrake.actions import apply_policies
+from spendbrake.actions import decide
 from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import (
     Alert,
@@ -327,14 +327,7 @@ class DetectStage(Stage):
                     # A backlog can put weeks behind the watermark at once: close them a day
                     # at a time and let the other stages of this process (the ingest's
                     # group heartbeats) run in between.
-                    for raised, known in self.watch.advance(max_hours=ADVANCE_HOURS):
-                        alert = apply_policies(
-                            raised,
-                            known,
-                            self.config.policies,
-                            self.config.keys,
-                            keys_watched=self.config.watches_keys,
-                        )
+                    for alert in decide(self.watch, self.config, max_hours=ADVANCE_HOURS):
                         self._send(alert)
                         self.alerts_out += 1
                         self.metrics.alerts.labels(alert.kind, alert.severity, alert.action).inc()

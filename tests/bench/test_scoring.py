@@ -347,6 +347,26 @@ def test_a_follow_up_pause_makes_the_incident_a_pause() -> None:
     assert bd.score(LABELS, records).wrong_pauses == 1
 
 
+def test_pauses_are_timed_from_the_start_of_the_runaway_to_pause() -> None:
+    """The first pause of the key, raised in the detection window, from the start of each
+    incident the default policies pause; one never paused is left out."""
+    import dataclasses
+
+    to_pause = dataclasses.replace(LABELS.series[0], expected_action="pause")
+    labels = dataclasses.replace(LABELS, series=(to_pause, *LABELS.series[1:]))
+    key = to_pause.api_key
+    page = alert({"api_key": key}, RUN_START, id="p", detected=RUN_START + 600)
+    first = alert(
+        {"api_key": key}, RUN_START, id="p", seq=1, action="pause", targets=(key,),
+        detected=RUN_START + 1500,
+    )  # fmt: skip
+    again = dict(first, seq=2, detected_at=format_ts(RUN_START + 3000))
+    s = bd.score(labels, [page, first, again])
+    assert (s.pause_delays_min, s.median_pause_delay_min) == ([25.0], 25.0)
+    assert bd.score(labels, [page]).pause_delays_min == []
+    assert bd.score(LABELS, [page, first]).pause_delays_min == []  # none to pause
+
+
 # ---------------------------------------------------------------------- budgets
 
 

@@ -158,6 +158,7 @@ def test_an_incident_still_anomalous_past_a_confirmation_age_is_stated_again_onc
     book = IncidentBook(confirm_after=(900.0,))
     admitted = book.admit(_root(KEY, [], 0.0), 600.0)  # type: ignore[arg-type]
     assert admitted is not None and admitted[1]
+    book.hold(admitted[0].id)  # the policy step held a pause of its key
     assert book.admit(_root(KEY, [], 0.0), 1200.0) is None  # type: ignore[arg-type]
     lasted = book.admit(_root(KEY, [], 0.0), 1500.0)  # type: ignore[arg-type]
     assert lasted is not None and (lasted[0].seq, lasted[1]) == (1, False)
@@ -165,15 +166,23 @@ def test_an_incident_still_anomalous_past_a_confirmation_age_is_stated_again_onc
     ((alert, _),) = book.alerts([_root(KEY, [], 3600.0, severity="critical")], 3900.0, _no_keys)  # type: ignore[list-item]
     assert alert.opened_at == "1970-01-01T00:10:00.000000Z" and alert.seq == 2
     burst = IncidentBook(confirm_after=(900.0,))
-    assert burst.admit(_root(MODEL, [], 0.0), 600.0) is not None  # type: ignore[arg-type]
-    assert burst.admit(_root(MODEL, [], 0.0), 900.0) is None  # type: ignore[arg-type]
+    opened = burst.admit(_root(KEY, [], 0.0), 600.0)  # type: ignore[arg-type]
+    assert opened is not None
+    burst.hold(opened[0].id)
+    assert burst.admit(_root(KEY, [], 0.0), 900.0) is None  # type: ignore[arg-type]
+    # An incident no pause is held for is not stated again: no extra thread reply.
+    free = IncidentBook(confirm_after=(900.0,))
+    assert free.admit(_root(KEY, [], 0.0), 600.0) is not None  # type: ignore[arg-type]
+    assert free.admit(_root(KEY, [], 0.0), 1500.0) is None  # type: ignore[arg-type]
     # Past the age, only an anomaly at its most specific scope (the key, what a policy
     # pauses) states it again: its model's sum alone does not, nor use the age up.
     keyed = IncidentBook(confirm_after=(900.0,))
-    assert keyed.admit(_root(KEY, [MODEL], 0.0), 600.0) is not None  # type: ignore[arg-type]
+    first = keyed.admit(_root(KEY, [MODEL], 0.0), 600.0)  # type: ignore[arg-type]
+    assert first is not None
+    keyed.hold(first[0].id)
     assert keyed.admit(_root(MODEL, [], 0.0), 1500.0) is None  # type: ignore[arg-type]
     again = keyed.admit(_root(KEY, [MODEL], 0.0), 2100.0)  # type: ignore[arg-type]
-    assert again is not None and (again[0].seq, again[0].confirmed) == (1, 900.0)
+    assert again is not None and (again[0].seq, again[0].confirm) == (1, 900.0)
 
 
 def _no_keys(scope: object, since: float) -> list:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spendbrake.actions import apply_policies
+from spendbrake.actions import decide
 from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import (
     KEY_DIMENSIONS,
@@ -84,11 +84,7 @@ def _run(watch: SpendWatch, plan: list[dict[str, float]], start: int = 0) -> lis
     for h in range(start, len(plan)):
         for fraction in (0.25, 0.5, 0.75, 1.0):
             watch.observe(_records(T0 + h * HOUR, plan[h], fraction))
-            config = watch.config
-            alerts.extend(
-                apply_policies(a, known, config.policies, config.keys)
-                for a, known in watch.advance()
-            )
+            alerts.extend(decide(watch, watch.config))
     return alerts
 
 
