@@ -89,11 +89,14 @@ def _first_match(
 
 
 def _age(alert: Alert) -> float:
-    """Seconds from its incident's first alert to this one (an alert that does not say
-    when its incident opened counts as old enough: it pauses as before ``confirm_s``)."""
+    """How long its incident has been anomalous, in event time of the evidence: from what
+    its first alert judged to what this one judges (an hour closed after the lateness judged
+    that hour, not the minutes since; an alert that does not say when its incident opened
+    counts as old enough: it pauses as before ``confirm_s``)."""
     if not alert.opened_at:
         return math.inf
-    return parse_ts(alert.detected_at) - parse_ts(alert.opened_at)
+    evidence = min(parse_ts(alert.detected_at), parse_ts(alert.window_end))
+    return evidence - parse_ts(alert.opened_at)
 
 
 def apply_policies(

@@ -124,9 +124,6 @@ class Incident:
     #: in snapshots from before they were kept.
     opened: float | None = None
     at: Scope | None = None
-    #: When its first alert was raised (event time of the evaluation; None in snapshots from
-    #: before it was kept): what a pause policy's ``confirm_s`` counts from.
-    alerted: float | None = None
     #: None, unless a pause policy holds a key of it (``IncidentBook.hold``): then the
     #: largest of ``IncidentBook.confirm_after`` it has been stated again at (0.0: none yet).
     confirm: float | None = None
@@ -169,9 +166,9 @@ class IncidentBook:
     quiet_s
         An incident closes after this long without an anomaly in any of its scopes.
     confirm_after
-        Ages (seconds since it was opened) at which an incident a pause policy holds keys of
-        (``hold``) is stated again, once each, if it is still anomalous at its key: the pause
-        policies' ``confirm_s`` (``Config.confirm_after``).
+        Ages (in event time of the evidence, since it opened) at which an incident a pause
+        policy holds keys of (``hold``) is stated again, once each, if it is still anomalous
+        at its key: the pause policies' ``confirm_s`` (``Config.confirm_after``).
     """
 
     def __init__(self, quiet_s: float = 6 * 3600.0, confirm_after: Sequence[float] = ()) -> None:
@@ -210,9 +207,8 @@ class IncidentBook:
     def admit(self, root: Candidate, now: float) -> tuple[Incident, bool] | None:
         """(incident, is_new) when ``root`` must be sent, None when it is already known."""
         # Event time of the evidence, not of the evaluation: hours closed late in a catch-up
-        # still belong to the incident they are part of. A pause's confirmation counts in
-        # evaluation time (``at``), as the policy step reads ``detected_at``.
-        at, now = now, min(now, root.window_end)
+        # still belong to the incident they are part of.
+        now = min(now, root.window_end)
         self._expire(now)
         fam = family(root.kind, root.severity)
         incident = self._find(_CONTINUES[fam], root, now)
@@ -227,7 +223,6 @@ class IncidentBook:
                 family=fam,
                 opened=now,
                 at=root.scope,
-                alerted=at,
             )
             for scope in (root.scope, *root.also):
                 self._register(fam, scope, incident)
@@ -244,13 +239,13 @@ class IncidentBook:
             incident.at = root.scope  # re-stated at the narrower scope (the key)
         # A held pause's incident anomalous again at its most specific scope (the key) past
         # a confirmation age not yet stated: it lasted that long, which the policy waits for.
-        since, confirm = alerted_at(incident), getattr(incident, "confirm", None)
+        opened, confirm = getattr(incident, "opened", None), getattr(incident, "confirm", None)
         lasted = [
             age
             for age in self.confirm_after
-            if since is not None
+            if opened is not None
             and confirm is not None
-            and confirm < age <= at - since
+            and confirm < age <= now - opened
             and rank(root.scope) >= rank(stated)
         ]
         if lasted:
@@ -293,7 +288,7 @@ class IncidentBook:
             if admitted is None:
                 continue
             incident, _ = admitted
-            since = alerted_at(incident)
+            opened = getattr(incident, "opened", None)
             alert = Alert(
                 kind=root.kind,
                 detector=root.detector,
@@ -305,7 +300,7 @@ class IncidentBook:
                 observed_usd=root.observed_usd,
                 expected_usd=root.expected_usd,
                 severity=root.severity,  # type: ignore[arg-type]
-                opened_at="" if since is None else format_ts(since),
+                opened_at="" if opened is None else format_ts(opened),
                 reason=f"{scope_text(root.scope)}: {root.reason}",
                 id=incident.id,
                 seq=incident.seq,
@@ -318,13 +313,6 @@ class IncidentBook:
         stale = [s for s, inc in self.open.items() if now - inc.last_ts > self.quiet_s]
         for scope in stale:
             del self.open[scope]
-
-
-def alerted_at(incident: Incident) -> float | None:
-    """When its first alert was raised; for an incident from a snapshot that did not keep
-    it, when it opened (its evidence's time), else None."""
-    alerted = getattr(incident, "alerted", None)
-    return alerted if alerted is not None else getattr(incident, "opened", None)
 
 
 def _origin(incident: Incident, default: Scope | None) -> Scope | None:

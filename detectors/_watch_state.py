@@ -18,9 +18,9 @@ One JSON object (msgspec: floats round trip exactly, ints of any size stay exact
   it and is unchanged;
 - ``dirty``, ``folded``, ``cap_noticed``, ``notices``: the series book's bookkeeping;
 - ``incidents``: each open incident once (id, seq, severity, last anomaly, scopes, origin,
-  family, opened, stated-at scope, and since 2026-12-07 when its first alert was raised and
-  null or, with a pause held, the largest confirmation age it was stated again at: older
-  rows have neither), and the (family, scope) entries naming it.
+  family, opened, stated-at scope, and null or, with a pause held, the largest confirmation
+  age it was stated again at: rows written before 2026-12-07 have none), and the (family,
+  scope) entries naming it.
 
 A change of layout gets a new ``VERSION`` and a reader of the old one here, as plain data.
 """
@@ -266,8 +266,7 @@ def _dump_incidents(book: IncidentBook) -> dict[str, Any]:
                 incident.family,
                 incident.opened,
                 incident.at,
-                getattr(incident, "alerted", None),  # unpickled from before they were kept
-                getattr(incident, "confirm", None),
+                getattr(incident, "confirm", None),  # unpickled from before it was kept
             ]
         )
     opened = [[fam, scope, index[id(inc)]] for (fam, scope), inc in book.open.items()]
@@ -279,8 +278,7 @@ def _load_incidents(data: dict[str, Any], like: IncidentBook) -> IncidentBook:
     book = IncidentBook(like.quiet_s, like.confirm_after)
     incidents = []
     for row in data["incidents"]:
-        id_, seq, severity, last_ts, scopes, origin, family, opened, at, *since = row
-        alerted, confirm = (*since, None, None)[:2]
+        id_, seq, severity, last_ts, scopes, origin, family, opened, at, *confirm = row
         incidents.append(
             Incident(
                 id=str(id_),
@@ -292,8 +290,7 @@ def _load_incidents(data: dict[str, Any], like: IncidentBook) -> IncidentBook:
                 family=family,
                 opened=None if opened is None else float(opened),
                 at=None if at is None else _scope(at),
-                alerted=None if alerted is None else float(alerted),
-                confirm=None if confirm is None else float(confirm),
+                confirm=None if not confirm or confirm[0] is None else float(confirm[0]),
             )
         )
     for family, scope, i in data["open"]:

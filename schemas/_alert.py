@@ -84,8 +84,9 @@ class Alert(msgspec.Struct, kw_only=True, frozen=True):
     #: (``KeyClass.protection``). Named so Slack can say why they were alerted and not
     #: paused; for people only: the action stage decides from its own config.
     protected_keys: dict[str, str] = {}
-    #: Event time its incident was first alerted (a detector's alerts; "" for budgets' and
-    #: operator alerts): a pause policy's ``confirm_s`` counts from it.
+    #: Event time of the evidence its incident was first alerted on (the early look's time,
+    #: or the end of an hour judged at its close; "" for budgets' and operator alerts): a
+    #: pause policy's ``confirm_s`` counts from it.
     opened_at: str = ""
     #: Keys a pause policy holds until the incident has lasted its ``confirm_s``, each with
     #: the event time from which a follow-up that still finds it anomalous pauses it.

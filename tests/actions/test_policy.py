@@ -165,6 +165,8 @@ def test_a_pause_policy_with_confirm_s_holds_its_keys_until_the_incident_has_las
     key = [KeyInfo("research-nightly-summarizer", team="research")]
     on_key = anomaly(
         scope={"api_key": "research-nightly-summarizer"},
+        window_start=format_ts(T),
+        window_end=format_ts(T + 3600.0),
         detected_at=format_ts(T + 600.0),
         opened_at=format_ts(T + 600.0),
     )
@@ -180,6 +182,15 @@ def test_a_pause_policy_with_confirm_s_holds_its_keys_until_the_incident_has_las
         ["research-nightly-summarizer"],
         {},
     )
+    # Ages are the evidence's: an hour judged at its close, 10 minutes after its end, is as
+    # old as its end (its first alert then holds too).
+    closed = msgspec.structs.replace(
+        on_key,
+        window_end=format_ts(T + 600.0),
+        detected_at=format_ts(T + 1200.0),
+        opened_at=format_ts(T + 600.0),
+    )
+    assert apply_policies(closed, key, policies, RULES).targets == []
     # A burn rate already needs two windows over the pace: it never waits.
     burn = msgspec.structs.replace(on_key, kind="burn_rate")
     assert apply_policies(burn, key, policies, RULES).targets == ["research-nightly-summarizer"]

@@ -165,11 +165,14 @@ def test_an_incident_still_anomalous_past_a_confirmation_age_is_stated_again_onc
     assert book.admit(_root(KEY, [], 0.0), 1800.0) is None  # type: ignore[arg-type]
     ((alert, _),) = book.alerts([_root(KEY, [], 3600.0, severity="critical")], 3900.0, _no_keys)  # type: ignore[list-item]
     assert alert.opened_at == "1970-01-01T00:10:00.000000Z" and alert.seq == 2
-    # An hour judged at its close (10 minutes after its end): the confirmation counts from
-    # that first alert, not from the hour's end, which would make it 10 minutes old at once.
-    closed = IncidentBook(confirm_after=(900.0,))
-    ((late, _),) = closed.alerts([_root(KEY, [], 0.0)], 4200.0, _no_keys)  # type: ignore[list-item]
-    assert late.opened_at == late.detected_at == "1970-01-01T01:10:00.000000Z"
+    # Seed 4's burst: the early look at 02:55 alerts (the pause held), and the hour's close
+    # ten minutes after 03:00 judges that same hour: its evidence ends at 03:00, five minutes
+    # on, not fifteen: not lasted.
+    hour = IncidentBook(confirm_after=(600.0,))
+    peeked = hour.admit(_root(KEY, [], 0.0), 3300.0)  # type: ignore[arg-type]
+    assert peeked is not None
+    hour.hold(peeked[0].id)
+    assert hour.admit(_root(KEY, [], 0.0), 3600.0 + 600.0) is None  # type: ignore[arg-type]
     burst = IncidentBook(confirm_after=(900.0,))
     opened = burst.admit(_root(KEY, [], 0.0), 600.0)  # type: ignore[arg-type]
     assert opened is not None

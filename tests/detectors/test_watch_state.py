@@ -68,16 +68,13 @@ def test_a_snapshot_written_by_91ee7cd_resumes_with_the_alerts_that_release_sent
     before = re.sub(rb'"opened_at":"[^"]*","held_keys":\{\},', b"", sent)
     assert before == (DATA / "watch_snapshot_91ee7cd.alerts.jsonl").read_bytes()
     # And it is where a watch of this release would be at that point, but for the recent
-    # look's calls at the last looks and when an incident was first alerted, which that
-    # release did not keep (a restored watch's recent look waits for three looks in a row;
-    # a pause's confirmation counts from the incident's opening).
+    # look's calls at the last looks, which that release did not keep (a restored watch's
+    # recent look waits for three looks in a row).
     straight = SpendWatch(config)
     _stage_run(straight, plan[:CUT])
     _partial(straight, plan)
     for series in straight.series.values():
         series.recent = 0
-    for incident in straight.incidents.open.values():
-        incident.alerted = None
     straight.clock.last_look = straight.clock.looks_from = None
     restored = SpendWatch(config)
     restored.restore((DATA / "watch_snapshot_91ee7cd.json").read_bytes())
