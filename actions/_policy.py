@@ -167,7 +167,7 @@ def apply_policies(
     )
 
 
-class Raises(Protocol):
+class AlertSource(Protocol):
     """What the policy step reads of the detect stage's watch (``detectors.SpendWatch``)."""
 
     def advance(self, max_hours: int | None = None) -> list[tuple[Alert, list[KeyInfo]]]: ...
@@ -175,7 +175,7 @@ class Raises(Protocol):
     def hold(self, alert: Alert) -> None: ...
 
 
-def decide(watch: Raises, config: Config, max_hours: int | None = None) -> Iterator[Alert]:
+def decide(watch: AlertSource, config: Config, max_hours: int | None = None) -> Iterator[Alert]:
     """The policy step, as the detect stage and replay run it: each alert ``watch.advance``
     raises, with ``config``'s policies applied; one that holds a pause (``confirm_s``) is
     handed back (``watch.hold``), so its incident is stated again once it has lasted."""
