@@ -650,6 +650,8 @@ def _alert_table(rows: list[Alert]) -> None:
         scope = ",".join(f"{k}={v}" for k, v in row.scope.items()) or "global"
         expected = row.expected_usd
         action = row.action + (f" {', '.join(row.targets)}" if row.targets else "")
+        if row.held_keys:  # a pause policy's confirm_s: paused by a follow-up, if it lasts
+            action += f" (held: {', '.join(row.held_keys)})"
         table.add_row(
             row.detected_at[:16].replace("T", " "),
             row.kind if row.seq == 0 else f"{row.kind} (follow-up)",

@@ -57,6 +57,29 @@ def test_replay_table_format(tmp_path: Path) -> None:
     assert "alerts the engine would have sent" in result.stdout
 
 
+def test_replay_tries_a_pause_that_waits_for_the_anomaly_to_last(tmp_path: Path) -> None:
+    """An operator tries ``confirm_s`` on history: the runaway's first alert holds its key
+    (the table says so), a follow-up at least that long after pauses it, once."""
+    events, config = _files(tmp_path)
+    config.write_text(
+        config.read_text()
+        + "keys:\n  rules:\n    - {api_key: 'search-*', workload: batch}\n"
+        + "policies:\n  - {match: {workload: batch}, action: pause, confirm_s: 900}\n"
+    )
+    args = ["replay", str(events), "--config", str(config)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    alerts = [orjson.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    runaway = [a for a in alerts if a["kind"] == "anomaly"]
+    first, pauses = runaway[0], [a for a in runaway if a["action"] == "pause"]
+    key = first["scope"]["api_key"]
+    assert first["action"] == "alert" and list(first["held_keys"]) == [key]
+    assert len(pauses) == 1 and pauses[0]["targets"] == [key] and pauses[0]["id"] == first["id"]
+    assert parse_ts(pauses[0]["detected_at"]) >= parse_ts(first["opened_at"]) + 900
+    table = CliRunner().invoke(main, [*args, "--format", "table"], env={"COLUMNS": "240"})
+    assert f"alert (held: {key})" in table.stdout
+
+
 def test_replay_prints_the_same_bytes_whatever_the_hash_seed(tmp_path: Path) -> None:
     """Operators diff two replays to see what a threshold change does: the output must not
     depend on set order (string hashes are seeded per process). The parent scopes of an
