@@ -50,8 +50,9 @@ class Alert(msgspec.Struct, kw_only=True, frozen=True):
     its order, with its values.
 
     - Times are RFC 3339 text, as ``format_ts`` writes them: the detectors format them once
-      when they build the alert (a few an hour), and nothing after them reads a time as a
-      number (the action stage and its outbox file keep the text).
+      when they build the alert (a few an hour); after them only the policy step reads
+      some as numbers (a pause's confirmation age), and the action stage and its outbox
+      file keep the text.
     - Money is rounded to 6 places and ``score`` to 4 when the alert is built or read
       (``__post_init__``), so a built alert equals its copy read back from the topic.
     - The keys in scope the policy step reads are not a field: ``SpendWatch.advance``
