@@ -19,8 +19,8 @@ One JSON object (msgspec: floats round trip exactly, ints of any size stay exact
 - ``dirty``, ``folded``, ``cap_noticed``, ``notices``: the series book's bookkeeping;
 - ``incidents``: each open incident once (id, seq, severity, last anomaly, scopes, origin,
   family, opened, stated-at scope, and null or, with a pause held, the largest confirmation
-  age it was stated again at: rows written before 2026-12-07 have none), and the (family,
-  scope) entries naming it.
+  age it was stated again at: rows written before ``confirm_s`` (2026-12-06) have none), and
+  the (family, scope) entries naming it.
 
 A change of layout gets a new ``VERSION`` and a reader of the old one here, as plain data.
 """

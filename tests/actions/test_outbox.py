@@ -489,7 +489,7 @@ def test_an_outbox_pickled_by_the_previous_release_restores_and_runs() -> None:
 def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
     """Its alert was the ``AlertRecord`` type, the same fields in the same order as the one
     alert type: the file reads as it was and is written back unchanged, but for the fields
-    added since (``opened_at``, ``held_keys``, 2026-12-07), written with their defaults."""
+    added since (``opened_at``, ``held_keys``, 2026-12-06), written with their defaults."""
     data = RECORD_FILE.read_bytes()
     box = load_outbox(data)
     (incident,) = box.incidents.values()

@@ -66,7 +66,7 @@ WRITTEN_BEFORE = (
 
 
 def as_written_now(before: bytes) -> bytes:
-    """A record of before 2026-12-07 as written since: the same, with the fields added
+    """A record of before 2026-12-06 as written since: the same, with the fields added
     then (``opened_at``, ``held_keys``) at their defaults, before ``budget``."""
     assert before.count(b'"budget":') == 1
     return before.replace(b'"budget":', b'"opened_at":"","held_keys":{},"budget":')
