@@ -4,6 +4,7 @@ function that the tests call too; nothing here holds logic of its own."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -579,8 +580,22 @@ def resume(
     help="Replay in event-time order, not file order: for a file that is not sorted by ts "
     "(reads it all into memory first, about its size).",
 )
+@click.option(
+    "--jobs",
+    type=click.Choice(["auto", "1", "2"]),
+    default="auto",
+    show_default=True,
+    help="2: roll up in a second process while this one runs the detectors (about 0.8x "
+    "the time on two free cores; the same output); auto: 2 for a file of 32 MiB or more "
+    "(about 100k events) on a machine with two cores, else 1.",
+)
 def replay(
-    events_file: str, config_path: str | None, fmt: str, lateness: str, sort_lines: bool
+    events_file: str,
+    config_path: str | None,
+    fmt: str,
+    lateness: str,
+    sort_lines: bool,
+    jobs: str,
 ) -> None:
     """Show every alert and action a config would have produced on past events.
 
@@ -608,7 +623,12 @@ def replay(
             lines = by_event_time(handle)
         with _progress(f"replaying {events_file}") as tick:
             alerts = replay_lines(
-                lines, config, lateness_s=_parse_duration(lateness), stats=stats, progress=tick
+                lines,
+                config,
+                lateness_s=_parse_duration(lateness),
+                stats=stats,
+                progress=tick,
+                jobs=_replay_jobs(jobs, handle),
             )
             for alert in alerts:
                 if fmt == "jsonl":
@@ -635,6 +655,20 @@ def replay(
             "file and were counted as late corrections, as the live engine counts events that "
             "arrive so; if the file is just not sorted by ts, --sort replays it in event-time order"
         )
+
+
+def _replay_jobs(jobs: str, handle: Any) -> int:
+    """``--jobs``: auto is 2 for a large regular file where a second core and a child
+    process are to be had (it starts in about a quarter of a second), else 1."""
+    if jobs != "auto":
+        return int(jobs)
+    if os.name != "posix" or not sys.executable or len(os.sched_getaffinity(0)) < 2:
+        return 1
+    try:
+        size = os.fstat(handle.fileno()).st_size
+    except (OSError, ValueError, AttributeError):
+        return 1
+    return 2 if size >= 32 * 2**20 else 1
 
 
 def _alert_table(rows: list[Alert]) -> None:

@@ -1,0 +1,275 @@
+"""Replay on two cores: the rollup half in a child process, the watch in this one.
+
+Replay's two halves take about the same time (on the 1M-event benchmark, the streamer's
+decode, checks and flushes about 6 s, the watch's reading, looks, closes and budgets about
+4.5 s) and only talk one way, rollup records per early-look step. So the child runs
+``rolled_up`` over the lines this process feeds it and sends each step back; this process
+runs the watch on them as they come. The steps are the ones the one-process replay makes,
+in the same order, so the alerts and stats are the same (``tests/cli/test_replay_split.py``).
+
+The child is ``python -m spendbrake._replay_split`` with two pipes (not multiprocessing's
+spawn, which re-imports the caller's main module: a script without a ``__main__`` guard
+would replay twice). Messages are length-prefixed: first the config, then lines as
+pickled lists (a thread feeds them, so a full pipe either way never stalls both), and
+back, steps as msgpack of plain tuples (a record's dimension set by its
+index in ``Config.rollup_dimensions()``), which decodes in about 0.6 us a record where
+pickled records took 1.9. A total past what msgpack holds (2**64 nano-dollars) goes
+pickled instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Generator, Iterable, Iterator
+from typing import IO, Any
+
+import msgspec
+
+from spendbrake.schemas import Config, RollupRecord
+
+from ._replay import ReplayStats, RollupPlan, Step, rolled_up
+
+__all__ = ["rolled_up_in_child"]
+
+#: Lines per message to the child, and records per message back.
+LINES_PER_MESSAGE = 4096
+RECORDS_PER_MESSAGE = 4096
+
+_STEPS, _STEPS_PICKLED, _DONE, _FAILED = b"S", b"P", b"D", b"E"
+
+#: (dimension set index, values, window_s, window_start, partition, epoch, metrics,
+#: outcomes, final): a ``RollupRecord`` with its dims by index.
+_Row = tuple[int, tuple[str | None, ...], int, int, int, int, tuple[int, ...], dict[str, int], bool]
+_encode = msgspec.msgpack.Encoder().encode
+_decode_steps = msgspec.msgpack.Decoder(list[tuple[list[_Row], float, int]]).decode
+_decode_stats = msgspec.msgpack.Decoder(ReplayStats).decode
+
+
+def rolled_up_in_child(
+    lines: Iterable[bytes],
+    config: Config,
+    lateness_s: float,
+    plan: RollupPlan,
+    stats: ReplayStats,
+) -> Generator[Step, None, None]:
+    """``rolled_up``'s steps, computed in a child process while the caller works on the
+    ones already sent. Closing the iterator early stops the child."""
+    dimensions = [tuple(d) for d in config.rollup_dimensions()]
+    lines_read_fd, lines_write_fd = os.pipe()
+    steps_read_fd, steps_write_fd = os.pipe()
+    # The child imports what this process can: its sys.path, not just the environment's.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    child = subprocess.Popen(
+        [sys.executable, "-m", __name__, str(lines_read_fd), str(steps_write_fd)],
+        pass_fds=(lines_read_fd, steps_write_fd),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,  # the steps have a pipe of their own
+        env=env,
+    )
+    os.close(lines_read_fd)
+    os.close(steps_write_fd)
+    steps_in = os.fdopen(steps_read_fd, "rb")
+    feeder = _Feeder(lines, os.fdopen(lines_write_fd, "wb"), (config, lateness_s, plan))
+    feeder.start()
+    try:
+        while True:
+            message = _read(steps_in)
+            if message is None:
+                feeder.raise_error()
+                raise RuntimeError(
+                    f"replay's rollup process ended without a result (exit code {child.wait(5)})"
+                )
+            if message[:1] == _DONE:
+                done = _decode_stats(message[1:])
+                stats.lines, stats.valid = done.lines, done.valid
+                stats.duplicates, stats.late, stats.dead = done.duplicates, done.late, done.dead
+                return
+            if message[:1] == _FAILED:
+                feeder.raise_error()
+            yield from _steps(message, dimensions)
+    finally:
+        steps_in.close()  # a child still writing gets a broken pipe and ends
+        feeder.stop()
+        try:
+            child.wait(5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _steps(message: bytes, dimensions: list[tuple[str, ...]]) -> list[Step]:
+    """The steps in a message of the child's (``_send``); its traceback, raised."""
+    tag, body = message[:1], message[1:]
+    if tag == _STEPS:
+        return [
+            (_records(rows, dimensions), watermark, lines_read)
+            for rows, watermark, lines_read in _decode_steps(body)
+        ]
+    if tag == _STEPS_PICKLED:
+        steps: list[Step] = pickle.loads(body)
+        return steps
+    raise RuntimeError(f"replay's rollup process failed:\n{body.decode(errors='replace')}")
+
+
+def _records(rows: list[_Row], dimensions: list[tuple[str, ...]]) -> list[RollupRecord]:
+    return [
+        RollupRecord(dimensions[d], v, w, start, p, epoch, m, o, final)
+        for d, v, w, start, p, epoch, m, o, final in rows
+    ]
+
+
+_HEADER = struct.Struct("<Q")
+
+
+def _write(out: IO[bytes], payload: bytes) -> None:
+    out.write(_HEADER.pack(len(payload)))
+    out.write(payload)
+    out.flush()
+
+
+def _read(source: IO[bytes]) -> bytes | None:
+    """The next message; None at the end of the pipe (a message cut short counts as none)."""
+    header = source.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(header)
+    payload = source.read(size)
+    return payload if len(payload) == size else None
+
+
+class _Feeder(threading.Thread):
+    """Sends the child its setup, the lines in lists, then None; keeps the error the lines
+    raised, for the reader to raise in their place."""
+
+    def __init__(self, lines: Iterable[bytes], out: IO[bytes], setup: Any) -> None:
+        super().__init__(name="spendbrake-replay-feeder", daemon=True)
+        self.lines = lines
+        self.out = out
+        self.setup = setup
+        self.error: BaseException | None = None
+        self.stopping = False
+
+    def run(self) -> None:
+        try:
+            self._send(self.setup)
+            read = iter(self.lines)
+            while not self.stopping:
+                try:
+                    chunk = list(itertools.islice(read, LINES_PER_MESSAGE))
+                except BaseException as exc:  # the lines' own (a file that cannot be read)
+                    self.error = exc
+                    return  # closing the pipe without the end: the child stops
+                if not chunk:
+                    self._send(None)
+                    return
+                self._send(chunk)
+        except OSError:  # the child is gone (a broken pipe): its end says why
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                self.out.close()  # the child sees the end of its input
+
+    def _send(self, value: Any) -> None:
+        _write(self.out, pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.join(5)
+
+    def raise_error(self) -> None:
+        self.join(5)
+        if self.error is not None:
+            raise self.error
+
+
+def _child(lines_in: IO[bytes], steps_out: IO[bytes]) -> int:
+    """The child's whole life: setup and lines in, steps out, then its counts (or its
+    traceback). Exit code 0 unless the parent stopped reading or feeding early."""
+    try:
+        setup = _read(lines_in)
+        if setup is None:
+            return 1
+        config, lateness_s, plan = pickle.loads(setup)
+        index = {tuple(d): i for i, d in enumerate(config.rollup_dimensions())}
+        stats = ReplayStats()
+        pending: list[Step] = []
+        held = 0
+        for step in rolled_up(_received(lines_in), config, lateness_s, plan, stats):
+            pending.append(step)
+            held += len(step[0]) + 1
+            if held >= RECORDS_PER_MESSAGE:
+                _send(steps_out, pending, index)
+                pending, held = [], 0
+        if pending:
+            _send(steps_out, pending, index)
+        _write(steps_out, _DONE + _encode(stats))
+        return 0
+    except (_InputEnded, BrokenPipeError):
+        return 1  # the parent stopped feeding or reading: it knows why
+    except BaseException:
+        with contextlib.suppress(OSError):
+            _write(steps_out, _FAILED + traceback.format_exc().encode())
+        return 1
+
+
+class _InputEnded(Exception):
+    """The parent closed the lines' pipe before their end."""
+
+
+def _received(lines_in: IO[bytes]) -> Iterator[bytes]:
+    loads = pickle.loads
+    while True:
+        message = _read(lines_in)
+        if message is None:
+            raise _InputEnded
+        chunk = loads(message)
+        if chunk is None:
+            return
+        yield from chunk
+
+
+def _send(out: IO[bytes], steps: list[Step], index: dict[tuple[str, ...], int]) -> None:
+    rows: list[Any] = [
+        (
+            [
+                (
+                    index[r.dims],
+                    r.values,
+                    r.window_s,
+                    r.window_start,
+                    r.partition,
+                    r.epoch,
+                    r.metrics,
+                    r.outcomes,
+                    r.final,
+                )
+                for r in records
+            ],
+            watermark,
+            lines_read,
+        )
+        for records, watermark, lines_read in steps
+    ]
+    try:
+        message = _STEPS + _encode(rows)
+    except OverflowError:  # a total past 2**64: exact in a pickle
+        message = _STEPS_PICKLED + pickle.dumps(steps, pickle.HIGHEST_PROTOCOL)
+    _write(out, message)
+
+
+if __name__ == "__main__":
+    steps = os.fdopen(int(sys.argv[2]), "wb")
+    code = _child(os.fdopen(int(sys.argv[1]), "rb"), steps)
+    try:
+        steps.close()
+    except OSError:  # the parent stopped reading: nothing left to tell it
+        code = 1
+    sys.exit(code)
