@@ -187,7 +187,8 @@ async def crash_run(
     """Start, kill and restart the worker; then wait for exact totals. Seconds from the start."""
     rng = random.Random(seed)
     config = workdir / "crash.yaml"
-    config.write_text("kafka:\n  group_id: bench-crash\n")
+    # Every team's minutes are checked, not only budgets' (the default).
+    config.write_text("minute_windows: all\nkafka:\n  group_id: bench-crash\n")
     state, log = workdir / "state", workdir / "worker.log"
     started = time.perf_counter()
     worker = start_worker(bootstrap, config, state, log)

@@ -3,8 +3,9 @@
 Builds what one process holds per series: the open rollup windows of the ``RollupState``
 of each input partition (one dimension set, ``[api_key]``, so N values are N series;
 each series gets a call every 5 minutes for 15 minutes of event time, so its open
-windows are the day, the hour and the minutes still within the allowed lateness, as in a
-live worker; its three calls land on three of the default four partitions, as events
+windows are the day and the hour, as in a live worker (minutes too until 2026-12-06, when
+the worker began to roll up minutes only of budgets' scopes, ``minute_windows``: about
+115 bytes a series); its three calls land on three of the default four partitions, as events
 keyed by ``event_id`` do, and each partition keeps windows of its own: until 2026-12-04
 the bench had one partition, and counted a third of this), and the detect stage's
 ``SpendWatch`` fed with those states' own flushes (per series: its key, its open hour's
@@ -107,12 +108,23 @@ def build(series: int, partitions: int = 1) -> tuple[list[RollupState], SpendWat
     spread over the input ``partitions`` (events are keyed by ``event_id``, so one key's calls
     land on several), and a watch that observed every flush of them."""
     table = SeriesTable()  # one process holds every partition, as a worker does
-    states = [
-        RollupState([["api_key"]], partition=p, series_table=table) for p in range(partitions)
-    ]
     # Every key watched: what a series costs is the question, not what the cap saves.
     limits = {"series_per_set": max(series, 10)}
     config = Config.model_validate({"dimensions": [["api_key"]], "limits": limits})
+    # The windows the worker keeps of the key set (``Config.rollup_windows``): its hours
+    # and days; minutes only of budgets' scopes, and no key here has a budget.
+    sizes, minutes = config.rollup_windows()
+    at = config.rollup_dimensions().index(("api_key",))
+    states = [
+        RollupState(
+            [["api_key"]],
+            partition=p,
+            series_table=table,
+            dim_windows_s=[sizes[at]],
+            minute_values=[minutes[at]],
+        )
+        for p in range(partitions)
+    ]
     watch = SpendWatch(config, partitions=partitions)
     rng = random.Random(1)
     for minute in range(15):

@@ -209,13 +209,7 @@ class SpendWatch:
     ) -> list[frozenset[tuple[str | None, ...]] | None]:
         """Per dimension set, the series whose minutes the watch reads: its budgets' scopes
         (the values in the set's field order); None for a set whose minutes it never reads."""
-        out: list[frozenset[tuple[str | None, ...]] | None] = []
-        for dims in dimensions:
-            dims = tuple(dims)
-            budgets = self._role(dims)[2]
-            scopes = [self.budgets.configs[i].scope for i in budgets]
-            out.append(frozenset(tuple(s[d] for d in dims) for s in scopes) if budgets else None)
-        return out
+        return [self.config.budget_minutes(tuple(dims)) for dims in dimensions]
 
     def _role(self, dims: tuple[str, ...]) -> tuple[bool, bool, list[int]]:
         """(key directory?, detected?, budget indices) of a dimension set, cached."""

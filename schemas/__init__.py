@@ -41,7 +41,14 @@ from ._event import (
 )
 from ._keys import LITELLM_MASTER_KEY, KeyClass, KeyRule, KeysConfig
 from ._pricing import ModelPrice, PriceEntryModel, PriceTable
-from ._rollup import RollupRecord, WatermarkMark, decode_rollup, encode_mark, encode_rollup
+from ._rollup import (
+    ROLLUP_WINDOWS_S,
+    RollupRecord,
+    WatermarkMark,
+    decode_rollup,
+    encode_mark,
+    encode_rollup,
+)
 from ._snapshot import unpickle_state
 from ._text import csv_text, mrkdwn, mrkdwn_code, visible
 from ._time import format_ts, parse_ts
@@ -58,6 +65,7 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "METRICS",
     "NUSD",
+    "ROLLUP_WINDOWS_S",
     "SCOPE_FIELDS",
     "WORKLOADS",
     "ActionRecord",

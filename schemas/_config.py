@@ -8,7 +8,7 @@ can be handed just its own section.
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,6 +24,7 @@ from pydantic import (
 
 from ._keys import KeysConfig
 from ._pricing import PriceEntryModel
+from ._rollup import ROLLUP_WINDOWS_S
 
 #: Event fields a scope, a match or a rollup dimension may name.
 SCOPE_FIELDS = (
@@ -384,6 +385,12 @@ class Config(_Section):
 
     kafka: KafkaConfig = KafkaConfig()
     dimensions: list[list[str]] = [list(d) for d in DEFAULT_DIMENSIONS]
+    #: The series whose 1-minute windows the worker rolls up and publishes, beside every
+    #: series' hours and days: ``budgets``, the scopes of budgets (their burn rates read
+    #: minutes; nothing else in SpendBrake does), or ``all``, every series of every set (for
+    #: a reader of the rollups topic of your own). Every series' minutes were about 40 % of
+    #: the rollup records and of the windows a worker holds open.
+    minute_windows: Literal["budgets", "all"] = "budgets"
     detectors: list[DetectorConfig] = [
         # Runaways: hour-of-week baseline, paged within the hour; its calls are counted too,
         # so a loop shows minutes in.
@@ -452,6 +459,28 @@ class Config(_Section):
                 seen.add(tuple(sorted(extra)))
                 sets.append(tuple(extra))
         return sets
+
+    def budget_minutes(self, dims: Sequence[str]) -> frozenset[tuple[str | None, ...]] | None:
+        """The series of the set ``dims`` whose minutes budgets read (their scopes' values,
+        in the set's field order); None when no budget is scoped on that set."""
+        key = sorted(dims)
+        scopes = [b.scope for b in self.budgets if sorted(b.scope) == key]
+        if not scopes:
+            return None
+        return frozenset(tuple(scope[d] for d in dims) for scope in scopes)
+
+    def rollup_windows(
+        self,
+    ) -> tuple[list[tuple[int, ...]], list[frozenset[tuple[str | None, ...]] | None]]:
+        """What the worker rolls up of each set of ``rollup_dimensions()``: its window sizes,
+        and the series whose minutes it keeps (None: every series'), as ``minute_windows``
+        says."""
+        sets = self.rollup_dimensions()
+        if self.minute_windows == "all":
+            return [ROLLUP_WINDOWS_S] * len(sets), [None] * len(sets)
+        minutes = [self.budget_minutes(dims) for dims in sets]
+        sizes = [ROLLUP_WINDOWS_S if m is not None else ROLLUP_WINDOWS_S[1:] for m in minutes]
+        return sizes, minutes
 
     @field_validator("budgets")
     @classmethod

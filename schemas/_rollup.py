@@ -16,6 +16,9 @@ import orjson
 from ._time import format_ts
 from ._units import METRICS, NUSD
 
+#: The tumbling window sizes rollups come in: a minute, an hour, a day.
+ROLLUP_WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
+
 __all__ = ["RollupRecord", "WatermarkMark", "decode_rollup", "encode_mark", "encode_rollup"]
 
 

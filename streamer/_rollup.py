@@ -27,9 +27,16 @@ from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
-from spendbrake.schemas import KEY_DIMENSIONS, METRICS, SCOPE_FIELDS, RollupRecord, UsageEvent
+from spendbrake.schemas import (
+    KEY_DIMENSIONS,
+    METRICS,
+    ROLLUP_WINDOWS_S,
+    SCOPE_FIELDS,
+    RollupRecord,
+    UsageEvent,
+)
 
-WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
+WINDOWS_S = ROLLUP_WINDOWS_S
 #: Fine-cell attribute order; dimension sets index into it.
 ATTRS = SCOPE_FIELDS
 #: Attribute combinations whose projections a partition keeps at hand (``_combos``).
@@ -101,6 +108,46 @@ class RollupState:
         self.lateness_s = lateness_s
         if dim_windows_s is None:
             dim_windows_s = [windows_s] * len(self.dimensions)
+        self._plan(dim_windows_s, minute_values)
+        self.watermark = -math.inf
+        #: (minute, epoch, *attrs) -> metric deltas since the last flush (+ outcomes at _N)
+        self.fine: dict[tuple[Any, ...], list[Any]] = {}
+        #: Open windows: (window_s, window_start, epoch) -> the absolute totals of every
+        #: series in that span (``SpanTotals``: a row of numbers per series). Nested, so a
+        #: window costs a dict entry and a row, not a key tuple and a list of its own: a
+        #: series' windows share its one (dimset, values) tuple, and a span closes at once.
+        self.windows: dict[Span, SpanTotals] = {}
+        #: (span, series) -> calls by outcome, for the windows that have any.
+        self.outcomes: dict[tuple[Span, Series], dict[str, int]] = {}
+        #: close time -> spans that close then
+        self._closing: dict[float, list[Span]] = {}
+        #: One (dimset, values) tuple per open series, shared with the process' other partitions.
+        self._table = SeriesTable() if series_table is None else series_table
+        self._table.attach(self)
+        #: A fine cell's attributes -> where its deltas go in every set: the projections
+        #: of a flush are mostly of combinations seen before (a cache, bounded).
+        self._combos: dict[tuple[Any, ...], Combo] = {}
+        #: The key's attributes -> its part of ``_combos``' value (the sets it decides).
+        self._by_key: dict[tuple[Any, ...], Placed] = {}
+        self.late_events = 0
+
+    def set_windows(
+        self,
+        dim_windows_s: Sequence[Sequence[int]],
+        minute_values: Sequence[Collection[tuple[str | None, ...]] | None] | None = None,
+    ) -> None:
+        """Roll up these window sizes (and minutes of these series) from the next flush on,
+        as the constructor's arguments of the same names: a reloaded config's budgets.
+        Windows already open stay until they close."""
+        self._plan(dim_windows_s, minute_values)
+        self._combos = {}
+        self._by_key = {}
+
+    def _plan(
+        self,
+        dim_windows_s: Sequence[Sequence[int]],
+        minute_values: Sequence[Collection[tuple[str | None, ...]] | None] | None,
+    ) -> None:
         if len(dim_windows_s) != len(self.dimensions):
             raise ValueError("dim_windows_s needs one entry per dimension set")
         self.dim_windows_s = [tuple(sorted(set(ws))) for ws in dim_windows_s]
@@ -140,27 +187,6 @@ class RollupState:
         self._per_key = (_projector(tuple(2 + ATTRS.index(a) for a in KEY_DIMENSIONS)), keyed)
         self._per_call = [spec for spec, k in zip(self._project, by_key, strict=True) if not k]
         self.min_window_s = min(self.windows_s)
-        self.watermark = -math.inf
-        #: (minute, epoch, *attrs) -> metric deltas since the last flush (+ outcomes at _N)
-        self.fine: dict[tuple[Any, ...], list[Any]] = {}
-        #: Open windows: (window_s, window_start, epoch) -> the absolute totals of every
-        #: series in that span (``SpanTotals``: a row of numbers per series). Nested, so a
-        #: window costs a dict entry and a row, not a key tuple and a list of its own: a
-        #: series' windows share its one (dimset, values) tuple, and a span closes at once.
-        self.windows: dict[Span, SpanTotals] = {}
-        #: (span, series) -> calls by outcome, for the windows that have any.
-        self.outcomes: dict[tuple[Span, Series], dict[str, int]] = {}
-        #: close time -> spans that close then
-        self._closing: dict[float, list[Span]] = {}
-        #: One (dimset, values) tuple per open series, shared with the process' other partitions.
-        self._table = SeriesTable() if series_table is None else series_table
-        self._table.attach(self)
-        #: A fine cell's attributes -> where its deltas go in every set: the projections
-        #: of a flush are mostly of combinations seen before (a cache, bounded).
-        self._combos: dict[tuple[Any, ...], Combo] = {}
-        #: The key's attributes -> its part of ``_combos``' value (the sets it decides).
-        self._by_key: dict[tuple[Any, ...], Placed] = {}
-        self.late_events = 0
 
     # -- hot path ----------------------------------------------------------
 

@@ -88,11 +88,12 @@ def unread(value: bytes, wanted: frozenset[bytes]) -> bool:
     """A record the watch would skip (a day, or a minute of a set not in ``wanted``),
     told without decoding it.
 
-    Most of ``spend.rollups`` is minute windows, and the watch reads only those of budget
-    scopes, and no days: decoding the rest was most of a catch-up's time (about 5 us a
-    record). The wire form writes ``"dims":[...]`` right before ``"window_s"``, and a
-    quote inside a JSON string is escaped, so the patterns below cannot come from a
-    value. Anything else (a mark, an hour, another writer's spelling) is False: decoded.
+    With ``minute_windows: all`` most of ``spend.rollups`` is minute windows, and the watch
+    reads only those of budget scopes, and no days: decoding the rest was most of a
+    catch-up's time (about 5 us a record). By default the ingest writes just those minutes.
+    The wire form writes ``"dims":[...]`` right before ``"window_s"``, and a quote inside a
+    JSON string is escaped, so the patterns below cannot come from a value. Anything else
+    (a mark, an hour, another writer's spelling) is False: decoded.
     """
     end = value.find(_MINUTE)
     if end == -1:

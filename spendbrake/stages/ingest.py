@@ -103,10 +103,14 @@ class IngestStage(Stage):
         self._partition_counts: dict[str, int] = {}
 
     def reconfigure(self, config: Config) -> list[str]:
-        """New prices from the next event on; rollup settings need a restart."""
+        """New prices from the next event on, and the minutes of new budgets' scopes from
+        the next flush; new dimension sets need a restart."""
         notes = []
         if config.rollup_dimensions() != self.config.rollup_dimensions():
             notes.append("dimensions: the ingest rolls up by the new sets after a restart")
+        elif config.rollup_windows() != self.config.rollup_windows():
+            for processor in self.processors.values():
+                processor.rollups.set_windows(*config.rollup_windows())
         prices = PriceTable.default().with_overrides(config.pricing.models)
         self.prices = prices
         for processor in self.processors.values():
@@ -126,6 +130,7 @@ class IngestStage(Stage):
                 continue
             store = PartitionStore(self.settings.state_dir, self.topic, tp.partition)
             await store.acquire()
+            windows_s, minute_values = self.config.rollup_windows()
             processor = PartitionProcessor(
                 self.topic,
                 tp.partition,
@@ -133,6 +138,8 @@ class IngestStage(Stage):
                 self.prices,
                 lateness_s=self.settings.lateness_s,
                 dedupe_horizon_s=self.settings.dedupe_horizon_s,
+                dim_windows_s=windows_s,
+                minute_values=minute_values,
                 series_table=self.series_table,
             )
             try:

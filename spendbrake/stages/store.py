@@ -173,7 +173,7 @@ class StoreStage(Stage):
 
     def _rollup(self, value: bytes | None) -> None:
         if value is not None and _MINUTE in value:
-            return  # most records are minute windows, never stored: skip the decode
+            return  # minute windows are never stored: skip the decode
         if value is None:
             return
         try:

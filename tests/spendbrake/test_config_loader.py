@@ -141,6 +141,7 @@ def test_each_problem_has_line_column_and_path(tmp_path: Path) -> None:
             "policies:\n  - {match: {workload: batch}, action: pause, confirm_s: 86400}\n",
             "policies[0].confirm_s: must be less than or equal to 21600, got 86400",
         ),
+        ("minute_windows: every\n", "minute_windows: must be 'budgets' or 'all', got \"every\""),
         ("gateway: {kind: envoy}\n", "gateway.kind: must be 'litellm' or 'webhook', got \"envoy\""),
         ("slak: {channel: x}\n", "slak: unknown key 'slak' (did you mean 'slack'?)"),
         ("store: {pth: x.duckdb}\n", "store.pth: unknown key 'pth' (did you mean 'path'?)"),
@@ -364,3 +365,25 @@ def test_sasl_without_a_password_is_named(tmp_path: Path) -> None:
         f"{tmp_path}/spendbrake.yaml:1:8: kafka: security_protocol SASL_SSL needs sasl_username"
         " and sasl_password (or SPENDBRAKE_KAFKA_USERNAME / SPENDBRAKE_KAFKA_PASSWORD)"
     ]
+
+
+def test_minutes_are_rolled_up_for_budgets_scopes_unless_asked_for_all(tmp_path: Path) -> None:
+    path = tmp_path / "spendbrake.yaml"
+    path.write_text(
+        "dimensions: [[team], [team, feature], [model]]\n"
+        "budgets:\n"
+        "  - {name: search, scope: {team: search}, amount_usd: 50}\n"
+        "  - {name: chat, scope: {feature: chat, team: support}, amount_usd: 50}\n"
+        "  - {name: ops, scope: {team: ops}, amount_usd: 50}\n"
+    )
+    config = load_config(path, env={})
+    assert config.minute_windows == "budgets"
+    sets = config.rollup_dimensions()
+    sizes, minutes = config.rollup_windows()
+    by_set = dict(zip(sets, zip(sizes, minutes, strict=True), strict=True))
+    assert by_set[("team",)] == ((60, 3600, 86400), frozenset({("search",), ("ops",)}))
+    # A scope's values in the set's own field order, whatever order the budget wrote them in.
+    assert by_set[("team", "feature")] == ((60, 3600, 86400), frozenset({("support", "chat")}))
+    assert by_set[("model",)] == ((3600, 86400), None)
+    everything = config.model_copy(update={"minute_windows": "all"}).rollup_windows()
+    assert everything == ([(60, 3600, 86400)] * len(sets), [None] * len(sets))

@@ -39,8 +39,12 @@ def _event(n: int, ts: float, team: str, cost: float) -> bytes:
     )
 
 
-def _config(topics: dict[str, str], slack: FakeSlack, search_usd: float, canary: str) -> str:
+def _config(
+    topics: dict[str, str], slack: FakeSlack, search_usd: float, canary: str, ops: bool = False
+) -> str:
     names = "".join(f"    {k}: {v}\n" for k, v in topics.items())
+    # A budget on team ops: its minutes are rolled up from the reload that adds it.
+    ops_budget = "  - {name: ops-daily, scope: {team: ops}, amount_usd: 1000, period: day}\n"
     return (
         f"kafka:\n  group_id: reload-test\n  topics:\n{names}"
         f"slack:\n  token: xoxb-ops\n  base_url: {slack.base_url}\n  channel: '#ops'\n"
@@ -51,6 +55,7 @@ def _config(topics: dict[str, str], slack: FakeSlack, search_usd: float, canary:
         " alert_at: [1.0], hard_stop_at: null}\n"
         f"  - name: search-daily\n    scope: {{team: search}}\n    amount_usd: {search_usd}\n"
         "    period: day\n    alert_at: [0.8, 1.0]\n    hard_stop_at: null\n"
+        + (ops_budget if ops else "")
     )
 
 
@@ -94,7 +99,7 @@ def test_reload_applies_a_budget_change_and_rejects_a_broken_file(
 
             # 1. A valid change: $90 of $100 crosses 80% at once, from the spend already
             # counted (no new search event follows; one event of another team moves time).
-            config.write_text(_config(topics, slack, search_usd=100.0, canary=str(SPENT)))
+            config.write_text(_config(topics, slack, search_usd=100.0, canary=str(SPENT), ops=True))
             time.sleep(3.0)
             asyncio.run(
                 publish_raw(
@@ -111,7 +116,7 @@ def test_reload_applies_a_budget_change_and_rejects_a_broken_file(
             assert abs(crossed["observed_usd"] - SPENT) < 1e-6, crossed
 
             # 2. A broken file: rejected, posted once to the operators' channel, old config runs.
-            broken = _config(topics, slack, search_usd=-5, canary=str(SPENT)).replace(
+            broken = _config(topics, slack, search_usd=-5, canary=str(SPENT), ops=True).replace(
                 "hard_stop_at: null}", "hard_stop: null}"
             )
             config.write_text(broken)
@@ -142,6 +147,19 @@ def test_reload_applies_a_budget_change_and_rejects_a_broken_file(
     alerts = _budget_alerts(broker, topics["alerts"])
     kinds = [(a["budget"], a["threshold"]) for a in alerts if a["kind"] == "budget"]
     assert sorted(kinds) == [("canary", 1.0), ("search-daily", 0.8), ("search-daily", 1.0)], kinds
+    # Minutes of budgets' scopes only (``minute_windows: budgets``, the default), ops' since
+    # the reload that budgeted it; hours of every series.
+    rollups = asyncio.run(
+        read_topic(broker.bootstrap_servers, topics["rollups"], expect=10**9, timeout_s=2.0)
+    )
+    windows: dict[int, set[tuple]] = {}
+    for _, _, value in rollups:
+        record = orjson.loads(value)
+        if "window_s" in record:
+            series = tuple(sorted(record["series"].items()))
+            windows.setdefault(record["window_s"], set()).add(series)
+    assert windows[60] == {(("team", "search"),), (("team", "ops"),)}, windows[60]
+    assert {(("team", "ops"),), (("api_key", "ops-key"),), ()} <= windows[3600], windows[3600]
 
 
 async def test_stages_switch_together_and_a_refusal_puts_them_back(tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ class Topics:
     def config(self, tmp_path: Path, group: str) -> Path:
         path = tmp_path / f"{group}.yaml"
         path.write_text(
+            # The checks read every team's minutes, not only budgets' (the default).
+            "minute_windows: all\n"
             "kafka:\n"
             f"  group_id: {group}\n"
             "  topics:\n"
