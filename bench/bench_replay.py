@@ -154,13 +154,19 @@ def run(events: int, weeks: float, customers: int = 0) -> dict[str, Any]:
             path.unlink()
             write_events(path, events, weeks, customers)
             flood_s, _, flood = replay(path, config)
+            flood_split_s, _, flood_split = replay(path, config, jobs=2)
+            if flood_split != flood:
+                raise SystemExit(f"two processes replayed the flood differently: {flood_split}")
             out |= {
                 "flood_customers": customers,
                 "flood_series_per_set": config.limits.series_per_set,
                 "flood_events_per_s": round(events / flood_s),
                 "flood_slowdown": round(flood_s / replay_s, 2),
+                "flood_two_process_events_per_s": round(events / flood_split_s),
+                "flood_two_process_slowdown": round(flood_split_s / split_s, 2),
                 "flood_alerts": flood.alerts,
                 "flood_target_met": flood_s <= 2 * replay_s,
+                "flood_target_met_two_processes": flood_split_s <= 2 * split_s,
             }
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
@@ -187,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     for key, value in result.items():
         if value is not None:
-            print(f"{key:30s}{value}")
+            print(f"{key:34s}{value}")
 
 
 if __name__ == "__main__":

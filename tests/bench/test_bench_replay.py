@@ -11,7 +11,7 @@ from bench.bench_replay import main
 def test_bench_replay_counts_every_event_and_finds_the_injected_incidents(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    main(["--events", "20000", "--weeks", "3", "--json"])
+    main(["--events", "20000", "--weeks", "3", "--customers", "5000", "--json"])
     out = orjson.loads(capsys.readouterr().out)
     assert out["events"] == out["replay_valid"] == 20_000
     assert out["replay_alerts"] > 0  # the batch runaway and the spike are in the file
@@ -20,3 +20,6 @@ def test_bench_replay_counts_every_event_and_finds_the_injected_incidents(
     assert out["target_met_one_process"] == (out["replay_events_per_s"] >= target)
     assert out["target_met_two_processes"] == (out["two_process_events_per_s"] >= target)
     assert out["two_process_cpu_us_per_event"] > 0 and out["two_process_speedup"] > 0
+    # The flood, in one process and in two (the bench stops if the two count differently).
+    assert out["flood_customers"] == 5000 and out["flood_alerts"] > 0
+    assert out["flood_two_process_events_per_s"] > 0 and out["flood_two_process_slowdown"] > 0
