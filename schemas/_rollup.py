@@ -22,13 +22,15 @@ ROLLUP_WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
 __all__ = ["RollupRecord", "WatermarkMark", "decode_rollup", "encode_mark", "encode_rollup"]
 
 
-class RollupRecord(msgspec.Struct, gc=False):
+class RollupRecord(msgspec.Struct, array_like=True, gc=False):
     """Absolute totals of one window of one series, from one partition and epoch.
 
     A flush builds one per changed window, so it is the cheapest record to build: a msgspec
     Struct untracked by the garbage collector (it holds no cycles) takes 41 ns, a slots
     dataclass 101 ns, a frozen dataclass about 1.4 us (each field set through
-    ``object.__setattr__``). Never changed once built, though not frozen.
+    ``object.__setattr__``). Never changed once built, though not frozen. ``array_like``:
+    msgspec writes it as an array of its fields, as replay's two processes pass records
+    (``spendbrake._replay_split``); the topic's wire form is ``to_wire``'s.
     """
 
     dims: tuple[str, ...]

@@ -127,13 +127,12 @@ def test_an_error_reading_the_lines_is_the_error_raised() -> None:
 
 
 def _send_and_read(records: list[RollupRecord]) -> list[tuple[list[RollupRecord], float, int]]:
-    index = {tuple(d): i for i, d in enumerate(CONFIG.rollup_dimensions())}
     pipe = io.BytesIO()
-    _replay_split._send(pipe, [(records, 1.5, 7)], index)
+    _replay_split._send(pipe, [(records, 1.5, 7)])
     pipe.seek(0)
     message = _replay_split._read(pipe)
     assert message is not None and _replay_split._read(pipe) is None
-    return _replay_split._steps(message, [tuple(d) for d in CONFIG.rollup_dimensions()])
+    return _replay_split._steps(message)
 
 
 def test_records_cross_the_pipe_unchanged_even_past_what_msgpack_holds() -> None:
@@ -157,4 +156,4 @@ def test_a_failure_in_the_child_is_raised_with_its_traceback() -> None:
     message = _replay_split._read(steps_out)
     assert message is not None
     with pytest.raises(RuntimeError, match=r"(?s)rollup process failed:.*UnpicklingError"):
-        _replay_split._steps(message, [])
+        _replay_split._steps(message)
