@@ -47,10 +47,12 @@ _N = len(METRICS)
 _C = _N - 1
 
 
-#: (window_s, window_start, epoch): one window span, the same for every series.
-Span = tuple[int, int, int]
+#: (window_s, window_start, epoch, index of the dimension set): one window of one set.
+Span = tuple[int, int, int, int]
 #: (index of the dimension set, its values): one series.
 Series = tuple[int, tuple[str | None, ...]]
+#: A series' values: its row's key in its set's window (the set is the window's).
+Values = tuple[str | None, ...]
 #: (series, grain, window sizes): where a fine cell's deltas go in one dimension set.
 Projected = tuple[Series, int, tuple[int, ...]]
 #: Where a group of fine cells goes in the sets its key decides: (the grain they share,
@@ -112,16 +114,16 @@ class RollupState:
         self.watermark = -math.inf
         #: (minute, epoch, *attrs) -> metric deltas since the last flush (+ outcomes at _N)
         self.fine: dict[tuple[Any, ...], list[Any]] = {}
-        #: Open windows: (window_s, window_start, epoch) -> the absolute totals of every
-        #: series in that span (``SpanTotals``: a row of numbers per series). Nested, so a
-        #: window costs a dict entry and a row, not a key tuple and a list of its own: a
-        #: series' windows share its one (dimset, values) tuple, and a span closes at once.
+        #: Open windows: (window_s, window_start, epoch, set index) -> the absolute totals of
+        #: every series of that set in that span (``SpanTotals``: a row of numbers per
+        #: series, keyed by its values). Nested, so a window costs a dict entry and a row, not
+        #: a key tuple and a list of its own: a series' windows share its one values tuple.
         self.windows: dict[Span, SpanTotals] = {}
-        #: (span, series) -> calls by outcome, for the windows that have any.
-        self.outcomes: dict[tuple[Span, Series], dict[str, int]] = {}
+        #: (span, values) -> calls by outcome, for the windows that have any.
+        self.outcomes: dict[tuple[Span, Values], dict[str, int]] = {}
         #: close time -> spans that close then
         self._closing: dict[float, list[Span]] = {}
-        #: One (dimset, values) tuple per open series, shared with the process' other partitions.
+        #: One values tuple per open series, shared with the process' other partitions.
         self._table = SeriesTable() if series_table is None else series_table
         self._table.attach(self)
         #: A fine cell's attributes -> where its deltas go in every set: the projections
@@ -312,18 +314,18 @@ class RollupState:
         outcomes = self.outcomes
         # Insertion-ordered, not a set: the records' order decides which series a capped set
         # keeps, and a set's order follows the per-process string hash seed.
-        dirty: dict[tuple[Span, Series], None] = {}
-        for (series, sizes, start, epoch), delta in parts.items():
+        dirty: dict[tuple[Span, Values], None] = {}
+        for ((d, values), sizes, start, epoch), delta in parts.items():
             for w in sizes:
-                span = (w, start // w * w, epoch)
+                span = (w, start // w * w, epoch, d)
                 totals = windows.get(span)
                 if totals is None:
                     totals = windows[span] = SpanTotals()
                     self._closing.setdefault(self._close_at(span), []).append(span)
-                totals.add(series, delta)
+                totals.add(values, delta)
                 if delta[_N]:
-                    _add_outcomes(outcomes, (span, series), delta[_N])
-                dirty[span, series] = None
+                    _add_outcomes(outcomes, (span, values), delta[_N])
+                dirty[span, values] = None
         closing: list[Span] = []
         for close_at in [t for t in self._closing if t <= self.watermark]:
             closing.extend(self._closing.pop(close_at))
@@ -332,14 +334,14 @@ class RollupState:
         for span in closing:
             rows = windows[span].rows
             if self.finals:
-                records.extend(self._records(((span, series) for series in rows), final=True))
+                records.extend(self._records(((span, values) for values in rows), final=True))
             else:
                 records.extend(
-                    self._records((span, series) for series in rows if (span, series) in dirty)
+                    self._records((span, values) for values in rows if (span, values) in dirty)
                 )
             if outcomes:
-                for series in rows:
-                    outcomes.pop((span, series), None)
+                for values in rows:
+                    outcomes.pop((span, values), None)
             del windows[span]
         return records
 
@@ -347,7 +349,8 @@ class RollupState:
         """Where a fine cell's attributes go in every rolled-up set: the sets its key
         decides, from their own cache, then the others; and the grain they all share.
 
-        Each series is the one interned tuple the series table holds (the key of its rows too).
+        Each series is (set index, values), its values the one interned tuple the series table
+        holds (the key of its rows too).
         """
         key_of, keyed = self._per_key
         key = key_of(cell)
@@ -373,43 +376,43 @@ class RollupState:
                 if without_minutes is None:
                     continue
                 windows = without_minutes
-            series = known.get((d, values))
-            if series is None:
-                series = _interned(d, values)
-                known[series] = series
-            out.append((series, *windows))
+            interned = known.get(values)
+            if interned is None:
+                interned = _interned(values)
+                known[interned] = interned
+            out.append(((d, interned), *windows))
             shared = math.gcd(shared, windows[0])
         return shared, tuple(out)
 
     def _close_at(self, span: Span) -> float:
-        w, start, epoch = span
+        w, start, epoch, _ = span
         if epoch == 0:
             return start + w + self.lateness_s
         # A late epoch gathers corrections for one lateness period of the watermark.
         return (epoch + 1) * self.lateness_s
 
     def _records(
-        self, span_series: Iterable[tuple[Span, Series]], final: bool = False
+        self, span_values: Iterable[tuple[Span, Values]], final: bool = False
     ) -> list[RollupRecord]:
-        """A record of each (span, series): its absolute totals, its outcomes."""
+        """A record of each (span, series' values): its absolute totals, its outcomes."""
         dimensions = self.dimensions
         partition = self.partition
         windows = self.windows
         outcomes = self.outcomes
         out = []
-        for span, series in span_series:
-            w, start, epoch = span
+        for span, values in span_values:
+            w, start, epoch, d = span
             totals = windows[span]
-            counts = outcomes.get((span, series)) if outcomes else None
+            counts = outcomes.get((span, values)) if outcomes else None
             out.append(
                 RollupRecord(
-                    dimensions[series[0]],
-                    series[1],
+                    dimensions[d],
+                    values,
                     w,
                     start,
                     partition,
                     epoch,
-                    totals.row(totals.rows[series]),
+                    totals.row(totals.rows[values]),
                     {} if counts is None else dict(counts),
                     final,
                 )
@@ -428,9 +431,9 @@ class RollupState:
             "late_events": self.late_events,
             # Each value as before: the metrics, then the outcomes (or None).
             "windows": [
-                [[series[0], list(series[1]), *span], [*v, outcomes.get((span, series))]]
+                [[span[3], list(values), *span[:3]], [*v, outcomes.get((span, values))]]
                 for span, totals in self.windows.items()
-                for series, v in totals.items()
+                for values, v in totals.items()
             ],
         }
 
@@ -446,27 +449,26 @@ class RollupState:
         self._by_key = {}
         known = self._table.known
         for k, v in data.get("windows", []):
-            series = (k[0], tuple(k[1]))
-            shared = known.get(series)
+            values = tuple(k[1])
+            shared = known.get(values)
             if shared is None:
-                shared = _interned(*series)
+                shared = _interned(values)
                 known[shared] = shared
-            series = shared
-            span = (k[2], k[3], k[4])
+            span = (k[2], k[3], k[4], k[0])
             totals = self.windows.get(span)
             if totals is None:
                 totals = self.windows[span] = SpanTotals()
                 self._closing.setdefault(self._close_at(span), []).append(span)
-            totals.add(series, v)
+            totals.add(shared, v)
             if len(v) > _N and v[_N]:
-                self.outcomes[(span, series)] = dict(v[_N])
+                self.outcomes[(span, shared)] = dict(v[_N])
 
     def open_windows(self) -> int:
         return sum(len(totals.rows) for totals in self.windows.values())
 
 
 class SeriesTable:
-    """The (set index, values) tuple of each open series, for every partition of a process.
+    """The values tuple of each open series, for every partition of a process.
 
     A key's calls land on several input partitions (events are keyed by ``event_id``), and
     each partition's windows are keyed by the series: one shared tuple per series, not one
@@ -478,7 +480,7 @@ class SeriesTable:
     __slots__ = ("_states", "known")
 
     def __init__(self) -> None:
-        self.known: dict[Series, Series] = {}
+        self.known: dict[Values, Values] = {}
         self._states: weakref.WeakSet[RollupState] = weakref.WeakSet()
 
     def attach(self, state: RollupState) -> None:
@@ -493,13 +495,13 @@ class SeriesTable:
         return True
 
 
-def _interned(d: int, values: tuple[str | None, ...]) -> Series:
-    """A new series with its attribute strings interned: the partitions of one process
+def _interned(values: Values) -> Values:
+    """A series' values with its attribute strings interned: the partitions of one process
     hold the same key and team names, each decoded from its own events."""
     if len(values) == 1:  # most sets: no generator for one value
         v = values[0]
-        return (d, (None if v is None else sys.intern(v),))
-    return (d, tuple(None if v is None else sys.intern(v) for v in values))
+        return (None if v is None else sys.intern(v),)
+    return tuple(None if v is None else sys.intern(v) for v in values)
 
 
 def _projector(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
@@ -525,31 +527,31 @@ def _row_number(n: int) -> int:
 
 
 class SpanTotals:
-    """The absolute totals of every series in one window span, a row each.
+    """The absolute totals of every series in one window span of one set, a row each.
 
-    ``rows`` numbers the series. Costs (nano-dollars, which pass int32 within seconds of a
-    busy key) are one int64 each in ``cost``; the other ``_N - 1`` totals (calls, tokens,
-    unpriced calls) are int32 row after row in ``counts``, until one passes int32 and the
-    span's counts become int64. 36 bytes a series in a span, where 64 all int64 took: about
-    8 spans a series at 100k series (three partitions' days, hours and open minutes). A
-    total past int64 turns its column into a list of Python ints, so sums stay exact
-    whatever they reach.
+    ``rows`` numbers the series, by their values (the set is the window's). Costs
+    (nano-dollars, which pass int32 within seconds of a busy key) are one int64 each in
+    ``cost``; the other ``_N - 1`` totals (calls, tokens, unpriced calls) are int32 row after
+    row in ``counts``, until one passes int32 and the span's counts become int64. 36 bytes a
+    series in a span, where 64 all int64 took: about 6 spans a series at 100k series (three
+    partitions' days and hours). A total past int64 turns its column into a list of Python
+    ints, so sums stay exact whatever they reach.
 
     >>> t = SpanTotals()
-    >>> t.add((0, ()), [5, 1, 0, 0, 0, 0, 0, 0, None])
-    >>> t.add((0, ()), [2**63, 2**31, 0, 0, 0, 0, 0, 0])
-    >>> t.get((0, ())), type(t.cost).__name__, t.counts.typecode
+    >>> t.add(("k",), [5, 1, 0, 0, 0, 0, 0, 0, None])
+    >>> t.add(("k",), [2**63, 2**31, 0, 0, 0, 0, 0, 0])
+    >>> t.get(("k",)), type(t.cost).__name__, t.counts.typecode
     ((9223372036854775813, 2147483649, 0, 0, 0, 0, 0, 0), 'list', 'q')
     """
 
     __slots__ = ("cost", "counts", "rows")
 
     def __init__(self) -> None:
-        self.rows: dict[Series, int] = {}
+        self.rows: dict[Values, int] = {}
         self.cost: array[int] | list[int] = array("q")
         self.counts: array[int] | list[int] = array("i")
 
-    def add(self, series: Series, delta: Sequence[Any]) -> None:
+    def add(self, series: Values, delta: Sequence[Any]) -> None:
         """Add the first ``_N`` values of ``delta`` to the series' row (a new row: set it)."""
         row = self.rows.get(series)
         if row is None:
@@ -602,7 +604,7 @@ class SpanTotals:
                     array("q", counts) if counts.typecode == "i" else list(counts)  # type: ignore[union-attr]
                 )
 
-    def get(self, series: Series) -> tuple[int, ...]:
+    def get(self, series: Values) -> tuple[int, ...]:
         return self.row(self.rows[series])
 
     def row(self, row: int) -> tuple[int, ...]:
@@ -610,7 +612,7 @@ class SpanTotals:
         i = row * _C
         return (self.cost[row], *self.counts[i : i + _C])
 
-    def items(self) -> Iterator[tuple[Series, tuple[int, ...]]]:
+    def items(self) -> Iterator[tuple[Values, tuple[int, ...]]]:
         row = self.row
         for series, n in self.rows.items():
             yield series, row(n)
