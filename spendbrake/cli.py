@@ -621,6 +621,7 @@ def replay(
         if sort_lines:
             err.print(f"sorting {events_file} by event time ...")
             lines = by_event_time(handle)
+        processes = _replay_jobs(jobs, handle)
         with _progress(f"replaying {events_file}") as tick:
             alerts = replay_lines(
                 lines,
@@ -628,7 +629,7 @@ def replay(
                 lateness_s=_parse_duration(lateness),
                 stats=stats,
                 progress=tick,
-                jobs=_replay_jobs(jobs, handle),
+                jobs=processes,
             )
             for alert in alerts:
                 if fmt == "jsonl":
@@ -646,6 +647,7 @@ def replay(
         f"{stats.lines:,} events in {elapsed:.1f}s ({stats.lines / max(elapsed, 1e-9):,.0f}/s): "
         f"{stats.valid:,} valid, {stats.duplicates:,} duplicates, {stats.late:,} late, "
         f"{dead:,} rejected; {stats.alerts} alert(s)"
+        + ("; rolled up in a second process (--jobs 1: one)" if processes > 1 else "")
     )
     for field_name, count in sorted(stats.dead.items()):
         err.print(f"  rejected for {field_name}: {count:,}")

@@ -89,6 +89,7 @@ def test_the_cli_prints_the_same_with_either_number_of_jobs(tmp_path: Path) -> N
         )
         assert result.exit_code == 0, result.output
         out[jobs] = result.stdout
+        assert ("rolled up in a second process" in result.stderr) == (jobs == "2")
     assert out["1"] == out["2"] and out["1"].count("\n") > 3
 
 
