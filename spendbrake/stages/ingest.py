@@ -108,9 +108,9 @@ class IngestStage(Stage):
         notes = []
         if config.rollup_dimensions() != self.config.rollup_dimensions():
             notes.append("dimensions: the ingest rolls up by the new sets after a restart")
-        elif config.rollup_windows() != self.config.rollup_windows():
+        elif (windows := config.rollup_windows()) != self.config.rollup_windows():
             for processor in self.processors.values():
-                processor.rollups.set_windows(*config.rollup_windows())
+                processor.rollups.set_windows(*windows)
         prices = PriceTable.default().with_overrides(config.pricing.models)
         self.prices = prices
         for processor in self.processors.values():
