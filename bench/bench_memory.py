@@ -60,7 +60,7 @@ import msgspec
 import orjson
 
 from spendbrake.detectors import Detector, SpendWatch, make_detector
-from spendbrake.detectors._rows import forget_rows
+from spendbrake.detectors._bank import forget_banks
 from spendbrake.schemas import Config, DetectorConfig, UsageEvent
 from spendbrake.streamer import RollupState, SeriesTable, _rollup
 
@@ -191,7 +191,7 @@ def measure(series: int, partitions: int = 4) -> dict[str, Any]:
     # so are the arrays the detectors' rows live in (``detectors._rows``: the first pass grew
     # them, and they keep their size when detectors go).
     _rollup._ROW_NUMBERS.clear()
-    forget_rows()
+    forget_banks()
     tracemalloc.start()
     base, _ = tracemalloc.get_traced_memory()
     rollups, watch = build(series, partitions)
@@ -200,7 +200,8 @@ def measure(series: int, partitions: int = 4) -> dict[str, Any]:
     total, _ = tracemalloc.get_traced_memory()
     for entry in watch.series.values():
         entry.detectors = []
-    forget_rows()
+    watch.book.rebuilt()  # lets go of the bank new series took rows of
+    forget_banks()
     gc.collect()
     without_detectors, _ = tracemalloc.get_traced_memory()
     del watch

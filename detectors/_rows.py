@@ -6,19 +6,24 @@ bytes, plus its 8-byte slot) and each array carried 64 bytes of header: ``baseli
 Detectors of one class and shape keep theirs in one ``Rows``: the numbers in a float64
 array, ``width`` a row (ints exact, they are counts and window indices far below
 ``2**53``; None as NaN), and each fixed-size block (a profile of int16 codes, a byte per
-count...) in an array of its own. A detector is then its hyperparameters, its ``Rows`` and
-its row number; it frees its row when it goes (``__del__``), for the next one to reuse.
-It is also the layout the detectors of every series can later be stepped over at once.
+count...) in an array of its own, and the rare part that is neither (a list while a detector
+warms up, a short tuple) in a list, an entry a row (``Held``). A detector is then its
+hyperparameters, its ``Rows`` and its row number; it frees its row when it goes
+(``__del__``), for the next one to reuse. The detectors of one series need no objects of
+their own at all: the watch keeps them in a ``Bank`` (``detectors._bank``), a row number a
+series.
 Rows are taken on the thread that builds detectors; a release is one list append, safe
 from whichever thread drops the last reference.
 
-Each number and block keeps its attribute name (``Number`` and ``Block`` on the class), so
+Each number, block and held part keeps its attribute name (``Number``, ``Block`` and
+``Held`` on the class), so
 ``dump_state``/``load_state``, ``retune``, pickles and tests read and write them as
 before (a block reads as a copy); hot paths index the arrays.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from array import array
 from collections.abc import Callable, Hashable, Sequence
@@ -27,44 +32,78 @@ from typing import Any
 from spendbrake.detectors._base import Detector, _slot_names
 from spendbrake.detectors._plain import from_plain, to_plain
 
-__all__ = ["Block", "InRows", "Number", "Rows", "forget_rows", "numbers", "row_names", "rows_for"]
+__all__ = [
+    "Block",
+    "Held",
+    "InRows",
+    "Number",
+    "Rows",
+    "forget_rows",
+    "numbers",
+    "row_names",
+    "rows_for",
+]
 
 #: Past this an int no longer round-trips through a float64.
 _EXACT = 2**53
 
 
 class Rows:
-    """The numbers and blocks of every detector of one class and shape, a row each."""
+    """The numbers, blocks and held parts of every detector of one class and shape, a row each."""
 
-    __slots__ = ("blocks", "free", "n", "nums", "sizes", "start", "start_blocks", "width")
+    __slots__ = (
+        "blocks",
+        "free",
+        "held",
+        "n",
+        "nums",
+        "sizes",
+        "start",
+        "start_blocks",
+        "start_held",
+        "width",
+    )
 
-    def __init__(self, start: array[float], blocks: Sequence[array[int] | bytearray]) -> None:
-        #: A fresh row: its numbers and blocks.
+    def __init__(
+        self,
+        start: array[float],
+        blocks: Sequence[array[int] | bytearray],
+        held: Sequence[Any] = (),
+    ) -> None:
+        #: A fresh row: its numbers, blocks and held parts.
         self.start = start
         self.start_blocks = tuple(array("B", b) if type(b) is bytearray else b for b in blocks)
+        self.start_held = tuple(held)
         self.width = len(start)
         self.sizes = tuple(len(b) for b in blocks)
         self.nums: array[float] = array("d")
         self.blocks: tuple[array[int], ...] = tuple(array(b.typecode) for b in self.start_blocks)
+        self.held: tuple[list[Any], ...] = tuple([] for _ in self.start_held)
         #: Rows made, and those of detectors gone, for the next ones.
         self.n = 0
         self.free: list[int] = []
 
-    def new(self, like: int | None = None) -> int:
-        """A row holding a fresh detector's state, or a copy of row ``like``'s."""
+    def new(self, like: int | None = None, source: Rows | None = None) -> int:
+        """A row holding a fresh detector's state, or a copy of row ``like``'s (of
+        ``source``: rows of the same shape; these by default)."""
         if like is None:
-            nums, blocks = self.start, self.start_blocks
+            nums, blocks, held = self.start, self.start_blocks, self.start_held
         else:
-            w = self.width
-            nums = self.nums[like * w : like * w + w]
+            src = self if source is None else source
+            w = src.width
+            nums = src.nums[like * w : like * w + w]
             blocks = tuple(
-                b[like * n : like * n + n] for b, n in zip(self.blocks, self.sizes, strict=True)
+                b[like * n : like * n + n] for b, n in zip(src.blocks, src.sizes, strict=True)
             )
+            held = tuple(h[like] for h in src.held)
+        held = tuple(copy.copy(x) for x in held)  # a warming detector's list is its own
         if self.free:
             row = self.free.pop()
             self.nums[row * self.width : (row + 1) * self.width] = nums
             for b, n, part in zip(self.blocks, self.sizes, blocks, strict=True):
                 b[row * n : row * n + n] = part
+            for h, x in zip(self.held, held, strict=True):
+                h[row] = x
             return row
         row = self.n
         self.n += 1
@@ -74,9 +113,13 @@ class Rows:
         self.nums.extend(nums)
         for b, part in zip(self.blocks, blocks, strict=True):
             b.extend(part)
+        for h, x in zip(self.held, held, strict=True):
+            h.append(x)
         return row
 
     def release(self, row: int) -> None:
+        for h in self.held:
+            h[row] = None  # what it held goes now, not when the row is taken again
         self.free.append(row)
 
 
@@ -172,28 +215,50 @@ class Block:
         block[obj._row * n : obj._row * n + n] = part  # noqa: SLF001
 
 
+class Held:
+    """One part of a detector's row that is an object (a list, a tuple, None): an entry of a
+    list a row, read and written as is."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return obj._rows.held[self.index][obj._row]  # noqa: SLF001 - the state it reads
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj._rows.held[self.index][obj._row] = value  # noqa: SLF001 - the state it writes
+
+
 def numbers(
     cls: type,
     fields: dict[str, type | None],
     blocks: Sequence[str] = (),
     byte_blocks: Sequence[str] = (),
+    held: Sequence[str] = (),
 ) -> array[float]:
     """Give ``cls`` a ``Number`` per field, in order (``fields``: name -> float, int, or None
-    for an int that may be None) and a ``Block`` per block name, in order (those in
-    ``byte_blocks`` read as a bytearray); returns a fresh row's numbers (zeros; NaN for the
-    ints that start as None)."""
+    for an int that may be None), a ``Block`` per block name, in order (those in
+    ``byte_blocks`` read as a bytearray) and a ``Held`` per held name, in order; returns a
+    fresh row's numbers (zeros; NaN for the ints that start as None)."""
     start = []
     for i, (name, kind) in enumerate(fields.items()):
         setattr(cls, name, Number(i, kind))
         start.append(math.nan if kind is None else 0.0)
     for i, name in enumerate(blocks):
         setattr(cls, name, Block(i, name in byte_blocks))
+    for i, name in enumerate(held):
+        setattr(cls, name, Held(i))
     return array("d", start)
 
 
 def row_names(cls: type) -> list[str]:
-    """The ``Number`` and ``Block`` attribute names of ``cls``, in ``state_fields`` order."""
-    kinds = (Number, Block)
+    """The ``Number``, ``Block`` and ``Held`` attribute names of ``cls``, in ``state_fields``
+    order."""
+    kinds = (Number, Block, Held)
     named = {n for k in cls.__mro__ for n, a in vars(k).items() if isinstance(a, kinds)}
     return [n for n in getattr(cls, "state_fields", ()) if n in named]
 
@@ -222,15 +287,16 @@ class InRows(Detector):
             rows.release(row)
 
     def __copy__(self) -> InRows:
-        """A twin with a row of its own (a copy); other attributes shared until replaced."""
+        """A twin with a row of its own (a copy, in the ``Rows`` of its shape: not in a
+        bank's); other attributes shared until replaced."""
         cls = type(self)
         twin = object.__new__(cls)
         for name in _slot_names(cls):
             if name not in ("_row", "_rows") and hasattr(self, name):
                 object.__setattr__(twin, name, getattr(self, name))
-        rows = self._rows
+        rows = twin._rows_for()
         object.__setattr__(twin, "_rows", rows)
-        object.__setattr__(twin, "_row", rows.new(like=self._row))
+        object.__setattr__(twin, "_row", rows.new(like=self._row, source=self._rows))
         return twin
 
     def __getstate__(self) -> dict[str, Any]:

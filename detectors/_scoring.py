@@ -86,7 +86,7 @@ class Scoring:
                     continue
             elif st[ASLEEP_FROM]:
                 series.wake(hour, config)
-            for i, det in zip(series.slots, series.dets, strict=True):
+            for i, det in zip(series.slots, series.bank.at(series.row), strict=True):
                 cfg = config.detectors[i]
                 verdict = det.update(
                     float(hour), metric_value(cfg, cost, calls), weight(cfg, det, calls)
@@ -143,7 +143,7 @@ class Scoring:
                 recent = self._recent(series, now, step, looks_from, hour_steps, step_s, now_calls)
             st = series.state
             closed_cost, closed_calls = st[CLOSED_COST], st[CLOSED_CALLS]
-            for i, det in zip(series.slots, series.dets, strict=True):
+            for i, det in zip(series.slots, series.bank.at(series.row), strict=True):
                 cfg = config.detectors[i]
                 value = metric_value(cfg, cost, calls)
                 if not _worth_peeking(

@@ -304,12 +304,6 @@ class SeasonalBaseline(InRows):
         # Then two log codes for the count path: EW sums of calls and of expected spend.
         # Both are blocks of a row (``detectors._rows``, read by name: ``_profile``,
         # ``_counts``) in the ``Rows`` of their lengths (``_rows_for``), with the numbers.
-        #: The last ``peak_n - 1`` window values, for the trailing sum the ceiling compares. A
-        #: tuple: with the default ``peak_n=1`` it stays the shared empty one (an empty array
-        #: is 80 bytes a detector).
-        self._last: tuple[float, ...] = ()
-        #: First season's (sum, count) of non-zero windows and count of silent ones; None once set.
-        self._first: list[float] | None = [0.0, 0.0, 0.0] if auto_unit > 0 else None
         #: The numbers (``_NUMBERS``' layout; each read by name): the
         #: level over the profile (``_level``), windows learned (``_n``), the last window's
         #: index (``_last_k``, None before any), the day of the newest peak (``_peak_day``),
@@ -318,6 +312,12 @@ class SeasonalBaseline(InRows):
         #: and the EW mean of the ``weight`` of learned windows (``_wmean``; 0.0: none yet).
         self._take()
         self._unit = unit
+        # Held in the row too (``Held``: objects, an entry a row). The last ``peak_n - 1``
+        # window values, for the trailing sum the ceiling compares (with the default
+        # ``peak_n=1`` the shared empty tuple); the first season's (sum, count) of non-zero
+        # windows and count of silent ones (None once the unit is set).
+        self._last = ()
+        self._first = [0.0, 0.0, 0.0] if auto_unit > 0 else None
 
     state_fields = (
         "_ceiling_quiet_k",
@@ -333,7 +333,7 @@ class SeasonalBaseline(InRows):
         "_unit",
         "_wmean",
     )
-    __slots__ = ("_first", "_hp", "_last")
+    __slots__ = ("_hp",)
     #: The residual scale: the row's third block (after ``_profile`` and ``_counts``), read
     #: by name as a ``BurnScale`` of its own, learned in place through ``_scale_here``.
     _scale = ScaleBlock(2, operator.attrgetter("_hp.scale"))
@@ -344,7 +344,7 @@ class SeasonalBaseline(InRows):
         def make() -> Rows:
             profile = array("h", [0]) * hp.season + array("h", [EMPTY]) * (hp.peak_days + _SUMS)
             scale = array("d", bytes(8 * BurnScale.size(hp.scale)))
-            return Rows(_NUMBERS, (profile, _new_counts(hp), scale))
+            return Rows(_NUMBERS, (profile, _new_counts(hp), scale), held=(None, ()))
 
         shape = (SeasonalBaseline, hp.season, hp.peak_days, hp.count_cap <= 15, hp.slow_n)
         return rows_for(shape, make)
@@ -871,6 +871,7 @@ _NUMBERS = numbers(
     },
     blocks=("_profile", "_counts"),
     byte_blocks=("_counts",),
+    held=("_first", "_last"),
 )
 _LEVEL, _N, _LAST_K, _PEAK_DAY, _CEILING_QUIET_K, _UNIT, _WMEAN = range(7)
 _WIDTH = len(_NUMBERS)

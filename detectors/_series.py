@@ -16,6 +16,7 @@ from array import array
 from collections.abc import Iterable
 from typing import Any
 
+from spendbrake.detectors._bank import Bank, Loose, bank_for
 from spendbrake.detectors._base import Detector, make_detector
 from spendbrake.schemas import (
     CALLS,
@@ -54,8 +55,9 @@ OTHER = "(other)"
 SeriesKey = tuple[tuple[str, ...], tuple[str | None, ...]]
 #: Values per open part in ``Series.state``.
 _ROW = 5
-#: One tuple per distinct list of config indices, shared by every series it applies to.
-_SLOTS: dict[tuple[int, ...], tuple[int, ...]] = {}
+#: The bank of a series built with no detectors yet.
+_NONE = bank_for((), ())
+_UNSEEN: Any = object()
 
 # A series' own scalars: the first ``HEAD`` int64 of ``Series.state``, before its part rows.
 #: (hour start, cost_nusd, calls) of the hour its detectors learned last.
@@ -82,15 +84,18 @@ def _cells(values: list[int]) -> array[int] | list[int]:
 class Series:
     """One rolled-up series: its own scalars and open hours, in one array, and its detectors.
 
-    Its scope is read off the key, the config indices of its detectors are a tuple shared
-    with every series that has the same ones, and the book, not the series, knows which
-    open hours changed since they were last scored.
+    Its scope is read off the key; its detectors are a row of a ``Bank`` shared with every
+    series of the same config entries (``detectors._bank``: ``bank.at(row)`` steps them), and
+    the book, not the series, knows which open hours changed since they were last scored.
     """
 
-    __slots__ = ("dets", "key", "slots", "state")
+    __slots__ = ("bank", "key", "row", "state")
 
     def __init__(self, key: SeriesKey, detectors: Iterable[tuple[int, Detector]] = ()) -> None:
         self.key = key
+        self.bank: Bank | Loose = _NONE
+        #: Its row in ``bank`` (a ``Loose`` bank's: the tuple of its detectors).
+        self.row: Any = ()
         self.detectors = list(detectors)
         #: Its scalars (``HEAD`` int64: ``CLOSED_HOUR``... above), then the hours still open
         #: as rows of (hour start, partition, epoch, cost_nusd, calls) one after another. One
@@ -101,10 +106,26 @@ class Series:
         self.state: array[int] | list[int] = _BLANK[:]
 
     @classmethod
+    def fresh(cls, key: SeriesKey, bank: Bank) -> Series:
+        """A new series with fresh detectors: a new row of ``bank``."""
+        s = object.__new__(cls)
+        s.key = key
+        s.bank = bank
+        s.row = bank.new()
+        s.state = _BLANK[:]
+        return s
+
+    def __del__(self) -> None:
+        bank = getattr(self, "bank", None)
+        if bank is not None:
+            bank.release(self.row)
+
+    @classmethod
     def restored(
         cls,
         key: SeriesKey,
-        detectors: Iterable[tuple[int, Detector]],
+        bank: Bank | Loose,
+        row: Any,
         *,
         closed: tuple[int, int, int],
         last_spend_hour: int,
@@ -112,8 +133,10 @@ class Series:
         recent: int,
         parts: list[int],
     ) -> Series:
-        """A series from its snapshot's fields (``recent``: the packed int ``_recent`` keeps)."""
-        s = cls(key, detectors)
+        """A series from its snapshot's fields, its detectors already loaded into ``row`` of
+        ``bank`` (``recent``: the packed int ``_recent`` keeps)."""
+        s = object.__new__(cls)
+        s.key, s.bank, s.row = key, bank, row
         hi, lo = recent >> 64, recent & _LOW64
         s.state = _cells([*closed, last_spend_hour, asleep_from, hi, lo, *parts])
         return s
@@ -123,15 +146,29 @@ class Series:
         return tuple(zip(*self.key, strict=True))
 
     @property
+    def slots(self) -> tuple[int, ...]:
+        """The config index of each of its detectors (a tuple shared by its bank's series)."""
+        return self.bank.slots
+
+    @property
+    def dets(self) -> tuple[Detector, ...]:
+        """Its detectors, objects of their own, live on its state (``bank.view``)."""
+        return self.bank.view(self.row)
+
+    @property
     def detectors(self) -> list[tuple[int, Detector]]:
         """(config index, detector) of each detector that applies to this series."""
         return list(zip(self.slots, self.dets, strict=True))
 
     @detectors.setter
     def detectors(self, pairs: list[tuple[int, Detector]]) -> None:
+        """Take a copy of ``pairs``' detectors' state (the detectors themselves are not kept)."""
         slots = tuple(i for i, _ in pairs)
-        self.slots = _SLOTS.setdefault(slots, slots)
-        self.dets = tuple(d for _, d in pairs)
+        dets = [d for _, d in pairs]
+        bank = bank_for(slots, dets)
+        row = bank.adopt(dets)
+        self.bank.release(self.row)
+        self.bank, self.row = bank, row
 
     # The scalars by name, for snapshots, tests and tools (hot paths index ``state``).
 
@@ -284,7 +321,7 @@ class Series:
     def wake(self, until: int, config: Config) -> None:
         """Teach a sleeping series' detectors its silent hours before ``until``."""
         silent = []  # what each detector is fed for a silent hour: the same every hour
-        for i, det in zip(self.slots, self.dets, strict=True):
+        for i, det in zip(self.slots, self.bank.at(self.row), strict=True):
             cfg = config.detectors[i]
             silent.append((det.learn, metric_value(cfg, 0, 0), weight(cfg, det, 0)))
         for hour in range(self.state[ASLEEP_FROM], until, HOUR):
@@ -311,13 +348,21 @@ def weight(cfg: DetectorConfig, det: Detector, calls: int) -> float:
     return 1.0
 
 
-def detectors_for(config: Config, key: SeriesKey) -> list[tuple[int, Detector]]:
-    """Fresh detectors of every config entry that runs on the series ``key``."""
+def entries_for(config: Config, key: SeriesKey) -> tuple[int, ...]:
+    """The index of every config entry that runs on the series ``key``."""
     attrs = dict(zip(*key, strict=True))
-    return [
-        (i, make_detector(cfg.kind, **cfg.params))
+    return tuple(
+        i
         for i, cfg in enumerate(config.detectors)
         if cfg.runs_on(key[0]) and all(attrs.get(k) == v for k, v in cfg.scope.items())
+    )
+
+
+def detectors_for(config: Config, key: SeriesKey) -> list[tuple[int, Detector]]:
+    """Fresh detectors of every config entry that runs on the series ``key``."""
+    return [
+        (i, make_detector(config.detectors[i].kind, **config.detectors[i].params))
+        for i in entries_for(config, key)
     ]
 
 
@@ -343,6 +388,9 @@ class SeriesBook:
         self._per_set: dict[tuple[str, ...], int] = {}
         #: a series' detector slots -> seconds of silence after which it sleeps (derived)
         self._sleep_after: dict[tuple[int, ...], int] = {}
+        #: config entries -> the bank new series of them take a row of (derived; None: their
+        #: detectors are objects of their own, built for each)
+        self._banks: dict[tuple[int, ...], Bank | None] = {}
 
     def hour(self, dims: tuple[str, ...], r: RollupRecord, config: Config) -> None:
         """Set an hour record's part in its series (or in its set's ``(other)``)."""
@@ -361,7 +409,7 @@ class SeriesBook:
             if all(a is b for a, b in zip(values, sk[1], strict=True)):
                 values = sk[1]  # already shared (in-process, the rollup state's own tuple)
             sk = (self._dim_sets.setdefault(dims, dims), values)
-            series = self.series[sk] = Series(sk, detectors_for(config, sk))
+            series = self.series[sk] = self.new_series(sk, config)
         if not series.set_part(
             r.window_start, r.partition, r.epoch, r.metrics[COST], r.metrics[CALLS]
         ):
@@ -369,6 +417,17 @@ class SeriesBook:
         if r.metrics[COST] > 0 and r.window_start > series.state[LAST_SPEND]:
             series.last_spend_hour = r.window_start  # the latest hour it spent in
         self.dirty.add((sk, r.window_start))
+
+    def new_series(self, sk: SeriesKey, config: Config) -> Series:
+        """A series of fresh detectors: a new row of its entries' bank, once there is one."""
+        slots = entries_for(config, sk)
+        bank = self._banks.get(slots, _UNSEEN)
+        if type(bank) is Bank:
+            return Series.fresh(sk, bank)
+        series = Series(sk, detectors_for(config, sk))
+        if bank is _UNSEEN:
+            self._banks[slots] = series.bank if type(series.bank) is Bank else None
+        return series
 
     def fold(self, r: RollupRecord, config: Config) -> None:
         """Count a series past the cap into its set's ``(other)`` series, exactly."""
@@ -387,7 +446,7 @@ class SeriesBook:
         sk = (dims, (OTHER,) * len(dims))
         other = self.series.get(sk)
         if other is None:  # outside the cap: it is what the cap turns into
-            other = self.series[sk] = Series(sk, detectors_for(config, sk))
+            other = self.series[sk] = self.new_series(sk, config)
         cost, calls = other.part(hour, r.partition, r.epoch)
         other.set_part(hour, r.partition, r.epoch, cost + new[0] - old[0], calls + new[1] - old[1])
         if new[0] > 0:
@@ -412,9 +471,10 @@ class SeriesBook:
         longest trailing window, plus an hour."""
         after = self._sleep_after.get(series.slots)
         if after is None:
-            windows = [getattr(det, "window_s", HOUR) for det in series.dets]
+            dets = series.bank.at(series.row)
+            windows = [getattr(det, "window_s", HOUR) for det in dets]
             after = int(max(windows, default=HOUR)) + HOUR
-            if any(det.alerts_on_silence for det in series.dets):
+            if any(det.alerts_on_silence for det in dets):
                 after = 2**62  # never: each silent hour may alert
             self._sleep_after[series.slots] = after
         return after
@@ -444,6 +504,7 @@ class SeriesBook:
                 per_set[dims] = per_set.get(dims, 0) + 1
         self._per_set = per_set
         self._sleep_after = {}
+        self._banks = {}
 
 
 def cap_notice(dims: tuple[str, ...], day: int, hour: int, cap: int) -> Alert:

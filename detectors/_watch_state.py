@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from spendbrake.detectors._bank import Bank, Loose, bank_for
 from spendbrake.detectors._base import Detector, make_detector
 from spendbrake.detectors._budgets import BudgetBook
 from spendbrake.detectors._clock import EventClock
@@ -92,7 +93,10 @@ def _dump(w: SpendWatch) -> dict[str, Any]:
             list(s.closed),
             s.asleep_from,
             list(s.parts),
-            [[i, detectors.ref(d), d.dump_state()] for i, d in zip(s.slots, s.dets, strict=True)],
+            [
+                [i, detectors.ref(d), d.dump_state()]
+                for i, d in zip(s.slots, s.bank.at(s.row), strict=True)
+            ],
             s.recent,
         ]
         for sk, s in book.series.items()
@@ -163,11 +167,12 @@ def _load(w: SpendWatch, state: dict[str, Any]) -> dict[str, Any]:
         return dims[d], tuple(v if v is None else sys.intern(v) for v in values)
 
     book = SeriesBook()
+    banks: dict[tuple[Any, ...], Bank | Loose] = {}
     for d, values, last_spend, closed, asleep, parts, dets, *recent in state["series"]:
         hour, cost, calls = closed
         s = Series.restored(
             key(d, values),
-            [(int(i), _detector(templates[ref], st)) for i, ref, st in dets],
+            *_loaded(dets, templates, banks),
             closed=(int(hour), int(cost), int(calls)),
             last_spend_hour=int(last_spend),
             asleep_from=int(asleep),
@@ -224,6 +229,30 @@ class _DetectorTable:
 def _template(row: list[Any]) -> tuple[Detector, int]:
     kind, params, version = row
     return make_detector(str(kind), **params), int(version)
+
+
+def _loaded(
+    dets: list[list[Any]],
+    templates: list[tuple[Detector, int]],
+    banks: dict[tuple[Any, ...], Bank | Loose],
+) -> tuple[Bank | Loose, Any]:
+    """The bank and row of a series' detectors (``[index, template, state]`` each), their
+    states loaded straight into a new row of the bank (no detector object a series)."""
+    slots = tuple(int(i) for i, _, _ in dets)
+    refs = tuple(int(ref) for _, ref, _ in dets)
+    bank = banks.get((slots, refs))
+    if bank is None:
+        bank = banks[(slots, refs)] = bank_for(slots, [templates[r][0] for r in refs])
+    if type(bank) is not Bank:
+        return bank, bank.adopt([_detector(templates[r], st) for _, r, st in dets])
+    row = bank.new()
+    try:
+        for det, (_, ref, st) in zip(bank.at(row), dets, strict=True):
+            det.load_state(st, templates[ref][1])
+    except BaseException:
+        bank.release(row)
+        raise
+    return bank, row
 
 
 def _detector(template: tuple[Detector, int], state: list[Any]) -> Detector:

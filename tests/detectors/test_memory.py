@@ -20,7 +20,7 @@ import msgspec
 import pytest
 
 from spendbrake.detectors import Detector, make_detector
-from spendbrake.detectors._rows import forget_rows
+from spendbrake.detectors._bank import forget_banks
 from spendbrake.detectors._series import HEAD, Series
 from tests.detectors.synth import run, spend
 
@@ -45,7 +45,7 @@ def _restored(template: Detector, blob: bytes) -> Detector:
 def _bytes_each(d: Detector) -> float:
     # Rows of their own: what earlier tests left in the shared ones (free rows, spare
     # room) would move the figure with the order tests run in.
-    forget_rows()
+    forget_banks()
     template = make_detector(d.name, **d.params)
     blob = msgspec.json.encode(d.dump_state())
     gc.collect()
