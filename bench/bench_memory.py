@@ -27,10 +27,11 @@ them, read back from its plain snapshot state (JSON) as a restored detect stage 
 it (until 2026-12-05: unpickled), so every series owns separate objects of a realistic
 learned state, without running N x 672 updates.
 
-The detectors' numbers and blocks live in rows of arrays shared by all detectors of one
-class and shape (``detectors._rows``): those arrays are counted as the detectors'
-(the bench forgets the rows the first pass grew, and forgets them again when it drops
-the detectors, so what the rows hold is measured, not just the detector objects).
+The detectors' numbers and blocks live in rows of arrays, since the evening of 2026-12-06
+in the ``Bank`` of the series' config entries (``detectors._bank``: a series holds its row
+number, no detector object): those arrays are counted as the detectors' (the bench forgets
+the banks and rows the first pass grew, and forgets them again when it drops the
+detectors, so what the rows hold is measured, not just what points at them).
 
 Two passes over the same build. First the process RSS (current RSS from
 /proc/self/statm) before and after building everything, with no tracing: a

@@ -8,6 +8,9 @@ number finds a series' state in each), and lends out one detector object per ent
 a row before each use (``at``: the scoring loops), or fresh objects bound to a row (``view``:
 for code that keeps them). Detectors with state outside their row (river's models, the
 naive and cloud-style contenders) stay objects of their own, in a ``Loose`` bank.
+
+Banks are shared by every watch of a process; their lent detectors are not for two threads
+stepping watches at once (nothing here does: a stage steps its watch on its event loop).
 """
 
 from __future__ import annotations
