@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from spendbrake.detectors._base import Detector, Verdict, usd
+from spendbrake.detectors._book import SeriesBook
 from spendbrake.detectors._incidents import Candidate, Scope, inside, narrowed, rank
 from spendbrake.detectors._recent import STEPS, look
 from spendbrake.detectors._series import (
@@ -26,7 +27,6 @@ from spendbrake.detectors._series import (
     RECENT_HI,
     RECENT_LO,
     Series,
-    SeriesBook,
     metric_value,
     weight,
 )

@@ -1,33 +1,20 @@
-"""The watched series: each one's open hours and detectors, sleeping, the cap per dimension set.
+"""One watched series: its open hours, the hour it learned last, its detectors' row.
 
 There is one series per key, team, feature... of every detected dimension set, so a series
-is kept small (``Series``: one int64 array holds its scalars and open hours). ``SeriesBook``
-holds them all: it routes an hour record to its series, keeps the hours changed since the
-last early look (``dirty``), lets a long-silent series sleep, and past
-``limits.series_per_set`` series of one set it counts the rest together, exactly, in that
-set's ``(other)`` series (``fold``), with one operator alert a day.
+is kept small: one int64 array holds its scalars and open hours, and its detectors are a
+row of a bank (``detectors._bank``). ``SeriesBook`` (``detectors._book``) holds them all.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from array import array
 from collections.abc import Iterable
 from typing import Any
 
 from spendbrake.detectors._bank import Bank, Loose, bank_for
-from spendbrake.detectors._base import Detector, make_detector
-from spendbrake.schemas import (
-    CALLS,
-    COST,
-    NUSD,
-    Alert,
-    Config,
-    DetectorConfig,
-    RollupRecord,
-    format_ts,
-)
+from spendbrake.detectors._base import Detector
+from spendbrake.schemas import NUSD, Config, DetectorConfig
 
 __all__ = [
     "ASLEEP_FROM",
@@ -36,28 +23,21 @@ __all__ = [
     "CLOSED_HOUR",
     "HEAD",
     "LAST_SPEND",
-    "OTHER",
     "RECENT_HI",
     "RECENT_LO",
     "Series",
-    "SeriesBook",
     "SeriesKey",
     "metric_value",
     "weight",
 ]
 
 HOUR = 3600
-#: A series silent this long is forgotten (its detectors too).
-FORGET_S = 15 * 86400
-#: The value of every field of the series that holds a dimension set's overflow.
-OTHER = "(other)"
 #: (dims, values): the key of a series, and of its scope.
 SeriesKey = tuple[tuple[str, ...], tuple[str | None, ...]]
 #: Values per open part in ``Series.state``.
 _ROW = 5
 #: The bank of a series built with no detectors yet.
 _NONE = bank_for((), ())
-_UNSEEN: Any = object()
 
 # A series' own scalars: the first ``HEAD`` int64 of ``Series.state``, before its part rows.
 #: (hour start, cost_nusd, calls) of the hour its detectors learned last.
@@ -346,186 +326,3 @@ def weight(cfg: DetectorConfig, det: Detector, calls: int) -> float:
     if cfg.metric == "cost_per_call" or getattr(det, "count_x", 0.0):
         return float(calls)
     return 1.0
-
-
-def entries_for(config: Config, key: SeriesKey) -> tuple[int, ...]:
-    """The index of every config entry that runs on the series ``key``."""
-    attrs = dict(zip(*key, strict=True))
-    return tuple(
-        i
-        for i, cfg in enumerate(config.detectors)
-        if cfg.runs_on(key[0]) and all(attrs.get(k) == v for k, v in cfg.scope.items())
-    )
-
-
-def detectors_for(config: Config, key: SeriesKey) -> list[tuple[int, Detector]]:
-    """Fresh detectors of every config entry that runs on the series ``key``."""
-    return [
-        (i, make_detector(config.detectors[i].kind, **config.detectors[i].params))
-        for i in entries_for(config, key)
-    ]
-
-
-class SeriesBook:
-    """Every watched series by key, the open hours changed since the last early look, and
-    the series folded into ``(other)`` past the cap of their dimension set."""
-
-    def __init__(self) -> None:
-        self.series: dict[SeriesKey, Series] = {}
-        #: (series key, hour start) of the open hours changed since the last early look.
-        self.dirty: set[tuple[SeriesKey, int]] = set()
-        #: Series past ``limits.series_per_set``, folded into their set's ``(other)`` series:
-        #: hour -> (dims, values, partition, epoch) -> the absolute (cost_nusd, calls) they
-        #: added, so a re-sent record replaces its share instead of adding it again.
-        self.folded: dict[int, dict[tuple[Any, ...], tuple[int, int]]] = {}
-        #: (dims, UTC day) of the overflows already reported, and the reports to send:
-        #: (dims, day, hour, cap) of each (``cap_notice``).
-        self.cap_noticed: set[tuple[tuple[str, ...], int]] = set()
-        self.notices: list[tuple[tuple[str, ...], int, int, int]] = []
-        #: One tuple per dimension set, shared by the keys of its series.
-        self._dim_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
-        #: dims -> series watched (derived from ``series``)
-        self._per_set: dict[tuple[str, ...], int] = {}
-        #: a series' detector slots -> seconds of silence after which it sleeps (derived)
-        self._sleep_after: dict[tuple[int, ...], int] = {}
-        #: config entries -> the bank new series of them take a row of (derived; None: their
-        #: detectors are objects of their own, built for each)
-        self._banks: dict[tuple[int, ...], Bank | None] = {}
-
-    def hour(self, dims: tuple[str, ...], r: RollupRecord, config: Config) -> None:
-        """Set an hour record's part in its series (or in its set's ``(other)``)."""
-        sk = (dims, tuple(r.values))
-        series = self.series.get(sk)
-        if series is None and self._per_set.get(dims, 0) >= config.limits.series_per_set:
-            self.fold(r, config)
-            return
-        if OTHER in sk[1]:
-            self.fold(r, config)  # a caller's own "(other)": counted with ours, never over it
-            return
-        if series is None:
-            self._per_set[dims] = self._per_set.get(dims, 0) + 1
-            # Decoded records bring their own dims tuple and strings: share them.
-            values = tuple(None if v is None else sys.intern(v) for v in sk[1])
-            if all(a is b for a, b in zip(values, sk[1], strict=True)):
-                values = sk[1]  # already shared (in-process, the rollup state's own tuple)
-            sk = (self._dim_sets.setdefault(dims, dims), values)
-            series = self.series[sk] = self.new_series(sk, config)
-        if not series.set_part(
-            r.window_start, r.partition, r.epoch, r.metrics[COST], r.metrics[CALLS]
-        ):
-            return  # the same absolute values again (a re-sent record): nothing to score
-        if r.metrics[COST] > 0 and r.window_start > series.state[LAST_SPEND]:
-            series.last_spend_hour = r.window_start  # the latest hour it spent in
-        self.dirty.add((sk, r.window_start))
-
-    def new_series(self, sk: SeriesKey, config: Config) -> Series:
-        """A series of fresh detectors: a new row of its entries' bank, once there is one."""
-        slots = entries_for(config, sk)
-        bank = self._banks.get(slots, _UNSEEN)
-        if type(bank) is Bank:
-            return Series.fresh(sk, bank)
-        series = Series(sk, detectors_for(config, sk))
-        if bank is _UNSEEN:
-            self._banks[slots] = series.bank if type(series.bank) is Bank else None
-        return series
-
-    def fold(self, r: RollupRecord, config: Config) -> None:
-        """Count a series past the cap into its set's ``(other)`` series, exactly."""
-        dims = self._dim_sets.setdefault(r.dims, r.dims)
-        hour = r.window_start
-        shares = self.folded.get(hour)
-        if shares is None:
-            shares = self.folded[hour] = {}
-        part = (dims, r.values, r.partition, r.epoch)
-        metrics = r.metrics
-        new = (metrics[COST], metrics[CALLS])
-        old = shares.get(part, (0, 0))
-        if new == old:
-            return
-        shares[part] = new
-        sk = (dims, (OTHER,) * len(dims))
-        other = self.series.get(sk)
-        if other is None:  # outside the cap: it is what the cap turns into
-            other = self.series[sk] = self.new_series(sk, config)
-        cost, calls = other.part(hour, r.partition, r.epoch)
-        other.set_part(hour, r.partition, r.epoch, cost + new[0] - old[0], calls + new[1] - old[1])
-        if new[0] > 0:
-            other.spent_in(hour)
-        self.dirty.add((sk, hour))
-        day = hour // 86400 * 86400
-        if (dims, day) not in self.cap_noticed:
-            self.cap_noticed.add((dims, day))
-            self.notices.append((dims, day, hour, config.limits.series_per_set))
-
-    def take_notices(self) -> list[Alert]:
-        """The operator alerts of the overflows since the last call."""
-        notices, self.notices = self.notices, []
-        return [cap_notice(*n) for n in notices]
-
-    def folded_series(self) -> int:
-        """Series counted in an ``(other)`` series in the open hours (a metric)."""
-        return len({(d, v) for shares in self.folded.values() for d, v, _, _ in shares})
-
-    def sleep_after_s(self, series: Series) -> int:
-        """Silence after which a series' silent hours can no longer alert: its detectors'
-        longest trailing window, plus an hour."""
-        after = self._sleep_after.get(series.slots)
-        if after is None:
-            dets = series.bank.at(series.row)
-            windows = [getattr(det, "window_s", HOUR) for det in dets]
-            after = int(max(windows, default=HOUR)) + HOUR
-            if any(det.alerts_on_silence for det in dets):
-                after = 2**62  # never: each silent hour may alert
-            self._sleep_after[series.slots] = after
-        return after
-
-    def prune(self, closed_until: int) -> None:
-        """Forget series silent for ``FORGET_S`` and folded shares of closed hours."""
-        horizon = closed_until - FORGET_S
-        gone = [
-            k
-            for k, s in self.series.items()
-            if s.state[LAST_SPEND] < horizon and len(s.state) == HEAD  # silent, no open hour
-        ]
-        for k in gone:
-            del self.series[k]
-            if OTHER not in k[1]:
-                self._per_set[k[0]] -= 1
-        for hour in [h for h in self.folded if h < closed_until]:
-            del self.folded[hour]  # closed: a correction to it reaches budgets only
-        self.cap_noticed = {n for n in self.cap_noticed if n[1] >= horizon}
-
-    def rebuilt(self) -> None:
-        """Recount what is derived from the series (after a restore or a reconfigure)."""
-        per_set: dict[tuple[str, ...], int] = {}
-        for dims, values in self.series:
-            self._dim_sets.setdefault(dims, dims)
-            if OTHER not in values:
-                per_set[dims] = per_set.get(dims, 0) + 1
-        self._per_set = per_set
-        self._sleep_after = {}
-        self._banks = {}
-
-
-def cap_notice(dims: tuple[str, ...], day: int, hour: int, cap: int) -> Alert:
-    """The one operator alert a day for a dimension set past its series cap."""
-    named = ", ".join(dims)
-    message = (
-        f"more than {cap:,} series of [{named}] have spend: the rest are watched together "
-        f"as {named}={OTHER} (their spend is still counted, exactly, there and in every "
-        "coarser series). Raise limits.series_per_set if they are all real."
-    )
-    return Alert(
-        kind="series_cap",
-        detector="limits",
-        scope={d: OTHER for d in dims},
-        window_start=format_ts(day),
-        window_end=format_ts(day + 86400),
-        detected_at=format_ts(hour),
-        observed_usd=0.0,
-        expected_usd=None,
-        severity="warning",
-        reason=message,
-        id=f"series-cap/{'+'.join(dims)}/{int(day)}",
-        seq=0,
-    )

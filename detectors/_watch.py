@@ -6,9 +6,11 @@ records. It wires small parts, each with one job:
 
 - ``EventClock`` (``_clock``): the event-time watermark from the input partitions' marks,
   the hours closed behind it, the next early look;
-- ``SeriesBook`` (``_series``): per series, the hour being filled, summed across input
+- ``SeriesBook`` (``_book``): per series, the hour being filled, summed across input
   partitions and late epochs (records are ABSOLUTE and keyed, so a re-sent record
   replaces, never adds), sleeping series, the cap per dimension set and its ``(other)``;
+  each ``Series`` (``_series``) one int64 array and a row of its detectors' ``Bank``
+  (``_bank``);
 - ``Scoring`` (``_scoring``): each hour fed to the series' detectors once the watermark
   passes its end plus the allowed lateness (a silent hour is fed as 0, so gaps look like
   gaps), and every ``peek_s`` of event time an early look at the hours still filling;
@@ -29,6 +31,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from spendbrake.detectors._book import FORGET_S, SeriesBook
 from spendbrake.detectors._budgets import BudgetBook
 from spendbrake.detectors._clock import EventClock
 from spendbrake.detectors._incidents import Candidate, IncidentBook, group
@@ -36,7 +39,7 @@ from spendbrake.detectors._keys import KeyDirectory
 from spendbrake.detectors._legacy import load_pickled_watch
 from spendbrake.detectors._reconfigure import built_from, outdated, remap_detectors
 from spendbrake.detectors._scoring import Scoring
-from spendbrake.detectors._series import FORGET_S, Series, SeriesBook, SeriesKey
+from spendbrake.detectors._series import Series, SeriesKey
 from spendbrake.detectors._watch_state import dump_watch, load_watch
 from spendbrake.schemas import KEY_DIMENSIONS, Alert, Config, KeyInfo, RollupRecord
 

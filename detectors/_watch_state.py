@@ -37,12 +37,13 @@ import msgspec
 
 from spendbrake.detectors._bank import Bank, Loose, bank_for
 from spendbrake.detectors._base import Detector, make_detector
+from spendbrake.detectors._book import SeriesBook
 from spendbrake.detectors._budgets import BudgetBook
 from spendbrake.detectors._clock import EventClock
 from spendbrake.detectors._incidents import Incident, IncidentBook, Scope
 from spendbrake.detectors._keys import KeyDirectory
 from spendbrake.detectors._scoring import Scoring
-from spendbrake.detectors._series import Series, SeriesBook, SeriesKey
+from spendbrake.detectors._series import Series, SeriesKey
 from spendbrake.schemas import BudgetConfig, DetectorConfig
 
 if TYPE_CHECKING:

@@ -27,7 +27,8 @@ import pytest
 
 from spendbrake.actions import apply_policies
 from spendbrake.detectors import SpendWatch
-from spendbrake.detectors._series import Series, cap_notice
+from spendbrake.detectors._book import cap_notice
+from spendbrake.detectors._series import Series
 from spendbrake.schemas import (
     Alert,
     BudgetConfig,
