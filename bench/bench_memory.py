@@ -43,6 +43,12 @@ that the allocator keeps. Then, with everything freed, ``tracemalloc`` gives
 the bytes Python allocated for each part, divided by N. Takes a few minutes
 at 100,000 series (tracemalloc slows allocation down).
 
+Last, what a checkpoint saves at this size (before the two passes, untraced): every
+partition's open windows, as the ingest stage encodes them (also with the garbage collector
+on, as its snapshot was built until 2026-12-06: each young collection the snapshot's lists
+triggered walked the whole heap), and the watch, as the detect stage does, with how often
+each stage then saves (``Stage.checkpoint_due``). Times are of this machine, for scale.
+
     python -m bench memory [--series N] [--partitions P] [--json]
 """
 
@@ -54,7 +60,9 @@ import gc
 import math
 import os
 import random
+import time
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -62,7 +70,8 @@ import orjson
 
 from spendbrake.detectors import Detector, SpendWatch, make_detector
 from spendbrake.detectors._bank import forget_banks
-from spendbrake.schemas import Config, DetectorConfig, UsageEvent
+from spendbrake.schemas import Config, DetectorConfig, UsageEvent, gc_paused
+from spendbrake.stages.stage import SAVE_SHARE, WorkerSettings
 from spendbrake.streamer import RollupState, SeriesTable, _rollup
 
 START_TS = 1_791_158_400.0  # a Monday
@@ -184,6 +193,7 @@ def measure(series: int, partitions: int = 4) -> dict[str, Any]:
     rss_after = rss_mb()
     open_windows = sum(state.open_windows() for state in rollups)
     watched = len(watch.series)
+    saves = save_times(rollups, watch)
     del rollups, watch
     gc.collect()
 
@@ -229,6 +239,37 @@ def measure(series: int, partitions: int = 4) -> dict[str, Any]:
         "rss_delta_mb": round(rss_after - rss_before, 1),
         "target_bytes_per_series": 2048,
         "target_rss_mb": 500,
+        **saves,
+    }
+
+
+def save_times(rollups: list[RollupState], watch: SpendWatch) -> dict[str, Any]:
+    """What a checkpoint saves at this size, encoded as the stages write it: every
+    partition's open windows (the ingest's snapshots; also with the collector on, as they
+    were built until 2026-12-06) and the watch (the detect stage's), and how often a stage
+    saves them (``Stage.checkpoint_due``: at most ``SAVE_SHARE`` of its time)."""
+    gc.collect()
+    started = time.perf_counter()
+    with gc_paused():
+        ingest_mb = sum(len(msgspec.json.encode(s.snapshot())) for s in rollups) / 2**20
+    ingest_s = time.perf_counter() - started
+    gc.collect()
+    started = time.perf_counter()
+    sum(len(msgspec.json.encode(s.snapshot())) for s in rollups)
+    ingest_gc_on_s = time.perf_counter() - started
+    gc.collect()
+    started = time.perf_counter()
+    detect_mb = len(watch.snapshot()) / 2**20
+    detect_s = time.perf_counter() - started
+    interval = WorkerSettings(state_dir=Path(".")).checkpoint_interval_s
+    return {
+        "ingest_save_s": round(ingest_s, 2),
+        "ingest_save_collector_on_s": round(ingest_gc_on_s, 2),
+        "ingest_save_mb": round(ingest_mb, 1),
+        "ingest_saves_every_s": round(max(interval, ingest_s / SAVE_SHARE), 1),
+        "detect_save_s": round(detect_s, 2),
+        "detect_save_mb": round(detect_mb, 1),
+        "detect_saves_every_s": round(max(interval, detect_s / SAVE_SHARE), 1),
     }
 
 

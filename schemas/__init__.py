@@ -49,7 +49,7 @@ from ._rollup import (
     encode_mark,
     encode_rollup,
 )
-from ._snapshot import unpickle_state
+from ._snapshot import gc_paused, unpickle_state
 from ._text import csv_text, mrkdwn, mrkdwn_code, visible
 from ._time import format_ts, parse_ts
 from ._units import CALLS, COST, METRICS, NUSD, to_nusd
@@ -113,6 +113,7 @@ __all__ = [
     "from_litellm",
     "from_openai_usage",
     "from_otel_attributes",
+    "gc_paused",
     "kafka_env_overrides",
     "more_severe",
     "mrkdwn",

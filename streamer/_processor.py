@@ -24,6 +24,7 @@ from spendbrake.schemas import (
     decode_event,
     fast_decode,
     format_ts,
+    gc_paused,
 )
 
 from ._dedupe import BUCKET_S, Deduper
@@ -458,6 +459,10 @@ class PartitionProcessor:
         return Outputs(records, dead, self.traces.flush(watermark), alerts)
 
     def snapshot(self) -> dict[str, Any]:
+        with gc_paused():
+            return self._snapshot()
+
+    def _snapshot(self) -> dict[str, Any]:
         return {
             "topic": self.topic,
             "partition": self.partition,
@@ -476,6 +481,10 @@ class PartitionProcessor:
         }
 
     def restore(self, data: dict[str, Any], dedupe_buckets: dict[int, list[str]]) -> None:
+        with gc_paused():
+            self._restore(data, dedupe_buckets)
+
+    def _restore(self, data: dict[str, Any], dedupe_buckets: dict[int, list[str]]) -> None:
         self.next_offset = data.get("next_offset")
         self.rollups.restore(data["rollups"])
         self.traces.restore(data.get("traces", []))

@@ -28,7 +28,7 @@ from typing import IO, Any
 import msgspec
 import orjson
 
-from spendbrake.schemas import StateUnreadable
+from spendbrake.schemas import StateUnreadable, gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,10 @@ class PartitionStore:
         Raises ``StateUnreadable`` for a snapshot that does not parse or a dedupe file
         shorter than the snapshot says: the events it remembered would be counted again.
         """
+        with gc_paused():
+            return self._load()
+
+    def _load(self) -> tuple[dict[str, Any], dict[int, list[str]]] | None:
         path = self.dir / "snapshot.json"
         try:
             data = path.read_bytes()

@@ -230,7 +230,7 @@ class DetectStage(Stage):
             self._send(alert)
         if failed:
             raise OutputFailed(f"{len(failed)} alert(s) were not acknowledged")
-        self._save()
+        self.timed_save(self._save)
 
     # -- the loop --------------------------------------------------------------
 
@@ -339,7 +339,7 @@ class DetectStage(Stage):
                     await asyncio.sleep(0)
             # Checkpoint right after alerts: what the stage re-derives after a crash depends
             # on where its fetches happened to end, so keep that window as small as possible.
-            due = time.monotonic() - last_checkpoint >= self.settings.checkpoint_interval_s
+            due = self.checkpoint_due(time.monotonic() - last_checkpoint)
             if alerted or due:
                 log.debug(
                     "detect: %d rollup records in, watermark %s (marks %s), %d alerts out",

@@ -322,13 +322,19 @@ class IngestStage(Stage):
         if not partitions:
             return
         await self.flush(partitions)
+
+        def save() -> None:
+            for partition in partitions:
+                processor = self.processors[partition]
+                dedupe = processor.dedupe
+                self.stores[partition].save(
+                    processor.snapshot(), dedupe.take_new(), sorted(dedupe.buckets)
+                )
+
+        self.timed_save(save)
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for partition in partitions:
             processor = self.processors[partition]
-            dedupe = processor.dedupe
-            self.stores[partition].save(
-                processor.snapshot(), dedupe.take_new(), sorted(dedupe.buckets)
-            )
             if processor.next_offset is not None:
                 offsets[TopicPartition(self.topic, partition)] = OffsetAndMetadata(
                     processor.next_offset, ""
@@ -417,7 +423,7 @@ class IngestStage(Stage):
                         highwater - processor.next_offset
                     )
             now = time.monotonic()
-            checkpoint = now - last_checkpoint >= settings.checkpoint_interval_s
+            checkpoint = self.checkpoint_due(now - last_checkpoint)
             if checkpoint:
                 step = self.retrying(self.checkpoint, "output")
             elif now - last_flush >= settings.flush_interval_s:

@@ -16,6 +16,12 @@ A checkpoint, for every stage, in this order:
 3. commit the offsets to Kafka, for monitoring only: lag, and the detect stage's check
    that the ingest is caught up (ingest only; the saved state is the truth).
 
+The ingest and detect stages checkpoint every ``checkpoint_interval_s``, or less often when
+saving is slow: step 2 runs on the event loop every stage shares, and at 100k series the
+detect stage's snapshot takes about 2 s, so a save is spaced out to take at most
+``SAVE_SHARE`` of the time (``checkpoint_due``). A sparser save costs only what a crash
+redoes: the work since the last save, whose outputs are keyed.
+
 A crash between any two steps is safe: on the next start the stage restores the last
 save, seeks to its offsets and does again what came after. Outputs sent twice carry the
 same key and absolute values, so readers keep one. The act stage turns the order round on
@@ -47,6 +53,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +73,8 @@ T = TypeVar("T")
 STOP_TIMEOUT_S = 10.0
 #: How long a stop waits for each Kafka client to close.
 CLOSE_TIMEOUT_S = 5.0
+#: The share of a stage's time its periodic saves may take (``Stage.checkpoint_due``).
+SAVE_SHARE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +123,8 @@ class Stage:
         self._readers: list[Any] = []
         self._writers: list[Any] = []
         self._lock: IO[bytes] | None = None
+        #: Seconds the last save of state took (``timed_save``).
+        self.save_s = 0.0
 
     def stop(self) -> None:
         self.stopping.set()
@@ -211,6 +222,18 @@ class Stage:
         closed (no rebalance can still call back) and before the writers close."""
 
     # -- helpers for the hooks ---------------------------------------------------------
+
+    def timed_save(self, save: Callable[[], None]) -> None:
+        """Run ``save`` (step 2: encode and write the state), noting how long it took."""
+        started = time.monotonic()
+        save()
+        self.save_s = time.monotonic() - started
+
+    def checkpoint_due(self, since_s: float) -> bool:
+        """Whether a periodic checkpoint is due ``since_s`` seconds after the last one: every
+        ``checkpoint_interval_s``, and no more often than keeps saving (``save_s``) within
+        ``SAVE_SHARE`` of the time."""
+        return since_s >= max(self.settings.checkpoint_interval_s, self.save_s / SAVE_SHARE)
 
     def new_producer(self, **options: Any) -> AIOKafkaProducer:
         """A producer whose sends wait for every in-sync replica (no idempotence: the
