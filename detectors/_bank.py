@@ -16,6 +16,7 @@ stepping watches at once (nothing here does: a stage steps its watch on its even
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,7 +45,7 @@ class Bank:
     """The rows of the detectors of one list of config entries (``slots``), alike in class
     and hyperparameters, and one detector per entry to read and step them with."""
 
-    __slots__ = ("cursors", "fresh", "rows", "slots")
+    __slots__ = ("__weakref__", "cursors", "fresh", "rows", "slots")
 
     def __init__(self, slots: tuple[int, ...], fresh: Sequence[InRows]) -> None:
         self.slots = slots
@@ -128,8 +129,10 @@ def _bankable(cls: type) -> bool:
     return issubclass(cls, InRows) and set(_slot_names(cls)) == _BANKABLE_SLOTS
 
 
-#: Every bank, by its entries and its detectors' classes and hyperparameters.
-_BANKS: dict[Any, Bank] = {}
+#: Every bank in use, by its entries and its detectors' classes and hyperparameters. Held
+#: by the series in it, not here: a reload that changes a hyperparameter moves every series
+#: to a new bank, and the old one's arrays (a row a series it had) go with its last series.
+_BANKS: weakref.WeakValueDictionary[Any, Bank] = weakref.WeakValueDictionary()
 _LOOSE: dict[tuple[int, ...], Loose] = {}
 
 

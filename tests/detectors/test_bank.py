@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import weakref
 
 import msgspec
 import pytest
@@ -162,3 +163,28 @@ def test_a_restore_that_fails_takes_no_row() -> None:
     assert [r.n - len(r.free) for r in bank.rows] == in_use
     load_watch(other, data)
     assert other.series.keys() == watch.series.keys()
+
+
+def test_a_bank_left_by_a_reload_goes_with_its_last_series() -> None:
+    """A reload that changes a threshold moves every series to a bank of the new
+    hyperparameters; the old bank's arrays (a row for each series it had) are freed, not
+    kept for the life of the process."""
+    watch = _watch()
+    _hours(watch, _spends(1))
+    old = weakref.ref(watch.series[(("api_key",), ("k-0",))].bank)
+    raised = Config.model_validate(
+        {
+            "dimensions": [["api_key"]],
+            "detectors": [
+                {**c.model_dump(), "params": {**c.params, "min_usd": 7.0}}
+                if c.kind == "baseline"
+                else c.model_dump()
+                for c in watch.config.detectors
+            ],
+        }
+    )
+    watch.reconfigure(raised)
+    assert len({id(s.bank) for s in watch.series.values()}) == 1
+    gc.collect()
+    assert old() is None
+    assert watch.series[(("api_key",), ("k-0",))].dets[0].min_usd == 7.0
