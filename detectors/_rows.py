@@ -16,9 +16,8 @@ Rows are taken on the thread that builds detectors; a release is one list append
 from whichever thread drops the last reference.
 
 Each number, block and held part keeps its attribute name (``Number``, ``Block`` and
-``Held`` on the class), so
-``dump_state``/``load_state``, ``retune``, pickles and tests read and write them as
-before (a block reads as a copy); hot paths index the arrays.
+``Held`` on the class), so ``dump_state``/``load_state``, ``retune``, pickles and tests read
+and write them as before (a block reads as a copy); hot paths index the arrays.
 """
 
 from __future__ import annotations
