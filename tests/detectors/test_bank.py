@@ -33,15 +33,22 @@ def _watch(detectors: list | None = None) -> SpendWatch:
     return SpendWatch(Config.model_validate(raw))
 
 
-def _hours(watch: SpendWatch, spends: dict[str, list[float]], first_h: int = 0) -> None:
-    """Each key's spend, an hour at a time (10 calls an hour), closing each hour."""
+def _hours(
+    watch: SpendWatch,
+    spends: dict[str, list[float]],
+    first_h: int = 0,
+    teams: dict[str, list[float]] | None = None,
+) -> None:
+    """Each key's (and team's) spend, an hour at a time (10 calls an hour), closing each hour."""
     hours = len(next(iter(spends.values())))
+    series = [(("api_key",), k, ys) for k, ys in spends.items()]
+    series += [(("team",), t, ys) for t, ys in (teams or {}).items()]
     for h in range(first_h, first_h + hours):
         start = T0 + h * 3600
         records = []
-        for k, ys in spends.items():
+        for dims, k, ys in series:
             metrics = (round(ys[h - first_h] * NUSD), 10, 0, 0, 0, 0, 0, 0)
-            records.append(RollupRecord(("api_key",), (k,), 3600, start, 0, 0, metrics))
+            records.append(RollupRecord(dims, (k,), 3600, start, 0, 0, metrics))
         watch.observe(records)
         watch.observe([RollupRecord((), (), 60, start + 3600 + 660, 0, 0, (0,) * 8)])
         watch.advance()
@@ -188,3 +195,27 @@ def test_a_bank_left_by_a_reload_goes_with_its_last_series() -> None:
     gc.collect()
     assert old() is None
     assert watch.series[(("api_key",), ("k-0",))].dets[0].min_usd == 7.0
+
+
+def test_loose_and_banked_series_restore_and_go_on_alike() -> None:
+    """Keys in a bank and teams with detectors of their own (loose), through a snapshot:
+    the restored watch holds and learns what the first one does."""
+    detectors = [
+        {"kind": "baseline", "metric": "cost_usd", "dimensions": [["api_key"]]},
+        {"kind": "wow_naive", "metric": "cost_usd", "dimensions": [["team"]]},
+        {"kind": "cloud_sigma", "metric": "cost_usd", "dimensions": [["team"]]},
+    ]
+    raw = {"dimensions": [["api_key"], ["team"]], "detectors": detectors}
+    first = SpendWatch(Config.model_validate(raw))
+    spends = _spends(1)
+    teams = {"a": [sum(ys) for ys in zip(*spends.values(), strict=True)]}
+    _hours(first, {k: ys[:100] for k, ys in spends.items()}, teams={"a": teams["a"][:100]})
+    kinds = {s.key[0]: type(s.bank) for s in first.series.values()}
+    assert kinds == {("api_key",): Bank, ("team",): Loose}
+    second = SpendWatch(Config.model_validate(raw))
+    load_watch(second, dump_watch(first))
+    assert dump_watch(second) == dump_watch(first)
+    rest = {k: ys[100:] for k, ys in spends.items()}
+    _hours(first, rest, first_h=100, teams={"a": teams["a"][100:]})
+    _hours(second, rest, first_h=100, teams={"a": teams["a"][100:]})
+    assert dump_watch(second) == dump_watch(first)
