@@ -13,16 +13,19 @@ engine: ``spendbrake replay`` runs the Python half. On the replay benchmark's si
     of the sets, the window size; the windows closing at the step's flush last).
 
 Prints the CPU each took (DuckDB's threads included), their ratio, and whether the records
-are the same, step by step and in order. The SQL covers what the file holds: well-formed
-events in file order, each priced by its ``cost_usd`` or one price row, none duplicated or
-late, no outcomes; for anything else it says what it met and stops.
+are the same, step by step and in order. ``--duplicates P`` re-sends that share of the
+events a few lines later, as a producer's retries do (the SQL keeps an event's first copy
+in its ts hour, as the dedupe does). The SQL covers what such a file holds: well-formed
+events in file order, each priced by its ``cost_usd`` or one price row, none late, no
+outcomes; for anything else it says what it met and stops.
 
-    python -m bench columnar [--events N] [--weeks W] [--threads T] [--json]
+    python -m bench columnar [--events N] [--weeks W] [--duplicates P] [--threads T] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import resource
 import tempfile
 from pathlib import Path
@@ -37,8 +40,9 @@ from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import KEY_DIMENSIONS, Config, PriceTable
 
 LATENESS_S = 600.0
-#: (step, dimensions, values, window_s, window_start, metrics): a record as both halves give it.
-Record = tuple[int, tuple[str, ...], tuple[str | None, ...], int, int, tuple[int, ...]]
+#: (step, dimensions, values, window_s, window_start, partition, epoch, metrics): a record
+#: as both halves give it.
+Record = tuple[int, tuple[str, ...], tuple[str | None, ...], int, int, int, int, tuple[int, ...]]
 
 
 def _cpu_s() -> float:
@@ -61,7 +65,16 @@ def python_half(path: Path, config: Config) -> tuple[list[Record], float]:
         steps = rolled_up(lines, config, LATENESS_S, plan, ReplayStats())
         for step, (records, _, _) in enumerate(steps):
             out.extend(
-                (step, tuple(r.dims), tuple(r.values), r.window_s, r.window_start, tuple(r.metrics))
+                (
+                    step,
+                    tuple(r.dims),
+                    tuple(r.values),
+                    r.window_s,
+                    r.window_start,
+                    r.partition,
+                    r.epoch,
+                    tuple(r.metrics),
+                )
                 for r in records
             )
     return out, _cpu_s() - cpu
@@ -111,6 +124,11 @@ def duckdb_half(path: Path, config: Config, threads: int) -> tuple[dict[str, Any
     )
     if rows:
         con.executemany("insert into price values (?, ?, ?, ?, ?, ?, ?)", rows)
+    # The dedupe keeps an event's first copy among those in its ts hour (its bucket).
+    con.execute(
+        """create table firsts as select * from raw
+           qualify row_number() over (partition by event_id, floor(t / 3600) order by rn) = 1"""
+    )
     step_s = plan.step_s
     # A step ends with the event that takes the watermark (the latest ts so far) into the
     # next step_s; costs as the processor rounds them (half to even, in nano-dollars).
@@ -119,7 +137,7 @@ def duckdb_half(path: Path, config: Config, threads: int) -> tuple[dict[str, Any
         create table e as
         with w as (select rn, t, max(t) over (order by rn rows unbounded preceding) as wm,
                           max(t) over (order by rn rows between unbounded preceding
-                                       and 1 preceding) as before from raw),
+                                       and 1 preceding) as before from firsts),
              x as (select rn, wm, before,
                           (floor(wm / {step_s}) > floor(lag(wm) over (order by rn) / {step_s}))::int
                           as inc from w),
@@ -130,12 +148,12 @@ def duckdb_half(path: Path, config: Config, threads: int) -> tuple[dict[str, Any
             (greatest(it - cr - cw, 0) * p.pi + cr * p.pcr + cw * p.pcw
              + greatest(ot - rt, 0) * p.po + rt * p.pr) / 1000000) * 1000000000, 0)::BIGINT
             as cost
-        from raw r join st using (rn) left join price p using (provider, model)
+        from firsts r join st using (rn) left join price p using (provider, model)
         """
     )
     smallest = min(w for windows in plan.windows_s for w in windows)
     duplicates, late, odd = con.execute(
-        f"""select count(*) - count(distinct event_id),
+        f"""select count(*) - count(distinct event_id),  -- copies in another hour
                    count(*) filter (where floor(t / {smallest}) * {smallest} + {smallest}
                                     + {LATENESS_S} <= before),
                    count(*) filter (where event_id is null or t is null or provider is null
@@ -207,14 +225,34 @@ def records_of(columns: dict[str, Any], config: Config) -> list[Record]:
     out: list[Record] = []
     for s, d, v, w, ws, *metrics in zip(*lists, strict=True):
         values = tuple(None if x is None or x is masked else x for x in v)
-        out.append((int(s), dims[d], values, int(w), int(ws), (*map(int, metrics), 0)))
+        out.append((int(s), dims[d], values, int(w), int(ws), 0, 0, (*map(int, metrics), 0)))
     return out
 
 
-def run(events: int, weeks: float, threads: int) -> dict[str, Any]:
+def resend(path: Path, share: float, seed: int = 5) -> int:
+    """Re-send ``share`` of the file's lines 1-200 lines after the first copy; the copies."""
+    rng = random.Random(seed)
+    lines = path.read_bytes().splitlines(keepends=True)
+    due: dict[int, list[bytes]] = {}
+    copies = 0
+    with path.open("wb") as out:
+        for i, line in enumerate(lines):
+            out.write(line)
+            for again in due.pop(i, ()):
+                out.write(again)
+            if rng.random() < share:
+                due.setdefault(i + rng.randint(1, 200), []).append(line)
+                copies += 1
+        for rest in due.values():
+            out.writelines(rest)
+    return copies
+
+
+def run(events: int, weeks: float, threads: int, duplicates: float = 0.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-columnar-") as tmp:
         path = Path(tmp) / "events.jsonl"
         events = write_events(path, events, weeks)
+        copies = resend(path, duplicates) if duplicates else 0
         config = bench_config(events, weeks)
         want, python_cpu = python_half(path, config)
         columns, duck_cpu = duckdb_half(path, config, threads)
@@ -225,6 +263,7 @@ def run(events: int, weeks: float, threads: int) -> dict[str, Any]:
     first = mismatches[0] if mismatches else None
     return {
         "events": events,
+        "copies_resent": copies,
         "records": len(want),
         "steps": want[-1][0] + 1 if want else 0,
         "python_cpu_s": round(python_cpu, 2),
@@ -244,10 +283,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--weeks", type=float, default=5.0)
+    parser.add_argument(
+        "--duplicates", type=float, default=0.0, help="share of events re-sent (default 0)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="DuckDB's threads (default 2)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = run(args.events, args.weeks, args.threads)
+    result = run(args.events, args.weeks, args.threads, args.duplicates)
     if args.json:
         print(orjson.dumps(result).decode())
         return

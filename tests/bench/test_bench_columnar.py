@@ -10,9 +10,9 @@ from bench.bench_columnar import main
 
 
 def test_duckdb_gives_the_python_halfs_records(capsys: pytest.CaptureFixture[str]) -> None:
-    main(["--events", "20000", "--weeks", "3", "--threads", "1", "--json"])
+    main(["--events", "20000", "--weeks", "3", "--duplicates", "0.05", "--threads", "1", "--json"])
     out = orjson.loads(capsys.readouterr().out)
-    assert out["records"] > out["steps"] > 1000
+    assert out["records"] > out["steps"] > 1000 and out["copies_resent"] > 500
     assert out["first_difference"] is None
     assert out["same_records"] and out["records_differing"] == 0
     assert out["python_cpu_s"] > 0 and out["duckdb_cpu_s"] > 0
