@@ -31,9 +31,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import orjson
 from numpy.ma import masked
 
+from bench._output import show
 from bench.bench_replay import bench_config, write_events
 from spendbrake._replay import ReplayStats, RollupPlan, rolled_up
 from spendbrake.detectors import SpendWatch
@@ -290,11 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = run(args.events, args.weeks, args.threads, args.duplicates)
-    if args.json:
-        print(orjson.dumps(result).decode())
-        return
-    for key, value in result.items():
-        print(f"{key:28s}{value}")
+    show(result, args.json)
 
 
 if __name__ == "__main__":

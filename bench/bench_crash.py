@@ -37,9 +37,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench._output import show
 from spendbrake._broker import EmbeddedBroker, ensure_topics
 from spendbrake._simulate import simulate
 from spendbrake.schemas import PriceTable, RollupRecord, decode_rollup, to_nusd
@@ -269,11 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = asyncio.run(run(args.events, args.kills, args.seed, args.max_delay, args.timeout))
-    if args.json:
-        print(orjson.dumps(result).decode())
-    else:
-        for key, value in result.items():
-            print(f"{key:28s}{value}")
+    show(result, args.json)
     if not result["exact"]:
         sys.exit(1)
 

@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench._output import show
 from spendbrake._broker import EmbeddedBroker, ensure_topics
 from spendbrake._simulate import simulate
 from spendbrake.schemas import Config
@@ -236,12 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = asyncio.run(run(args.events, args.faust_events))
-    if args.json:
-        print(orjson.dumps(result).decode())
-        return
-    for key, value in result.items():
-        if value is not None:
-            print(f"{key:28s}{value}")
+    show(result, args.json)
     if result["naive_faust_events"]:
         print(
             f"(naive Faust measured on the first {result['naive_faust_events']} events only; "

@@ -66,8 +66,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import orjson
 
+from bench._output import show
 from spendbrake.detectors import Detector, SpendWatch, make_detector
 from spendbrake.detectors._bank import forget_banks
 from spendbrake.schemas import Config, DetectorConfig, UsageEvent, gc_paused
@@ -288,11 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = measure(args.series, args.partitions)
-    if args.json:
-        print(orjson.dumps(result).decode())
-        return
-    for key, value in result.items():
-        print(f"{key:36s}{value}")
+    show(result, args.json)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from bench._output import show
 from spendbrake._replay import ReplayStats, replay_lines
 from spendbrake._simulate import TrafficProfile, parse_incident, simulate
 from spendbrake.schemas import Config
@@ -188,12 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = run(args.events, args.weeks, args.customers)
-    if args.json:
-        print(orjson.dumps(result).decode())
-        return
-    for key, value in result.items():
-        if value is not None:
-            print(f"{key:34s}{value}")
+    show(result, args.json)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from bench._output import show
 from spendbrake._broker import EmbeddedBroker, ensure_topics, free_port
 from spendbrake.schemas import UsageEvent
 from spendbrake.sdk import SpendProducer
@@ -95,11 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = run(args.events)
-    if args.json:
-        print(orjson.dumps(result).decode())
-        return
-    for key, value in result.items():
-        print(f"{key:28s}{value}")
+    show(result, args.json)
 
 
 if __name__ == "__main__":
