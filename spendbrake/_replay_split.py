@@ -20,9 +20,12 @@ pickled instead.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import io
 import itertools
 import os
 import pickle
+import stat
 import struct
 import subprocess
 import sys
@@ -41,7 +44,9 @@ __all__ = ["rolled_up_in_child"]
 
 #: Lines per message to the child, and records per message back.
 LINES_PER_MESSAGE = 4096
-RECORDS_PER_MESSAGE = 4096
+RECORDS_PER_MESSAGE = 1024
+#: The pipe the steps come back through (a message of 4096 records is about 300 KB).
+PIPE_BYTES = 2**20
 
 _STEPS, _STEPS_PICKLED, _DONE, _FAILED = b"S", b"P", b"D", b"E"
 
@@ -61,11 +66,17 @@ def rolled_up_in_child(
     ones already sent. Closing the iterator early stops the child."""
     lines_read_fd, lines_write_fd = os.pipe()
     steps_read_fd, steps_write_fd = os.pipe()
+    _widen(steps_write_fd)
+    # A regular file is read by the child itself, from where this process stands in it:
+    # feeding its lines through a pipe took a thread here that waited for the watch's
+    # turns at the interpreter, and the child waited for it.
+    file = _regular_file(lines)
+    shared = (lines_read_fd, steps_write_fd) + ((file[0],) if file else ())
     # The child imports what this process can: its sys.path, not just the environment's.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     child = subprocess.Popen(
         [sys.executable, "-m", __name__, str(lines_read_fd), str(steps_write_fd)],
-        pass_fds=(lines_read_fd, steps_write_fd),
+        pass_fds=shared,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,  # the steps have a pipe of their own
         env=env,
@@ -73,7 +84,11 @@ def rolled_up_in_child(
     os.close(lines_read_fd)
     os.close(steps_write_fd)
     steps_in = os.fdopen(steps_read_fd, "rb")
-    feeder = _Feeder(lines, os.fdopen(lines_write_fd, "wb"), (config, lateness_s, plan))
+    feeder = _Feeder(
+        () if file else lines,
+        os.fdopen(lines_write_fd, "wb"),
+        (config, lateness_s, plan, file),
+    )
     feeder.start()
     try:
         while True:
@@ -183,11 +198,16 @@ def _child(lines_in: IO[bytes], steps_out: IO[bytes]) -> int:
         setup = _read(lines_in)
         if setup is None:
             return 1
-        config, lateness_s, plan = pickle.loads(setup)
+        config, lateness_s, plan, file = pickle.loads(setup)
+        lines: Iterable[bytes] = _received(lines_in)
+        if file is not None:
+            source = os.fdopen(file[0], "rb")
+            source.seek(file[1])
+            lines = source
         stats = ReplayStats()
         pending: list[Step] = []
         held = 0
-        for step in rolled_up(_received(lines_in), config, lateness_s, plan, stats):
+        for step in rolled_up(lines, config, lateness_s, plan, stats):
             pending.append(step)
             held += len(step[0]) + 1
             if held >= RECORDS_PER_MESSAGE:
@@ -203,6 +223,27 @@ def _child(lines_in: IO[bytes], steps_out: IO[bytes]) -> int:
         with contextlib.suppress(OSError):
             _write(steps_out, _FAILED + traceback.format_exc().encode())
         return 1
+
+
+def _widen(fd: int) -> None:
+    """Let the child run ahead by as many steps as a pipe can hold (Linux: 1 MiB by default,
+    64 KiB unless asked, which kept it waiting whenever this process was busy)."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or the limit is lower
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
+def _regular_file(lines: Iterable[bytes]) -> tuple[int, int] | None:
+    """(descriptor, position) of a binary file object on a regular file; None for anything
+    else (a pipe, stdin from a terminal, a list of lines)."""
+    if not isinstance(lines, io.BufferedReader):
+        return None
+    try:
+        fd = lines.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or not lines.seekable():
+            return None
+        return fd, lines.tell()
+    except (OSError, ValueError):
+        return None
 
 
 class _InputEnded(Exception):

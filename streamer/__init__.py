@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._columnar import Cells, StepFold
 from ._dedupe import Deduper
 from ._processor import DeadLetter, Outputs, PartitionProcessor, ProcessorStats
 from ._rollup import WINDOWS_S, RollupState, RollupTotals, SeriesTable
@@ -59,6 +60,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "STORED_WINDOWS_S",
     "WINDOWS_S",
+    "Cells",
     "DeadLetter",
     "Deduper",
     "Outputs",
@@ -68,6 +70,7 @@ __all__ = [
     "RollupState",
     "RollupTotals",
     "SeriesTable",
+    "StepFold",
     "StoreBatch",
     "StoreBusy",
     "TracePartial",

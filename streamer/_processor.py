@@ -449,7 +449,17 @@ class PartitionProcessor:
 
     def flush(self) -> Outputs:
         """Outputs accumulated since the last flush; dedupe memory past the horizon is dropped."""
-        records = self.rollups.flush()
+        return self._outputs(self.rollups.flush())
+
+    def cut(self) -> dict[tuple[Any, ...], list[Any]]:
+        """``flush`` for a reader that folds the rollups itself: the fine cells since the
+        last cut (``RollupState.take_cells``); the other outputs are dropped (replay counts
+        them in ``stats``)."""
+        cells = self.rollups.take_cells()
+        self._outputs([])
+        return cells
+
+    def _outputs(self, records: list[RollupRecord]) -> Outputs:
         watermark = self.rollups.watermark
         self.dedupe.expire(watermark)
         dead, self.dead = self.dead, []

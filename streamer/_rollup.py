@@ -246,6 +246,19 @@ class RollupState:
 
     # -- flush -------------------------------------------------------------
 
+    def take_cells(self) -> dict[tuple[Any, ...], list[Any]]:
+        """The fine cells since the last call, for a reader that folds them into windows
+        itself (replay's ``StepFold``, many steps at once); this state's windows are then
+        not kept."""
+        cells, self.fine = self.fine, {}
+        return cells
+
+    def projections(self) -> list[tuple[Any, ...]]:
+        """Per rolled-up set: (set index, projector of a fine cell's key to the series'
+        values, (grain, window sizes), the series whose minutes are rolled up or None for
+        all, (grain, sizes) without minutes or None)."""
+        return list(self._project)
+
     def flush(self) -> list[RollupRecord]:
         """Fold fine cells into windows; return changed windows and those closing now."""
         if self._table.prune():

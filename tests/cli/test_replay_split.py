@@ -93,6 +93,19 @@ def test_the_cli_prints_the_same_with_either_number_of_jobs(tmp_path: Path) -> N
     assert out["1"] == out["2"] and out["1"].count("\n") > 3
 
 
+def test_a_file_is_read_by_the_child_from_where_the_caller_stands(tmp_path: Path) -> None:
+    lines = _lines()
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(lines))
+    with events.open("rb") as handle:
+        handle.readline()  # a caller that read a header (its buffer holds more)
+        assert _replay_split._regular_file(handle) == (handle.fileno(), len(lines[0]))
+        stats = ReplayStats()
+        two = [encode_alert(a) for a in replay_lines(handle, CONFIG, stats=stats, jobs=2)]
+    one, one_stats, _ = _replayed(lines[1:], jobs=1)
+    assert two == one and stats == one_stats and one
+
+
 def _our_children() -> list[str]:
     """Command lines of this process' live children that are replay's rollup process."""
     found = []

@@ -1,0 +1,149 @@
+"""``StepFold``: replay's flush, many steps at once, gives each step the records the flush
+gives (bar calls by outcome, which the watch never reads)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import msgspec
+import pytest
+
+from spendbrake import _replay
+from spendbrake._config_loader import build_config, parse_yaml
+from spendbrake._replay import ReplayStats, RollupPlan, Step, rolled_up
+from spendbrake._simulate import parse_incident, simulate
+from spendbrake.detectors import SpendWatch
+from spendbrake.schemas import RollupRecord, parse_ts
+from spendbrake.streamer import RollupState, StepFold
+from spendbrake.streamer._columnar import Cells
+
+START = parse_ts("2026-09-07T00:00:00Z")
+CONFIG = build_config(
+    *parse_yaml(
+        """\
+detectors:
+  - kind: baseline
+    params: {season: 24, warmup_n: 48}
+budgets:
+  - {name: all, amount_usd: 20, period: day}
+  - {name: search, amount_usd: 5, period: day, scope: {team: search}}
+"""
+    ),
+    env={},
+)
+WATCH = SpendWatch(CONFIG, partitions=1)
+DIMS = CONFIG.rollup_dimensions()
+PLAN = RollupPlan(WATCH.windows_read(DIMS), WATCH.minutes_read(DIMS), WATCH.peek_s)
+
+
+def _lines() -> list[bytes]:
+    """Two days with a runaway, re-sent lines (duplicates), lines held back within the
+    lateness (into windows a step already emitted) and past it (late epochs), calls by
+    outcome, and lines the processor rejects."""
+    runaway = parse_incident("runaway:team=search,x=40,start=+1d,duration=3h")
+    events = simulate(START, 2 * 86400, rate_per_s=0.05, seed=3, incidents=[runaway])
+    rng = random.Random(2)
+    lines = []
+    for event in events:
+        if rng.random() < 0.1:
+            event = msgspec.structs.replace(event, outcome=rng.choice(["ok", "error"]))
+        lines.append(event.to_json() + b"\n")
+    for at in rng.sample(range(100, len(lines)), 100):
+        lines.insert(at, lines[at - rng.randrange(1, 50)])
+    for at in rng.sample(range(100, len(lines) - 900), 40):
+        lines.insert(at + 800, lines.pop(at))  # hours later: late
+    for at in rng.sample(range(100, len(lines) - 30), 200):
+        lines.insert(at + rng.randrange(3, 25), lines.pop(at))  # minutes later: on time
+    for at in rng.sample(range(len(lines)), 10):
+        lines.insert(at, b'{"event_id": "x", "ts": 1}\n')
+    return lines
+
+
+class _Flushed:
+    """A stand-in for ``StepFold`` that folds each step by ``RollupState.flush``: the
+    reference."""
+
+    def __init__(self, state: RollupState) -> None:
+        self.state = RollupState(
+            state.dimensions,
+            state.partition,
+            state.lateness_s,
+            dim_windows_s=state.dim_windows_s,
+            finals=False,
+            minute_values=PLAN.minute_values,
+        )
+        self.steps: list[tuple[list[RollupRecord], float]] = []
+        self.held = 0
+
+    def take(self, cells: Cells, watermark: float) -> None:
+        self.state.fine = cells
+        self.state.watermark = watermark
+        self.steps.append((self.state.flush(), watermark))
+
+    def fold(self) -> Iterator[tuple[list[RollupRecord], float]]:
+        steps, self.steps = self.steps, []
+        return iter(steps)
+
+
+def _canonical(steps: list[Step]) -> list[tuple[list[bytes], float, int]]:
+    """Each step's records without their calls by outcome, in one order; its watermark and
+    lines read."""
+    encode = msgspec.msgpack.encode
+    return [
+        (sorted(encode(msgspec.structs.replace(r, outcomes={})) for r in records), mark, read)
+        for records, mark, read in steps
+    ]
+
+
+@pytest.mark.parametrize("fold_cells", [1, 60, 10**9])
+def test_steps_are_the_flushs(monkeypatch: pytest.MonkeyPatch, fold_cells: int) -> None:
+    lines = _lines()
+    monkeypatch.setattr(_replay, "FOLD_CELLS", fold_cells)
+    stats = ReplayStats()
+    folded = list(rolled_up(lines, CONFIG, 600.0, PLAN, stats))
+    monkeypatch.setattr(_replay, "StepFold", _Flushed)
+    flushed = list(rolled_up(lines, CONFIG, 600.0, PLAN, ReplayStats()))
+    assert stats.late and stats.duplicates and stats.dead  # every kind of line
+    records = [r for step in flushed for r in step[0]]
+    assert {r.epoch > 0 for r in records} == {True, False}
+    assert {r.window_s for r in records} == {60, 3600}
+    assert any(r.outcomes for r in records)
+    assert len(folded) == len(flushed) > 500
+    assert _canonical(folded) == _canonical(flushed)
+    assert not any(r.outcomes for step in folded for r in step[0])
+
+
+def _cells(rows: list[tuple[int, str, int]]) -> Cells:
+    """Fine cells of (minute, team, cost) with one call each."""
+    out: Cells = {}
+    for minute, team, cost in rows:
+        key = (minute, 0, team, "f", "k", None, "prod", "standard", "m", "p")
+        out[key] = [cost, 1, 0, 0, 0, 0, 0, 0, None]
+    return out
+
+
+@pytest.mark.parametrize("cost", [2**61, 2**63 - 1, 2**70])
+def test_totals_past_int64_stay_exact(cost: int) -> None:
+    """Sums that leave int64 (a window's, or only the fold's arrays') are Python ints, as
+    the flush's."""
+    steps = [
+        (_cells([(0, "a", cost), (60, "b", 5)]), 120.0),
+        (_cells([(120, "a", cost), (180, "a", 7)]), 240.0),
+        (_cells([(240, "a", cost), (3600, "a", cost)]), 3700.0),
+    ]
+    dims = [("team",)]
+    fold = StepFold(RollupState(dims, lateness_s=600.0, finals=False, windows_s=(3600,)))
+    flush = RollupState(dims, lateness_s=600.0, finals=False, windows_s=(3600,))
+    for cells, mark in steps[:2]:
+        fold.take(cells, mark)
+    got = [records for records, _ in fold.fold()]
+    fold.take(*steps[2])
+    got += [records for records, _ in fold.fold()]
+    want = []
+    for cells, mark in steps:
+        flush.fine, flush.watermark = cells, mark
+        want.append(flush.flush())
+    assert got == want
+    # Team a's first hour, carried from the first fold into the second.
+    assert got[2][0].values == ("a",) and got[2][0].metrics[0] == 3 * cost + 7
