@@ -46,6 +46,10 @@ _INT64_SAFE = float(2**62)
 #: with every window size of the set.
 _NONE, _NO_MINUTES, _ALL = 0, 1, 2
 _KEYED = frozenset(KEY_DIMENSIONS)
+#: Combinations numbered before they are forgotten (``StepFold._forget``): the 1M-event
+#: benchmark has about 16,000, a flood of 200,000 customers about 455,000 (which held
+#: 475 MB where this holds 123).
+MAX_COMBOS = 8192
 
 _minute_of = operator.itemgetter(0)
 _epoch_of = operator.itemgetter(1)
@@ -150,7 +154,10 @@ class StepFold:
             )
             if part is not None:
                 parts.append(part)
-        return zip(self._records(parts, len(taken)), marks, strict=True)
+        records = self._records(parts, len(taken))
+        if len(self._combos) > MAX_COMBOS:
+            self._forget()
+        return zip(records, marks, strict=True)
 
     # -- combinations ---------------------------------------------------------
 
@@ -210,6 +217,25 @@ class StepFold:
         self._sid_table[self._placed : placed] = [p[0] for p in self._pending]
         self._flag_table[self._placed : placed] = [p[1] for p in self._pending]
         self._placed, self._pending = placed, []
+
+    def _forget(self) -> None:
+        """Number combinations afresh and keep only the series of open windows: a flood of
+        customers would otherwise hold every one it ever brought (as ``SeriesTable.prune``)."""
+        self._combos, self._by_key = {}, {}
+        self._sid_table = np.zeros((0, len(self._specs)), dtype=np.int64)
+        self._flag_table = np.zeros((0, len(self._specs)), dtype=np.int8)
+        self._placed = 0
+        for j in range(len(self._specs)):
+            windows = [w for w in self._windows if w.spec == j and w.carry is not None]
+            live = np.unique(np.concatenate([w.carry[0] for w in windows])) if windows else []
+            renumbered = np.full(len(self._values[j]), -1, dtype=np.int64)
+            renumbered[live] = np.arange(len(live))
+            for window in windows:
+                sid, *rest = window.carry  # type: ignore[misc]
+                window.carry = (renumbered[sid], *rest)
+            values = self._values[j]
+            self._values[j] = [values[i] for i in np.asarray(live, dtype=np.int64).tolist()]
+            self._ids[j] = {v: i for i, v in enumerate(self._values[j])}
 
     # -- one set and window size ----------------------------------------------
 
@@ -280,44 +306,58 @@ class StepFold:
     # -- records ------------------------------------------------------------------
 
     def _records(self, parts: list[tuple[Any, ...]], steps: int) -> Iterator[list[RollupRecord]]:
-        """Each step's records, built when asked for: a step's worth of objects at a time,
-        freed as the reader goes (the garbage collector then stays as idle as with the
-        flush's records)."""
+        """Each step's records, from columns worked out now and built when asked for: a
+        step's worth of objects at a time, freed as the reader goes (the garbage collector
+        then stays as idle as with the flush's records)."""
         if not parts:
-            yield from ([] for _ in range(steps))
-            return
+            return iter([[] for _ in range(steps)])
         st = np.concatenate([p[2] for p in parts])
         first = np.concatenate([p[3] for p in parts])
         spec = np.concatenate([np.full(len(p[2]), p[0], np.int64) for p in parts])
         w = np.concatenate([np.full(len(p[2]), p[1], np.int64) for p in parts])
         order = np.lexsort((w, spec, first, st))
         specs = spec[order].tolist()
-        dims = list(map(self._dims.__getitem__, specs))
-        values = list(
-            map(self._value, specs, np.concatenate([p[4] for p in parts])[order].tolist())
+        sids = np.concatenate([p[4] for p in parts])[order].tolist()
+        return _built(
+            self.partition,
+            np.searchsorted(st[order], np.arange(steps + 1)).tolist(),
+            list(map(self._dims.__getitem__, specs)),
+            list(map(self._value, specs, sids)),
+            w[order].tolist(),
+            np.concatenate([p[5] for p in parts])[order].tolist(),
+            np.concatenate([p[6] for p in parts])[order].tolist(),
+            [c.tolist() for c in _concat([p[7] for p in parts])[order].T],
         )
-        sizes = w[order].tolist()
-        starts = np.concatenate([p[5] for p in parts])[order].tolist()
-        epochs = np.concatenate([p[6] for p in parts])[order].tolist()
-        columns = [c.tolist() for c in _concat([p[7] for p in parts])[order].T]
-        bounds = np.searchsorted(st[order], np.arange(steps + 1)).tolist()
-        partition = itertools.repeat(self.partition)
-        for a, b in itertools.pairwise(bounds):
-            yield list(
-                map(
-                    RollupRecord,
-                    dims[a:b],
-                    values[a:b],
-                    sizes[a:b],
-                    starts[a:b],
-                    partition,
-                    epochs[a:b],
-                    zip(*(column[a:b] for column in columns), strict=True),
-                )
-            )
 
     def _value(self, spec: int, sid: int) -> tuple[Any, ...]:
         return self._values[spec][sid]
+
+
+def _built(
+    partition: int,
+    bounds: list[int],
+    dims: list[tuple[str, ...]],
+    values: list[tuple[Any, ...]],
+    sizes: list[int],
+    starts: list[int],
+    epochs: list[int],
+    metrics: list[list[int]],
+) -> Iterator[list[RollupRecord]]:
+    """The records of each step, rows ``bounds[k]:bounds[k + 1]`` of the columns."""
+    every = itertools.repeat(partition)
+    for a, b in itertools.pairwise(bounds):
+        yield list(
+            map(
+                RollupRecord,
+                dims[a:b],
+                values[a:b],
+                sizes[a:b],
+                starts[a:b],
+                every,
+                epochs[a:b],
+                zip(*(column[a:b] for column in metrics), strict=True),
+            )
+        )
 
 
 def _matrix(deltas: Iterable[list[Any]], n: int) -> np.ndarray:

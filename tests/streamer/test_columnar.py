@@ -15,7 +15,7 @@ from spendbrake._replay import ReplayStats, RollupPlan, Step, rolled_up
 from spendbrake._simulate import parse_incident, simulate
 from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import RollupRecord, parse_ts
-from spendbrake.streamer import RollupState, StepFold
+from spendbrake.streamer import RollupState, StepFold, _columnar
 from spendbrake.streamer._columnar import Cells
 
 START = parse_ts("2026-09-07T00:00:00Z")
@@ -96,10 +96,15 @@ def _canonical(steps: list[Step]) -> list[tuple[list[bytes], float, int]]:
     ]
 
 
-@pytest.mark.parametrize("fold_cells", [1, 60, 10**9])
-def test_steps_are_the_flushs(monkeypatch: pytest.MonkeyPatch, fold_cells: int) -> None:
+@pytest.mark.parametrize(("fold_cells", "max_combos"), [(1, 10**9), (60, 3), (10**9, 10**9)])
+def test_steps_are_the_flushs(
+    monkeypatch: pytest.MonkeyPatch, fold_cells: int, max_combos: int
+) -> None:
+    """Folded a step at a time, a few at a time forgetting the series of closed windows as
+    often as it can, and all at once."""
     lines = _lines()
     monkeypatch.setattr(_replay, "FOLD_CELLS", fold_cells)
+    monkeypatch.setattr(_columnar, "MAX_COMBOS", max_combos)
     stats = ReplayStats()
     folded = list(rolled_up(lines, CONFIG, 600.0, PLAN, stats))
     monkeypatch.setattr(_replay, "StepFold", _Flushed)
