@@ -5,12 +5,13 @@ engine: ``spendbrake replay`` runs the Python half. On the replay benchmark's si
 (``bench replay``'s, default 1,000,000 events over 5 weeks), in the same run:
 
 (a) Python: ``spendbrake._replay.rolled_up``, what replay's rollup half runs (decode, checks,
-    dedupe, pricing, the partition processor's rollups, a flush at every early-look step);
+    dedupe, pricing, the partition processor's fine cells, folded many early-look steps at a
+    time by ``StepFold``);
 (b) DuckDB: the same steps from SQL: the file read by ``read_json``, each event's step from
     the running watermark, costs from ``cost_usd`` or the price table, then for every
     dimension set and window the step's changed series with their absolute totals, ordered
-    as the flush orders them (by the step's first event of each series, the projection order
-    of the sets, the window size; the windows closing at the step's flush last).
+    as the fold orders them (by the step's first event of each series' window, the sets'
+    order, keyed first, then the window size).
 
 Prints the CPU each took (DuckDB's threads included), their ratio, and whether the records
 are the same, step by step and in order. ``--duplicates P`` re-sends that share of the
@@ -181,8 +182,8 @@ def duckdb_half(path: Path, config: Config, threads: int) -> tuple[dict[str, Any
                     for v in only
                 )
             group = ", ".join([*names, "ws"])
-            # A record's place in its step: the step's first event of its series (its
-            # part), then the sets' projection order, then the window size.
+            # A record's place: its step, the step's first event of its series' window,
+            # then the sets' order (keyed first), then the window size.
             parts.append(
                 f"""select s, {d} as d, {w} as w, {values} as v, floor(t / {w}) * {w} as ws,
                     (s << 32) | (min(rn) << 4) | ({rank[d]} << 1) | {int(w != 60)} as pos,
@@ -192,26 +193,20 @@ def duckdb_half(path: Path, config: Config, threads: int) -> tuple[dict[str, Any
             )
     query = f"""
     with g as ({" union all ".join(parts)}),
-    marks as (select s, max(wm) as wm from e group by s),
     h as (
-      select g.*, marks.wm,
+      select g.*,
         sum(c) over p as ac, sum(n) over p as an, sum(it) over p as ait, sum(cr) over p as acr,
-        sum(cw) over p as acw, sum(ot) over p as aot, sum(rt) over p as art,
-        min(pos) over (partition by w, ws, d) as span_first,
-        min(pos) over (partition by w, ws, d, v) as row_first
-      from g join marks using (s)
-      window p as (partition by d, w, v, ws order by s rows unbounded preceding)),
-    k as (select *, min(span_first) over (partition by ws + w) as close_first,
-                 (ws + w + {LATENESS_S} <= wm) as closing from h)
+        sum(cw) over p as acw, sum(ot) over p as aot, sum(rt) over p as art
+      from g
+      window p as (partition by d, w, v, ws order by s rows unbounded preceding))
     select s, d, v, w, ws::BIGINT as ws, ac::BIGINT as ac, an::BIGINT as an,
            ait::BIGINT as ait, acr::BIGINT as acr, acw::BIGINT as acw, aot::BIGINT as aot,
            art::BIGINT as art
-    from k
-    order by s, closing, case when closing then close_first else pos end, span_first, row_first
+    from h
+    order by pos
     """
-    # Windows closing at a step's flush come last, by when their close time was first met,
-    # each window's series in the order they first came into it. Fetched as columns: what a
-    # watch that reads columns would take (step 2 of the plan); records are made apart.
+    # Fetched as columns: what a watch that reads columns would take (step 2 of the plan);
+    # records are made apart.
     columns = con.execute(query).fetchnumpy()
     con.close()
     return columns, _cpu_s() - cpu
