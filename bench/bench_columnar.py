@@ -10,8 +10,8 @@ engine: ``spendbrake replay`` runs the Python half. On the replay benchmark's si
 (b) DuckDB: the same steps from SQL: the file read by ``read_json``, each event's step from
     the running watermark, costs from ``cost_usd`` or the price table, then for every
     dimension set and window the step's changed series with their absolute totals, ordered
-    as the fold orders them (by the step's first event of each series' window, the sets'
-    order, keyed first, then the window size).
+    as the fold hands them over (a block per set, keyed sets first, and window size, each
+    block's series by the step's first event of their window).
 
 Prints the CPU each took (DuckDB's threads included), their ratio, and whether the records
 are the same, step by step and in order. ``--duplicates P`` re-sends that share of the
@@ -64,20 +64,15 @@ def python_half(path: Path, config: Config) -> tuple[list[Record], float]:
     out: list[Record] = []
     with path.open("rb") as lines:
         steps = rolled_up(lines, config, LATENESS_S, plan, ReplayStats())
-        for step, (records, _, _) in enumerate(steps):
-            out.extend(
-                (
-                    step,
-                    tuple(r.dims),
-                    tuple(r.values),
-                    r.window_s,
-                    r.window_start,
-                    r.partition,
-                    r.epoch,
-                    tuple(r.metrics),
+        for step, (blocks, _, _) in enumerate(steps):
+            for block in blocks:
+                dims, w, partition = tuple(block.dims), block.window_s, block.partition
+                metrics = zip(*block.metrics, strict=True)
+                rows = zip(block.values, block.starts, block.epochs, metrics, strict=True)
+                out.extend(
+                    (step, dims, tuple(v), w, start, partition, epoch, tuple(m))
+                    for v, start, epoch, m in rows
                 )
-                for r in records
-            )
     return out, _cpu_s() - cpu
 
 
@@ -182,11 +177,12 @@ def duckdb_half(path: Path, config: Config, threads: int) -> tuple[dict[str, Any
                     for v in only
                 )
             group = ", ".join([*names, "ws"])
-            # A record's place: its step, the step's first event of its series' window,
-            # then the sets' order (keyed first), then the window size.
+            # A record's place: its step, the sets' order (keyed first), the window size,
+            # then the step's first event of its series' window.
             parts.append(
                 f"""select s, {d} as d, {w} as w, {values} as v, floor(t / {w}) * {w} as ws,
-                    (s << 32) | (min(rn) << 4) | ({rank[d]} << 1) | {int(w != 60)} as pos,
+                    (s::BIGINT << 40) | ({rank[d]}::BIGINT << 36)
+                    | ({int(w != 60)}::BIGINT << 35) | min(rn) as pos,
                     sum(cost) c, count(*) n, sum(it) it, sum(cr) cr, sum(cw) cw, sum(ot) ot,
                     sum(rt) rt
                     from e {where} group by s, {group}"""

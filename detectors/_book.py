@@ -15,7 +15,7 @@ from typing import Any
 from spendbrake.detectors._bank import Bank
 from spendbrake.detectors._base import Detector, make_detector
 from spendbrake.detectors._series import HEAD, HOUR, LAST_SPEND, Series, SeriesKey
-from spendbrake.schemas import CALLS, COST, Alert, Config, RollupRecord, format_ts
+from spendbrake.schemas import Alert, Config, RollupColumns, format_ts
 
 __all__ = ["FORGET_S", "OTHER", "SeriesBook", "cap_notice", "detectors_for", "entries_for"]
 
@@ -70,31 +70,73 @@ class SeriesBook:
         #: detectors are objects of their own, built for each)
         self._banks: dict[tuple[int, ...], Bank | None] = {}
 
-    def hour(self, dims: tuple[str, ...], r: RollupRecord, config: Config) -> None:
+    def hours(
+        self,
+        dims: tuple[str, ...],
+        block: RollupColumns,
+        closed_until: int | None,
+        config: Config,
+    ) -> None:
+        """Set each hour record's part in its series (``hour``), bar a series with no value
+        for a field (a "no customer" series is mostly a copy of the global one: counted and
+        budgeted, no detectors) and corrections to hours the detectors already learned."""
+        get = self.series.get
+        dirty = self.dirty
+        partition = block.partition
+        for values, hour, epoch, cost, calls in zip(
+            block.values,
+            block.starts,
+            block.epochs,
+            block.metrics[0],
+            block.metrics[1],
+            strict=True,
+        ):
+            if None in values or (closed_until is not None and hour < closed_until):
+                continue
+            sk = (dims, values)
+            series = get(sk)
+            if series is None or OTHER in values:
+                self.hour(dims, values, hour, partition, epoch, cost, calls, config)
+            elif series.set_part(hour, partition, epoch, cost, calls):
+                if cost > 0 and hour > series.state[LAST_SPEND]:
+                    series.last_spend_hour = hour  # the latest hour it spent in
+                dirty.add((sk, hour))
+            # else: the same absolute values again (a re-sent record): nothing to score
+
+    def hour(
+        self,
+        dims: tuple[str, ...],
+        values: tuple[str | None, ...],
+        hour: int,
+        partition: int,
+        epoch: int,
+        cost: int,
+        calls: int,
+        config: Config,
+    ) -> None:
         """Set an hour record's part in its series (or in its set's ``(other)``)."""
-        sk = (dims, tuple(r.values))
+        sk = (dims, tuple(values))
         series = self.series.get(sk)
         if series is None and self._per_set.get(dims, 0) >= config.limits.series_per_set:
-            self.fold(r, config)
+            self.fold(dims, values, hour, partition, epoch, cost, calls, config)
             return
         if OTHER in sk[1]:
-            self.fold(r, config)  # a caller's own "(other)": counted with ours, never over it
+            # A caller's own "(other)": counted with ours, never over it.
+            self.fold(dims, values, hour, partition, epoch, cost, calls, config)
             return
         if series is None:
             self._per_set[dims] = self._per_set.get(dims, 0) + 1
             # Decoded records bring their own dims tuple and strings: share them.
-            values = tuple(None if v is None else sys.intern(v) for v in sk[1])
-            if all(a is b for a, b in zip(values, sk[1], strict=True)):
-                values = sk[1]  # already shared (in-process, the rollup state's own tuple)
-            sk = (self._dim_sets.setdefault(dims, dims), values)
+            shared = tuple(None if v is None else sys.intern(v) for v in sk[1])
+            if all(a is b for a, b in zip(shared, sk[1], strict=True)):
+                shared = sk[1]  # already shared (in-process, the rollup state's own tuple)
+            sk = (self._dim_sets.setdefault(dims, dims), shared)
             series = self.series[sk] = self.new_series(sk, config)
-        if not series.set_part(
-            r.window_start, r.partition, r.epoch, r.metrics[COST], r.metrics[CALLS]
-        ):
+        if not series.set_part(hour, partition, epoch, cost, calls):
             return  # the same absolute values again (a re-sent record): nothing to score
-        if r.metrics[COST] > 0 and r.window_start > series.state[LAST_SPEND]:
-            series.last_spend_hour = r.window_start  # the latest hour it spent in
-        self.dirty.add((sk, r.window_start))
+        if cost > 0 and hour > series.state[LAST_SPEND]:
+            series.last_spend_hour = hour  # the latest hour it spent in
+        self.dirty.add((sk, hour))
 
     def new_series(self, sk: SeriesKey, config: Config) -> Series:
         """A series of fresh detectors: a new row of its entries' bank, once there is one."""
@@ -107,16 +149,24 @@ class SeriesBook:
             self._banks[slots] = series.bank if type(series.bank) is Bank else None
         return series
 
-    def fold(self, r: RollupRecord, config: Config) -> None:
+    def fold(
+        self,
+        dims: tuple[str, ...],
+        values: tuple[str | None, ...],
+        hour: int,
+        partition: int,
+        epoch: int,
+        cost: int,
+        calls: int,
+        config: Config,
+    ) -> None:
         """Count a series past the cap into its set's ``(other)`` series, exactly."""
-        dims = self._dim_sets.setdefault(r.dims, r.dims)
-        hour = r.window_start
+        dims = self._dim_sets.setdefault(dims, dims)
         shares = self.folded.get(hour)
         if shares is None:
             shares = self.folded[hour] = {}
-        part = (dims, r.values, r.partition, r.epoch)
-        metrics = r.metrics
-        new = (metrics[COST], metrics[CALLS])
+        part = (dims, values, partition, epoch)
+        new = (cost, calls)
         old = shares.get(part, (0, 0))
         if new == old:
             return
@@ -125,8 +175,10 @@ class SeriesBook:
         other = self.series.get(sk)
         if other is None:  # outside the cap: it is what the cap turns into
             other = self.series[sk] = self.new_series(sk, config)
-        cost, calls = other.part(hour, r.partition, r.epoch)
-        other.set_part(hour, r.partition, r.epoch, cost + new[0] - old[0], calls + new[1] - old[1])
+        cost_then, calls_then = other.part(hour, partition, epoch)
+        other.set_part(
+            hour, partition, epoch, cost_then + new[0] - old[0], calls_then + new[1] - old[1]
+        )
         if new[0] > 0:
             other.spent_in(hour)
         self.dirty.add((sk, hour))

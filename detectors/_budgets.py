@@ -15,14 +15,13 @@ from typing import Any
 from spendbrake.detectors._budget import BudgetTracker, BudgetVerdict
 from spendbrake.detectors._keys import KeyDirectory
 from spendbrake.schemas import (
-    COST,
     NUSD,
     Alert,
     BudgetConfig,
     Config,
     KeyInfo,
     KeysConfig,
-    RollupRecord,
+    RollupColumns,
     format_ts,
 )
 
@@ -62,27 +61,34 @@ class BudgetBook:
         """Indices of the budgets whose scope is the dimension set ``dims`` (any order)."""
         return self._scopes.get(tuple(sorted(dims)), [])
 
-    def part(self, r: RollupRecord) -> None:
-        """Take an hour or minute record in: the trackers it is within see their new sum."""
-        dims = tuple(r.dims)
+    def parts(self, block: RollupColumns) -> None:
+        """Take a block of hour or minute records in: the trackers each is within see their
+        new sum (a re-sent record replaces its part)."""
+        dims = tuple(block.dims)
         by_values = self._match.get(dims)
         if by_values is None:
-            # Budgets on this dimension set by their scope's values in the record's field
+            # Budgets on this dimension set by their scope's values in the records' field
             # order: one dict lookup per record instead of comparing every budget's scope.
             by_values = self._match[dims] = {}
             for i in self.scoped_on(dims):
                 scope = self.configs[i].scope
                 by_values.setdefault(tuple(scope[d] for d in dims), []).append(i)
-        hourly = r.window_s == HOUR
+        if not by_values:
+            return
+        hourly = block.window_s == HOUR
         store = self.hours if hourly else self.minutes
-        for i in by_values.get(tuple(r.values), ()):
-            store[i].setdefault(r.window_start, {})[(r.partition, r.epoch)] = r.metrics[COST]
-            tracker = self.trackers[i]
-            usd = sum(store[i][r.window_start].values()) / NUSD
-            if hourly:
-                tracker.set_hour(float(r.window_start), usd)
-            else:
-                tracker.set_minute(float(r.window_start), usd)
+        partition = block.partition
+        for values, start, epoch, cost in zip(
+            block.values, block.starts, block.epochs, block.metrics[0], strict=True
+        ):
+            for i in by_values.get(values, ()):
+                parts = store[i].setdefault(start, {})
+                parts[(partition, epoch)] = cost
+                usd = sum(parts.values()) / NUSD
+                if hourly:
+                    self.trackers[i].set_hour(float(start), usd)
+                else:
+                    self.trackers[i].set_minute(float(start), usd)
 
     def check(
         self, at: float, watermark: float, keys: KeyDirectory, rules: KeysConfig

@@ -41,7 +41,7 @@ from spendbrake.detectors._reconfigure import built_from, outdated, remap_detect
 from spendbrake.detectors._scoring import Scoring
 from spendbrake.detectors._series import Series, SeriesKey
 from spendbrake.detectors._watch_state import dump_watch, load_watch
-from spendbrake.schemas import KEY_DIMENSIONS, Alert, Config, KeyInfo, RollupRecord
+from spendbrake.schemas import KEY_DIMENSIONS, Alert, Config, KeyInfo, RollupColumns, RollupRecord
 
 __all__ = ["SpendWatch"]
 
@@ -159,26 +159,42 @@ class SpendWatch:
 
     def observe(self, records: Iterable[RollupRecord]) -> None:
         """Take rollup records in (any order within a batch; last write per key wins)."""
+        self.observe_columns(RollupColumns.runs(records))
+
+    def observe_columns(self, blocks: Iterable[RollupColumns]) -> None:
+        """``observe`` for records as columns, a block per set, window size and partition
+        (replay's ``StepFold`` hands them over so): a block's set is looked up once."""
+        for block in blocks:
+            if block.window_s == MINUTE:
+                self._minutes(block)
+            elif block.window_s == HOUR:
+                self._hours(block)
+        self.clock.advance()
+
+    def _minutes(self, block: RollupColumns) -> None:
         clock = self.clock
-        marks = clock.marks
-        # With ``partitions`` given, the watermark comes from ``set_mark`` only.
-        own = clock.partitions is None
-        roles = self._roles
-        budgets = self.budgets
-        for r in records:
-            if r.window_s == MINUTE:
-                if own and r.epoch == 0:
-                    end = r.window_start + MINUTE
-                    if end > marks.get(r.partition, -math.inf):
-                        marks[r.partition] = float(end)
-                        clock.idle.discard(r.partition)
-                # Most minute records are of sets no budget reads: skip them before any work.
-                role = roles.get(r.dims)
-                if role is None or role[2]:
-                    budgets.part(r)
-            elif r.window_s == HOUR:
-                self._hour(r)
-        clock.advance()
+        if clock.partitions is None:  # the watermark comes with the records only
+            on_time = [s for s, epoch in zip(block.starts, block.epochs, strict=True) if not epoch]
+            end = max(on_time) + MINUTE if on_time else -math.inf
+            if end > clock.marks.get(block.partition, -math.inf):
+                clock.marks[block.partition] = float(end)
+                clock.idle.discard(block.partition)
+        # Most minute records are of sets no budget reads: skip them before any work.
+        role = self._roles.get(block.dims)
+        if role is None or role[2]:
+            self.budgets.parts(block)
+
+    def _hours(self, block: RollupColumns) -> None:
+        dims = tuple(block.dims)
+        is_directory, detected, budgets = self._role(dims)
+        if is_directory:
+            record = self.directory.record
+            for values, start in zip(block.values, block.starts, strict=True):
+                record(dims, values, start)
+        if budgets:
+            self.budgets.parts(block)
+        if detected:
+            self.book.hours(dims, block, self.clock.closed_until, self.config)
 
     def set_mark(self, partition: int, watermark: float) -> None:
         """Input ``partition`` has sent every window up to event time ``watermark``."""
@@ -224,22 +240,6 @@ class SpendWatch:
                 self.budgets.scoped_on(dims),
             )
         return role
-
-    def _hour(self, r: RollupRecord) -> None:
-        dims = tuple(r.dims)
-        is_directory, detected, budgets = self._role(dims)
-        if is_directory:
-            self.directory.record(dims, r.values, r.window_start)
-        if budgets:
-            self.budgets.part(r)
-        if not detected or None in r.values:
-            # Spend with no team (or customer...) is counted and budgeted, but a "no
-            # customer" series is mostly a copy of the global one: no detectors on it.
-            return
-        closed_until = self.clock.closed_until
-        if closed_until is not None and r.window_start < closed_until:
-            return  # a correction to an hour the detectors already learned: budgets only
-        self.book.hour(dims, r, self.config)
 
     # -- evaluation --------------------------------------------------------
 

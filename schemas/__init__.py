@@ -43,6 +43,7 @@ from ._keys import LITELLM_MASTER_KEY, KeyClass, KeyRule, KeysConfig
 from ._pricing import ModelPrice, PriceEntryModel, PriceTable
 from ._rollup import (
     ROLLUP_WINDOWS_S,
+    RollupColumns,
     RollupRecord,
     WatermarkMark,
     decode_rollup,
@@ -89,6 +90,7 @@ __all__ = [
     "PriceEntryModel",
     "PriceTable",
     "PricingConfig",
+    "RollupColumns",
     "RollupRecord",
     "SlackConfig",
     "SpendBrakeError",

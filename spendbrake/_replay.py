@@ -25,7 +25,7 @@ from spendbrake.schemas import (
     Config,
     InvalidEvent,
     PriceTable,
-    RollupRecord,
+    RollupColumns,
     UsageEvent,
     decode_event,
     fast_decode,
@@ -106,8 +106,8 @@ def replay_lines(
     else:
         steps = rolled_up(lines, config, lateness_s, plan, stats)
     try:
-        for records, watermark, lines_read in steps:
-            watch.observe(records)
+        for blocks, watermark, lines_read in steps:
+            watch.observe_columns(blocks)
             watch.set_mark(0, watermark)
             for alert in decide(watch, config):
                 stats.alerts += 1
@@ -132,8 +132,9 @@ class RollupPlan(NamedTuple):
 #: behind while numpy works on arrays large enough to pay.
 FOLD_CELLS = 16384
 
-#: One early-look step of the rollup half: its records, the watermark, lines read so far.
-Step = tuple[list[RollupRecord], float, int]
+#: One early-look step of the rollup half: its records (a block per set and window size), the
+#: watermark, lines read so far.
+Step = tuple[list[RollupColumns], float, int]
 
 
 def rolled_up(
@@ -157,8 +158,8 @@ def rolled_up(
         finals=False,  # the watch reads changes; a closing window's flag is the store's
         traces=False,  # the store's; the watch never reads them
     )
-    # Each step's cells are folded into records many steps at once (``StepFold``): the
-    # watch gets the same steps, a fold later.
+    # Each step's cells are folded many steps at once (``StepFold``): the watch gets the
+    # same steps, a fold later.
     fold = StepFold(processor.rollups)
     lines_at: list[int] = []
     step = plan.step_s
@@ -196,8 +197,8 @@ def rolled_up(
 
 
 def _folded(fold: StepFold, lines_at: list[int]) -> Iterator[Step]:
-    for (records, watermark), lines_read in zip(fold.fold(), lines_at, strict=True):
-        yield records, watermark, lines_read
+    for (blocks, watermark), lines_read in zip(fold.fold(), lines_at, strict=True):
+        yield blocks, watermark, lines_read
 
 
 def _batches(

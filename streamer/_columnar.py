@@ -6,15 +6,16 @@ that one step at a time, a dict operation per cell, set and window (about 4.5 us
 the 1M-event benchmark, half of the rollup half's time). ``StepFold`` takes the fine cells of
 many steps (``PartitionProcessor.cut``) and folds them with numpy: per set and window size,
 one sort of the cells by (series, window, epoch, step), sums per step, running sums per
-window (its totals carried from the steps before), and records built column by column.
+window (its totals carried from the steps before), and each step's changed windows handed
+over as columns, a block per set and window size (``RollupColumns``), not a record each.
 
-The records are the flush's, step by step, with ``finals=False`` (replay's: a window is
-emitted when it changed, never because it closed) and without calls by outcome (the watch
+The blocks hold the flush's records, step by step, with ``finals=False`` (replay's: a window
+is emitted when it changed, never because it closed) and without calls by outcome (the watch
 never reads them; the store, which does, is fed by the live flush), as
-``tests/streamer/test_columnar.py`` checks. Within a step they are ordered by the first cell
-that touched them, then the set, then the window size: the flush's order but for its closing
-windows, which it puts last (no reader of replay's records depends on their order within a
-step; the 1M-event replays give the same alerts with each step's records shuffled).
+``tests/streamer/test_columnar.py`` checks. Within a step they come by set and window size,
+each block's rows in the order their windows first changed (the flush interleaved the sets;
+no reader of replay's records depends on their order across sets, and the 1M-event and
+flood replays give the same alerts with each step's records shuffled).
 
 A window closes as in ``RollupState``: on time, ``lateness_s`` after its end; a late epoch
 once the watermark leaves its lateness period. No event reaches a closed window (it would be
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from spendbrake.schemas import KEY_DIMENSIONS, METRICS, RollupRecord
+from spendbrake.schemas import KEY_DIMENSIONS, METRICS, RollupColumns
 
 from ._rollup import ATTRS, MINUTE, RollupState
 
@@ -73,7 +74,8 @@ class _Window:
 
 
 class StepFold:
-    """Folds the fine cells of consecutive steps of one ``RollupState`` into their records.
+    """Folds the fine cells of consecutive steps of one ``RollupState`` into their records,
+    as columns (``RollupColumns``).
 
     Parameters
     ----------
@@ -129,11 +131,12 @@ class StepFold:
         self._marks.append(watermark)
         self.held += n
 
-    def fold(self) -> Iterator[tuple[list[RollupRecord], float]]:
-        """The records and watermark of each step taken since the last fold, in order.
+    def fold(self) -> Iterator[tuple[list[RollupColumns], float]]:
+        """The blocks (records as columns) and watermark of each step taken since the last
+        fold, in order.
 
         The arrays are worked out at once (the next fold starts from this one's open
-        windows); each step's records are built as the iterator reaches it."""
+        windows); each step's blocks are sliced as the iterator reaches it."""
         taken, marks = self._taken, self._marks
         if not taken:
             return iter(())
@@ -154,10 +157,10 @@ class StepFold:
             )
             if part is not None:
                 parts.append(part)
-        records = self._records(parts, len(taken))
+        blocks = self._blocks(parts, len(taken))
         if len(self._combos) > MAX_COMBOS:
             self._forget()
-        return zip(records, marks, strict=True)
+        return zip(blocks, marks, strict=True)
 
     # -- combinations ---------------------------------------------------------
 
@@ -305,59 +308,49 @@ class StepFold:
 
     # -- records ------------------------------------------------------------------
 
-    def _records(self, parts: list[tuple[Any, ...]], steps: int) -> Iterator[list[RollupRecord]]:
-        """Each step's records, from columns worked out now and built when asked for: a
-        step's worth of objects at a time, freed as the reader goes (the garbage collector
-        then stays as idle as with the flush's records)."""
-        if not parts:
-            return iter([[] for _ in range(steps)])
-        st = np.concatenate([p[2] for p in parts])
-        first = np.concatenate([p[3] for p in parts])
-        spec = np.concatenate([np.full(len(p[2]), p[0], np.int64) for p in parts])
-        w = np.concatenate([np.full(len(p[2]), p[1], np.int64) for p in parts])
-        order = np.lexsort((w, spec, first, st))
-        specs = spec[order].tolist()
-        sids = np.concatenate([p[4] for p in parts])[order].tolist()
-        return _built(
-            self.partition,
-            np.searchsorted(st[order], np.arange(steps + 1)).tolist(),
-            list(map(self._dims.__getitem__, specs)),
-            list(map(self._value, specs, sids)),
-            w[order].tolist(),
-            np.concatenate([p[5] for p in parts])[order].tolist(),
-            np.concatenate([p[6] for p in parts])[order].tolist(),
-            [c.tolist() for c in _concat([p[7] for p in parts])[order].T],
-        )
-
-    def _value(self, spec: int, sid: int) -> tuple[Any, ...]:
-        return self._values[spec][sid]
-
-
-def _built(
-    partition: int,
-    bounds: list[int],
-    dims: list[tuple[str, ...]],
-    values: list[tuple[Any, ...]],
-    sizes: list[int],
-    starts: list[int],
-    epochs: list[int],
-    metrics: list[list[int]],
-) -> Iterator[list[RollupRecord]]:
-    """The records of each step, rows ``bounds[k]:bounds[k + 1]`` of the columns."""
-    every = itertools.repeat(partition)
-    for a, b in itertools.pairwise(bounds):
-        yield list(
-            map(
-                RollupRecord,
-                dims[a:b],
-                values[a:b],
-                sizes[a:b],
-                starts[a:b],
-                every,
-                epochs[a:b],
-                zip(*(column[a:b] for column in metrics), strict=True),
+    def _blocks(self, parts: list[tuple[Any, ...]], steps: int) -> Iterator[list[RollupColumns]]:
+        """Each step's blocks, one per set and window size it changed, from columns worked
+        out now, sliced when asked for: a step's worth of objects at a time, freed as the
+        reader goes (the garbage collector then stays as idle as with the flush's records).
+        A block's rows are in the order their windows first changed in the step."""
+        columns = []
+        for j, w, st, first, sid, start, ep, totals in parts:
+            order = np.lexsort((first, st))
+            values = self._values[j]
+            columns.append(
+                (
+                    self._dims[j],
+                    w,
+                    np.searchsorted(st[order], np.arange(steps + 1)).tolist(),
+                    list(map(values.__getitem__, sid[order].tolist())),
+                    start[order].tolist(),
+                    ep[order].tolist(),
+                    [c.tolist() for c in totals[order].T],
+                )
             )
-        )
+        return _sliced(self.partition, columns, steps)
+
+
+def _sliced(
+    partition: int, columns: list[tuple[Any, ...]], steps: int
+) -> Iterator[list[RollupColumns]]:
+    for k in range(steps):
+        blocks = []
+        for dims, w, bounds, values, starts, epochs, metrics in columns:
+            a, b = bounds[k], bounds[k + 1]
+            if a < b:
+                blocks.append(
+                    RollupColumns(
+                        dims,
+                        w,
+                        partition,
+                        values[a:b],
+                        starts[a:b],
+                        epochs[a:b],
+                        [m[a:b] for m in metrics],
+                    )
+                )
+        yield blocks
 
 
 def _matrix(deltas: Iterable[list[Any]], n: int) -> np.ndarray:

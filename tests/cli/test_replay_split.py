@@ -18,7 +18,7 @@ from spendbrake._replay import ReplayStats, RollupPlan, replay_lines, rolled_up
 from spendbrake._simulate import parse_incident, simulate
 from spendbrake.cli import main
 from spendbrake.detectors import SpendWatch
-from spendbrake.schemas import RollupRecord, encode_alert, parse_ts
+from spendbrake.schemas import RollupColumns, encode_alert, parse_ts
 
 START = parse_ts("2026-09-07T00:00:00Z")
 YAML = """\
@@ -62,7 +62,8 @@ def test_two_processes_replay_what_one_does() -> None:
     watch = SpendWatch(CONFIG, partitions=1)
     dims = CONFIG.rollup_dimensions()
     plan = RollupPlan(watch.windows_read(dims), watch.minutes_read(dims), watch.peek_s)
-    records = sum(len(s[0]) for s in rolled_up(lines, CONFIG, 600.0, plan, ReplayStats()))
+    steps = rolled_up(lines, CONFIG, 600.0, plan, ReplayStats())
+    records = sum(len(b.values) for blocks, _, _ in steps for b in blocks)
     # Several messages each way, or the test would not exercise the pipes' framing.
     assert len(lines) > 3 * _replay_split.LINES_PER_MESSAGE
     assert records > 3 * _replay_split.RECORDS_PER_MESSAGE
@@ -140,9 +141,9 @@ def test_an_error_reading_the_lines_is_the_error_raised() -> None:
     assert _our_children() == []
 
 
-def _send_and_read(records: list[RollupRecord]) -> list[tuple[list[RollupRecord], float, int]]:
+def _send_and_read(blocks: list[RollupColumns]) -> list[tuple[list[RollupColumns], float, int]]:
     pipe = io.BytesIO()
-    _replay_split._send(pipe, [(records, 1.5, 7)])
+    _replay_split._send(pipe, [(blocks, 1.5, 7)])
     pipe.seek(0)
     message = _replay_split._read(pipe)
     assert message is not None and _replay_split._read(pipe) is None
@@ -150,13 +151,15 @@ def _send_and_read(records: list[RollupRecord]) -> list[tuple[list[RollupRecord]
 
 
 def test_records_cross_the_pipe_unchanged_even_past_what_msgpack_holds() -> None:
-    ordinary = RollupRecord(("team",), ("search",), 3600, 0, 0, 0, (5, 1, 2, 0, 0, 1, 0, 0))
-    with_outcomes = RollupRecord(
-        ("api_key",), (None,), 60, 60, 0, 3, (5, 1, 2, 0, 0, 1, 0, 1), {"error": 1}
+    ordinary = RollupColumns(
+        ("team",), 3600, 0, [("search",)], [0], [0], [[5], [1], [2], *[[0]] * 5]
     )
-    assert _send_and_read([ordinary, with_outcomes]) == [([ordinary, with_outcomes], 1.5, 7)]
+    minutes = RollupColumns(
+        ("api_key", "team"), 60, 0, [(None, "a"), ("k", "b")], [60, 120], [3, 0], [[5, 6]] * 8
+    )
+    assert _send_and_read([ordinary, minutes]) == [([ordinary, minutes], 1.5, 7)]
     # A window past 2**64 nano-dollars ($18bn, exact as Python ints) goes pickled.
-    huge = RollupRecord(("team",), ("search",), 3600, 0, 0, 0, (2**70, 1, 2, 0, 0, 1, 0, 0))
+    huge = RollupColumns(("team",), 3600, 0, [("search",)], [0], [0], [[2**70], *[[1]] * 7])
     assert _send_and_read([ordinary, huge]) == [([ordinary, huge], 1.5, 7)]
 
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import msgspec
 import pytest
 
 from spendbrake import _replay
 from spendbrake._config_loader import build_config, parse_yaml
-from spendbrake._replay import ReplayStats, RollupPlan, Step, rolled_up
+from spendbrake._replay import ReplayStats, RollupPlan, rolled_up
 from spendbrake._simulate import parse_incident, simulate
 from spendbrake.detectors import SpendWatch
-from spendbrake.schemas import RollupRecord, parse_ts
+from spendbrake.schemas import RollupColumns, RollupRecord, parse_ts
 from spendbrake.streamer import RollupState, StepFold, _columnar
 from spendbrake.streamer._columnar import Cells
 
@@ -86,7 +87,11 @@ class _Flushed:
         return iter(steps)
 
 
-def _canonical(steps: list[Step]) -> list[tuple[list[bytes], float, int]]:
+def _records(blocks: list[RollupColumns]) -> list[RollupRecord]:
+    return [r for block in blocks for r in block.records()]
+
+
+def _canonical(steps: list[Any]) -> list[tuple[list[bytes], float, int]]:
     """Each step's records without their calls by outcome, in one order; its watermark and
     lines read."""
     encode = msgspec.msgpack.encode
@@ -106,9 +111,9 @@ def test_steps_are_the_flushs(
     monkeypatch.setattr(_replay, "FOLD_CELLS", fold_cells)
     monkeypatch.setattr(_columnar, "MAX_COMBOS", max_combos)
     stats = ReplayStats()
-    folded = list(rolled_up(lines, CONFIG, 600.0, PLAN, stats))
+    folded = [(_records(b), m, n) for b, m, n in rolled_up(lines, CONFIG, 600.0, PLAN, stats)]
     monkeypatch.setattr(_replay, "StepFold", _Flushed)
-    flushed = list(rolled_up(lines, CONFIG, 600.0, PLAN, ReplayStats()))
+    flushed: list[Any] = list(rolled_up(lines, CONFIG, 600.0, PLAN, ReplayStats()))
     assert stats.late and stats.duplicates and stats.dead  # every kind of line
     records = [r for step in flushed for r in step[0]]
     assert {r.epoch > 0 for r in records} == {True, False}
@@ -142,9 +147,9 @@ def test_totals_past_int64_stay_exact(cost: int) -> None:
     flush = RollupState(dims, lateness_s=600.0, finals=False, windows_s=(3600,))
     for cells, mark in steps[:2]:
         fold.take(cells, mark)
-    got = [records for records, _ in fold.fold()]
+    got = [_records(blocks) for blocks, _ in fold.fold()]
     fold.take(*steps[2])
-    got += [records for records, _ in fold.fold()]
+    got += [_records(blocks) for blocks, _ in fold.fold()]
     want = []
     for cells, mark in steps:
         flush.fine, flush.watermark = cells, mark
