@@ -25,6 +25,7 @@ import io
 import itertools
 import os
 import pickle
+import queue
 import stat
 import struct
 import subprocess
@@ -90,9 +91,11 @@ def rolled_up_in_child(
         (config, lateness_s, plan, file),
     )
     feeder.start()
+    drain = _Drain(steps_in)
+    drain.start()
     try:
         while True:
-            message = _read(steps_in)
+            message = drain.messages.get()
             if message is None:
                 feeder.raise_error()
                 raise RuntimeError(
@@ -107,13 +110,16 @@ def rolled_up_in_child(
                 feeder.raise_error()
             yield from _steps(message)
     finally:
-        steps_in.close()  # a child still writing gets a broken pipe and ends
-        feeder.stop()
+        if child.poll() is None and not drain.ended:
+            child.kill()  # the caller stopped early: nothing of the child's is wanted
         try:
             child.wait(5)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+        drain.join()  # the child's end of the pipe is closed: the drain has its end
+        steps_in.close()
+        feeder.stop()
 
 
 def _steps(message: bytes) -> list[Step]:
@@ -148,6 +154,29 @@ def _read(source: IO[bytes]) -> bytes | None:
     (size,) = _HEADER.unpack(header)
     payload = source.read(size)
     return payload if len(payload) == size else None
+
+
+class _Drain(threading.Thread):
+    """Reads the child's messages as they come into ``messages`` (None once the pipe has
+    ended), so the child never waits on a full pipe while the watch is busy: its steps come
+    a fold at a time, and a pipe holds about one fold's."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        super().__init__(name="spendbrake-replay-drain", daemon=True)
+        self.source = source
+        self.messages: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.ended = False
+
+    def run(self) -> None:
+        try:
+            while (message := _read(self.source)) is not None:
+                if message[:1] == _DONE:
+                    self.ended = True
+                self.messages.put(message)
+        except (OSError, ValueError):  # the pipe broke: its end says why
+            pass
+        finally:
+            self.messages.put(None)
 
 
 class _Feeder(threading.Thread):

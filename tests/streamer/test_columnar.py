@@ -106,9 +106,10 @@ def test_steps_are_the_flushs(
     monkeypatch: pytest.MonkeyPatch, fold_cells: int, max_combos: int
 ) -> None:
     """Folded a step at a time, a few at a time forgetting the series of closed windows as
-    often as it can, and all at once."""
+    often as it can, and in folds doubling from 40 cells to all that is left."""
     lines = _lines()
     monkeypatch.setattr(_replay, "FOLD_CELLS", fold_cells)
+    monkeypatch.setattr(_replay, "FIRST_FOLD_CELLS", min(fold_cells, 40))
     monkeypatch.setattr(_columnar, "MAX_COMBOS", max_combos)
     stats = ReplayStats()
     folded = [(_records(b), m, n) for b, m, n in rolled_up(lines, CONFIG, 600.0, PLAN, stats)]
