@@ -11,28 +11,15 @@ import msgspec
 import pytest
 
 from spendbrake import _replay
-from spendbrake._config_loader import build_config, parse_yaml
 from spendbrake._replay import ReplayStats, RollupPlan, rolled_up
 from spendbrake._simulate import parse_incident, simulate
 from spendbrake.detectors import SpendWatch
-from spendbrake.schemas import RollupColumns, RollupRecord, parse_ts
+from spendbrake.schemas import RollupColumns, RollupRecord
 from spendbrake.streamer import RollupState, StepFold, _columnar
 from spendbrake.streamer._columnar import Cells
+from tests.cli.test_replay_split import CONFIG, START
 
-START = parse_ts("2026-09-07T00:00:00Z")
-CONFIG = build_config(
-    *parse_yaml(
-        """\
-detectors:
-  - kind: baseline
-    params: {season: 24, warmup_n: 48}
-budgets:
-  - {name: all, amount_usd: 20, period: day}
-  - {name: search, amount_usd: 5, period: day, scope: {team: search}}
-"""
-    ),
-    env={},
-)
+# Replay's test config (two budgets, one on a team: minutes of that team only) and start.
 WATCH = SpendWatch(CONFIG, partitions=1)
 DIMS = CONFIG.rollup_dimensions()
 PLAN = RollupPlan(WATCH.windows_read(DIMS), WATCH.minutes_read(DIMS), WATCH.peek_s)
