@@ -66,6 +66,8 @@ class SeriesBook:
         self._per_set: dict[tuple[str, ...], int] = {}
         #: a series' detector slots -> seconds of silence after which it sleeps (derived)
         self._sleep_after: dict[tuple[int, ...], int] = {}
+        #: a series' detector slots -> the detectors an early look asks (derived)
+        self._peekers: dict[tuple[int, ...], tuple[tuple[int, int], ...]] = {}
         #: config entries -> the bank new series of them take a row of (derived; None: their
         #: detectors are objects of their own, built for each)
         self._banks: dict[tuple[int, ...], Bank | None] = {}
@@ -209,6 +211,20 @@ class SeriesBook:
             self._sleep_after[series.slots] = after
         return after
 
+    def peekers(self, series: Series) -> tuple[tuple[int, int], ...]:
+        """(position, config entry) of the series' detectors an early look asks: not those
+        comparing whole days (``wow``), whose close will do (``_worth_peeking``'s first rule,
+        asked once per list of entries, not per series and look)."""
+        found = self._peekers.get(series.slots)
+        if found is None:
+            dets = series.bank.view(series.row)
+            found = self._peekers[series.slots] = tuple(
+                (p, i)
+                for p, (i, det) in enumerate(zip(series.slots, dets, strict=True))
+                if getattr(det, "window_s", HOUR) <= HOUR
+            )
+        return found
+
     def prune(self, closed_until: int) -> None:
         """Forget series silent for ``FORGET_S`` and folded shares of closed hours."""
         horizon = closed_until - FORGET_S
@@ -234,6 +250,7 @@ class SeriesBook:
                 per_set[dims] = per_set.get(dims, 0) + 1
         self._per_set = per_set
         self._sleep_after = {}
+        self._peekers = {}
         self._banks = {}
 
 

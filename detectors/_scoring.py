@@ -143,7 +143,9 @@ class Scoring:
                 recent = self._recent(series, now, step, looks_from, hour_steps, step_s, now_calls)
             st = series.state
             closed_cost, closed_calls = st[CLOSED_COST], st[CLOSED_CALLS]
-            for i, det in zip(series.slots, series.bank.at(series.row), strict=True):
+            dets = series.bank.at(series.row)
+            for p, i in book.peekers(series):
+                det = dets[p]
                 cfg = config.detectors[i]
                 value = metric_value(cfg, cost, calls)
                 if not _worth_peeking(
