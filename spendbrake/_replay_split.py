@@ -72,6 +72,10 @@ def rolled_up_in_child(
     # feeding its lines through a pipe took a thread here that waited for the watch's
     # turns at the interpreter, and the child waited for it.
     file = _regular_file(lines)
+    if file is not None:
+        # A descriptor of its own (the same open file, offset and all): the caller's may be
+        # 0, 1 or 2, which the child's standard streams take over.
+        file = (os.dup(file[0]), file[1])
     shared = (lines_read_fd, steps_write_fd) + ((file[0],) if file else ())
     # The child imports what this process can: its sys.path, not just the environment's.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
@@ -84,6 +88,8 @@ def rolled_up_in_child(
     )
     os.close(lines_read_fd)
     os.close(steps_write_fd)
+    if file is not None:
+        os.close(file[0])
     steps_in = os.fdopen(steps_read_fd, "rb")
     feeder = _Feeder(
         () if file else lines,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import os
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,6 +107,29 @@ def test_a_file_is_read_by_the_child_from_where_the_caller_stands(tmp_path: Path
         two = [encode_alert(a) for a in replay_lines(handle, CONFIG, stats=stats, jobs=2)]
     one, one_stats, _ = _replayed(lines[1:], jobs=1)
     assert two == one and stats == one_stats and one
+
+
+def test_a_file_on_standard_input_is_read_by_the_child_too(tmp_path: Path) -> None:
+    """``spendbrake replay - < events.jsonl``: the child reads the file from a descriptor of
+    its own (its descriptor 0 is not the caller's)."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(_lines()))
+    config = tmp_path / "config.yaml"
+    config.write_text(YAML)
+    run = [sys.executable, "-c", "from spendbrake._entry import main; main()", "replay", "-"]
+    out = {}
+    for jobs in ("1", "2"):
+        with events.open("rb") as stdin:
+            done = subprocess.run(
+                [*run, "--config", str(config), "--jobs", jobs],
+                stdin=stdin,
+                capture_output=True,
+                timeout=120,
+                check=True,
+            )
+        out[jobs] = done.stdout
+        assert b"valid" in done.stderr and b" 0 valid" not in done.stderr
+    assert out["1"] == out["2"] and out["1"].count(b"\n") > 3
 
 
 def _our_children() -> list[str]:
