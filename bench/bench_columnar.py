@@ -25,7 +25,6 @@ outcomes; for anything else it says what it met and stops.
 
 from __future__ import annotations
 
-import argparse
 import random
 import resource
 import tempfile
@@ -35,7 +34,7 @@ from typing import Any
 from numpy.ma import masked
 
 from bench._output import show
-from bench.bench_replay import bench_config, write_events
+from bench.bench_replay import bench_config, file_parser, write_events
 from spendbrake._replay import ReplayStats, RollupPlan, rolled_up
 from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import KEY_DIMENSIONS, Config, PriceTable
@@ -269,16 +268,11 @@ def run(events: int, weeks: float, threads: int, duplicates: float = 0.0) -> dic
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--weeks", type=float, default=5.0)
+    parser = file_parser(__doc__)
     parser.add_argument(
         "--duplicates", type=float, default=0.0, help="share of events re-sent (default 0)"
     )
     parser.add_argument("--threads", type=int, default=2, help="DuckDB's threads (default 2)")
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = run(args.events, args.weeks, args.threads, args.duplicates)
     show(result, args.json)

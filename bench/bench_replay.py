@@ -173,12 +173,20 @@ def run(events: int, weeks: float, customers: int = 0) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def file_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A parser for a benchmark of the simulated replay file: its size (``--events``,
+    ``--weeks``) and ``--json``; the benchmark adds its own."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--weeks", type=float, default=5.0)
+    parser.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = file_parser(__doc__)
     parser.add_argument(
         "--customers",
         type=int,
@@ -186,7 +194,6 @@ def main(argv: list[str] | None = None) -> None:
         help="also replay the traffic with its customer-facing calls spread over this many "
         "customers (a cardinality flood), and print the slowdown",
     )
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = run(args.events, args.weeks, args.customers)
     show(result, args.json)
