@@ -531,12 +531,14 @@ class Run:
         return self.events / self.seconds if self.seconds > 0 else math.nan
 
 
-def contender_config(name: str, scenarios: ScenarioSet, confirm_s: int = 0) -> Config:
+def contender_config(name: str, scenarios: ScenarioSet, confirm_s: int | None = None) -> Config:
     """The contender's detectors with the run's budgets, the default policies and the keys
     section naming each scenario's keys with its workload; ``confirm_s`` on the pause
-    policies (``PolicyConfig.confirm_s``)."""
+    policies (``PolicyConfig.confirm_s``; None: the default policies' own)."""
     policies = [
-        p.model_copy(update={"confirm_s": confirm_s}) if p.action == "pause" else p
+        p.model_copy(update={"confirm_s": confirm_s})
+        if p.action == "pause" and confirm_s is not None
+        else p
         for p in Config().policies
     ]
     return Config(
@@ -556,7 +558,9 @@ def load_replay() -> ReplayFn:
     return replay
 
 
-def run_contender(name: str, scenarios: ScenarioSet, replay: ReplayFn, confirm_s: int = 0) -> Run:
+def run_contender(
+    name: str, scenarios: ScenarioSet, replay: ReplayFn, confirm_s: int | None = None
+) -> Run:
     """Replay the whole stream once with this contender's config, collecting every alert."""
     config = contender_config(name, scenarios, confirm_s)
     started = time.perf_counter()
@@ -845,8 +849,9 @@ def main(argv: list[str] | None = None, replay: ReplayFn | None = None) -> dict[
     parser.add_argument(
         "--confirm-s",
         type=int,
-        default=0,
-        help="confirm_s of the pause policies: pause only once an anomaly has lasted this long (0)",
+        default=None,
+        help="confirm_s of the pause policies: pause only once an anomaly has lasted this long "
+        "(default: the default config's, 600)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -877,7 +882,7 @@ def evaluate(
     replay: ReplayFn | None,
     dump: Path | None = None,
     rescore: Path | None = None,
-    confirm_s: int = 0,
+    confirm_s: int | None = None,
 ) -> tuple[ScenarioSet, list[Run], dict[str, Score], float]:
     """One seed's scenarios, each contender's alerts (replayed, or read back from
     ``rescore``) and their scores."""

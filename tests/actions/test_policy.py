@@ -194,5 +194,10 @@ def test_a_pause_policy_with_confirm_s_holds_its_keys_until_the_incident_has_las
     # A burn rate already needs two windows over the pace: it never waits.
     burn = msgspec.structs.replace(on_key, kind="burn_rate")
     assert apply_policies(burn, key, policies, RULES).targets == ["research-nightly-summarizer"]
-    # Without confirm_s (the default), the first alert pauses, as before.
-    assert apply_policies(on_key, key, POLICIES, RULES).targets == ["research-nightly-summarizer"]
+    # Without confirm_s (a policy's default: 0), the first alert pauses.
+    at_once = [PolicyConfig(match={"workload": "batch"}, action="pause")]
+    assert apply_policies(on_key, key, at_once, RULES).targets == ["research-nightly-summarizer"]
+    # The default config's batch policy waits ten minutes.
+    assert apply_policies(on_key, key, POLICIES, RULES).held_keys == {
+        "research-nightly-summarizer": format_ts(T + 1200.0)
+    }

@@ -104,8 +104,13 @@ def test_runaway_is_one_incident_at_the_key_with_parent_scopes() -> None:
     assert first.seq == 0 and first.scope == {"api_key": "k-agent"}
     # The parents are named as the runaway shows in them (by the escalation, here).
     assert {"team": "search"} in alerts[-1].also and {} in alerts[-1].also
-    # Batch work is paused by the default policy; follow-ups keep the id and raise the seq.
-    assert first.action == "pause" and first.targets == ["k-agent"]
+    # Batch work is paused by the default policy once the loop has lasted its confirm_s
+    # (600 s): the first alert holds the key, a follow-up pauses it; follow-ups keep the id
+    # and raise the seq.
+    assert (first.action, first.targets, list(first.held_keys)) == ("alert", [], ["k-agent"])
+    pause = next(a for a in alerts if a.targets)
+    assert pause.targets == ["k-agent"] and pause.seq > 0
+    assert parse_ts(first.opened_at) + 600 <= parse_ts(pause.detected_at)
     assert [a.seq for a in alerts] == list(range(len(alerts)))
     # Detected within the hour it started, from the early look at the filling hour.
     assert parse_ts(first.detected_at) < T0 + (24 * 18 + 15) * HOUR
@@ -158,9 +163,9 @@ def test_a_new_key_looping_from_its_first_hour_is_the_one_paused() -> None:
     assert first.scope == {"api_key": "k-new"} and {"team": "search", "feature": "agent"} in (
         first.also
     )
-    assert (first.action, first.targets) == ("pause", ["k-new"])
+    assert (first.action, first.targets, list(first.held_keys)) == ("alert", [], ["k-new"])
     assert "where nothing is learned yet" in first.reason
-    assert all("k-agent" not in a.targets for a in alerts)
+    assert [a.targets for a in alerts if a.targets] == [["k-new"]]  # once it has lasted
 
 
 def test_dearer_calls_at_the_same_volume_page_the_key_within_the_hour() -> None:

@@ -69,7 +69,8 @@ def test_a_snapshot_written_by_91ee7cd_resumes_with_the_alerts_that_release_sent
     assert before == (DATA / "watch_snapshot_91ee7cd.alerts.jsonl").read_bytes()
     # And it is where a watch of this release would be at that point, but for the recent
     # look's calls at the last looks, which that release did not keep (a restored watch's
-    # recent look waits for three looks in a row).
+    # recent look waits for three looks in a row), and for what ``wow`` learned: its creep
+    # mean is floored at zero since 2026-12-06 (that release let it go negative).
     straight = SpendWatch(config)
     _stage_run(straight, plan[:CUT])
     _partial(straight, plan)
@@ -78,7 +79,19 @@ def test_a_snapshot_written_by_91ee7cd_resumes_with_the_alerts_that_release_sent
     straight.clock.last_look = straight.clock.looks_from = None
     restored = SpendWatch(config)
     restored.restore((DATA / "watch_snapshot_91ee7cd.json").read_bytes())
-    assert restored.snapshot() == straight.snapshot()
+    wow = {i for i, d in enumerate(config.detectors) if d.kind == "wow"}
+    assert wow and _unlearned(restored.snapshot(), wow) == _unlearned(straight.snapshot(), wow)
+
+
+def _unlearned(snapshot: bytes, slots: set[int]) -> dict:
+    """A watch snapshot, parsed, with the state of the detectors of config entries
+    ``slots`` left out (their layout stays: index and template)."""
+    state = msgspec.json.decode(snapshot)
+    for row in state["series"]:
+        for det in row[6]:
+            if det[0] in slots:
+                det[2] = None
+    return state
 
 
 def test_totals_past_int64_and_pending_cap_notices_survive_exactly() -> None:

@@ -163,6 +163,20 @@ def test_slow_creep_on_lumpy_days_within_ten_days() -> None:
     assert quiet <= 1
 
 
+def test_low_days_just_before_a_creep_do_not_hold_it_back() -> None:
+    """Four days at 70 % (a holiday) just before +35 % a week starts: the creep mean is
+    floored at zero, so the low days are not paid back first. Found within 6 days on each
+    series (7-8 days when the mean could go negative, until 2026-12-06)."""
+    for seed in range(10):
+        ys = spend(6, seed=seed, sigma=0.15, bursts_per_week=0)
+        start = WARM + 4 * DAY
+        ys[start - 4 * DAY : start] *= 0.7
+        days = np.clip(np.arange(len(ys)) - start, 0, None) / DAY
+        vs = run(make_detector("wow"), ys * 1.35 ** (days / 7))
+        hits = [i for i, v in enumerate(vs) if v.is_anomaly]
+        assert hits and start <= hits[0] < start + 6 * DAY, (seed, hits[:3])
+
+
 def test_page_x_pages_a_big_step() -> None:
     ys = steady(5)
     ys[WARM + DAY :] *= 4.0
