@@ -88,7 +88,7 @@ def replay_lines(
 
     ``jobs=2`` runs the rollup half (``rolled_up``) in a child process while this one
     runs the watch on its steps (``_replay_split``): the same steps in the same order, so
-    the same alerts and stats, in about 0.8x the time on two free cores, after a quarter
+    the same alerts and stats, in about 0.6x the time on two free cores, after a quarter
     of a second to start the child (so: for large inputs).
     """
     # Here, not at the top: the rollup process (``_replay_split``) imports this module and

@@ -585,7 +585,7 @@ def resume(
     type=click.Choice(["auto", "1", "2"]),
     default="auto",
     show_default=True,
-    help="2: roll up in a second process while this one runs the detectors (about 0.8x "
+    help="2: roll up in a second process while this one runs the detectors (about 0.6x "
     "the time on two free cores; the same output); auto: 2 for a file of 32 MiB or more "
     "(about 100k events) on a machine with two cores, else 1.",
 )
