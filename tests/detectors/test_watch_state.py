@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -83,7 +84,7 @@ def test_a_snapshot_written_by_91ee7cd_resumes_with_the_alerts_that_release_sent
     assert wow and _unlearned(restored.snapshot(), wow) == _unlearned(straight.snapshot(), wow)
 
 
-def _unlearned(snapshot: bytes, slots: set[int]) -> dict:
+def _unlearned(snapshot: bytes, slots: set[int]) -> dict[str, Any]:
     """A watch snapshot, parsed, with the state of the detectors of config entries
     ``slots`` left out (their layout stays: index and template)."""
     state = msgspec.json.decode(snapshot)

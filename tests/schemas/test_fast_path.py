@@ -147,8 +147,8 @@ def test_cached_timestamps_equal_parse_ts() -> None:
             digits = "".join(str(rng.randint(0, 9)) for _ in range(len(tail) - 2))
             tail = "." + digits + tail[-1]
         texts.append(stem + tail)
-    # Minutes and seconds of hours already seen (read off the text, added to the hour's
-    # start) and odd characters where they stand.
+    # Odd characters in the minutes and seconds (digits of other scripts, signs, spaces,
+    # separators), in hours the stems above do not cover.
     chars = "0123456789" * 4 + "6٣a +_.:Z"
     for _ in range(20_000):
         hour = rng.choice(["2026-10-05T10:", "2099-12-31T23:", "2026-02-28T00:"])
