@@ -24,6 +24,8 @@ FORGET_S = 15 * 86400
 #: The value of every field of the series that holds a dimension set's overflow.
 OTHER = "(other)"
 _UNSEEN: Any = object()
+#: One hour record of a series: (values, hour start, late epoch, cost_nusd, calls).
+Row = tuple[tuple[str | None, ...], int, int, int, int]
 
 
 def entries_for(config: Config, key: SeriesKey) -> tuple[int, ...]:
@@ -79,12 +81,16 @@ class SeriesBook:
         closed_until: int | None,
         config: Config,
     ) -> None:
-        """Set each hour record's part in its series (``hour``), bar a series with no value
-        for a field (a "no customer" series is mostly a copy of the global one: counted and
-        budgeted, no detectors) and corrections to hours the detectors already learned."""
+        """Set each hour record's part in its series (a new one while its set is under the
+        cap), bar a series with no value for a field (a "no customer" series is mostly a
+        copy of the global one: counted and budgeted, no detectors) and corrections to hours
+        the detectors already learned. Records of series past the cap are folded into
+        ``(other)`` together, at the end."""
         get = self.series.get
         dirty = self.dirty
         partition = block.partition
+        cap = config.limits.series_per_set
+        capped: list[Row] = []
         for values, hour, epoch, cost, calls in zip(
             block.values,
             block.starts,
@@ -98,47 +104,33 @@ class SeriesBook:
             sk = (dims, values)
             series = get(sk)
             if series is None or OTHER in values:
-                self.hour(dims, values, hour, partition, epoch, cost, calls, config)
-            elif series.set_part(hour, partition, epoch, cost, calls):
+                # Past the cap, or a caller's own "(other)": counted with ours, never over it.
+                if OTHER in values or self._per_set.get(dims, 0) >= cap:
+                    capped.append((values, hour, epoch, cost, calls))
+                    continue
+                series = self._watch(dims, values, config)
+                sk = series.key
+            if series.set_part(hour, partition, epoch, cost, calls):
                 if cost > 0 and hour > series.state[LAST_SPEND]:
                     series.last_spend_hour = hour  # the latest hour it spent in
                 dirty.add((sk, hour))
             # else: the same absolute values again (a re-sent record): nothing to score
+        if capped:
+            self.fold(dims, partition, capped, config)
 
-    def hour(
-        self,
-        dims: tuple[str, ...],
-        values: tuple[str | None, ...],
-        hour: int,
-        partition: int,
-        epoch: int,
-        cost: int,
-        calls: int,
-        config: Config,
-    ) -> None:
-        """Set an hour record's part in its series (or in its set's ``(other)``)."""
-        sk = (dims, tuple(values))
-        series = self.series.get(sk)
-        if series is None and self._per_set.get(dims, 0) >= config.limits.series_per_set:
-            self.fold(dims, values, hour, partition, epoch, cost, calls, config)
-            return
-        if OTHER in sk[1]:
-            # A caller's own "(other)": counted with ours, never over it.
-            self.fold(dims, values, hour, partition, epoch, cost, calls, config)
-            return
-        if series is None:
-            self._per_set[dims] = self._per_set.get(dims, 0) + 1
-            # Decoded records bring their own dims tuple and strings: share them.
-            shared = tuple(None if v is None else sys.intern(v) for v in sk[1])
-            if all(a is b for a, b in zip(shared, sk[1], strict=True)):
-                shared = sk[1]  # already shared (in-process, the rollup state's own tuple)
-            sk = (self._dim_sets.setdefault(dims, dims), shared)
-            series = self.series[sk] = self.new_series(sk, config)
-        if not series.set_part(hour, partition, epoch, cost, calls):
-            return  # the same absolute values again (a re-sent record): nothing to score
-        if cost > 0 and hour > series.state[LAST_SPEND]:
-            series.last_spend_hour = hour  # the latest hour it spent in
-        self.dirty.add((sk, hour))
+    def _watch(
+        self, dims: tuple[str, ...], values: tuple[str | None, ...], config: Config
+    ) -> Series:
+        """A new series of ``dims`` with ``values`` (the set under its cap), its key's
+        tuples shared with the other series of the set."""
+        self._per_set[dims] = self._per_set.get(dims, 0) + 1
+        # Decoded records bring their own dims tuple and strings: share them.
+        shared = tuple(None if v is None else sys.intern(v) for v in values)
+        if all(a is b for a, b in zip(shared, values, strict=True)):
+            shared = values  # already shared (in-process, the rollup state's own tuple)
+        sk = (self._dim_sets.setdefault(dims, dims), shared)
+        series = self.series[sk] = self.new_series(sk, config)
+        return series
 
     def new_series(self, sk: SeriesKey, config: Config) -> Series:
         """A series of fresh detectors: a new row of its entries' bank, once there is one."""
@@ -151,43 +143,44 @@ class SeriesBook:
             self._banks[slots] = series.bank if type(series.bank) is Bank else None
         return series
 
-    def fold(
-        self,
-        dims: tuple[str, ...],
-        values: tuple[str | None, ...],
-        hour: int,
-        partition: int,
-        epoch: int,
-        cost: int,
-        calls: int,
-        config: Config,
-    ) -> None:
-        """Count a series past the cap into its set's ``(other)`` series, exactly."""
+    def fold(self, dims: tuple[str, ...], partition: int, rows: list[Row], config: Config) -> None:
+        """Count series past the cap into their set's ``(other)`` series, exactly: each
+        row's absolute share replaces the one it had (``folded``), and ``(other)`` takes
+        the change, summed per hour and epoch (a flood folds thousands a step)."""
         dims = self._dim_sets.setdefault(dims, dims)
-        shares = self.folded.get(hour)
-        if shares is None:
-            shares = self.folded[hour] = {}
-        part = (dims, values, partition, epoch)
-        new = (cost, calls)
-        old = shares.get(part, (0, 0))
-        if new == old:
+        moved: dict[tuple[int, int], list[int]] = {}  # (hour, epoch) -> [cost, calls, spent]
+        for values, hour, epoch, cost, calls in rows:
+            shares = self.folded.get(hour)
+            if shares is None:
+                shares = self.folded[hour] = {}
+            part = (dims, values, partition, epoch)
+            old_cost, old_calls = shares.get(part, (0, 0))
+            if cost == old_cost and calls == old_calls:
+                continue
+            shares[part] = (cost, calls)
+            change = moved.get((hour, epoch))
+            if change is None:
+                change = moved[hour, epoch] = [0, 0, 0]
+            change[0] += cost - old_cost
+            change[1] += calls - old_calls
+            if cost > 0:
+                change[2] = 1
+            day = hour // 86400 * 86400
+            if (dims, day) not in self.cap_noticed:
+                self.cap_noticed.add((dims, day))
+                self.notices.append((dims, day, hour, config.limits.series_per_set))
+        if not moved:
             return
-        shares[part] = new
         sk = (dims, (OTHER,) * len(dims))
         other = self.series.get(sk)
         if other is None:  # outside the cap: it is what the cap turns into
             other = self.series[sk] = self.new_series(sk, config)
-        cost_then, calls_then = other.part(hour, partition, epoch)
-        other.set_part(
-            hour, partition, epoch, cost_then + new[0] - old[0], calls_then + new[1] - old[1]
-        )
-        if new[0] > 0:
-            other.spent_in(hour)
-        self.dirty.add((sk, hour))
-        day = hour // 86400 * 86400
-        if (dims, day) not in self.cap_noticed:
-            self.cap_noticed.add((dims, day))
-            self.notices.append((dims, day, hour, config.limits.series_per_set))
+        for (hour, epoch), (cost, calls, spent) in moved.items():
+            cost_then, calls_then = other.part(hour, partition, epoch)
+            other.set_part(hour, partition, epoch, cost_then + cost, calls_then + calls)
+            if spent:
+                other.spent_in(hour)
+            self.dirty.add((sk, hour))
 
     def take_notices(self) -> list[Alert]:
         """The operator alerts of the overflows since the last call."""

@@ -227,8 +227,12 @@ class BurnScale:
 
     def clip(self, r: float) -> float:
         """``r`` limited to +-clip_z sigmas, so outliers teach only a bounded step."""
-        c = self._hp.clip_z * self.sigma()
+        c = self.clip_at()
         return max(-c, min(c, r))
+
+    def clip_at(self) -> float:
+        """The bound ``clip`` limits a residual to (for a run of them, read once)."""
+        return self._hp.clip_z * self.sigma()
 
     def learn(self, r: float) -> None:
         """Fold residual ``r`` into the scale and the slow window."""

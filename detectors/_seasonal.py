@@ -414,6 +414,61 @@ class SeasonalBaseline(InRows):
         else:
             self.update(ts, value, weight)
 
+    def learn_run(self, start: int, until: int, value: float, weight: float = 1.0) -> None:
+        """``learn`` of a run of silent hours with ``_step``'s arithmetic for one, and only
+        that: a silent hour moves its slot toward zero spend and counts a window, nothing
+        else (no verdict, no scale, no level), so a waking series' hundreds of them cost a
+        third of what ``learn`` costs hour by hour. The run's first hour (a gap, a slot
+        never learned) and those of the first season (which may fix the unit) are
+        ``learn``'s, as is any run of spend or of a weight that teaches the usual weight."""
+        hp = self._hp
+        if (
+            value != 0.0
+            or hp.period_s != 3600
+            or start % 3600
+            or not (hp.count_x or not (weight > 0.0 and math.isfinite(weight)))
+        ):
+            super().learn_run(start, until, value, weight)
+            return
+        ts = start
+        while ts < until and (ts == start or self._first is not None):
+            self.learn(float(ts), 0.0, weight)
+            ts += 3600
+        if ts >= until:
+            return
+        v, i = self._rows.nums, self._row * _WIDTH
+        first_k, last_k = ts // 3600, (until - 1) // 3600
+        n = v[i + _N]
+        if not (
+            v[i + _LAST_K] == first_k - 1
+            and 0.0 < v[i + _UNIT] < math.inf
+            and n.is_integer()  # counted by ones: adding the run's length is the same sum
+            and n < 2.0**52
+        ):
+            super().learn_run(ts, until, value, weight)
+            return
+        level = v[i + _LEVEL]
+        c = self._scale_here().clip_at()  # silences leave the scale as it was
+        profile, at = self._profile_at()
+        season, alpha, cap, count_of = hp.season, hp.season_alpha, hp.count_cap, self._count
+        for k in range(first_k, last_k + 1):
+            slot = k % season
+            count = count_of(slot)
+            # ``_step`` on a silent hour (its weight's evidence ``s`` is 1.0), ``_get`` and
+            # ``_set`` on the profile's array, ``_slot_alpha`` and ``BurnScale.clip`` inline.
+            if count == 0:
+                x = 0.0 - level
+            else:
+                learned = profile[at + slot] / PROFILE_Q
+                x = learned + max(alpha, 1.0 / (count + 1)) * max(
+                    -c, min(c, 0.0 - (learned + level))
+                )
+            profile[at + slot] = _fixed(x)
+            if count < cap:
+                self._set_count(slot, count + 1)
+        v[i + _N] = n + float(last_k - first_k + 1)
+        v[i + _LAST_K] = last_k
+
     def _learn_first(self, ts: float, value: float) -> None:
         """The first season's mean window and silences, until the unit is fixed."""
         first = self._first

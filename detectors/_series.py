@@ -300,14 +300,10 @@ class Series:
 
     def wake(self, until: int, config: Config) -> None:
         """Teach a sleeping series' detectors its silent hours before ``until``."""
-        silent = []  # what each detector is fed for a silent hour: the same every hour
+        start = self.state[ASLEEP_FROM]
         for i, det in zip(self.slots, self.bank.at(self.row), strict=True):
-            cfg = config.detectors[i]
-            silent.append((det.learn, metric_value(cfg, 0, 0), weight(cfg, det, 0)))
-        for hour in range(self.state[ASLEEP_FROM], until, HOUR):
-            ts = float(hour)
-            for update, value, w in silent:
-                update(ts, value, w)
+            cfg = config.detectors[i]  # a silent hour is fed the same every hour
+            det.learn_run(start, until, metric_value(cfg, 0, 0), weight(cfg, det, 0))
         self.state[ASLEEP_FROM] = 0
 
 

@@ -262,6 +262,22 @@ class WeekOverWeek(InRows):
         """The verdict ``update`` would give, with no state change (a twin, own row)."""
         return copy.copy(self).update(ts, value, weight)
 
+    def learn_run(self, start: int, until: int, value: float, weight: float = 1.0) -> None:
+        """``learn`` of silent hours: an hour inside the open window adds nothing to its sum
+        and says nothing; the rest (a window's last hour, a new window) is ``update``'s."""
+        hp = self._hp
+        if value != 0.0 or hp.period_s != 3600 or start % 3600:
+            super().learn_run(start, until, value, weight)
+            return
+        v, i = self._rows.nums, self._row * _WIDTH
+        periods, offset = hp.periods, hp.offset
+        for ts in range(start, until, 3600):
+            k = ts // 3600 - offset
+            if k // periods == v[i + _HEAD] and k % periods != periods - 1:
+                v[i + _SUM] = v[i + _SUM] + 0.0  # as ``update`` adds it (-0.0 becomes 0.0)
+            else:
+                self.update(float(ts), 0.0, weight)
+
     def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Add ``value`` to its window; when that was the window's last period, judge it."""
         if not usable(ts, value):

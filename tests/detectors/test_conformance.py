@@ -301,6 +301,52 @@ def test_learn_leaves_the_state_update_does(name: str, weight: float) -> None:
         assert pickle.dumps(a) == pickle.dumps(b), i
 
 
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [(n, {}) for n in NAMES] + [("baseline", {"count_x": 8.0, "count_floor": 2.0})],
+)
+@pytest.mark.parametrize("weight", [1.0, 0.0])
+@pytest.mark.parametrize("fed", ["every hour", "afternoons only"])
+def test_learn_run_leaves_the_state_learn_does_hour_by_hour(
+    name: str, params: dict, weight: float, fed: str
+) -> None:
+    """A waking series' silent hours are taught as one run (``learn_run``, which the
+    baseline does with a silent hour's arithmetic alone): the state must be the one
+    ``learn`` leaves hour by hour, for short runs and runs of months, from a cold start, in
+    the first season and after it, after a spike, and with slots never learned before the
+    run (fed afternoons only)."""
+    y = spend(12, seed=7)
+    y[500:503] *= 30.0
+    y[np.arange(len(y)) % 24 < 6] = 0.0  # silent nights
+    a, b = make_detector(name, **params), make_detector(name, **params)
+    i = 0
+
+    def feed(hours: int) -> None:
+        nonlocal i
+        for _ in range(hours):
+            if fed == "every hour" or i % 24 >= 12:
+                a.learn(T0 + i * HOUR, float(y[i % len(y)]))
+                b.learn(T0 + i * HOUR, float(y[i % len(y)]))
+            i += 1
+
+    # Afternoons only: three weeks of them first, so the runs meet mornings never learned;
+    # five weeks of spend before the long runs, so a whole-day detector judges their days.
+    first = [24 * 21] if fed == "afternoons only" else []
+    for run_h in [*first, 1, 2, 5, 200, 30, 24 * 35, 170, 700, 2000]:
+        feed(40 + run_h % 7)  # spend between the runs, a run starting within a day
+        if run_h % 168 == 0:
+            feed(run_h)
+            continue
+        start = int(T0 + i * HOUR)
+        for h in range(run_h):
+            a.learn(float(start + h * HOUR), 0.0, weight)
+        b.learn_run(start, start + run_h * 3600, 0.0, weight)
+        i += run_h
+        assert pickle.dumps(a) == pickle.dumps(b), (run_h, i)
+        assert a.update(T0 + i * HOUR, 5.0) == b.update(T0 + i * HOUR, 5.0)
+        i += 1
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_may_alert_is_false_only_where_peek_cannot_alert(name: str) -> None:
     """The early look skips a peek when ``may_alert`` says no: sound only if every peek that

@@ -42,6 +42,10 @@ def test_series_past_the_cap_are_one_other_series_counted_exactly() -> None:
     want = sum(range(11, 30)) * NUSD + 101 * NUSD
     assert other.total(T0) == (want, 2 * 19 + 4)
     assert watch.folded_series() == 20
+    # Folded together per block (``SeriesBook.fold``): the same series twice in one block,
+    # the last write wins there too.
+    watch.observe([_customer("c28", T0, 50 * NUSD), _customer("c28", T0, 2 * NUSD)])
+    assert other.total(T0) == (want - 29 * NUSD + 2 * NUSD, 2 * 19 + 4)
 
 
 def test_one_operator_alert_a_day_and_the_cap_frees_up() -> None:
