@@ -332,7 +332,7 @@ def test_learn_run_leaves_the_state_learn_does_hour_by_hour(
     # Afternoons only: three weeks of them first, so the runs meet mornings never learned;
     # five weeks of spend before the long runs, so a whole-day detector judges their days.
     first = [24 * 21] if fed == "afternoons only" else []
-    for run_h in [*first, 1, 2, 5, 200, 30, 24 * 35, 170, 700, 2000]:
+    for run_h in [*first, 300, 1, 2, 5, 200, 30, 24 * 35, 170, 700, 2000]:
         feed(40 + run_h % 7)  # spend between the runs, a run starting within a day
         if run_h % 168 == 0:
             feed(run_h)
