@@ -438,16 +438,10 @@ class SeasonalBaseline(InRows):
             return
         v, i = self._rows.nums, self._row * _WIDTH
         first_k, last_k = ts // 3600, (until - 1) // 3600
-        n = v[i + _N]
-        if not (
-            v[i + _LAST_K] == first_k - 1
-            and 0.0 < v[i + _UNIT] < math.inf
-            and n.is_integer()  # counted by ones: adding the run's length is the same sum
-            and n < 2.0**52
-        ):
+        if not (v[i + _LAST_K] == first_k - 1 and 0.0 < v[i + _UNIT] < math.inf):
             super().learn_run(ts, until, value, weight)
             return
-        level = v[i + _LEVEL]
+        n, level = v[i + _N], v[i + _LEVEL]
         c = self._scale_here().clip_at()  # silences leave the scale as it was
         profile, at = self._profile_at()
         season, alpha, cap, count_of = hp.season, hp.season_alpha, hp.count_cap, self._count
@@ -466,7 +460,8 @@ class SeasonalBaseline(InRows):
             profile[at + slot] = _fixed(x)
             if count < cap:
                 self._set_count(slot, count + 1)
-        v[i + _N] = n + float(last_k - first_k + 1)
+            n += 1.0  # a window counted, as ``_step`` counts it
+        v[i + _N] = n
         v[i + _LAST_K] = last_k
 
     def _learn_first(self, ts: float, value: float) -> None:
