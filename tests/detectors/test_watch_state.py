@@ -70,8 +70,10 @@ def test_a_snapshot_written_by_91ee7cd_resumes_with_the_alerts_that_release_sent
     assert before == (DATA / "watch_snapshot_91ee7cd.alerts.jsonl").read_bytes()
     # And it is where a watch of this release would be at that point, but for the recent
     # look's calls at the last looks, which that release did not keep (a restored watch's
-    # recent look waits for three looks in a row), and for what ``wow`` learned: its creep
-    # mean is floored at zero since 2026-12-06 (that release let it go negative).
+    # recent look waits for three looks in a row), and for what ``wow`` and ``shift``
+    # learned: since 2026-12-06 ``wow``'s creep mean is floored at zero (that release let
+    # it go negative) and ``shift`` judges a window's log mean with its few-calls
+    # correction (that release without).
     straight = SpendWatch(config)
     _stage_run(straight, plan[:CUT])
     _partial(straight, plan)
@@ -80,8 +82,9 @@ def test_a_snapshot_written_by_91ee7cd_resumes_with_the_alerts_that_release_sent
     straight.clock.last_look = straight.clock.looks_from = None
     restored = SpendWatch(config)
     restored.restore((DATA / "watch_snapshot_91ee7cd.json").read_bytes())
-    wow = {i for i, d in enumerate(config.detectors) if d.kind == "wow"}
-    assert wow and _unlearned(restored.snapshot(), wow) == _unlearned(straight.snapshot(), wow)
+    changed = {i for i, d in enumerate(config.detectors) if d.kind in ("wow", "shift")}
+    assert len(changed) == 2
+    assert _unlearned(restored.snapshot(), changed) == _unlearned(straight.snapshot(), changed)
 
 
 def _unlearned(snapshot: bytes, slots: set[int]) -> dict[str, Any]:
