@@ -19,6 +19,7 @@ BENCHMARKS = {
     "replay": ("bench_replay", "spendbrake replay events/s vs a bare read-and-parse loop"),
     "report": ("bench_report", "report queries vs a full-table count(*) over the store"),
     "detect": ("bench_detect", "the detection evaluation: default vs cloud-style baselines"),
+    "trend": ("bench_trend", "wow's creep test: days to find a creep vs false trend items"),
     "nab": ("bench_nab", "the generic detector on a local NAB checkout, scored as NAB does"),
     "contract": ("bench_contract", "per-event validation vs an equivalent pydantic model"),
     "sdk": ("bench_sdk", "SpendProducer.emit cost and spill behaviour"),

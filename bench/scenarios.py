@@ -550,6 +550,17 @@ class ScenarioSet:
     def __len__(self) -> int:
         return len(self._ts)
 
+    def hourly_spend(self) -> np.ndarray:
+        """Each series' spend per hour of the run (series x hours, in label order), each
+        event once (the budget scenario's resent duplicates are not spend)."""
+        lb = self.labels
+        hours = int((lb.end_ts - lb.start_ts) // HOUR)
+        _, first = np.unique(self._uid, return_index=True)
+        hour = ((self._ts[first] - lb.start_ts) // HOUR).astype(np.int64)
+        spend = np.zeros((len(lb.series), hours))
+        np.add.at(spend, (self._series[first], hour), self._cost[first])
+        return spend
+
     def events(self, chunk: int = 8192) -> Iterator[UsageEvent]:
         """Yield the stream as ``UsageEvent`` objects, a numpy chunk at a time."""
         labels = self.labels.series
