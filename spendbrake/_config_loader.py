@@ -189,17 +189,39 @@ class _Hider:
 
 
 def _check_detectors(config: Config, marks: Mapping[Loc, str], name: str) -> list[ConfigError]:
-    """Detector names and parameters, checked by building each one (the registry's own rules)."""
+    """Detector names and parameters, checked by building each one (the registry's own rules):
+    each parameter alone first, so every bad one is named at its own line, then together
+    (a rule between two of them)."""
     from spendbrake.detectors import make_detector
 
     problems = []
+
+    def problem(loc: Loc, exc: ValueError, at: Loc | None = None) -> None:
+        reason = str(exc)
+        if isinstance(loc[-1], str) and reason.startswith(f"{loc[-1]}: "):
+            reason = reason[len(loc[-1]) + 2 :]  # the path names it already
+        mark = _mark_for(at or loc, marks) or name
+        problems.append(ConfigError(format_path(loc), reason, mark))
+
     for i, spec in enumerate(config.detectors):
         try:
-            make_detector(spec.kind, **spec.params)
+            make_detector(spec.kind)
         except ValueError as exc:
-            field = "kind" if str(exc).startswith("unknown detector") else "params"
-            loc: Loc = ("detectors", i, field)
-            problems.append(ConfigError(format_path(loc), str(exc), _mark_for(loc, marks) or name))
+            problem(("detectors", i, "kind"), exc)
+            continue
+        found = len(problems)
+        for key, value in spec.params.items():
+            try:
+                make_detector(spec.kind, **{key: value})
+            except ValueError as exc:
+                loc: Loc = ("detectors", i, "params", key)
+                unknown = str(exc).startswith("unknown parameter")
+                problem(loc, exc, (*loc, "<key>") if unknown else None)
+        if len(problems) == found:
+            try:
+                make_detector(spec.kind, **spec.params)
+            except ValueError as exc:
+                problem(("detectors", i, "params"), exc)
     return problems
 
 
