@@ -639,7 +639,8 @@ class SeasonalBaseline(InRows):
                 score = max(score, ratio_score(over))
                 reason = self._ceiling_reason(trailing, peak, label)
         if warm and not alert and hp.count_x and value - expected * elapsed > hp.min_usd:
-            usual = expected if elapsed >= 1.0 else self._early_usual(slot, expected, k)
+            base = self._count_usual(slot, expected, k)
+            usual = base if elapsed >= 1.0 else self._early_usual(slot, base, k)
             over = self._count_over(weight, usual, elapsed, samples=count)
             if over >= 1.0:
                 alert = True
@@ -647,8 +648,8 @@ class SeasonalBaseline(InRows):
                 reason = self._count_reason(weight, usual, value, label, elapsed)
             elif recent is not None and count >= RECENT_MIN_N:
                 calls, share = recent
-                if usual is expected:
-                    usual = self._early_usual(slot, expected, k)
+                if usual is base:
+                    usual = self._early_usual(slot, base, k)
                 over = self._count_over(calls, usual, share, RECENT_FLOOR)
                 if over >= 1.0:
                     alert = True
@@ -751,21 +752,38 @@ class SeasonalBaseline(InRows):
         """The spend an early look's calls are judged against: this slot's, or the slot
         before's if larger. Why: the part of an hour seen may be a burst begun in the hour
         before, at a few times that hour's rate; after a busy hour (a nightly batch window
-        closing) that is many times a quiet slot's rate, and it paused a batch key.
+        closing) that is many times a quiet slot's rate, and it paused a batch key."""
+        before = self._slot_spend((slot - 1) % self._hp.season, k)
+        return expected if before is None else max(expected, before)
 
-        The slot before is taken as it was before it learned the hour just closed: that hour
-        may hold this surge's own start (a spike from 23:33 made 23:00 look busy, and the
-        hour after judged the spike's calls against it: 48 calls where 2.4 are usual paged
-        only at the close)."""
-        prev = (slot - 1) % self._hp.season
-        count = self._count(prev)
-        if not count:
+    def _count_usual(self, slot: int, expected: float, k: int) -> float:
+        """The spend a count test's calls are judged against: the slot's, or, when it is
+        under both hours beside it, halfway (in log terms) to the lower of them. Why: a slot
+        is learned from three or four hours by the third week, and a few calls an hour make
+        its mean noisy (seen: a slot at a third of the hours around it, where a legitimate
+        burst then read 8x); hours side by side share most of their rate, so a slot under
+        both is partly a slot learned low by chance, partly a real dip (or its neighbours
+        learned high: one dear call's hour). Never lowered: a slot over its neighbours is a
+        peak (a nightly batch hour), whose bursts must not read larger."""
+        season = self._hp.season
+        prev = self._slot_spend((slot - 1) % season, k)
+        after = self._slot_spend((slot + 1) % season, k)
+        if prev is None or after is None or min(prev, after) <= expected or expected <= 0.0:
             return expected
-        mu = self._get(prev) + self._level
-        if self._last_k == k - 1 and count > 1:
+        return math.sqrt(expected * min(prev, after))
+
+    def _slot_spend(self, slot: int, k: int) -> float | None:
+        """Slot ``slot``'s expected spend (None: never learned); the slot of window ``k -
+        1`` as it was before it learned that window, which may hold this surge's own start
+        (a spike from 23:33 made 23:00 look busy, and the hour after judged the spike's
+        calls against it: 48 calls where 2.4 are usual paged only at the close)."""
+        count = self._count(slot)
+        if not count:
+            return None
+        mu = self._get(slot) + self._level
+        if self._last_k == k - 1 and slot == (k - 1) % self._hp.season and count > 1:
             mu -= self._last_rise(count - 1)
-        before = self._unit * math.expm1(min(mu, 700.0))
-        return max(expected, before)
+        return self._unit * math.expm1(min(mu, 700.0))
 
     def _last_rise(self, count: int) -> float:
         """How far the window learned last raised its slot's expectation (slot and level, in

@@ -278,3 +278,20 @@ def test_early_look_after_a_surge_began_the_hour_before(seed: int) -> None:
     assert not d.update(ts, 40.0, 20.0).is_anomaly
     v = d.peek(ts + 3600.0, 32.0, 16.0, elapsed=1 / 6)
     assert v.is_anomaly and "16 calls for the first 17% of" in v.reason
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_slot_learned_under_both_hours_beside_it_counts_partly_theirs(seed: int) -> None:
+    # About six calls an hour ($2 each), but Thursday 08:00 happened to see two calls in
+    # each of its three weeks: learned at a third of the hours beside it. A legitimate
+    # burst there (18 calls, three times the real rate) read 9x and paged; the count test
+    # now takes the slot halfway to the lower of its neighbours. A loop (60 calls) pages.
+    rng = np.random.default_rng(seed)
+    d = make_detector("baseline", count_x=8.0, count_floor=2.0)
+    thursday_8 = 8  # hour-of-week slots count from the epoch's Thursday 00:00
+    for i in range(3 * WEEK_H):
+        calls = 2 if i % WEEK_H == thursday_8 else int(rng.poisson(6.0))
+        d.update(3600.0 * i, 2.0 * calls, float(calls))
+    ts = 3600.0 * (3 * WEEK_H + thursday_8)
+    assert not d.peek(ts, 36.0, 18.0).is_anomaly
+    assert d.peek(ts, 120.0, 60.0).is_anomaly
