@@ -189,11 +189,9 @@ class _Hider:
 
 
 def _check_detectors(config: Config, marks: Mapping[Loc, str], name: str) -> list[ConfigError]:
-    """Detector names and parameters, checked by building each one (the registry's own rules):
-    each parameter alone first, so every bad one is named at its own line, then together
-    (a rule between two of them)."""
-    from spendbrake.detectors import make_detector
-
+    """Detector names and parameters, checked by building each one (the registry's own rules).
+    An entry that fails is built again with each parameter alone, so every bad one is named
+    at its own line; a rule between two of them is the whole entry's."""
     problems = []
 
     def problem(loc: Loc, exc: ValueError, at: Loc | None = None) -> None:
@@ -204,25 +202,37 @@ def _check_detectors(config: Config, marks: Mapping[Loc, str], name: str) -> lis
         problems.append(ConfigError(format_path(loc), reason, mark))
 
     for i, spec in enumerate(config.detectors):
-        try:
-            make_detector(spec.kind)
-        except ValueError as exc:
+        whole = _build_error(spec.kind, spec.params)
+        if whole is None:
+            continue
+        if (exc := _build_error(spec.kind, {})) is not None:
             problem(("detectors", i, "kind"), exc)
             continue
         found = len(problems)
-        for key, value in spec.params.items():
-            try:
-                make_detector(spec.kind, **{key: value})
-            except ValueError as exc:
+        alone = {key: _build_error(spec.kind, {key: value}) for key, value in spec.params.items()}
+        good = {key: spec.params[key] for key, exc in alone.items() if exc is None}
+        for key, exc in alone.items():
+            # Bad alone may be good beside the others (a rule between two parameters).
+            if exc is not None and (
+                exc := _build_error(spec.kind, {**good, key: spec.params[key]})
+            ):
                 loc: Loc = ("detectors", i, "params", key)
                 unknown = str(exc).startswith("unknown parameter")
                 problem(loc, exc, (*loc, "<key>") if unknown else None)
         if len(problems) == found:
-            try:
-                make_detector(spec.kind, **spec.params)
-            except ValueError as exc:
-                problem(("detectors", i, "params"), exc)
+            problem(("detectors", i, "params"), whole)
     return problems
+
+
+def _build_error(kind: str, params: Mapping[str, Any]) -> ValueError | None:
+    """Why detector ``kind`` cannot be built with ``params`` (None: it can)."""
+    from spendbrake.detectors import make_detector
+
+    try:
+        make_detector(kind, **params)
+    except ValueError as exc:
+        return exc
+    return None
 
 
 def format_path(loc: Loc) -> str:

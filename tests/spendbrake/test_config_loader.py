@@ -187,6 +187,17 @@ def test_every_bad_parameter_of_a_detector_is_named_at_its_own_line(tmp_path: Pa
     ]
 
 
+def test_a_parameter_good_beside_another_is_not_blamed(tmp_path: Path) -> None:
+    # `alert_order` may be at most `order`: 6 is bad beside the default order (5), good
+    # beside order 8. Only the bad `levels` is named.
+    text = "detectors:\n  - kind: generic\n    params: {order: 8, alert_order: 6, levels: 1}\n"
+    errors = errors_of(tmp_path, text, env={})
+    assert len(errors) == 1 and "detectors[0].params.levels: must be an int in [2, 32]" in errors[0]
+    text = "detectors:\n  - kind: generic\n    params: {order: 3, alert_order: 6}\n"
+    (error,) = errors_of(tmp_path, text, env={})
+    assert "detectors[0].params.alert_order: must be an int in [1, order], got 6" in error
+
+
 def test_an_empty_secret_is_no_secret(tmp_path: Path) -> None:
     # `${SLACK_BOT_TOKEN:-}` with the variable unset: Slack is off, not "on with no token".
     path = write(tmp_path, "slack: {token: '${T:-}'}\ngateway: {master_key: '  '}\n")
