@@ -840,7 +840,7 @@ def main(argv: list[str] | None = None, replay: ReplayFn | None = None) -> dict[
     )
     parser.add_argument(
         "--seeds",
-        type=_seed_list,
+        type=seed_list,
         help="several seeds (0-4 or 0,3,7): one table of the bar per seed, instead of one report "
         "(--dump and --rescore then use a folder seed-S per seed)",
     )
@@ -908,7 +908,7 @@ def evaluate(
     return scenarios, runs, scores, stream_eps
 
 
-def _seed_list(text: str) -> list[int]:
+def seed_list(text: str) -> list[int]:
     """``0-4`` or ``0,3,7`` (or both: ``0-2,9``), each seed once, in order."""
     seeds: list[int] = []
     try:

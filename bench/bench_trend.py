@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from bench.bench_detect import _seed_list
+from bench.bench_detect import seed_list
 from bench.scenarios import DAY, HOUR, WEEK, generate
 from spendbrake.detectors import make_detector
 from spendbrake.schemas import Config
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seeds", type=_seed_list, default=[0, 1, 2, 3, 4], help="0-4")
+    parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2, 3, 4], help="0-4")
     parser.add_argument("--series", type=int, default=20, help="series per scenario (20)")
     parser.add_argument(
         "--creep-z", default="2.75,2.5,2.25,2.0", help="comma-separated values (2.75,2.5,2.25,2.0)"

@@ -673,7 +673,7 @@ def test_several_seeds_give_one_table_of_the_bar(
     ("text", "seeds"), [("0-4", [0, 1, 2, 3, 4]), ("3,1,3", [3, 1]), ("0-1,7", [0, 1, 7])]
 )
 def test_seed_lists(text: str, seeds: list[int]) -> None:
-    assert bd._seed_list(text) == seeds
+    assert bd.seed_list(text) == seeds
 
 
 def test_a_bad_seed_list_is_refused_by_name(capsys: pytest.CaptureFixture[str]) -> None:
