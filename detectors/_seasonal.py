@@ -639,8 +639,9 @@ class SeasonalBaseline(InRows):
                 score = max(score, ratio_score(over))
                 reason = self._ceiling_reason(trailing, peak, label)
         if warm and not alert and hp.count_x and value - expected * elapsed > hp.min_usd:
-            base = self._count_usual(slot, expected, k)
-            usual = base if elapsed >= 1.0 else self._early_usual(slot, base, k)
+            before = self._slot_spend((slot - 1) % hp.season, k)
+            base = self._count_usual(slot, expected, k, before)
+            usual = base if elapsed >= 1.0 else _early_usual(base, before)
             over = self._count_over(weight, usual, elapsed, samples=count)
             if over >= 1.0:
                 alert = True
@@ -649,7 +650,7 @@ class SeasonalBaseline(InRows):
             elif recent is not None and count >= RECENT_MIN_N:
                 calls, share = recent
                 if usual is base:
-                    usual = self._early_usual(slot, base, k)
+                    usual = _early_usual(base, before)
                 over = self._count_over(calls, usual, share, RECENT_FLOOR)
                 if over >= 1.0:
                     alert = True
@@ -748,29 +749,20 @@ class SeasonalBaseline(InRows):
             return 0.0, 0.0
         return expected * calls / spend, calls * (1.0 - SUMS_DECAY)
 
-    def _early_usual(self, slot: int, expected: float, k: int) -> float:
-        """The spend an early look's calls are judged against: this slot's, or the slot
-        before's if larger. Why: the part of an hour seen may be a burst begun in the hour
-        before, at a few times that hour's rate; after a busy hour (a nightly batch window
-        closing) that is many times a quiet slot's rate, and it paused a batch key."""
-        before = self._slot_spend((slot - 1) % self._hp.season, k)
-        return expected if before is None else max(expected, before)
-
-    def _count_usual(self, slot: int, expected: float, k: int) -> float:
+    def _count_usual(self, slot: int, expected: float, k: int, before: float | None) -> float:
         """The spend a count test's calls are judged against: the slot's, or, when it is
-        under both hours beside it, halfway (in log terms) to the lower of them. Why: a slot
+        under both hours beside it (``before``: the slot before's, ``_slot_spend``),
+        halfway (in log terms) to the lower of them. Why: a slot
         is learned from three or four hours by the third week, and a few calls an hour make
         its mean noisy (seen: a slot at a third of the hours around it, where a legitimate
         burst then read 8x); hours side by side share most of their rate, so a slot under
         both is partly a slot learned low by chance, partly a real dip (or its neighbours
         learned high: one dear call's hour). Never lowered: a slot over its neighbours is a
         peak (a nightly batch hour), whose bursts must not read larger."""
-        season = self._hp.season
-        prev = self._slot_spend((slot - 1) % season, k)
-        after = self._slot_spend((slot + 1) % season, k)
-        if prev is None or after is None or min(prev, after) <= expected or expected <= 0.0:
+        after = self._slot_spend((slot + 1) % self._hp.season, k)
+        if before is None or after is None or min(before, after) <= expected or expected <= 0.0:
             return expected
-        return math.sqrt(expected * min(prev, after))
+        return math.sqrt(expected * min(before, after))
 
     def _slot_spend(self, slot: int, k: int) -> float | None:
         """Slot ``slot``'s expected spend (None: never learned); the slot of window ``k -
@@ -961,6 +953,14 @@ def _poisson_sf(n: float, mu: float) -> float:
     top = max(log_terms)
     cdf = math.exp(top) * sum(math.exp(t - top) for t in log_terms)
     return max(0.0, 1.0 - cdf)
+
+
+def _early_usual(expected: float, before: float | None) -> float:
+    """The spend an early look's calls are judged against: this slot's, or the slot before's
+    (``before``) if larger. Why: the part of an hour seen may be a burst begun in the hour
+    before, at a few times that hour's rate; after a busy hour (a nightly batch window
+    closing) that is many times a quiet slot's rate, and it paused a batch key."""
+    return expected if before is None else max(expected, before)
 
 
 def _fixed(x: float) -> int:
