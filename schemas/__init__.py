@@ -35,6 +35,7 @@ from ._event import (
     Extras,
     UsageEvent,
     decode_event,
+    decode_run,
     encode_event,
     fast_decode,
     validate_event,
@@ -52,7 +53,7 @@ from ._rollup import (
 )
 from ._snapshot import gc_paused, unpickle_state
 from ._text import csv_text, mrkdwn, mrkdwn_code, visible
-from ._time import format_ts, parse_ts
+from ._time import MAX_TS, MIN_TS, format_ts, parse_ts, wire_ts
 from ._units import CALLS, COST, METRICS, NUSD, to_nusd
 
 __all__ = [
@@ -64,7 +65,9 @@ __all__ = [
     "KEY_DIMENSIONS",
     "LITELLM_MASTER_KEY",
     "MAX_EVENT_BYTES",
+    "MAX_TS",
     "METRICS",
+    "MIN_TS",
     "NUSD",
     "ROLLUP_WINDOWS_S",
     "SCOPE_FIELDS",
@@ -105,6 +108,7 @@ __all__ = [
     "decode_alert",
     "decode_event",
     "decode_rollup",
+    "decode_run",
     "encode_alert",
     "encode_event",
     "encode_mark",
@@ -126,4 +130,5 @@ __all__ = [
     "unpickle_state",
     "validate_event",
     "visible",
+    "wire_ts",
 ]

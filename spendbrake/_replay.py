@@ -163,39 +163,23 @@ def rolled_up(
         finals=False,  # the watch reads changes; a closing window's flag is the store's
         traces=False,  # the store's; the watch never reads them
     )
-    # Each step's cells are folded many steps at once (``StepFold``): the watch gets the
+    # Each step's events are folded many steps at once (``StepFold``): the watch gets the
     # same steps, a fold later.
     fold = StepFold(processor.rollups)
     lines_at: list[int] = []
     # The first folds small, so the watch (in another process, idle until then) starts at
     # once; then doubling up to FOLD_CELLS.
     fold_at = FIRST_FOLD_CELLS
-    step = plan.step_s
-    next_flush = math.inf
     lines_read = 0
-    no_timestamps = itertools.repeat(math.inf)
     for values, offsets in _batches(lines):
         lines_read = offsets[-1] + 1
-        at = 0
-        while at < len(values):
-            if next_flush == math.inf:
-                # Until the first event sets a watermark, one line at a time.
-                at += processor.process_many(
-                    values[at : at + 1], offsets[at : at + 1], no_timestamps
-                )
-                if processor.rollups.watermark > -math.inf:
-                    next_flush = (processor.rollups.watermark // step + 1) * step
-                continue
-            at += processor.process_many(values[at:], offsets[at:], no_timestamps, until=next_flush)
-            watermark = processor.rollups.watermark
-            if watermark >= next_flush:
-                next_flush = (watermark // step + 1) * step
-                fold.take(processor.cut(), watermark)
-                lines_at.append(processor.next_offset or 0)
-                if fold.held >= fold_at:
-                    yield from _folded(fold, lines_at)
-                    lines_at = []
-                    fold_at = min(2 * fold_at, FOLD_CELLS)
+        for rows, watermark, read in processor.process_lines(values, offsets, plan.step_s):
+            fold.take(rows, watermark)
+            lines_at.append(read)
+            if fold.held >= fold_at:
+                yield from _folded(fold, lines_at)
+                lines_at = []
+                fold_at = min(2 * fold_at, FOLD_CELLS)
     fold.take(processor.cut(), processor.rollups.watermark)
     lines_at.append(lines_read)
     s = processor.stats

@@ -26,16 +26,16 @@ has closed it. Totals are exact: int64 while every sum a fold can make fits, Pyt
 
 from __future__ import annotations
 
-import itertools
 import operator
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from spendbrake.schemas import KEY_DIMENSIONS, METRICS, RollupColumns
 
+from ._lines import EventRows
 from ._rollup import ATTRS, MINUTE, RollupState
 
 __all__ = ["StepFold"]
@@ -51,11 +51,6 @@ _KEYED = frozenset(KEY_DIMENSIONS)
 #: benchmark has about 16,000, a flood of 200,000 customers about 455,000 (which held
 #: 475 MB where this holds 123).
 MAX_COMBOS = 8192
-
-_minute_of = operator.itemgetter(0)
-_epoch_of = operator.itemgetter(1)
-_attrs_of = operator.itemgetter(slice(2, None))
-_metrics_of = operator.itemgetter(*range(_N))
 
 #: A fine cell: (minute, epoch, *attrs) -> metric deltas, then calls by outcome or None.
 Cells = dict[tuple[Any, ...], list[Any]]
@@ -115,21 +110,12 @@ class StepFold:
         #: Cells taken since the last fold.
         self.held = 0
 
-    def take(self, cells: Cells, watermark: float) -> None:
-        """Hold one step's cells (``PartitionProcessor.cut``) and its watermark, as arrays:
-        the cells themselves are freed at once."""
-        keys = list(cells)
-        n = len(keys)
-        self._taken.append(
-            (
-                np.fromiter(map(_minute_of, keys), np.int64, n),
-                np.fromiter(map(_epoch_of, keys), np.int64, n),
-                self._combo_numbers(keys),
-                _matrix(cells.values(), n),
-            )
-        )
+    def take(self, rows: EventRows, watermark: float) -> None:
+        """Hold one step's events (``PartitionProcessor.cut`` or ``process_lines``) and its
+        watermark."""
+        self._taken.append((rows.minute, rows.epoch, self._combo_numbers(rows.attrs), rows.metrics))
         self._marks.append(watermark)
-        self.held += n
+        self.held += len(rows.minute)
 
     def fold(self) -> Iterator[tuple[list[RollupColumns], float]]:
         """The blocks (records as columns) and watermark of each step taken since the last
@@ -147,13 +133,15 @@ class StepFold:
         minute = np.concatenate([t[0] for t in taken])
         epoch = np.concatenate([t[1] for t in taken])
         combo = np.concatenate([t[2] for t in taken])
+        step, minute, epoch, combo, metrics, first = _cells(
+            step, minute, epoch, combo, _safe(_concat([t[3] for t in taken]))
+        )
         sids, flags = self._sid_table[combo], self._flag_table[combo]
-        metrics = _safe(_concat([t[3] for t in taken]))
         parts = []
         for window in self._windows:
             j = window.spec
             part = self._fold_window(
-                window, step, minute, epoch, sids[:, j], flags[:, j], metrics, marks[-1]
+                window, step, minute, epoch, sids[:, j], flags[:, j], metrics, first, marks[-1]
             )
             if part is not None:
                 parts.append(part)
@@ -164,21 +152,21 @@ class StepFold:
 
     # -- combinations ---------------------------------------------------------
 
-    def _combo_numbers(self, keys: list[tuple[Any, ...]]) -> np.ndarray:
-        numbers = list(map(self._combos.get, map(_attrs_of, keys)))
+    def _combo_numbers(self, attrs: list[tuple[Any, ...]]) -> np.ndarray:
+        numbers = list(map(self._combos.get, attrs))
         if None in numbers:
             for i, number in enumerate(numbers):
                 if number is None:
-                    numbers[i] = self._new_combo(keys[i])
+                    numbers[i] = self._new_combo(attrs[i])
         return np.array(numbers, dtype=np.int64)
 
-    def _new_combo(self, key: tuple[Any, ...]) -> int:
+    def _new_combo(self, attrs: tuple[Any, ...]) -> int:
         """Number a cell's attributes and place its series in every set (``_place``)."""
-        attrs = key[2:]
         number = self._combos.get(attrs)
         if number is not None:
             return number  # a second cell of a combination new in this fold
         number = self._combos[attrs] = len(self._combos)
+        key = (0, 0, *attrs)  # a fine cell's key, as the sets' projections read one
         key_attrs = self._key_of(key)
         by_key = self._by_key.get(key_attrs)
         if by_key is None:
@@ -251,6 +239,7 @@ class StepFold:
         sids: np.ndarray,
         flags: np.ndarray,
         metrics: np.ndarray,
+        firsts: np.ndarray,
         watermark: float,
     ) -> tuple[Any, ...] | None:
         """The rows this fold emits for one set and window size (and the open windows it
@@ -264,7 +253,7 @@ class StepFold:
         start = minute[taken] // w * w
         ep = epoch[taken]
         st = step[taken]
-        first = taken
+        first = firsts[taken]
         m = metrics[taken]
         if carry is not None:  # the open windows' totals, as a step before all others
             c_sid, c_start, c_ep, c_totals = carry
@@ -353,13 +342,26 @@ def _sliced(
         yield blocks
 
 
-def _matrix(deltas: Iterable[list[Any]], n: int) -> np.ndarray:
-    """The cells' ``_N`` metrics as an (n, _N) array: int64, or Python ints past it."""
-    flat = list(itertools.chain.from_iterable(map(_metrics_of, deltas)))
-    try:
-        return np.array(flat, dtype=np.int64).reshape(n, _N)
-    except OverflowError:
-        return np.array(flat, dtype=object).reshape(n, _N)
+def _cells(
+    step: np.ndarray, minute: np.ndarray, epoch: np.ndarray, combo: np.ndarray, m: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """The rows of a fold summed per (step, minute, epoch, combination): the fine cells the
+    flush folded, each with its first row (the order windows first changed in a step)."""
+    if not len(step):
+        return step, minute, epoch, combo, m, step
+    order = np.lexsort((combo, epoch, minute, step))  # stable: a cell's first row first
+    step, minute, epoch, combo = step[order], minute[order], epoch[order], combo[order]
+    change = np.empty(len(order), dtype=bool)
+    change[:1] = True
+    change[1:] = (
+        (step[1:] != step[:-1])
+        | (minute[1:] != minute[:-1])
+        | (epoch[1:] != epoch[:-1])
+        | (combo[1:] != combo[:-1])
+    )
+    at = np.flatnonzero(change)
+    sums = np.add.reduceat(m[order], at, axis=0)
+    return step[at], minute[at], epoch[at], combo[at], sums, order[at]
 
 
 def _safe(m: np.ndarray) -> np.ndarray:

@@ -8,10 +8,14 @@ and the tests all drive this same class.
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
+
+import numpy as np
 
 from spendbrake.schemas import (
     MAX_EVENT_BYTES,
@@ -22,13 +26,16 @@ from spendbrake.schemas import (
     RollupRecord,
     UsageEvent,
     decode_event,
+    decode_run,
     fast_decode,
     format_ts,
     gc_paused,
+    wire_ts,
 )
 
 from ._dedupe import BUCKET_S, Deduper
-from ._rollup import WINDOWS_S, RollupState, SeriesTable
+from ._lines import EventRows, epoch_seconds, rows_of_cells
+from ._rollup import ATTRS, WINDOWS_S, RollupState, SeriesTable
 from ._traces import TracePartial, TraceState
 
 #: Bytes of a bad record's payload kept in its DLQ record.
@@ -72,6 +79,17 @@ class DeadLetter:
             "truncated": self.raw_bytes > RAW_LIMIT,
         }
 
+
+#: What ``process_lines`` reads of each event of a run, a C call each.
+_ts_of = operator.attrgetter("ts")
+_id_of = operator.attrgetter("event_id")
+_cost_of = operator.attrgetter("cost_usd")
+_model_of = operator.attrgetter("provider", "model")
+_tokens_of = operator.attrgetter(
+    "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens"
+)
+_attrs_of = operator.attrgetter(*ATTRS)
+_NO_TIMESTAMPS = itertools.repeat(math.inf)
 
 #: Distinct unpriced model names counted by name; the rest are counted together.
 MAX_UNPRICED_MODELS = 1000
@@ -118,6 +136,15 @@ def unpriced_model_alert(provider: str, model: str, day_start: int, daily: bool 
         seq=0,
         reason=message,
     )
+
+
+class StepCut(NamedTuple):
+    """One step of ``process_lines``: its events, the watermark that ended it, and the
+    offset after its last record."""
+
+    rows: EventRows
+    watermark: float
+    next_offset: int
 
 
 @dataclass(slots=True)
@@ -191,6 +218,10 @@ class PartitionProcessor:
         self.alerts: list[Alert] = []
         #: (provider, model, UTC day) already alerted as unpriced, kept for 8 days.
         self.unpriced_seen: set[tuple[str, str, int]] = set()
+        #: Events counted since the last cut, as rows, and where the open step ends
+        #: (``process_lines``).
+        self._rows: list[EventRows] = []
+        self._step_end = math.inf
 
     def process(self, raw: bytes | None, offset: int, record_ts: float | None = None) -> None:
         """Handle the record at ``offset``; ``record_ts`` is its Kafka timestamp in seconds."""
@@ -368,6 +399,237 @@ class PartitionProcessor:
             self.next_offset = offsets[taken - 1] + 1
         return taken
 
+    def process_lines(
+        self, values: Sequence[bytes | None], offsets: Sequence[int], step_s: float
+    ) -> list[StepCut]:
+        """``process_many`` for records with no timestamp (replay's lines), a run of them at
+        a time in arrays, cut where the watermark reaches each multiple of ``step_s``; for a
+        reader of cuts (no traces, no calls by outcome). Returns the steps these records
+        completed; the open step's events wait for the next call, or ``cut``.
+
+        A step ends after the record that brings the watermark to its end (as
+        ``process_many(until=...)``); the first ends at the step after the first event's.
+        A run is the records up to the first that needs the per-event path: one msgspec
+        refuses, whose ``ts`` text is not ``epoch_seconds``' shape or that breaks a
+        cross-field rule, or past the dedupe horizon. That record goes through
+        ``process_many``, alone, and the next run starts after it; so the counts, dead
+        letters, dedupe memory, watermark and rows are the per-event path's
+        (``tests/streamer/test_lines.py``).
+        """
+        if self.keep_traces:
+            raise ValueError("process_lines keeps no traces: make the processor with traces=False")
+        self._rows_from_cells()  # cells counted before, by the per-event path, come first
+        cuts: list[StepCut] = []
+        taken = 0
+        while taken < len(values):
+            at = self._run(values, offsets, taken, step_s, cuts)
+            if at == taken:
+                at += self.process_many(values[at : at + 1], offsets[at : at + 1], _NO_TIMESTAMPS)
+                self._rows_from_cells()
+                self._end_step(step_s, cuts)
+            taken = at
+        return cuts
+
+    def _end_step(self, step_s: float, cuts: list[StepCut]) -> None:
+        """Cut the open step if the watermark has reached its end (and set the next end)."""
+        watermark = self.rollups.watermark
+        if watermark >= self._step_end:
+            cuts.append(self._cut(watermark))
+        elif self._step_end != math.inf or watermark == -math.inf:
+            return
+        self._step_end = (watermark // step_s + 1) * step_s
+
+    def _cut(self, watermark: float) -> StepCut:
+        rows, self._rows = EventRows.joined(self._rows), []
+        self._outputs([])
+        return StepCut(rows, watermark, self.next_offset or 0)
+
+    def _run(
+        self,
+        values: Sequence[bytes | None],
+        offsets: Sequence[int],
+        start: int,
+        step_s: float,
+        cuts: list[StepCut],
+    ) -> int:
+        """Count the run of records from ``start`` (``process_lines``); where it ended."""
+        events = decode_run(values[start:])
+        if not events:
+            return start
+        texts = list(map(_ts_of, events))
+        ts = epoch_seconds(texts)
+        if ts is None:
+            times = []
+            for text in texts:
+                if type(text) is str:
+                    try:
+                        text = wire_ts(text)
+                    except InvalidEvent:
+                        break
+                times.append(text)
+            ts = np.array(times, dtype=np.float64)
+        n = len(ts)
+        tokens = np.array(list(map(_tokens_of, events[:n])), dtype=np.int64).reshape(n, 5)
+        refused = (tokens[:, 1] + tokens[:, 2] > tokens[:, 0]) | (tokens[:, 4] > tokens[:, 3])
+        if refused.any():
+            n = int(refused.argmax())
+        if not n:
+            return start
+        ts, tokens = ts[:n], tokens[:n]
+        ids = list(map(_id_of, events[:n]))
+        buckets = (ts // BUCKET_S).astype(np.int64)
+        repeated = self._repeated(ids, buckets)
+        # The watermark before each record: the running most of the counted events' times
+        # (a late event is before it, so counting it in changes nothing).
+        counted_ts = ts if repeated is None else np.where(repeated, -math.inf, ts)
+        watermark = self.rollups.watermark
+        before = np.maximum.accumulate(np.concatenate(([watermark], counted_ts[:-1])))
+        stale = ts < before - self.dedupe.horizon_s
+        if stale.any():
+            n = int(stale.argmax())
+            if not n:
+                return start
+            ts, tokens, before, buckets = ts[:n], tokens[:n], before[:n], buckets[:n]
+        counted = np.ones(n, dtype=bool) if repeated is None else ~repeated[:n]
+        self._remember(ids[:n], buckets, counted)
+        kept = np.flatnonzero(counted)
+        kept_events = list(map(events.__getitem__, kept.tolist()))
+        kept_ts, kept_before = ts[kept], before[kept]
+        cost, unpriced = self._costs(kept_events, kept_ts, tokens[kept])
+        rollups = self.rollups
+        smallest = rollups.min_window_s
+        lateness_s = rollups.lateness_s
+        late = (kept_ts // smallest).astype(np.int64) * smallest + (
+            smallest + lateness_s
+        ) <= kept_before
+        epoch = np.zeros(len(kept), dtype=np.int64)
+        if late.any():
+            epoch[late] = 1 + (kept_before[late] // lateness_s).astype(np.int64)
+        metrics = np.empty((len(kept), 8), dtype=np.int64)
+        metrics[:, 0] = np.rint(cost * NUSD)
+        metrics[:, 1] = 1
+        metrics[:, 2:7] = tokens[kept]
+        metrics[:, 7] = unpriced
+        rows = EventRows(
+            (kept_ts // 60).astype(np.int64) * 60,
+            epoch,
+            list(map(_attrs_of, kept_events)),
+            metrics,
+        )
+        late_count = int(late.sum())
+        rollups.late_events += late_count
+        stats = self.stats
+        stats.records += n
+        stats.valid += len(kept)
+        stats.duplicates += n - len(kept)
+        stats.late += late_count
+        # Cut where the watermark before a record reaches the open step's end.
+        end = self._step_end
+        if end == math.inf:
+            first = int(np.searchsorted(before, -math.inf, side="right"))
+            if first < n:
+                end = (before[first] // step_s + 1) * step_s
+        at = 0  # the first record of the open step
+        while (cut := int(np.searchsorted(before, end))) < n:
+            below = int(np.searchsorted(kept, cut))
+            done = int(np.searchsorted(kept, at))
+            self._rows.append(_rows_slice(rows, done, below))
+            rollups.watermark = float(before[cut])
+            self.next_offset = offsets[start + cut - 1] + 1
+            cuts.append(self._cut(rollups.watermark))
+            end = (before[cut] // step_s + 1) * step_s
+            at = cut
+        self._step_end = end
+        done = int(np.searchsorted(kept, at))
+        self._rows.append(_rows_slice(rows, done, len(kept)))
+        if len(kept_ts):
+            rollups.watermark = max(watermark, float(kept_ts.max()))
+        self.next_offset = offsets[start + n - 1] + 1
+        self._end_step(step_s, cuts)  # the run's last record may end the open step
+        return start + n
+
+    def _repeated(self, ids: list[str], buckets: np.ndarray) -> np.ndarray | None:
+        """Which ids of a run are duplicates (seen before in their hour, or earlier in the
+        run), or None when none is; the dedupe memory is not changed."""
+        seen = self.dedupe.buckets
+        hours = np.unique(buckets).tolist()
+        if len(set(ids)) == len(ids) and all(
+            seen.get(h) is None or seen[h].isdisjoint(ids) for h in hours
+        ):
+            return None
+        repeated = np.zeros(len(ids), dtype=bool)
+        run: dict[int, set[str]] = {}
+        for i, (event_id, hour) in enumerate(zip(ids, buckets.tolist(), strict=True)):
+            mine = run.get(hour)
+            if mine is None:
+                mine = run[hour] = set()
+            if event_id in mine or event_id in seen.get(hour, ()):
+                repeated[i] = True
+            else:
+                mine.add(event_id)
+        return repeated
+
+    def _remember(self, ids: list[str], buckets: np.ndarray, counted: np.ndarray) -> None:
+        """The counted ids into the dedupe memory, in order, each in its hour's bucket."""
+        hours = np.unique(buckets).tolist()
+        if len(hours) == 1:
+            seen, fresh = self.dedupe.bucket(hours[0])
+            new = ids if counted.all() else list(itertools.compress(ids, counted.tolist()))
+            seen.update(new)
+            fresh.extend(new)
+            return
+        for hour in hours:
+            seen, fresh = self.dedupe.bucket(hour)
+            new = list(itertools.compress(ids, ((buckets == hour) & counted).tolist()))
+            seen.update(new)
+            fresh.extend(new)
+
+    def _costs(
+        self, events: list[UsageEvent], ts: np.ndarray, tokens: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each event's cost in dollars (its own, else the price table's, as ``price``
+        computes it) and whether it is unpriced; unpriced models noted in order."""
+        # None (no cost on the wire) reads as NaN, which a wire cost never is (msgspec
+        # bounds it).
+        cost = np.array(list(map(_cost_of, events)), dtype=np.float64)
+        unpriced = np.zeros(len(events), dtype=np.int64)
+        needed = np.flatnonzero(np.isnan(cost))
+        if not len(needed):
+            return cost, unpriced
+        models = list(map(_model_of, map(events.__getitem__, needed.tolist())))
+        numbers = {model: k for k, model in enumerate(dict.fromkeys(models))}
+        model_at = np.array(list(map(numbers.__getitem__, models)), dtype=np.int64)
+        by_model = {model: needed[model_at == k] for model, k in numbers.items()}
+        missing: list[int] = []
+        for (provider, model), at in by_model.items():
+            latest = self.prices.lookup(provider, model, math.inf)
+            if latest is None:
+                cost[at] = 0.0
+                missing += at.tolist()
+                continue
+            dated = ts[at] < latest.effective_from
+            if dated.any():  # before the latest price: each at its own date, as ``price``
+                for i in at[dated].tolist():
+                    row = self.prices.lookup(provider, model, float(ts[i]))
+                    assert row is not None
+                    cost[i] = row.cost(*tokens[i, [0, 3, 1, 2, 4]].tolist())
+                at = at[~dated]
+            t = tokens[at]
+            uncached = np.maximum(t[:, 0] - t[:, 1] - t[:, 2], 0)
+            visible = np.maximum(t[:, 3] - t[:, 4], 0)
+            reasoning = latest.output if latest.reasoning is None else latest.reasoning
+            cost[at] = (
+                uncached * latest.input
+                + t[:, 1] * latest.cache_read
+                + t[:, 2] * latest.cache_write
+                + visible * latest.output
+                + t[:, 4] * reasoning
+            ) / 1_000_000
+        for i in sorted(missing):
+            unpriced[i] = 1
+            self._unpriced(events[i].provider, events[i].model, float(ts[i]))
+        return cost, unpriced
+
     def _handle(self, raw: bytes | None, offset: int, record_ts: float | None) -> None:
         if raw is None:
             self._dead("payload", "record has no value (tombstone)", b"", offset)
@@ -451,13 +713,20 @@ class PartitionProcessor:
         """Outputs accumulated since the last flush; dedupe memory past the horizon is dropped."""
         return self._outputs(self.rollups.flush())
 
-    def cut(self) -> dict[tuple[Any, ...], list[Any]]:
-        """``flush`` for a reader that folds the rollups itself: the fine cells since the
-        last cut (``RollupState.take_cells``); the other outputs are dropped (replay counts
-        them in ``stats``)."""
-        cells = self.rollups.take_cells()
+    def cut(self) -> EventRows:
+        """``flush`` for a reader that folds the rollups itself (replay's ``StepFold``): the
+        events counted since the last cut as rows, in input order (fine cells, a row each,
+        from the per-event path), without calls by outcome; this state's windows are not
+        kept, and the other outputs are dropped (replay counts them in ``stats``)."""
+        self._rows_from_cells()
+        rows, self._rows = EventRows.joined(self._rows), []
         self._outputs([])
-        return cells
+        return rows
+
+    def _rows_from_cells(self) -> None:
+        cells = self.rollups.take_cells()
+        if cells:
+            self._rows.append(rows_of_cells(cells))
 
     def _outputs(self, records: list[RollupRecord]) -> Outputs:
         watermark = self.rollups.watermark
@@ -509,3 +778,7 @@ class PartitionProcessor:
             unpriced=stats.get("unpriced", 0),
             dead=dict(stats.get("dead", {})),
         )
+
+
+def _rows_slice(rows: EventRows, a: int, b: int) -> EventRows:
+    return EventRows(rows.minute[a:b], rows.epoch[a:b], rows.attrs[a:b], rows.metrics[a:b])
