@@ -27,8 +27,21 @@ __all__ = ["EventRows", "epoch_seconds", "rows_of_cells"]
 _N = len(METRICS)
 #: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``: what the SDK and ``format_ts`` write.
 _SHAPE = 27
-_SEPARATORS = {4: ord("-"), 7: ord("-"), 10: ord("T"), 13: ord(":"), 16: ord(":"), 19: ord(".")}
-_DIGITS = np.array([i not in _SEPARATORS and i != 26 for i in range(_SHAPE)])
+_FIXED = np.array([4, 7, 10, 13, 16, 19, 26])
+_FIXED_CHARS = np.frombuffer(b"--T::.Z", dtype=np.uint8)
+_DIGITS = np.array([i for i in range(_SHAPE) if i not in _FIXED.tolist()])
+
+
+def _places() -> np.ndarray:
+    """Place values turning the 20 digits into year, month, day, hour, minute, second and
+    microseconds: a matrix product."""
+    out = np.zeros((20, 7), dtype=np.int64)
+    for field, (a, b) in enumerate([(0, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 14), (14, 20)]):
+        out[a:b, field] = 10 ** np.arange(b - a - 1, -1, -1)
+    return out
+
+
+_PLACES = _places()
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 
 
@@ -108,25 +121,12 @@ def epoch_seconds(texts: list[Any]) -> np.ndarray | None:
     if len(raw) != n * _SHAPE:
         return None
     chars = np.frombuffer(raw, dtype=np.uint8).reshape(n, _SHAPE)
-    if not (chars[:, 26] == ord("Z")).all():
+    if not (chars[:, _FIXED] == _FIXED_CHARS).all():
         return None
-    for at, char in _SEPARATORS.items():
-        if not (chars[:, at] == char).all():
-            return None
-    digits = chars[:, _DIGITS].astype(np.int64) - ord("0")
-    if ((digits < 0) | (digits > 9)).any():
+    digits = chars[:, _DIGITS] - np.uint8(ord("0"))  # a non-digit wraps past 9
+    if digits.max(initial=0) > 9:
         return None
-
-    def number(a: int, b: int) -> np.ndarray:
-        out = digits[:, a]
-        for k in range(a + 1, b):
-            out = out * 10 + digits[:, k]
-        return out
-
-    # Digit columns: year 0-3, month 4-5, day 6-7, hour 8-9, minute 10-11, second 12-13,
-    # microsecond 14-19 (the separators taken out).
-    year, month, day = number(0, 4), number(4, 6), number(6, 8)
-    hour, minute, second, micro = number(8, 10), number(10, 12), number(12, 14), number(14, 20)
+    year, month, day, hour, minute, second, micro = (digits @ _PLACES).T
     if ((month < 1) | (month > 12) | (hour > 23) | (minute > 59) | (second > 59)).any():
         return None
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)

@@ -469,7 +469,9 @@ class PartitionProcessor:
                 times.append(text)
             ts = np.array(times, dtype=np.float64)
         n = len(ts)
-        tokens = np.array(list(map(_tokens_of, events[:n])), dtype=np.int64).reshape(n, 5)
+        tokens = np.fromiter(
+            itertools.chain.from_iterable(map(_tokens_of, events[:n])), np.int64, 5 * n
+        ).reshape(n, 5)
         refused = (tokens[:, 1] + tokens[:, 2] > tokens[:, 0]) | (tokens[:, 4] > tokens[:, 3])
         if refused.any():
             n = int(refused.argmax())
