@@ -342,7 +342,11 @@ class BudgetTracker:
         """Spend of ``[start, end)`` over the hours before hour index ``hi``, with an hour
         that holds ``start`` or ``end`` split by its minutes where they are known."""
         lo, top = math.floor(start / HOUR_S), min(math.ceil(end / HOUR_S), hi)
-        parts = [v for h, v in self._hours.items() if lo <= h < top]
+        hours = self._hours
+        if hours and lo <= min(hours) and max(hours) < top:  # the usual case, in C
+            parts = list(hours.values())
+        else:
+            parts = [v for h, v in hours.items() if lo <= h < top]
         for edge, sign in ((start, -1.0), (end, 1.0)):
             h = math.floor(edge / HOUR_S)
             if h * HOUR_S == edge or not lo <= h < top or h not in self._hours:
