@@ -131,11 +131,10 @@ class RollupPlan(NamedTuple):
     step_s: float
 
 
-#: Fine cells folded at once: about 300 steps of the 1M-event file, 40 ms of the fold's work,
-#: so the watch is never far behind while numpy works on arrays large enough to pay (folds
-#: of 2,048 to 16,384 cells measured alike).
-FOLD_CELLS = 16384
-FIRST_FOLD_CELLS = 512
+#: Rows (events) folded at once: about 300 steps of the 1M-event file, where the fold's
+#: arrays are large enough to pay while the watch is never far behind.
+FOLD_ROWS = 32768
+FIRST_FOLD_ROWS = 1024
 
 #: One early-look step of the rollup half: its records (a block per set and window size), the
 #: watermark, lines read so far.
@@ -168,8 +167,8 @@ def rolled_up(
     fold = StepFold(processor.rollups)
     lines_at: list[int] = []
     # The first folds small, so the watch (in another process, idle until then) starts at
-    # once; then doubling up to FOLD_CELLS.
-    fold_at = FIRST_FOLD_CELLS
+    # once; then doubling up to FOLD_ROWS.
+    fold_at = FIRST_FOLD_ROWS
     lines_read = 0
     for values, offsets in _batches(lines):
         lines_read = offsets[-1] + 1
@@ -179,7 +178,7 @@ def rolled_up(
             if fold.held >= fold_at:
                 yield from _folded(fold, lines_at)
                 lines_at = []
-                fold_at = min(2 * fold_at, FOLD_CELLS)
+                fold_at = min(2 * fold_at, FOLD_ROWS)
     fold.take(processor.cut(), processor.rollups.watermark)
     lines_at.append(lines_read)
     s = processor.stats

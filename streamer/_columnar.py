@@ -3,11 +3,13 @@
 Replay cuts its input where the watermark reaches each early-look step and hands the watch
 every window that changed in the step, with its absolute totals. ``RollupState.flush`` does
 that one step at a time, a dict operation per cell, set and window (about 4.5 us a record on
-the 1M-event benchmark, half of the rollup half's time). ``StepFold`` takes the fine cells of
-many steps (``PartitionProcessor.cut``) and folds them with numpy: per set and window size,
-one sort of the cells by (series, window, epoch, step), sums per step, running sums per
-window (its totals carried from the steps before), and each step's changed windows handed
-over as columns, a block per set and window size (``RollupColumns``), not a record each.
+the 1M-event benchmark, half of the rollup half's time). ``StepFold`` takes the events of
+many steps as rows (``EventRows``, from ``PartitionProcessor.process_lines`` or ``cut``) and
+folds them with numpy: the rows summed into fine cells (a sort of the fold's rows), then per
+set and window size one sort of the cells by (series, window, epoch, step), sums per step,
+running sums per window (its totals carried from the steps before), and each step's changed
+windows handed over as columns, a block per set and window size (``RollupColumns``), not a
+record each.
 
 The blocks hold the flush's records, step by step, with ``finals=False`` (replay's: a window
 is emitted when it changed, never because it closed) and without calls by outcome (the watch
@@ -107,7 +109,7 @@ class StepFold:
         #: The steps taken since the last fold: (minutes, epochs, combinations, metrics).
         self._taken: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._marks: list[float] = []
-        #: Cells taken since the last fold.
+        #: Rows taken since the last fold.
         self.held = 0
 
     def take(self, rows: EventRows, watermark: float) -> None:

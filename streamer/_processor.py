@@ -3,7 +3,9 @@
 parse (orjson) -> validate (contract v1) -> dedupe by event_id -> price -> roll up.
 A record that fails any check becomes a ``DeadLetter`` with the field and the
 reason; nothing raises, nothing blocks the partition. The live worker, replay
-and the tests all drive this same class.
+and the tests all drive this same class: the worker a record at a time
+(``process_many``), replay a run of lines at a time as arrays (``process_lines``,
+which hands every record it is not sure of to the per-event path).
 """
 
 from __future__ import annotations

@@ -100,15 +100,15 @@ def _canonical(steps: list[Any]) -> list[tuple[list[bytes], float, int]]:
     ]
 
 
-@pytest.mark.parametrize(("fold_cells", "max_combos"), [(1, 10**9), (60, 3), (10**9, 10**9)])
+@pytest.mark.parametrize(("fold_rows", "max_combos"), [(1, 10**9), (60, 3), (10**9, 10**9)])
 def test_steps_are_the_flushs(
-    monkeypatch: pytest.MonkeyPatch, fold_cells: int, max_combos: int
+    monkeypatch: pytest.MonkeyPatch, fold_rows: int, max_combos: int
 ) -> None:
     """Folded a step at a time, a few at a time forgetting the series of closed windows as
-    often as it can, and in folds doubling from 40 cells to all that is left."""
+    often as it can, and in folds doubling from 40 rows to all that is left."""
     lines = _lines()
-    monkeypatch.setattr(_replay, "FOLD_CELLS", fold_cells)
-    monkeypatch.setattr(_replay, "FIRST_FOLD_CELLS", min(fold_cells, 40))
+    monkeypatch.setattr(_replay, "FOLD_ROWS", fold_rows)
+    monkeypatch.setattr(_replay, "FIRST_FOLD_ROWS", min(fold_rows, 40))
     monkeypatch.setattr(_columnar, "MAX_COMBOS", max_combos)
     stats = ReplayStats()
     folded = [(_records(b), m, n) for b, m, n in rolled_up(lines, CONFIG, 600.0, PLAN, stats)]
