@@ -20,7 +20,10 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from spendbrake.schemas import (
+    CALLS,
+    COST,
     MAX_EVENT_BYTES,
+    METRICS,
     NUSD,
     Alert,
     InvalidEvent,
@@ -28,15 +31,13 @@ from spendbrake.schemas import (
     RollupRecord,
     UsageEvent,
     decode_event,
-    decode_run,
     fast_decode,
     format_ts,
     gc_paused,
-    wire_ts,
 )
 
 from ._dedupe import BUCKET_S, Deduper
-from ._lines import EventRows, epoch_seconds, rows_of_cells
+from ._lines import EventRows, rows_of_cells, vouched
 from ._rollup import ATTRS, WINDOWS_S, RollupState, SeriesTable
 from ._traces import TracePartial, TraceState
 
@@ -83,13 +84,9 @@ class DeadLetter:
 
 
 #: What ``process_lines`` reads of each event of a run, a C call each.
-_ts_of = operator.attrgetter("ts")
 _id_of = operator.attrgetter("event_id")
 _cost_of = operator.attrgetter("cost_usd")
 _model_of = operator.attrgetter("provider", "model")
-_tokens_of = operator.attrgetter(
-    "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens"
-)
 _attrs_of = operator.attrgetter(*ATTRS)
 _NO_TIMESTAMPS = itertools.repeat(math.inf)
 
@@ -455,31 +452,10 @@ class PartitionProcessor:
         cuts: list[StepCut],
     ) -> int:
         """Count the run of records from ``start`` (``process_lines``); where it ended."""
-        events = decode_run(values[start:])
-        if not events:
-            return start
-        texts = list(map(_ts_of, events))
-        ts = epoch_seconds(texts)
-        if ts is None:
-            times = []
-            for text in texts:
-                if type(text) is str:
-                    try:
-                        text = wire_ts(text)
-                    except InvalidEvent:
-                        break
-                times.append(text)
-            ts = np.array(times, dtype=np.float64)
+        events, ts, tokens = vouched(values[start:])
         n = len(ts)
-        tokens = np.fromiter(
-            itertools.chain.from_iterable(map(_tokens_of, events[:n])), np.int64, 5 * n
-        ).reshape(n, 5)
-        refused = (tokens[:, 1] + tokens[:, 2] > tokens[:, 0]) | (tokens[:, 4] > tokens[:, 3])
-        if refused.any():
-            n = int(refused.argmax())
         if not n:
             return start
-        ts, tokens = ts[:n], tokens[:n]
         ids = list(map(_id_of, events[:n]))
         buckets = (ts // BUCKET_S).astype(np.int64)
         repeated = self._repeated(ids, buckets)
@@ -489,7 +465,7 @@ class PartitionProcessor:
         watermark = self.rollups.watermark
         before = np.maximum.accumulate(np.concatenate(([watermark], counted_ts[:-1])))
         stale = ts < before - self.dedupe.horizon_s
-        if stale.any():
+        if stale.any():  # the run ends before it: the per-event path dead-letters it
             n = int(stale.argmax())
             if not n:
                 return start
@@ -497,60 +473,71 @@ class PartitionProcessor:
         counted = np.ones(n, dtype=bool) if repeated is None else ~repeated[:n]
         self._remember(ids[:n], buckets, counted)
         kept = np.flatnonzero(counted)
-        kept_events = list(map(events.__getitem__, kept.tolist()))
-        kept_ts, kept_before = ts[kept], before[kept]
-        cost, unpriced = self._costs(kept_events, kept_ts, tokens[kept])
-        rollups = self.rollups
-        smallest = rollups.min_window_s
-        lateness_s = rollups.lateness_s
-        late = (kept_ts // smallest).astype(np.int64) * smallest + (
-            smallest + lateness_s
-        ) <= kept_before
-        epoch = np.zeros(len(kept), dtype=np.int64)
-        if late.any():
-            epoch[late] = 1 + (kept_before[late] // lateness_s).astype(np.int64)
-        metrics = np.empty((len(kept), 8), dtype=np.int64)
-        metrics[:, 0] = np.rint(cost * NUSD)
-        metrics[:, 1] = 1
-        metrics[:, 2:7] = tokens[kept]
-        metrics[:, 7] = unpriced
-        rows = EventRows(
-            (kept_ts // 60).astype(np.int64) * 60,
-            epoch,
-            list(map(_attrs_of, kept_events)),
-            metrics,
+        rows = self._rows_of(
+            list(map(events.__getitem__, kept.tolist())), ts[kept], tokens[kept], before[kept]
         )
-        late_count = int(late.sum())
-        rollups.late_events += late_count
         stats = self.stats
         stats.records += n
         stats.valid += len(kept)
         stats.duplicates += n - len(kept)
-        stats.late += late_count
-        # Cut where the watermark before a record reaches the open step's end.
-        end = self._step_end
-        if end == math.inf:
-            first = int(np.searchsorted(before, -math.inf, side="right"))
-            if first < n:
-                end = (before[first] // step_s + 1) * step_s
-        at = 0  # the first record of the open step
-        while (cut := int(np.searchsorted(before, end))) < n:
-            below = int(np.searchsorted(kept, cut))
-            done = int(np.searchsorted(kept, at))
-            self._rows.append(_rows_slice(rows, done, below))
-            rollups.watermark = float(before[cut])
-            self.next_offset = offsets[start + cut - 1] + 1
-            cuts.append(self._cut(rollups.watermark))
-            end = (before[cut] // step_s + 1) * step_s
-            at = cut
-        self._step_end = end
-        done = int(np.searchsorted(kept, at))
-        self._rows.append(_rows_slice(rows, done, len(kept)))
-        if len(kept_ts):
-            rollups.watermark = max(watermark, float(kept_ts.max()))
+        self._cut_steps(rows, kept, before, offsets[start : start + n], step_s, cuts)
+        if len(kept):
+            self.rollups.watermark = max(watermark, float(ts[kept].max()))
         self.next_offset = offsets[start + n - 1] + 1
         self._end_step(step_s, cuts)  # the run's last record may end the open step
         return start + n
+
+    def _rows_of(
+        self, events: list[UsageEvent], ts: np.ndarray, tokens: np.ndarray, before: np.ndarray
+    ) -> EventRows:
+        """Counted events as rows: priced, in their minute and epoch (late ones, by the
+        watermark ``before`` each, in a late epoch as ``RollupState.add`` puts them)."""
+        cost, unpriced = self._costs(events, ts, tokens)
+        rollups = self.rollups
+        smallest, lateness_s = rollups.min_window_s, rollups.lateness_s
+        late = (ts // smallest).astype(np.int64) * smallest + (smallest + lateness_s) <= before
+        epoch = np.zeros(len(ts), dtype=np.int64)
+        if late.any():
+            epoch[late] = 1 + (before[late] // lateness_s).astype(np.int64)
+            late_count = int(late.sum())
+            rollups.late_events += late_count
+            self.stats.late += late_count
+        metrics = np.empty((len(ts), len(METRICS)), dtype=np.int64)
+        metrics[:, COST] = np.rint(cost * NUSD)
+        metrics[:, CALLS] = 1
+        metrics[:, 2:7] = tokens  # input, cache read, cache write, output, reasoning
+        metrics[:, 7] = unpriced
+        return EventRows(
+            (ts // 60).astype(np.int64) * 60, epoch, list(map(_attrs_of, events)), metrics
+        )
+
+    def _cut_steps(
+        self,
+        rows: EventRows,
+        kept: np.ndarray,
+        before: np.ndarray,
+        offsets: Sequence[int],
+        step_s: float,
+        cuts: list[StepCut],
+    ) -> None:
+        """Add a run's rows (of its records ``kept``) to the open step, cutting it where the
+        watermark ``before`` a record reaches the step's end."""
+        end = self._step_end
+        if end == math.inf:  # no watermark yet: the first step ends after the first event's
+            first = int(np.searchsorted(before, -math.inf, side="right"))
+            if first < len(before):
+                end = (before[first] // step_s + 1) * step_s
+        at = 0  # the open step's first row
+        while (cut := int(np.searchsorted(before, end))) < len(before):
+            upto = int(np.searchsorted(kept, cut))
+            self._rows.append(rows.slice(at, upto))
+            self.rollups.watermark = float(before[cut])
+            self.next_offset = offsets[cut - 1] + 1
+            cuts.append(self._cut(self.rollups.watermark))
+            end = (before[cut] // step_s + 1) * step_s
+            at = upto
+        self._step_end = end
+        self._rows.append(rows.slice(at, len(kept)))
 
     def _repeated(self, ids: list[str], buckets: np.ndarray) -> np.ndarray | None:
         """Which ids of a run are duplicates (seen before in their hour, or earlier in the
@@ -782,7 +769,3 @@ class PartitionProcessor:
             unpriced=stats.get("unpriced", 0),
             dead=dict(stats.get("dead", {})),
         )
-
-
-def _rows_slice(rows: EventRows, a: int, b: int) -> EventRows:
-    return EventRows(rows.minute[a:b], rows.epoch[a:b], rows.attrs[a:b], rows.metrics[a:b])
