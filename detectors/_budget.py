@@ -621,6 +621,8 @@ class BudgetTracker:
         )
 
     def _burn(self, now: float, start: float, end: float, advanced: bool) -> list[BudgetVerdict]:
+        if self._burn_below(start, end, advanced):
+            return []
         m_end = math.floor(now / 60.0)
         s5 = s30 = s60 = s360 = 0.0
         # In minute order, so each window's float sum is the same however minutes arrived.
@@ -689,6 +691,23 @@ class BudgetTracker:
             else:
                 self._slow_armed = armed
         return out
+
+    def _burn_below(self, start: float, end: float, advanced: bool) -> bool:
+        """Whether every minute held, all together, spends under both rules' long-window
+        factor: then no window does, and ``_burn`` would only re-arm (which this does) and
+        alert on nothing. Its windows' sums, a pass in minute order, wait for a burn that
+        could reach a factor (this is a sum in C). The margin covers the float error of
+        either sum, about 1e-13 of it for a few hundred minutes."""
+        held = sum(map(abs, self._minutes.values())) * (1.0 + 1e-12)
+        pace = self.amount_usd / (end - start)
+        tol = 1.0 - 1e-9
+        if held >= self.fast_burn * tol * pace * 3600.0:
+            return False
+        if held >= self.slow_burn * tol * pace * 21600.0:
+            return False
+        if advanced:  # as ``_burn``: each long window is under its factor
+            self._fast_armed = self._slow_armed = True
+        return True
 
     # Labels (local calendar of the budget).
 

@@ -481,6 +481,40 @@ def test_burn_ignores_normal_pace_and_bursts_of_a_few_minutes() -> None:
     assert burn(b, t0, [(600, 1.0), (10, 50.0), (600, 1.5)], pace) == []
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_burn_skips_its_windows_only_when_no_window_could_reach_a_factor(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random bursts near and past both factors, minutes arriving late and out of order:
+    the same verdicts and arming with the shortcut as with every window summed."""
+    rng = random.Random(seed)
+    t0 = utc(2026, 6, 10)
+    pattern = [(rng.randrange(5, 200), rng.choice([0.0, 1.0, 5.0, 6.2, 14.0, 15.0, 30.0]))]
+    pattern += [(rng.randrange(5, 200), rng.uniform(0.0, 25.0)) for _ in range(12)]
+
+    def run() -> list[tuple[object, ...]]:
+        b, pace = burn_tracker()
+        out = []
+        t = t0
+        for n, x in pattern:
+            for k in range(n):
+                b.set_minute(t, pace * x)
+                if k % 7 == 3:  # a late correction to an earlier minute
+                    b.set_minute(t - rng_late.randrange(1, 90) * M, pace * x * 0.5)
+                out += [(v.severity, v.observed_usd, v.window_end) for v in b.evaluate(t + M)]
+                out.append((b._fast_armed, b._slow_armed))
+                t += M
+        return out
+
+    rng_late = random.Random(seed)
+    shortcut = run()
+    monkeypatch.setattr(BudgetTracker, "_burn_below", lambda *a: False)
+    rng_late = random.Random(seed)
+    every_window = run()
+    assert shortcut == every_window
+    assert any(len(v) == 3 and v[0] in ("critical", "warning") for v in shortcut)
+
+
 # Restart.
 
 
