@@ -158,3 +158,26 @@ def ground_truth(
         out[key][0] += to_nusd(cost or 0.0)
         out[key][1] += 1
     return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def disorder(
+    lines: list[bytes],
+    rng: random.Random,
+    *,
+    resent: int,
+    late: int,
+    on_time: int,
+    bad: int,
+    bad_line: bytes = b'{"event_id": "x", "ts": 1}',
+) -> None:
+    """Mess up a log of lines in place, as a producer and a broker do: ``resent`` lines sent
+    again a few lines later (duplicates), ``late`` held back 800 lines (hours: past the
+    lateness), ``on_time`` held back a few (minutes: within it), ``bad`` lines refused."""
+    for at in rng.sample(range(100, len(lines)), resent):
+        lines.insert(at, lines[at - rng.randrange(1, 50)])
+    for at in rng.sample(range(100, len(lines) - 900), late):
+        lines.insert(at + 800, lines.pop(at))
+    for at in rng.sample(range(100, len(lines) - 30), on_time):
+        lines.insert(at + rng.randrange(3, 25), lines.pop(at))
+    for at in rng.sample(range(len(lines)), bad):
+        lines.insert(at, bad_line)

@@ -19,6 +19,7 @@ from spendbrake.streamer import RollupState, StepFold, _columnar
 from spendbrake.streamer._columnar import Cells
 from spendbrake.streamer._lines import EventRows, rows_of_cells
 from tests.cli.test_replay_split import CONFIG, START
+from tests.streamer.streams import disorder
 
 # Replay's test config (two budgets, one on a team: minutes of that team only) and start.
 WATCH = SpendWatch(CONFIG, partitions=1)
@@ -38,14 +39,15 @@ def _lines() -> list[bytes]:
         if rng.random() < 0.1:
             event = msgspec.structs.replace(event, outcome=rng.choice(["ok", "error"]))
         lines.append(event.to_json() + b"\n")
-    for at in rng.sample(range(100, len(lines)), 100):
-        lines.insert(at, lines[at - rng.randrange(1, 50)])
-    for at in rng.sample(range(100, len(lines) - 900), 40):
-        lines.insert(at + 800, lines.pop(at))  # hours later: late
-    for at in rng.sample(range(100, len(lines) - 30), 200):
-        lines.insert(at + rng.randrange(3, 25), lines.pop(at))  # minutes later: on time
-    for at in rng.sample(range(len(lines)), 10):
-        lines.insert(at, b'{"event_id": "x", "ts": 1}\n')
+    disorder(
+        lines,
+        rng,
+        resent=100,
+        late=40,
+        on_time=200,
+        bad=10,
+        bad_line=b'{"event_id": "x", "ts": 1}\n',
+    )
     return lines
 
 

@@ -17,6 +17,7 @@ from spendbrake._simulate import simulate
 from spendbrake.schemas import DEFAULT_DIMENSIONS, PriceTable, parse_ts, wire_ts
 from spendbrake.streamer import PartitionProcessor
 from spendbrake.streamer._lines import EventRows, epoch_seconds
+from tests.streamer.streams import disorder
 
 START = parse_ts("2026-09-07T00:00:00Z")
 STEP_S = 300.0
@@ -72,14 +73,7 @@ def _lines(seed: int) -> list[bytes]:
         elif roll < 0.125:
             wire["outcome"] = "ok"
         lines.append(orjson.dumps(wire))
-    for at in rng.sample(range(100, len(lines)), 60):
-        lines.insert(at, lines[at - rng.randrange(1, 50)])  # re-sent
-    for at in rng.sample(range(100, len(lines) - 900), 30):
-        lines.insert(at + 800, lines.pop(at))  # hours later: late
-    for at in rng.sample(range(100, len(lines) - 30), 120):
-        lines.insert(at + rng.randrange(3, 25), lines.pop(at))  # minutes later: on time
-    for at in rng.sample(range(len(lines)), 8):
-        lines.insert(at, b'{"event_id": "x", "ts": 1}')
+    disorder(lines, rng, resent=60, late=30, on_time=120, bad=8)
     old = orjson.dumps(
         {"event_id": "old", "ts": "2026-08-30T12:00:00.000000Z", "provider": "openai",
          "model": "gpt-4o", "input_tokens": 1, "output_tokens": 1, "team": "a"}
