@@ -15,6 +15,7 @@ nesting deeper than ``MAX_DEPTH``. Hot reload reads files with this same loader.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -163,13 +164,34 @@ def build_config(
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigErrors(
-            [hide(_to_config_error(err, marks, name, from_env)) for err in exc.errors()]
-        ) from None
+        errors = [_to_config_error(err, marks, name, from_env) for err in exc.errors()]
+        if not any(err["loc"][:1] == ("detectors",) for err in exc.errors()):
+            # The detectors section itself is valid: its names and parameters are checked
+            # too, so one run of ``validate`` names every problem of the file.
+            with contextlib.suppress(ValidationError):  # a rule across sections: mend first
+                errors += _check_detectors(_detectors_only(data), marks, name)
+        raise ConfigErrors([hide(e) for e in _in_file_order(errors)]) from None
     problems = [hide(p) for p in _check_detectors(config, marks, name)]
     if problems:
         raise ConfigErrors(problems)
     return config
+
+
+def _detectors_only(data: dict[str, Any]) -> Config:
+    """A config of ``data``'s detectors and the defaults (the section alone is valid)."""
+    return Config.model_validate({"detectors": data["detectors"]} if "detectors" in data else {})
+
+
+def _in_file_order(errors: list[ConfigError]) -> list[ConfigError]:
+    """By line and column where the file says so (``name:line:col``); the rest after."""
+
+    def at(error: ConfigError) -> tuple[int, ...]:
+        parts = (error.location or "").rsplit(":", 2)
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            return (0, int(parts[1]), int(parts[2]))
+        return (1,)
+
+    return sorted(errors, key=at)
 
 
 class _Hider:

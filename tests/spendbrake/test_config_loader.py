@@ -187,6 +187,27 @@ def test_every_bad_parameter_of_a_detector_is_named_at_its_own_line(tmp_path: Pa
     ]
 
 
+def test_bad_detector_parameters_are_named_beside_other_sections_problems(tmp_path: Path) -> None:
+    """One run of ``validate`` names every problem, in file order (a detector's parameters
+    were checked only once the rest of the file validated)."""
+    text = (
+        "budgets:\n  - {name: all, amount_usd: -5, period: day}\n"
+        "detectors:\n  - kind: baseline\n    params: {seasn: 24}\n"
+        "slack:\n  retry_max_s: -1\n"
+    )
+    errors = errors_of(tmp_path, text, env={})
+    name = f"{tmp_path}/spendbrake.yaml"
+    assert [e.split(": ", 2)[:2] for e in errors] == [
+        [f"{name}:2:29", "budgets[0].amount_usd"],
+        [f"{name}:5:14", "detectors[0].params.seasn"],
+        [f"{name}:7:3", "slack.retry_max_s"],
+    ]
+    # A detectors section pydantic refuses is named by pydantic alone.
+    text = "budgets:\n  - {name: all, amount_usd: -5}\ndetectors:\n  - kind: 3\n    params: 7\n"
+    errors = errors_of(tmp_path, text, env={})
+    assert all(not e.split(": ", 2)[1].startswith("detectors[0].params.") for e in errors)
+
+
 def test_a_parameter_good_beside_another_is_not_blamed(tmp_path: Path) -> None:
     # `alert_order` may be at most `order`: 6 is bad beside the default order (5), good
     # beside order 8. Only the bad `levels` is named.
