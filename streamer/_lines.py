@@ -7,8 +7,8 @@ path does one event at a time are done on the run's columns. Its counted events 
 (the per-event path's) become rows too (``rows_of_cells``): a row is a cell of one event.
 
 ``epoch_seconds`` is ``wire_ts`` for a run of the common text shape, in numpy: the same
-floats (``tests/streamer/test_lines.py`` checks it against ``wire_ts``), at a fifth of the
-cost.
+floats (``tests/streamer/test_lines.py`` checks it against ``wire_ts``), at half the cost
+(0.19 against 0.39 us a time, runs of 1,024).
 """
 
 from __future__ import annotations

@@ -710,9 +710,7 @@ class PartitionProcessor:
         from the per-event path), without calls by outcome; this state's windows are not
         kept, and the other outputs are dropped (replay counts them in ``stats``)."""
         self._rows_from_cells()
-        rows, self._rows = EventRows.joined(self._rows), []
-        self._outputs([])
-        return rows
+        return self._cut(self.rollups.watermark).rows
 
     def _rows_from_cells(self) -> None:
         cells = self.rollups.take_cells()
