@@ -13,12 +13,13 @@ spike injected, to a temporary .jsonl once. Then, on that file, in the same run:
     ``spendbrake replay`` does with a file this large on two cores), which must count and
     alert alike. CPU time is both processes' (the child's once it has ended).
 
-Prints events/s of each, replay/bare, the alerts replay produced and peak RSS. Density
+Prints events/s of each, replay/bare, the alerts replay produced and peak RSS; with
+``--rounds N``, medians of N rounds with ratios taken within each round. Density
 matters: the same N over fewer weeks puts more events into each window, and replay's
 per-window work (rollup flushes, early looks, budget checks) is then shared by more
 events. The issue's target is 200,000 events/s.
 
-    python -m bench replay [--events N] [--weeks W] [--customers N] [--json]
+    python -m bench replay [--events N] [--weeks W] [--customers N] [--rounds N] [--json]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import argparse
 import itertools
 import random
 import resource
+import statistics
 import tempfile
 import time
 from collections import defaultdict
@@ -118,58 +120,100 @@ def _cpu_s() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run(events: int, weeks: float, customers: int = 0) -> dict[str, Any]:
+def run(events: int, weeks: float, customers: int = 0, rounds: int = 1) -> dict[str, Any]:
     """Replay's speed on the simulated file; with ``customers``, also on the same traffic
     with its customer-facing calls spread over that many customers (a cardinality flood),
-    as a ratio to the first (the target: within 2x, under ``limits.series_per_set``)."""
+    as a ratio to the first (the target: within 2x, under ``limits.series_per_set``).
+
+    ``rounds`` > 1 measures each in turn that many times and gives each figure's median,
+    ratios taken within a round (two runs of the same code on this machine can differ by a
+    fifth; a ratio to a baseline measured beside it differs less), with the lowest and
+    highest ratio of the rounds."""
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         path = Path(tmp) / "events.jsonl"
+        flood_path = Path(tmp) / "flood.jsonl"
         events = write_events(path, events, weeks)
-        config = bench_config(events, weeks)
-        bare_s = bare(path)
-        replay_s, replay_cpu_s, stats = replay(path, config)
-        split_s, split_cpu_s, split = replay(path, config, jobs=2)
-        if split != stats:
-            raise SystemExit(f"two processes replayed differently: {split} vs {stats}")
-        file_mb = path.stat().st_size / 2**20
-        rate = events / replay_s
-        split_rate = events / split_s
-        out: dict[str, Any] = {
-            "events": events,
-            "weeks": weeks,
-            "file_mb": round(file_mb, 1),
-            "bare_events_per_s": round(events / bare_s),
-            "replay_events_per_s": round(rate),
-            "replay_over_bare": round(bare_s / replay_s, 3),
-            "replay_cpu_us_per_event": round(replay_cpu_s / events * 1e6, 2),
-            "two_process_events_per_s": round(split_rate),
-            "two_process_speedup": round(replay_s / split_s, 2),
-            "two_process_cpu_us_per_event": round(split_cpu_s / events * 1e6, 2),
-            "replay_valid": stats.valid,
-            "replay_alerts": stats.alerts,
-            "target_events_per_s": TARGET,
-            "target_met_one_process": rate >= TARGET,
-            "target_met_two_processes": split_rate >= TARGET,
-        }
         if customers:
-            path.unlink()
-            write_events(path, events, weeks, customers)
-            flood_s, _, flood = replay(path, config)
-            flood_split_s, _, flood_split = replay(path, config, jobs=2)
-            if flood_split != flood:
-                raise SystemExit(f"two processes replayed the flood differently: {flood_split}")
-            out |= {
-                "flood_customers": customers,
-                "flood_series_per_set": config.limits.series_per_set,
-                "flood_events_per_s": round(events / flood_s),
-                "flood_slowdown": round(flood_s / replay_s, 2),
-                "flood_two_process_events_per_s": round(events / flood_split_s),
-                "flood_two_process_slowdown": round(flood_split_s / split_s, 2),
-                "flood_alerts": flood.alerts,
-                "flood_target_met": flood_s <= 2 * replay_s,
-                "flood_target_met_two_processes": flood_split_s <= 2 * split_s,
-            }
+            write_events(flood_path, events, weeks, customers)
+        config = bench_config(events, weeks)
+        measured = [_round(path, flood_path if customers else None, config) for _ in range(rounds)]
+        stats = measured[0]["stats"]
+        file_mb = path.stat().st_size / 2**20
+
+    def median(name: str) -> float:
+        return statistics.median(m[name] for m in measured)
+
+    def ratios(name: str, over: str) -> list[float]:
+        return sorted(m[over] / m[name] for m in measured)
+
+    rate = events / median("replay_s")
+    split_rate = events / median("split_s")
+    out: dict[str, Any] = {
+        "events": events,
+        "weeks": weeks,
+        "file_mb": round(file_mb, 1),
+        "rounds": rounds,
+        "bare_events_per_s": round(events / median("bare_s")),
+        "replay_events_per_s": round(rate),
+        "replay_over_bare": round(statistics.median(ratios("replay_s", "bare_s")), 3),
+        "replay_cpu_us_per_event": round(median("replay_cpu_s") / events * 1e6, 2),
+        "two_process_events_per_s": round(split_rate),
+        "two_process_over_bare": round(statistics.median(ratios("split_s", "bare_s")), 3),
+        "two_process_speedup": round(statistics.median(ratios("split_s", "replay_s")), 2),
+        "two_process_cpu_us_per_event": round(median("split_cpu_s") / events * 1e6, 2),
+        "replay_valid": stats.valid,
+        "replay_alerts": stats.alerts,
+        "target_events_per_s": TARGET,
+        "target_met_one_process": rate >= TARGET,
+        "target_met_two_processes": split_rate >= TARGET,
+    }
+    if rounds > 1:
+        for name, over, key in (
+            ("replay_s", "bare_s", "replay_over_bare"),
+            ("split_s", "bare_s", "two_process_over_bare"),
+        ):
+            low, *_, high = ratios(name, over)
+            out[f"{key}_range"] = f"{low:.3f}-{high:.3f}"
+    if customers:
+        flood = measured[0]["flood"]
+        slowdown = statistics.median(m["flood_s"] / m["replay_s"] for m in measured)
+        split_slowdown = statistics.median(m["flood_split_s"] / m["split_s"] for m in measured)
+        out |= {
+            "flood_customers": customers,
+            "flood_series_per_set": config.limits.series_per_set,
+            "flood_events_per_s": round(events / median("flood_s")),
+            "flood_slowdown": round(slowdown, 2),
+            "flood_two_process_events_per_s": round(events / median("flood_split_s")),
+            "flood_two_process_slowdown": round(split_slowdown, 2),
+            "flood_alerts": flood.alerts,
+            "flood_target_met": slowdown <= 2,
+            "flood_target_met_two_processes": split_slowdown <= 2,
+        }
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
+def _round(path: Path, flood_path: Path | None, config: Config) -> dict[str, Any]:
+    """One of each measurement, in turn; two processes must count as one does."""
+    bare_s = bare(path)
+    replay_s, replay_cpu_s, stats = replay(path, config)
+    split_s, split_cpu_s, split = replay(path, config, jobs=2)
+    if split != stats:
+        raise SystemExit(f"two processes replayed differently: {split} vs {stats}")
+    out: dict[str, Any] = {
+        "bare_s": bare_s,
+        "replay_s": replay_s,
+        "replay_cpu_s": replay_cpu_s,
+        "split_s": split_s,
+        "split_cpu_s": split_cpu_s,
+        "stats": stats,
+    }
+    if flood_path is not None:
+        flood_s, _, flood = replay(flood_path, config)
+        flood_split_s, _, flood_split = replay(flood_path, config, jobs=2)
+        if flood_split != flood:
+            raise SystemExit(f"two processes replayed the flood differently: {flood_split}")
+        out |= {"flood_s": flood_s, "flood_split_s": flood_split_s, "flood": flood}
     return out
 
 
@@ -194,8 +238,17 @@ def main(argv: list[str] | None = None) -> None:
         help="also replay the traffic with its customer-facing calls spread over this many "
         "customers (a cardinality flood), and print the slowdown",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure everything this many times in turn and print medians, ratios taken "
+        "within a round, with their range (this machine's runs differ by up to a fifth)",
+    )
     args = parser.parse_args(argv)
-    result = run(args.events, args.weeks, args.customers)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    result = run(args.events, args.weeks, args.customers, args.rounds)
     show(result, args.json)
 
 

@@ -11,8 +11,11 @@ from bench.bench_replay import main
 def test_bench_replay_counts_every_event_and_finds_the_injected_incidents(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    main(["--events", "20000", "--weeks", "3", "--customers", "5000", "--json"])
+    main(["--events", "20000", "--weeks", "3", "--customers", "5000", "--rounds", "2", "--json"])
     out = orjson.loads(capsys.readouterr().out)
+    assert out["rounds"] == 2
+    low, high = map(float, out["two_process_over_bare_range"].split("-"))
+    assert low <= out["two_process_over_bare"] <= high
     assert out["events"] == out["replay_valid"] == 20_000
     assert out["replay_alerts"] > 0  # the batch runaway and the spike are in the file
     assert out["bare_events_per_s"] > 0 and out["replay_events_per_s"] > 0
