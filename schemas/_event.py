@@ -27,6 +27,7 @@ b'"ts":"2026-11-23T10:00:00.000000Z"'
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -209,25 +210,26 @@ def fast_decode(raw: bytes | bytearray | memoryview | str) -> UsageEvent | None:
 
 def decode_run(raws: Sequence[bytes | None]) -> list[UsageEvent]:
     """msgspec's half of ``fast_decode`` for a run of records: the events of the records
-    before the first it refuses (or one over ``MAX_EVENT_BYTES``, or no value).
+    before the first it refuses (or one over ``MAX_EVENT_BYTES``, or with no value).
 
     Their ``ts`` is as it came (text or seconds) and the cross-field rules are not yet
     checked: the caller (``PartitionProcessor.process_lines``) does both for the run at
-    once, and hands every record it is not sure of to ``fast_decode``'s caller's path.
+    once, and hands every record it is not sure of to the per-event path.
     """
     try:
-        if max(map(len, raws), default=0) <= MAX_EVENT_BYTES:  # a None raises: the loop
-            return list(map(_decode, raws))
-    except (msgspec.MsgspecError, ValueError, TypeError):
-        pass
-    events = []
-    for raw in raws:
-        if raw is None or len(raw) > MAX_EVENT_BYTES:
-            break
-        try:
-            events.append(_decode(raw))
-        except (msgspec.MsgspecError, ValueError):
-            break
+        fits = max(map(len, raws), default=0) <= MAX_EVENT_BYTES  # type: ignore[arg-type]
+    except TypeError:  # a record with no value
+        fits = False
+    if not fits:
+        end = next(
+            (i for i, raw in enumerate(raws) if raw is None or len(raw) > MAX_EVENT_BYTES),
+            len(raws),
+        )
+        raws = raws[:end]
+    events: list[UsageEvent] = []
+    # ``extend`` keeps what it took before the record msgspec refuses: one pass either way.
+    with contextlib.suppress(msgspec.MsgspecError, ValueError):  # bad UTF-8: ValueError
+        events.extend(map(_decode, raws))
     return events
 
 

@@ -159,6 +159,22 @@ def test_runs_of_lines_count_and_cut_as_the_per_event_path(seed: int, batch: int
     assert len(got_p.unpriced_seen) >= 2
 
 
+@pytest.mark.parametrize("batch", [7, 1024])
+def test_a_long_stretch_for_the_per_event_path_counts_and_cuts_alike(batch: int) -> None:
+    """Thousands of lines in a row with a field msgspec refuses (the checked path keeps it
+    in ``extras``): taken by the per-event path in growing chunks, cut at the same steps."""
+    lines = _lines(4)
+    for i in range(1000, 3500):
+        if lines[i] is not None:
+            lines[i] = orjson.dumps({**orjson.loads(lines[i]), "region": "eu"})
+    want_p, want = _per_event(lines)
+    got_p, got = _by_lines(lines, batch)
+    got.append((_cells(got_p.cut()), got_p.rollups.watermark, got_p.next_offset))
+    want.append((_cells(want_p.cut()), want_p.rollups.watermark, want_p.next_offset))
+    assert got == want
+    assert _state(got_p) == _state(want_p)
+
+
 def test_a_cut_line_at_a_time_is_the_same_cut() -> None:
     """A step may end on the first line of a call (the last one ended it)."""
     lines = _lines(3)[:3000]
