@@ -138,6 +138,8 @@ def run(events: int, weeks: float, customers: int = 0, rounds: int = 1) -> dict[
         config = bench_config(events, weeks)
         measured = [_round(path, flood_path if customers else None, config) for _ in range(rounds)]
         stats = measured[0]["stats"]
+        if any(m["stats"] != stats for m in measured):
+            raise SystemExit("replay counted differently from one round to the next")
         file_mb = path.stat().st_size / 2**20
 
     def median(name: str) -> float:
