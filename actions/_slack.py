@@ -78,6 +78,13 @@ _MAYBE_DONE = frozenset({"fatal_error", "internal_error"})
 _TOKEN_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 )
+#: ``find`` reads messages since the first attempt less this much (this host's clock may run
+#: ahead of Slack's: the post's ts is Slack's), a page of this many at a time (Slack's
+#: history answers the newest first, ``has_more`` and a cursor for the rest), up to this
+#: many pages.
+FIND_SKEW_S = 300.0
+FIND_PAGE = 200
+FIND_PAGES = 50
 #: Channel ids as Slack writes them (public C…, private G… in older workspaces).
 _CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
 EVENT_TYPE = "spendbrake_alert"
@@ -206,20 +213,27 @@ class SlackNotifier:
             )
         args: dict[str, Any] = {
             "channel": where,
-            "oldest": f"{since - 1:.6f}",
+            "oldest": f"{since - FIND_SKEW_S:.6f}",
             "include_all_metadata": True,
-            "limit": 200,
+            "limit": FIND_PAGE,
         }
         method = "conversations_history"
         if thread_ts is not None:
             method, args["ts"] = "conversations_replies", thread_ts
-        outcome, data = await self._request(method, **args)
-        if not outcome.ok:
-            return outcome
-        for message in data.get("messages", []):
-            payload = (message.get("metadata") or {}).get("event_payload") or {}
-            if payload.get("dedupe_key") == dedupe_key:
-                return SlackOutcome(True, ts=message.get("ts"), channel=where)
+        for _ in range(FIND_PAGES):
+            outcome, data = await self._request(method, **args)
+            if not outcome.ok:
+                return outcome
+            for message in data.get("messages", []):
+                payload = (message.get("metadata") or {}).get("event_payload") or {}
+                if payload.get("dedupe_key") == dedupe_key:
+                    return SlackOutcome(True, ts=message.get("ts"), channel=where)
+            cursor = (data.get("response_metadata") or {}).get("next_cursor")
+            if not (data.get("has_more") and cursor):
+                break
+            args["cursor"] = cursor
+        # Not there (or past FIND_PAGES pages since the first attempt, a channel that busy:
+        # a possible duplicate is better than an alert never sent).
         return SlackOutcome(True, channel=where)
 
     async def thread_has_file(self, thread_ts: str) -> SlackOutcome:

@@ -394,13 +394,22 @@ class FakeSlack:
         else:
             found = [m for m in self._messages if not m.get("thread_ts")]
         found = [m for m in found if _wall(m) >= oldest]
+        # Newest first, a page of ``limit`` (Slack's default 100) at a time; the cursor is
+        # where the next page starts.
+        found.reverse()
+        start = int(args.get("cursor") or 0)
+        limit = int(args.get("limit") or 100)
         out = []
-        for message in reversed(found):
+        for message in found[start : start + limit]:
             shown = {k: v for k, v in message.items() if k not in ("received_at", "metadata")}
             if with_metadata and message.get("metadata"):
                 shown["metadata"] = message["metadata"]
             out.append(shown)
-        return {"ok": True, "messages": out, "has_more": False}
+        more = start + limit < len(found)
+        answer: dict[str, Any] = {"ok": True, "messages": out, "has_more": more}
+        if more:
+            answer["response_metadata"] = {"next_cursor": str(start + limit)}
+        return answer
 
     def _upload(self, file_id: str, raw: bytes) -> None:
         with self._changed:

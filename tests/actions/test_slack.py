@@ -236,3 +236,21 @@ async def test_slack_down_is_retryable_and_up_delivers(slack: FakeSlack) -> None
         await client.close()
     assert down.failure == "retry"
     assert up.ok and len(slack.messages) == 1
+
+
+async def test_find_reads_past_the_first_page_and_a_clock_ahead(slack: FakeSlack) -> None:
+    """A post whose answer was lost is looked up before sending again: behind 250 newer
+    messages (history answers 200 at most a page) and with this host's clock 100 s ahead
+    of Slack's, it is still found, so it is not posted twice."""
+    client = notifier(slack)
+    try:
+        ours = await client.post("ours", BLOCKS, dedupe_key="x#0/post")
+        for i in range(250):
+            await client.post(f"other {i}", BLOCKS, dedupe_key=f"o{i}#0/post")
+        found = await client.find("x#0/post", since=time.time() + 100.0)
+        missing = await client.find("nobody#0/post", since=time.time())
+    finally:
+        await client.close()
+    assert found.ok and found.ts == ours.ts
+    assert missing.ok and missing.ts is None
+    assert slack.calls.count("conversations.history") == 4  # two pages a look
