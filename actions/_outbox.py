@@ -542,7 +542,12 @@ class Outbox:
             if result == "refused":
                 settled = incident.refused
             elif result == "skipped":
-                settled = incident.resumed  # resumed before it went out
+                settled = incident.resumed  # resumed before it went out again
+                if task.attempts > 1:
+                    # An earlier call went out and timed out: it may land after the resume
+                    # (seen: a block held 3 s at the gateway, the resume's unblock first).
+                    self.blocked[task.target] = incident.id
+                    self._undo(task, now)
             else:
                 settled = incident.paused if done else incident.failed
                 # Failed for good may still have landed (a timeout): ours to undo too.

@@ -557,6 +557,22 @@ def test_a_resume_overtakes_a_pause_still_queued_and_undoes_one_in_flight() -> N
     assert box.blocked == {}
 
 
+def test_a_pause_skipped_after_a_timed_out_call_is_undone_too() -> None:
+    """The pause's first call timed out (the gateway may apply it late); the operator resumed
+    the key before the retry, which is skipped. The late block is undone all the same."""
+    box = Outbox()
+    box.accept(alert(targets=("sk-a", "sk-b")), now=1.0, keys=KEYS)
+    timed_out, never_sent = list(box.lanes["gateway"])
+    timed_out.attempts, never_sent.attempts = 2, 1  # the skip is counted as an attempt
+    box.resumed_elsewhere("resume/manual/1", "sk-a", "cli:ops", now=2.0)
+    box.resumed_elsewhere("resume/manual/2", "sk-b", "cli:ops", now=2.0)
+    box.finish(timed_out, "skipped", "resumed before it went out again", now=3.0)
+    box.finish(never_sent, "skipped", "resumed before it went out", now=3.0)
+    assert [(t.op, t.target) for t in box.lanes["gateway"]] == [("unblock", "sk-a")]
+    drain(box, "gateway")
+    assert box.blocked == {}
+
+
 def test_an_outbox_saved_before_blocked_was_kept_knows_its_pauses() -> None:
     box = Outbox()
     box.accept(alert(targets=("sk-a", "sk-b")), now=1.0, keys=KEYS)
