@@ -191,7 +191,12 @@ class Worker:
             return None
         from .metrics import serve
 
-        registries = [stage.metrics.registry for stage in self.stages.values()]
+        # The store stage keeps no metrics of its own (its rows show in reports).
+        registries = [
+            stage.metrics.registry
+            for stage in self.stages.values()
+            if getattr(stage, "metrics", None) is not None
+        ]
         try:
             return serve(registries, port, self.settings.metrics_host)
         except OSError as exc:  # metrics are not worth failing the stages over

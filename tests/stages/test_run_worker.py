@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,22 @@ def test_the_store_brings_the_digest_schedule_and_every_part_takes_reloads(tmp_p
     assert list(Worker(Config(), WorkerSettings(state_dir=tmp_path), ["detect"]).stages) == [
         "detect"
     ]
+
+
+def test_every_stage_with_metrics_served_as_spendbrake_worker_runs_by_default(
+    tmp_path: Path,
+) -> None:
+    """The default stages (the store's among them, which keeps no metrics) behind a metrics
+    port: ``spendbrake worker``'s defaults, as docker-compose.yml runs it."""
+    worker = Worker(Config(), WorkerSettings(state_dir=tmp_path, metrics_port=0), STAGES)
+    server = worker._serve_metrics()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics") as answer:
+            text = answer.read().decode()
+    finally:
+        server.shutdown()
+    for metric in ("spendbrake_events_valid_total", "spendbrake_effects_total"):
+        assert metric in text
 
 
 def test_one_stage_failing_stops_the_others_then_raises(
