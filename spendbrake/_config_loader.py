@@ -64,6 +64,9 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError("", f"cannot read config: {exc.strerror}", name) from None
+        except UnicodeDecodeError as exc:
+            problem = f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+            raise ConfigError("", problem, name) from None
         data, marks = parse_yaml(text, name)
     return build_config(data, marks, env, name)
 

@@ -160,6 +160,15 @@ def test_yaml_syntax_error_has_position(tmp_path: Path) -> None:
     ) and "YAML syntax error" in str(info.value)
 
 
+def test_a_file_not_in_utf8_is_named_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "spendbrake.yaml"
+    path.write_bytes(b"budgets: []\n# caf\xe9\n")
+    with pytest.raises(
+        ConfigError, match=r"spendbrake.yaml: not UTF-8 text \(byte 0xe9 at offset 17\)"
+    ):
+        load_config(path, env={})
+
+
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="top level must be a mapping"):
         load_config(write(tmp_path, "- a\n- b\n"), env={})

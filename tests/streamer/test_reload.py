@@ -245,6 +245,12 @@ def test_an_emptied_file_never_reloads_as_the_defaults(tmp_path: Path) -> None:
     path.write_text("budgets: [{name: b, scope: {team: t}, amount_usd: 7}]\n")
     assert reloader.check().status == "applied"
     assert [b.amount_usd for b in stage.configs[-1].budgets] == [7]
+    # Saved in another encoding: refused (named), and the next good edit still applies.
+    path.write_bytes(b"budgets: [{name: b, scope: {team: t\xe9}, amount_usd: 8}]\n")
+    assert reloader.check().status != "applied"
+    path.write_text("budgets: [{name: b, scope: {team: t}, amount_usd: 9}]\n")
+    assert reloader.check().status == "applied"
+    assert [b.amount_usd for b in stage.configs[-1].budgets] == [9]
 
 
 async def test_the_rejection_note_in_slack_escapes_keys_and_hides_env_values(
