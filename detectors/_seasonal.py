@@ -640,7 +640,7 @@ class SeasonalBaseline(InRows):
                 reason = self._ceiling_reason(trailing, peak, label)
         if warm and not alert and hp.count_x and value - expected * elapsed > hp.min_usd:
             before = self._slot_spend((slot - 1) % hp.season, k)
-            base = self._count_usual(slot, expected, k, before)
+            base = self._count_usual(slot, self._count_spend(learned, level), k, before)
             usual = base if elapsed >= 1.0 else _early_usual(base, before)
             over = self._count_over(weight, usual, elapsed, samples=count)
             if over >= 1.0:
@@ -659,7 +659,7 @@ class SeasonalBaseline(InRows):
         if not learn:
             return Verdict(score, alert, expected, value, reason)
         if hp.count_x:
-            self._learn_sums(weight, expected)
+            self._learn_sums(weight, self._count_spend(learned, level))
 
         # Learn: scale and slow window first, then the level (a robust jump on a shift), then slot.
         sc.learn(r * s)
@@ -772,22 +772,33 @@ class SeasonalBaseline(InRows):
         count = self._count(slot)
         if not count:
             return None
-        mu = self._get(slot) + self._level
+        learned, level = self._get(slot), self._level
         if self._last_k == k - 1 and slot == (k - 1) % self._hp.season and count > 1:
-            mu -= self._last_rise(count - 1)
-        return self._unit * math.expm1(min(mu, 700.0))
+            level_rise, slot_rise = self._last_rise(count - 1)
+            learned, level = learned - slot_rise, level - level_rise
+        return self._count_spend(learned, level)
 
-    def _last_rise(self, count: int) -> float:
-        """How far the window learned last raised its slot's expectation (slot and level, in
-        log units; 0 for a window under it), recomputed from the slow window: nothing has
-        been learned since. ``count`` is the slot's count before it."""
+    def _count_spend(self, learned: float, level: float) -> float:
+        """A slot's expected spend for the count test: a level under zero taken as a factor.
+        Why: in log1p units a level step is a factor only for slots well over the unit; for
+        a quiet slot it is nearly a sum, so three low hours that stepped the level down by
+        0.35 took a $38 slot to $2.60 (seen: a legitimate burst then read 31x, "17 calls
+        where 0.5 are usual"). A level over zero stays as the spend test reads it: taken as
+        a factor too, it paged more on seeds 0-4 (39 false pages to 56, a spike lost)."""
+        up, down = max(level, 0.0), min(level, 0.0)
+        return self._unit * math.expm1(min(learned + up, 700.0)) * math.exp(down)
+
+    def _last_rise(self, count: int) -> tuple[float, float]:
+        """How far the window learned last raised the level and its slot's profile value (log1p
+        units; 0s for a window under it), recomputed from the slow window: nothing has been
+        learned since. ``count`` is the slot's count before it."""
         hp, sc = self._hp, self._scale_here()
         if not sc.recent or sc.recent[-1] <= 0.0:
-            return 0.0
+            return 0.0, 0.0
         r = sc.recent[-1]
         jump = sc.shift(hp.shift_n)
         level = hp.level_alpha_fast * jump if jump is not None else hp.level_alpha * sc.clip(r)
-        return level + self._slot_alpha(count) * sc.clip(r - level)
+        return level, self._slot_alpha(count) * sc.clip(r - level)
 
     def _count_over(
         self,

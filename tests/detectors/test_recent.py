@@ -169,7 +169,7 @@ def test_a_young_slot_is_judged_with_its_uncertainty() -> None:
     ts = 3600.0 * 2 * 168  # Thursday 00:00 of the third week: its slot learned twice
     assert not d.peek(ts, USD * 26.0, 26.0).is_anomaly  # paged before: 9x, improbable at 2x
     loop = d.peek(ts, USD * 40.0, 40.0)
-    assert loop.is_anomaly and loop.reason.startswith("40 calls for Thu 00:00 where 3.1")
+    assert loop.is_anomaly and loop.reason.startswith("40 calls for Thu 00:00 where 3.2")
 
 
 @pytest.mark.parametrize("seed", range(5))

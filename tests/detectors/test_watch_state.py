@@ -73,7 +73,8 @@ def test_a_snapshot_written_by_91ee7cd_resumes_with_the_alerts_that_release_sent
     # recent look waits for three looks in a row), and for what ``wow`` and ``shift``
     # learned: since 2026-12-06 ``wow``'s creep mean is floored at zero (that release let
     # it go negative) and ``shift`` judges a window's log mean with its few-calls
-    # correction (that release without).
+    # correction (that release without); since 2026-12-07 ``baseline``'s calls-per-dollar
+    # sums learn the count test's spend, a level under zero a factor (that release: the spend test's).
     straight = SpendWatch(config)
     _stage_run(straight, plan[:CUT])
     _partial(straight, plan)
@@ -82,8 +83,8 @@ def test_a_snapshot_written_by_91ee7cd_resumes_with_the_alerts_that_release_sent
     straight.clock.last_look = straight.clock.looks_from = None
     restored = SpendWatch(config)
     restored.restore((DATA / "watch_snapshot_91ee7cd.json").read_bytes())
-    changed = {i for i, d in enumerate(config.detectors) if d.kind in ("wow", "shift")}
-    assert len(changed) == 2
+    changed = {i for i, d in enumerate(config.detectors) if d.kind in ("wow", "shift", "baseline")}
+    assert len(changed) == 3
     assert _unlearned(restored.snapshot(), changed) == _unlearned(straight.snapshot(), changed)
 
 
