@@ -15,11 +15,13 @@ blocked key succeeds, so a retry after an unknown outcome (a timeout after the g
 applied the change) cannot act twice. The webhook also carries an ``Idempotency-Key``.
 
 A gateway that answers HTTP 500 to the same call ``CONFIG_ERROR_AFTER`` times in a row is
-taken as misconfigured, not down: a LiteLLM proxy without a database answers every admin
-call 500 forever ("DB not connected"), and retrying a pause for a day holds every later
-pause behind it. That outcome is permanent, with ``config_error`` set and the reason in its
-``detail``; while the gateway keeps answering 500, later calls get it at their first 500,
-and any other answer clears it.
+taken as misconfigured, not merely down: a LiteLLM proxy without a database answers every
+admin call 500 forever ("DB not connected"). That outcome has ``config_error`` set and the
+cause in its ``detail``, logged once; it stays retryable, since a database that blinked
+for a few seconds looks the same, and a pause given up on is a runaway left running (the
+act stage then holds the lane and probes it, as for a refused Slack token). While the
+gateway keeps answering 500, later calls get it at their first 500, and any other answer
+clears it.
 
 Secrets (``gateway.master_key``, ``gateway.secret``) travel only in a request header or as
 an HMAC key: they never reach an outcome's ``detail``, a log record, an exception or a repr.
@@ -81,8 +83,9 @@ class GatewayOutcome:
     it can (timeout, connection error, 429, 5xx). ``status`` is the HTTP status, None when
     no answer came. ``detail`` is one short line for the audit record and Slack, never a
     secret. ``retry_after_s`` is the server's ``Retry-After``, when it sent one.
-    ``config_error`` marks a permanent failure that is the gateway's setup, not the
-    target (see the module docstring): an operator must act before any pause can land.
+    ``config_error`` marks a failure that is the gateway's setup, not the target (see the
+    module docstring): no pause lands until an operator acts, and every call would fail
+    alike, so the caller holds them all and probes.
     """
 
     ok: bool
@@ -280,18 +283,14 @@ class _HttpGateway:
         else:
             hint = "check the gateway's logs and setup"
         detail = (
-            f"{what}: gateway configuration error, HTTP 500 on {tries} tries in a row, "
-            f"not retried: {hint}" + (f" ({message})" if message else "")
+            f"{what}: gateway configuration error, HTTP 500 on {tries} tries in a row: {hint}"
+            + (f" ({message})" if message else "")
         )
         if not self._misconfigured:
             self._misconfigured = True
             log.error("gateway answers 500 to every call: %s", detail)
         return replace(
-            outcome,
-            permanent=True,
-            retry_after_s=None,
-            config_error=True,
-            detail=detail[:_DETAIL_CHARS],
+            outcome, retry_after_s=None, config_error=True, detail=detail[:_DETAIL_CHARS]
         )
 
     def _scrub(self, text: str) -> str:

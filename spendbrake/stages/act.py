@@ -138,6 +138,8 @@ class ActionStage(Stage):
         self._hold = {"slack": 0.0, "gateway": 0.0}
         #: The Slack config problem logged last (logged again only when it changes).
         self._problem: str | None = None
+        #: Set while the gateway lane is held on a configuration error (``_gateway_held``).
+        self._gateway_problem: str | None = None
         self._unchecked: set[str] = set()
         self.metrics = ActionMetrics(self.pending, self.waiting_since)
 
@@ -606,7 +608,11 @@ class ActionStage(Stage):
     def _held_by_config(
         self, task: Task, detail: str, error: str, needed: str | None, now: float
     ) -> None:
-        """A refused token, scope or channel: the Slack lane waits for the fix."""
+        """A refused token, scope or channel: the Slack lane waits for the fix. A gateway
+        answering 500 to every call: the gateway lane does."""
+        if task.lane == "gateway":
+            self._gateway_held(task, detail, now)
+            return
         problem = f"{error} {needed or ''}".strip()
         self.metrics.slack_config_errors.labels(error, needed or "").inc()
         # Tried again every retry_cap_s (a scope granted or the bot invited needs no
@@ -627,6 +633,21 @@ class ActionStage(Stage):
                 problem,
                 waiting,
                 _fix(error, needed),
+                probe_s,
+            )
+
+    def _gateway_held(self, task: Task, detail: str, now: float) -> None:
+        """Every call would fail alike: kept, one probe per ``gateway.retry_cap_s`` (and at
+        once on a config reload), the lane in order as before."""
+        probe_s = self.config.gateway.retry_cap_s
+        self._hold["gateway"] = now + probe_s
+        self.outbox.retry(task, detail, probe_s, now, blocked_on="gateway configuration error")
+        if self._gateway_problem is None:
+            self._gateway_problem = detail
+            log.error(
+                "%d pause(s) and resume(s) are kept and sent once the gateway works, tried "
+                "again every %.0f s and at once on a config reload",
+                self.pending("gateway"),
                 probe_s,
             )
 
@@ -660,10 +681,15 @@ class ActionStage(Stage):
                 return
         call = self.gateway.block if task.op == "block" else self.gateway.unblock
         outcome = await call("key", task.target, idempotency_key=task.id)
+        if outcome.ok and self._gateway_problem is not None:
+            woken = self.outbox.unblock_waiting("gateway", time.time())
+            log.info("gateway works again; %d kept pause(s) and resume(s) go now", woken)
+            self._gateway_problem = None
+        failure = "permanent" if outcome.permanent else "retry"
         self._settle(
             task,
             outcome.ok,
-            "permanent" if outcome.permanent else "retry",
+            "config" if outcome.config_error else failure,
             outcome.detail,
             dry_run=outcome.dry_run,
             retry_after=outcome.retry_after_s,

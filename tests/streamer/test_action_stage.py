@@ -478,14 +478,16 @@ def test_an_unknown_key_is_audited_as_failed_not_retried_forever(
         assert "FAILED" in _texts(slack.messages)
 
 
-def test_a_gateway_without_a_database_fails_pauses_for_good_and_says_so_once(
+def test_a_gateway_answering_500_keeps_its_pauses_and_applies_them_once_it_works(
     broker: EmbeddedBroker,
     make_topic: Callable[..., str],
     tmp_path: Path,
     fakes: tuple[FakeSlack, FakeGateway],
 ) -> None:
-    """A database-less LiteLLM proxy answers /key/block 500 forever: the first pause gives
-    up after a few tries, the next at its first 500, each audited; the lane moves on."""
+    """A database-less LiteLLM proxy answers /key/block 500 for ever, and one whose
+    database blinked answers the same: the first pause is tried a few times, then the lane
+    is held and probed once per ``retry_cap_s`` (said once in the log); nothing is given up,
+    and once the gateway works both pauses land, in order, each once."""
     from spendbrake.actions._gateway import CONFIG_ERROR_AFTER
     from tests.actions.test_gateway import NO_DATABASE
 
@@ -496,21 +498,29 @@ def test_a_gateway_without_a_database_fails_pauses_for_good_and_says_so_once(
     worker = setup.start()
     try:
         setup.publish(*(make_alert(k) for k in keys))
+        held = "pause(s) and resume(s) are kept"
         deadline = time.monotonic() + 60
-        blocks: list[dict[str, Any]] = []
-        while time.monotonic() < deadline and len(blocks) < 2:
-            audit = setup.audit().values()
-            blocks = [r for r in audit if r["action"] == "block" and r["result"] == "failed"]
-        assert slack.wait_for(lambda: _texts(slack.messages).count("FAILED") >= 2, 30)
+        while time.monotonic() < deadline and held not in setup.log.read_text():
+            time.sleep(0.2)
+        time.sleep(5)  # two probe intervals (retry_cap_s: 2)
+        calls_while_down = len(gateway.calls)
+        gateway.clear_faults()
+        for key in keys:
+            assert gateway.wait_for(lambda k=key: gateway.is_blocked(k), 30), setup.log.read_text()[
+                -3000:
+            ]
         time.sleep(1.5)
+        audit = setup.audit().values()
     finally:
         stop(worker)
-    assert sorted(r["target"] for r in blocks) == keys, setup.log.read_text()[-3000:]
-    assert all("configuration error" in r["detail"] for r in blocks), blocks
-    attempts = {r["target"]: r["attempts"] for r in blocks}
-    assert attempts == {keys[0]: CONFIG_ERROR_AFTER, keys[1]: 1}
-    assert len(gateway.calls) == CONFIG_ERROR_AFTER + 1  # then no more retries
-    assert setup.log.read_text().count("answers 500 to every call") == 1
+    log = setup.log.read_text()
+    assert log.count("answers 500 to every call") == 1 and log.count(held) == 1, log[-3000:]
+    # The first pause's tries, then one probe per interval, not one call per pause.
+    assert CONFIG_ERROR_AFTER < calls_while_down <= CONFIG_ERROR_AFTER + 4, gateway.calls
+    blocks = [r for r in audit if r["action"] == "block"]
+    assert sorted(r["target"] for r in blocks if r["result"] == "ok") == keys, blocks
+    assert not [r for r in blocks if r["result"] == "failed"], blocks
+    assert "FAILED" not in _texts(slack.messages)
 
 
 @pytest.fixture(autouse=True)
