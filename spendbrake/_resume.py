@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import msgspec
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from spendbrake.actions import (
     GatewayOutcome,
@@ -32,6 +33,8 @@ from spendbrake.actions import (
 from spendbrake.schemas import ActionRecord, Alert, Config
 
 ATTEMPTS = 5
+#: How long the audit may take to reach Kafka before the command says it was not written.
+AUDIT_TIMEOUT_S = 30.0
 
 
 async def resume(
@@ -74,14 +77,25 @@ async def resume(
             say(f"{kind} {target}: {result} ({outcome.detail}, {task.attempts} attempt(s))")
     finally:
         await gateway.aclose()
-    await _audit(config, list(book.audit.values()))
+    try:
+        await asyncio.wait_for(_audit(config, list(book.audit.values())), AUDIT_TIMEOUT_S)
+    except (KafkaError, OSError) as exc:  # a timeout is an OSError too
+        # What was done at the gateway is said above; say what is missing, and its effect.
+        why = str(exc) or type(exc).__name__
+        say(
+            f"audit NOT written to {config.kafka.topics.actions} at "
+            f"{config.kafka.bootstrap_servers} ({why}): the running action stage does not "
+            "know of this resume, and a pause it still retries for these keys would block "
+            "them again. Run the same command once Kafka answers (unblocking twice is safe)."
+        )
+        return False
     return all_ok
 
 
 async def _audit(config: Config, records: list[ActionRecord]) -> None:
     producer = AIOKafkaProducer(**config.kafka.client_args(), acks="all", enable_idempotence=False)
-    await producer.start()
     try:
+        await producer.start()
         for record in records:
             await producer.send_and_wait(
                 config.kafka.topics.actions,
