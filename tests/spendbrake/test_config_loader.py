@@ -362,6 +362,37 @@ def test_a_few_aliases_for_shared_settings_still_load(tmp_path: Path) -> None:
     assert [(b.name, b.alert_at) for b in config.budgets] == [("a", [0.5, 0.9]), ("b", [0.5, 0.9])]
 
 
+def test_a_key_written_twice_is_named_not_dropped(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys: a second `budgets:` section silently dropped
+    every budget of the first. Each duplicate, at any depth, is named at its own line."""
+    text = (
+        "budgets:\n"
+        "  - {name: a, amount_usd: 5}\n"
+        "slack: {channel: x, 'channel': y}\n"
+        "budgets:\n"
+        "  - name: b\n"
+        "    amount_usd: 6\n"
+        "    amount_usd: 7\n"
+    )
+    with pytest.raises(ConfigErrors) as info:
+        load_config(write(tmp_path, text), env={})
+    name = f"{tmp_path}/spendbrake.yaml"
+    assert [str(e) for e in info.value.errors] == [
+        f"{name}:3:21: slack.channel: duplicate key 'channel' (first at line 3); "
+        "YAML would keep only the last",
+        f"{name}:4:1: budgets: duplicate key 'budgets' (first at line 1); "
+        "YAML would keep only the last",
+        f"{name}:7:5: budgets[0].amount_usd: duplicate key 'amount_usd' (first at line 6); "
+        "YAML would keep only the last",
+    ]
+    # A key a merge (`<<: *anchor`) brings in may be overridden: that is what merges are for.
+    merged = (
+        "budgets:\n  - &base {name: a, amount_usd: 5}\n  - {<<: *base, name: b, amount_usd: 9}\n"
+    )
+    config = load_config(write(tmp_path, merged), env={})
+    assert [(b.name, b.amount_usd) for b in config.budgets] == [("a", 5), ("b", 9)]
+
+
 SECRET = "xoxb-1234-very-secret-token"
 
 
