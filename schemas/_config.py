@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Mapping, Sequence
+from string import Formatter
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -61,6 +63,38 @@ def _budget_fraction(value: float) -> float:
 
 
 BudgetFraction = Annotated[float, Field(allow_inf_nan=False), AfterValidator(_budget_fraction)]
+
+
+def _http_url(value: str) -> str:
+    """An http(s) URL with a host: what the HTTP clients can call. A typo is named when the
+    file is read, not at the first pause (the value is not echoed: it may be a secret's)."""
+    if any(c <= " " or c == "\x7f" for c in value):  # urlsplit would drop some of them
+        raise ValueError("must be an http:// or https:// URL, without spaces or control characters")
+    try:
+        split = urlsplit(value)
+        usable = split.scheme in ("http", "https") and bool(split.hostname) and split.port != 0
+    except ValueError:  # a port out of range or not a number, a bad [IPv6] host
+        usable = False
+    if not usable:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+#: A URL SpendBrake calls or links to (the value as written, checked by ``_http_url``).
+HttpURL = Annotated[str, AfterValidator(_http_url)]
+
+
+def _runbook_url(template: str) -> str:
+    """A runbook link template: ``{kind}`` and ``{scope}`` filled in, an http(s) URL."""
+    try:
+        names = [name for _, name, _, _ in Formatter().parse(template) if name is not None]
+    except ValueError:
+        raise ValueError("has a lone { or }; write {{ or }} for a brace") from None
+    for name in names:
+        if name not in ("kind", "scope"):
+            raise ValueError(f"unknown placeholder {{{name}}}; use {{kind}} and {{scope}}")
+    _http_url(template.format(kind="budget", scope="team%3Dsearch"))
+    return template
 
 
 class _Section(BaseModel):
@@ -309,9 +343,10 @@ def _blank_is_unset(value: Any) -> Any:
 class SlackConfig(_Section):
     token: SecretStr | None = None
     channel: Name = "#ai-spend"
-    base_url: str | None = None
+    #: The Slack Web API's (a proxy, a test double); None: Slack's own.
+    base_url: HttpURL | None = None
     #: ``{scope}`` and ``{kind}`` in the template are filled per alert.
-    runbook_url: str | None = None
+    runbook_url: Annotated[str, AfterValidator(_runbook_url)] | None = None
     #: Verifies the "Resume key" / "Snooze 1 h" button requests (Slack app settings).
     signing_secret: SecretStr | None = None
     #: Serve the button endpoint (POST /slack/actions) on this port; None: no buttons.
@@ -322,12 +357,15 @@ class SlackConfig(_Section):
     #: Longest wait between two attempts at an undelivered message (jittered backoff).
     retry_cap_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
-    _unset = field_validator("token", "signing_secret", mode="before")(_blank_is_unset)
+    _unset = field_validator("token", "signing_secret", "base_url", "runbook_url", mode="before")(
+        _blank_is_unset
+    )
 
 
 class GatewayConfig(_Section):
     kind: Literal["litellm", "webhook"] = "litellm"
-    url: str = "http://127.0.0.1:4000"
+    #: LiteLLM's base URL, or the webhook's endpoint.
+    url: HttpURL = "http://127.0.0.1:4000"
     master_key: SecretStr | None = None
     secret: SecretStr | None = None
     dry_run: bool = False

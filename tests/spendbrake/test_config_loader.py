@@ -235,6 +235,49 @@ def test_an_empty_secret_is_no_secret(tmp_path: Path) -> None:
     assert config.slack.token is None and config.gateway.master_key is None
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("gateway: {url: not-a-url}\n", "1:16: gateway.url: must be an http:// or https:// URL"),
+        ("gateway: {kind: webhook, url: 'ftp://h/x'}\n", "gateway.url: must be an http://"),
+        ("gateway: {url: 'http://:4000'}\n", "gateway.url: must be an http:// or https:// URL"),
+        ("gateway: {url: 'http://gw:99999'}\n", "gateway.url: must be an http:// or https://"),
+        (
+            "gateway: {url: ' http://gw'}\n",
+            "gateway.url: must be an http:// or https:// URL, without",
+        ),
+        ("slack: {base_url: slack.example/api}\n", "slack.base_url: must be an http://"),
+        ("slack: {runbook_url: 'wiki/{kind}'}\n", "slack.runbook_url: must be an http://"),
+        (
+            "slack: {runbook_url: 'https://wiki/{team}'}\n",
+            "slack.runbook_url: unknown placeholder {team}; use {kind} and {scope}",
+        ),
+        ("slack: {runbook_url: 'https://wiki/{kind'}\n", "slack.runbook_url: has a lone {"),
+    ],
+)
+def test_a_url_that_cannot_work_is_named_when_the_file_is_read(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """`gateway: {url: not-a-url}` validated ok and failed only when a pause was tried."""
+    (error,) = errors_of(tmp_path, text, env={})
+    assert message in error, error
+
+
+def test_urls_from_the_environment_are_checked_after_substitution(tmp_path: Path) -> None:
+    text = (
+        "gateway: {url: '${GATEWAY_URL}'}\n"
+        "slack: {base_url: '${SLACK_API:-}', runbook_url: 'https://wiki/${WIKI}/{kind}'}\n"
+    )
+    env = {"GATEWAY_URL": "https://litellm.internal:4000", "WIKI": "runbooks"}
+    config = load_config(write(tmp_path, text), env=env)
+    assert config.gateway.url == "https://litellm.internal:4000"
+    assert config.slack.base_url is None  # unset with an empty default: Slack's own
+    assert config.slack.runbook_url == "https://wiki/runbooks/{kind}"
+    (error,) = errors_of(tmp_path, text, env={**env, "GATEWAY_URL": "litellm-secret-host:4000"})
+    assert "gateway.url: must be an http:// or https:// URL with a host" in error
+    assert "litellm-secret-host" not in error
+
+
 KEYS_GOOD = """\
 keys:
   rules:
