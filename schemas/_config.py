@@ -101,11 +101,27 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _scope_field(name: str) -> str:
+    if name not in SCOPE_FIELDS:
+        raise ValueError(f"unknown event field {name!r}; use one of {', '.join(SCOPE_FIELDS)}")
+    return name
+
+
+#: An event field a dimension set names; checked per item, so an unknown one is named beside
+#: a neighbour's problem (a check of the whole list runs only once every item is valid).
+ScopeField = Annotated[str, AfterValidator(_scope_field)]
+
+
 def _check_scope(scope: dict[str, str]) -> dict[str, str]:
     for key in scope:
-        if key not in SCOPE_FIELDS:
-            raise ValueError(f"unknown event field {key!r}; use one of {', '.join(SCOPE_FIELDS)}")
+        _scope_field(key)
     return scope
+
+
+def _distinct_fields(dims: list[str]) -> list[str]:
+    if len(set(dims)) != len(dims):
+        raise ValueError(f"{dims} names a field twice")
+    return dims
 
 
 class TopicsConfig(_Section):
@@ -225,20 +241,9 @@ class DetectorConfig(_Section):
     #: The dimension sets it runs on (each one of ``dimensions``); None: all of them. Cost
     #: per call means something per key (one workload); a team's, a model's or the global
     #: one moves whenever the mix of keys does.
-    dimensions: list[list[str]] | None = None
+    dimensions: list[list[ScopeField]] | None = None
 
     _scope = field_validator("scope")(_check_scope)
-
-    @field_validator("dimensions")
-    @classmethod
-    def _dimension_fields(cls, sets: list[list[str]] | None) -> list[list[str]] | None:
-        for dims in sets or ():
-            for name in dims:
-                if name not in SCOPE_FIELDS:
-                    raise ValueError(
-                        f"unknown event field {name!r}; use one of {', '.join(SCOPE_FIELDS)}"
-                    )
-        return sets
 
     def runs_on(self, dims: tuple[str, ...]) -> bool:
         """Whether this detector runs on series of the dimension set ``dims``."""
@@ -422,7 +427,9 @@ class Config(_Section):
     """The whole operator config. Every section has a usable default."""
 
     kafka: KafkaConfig = KafkaConfig()
-    dimensions: list[list[str]] = [list(d) for d in DEFAULT_DIMENSIONS]
+    dimensions: list[Annotated[list[ScopeField], AfterValidator(_distinct_fields)]] = [
+        list(d) for d in DEFAULT_DIMENSIONS
+    ]
     #: The series whose 1-minute windows the worker rolls up and publishes, beside every
     #: series' hours and days: ``budgets``, the scopes of budgets (their burn rates read
     #: minutes; nothing else in SpendBrake does), or ``all``, every series of every set (for
@@ -464,14 +471,7 @@ class Config(_Section):
     @classmethod
     def _dimensions(cls, sets: list[list[str]]) -> list[list[str]]:
         seen: set[tuple[str, ...]] = set()
-        for dims in sets:
-            for name in dims:
-                if name not in SCOPE_FIELDS:
-                    raise ValueError(
-                        f"unknown event field {name!r}; use one of {', '.join(SCOPE_FIELDS)}"
-                    )
-            if len(set(dims)) != len(dims):
-                raise ValueError(f"{dims} names a field twice")
+        for dims in sets:  # each one's fields are checked already (ScopeField, _distinct_fields)
             key = tuple(sorted(dims))
             if key in seen:
                 raise ValueError(f"{dims} is listed twice")

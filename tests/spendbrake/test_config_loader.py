@@ -116,7 +116,9 @@ def test_each_problem_has_line_column_and_path(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("kafka: {partitions: many}\n", "kafka.partitions: must be a valid integer"),
-        ("dimensions: [[team, colour]]\n", "dimensions: unknown event field 'colour'"),
+        ("dimensions: [[team, colour]]\n", "dimensions[0][1]: unknown event field 'colour'"),
+        ("dimensions: [[team, team]]\n", "dimensions[0]: ['team', 'team'] names a field twice"),
+        ("dimensions: [[team], [team]]\n", "dimensions: ['team'] is listed twice"),
         (
             "budgets:\n  - {name: a, amount_usd: 5, alert_at: [0.5, 1.5], hard_stop_at: 1.2}\n",
             "hard_stop_at (1.2) must not be below the highest alert_at (1.5)",
@@ -150,6 +152,23 @@ def test_each_problem_has_line_column_and_path(tmp_path: Path) -> None:
 def test_bad_values(tmp_path: Path, text: str, message: str) -> None:
     errors = errors_of(tmp_path, text, env={})
     assert any(message in e for e in errors), errors
+
+
+def test_an_unknown_dimension_field_is_named_beside_a_neighbours_problem(tmp_path: Path) -> None:
+    """The fields of a set were checked only once every set was a list: `colour` was named
+    after `team` (not a list) was fixed."""
+    name = f"{tmp_path}/spendbrake.yaml"
+    text = (
+        "dimensions: [[team, colour], team]\ndetectors: [{kind: wow, dimensions: [[tenant], 3]}]\n"
+    )
+    errors = errors_of(tmp_path, text, env={})
+    assert [e.split(": ", 2)[:2] for e in errors] == [
+        [f"{name}:1:21", "dimensions[0][1]"],
+        [f"{name}:1:30", "dimensions[1]"],
+        [f"{name}:2:39", "detectors[0].dimensions[0][0]"],
+        [f"{name}:2:48", "detectors[0].dimensions[1]"],
+    ]
+    assert "unknown event field 'colour'" in errors[0] and "tenant" in errors[2]
 
 
 def test_yaml_syntax_error_has_position(tmp_path: Path) -> None:
