@@ -28,7 +28,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from spendbrake.schemas import KAFKA_ENV, Config, ConfigError, ValueAt, kafka_env_overrides, show
+from spendbrake.schemas import (
+    KAFKA_ENV,
+    Config,
+    ConfigError,
+    ValueAt,
+    hidden_rule,
+    kafka_env_overrides,
+    show,
+)
 
 # ${VAR} or ${VAR:-default}, as in shells and docker compose.
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -200,6 +208,7 @@ def build_config(
         config = Config.model_validate(data)
     except ValidationError as exc:
         errors = [_to_config_error(err, marks, name, from_env) for err in exc.errors()]
+        errors += _hidden_rule_beside(data, exc.errors(), marks, name)
         if not any(err["loc"][:1] == ("detectors",) for err in exc.errors()):
             # The detectors section itself is valid: its names and parameters are checked
             # too, so one run of ``validate`` names every problem of the file.
@@ -215,6 +224,37 @@ def build_config(
 def _detectors_only(data: dict[str, Any]) -> Config:
     """A config of ``data``'s detectors and the defaults (the section alone is valid)."""
     return Config.model_validate({"detectors": data["detectors"]} if "detectors" in data else {})
+
+
+def _hidden_rule_beside(
+    data: dict[str, Any], failed: list[Any], marks: Mapping[Loc, str], name: str
+) -> list[ConfigError]:
+    """The ``keys`` rule an earlier one hides, when a problem inside the section kept pydantic
+    from checking that (its model check runs only once every field and rule is valid)."""
+    inside = [tuple(err["loc"]) for err in failed if err["loc"][:1] == ("keys",)]
+    if not any(len(loc) > 1 for loc in inside):
+        return []  # the section is valid, or is no mapping: pydantic checked or cannot
+    rules = (data.get("keys") or {}).get("rules")
+    if not isinstance(rules, list):
+        return []
+    bad = {loc[2] for loc in inside if loc[1:2] == ("rules",) and loc[3:4] == ("api_key",)}
+    api_keys = [
+        rule["api_key"]
+        if isinstance(rule, dict) and isinstance(rule.get("api_key"), str) and j not in bad
+        else None  # no usable api_key: named already
+        for j, rule in enumerate(rules)
+    ]
+    hidden = hidden_rule(api_keys)
+    if hidden is None:
+        return []
+    # As pydantic would have said it: the section's own check, about one rule's field.
+    err = {
+        "loc": ("keys",),
+        "type": "value_error",
+        "msg": f"Value error, {hidden}",
+        "ctx": {"error": hidden},
+    }
+    return [_to_config_error(err, marks, name)]
 
 
 def _in_file_order(errors: list[ConfigError]) -> list[ConfigError]:

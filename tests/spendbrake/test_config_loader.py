@@ -376,6 +376,33 @@ keys:
     assert len(load_config(write(tmp_path, ok), env={}).keys.rules) == 2
 
 
+def test_a_hidden_rule_is_named_beside_another_rules_problem(tmp_path: Path) -> None:
+    """The section's check of rule order ran only once every rule was valid: the hidden
+    support bot was named only after `workload: vip` was fixed."""
+    text = """\
+keys:
+  rules:
+    - {api_key: "*", workload: batch}
+    - {api_key: support-bot-prod, workload: critical}
+    - {api_key: vip-bot, workload: vip}
+"""
+    name = str(tmp_path / "spendbrake.yaml")
+    assert errors_of(tmp_path, text, env={}) == [
+        f"{name}:4:17: keys.rules[1].api_key: never matches: rules[0] (api_key '*') comes first "
+        "and matches every key this one does (the first match wins)",
+        f"{name}:5:36: keys.rules[2].workload: must be 'critical', 'standard' or 'batch', "
+        'got "vip"',
+    ]
+    # A rule whose api_key is itself refused is named for that alone.
+    text = (
+        'keys:\n  rules:\n    - {api_key: "*", workload: batch}\n    - {api_key: "", workload: x}\n'
+    )
+    assert [e.split(": ", 2)[1] for e in errors_of(tmp_path, text, env={})] == [
+        "keys.rules[1].api_key",
+        "keys.rules[1].workload",
+    ]
+
+
 #: The classic "billion laughs": nine aliases per level, nine levels (9**9 strings).
 BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
     f"{c}: &{c} [{','.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
