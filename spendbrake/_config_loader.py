@@ -139,7 +139,8 @@ class _BoundedLoader(yaml.SafeLoader):
         if anchor is not None:
             self._open.add(anchor)
         if parent is not None:  # index: a value's key node, an item's position, None for a key
-            self._loc.append(index.value if isinstance(index, yaml.ScalarNode) else index)
+            part = index if isinstance(index, int) else getattr(index, "value", "<key>")
+            self._loc.append(part if isinstance(part, str | int) else "<key>")
         try:
             return super().compose_node(parent, index)
         finally:
