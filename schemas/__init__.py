@@ -40,7 +40,7 @@ from ._event import (
     fast_decode,
     validate_event,
 )
-from ._keys import LITELLM_MASTER_KEY, KeyClass, KeyRule, KeysConfig
+from ._keys import LITELLM_MASTER_KEY, KeyClass, KeyRule, KeysConfig, hidden_rule
 from ._pricing import ModelPrice, PriceEntryModel, PriceTable
 from ._rollup import (
     ROLLUP_WINDOWS_S,
@@ -120,6 +120,7 @@ __all__ = [
     "from_openai_usage",
     "from_otel_attributes",
     "gc_paused",
+    "hidden_rule",
     "kafka_env_overrides",
     "more_severe",
     "mrkdwn",

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Mapping, Sequence
+from string import Formatter
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -63,15 +65,63 @@ def _budget_fraction(value: float) -> float:
 BudgetFraction = Annotated[float, Field(allow_inf_nan=False), AfterValidator(_budget_fraction)]
 
 
+def _http_url(value: str) -> str:
+    """An http(s) URL with a host: what the HTTP clients can call. A typo is named when the
+    file is read, not at the first pause (the value is not echoed: it may be a secret's)."""
+    if any(c <= " " or c == "\x7f" for c in value):  # urlsplit would drop some of them
+        raise ValueError("must be an http:// or https:// URL, without spaces or control characters")
+    try:
+        split = urlsplit(value)
+        usable = split.scheme in ("http", "https") and bool(split.hostname) and split.port != 0
+    except ValueError:  # a port out of range or not a number, a bad [IPv6] host
+        usable = False
+    if not usable:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+#: A URL SpendBrake calls or links to (the value as written, checked by ``_http_url``).
+HttpURL = Annotated[str, AfterValidator(_http_url)]
+
+
+def _runbook_url(template: str) -> str:
+    """A runbook link template: ``{kind}`` and ``{scope}`` filled in, an http(s) URL."""
+    try:
+        names = [name for _, name, _, _ in Formatter().parse(template) if name is not None]
+    except ValueError:
+        raise ValueError("has a lone { or }; write {{ or }} for a brace") from None
+    for name in names:
+        if name not in ("kind", "scope"):
+            raise ValueError(f"unknown placeholder {{{name}}}; use {{kind}} and {{scope}}")
+    _http_url(template.format(kind="budget", scope="team%3Dsearch"))
+    return template
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _scope_field(name: str) -> str:
+    if name not in SCOPE_FIELDS:
+        raise ValueError(f"unknown event field {name!r}; use one of {', '.join(SCOPE_FIELDS)}")
+    return name
+
+
+#: An event field a dimension set names; checked per item, so an unknown one is named beside
+#: a neighbour's problem (a check of the whole list runs only once every item is valid).
+ScopeField = Annotated[str, AfterValidator(_scope_field)]
+
+
 def _check_scope(scope: dict[str, str]) -> dict[str, str]:
     for key in scope:
-        if key not in SCOPE_FIELDS:
-            raise ValueError(f"unknown event field {key!r}; use one of {', '.join(SCOPE_FIELDS)}")
+        _scope_field(key)
     return scope
+
+
+def _distinct_fields(dims: list[str]) -> list[str]:
+    if len(set(dims)) != len(dims):
+        raise ValueError(f"{dims} names a field twice")
+    return dims
 
 
 class TopicsConfig(_Section):
@@ -191,20 +241,9 @@ class DetectorConfig(_Section):
     #: The dimension sets it runs on (each one of ``dimensions``); None: all of them. Cost
     #: per call means something per key (one workload); a team's, a model's or the global
     #: one moves whenever the mix of keys does.
-    dimensions: list[list[str]] | None = None
+    dimensions: list[list[ScopeField]] | None = None
 
     _scope = field_validator("scope")(_check_scope)
-
-    @field_validator("dimensions")
-    @classmethod
-    def _dimension_fields(cls, sets: list[list[str]] | None) -> list[list[str]] | None:
-        for dims in sets or ():
-            for name in dims:
-                if name not in SCOPE_FIELDS:
-                    raise ValueError(
-                        f"unknown event field {name!r}; use one of {', '.join(SCOPE_FIELDS)}"
-                    )
-        return sets
 
     def runs_on(self, dims: tuple[str, ...]) -> bool:
         """Whether this detector runs on series of the dimension set ``dims``."""
@@ -309,9 +348,10 @@ def _blank_is_unset(value: Any) -> Any:
 class SlackConfig(_Section):
     token: SecretStr | None = None
     channel: Name = "#ai-spend"
-    base_url: str | None = None
+    #: The Slack Web API's (a proxy, a test double); None: Slack's own.
+    base_url: HttpURL | None = None
     #: ``{scope}`` and ``{kind}`` in the template are filled per alert.
-    runbook_url: str | None = None
+    runbook_url: Annotated[str, AfterValidator(_runbook_url)] | None = None
     #: Verifies the "Resume key" / "Snooze 1 h" button requests (Slack app settings).
     signing_secret: SecretStr | None = None
     #: Serve the button endpoint (POST /slack/actions) on this port; None: no buttons.
@@ -322,12 +362,15 @@ class SlackConfig(_Section):
     #: Longest wait between two attempts at an undelivered message (jittered backoff).
     retry_cap_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
-    _unset = field_validator("token", "signing_secret", mode="before")(_blank_is_unset)
+    _unset = field_validator("token", "signing_secret", "base_url", "runbook_url", mode="before")(
+        _blank_is_unset
+    )
 
 
 class GatewayConfig(_Section):
     kind: Literal["litellm", "webhook"] = "litellm"
-    url: str = "http://127.0.0.1:4000"
+    #: LiteLLM's base URL, or the webhook's endpoint.
+    url: HttpURL = "http://127.0.0.1:4000"
     master_key: SecretStr | None = None
     secret: SecretStr | None = None
     dry_run: bool = False
@@ -384,7 +427,9 @@ class Config(_Section):
     """The whole operator config. Every section has a usable default."""
 
     kafka: KafkaConfig = KafkaConfig()
-    dimensions: list[list[str]] = [list(d) for d in DEFAULT_DIMENSIONS]
+    dimensions: list[Annotated[list[ScopeField], AfterValidator(_distinct_fields)]] = [
+        list(d) for d in DEFAULT_DIMENSIONS
+    ]
     #: The series whose 1-minute windows the worker rolls up and publishes, beside every
     #: series' hours and days: ``budgets``, the scopes of budgets (their burn rates read
     #: minutes; nothing else in SpendBrake does), or ``all``, every series of every set (for
@@ -426,14 +471,7 @@ class Config(_Section):
     @classmethod
     def _dimensions(cls, sets: list[list[str]]) -> list[list[str]]:
         seen: set[tuple[str, ...]] = set()
-        for dims in sets:
-            for name in dims:
-                if name not in SCOPE_FIELDS:
-                    raise ValueError(
-                        f"unknown event field {name!r}; use one of {', '.join(SCOPE_FIELDS)}"
-                    )
-            if len(set(dims)) != len(dims):
-                raise ValueError(f"{dims} names a field twice")
+        for dims in sets:  # each one's fields are checked already (ScopeField, _distinct_fields)
             key = tuple(sorted(dims))
             if key in seen:
                 raise ValueError(f"{dims} is listed twice")

@@ -22,6 +22,7 @@ KeyClass(workload=None, pausable=False, protection='unlisted', rule=None)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Annotated, Literal
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ._errors import ValueAt
 
-__all__ = ["LITELLM_MASTER_KEY", "PROTECTIONS", "KeyClass", "KeyRule", "KeysConfig"]
+__all__ = ["LITELLM_MASTER_KEY", "PROTECTIONS", "KeyClass", "KeyRule", "KeysConfig", "hidden_rule"]
 
 #: What LiteLLM logs as ``user_api_key_hash`` for calls made with its master key.
 LITELLM_MASTER_KEY = "litellm_proxy_master_key"
@@ -100,16 +101,9 @@ class KeysConfig(BaseModel):
 
     @model_validator(mode="after")
     def _no_dead_rules(self) -> KeysConfig:
-        # A rule an earlier one hides would look like protection and be none: the operator
-        # lists the support bot as critical under a `*` that makes everything batch.
-        for j, later in enumerate(self.rules):
-            for i, earlier in enumerate(self.rules[:j]):
-                if _covers(earlier.api_key, later.api_key):
-                    raise ValueAt(
-                        ("rules", j, "api_key"),
-                        f"never matches: rules[{i}] (api_key {earlier.api_key!r}) comes first "
-                        "and matches every key this one does (the first match wins)",
-                    )
+        hidden = hidden_rule([rule.api_key for rule in self.rules])
+        if hidden is not None:
+            raise hidden
         return self
 
     def classify(self, api_key: str) -> KeyClass:
@@ -125,6 +119,24 @@ class KeysConfig(BaseModel):
         if api_key == LITELLM_MASTER_KEY:
             return KeyClass(None, False, "master-key", None)
         return _UNLISTED
+
+
+def hidden_rule(api_keys: Sequence[str | None]) -> ValueAt | None:
+    """The first rule an earlier one hides, by the rules' ``api_key`` in order (None: a rule
+    without a usable one, skipped), as an error at ``rules[j].api_key``; None if there is none.
+
+    A rule an earlier one hides would look like protection and be none: the operator lists
+    the support bot as critical under a `*` that makes everything batch.
+    """
+    for j, later in enumerate(api_keys):
+        for i, earlier in enumerate(api_keys[:j]):
+            if earlier is not None and later is not None and _covers(earlier, later):
+                return ValueAt(
+                    ("rules", j, "api_key"),
+                    f"never matches: rules[{i}] (api_key {earlier!r}) comes first "
+                    "and matches every key this one does (the first match wins)",
+                )
+    return None
 
 
 def _covers(earlier: str, later: str) -> bool:

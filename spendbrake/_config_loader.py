@@ -10,7 +10,9 @@ the value, and no message quotes a value read from one.
 YAML aliases are counted as they are composed: a file whose aliases would expand past
 ``MAX_ALIAS_NODES`` nodes (a "billion laughs" bomb of a few hundred bytes needs billions)
 is refused at the alias that crosses the limit, before anything is expanded, and so is
-nesting deeper than ``MAX_DEPTH``. Hot reload reads files with this same loader.
+nesting deeper than ``MAX_DEPTH``. A key written twice in one mapping (YAML would keep
+the last and drop the first without a word: a second ``budgets:`` loses every budget of the
+first) is refused too, each one named. Hot reload reads files with this same loader.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from spendbrake.schemas import KAFKA_ENV, Config, ConfigError, ValueAt, kafka_env_overrides, show
+from spendbrake.schemas import (
+    KAFKA_ENV,
+    Config,
+    ConfigError,
+    ValueAt,
+    hidden_rule,
+    kafka_env_overrides,
+    show,
+)
 
 # ${VAR} or ${VAR:-default}, as in shells and docker compose.
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -76,6 +86,8 @@ def parse_yaml(text: str, name: str = "<config>") -> tuple[Any, dict[Loc, str]]:
     loader = _BoundedLoader(text, name)
     try:
         node = loader.get_single_node()
+        if loader.duplicates:
+            raise ConfigErrors(_in_file_order(loader.duplicates))
         data = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -92,7 +104,8 @@ def parse_yaml(text: str, name: str = "<config>") -> tuple[Any, dict[Loc, str]]:
 
 class _BoundedLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing alias expansion past ``MAX_ALIAS_NODES`` and nesting
-    past ``MAX_DEPTH`` while it composes, so neither time nor memory grows first."""
+    past ``MAX_DEPTH`` while it composes, so neither time nor memory grows first. Keys
+    written twice in one mapping are gathered in ``duplicates`` (PyYAML keeps the last)."""
 
     def __init__(self, text: str, name: str) -> None:
         super().__init__(text)
@@ -101,6 +114,8 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._open: set[str] = set()  # anchors of the nodes being composed
         self._sizes: dict[int, int] = {}  # id(node) -> nodes it expands to (finished nodes)
+        self._loc: list[str | int] = []  # config path of the node being composed
+        self.duplicates: list[ConfigError] = []
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         event = self.peek_event()
@@ -123,12 +138,38 @@ class _BoundedLoader(yaml.SafeLoader):
         anchor = getattr(event, "anchor", None)
         if anchor is not None:
             self._open.add(anchor)
+        if parent is not None:  # index: a value's key node, an item's position, None for a key
+            part = index if isinstance(index, int) else getattr(index, "value", "<key>")
+            self._loc.append(part if isinstance(part, str | int) else "<key>")
         try:
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+            if parent is not None:
+                self._loc.pop()
             if anchor is not None:
                 self._open.discard(anchor)
+
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        first: dict[tuple[str, str], yaml.Node] = {}
+        for key, _ in node.value:
+            # Merge keys (``<<: *defaults``) are meant to be overridden; complex keys are
+            # refused later (no config key is one).
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            seen = first.setdefault((key.tag, key.value), key)
+            if seen is not key:
+                mark = key.start_mark
+                self.duplicates.append(
+                    ConfigError(
+                        format_path((*self._loc, key.value)),
+                        f"duplicate key {key.value!r} (first at line {seen.start_mark.line + 1}); "
+                        "YAML would keep only the last",
+                        f"{self.name}:{mark.line + 1}:{mark.column + 1}",
+                    )
+                )
+        return node
 
     def _size(self, node: yaml.Node) -> int:
         known = self._sizes.get(id(node))
@@ -168,6 +209,7 @@ def build_config(
         config = Config.model_validate(data)
     except ValidationError as exc:
         errors = [_to_config_error(err, marks, name, from_env) for err in exc.errors()]
+        errors += _hidden_rule_beside(data, exc.errors(), marks, name)
         if not any(err["loc"][:1] == ("detectors",) for err in exc.errors()):
             # The detectors section itself is valid: its names and parameters are checked
             # too, so one run of ``validate`` names every problem of the file.
@@ -183,6 +225,37 @@ def build_config(
 def _detectors_only(data: dict[str, Any]) -> Config:
     """A config of ``data``'s detectors and the defaults (the section alone is valid)."""
     return Config.model_validate({"detectors": data["detectors"]} if "detectors" in data else {})
+
+
+def _hidden_rule_beside(
+    data: dict[str, Any], failed: list[Any], marks: Mapping[Loc, str], name: str
+) -> list[ConfigError]:
+    """The ``keys`` rule an earlier one hides, when a problem inside the section kept pydantic
+    from checking that (its model check runs only once every field and rule is valid)."""
+    inside = [tuple(err["loc"]) for err in failed if err["loc"][:1] == ("keys",)]
+    if not any(len(loc) > 1 for loc in inside):
+        return []  # the section is valid, or is no mapping: pydantic checked or cannot
+    rules = (data.get("keys") or {}).get("rules")
+    if not isinstance(rules, list):
+        return []
+    bad = {loc[2] for loc in inside if loc[1:2] == ("rules",) and loc[3:4] == ("api_key",)}
+    api_keys = [
+        rule["api_key"]
+        if isinstance(rule, dict) and isinstance(rule.get("api_key"), str) and j not in bad
+        else None  # no usable api_key: named already
+        for j, rule in enumerate(rules)
+    ]
+    hidden = hidden_rule(api_keys)
+    if hidden is None:
+        return []
+    # As pydantic would have said it: the section's own check, about one rule's field.
+    err = {
+        "loc": ("keys",),
+        "type": "value_error",
+        "msg": f"Value error, {hidden}",
+        "ctx": {"error": hidden},
+    }
+    return [_to_config_error(err, marks, name)]
 
 
 def _in_file_order(errors: list[ConfigError]) -> list[ConfigError]:

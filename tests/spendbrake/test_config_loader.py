@@ -116,7 +116,9 @@ def test_each_problem_has_line_column_and_path(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("kafka: {partitions: many}\n", "kafka.partitions: must be a valid integer"),
-        ("dimensions: [[team, colour]]\n", "dimensions: unknown event field 'colour'"),
+        ("dimensions: [[team, colour]]\n", "dimensions[0][1]: unknown event field 'colour'"),
+        ("dimensions: [[team, team]]\n", "dimensions[0]: ['team', 'team'] names a field twice"),
+        ("dimensions: [[team], [team]]\n", "dimensions: ['team'] is listed twice"),
         (
             "budgets:\n  - {name: a, amount_usd: 5, alert_at: [0.5, 1.5], hard_stop_at: 1.2}\n",
             "hard_stop_at (1.2) must not be below the highest alert_at (1.5)",
@@ -150,6 +152,23 @@ def test_each_problem_has_line_column_and_path(tmp_path: Path) -> None:
 def test_bad_values(tmp_path: Path, text: str, message: str) -> None:
     errors = errors_of(tmp_path, text, env={})
     assert any(message in e for e in errors), errors
+
+
+def test_an_unknown_dimension_field_is_named_beside_a_neighbours_problem(tmp_path: Path) -> None:
+    """The fields of a set were checked only once every set was a list: `colour` was named
+    after `team` (not a list) was fixed."""
+    name = f"{tmp_path}/spendbrake.yaml"
+    text = (
+        "dimensions: [[team, colour], team]\ndetectors: [{kind: wow, dimensions: [[tenant], 3]}]\n"
+    )
+    errors = errors_of(tmp_path, text, env={})
+    assert [e.split(": ", 2)[:2] for e in errors] == [
+        [f"{name}:1:21", "dimensions[0][1]"],
+        [f"{name}:1:30", "dimensions[1]"],
+        [f"{name}:2:39", "detectors[0].dimensions[0][0]"],
+        [f"{name}:2:48", "detectors[0].dimensions[1]"],
+    ]
+    assert "unknown event field 'colour'" in errors[0] and "tenant" in errors[2]
 
 
 def test_yaml_syntax_error_has_position(tmp_path: Path) -> None:
@@ -235,6 +254,49 @@ def test_an_empty_secret_is_no_secret(tmp_path: Path) -> None:
     assert config.slack.token is None and config.gateway.master_key is None
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("gateway: {url: not-a-url}\n", "1:16: gateway.url: must be an http:// or https:// URL"),
+        ("gateway: {kind: webhook, url: 'ftp://h/x'}\n", "gateway.url: must be an http://"),
+        ("gateway: {url: 'http://:4000'}\n", "gateway.url: must be an http:// or https:// URL"),
+        ("gateway: {url: 'http://gw:99999'}\n", "gateway.url: must be an http:// or https://"),
+        (
+            "gateway: {url: ' http://gw'}\n",
+            "gateway.url: must be an http:// or https:// URL, without",
+        ),
+        ("slack: {base_url: slack.example/api}\n", "slack.base_url: must be an http://"),
+        ("slack: {runbook_url: 'wiki/{kind}'}\n", "slack.runbook_url: must be an http://"),
+        (
+            "slack: {runbook_url: 'https://wiki/{team}'}\n",
+            "slack.runbook_url: unknown placeholder {team}; use {kind} and {scope}",
+        ),
+        ("slack: {runbook_url: 'https://wiki/{kind'}\n", "slack.runbook_url: has a lone {"),
+    ],
+)
+def test_a_url_that_cannot_work_is_named_when_the_file_is_read(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """`gateway: {url: not-a-url}` validated ok and failed only when a pause was tried."""
+    (error,) = errors_of(tmp_path, text, env={})
+    assert message in error, error
+
+
+def test_urls_from_the_environment_are_checked_after_substitution(tmp_path: Path) -> None:
+    text = (
+        "gateway: {url: '${GATEWAY_URL}'}\n"
+        "slack: {base_url: '${SLACK_API:-}', runbook_url: 'https://wiki/${WIKI}/{kind}'}\n"
+    )
+    env = {"GATEWAY_URL": "https://litellm.internal:4000", "WIKI": "runbooks"}
+    config = load_config(write(tmp_path, text), env=env)
+    assert config.gateway.url == "https://litellm.internal:4000"
+    assert config.slack.base_url is None  # unset with an empty default: Slack's own
+    assert config.slack.runbook_url == "https://wiki/runbooks/{kind}"
+    (error,) = errors_of(tmp_path, text, env={**env, "GATEWAY_URL": "litellm-secret-host:4000"})
+    assert "gateway.url: must be an http:// or https:// URL with a host" in error
+    assert "litellm-secret-host" not in error
+
+
 KEYS_GOOD = """\
 keys:
   rules:
@@ -314,6 +376,33 @@ keys:
     assert len(load_config(write(tmp_path, ok), env={}).keys.rules) == 2
 
 
+def test_a_hidden_rule_is_named_beside_another_rules_problem(tmp_path: Path) -> None:
+    """The section's check of rule order ran only once every rule was valid: the hidden
+    support bot was named only after `workload: vip` was fixed."""
+    text = """\
+keys:
+  rules:
+    - {api_key: "*", workload: batch}
+    - {api_key: support-bot-prod, workload: critical}
+    - {api_key: vip-bot, workload: vip}
+"""
+    name = str(tmp_path / "spendbrake.yaml")
+    assert errors_of(tmp_path, text, env={}) == [
+        f"{name}:4:17: keys.rules[1].api_key: never matches: rules[0] (api_key '*') comes first "
+        "and matches every key this one does (the first match wins)",
+        f"{name}:5:36: keys.rules[2].workload: must be 'critical', 'standard' or 'batch', "
+        'got "vip"',
+    ]
+    # A rule whose api_key is itself refused is named for that alone.
+    text = (
+        'keys:\n  rules:\n    - {api_key: "*", workload: batch}\n    - {api_key: "", workload: x}\n'
+    )
+    assert [e.split(": ", 2)[1] for e in errors_of(tmp_path, text, env={})] == [
+        "keys.rules[1].api_key",
+        "keys.rules[1].workload",
+    ]
+
+
 #: The classic "billion laughs": nine aliases per level, nine levels (9**9 strings).
 BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
     f"{c}: &{c} [{','.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
@@ -360,6 +449,37 @@ def test_a_few_aliases_for_shared_settings_still_load(tmp_path: Path) -> None:
     )
     config = load_config(write(tmp_path, text), env={})
     assert [(b.name, b.alert_at) for b in config.budgets] == [("a", [0.5, 0.9]), ("b", [0.5, 0.9])]
+
+
+def test_a_key_written_twice_is_named_not_dropped(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys: a second `budgets:` section silently dropped
+    every budget of the first. Each duplicate, at any depth, is named at its own line."""
+    text = (
+        "budgets:\n"
+        "  - {name: a, amount_usd: 5}\n"
+        "slack: {channel: x, 'channel': y}\n"
+        "budgets:\n"
+        "  - name: b\n"
+        "    amount_usd: 6\n"
+        "    amount_usd: 7\n"
+    )
+    with pytest.raises(ConfigErrors) as info:
+        load_config(write(tmp_path, text), env={})
+    name = f"{tmp_path}/spendbrake.yaml"
+    assert [str(e) for e in info.value.errors] == [
+        f"{name}:3:21: slack.channel: duplicate key 'channel' (first at line 3); "
+        "YAML would keep only the last",
+        f"{name}:4:1: budgets: duplicate key 'budgets' (first at line 1); "
+        "YAML would keep only the last",
+        f"{name}:7:5: budgets[0].amount_usd: duplicate key 'amount_usd' (first at line 6); "
+        "YAML would keep only the last",
+    ]
+    # A key a merge (`<<: *anchor`) brings in may be overridden: that is what merges are for.
+    merged = (
+        "budgets:\n  - &base {name: a, amount_usd: 5}\n  - {<<: *base, name: b, amount_usd: 9}\n"
+    )
+    config = load_config(write(tmp_path, merged), env={})
+    assert [(b.name, b.amount_usd) for b in config.budgets] == [("a", 5), ("b", 9)]
 
 
 SECRET = "xoxb-1234-very-secret-token"
