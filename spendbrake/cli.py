@@ -4,6 +4,7 @@ function that the tests call too; nothing here holds logic of its own."""
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import sys
@@ -153,16 +154,45 @@ def _parse_start(value: str | None) -> float:
         raise click.BadParameter(str(exc), param_hint="--start") from None
 
 
-def _parse_duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    try:
-        if text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except (ValueError, IndexError):
-        raise click.BadParameter(
-            f"use a number with s/m/h/d/w, e.g. 2h or 28d; got {text!r}"
-        ) from None
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class Duration(click.ParamType):
+    """A span of time as seconds, from ``min_s`` to ``max_s``: a number with s, m, h, d or w
+    (90s, 30m, 2h, 28d, 5w), or a bare number of seconds."""
+
+    name = "duration"
+
+    def __init__(self, min_s: float = 0.0, max_s: float = math.inf) -> None:
+        self.min_s = min_s
+        self.max_s = max_s
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        text = str(value).strip()
+        try:
+            unit = _UNITS.get(text[-1:])
+            seconds = float(text[:-1]) * unit if unit else float(text)
+        except ValueError:
+            self.fail(f"{value!r}: use a number with s/m/h/d/w, e.g. 2h or 28d", param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite span of time", param, ctx)
+        if not self.min_s <= seconds <= self.max_s:
+            if self.max_s < math.inf:
+                within = f"{_span_text(self.min_s)} to {_span_text(self.max_s)}"
+                self.fail(f"{value!r} is outside {within}", param, ctx)
+            below = "negative" if self.min_s == 0 else f"under {_span_text(self.min_s)}"
+            self.fail(f"{value!r} is {below}", param, ctx)
+        return seconds
+
+
+def _span_text(seconds: float) -> str:
+    """``seconds`` as ``Duration`` reads it, in the largest unit that keeps it whole: 10m, 6s."""
+    for unit, size in reversed(_UNITS.items()):
+        if seconds and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 @main.command()
@@ -170,7 +200,11 @@ def _parse_duration(text: str) -> float:
     "--start", help="Event time of the first event: 2026-10-01 or RFC 3339 (default: now)."
 )
 @click.option(
-    "--duration", default="1h", show_default=True, help="Simulated span: 90s, 30m, 2h, 28d, 5w."
+    "--duration",
+    type=Duration(),
+    default="1h",
+    show_default=True,
+    help="Simulated span: 90s, 30m, 2h, 28d, 5w.",
 )
 @click.option("--rate", default=20.0, show_default=True, help="Mean calls per second over a week.")
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same events).")
@@ -199,7 +233,7 @@ def _parse_duration(text: str) -> float:
 @bootstrap_option
 def simulate(
     start: str | None,
-    duration: str,
+    duration: float,
     rate: float,
     seed: int,
     inject: tuple[str, ...],
@@ -219,14 +253,13 @@ def simulate(
     from ._simulate import simulate as generate
 
     start_ts = _parse_start(start)
-    span_s = _parse_duration(duration)
     try:
         incidents = [parse_incident(spec) for spec in inject]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--inject") from None
     events = generate(
         start_ts,
-        span_s,
+        duration,
         rate_per_s=rate,
         seed=seed,
         incidents=incidents,
@@ -373,7 +406,13 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
 @click.option(
     "--checkpoint-interval", default=5.0, show_default=True, help="Seconds between snapshots."
 )
-@click.option("--lateness", default="10m", show_default=True, help="Allowed lateness of events.")
+@click.option(
+    "--lateness",
+    type=Duration(),
+    default="10m",
+    show_default=True,
+    help="Allowed lateness of events.",
+)
 @click.option("--group", help="Consumer group (default: kafka.group_id).")
 @click.option(
     "--stages",
@@ -391,6 +430,7 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
 )
 @click.option(
     "--session-timeout",
+    type=Duration(6, 1800),
     default="30s",
     show_default=True,
     help="A worker silent this long leaves the consumer group and its partitions move to the "
@@ -419,11 +459,11 @@ def worker(
     state_dir: str,
     flush_interval: float,
     checkpoint_interval: float,
-    lateness: str,
+    lateness: float,
     group: str | None,
     stages: str,
     metrics_port: int,
-    session_timeout: str,
+    session_timeout: float,
     reload_s: float,
     reset_partitions: tuple[int, ...],
 ) -> None:
@@ -463,18 +503,12 @@ def worker(
         return config.model_copy(update={"kafka": kafka})
 
     config = overrides(_load(config_path))
-    session_timeout_s = _parse_duration(session_timeout)
-    if not 6 <= session_timeout_s <= 1800:
-        raise click.BadParameter(
-            f"{session_timeout!r}: Kafka brokers accept 6s to 30m by default",
-            param_hint="--session-timeout",
-        )
     settings = WorkerSettings(
         state_dir=Path(state_dir),
         flush_interval_s=flush_interval,
         checkpoint_interval_s=checkpoint_interval,
-        lateness_s=_parse_duration(lateness),
-        session_timeout_s=session_timeout_s,
+        lateness_s=lateness,
+        session_timeout_s=session_timeout,
         metrics_port=metrics_port or None,
     )
     try:
@@ -572,7 +606,13 @@ def resume(
     show_default=True,
     help="jsonl: one alert record per line on stdout; table: a readable summary.",
 )
-@click.option("--lateness", default="10m", show_default=True, help="Allowed lateness of events.")
+@click.option(
+    "--lateness",
+    type=Duration(),
+    default="10m",
+    show_default=True,
+    help="Allowed lateness of events.",
+)
 @click.option(
     "--sort",
     "sort_lines",
@@ -593,7 +633,7 @@ def replay(
     events_file: str,
     config_path: str | None,
     fmt: str,
-    lateness: str,
+    lateness: float,
     sort_lines: bool,
     jobs: str,
 ) -> None:
@@ -626,7 +666,7 @@ def replay(
             alerts = replay_lines(
                 lines,
                 config,
-                lateness_s=_parse_duration(lateness),
+                lateness_s=lateness,
                 stats=stats,
                 progress=tick,
                 jobs=processes,
@@ -653,9 +693,10 @@ def replay(
         err.print(f"  rejected for {field_name}: {count:,}")
     if stats.late and not sort_lines:
         err.print(
-            f"note: {stats.late:,} events came more than {lateness} after later ones in the "
-            "file and were counted as late corrections, as the live engine counts events that "
-            "arrive so; if the file is just not sorted by ts, --sort replays it in event-time order"
+            f"note: {stats.late:,} events came more than {_span_text(lateness)} after later ones "
+            "in the file and were counted as late corrections, as the live engine counts events "
+            "that arrive so; if the file is just not sorted by ts, --sort replays it in event-time "
+            "order"
         )
 
 
@@ -917,6 +958,7 @@ def config_schema(output: str | None) -> None:
 @main.command()
 @click.option(
     "--duration",
+    type=Duration(),
     default="20s",
     show_default=True,
     help="How long the live part (the last 4 h) runs.",
@@ -938,7 +980,7 @@ def config_schema(output: str | None) -> None:
     "--slack-channel", default="#ai-spend", show_default=True, help="Channel for --slack-token."
 )
 def demo(
-    duration: str, rate: float, seed: int, slack_token: str | None, slack_channel: str
+    duration: float, rate: float, seed: int, slack_token: str | None, slack_channel: str
 ) -> None:
     """Run SpendBrake on an embedded broker with simulated traffic and a live view.
 
@@ -951,7 +993,7 @@ def demo(
     from ._demo import run_demo
 
     try:
-        code = run_demo(_parse_duration(duration), rate, seed, err, slack_token, slack_channel)
+        code = run_demo(duration, rate, seed, err, slack_token, slack_channel)
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM: all stopped by now
         err.print("demo interrupted")
         code = 130

@@ -92,6 +92,27 @@ def test_worker_rejects_a_session_timeout_the_broker_would_refuse(tmp_path: Path
         assert "--session-timeout" in result.output and value in result.output
 
 
+@pytest.mark.parametrize(
+    ("command", "option", "value"),
+    [
+        ("simulate", "--duration", "-1h"),
+        ("simulate", "--duration", "nan"),
+        ("simulate", "--duration", "2x"),
+        ("replay", "--lateness", "-5m"),
+        ("worker", "--lateness", "-5m"),
+        ("demo", "--duration", "-20s"),
+    ],
+)
+def test_a_bad_duration_is_refused_naming_the_option(
+    tmp_path: Path, command: str, option: str, value: str
+) -> None:
+    # Refused before anything runs: no events made, no broker started or reached.
+    rest = {"simulate": ["--out", os.devnull], "replay": [os.devnull], "demo": []}
+    result = run(command, option, value, *rest.get(command, ["--state-dir", str(tmp_path)]))
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}': '{value}'" in result.output
+
+
 def topic_config(tmp_path: Path, topic: str) -> Path:
     path = tmp_path / "cfg.yaml"
     path.write_text(f"kafka:\n  topics:\n    events: {topic}\n")
