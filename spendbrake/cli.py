@@ -195,6 +195,18 @@ def _span_text(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+class Number(click.FloatRange):
+    """``click.FloatRange`` that refuses nan and infinities too: nan passes any range."""
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        number = float(super().convert(value, param, ctx))
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 @main.command()
 @click.option(
     "--start", help="Event time of the first event: 2026-10-01 or RFC 3339 (default: now)."
@@ -206,7 +218,13 @@ def _span_text(seconds: float) -> str:
     show_default=True,
     help="Simulated span: 90s, 30m, 2h, 28d, 5w.",
 )
-@click.option("--rate", default=20.0, show_default=True, help="Mean calls per second over a week.")
+@click.option(
+    "--rate",
+    type=Number(min=0),
+    default=20.0,
+    show_default=True,
+    help="Mean calls per second over a week.",
+)
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same events).")
 @click.option(
     "--inject",
@@ -217,7 +235,11 @@ def _span_text(seconds: float) -> str:
     "Kinds: runaway, batch_runaway, spike, launch, creep, prompt_change.",
 )
 @click.option(
-    "--priced-fraction", default=0.5, show_default=True, help="Share of events that carry cost_usd."
+    "--priced-fraction",
+    type=Number(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Share of events that carry cost_usd.",
 )
 @click.option(
     "--out",
@@ -255,16 +277,18 @@ def simulate(
     start_ts = _parse_start(start)
     try:
         incidents = [parse_incident(spec) for spec in inject]
+        # Checks its arguments before the first event: the options' types have checked the
+        # rest, so what it refuses is an incident that matches no key of the traffic.
+        events = generate(
+            start_ts,
+            duration,
+            rate_per_s=rate,
+            seed=seed,
+            incidents=incidents,
+            priced_fraction=priced_fraction,
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--inject") from None
-    events = generate(
-        start_ts,
-        duration,
-        rate_per_s=rate,
-        seed=seed,
-        incidents=incidents,
-        priced_fraction=priced_fraction,
-    )
     if realtime:
         events = _paced(events, start_ts)
     if out is not None:
@@ -965,6 +989,7 @@ def config_schema(output: str | None) -> None:
 )
 @click.option(
     "--rate",
+    type=Number(min=0),
     default=0.05,
     show_default=True,
     help="Simulated calls per second (weekly mean); three weeks of history at this rate.",

@@ -84,6 +84,30 @@ def test_simulate_rejects_a_bad_incident_spec() -> None:
     assert result.exit_code == 2 and "--inject" in result.output and "meltdown" in result.output
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--rate", "-1"),
+        ("--rate", "nan"),
+        ("--rate", "inf"),
+        ("--priced-fraction", "2"),
+        ("--priced-fraction", "nan"),
+        ("--inject", "spike:team=search"),  # spike hits a critical key: search has none
+        ("--inject", "batch_runaway:team=search"),
+    ],
+)
+def test_simulate_refuses_a_bad_value_naming_the_option(option: str, value: str) -> None:
+    result = run("simulate", "--duration", "1h", option, value, "--out", os.devnull)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for" in result.output and option in result.output
+    assert value in result.output and "Traceback" not in result.output
+
+
+def test_demo_refuses_a_negative_rate_before_starting_anything() -> None:
+    result = run("demo", "--rate", "-1")
+    assert result.exit_code == 2 and "Invalid value for '--rate'" in result.output
+
+
 def test_worker_rejects_a_session_timeout_the_broker_would_refuse(tmp_path: Path) -> None:
     # Checked before anything connects: Kafka's default group limits are 6 s to 30 min.
     for value in ("2s", "45m"):
