@@ -86,9 +86,19 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=9092, show_default=True, help="Port (0 picks a free one).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=9092,
+    show_default=True,
+    help="Port (0 picks a free one).",
+)
 @config_option
-@click.option("--partitions", type=int, help="Partitions per topic (default: kafka.partitions).")
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    help="Partitions per topic (default: kafka.partitions).",
+)
 @click.option(
     "--log", "log_path", type=click.Path(dir_okay=False), help="Write broker output here."
 )
@@ -425,10 +435,18 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
     help="Where partition snapshots live (share it between workers). Env: SPENDBRAKE_STATE_DIR.",
 )
 @click.option(
-    "--flush-interval", default=1.0, show_default=True, help="Seconds between rollup updates."
+    "--flush-interval",
+    type=Number(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds between rollup updates.",
 )
 @click.option(
-    "--checkpoint-interval", default=5.0, show_default=True, help="Seconds between snapshots."
+    "--checkpoint-interval",
+    type=Number(min=0),
+    default=5.0,
+    show_default=True,
+    help="Seconds between snapshots.",
 )
 @click.option(
     "--lateness",
@@ -448,6 +466,7 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
 )
 @click.option(
     "--metrics-port",
+    type=click.IntRange(0, 65535),
     default=9464,
     show_default=True,
     help="Serve Prometheus /metrics of the stages run on 127.0.0.1:PORT (0: off).",
@@ -463,6 +482,7 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
 @click.option(
     "--reload-interval",
     "reload_s",
+    type=Number(min=0),
     default=1.0,
     show_default=True,
     help="Seconds between checks of --config for changes (0: only on SIGHUP). A valid "

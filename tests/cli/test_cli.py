@@ -137,6 +137,29 @@ def test_a_bad_duration_is_refused_naming_the_option(
     assert f"Invalid value for '{option}': '{value}'" in result.output
 
 
+@pytest.mark.parametrize(
+    ("command", "option", "value"),
+    [
+        ("worker", "--flush-interval", "-1"),
+        ("worker", "--checkpoint-interval", "-1"),
+        ("worker", "--reload-interval", "-1"),
+        ("worker", "--flush-interval", "nan"),
+        ("worker", "--metrics-port", "-3"),
+        ("worker", "--metrics-port", "65536"),
+        ("broker", "--partitions", "0"),
+        ("broker", "--port", "-1"),
+    ],
+)
+def test_a_negative_interval_port_or_partition_count_is_refused(
+    tmp_path: Path, command: str, option: str, value: str
+) -> None:
+    # Refused before a broker is started or reached (--metrics-port 0 is "off": allowed).
+    rest = ["--state-dir", str(tmp_path)] if command == "worker" else []
+    result = run(command, option, value, *rest)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output and value in result.output
+
+
 def topic_config(tmp_path: Path, topic: str) -> Path:
     path = tmp_path / "cfg.yaml"
     path.write_text(f"kafka:\n  topics:\n    events: {topic}\n")
