@@ -36,6 +36,78 @@ def _load(config_path: str | None, bootstrap: str | None = None) -> Config:
     return config
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class Duration(click.ParamType):
+    """A span of time as seconds, from ``min_s`` to ``max_s``: a number with s, m, h, d or w
+    (90s, 30m, 2h, 28d, 5w), or a bare number of seconds."""
+
+    name = "duration"
+
+    def __init__(self, min_s: float = 0.0, max_s: float = math.inf) -> None:
+        self.min_s = min_s
+        self.max_s = max_s
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        text = str(value).strip()
+        try:
+            unit = _UNITS.get(text[-1:])
+            seconds = float(text[:-1]) * unit if unit else float(text)
+        except ValueError:
+            self.fail(f"{value!r}: use a number with s/m/h/d/w, e.g. 2h or 28d", param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite span of time", param, ctx)
+        if not self.min_s <= seconds <= self.max_s:
+            if self.max_s < math.inf:
+                within = f"{_span_text(self.min_s)} to {_span_text(self.max_s)}"
+                self.fail(f"{value!r} is outside {within}", param, ctx)
+            below = "negative" if self.min_s == 0 else f"under {_span_text(self.min_s)}"
+            self.fail(f"{value!r} is {below}", param, ctx)
+        return seconds
+
+
+def _span_text(seconds: float) -> str:
+    """``seconds`` as ``Duration`` reads it, in the largest unit that keeps it whole: 10m, 6s."""
+    for unit, size in reversed(_UNITS.items()):
+        if seconds and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+class OutputFile(click.Path):
+    """A file the command writes (``-``: stdout, where ``allow_dash``): refused before the
+    command runs if it is a directory, is not writable, or its directory is missing."""
+
+    def __init__(self, allow_dash: bool = False) -> None:
+        super().__init__(dir_okay=False, writable=True, allow_dash=allow_dash)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        if self.allow_dash and path == "-":
+            return path
+        where = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(where):
+            self.fail(f"{value!r}: directory {where!r} does not exist", param, ctx)
+        if not os.access(where, os.W_OK | os.X_OK):
+            self.fail(f"{value!r}: directory {where!r} is not writable", param, ctx)
+        return path
+
+
+class Number(click.FloatRange):
+    """``click.FloatRange`` that refuses nan and infinities too: nan passes any range."""
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        number = float(super().convert(value, param, ctx))
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 config_option = click.option(
     "--config",
     "config_path",
@@ -99,9 +171,7 @@ def main() -> None:
     type=click.IntRange(min=1),
     help="Partitions per topic (default: kafka.partitions).",
 )
-@click.option(
-    "--log", "log_path", type=click.Path(dir_okay=False), help="Write broker output here."
-)
+@click.option("--log", "log_path", type=OutputFile(), help="Write broker output here.")
 def broker(
     host: str, port: int, config_path: str | None, partitions: int | None, log_path: str | None
 ) -> None:
@@ -164,59 +234,6 @@ def _parse_start(value: str | None) -> float:
         raise click.BadParameter(str(exc), param_hint="--start") from None
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-class Duration(click.ParamType):
-    """A span of time as seconds, from ``min_s`` to ``max_s``: a number with s, m, h, d or w
-    (90s, 30m, 2h, 28d, 5w), or a bare number of seconds."""
-
-    name = "duration"
-
-    def __init__(self, min_s: float = 0.0, max_s: float = math.inf) -> None:
-        self.min_s = min_s
-        self.max_s = max_s
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        text = str(value).strip()
-        try:
-            unit = _UNITS.get(text[-1:])
-            seconds = float(text[:-1]) * unit if unit else float(text)
-        except ValueError:
-            self.fail(f"{value!r}: use a number with s/m/h/d/w, e.g. 2h or 28d", param, ctx)
-        if not math.isfinite(seconds):
-            self.fail(f"{value!r} is not a finite span of time", param, ctx)
-        if not self.min_s <= seconds <= self.max_s:
-            if self.max_s < math.inf:
-                within = f"{_span_text(self.min_s)} to {_span_text(self.max_s)}"
-                self.fail(f"{value!r} is outside {within}", param, ctx)
-            below = "negative" if self.min_s == 0 else f"under {_span_text(self.min_s)}"
-            self.fail(f"{value!r} is {below}", param, ctx)
-        return seconds
-
-
-def _span_text(seconds: float) -> str:
-    """``seconds`` as ``Duration`` reads it, in the largest unit that keeps it whole: 10m, 6s."""
-    for unit, size in reversed(_UNITS.items()):
-        if seconds and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
-
-
-class Number(click.FloatRange):
-    """``click.FloatRange`` that refuses nan and infinities too: nan passes any range."""
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        number = float(super().convert(value, param, ctx))
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return number
-
-
 @main.command()
 @click.option(
     "--start", help="Event time of the first event: 2026-10-01 or RFC 3339 (default: now)."
@@ -253,7 +270,7 @@ class Number(click.FloatRange):
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, allow_dash=True),
+    type=OutputFile(allow_dash=True),
     help="Write .jsonl here ('-' = stdout) instead of Kafka.",
 )
 @click.option(
@@ -808,7 +825,7 @@ def _alert_table(rows: list[Alert]) -> None:
 )
 @click.option(
     "--chart",
-    type=click.Path(dir_okay=False),
+    type=OutputFile(),
     help="Also write a PNG bar chart of spend by team, stacked by model.",
 )
 @store_options
@@ -978,7 +995,7 @@ def config_group() -> None:
 
 
 @config_group.command("schema")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file.")
+@click.option("-o", "--output", type=OutputFile(), help="Write to a file.")
 def config_schema(output: str | None) -> None:
     """Print the config file's JSON Schema, for editor completion and checks.
 
@@ -992,8 +1009,12 @@ def config_schema(output: str | None) -> None:
     schema["title"] = "SpendBrake operator config"
     text = orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
     if output:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        try:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+        except OSError as exc:
+            err.print(f"error: cannot write {output}: {exc.strerror or exc}", markup=False)
+            sys.exit(1)
         err.print(f"wrote {output}")
     else:
         click.echo(text)

@@ -284,6 +284,33 @@ def test_config_schema_covers_every_section_and_forbids_unknown_keys(tmp_path: P
     assert orjson.loads(run("config", "schema").output) == schema
 
 
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["config", "schema", "-o"], "'-o' / '--output'"),
+        (["report", "--period", "2026-10", "--chart"], "'--chart'"),
+        (["simulate", "--duration", "1m", "--out"], "'--out'"),
+        (["broker", "--log"], "'--log'"),
+    ],
+)
+def test_a_file_to_write_in_a_missing_directory_is_refused_up_front(
+    tmp_path: Path, args: list[str], option: str
+) -> None:
+    # Before the store is read, events are made or a broker is started.
+    missing = tmp_path / "missing" / "out"
+    result = run(*args, str(missing))
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for {option}: '{missing}': directory" in result.output
+    assert "does not exist" in result.output and not missing.parent.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_config_schema_reports_a_failed_write_in_one_line() -> None:
+    result = run("config", "schema", "-o", "/dev/full")
+    assert result.exit_code == 1
+    assert result.output == "error: cannot write /dev/full: No space left on device\n"
+
+
 def test_broker_command_serves_topics_and_stops_on_ctrl_c() -> None:
     port = free_port()
     process = subprocess.Popen(
