@@ -634,5 +634,8 @@ def report_from_store(
     if chart:
         from ._chart import spend_chart
 
-        spend_chart(costs, stacked, f"Spend by team, {period.label}", chart)
+        try:
+            spend_chart(costs, stacked, f"Spend by team, {period.label}", chart)
+        except OSError as exc:
+            raise ReportError(f"cannot write the chart {chart}: {exc.strerror or exc}") from exc
     return data, stacked

@@ -4,6 +4,7 @@ function that the tests call too; nothing here holds logic of its own."""
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import sys
@@ -33,6 +34,78 @@ def _load(config_path: str | None, bootstrap: str | None = None) -> Config:
             update={"kafka": config.kafka.model_copy(update={"bootstrap_servers": bootstrap})}
         )
     return config
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class Duration(click.ParamType):
+    """A span of time as seconds, from ``min_s`` to ``max_s``: a number with s, m, h, d or w
+    (90s, 30m, 2h, 28d, 5w), or a bare number of seconds."""
+
+    name = "duration"
+
+    def __init__(self, min_s: float = 0.0, max_s: float = math.inf) -> None:
+        self.min_s = min_s
+        self.max_s = max_s
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        text = str(value).strip()
+        try:
+            unit = _UNITS.get(text[-1:])
+            seconds = float(text[:-1]) * unit if unit else float(text)
+        except ValueError:
+            self.fail(f"{value!r}: use a number with s/m/h/d/w, e.g. 2h or 28d", param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite span of time", param, ctx)
+        if not self.min_s <= seconds <= self.max_s:
+            if self.max_s < math.inf:
+                within = f"{_span_text(self.min_s)} to {_span_text(self.max_s)}"
+                self.fail(f"{value!r} is outside {within}", param, ctx)
+            below = "negative" if self.min_s == 0 else f"under {_span_text(self.min_s)}"
+            self.fail(f"{value!r} is {below}", param, ctx)
+        return seconds
+
+
+def _span_text(seconds: float) -> str:
+    """``seconds`` as ``Duration`` reads it, in the largest unit that keeps it whole: 10m, 6s."""
+    for unit, size in reversed(_UNITS.items()):
+        if seconds and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+class OutputFile(click.Path):
+    """A file the command writes (``-``: stdout, where ``allow_dash``): refused before the
+    command runs if it is a directory, is not writable, or its directory is missing."""
+
+    def __init__(self, allow_dash: bool = False) -> None:
+        super().__init__(dir_okay=False, writable=True, allow_dash=allow_dash)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        if self.allow_dash and path == "-":
+            return path
+        where = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(where):
+            self.fail(f"{value!r}: directory {where!r} does not exist", param, ctx)
+        if not os.access(where, os.W_OK | os.X_OK):
+            self.fail(f"{value!r}: directory {where!r} is not writable", param, ctx)
+        return path
+
+
+class Number(click.FloatRange):
+    """``click.FloatRange`` that refuses nan and infinities too: nan passes any range."""
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        number = float(super().convert(value, param, ctx))
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 config_option = click.option(
@@ -85,12 +158,20 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=9092, show_default=True, help="Port (0 picks a free one).")
-@config_option
-@click.option("--partitions", type=int, help="Partitions per topic (default: kafka.partitions).")
 @click.option(
-    "--log", "log_path", type=click.Path(dir_okay=False), help="Write broker output here."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=9092,
+    show_default=True,
+    help="Port (0 picks a free one).",
 )
+@config_option
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    help="Partitions per topic (default: kafka.partitions).",
+)
+@click.option("--log", "log_path", type=OutputFile(), help="Write broker output here.")
 def broker(
     host: str, port: int, config_path: str | None, partitions: int | None, log_path: str | None
 ) -> None:
@@ -153,26 +234,24 @@ def _parse_start(value: str | None) -> float:
         raise click.BadParameter(str(exc), param_hint="--start") from None
 
 
-def _parse_duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    try:
-        if text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except (ValueError, IndexError):
-        raise click.BadParameter(
-            f"use a number with s/m/h/d/w, e.g. 2h or 28d; got {text!r}"
-        ) from None
-
-
 @main.command()
 @click.option(
     "--start", help="Event time of the first event: 2026-10-01 or RFC 3339 (default: now)."
 )
 @click.option(
-    "--duration", default="1h", show_default=True, help="Simulated span: 90s, 30m, 2h, 28d, 5w."
+    "--duration",
+    type=Duration(),
+    default="1h",
+    show_default=True,
+    help="Simulated span: 90s, 30m, 2h, 28d, 5w.",
 )
-@click.option("--rate", default=20.0, show_default=True, help="Mean calls per second over a week.")
+@click.option(
+    "--rate",
+    type=Number(min=0),
+    default=20.0,
+    show_default=True,
+    help="Mean calls per second over a week.",
+)
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same events).")
 @click.option(
     "--inject",
@@ -183,11 +262,15 @@ def _parse_duration(text: str) -> float:
     "Kinds: runaway, batch_runaway, spike, launch, creep, prompt_change.",
 )
 @click.option(
-    "--priced-fraction", default=0.5, show_default=True, help="Share of events that carry cost_usd."
+    "--priced-fraction",
+    type=Number(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Share of events that carry cost_usd.",
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, allow_dash=True),
+    type=OutputFile(allow_dash=True),
     help="Write .jsonl here ('-' = stdout) instead of Kafka.",
 )
 @click.option(
@@ -199,7 +282,7 @@ def _parse_duration(text: str) -> float:
 @bootstrap_option
 def simulate(
     start: str | None,
-    duration: str,
+    duration: float,
     rate: float,
     seed: int,
     inject: tuple[str, ...],
@@ -219,19 +302,20 @@ def simulate(
     from ._simulate import simulate as generate
 
     start_ts = _parse_start(start)
-    span_s = _parse_duration(duration)
     try:
         incidents = [parse_incident(spec) for spec in inject]
+        # Checks its arguments before the first event: the options' types have checked the
+        # rest, so what it refuses is an incident that matches no key of the traffic.
+        events = generate(
+            start_ts,
+            duration,
+            rate_per_s=rate,
+            seed=seed,
+            incidents=incidents,
+            priced_fraction=priced_fraction,
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--inject") from None
-    events = generate(
-        start_ts,
-        span_s,
-        rate_per_s=rate,
-        seed=seed,
-        incidents=incidents,
-        priced_fraction=priced_fraction,
-    )
     if realtime:
         events = _paced(events, start_ts)
     if out is not None:
@@ -368,12 +452,26 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
     help="Where partition snapshots live (share it between workers). Env: SPENDBRAKE_STATE_DIR.",
 )
 @click.option(
-    "--flush-interval", default=1.0, show_default=True, help="Seconds between rollup updates."
+    "--flush-interval",
+    type=Number(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds between rollup updates.",
 )
 @click.option(
-    "--checkpoint-interval", default=5.0, show_default=True, help="Seconds between snapshots."
+    "--checkpoint-interval",
+    type=Number(min=0),
+    default=5.0,
+    show_default=True,
+    help="Seconds between snapshots.",
 )
-@click.option("--lateness", default="10m", show_default=True, help="Allowed lateness of events.")
+@click.option(
+    "--lateness",
+    type=Duration(),
+    default="10m",
+    show_default=True,
+    help="Allowed lateness of events.",
+)
 @click.option("--group", help="Consumer group (default: kafka.group_id).")
 @click.option(
     "--stages",
@@ -385,12 +483,14 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
 )
 @click.option(
     "--metrics-port",
+    type=click.IntRange(0, 65535),
     default=9464,
     show_default=True,
     help="Serve Prometheus /metrics of the stages run on 127.0.0.1:PORT (0: off).",
 )
 @click.option(
     "--session-timeout",
+    type=Duration(6, 1800),
     default="30s",
     show_default=True,
     help="A worker silent this long leaves the consumer group and its partitions move to the "
@@ -399,6 +499,7 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
 @click.option(
     "--reload-interval",
     "reload_s",
+    type=Number(min=0),
     default=1.0,
     show_default=True,
     help="Seconds between checks of --config for changes (0: only on SIGHUP). A valid "
@@ -419,11 +520,11 @@ def worker(
     state_dir: str,
     flush_interval: float,
     checkpoint_interval: float,
-    lateness: str,
+    lateness: float,
     group: str | None,
     stages: str,
     metrics_port: int,
-    session_timeout: str,
+    session_timeout: float,
     reload_s: float,
     reset_partitions: tuple[int, ...],
 ) -> None:
@@ -463,18 +564,12 @@ def worker(
         return config.model_copy(update={"kafka": kafka})
 
     config = overrides(_load(config_path))
-    session_timeout_s = _parse_duration(session_timeout)
-    if not 6 <= session_timeout_s <= 1800:
-        raise click.BadParameter(
-            f"{session_timeout!r}: Kafka brokers accept 6s to 30m by default",
-            param_hint="--session-timeout",
-        )
     settings = WorkerSettings(
         state_dir=Path(state_dir),
         flush_interval_s=flush_interval,
         checkpoint_interval_s=checkpoint_interval,
-        lateness_s=_parse_duration(lateness),
-        session_timeout_s=session_timeout_s,
+        lateness_s=lateness,
+        session_timeout_s=session_timeout,
         metrics_port=metrics_port or None,
     )
     try:
@@ -572,7 +667,13 @@ def resume(
     show_default=True,
     help="jsonl: one alert record per line on stdout; table: a readable summary.",
 )
-@click.option("--lateness", default="10m", show_default=True, help="Allowed lateness of events.")
+@click.option(
+    "--lateness",
+    type=Duration(),
+    default="10m",
+    show_default=True,
+    help="Allowed lateness of events.",
+)
 @click.option(
     "--sort",
     "sort_lines",
@@ -593,7 +694,7 @@ def replay(
     events_file: str,
     config_path: str | None,
     fmt: str,
-    lateness: str,
+    lateness: float,
     sort_lines: bool,
     jobs: str,
 ) -> None:
@@ -626,7 +727,7 @@ def replay(
             alerts = replay_lines(
                 lines,
                 config,
-                lateness_s=_parse_duration(lateness),
+                lateness_s=lateness,
                 stats=stats,
                 progress=tick,
                 jobs=processes,
@@ -653,9 +754,10 @@ def replay(
         err.print(f"  rejected for {field_name}: {count:,}")
     if stats.late and not sort_lines:
         err.print(
-            f"note: {stats.late:,} events came more than {lateness} after later ones in the "
-            "file and were counted as late corrections, as the live engine counts events that "
-            "arrive so; if the file is just not sorted by ts, --sort replays it in event-time order"
+            f"note: {stats.late:,} events came more than {_span_text(lateness)} after later ones "
+            "in the file and were counted as late corrections, as the live engine counts events "
+            "that arrive so; if the file is just not sorted by ts, --sort replays it in event-time "
+            "order"
         )
 
 
@@ -723,7 +825,7 @@ def _alert_table(rows: list[Alert]) -> None:
 )
 @click.option(
     "--chart",
-    type=click.Path(dir_okay=False),
+    type=OutputFile(),
     help="Also write a PNG bar chart of spend by team, stacked by model.",
 )
 @store_options
@@ -893,7 +995,7 @@ def config_group() -> None:
 
 
 @config_group.command("schema")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file.")
+@click.option("-o", "--output", type=OutputFile(), help="Write to a file.")
 def config_schema(output: str | None) -> None:
     """Print the config file's JSON Schema, for editor completion and checks.
 
@@ -907,8 +1009,12 @@ def config_schema(output: str | None) -> None:
     schema["title"] = "SpendBrake operator config"
     text = orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
     if output:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        try:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+        except OSError as exc:
+            err.print(f"error: cannot write {output}: {exc.strerror or exc}", markup=False)
+            sys.exit(1)
         err.print(f"wrote {output}")
     else:
         click.echo(text)
@@ -917,12 +1023,14 @@ def config_schema(output: str | None) -> None:
 @main.command()
 @click.option(
     "--duration",
+    type=Duration(),
     default="20s",
     show_default=True,
     help="How long the live part (the last 4 h) runs.",
 )
 @click.option(
     "--rate",
+    type=Number(min=0),
     default=0.05,
     show_default=True,
     help="Simulated calls per second (weekly mean); three weeks of history at this rate.",
@@ -938,7 +1046,7 @@ def config_schema(output: str | None) -> None:
     "--slack-channel", default="#ai-spend", show_default=True, help="Channel for --slack-token."
 )
 def demo(
-    duration: str, rate: float, seed: int, slack_token: str | None, slack_channel: str
+    duration: float, rate: float, seed: int, slack_token: str | None, slack_channel: str
 ) -> None:
     """Run SpendBrake on an embedded broker with simulated traffic and a live view.
 
@@ -951,7 +1059,7 @@ def demo(
     from ._demo import run_demo
 
     try:
-        code = run_demo(_parse_duration(duration), rate, seed, err, slack_token, slack_channel)
+        code = run_demo(duration, rate, seed, err, slack_token, slack_channel)
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM: all stopped by now
         err.print("demo interrupted")
         code = 130

@@ -84,12 +84,80 @@ def test_simulate_rejects_a_bad_incident_spec() -> None:
     assert result.exit_code == 2 and "--inject" in result.output and "meltdown" in result.output
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--rate", "-1"),
+        ("--rate", "nan"),
+        ("--rate", "inf"),
+        ("--priced-fraction", "2"),
+        ("--priced-fraction", "nan"),
+        ("--inject", "spike:team=search"),  # spike hits a critical key: search has none
+        ("--inject", "batch_runaway:team=search"),
+    ],
+)
+def test_simulate_refuses_a_bad_value_naming_the_option(option: str, value: str) -> None:
+    result = run("simulate", "--duration", "1h", option, value, "--out", os.devnull)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for" in result.output and option in result.output
+    assert value in result.output and "Traceback" not in result.output
+
+
+def test_demo_refuses_a_negative_rate_before_starting_anything() -> None:
+    result = run("demo", "--rate", "-1")
+    assert result.exit_code == 2 and "Invalid value for '--rate'" in result.output
+
+
 def test_worker_rejects_a_session_timeout_the_broker_would_refuse(tmp_path: Path) -> None:
     # Checked before anything connects: Kafka's default group limits are 6 s to 30 min.
     for value in ("2s", "45m"):
         result = run("worker", "--session-timeout", value, "--state-dir", str(tmp_path))
         assert result.exit_code == 2, result.output
         assert "--session-timeout" in result.output and value in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "value"),
+    [
+        ("simulate", "--duration", "-1h"),
+        ("simulate", "--duration", "nan"),
+        ("simulate", "--duration", "2x"),
+        ("replay", "--lateness", "-5m"),
+        ("worker", "--lateness", "-5m"),
+        ("demo", "--duration", "-20s"),
+    ],
+)
+def test_a_bad_duration_is_refused_naming_the_option(
+    tmp_path: Path, command: str, option: str, value: str
+) -> None:
+    # Refused before anything runs: no events made, no broker started or reached.
+    rest = {"simulate": ["--out", os.devnull], "replay": [os.devnull], "demo": []}
+    result = run(command, option, value, *rest.get(command, ["--state-dir", str(tmp_path)]))
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}': '{value}'" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "value"),
+    [
+        ("worker", "--flush-interval", "-1"),
+        ("worker", "--checkpoint-interval", "-1"),
+        ("worker", "--reload-interval", "-1"),
+        ("worker", "--flush-interval", "nan"),
+        ("worker", "--metrics-port", "-3"),
+        ("worker", "--metrics-port", "65536"),
+        ("broker", "--partitions", "0"),
+        ("broker", "--port", "-1"),
+    ],
+)
+def test_a_negative_interval_port_or_partition_count_is_refused(
+    tmp_path: Path, command: str, option: str, value: str
+) -> None:
+    # Refused before a broker is started or reached (--metrics-port 0 is "off": allowed).
+    rest = ["--state-dir", str(tmp_path)] if command == "worker" else []
+    result = run(command, option, value, *rest)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output and value in result.output
 
 
 def topic_config(tmp_path: Path, topic: str) -> Path:
@@ -214,6 +282,33 @@ def test_config_schema_covers_every_section_and_forbids_unknown_keys(tmp_path: P
     budget = schema["$defs"]["BudgetConfig"]
     assert budget["additionalProperties"] is False and "hard_stop_at" in budget["properties"]
     assert orjson.loads(run("config", "schema").output) == schema
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["config", "schema", "-o"], "'-o' / '--output'"),
+        (["report", "--period", "2026-10", "--chart"], "'--chart'"),
+        (["simulate", "--duration", "1m", "--out"], "'--out'"),
+        (["broker", "--log"], "'--log'"),
+    ],
+)
+def test_a_file_to_write_in_a_missing_directory_is_refused_up_front(
+    tmp_path: Path, args: list[str], option: str
+) -> None:
+    # Before the store is read, events are made or a broker is started.
+    missing = tmp_path / "missing" / "out"
+    result = run(*args, str(missing))
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for {option}: '{missing}': directory" in result.output
+    assert "does not exist" in result.output and not missing.parent.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_config_schema_reports_a_failed_write_in_one_line() -> None:
+    result = run("config", "schema", "-o", "/dev/full")
+    assert result.exit_code == 1
+    assert result.output == "error: cannot write /dev/full: No space left on device\n"
 
 
 def test_broker_command_serves_topics_and_stops_on_ctrl_c() -> None:

@@ -177,6 +177,7 @@ def test_a_file_out_of_event_time_order_is_noted_and_sort_replays_it_in_order(
     unsorted, noted = run(shuffled)
     resorted, sorted_note = run(shuffled, "--sort")
     assert "late corrections" not in quiet and "late corrections" in noted and "--sort" in noted
+    assert "came more than 10m after later ones" in noted
     assert " 0 late" in sorted_note and "late corrections" not in sorted_note
     assert resorted == in_order and unsorted != in_order
 

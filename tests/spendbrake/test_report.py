@@ -285,6 +285,7 @@ def test_report_command(tmp_path: Path) -> None:
         (["--period", "2026-10", "--store", "missing.duckdb"], "error: no store at missing.duckdb"),
         (["--period", "2026-11"], "error: no spend recorded for 2026-11"),
         (["--period", "Oct"], "error: period 'Oct'"),
+        (["--period", "2026-10", "--chart", "/dev/full"], "error: cannot write the chart"),
     ],
 )
 def test_report_errors_are_one_line(
