@@ -81,8 +81,10 @@ SNOOZE_S = 3600.0
 CLICK_MEMORY_S = 600.0
 #: Rejected button requests audited one by one per minute; the rest are counted.
 REJECTED_AUDITS_PER_MIN = 10
-#: Give up on a task after this many attempts (about a day with the default backoff cap);
-#: a task waiting on a config problem is never given up.
+#: Give up on a pause or resume after this many attempts (about 12 hours at the default
+#: backoff cap: a pause that late could stop the legitimate traffic of a loop long over). A
+#: Slack message is never given up for a failure that may pass (an outage of a day delivers
+#: its alerts late, in order), nor is a task waiting on a config problem.
 MAX_ATTEMPTS = 1500
 #: Attempts in flight per lane, each on its own queue (the gateway lane is one queue).
 CONCURRENCY = {"slack": 2, "gateway": 1}
@@ -579,7 +581,9 @@ class ActionStage(Stage):
             result = "dry_run" if dry_run else "ok"
             self.outbox.finish(task, result, detail, now, ts=ts, channel=channel)
             effects.labels(task.lane, task.op, result).inc()
-        elif failure == "permanent" or (failure != "config" and task.attempts >= MAX_ATTEMPTS):
+        elif failure == "permanent" or (
+            failure != "config" and task.lane == "gateway" and task.attempts >= MAX_ATTEMPTS
+        ):
             log.warning("%s failed for good: %s", task.id, detail)
             self.outbox.finish(task, "failed", detail, now)
             effects.labels(task.lane, task.op, "failed").inc()

@@ -77,3 +77,23 @@ def test_an_unreadable_outbox_stops_the_stage_with_one_line(tmp_path: Path, name
     assert "\n" not in line and line.startswith(f"{damaged}: unreadable state ("), line
     assert "restore it from a backup" in line
     assert not (tmp_path / "actions" / "outbox.json").exists() or name == "outbox.json"
+
+
+def test_a_slack_message_is_never_given_up_a_pause_is_after_max_attempts(tmp_path: Path) -> None:
+    """An outage longer than the retry budget: the alert is still posted when Slack is back
+    (late, in order); a pause that late is given up and audited as failed."""
+    from spendbrake.stages.act import MAX_ATTEMPTS
+
+    config = Config.model_validate(
+        {"slack": {"token": "xoxb-x", "base_url": "http://127.0.0.1:9/api/"}}
+    )
+    act = ActionStage(config, WorkerSettings(state_dir=tmp_path))
+    act.outbox.accept(alert(targets=("sk-a",)), now=1.0, keys=KEYS)
+    post, block = act.outbox.lanes["slack"][0], act.outbox.lanes["gateway"][0]
+    for task in (post, block):
+        task.attempts = MAX_ATTEMPTS
+        act._settle(task, False, "retry", "HTTP 503")
+    assert post in act.outbox.lanes["slack"] and post.next_at > 1.0  # kept, due later
+    assert act.outbox.audit[post.id].result == "retrying"
+    assert not act.outbox.lanes["gateway"]
+    assert act.outbox.audit[block.id].result == "failed"
