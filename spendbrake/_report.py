@@ -130,6 +130,25 @@ def _grouped(
     ).fetchall()
 
 
+def _prior_so_far(
+    con: Any, dims: tuple[str, ...], group: list[str], prior: Period, elapsed_s: float
+) -> dict[Any, float]:
+    """Cost per group value (None without a group) of the first ``elapsed_s`` of ``prior``:
+    its whole days, and the share of the next day (rollups are daily)."""
+    whole = int(elapsed_s // DAY_S)
+    share = elapsed_s / DAY_S - whole
+    cut = prior.start + whole * DAY_S
+    out: dict[Any, float] = {}
+    for start, end, weight in ((prior.start, cut, 1.0), (cut, cut + DAY_S, share)):
+        if weight <= 0.0 or start >= min(end, prior.end):
+            continue
+        for row in _grouped(con, dims, group, start, min(end, prior.end)):
+            key = row[0] if group else None
+            cost = row[len(group)] or 0
+            out[key] = out.get(key, 0) + weight * cost
+    return out
+
+
 def _outcomes(
     con: Any, dims: tuple[str, ...], group: str | None, start: int, end: int
 ) -> dict[Any, dict[str, int]]:
@@ -294,6 +313,11 @@ def build_report(
         raise ReportError(_empty(con, period))
     cost, calls, input_t, cached_t, output_t, unpriced = totals[0]
     prior_cost = _grouped(con, (), [], prior.start, prior.end)[0][0] or 0
+    elapsed_s = min(max(now, period.start), period.end) - period.start
+    running = elapsed_s < period.end - period.start
+    # A period still running is compared with as much of the prior one (prorated within its
+    # last day), not the whole of it: three days of December are no -90 % against November.
+    compared = _prior_so_far(con, (), [], prior, elapsed_s).get(None, 0) if running else prior_cost
     report: dict[str, Any] = {
         "period": {
             "label": period.label,
@@ -311,12 +335,19 @@ def build_report(
             "cache_read_tokens": cached_t,
             "output_tokens": output_t,
             "unpriced_calls": unpriced,
-            "trend_pct": trend_pct(cost, prior_cost),
+            "trend_pct": trend_pct(cost, compared),
             "cache_hit_ratio": cached_t / input_t if input_t else None,
         },
         "notes": [],
     }
-    report["rows"] = _rows(con, by, period, prior, cost, report["notes"])
+    if running:
+        report["notes"].append(
+            f"{period.label} is still running ({elapsed_s / DAY_S:.1f} of {period.days:g} days): "
+            f"trends compare it with the first {elapsed_s / DAY_S:.1f} days of {prior.label}"
+        )
+    report["rows"] = _rows(
+        con, by, period, prior, cost, report["notes"], elapsed_s if running else None
+    )
     report["outcomes"] = _unit_costs(con, period, cost)
     report["customers"] = _customers(con, period, cost, top_n, report["notes"])
     report["caching"] = _caching(con, period, prices, cached_t, report["notes"])
@@ -342,14 +373,23 @@ def _empty(con: Any, period: Period) -> str:
 
 
 def _rows(
-    con: Any, by: str, period: Period, prior: Period, total: int, notes: list[str]
+    con: Any,
+    by: str,
+    period: Period,
+    prior: Period,
+    total: int,
+    notes: list[str],
+    elapsed_s: float | None = None,
 ) -> list[dict[str, Any]]:
+    """A row per ``by`` value; ``elapsed_s``: the period is still running, and each row's
+    trend compares it with that much of the prior period."""
     dims = _dims_with(con, by)
     if dims is None:
         notes.append(f"no rollup dimension set holds {by!r}: add it under dimensions")
         return []
     current = _grouped(con, dims, [by], period.start, period.end)
     before = {r[0]: r[1] for r in _grouped(con, dims, [by], prior.start, prior.end)}
+    compared = before if elapsed_s is None else _prior_so_far(con, dims, [by], prior, elapsed_s)
     outcomes = _outcomes(con, dims, by, period.start, period.end)
     rows = []
     for name, cost, calls, input_t, cached_t, output_t, _ in current:
@@ -363,7 +403,7 @@ def _rows(
                 "output_tokens": output_t,
                 **_money("cost", cost),
                 **_money("prior_cost", prior_cost),
-                "trend_pct": trend_pct(cost, prior_cost),
+                "trend_pct": trend_pct(cost, compared.get(name) or 0),
                 "share_pct": share_pct(cost, total),
                 "cache_hit_ratio": cached_t / input_t if input_t else None,
                 "outcomes": outcomes.get(name, {}),

@@ -328,3 +328,31 @@ def test_caller_names_reach_the_terminal_and_csv_inert(tmp_path: Path) -> None:
     ), csv
     assert any(line.startswith("'-2+3,") for line in csv), csv
     assert not any(line.startswith(("=", "-", "+", "@", '"=')) for line in csv), csv
+
+
+def test_a_period_still_running_is_compared_with_as_much_of_the_one_before(
+    tmp_path: Path,
+) -> None:
+    """$10 a day through September and the first days of October: on October 3 at noon the
+    month so far ($25: two days and half of the third's $10) is flat against September's
+    first 2.5 days, not -92 % against all of September."""
+    batch = StoreBatch()
+    days = [SEP + i * 86400 for i in range(30)] + [OCT, OCT + 86400]
+    for day in days:
+        batch.add_rollup(rollup((), (), day, 10.0))
+        batch.add_rollup(rollup(("team",), ("search",), day, 10.0))
+    batch.add_rollup(rollup((), (), OCT + 2 * 86400, 5.0))  # October 3 so far
+    batch.add_rollup(rollup(("team",), ("search",), OCT + 2 * 86400, 5.0))
+    path = tmp_path / "s.duckdb"
+    con = connect_store(path)
+    apply_batch(con, batch, {("rollups", 0): 1})
+    con.close()
+    con = connect_store(path, read_only=True)
+    now = OCT + 2.5 * 86400
+    running = build_report(con, parse_period("2026-10"), "team", now=now, prices=PRICES)
+    assert running["total"]["prior_cost_usd"] == 300.0  # the whole prior month, as shown
+    assert running["total"]["trend_pct"] == pytest.approx(0.0)
+    assert running["rows"][0]["trend_pct"] == pytest.approx(0.0)
+    assert any("still running (2.5 of 31 days)" in note for note in running["notes"])
+    done = build_report(con, parse_period("2026-09"), "team", now=now, prices=PRICES)
+    assert not any("still running" in note for note in done["notes"])
