@@ -41,6 +41,8 @@ class ReplayStats:
     late: int = 0
     dead: dict[str, int] = field(default_factory=dict)
     alerts: int = 0
+    #: The first few rejected lines: (line number from 1, the field and reason).
+    rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
 def by_event_time(lines: Iterable[bytes]) -> list[bytes]:
@@ -185,6 +187,7 @@ def rolled_up(
     stats.lines = s.records
     stats.valid, stats.duplicates, stats.late = s.valid, s.duplicates, s.late
     stats.dead = dict(s.dead)
+    stats.rejected = [(offset + 1, reason) for offset, reason in processor.first_dead]
     yield from _folded(fold, lines_at)
 
 

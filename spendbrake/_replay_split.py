@@ -111,6 +111,7 @@ def rolled_up_in_child(
                 done = _decode_stats(message[1:])
                 stats.lines, stats.valid = done.lines, done.valid
                 stats.duplicates, stats.late, stats.dead = done.duplicates, done.late, done.dead
+                stats.rejected = done.rejected
                 return
             if message[:1] == _FAILED:
                 feeder.raise_error()

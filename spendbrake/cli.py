@@ -752,6 +752,12 @@ def replay(
     )
     for field_name, count in sorted(stats.dead.items()):
         err.print(f"  rejected for {field_name}: {count:,}")
+    for number, reason in stats.rejected:
+        # Sorted lines are numbered in event-time order, not the file's.
+        where = "" if sort_lines else f"line {number}: "
+        err.print(f"  {where}{reason}", markup=False, highlight=False)
+    if dead > len(stats.rejected):
+        err.print(f"  ({dead - len(stats.rejected):,} more)")
     if stats.late and not sort_lines:
         err.print(
             f"note: {stats.late:,} events came more than {_span_text(lateness)} after later ones "

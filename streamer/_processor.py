@@ -43,6 +43,8 @@ from ._traces import TracePartial, TraceState
 
 #: Bytes of a bad record's payload kept in its DLQ record.
 RAW_LIMIT = 4096
+#: Dead letters a processor remembers the offset and reason of (``first_dead``).
+FIRST_DEAD = 5
 
 
 class KafkaMessage(Protocol):
@@ -217,6 +219,9 @@ class PartitionProcessor:
         self.next_offset: int | None = None
         self.stats = ProcessorStats()
         self.dead: list[DeadLetter] = []
+        #: (offset, reason) of the first ``FIRST_DEAD`` dead letters since it was made: what
+        #: replay shows of a file's bad lines (its dead letters go nowhere).
+        self.first_dead: list[tuple[int, str]] = []
         self.alerts: list[Alert] = []
         #: (provider, model, UTC day) already alerted as unpriced, kept for 8 days.
         self.unpriced_seen: set[tuple[str, str, int]] = set()
@@ -703,6 +708,8 @@ class PartitionProcessor:
 
     def _dead(self, field_name: str, reason: str, raw: bytes, offset: int) -> None:
         self.stats.dead[field_name] = self.stats.dead.get(field_name, 0) + 1
+        if len(self.first_dead) < FIRST_DEAD:
+            self.first_dead.append((offset, f"{field_name}: {reason}"))
         self.dead.append(
             DeadLetter(
                 reason=f"{field_name}: {reason}",

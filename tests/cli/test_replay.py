@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 from click.testing import CliRunner
 
 from spendbrake._simulate import parse_incident, simulate
@@ -309,3 +310,28 @@ def test_replay_dates_alerts_at_the_watermark_as_the_live_stage_does() -> None:
     ]
     alerts = [a for a in replay_lines(lines, config) if a.kind == "budget"]
     assert alerts and {a.detected_at for a in alerts} == {format_ts(START + 330)}
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_replay_names_the_first_rejected_lines_and_counts_the_rest(
+    tmp_path: Path, jobs: str
+) -> None:
+    """Seven bad lines among good ones: the first five by line number and reason, in one
+    process or two (the second rolls up), and how many more."""
+    events, config = _files(tmp_path)
+    good = events.read_bytes().splitlines(keepends=True)
+    bad = [b'{"bad": 1}\n', b"not json\n"] * 3 + [b"\n", b'{"event_id": "x"}\n']
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"".join(bad) + b"".join(good))
+    result = CliRunner().invoke(
+        main, ["replay", str(path), "--config", str(config), "--jobs", jobs]
+    )
+    assert result.exit_code == 0, result.output
+    shown = [
+        line.strip() for line in result.stderr.splitlines() if line.strip().startswith("line ")
+    ]
+    assert shown[0] == "line 1: event_id: is required"
+    assert shown[1].startswith("line 2: payload: not valid JSON")
+    assert [s.split(":")[0] for s in shown] == ["line 1", "line 2", "line 3", "line 4", "line 5"]
+    # Lines 6 and 8 (7 is blank, not an event), and the fixture's own bad last line.
+    assert "(3 more)" in result.stderr
