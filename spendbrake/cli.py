@@ -437,6 +437,14 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
     if not delivered:
         _report_delivery(producer, report.sent, delivered)
     err.print(f"published {report.sent} events to {producer.topic} on {producer.bootstrap_servers}")
+    if producer.stats.replayed:
+        # The spill file outlives the run: what an earlier run could not send goes out now.
+        err.print(
+            f"also sent {producer.stats.replayed} spilled event(s) from {producer.spill_path} "
+            "(kept by this run or an earlier one when the broker did not take them)",
+            markup=False,
+            highlight=False,
+        )
     sys.exit(1 if report.bad else 0)
 
 

@@ -232,6 +232,41 @@ def test_produce_reports_bad_lines_and_sends_good_ones(
     assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == ["g1", "g2", "g3"]
 
 
+def test_produce_sends_and_says_what_an_earlier_run_spilled(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run the broker refused left its events in the spill file; the next run delivers
+    them too, and says so beside its own count."""
+    topic = make_topic("spilled")
+    monkeypatch.setenv("SPENDBRAKE_SPILL_DIR", str(tmp_path / "spill"))
+    event = {
+        "event_id": "e1",
+        "ts": 1795428000,
+        "provider": "google",
+        "model": "gemini-2.5-flash",
+        "input_tokens": 5,
+        "output_tokens": 5,
+        "team": "growth",
+    }
+    (tmp_path / "spill").mkdir()
+    spill = tmp_path / "spill" / f"spendbrake-sdk-{topic}.jsonl"
+    spill.write_bytes(orjson.dumps({**event, "event_id": "earlier"}) + b"\n")
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(orjson.dumps(event) + b"\n")
+    config = str(topic_config(tmp_path, topic))
+    result = run(
+        "produce", str(source), "--config", config, "--bootstrap", broker.bootstrap_servers
+    )
+    assert result.exit_code == 0, result.output
+    assert "published 1 events" in result.output
+    assert f"also sent 1 spilled event(s) from {spill}" in result.output.replace("\n", " ")
+    records = read_topic_sync(broker.bootstrap_servers, topic, 2)
+    assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == ["e1", "earlier"]
+
+
 def test_produce_from_stdin_exits_zero_when_all_lines_are_good(
     broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:
