@@ -176,6 +176,8 @@ def run(
                 "1",
                 "--metrics-port",
                 "0",
+                "--act-from",
+                "earliest",
             ),
             stdout=subprocess.DEVNULL,
             stderr=log,

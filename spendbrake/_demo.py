@@ -166,7 +166,10 @@ async def _demo(
         end_ts = demo_end(time.time())
         live_from = end_ts - LIVE_S
         settings = WorkerSettings(
-            state_dir=work / "state", flush_interval_s=0.5, checkpoint_interval_s=2.0
+            state_dir=work / "state",
+            flush_interval_s=0.5,
+            checkpoint_interval_s=2.0,
+            act_from="earliest",  # a new broker: every alert is the demo's own
         )
         state = DemoState(gateway=gateway)
         worker = Worker(config, settings, STAGES, on_records=state.on_records)

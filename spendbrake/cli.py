@@ -522,6 +522,15 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
     "from the events topic: the way out when the worker refuses to start because that state "
     "is unreadable. Exact while the topic still holds all of the partition.",
 )
+@click.option(
+    "--act-from",
+    type=click.Choice(["saved", "earliest", "latest"]),
+    default="saved",
+    show_default=True,
+    help="Where the act stage reads alerts from when it has no saved state: saved refuses "
+    "to start if the alerts topic holds any (acting again would re-post them and re-pause "
+    "keys); earliest acts on them all; latest on new ones only.",
+)
 def worker(
     config_path: str | None,
     bootstrap: str | None,
@@ -535,6 +544,7 @@ def worker(
     session_timeout: float,
     reload_s: float,
     reset_partitions: tuple[int, ...],
+    act_from: str,
 ) -> None:
     """Run the live pipeline: exact spend rollups, then detectors, budgets and policies.
 
@@ -579,6 +589,7 @@ def worker(
         lateness_s=lateness,
         session_timeout_s=session_timeout,
         metrics_port=metrics_port or None,
+        act_from=act_from,
     )
     try:
         chosen = parse_stages(stages)

@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from spendbrake.actions import (
     Gateway,
@@ -140,6 +140,8 @@ class ActionStage(Stage):
         self._hold = {"slack": 0.0, "gateway": 0.0}
         #: The Slack config problem logged last (logged again only when it changes).
         self._problem: str | None = None
+        #: No saved state was found (``load``): the first start decides where to read from.
+        self._fresh = False
         #: Set while the gateway lane is held on a configuration error (``_gateway_held``).
         self._gateway_problem: str | None = None
         self._unchecked: set[str] = set()
@@ -218,6 +220,7 @@ class ActionStage(Stage):
             data = path.read_bytes()
         except FileNotFoundError:
             if not old.exists():
+                self._fresh = True
                 return
             saved = self._migrate(old, path)
         else:
@@ -261,6 +264,8 @@ class ActionStage(Stage):
             old.rename(aside)
 
     def save(self) -> None:
+        if self._fresh:
+            return  # nothing decided yet (a refused or interrupted first start): no file
         write_atomic(self.dir / "outbox.json", dump_outbox(self.outbox))
 
     async def checkpoint(self) -> None:
@@ -287,6 +292,8 @@ class ActionStage(Stage):
         assert consumer is not None
         assigned = await self.assign(consumer, self.topic, self.config.kafka.topics.actions)
         alerts = [tp for tp in assigned if tp.topic == self.topic]
+        if self._fresh:
+            await self._first_start(consumer, alerts)
         await self.seek(consumer, alerts, lambda tp: self.outbox.offsets.get(tp.partition))
         for tp in assigned:
             if tp.topic == self.topic:
@@ -298,6 +305,27 @@ class ActionStage(Stage):
                 # Resumes from now on: an older one was done before this state existed.
                 await consumer.seek_to_end(tp)
                 self.outbox.actions_offsets[tp.partition] = await consumer.position(tp)
+
+    async def _first_start(self, consumer: AIOKafkaConsumer, alerts: list[TopicPartition]) -> None:
+        """No saved state: where to start reading alerts (``WorkerSettings.act_from``)."""
+        how = self.settings.act_from
+        starts = await consumer.beginning_offsets(alerts)
+        ends = await consumer.end_offsets(alerts)
+        held = sum(ends[tp] - starts[tp] for tp in alerts)
+        if held and how == "saved":
+            raise StateUnreadable(
+                self.dir / "outbox.json",
+                f"missing, and {self.topic} holds {held} alert record(s) it may have acted on",
+                "point --state-dir at this stage's saved state (a volume that outlives the "
+                "container), or start once with --act-from latest (act on new alerts only) or "
+                "--act-from earliest (post every alert and apply every pause again)",
+            )
+        start = ends if how == "latest" else starts
+        self.outbox.offsets.update({tp.partition: start[tp] for tp in alerts})
+        # Saved at once: a restart before the first alert is read starts from here, not
+        # from a missing file (which would refuse once alerts came in between).
+        self._fresh = False
+        self.save()
 
     async def loop(self) -> None:
         self._lanes = [

@@ -94,6 +94,11 @@ class WorkerSettings:
     #: Port for `spendbrake worker` to serve every stage's Prometheus /metrics on (None: off).
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    #: Where the act stage starts reading alerts when it has no saved state: ``saved`` (the
+    #: default) refuses to start if the alerts topic holds any, since acting on them again
+    #: re-posts every alert and re-pauses keys (a state directory lost with its volume);
+    #: ``earliest`` acts on them all; ``latest`` on new ones only.
+    act_from: str = "saved"
 
 
 class OutputFailed(KafkaError):

@@ -527,3 +527,62 @@ def test_a_gateway_answering_500_keeps_its_pauses_and_applies_them_once_it_works
 def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SPENDBRAKE_BOOTSTRAP", raising=False)
     os.environ.pop("SPENDBRAKE_CONFIG", None)
+
+
+def test_without_its_state_the_stage_refuses_alerts_it_may_have_acted_on(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    fakes: tuple[FakeSlack, FakeGateway],
+) -> None:
+    """A state directory lost with its container: the alerts topic still holds what the
+    stage acted on. Started as it is, it refuses with one line (acting again would post
+    every alert and re-pause keys an operator resumed); ``--act-from latest`` acts on new
+    alerts only, and from then on its state is saved, so a restart needs no flag."""
+    slack, gateway = fakes
+    setup = Setup(broker, make_topic, tmp_path, slack, gateway)
+    old, new = "nightly-old-batch", "nightly-new-batch"
+    setup.publish(make_alert(old))
+    refused = start_worker(
+        setup.broker,
+        setup.config,
+        setup.state,
+        setup.log,
+        stages="act",
+        extra=("--act-from", "saved"),
+    )
+    assert refused.wait(60) == 1
+    last = setup.log.read_text().strip().splitlines()[-1]
+    assert "outbox.json: unreadable state (missing, and" in last and "--act-from latest" in last
+    worker = start_worker(
+        setup.broker,
+        setup.config,
+        setup.state,
+        setup.log,
+        stages="act",
+        extra=("--act-from", "latest"),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            time.monotonic() < deadline and not (setup.state / "actions" / "outbox.json").exists()
+        ):
+            time.sleep(0.2)
+        setup.publish(make_alert(new))
+        assert gateway.wait_for(lambda: gateway.is_blocked(new), 60), setup.log.read_text()[-3000:]
+    finally:
+        stop(worker)
+    again = start_worker(
+        setup.broker,
+        setup.config,
+        setup.state,
+        setup.log,
+        stages="act",
+        extra=("--act-from", "saved"),
+    )
+    try:
+        time.sleep(3)
+        assert again.poll() is None, setup.log.read_text()[-3000:]  # its saved state: no refusal
+    finally:
+        stop(again)
+    assert not gateway.is_blocked(old) and len(slack.parents()) == 1

@@ -76,7 +76,9 @@ class Harness:
         self, channel: str = "#ai-spend", retry_cap_s: float = 1.0, timeout_s: float = 1.0
     ) -> ActionStage:
         self.write(channel, retry_cap_s, timeout_s)
-        self.worker = Worker(load_config(self.path, env={}), WorkerSettings(self.state), ["act"])
+        self.worker = Worker(
+            load_config(self.path, env={}), WorkerSettings(self.state, act_from="earliest"), ["act"]
+        )
         self.stage = self.worker.act
         self.task = asyncio.create_task(self.worker.run())
         return self.stage

@@ -78,6 +78,8 @@ def start_worker(
             str(metrics_port),
             "--stages",
             stages,
+            # The tests' act stages start fresh on alerts published around their start.
+            *(("--act-from", "earliest") if "act" in stages and "--act-from" not in extra else ()),
             *extra,
         ),
         stdout=subprocess.DEVNULL,
