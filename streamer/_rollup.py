@@ -19,6 +19,7 @@ the order events arrive in.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import operator
 import sys
@@ -46,6 +47,7 @@ _N = len(METRICS)
 #: The totals after the cost: calls, tokens, unpriced calls (``SpanTotals.counts``).
 _C = _N - 1
 
+log = logging.getLogger(__name__)
 
 #: (window_s, window_start, epoch, index of the dimension set): one window of one set.
 Span = tuple[int, int, int, int]
@@ -442,6 +444,9 @@ class RollupState:
         return {
             "watermark": None if self.watermark == -math.inf else self.watermark,
             "late_events": self.late_events,
+            # The sets by their fields: a window names its set by index, and a config change
+            # (a budget on new fields) can move a set to another index before a restore.
+            "dimensions": [list(d) for d in self.dimensions],
             # Each value as before: the metrics, then the outcomes (or None).
             "windows": [
                 [[span[3], list(values), *span[:3]], [*v, outcomes.get((span, values))]]
@@ -461,8 +466,23 @@ class RollupState:
         self._combos = {}
         self._by_key = {}
         known = self._table.known
+        moved = _moved_sets(data.get("dimensions"), self.dimensions)
         for k, v in data.get("windows", []):
             values = tuple(k[1])
+            if moved is not None:
+                to = moved.get(k[0])
+                if to is None:
+                    continue  # a set no longer rolled up
+                k = [to[0], *k[1:]]
+                values = tuple(values[i] for i in to[1])
+            elif not (0 <= k[0] < len(self.dimensions)) or len(values) != len(
+                self.dimensions[k[0]]
+            ):
+                # A snapshot of before 2026-12-07, under other sets: not this set's window.
+                log.warning(
+                    "snapshot window of set %s %s is not in this config's sets", k[0], values
+                )
+                continue
             shared = known.get(values)
             if shared is None:
                 shared = _interned(values)
@@ -478,6 +498,22 @@ class RollupState:
 
     def open_windows(self) -> int:
         return sum(len(totals.rows) for totals in self.windows.values())
+
+
+def _moved_sets(
+    saved: Sequence[Sequence[str]] | None, dimensions: Sequence[tuple[str, ...]]
+) -> dict[int, tuple[int, list[int]]] | None:
+    """Saved set index -> (this config's index of the set of the same fields, where each of
+    its fields sits in the saved values); None for a snapshot that names no sets."""
+    if saved is None:
+        return None
+    where = {tuple(sorted(d)): i for i, d in enumerate(dimensions)}
+    out = {}
+    for j, fields in enumerate(saved):
+        i = where.get(tuple(sorted(fields)))
+        if i is not None:
+            out[j] = (i, [list(fields).index(f) for f in dimensions[i]])
+    return out
 
 
 class SeriesTable:

@@ -287,3 +287,26 @@ def test_cells_of_one_combination_are_summed_in_their_first_cells_order() -> Non
         (("t2",), (10, 1)),
         (("c",), (10, 1)),
     ]
+
+
+def test_a_snapshot_restores_into_sets_moved_or_reordered_by_a_config_change() -> None:
+    """A budget on new fields puts its set before the key directory's, so the sets a window
+    names by index move; a set may also be written with its fields in another order. The
+    snapshot names its sets by fields: each window comes back under its own set (before: a
+    team's totals published as a model series, or a crash loop on a longer set)."""
+    before = RollupState([[], ["team"], ["team", "api_key"]])
+    for i in range(20):
+        before.add(event(T0 + i, f"k{i % 3}"), 10, True)
+    expected = totals(before.flush())
+    snapshot = orjson.loads(orjson.dumps(before.snapshot()))
+    after = RollupState([[], ["model"], ["team"], ["api_key", "team"], ["environment"]])
+    after.restore(snapshot)
+    after.add(event(T0 + 30, "k0"), 10, True)
+    got = totals(after.flush())
+    hour = 3600
+    start = int(T0 // hour * hour)
+    assert got[(("team",), ("t",), hour, start, 0)][0] == 210  # 20 calls restored, 1 new
+    assert got[(("api_key", "team"), ("k0", "t"), hour, start, 0)][0] == 80
+    assert got[(("model",), ("gpt-4o",), hour, start, 0)][0] == 10  # new set: from now on
+    assert expected[(("team", "api_key"), ("t", "k0"), hour, start, 0)][0] == 70
+    assert not any(k[0] == ("model",) and k[1] == ("t",) for k in got)
