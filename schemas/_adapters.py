@@ -24,7 +24,15 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ._errors import InvalidEvent, show
-from ._event import MAX_TAGS, UsageEvent, validate_event
+from ._event import (
+    MAX_EVENT_BYTES,
+    MAX_STR_LEN,
+    MAX_TAGS,
+    WORKLOADS,
+    UsageEvent,
+    encode_event,
+    validate_event,
+)
 from ._pricing import PriceTable
 
 #: Fields a LiteLLM caller may set per request through metadata or request tags.
@@ -83,6 +91,13 @@ def from_litellm(
       Other tags go to ``tags``: ``"k:v"`` as ``{"k": "v"}``, ``"beta"`` as
       ``{"beta": "true"}``. Team never comes from tags: it is the key's, set by
       an admin, and clients must not move spend to another team.
+    * What a client sets (those fields, ``trace_id``, ``user``/``end_user``, request
+      tags) never makes the event invalid, or the call's spend would not be counted:
+      text is cut to the contract's ``MAX_STR_LEN``, a value that is not text (an int
+      becomes text) is dropped, an unknown workload (``"workload:urgent"``) is dropped
+      (the event is ``standard``) and kept in ``tags["workload_given"]``, and request
+      tags beyond ``MAX_TAGS``, or beyond what keeps the record within
+      ``MAX_EVENT_BYTES``, are dropped, the last first.
     * ``cost_usd`` is ``response_cost``, except that LiteLLM reports 0.0 for a
       model it cannot price (with ``response_cost_failure_debug_info`` or
       ``zero_cost_diagnostic`` set); that becomes "absent", so the engine
@@ -116,27 +131,39 @@ def from_litellm(
         payload.get("response_cost_failure_debug_info") or payload.get("zero_cost_diagnostic")
     ):
         cost = None
+    # Tags the adapter sets itself: they win over request tags of the same name.
+    own: dict[str, str] = {}
     attrs: dict[str, Any] = {
-        "customer": _first(payload.get("end_user"), _sub(payload, "model_parameters").get("user"))
+        "customer": _first(
+            _clip(payload.get("end_user")), _clip(_sub(payload, "model_parameters").get("user"))
+        )
     }
-    tags = _litellm_tags(payload.get("request_tags"), attrs)
+    request_tags = _litellm_tags(payload.get("request_tags"), attrs)
     for source in (_sub(meta, "requester_metadata"), _sub(meta, "spend_logs_metadata")):
         for name in _LITELLM_OVERRIDES:
-            if _first(source.get(name)) is not None:
-                attrs[name] = source[name]
+            value = _clip(source.get(name))
+            if value is not None:
+                attrs[name] = value
+    workload = attrs.get("workload")
+    if workload is not None and workload.lower() not in WORKLOADS:
+        own["workload_given"] = attrs.pop("workload")
     model = _strip_provider(payload.get("model"), provider)
     group = payload.get("model_group")
     if group and group != model and group != payload.get("model"):
-        tags["model_group"] = group
+        own["model_group"] = group
     if payload.get("cache_hit") is True:
-        tags["cache_hit"] = "true"
+        own["cache_hit"] = "true"
     if payload.get("status") == "failure":
-        tags["status"] = "failure"
+        own["status"] = "failure"
         error_class = _sub(payload, "error_information").get("error_class")
         if error_class:
-            tags["error_class"] = error_class
+            own["error_class"] = error_class
     if meta.get("user_api_key_hash") and meta.get("user_api_key_alias"):
-        tags["key_alias"] = str(meta["user_api_key_alias"])
+        own["key_alias"] = str(meta["user_api_key_alias"])
+    # Request tags in request order, as many as fit beside the adapter's own.
+    client_tags = [key for key in request_tags if key not in own][: MAX_TAGS - len(own)]
+    tags = {key: request_tags[key] for key in client_tags}
+    tags.update(own)
     event = _build(
         event_id=_first(payload.get("id"), payload.get("litellm_call_id")),
         ts=_first(payload.get("endTime"), payload.get("startTime")),
@@ -152,10 +179,13 @@ def from_litellm(
         reasoning_tokens=_sub(usage, "completion_tokens_details").get("reasoning_tokens"),
         cost_usd=cost,
         api_key=_first(meta.get("user_api_key_hash"), meta.get("user_api_key_alias")),
-        trace_id=_first(payload.get("trace_id")),
+        trace_id=_clip(payload.get("trace_id")),
         tags=tags,
         **attrs,
     )
+    # Only request tags can take a record past the size limit (every text is cut short).
+    while client_tags and len(encode_event(event)) > MAX_EVENT_BYTES:
+        del event.tags[client_tags.pop()]
     if event.cost_usd == 0 and not payload.get("cache_hit"):
         return _priced_here(event, prices)
     return event
@@ -350,19 +380,21 @@ def _attribution(func: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _litellm_tags(request_tags: Any, attrs: dict[str, Any]) -> dict[str, str]:
-    """Split LiteLLM ``request_tags`` into field settings (into ``attrs``) and tags."""
-    if request_tags is None:
-        return {}
+    """Split LiteLLM ``request_tags`` into field settings (into ``attrs``) and tags.
+
+    The client sets them: anything but a list of strings is ignored, text is cut to
+    ``MAX_STR_LEN`` (``from_litellm`` caps their number).
+    """
     if not isinstance(request_tags, list):
-        raise InvalidEvent("tags", f"request_tags must be a list, got {show(request_tags)}")
+        return {}
     tags: dict[str, str] = {}
     for raw in request_tags:
         if type(raw) is not str:
-            raise InvalidEvent("tags", f"request_tags entries must be strings, got {show(raw)}")
+            continue
         key, sep, value = raw.partition(":")
-        key, value = key.strip(), value.strip()
+        key, value = key.strip()[:MAX_STR_LEN], value.strip()[:MAX_STR_LEN]
         if not sep or not key:
-            tags[raw.strip()] = "true"
+            tags[raw.strip()[:MAX_STR_LEN]] = "true"
         elif key.lower() in _TAG_FIELDS and value:
             attrs[_TAG_FIELDS[key.lower()]] = value
         else:
@@ -370,6 +402,16 @@ def _litellm_tags(request_tags: Any, attrs: dict[str, Any]) -> dict[str, str]:
             # the later, fuller one wins.
             tags[key] = value
     return tags
+
+
+def _clip(value: Any) -> str | None:
+    """A client-set attribution value as contract text: cut to ``MAX_STR_LEN``; an int
+    as text; None for empty or any other value."""
+    if type(value) is int:
+        value = str(value)
+    if type(value) is not str or not value:
+        return None
+    return value[:MAX_STR_LEN]
 
 
 def _as_dict(usage: Any) -> dict[str, Any]:

@@ -15,6 +15,8 @@ import pytest
 from spendbrake.schemas import (
     InvalidEvent,
     UsageEvent,
+    decode_event,
+    encode_event,
     from_anthropic_usage,
     from_litellm,
     from_openai_usage,
@@ -260,17 +262,71 @@ def test_litellm_cache_hit_and_exclusive_counts() -> None:
     )
 
 
+def test_litellm_client_attribution_never_makes_the_event_invalid() -> None:
+    """What a client sets in its request is cut short or dropped: the call's spend is
+    still counted (before, each of these refused the whole event)."""
+    from spendbrake.schemas._event import MAX_EVENT_BYTES, MAX_STR_LEN, MAX_TAGS
+
+    meta = proxy_payload()["metadata"]
+    no_overrides = {**meta, "spend_logs_metadata": None, "requester_metadata": None}
+    urgent = from_litellm(proxy_payload(request_tags=["workload:urgent"], metadata=no_overrides))
+    assert urgent.workload == "standard" and urgent.tags["workload_given"] == "urgent"
+    background = from_litellm(
+        proxy_payload(metadata={**meta, "spend_logs_metadata": {"workload": "background"}})
+    )
+    assert background.workload == "standard"
+    assert background.tags["workload_given"] == "background"
+    assert from_litellm(proxy_payload(request_tags=["workload:Batch"])).workload == "critical"
+    cased = from_litellm(proxy_payload(request_tags=["workload:Batch"], metadata=no_overrides))
+    assert cased.workload == "batch" and "workload_given" not in cased.tags
+
+    long = "x" * (MAX_STR_LEN + 300)
+    event = from_litellm(
+        proxy_payload(
+            request_tags=[f"feature:{long}", f"{long}:{long}", f"bare-{long}"],
+            end_user=long,
+            trace_id=long,
+            metadata={**no_overrides, "spend_logs_metadata": {"outcome": long, "workload": long}},
+        )
+    )
+    assert event.feature == event.customer == event.trace_id == event.outcome == long[:MAX_STR_LEN]
+    assert event.tags[long[:MAX_STR_LEN]] == long[:MAX_STR_LEN]
+    assert event.tags[f"bare-{long}"[:MAX_STR_LEN]] == "true"
+    assert event.tags["workload_given"] == long[:MAX_STR_LEN] and event.workload == "standard"
+
+    many = [f"t{i}:v" for i in range(MAX_TAGS + 20)]
+    event = from_litellm(proxy_payload(request_tags=many))
+    assert len(event.tags) == MAX_TAGS and event.tags["model_group"] == "smart"
+    assert [k for k in event.tags if k != "model_group"] == [f"t{i}" for i in range(MAX_TAGS - 1)]
+
+    # Tags of the longest text each would take the record past the size limit.
+    value = "é" * MAX_STR_LEN  # two bytes a character
+    wide = [f"{i:03}{'k' * (MAX_STR_LEN - 3)}:{value}" for i in range(MAX_TAGS)]
+    event = from_litellm(proxy_payload(request_tags=wide))
+    assert len(encode_event(event)) <= MAX_EVENT_BYTES
+    assert 0 < len(event.tags) < MAX_TAGS and event.tags["model_group"] == "smart"
+    assert decode_event(encode_event(event)) == event
+
+    # Not text: an int becomes text, anything else is dropped.
+    odd = from_litellm(
+        proxy_payload(
+            request_tags=["ok", 7, None, "feature:f"],
+            metadata={**no_overrides, "spend_logs_metadata": {"customer": 42, "feature": {}}},
+        )
+    )
+    assert (odd.customer, odd.feature, odd.tags["ok"]) == ("42", "f", "true")
+    assert from_litellm(proxy_payload(request_tags="not-a-list")).tags == {"model_group": "smart"}
+
+
 def test_litellm_bad_values_name_the_field() -> None:
     rejects("input_tokens", ">= 0", from_litellm, proxy_payload(prompt_tokens=-5))
     rejects("model", "required", from_litellm, proxy_payload(model=None))
     rejects("provider", "required", from_litellm, proxy_payload(custom_llm_provider=None))
     rejects("ts", "required", from_litellm, proxy_payload(endTime=None, startTime=None))
     meta = proxy_payload()["metadata"]
-    no_overrides = {**meta, "spend_logs_metadata": None}
-    bad_tag = proxy_payload(request_tags=["workload:urgent"], metadata=no_overrides)
-    rejects("workload", "one of", from_litellm, bad_tag)
-    rejects("tags", "strings", from_litellm, proxy_payload(request_tags=["ok", 7]))
     rejects("cost_usd", "number", from_litellm, proxy_payload(response_cost="0.1"))
+    rejects("cost_usd", ">= 0", from_litellm, proxy_payload(response_cost=-0.5))
+    rejects("output_tokens", ">= 0", from_litellm, proxy_payload(completion_tokens=-1))
     rejects("payload", "StandardLoggingPayload", from_litellm, ["not", "a", "mapping"])
     bad_usage = {**meta["usage_object"], "completion_tokens_details": {"reasoning_tokens": 99}}
     rejects(

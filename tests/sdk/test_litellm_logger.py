@@ -93,6 +93,49 @@ def test_sync_completion_also_emits(
     )
 
 
+def test_client_attribution_the_contract_refuses_is_cut_short_and_the_spend_counted(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A request tagged workload:urgent, a workload "background", an over-long feature and
+    more tags than the contract holds: the event was refused, and the call's spend lost."""
+    from spendbrake.schemas._event import MAX_STR_LEN, MAX_TAGS
+
+    topic = make_topic("litellm-attribution")
+    producer = SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl")
+    logger = SpendBrakeLogger(producer, default_team="support")
+    calls = [
+        {"tags": ["workload:urgent"]},
+        {"spend_logs_metadata": {"workload": "background"}},
+        {"tags": ["feature:" + "q" * (MAX_STR_LEN + 1)]},
+        {"tags": [f"label-{i}" for i in range(MAX_TAGS + 1)]},
+    ]
+    try:
+        with registered(litellm, logger):
+            for metadata in calls:
+                litellm.completion(
+                    model="gpt-4o",
+                    messages=[{"role": "user", "content": "hi"}],
+                    mock_response="hello",
+                    metadata=metadata,
+                )
+            deadline = time.monotonic() + 15
+            while logger.events_emitted + logger.events_failed < 4 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert producer.flush(30)
+    finally:
+        producer.close()
+    assert (logger.events_emitted, logger.events_failed) == (4, 0)
+    records = asyncio.run(read_topic(broker.bootstrap_servers, topic, 4))
+    events = sorted((decode_event(value) for _, _, value in records), key=lambda e: e.ts)
+    assert len(events) == 4 and all(e.cost_usd and e.cost_usd > 0 for e in events)
+    urgent, background, long_feature, many = events
+    assert urgent.workload == "standard" and urgent.tags["workload_given"] == "urgent"
+    assert background.workload == "standard"
+    assert background.tags["workload_given"] == "background"
+    assert long_feature.feature == "q" * MAX_STR_LEN
+    assert len(many.tags) == MAX_TAGS and "label-0" in many.tags
+
+
 async def test_a_router_zero_for_a_model_we_price_is_priced_and_both_figures_kept(
     broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:
