@@ -33,7 +33,6 @@ from ._event import (
     encode_event,
     validate_event,
 )
-from ._pricing import PriceTable
 
 #: Fields a LiteLLM caller may set per request through metadata or request tags.
 _LITELLM_OVERRIDES = ("feature", "customer", "environment", "workload", "outcome")
@@ -53,12 +52,7 @@ class SupportsModelDump(Protocol):
     def model_dump(self) -> dict[str, Any]: ...
 
 
-def from_litellm(
-    payload: Mapping[str, Any],
-    *,
-    default_team: str = "unassigned",
-    prices: PriceTable | None = None,
-) -> UsageEvent:
+def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned") -> UsageEvent:
     """One event from LiteLLM's ``StandardLoggingPayload``.
 
     That is ``kwargs["standard_logging_object"]`` in a ``CustomLogger`` hook
@@ -98,14 +92,13 @@ def from_litellm(
       (the event is ``standard``) and kept in ``tags["workload_given"]``, and request
       tags beyond ``MAX_TAGS``, or beyond what keeps the record within
       ``MAX_EVENT_BYTES``, are dropped, the last first.
-    * ``cost_usd`` is ``response_cost``, except that LiteLLM reports 0.0 for a
-      model it cannot price (with ``response_cost_failure_debug_info`` or
-      ``zero_cost_diagnostic`` set); that becomes "absent", so the engine
-      prices it rather than counting a free call. A LiteLLM router reports 0.0 with
-      no such hint for a model it has no price for (seen with litellm 1.108): a 0 for a
-      call with tokens, not a cache hit, of a model ``prices`` (default: the shipped
-      table) prices, is taken as unpriced by the gateway. The call is priced here
-      and the gateway's figure kept in ``tags["gateway_cost_usd"]``.
+    * ``cost_usd`` is ``response_cost``, except a 0.0 LiteLLM could not price: one with
+      ``response_cost_failure_debug_info`` or ``zero_cost_diagnostic`` set, or one for a
+      call with tokens that is not a cache hit (a LiteLLM router reports 0.0, with no
+      hint, for a model missing from its price map; seen with litellm 1.108). That
+      becomes "absent", so the engine prices the call from its own table or reports
+      the model as unpriced, rather than counting a free call; the gateway's figure is
+      kept in ``tags["gateway_cost_usd"]``. A cache hit stays at 0.
     * A failed call (``status == "failure"``) is still an event: usually zero
       tokens and cost, but a call can fail after it was billed. It carries
       ``tags["status"] = "failure"`` (and ``tags["error_class"]`` when known);
@@ -126,13 +119,18 @@ def from_litellm(
         prompt_details.get("cache_creation_tokens"),
         usage.get("cache_creation_input_tokens"),
     )
-    cost = payload.get("response_cost")
-    if not cost and (
-        payload.get("response_cost_failure_debug_info") or payload.get("zero_cost_diagnostic")
-    ):
-        cost = None
+    input_tokens = _inclusive_input(payload.get("prompt_tokens"), cache_read, cache_write)
+    output_tokens = payload.get("completion_tokens")
     # Tags the adapter sets itself: they win over request tags of the same name.
     own: dict[str, str] = {}
+    cost = payload.get("response_cost")
+    if _is_zero(cost) and (
+        payload.get("response_cost_failure_debug_info")
+        or payload.get("zero_cost_diagnostic")
+        or ((_positive(input_tokens) or _positive(output_tokens)) and not payload.get("cache_hit"))
+    ):
+        own["gateway_cost_usd"] = f"{cost:g}"
+        cost = None
     attrs: dict[str, Any] = {
         "customer": _first(
             _clip(payload.get("end_user")), _clip(_sub(payload, "model_parameters").get("user"))
@@ -169,8 +167,8 @@ def from_litellm(
         ts=_first(payload.get("endTime"), payload.get("startTime")),
         provider=provider,
         model=model,
-        input_tokens=_inclusive_input(payload.get("prompt_tokens"), cache_read, cache_write),
-        output_tokens=payload.get("completion_tokens"),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
         team=_first(
             meta.get("user_api_key_team_alias"), meta.get("user_api_key_team_id"), default_team
         ),
@@ -186,21 +184,6 @@ def from_litellm(
     # Only request tags can take a record past the size limit (every text is cut short).
     while client_tags and len(encode_event(event)) > MAX_EVENT_BYTES:
         del event.tags[client_tags.pop()]
-    if event.cost_usd == 0 and not payload.get("cache_hit"):
-        return _priced_here(event, prices)
-    return event
-
-
-def _priced_here(event: UsageEvent, prices: PriceTable | None) -> UsageEvent:
-    """A call the gateway said was free: our price when our table has one, and the
-    gateway's 0 kept beside it."""
-    if not (event.input_tokens or event.output_tokens) or len(event.tags) >= MAX_TAGS:
-        return event
-    ours = (prices or PriceTable.default()).price(event)
-    if not ours:
-        return event
-    event.tags["gateway_cost_usd"] = f"{event.cost_usd:g}"
-    event.cost_usd = ours
     return event
 
 
@@ -412,6 +395,14 @@ def _clip(value: Any) -> str | None:
     if type(value) is not str or not value:
         return None
     return value[:MAX_STR_LEN]
+
+
+def _is_zero(cost: Any) -> bool:
+    return type(cost) in (int, float) and cost == 0
+
+
+def _positive(count: Any) -> bool:
+    return type(count) is int and count > 0
 
 
 def _as_dict(usage: Any) -> dict[str, Any]:

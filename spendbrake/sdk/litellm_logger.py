@@ -23,7 +23,7 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from spendbrake.schemas import PriceTable, SpendBrakeError, from_litellm
+from spendbrake.schemas import SpendBrakeError, from_litellm
 
 from ._producer import SpendProducer
 
@@ -34,9 +34,7 @@ class SpendBrakeLogger(CustomLogger):
     """Turn LiteLLM successes (and failures that cost money) into usage events.
 
     ``producer`` defaults to a ``SpendProducer`` created on the first event, so
-    importing this module (as the proxy does) starts no thread. ``prices`` prices a call
-    the gateway reported as free although the table prices its model (default: the
-    shipped table; see ``schemas.from_litellm``).
+    importing this module (as the proxy does) starts no thread.
     """
 
     def __init__(
@@ -44,12 +42,10 @@ class SpendBrakeLogger(CustomLogger):
         producer: SpendProducer | None = None,
         *,
         default_team: str | None = None,
-        prices: PriceTable | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._producer = producer
-        self.prices = prices
         self._lock = threading.Lock()
         self.default_team = default_team or os.environ.get("SPENDBRAKE_DEFAULT_TEAM", "unassigned")
         self.events_emitted = 0
@@ -74,7 +70,7 @@ class SpendBrakeLogger(CustomLogger):
                 return
             if failure and not payload.get("response_cost"):
                 return  # a failed call that cost nothing is not spend
-            event = from_litellm(payload, default_team=self.default_team, prices=self.prices)
+            event = from_litellm(payload, default_team=self.default_team)
             self.producer.emit(event)
             self.events_emitted += 1
         except SpendBrakeError as exc:

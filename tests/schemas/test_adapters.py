@@ -213,25 +213,28 @@ def test_litellm_unpriced_model_leaves_cost_to_the_engine() -> None:
     assert event.cost_usd is None
 
 
-def test_litellm_zero_for_a_model_we_price_is_priced_here_and_both_figures_kept() -> None:
+def test_litellm_zero_for_a_call_with_tokens_is_left_to_the_engine() -> None:
     """The router's 0.0 with no debug info (litellm 1.108, a model missing from its map)
-    is not a free call when our table prices the model."""
-    from spendbrake.schemas import PriceTable
-
-    event = from_litellm(proxy_payload(response_cost=0.0))
-    ours = PriceTable.default().price(event)
-    assert ours is not None and ours > 0 and event.cost_usd == ours
-    assert event.tags["gateway_cost_usd"] == "0"
-    # A model we do not price (a self-hosted one) stays as the gateway says: free.
-    local = proxy_payload(
-        response_cost=0.0, model="hosted_vllm/acme-llm", custom_llm_provider="hosted_vllm"
-    )
-    assert (
-        from_litellm(local).cost_usd == 0.0 and "gateway_cost_usd" not in from_litellm(local).tags
-    )
-    # A cache hit costs nothing, and a priced call keeps the gateway's price.
-    assert from_litellm(proxy_payload(response_cost=0.0, cache_hit=True)).cost_usd == 0.0
+    is LiteLLM not pricing the call, not a free call: the engine prices it from its own
+    table or reports the model unpriced (before: recorded at $0 when our table did not
+    price the model, and priced with the shipped table, not the engine's, when it did)."""
+    for model, provider in (("claude-sonnet-4-5", "anthropic"), ("acme-llm", "hosted_vllm")):
+        event = from_litellm(
+            proxy_payload(
+                response_cost=0.0, model=f"{provider}/{model}", custom_llm_provider=provider
+            )
+        )
+        assert event.cost_usd is None and event.tags["gateway_cost_usd"] == "0", model
+    # A cache hit costs nothing; so does a call without tokens; a priced call keeps its price.
+    hit = from_litellm(proxy_payload(response_cost=0.0, cache_hit=True))
+    assert hit.cost_usd == 0.0 and "gateway_cost_usd" not in hit.tags
+    empty = proxy_payload(response_cost=0, prompt_tokens=0, completion_tokens=0)
+    empty["metadata"] = {**empty["metadata"], "usage_object": {}}
+    assert from_litellm(empty).cost_usd == 0.0
     assert from_litellm(proxy_payload(response_cost=0.0123)).cost_usd == 0.0123
+    # The adapter's own tag wins a place over the request's.
+    full = from_litellm(proxy_payload(response_cost=0.0, request_tags=[f"t{i}" for i in range(80)]))
+    assert full.tags["gateway_cost_usd"] == "0" and full.cost_usd is None
 
 
 def test_litellm_failure_is_an_event_tagged_failure() -> None:

@@ -136,44 +136,53 @@ def test_client_attribution_the_contract_refuses_is_cut_short_and_the_spend_coun
     assert len(many.tags) == MAX_TAGS and "label-0" in many.tags
 
 
-async def test_a_router_zero_for_a_model_we_price_is_priced_and_both_figures_kept(
+async def test_a_router_zero_is_left_for_the_engine_to_price(
     broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     """A LiteLLM router (as in the proxy) reports response_cost 0.0, with no debug info, for
-    a model missing from its price map: here claude-3-haiku, which our table prices."""
+    a model missing from its price map: claude-3-haiku, which the engine's table prices, and
+    a self-hosted model no table prices. Neither call was free: both go out without a cost
+    (before: the first priced by the SDK's own table, the second recorded at $0)."""
     from spendbrake.schemas import PriceTable
 
     topic = await asyncio.to_thread(make_topic, "litellm-router")
     producer = SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl")
     logger = SpendBrakeLogger(producer, default_team="support")
+    deployments = {"cheap": "anthropic/claude-3-haiku-20240307", "local": "hosted_vllm/acme-llm"}
     router = litellm.Router(
         model_list=[
             {
-                "model_name": "cheap",
+                "model_name": name,
                 "litellm_params": {
-                    "model": "anthropic/claude-3-haiku-20240307",
+                    "model": model,
                     "api_key": "not-used",
+                    "api_base": "http://127.0.0.1:1/v1",
                     "mock_response": "Ticket routed to billing.",
                 },
             }
+            for name, model in deployments.items()
         ]
     )
     try:
         with registered(litellm, logger):
-            await router.acompletion(
-                model="cheap", messages=[{"role": "user", "content": "Route this ticket."}]
-            )
-            await wait_for(lambda: logger.events_emitted >= 1)
+            for name in deployments:
+                await router.acompletion(
+                    model=name, messages=[{"role": "user", "content": "Route this ticket."}]
+                )
+            await wait_for(lambda: logger.events_emitted >= 2)
         assert await producer.aflush(30)
     finally:
         await producer.aclose()
-    records = await read_topic(broker.bootstrap_servers, topic, 1)
-    assert len(records) == 1 and logger.events_failed == 0
-    event = decode_event(records[0][2])
-    assert event.model == "claude-3-haiku-20240307" and event.tags["model_group"] == "cheap"
-    assert event.tags["gateway_cost_usd"] == "0"  # what the gateway said
-    ours = PriceTable.default().price(event)
-    assert ours is not None and ours > 0 and event.cost_usd == ours  # what it cost
+    records = await read_topic(broker.bootstrap_servers, topic, 2)
+    assert len(records) == 2 and logger.events_failed == 0
+    events = {e.tags["model_group"]: e for e in (decode_event(r[2]) for r in records)}
+    for event in events.values():
+        assert event.input_tokens > 0 and event.cost_usd is None
+        assert event.tags["gateway_cost_usd"] == "0"  # what the gateway said
+    assert events["cheap"].model == "claude-3-haiku-20240307"
+    # What the engine does with them: prices the first, reports the second unpriced.
+    assert PriceTable.default().price(events["cheap"])
+    assert PriceTable.default().price(events["local"]) is None
 
 
 def test_logger_never_raises_into_litellm(tmp_path: Path) -> None:
