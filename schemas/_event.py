@@ -43,6 +43,7 @@ __all__ = [
     "WORKLOADS",
     "Extras",
     "UsageEvent",
+    "check_event_size",
     "decode_event",
     "decode_run",
     "encode_event",
@@ -233,10 +234,16 @@ def decode_run(raws: Sequence[bytes | None]) -> list[UsageEvent]:
     return events
 
 
-def decode_event(raw: bytes | bytearray | memoryview | str) -> UsageEvent:
-    """Parse and validate one wire record; raise ``InvalidEvent`` naming the field."""
+def check_event_size(raw: bytes | bytearray | memoryview | str) -> None:
+    """Raise ``InvalidEvent`` for a record over ``MAX_EVENT_BYTES``: the engine refuses it,
+    and a producer must not send it (``SpendProducer.emit`` checks with this)."""
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent("payload", f"{len(raw)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit")
+
+
+def decode_event(raw: bytes | bytearray | memoryview | str) -> UsageEvent:
+    """Parse and validate one wire record; raise ``InvalidEvent`` naming the field."""
+    check_event_size(raw)
     event = fast_decode(raw)
     if event is not None:
         return event

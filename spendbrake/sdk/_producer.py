@@ -32,7 +32,13 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from spendbrake.schemas import KafkaConfig, UsageEvent, encode_event, validate_event
+from spendbrake.schemas import (
+    KafkaConfig,
+    UsageEvent,
+    check_event_size,
+    encode_event,
+    validate_event,
+)
 
 from ._redact import redact_event
 from ._spill import SpillFile, default_spill_path
@@ -134,12 +140,15 @@ class SpendProducer:
         """Queue one event for sending; never blocks on the network, never raises for an outage.
 
         Raises ``InvalidEvent`` for an event that breaks contract v1: that is a
-        bug in the caller, and sending it would only move the error downstream.
+        bug in the caller, and sending it would only move the error downstream. That
+        includes a record over ``MAX_EVENT_BYTES`` (the error names both sizes):
+        the engine refuses it, and a broker may refuse it too.
         """
         if not isinstance(event, UsageEvent):
             event = validate_event(dict(event))
         redact_event(event)  # a key in any field, not only api_key, stays here
         payload = encode_event(event)
+        check_event_size(payload)
         self.stats.emitted += 1
         if self._closing or len(self._queue) >= self.max_queue:
             self._spill_payloads([payload])

@@ -159,6 +159,31 @@ def test_invalid_event_is_the_callers_error(tmp_path: Path) -> None:
         producer.emit(event(1, input_tokens=-1))
 
 
+def test_an_event_over_the_size_limit_is_the_callers_error(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """emit() took any size: 64 KiB to 1 MB reached the engine's DLQ, over 1 MB the broker
+    refused it, and the spill replay failed on it for ever."""
+    from spendbrake.schemas import MAX_EVENT_BYTES
+
+    topic = make_topic("size")
+    with SpendProducer(
+        broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl"
+    ) as producer:
+        for size in (MAX_EVENT_BYTES, 2_000_000):
+            with pytest.raises(
+                InvalidEvent, match=f"bytes exceeds the {MAX_EVENT_BYTES}-byte limit"
+            ):
+                producer.emit(event(1, debug="x" * size))
+        producer.emit(event(2))
+        assert producer.flush(30)
+    assert (producer.stats.emitted, producer.stats.delivered, producer.stats.spilled) == (1, 1, 0)
+    assert [
+        orjson.loads(v)["event_id"]
+        for _, _, v in read_topic_sync(broker.bootstrap_servers, topic, 1)
+    ] == ["e-2"]
+
+
 def test_broker_down_at_start_spills_then_delivers_once_it_is_up(tmp_path: Path) -> None:
     port = free_port()
     bootstrap = f"127.0.0.1:{port}"
