@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from spendbrake.schemas import (
     KafkaConfig,
@@ -50,12 +50,18 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 @dataclass(slots=True)
 class ProducerStats:
-    """Counters since the producer started; ``lost`` stays 0 unless the spill disk fails."""
+    """Counters since the producer started; ``lost`` stays 0 unless the spill disk fails.
+
+    ``rejected``: spilled records the broker refused as too large, moved to the spill's
+    ``.rejected`` file (only a spill an older SDK wrote can hold one: ``emit()`` refuses
+    an event over the size limit).
+    """
 
     emitted: int = 0
     delivered: int = 0
     spilled: int = 0
     replayed: int = 0
+    rejected: int = 0
     lost: int = 0
     send_failures: int = 0
 
@@ -117,6 +123,7 @@ class SpendProducer:
         self._closing = False
         self._connected = False
         self._outage_reported = False
+        self._rejected_reported = False
         self._idle = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -265,19 +272,14 @@ class SpendProducer:
             if producer is None:
                 producer = await self._connect()
                 if producer is None:
-                    # Down: keep memory flat and events durable until the broker returns.
-                    while self._queue:
-                        self._spill_payloads([p for _, p in self._take(self.batch_size)])
-                    self._notify()
-                    if self._closing:
-                        break
-                    await self._sleep(backoff * (0.5 + random.random()))
-                    backoff = min(backoff * 2, self.max_backoff_s)
+                    backoff = await self._back_off(backoff)
+                    continue
+            if self._spill.pending:
+                if not await self._replay(producer):
+                    producer = await self._disconnect(producer)
+                    backoff = await self._back_off(backoff)
                     continue
                 backoff = self.retry_backoff_s
-            if self._spill.pending and not await self._replay(producer):
-                producer = await self._disconnect(producer)
-                continue
             batch = self._take(self.batch_size)
             if not batch:
                 self._notify()
@@ -289,7 +291,10 @@ class SpendProducer:
             self._notify()
             if not ok:
                 producer = await self._disconnect(producer)
-            elif len(batch) < self.batch_size and self.linger_s:
+                backoff = await self._back_off(backoff)
+                continue
+            backoff = self.retry_backoff_s
+            if len(batch) < self.batch_size and self.linger_s:
                 await asyncio.sleep(self.linger_s)
         if producer is not None:
             await self._disconnect(producer)
@@ -301,6 +306,26 @@ class SpendProducer:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _back_off(self, backoff: float) -> float:
+        """Wait about ``backoff`` seconds after a failed attempt; return the next wait.
+
+        The broker is down or refusing: events emitted meanwhile go to the spill file
+        at once (memory stays flat, events durable), and they do not cut the wait short,
+        so a busy caller cannot turn the retries into a loop. Only ``close()`` does.
+        """
+        assert self._wake is not None
+        deadline = time.monotonic() + backoff * (0.5 + random.random())
+        while True:
+            while self._queue:
+                self._spill_payloads([p for _, p in self._take(self.batch_size)])
+            self._notify()
+            remaining = deadline - time.monotonic()
+            if self._closing or remaining <= 0:
+                return min(backoff * 2, self.max_backoff_s)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
 
     async def _connect(self) -> AIOKafkaProducer | None:
         producer = AIOKafkaProducer(
@@ -366,29 +391,67 @@ class SpendProducer:
         return True
 
     async def _replay(self, producer: AIOKafkaProducer) -> bool:
+        """Send the spill file; False when the broker failed, to retry from the failed chunk.
+
+        A line the broker refuses as too large is moved to the ``.rejected`` file: resent,
+        it would fail every replay, and the spill goes before the memory queue.
+        """
         path = self._spill.start_replay()
         if path is None:
             return True
         for chunk in self._spill.read_replay(self.batch_size):
-            futures: list[asyncio.Future[Any]] = []
+            sent: list[tuple[bytes, asyncio.Future[Any]]] = []
+            too_large: list[bytes] = []
             try:
                 for payload in chunk:
-                    futures.append(
-                        await producer.send(self.topic, payload, key=_event_key(payload))
-                    )
-                results = await asyncio.gather(*futures, return_exceptions=True)
+                    try:
+                        future = await producer.send(self.topic, payload, key=_event_key(payload))
+                    except MessageSizeTooLargeError:  # over the client's max_request_size
+                        too_large.append(payload)
+                    else:
+                        sent.append((payload, future))
+                results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
             except (KafkaError, OSError) as exc:
                 log.warning("replay of %s interrupted (%s); will retry", path, exc)
                 return False
-            if any(isinstance(r, BaseException) for r in results):
-                # The file is kept whole: a later replay resends it, and the
-                # engine's event_id dedupe drops the copies that did arrive.
+            failures: list[BaseException] = []
+            for (payload, _), result in zip(sent, results, strict=True):
+                if isinstance(result, MessageSizeTooLargeError):  # over the broker's limit
+                    too_large.append(payload)
+                elif isinstance(result, BaseException):
+                    failures.append(result)
+            if failures:
+                # The chunk is resent whole: the engine's event_id dedupe drops the
+                # copies that did arrive.
+                log.warning("replay of %s interrupted (%s); will retry", path, failures[0])
                 return False
-            self.stats.replayed += len(chunk)
-            self.stats.delivered += len(chunk)
+            if too_large:
+                self._reject(too_large)
+            self._spill.chunk_sent()
+            self.stats.replayed += len(chunk) - len(too_large)
+            self.stats.delivered += len(chunk) - len(too_large)
         self._spill.finish_replay()
         log.info("replayed spilled events from %s", path)
         return True
+
+    def _reject(self, payloads: list[bytes]) -> None:
+        try:
+            self._spill.reject(payloads)
+        except OSError as exc:
+            self.stats.lost += len(payloads)
+            log.error("cannot set aside %d spilled events: %s", len(payloads), exc)
+            return
+        self.stats.rejected += len(payloads)
+        # Once per producer: the count is in stats.rejected, the records in the file.
+        report = log.debug if self._rejected_reported else log.warning
+        self._rejected_reported = True
+        report(
+            "the broker refuses %d spilled event(s) as too large (largest %d bytes); "
+            "moved to %s, not sent again",
+            len(payloads),
+            max(map(len, payloads)),
+            self._spill.rejected_path,
+        )
 
 
 def _event_key(payload: bytes) -> bytes | None:

@@ -23,7 +23,9 @@ def default_spill_path(topic: str, client_id: str) -> Path:
 
 
 class SpillFile:
-    """Append-only JSON lines plus a ``.replaying`` file while a replay is under way.
+    """Append-only JSON lines plus a ``.replaying`` file while a replay is under way, and a
+    ``.rejected`` file for lines the broker refused as too large (kept for people to read,
+    never sent again).
 
     Holds an exclusive lock so two live producers never share one file; a
     second producer on the same path gets a ``-<pid>`` suffix instead.
@@ -38,7 +40,11 @@ class SpillFile:
             self._lock_handle = self._lock(path)
         self.path = path
         self.replay_path = path.with_name(path.name + ".replaying")
+        self.rejected_path = path.with_name(path.name + ".rejected")
         self._mutex = threading.Lock()
+        #: Where the replay file's unsent lines start, and where the last chunk read ends.
+        self._replay_offset = 0
+        self._chunk_end = 0
         self._handle: IO[bytes] | None = None
         self._pending = self._has_data(self.path) or self._has_data(self.replay_path)
 
@@ -94,26 +100,44 @@ class SpillFile:
                 self._handle = None
             if self._has_data(self.path):
                 os.replace(self.path, self.replay_path)
+                self._replay_offset = 0
                 return self.replay_path
             self._pending = False
             return None
 
     def read_replay(self, chunk: int = 1000) -> Iterator[list[bytes]]:
+        """The replay file's lines in chunks, from the first chunk not yet marked sent
+        (``chunk_sent``): a replay that failed resumes there, not at the top."""
         with open(self.replay_path, "rb") as handle:
+            handle.seek(self._replay_offset)
+            position = self._replay_offset
             lines: list[bytes] = []
-            for line in handle:
-                line = line.rstrip(b"\r\n")
+            for raw in handle:
+                position += len(raw)
+                line = raw.rstrip(b"\r\n")
                 if line:
                     lines.append(line)
                 if len(lines) >= chunk:
+                    self._chunk_end = position
                     yield lines
                     lines = []
             if lines:
+                self._chunk_end = position
                 yield lines
+
+    def chunk_sent(self) -> None:
+        """The chunk ``read_replay`` yielded last is done with: never read again."""
+        self._replay_offset = self._chunk_end
+
+    def reject(self, lines: list[bytes]) -> None:
+        """Set aside lines the broker refuses as too large, so they block no replay."""
+        with self._mutex, open(self.rejected_path, "ab") as handle:
+            handle.write(b"\n".join(lines) + b"\n")
 
     def finish_replay(self) -> None:
         with self._mutex:
             self.replay_path.unlink(missing_ok=True)
+            self._replay_offset = 0
             self._pending = self._has_data(self.path)
 
     def close(self) -> None:

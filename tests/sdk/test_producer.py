@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -184,6 +186,74 @@ def test_an_event_over_the_size_limit_is_the_callers_error(
     ] == ["e-2"]
 
 
+def test_a_spilled_record_the_broker_refuses_as_too_large_is_set_aside(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A spill (from an SDK that queued any size) holding a record over the broker's limit:
+    the replay failed on it every time and, the spill going first, nothing was delivered
+    again, by this producer or any later one using that spill file."""
+    topic = make_topic("too-large")
+    spill = tmp_path / "s.jsonl"
+    huge = orjson.dumps(event(2, debug="x" * 2_000_000))
+    spill.write_bytes(b"\n".join([orjson.dumps(event(1)), huge, orjson.dumps(event(3))]) + b"\n")
+    with (
+        caplog.at_level("WARNING", logger="spendbrake.sdk._producer"),
+        SpendProducer(
+            broker.bootstrap_servers, topic=topic, spill_path=spill, retry_backoff_s=0.1
+        ) as producer,
+    ):
+        producer.emit(event(4))
+        assert producer.flush(30)
+    records = read_topic_sync(broker.bootstrap_servers, topic, 3)
+    assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == ["e-1", "e-3", "e-4"]
+    assert (producer.stats.rejected, producer.stats.replayed, producer.stats.delivered) == (1, 2, 3)
+    assert producer._spill.rejected_path == tmp_path / "s.jsonl.rejected"
+    assert producer._spill.rejected_path.read_bytes() == huge + b"\n"
+    assert not spill.exists() or not spill.read_bytes()
+    assert not (tmp_path / "s.jsonl.replaying").exists()
+    warnings = [r.getMessage() for r in caplog.records if "too large" in r.getMessage()]
+    assert len(warnings) == 1 and "s.jsonl.rejected" in warnings[0]
+
+
+def test_a_replay_that_keeps_failing_backs_off(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """Each failed replay reconnected and tried again at once: a loop of warnings and
+    connections that never waited, whatever the backoff settings."""
+    attempts = 0
+
+    class FailingReplay(SpendProducer):
+        async def _replay(self, producer: Any) -> bool:
+            nonlocal attempts
+            attempts += 1
+            return False
+
+    spill = tmp_path / "s.jsonl"
+    spill.write_bytes(orjson.dumps(event(0)) + b"\n")
+    producer = FailingReplay(
+        broker.bootstrap_servers,
+        topic=make_topic("failing"),
+        spill_path=spill,
+        retry_backoff_s=0.2,
+        max_backoff_s=0.4,
+    )
+    try:
+        emitted = 0
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:  # a busy caller does not cut the waits short
+            producer.emit(event(emitted + 1))
+            emitted += 1
+            time.sleep(0.005)
+        time.sleep(0.1)
+        assert 2 <= attempts <= 12
+        assert producer.stats.spilled == emitted  # kept on disk while the broker refuses
+    finally:
+        producer.close(0)
+
+
 def test_broker_down_at_start_spills_then_delivers_once_it_is_up(tmp_path: Path) -> None:
     port = free_port()
     bootstrap = f"127.0.0.1:{port}"
@@ -277,6 +347,32 @@ def test_a_line_torn_by_a_kill_does_not_take_the_next_event_with_it(tmp_path: Pa
         b'{"event_id": "e"}',
     ]
     assert b"\n\n" not in spill.replay_path.read_bytes()
+
+
+def test_a_replay_resumes_at_the_chunk_that_failed(tmp_path: Path) -> None:
+    """Chunks marked sent are not read again (their events not resent, their too-large
+    lines not set aside twice); a new spill file is read from its start."""
+    from spendbrake.sdk._spill import SpillFile
+
+    spill = SpillFile(tmp_path / "s.jsonl")
+    spill.append([b"1", b"2", b"3", b"4", b"5"])
+    assert spill.start_replay() is not None
+    chunks = spill.read_replay(2)
+    assert next(chunks) == [b"1", b"2"]
+    spill.chunk_sent()
+    assert next(chunks) == [b"3", b"4"]
+    chunks.close()  # the send of [3, 4] failed
+    assert spill.start_replay() == spill.replay_path
+    assert list(spill.read_replay(2)) == [[b"3", b"4"], [b"5"]]
+    spill.chunk_sent()
+    spill.finish_replay()
+    spill.append([b"6"])
+    assert spill.start_replay() is not None
+    assert list(spill.read_replay(2)) == [[b"6"]]
+    spill.reject([b"7", b"8"])
+    spill.reject([b"9"])
+    assert spill.rejected_path.read_bytes() == b"7\n8\n9\n"
+    spill.close()
 
 
 #: The contract's bytes for two events, as the SDK has always written them: unknown fields
