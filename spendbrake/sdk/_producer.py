@@ -22,7 +22,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -122,6 +122,8 @@ class SpendProducer:
         self._in_flight = 0
         self._closing = False
         self._connected = False
+        #: The last try to reach the broker (connection, send or replay) failed.
+        self._down = False
         self._outage_reported = False
         self._rejected_reported = False
         self._idle = threading.Condition()
@@ -170,27 +172,24 @@ class SpendProducer:
 
         Events that are not delivered by then stay queued or spilled: nothing is dropped.
         """
-        deadline = time.monotonic() + timeout_s
-        if self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
-        with self._idle:
-            while not self._drained():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._thread.is_alive():
-                    return False
-                self._idle.wait(min(remaining, 0.1))
-        return True
+        return self._wait(self._drained, timeout_s)
 
     def close(self, timeout_s: float = 30.0) -> bool:
-        """Flush, then stop the sender; what is still undelivered is left in the spill file."""
+        """Stop the sender; True if every event reached the broker.
+
+        With the broker up, first deliver the queue and the spill file (up to
+        ``timeout_s``). With it down, return as soon as nothing is in flight, not after
+        ``timeout_s``: what is left goes to the spill file, whose next producer sends it.
+        """
         if self._closing and not self._thread.is_alive():
             return self._drained()
-        delivered = self.flush(timeout_s)
+        self._wait(self._settled, timeout_s)
         self._closing = True
         if self._loop is not None and self._wake is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop may close meanwhile
                 self._loop.call_soon_threadsafe(self._wake.set)
         self._thread.join(max(timeout_s, 5.0))
+        delivered = self._drained()
         self._spill_payloads([payload for _, payload in self._take(len(self._queue))])
         self._spill.close()
         return delivered
@@ -227,6 +226,24 @@ class SpendProducer:
 
     def _drained(self) -> bool:
         return not self._queue and self._in_flight == 0 and not self._spill.pending
+
+    def _settled(self) -> bool:
+        """Nothing to wait for at close: all delivered, or the broker down (the last try
+        failed) and nothing in flight, so that what is left is safe in the spill file."""
+        return self._drained() or (self._down and self._in_flight == 0)
+
+    def _wait(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        """Wake the sender and wait until ``done()``; False if the time ran out first."""
+        deadline = time.monotonic() + timeout_s
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+        with self._idle:
+            while not done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._thread.is_alive():
+                    return False
+                self._idle.wait(min(remaining, 0.1))
+        return True
 
     def _take(self, count: int) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
@@ -315,6 +332,7 @@ class SpendProducer:
         so a busy caller cannot turn the retries into a loop. Only ``close()`` does.
         """
         assert self._wake is not None
+        self._down = True
         deadline = time.monotonic() + backoff * (0.5 + random.random())
         while True:
             while self._queue:
@@ -360,6 +378,7 @@ class SpendProducer:
             )
             self._outage_reported = False
         self._connected = True
+        self._down = False
         return producer
 
     async def _disconnect(self, producer: AIOKafkaProducer) -> None:

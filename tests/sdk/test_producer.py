@@ -301,6 +301,32 @@ def test_a_new_producer_delivers_what_a_closed_one_spilled(tmp_path: Path) -> No
     )
 
 
+def test_close_with_the_broker_down_returns_once_everything_is_spilled(tmp_path: Path) -> None:
+    """The context manager waited its whole 30 s close timeout for a spill file that only
+    the broker's return can empty; every event was already safe on disk."""
+    spill = tmp_path / "s.jsonl"
+    start = time.monotonic()
+    with SpendProducer(f"127.0.0.1:{free_port()}", spill_path=spill) as producer:
+        for i in range(500):
+            producer.emit(event(i))
+    assert time.monotonic() - start < 5
+    assert producer.stats.spilled == 500 and producer.stats.lost == 0
+    ids = sorted(orjson.loads(line)["event_id"] for line in spill.read_bytes().splitlines())
+    assert ids == sorted(f"e-{i}" for i in range(500))
+    # Closed in the middle of a long wait between retries, with events emitted during it.
+    producer = SpendProducer(
+        f"127.0.0.1:{free_port()}", spill_path=spill, retry_backoff_s=20.0, max_backoff_s=20.0
+    )
+    producer.emit(event(500))
+    time.sleep(0.5)
+    producer.emit(event(501))
+    start = time.monotonic()
+    assert not producer.close()
+    assert time.monotonic() - start < 5
+    assert producer.stats.spilled == 2
+    assert spill.read_bytes().count(b"\n") == 502
+
+
 def test_two_live_producers_never_share_a_spill_file(tmp_path: Path) -> None:
     a = SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl")
     b = SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl")
