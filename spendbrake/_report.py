@@ -521,8 +521,11 @@ def _projection(
     days = [daily.get(period.start + i * DAY_S, 0) / NUSD for i in range(complete)]
     year = _day(int(as_of) - (1 if as_of == period.end else 0)).year
     jan1 = _ts(date(year, 1, 1))
-    ytd = sum(_daily_costs(con, jan1, int(as_of) + DAY_S).values())
-    # A day still open counts in full: its window holds what has been spent in it.
+    # The year so far ends with the period when it is over: the next period's days are
+    # among the projected ones. While it runs, the day holding as_of counts in full (its
+    # window holds what has been spent in it), and no later day does.
+    ytd_end = period.end if as_of == period.end else _ts(_day(int(as_of))) + DAY_S
+    ytd = sum(_daily_costs(con, jan1, ytd_end).values())
     out = project(
         spent_usd=cost / NUSD,
         daily_usd=days,

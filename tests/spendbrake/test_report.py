@@ -356,3 +356,29 @@ def test_a_period_still_running_is_compared_with_as_much_of_the_one_before(
     assert any("still running (2.5 of 31 days)" in note for note in running["notes"])
     done = build_report(con, parse_period("2026-09"), "team", now=now, prices=PRICES)
     assert not any("still running" in note for note in done["notes"])
+
+
+def test_year_so_far_ends_with_the_period_or_the_day_holding_now(tmp_path: Path) -> None:
+    """$10 a day through October, $500 on November 1 (and, from a skewed clock, $1,000 on
+    November 2). October's report run on November 15 counts October alone as the year so
+    far: November 1 lies in the 61 projected days. November's report on November 1 at
+    noon counts the day holding now, not the day after it."""
+    batch = StoreBatch()
+    for day, cost in [*((OCT + i * 86400, 10.0) for i in range(31)), (NOV - 86400, 500.0)]:
+        batch.add_rollup(rollup((), (), day, cost))
+        batch.add_rollup(rollup(("team",), ("search",), day, cost))
+    batch.add_rollup(rollup((), (), NOV, 1000.0))
+    path = tmp_path / "s.duckdb"
+    con = connect_store(path)
+    apply_batch(con, batch, {("rollups", 0): 1})
+    con.close()
+    con = connect_store(path, read_only=True)
+    october = build_report(
+        con, parse_period("2026-10"), "team", now=NOV + 13 * 86400, prices=PRICES
+    )["projection"]
+    assert october["assumptions"][2].endswith("61.0 to the year end; year so far $310.00")
+    assert october["year_end_usd"] == pytest.approx(310 + 61 * 10)  # September empty: flat
+    november = build_report(
+        con, parse_period("2026-11"), "team", now=NOV - 86400 / 2, prices=PRICES
+    )["projection"]
+    assert november["assumptions"][2].endswith("year so far $810.00")
