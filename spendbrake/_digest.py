@@ -285,7 +285,9 @@ class DigestScheduler:
     """Sends each due digest once (``digest.schedule``), from the store stage's process.
 
     Labels sent are kept in ``<state-dir>/digest/sent.json``; a crash between the post and
-    that record is covered by ``send_digest`` finding its own message in the channel.
+    that record is covered by ``send_digest`` finding its own message in the channel, as is
+    a digest of the period posted by hand (``spendbrake digest``, the same dedupe key) any
+    time after the period ended.
     ``file_lock`` is the store stage's: DuckDB refuses a read-only connection in a
     process that has the file open for writing.
     """
@@ -328,7 +330,7 @@ class DigestScheduler:
         due = due_period(digest.schedule, now, digest.hour_utc)
         if due is None or slack.token is None or now < self._retry_at:
             return None
-        label, due_at = due
+        label, _ = due
         key = f"{label}/{digest.by}"
         if key in self.sent:
             return None
@@ -336,11 +338,12 @@ class DigestScheduler:
         chart = self.dir / f"spend-{label}.png"
         prices = PriceTable.default().with_overrides(self.config.pricing.models)
         try:
+            period = parse_period(label)
             async with self.file_lock:
                 report, _ = await asyncio.to_thread(
                     report_from_store,
                     self.store,
-                    parse_period(label),
+                    period,
                     digest.by,
                     now=now,
                     prices=prices,
@@ -352,7 +355,9 @@ class DigestScheduler:
                     report,
                     chart,
                     channel=digest.channel,
-                    since=due_at,
+                    # Any post of the whole period counts, one by hand included (the key
+                    # is the same): `spendbrake digest` run before the hour is not repeated.
+                    since=period.end,
                     channel_ids=self.channel_ids,
                 )
             finally:

@@ -15,6 +15,7 @@ and a private channel needs ``groups:history`` where a public one needs
         slack.hang(3.0)          # record the message, answer late: "did it post?"
         slack.down(); slack.up() # refuse connections on the same port, then accept again
         slack.grant("groups:history"); slack.invite()  # the operator fixes the app
+        slack.clock = lambda: 1_793_523_600.0  # messages arrive then (history's "oldest")
 """
 
 from __future__ import annotations
@@ -67,9 +68,12 @@ class FakeSlack:
         scopes: set[str] | None = None,
         private: bool = False,
         member: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """``scopes``: the bot token's scopes (None: every scope); ``private``: the channel
-        is private; ``member``: the bot is in the channel (else posts are refused)."""
+        is private; ``member``: the bot is in the channel (else posts are refused);
+        ``clock``: when a message arrives, for history's ``oldest`` (settable: ``clock``)."""
+        self.clock = clock
         self.token = token
         self.channel_name = channel.lstrip("#")
         self.private = private
@@ -366,7 +370,7 @@ class FakeSlack:
             "blocks": _json(args.get("blocks")),
             "thread_ts": thread_ts,
             "metadata": _json(args.get("metadata")),
-            "received_at": time.time(),
+            "received_at": self.clock(),
         }
         self._messages.append(message)
         return {"ok": True, "channel": channel, "ts": ts, "message": message}
@@ -376,7 +380,7 @@ class FakeSlack:
             if message["ts"] == args.get("ts"):
                 message["text"] = args.get("text")
                 message["blocks"] = _json(args.get("blocks"))
-                self._updates.append({**message, "received_at": time.time()})
+                self._updates.append({**message, "received_at": self.clock()})
                 return {"ok": True, "channel": message["channel"], "ts": message["ts"]}
         return {"ok": False, "error": "message_not_found"}
 
@@ -443,7 +447,7 @@ class FakeSlack:
                     "thread_ts": args.get("thread_ts"),
                     "metadata": None,
                     "files": [{"id": f.get("id"), "title": f.get("title")} for f in files],
-                    "received_at": time.time(),
+                    "received_at": self.clock(),
                 }
             )
         return {"ok": True, "files": [{"id": f.get("id")} for f in files]}

@@ -226,3 +226,31 @@ def test_schedule_sends_each_due_digest_once_across_a_restart(tmp_path: Path) ->
             "AI spend 2026-10:",
         ]
         assert len(slack.files) == 2
+
+
+def test_schedule_finds_a_digest_posted_by_hand_after_the_period_ended(tmp_path: Path) -> None:
+    """`spendbrake digest --period 2026-10` on November 1 at 08:30, before the 09:00 schedule:
+    the scheduler finds that post and does not send a second copy. A digest posted by hand
+    while the month ran (part of it) does not stand for the whole month's."""
+    from click.testing import CliRunner
+
+    from spendbrake._config_loader import load_config
+    from spendbrake._digest import DigestScheduler
+    from spendbrake.cli import main
+    from tests.spendbrake.test_report import make_store
+
+    store = make_store(tmp_path / "s.duckdb")
+    for by_hand_at, scheduled in ((_ts(2026, 11, 1, 8, 30), False), (_ts(2026, 10, 20), True)):
+        state = tmp_path / f"state-{by_hand_at:.0f}"
+        with FakeSlack(token="xoxb-d", channel="finance") as slack:
+            path = _config_file(tmp_path, slack, schedule="monthly")
+            args = ["digest", "--period", "2026-10", "--store", str(store), "--config", str(path)]
+            slack.clock = lambda at=by_hand_at: at
+            by_hand = CliRunner().invoke(main, [*args, "--state-dir", str(state)])
+            assert by_hand.exit_code == 0, by_hand.output
+            slack.clock = lambda: _ts(2026, 11, 1, 9)
+            scheduler = DigestScheduler(load_config(path), store, state)
+            result = asyncio.run(scheduler.tick(_ts(2026, 11, 1, 9)))
+            assert result is not None and result.posted is scheduled, by_hand_at
+            assert len(slack.parents()) == 1 + scheduled
+            assert result.ts == slack.parents()[-1]["ts"]
