@@ -39,6 +39,9 @@ TOP_TRENDS = 5
 #: How often the schedule looks for a due digest, and waits after Slack failed.
 CHECK_S = 60.0
 RETRY_S = 300.0
+#: How many periods back the schedule still sends a digest it missed (Slack or the worker
+#: down across due times): five weeks, three months (``unsent_periods`` says why).
+CATCH_UP = {"weekly": 5, "monthly": 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,54 @@ def due_period(schedule: str, now: float, hour: int = 9) -> tuple[str, float] | 
         last = first - timedelta(days=1)
         return f"{last.year:04d}-{last.month:02d}", due
     raise ValueError(f"unknown digest schedule {schedule!r}")
+
+
+def due_periods(
+    schedule: str, now: float, hour: int = 9, count: int = 1
+) -> list[tuple[str, float]]:
+    """The ``count`` latest periods due at ``now`` and when each fell due, oldest first.
+
+    >>> dec2 = datetime(2026, 12, 2, tzinfo=UTC).timestamp()
+    >>> [label for label, _ in due_periods("monthly", dec2, count=3)]
+    ['2026-09', '2026-10', '2026-11']
+    """
+    out: list[tuple[str, float]] = []
+    due = due_period(schedule, now, hour)
+    while due is not None and len(out) < count:
+        out.append(due)
+        due = due_period(schedule, due[1] - 1, hour)  # the one due before it
+    return out[::-1]
+
+
+def unsent_periods(
+    schedule: str, now: float, hour: int, by: str, sent: set[str]
+) -> list[tuple[str, float]]:
+    """The due periods the schedule sends at ``now``, oldest first: each of the last
+    ``CATCH_UP[schedule]`` not in ``sent`` (keys ``<label>/<by>``) and later than the first
+    period ``sent`` holds for this schedule and grouping; with none held, the latest alone.
+
+    Why these: the record of what was sent is what tells a digest missed (Slack or the
+    worker down across a due time: it still goes out, late) from one never meant to be
+    sent. A new deployment, a state dir lost, or a schedule or grouping just changed starts
+    with the latest period instead of posting a backlog nobody asked for. The bound caps
+    what an old record brings back (the schedule off for a year, then on again): five
+    weeks covers a month-long outage of a weekly digest, three months a quarter's of a
+    monthly one, and older showbacks are better asked for with ``spendbrake digest``.
+    """
+    if schedule == "off":
+        return []
+    due = due_periods(schedule, now, hour, CATCH_UP[schedule])
+    weekly = schedule == "weekly"
+    held = [
+        label
+        for label, _, grouping in (key.rpartition("/") for key in sent)
+        if grouping == by and ("-W" in label) == weekly
+    ]
+    if not held:
+        return due[-1:]
+    # Labels of one kind sort as their periods do (2026-W53 < 2027-W01, 2026-09 < 2026-10).
+    first = min(held)
+    return [(label, at) for label, at in due if label > first and f"{label}/{by}" not in sent]
 
 
 def _at(day: date, hour: int) -> float:
@@ -324,53 +375,63 @@ class DigestScheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), CHECK_S)
 
-    async def tick(self, now: float) -> DigestResult | None:
-        """Send the digest due at ``now`` unless it was sent; None when nothing went out."""
+    async def tick(self, now: float) -> list[DigestResult]:
+        """Send each due digest not sent yet (``unsent_periods``), oldest first, recording
+        each; what went out (or was found in the channel already). Slack failing ends the
+        round (the rest wait, in order) and the next try is ``RETRY_S`` later; a period
+        that cannot be reported is tried again then, the later ones go out meanwhile."""
         digest, slack = self.config.digest, self.config.slack
-        due = due_period(digest.schedule, now, digest.hour_utc)
-        if due is None or slack.token is None or now < self._retry_at:
-            return None
-        label, _ = due
-        key = f"{label}/{digest.by}"
-        if key in self.sent:
-            return None
+        if slack.token is None or now < self._retry_at:
+            return []
+        results: list[DigestResult] = []
+        for label, _ in unsent_periods(digest.schedule, now, digest.hour_utc, digest.by, self.sent):
+            if self._stopping.is_set():
+                break
+            try:
+                result = await self._send(label, now)
+            except ReportError as exc:
+                log.warning("digest %s not sent: %s", label, exc)
+                self._retry_at = now + RETRY_S
+                continue
+            except DigestError as exc:
+                log.warning("digest %s: %s; retrying in %.0f s", label, exc, RETRY_S)
+                self._retry_at = now + RETRY_S
+                break
+            self.sent.add(f"{label}/{digest.by}")
+            write_atomic(self.dir / "sent.json", orjson.dumps(sorted(self.sent)))
+            log.info(
+                "digest %s sent to %s (ts %s)", label, digest.channel or slack.channel, result.ts
+            )
+            results.append(result)
+        return results
+
+    async def _send(self, label: str, now: float) -> DigestResult:
+        """Report the period and post it. Raises ``ReportError`` or ``DigestError``."""
+        digest, slack = self.config.digest, self.config.slack
         self.dir.mkdir(parents=True, exist_ok=True)
         chart = self.dir / f"spend-{label}.png"
         prices = PriceTable.default().with_overrides(self.config.pricing.models)
+        period = parse_period(label)
+        async with self.file_lock:
+            report, _ = await asyncio.to_thread(
+                report_from_store,
+                self.store,
+                period,
+                digest.by,
+                now=now,
+                prices=prices,
+                chart=chart,
+            )
         try:
-            period = parse_period(label)
-            async with self.file_lock:
-                report, _ = await asyncio.to_thread(
-                    report_from_store,
-                    self.store,
-                    period,
-                    digest.by,
-                    now=now,
-                    prices=prices,
-                    chart=chart,
-                )
-            try:
-                result = await send_digest(
-                    slack,
-                    report,
-                    chart,
-                    channel=digest.channel,
-                    # Any post of the whole period counts, one by hand included (the key
-                    # is the same): `spendbrake digest` run before the hour is not repeated.
-                    since=period.end,
-                    channel_ids=self.channel_ids,
-                )
-            finally:
-                save_channel_ids(channel_ids_file(self.dir.parent), self.channel_ids)
-        except ReportError as exc:
-            log.warning("digest %s not sent: %s", label, exc)
-            self._retry_at = now + RETRY_S
-            return None
-        except DigestError as exc:
-            log.warning("digest %s: %s; retrying in %.0f s", label, exc, RETRY_S)
-            self._retry_at = now + RETRY_S
-            return None
-        self.sent.add(key)
-        write_atomic(self.dir / "sent.json", orjson.dumps(sorted(self.sent)))
-        log.info("digest %s sent to %s (ts %s)", label, digest.channel or slack.channel, result.ts)
-        return result
+            return await send_digest(
+                slack,
+                report,
+                chart,
+                channel=digest.channel,
+                # Any post of the whole period counts, one by hand included (the key is
+                # the same): `spendbrake digest` run before the hour is not repeated.
+                since=period.end,
+                channel_ids=self.channel_ids,
+            )
+        finally:
+            save_channel_ids(channel_ids_file(self.dir.parent), self.channel_ids)

@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 from spendbrake._digest import DigestError, digest_message, due_period, send_digest
@@ -219,8 +220,8 @@ def test_schedule_sends_each_due_digest_once_across_a_restart(tmp_path: Path) ->
             return [september, october, later, await restarted.tick(_ts(2026, 11, 3))]
 
         september, october, later, restarted = asyncio.run(ticks())
-        assert september is not None and october is not None and october.chart_uploaded
-        assert later is None and restarted is None
+        assert len(september) == 1 and len(october) == 1 and october[0].chart_uploaded
+        assert later == [] and restarted == []
         assert [p["text"][:17] for p in slack.parents()] == [
             "AI spend 2026-09:",
             "AI spend 2026-10:",
@@ -250,7 +251,87 @@ def test_schedule_finds_a_digest_posted_by_hand_after_the_period_ended(tmp_path:
             assert by_hand.exit_code == 0, by_hand.output
             slack.clock = lambda: _ts(2026, 11, 1, 9)
             scheduler = DigestScheduler(load_config(path), store, state)
-            result = asyncio.run(scheduler.tick(_ts(2026, 11, 1, 9)))
-            assert result is not None and result.posted is scheduled, by_hand_at
+            (result,) = asyncio.run(scheduler.tick(_ts(2026, 11, 1, 9)))
+            assert result.posted is scheduled, by_hand_at
             assert len(slack.parents()) == 1 + scheduled
             assert result.ts == slack.parents()[-1]["ts"]
+
+
+def test_schedule_sends_the_periods_missed_while_slack_was_down(tmp_path: Path) -> None:
+    """Slack down from November 1 09:05 to December 2: on its return October's digest goes
+    out, then November's, each recorded once."""
+    from spendbrake._config_loader import load_config
+    from spendbrake._digest import DigestScheduler
+    from spendbrake.streamer import StoreBatch, apply_batch, connect_store
+    from tests.spendbrake.test_report import make_store, rollup
+
+    store = make_store(tmp_path / "s.duckdb")
+    batch = StoreBatch()
+    batch.add_rollup(rollup((), (), _ts(2026, 11, 3), 7.0))
+    batch.add_rollup(rollup(("team",), ("search",), _ts(2026, 11, 3), 7.0))
+    batch.add_rollup(rollup(("team", "model"), ("search", "m1"), _ts(2026, 11, 3), 7.0))
+    con = connect_store(store)
+    apply_batch(con, batch, {("rollups", 0): 2})
+    con.close()
+    with FakeSlack(token="xoxb-d", channel="finance") as slack:
+        config = load_config(_config_file(tmp_path, slack, schedule="monthly"))
+        state = tmp_path / "state"
+
+        async def ticks() -> list:
+            scheduler = DigestScheduler(config, store, state)
+            sent = [await scheduler.tick(_ts(2026, 11, 1, 8))]  # September's: on time
+            slack.down()
+            sent.append(await scheduler.tick(_ts(2026, 11, 1, 9, 5)))
+            sent.append(await scheduler.tick(_ts(2026, 11, 20)))
+            slack.up()
+            sent.append(await DigestScheduler(config, store, state).tick(_ts(2026, 12, 2)))
+            return sent
+
+        september, down, still_down, back = asyncio.run(ticks())
+        assert [p["text"][:17] for p in slack.parents()] == [
+            "AI spend 2026-09:",
+            "AI spend 2026-10:",
+            "AI spend 2026-11:",
+        ]
+        assert len(september) == 1 and down == [] and still_down == []
+        assert [r.posted for r in back] == [True, True]
+        assert len(slack.files) == 3
+        assert sorted(orjson.loads((state / "digest" / "sent.json").read_bytes())) == [
+            "2026-09/team",
+            "2026-10/team",
+            "2026-11/team",
+        ]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "now", "sent", "labels"),
+    [
+        # A new deployment (or a new grouping): the latest period alone, no backlog.
+        ("monthly", _ts(2026, 12, 2), [], ["2026-11"]),
+        ("monthly", _ts(2026, 12, 2), ["2026-09/feature"], ["2026-11"]),
+        ("weekly", _ts(2026, 12, 2), ["2026-09/team"], ["2026-W48"]),
+        # Every period missed since the record began, oldest first.
+        ("monthly", _ts(2026, 12, 2), ["2026-09/team"], ["2026-10", "2026-11"]),
+        ("monthly", _ts(2026, 12, 2), ["2026-09/team", "2026-11/team"], ["2026-10"]),
+        (
+            "weekly",
+            _ts(2026, 12, 7, 9),
+            ["2026-W45/team"],
+            ["2026-W46", "2026-W47", "2026-W48", "2026-W49"],
+        ),
+        ("weekly", _ts(2027, 1, 11, 9), ["2026-W52/team"], ["2026-W53", "2027-W01"]),
+        # At most CATCH_UP periods back, however old the record.
+        ("monthly", _ts(2026, 12, 2), ["2025-01/team"], ["2026-09", "2026-10", "2026-11"]),
+        ("weekly", _ts(2026, 12, 7, 9), ["2026-W30/team"], [f"2026-W{w}" for w in range(45, 50)]),
+        ("monthly", _ts(2026, 12, 2), ["2026-11/team"], []),
+        ("off", _ts(2026, 12, 2), [], []),
+    ],
+)
+def test_which_due_periods_the_schedule_sends(
+    schedule: str, now: float, sent: list[str], labels: list[str]
+) -> None:
+    from spendbrake._digest import unsent_periods
+
+    chosen = unsent_periods(schedule, now, 9, "team", set(sent))
+    assert [label for label, _ in chosen] == labels
+    assert [due for _, due in chosen] == sorted(due for _, due in chosen)
