@@ -184,8 +184,11 @@ class IngestStage(Stage):
 
     # -- output ---------------------------------------------------------------
 
-    async def flush(self, partitions: list[int] | None = None, wait: bool = True) -> None:
-        """Send every changed window, dead letter, trace batch and alert of the given partitions.
+    async def flush(
+        self, partitions: list[int] | None = None, wait: bool = True
+    ) -> dict[int, PartitionProcessor]:
+        """Send every changed window, dead letter, trace batch and alert of the given partitions
+        still owned; returns their processors, as flushed.
 
         Outputs stay queued until the broker acknowledges them, so a failed send
         is retried rather than lost until the window changes again. With
@@ -199,14 +202,22 @@ class IngestStage(Stage):
         many batches waits on the broker, and that wait now overlaps the processing of the
         next fetches. The next flush or checkpoint first waits for those sends (a failure
         surfaces there, before anything new is taken from the processors).
+
+        A rebalance runs ``revoke`` in aiokafka's own task while this waits: a partition
+        revoked meanwhile is skipped here, and is no longer among those returned.
         """
         assert self.producer is not None
         await self._sends_done()
         topics = self.config.kafka.topics
         new_records: list[RollupRecord] = []
-        for partition in self.processors if partitions is None else partitions:
-            records, dead, traces, alerts = self.processors[partition].flush()
-            self.metrics.absorb(partition, self.processors[partition].stats)
+        flushed = {
+            partition: processor
+            for partition in (self.processors if partitions is None else partitions)
+            if (processor := self.processors.get(partition)) is not None
+        }
+        for partition, processor in flushed.items():
+            records, dead, traces, alerts = processor.flush()
+            self.metrics.absorb(partition, processor.stats)
             queue = self._queue
             for record in records:
                 queue(topics.rollups, _trim(record.key()), encode_rollup(record), partition)
@@ -238,6 +249,7 @@ class IngestStage(Stage):
         self.metrics.rollups_out.inc(len(new_records))
         if self.on_records is not None and new_records:
             self.on_records(new_records)
+        return {p: proc for p, proc in flushed.items() if self.processors.get(p) is proc}
 
     async def _sends_done(self) -> None:
         """Wait for the background sends of the last periodic flush; raise what they raised."""
@@ -317,15 +329,21 @@ class IngestStage(Stage):
 
     async def checkpoint(self, partitions: list[int] | None = None) -> None:
         """Flush, persist each partition's snapshot with its next offset, then commit
-        (``stage.py``); with no partition owned, nothing."""
+        (``stage.py``); with no partition owned, nothing.
+
+        Only the partitions still owned once the flush is acknowledged are saved: a
+        rebalance may revoke one while it waits (aiokafka runs ``revoke`` in its own task),
+        and ``revoke`` has then saved it (its own checkpoint flushes and waits for the same
+        outputs) or, if that failed, left it to the next owner to rebuild from the last
+        snapshot. Either way its state is exact, and it is no longer this worker's to save.
+        """
         partitions = list(self.processors) if partitions is None else partitions
         if not partitions:
             return
-        await self.flush(partitions)
+        owned = await self.flush(partitions)
 
         def save() -> None:
-            for partition in partitions:
-                processor = self.processors[partition]
+            for partition, processor in owned.items():
                 dedupe = processor.dedupe
                 self.stores[partition].save(
                     processor.snapshot(), dedupe.take_new(), sorted(dedupe.buckets)
@@ -333,8 +351,7 @@ class IngestStage(Stage):
 
         self.timed_save(save)
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for partition in partitions:
-            processor = self.processors[partition]
+        for partition, processor in owned.items():
             if processor.next_offset is not None:
                 offsets[TopicPartition(self.topic, partition)] = OffsetAndMetadata(
                     processor.next_offset, ""
@@ -348,7 +365,7 @@ class IngestStage(Stage):
             except (KafkaError, TimeoutError) as exc:
                 log.debug("offset commit failed: %r", exc)
         try:
-            await asyncio.wait_for(self._send_marks(partitions), timeout=5.0)
+            await asyncio.wait_for(self._send_marks(list(owned)), timeout=5.0)
         except (KafkaError, TimeoutError) as exc:  # advisory: the next checkpoint sends newer
             log.debug("watermark marks not sent: %r", exc)
 
@@ -365,9 +382,10 @@ class IngestStage(Stage):
         count = self._partition_counts.get(topic) or await self._partition_count(topic)
         sends = []
         for partition in partitions:
-            watermark = self.processors[partition].rollups.watermark
-            if watermark == -math.inf:
+            processor = self.processors.get(partition)  # None: revoked meanwhile
+            if processor is None or processor.rollups.watermark == -math.inf:
                 continue
+            watermark = processor.rollups.watermark
             value = encode_mark(WatermarkMark(partition, watermark))
             key = f"mark/{partition}".encode()
             for target in range(count):

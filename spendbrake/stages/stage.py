@@ -317,7 +317,7 @@ class Stage:
             else:
                 consumer.seek(tp, offset)
 
-    async def checkpoint_unless_stopped(self, step: Awaitable[None]) -> bool:
+    async def checkpoint_unless_stopped(self, step: Awaitable[object]) -> bool:
         """A checkpoint (or flush) in the loop: a stop gives it ``STOP_TIMEOUT_S`` to end.
 
         False: it was cancelled; the stage saves nothing more (``abandoned``) and its loop
@@ -336,7 +336,7 @@ class Stage:
 
 
 async def until_stopped(
-    step: Awaitable[None], stopping: asyncio.Event, grace_s: float = 0.0
+    step: Awaitable[object], stopping: asyncio.Event, grace_s: float = 0.0
 ) -> bool:
     """Await ``step``; if a stop is asked first and ``step`` does not end within ``grace_s``
     more, cancel it and return False.
