@@ -9,7 +9,9 @@ Layout per input partition: ``<root>/<topic>/p<N>/``
   the length recorded in the snapshot (a crash between append and rename) are
   cut off on restore.
 - ``lock``: held (flock) by the one worker that owns the partition, so a
-  partition that moves in a rebalance is only read once its old owner let go.
+  partition that moves in a rebalance is only read once its old owner let go. Its
+  holder writes who it is into it (pid, host, since when): a worker waiting for it
+  names the holder in its log.
 
 Workers that share partitions across machines need this directory on a
 shared volume; on one machine, any number of workers can share it.
@@ -18,9 +20,11 @@ shared volume; on one machine, any number of workers can share it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -28,9 +32,12 @@ from typing import IO, Any
 import msgspec
 import orjson
 
-from spendbrake.schemas import StateUnreadable, gc_paused
+from spendbrake.schemas import StateUnreadable, format_ts, gc_paused
 
 log = logging.getLogger(__name__)
+
+#: How often a worker waiting for a partition's lock says so, naming the lock and its holder.
+LOCK_NOTE_S = 30.0
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -51,24 +58,61 @@ class PartitionStore:
         self.dedupe_dir = self.dir / "dedupe"
         self._lock: IO[bytes] | None = None
 
-    async def acquire(self, timeout_s: float = 60.0) -> None:
-        """Wait until no other worker holds this partition's state."""
+    async def acquire(self, timeout_s: float | None = None) -> None:
+        """Wait until no other worker holds this partition's state, then hold it, and write
+        who holds it into the lock file.
+
+        With no ``timeout_s`` (the ingest stage) it waits for as long as the holder holds
+        on, logging every ``LOCK_NOTE_S`` the lock file and its holder; with one
+        (``--reset-partition``) it raises ``TimeoutError`` after that long. Cancelling it
+        leaves nothing held.
+        """
         self.dedupe_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.dir / "lock", "ab")  # noqa: SIM115 - held until release()
+        path = self.dir / "lock"
+        handle = open(path, "ab")  # noqa: SIM115 - held until release()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._lock = handle
-                return
-            except BlockingIOError:
-                if loop.time() > deadline:
-                    handle.close()
-                    raise TimeoutError(
-                        f"partition state {self.dir} is still locked by another worker"
-                    ) from None
-                await asyncio.sleep(0.05)
+        started = noted = loop.time()
+        try:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    now = loop.time()
+                    if timeout_s is not None and now - started > timeout_s:
+                        raise TimeoutError(
+                            f"partition state {self.dir} is still locked by {self.holder()}"
+                        ) from None
+                    if timeout_s is None and now - noted >= LOCK_NOTE_S:
+                        noted = now
+                        log.warning(
+                            "partition state %s: waiting for its lock %s for %.0fs, held by %s "
+                            "(a worker still saving it after a rebalance, or one that hangs: "
+                            "stop that process to let it go); its events are not counted "
+                            "until then",
+                            self.dir,
+                            path,
+                            now - started,
+                            self.holder(),
+                        )
+                    await asyncio.sleep(0.05)
+        except BaseException:
+            handle.close()
+            raise
+        with contextlib.suppress(OSError):  # who holds it is for the log only
+            os.ftruncate(handle.fileno(), 0)
+            since = format_ts(time.time())
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {since}\n".encode())
+            handle.flush()
+        self._lock = handle
+
+    def holder(self) -> str:
+        """Who holds (or last held) the lock, as its holder wrote it."""
+        try:
+            text = (self.dir / "lock").read_text(errors="replace").strip()
+        except OSError:
+            text = ""
+        return text[:200] or "another worker (one that does not say which)"
 
     def release(self) -> None:
         if self._lock is not None:

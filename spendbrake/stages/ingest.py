@@ -7,12 +7,14 @@ assignment the stage restores the snapshot and seeks to that offset. Events afte
 snapshot are processed again after a crash, which is right because their effect was never
 saved; the outputs they produce are absolute totals keyed by window, so re-emitting
 overwrites. Partitions move between workers in rebalances: a revoked partition is
-checkpointed first, and an assigned one waits for its previous owner's lock.
+checkpointed first, and an assigned one waits for its previous owner's lock (paused, in a
+task of its own, for as long as that takes; see ``adopt``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -23,14 +25,14 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from spendbrake.schemas import (
     Config,
     PriceTable,
     RollupRecord,
-    StateUnreadable,
+    SpendBrakeError,
     WatermarkMark,
     encode_alert,
     encode_mark,
@@ -85,6 +87,8 @@ class IngestStage(Stage):
         #: The partitions' rollups hold a key's series once, whichever partitions it reaches.
         self.series_table = SeriesTable()
         self.stores: dict[int, PartitionStore] = {}
+        #: Partitions assigned and paused while their adoption waits for the state's lock.
+        self._adopting: dict[int, asyncio.Future[None]] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.rollups_out = 0
@@ -124,11 +128,38 @@ class IngestStage(Stage):
     # -- partition ownership -------------------------------------------------
 
     async def adopt(self, assigned: list[TopicPartition]) -> None:
+        """Adopt each newly assigned partition once its state's lock is free: in a task of
+        its own, the partition paused until then.
+
+        The lock is held by the partition's previous owner until its revoke has saved it:
+        usually a moment, but a save during a broker outage waits for aiokafka's request
+        timeout, and a worker that hangs holds it until it is stopped. Waiting for as long
+        as that takes is what keeps counting exact: the state is only ever read by the one
+        worker holding the lock, after the last save of the one before. Giving up instead
+        would help nothing: skipping the partition leaves it assigned and never counted
+        (as a 60 s time-out once did, silently), and failing the stage (exit 1) restarts
+        into the same wait after a rebalance of every partition in the group. So the wait
+        goes on, logged every ``LOCK_NOTE_S`` with the lock file and its holder.
+
+        Not in the rebalance callback itself: aiokafka sends no heartbeats while it runs,
+        so a wait longer than the session timeout had the group drop this worker, and its
+        other partitions waited on it in turn.
+        """
         assert self.consumer is not None
         for tp in assigned:
-            if tp.topic != self.topic or tp.partition in self.processors:
+            partition = tp.partition
+            if tp.topic != self.topic or partition in self.processors:
                 continue
-            store = PartitionStore(self.settings.state_dir, self.topic, tp.partition)
+            if partition in self._adopting:
+                continue
+            self.consumer.pause(tp)  # nothing is fetched for it until it is adopted
+            self._adopting[partition] = asyncio.ensure_future(self._adopt(tp))
+
+    async def _adopt(self, tp: TopicPartition) -> None:
+        """Wait for the partition's lock, restore its snapshot, seek to it and resume it."""
+        assert self.consumer is not None
+        store = PartitionStore(self.settings.state_dir, self.topic, tp.partition)
+        try:
             await store.acquire()
             windows_s, minute_values = self.config.rollup_windows()
             processor = PartitionProcessor(
@@ -146,26 +177,44 @@ class IngestStage(Stage):
                 loaded = store.load()
                 if loaded is not None:
                     processor.restore(*loaded)
-            except (StateUnreadable, KeyError, TypeError, ValueError) as exc:
-                # Raised here, the consumer's rebalance callback would swallow it and leave
-                # the partition assigned, its records fetched and never counted: stop instead.
-                if not isinstance(exc, StateUnreadable):
-                    exc = store.unreadable(store.dir / "snapshot.json", f"{exc!r}")
-                store.release()
-                self.fatal = exc
-                log.error("%s", exc)
-                self.stop()
-                return
+            except (KeyError, TypeError, ValueError) as exc:
+                raise store.unreadable(store.dir / "snapshot.json", f"{exc!r}") from None
             if processor.next_offset is not None:
                 self.consumer.seek(tp, processor.next_offset)
             else:
                 # No snapshot: rebuild from everything the topic still holds.
                 await self.consumer.seek_to_beginning(tp)
-            self.processors[tp.partition] = processor
-            self.stores[tp.partition] = store
-            log.info("partition %d adopted at offset %s", tp.partition, processor.next_offset or 0)
+            self.consumer.resume(tp)
+        except asyncio.CancelledError:
+            store.release()  # revoked, or the stage stops, before it was adopted
+            raise
+        except IllegalStateError:
+            store.release()  # no longer assigned: its revoke is on the way
+            return
+        except Exception as exc:
+            # Nothing may swallow this: the partition would stay assigned and paused, its
+            # records never counted. The stage stops with one line naming the file instead.
+            store.release()
+            if not isinstance(exc, SpendBrakeError):
+                log.exception("partition %d not adopted", tp.partition)
+                exc = SpendBrakeError(f"{store.dir}: partition {tp.partition} not adopted: {exc!r}")
+            self.fatal = exc
+            log.error("%s", exc)
+            self.stop()
+            return
+        finally:
+            self._adopting.pop(tp.partition, None)
+        self.processors[tp.partition] = processor
+        self.stores[tp.partition] = store
+        log.info("partition %d adopted at offset %s", tp.partition, processor.next_offset or 0)
 
     async def revoke(self, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            pending = self._adopting.pop(tp.partition, None) if tp.topic == self.topic else None
+            if pending is not None:
+                pending.cancel()  # still waiting for its lock: nothing of it to save
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
         partitions = [tp.partition for tp in revoked if tp.partition in self.processors]
         if not partitions:
             return
@@ -429,8 +478,8 @@ class IngestStage(Stage):
             for tp, messages in batches.items():
                 processor = self.processors.get(tp.partition)
                 if processor is None:
-                    # Assigned, and its adoption still under way (the rebalance callback
-                    # awaits the state lock while this loop fetches): adopting seeks to the
+                    # Assigned, its adoption under way (paused while it waits for the state's
+                    # lock; records fetched before the pause): adopting seeks to the
                     # snapshot's offset, so these records are fetched again then. A partition
                     # whose state is unreadable is never adopted: the stage stops instead.
                     continue
@@ -457,6 +506,11 @@ class IngestStage(Stage):
     async def wind_down(self) -> None:
         if self._sending is not None and not self._sending.done():
             self._sending.cancel()  # unsent outputs are redone from the last snapshot
+        adopting, self._adopting = self._adopting, {}
+        for pending in adopting.values():
+            pending.cancel()  # still waiting for a lock: nothing adopted, nothing held
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
 
     def let_go(self) -> None:
         for store in self.stores.values():

@@ -62,7 +62,7 @@ from typing import IO, Any, ClassVar, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from spendbrake.schemas import Config, StateUnreadable
+from spendbrake.schemas import Config, SpendBrakeError
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class Stage:
         #: A stop cancelled a checkpoint: nothing more may be saved (``until_stopped``).
         self.abandoned = False
         #: Why the stage stopped on its own (state it cannot read): ``run`` raises it.
-        self.fatal: StateUnreadable | None = None
+        self.fatal: SpendBrakeError | None = None
         self._readers: list[Any] = []
         self._writers: list[Any] = []
         self._lock: IO[bytes] | None = None

@@ -339,3 +339,35 @@ def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SPENDBRAKE_BOOTSTRAP", raising=False)
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")
     os.environ.pop("SPENDBRAKE_CONFIG", None)
+
+
+def test_a_partition_locked_by_another_process_waits_then_counts_exactly(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A partition whose state another process still holds stays paused (the other three
+    are counted meanwhile, and the worker stays in the group) and is counted, exactly, once
+    the lock is let go."""
+    from spendbrake.streamer import PartitionStore
+
+    topics = Topics(make_topic)
+    stream = make_stream(4_000, seed=31, span_s=6 * 3600)
+    config = topics.config(tmp_path, "locked")
+    state = tmp_path / "state"
+    log = tmp_path / "worker.log"
+    holder = PartitionStore(state, topics.events, 2)
+    asyncio.run(holder.acquire())  # this test process holds partition 2's state
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, stream.records))
+    worker = start_worker(broker, config, state, log)
+    try:
+        wait_adopted(log, partitions=3)
+        assert worker.poll() is None, log.read_text()[-3000:]
+        assert "partition 2 adopted" not in log.read_text()
+        wait_checkpointed(state, 0.0, worker)
+        assert not (state / topics.events / "p2" / "snapshot.json").exists()
+        holder.release()
+        got = wait_exact(broker, topics.rollups, expected(stream.unique))
+    finally:
+        holder.release()
+        stop(worker)
+    assert got == expected(stream.unique), log.read_text()[-3000:]
+    assert log.read_text().count("partition 2 adopted") == 1
