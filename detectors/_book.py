@@ -15,14 +15,12 @@ from typing import Any
 from spendbrake.detectors._bank import Bank
 from spendbrake.detectors._base import Detector, make_detector
 from spendbrake.detectors._series import HEAD, HOUR, LAST_SPEND, Series, SeriesKey
-from spendbrake.schemas import Alert, Config, RollupColumns, format_ts
+from spendbrake.schemas import OTHER, Alert, Config, RollupColumns, format_ts
 
 __all__ = ["FORGET_S", "OTHER", "SeriesBook", "cap_notice", "detectors_for", "entries_for"]
 
 #: A series silent this long is forgotten (its detectors too).
 FORGET_S = 15 * 86400
-#: The value of every field of the series that holds a dimension set's overflow.
-OTHER = "(other)"
 _UNSEEN: Any = object()
 #: One hour record of a series: (values, hour start, late epoch, cost_nusd, calls).
 Row = tuple[tuple[str | None, ...], int, int, int, int]

@@ -44,6 +44,7 @@ from ._event import (
 from ._keys import LITELLM_MASTER_KEY, KeyClass, KeyRule, KeysConfig, hidden_rule
 from ._pricing import ModelPrice, PriceEntryModel, PriceTable
 from ._rollup import (
+    OTHER,
     ROLLUP_WINDOWS_S,
     RollupColumns,
     RollupRecord,
@@ -70,6 +71,7 @@ __all__ = [
     "METRICS",
     "MIN_TS",
     "NUSD",
+    "OTHER",
     "ROLLUP_WINDOWS_S",
     "SCOPE_FIELDS",
     "WORKLOADS",

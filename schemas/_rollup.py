@@ -20,8 +20,13 @@ from ._units import METRICS, NUSD
 
 #: The tumbling window sizes rollups come in: a minute, an hour, a day.
 ROLLUP_WINDOWS_S: tuple[int, ...] = (60, 3600, 86400)
+#: The name a capped set of names counts the rest under: a window's outcomes past their cap,
+#: series past ``limits.series_per_set``, metric label values from event data, unpriced
+#: models.
+OTHER = "(other)"
 
 __all__ = [
+    "OTHER",
     "RollupColumns",
     "RollupRecord",
     "WatermarkMark",

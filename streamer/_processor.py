@@ -25,6 +25,7 @@ from spendbrake.schemas import (
     MAX_EVENT_BYTES,
     METRICS,
     NUSD,
+    OTHER,
     Alert,
     InvalidEvent,
     PriceTable,
@@ -97,7 +98,6 @@ _NO_TIMESTAMPS = itertools.repeat(math.inf)
 
 #: Distinct unpriced model names counted by name; the rest are counted together.
 MAX_UNPRICED_MODELS = 1000
-OTHER_MODELS = "(other)"
 
 
 class Outputs(NamedTuple):
@@ -696,7 +696,7 @@ class PartitionProcessor:
         self.stats.unpriced += 1
         models = self.stats.unpriced_models
         if model not in models and len(models) >= MAX_UNPRICED_MODELS:
-            models[OTHER_MODELS] = models.get(OTHER_MODELS, 0) + 1  # names are the caller's
+            models[OTHER] = models.get(OTHER, 0) + 1  # names are the caller's
         else:
             models[model] = models.get(model, 0) + 1
         day = int(ts // 86400) * 86400

@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from spendbrake.schemas import OTHER
 from spendbrake.streamer import ProcessorStats
 
 
@@ -32,7 +33,6 @@ def serve(registries: Iterable[CollectorRegistry], port: int, host: str = "127.0
 #: Distinct values a label may take before the rest are counted under ``OTHER``: model
 #: names and DLQ fields come from event data, and every value is a time series to store.
 MAX_LABEL_VALUES = 100
-OTHER = "(other)"
 
 
 class BoundedLabel:
