@@ -31,6 +31,7 @@ from typing import Any
 from spendbrake.schemas import (
     KEY_DIMENSIONS,
     METRICS,
+    OTHER,
     ROLLUP_WINDOWS_S,
     SCOPE_FIELDS,
     RollupRecord,
@@ -42,6 +43,10 @@ WINDOWS_S = ROLLUP_WINDOWS_S
 ATTRS = SCOPE_FIELDS
 #: Attribute combinations whose projections a partition keeps at hand (``_combos``).
 MAX_COMBOS = 512
+#: Outcome names a window counts calls under; the calls of any other outcome it counts
+#: under ``OTHER``. Outcomes are the caller's strings (up to 512 characters each): 6,000
+#: distinct ones in one window made a 1.2 MB record, over Kafka's default 1 MB limit.
+MAX_OUTCOMES = 100
 _KEYED = frozenset(KEY_DIMENSIONS)
 _N = len(METRICS)
 #: The totals after the cost: calls, tokens, unpriced calls (``SpanTotals.counts``).
@@ -419,6 +424,10 @@ class RollupState:
             w, start, epoch, d = span
             totals = windows[span]
             counts = outcomes.get((span, values)) if outcomes else None
+            if counts is None:
+                counts = {}
+            elif len(counts) > MAX_OUTCOMES + 1:  # restored from a snapshot saved before the cap
+                counts = _capped_outcomes({}, counts)
             out.append(
                 RollupRecord(
                     dimensions[d],
@@ -428,7 +437,7 @@ class RollupState:
                     partition,
                     epoch,
                     totals.row(totals.rows[values]),
-                    {} if counts is None else dict(counts),
+                    dict(counts),
                     final,
                 )
             )
@@ -668,12 +677,24 @@ class SpanTotals:
 
 
 def _add_outcomes(outcomes: dict[Any, dict[str, int]], key: Any, delta: dict[str, int]) -> None:
+    """Add a delta's calls by outcome to the window ``key``'s, capped (``_capped_outcomes``)."""
     total = outcomes.get(key)
     if total is None:
-        outcomes[key] = dict(delta)
-    else:
-        for name, count in delta.items():
-            total[name] = total.get(name, 0) + count
+        total = outcomes[key] = {}
+    _capped_outcomes(total, delta)
+
+
+def _capped_outcomes(total: dict[str, int], delta: dict[str, int]) -> dict[str, int]:
+    """Add ``delta`` to ``total`` (returned): a name it does not hold yet only while it holds
+    fewer than ``MAX_OUTCOMES`` names, the calls of any other under ``OTHER``."""
+    for name, count in delta.items():
+        if name in total:
+            total[name] += count
+        elif len(total) < MAX_OUTCOMES:
+            total[name] = count
+        else:
+            total[OTHER] = total.get(OTHER, 0) + count
+    return total
 
 
 def _add(total: list[Any], delta: list[Any]) -> None:

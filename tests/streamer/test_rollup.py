@@ -10,6 +10,8 @@ import orjson
 import pytest
 
 from spendbrake.schemas import (
+    OTHER,
+    PriceTable,
     RollupRecord,
     UsageEvent,
     WatermarkMark,
@@ -18,7 +20,7 @@ from spendbrake.schemas import (
     encode_rollup,
 )
 from spendbrake.streamer import RollupState, SeriesTable
-from spendbrake.streamer._rollup import SpanTotals
+from spendbrake.streamer._rollup import MAX_OUTCOMES, SpanTotals
 from tests.streamer.streams import T0
 
 
@@ -310,3 +312,46 @@ def test_a_snapshot_restores_into_sets_moved_or_reordered_by_a_config_change() -
     assert got[(("model",), ("gpt-4o",), hour, start, 0)][0] == 10  # new set: from now on
     assert expected[(("team", "api_key"), ("t", "k0"), hour, start, 0)][0] == 70
     assert not any(k[0] == ("model",) and k[1] == ("t",) for k in got)
+
+
+def test_a_window_counts_outcomes_by_name_up_to_a_cap_and_the_rest_as_other() -> None:
+    """Outcomes are the caller's strings: 6,000 distinct ones in a window made a 1.2 MB
+    record, over Kafka's default 1 MB limit, and the stage retried it forever. Past
+    ``MAX_OUTCOMES`` names a window counts calls under ``(other)``: none is lost."""
+    from spendbrake.streamer import PartitionProcessor
+    from tests.stages.ingest_fakes import records
+
+    n = 6_000
+    processor = PartitionProcessor("t", 0, [["team"]], PriceTable.default())
+    window: dict[tuple[int, int], RollupRecord] = {}
+    for first in range(0, n, 1_500):  # several flushes, as the stage makes them
+        batch = records(
+            0, 1_500, first, ts=lambda i: T0 + i // 2, outcome=lambda i: f"e{i} " + "x" * 180
+        )
+        processor.process_batch(batch)
+        for record in processor.flush().rollups:
+            window[(record.window_s, record.window_start)] = record
+    hour = window[(3600, T0 // 3600 * 3600)]
+    assert hour.metrics[1] == n
+    assert len(hour.outcomes) == MAX_OUTCOMES + 1
+    assert sum(hour.outcomes.values()) == n  # every call counted, by name or as (other)
+    assert hour.outcomes[OTHER] == n - MAX_OUTCOMES
+    assert all(len(encode_rollup(r)) < 64 * 1024 for r in window.values())
+
+
+def test_a_restored_window_past_the_outcome_cap_goes_out_capped() -> None:
+    """A snapshot saved before the cap can hold a window with thousands of outcomes: its
+    record is capped all the same (it could not be sent otherwise)."""
+    state = RollupState([["team"]])
+    state.add(event(T0, outcome="ok"), 1, True)
+    state.flush()
+    snapshot = orjson.loads(orjson.dumps(state.snapshot()))
+    for _, value in snapshot["windows"]:
+        value[8] = {"ok": 1, **{f"e{i}": 2 for i in range(5_000)}}
+    restored = RollupState([["team"]])
+    restored.restore(snapshot)
+    restored.add(event(T0 + 1, outcome="late-name"), 1, True)
+    hour = next(r for r in restored.flush() if r.window_s == 3600)
+    assert len(hour.outcomes) == MAX_OUTCOMES + 1
+    assert sum(hour.outcomes.values()) == 1 + 2 * 5_000 + 1
+    assert hour.outcomes["ok"] == 1
