@@ -274,11 +274,16 @@ class Outbox:
         Pause targets ``keys`` (the stage's own config) does not allow are refused here:
         audited, listed for Slack, and dropped from the alert the tasks carry (so no
         "Resume" button or undo line names them).
+
+        A continuation record (``part`` > 0: more targets of an alert whose part 0 came
+        first, ``schemas.alert_records``) adds its targets' gateway calls to the alert's
+        and nothing else: the alert's message and history are part 0's.
         """
-        key = alert.ref()
-        if key in self.seen:
+        if alert.record_key() in self.seen:
             return False
-        self.seen[key] = now
+        self.seen[alert.record_key()] = now
+        key = alert.ref()
+        continued = alert.part > 0
         asked_pause = alert.action == "pause"
         refused: list[tuple[str, str]] = []
         if asked_pause:
@@ -299,12 +304,13 @@ class Outbox:
                 # An operator alert has no detection time: None, as it was kept before.
                 detected_at=alert.detected_at or None,
             )
-        incident.alert = alert
-        incident.history.append(f"#{alert.seq} {alert.severity}: {alert.reason}"[:300])
+        if not continued:
+            incident.alert = alert
+            incident.history.append(f"#{alert.seq} {alert.severity}: {alert.reason}"[:300])
         op: Op = "block" if alert.action == "pause" else "unblock"
         calls = []
         if alert.action in ("pause", "resume"):
-            done = incident.paused if op == "block" else incident.resumed
+            done = set(incident.paused if op == "block" else incident.resumed)
             # A follow-up that arrives while the first pause is still queued (an
             # escalation minutes later, the gateway slow) must not queue it again.
             queued = {
@@ -313,7 +319,8 @@ class Outbox:
             calls = [t for t in alert.targets if t not in done and t not in queued]
         if op == "block":
             # A record can only add protection: one naming a key critical never pauses it.
-            calls = [t for t in calls if t not in alert.critical_keys]
+            critical = set(alert.critical_keys)
+            calls = [t for t in calls if t not in critical]
         else:
             # A record can only undo SpendBrake's own pauses: a resume naming any other key
             # (a forgery, a key an operator blocked by hand) is refused.
@@ -338,8 +345,10 @@ class Outbox:
         for target in calls:
             self._add(Task(f"{key}/{op}/{target}", "gateway", op, alert.id, alert, target))
         if calls:
-            incident.open_calls[key] = len(calls)
-        if self.slack_enabled:
+            # One count for an alert and its continuations: the thread hears when all
+            # of them are settled.
+            incident.open_calls[key] = incident.open_calls.get(key, 0) + len(calls)
+        if self.slack_enabled and not continued:
             # A refused pause is news for the operators even in a snoozed scope.
             self._plan_message(incident, alert, key, follow_up, now, loud=asked_pause)
         return True

@@ -8,7 +8,16 @@ from ._adapters import (
     from_openai_usage,
     from_otel_attributes,
 )
-from ._alert import ALERT_KINDS, Alert, KeyInfo, decode_alert, encode_alert, more_severe
+from ._alert import (
+    ALERT_KINDS,
+    MAX_TARGETS,
+    Alert,
+    KeyInfo,
+    alert_records,
+    decode_alert,
+    encode_alert,
+    more_severe,
+)
 from ._config import (
     DEFAULT_DIMENSIONS,
     KAFKA_ENV,
@@ -67,6 +76,7 @@ __all__ = [
     "KEY_DIMENSIONS",
     "LITELLM_MASTER_KEY",
     "MAX_EVENT_BYTES",
+    "MAX_TARGETS",
     "MAX_TS",
     "METRICS",
     "MIN_TS",
@@ -106,6 +116,7 @@ __all__ = [
     "UsageEvent",
     "ValueAt",
     "WatermarkMark",
+    "alert_records",
     "check_event_size",
     "csv_text",
     "decode_action",

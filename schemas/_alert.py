@@ -4,6 +4,12 @@ stage writes to ``spend.alerts``, replay prints and the action stage reads.
 One JSON object per alert. ``id`` names the incident and stays the same for its
 follow-ups (``seq`` 1, 2 ...), so (id, seq) is the record's key: a stage that
 re-emits after a restart overwrites, and the action stage acts once per key.
+
+An alert with more than ``MAX_TARGETS`` targets (a budget's hard stop on every key of a
+team) goes out as several records (``alert_records``): the alert with the first
+``MAX_TARGETS`` and ``more_targets`` saying how many follow, then continuations (``part``
+1, 2 ..., key ``id#seq/part``) of ``MAX_TARGETS`` more each, which only the action stage
+reads: every target is paused, and no record passes Kafka's default 1 MB limit.
 """
 
 from __future__ import annotations
@@ -14,12 +20,26 @@ from typing import Annotated, Literal
 import msgspec
 import orjson
 
-__all__ = ["ALERT_KINDS", "Alert", "KeyInfo", "decode_alert", "encode_alert", "more_severe"]
+__all__ = [
+    "ALERT_KINDS",
+    "MAX_TARGETS",
+    "Alert",
+    "KeyInfo",
+    "alert_records",
+    "decode_alert",
+    "encode_alert",
+    "more_severe",
+]
 
 ALERT_KINDS = ("anomaly", "wow", "budget", "projection", "burn_rate", "cost_per_call")
 Severity = Literal["info", "warning", "critical"]
 Action = Literal["alert", "pause", "resume"]
 _SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+#: Targets one alert record names; the rest go in continuation records (``alert_records``).
+#: A budget's hard stop on 16,000 keys once made a 1.07 MB record, over Kafka's default
+#: 1 MB limit: the detect stage retried it forever and sent no other alert. 1,000 keys of
+#: the longest an event may carry (512 characters) are about 0.5 MB.
+MAX_TARGETS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +112,12 @@ class Alert(msgspec.Struct, kw_only=True, frozen=True):
     #: Keys a pause policy holds until the incident has lasted its ``confirm_s``, each with
     #: the event time from which a follow-up that still finds it anomalous pauses it.
     held_keys: dict[str, str] = {}
+    #: Targets past ``targets``, in the continuation records that follow this one (0: none).
+    more_targets: int = 0
+    #: 0: the alert; n > 0: its n-th continuation, the same alert with ``MAX_TARGETS`` more
+    #: ``targets`` (and no ``also``, ``protected_keys`` or ``held_keys``), for the action
+    #: stage alone: Slack, the store and reports take the alert from part 0.
+    part: Annotated[int, msgspec.Meta(ge=0)] = 0
     budget: str | None = None
     threshold: float | None = None
     id: Annotated[str, msgspec.Meta(min_length=1)]
@@ -108,8 +134,43 @@ class Alert(msgspec.Struct, kw_only=True, frozen=True):
         msgspec.structs.force_setattr(self, "score", round(self.score, 4))
 
     def ref(self) -> str:
-        """``id#seq``: the record's key, as text (audit records name alerts so)."""
+        """``id#seq``: the alert's name, as text (audit records name alerts so)."""
         return f"{self.id}#{self.seq}"
+
+    def record_key(self) -> str:
+        """The record's key on the alerts topic: ``ref()``, ``id#seq/part`` for a
+        continuation (``alert_records``)."""
+        return f"{self.id}#{self.seq}/{self.part}" if self.part else f"{self.id}#{self.seq}"
+
+
+def alert_records(alert: Alert, most: int = MAX_TARGETS) -> list[Alert]:
+    """The records that carry ``alert`` to the alerts topic, in the order to send them:
+    the alert itself when it names at most ``most`` targets; else the alert with its first
+    ``most`` (``more_targets``: how many follow), then its continuations of ``most`` more
+    each (``part`` 1, 2 ...).
+
+    >>> big = Alert(kind="budget", severity="critical", action="pause", id="b", seq=0,
+    ...             reason="over", targets=[f"k{i}" for i in range(5)])
+    >>> [(r.record_key(), r.targets, r.more_targets) for r in alert_records(big, most=2)]
+    [('b#0', ['k0', 'k1'], 3), ('b#0/1', ['k2', 'k3'], 0), ('b#0/2', ['k4'], 0)]
+    """
+    targets = alert.targets
+    if len(targets) <= most:
+        return [alert]
+    replace = msgspec.structs.replace
+    records = [replace(alert, targets=targets[:most], more_targets=len(targets) - most)]
+    for part, start in enumerate(range(most, len(targets), most), start=1):
+        records.append(
+            replace(
+                alert,
+                targets=targets[start : start + most],
+                part=part,
+                also=[],
+                protected_keys={},
+                held_keys={},
+            )
+        )
+    return records
 
 
 def more_severe(a: str, b: str) -> bool:

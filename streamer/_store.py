@@ -175,7 +175,13 @@ class StoreBatch:
         )
 
     def add_alert(self, alert: Mapping[str, Any]) -> None:
-        """An alert record as on the alerts topic (``encode_alert`` or an operator notice)."""
+        """An alert record as on the alerts topic (``encode_alert`` or an operator notice).
+
+        A continuation (``part`` > 0: more targets of the alert, for the action stage) is
+        not a row: its part 0 is, with how many more targets it has (``more_targets``, in
+        ``record``); the action stage audits each pause of them."""
+        if alert.get("part"):
+            return
         key = (str(alert["id"]), int(alert.get("seq", 0)))
         self.alerts[key] = (
             *key,

@@ -40,6 +40,7 @@ from spendbrake.schemas import (
     Config,
     StateUnreadable,
     WatermarkMark,
+    alert_records,
     decode_rollup,
     encode_alert,
     unpickle_state,
@@ -369,11 +370,16 @@ class DetectStage(Stage):
             self.watch.set_mark(input_partition, min(seen))  # type: ignore[type-var]
 
     def _send(self, alert: Alert) -> None:
+        """Send ``alert``: one record, or its first part and continuations when it names
+        more than ``MAX_TARGETS`` targets (``alert_records``)."""
         assert self.producer is not None
-        key = alert.ref().encode()
         # All records of one incident on one partition, so readers see them in order.
         partition = zlib.crc32(alert.id.encode()) % max(self._alert_partitions, 1)
-        send = self.producer.send_and_wait(
-            self.config.kafka.topics.alerts, encode_alert(alert), key=key, partition=partition
-        )
-        self._pending.append((alert, asyncio.ensure_future(send)))
+        for record in alert_records(alert):
+            send = self.producer.send_and_wait(
+                self.config.kafka.topics.alerts,
+                encode_alert(record),
+                key=record.record_key().encode(),
+                partition=partition,
+            )
+            self._pending.append((record, asyncio.ensure_future(send)))

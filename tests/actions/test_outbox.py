@@ -489,13 +489,14 @@ def test_an_outbox_pickled_by_the_previous_release_restores_and_runs() -> None:
 def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
     """Its alert was the ``AlertRecord`` type, the same fields in the same order as the one
     alert type: the file reads as it was and is written back unchanged, but for the fields
-    added since (``opened_at``, ``held_keys``, 2026-12-06), written with their defaults."""
+    added since (``opened_at``, ``held_keys``, 2026-12-06; ``more_targets``, ``part``,
+    2026-12-07), written with their defaults."""
     data = RECORD_FILE.read_bytes()
     box = load_outbox(data)
     (incident,) = box.incidents.values()
     assert incident.alert.critical_keys == ["support-bot-prod"]
     assert incident.refused == ["support-bot-prod"]  # the stage's own config refused it
-    added = b'"opened_at":"","held_keys":{},"budget":'
+    added = b'"opened_at":"","held_keys":{},"more_targets":0,"part":0,"budget":'
     assert dump_outbox(box) == data.replace(b'"budget":', added)
 
 
@@ -583,3 +584,23 @@ def test_an_outbox_saved_before_blocked_was_kept_knows_its_pauses() -> None:
     old = Outbox.__new__(Outbox)
     old.__setstate__((None, saved))
     assert old.blocked == {"sk-a": "anomaly/api_key=sk-a/1", "sk-b": "anomaly/api_key=sk-a/1"}
+
+
+def test_an_alert_in_several_records_pauses_every_key_and_posts_once() -> None:
+    """A hard stop on more keys than one record holds comes as its first part and
+    continuations (``alert_records``): each key is paused, the thread hears of it once."""
+    from spendbrake.schemas import alert_records
+
+    box = Outbox()
+    keys = [f"sk-{i:05d}" for i in range(2_500)]
+    stop = alert(id="budget/search/1", action="pause", targets=keys, kind="budget")
+    records = alert_records(stop)
+    assert len(records) == 3
+    assert all(box.accept(r, now=1.0, keys=KEYS) for r in records)
+    assert not box.accept(records[1], now=2.0, keys=KEYS)  # a re-delivered continuation
+    blocks = [t.target for t in box.lanes["gateway"] if t.op == "block"]
+    assert blocks == keys
+    assert [t.op for t in box.lanes["slack"]] == ["post"]
+    (incident,) = box.incidents.values()
+    assert incident.alert == records[0] and len(incident.history) == 1
+    assert incident.open_calls == {stop.ref(): 2_500}

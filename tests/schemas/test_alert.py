@@ -67,9 +67,11 @@ WRITTEN_BEFORE = (
 
 def as_written_now(before: bytes) -> bytes:
     """A record of before 2026-12-06 as written since: the same, with the fields added
-    then (``opened_at``, ``held_keys``) at their defaults, before ``budget``."""
+    since (``opened_at``, ``held_keys``; ``more_targets``, ``part`` on 2026-12-07) at their
+    defaults, before ``budget``."""
     assert before.count(b'"budget":') == 1
-    return before.replace(b'"budget":', b'"opened_at":"","held_keys":{},"budget":')
+    added = b'"opened_at":"","held_keys":{},"more_targets":0,"part":0,"budget":'
+    return before.replace(b'"budget":', added)
 
 
 def _anomaly() -> tuple[Alert, list[KeyInfo]]:
@@ -230,3 +232,32 @@ def test_not_json_and_missing_fields_are_value_errors() -> None:
     for record in (b"not json", b"[]", orjson.dumps({"id": "x", "seq": 0})):
         with pytest.raises(ValueError, match="not an alert record"):
             decode_alert(record)
+
+
+def hard_stop(keys: int) -> Alert:
+    """A budget's hard stop on a team of ``keys`` pausable keys (LiteLLM hashes: 64 hex)."""
+    known = [KeyInfo(f"{i:064x}") for i in range(keys)]
+    rules = KeysConfig(rules=[KeyRule(api_key="*", workload="batch")])
+    stop = alert(action="pause", targets=[], critical_keys=[], protected_keys={}, also=[])
+    return apply_policies(stop, known, [], rules)
+
+
+def test_a_hard_stop_on_16000_keys_goes_out_in_records_under_1_mb_naming_every_key() -> None:
+    """One record of 16,000 targets was 1.07 MB, over Kafka's default 1 MB limit: the
+    detect stage retried it forever. Its records now name MAX_TARGETS keys each; the first
+    says how many follow, and together they name every key, once."""
+    from spendbrake.schemas import MAX_TARGETS, alert_records
+
+    stop = hard_stop(16_000)
+    assert len(encode_alert(stop)) > 1024 * 1024
+    records = alert_records(stop)
+    assert len(records) == 16
+    assert all(len(encode_alert(r)) < 1024 * 1024 // 2 for r in records)
+    assert [r.part for r in records] == list(range(16))
+    assert records[0].more_targets == 16_000 - MAX_TARGETS
+    assert all(r.more_targets == 0 for r in records[1:])
+    assert [t for r in records for t in r.targets] == stop.targets
+    assert len({r.record_key() for r in records}) == 16
+    assert records[0].record_key() == stop.ref() and {r.ref() for r in records} == {stop.ref()}
+    assert all(decode_alert(encode_alert(r)) == r for r in records)
+    assert alert_records(hard_stop(MAX_TARGETS)) == [hard_stop(MAX_TARGETS)]

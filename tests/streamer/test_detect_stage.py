@@ -191,3 +191,47 @@ def test_records_the_watch_skips_are_skipped_undecoded_and_change_nothing() -> N
 
     assert whole.snapshot() == filtered.snapshot()  # the same state, learned alike
     assert whole.advance() == filtered.advance()
+
+
+def test_an_alert_past_1_mb_goes_out_in_records_that_pause_every_key(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A budget's hard stop on 16,000 keys was one record of 1.07 MB: aiokafka refused it
+    (over the 1 MB default) and the stage retried it forever, sending no other alert. It
+    goes out as 16 records under 1 MB, which the action stage plans a pause of every key
+    from."""
+    from spendbrake.actions import Outbox
+    from spendbrake.schemas import Config, KeyRule, KeysConfig, decode_alert
+    from spendbrake.stages.detect import DetectStage
+    from spendbrake.stages.stage import WorkerSettings
+    from tests.schemas.test_alert import hard_stop
+
+    topic = make_topic("alerts", 2)
+    config = Config.model_validate(
+        {"kafka": {"bootstrap_servers": broker.bootstrap_servers, "topics": {"alerts": topic}}}
+    )
+    stop = hard_stop(16_000)
+
+    async def send() -> None:
+        stage = DetectStage(config, WorkerSettings(state_dir=tmp_path))
+        stage.dir.mkdir(parents=True)
+        stage.producer = stage.new_producer()
+        await stage.producer.start()
+        stage._alert_partitions = 2
+        try:
+            stage._send(stop)
+            await stage.checkpoint()
+        finally:
+            await stage.producer.stop()
+
+    asyncio.run(send())
+    records = asyncio.run(read_topic(broker.bootstrap_servers, topic, expect=16))
+    assert len(records) == 16 and len({partition for partition, _, _ in records}) == 1
+    assert all(len(value) < 1024 * 1024 for _, _, value in records)
+    box = Outbox(slack_enabled=False)
+    keys = KeysConfig(rules=[KeyRule(api_key="*", workload="batch")])
+    for _, key, value in records:
+        record = decode_alert(value)
+        assert key == record.record_key().encode()
+        assert box.accept(record, now=1.0, keys=keys)
+    assert [t.target for t in box.lanes["gateway"]] == stop.targets

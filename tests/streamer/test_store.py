@@ -105,3 +105,27 @@ def test_traces_alerts_and_audit_records_upsert_by_key(tmp_path: Path) -> None:
     )
     with pytest.raises(KeyError):
         rows.add_alert({"kind": "junk"})
+
+
+def test_an_alert_in_several_records_is_one_row_with_its_first_targets(tmp_path: Path) -> None:
+    """Continuations carry more targets for the action stage: the alert's row is its part
+    0 (the row a continuation once overwrote, being keyed by id and seq too)."""
+    from spendbrake.schemas import Alert, alert_records
+
+    stop = Alert(
+        kind="budget",
+        severity="critical",
+        action="pause",
+        id="budget/x/1",
+        seq=0,
+        reason="over",
+        targets=[f"k{i}" for i in range(2_500)],
+    )
+    rows = StoreBatch()
+    for record in alert_records(stop):
+        rows.add_alert(orjson.loads(encode_alert(record)))
+    con = connect_store(tmp_path / "s.duckdb")
+    apply_batch(con, rows, {})
+    ((targets, record),) = con.execute("SELECT targets, record FROM alerts").fetchall()
+    assert orjson.loads(targets) == stop.targets[:1000]
+    assert orjson.loads(record)["more_targets"] == 1_500
