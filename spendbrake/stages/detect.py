@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from spendbrake.actions import decide
 from spendbrake.detectors import SpendWatch
@@ -48,7 +48,7 @@ from spendbrake.schemas import (
 from spendbrake.streamer import write_atomic
 
 from .metrics import DetectMetrics
-from .stage import OutputFailed, Stage, WorkerSettings, until_stopped
+from .stage import OutputFailed, RecordTooLarge, Stage, WorkerSettings, until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,8 @@ class DetectStage(Stage):
     async def checkpoint(self) -> None:
         """Wait for every alert sent to be acknowledged, then save state with offsets.
 
-        An alert whose send failed is sent again (same key) before the state moves on.
+        An alert whose send failed is sent again (same key) before the state moves on; one
+        refused as too large stops the stage (``RecordTooLarge``: it would be refused again).
         """
         pending, self._pending = self._pending, []
         results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
@@ -227,6 +228,11 @@ class DetectStage(Stage):
             for (a, _), r in zip(pending, results, strict=True)
             if r is not None and isinstance(r, BaseException)
         ]
+        for (alert, _), result in zip(pending, results, strict=True):
+            if isinstance(result, MessageSizeTooLargeError):
+                topic = self.config.kafka.topics.alerts
+                size = len(encode_alert(alert))
+                raise RecordTooLarge(topic, alert.record_key().encode(), size)
         for alert in failed:
             self._send(alert)
         if failed:

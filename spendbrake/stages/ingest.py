@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError, MessageSizeTooLargeError
 from aiokafka.structs import OffsetAndMetadata
 
 from spendbrake.schemas import (
@@ -47,7 +47,7 @@ from spendbrake.streamer import (
 )
 
 from .metrics import IngestMetrics
-from .stage import OutputFailed, Stage, WorkerSettings
+from .stage import OutputFailed, RecordTooLarge, Stage, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -220,11 +220,16 @@ class IngestStage(Stage):
             return
         try:
             await self.checkpoint(partitions)
-        except KafkaError as exc:
+        except (KafkaError, RecordTooLarge) as exc:
             # Not saving is always safe: the next owner restores the previous
             # snapshot and processes the rest again.
             log.warning("checkpoint on revoke failed (%s); the next owner replays", exc)
             self._unsent = {k: v for k, v in self._unsent.items() if v[1] not in partitions}
+            if isinstance(exc, RecordTooLarge):
+                # Raised here, the rebalance callback would swallow it: stop the stage.
+                self.fatal = exc
+                log.error("%s", exc)
+                self.stop()
         for partition in partitions:
             self.processors.pop(partition)
             self.stores.pop(partition).release()
@@ -352,18 +357,29 @@ class IngestStage(Stage):
             self._inflight[item] = (seq, future)
 
     def _settle(self) -> int:
-        """Retire finished sends; an acked one leaves the queue unless a newer value waits."""
+        """Retire finished sends; an acked one leaves the queue unless a newer value waits.
+
+        Returns how many failed; raises ``RecordTooLarge`` for a batch refused as too large,
+        naming its largest record (the one over the limit: a batch is at most 512 KB of
+        records that fit).
+        """
         failed = 0
+        too_large: list[tuple[int, tuple[str, bytes]]] = []
         for item, (seq, future) in list(self._inflight.items()):
             if not future.done():
                 continue
             del self._inflight[item]
+            queued = self._unsent.get(item)
             if future.cancelled() or future.exception() is not None:
                 failed += 1
+                if isinstance(future.exception(), MessageSizeTooLargeError):
+                    too_large.append((len(item[1]) + (len(queued[0]) if queued else 0), item))
                 continue
-            queued = self._unsent.get(item)
             if queued is not None and queued[2] == seq:
                 del self._unsent[item]
+        if too_large:
+            size, (topic, key) = max(too_large)
+            raise RecordTooLarge(topic, key, size)
         return failed
 
     async def _drain(self) -> None:

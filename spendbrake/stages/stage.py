@@ -105,6 +105,22 @@ class OutputFailed(KafkaError):
     """Some output records were not acknowledged; the step is retried."""
 
 
+class RecordTooLarge(SpendBrakeError):
+    """An output record the producer or the broker refused as too large
+    (``MessageSizeTooLargeError``): sent again, it is refused again, and a stage retrying it
+    forever sent nothing else meanwhile. The stage stops instead, once, with one line naming
+    the record; what it had not saved is redone from its last save at the next start."""
+
+    def __init__(self, topic: str, key: bytes | None, size: int) -> None:
+        self.topic, self.key, self.size = topic, key, size
+        shown = (key or b"").decode(errors="replace")[:200]
+        super().__init__(
+            f"{topic}: record {shown!r} of {size:,} bytes refused as too large (Kafka's "
+            "default limit is 1 MB: max.request.size, message.max.bytes); the stage stopped "
+            "rather than retry it forever"
+        )
+
+
 class Stage:
     """One stage: the lifecycle (``run``) here, what is particular to it in the hooks.
 
