@@ -100,9 +100,15 @@ class Setup:
         self.state = tmp / "state"
         self.log = tmp / "worker.log"
 
-    def start(self, metrics_port: int = 0) -> subprocess.Popen[bytes]:
+    def start(self, metrics_port: int = 0, act_from: str = "earliest") -> subprocess.Popen[bytes]:
         return start_worker(
-            self.broker, self.config, self.state, self.log, metrics_port, stages="act"
+            self.broker,
+            self.config,
+            self.state,
+            self.log,
+            metrics_port,
+            stages="act",
+            extra=("--act-from", act_from),
         )
 
     def publish(self, *alerts: Any) -> None:
@@ -543,25 +549,11 @@ def test_without_its_state_the_stage_refuses_alerts_it_may_have_acted_on(
     setup = Setup(broker, make_topic, tmp_path, slack, gateway)
     old, new = "nightly-old-batch", "nightly-new-batch"
     setup.publish(make_alert(old))
-    refused = start_worker(
-        setup.broker,
-        setup.config,
-        setup.state,
-        setup.log,
-        stages="act",
-        extra=("--act-from", "saved"),
-    )
+    refused = setup.start(act_from="saved")
     assert refused.wait(60) == 1
     last = setup.log.read_text().strip().splitlines()[-1]
     assert "outbox.json: unreadable state (missing, and" in last and "--act-from latest" in last
-    worker = start_worker(
-        setup.broker,
-        setup.config,
-        setup.state,
-        setup.log,
-        stages="act",
-        extra=("--act-from", "latest"),
-    )
+    worker = setup.start(act_from="latest")
     try:
         deadline = time.monotonic() + 60
         while (
@@ -572,14 +564,7 @@ def test_without_its_state_the_stage_refuses_alerts_it_may_have_acted_on(
         assert gateway.wait_for(lambda: gateway.is_blocked(new), 60), setup.log.read_text()[-3000:]
     finally:
         stop(worker)
-    again = start_worker(
-        setup.broker,
-        setup.config,
-        setup.state,
-        setup.log,
-        stages="act",
-        extra=("--act-from", "saved"),
-    )
+    again = setup.start(act_from="saved")
     try:
         time.sleep(3)
         assert again.poll() is None, setup.log.read_text()[-3000:]  # its saved state: no refusal
