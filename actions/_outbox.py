@@ -284,7 +284,9 @@ class Outbox:
         self.seen[alert.record_key()] = now
         key = alert.ref()
         continued = alert.part > 0
+        given = len(alert.targets)  # before any is refused: part 0 counted them so
         asked_pause = alert.action == "pause"
+        acting = asked_pause or alert.action == "resume"
         refused: list[tuple[str, str]] = []
         if asked_pause:
             allowed, denied = screen_pauses(alert.targets, keys)
@@ -344,14 +346,32 @@ class Outbox:
                 incident.refused.append(target)
         for target in calls:
             self._add(Task(f"{key}/{op}/{target}", "gateway", op, alert.id, alert, target))
-        if calls:
-            # One count for an alert and its continuations: the thread hears when all
-            # of them are settled.
-            incident.open_calls[key] = incident.open_calls.get(key, 0) + len(calls)
+        if acting:
+            op_asked: Op = "block" if asked_pause else "unblock"
+            self._count_calls(incident, alert, key, op_asked, len(calls), given)
         if self.slack_enabled and not continued:
             # A refused pause is news for the operators even in a snoozed scope.
             self._plan_message(incident, alert, key, follow_up, now, loud=asked_pause)
         return True
+
+    def _count_calls(
+        self, incident: Incident, alert: Alert, key: str, op: Op, calls: int, given: int
+    ) -> None:
+        """One count for an alert and its continuations: the thread hears when all of them
+        are settled. Part 0 counts its continuations' targets too (``more_targets``), since
+        its own calls may be settled before they are read; each continuation then lets go
+        of those of its ``given`` targets it does not call (done, queued, critical,
+        refused)."""
+        count = incident.open_calls.get(key, 0)
+        if alert.part == 0:
+            count += calls + alert.more_targets
+        else:
+            count -= given - calls
+        if count > 0:
+            incident.open_calls[key] = count
+        elif incident.open_calls.pop(key, None) is not None:
+            # The last continuation called none: every call of the alert is settled.
+            self._settled(incident, key, op, alert, "policy")
 
     def _plan_message(
         self,
@@ -578,28 +598,23 @@ class Outbox:
             incident.open_calls[group] = left
             return
         incident.open_calls.pop(group, None)
+        self._settled(incident, group, task.op, task.alert, task.source)
+
+    def _settled(self, incident: Incident, group: str, op: Op, alert: Alert, source: str) -> None:
+        """Every call of ``group`` (an alert's ref, or an operator's command) is settled:
+        say so in the thread, refresh the parent."""
         if self.slack_enabled:
-            # Every call of this alert is settled: say so in the thread, refresh the parent.
-            self._add(
-                Task(
-                    f"{group}/{task.op}-done/reply",
-                    "slack",
-                    "reply",
-                    incident.id,
-                    task.alert,
-                    source=task.source,
+            for kind in ("reply", "update"):
+                self._add(
+                    Task(
+                        f"{group}/{op}-done/{kind}",
+                        "slack",
+                        kind,
+                        incident.id,
+                        alert,
+                        source=source,
+                    )
                 )
-            )
-            self._add(
-                Task(
-                    f"{group}/{task.op}-done/update",
-                    "slack",
-                    "update",
-                    incident.id,
-                    task.alert,
-                    source=task.source,
-                )
-            )
 
     def _undo(self, task: Task, now: float) -> None:
         """A pause that landed after its key was resumed (it was in flight): resume it again."""

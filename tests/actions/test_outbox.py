@@ -604,3 +604,49 @@ def test_an_alert_in_several_records_pauses_every_key_and_posts_once() -> None:
     (incident,) = box.incidents.values()
     assert incident.alert == records[0] and len(incident.history) == 1
     assert incident.open_calls == {stop.ref(): 2_500}
+
+
+def test_an_alert_whose_first_part_settles_before_the_next_arrives_says_so_once() -> None:
+    """The gateway may finish part 0's pauses before the continuation is read: the thread
+    hears "paused" once, when every part's keys are settled, under one task id."""
+    from spendbrake.schemas import alert_records
+
+    box = Outbox()
+    keys = [f"sk-{i:05d}" for i in range(1_500)] + ["sk-crit"]
+    stop = alert(
+        id="budget/search/1",
+        action="pause",
+        targets=keys,
+        kind="budget",
+        critical_keys=["sk-crit"],
+    )
+    first, rest = alert_records(stop)
+    box.accept(first, now=1.0, keys=KEYS)
+    drain(box, "gateway")
+    assert not [t for t in box.lanes["slack"] if "-done" in t.id]  # part 1's keys still to come
+    box.accept(rest, now=2.0, keys=KEYS)
+    drain(box, "gateway")
+    done = [t.id for t in box.lanes["slack"] if "-done" in t.id]
+    assert done == [f"{stop.ref()}/block-done/reply", f"{stop.ref()}/block-done/update"]
+    (incident,) = box.incidents.values()
+    assert len(incident.paused) == 1_500 and incident.open_calls == {}
+
+
+def test_a_continuation_that_calls_no_key_settles_its_alert() -> None:
+    """The last part names only critical keys (never paused): once part 0's pauses are
+    done, reading it is what settles the alert."""
+    from spendbrake.schemas import MAX_TARGETS, alert_records
+
+    box = Outbox()
+    crit = ["sk-crit-1", "sk-crit-2"]
+    keys = [f"sk-{i:05d}" for i in range(MAX_TARGETS)] + crit
+    stop = alert(id="budget/search/1", targets=keys, kind="budget", critical_keys=crit)
+    first, rest = alert_records(stop)
+    box.accept(first, now=1.0, keys=KEYS)
+    drain(box, "gateway")
+    assert not [t for t in box.lanes["slack"] if "-done" in t.id]
+    box.accept(rest, now=2.0, keys=KEYS)
+    assert [t.id for t in box.lanes["slack"] if "-done" in t.id] == [
+        f"{stop.ref()}/block-done/reply",
+        f"{stop.ref()}/block-done/update",
+    ]
