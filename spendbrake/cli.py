@@ -933,7 +933,7 @@ def digest(
 
     Uses slack.token / slack.base_url from the config. A digest already posted for the
     same period and grouping (found in the channel's recent history) is not posted again
-    unless --force. `digest.schedule: weekly|monthly` in the config has the worker's
+    unless --force; one posted while the period ran does not count once it has ended. `digest.schedule: weekly|monthly` in the config has the worker's
     store stage send each one on its own.
 
     \b
@@ -962,11 +962,13 @@ def digest(
     try:
         chosen = parse_period(period)
         prices = PriceTable.default().with_overrides(config.pricing.models)
+        now = time.time()
         data, _ = report_from_store(
-            path, chosen, by or config.digest.by, now=time.time(), prices=prices, chart=chart
+            path, chosen, by or config.digest.by, now=now, prices=prices, chart=chart
         )
-        # A digest of a period is never posted before the period starts.
-        since = None if force else float(chosen.start)
+        # A digest of a period is never posted before the period starts; once it has ended,
+        # one posted while it ran held part of it and does not stand for the whole.
+        since = None if force else float(chosen.end if now >= chosen.end else chosen.start)
         # Channel ids learned by earlier digests: a re-run can look for its own post.
         known = channel_ids_file(state_dir)
         ids = load_channel_ids(known)

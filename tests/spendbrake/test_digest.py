@@ -335,3 +335,29 @@ def test_which_due_periods_the_schedule_sends(
     chosen = unsent_periods(schedule, now, 9, "team", set(sent))
     assert [label for label, _ in chosen] == labels
     assert [due for _, due in chosen] == sorted(due for _, due in chosen)
+
+
+def test_digest_command_after_the_period_ended_does_not_take_a_partial_one_for_it(
+    tmp_path: Path,
+) -> None:
+    """A digest of October posted by hand on October 20 held part of the month: once the
+    month is over, `spendbrake digest --period 2026-10` posts the whole one without --force
+    (and finds that one on a second run)."""
+    from click.testing import CliRunner
+
+    from spendbrake.cli import main
+    from tests.spendbrake.test_report import make_store
+
+    store = make_store(tmp_path / "s.duckdb")
+    with FakeSlack(token="xoxb-d", channel="finance") as slack:
+        config = _config_file(tmp_path, slack)
+        args = ["digest", "--period", "2026-10", "--store", str(store), "--config", str(config)]
+        args += ["--state-dir", str(tmp_path / "state")]
+        slack.clock = lambda: _ts(2026, 10, 20)
+        assert CliRunner().invoke(main, args).exit_code == 0
+        slack.clock = lambda: _ts(2026, 11, 2)
+        whole = CliRunner().invoke(main, args)
+        assert whole.exit_code == 0 and "posted to #finance" in whole.output, whole.output
+        again = CliRunner().invoke(main, args)
+        assert "already in #finance" in again.output, again.output
+        assert len(slack.parents()) == 2
