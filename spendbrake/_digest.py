@@ -16,7 +16,9 @@ import asyncio
 import calendar
 import contextlib
 import logging
+import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -311,6 +313,12 @@ class DigestError(Exception):
     """Slack refused or did not answer; the message says which call."""
 
 
+def _event_time(ts: float) -> str:
+    if math.isinf(ts):
+        return "nothing yet" if ts < 0 else "now"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
 
@@ -340,7 +348,11 @@ class DigestScheduler:
     a digest of the period posted by hand (``spendbrake digest``, the same dedupe key) any
     time after the period ended.
     ``file_lock`` is the store stage's: DuckDB refuses a read-only connection in a
-    process that has the file open for writing.
+    process that has the file open for writing. ``complete`` (the store stage's
+    ``complete_until``) says up to which event time the file holds every input's spend: a
+    period is sent once that is past its end plus ``lateness_s`` (its last windows final),
+    so a worker back from downtime does not send last week's digest from the part of its
+    backlog counted so far.
     """
 
     def __init__(
@@ -349,11 +361,17 @@ class DigestScheduler:
         store: Path,
         state_dir: Path,
         file_lock: asyncio.Lock | None = None,
+        complete: Callable[[], Awaitable[float]] | None = None,
+        lateness_s: float = 0.0,
     ) -> None:
         self.config = config
         self.store = store
         self.dir = Path(state_dir) / "digest"
         self.file_lock = file_lock or asyncio.Lock()
+        self.complete = complete
+        self.lateness_s = lateness_s
+        #: The period last said to be waiting for the store (logged once).
+        self._waiting: str | None = None
         self.sent: set[str] = set()
         self._retry_at = 0.0
         self._stopping = asyncio.Event()
@@ -384,9 +402,22 @@ class DigestScheduler:
         if slack.token is None or now < self._retry_at:
             return []
         results: list[DigestResult] = []
+        through: float | None = None
         for label, _ in unsent_periods(digest.schedule, now, digest.hour_utc, digest.by, self.sent):
             if self._stopping.is_set():
                 break
+            if self.complete is not None:
+                if through is None:
+                    through = await self.complete()
+                if through < parse_period(label).end + self.lateness_s:
+                    if self._waiting != label:
+                        self._waiting = label
+                        log.info(
+                            "digest %s waits for the store to catch up (spend counted to %s)",
+                            label,
+                            _event_time(through),
+                        )
+                    break  # oldest first: the later ones wait too
             try:
                 result = await self._send(label, now)
             except ReportError as exc:

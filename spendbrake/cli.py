@@ -933,8 +933,9 @@ def digest(
 
     Uses slack.token / slack.base_url from the config. A digest already posted for the
     same period and grouping (found in the channel's recent history) is not posted again
-    unless --force; one posted while the period ran does not count once it has ended. `digest.schedule: weekly|monthly` in the config has the worker's
-    store stage send each one on its own.
+    unless --force; one posted while the period ran does not count once it has ended.
+    `digest.schedule: weekly|monthly` in the config has the worker's store stage send
+    each one on its own, once the store holds the whole period.
 
     \b
     Example: spendbrake digest --period 2026-10 --channel '#finops' --config spendbrake.yaml

@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from spendbrake.actions import decide
@@ -48,7 +48,14 @@ from spendbrake.schemas import (
 from spendbrake.streamer import write_atomic
 
 from .metrics import DetectMetrics
-from .stage import OutputFailed, RecordTooLarge, Stage, WorkerSettings, until_stopped
+from .stage import (
+    OutputFailed,
+    RecordTooLarge,
+    Stage,
+    WorkerSettings,
+    inputs_counted,
+    until_stopped,
+)
 
 log = logging.getLogger(__name__)
 
@@ -268,24 +275,10 @@ class DetectStage(Stage):
         hours are not closed before its events are counted.
         """
         assert self.consumer is not None and self._probe is not None
-        events = self.config.kafka.topics.events
-        tps = [TopicPartition(events, p) for p in range(self.watch.partitions or 0)]
-        candidates = []
-        ends = await self._probe.end_offsets(tps)
-        for tp in tps:
-            if tp.partition in self.watch.idle:
-                continue
-            committed = await self._probe.committed(tp)
-            if ends[tp] == 0 or (committed is not None and committed >= ends[tp]):
-                candidates.append(tp.partition)
-        if not candidates:
-            return
-        # Asked after the commits were read: the rollups of every committed event were
-        # acknowledged before that commit, so they lie below these end offsets.
-        rollup_ends = await self._probe.end_offsets(list(self.consumer.assignment()))
-        for tp, end in rollup_ends.items():
-            if await self.consumer.position(tp) < end:
-                return  # not everything the ingest wrote has been read and observed yet
+        asked = [p for p in range(self.watch.partitions or 0) if p not in self.watch.idle]
+        candidates = await inputs_counted(
+            self._probe, self.consumer, self.config.kafka.topics.events, asked
+        )
         for partition in candidates:
             log.info("input partition %d is caught up; the watermark moves on", partition)
             self.watch.set_idle(partition)

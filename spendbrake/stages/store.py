@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
-from spendbrake.schemas import Config, RollupRecord, decode_rollup
+from spendbrake.schemas import Config, RollupRecord, WatermarkMark, decode_rollup
 from spendbrake.streamer import (
     StoreBatch,
     StoreBusy,
@@ -37,7 +39,7 @@ from spendbrake.streamer import (
     opened,
 )
 
-from .stage import Stage, WorkerSettings
+from .stage import Stage, WorkerSettings, inputs_counted
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class StoreStage(Stage):
         super().__init__(config, settings)
         self.path = path or store_path(config, settings.state_dir)
         topics = config.kafka.topics
+        self.rollups_topic = topics.rollups
         self.topics = {
             topics.rollups: self._rollup,
             topics.traces: self._traces,
@@ -81,6 +84,15 @@ class StoreStage(Stage):
         #: schedule) take it too: DuckDB refuses a second connection of another mode.
         self.file_lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
+        #: Asks the ingest group's commits (``complete_until``).
+        self._probe: AIOKafkaConsumer | None = None
+        #: (rollups partition, input partition) -> the input's watermark as of the records
+        #: written (``_marks``: read since the last write). Every rollups partition gets
+        #: every input partition's marks; a mark follows the windows it covers.
+        self.marks: dict[tuple[int, int], float] = {}
+        self._marks: dict[tuple[int, int], float] = {}
+        self._rollup_partitions: list[int] = []
+        self._reading = 0
 
     def reconfigure(self, config: Config) -> list[str]:
         """The store takes every rollup whatever the config; its file is fixed while running."""
@@ -107,11 +119,13 @@ class StoreStage(Stage):
 
     def connect(self) -> None:
         self.consumer = self.new_consumer(fetch_max_bytes=16 * 1024 * 1024)
+        self._probe = self.new_consumer(group_id=self.config.kafka.group_id)
 
     async def start(self) -> None:
         consumer = self.consumer
         assert consumer is not None
         tps = await self.assign(consumer, *self.topics)
+        self._rollup_partitions = [tp.partition for tp in tps if tp.topic == self.rollups_topic]
         await self.seek(consumer, tps, lambda tp: self.offsets.get((tp.topic, tp.partition)))
 
     async def loop(self) -> None:
@@ -121,6 +135,7 @@ class StoreStage(Stage):
             batches = await self.fetch(self.consumer, 200, 20_000)
             for tp, messages in batches.items():
                 handle = self.topics[tp.topic]
+                self._reading = tp.partition
                 for message in messages:
                     handle(message.value)
                 self.offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
@@ -140,7 +155,7 @@ class StoreStage(Stage):
         """Commit the batch and its offsets in one transaction (off the event loop)."""
         if not self._dirty:
             return
-        batch, offsets = self.batch, dict(self.offsets)
+        batch, offsets, marks = self.batch, dict(self.offsets), self._marks
         while True:
             try:
                 async with self.file_lock:
@@ -153,7 +168,45 @@ class StoreStage(Stage):
                     raise
         self.rows_out += len(batch)
         self.batch = StoreBatch()
+        self.marks.update(marks)
+        self._marks = {}
         self._dirty = False
+
+    async def complete_until(self) -> float:
+        """Event time up to which every input partition's spend is in the store file.
+
+        The slowest input partition's watermark among the marks written with the rollups
+        (a mark follows the windows it covers, on every rollups partition); a partition
+        whose events are all counted and written (``inputs_counted``, nothing unwritten) no
+        longer holds it back. ``-inf`` while anything is unknown (no mark yet, the broker
+        unreachable): the digest waits for it, not the other way round.
+        """
+        consumer, probe = self.consumer, self._probe
+        if consumer is None or probe is None or not self._rollup_partitions:
+            return -math.inf
+        events = self.config.kafka.topics.events
+        try:
+            # Once, not ``Stage.partitions``'s wait: the schedule asks again a minute later.
+            inputs = probe.partitions_for_topic(events)
+            if not inputs:
+                await probe.topics()
+                inputs = probe.partitions_for_topic(events) or set()
+            counted = set()
+            if not self._dirty:
+                counted = set(await inputs_counted(probe, consumer, events, sorted(inputs)))
+        except KafkaError as exc:
+            log.debug("store: could not ask how far the ingest is (%s)", exc)
+            return -math.inf
+        if not inputs:
+            return -math.inf
+        return min(
+            (
+                min(self.marks.get((r, p), -math.inf) for r in self._rollup_partitions)
+                for p in inputs
+                if p not in counted
+            ),
+            default=math.inf,
+        )
 
     def _apply(self, batch: StoreBatch, offsets: dict[tuple[str, int], int]) -> None:
         with opened(self.path) as con:
@@ -182,8 +235,12 @@ class StoreStage(Stage):
             self.skipped += 1
             log.warning("store: skipped a rollups record: %s", str(exc)[:300])
             return
-        if isinstance(record, RollupRecord):  # not a watermark mark
+        if isinstance(record, RollupRecord):
             self.batch.add_rollup(record)
+        elif isinstance(record, WatermarkMark):
+            at = (self._reading, record.mark)
+            if record.watermark > self._marks.get(at, self.marks.get(at, -math.inf)):
+                self._marks[at] = record.watermark
 
     def _traces(self, value: bytes | None) -> None:
         data = self._decode(value)

@@ -102,7 +102,14 @@ class Worker:
             store = StoreStage(config, settings)
             self.stages["store"] = store
             self.others.append(
-                DigestScheduler(config, store.path, settings.state_dir, store.file_lock)
+                DigestScheduler(
+                    config,
+                    store.path,
+                    settings.state_dir,
+                    store.file_lock,
+                    complete=store.complete_until,
+                    lateness_s=settings.lateness_s,
+                )
             )
         self.reloader: Any = None
         if config_path is not None:

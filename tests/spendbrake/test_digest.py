@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -361,3 +362,91 @@ def test_digest_command_after_the_period_ended_does_not_take_a_partial_one_for_i
         again = CliRunner().invoke(main, args)
         assert "already in #finance" in again.output, again.output
         assert len(slack.parents()) == 2
+
+
+def test_schedule_waits_for_the_store_to_hold_the_whole_period(
+    broker, make_topic, tmp_path: Path
+) -> None:
+    """A worker back from downtime: the ingest is still counting its backlog (nothing of
+    the events topic committed) and the marks written with the rollups say October 20. The
+    October digest waits; once every input's mark is past November 1 plus the lateness, it
+    goes out."""
+    from aiokafka import AIOKafkaProducer
+
+    from spendbrake.schemas import Config, WatermarkMark, encode_mark
+    from spendbrake.stages import Worker, WorkerSettings
+    from tests.spendbrake.test_report import make_store
+    from tests.streamer.kafka_io import publish_raw
+
+    names = ("events", "rollups", "traces", "alerts", "actions")
+    topics = {name: make_topic(name, partitions=2) for name in names}
+    path = make_store(tmp_path / "s.duckdb")
+
+    async def marks(watermark: float) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+        await producer.start()
+        try:
+            for target in (0, 1):
+                for mark in (0, 1):
+                    value = encode_mark(WatermarkMark(mark, watermark))
+                    await producer.send_and_wait(topics["rollups"], value, partition=target)
+        finally:
+            await producer.stop()
+
+    async def commit_ends(group: str, topic: str) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in (0, 1)]
+            consumer.assign(tps)
+            await consumer.commit(dict(await consumer.end_offsets(tps)))
+        finally:
+            await consumer.stop()
+
+    async def run(slack: FakeSlack) -> tuple[list, list, list]:
+        config = Config.model_validate(
+            {
+                "kafka": {"bootstrap_servers": broker.bootstrap_servers, "topics": topics},
+                "slack": {"token": "xoxb-d", "base_url": slack.base_url, "channel": "#ai-spend"},
+                "digest": {"schedule": "monthly", "channel": "#finance"},
+                "store": {"path": str(path)},
+            }
+        )
+        backlog = [b'{"event_id": "e%d"}' % i for i in range(20)]  # on both partitions
+        await publish_raw(broker.bootstrap_servers, topics["events"], backlog)
+        await marks(_ts(2026, 10, 20))
+        settings = WorkerSettings(state_dir=tmp_path / "state", flush_interval_s=0.1)
+        worker = Worker(config, settings, ["store"])
+        store, (scheduler,) = worker.stages["store"], worker.others
+        assert scheduler.complete == store.complete_until
+        worker.others.clear()  # ticked here, at chosen times, not by its own loop
+        task = asyncio.create_task(worker.run())
+        try:
+            due = _ts(2026, 11, 1, 9, 5)
+            while len(store.marks) < 4:  # a guard below bounds this wait
+                await asyncio.sleep(0.1)
+            waiting = await scheduler.tick(due)
+            partial = await store.complete_until()
+            await marks(_ts(2026, 11, 1) + 601)
+            while await store.complete_until() < _ts(2026, 11, 1) + 601:
+                await asyncio.sleep(0.1)
+            sent = await scheduler.tick(due)
+            # The ingest commits the whole backlog: nothing more to wait for, whatever the
+            # marks (a quiet partition's stays where its last event put it).
+            await commit_ends(config.kafka.group_id, topics["events"])
+            while await store.complete_until() != math.inf:
+                await asyncio.sleep(0.1)
+            return waiting, [partial], sent
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 60)
+
+    with FakeSlack(token="xoxb-d", channel="finance") as slack:
+        waiting, (partial,), sent = asyncio.run(asyncio.wait_for(run(slack), 120))
+        assert waiting == [] and partial == _ts(2026, 10, 20)
+        assert len(sent) == 1 and sent[0].posted
+        assert [p["text"][:17] for p in slack.parents()] == ["AI spend 2026-10:"]
