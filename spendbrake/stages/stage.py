@@ -351,28 +351,33 @@ class Stage:
         return False
 
 
+async def inputs_committed(
+    probe: AIOKafkaConsumer, events_topic: str, partitions: Iterable[int]
+) -> dict[int, int]:
+    """Input partitions the ingest group (``probe``'s) has committed to their end offset
+    (it commits only after their rollups are acknowledged), with that offset."""
+    tps = [TopicPartition(events_topic, p) for p in partitions]
+    if not tps:
+        return {}
+    ends = await probe.end_offsets(tps)
+    found = {}
+    for tp in tps:
+        committed = await probe.committed(tp)
+        if ends[tp] == 0 or (committed is not None and committed >= ends[tp]):
+            found[tp.partition] = committed or 0
+    return found
+
+
 async def inputs_counted(
     probe: AIOKafkaConsumer,
     reader: AIOKafkaConsumer,
     events_topic: str,
     partitions: Iterable[int],
 ) -> list[int]:
-    """Input partitions whose every event is counted and read downstream, for now.
-
-    An input partition is so when the ingest group (``probe``'s) has committed its end
-    offset (the ingest commits only after its rollups are acknowledged) and ``reader`` has
-    read each partition assigned to it to its end. A partition that is merely behind (a
-    backlog after downtime) is not. ``partitions``: the input partitions to ask about.
-    """
-    tps = [TopicPartition(events_topic, p) for p in partitions]
-    if not tps:
-        return []
-    ends = await probe.end_offsets(tps)
-    found = []
-    for tp in tps:
-        committed = await probe.committed(tp)
-        if ends[tp] == 0 or (committed is not None and committed >= ends[tp]):
-            found.append(tp.partition)
+    """Input partitions whose every event is counted (``inputs_committed``) and whose
+    rollups ``reader`` has read: it has read each partition assigned to it to its end. A
+    partition that is merely behind (a backlog after downtime) is not."""
+    found = await inputs_committed(probe, events_topic, partitions)
     if not found:
         return []
     # Asked after the commits were read: the rollups of every committed event were
@@ -381,7 +386,7 @@ async def inputs_counted(
     for tp, end in read_ends.items():
         if await reader.position(tp) < end:
             return []  # not everything the ingest wrote has been read yet
-    return found
+    return list(found)
 
 
 async def until_stopped(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from spendbrake.schemas import Config, RollupRecord, WatermarkMark, decode_rollup
@@ -39,7 +39,7 @@ from spendbrake.streamer import (
     opened,
 )
 
-from .stage import Stage, WorkerSettings, inputs_counted
+from .stage import Stage, WorkerSettings, inputs_committed
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,11 @@ class StoreStage(Stage):
         self._marks: dict[tuple[int, int], float] = {}
         self._rollup_partitions: list[int] = []
         self._reading = 0
+        #: Next offset per (topic, partition) as of the last write (what the file holds).
+        self._written: dict[tuple[str, int], int] = {}
+        #: Inputs the ingest had committed to their end (offset each) and the rollups'
+        #: end offsets read just after, at the last ``complete_until``.
+        self._committed: tuple[dict[int, int], dict[TopicPartition, int]] = ({}, {})
 
     def reconfigure(self, config: Config) -> list[str]:
         """The store takes every rollup whatever the config; its file is fixed while running."""
@@ -110,6 +115,7 @@ class StoreStage(Stage):
             try:
                 with opened(self.path) as con:
                     self.offsets = load_offsets(con)
+                self._written = dict(self.offsets)
                 break
             except StoreBusy as exc:
                 log.warning("%s; retrying", exc)
@@ -170,19 +176,22 @@ class StoreStage(Stage):
         self.batch = StoreBatch()
         self.marks.update(marks)
         self._marks = {}
+        self._written = offsets
         self._dirty = False
 
     async def complete_until(self) -> float:
         """Event time up to which every input partition's spend is in the store file.
 
         The slowest input partition's watermark among the marks written with the rollups
-        (a mark follows the windows it covers, on every rollups partition); a partition
-        whose events are all counted and written (``inputs_counted``, nothing unwritten) no
-        longer holds it back. ``-inf`` while anything is unknown (no mark yet, the broker
-        unreachable): the digest waits for it, not the other way round.
+        (a mark follows the windows it covers, on every rollups partition). A partition
+        the ingest had committed to its end at the last call, and still has at the same
+        offset, no longer holds it back once the file holds every rollup written before
+        that call (two calls: a busy store is always a little behind the topic's end).
+        ``-inf`` while anything is unknown (no mark yet, the broker unreachable): the
+        digest waits for it, not the other way round.
         """
-        consumer, probe = self.consumer, self._probe
-        if consumer is None or probe is None or not self._rollup_partitions:
+        probe = self._probe
+        if probe is None or not self._rollup_partitions:
             return -math.inf
         events = self.config.kafka.topics.events
         try:
@@ -191,14 +200,21 @@ class StoreStage(Stage):
             if not inputs:
                 await probe.topics()
                 inputs = probe.partitions_for_topic(events) or set()
-            counted = set()
-            if not self._dirty:
-                counted = set(await inputs_counted(probe, consumer, events, sorted(inputs)))
+            committed = await inputs_committed(probe, events, sorted(inputs))
+            # Read after the commits: every rollup of a committed event lies below these.
+            rollups = [TopicPartition(self.rollups_topic, r) for r in self._rollup_partitions]
+            ends = await probe.end_offsets(rollups)
         except KafkaError as exc:
             log.debug("store: could not ask how far the ingest is (%s)", exc)
             return -math.inf
+        before, before_ends = self._committed
+        self._committed = (committed, ends)
         if not inputs:
             return -math.inf
+        written = self._written
+        counted = set()
+        if all(written.get((tp.topic, tp.partition), 0) >= end for tp, end in before_ends.items()):
+            counted = {p for p, offset in committed.items() if before.get(p) == offset}
         return min(
             (
                 min(self.marks.get((r, p), -math.inf) for r in self._rollup_partitions)
