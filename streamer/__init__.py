@@ -20,7 +20,7 @@ from ._dedupe import Deduper
 from ._processor import DeadLetter, Outputs, PartitionProcessor, ProcessorStats
 from ._rollup import WINDOWS_S, RollupState, RollupTotals, SeriesTable
 from ._state import PartitionStore, write_atomic
-from ._traces import TracePartial, TraceState, TraceTotals, encode_traces
+from ._traces import TracePartial, TraceState, TraceTotals, encode_traces, trace_records
 
 if TYPE_CHECKING:
     from ._store import (
@@ -81,5 +81,6 @@ __all__ = [
     "encode_traces",
     "load_offsets",
     "opened",
+    "trace_records",
     "write_atomic",
 ]

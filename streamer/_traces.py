@@ -12,13 +12,25 @@ starts a new partial with a new key, so nothing is overwritten or lost.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
 import orjson
 
-from spendbrake.schemas import NUSD, UsageEvent, format_ts
+from spendbrake.schemas import NUSD, OTHER, UsageEvent, format_ts
+
+#: Partials per ``spend.traces`` record, at most: about 400 bytes each with ids of usual
+#: lengths.
+TRACE_BATCH = 1000
+#: Bytes of a ``spend.traces`` record's value, at most (``trace_records``): under Apache
+#: Kafka's default 1 MB, with room for the key and the record's overhead. Ids and names run
+#: to 512 characters each: 1,000 partials of such made a 2.7 MB record, which Apache Kafka
+#: refuses (the ingest then stops, ``RecordTooLarge``).
+TRACE_RECORD_BYTES = 900_000
+#: Model and outcome names a partial counts calls under; the calls of any other under
+#: ``OTHER``. Names are the caller's (up to 512 characters each), so this bounds a partial.
+MAX_NAMES = 100
 
 
 class TracePartial(msgspec.Struct, gc=False):
@@ -141,6 +153,32 @@ def encode_traces(partials: Sequence[TracePartial]) -> bytes:
     return _encode({"traces": rows})
 
 
+def trace_records(partials: Sequence[TracePartial]) -> Iterator[tuple[TracePartial, bytes]]:
+    """The ``spend.traces`` record values carrying ``partials``, each with its first partial
+    (whose key keys the record): up to ``TRACE_BATCH`` partials a record, fewer when their
+    value would pass ``TRACE_RECORD_BYTES`` (halved until it does not)."""
+    for i in range(0, len(partials), TRACE_BATCH):
+        yield from _fitted(partials[i : i + TRACE_BATCH])
+
+
+def _fitted(chunk: Sequence[TracePartial]) -> Iterator[tuple[TracePartial, bytes]]:
+    value = encode_traces(chunk)
+    if len(value) <= TRACE_RECORD_BYTES or len(chunk) == 1:
+        # One partial is bounded (``MAX_NAMES``, 512-character fields): it goes as it is.
+        yield chunk[0], value
+        return
+    half = len(chunk) // 2
+    yield from _fitted(chunk[:half])
+    yield from _fitted(chunk[half:])
+
+
+def _count(names: dict[str, int], name: str) -> None:
+    if name in names or len(names) < MAX_NAMES:
+        names[name] = names.get(name, 0) + 1
+    else:
+        names[OTHER] = names.get(OTHER, 0) + 1
+
+
 class TraceState:
     """Open trace partials of one partition."""
 
@@ -191,10 +229,9 @@ class TraceState:
             if ts // 60 != partial.last_ts // 60:
                 self._index(trace_id, ts)
             partial.last_ts = ts
-        models = partial.models
-        models[event.model] = models.get(event.model, 0) + 1
+        _count(partial.models, event.model)
         if event.outcome is not None:
-            partial.outcomes[event.outcome] = partial.outcomes.get(event.outcome, 0) + 1
+            _count(partial.outcomes, event.outcome)
 
     def _index(self, trace_id: str, last_ts: float) -> None:
         minute = last_ts // 60

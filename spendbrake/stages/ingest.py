@@ -43,17 +43,13 @@ from spendbrake.streamer import (
     PartitionProcessor,
     PartitionStore,
     SeriesTable,
-    encode_traces,
+    trace_records,
 )
 
 from .metrics import IngestMetrics
 from .stage import OutputFailed, RecordTooLarge, Stage, WorkerSettings
 
 log = logging.getLogger(__name__)
-
-#: Trace partials per spend.traces record: about 400 bytes each, well under
-#: Apache Kafka's default 1 MB request limit.
-TRACE_BATCH = 1000
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -281,9 +277,8 @@ class IngestStage(Stage):
             # a record each would cost more than the events they sum up. Readers
             # key each partial inside (TraceTotals), so a re-sent batch
             # overwrites its partials instead of adding.
-            for i in range(0, len(traces), TRACE_BATCH):
-                chunk = traces[i : i + TRACE_BATCH]
-                queue(topics.traces, _trim(chunk[0].key()), encode_traces(chunk), partition)
+            for first, value in trace_records(traces):
+                queue(topics.traces, _trim(first.key()), value, partition)
             for alert in alerts:
                 queue(topics.alerts, alert.id.encode(), _trim(encode_alert(alert)), partition)
             new_records.extend(records)
