@@ -36,6 +36,8 @@ from ._config import (
     StoreConfig,
     TopicsConfig,
     kafka_env_overrides,
+    repeated_name,
+    repeated_set,
 )
 from ._errors import ConfigError, InvalidEvent, SpendBrakeError, StateUnreadable, ValueAt, show
 from ._event import (
@@ -141,6 +143,8 @@ __all__ = [
     "mrkdwn",
     "mrkdwn_code",
     "parse_ts",
+    "repeated_name",
+    "repeated_set",
     "show",
     "to_nusd",
     "unpickle_state",

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._event import WORKLOADS
 from ._keys import KeysConfig
 from ._pricing import PriceEntryModel
 from ._rollup import ROLLUP_WINDOWS_S
@@ -113,8 +114,11 @@ ScopeField = Annotated[str, AfterValidator(_scope_field)]
 
 
 def _check_scope(scope: dict[str, str]) -> dict[str, str]:
-    for key in scope:
+    for key, value in scope.items():
         _scope_field(key)
+        if key == "workload" and value not in WORKLOADS:
+            # Events carry one of these: any other value matches nothing, silently.
+            raise ValueError(f"workload must be one of {', '.join(WORKLOADS)}, got {value!r}")
     return scope
 
 
@@ -470,12 +474,9 @@ class Config(_Section):
     @field_validator("dimensions")
     @classmethod
     def _dimensions(cls, sets: list[list[str]]) -> list[list[str]]:
-        seen: set[tuple[str, ...]] = set()
-        for dims in sets:  # each one's fields are checked already (ScopeField, _distinct_fields)
-            key = tuple(sorted(dims))
-            if key in seen:
-                raise ValueError(f"{dims} is listed twice")
-            seen.add(key)
+        # Each one's fields are checked already (ScopeField, _distinct_fields).
+        if (repeated := repeated_set(sets)) is not None:
+            raise ValueError(repeated)
         return sets
 
     @property
@@ -526,8 +527,36 @@ class Config(_Section):
     @field_validator("budgets")
     @classmethod
     def _unique_budget_names(cls, budgets: list[BudgetConfig]) -> list[BudgetConfig]:
-        names = [b.name for b in budgets]
-        for name in names:
-            if names.count(name) > 1:
-                raise ValueError(f"budget name {name!r} is used twice")
+        if (repeated := repeated_name([b.name for b in budgets])) is not None:
+            raise ValueError(repeated)
         return budgets
+
+
+# The section rules pydantic checks only once every item is valid: the config loader asks
+# them of the items as written too, so one run of ``validate`` names every problem.
+
+
+def repeated_set(sets: Sequence[Sequence[str] | None]) -> str | None:
+    """What is wrong when a dimension set is listed twice (in any field order), else None;
+    None items (unusable as written) are skipped."""
+    seen: set[tuple[str, ...]] = set()
+    for dims in sets:
+        if dims is None:
+            continue
+        key = tuple(sorted(dims))
+        if key in seen:
+            return f"{list(dims)} is listed twice"
+        seen.add(key)
+    return None
+
+
+def repeated_name(names: Sequence[str | None]) -> str | None:
+    """What is wrong when two budgets share a name, else None (None names skipped)."""
+    seen: set[str] = set()
+    for name in names:
+        if name is None:
+            continue
+        if name in seen:
+            return f"budget name {name!r} is used twice"
+        seen.add(name)
+    return None

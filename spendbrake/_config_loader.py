@@ -35,6 +35,8 @@ from spendbrake.schemas import (
     ValueAt,
     hidden_rule,
     kafka_env_overrides,
+    repeated_name,
+    repeated_set,
     show,
 )
 
@@ -210,6 +212,7 @@ def build_config(
     except ValidationError as exc:
         errors = [_to_config_error(err, marks, name, from_env) for err in exc.errors()]
         errors += _hidden_rule_beside(data, exc.errors(), marks, name)
+        errors += _repeats_beside(data, exc.errors(), marks, name)
         if not any(err["loc"][:1] == ("detectors",) for err in exc.errors()):
             # The detectors section itself is valid: its names and parameters are checked
             # too, so one run of ``validate`` names every problem of the file.
@@ -256,6 +259,41 @@ def _hidden_rule_beside(
         "ctx": {"error": hidden},
     }
     return [_to_config_error(err, marks, name)]
+
+
+def _repeats_beside(
+    data: dict[str, Any], failed: list[Any], marks: Mapping[Loc, str], name: str
+) -> list[ConfigError]:
+    """A budget name or a dimension set used twice, when a problem inside that list kept
+    pydantic from checking it (its list rule runs only once every item is valid)."""
+    found = []
+    for section, rule, usable in (
+        ("budgets", repeated_name, _budget_name),
+        ("dimensions", repeated_set, _dimension_set),
+    ):
+        if not any(err["loc"][:1] == (section,) and len(err["loc"]) > 1 for err in failed):
+            continue  # the list is valid, or is no list: pydantic checked, or cannot
+        items = data.get(section)
+        repeated = rule([usable(item) for item in items]) if isinstance(items, list) else None
+        if repeated is not None:
+            err = {
+                "loc": (section,),
+                "type": "value_error",
+                "msg": f"Value error, {repeated}",
+                "ctx": {"error": repeated},
+            }
+            found.append(_to_config_error(err, marks, name))
+    return found
+
+
+def _budget_name(item: Any) -> str | None:
+    return (
+        item.get("name") if isinstance(item, dict) and isinstance(item.get("name"), str) else None
+    )
+
+
+def _dimension_set(item: Any) -> list[str] | None:
+    return item if isinstance(item, list) and all(isinstance(f, str) for f in item) else None
 
 
 def _in_file_order(errors: list[ConfigError]) -> list[ConfigError]:

@@ -559,3 +559,36 @@ def test_minutes_are_rolled_up_for_budgets_scopes_unless_asked_for_all(tmp_path:
     assert by_set[("model",)] == ((3600, 86400), None)
     everything = config.model_copy(update={"minute_windows": "all"}).rollup_windows()
     assert everything == ([(60, 3600, 86400)] * len(sets), [None] * len(sets))
+
+
+def test_a_repeated_budget_name_or_set_is_named_beside_a_neighbours_problem(
+    tmp_path: Path,
+) -> None:
+    """A second budget of the same name, or a dimension set listed twice, was named only
+    once every budget (every set) was valid: one run of `validate` names all of it."""
+    text = (
+        "budgets:\n"
+        "  - {name: search, scope: {team: search}, period: month, amount_usd: -5}\n"
+        "  - {name: search, scope: {team: search}, period: month, amount_usd: 100}\n"
+        "dimensions: [[team], [team], [colour]]\n"
+    )
+    errors = errors_of(tmp_path, text, env={})
+    said = [e.split(": ", 1)[1] for e in errors]
+    assert any(s.startswith("budgets[0].amount_usd: ") for s in said), said
+    assert any("budget name 'search' is used twice" in s for s in said), said
+    assert any(s.startswith("dimensions[2][0]: unknown event field 'colour'") for s in said)
+    assert any("['team'] is listed twice" in s for s in said), said
+
+
+def test_a_scope_on_a_workload_no_event_has_is_refused(tmp_path: Path) -> None:
+    """`workload: bach` in a pause policy matched no key, ever, and said nothing: the batch
+    runaways it was written for ran on. Events carry one of three workloads."""
+    text = (
+        "budgets:\n  - {name: b, scope: {workload: batchy}, period: day, amount_usd: 10}\n"
+        "policies:\n  - {match: {workload: bach}, action: pause}\n"
+    )
+    said = [e.split(": ", 1)[1] for e in errors_of(tmp_path, text, env={})]
+    assert said == [
+        "budgets[0].scope: workload must be one of critical, standard, batch, got 'batchy'",
+        "policies[0].match: workload must be one of critical, standard, batch, got 'bach'",
+    ]
