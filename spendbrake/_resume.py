@@ -30,7 +30,7 @@ from spendbrake.actions import (
     backoff_delay,
     make_gateway,
 )
-from spendbrake.schemas import ActionRecord, Alert, Config
+from spendbrake.schemas import ActionRecord, Alert, Config, visible
 
 ATTEMPTS = 5
 #: How long the audit may take to reach Kafka before the command says it was not written.
@@ -43,7 +43,12 @@ async def resume(
     reason: str,
     say: Callable[[str], None],
 ) -> bool:
-    """Unblock every target; True when all of them are unblocked (or a dry run)."""
+    """Unblock every target; True when all of them are unblocked (or a dry run).
+
+    ``say`` gets one line per target, then where the audit went: plain text (print it
+    as text, not markup), each name through ``visible`` (a key is whatever the operator
+    typed or pasted from Slack, the detail is the gateway's answer).
+    """
     gateway = make_gateway(config.gateway)
     user = getpass.getuser()
     stamp = time.time()
@@ -74,7 +79,10 @@ async def resume(
             result = "dry_run" if outcome.dry_run else "ok" if outcome.ok else "failed"
             all_ok &= outcome.ok
             book.record(task, result, outcome.detail, time.time())
-            say(f"{kind} {target}: {result} ({outcome.detail}, {task.attempts} attempt(s))")
+            say(
+                f"{kind} {visible(target)}: {result} "
+                f"({visible(outcome.detail)}, {task.attempts} attempt(s))"
+            )
     finally:
         await gateway.aclose()
     try:
@@ -89,6 +97,7 @@ async def resume(
             "them again. Run the same command once Kafka answers (unblocking twice is safe)."
         )
         return False
+    say(f"audited on {config.kafka.topics.actions}: {len(book.audit)} record(s), source cli:{user}")
     return all_ok
 
 

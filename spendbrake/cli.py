@@ -641,12 +641,21 @@ async def _reset_partitions(state_dir: Any, topic: str, partitions: tuple[int, .
             )
 
 
+def _say(line: str) -> None:
+    err.print(line, markup=False, highlight=False)
+
+
 @main.command()
 @click.argument("keys", nargs=-1)
 @click.option("--team", "teams", multiple=True, help="Unblock a whole team (gateway team id).")
 @config_option
 @bootstrap_option
-@click.option("--reason", default="resumed by an operator", show_default=True)
+@click.option(
+    "--reason",
+    default="resumed by an operator",
+    show_default=True,
+    help="Why, for the audit record.",
+)
 def resume(
     keys: tuple[str, ...],
     teams: tuple[str, ...],
@@ -659,7 +668,10 @@ def resume(
     Calls the gateway in the config (gateway.kind, url, master_key or secret) with a few
     retries; unblocking a key that is not blocked is fine. An operator's decision: any key
     may be named, and the audit records it as manual (kind and incident "manual", source
-    cli:USER). Exit code 0 when every target is unblocked, 1 otherwise.
+    cli:USER). Prints one line per target (ok, dry_run or failed, with the gateway's
+    answer), then where the audit went; a running action stage reads it and says so in
+    each incident thread that paused the key. Exit code 0 when every target is unblocked
+    and audited, 1 otherwise. A KEY starting with "-" goes after "--".
     """
     from ._resume import resume as run_resume
 
@@ -668,9 +680,10 @@ def resume(
     config = _load(config_path, bootstrap)
     targets = [("key", k) for k in keys] + [("team", t) for t in teams]
     try:
-        ok = asyncio.run(run_resume(config, targets, reason, err.print))  # type: ignore[arg-type]
+        # Text, not markup: "summarizer[prod]" would print as "summarizer", "[/x]" raise.
+        ok = asyncio.run(run_resume(config, targets, reason, _say))  # type: ignore[arg-type]
     except ConfigError as exc:
-        err.print(f"[red]cannot resume[/red]: {exc}", markup=True)
+        _say(f"cannot resume: {exc}")
         sys.exit(1)
     sys.exit(0 if ok else 1)
 
