@@ -10,8 +10,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from spendbrake.actions._blocks import render_alert, render_followup, render_parent_update
-from spendbrake.actions._outbox import Incident, Outbox, Task, outcome_line
+from spendbrake.actions._blocks import (
+    mention,
+    render_alert,
+    render_followup,
+    render_parent_update,
+    render_resume_answer,
+    requester,
+)
+from spendbrake.actions._outbox import Incident, Outbox, ResumeAnswer, Task, outcome_line
 from spendbrake.actions._outbox_file import OUTBOX_VERSION, dump_outbox, load_outbox
 from spendbrake.actions._policy import (
     apply_policies,
@@ -35,6 +42,8 @@ if TYPE_CHECKING:
         verify_webhook_signature,
     )
     from spendbrake.actions._interactive import (
+        RESPONSE_ORIGINS,
+        Answer,
         Interaction,
         InteractionServer,
         Rejected,
@@ -56,6 +65,8 @@ _GATEWAY = (
     "verify_webhook_signature",
 )
 _INTERACTIVE = (
+    "RESPONSE_ORIGINS",
+    "Answer",
     "Interaction",
     "InteractionServer",
     "Rejected",
@@ -82,6 +93,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "OUTBOX_VERSION",
+    "RESPONSE_ORIGINS",
+    "Answer",
     "DryRunGateway",
     "Gateway",
     "GatewayOutcome",
@@ -91,6 +104,7 @@ __all__ = [
     "LiteLLMGateway",
     "Outbox",
     "Rejected",
+    "ResumeAnswer",
     "SlackNotifier",
     "TargetKind",
     "Task",
@@ -102,6 +116,7 @@ __all__ = [
     "dump_outbox",
     "load_outbox",
     "make_gateway",
+    "mention",
     "outcome_line",
     "parse_interaction",
     "pausable",
@@ -109,6 +124,8 @@ __all__ = [
     "render_alert",
     "render_followup",
     "render_parent_update",
+    "render_resume_answer",
+    "requester",
     "screen_pauses",
     "sign_request",
     "sign_webhook",

@@ -11,21 +11,27 @@ none can mention, link or reorder text; the blocks' own markup is added around i
 
 from __future__ import annotations
 
+import re
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
 
 from spendbrake.schemas import Alert, mrkdwn, mrkdwn_code, visible
 
+if TYPE_CHECKING:
+    from ._outbox import ResumeAnswer
+
 __all__ = [
     "RESUME_ACTION_ID",
     "SNOOZE_ACTION_ID",
     "mask",
+    "mention",
     "render_alert",
     "render_followup",
     "render_parent_update",
+    "render_resume_answer",
 ]
 
 #: ``action_id`` of the buttons; ``_interactive`` dispatches on them.
@@ -34,6 +40,8 @@ SNOOZE_ACTION_ID = "spendbrake_snooze"
 _TEXT_MAX = 2900  # section text limit is 3000
 _VALUE_MAX = 2000  # button value limit
 _SEVERITY = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
+#: A Slack user id (U…, or W… in Enterprise Grid): only such an id becomes a mention.
+_USER_ID = re.compile(r"[UW][A-Z0-9]{1,20}")
 
 
 def mask(key: str | None) -> str:
@@ -45,6 +53,62 @@ def mask(key: str | None) -> str:
     if key is None:
         return "-"
     return key if len(key) <= 32 else f"{key[:6]}…{key[-4:]}"
+
+
+def mention(user: str) -> str:
+    """``<@U123>`` for a Slack user id; anything else (a name, a terminal user) as text."""
+    return f"<@{user}>" if _USER_ID.fullmatch(user) else mrkdwn(user)
+
+
+def requester(source: str) -> str | None:
+    """Who asked for an effect, for Slack: a clicker's mention, a terminal user's name;
+    None for SpendBrake's own (``policy``, a budget's)."""
+    kind, _, who = source.partition(":")
+    if kind == "slack" and who:
+        return mention(who)
+    if kind == "cli" and who:
+        return f"{mrkdwn(who)} (`spendbrake resume`)"
+    return None
+
+
+def _keys(keys: list[str], most: int = 10) -> str:
+    shown = ", ".join(mrkdwn(mask(k)) for k in keys[:most])
+    more = f" and {len(keys) - most} more" if len(keys) > most else ""
+    return f"{len(keys)} key{'s' if len(keys) != 1 else ''} ({shown}{more})"
+
+
+def render_resume_answer(
+    answer: ResumeAnswer, user: str, *, known: bool, gateway_problem: str | None = None
+) -> str:
+    """What the clicker of "Resume" reads (ephemeral): what was queued, what was not and
+    why, and whether the gateway is failing right now. ``known``: the stage still knows the
+    incident (after ``REMEMBER_S`` only its pauses are kept)."""
+    parts = []
+    if answer.queued:
+        parts.append(
+            f"Resuming {_keys(answer.queued)}, requested by {mention(user)}; the incident's "
+            "thread says when the gateway has done it."
+        )
+    if answer.underway:
+        parts.append(f"Already being resumed (an earlier click): {_keys(answer.underway)}.")
+    if gateway_problem and (answer.queued or answer.underway):
+        parts.append(
+            f"The gateway is failing right now ({mrkdwn(gateway_problem)}): the resume is kept "
+            "and retried until it answers."
+        )
+    if answer.done:
+        parts.append(f"Already resumed: {_keys(answer.done)}.")
+    if answer.refused:
+        why = (
+            "SpendBrake did not pause it for this incident"
+            if known
+            else "SpendBrake no longer knows this incident or its pauses"
+        )
+        parts.append(
+            f"Not resumed: {_keys(answer.refused)}: {why}. An operator can run "
+            "`spendbrake resume KEY` at a terminal."
+        )
+    return " ".join(parts) or "Nothing to resume."
 
 
 def _scope(scope: dict[str, Any]) -> str:
@@ -174,13 +238,18 @@ def _buttons(alert: Alert) -> dict[str, Any]:
     }
 
 
-def render_followup(alert: Alert, outcome: str) -> tuple[str, list[dict[str, Any]]]:
-    """A reply in the incident's thread: an escalation, or what the gateway did."""
+def render_followup(
+    alert: Alert, outcome: str, *, by: str | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """A reply in the incident's thread: an escalation, or what the gateway did; ``by``
+    (mrkdwn, from :func:`requester`) names who asked for it (a resume's clicker)."""
     icon = _SEVERITY.get(alert.severity, "")
     scope = mrkdwn_code(_scope(alert.scope))
     head = f"{icon} #{mrkdwn(alert.seq)} {_title(alert)} — `{scope}`"
     text = f"{head}: {mrkdwn(outcome)}"
     blocks = [_section(head), _section(_money(alert)), _section(f"*Done:* {mrkdwn(outcome)}")]
+    if by:
+        blocks.append(_context(f"Requested by {by}"))
     undo = _undo(alert)
     if undo:
         blocks.append(_context(undo))

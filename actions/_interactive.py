@@ -14,7 +14,10 @@ Two layers, like httpx's auth flows and transports:
 - :class:`InteractionServer` is the I/O edge: an aiohttp server on ``127.0.0.1`` serving
   ``POST /slack/actions``. It hands each accepted click to ``on_interaction`` (which only
   enqueues work: Slack shows the user an error when no answer comes within 3 s) and each
-  refusal to ``on_rejected`` so the action stage can audit it.
+  refusal to ``on_rejected`` so the action stage can audit it. What the callback says
+  back goes to the clicker through the click's ``response_url`` (an ephemeral message):
+  Slack ignores a message in the HTTP answer to a ``block_actions`` request, so an answer
+  there reached nobody.
 
 :func:`sign_request` and :func:`build_payload` make the requests Slack would send, for the
 tests and the fake Slack.
@@ -28,10 +31,11 @@ import hmac
 import logging
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import httpx
 import orjson
 from aiohttp import web
 from pydantic import SecretStr
@@ -41,8 +45,10 @@ from ._blocks import RESUME_ACTION_ID, SNOOZE_ACTION_ID
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "RESPONSE_ORIGINS",
     "RESUME_ACTION_ID",
     "SNOOZE_ACTION_ID",
+    "Answer",
     "Interaction",
     "InteractionServer",
     "Rejected",
@@ -64,6 +70,14 @@ _MAX_TARGETS = 100
 _MAX_SCOPE_FIELDS = 16
 _MAX_NAME_CHARS = 500
 _REASON_CHARS = 64
+#: Where Slack's ``response_url`` points (commercial and GovSlack). A click's answer goes
+#: nowhere else: the URL is the request's, and a request is only as trusted as the secret.
+RESPONSE_ORIGINS = ("https://hooks.slack.com", "https://hooks.slack-gov.com")
+#: What the clicker reads when the callback failed.
+FAILED_TEXT = (
+    "SpendBrake could not act on this click (an internal error, in the worker's log). "
+    "Click again, or run `spendbrake resume KEY` at a terminal."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +112,15 @@ class Rejected:
 
     status: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the clicker is told: ``text`` (mrkdwn), to them alone, or to the whole channel
+    when ``public`` (a snooze silences the scope for everyone: everyone should know)."""
+
+    text: str
+    public: bool = False
 
 
 class _At(Clock):
@@ -232,20 +255,24 @@ def _read_payload(body: bytes) -> Interaction | Rejected:
     return Interaction("snooze", alert_id, (), dict(scope), user, response_url, click_id)
 
 
-OnInteraction = Callable[[Interaction], Awaitable[str | None]]
+#: A plain ``str`` is an ephemeral answer; None or "" says nothing.
+OnInteraction = Callable[[Interaction], Awaitable["str | Answer | None"]]
 OnRejected = Callable[[Rejected, str], Awaitable[None]]
 
 
 class InteractionServer:
     """``POST /slack/actions`` on ``host:port``, answering Slack within its 3 s budget.
 
-    Each verified click goes to ``on_interaction``; a non-empty text it returns is sent
-    back as ``{"response_type": "in_channel", "text": ...}``, otherwise the answer is an
-    empty 200. A callback still running after ``answer_within_s`` gets an empty 200 and is
-    left to finish (``stop`` waits for it); one that raises gets a 500, which Slack shows
-    the clicker as a failure. Each refusal is answered with its status and handed to
-    ``on_rejected(rejected, remote)``, where ``remote`` is the peer address plus any
-    ``X-Forwarded-For`` (spoofable; for the audit trail only).
+    Each verified click goes to ``on_interaction`` and is answered with an empty 200 (Slack
+    reads no message in it); a non-empty text the callback returns is posted to the
+    click's ``response_url`` as an ephemeral message, seen by the clicker alone, when the
+    callback returns, however late. A callback still running after ``answer_within_s``
+    gets its 200 early and is left to finish (``stop`` waits for it); one that raises gets a
+    500 (Slack marks the button) and the clicker is told. A ``response_url`` outside
+    ``response_origins`` (scheme and host, e.g. ``https://hooks.slack.com``) is not called.
+    Each refusal is answered with its status and handed to ``on_rejected(rejected,
+    remote)``, where ``remote`` is the peer address plus any ``X-Forwarded-For``
+    (spoofable; for the audit trail only).
 
     ``port=0`` picks a free port; read :attr:`port` after :meth:`start`. ``clock`` returns
     epoch seconds (tests pin it). Slack needs a public HTTPS URL: put a TLS reverse proxy
@@ -270,6 +297,8 @@ class InteractionServer:
         clock: Callable[[], float] = time.time,
         max_body_bytes: int = MAX_BODY_BYTES,
         answer_within_s: float = 2.0,
+        response_origins: Collection[str] = RESPONSE_ORIGINS,
+        response_timeout_s: float = 10.0,
     ) -> None:
         secret = (
             signing_secret.get_secret_value()
@@ -286,6 +315,9 @@ class InteractionServer:
         self.clock = clock
         self.max_body_bytes = max_body_bytes
         self.answer_within_s = answer_within_s
+        self.response_origins = frozenset(o.rstrip("/").lower() for o in response_origins)
+        self.response_timeout_s = response_timeout_s
+        self._http: httpx.AsyncClient | None = None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._callbacks: set[asyncio.Task[Any]] = set()
@@ -318,6 +350,7 @@ class InteractionServer:
             await runner.cleanup()
             raise
         self._runner = runner
+        self._http = httpx.AsyncClient(timeout=self.response_timeout_s, follow_redirects=False)
         self._port = int(runner.addresses[0][1])
         log.info("slack interactive endpoint on %s", self.url)
 
@@ -331,6 +364,9 @@ class InteractionServer:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
 
     async def __aenter__(self) -> InteractionServer:
         await self.start()
@@ -359,20 +395,54 @@ class InteractionServer:
         if isinstance(result, Rejected):
             return await self._reject(result, remote)
 
-        task = asyncio.ensure_future(self.on_interaction(result))
+        task = asyncio.ensure_future(self._act_and_tell(result))
         self._callbacks.add(task)
-        task.add_done_callback(self._callback_done)
+        task.add_done_callback(self._callbacks.discard)
         done, _ = await asyncio.wait({task}, timeout=self.answer_within_s)
         if not done:
             log.warning("slack %s on %s: slow callback, answered", result.action, result.alert_id)
             return web.Response(status=200)
-        if task.cancelled() or task.exception() is not None:
-            return web.Response(status=500)
-        text = task.result()
-        if not text:
-            return web.Response(status=200)
-        answer = {"response_type": "in_channel", "text": text}
-        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+        return web.Response(status=200 if task.result() else 500)
+
+    async def _act_and_tell(self, click: Interaction) -> bool:
+        """Run the callback, then tell the clicker what it said; False if it failed."""
+        try:
+            said = await self.on_interaction(click)
+            ok = True
+        except Exception:
+            log.exception("on_interaction failed for %s on %s", click.action, click.alert_id)
+            said, ok = FAILED_TEXT, False
+        answer = Answer(said) if isinstance(said, str) else said
+        if answer is not None and answer.text:
+            await self._respond(click, answer)
+        return ok
+
+    async def _respond(self, click: Interaction, answer: Answer) -> None:
+        """A message to the clicker (or the channel) through the click's ``response_url``."""
+        url = click.response_url
+        if url is None or self._http is None:
+            return
+        parts = urllib.parse.urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}".lower()
+        if origin not in self.response_origins:
+            log.warning(
+                "slack %s: response_url at %s not called (not Slack's)", click.action, origin[:100]
+            )
+            return
+        message = {
+            "response_type": "in_channel" if answer.public else "ephemeral",
+            "replace_original": False,
+            "text": answer.text,
+        }
+        try:
+            answer = await self._http.post(
+                url, content=orjson.dumps(message), headers={"content-type": "application/json"}
+            )
+        except httpx.HTTPError as exc:
+            log.warning("slack %s: response_url not reached (%s)", click.action, type(exc).__name__)
+            return
+        if answer.status_code != 200:
+            log.warning("slack %s: response_url answered HTTP %d", click.action, answer.status_code)
 
     async def _reject(self, rejected: Rejected, remote: str) -> web.Response:
         log.warning("slack request from %s refused: %s", remote, rejected.reason)
@@ -381,11 +451,6 @@ class InteractionServer:
         except Exception:  # auditing must not turn a refusal into a 500
             log.exception("on_rejected failed for a %d refusal", rejected.status)
         return web.Response(status=rejected.status, text=rejected.reason)
-
-    def _callback_done(self, task: asyncio.Task[Any]) -> None:
-        self._callbacks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("on_interaction failed", exc_info=exc)
 
 
 def sign_request(signing_secret: str, body: bytes, timestamp: int) -> dict[str, str]:

@@ -39,7 +39,7 @@ from spendbrake.schemas import ActionRecord, Alert, KeysConfig
 from ._blocks import mask as _short
 from ._policy import on_a_sum, refusal, screen_pauses
 
-__all__ = ["Incident", "Outbox", "Task", "outcome_line", "scope_key"]
+__all__ = ["Incident", "Outbox", "ResumeAnswer", "Task", "outcome_line", "scope_key"]
 
 Lane = Literal["slack", "gateway"]
 Op = Literal["post", "reply", "update", "block", "unblock"]
@@ -225,6 +225,20 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
 def _listed(keys: list[str], most: int = 10) -> str:
     shown = ", ".join(map(_short, keys[:most]))
     return shown + (f" and {len(keys) - most} more" if len(keys) > most else "")
+
+
+@dataclass(slots=True)
+class ResumeAnswer:
+    """What a resume request did with each key it named (``Outbox.command``)."""
+
+    #: Unblocks queued now.
+    queued: list[str] = field(default_factory=list)
+    #: An unblock of the key was already queued (a double click): nothing more.
+    underway: list[str] = field(default_factory=list)
+    #: Already resumed for this incident.
+    done: list[str] = field(default_factory=list)
+    #: Not paused by SpendBrake for this incident (or an incident it does not know).
+    refused: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -414,23 +428,29 @@ class Outbox:
         self._add(Task(f"{key}/post", "slack", "post", incident.id, alert))
 
     def resumable(self, incident_id: str) -> set[str]:
-        """Keys this outbox paused, or set out to pause, for the incident: all that a
-        resume button of it may unblock (a blocked key it never touched is not its own)."""
+        """Keys this outbox paused, or set out to pause, for the incident and has not resumed
+        since: all that a resume button of it may unblock (a blocked key it never touched is
+        not its own). An incident forgotten after ``REMEMBER_S`` still owns the pauses
+        ``blocked`` keeps for it (a month's budget stop: its message's button still works)."""
+        own = {key for key, by in self.blocked.items() if by == incident_id}
         incident = self.incidents.get(incident_id)
         if incident is None:
-            return set()
+            return own
         queued = {
             t.target
             for t in self.lanes["gateway"]
             if t.incident == incident_id and t.op == "block" and t.target is not None
         }
         # A block that failed for good may still have landed (a timeout): ours to undo too.
-        return set(incident.paused) | set(incident.failed) | queued
+        return own | set(incident.paused) | set(incident.failed) | queued
 
-    def command(self, op: Op, targets: list[str], incident_id: str, source: str, now: float) -> int:
-        """An operator's resume (a Slack button) for an incident's keys; returns how many
-        are queued. Only keys this outbox paused for the incident are: another key named
-        by the click is refused and audited."""
+    def command(
+        self, op: Op, targets: list[str], incident_id: str, source: str, now: float
+    ) -> ResumeAnswer:
+        """An operator's resume (a Slack button) for an incident's keys. Only keys this
+        outbox paused for the incident are queued, each once: a key whose unblock is already
+        queued (a double click, two on-calls at once) or done is audited as skipped, another
+        key named by the click is refused; each audited with the clicker as source."""
         incident = self.incidents.get(incident_id)
         alert = incident.alert if incident else _stand_in(incident_id)
         stamp = f"{incident_id}#{source}@{now:.3f}"
@@ -440,19 +460,34 @@ class Outbox:
             if incident is not None
             else "unknown incident (forgotten, or never seen by this stage)"
         )
-        queued = 0
+        answer = ResumeAnswer()
         for target in targets:
             task = Task(
                 f"{stamp}/{op}/{target}", "gateway", op, incident_id, alert, target, source=source
             )
-            if target in own:
+            if target in own and self._unblocking(target):
+                answer.underway.append(target)
+                self.record(task, "skipped", "already being resumed (an earlier request)", now)
+            elif target in own:
                 self._add(task)
-                queued += 1
+                answer.queued.append(target)
+            elif incident is not None and target in incident.resumed:
+                answer.done.append(target)
+                self.record(task, "skipped", "already resumed", now)
             else:
+                answer.refused.append(target)
                 self.record(task, "refused", why, now)
-        if incident is not None and queued:
-            incident.open_calls[stamp] = queued
-        return queued
+        if incident is not None and answer.queued:
+            incident.open_calls[stamp] = len(answer.queued)
+        return answer
+
+    def _unblocking(self, target: str) -> bool:
+        """The last call queued for ``target`` is an unblock: another would repeat it."""
+        last = None
+        for task in self.lanes["gateway"]:
+            if task.target == target and not task.cancelled:
+                last = task.op
+        return last == "unblock"
 
     def _queued_blocks(self) -> set[str]:
         return {
@@ -562,6 +597,9 @@ class Outbox:
                 incident.channel = channel or incident.channel
             if task.lane == "gateway":
                 self._gateway_done(incident, task, result, now)
+        elif task.op == "unblock" and result in ("ok", "dry_run") and task.target is not None:
+            # A resume of a forgotten incident's pause (``resumable``): no longer ours.
+            self.blocked.pop(task.target, None)
         self.record(task, result, detail, now)
 
     def _gateway_done(self, incident: Incident, task: Task, result: Result, now: float) -> None:
@@ -586,9 +624,11 @@ class Outbox:
             if task.target not in settled:
                 settled.append(task.target)
         elif done:
-            incident.resumed.append(task.target)
-            if task.target in incident.paused:
-                incident.paused.remove(task.target)
+            if task.target not in incident.resumed:  # two resumes of one key: listed once
+                incident.resumed.append(task.target)
+            for settled in (incident.paused, incident.failed):
+                if task.target in settled:
+                    settled.remove(task.target)
             self.blocked.pop(task.target, None)
         else:
             incident.failed.append(task.target)

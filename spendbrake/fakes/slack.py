@@ -1,9 +1,10 @@
 """A fake Slack Web API on 127.0.0.1, for the real ``slack_sdk`` client (``base_url``).
 
 Enough of the API for alerts and digests: chat.postMessage (with threads and message
-metadata), chat.update, conversations.history / .replies / .list, auth.test, and the
-three steps of ``files_upload_v2``. It checks bot scopes as Slack documents them per
-method (``SCOPES`` here is the fake's own copy of Slack's rules, not the product's list),
+metadata), chat.update, conversations.history / .replies / .list, auth.test, the
+three steps of ``files_upload_v2``, and a button click's ``response_url`` (its messages
+are in ``responses``). It checks bot scopes as Slack documents them per method
+(``SCOPES`` here is the fake's own copy of Slack's rules, not the product's list),
 and a private channel needs ``groups:history`` where a public one needs
 ``channels:history``. Faults are set at runtime::
 
@@ -88,6 +89,7 @@ class FakeSlack:
         self._calls: list[str] = []
         self._answers: list[tuple[str, int, str | None]] = []
         self._files: dict[str, dict[str, Any]] = {}
+        self._responses: list[dict[str, Any]] = []
         self._faults: list[tuple[str, Any]] = []
         self._next_ts = 1_700_000_000.0
         self._server: Server | None = None
@@ -138,6 +140,11 @@ class FakeSlack:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._port}/api/"
+
+    @property
+    def response_url(self) -> str:
+        """A click's ``response_url`` as Slack sends it (``hooks.slack.com/actions/...``)."""
+        return f"http://127.0.0.1:{self._port}/actions/T1/1/xyz"
 
     # -- faults ------------------------------------------------------------------------
 
@@ -233,6 +240,12 @@ class FakeSlack:
         with self._lock:
             return list(self._answers)
 
+    @property
+    def responses(self) -> list[dict[str, Any]]:
+        """The messages posted to ``response_url`` (an ephemeral one is the clicker's)."""
+        with self._lock:
+            return [dict(r) for r in self._responses]
+
     def parents(self) -> list[dict[str, Any]]:
         return [m for m in self.messages if not m.get("thread_ts")]
 
@@ -265,6 +278,13 @@ class FakeSlack:
             self._upload(split.path.rsplit("/", 1)[-1], raw)
             # As Slack's upload URL answers: plain text, not JSON.
             send_json(handler, 200, f"OK - {len(raw)}".encode(), content_type="text/plain")
+            return
+        if split.path.startswith("/actions/"):
+            # A response_url takes a JSON message, no token, and answers "ok".
+            with self._changed:
+                self._responses.append(orjson.loads(raw))
+                self._changed.notify_all()
+            send_json(handler, 200, b"ok", content_type="text/plain")
             return
         args = _args(handler.headers.get("content-type", ""), raw, split.query)
         fault = self._take_fault(raw + split.query.encode())

@@ -37,27 +37,34 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from spendbrake.actions import (
+    RESPONSE_ORIGINS,
+    Answer,
     Gateway,
     GatewayOutcome,
     Interaction,
     InteractionServer,
     Outbox,
     Rejected,
+    ResumeAnswer,
     SlackNotifier,
     Task,
     backoff_delay,
     dump_outbox,
     load_outbox,
     make_gateway,
+    mention,
     outcome_line,
     refusal,
     render_alert,
     render_followup,
     render_parent_update,
+    render_resume_answer,
+    requester,
     screen_pauses,
 )
 from spendbrake.schemas import (
@@ -443,12 +450,12 @@ class ActionStage(Stage):
                 refusal(cls),
             )
 
-    def command(self, op: str, targets: list[str], incident: str, source: str) -> int:
+    def command(self, op: str, targets: list[str], incident: str, source: str) -> ResumeAnswer:
         """Queue an operator's resume (the Slack button calls this)."""
-        count = self.outbox.command(op, targets, incident, source, time.time())  # type: ignore[arg-type]
+        answer = self.outbox.command(op, targets, incident, source, time.time())  # type: ignore[arg-type]
         self.save()
         self._notify()
-        return count
+        return answer
 
     # -- Slack buttons ------------------------------------------------------------
 
@@ -456,14 +463,19 @@ class ActionStage(Stage):
         slack = self.config.slack
         if slack.interactive_port is None or slack.signing_secret is None:
             return None
+        origins = list(RESPONSE_ORIGINS)
+        if slack.base_url:  # a Slack stand-in (a proxy, the fake) answers clicks too
+            parts = urlsplit(slack.base_url)
+            origins.append(f"{parts.scheme}://{parts.netloc}")
         return InteractionServer(
             slack.signing_secret,
             on_interaction=self._on_click,
             on_rejected=self._on_rejected,
             port=slack.interactive_port,
+            response_origins=origins,
         )
 
-    async def _on_click(self, click: Interaction) -> str | None:
+    async def _on_click(self, click: Interaction) -> str | Answer | None:
         now = time.time()
         # Slack re-delivers a click it got no quick answer for: act on it once.
         for seen in [k for k, at in self._clicks.items() if at < now - CLICK_MEMORY_S]:
@@ -474,10 +486,8 @@ class ActionStage(Stage):
             self._clicks[click.click_id] = now
         source = f"slack:{click.user}"
         if click.action == "resume":
-            own = self.outbox.resumable(click.alert_id)
-            foreign = [t for t in click.targets if t not in own]
-            count = self.command("unblock", list(click.targets), click.alert_id, source)
-            for target in foreign:
+            answer = self.command("unblock", list(click.targets), click.alert_id, source)
+            for target in answer.refused:
                 self.metrics.refused.labels("unblock", "not-ours").inc()
                 log.warning(
                     "resume of %s by %s on %s refused: not paused by SpendBrake for it",
@@ -485,13 +495,12 @@ class ActionStage(Stage):
                     source,
                     click.alert_id,
                 )
-            text = f"Resuming {count} key(s), requested by <@{click.user}>"
-            if foreign:
-                text += (
-                    f"; refused {len(foreign)} key(s) SpendBrake did not pause for this "
-                    "incident (an operator can run `spendbrake resume`)"
-                )
-            return text
+            return render_resume_answer(
+                answer,
+                click.user,
+                known=click.alert_id in self.outbox.incidents,
+                gateway_problem=self._gateway_failing(),
+            )
         until = now + SNOOZE_S
         self.outbox.snooze(click.scope, until)
         self.outbox.note(
@@ -504,9 +513,26 @@ class ActionStage(Stage):
             source=source,
         )
         self.save()
-        return (
-            f"Snoozed for {SNOOZE_S / 3600:g} h by <@{click.user}>: no new messages for this scope"
+        # The channel hears it: a scope silenced by one person must not surprise the others.
+        return Answer(
+            f"Snoozed for {SNOOZE_S / 3600:g} h by {mention(click.user)}: no new alert messages "
+            "for this scope until "
+            f"{time.strftime('%H:%M', time.gmtime(until))} UTC (pauses and their alerts still "
+            "post)",
+            public=True,
         )
+
+    def _gateway_failing(self) -> str | None:
+        """Why the gateway lane is not getting through right now, if it is not: a resume
+        clicked meanwhile waits behind it, and the clicker should know."""
+        if self._gateway_problem is not None:
+            return self._gateway_problem
+        head = self.outbox.head("gateway")
+        if head is not None and head.attempts and head.last_error:
+            return head.last_error
+        if self._hold["gateway"] > time.time():
+            return "it asked us to wait (Retry-After)"
+        return None
 
     async def _on_rejected(self, rejected: Rejected, remote: str) -> None:
         now = time.time()
@@ -751,7 +777,7 @@ class ActionStage(Stage):
                 return
             result = await slack.post(text, blocks, dedupe_key=task.id, since=since)
         elif task.op == "reply":
-            text, blocks = render_followup(task.alert, outcome)
+            text, blocks = render_followup(task.alert, outcome, by=requester(task.source))
             result = await slack.post(
                 text,
                 blocks,

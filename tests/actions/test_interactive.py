@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
 import orjson
@@ -20,6 +20,7 @@ from spendbrake.actions import (
     parse_interaction,
     sign_request,
 )
+from spendbrake.fakes.slack import FakeSlack
 
 SECRET = "slack-signing-NEVER-SHOW-8c1d"
 NOW = 1_700_000_000
@@ -262,17 +263,35 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-async def server(recorder: Recorder) -> AsyncIterator[InteractionServer]:
+def slack() -> Iterator[FakeSlack]:
+    """Where a click's ``response_url`` points."""
+    with FakeSlack() as fake:
+        yield fake
+
+
+def origin(slack: FakeSlack) -> str:
+    return slack.response_url.split("/actions/")[0]
+
+
+@pytest.fixture
+async def server(recorder: Recorder, slack: FakeSlack) -> AsyncIterator[InteractionServer]:
     srv = InteractionServer(
         SECRET,
         on_interaction=recorder.on_interaction,
         on_rejected=recorder.on_rejected,
         clock=lambda: NOW,
         answer_within_s=2.0,
+        response_origins=[origin(slack)],
     )
     await srv.start()
     yield srv
     await srv.stop()
+
+
+async def responses(slack: FakeSlack, count: int = 1) -> list[dict[str, object]]:
+    """The messages posted to the response_url, once ``count`` arrived (or 5 s passed)."""
+    await asyncio.to_thread(slack.wait_for, lambda: len(slack.responses) >= count)
+    return slack.responses
 
 
 @pytest.fixture
@@ -305,13 +324,17 @@ async def test_port_before_start_is_an_error(recorder: Recorder) -> None:
     await srv.stop()  # stopping a server never started is harmless
 
 
-async def test_resume_click_reaches_the_callback_and_answers_in_channel(
-    server: InteractionServer, client: httpx.AsyncClient, recorder: Recorder
+async def test_resume_click_reaches_the_callback_and_the_clicker_hears_back(
+    server: InteractionServer, client: httpx.AsyncClient, recorder: Recorder, slack: FakeSlack
 ) -> None:
-    body = build_payload("spendbrake_resume", RESUME, user="U042")
+    """Slack reads no message in the HTTP answer to a block_actions request (it answered
+    ``in_channel`` text there, which nobody saw): the answer goes to the response_url."""
+    body = build_payload("spendbrake_resume", RESUME, user="U042", response_url=slack.response_url)
     response = await post(client, server, body, signed(body))
-    assert response.status_code == 200
-    assert response.json() == {"response_type": "in_channel", "text": "Resuming 2 keys"}
+    assert response.status_code == 200 and response.content == b""
+    assert await responses(slack) == [
+        {"response_type": "ephemeral", "replace_original": False, "text": "Resuming 2 keys"}
+    ]
     [click] = recorder.clicks
     assert (click.action, click.targets, click.user) == (
         "resume",
@@ -322,16 +345,30 @@ async def test_resume_click_reaches_the_callback_and_answers_in_channel(
 
 
 async def test_snooze_click_carries_the_scope_and_empty_text_answers_empty_200(
-    server: InteractionServer, client: httpx.AsyncClient, recorder: Recorder
+    server: InteractionServer, client: httpx.AsyncClient, recorder: Recorder, slack: FakeSlack
 ) -> None:
     recorder.reply = None
-    body = build_payload("spendbrake_snooze", SNOOZE)
+    body = build_payload("spendbrake_snooze", SNOOZE, response_url=slack.response_url)
     response = await post(client, server, body, signed(body))
     assert response.status_code == 200
     assert response.content == b""
     [click] = recorder.clicks
     assert click.action == "snooze"
     assert click.scope == {"team": "search", "feature": None}
+    await server.stop()  # every callback and its answer are done
+    assert slack.responses == []  # nothing to say, nothing posted
+
+
+async def test_a_response_url_that_is_not_slacks_is_never_called(
+    server: InteractionServer, client: httpx.AsyncClient, recorder: Recorder
+) -> None:
+    """The URL comes in the request: a click signed with a leaked secret must not make the
+    worker POST to any address it names (only ``response_origins`` are called)."""
+    with FakeSlack() as elsewhere:
+        body = build_payload("spendbrake_resume", RESUME, response_url=elsewhere.response_url)
+        assert (await post(client, server, body, signed(body))).status_code == 200
+        await server.stop()
+        assert len(recorder.clicks) == 1 and elsewhere.responses == []
 
 
 async def test_missing_signature_is_401_and_audited(
@@ -442,26 +479,30 @@ async def test_get_is_405_and_other_paths_404(
     assert (await client.post(other, content=body, headers=signed(body))).status_code == 404
 
 
-async def test_callback_failure_is_500(
+async def test_callback_failure_is_500_and_the_clicker_is_told(
     server: InteractionServer,
     client: httpx.AsyncClient,
     recorder: Recorder,
+    slack: FakeSlack,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def boom() -> None:
         raise RuntimeError("outbox closed")
 
     recorder.hook = boom
-    body = build_payload("spendbrake_resume", RESUME)
+    body = build_payload("spendbrake_resume", RESUME, response_url=slack.response_url)
     with caplog.at_level(logging.ERROR, logger="spendbrake.actions._interactive"):
         response = await post(client, server, body, signed(body))
     assert response.status_code == 500
     assert "outbox closed" not in response.text
     assert "on_interaction failed" in caplog.text
+    [told] = await responses(slack)
+    assert "could not act on this click" in str(told["text"])
+    assert "outbox closed" not in str(told["text"])
 
 
 async def test_slow_callback_gets_an_early_empty_200_and_still_finishes(
-    recorder: Recorder, client: httpx.AsyncClient
+    recorder: Recorder, client: httpx.AsyncClient, slack: FakeSlack
 ) -> None:
     release = asyncio.Event()
 
@@ -475,15 +516,17 @@ async def test_slow_callback_gets_an_early_empty_200_and_still_finishes(
         on_rejected=recorder.on_rejected,
         clock=lambda: NOW,
         answer_within_s=0.05,
+        response_origins=[origin(slack)],
     ) as srv:
-        body = build_payload("spendbrake_resume", RESUME)
+        body = build_payload("spendbrake_resume", RESUME, response_url=slack.response_url)
         response = await post(client, srv, body, signed(body))
         assert response.status_code == 200
         assert response.content == b""
         assert recorder.clicks == []  # the callback cannot finish before release
         release.set()
-    # stop() waited for the late callback.
+    # stop() waited for the late callback, and its answer still reached the clicker.
     assert [c.alert_id for c in recorder.clicks] == ["inc-42"]
+    assert [r["text"] for r in slack.responses] == ["Resuming 2 keys"]
 
 
 async def test_failing_audit_callback_still_answers_the_refusal(

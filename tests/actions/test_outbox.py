@@ -277,7 +277,7 @@ def test_an_operator_resume_unblocks_and_reports_in_the_thread() -> None:
     drain(box, "slack")
     drain(box, "gateway")
     drain(box, "slack")
-    assert box.command("unblock", ["sk-a"], alert().id, "slack:U1", now=5.0) == 1
+    assert box.command("unblock", ["sk-a"], alert().id, "slack:U1", now=5.0).queued == ["sk-a"]
     assert drain(box, "gateway") == ["unblock:sk-a"]
     incident = box.incidents[alert().id]
     assert incident.resumed == ["sk-a"] and incident.paused == ["sk-b"]
@@ -349,7 +349,8 @@ def test_a_resume_click_unblocks_only_keys_paused_for_its_incident() -> None:
     drain(box, "gateway")
     incident = alert().id
     assert box.resumable(incident) == {"sk-a"}
-    assert box.command("unblock", ["sk-a", "sk-other"], incident, "slack:U9", now=5.0) == 1
+    answer = box.command("unblock", ["sk-a", "sk-other"], incident, "slack:U9", now=5.0)
+    assert (answer.queued, answer.refused) == (["sk-a"], ["sk-other"])
     assert [t.target for t in box.lanes["gateway"]] == ["sk-a"]
     refused = [r for r in box.audit.values() if r.result == "refused"]
     assert [(r.target, r.source, r.action) for r in refused] == [
@@ -357,7 +358,7 @@ def test_a_resume_click_unblocks_only_keys_paused_for_its_incident() -> None:
     ]
     assert "not paused by SpendBrake" in refused[0].detail
     # An incident this outbox never saw unblocks nothing.
-    assert box.command("unblock", ["sk-a"], "anomaly/forged/1", "slack:U9", now=6.0) == 0
+    assert box.command("unblock", ["sk-a"], "anomaly/forged/1", "slack:U9", now=6.0).queued == []
     assert box.resumable("anomaly/forged/1") == set()
 
 
@@ -650,3 +651,58 @@ def test_a_continuation_that_calls_no_key_settles_its_alert() -> None:
         f"{stop.ref()}/block-done/reply",
         f"{stop.ref()}/block-done/update",
     ]
+
+
+def test_a_second_resume_click_queues_nothing_and_each_click_is_told_why() -> None:
+    """Two on-calls click "Resume" at once, then a third later: one unblock, one "Resumed
+    sk-a" (it was listed twice), and the later clicks hear the key is resumed, not that
+    SpendBrake never paused it."""
+    box = Outbox()
+    box.accept(alert(targets=("sk-a",)), now=1.0, keys=KEYS)
+    drain(box, "gateway")
+    incident = alert().id
+    first = box.command("unblock", ["sk-a"], incident, "slack:U1", now=5.0)
+    second = box.command("unblock", ["sk-a"], incident, "slack:U2", now=5.5)
+    assert (first.queued, second.queued, second.underway) == (["sk-a"], [], ["sk-a"])
+    assert drain(box, "gateway") == ["unblock:sk-a"]
+    assert box.incidents[incident].resumed == ["sk-a"]
+    third = box.command("unblock", ["sk-a"], incident, "slack:U3", now=7.0)
+    assert (third.queued, third.done, third.refused) == ([], ["sk-a"], [])
+    said = {r.source: (r.result, r.detail) for r in box.audit.values() if r.action == "unblock"}
+    assert said["slack:U2"] == ("skipped", "already being resumed (an earlier request)")
+    assert said["slack:U3"] == ("skipped", "already resumed")
+
+
+def test_a_resume_after_a_failed_pause_clears_it_from_the_incident() -> None:
+    """A pause that failed for good (it may have landed) and was then resumed is not shown
+    as FAILED any more, and another click does not unblock it again."""
+    box = Outbox()
+    box.accept(alert(targets=("sk-a",)), now=1.0, keys=KEYS)
+    block = box.head("gateway")
+    assert block is not None
+    box.finish(block, "failed", "HTTP 500", 2.0)
+    incident = alert().id
+    assert box.command("unblock", ["sk-a"], incident, "slack:U1", now=3.0).queued == ["sk-a"]
+    drain(box, "gateway")
+    assert box.incidents[incident].failed == []
+    assert "FAILED" not in outcome_line(box.incidents[incident], alert(targets=("sk-a",)), False)
+    assert box.command("unblock", ["sk-a"], incident, "slack:U1", now=4.0).done == ["sk-a"]
+
+
+def test_a_resume_click_on_an_incident_past_its_memory_still_resumes_its_keys() -> None:
+    """A month's budget stop: its incident is forgotten after REMEMBER_S, the pause is not
+    (``Outbox.blocked``); the message's button still resumes the key, once."""
+    from spendbrake.actions._outbox import REMEMBER_S
+
+    box = Outbox()
+    box.accept(alert(targets=("sk-a",)), now=1.0, keys=KEYS)
+    drain(box, "gateway")
+    drain(box, "slack")
+    later = 2.0 + REMEMBER_S
+    box.prune(later)
+    incident = alert().id
+    assert incident not in box.incidents and box.blocked == {"sk-a": incident}
+    assert box.command("unblock", ["sk-a"], incident, "slack:U1", now=later).queued == ["sk-a"]
+    assert drain(box, "gateway") == ["unblock:sk-a"]
+    assert box.blocked == {}
+    assert box.command("unblock", ["sk-a"], incident, "slack:U1", now=later + 1).refused == ["sk-a"]

@@ -234,7 +234,12 @@ def test_slack_buttons_resume_through_the_stage_and_forgeries_are_refused(
     try:
         setup.publish(alert)
         assert gateway.wait_for(lambda: gateway.is_blocked(key), 60), setup.log.read_text()[-3000:]
-        body = build_payload(RESUME_ACTION_ID, {"alert": alert["id"], "targets": [key]}, "U42")
+        body = build_payload(
+            RESUME_ACTION_ID,
+            {"alert": alert["id"], "targets": [key]},
+            "U42",
+            response_url=slack.response_url,
+        )
         now = int(time.time())
         forged = sign_request("not-the-secret", body, now)
         stale = sign_request(SIGNING, body, now - 600)
@@ -246,6 +251,24 @@ def test_slack_buttons_resume_through_the_stage_and_forgeries_are_refused(
         assert setup.click(body, sign_request(SIGNING, body, now + 1)) == 200
         assert gateway.wait_for(lambda: not gateway.is_blocked(key), 30)
         assert slack.wait_for(lambda: "Resumed" in _texts(slack.messages), 30)
+        # The clicker hears back (Slack shows nothing from the HTTP answer to a click), and
+        # the thread names who asked.
+        assert slack.wait_for(lambda: len(slack.responses) == 1, 10), slack.responses
+        told = slack.responses[0]
+        assert (told["response_type"], told["replace_original"]) == ("ephemeral", False)
+        assert told["text"].startswith("Resuming 1 key (growth-email-batch), requested by <@U42>")
+        resumed = next(m for m in slack.messages if "Resumed" in _texts([m]) and m["thread_ts"])
+        assert "Requested by <@U42>" in _texts([resumed])
+        # A second on-call clicks after it is done: told so, nothing sent to the gateway.
+        again = build_payload(
+            RESUME_ACTION_ID,
+            {"alert": alert["id"], "targets": [key]},
+            "U44",
+            response_url=slack.response_url,
+        )
+        assert setup.click(again, sign_request(SIGNING, again, int(time.time()))) == 200
+        assert slack.wait_for(lambda: len(slack.responses) == 2, 10)
+        assert slack.responses[1]["text"] == "Already resumed: 1 key (growth-email-batch)."
         # Reproduction 3 of issue 17: a signed click on this incident's button naming a key
         # an operator blocked by hand (SpendBrake never paused it) once unblocked it.
         by_hand = "research-quarantined"
@@ -255,17 +278,17 @@ def test_slack_buttons_resume_through_the_stage_and_forgeries_are_refused(
             headers={"Authorization": f"Bearer {MASTER}"},
         ).raise_for_status()
         foreign = build_payload(
-            RESUME_ACTION_ID, {"alert": alert["id"], "targets": [by_hand]}, "U43"
+            RESUME_ACTION_ID,
+            {"alert": alert["id"], "targets": [by_hand]},
+            "U43",
+            response_url=slack.response_url,
         )
-        answer = httpx.post(
-            f"http://127.0.0.1:{setup.buttons_port}/slack/actions",
-            content=foreign,
-            headers={
-                **sign_request(SIGNING, foreign, int(time.time())),
-                "content-type": "application/x-www-form-urlencoded",
-            },
+        assert setup.click(foreign, sign_request(SIGNING, foreign, int(time.time()))) == 200
+        assert slack.wait_for(lambda: len(slack.responses) == 3, 10)
+        assert slack.responses[2]["text"].startswith(
+            "Not resumed: 1 key (research-quarantined): SpendBrake did not pause it for this "
+            "incident."
         )
-        assert answer.status_code == 200 and "refused 1 key(s)" in answer.text, answer.text
         time.sleep(1.5)
     finally:
         stop(worker)
@@ -280,7 +303,9 @@ def test_slack_buttons_resume_through_the_stage_and_forgeries_are_refused(
     assert sorted((r["source"], r["target"], r["result"]) for r in unblocked) == [
         ("slack:U42", key, "ok"),
         ("slack:U43", by_hand, "refused"),
+        ("slack:U44", key, "skipped"),
     ]
+    assert gateway.unblock_count(key).total == 1
     refused = next(r for r in unblocked if r["result"] == "refused")
     assert "not paused by SpendBrake" in refused["detail"]
 

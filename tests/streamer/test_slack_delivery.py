@@ -23,16 +23,18 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from spendbrake._broker import EmbeddedBroker
+from spendbrake._broker import EmbeddedBroker, free_port
 from spendbrake._config_loader import load_config
 from spendbrake._reload import ConfigReloader
 from spendbrake._resume import resume
+from spendbrake.actions import build_payload, sign_request
+from spendbrake.actions._interactive import RESUME_ACTION_ID, SNOOZE_ACTION_ID
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
 from spendbrake.stages import ActionStage, Worker, WorkerSettings
 from tests.actions.test_slack_scopes import documented_scopes
 from tests.kafka_helpers import read_topic
-from tests.streamer.test_action_stage import MASTER, TOKEN, make_alert
+from tests.streamer.test_action_stage import MASTER, SIGNING, TOKEN, make_alert
 
 #: The bot token scopes the README documents.
 DOCUMENTED = documented_scopes()
@@ -56,15 +58,22 @@ class Harness:
         self.path = tmp / "spendbrake.yaml"
         self.state = tmp / "state"
         self.task: asyncio.Task[None] | None = None
+        #: Serve the Slack buttons on this port (None: no buttons).
+        self.buttons_port: int | None = None
 
     def write(
         self, channel: str = "#ai-spend", retry_cap_s: float = 1.0, timeout_s: float = 1.0
     ) -> None:
+        buttons = (
+            f"  signing_secret: {SIGNING}\n  interactive_port: {self.buttons_port}\n"
+            if self.buttons_port
+            else ""
+        )
         self.path.write_text(
             f"kafka:\n  bootstrap_servers: {self.broker.bootstrap_servers}\n  topics:\n"
             f"    alerts: {self.alerts}\n    actions: {self.actions}\n"
             f"slack:\n  token: {TOKEN}\n  channel: '{channel}'\n  base_url: {self.slack.base_url}\n"
-            f"  timeout_s: {timeout_s}\n  retry_cap_s: {retry_cap_s}\n"
+            f"  timeout_s: {timeout_s}\n  retry_cap_s: {retry_cap_s}\n{buttons}"
             f"gateway:\n  kind: litellm\n  url: {self.gateway.url}\n  master_key: {MASTER}\n"
             "  timeout_s: 1.0\n  retry_cap_s: 1\n"
             # The operator's word on who may be paused: the test keys are batch jobs.
@@ -106,6 +115,18 @@ class Harness:
             self.broker.bootstrap_servers, self.actions, expect=10**9, timeout_s=1.0
         )
         return {k.decode(): orjson.loads(v) for _, k, v in records if k and v}
+
+    async def click(self, action_id: str, value: dict[str, Any], user: str) -> int:
+        """A signed button click as Slack sends it, answered through the fake's
+        response_url; the HTTP status."""
+        body = build_payload(action_id, value, user, response_url=self.slack.response_url)
+        headers = {
+            **sign_request(SIGNING, body, int(time.time())),
+            "content-type": "application/x-www-form-urlencoded",
+        }
+        url = f"http://127.0.0.1:{self.buttons_port}/slack/actions"
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            return (await client.post(url, content=body, headers=headers)).status_code
 
     def sample(self, name: str, **labels: str) -> float:
         value = self.stage.metrics.registry.get_sample_value(name, labels)
@@ -434,3 +455,55 @@ async def test_an_outbox_saved_by_the_previous_release_is_delivered_once(
     actions = harness.state / "actions"
     assert (actions / "outbox.pkl.migrated").read_bytes() == old.read_bytes()
     assert not (actions / "outbox.pkl").exists() and (actions / "outbox.json").exists()
+
+
+async def test_a_click_while_the_gateway_is_down_is_kept_and_the_clicker_told_why(
+    harness: Harness,
+) -> None:
+    """The gateway refuses connections when the on-call clicks "Resume": the resume waits
+    in the lane, a second click says why nothing happened yet (and queues nothing), and
+    the key is resumed once, when the gateway is back."""
+    slack, gateway = harness.slack, harness.gateway
+    key = "research-nightly"
+    alert = make_alert(key)
+    harness.buttons_port = free_port()
+    await harness.publish(alert)
+    stage = await harness.start()
+    assert await until(lambda: gateway.is_blocked(key) and len(slack.updates) == 1)
+    gateway.down()
+    value = {"alert": alert["id"], "targets": [key]}
+    assert await harness.click(RESUME_ACTION_ID, value, "U1") == 200
+    assert await until(lambda: len(slack.responses) == 1, 10)
+    assert slack.responses[0]["text"].startswith("Resuming 1 key (research-nightly)")
+
+    def tried() -> bool:
+        head = stage.outbox.head("gateway")
+        return head is not None and head.attempts >= 1 and head.last_error is not None
+
+    assert await until(tried, 10)
+    assert await harness.click(RESUME_ACTION_ID, value, "U2") == 200
+    assert await until(lambda: len(slack.responses) == 2, 10)
+    second = slack.responses[1]["text"]
+    assert second.startswith("Already being resumed (an earlier click): 1 key (research-nightly)")
+    assert "The gateway is failing right now (unblock key: ConnectError" in second, second
+    gateway.up()
+    assert await until(lambda: not gateway.is_blocked(key), 30)
+    await asyncio.sleep(1.0)
+    assert gateway.unblock_count(key).total == 1
+
+
+async def test_a_snooze_is_told_to_the_whole_channel(harness: Harness) -> None:
+    """One on-call silencing a scope for an hour must not surprise the others: the answer
+    is posted in the channel (``in_channel``), with when it ends."""
+    slack = harness.slack
+    alert = make_alert("research-nightly")
+    harness.buttons_port = free_port()
+    await harness.publish(alert)
+    await harness.start()
+    assert await until(lambda: len(slack.parents()) == 1)
+    value = {"alert": alert["id"], "scope": alert["scope"]}
+    assert await harness.click(SNOOZE_ACTION_ID, value, "U7") == 200
+    assert await until(lambda: len(slack.responses) == 1, 10)
+    [told] = slack.responses
+    assert told["response_type"] == "in_channel"
+    assert told["text"].startswith("Snoozed for 1 h by <@U7>: no new alert messages")
