@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ._outbox import ResumeAnswer
 
 __all__ = [
+    "MAX_BUTTON_TARGETS",
     "RESUME_ACTION_ID",
     "SNOOZE_ACTION_ID",
     "mask",
@@ -39,6 +40,9 @@ RESUME_ACTION_ID = "spendbrake_resume"
 SNOOZE_ACTION_ID = "spendbrake_snooze"
 _TEXT_MAX = 2900  # section text limit is 3000
 _VALUE_MAX = 2000  # button value limit
+#: Keys a "Resume" button lists (the click parser's bound too); past it, or past the value
+#: limit, the button says ``all`` and the click resumes every key paused for the incident.
+MAX_BUTTON_TARGETS = 100
 _SEVERITY = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
 #: A Slack user id (U…, or W… in Enterprise Grid): only such an id becomes a mention.
 _USER_ID = re.compile(r"[UW][A-Z0-9]{1,20}")
@@ -157,27 +161,44 @@ def _context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:_TEXT_MAX]}]}
 
 
-def _undo(alert: Alert) -> str | None:
+def _undo(alert: Alert, buttons: bool) -> str | None:
     """The command that resumes the paused keys, safe to paste into a shell.
 
     Each key is shell-quoted (a key is caller text: ``x; rm -rf ~`` stays one argument),
     ``--`` comes first when a key starts with ``-`` (not an option), and the line is
-    escaped for the code span it is shown in.
+    escaped for the code span it is shown in. Only whole keys are listed: past what a
+    block holds, the line says how many it leaves out (a command cut mid-key would resume
+    a key of that prefix, or none, and leave the rest paused).
     """
     targets = [visible(t) for t in alert.targets]
     if alert.action != "pause" or not targets:
         return None
-    words = ["spendbrake", "resume"]
-    if any(t.startswith("-") for t in targets):
-        words.append("--")
-    words += [shlex.quote(t) for t in targets]
-    return "To undo: `" + mrkdwn_code(" ".join(words)) + "`"
+    command = "spendbrake resume" + (" --" if any(t.startswith("-") for t in targets) else "")
+    shown = 0
+    for target in targets:
+        longer = f"{command} {shlex.quote(target)}"
+        if len(mrkdwn_code(longer)) > _TEXT_MAX - 200 and shown:
+            break
+        command, shown = longer, shown + 1
+    text = "To undo: `" + mrkdwn_code(command) + "`"
+    left = len(targets) - shown
+    if left:
+        text += f" and {left} more key{'s' if left != 1 else ''}, not shown" + (
+            ": the Resume button resumes them all" if buttons else ""
+        )
+    return text
 
 
 def render_alert(
-    alert: Alert, *, outcome: str | None = None, runbook_url: str | None = None
+    alert: Alert,
+    *,
+    outcome: str | None = None,
+    runbook_url: str | None = None,
+    buttons: bool = True,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The parent message of an incident: (fallback text, blocks)."""
+    """The parent message of an incident: (fallback text, blocks). ``buttons``: the
+    "Resume" and "Snooze" buttons of a pause are served (``slack.interactive_port`` and
+    ``slack.signing_secret``); a button nothing answers shows the clicker an error."""
     icon = _SEVERITY.get(alert.severity, "")
     title = _title(alert)
     scope = _scope(alert.scope)
@@ -192,7 +213,7 @@ def render_alert(
         blocks.append(_context("Also seen in: " + mrkdwn("; ".join(_scope(s) for s in also))))
     if outcome:
         blocks.append(_section(f"*Done:* {mrkdwn(outcome)}"))
-    undo = _undo(alert)
+    undo = _undo(alert, buttons)
     if undo:
         blocks.append(_context(undo))
     if runbook_url:
@@ -205,19 +226,24 @@ def render_alert(
             f"score {alert.score:.2f}"
         )
     )
-    if alert.action == "pause" and alert.targets:
+    if buttons and alert.action == "pause" and alert.targets:
         blocks.append(_buttons(alert))
     return text, blocks
 
 
 def _buttons(alert: Alert) -> dict[str, Any]:
+    """Each button's value within Slack's 2,000 characters and the click parser's bounds:
+    too many keys to list resume ``all`` the incident paused (a value cut to fit resumed
+    some and not the others; over 100 keys, the click was refused); a scope too long for
+    the snooze's value is the incident's (``scope: null``)."""
     targets = list(alert.targets)
     resume = orjson.dumps({"alert": alert.id, "targets": targets})
-    while len(resume) > _VALUE_MAX and targets:
-        targets.pop()
-        resume = orjson.dumps({"alert": alert.id, "targets": targets})
-    # A scope is a handful of short fields: far below the value limit.
+    if len(targets) > MAX_BUTTON_TARGETS or len(resume) > _VALUE_MAX:
+        resume = orjson.dumps({"alert": alert.id, "all": True})
     snooze = orjson.dumps({"alert": alert.id, "scope": alert.scope})
+    if len(snooze) > _VALUE_MAX:  # five 512-character scope values (Slack refused the post)
+        snooze = orjson.dumps({"alert": alert.id, "scope": None})
+    label = "Resume key" if len(targets) == 1 else f"Resume {len(targets)} keys"
     return {
         "type": "actions",
         "elements": [
@@ -225,7 +251,7 @@ def _buttons(alert: Alert) -> dict[str, Any]:
                 "type": "button",
                 "action_id": RESUME_ACTION_ID,
                 "style": "primary",
-                "text": {"type": "plain_text", "text": "Resume key"},
+                "text": {"type": "plain_text", "text": label},
                 "value": resume.decode(),
             },
             {
@@ -250,17 +276,23 @@ def render_followup(
     blocks = [_section(head), _section(_money(alert)), _section(f"*Done:* {mrkdwn(outcome)}")]
     if by:
         blocks.append(_context(f"Requested by {by}"))
-    undo = _undo(alert)
+    undo = _undo(alert, buttons=False)
     if undo:
         blocks.append(_context(undo))
     return text, blocks
 
 
 def render_parent_update(
-    alert: Alert, outcome: str, history: list[str]
+    alert: Alert,
+    outcome: str,
+    history: list[str],
+    *,
+    runbook_url: str | None = None,
+    buttons: bool = True,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The parent message rewritten with the incident's latest state (``chat.update``)."""
-    text, blocks = render_alert(alert, outcome=outcome)
+    """The parent message rewritten with the incident's latest state (``chat.update``):
+    everything the first post had (its runbook link was dropped at the first update)."""
+    text, blocks = render_alert(alert, outcome=outcome, runbook_url=runbook_url, buttons=buttons)
     if len(history) > 1:
         blocks.insert(-1, _context("History: " + mrkdwn(" → ".join(history[-5:]))))
     return text, blocks[:50]

@@ -41,7 +41,7 @@ from aiohttp import web
 from pydantic import SecretStr
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from ._blocks import RESUME_ACTION_ID, SNOOZE_ACTION_ID
+from ._blocks import MAX_BUTTON_TARGETS, RESUME_ACTION_ID, SNOOZE_ACTION_ID
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -66,9 +66,10 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_VALUE_CHARS = 2000
 #: Slack's replay window; slack_sdk's SignatureVerifier uses the same 5 minutes.
 TOLERANCE_S = 300
-_MAX_TARGETS = 100
 _MAX_SCOPE_FIELDS = 16
-_MAX_NAME_CHARS = 500
+#: An alert id holds its scope's values (up to 512 characters each): the value's own bound
+#: is the only one a name needs (a 540-character id was refused, and its buttons with it).
+_MAX_NAME_CHARS = MAX_VALUE_CHARS
 _REASON_CHARS = 64
 #: Where Slack's ``response_url`` points (commercial and GovSlack). A click's answer goes
 #: nowhere else: the URL is the request's, and a request is only as trusted as the secret.
@@ -84,20 +85,23 @@ FAILED_TEXT = (
 class Interaction:
     """One authentic button click.
 
-    ``targets`` are the api keys a resume unblocks (empty for a snooze); ``scope`` is the
-    alert scope a snooze silences (empty for a resume). ``user`` is the Slack user id of
-    whoever clicked, for the audit record. ``response_url`` lets the caller post a
-    follow-up into the conversation later (it is valid for 30 minutes).
+    ``targets`` are the api keys a resume unblocks (empty for a snooze, and for a resume
+    with ``every``: every key paused for the incident, too many to list in a button);
+    ``scope`` is the alert scope a snooze silences (empty for a resume; None: the
+    incident's, too long for the button). ``user`` is the Slack user id of whoever
+    clicked, for the audit record. ``response_url`` lets the caller post a follow-up into
+    the conversation later (it is valid for 30 minutes).
     """
 
     action: Literal["resume", "snooze"]
     alert_id: str
     targets: tuple[str, ...]
-    scope: dict[str, str | None]
+    scope: dict[str, str | None] | None
     user: str
     response_url: str | None
     #: Slack's trigger id and action time: the same click delivered twice has the same one.
     click_id: str = ""
+    every: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,15 +240,21 @@ def _read_payload(body: bytes) -> Interaction | Rejected:
     alert_id: str = value["alert"]
 
     if action_id == RESUME_ACTION_ID:
+        if value.get("all") is True and "targets" not in value:
+            return Interaction("resume", alert_id, (), {}, user, response_url, click_id, every=True)
         targets = value.get("targets")
         if (
             not isinstance(targets, list)
-            or not 0 < len(targets) <= _MAX_TARGETS
+            or not 0 < len(targets) <= MAX_BUTTON_TARGETS
             or not all(_name(t) for t in targets)
         ):
-            return Rejected(400, f"{action_id}: targets must be 1-{_MAX_TARGETS} api keys")
+            return Rejected(
+                400, f"{action_id}: targets must be 1-{MAX_BUTTON_TARGETS} api keys, or all: true"
+            )
         return Interaction("resume", alert_id, tuple(targets), {}, user, response_url, click_id)
 
+    if "scope" in value and value["scope"] is None:  # the incident's: too long to carry
+        return Interaction("snooze", alert_id, (), None, user, response_url, click_id)
     scope = value.get("scope")
     if (
         not isinstance(scope, dict)

@@ -177,17 +177,17 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
     """The "what was done" line of the Slack message, from the incident's state."""
     parts = []
     verb = "Would pause" if dry_run else "Paused"
+    # Each list is cut to its first keys and a count: a hard stop's 1,000 keys made a line
+    # Slack cut mid-name at its block limit, and the parts after it were lost.
     if incident.paused:
-        parts.append(
-            f"{verb} {len(incident.paused)} key(s): " + ", ".join(map(_short, incident.paused))
-        )
+        parts.append(f"{verb} {len(incident.paused)} key(s): " + _listed(incident.paused))
     pending = [t for t in alert.targets if t not in incident.paused + incident.failed]
     if alert.action == "pause" and pending:
-        parts.append("Pausing " + ", ".join(map(_short, pending)) + " …")
+        parts.append("Pausing " + _listed(pending) + " …")
     if incident.resumed:
-        parts.append("Resumed " + ", ".join(map(_short, incident.resumed)))
+        parts.append("Resumed " + _listed(incident.resumed))
     if incident.failed:
-        parts.append("Gateway call FAILED for " + ", ".join(map(_short, incident.failed)))
+        parts.append("Gateway call FAILED for " + _listed(incident.failed))
     if incident.refused:
         parts.append(
             "Pause REFUSED for "

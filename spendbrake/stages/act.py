@@ -486,7 +486,13 @@ class ActionStage(Stage):
             self._clicks[click.click_id] = now
         source = f"slack:{click.user}"
         if click.action == "resume":
-            answer = self.command("unblock", list(click.targets), click.alert_id, source)
+            # A button of many keys says "all": every key paused for the incident.
+            targets = (
+                sorted(self.outbox.resumable(click.alert_id)) if click.every else click.targets
+            )
+            if not targets:
+                return "Nothing to resume: no key SpendBrake paused for this incident is still paused."
+            answer = self.command("unblock", list(targets), click.alert_id, source)
             for target in answer.refused:
                 self.metrics.refused.labels("unblock", "not-ours").inc()
                 log.warning(
@@ -502,7 +508,13 @@ class ActionStage(Stage):
                 gateway_problem=self._gateway_failing(),
             )
         until = now + SNOOZE_S
-        self.outbox.snooze(click.scope, until)
+        scope = click.scope
+        if scope is None:  # too long for the button: the incident's
+            incident = self.outbox.incidents.get(click.alert_id)
+            if incident is None:
+                return "Cannot snooze: SpendBrake no longer knows this incident's scope."
+            scope = incident.alert.scope
+        self.outbox.snooze(scope, until)
         self.outbox.note(
             f"snooze/{click.alert_id}/{click.user}@{now:.3f}",
             "snooze",
@@ -764,14 +776,14 @@ class ActionStage(Stage):
             self._settle(task, False, "permanent", "incident forgotten")
             return
         outcome = outcome_line(own, task.alert, self.outbox.dry_run)
-        runbook = self.config.slack.runbook_url
+        shown = {"runbook_url": self.config.slack.runbook_url, "buttons": self._buttons is not None}
         since = task.first_attempt_at if unsure else None
         if task.op == "post":
-            text, blocks = render_alert(task.alert, outcome=outcome, runbook_url=runbook)
+            text, blocks = render_alert(task.alert, outcome=outcome, **shown)
             result = await slack.post(text, blocks, dedupe_key=task.id, since=since)
         elif thread.ts is None:
             # The parent is not posted (it failed for good): say it as a new message.
-            text, blocks = render_alert(task.alert, outcome=outcome, runbook_url=runbook)
+            text, blocks = render_alert(task.alert, outcome=outcome, **shown)
             if task.op == "update":
                 self._settle(task, True, None, "no parent message to update")
                 return
@@ -790,7 +802,7 @@ class ActionStage(Stage):
             if own is not thread:
                 self._settle(task, True, None, "threaded under another incident")
                 return
-            text, blocks = render_parent_update(task.alert, outcome, own.history)
+            text, blocks = render_parent_update(task.alert, outcome, own.history, **shown)
             result = await slack.update(thread.ts, text, blocks, channel=thread.channel)
         self._learn_channel(slack)
         if task.op in ("post", "reply"):

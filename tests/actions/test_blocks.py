@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
+from spendbrake.actions import Interaction, build_payload, parse_interaction, sign_request
 from spendbrake.actions._blocks import (
     RESUME_ACTION_ID,
     SNOOZE_ACTION_ID,
@@ -162,3 +164,89 @@ def test_the_undo_line_is_one_safe_shell_command() -> None:
     words = shlex.split(command.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
     assert words[:3] == ["spendbrake", "resume", "--"]
     assert words[3:6] == keys[:3]  # each key one argument, nothing run, no option
+
+
+def _buttons_of(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+LONG = "k" * 512  # the longest name an event may carry
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"targets": [f"k{i}" for i in range(150)]},  # short names: a value under 2,000 chars
+        {"targets": [f"sk-batch-{i:04d}-" + "x" * 40 for i in range(200)]},
+        {"targets": [LONG], "scope": {"api_key": LONG}, "id": f"anomaly/api_key={LONG}/1"},
+        {
+            "scope": {f: LONG for f in ("team", "feature", "customer", "model", "environment")},
+            "id": "anomaly/" + ",".join(f"{f}={LONG}" for f in ("feature", "team")) + "/1",
+        },
+    ],
+    ids=["one", "150-short", "200-long", "long-key", "long-scope"],
+)
+def test_every_button_fits_slack_and_the_click_parser_accepts_it(extra: dict[str, Any]) -> None:
+    """A button value over 2,000 characters makes Slack refuse the whole post; one the
+    parser refuses makes the click fail (150 short keys, a key or id over 500 characters):
+    too many keys resume ``all``, too long a scope snoozes the incident's."""
+    hostile = alert(**extra)
+    _, blocks = render_alert(hostile)
+    buttons = _buttons_of(blocks)
+    assert [b["action_id"] for b in buttons] == [RESUME_ACTION_ID, SNOOZE_ACTION_ID]
+    for button in buttons:
+        assert len(button["value"]) <= 2000 and len(button["text"]["text"]) <= 75
+        body = build_payload(button["action_id"], button["value"])
+        click = parse_interaction(sign_request("s", body, 1), body, signing_secret="s", now=1)
+        assert isinstance(click, Interaction), click
+        assert click.alert_id == hostile.id
+        if click.action == "resume":
+            assert click.every or click.targets == tuple(hostile.targets)
+        else:
+            assert click.scope in (hostile.scope, None)
+    label = buttons[0]["text"]["text"]
+    assert label == (
+        "Resume key" if len(hostile.targets) == 1 else f"Resume {len(hostile.targets)} keys"
+    )
+
+
+def test_the_undo_line_lists_whole_keys_and_says_how_many_it_leaves_out() -> None:
+    """Cut at the block limit, the command ended mid-key with no closing backtick: pasted,
+    it resumed a key of that prefix (or none) and left the rest paused, unsaid."""
+    import shlex
+
+    many = [f"research-nightly-{i:04d}-" + "x" * 20 for i in range(200)]
+    undo = next(t for t in _mrkdwn_texts(render_alert(alert(targets=many))[1]) if "To undo" in t)
+    command, _, rest = undo.removeprefix("To undo: `").partition("`")
+    words = shlex.split(command)
+    assert words[:2] == ["spendbrake", "resume"] and words[2:] == many[: len(words) - 2]
+    left = 200 - (len(words) - 2)
+    assert (
+        left > 0 and rest == f" and {left} more keys, not shown: the Resume button resumes them all"
+    )
+
+
+def test_without_the_button_endpoint_no_buttons_are_shown() -> None:
+    _, blocks = render_alert(alert(), buttons=False)
+    assert _buttons_of(blocks) == [] and "spendbrake resume" in flat(blocks)
+
+
+def test_the_parent_update_keeps_the_runbook_link() -> None:
+    _, blocks = render_parent_update(
+        alert(), "Paused 1 key(s)", ["#0 critical"], runbook_url="https://wiki/{kind}"
+    )
+    assert "<https://wiki/anomaly|Runbook>" in flat(blocks)
+
+
+def test_a_resume_answer_names_each_outcome_and_mentions_only_user_ids() -> None:
+    from spendbrake.actions import ResumeAnswer, render_resume_answer
+
+    answer = ResumeAnswer(queued=["sk-a"], underway=["sk-b"], done=["sk-c"], refused=["<!here>"])
+    text = render_resume_answer(answer, "U42", known=True, gateway_problem="HTTP 503 <!channel>")
+    assert text.startswith("Resuming 1 key (sk-a), requested by <@U42>;")
+    assert "Already being resumed (an earlier click): 1 key (sk-b)." in text
+    assert "Already resumed: 1 key (sk-c)." in text
+    assert "Not resumed: 1 key (&lt;!here&gt;): SpendBrake did not pause it" in text
+    assert "failing right now (HTTP 503 &lt;!channel&gt;)" in text
+    assert "<@<!channel>>" not in render_resume_answer(answer, "<!channel>", known=True)

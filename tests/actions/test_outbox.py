@@ -706,3 +706,16 @@ def test_a_resume_click_on_an_incident_past_its_memory_still_resumes_its_keys() 
     assert drain(box, "gateway") == ["unblock:sk-a"]
     assert box.blocked == {}
     assert box.command("unblock", ["sk-a"], incident, "slack:U1", now=later + 1).refused == ["sk-a"]
+
+
+def test_the_done_line_of_a_hard_stop_on_a_thousand_keys_fits_its_block() -> None:
+    """Every key was listed: Slack's block cut the line mid-name at 3,000 characters, and
+    what came after the list (a refusal, the critical keys) was lost."""
+    keys = tuple(f"sk-batch-{i:04d}" for i in range(1000))
+    box = Outbox()
+    box.accept(alert(targets=keys), now=1.0, keys=KEYS)
+    drain(box, "gateway")
+    incident = box.incidents[alert().id]
+    line = outcome_line(incident, alert(targets=keys, critical_keys=["sk-prod"]), False)
+    assert line.startswith("Paused 1000 key(s): sk-batch-0000, ") and len(line) < 600
+    assert "and 990 more" in line and line.endswith("critical, alerted only: sk-prod")

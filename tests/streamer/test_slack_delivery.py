@@ -60,6 +60,7 @@ class Harness:
         self.task: asyncio.Task[None] | None = None
         #: Serve the Slack buttons on this port (None: no buttons).
         self.buttons_port: int | None = None
+        self.runbook_url: str | None = None
 
     def write(
         self, channel: str = "#ai-spend", retry_cap_s: float = 1.0, timeout_s: float = 1.0
@@ -69,6 +70,8 @@ class Harness:
             if self.buttons_port
             else ""
         )
+        if self.runbook_url:
+            buttons += f"  runbook_url: '{self.runbook_url}'\n"
         self.path.write_text(
             f"kafka:\n  bootstrap_servers: {self.broker.bootstrap_servers}\n  topics:\n"
             f"    alerts: {self.alerts}\n    actions: {self.actions}\n"
@@ -507,3 +510,42 @@ async def test_a_snooze_is_told_to_the_whole_channel(harness: Harness) -> None:
     [told] = slack.responses
     assert told["response_type"] == "in_channel"
     assert told["text"].startswith("Snoozed for 1 h by <@U7>: no new alert messages")
+
+
+def _actions(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [b for b in message.get("blocks") or [] if b["type"] == "actions"]
+
+
+async def test_buttons_only_when_served_and_the_runbook_link_survives_the_update(
+    harness: Harness,
+) -> None:
+    """With no button endpoint configured, a pause's message carried "Resume" and "Snooze"
+    buttons that nothing answered (Slack shows the clicker an error); the parent update
+    that follows the pause dropped the runbook link."""
+    slack = harness.slack
+    harness.runbook_url = "https://wiki.example/runbooks#{kind}"
+    await harness.publish(make_alert("research-nightly"))
+    await harness.start()
+    assert await until(lambda: len(slack.updates) == 1)
+    [parent] = slack.parents()
+    for message in (parent, slack.updates[0]):
+        assert _actions(message) == [], text_of(message)
+        assert "spendbrake resume research-nightly" in text_of(message)
+        assert "<https://wiki.example/runbooks#anomaly|Runbook>" in text_of(message)
+
+
+async def test_a_button_of_too_many_keys_to_list_resumes_every_key_the_incident_paused(
+    harness: Harness,
+) -> None:
+    slack, gateway = harness.slack, harness.gateway
+    keys = [f"research-nightly-{i}" for i in range(3)]
+    alert = {**make_alert(keys[0]), "targets": keys}
+    harness.buttons_port = free_port()
+    await harness.publish(alert)
+    await harness.start()
+    assert await until(lambda: all(gateway.is_blocked(k) for k in keys) and slack.updates)
+    assert _actions(slack.updates[-1])  # served: the buttons are there
+    assert await harness.click(RESUME_ACTION_ID, {"alert": alert["id"], "all": True}, "U1") == 200
+    assert await until(lambda: not any(gateway.is_blocked(k) for k in keys))
+    assert await until(lambda: len(slack.responses) == 1, 10)
+    assert slack.responses[0]["text"].startswith("Resuming 3 keys (research-nightly-0, ")
