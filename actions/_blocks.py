@@ -75,10 +75,14 @@ def requester(source: str) -> str | None:
     return None
 
 
+def _count(n: int) -> str:
+    return f"{n} key{'s' if n != 1 else ''}"
+
+
 def _keys(keys: list[str], most: int = 10) -> str:
     shown = ", ".join(mrkdwn(mask(k)) for k in keys[:most])
     more = f" and {len(keys) - most} more" if len(keys) > most else ""
-    return f"{len(keys)} key{'s' if len(keys) != 1 else ''} ({shown}{more})"
+    return f"{_count(len(keys))} ({shown}{more})"
 
 
 def render_resume_answer(
@@ -244,6 +248,19 @@ def _buttons(alert: Alert) -> dict[str, Any]:
     if len(snooze) > _VALUE_MAX:  # five 512-character scope values (Slack refused the post)
         snooze = orjson.dumps({"alert": alert.id, "scope": None})
     label = "Resume key" if len(targets) == 1 else f"Resume {len(targets)} keys"
+    # Resuming lets the spend run again: a stray tap on a phone at 3 a.m. asks first.
+    confirm = {
+        "title": {"type": "plain_text", "text": "Resume spend?"},
+        "text": {
+            "type": "plain_text",
+            "text": (
+                f"Unblock the {_count(len(targets))} SpendBrake paused for this incident? "
+                "Their calls, and their spend, start again."
+            ),
+        },
+        "confirm": {"type": "plain_text", "text": "Resume"},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+    }
     return {
         "type": "actions",
         "elements": [
@@ -253,6 +270,7 @@ def _buttons(alert: Alert) -> dict[str, Any]:
                 "style": "primary",
                 "text": {"type": "plain_text", "text": label},
                 "value": resume.decode(),
+                "confirm": confirm,
             },
             {
                 "type": "button",

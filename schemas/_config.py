@@ -7,6 +7,7 @@ can be handed just its own section.
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from string import Formatter
@@ -96,6 +97,13 @@ def _runbook_url(template: str) -> str:
             raise ValueError(f"unknown placeholder {{{name}}}; use {{kind}} and {{scope}}")
     _http_url(template.format(kind="budget", scope="team%3Dsearch"))
     return template
+
+
+def _slack_user_id(value: str) -> str:
+    """A member id as Slack shows it (profile, "Copy member ID"); names change, ids do not."""
+    if not re.fullmatch(r"[UW][A-Z0-9]{2,20}", value):
+        raise ValueError(f"a Slack member id like U01ABCDEF (not a name), got {value!r}")
+    return value
 
 
 class _Section(BaseModel):
@@ -360,6 +368,15 @@ class SlackConfig(_Section):
     signing_secret: SecretStr | None = None
     #: Serve the button endpoint (POST /slack/actions) on this port; None: no buttons.
     interactive_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    #: Slack user ids (U…, W…) whose "Resume" and "Snooze" clicks count; anyone else's
+    #: click is refused, audited and told so. None: anyone who can see the message.
+    allowed_users: (
+        Annotated[
+            list[Annotated[str, AfterValidator(_slack_user_id)]],
+            Field(min_length=1, max_length=1000),
+        ]
+        | None
+    ) = None
     #: A new incident on a scope alerted less than this ago goes into that thread.
     cooldown_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 3600.0
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0

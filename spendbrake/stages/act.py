@@ -485,13 +485,18 @@ class ActionStage(Stage):
                 return None
             self._clicks[click.click_id] = now
         source = f"slack:{click.user}"
+        allowed = self.config.slack.allowed_users
+        if allowed is not None and click.user not in allowed:
+            return self._not_allowed(click, source, now)
         if click.action == "resume":
             # A button of many keys says "all": every key paused for the incident.
             targets = (
                 sorted(self.outbox.resumable(click.alert_id)) if click.every else click.targets
             )
             if not targets:
-                return "Nothing to resume: no key SpendBrake paused for this incident is still paused."
+                return (
+                    "Nothing to resume: no key SpendBrake paused for this incident is still paused."
+                )
             answer = self.command("unblock", list(targets), click.alert_id, source)
             for target in answer.refused:
                 self.metrics.refused.labels("unblock", "not-ours").inc()
@@ -532,6 +537,30 @@ class ActionStage(Stage):
             f"{time.strftime('%H:%M', time.gmtime(until))} UTC (pauses and their alerts still "
             "post)",
             public=True,
+        )
+
+    def _not_allowed(self, click: Interaction, source: str, now: float) -> str:
+        """A click by someone ``slack.allowed_users`` does not name: refused, audited and
+        counted, and the clicker told who may."""
+        op = "unblock" if click.action == "resume" else "snooze"
+        self.outbox.note(
+            f"{click.action}/{click.alert_id}/{click.user}@{now:.3f}",
+            op,
+            "refused",
+            "not in slack.allowed_users",
+            now,
+            incident=click.alert_id,
+            source=source,
+        )
+        self.save()
+        self.metrics.refused.labels(op, "not-allowed").inc()
+        log.warning(
+            "%s by %s on %s refused: not in slack.allowed_users", op, source, click.alert_id
+        )
+        return (
+            f"Not done: {mention(click.user)} is not in slack.allowed_users, the people who "
+            "may resume or snooze SpendBrake's alerts. Ask one of them, or an operator "
+            "(`spendbrake resume KEY` at a terminal)."
         )
 
     def _gateway_failing(self) -> str | None:

@@ -205,6 +205,9 @@ def test_every_button_fits_slack_and_the_click_parser_accepts_it(extra: dict[str
             assert click.every or click.targets == tuple(hostile.targets)
         else:
             assert click.scope in (hostile.scope, None)
+    confirm = buttons[0]["confirm"]  # a stray tap asks before the spend runs again
+    assert confirm["title"]["text"] == "Resume spend?" and len(confirm["text"]["text"]) <= 300
+    assert f"Unblock the {len(hostile.targets)} key" in confirm["text"]["text"]
     label = buttons[0]["text"]["text"]
     assert label == (
         "Resume key" if len(hostile.targets) == 1 else f"Resume {len(hostile.targets)} keys"

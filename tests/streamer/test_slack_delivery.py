@@ -61,6 +61,7 @@ class Harness:
         #: Serve the Slack buttons on this port (None: no buttons).
         self.buttons_port: int | None = None
         self.runbook_url: str | None = None
+        self.allowed_users: list[str] | None = None
 
     def write(
         self, channel: str = "#ai-spend", retry_cap_s: float = 1.0, timeout_s: float = 1.0
@@ -72,6 +73,8 @@ class Harness:
         )
         if self.runbook_url:
             buttons += f"  runbook_url: '{self.runbook_url}'\n"
+        if self.allowed_users:
+            buttons += f"  allowed_users: [{', '.join(self.allowed_users)}]\n"
         self.path.write_text(
             f"kafka:\n  bootstrap_servers: {self.broker.bootstrap_servers}\n  topics:\n"
             f"    alerts: {self.alerts}\n    actions: {self.actions}\n"
@@ -549,3 +552,38 @@ async def test_a_button_of_too_many_keys_to_list_resumes_every_key_the_incident_
     assert await until(lambda: not any(gateway.is_blocked(k) for k in keys))
     assert await until(lambda: len(slack.responses) == 1, 10)
     assert slack.responses[0]["text"].startswith("Resuming 3 keys (research-nightly-0, ")
+
+
+async def test_only_allowed_users_clicks_count_when_the_config_names_them(
+    harness: Harness,
+) -> None:
+    """``slack.allowed_users``: another member's click is refused, audited, counted and told
+    who may; an allowed on-call's resumes the key."""
+    slack, gateway = harness.slack, harness.gateway
+    key = "research-nightly"
+    alert = make_alert(key)
+    harness.buttons_port = free_port()
+    harness.allowed_users = ["U0ONCALL"]
+    await harness.publish(alert)
+    await harness.start()
+    assert await until(lambda: gateway.is_blocked(key) and len(slack.updates) == 1)
+    value = {"alert": alert["id"], "targets": [key]}
+    assert await harness.click(RESUME_ACTION_ID, value, "U0INTERN") == 200
+    assert (
+        await harness.click(SNOOZE_ACTION_ID, {**value, "scope": alert["scope"]}, "U0INTERN") == 200
+    )
+    assert await until(lambda: len(slack.responses) == 2, 10)
+    assert all(
+        r["text"].startswith("Not done: <@U0INTERN> is not in slack.allowed_users")
+        for r in slack.responses
+    )
+    await asyncio.sleep(1.0)
+    assert gateway.is_blocked(key)
+    assert harness.sample("spendbrake_refused_total", op="unblock", reason="not-allowed") == 1
+    assert await harness.click(RESUME_ACTION_ID, value, "U0ONCALL") == 200
+    assert await until(lambda: not gateway.is_blocked(key))
+    audit = [r for r in (await harness.audit()).values() if r["source"] == "slack:U0INTERN"]
+    assert sorted((r["action"], r["result"], r["detail"]) for r in audit) == [
+        ("snooze", "refused", "not in slack.allowed_users"),
+        ("unblock", "refused", "not in slack.allowed_users"),
+    ]
