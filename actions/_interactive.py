@@ -405,27 +405,29 @@ class InteractionServer:
         if isinstance(result, Rejected):
             return await self._reject(result, remote)
 
-        task = asyncio.ensure_future(self._act_and_tell(result))
+        acted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(self._act_and_tell(result, acted))
         self._callbacks.add(task)
         task.add_done_callback(self._callbacks.discard)
-        done, _ = await asyncio.wait({task}, timeout=self.answer_within_s)
+        # Slack hears as soon as the callback is done; the answer to the clicker follows.
+        done, _ = await asyncio.wait({acted}, timeout=self.answer_within_s)
         if not done:
             log.warning("slack %s on %s: slow callback, answered", result.action, result.alert_id)
             return web.Response(status=200)
-        return web.Response(status=200 if task.result() else 500)
+        return web.Response(status=200 if acted.result() else 500)
 
-    async def _act_and_tell(self, click: Interaction) -> bool:
-        """Run the callback, then tell the clicker what it said; False if it failed."""
+    async def _act_and_tell(self, click: Interaction, acted: asyncio.Future[bool]) -> None:
+        """Run the callback, settle ``acted`` (False: it failed), then tell the clicker."""
         try:
             said = await self.on_interaction(click)
             ok = True
         except Exception:
             log.exception("on_interaction failed for %s on %s", click.action, click.alert_id)
             said, ok = FAILED_TEXT, False
+        acted.set_result(ok)
         answer = Answer(said) if isinstance(said, str) else said
         if answer is not None and answer.text:
             await self._respond(click, answer)
-        return ok
 
     async def _respond(self, click: Interaction, answer: Answer) -> None:
         """A message to the clicker (or the channel) through the click's ``response_url``."""
