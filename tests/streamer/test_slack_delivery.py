@@ -11,6 +11,7 @@ reload); ``spendbrake resume`` is told in the incident's thread."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import time
 from collections import Counter
@@ -414,6 +415,8 @@ async def test_spendbrake_resume_is_told_in_the_incident_thread(harness: Harness
     assert await until(lambda: len(resumed()) == 1 and len(slack.updates) == 2)
     await asyncio.sleep(1.0)
     assert len(resumed()) == 1
+    # Who did it, for the people reading the thread (the audit has it too).
+    assert f"Requested by {getpass.getuser()} (`spendbrake resume`)" in text_of(resumed()[0])
     assert "Resumed" in text_of(slack.updates[-1]) and slack.updates[-1]["ts"] == parent["ts"]
     assert gateway.unblock_count(key).total == 1  # the stage did not unblock it again
 
