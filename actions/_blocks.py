@@ -147,14 +147,20 @@ def _title(alert: Alert) -> str:
     }.get(kind, mrkdwn(kind))
 
 
-def _money(alert: Alert) -> str:
+def _money(alert: Alert, since: str | None = None) -> str:
+    """How much against what, in which window, and since when it was caught (``since``:
+    the incident's first detection; an escalation's own time otherwise)."""
     observed = alert.observed_usd or 0.0
     expected = alert.expected_usd
     text = f"*${observed:,.2f}*"
     if expected:
         text += f" vs ${expected:,.2f} expected ({observed / expected:.1f}x)"
     start, end = alert.window_start, alert.window_end
-    return text + f"  ·  {mrkdwn(start[:16])}–{mrkdwn(end[11:16])} UTC"
+    text += f"  ·  {mrkdwn(start[:16])}–{mrkdwn(end[11:16])} UTC"
+    caught = since or alert.detected_at
+    if caught:
+        text += f"  ·  caught {mrkdwn(caught[:16])} UTC"
+    return text
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -199,17 +205,20 @@ def render_alert(
     outcome: str | None = None,
     runbook_url: str | None = None,
     buttons: bool = True,
+    since: str | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     """The parent message of an incident: (fallback text, blocks). ``buttons``: the
     "Resume" and "Snooze" buttons of a pause are served (``slack.interactive_port`` and
-    ``slack.signing_secret``); a button nothing answers shows the clicker an error."""
+    ``slack.signing_secret``); a button nothing answers shows the clicker an error.
+    ``since``: when the incident was first caught (its parent, updated for an
+    escalation, still says so)."""
     icon = _SEVERITY.get(alert.severity, "")
     title = _title(alert)
     scope = _scope(alert.scope)
     text = f"{icon} {title}: {mrkdwn(scope)}"
     blocks: list[dict[str, Any]] = [
         _section(f"{icon} *{title}* — `{mrkdwn_code(scope)}`"),
-        _section(_money(alert)),
+        _section(_money(alert, since)),
         _section(f"*Why:* {mrkdwn(alert.reason)}"),
     ]
     also = alert.also
@@ -307,10 +316,13 @@ def render_parent_update(
     *,
     runbook_url: str | None = None,
     buttons: bool = True,
+    since: str | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     """The parent message rewritten with the incident's latest state (``chat.update``):
     everything the first post had (its runbook link was dropped at the first update)."""
-    text, blocks = render_alert(alert, outcome=outcome, runbook_url=runbook_url, buttons=buttons)
+    text, blocks = render_alert(
+        alert, outcome=outcome, runbook_url=runbook_url, buttons=buttons, since=since
+    )
     if len(history) > 1:
         blocks.insert(-1, _context("History: " + mrkdwn(" → ".join(history[-5:]))))
     return text, blocks[:50]

@@ -805,7 +805,11 @@ class ActionStage(Stage):
             self._settle(task, False, "permanent", "incident forgotten")
             return
         outcome = outcome_line(own, task.alert, self.outbox.dry_run)
-        shown = {"runbook_url": self.config.slack.runbook_url, "buttons": self._buttons is not None}
+        shown = {
+            "runbook_url": self.config.slack.runbook_url,
+            "buttons": self._buttons is not None,
+            "since": own.detected_at,
+        }
         since = task.first_attempt_at if unsure else None
         if task.op == "post":
             text, blocks = render_alert(task.alert, outcome=outcome, **shown)

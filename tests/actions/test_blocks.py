@@ -253,3 +253,12 @@ def test_a_resume_answer_names_each_outcome_and_mentions_only_user_ids() -> None
     assert "Not resumed: 1 key (&lt;!here&gt;): SpendBrake did not pause it" in text
     assert "failing right now (HTTP 503 &lt;!channel&gt;)" in text
     assert "<@<!channel>>" not in render_resume_answer(answer, "<!channel>", known=True)
+
+
+def test_the_message_says_since_when_and_an_update_keeps_the_first_detection() -> None:
+    first = "2026-09-10T02:07:00.000000Z"
+    _, blocks = render_alert(alert(detected_at=first))
+    assert "caught 2026-09-10T02:07 UTC" in flat(blocks)
+    later = alert(seq=2, detected_at="2026-09-10T02:41:00.000000Z")
+    _, blocks = render_parent_update(later, "Paused 1 key(s)", ["#0", "#2"], since=first)
+    assert "caught 2026-09-10T02:07 UTC" in flat(blocks) and "02:41" not in flat(blocks)
