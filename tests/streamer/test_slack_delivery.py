@@ -590,3 +590,26 @@ async def test_only_allowed_users_clicks_count_when_the_config_names_them(
         ("snooze", "refused", "not in slack.allowed_users"),
         ("unblock", "refused", "not in slack.allowed_users"),
     ]
+
+
+async def test_a_click_on_an_alert_posted_before_a_restart_resumes_its_key(
+    harness: Harness,
+) -> None:
+    """The incident and its pause live in the saved outbox: the worker restarted between
+    the alert and the click, and the button still works (once)."""
+    slack, gateway = harness.slack, harness.gateway
+    key = "research-nightly"
+    alert = make_alert(key)
+    harness.buttons_port = free_port()
+    await harness.publish(alert)
+    await harness.start()
+    assert await until(lambda: gateway.is_blocked(key) and len(slack.updates) == 1)
+    await harness.stop()
+    stage = await harness.start()
+    assert await until(lambda: stage._buttons is not None and stage._buttons._runner is not None)
+    value = {"alert": alert["id"], "targets": [key]}
+    assert await harness.click(RESUME_ACTION_ID, value, "U1") == 200
+    assert await until(lambda: not gateway.is_blocked(key))
+    assert await until(lambda: len(slack.responses) == 1, 10)
+    assert slack.responses[0]["text"].startswith("Resuming 1 key (research-nightly)")
+    assert gateway.unblock_count(key).total == 1
