@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import orjson
 
-from spendbrake.schemas import Alert, mrkdwn, mrkdwn_code, visible
+from spendbrake.schemas import Alert, mrkdwn, mrkdwn_code, mrkdwn_text, visible
 
 if TYPE_CHECKING:
     from ._outbox import ResumeAnswer
@@ -164,11 +164,11 @@ def _money(alert: Alert, since: str | None = None) -> str:
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:_TEXT_MAX]}}
+    return {"type": "section", "text": mrkdwn_text(text, _TEXT_MAX)}
 
 
 def _context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:_TEXT_MAX]}]}
+    return {"type": "context", "elements": [mrkdwn_text(text, _TEXT_MAX)]}
 
 
 def _undo(alert: Alert, buttons: bool) -> str | None:

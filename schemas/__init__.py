@@ -65,7 +65,7 @@ from ._rollup import (
     encode_rollup,
 )
 from ._snapshot import gc_paused, unpickle_state
-from ._text import csv_text, mrkdwn, mrkdwn_code, visible
+from ._text import csv_text, mrkdwn, mrkdwn_code, mrkdwn_text, visible
 from ._time import MAX_TS, MIN_TS, format_ts, parse_ts, wire_ts
 from ._units import CALLS, COST, METRICS, NUSD, to_nusd
 
@@ -142,6 +142,7 @@ __all__ = [
     "more_severe",
     "mrkdwn",
     "mrkdwn_code",
+    "mrkdwn_text",
     "parse_ts",
     "repeated_name",
     "repeated_set",

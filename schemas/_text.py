@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["csv_text", "mrkdwn", "mrkdwn_code", "visible"]
+__all__ = ["csv_text", "mrkdwn", "mrkdwn_code", "mrkdwn_text", "visible"]
 
 # Unicode categories Cc (controls: C0, DEL, C1), Cf (format: bidi overrides and isolates,
 # zero-width characters, the BOM, tag characters), Zl, Zp (line and paragraph separators)
@@ -63,6 +63,13 @@ def mrkdwn(text: object) -> str:
     ``&``, ``<`` and ``>`` (the three Slack's docs name) leaves only literal text.
     """
     return visible(text).translate(_MRKDWN)
+
+
+def mrkdwn_text(text: str, limit: int = 3000) -> dict[str, object]:
+    """A Slack mrkdwn text object (at most ``limit`` characters, Slack's 3,000 for a
+    section) taken verbatim: Slack otherwise links bare URLs and channel names and parses
+    "certain mentions" in it, where caller text sits beside our own ``<url|links>``."""
+    return {"type": "mrkdwn", "text": text[:limit], "verbatim": True}
 
 
 def mrkdwn_code(text: object) -> str:

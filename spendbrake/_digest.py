@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from spendbrake.actions import SlackNotifier
-from spendbrake.schemas import Config, PriceTable, SlackConfig, mrkdwn, mrkdwn_code
+from spendbrake.schemas import Config, PriceTable, SlackConfig, mrkdwn, mrkdwn_code, mrkdwn_text
 from spendbrake.streamer import write_atomic
 
 from ._report import ReportError, parse_period, report_from_store
@@ -170,7 +170,7 @@ def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         fields.append(line)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": f"AI spend, {period['label']}"}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+        {"type": "section", "fields": [mrkdwn_text(f, 2000) for f in fields]},
     ]
     rows = report.get("rows") or []
     if rows:
@@ -224,11 +224,10 @@ def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         {
             "type": "context",
             "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": f"`spendbrake report --period {period['label']} --by {by}` for the "
-                    "full table; chart in the thread.",
-                }
+                mrkdwn_text(
+                    f"`spendbrake report --period {period['label']} --by {by}` for the "
+                    "full table; chart in the thread."
+                )
             ],
         }
     )
@@ -320,7 +319,7 @@ def _event_time(ts: float) -> str:
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+    return {"type": "section", "text": mrkdwn_text(text)}
 
 
 def _usd(value: float) -> str:

@@ -117,6 +117,15 @@ HOSTILE = {
 }
 
 
+def _mrkdwn_objects(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for block in blocks:
+        for obj in [block.get("text"), *block.get("fields", []), *block.get("elements", [])]:
+            if isinstance(obj, dict) and obj.get("type") == "mrkdwn":
+                found.append(obj)
+    return found
+
+
 def _mrkdwn_texts(blocks: list[dict[str, Any]]) -> list[str]:
     texts = []
     for block in blocks:
@@ -143,6 +152,9 @@ def test_caller_text_cannot_mention_link_or_reorder_in_slack() -> None:
         render_followup(hostile, "Paused <@U1>"),
         render_parent_update(hostile, "Resumed <!here>", ["#0 <!channel>", "#1 <@U9>"]),
     ):
+        # Taken literally: Slack would otherwise link bare URLs and channel names, and parse
+        # "certain mentions", in caller text (``schemas.mrkdwn_text``).
+        assert all(o.get("verbatim") is True for o in _mrkdwn_objects(blocks)), blocks
         for shown in [text, *_mrkdwn_texts(blocks)]:
             if shown.endswith("|Runbook>"):  # the operator's link; the scope in it is quoted
                 assert shown.startswith("<https://w/team%3D%3C%21channel") and shown.count("|") == 1

@@ -104,6 +104,9 @@ def test_team_and_outcome_names_cannot_mention_or_link_in_the_digest() -> None:
     report["rows"][1]["team"] = "ops\u202eexe"
     report["outcomes"][0]["outcome"] = "<@U123>"
     _, blocks = digest_message(report)
+    from tests.actions.test_blocks import _mrkdwn_objects
+
+    assert all(o.get("verbatim") is True for o in _mrkdwn_objects(blocks)), blocks
     texts = [f["text"] for b in blocks for f in b.get("fields", [])]
     texts += [b["text"]["text"] for b in blocks if b["type"] == "section" and "text" in b]
     shown = "\n".join(texts)
