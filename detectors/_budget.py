@@ -223,7 +223,8 @@ class BudgetTracker:
         self._now = -math.inf  # highest watermark evaluated
         self._period_start: float | None = None
         self._fired: set[float] = set()  # alert_at fractions fired this period
-        self._stopped = False  # hard stop fired this period
+        self._stopped = False  # hard stop fired this period (its keys resume at the next)
+        self._stop_usd: float | None = None  # the dollars it fired at (a raise re-arms it)
         self._projected = False  # projected_overrun fired this period
         # The previous period while it takes late corrections: [start, end), the alert_at
         # fractions fired for it and whether its hard stop fired (as a pause or a late alert).
@@ -253,11 +254,46 @@ class BudgetTracker:
             grace_s=getattr(cfg, "grace_s", PERIOD_GRACE_S),
         )
 
+    def carry_over(self, before: BudgetTracker) -> None:
+        """Continue ``before`` (the same budget, scope, period and zone under its previous
+        config): its spend, profile and what fired this period, under this one's amount and
+        fractions.
+
+        A reload never sends a threshold by itself going up: one already sent, or one the
+        spend so far is past, stays sent. One whose dollar level rose above the spend (a
+        raised amount or fraction) is armed again at its new level, and so is the hard
+        stop: raising a budget mid-period no longer switches its alerts and its hard stop
+        off until the next period. A lowered one sends what the spend is now past.
+        """
+        vars(self).update({k: v for k, v in vars(before).items() if k.startswith("_")})
+        spent = before.spent(before._now) if math.isfinite(before._now) else 0.0
+        # New containers: ``before`` stays as it was, for a reload that is put back.
+        self._fired = {
+            f
+            for f in before._fired
+            if f not in self.alert_at or self.amount_usd * f <= max(before.amount_usd * f, spent)
+        }
+        stop = self.hard_stop_at
+        if self._stop_usd is not None and stop is not None and self.amount_usd * stop <= spent:
+            self._stop_usd = max(self._stop_usd, self.amount_usd * stop)
+        self._projected = before._projected and self.amount_usd <= before.amount_usd
+        self._prev_fired = set(before._prev_fired)
+        self._hours = dict(before._hours)
+        self._minutes = dict(before._minutes)
+        self._profile = array("f", before._profile)
+        self._counts = array("I", before._counts)
+
+    def _stop_level(self) -> float:
+        """Dollars of the hard stop (inf without one)."""
+        stop = self.hard_stop_at
+        return math.inf if stop is None else self.amount_usd * stop
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Pickles written before the previous period was kept lack its fields.
         self.__dict__.update(state)
         for k, v in (("grace_s", PERIOD_GRACE_S), ("_prev", None), ("_prev_stopped", False)):
             self.__dict__.setdefault(k, v)
+        self.__dict__.setdefault("_stop_usd", self._stop_level() if self._stopped else None)
         self.__dict__.setdefault("_prev_fired", set())
 
     def __repr__(self) -> str:
@@ -450,6 +486,7 @@ class BudgetTracker:
             self._period_start = start
             self._fired = set()
             self._stopped = self._projected = False
+            self._stop_usd = None
         out.extend(self._late())
         out.extend(resume)
         if self._prev is not None and now >= self._prev[1] + self.grace_s:
@@ -517,7 +554,12 @@ class BudgetTracker:
             if f not in self._fired and spent >= self.amount_usd * f
         ]
         stop = self.hard_stop_at
-        if stop is not None and not self._stopped and spent >= self.amount_usd * stop:
+        level = self._stop_level()
+        if (
+            stop is not None
+            and spent >= level
+            and (self._stop_usd is None or level > self._stop_usd)
+        ):
             due.append((stop, "pause"))
         due.sort(key=lambda d: (d[0], d[1] == "pause"))
         if not due:
@@ -534,6 +576,7 @@ class BudgetTracker:
             )
             if action == "pause":
                 self._stopped = True
+                self._stop_usd = target
                 reason = f"{head}: hard stop at {frac:.0%}, pausing non-critical keys in scope"
             else:
                 self._fired.add(frac)
@@ -753,6 +796,7 @@ class BudgetTracker:
             "period_start": self._period_start,
             "fired": sorted(self._fired),
             "stopped": self._stopped,
+            "stop_usd": self._stop_usd,
             "projected": self._projected,
             "fast_armed": self._fast_armed,
             "slow_armed": self._slow_armed,
@@ -780,6 +824,9 @@ class BudgetTracker:
         self._period_start = None if ps is None else float(ps)
         self._fired = {float(f) for f in data["fired"]}
         self._stopped = bool(data["stopped"])
+        # Absent before 2026-12-08: the stop fired at today's level.
+        stop_usd = data.get("stop_usd", self._stop_level() if self._stopped else None)
+        self._stop_usd = None if stop_usd is None else float(stop_usd)
         self._projected = bool(data["projected"])
         self._fast_armed = bool(data["fast_armed"])
         self._slow_armed = bool(data["slow_armed"])

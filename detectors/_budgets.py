@@ -183,9 +183,9 @@ class BudgetBook:
                 == (cfg.scope, cfg.period, cfg.timezone)
             ):
                 # Spend, thresholds fired and the profile carry over; amounts and
-                # fractions are the new ones (a raised amount does not re-fire 50%).
-                learned = {k: v for k, v in vars(self.trackers[i]).items() if k.startswith("_")}
-                vars(book.trackers[j]).update(learned)
+                # fractions are the new ones (a raised amount does not re-send 50% at
+                # once, it arms 50% of the new amount).
+                book.trackers[j].carry_over(self.trackers[i])
                 book.hours[j] = self.hours[i]
                 book.minutes[j] = self.minutes[i]
                 book.paused[j] = self.paused[i]

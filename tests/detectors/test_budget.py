@@ -135,6 +135,21 @@ def test_hard_stop_pauses_once_and_next_period_resumes_once() -> None:
     assert all(v.period_start == d0 for v in kinds(vs, "budget") if v is not r)
 
 
+def test_a_raised_hard_stop_survives_a_restart_and_pauses_once_at_its_new_level() -> None:
+    d0 = utc(2026, 3, 2)
+    b = BudgetTracker("batch", 100.0, period="day")
+    assert [v.action for v in feed_hours(b, d0, d0 + 13 * H, lambda t: 10.0)][-1] == "pause"
+    raised = BudgetTracker("batch", 150.0, period="day")
+    raised.carry_over(b)
+    assert raised.evaluate(d0 + 13 * H) == []  # $130: past 50 % and 80 % of $150 already
+    restarted = BudgetTracker("batch", 150.0, period="day")
+    restarted.restore(orjson.loads(orjson.dumps(raised.snapshot())))
+    vs = feed_hours(restarted, d0 + 13 * H, d0 + 2 * 24 * H, lambda t: 10.0)
+    got = [(v.action, v.threshold, v.period_start) for v in vs if v.kind == "budget"]
+    assert got[:3] == [("alert", 1.0, d0), ("pause", 1.2, d0), ("resume", None, d0 + 24 * H)]
+    assert b.snapshot()["fired"] == [0.5, 0.8, 1.0] and b.snapshot()["stop_usd"] == 120.0
+
+
 def test_no_resume_without_auto_resume() -> None:
     b = BudgetTracker("batch", 100.0, period="day", auto_resume=False)
     d0 = utc(2026, 3, 2)
