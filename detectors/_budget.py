@@ -567,13 +567,9 @@ class BudgetTracker:
         proj = self._project(now, start, end, spent)
         tail = f"; projected {usd(proj)} by {self._end_label(end)}" if proj is not None else ""
         out = []
+        head = self._spent_by(spent, now)
         for frac, action in due:
             target = self.amount_usd * frac
-            head = (
-                f"{self.name} spent {usd(spent)} of its {usd(self.amount_usd)} "
-                f"{_ADJ[self.period]} budget ({spent / self.amount_usd:.0%}) by "
-                f"{self._now_label(now)}"
-            )
             if action == "pause":
                 self._stopped = True
                 self._stop_usd = target
@@ -586,6 +582,36 @@ class BudgetTracker:
                 BudgetVerdict("budget", action, sev, frac, spent, target, start, end, start, reason)
             )
         return out
+
+    def _spent_by(self, spent: float, now: float) -> str:
+        return (
+            f"{self.name} spent {usd(spent)} of its {usd(self.amount_usd)} "
+            f"{_ADJ[self.period]} budget ({spent / self.amount_usd:.0%}) by "
+            f"{self._now_label(now)}"
+        )
+
+    def stop_in_force(self) -> BudgetVerdict | None:
+        """The hard stop that paused the current period, while the spend is still at or past
+        it (None: no stop this period, or a raised amount put the spend below it): a key in
+        scope that spends after the stop is paused under it too, as a follow-up ``pause``.
+        Without it a key that started spending later, or whose first rollup was read after
+        the stop, ran on unpaused for the rest of the period."""
+        stop = self.hard_stop_at
+        if stop is None or self._stop_usd is None or not math.isfinite(self._now):
+            return None
+        now = self._now
+        start, end = self.period_bounds(now)
+        spent = self.spent(now)
+        level = self._stop_level()
+        if spent < level:
+            return None
+        reason = (
+            f"{self._spent_by(spent, now)}: hard stop at {stop:.0%} in force, pausing the "
+            "non-critical keys in scope that spent since it was applied"
+        )
+        return BudgetVerdict(
+            "budget", "pause", "critical", stop, spent, level, start, end, start, reason
+        )
 
     def _late(self) -> list[BudgetVerdict]:
         """Thresholds of the previous period newly crossed by late corrections, as alerts."""

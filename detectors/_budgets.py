@@ -48,6 +48,9 @@ class BudgetBook:
         self.paused: list[list[str]] = [[] for _ in budgets]
         #: budget index -> the watermark's hour of its last prune (derived)
         self._pruned: list[int | None] = [None for _ in budgets]
+        #: budget index -> ``KeyDirectory.changes`` when its stop in force last looked for
+        #: keys in scope it has not paused (derived)
+        self._looked: list[int | None] = [None for _ in budgets]
         #: incident id (``budget/<name>/<period start>``) -> the last seq sent
         self.seq: dict[str, int] = {}
         #: sorted dims -> indices of the budgets scoped on exactly those fields
@@ -100,12 +103,43 @@ class BudgetBook:
         for i, tracker in enumerate(self.trackers):
             for verdict in tracker.evaluate(at):
                 alerts.append(self._alert(i, verdict, at, keys, rules))
+            if (more := self._stop_newcomers(i, at, keys, rules)) is not None:
+                alerts.append(more)
             self._prune(i, watermark)
         return alerts
 
+    def _stop_newcomers(
+        self, i: int, at: float, keys: KeyDirectory, rules: KeysConfig
+    ) -> tuple[Alert, list[KeyInfo]] | None:
+        """A follow-up ``pause`` for the pausable keys in scope that spent since a stop still
+        in force and are not paused by it: keys that started spending after the stop, or
+        whose rollups were read after it (another partition, the next flush). A key paused
+        by it and resumed by an operator is not paused again."""
+        if self._looked[i] == keys.changes:
+            return None
+        verdict = self.trackers[i].stop_in_force()
+        if verdict is None:
+            return None
+        self._looked[i] = keys.changes
+        held = set(self.paused[i])
+        new = [
+            k
+            for k in keys.keys_in(dict(self.configs[i].scope), verdict.period_start)
+            if k.api_key not in held and rules.classify(k.api_key).pausable
+        ]
+        return self._alert(i, verdict, at, keys, rules, new) if new else None
+
     def _alert(
-        self, i: int, v: BudgetVerdict, at: float, keys: KeyDirectory, rules: KeysConfig
+        self,
+        i: int,
+        v: BudgetVerdict,
+        at: float,
+        keys: KeyDirectory,
+        rules: KeysConfig,
+        named: list[KeyInfo] | None = None,
     ) -> tuple[Alert, list[KeyInfo]]:
+        """The alert of verdict ``v`` of budget ``i``, with the keys it names: ``named``, else
+        its scope's keys that spent this period (a resume: the keys its stop paused)."""
         cfg = self.configs[i]
         incident = f"budget/{cfg.name}/{int(v.period_start)}"
         seq = self.seq.get(incident, -1) + 1
@@ -114,12 +148,13 @@ class BudgetBook:
             named = [KeyInfo(api_key=k) for k in self.paused[i]]
             self.paused[i] = []
         else:
-            named = keys.keys_in(dict(cfg.scope), v.period_start)
+            if named is None:
+                named = keys.keys_in(dict(cfg.scope), v.period_start)
             if v.action == "pause":
                 # What the hard stop pauses (the policy step picks the same keys): the
                 # next period's resume undoes exactly these.
-                pausable = [k.api_key for k in named if rules.classify(k.api_key).pausable]
-                self.paused[i] = sorted(pausable)
+                pausable = {k.api_key for k in named if rules.classify(k.api_key).pausable}
+                self.paused[i] = sorted(pausable.union(self.paused[i]))
         alert = Alert(
             kind=v.kind,
             detector="budget",
