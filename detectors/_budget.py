@@ -283,6 +283,16 @@ class BudgetTracker:
         self._profile = array("f", before._profile)
         self._counts = array("I", before._counts)
 
+    def learn_from(self, before: BudgetTracker) -> None:
+        """Take ``before``'s hour-of-week profile, the watermark it reached and its burn
+        alerts' arming (the same scope under another period or time zone): all of that is
+        kept by UTC hour, not by period. Hours, periods and what fired start afresh."""
+        self._profile = array("f", before._profile)
+        self._counts = array("I", before._counts)
+        self._mean, self._learned = before._mean, before._learned
+        self._learn_next, self._now = before._learn_next, before._now
+        self._fast_armed, self._slow_armed = before._fast_armed, before._slow_armed
+
     def _stop_level(self) -> float:
         """Dollars of the hard stop (inf without one)."""
         stop = self.hard_stop_at

@@ -203,31 +203,54 @@ class BudgetBook:
             del self.seq[seq_id]
 
     def remapped(self, config: Config) -> tuple[BudgetBook, list[str]]:
-        """A book for ``config``'s budgets keeping the state of each one matched by name,
-        unless its scope, period or time zone changed; and a note per budget started afresh."""
+        """A book for ``config``'s budgets keeping the state of each one matched by name; and
+        a note per budget that could not keep it all.
+
+        One whose period or time zone changed keeps its spend: the parts held (this period's
+        and the previous one's, by the old calendar) are read again under the new one, whose
+        thresholds fire afresh. One whose scope changed, or a new one, counts from the
+        rollups read after the reload: the parts of its scope were never held.
+        """
         old = {b.name: (i, b) for i, b in enumerate(self.configs)}
         book = BudgetBook(config.budgets)
         book.seq = self.seq
         notes: list[str] = []
         for j, cfg in enumerate(config.budgets):
             i, before = old.get(cfg.name, (None, None))
-            if (
-                i is not None
-                and before is not None
-                and (before.scope, before.period, before.timezone)
-                == (cfg.scope, cfg.period, cfg.timezone)
-            ):
+            if i is None or before is None:
+                notes.append(f"budget {cfg.name}: new; counts spend read from now on")
+                continue
+            if before.scope != cfg.scope:
+                notes.append(f"budget {cfg.name}: scope changed; counts spend read from now on")
+                continue
+            book.hours[j] = self.hours[i]
+            book.minutes[j] = self.minutes[i]
+            book.paused[j] = self.paused[i]
+            tracker = book.trackers[j]
+            if (before.period, before.timezone) == (cfg.period, cfg.timezone):
                 # Spend, thresholds fired and the profile carry over; amounts and
                 # fractions are the new ones (a raised amount does not re-send 50% at
                 # once, it arms 50% of the new amount).
-                book.trackers[j].carry_over(self.trackers[i])
-                book.hours[j] = self.hours[i]
-                book.minutes[j] = self.minutes[i]
-                book.paused[j] = self.paused[i]
-            else:
-                why = "new" if i is None else "scope, period or time zone changed"
-                notes.append(f"budget {cfg.name}: {why}; counts spend read from now on")
+                tracker.carry_over(self.trackers[i])
+                continue
+            # Spend carried under the new calendar: without it the budget counted from the
+            # reload, so spend before it never reached a threshold or the hard stop.
+            tracker.learn_from(self.trackers[i])
+            book._feed(j)
+            since = format_ts(min(book.hours[j])) if book.hours[j] else "the reload"
+            notes.append(
+                f"budget {cfg.name}: period or time zone changed; its thresholds start afresh "
+                f"for the new period, counting the spend held since {since}"
+            )
         return book, notes
+
+    def _feed(self, i: int) -> None:
+        """Hand budget ``i``'s tracker every hour and minute it holds the parts of."""
+        tracker = self.trackers[i]
+        for start, parts in sorted(self.hours[i].items()):
+            tracker.set_hour(float(start), sum(parts.values()) / NUSD)
+        for start, parts in sorted(self.minutes[i].items()):
+            tracker.set_minute(float(start), sum(parts.values()) / NUSD)
 
     # -- state ---------------------------------------------------------------
 

@@ -179,3 +179,26 @@ def test_a_raised_budget_alerts_and_stops_at_its_new_amount() -> None:
     assert watch.reconfigure(config) == []
     rest = [a for a in _run(watch, plan, start=20) if a.kind == "budget"]
     assert [(a.action, a.targets) for a in rest] == [("resume", ["k-agent", "k-chat"])]
+
+
+def test_a_budget_moved_to_another_period_keeps_the_spend_it_holds() -> None:
+    """A daily budget made weekly on the Monday afternoon: the week counts the $130 spent
+    since Monday 00:00 and fires 50 % at once, for the new period. It counted from the
+    reload (the next hour's $2.50), so spend before it never reached a threshold or the stop
+    until the rest was spent again."""
+    plan = [{"k-agent": 8.0, "k-chat": 2.0} for _ in range(24)]  # team search: $10 an hour
+    daily = BudgetConfig(name="search", scope={"team": "search"}, amount_usd=200, period="day")
+    watch = SpendWatch(Config(detectors=[], budgets=[daily], keys=RULES))
+    before = [(a.threshold, a.id) for a in _run(watch, plan[:13]) if a.kind == "budget"]
+    assert before == [(0.5, f"budget/search/{T0}")]
+    weekly = daily.model_copy(update={"period": "week"})
+    notes = watch.reconfigure(Config(detectors=[], budgets=[weekly], keys=RULES))
+    after = [a for a in _run(watch, plan[:14], start=13) if a.kind == "budget"]
+    assert [(a.threshold, a.id) for a in after] == [(0.5, f"budget/search/{T0}")]
+    assert after[0].observed_usd >= 130.0
+    assert parse_ts(after[0].detected_at) < T0 + 13.5 * HOUR
+    assert notes == [
+        "budget search: period or time zone changed; its thresholds start afresh for the new "
+        "period, counting the spend held since 2026-09-28T00:00:00.000000Z"
+    ]
+    assert watch.snapshot()  # the re-fed state is plain data as ever
