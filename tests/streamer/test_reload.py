@@ -281,3 +281,70 @@ async def test_the_rejection_note_in_slack_escapes_keys_and_hides_env_values(
     assert "&lt;!channel&gt;" in text and "<!" not in text, text
     assert secret not in text and "99999" not in text, text
     assert secret not in caplog.text and "LITELLM_MASTER_KEY" in caplog.text
+
+
+def test_the_bytes_compared_are_the_bytes_applied(tmp_path: Path) -> None:
+    """The file changes between two reads (a tool rewriting it in place): the reload read it
+    once for the comparison and again to parse it, so a cut-off file (its last budget
+    missing, still valid YAML) or an emptied one (all defaults: every budget dropped) was
+    applied under the complete text's digest, and the complete file never was, not even
+    on SIGHUP. A pipe stands in for the file: it serves the edited text to its first
+    reader, and a cut-off copy (or nothing) to a later one."""
+    import os
+    import threading
+
+    from spendbrake._config_loader import load_config
+    from spendbrake._reload import ConfigReloader
+    from spendbrake.schemas import Config
+
+    path = tmp_path / "spendbrake.yaml"
+    text = "budgets:\n  - {name: a, amount_usd: 5}\n  - {name: b, amount_usd: 6}\n"
+    path.write_text(text)
+
+    class Stage:
+        def __init__(self) -> None:
+            self.configs: list[Config] = []
+
+        def reconfigure(self, config: Config) -> list[str]:
+            self.configs.append(config)
+            return []
+
+    stage = Stage()
+    reloader = ConfigReloader(path, load_config(path), [stage])
+    edited = text.replace("amount_usd: 6", "amount_usd: 7")
+    cut = edited[: edited.index("  - {name: b")]
+    path.unlink()
+    os.mkfifo(path)
+    done = threading.Event()
+
+    def writer() -> int | None:
+        """A write end of the pipe while a reader has it open, else None."""
+        try:
+            return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+
+    def serve_next(served: str) -> None:
+        while not done.is_set():
+            if (fd := writer()) is not None:
+                os.write(fd, served.encode())
+                os.close(fd)
+                return
+            done.wait(0.01)
+
+    def serve() -> None:
+        serve_next(edited)
+        while not done.is_set() and (fd := writer()) is not None:
+            os.close(fd)  # the first reader still has it open: wait until it is done
+            done.wait(0.01)
+        serve_next(cut)
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        result = reloader.check()
+    finally:
+        done.set()
+        server.join()
+    assert result.status == "applied", result
+    assert [(b.name, b.amount_usd) for b in stage.configs[-1].budgets] == [("a", 5), ("b", 7)]
