@@ -68,6 +68,10 @@ BURN_KEEP_MIN = 360  # minutes kept for burn windows: the 6 h slow window
 LEARN_MAX_H = 4 * WEEK_H  # after a longer gap, learning restarts from the last 4 weeks
 SLOT_ALPHA = 0.25  # per hour-of-week EW weight: about a month of weeks
 MEAN_ALPHA = 1.0 / WEEK_H  # trailing mean hourly rate: about a week of hours
+#: A burn alert re-arms once its long window is under this share of its factor: a runaway
+#: whose bursty minutes keep its hour around the factor (15x on average, dipping to 14x)
+#: is one page, not one every quarter of an hour for as long as it runs.
+REARM = 0.5
 # datetime covers years 1..9999; stay clear of both ends so month arithmetic never overflows.
 TS_MIN, TS_MAX = 0.0, 253_000_000_000.0
 _PERIODS = ("day", "week", "month")
@@ -741,7 +745,7 @@ class BudgetTracker:
             f_short = sums[short_m] / (pace * short_m * 60.0)
             armed = self._fast_armed if which == "fast" else self._slow_armed
             if not armed:
-                if advanced and f_long < factor * tol:  # hysteresis: re-arm once it recovers
+                if advanced and f_long < factor * REARM:  # re-armed once it has subsided
                     armed = True
             elif f_long >= factor * tol and f_short >= factor * tol:
                 armed = False
@@ -773,18 +777,23 @@ class BudgetTracker:
 
     def _burn_below(self, start: float, end: float, advanced: bool) -> bool:
         """Whether every minute held, all together, spends under both rules' long-window
-        factor: then no window does, and ``_burn`` would only re-arm (which this does) and
-        alert on nothing. Its windows' sums, a pass in minute order, wait for a burn that
-        could reach a factor (this is a sum in C). The margin covers the float error of
-        either sum, about 1e-13 of it for a few hundred minutes."""
+        factor, and under the level a disarmed rule re-arms at: then no window reaches a
+        factor, and ``_burn`` would only re-arm (which this does) and alert on nothing. Its
+        windows' sums, a pass in minute order, wait for a burn that could reach a level
+        (this is a sum in C). The margin covers the float error of either sum, about 1e-13
+        of it for a few hundred minutes."""
         held = sum(map(abs, self._minutes.values())) * (1.0 + 1e-12)
         pace = self.amount_usd / (end - start)
         tol = 1.0 - 1e-9
-        if held >= self.fast_burn * tol * pace * 3600.0:
+        fast = self.fast_burn * pace * 3600.0
+        slow = self.slow_burn * pace * 21600.0
+        if held >= fast * tol or held >= slow * tol:
             return False
-        if held >= self.slow_burn * tol * pace * 21600.0:
+        if (not self._fast_armed and held >= fast * REARM) or (
+            not self._slow_armed and held >= slow * REARM
+        ):
             return False
-        if advanced:  # as ``_burn``: each long window is under its factor
+        if advanced:  # as ``_burn``: each long window is under its re-arming level
             self._fast_armed = self._slow_armed = True
         return True
 

@@ -478,6 +478,18 @@ def test_fast_burn_stays_disarmed_until_the_hour_recovers() -> None:
     assert len([v for v in vs if v.severity == "critical"]) == 1
 
 
+def test_a_runaway_whose_hour_hovers_at_the_factor_pages_once() -> None:
+    """A loop in bursts (25x for 20 min, 5x for 17) keeps its hour at 14-17x the pace. Its
+    hour dipped under 14.4x between bursts, which re-armed the page: 25 critical pages in
+    15 hours, one every 37 minutes. A burn alert re-arms once its long window has clearly
+    subsided (under half its factor), so it pages once, and again after a real recovery."""
+    b, pace = burn_tracker()
+    t0 = utc(2026, 6, 10)
+    vs = burn(b, t0, [(60, 1.0)] + [(20, 25.0), (17, 5.0)] * 25 + [(120, 1.0), (90, 20.0)], pace)
+    assert [v.severity for v in vs] == ["critical", "warning", "critical"]
+    assert vs[-1].window_end == t0 + (60 + 37 * 25 + 120 + 43) * M
+
+
 def test_slow_burn_fires_on_sustained_8x_once_and_rearms() -> None:
     b, pace = burn_tracker()
     t0 = utc(2026, 6, 10)
