@@ -14,12 +14,24 @@ import pytest
 
 from spendbrake._broker import EmbeddedBroker
 from spendbrake.fakes.slack import FakeSlack
+from spendbrake.schemas import Config
 from tests.kafka_helpers import read_topic
 from tests.streamer.kafka_io import publish_raw
 from tests.streamer.test_worker import start_worker, stop
 
 T0 = 1_791_158_400 + 9 * 3600  # 2026-10-05T09:00:00Z
 SPENT = 90.0  # dollars of team search before the reload
+
+
+class Recorder:
+    """A stage that takes every config handed to it."""
+
+    def __init__(self) -> None:
+        self.configs: list[Config] = []
+
+    def reconfigure(self, config: Config) -> list[str]:
+        self.configs.append(config)
+        return []
 
 
 def _event(n: int, ts: float, team: str, cost: float) -> bytes:
@@ -164,7 +176,6 @@ def test_reload_applies_a_budget_change_and_rejects_a_broken_file(
 
 async def test_stages_switch_together_and_a_refusal_puts_them_back(tmp_path: Path) -> None:
     from spendbrake._config_loader import load_config
-    from spendbrake.schemas import Config
     from spendbrake.stages import STAGES, Worker, WorkerSettings
 
     path = tmp_path / "spendbrake.yaml"
@@ -225,18 +236,7 @@ def test_an_emptied_file_never_reloads_as_the_defaults(tmp_path: Path) -> None:
     path = tmp_path / "spendbrake.yaml"
     path.write_text("budgets: [{name: b, scope: {team: t}, amount_usd: 5}]\n")
     config = load_config(path)
-
-    from spendbrake.schemas import Config
-
-    class Stage:
-        def __init__(self) -> None:
-            self.configs: list[Config] = []
-
-        def reconfigure(self, config: Config) -> list[str]:
-            self.configs.append(config)
-            return []
-
-    stage = Stage()
+    stage = Recorder()
     reloader = ConfigReloader(path, config, [stage])
     for text in ("", "  \n"):
         path.write_text(text)
@@ -295,21 +295,12 @@ def test_the_bytes_compared_are_the_bytes_applied(tmp_path: Path) -> None:
 
     from spendbrake._config_loader import load_config
     from spendbrake._reload import ConfigReloader
-    from spendbrake.schemas import Config
 
     path = tmp_path / "spendbrake.yaml"
     text = "budgets:\n  - {name: a, amount_usd: 5}\n  - {name: b, amount_usd: 6}\n"
     path.write_text(text)
 
-    class Stage:
-        def __init__(self) -> None:
-            self.configs: list[Config] = []
-
-        def reconfigure(self, config: Config) -> list[str]:
-            self.configs.append(config)
-            return []
-
-    stage = Stage()
+    stage = Recorder()
     reloader = ConfigReloader(path, load_config(path), [stage])
     edited = text.replace("amount_usd: 6", "amount_usd: 7")
     cut = edited[: edited.index("  - {name: b")]
