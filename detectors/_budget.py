@@ -68,6 +68,10 @@ BURN_KEEP_MIN = 360  # minutes kept for burn windows: the 6 h slow window
 LEARN_MAX_H = 4 * WEEK_H  # after a longer gap, learning restarts from the last 4 weeks
 SLOT_ALPHA = 0.25  # per hour-of-week EW weight: about a month of weeks
 MEAN_ALPHA = 1.0 / WEEK_H  # trailing mean hourly rate: about a week of hours
+#: A burn alert re-arms once its long window is under this share of its factor: a runaway
+#: whose bursty minutes keep its hour around the factor (15x on average, dipping to 14x)
+#: is one page, not one every quarter of an hour for as long as it runs.
+REARM = 0.5
 # datetime covers years 1..9999; stay clear of both ends so month arithmetic never overflows.
 TS_MIN, TS_MAX = 0.0, 253_000_000_000.0
 _PERIODS = ("day", "week", "month")
@@ -223,7 +227,8 @@ class BudgetTracker:
         self._now = -math.inf  # highest watermark evaluated
         self._period_start: float | None = None
         self._fired: set[float] = set()  # alert_at fractions fired this period
-        self._stopped = False  # hard stop fired this period
+        self._stopped = False  # hard stop fired this period (its keys resume at the next)
+        self._stop_usd: float | None = None  # the dollars it fired at (a raise re-arms it)
         self._projected = False  # projected_overrun fired this period
         # The previous period while it takes late corrections: [start, end), the alert_at
         # fractions fired for it and whether its hard stop fired (as a pause or a late alert).
@@ -253,11 +258,56 @@ class BudgetTracker:
             grace_s=getattr(cfg, "grace_s", PERIOD_GRACE_S),
         )
 
+    def carry_over(self, before: BudgetTracker) -> None:
+        """Continue ``before`` (the same budget, scope, period and zone under its previous
+        config): its spend, profile and what fired this period, under this one's amount and
+        fractions.
+
+        A reload never sends a threshold by itself going up: one already sent, or one the
+        spend so far is past, stays sent. One whose dollar level rose above the spend (a
+        raised amount or fraction) is armed again at its new level, and so is the hard
+        stop: raising a budget mid-period no longer switches its alerts and its hard stop
+        off until the next period. A lowered one sends what the spend is now past.
+        """
+        vars(self).update({k: v for k, v in vars(before).items() if k.startswith("_")})
+        spent = before.spent(before._now) if math.isfinite(before._now) else 0.0
+        # New containers: ``before`` stays as it was, for a reload that is put back.
+        self._fired = {
+            f
+            for f in before._fired
+            if f not in self.alert_at or self.amount_usd * f <= max(before.amount_usd * f, spent)
+        }
+        stop = self.hard_stop_at
+        if self._stop_usd is not None and stop is not None and self.amount_usd * stop <= spent:
+            self._stop_usd = max(self._stop_usd, self.amount_usd * stop)
+        self._projected = before._projected and self.amount_usd <= before.amount_usd
+        self._prev_fired = set(before._prev_fired)
+        self._hours = dict(before._hours)
+        self._minutes = dict(before._minutes)
+        self._profile = array("f", before._profile)
+        self._counts = array("I", before._counts)
+
+    def learn_from(self, before: BudgetTracker) -> None:
+        """Take ``before``'s hour-of-week profile, the watermark it reached and its burn
+        alerts' arming (the same scope under another period or time zone): all of that is
+        kept by UTC hour, not by period. Hours, periods and what fired start afresh."""
+        self._profile = array("f", before._profile)
+        self._counts = array("I", before._counts)
+        self._mean, self._learned = before._mean, before._learned
+        self._learn_next, self._now = before._learn_next, before._now
+        self._fast_armed, self._slow_armed = before._fast_armed, before._slow_armed
+
+    def _stop_level(self) -> float:
+        """Dollars of the hard stop (inf without one)."""
+        stop = self.hard_stop_at
+        return math.inf if stop is None else self.amount_usd * stop
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Pickles written before the previous period was kept lack its fields.
         self.__dict__.update(state)
         for k, v in (("grace_s", PERIOD_GRACE_S), ("_prev", None), ("_prev_stopped", False)):
             self.__dict__.setdefault(k, v)
+        self.__dict__.setdefault("_stop_usd", self._stop_level() if self._stopped else None)
         self.__dict__.setdefault("_prev_fired", set())
 
     def __repr__(self) -> str:
@@ -450,6 +500,7 @@ class BudgetTracker:
             self._period_start = start
             self._fired = set()
             self._stopped = self._projected = False
+            self._stop_usd = None
         out.extend(self._late())
         out.extend(resume)
         if self._prev is not None and now >= self._prev[1] + self.grace_s:
@@ -517,7 +568,12 @@ class BudgetTracker:
             if f not in self._fired and spent >= self.amount_usd * f
         ]
         stop = self.hard_stop_at
-        if stop is not None and not self._stopped and spent >= self.amount_usd * stop:
+        level = self._stop_level()
+        if (
+            stop is not None
+            and spent >= level
+            and (self._stop_usd is None or level > self._stop_usd)
+        ):
             due.append((stop, "pause"))
         due.sort(key=lambda d: (d[0], d[1] == "pause"))
         if not due:
@@ -525,15 +581,12 @@ class BudgetTracker:
         proj = self._project(now, start, end, spent)
         tail = f"; projected {usd(proj)} by {self._end_label(end)}" if proj is not None else ""
         out = []
+        head = self._spent_by(spent, now)
         for frac, action in due:
             target = self.amount_usd * frac
-            head = (
-                f"{self.name} spent {usd(spent)} of its {usd(self.amount_usd)} "
-                f"{_ADJ[self.period]} budget ({spent / self.amount_usd:.0%}) by "
-                f"{self._now_label(now)}"
-            )
             if action == "pause":
                 self._stopped = True
+                self._stop_usd = target
                 reason = f"{head}: hard stop at {frac:.0%}, pausing non-critical keys in scope"
             else:
                 self._fired.add(frac)
@@ -543,6 +596,36 @@ class BudgetTracker:
                 BudgetVerdict("budget", action, sev, frac, spent, target, start, end, start, reason)
             )
         return out
+
+    def _spent_by(self, spent: float, now: float) -> str:
+        return (
+            f"{self.name} spent {usd(spent)} of its {usd(self.amount_usd)} "
+            f"{_ADJ[self.period]} budget ({spent / self.amount_usd:.0%}) by "
+            f"{self._now_label(now)}"
+        )
+
+    def stop_in_force(self) -> BudgetVerdict | None:
+        """The hard stop that paused the current period, while the spend is still at or past
+        it (None: no stop this period, or a raised amount put the spend below it): a key in
+        scope that spends after the stop is paused under it too, as a follow-up ``pause``.
+        Without it a key that started spending later, or whose first rollup was read after
+        the stop, ran on unpaused for the rest of the period."""
+        stop = self.hard_stop_at
+        if stop is None or self._stop_usd is None or not math.isfinite(self._now):
+            return None
+        now = self._now
+        start, end = self.period_bounds(now)
+        spent = self.spent(now)
+        level = self._stop_level()
+        if spent < level:
+            return None
+        reason = (
+            f"{self._spent_by(spent, now)}: hard stop at {stop:.0%} in force, pausing the "
+            "non-critical keys in scope that spent since it was applied"
+        )
+        return BudgetVerdict(
+            "budget", "pause", "critical", stop, spent, level, start, end, start, reason
+        )
 
     def _late(self) -> list[BudgetVerdict]:
         """Thresholds of the previous period newly crossed by late corrections, as alerts."""
@@ -662,7 +745,7 @@ class BudgetTracker:
             f_short = sums[short_m] / (pace * short_m * 60.0)
             armed = self._fast_armed if which == "fast" else self._slow_armed
             if not armed:
-                if advanced and f_long < factor * tol:  # hysteresis: re-arm once it recovers
+                if advanced and f_long < factor * REARM:  # re-armed once it has subsided
                     armed = True
             elif f_long >= factor * tol and f_short >= factor * tol:
                 armed = False
@@ -694,18 +777,23 @@ class BudgetTracker:
 
     def _burn_below(self, start: float, end: float, advanced: bool) -> bool:
         """Whether every minute held, all together, spends under both rules' long-window
-        factor: then no window does, and ``_burn`` would only re-arm (which this does) and
-        alert on nothing. Its windows' sums, a pass in minute order, wait for a burn that
-        could reach a factor (this is a sum in C). The margin covers the float error of
-        either sum, about 1e-13 of it for a few hundred minutes."""
+        factor, and under the level a disarmed rule re-arms at: then no window reaches a
+        factor, and ``_burn`` would only re-arm (which this does) and alert on nothing. Its
+        windows' sums, a pass in minute order, wait for a burn that could reach a level
+        (this is a sum in C). The margin covers the float error of either sum, about 1e-13
+        of it for a few hundred minutes."""
         held = sum(map(abs, self._minutes.values())) * (1.0 + 1e-12)
         pace = self.amount_usd / (end - start)
         tol = 1.0 - 1e-9
-        if held >= self.fast_burn * tol * pace * 3600.0:
+        fast = self.fast_burn * pace * 3600.0
+        slow = self.slow_burn * pace * 21600.0
+        if held >= fast * tol or held >= slow * tol:
             return False
-        if held >= self.slow_burn * tol * pace * 21600.0:
+        if (not self._fast_armed and held >= fast * REARM) or (
+            not self._slow_armed and held >= slow * REARM
+        ):
             return False
-        if advanced:  # as ``_burn``: each long window is under its factor
+        if advanced:  # as ``_burn``: each long window is under its re-arming level
             self._fast_armed = self._slow_armed = True
         return True
 
@@ -753,6 +841,7 @@ class BudgetTracker:
             "period_start": self._period_start,
             "fired": sorted(self._fired),
             "stopped": self._stopped,
+            "stop_usd": self._stop_usd,
             "projected": self._projected,
             "fast_armed": self._fast_armed,
             "slow_armed": self._slow_armed,
@@ -780,6 +869,9 @@ class BudgetTracker:
         self._period_start = None if ps is None else float(ps)
         self._fired = {float(f) for f in data["fired"]}
         self._stopped = bool(data["stopped"])
+        # Absent before 2026-12-08: the stop fired at today's level.
+        stop_usd = data.get("stop_usd", self._stop_level() if self._stopped else None)
+        self._stop_usd = None if stop_usd is None else float(stop_usd)
         self._projected = bool(data["projected"])
         self._fast_armed = bool(data["fast_armed"])
         self._slow_armed = bool(data["slow_armed"])

@@ -48,6 +48,9 @@ class BudgetBook:
         self.paused: list[list[str]] = [[] for _ in budgets]
         #: budget index -> the watermark's hour of its last prune (derived)
         self._pruned: list[int | None] = [None for _ in budgets]
+        #: budget index -> ``KeyDirectory.changes`` when its stop in force last looked for
+        #: keys in scope it has not paused (derived)
+        self._looked: list[int | None] = [None for _ in budgets]
         #: incident id (``budget/<name>/<period start>``) -> the last seq sent
         self.seq: dict[str, int] = {}
         #: sorted dims -> indices of the budgets scoped on exactly those fields
@@ -100,12 +103,43 @@ class BudgetBook:
         for i, tracker in enumerate(self.trackers):
             for verdict in tracker.evaluate(at):
                 alerts.append(self._alert(i, verdict, at, keys, rules))
+            if (more := self._stop_newcomers(i, at, keys, rules)) is not None:
+                alerts.append(more)
             self._prune(i, watermark)
         return alerts
 
+    def _stop_newcomers(
+        self, i: int, at: float, keys: KeyDirectory, rules: KeysConfig
+    ) -> tuple[Alert, list[KeyInfo]] | None:
+        """A follow-up ``pause`` for the pausable keys in scope that spent since a stop still
+        in force and are not paused by it: keys that started spending after the stop, or
+        whose rollups were read after it (another partition, the next flush). A key paused
+        by it and resumed by an operator is not paused again."""
+        if self._looked[i] == keys.changes:
+            return None
+        verdict = self.trackers[i].stop_in_force()
+        if verdict is None:
+            return None
+        self._looked[i] = keys.changes
+        held = set(self.paused[i])
+        new = [
+            k
+            for k in keys.keys_in(dict(self.configs[i].scope), verdict.period_start)
+            if k.api_key not in held and rules.classify(k.api_key).pausable
+        ]
+        return self._alert(i, verdict, at, keys, rules, new) if new else None
+
     def _alert(
-        self, i: int, v: BudgetVerdict, at: float, keys: KeyDirectory, rules: KeysConfig
+        self,
+        i: int,
+        v: BudgetVerdict,
+        at: float,
+        keys: KeyDirectory,
+        rules: KeysConfig,
+        named: list[KeyInfo] | None = None,
     ) -> tuple[Alert, list[KeyInfo]]:
+        """The alert of verdict ``v`` of budget ``i``, with the keys it names: ``named``, else
+        its scope's keys that spent this period (a resume: the keys its stop paused)."""
         cfg = self.configs[i]
         incident = f"budget/{cfg.name}/{int(v.period_start)}"
         seq = self.seq.get(incident, -1) + 1
@@ -114,12 +148,13 @@ class BudgetBook:
             named = [KeyInfo(api_key=k) for k in self.paused[i]]
             self.paused[i] = []
         else:
-            named = keys.keys_in(dict(cfg.scope), v.period_start)
+            if named is None:
+                named = keys.keys_in(dict(cfg.scope), v.period_start)
             if v.action == "pause":
                 # What the hard stop pauses (the policy step picks the same keys): the
                 # next period's resume undoes exactly these.
-                pausable = [k.api_key for k in named if rules.classify(k.api_key).pausable]
-                self.paused[i] = sorted(pausable)
+                pausable = {k.api_key for k in named if rules.classify(k.api_key).pausable}
+                self.paused[i] = sorted(pausable.union(self.paused[i]))
         alert = Alert(
             kind=v.kind,
             detector="budget",
@@ -168,31 +203,54 @@ class BudgetBook:
             del self.seq[seq_id]
 
     def remapped(self, config: Config) -> tuple[BudgetBook, list[str]]:
-        """A book for ``config``'s budgets keeping the state of each one matched by name,
-        unless its scope, period or time zone changed; and a note per budget started afresh."""
+        """A book for ``config``'s budgets keeping the state of each one matched by name; and
+        a note per budget that could not keep it all.
+
+        One whose period or time zone changed keeps its spend: the parts held (this period's
+        and the previous one's, by the old calendar) are read again under the new one, whose
+        thresholds fire afresh. One whose scope changed, or a new one, counts from the
+        rollups read after the reload: the parts of its scope were never held.
+        """
         old = {b.name: (i, b) for i, b in enumerate(self.configs)}
         book = BudgetBook(config.budgets)
         book.seq = self.seq
         notes: list[str] = []
         for j, cfg in enumerate(config.budgets):
             i, before = old.get(cfg.name, (None, None))
-            if (
-                i is not None
-                and before is not None
-                and (before.scope, before.period, before.timezone)
-                == (cfg.scope, cfg.period, cfg.timezone)
-            ):
+            if i is None or before is None:
+                notes.append(f"budget {cfg.name}: new; counts spend read from now on")
+                continue
+            if before.scope != cfg.scope:
+                notes.append(f"budget {cfg.name}: scope changed; counts spend read from now on")
+                continue
+            book.hours[j] = self.hours[i]
+            book.minutes[j] = self.minutes[i]
+            book.paused[j] = self.paused[i]
+            tracker = book.trackers[j]
+            if (before.period, before.timezone) == (cfg.period, cfg.timezone):
                 # Spend, thresholds fired and the profile carry over; amounts and
-                # fractions are the new ones (a raised amount does not re-fire 50%).
-                learned = {k: v for k, v in vars(self.trackers[i]).items() if k.startswith("_")}
-                vars(book.trackers[j]).update(learned)
-                book.hours[j] = self.hours[i]
-                book.minutes[j] = self.minutes[i]
-                book.paused[j] = self.paused[i]
-            else:
-                why = "new" if i is None else "scope, period or time zone changed"
-                notes.append(f"budget {cfg.name}: {why}; counts spend read from now on")
+                # fractions are the new ones (a raised amount does not re-send 50% at
+                # once, it arms 50% of the new amount).
+                tracker.carry_over(self.trackers[i])
+                continue
+            # Spend carried under the new calendar: without it the budget counted from the
+            # reload, so spend before it never reached a threshold or the hard stop.
+            tracker.learn_from(self.trackers[i])
+            book._feed(j)
+            since = format_ts(min(book.hours[j])) if book.hours[j] else "the reload"
+            notes.append(
+                f"budget {cfg.name}: period or time zone changed; its thresholds start afresh "
+                f"for the new period, counting the spend held since {since}"
+            )
         return book, notes
+
+    def _feed(self, i: int) -> None:
+        """Hand budget ``i``'s tracker every hour and minute it holds the parts of."""
+        tracker = self.trackers[i]
+        for start, parts in sorted(self.hours[i].items()):
+            tracker.set_hour(float(start), sum(parts.values()) / NUSD)
+        for start, parts in sorted(self.minutes[i].items()):
+            tracker.set_minute(float(start), sum(parts.values()) / NUSD)
 
     # -- state ---------------------------------------------------------------
 

@@ -25,6 +25,9 @@ class KeyDirectory:
         self.keys: dict[str, KeyInfo] = {}
         #: api key -> start of the latest hour a rollup of it was seen for
         self.last_hour: dict[str, int] = {}
+        #: Bumped when a key is new or spends in a later hour: what ``keys_in`` answers may
+        #: have changed (derived, not state).
+        self.changes = 0
 
     def record(self, dims: tuple[str, ...], values: tuple[str | None, ...], hour: int) -> None:
         """Take in an hour record of the key set (``dims`` in any order)."""
@@ -40,7 +43,9 @@ class KeyDirectory:
                 environment=attrs.get("environment"),
                 workload=attrs.get("workload"),
             )
-        self.last_hour[key] = max(self.last_hour.get(key, 0), hour)
+        if hour > self.last_hour.get(key, -1):
+            self.last_hour[key] = hour
+            self.changes += 1
 
     def keys_in(self, scope: dict[str, str | None], since: float) -> list[KeyInfo]:
         """Known keys inside ``scope`` that spent since ``since`` (sorted by key)."""
@@ -80,6 +85,7 @@ class KeyDirectory:
 
     def load(self, rows: list[list[Any]]) -> None:
         self.keys, self.last_hour = {}, {}
+        self.changes += 1
         for row in rows:
             *fields, hour = row
             info = KeyInfo(*fields)

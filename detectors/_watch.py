@@ -357,8 +357,9 @@ class SpendWatch:
 
         Detectors are matched by (kind, metric, scope) and retuned in place
         (``detectors.retune``); budgets by name, keeping their spend and the thresholds
-        fired this period unless their scope, period or time zone changed. Everything is
-        built first and swapped in at the end, so a failure leaves the old state whole.
+        fired this period (their spend under a new period or time zone; a new scope counts
+        afresh). Everything is built first and swapped in at the end, so a failure leaves
+        the old state whole.
         Returns one line per thing that had to start afresh (for the log).
         """
         closed_until = self.clock.closed_until

@@ -529,12 +529,13 @@ class Config(_Section):
         return frozenset(tuple(scope[d] for d in dims) for scope in scopes)
 
     def rollup_windows(
-        self,
+        self, sets: Sequence[Sequence[str]] | None = None
     ) -> tuple[list[tuple[int, ...]], list[frozenset[tuple[str | None, ...]] | None]]:
-        """What the worker rolls up of each set of ``rollup_dimensions()``: its window sizes,
-        and the series whose minutes it keeps (None: every series'), as ``minute_windows``
-        says."""
-        sets = self.rollup_dimensions()
+        """What the worker rolls up of each set of ``sets`` (default ``rollup_dimensions()``;
+        a running worker's, built from the config it started with): its window sizes, and
+        the series whose minutes it keeps (None: every series'), as ``minute_windows`` says."""
+        if sets is None:
+            sets = self.rollup_dimensions()
         if self.minute_windows == "all":
             return [ROLLUP_WINDOWS_S] * len(sets), [None] * len(sets)
         minutes = [self.budget_minutes(dims) for dims in sets]

@@ -73,13 +73,23 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     else:
         name = str(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            raw = Path(path).read_bytes()
         except OSError as exc:
             raise ConfigError("", f"cannot read config: {exc.strerror}", name) from None
-        except UnicodeDecodeError as exc:
-            problem = f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
-            raise ConfigError("", problem, name) from None
-        data, marks = parse_yaml(text, name)
+        return config_from_bytes(raw, name, env)
+    return build_config(data, marks, env, name)
+
+
+def config_from_bytes(raw: bytes, name: str, env: Mapping[str, str] | None = None) -> Config:
+    """``load_config`` of a file's bytes already read (hot reload parses exactly the bytes
+    it compared with the config in force, not a second read of a file being written)."""
+    env = os.environ if env is None else env
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        raise ConfigError("", problem, name) from None
+    data, marks = parse_yaml(text, name)
     return build_config(data, marks, env, name)
 
 

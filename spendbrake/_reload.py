@@ -25,7 +25,7 @@ from typing import Protocol
 
 from spendbrake.schemas import Config, ConfigError, mrkdwn_code
 
-from ._config_loader import ConfigErrors, load_config
+from ._config_loader import ConfigErrors, config_from_bytes
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class ConfigReloader:
         self.interval_s = interval_s
         self.overrides = overrides
         self._stat = self._stat_now()
-        self._digest = self._digest_now()
+        self._digest = _digest_of(self._read())
         self._posted: set[str] = set()
         self._wake = asyncio.Event()
         self.generation = 0
@@ -119,9 +119,16 @@ class ConfigReloader:
                 await self._post_once(result.lines)
 
     def check(self) -> ReloadResult:
-        """Read the file; apply it if it changed and is valid."""
-        digest = self._digest_now()
-        if digest in (self._digest, _UNREADABLE, _EMPTY):
+        """Read the file; apply it if it changed and is valid.
+
+        The file is read once: the bytes compared with the config in force are the bytes
+        parsed. (Read twice, an in-place write between the reads had a cut-off file applied,
+        say with its last budgets missing, and the complete one never: its digest was the
+        one recorded.)
+        """
+        raw = self._read()
+        digest = _digest_of(raw)
+        if raw is None or digest in (self._digest, _EMPTY):
             # Unreadable: an editor mid-save (write to a temp file, rename); look again later.
             # Empty: one that truncates, then writes. Never read as "all defaults", which
             # would drop every budget and policy in force.
@@ -129,7 +136,7 @@ class ConfigReloader:
                 log.info("config %s is empty; the running config stays in force", self.path)
             return ReloadResult("unchanged")
         try:
-            new = self.overrides(load_config(self.path))
+            new = self.overrides(config_from_bytes(raw, str(self.path)))
         except ConfigErrors as exc:
             return self._reject(digest, [str(e) for e in exc.errors])
         except ConfigError as exc:
@@ -200,12 +207,17 @@ class ConfigReloader:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
-    def _digest_now(self) -> str:
+    def _read(self) -> bytes | None:
         try:
-            data = self.path.read_bytes()
+            return self.path.read_bytes()
         except OSError:
-            return _UNREADABLE
-        return hashlib.sha256(data).hexdigest() if data.strip() else _EMPTY
+            return None
+
+
+def _digest_of(data: bytes | None) -> str:
+    if data is None:
+        return _UNREADABLE
+    return hashlib.sha256(data).hexdigest() if data.strip() else _EMPTY
 
 
 _UNREADABLE = "<unreadable>"

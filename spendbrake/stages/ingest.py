@@ -79,6 +79,10 @@ class IngestStage(Stage):
         self.prices = prices or PriceTable.default().with_overrides(config.pricing.models)
         self.on_records = on_records
         self.topic = config.kafka.topics.events
+        #: The dimension sets every partition's rollups are built on, fixed until a restart:
+        #: a reload needing others (its dimensions, a budget on a new set) waits for one, and
+        #: a partition adopted after it rolls up the same sets as the rest.
+        self.sets = config.rollup_dimensions()
         self.processors: dict[int, PartitionProcessor] = {}
         #: The partitions' rollups hold a key's series once, whichever partitions it reaches.
         self.series_table = SeriesTable()
@@ -106,9 +110,10 @@ class IngestStage(Stage):
         """New prices from the next event on, and the minutes of new budgets' scopes from
         the next flush; new dimension sets need a restart."""
         notes = []
-        if config.rollup_dimensions() != self.config.rollup_dimensions():
+        if config.rollup_dimensions() != self.sets:
             notes.append("dimensions: the ingest rolls up by the new sets after a restart")
-        elif (windows := config.rollup_windows()) != self.config.rollup_windows():
+        # The minutes of new budgets on the sets rolled up already, from now on.
+        if (windows := config.rollup_windows(self.sets)) != self.config.rollup_windows(self.sets):
             for processor in self.processors.values():
                 processor.rollups.set_windows(*windows)
         prices = PriceTable.default().with_overrides(config.pricing.models)
@@ -157,11 +162,11 @@ class IngestStage(Stage):
         store = PartitionStore(self.settings.state_dir, self.topic, tp.partition)
         try:
             await store.acquire()
-            windows_s, minute_values = self.config.rollup_windows()
+            windows_s, minute_values = self.config.rollup_windows(self.sets)
             processor = PartitionProcessor(
                 self.topic,
                 tp.partition,
-                self.config.rollup_dimensions(),
+                self.sets,
                 self.prices,
                 lateness_s=self.settings.lateness_s,
                 dedupe_horizon_s=self.settings.dedupe_horizon_s,

@@ -135,6 +135,21 @@ def test_hard_stop_pauses_once_and_next_period_resumes_once() -> None:
     assert all(v.period_start == d0 for v in kinds(vs, "budget") if v is not r)
 
 
+def test_a_raised_hard_stop_survives_a_restart_and_pauses_once_at_its_new_level() -> None:
+    d0 = utc(2026, 3, 2)
+    b = BudgetTracker("batch", 100.0, period="day")
+    assert [v.action for v in feed_hours(b, d0, d0 + 13 * H, lambda t: 10.0)][-1] == "pause"
+    raised = BudgetTracker("batch", 150.0, period="day")
+    raised.carry_over(b)
+    assert raised.evaluate(d0 + 13 * H) == []  # $130: past 50 % and 80 % of $150 already
+    restarted = BudgetTracker("batch", 150.0, period="day")
+    restarted.restore(orjson.loads(orjson.dumps(raised.snapshot())))
+    vs = feed_hours(restarted, d0 + 13 * H, d0 + 2 * 24 * H, lambda t: 10.0)
+    got = [(v.action, v.threshold, v.period_start) for v in vs if v.kind == "budget"]
+    assert got[:3] == [("alert", 1.0, d0), ("pause", 1.2, d0), ("resume", None, d0 + 24 * H)]
+    assert b.snapshot()["fired"] == [0.5, 0.8, 1.0] and b.snapshot()["stop_usd"] == 120.0
+
+
 def test_no_resume_without_auto_resume() -> None:
     b = BudgetTracker("batch", 100.0, period="day", auto_resume=False)
     d0 = utc(2026, 3, 2)
@@ -461,6 +476,18 @@ def test_fast_burn_stays_disarmed_until_the_hour_recovers() -> None:
     # Two bursts 10 min apart: the 5 min window drops, the 1 h one never under 14.4x: one page.
     vs = burn(b, t0, [(60, 1.0), (90, 20.0), (10, 1.0), (60, 20.0), (60, 1.0)], pace)
     assert len([v for v in vs if v.severity == "critical"]) == 1
+
+
+def test_a_runaway_whose_hour_hovers_at_the_factor_pages_once() -> None:
+    """A loop in bursts (25x for 20 min, 5x for 17) keeps its hour at 14-17x the pace. Its
+    hour dipped under 14.4x between bursts, which re-armed the page: 25 critical pages in
+    15 hours, one every 37 minutes. A burn alert re-arms once its long window has clearly
+    subsided (under half its factor), so it pages once, and again after a real recovery."""
+    b, pace = burn_tracker()
+    t0 = utc(2026, 6, 10)
+    vs = burn(b, t0, [(60, 1.0)] + [(20, 25.0), (17, 5.0)] * 25 + [(120, 1.0), (90, 20.0)], pace)
+    assert [v.severity for v in vs] == ["critical", "warning", "critical"]
+    assert vs[-1].window_end == t0 + (60 + 37 * 25 + 120 + 43) * M
 
 
 def test_slow_burn_fires_on_sustained_8x_once_and_rearms() -> None:

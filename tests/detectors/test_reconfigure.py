@@ -12,7 +12,7 @@ from spendbrake.detectors import SpendWatch, available, make_detector
 from spendbrake.detectors._retune import retune
 from spendbrake.schemas import BudgetConfig, Config, DetectorConfig, parse_ts
 from tests.detectors.synth import run, spend
-from tests.detectors.test_watch import T0, _history, _run, _runaway
+from tests.detectors.test_watch import RULES, T0, _history, _run, _runaway
 
 HOUR = 3600
 
@@ -155,3 +155,50 @@ def test_count_layout_change_restarts_baseline_and_within_retunes() -> None:
     assert kept is not None and kept._counts == d._counts and kept._profile == d._profile
     assert retune(d, min_slot_n=20) is None
     assert retune(d, season_alpha=0.1) is None
+
+
+def test_a_raised_budget_alerts_and_stops_at_its_new_amount() -> None:
+    """Raised mid-period, a budget's thresholds and hard stop fire at the new amount's levels.
+    They had fired at the old one and stayed off for the rest of the period: spend went
+    past the new amount's 100 % and 120 % with no alert and no pause. The raise itself
+    sends nothing (50 % and 80 % of the new amount are behind the spend already)."""
+    plan = [{"k-agent": 8.0, "k-chat": 2.0} for _ in range(24)]  # team search: $10 an hour
+    budget = BudgetConfig(name="search", scope={"team": "search"}, amount_usd=100, period="day")
+    config = Config(detectors=[], budgets=[budget], keys=RULES)
+    watch = SpendWatch(config)
+    before = [(a.action, a.threshold) for a in _run(watch, plan[:13]) if a.kind == "budget"]
+    assert before == [("alert", 0.5), ("alert", 0.8), ("alert", 1.0), ("pause", 1.2)]
+    raised = budget.model_copy(update={"amount_usd": 150.0})
+    assert watch.reconfigure(config.model_copy(update={"budgets": [raised]})) == []
+    after = [a for a in _run(watch, plan[:20], start=13) if a.kind == "budget"]
+    assert [(a.action, a.threshold) for a in after] == [("alert", 1.0), ("pause", 1.2)]
+    assert after[0].observed_usd >= 150.0 and after[1].observed_usd >= 180.0
+    assert after[1].targets == ["k-agent", "k-chat"] and after[1].id == after[0].id
+    # Lowered back: what the spend is past was sent already, nothing is sent twice; the
+    # next day resumes the keys.
+    assert watch.reconfigure(config) == []
+    rest = [a for a in _run(watch, plan, start=20) if a.kind == "budget"]
+    assert [(a.action, a.targets) for a in rest] == [("resume", ["k-agent", "k-chat"])]
+
+
+def test_a_budget_moved_to_another_period_keeps_the_spend_it_holds() -> None:
+    """A daily budget made weekly on the Monday afternoon: the week counts the $130 spent
+    since Monday 00:00 and fires 50 % at once, for the new period. It counted from the
+    reload (the next hour's $2.50), so spend before it never reached a threshold or the stop
+    until the rest was spent again."""
+    plan = [{"k-agent": 8.0, "k-chat": 2.0} for _ in range(24)]  # team search: $10 an hour
+    daily = BudgetConfig(name="search", scope={"team": "search"}, amount_usd=200, period="day")
+    watch = SpendWatch(Config(detectors=[], budgets=[daily], keys=RULES))
+    before = [(a.threshold, a.id) for a in _run(watch, plan[:13]) if a.kind == "budget"]
+    assert before == [(0.5, f"budget/search/{T0}")]
+    weekly = daily.model_copy(update={"period": "week"})
+    notes = watch.reconfigure(Config(detectors=[], budgets=[weekly], keys=RULES))
+    after = [a for a in _run(watch, plan[:14], start=13) if a.kind == "budget"]
+    assert [(a.threshold, a.id) for a in after] == [(0.5, f"budget/search/{T0}")]
+    assert after[0].observed_usd >= 130.0
+    assert parse_ts(after[0].detected_at) < T0 + 13.5 * HOUR
+    assert notes == [
+        "budget search: period or time zone changed; its thresholds start afresh for the new "
+        "period, counting the spend held since 2026-09-28T00:00:00.000000Z"
+    ]
+    assert watch.snapshot()  # the re-fed state is plain data as ever

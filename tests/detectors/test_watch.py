@@ -53,11 +53,13 @@ KEYS = {
 RULES = KeysConfig(rules=[KeyRule(api_key=k, workload=a["workload"]) for k, a in KEYS.items()])
 
 
-def _records(hour: int, spend: dict[str, float], fraction: float) -> list[RollupRecord]:
+def _records(
+    hour: int, spend: dict[str, float], fraction: float, keys: dict[str, dict[str, str]] = KEYS
+) -> list[RollupRecord]:
     """Every configured series' absolute hour total at ``fraction`` of the hour, plus a minute."""
     sums: dict[tuple[tuple[str, ...], tuple[str | None, ...]], float] = {}
     for key, usd in spend.items():
-        attrs = {"api_key": key, **KEYS[key]}
+        attrs = {"api_key": key, **keys[key]}
         for dims in [(), ("team",), ("team", "feature"), ("api_key",), KEY_DIMENSIONS]:
             sk = (tuple(dims), tuple(attrs[d] for d in dims))
             sums[sk] = sums.get(sk, 0.0) + usd * fraction
@@ -342,6 +344,38 @@ def test_budget_thresholds_once_and_hard_stop_pauses_non_critical_keys() -> None
     assert pause.threshold == 1.2 and pause.targets == ["k-agent", "k-chat"]  # never k-pay
     resume = next(a for a in alerts if a.action == "resume")
     assert resume.id == periods[1] and resume.targets == ["k-agent", "k-chat"]
+
+
+def test_keys_that_spend_after_a_hard_stop_are_paused_too() -> None:
+    """A hard stop paused the keys in scope it knew of; a batch key that started spending
+    later ran on unpaused for the rest of the day (the budget bypassed at 160 %). It is
+    paused in a follow-up of the same incident, once; a critical one never is, and the
+    next day resumes every key the stop paused."""
+    keys = {
+        **KEYS,
+        "k-night": {**KEYS["k-agent"], "feature": "nightly"},
+        "k-oncall": {**KEYS["k-chat"], "workload": "critical"},
+    }
+    rules = KeysConfig(rules=[KeyRule(api_key=k, workload=a["workload"]) for k, a in keys.items()])
+    budget = BudgetConfig(name="search", scope={"team": "search"}, amount_usd=1000, period="day")
+    watch = SpendWatch(Config(detectors=[], budgets=[budget], keys=rules))
+    alerts: list[Alert] = []
+    for h in range(25):
+        spend = {"k-agent": 60.0, "k-chat": 10.0} if h < 20 else {"k-night": 90.0, "k-oncall": 9.0}
+        for fraction in (0.25, 0.5, 0.75, 1.0):
+            watch.observe(_records(T0 + h * HOUR, spend, fraction, keys))
+            alerts.extend(decide(watch, watch.config))
+    acts = [(a.id, a.action, a.targets) for a in alerts if a.action != "alert"]
+    day = f"budget/search/{T0}"
+    assert acts == [
+        (day, "pause", ["k-agent", "k-chat"]),
+        (day, "pause", ["k-night"]),
+        (f"budget/search/{T0 + 24 * HOUR}", "resume", ["k-agent", "k-chat", "k-night"]),
+    ], acts
+    follow_up = next(a for a in alerts if a.targets == ["k-night"])
+    assert follow_up.threshold == 1.2 and follow_up.observed_usd >= 1200.0
+    assert "hard stop at 120% in force" in follow_up.reason
+    assert parse_ts(follow_up.detected_at) < T0 + 21 * HOUR  # within its first hour
 
 
 def test_budgets_match_their_own_scope_whatever_the_field_order() -> None:

@@ -91,8 +91,10 @@ class FakeConsumer:
         self.paused.difference_update(tps)
 
 
-def ingest_stage(state_dir: Path) -> tuple[IngestStage, FakeProducer, FakeConsumer]:
-    stage = IngestStage(Config(), WorkerSettings(state_dir=state_dir))
+def ingest_stage(
+    state_dir: Path, config: Config | None = None
+) -> tuple[IngestStage, FakeProducer, FakeConsumer]:
+    stage = IngestStage(config or Config(), WorkerSettings(state_dir=state_dir))
     producer, consumer = FakeProducer(), FakeConsumer()
     stage.producer, stage.consumer = producer, consumer  # type: ignore[assignment]
     return stage, producer, consumer

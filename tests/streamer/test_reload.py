@@ -14,12 +14,24 @@ import pytest
 
 from spendbrake._broker import EmbeddedBroker
 from spendbrake.fakes.slack import FakeSlack
+from spendbrake.schemas import Config
 from tests.kafka_helpers import read_topic
 from tests.streamer.kafka_io import publish_raw
 from tests.streamer.test_worker import start_worker, stop
 
 T0 = 1_791_158_400 + 9 * 3600  # 2026-10-05T09:00:00Z
 SPENT = 90.0  # dollars of team search before the reload
+
+
+class Recorder:
+    """A stage that takes every config handed to it."""
+
+    def __init__(self) -> None:
+        self.configs: list[Config] = []
+
+    def reconfigure(self, config: Config) -> list[str]:
+        self.configs.append(config)
+        return []
 
 
 def _event(n: int, ts: float, team: str, cost: float) -> bytes:
@@ -164,7 +176,6 @@ def test_reload_applies_a_budget_change_and_rejects_a_broken_file(
 
 async def test_stages_switch_together_and_a_refusal_puts_them_back(tmp_path: Path) -> None:
     from spendbrake._config_loader import load_config
-    from spendbrake.schemas import Config
     from spendbrake.stages import STAGES, Worker, WorkerSettings
 
     path = tmp_path / "spendbrake.yaml"
@@ -225,18 +236,7 @@ def test_an_emptied_file_never_reloads_as_the_defaults(tmp_path: Path) -> None:
     path = tmp_path / "spendbrake.yaml"
     path.write_text("budgets: [{name: b, scope: {team: t}, amount_usd: 5}]\n")
     config = load_config(path)
-
-    from spendbrake.schemas import Config
-
-    class Stage:
-        def __init__(self) -> None:
-            self.configs: list[Config] = []
-
-        def reconfigure(self, config: Config) -> list[str]:
-            self.configs.append(config)
-            return []
-
-    stage = Stage()
+    stage = Recorder()
     reloader = ConfigReloader(path, config, [stage])
     for text in ("", "  \n"):
         path.write_text(text)
@@ -281,3 +281,61 @@ async def test_the_rejection_note_in_slack_escapes_keys_and_hides_env_values(
     assert "&lt;!channel&gt;" in text and "<!" not in text, text
     assert secret not in text and "99999" not in text, text
     assert secret not in caplog.text and "LITELLM_MASTER_KEY" in caplog.text
+
+
+def test_the_bytes_compared_are_the_bytes_applied(tmp_path: Path) -> None:
+    """The file changes between two reads (a tool rewriting it in place): the reload read it
+    once for the comparison and again to parse it, so a cut-off file (its last budget
+    missing, still valid YAML) or an emptied one (all defaults: every budget dropped) was
+    applied under the complete text's digest, and the complete file never was, not even
+    on SIGHUP. A pipe stands in for the file: it serves the edited text to its first
+    reader, and a cut-off copy (or nothing) to a later one."""
+    import os
+    import threading
+
+    from spendbrake._config_loader import load_config
+    from spendbrake._reload import ConfigReloader
+
+    path = tmp_path / "spendbrake.yaml"
+    text = "budgets:\n  - {name: a, amount_usd: 5}\n  - {name: b, amount_usd: 6}\n"
+    path.write_text(text)
+
+    stage = Recorder()
+    reloader = ConfigReloader(path, load_config(path), [stage])
+    edited = text.replace("amount_usd: 6", "amount_usd: 7")
+    cut = edited[: edited.index("  - {name: b")]
+    path.unlink()
+    os.mkfifo(path)
+    done = threading.Event()
+
+    def writer() -> int | None:
+        """A write end of the pipe while a reader has it open, else None."""
+        try:
+            return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+
+    def serve_next(served: str) -> None:
+        while not done.is_set():
+            if (fd := writer()) is not None:
+                os.write(fd, served.encode())
+                os.close(fd)
+                return
+            done.wait(0.01)
+
+    def serve() -> None:
+        serve_next(edited)
+        while not done.is_set() and (fd := writer()) is not None:
+            os.close(fd)  # the first reader still has it open: wait until it is done
+            done.wait(0.01)
+        serve_next(cut)
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        result = reloader.check()
+    finally:
+        done.set()
+        server.join()
+    assert result.status == "applied", result
+    assert [(b.name, b.amount_usd) for b in stage.configs[-1].budgets] == [("a", 5), ("b", 7)]
