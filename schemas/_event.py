@@ -28,6 +28,7 @@ b'"ts":"2026-11-23T10:00:00.000000Z"'
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -40,6 +41,7 @@ from ._time import MAX_TS, MIN_TS, format_ts, parse_ts, wire_ts
 
 __all__ = [
     "MAX_EVENT_BYTES",
+    "MAX_STR_LEN",
     "WORKLOADS",
     "Extras",
     "UsageEvent",
@@ -48,6 +50,7 @@ __all__ = [
     "decode_run",
     "encode_event",
     "fast_decode",
+    "fit_id",
     "validate_event",
 ]
 
@@ -183,6 +186,26 @@ def encode_event(event: UsageEvent) -> bytes:
     """The event as the SDK publishes it: ``to_wire()`` in orjson (bytes pinned by
     ``tests/schemas/test_event.py``)."""
     return orjson.dumps(event.to_wire())
+
+
+def fit_id(value: str) -> str:
+    """An id the contract holds: ``value`` itself when it has at most ``MAX_STR_LEN``
+    characters, else ``sha256:`` and the 64 hex digits of its SHA-256 (71 characters).
+
+    The same long id always gives the same stand-in, so a retried call still dedupes;
+    cutting it short instead would make every id sharing its first 512 characters one
+    call, and all but one of those calls would be dropped as duplicates.
+
+    >>> fit_id("call-1")
+    'call-1'
+    >>> fit_id("x" * 600) == fit_id("x" * 600) != fit_id("x" * 601)
+    True
+    >>> len(fit_id("x" * 600))
+    71
+    """
+    if len(value) <= MAX_STR_LEN:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 _decode = msgspec.json.Decoder(UsageEvent).decode
