@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -151,6 +152,42 @@ def test_secret_shapes_are_redacted_in_every_string_field(
         "search-agent-prod",
         "sk-batch-1",
     )
+
+
+def test_redaction_keeps_the_event_within_the_contracts_limits(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A stand-in (23 characters) replaces a token of 11 or more after validation: a team,
+    tag or key of up to 512 characters grew past the limit, and the engine refused the
+    event. Text is cut at the limit (the secret already gone), an id hashed whole so that
+    two ids differing only in their secrets stay two."""
+    from spendbrake.schemas import MAX_STR_LEN, fit_id
+
+    topic = make_topic("redact-limits")
+    secrets = ("sk-Zq9abcdefg1", "sk-Zq9abcdefg2")  # 14 characters each, stand-ins 23
+    near = "x" * (MAX_STR_LEN - len(secrets[0]) - 1) + " "  # with a secret: 512 characters
+    with SpendProducer(
+        broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl"
+    ) as producer:
+        for i, secret in enumerate(secrets):
+            text = near + secret
+            assert len(text) == MAX_STR_LEN
+            producer.emit(
+                event(i, event_id=text, team=text, api_key=text, trace_id=text, tags={text: text})
+            )
+        assert producer.flush(30)
+    records = read_topic_sync(broker.bootstrap_servers, topic, 2)
+    assert not any(s[3:].encode() in v for _, _, v in records for s in secrets)
+    sent = [decode_event(value) for _, _, value in records]  # the engine's own check
+    assert sorted(e.event_id for e in sent) == sorted(
+        fit_id(near + "sha256:" + hashlib.sha256(s.encode()).hexdigest()[:16]) for s in secrets
+    )
+    for e in sent:
+        assert e.team == e.api_key and e.team.startswith(near + "sha256:")
+        assert len(e.team) == MAX_STR_LEN
+        assert e.trace_id is not None and len(e.trace_id) == 71
+        ((key, value),) = e.tags.items()
+        assert key == value == e.team
 
 
 def test_invalid_event_is_the_callers_error(tmp_path: Path) -> None:
