@@ -52,6 +52,7 @@ from ._event import (
     encode_event,
     fast_decode,
     fit_id,
+    replace_surrogates,
     validate_event,
 )
 from ._keys import LITELLM_MASTER_KEY, KeyClass, KeyRule, KeysConfig, hidden_rule
@@ -149,6 +150,7 @@ __all__ = [
     "parse_ts",
     "repeated_name",
     "repeated_set",
+    "replace_surrogates",
     "show",
     "to_nusd",
     "unpickle_state",

@@ -1,7 +1,8 @@
 """``SpendProducer``: publish one usage event per LLM call without ever slowing the call.
 
-``emit()`` validates the event, redacts raw secrets in its string fields, and
-appends it to a bounded in-memory queue; a background thread sends batches
+``emit()`` validates the event, redacts raw secrets in its string fields (keeping the
+contract's lengths), replaces text UTF-8 cannot hold, and appends it to a bounded
+in-memory queue; a background thread sends batches
 with aiokafka. When the broker is down or the queue is full, events go to a
 local spill file that is replayed when the broker returns (also by the next
 process, if this one exits first). Events are keyed by ``event_id`` so that a
@@ -152,11 +153,16 @@ class SpendProducer:
         bug in the caller, and sending it would only move the error downstream. That
         includes a record over ``MAX_EVENT_BYTES`` (the error names both sizes):
         the engine refuses it, and a broker may refuse it too.
+
+        What the SDK itself changes never makes a valid event invalid: redaction keeps
+        every field within the contract's lengths (``redact_event``), and a lone
+        surrogate, which no UTF-8 record can hold, becomes U+FFFD
+        (``schemas.replace_surrogates``) rather than losing the call's spend.
         """
         if not isinstance(event, UsageEvent):
             event = validate_event(dict(event))
         redact_event(event)  # a key in any field, not only api_key, stays here
-        payload = encode_event(event)
+        payload = encode_event(event)  # replaces lone surrogates, in the event too
         check_event_size(payload)
         self.stats.emitted += 1
         if self._closing or len(self._queue) >= self.max_queue:

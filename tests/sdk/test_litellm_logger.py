@@ -255,3 +255,21 @@ def test_an_over_long_call_id_becomes_a_stable_stand_in_and_the_spend_counts(
     ids = [e.event_id for e in events]
     assert ids.count(fit_id(long_ids[0])) == 2 and fit_id(long_ids[2]) in ids
     assert fit_id(long_ids[0]) != fit_id(long_ids[2]) and all(len(i) == 71 for i in ids)
+
+
+def test_a_lone_surrogate_in_a_request_tag_becomes_a_replacement_character(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A lone surrogate ("\\ud800", which a client's JSON can carry) in a request tag made
+    the event unwritable (orjson refuses it), and the call's spend was lost."""
+    topic = make_topic("litellm-surrogate")
+    producer = SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl")
+    logger = SpendBrakeLogger(producer, default_team="support")
+    tags = ["feature:search\ud800", "region\udcff:eu", "ok"]
+    run_calls(producer, logger, [{"mock_response": "hello", "metadata": {"tags": tags}}])
+    assert (logger.events_emitted, logger.events_failed) == (1, 0)
+    (record,) = asyncio.run(read_topic(broker.bootstrap_servers, topic, 1))
+    event = decode_event(record[2])
+    assert event.cost_usd and event.cost_usd > 0
+    assert event.feature == "search\ufffd"
+    assert event.tags == {"region\ufffd": "eu", "ok": "true"}

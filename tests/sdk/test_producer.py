@@ -190,6 +190,38 @@ def test_redaction_keeps_the_event_within_the_contracts_limits(
         assert key == value == e.team
 
 
+def test_text_utf8_cannot_hold_is_replaced_and_the_event_sent(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A lone surrogate anywhere (orjson refuses to write one) made emit() raise a TypeError
+    (the call's spend lost): it becomes U+FFFD, a split surrogate pair its character."""
+    topic = make_topic("surrogates")
+    with SpendProducer(
+        broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl"
+    ) as producer:
+        producer.emit(
+            event(
+                1,
+                event_id="e-1\ud800",
+                team="search\udcff",
+                tags={"k\ud800": "v", "emoji": "\ud83d\ude00"},
+                note=["x\udfff"],
+            )
+        )
+        producer.emit(decode_event(orjson.dumps(event(2))))
+        with pytest.raises(InvalidEvent, match="payload: cannot be written as JSON"):
+            producer.emit(event(3, note={1, 2}))  # an unknown field that is not JSON
+        assert producer.flush(30)
+    records = read_topic_sync(broker.bootstrap_servers, topic, 2)
+    sent = {decode_event(v).event_id: (k, decode_event(v)) for _, k, v in records}
+    key, first = sent["e-1\ufffd"]
+    assert key == "e-1\ufffd".encode()
+    assert first.team == "search\ufffd" and first.cost_usd == event(1)["cost_usd"]
+    assert first.tags == {"k\ufffd": "v", "emoji": "\U0001f600"}
+    assert first.extras == {"note": ["x\ufffd"]}
+    assert "e-2" in sent
+
+
 def test_invalid_event_is_the_callers_error(tmp_path: Path) -> None:
     with (
         SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl") as producer,
