@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -38,6 +38,7 @@ from spendbrake.schemas import (
     UsageEvent,
     check_event_size,
     encode_event,
+    show,
     validate_event,
 )
 
@@ -47,6 +48,8 @@ from ._spill import SpillFile, default_spill_path
 log = logging.getLogger(__name__)
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+#: Rejected records ``ProducerStats.first_rejected`` names.
+FIRST_REJECTED = 5
 
 
 @dataclass(slots=True)
@@ -54,8 +57,9 @@ class ProducerStats:
     """Counters since the producer started; ``lost`` stays 0 unless the spill disk fails.
 
     ``rejected``: spilled records the broker refused as too large, moved to the spill's
-    ``.rejected`` file (only a spill an older SDK wrote can hold one: ``emit()`` refuses
-    an event over the size limit).
+    ``.rejected`` file (a spill an older SDK wrote, or a broker whose record limit is
+    below the contract's 64 KiB); ``first_rejected`` names the first
+    ``FIRST_REJECTED`` of them (event_id and size) for a report to show.
     """
 
     emitted: int = 0
@@ -65,6 +69,7 @@ class ProducerStats:
     rejected: int = 0
     lost: int = 0
     send_failures: int = 0
+    first_rejected: list[str] = field(default_factory=list)
 
 
 class SpendProducer:
@@ -140,6 +145,11 @@ class SpendProducer:
     @property
     def spill_path(self) -> Path:
         return self._spill.path
+
+    @property
+    def rejected_path(self) -> Path:
+        """Where spilled records the broker refused as too large are set aside."""
+        return self._spill.rejected_path
 
     @property
     def connected(self) -> bool:
@@ -467,6 +477,8 @@ class SpendProducer:
             log.error("cannot set aside %d spilled events: %s", len(payloads), exc)
             return
         self.stats.rejected += len(payloads)
+        named = self.stats.first_rejected
+        named.extend(map(_record_name, payloads[: max(FIRST_REJECTED - len(named), 0)]))
         # Once per producer: the count is in stats.rejected, the records in the file.
         report = log.debug if self._rejected_reported else log.warning
         self._rejected_reported = True
@@ -485,6 +497,13 @@ def _event_key(payload: bytes) -> bytes | None:
         return orjson.loads(payload)["event_id"].encode()
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _record_name(payload: bytes) -> str:
+    """A spilled record as a report names it: its event_id (if it has one) and size."""
+    key = _event_key(payload)
+    what = "a record without an event_id" if key is None else f"event_id {show(key.decode())}"
+    return f"{what}: {len(payload):,} bytes"
 
 
 def _close_at_exit(ref: weakref.ref[SpendProducer]) -> None:

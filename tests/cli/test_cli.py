@@ -267,6 +267,51 @@ def test_produce_sends_and_says_what_an_earlier_run_spilled(
     assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == ["e1", "earlier"]
 
 
+def test_produce_counts_and_names_spilled_events_the_broker_refuses(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Spilled events the broker refused as too large were set aside in silence: the run
+    said "published" and exited 0. It now counts them, names the first five as replay
+    names its first rejected lines, and exits 1."""
+    topic = make_topic("refused")
+    monkeypatch.setenv("SPENDBRAKE_SPILL_DIR", str(tmp_path / "spill"))
+    event = {
+        "event_id": "e1",
+        "ts": 1795428000,
+        "provider": "google",
+        "model": "gemini-2.5-flash",
+        "input_tokens": 5,
+        "output_tokens": 5,
+        "team": "growth",
+    }
+    (tmp_path / "spill").mkdir()
+    spill = tmp_path / "spill" / f"spendbrake-sdk-{topic}.jsonl"
+    huge = [
+        orjson.dumps({**event, "event_id": f"huge-{i}", "debug": "x" * 1_100_000}) for i in range(6)
+    ]
+    spill.write_bytes(b"\n".join([*huge, orjson.dumps({**event, "event_id": "earlier"})]) + b"\n")
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(orjson.dumps(event) + b"\n")
+    config = str(topic_config(tmp_path, topic))
+    result = run(
+        "produce", str(source), "--config", config, "--bootstrap", broker.bootstrap_servers
+    )
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert (
+        f"6 spilled event(s) refused by the broker as too large, set aside in {spill}.rejected"
+        in output
+    )
+    named = [line.strip() for line in result.output.splitlines() if "bytes" in line]
+    assert named == [f'event_id "huge-{i}": {len(huge[i]):,} bytes' for i in range(5)]
+    assert "(1 more)" in result.output
+    records = read_topic_sync(broker.bootstrap_servers, topic, 2)
+    assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == ["e1", "earlier"]
+
+
 def test_produce_from_stdin_exits_zero_when_all_lines_are_good(
     broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:
