@@ -5,7 +5,8 @@ contract's lengths), replaces text UTF-8 cannot hold, and appends it to a bounde
 in-memory queue; a background thread sends batches
 with aiokafka. When the broker is down or the queue is full, events go to a
 local spill file that is replayed when the broker returns (also by the next
-process, if this one exits first). Events are keyed by ``event_id`` so that a
+process, if this one exits first, or by a live one on the same path: see
+``SpillFile.claim_orphans``). Events are keyed by ``event_id`` so that a
 resent event lands on the partition of its first copy, where the engine's
 dedupe drops it. No idempotent or transactional producer is needed (the
 embedded broker refuses InitProducerId).
@@ -90,7 +91,13 @@ class SpendProducer:
         Events held in memory before ``emit()`` spills to disk instead.
     spill_path
         Spill file; default ``~/.spendbrake/spill/<client_id>-<topic>.jsonl``
-        (``$SPENDBRAKE_SPILL_DIR`` moves the folder).
+        (``$SPENDBRAKE_SPILL_DIR`` moves the folder). A second live producer on the same
+        path spills to ``<name>-<pid>.jsonl``; once its process has exited, the next
+        producer of that path to look takes the file over and sends it.
+    claim_interval_s
+        How often a connected producer looks for such files of exited processes (also
+        once as it first connects): the other workers of a LiteLLM proxy deliver what a
+        worker that exited had spilled.
     request_timeout_s
         How long a send may wait for the broker before it counts as failed.
     """
@@ -109,6 +116,7 @@ class SpendProducer:
         max_backoff_s: float = 30.0,
         client_id: str = "spendbrake-sdk",
         kafka: KafkaConfig | None = None,
+        claim_interval_s: float = 60.0,
     ) -> None:
         kafka = kafka or KafkaConfig.from_env(os.environ, bootstrap_servers=DEFAULT_BOOTSTRAP)
         self.bootstrap_servers = bootstrap_servers or kafka.bootstrap_servers
@@ -121,8 +129,12 @@ class SpendProducer:
         self.retry_backoff_s = retry_backoff_s
         self.max_backoff_s = max_backoff_s
         self.client_id = client_id
+        self.claim_interval_s = claim_interval_s
         self.stats = ProducerStats()
         self._spill = SpillFile(spill_path or default_spill_path(topic, client_id))
+        #: Spill files of exited processes this one holds, to send before its own queue.
+        self._claimed: list[SpillFile] = []
+        self._next_claim = 0.0
         self._queue: collections.deque[tuple[bytes, bytes]] = collections.deque()
         self._spill_lock = threading.Lock()
         self._in_flight = 0
@@ -208,6 +220,9 @@ class SpendProducer:
         delivered = self._drained()
         self._spill_payloads([payload for _, payload in self._take(len(self._queue))])
         self._spill.close()
+        for spill in self._claimed:  # not sent yet: the next producer claims them
+            spill.close()
+        self._claimed.clear()
         return delivered
 
     async def aflush(self, timeout_s: float = 30.0) -> bool:
@@ -241,7 +256,12 @@ class SpendProducer:
     # -- the sender thread -------------------------------------------------
 
     def _drained(self) -> bool:
-        return not self._queue and self._in_flight == 0 and not self._spill.pending
+        return (
+            not self._queue
+            and self._in_flight == 0
+            and not self._spill.pending
+            and not self._claimed
+        )
 
     def _settled(self) -> bool:
         """Nothing to wait for at close: all delivered, or the broker down (the last try
@@ -299,7 +319,8 @@ class SpendProducer:
         backoff = self.retry_backoff_s
         while True:
             if self._closing and (
-                (not self._queue and not self._spill.pending) or not self._connected
+                (not self._queue and not self._spill.pending and not self._claimed)
+                or not self._connected
             ):
                 break
             if producer is None:
@@ -307,7 +328,9 @@ class SpendProducer:
                 if producer is None:
                     backoff = await self._back_off(backoff)
                     continue
-            if self._spill.pending:
+            if not self._closing and time.monotonic() >= self._next_claim:
+                self._claim_orphans()
+            if self._spill.pending or self._claimed:
                 if not await self._replay(producer):
                     producer = await self._disconnect(producer)
                     backoff = await self._back_off(backoff)
@@ -425,16 +448,44 @@ class SpendProducer:
             return False
         return True
 
+    def _claim_orphans(self) -> None:
+        """Take over spill files of exited processes on this path, to send them."""
+        self._next_claim = time.monotonic() + self.claim_interval_s
+        try:
+            claimed = self._spill.claim_orphans()
+        except OSError as exc:
+            log.warning("cannot look for spill files beside %s: %s", self._spill.path, exc)
+            return
+        for spill in claimed:
+            log.warning("sending the events in %s: its process exited first", spill.path)
+        self._claimed.extend(claimed)
+
     async def _replay(self, producer: AIOKafkaProducer) -> bool:
-        """Send the spill file; False when the broker failed, to retry from the failed chunk.
+        """Send the spill file, then those claimed from exited processes (each deleted
+        once sent); False when the broker failed, to retry from the failed chunk."""
+        if self._spill.pending and not await self._replay_file(producer, self._spill):
+            return False
+        while self._claimed:
+            spill = self._claimed[0]
+            if not await self._replay_file(producer, spill):
+                return False
+            try:
+                spill.discard()
+            except OSError as exc:  # sent: a failed delete only leaves empty files
+                log.warning("cannot delete %s: %s", spill.path, exc)
+            self._claimed.pop(0)
+        return True
+
+    async def _replay_file(self, producer: AIOKafkaProducer, spill: SpillFile) -> bool:
+        """Send one spill file; False when the broker failed, to retry from the failed chunk.
 
         A line the broker refuses as too large is moved to the ``.rejected`` file: resent,
         it would fail every replay, and the spill goes before the memory queue.
         """
-        path = self._spill.start_replay()
+        path = spill.start_replay()
         if path is None:
             return True
-        for chunk in self._spill.read_replay(self.batch_size):
+        for chunk in spill.read_replay(self.batch_size):
             sent: list[tuple[bytes, asyncio.Future[Any]]] = []
             too_large: list[bytes] = []
             try:
@@ -461,17 +512,17 @@ class SpendProducer:
                 log.warning("replay of %s interrupted (%s); will retry", path, failures[0])
                 return False
             if too_large:
-                self._reject(too_large)
-            self._spill.chunk_sent()
+                self._reject(spill, too_large)
+            spill.chunk_sent()
             self.stats.replayed += len(chunk) - len(too_large)
             self.stats.delivered += len(chunk) - len(too_large)
-        self._spill.finish_replay()
+        spill.finish_replay()
         log.info("replayed spilled events from %s", path)
         return True
 
-    def _reject(self, payloads: list[bytes]) -> None:
+    def _reject(self, spill: SpillFile, payloads: list[bytes]) -> None:
         try:
-            self._spill.reject(payloads)
+            spill.reject(payloads)
         except OSError as exc:
             self.stats.lost += len(payloads)
             log.error("cannot set aside %d spilled events: %s", len(payloads), exc)
@@ -487,7 +538,7 @@ class SpendProducer:
             "moved to %s, not sent again",
             len(payloads),
             max(map(len, payloads)),
-            self._spill.rejected_path,
+            spill.rejected_path,
         )
 
 

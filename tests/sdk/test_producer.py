@@ -397,13 +397,13 @@ def test_close_with_the_broker_down_returns_once_everything_is_spilled(tmp_path:
 
 
 def test_two_live_producers_never_share_a_spill_file(tmp_path: Path) -> None:
-    a = SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl")
-    b = SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl")
+    """A third producer on one path shared the second's ``-<pid>`` file, unlocked."""
+    producers = [SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl") for _ in range(3)]
     try:
-        assert a.spill_path != b.spill_path
+        assert len({p.spill_path for p in producers}) == 3
     finally:
-        a.close(0)
-        b.close(0)
+        for producer in producers:
+            producer.close(0)
 
 
 async def test_emit_from_async_code(
