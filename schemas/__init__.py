@@ -42,6 +42,7 @@ from ._config import (
 from ._errors import ConfigError, InvalidEvent, SpendBrakeError, StateUnreadable, ValueAt, show
 from ._event import (
     MAX_EVENT_BYTES,
+    MAX_STR_LEN,
     WORKLOADS,
     Extras,
     UsageEvent,
@@ -50,6 +51,8 @@ from ._event import (
     decode_run,
     encode_event,
     fast_decode,
+    fit_id,
+    replace_surrogates,
     validate_event,
 )
 from ._keys import LITELLM_MASTER_KEY, KeyClass, KeyRule, KeysConfig, hidden_rule
@@ -78,6 +81,7 @@ __all__ = [
     "KEY_DIMENSIONS",
     "LITELLM_MASTER_KEY",
     "MAX_EVENT_BYTES",
+    "MAX_STR_LEN",
     "MAX_TARGETS",
     "MAX_TS",
     "METRICS",
@@ -131,6 +135,7 @@ __all__ = [
     "encode_mark",
     "encode_rollup",
     "fast_decode",
+    "fit_id",
     "format_ts",
     "from_anthropic_usage",
     "from_litellm",
@@ -146,6 +151,7 @@ __all__ = [
     "parse_ts",
     "repeated_name",
     "repeated_set",
+    "replace_surrogates",
     "show",
     "to_nusd",
     "unpickle_state",

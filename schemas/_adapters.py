@@ -31,6 +31,7 @@ from ._event import (
     WORKLOADS,
     UsageEvent,
     encode_event,
+    fit_id,
     validate_event,
 )
 
@@ -91,7 +92,10 @@ def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned"
       becomes text) is dropped, an unknown workload (``"workload:urgent"``) is dropped
       (the event is ``standard``) and kept in ``tags["workload_given"]``, and request
       tags beyond ``MAX_TAGS``, or beyond what keeps the record within
-      ``MAX_EVENT_BYTES``, are dropped, the last first.
+      ``MAX_EVENT_BYTES``, are dropped, the last first. A call id (``id``, which a
+      client can set as ``litellm_call_id``) over ``MAX_STR_LEN`` becomes ``fit_id``'s
+      stand-in, the same for every retry of the call; cut short, two calls could share
+      one id and one would be dropped as a duplicate.
     * ``cost_usd`` is ``response_cost``, except a 0.0 LiteLLM could not price: one with
       ``response_cost_failure_debug_info`` or ``zero_cost_diagnostic`` set, or one for a
       call with tokens that is not a cache hit (a LiteLLM router reports 0.0, with no
@@ -162,8 +166,9 @@ def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned"
     client_tags = [key for key in request_tags if key not in own][: MAX_TAGS - len(own)]
     tags = {key: request_tags[key] for key in client_tags}
     tags.update(own)
+    call_id = _first(payload.get("id"), payload.get("litellm_call_id"))
     event = _build(
-        event_id=_first(payload.get("id"), payload.get("litellm_call_id")),
+        event_id=fit_id(call_id) if type(call_id) is str else call_id,
         ts=_first(payload.get("endTime"), payload.get("startTime")),
         provider=provider,
         model=model,

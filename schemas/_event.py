@@ -28,7 +28,9 @@ b'"ts":"2026-11-23T10:00:00.000000Z"'
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -40,6 +42,7 @@ from ._time import MAX_TS, MIN_TS, format_ts, parse_ts, wire_ts
 
 __all__ = [
     "MAX_EVENT_BYTES",
+    "MAX_STR_LEN",
     "WORKLOADS",
     "Extras",
     "UsageEvent",
@@ -48,6 +51,8 @@ __all__ = [
     "decode_run",
     "encode_event",
     "fast_decode",
+    "fit_id",
+    "replace_surrogates",
     "validate_event",
 ]
 
@@ -181,8 +186,89 @@ class UsageEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 def encode_event(event: UsageEvent) -> bytes:
     """The event as the SDK publishes it: ``to_wire()`` in orjson (bytes pinned by
-    ``tests/schemas/test_event.py``)."""
-    return orjson.dumps(event.to_wire())
+    ``tests/schemas/test_event.py``).
+
+    Text UTF-8 cannot hold (a lone surrogate such as ``"\\ud800"``, which orjson
+    refuses) is first replaced in the event itself by ``replace_surrogates``: the call's
+    spend goes out, not an error. Raises ``InvalidEvent`` for an unknown field whose
+    value is not JSON (a set, an int over 64 bits).
+    """
+    try:
+        return orjson.dumps(event.to_wire())
+    except orjson.JSONEncodeError as exc:
+        error = exc
+    if replace_surrogates(event):
+        try:
+            return orjson.dumps(event.to_wire())
+        except orjson.JSONEncodeError as exc:
+            error = exc
+    raise InvalidEvent("payload", f"cannot be written as JSON: {error}") from error
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str) -> str:
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _encodable_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return _encodable(value)
+    if isinstance(value, dict):
+        return type(value)({_encodable_value(k): _encodable_value(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_encodable_value(v) for v in value]
+    return value
+
+
+def replace_surrogates(event: UsageEvent) -> bool:
+    """Make every string of ``event`` writable as UTF-8, in place; True if one changed.
+
+    A lone surrogate (``"\\ud800"``: from a client's JSON escape or a file name decoded
+    with ``surrogateescape``) becomes U+FFFD, the replacement character; a high and a
+    low surrogate in a row become the one character they encode. Text never grows, so
+    the contract's lengths still hold. Tag keys that become equal merge (the last
+    wins). Tags and extras are rebuilt, never changed in the caller's dict.
+
+    >>> e = decode_event(b'{"event_id":"e1","ts":1795428000,"provider":"openai",'
+    ...                  b'"model":"gpt-4o","input_tokens":1,"output_tokens":1,"team":"t"}')
+    >>> e.team, e.tags = "search\\ud800", {"emoji": "\\ud83d\\ude00"}
+    >>> replace_surrogates(e), e.team == "search\\ufffd", e.tags == {"emoji": "\\U0001f600"}
+    (True, True, True)
+    """
+    changed = False
+    for name in event.__struct_fields__:
+        value = getattr(event, name)
+        if not value or not isinstance(value, (str, dict)):
+            continue
+        clean = _encodable_value(value)
+        if clean != value:
+            setattr(event, name, clean)
+            changed = True
+    return changed
+
+
+def fit_id(value: str) -> str:
+    """An id the contract holds: ``value`` itself when it has at most ``MAX_STR_LEN``
+    characters, else ``sha256:`` and the 64 hex digits of its SHA-256 (71 characters).
+
+    The same long id always gives the same stand-in, so a retried call still dedupes;
+    cutting it short instead would make every id sharing its first 512 characters one
+    call, and all but one of those calls would be dropped as duplicates.
+
+    >>> fit_id("call-1")
+    'call-1'
+    >>> fit_id("x" * 600) == fit_id("x" * 600) != fit_id("x" * 601)
+    True
+    >>> len(fit_id("x" * 600))
+    71
+    """
+    if len(value) <= MAX_STR_LEN:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 _decode = msgspec.json.Decoder(UsageEvent).decode

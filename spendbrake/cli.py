@@ -14,7 +14,7 @@ from typing import IO, Any
 import click
 from rich.console import Console
 
-from spendbrake.schemas import Alert, Config, ConfigError, SpendBrakeError, encode_alert
+from spendbrake.schemas import Alert, Config, ConfigError, SpendBrakeError, encode_alert, visible
 
 from . import __version__
 
@@ -368,6 +368,15 @@ def _report_delivery(producer: Any, count: int, delivered: bool) -> None:
     sys.exit(3)
 
 
+def _name_first(named: list[str], total: int) -> None:
+    """The first few of ``total`` refused records or lines, one indented line each (as
+    given: caller text shown with ``visible``), then how many more."""
+    for line in named:
+        err.print(f"  {visible(line)}", markup=False, highlight=False)
+    if total > len(named):
+        err.print(f"  ({total - len(named):,} more)")
+
+
 class _progress:
     """A spinner with a running count on stderr, only when stderr is a terminal."""
 
@@ -404,8 +413,10 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
     """Publish a .jsonl file of usage events (or '-' for stdin).
 
     Bad lines are reported with their line number and reason and skipped; good
-    lines still go out. Exit code: 0 all sent, 1 some lines were bad,
-    3 the broker did not take everything (the rest is spilled for later).
+    lines still go out. Spilled events the broker refuses as too large are counted and
+    the first few named (they are set aside in the spill's .rejected file, never sent).
+    Exit code: 0 all sent, 1 some lines were bad or events refused, 3 the broker did not
+    take everything (the rest is spilled for later).
     """
     from spendbrake.sdk import SpendProducer
 
@@ -434,6 +445,16 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
             f" ({len(report.bad) - max_errors} not shown)" if len(report.bad) > max_errors else ""
         )
         err.print(f"[yellow]{len(report.bad)} bad line(s) of {report.lines}{more}[/yellow]")
+    rejected = producer.stats.rejected
+    if rejected:
+        err.print(
+            f"{rejected} spilled event(s) refused by the broker as too large, set aside in "
+            f"{producer.rejected_path} (not sent again):",
+            style="yellow",
+            markup=False,
+            highlight=False,
+        )
+        _name_first(producer.stats.first_rejected, rejected)
     if not delivered:
         _report_delivery(producer, report.sent, delivered)
     err.print(f"published {report.sent} events to {producer.topic} on {producer.bootstrap_servers}")
@@ -445,7 +466,7 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
             markup=False,
             highlight=False,
         )
-    sys.exit(1 if report.bad else 0)
+    sys.exit(1 if report.bad or rejected else 0)
 
 
 @main.command()
@@ -784,12 +805,11 @@ def replay(
     )
     for field_name, count in sorted(stats.dead.items()):
         err.print(f"  rejected for {field_name}: {count:,}")
-    for number, reason in stats.rejected:
-        # Sorted lines are numbered in event-time order, not the file's.
-        where = "" if sort_lines else f"line {number}: "
-        err.print(f"  {where}{reason}", markup=False, highlight=False)
-    if dead > len(stats.rejected):
-        err.print(f"  ({dead - len(stats.rejected):,} more)")
+    # Sorted lines are numbered in event-time order, not the file's.
+    _name_first(
+        [("" if sort_lines else f"line {number}: ") + reason for number, reason in stats.rejected],
+        dead,
+    )
     if stats.late and not sort_lines:
         err.print(
             f"note: {stats.late:,} events came more than {_span_text(lateness)} after later ones "

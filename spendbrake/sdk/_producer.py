@@ -1,10 +1,12 @@
 """``SpendProducer``: publish one usage event per LLM call without ever slowing the call.
 
-``emit()`` validates the event, redacts raw secrets in its string fields, and
-appends it to a bounded in-memory queue; a background thread sends batches
+``emit()`` validates the event, redacts raw secrets in its string fields (keeping the
+contract's lengths), replaces text UTF-8 cannot hold, and appends it to a bounded
+in-memory queue; a background thread sends batches
 with aiokafka. When the broker is down or the queue is full, events go to a
 local spill file that is replayed when the broker returns (also by the next
-process, if this one exits first). Events are keyed by ``event_id`` so that a
+process, if this one exits first, or by a live one on the same path: see
+``SpillFile.claim_orphans``). Events are keyed by ``event_id`` so that a
 resent event lands on the partition of its first copy, where the engine's
 dedupe drops it. No idempotent or transactional producer is needed (the
 embedded broker refuses InitProducerId).
@@ -23,7 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -37,6 +39,7 @@ from spendbrake.schemas import (
     UsageEvent,
     check_event_size,
     encode_event,
+    show,
     validate_event,
 )
 
@@ -46,6 +49,8 @@ from ._spill import SpillFile, default_spill_path
 log = logging.getLogger(__name__)
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+#: Rejected records ``ProducerStats.first_rejected`` names.
+FIRST_REJECTED = 5
 
 
 @dataclass(slots=True)
@@ -53,8 +58,9 @@ class ProducerStats:
     """Counters since the producer started; ``lost`` stays 0 unless the spill disk fails.
 
     ``rejected``: spilled records the broker refused as too large, moved to the spill's
-    ``.rejected`` file (only a spill an older SDK wrote can hold one: ``emit()`` refuses
-    an event over the size limit).
+    ``.rejected`` file (a spill an older SDK wrote, or a broker whose record limit is
+    below the contract's 64 KiB); ``first_rejected`` names the first
+    ``FIRST_REJECTED`` of them (event_id and size) for a report to show.
     """
 
     emitted: int = 0
@@ -64,6 +70,7 @@ class ProducerStats:
     rejected: int = 0
     lost: int = 0
     send_failures: int = 0
+    first_rejected: list[str] = field(default_factory=list)
 
 
 class SpendProducer:
@@ -84,7 +91,13 @@ class SpendProducer:
         Events held in memory before ``emit()`` spills to disk instead.
     spill_path
         Spill file; default ``~/.spendbrake/spill/<client_id>-<topic>.jsonl``
-        (``$SPENDBRAKE_SPILL_DIR`` moves the folder).
+        (``$SPENDBRAKE_SPILL_DIR`` moves the folder). A second live producer on the same
+        path spills to ``<name>-<pid>.jsonl``; once its process has exited, the next
+        producer of that path to look takes the file over and sends it.
+    claim_interval_s
+        How often a connected producer looks for such files of exited processes (also
+        once as it first connects): the other workers of a LiteLLM proxy deliver what a
+        worker that exited had spilled.
     request_timeout_s
         How long a send may wait for the broker before it counts as failed.
     """
@@ -103,6 +116,7 @@ class SpendProducer:
         max_backoff_s: float = 30.0,
         client_id: str = "spendbrake-sdk",
         kafka: KafkaConfig | None = None,
+        claim_interval_s: float = 60.0,
     ) -> None:
         kafka = kafka or KafkaConfig.from_env(os.environ, bootstrap_servers=DEFAULT_BOOTSTRAP)
         self.bootstrap_servers = bootstrap_servers or kafka.bootstrap_servers
@@ -115,8 +129,12 @@ class SpendProducer:
         self.retry_backoff_s = retry_backoff_s
         self.max_backoff_s = max_backoff_s
         self.client_id = client_id
+        self.claim_interval_s = claim_interval_s
         self.stats = ProducerStats()
         self._spill = SpillFile(spill_path or default_spill_path(topic, client_id))
+        #: Spill files of exited processes this one holds, to send before its own queue.
+        self._claimed: list[SpillFile] = []
+        self._next_claim = 0.0
         self._queue: collections.deque[tuple[bytes, bytes]] = collections.deque()
         self._spill_lock = threading.Lock()
         self._in_flight = 0
@@ -141,6 +159,11 @@ class SpendProducer:
         return self._spill.path
 
     @property
+    def rejected_path(self) -> Path:
+        """Where spilled records the broker refused as too large are set aside."""
+        return self._spill.rejected_path
+
+    @property
     def connected(self) -> bool:
         """Whether the last attempt to reach the broker succeeded."""
         return self._connected
@@ -152,11 +175,16 @@ class SpendProducer:
         bug in the caller, and sending it would only move the error downstream. That
         includes a record over ``MAX_EVENT_BYTES`` (the error names both sizes):
         the engine refuses it, and a broker may refuse it too.
+
+        What the SDK itself changes never makes a valid event invalid: redaction keeps
+        every field within the contract's lengths (``redact_event``), and a lone
+        surrogate, which no UTF-8 record can hold, becomes U+FFFD
+        (``schemas.replace_surrogates``) rather than losing the call's spend.
         """
         if not isinstance(event, UsageEvent):
             event = validate_event(dict(event))
         redact_event(event)  # a key in any field, not only api_key, stays here
-        payload = encode_event(event)
+        payload = encode_event(event)  # replaces lone surrogates, in the event too
         check_event_size(payload)
         self.stats.emitted += 1
         if self._closing or len(self._queue) >= self.max_queue:
@@ -192,6 +220,9 @@ class SpendProducer:
         delivered = self._drained()
         self._spill_payloads([payload for _, payload in self._take(len(self._queue))])
         self._spill.close()
+        for spill in self._claimed:  # not sent yet: the next producer claims them
+            spill.close()
+        self._claimed.clear()
         return delivered
 
     async def aflush(self, timeout_s: float = 30.0) -> bool:
@@ -225,7 +256,12 @@ class SpendProducer:
     # -- the sender thread -------------------------------------------------
 
     def _drained(self) -> bool:
-        return not self._queue and self._in_flight == 0 and not self._spill.pending
+        return (
+            not self._queue
+            and self._in_flight == 0
+            and not self._spill.pending
+            and not self._claimed
+        )
 
     def _settled(self) -> bool:
         """Nothing to wait for at close: all delivered, or the broker down (the last try
@@ -283,7 +319,8 @@ class SpendProducer:
         backoff = self.retry_backoff_s
         while True:
             if self._closing and (
-                (not self._queue and not self._spill.pending) or not self._connected
+                (not self._queue and not self._spill.pending and not self._claimed)
+                or not self._connected
             ):
                 break
             if producer is None:
@@ -291,7 +328,9 @@ class SpendProducer:
                 if producer is None:
                     backoff = await self._back_off(backoff)
                     continue
-            if self._spill.pending:
+            if not self._closing and time.monotonic() >= self._next_claim:
+                self._claim_orphans()
+            if self._spill.pending or self._claimed:
                 if not await self._replay(producer):
                     producer = await self._disconnect(producer)
                     backoff = await self._back_off(backoff)
@@ -409,16 +448,44 @@ class SpendProducer:
             return False
         return True
 
+    def _claim_orphans(self) -> None:
+        """Take over spill files of exited processes on this path, to send them."""
+        self._next_claim = time.monotonic() + self.claim_interval_s
+        try:
+            claimed = self._spill.claim_orphans()
+        except OSError as exc:
+            log.warning("cannot look for spill files beside %s: %s", self._spill.path, exc)
+            return
+        for spill in claimed:
+            log.warning("sending the events in %s: its process exited first", spill.path)
+        self._claimed.extend(claimed)
+
     async def _replay(self, producer: AIOKafkaProducer) -> bool:
-        """Send the spill file; False when the broker failed, to retry from the failed chunk.
+        """Send the spill file, then those claimed from exited processes (each deleted
+        once sent); False when the broker failed, to retry from the failed chunk."""
+        if self._spill.pending and not await self._replay_file(producer, self._spill):
+            return False
+        while self._claimed:
+            spill = self._claimed[0]
+            if not await self._replay_file(producer, spill):
+                return False
+            try:
+                spill.discard()
+            except OSError as exc:  # sent: a failed delete only leaves empty files
+                log.warning("cannot delete %s: %s", spill.path, exc)
+            self._claimed.pop(0)
+        return True
+
+    async def _replay_file(self, producer: AIOKafkaProducer, spill: SpillFile) -> bool:
+        """Send one spill file; False when the broker failed, to retry from the failed chunk.
 
         A line the broker refuses as too large is moved to the ``.rejected`` file: resent,
         it would fail every replay, and the spill goes before the memory queue.
         """
-        path = self._spill.start_replay()
+        path = spill.start_replay()
         if path is None:
             return True
-        for chunk in self._spill.read_replay(self.batch_size):
+        for chunk in spill.read_replay(self.batch_size):
             sent: list[tuple[bytes, asyncio.Future[Any]]] = []
             too_large: list[bytes] = []
             try:
@@ -445,22 +512,24 @@ class SpendProducer:
                 log.warning("replay of %s interrupted (%s); will retry", path, failures[0])
                 return False
             if too_large:
-                self._reject(too_large)
-            self._spill.chunk_sent()
+                self._reject(spill, too_large)
+            spill.chunk_sent()
             self.stats.replayed += len(chunk) - len(too_large)
             self.stats.delivered += len(chunk) - len(too_large)
-        self._spill.finish_replay()
+        spill.finish_replay()
         log.info("replayed spilled events from %s", path)
         return True
 
-    def _reject(self, payloads: list[bytes]) -> None:
+    def _reject(self, spill: SpillFile, payloads: list[bytes]) -> None:
         try:
-            self._spill.reject(payloads)
+            spill.reject(payloads)
         except OSError as exc:
             self.stats.lost += len(payloads)
             log.error("cannot set aside %d spilled events: %s", len(payloads), exc)
             return
         self.stats.rejected += len(payloads)
+        named = self.stats.first_rejected
+        named.extend(map(_record_name, payloads[: max(FIRST_REJECTED - len(named), 0)]))
         # Once per producer: the count is in stats.rejected, the records in the file.
         report = log.debug if self._rejected_reported else log.warning
         self._rejected_reported = True
@@ -469,7 +538,7 @@ class SpendProducer:
             "moved to %s, not sent again",
             len(payloads),
             max(map(len, payloads)),
-            self._spill.rejected_path,
+            spill.rejected_path,
         )
 
 
@@ -479,6 +548,13 @@ def _event_key(payload: bytes) -> bytes | None:
         return orjson.loads(payload)["event_id"].encode()
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _record_name(payload: bytes) -> str:
+    """A spilled record as a report names it: its event_id (if it has one) and size."""
+    key = _event_key(payload)
+    what = "a record without an event_id" if key is None else f"event_id {show(key.decode())}"
+    return f"{what}: {len(payload):,} bytes"
 
 
 def _close_at_exit(ref: weakref.ref[SpendProducer]) -> None:

@@ -14,6 +14,11 @@ Replicate (``r8_``), Perplexity (``pplx-``), JWTs (``eyJ….eyJ….``), each wit
 ``Bearer`` before it and spaces around it; and runs of 32 or more hex digits (Azure OpenAI
 keys are 32), except a 64-digit SHA-256 (LiteLLM's key token, which its ``/key/block``
 takes) and except in ``event_id`` and ``trace_id``, where 32 hex digits are an id.
+
+A stand-in (23 characters) can be longer than the token it replaces (from 11), so
+redaction keeps the contract's limits itself: text it lengthened past ``MAX_STR_LEN``
+is cut there (the secret is gone by then), and an id so lengthened becomes ``fit_id``'s
+stand-in, so that two ids never become one. The event ``emit()`` sends stays valid.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import re
 from typing import Any
+
+from spendbrake.schemas import MAX_STR_LEN, fit_id
 
 __all__ = ["looks_secret", "redact_api_key", "redact_event", "redact_text"]
 
@@ -135,13 +142,19 @@ def redact_event(event: Any) -> None:
             continue
         value = getattr(event, name)
         if name == "api_key" and value is not None:
-            event.api_key = redact_api_key(value)
+            event.api_key = redact_api_key(value)[:MAX_STR_LEN]
+        elif name in _ID_FIELDS and value is not None:
+            setattr(event, name, fit_id(redact_text(value, hex_secrets=False)))
         elif isinstance(value, str):
-            redacted = redact_text(value, hex_secrets=name not in _ID_FIELDS)
+            redacted = redact_text(value)
             if redacted is not value:
-                setattr(event, name, redacted)
-        elif name in ("tags", "extras") and value:
-            setattr(event, name, type(value)(_redact_value(value)))  # extras stay Extras
+                setattr(event, name, redacted[:MAX_STR_LEN])
+        elif name == "tags" and value:
+            event.tags = {
+                redact_text(k)[:MAX_STR_LEN]: redact_text(v)[:MAX_STR_LEN] for k, v in value.items()
+            }
+        elif name == "extras" and value:
+            event.extras = type(value)(_redact_value(value))  # still Extras; no length limit
 
 
 def _redact_value(value: Any) -> Any:

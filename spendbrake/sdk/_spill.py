@@ -5,12 +5,22 @@ down, and replays the file when the broker is back. The file survives the
 process, so a producer that restarts delivers what its predecessor spilled.
 Replays may resend a line whose first send had an unknown outcome: the engine
 drops duplicates by ``event_id``, so a resend never double counts.
+
+Each spill file has a ``.lock`` beside it that its process ``flock``s for life; the
+kernel lets go when the process ends, however it ends. A second process on the same
+path (a LiteLLM proxy's ``--num_workers``) writes ``<name>-<pid>.jsonl`` instead, and
+``claim_orphans`` is how a later process, or a live one, takes such a file over once
+its process has exited: only the one that gets its lock sends it, so two live processes
+never send one file twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import itertools
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,18 +37,26 @@ class SpillFile:
     ``.rejected`` file for lines the broker refused as too large (kept for people to read,
     never sent again).
 
-    Holds an exclusive lock so two live producers never share one file; a
-    second producer on the same path gets a ``-<pid>`` suffix instead.
+    Holds an exclusive lock so two live producers never share one file; a second
+    producer on the same path gets a ``-<pid>`` suffix instead (``-<pid>-<n>`` when that
+    is held too). The lock file records the path asked for (``primary``), so that only
+    producers of that path claim the file once its process is gone (``claim_orphans``).
     """
 
     def __init__(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_handle = self._lock(path)
-        if self._lock_handle is None:
-            path = path.with_name(f"{path.stem}-{os.getpid()}{path.suffix}")
-            self._lock_handle = self._lock(path)
+        primary = Path(path)
+        primary.parent.mkdir(parents=True, exist_ok=True)
+        for candidate in _candidates(primary):
+            # A -<pid> name can be another path's own file: take it only if it is ours.
+            lock = _lock(candidate, primary, claim=candidate != primary)
+            if lock is not None:
+                self._attach(candidate, primary, lock)
+                return
+
+    def _attach(self, path: Path, primary: Path, lock: IO[bytes]) -> None:
         self.path = path
+        self.primary = primary
+        self._lock_handle: IO[bytes] | None = lock
         self.replay_path = path.with_name(path.name + ".replaying")
         self.rejected_path = path.with_name(path.name + ".rejected")
         self._mutex = threading.Lock()
@@ -48,15 +66,30 @@ class SpillFile:
         self._handle: IO[bytes] | None = None
         self._pending = self._has_data(self.path) or self._has_data(self.replay_path)
 
-    @staticmethod
-    def _lock(path: Path) -> IO[bytes] | None:
-        handle = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held for life
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return None
-        return handle
+    def claim_orphans(self) -> list[SpillFile]:
+        """Take over the spill files of this one's path that no live process holds.
+
+        They are the files of processes that exited (one worker of several, a crash)
+        before the broker took everything. Each comes back locked by this process and
+        holding events, to replay and then ``discard``; one already empty is removed
+        here. A file another process holds (its own, or another claimer's) or whose
+        lock records another path is left alone.
+        """
+        claimed: list[SpillFile] = []
+        for path in _siblings(self.primary):
+            if path == self.path:
+                continue
+            lock = _lock(path, self.primary, claim=True)
+            if lock is None:
+                continue
+            spill = object.__new__(SpillFile)
+            spill._attach(path, self.primary, lock)
+            if spill.pending:
+                claimed.append(spill)
+            else:
+                with contextlib.suppress(OSError):  # left empty files: harmless
+                    spill.discard()
+        return claimed
 
     @staticmethod
     def _has_data(path: Path) -> bool:
@@ -148,6 +181,95 @@ class SpillFile:
         if self._lock_handle is not None:
             self._lock_handle.close()
             self._lock_handle = None
+
+    def discard(self) -> None:
+        """Delete a claimed file that is sent, and a ``-<pid>`` file's lock (its
+        ``.rejected`` stays); one that still holds events is only let go, for a later
+        claim to send.
+
+        The lock file goes while still locked: ``_lock`` checks that the file it locked
+        is still the one at the path, so nobody keeps a lock on a deleted file. The
+        path's own lock file stays: an older SDK, which does not check, may open it.
+        """
+        try:
+            with self._mutex:
+                if not (self._has_data(self.path) or self._has_data(self.replay_path)):
+                    self.path.unlink(missing_ok=True)
+                    self.replay_path.unlink(missing_ok=True)
+                    if self.path != self.primary:
+                        _lock_path(self.path).unlink(missing_ok=True)
+        finally:
+            self.close()
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def _candidates(primary: Path) -> Iterator[Path]:
+    """The paths a producer of ``primary`` tries in turn: it, then ``-<pid>``, then
+    ``-<pid>-<n>`` (a claimer may be holding a dead process's file of the same pid)."""
+    yield primary
+    stem, suffix, pid = primary.stem, primary.suffix, os.getpid()
+    yield primary.with_name(f"{stem}-{pid}{suffix}")
+    for n in itertools.count(1):
+        yield primary.with_name(f"{stem}-{pid}-{n}{suffix}")
+
+
+def _siblings(primary: Path) -> list[Path]:
+    """The spill files ``_candidates`` may have made for ``primary`` (any pid) that
+    exist, by data file name: any of the data, ``.replaying`` or lock file is there."""
+    pattern = re.compile(
+        rf"{re.escape(primary.stem)}(?:-\d+(?:-\d+)?)?{re.escape(primary.suffix)}"
+        r"(?:\.replaying|\.lock)?"
+    )
+    names: set[str] = set()
+    with os.scandir(primary.parent) as entries:
+        for entry in entries:
+            if pattern.fullmatch(entry.name):
+                names.add(entry.name.removesuffix(".replaying").removesuffix(".lock"))
+    return [primary.with_name(name) for name in sorted(names)]
+
+
+def _lock(path: Path, primary: Path, claim: bool = False) -> IO[bytes] | None:
+    """Lock ``path``'s lock file without waiting and record ``primary`` in it; None when
+    another process, or another handle in this one, holds it.
+
+    With ``claim``, None also when the lock file records another path: a file named like
+    one of ours that is another producer's (``spend.events-2.jsonl`` is the spill of
+    topic ``spend.events-2``, no ``-<pid>`` file of ``spend.events.jsonl``). A lock file
+    that records nothing is an older SDK's, and claimed.
+    """
+    lock_path = _lock_path(path)
+    while True:
+        handle = open(lock_path, "a+b")  # noqa: SIM115 - held for life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        opened = os.fstat(handle.fileno())
+        try:
+            current = os.stat(lock_path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and (current.st_dev, current.st_ino) == (
+            opened.st_dev,
+            opened.st_ino,
+        ):
+            break
+        handle.close()  # a claimer deleted it after we opened it: lock the new one
+    handle.seek(0)
+    owner = handle.read()
+    record = os.fsencode(primary.name)
+    if claim and owner and owner != record:
+        handle.close()
+        return None
+    if owner != record:
+        handle.truncate(0)
+        handle.write(record)
+        handle.flush()
+    return handle
 
 
 def _ends_a_line(path: Path) -> bool:

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -232,6 +233,39 @@ def test_produce_reports_bad_lines_and_sends_good_ones(
     assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == ["g1", "g2", "g3"]
 
 
+#: The event the produce runs below publish.
+GROWTH_EVENT = {
+    "event_id": "e1",
+    "ts": 1795428000,
+    "provider": "google",
+    "model": "gemini-2.5-flash",
+    "input_tokens": 5,
+    "output_tokens": 5,
+    "team": "growth",
+}
+
+
+def produce_after_spill(
+    broker: EmbeddedBroker,
+    topic: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    spilled: list[bytes],
+) -> tuple[Any, Path]:
+    """``spendbrake produce`` of ``GROWTH_EVENT`` with ``spilled`` left in the spill file
+    by an earlier run; the result and the spill file."""
+    monkeypatch.setenv("SPENDBRAKE_SPILL_DIR", str(tmp_path / "spill"))
+    (tmp_path / "spill").mkdir()
+    spill = tmp_path / "spill" / f"spendbrake-sdk-{topic}.jsonl"
+    spill.write_bytes(b"".join(line + b"\n" for line in spilled))
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(orjson.dumps(GROWTH_EVENT) + b"\n")
+    config = str(topic_config(tmp_path, topic))
+    return run(
+        "produce", str(source), "--config", config, "--bootstrap", broker.bootstrap_servers
+    ), spill
+
+
 def test_produce_sends_and_says_what_an_earlier_run_spilled(
     broker: EmbeddedBroker,
     make_topic: Callable[..., str],
@@ -241,28 +275,40 @@ def test_produce_sends_and_says_what_an_earlier_run_spilled(
     """A run the broker refused left its events in the spill file; the next run delivers
     them too, and says so beside its own count."""
     topic = make_topic("spilled")
-    monkeypatch.setenv("SPENDBRAKE_SPILL_DIR", str(tmp_path / "spill"))
-    event = {
-        "event_id": "e1",
-        "ts": 1795428000,
-        "provider": "google",
-        "model": "gemini-2.5-flash",
-        "input_tokens": 5,
-        "output_tokens": 5,
-        "team": "growth",
-    }
-    (tmp_path / "spill").mkdir()
-    spill = tmp_path / "spill" / f"spendbrake-sdk-{topic}.jsonl"
-    spill.write_bytes(orjson.dumps({**event, "event_id": "earlier"}) + b"\n")
-    source = tmp_path / "events.jsonl"
-    source.write_bytes(orjson.dumps(event) + b"\n")
-    config = str(topic_config(tmp_path, topic))
-    result = run(
-        "produce", str(source), "--config", config, "--bootstrap", broker.bootstrap_servers
-    )
+    earlier = orjson.dumps({**GROWTH_EVENT, "event_id": "earlier"})
+    result, spill = produce_after_spill(broker, topic, tmp_path, monkeypatch, [earlier])
     assert result.exit_code == 0, result.output
     assert "published 1 events" in result.output
     assert f"also sent 1 spilled event(s) from {spill}" in result.output.replace("\n", " ")
+    records = read_topic_sync(broker.bootstrap_servers, topic, 2)
+    assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == ["e1", "earlier"]
+
+
+def test_produce_counts_and_names_spilled_events_the_broker_refuses(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Spilled events the broker refused as too large were set aside in silence: the run
+    said "published" and exited 0. It now counts them, names the first five as replay
+    names its first rejected lines, and exits 1."""
+    topic = make_topic("refused")
+    huge = [
+        orjson.dumps({**GROWTH_EVENT, "event_id": f"huge-{i}", "debug": "x" * 1_100_000})
+        for i in range(6)
+    ]
+    earlier = orjson.dumps({**GROWTH_EVENT, "event_id": "earlier"})
+    result, spill = produce_after_spill(broker, topic, tmp_path, monkeypatch, [*huge, earlier])
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert (
+        f"6 spilled event(s) refused by the broker as too large, set aside in {spill}.rejected"
+        in output
+    )
+    named = [line.strip() for line in result.output.splitlines() if "bytes" in line]
+    assert named == [f'event_id "huge-{i}": {len(huge[i]):,} bytes' for i in range(5)]
+    assert "(1 more)" in result.output
     records = read_topic_sync(broker.bootstrap_servers, topic, 2)
     assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == ["e1", "earlier"]
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -196,3 +197,79 @@ def test_logger_never_raises_into_litellm(tmp_path: Path) -> None:
     finally:
         producer.close(0)
     assert logger.events_failed == 1 and logger.events_emitted == 0
+
+
+def run_calls(
+    producer: SpendProducer, logger: SpendBrakeLogger, calls: list[dict[str, Any]]
+) -> None:
+    """Each call through litellm.completion (gpt-4o) with the logger registered; wait for
+    every event to be emitted or failed, then for the producer to deliver."""
+    try:
+        with registered(litellm, logger):
+            for extra in calls:
+                litellm.completion(
+                    model="gpt-4o", messages=[{"role": "user", "content": "hi"}], **extra
+                )
+            deadline = time.monotonic() + 15
+            while (
+                logger.events_emitted + logger.events_failed < len(calls)
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
+        assert producer.flush(30)
+    finally:
+        producer.close()
+
+
+def test_an_over_long_call_id_becomes_a_stable_stand_in_and_the_spend_counts(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A call id over 512 characters (the response's id, from the upstream server, or a
+    client's litellm_call_id when it has none) made the event invalid: the call's spend
+    was lost. It becomes sha256 of the id: a retry of the call gets the same one."""
+    from spendbrake.schemas import fit_id
+
+    topic = make_topic("litellm-long-id")
+    producer = SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl")
+    logger = SpendBrakeLogger(producer, default_team="support")
+    long_ids = ["resp-" + "7" * 600, "resp-" + "7" * 600, "resp-" + "7" * 601]  # one retried
+    run_calls(
+        producer,
+        logger,
+        [
+            {
+                "mock_response": {
+                    "id": call_id,
+                    "model": "gpt-4o",
+                    "choices": [{"message": {"role": "assistant", "content": "hello"}}],
+                    "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+                }
+            }
+            for call_id in long_ids
+        ],
+    )
+    assert (logger.events_emitted, logger.events_failed) == (3, 0)
+    records = asyncio.run(read_topic(broker.bootstrap_servers, topic, 3))
+    events = [decode_event(value) for _, _, value in records]
+    assert len(events) == 3 and all(e.cost_usd and e.cost_usd > 0 for e in events)
+    ids = [e.event_id for e in events]
+    assert ids.count(fit_id(long_ids[0])) == 2 and fit_id(long_ids[2]) in ids
+    assert fit_id(long_ids[0]) != fit_id(long_ids[2]) and all(len(i) == 71 for i in ids)
+
+
+def test_a_lone_surrogate_in_a_request_tag_becomes_a_replacement_character(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A lone surrogate ("\\ud800", which a client's JSON can carry) in a request tag made
+    the event unwritable (orjson refuses it), and the call's spend was lost."""
+    topic = make_topic("litellm-surrogate")
+    producer = SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl")
+    logger = SpendBrakeLogger(producer, default_team="support")
+    tags = ["feature:search\ud800", "region\udcff:eu", "ok"]
+    run_calls(producer, logger, [{"mock_response": "hello", "metadata": {"tags": tags}}])
+    assert (logger.events_emitted, logger.events_failed) == (1, 0)
+    (record,) = asyncio.run(read_topic(broker.bootstrap_servers, topic, 1))
+    event = decode_event(record[2])
+    assert event.cost_usd and event.cost_usd > 0
+    assert event.feature == "search\ufffd"
+    assert event.tags == {"region\ufffd": "eu", "ok": "true"}

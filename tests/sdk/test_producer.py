@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -151,6 +152,74 @@ def test_secret_shapes_are_redacted_in_every_string_field(
         "search-agent-prod",
         "sk-batch-1",
     )
+
+
+def test_redaction_keeps_the_event_within_the_contracts_limits(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A stand-in (23 characters) replaces a token of 11 or more after validation: a team,
+    tag or key of up to 512 characters grew past the limit, and the engine refused the
+    event. Text is cut at the limit (the secret already gone), an id hashed whole so that
+    two ids differing only in their secrets stay two."""
+    from spendbrake.schemas import MAX_STR_LEN, fit_id
+
+    topic = make_topic("redact-limits")
+    secrets = ("sk-Zq9abcdefg1", "sk-Zq9abcdefg2")  # 14 characters each, stand-ins 23
+    near = "x" * (MAX_STR_LEN - len(secrets[0]) - 1) + " "  # with a secret: 512 characters
+    with SpendProducer(
+        broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl"
+    ) as producer:
+        for i, secret in enumerate(secrets):
+            text = near + secret
+            assert len(text) == MAX_STR_LEN
+            producer.emit(
+                event(i, event_id=text, team=text, api_key=text, trace_id=text, tags={text: text})
+            )
+        assert producer.flush(30)
+    records = read_topic_sync(broker.bootstrap_servers, topic, 2)
+    assert not any(s[3:].encode() in v for _, _, v in records for s in secrets)
+    sent = [decode_event(value) for _, _, value in records]  # the engine's own check
+    assert sorted(e.event_id for e in sent) == sorted(
+        fit_id(near + "sha256:" + hashlib.sha256(s.encode()).hexdigest()[:16]) for s in secrets
+    )
+    for e in sent:
+        assert e.team == e.api_key and e.team.startswith(near + "sha256:")
+        assert len(e.team) == MAX_STR_LEN
+        assert e.trace_id is not None and len(e.trace_id) == 71
+        ((key, value),) = e.tags.items()
+        assert key == value == e.team
+
+
+def test_text_utf8_cannot_hold_is_replaced_and_the_event_sent(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A lone surrogate anywhere (orjson refuses to write one) made emit() raise a TypeError
+    (the call's spend lost): it becomes U+FFFD, a split surrogate pair its character."""
+    topic = make_topic("surrogates")
+    with SpendProducer(
+        broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl"
+    ) as producer:
+        producer.emit(
+            event(
+                1,
+                event_id="e-1\ud800",
+                team="search\udcff",
+                tags={"k\ud800": "v", "emoji": "\ud83d\ude00"},
+                note=["x\udfff"],
+            )
+        )
+        producer.emit(decode_event(orjson.dumps(event(2))))
+        with pytest.raises(InvalidEvent, match="payload: cannot be written as JSON"):
+            producer.emit(event(3, note={1, 2}))  # an unknown field that is not JSON
+        assert producer.flush(30)
+    records = read_topic_sync(broker.bootstrap_servers, topic, 2)
+    sent = {decode_event(v).event_id: (k, decode_event(v)) for _, k, v in records}
+    key, first = sent["e-1\ufffd"]
+    assert key == "e-1\ufffd".encode()
+    assert first.team == "search\ufffd" and first.cost_usd == event(1)["cost_usd"]
+    assert first.tags == {"k\ufffd": "v", "emoji": "\U0001f600"}
+    assert first.extras == {"note": ["x\ufffd"]}
+    assert "e-2" in sent
 
 
 def test_invalid_event_is_the_callers_error(tmp_path: Path) -> None:
@@ -328,13 +397,13 @@ def test_close_with_the_broker_down_returns_once_everything_is_spilled(tmp_path:
 
 
 def test_two_live_producers_never_share_a_spill_file(tmp_path: Path) -> None:
-    a = SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl")
-    b = SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl")
+    """A third producer on one path shared the second's ``-<pid>`` file, unlocked."""
+    producers = [SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl") for _ in range(3)]
     try:
-        assert a.spill_path != b.spill_path
+        assert len({p.spill_path for p in producers}) == 3
     finally:
-        a.close(0)
-        b.close(0)
+        for producer in producers:
+            producer.close(0)
 
 
 async def test_emit_from_async_code(
