@@ -349,6 +349,21 @@ class Outbox:
                     now,
                 )
             calls = [t for t in calls if t in ours]
+            if alert.kind == "budget":
+                # A budget's period ended: it lets go of its own pauses, not of a key another
+                # incident paused too (a loop its anomaly caught: that incident counts it
+                # paused and would not pause it again). Its operator's click resumes it.
+                held = self._held_elsewhere(incident.id)
+                for target in [t for t in calls if t in held]:
+                    self.record(
+                        Task(
+                            f"{key}/unblock/{target}", "gateway", "unblock", alert.id, alert, target
+                        ),
+                        "skipped",
+                        f"still paused for {held[target]}",
+                        now,
+                    )
+                calls = [t for t in calls if t not in held]
         for target, why in refused:
             self.record(
                 Task(f"{key}/block/{target}", "gateway", "block", alert.id, alert, target),
@@ -488,6 +503,16 @@ class Outbox:
             if task.target == target and not task.cancelled:
                 last = task.op
         return last == "unblock"
+
+    def _held_elsewhere(self, incident_id: str) -> dict[str, str]:
+        """Keys another incident this outbox knows paused and has not resumed, with it."""
+        return {
+            target: other.id
+            for other in self.incidents.values()
+            if other.id != incident_id
+            for target in other.paused
+            if target not in other.resumed
+        }
 
     def _queued_blocks(self) -> set[str]:
         return {

@@ -719,3 +719,23 @@ def test_the_done_line_of_a_hard_stop_on_a_thousand_keys_fits_its_block() -> Non
     line = outcome_line(incident, alert(targets=keys, critical_keys=["sk-prod"]), False)
     assert line.startswith("Paused 1000 key(s): sk-batch-0000, ") and len(line) < 600
     assert "and 990 more" in line and line.endswith("critical, alerted only: sk-prod")
+
+
+def test_a_budget_resume_leaves_a_key_an_anomaly_still_holds_paused() -> None:
+    """A looping key paused by its anomaly, then by the team's hard stop: the budget's
+    period ends and it resumes the keys it stopped, but not the loop, whose anomaly's pause
+    still holds (and whose incident would not pause it again: it counts it paused)."""
+    box = Outbox()
+    loop = alert(id="anomaly/api_key=sk-loop/1", targets=("sk-loop",))
+    stop = alert(id="budget/search/1", kind="budget", targets=("sk-loop", "sk-other"))
+    for record in (loop, stop):
+        box.accept(record, now=1.0, keys=KEYS)
+        drain(box, "gateway")
+    resume = alert(
+        id="budget/search/1", seq=1, kind="budget", action="resume", targets=("sk-loop", "sk-other")
+    )
+    box.accept(resume, now=2.0, keys=KEYS)
+    assert drain(box, "gateway") == ["unblock:sk-other"]
+    assert box.blocked == {"sk-loop": "budget/search/1"}
+    kept = box.audit[f"{resume.ref()}/unblock/sk-loop"]
+    assert (kept.result, kept.detail) == ("skipped", f"still paused for {loop.id}")
