@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from spendbrake.schemas import ActionRecord, Alert, KeysConfig
+from spendbrake.schemas import KEY_DIMENSIONS, ActionRecord, Alert, KeysConfig
 
 from ._blocks import mask as _short
 from ._policy import on_a_sum, refusal, screen_pauses
@@ -217,6 +217,8 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
             parts.append("Alert only: the keys config does not allow pausing " + _listed(others))
         elif on_a_sum(alert):
             parts.append("Alert only: a sum over keys pauses none; a looping key's own alert does")
+        elif alert.kind == "budget" and (unknown := set(alert.scope) - set(KEY_DIMENSIONS)):
+            parts.append(f"Alert only: keys are not known by {', '.join(sorted(unknown))}")
         else:
             parts.append("Alert only: no pause policy matches this scope")
     return "; ".join(parts)

@@ -58,6 +58,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spendbrake.detectors._base import check, usable, usd
 
+#: What a hard stop's reason says it does; ``BudgetBook`` says otherwise where it cannot.
+PAUSING = ", pausing non-critical keys in scope"
+
 __all__ = ["BudgetTracker", "BudgetVerdict"]
 
 HOUR_S = 3600.0
@@ -587,7 +590,7 @@ class BudgetTracker:
             if action == "pause":
                 self._stopped = True
                 self._stop_usd = target
-                reason = f"{head}: hard stop at {frac:.0%}, pausing non-critical keys in scope"
+                reason = f"{head}: hard stop at {frac:.0%}{PAUSING}"
             else:
                 self._fired.add(frac)
                 reason = head + tail

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from spendbrake.detectors._budget import BudgetTracker, BudgetVerdict
+from spendbrake.detectors._budget import PAUSING, BudgetTracker, BudgetVerdict
 from spendbrake.detectors._keys import KeyDirectory
 from spendbrake.schemas import (
+    KEY_DIMENSIONS,
     NUSD,
     Alert,
     BudgetConfig,
@@ -155,6 +156,12 @@ class BudgetBook:
                 # next period's resume undoes exactly these.
                 pausable = {k.api_key for k in named if rules.classify(k.api_key).pausable}
                 self.paused[i] = sorted(pausable.union(self.paused[i]))
+        reason = v.reason
+        unknown = [f for f in cfg.scope if f not in KEY_DIMENSIONS]
+        if v.action == "pause" and unknown:
+            # The key directory knows keys by their own fields, not by a model or customer
+            # they called: the stop pauses none (``KeyDirectory.keys_in``), so say so.
+            reason = reason.replace(PAUSING, f"; no key paused: keys are not known by {unknown[0]}")
         alert = Alert(
             kind=v.kind,
             detector="budget",
@@ -165,7 +172,7 @@ class BudgetBook:
             observed_usd=v.observed_usd,
             expected_usd=v.expected_usd,
             severity=v.severity,  # type: ignore[arg-type]
-            reason=v.reason,
+            reason=reason,
             id=incident,
             seq=seq,
             action=v.action,  # type: ignore[arg-type]

@@ -739,3 +739,12 @@ def test_a_budget_resume_leaves_a_key_an_anomaly_still_holds_paused() -> None:
     assert box.blocked == {"sk-loop": "budget/search/1"}
     kept = box.audit[f"{resume.ref()}/unblock/sk-loop"]
     assert (kept.result, kept.detail) == ("skipped", f"still paused for {loop.id}")
+
+
+def test_a_stop_on_a_budget_of_a_model_says_why_no_key_was_paused() -> None:
+    box = Outbox()
+    stop = alert(id="budget/gpt/1", kind="budget", targets=(), scope={"model": "gpt-4o"})
+    box.accept(stop, now=1.0, keys=KEYS)
+    incident = box.incidents[stop.id]
+    line = outcome_line(incident, incident.alert, dry_run=False)
+    assert line == "Alert only: keys are not known by model"

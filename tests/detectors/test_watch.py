@@ -441,3 +441,26 @@ def test_open_hour_parts_are_set_absolutely_and_stay_exact_past_int64() -> None:
     assert s.closed == (3600, 2**63 + 1 + 2**64, 5)
     assert s.hours() == [7200] and s.part_items() == [((7200, 0, 0), (5, 1))]
     assert s.close_hour(7200) == (5, 1) and not s.parts and s.closed == (7200, 5, 1)
+
+
+def test_a_hard_stop_on_a_model_says_it_pauses_no_key() -> None:
+    """Keys are known by team, feature, key, environment and workload, not by the model or
+    customer they call: a stop on a model's budget can pause none, and its alert says so
+    instead of "pausing non-critical keys in scope"."""
+    rules = KeysConfig(rules=[KeyRule(api_key=k, workload=a["workload"]) for k, a in KEYS.items()])
+    budget = BudgetConfig(name="gpt", scope={"model": "gpt-4o"}, amount_usd=100, period="day")
+    watch = SpendWatch(Config(detectors=[], budgets=[budget], keys=rules))
+    alerts: list[Alert] = []
+    for h in range(3):
+        start = T0 + h * HOUR
+        for fraction in (0.5, 1.0):
+            records = _records(start, {"k-agent": 60.0}, fraction)
+            cost = round(60.0 * fraction * NUSD)
+            records.append(RollupRecord(("model",), ("gpt-4o",), 3600, start, 0, 0, (cost, 1)))
+            minute = start + int(fraction * HOUR) - 60
+            records.append(RollupRecord(("model",), ("gpt-4o",), 60, minute, 0, 0, (cost, 1)))
+            watch.observe(records)
+            alerts.extend(decide(watch, watch.config))
+    (stop,) = [a for a in alerts if a.threshold == 1.2]
+    assert stop.targets == [] and "pausing" not in stop.reason, stop.reason
+    assert "no key paused: keys are not known by model" in stop.reason, stop.reason
