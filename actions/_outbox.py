@@ -355,7 +355,7 @@ class Outbox:
                 # A budget's period ended: it lets go of its own pauses, not of a key another
                 # incident paused too (a loop its anomaly caught: that incident counts it
                 # paused and would not pause it again). Its operator's click resumes it.
-                held = self._held_elsewhere(incident.id)
+                held = self._held_elsewhere(alert.budget)
                 for target in [t for t in calls if t in held]:
                     self.record(
                         Task(
@@ -506,12 +506,14 @@ class Outbox:
                 last = task.op
         return last == "unblock"
 
-    def _held_elsewhere(self, incident_id: str) -> dict[str, str]:
-        """Keys another incident this outbox knows paused and has not resumed, with it."""
+    def _held_elsewhere(self, budget: str | None) -> dict[str, str]:
+        """Keys an incident this outbox knows paused and has not resumed, with it: one of
+        an anomaly or of another budget, not of ``budget`` (whose earlier periods' stops
+        its resume lets go of)."""
         return {
             target: other.id
             for other in self.incidents.values()
-            if other.id != incident_id
+            if other.alert.kind != "budget" or other.alert.budget != budget
             for target in other.paused
             if target not in other.resumed
         }
