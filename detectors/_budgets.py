@@ -54,6 +54,9 @@ class BudgetBook:
         self._looked: list[int | None] = [None for _ in budgets]
         #: incident id (``budget/<name>/<period start>``) -> the last seq sent
         self.seq: dict[str, int] = {}
+        #: Stops a reload lifted (a budget removed, or scoped elsewhere), to resume at the
+        #: next check: (name, scope, keys its stop paused, why).
+        self.lifted: list[tuple[str, dict[str, str], list[str], str]] = []
         #: sorted dims -> indices of the budgets scoped on exactly those fields
         self._scopes: dict[tuple[str, ...], list[int]] = {}
         for i, b in enumerate(budgets):
@@ -100,7 +103,8 @@ class BudgetBook:
         """Alerts of every budget newly due at event time ``at`` (the watermark, or an hour
         closed in a backlog), each with the keys it names (its scope's, or those a resume
         undoes); parts older than any tracker reads are then dropped."""
-        alerts = []
+        alerts = [self._lifted(*lifted, at) for lifted in self.lifted]
+        self.lifted = []
         for i, tracker in enumerate(self.trackers):
             for verdict in tracker.evaluate(at):
                 alerts.append(self._alert(i, verdict, at, keys, rules))
@@ -108,6 +112,26 @@ class BudgetBook:
                 alerts.append(more)
             self._prune(i, watermark)
         return alerts
+
+    def _lifted(
+        self, name: str, scope: dict[str, str], paused: list[str], why: str, at: float
+    ) -> tuple[Alert, list[KeyInfo]]:
+        """The resume of a stop a reload lifted: what the next period would have sent."""
+        incident = f"budget/{name}/lifted/{int(at)}"
+        seq = self.seq[incident] = self.seq.get(incident, -1) + 1
+        alert = Alert(
+            kind="budget",
+            detector="budget",
+            scope=dict(scope),
+            detected_at=format_ts(at),
+            severity="info",
+            reason=f"{name}: {why} by a config reload; resuming what its hard stop paused",
+            id=incident,
+            seq=seq,
+            action="resume",
+            budget=name,
+        )
+        return alert, [KeyInfo(api_key=k) for k in paused]
 
     def _stop_newcomers(
         self, i: int, at: float, keys: KeyDirectory, rules: KeysConfig
@@ -221,7 +245,22 @@ class BudgetBook:
         old = {b.name: (i, b) for i, b in enumerate(self.configs)}
         book = BudgetBook(config.budgets)
         book.seq = self.seq
+        book.lifted = list(self.lifted)
         notes: list[str] = []
+        kept = {b.name: b for b in config.budgets}
+        for i, before in enumerate(self.configs):
+            after = kept.get(before.name)
+            if after is not None and after.scope == before.scope:
+                continue
+            why = "removed" if after is None else "scope changed"
+            if self.paused[i] and before.auto_resume:
+                # Its stop is lifted with it: the keys it paused would otherwise wait for a
+                # resume that no budget will ever send.
+                book.lifted.append((before.name, dict(before.scope), self.paused[i], why))
+                notes.append(
+                    f"budget {before.name}: {why}; resumes the {len(self.paused[i])} keys its "
+                    "hard stop paused"
+                )
         for j, cfg in enumerate(config.budgets):
             i, before = old.get(cfg.name, (None, None))
             if i is None or before is None:
@@ -274,6 +313,7 @@ class BudgetBook:
                 for i, tracker in enumerate(self.trackers)
             ],
             "seq": [[k, v] for k, v in self.seq.items()],
+            "lifted": [[name, scope, keys, why] for name, scope, keys, why in self.lifted],
         }
 
     def load(self, data: dict[str, Any]) -> None:
@@ -287,6 +327,10 @@ class BudgetBook:
             self.minutes[i] = _parts_of(saved["minutes"])
             self.paused[i] = [str(k) for k in saved["paused"]]
         self.seq = {str(k): int(v) for k, v in data["seq"]}
+        self.lifted = [  # none in snapshots before 2026-12-07
+            (str(name), dict(scope), [str(k) for k in keys], str(why))
+            for name, scope, keys, why in data.get("lifted", [])
+        ]
 
 
 def _parts_rows(parts: Parts) -> list[list[Any]]:

@@ -202,3 +202,24 @@ def test_a_budget_moved_to_another_period_keeps_the_spend_it_holds() -> None:
         "period, counting the spend held since 2026-09-28T00:00:00.000000Z"
     ]
     assert watch.snapshot()  # the re-fed state is plain data as ever
+
+
+@pytest.mark.parametrize("change", ["removed", "rescoped"])
+def test_a_budget_removed_or_rescoped_in_its_stop_resumes_what_the_stop_paused(
+    change: str,
+) -> None:
+    """The operator lifts a budget in hard stop by deleting it (or scopes it elsewhere): the
+    keys its stop paused were forgotten with it and stayed paused for good, no resume ever
+    coming. They are resumed at the next check after the reload, as the next period would."""
+    plan = [{"k-agent": 8.0, "k-chat": 2.0} for _ in range(24)]  # team search: $10 an hour
+    budget = BudgetConfig(name="search", scope={"team": "search"}, amount_usd=100, period="day")
+    config = Config(detectors=[], budgets=[budget], keys=RULES)
+    watch = SpendWatch(config)
+    stops = [a for a in _run(watch, plan[:13]) if a.action == "pause"]
+    assert [a.targets for a in stops] == [["k-agent", "k-chat"]]
+    after = [] if change == "removed" else [budget.model_copy(update={"scope": {"team": "x"}})]
+    notes = watch.reconfigure(config.model_copy(update={"budgets": after}))
+    assert any("resumes the 2 keys its hard stop paused" in n for n in notes), notes
+    resumed = [a for a in _run(watch, plan[:15], start=13) if a.action == "resume"]
+    assert [(a.targets, a.budget) for a in resumed] == [(["k-agent", "k-chat"], "search")]
+    assert resumed[0].id.startswith("budget/search/lifted/")
