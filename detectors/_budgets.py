@@ -301,8 +301,9 @@ class BudgetBook:
     # -- state ---------------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:
-        """Plain data: each tracker's own snapshot, the parts it reads, the keys it paused."""
-        return {
+        """Plain data: each tracker's own snapshot, the parts it reads, the keys it paused;
+        ``lifted`` only when a stop waits to be lifted (the layout is otherwise unchanged)."""
+        data = {
             "budgets": [
                 {
                     "tracker": tracker.snapshot(),
@@ -313,8 +314,10 @@ class BudgetBook:
                 for i, tracker in enumerate(self.trackers)
             ],
             "seq": [[k, v] for k, v in self.seq.items()],
-            "lifted": [[name, scope, keys, why] for name, scope, keys, why in self.lifted],
         }
+        if self.lifted:
+            data["lifted"] = [[name, scope, keys, why] for name, scope, keys, why in self.lifted]
+        return data
 
     def load(self, data: dict[str, Any]) -> None:
         """Restore a ``dump`` into a book built from the same budget configs."""

@@ -223,3 +223,16 @@ def test_a_budget_removed_or_rescoped_in_its_stop_resumes_what_the_stop_paused(
     resumed = [a for a in _run(watch, plan[:15], start=13) if a.action == "resume"]
     assert [(a.targets, a.budget) for a in resumed] == [(["k-agent", "k-chat"], "search")]
     assert resumed[0].id.startswith("budget/search/lifted/")
+
+
+def test_a_lifted_stop_waiting_for_its_check_survives_a_snapshot() -> None:
+    plan = [{"k-agent": 8.0, "k-chat": 2.0} for _ in range(24)]
+    budget = BudgetConfig(name="search", scope={"team": "search"}, amount_usd=100, period="day")
+    config = Config(detectors=[], budgets=[budget], keys=RULES)
+    watch = SpendWatch(config)
+    _run(watch, plan[:13])
+    watch.reconfigure(config.model_copy(update={"budgets": []}))
+    again = SpendWatch(watch.config)
+    again.restore(watch.snapshot())
+    resumed = [a for a in _run(again, plan[:15], start=13) if a.action == "resume"]
+    assert [a.targets for a in resumed] == [["k-agent", "k-chat"]]
