@@ -38,6 +38,7 @@ from spendbrake.schemas import (
     KafkaConfig,
     UsageEvent,
     check_event_size,
+    decode_event,
     encode_event,
     show,
     validate_event,
@@ -181,7 +182,10 @@ class SpendProducer:
         surrogate, which no UTF-8 record can hold, becomes U+FFFD
         (``schemas.replace_surrogates``) rather than losing the call's spend.
         """
-        if not isinstance(event, UsageEvent):
+        if isinstance(event, UsageEvent):
+            # Its constructor checks no limit: checked as the engine will read it.
+            event = decode_event(encode_event(event))
+        else:
             event = validate_event(dict(event))
         redact_event(event)  # a key in any field, not only api_key, stays here
         payload = encode_event(event)  # replaces lone surrogates, in the event too

@@ -230,6 +230,27 @@ def test_invalid_event_is_the_callers_error(tmp_path: Path) -> None:
         producer.emit(event(1, input_tokens=-1))
 
 
+def test_an_invalid_usage_event_object_is_the_callers_error_too(tmp_path: Path) -> None:
+    """A ``UsageEvent`` built in code is not checked by its constructor: it went out as it
+    was and reached the engine's DLQ, where a dict was refused at ``emit``."""
+    from spendbrake.schemas import UsageEvent
+
+    built = UsageEvent(
+        event_id="e1",
+        ts=1.79e9,
+        provider="openai",
+        model="gpt-4o",
+        input_tokens=-1,
+        output_tokens=5,
+        team="search",
+    )
+    with (
+        SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl") as producer,
+        pytest.raises(InvalidEvent, match="input_tokens: must be >= 0, got -1"),
+    ):
+        producer.emit(built)
+
+
 def test_an_event_over_the_size_limit_is_the_callers_error(
     broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:
