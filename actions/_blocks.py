@@ -178,11 +178,13 @@ def _undo(alert: Alert, buttons: bool) -> str | None:
     ``--`` comes first when a key starts with ``-`` (not an option), and the line is
     escaped for the code span it is shown in. Only whole keys are listed: past what a
     block holds, the line says how many it leaves out (a command cut mid-key would resume
-    a key of that prefix, or none, and leave the rest paused).
+    a key of that prefix, or none, and leave the rest paused). So is a key the code span
+    cannot show as it is (a backtick, a hidden character): a look-alike or a code in its
+    place would make the pasted command name another key.
     """
-    targets = [visible(t) for t in alert.targets]
-    if alert.action != "pause" or not targets:
+    if alert.action != "pause" or not alert.targets:
         return None
+    targets = [t for t in alert.targets if "`" not in t and visible(t) == t]
     command = "spendbrake resume" + (" --" if any(t.startswith("-") for t in targets) else "")
     shown = 0
     for target in targets:
@@ -190,8 +192,12 @@ def _undo(alert: Alert, buttons: bool) -> str | None:
         if len(mrkdwn_code(longer)) > _TEXT_MAX - 200 and shown:
             break
         command, shown = longer, shown + 1
+    left = len(alert.targets) - shown
+    if not shown:
+        return f"To undo: resume the {left} key{'s' if left != 1 else ''} paused" + (
+            " with the Resume button (names a command cannot hold)" if buttons else ""
+        )
     text = "To undo: `" + mrkdwn_code(command) + "`"
-    left = len(targets) - shown
     if left:
         text += f" and {left} more key{'s' if left != 1 else ''}, not shown" + (
             ": the Resume button resumes them all" if buttons else ""
