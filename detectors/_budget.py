@@ -290,6 +290,18 @@ class BudgetTracker:
         self._profile = array("f", before._profile)
         self._counts = array("I", before._counts)
 
+    def lift_stop(self) -> bool:
+        """After ``carry_over``: True, and the stop of this period forgotten (its keys are
+        resumed by the caller, not again at the next period), when the spend is now under
+        the hard stop's level (an amount or fraction raised, the stop removed)."""
+        if not self._stopped or not math.isfinite(self._now):
+            return False
+        if self.spent(self._now) >= self._stop_level():
+            return False
+        self._stopped = False
+        self._stop_usd = None
+        return True
+
     def learn_from(self, before: BudgetTracker) -> None:
         """Take ``before``'s hour-of-week profile, the watermark it reached and its burn
         alerts' arming (the same scope under another period or time zone): all of that is

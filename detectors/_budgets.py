@@ -278,6 +278,15 @@ class BudgetBook:
                 # fractions are the new ones (a raised amount does not re-send 50% at
                 # once, it arms 50% of the new amount).
                 tracker.carry_over(self.trackers[i])
+                if book.paused[j] and cfg.auto_resume and tracker.lift_stop():
+                    # Raised above the spend: the stop no longer holds, as its next period
+                    # would say (raising a budget is how an operator lets a team go on).
+                    book.lifted.append((cfg.name, dict(cfg.scope), book.paused[j], "raised"))
+                    notes.append(
+                        f"budget {cfg.name}: raised above the spend; resumes the "
+                        f"{len(book.paused[j])} keys its hard stop paused"
+                    )
+                    book.paused[j] = []
                 continue
             # Spend carried under the new calendar: without it the budget counted from the
             # reload, so spend before it never reached a threshold or the hard stop.

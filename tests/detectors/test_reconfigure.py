@@ -169,11 +169,22 @@ def test_a_raised_budget_alerts_and_stops_at_its_new_amount() -> None:
     before = [(a.action, a.threshold) for a in _run(watch, plan[:13]) if a.kind == "budget"]
     assert before == [("alert", 0.5), ("alert", 0.8), ("alert", 1.0), ("pause", 1.2)]
     raised = budget.model_copy(update={"amount_usd": 150.0})
-    assert watch.reconfigure(config.model_copy(update={"budgets": [raised]})) == []
+    notes = watch.reconfigure(config.model_copy(update={"budgets": [raised]}))
+    # $130 spent, under the raised stop ($180): the keys the stop paused go on.
+    assert notes == [
+        "budget search: raised above the spend; resumes the 2 keys its hard stop paused"
+    ]
     after = [a for a in _run(watch, plan[:20], start=13) if a.kind == "budget"]
-    assert [(a.action, a.threshold) for a in after] == [("alert", 1.0), ("pause", 1.2)]
-    assert after[0].observed_usd >= 150.0 and after[1].observed_usd >= 180.0
-    assert after[1].targets == ["k-agent", "k-chat"] and after[1].id == after[0].id
+    assert [(a.action, a.threshold) for a in after] == [
+        ("resume", None),
+        ("alert", 1.0),
+        ("pause", 1.2),
+    ]
+    assert (
+        after[0].targets == ["k-agent", "k-chat"] and "raised by a config reload" in after[0].reason
+    )
+    assert after[1].observed_usd >= 150.0 and after[2].observed_usd >= 180.0
+    assert after[2].targets == ["k-agent", "k-chat"] and after[2].id == after[1].id
     # Lowered back: what the spend is past was sent already, nothing is sent twice; the
     # next day resumes the keys.
     assert watch.reconfigure(config) == []
