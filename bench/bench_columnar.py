@@ -15,8 +15,8 @@ engine: ``spendbrake replay`` runs the Python half. On the replay benchmark's si
 
 Prints the CPU each took (DuckDB's threads included), their ratio, and whether the records
 are the same, step by step and in order. ``--duplicates P`` re-sends that share of the
-events a few lines later, as a producer's retries do (the SQL keeps an event's first copy
-in its ts hour, as the dedupe does). The SQL covers what such a file holds: well-formed
+events a few lines later, as a producer's retries do (the SQL keeps an event's first copy,
+as the dedupe does). The SQL covers what such a file holds: well-formed
 events in file order, each priced by its ``cost_usd`` or one price row, none late, no
 outcomes; for anything else it says what it met and stops.
 
@@ -119,10 +119,10 @@ def duckdb_half(path: Path, config: Config, threads: int) -> tuple[dict[str, Any
     )
     if rows:
         con.executemany("insert into price values (?, ?, ?, ?, ?, ?, ?)", rows)
-    # The dedupe keeps an event's first copy among those in its ts hour (its bucket).
+    # The dedupe keeps an event's first copy, whatever the ts of the others.
     con.execute(
         """create table firsts as select * from raw
-           qualify row_number() over (partition by event_id, floor(t / 3600) order by rn) = 1"""
+           qualify row_number() over (partition by event_id order by rn) = 1"""
     )
     step_s = plan.step_s
     # A step ends with the event that takes the watermark (the latest ts so far) into the

@@ -254,8 +254,8 @@ class PartitionProcessor:
         """``process`` each record (value, offset, Kafka timestamp in ms), in order.
 
         The common case, a record msgspec vouches for (``fast_decode``), is counted
-        straight from the event it decoded, with the dedupe set of the current hour
-        at hand. Every other case goes to the same methods ``process`` uses;
+        straight from the event it decoded, with the dedupe memory's id list of the
+        current hour at hand. Every other case goes to the same methods ``process`` uses;
         ``tests/streamer/test_processor.py`` holds both entry points to the same state
         and outputs.
 
@@ -287,8 +287,8 @@ class PartitionProcessor:
         keep_traces = self.keep_traces
         idle_at = traces.idle_at
         partition = traces.partition
+        seen = dedupe.seen
         bucket_no = None
-        seen: set[str] = set()
         fresh: list[str] = []
         valid = duplicates = late = 0
         i = -1  # the index of the last record taken
@@ -310,14 +310,14 @@ class PartitionProcessor:
                 self._count(event, raw, offset, timestamp_ms / 1000.0)
                 watermark = rollups.watermark
                 continue
-            if int(ts // BUCKET_S) != bucket_no:
-                bucket_no = int(ts // BUCKET_S)
-                seen, fresh = dedupe.bucket(bucket_no)
             size = len(seen)
             seen.add(event.event_id)
             if len(seen) == size:
                 duplicates += 1
                 continue
+            if int(ts // BUCKET_S) != bucket_no:
+                bucket_no = int(ts // BUCKET_S)
+                fresh = dedupe.bucket(bucket_no)
             fresh.append(event.event_id)
             cost = event.cost_usd
             priced = True
@@ -478,7 +478,7 @@ class PartitionProcessor:
             return start
         ids = list(map(_id_of, events[:n]))
         buckets = (ts // BUCKET_S).astype(np.int64)
-        repeated = self._repeated(ids, buckets)
+        repeated = self._repeated(ids)
         # The watermark before each record: the running most of the counted events' times
         # (a late event is before it, so counting it in changes nothing).
         counted_ts = ts if repeated is None else np.where(repeated, -math.inf, ts)
@@ -559,41 +559,34 @@ class PartitionProcessor:
         self._step_end = end
         self._rows.append(rows.slice(at, len(kept)))
 
-    def _repeated(self, ids: list[str], buckets: np.ndarray) -> np.ndarray | None:
-        """Which ids of a run are duplicates (seen before in their hour, or earlier in the
-        run), or None when none is; the dedupe memory is not changed."""
-        seen = self.dedupe.buckets
-        hours = np.unique(buckets).tolist()
-        if len(set(ids)) == len(ids) and all(
-            seen.get(h) is None or seen[h].isdisjoint(ids) for h in hours
-        ):
+    def _repeated(self, ids: list[str]) -> np.ndarray | None:
+        """Which ids of a run are duplicates (seen before, whatever their hour, or earlier
+        in the run), or None when none is; the dedupe memory is not changed."""
+        seen = self.dedupe.seen
+        if len(set(ids)) == len(ids) and seen.isdisjoint(ids):
             return None
         repeated = np.zeros(len(ids), dtype=bool)
-        run: dict[int, set[str]] = {}
-        for i, (event_id, hour) in enumerate(zip(ids, buckets.tolist(), strict=True)):
-            mine = run.get(hour)
-            if mine is None:
-                mine = run[hour] = set()
-            if event_id in mine or event_id in seen.get(hour, ()):
+        run: set[str] = set()
+        for i, event_id in enumerate(ids):
+            if event_id in run or event_id in seen:
                 repeated[i] = True
             else:
-                mine.add(event_id)
+                run.add(event_id)
         return repeated
 
     def _remember(self, ids: list[str], buckets: np.ndarray, counted: np.ndarray) -> None:
-        """The counted ids into the dedupe memory, in order, each in its hour's bucket."""
+        """The counted ids into the dedupe memory, in order, each under its hour."""
+        dedupe = self.dedupe
         hours = np.unique(buckets).tolist()
         if len(hours) == 1:
-            seen, fresh = self.dedupe.bucket(hours[0])
             new = ids if counted.all() else list(itertools.compress(ids, counted.tolist()))
-            seen.update(new)
-            fresh.extend(new)
+            dedupe.seen.update(new)
+            dedupe.bucket(hours[0]).extend(new)
             return
         for hour in hours:
-            seen, fresh = self.dedupe.bucket(hour)
             new = list(itertools.compress(ids, ((buckets == hour) & counted).tolist()))
-            seen.update(new)
-            fresh.extend(new)
+            dedupe.seen.update(new)
+            dedupe.bucket(hour).extend(new)
 
     def _costs(
         self, events: list[UsageEvent], ts: np.ndarray, tokens: np.ndarray

@@ -408,3 +408,63 @@ def test_a_record_without_a_kafka_timestamp_is_counted() -> None:
             for offset, raw in enumerate(records):
                 proc.process(raw, offset, record_ts=-0.001)
         assert proc.flush().dead == [] and proc.stats.valid == 3
+
+
+def _feed(proc: PartitionProcessor, path: str, records: list[bytes], first: int) -> None:
+    """Records from offset ``first`` by one of the processor's three entry points."""
+    offsets = range(first, first + len(records))
+    if path == "process":
+        for offset, raw in zip(offsets, records, strict=True):
+            proc.process(raw, offset)
+    elif path == "process_many":
+        proc.process_many(records, offsets, [(T0 + 30 * 86400) * 1000] * len(records))
+    else:
+        proc.process_lines(records, offsets, 300.0)
+
+
+@pytest.mark.parametrize("path", ["process", "process_many", "process_lines"])
+def test_a_retry_stamped_in_another_hour_counts_once(path: str, tmp_path) -> None:
+    """A caller's retry that stamps ``ts`` anew may cross an hour: the same ``event_id``
+    counts once, also after a restart from the saved state, until the first copy's hour
+    leaves the dedupe horizon (the memory stays bounded)."""
+    import asyncio
+
+    from spendbrake.streamer._state import PartitionStore
+
+    def processor() -> PartitionProcessor:
+        return PartitionProcessor("spend.events", 0, [[]], PRICES, traces=False)
+
+    proc = processor()
+    _feed(proc, path, [event(1, T0 + 3599), event(1, T0 + 3601), event(2, T0 + 3700)], 0)
+    proc.flush()
+    store = PartitionStore(tmp_path, "spend.events", 0)
+    asyncio.run(store.acquire())
+    store.save(proc.snapshot(), proc.dedupe.take_new(), sorted(proc.dedupe.buckets))
+    restored = processor()
+    restored.restore(*store.load())
+    _feed(restored, path, [event(1, T0 + 7300), event(2, T0 + 3500)], 3)
+    assert (restored.stats.valid, restored.stats.duplicates) == (2, 3)
+    later = T0 + restored.dedupe.horizon_s + 3 * 3600
+    _feed(restored, path, [event(3, later)], 5)
+    restored.flush()
+    store.save(restored.snapshot(), restored.dedupe.take_new(), sorted(restored.dedupe.buckets))
+    store.release()
+    assert restored.dedupe.seen == {"e3"} and len(restored.dedupe.buckets) == 1
+    again = processor()
+    again.restore(*store.load())
+    assert again.dedupe.seen == restored.dedupe.seen
+
+
+def test_state_that_lists_an_id_under_two_hours_keeps_it_under_the_later() -> None:
+    """Saved before one set held every id, an id re-stamped into the next hour was listed
+    under both: forgetting the first hour must not forget it."""
+    proc = PartitionProcessor("spend.events", 0, [[]], PRICES, traces=False)
+    hour = int(T0 // 3600)
+    empty = PartitionProcessor("spend.events", 0, [[]], PRICES).snapshot()
+    proc.restore(empty, {hour: ["e1", "e2"], hour + 1: ["e1"]})
+    assert proc.dedupe.buckets == {hour: ["e2"], hour + 1: ["e1"]}
+    proc.process(event(9, T0 + proc.dedupe.horizon_s + 3600 + 5), 0)
+    proc.flush()  # the first hour is past the horizon, the second is not
+    assert proc.dedupe.buckets.keys() == {hour + 1, hour + 169}
+    proc.process(event(1, T0 + proc.dedupe.horizon_s + 3600 + 9), 1)
+    assert proc.stats.duplicates == 1
