@@ -55,6 +55,13 @@ class PydanticEvent(BaseModel):
             return parsed.timestamp()
         return value  # type: ignore[return-value]
 
+    @field_validator("team", "provider", "model")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if value.isspace():
+            raise ValueError("must not be only whitespace")
+        return value
+
     @model_validator(mode="after")
     def _cache(self) -> PydanticEvent:
         if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:

@@ -428,9 +428,11 @@ def _sub(mapping: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 
 def _first(*values: Any) -> Any:
-    """The first value that is set: not None and not ``""``."""
+    """The first value that is set: not None, not ``""`` and not only whitespace (a team
+    alias of spaces falls back to the team id, as an empty one does, rather than making an
+    event the contract refuses)."""
     for value in values:
-        if value is not None and value != "":
+        if value is not None and not (type(value) is str and (not value or value.isspace())):
             return value
     return None
 

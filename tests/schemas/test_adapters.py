@@ -188,6 +188,12 @@ def test_litellm_team_and_key_fallbacks() -> None:
     assert by_id.team == "team-123"
     no_team = {**meta, "user_api_key_team_alias": "", "user_api_key_team_id": None}
     assert from_litellm(proxy_payload(metadata=no_team)).team == "unassigned"
+    # An alias of spaces is no alias (the contract refuses a blank team: the call's spend
+    # would be dropped by the callback).
+    blank = from_litellm(proxy_payload(metadata={**meta, "user_api_key_team_alias": " \t"}))
+    assert blank.team == "team-123"
+    no_team = {**no_team, "user_api_key_team_alias": "  "}
+    assert from_litellm(proxy_payload(metadata=no_team)).team == "unassigned"
     assert from_litellm(proxy_payload(metadata=no_team), default_team="platform").team == "platform"
     aliased = from_litellm(proxy_payload(metadata={**meta, "user_api_key_alias": "growth-key"}))
     # The hash is what LiteLLM's /key/block takes; the alias stays readable in tags.

@@ -51,6 +51,8 @@ POOL: list[object] = [
     {"a": 1},
     "x" * 513,
     "é\u2028",
+    " \u00a0\u2028",
+    " " * 513,
 ]
 FIELDS = [
     "event_id",
@@ -210,3 +212,18 @@ def test_a_wire_field_named_extras_is_an_unknown_field(value: object) -> None:
     raw = orjson.dumps({**BASE_EVENT, "extras": value})
     assert decode_event(raw) == decode_event_checked(raw)
     assert decode_event(raw).extras == {"extras": value}
+
+
+@pytest.mark.parametrize("name", ["team", "provider", "model"])
+@pytest.mark.parametrize("blank", [" ", "\t \n", "\u00a0\u3000"])
+def test_required_attribution_of_only_whitespace_is_refused(name: str, blank: str) -> None:
+    """Who pays and for what: a blank team was counted as a team of its own."""
+    from spendbrake.schemas import fast_decode
+
+    raw = orjson.dumps({**BASE_EVENT, name: blank})
+    assert fast_decode(raw) is None
+    want = ("error", f"{name}: must not be only whitespace, got {orjson.dumps(blank).decode()}")
+    assert outcome(raw, decode_event) == outcome(raw, decode_event_checked) == want
+    # Optional attribution of only whitespace is kept as it came, by both paths.
+    raw = orjson.dumps({**BASE_EVENT, "feature": blank})
+    assert decode_event(raw) == decode_event_checked(raw) and decode_event(raw).feature == blank

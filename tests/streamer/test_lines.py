@@ -72,6 +72,8 @@ def _lines(seed: int) -> list[bytes | None]:
             wire["cache_read_tokens"] = wire["input_tokens"] + 1
         elif roll < 0.125:
             wire["outcome"] = "ok"
+        elif roll < 0.13:
+            wire[rng.choice(["team", "provider", "model"])] = rng.choice([" ", "\u00a0"])
         lines.append(orjson.dumps(wire))
     disorder(lines, rng, resent=60, late=30, on_time=120, bad=8)
     old = orjson.dumps(
@@ -155,7 +157,7 @@ def test_runs_of_lines_count_and_cut_as_the_per_event_path(seed: int, batch: int
     s = got_p.stats
     # Every kind of line was there to be told apart.
     assert s.duplicates and s.late and s.unpriced
-    assert set(s.dead) >= {"ts", "cache_read_tokens", "payload"}
+    assert set(s.dead) >= {"ts", "cache_read_tokens", "payload", "team", "provider", "model"}
     assert len(got_p.unpriced_seen) >= 2
 
 

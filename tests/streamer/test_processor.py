@@ -468,3 +468,19 @@ def test_state_that_lists_an_id_under_two_hours_keeps_it_under_the_later() -> No
     assert proc.dedupe.buckets.keys() == {hour + 1, hour + 169}
     proc.process(event(1, T0 + proc.dedupe.horizon_s + 3600 + 9), 1)
     assert proc.stats.duplicates == 1
+
+
+@pytest.mark.parametrize("path", ["process", "process_many", "process_lines"])
+def test_a_blank_team_goes_to_the_dlq_with_its_field_and_reason(path: str) -> None:
+    """A team (provider, model) of only whitespace was counted as a team of its own."""
+    proc = PartitionProcessor("spend.events", 0, [["team"]], PRICES, traces=False)
+    blanks = [orjson.loads(event(i, T0 + i)) for i in range(4)]
+    blanks[1]["team"], blanks[2]["model"], blanks[3]["provider"] = " ", "\t", "\u3000"
+    _feed(proc, path, [orjson.dumps(e) for e in blanks], 0)
+    out = proc.flush()
+    assert [(d.offset, d.reason) for d in out.dead] == [
+        (1, 'team: must not be only whitespace, got " "'),
+        (2, 'model: must not be only whitespace, got "\\t"'),
+        (3, 'provider: must not be only whitespace, got "\u3000"'),
+    ]
+    assert proc.stats.valid == 1 and proc.stats.dead == {"team": 1, "model": 1, "provider": 1}
