@@ -372,7 +372,7 @@ class PartitionProcessor:
             trace_id = event.trace_id
             if trace_id is not None and keep_traces:
                 if trace_id in open_traces:
-                    add_trace(event, cost_nusd)
+                    add_trace(event, cost_nusd, watermark)
                 else:
                     open_traces[trace_id] = TracePartial(
                         trace_id,
@@ -682,7 +682,7 @@ class PartitionProcessor:
         if self.rollups.add(event, cost_nusd, priced):
             self.stats.late += 1
         if event.trace_id is not None and self.keep_traces:
-            self.traces.add(event, cost_nusd)
+            self.traces.add(event, cost_nusd, self.rollups.watermark)
         self.stats.valid += 1
 
     def _unpriced(self, provider: str, model: str, ts: float) -> None:

@@ -7,6 +7,13 @@ trace (``TraceTotals``). The worker sends the partials of one flush as one
 ``spend.traces`` record (``{"traces": [...]}``). A partial is emitted when the watermark is
 ``idle_s`` past its last call. A call that arrives after its trace was emitted
 starts a new partial with a new key, so nothing is overwritten or lost.
+
+Where a partial ends depends on the events alone, never on when flushes came: a call
+whose trace's partial is idle at the watermark (after the call) closes that partial and
+starts a new one, whether or not a flush has emitted it yet. After a crash the events
+since the last snapshot are processed again and flushed at other moments; each partial
+they make is the one sent before, whole, under the same key, so a reader's last write
+wins (it was merged into the partial before it, and its trace was counted twice).
 """
 
 from __future__ import annotations
@@ -191,13 +198,20 @@ class TraceState:
         #: they are listed again). ``flush`` reads only minutes old enough to hold an idle
         #: partial instead of every open partial at every flush.
         self.idle_at: dict[float, list[str]] = {}
+        #: Partials a call closed (``add``), emitted at the next flush.
+        self.closed: list[TracePartial] = []
 
-    def add(self, event: UsageEvent, cost_nusd: int) -> None:
+    def add(self, event: UsageEvent, cost_nusd: int, watermark: float) -> None:
+        """Count a call into its trace's partial; ``watermark`` is the partition's, with
+        the call counted. A partial idle at it is closed first (see the module's doc)."""
         trace_id = event.trace_id
         if trace_id is None:
             return
         ts = event.ts
         partial = self.open.get(trace_id)
+        if partial is not None and watermark - partial.last_ts >= self.idle_s:
+            self.closed.append(self.open.pop(trace_id))
+            partial = None
         if partial is None:
             # Most traces are one or two calls: build the partial complete at once.
             outcome = event.outcome
@@ -242,19 +256,20 @@ class TraceState:
             ids.append(trace_id)
 
     def flush(self, watermark: float) -> list[TracePartial]:
-        """Partials idle for ``idle_s`` of event time, removed from memory.
+        """Partials calls closed since the last flush, then those idle for ``idle_s`` of
+        event time, removed from memory.
 
         Oldest minute of last call first. A partial whose last call fell in a minute
         starting after ``watermark - idle_s + 1`` cannot be idle, so only earlier minutes
         are read; each partial found there is checked exactly as before.
         """
+        done, self.closed = self.closed, []
         if watermark == -math.inf:
-            return []
+            return done
         idle_s = self.idle_s
         open_ = self.open
         idle_at = self.idle_at
         limit = (watermark - idle_s + 1.0) // 60
-        done: list[TracePartial] = []
         for minute in sorted(m for m in idle_at if m <= limit):
             keep = []
             for trace_id in idle_at.pop(minute):
@@ -270,28 +285,16 @@ class TraceState:
         return done
 
     def snapshot(self) -> list[list[Any]]:
-        """Open partials as plain rows (no text timestamps: a checkpoint writes them all)."""
-        return [
-            [
-                p.trace_id,
-                p.first_event_id,
-                p.team,
-                p.feature,
-                p.customer,
-                p.cost_nusd,
-                p.calls,
-                p.first_ts,
-                p.last_ts,
-                p.models,
-                p.outcomes,
-            ]
-            for p in self.open.values()
-        ]
+        """Open partials as plain rows (no text timestamps: a checkpoint writes them all),
+        then closed ones not yet flushed, marked so (none, after a checkpoint's flush)."""
+        open_rows = [_row(p) for p in self.open.values()]
+        return open_rows + [[*_row(p), "closed"] for p in self.closed]
 
     def restore(self, data: Iterable[list[Any] | dict[str, Any]]) -> None:
         """Rows from ``snapshot``; wire dicts (the older snapshot form) are read too."""
         self.open = {}
         self.idle_at = {}
+        self.closed = []
         for row in data:
             if isinstance(row, dict):
                 partial = TracePartial.from_wire(row)
@@ -311,8 +314,27 @@ class TraceState:
                     dict(row[9]),
                     dict(row[10]),
                 )
+                if row[11:] == ["closed"]:
+                    self.closed.append(partial)
+                    continue
             self.open[partial.trace_id] = partial
             self._index(partial.trace_id, partial.last_ts)
+
+
+def _row(p: TracePartial) -> list[Any]:
+    return [
+        p.trace_id,
+        p.first_event_id,
+        p.team,
+        p.feature,
+        p.customer,
+        p.cost_nusd,
+        p.calls,
+        p.first_ts,
+        p.last_ts,
+        p.models,
+        p.outcomes,
+    ]
 
 
 class TraceTotals:

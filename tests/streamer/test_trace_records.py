@@ -59,7 +59,7 @@ def test_a_trace_of_many_models_names_at_most_max_names() -> None:
             trace_id="t",
             outcome=f"outcome-{i}",
         )
-        traces.add(event, 10)
+        traces.add(event, 10, T0 + i)  # the watermark, with the call counted
     (partial,) = traces.open.values()
     assert len(partial.models) == MAX_NAMES + 1 and partial.models[OTHER] == 50
     assert len(partial.outcomes) == MAX_NAMES + 1 and partial.outcomes[OTHER] == 50
