@@ -328,7 +328,8 @@ def decode_run(raws: Sequence[bytes | None]) -> list[UsageEvent]:
     # ``extend`` keeps what it took before the record msgspec refuses: one pass either way.
     with contextlib.suppress(msgspec.MsgspecError, ValueError):  # bad UTF-8: ValueError
         events.extend(map(_decode, raws))
-    # The run's few distinct values are checked, not every event's (a third of the time).
+    # Each field's distinct values in the run are few: a set of them and a check each is
+    # cheaper than a check per event.
     if any(text.isspace() for get in _not_blank for text in set(map(get, events))):
         del events[next(i for i, e in enumerate(events) if _blank(e)) :]
     return events

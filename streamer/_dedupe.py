@@ -68,7 +68,7 @@ class Deduper:
 
     def take_new(self) -> dict[int, list[str]]:
         """The ids added since the last call, by hour: what a checkpoint appends."""
-        new = {b: self.buckets[b][start:] for b, start in self.new.items() if b in self.buckets}
+        new = {b: self.buckets[b][start:] for b, start in self.new.items()}
         self.new = {}
         return new
 
