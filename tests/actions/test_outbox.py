@@ -728,18 +728,7 @@ def test_a_budget_resume_leaves_a_key_an_anomaly_still_holds_paused() -> None:
     box = Outbox()
     loop = alert(id="anomaly/api_key=sk-loop/1", targets=("sk-loop",))
     stop = alert(id="budget/search/1", kind="budget", budget="search", targets=("sk-loop", "sk-x"))
-    for record in (loop, stop):
-        box.accept(record, now=1.0, keys=KEYS)
-        drain(box, "gateway")
-    # The next period's resume: an incident of its own (``budget/<name>/<period start>``).
-    resume = alert(
-        id="budget/search/2",
-        kind="budget",
-        budget="search",
-        action="resume",
-        targets=("sk-loop", "sk-x"),
-    )
-    box.accept(resume, now=2.0, keys=KEYS)
+    resume = _next_period_resume(box, [loop, stop], ("sk-loop", "sk-x"))
     assert drain(box, "gateway") == ["unblock:sk-x"]
     assert box.blocked == {"sk-loop": "budget/search/1"}
     kept = box.audit[f"{resume.ref()}/unblock/sk-loop"]
@@ -750,18 +739,21 @@ def test_a_budget_resume_lets_go_of_its_own_stops_not_another_budgets() -> None:
     box = Outbox()
     team = alert(id="budget/search/1", kind="budget", budget="search", targets=("sk-a", "sk-b"))
     org = alert(id="budget/org/1", kind="budget", budget="org", targets=("sk-b",))
-    for record in (team, org):
+    _next_period_resume(box, [team, org], ("sk-a", "sk-b"))
+    assert drain(box, "gateway") == ["unblock:sk-a"]  # sk-b: the org's stop still holds it
+
+
+def _next_period_resume(box: Outbox, pauses: list[Alert], targets: tuple[str, ...]) -> Alert:
+    """Each of ``pauses`` done, then the "search" budget's next period resuming ``targets``:
+    an incident of its own (``budget/<name>/<period start>``)."""
+    for record in pauses:
         box.accept(record, now=1.0, keys=KEYS)
         drain(box, "gateway")
     resume = alert(
-        id="budget/search/2",
-        kind="budget",
-        budget="search",
-        action="resume",
-        targets=("sk-a", "sk-b"),
+        id="budget/search/2", kind="budget", budget="search", action="resume", targets=targets
     )
     box.accept(resume, now=2.0, keys=KEYS)
-    assert drain(box, "gateway") == ["unblock:sk-a"]  # sk-b: the org's stop still holds it
+    return resume
 
 
 def test_a_stop_on_a_budget_of_a_model_says_why_no_key_was_paused() -> None:

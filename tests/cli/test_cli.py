@@ -317,15 +317,7 @@ def test_produce_from_stdin_exits_zero_when_all_lines_are_good(
     broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     topic = make_topic("stdin")
-    event = {
-        "event_id": "s1",
-        "ts": 1795428000,
-        "provider": "google",
-        "model": "gemini-2.5-flash",
-        "input_tokens": 5,
-        "output_tokens": 5,
-        "team": "growth",
-    }
+    event = {**GROWTH_EVENT, "event_id": "s1"}
     result = CliRunner().invoke(
         main,
         [
