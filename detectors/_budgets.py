@@ -304,8 +304,11 @@ class BudgetBook:
             since = format_ts(min(book.hours[j])) if book.hours[j] else "the reload"
             notes.append(
                 f"budget {cfg.name}: period or time zone changed; its thresholds start afresh "
-                f"for the new period, counting the spend held since {since}"
+                f"for the new period, counting the spend held since {since}; the rest of the "
+                "period is read from the report store once the store holds it"
             )
+            # A longer period (a day made a month) reaches back past the two periods held.
+            book.unseeded.append(cfg.name)
         return book, notes
 
     def waiting(self, at: float) -> dict[str, tuple[dict[str, str], int]]:

@@ -211,8 +211,10 @@ def test_a_budget_moved_to_another_period_keeps_the_spend_it_holds() -> None:
     assert parse_ts(after[0].detected_at) < T0 + 13.5 * HOUR
     assert notes == [
         "budget search: period or time zone changed; its thresholds start afresh for the new "
-        "period, counting the spend held since 2026-09-28T00:00:00.000000Z"
+        "period, counting the spend held since 2026-09-28T00:00:00.000000Z; the rest of the "
+        "period is read from the report store once the store holds it"
     ]
+    assert watch.budgets.unseeded == ["search"]
     assert watch.snapshot()  # the re-fed state is plain data as ever
 
 
