@@ -40,6 +40,8 @@ HOUR = 3600
 #: Least share of an hour an early look judges calls over as a rate (five minutes).
 PEEK_MIN_SHARE = 300 / HOUR
 
+#: An early look's plan for the series of one list of detector entries (``Scoring._plan``).
+_Plan = tuple[float, tuple[tuple[int, DetectorConfig, float], ...]]
 #: A series' attributes, with a key's team, feature... (``KeyDirectory.known``).
 Known = Callable[[Scope], dict[str, str | None]]
 
@@ -61,9 +63,9 @@ class Scoring:
         self.book = book
         self.known = known
         self.cpc_min_usd = cpc_min_usd
-        #: ``_floor`` by (detector entries, bank kind), under ``_floors_config``.
-        self._floors: dict[tuple[Any, ...], float] = {}
-        self._floors_config: Config | None = None
+        #: ``_plan`` by (detector entries, bank kind), under ``_plans_config``.
+        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._plans_config: Config | None = None
 
     def close(self, hour: int, config: Config) -> list[Candidate]:
         """Feed ``hour`` to every series' detectors; the anomalous verdicts as candidates.
@@ -117,7 +119,7 @@ class Scoring:
         the hour's total still dilutes it.
 
         A step's changed hours are read first, then their recent rates; an hour under every
-        early-looking detector's ``min_usd`` (``_floor``, one int compare) asks none of them:
+        early-looking detector's ``min_usd`` (``_plan``, one int compare) asks none of them:
         about 97 % of the hours a replay looks at, where ``_worth_peeking`` took a call a
         detector to say no.
         """
@@ -142,22 +144,24 @@ class Scoring:
             newest[id(series)] = len(rows)
             rows.append((series, hour, cost, calls, st[CLOSED_COST], st[CLOSED_CALLS]))
         recent = self._rates(rows, newest.values(), now, looks_from, step_s)
-        floors = self._floors_for(config)
+        plans = self._plans_for(config)
         found = []
         for k, (series, hour, cost, calls, closed_cost, closed_calls) in enumerate(rows):
             bank = series.bank
-            floor = floors.get((bank.slots, type(bank)))
-            if floor is None:
-                floor = floors[(bank.slots, type(bank))] = self._floor(series, config)
+            plan = plans.get((bank.slots, type(bank)))
+            if plan is None:
+                plan = plans[(bank.slots, type(bank))] = self._plan(series, config)
+            floor, peekers = plan
             if cost < floor:
                 continue  # under every early-looking detector's ``min_usd``: none would look
             # The share of the hour seen so far (at least one early-look step, so a minute's
             # calls are not judged as a rate on their own).
             seen = min(1.0, max(PEEK_MIN_SHARE, (now - hour) / HOUR))
             dets = bank.at(series.row)
-            for p, i in book.peekers(series):
+            for p, cfg, at_least in peekers:
+                if cost < at_least:
+                    continue  # under its ``min_usd``
                 det = dets[p]
-                cfg = config.detectors[i]
                 value = metric_value(cfg, cost, calls)
                 if not _worth_peeking(
                     cfg, det, value, calls, closed_cost, closed_calls, seen, recent[k]
@@ -214,26 +218,32 @@ class Scoring:
                 recent[k] = (float(got), share)
         return recent
 
-    def _floors_for(self, config: Config) -> dict[tuple[Any, ...], float]:
-        """The cost floors of ``_floor`` by (detector entries, bank kind), for ``config``."""
-        if config is not self._floors_config:
-            self._floors, self._floors_config = {}, config
-        return self._floors
+    def _plans_for(self, config: Config) -> dict[tuple[Any, ...], _Plan]:
+        """The early-look plans of ``_plan`` by (detector entries, bank kind), for
+        ``config``: a list of entries means the same detectors, of the same hyperparameters,
+        under one config."""
+        if config is not self._plans_config:
+            self._plans, self._plans_config = {}, config
+        return self._plans
 
-    def _floor(self, series: Series, config: Config) -> float:
-        """The least cost_nusd of an open hour that one of the series' early-looking detectors
-        may be worth peeking at: the least of each one's ``min_usd`` bar (``cost_floor``);
-        -inf when one may look whatever the cost. Why: most hours a replay looks at are under
-        ``min_usd``, and one int compare tells so where ``_worth_peeking`` took a call a
-        detector."""
-        floor = math.inf
+    def _plan(self, series: Series, config: Config) -> _Plan:
+        """(the least cost_nusd of an open hour one of the series' early-looking detectors
+        may be worth peeking at, and (position, entry, its own least) of each of them).
+
+        A detector's least is its ``min_usd`` bar as an int (``cost_floor``), or -inf where
+        ``_worth_peeking`` may look whatever the cost (a metric other than a cost, a detector
+        outside a bank, whose bar may differ from its bank-mates'). Why: most hours a replay
+        looks at are under ``min_usd``; one int compare tells so, where ``_worth_peeking``
+        took a call a detector."""
         dets = series.bank.at(series.row)
+        peekers = []
         for p, i in self.book.peekers(series):
             cfg, det = config.detectors[i], dets[p]
-            if cfg.metric != "cost_usd" or type(series.bank) is not Bank:
-                return -math.inf  # a loose detector's bar may differ from its bank-mates'
-            floor = min(floor, cost_floor(getattr(det, "min_usd", 0.0)))
-        return floor
+            least = -math.inf
+            if cfg.metric == "cost_usd" and type(series.bank) is Bank:
+                least = cost_floor(getattr(det, "min_usd", 0.0))
+            peekers.append((p, cfg, least))
+        return min((least for _, _, least in peekers), default=math.inf), tuple(peekers)
 
     def _candidate(
         self,

@@ -286,6 +286,8 @@ class Series:
     def total(self, hour: int) -> tuple[int, int]:
         """(cost_nusd, calls) of ``hour`` summed over its partitions and epochs."""
         parts = self.state
+        if len(parts) == HEAD + _ROW:  # one part, the usual open hour: no loop
+            return (parts[HEAD + 3], parts[HEAD + 4]) if parts[HEAD] == hour else (0, 0)
         cost = calls = 0
         for i in range(HEAD, len(parts), _ROW):
             if parts[i] == hour:

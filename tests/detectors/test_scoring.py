@@ -75,47 +75,61 @@ def _grid_watch() -> SpendWatch:
     return watch
 
 
-def test_an_hour_under_the_cost_floor_is_one_no_detector_would_peek_at() -> None:
-    """The early look skips a series' hour under its floor without asking ``_worth_peeking``:
-    on a grid of hours passing and failing each of its bars (``min_usd``, the previous hour
-    whole or in part, the recent rate, the calls), none skipped would have been looked at,
-    and the floor is exactly where the lowest ``min_usd`` begins to pass."""
+def test_an_hour_under_a_detectors_cost_floor_is_one_it_would_not_peek_at() -> None:
+    """The early look skips a detector for an hour under its floor (and a series' hour under
+    all of them) without asking ``_worth_peeking``: on a grid of hours passing and failing
+    each of its bars (``min_usd``, the previous hour whole or in part, the recent rate, the
+    calls), none skipped would have been looked at, and each floor is exactly where its
+    ``min_usd`` begins to pass."""
     watch = _grid_watch()
     config = watch.config
     team = watch.series[(("team",), ("search",))]
     key = watch.series[(("api_key",), ("k-1",))]
-    floor = watch.scoring._floor(team, config)
-    assert floor == cost_floor(2.5)
-    assert watch.scoring._floor(key, config) == -math.inf
+    floor, peekers = watch.scoring._plan(team, config)
+    assert [least for _, _, least in peekers] == [cost_floor(5.0), cost_floor(2.5)]
+    assert floor == cost_floor(2.5)  # wow compares days: never peeked at, no floor of its own
+    key_floor, key_peekers = watch.scoring._plan(key, config)
+    assert key_floor == -math.inf  # shift and a baseline on calls may look at any cost
+    assert [least for _, _, least in key_peekers] == [
+        cost_floor(5.0),
+        cost_floor(2.5),
+        -math.inf,
+        -math.inf,
+    ]
     costs = [0, 1, floor - 1, floor, floor + 1, cost_floor(5.0) - 1, cost_floor(5.0), 40 * NUSD]
-    dets = team.bank.at(team.row)
-    peekers = watch.book.peekers(team)
-    assert [i for _, i in peekers] == [0, 1]  # wow compares days: never peeked at
     skipped = looked = 0
-    for cost, calls, closed_cost, closed_calls, seen, recent in itertools.product(
-        costs,
-        [0, 1, 10, 500],
-        [0, NUSD, 100 * NUSD],
-        [0, 3, 400],
-        [1 / 12, 0.5, 1.0],
-        [None, (2.0, 0.25), (300.0, 0.25)],
-    ):
-        worth = [
-            _worth_peeking(
-                config.detectors[i],
-                dets[p],
-                metric_value(config.detectors[i], cost, calls),
-                calls,
-                closed_cost,
-                closed_calls,
-                seen,
-                recent,
-            )
-            for p, i in peekers
-        ]
-        if cost < floor:
-            skipped += 1
-            assert not any(worth), (cost, calls, closed_cost, closed_calls, seen, recent)
-        else:
-            looked += any(worth)
+    for series, (_, plan) in ((team, (floor, peekers)), (key, (key_floor, key_peekers))):
+        dets = series.bank.at(series.row)
+        for cost, calls, closed_cost, closed_calls, seen, recent in itertools.product(
+            costs,
+            [0, 1, 10, 500],
+            [0, NUSD, 100 * NUSD],
+            [0, 3, 400],
+            [1 / 12, 0.5, 1.0],
+            [None, (2.0, 0.25), (300.0, 0.25)],
+        ):
+            for p, cfg, least in plan:
+                worth = _worth_peeking(
+                    cfg,
+                    dets[p],
+                    metric_value(cfg, cost, calls),
+                    calls,
+                    closed_cost,
+                    closed_calls,
+                    seen,
+                    recent,
+                )
+                if cost < least:
+                    skipped += 1
+                    assert not worth, (
+                        cfg.kind,
+                        cost,
+                        calls,
+                        closed_cost,
+                        closed_calls,
+                        seen,
+                        recent,
+                    )
+                else:
+                    looked += worth
     assert skipped and looked  # the grid has hours on both sides, and some worth a look
