@@ -18,7 +18,7 @@ from spendbrake.detectors._bank import Bank
 from spendbrake.detectors._base import Detector, Verdict, usd
 from spendbrake.detectors._book import SeriesBook
 from spendbrake.detectors._incidents import Candidate, Scope, inside, narrowed, rank
-from spendbrake.detectors._recent import STEPS, look
+from spendbrake.detectors._recent import STEPS, look_all
 from spendbrake.detectors._series import (
     ASLEEP_FROM,
     CLOSED_CALLS,
@@ -26,8 +26,6 @@ from spendbrake.detectors._series import (
     CLOSED_HOUR,
     HEAD,
     LAST_SPEND,
-    RECENT_HI,
-    RECENT_LO,
     Series,
     metric_value,
     weight,
@@ -197,23 +195,15 @@ class Scoring:
             return recent
         share = min(1.0, (now - (step - STEPS) * step_s) / HOUR)
         current = step // hour_steps * HOUR
-        for k in newest:
-            series, hour, _, calls, _, _ = rows[k]
-            st = series.state
-            got, hi, lo = look(
-                st[RECENT_HI],
-                st[RECENT_LO],
-                step,
-                looks_from,
-                hour_steps,
-                calls if hour == current else series.calls_of(current),
-                series.hour_calls,
-            )
-            try:  # in place, as ``Series.set_recent`` (a method call a look costs replay speed)
-                st[RECENT_HI] = hi
-                st[RECENT_LO] = lo
-            except OverflowError:
-                series.set_recent(hi, lo)
+        rated = list(newest)
+        series = [rows[k][0] for k in rated]
+        calls = [
+            calls if hour == current else s.calls_of(current)
+            for s, hour, _, calls, _, _ in (rows[k] for k in rated)
+        ]
+        for k, got in zip(
+            rated, look_all(series, calls, step, looks_from, hour_steps), strict=True
+        ):
             if got is not None:
                 recent[k] = (float(got), share)
         return recent
