@@ -403,7 +403,7 @@ def cost_floor(min_usd: float) -> float:
     its floats): every larger int passes the rule and every smaller one fails it, since an
     int's true division is correctly rounded and so never falls as ``c`` grows. inf when no
     int passes (NaN, inf), -inf when all do."""
-    if not math.isfinite(min_usd):
+    if isinstance(min_usd, float) and not math.isfinite(min_usd):
         return -math.inf if min_usd == -math.inf else math.inf
     low = math.floor(min_usd) * NUSD  # fails: ``low / NUSD`` is exactly floor(min_usd)
     span = NUSD

@@ -32,7 +32,8 @@ def test_a_rate_judging_detector_is_peeked_at_before_the_hour_outspends_the_last
 
 
 @pytest.mark.parametrize(
-    "min_usd", [0.0, 5.0, 5, 0.1, 1e-9, 1e-12, 3.3333333333, 12.345678901, 1e7, 2.0**60, -1.5]
+    "min_usd",
+    [0.0, 5.0, 5, 0.1, 1e-9, 1e-12, 3.3333333333, 12.345678901, 1e7, 2.0**60, -1.5, 10**20],
 )
 def test_the_cost_floor_is_the_least_cost_over_min_usd(min_usd: float) -> None:
     """``cost_floor`` stands for ``_worth_peeking``'s ``value > min_usd`` in its own floats:
