@@ -375,9 +375,9 @@ def _worth_peeking(
     """Skip early looks that cannot alert or are not urgent (they cost replay speed).
 
     ``closed_cost``, ``closed_calls``: the hour the series' detectors learned last (numbers,
-    not a tuple: this runs for about 900k detectors a 1M-event replay). A cost that has not
-    yet passed the whole previous hour's is no runaway in the making: the hour's close
-    still judges it, minutes later. A detector that judges the
+    not a tuple: this runs for about 200k detectors a 1M-event replay, those over their
+    cost floor). A cost that has not yet passed the whole previous hour's is no runaway in
+    the making: the hour's close still judges it, minutes later. A detector that judges the
     part of the hour seen as a rate (``peeks_partial``) compares with that part of the
     previous hour: a loop that began late in the previous hour made it dear, and must not
     wait for this one to outspend it.
