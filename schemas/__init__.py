@@ -48,7 +48,6 @@ from ._event import (
     UsageEvent,
     check_event_size,
     decode_event,
-    decode_run,
     encode_event,
     fast_decode,
     fit_id,
@@ -67,6 +66,7 @@ from ._rollup import (
     encode_mark,
     encode_rollup,
 )
+from ._run import RunDecoder, decode_run
 from ._snapshot import gc_paused, unpickle_state
 from ._text import csv_text, mrkdwn, mrkdwn_code, mrkdwn_text, visible
 from ._time import MAX_TS, MIN_TS, format_ts, parse_ts, wire_ts
@@ -114,6 +114,7 @@ __all__ = [
     "PricingConfig",
     "RollupColumns",
     "RollupRecord",
+    "RunDecoder",
     "SlackConfig",
     "SpendBrakeError",
     "StateUnreadable",

@@ -27,12 +27,10 @@ b'"ts":"2026-11-23T10:00:00.000000Z"'
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import operator
 import re
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
@@ -49,7 +47,6 @@ __all__ = [
     "UsageEvent",
     "check_event_size",
     "decode_event",
-    "decode_run",
     "encode_event",
     "fast_decode",
     "fit_id",
@@ -303,40 +300,6 @@ def fast_decode(raw: bytes | bytearray | memoryview | str) -> UsageEvent | None:
     ):
         return None
     return event
-
-
-def decode_run(raws: Sequence[bytes | None]) -> list[UsageEvent]:
-    """msgspec's half of ``fast_decode`` for a run of records: the events of the records
-    before the first it refuses (or one over ``MAX_EVENT_BYTES``, or with no value, or
-    with a ``NOT_BLANK`` field that is only whitespace).
-
-    Their ``ts`` is as it came (text or seconds) and the cross-field rules are not yet
-    checked: the caller (``PartitionProcessor.process_lines``) does both for the run at
-    once, and hands every record it is not sure of to the per-event path.
-    """
-    try:
-        fits = max(map(len, raws), default=0) <= MAX_EVENT_BYTES  # type: ignore[arg-type]
-    except TypeError:  # a record with no value
-        fits = False
-    if not fits:
-        end = next(
-            (i for i, raw in enumerate(raws) if raw is None or len(raw) > MAX_EVENT_BYTES),
-            len(raws),
-        )
-        raws = raws[:end]
-    events: list[UsageEvent] = []
-    # ``extend`` keeps what it took before the record msgspec refuses: one pass either way.
-    with contextlib.suppress(msgspec.MsgspecError, ValueError):  # bad UTF-8: ValueError
-        events.extend(map(_decode, raws))
-    # Each field's distinct values in the run are few: a set of them and a check each is
-    # cheaper than a check per event.
-    if any(text.isspace() for get in _not_blank for text in set(map(get, events))):
-        del events[next(i for i, e in enumerate(events) if _blank(e)) :]
-    return events
-
-
-def _blank(event: UsageEvent) -> bool:
-    return any(get(event).isspace() for get in _not_blank)
 
 
 def check_event_size(raw: bytes | bytearray | memoryview | str) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -96,12 +96,14 @@ _tokens_of = operator.attrgetter(
 
 def vouched(
     values: Sequence[bytes | None],
+    decode: Callable[[Sequence[bytes | None]], list[UsageEvent]] = decode_run,
 ) -> tuple[list[UsageEvent], np.ndarray, np.ndarray]:
     """The records ``fast_decode`` would accept before the first it would not, as columns:
     (their events, with ``ts`` as it came; their times in epoch seconds; their token counts,
     input, cache read, cache write, output, reasoning). The times and tokens end at the run's
-    end; the events list may go on (the caller reads as far as they do)."""
-    events = decode_run(values)
+    end; the events list may go on (the caller reads as far as they do). ``decode`` is
+    ``decode_run`` or a ``RunDecoder``'s, which gives the same events faster."""
+    events = decode(values)
     texts = list(map(_ts_of, events))
     ts = epoch_seconds(texts)
     if ts is None:

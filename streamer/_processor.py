@@ -30,6 +30,7 @@ from spendbrake.schemas import (
     InvalidEvent,
     PriceTable,
     RollupRecord,
+    RunDecoder,
     UsageEvent,
     decode_event,
     fast_decode,
@@ -229,6 +230,8 @@ class PartitionProcessor:
         #: (``process_lines``).
         self._rows: list[EventRows] = []
         self._step_end = math.inf
+        #: Decodes ``process_lines``' runs, sharing the attribution strings they repeat.
+        self._decoder = RunDecoder()
 
     def process(self, raw: bytes | None, offset: int, record_ts: float | None = None) -> None:
         """Handle the record at ``offset``; ``record_ts`` is its Kafka timestamp in seconds."""
@@ -472,7 +475,7 @@ class PartitionProcessor:
         cuts: list[StepCut],
     ) -> int:
         """Count the run of records from ``start`` (``process_lines``); where it ended."""
-        events, ts, tokens = vouched(values[start : start + RUN_LINES])
+        events, ts, tokens = vouched(values[start : start + RUN_LINES], self._decoder.decode)
         n = len(ts)
         if not n:
             return start

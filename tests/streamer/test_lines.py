@@ -41,16 +41,20 @@ def _processor() -> PartitionProcessor:
     )
 
 
-def _lines(seed: int) -> list[bytes | None]:
+def _lines(seed: int, customers: int = 0) -> list[bytes | None]:
     """Two days of calls with every kind of line the two paths could treat apart: re-sent
     (duplicates), held back within and past the lateness, priced by the table (one model
     with a price change on the second day, one unknown), ``ts`` in seconds, at an offset
     or to the millisecond, fields the checked path mends (an unknown one, ``"Batch"``),
-    cross-field breaks, malformed lines and lines past the dedupe horizon."""
+    cross-field breaks, malformed lines and lines past the dedupe horizon. ``customers``:
+    the customer-facing calls spread over that many customers (past what the run decoder
+    shares as literals)."""
     rng = random.Random(seed)
     lines = []
     for event in simulate(START, 2 * 86400, rate_per_s=0.02, seed=seed):
         wire: dict[str, Any] = event.to_wire()
+        if customers and "customer" in wire:
+            wire["customer"] = f"c{rng.randrange(customers)}"
         roll = rng.random()
         if roll < 0.05:
             wire.pop("cost_usd", None)
@@ -159,6 +163,18 @@ def test_runs_of_lines_count_and_cut_as_the_per_event_path(seed: int, batch: int
     assert s.duplicates and s.late and s.unpriced
     assert set(s.dead) >= {"ts", "cache_read_tokens", "payload", "team", "provider", "model"}
     assert len(got_p.unpriced_seen) >= 2
+
+
+def test_customers_past_the_shared_values_count_and_cut_alike() -> None:
+    """Customers past ``MAX_SHARED_VALUES``: decoded as text once the decoder gives up on
+    sharing them, with the same counts and cuts."""
+    lines = _lines(5, customers=3000)
+    want_p, want = _per_event(lines)
+    got_p, got = _by_lines(lines, 1024)
+    got.append((_cells(got_p.cut()), got_p.rollups.watermark, got_p.next_offset))
+    want.append((_cells(want_p.cut()), want_p.rollups.watermark, want_p.next_offset))
+    assert got == want
+    assert _state(got_p) == _state(want_p)
 
 
 @pytest.mark.parametrize("batch", [7, 1024])
