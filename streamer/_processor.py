@@ -606,33 +606,42 @@ class PartitionProcessor:
         models = list(map(_model_of, map(events.__getitem__, needed.tolist())))
         numbers = {model: k for k, model in enumerate(dict.fromkeys(models))}
         model_at = np.array(list(map(numbers.__getitem__, models)), dtype=np.int64)
-        by_model = {model: needed[model_at == k] for model, k in numbers.items()}
-        missing: list[int] = []
-        for (provider, model), at in by_model.items():
+        # Each model's latest price as a row of ``rates`` (input, cache read, cache write,
+        # output, reasoning, from when), gathered per event: one pass for every model.
+        # NaN for a model with no price.
+        rates = np.full((len(numbers), 6), np.nan)
+        for (provider, model), k in numbers.items():
             latest = self.prices.lookup(provider, model, math.inf)
-            if latest is None:
-                cost[at] = 0.0
-                missing += at.tolist()
-                continue
-            dated = ts[at] < latest.effective_from
-            if dated.any():  # before the latest price: each at its own date, as ``price``
-                for i in at[dated].tolist():
-                    row = self.prices.lookup(provider, model, float(ts[i]))
-                    assert row is not None
-                    cost[i] = row.cost(*tokens[i, [0, 3, 1, 2, 4]].tolist())
-                at = at[~dated]
-            t = tokens[at]
-            uncached = np.maximum(t[:, 0] - t[:, 1] - t[:, 2], 0)
-            visible = np.maximum(t[:, 3] - t[:, 4], 0)
-            reasoning = latest.output if latest.reasoning is None else latest.reasoning
-            cost[at] = (
-                uncached * latest.input
-                + t[:, 1] * latest.cache_read
-                + t[:, 2] * latest.cache_write
-                + visible * latest.output
-                + t[:, 4] * reasoning
-            ) / 1_000_000
-        for i in sorted(missing):
+            if latest is not None:
+                reasoning = latest.output if latest.reasoning is None else latest.reasoning
+                rates[k] = (
+                    latest.input,
+                    latest.cache_read,
+                    latest.cache_write,
+                    latest.output,
+                    reasoning,
+                    latest.effective_from,
+                )
+        rate = rates[model_at]
+        t = tokens[needed]
+        uncached = np.maximum(t[:, 0] - t[:, 1] - t[:, 2], 0)
+        visible = np.maximum(t[:, 3] - t[:, 4], 0)
+        # The terms in ``ModelPrice.cost``'s order: the same float.
+        cost[needed] = (
+            uncached * rate[:, 0]
+            + t[:, 1] * rate[:, 1]
+            + t[:, 2] * rate[:, 2]
+            + visible * rate[:, 3]
+            + t[:, 4] * rate[:, 4]
+        ) / 1_000_000
+        missing = needed[np.isnan(rate[:, 5])]
+        cost[missing] = 0.0
+        # Before its model's latest price: each at its own date, as ``price`` does.
+        for i in needed[ts[needed] < rate[:, 5]].tolist():
+            row = self.prices.lookup(*_model_of(events[i]), float(ts[i]))
+            assert row is not None
+            cost[i] = row.cost(*tokens[i, [0, 3, 1, 2, 4]].tolist())
+        for i in missing.tolist():
             unpriced[i] = 1
             self._unpriced(events[i].provider, events[i].model, float(ts[i]))
         return cost, unpriced
