@@ -34,6 +34,9 @@ class Deduper:
         #: Hour -> how many of its ids were persisted before the last ``take_new()``: the
         #: ids past that are what a checkpoint must persist.
         self.new: dict[int, int] = {}
+        #: The oldest hour held (or more), so that ``expire``, called at every flush (every
+        #: step of replay), reads the hours only when one is due.
+        self._oldest: float = math.inf
 
     def add(self, event_id: str, ts: float) -> bool:
         """Record the id; True if it was new (count the event), False for a duplicate."""
@@ -51,6 +54,8 @@ class Deduper:
         ids = self.buckets.get(number)
         if ids is None:
             ids = self.buckets[number] = []
+            if number < self._oldest:
+                self._oldest = number
         if number not in self.new:
             self.new[number] = len(ids)
         return ids
@@ -60,10 +65,13 @@ class Deduper:
         if watermark == -math.inf:
             return []
         oldest = int((watermark - self.horizon_s) // BUCKET_S)
+        if self._oldest >= oldest:
+            return []
         gone = [b for b in self.buckets if b < oldest]
         for bucket in gone:
             self.seen.difference_update(self.buckets.pop(bucket))
             self.new.pop(bucket, None)
+        self._oldest = min(self.buckets, default=math.inf)
         return gone
 
     def take_new(self) -> dict[int, list[str]]:
@@ -94,3 +102,4 @@ class Deduper:
                 seen.update(kept)
             self.buckets[bucket] = kept
         self.new = {}
+        self._oldest = min(self.buckets, default=math.inf)
