@@ -139,7 +139,8 @@ FOLD_ROWS = 32768
 FIRST_FOLD_ROWS = 1024
 
 #: One early-look step of the rollup half: its records (a block per set and window size), the
-#: watermark, lines read so far.
+#: watermark, lines read so far. (Blocks in msgpack already, ``PackedColumns``, for the child
+#: that sends them on: ``rolled_up(packed=True)``.)
 Step = tuple[list[RollupColumns], float, int]
 
 
@@ -149,10 +150,12 @@ def rolled_up(
     lateness_s: float,
     plan: RollupPlan,
     stats: ReplayStats,
+    packed: bool = False,
 ) -> Generator[Step, None, None]:
     """The rollup half of replay: the lines through the streamer's partition processor, one
     ``Step`` at each early-look step the watermark reaches, and one at the end; the
-    processor's counts in ``stats`` once the lines are done."""
+    processor's counts in ``stats`` once the lines are done. ``packed``: blocks with their
+    numbers in msgpack already, for the child that sends them (``StepFold.fold``)."""
     processor = PartitionProcessor(
         "replay",
         0,
@@ -178,7 +181,7 @@ def rolled_up(
             fold.take(rows, watermark)
             lines_at.append(read)
             if fold.held >= fold_at:
-                yield from _folded(fold, lines_at)
+                yield from _folded(fold, lines_at, packed)
                 lines_at = []
                 fold_at = min(2 * fold_at, FOLD_ROWS)
     fold.take(processor.cut(), processor.rollups.watermark)
@@ -188,11 +191,11 @@ def rolled_up(
     stats.valid, stats.duplicates, stats.late = s.valid, s.duplicates, s.late
     stats.dead = dict(s.dead)
     stats.rejected = [(offset + 1, reason) for offset, reason in processor.first_dead]
-    yield from _folded(fold, lines_at)
+    yield from _folded(fold, lines_at, packed)
 
 
-def _folded(fold: StepFold, lines_at: list[int]) -> Iterator[Step]:
-    for (blocks, watermark), lines_read in zip(fold.fold(), lines_at, strict=True):
+def _folded(fold: StepFold, lines_at: list[int], packed: bool) -> Iterator[Step]:
+    for (blocks, watermark), lines_read in zip(fold.fold(packed), lines_at, strict=True):
         yield blocks, watermark, lines_read
 
 

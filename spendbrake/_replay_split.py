@@ -12,7 +12,9 @@ The child is ``python -m spendbrake._replay_split`` with two pipes (not multipro
 spawn, which re-imports the caller's main module: a script without a ``__main__`` guard
 would replay twice). Messages are length-prefixed: first the config, then lines as pickled
 lists (a thread feeds them, so a full pipe either way never stalls both), and back, steps as
-msgpack of their blocks (``RollupColumns``: columns of ints and the series' values). The
+msgpack of their blocks (``RollupColumns``: columns of ints and the series' values; the child
+writes the ints from its arrays as msgpack directly, ``PackedColumns``, read here as
+``RollupColumns``). The
 pipe back holds 1 MiB, so the child runs ahead of a busy watch. A total past what msgpack
 holds (2**64 nano-dollars) goes pickled instead.
 """
@@ -38,6 +40,7 @@ from typing import IO, Any
 import msgspec
 
 from spendbrake.schemas import Config, RollupColumns, gc_paused
+from spendbrake.streamer import PackedColumns
 
 from ._replay import ReplayStats, RollupPlan, Step, rolled_up
 
@@ -247,7 +250,8 @@ def _child(lines_in: IO[bytes], steps_out: IO[bytes]) -> int:
         stats = ReplayStats()
         pending: list[Step] = []
         held = 0
-        for step in rolled_up(lines, config, lateness_s, plan, stats):
+        # Blocks in msgpack already: the numbers never become int objects here.
+        for step in rolled_up(lines, config, lateness_s, plan, stats, packed=True):
             pending.append(step)
             held += sum(len(block.values) for block in step[0]) + 1
             if held >= RECORDS_PER_MESSAGE:
@@ -305,9 +309,20 @@ def _received(lines_in: IO[bytes]) -> Iterator[bytes]:
 def _send(out: IO[bytes], steps: list[Step]) -> None:
     try:
         message = _STEPS + _encode(steps)
-    except OverflowError:  # a total past 2**64: exact in a pickle
+    except OverflowError:  # a total past 2**64: exact in a pickle, of blocks as the watch reads
+        steps = [([_unpacked(b) for b in blocks], mark, read) for blocks, mark, read in steps]
         message = _STEPS_PICKLED + pickle.dumps(steps, pickle.HIGHEST_PROTOCOL)
     _write(out, message)
+
+
+def _unpacked(block: RollupColumns | PackedColumns) -> RollupColumns:
+    """The block as a ``RollupColumns`` (a ``PackedColumns`` holds msgpack, not lists)."""
+    if isinstance(block, PackedColumns):
+        return _read_block(_encode(block))
+    return block
+
+
+_read_block = msgspec.msgpack.Decoder(RollupColumns).decode
 
 
 if __name__ == "__main__":

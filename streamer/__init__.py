@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._columnar import Cells, StepFold
 from ._dedupe import Deduper
+from ._packed import PackedColumns
 from ._processor import DeadLetter, Outputs, PartitionProcessor, ProcessorStats
 from ._rollup import WINDOWS_S, RollupState, RollupTotals, SeriesTable
 from ._state import PartitionStore, write_atomic
@@ -66,6 +67,7 @@ __all__ = [
     "DeadLetter",
     "Deduper",
     "Outputs",
+    "PackedColumns",
     "PartitionProcessor",
     "PartitionStore",
     "ProcessorStats",

@@ -38,6 +38,7 @@ import numpy as np
 from spendbrake.schemas import KEY_DIMENSIONS, METRICS, RollupColumns
 
 from ._lines import EventRows
+from ._packed import IntColumns, PackedColumns
 from ._rollup import ATTRS, MINUTE, RollupState
 
 __all__ = ["StepFold"]
@@ -54,6 +55,8 @@ _KEYED = frozenset(KEY_DIMENSIONS)
 #: 475 MB where this holds 123).
 MAX_COMBOS = 8192
 
+#: A step's block: records as columns, or their numbers in msgpack already (``fold(packed=True)``).
+Block = RollupColumns | PackedColumns
 #: A fine cell: (minute, epoch, *attrs) -> metric deltas, then calls by outcome or None.
 Cells = dict[tuple[Any, ...], list[Any]]
 
@@ -119,12 +122,14 @@ class StepFold:
         self._marks.append(watermark)
         self.held += len(rows.minute)
 
-    def fold(self) -> Iterator[tuple[list[RollupColumns], float]]:
+    def fold(self, packed: bool = False) -> Iterator[tuple[list[Block], float]]:
         """The blocks (records as columns) and watermark of each step taken since the last
         fold, in order.
 
         The arrays are worked out at once (the next fold starts from this one's open
-        windows); each step's blocks are sliced as the iterator reaches it."""
+        windows); each step's blocks are sliced as the iterator reaches it. ``packed``:
+        blocks with their numbers in msgpack (``PackedColumns``) where they fit int64, for
+        a reader that only sends them on (replay's rollup child)."""
         taken, marks = self._taken, self._marks
         if not taken:
             return iter(())
@@ -147,7 +152,7 @@ class StepFold:
             )
             if part is not None:
                 parts.append(part)
-        blocks = self._blocks(parts, len(taken))
+        blocks = self._blocks(parts, len(taken), packed)
         if len(self._combos) > MAX_COMBOS:
             self._forget()
         return zip(blocks, marks, strict=True)
@@ -299,7 +304,9 @@ class StepFold:
 
     # -- records ------------------------------------------------------------------
 
-    def _blocks(self, parts: list[tuple[Any, ...]], steps: int) -> Iterator[list[RollupColumns]]:
+    def _blocks(
+        self, parts: list[tuple[Any, ...]], steps: int, packed: bool
+    ) -> Iterator[list[Block]]:
         """Each step's blocks, one per set and window size it changed, from columns worked
         out now, sliced when asked for: a step's worth of objects at a time, freed as the
         reader goes (the garbage collector then stays as idle as with the flush's records).
@@ -308,28 +315,40 @@ class StepFold:
         for j, w, st, first, sid, start, ep, totals in parts:
             order = np.lexsort((first, st))
             values = self._values[j]
+            if packed and totals.dtype != object:
+                ints: IntColumns | None = IntColumns(np.column_stack((start, ep, totals))[order])
+                lists = None
+            else:
+                ints = None
+                lists = (
+                    start[order].tolist(),
+                    ep[order].tolist(),
+                    [c.tolist() for c in totals[order].T],
+                )
             columns.append(
                 (
                     self._dims[j],
                     w,
                     np.searchsorted(st[order], np.arange(steps + 1)).tolist(),
                     list(map(values.__getitem__, sid[order].tolist())),
-                    start[order].tolist(),
-                    ep[order].tolist(),
-                    [c.tolist() for c in totals[order].T],
+                    ints,
+                    lists,
                 )
             )
         return _sliced(self.partition, columns, steps)
 
 
-def _sliced(
-    partition: int, columns: list[tuple[Any, ...]], steps: int
-) -> Iterator[list[RollupColumns]]:
+def _sliced(partition: int, columns: list[tuple[Any, ...]], steps: int) -> Iterator[list[Block]]:
     for k in range(steps):
-        blocks = []
-        for dims, w, bounds, values, starts, epochs, metrics in columns:
+        blocks: list[Block] = []
+        for dims, w, bounds, values, ints, lists in columns:
             a, b = bounds[k], bounds[k + 1]
-            if a < b:
+            if a >= b:
+                continue
+            if ints is not None:
+                blocks.append(PackedColumns(dims, w, partition, values[a:b], *ints.block(a, b)))
+            else:
+                starts, epochs, metrics = lists
                 blocks.append(
                     RollupColumns(
                         dims,
