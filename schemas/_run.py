@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ._event import MAX_EVENT_BYTES, UsageEvent, _decode, _not_blank, _Text
+from ._event import MAX_EVENT_BYTES, NOT_BLANK, UsageEvent, _decode, _not_blank, _Text
 
 __all__ = ["RunDecoder", "decode_run"]
 
@@ -75,6 +75,9 @@ class RunDecoder:
         self.values: dict[str, dict[str, None] | None] = {f: {} for f in SHARED_FIELDS}
         self._decode: Decode = _decode
         self._learned = False
+        #: Whether the decoder's ``NOT_BLANK`` fields are all literals: of values learned
+        #: from events that passed the check, so no event it decodes can fail it.
+        self._never_blank = False
 
     def decode(self, raws: Sequence[bytes | None]) -> list[UsageEvent]:
         """``decode_run(raws)``: the same events, field by field."""
@@ -96,7 +99,8 @@ class RunDecoder:
             events.append(event)
             for name in SHARED_FIELDS:
                 self._learn(name, (getattr(event, name),))
-        events = _not_blank_prefix(events)
+        if not self._never_blank:
+            events = _not_blank_prefix(events)
         # A field not yet a literal decodes as text and never misses: its values are
         # learned from the run's events.
         for name, known in self.values.items():
@@ -104,6 +108,7 @@ class RunDecoder:
                 self._learn(name, set(map(operator.attrgetter(name), events)))
         if self._learned:
             self._decode, self._learned = self._decoder(), False
+            self._never_blank = all(self.values[name] for name in NOT_BLANK)
         return events
 
     def _learn(self, name: str, values: Iterable[str | None]) -> None:
