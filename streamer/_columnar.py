@@ -28,6 +28,7 @@ has closed it. Totals are exact: int64 while every sum a fold can make fits, Pyt
 
 from __future__ import annotations
 
+import itertools
 import operator
 import sys
 from collections.abc import Iterator
@@ -109,8 +110,8 @@ class StepFold:
         self._ids: list[dict[tuple[Any, ...], int]] = [{} for _ in self._specs]
         self._values: list[list[tuple[Any, ...]]] = [[] for _ in self._specs]
         self._windows = [_Window(j, w) for j, spec in enumerate(self._specs) for w in spec[2][1]]
-        #: The steps taken since the last fold: (minutes, epochs, combinations, metrics).
-        self._taken: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        #: The steps taken since the last fold: (minutes, epochs, attributes, metrics).
+        self._taken: list[tuple[np.ndarray, np.ndarray, list[tuple[Any, ...]], np.ndarray]] = []
         self._marks: list[float] = []
         #: Rows taken since the last fold.
         self.held = 0
@@ -118,7 +119,7 @@ class StepFold:
     def take(self, rows: EventRows, watermark: float) -> None:
         """Hold one step's events (``PartitionProcessor.cut`` or ``process_lines``) and its
         watermark."""
-        self._taken.append((rows.minute, rows.epoch, self._combo_numbers(rows.attrs), rows.metrics))
+        self._taken.append((rows.minute, rows.epoch, rows.attrs, rows.metrics))
         self._marks.append(watermark)
         self.held += len(rows.minute)
 
@@ -134,12 +135,13 @@ class StepFold:
         if not taken:
             return iter(())
         self._taken, self._marks, self.held = [], [], 0
+        # Combinations numbered a fold at a time (a step's rows are about a hundred).
+        combo = self._combo_numbers(list(itertools.chain.from_iterable(t[2] for t in taken)))
         self._place_pending()
         counts = [len(t[0]) for t in taken]
         step = np.repeat(np.arange(len(taken), dtype=np.int64), counts)
         minute = np.concatenate([t[0] for t in taken])
         epoch = np.concatenate([t[1] for t in taken])
-        combo = np.concatenate([t[2] for t in taken])
         step, minute, epoch, combo, metrics, first = _cells(
             step, minute, epoch, combo, _safe(_concat([t[3] for t in taken]))
         )
@@ -315,6 +317,7 @@ class StepFold:
         for j, w, st, first, sid, start, ep, totals in parts:
             order = np.lexsort((first, st))
             values = self._values[j]
+            bounds = np.searchsorted(st[order], np.arange(steps + 1)).tolist()
             if packed and totals.dtype != object:
                 ints: IntColumns | None = IntColumns(np.column_stack((start, ep, totals))[order])
                 lists = None
@@ -329,7 +332,7 @@ class StepFold:
                 (
                     self._dims[j],
                     w,
-                    np.searchsorted(st[order], np.arange(steps + 1)).tolist(),
+                    bounds,
                     list(map(values.__getitem__, sid[order].tolist())),
                     ints,
                     lists,
