@@ -580,13 +580,12 @@ class PartitionProcessor:
     def _remember(self, ids: list[str], buckets: np.ndarray, counted: np.ndarray) -> None:
         """The counted ids into the dedupe memory, in order, each under its hour."""
         dedupe = self.dedupe
-        hours = np.unique(buckets).tolist()
-        if len(hours) == 1:
+        if buckets.min() == buckets.max():  # a run within one hour (np.unique sorts)
             new = ids if counted.all() else list(itertools.compress(ids, counted.tolist()))
             dedupe.seen.update(new)
-            dedupe.bucket(hours[0]).extend(new)
+            dedupe.bucket(int(buckets[0])).extend(new)
             return
-        for hour in hours:
+        for hour in np.unique(buckets).tolist():
             new = list(itertools.compress(ids, ((buckets == hour) & counted).tolist()))
             dedupe.seen.update(new)
             dedupe.bucket(hour).extend(new)
