@@ -104,6 +104,8 @@ def _cost(cost: object) -> bool:
 
 def _nusd(cost: object) -> bool:
     """A spend value in nano-dollars we accept: an integer (not a bool), >= 0."""
+    if type(cost) is int:  # what rollups carry: no walk through the ABCs
+        return cost >= 0
     return isinstance(cost, Integral) and not isinstance(cost, bool) and cost >= 0
 
 
@@ -115,6 +117,8 @@ def _nusd_of(cost_usd: float) -> int:
 
 
 def _in_range(ts: object) -> bool:
+    if type(ts) is float:  # the usual case, without the ABC check
+        return TS_MIN <= ts <= TS_MAX
     return isinstance(ts, Real) and not isinstance(ts, bool) and TS_MIN <= ts <= TS_MAX
 
 
@@ -661,13 +665,15 @@ class BudgetTracker:
             return
         self._pruned = at
         learned = self._learn_next if self._learn_next is not None else -math.inf
-        old = [
-            h
-            for h in self._hours
-            if (h + 1) * HOUR_S <= start and h < learned and not self._in_prev(h)
-        ]
-        for h in old:
-            self._put_hour(h, None)
+        hours = self._hours
+        if hours and (min(hours) + 1) * HOUR_S <= start:  # most hours: none before the period
+            old = [
+                h
+                for h in hours
+                if (h + 1) * HOUR_S <= start and h < learned and not self._in_prev(h)
+            ]
+            for h in old:
+                self._put_hour(h, None)
         keep = math.floor(now / 60.0) - BURN_KEEP_MIN
         # The minutes of the hour the period starts in split it for the whole period.
         split = math.floor(start / HOUR_S) * 60 if start % HOUR_S else -1
@@ -877,8 +883,9 @@ class BudgetTracker:
                 sums[length] = sum(map(get, range(m_end - length, m_end), repeat(0)))
         elif m_end > was:
             for length in BURN_WINDOWS_MIN:
-                entering = range(max(was, m_end - length), m_end)
-                leaving = range(was - length, min(was, m_end - length))
+                moved = min(m_end - was, length)  # minutes entering the window, and leaving
+                entering = range(m_end - moved, m_end)
+                leaving = range(was - length, was - length + moved)
                 sums[length] += sum(map(get, entering, repeat(0))) - sum(
                     map(get, leaving, repeat(0))
                 )

@@ -226,8 +226,9 @@ class BudgetBook:
         previous, _ = tracker.period_bounds(start - 1.0)
         tracker.period_bounds(watermark)  # its one-period cache back on the current period
         hours = self.hours[i]
-        for h in [h for h in hours if h < previous]:
-            del hours[h]
+        if hours and min(hours) < previous:  # most hours: none before the previous period
+            for h in [h for h in hours if h < previous]:
+                del hours[h]
         minutes = self.minutes[i]
         for m in [m for m in minutes if m < watermark - 6 * HOUR - MINUTE]:
             del minutes[m]
