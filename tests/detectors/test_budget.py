@@ -284,9 +284,29 @@ def test_version_1_snapshot_and_old_pickle_still_load() -> None:
     c.restore(v1)
     assert c.snapshot() == snap | {"prev": None, "prev_fired": [], "prev_stopped": False}
     state = {k: v for k, v in b.__dict__.items() if k not in ("grace_s", "_prev", "_prev_fired")}
+    # Until 2026-12-07 a pickle held dollars as floats, and no running totals.
+    state = {k: v for k, v in state.items() if k not in ("_sums", "_burn_sums", "_burn_end")}
+    state["_hours"] = {h: v / 1e9 for h, v in b._hours.items()}
+    state["_minutes"] = {m: v / 1e9 for m, v in b._minutes.items()}
     old = BudgetTracker.__new__(BudgetTracker)
     old.__setstate__(state)
+    assert old._hours == b._hours and old.spent(d0 + 24 * H) == b.spent(d0 + 24 * H)
     assert old.grace_s == 6 * H and old.evaluate(d0 + 25 * H) == []
+
+
+def test_a_snapshot_reads_back_the_same_nano_dollars() -> None:
+    """Snapshots keep the layout of the releases that held floats (dollars: nusd / NUSD):
+    read back, they are the same nano-dollars up to 2**51 of them (about $2.2M a value)."""
+    rng = random.Random(2)
+    b = BudgetTracker("d", 1000.0)
+    t0 = utc(2026, 6, 1)
+    values = [rng.randrange(2**k) for k in range(1, 52) for _ in range(20)] + [2**51]
+    for i, v in enumerate(values):
+        b.set_hour_nusd(t0 + i * H, v)
+        b.set_minute_nusd(t0 + i * M, v)
+    c = BudgetTracker("d", 1000.0)
+    c.restore(orjson.loads(orjson.dumps(b.snapshot())))
+    assert c._hours == b._hours and c._minutes == b._minutes
 
 
 # Calendar periods.
