@@ -152,6 +152,27 @@ def test_a_raised_hard_stop_survives_a_restart_and_pauses_once_at_its_new_level(
     assert b.snapshot()["fired"] == [0.5, 0.8, 1.0] and b.snapshot()["stop_usd"] == 120.0
 
 
+def test_a_carried_over_budget_moves_its_own_running_totals() -> None:
+    """A reload's tracker takes the running totals with the hours: its hours and minutes
+    move its own, and the tracker before (kept for a reload that is put back) reads what
+    it held; each reads what a tracker restored from its snapshot sums afresh."""
+    d0 = utc(2026, 3, 2)
+    b = BudgetTracker("batch", 1000.0, period="day")
+    feed_hours(b, d0, d0 + 5 * H, lambda t: 10.0)
+    burn(b, d0 + 5 * H, [(30, 40.0)], 1.0)
+    raised = BudgetTracker("batch", 2000.0, period="day")
+    raised.carry_over(b)
+    raised.set_hour(d0 + 2 * H, 20.0)
+    raised.set_minute(d0 + 5 * H + 10 * M, 0.0)
+    for tracker, spent in ((b, 50.0), (raised, 60.0)):
+        twin = BudgetTracker("batch", tracker.amount_usd, period="day")
+        twin.restore(tracker.snapshot())
+        now = d0 + 5 * H + 31 * M
+        assert tracker.evaluate(now) == twin.evaluate(now)
+        assert tracker.spent(now) == twin.spent(now) == spent
+        assert tracker._burn_windows(math.floor(now / M)) == twin._burn_windows(math.floor(now / M))
+
+
 def test_no_resume_without_auto_resume() -> None:
     b = BudgetTracker("batch", 100.0, period="day", auto_resume=False)
     d0 = utc(2026, 3, 2)
