@@ -24,6 +24,11 @@ Asia/Kolkata starts at 00:00 IST, not at 00:30. The boundary hour's minutes are 
 the whole period. Without them (a snapshot from before 2026-12-04, or no minute rollups)
 the hour counts in the period its start falls in.
 
+Spend is held in nano-dollars (ints, the rollups' unit), and the sums a check reads (the
+period-to-date spend, the previous period's, each burn window's) are running totals that a
+replaced hour or minute moves by new - old: exact whatever order the values came in, and a
+check costs the same on the month's last day as on its first.
+
 Late events: an hour's spend can be corrected hours after it ended, also after its period
 ended (events of 23:10 arriving at 00:40 belong to yesterday). The previous period's hours
 and fired thresholds are kept for ``grace_s`` after its end, corrections to it still count,
@@ -49,14 +54,13 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from functools import reduce
 from itertools import repeat
-from numbers import Real
-from operator import add
+from numbers import Integral, Real
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spendbrake.detectors._base import check, usable, usd
+from spendbrake.schemas import NUSD
 
 #: What a hard stop's reason says it does; ``BudgetBook`` says otherwise where it cannot.
 PAUSING = ", pausing non-critical keys in scope"
@@ -68,6 +72,7 @@ WEEK_H = 168
 GRACE_S = 600.0  # an hour is final (learned) once the watermark is 10 min past its end
 PERIOD_GRACE_S = 6 * 3600.0  # default: the previous period takes corrections for 6 h
 BURN_KEEP_MIN = 360  # minutes kept for burn windows: the 6 h slow window
+BURN_WINDOWS_MIN = (5, 30, 60, 360)  # the fast rule's short and long window, the slow rule's
 LEARN_MAX_H = 4 * WEEK_H  # after a longer gap, learning restarts from the last 4 weeks
 SLOT_ALPHA = 0.25  # per hour-of-week EW weight: about a month of weeks
 MEAN_ALPHA = 1.0 / WEEK_H  # trailing mean hourly rate: about a week of hours
@@ -97,7 +102,23 @@ def _cost(cost: object) -> bool:
     return isinstance(cost, Real) and not isinstance(cost, bool) and usable(0.0, float(cost))
 
 
+def _nusd(cost: object) -> bool:
+    """A spend value in nano-dollars we accept: an integer (not a bool), >= 0."""
+    if type(cost) is int:  # what rollups carry: no walk through the ABCs
+        return cost >= 0
+    return isinstance(cost, Integral) and not isinstance(cost, bool) and cost >= 0
+
+
+def _nusd_of(cost_usd: float) -> int:
+    """Dollars as the nano-dollars they were made of: exact for a value written as
+    ``nusd / NUSD`` up to 2**51 nano-dollars (about $2.2M), where the float's own rounding
+    stays under half a nano-dollar."""
+    return round(float(cost_usd) * NUSD)
+
+
 def _in_range(ts: object) -> bool:
+    if type(ts) is float:  # the usual case, without the ABC check
+        return TS_MIN <= ts <= TS_MAX
     return isinstance(ts, Real) and not isinstance(ts, bool) and TS_MIN <= ts <= TS_MAX
 
 
@@ -217,9 +238,10 @@ class BudgetTracker:
         self._reset_state()
 
     def _reset_state(self) -> None:
-        # Absolute spend per UTC hour index (hour_start // 3600) and per minute index.
-        self._hours: dict[int, float] = {}
-        self._minutes: dict[int, float] = {}
+        # Absolute spend in nano-dollars per UTC hour index (hour_start // 3600) and per
+        # minute index.
+        self._hours: dict[int, int] = {}
+        self._minutes: dict[int, int] = {}
         # Seasonal profile: EW mean spend per UTC hour-of-week, how many hours fed each slot,
         # and an EW mean over all hours as the fallback for slots never seen.
         self._profile = array("f", bytes(4 * WEEK_H))
@@ -244,6 +266,19 @@ class BudgetTracker:
         # prune, and the projection's expected hours by the hours learned they were made of.
         self._pruned: tuple[int, float] | None = None
         self._expect: tuple[int, list[float], float, dict[tuple[int, int], float]] | None = None
+        self._forget_sums()
+
+    def _forget_sums(self) -> None:
+        """Drop the running totals; each is summed afresh from what is held when next read."""
+        # Hour ranges [first, end) -> nano-dollars of the hours held in them: this period
+        # and the one before (``_hours_in``), moved by every hour set or dropped.
+        self._sums: dict[tuple[int, int], int] = {}
+        # The highest hour index held, or above: hours after a watermark lie up to it.
+        self._last_hour = max(self._hours, default=-1)
+        # The burn windows' nano-dollars (by length in minutes) over the minutes before
+        # minute index ``_burn_end`` (None: not summed yet).
+        self._burn_end: int | None = None
+        self._burn_sums: dict[int, int] = {}
 
     @classmethod
     def from_config(cls, cfg: Any) -> BudgetTracker:
@@ -287,6 +322,8 @@ class BudgetTracker:
         self._prev_fired = set(before._prev_fired)
         self._hours = dict(before._hours)
         self._minutes = dict(before._minutes)
+        self._sums = dict(before._sums)
+        self._burn_sums = dict(before._burn_sums)
         self._profile = array("f", before._profile)
         self._counts = array("I", before._counts)
 
@@ -324,6 +361,10 @@ class BudgetTracker:
             self.__dict__.setdefault(k, v)
         self.__dict__.setdefault("_stop_usd", self._stop_level() if self._stopped else None)
         self.__dict__.setdefault("_prev_fired", set())
+        # Pickles written before 2026-12-07 held dollars as floats, and no running totals.
+        self._hours = {h: v if type(v) is int else _nusd_of(v) for h, v in self._hours.items()}
+        self._minutes = {m: v if type(v) is int else _nusd_of(v) for m, v in self._minutes.items()}
+        self._forget_sums()
 
     def __repr__(self) -> str:
         return (
@@ -366,11 +407,20 @@ class BudgetTracker:
     def set_hour(self, hour_start: float, cost_usd: float) -> None:
         """Set the ABSOLUTE spend of the UTC hour starting at ``hour_start``; last value wins.
 
-        NaN, infinite or negative values are ignored. An hour before the current period
-        that is already learned no longer matters and is dropped, unless it belongs to the
+        Dollars, rounded to the nano-dollar (``set_hour_nusd`` takes them as rollups carry
+        them). NaN, infinite or negative values are ignored.
+        """
+        if _cost(cost_usd) and math.isfinite(nusd := float(cost_usd) * NUSD):
+            self.set_hour_nusd(hour_start, round(nusd))
+
+    def set_hour_nusd(self, hour_start: float, cost_nusd: int) -> None:
+        """Set the ABSOLUTE spend of the UTC hour starting at ``hour_start``, in nano-dollars.
+
+        Negative or non-integer values are ignored. An hour before the current period that
+        is already learned no longer matters and is dropped, unless it belongs to the
         previous period still within its ``grace_s``: then it is a late correction of it.
         """
-        if not (_cost(cost_usd) and _in_range(hour_start)):
+        if not (_nusd(cost_nusd) and _in_range(hour_start)):
             return
         h = math.floor(hour_start / HOUR_S)
         if (
@@ -381,16 +431,57 @@ class BudgetTracker:
             and not self._in_prev(h)
         ):
             return
-        self._hours[h] = float(cost_usd)
+        self._put_hour(h, int(cost_nusd))
 
     def set_minute(self, minute_start: float, cost_usd: float) -> None:
-        """Set the ABSOLUTE spend of the minute starting at ``minute_start`` (burn windows)."""
-        if not (_cost(cost_usd) and _in_range(minute_start)):
+        """Set the ABSOLUTE spend of the minute starting at ``minute_start`` (burn windows),
+        in dollars rounded to the nano-dollar, as ``set_hour``."""
+        if _cost(cost_usd) and math.isfinite(nusd := float(cost_usd) * NUSD):
+            self.set_minute_nusd(minute_start, round(nusd))
+
+    def set_minute_nusd(self, minute_start: float, cost_nusd: int) -> None:
+        """Set the ABSOLUTE spend of the minute starting at ``minute_start``, in nano-dollars."""
+        if not (_nusd(cost_nusd) and _in_range(minute_start)):
             return
         m = math.floor(minute_start / 60.0)
         if math.isfinite(self._now) and m < math.floor(self._now / 60.0) - BURN_KEEP_MIN:
             return
-        self._minutes[m] = float(cost_usd)
+        self._put_minute(m, int(cost_nusd))
+
+    def _put_hour(self, h: int, cost_nusd: int | None) -> None:
+        """Hold ``cost_nusd`` for hour index ``h`` (None: drop it), moving the running totals
+        of the ranges it is in by the difference."""
+        hours = self._hours
+        old = hours.get(h, 0)
+        if cost_nusd is None:
+            hours.pop(h, None)
+            cost_nusd = 0
+        else:
+            hours[h] = cost_nusd
+            if h > self._last_hour:
+                self._last_hour = h
+        if cost_nusd != old:
+            sums = self._sums
+            for first, end in sums:
+                if first <= h < end:
+                    sums[first, end] += cost_nusd - old
+
+    def _put_minute(self, m: int, cost_nusd: int | None) -> None:
+        """Hold ``cost_nusd`` for minute index ``m`` (None: drop it), moving the sums of the
+        burn windows it is in by the difference."""
+        minutes = self._minutes
+        old = minutes.get(m, 0)
+        if cost_nusd is None:
+            minutes.pop(m, None)
+            cost_nusd = 0
+        else:
+            minutes[m] = cost_nusd
+        if cost_nusd != old and self._burn_end is not None:
+            age = self._burn_end - m  # 1 for the last complete minute
+            sums = self._burn_sums
+            for length in BURN_WINDOWS_MIN:
+                if 1 <= age <= length:
+                    sums[length] += cost_nusd - old
 
     # Reading.
 
@@ -401,37 +492,50 @@ class BudgetTracker:
         those of the previous period only ``grace_s`` after its end.
         """
         start, end = self.period_bounds(now)
-        return self._spent_in(start, end, math.floor(now / HOUR_S) + 1)
+        return self._spent_in(start, end, math.floor(now / HOUR_S) + 1) / NUSD
 
-    def _spent_in(self, start: float, end: float, hi: float = math.inf) -> float:
-        """Spend of ``[start, end)`` over the hours before hour index ``hi``, with an hour
-        that holds ``start`` or ``end`` split by its minutes where they are known."""
-        lo, top = math.floor(start / HOUR_S), min(math.ceil(end / HOUR_S), hi)
+    def _spent_in(self, start: float, end: float, hi: int | None = None) -> int:
+        """Nano-dollars of ``[start, end)`` over the hours before hour index ``hi``, with an
+        hour that holds ``start`` or ``end`` split by its minutes where they are known."""
+        lo, top = math.floor(start / HOUR_S), math.ceil(end / HOUR_S)
+        total = self._hours_in(lo, top)
         hours = self._hours
-        if hours and lo <= min(hours) and max(hours) < top:  # the usual case, in C
-            parts = list(hours.values())
-        else:
-            parts = [v for h, v in hours.items() if lo <= h < top]
-        for edge, sign in ((start, -1.0), (end, 1.0)):
+        if hi is not None and hi < top:  # less the hours after the watermark, if any
+            total -= sum(map(hours.get, range(hi, min(top, self._last_hour + 1)), repeat(0)))
+            top = hi
+        for edge in (start, end):
             h = math.floor(edge / HOUR_S)
-            if h * HOUR_S == edge or not lo <= h < top or h not in self._hours:
+            if h * HOUR_S == edge or not lo <= h < top or h not in hours:
                 continue  # on the hour, or outside what is summed
             before = self._before(h, edge)
             if before is None:  # no minutes: the hour belongs where its start falls
-                parts.append(-self._hours[h] if edge == start else 0.0)
-            else:  # the hour is in ``parts`` whole: take away the part outside
-                parts.append(-before if sign < 0 else before - self._hours[h])
-        return math.fsum(parts)
+                total -= hours[h] if edge == start else 0
+            else:  # the hour is in ``total`` whole: take away the part outside
+                total -= before if edge == start else hours[h] - before
+        return total
 
-    def _before(self, h: int, edge: float) -> float | None:
-        """Spend in hour ``h`` before ``edge``, from its minutes (None: none known)."""
+    def _hours_in(self, first: int, end: int) -> int:
+        """Nano-dollars of the hours held in ``[first, end)`` (hour indices): a running total,
+        summed once for a range not kept yet. Two ranges are kept (this period and the one
+        before, which ``_late`` reads), the one made first giving way."""
+        sums = self._sums
+        total = sums.get((first, end))
+        if total is None:
+            total = sum(v for h, v in self._hours.items() if first <= h < end)
+            if len(sums) >= 2:
+                del sums[next(iter(sums))]
+            sums[first, end] = total
+        return total
+
+    def _before(self, h: int, edge: float) -> int | None:
+        """Nano-dollars in hour ``h`` before ``edge``, from its minutes (None: none known)."""
         first = h * 60
         minutes = [
             (m, v) for m in range(first, first + 60) if (v := self._minutes.get(m)) is not None
         ]
         if not minutes:
             return None
-        return math.fsum(v for m, v in minutes if m * 60.0 < edge)
+        return sum(v for m, v in minutes if m * 60.0 < edge)
 
     def _in_prev(self, h: int) -> bool:
         """Whether hour index ``h`` belongs to the previous period still held."""
@@ -544,7 +648,7 @@ class BudgetTracker:
             self._learn_next = min(self._hours)
         first = max(self._learn_next, last - LEARN_MAX_H + 1)
         for h in range(first, last + 1):
-            x = self._hours.get(h, 0.0)
+            x = self._hours.get(h, 0) / NUSD
             k = _slot(h)
             n = self._counts[k] = min(self._counts[k] + 1, 2**32 - 1)
             self._profile[k] += max(1.0 / n, SLOT_ALPHA) * (x - self._profile[k])
@@ -561,18 +665,20 @@ class BudgetTracker:
             return
         self._pruned = at
         learned = self._learn_next if self._learn_next is not None else -math.inf
-        old = [
-            h
-            for h in self._hours
-            if (h + 1) * HOUR_S <= start and h < learned and not self._in_prev(h)
-        ]
-        for h in old:
-            del self._hours[h]
+        hours = self._hours
+        if hours and (min(hours) + 1) * HOUR_S <= start:  # most hours: none before the period
+            old = [
+                h
+                for h in hours
+                if (h + 1) * HOUR_S <= start and h < learned and not self._in_prev(h)
+            ]
+            for h in old:
+                self._put_hour(h, None)
         keep = math.floor(now / 60.0) - BURN_KEEP_MIN
         # The minutes of the hour the period starts in split it for the whole period.
         split = math.floor(start / HOUR_S) * 60 if start % HOUR_S else -1
         for m in [m for m in self._minutes if m < keep and not split <= m < split + 60]:
-            del self._minutes[m]
+            self._put_minute(m, None)
 
     def _thresholds(
         self, now: float, start: float, end: float, spent: float
@@ -648,7 +754,7 @@ class BudgetTracker:
         if prev is None:
             return []
         start, end = prev
-        spent = self._spent_in(start, end)
+        spent = self._spent_in(start, end) / NUSD
         due = [
             f for f in self.alert_at if f not in self._prev_fired and spent >= self.amount_usd * f
         ]
@@ -719,35 +825,11 @@ class BudgetTracker:
         )
 
     def _burn(self, now: float, start: float, end: float, advanced: bool) -> list[BudgetVerdict]:
-        if self._burn_below(start, end, advanced):
-            return []
         m_end = math.floor(now / 60.0)
-        s5 = s30 = s60 = s360 = 0.0
-        # In minute order, so each window's float sum is the same however minutes arrived.
-        minutes = self._minutes
-        if len(minutes) < BURN_KEEP_MIN:
-            for m, v in sorted(minutes.items()):
-                age = m_end - m  # 1 for the last complete minute
-                if 1 <= age <= 360:
-                    s360 += v
-                    if age <= 60:
-                        s60 += v
-                        if age <= 30:
-                            s30 += v
-                            if age <= 5:
-                                s5 += v
-        else:
-            # Most minutes held: the window's 360 looked up in turn (a minute without spend
-            # adds 0.0, which leaves a sum as it was), each window summed left to right as
-            # above, in C (``reduce``, not ``sum``: sum compensates from Python 3.12 on).
-            window = list(map(minutes.get, range(m_end - 360, m_end), repeat(0.0)))
-            s360 = reduce(add, window, 0.0)
-            s60 = reduce(add, window[300:], 0.0)
-            s30 = reduce(add, window[330:], 0.0)
-            s5 = reduce(add, window[355:], 0.0)
-        sums = {5: s5, 30: s30, 60: s60, 360: s360}
+        sums = {length: nusd / NUSD for length, nusd in self._burn_windows(m_end).items()}
         pace = self.amount_usd / (end - start)  # dollars per second at the even pace
-        # Minute sums carry rounding; a burn of exactly the factor counts as reaching it.
+        # The sums are exact, the even pace is not: a burn of exactly the factor counts as
+        # reaching it.
         tol = 1.0 - 1e-9
         out = []
         rules = (
@@ -790,27 +872,25 @@ class BudgetTracker:
                 self._slow_armed = armed
         return out
 
-    def _burn_below(self, start: float, end: float, advanced: bool) -> bool:
-        """Whether every minute held, all together, spends under both rules' long-window
-        factor, and under the level a disarmed rule re-arms at: then no window reaches a
-        factor, and ``_burn`` would only re-arm (which this does) and alert on nothing. Its
-        windows' sums, a pass in minute order, wait for a burn that could reach a level
-        (this is a sum in C). The margin covers the float error of either sum, about 1e-13
-        of it for a few hundred minutes."""
-        held = sum(map(abs, self._minutes.values())) * (1.0 + 1e-12)
-        pace = self.amount_usd / (end - start)
-        tol = 1.0 - 1e-9
-        fast = self.fast_burn * pace * 3600.0
-        slow = self.slow_burn * pace * 21600.0
-        if held >= fast * tol or held >= slow * tol:
-            return False
-        if (not self._fast_armed and held >= fast * REARM) or (
-            not self._slow_armed and held >= slow * REARM
-        ):
-            return False
-        if advanced:  # as ``_burn``: each long window is under its re-arming level
-            self._fast_armed = self._slow_armed = True
-        return True
+    def _burn_windows(self, m_end: int) -> dict[int, int]:
+        """The burn windows' nano-dollars over the minutes before minute index ``m_end``:
+        the running sums slid there, the minutes leaving each window taken away and those
+        entering it added (summed afresh the first time, or after a restore)."""
+        sums, was = self._burn_sums, self._burn_end
+        get = self._minutes.get
+        if was is None or m_end < was:
+            for length in BURN_WINDOWS_MIN:
+                sums[length] = sum(map(get, range(m_end - length, m_end), repeat(0)))
+        elif m_end > was:
+            for length in BURN_WINDOWS_MIN:
+                moved = min(m_end - was, length)  # minutes entering the window, and leaving
+                entering = range(m_end - moved, m_end)
+                leaving = range(was - length, was - length + moved)
+                sums[length] += sum(map(get, entering, repeat(0))) - sum(
+                    map(get, leaving, repeat(0))
+                )
+        self._burn_end = m_end
+        return sums
 
     # Labels (local calendar of the budget).
 
@@ -840,13 +920,15 @@ class BudgetTracker:
     def snapshot(self) -> dict[str, Any]:
         """Learned and fired state as small plain data (JSON-able; a few KB to ~30 KB).
 
-        Hours and minutes are ``[index, usd]`` pairs (hour index = epoch s // 3600); the
+        Hours and minutes are ``[index, usd]`` pairs (hour index = epoch s // 3600), dollars
+        written as ``nusd / NUSD`` (read back to the same nano-dollars up to about $2.2M a
+        value; the layout of the releases that held floats, which read it alike); the
         profile floats are float32 values written with 9 significant digits (exact).
         """
         return {
             "v": _SNAPSHOT_VERSION,
-            "hours": [[h, v] for h, v in sorted(self._hours.items())],
-            "minutes": [[m, v] for m, v in sorted(self._minutes.items())],
+            "hours": [[h, v / NUSD] for h, v in sorted(self._hours.items())],
+            "minutes": [[m, v / NUSD] for m, v in sorted(self._minutes.items())],
             "profile": [float(f"{x:.9g}") for x in self._profile],
             "counts": list(self._counts),
             "mean": self._mean,
@@ -869,8 +951,9 @@ class BudgetTracker:
         """Replace learned and fired state with a ``snapshot()``; parameters stay as built."""
         check("data", data.get("v"), data.get("v") in (1, 2), "a version 1 or 2 snapshot")
         self._reset_state()
-        self._hours = {int(h): float(v) for h, v in data["hours"]}
-        self._minutes = {int(m): float(v) for m, v in data["minutes"]}
+        self._hours = {int(h): _nusd_of(v) for h, v in data["hours"]}
+        self._minutes = {int(m): _nusd_of(v) for m, v in data["minutes"]}
+        self._forget_sums()
         self._profile = array("f", [float(x) for x in data["profile"]])
         self._counts = array("I", [int(n) for n in data["counts"]])
         check("profile", len(self._profile), len(self._profile) == WEEK_H, f"{WEEK_H} floats")

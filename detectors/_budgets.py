@@ -2,10 +2,10 @@
 
 A ``BudgetTracker`` follows one budget's calendar periods; this book feeds it. Rollup
 records are absolute and come per input partition and late epoch, so the book keeps each
-part of an hour (and of a minute, for burn rates) and hands the tracker their sum: a
-re-sent record replaces its part, never adds to it. It also numbers each budget period's
-alerts (one incident per period) and remembers which keys a hard stop paused, so the next
-period's resume undoes exactly those.
+part of an hour (and of a minute, for burn rates) and hands the tracker their sum, in
+nano-dollars as the records carry them: a re-sent record replaces its part, never adds to
+it. It also numbers each budget period's alerts (one incident per period) and remembers
+which keys a hard stop paused, so the next period's resume undoes exactly those.
 """
 
 from __future__ import annotations
@@ -97,11 +97,10 @@ class BudgetBook:
             for i in by_values.get(values, ()):
                 parts = store[i].setdefault(start, {})
                 parts[(partition, epoch)] = cost
-                usd = sum(parts.values()) / NUSD
                 if hourly:
-                    self.trackers[i].set_hour(float(start), usd)
+                    self.trackers[i].set_hour_nusd(float(start), sum(parts.values()))
                 else:
-                    self.trackers[i].set_minute(float(start), usd)
+                    self.trackers[i].set_minute_nusd(float(start), sum(parts.values()))
 
     def check(
         self, at: float, watermark: float, keys: KeyDirectory, rules: KeysConfig
@@ -227,8 +226,9 @@ class BudgetBook:
         previous, _ = tracker.period_bounds(start - 1.0)
         tracker.period_bounds(watermark)  # its one-period cache back on the current period
         hours = self.hours[i]
-        for h in [h for h in hours if h < previous]:
-            del hours[h]
+        if hours and min(hours) < previous:  # most hours: none before the previous period
+            for h in [h for h in hours if h < previous]:
+                del hours[h]
         minutes = self.minutes[i]
         for m in [m for m in minutes if m < watermark - 6 * HOUR - MINUTE]:
             del minutes[m]
@@ -348,9 +348,9 @@ class BudgetBook:
         """Hand budget ``i``'s tracker every hour and minute it holds the parts of."""
         tracker = self.trackers[i]
         for start, parts in sorted(self.hours[i].items()):
-            tracker.set_hour(float(start), sum(parts.values()) / NUSD)
+            tracker.set_hour_nusd(float(start), sum(parts.values()))
         for start, parts in sorted(self.minutes[i].items()):
-            tracker.set_minute(float(start), sum(parts.values()) / NUSD)
+            tracker.set_minute_nusd(float(start), sum(parts.values()))
 
     # -- state ---------------------------------------------------------------
 
