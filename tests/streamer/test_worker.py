@@ -4,6 +4,7 @@ joined and left by other workers, and still exact."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -371,3 +372,48 @@ def test_a_partition_locked_by_another_process_waits_then_counts_exactly(
         stop(worker)
     assert got == expected(stream.unique), log.read_text()[-3000:]
     assert log.read_text().count("partition 2 adopted") == 1
+
+
+def wait_metric(port: int, name: str, at_least: float, timeout_s: float = 60.0) -> dict:
+    """A worker's metrics once ``name`` reaches ``at_least`` (or at timeout)."""
+    deadline = time.monotonic() + timeout_s
+    values: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            values = scrape(port)
+            if values.get(name, 0) >= at_least:
+                break
+        time.sleep(0.3)
+    return values
+
+
+def test_a_restarted_worker_counts_only_what_it_reads_itself(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """The ingest counters are the process' own, as Prometheus expects: a restart does not
+    show every record and dead letter the partitions ever had as new ones (until 2026-12-07
+    each adopted partition's saved counts were added on adoption: ``increase()`` of the DLQ
+    counter fired after every restart, and a partition adopted twice was counted twice)."""
+    topics = Topics(make_topic)
+    stream = make_stream(2_000, seed=21, span_s=3600)
+    config = topics.config(tmp_path, "restart-metrics")
+    state, log = tmp_path / "state", tmp_path / "w.log"
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, stream.records))
+    port = free_port()
+    worker = start_worker(broker, config, state, log, port)
+    try:
+        first = wait_metric(port, "spendbrake_records_total", len(stream.records))
+    finally:
+        stop(worker)
+    assert first["spendbrake_records_total"] == len(stream.records), first
+    junk = [b"not json"] * 300
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, junk))
+    worker = start_worker(broker, config, state, log, port)
+    try:
+        wait_adopted(log, partitions=8)  # both runs' adoptions are in the one log
+        values = wait_metric(port, "spendbrake_records_total", len(junk))
+    finally:
+        stop(worker)
+    assert values["spendbrake_records_total"] == len(junk), values
+    assert values['spendbrake_dlq_records_total{field="payload"}'] == len(junk), values
+    assert values["spendbrake_events_valid_total"] == 0, values
