@@ -9,6 +9,7 @@ detect and act stages are read from their state when scraped.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -139,7 +140,11 @@ class IngestMetrics:
         )
 
     def forget(self, partition: int) -> None:
+        """A partition revoked: its lag is another worker's to report (a gauge left at its
+        last value showed lag nobody here would ever work off, and summed twice)."""
         self._seen.pop(partition, None)
+        with contextlib.suppress(KeyError):
+            self.lag.remove(str(partition))
 
 
 class DetectMetrics:

@@ -417,3 +417,39 @@ def test_a_restarted_worker_counts_only_what_it_reads_itself(
     assert values["spendbrake_records_total"] == len(junk), values
     assert values['spendbrake_dlq_records_total{field="payload"}'] == len(junk), values
     assert values["spendbrake_events_valid_total"] == 0, values
+
+
+def test_a_worker_reports_lag_only_for_the_partitions_it_owns(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A second worker joins and takes half the partitions: the first one's
+    ``spendbrake_consumer_lag`` no longer lists them (it kept their last value for good)."""
+    topics = Topics(make_topic)
+    stream = make_stream(2_000, seed=22, span_s=3600)
+    config = topics.config(tmp_path, "lag-owned")
+    state = tmp_path / "state"
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, stream.records))
+    port = free_port()
+    first = start_worker(broker, config, state, tmp_path / "a.log", port)
+    second = None
+    try:
+        wait_metric(port, "spendbrake_records_total", len(stream.records))
+        second = start_worker(broker, config, state, tmp_path / "b.log")
+        wait_adopted(tmp_path / "b.log", partitions=2)
+        asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, [b"not json"] * 40))
+        deadline = time.monotonic() + 30
+        lags: list[str] = []
+        while time.monotonic() < deadline:
+            lags = [k for k in scrape(port) if k.startswith("spendbrake_consumer_lag{")]
+            if len(lags) == 2:
+                break
+            time.sleep(0.3)
+        taken = re.findall(r"partition (\d+) adopted", (tmp_path / "b.log").read_text())
+    finally:
+        if second is not None:
+            stop(second)
+        stop(first)
+    assert len(taken) == 2, taken
+    assert sorted(lags) == sorted(
+        f'spendbrake_consumer_lag{{partition="{p}"}}' for p in {"0", "1", "2", "3"} - set(taken)
+    ), lags
