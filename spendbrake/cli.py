@@ -21,6 +21,15 @@ from . import __version__
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _stdout_console() -> Console:
+    """The console tables go to on stdout: a terminal's width on a terminal; off one (a file,
+    a pipe, ``less``), wide enough for any row. rich assumes 80 columns off a terminal, and
+    cut the replay table's dates and scopes to ``2026-09-…`` and ``team=res…`` there."""
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    return Console(highlight=False, width=100_000)
+
+
 def _load(config_path: str | None, bootstrap: str | None = None) -> Config:
     from ._config_loader import load_config
 
@@ -839,8 +848,11 @@ def _alert_table(rows: list[Alert]) -> None:
     from ._report_render import terminal_text
 
     table = Table(title="alerts the engine would have sent", title_justify="left")
-    for column in ("detected", "kind", "scope", "observed", "expected", "severity", "action"):
-        table.add_column(column)
+    # On a narrow terminal the date and time stay whole (16 characters) and long scopes
+    # and key lists wrap rather than end in an ellipsis: a cut value names nothing.
+    table.add_column("detected", no_wrap=True, min_width=16)
+    for column in ("kind", "scope", "observed", "expected", "severity", "action"):
+        table.add_column(column, overflow="fold")
     for row in rows:
         # Scope values and keys are the events' text: shown literally, never as markup.
         scope = ",".join(f"{k}={v}" for k, v in row.scope.items()) or "global"
@@ -857,7 +869,7 @@ def _alert_table(rows: list[Alert]) -> None:
             row.severity,
             terminal_text(action),
         )
-    Console().print(table)
+    _stdout_console().print(table)
 
 
 @main.command()
@@ -932,7 +944,7 @@ def report(
     elif fmt == "csv":
         sys.stdout.write(render_csv(data))
     else:
-        render_table(data, Console(highlight=False))
+        render_table(data, _stdout_console())
     if chart:
         note = "" if stacked else " (no [team, model] rollups: bars not stacked by model)"
         err.print(f"chart written to {chart}{note}", markup=False)

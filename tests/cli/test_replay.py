@@ -335,3 +335,20 @@ def test_replay_names_the_first_rejected_lines_and_counts_the_rest(
     assert [s.split(":")[0] for s in shown] == ["line 1", "line 2", "line 3", "line 4", "line 5"]
     # Lines 6 and 8 (7 is blank, not an event), and the fixture's own bad last line.
     assert "(3 more)" in result.stderr
+
+
+def test_replay_table_redirected_to_a_file_keeps_every_value_whole(tmp_path: Path) -> None:
+    """Off a terminal (``> alerts.txt``, a pipe) the table is not cut to 80 columns: rich's
+    default there cut the dates and scopes to ``2026-09-…`` and ``api_key=sea…``."""
+    events, config = _files(tmp_path)
+    result = CliRunner().invoke(
+        main, ["replay", str(events), "--config", str(config), "--format", "table"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout, result.stdout
+    alerts = CliRunner().invoke(main, ["replay", str(events), "--config", str(config)]).stdout
+    for line in alerts.splitlines():
+        alert = orjson.loads(line)
+        scope = ",".join(f"{k}={v}" for k, v in alert["scope"].items()) or "global"
+        assert alert["detected_at"][:16].replace("T", " ") in result.stdout
+        assert scope in result.stdout
