@@ -900,7 +900,9 @@ def _alert_table(rows: list[Alert]) -> None:
 )
 @store_options
 @config_option
-@click.option("--top", default=10, show_default=True, help="Customers to list.")
+@click.option(
+    "--top", type=click.IntRange(min=0), default=10, show_default=True, help="Customers to list."
+)
 def report(
     period: str,
     by: str,

@@ -149,14 +149,15 @@ def test_a_bad_duration_is_refused_naming_the_option(
         ("worker", "--metrics-port", "65536"),
         ("broker", "--partitions", "0"),
         ("broker", "--port", "-1"),
+        ("report", "--top", "-3"),  # was taken as "all customers but the last 3"
     ],
 )
 def test_a_negative_interval_port_or_partition_count_is_refused(
     tmp_path: Path, command: str, option: str, value: str
 ) -> None:
     # Refused before a broker is started or reached (--metrics-port 0 is "off": allowed).
-    rest = ["--state-dir", str(tmp_path)] if command == "worker" else []
-    result = run(command, option, value, *rest)
+    rest = {"worker": ["--state-dir", str(tmp_path)], "report": ["--period", "2026-10"]}
+    result = run(command, option, value, *rest.get(command, []))
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{option}'" in result.output and value in result.output
 
