@@ -765,7 +765,8 @@ def replay(
     Runs the worker's own validation, dedupe, pricing, rollups, detectors, budgets and
     policies in-process, in the file's order (--sort: in event-time order), with no
     broker. Alerts go to stdout; progress and a summary go to stderr. Exit code 0 (also
-    when nothing fired).
+    when nothing fired); 1 when the file held no valid event at all (empty, or every line
+    rejected: another format?), since then nothing was judged.
 
     \b
     Example: spendbrake replay last-month.jsonl --config spendbrake.yaml --format table
@@ -826,6 +827,11 @@ def replay(
             "that arrive so; if the file is just not sorted by ts, --sort replays it in event-time "
             "order"
         )
+    if not stats.valid:
+        # "0 alert(s)" and exit 0 read as "this config fires nothing on these events".
+        what = "is empty" if not stats.lines else f"has no valid event ({dead:,} rejected)"
+        err.print(f"error: {events_file} {what}: nothing was replayed", markup=False)
+        sys.exit(1)
 
 
 def _replay_jobs(jobs: str, handle: Any) -> int:

@@ -352,3 +352,26 @@ def test_replay_table_redirected_to_a_file_keeps_every_value_whole(tmp_path: Pat
         scope = ",".join(f"{k}={v}" for k, v in alert["scope"].items()) or "global"
         assert alert["detected_at"][:16].replace("T", " ") in result.stdout
         assert scope in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (
+            b'{"id": "chatcmpl-1", "usage": {"total_tokens": 9}}\n' * 3,
+            "has no valid event (3 rejected)",
+        ),
+        (b"", "is empty"),
+    ],
+)
+def test_a_file_with_no_valid_event_fails_instead_of_reporting_no_alerts(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    """A file in another format (every line rejected) or an empty one: exit 1 and one line
+    saying nothing was replayed; it exited 0 with "0 alert(s)", which reads as "this config
+    would have fired nothing"."""
+    path = tmp_path / "other.jsonl"
+    path.write_bytes(content)
+    result = CliRunner().invoke(main, ["replay", str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"error: {path} {says}: nothing was replayed" in result.stderr
