@@ -169,6 +169,7 @@ class BudgetBook:
         incident = f"budget/{cfg.name}/{int(v.period_start)}"
         seq = self.seq.get(incident, -1) + 1
         self.seq[incident] = seq
+        pausable: set[str] = set()
         if v.action == "resume":
             named = [KeyInfo(api_key=k) for k in self.paused[i]]
             self.paused[i] = []
@@ -186,6 +187,15 @@ class BudgetBook:
             # The key directory knows keys by their own fields, not by a model or customer
             # they called: the stop pauses none (``KeyDirectory.keys_in``), so say so.
             reason = reason.replace(PAUSING, f"; no key paused: keys are not known by {unknown[0]}")
+        elif v.action == "pause" and not pausable:
+            # "pausing non-critical keys" above a Done line saying nothing was paused: the
+            # on-call reads the first and takes the spend for stopped.
+            why = (
+                f"the keys config lets none of its {len(named)} key(s) be paused"
+                if named
+                else "no key in scope has spent this period"
+            )
+            reason = reason.replace(PAUSING, f"; no key paused: {why}")
         alert = Alert(
             kind=v.kind,
             detector="budget",
