@@ -524,7 +524,14 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
     type=click.IntRange(0, 65535),
     default=9464,
     show_default=True,
-    help="Serve Prometheus /metrics of the stages run on 127.0.0.1:PORT (0: off).",
+    help="Serve Prometheus /metrics of the stages run on --metrics-host:PORT (0: off).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address /metrics listens on: 0.0.0.0 in a container, whose own loopback no "
+    "Prometheus can reach. /metrics has no authentication: keep it off public networks.",
 )
 @click.option(
     "--session-timeout",
@@ -571,6 +578,7 @@ def worker(
     group: str | None,
     stages: str,
     metrics_port: int,
+    metrics_host: str,
     session_timeout: float,
     reload_s: float,
     reset_partitions: tuple[int, ...],
@@ -619,6 +627,7 @@ def worker(
         lateness_s=lateness,
         session_timeout_s=session_timeout,
         metrics_port=metrics_port or None,
+        metrics_host=metrics_host,
         act_from=act_from,
     )
     try:

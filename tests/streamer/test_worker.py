@@ -453,3 +453,27 @@ def test_a_worker_reports_lag_only_for_the_partitions_it_owns(
     assert sorted(lags) == sorted(
         f'spendbrake_consumer_lag{{partition="{p}"}}' for p in {"0", "1", "2", "3"} - set(taken)
     ), lags
+
+
+def test_metrics_are_served_on_the_address_asked_for(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """``--metrics-host``: in a container (docker-compose.yml) /metrics must listen beyond
+    the container's own loopback, where no Prometheus can reach it; until 2026-12-07 it
+    was always 127.0.0.1. Here another loopback address stands in for 0.0.0.0."""
+    topics = Topics(make_topic)
+    config = topics.config(tmp_path, "metrics-host")
+    port, log = free_port(), tmp_path / "w.log"
+    worker = start_worker(
+        broker, config, tmp_path / "state", log, port, extra=("--metrics-host", "127.0.0.2")
+    )
+    try:
+        deadline = time.monotonic() + 60
+        text = ""
+        while not text and time.monotonic() < deadline and worker.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                text = httpx.get(f"http://127.0.0.2:{port}/metrics", timeout=5).text
+            time.sleep(0.3)
+    finally:
+        stop(worker)
+    assert "spendbrake_records_total" in text, log.read_text()[-2000:]
