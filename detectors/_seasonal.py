@@ -646,7 +646,7 @@ class SeasonalBaseline(InRows):
             if over >= 1.0:
                 alert = True
                 score = max(score, ratio_score(over))
-                reason = self._count_reason(weight, usual, value, label, elapsed)
+                reason = self._count_reason(weight, usual, value, label, elapsed, seen=elapsed)
             elif recent is not None and count >= RECENT_MIN_N:
                 calls, share = recent
                 if usual is base:
@@ -655,7 +655,9 @@ class SeasonalBaseline(InRows):
                 if over >= 1.0:
                     alert = True
                     score = max(score, ratio_score(over))
-                    reason = self._count_reason(calls, usual, value, label, share, recent=True)
+                    reason = self._count_reason(
+                        calls, usual, value, label, share, recent=True, seen=elapsed
+                    )
         if not learn:
             return Verdict(score, alert, expected, value, reason)
         if hp.count_x:
@@ -849,9 +851,17 @@ class SeasonalBaseline(InRows):
         label: str,
         elapsed: float,
         recent: bool = False,
+        seen: float = 1.0,
     ) -> str:
+        """``seen``: the share of the window ``value`` (its spend so far) covers. Short of the
+        whole window the spend is set against that share of the expected, not per window:
+        "spend $7.80/h vs $9.80/h expected" five minutes into an hour read as under."""
         slot_calls, _ = self._expected_calls(expected)
         rate = per(self._hp.period_s)
+        if seen < 1.0:
+            spend = f"spend {usd(value)} so far vs {usd(expected * seen)} expected by then"
+        else:
+            spend = f"spend {usd(value)}{rate} vs {usd(expected)}{rate} expected"
         if recent:
             slot_calls *= elapsed
             minutes = elapsed * self._hp.period_s / 60.0
@@ -861,8 +871,7 @@ class SeasonalBaseline(InRows):
             label = f"the first {elapsed:.0%} of {label}"
         return (
             f"{weight:g} calls for {label} where {slot_calls:.1f} are usual "
-            f"({weight / max(slot_calls, 1e-9):.0f}x); spend {usd(value)}{rate} vs "
-            f"{usd(expected)}{rate} expected"
+            f"({weight / max(slot_calls, 1e-9):.0f}x); {spend}"
         )
 
     def _count(self, slot: int) -> int:

@@ -192,3 +192,15 @@ def test_the_window_is_the_calls_of_the_last_three_steps(seed: int) -> None:
             judged += 1
             assert got == int(new[step - 1000 - 2 : step - 1000 + 1].sum()), step
     assert judged > 100
+
+
+def test_a_count_page_early_in_its_hour_sets_the_spend_so_far_against_as_much_expected() -> None:
+    """The calls ten minutes in are a loop's; the spend so far is a fraction of a whole usual
+    hour, and the reason showed it per hour ("spend $60/h vs $12/h expected", as if under
+    way to no more than usual). It is set against the expected spend by then."""
+    d, ts = _baseline(3)
+    v = d.peek(ts, USD * 30.0, 30.0, 10 / 60)
+    assert v.is_anomaly, v.reason
+    _, _, spend = v.reason.partition("; ")
+    assert spend.startswith("spend $60.00 so far vs $") and "expected by then" in spend, v.reason
+    assert "/h" not in spend, v.reason
