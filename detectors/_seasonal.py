@@ -614,7 +614,7 @@ class SeasonalBaseline(InRows):
         score = ratio_score(ratio)
         excess = value - expected
         alert = ratio >= 1.0 and excess > hp.min_usd
-        reason = self._reason(warm, ratio, value, expected, excess, label, count)
+        reason = self._reason(warm, ratio, value, expected, excess, label, count, elapsed)
         if alert and sharp_won:
             reason = reason.replace(
                 "fast and slow windows both high", "this and the last window far over"
@@ -637,7 +637,7 @@ class SeasonalBaseline(InRows):
             if over >= 1.0:
                 alert = ceiling = True
                 score = max(score, ratio_score(over))
-                reason = self._ceiling_reason(trailing, peak, label)
+                reason = self._ceiling_reason(trailing, peak, label, elapsed)
         if warm and not alert and hp.count_x and value - expected * elapsed > hp.min_usd:
             before = self._slot_spend((slot - 1) % hp.season, k)
             base = self._count_usual(slot, self._count_spend(learned, level), k, before)
@@ -898,12 +898,17 @@ class SeasonalBaseline(InRows):
     def _slot_alpha(self, count: int) -> float:
         return max(self._hp.season_alpha, 1.0 / (count + 1))
 
-    def _ceiling_reason(self, trailing: float, peak: float, label: str) -> str:
+    def _ceiling_reason(self, trailing: float, peak: float, label: str, seen: float = 1.0) -> str:
         hp = self._hp
         times = f"{trailing / peak:.1f}x the most in any"
         if hp.peak_n == 1:
             window = _WINDOW_NAMES.get(float(hp.period_s), "window")
             rate = per(hp.period_s)
+            if seen < 1.0:  # the spend so far, not a rate (``_reason``)
+                return (
+                    f"spend {usd(trailing)} in the first {seen:.0%} of {label}, already "
+                    f"{times} {window} of the last {hp.peak_days} days ({usd(peak)})"
+                )
             return (
                 f"spend {usd(trailing)}{rate} for {label}, {times} {window} of the last "
                 f"{hp.peak_days} days ({usd(peak)}{rate})"
@@ -923,10 +928,23 @@ class SeasonalBaseline(InRows):
         excess: float,
         label: str,
         count: int,
+        seen: float = 1.0,
     ) -> str:
+        """``seen``: the share of the window ``value`` (its spend so far) covers; short of
+        all of it, the spend is not a rate ("$254/h" twenty minutes into an hour was $254
+        in those twenty minutes)."""
         rate = per(self._hp.period_s)
         times = f"{value / expected:.1f}x" if expected > 0 else "from zero"
-        head = f"spend {usd(value)}{rate} vs {usd(expected)}{rate} expected for {label} ({times})"
+        if seen < 1.0:
+            whole = f"{times} the " if expected > 0 else ""
+            head = (
+                f"spend {usd(value)} in the first {seen:.0%} of {label}, already {whole}"
+                f"{usd(expected)} expected for all of it"
+            )
+        else:
+            head = (
+                f"spend {usd(value)}{rate} vs {usd(expected)}{rate} expected for {label} ({times})"
+            )
         if not warm:
             return f"{head}; warming up ({count} of {self._hp.min_slot_n} samples for this slot)"
         if ratio < 1.0:

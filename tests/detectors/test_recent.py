@@ -204,3 +204,17 @@ def test_a_count_page_early_in_its_hour_sets_the_spend_so_far_against_as_much_ex
     _, _, spend = v.reason.partition("; ")
     assert spend.startswith("spend $60.00 so far vs $") and "expected by then" in spend, v.reason
     assert "/h" not in spend, v.reason
+
+
+def test_spend_judged_early_in_its_hour_is_not_given_as_a_rate() -> None:
+    """A third of an hour in, the spend so far is no hourly rate: the reasons said "$120/h"
+    for $120 in twenty minutes, and "(7.5x)" of the whole hour as if it were the pace."""
+    d, ts = _baseline(3)
+    page = d.peek(ts, USD * 60.0, 8.0, 1 / 3)
+    assert page.is_anomaly, page.reason
+    assert page.reason.startswith("spend $120 in the first 33% of Thu 00:00, already "), page
+    quiet = d.peek(ts, USD * 40.0, 8.0, 1 / 3)
+    assert "spend $80.00 in the first 33% of Thu 00:00, already 7.5x the $" in quiet.reason
+    for v in (page, quiet):
+        assert "/h" not in v.reason, v.reason
+    assert d.peek(ts, USD * 60.0, 8.0).reason.startswith("spend $120/h for Thu 00:00")
