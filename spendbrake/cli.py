@@ -771,6 +771,10 @@ def replay(
 ) -> None:
     """Show every alert and action a config would have produced on past events.
 
+    EVENTS_FILE holds usage events, one contract v1 JSON object a line (docs/contract.md;
+    what `spendbrake simulate --out` writes and `spendbrake produce` sends, not a
+    gateway's own log format); '-' reads stdin.
+
     Runs the worker's own validation, dedupe, pricing, rollups, detectors, budgets and
     policies in-process, in the file's order (--sort: in event-time order), with no
     broker. Alerts go to stdout; progress and a summary go to stderr. Exit code 0 (also

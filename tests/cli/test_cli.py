@@ -57,6 +57,13 @@ def test_every_command_has_help(command: str) -> None:
     )
 
 
+def test_replay_help_says_what_its_file_holds() -> None:
+    """It named EVENTS_FILE and nothing of its format, nor that '-' reads stdin."""
+    text = " ".join(run("replay", "--help").output.split())
+    assert "EVENTS_FILE holds usage events, one contract v1 JSON object a line" in text
+    assert "'-' reads stdin" in text
+
+
 def test_simulate_to_file_writes_valid_events(tmp_path: Path) -> None:
     out = tmp_path / "sim.jsonl"
     result = run(
