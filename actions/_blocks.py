@@ -28,6 +28,8 @@ from spendbrake.schemas import (
     visible,
 )
 
+from ._policy import NOTICES
+
 if TYPE_CHECKING:
     from ._outbox import ResumeAnswer
 
@@ -196,13 +198,19 @@ def _against(alert: Alert, observed: float, expected: float) -> str:
 def _money(alert: Alert, since: str | None = None) -> str:
     """How much against what, in which window, and since when it was caught (``since``:
     the incident's first detection; an escalation's own time otherwise)."""
-    observed = alert.observed_usd or 0.0
-    expected = alert.expected_usd
-    text = f"*${observed:,.2f}*"
-    if expected:
-        text += _against(alert, observed, expected)
+    parts = []
+    if alert.observed_usd is not None and alert.kind not in NOTICES:
+        # A notice carries no amount ("$0.00" read as nothing spent on an unpriced model).
+        observed, expected = alert.observed_usd, alert.expected_usd
+        parts.append(
+            f"*${observed:,.2f}*" + (_against(alert, observed, expected) if expected else "")
+        )
     start, end = alert.window_start, alert.window_end
-    text += f"  ·  {mrkdwn(start[:16])}–{mrkdwn(end[11:16])} UTC"
+    # A window past its first day (a day's notice, a month's budget) ends on another date:
+    # "2026-09-01T00:00–00:00" read as no time at all.
+    until = end[11:16] if end[:10] == start[:10] else end[:16]
+    parts.append(f"{mrkdwn(start[:16])}–{mrkdwn(until)} UTC")
+    text = "  ·  ".join(parts)
     caught = since or alert.detected_at
     if caught:
         text += f"  ·  caught {mrkdwn(caught[:16])} UTC"

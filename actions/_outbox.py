@@ -37,7 +37,7 @@ import msgspec
 from spendbrake.schemas import KEY_DIMENSIONS, ActionRecord, Alert, KeysConfig
 
 from ._blocks import mask as _short
-from ._policy import on_a_sum, refusal, screen_pauses
+from ._policy import NOTICES, on_a_sum, refusal, screen_pauses
 
 __all__ = ["Incident", "Outbox", "ResumeAnswer", "Task", "outcome_line", "scope_key"]
 
@@ -215,6 +215,8 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
                 parts.append("not pausable by the keys config: " + _listed(others))
         elif others:
             parts.append("Alert only: the keys config does not allow pausing " + _listed(others))
+        elif alert.kind in NOTICES:
+            parts.append("Nothing to pause: a notice about SpendBrake's own config")
         elif on_a_sum(alert):
             parts.append("Alert only: a sum over keys pauses none; a looping key's own alert does")
         elif alert.kind == "budget" and (unknown := set(alert.scope) - set(KEY_DIMENSIONS)):

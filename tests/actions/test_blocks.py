@@ -302,3 +302,22 @@ def test_the_money_line_measures_each_kind_against_what_it_means() -> None:
     assert "*$103.82* of the $200.00 budget (52%)" in flat(render_alert(budget)[1])
     burn = alert(kind="burn_rate", threshold=14.4, observed_usd=122.69, expected_usd=8.33)
     assert "*$122.69* vs $8.33 at an even pace (14.7x)" in flat(render_alert(burn)[1])
+
+
+def test_a_notice_shows_no_amount_and_a_window_of_days_ends_on_its_date() -> None:
+    """An unpriced model's notice read "*$0.00* · 2026-10-01T00:00–00:00 UTC": nothing
+    spent, in no time at all. It shows its day; a month's budget its end date."""
+    from spendbrake.streamer._processor import unpriced_model_alert
+
+    notice = unpriced_model_alert("openai", "gpt-9", 1790812800, daily=True)
+    line = _mrkdwn_texts(render_alert(notice)[1])[1]
+    assert line == "2026-10-01T00:00–2026-10-02T00:00 UTC", line
+    month = alert(
+        kind="budget",
+        threshold=0.5,
+        observed_usd=510.0,
+        expected_usd=500.0,
+        window_start="2026-09-01T00:00:00.000000Z",
+        window_end="2026-10-01T00:00:00.000000Z",
+    )
+    assert "2026-09-01T00:00–2026-10-01T00:00 UTC" in _mrkdwn_texts(render_alert(month)[1])[1]

@@ -516,7 +516,7 @@ def test_an_outbox_file_of_the_previous_release_loads_with_typed_alerts() -> Non
     assert [t.op for t in box.lanes["slack"]] == ["post", "post"]
     assert [(t.op, t.target) for t in box.lanes["gateway"]] == [("block", "sk-batch")]
     assert all(isinstance(t.alert, Alert) for lane in box.lanes.values() for t in lane)
-    assert "no pause policy" in outcome_line(unpriced, unpriced.alert, dry_run=False)
+    assert outcome_line(unpriced, unpriced.alert, dry_run=False).startswith("Nothing to pause")
     # The refusal of its critical key, not yet acknowledged by the broker, is typed too.
     (refused,) = box.audit.values()
     assert isinstance(refused, ActionRecord)
@@ -763,3 +763,16 @@ def test_a_stop_on_a_budget_of_a_model_says_why_no_key_was_paused() -> None:
     incident = box.incidents[stop.id]
     line = outcome_line(incident, incident.alert, dry_run=False)
     assert line == "Alert only: keys are not known by model"
+
+
+def test_a_notice_about_the_config_says_there_is_nothing_to_pause() -> None:
+    """An unpriced model's notice said "Alert only: no pause policy matches this scope", as
+    if a pause policy for the model were missing."""
+    from spendbrake.streamer._processor import unpriced_model_alert
+
+    box = Outbox()
+    notice = unpriced_model_alert("openai", "gpt-9", 1790812800, daily=True)
+    box.accept(notice, now=1.0, keys=KEYS)
+    incident = box.incidents[notice.id]
+    line = outcome_line(incident, incident.alert, dry_run=False)
+    assert line == "Nothing to pause: a notice about SpendBrake's own config"
