@@ -266,12 +266,14 @@ def render_alert(
     runbook_url: str | None = None,
     buttons: bool = True,
     since: str | None = None,
+    resumable: bool = True,
 ) -> tuple[str, list[dict[str, Any]]]:
     """The parent message of an incident: (fallback text, blocks). ``buttons``: the
     "Resume" and "Snooze" buttons of a pause are served (``slack.interactive_port`` and
     ``slack.signing_secret``); a button nothing answers shows the clicker an error.
     ``since``: when the incident was first caught (its parent, updated for an
-    escalation, still says so)."""
+    escalation, still says so). ``resumable``: a key it paused is still paused; once all
+    are resumed, the undo line and the Resume button go (Snooze stays)."""
     icon = _SEVERITY.get(alert.severity, "")
     title = _title(alert)
     scope = _scope(alert.scope)
@@ -286,7 +288,7 @@ def render_alert(
         blocks.append(_context("Also seen in: " + mrkdwn("; ".join(_scope(s) for s in also))))
     if outcome:
         blocks.append(_section(f"*Done:* {mrkdwn(outcome)}"))
-    undo = _undo(alert, buttons)
+    undo = _undo(alert, buttons) if resumable else None
     if undo:
         blocks.append(_context(undo))
     if runbook_url:
@@ -300,11 +302,11 @@ def render_alert(
         )
     )
     if buttons and alert.action == "pause" and alert.targets:
-        blocks.append(_buttons(alert))
+        blocks.append(_buttons(alert, resumable))
     return text, blocks
 
 
-def _buttons(alert: Alert) -> dict[str, Any]:
+def _buttons(alert: Alert, resumable: bool = True) -> dict[str, Any]:
     """Each button's value within Slack's 2,000 characters and the click parser's bounds:
     too many keys to list resume ``all`` the incident paused (a value cut to fit resumed
     some and not the others; over 100 keys, the click was refused); a scope too long for
@@ -330,25 +332,23 @@ def _buttons(alert: Alert) -> dict[str, Any]:
         "confirm": {"type": "plain_text", "text": "Resume"},
         "deny": {"type": "plain_text", "text": "Cancel"},
     }
-    return {
-        "type": "actions",
-        "elements": [
-            {
-                "type": "button",
-                "action_id": RESUME_ACTION_ID,
-                "style": "primary",
-                "text": {"type": "plain_text", "text": label},
-                "value": resume.decode(),
-                "confirm": confirm,
-            },
-            {
-                "type": "button",
-                "action_id": SNOOZE_ACTION_ID,
-                "text": {"type": "plain_text", "text": "Snooze 1 h"},
-                "value": snooze.decode(),
-            },
-        ],
+    resume_button = {
+        "type": "button",
+        "action_id": RESUME_ACTION_ID,
+        "style": "primary",
+        "text": {"type": "plain_text", "text": label},
+        "value": resume.decode(),
+        "confirm": confirm,
     }
+    snooze_button = {
+        "type": "button",
+        "action_id": SNOOZE_ACTION_ID,
+        "text": {"type": "plain_text", "text": "Snooze 1 h"},
+        "value": snooze.decode(),
+    }
+    # Everything resumed: a Resume button left there only answers "nothing to resume".
+    elements = [resume_button, snooze_button] if resumable else [snooze_button]
+    return {"type": "actions", "elements": elements}
 
 
 def render_followup(
@@ -377,11 +377,17 @@ def render_parent_update(
     runbook_url: str | None = None,
     buttons: bool = True,
     since: str | None = None,
+    resumable: bool = True,
 ) -> tuple[str, list[dict[str, Any]]]:
     """The parent message rewritten with the incident's latest state (``chat.update``):
     everything the first post had (its runbook link was dropped at the first update)."""
     text, blocks = render_alert(
-        alert, outcome=outcome, runbook_url=runbook_url, buttons=buttons, since=since
+        alert,
+        outcome=outcome,
+        runbook_url=runbook_url,
+        buttons=buttons,
+        since=since,
+        resumable=resumable,
     )
     if len(history) > 1:
         blocks.insert(-1, _context("History: " + mrkdwn(" → ".join(history[-5:]))))

@@ -30,6 +30,9 @@ __all__ = ["BudgetBook"]
 
 HOUR = 3600
 MINUTE = 60
+#: What a reload says of a budget whose spend before it was never held here.
+SEEDED_LATER = "its period's spend so far is read from the report store once the store holds it"
+
 #: (input partition, late epoch): the parts of one window that readers sum.
 Part = tuple[int, int]
 #: window start -> (partition, epoch) -> cost_nusd
@@ -57,6 +60,9 @@ class BudgetBook:
         #: Stops a reload lifted (a budget removed, or scoped elsewhere), to resume at the
         #: next check: (name, scope, keys its stop paused, why).
         self.lifted: list[tuple[str, dict[str, str], list[str], str]] = []
+        #: Budgets a reload added or scoped anew, by name: their period's spend before the
+        #: reload was never held here, and waits for ``seed`` (from the report store).
+        self.unseeded: list[str] = []
         #: sorted dims -> indices of the budgets scoped on exactly those fields
         self._scopes: dict[tuple[str, ...], list[int]] = {}
         for i, b in enumerate(budgets):
@@ -250,12 +256,14 @@ class BudgetBook:
         One whose period or time zone changed keeps its spend: the parts held (this period's
         and the previous one's, by the old calendar) are read again under the new one, whose
         thresholds fire afresh. One whose scope changed, or a new one, counts from the
-        rollups read after the reload: the parts of its scope were never held.
+        rollups read after the reload (the parts of its scope were never held) and is listed
+        in ``unseeded``, for the spend before it to be ``seed``-ed.
         """
         old = {b.name: (i, b) for i, b in enumerate(self.configs)}
         book = BudgetBook(config.budgets)
         book.seq = self.seq
         book.lifted = list(self.lifted)
+        waiting = set(self.unseeded)
         notes: list[str] = []
         kept = {b.name: b for b in config.budgets}
         for i, before in enumerate(self.configs):
@@ -273,12 +281,13 @@ class BudgetBook:
                 )
         for j, cfg in enumerate(config.budgets):
             i, before = old.get(cfg.name, (None, None))
-            if i is None or before is None:
-                notes.append(f"budget {cfg.name}: new; counts spend read from now on")
+            if i is None or before is None or before.scope != cfg.scope:
+                why = "new" if before is None else "scope changed"
+                notes.append(f"budget {cfg.name}: {why}; {SEEDED_LATER}")
+                book.unseeded.append(cfg.name)
                 continue
-            if before.scope != cfg.scope:
-                notes.append(f"budget {cfg.name}: scope changed; counts spend read from now on")
-                continue
+            if cfg.name in waiting:
+                book.unseeded.append(cfg.name)
             book.hours[j] = self.hours[i]
             book.minutes[j] = self.minutes[i]
             book.paused[j] = self.paused[i]
@@ -305,9 +314,45 @@ class BudgetBook:
             since = format_ts(min(book.hours[j])) if book.hours[j] else "the reload"
             notes.append(
                 f"budget {cfg.name}: period or time zone changed; its thresholds start afresh "
-                f"for the new period, counting the spend held since {since}"
+                f"for the new period, counting the spend held since {since}; the rest of the "
+                "period is read from the report store once the store holds it"
             )
+            # A longer period (a day made a month) reaches back past the two periods held.
+            book.unseeded.append(cfg.name)
         return book, notes
+
+    def waiting(self, at: float) -> dict[str, tuple[dict[str, str], int]]:
+        """The ``unseeded`` budgets' scopes and the start of their period at ``at``: what
+        to read from the store for them."""
+        return {
+            cfg.name: (dict(cfg.scope), int(tracker.period_bounds(at)[0]))
+            for cfg, tracker in zip(self.configs, self.trackers, strict=True)
+            if cfg.name in self.unseeded
+        }
+
+    def seed(self, name: str, hours: list[tuple[int, int, int, int]], at: float) -> float | None:
+        """Give budget ``name`` (listed in ``unseeded``) the spend of its period before the
+        reload: ``hours`` are the report store's rows of its scope, (hour start, input
+        partition, late epoch, cost_nusd), as the rollups topic carried them. A part read
+        since the reload is newer and kept. Returns the period's spend so far in dollars
+        (None: not waiting); thresholds it crossed fire at the next check.
+
+        Exact when the store holds every rollup this book read before the reload (the
+        caller checks its offsets): each part is an absolute total under the key the
+        topic's records use, so one read twice replaces itself.
+        """
+        if name not in self.unseeded:
+            return None
+        self.unseeded.remove(name)
+        i = next(j for j, cfg in enumerate(self.configs) if cfg.name == name)
+        tracker = self.trackers[i]
+        start, _ = tracker.period_bounds(at)
+        held = self.hours[i]
+        for hour, partition, epoch, cost in hours:
+            if hour >= start:
+                held.setdefault(hour, {}).setdefault((partition, epoch), cost)
+        self._feed(i)
+        return sum(sum(p.values()) for h, p in held.items() if h >= start) / NUSD
 
     def _feed(self, i: int) -> None:
         """Hand budget ``i``'s tracker every hour and minute it holds the parts of."""
@@ -336,6 +381,8 @@ class BudgetBook:
         }
         if self.lifted:
             data["lifted"] = [[name, scope, keys, why] for name, scope, keys, why in self.lifted]
+        if self.unseeded:
+            data["unseeded"] = list(self.unseeded)
         return data
 
     def load(self, data: dict[str, Any]) -> None:
@@ -353,6 +400,8 @@ class BudgetBook:
             (str(name), dict(scope), [str(k) for k in keys], str(why))
             for name, scope, keys, why in data.get("lifted", [])
         ]
+        names = {cfg.name for cfg in self.configs}
+        self.unseeded = [str(n) for n in data.get("unseeded", []) if n in names]
 
 
 def _parts_rows(parts: Parts) -> list[list[Any]]:

@@ -92,10 +92,13 @@ def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned"
       becomes text) is dropped, an unknown workload (``"workload:urgent"``) is dropped
       (the event is ``standard``) and kept in ``tags["workload_given"]``, and request
       tags beyond ``MAX_TAGS``, or beyond what keeps the record within
-      ``MAX_EVENT_BYTES``, are dropped, the last first. A call id (``id``, which a
-      client can set as ``litellm_call_id``) over ``MAX_STR_LEN`` becomes ``fit_id``'s
-      stand-in, the same for every retry of the call; cut short, two calls could share
-      one id and one would be dropped as a duplicate.
+      ``MAX_EVENT_BYTES``, are dropped, the last first. An id over ``MAX_STR_LEN`` (the
+      call's ``id``, which a client can set as ``litellm_call_id``; ``trace_id``; a key
+      alias standing in for the key) becomes ``fit_id``'s stand-in, the same for every
+      retry: cut short, two calls could share one id and one would be dropped as a
+      duplicate (two traces or keys would be one). Names an admin sets (team alias and id,
+      key alias, ``model_group``) are cut to the limit like text: a long one never costs
+      the call's spend.
     * ``cost_usd`` is ``response_cost``, except a 0.0 LiteLLM could not price: one with
       ``response_cost_failure_debug_info`` or ``zero_cost_diagnostic`` set, or one for a
       call with tokens that is not a cache hit (a LiteLLM router reports 0.0, with no
@@ -150,7 +153,7 @@ def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned"
     if workload is not None and workload.lower() not in WORKLOADS:
         own["workload_given"] = attrs.pop("workload")
     model = _strip_provider(payload.get("model"), provider)
-    group = payload.get("model_group")
+    group = _clip(payload.get("model_group"))
     if group and group != model and group != payload.get("model"):
         own["model_group"] = group
     if payload.get("cache_hit") is True:
@@ -161,7 +164,7 @@ def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned"
         if error_class:
             own["error_class"] = error_class
     if meta.get("user_api_key_hash") and meta.get("user_api_key_alias"):
-        own["key_alias"] = str(meta["user_api_key_alias"])
+        own["key_alias"] = str(meta["user_api_key_alias"])[:MAX_STR_LEN]
     # Request tags in request order, as many as fit beside the adapter's own.
     client_tags = [key for key in request_tags if key not in own][: MAX_TAGS - len(own)]
     tags = {key: request_tags[key] for key in client_tags}
@@ -175,14 +178,16 @@ def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned"
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         team=_first(
-            meta.get("user_api_key_team_alias"), meta.get("user_api_key_team_id"), default_team
+            _clip(meta.get("user_api_key_team_alias")),
+            _clip(meta.get("user_api_key_team_id")),
+            default_team,
         ),
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
         reasoning_tokens=_sub(usage, "completion_tokens_details").get("reasoning_tokens"),
         cost_usd=cost,
-        api_key=_first(meta.get("user_api_key_hash"), meta.get("user_api_key_alias")),
-        trace_id=_clip(payload.get("trace_id")),
+        api_key=_id(_first(meta.get("user_api_key_hash"), meta.get("user_api_key_alias"))),
+        trace_id=_id(payload.get("trace_id")),
         tags=tags,
         **attrs,
     )
@@ -400,6 +405,17 @@ def _clip(value: Any) -> str | None:
     if type(value) is not str or not value:
         return None
     return value[:MAX_STR_LEN]
+
+
+def _id(value: Any) -> str | None:
+    """A client-set id as contract text: an int as text, one over ``MAX_STR_LEN`` as
+    ``fit_id``'s stand-in (cut short, two ids sharing a start would be one); None for an
+    empty or any other value."""
+    if type(value) is int:
+        value = str(value)
+    if type(value) is not str or not value:
+        return None
+    return fit_id(value)
 
 
 def _is_zero(cost: Any) -> bool:

@@ -98,6 +98,12 @@ async def resume(
         )
         return False
     say(f"audited on {config.kafka.topics.actions}: {len(book.audit)} record(s), source cli:{user}")
+    if any(kind == "team" for kind, _ in targets):
+        # Unblocking a team leaves its blocked keys blocked (LiteLLM checks both).
+        say(
+            "note: SpendBrake pauses keys, never teams; keys it paused stay paused until "
+            "named here or resumed in Slack"
+        )
     return all_ok
 
 

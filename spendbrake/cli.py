@@ -686,7 +686,13 @@ def _say(line: str) -> None:
 
 @main.command()
 @click.argument("keys", nargs=-1)
-@click.option("--team", "teams", multiple=True, help="Unblock a whole team (gateway team id).")
+@click.option(
+    "--team",
+    "teams",
+    multiple=True,
+    help="Unblock a team (gateway team id) blocked at the gateway; SpendBrake pauses keys, "
+    "never teams, so the keys it paused stay paused: name them.",
+)
 @config_option
 @bootstrap_option
 @click.option(

@@ -285,6 +285,26 @@ def load_offsets(con: Any) -> dict[tuple[str, int], int]:
     return {(topic, part): offset for topic, part, offset in rows}
 
 
+def budget_hours(con: Any, scope: Mapping[str, str], since: int) -> list[tuple[int, int, int, int]]:
+    """The stored hourly rows of the series ``scope`` names exactly (its fields, in any
+    order, and no others) from ``since`` on: (hour start, input partition, late epoch,
+    cost_nusd), the parts a budget of that scope sums (``BudgetBook.seed``)."""
+    fields = sorted(scope)
+    if any(name not in SCOPE_FIELDS for name in fields):
+        return []
+    where = "".join(f' AND "{name}" = ?' for name in fields)
+    rows = con.execute(
+        "SELECT dims, window_start, part, epoch, cost_nusd FROM rollups "
+        f"WHERE window_s = 3600 AND window_start >= ?{where}",
+        [since, *(scope[name] for name in fields)],
+    ).fetchall()
+    return [
+        (start, part, epoch, cost)
+        for dims, start, part, epoch, cost in rows
+        if sorted(filter(None, dims.split(","))) == fields
+    ]
+
+
 def apply_batch(con: Any, batch: StoreBatch, offsets: Mapping[tuple[str, int], int]) -> None:
     """Upsert the batch's rows and the offsets they were read up to, in ONE transaction.
 

@@ -835,7 +835,13 @@ class ActionStage(Stage):
             if own is not thread:
                 self._settle(task, True, None, "threaded under another incident")
                 return
-            text, blocks = render_parent_update(task.alert, outcome, own.history, **shown)
+            text, blocks = render_parent_update(
+                task.alert,
+                outcome,
+                own.history,
+                resumable=bool(self.outbox.resumable(own.id)),
+                **shown,
+            )
             result = await slack.update(thread.ts, text, blocks, channel=thread.channel)
         self._learn_channel(slack)
         if task.op in ("post", "reply"):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import zlib
 from pathlib import Path
@@ -63,6 +64,8 @@ log = logging.getLogger(__name__)
 ADVANCE_HOURS = 24
 #: How often (seconds) to look for input partitions with nothing left to process.
 IDLE_CHECK_S = 2.0
+#: How often budgets a reload added look for their spend so far in the report store.
+SEED_RETRY_S = 5.0
 #: How the wire form of a minute record (``encode_rollup``) follows its dimension set.
 _MINUTE = b',"window_s":60,'
 #: The same for a day record: the watch reads no day windows at all.
@@ -142,12 +145,17 @@ class DetectStage(Stage):
         self._rollup_partitions = 0
         #: (input partition, rollups partition) -> the latest watermark mark read there
         self.mark_parts: dict[tuple[int, int], float] = {}
+        #: Rollup offsets the report store must have read before the budgets a reload
+        #: added take their spend so far from it (None: no budget waits).
+        self._seed_after: dict[int, int] | None = None
+        self._next_seed = 0.0
 
     def reconfigure(self, config: Config) -> list[str]:
         """New detectors, budgets and policies from the next rollup on, baselines kept."""
         notes = self.watch.reconfigure(config)
         self.config = config
         self._minute_sets = minute_sets(config, self.watch)
+        self._seed_after = dict(self.offsets) if self.watch.budgets.unseeded else None
         return notes
 
     # -- state ---------------------------------------------------------------
@@ -202,6 +210,8 @@ class DetectStage(Stage):
         for note in notes:
             log.info("config changed since the snapshot: %s", note)
         log.info("detector stage restored at rollup offsets %s", self.offsets)
+        if self.watch.budgets.unseeded:
+            self._seed_after = dict(self.offsets)
 
     def _unreadable(self, path: Path, reason: str) -> StateUnreadable:
         return StateUnreadable(
@@ -322,6 +332,8 @@ class DetectStage(Stage):
                     await until_stopped(self._find_idle(), self.stopping)
                 except KafkaError as exc:
                     log.debug("idle check failed: %s", exc)
+            if self._seed_after is not None and time.monotonic() >= self._next_seed:
+                await self._seed_budgets()
             alerted = False
             if batches or self.watch.idle:
                 while True:
@@ -353,6 +365,59 @@ class DetectStage(Stage):
                     return
                 last_checkpoint = time.monotonic()
 
+    async def _seed_budgets(self) -> None:
+        """Give the budgets a reload added (or scoped anew) their period's spend before it,
+        from the report store's hourly rollups, once the store has read every rollup this
+        stage had read by then: exact, as the parts are the topic's own (``BudgetBook.seed``).
+        Tried every ``SEED_RETRY_S`` while the store is behind or busy; with no store (the
+        store stage not run), the budget counts the spend read since the reload."""
+        self._next_seed = time.monotonic() + SEED_RETRY_S
+        book = self.watch.budgets
+        if self._seed_after is None or not book.unseeded:
+            self._seed_after = None
+            return
+        if not math.isfinite(self.watch.now):
+            return  # no watermark yet: no period to read
+        from .store import store_path  # DuckDB only when a budget waits
+
+        path = store_path(self.config, self.settings.state_dir)
+        if not path.exists():
+            for name in book.unseeded:
+                log.warning(
+                    "budget %s: no report store at %s (the store stage writes it): it counts "
+                    "the spend read since the reload",
+                    name,
+                    path,
+                )
+            book.unseeded.clear()
+            self._seed_after = None
+            return
+        waiting = book.waiting(self.watch.now)
+        try:
+            found = await asyncio.to_thread(
+                _stored_budget_hours, path, self.topic, self._seed_after, waiting
+            )
+        except StateUnreadable as exc:
+            log.warning(
+                "budgets %s: %s; they count the spend read since the reload", list(waiting), exc
+            )
+            book.unseeded.clear()
+            self._seed_after = None
+            return
+        if found is None:
+            log.info("budgets %s wait for the report store to read the rollups", list(waiting))
+            return
+        for name, hours in found.items():
+            usd = book.seed(name, hours, self.watch.now)
+            if usd is not None:
+                log.info(
+                    "budget %s: $%.2f spent this period, read from the report store (%d rows)",
+                    name,
+                    usd,
+                    len(hours),
+                )
+        self._seed_after = None
+
     def _skip(self, partition: int, offset: int, problem: ValueError) -> None:
         """A record that is neither a window nor a mark: counted and logged, never fatal
         (failing on it would fail again at every restart, on the same offset)."""
@@ -382,3 +447,27 @@ class DetectStage(Stage):
                 partition=partition,
             )
             self._pending.append((record, asyncio.ensure_future(send)))
+
+
+def _stored_budget_hours(
+    path: Path,
+    topic: str,
+    after: dict[int, int],
+    waiting: dict[str, tuple[dict[str, str], int]],
+) -> dict[str, list[tuple[int, int, int, int]]] | None:
+    """Each waiting budget's stored hours (``streamer.budget_hours``), or None while the
+    store is busy or has not read ``topic`` up to ``after`` (a partition -> next offset)."""
+    from spendbrake.streamer import StoreBusy, budget_hours, load_offsets, opened
+
+    try:
+        # Read-write, as the store stage opens it: DuckDB refuses a second connection of
+        # another mode to a file this process (its store stage) may hold.
+        with opened(path, wait_s=1.0) as con:
+            stored = load_offsets(con)
+            if any(stored.get((topic, p), 0) < offset for p, offset in after.items()):
+                return None
+            return {
+                name: budget_hours(con, scope, since) for name, (scope, since) in waiting.items()
+            }
+    except StoreBusy:
+        return None

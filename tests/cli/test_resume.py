@@ -77,3 +77,29 @@ def test_the_confirmation_names_each_key_as_given_and_the_audit(
     assert lines[3] == f"audited on {actions}: 3 record(s), source cli:{getpass.getuser()}"
     records = read_topic_sync(broker.bootstrap_servers, actions, expect=3, timeout_s=10)
     assert sorted(orjson.loads(value)["target"] for _, _, value in records) == sorted(keys)
+
+
+def test_a_team_resume_says_the_keys_stay_paused(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """SpendBrake pauses keys, never teams: unblocking a team leaves the keys it paused
+    blocked, and the operator who typed ``--team`` is told so rather than left believing
+    the team's spend flows again."""
+    actions = make_topic("actions", 1)
+    with FakeGateway(master_key="sk-master", strict_key_format=False) as gateway:
+        for path, body in (("/key/block", {"key": "nightly"}), ("/team/block", {"team_id": "t1"})):
+            httpx.post(
+                f"{gateway.url}{path}", json=body, headers={"authorization": "Bearer sk-master"}
+            ).raise_for_status()
+        config = tmp_path / "spendbrake.yaml"
+        config.write_text(
+            f"kafka:\n  bootstrap_servers: {broker.bootstrap_servers}\n"
+            f"  topics:\n    actions: {actions}\n"
+            f"gateway:\n  url: {gateway.url}\n  master_key: sk-master\n"
+        )
+        result = CliRunner().invoke(main, ["resume", "--team", "t1", "--config", str(config)])
+        assert not gateway.blocked_teams and gateway.is_blocked("nightly")
+    assert result.exit_code == 0, (result.output, result.exception)
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("team t1: ok"), lines
+    assert lines[-1].startswith("note: SpendBrake pauses keys, never teams"), lines

@@ -9,6 +9,7 @@ import math
 import pytest
 
 from spendbrake.detectors import SpendWatch, available, make_detector
+from spendbrake.detectors._budgets import SEEDED_LATER
 from spendbrake.detectors._retune import retune
 from spendbrake.schemas import BudgetConfig, Config, DetectorConfig, parse_ts
 from tests.detectors.synth import run, spend
@@ -210,8 +211,10 @@ def test_a_budget_moved_to_another_period_keeps_the_spend_it_holds() -> None:
     assert parse_ts(after[0].detected_at) < T0 + 13.5 * HOUR
     assert notes == [
         "budget search: period or time zone changed; its thresholds start afresh for the new "
-        "period, counting the spend held since 2026-09-28T00:00:00.000000Z"
+        "period, counting the spend held since 2026-09-28T00:00:00.000000Z; the rest of the "
+        "period is read from the report store once the store holds it"
     ]
+    assert watch.budgets.unseeded == ["search"]
     assert watch.snapshot()  # the re-fed state is plain data as ever
 
 
@@ -247,3 +250,35 @@ def test_a_lifted_stop_waiting_for_its_check_survives_a_snapshot() -> None:
     again.restore(watch.snapshot())
     resumed = [a for a in _run(again, plan[:15], start=13) if a.action == "resume"]
     assert [a.targets for a in resumed] == [["k-agent", "k-chat"]]
+
+
+def test_a_budget_added_by_a_reload_takes_its_period_so_far_from_stored_rows() -> None:
+    """A budget added at 13:00 to a team $130 into its day: the reload lists it as waiting,
+    across a snapshot, and the store's hourly parts (the topic's own) give it the morning.
+    A part read since the reload is newer than the store's and kept."""
+    plan = [{"k-agent": 8.0, "k-chat": 2.0} for _ in range(24)]  # team search: $10 an hour
+    budget = BudgetConfig(
+        name="search", scope={"team": "search"}, amount_usd=200, period="day", hard_stop_at=None
+    )
+    config = Config(detectors=[], budgets=[budget], keys=RULES)
+    always = SpendWatch(config)
+    _run(always, plan[:13])
+    stored = [
+        (hour, part, epoch, cost)
+        for hour, parts in always.budgets.hours[0].items()
+        for (part, epoch), cost in parts.items()
+    ]
+    watch = SpendWatch(config.model_copy(update={"budgets": []}))
+    _run(watch, plan[:13])
+    assert watch.reconfigure(config) == [f"budget search: new; {SEEDED_LATER}"]
+    assert [a for a in _run(watch, plan[:14], start=13) if a.kind == "budget"] == []
+    again = SpendWatch(watch.config)
+    again.restore(watch.snapshot())
+    assert again.budgets.unseeded == ["search"]
+    hour_13 = T0 + 13 * HOUR
+    stale = [(hour_13, part, epoch, 1) for hour, part, epoch, _ in stored if hour == T0]
+    assert again.budgets.seed("search", stored + stale, again.now) == 140.0
+    assert again.budgets.seed("search", stored, again.now) is None  # once
+    after = [a for a in _run(again, plan[:15], start=14) if a.kind == "budget"]
+    assert [(a.threshold, a.observed_usd) for a in after] == [(0.5, 142.5)]  # at 14:15
+    assert again.snapshot()

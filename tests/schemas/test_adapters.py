@@ -17,6 +17,7 @@ from spendbrake.schemas import (
     UsageEvent,
     decode_event,
     encode_event,
+    fit_id,
     from_anthropic_usage,
     from_litellm,
     from_openai_usage,
@@ -298,7 +299,9 @@ def test_litellm_client_attribution_never_makes_the_event_invalid() -> None:
             metadata={**no_overrides, "spend_logs_metadata": {"outcome": long, "workload": long}},
         )
     )
-    assert event.feature == event.customer == event.trace_id == event.outcome == long[:MAX_STR_LEN]
+    assert event.feature == event.customer == event.outcome == long[:MAX_STR_LEN]
+    # An id is hashed whole, not cut: two long trace ids sharing a start stay two traces.
+    assert event.trace_id == fit_id(long) != fit_id(long + "y")
     assert event.tags[long[:MAX_STR_LEN]] == long[:MAX_STR_LEN]
     assert event.tags[f"bare-{long}"[:MAX_STR_LEN]] == "true"
     assert event.tags["workload_given"] == long[:MAX_STR_LEN] and event.workload == "standard"
@@ -325,6 +328,28 @@ def test_litellm_client_attribution_never_makes_the_event_invalid() -> None:
     )
     assert (odd.customer, odd.feature, odd.tags["ok"]) == ("42", "f", "true")
     assert from_litellm(proxy_payload(request_tags="not-a-list")).tags == {"model_group": "smart"}
+
+
+def test_litellm_long_admin_names_never_make_the_event_invalid() -> None:
+    """A team alias, key alias or model group past the contract's limit (set by an admin,
+    not checked by LiteLLM) made the event invalid: the callback dropped the call's spend."""
+    from spendbrake.schemas._event import MAX_STR_LEN
+
+    long = "n" * (MAX_STR_LEN + 40)
+    meta = proxy_payload()["metadata"]
+    named = {**meta, "user_api_key_team_alias": long, "user_api_key_alias": long}
+    event = from_litellm(proxy_payload(metadata=named, model_group=long))
+    assert event.team == event.tags["key_alias"] == event.tags["model_group"] == long[:MAX_STR_LEN]
+    assert event.api_key == meta["user_api_key_hash"]
+    by_id = {**meta, "user_api_key_team_alias": None, "user_api_key_team_id": long}
+    assert from_litellm(proxy_payload(metadata=by_id)).team == long[:MAX_STR_LEN]
+    # A key known by its alias alone: the alias is the key, hashed whole when too long.
+    alias_only = {**meta, "user_api_key_hash": None, "user_api_key_alias": long}
+    keyed = [
+        from_litellm(proxy_payload(metadata={**alias_only, "user_api_key_alias": a}))
+        for a in (long, long + "2")
+    ]
+    assert keyed[0].api_key == fit_id(long) != keyed[1].api_key == fit_id(long + "2")
 
 
 def test_litellm_bad_values_name_the_field() -> None:

@@ -21,7 +21,12 @@ import orjson
 import pytest
 
 from spendbrake._broker import EmbeddedBroker, free_port
-from spendbrake.actions._interactive import RESUME_ACTION_ID, build_payload, sign_request
+from spendbrake.actions._interactive import (
+    RESUME_ACTION_ID,
+    SNOOZE_ACTION_ID,
+    build_payload,
+    sign_request,
+)
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
 from tests.kafka_helpers import read_topic
@@ -173,6 +178,13 @@ def _texts(messages: list[dict[str, Any]]) -> str:
     return "\n".join(orjson.dumps(m).decode() for m in messages)
 
 
+def _buttons(message: dict[str, Any]) -> list[str]:
+    blocks = (
+        orjson.loads(message["blocks"]) if isinstance(message["blocks"], str) else message["blocks"]
+    )
+    return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+
 def test_pause_blocks_the_batch_key_alerts_the_critical_one_and_resume_unblocks(
     broker: EmbeddedBroker,
     make_topic: Callable[..., str],
@@ -259,6 +271,12 @@ def test_slack_buttons_resume_through_the_stage_and_forgeries_are_refused(
         assert told["text"].startswith("Resuming 1 key (growth-email-batch), requested by <@U42>")
         resumed = next(m for m in slack.messages if "Resumed" in _texts([m]) and m["thread_ts"])
         assert "Requested by <@U42>" in _texts([resumed])
+        # The parent, updated: nothing left to resume, so its Resume button and undo line
+        # are gone (a click only answered "already resumed"); Snooze stays.
+        assert slack.wait_for(lambda: "Resumed" in _texts(slack.updates[-1:]), 30)
+        assert _buttons(slack.updates[-1]) == [SNOOZE_ACTION_ID], slack.updates[-1]
+        assert "spendbrake resume" not in _texts(slack.updates[-1:])
+        assert RESUME_ACTION_ID in _buttons(slack.updates[0])  # while it was paused
         # A second on-call clicks after it is done: told so, nothing sent to the gateway.
         again = build_payload(
             RESUME_ACTION_ID,

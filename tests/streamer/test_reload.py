@@ -339,3 +339,72 @@ def test_the_bytes_compared_are_the_bytes_applied(tmp_path: Path) -> None:
         server.join()
     assert result.status == "applied", result
     assert [(b.name, b.amount_usd) for b in stage.configs[-1].budgets] == [("a", 5), ("b", 7)]
+
+
+@pytest.mark.parametrize("with_store", [True, False])
+def test_a_budget_added_by_a_reload_counts_the_period_before_it(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path, with_store: bool
+) -> None:
+    """A budget added mid-period (or scoped anew) counted only the spend read after the
+    reload: a team $90 into its day got a $100 budget whose thresholds and hard stop came
+    $90 late. With the store stage running, its spend so far comes from the report store's
+    hourly rollups (the topic's own parts, exact); without a store, the log says it counts
+    from the reload."""
+    topics = {"events": make_topic("events", 2), "rollups": make_topic("rollups", 2)}
+    topics["alerts"] = make_topic("alerts", 1)
+    for name in ("dlq", "actions", "traces"):
+        topics[name] = f"{topics['events']}-{name}"
+    config, state, log = tmp_path / "spendbrake.yaml", tmp_path / "state", tmp_path / "worker.log"
+    # $90 in the day's 06:00 hour, then calls of team ops at 09:00 on both partitions: the
+    # 06:00 hour is closed (its records final) before the reload. An hour still open then
+    # is re-sent whole as it grows, so only closed hours were ever missed.
+    first = [_event(i, T0 - 3 * 3600 + 60 * i, "search", SPENT / 30) for i in range(30)]
+    first += [_event(50 + i, T0 + 60 * i, "ops", 0.01) for i in range(20)]
+    names = "".join(f"    {k}: {v}\n" for k, v in topics.items())
+    base = (
+        f"kafka:\n  group_id: seed-test\n  topics:\n{names}detectors: []\nbudgets:\n"
+        f"  - {{name: canary, scope: {{team: search}}, amount_usd: {SPENT}, period: day,"
+        " alert_at: [1.0], hard_stop_at: null}\n"
+    )
+    added = (
+        "  - {name: search-new, scope: {team: search}, amount_usd: 100, period: day,"
+        " alert_at: [0.5, 0.8, 1.0], hard_stop_at: null}\n"
+    )
+    stages = "ingest,detect,store" if with_store else "ingest,detect"
+    config.write_text(base)
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics["events"], first))
+    worker = start_worker(broker, config, state, log, stages=stages)
+    try:
+        _wait_alert(broker, topics["alerts"], lambda a: a["budget"] == "canary", log, 90)
+        time.sleep(2.0)  # the rest of the first batch read
+        config.write_text(base + added)
+        time.sleep(3.0)
+        # One more search call of $1 after the reload, in the 09:00 hour.
+        late = [_event(100, T0 + 1900, "search", 1.0)]
+        late += [_event(101 + i, T0 + 2000 + i, "ops", 0.01) for i in range(10)]
+        asyncio.run(publish_raw(broker.bootstrap_servers, topics["events"], late))
+        if with_store:
+            crossed = _wait_alert(
+                broker,
+                topics["alerts"],
+                lambda a: a["budget"] == "search-new" and a["threshold"] == 0.8,
+                log,
+                60,
+            )
+            assert crossed["observed_usd"] >= SPENT - 1e-6, crossed
+        else:
+            deadline = time.monotonic() + 60
+            while "no report store at" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(2.0)
+    finally:
+        stop(worker)
+    text = log.read_text()
+    alerts = [a for a in _budget_alerts(broker, topics["alerts"]) if a["budget"] == "search-new"]
+    if with_store:
+        assert "read from the report store" in text, text[-3000:]
+        # 50 % and 80 % once each, at once; 100 % not reached ($91 of $100).
+        assert sorted(a["threshold"] for a in alerts) == [0.5, 0.8], alerts
+    else:
+        assert "budget search-new: no report store at" in text, text[-3000:]
+        assert alerts == [], [(a["threshold"], a["observed_usd"], a["reason"]) for a in alerts]
