@@ -10,13 +10,15 @@ Anomalous verdicts become ``Candidate``s, in dollars, for ``_incidents`` to grou
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from spendbrake.detectors._bank import Bank
 from spendbrake.detectors._base import Detector, Verdict, usd
 from spendbrake.detectors._book import SeriesBook
 from spendbrake.detectors._incidents import Candidate, Scope, inside, narrowed, rank
-from spendbrake.detectors._recent import STEPS, look
+from spendbrake.detectors._recent import STEPS, look_all
 from spendbrake.detectors._series import (
     ASLEEP_FROM,
     CLOSED_CALLS,
@@ -24,8 +26,6 @@ from spendbrake.detectors._series import (
     CLOSED_HOUR,
     HEAD,
     LAST_SPEND,
-    RECENT_HI,
-    RECENT_LO,
     Series,
     metric_value,
     weight,
@@ -38,6 +38,8 @@ HOUR = 3600
 #: Least share of an hour an early look judges calls over as a rate (five minutes).
 PEEK_MIN_SHARE = 300 / HOUR
 
+#: An early look's plan for the series of one list of detector entries (``Scoring._plan``).
+_Plan = tuple[float, tuple[tuple[int, DetectorConfig, float], ...]]
 #: A series' attributes, with a key's team, feature... (``KeyDirectory.known``).
 Known = Callable[[Scope], dict[str, str | None]]
 
@@ -59,6 +61,9 @@ class Scoring:
         self.book = book
         self.known = known
         self.cpc_min_usd = cpc_min_usd
+        #: ``_plan`` by (detector entries, bank kind), under ``_plans_config``.
+        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._plans_config: Config | None = None
 
     def close(self, hour: int, config: Config) -> list[Candidate]:
         """Feed ``hour`` to every series' detectors; the anomalous verdicts as candidates.
@@ -110,51 +115,59 @@ class Scoring:
         one), each changed series' newest hour is also judged on its recent rate: its calls
         in the last ``STEPS`` steps (``_recent``), which a surge late in an hour fills while
         the hour's total still dilutes it.
+
+        A step's changed hours are read first, then their recent rates; an hour under every
+        early-looking detector's ``min_usd`` (``_plan``, one int compare) asks none of them:
+        about 97 % of the hours a replay looks at, where ``_worth_peeking`` took a call a
+        detector to say no.
         """
-        found = []
         book = self.book
         dirty, book.dirty = book.dirty, set()
         closed = -math.inf if closed_until is None else closed_until
-        step = int(now // step_s)
-        hour_steps = int(HOUR // step_s)
-        rated = looks_from is not None and hour_steps * step_s == HOUR and hour_steps >= STEPS
-        newest: dict[Any, int] = {}
-        if rated:
-            for sk, hour in dirty:
-                if hour <= now and hour > newest.get(sk, -1):
-                    newest[sk] = hour
-        for sk, hour in sorted(dirty, key=_hour_of):  # a series' hours in order
-            series = book.series.get(sk)
+        rows: list[tuple[Series, int, int, int, int, int]] = []
+        #: A series' newest changed hour: its last row (rows come in hour order).
+        newest: dict[int, int] = {}
+        get = book.series.get
+        for sk, hour in sorted(dirty, key=_HOUR_OF):  # a series' hours in order
+            series = get(sk)
             if series is None or hour < closed:
                 continue  # forgotten, or learned since it changed
             if hour > now:
                 book.dirty.add((sk, hour))  # past the watermark: earlier hours are learned first
                 continue
             cost, calls = series.total(hour)
-            if series.state[ASLEEP_FROM] and closed_until is not None:
+            st = series.state
+            if st[ASLEEP_FROM] and closed_until is not None:
                 series.wake(closed_until, config)
+            newest[id(series)] = len(rows)
+            rows.append((series, hour, cost, calls, st[CLOSED_COST], st[CLOSED_CALLS]))
+        recent = self._rates(rows, newest.values(), now, looks_from, step_s)
+        plans = self._plans_for(config)
+        found = []
+        for k, (series, hour, cost, calls, closed_cost, closed_calls) in enumerate(rows):
+            bank = series.bank
+            plan = plans.get((bank.slots, type(bank)))
+            if plan is None:
+                plan = plans[(bank.slots, type(bank))] = self._plan(series, config)
+            floor, peekers = plan
+            if cost < floor:
+                continue  # under every early-looking detector's ``min_usd``: none would look
             # The share of the hour seen so far (at least one early-look step, so a minute's
             # calls are not judged as a rate on their own).
             seen = min(1.0, max(PEEK_MIN_SHARE, (now - hour) / HOUR))
-            recent = None
-            if newest.get(sk) == hour:
-                assert looks_from is not None
-                now_calls = calls if hour == step // hour_steps * HOUR else None
-                recent = self._recent(series, now, step, looks_from, hour_steps, step_s, now_calls)
-            st = series.state
-            closed_cost, closed_calls = st[CLOSED_COST], st[CLOSED_CALLS]
-            dets = series.bank.at(series.row)
-            for p, i in book.peekers(series):
+            dets = bank.at(series.row)
+            for p, cfg, at_least in peekers:
+                if cost < at_least:
+                    continue  # under its ``min_usd``
                 det = dets[p]
-                cfg = config.detectors[i]
                 value = metric_value(cfg, cost, calls)
                 if not _worth_peeking(
-                    cfg, det, value, calls, closed_cost, closed_calls, seen, recent
+                    cfg, det, value, calls, closed_cost, closed_calls, seen, recent[k]
                 ):
                     continue
                 w = weight(cfg, det, calls)
                 if det.peeks_partial:
-                    verdict = det.peek(float(hour), value, w, seen, recent)  # type: ignore[call-arg]
+                    verdict = det.peek(float(hour), value, w, seen, recent[k])  # type: ignore[call-arg]
                 elif det.may_alert(float(hour), value, w):
                     verdict = det.peek(float(hour), value, w)
                 else:
@@ -165,38 +178,62 @@ class Scoring:
         return found
 
     @staticmethod
-    def _recent(
-        series: Series,
+    def _rates(
+        rows: list[tuple[Series, int, int, int, int, int]],
+        newest: Iterable[int],
         now: float,
-        step: int,
-        looks_from: int,
-        hour_steps: int,
+        looks_from: int | None,
         step_s: float,
-        calls: int | None,
-    ) -> tuple[float, float] | None:
-        """(calls in the last ``STEPS`` steps, their share of an hour), recording this look's
-        calls for the next ones; None while they are unknown. ``calls``: the current hour's,
-        if known."""
-        if calls is None:
-            calls = series.calls_of(step // hour_steps * HOUR)
-        st = series.state
-        got, hi, lo = look(
-            st[RECENT_HI],
-            st[RECENT_LO],
-            step,
-            looks_from,
-            hour_steps,
-            calls,
-            lambda h: series.calls_of(h * HOUR),
-        )
-        try:  # in place, as ``Series.set_recent`` (a method call a look costs replay speed)
-            st[RECENT_HI] = hi
-            st[RECENT_LO] = lo
-        except OverflowError:
-            series.set_recent(hi, lo)
-        if got is None:
-            return None
-        return float(got), min(1.0, (now - (step - STEPS) * step_s) / HOUR)
+    ) -> list[tuple[float, float] | None]:
+        """Each row's recent rate (``_recent``): (calls in the last ``STEPS`` steps, their
+        share of an hour) for each series' newest row, recording this look's calls in its
+        ring; None for the others, and while unknown."""
+        recent: list[tuple[float, float] | None] = [None] * len(rows)
+        step = int(now // step_s)
+        hour_steps = int(HOUR // step_s)
+        if looks_from is None or hour_steps * step_s != HOUR or hour_steps < STEPS:
+            return recent
+        share = min(1.0, (now - (step - STEPS) * step_s) / HOUR)
+        current = step // hour_steps * HOUR
+        rated = list(newest)
+        series = [rows[k][0] for k in rated]
+        calls = [
+            calls if hour == current else s.calls_of(current)
+            for s, hour, _, calls, _, _ in (rows[k] for k in rated)
+        ]
+        for k, got in zip(
+            rated, look_all(series, calls, step, looks_from, hour_steps), strict=True
+        ):
+            if got is not None:
+                recent[k] = (float(got), share)
+        return recent
+
+    def _plans_for(self, config: Config) -> dict[tuple[Any, ...], _Plan]:
+        """The early-look plans of ``_plan`` by (detector entries, bank kind), for
+        ``config``: a list of entries means the same detectors, of the same hyperparameters,
+        under one config."""
+        if config is not self._plans_config:
+            self._plans, self._plans_config = {}, config
+        return self._plans
+
+    def _plan(self, series: Series, config: Config) -> _Plan:
+        """(the least cost_nusd of an open hour one of the series' early-looking detectors
+        may be worth peeking at, and (position, entry, its own least) of each of them).
+
+        A detector's least is its ``min_usd`` bar as an int (``cost_floor``), or -inf where
+        ``_worth_peeking`` may look whatever the cost (a metric other than a cost, a detector
+        outside a bank, whose bar may differ from its bank-mates'). Why: most hours a replay
+        looks at are under ``min_usd``; one int compare tells so, where ``_worth_peeking``
+        took a call a detector."""
+        dets = series.bank.at(series.row)
+        peekers = []
+        for p, i in self.book.peekers(series):
+            cfg, det = config.detectors[i], dets[p]
+            least = -math.inf
+            if cfg.metric == "cost_usd" and type(series.bank) is Bank:
+                least = cost_floor(getattr(det, "min_usd", 0.0))
+            peekers.append((p, cfg, least))
+        return min((least for _, _, least in peekers), default=math.inf), tuple(peekers)
 
     def _candidate(
         self,
@@ -338,9 +375,9 @@ def _worth_peeking(
     """Skip early looks that cannot alert or are not urgent (they cost replay speed).
 
     ``closed_cost``, ``closed_calls``: the hour the series' detectors learned last (numbers,
-    not a tuple: this runs for about 900k detectors a 1M-event replay). A cost that has not
-    yet passed the whole previous hour's is no runaway in the making: the hour's close
-    still judges it, minutes later. A detector that judges the
+    not a tuple: this runs for about 200k detectors a 1M-event replay, those over their
+    cost floor). A cost that has not yet passed the whole previous hour's is no runaway in
+    the making: the hour's close still judges it, minutes later. A detector that judges the
     part of the hour seen as a rate (``peeks_partial``) compares with that part of the
     previous hour: a loop that began late in the previous hour made it dear, and must not
     wait for this one to outspend it.
@@ -361,5 +398,26 @@ def _worth_peeking(
     return value * NUSD > closed_cost * share
 
 
-def _hour_of(dirty: tuple[Any, int]) -> int:
-    return dirty[1]
+def cost_floor(min_usd: float) -> float:
+    """The least cost_nusd ``c`` with ``c / NUSD > min_usd`` (``_worth_peeking``'s rule, in
+    its floats): every larger int passes the rule and every smaller one fails it, since an
+    int's true division is correctly rounded and so never falls as ``c`` grows. inf when no
+    int passes (NaN, inf), -inf when all do."""
+    if isinstance(min_usd, float) and not math.isfinite(min_usd):
+        return -math.inf if min_usd == -math.inf else math.inf
+    low = math.floor(min_usd) * NUSD  # fails: ``low / NUSD`` is exactly floor(min_usd)
+    span = NUSD
+    while not (low + span) / NUSD > min_usd:
+        low, span = low + span, 2 * span
+    high = low + span
+    while high - low > 1:  # low fails, high passes
+        mid = (low + high) // 2
+        if mid / NUSD > min_usd:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+#: A dirty entry's hour: the sort key of an early look's entries.
+_HOUR_OF = operator.itemgetter(1)

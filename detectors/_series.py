@@ -220,7 +220,11 @@ class Series:
             if parts[i] == hour and parts[i + 1] == partition and parts[i + 2] == epoch:
                 if parts[i + 3] == cost and parts[i + 4] == calls:
                     return False
-                self._write(i + 3, (cost, calls))
+                try:  # in place, no array made for the two values (400k a 1M-event replay)
+                    parts[i + 3] = cost
+                    parts[i + 4] = calls
+                except OverflowError:  # past int64: ``_write`` keeps them exact, in a list
+                    self._write(i + 3, (cost, calls))
                 return True
         self._write(len(parts), (hour, partition, epoch, cost, calls))
         return True
@@ -270,6 +274,11 @@ class Series:
             return st[CLOSED_CALLS]
         return self.total(hour)[1]
 
+    def hour_calls(self, hour: int) -> int:
+        """``calls_of`` an hour given in hours since the epoch (``_recent.look``'s
+        ``hour_total``)."""
+        return self.calls_of(hour * HOUR)
+
     def hours(self) -> list[int]:
         """The open hours, earliest first."""
         return sorted(set(self.state[HEAD::_ROW]))
@@ -277,6 +286,8 @@ class Series:
     def total(self, hour: int) -> tuple[int, int]:
         """(cost_nusd, calls) of ``hour`` summed over its partitions and epochs."""
         parts = self.state
+        if len(parts) == HEAD + _ROW:  # one part, the usual open hour: no loop
+            return (parts[HEAD + 3], parts[HEAD + 4]) if parts[HEAD] == hour else (0, 0)
         cost = calls = 0
         for i in range(HEAD, len(parts), _ROW):
             if parts[i] == hour:

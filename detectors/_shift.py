@@ -158,6 +158,8 @@ class Shift(InRows):
     def may_alert(self, ts: float, value: float, weight: float = 1.0) -> bool:
         """Whether ``peek`` would alert, without its verdict text: the early look asks this
         first, for every key's hour from its first call."""
+        if not self._rows.nums[self._row * _WIDTH + _N] >= self._hp.warmup_n:
+            return False  # still learning (``_alerts``' first rule): about 1 in 5 replay asks
         w = _usable_weight(ts, value, weight)
         if w is None:
             return False

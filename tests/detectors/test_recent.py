@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from spendbrake.detectors import SpendWatch, make_detector
-from spendbrake.detectors._recent import STEPS, look
+from spendbrake.detectors._recent import STEPS, look, look_all
+from spendbrake.detectors._series import Series
 from spendbrake.schemas import NUSD, Alert, Config, RollupRecord
 
 HOUR = 3600
@@ -194,6 +195,7 @@ def test_the_window_is_the_calls_of_the_last_three_steps(seed: int) -> None:
     assert judged > 100
 
 
+<<<<<<< HEAD
 def test_a_count_page_early_in_its_hour_sets_the_spend_so_far_against_as_much_expected() -> None:
     """The calls ten minutes in are a loop's; the spend so far is a fraction of a whole usual
     hour, and the reason showed it per hour ("spend $60/h vs $12/h expected", as if under
@@ -218,3 +220,36 @@ def test_spend_judged_early_in_its_hour_is_not_given_as_a_rate() -> None:
     for v in (page, quiet):
         assert "/h" not in v.reason, v.reason
     assert d.peek(ts, USD * 60.0, 8.0).reason.startswith("spend $120/h for Thu 00:00")
+=======
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("looks_back", [0, 2, 3, 50])
+def test_the_looks_of_a_step_at_once_are_the_looks_one_by_one(seed: int, looks_back: int) -> None:
+    """``look_all`` takes the usual look of every series of a step without ``look``: on
+    rings of every kind (a look a step before, rings empty, old, repeated at this step,
+    over an hour's boundary, calls near and past 2**31 and 2**32) and looks at every step
+    for a while or not (``looks_back``), its windows and rings are ``look``'s, one series
+    at a time."""
+    rng = np.random.default_rng(seed)
+    step = 1_000 * 12 + int(rng.integers(0, 12))  # any step of an hour
+    looks_from = step - looks_back
+    series, calls, expected, usual = [], [], [], 0
+    for n in range(400):
+        s = Series((("api_key",), (f"k{n}",)))
+        last = step - int(rng.choice([1, 1, 1, 0, 2, 3, 13, -1]))
+        big = int(rng.choice([3, 2**31 - 1, 2**31, 2**32 - 2, 2**32]))
+        kept = [int(rng.integers(0, big)) % 2**32 for _ in range(3)]
+        hi, lo = (0, 0) if rng.random() < 0.1 else (last << 32 | kept[2], kept[1] << 32 | kept[0])
+        s.recent = hi << 64 | lo
+        s.set_part(step // 12 * HOUR - HOUR, 0, 0, 5, int(rng.choice([4, 2**32 + 1])))
+        now = int(rng.choice([0, 7, big, 2**32 - 1]))
+        got, want_hi, want_lo = look(
+            hi, lo, step, looks_from, 12, now, lambda h, s=s: s.calls_of(h * HOUR)
+        )
+        series.append(s)
+        calls.append(now)
+        expected.append((got, want_hi << 64 | want_lo))
+        usual += last == step - 1 and bool(hi or lo) and now < 2**32 - 1
+    got = look_all(series, calls, step, looks_from, 12)
+    assert [(g, s.recent) for g, s in zip(got, series, strict=True)] == expected
+    assert 0 < usual < len(series)  # both paths are taken
+>>>>>>> main
