@@ -195,7 +195,6 @@ def test_the_window_is_the_calls_of_the_last_three_steps(seed: int) -> None:
     assert judged > 100
 
 
-<<<<<<< HEAD
 def test_a_count_page_early_in_its_hour_sets_the_spend_so_far_against_as_much_expected() -> None:
     """The calls ten minutes in are a loop's; the spend so far is a fraction of a whole usual
     hour, and the reason showed it per hour ("spend $60/h vs $12/h expected", as if under
@@ -220,7 +219,8 @@ def test_spend_judged_early_in_its_hour_is_not_given_as_a_rate() -> None:
     for v in (page, quiet):
         assert "/h" not in v.reason, v.reason
     assert d.peek(ts, USD * 60.0, 8.0).reason.startswith("spend $120/h for Thu 00:00")
-=======
+
+
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("looks_back", [0, 2, 3, 50])
 def test_the_looks_of_a_step_at_once_are_the_looks_one_by_one(seed: int, looks_back: int) -> None:
@@ -252,4 +252,3 @@ def test_the_looks_of_a_step_at_once_are_the_looks_one_by_one(seed: int, looks_b
     got = look_all(series, calls, step, looks_from, 12)
     assert [(g, s.recent) for g, s in zip(got, series, strict=True)] == expected
     assert 0 < usual < len(series)  # both paths are taken
->>>>>>> main
