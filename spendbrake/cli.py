@@ -387,21 +387,30 @@ def _name_first(named: list[str], total: int) -> None:
 
 
 class _progress:
-    """A spinner with a running count on stderr, only when stderr is a terminal."""
+    """A running count on stderr: a spinner on a terminal; elsewhere (a CI log, a file, a
+    pipe to ``tee``) a plain line every ``every_s`` seconds, so a long run is seen to move."""
+
+    #: Seconds between two plain progress lines off a terminal.
+    every_s = 30.0
 
     def __init__(self, label: str) -> None:
         self.label = label
         self._status: Any = None
+        self._next = 0.0
 
     def __enter__(self) -> Any:
         if err.is_terminal:
             self._status = err.status(f"{self.label}: 0 events")
             self._status.__enter__()
+        self._next = time.monotonic() + self.every_s
         return self.tick
 
     def tick(self, count: int) -> None:
         if self._status is not None:
             self._status.update(f"{self.label}: {count:,} events")
+        elif time.monotonic() >= self._next:
+            self._next = time.monotonic() + self.every_s
+            err.print(f"{self.label}: {count:,} events", markup=False)
 
     def __exit__(self, *exc: object) -> None:
         if self._status is not None:

@@ -375,3 +375,24 @@ def test_a_file_with_no_valid_event_fails_instead_of_reporting_no_alerts(
     result = CliRunner().invoke(main, ["replay", str(path)])
     assert result.exit_code == 1, result.output
     assert f"error: {path} {says}: nothing was replayed" in result.stderr
+
+
+def test_a_replay_off_a_terminal_says_how_far_it_has_come(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off a terminal (a CI log, ``| tee``) a long replay printed nothing until its end: the
+    spinner is for terminals only. It now prints a plain count every ``every_s`` seconds
+    (every step here), which only grows; stdout keeps the alert records alone."""
+    from spendbrake import cli
+
+    monkeypatch.setattr(cli._progress, "every_s", 0.0)
+    events, config = _files(tmp_path)
+    result = CliRunner().invoke(main, ["replay", str(events), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    counts = [
+        int(line.rsplit(": ", 1)[1].removesuffix(" events").replace(",", ""))
+        for line in result.stderr.splitlines()
+        if line.startswith(f"replaying {events}: ")
+    ]
+    assert len(counts) > 3 and counts == sorted(counts), result.stderr[:2000]
+    assert all(line.startswith("{") for line in result.stdout.splitlines() if line.strip())
