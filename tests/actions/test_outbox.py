@@ -776,3 +776,23 @@ def test_a_notice_about_the_config_says_there_is_nothing_to_pause() -> None:
     incident = box.incidents[notice.id]
     line = outcome_line(incident, incident.alert, dry_run=False)
     assert line == "Nothing to pause: a notice about SpendBrake's own config"
+
+
+def test_a_budget_threshold_says_a_budget_pauses_at_its_hard_stop() -> None:
+    """An 80 % alert on a team with a critical key said "Alert only: critical keys are never
+    paused (...)", one without "no pause policy matches this scope": both read as a pause
+    refused or missing, where a budget pauses nothing before its hard stop."""
+    box = Outbox()
+    for n, critical in enumerate(([], ["support-bot"])):
+        threshold = alert(
+            id=f"budget/support/{n}",
+            kind="budget",
+            action="alert",
+            targets=(),
+            scope={"team": "support"},
+            critical_keys=critical,
+        )
+        box.accept(threshold, now=1.0, keys=KEYS)
+        incident = box.incidents[threshold.id]
+        line = outcome_line(incident, incident.alert, dry_run=False)
+        assert line == "Alert only: a budget pauses keys at its hard stop, not before", line
