@@ -113,6 +113,8 @@ class BudgetBook:
         self.lifted = []
         for i, tracker in enumerate(self.trackers):
             for verdict in tracker.evaluate(at):
+                if verdict.action == "resume" and not self.paused[i]:
+                    continue  # its stop paused no key: a daily "resuming" of nothing is noise
                 alerts.append(self._alert(i, verdict, at, keys, rules))
             if (more := self._stop_newcomers(i, at, keys, rules)) is not None:
                 alerts.append(more)
