@@ -209,7 +209,7 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
     if parts and others:
         parts.append("not pausable by the keys config, alerted only: " + _listed(others))
     if not parts:
-        if alert.kind == "budget" and alert.action == "alert":
+        if alert.kind in ("budget", "projection", "burn_rate") and alert.action == "alert":
             # A threshold or burn-rate alert: no pause was asked for, whatever the keys are
             # ("the keys config does not allow pausing X" read as a stop refused).
             parts.append("Alert only: a budget pauses keys at its hard stop, not before")

@@ -1168,7 +1168,10 @@ def demo(
     from ._demo import run_demo
 
     try:
-        code = run_demo(duration, rate, seed, err, slack_token, slack_channel)
+        # Off a terminal (a CI log) rich assumes 80 columns and its live view cut the
+        # incidents' reasons and the table's title there: as wide as they need.
+        console = err if err.is_terminal else Console(stderr=True, highlight=False, width=240)
+        code = run_demo(duration, rate, seed, console, slack_token, slack_channel)
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM: all stopped by now
         err.print("demo interrupted")
         code = 130

@@ -779,14 +779,15 @@ def test_a_notice_about_the_config_says_there_is_nothing_to_pause() -> None:
 
 
 def test_a_budget_threshold_says_a_budget_pauses_at_its_hard_stop() -> None:
-    """An 80 % alert on a team with a critical key said "Alert only: critical keys are never
+    """An 80 % alert (or a projected overrun, a burn rate) on a team with a critical key said "Alert only: critical keys are never
     paused (...)", one without "no pause policy matches this scope": both read as a pause
     refused or missing, where a budget pauses nothing before its hard stop."""
     box = Outbox()
-    for n, critical in enumerate(([], ["support-bot"])):
+    cases = [("budget", []), ("budget", ["support-bot"]), ("projection", []), ("burn_rate", [])]
+    for n, (kind, critical) in enumerate(cases):
         threshold = alert(
             id=f"budget/support/{n}",
-            kind="budget",
+            kind=kind,
             action="alert",
             targets=(),
             scope={"team": "support"},
