@@ -329,7 +329,11 @@ class Outbox:
                 detected_at=alert.detected_at or None,
             )
         if not continued:
-            incident.alert = alert
+            # An older record re-sent after a newer one (its first send failed, the detect
+            # stage sends it again at its checkpoint) adds to the history, its targets are
+            # still acted on, but the incident's latest state stays the newer one.
+            if alert.seq >= incident.alert.seq or not follow_up:
+                incident.alert = alert
             incident.history.append(f"#{alert.seq} {alert.severity}: {alert.reason}"[:300])
         op: Op = "block" if alert.action == "pause" else "unblock"
         calls = []

@@ -797,3 +797,19 @@ def test_a_budget_threshold_says_a_budget_pauses_at_its_hard_stop() -> None:
         incident = box.incidents[threshold.id]
         line = outcome_line(incident, incident.alert, dry_run=False)
         assert line == "Alert only: a budget pauses keys at its hard stop, not before", line
+
+
+def test_an_older_record_resent_late_leaves_the_incident_at_its_newer_state() -> None:
+    """The detect stage sends again, at its checkpoint, a record whose first send failed,
+    after a newer one of the same incident went through: the incident took the older
+    record as its state, and its parent message went back to the warning it had escalated
+    from. Its targets still count (paused once); its line joins the history."""
+    box = Outbox()
+    critical = alert(seq=1, action="pause", targets=("sk-a",), severity="critical")
+    warning = alert(seq=0, action="alert", targets=(), severity="warning")
+    assert box.accept(critical, now=1.0, keys=KEYS)
+    assert box.accept(warning, now=2.0, keys=KEYS)
+    incident = box.incidents[critical.id]
+    assert (incident.alert.seq, incident.alert.severity) == (1, "critical")
+    assert [h.split(" ")[0] for h in incident.history] == ["#1", "#0"]
+    assert drain(box, "gateway") == ["block:sk-a"]
