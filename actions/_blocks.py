@@ -18,7 +18,17 @@ from urllib.parse import quote
 
 import orjson
 
-from spendbrake.schemas import Alert, mrkdwn, mrkdwn_code, mrkdwn_text, visible
+from spendbrake.schemas import (
+    Alert,
+    InvalidEvent,
+    mrkdwn,
+    mrkdwn_code,
+    mrkdwn_text,
+    parse_ts,
+    visible,
+)
+
+from ._policy import NOTICES
 
 if TYPE_CHECKING:
     from ._outbox import ResumeAnswer
@@ -147,16 +157,60 @@ def _title(alert: Alert) -> str:
     }.get(kind, mrkdwn(kind))
 
 
+def _seen_s(alert: Alert) -> float | None:
+    """Seconds of the alert's window seen when it was caught; None: the whole window (or
+    its times are not known)."""
+    try:
+        start, end = parse_ts(alert.window_start), parse_ts(alert.window_end)
+        caught = parse_ts(alert.detected_at)
+    except (InvalidEvent, TypeError, ValueError):
+        return None
+    return caught - start if start < caught < end else None
+
+
+def _against(alert: Alert, observed: float, expected: float) -> str:
+    """What ``observed`` is measured against, in the words of the alert's kind.
+
+    ``expected_usd`` means something else for each: a budget's threshold amount, a
+    projection's total, a burn rate's even pace, an anomaly's whole usual hour. Shown the
+    same way, a projection read "$372 vs $8,906 expected (0.0x)", and a loop caught five
+    minutes into an hour "$7.80 vs $9.80 expected (0.8x)": a page that reads as no problem.
+    """
+    if alert.kind == "projection":
+        return f" so far, projected ${expected:,.2f} by the period's end"
+    if alert.kind == "budget" and alert.threshold:
+        amount = expected / alert.threshold
+        return f" of the ${amount:,.2f} budget ({observed / amount:.0%})"
+    if alert.kind == "burn_rate":
+        return f" vs ${expected:,.2f} at an even pace ({observed / expected:.1f}x)"
+    seen_s = _seen_s(alert) if alert.kind == "anomaly" else None
+    if seen_s is not None:
+        # Caught early in its window: the spend so far against that share of the usual.
+        window_s = parse_ts(alert.window_end) - parse_ts(alert.window_start)
+        by_then = expected * seen_s / window_s
+        return (
+            f" in its first {max(1, round(seen_s / 60))} min, {observed / by_then:.1f}x the "
+            f"${by_then:,.2f} expected by then (${expected:,.2f} in a usual window)"
+        )
+    return f" vs ${expected:,.2f} expected ({observed / expected:.1f}x)"
+
+
 def _money(alert: Alert, since: str | None = None) -> str:
     """How much against what, in which window, and since when it was caught (``since``:
     the incident's first detection; an escalation's own time otherwise)."""
-    observed = alert.observed_usd or 0.0
-    expected = alert.expected_usd
-    text = f"*${observed:,.2f}*"
-    if expected:
-        text += f" vs ${expected:,.2f} expected ({observed / expected:.1f}x)"
+    parts = []
+    if alert.observed_usd is not None and alert.kind not in NOTICES:
+        # A notice carries no amount ("$0.00" read as nothing spent on an unpriced model).
+        observed, expected = alert.observed_usd, alert.expected_usd
+        parts.append(
+            f"*${observed:,.2f}*" + (_against(alert, observed, expected) if expected else "")
+        )
     start, end = alert.window_start, alert.window_end
-    text += f"  ·  {mrkdwn(start[:16])}–{mrkdwn(end[11:16])} UTC"
+    # A window past its first day (a day's notice, a month's budget) ends on another date:
+    # "2026-09-01T00:00–00:00" read as no time at all.
+    until = end[11:16] if end[:10] == start[:10] else end[:16]
+    parts.append(f"{mrkdwn(start[:16])}–{mrkdwn(until)} UTC")
+    text = "  ·  ".join(parts)
     caught = since or alert.detected_at
     if caught:
         text += f"  ·  caught {mrkdwn(caught[:16])} UTC"

@@ -37,7 +37,7 @@ import msgspec
 from spendbrake.schemas import KEY_DIMENSIONS, ActionRecord, Alert, KeysConfig
 
 from ._blocks import mask as _short
-from ._policy import on_a_sum, refusal, screen_pauses
+from ._policy import NOTICES, on_a_sum, refusal, screen_pauses
 
 __all__ = ["Incident", "Outbox", "ResumeAnswer", "Task", "outcome_line", "scope_key"]
 
@@ -209,12 +209,18 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
     if parts and others:
         parts.append("not pausable by the keys config, alerted only: " + _listed(others))
     if not parts:
-        if critical:
+        if alert.kind in ("budget", "projection", "burn_rate") and alert.action == "alert":
+            # A threshold or burn-rate alert: no pause was asked for, whatever the keys are
+            # ("the keys config does not allow pausing X" read as a stop refused).
+            parts.append("Alert only: a budget pauses keys at its hard stop, not before")
+        elif critical:
             parts.append(f"Alert only: critical keys are never paused ({_listed(critical)})")
             if others:
                 parts.append("not pausable by the keys config: " + _listed(others))
         elif others:
             parts.append("Alert only: the keys config does not allow pausing " + _listed(others))
+        elif alert.kind in NOTICES:
+            parts.append("Nothing to pause: a notice about SpendBrake's own config")
         elif on_a_sum(alert):
             parts.append("Alert only: a sum over keys pauses none; a looping key's own alert does")
         elif alert.kind == "budget" and (unknown := set(alert.scope) - set(KEY_DIMENSIONS)):
@@ -323,7 +329,11 @@ class Outbox:
                 detected_at=alert.detected_at or None,
             )
         if not continued:
-            incident.alert = alert
+            # An older record re-sent after a newer one (its first send failed, the detect
+            # stage sends it again at its checkpoint) adds to the history, its targets are
+            # still acted on, but the incident's latest state stays the newer one.
+            if alert.seq >= incident.alert.seq or not follow_up:
+                incident.alert = alert
             incident.history.append(f"#{alert.seq} {alert.severity}: {alert.reason}"[:300])
         op: Op = "block" if alert.action == "pause" else "unblock"
         calls = []

@@ -58,6 +58,11 @@ def refusal(cls: KeyClass) -> str:
     return _WHY.get(cls.protection, cls.protection)
 
 
+#: Alert kinds that tell the operator about the engine itself (a model with no price, a
+#: dimension set past its series cap): no amount to show, nothing a pause could fix.
+NOTICES = frozenset({"unpriced_model", "series_cap"})
+
+
 def on_a_sum(alert: Alert) -> bool:
     """An anomaly on a sum over keys (a team, a model, the global total): it does not say
     which key loops, so it pauses none when keys are watched (``apply_policies``)."""

@@ -112,6 +112,8 @@ class BudgetBook:
         self.lifted = []
         for i, tracker in enumerate(self.trackers):
             for verdict in tracker.evaluate(at):
+                if verdict.action == "resume" and not self.paused[i]:
+                    continue  # its stop paused no key: a daily "resuming" of nothing is noise
                 alerts.append(self._alert(i, verdict, at, keys, rules))
             if (more := self._stop_newcomers(i, at, keys, rules)) is not None:
                 alerts.append(more)
@@ -174,6 +176,7 @@ class BudgetBook:
         incident = f"budget/{cfg.name}/{int(v.period_start)}"
         seq = self.seq.get(incident, -1) + 1
         self.seq[incident] = seq
+        pausable: set[str] = set()
         if v.action == "resume":
             named = [KeyInfo(api_key=k) for k in self.paused[i]]
             self.paused[i] = []
@@ -191,6 +194,15 @@ class BudgetBook:
             # The key directory knows keys by their own fields, not by a model or customer
             # they called: the stop pauses none (``KeyDirectory.keys_in``), so say so.
             reason = reason.replace(PAUSING, f"; no key paused: keys are not known by {unknown[0]}")
+        elif v.action == "pause" and not pausable:
+            # "pausing non-critical keys" above a Done line saying nothing was paused: the
+            # on-call reads the first and takes the spend for stopped.
+            why = (
+                f"the keys config lets none of its {len(named)} key(s) be paused"
+                if named
+                else "no key in scope has spent this period"
+            )
+            reason = reason.replace(PAUSING, f"; no key paused: {why}")
         alert = Alert(
             kind=v.kind,
             detector="budget",

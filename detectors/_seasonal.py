@@ -614,7 +614,7 @@ class SeasonalBaseline(InRows):
         score = ratio_score(ratio)
         excess = value - expected
         alert = ratio >= 1.0 and excess > hp.min_usd
-        reason = self._reason(warm, ratio, value, expected, excess, label, count)
+        reason = self._reason(warm, ratio, value, expected, excess, label, count, elapsed)
         if alert and sharp_won:
             reason = reason.replace(
                 "fast and slow windows both high", "this and the last window far over"
@@ -637,7 +637,7 @@ class SeasonalBaseline(InRows):
             if over >= 1.0:
                 alert = ceiling = True
                 score = max(score, ratio_score(over))
-                reason = self._ceiling_reason(trailing, peak, label)
+                reason = self._ceiling_reason(trailing, peak, label, elapsed)
         if warm and not alert and hp.count_x and value - expected * elapsed > hp.min_usd:
             before = self._slot_spend((slot - 1) % hp.season, k)
             base = self._count_usual(slot, self._count_spend(learned, level), k, before)
@@ -646,7 +646,7 @@ class SeasonalBaseline(InRows):
             if over >= 1.0:
                 alert = True
                 score = max(score, ratio_score(over))
-                reason = self._count_reason(weight, usual, value, label, elapsed)
+                reason = self._count_reason(weight, usual, value, label, elapsed, seen=elapsed)
             elif recent is not None and count >= RECENT_MIN_N:
                 calls, share = recent
                 if usual is base:
@@ -655,7 +655,9 @@ class SeasonalBaseline(InRows):
                 if over >= 1.0:
                     alert = True
                     score = max(score, ratio_score(over))
-                    reason = self._count_reason(calls, usual, value, label, share, recent=True)
+                    reason = self._count_reason(
+                        calls, usual, value, label, share, recent=True, seen=elapsed
+                    )
         if not learn:
             return Verdict(score, alert, expected, value, reason)
         if hp.count_x:
@@ -849,9 +851,17 @@ class SeasonalBaseline(InRows):
         label: str,
         elapsed: float,
         recent: bool = False,
+        seen: float = 1.0,
     ) -> str:
+        """``seen``: the share of the window ``value`` (its spend so far) covers. Short of the
+        whole window the spend is set against that share of the expected, not per window:
+        "spend $7.80/h vs $9.80/h expected" five minutes into an hour read as under."""
         slot_calls, _ = self._expected_calls(expected)
         rate = per(self._hp.period_s)
+        if seen < 1.0:
+            spend = f"spend {usd(value)} so far vs {usd(expected * seen)} expected by then"
+        else:
+            spend = f"spend {usd(value)}{rate} vs {usd(expected)}{rate} expected"
         if recent:
             slot_calls *= elapsed
             minutes = elapsed * self._hp.period_s / 60.0
@@ -861,8 +871,7 @@ class SeasonalBaseline(InRows):
             label = f"the first {elapsed:.0%} of {label}"
         return (
             f"{weight:g} calls for {label} where {slot_calls:.1f} are usual "
-            f"({weight / max(slot_calls, 1e-9):.0f}x); spend {usd(value)}{rate} vs "
-            f"{usd(expected)}{rate} expected"
+            f"({weight / max(slot_calls, 1e-9):.0f}x); {spend}"
         )
 
     def _count(self, slot: int) -> int:
@@ -889,12 +898,17 @@ class SeasonalBaseline(InRows):
     def _slot_alpha(self, count: int) -> float:
         return max(self._hp.season_alpha, 1.0 / (count + 1))
 
-    def _ceiling_reason(self, trailing: float, peak: float, label: str) -> str:
+    def _ceiling_reason(self, trailing: float, peak: float, label: str, seen: float = 1.0) -> str:
         hp = self._hp
         times = f"{trailing / peak:.1f}x the most in any"
         if hp.peak_n == 1:
             window = _WINDOW_NAMES.get(float(hp.period_s), "window")
             rate = per(hp.period_s)
+            if seen < 1.0:  # the spend so far, not a rate (``_reason``)
+                return (
+                    f"spend {usd(trailing)} in the first {seen:.0%} of {label}, already "
+                    f"{times} {window} of the last {hp.peak_days} days ({usd(peak)})"
+                )
             return (
                 f"spend {usd(trailing)}{rate} for {label}, {times} {window} of the last "
                 f"{hp.peak_days} days ({usd(peak)}{rate})"
@@ -914,10 +928,23 @@ class SeasonalBaseline(InRows):
         excess: float,
         label: str,
         count: int,
+        seen: float = 1.0,
     ) -> str:
+        """``seen``: the share of the window ``value`` (its spend so far) covers; short of
+        all of it, the spend is not a rate ("$254/h" twenty minutes into an hour was $254
+        in those twenty minutes)."""
         rate = per(self._hp.period_s)
         times = f"{value / expected:.1f}x" if expected > 0 else "from zero"
-        head = f"spend {usd(value)}{rate} vs {usd(expected)}{rate} expected for {label} ({times})"
+        if seen < 1.0:
+            whole = f"{times} the " if expected > 0 else ""
+            head = (
+                f"spend {usd(value)} in the first {seen:.0%} of {label}, already {whole}"
+                f"{usd(expected)} expected for all of it"
+            )
+        else:
+            head = (
+                f"spend {usd(value)}{rate} vs {usd(expected)}{rate} expected for {label} ({times})"
+            )
         if not warm:
             return f"{head}; warming up ({count} of {self._hp.min_slot_n} samples for this slot)"
         if ratio < 1.0:

@@ -147,6 +147,19 @@ class TopicsConfig(_Section):
     def names(self) -> list[str]:
         return [self.events, self.dlq, self.rollups, self.alerts, self.actions, self.traces]
 
+    @model_validator(mode="after")
+    def _distinct(self) -> TopicsConfig:
+        # One topic in two roles feeds a stage its own output: dlq = events re-reads each dead
+        # letter as a bad event and dead-letters it again, for ever; rollups = alerts has the
+        # act stage read rollups as alerts.
+        seen: dict[str, str] = {}
+        for role in ("events", "dlq", "rollups", "alerts", "actions", "traces"):
+            name = getattr(self, role)
+            if name in seen:
+                raise ValueError(f"{role} and {seen[name]} are both {name!r}: each needs a topic")
+            seen[name] = role
+        return self
+
 
 #: Environment variables that set ``kafka`` fields (over the file), for the worker, the
 #: CLI and the producer SDK alike: one way to hand a process its broker and credentials.

@@ -148,6 +148,11 @@ class EmbeddedBroker:
         self.stop()
 
 
+def topic_configs(replication_factor: int) -> dict[str, str]:
+    """The per-topic settings SpendBrake creates its topics with (see ``ensure_topics``)."""
+    return {"min.insync.replicas": "2"} if replication_factor >= 3 else {}
+
+
 async def ensure_topics(
     bootstrap_servers: str,
     topics: Iterable[str],
@@ -157,7 +162,14 @@ async def ensure_topics(
     security: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created. ``security`` is
-    ``KafkaConfig.security_args()`` (SASL, TLS) for a broker that is not on loopback."""
+    ``KafkaConfig.security_args()`` (SASL, TLS) for a broker that is not on loopback.
+
+    With three replicas or more a topic is created with ``min.insync.replicas=2``: every
+    SpendBrake producer sends with ``acks=all``, which on Apache Kafka waits only for the
+    replicas still in sync, and with the broker default of 1 that can be the leader alone,
+    whose loss then loses acknowledged spend (Kafka's documented durable setting is
+    replication 3, ``min.insync.replicas=2``, ``acks=all``).
+    """
     deadline = time.monotonic() + timeout_s
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000, **(security or {})
@@ -178,7 +190,12 @@ async def ensure_topics(
         try:
             response = await admin.create_topics(
                 [
-                    NewTopic(n, num_partitions=partitions, replication_factor=replication_factor)
+                    NewTopic(
+                        n,
+                        num_partitions=partitions,
+                        replication_factor=replication_factor,
+                        topic_configs=topic_configs(replication_factor),
+                    )
                     for n in wanted
                 ]
             )

@@ -21,6 +21,15 @@ from . import __version__
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _stdout_console() -> Console:
+    """The console tables go to on stdout: a terminal's width on a terminal; off one (a file,
+    a pipe, ``less``), wide enough for any row. rich assumes 80 columns off a terminal, and
+    cut the replay table's dates and scopes to ``2026-09-…`` and ``team=res…`` there."""
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    return Console(highlight=False, width=100_000)
+
+
 def _load(config_path: str | None, bootstrap: str | None = None) -> Config:
     from ._config_loader import load_config
 
@@ -378,21 +387,30 @@ def _name_first(named: list[str], total: int) -> None:
 
 
 class _progress:
-    """A spinner with a running count on stderr, only when stderr is a terminal."""
+    """A running count on stderr: a spinner on a terminal; elsewhere (a CI log, a file, a
+    pipe to ``tee``) a plain line every ``every_s`` seconds, so a long run is seen to move."""
+
+    #: Seconds between two plain progress lines off a terminal.
+    every_s = 30.0
 
     def __init__(self, label: str) -> None:
         self.label = label
         self._status: Any = None
+        self._next = 0.0
 
     def __enter__(self) -> Any:
         if err.is_terminal:
             self._status = err.status(f"{self.label}: 0 events")
             self._status.__enter__()
+        self._next = time.monotonic() + self.every_s
         return self.tick
 
     def tick(self, count: int) -> None:
         if self._status is not None:
             self._status.update(f"{self.label}: {count:,} events")
+        elif time.monotonic() >= self._next:
+            self._next = time.monotonic() + self.every_s
+            err.print(f"{self.label}: {count:,} events", markup=False)
 
     def __exit__(self, *exc: object) -> None:
         if self._status is not None:
@@ -515,7 +533,14 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
     type=click.IntRange(0, 65535),
     default=9464,
     show_default=True,
-    help="Serve Prometheus /metrics of the stages run on 127.0.0.1:PORT (0: off).",
+    help="Serve Prometheus /metrics of the stages run on --metrics-host:PORT (0: off).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address /metrics listens on: 0.0.0.0 in a container, whose own loopback no "
+    "Prometheus can reach. /metrics has no authentication: keep it off public networks.",
 )
 @click.option(
     "--session-timeout",
@@ -562,6 +587,7 @@ def worker(
     group: str | None,
     stages: str,
     metrics_port: int,
+    metrics_host: str,
     session_timeout: float,
     reload_s: float,
     reset_partitions: tuple[int, ...],
@@ -610,6 +636,7 @@ def worker(
         lateness_s=lateness,
         session_timeout_s=session_timeout,
         metrics_port=metrics_port or None,
+        metrics_host=metrics_host,
         act_from=act_from,
     )
     try:
@@ -759,10 +786,15 @@ def replay(
 ) -> None:
     """Show every alert and action a config would have produced on past events.
 
+    EVENTS_FILE holds usage events, one contract v1 JSON object a line (docs/contract.md;
+    what `spendbrake simulate --out` writes and `spendbrake produce` sends, not a
+    gateway's own log format); '-' reads stdin.
+
     Runs the worker's own validation, dedupe, pricing, rollups, detectors, budgets and
     policies in-process, in the file's order (--sort: in event-time order), with no
     broker. Alerts go to stdout; progress and a summary go to stderr. Exit code 0 (also
-    when nothing fired).
+    when nothing fired); 1 when the file held no valid event at all (empty, or every line
+    rejected: another format?), since then nothing was judged.
 
     \b
     Example: spendbrake replay last-month.jsonl --config spendbrake.yaml --format table
@@ -823,6 +855,11 @@ def replay(
             "that arrive so; if the file is just not sorted by ts, --sort replays it in event-time "
             "order"
         )
+    if not stats.valid:
+        # "0 alert(s)" and exit 0 read as "this config fires nothing on these events".
+        what = "is empty" if not stats.lines else f"has no valid event ({dead:,} rejected)"
+        err.print(f"error: {events_file} {what}: nothing was replayed", markup=False)
+        sys.exit(1)
 
 
 def _replay_jobs(jobs: str, handle: Any) -> int:
@@ -845,8 +882,11 @@ def _alert_table(rows: list[Alert]) -> None:
     from ._report_render import terminal_text
 
     table = Table(title="alerts the engine would have sent", title_justify="left")
-    for column in ("detected", "kind", "scope", "observed", "expected", "severity", "action"):
-        table.add_column(column)
+    # On a narrow terminal the date and time stay whole (16 characters) and long scopes
+    # and key lists wrap rather than end in an ellipsis: a cut value names nothing.
+    table.add_column("detected", no_wrap=True, min_width=16)
+    for column in ("kind", "scope", "observed", "expected", "severity", "action"):
+        table.add_column(column, overflow="fold")
     for row in rows:
         # Scope values and keys are the events' text: shown literally, never as markup.
         scope = ",".join(f"{k}={v}" for k, v in row.scope.items()) or "global"
@@ -863,7 +903,7 @@ def _alert_table(rows: list[Alert]) -> None:
             row.severity,
             terminal_text(action),
         )
-    Console().print(table)
+    _stdout_console().print(table)
 
 
 @main.command()
@@ -894,7 +934,9 @@ def _alert_table(rows: list[Alert]) -> None:
 )
 @store_options
 @config_option
-@click.option("--top", default=10, show_default=True, help="Customers to list.")
+@click.option(
+    "--top", type=click.IntRange(min=0), default=10, show_default=True, help="Customers to list."
+)
 def report(
     period: str,
     by: str,
@@ -938,7 +980,7 @@ def report(
     elif fmt == "csv":
         sys.stdout.write(render_csv(data))
     else:
-        render_table(data, Console(highlight=False))
+        render_table(data, _stdout_console())
     if chart:
         note = "" if stacked else " (no [team, model] rollups: bars not stacked by model)"
         err.print(f"chart written to {chart}{note}", markup=False)
@@ -1126,7 +1168,10 @@ def demo(
     from ._demo import run_demo
 
     try:
-        code = run_demo(duration, rate, seed, err, slack_token, slack_channel)
+        # Off a terminal (a CI log) rich assumes 80 columns and its live view cut the
+        # incidents' reasons and the table's title there: as wide as they need.
+        console = err if err.is_terminal else Console(stderr=True, highlight=False, width=240)
+        code = run_demo(duration, rate, seed, console, slack_token, slack_channel)
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM: all stopped by now
         err.print("demo interrupted")
         code = 130

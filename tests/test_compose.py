@@ -82,6 +82,14 @@ def _allowed(acls: list, principal: str, operation: str, kind: str, name: str) -
     )
 
 
+def test_prometheus_can_reach_the_worker_metrics() -> None:
+    """Served on the container's own loopback (the default), /metrics reached nothing."""
+    worker = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["spendbrake"]
+    command = worker["command"]
+    assert command[command.index("--metrics-host") + 1] == "0.0.0.0"
+    assert "127.0.0.1:9464:9464" in worker["ports"]  # the host's loopback only
+
+
 def test_kafka_needs_scram_everywhere_it_is_reachable_and_binds_the_host_to_loopback() -> None:
     spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     kafka = spec["services"]["kafka"]

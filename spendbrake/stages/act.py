@@ -835,9 +835,12 @@ class ActionStage(Stage):
             if own is not thread:
                 self._settle(task, True, None, "threaded under another incident")
                 return
+            # The parent shows the incident's latest state, whichever task asked for it (an
+            # older record re-sent late, a continuation part, a resume).
+            latest = own.alert
             text, blocks = render_parent_update(
-                task.alert,
-                outcome,
+                latest,
+                outcome_line(own, latest, self.outbox.dry_run),
                 own.history,
                 resumable=bool(self.outbox.resumable(own.id)),
                 **shown,

@@ -178,6 +178,7 @@ class IngestStage(Stage):
                 loaded = store.load()
                 if loaded is not None:
                     processor.restore(*loaded)
+                    self.metrics.start_from(tp.partition, processor.stats)
             except (KeyError, TypeError, ValueError) as exc:
                 raise store.unreadable(store.dir / "snapshot.json", f"{exc!r}") from None
             if processor.next_offset is not None:

@@ -9,6 +9,7 @@ detect and act stages are read from their state when scraped.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -117,6 +118,17 @@ class IngestMetrics:
             label = self._model(model)
             totals[label] = totals.get(label, 0) + count - before.unpriced_models.get(model, 0)
             self.unpriced_models.labels(label).set(totals[label])
+        self.start_from(partition, stats)
+
+    def start_from(self, partition: int, stats: ProcessorStats) -> None:
+        """Count a partition's work from ``stats`` on: its snapshot's, when it is adopted.
+
+        A partition's stats are saved with its state and restored with it (counts since the
+        partition began), while these counters are the process' own, as Prometheus expects.
+        Taken whole, a restart showed a partition's lifetime counts as new (``increase()`` of
+        the DLQ counter, every bad record ever, right after each restart), and a partition
+        adopted again after a rebalance was counted twice.
+        """
         self._seen[partition] = ProcessorStats(
             records=stats.records,
             valid=stats.valid,
@@ -128,7 +140,11 @@ class IngestMetrics:
         )
 
     def forget(self, partition: int) -> None:
+        """A partition revoked: its lag is another worker's to report (a gauge left at its
+        last value showed lag nobody here would ever work off, and summed twice)."""
         self._seen.pop(partition, None)
+        with contextlib.suppress(KeyError):
+            self.lag.remove(str(partition))
 
 
 class DetectMetrics:

@@ -168,6 +168,7 @@ class Worker:
                     kafka.bootstrap_servers,
                     kafka.topics.names(),
                     kafka.partitions,
+                    kafka.replication_factor,
                     security=kafka.security_args(),
                 )
             tasks = [self._guarded(part) for part in self.running]

@@ -282,3 +282,42 @@ def test_the_message_says_since_when_and_an_update_keeps_the_first_detection() -
     later = alert(seq=2, detected_at="2026-09-10T02:41:00.000000Z")
     _, blocks = render_parent_update(later, "Paused 1 key(s)", ["#0", "#2"], since=first)
     assert "caught 2026-09-10T02:07 UTC" in flat(blocks) and "02:41" not in flat(blocks)
+
+
+def test_the_money_line_measures_each_kind_against_what_it_means() -> None:
+    """``expected_usd`` is a budget's threshold amount, a projection's total, a burn rate's
+    even pace, an anomaly's whole usual hour. Shown alike, a loop caught 5 minutes into an
+    hour read "$7.80 vs $9.80 expected (0.8x)" and a projection "(0.0x)": pages that read
+    as no problem."""
+    early = alert(observed_usd=7.8, expected_usd=9.8, detected_at="2026-09-10T02:05:00.000000Z")
+    line = flat(render_alert(early)[1])
+    assert "*$7.80* in its first 5 min, 9.6x the $0.82 expected by then" in line, line
+    assert "($9.80 in a usual window)" in line and "0.8x" not in line
+    closed = alert(detected_at="2026-09-10T03:00:00.400000Z")
+    assert "*$412.50* vs $10.25 expected (40.2x)" in flat(render_alert(closed)[1])
+    projection = alert(kind="projection", observed_usd=371.78, expected_usd=8906.29)
+    line = flat(render_alert(projection)[1])
+    assert "*$371.78* so far, projected $8,906.29 by the period's end" in line, line
+    budget = alert(kind="budget", threshold=0.5, observed_usd=103.82, expected_usd=100.0)
+    assert "*$103.82* of the $200.00 budget (52%)" in flat(render_alert(budget)[1])
+    burn = alert(kind="burn_rate", threshold=14.4, observed_usd=122.69, expected_usd=8.33)
+    assert "*$122.69* vs $8.33 at an even pace (14.7x)" in flat(render_alert(burn)[1])
+
+
+def test_a_notice_shows_no_amount_and_a_window_of_days_ends_on_its_date() -> None:
+    """An unpriced model's notice read "*$0.00* · 2026-10-01T00:00–00:00 UTC": nothing
+    spent, in no time at all. It shows its day; a month's budget its end date."""
+    from spendbrake.streamer._processor import unpriced_model_alert
+
+    notice = unpriced_model_alert("openai", "gpt-9", 1790812800, daily=True)
+    line = _mrkdwn_texts(render_alert(notice)[1])[1]
+    assert line == "2026-10-01T00:00–2026-10-02T00:00 UTC", line
+    month = alert(
+        kind="budget",
+        threshold=0.5,
+        observed_usd=510.0,
+        expected_usd=500.0,
+        window_start="2026-09-01T00:00:00.000000Z",
+        window_end="2026-10-01T00:00:00.000000Z",
+    )
+    assert "2026-09-01T00:00–2026-10-01T00:00 UTC" in _mrkdwn_texts(render_alert(month)[1])[1]

@@ -516,7 +516,7 @@ def test_an_outbox_file_of_the_previous_release_loads_with_typed_alerts() -> Non
     assert [t.op for t in box.lanes["slack"]] == ["post", "post"]
     assert [(t.op, t.target) for t in box.lanes["gateway"]] == [("block", "sk-batch")]
     assert all(isinstance(t.alert, Alert) for lane in box.lanes.values() for t in lane)
-    assert "no pause policy" in outcome_line(unpriced, unpriced.alert, dry_run=False)
+    assert outcome_line(unpriced, unpriced.alert, dry_run=False).startswith("Nothing to pause")
     # The refusal of its critical key, not yet acknowledged by the broker, is typed too.
     (refused,) = box.audit.values()
     assert isinstance(refused, ActionRecord)
@@ -763,3 +763,53 @@ def test_a_stop_on_a_budget_of_a_model_says_why_no_key_was_paused() -> None:
     incident = box.incidents[stop.id]
     line = outcome_line(incident, incident.alert, dry_run=False)
     assert line == "Alert only: keys are not known by model"
+
+
+def test_a_notice_about_the_config_says_there_is_nothing_to_pause() -> None:
+    """An unpriced model's notice said "Alert only: no pause policy matches this scope", as
+    if a pause policy for the model were missing."""
+    from spendbrake.streamer._processor import unpriced_model_alert
+
+    box = Outbox()
+    notice = unpriced_model_alert("openai", "gpt-9", 1790812800, daily=True)
+    box.accept(notice, now=1.0, keys=KEYS)
+    incident = box.incidents[notice.id]
+    line = outcome_line(incident, incident.alert, dry_run=False)
+    assert line == "Nothing to pause: a notice about SpendBrake's own config"
+
+
+def test_a_budget_threshold_says_a_budget_pauses_at_its_hard_stop() -> None:
+    """An 80 % alert (or a projected overrun, a burn rate) on a team with a critical key said "Alert only: critical keys are never
+    paused (...)", one without "no pause policy matches this scope": both read as a pause
+    refused or missing, where a budget pauses nothing before its hard stop."""
+    box = Outbox()
+    cases = [("budget", []), ("budget", ["support-bot"]), ("projection", []), ("burn_rate", [])]
+    for n, (kind, critical) in enumerate(cases):
+        threshold = alert(
+            id=f"budget/support/{n}",
+            kind=kind,
+            action="alert",
+            targets=(),
+            scope={"team": "support"},
+            critical_keys=critical,
+        )
+        box.accept(threshold, now=1.0, keys=KEYS)
+        incident = box.incidents[threshold.id]
+        line = outcome_line(incident, incident.alert, dry_run=False)
+        assert line == "Alert only: a budget pauses keys at its hard stop, not before", line
+
+
+def test_an_older_record_resent_late_leaves_the_incident_at_its_newer_state() -> None:
+    """The detect stage sends again, at its checkpoint, a record whose first send failed,
+    after a newer one of the same incident went through: the incident took the older
+    record as its state, and its parent message went back to the warning it had escalated
+    from. Its targets still count (paused once); its line joins the history."""
+    box = Outbox()
+    critical = alert(seq=1, action="pause", targets=("sk-a",), severity="critical")
+    warning = alert(seq=0, action="alert", targets=(), severity="warning")
+    assert box.accept(critical, now=1.0, keys=KEYS)
+    assert box.accept(warning, now=2.0, keys=KEYS)
+    incident = box.incidents[critical.id]
+    assert (incident.alert.seq, incident.alert.severity) == (1, "critical")
+    assert [h.split(" ")[0] for h in incident.history] == ["#1", "#0"]
+    assert drain(box, "gateway") == ["block:sk-a"]

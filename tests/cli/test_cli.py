@@ -57,6 +57,13 @@ def test_every_command_has_help(command: str) -> None:
     )
 
 
+def test_replay_help_says_what_its_file_holds() -> None:
+    """It named EVENTS_FILE and nothing of its format, nor that '-' reads stdin."""
+    text = " ".join(run("replay", "--help").output.split())
+    assert "EVENTS_FILE holds usage events, one contract v1 JSON object a line" in text
+    assert "'-' reads stdin" in text
+
+
 def test_simulate_to_file_writes_valid_events(tmp_path: Path) -> None:
     out = tmp_path / "sim.jsonl"
     result = run(
@@ -149,14 +156,15 @@ def test_a_bad_duration_is_refused_naming_the_option(
         ("worker", "--metrics-port", "65536"),
         ("broker", "--partitions", "0"),
         ("broker", "--port", "-1"),
+        ("report", "--top", "-3"),  # was taken as "all customers but the last 3"
     ],
 )
 def test_a_negative_interval_port_or_partition_count_is_refused(
     tmp_path: Path, command: str, option: str, value: str
 ) -> None:
     # Refused before a broker is started or reached (--metrics-port 0 is "off": allowed).
-    rest = ["--state-dir", str(tmp_path)] if command == "worker" else []
-    result = run(command, option, value, *rest)
+    rest = {"worker": ["--state-dir", str(tmp_path)], "report": ["--period", "2026-10"]}
+    result = run(command, option, value, *rest.get(command, []))
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{option}'" in result.output and value in result.output
 

@@ -335,3 +335,64 @@ def test_replay_names_the_first_rejected_lines_and_counts_the_rest(
     assert [s.split(":")[0] for s in shown] == ["line 1", "line 2", "line 3", "line 4", "line 5"]
     # Lines 6 and 8 (7 is blank, not an event), and the fixture's own bad last line.
     assert "(3 more)" in result.stderr
+
+
+def test_replay_table_redirected_to_a_file_keeps_every_value_whole(tmp_path: Path) -> None:
+    """Off a terminal (``> alerts.txt``, a pipe) the table is not cut to 80 columns: rich's
+    default there cut the dates and scopes to ``2026-09-…`` and ``api_key=sea…``."""
+    events, config = _files(tmp_path)
+    result = CliRunner().invoke(
+        main, ["replay", str(events), "--config", str(config), "--format", "table"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout, result.stdout
+    alerts = CliRunner().invoke(main, ["replay", str(events), "--config", str(config)]).stdout
+    for line in alerts.splitlines():
+        alert = orjson.loads(line)
+        scope = ",".join(f"{k}={v}" for k, v in alert["scope"].items()) or "global"
+        assert alert["detected_at"][:16].replace("T", " ") in result.stdout
+        assert scope in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (
+            b'{"id": "chatcmpl-1", "usage": {"total_tokens": 9}}\n' * 3,
+            "has no valid event (3 rejected)",
+        ),
+        (b"", "is empty"),
+    ],
+)
+def test_a_file_with_no_valid_event_fails_instead_of_reporting_no_alerts(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    """A file in another format (every line rejected) or an empty one: exit 1 and one line
+    saying nothing was replayed; it exited 0 with "0 alert(s)", which reads as "this config
+    would have fired nothing"."""
+    path = tmp_path / "other.jsonl"
+    path.write_bytes(content)
+    result = CliRunner().invoke(main, ["replay", str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"error: {path} {says}: nothing was replayed" in result.stderr
+
+
+def test_a_replay_off_a_terminal_says_how_far_it_has_come(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off a terminal (a CI log, ``| tee``) a long replay printed nothing until its end: the
+    spinner is for terminals only. It now prints a plain count every ``every_s`` seconds
+    (every step here), which only grows; stdout keeps the alert records alone."""
+    from spendbrake import cli
+
+    monkeypatch.setattr(cli._progress, "every_s", 0.0)
+    events, config = _files(tmp_path)
+    result = CliRunner().invoke(main, ["replay", str(events), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    counts = [
+        int(line.rsplit(": ", 1)[1].removesuffix(" events").replace(",", ""))
+        for line in result.stderr.splitlines()
+        if line.startswith(f"replaying {events}: ")
+    ]
+    assert len(counts) > 3 and counts == sorted(counts), result.stderr[:2000]
+    assert all(line.startswith("{") for line in result.stdout.splitlines() if line.strip())

@@ -195,6 +195,32 @@ def test_the_window_is_the_calls_of_the_last_three_steps(seed: int) -> None:
     assert judged > 100
 
 
+def test_a_count_page_early_in_its_hour_sets_the_spend_so_far_against_as_much_expected() -> None:
+    """The calls ten minutes in are a loop's; the spend so far is a fraction of a whole usual
+    hour, and the reason showed it per hour ("spend $60/h vs $12/h expected", as if under
+    way to no more than usual). It is set against the expected spend by then."""
+    d, ts = _baseline(3)
+    v = d.peek(ts, USD * 30.0, 30.0, 10 / 60)
+    assert v.is_anomaly, v.reason
+    _, _, spend = v.reason.partition("; ")
+    assert spend.startswith("spend $60.00 so far vs $") and "expected by then" in spend, v.reason
+    assert "/h" not in spend, v.reason
+
+
+def test_spend_judged_early_in_its_hour_is_not_given_as_a_rate() -> None:
+    """A third of an hour in, the spend so far is no hourly rate: the reasons said "$120/h"
+    for $120 in twenty minutes, and "(7.5x)" of the whole hour as if it were the pace."""
+    d, ts = _baseline(3)
+    page = d.peek(ts, USD * 60.0, 8.0, 1 / 3)
+    assert page.is_anomaly, page.reason
+    assert page.reason.startswith("spend $120 in the first 33% of Thu 00:00, already "), page
+    quiet = d.peek(ts, USD * 40.0, 8.0, 1 / 3)
+    assert "spend $80.00 in the first 33% of Thu 00:00, already 7.5x the $" in quiet.reason
+    for v in (page, quiet):
+        assert "/h" not in v.reason, v.reason
+    assert d.peek(ts, USD * 60.0, 8.0).reason.startswith("spend $120/h for Thu 00:00")
+
+
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("looks_back", [0, 2, 3, 50])
 def test_the_looks_of_a_step_at_once_are_the_looks_one_by_one(seed: int, looks_back: int) -> None:

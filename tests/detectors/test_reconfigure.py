@@ -282,3 +282,15 @@ def test_a_budget_added_by_a_reload_takes_its_period_so_far_from_stored_rows() -
     after = [a for a in _run(again, plan[:15], start=14) if a.kind == "budget"]
     assert [(a.threshold, a.observed_usd) for a in after] == [(0.5, 142.5)]  # at 14:15
     assert again.snapshot()
+
+
+def test_a_stop_that_paused_no_key_sends_no_resume_at_the_next_period() -> None:
+    """A hard stop on a team whose keys the keys config lets none be paused paused nothing,
+    and each new period sent "resuming what its hard stop paused" with no key: a notice a
+    day in the digest about nothing."""
+    plan = [{"k-agent": 8.0, "k-chat": 2.0} for _ in range(48)]  # team search: $10 an hour
+    budget = BudgetConfig(name="search", scope={"team": "search"}, amount_usd=100, period="day")
+    watch = SpendWatch(Config(detectors=[], budgets=[budget]))  # no key rules: none pausable
+    sent = [(a.action, a.threshold) for a in _run(watch, plan) if a.kind == "budget"]
+    assert sent.count(("alert", 1.2)) == 2, sent  # the stop, on each of the two days
+    assert not [s for s in sent if s[0] == "resume"], sent

@@ -464,3 +464,21 @@ def test_a_hard_stop_on_a_model_says_it_pauses_no_key() -> None:
     (stop,) = [a for a in alerts if a.threshold == 1.2]
     assert stop.targets == [] and "pausing" not in stop.reason, stop.reason
     assert "no key paused: keys are not known by model" in stop.reason, stop.reason
+
+
+def test_a_hard_stop_whose_keys_may_not_be_paused_says_it_paused_none() -> None:
+    """A team's stop where the keys config lets none of the team's keys be paused (here
+    unlisted, as in the example config's research team): its reason said "pausing
+    non-critical keys in scope" above a Slack line saying nothing was paused."""
+    rules = KeysConfig(rules=[KeyRule(api_key="k-pay", workload="batch")])  # not search's
+    budget = BudgetConfig(name="s", scope={"team": "search"}, amount_usd=100, period="day")
+    watch = SpendWatch(Config(detectors=[], budgets=[budget], keys=rules))
+    alerts: list[Alert] = []
+    for h in range(3):
+        for fraction in (0.5, 1.0):
+            watch.observe(_records(T0 + h * HOUR, {"k-agent": 60.0}, fraction))
+            alerts.extend(decide(watch, watch.config))
+    (stop,) = [a for a in alerts if a.threshold == 1.2]
+    assert stop.targets == [] and stop.protected_keys == {"k-agent": "unlisted"}, stop
+    assert "pausing" not in stop.reason, stop.reason
+    assert "no key paused: the keys config lets none of its 1 key(s) be paused" in stop.reason

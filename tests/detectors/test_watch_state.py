@@ -68,7 +68,12 @@ def test_a_snapshot_written_by_91ee7cd_resumes_with_the_alerts_that_release_sent
     sent = b"".join(encode_alert(a) + b"\n" for a in alerts)
     added = rb'"opened_at":"[^"]*","held_keys":\{\},"more_targets":0,"part":0,'
     before = re.sub(added, b"", sent)
-    assert before == (DATA / "watch_snapshot_91ee7cd.alerts.jsonl").read_bytes()
+    # Less the budget's "resume" at its new week with no key to resume (its stop paused
+    # none), which that release sent and which is not sent since 2026-12-07.
+    release = (DATA / "watch_snapshot_91ee7cd.alerts.jsonl").read_bytes().splitlines(True)
+    empty_resume = [r for r in release if b'"action":"resume","targets":[]' in r]
+    assert len(empty_resume) == 1
+    assert before == b"".join(r for r in release if r not in empty_resume)
     # And it is where a watch of this release would be at that point, but for the recent
     # look's calls at the last looks, which that release did not keep (a restored watch's
     # recent look waits for three looks in a row), and for what ``wow`` and ``shift``
@@ -86,7 +91,12 @@ def test_a_snapshot_written_by_91ee7cd_resumes_with_the_alerts_that_release_sent
     restored.restore((DATA / "watch_snapshot_91ee7cd.json").read_bytes())
     changed = {i for i, d in enumerate(config.detectors) if d.kind in ("wow", "shift", "baseline")}
     assert len(changed) == 3
-    assert _unlearned(restored.snapshot(), changed) == _unlearned(straight.snapshot(), changed)
+    was, now = _unlearned(restored.snapshot(), changed), _unlearned(straight.snapshot(), changed)
+    # That release numbered an empty resume at each new week (one seq more a week).
+    was_seq, now_seq = dict(was["budgets"].pop("seq")), dict(now["budgets"].pop("seq"))
+    assert was_seq.keys() == now_seq.keys()
+    assert all(was_seq[k] - now_seq[k] in (0, 1) for k in was_seq), (was_seq, now_seq)
+    assert was == now
 
 
 def _unlearned(snapshot: bytes, slots: set[int]) -> dict[str, Any]:

@@ -147,6 +147,10 @@ def test_each_problem_has_line_column_and_path(tmp_path: Path) -> None:
         ("gateway: {kind: envoy}\n", "gateway.kind: must be 'litellm' or 'webhook', got \"envoy\""),
         ("slak: {channel: x}\n", "slak: unknown key 'slak' (did you mean 'slack'?)"),
         ("store: {pth: x.duckdb}\n", "store.pth: unknown key 'pth' (did you mean 'path'?)"),
+        (  # each dead letter read back as a bad event and dead-lettered again, for ever
+            "kafka: {topics: {dlq: spend.events}}\n",
+            "kafka.topics: dlq and events are both 'spend.events': each needs a topic",
+        ),
     ],
 )
 def test_bad_values(tmp_path: Path, text: str, message: str) -> None:

@@ -70,3 +70,48 @@ def test_one_stage_failing_stops_the_others_then_raises(
     with pytest.raises(StateUnreadable, match=r"outbox\.json: unreadable state"):
         asyncio.run(asyncio.wait_for(worker.run(), 60))  # a guard against a hang, not a timing
     assert all(stage.stopping.is_set() for stage in worker.stages.values())
+
+
+def test_the_worker_creates_its_topics_with_the_configured_replication(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """``kafka.replication_factor`` reaches the topics the worker creates (until 2026-12-07
+    they had one replica whatever it said: one broker lost, its spend lost), and with three
+    replicas ``acks=all`` needs two of them (``min.insync.replicas``)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    prefix = f"rf-{tmp_path.name[-8:]}"
+    topics = {kind: f"{prefix}.{kind}" for kind in ("events", "rollups", "alerts", "actions")}
+    config = Config.model_validate(
+        {
+            "kafka": {
+                "bootstrap_servers": broker.bootstrap_servers,
+                "topics": topics,
+                "replication_factor": 3,
+            }
+        }
+    )
+    damaged = tmp_path / "actions" / "outbox.json"  # the act stage fails once topics exist
+    damaged.parent.mkdir()
+    damaged.write_bytes(b"{}")
+    worker = Worker(config, WorkerSettings(state_dir=tmp_path), ["act"])
+    with pytest.raises(StateUnreadable):
+        asyncio.run(asyncio.wait_for(worker.run(create_topics=True), 60))
+
+    async def described() -> tuple[list, list]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        await admin.start()
+        try:
+            found = await admin.describe_topics(list(topics.values()))
+            resource = ConfigResource(ConfigResourceType.TOPIC, topics["rollups"])
+            return found, await admin.describe_configs([resource])
+        finally:
+            await admin.close()
+
+    found, configs = asyncio.run(described())
+    assert {t["topic"] for t in found} == set(topics.values())
+    for topic in found:
+        assert {len(p["replicas"]) for p in topic["partitions"]} == {3}, topic["topic"]
+    entries = {name: value for name, value, *_ in configs[0].resources[0][4]}
+    assert entries["min.insync.replicas"] == "2"

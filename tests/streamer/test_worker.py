@@ -4,6 +4,7 @@ joined and left by other workers, and still exact."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -371,3 +372,108 @@ def test_a_partition_locked_by_another_process_waits_then_counts_exactly(
         stop(worker)
     assert got == expected(stream.unique), log.read_text()[-3000:]
     assert log.read_text().count("partition 2 adopted") == 1
+
+
+def wait_metric(port: int, name: str, at_least: float, timeout_s: float = 60.0) -> dict:
+    """A worker's metrics once ``name`` reaches ``at_least`` (or at timeout)."""
+    deadline = time.monotonic() + timeout_s
+    values: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            values = scrape(port)
+            if values.get(name, 0) >= at_least:
+                break
+        time.sleep(0.3)
+    return values
+
+
+def test_a_restarted_worker_counts_only_what_it_reads_itself(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """The ingest counters are the process' own, as Prometheus expects: a restart does not
+    show every record and dead letter the partitions ever had as new ones (until 2026-12-07
+    each adopted partition's saved counts were added on adoption: ``increase()`` of the DLQ
+    counter fired after every restart, and a partition adopted twice was counted twice)."""
+    topics = Topics(make_topic)
+    stream = make_stream(2_000, seed=21, span_s=3600)
+    config = topics.config(tmp_path, "restart-metrics")
+    state, log = tmp_path / "state", tmp_path / "w.log"
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, stream.records))
+    port = free_port()
+    worker = start_worker(broker, config, state, log, port)
+    try:
+        first = wait_metric(port, "spendbrake_records_total", len(stream.records))
+    finally:
+        stop(worker)
+    assert first["spendbrake_records_total"] == len(stream.records), first
+    junk = [b"not json"] * 300
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, junk))
+    worker = start_worker(broker, config, state, log, port)
+    try:
+        wait_adopted(log, partitions=8)  # both runs' adoptions are in the one log
+        values = wait_metric(port, "spendbrake_records_total", len(junk))
+    finally:
+        stop(worker)
+    assert values["spendbrake_records_total"] == len(junk), values
+    assert values['spendbrake_dlq_records_total{field="payload"}'] == len(junk), values
+    assert values["spendbrake_events_valid_total"] == 0, values
+
+
+def test_a_worker_reports_lag_only_for_the_partitions_it_owns(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A second worker joins and takes half the partitions: the first one's
+    ``spendbrake_consumer_lag`` no longer lists them (it kept their last value for good)."""
+    topics = Topics(make_topic)
+    stream = make_stream(2_000, seed=22, span_s=3600)
+    config = topics.config(tmp_path, "lag-owned")
+    state = tmp_path / "state"
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, stream.records))
+    port = free_port()
+    first = start_worker(broker, config, state, tmp_path / "a.log", port)
+    second = None
+    try:
+        wait_metric(port, "spendbrake_records_total", len(stream.records))
+        second = start_worker(broker, config, state, tmp_path / "b.log")
+        wait_adopted(tmp_path / "b.log", partitions=2)
+        asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, [b"not json"] * 40))
+        deadline = time.monotonic() + 30
+        lags: list[str] = []
+        while time.monotonic() < deadline:
+            lags = [k for k in scrape(port) if k.startswith("spendbrake_consumer_lag{")]
+            if len(lags) == 2:
+                break
+            time.sleep(0.3)
+        taken = re.findall(r"partition (\d+) adopted", (tmp_path / "b.log").read_text())
+    finally:
+        if second is not None:
+            stop(second)
+        stop(first)
+    assert len(taken) == 2, taken
+    assert sorted(lags) == sorted(
+        f'spendbrake_consumer_lag{{partition="{p}"}}' for p in {"0", "1", "2", "3"} - set(taken)
+    ), lags
+
+
+def test_metrics_are_served_on_the_address_asked_for(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """``--metrics-host``: in a container (docker-compose.yml) /metrics must listen beyond
+    the container's own loopback, where no Prometheus can reach it; until 2026-12-07 it
+    was always 127.0.0.1. Here another loopback address stands in for 0.0.0.0."""
+    topics = Topics(make_topic)
+    config = topics.config(tmp_path, "metrics-host")
+    port, log = free_port(), tmp_path / "w.log"
+    worker = start_worker(
+        broker, config, tmp_path / "state", log, port, extra=("--metrics-host", "127.0.0.2")
+    )
+    try:
+        deadline = time.monotonic() + 60
+        text = ""
+        while not text and time.monotonic() < deadline and worker.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                text = httpx.get(f"http://127.0.0.2:{port}/metrics", timeout=5).text
+            time.sleep(0.3)
+    finally:
+        stop(worker)
+    assert "spendbrake_records_total" in text, log.read_text()[-2000:]
