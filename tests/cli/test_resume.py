@@ -59,12 +59,7 @@ def test_the_confirmation_names_each_key_as_given_and_the_audit(
                 json={"key": key},
                 headers={"authorization": "Bearer sk-master"},
             ).raise_for_status()
-        config = tmp_path / "spendbrake.yaml"
-        config.write_text(
-            f"kafka:\n  bootstrap_servers: {broker.bootstrap_servers}\n"
-            f"  topics:\n    actions: {actions}\n"
-            f"gateway:\n  url: {gateway.url}\n  master_key: sk-master\n"
-        )
+        config = _config(tmp_path, broker, actions, gateway)
         result = CliRunner().invoke(
             main, ["resume", *keys, "--config", str(config), "--reason", "false alarm"]
         )
@@ -91,15 +86,21 @@ def test_a_team_resume_says_the_keys_stay_paused(
             httpx.post(
                 f"{gateway.url}{path}", json=body, headers={"authorization": "Bearer sk-master"}
             ).raise_for_status()
-        config = tmp_path / "spendbrake.yaml"
-        config.write_text(
-            f"kafka:\n  bootstrap_servers: {broker.bootstrap_servers}\n"
-            f"  topics:\n    actions: {actions}\n"
-            f"gateway:\n  url: {gateway.url}\n  master_key: sk-master\n"
-        )
+        config = _config(tmp_path, broker, actions, gateway)
         result = CliRunner().invoke(main, ["resume", "--team", "t1", "--config", str(config)])
         assert not gateway.blocked_teams and gateway.is_blocked("nightly")
     assert result.exit_code == 0, (result.output, result.exception)
     lines = result.stderr.splitlines()
     assert lines[0].startswith("team t1: ok"), lines
     assert lines[-1].startswith("note: SpendBrake pauses keys, never teams"), lines
+
+
+def _config(tmp_path: Path, broker: EmbeddedBroker, actions: str, gateway: FakeGateway) -> Path:
+    """A config file naming the broker, its actions topic and the fake gateway."""
+    config = tmp_path / "spendbrake.yaml"
+    config.write_text(
+        f"kafka:\n  bootstrap_servers: {broker.bootstrap_servers}\n"
+        f"  topics:\n    actions: {actions}\n"
+        f"gateway:\n  url: {gateway.url}\n  master_key: sk-master\n"
+    )
+    return config
