@@ -149,6 +149,7 @@ class DetectStage(Stage):
         #: added take their spend so far from it (None: no budget waits).
         self._seed_after: dict[int, int] | None = None
         self._next_seed = 0.0
+        self._seed_waiting = False  # said once that they wait
 
     def reconfigure(self, config: Config) -> list[str]:
         """New detectors, budgets and policies from the next rollup on, baselines kept."""
@@ -404,9 +405,14 @@ class DetectStage(Stage):
             book.unseeded.clear()
             self._seed_after = None
             return
+        if book is not self.watch.budgets:
+            return  # a reload while the store was read: its own budgets wait anew
         if found is None:
-            log.info("budgets %s wait for the report store to read the rollups", list(waiting))
+            if not self._seed_waiting:
+                log.info("budgets %s wait for the report store to read the rollups", list(waiting))
+            self._seed_waiting = True
             return
+        self._seed_waiting = False
         for name, hours in found.items():
             usd = book.seed(name, hours, self.watch.now)
             if usd is not None:
