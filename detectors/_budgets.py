@@ -320,7 +320,8 @@ class BudgetBook:
                 "period is read from the report store once the store holds it"
             )
             # A longer period (a day made a month) reaches back past the two periods held.
-            book.unseeded.append(cfg.name)
+            if cfg.name not in book.unseeded:
+                book.unseeded.append(cfg.name)
         return book, notes
 
     def waiting(self, at: float) -> dict[str, tuple[dict[str, str], int]]:
