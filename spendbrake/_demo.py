@@ -170,6 +170,7 @@ async def _demo(
             flush_interval_s=0.5,
             checkpoint_interval_s=2.0,
             act_from="earliest",  # a new broker: every alert is the demo's own
+            progress_s=0.0,  # the live view shows it
         )
         state = DemoState(gateway=gateway)
         worker = Worker(config, settings, STAGES, on_records=state.on_records)

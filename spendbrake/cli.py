@@ -560,6 +560,15 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
     "change is applied live; a broken one is rejected and the running config kept.",
 )
 @click.option(
+    "--progress-interval",
+    "progress_s",
+    type=Duration(0, 86400),
+    default="60s",
+    show_default=True,
+    help="How often each stage logs what it did and what is left (records read and behind, "
+    "event time, alerts, effects); an idle worker logs nothing (0: never).",
+)
+@click.option(
     "--reset-partition",
     "reset_partitions",
     type=click.IntRange(min=0),
@@ -590,6 +599,7 @@ def worker(
     metrics_host: str,
     session_timeout: float,
     reload_s: float,
+    progress_s: float,
     reset_partitions: tuple[int, ...],
     act_from: str,
 ) -> None:
@@ -638,6 +648,7 @@ def worker(
         metrics_port=metrics_port or None,
         metrics_host=metrics_host,
         act_from=act_from,
+        progress_s=progress_s,
     )
     try:
         chosen = parse_stages(stages)

@@ -99,6 +99,8 @@ class WorkerSettings:
     #: re-posts every alert and re-pauses keys (a state directory lost with its volume);
     #: ``earliest`` acts on them all; ``latest`` on new ones only.
     act_from: str = "saved"
+    #: Seconds between the worker's progress lines (``stages.progress``; 0: none).
+    progress_s: float = 60.0
 
 
 class OutputFailed(KafkaError):

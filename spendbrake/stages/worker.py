@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from spendbrake.schemas import Config
 
+from .progress import Progress, registries_of
 from .stage import Stage, WorkerSettings
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ class Worker:
                 config_path, config, self.running, reload_s, overrides or (lambda c: c)
             )
         self.stopping = asyncio.Event()
+        self.progress = Progress(registries_of(self.stages), settings.progress_s)
         #: The first failure of a stage: raised by ``run`` once every stage has stopped.
         self.failure: BaseException | None = None
 
@@ -172,6 +174,7 @@ class Worker:
                     security=kafka.security_args(),
                 )
             tasks = [self._guarded(part) for part in self.running]
+            tasks.append(self.progress.run(self.stopping))
             if self.reloader is not None:
                 tasks.append(self.reloader.run(self.stopping))
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -199,14 +202,8 @@ class Worker:
             return None
         from .metrics import serve
 
-        # The store stage keeps no metrics of its own (its rows show in reports).
-        registries = [
-            stage.metrics.registry
-            for stage in self.stages.values()
-            if getattr(stage, "metrics", None) is not None
-        ]
         try:
-            return serve(registries, port, self.settings.metrics_host)
+            return serve(registries_of(self.stages).values(), port, self.settings.metrics_host)
         except OSError as exc:  # metrics are not worth failing the stages over
             log.warning("cannot serve metrics on port %d: %s", port, exc)
             return None

@@ -1,0 +1,113 @@
+"""The worker's progress lines: what each stage did and what is left, from its own metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from spendbrake._broker import EmbeddedBroker
+from spendbrake.schemas import Config
+from spendbrake.stages import Worker, WorkerSettings
+from spendbrake.stages.metrics import ActionMetrics, DetectMetrics, IngestMetrics
+from spendbrake.stages.progress import Progress
+from spendbrake.streamer import ProcessorStats
+from tests.streamer.kafka_io import publish_raw
+from tests.streamer.streams import make_stream
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_each_stage_says_what_it_did_and_what_is_left_then_nothing_when_idle() -> None:
+    ingest = IngestMetrics()
+    event_time = [float("-inf")]
+    detect = DetectMetrics(series=lambda: 0, event_time=lambda: event_time[0])
+    pending = {"slack": 0, "gateway": 0}
+    act = ActionMetrics(pending=lambda lane: pending[lane], waiting_since=lambda lane: None)
+    clock = _Clock()
+    progress = Progress(
+        {"ingest": ingest.registry, "detect": detect.registry, "act": act.registry},
+        every_s=60,
+        clock=clock,
+    )
+    assert progress.lines() == []  # nothing done, nothing left
+
+    ingest.absorb(0, ProcessorStats(records=9_000, dead={"model": 3}))
+    ingest.lag.labels("0").set(20_000)
+    ingest.lag.labels("1").set(16_000)
+    event_time[0] = 1_795_000_000.0  # 2026-11-18 11:06:40 UTC
+    detect.alerts.labels("runaway", "critical", "pause").inc(2)
+    detect.lag.labels("0").set(5)
+    act.effects.labels("slack", "post", "ok").inc(3)
+    act.effects.labels("gateway", "block", "retrying").inc()
+    pending["gateway"] = 1
+    clock.now += 60
+    assert progress.lines() == [
+        "ingest: 9,000 records read (150/s), 36,000 behind, about 4 min to go, "
+        "3 to the dead-letter topic",
+        "detect: event time 2026-11-18 11:06 UTC, 5 rollup records behind, "
+        "2 alert record(s) written",
+        "act: 3 effect(s) done, 1 attempt(s) to retry, 1 waiting",
+    ]
+
+    ingest.absorb(0, ProcessorStats(records=9_600, dead={"model": 3}))
+    for partition in ("0", "1"):
+        ingest.lag.labels(partition).set(0)
+    detect.lag.labels("0").set(0)
+    pending["gateway"] = 0
+    clock.now += 30
+    assert progress.lines() == ["ingest: 600 records read (20/s), caught up"]
+    clock.now += 60
+    assert progress.lines() == []  # idle: no line at all
+
+
+@pytest.mark.parametrize("stages", [["ingest"]])
+def test_a_worker_logs_every_record_it_reads_once_then_caught_up(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    stages: list[str],
+) -> None:
+    """A real worker on a backlog: its lines' counts add up to the records on the topic."""
+    events, rollups = make_topic("events"), make_topic("rollups")
+    config = Config.model_validate(
+        {
+            "kafka": {
+                "bootstrap_servers": broker.bootstrap_servers,
+                "topics": {"events": events, "rollups": rollups},
+            }
+        }
+    )
+    records = make_stream(3_000, seed=7).records
+    worker = Worker(config, WorkerSettings(state_dir=tmp_path, progress_s=0.2), stages)
+    caplog.set_level(logging.INFO, logger="spendbrake.stages.progress")
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "spendbrake.stages.progress"]
+
+    async def scenario() -> None:
+        await publish_raw(broker.bootstrap_servers, events, records)
+        running = asyncio.create_task(worker.run())
+        while not any("caught up" in line for line in lines()):
+            await asyncio.sleep(0.1)
+        worker.stop()
+        await running
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))  # a guard against a hang, not a timing
+    read = [
+        int(m[1].replace(",", ""))
+        for m in map(re.compile(r"ingest: ([\d,]+) ").match, lines())
+        if m
+    ]
+    assert sum(read) == len(records)
