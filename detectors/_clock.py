@@ -70,6 +70,29 @@ class EventClock:
         if held:
             self.now = max(self.now, min(held) if self.partitions is not None else max(held))
 
+    def _active_marks(self) -> list[float]:
+        """The marks that hold the watermark (``[now]`` without ``partitions``)."""
+        if self.partitions is None:
+            return [self.now]
+        marks = self.marks
+        return [marks[p] for p in range(self.partitions) if p not in self.idle and p in marks]
+
+    @property
+    def apart(self) -> bool:
+        """The input partitions' marks are more than one early-look step apart: a backlog, a
+        restart or a slow worker reading them unevenly. An open hour then holds the faster
+        partitions' calls well past the watermark, and judged as a rate up to the watermark
+        it looked many times busier than it is: early looks wait till they are together."""
+        marks = self._active_marks()
+        return len(marks) > 1 and max(marks) - min(marks) > self.peek_s
+
+    def seen(self, hour: int) -> float:
+        """The share of ``hour`` its totals hold so far: each partition's progress into it,
+        averaged (events are keyed by event id, so a series' calls spread evenly over the
+        partitions); with one partition, or marks together, the watermark's progress."""
+        marks = self._active_marks() or [self.now]
+        return sum(min(1.0, max(0.0, (m - hour) / HOUR)) for m in marks) / len(marks)
+
     @property
     def behind(self) -> bool:
         """An hour the watermark has passed is not closed yet."""

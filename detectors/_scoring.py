@@ -108,6 +108,7 @@ class Scoring:
         config: Config,
         looks_from: int | None = None,
         step_s: float = 300.0,
+        seen_of: Callable[[int], float] | None = None,
     ) -> list[Candidate]:
         """Score the open hours changed since the last look, up to ``now``, learning nothing.
 
@@ -115,6 +116,9 @@ class Scoring:
         one), each changed series' newest hour is also judged on its recent rate: its calls
         in the last ``STEPS`` steps (``_recent``), which a surge late in an hour fills while
         the hour's total still dilutes it.
+
+        ``seen_of(hour)``: the share of an open hour its totals hold (``EventClock.seen``);
+        without it, the share up to ``now``.
 
         A step's changed hours are read first, then their recent rates; an hour under every
         early-looking detector's ``min_usd`` (``_plan``, one int compare) asks none of them:
@@ -143,6 +147,7 @@ class Scoring:
             rows.append((series, hour, cost, calls, st[CLOSED_COST], st[CLOSED_CALLS]))
         recent = self._rates(rows, newest.values(), now, looks_from, step_s)
         plans = self._plans_for(config)
+        seen_by_hour: dict[int, float] = {}
         found = []
         for k, (series, hour, cost, calls, closed_cost, closed_calls) in enumerate(rows):
             bank = series.bank
@@ -154,7 +159,10 @@ class Scoring:
                 continue  # under every early-looking detector's ``min_usd``: none would look
             # The share of the hour seen so far (at least one early-look step, so a minute's
             # calls are not judged as a rate on their own).
-            seen = min(1.0, max(PEEK_MIN_SHARE, (now - hour) / HOUR))
+            seen = seen_by_hour.get(hour)
+            if seen is None:
+                share = (now - hour) / HOUR if seen_of is None else seen_of(hour)
+                seen = seen_by_hour[hour] = min(1.0, max(PEEK_MIN_SHARE, share))
             dets = bank.at(series.row)
             for p, cfg, at_least in peekers:
                 if cost < at_least:

@@ -283,10 +283,15 @@ class SpendWatch:
         if self.book.notices:
             alerts.extend((notice, []) for notice in self.book.take_notices())
         if not clock.behind:
-            if clock.peek_due():
+            if not clock.apart and clock.peek_due():
                 candidates.extend(
                     self.scoring.peek(
-                        clock.now, clock.closed_until, self.config, clock.looks_from, clock.peek_s
+                        clock.now,
+                        clock.closed_until,
+                        self.config,
+                        clock.looks_from,
+                        clock.peek_s,
+                        clock.seen,
                     )
                 )
             alerts.extend(self._anomaly_alerts(candidates, clock.now))

@@ -44,6 +44,7 @@ from spendbrake.schemas import (
     alert_records,
     decode_rollup,
     encode_alert,
+    format_ts,
     unpickle_state,
 )
 from spendbrake.streamer import write_atomic
@@ -127,6 +128,8 @@ class DetectStage(Stage):
         #: Next rollup offset to read, per partition (saved with the watch).
         self.offsets: dict[int, int] = {}
         self.alerts_out = 0
+        #: Early looks wait for input partitions read apart (``EventClock.apart``): logged.
+        self._apart = False
         self.records_in = 0
         #: Records on the rollups topic that were not rollups (see ``_skip``).
         self.skipped = 0
@@ -350,6 +353,7 @@ class DetectStage(Stage):
                     if not self.watch.behind:
                         break
                     await asyncio.sleep(0)
+                self._say_if_apart()
             # Checkpoint right after alerts: what the stage re-derives after a crash depends
             # on where its fetches happened to end, so keep that window as small as possible.
             due = self.checkpoint_due(time.monotonic() - last_checkpoint)
@@ -430,6 +434,25 @@ class DetectStage(Stage):
         self.skipped += 1
         self.metrics.skipped.inc()
         log.warning("rollup record %d/%d skipped: %s", partition, offset, str(problem)[:300])
+
+    def _say_if_apart(self) -> None:
+        """Log when early looks wait for input partitions read apart, and when they resume."""
+        clock = self.watch.clock
+        apart = clock.apart and not clock.behind
+        if apart == self._apart:
+            return
+        self._apart = apart
+        if apart:
+            marks = sorted(clock.marks.items())
+            spread_h = (max(m for _, m in marks) - min(m for _, m in marks)) / 3600
+            log.info(
+                "early looks wait: input partitions are read %.1f h apart (marks %s), as after "
+                "a backlog or a restart; hours are still judged when they close",
+                spread_h,
+                ", ".join(f"{p}: {format_ts(m)[:19]}" for p, m in marks),
+            )
+        else:
+            log.info("input partitions read together again: early looks resume")
 
     def _mark(self, rollup_partition: int, input_partition: int, watermark: float) -> None:
         """An input partition's watermark counts once its mark arrived on every rollups
