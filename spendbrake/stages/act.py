@@ -100,6 +100,23 @@ CONCURRENCY = {"slack": 2, "gateway": 1}
 _CLI_RESUME = b"resume/"
 
 
+def _unconfigured(config: Config) -> list[str]:
+    """What an operator should know the stage will not do, said once at its start: alerts
+    were only logged and pauses only audited, and nothing said so."""
+    out = []
+    if config.slack.token is None:
+        out.append(
+            "slack.token is not set: alerts are logged here and kept on the alerts topic, "
+            "not posted to Slack"
+        )
+    if not _has_gateway(config):
+        out.append(
+            "no gateway configured (gateway.master_key, or gateway.secret for a webhook): "
+            "pauses are audited as skipped, no key is paused"
+        )
+    return out
+
+
 class NoGateway:
     """Stands in when no gateway is configured: pauses are audited as skipped."""
 
@@ -222,6 +239,8 @@ class ActionStage(Stage):
         return self.dir / "lock"
 
     def load(self) -> None:
+        for missing in _unconfigured(self.config):
+            log.warning("%s", missing)
         path, old = self.dir / "outbox.json", self.dir / "outbox.pkl"
         try:
             data = path.read_bytes()
@@ -398,12 +417,9 @@ class ActionStage(Stage):
                         accepted += 1
                         if alert.action == "pause":
                             self._count_refusals(alert)
+                        what = ", ".join(alert.targets) or "no key"
                         log.info(
-                            "alert %s %s %s: %s",
-                            alert.ref(),
-                            alert.action,
-                            alert.targets,
-                            alert.reason,
+                            "alert %s (%s %s): %s", alert.ref(), alert.action, what, alert.reason
                         )
             self.outbox.prune(now)
             await self.checkpoint()  # planned effects and the offset, together, before acting
@@ -966,8 +982,10 @@ def _close_later(close_client: Callable[[], Awaitable[None]], after_s: float) ->
 _closing: set[asyncio.Task[None]] = set()
 
 
-def _gateway(config: Config) -> Gateway:
+def _has_gateway(config: Config) -> bool:
     gateway = config.gateway
-    if gateway.dry_run or gateway.master_key or gateway.secret:
-        return make_gateway(gateway)
-    return NoGateway()
+    return bool(gateway.dry_run or gateway.master_key or gateway.secret)
+
+
+def _gateway(config: Config) -> Gateway:
+    return make_gateway(config.gateway) if _has_gateway(config) else NoGateway()

@@ -97,3 +97,22 @@ def test_a_slack_message_is_never_given_up_a_pause_is_after_max_attempts(tmp_pat
     assert act.outbox.audit[post.id].result == "retrying"
     assert not act.outbox.lanes["gateway"]
     assert act.outbox.audit[block.id].result == "failed"
+
+
+def test_a_stage_with_nowhere_to_act_says_so_when_it_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without slack.token and a gateway, alerts were only logged and pauses only audited as
+    skipped, and nothing said so: an operator took silence for quiet."""
+    caplog.set_level("WARNING", logger="spendbrake.stages.act")
+    stage(tmp_path / "bare").load()
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2
+    assert said[0].startswith("slack.token is not set: alerts are logged here")
+    assert said[1].startswith("no gateway configured")
+    caplog.clear()
+    config = Config.model_validate(
+        {"slack": {"token": "xoxb-1"}, "gateway": {"kind": "litellm", "master_key": "sk-m"}}
+    )
+    ActionStage(config, WorkerSettings(state_dir=tmp_path / "set")).load()
+    assert caplog.records == []
