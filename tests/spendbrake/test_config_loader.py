@@ -145,6 +145,10 @@ def test_each_problem_has_line_column_and_path(tmp_path: Path) -> None:
         ),
         ("minute_windows: every\n", "minute_windows: must be 'budgets' or 'all', got \"every\""),
         ("gateway: {kind: envoy}\n", "gateway.kind: must be 'litellm' or 'webhook', got \"envoy\""),
+        (  # reached the clients' own parser, in the SDK a ValueError that stopped its sender
+            "kafka: {bootstrap_servers: 'kafka:909x'}\n",
+            "kafka.bootstrap_servers: 'kafka:909x': the port must be a number from 1 to 65535",
+        ),
         ("slak: {channel: x}\n", "slak: unknown key 'slak' (did you mean 'slack'?)"),
         ("store: {pth: x.duckdb}\n", "store.pth: unknown key 'pth' (did you mean 'path'?)"),
         (  # each dead letter read back as a bad event and dead-lettered again, for ever
