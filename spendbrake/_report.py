@@ -543,7 +543,8 @@ def _projection(
 
 def _alerts(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
     rows = con.execute(
-        """SELECT detected_at, kind, severity, scope, observed_usd, action, targets, reason, id, seq
+        """SELECT detected_at, kind, severity, scope, observed_usd, action, targets, reason,
+                  id, seq, window_start, window_end
            FROM alerts WHERE detected_at >= ? AND detected_at < ?
            ORDER BY detected_at, id, seq""",
         [period.start, period.end],
@@ -551,6 +552,12 @@ def _alerts(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
     by_kind: dict[str, int] = {}
     for row in rows:
         by_kind[row[1] or "?"] = by_kind.get(row[1] or "?", 0) + 1
+    # Incidents alerted, apart from trends: an incident's follow-ups (``seq`` > 0) are
+    # records of the same incident, and trends are listed on their own, not paged.
+    incidents: dict[str, str] = {r[8]: r[1] or "?" for r in rows if r[2] != "info"}
+    incidents_by_kind: dict[str, int] = {}
+    for kind in incidents.values():
+        incidents_by_kind[kind] = incidents_by_kind.get(kind, 0) + 1
     items = [
         {
             "detected_at": format_ts(r[0]),
@@ -579,9 +586,21 @@ def _alerts(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
                     "scope": orjson.loads(r[3]) if r[3] else {},
                     "reason": r[7],
                     "id": r[8],
+                    # The span it judged (a trend's day), which detected_at is not: a
+                    # day's trend is found ten minutes after the day has ended.
+                    "window_start": format_ts(r[10]) if r[10] is not None else None,
+                    "window_end": format_ts(r[11]) if r[11] is not None else None,
                 }
             )
-    return {"count": len(rows), "by_kind": by_kind, "items": items, "trends": trends}
+    return {
+        "count": len(rows),
+        "by_kind": by_kind,
+        "incidents": len(incidents),
+        "incidents_by_kind": incidents_by_kind,
+        "trend_count": len({r[8] for r in rows if r[2] == "info"}),
+        "items": items,
+        "trends": trends,
+    }
 
 
 def _actions(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
