@@ -1123,7 +1123,12 @@ def config_schema(output: str | None) -> None:
     """
     import orjson
 
+    from spendbrake.detectors import available
+
     schema = Config.model_json_schema(mode="validation")
+    # The model takes any name (the detectors package registers them, and schemas may not
+    # import it); the editor should offer the registered ones and flag a typo.
+    schema["$defs"]["DetectorConfig"]["properties"]["kind"]["enum"] = available()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "SpendBrake operator config"
     text = orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()

@@ -382,6 +382,10 @@ def test_config_schema_covers_every_section_and_forbids_unknown_keys(tmp_path: P
     # A typo like hard_stop must fail in the editor too, not only in `spendbrake validate`.
     budget = schema["$defs"]["BudgetConfig"]
     assert budget["additionalProperties"] is False and "hard_stop_at" in budget["properties"]
+    # A detector's kind is offered from the registered ones, a typo flagged (any name passed).
+    from spendbrake.detectors import available
+
+    assert schema["$defs"]["DetectorConfig"]["properties"]["kind"]["enum"] == available()
     assert orjson.loads(run("config", "schema").output) == schema
 
 
