@@ -155,11 +155,13 @@ def dedupe_key(report: dict[str, Any]) -> str:
 def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     """Fallback text and Block Kit blocks summarising ``report`` (from ``build_report``)."""
     period, total, by = report["period"], report["total"], report["by"]
-    headline = f"AI spend {period['label']}: {_usd(total['cost_usd'])}" + _trend(
-        total.get("trend_pct"), period["prior"]
-    )
+    prior = period["prior"]
+    if period.get("prior_days_counted") is not None:  # deployed during it: part of its spend
+        prior += f", {period['prior_days_counted']:g} days of it counted"
+    trend = _trend(total.get("trend_pct"), prior)
+    headline = f"AI spend {period['label']}: {_usd(total['cost_usd'])}{trend}"
     fields = [
-        f"*Spend*\n{_usd(total['cost_usd'])}{_trend(total.get('trend_pct'), period['prior'])}",
+        f"*Spend*\n{_usd(total['cost_usd'])}{trend}",
         f"*Calls*\n{total['calls']:,}",
     ]
     caching = report.get("caching") or {}

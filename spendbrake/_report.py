@@ -318,6 +318,14 @@ def build_report(
     # A period still running is compared with as much of the prior one (prorated within its
     # last day), not the whole of it: three days of December are no -90 % against November.
     compared = _prior_so_far(con, (), [], prior, elapsed_s).get(None, 0) if running else prior_cost
+    # Nothing counted before the store's first day: a prior period that began earlier (the
+    # month SpendBrake was deployed in) holds only part of its spend, and a trend against
+    # it (+248 % for a first whole month) says more about the deployment than the spend.
+    first_day = con.execute(
+        "SELECT min(window_start) FROM rollups WHERE dims = '' AND window_s = 86400"
+    ).fetchone()[0]
+    partial = first_day is not None and prior.start < first_day < prior.end
+    prior_days_counted = (prior.end - first_day) / DAY_S if partial else None
     report: dict[str, Any] = {
         "period": {
             "label": period.label,
@@ -325,6 +333,8 @@ def build_report(
             "start": format_ts(period.start),
             "end": format_ts(period.end),
             "prior": prior.label,
+            #: Days of the prior period the store holds, when it began before them.
+            "prior_days_counted": prior_days_counted,
         },
         "by": by,
         "total": {
@@ -344,6 +354,12 @@ def build_report(
         report["notes"].append(
             f"{period.label} is still running ({elapsed_s / DAY_S:.1f} of {period.days:g} days): "
             f"trends compare it with the first {elapsed_s / DAY_S:.1f} days of {prior.label}"
+        )
+    if prior_days_counted is not None:
+        report["notes"].append(
+            f"nothing was counted before {_day(first_day)}: {prior.label} holds "
+            f"{prior_days_counted:g} of its {prior.days:g} days, and trends against it "
+            "compare a whole period with that part"
         )
     report["rows"] = _rows(
         con, by, period, prior, cost, report["notes"], elapsed_s if running else None

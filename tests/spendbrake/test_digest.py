@@ -130,6 +130,40 @@ def test_the_digest_says_its_days_and_each_trends_day_and_counts_incidents(
     assert "by the period's end" not in body and "by the year's end" in body
 
 
+def test_a_trend_against_the_month_spendbrake_was_deployed_in_says_so(tmp_path: Path) -> None:
+    """Deployed on Oct 26, the first whole month's digest read "▲248% vs 2026-10" against six
+    days of October, and nothing said so. The numbers stay; the headline and the report say
+    how much of the prior period was counted."""
+    from spendbrake._report import parse_period, report_from_store
+    from spendbrake.streamer import StoreBatch, apply_batch, connect_store
+    from tests.spendbrake.test_report import rollup
+
+    batch = StoreBatch()
+    for day in range(36):  # Oct 26 to Nov 30, $10 a day
+        batch.add_rollup(rollup((), (), _ts(2026, 10, 26) + day * 86400, 10.0))
+        batch.add_rollup(rollup(("team",), ("search",), _ts(2026, 10, 26) + day * 86400, 10.0))
+    con = connect_store(tmp_path / "s.duckdb")
+    apply_batch(con, batch, {("rollups", 0): 1})
+    con.close()
+    report, _ = report_from_store(
+        tmp_path / "s.duckdb", parse_period("2026-11"), now=_ts(2026, 12, 2)
+    )
+    assert report["period"]["prior_days_counted"] == 6
+    assert report["notes"][0] == (
+        "nothing was counted before 2026-10-26: 2026-10 holds 6 of its 31 days, and trends "
+        "against it compare a whole period with that part"
+    )
+    text, _ = digest_message(report)
+    assert text == "AI spend 2026-11: $300.00 (▲400% vs 2026-10, 6 days of it counted)"
+    # A prior period the store holds whole says nothing more.
+    week, _ = report_from_store(
+        tmp_path / "s.duckdb", parse_period("2026-W47"), now=_ts(2026, 12, 2)
+    )
+    assert week["period"]["prior_days_counted"] is None
+    assert not any("nothing was counted" in note for note in week["notes"])
+    assert digest_message(week)[0] == "AI spend 2026-W47: $70.00 (=0% vs 2026-W46)"
+
+
 def test_amounts_under_ten_cents_keep_two_significant_digits() -> None:
     """A typical agent task's p50 of $0.0010 read "$0.00 per agent task"."""
     report = _report()
