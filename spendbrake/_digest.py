@@ -39,6 +39,7 @@ from spendbrake.schemas import (
 from spendbrake.streamer import write_atomic
 
 from ._report import ReportError, parse_period, report_from_store
+from ._report_render import period_span
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             parts.append(f"at current growth {rate}/month by the year's end")
         if parts:
             fields.append("*Projection*\n" + "; ".join(parts))
-    title = f"AI spend, {period['label']} ({_span(period['start'], period['end'])})"
+    title = f"AI spend, {period['label']} ({period_span(period['start'], period['end'])})"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title}},
         {"type": "section", "fields": [mrkdwn_text(f, 2000) for f in fields]},
@@ -349,15 +350,6 @@ def _usd(value: float) -> str:
     if abs(value) >= 0.095 or value == 0:
         return f"${value:,.2f}"
     return f"${value:.{1 - math.floor(math.log10(abs(value)))}f}"
-
-
-def _span(start: str, end: str) -> str:
-    """A period's days, first to last (its end is the next period's start), in UTC."""
-    first = datetime.fromtimestamp(parse_ts(start), UTC)
-    last = datetime.fromtimestamp(parse_ts(end), UTC) - timedelta(days=1)
-    if first.date() == last.date():
-        return f"{first:%a %Y-%m-%d}, UTC"
-    return f"{first:%a %Y-%m-%d} to {last:%a %Y-%m-%d}, UTC"
 
 
 def _day_of(trend: dict[str, Any]) -> str:

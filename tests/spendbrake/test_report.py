@@ -264,6 +264,8 @@ def test_report_command(tmp_path: Path) -> None:
     table = runner.invoke(main, ["report", "--period", "2026-10", "--store", str(store)])
     assert table.exit_code == 0, table.output
     assert "search" in table.output and "per ticket_resolved" in table.output
+    # The last day, not the next period's first ("2026-10-01 to 2026-11-01" read as 32 days).
+    assert "Spend report 2026-10 (Thu 2026-10-01 to Sat 2026-10-31, UTC; by team;" in table.output
     assert "assumes run rate" in table.output
     csv = runner.invoke(
         main,
