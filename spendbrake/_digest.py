@@ -213,13 +213,11 @@ def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     if unit:
         blocks.append(_section("*Unit economics*\n" + "\n".join(unit)))
     alerts, actions = report.get("alerts") or {}, report.get("actions") or {}
-    trend_count = alerts.get("trend_count", 0)
     if alerts.get("incidents") or actions.get("count"):
         # Incidents, not alert records (an escalation is the same incident), and trends
         # counted apart: they are listed below and were never paged.
-        kinds = mrkdwn(
-            ", ".join(f"{k} {n}" for k, n in sorted(alerts["incidents_by_kind"].items()))
-        )
+        by_kind = alerts.get("incidents_by_kind") or {}
+        kinds = mrkdwn(", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())))
         done = mrkdwn(
             ", ".join(f"{k} {n}" for k, n in sorted((actions.get("by_result") or {}).items()))
         )
@@ -236,8 +234,9 @@ def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         # Trends the detectors found but did not page (severity info): creeps, steps. Each
         # says the day it judged: "day $264 vs $175" is otherwise any day of the period.
         lines = [f"• {_day_of(t)}{t['reason']}"[:300] for t in trends[:TOP_TRENDS]]
-        if max(trend_count, len(trends)) > TOP_TRENDS:
-            more = max(trend_count, len(trends)) - TOP_TRENDS
+        # The report lists 20 at most; trend_count is how many the period had.
+        more = max(alerts.get("trend_count", 0), len(trends)) - TOP_TRENDS
+        if more > 0:
             lines.append(f"{more} more: `spendbrake report` lists them")
         blocks.append(_section("*Trends (not paged)*\n" + "\n".join(lines)))
     blocks.append(
