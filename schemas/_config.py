@@ -161,6 +161,36 @@ class TopicsConfig(_Section):
         return self
 
 
+def check_bootstrap(value: str) -> str:
+    """``value`` if it is a Kafka bootstrap list, ``HOST:PORT[,HOST:PORT...]``; else a
+    ``ValueError`` naming the entry and what is wrong with it.
+
+    Checked where the value enters: a port that is not a number reached the producer SDK's
+    sender thread as a ``ValueError`` from deep inside the Kafka client and stopped it.
+    A host alone takes the Kafka port 9092; an IPv6 address goes in brackets with a port.
+    """
+    for raw in value.split(","):
+        entry = raw.strip()
+        if not entry:
+            raise ValueError(f"{value!r} has an empty entry; use HOST:PORT[,HOST:PORT...]")
+        if "://" in entry:
+            raise ValueError(f"{entry!r}: no scheme, write HOST:PORT")
+        if entry.startswith("["):  # [::1]:9092
+            host, _, rest = entry[1:].partition("]")
+            port = rest.removeprefix(":") if rest.startswith(":") else None
+            if rest and port is None:
+                raise ValueError(f"{entry!r} is not [IPv6]:PORT")
+        elif entry.count(":") == 1:
+            host, port = entry.split(":")
+        else:  # a host alone, or a bare IPv6 address: the client's default port
+            host, port = entry, None
+        if not host:
+            raise ValueError(f"{entry!r} has no host; use HOST:PORT")
+        if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"{entry!r}: the port must be a number from 1 to 65535, got {port!r}")
+    return value
+
+
 #: Environment variables that set ``kafka`` fields (over the file), for the worker, the
 #: CLI and the producer SDK alike: one way to hand a process its broker and credentials.
 KAFKA_ENV = {
@@ -184,7 +214,7 @@ class KafkaConfig(_Section):
     """
 
     #: ``SPENDBRAKE_BOOTSTRAP`` in the environment overrides this at load time (see KAFKA_ENV).
-    bootstrap_servers: Name = "127.0.0.1:9092"
+    bootstrap_servers: Annotated[Name, AfterValidator(check_bootstrap)] = "127.0.0.1:9092"
     topics: TopicsConfig = TopicsConfig()
     partitions: Annotated[int, Field(ge=1, le=1024)] = 4
     replication_factor: Annotated[int, Field(ge=1, le=16)] = 1

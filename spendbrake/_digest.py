@@ -27,10 +27,19 @@ from typing import Any
 import orjson
 
 from spendbrake.actions import SlackNotifier
-from spendbrake.schemas import Config, PriceTable, SlackConfig, mrkdwn, mrkdwn_code, mrkdwn_text
+from spendbrake.schemas import (
+    Config,
+    PriceTable,
+    SlackConfig,
+    mrkdwn,
+    mrkdwn_code,
+    mrkdwn_text,
+    parse_ts,
+)
 from spendbrake.streamer import write_atomic
 
 from ._report import ReportError, parse_period, report_from_store
+from ._report_render import period_span
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +156,13 @@ def dedupe_key(report: dict[str, Any]) -> str:
 def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     """Fallback text and Block Kit blocks summarising ``report`` (from ``build_report``)."""
     period, total, by = report["period"], report["total"], report["by"]
-    headline = f"AI spend {period['label']}: {_usd(total['cost_usd'])}" + _trend(
-        total.get("trend_pct"), period["prior"]
-    )
+    prior = period["prior"]
+    if period.get("prior_days_counted") is not None:  # deployed during it: part of its spend
+        prior += f", {period['prior_days_counted']:g} days of it counted"
+    trend = _trend(total.get("trend_pct"), prior)
+    headline = f"AI spend {period['label']}: {_usd(total['cost_usd'])}{trend}"
     fields = [
-        f"*Spend*\n{_usd(total['cost_usd'])}{_trend(total.get('trend_pct'), period['prior'])}",
+        f"*Spend*\n{_usd(total['cost_usd'])}{trend}",
         f"*Calls*\n{total['calls']:,}",
     ]
     caching = report.get("caching") or {}
@@ -163,13 +174,17 @@ def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         )
     projection = report.get("projection") or {}
     if projection.get("period_end_usd") is not None:
-        line = f"*Projection*\n{_usd(projection['period_end_usd'])} by the period's end"
+        # An ended period's "projection" is its total, already the first field.
+        ended = projection.get("as_of") == period["end"]
+        parts = [] if ended else [f"{_usd(projection['period_end_usd'])} by the period's end"]
         if projection.get("monthly_rate_at_year_end_usd") is not None:
             rate = _usd(projection["monthly_rate_at_year_end_usd"])
-            line += f"; at current growth {rate}/month by the year's end"
-        fields.append(line)
+            parts.append(f"at current growth {rate}/month by the year's end")
+        if parts:
+            fields.append("*Projection*\n" + "; ".join(parts))
+    title = f"AI spend, {period['label']} ({period_span(period['start'], period['end'])})"
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"AI spend, {period['label']}"}},
+        {"type": "header", "text": {"type": "plain_text", "text": title}},
         {"type": "section", "fields": [mrkdwn_text(f, 2000) for f in fields]},
     ]
     rows = report.get("rows") or []
@@ -198,16 +213,17 @@ def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     if unit:
         blocks.append(_section("*Unit economics*\n" + "\n".join(unit)))
     alerts, actions = report.get("alerts") or {}, report.get("actions") or {}
-    if alerts.get("count") or actions.get("count"):
-        kinds = mrkdwn(
-            ", ".join(f"{k} {n}" for k, n in sorted((alerts.get("by_kind") or {}).items()))
-        )
+    if alerts.get("incidents") or actions.get("count"):
+        # Incidents, not alert records (an escalation is the same incident), and trends
+        # counted apart: they are listed below and were never paged.
+        by_kind = alerts.get("incidents_by_kind") or {}
+        kinds = mrkdwn(", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())))
         done = mrkdwn(
             ", ".join(f"{k} {n}" for k, n in sorted((actions.get("by_result") or {}).items()))
         )
         blocks.append(
             _section(
-                f"*Incidents*\n{alerts.get('count', 0)} alert(s)"
+                f"*Incidents*\n{alerts.get('incidents', 0)} incident(s) alerted"
                 + (f" ({kinds})" if kinds else "")
                 + f"; {actions.get('count', 0)} action(s)"
                 + (f" ({done})" if done else "")
@@ -215,10 +231,13 @@ def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         )
     trends = alerts.get("trends") or []
     if trends:
-        # Trends the detectors found but did not page (severity info): creeps, steps.
-        lines = [f"• {t['reason']}"[:300] for t in trends[:TOP_TRENDS]]
-        if len(trends) > TOP_TRENDS:
-            lines.append(f"{len(trends) - TOP_TRENDS} more: `spendbrake report` lists them")
+        # Trends the detectors found but did not page (severity info): creeps, steps. Each
+        # says the day it judged: "day $264 vs $175" is otherwise any day of the period.
+        lines = [f"• {_day_of(t)}{t['reason']}"[:300] for t in trends[:TOP_TRENDS]]
+        # The report lists 20 at most; trend_count is how many the period had.
+        more = max(alerts.get("trend_count", 0), len(trends)) - TOP_TRENDS
+        if more > 0:
+            lines.append(f"{more} more: `spendbrake report` lists them")
         blocks.append(_section("*Trends (not paged)*\n" + "\n".join(lines)))
     blocks.append(
         {
@@ -323,7 +342,24 @@ def _section(text: str) -> dict[str, Any]:
 
 
 def _usd(value: float) -> str:
-    return f"${value:,.2f}" if abs(value) < 1e6 else f"${value / 1e6:,.2f}M"
+    """Dollars as the digest shows them: cents, two significant digits under ten cents (a
+    task's p50 of $0.0010 read "$0.00"), millions past a million."""
+    if abs(value) >= 1e6:
+        return f"${value / 1e6:,.2f}M"
+    if abs(value) >= 0.095 or value == 0:
+        return f"${value:,.2f}"
+    return f"${value:.{1 - math.floor(math.log10(abs(value)))}f}"
+
+
+def _day_of(trend: dict[str, Any]) -> str:
+    """``Tue 11-17: `` for a trend about one UTC day; the span for a longer one."""
+    start, end = trend.get("window_start"), trend.get("window_end")
+    if not start or not end:
+        return ""
+    first, stop = parse_ts(start), parse_ts(end)
+    if stop - first == 86_400:
+        return f"{datetime.fromtimestamp(first, UTC):%a %m-%d}: "
+    return f"{_event_time(first)} to {_event_time(stop)}: "
 
 
 def _arrow(pct: float) -> str:

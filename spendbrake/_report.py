@@ -318,6 +318,14 @@ def build_report(
     # A period still running is compared with as much of the prior one (prorated within its
     # last day), not the whole of it: three days of December are no -90 % against November.
     compared = _prior_so_far(con, (), [], prior, elapsed_s).get(None, 0) if running else prior_cost
+    # Nothing counted before the store's first day: a prior period that began earlier (the
+    # month SpendBrake was deployed in) holds only part of its spend, and a trend against
+    # it (+248 % for a first whole month) says more about the deployment than the spend.
+    first_day = con.execute(
+        "SELECT min(window_start) FROM rollups WHERE dims = '' AND window_s = 86400"
+    ).fetchone()[0]
+    partial = first_day is not None and prior.start < first_day < prior.end
+    prior_days_counted = (prior.end - first_day) / DAY_S if partial else None
     report: dict[str, Any] = {
         "period": {
             "label": period.label,
@@ -325,6 +333,8 @@ def build_report(
             "start": format_ts(period.start),
             "end": format_ts(period.end),
             "prior": prior.label,
+            #: Days of the prior period the store holds, when it began before them.
+            "prior_days_counted": prior_days_counted,
         },
         "by": by,
         "total": {
@@ -344,6 +354,12 @@ def build_report(
         report["notes"].append(
             f"{period.label} is still running ({elapsed_s / DAY_S:.1f} of {period.days:g} days): "
             f"trends compare it with the first {elapsed_s / DAY_S:.1f} days of {prior.label}"
+        )
+    if prior_days_counted is not None:
+        report["notes"].append(
+            f"nothing was counted before {_day(first_day)}: {prior.label} holds "
+            f"{prior_days_counted:g} of its {prior.days:g} days, and trends against it "
+            "compare a whole period with that part"
         )
     report["rows"] = _rows(
         con, by, period, prior, cost, report["notes"], elapsed_s if running else None
@@ -543,7 +559,8 @@ def _projection(
 
 def _alerts(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
     rows = con.execute(
-        """SELECT detected_at, kind, severity, scope, observed_usd, action, targets, reason, id, seq
+        """SELECT detected_at, kind, severity, scope, observed_usd, action, targets, reason,
+                  id, seq, window_start, window_end
            FROM alerts WHERE detected_at >= ? AND detected_at < ?
            ORDER BY detected_at, id, seq""",
         [period.start, period.end],
@@ -551,6 +568,12 @@ def _alerts(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
     by_kind: dict[str, int] = {}
     for row in rows:
         by_kind[row[1] or "?"] = by_kind.get(row[1] or "?", 0) + 1
+    # Incidents alerted, apart from trends: an incident's follow-ups (``seq`` > 0) are
+    # records of the same incident, and trends are listed on their own, not paged.
+    incidents: dict[str, str] = {r[8]: r[1] or "?" for r in rows if r[2] != "info"}
+    incidents_by_kind: dict[str, int] = {}
+    for kind in incidents.values():
+        incidents_by_kind[kind] = incidents_by_kind.get(kind, 0) + 1
     items = [
         {
             "detected_at": format_ts(r[0]),
@@ -579,9 +602,21 @@ def _alerts(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
                     "scope": orjson.loads(r[3]) if r[3] else {},
                     "reason": r[7],
                     "id": r[8],
+                    # The span it judged (a trend's day), which detected_at is not: a
+                    # day's trend is found ten minutes after the day has ended.
+                    "window_start": format_ts(r[10]) if r[10] is not None else None,
+                    "window_end": format_ts(r[11]) if r[11] is not None else None,
                 }
             )
-    return {"count": len(rows), "by_kind": by_kind, "items": items, "trends": trends}
+    return {
+        "count": len(rows),
+        "by_kind": by_kind,
+        "incidents": len(incidents),
+        "incidents_by_kind": incidents_by_kind,
+        "trend_count": len({r[8] for r in rows if r[2] == "info"}),
+        "items": items,
+        "trends": trends,
+    }
 
 
 def _actions(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:

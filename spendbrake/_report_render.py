@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from spendbrake.schemas import csv_text, visible
+from spendbrake.schemas import csv_text, parse_ts, visible
 
 CSV_COLUMNS = (
     "calls",
@@ -82,11 +83,24 @@ def _tokens(value: int) -> str:
     return str(value)
 
 
+def period_span(start: str, end: str) -> str:
+    """A period's days, first to last, in UTC: ``Thu 2026-10-01 to Sat 2026-10-31, UTC``.
+
+    Not ``2026-10-01 to 2026-11-01``: the end is the next period's start, and a reader
+    takes November 1st for a day of October's report.
+    """
+    first = datetime.fromtimestamp(parse_ts(start), UTC)
+    last = datetime.fromtimestamp(parse_ts(end), UTC) - timedelta(days=1)
+    if first.date() == last.date():
+        return f"{first:%a %Y-%m-%d}, UTC"
+    return f"{first:%a %Y-%m-%d} to {last:%a %Y-%m-%d}, UTC"
+
+
 def render_table(report: dict[str, Any], console: Console) -> None:
     period, total, by = report["period"], report["total"], report["by"]
     console.print(
-        f"[bold]Spend report {period['label']}[/bold] ({period['start'][:10]} to "
-        f"{period['end'][:10]}, by {by}; trend vs {period['prior']})"
+        f"[bold]Spend report {period['label']}[/bold] "
+        f"({period_span(period['start'], period['end'])}; by {by}; trend vs {period['prior']})"
     )
     console.print(
         f"total {_usd(total['cost_usd'])} ({_pct(total['trend_pct'])}), "

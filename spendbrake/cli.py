@@ -1091,13 +1091,18 @@ def digest(
 
 
 @main.command()
-@click.argument("config_file", type=click.Path(dir_okay=False))
+@click.argument("config_file", type=click.Path())
 def validate(config_file: str) -> None:
-    """Check an operator config file; print every problem with file:line:column and path."""
+    """Check an operator config file; print every problem with file:line:column and path.
+
+    Checks it as the worker loads it: ${VAR} references must be set, and SPENDBRAKE_BOOTSTRAP
+    and SPENDBRAKE_KAFKA_* override the kafka section. Exit status: 0 valid, 1 problems
+    found or the file unreadable, 2 a usage error.
+    """
     from ._config_loader import ConfigErrors, load_config
 
     try:
-        load_config(config_file)
+        config = load_config(config_file)
     except ConfigErrors as exc:
         for item in exc.errors:
             click.echo(str(item), err=True)
@@ -1106,7 +1111,12 @@ def validate(config_file: str) -> None:
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
-    click.echo(f"{config_file}: ok")
+    if config == load_config(None):
+        # An empty or commented-out file is valid, and runs with no budget or policy of its
+        # own: worth a word before it is deployed by mistake for the real one.
+        click.echo(f"{config_file}: ok, but it sets nothing: every setting is the default")
+    else:
+        click.echo(f"{config_file}: ok")
 
 
 @main.group("config")
@@ -1124,7 +1134,12 @@ def config_schema(output: str | None) -> None:
     """
     import orjson
 
+    from spendbrake.detectors import available
+
     schema = Config.model_json_schema(mode="validation")
+    # The model takes any name (the detectors package registers them, and schemas may not
+    # import it); the editor should offer the registered ones and flag a typo.
+    schema["$defs"]["DetectorConfig"]["properties"]["kind"]["enum"] = available()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "SpendBrake operator config"
     text = orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()

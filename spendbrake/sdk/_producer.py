@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import collections
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -35,8 +36,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from spendbrake.schemas import (
+    ConfigError,
     KafkaConfig,
     UsageEvent,
+    check_bootstrap,
     check_event_size,
     decode_event,
     encode_event,
@@ -101,6 +104,11 @@ class SpendProducer:
         worker that exited had spilled.
     request_timeout_s
         How long a send may wait for the broker before it counts as failed.
+
+    Raises ``ConfigError`` for a ``bootstrap_servers`` that is not ``HOST:PORT[,...]``.
+    A process forked from one holding a producer (a gunicorn ``--preload`` worker, a
+    ``multiprocessing`` fork) gets a producer of its own: its own sender thread and
+    spill file (``-<pid>``); the parent keeps sending what it had queued.
     """
 
     def __init__(
@@ -120,6 +128,11 @@ class SpendProducer:
         claim_interval_s: float = 60.0,
     ) -> None:
         kafka = kafka or KafkaConfig.from_env(os.environ, bootstrap_servers=DEFAULT_BOOTSTRAP)
+        if bootstrap_servers:
+            try:
+                check_bootstrap(bootstrap_servers)
+            except ValueError as exc:
+                raise ConfigError("bootstrap_servers", str(exc)) from None
         self.bootstrap_servers = bootstrap_servers or kafka.bootstrap_servers
         self._security = kafka.security_args()
         self.topic = topic
@@ -138,7 +151,8 @@ class SpendProducer:
         self._next_claim = 0.0
         self._queue: collections.deque[tuple[bytes, bytes]] = collections.deque()
         self._spill_lock = threading.Lock()
-        self._in_flight = 0
+        #: The batch the sender is sending: spilled by close() if the sender is stuck on it.
+        self._sending: list[tuple[bytes, bytes]] = []
         self._closing = False
         self._connected = False
         #: The last try to reach the broker (connection, send or replay) failed.
@@ -146,14 +160,48 @@ class SpendProducer:
         self._outage_reported = False
         self._rejected_reported = False
         self._idle = threading.Condition()
+        #: What a forked child inherited and must not close (see ``_after_fork``).
+        self._parent_spills: list[SpillFile] = []
+        self._start_sender()
+        # An interpreter exit still spills what was not delivered.
+        atexit.register(_close_at_exit, weakref.ref(self))
+        os.register_at_fork(
+            after_in_child=functools.partial(_call_if_alive, weakref.WeakMethod(self._after_fork))
+        )
+
+    def _start_sender(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spendbrake-producer", daemon=True)
         self._thread.start()
         self._started.wait()
-        # An interpreter exit still spills what was not delivered.
-        atexit.register(_close_at_exit, weakref.ref(self))
+
+    def _after_fork(self) -> None:
+        """Start this forked child's own producer.
+
+        The sender thread does not survive a fork: events emitted here sat in the queue
+        until an exit that ``multiprocessing`` (``os._exit``) never runs hooks for, lost.
+        The queue copied is the parent's, which sends it; the spill file and its lock
+        are the parent's too. The child lets go of their descriptors without closing
+        their file objects (a write or lock of the parent's thread may have been under
+        way) and spills to a file of its own (``-<pid>``).
+        """
+        self._parent_spills.extend([self._spill, *self._claimed])
+        for spill in self._parent_spills:
+            spill.release_after_fork()
+        self._spill = SpillFile(self._spill.primary)
+        self._claimed = []
+        self._queue = collections.deque()
+        self._spill_lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._sending = []
+        self.stats = ProducerStats()
+        self._next_claim = 0.0
+        self._connected = self._down = False
+        self._outage_reported = self._rejected_reported = False
+        if not self._closing:
+            self._start_sender()
 
     @property
     def spill_path(self) -> Path:
@@ -196,8 +244,8 @@ class SpendProducer:
             return
         was_empty = not self._queue
         self._queue.append((event.event_id.encode(), payload))
-        if was_empty and self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+        if was_empty:
+            self._wake_sender()
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every emitted event is on the broker; False if the time ran out.
@@ -217,10 +265,13 @@ class SpendProducer:
             return self._drained()
         self._wait(self._settled, timeout_s)
         self._closing = True
-        if self._loop is not None and self._wake is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop may close meanwhile
-                self._loop.call_soon_threadsafe(self._wake.set)
+        self._wake_sender()
         self._thread.join(max(timeout_s, 5.0))
+        if self._thread.is_alive():
+            # Stuck on a broker that stopped answering (a send gives up only after
+            # request_timeout_s): an exit now would lose the batch it holds, so it goes
+            # to the spill file too. Sent after all, its copies are dropped by event_id.
+            self._spill_payloads([payload for _, payload in self._sending])
         delivered = self._drained()
         self._spill_payloads([payload for _, payload in self._take(len(self._queue))])
         self._spill.close()
@@ -259,24 +310,27 @@ class SpendProducer:
 
     # -- the sender thread -------------------------------------------------
 
+    def _wake_sender(self) -> None:
+        """Wake the sender thread; nothing to do once its loop has closed."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the sender stopped
+                loop.call_soon_threadsafe(wake.set)
+
     def _drained(self) -> bool:
         return (
-            not self._queue
-            and self._in_flight == 0
-            and not self._spill.pending
-            and not self._claimed
+            not self._queue and not self._sending and not self._spill.pending and not self._claimed
         )
 
     def _settled(self) -> bool:
         """Nothing to wait for at close: all delivered, or the broker down (the last try
         failed) and nothing in flight, so that what is left is safe in the spill file."""
-        return self._drained() or (self._down and self._in_flight == 0)
+        return self._drained() or (self._down and not self._sending)
 
     def _wait(self, done: Callable[[], bool], timeout_s: float) -> bool:
         """Wake the sender and wait until ``done()``; False if the time ran out first."""
         deadline = time.monotonic() + timeout_s
-        if self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+        self._wake_sender()
         with self._idle:
             while not done():
                 remaining = deadline - time.monotonic()
@@ -313,51 +367,75 @@ class SpendProducer:
         self._wake = asyncio.Event()
         self._started.set()
         try:
-            loop.run_until_complete(self._main())
+            loop.run_until_complete(self._supervise())
         finally:
             loop.close()
             self._notify()
 
+    async def _supervise(self) -> None:
+        """Run the sender until close, and start it over after an error nobody planned for.
+
+        A sender thread that died (a spill file it could not read, a surprise from the
+        Kafka client) left ``emit()`` queueing events nothing sent, and raising
+        ``RuntimeError: Event loop is closed`` in the caller's code. The batch it held goes
+        to the spill file, and it tries again after a back-off, as for an outage.
+        """
+        backoff = self.retry_backoff_s
+        while True:
+            try:
+                await self._main()
+                return
+            except Exception:
+                log.exception(
+                    "the SpendBrake producer's sender failed; spilling to %s and retrying",
+                    self._spill.path,
+                )
+            self._spill_payloads([payload for _, payload in self._sending])
+            self._sending = []
+            backoff = await self._back_off(backoff)
+
     async def _main(self) -> None:
         producer: AIOKafkaProducer | None = None
         backoff = self.retry_backoff_s
-        while True:
-            if self._closing and (
-                (not self._queue and not self._spill.pending and not self._claimed)
-                or not self._connected
-            ):
-                break
-            if producer is None:
-                producer = await self._connect()
+        try:
+            while True:
+                if self._closing and (
+                    (not self._queue and not self._spill.pending and not self._claimed)
+                    or not self._connected
+                ):
+                    break
                 if producer is None:
-                    backoff = await self._back_off(backoff)
+                    producer = await self._connect()
+                    if producer is None:
+                        backoff = await self._back_off(backoff)
+                        continue
+                if not self._closing and time.monotonic() >= self._next_claim:
+                    self._claim_orphans()
+                if self._spill.pending or self._claimed:
+                    if not await self._replay(producer):
+                        producer = await self._disconnect(producer)
+                        backoff = await self._back_off(backoff)
+                        continue
+                    backoff = self.retry_backoff_s
+                batch = self._take(self.batch_size)
+                if not batch:
+                    self._notify()
+                    await self._sleep(1.0)
                     continue
-            if not self._closing and time.monotonic() >= self._next_claim:
-                self._claim_orphans()
-            if self._spill.pending or self._claimed:
-                if not await self._replay(producer):
+                self._sending = batch
+                ok = await self._send(producer, batch)
+                self._sending = []
+                self._notify()
+                if not ok:
                     producer = await self._disconnect(producer)
                     backoff = await self._back_off(backoff)
                     continue
                 backoff = self.retry_backoff_s
-            batch = self._take(self.batch_size)
-            if not batch:
-                self._notify()
-                await self._sleep(1.0)
-                continue
-            self._in_flight = len(batch)
-            ok = await self._send(producer, batch)
-            self._in_flight = 0
-            self._notify()
-            if not ok:
-                producer = await self._disconnect(producer)
-                backoff = await self._back_off(backoff)
-                continue
-            backoff = self.retry_backoff_s
-            if len(batch) < self.batch_size and self.linger_s:
-                await asyncio.sleep(self.linger_s)
-        if producer is not None:
-            await self._disconnect(producer)
+                if len(batch) < self.batch_size and self.linger_s:
+                    await asyncio.sleep(self.linger_s)
+        finally:  # an error leaving here leaves no client open either
+            if producer is not None:
+                await self._disconnect(producer)
 
     async def _sleep(self, seconds: float) -> None:
         assert self._wake is not None
@@ -402,13 +480,13 @@ class SpendProducer:
         )
         try:
             await producer.start()
-        except (KafkaError, OSError) as exc:
+        except Exception as exc:  # any failure to start (a TLS setting too): unreachable
             # Warn once per outage, not on every retry.
             report = log.warning if self._connected or not self._outage_reported else log.debug
             report(
                 "broker %s unreachable (%s); spilling to %s",
                 self.bootstrap_servers,
-                exc,
+                exc if isinstance(exc, KafkaError) else f"{type(exc).__name__}: {exc}",
                 self._spill.path,
             )
             self._outage_reported = True
@@ -566,3 +644,10 @@ def _close_at_exit(ref: weakref.ref[SpendProducer]) -> None:
     if producer is not None:
         # Down broker: spill at once rather than hold up the interpreter's exit.
         producer.close(timeout_s=5.0 if producer.connected else 0.0)
+
+
+def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    """Call a producer's method unless the producer is gone (a fork hook lasts for ever)."""
+    bound = method()
+    if bound is not None:
+        bound()

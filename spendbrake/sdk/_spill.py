@@ -182,6 +182,23 @@ class SpillFile:
             self._lock_handle.close()
             self._lock_handle = None
 
+    def release_after_fork(self) -> None:
+        """In a forked child: let go of the parent's lock and spill file, leaving them alone.
+
+        The child's copies of the descriptors would hold the parent's lock after the
+        parent exits (no later producer could claim its file). Closing the file objects
+        could write out a line the parent's thread had half written, or wait for a lock
+        that thread held. Each descriptor is pointed at /dev/null instead: whatever closes
+        the objects later closes that.
+        """
+        for handle in (self._handle, self._lock_handle):
+            if handle is not None:
+                null = os.open(os.devnull, os.O_RDWR)
+                try:
+                    os.dup2(null, handle.fileno())
+                finally:
+                    os.close(null)
+
     def discard(self) -> None:
         """Delete a claimed file that is sent, and a ``-<pid>`` file's lock (its
         ``.rejected`` stays); one that still holds events is only let go, for a later

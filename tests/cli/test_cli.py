@@ -351,6 +351,26 @@ def test_validate_exit_codes(tmp_path: Path) -> None:
     assert f"{bad}:3:17: budgets[0].amount_usd: must be greater than 0, got -1" in result.output
 
 
+def test_validate_says_a_file_that_sets_nothing_and_reads_no_directory(tmp_path: Path) -> None:
+    """An empty or commented-out file (a truncated copy, the wrong path) printed a plain
+    "ok": deployed, it runs with no budget or policy of its own. A directory was a usage
+    error (exit 2) where a missing file is a problem of the file (exit 1)."""
+    for text in ("", "# budgets come later\n", "{}\n"):
+        (tmp_path / "empty.yaml").write_text(text)
+        result = run("validate", str(tmp_path / "empty.yaml"))
+        assert result.exit_code == 0
+        assert result.output == (
+            f"{tmp_path}/empty.yaml: ok, but it sets nothing: every setting is the default\n"
+        )
+    assert run("validate", "examples/spendbrake.yaml").output == "examples/spendbrake.yaml: ok\n"
+    for path, reason in (
+        (tmp_path, "Is a directory"),
+        (tmp_path / "no.yaml", "No such file or directory"),
+    ):
+        result = run("validate", str(path))
+        assert (result.exit_code, result.output) == (1, f"{path}: cannot read config: {reason}\n")
+
+
 def test_config_schema_covers_every_section_and_forbids_unknown_keys(tmp_path: Path) -> None:
     out = tmp_path / "schema.json"
     assert run("config", "schema", "-o", str(out)).exit_code == 0
@@ -362,6 +382,10 @@ def test_config_schema_covers_every_section_and_forbids_unknown_keys(tmp_path: P
     # A typo like hard_stop must fail in the editor too, not only in `spendbrake validate`.
     budget = schema["$defs"]["BudgetConfig"]
     assert budget["additionalProperties"] is False and "hard_stop_at" in budget["properties"]
+    # A detector's kind is offered from the registered ones, a typo flagged (any name passed).
+    from spendbrake.detectors import available
+
+    assert schema["$defs"]["DetectorConfig"]["properties"]["kind"]["enum"] == available()
     assert orjson.loads(run("config", "schema").output) == schema
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import multiprocessing
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,9 +17,10 @@ import orjson
 import pytest
 
 from spendbrake._broker import EmbeddedBroker, ensure_topics, free_port
-from spendbrake.schemas import InvalidEvent, decode_event
+from spendbrake.schemas import ConfigError, InvalidEvent, decode_event
 from spendbrake.sdk import SpendProducer
 from tests.kafka_helpers import read_topic_sync
+from tests.tcp_proxy import TcpProxy
 
 T0 = 1_795_428_000.0
 
@@ -546,3 +551,119 @@ def test_the_bytes_the_sdk_emits_are_pinned(tmp_path: Path) -> None:
     assert producer.spill_path.read_bytes() == FULL_BYTES + b"\n" + MINIMAL_BYTES + b"\n"
     assert encode_event(decode_event(FULL_BYTES)) == FULL_BYTES
     assert encode_event(decode_event(MINIMAL)) == MINIMAL_BYTES
+
+
+def test_a_bootstrap_list_that_is_not_host_port_is_the_callers_error(tmp_path: Path) -> None:
+    """A port that is not a number stopped the sender thread at its first connection (a
+    ``ValueError`` from inside the Kafka client); every later ``emit()`` then raised
+    ``RuntimeError: Event loop is closed`` in the caller's code."""
+    for bootstrap, reason in [
+        ("127.0.0.1:abc", "the port must be a number from 1 to 65535, got 'abc'"),
+        ("127.0.0.1:99999", "the port must be a number from 1 to 65535, got '99999'"),
+        ("tcp://127.0.0.1:9092", "no scheme, write HOST:PORT"),
+        ("a:1,,b:2", "has an empty entry"),
+    ]:
+        with pytest.raises(ConfigError, match=f"^bootstrap_servers: .*{reason}"):
+            SpendProducer(bootstrap, spill_path=tmp_path / "s.jsonl")
+    for good in ("127.0.0.1:1", "[::1]:1", "kafka-0:9092, kafka-1:9092", "localhost"):
+        SpendProducer(good, spill_path=tmp_path / "s.jsonl").close(0)
+
+
+def test_a_sender_error_neither_stops_the_producer_nor_reaches_the_caller(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A spill file the sender could not read (here its replay file is a directory; a disk
+    error or another user's file alike) killed the sender thread: later events stayed in
+    memory, and the next ``emit()`` raised ``RuntimeError`` in the caller's code. The
+    sender logs it, keeps events on disk meanwhile, and sends everything once it can."""
+    topic = make_topic("sender-error")
+    spill = tmp_path / "s.jsonl"
+    spill.write_bytes(orjson.dumps(event(0)) + b"\n")
+    blocker = tmp_path / "s.jsonl.replaying"
+    blocker.mkdir()
+    (blocker / "x").write_bytes(b"x")
+    with caplog.at_level(logging.ERROR, logger="spendbrake.sdk._producer"):
+        producer = SpendProducer(
+            broker.bootstrap_servers,
+            topic=topic,
+            spill_path=spill,
+            retry_backoff_s=0.1,
+            max_backoff_s=0.2,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not caplog.records and producer._thread.is_alive():
+                assert time.monotonic() < deadline, "the sender never tried the replay"
+                time.sleep(0.05)
+            for i in range(1, 51):
+                producer.emit(event(i))  # never raises
+            shutil.rmtree(blocker)  # the disk is fixed
+            assert producer.flush(30)
+        finally:
+            producer.close(0)
+    assert "s.jsonl" in caplog.records[0].getMessage()
+    records = read_topic_sync(broker.bootstrap_servers, topic, 51)
+    assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == sorted(
+        f"e-{i}" for i in range(51)
+    )
+
+
+def test_close_spills_a_batch_the_broker_stopped_answering_for(tmp_path: Path) -> None:
+    """The network to the broker cut mid-send: the sender waits up to ``request_timeout_s``
+    for an answer, close() returned after its join with the batch still in the sender's
+    hands, and the interpreter's exit then lost it (not in the spill file, not sent)."""
+    with (
+        EmbeddedBroker(advertised_port=free_port()) as late,
+        TcpProxy(late.port, port=late.advertised_port) as proxy,
+    ):
+        bootstrap = f"127.0.0.1:{proxy.port}"
+        asyncio.run(ensure_topics(bootstrap, ["spend.events"]))
+        spill = tmp_path / "s.jsonl"
+        producer = SpendProducer(bootstrap, spill_path=spill, request_timeout_s=30)
+        producer.emit(event(0))
+        assert producer.flush(30)
+        proxy.cut()
+        for i in range(1, 51):
+            producer.emit(event(i))
+        assert not producer.flush(timeout_s=1.0)  # the sender holds them, waiting
+        assert not producer.close(timeout_s=0)
+        spilled = [orjson.loads(line)["event_id"] for line in spill.read_bytes().splitlines()]
+        assert sorted(spilled) == sorted(f"e-{i}" for i in range(1, 51))
+        proxy.restore()  # the stuck send ends; a copy that arrives is dropped by event_id
+        producer._thread.join(60)  # before the broker goes: no retries left behind
+
+
+def _emit_in_child(producer: SpendProducer) -> None:
+    for i in range(50):
+        producer.emit(event(i, event_id=f"child-{i}"))
+    sys.exit(0 if producer.flush(30) else 1)  # multiprocessing ends with os._exit: no atexit
+
+
+def test_a_forked_child_sends_its_own_events_and_not_the_parents(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """The sender thread does not survive a fork: a child's events (a gunicorn ``--preload``
+    worker, a ``multiprocessing`` fork) waited in a queue nothing sent, lost when the child
+    ended with ``os._exit``. The parent's queue, copied into the child, is the parent's to
+    send: once."""
+    topic = make_topic("fork")
+    producer = SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl")
+    try:
+        for i in range(50):
+            producer.emit(event(i))
+        child = multiprocessing.get_context("fork").Process(target=_emit_in_child, args=(producer,))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        for i in range(50, 100):
+            producer.emit(event(i))
+        assert producer.flush(30)
+    finally:
+        producer.close()
+    records = read_topic_sync(broker.bootstrap_servers, topic, 150)
+    assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == sorted(
+        [f"e-{i}" for i in range(100)] + [f"child-{i}" for i in range(50)]
+    )

@@ -145,6 +145,10 @@ def test_each_problem_has_line_column_and_path(tmp_path: Path) -> None:
         ),
         ("minute_windows: every\n", "minute_windows: must be 'budgets' or 'all', got \"every\""),
         ("gateway: {kind: envoy}\n", "gateway.kind: must be 'litellm' or 'webhook', got \"envoy\""),
+        (  # reached the clients' own parser, in the SDK a ValueError that stopped its sender
+            "kafka: {bootstrap_servers: 'kafka:909x'}\n",
+            "kafka.bootstrap_servers: 'kafka:909x': the port must be a number from 1 to 65535",
+        ),
         ("slak: {channel: x}\n", "slak: unknown key 'slak' (did you mean 'slack'?)"),
         ("store: {pth: x.duckdb}\n", "store.pth: unknown key 'pth' (did you mean 'path'?)"),
         (  # each dead letter read back as a bad event and dead-lettered again, for ever
@@ -202,7 +206,8 @@ def test_unknown_detector_and_bad_params_are_named(tmp_path: Path) -> None:
     errors = errors_of(tmp_path, text, env={})
     name = f"{tmp_path}/spendbrake.yaml"
     assert errors[0].startswith(
-        f"{name}:2:11: detectors[0].kind: unknown detector 'baselin'; choose one of baseline,"
+        f"{name}:2:11: detectors[0].kind: unknown detector 'baselin' (did you mean 'baseline'?); "
+        "choose one of baseline,"
     )
     assert errors[1].startswith(f"{name}:4:20: detectors[1].params.rise: must be a number, got")
     assert len(errors) == 2
@@ -214,7 +219,8 @@ def test_every_bad_parameter_of_a_detector_is_named_at_its_own_line(tmp_path: Pa
     name = f"{tmp_path}/spendbrake.yaml"
     assert errors == [
         f"{name}:4:16: detectors[0].params.shift_x: must be > 1, got 0.5",
-        f"{name}:5:7: detectors[0].params.hh: unknown parameter 'hh' for detector 'shift'; "
+        f"{name}:5:7: detectors[0].params.hh: unknown parameter 'hh' for detector 'shift' "
+        "(did you mean 'h'?); "
         "choose from shift_x, h, min_usd, alpha, warmup_n, settle_n, clip_z, min_scale",
     ]
 

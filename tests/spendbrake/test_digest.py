@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,7 +48,12 @@ def _report() -> dict:
         for i in range(8)
     ]
     return {
-        "period": {"label": "2026-10", "prior": "2026-09"},
+        "period": {
+            "label": "2026-10",
+            "prior": "2026-09",
+            "start": "2026-10-01T00:00:00.000000Z",
+            "end": "2026-11-01T00:00:00.000000Z",
+        },
         "by": "team",
         "total": {"cost_usd": 1234.5, "calls": 98765, "trend_pct": 12.0, "cache_hit_ratio": 0.4},
         "rows": rows,
@@ -60,7 +66,12 @@ def _report() -> dict:
             "monthly_rate_at_year_end_usd": 1500.0,
             "year": 2026,
         },
-        "alerts": {"count": 3, "by_kind": {"anomaly": 2, "budget": 1}},
+        "alerts": {
+            "count": 4,
+            "by_kind": {"anomaly": 3, "budget": 1},
+            "incidents": 3,
+            "incidents_by_kind": {"anomaly": 2, "budget": 1},
+        },
         "actions": {"count": 1, "by_result": {"block ok": 1}},
     }
 
@@ -77,7 +88,7 @@ def test_message_says_total_trend_top_rows_unit_costs_and_incidents() -> None:
         "2 other(s) $70.00",
         "$4.20 per ticket resolved",
         "$0.12 per agent task",
-        "3 alert(s) (anomaly 2, budget 1); 1 action(s) (block ok 1)",
+        "3 incident(s) alerted (anomaly 2, budget 1); 1 action(s) (block ok 1)",
         "spendbrake report --period 2026-10 --by team",
     ):
         assert piece in body, piece
@@ -96,6 +107,71 @@ def test_message_lists_the_trends_that_were_not_paged() -> None:
     body = str(blocks)
     assert "*Trends (not paged)*" in body and body.count(reason) == 5
     assert "2 more" in body
+
+
+def test_the_digest_says_its_days_and_each_trends_day_and_counts_incidents(
+    tmp_path: Path,
+) -> None:
+    """On a real store: the header named the period by label alone ("2026-10"), with no days
+    or time zone; a trend's "day $264 vs $175" did not say which day; and the incidents
+    line counted alert records, an escalation and the unpaged trends included."""
+    from spendbrake._report import parse_period, report_from_store
+    from tests.spendbrake.test_report import make_store
+
+    report, _ = report_from_store(
+        make_store(tmp_path / "s.duckdb"), parse_period("2026-10"), now=_ts(2026, 11, 5)
+    )
+    _, blocks = digest_message(report)
+    assert blocks[0]["text"]["text"] == "AI spend, 2026-10 (Thu 2026-10-01 to Sat 2026-10-31, UTC)"
+    body = str(blocks)
+    assert "• Thu 10-01: api_key=key-1: creeping up" in body
+    assert "1 incident(s) alerted (budget 1); 2 action(s)" in body
+    # The period is over: its projection to the period's end is its total, not repeated.
+    assert "by the period's end" not in body and "by the year's end" in body
+
+
+def test_a_trend_against_the_month_spendbrake_was_deployed_in_says_so(tmp_path: Path) -> None:
+    """Deployed on Oct 26, the first whole month's digest read "▲248% vs 2026-10" against six
+    days of October, and nothing said so. The numbers stay; the headline and the report say
+    how much of the prior period was counted."""
+    from spendbrake._report import parse_period, report_from_store
+    from spendbrake.streamer import StoreBatch, apply_batch, connect_store
+    from tests.spendbrake.test_report import rollup
+
+    batch = StoreBatch()
+    for day in range(36):  # Oct 26 to Nov 30, $10 a day
+        batch.add_rollup(rollup((), (), _ts(2026, 10, 26) + day * 86400, 10.0))
+        batch.add_rollup(rollup(("team",), ("search",), _ts(2026, 10, 26) + day * 86400, 10.0))
+    con = connect_store(tmp_path / "s.duckdb")
+    apply_batch(con, batch, {("rollups", 0): 1})
+    con.close()
+    report, _ = report_from_store(
+        tmp_path / "s.duckdb", parse_period("2026-11"), now=_ts(2026, 12, 2)
+    )
+    assert report["period"]["prior_days_counted"] == 6
+    assert report["notes"][0] == (
+        "nothing was counted before 2026-10-26: 2026-10 holds 6 of its 31 days, and trends "
+        "against it compare a whole period with that part"
+    )
+    text, _ = digest_message(report)
+    assert text == "AI spend 2026-11: $300.00 (▲400% vs 2026-10, 6 days of it counted)"
+    # A prior period the store holds whole says nothing more.
+    week, _ = report_from_store(
+        tmp_path / "s.duckdb", parse_period("2026-W47"), now=_ts(2026, 12, 2)
+    )
+    assert week["period"]["prior_days_counted"] is None
+    assert not any("nothing was counted" in note for note in week["notes"])
+    assert digest_message(week)[0] == "AI spend 2026-W47: $70.00 (=0% vs 2026-W46)"
+
+
+def test_amounts_under_ten_cents_keep_two_significant_digits() -> None:
+    """A typical agent task's p50 of $0.0010 read "$0.00 per agent task"."""
+    report = _report()
+    report["traces"] = {"p50_usd": 0.001, "p95_usd": 0.0684, "count": 10}
+    report["outcomes"] = [{"outcome": "answer", "cost_per_outcome_usd": 0.4311}]
+    body = str(digest_message(report)[1])
+    assert "$0.0010 per agent task (p50; p95 $0.068, 10 tasks)" in body
+    assert "$0.43 per answer" in body and not re.search(r"\$0\.00(?!\d)", body)
 
 
 def test_team_and_outcome_names_cannot_mention_or_link_in_the_digest() -> None:

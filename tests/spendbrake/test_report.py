@@ -138,6 +138,18 @@ def make_store(path: Path, team_model: bool = True) -> Path:
             "action": "alert",
         }
     )
+    # Its escalation: one more record of the same incident.
+    batch.add_alert(
+        {
+            "id": "budget:search",
+            "seq": 1,
+            "kind": "budget",
+            "scope": {"team": "search"},
+            "detected_at": "2026-10-02T11:00:00Z",
+            "severity": "critical",
+            "action": "alert",
+        }
+    )
     # A trend: severity info, never paged; the digest lists it.
     batch.add_alert(
         {
@@ -146,6 +158,8 @@ def make_store(path: Path, team_model: bool = True) -> Path:
             "kind": "wow",
             "scope": {"api_key": "key-1"},
             "detected_at": "2026-10-02T00:10:00Z",
+            "window_start": "2026-10-01T00:00:00Z",
+            "window_end": "2026-10-02T00:00:00Z",
             "severity": "info",
             "action": "alert",
             "reason": "api_key=key-1: creeping up",
@@ -206,9 +220,15 @@ def test_report_on_a_hand_made_store(tmp_path: Path) -> None:
             "scope": {"api_key": "key-1"},
             "reason": "api_key=key-1: creeping up",
             "id": "wow/api_key=key-1/1791331200",
+            "window_start": "2026-10-01T00:00:00.000000Z",
+            "window_end": "2026-10-02T00:00:00.000000Z",
         }
     ]
-    assert report["alerts"]["count"] == 2 and report["actions"]["by_result"] == {
+    # Three records; one incident alerted (escalated once) and one trend.
+    alerts = report["alerts"]
+    assert (alerts["count"], alerts["incidents"], alerts["trend_count"]) == (3, 1, 1)
+    assert alerts["incidents_by_kind"] == {"budget": 1}
+    assert report["actions"]["by_result"] == {
         "pause ok": 1,
         "block dry_run": 1,
     }
@@ -244,6 +264,8 @@ def test_report_command(tmp_path: Path) -> None:
     table = runner.invoke(main, ["report", "--period", "2026-10", "--store", str(store)])
     assert table.exit_code == 0, table.output
     assert "search" in table.output and "per ticket_resolved" in table.output
+    # The last day, not the next period's first ("2026-10-01 to 2026-11-01" read as 32 days).
+    assert "Spend report 2026-10 (Thu 2026-10-01 to Sat 2026-10-31, UTC; by team;" in table.output
     assert "assumes run rate" in table.output
     csv = runner.invoke(
         main,
