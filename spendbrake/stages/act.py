@@ -320,17 +320,20 @@ class ActionStage(Stage):
         alerts = [tp for tp in assigned if tp.topic == self.topic]
         if self._fresh:
             await self._first_start(consumer, alerts)
-        await self.seek(consumer, alerts, lambda tp: self.outbox.offsets.get(tp.partition))
-        for tp in assigned:
-            if tp.topic == self.topic:
-                continue
-            saved = self.outbox.actions_offsets.get(tp.partition)
-            if saved is not None:
-                consumer.seek(tp, saved)
+        moved = await self.seek(consumer, alerts, lambda tp: self.outbox.offsets.get(tp.partition))
+        self.outbox.offsets.update({tp.partition: offset for tp, offset in moved.items()})
+        actions = [tp for tp in assigned if tp.topic != self.topic]
+        saved = self.outbox.actions_offsets
+        known = {tp: saved[tp.partition] for tp in actions if tp.partition in saved}
+        moved = await self.check_saved(consumer, known)
+        for tp in actions:
+            if tp in known:
+                saved[tp.partition] = moved.get(tp, known[tp])
+                consumer.seek(tp, saved[tp.partition])
             else:
                 # Resumes from now on: an older one was done before this state existed.
                 await consumer.seek_to_end(tp)
-                self.outbox.actions_offsets[tp.partition] = await consumer.position(tp)
+                saved[tp.partition] = await consumer.position(tp)
 
     async def _first_start(self, consumer: AIOKafkaConsumer, alerts: list[TopicPartition]) -> None:
         """No saved state: where to start reading alerts (``WorkerSettings.act_from``)."""

@@ -277,7 +277,8 @@ class DetectStage(Stage):
         self.watch.partitions = len(await self.partitions(consumer, topics.events))
         tps = await self.assign(consumer, self.topic)
         self._rollup_partitions = len(tps)
-        await self.seek(consumer, tps, lambda tp: self.offsets.get(tp.partition))
+        moved = await self.seek(consumer, tps, lambda tp: self.offsets.get(tp.partition))
+        self.offsets.update({tp.partition: offset for tp, offset in moved.items()})
 
     async def _find_idle(self) -> None:
         """Let input partitions that are fully processed stop holding the watermark back.

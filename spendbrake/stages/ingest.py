@@ -181,17 +181,21 @@ class IngestStage(Stage):
                     self.metrics.start_from(tp.partition, processor.stats)
             except (KeyError, TypeError, ValueError) as exc:
                 raise store.unreadable(store.dir / "snapshot.json", f"{exc!r}") from None
-            if processor.next_offset is not None:
-                self.consumer.seek(tp, processor.next_offset)
-            else:
-                # No snapshot: rebuild from everything the topic still holds.
-                await self.consumer.seek_to_beginning(tp)
+            # No snapshot: rebuild from everything the topic still holds. A saved offset
+            # outside the partition resumes at its start, said and counted (``offsets.py``).
+            moved = await self.seek(self.consumer, [tp], lambda _: processor.next_offset)
+            if tp in moved:
+                processor.next_offset = moved[tp]
             self.consumer.resume(tp)
         except asyncio.CancelledError:
             store.release()  # revoked, or the stage stops, before it was adopted
             raise
         except IllegalStateError:
             store.release()  # no longer assigned: its revoke is on the way
+            return
+        except KafkaError:
+            # ``retrying`` gave up on the broker because the stage stops: nothing adopted.
+            store.release()
             return
         except Exception as exc:
             # Nothing may swallow this: the partition would stay assigned and paused, its

@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from spendbrake.schemas import OTHER
 from spendbrake.streamer import ProcessorStats
 
+from .offsets import OffsetGap
+
 
 def serve(registries: Iterable[CollectorRegistry], port: int, host: str = "127.0.0.1") -> Any:
     """Serve ``/metrics`` of every registry on ``port`` (0: any free port) from a thread;
@@ -145,6 +147,37 @@ class IngestMetrics:
         self._seen.pop(partition, None)
         with contextlib.suppress(KeyError):
             self.lag.remove(str(partition))
+
+
+class OffsetMetrics:
+    """Saved input offsets a stage found outside their partition when it took it
+    (``offsets.offset_gap``): alert on any increase; the warning in the log says what
+    happened. One per process, shared by its stages (``Worker``): the stages' registries
+    are served together, where a metric may be named once."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.out_of_range = Counter(
+            "spendbrake_saved_offsets_out_of_range",
+            "Saved input offsets outside their partition when a stage took it, by reason: "
+            "below_log_start (retention deleted records the stage never read) or "
+            "beyond_log_end (the topic was re-created, or lost records); the stage resumed "
+            "at the log start",
+            ["stage", "topic", "partition", "reason"],
+            registry=r,
+        )
+        self.deleted_unread = Counter(
+            "spendbrake_records_deleted_unread",
+            "Input records deleted (retention) before the stage read them: never counted",
+            ["stage", "topic", "partition"],
+            registry=r,
+        )
+
+    def count(self, stage: str, topic: str, partition: int, gap: OffsetGap) -> None:
+        self.out_of_range.labels(stage, topic, str(partition), gap.reason).inc()
+        if gap.lost:
+            self.deleted_unread.labels(stage, topic, str(partition)).inc(gap.lost)
 
 
 class DetectMetrics:

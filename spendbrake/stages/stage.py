@@ -38,7 +38,8 @@ can have an effect, and effects are idempotent or looked for before being repeat
    act twice;
 3. ``connect`` builds the Kafka clients (no I/O), ``open`` starts local servers;
 4. ``start``: start the clients (retried while the broker is away), assign or subscribe,
-   seek to the saved offsets; a stop ends it at once;
+   seek to the saved offsets, or to the log start for one outside its partition (records
+   deleted unread, a re-created topic: ``offsets.py``); a stop ends it at once;
 5. ``loop`` until stopped, checkpointing as it goes (``checkpoint_unless_stopped``);
 6. ``final_checkpoint``, bounded by ``STOP_TIMEOUT_S``: a stop during a broker outage does
    not wait for the broker (the store's waits on none and is not bounded); skipped if a
@@ -63,6 +64,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from spendbrake.schemas import Config, SpendBrakeError
+
+from .metrics import OffsetMetrics
+from .offsets import offset_gap
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +133,7 @@ class Stage:
     A subclass sets ``name`` and implements ``start``, ``loop`` and ``checkpoint``; the
     other hooks do nothing unless overridden. Helpers for the hooks: ``new_producer`` and
     ``new_consumer`` (clients the skeleton starts and closes), ``retrying``, ``fetch``,
-    ``assign``, ``partitions``, ``seek``, ``checkpoint_unless_stopped``.
+    ``assign``, ``partitions``, ``seek`` (with ``check_saved``), ``checkpoint_unless_stopped``.
     """
 
     #: The stage's name in ``--stages`` and in log lines.
@@ -148,6 +152,8 @@ class Stage:
         self._lock: IO[bytes] | None = None
         #: Seconds the last save of state took (``timed_save``).
         self.save_s = 0.0
+        #: Saved offsets found out of range (``check_saved``); ``Worker`` gives its stages one.
+        self.offset_metrics = OffsetMetrics()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -326,14 +332,49 @@ class Stage:
         consumer: AIOKafkaConsumer,
         tps: Iterable[TopicPartition],
         saved: Callable[[TopicPartition], int | None],
-    ) -> None:
-        """Seek each partition to its saved offset; one with none is read from its start."""
+    ) -> dict[TopicPartition, int]:
+        """Seek each partition to its saved offset, checked against what the partition
+        holds (``check_saved``); one with none is read from its start.
+
+        Returns the partitions whose saved offset was outside, with the log start they now
+        resume at: the caller's state takes it, so that its next save holds it (saved
+        again as it was, a restart before a record came would report the same gap again).
+        """
+        known: dict[TopicPartition, int] = {}
         for tp in tps:
             offset = saved(tp)
             if offset is None:
                 await consumer.seek_to_beginning(tp)
             else:
-                consumer.seek(tp, offset)
+                known[tp] = offset
+        moved = await self.check_saved(consumer, known)
+        for tp, offset in known.items():
+            consumer.seek(tp, moved.get(tp, offset))
+        return moved
+
+    async def check_saved(
+        self, consumer: AIOKafkaConsumer, saved: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """The saved offsets outside their partition (``offsets.offset_gap``), each logged
+        and counted, with the log start to resume at instead.
+
+        Asked of the broker rather than left to aiokafka: it resets an offset out of range
+        with an INFO line (Apache Kafka), or not at all (Tansu, past the end: it then waits
+        at the saved offset and skips what a re-created topic holds below it).
+        """
+        if not saved:
+            return {}
+        tps = list(saved)
+        starts = await self.retrying(lambda: consumer.beginning_offsets(tps), "log start offsets")
+        ends = await self.retrying(lambda: consumer.end_offsets(tps), "log end offsets")
+        moved = {}
+        for tp, offset in saved.items():
+            gap = offset_gap(offset, starts[tp], ends[tp])
+            if gap is not None:
+                log.warning("%s", gap.describe(self.name, tp.topic, tp.partition))
+                self.offset_metrics.count(self.name, tp.topic, tp.partition, gap)
+                moved[tp] = gap.resume_at
+        return moved
 
     async def checkpoint_unless_stopped(self, step: Awaitable[object]) -> bool:
         """A checkpoint (or flush) in the loop: a stop gives it ``STOP_TIMEOUT_S`` to end.

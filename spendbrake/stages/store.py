@@ -132,7 +132,12 @@ class StoreStage(Stage):
         assert consumer is not None
         tps = await self.assign(consumer, *self.topics)
         self._rollup_partitions = [tp.partition for tp in tps if tp.topic == self.rollups_topic]
-        await self.seek(consumer, tps, lambda tp: self.offsets.get((tp.topic, tp.partition)))
+        moved = await self.seek(
+            consumer, tps, lambda tp: self.offsets.get((tp.topic, tp.partition))
+        )
+        if moved:
+            self.offsets.update({(tp.topic, tp.partition): offset for tp, offset in moved.items()})
+            self._dirty = True  # saved at the next write, rows or not
 
     async def loop(self) -> None:
         assert self.consumer is not None

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from spendbrake.schemas import Config
 
+from .metrics import OffsetMetrics
 from .progress import Progress, registries_of
 from .stage import Stage, WorkerSettings
 
@@ -112,6 +113,10 @@ class Worker:
                     lateness_s=settings.lateness_s,
                 )
             )
+        # One counter of out-of-range offsets for the process: served once, for every stage.
+        self.offset_metrics = OffsetMetrics()
+        for stage in self.stages.values():
+            stage.offset_metrics = self.offset_metrics
         self.reloader: Any = None
         if config_path is not None:
             from spendbrake._reload import ConfigReloader
@@ -202,8 +207,10 @@ class Worker:
             return None
         from .metrics import serve
 
+        # The stages' own registries, and the one offsets registry they share.
+        registries = [*registries_of(self.stages).values(), self.offset_metrics.registry]
         try:
-            return serve(registries_of(self.stages).values(), port, self.settings.metrics_host)
+            return serve(registries, port, self.settings.metrics_host)
         except OSError as exc:  # metrics are not worth failing the stages over
             log.warning("cannot serve metrics on port %d: %s", port, exc)
             return None

@@ -71,6 +71,16 @@ class FakeConsumer:
     def __init__(self) -> None:
         self.positions: dict[TopicPartition, int] = {}
         self.paused: set[TopicPartition] = set()
+        #: What each partition holds, ``[start, end)``: from 0 to past any saved offset,
+        #: unless the test says otherwise.
+        self.log_starts: dict[TopicPartition, int] = {}
+        self.log_ends: dict[TopicPartition, int] = {}
+
+    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.log_starts.get(tp, 0) for tp in tps}
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.log_ends.get(tp, 1 << 62) for tp in tps}
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp] = offset

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench._worker import worker_command
 from spendbrake._broker import EmbeddedBroker, ensure_topics, free_port
@@ -477,3 +478,61 @@ def test_metrics_are_served_on_the_address_asked_for(
     finally:
         stop(worker)
     assert "spendbrake_records_total" in text, log.read_text()[-2000:]
+
+
+async def recreate_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """Delete ``topic`` and create it again, empty: what a restart of the embedded broker
+    does to every topic (it keeps them in memory only)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+        # Created again only once it is gone: Tansu acknowledges and drops what is
+        # produced to a topic that does not exist.
+        while topic in await admin.list_topics():
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+    assert await ensure_topics(bootstrap, [topic], partitions) == [topic]
+
+
+def test_a_topic_deleted_and_created_again_is_read_from_its_start(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """The worker's snapshots are at about offset 500 of each partition; while it is down
+    the events topic is deleted and created again, and 100 or so new events go to each
+    partition. Each saved offset is past its partition's end: the worker says so, counts
+    it, and reads the new events from offset 0. It used to seek to the saved offset, where
+    Tansu answers with no records (Apache Kafka with OFFSET_OUT_OF_RANGE, which aiokafka
+    resets to earliest at INFO): the new events were never counted, and nothing said so."""
+    topics = Topics(make_topic)
+    stream = make_stream(2_400, seed=41, span_s=2 * 3600, dup_rate=0, late_rate=0, bad_rate=0)
+    before, after = stream.records[:2_000], stream.records[2_000:]
+    config = topics.config(tmp_path, "recreated")
+    state, log, port = tmp_path / "state", tmp_path / "w.log", free_port()
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, before))
+    worker = start_worker(broker, config, state, log, port)
+    try:
+        wait_metric(port, "spendbrake_records_total", len(before))
+    finally:
+        stop(worker)  # its final checkpoint saves every partition at its end
+    asyncio.run(recreate_topic(broker.bootstrap_servers, topics.events, 4))
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, after))
+    worker = start_worker(broker, config, state, log, port)
+    try:
+        want = expected(stream.unique)
+        got = wait_exact(broker, topics.rollups, want)
+        values = scrape(port)
+    finally:
+        stop(worker)
+    text = log.read_text()
+    assert got == want, text[-3000:]
+    assert text.count("is beyond the log end") == 4, text[-3000:]
+    assert "the topic was deleted and re-created" in text
+    gaps = {
+        k: v
+        for k, v in values.items()
+        if k.startswith("spendbrake_saved_offsets_out_of_range_total{")
+    }
+    assert len(gaps) == 4 and set(gaps.values()) == {1.0}, gaps
+    assert all('reason="beyond_log_end"' in k and 'stage="ingest"' in k for k in gaps), gaps
