@@ -14,6 +14,7 @@ task of its own, for as long as that takes; see ``adopt``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -101,8 +102,15 @@ class IngestStage(Stage):
         self._seq = 0
         #: The periodic flush's sends, run in the background (see ``flush``).
         self._sending: asyncio.Future[None] | None = None
-        #: Receive times of batches whose rollups are not yet acknowledged.
+        #: Receive times of the batches fetched since the last flush.
         self._received: list[float] = []
+        #: Batches a flush took, waiting for their outputs' acks: (the last sequence that
+        #: flush queued, their receive times). ``spendbrake_processing_latency_seconds``.
+        self._waiting: collections.deque[tuple[int, list[float]]] = collections.deque()
+        #: Per queued output key, the lowest sequence whose value may not be acknowledged.
+        self._oldest: dict[tuple[str, bytes], int] = {}
+        #: When the broker last acknowledged a batch of outputs (monotonic seconds).
+        self._acked_s = 0.0
         self.metrics = IngestMetrics()
         self._partition_counts: dict[str, int] = {}
 
@@ -231,6 +239,7 @@ class IngestStage(Stage):
             # snapshot and processes the rest again.
             log.warning("checkpoint on revoke failed (%s); the next owner replays", exc)
             self._unsent = {k: v for k, v in self._unsent.items() if v[1] not in partitions}
+            self._oldest = {k: v for k, v in self._oldest.items() if k in self._unsent}
             if isinstance(exc, RecordTooLarge):
                 # Raised here, the rebalance callback would swallow it: stop the stage.
                 self.fatal = exc
@@ -293,17 +302,16 @@ class IngestStage(Stage):
                 queue(topics.alerts, alert.id.encode(), _trim(encode_alert(alert)), partition)
             new_records.extend(records)
             self.dead_out += len(dead)
+        if self._received:
+            self._waiting.append((self._seq, self._received))
+            self._received = []
         self._settle()
         if wait:
             await self._send_unsent()
             await self._drain()
         elif self._unsent:
             self._sending = asyncio.ensure_future(self._send_unsent())
-        if not self._unsent and not self._inflight:
-            done = time.monotonic()
-            for started in self._received:
-                self.metrics.latency.observe(done - started)
-            self._received = []
+        self._observe_acknowledged()
         self.rollups_out += len(new_records)
         self.metrics.rollups_out.inc(len(new_records))
         if self.on_records is not None and new_records:
@@ -324,6 +332,29 @@ class IngestStage(Stage):
         """Queue one output; ``key`` and ``value`` must be exact-size bytes (``_trim``)."""
         self._seq += 1
         self._unsent[(topic, key)] = (value, partition, self._seq)
+        self._oldest.setdefault((topic, key), self._seq)
+
+    def _observe_acknowledged(self) -> None:
+        """Observe ``spendbrake_processing_latency_seconds`` for the batches whose outputs
+        are all acknowledged: from each batch's receipt to the broker's last ack.
+
+        A flush's batches are acknowledged once no output key waits on a value queued by
+        that flush or before (``_oldest``). Observed only with nothing at all in flight,
+        as until 2026-12-07, steady traffic (always a newer flush in flight) left every
+        batch to the next checkpoint's drain: the histogram read the checkpoint interval.
+        """
+        waiting = self._waiting
+        if not waiting:
+            return
+        pending = min(self._oldest.values(), default=math.inf)
+        observe = self.metrics.latency.observe
+        while waiting and waiting[0][0] < pending:
+            for started in waiting.popleft()[1]:
+                observe(max(0.0, self._acked_s - started))
+
+    def _acked(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._acked_s = time.monotonic()
 
     async def _send_unsent(self) -> None:
         """Send queued outputs not yet in flight, as one record batch per output partition.
@@ -358,6 +389,7 @@ class IngestStage(Stage):
     ) -> None:
         assert self.producer is not None
         future = await self.producer.send_batch(batch, target[0], partition=target[1])
+        future.add_done_callback(self._acked)
         for item, seq in items:
             self._inflight[item] = (seq, future)
 
@@ -382,6 +414,11 @@ class IngestStage(Stage):
                 continue
             if queued is not None and queued[2] == seq:
                 del self._unsent[item]
+                del self._oldest[item]
+            elif queued is not None:
+                # A newer value waits: values up to this one are acknowledged, and the
+                # next was queued later (a bound: values it replaced unsent lie above it).
+                self._oldest[item] = seq + 1
         if too_large:
             size, (topic, key) = max(too_large)
             raise RecordTooLarge(topic, key, size)

@@ -4,6 +4,7 @@ acknowledged, what a rebalance does and when, decided by the test, not by a cloc
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,14 @@ class FakeConsumer:
         #: unless the test says otherwise.
         self.log_starts: dict[TopicPartition, int] = {}
         self.log_ends: dict[TopicPartition, int] = {}
+        #: What each ``getmany`` returns (None: nothing), for a test running ``loop``.
+        self.next_fetch: Callable[[], dict[TopicPartition, list[ConsumerRecord]]] | None = None
+
+    async def getmany(
+        self, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        await asyncio.sleep(0)  # a fetch lets the other tasks run, as aiokafka's does
+        return self.next_fetch() if self.next_fetch is not None else {}
 
     async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self.log_starts.get(tp, 0) for tp in tps}
@@ -102,9 +111,9 @@ class FakeConsumer:
 
 
 def ingest_stage(
-    state_dir: Path, config: Config | None = None
+    state_dir: Path, config: Config | None = None, **settings: Any
 ) -> tuple[IngestStage, FakeProducer, FakeConsumer]:
-    stage = IngestStage(config or Config(), WorkerSettings(state_dir=state_dir))
+    stage = IngestStage(config or Config(), WorkerSettings(state_dir=state_dir, **settings))
     producer, consumer = FakeProducer(), FakeConsumer()
     stage.producer, stage.consumer = producer, consumer  # type: ignore[assignment]
     return stage, producer, consumer
