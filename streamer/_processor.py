@@ -123,7 +123,7 @@ def unpriced_model_alert(provider: str, model: str, day_start: int, daily: bool 
         message = (
             f"{provider}/{model} has no price: its calls and tokens are counted, its cost is not. "
             "Add it under pricing.models in the config. Other models without a price today go "
-            "to the digest; spendbrake_unpriced_model_events{model} counts them all."
+            "to the digest; spendbrake_unpriced_events_by_model_total{model} counts them all."
         )
     else:
         message = (

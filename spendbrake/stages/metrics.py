@@ -77,9 +77,21 @@ class IngestMetrics:
         self.unpriced = Counter(
             "spendbrake_unpriced_events", "Events of unknown models, counted unpriced", registry=r
         )
+        self.unpriced_by_model = Counter(
+            "spendbrake_unpriced_events_by_model",
+            "Events of unknown models, counted unpriced, by model",
+            ["model"],
+            registry=r,
+        )
+        # Deprecated (2026-12-07), removed in a later release: a gauge that only rises, the
+        # counter above under another name. ``spendbrake_unpriced_model_events_total``
+        # cannot be that counter while the gauge is served: prometheus_client refuses a
+        # counter and a gauge of one base name in a registry, and in OpenMetrics (what
+        # Prometheus asks for) the counter's family is named without ``_total``.
         self.unpriced_models = Gauge(
             "spendbrake_unpriced_model_events",
-            "Unpriced events per model since start",
+            "Deprecated: use spendbrake_unpriced_events_by_model_total. Unpriced events per "
+            "model since start",
             ["model"],
             registry=r,
         )
@@ -118,7 +130,9 @@ class IngestMetrics:
         totals = self._model_totals
         for model, count in stats.unpriced_models.items():
             label = self._model(model)
-            totals[label] = totals.get(label, 0) + count - before.unpriced_models.get(model, 0)
+            added = count - before.unpriced_models.get(model, 0)
+            self.unpriced_by_model.labels(label).inc(added)
+            totals[label] = totals.get(label, 0) + added
             self.unpriced_models.labels(label).set(totals[label])
         self.start_from(partition, stats)
 
