@@ -36,11 +36,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from spendbrake.schemas import (
+    MAX_EVENT_BYTES,
     ConfigError,
+    InvalidEvent,
     KafkaConfig,
     UsageEvent,
     check_bootstrap,
-    check_event_size,
     decode_event,
     encode_event,
     show,
@@ -222,22 +223,28 @@ class SpendProducer:
 
         Raises ``InvalidEvent`` for an event that breaks contract v1: that is a
         bug in the caller, and sending it would only move the error downstream. That
-        includes a record over ``MAX_EVENT_BYTES`` (the error names both sizes):
-        the engine refuses it, and a broker may refuse it too.
+        includes a record over ``MAX_EVENT_BYTES`` as it would be sent, after redaction
+        (the engine refuses it, and a broker may refuse it too): the error names the
+        record's largest field, the sizes, and how much redaction added (``_too_large``).
 
-        What the SDK itself changes never makes a valid event invalid: redaction keeps
-        every field within the contract's lengths (``redact_event``), and a lone
-        surrogate, which no UTF-8 record can hold, becomes U+FFFD
-        (``schemas.replace_surrogates``) rather than losing the call's spend.
+        What the SDK itself changes keeps every field valid: redaction keeps each within
+        the contract's lengths (``redact_event``), and a lone surrogate, which no UTF-8
+        record can hold, becomes U+FFFD (``schemas.replace_surrogates``) rather than losing
+        the call's spend. The record's size it can change both ways: a stand-in (23
+        characters) is longer than a short token, shorter than a JWT.
         """
+        given = event
         if isinstance(event, UsageEvent):
-            # Its constructor checks no limit: checked as the engine will read it.
-            event = decode_event(encode_event(event))
+            # Its constructor checks no limit: checked as the engine will read it, but for
+            # the size, which is checked below on what is sent.
+            raw = encode_event(event)
+            event = decode_event(raw) if len(raw) <= MAX_EVENT_BYTES else _decode_unsized(raw)
         else:
             event = validate_event(dict(event))
         redact_event(event)  # a key in any field, not only api_key, stays here
         payload = encode_event(event)  # replaces lone surrogates, in the event too
-        check_event_size(payload)
+        if len(payload) > MAX_EVENT_BYTES:
+            raise _too_large(event, payload, given)
         self.stats.emitted += 1
         if self._closing or len(self._queue) >= self.max_queue:
             self._spill_payloads([payload])
@@ -651,3 +658,35 @@ def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
     bound = method()
     if bound is not None:
         bound()
+
+
+def _decode_unsized(raw: bytes) -> UsageEvent:
+    """``decode_event`` of our own encoding without its size check (``emit`` checks the
+    size of what it sends, after redaction)."""
+    return validate_event(orjson.loads(raw))
+
+
+def _too_large(
+    event: UsageEvent, payload: bytes, given: UsageEvent | Mapping[str, Any]
+) -> InvalidEvent:
+    """The error for a record over ``MAX_EVENT_BYTES`` as sent: named after its largest
+    field, with that field's size and, when redaction lengthened the record past the
+    limit, the size the caller gave (an error naming only the record's size quoted a
+    figure the caller never sent, and no field to look at)."""
+    wire = event.to_wire()
+    sizes = {name: len(orjson.dumps(value)) for name, value in wire.items()}
+    field = max(sizes, key=sizes.__getitem__)
+    if isinstance(given, UsageEvent):
+        given_bytes = len(encode_event(given))
+    else:
+        given_bytes = len(encode_event(validate_event(dict(given))))
+    grown = (
+        f"; redacting secrets lengthened it from {given_bytes} bytes as given"
+        if given_bytes < len(payload)
+        else ""
+    )
+    return InvalidEvent(
+        field,
+        f"the record is {len(payload)} bytes and exceeds the {MAX_EVENT_BYTES}-byte limit; "
+        f"this field is {sizes[field]} bytes of it{grown}",
+    )

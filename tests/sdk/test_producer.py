@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import multiprocessing
+import re
 import shutil
 import sys
 import time
@@ -269,7 +270,7 @@ def test_an_event_over_the_size_limit_is_the_callers_error(
     ) as producer:
         for size in (MAX_EVENT_BYTES, 2_000_000):
             with pytest.raises(
-                InvalidEvent, match=f"bytes exceeds the {MAX_EVENT_BYTES}-byte limit"
+                InvalidEvent, match=f"^debug: the record is .* exceeds the {MAX_EVENT_BYTES}-byte"
             ):
                 producer.emit(event(1, debug="x" * size))
         producer.emit(event(2))
@@ -279,6 +280,58 @@ def test_an_event_over_the_size_limit_is_the_callers_error(
         orjson.loads(v)["event_id"]
         for _, _, v in read_topic_sync(broker.bootstrap_servers, topic, 1)
     ] == ["e-2"]
+
+
+def test_a_record_redaction_pushes_over_the_limit_names_the_field_and_both_sizes(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """60 KB as given, but each 11-character key in ``debug`` becomes a 23-character
+    stand-in: 120 KB as it would be sent. The error used to be ``payload: 120146 bytes
+    exceeds ...``: a size the caller never sent, and no field to look at."""
+    from spendbrake.schemas import MAX_EVENT_BYTES, encode_event, validate_event
+
+    given = event(1, debug="sk-abcdefgh " * 5_000)
+    given_bytes = len(encode_event(validate_event(dict(given))))
+    assert given_bytes < MAX_EVENT_BYTES
+    with (
+        SpendProducer(
+            broker.bootstrap_servers, topic=make_topic("grown"), spill_path=tmp_path / "s.jsonl"
+        ) as producer,
+        pytest.raises(InvalidEvent) as refused,
+    ):
+        producer.emit(given)
+    assert refused.value.field == "debug"
+    assert re.fullmatch(
+        rf"the record is (\d+) bytes and exceeds the {MAX_EVENT_BYTES}-byte limit; this field "
+        rf"is \d+ bytes of it; redacting secrets lengthened it from {given_bytes} bytes as given",
+        refused.value.reason,
+    ), refused.value.reason
+    assert producer.stats.emitted == 0
+
+
+def test_a_record_redaction_brings_under_the_limit_is_sent(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """The size is checked on what is sent: a ``UsageEvent`` over the limit as given only
+    for the long tokens redaction replaces (a JWT becomes 23 characters) goes out. It was
+    refused by a check of the record before redaction (a dict of the same event was not)."""
+    from spendbrake.schemas import MAX_EVENT_BYTES, encode_event, validate_event
+
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJ" + "a" * 960 + ".c2lnbmF0dXJl"
+    built = validate_event(event(1, debug=" ".join([jwt] * 70)))
+    assert len(encode_event(built)) > MAX_EVENT_BYTES
+    topic = make_topic("shrunk")
+    with SpendProducer(
+        broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl"
+    ) as producer:
+        producer.emit(built)
+        assert producer.flush(30)
+    [(_, _, value)] = read_topic_sync(broker.bootstrap_servers, topic, 1)
+    assert len(value) <= MAX_EVENT_BYTES
+    sent = decode_event(value)
+    assert sent.event_id == "e-1" and sent.extras is not None
+    assert sent.extras["debug"].split() == [sent.extras["debug"].split()[0]] * 70
+    assert sent.extras["debug"].startswith("sha256:") and jwt not in value.decode()
 
 
 def test_a_spilled_record_the_broker_refuses_as_too_large_is_set_aside(
