@@ -190,7 +190,7 @@ class IngestStage(Stage):
             except (KeyError, TypeError, ValueError) as exc:
                 raise store.unreadable(store.dir / "snapshot.json", f"{exc!r}") from None
             # No snapshot: rebuild from everything the topic still holds. A saved offset
-            # outside the partition resumes at its start, said and counted (``offsets.py``).
+            # outside the partition: resume at its start, said and counted (``offsets.py``).
             moved = await self.seek(self.consumer, [tp], lambda _: processor.next_offset)
             if tp in moved:
                 processor.next_offset = moved[tp]
@@ -339,9 +339,10 @@ class IngestStage(Stage):
         are all acknowledged: from each batch's receipt to the broker's last ack.
 
         A flush's batches are acknowledged once no output key waits on a value queued by
-        that flush or before (``_oldest``). Observed only with nothing at all in flight,
-        as until 2026-12-07, steady traffic (always a newer flush in flight) left every
-        batch to the next checkpoint's drain: the histogram read the checkpoint interval.
+        that flush or before (``_oldest``). Until 2026-12-07 batches were observed only
+        with nothing at all in flight: under steady traffic (always a newer flush in
+        flight) that was the next checkpoint's drain, and the histogram read the
+        checkpoint interval.
         """
         waiting = self._waiting
         if not waiting:
