@@ -35,6 +35,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
+from spendbrake._logs import RepeatFilter
 from spendbrake.schemas import (
     MAX_EVENT_BYTES,
     ConfigError,
@@ -52,6 +53,31 @@ from ._redact import redact_event
 from ._spill import SpillFile, default_spill_path
 
 log = logging.getLogger(__name__)
+
+#: The sender thread's name: the log filter below tells its records by it.
+SENDER_THREAD = "spendbrake-producer"
+
+
+class _SenderRepeats(RepeatFilter):
+    """``RepeatFilter`` for the sender thread's records only.
+
+    With the broker away, aiokafka logs the same connection error about twenty times a
+    second, into the logs of the application that embeds the producer. Its own aiokafka
+    clients (another thread, another loop) log as they always did."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.threadName != SENDER_THREAD or super().filter(record)
+
+
+def _quiet_sender_repeats() -> None:
+    """Hold back repeated lines of the sender's aiokafka loggers, once per process. A
+    logger's filters are not applied to its children's records: each gets one."""
+    for name in list(logging.root.manager.loggerDict):
+        if name == "aiokafka" or name.startswith("aiokafka."):
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _SenderRepeats) for f in logger.filters):
+                logger.addFilter(_SenderRepeats())
+
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 #: Rejected records ``ProducerStats.first_rejected`` names.
@@ -171,10 +197,11 @@ class SpendProducer:
         )
 
     def _start_sender(self) -> None:
+        _quiet_sender_repeats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="spendbrake-producer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=SENDER_THREAD, daemon=True)
         self._thread.start()
         self._started.wait()
 

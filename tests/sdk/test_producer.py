@@ -720,3 +720,24 @@ def test_a_forked_child_sends_its_own_events_and_not_the_parents(
     assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == sorted(
         [f"e-{i}" for i in range(100)] + [f"child-{i}" for i in range(50)]
     )
+
+
+def test_a_broker_away_logs_each_of_the_senders_lines_once_not_twenty_a_second(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiokafka logs the same connection error at every retry, into the embedding app's logs;
+    the sender's repeats are held back (``RepeatFilter``), the app's own clients untouched."""
+    caplog.set_level(logging.INFO)
+    with SpendProducer(f"127.0.0.1:{free_port()}", spill_path=tmp_path / "s.jsonl") as producer:
+        for i in range(20):
+            producer.emit(event(i))
+        time.sleep(3)  # a few seconds of retries
+    sender = [
+        (r.name, r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.name.startswith("aiokafka") and r.threadName == "spendbrake-producer"
+    ]
+    assert sender, "the sender logged nothing: the test shows nothing"
+    repeated = {line: sender.count(line) for line in sender if sender.count(line) > 1}
+    assert repeated == {}
+    assert producer.stats.spilled == 20
