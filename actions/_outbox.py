@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from spendbrake.schemas import KEY_DIMENSIONS, ActionRecord, Alert, KeysConfig
+from spendbrake.schemas import KEY_DIMENSIONS, ActionRecord, Alert, KeysConfig, parse_ts
 
 from ._blocks import mask as _short
 from ._policy import NOTICES, on_a_sum, refusal, screen_pauses
@@ -163,6 +163,9 @@ class Incident:
     detected_at: str | None = None
     #: Pause targets the stage's own keys config did not allow (never sent to the gateway).
     refused: list[str] = field(default_factory=list)
+    #: Pause targets not paused because the alert was read too long after it was detected
+    #: (``Outbox.pause_max_age_s``).
+    late: list[str] = field(default_factory=list)
     #: Id of the Slack channel the parent went to: replies and updates follow it there
     #: even after ``slack.channel`` changes (None: posted before this was kept).
     channel: str | None = None
@@ -193,6 +196,12 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
             "Pause REFUSED for "
             + _listed(incident.refused)
             + ": the keys config does not allow pausing it"
+        )
+    if incident.late:
+        parts.append(
+            "NOT paused: " + _listed(incident.late) + ": this alert was read long after it was "
+            "detected (SpendBrake catching up on history: gateway.pause_max_age_s); pause by "
+            "hand if it still runs"
         )
     held = [k for k in alert.held_keys if k not in incident.paused]
     if held:
@@ -256,6 +265,9 @@ class Outbox:
     slack_enabled: bool = True
     dry_run: bool = False
     cooldown_s: float = 3600.0
+    #: An anomaly's pause read longer than this after its ``detected_at`` is not performed
+    #: (``GatewayConfig.pause_max_age_s``; None: always).
+    pause_max_age_s: float | None = None
     #: Next alerts offset to read, per partition (saved with everything else).
     offsets: dict[int, int] = field(default_factory=dict)
     seen: dict[str, float] = field(default_factory=dict)
@@ -310,10 +322,13 @@ class Outbox:
         asked_pause = alert.action == "pause"
         acting = asked_pause or alert.action == "resume"
         refused: list[tuple[str, str]] = []
+        late: list[str] = []
         if asked_pause:
             allowed, denied = screen_pauses(alert.targets, keys)
             refused = [(target, refusal(cls)) for target, cls in denied]
-            if denied:
+            if self._read_late(alert, now):
+                late, allowed = allowed, []
+            if denied or late:
                 alert = msgspec.structs.replace(
                     alert, targets=allowed, action="pause" if allowed else "alert"
                 )
@@ -385,6 +400,17 @@ class Outbox:
             )
             if target not in incident.refused:
                 incident.refused.append(target)
+        for target in late:
+            age = now - parse_ts(alert.detected_at)
+            self.record(
+                Task(f"{key}/block/{target}", "gateway", "block", alert.id, alert, target),
+                "skipped",
+                f"read {age / 3600:.1f} h after it was detected (gateway.pause_max_age_s): "
+                "history, not paused",
+                now,
+            )
+            if target not in incident.late:
+                incident.late.append(target)
         for target in calls:
             self._add(Task(f"{key}/{op}/{target}", "gateway", op, alert.id, alert, target))
         if acting:
@@ -394,6 +420,15 @@ class Outbox:
             # A refused pause is news for the operators even in a snoozed scope.
             self._plan_message(incident, alert, key, follow_up, now, loud=asked_pause)
         return True
+
+    def _read_late(self, alert: Alert, now: float) -> bool:
+        """An anomaly's pause read more than ``pause_max_age_s`` after it was detected."""
+        return (
+            self.pause_max_age_s is not None
+            and alert.kind == "anomaly"
+            and bool(alert.detected_at)
+            and now - parse_ts(alert.detected_at) > self.pause_max_age_s
+        )
 
     def _count_calls(
         self, incident: Incident, alert: Alert, key: str, op: Op, calls: int, given: int

@@ -143,6 +143,7 @@ class ActionStage(Stage):
             slack_enabled=slack.token is not None,
             dry_run=config.gateway.dry_run,
             cooldown_s=slack.cooldown_s,
+            pause_max_age_s=config.gateway.pause_max_age_s,
         )
         self.gateway: Gateway = _gateway(config)
         self.slack = self._notifier(config)
@@ -217,6 +218,7 @@ class ActionStage(Stage):
         self.outbox.slack_enabled = config.slack.token is not None
         self.outbox.dry_run = config.gateway.dry_run
         self.outbox.cooldown_s = config.slack.cooldown_s
+        self.outbox.pause_max_age_s = config.gateway.pause_max_age_s
         if config.slack != old.slack or config.gateway != old.gateway:
             # Whatever waited on the old settings (a refused token or channel, a missing
             # scope, a long backoff) is tried again now under the new ones.
@@ -260,6 +262,7 @@ class ActionStage(Stage):
         saved.slack_enabled = self.outbox.slack_enabled
         saved.dry_run = self.outbox.dry_run
         saved.cooldown_s = self.outbox.cooldown_s
+        saved.pause_max_age_s = self.outbox.pause_max_age_s
         self.outbox = saved
         if self.slack is not None and self.slack.channel_id is None:
             self.slack.channel_id = saved.channel_ids.get(self.config.slack.channel)

@@ -16,6 +16,7 @@ from spendbrake.schemas import (
     Alert,
     KeyRule,
     KeysConfig,
+    format_ts,
     unpickle_state,
 )
 
@@ -491,14 +492,20 @@ def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
     """Its alert was the ``AlertRecord`` type, the same fields in the same order as the one
     alert type: the file reads as it was and is written back unchanged, but for the fields
     added since (``opened_at``, ``held_keys``, 2026-12-06; ``more_targets``, ``part``,
-    2026-12-07), written with their defaults."""
+    ``pause_max_age_s``, an incident's ``late``, 2026-12-07), written with their defaults."""
     data = RECORD_FILE.read_bytes()
     box = load_outbox(data)
     (incident,) = box.incidents.values()
     assert incident.alert.critical_keys == ["support-bot-prod"]
     assert incident.refused == ["support-bot-prod"]  # the stage's own config refused it
     added = b'"opened_at":"","held_keys":{},"more_targets":0,"part":0,"budget":'
-    assert dump_outbox(box) == data.replace(b'"budget":', added)
+    expected = data.replace(b'"budget":', added).replace(
+        b'"cooldown_s":3600.0,', b'"cooldown_s":3600.0,"pause_max_age_s":null,'
+    )
+    expected = expected.replace(
+        b'"refused":["support-bot-prod"],', b'"refused":["support-bot-prod"],"late":[],'
+    )
+    assert dump_outbox(box) == expected
 
 
 def test_an_outbox_file_of_the_previous_release_loads_with_typed_alerts() -> None:
@@ -813,3 +820,32 @@ def test_an_older_record_resent_late_leaves_the_incident_at_its_newer_state() ->
     assert (incident.alert.seq, incident.alert.severity) == (1, "critical")
     assert [h.split(" ")[0] for h in incident.history] == ["#1", "#0"]
     assert drain(box, "gateway") == ["block:sk-a"]
+
+
+def test_a_pause_read_long_after_its_anomaly_is_history_and_not_performed() -> None:
+    """A new deployment reading the topic's retention, or a stage back from a long outage,
+    read runaways of days ago and paused their keys now; a pause read more than
+    ``pause_max_age_s`` after its detection is audited as skipped and Slack says so."""
+    detected = 1_796_000_000.0
+    when = {"detected_at": format_ts(detected)}
+    box = Outbox(pause_max_age_s=6 * 3600)
+    assert box.accept(alert(**when), now=detected + 7 * 3600, keys=KEYS)
+    assert list(box.lanes["gateway"]) == []
+    incident = box.incidents["anomaly/api_key=sk-a/1"]
+    assert incident.late == ["sk-a", "sk-b"] and incident.alert.action == "alert"
+    skipped = [r for r in box.audit.values() if r.result == "skipped"]
+    assert sorted(r.target for r in skipped) == ["sk-a", "sk-b"]
+    assert "7.0 h after it was detected" in skipped[0].detail
+    assert "NOT paused: sk-a, sk-b" in outcome_line(incident, incident.alert, dry_run=False)
+
+    # Read within the bound: paused. A budget's hard stop read late: paused (its period,
+    # not its age, says whether it holds). Without a bound: always paused.
+    fresh = Outbox(pause_max_age_s=6 * 3600)
+    fresh.accept(alert(**when), now=detected + 5 * 3600, keys=KEYS)
+    budget = alert(id="budget/s/1", kind="budget", **when)
+    fresh.accept(budget, now=detected + 30 * 86400, keys=KEYS)
+    unbounded = Outbox()
+    unbounded.accept(alert(id="anomaly/x/1", **when), now=detected + 30 * 86400, keys=KEYS)
+    for box in (fresh, unbounded):
+        assert all(t.op == "block" for t in box.lanes["gateway"]) and box.lanes["gateway"]
+    assert {t.incident for t in fresh.lanes["gateway"]} == {"anomaly/api_key=sk-a/1", "budget/s/1"}

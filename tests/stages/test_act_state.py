@@ -3,6 +3,7 @@ earlier release is migrated once, on load, and kept beside it."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import orjson
@@ -116,3 +117,24 @@ def test_a_stage_with_nowhere_to_act_says_so_when_it_starts(
     )
     ActionStage(config, WorkerSettings(state_dir=tmp_path / "set")).load()
     assert caplog.records == []
+
+
+def test_the_pause_age_bound_comes_from_the_config_in_force(tmp_path: Path) -> None:
+    """Like the other settings, it is the config's, not the saved outbox's: set when built,
+    kept over a restored outbox, changed by a reload."""
+    act = stage(tmp_path)
+    assert act.outbox.pause_max_age_s == 6 * 3600
+    (tmp_path / "actions").mkdir()
+    act.save()
+    again = ActionStage(
+        Config.model_validate({"gateway": {"pause_max_age_s": 60}}),
+        WorkerSettings(state_dir=tmp_path),
+    )
+    again.load()
+    assert again.outbox.pause_max_age_s == 60
+
+    async def reload() -> None:  # the old clients are closed on the loop, later
+        again.reconfigure(Config.model_validate({"gateway": {"pause_max_age_s": None}}))
+
+    asyncio.run(reload())
+    assert again.outbox.pause_max_age_s is None

@@ -43,7 +43,9 @@ def _config(
         f"    events: {events}\n    rollups: {rollups}\n    alerts: {alerts}\n"
         f"    dlq: {events}-dlq\n    actions: {events}-actions\n    traces: {events}-traces\n"
         f"slack:\n  token: xoxb-e2e\n  base_url: {slack.base_url}\n  retry_cap_s: 2\n"
+        # The events are dated 2026-09: read today, their pauses would be history.
         f"gateway:\n  url: {gateway.url}\n  master_key: sk-e2e\n  retry_cap_s: 2\n"
+        "  pause_max_age_s: null\n"
         # Search's keys are standard workloads the operator lets be paused, and this policy
         # pauses the runaway one.
         'keys:\n  rules:\n    - {api_key: "search-*", workload: standard}\n'

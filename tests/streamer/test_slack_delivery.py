@@ -82,7 +82,8 @@ class Harness:
             f"slack:\n  token: {TOKEN}\n  channel: '{channel}'\n  base_url: {self.slack.base_url}\n"
             f"  timeout_s: {timeout_s}\n  retry_cap_s: {retry_cap_s}\n{buttons}"
             f"gateway:\n  kind: litellm\n  url: {self.gateway.url}\n  master_key: {MASTER}\n"
-            "  timeout_s: 1.0\n  retry_cap_s: 1\n"
+            # The alerts are dated 2026-09: read today, their pauses would be history.
+            "  timeout_s: 1.0\n  retry_cap_s: 1\n  pause_max_age_s: null\n"
             # The operator's word on who may be paused: the test keys are batch jobs.
             "keys:\n  rules:\n    - {api_key: support-prod, workload: critical}\n"
             '    - {api_key: "*", workload: batch}\n'
