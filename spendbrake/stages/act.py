@@ -109,6 +109,11 @@ def _unconfigured(config: Config) -> list[str]:
             "slack.token is not set: alerts are logged here and kept on the alerts topic, "
             "not posted to Slack"
         )
+    if not config.keys.rules:
+        out.append(
+            "keys.rules is empty: every key is alerted only, never paused (a key may be paused "
+            "only when a rule names it pausable)"
+        )
     if not _has_gateway(config):
         out.append(
             "no gateway configured (gateway.master_key, or gateway.secret for a webhook): "

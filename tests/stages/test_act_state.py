@@ -108,12 +108,17 @@ def test_a_stage_with_nowhere_to_act_says_so_when_it_starts(
     caplog.set_level("WARNING", logger="spendbrake.stages.act")
     stage(tmp_path / "bare").load()
     said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 2
+    assert len(said) == 3
     assert said[0].startswith("slack.token is not set: alerts are logged here")
-    assert said[1].startswith("no gateway configured")
+    assert said[1].startswith("keys.rules is empty: every key is alerted only, never paused")
+    assert said[2].startswith("no gateway configured")
     caplog.clear()
     config = Config.model_validate(
-        {"slack": {"token": "xoxb-1"}, "gateway": {"kind": "litellm", "master_key": "sk-m"}}
+        {
+            "slack": {"token": "xoxb-1"},
+            "gateway": {"kind": "litellm", "master_key": "sk-m"},
+            "keys": {"rules": [{"api_key": "batch-*", "workload": "batch"}]},
+        }
     )
     ActionStage(config, WorkerSettings(state_dir=tmp_path / "set")).load()
     assert caplog.records == []
