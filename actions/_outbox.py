@@ -44,7 +44,7 @@ from spendbrake.schemas import (
 )
 
 from ._blocks import mask as _short
-from ._policy import NOTICES, on_a_sum, refusal, screen_pauses
+from ._policy import NOTICES, PAUSE_KINDS, on_a_sum, refusal, screen_pauses
 
 __all__ = ["Incident", "Outbox", "ResumeAnswer", "Task", "outcome_line", "scope_key"]
 
@@ -460,10 +460,12 @@ class Outbox:
         return True
 
     def _read_late(self, alert: Alert, now: float) -> bool:
-        """An anomaly's pause read more than ``pause_max_age_s`` after it was detected."""
+        """A pause on runaway evidence (an anomaly, a budget's burn rate) read more than
+        ``pause_max_age_s`` after it was detected. A hard stop is judged by its period
+        (``_period_over``)."""
         return (
             self.pause_max_age_s is not None
-            and alert.kind == "anomaly"
+            and alert.kind in PAUSE_KINDS
             and bool(alert.detected_at)
             and now - parse_ts(alert.detected_at) > self.pause_max_age_s
         )

@@ -883,3 +883,18 @@ def test_a_hard_stop_read_after_its_period_ended_pauses_nothing_and_its_resume_i
     unbounded = Outbox()
     unbounded.accept(stop, now=day + 3 * 86400, keys=KEYS)
     assert drain(unbounded, "gateway") == ["block:sk-a", "block:sk-b"]
+
+
+def test_a_burn_rate_pause_read_long_after_its_detection_is_history_too() -> None:
+    """A pause policy acts on a budget's burn rate as on an anomaly: a new deployment read a
+    month's burns of weeks ago and paused the keys now. Read past ``pause_max_age_s``, it
+    is skipped like an anomaly's."""
+    detected = 1_796_000_000.0
+    burn = alert(id="budget/monthly/1", kind="burn_rate", detected_at=format_ts(detected))
+    box = Outbox(pause_max_age_s=6 * 3600)
+    assert box.accept(burn, now=detected + 20 * 86400, keys=KEYS)
+    assert list(box.lanes["gateway"]) == []
+    assert box.incidents[burn.id].late == ["sk-a", "sk-b"]
+    fresh = Outbox(pause_max_age_s=6 * 3600)
+    fresh.accept(burn, now=detected + 600, keys=KEYS)
+    assert drain(fresh, "gateway") == ["block:sk-a", "block:sk-b"]
