@@ -143,6 +143,9 @@ def _title(alert: Alert) -> str:
     record on the topic is only as trusted as whoever can write there)."""
     kind = alert.kind
     budget = mrkdwn(alert.budget)
+    if kind == "budget" and alert.action == "resume":
+        # A resume has no threshold: "at 0%" read as a budget with nothing spent.
+        return f"Budget {budget}: new period, its hard stop lifted"
     if kind == "budget":
         threshold = alert.threshold or 0
         return f"Budget {budget} at {threshold:.0%}"

@@ -99,6 +99,10 @@ def test_runbook_template_is_filled_and_quoted() -> None:
 def test_budget_titles_and_followups() -> None:
     text, _ = render_alert(alert(kind="budget", budget="research-monthly", threshold=0.8))
     assert "Budget research-monthly at 80%" in text
+    # A resume has no threshold: it read "at 0%", a budget with nothing spent.
+    resume = alert(kind="budget", budget="research-daily", action="resume", targets=["sk-a"])
+    text, _ = render_alert(resume)
+    assert "at 0%" not in text and "Budget research-daily: new period" in text
     text, blocks = render_followup(alert(seq=2), "Paused 2 key(s)")
     assert "#2" in text and "Paused 2 key(s)" in flat(blocks)
     _, blocks = render_parent_update(
