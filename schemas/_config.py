@@ -422,6 +422,10 @@ class SlackConfig(_Section):
     ) = None
     #: A new incident on a scope alerted less than this ago goes into that thread.
     cooldown_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 3600.0
+    #: A message about an alert caught longer than this before it is posted (a new
+    #: deployment reading the topic's retention, a stage back from an outage) is marked
+    #: as history: "[history, 5 d old]" in its notification text. None: never marked.
+    history_after_s: Annotated[float, Field(gt=0)] | None = 3600.0
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
     #: Longest wait between two attempts at an undelivered message (jittered backoff).
     retry_cap_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
