@@ -49,6 +49,9 @@ __all__ = [
 RESUME_ACTION_ID = "spendbrake_resume"
 SNOOZE_ACTION_ID = "spendbrake_snooze"
 _TEXT_MAX = 2900  # section text limit is 3000
+#: A message about an alert caught longer ago than this is marked as history (the default
+#: of ``slack.history_after_s``).
+HISTORY_S = 3600.0
 _VALUE_MAX = 2000  # button value limit
 #: Keys a "Resume" button lists (the click parser's bound too); past it, or past the value
 #: limit, the button says ``all`` and the click resumes every key paused for the incident.
@@ -143,6 +146,9 @@ def _title(alert: Alert) -> str:
     record on the topic is only as trusted as whoever can write there)."""
     kind = alert.kind
     budget = mrkdwn(alert.budget)
+    if kind == "budget" and alert.action == "resume":
+        # A resume has no threshold: "at 0%" read as a budget with nothing spent.
+        return f"Budget {budget}: new period, its hard stop lifted"
     if kind == "budget":
         threshold = alert.threshold or 0
         return f"Budget {budget} at {threshold:.0%}"
@@ -217,6 +223,38 @@ def _money(alert: Alert, since: str | None = None) -> str:
     return text
 
 
+def _mark_history(
+    alert: Alert,
+    posted_at: float | None,
+    history_after_s: float,
+    text: str,
+    blocks: list[dict[str, Any]],
+) -> str:
+    """Mark a message about an alert caught more than ``history_after_s`` before it is posted:
+    a new deployment reading the topic's retention, or a stage back from an outage, posted
+    weeks of alerts in minutes, each reading as happening now. The fallback text (what a
+    phone's notification shows) starts with ``[history, 19 d old]`` and a line under the
+    headline says when it was caught; returns the text."""
+    if posted_at is None or not alert.detected_at:
+        return text
+    try:
+        age_s = posted_at - parse_ts(alert.detected_at)
+    except InvalidEvent:
+        return text
+    if age_s < history_after_s:
+        return text
+    hours = age_s / 3600
+    age = f"{hours:,.0f} h" if hours < 48 else f"{hours / 24:,.0f} d"
+    blocks.insert(
+        1,
+        _context(
+            f":rewind: *From history*: caught {mrkdwn(alert.detected_at[:16])} UTC, {age} "
+            "before this message (SpendBrake catching up on a backlog); it may be long over"
+        ),
+    )
+    return f"[history, {age} old] {text}"
+
+
 def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": mrkdwn_text(text, _TEXT_MAX)}
 
@@ -267,13 +305,17 @@ def render_alert(
     buttons: bool = True,
     since: str | None = None,
     resumable: bool = True,
+    posted_at: float | None = None,
+    history_after_s: float = HISTORY_S,
 ) -> tuple[str, list[dict[str, Any]]]:
     """The parent message of an incident: (fallback text, blocks). ``buttons``: the
     "Resume" and "Snooze" buttons of a pause are served (``slack.interactive_port`` and
     ``slack.signing_secret``); a button nothing answers shows the clicker an error.
     ``since``: when the incident was first caught (its parent, updated for an
     escalation, still says so). ``resumable``: a key it paused is still paused; once all
-    are resumed, the undo line and the Resume button go (Snooze stays)."""
+    are resumed, the undo line and the Resume button go (Snooze stays). ``posted_at``
+    (epoch seconds, the wall clock; None: not known): an alert caught more than
+    ``history_after_s`` before it is marked as history."""
     icon = _SEVERITY.get(alert.severity, "")
     title = _title(alert)
     scope = _scope(alert.scope)
@@ -283,6 +325,7 @@ def render_alert(
         _section(_money(alert, since)),
         _section(f"*Why:* {mrkdwn(alert.reason)}"),
     ]
+    text = _mark_history(alert, posted_at, history_after_s, text, blocks)
     also = alert.also
     if also:
         blocks.append(_context("Also seen in: " + mrkdwn("; ".join(_scope(s) for s in also))))
@@ -352,15 +395,22 @@ def _buttons(alert: Alert, resumable: bool = True) -> dict[str, Any]:
 
 
 def render_followup(
-    alert: Alert, outcome: str, *, by: str | None = None
+    alert: Alert,
+    outcome: str,
+    *,
+    by: str | None = None,
+    posted_at: float | None = None,
+    history_after_s: float = HISTORY_S,
 ) -> tuple[str, list[dict[str, Any]]]:
     """A reply in the incident's thread: an escalation, or what the gateway did; ``by``
-    (mrkdwn, from :func:`requester`) names who asked for it (a resume's clicker)."""
+    (mrkdwn, from :func:`requester`) names who asked for it (a resume's clicker);
+    ``posted_at`` and ``history_after_s`` as for :func:`render_alert`."""
     icon = _SEVERITY.get(alert.severity, "")
     scope = mrkdwn_code(_scope(alert.scope))
     head = f"{icon} #{mrkdwn(alert.seq)} {_title(alert)} — `{scope}`"
     text = f"{head}: {mrkdwn(outcome)}"
     blocks = [_section(head), _section(_money(alert)), _section(f"*Done:* {mrkdwn(outcome)}")]
+    text = _mark_history(alert, posted_at, history_after_s, text, blocks)
     if by:
         blocks.append(_context(f"Requested by {by}"))
     undo = _undo(alert, buttons=False)
@@ -378,6 +428,8 @@ def render_parent_update(
     buttons: bool = True,
     since: str | None = None,
     resumable: bool = True,
+    posted_at: float | None = None,
+    history_after_s: float = HISTORY_S,
 ) -> tuple[str, list[dict[str, Any]]]:
     """The parent message rewritten with the incident's latest state (``chat.update``):
     everything the first post had (its runbook link was dropped at the first update)."""
@@ -388,6 +440,8 @@ def render_parent_update(
         buttons=buttons,
         since=since,
         resumable=resumable,
+        posted_at=posted_at,
+        history_after_s=history_after_s,
     )
     if len(history) > 1:
         blocks.insert(-1, _context("History: " + mrkdwn(" → ".join(history[-5:]))))

@@ -34,10 +34,17 @@ from typing import Any, Literal
 
 import msgspec
 
-from spendbrake.schemas import KEY_DIMENSIONS, ActionRecord, Alert, KeysConfig, parse_ts
+from spendbrake.schemas import (
+    KEY_DIMENSIONS,
+    ActionRecord,
+    Alert,
+    InvalidEvent,
+    KeysConfig,
+    parse_ts,
+)
 
 from ._blocks import mask as _short
-from ._policy import NOTICES, on_a_sum, refusal, screen_pauses
+from ._policy import NOTICES, PAUSE_KINDS, on_a_sum, refusal, screen_pauses
 
 __all__ = ["Incident", "Outbox", "ResumeAnswer", "Task", "outcome_line", "scope_key"]
 
@@ -197,7 +204,12 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
             + _listed(incident.refused)
             + ": the keys config does not allow pausing it"
         )
-    if incident.late:
+    if incident.late and alert.kind == "budget":
+        parts.append(
+            "NOT paused: " + _listed(incident.late) + ": the budget's period had ended when "
+            "this was read (SpendBrake catching up on history)"
+        )
+    elif incident.late:
         parts.append(
             "NOT paused: " + _listed(incident.late) + ": this alert was read long after it was "
             "detected (SpendBrake catching up on history: gateway.pause_max_age_s); pause by "
@@ -323,10 +335,11 @@ class Outbox:
         acting = asked_pause or alert.action == "resume"
         refused: list[tuple[str, str]] = []
         late: list[str] = []
+        history_only: list[str] = []  # a resume's keys its stop never paused (history)
         if asked_pause:
             allowed, denied = screen_pauses(alert.targets, keys)
             refused = [(target, refusal(cls)) for target, cls in denied]
-            if self._read_late(alert, now):
+            if self._read_late(alert, now) or self._period_over(alert, now):
                 late, allowed = allowed, []
             if denied or late:
                 alert = msgspec.structs.replace(
@@ -368,6 +381,20 @@ class Outbox:
             # A record can only undo SpendBrake's own pauses: a resume naming any other key
             # (a forgery, a key an operator blocked by hand) is refused.
             ours = self.blocked.keys() | self._queued_blocks()
+            if alert.kind == "budget":
+                # The resume after a stop read as history: it paused nothing to undo.
+                never = self._history_stops(alert.budget)
+                for target in [t for t in calls if t not in ours and t in never]:
+                    self.record(
+                        Task(
+                            f"{key}/unblock/{target}", "gateway", "unblock", alert.id, alert, target
+                        ),
+                        "skipped",
+                        "its hard stop was read after its period ended: never paused",
+                        now,
+                    )
+                    history_only.append(target)
+                calls = [t for t in calls if t in ours or t not in never]
             for target in [t for t in calls if t not in ours]:
                 self.record(
                     Task(f"{key}/unblock/{target}", "gateway", "unblock", alert.id, alert, target),
@@ -401,12 +428,18 @@ class Outbox:
             if target not in incident.refused:
                 incident.refused.append(target)
         for target in late:
-            age = now - parse_ts(alert.detected_at)
+            if alert.kind == "budget":
+                why = "its period had ended when it was read: history, not paused"
+            else:
+                age = now - parse_ts(alert.detected_at)
+                why = (
+                    f"read {age / 3600:.1f} h after it was detected (gateway.pause_max_age_s): "
+                    "history, not paused"
+                )
             self.record(
                 Task(f"{key}/block/{target}", "gateway", "block", alert.id, alert, target),
                 "skipped",
-                f"read {age / 3600:.1f} h after it was detected (gateway.pause_max_age_s): "
-                "history, not paused",
+                why,
                 now,
             )
             if target not in incident.late:
@@ -416,19 +449,47 @@ class Outbox:
         if acting:
             op_asked: Op = "block" if asked_pause else "unblock"
             self._count_calls(incident, alert, key, op_asked, len(calls), given)
-        if self.slack_enabled and not continued:
+        if history_only and not calls and len(history_only) == len(alert.targets):
+            # "Resuming what the hard stop paused" of a stop that paused nothing: one such
+            # message a period of history read at a new deployment, each saying nothing.
+            task = Task(f"{key}/post", "slack", "post", incident.id, alert)
+            self.record(task, "skipped", "nothing to resume: its hard stop was history", now)
+        elif self.slack_enabled and not continued:
             # A refused pause is news for the operators even in a snoozed scope.
             self._plan_message(incident, alert, key, follow_up, now, loud=asked_pause)
         return True
 
     def _read_late(self, alert: Alert, now: float) -> bool:
-        """An anomaly's pause read more than ``pause_max_age_s`` after it was detected."""
+        """A pause on runaway evidence (an anomaly, a budget's burn rate) read more than
+        ``pause_max_age_s`` after it was detected. A hard stop is judged by its period
+        (``_period_over``)."""
         return (
             self.pause_max_age_s is not None
-            and alert.kind == "anomaly"
+            and alert.kind in PAUSE_KINDS
             and bool(alert.detected_at)
             and now - parse_ts(alert.detected_at) > self.pause_max_age_s
         )
+
+    def _period_over(self, alert: Alert, now: float) -> bool:
+        """A budget's hard stop read after its period ended (history: a new deployment
+        reading the topic's retention, a stage back from an outage). Performed, it paused
+        the keys now and its resume, read next, unpaused them a moment later. Without a
+        ``pause_max_age_s`` (the demo, which plays a past afternoon) it is performed."""
+        if self.pause_max_age_s is None or alert.kind != "budget" or not alert.window_end:
+            return False
+        try:
+            return parse_ts(alert.window_end) <= now
+        except InvalidEvent:  # a record only as trusted as its writer: acted on as before
+            return False
+
+    def _history_stops(self, budget: str | None) -> set[str]:
+        """Keys that stops of ``budget`` read as history did not pause (``Incident.late``)."""
+        return {
+            target
+            for incident in self.incidents.values()
+            if incident.alert.kind == "budget" and incident.alert.budget == budget
+            for target in incident.late
+        }
 
     def _count_calls(
         self, incident: Incident, alert: Alert, key: str, op: Op, calls: int, given: int

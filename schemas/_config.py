@@ -422,6 +422,10 @@ class SlackConfig(_Section):
     ) = None
     #: A new incident on a scope alerted less than this ago goes into that thread.
     cooldown_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 3600.0
+    #: A message about an alert caught longer than this before it is posted (a new
+    #: deployment reading the topic's retention, a stage back from an outage) is marked
+    #: as history: "[history, 5 d old]" in its notification text. None: never marked.
+    history_after_s: Annotated[float, Field(gt=0)] | None = 3600.0
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
     #: Longest wait between two attempts at an undelivered message (jittered backoff).
     retry_cap_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
@@ -441,11 +445,12 @@ class GatewayConfig(_Section):
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
     #: Longest wait between two attempts at a failed call (jittered backoff).
     retry_cap_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
-    #: An anomaly's pause is not performed when the act stage reads it longer than this
-    #: after it was detected (event time against the stage's clock): history read late, a
-    #: new deployment reading the topic's retention or a stage back from an outage, about a
-    #: runaway that may have ended long ago. Slack says so and names the keys; a budget's
-    #: hard stop is still performed (its period says whether it holds). None: always pause.
+    #: An anomaly's (or a burn rate's) pause is not performed when the act stage reads it
+    #: longer than this after it was detected (event time against the stage's clock):
+    #: history read late, a new deployment reading the topic's retention or a stage back
+    #: from an outage, about a runaway that may have ended long ago. Slack says so and
+    #: names the keys. A budget's hard stop is performed while its period runs, not once
+    #: it has ended (its resume would follow at once). None: always pause.
     pause_max_age_s: Annotated[float, Field(gt=0)] | None = 6 * 3600.0
 
     _unset = field_validator("master_key", "secret", mode="before")(_blank_is_unset)

@@ -344,15 +344,12 @@ def simulate(
         return
     from spendbrake.sdk import SpendProducer
 
+    from ._simulate import publish
+
     config = _load(config_path, bootstrap)
     producer = SpendProducer(topic=config.kafka.topics.events, kafka=config.kafka)
-    count = 0
     with _progress(f"publishing to {config.kafka.bootstrap_servers}") as tick:
-        for event in events:
-            producer.emit(event)
-            count += 1
-            if count % 5000 == 0:
-                tick(count)
+        count = publish(events, producer, tick)
     delivered = producer.close(timeout_s=60)
     _report_delivery(producer, count, delivered)
 

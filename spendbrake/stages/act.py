@@ -832,10 +832,16 @@ class ActionStage(Stage):
             self._settle(task, False, "permanent", "incident forgotten")
             return
         outcome = outcome_line(own, task.alert, self.outbox.dry_run)
+        history_after_s = self.config.slack.history_after_s
+        marks = {
+            "posted_at": None if history_after_s is None else time.time(),
+            "history_after_s": history_after_s or 0.0,
+        }
         shown = {
             "runbook_url": self.config.slack.runbook_url,
             "buttons": self._buttons is not None,
             "since": own.detected_at,
+            **marks,
         }
         since = task.first_attempt_at if unsure else None
         if task.op == "post":
@@ -849,7 +855,7 @@ class ActionStage(Stage):
                 return
             result = await slack.post(text, blocks, dedupe_key=task.id, since=since)
         elif task.op == "reply":
-            text, blocks = render_followup(task.alert, outcome, by=requester(task.source))
+            text, blocks = render_followup(task.alert, outcome, by=requester(task.source), **marks)
             result = await slack.post(
                 text,
                 blocks,

@@ -467,8 +467,7 @@ class DetectStage(Stage):
         """Send ``alert``: one record, or its first part and continuations when it names
         more than ``MAX_TARGETS`` targets (``alert_records``)."""
         assert self.producer is not None
-        # All records of one incident on one partition, so readers see them in order.
-        partition = zlib.crc32(alert.id.encode()) % max(self._alert_partitions, 1)
+        partition = alert_partition(alert, self._alert_partitions)
         for record in alert_records(alert):
             send = self.producer.send_and_wait(
                 self.config.kafka.topics.alerts,
@@ -477,6 +476,15 @@ class DetectStage(Stage):
                 partition=partition,
             )
             self._pending.append((record, asyncio.ensure_future(send)))
+
+
+def alert_partition(alert: Alert, partitions: int) -> int:
+    """The alerts partition of ``alert``: all records of one incident on one, so readers see
+    them in order, and all of one budget's periods too. A period's hard stop and the next
+    period's resume are two incidents: on two partitions, the act stage catching up read
+    the resume first (nothing to undo yet), then the stop, and the keys stayed paused."""
+    key = f"budget/{alert.budget}" if alert.budget else alert.id
+    return zlib.crc32(key.encode()) % max(partitions, 1)
 
 
 def _stored_budget_hours(

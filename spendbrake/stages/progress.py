@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: Default seconds between progress lines (``spendbrake worker --progress-interval``).
 EVERY_S = 60.0
+#: Event time this far behind the wall clock is said: a backlog still being read.
+BEHIND_S = 3600.0
 
 #: Per stage: the metric sums a line is made of, by the name it is read under.
 _READ: dict[str, dict[str, tuple[str, dict[str, tuple[str, ...]] | None]]] = {
@@ -64,8 +66,11 @@ def read_totals(stage: str, registry: CollectorRegistry) -> dict[str, float]:
     return totals
 
 
-def _line(stage: str, now: dict[str, float], before: dict[str, float], span_s: float) -> str:
-    """One stage's line; empty when it did nothing since ``before`` and has nothing left."""
+def _line(
+    stage: str, now: dict[str, float], before: dict[str, float], span_s: float, wall_s: float
+) -> str:
+    """One stage's line; empty when it did nothing since ``before`` and has nothing left.
+    ``wall_s``: the wall clock, which the detect stage's event time is told against."""
     moved = {name: now[name] - before.get(name, 0.0) for name in now}
     if stage == "ingest":
         if not moved["read"] and not now["behind"]:
@@ -82,10 +87,17 @@ def _line(stage: str, now: dict[str, float], before: dict[str, float], span_s: f
     elif stage == "detect":
         if not moved["event_time"] and not now["behind"] and not moved["alerts"]:
             return ""
-        when = _minute(now["event_time"]) if now["event_time"] else "none yet"
+        event_time = now["event_time"]
+        when = _minute(event_time) if event_time else "none yet"
+        late_s = wall_s - event_time if event_time else 0.0
+        if late_s >= BEHIND_S:
+            # Every rollup read, but days of events still to come from the ingest: "caught
+            # up" read as done while a new deployment was a week into three of history.
+            when += f" ({_span(late_s)} behind the clock)"
         parts = [f"event time {when}"]
         behind = now["behind"]
-        parts.append(f"{behind:,.0f} rollup records behind" if behind else "caught up")
+        done = "caught up" if late_s < BEHIND_S else "every rollup written so far read"
+        parts.append(f"{behind:,.0f} rollup records behind" if behind else done)
         if moved["alerts"]:
             parts.append(f"{moved['alerts']:,.0f} alert record(s) written")
     elif stage == "act":
@@ -110,6 +122,12 @@ def _to_go(behind: float, rate: float) -> str:
     return f", about {minutes:,.0f} min to go" if minutes >= 1 else ", under a minute to go"
 
 
+def _span(seconds: float) -> str:
+    """``7 h`` or ``19 d``: how far event time is behind the clock."""
+    hours = seconds / 3600
+    return f"{hours:,.0f} h" if hours < 48 else f"{hours / 24:,.0f} d"
+
+
 def _minute(ts: float) -> str:
     return format_ts(ts)[:16].replace("T", " ") + " UTC"
 
@@ -122,10 +140,12 @@ class Progress:
         registries: Mapping[str, CollectorRegistry],
         every_s: float = EVERY_S,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.registries = dict(registries)
         self.every_s = every_s
         self.clock = clock
+        self.wall = wall
         self._last = {stage: read_totals(stage, r) for stage, r in self.registries.items()}
         self._last_at = clock()
 
@@ -136,7 +156,7 @@ class Progress:
         out = []
         for stage, registry in self.registries.items():
             now = read_totals(stage, registry)
-            if line := _line(stage, now, self._last[stage], span):
+            if line := _line(stage, now, self._last[stage], span, self.wall()):
                 out.append(line)
             self._last[stage] = now
         self._last_at = at

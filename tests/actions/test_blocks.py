@@ -16,7 +16,7 @@ from spendbrake.actions._blocks import (
     render_followup,
     render_parent_update,
 )
-from spendbrake.schemas import Alert
+from spendbrake.schemas import Alert, parse_ts
 
 
 def alert(**extra: Any) -> Alert:
@@ -99,6 +99,10 @@ def test_runbook_template_is_filled_and_quoted() -> None:
 def test_budget_titles_and_followups() -> None:
     text, _ = render_alert(alert(kind="budget", budget="research-monthly", threshold=0.8))
     assert "Budget research-monthly at 80%" in text
+    # A resume has no threshold: it read "at 0%", a budget with nothing spent.
+    resume = alert(kind="budget", budget="research-daily", action="resume", targets=["sk-a"])
+    text, _ = render_alert(resume)
+    assert "at 0%" not in text and "Budget research-daily: new period" in text
     text, blocks = render_followup(alert(seq=2), "Paused 2 key(s)")
     assert "#2" in text and "Paused 2 key(s)" in flat(blocks)
     _, blocks = render_parent_update(
@@ -321,3 +325,23 @@ def test_a_notice_shows_no_amount_and_a_window_of_days_ends_on_its_date() -> Non
         window_end="2026-10-01T00:00:00.000000Z",
     )
     assert "2026-09-01T00:00–2026-10-01T00:00 UTC" in _mrkdwn_texts(render_alert(month)[1])[1]
+
+
+def test_a_message_about_an_alert_caught_long_ago_is_marked_as_history() -> None:
+    """A new deployment reading a week of history posted each alert of that week in
+    minutes, every one reading as happening now ("caught 2026-09-10T02:50" the only hint).
+    Posted more than an hour after it was caught, the message says it is history, in the
+    notification text first."""
+    caught = alert(detected_at="2026-09-10T02:50:00.000000Z")
+    at = parse_ts(caught.detected_at)
+    text, blocks = render_alert(caught, posted_at=at + 5 * 86400)
+    assert text.startswith("[history, 5 d old] :rotating_light: Runaway spend")
+    assert "From history" in flat(blocks[:2]) and "caught 2026-09-10T02:50 UTC, 5 d" in flat(blocks)
+    text, blocks = render_followup(caught, "Paused 1 key(s)", posted_at=at + 3 * 3600)
+    assert text.startswith("[history, 3 h old]") and "From history" in flat(blocks)
+    text, blocks = render_parent_update(caught, "Paused", [], posted_at=at + 86400 * 3)
+    assert text.startswith("[history, 3 d old]")
+    # Posted within the hour (or with no time given): as before.
+    for posted_at in (at + 600, None):
+        text, blocks = render_alert(caught, posted_at=posted_at)
+        assert not text.startswith("[history") and "From history" not in flat(blocks)

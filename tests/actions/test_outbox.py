@@ -849,3 +849,52 @@ def test_a_pause_read_long_after_its_anomaly_is_history_and_not_performed() -> N
     for box in (fresh, unbounded):
         assert all(t.op == "block" for t in box.lanes["gateway"]) and box.lanes["gateway"]
     assert {t.incident for t in fresh.lanes["gateway"]} == {"anomaly/api_key=sk-a/1", "budget/s/1"}
+
+
+def test_a_hard_stop_read_after_its_period_ended_pauses_nothing_and_its_resume_is_quiet() -> None:
+    """A new deployment reading days of history read each past day's hard stop and, a moment
+    later, the next day's resume: it paused the keys now and unpaused them again, with two
+    Slack messages a day. A stop read after its period ended is history: audited as
+    skipped, Slack says so; its resume has nothing to undo and posts nothing."""
+    day = 1_796_000_000.0 - 1_796_000_000.0 % 86400
+    period = {"window_start": format_ts(day), "window_end": format_ts(day + 86400)}
+    stop = alert(id=f"budget/daily/{int(day)}", kind="budget", budget="daily", **period)
+    resume = alert(
+        action="resume", id=f"budget/daily/{int(day + 86400)}", kind="budget", budget="daily"
+    )
+    box = Outbox(slack_enabled=True, pause_max_age_s=6 * 3600)
+    assert box.accept(stop, now=day + 3 * 86400, keys=KEYS)
+    assert list(box.lanes["gateway"]) == []
+    incident = box.incidents[stop.id]
+    assert incident.late == ["sk-a", "sk-b"]
+    assert "period had ended" in outcome_line(incident, incident.alert, dry_run=False)
+    assert drain(box, "slack") == ["post:"]
+    assert box.accept(resume, now=day + 3 * 86400 + 1, keys=KEYS)
+    assert list(box.lanes["gateway"]) == [] and list(box.lanes["slack"]) == []
+    assert not [r for r in box.audit.values() if r.result == "refused"]
+
+    # Read while its period runs: paused, and resumed by the next period's record.
+    live = Outbox(slack_enabled=True, pause_max_age_s=6 * 3600)
+    live.accept(stop, now=day + 80000, keys=KEYS)
+    assert drain(live, "gateway") == ["block:sk-a", "block:sk-b"]
+    live.accept(resume, now=day + 86400 + 60, keys=KEYS)
+    assert drain(live, "gateway") == ["unblock:sk-a", "unblock:sk-b"]
+    # Without a bound (the demo's null), as before: paused whenever it is read.
+    unbounded = Outbox()
+    unbounded.accept(stop, now=day + 3 * 86400, keys=KEYS)
+    assert drain(unbounded, "gateway") == ["block:sk-a", "block:sk-b"]
+
+
+def test_a_burn_rate_pause_read_long_after_its_detection_is_history_too() -> None:
+    """A pause policy acts on a budget's burn rate as on an anomaly: a new deployment read a
+    month's burns of weeks ago and paused the keys now. Read past ``pause_max_age_s``, it
+    is skipped like an anomaly's."""
+    detected = 1_796_000_000.0
+    burn = alert(id="budget/monthly/1", kind="burn_rate", detected_at=format_ts(detected))
+    box = Outbox(pause_max_age_s=6 * 3600)
+    assert box.accept(burn, now=detected + 20 * 86400, keys=KEYS)
+    assert list(box.lanes["gateway"]) == []
+    assert box.incidents[burn.id].late == ["sk-a", "sk-b"]
+    fresh = Outbox(pause_max_age_s=6 * 3600)
+    fresh.accept(burn, now=detected + 600, keys=KEYS)
+    assert drain(fresh, "gateway") == ["block:sk-a", "block:sk-b"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import msgspec
+import pytest
 
 from spendbrake.detectors import SpendWatch
 from spendbrake.schemas import BudgetConfig, Config, parse_ts
@@ -51,3 +54,25 @@ def test_a_backlog_dates_an_anomaly_when_its_hour_closed() -> None:
     first = min(parse_ts(a["detected_at"]) for a in runaway)
     start = T0 + (24 * 18 + 14) * 3600
     assert start + 3600 + 600 <= first <= start + 3 * 3600 + 600
+
+
+def test_a_backlog_names_the_spend_a_budget_had_by_the_time_it_dates() -> None:
+    """Judged at an hour's end, a backlog counted the next hour too, already read whole: a
+    threshold was dated an hour before the spend that crossed it, with that spend ("$333 of
+    $330 by 19:00" where $326 had been spent by 19:00). The spend an alert names is the
+    spend of the hours before its ``detected_at``."""
+    plan = _history(24 * 21)
+    _runaway(plan, "k-agent", 24 * 18 + 14, 3, 25.0)  # as _backlog plays it
+    search = [sum(v for k, v in hour.items() if k != "k-pay") for hour in plan]
+    daily = sum(search) / 21
+    budget = BudgetConfig(name="d", scope={"team": "search"}, amount_usd=daily, period="day")
+    alerts = _backlog(SpendWatch(Config(budgets=[budget])), 24)[:-1]
+    thresholds = [a for a in alerts if a["kind"] == "budget" and a["action"] == "alert"]
+    assert len(thresholds) > 21, thresholds
+    # A period's last hour is judged in it: not as a late correction after its end.
+    assert not [a["reason"] for a in alerts if "late events" in a["reason"]]
+    for a in thresholds:
+        at = parse_ts(a["detected_at"])
+        day = int(at // 86400) * 86400
+        by_then = sum(search[(day - T0) // 3600 : math.ceil((at - T0) / 3600)])
+        assert a["observed_usd"] == pytest.approx(by_then, abs=1e-6), a["reason"]

@@ -9,11 +9,12 @@ every busy key "10x its usual calls" (seen on a 9M-event catch-up, 2026-12-07).
 from __future__ import annotations
 
 import msgspec
+import pytest
 
 from spendbrake.actions import decide
 from spendbrake.detectors import SpendWatch
 from spendbrake.detectors._clock import EventClock
-from spendbrake.schemas import Alert, Config, RollupRecord
+from spendbrake.schemas import Alert, BudgetConfig, Config, RollupRecord
 from tests.detectors.test_watch import HOUR, RULES, T0, _history, _records, _runaway
 
 PARTS = 4
@@ -86,3 +87,27 @@ def test_an_open_hour_is_seen_as_far_as_each_partition_has_read_it() -> None:
     assert clock.apart
     clock.idle.add(3)  # an idle partition holds nothing back, and has nothing to read
     assert not clock.apart and clock.seen(hour) == (11 + 9 + 9) / 3 / 60
+
+
+def test_budgets_wait_while_partitions_are_apart_and_are_judged_as_hours_close() -> None:
+    """Apart, the open hour held the faster partitions' spend past the watermark, and a
+    budget's 100 % fired "by 14:05" on spend three partitions had read up to 14:55. Budgets
+    now wait with the early looks and are looked at as each hour closes, on its spend."""
+    plan = _history(24 * 22)
+    search = [sum(v for k, v in hour.items() if k != "k-pay") for hour in plan]
+    day = H - 14
+    amount = sum(search[day:H]) + 0.4 * search[H]  # crossed 40 % into hour H
+    budget = BudgetConfig(
+        name="d", scope={"team": "search"}, amount_usd=amount, period="day", alert_at=[1.0]
+    )
+    watch = SpendWatch(Config(keys=RULES, budgets=[budget]), partitions=PARTS)
+    for h in range(H):
+        for minute in (20.0, 40.0, 60.0):
+            _read(watch, T0 + h * HOUR, plan[h], [minute] * PARTS)
+    apart = _read(watch, T0 + H * HOUR, plan[H], [55.0, 55.0, 55.0, 5.0])
+    assert [a.reason for a in apart if a.kind == "budget"] == []
+    alerts = _read(watch, T0 + H * HOUR, plan[H], [60.0] * PARTS)
+    for minute in (10.0, 11.0):
+        alerts += _read(watch, T0 + (H + 1) * HOUR, plan[H + 1], [minute] * PARTS)
+    [crossed] = [a for a in alerts if a.kind == "budget"]
+    assert crossed.observed_usd == pytest.approx(sum(search[day : H + 1]), abs=1e-5)

@@ -39,6 +39,7 @@ def test_each_stage_says_what_it_did_and_what_is_left_then_nothing_when_idle() -
         {"ingest": ingest.registry, "detect": detect.registry, "act": act.registry},
         every_s=60,
         clock=clock,
+        wall=lambda: 1_795_000_000.0 + 600,  # event time is 10 minutes old
     )
     assert progress.lines() == []  # nothing done, nothing left
 
@@ -69,6 +70,27 @@ def test_each_stage_says_what_it_did_and_what_is_left_then_nothing_when_idle() -
     assert progress.lines() == ["ingest: 600 records read (20/s), caught up"]
     clock.now += 60
     assert progress.lines() == []  # idle: no line at all
+
+
+def test_a_detect_stage_with_every_rollup_read_but_days_behind_is_not_caught_up() -> None:
+    """A new deployment reading three weeks of history: the detect stage reads the rollups
+    as fast as the ingest writes them, and its line said "caught up" for minutes while its
+    event time was a week old. It now says how far event time is behind the clock."""
+    event_time = [1_795_000_000.0]
+    detect = DetectMetrics(series=lambda: 0, event_time=lambda: event_time[0])
+    clock = _Clock()
+    wall = [event_time[0] + 19 * 86400]
+    progress = Progress({"detect": detect.registry}, every_s=60, clock=clock, wall=lambda: wall[0])
+    progress.lines()
+    event_time[0] += 3 * 3600
+    clock.now += 60
+    assert progress.lines() == [
+        "detect: event time 2026-11-18 14:06 UTC (19 d behind the clock), every rollup written "
+        "so far read"
+    ]
+    event_time[0] = wall[0] - 120  # caught up with the clock
+    clock.now += 60
+    assert progress.lines() == ["detect: event time 2026-12-07 11:04 UTC, caught up"]
 
 
 @pytest.mark.parametrize("stages", [["ingest"]])

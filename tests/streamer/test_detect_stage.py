@@ -16,7 +16,8 @@ from spendbrake._broker import EmbeddedBroker, free_port
 from spendbrake._simulate import parse_incident, simulate
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
-from spendbrake.schemas import parse_ts
+from spendbrake.schemas import Alert, parse_ts
+from spendbrake.stages.detect import alert_partition
 from tests.kafka_helpers import read_topic
 from tests.streamer.kafka_io import publish_raw
 from tests.streamer.test_worker import scrape, start_worker, stop
@@ -238,3 +239,23 @@ def test_an_alert_past_1_mb_goes_out_in_records_that_pause_every_key(
         assert key == record.record_key().encode()
         assert box.accept(record, now=1.0, keys=keys)
     assert [t.target for t in box.lanes["gateway"]] == stop.targets
+
+
+def _alert(id: str, kind: str = "budget", **extra: str) -> Alert:
+    return Alert(kind=kind, severity="critical", reason="r", id=id, seq=0, **extra)
+
+
+def test_a_budgets_stop_and_the_next_periods_resume_go_to_one_partition() -> None:
+    """Two incidents (one per period) went to the partitions of their ids: an act stage
+    catching up read the next day's resume first (nothing paused yet, nothing undone), then
+    the stop, and the keys stayed paused into a period under budget. All of a budget's
+    records share a partition now, read in the order they were written; others still go
+    by incident."""
+    day = 1_795_046_400
+    stop = _alert(f"budget/search-daily/{day - 86400}", budget="search-daily", action="pause")
+    resume = _alert(f"budget/search-daily/{day}", budget="search-daily", action="resume")
+    assert alert_partition(stop, 4) == alert_partition(resume, 4)
+    days = [_alert(f"budget/b/{day + i * 86400}", budget="b") for i in range(8)]
+    assert len({alert_partition(a, 4) for a in days}) == 1
+    anomalies = [_alert(f"anomaly/api_key=k/{day + i * 3600}", "anomaly") for i in range(8)]
+    assert len({alert_partition(a, 4) for a in anomalies}) > 1

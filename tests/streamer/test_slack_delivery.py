@@ -539,6 +539,9 @@ async def test_buttons_only_when_served_and_the_runbook_link_survives_the_update
         assert _actions(message) == [], text_of(message)
         assert "spendbrake resume research-nightly" in text_of(message)
         assert "<https://wiki.example/runbooks#anomaly|Runbook>" in text_of(message)
+        # Caught in 2026-09, posted now: marked as history, in the notification text first.
+        assert message["text"].startswith("[history, "), message["text"]
+        assert "From history" in text_of(message)
 
 
 async def test_a_button_of_too_many_keys_to_list_resumes_every_key_the_incident_paused(
