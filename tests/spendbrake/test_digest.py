@@ -489,7 +489,13 @@ def test_schedule_waits_for_the_store_to_hold_the_whole_period(
     async def run(slack: FakeSlack) -> tuple[list, list, list]:
         config = Config.model_validate(
             {
-                "kafka": {"bootstrap_servers": broker.bootstrap_servers, "topics": topics},
+                "kafka": {
+                    "bootstrap_servers": broker.bootstrap_servers,
+                    "topics": topics,
+                    # Its own group: the default one's members in other tests on this broker
+                    # made the commit below fail (UnknownMemberId) under load.
+                    "group_id": topics["events"],
+                },
                 "slack": {"token": "xoxb-d", "base_url": slack.base_url, "channel": "#ai-spend"},
                 "digest": {"schedule": "monthly", "channel": "#finance"},
                 "store": {"path": str(path)},
