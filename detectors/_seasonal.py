@@ -418,9 +418,10 @@ class SeasonalBaseline(InRows):
         """``learn`` of a run of silent hours with ``_step``'s arithmetic for one, and only
         that: a silent hour moves its slot toward zero spend and counts a window, nothing
         else (no verdict, no scale, no level), so a waking series' hundreds of them cost a
-        third of what ``learn`` costs hour by hour. The run's first hour (a gap, a slot
-        never learned) and those of the first season (which may fix the unit) are
-        ``learn``'s, as is any run of spend or of a weight that teaches the usual weight."""
+        third of what ``learn`` costs hour by hour. An hour after a gap (or with no window
+        learned yet) is ``learn``'s, as is any run of spend or of a weight that teaches the
+        usual weight; in the first season the run counts its silences too, and the hour that
+        fixes the unit (``_fix_unit``) ends a stretch, the next one reading the new unit."""
         hp = self._hp
         if (
             value != 0.0
@@ -430,22 +431,27 @@ class SeasonalBaseline(InRows):
         ):
             super().learn_run(start, until, value, weight)
             return
-        ts = start
-        while ts < until and (ts == start or self._first is not None):
-            self.learn(float(ts), 0.0, weight)
-            ts += 3600
-        if ts >= until:
-            return
         v, i = self._rows.nums, self._row * _WIDTH
-        first_k, last_k = ts // 3600, (until - 1) // 3600
-        if not (v[i + _LAST_K] == first_k - 1 and 0.0 < v[i + _UNIT] < math.inf):
-            super().learn_run(ts, until, value, weight)
-            return
+        ts = start
+        while ts < until:
+            if v[i + _LAST_K] == ts // 3600 - 1 and 0.0 < v[i + _UNIT] < math.inf:
+                ts = self._silent_run(ts, until)
+            else:  # a gap restarts the slow window; or nothing learned yet: ``_step``'s
+                self.learn(float(ts), 0.0, weight)
+                ts += 3600
+
+    def _silent_run(self, start: int, until: int) -> int:
+        """``learn_run``'s silent hours from ``start`` (the hour after the last learned) on,
+        until ``until`` or the hour that fixes the unit: the hour after the last learned."""
+        hp = self._hp
+        v, i = self._rows.nums, self._row * _WIDTH
         n, level = v[i + _N], v[i + _LEVEL]
         c = self._scale_here().clip_at()  # silences leave the scale as it was
         profile, at = self._profile_at()
+        first = self._first
         season, alpha, cap, count_of = hp.season, hp.season_alpha, hp.count_cap, self._count
-        for k in range(first_k, last_k + 1):
+        last_k = (until - 1) // 3600
+        for k in range(start // 3600, last_k + 1):
             slot = k % season
             count = count_of(slot)
             # ``_step`` on a silent hour (its weight's evidence ``s`` is 1.0), ``_get`` and
@@ -461,8 +467,20 @@ class SeasonalBaseline(InRows):
             if count < cap:
                 self._set_count(slot, count + 1)
             n += 1.0  # a window counted, as ``_step`` counts it
+            if first is not None:  # ``_learn_first``'s silence
+                first[2] += 1.0
+                if n >= season and first[1] > 0:
+                    v[i + _N], v[i + _LAST_K] = n, k
+                    self._fix_unit(first)
+                    return (k + 1) * 3600
         v[i + _N] = n
         v[i + _LAST_K] = last_k
+        return until
+
+    def quiet_until(self, ts: int, value: float) -> float:
+        """Never, for a silent window: a zero is learned as silence, never judged, and an
+        unusable value (a cost per call of no calls) is ignored."""
+        return math.inf if value == 0.0 or not usable(float(ts), value) else float(ts)
 
     def _learn_first(self, ts: float, value: float) -> None:
         """The first season's mean window and silences, until the unit is fixed."""
@@ -473,11 +491,15 @@ class SeasonalBaseline(InRows):
                 first[1] += 1.0
             else:
                 first[2] += 1.0
-            if self._n >= self._hp.season and first[1] > 0:
-                # Silent windows amid spend say the series is a few calls a window (count
-                # noise); a series that never pauses keeps the log scale of its ``unit``.
-                lumpy = first[2] >= LUMPY_SHARE * (first[1] + first[2])
-                self._set_unit(self._hp.auto_unit * first[0] / first[1] if lumpy else 0.0)
+            self._fix_unit(first)
+
+    def _fix_unit(self, first: list[float]) -> None:
+        """Fix the unit once the first season is seen, with spend in it (``_set_unit``)."""
+        if self._n >= self._hp.season and first[1] > 0:
+            # Silent windows amid spend say the series is a few calls a window (count
+            # noise); a series that never pauses keeps the log scale of its ``unit``.
+            lumpy = first[2] >= LUMPY_SHARE * (first[1] + first[2])
+            self._set_unit(self._hp.auto_unit * first[0] / first[1] if lumpy else 0.0)
 
     def _set_unit(self, typical: float) -> None:
         """Fix the unit at ``typical`` (the first season's mean window), re-expressing the profile.

@@ -278,6 +278,22 @@ class WeekOverWeek(InRows):
             else:
                 self.update(float(ts), 0.0, weight)
 
+    def quiet_until(self, ts: int, value: float) -> float:
+        """The last hour of the open window when it holds spend and ends at ``ts`` or later:
+        a silent hour judges only a window's sum, at its last hour, and a window with none
+        is no alert (nor one left behind by a later hour: it is stored unjudged)."""
+        hp = self._hp
+        if not usable(float(ts), value):
+            return math.inf  # ignored
+        if value != 0.0 or hp.period_s != 3600 or ts % 3600:
+            return float(ts)
+        v, i = self._rows.nums, self._row * _WIDTH
+        head = v[i + _HEAD]
+        if head != head or not v[i + _SUM] > 0.0:  # no window yet, or nothing in it
+            return math.inf
+        last = ((int(head) + 1) * hp.periods - 1 + hp.offset) * 3600
+        return float(last) if last >= ts else math.inf
+
     def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Add ``value`` to its window; when that was the window's last period, judge it."""
         if not usable(ts, value):

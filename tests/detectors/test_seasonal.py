@@ -295,3 +295,29 @@ def test_a_slot_learned_under_both_hours_beside_it_counts_partly_theirs(seed: in
     ts = 3600.0 * (3 * WEEK_H + thursday_8)
     assert not d.peek(ts, 36.0, 18.0).is_anomaly
     assert d.peek(ts, 120.0, 60.0).is_anomaly
+
+
+@pytest.mark.parametrize("silent", [[100], [60, 130], list(range(150, 175))])
+def test_a_silent_run_in_the_first_season_counts_its_silences_as_learn_does(
+    silent: list[int],
+) -> None:
+    """A waking series in its first season learns its silent hours as a run too: it counts
+    them as ``learn`` does hour by hour, and fixes its unit at the same hour. One silent
+    hour in a season is no lumpy series, two are (1 %), and a run may span the hour that
+    fixes it."""
+    y = spend(2, seed=4)
+    # As the watch runs it: counting calls (a silent hour's weight, 0, says none).
+    a, b = (make_detector("baseline", count_x=8.0, count_floor=2.0) for _ in "ab")
+    t0 = 1_790_553_600  # a Monday, 00:00 UTC
+    for h, value in enumerate(y):
+        ts = t0 + h * 3600
+        if h in silent:
+            a.learn(float(ts), 0.0, 0.0)
+            if h - 1 not in silent:  # the first of a run: it learns the run at once
+                end = next(k for k in range(h, len(y) + 1) if k not in silent)
+                b.learn_run(ts, t0 + end * 3600, 0.0, 0.0)
+            continue
+        a.learn(float(ts), float(value), 20.0)
+        b.learn(float(ts), float(value), 20.0)
+        assert a._first == b._first and a._unit == b._unit, h
+    assert a._first is None and (a._unit > 1.0) == (len(silent) > 1)
