@@ -5,16 +5,32 @@ entries' bank), keeps the hours changed since the last early look (``dirty``), l
 long-silent series sleep, and past ``limits.series_per_set`` series of one set it counts
 the rest together, exactly, in that set's ``(other)`` series (``fold``), with one operator
 alert a day.
+
+It also says which series an hour's close must visit (``closing``): those ``awake``, and
+those dozing (``doze``) whose silent hour may alert then. A series silent in an hour whose
+silence none of its detectors can alert on dozes: its silent hours are learned later, as a
+run, when it spends or is looked at (``settle``), to the state hour-by-hour closes leave.
+Why: a flood of customers that each spend once kept their series awake a day (a day-long
+``wow`` window) and fed each of them every hour's silence; the close went over all of them.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
 from spendbrake.detectors._bank import Bank
 from spendbrake.detectors._base import Detector, make_detector
-from spendbrake.detectors._series import HEAD, HOUR, LAST_SPEND, Series, SeriesKey
+from spendbrake.detectors._series import (
+    ASLEEP_FROM,
+    HEAD,
+    HOUR,
+    LAST_SPEND,
+    Series,
+    SeriesKey,
+    metric_value,
+)
 from spendbrake.schemas import OTHER, Alert, Config, RollupColumns, format_ts
 
 __all__ = ["FORGET_S", "OTHER", "SeriesBook", "cap_notice", "detectors_for", "entries_for"]
@@ -71,6 +87,15 @@ class SeriesBook:
         #: config entries -> the bank new series of them take a row of (derived; None: their
         #: detectors are objects of their own, built for each)
         self._banks: dict[tuple[int, ...], Bank | None] = {}
+        #: The keys of the series an hour's close visits, in the order they woke (derived):
+        #: each one neither asleep nor dozing (``ASLEEP_FROM`` 0), and each with an open
+        #: hour. Keys, not series: a series gone from ``series`` is gone (its bank row too).
+        self.awake: dict[SeriesKey, None] = {}
+        #: hour -> keys of dozing series whose silent hour may alert then (``doze``; a
+        #: series may have woken or gone since: ``closing`` checks).
+        self.due: dict[int, list[SeriesKey]] = {}
+        #: a series' detector slots -> what each of them is fed for a silent hour (derived)
+        self._silent: dict[tuple[int, ...], tuple[float, ...]] = {}
 
     def hours(
         self,
@@ -109,12 +134,14 @@ class SeriesBook:
                 series = self._watch(dims, values, config)
                 sk = series.key
             if series.set_part(hour, partition, epoch, cost, calls):
+                if series.state[ASLEEP_FROM]:
+                    self.woken(series, closed_until, config)  # before its last spend moves
                 if cost > 0 and hour > series.state[LAST_SPEND]:
                     series.last_spend_hour = hour  # the latest hour it spent in
                 dirty.add((sk, hour))
             # else: the same absolute values again (a re-sent record): nothing to score
         if capped:
-            self.fold(dims, partition, capped, config)
+            self.fold(dims, partition, capped, config, closed_until)
 
     def _watch(
         self, dims: tuple[str, ...], values: tuple[str | None, ...], config: Config
@@ -128,6 +155,7 @@ class SeriesBook:
             shared = values  # already shared (in-process, the rollup state's own tuple)
         sk = (self._dim_sets.setdefault(dims, dims), shared)
         series = self.series[sk] = self.new_series(sk, config)
+        self.awake[sk] = None
         return series
 
     def new_series(self, sk: SeriesKey, config: Config) -> Series:
@@ -141,7 +169,14 @@ class SeriesBook:
             self._banks[slots] = series.bank if type(series.bank) is Bank else None
         return series
 
-    def fold(self, dims: tuple[str, ...], partition: int, rows: list[Row], config: Config) -> None:
+    def fold(
+        self,
+        dims: tuple[str, ...],
+        partition: int,
+        rows: list[Row],
+        config: Config,
+        closed_until: int | None = None,
+    ) -> None:
         """Count series past the cap into their set's ``(other)`` series, exactly: each
         row's absolute share replaces the one it had (``folded``), and ``(other)`` takes
         the change, summed per hour and epoch (a flood folds thousands a step)."""
@@ -173,12 +208,108 @@ class SeriesBook:
         other = self.series.get(sk)
         if other is None:  # outside the cap: it is what the cap turns into
             other = self.series[sk] = self.new_series(sk, config)
+            self.awake[sk] = None
         for (hour, epoch), (cost, calls, spent) in moved.items():
             cost_then, calls_then = other.part(hour, partition, epoch)
             other.set_part(hour, partition, epoch, cost_then + cost, calls_then + calls)
+            if other.state[ASLEEP_FROM]:
+                self.woken(other, closed_until, config)
             if spent:
                 other.spent_in(hour)
             self.dirty.add((sk, hour))
+
+    def closing(self, hour: int) -> list[Series]:
+        """The series the close of ``hour`` visits: the awake ones, then the dozing ones
+        whose silence may alert at ``hour`` (each once; ``Scoring.close`` asks them again)."""
+        get = self.series.get
+        visit = dict(self.awake)
+        for sk in self.due.pop(hour, ()):
+            series = get(sk)
+            if series is not None and series.state[ASLEEP_FROM] < 0:
+                visit[sk] = None
+        gone = [sk for sk in visit if sk not in self.series]
+        for sk in gone:  # deleted while awake
+            del visit[sk]
+            self.awake.pop(sk, None)
+        return [self.series[sk] for sk in visit]
+
+    def quiet_until(self, series: Series, hour: int, config: Config) -> float:
+        """The first hour from ``hour`` on whose silence one of the series' detectors may
+        alert on, the silence going on (``Detector.quiet_until``); inf: none."""
+        values = self._silent.get(series.slots)
+        if values is None:
+            values = self._silent[series.slots] = tuple(
+                metric_value(config.detectors[i], 0, 0) for i in series.slots
+            )
+        due = math.inf
+        for det, value in zip(series.bank.at(series.row), values, strict=True):
+            due = min(due, det.quiet_until(hour, value))
+            if due <= hour:
+                break
+        return due
+
+    def doze(self, series: Series, hour: int, config: Config) -> bool:
+        """Let an awake series silent in ``hour`` (and holding no other open hour) doze from
+        it, unless one of its detectors may alert on its silence at once: True if it does.
+
+        Its detectors learn nothing until it is settled (``settle``); a silent hour on which
+        one of them may alert, before the series would have fallen asleep, is noted in
+        ``due``, when the close visits it again."""
+        due = self.quiet_until(series, hour, config)
+        if due <= hour:
+            return False
+        series.asleep_from = -hour
+        self.awake.pop(series.key, None)
+        if due < self._asleep_at(series, hour):
+            self.due.setdefault(int(due), []).append(series.key)
+        return True
+
+    def _asleep_at(self, series: Series, start: int) -> int:
+        """The hour the close, fed hour by hour, would have put a series dozing since
+        ``start`` to sleep: the first from ``start`` on, on its grid, ``sleep_after_s`` past
+        its last spend."""
+        late = series.state[LAST_SPEND] + self.sleep_after_s(series) - start
+        return start + max(0, -(-late // HOUR)) * HOUR
+
+    def settle(self, series: Series, until: int, config: Config) -> None:
+        """A dozing series as hour-by-hour closes up to ``until`` leave it: its silent hours
+        learned up to the hour it would have fallen asleep (then asleep from it), or up to
+        ``until`` (then awake, its last hour learned silent)."""
+        st = series.state
+        start = -st[ASLEEP_FROM]
+        asleep = self._asleep_at(series, start)
+        stop = min(asleep, until)
+        st[ASLEEP_FROM] = start
+        series.wake(stop, config)  # learns [start, stop), and says awake
+        if asleep < until:
+            series.asleep_from = asleep
+            series.closed = (asleep, 0, 0)
+        else:
+            series.closed = (until - HOUR, 0, 0)
+
+    def woken(self, series: Series, closed_until: int | None, config: Config) -> None:
+        """A sleeping or dozing series got an open hour (or is looked at): it is settled,
+        and the closes visit it again."""
+        if series.state[ASLEEP_FROM] < 0 and closed_until is not None:
+            self.settle(series, closed_until, config)
+        self.awake[series.key] = None
+
+    def wake(self, series: Series, until: int, config: Config) -> None:
+        """Teach a sleeping or dozing series its silent hours before ``until`` (``until``: the
+        first hour not closed yet): it is awake, and the closes visit it."""
+        self.woken(series, until, config)
+        if series.state[ASLEEP_FROM]:
+            series.wake(until, config)
+
+    def settle_all(self, until: int | None, config: Config) -> None:
+        """``settle`` every dozing series (before a snapshot, which holds no dozing one)."""
+        if until is None:
+            return
+        for series in self.series.values():
+            if series.state[ASLEEP_FROM] < 0:
+                self.settle(series, until, config)
+                if not series.state[ASLEEP_FROM]:
+                    self.awake[series.key] = None
 
     def take_notices(self) -> list[Alert]:
         """The operator alerts of the overflows since the last call."""
@@ -226,6 +357,7 @@ class SeriesBook:
         ]
         for k in gone:
             del self.series[k]
+            self.awake.pop(k, None)
             if OTHER not in k[1]:
                 self._per_set[k[0]] -= 1
         for hour in [h for h in self.folded if h < closed_until]:
@@ -243,6 +375,13 @@ class SeriesBook:
         self._sleep_after = {}
         self._peekers = {}
         self._banks = {}
+        self._silent = {}
+        # ``due`` stays: its entries are checked as they come due.
+        self.awake = {
+            sk: None
+            for sk, s in self.series.items()
+            if not s.state[ASLEEP_FROM] or len(s.state) > HEAD
+        }
 
 
 def cap_notice(dims: tuple[str, ...], day: int, hour: int, cap: int) -> Alert:
