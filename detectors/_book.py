@@ -96,6 +96,12 @@ class SeriesBook:
         self.due: dict[int, list[SeriesKey]] = {}
         #: a series' detector slots -> what each of them is fed for a silent hour (derived)
         self._silent: dict[tuple[int, ...], tuple[float, ...]] = {}
+        #: hour -> keys of series whose last spend was that hour when ``prune`` last looked
+        #: (derived): it looks at each again once that hour is ``FORGET_S`` old, not at every
+        #: series every hour (a flood's thousands). ``None``: not noted yet, all to note.
+        self._expiry: dict[int, list[SeriesKey]] | None = None
+        #: Keys of the series new since ``prune`` last looked (derived).
+        self._born: list[SeriesKey] = []
 
     def hours(
         self,
@@ -156,6 +162,7 @@ class SeriesBook:
         sk = (self._dim_sets.setdefault(dims, dims), shared)
         series = self.series[sk] = self.new_series(sk, config)
         self.awake[sk] = None
+        self._born.append(sk)
         return series
 
     def new_series(self, sk: SeriesKey, config: Config) -> Series:
@@ -209,6 +216,7 @@ class SeriesBook:
         if other is None:  # outside the cap: it is what the cap turns into
             other = self.series[sk] = self.new_series(sk, config)
             self.awake[sk] = None
+            self._born.append(sk)
         for (hour, epoch), (cost, calls, spent) in moved.items():
             cost_then, calls_then = other.part(hour, partition, epoch)
             other.set_part(hour, partition, epoch, cost_then + cost, calls_then + calls)
@@ -350,11 +358,7 @@ class SeriesBook:
     def prune(self, closed_until: int) -> None:
         """Forget series silent for ``FORGET_S`` and folded shares of closed hours."""
         horizon = closed_until - FORGET_S
-        gone = [
-            k
-            for k, s in self.series.items()
-            if s.state[LAST_SPEND] < horizon and len(s.state) == HEAD  # silent, no open hour
-        ]
+        gone = self._expired(horizon)
         for k in gone:
             del self.series[k]
             self.awake.pop(k, None)
@@ -363,6 +367,37 @@ class SeriesBook:
         for hour in [h for h in self.folded if h < closed_until]:
             del self.folded[hour]  # closed: a correction to it reaches budgets only
         self.cap_noticed = {n for n in self.cap_noticed if n[1] >= horizon}
+
+    def _expired(self, horizon: int) -> list[SeriesKey]:
+        """The series whose last spend is older than ``horizon`` and hold no open hour: of
+        those noted in ``_expiry`` at an hour before it (the others are noted again at their
+        last spend, or, holding an open hour, at the next look). Their order only decides
+        which bank rows new series reuse, which no output shows."""
+        expiry = self._expiry
+        get = self.series.get
+        if expiry is None:  # a new or rebuilt book: note every series
+            expiry, self._born = {}, list(self.series)
+        for sk in self._born:
+            s = get(sk)
+            if s is not None:
+                expiry.setdefault(s.state[LAST_SPEND], []).append(sk)
+        self._born = []
+        self._expiry = expiry
+        gone: dict[SeriesKey, None] = {}
+        for hour in [h for h in expiry if h < horizon]:
+            for sk in expiry.pop(hour):
+                s = get(sk)
+                if s is None or sk in gone:
+                    continue  # gone already (or noted twice)
+                st = s.state
+                last = st[LAST_SPEND]
+                if last >= horizon:  # spent since: look again when that is old
+                    expiry.setdefault(last, []).append(sk)
+                elif len(st) == HEAD:  # silent, no open hour
+                    gone[sk] = None
+                else:
+                    expiry.setdefault(horizon, []).append(sk)  # at the next look
+        return list(gone)
 
     def rebuilt(self) -> None:
         """Recount what is derived from the series (after a restore or a reconfigure)."""
@@ -376,6 +411,7 @@ class SeriesBook:
         self._peekers = {}
         self._banks = {}
         self._silent = {}
+        self._expiry = None
         # ``due`` stays: its entries are checked as they come due.
         self.awake = {
             sk: None

@@ -157,3 +157,31 @@ def test_a_dozing_series_is_judged_at_the_end_of_its_day() -> None:
     last_hour = days * 24 - 1
     assert judged == [last_hour]
     assert alerted == [(last_hour, "wow")]
+
+
+def test_a_series_is_forgotten_at_the_close_that_makes_it_fifteen_silent_days() -> None:
+    """``prune`` looks only at series whose last spend has grown old (not at every series
+    every hour): each is forgotten at the same close as a look at every series would find
+    it, whether it spent again meanwhile, only ever made calls at no cost, or came back."""
+    config = Config.model_validate({"dimensions": [["customer"]]})
+    watch = SpendWatch(config)
+    rng = np.random.default_rng(3)
+    # customer -> hours with a record (calls; cost unless "free")
+    plan = {f"c{i}": sorted({int(h) for h in rng.integers(0, 40 * 24, 4)}) for i in range(40)}
+    plan["back"] = [0, 16 * 24, 16 * 24 + 5]  # forgotten, then watched afresh
+    plan["free"] = [3, 50]  # calls at no cost: nothing ever spent
+    last: dict[str, int] = {}
+    for h in range(45 * 24):
+        start = T0 + h * HOUR
+        records = []
+        for k, hours in plan.items():
+            if h in hours:
+                cost = 0 if k == "free" else NUSD
+                records.append(Rec(("customer",), (k,), HOUR, start, 0, 0, (cost, 2)))
+                spent = last.get(k, 0)
+                last[k] = max(spent, start) if cost else spent
+        watch.observe([*records, Rec((), (), 60, start + HOUR + 660, 0, 0, (0,) * 8)])
+        watch.advance()
+        horizon = start + HOUR - 15 * 86400
+        last = {k: t for k, t in last.items() if t >= horizon}
+        assert {v[0] for _, v in watch.series} == set(last), h
