@@ -44,6 +44,8 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from spendbrake.detectors._base import (
     HyperParams,
     Verdict,
@@ -95,6 +97,10 @@ YOUNG_SPREAD = 0.25
 #: and a window counts as at most WEIGHT_CAP usual ones (its residual at most doubled).
 WEIGHT_ALPHA = 0.01
 WEIGHT_CAP = 4.0
+
+#: A silent run this long or longer is learned with numpy, a season of hours at a time
+#: (``_silent_run_arrays``); a shorter one hour by hour (numpy's calls cost more there).
+ARRAY_RUN_H = 32
 
 #: Profile slots are int16 in steps of 1/PROFILE_Q log units (``log1p(value / unit)`` minus the
 #: level), over +-32 (e**32 units: far beyond any hourly spend; beyond it a slot saturates).
@@ -449,13 +455,23 @@ class SeasonalBaseline(InRows):
         c = self._scale_here().clip_at()  # silences leave the scale as it was
         profile, at = self._profile_at()
         first = self._first
-        season, alpha, cap, count_of = hp.season, hp.season_alpha, hp.count_cap, self._count
+        season, alpha, cap = hp.season, hp.season_alpha, hp.count_cap
         last_k = (until - 1) // 3600
+        if last_k + 1 - start // 3600 >= ARRAY_RUN_H and math.isfinite(level + c):
+            return self._silent_run_arrays(start, until)
+        rows = self._rows
+        counts, cat = rows.blocks[_COUNTS], self._row * rows.sizes[_COUNTS]
+        nibbles = cap != 255
         for k in range(start // 3600, last_k + 1):
             slot = k % season
-            count = count_of(slot)
-            # ``_step`` on a silent hour (its weight's evidence ``s`` is 1.0), ``_get`` and
-            # ``_set`` on the profile's array, ``_slot_alpha`` and ``BurnScale.clip`` inline.
+            # ``_step`` on a silent hour (its weight's evidence ``s`` is 1.0): ``_count``,
+            # ``_get``, ``_set``, ``_fixed``, ``_slot_alpha``, ``BurnScale.clip`` and
+            # ``_set_count`` inline.
+            if nibbles:
+                byte, shift = cat + (slot >> 1), (slot & 1) << 2
+                count = (counts[byte] >> shift) & 15
+            else:
+                count = counts[cat + slot]
             if count == 0:
                 x = 0.0 - level
             else:
@@ -463,9 +479,13 @@ class SeasonalBaseline(InRows):
                 x = learned + max(alpha, 1.0 / (count + 1)) * max(
                     -c, min(c, 0.0 - (learned + level))
                 )
-            profile[at + slot] = _fixed(x)
+            q = round(x * PROFILE_Q)
+            profile[at + slot] = q if -32767 <= q <= 32767 else (32767 if q > 0 else -32767)
             if count < cap:
-                self._set_count(slot, count + 1)
+                if nibbles:
+                    counts[byte] = counts[byte] & (0xF0 >> shift) | (count + 1) << shift
+                else:
+                    counts[cat + slot] = count + 1
             n += 1.0  # a window counted, as ``_step`` counts it
             if first is not None:  # ``_learn_first``'s silence
                 first[2] += 1.0
@@ -476,6 +496,64 @@ class SeasonalBaseline(InRows):
         v[i + _N] = n
         v[i + _LAST_K] = last_k
         return until
+
+    def _silent_run_arrays(self, start: int, until: int) -> int:
+        """``_silent_run`` with numpy, up to a season of hours at a time (a slot once each),
+        on the row's profile codes and counts: the same float operations in the same order
+        (IEEE arithmetic, ``min``/``max`` as Python picks, ``round`` half to even), so the
+        same codes; a season at a time, as a later lap reads what an earlier one wrote."""
+        hp = self._hp
+        rows = self._rows
+        v, i = rows.nums, self._row * _WIDTH
+        n, level = v[i + _N], v[i + _LEVEL]
+        c = self._scale_here().clip_at()
+        first = self._first
+        season, alpha, cap = hp.season, hp.season_alpha, hp.count_cap
+        at = self._row * rows.sizes[_PROFILE]
+        profile = np.frombuffer(rows.blocks[_PROFILE], np.int16)[at : at + season]
+        size = rows.sizes[_COUNTS]
+        packed = np.frombuffer(rows.blocks[_COUNTS], np.uint8)[
+            self._row * size : (self._row + 1) * size
+        ]
+        if cap == 255:
+            counts = packed.astype(np.int64)
+        else:  # two a byte, the even slot's low
+            counts = np.empty(2 * size, np.int64)
+            counts[0::2] = packed & 15
+            counts[1::2] = packed >> 4
+        k, last_k = start // 3600, (until - 1) // 3600
+        fixed = False
+        while k <= last_k:
+            m = min(season, last_k + 1 - k)
+            if first is not None and first[1] > 0:
+                m = min(m, max(1, math.ceil(season - n)))  # to the hour that fixes the unit
+            slots = np.arange(k, k + m) % season
+            count = counts[slots]
+            learned = profile[slots] / PROFILE_Q
+            r = 0.0 - (learned + level)
+            r = np.where(r < c, r, c)  # ``min(c, r)``
+            r = np.where(r > -c, r, -c)  # ``max(-c, r)``
+            step = np.maximum(alpha, 1.0 / (count + 1))  # ``_slot_alpha``
+            x = np.where(count == 0, 0.0 - level, learned + step * r)
+            profile[slots] = np.clip(np.rint(x * PROFILE_Q), -32767, 32767)
+            counts[slots] = np.minimum(count + 1, cap)
+            n += m
+            k += m
+            if first is not None:
+                first[2] += m
+                if n >= season and first[1] > 0:
+                    fixed = True
+                    break
+        if cap == 255:
+            packed[:] = counts
+        else:
+            packed[:] = counts[0::2] | counts[1::2] << 4
+        del profile, packed  # the rows' arrays may grow again
+        v[i + _N] = n
+        v[i + _LAST_K] = k - 1
+        if fixed:
+            self._fix_unit(first)  # type: ignore[arg-type]
+        return k * 3600
 
     def quiet_until(self, ts: int, value: float) -> float:
         """Never, for a silent window: a zero is learned as silence, never judged, and an

@@ -6,6 +6,8 @@ Series come from ``synth.spend``: weekday/weekend and diurnal shape, lognormal n
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -321,3 +323,25 @@ def test_a_silent_run_in_the_first_season_counts_its_silences_as_learn_does(
         b.learn(float(ts), float(value), 20.0)
         assert a._first == b._first and a._unit == b._unit, h
     assert a._first is None and (a._unit > 1.0) == (len(silent) > 1)
+
+
+@pytest.mark.parametrize("params", [{}, {"season_alpha": 0.1}])  # counts: 4 bits, a byte
+def test_a_silent_run_leaves_the_state_learn_does_in_either_count_layout(params: dict) -> None:
+    """A silent run is learned hour by hour when short and with numpy, a season at a time,
+    when long (``ARRAY_RUN_H``): both leave the codes and counts ``learn`` leaves, in the
+    4-bit counts of the defaults and the byte counts of a slow ``season_alpha``."""
+    y = spend(3, seed=6)
+    y[np.arange(len(y)) % 24 < 5] = 0.0
+    a, b = (make_detector("baseline", count_x=8.0, **params) for _ in "ab")
+    t0, h = 1_790_553_600, 0
+    for run_h in [1, 5, 31, 32, 33, 100, 167, 168, 169, 400]:
+        for _ in range(30):
+            ts, value = t0 + h * 3600, float(y[h % len(y)])
+            a.learn(float(ts), value, 20.0 if value else 0.0)
+            b.learn(float(ts), value, 20.0 if value else 0.0)
+            h += 1
+        for k in range(run_h):
+            a.learn(float(t0 + (h + k) * 3600), 0.0, 0.0)
+        b.learn_run(t0 + h * 3600, t0 + (h + run_h) * 3600, 0.0, 0.0)
+        h += run_h
+        assert pickle.dumps(a) == pickle.dumps(b), run_h
