@@ -167,7 +167,7 @@ class StepFold:
         if None in numbers:
             # Numbered in the order they first come, each set's new series too (as one at a
             # time did), but a set at a time: a flood brings a new customer a row or so.
-            new = list(dict.fromkeys(a for a, n in zip(attrs, numbers, strict=True) if n is None))
+            new = list(dict.fromkeys([a for a, n in zip(attrs, numbers, strict=True) if n is None]))
             combos.update(zip(new, range(len(combos), len(combos) + len(new)), strict=True))
             self._place_new(new)
             numbers = list(map(combos.get, attrs))
@@ -177,14 +177,17 @@ class StepFold:
         """Place the series of combinations new in this fold in every set: the sets a key
         decides once per key (``_place``), each other set over all of them at once, its new
         series numbered in the order they first come (as one combination at a time did)."""
-        keys = [(0, 0, *attrs) for attrs in new]  # fine cells' keys, as projections read one
+        keys = list(map((0, 0).__add__, new))  # fine cells' keys, as projections read one
         by_key = self._by_key
-        keyed = []
-        for key_attrs, key in zip(map(self._key_of, keys), keys, strict=True):
-            placed = by_key.get(key_attrs)
-            if placed is None:
-                placed = by_key[key_attrs] = self._place(range(self._keyed), key)
-            keyed.append(placed)
+        key_attrs = list(map(self._key_of, keys))
+        keyed = list(map(by_key.get, key_attrs))
+        if None in keyed:
+            for i, placed in enumerate(keyed):
+                if placed is None:
+                    placed = by_key.get(key_attrs[i])  # a key new in this fold, met again
+                    if placed is None:
+                        placed = by_key[key_attrs[i]] = self._place(range(self._keyed), keys[i])
+                    keyed[i] = placed
         sids = np.empty((len(keys), len(self._specs)), dtype=np.int64)
         flags = np.empty((len(keys), len(self._specs)), dtype=np.int8)
         if self._keyed:
