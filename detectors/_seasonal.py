@@ -591,10 +591,11 @@ class SeasonalBaseline(InRows):
         """
         new = max(self._hp.unit, typical)
         old, level = self._unit, self._level
-        for slot in range(self._hp.season):
-            if self._count(slot):
-                expected = old * math.expm1(min(self._get(slot) + level, 700.0))
-                self._set(slot, math.log1p(max(expected, 0.0) / new))
+        profile, at = self._profile_at()
+        expm1, log1p = math.expm1, math.log1p
+        for slot in self._learned_slots():  # ``_get`` and ``_set`` inline
+            expected = old * expm1(min(profile[at + slot] / PROFILE_Q + level, 700.0))
+            profile[at + slot] = _fixed(log1p(max(expected, 0.0) / new))
         self._level = 0.0
         self._unit = new
         self._first = None
@@ -994,6 +995,15 @@ class SeasonalBaseline(InRows):
             shift = (slot & 1) << 2
             i = at + (slot >> 1)
             counts[i] = counts[i] & (0xF0 >> shift) | count << shift
+
+    def _learned_slots(self) -> list[int]:
+        """The slots with a count (``_count``), read off the row's counts at once."""
+        rows, season = self._rows, self._hp.season
+        counts, at = rows.blocks[_COUNTS], self._row * rows.sizes[_COUNTS]
+        if self._hp.count_cap == 255:
+            return [s for s in range(season) if counts[at + s]]
+        row = counts[at : at + rows.sizes[_COUNTS]]
+        return [s for s in range(season) if row[s >> 1] >> ((s & 1) << 2) & 15]
 
     def _slot_alpha(self, count: int) -> float:
         return max(self._hp.season_alpha, 1.0 / (count + 1))

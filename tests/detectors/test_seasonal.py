@@ -6,6 +6,7 @@ Series come from ``synth.spend``: weekday/weekend and diurnal shape, lognormal n
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import numpy as np
@@ -345,3 +346,36 @@ def test_a_silent_run_leaves_the_state_learn_does_in_either_count_layout(params:
         b.learn_run(t0 + h * 3600, t0 + (h + run_h) * 3600, 0.0, 0.0)
         h += run_h
         assert pickle.dumps(a) == pickle.dumps(b), run_h
+
+
+@pytest.mark.parametrize("params", [{}, {"season_alpha": 0.1}])  # counts: 4 bits, a byte
+def test_fixing_the_unit_re_expresses_each_learned_slot(params: dict) -> None:
+    """The first season's end fixes a lumpy series' unit and re-expresses every slot it has
+    learned (and only those) in it: each slot's code is its expected spend in the new unit,
+    read and written through the detector's own ``_get`` and ``_set``."""
+    y = spend(2, seed=8)
+    y[np.arange(len(y)) % 24 < 5] = 0.0  # silent nights: lumpy
+    d = make_detector("baseline", **params)
+    t0 = 1_790_553_600
+    h = 0
+    while d._n < d.season - 1:
+        if h % 50:  # a few slots never learned (missing windows)
+            d.learn(float(t0 + h * 3600), float(y[h]))
+        h += 1
+    first, level, unit = list(d._first), d._level, d._unit
+    learned = {s: d._get(s) for s in range(d.season) if d._count(s)}
+    assert 0 < len(learned) < d.season
+    d.learn(float(t0 + h * 3600), 0.0)  # the window that fixes it (silent: the level stays)
+    assert d._first is None and d._level == 0.0 and d._unit > unit
+    new = max(d.unit, d.auto_unit * first[0] / first[1])
+    assert d._unit == new
+    for s in range(d.season):
+        if s == h % d.season:
+            continue  # the hour that fixed it has learned since
+        if s in learned:
+            twin = make_detector("baseline", **params)
+            expected = unit * math.expm1(min(learned[s] + level, 700.0))
+            twin._set(0, math.log1p(max(expected, 0.0) / new))
+            assert d._get(s) == twin._get(0), s
+        else:
+            assert d._count(s) == 0 and d._get(s) == 0.0, s
