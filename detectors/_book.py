@@ -119,6 +119,7 @@ class SeriesBook:
         dirty = self.dirty
         partition = block.partition
         cap = config.limits.series_per_set
+        full = self._per_set.get(dims, 0) >= cap  # again after each new series
         capped: list[Row] = []
         for values, hour, epoch, cost, calls in zip(
             block.values,
@@ -134,11 +135,12 @@ class SeriesBook:
             series = get(sk)
             if series is None or OTHER in values:
                 # Past the cap, or a caller's own "(other)": counted with ours, never over it.
-                if OTHER in values or self._per_set.get(dims, 0) >= cap:
+                if full or OTHER in values:
                     capped.append((values, hour, epoch, cost, calls))
                     continue
                 series = self._watch(dims, values, config)
                 sk = series.key
+                full = self._per_set[dims] >= cap
             if series.set_part(hour, partition, epoch, cost, calls):
                 if series.state[ASLEEP_FROM]:
                     self.woken(series, closed_until, config)  # before its last spend moves
@@ -188,11 +190,14 @@ class SeriesBook:
         row's absolute share replaces the one it had (``folded``), and ``(other)`` takes
         the change, summed per hour and epoch (a flood folds thousands a step)."""
         dims = self._dim_sets.setdefault(dims, dims)
+        folded, noticed = self.folded, self.cap_noticed
         moved: dict[tuple[int, int], list[int]] = {}  # (hour, epoch) -> [cost, calls, spent]
+        # Rows come an hour after another: its shares, and its day's notice, looked up once.
+        at_hour = noticed_day = None
+        shares: dict[tuple[Any, ...], tuple[int, int]] = {}
         for values, hour, epoch, cost, calls in rows:
-            shares = self.folded.get(hour)
-            if shares is None:
-                shares = self.folded[hour] = {}
+            if hour != at_hour:
+                at_hour, shares = hour, folded.setdefault(hour, {})
             part = (dims, values, partition, epoch)
             old_cost, old_calls = shares.get(part, (0, 0))
             if cost == old_cost and calls == old_calls:
@@ -206,9 +211,11 @@ class SeriesBook:
             if cost > 0:
                 change[2] = 1
             day = hour // 86400 * 86400
-            if (dims, day) not in self.cap_noticed:
-                self.cap_noticed.add((dims, day))
-                self.notices.append((dims, day, hour, config.limits.series_per_set))
+            if day != noticed_day:
+                noticed_day = day
+                if (dims, day) not in noticed:
+                    noticed.add((dims, day))
+                    self.notices.append((dims, day, hour, config.limits.series_per_set))
         if not moved:
             return
         sk = (dims, (OTHER,) * len(dims))
