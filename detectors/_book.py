@@ -87,10 +87,12 @@ class SeriesBook:
         #: config entries -> the bank new series of them take a row of (derived; None: their
         #: detectors are objects of their own, built for each)
         self._banks: dict[tuple[int, ...], Bank | None] = {}
-        #: The keys of the series an hour's close visits, in the order they woke (derived):
-        #: each one neither asleep nor dozing (``ASLEEP_FROM`` 0), and each with an open
-        #: hour. Keys, not series: a series gone from ``series`` is gone (its bank row too).
-        self.awake: dict[SeriesKey, None] = {}
+        #: The keys of the series the next close visits (derived): each one neither asleep
+        #: nor dozing (``ASLEEP_FROM`` 0), and each with an open hour; a key may come twice,
+        #: or of a series gone since (``closing`` drops them). A list of keys, not series:
+        #: 8 bytes a series (a dict or set took about 50), and a series gone from ``series``
+        #: is gone (its bank row too).
+        self.awake: list[SeriesKey] = []
         #: hour -> keys of dozing series whose silent hour may alert then (``doze``; a
         #: series may have woken or gone since: ``closing`` checks).
         self.due: dict[int, list[SeriesKey]] = {}
@@ -163,7 +165,7 @@ class SeriesBook:
             shared = values  # already shared (in-process, the rollup state's own tuple)
         sk = (self._dim_sets.setdefault(dims, dims), shared)
         series = self.series[sk] = self.new_series(sk, config)
-        self.awake[sk] = None
+        self.awake.append(sk)
         self._born.append(sk)
         return series
 
@@ -222,7 +224,7 @@ class SeriesBook:
         other = self.series.get(sk)
         if other is None:  # outside the cap: it is what the cap turns into
             other = self.series[sk] = self.new_series(sk, config)
-            self.awake[sk] = None
+            self.awake.append(sk)
             self._born.append(sk)
         for (hour, epoch), (cost, calls, spent) in moved.items():
             cost_then, calls_then = other.part(hour, partition, epoch)
@@ -234,19 +236,17 @@ class SeriesBook:
             self.dirty.add((sk, hour))
 
     def closing(self, hour: int) -> list[Series]:
-        """The series the close of ``hour`` visits: the awake ones, then the dozing ones
-        whose silence may alert at ``hour`` (each once; ``Scoring.close`` asks them again)."""
+        """The series the close of ``hour`` visits, each once: the awake ones, then the dozing
+        ones whose silence may alert at ``hour`` (``Scoring.close`` asks them again). The
+        close notes again those still awake after it (``awake``)."""
         get = self.series.get
-        visit = dict(self.awake)
+        visit = dict.fromkeys(self.awake)
+        self.awake = []
         for sk in self.due.pop(hour, ()):
             series = get(sk)
             if series is not None and series.state[ASLEEP_FROM] < 0:
                 visit[sk] = None
-        gone = [sk for sk in visit if sk not in self.series]
-        for sk in gone:  # deleted while awake
-            del visit[sk]
-            self.awake.pop(sk, None)
-        return [self.series[sk] for sk in visit]
+        return [s for s in map(get, visit) if s is not None]  # bar those gone
 
     def quiet_until(self, series: Series, hour: int, config: Config) -> float:
         """The first hour from ``hour`` on whose silence one of the series' detectors may
@@ -274,7 +274,6 @@ class SeriesBook:
         if due <= hour:
             return False
         series.asleep_from = -hour
-        self.awake.pop(series.key, None)
         if due < self._asleep_at(series, hour):
             self.due.setdefault(int(due), []).append(series.key)
         return True
@@ -307,7 +306,7 @@ class SeriesBook:
         and the closes visit it again."""
         if series.state[ASLEEP_FROM] < 0 and closed_until is not None:
             self.settle(series, closed_until, config)
-        self.awake[series.key] = None
+        self.awake.append(series.key)
 
     def wake(self, series: Series, until: int, config: Config) -> None:
         """Teach a sleeping or dozing series its silent hours before ``until`` (``until``: the
@@ -324,7 +323,7 @@ class SeriesBook:
             if series.state[ASLEEP_FROM] < 0:
                 self.settle(series, until, config)
                 if not series.state[ASLEEP_FROM]:
-                    self.awake[series.key] = None
+                    self.awake.append(series.key)
 
     def take_notices(self) -> list[Alert]:
         """The operator alerts of the overflows since the last call."""
@@ -368,7 +367,6 @@ class SeriesBook:
         gone = self._expired(horizon)
         for k in gone:
             del self.series[k]
-            self.awake.pop(k, None)
             if OTHER not in k[1]:
                 self._per_set[k[0]] -= 1
         for hour in [h for h in self.folded if h < closed_until]:
@@ -420,11 +418,9 @@ class SeriesBook:
         self._silent = {}
         self._expiry = None
         # ``due`` stays: its entries are checked as they come due.
-        self.awake = {
-            sk: None
-            for sk, s in self.series.items()
-            if not s.state[ASLEEP_FROM] or len(s.state) > HEAD
-        }
+        self.awake = [
+            sk for sk, s in self.series.items() if not s.state[ASLEEP_FROM] or len(s.state) > HEAD
+        ]
 
 
 def cap_notice(dims: tuple[str, ...], day: int, hour: int, cap: int) -> Alert:

@@ -83,8 +83,9 @@ class Scoring:
         """
         found: list[tuple[Series, Candidate]] = []
         book = self.book
-        awake = book.awake
-        for series in book.closing(hour):
+        visit = book.closing(hour)
+        awake = book.awake  # those visited that stay awake, noted again for the next close
+        for series in visit:
             st = series.state
             if st[ASLEEP_FROM] < 0:  # dozing: due if its silence may alert now
                 if book.quiet_until(series, hour, config) > hour:
@@ -93,26 +94,25 @@ class Scoring:
                 st = series.state
                 if st[ASLEEP_FROM]:
                     continue  # it would have been asleep by now
-                awake[series.key] = None
             if st[ASLEEP_FROM] and len(st) == HEAD:
-                awake.pop(series.key, None)  # asleep, no open hour
-                continue
+                continue  # asleep, no open hour
             cost, calls = series.close_hour(hour)
             st = series.state
             if not calls and not cost:
                 if st[ASLEEP_FROM]:
-                    if len(st) == HEAD:
-                        awake.pop(series.key, None)
+                    if len(st) > HEAD:
+                        awake.append(series.key)
                     continue
                 if hour - st[LAST_SPEND] >= book.sleep_after_s(series):
                     series.asleep_from = hour
-                    if len(st) == HEAD:
-                        awake.pop(series.key, None)
+                    if len(st) > HEAD:
+                        awake.append(series.key)
                     continue
                 if len(st) == HEAD and book.doze(series, hour, config):
                     continue
             elif st[ASLEEP_FROM]:
                 series.wake(hour, config)
+            awake.append(series.key)
             for i, det in zip(series.slots, series.bank.at(series.row), strict=True):
                 cfg = config.detectors[i]
                 verdict = det.update(
