@@ -97,6 +97,14 @@ class Detector:
         for ts in range(start, until, 3600):
             self.learn(float(ts), value, weight)
 
+    def quiet_until(self, ts: int, value: float) -> float:
+        """The first hour from ``ts`` on (epoch seconds) whose silent window (``value``: what
+        a silent hour is fed) may alert, if every hour from ``ts`` on is silent; ``math.inf``
+        if none may. Until then the watch need not feed it hour by hour: it learns those
+        hours later, as a run (``learn_run``), to the same state (the conformance suite
+        checks that none of them alerts). This default cannot tell: ``ts`` itself."""
+        return float(ts)
+
     def peek(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Score a window still filling (``value`` so far) without learning from it.
 

@@ -74,23 +74,45 @@ class Scoring:
         windows (the conformance suite checks every detector for it), so this only defers
         work: a flood of one-off customers or keys costs what its spend costs, not an update
         per series every hour for two weeks.
+
+        Sooner, a series silent in an hour none of its detectors can alert on dozes
+        (``SeriesBook.doze``): the close visits only the series the book says
+        (``closing``: awake, or dozing into an hour whose silence may alert), and a dozing
+        series learns its silent hours as a run when it next spends, is looked at, or comes
+        due (``SeriesBook.settle``), to the state and verdicts an update every hour gives.
         """
-        found = []
+        found: list[tuple[Series, Candidate]] = []
         book = self.book
-        for series in book.series.values():
+        visit = book.closing(hour)
+        awake = book.awake  # those visited that stay awake, noted again for the next close
+        for series in visit:
             st = series.state
+            if st[ASLEEP_FROM] < 0:  # dozing: due if its silence may alert now
+                if book.quiet_until(series, hour, config) > hour:
+                    continue
+                book.settle(series, hour, config)
+                st = series.state
+                if st[ASLEEP_FROM]:
+                    continue  # it would have been asleep by now
             if st[ASLEEP_FROM] and len(st) == HEAD:
                 continue  # asleep, no open hour
             cost, calls = series.close_hour(hour)
             st = series.state
             if not calls and not cost:
                 if st[ASLEEP_FROM]:
+                    if len(st) > HEAD:
+                        awake.append(series.key)
                     continue
                 if hour - st[LAST_SPEND] >= book.sleep_after_s(series):
                     series.asleep_from = hour
+                    if len(st) > HEAD:
+                        awake.append(series.key)
+                    continue
+                if len(st) == HEAD and book.doze(series, hour, config):
                     continue
             elif st[ASLEEP_FROM]:
                 series.wake(hour, config)
+            awake.append(series.key)
             for i, det in zip(series.slots, series.bank.at(series.row), strict=True):
                 cfg = config.detectors[i]
                 verdict = det.update(
@@ -98,8 +120,12 @@ class Scoring:
                 )
                 c = self._candidate(series, cfg, det, verdict, hour, cost, calls)
                 if c is not None:
-                    found.append(c)
-        return found
+                    found.append((series, c))
+        if len({id(s) for s, _ in found}) > 1:
+            # In the book's order, as a close over every series found them.
+            order = {id(s): n for n, s in enumerate(book.series.values())}
+            found.sort(key=lambda sc: order[id(sc[0])])
+        return [c for _, c in found]
 
     def peek(
         self,
@@ -142,7 +168,7 @@ class Scoring:
             cost, calls = series.total(hour)
             st = series.state
             if st[ASLEEP_FROM] and closed_until is not None:
-                series.wake(closed_until, config)
+                book.wake(series, closed_until, config)
             newest[id(series)] = len(rows)
             rows.append((series, hour, cost, calls, st[CLOSED_COST], st[CLOSED_CALLS]))
         recent = self._rates(rows, newest.values(), now, looks_from, step_s)
@@ -331,7 +357,7 @@ class Scoring:
             if det is None or getattr(det, "window_s", HOUR) > HOUR:
                 continue
             if series.state[ASLEEP_FROM] and closed_until is not None:
-                series.wake(closed_until, config)
+                self.book.wake(series, closed_until, config)
             st = series.state
             cost = st[CLOSED_COST] if st[CLOSED_HOUR] == hour else series.total(hour)[0]
             v = det.peek(float(hour), cost / NUSD)

@@ -44,6 +44,8 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from spendbrake.detectors._base import (
     HyperParams,
     Verdict,
@@ -95,6 +97,10 @@ YOUNG_SPREAD = 0.25
 #: and a window counts as at most WEIGHT_CAP usual ones (its residual at most doubled).
 WEIGHT_ALPHA = 0.01
 WEIGHT_CAP = 4.0
+
+#: A silent run this long or longer is learned with numpy, a season of hours at a time
+#: (``_silent_run_arrays``); a shorter one hour by hour (numpy's calls cost more there).
+ARRAY_RUN_H = 32
 
 #: Profile slots are int16 in steps of 1/PROFILE_Q log units (``log1p(value / unit)`` minus the
 #: level), over +-32 (e**32 units: far beyond any hourly spend; beyond it a slot saturates).
@@ -418,9 +424,10 @@ class SeasonalBaseline(InRows):
         """``learn`` of a run of silent hours with ``_step``'s arithmetic for one, and only
         that: a silent hour moves its slot toward zero spend and counts a window, nothing
         else (no verdict, no scale, no level), so a waking series' hundreds of them cost a
-        third of what ``learn`` costs hour by hour. The run's first hour (a gap, a slot
-        never learned) and those of the first season (which may fix the unit) are
-        ``learn``'s, as is any run of spend or of a weight that teaches the usual weight."""
+        third of what ``learn`` costs hour by hour. An hour after a gap (or with no window
+        learned yet) is ``learn``'s, as is any run of spend or of a weight that teaches the
+        usual weight; in the first season the run counts its silences too, and the hour that
+        fixes the unit (``_fix_unit``) ends a stretch, the next one reading the new unit."""
         hp = self._hp
         if (
             value != 0.0
@@ -430,26 +437,41 @@ class SeasonalBaseline(InRows):
         ):
             super().learn_run(start, until, value, weight)
             return
-        ts = start
-        while ts < until and (ts == start or self._first is not None):
-            self.learn(float(ts), 0.0, weight)
-            ts += 3600
-        if ts >= until:
-            return
         v, i = self._rows.nums, self._row * _WIDTH
-        first_k, last_k = ts // 3600, (until - 1) // 3600
-        if not (v[i + _LAST_K] == first_k - 1 and 0.0 < v[i + _UNIT] < math.inf):
-            super().learn_run(ts, until, value, weight)
-            return
+        ts = start
+        while ts < until:
+            if v[i + _LAST_K] == ts // 3600 - 1 and 0.0 < v[i + _UNIT] < math.inf:
+                ts = self._silent_run(ts, until)
+            else:  # a gap restarts the slow window; or nothing learned yet: ``_step``'s
+                self.learn(float(ts), 0.0, weight)
+                ts += 3600
+
+    def _silent_run(self, start: int, until: int) -> int:
+        """``learn_run``'s silent hours from ``start`` (the hour after the last learned) on,
+        until ``until`` or the hour that fixes the unit: the hour after the last learned."""
+        hp = self._hp
+        v, i = self._rows.nums, self._row * _WIDTH
         n, level = v[i + _N], v[i + _LEVEL]
         c = self._scale_here().clip_at()  # silences leave the scale as it was
         profile, at = self._profile_at()
-        season, alpha, cap, count_of = hp.season, hp.season_alpha, hp.count_cap, self._count
-        for k in range(first_k, last_k + 1):
+        first = self._first
+        season, alpha, cap = hp.season, hp.season_alpha, hp.count_cap
+        last_k = (until - 1) // 3600
+        if last_k + 1 - start // 3600 >= ARRAY_RUN_H and math.isfinite(level + c):
+            return self._silent_run_arrays(start, until)
+        rows = self._rows
+        counts, cat = rows.blocks[_COUNTS], self._row * rows.sizes[_COUNTS]
+        nibbles = cap != 255
+        for k in range(start // 3600, last_k + 1):
             slot = k % season
-            count = count_of(slot)
-            # ``_step`` on a silent hour (its weight's evidence ``s`` is 1.0), ``_get`` and
-            # ``_set`` on the profile's array, ``_slot_alpha`` and ``BurnScale.clip`` inline.
+            # ``_step`` on a silent hour (its weight's evidence ``s`` is 1.0): ``_count``,
+            # ``_get``, ``_set``, ``_fixed``, ``_slot_alpha``, ``BurnScale.clip`` and
+            # ``_set_count`` inline.
+            if nibbles:
+                byte, shift = cat + (slot >> 1), (slot & 1) << 2
+                count = (counts[byte] >> shift) & 15
+            else:
+                count = counts[cat + slot]
             if count == 0:
                 x = 0.0 - level
             else:
@@ -457,12 +479,86 @@ class SeasonalBaseline(InRows):
                 x = learned + max(alpha, 1.0 / (count + 1)) * max(
                     -c, min(c, 0.0 - (learned + level))
                 )
-            profile[at + slot] = _fixed(x)
+            q = round(x * PROFILE_Q)
+            profile[at + slot] = q if -32767 <= q <= 32767 else (32767 if q > 0 else -32767)
             if count < cap:
-                self._set_count(slot, count + 1)
+                if nibbles:
+                    counts[byte] = counts[byte] & (0xF0 >> shift) | (count + 1) << shift
+                else:
+                    counts[cat + slot] = count + 1
             n += 1.0  # a window counted, as ``_step`` counts it
+            if first is not None:  # ``_learn_first``'s silence
+                first[2] += 1.0
+                if n >= season and first[1] > 0:
+                    v[i + _N], v[i + _LAST_K] = n, k
+                    self._fix_unit(first)
+                    return (k + 1) * 3600
         v[i + _N] = n
         v[i + _LAST_K] = last_k
+        return until
+
+    def _silent_run_arrays(self, start: int, until: int) -> int:
+        """``_silent_run`` with numpy, up to a season of hours at a time (a slot once each),
+        on the row's profile codes and counts: the same float operations in the same order
+        (IEEE arithmetic, ``min``/``max`` as Python picks, ``round`` half to even), so the
+        same codes; a season at a time, as a later lap reads what an earlier one wrote."""
+        hp = self._hp
+        rows = self._rows
+        v, i = rows.nums, self._row * _WIDTH
+        n, level = v[i + _N], v[i + _LEVEL]
+        c = self._scale_here().clip_at()
+        first = self._first
+        season, alpha, cap = hp.season, hp.season_alpha, hp.count_cap
+        at = self._row * rows.sizes[_PROFILE]
+        profile = np.frombuffer(rows.blocks[_PROFILE], np.int16)[at : at + season]
+        size = rows.sizes[_COUNTS]
+        packed = np.frombuffer(rows.blocks[_COUNTS], np.uint8)[
+            self._row * size : (self._row + 1) * size
+        ]
+        if cap == 255:
+            counts = packed.astype(np.int64)
+        else:  # two a byte, the even slot's low
+            counts = np.empty(2 * size, np.int64)
+            counts[0::2] = packed & 15
+            counts[1::2] = packed >> 4
+        k, last_k = start // 3600, (until - 1) // 3600
+        fixed = False
+        while k <= last_k:
+            m = min(season, last_k + 1 - k)
+            if first is not None and first[1] > 0:
+                m = min(m, max(1, math.ceil(season - n)))  # to the hour that fixes the unit
+            slots = np.arange(k, k + m) % season
+            count = counts[slots]
+            learned = profile[slots] / PROFILE_Q
+            r = 0.0 - (learned + level)
+            r = np.where(r < c, r, c)  # ``min(c, r)``
+            r = np.where(r > -c, r, -c)  # ``max(-c, r)``
+            step = np.maximum(alpha, 1.0 / (count + 1))  # ``_slot_alpha``
+            x = np.where(count == 0, 0.0 - level, learned + step * r)
+            profile[slots] = np.clip(np.rint(x * PROFILE_Q), -32767, 32767)
+            counts[slots] = np.minimum(count + 1, cap)
+            n += m
+            k += m
+            if first is not None:
+                first[2] += m
+                if n >= season and first[1] > 0:
+                    fixed = True
+                    break
+        if cap == 255:
+            packed[:] = counts
+        else:
+            packed[:] = counts[0::2] | counts[1::2] << 4
+        del profile, packed  # the rows' arrays may grow again
+        v[i + _N] = n
+        v[i + _LAST_K] = k - 1
+        if fixed:
+            self._fix_unit(first)  # type: ignore[arg-type]
+        return k * 3600
+
+    def quiet_until(self, ts: int, value: float) -> float:
+        """Never, for a silent window: a zero is learned as silence, never judged, and an
+        unusable value (a cost per call of no calls) is ignored."""
+        return math.inf if value == 0.0 or not usable(float(ts), value) else float(ts)
 
     def _learn_first(self, ts: float, value: float) -> None:
         """The first season's mean window and silences, until the unit is fixed."""
@@ -473,11 +569,15 @@ class SeasonalBaseline(InRows):
                 first[1] += 1.0
             else:
                 first[2] += 1.0
-            if self._n >= self._hp.season and first[1] > 0:
-                # Silent windows amid spend say the series is a few calls a window (count
-                # noise); a series that never pauses keeps the log scale of its ``unit``.
-                lumpy = first[2] >= LUMPY_SHARE * (first[1] + first[2])
-                self._set_unit(self._hp.auto_unit * first[0] / first[1] if lumpy else 0.0)
+            self._fix_unit(first)
+
+    def _fix_unit(self, first: list[float]) -> None:
+        """Fix the unit once the first season is seen, with spend in it (``_set_unit``)."""
+        if self._n >= self._hp.season and first[1] > 0:
+            # Silent windows amid spend say the series is a few calls a window (count
+            # noise); a series that never pauses keeps the log scale of its ``unit``.
+            lumpy = first[2] >= LUMPY_SHARE * (first[1] + first[2])
+            self._set_unit(self._hp.auto_unit * first[0] / first[1] if lumpy else 0.0)
 
     def _set_unit(self, typical: float) -> None:
         """Fix the unit at ``typical`` (the first season's mean window), re-expressing the profile.
@@ -491,10 +591,11 @@ class SeasonalBaseline(InRows):
         """
         new = max(self._hp.unit, typical)
         old, level = self._unit, self._level
-        for slot in range(self._hp.season):
-            if self._count(slot):
-                expected = old * math.expm1(min(self._get(slot) + level, 700.0))
-                self._set(slot, math.log1p(max(expected, 0.0) / new))
+        profile, at = self._profile_at()
+        expm1, log1p = math.expm1, math.log1p
+        for slot in self._learned_slots():  # ``_get`` and ``_set`` inline
+            expected = old * expm1(min(profile[at + slot] / PROFILE_Q + level, 700.0))
+            profile[at + slot] = _fixed(log1p(max(expected, 0.0) / new))
         self._level = 0.0
         self._unit = new
         self._first = None
@@ -894,6 +995,15 @@ class SeasonalBaseline(InRows):
             shift = (slot & 1) << 2
             i = at + (slot >> 1)
             counts[i] = counts[i] & (0xF0 >> shift) | count << shift
+
+    def _learned_slots(self) -> list[int]:
+        """The slots with a count (``_count``), read off the row's counts at once."""
+        rows, season = self._rows, self._hp.season
+        counts, at = rows.blocks[_COUNTS], self._row * rows.sizes[_COUNTS]
+        if self._hp.count_cap == 255:
+            return [s for s in range(season) if counts[at + s]]
+        row = counts[at : at + rows.sizes[_COUNTS]]
+        return [s for s in range(season) if row[s >> 1] >> ((s & 1) << 2) & 15]
 
     def _slot_alpha(self, count: int) -> float:
         return max(self._hp.season_alpha, 1.0 / (count + 1))

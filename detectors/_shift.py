@@ -155,6 +155,15 @@ class Shift(InRows):
         """The verdict ``update`` would give, with no state change."""
         return self._step(ts, value, weight, False)
 
+    def quiet_until(self, ts: int, value: float) -> float:
+        """Never, for a silent window: no calls, no mean (a value of 0 or NaN is ignored)."""
+        return math.inf if _usable_weight(float(ts), value, 1.0) is None else float(ts)
+
+    def learn_run(self, start: int, until: int, value: float, weight: float = 1.0) -> None:
+        """Nothing to learn from a run of ignored windows (silent hours: no mean)."""
+        if _usable_weight(float(start), value, weight) is not None:
+            super().learn_run(start, until, value, weight)
+
     def may_alert(self, ts: float, value: float, weight: float = 1.0) -> bool:
         """Whether ``peek`` would alert, without its verdict text: the early look asks this
         first, for every key's hour from its first call."""

@@ -343,6 +343,9 @@ class SpendWatch:
         The config parts the state was built from go along, so a restore under a changed
         config maps detectors and budgets the way a live reload does.
         """
+        # A dozing series is written as hour-by-hour closes leave it (the layout has no
+        # dozing): settled first, it then dozes again at its next silent close.
+        self.book.settle_all(self.clock.closed_until, self.config)
         return dump_watch(self)
 
     def restore(self, data: bytes) -> list[str]:
@@ -385,7 +388,7 @@ class SpendWatch:
         if closed_until is not None:
             for series in self.book.series.values():
                 if series.asleep_from:  # its silent hours are learned by the detectors it had
-                    series.wake(closed_until, self.config)
+                    self.book.wake(series, closed_until, self.config)
         series_detectors, notes = remap_detectors(self.book.series, self.config.detectors, config)
         budgets, budget_notes = self.budgets.remapped(config)
         for sk in [sk for sk in self.book.series if sk not in series_detectors]:

@@ -263,20 +263,42 @@ class WeekOverWeek(InRows):
         return copy.copy(self).update(ts, value, weight)
 
     def learn_run(self, start: int, until: int, value: float, weight: float = 1.0) -> None:
-        """``learn`` of silent hours: an hour inside the open window adds nothing to its sum
-        and says nothing; the rest (a window's last hour, a new window) is ``update``'s."""
+        """``learn`` of silent hours: the hours inside the open window before its last add
+        nothing to its sum and say nothing (skipped at once, a window at a time); the rest
+        (a window's last hour, a new window) is ``update``'s."""
         hp = self._hp
         if value != 0.0 or hp.period_s != 3600 or start % 3600:
             super().learn_run(start, until, value, weight)
             return
         v, i = self._rows.nums, self._row * _WIDTH
         periods, offset = hp.periods, hp.offset
-        for ts in range(start, until, 3600):
+        ts = start
+        while ts < until:
             k = ts // 3600 - offset
-            if k // periods == v[i + _HEAD] and k % periods != periods - 1:
+            head = v[i + _HEAD]
+            if k // periods == head and k % periods != periods - 1:
                 v[i + _SUM] = v[i + _SUM] + 0.0  # as ``update`` adds it (-0.0 becomes 0.0)
+                last = ((int(head) + 1) * periods - 1 + offset) * 3600  # the window's last hour
+                ts = min(last, ts + -(-(until - ts) // 3600) * 3600)
             else:
                 self.update(float(ts), 0.0, weight)
+                ts += 3600
+
+    def quiet_until(self, ts: int, value: float) -> float:
+        """The last hour of the open window when it holds spend and ends at ``ts`` or later:
+        a silent hour judges only a window's sum, at its last hour, and a window with none
+        is no alert (nor one left behind by a later hour: it is stored unjudged)."""
+        hp = self._hp
+        if not usable(float(ts), value):
+            return math.inf  # ignored
+        if value != 0.0 or hp.period_s != 3600 or ts % 3600:
+            return float(ts)
+        v, i = self._rows.nums, self._row * _WIDTH
+        head = v[i + _HEAD]
+        if head != head or not v[i + _SUM] > 0.0:  # no window yet, or nothing in it
+            return math.inf
+        last = ((int(head) + 1) * hp.periods - 1 + hp.offset) * 3600
+        return float(last) if last >= ts else math.inf
 
     def update(self, ts: float, value: float, weight: float = 1.0) -> Verdict:
         """Add ``value`` to its window; when that was the window's last period, judge it."""

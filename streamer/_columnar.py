@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import itertools
 import operator
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,7 +39,7 @@ from spendbrake.schemas import KEY_DIMENSIONS, METRICS, RollupColumns
 
 from ._lines import EventRows
 from ._packed import IntColumns, PackedColumns
-from ._rollup import ATTRS, MINUTE, RollupState
+from ._rollup import ATTRS, MINUTE, RollupState, _interned
 
 __all__ = ["StepFold"]
 
@@ -105,7 +104,8 @@ class StepFold:
         self._sid_table = np.zeros((0, len(self._specs)), dtype=np.int64)
         self._flag_table = np.zeros((0, len(self._specs)), dtype=np.int8)
         self._placed = 0
-        self._pending: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        #: (series ids, flags) of the combinations numbered since: a row each, a column a set.
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         #: Per set: series values -> id, and id -> the values (one interned tuple each).
         self._ids: list[dict[tuple[Any, ...], int]] = [{} for _ in self._specs]
         self._values: list[list[tuple[Any, ...]]] = [[] for _ in self._specs]
@@ -162,27 +162,57 @@ class StepFold:
     # -- combinations ---------------------------------------------------------
 
     def _combo_numbers(self, attrs: list[tuple[Any, ...]]) -> np.ndarray:
-        numbers = list(map(self._combos.get, attrs))
+        combos = self._combos
+        numbers = list(map(combos.get, attrs))
         if None in numbers:
-            for i, number in enumerate(numbers):
-                if number is None:
-                    numbers[i] = self._new_combo(attrs[i])
+            # Numbered in the order they first come, each set's new series too (as one at a
+            # time did), but a set at a time: a flood brings a new customer a row or so.
+            new = list(dict.fromkeys([a for a, n in zip(attrs, numbers, strict=True) if n is None]))
+            combos.update(zip(new, range(len(combos), len(combos) + len(new)), strict=True))
+            self._place_new(new)
+            numbers = list(map(combos.get, attrs))
         return np.array(numbers, dtype=np.int64)
 
-    def _new_combo(self, attrs: tuple[Any, ...]) -> int:
-        """Number a cell's attributes and place its series in every set (``_place``)."""
-        number = self._combos.get(attrs)
-        if number is not None:
-            return number  # a second cell of a combination new in this fold
-        number = self._combos[attrs] = len(self._combos)
-        key = (0, 0, *attrs)  # a fine cell's key, as the sets' projections read one
-        key_attrs = self._key_of(key)
-        by_key = self._by_key.get(key_attrs)
-        if by_key is None:
-            by_key = self._by_key[key_attrs] = self._place(range(self._keyed), key)
-        sids, flags = self._place(range(self._keyed, len(self._specs)), key)
-        self._pending.append((by_key[0] + sids, by_key[1] + flags))
-        return number
+    def _place_new(self, new: list[tuple[Any, ...]]) -> None:
+        """Place the series of combinations new in this fold in every set: the sets a key
+        decides once per key (``_place``), each other set over all of them at once, its new
+        series numbered in the order they first come (as one combination at a time did)."""
+        keys = list(map((0, 0).__add__, new))  # fine cells' keys, as projections read one
+        by_key = self._by_key
+        key_attrs = list(map(self._key_of, keys))
+        keyed = list(map(by_key.get, key_attrs))
+        if None in keyed:
+            for i, placed in enumerate(keyed):
+                if placed is None:
+                    placed = by_key.get(key_attrs[i])  # a key new in this fold, met again
+                    if placed is None:
+                        placed = by_key[key_attrs[i]] = self._place(range(self._keyed), keys[i])
+                    keyed[i] = placed
+        sids = np.empty((len(keys), len(self._specs)), dtype=np.int64)
+        flags = np.empty((len(keys), len(self._specs)), dtype=np.int8)
+        if self._keyed:
+            sids[:, : self._keyed] = [k[0] for k in keyed]
+            flags[:, : self._keyed] = [k[1] for k in keyed]
+        for j in range(self._keyed, len(self._specs)):
+            _, project, _, only, without_minutes = self._specs[j]
+            values = list(map(project, keys))
+            ids = self._ids[j]
+            if only is None:
+                taking, flags[:, j] = values, _ALL
+            else:
+                absent = _NONE if without_minutes is None else _NO_MINUTES
+                flag = [_ALL if v in only else absent for v in values]
+                taking = [v for v, f in zip(values, flag, strict=True) if f != _NONE]
+                flags[:, j] = flag
+            fresh = [v for v in dict.fromkeys(taking) if v not in ids]
+            if fresh:
+                ids.update(zip(fresh, range(len(ids), len(ids) + len(fresh)), strict=True))
+                self._values[j].extend(map(_interned, fresh))
+            got = list(map(ids.get, values))
+            if None in got:  # not taking part (``_NONE``): id 0, as ``_place`` gives
+                got = [0 if sid is None else sid for sid in got]
+            sids[:, j] = got
+        self._pending.append((sids, flags))
 
     def _place(self, sets: range, key: tuple[Any, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """A cell's series id in each of ``sets`` and how it takes part there (as
@@ -209,13 +239,13 @@ class StepFold:
         """Write the combinations numbered since the last fold into the tables."""
         if not self._pending:
             return
-        placed = self._placed + len(self._pending)
+        placed = self._placed + sum(len(p[0]) for p in self._pending)
         if placed > len(self._sid_table):
             rows = max(placed, 2 * len(self._sid_table), 1024)
             self._sid_table = _grown(self._sid_table, rows)
             self._flag_table = _grown(self._flag_table, rows)
-        self._sid_table[self._placed : placed] = [p[0] for p in self._pending]
-        self._flag_table[self._placed : placed] = [p[1] for p in self._pending]
+        self._sid_table[self._placed : placed] = np.concatenate([p[0] for p in self._pending])
+        self._flag_table[self._placed : placed] = np.concatenate([p[1] for p in self._pending])
         self._placed, self._pending = placed, []
 
     def _forget(self) -> None:
@@ -423,7 +453,3 @@ def _grown(table: np.ndarray, rows: int) -> np.ndarray:
     out = np.zeros((rows, table.shape[1]), dtype=table.dtype)
     out[: len(table)] = table
     return out
-
-
-def _interned(values: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(None if v is None else sys.intern(v) for v in values)

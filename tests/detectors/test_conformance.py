@@ -365,3 +365,30 @@ def test_may_alert_is_false_only_where_peek_cannot_alert(name: str) -> None:
                 assert not d.may_alert(ts, x, w), (i, x, w)
         d.update(ts, float(y[i]))
     assert alerted  # the test saw alerts to allow
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_silent_hour_before_quiet_until_alerts(name: str) -> None:
+    """The watch lets a series silent in an hour doze until the first silent hour one of its
+    detectors says may alert (``quiet_until``), asked again with the state it had when the
+    silence began: sound only if no silent hour before that one alerts, after ordinary
+    spend, a runaway, a day four times its usual, silence starting at any hour of a day."""
+    y = spend(6, seed=9)
+    y[-30:-20] *= 25.0  # a runaway before the last day
+    y[-24:] *= 4.0  # and a day far over its usual
+    found = 0
+    for cut in range(len(y) - 30, len(y), 3):  # the silence begins at various hours of a day
+        d = make_detector(name, min_usd=1.0) if name in ("baseline", "wow") else make_detector(name)
+        for i in range(cut):
+            d.update(T0 + i * HOUR, float(y[i]))
+        frozen = pickle.loads(pickle.dumps(d))  # the state the dozing series keeps
+        for i in range(cut, cut + 60):
+            ts = int(T0 + i * HOUR)
+            due = frozen.quiet_until(ts, 0.0)
+            verdict = d.update(float(ts), 0.0)
+            assert due >= ts
+            if due > ts:
+                assert not verdict.is_anomaly, (cut, i)
+            found += verdict.is_anomaly
+    if name == "wow":
+        assert found  # a day's end judged on a silent hour: the case the watch must visit

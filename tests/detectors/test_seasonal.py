@@ -6,6 +6,9 @@ Series come from ``synth.spend``: weekday/weekend and diurnal shape, lognormal n
 
 from __future__ import annotations
 
+import math
+import pickle
+
 import numpy as np
 import pytest
 
@@ -295,3 +298,84 @@ def test_a_slot_learned_under_both_hours_beside_it_counts_partly_theirs(seed: in
     ts = 3600.0 * (3 * WEEK_H + thursday_8)
     assert not d.peek(ts, 36.0, 18.0).is_anomaly
     assert d.peek(ts, 120.0, 60.0).is_anomaly
+
+
+@pytest.mark.parametrize("silent", [[100], [60, 130], list(range(150, 175))])
+def test_a_silent_run_in_the_first_season_counts_its_silences_as_learn_does(
+    silent: list[int],
+) -> None:
+    """A waking series in its first season learns its silent hours as a run too: it counts
+    them as ``learn`` does hour by hour, and fixes its unit at the same hour. One silent
+    hour in a season is no lumpy series, two are (1 %), and a run may span the hour that
+    fixes it."""
+    y = spend(2, seed=4)
+    # As the watch runs it: counting calls (a silent hour's weight, 0, says none).
+    a, b = (make_detector("baseline", count_x=8.0, count_floor=2.0) for _ in "ab")
+    t0 = 1_790_553_600  # a Monday, 00:00 UTC
+    for h, value in enumerate(y):
+        ts = t0 + h * 3600
+        if h in silent:
+            a.learn(float(ts), 0.0, 0.0)
+            if h - 1 not in silent:  # the first of a run: it learns the run at once
+                end = next(k for k in range(h, len(y) + 1) if k not in silent)
+                b.learn_run(ts, t0 + end * 3600, 0.0, 0.0)
+            continue
+        a.learn(float(ts), float(value), 20.0)
+        b.learn(float(ts), float(value), 20.0)
+        assert a._first == b._first and a._unit == b._unit, h
+    assert a._first is None and (a._unit > 1.0) == (len(silent) > 1)
+
+
+@pytest.mark.parametrize("params", [{}, {"season_alpha": 0.1}])  # counts: 4 bits, a byte
+def test_a_silent_run_leaves_the_state_learn_does_in_either_count_layout(params: dict) -> None:
+    """A silent run is learned hour by hour when short and with numpy, a season at a time,
+    when long (``ARRAY_RUN_H``): both leave the codes and counts ``learn`` leaves, in the
+    4-bit counts of the defaults and the byte counts of a slow ``season_alpha``."""
+    y = spend(3, seed=6)
+    y[np.arange(len(y)) % 24 < 5] = 0.0
+    a, b = (make_detector("baseline", count_x=8.0, **params) for _ in "ab")
+    t0, h = 1_790_553_600, 0
+    for run_h in [1, 5, 31, 32, 33, 100, 167, 168, 169, 400]:
+        for _ in range(30):
+            ts, value = t0 + h * 3600, float(y[h % len(y)])
+            a.learn(float(ts), value, 20.0 if value else 0.0)
+            b.learn(float(ts), value, 20.0 if value else 0.0)
+            h += 1
+        for k in range(run_h):
+            a.learn(float(t0 + (h + k) * 3600), 0.0, 0.0)
+        b.learn_run(t0 + h * 3600, t0 + (h + run_h) * 3600, 0.0, 0.0)
+        h += run_h
+        assert pickle.dumps(a) == pickle.dumps(b), run_h
+
+
+@pytest.mark.parametrize("params", [{}, {"season_alpha": 0.1}])  # counts: 4 bits, a byte
+def test_fixing_the_unit_re_expresses_each_learned_slot(params: dict) -> None:
+    """The first season's end fixes a lumpy series' unit and re-expresses every slot it has
+    learned (and only those) in it: each slot's code is its expected spend in the new unit,
+    read and written through the detector's own ``_get`` and ``_set``."""
+    y = spend(2, seed=8)
+    y[np.arange(len(y)) % 24 < 5] = 0.0  # silent nights: lumpy
+    d = make_detector("baseline", **params)
+    t0 = 1_790_553_600
+    h = 0
+    while d._n < d.season - 1:
+        if h % 50:  # a few slots never learned (missing windows)
+            d.learn(float(t0 + h * 3600), float(y[h]))
+        h += 1
+    first, level, unit = list(d._first), d._level, d._unit
+    learned = {s: d._get(s) for s in range(d.season) if d._count(s)}
+    assert 0 < len(learned) < d.season
+    d.learn(float(t0 + h * 3600), 0.0)  # the window that fixes it (silent: the level stays)
+    assert d._first is None and d._level == 0.0 and d._unit > unit
+    new = max(d.unit, d.auto_unit * first[0] / first[1])
+    assert d._unit == new
+    for s in range(d.season):
+        if s == h % d.season:
+            continue  # the hour that fixed it has learned since
+        if s in learned:
+            twin = make_detector("baseline", **params)
+            expected = unit * math.expm1(min(learned[s] + level, 700.0))
+            twin._set(0, math.log1p(max(expected, 0.0) / new))
+            assert d._get(s) == twin._get(0), s
+        else:
+            assert d._count(s) == 0 and d._get(s) == 0.0, s

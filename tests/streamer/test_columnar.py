@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from spendbrake import _replay
+from spendbrake._config_loader import build_config, parse_yaml
 from spendbrake._replay import ReplayStats, RollupPlan, rolled_up
 from spendbrake._simulate import parse_incident, simulate
 from spendbrake.detectors import SpendWatch
@@ -18,7 +19,7 @@ from spendbrake.schemas import RollupColumns, RollupRecord
 from spendbrake.streamer import RollupState, StepFold, _columnar
 from spendbrake.streamer._columnar import Cells
 from spendbrake.streamer._lines import EventRows, rows_of_cells
-from tests.cli.test_replay_split import CONFIG, START
+from tests.cli.test_replay_split import CONFIG, START, YAML
 from tests.streamer.streams import disorder
 
 # Replay's test config (two budgets, one on a team: minutes of that team only) and start.
@@ -158,3 +159,33 @@ def test_totals_past_int64_stay_exact(cost: int) -> None:
     assert got == want
     # Team a's first hour, carried from the first fold into the second.
     assert got[2][0].values == ("a",) and got[2][0].metrics[0] == 3 * cost + 7
+
+
+def test_steps_are_the_flushs_with_minutes_of_one_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budget on one model: the model set (not one a key's attributes decide) rolls up
+    minutes of that model alone, and a fold places its new combinations' series a set at a
+    time, the others without minutes, as the flush places them one at a time."""
+    config = build_config(
+        *parse_yaml(YAML + "  - {name: m, amount_usd: 5, period: day, scope: {model: gpt-4.1}}\n"),
+        env={},
+    )
+    watch = SpendWatch(config, partitions=1)
+    dims = config.rollup_dimensions()
+    plan = RollupPlan(watch.windows_read(dims), watch.minutes_read(dims), watch.peek_s)
+    assert plan.minute_values[dims.index(("model",))] == {("gpt-4.1",)}
+    monkeypatch.setitem(globals(), "PLAN", plan)
+    monkeypatch.setattr(_replay, "FOLD_ROWS", 60)
+    monkeypatch.setattr(_replay, "FIRST_FOLD_ROWS", 40)
+    monkeypatch.setattr(_columnar, "MAX_COMBOS", 3)
+    lines = _lines()
+    folded = [
+        (_records(b), m, n) for b, m, n in rolled_up(lines, config, 600.0, plan, ReplayStats())
+    ]
+    monkeypatch.setattr(_replay, "StepFold", _Flushed)
+    flushed: list[Any] = list(rolled_up(lines, config, 600.0, plan, ReplayStats()))
+    models = {r.values for step in flushed for r in step[0] if r.dims == ("model",)}
+    minutes = {
+        r.values for step in flushed for r in step[0] if r.dims == ("model",) and r.window_s == 60
+    }
+    assert len(models) > 1 and minutes == {("gpt-4.1",)}
+    assert _canonical(folded) == _canonical(flushed)
