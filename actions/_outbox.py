@@ -418,32 +418,18 @@ class Outbox:
                         now,
                     )
                 calls = [t for t in calls if t not in held]
-        for target, why in refused:
+        # Pauses not sent: refused by the keys config, or skipped as history read late.
+        not_sent = [(t, "refused", why, incident.refused) for t, why in refused]
+        not_sent += [(t, "skipped", self._late_why(alert, now), incident.late) for t in late]
+        for target, result, why, listed in not_sent:
             self.record(
                 Task(f"{key}/block/{target}", "gateway", "block", alert.id, alert, target),
-                "refused",
+                result,
                 why,
                 now,
             )
-            if target not in incident.refused:
-                incident.refused.append(target)
-        for target in late:
-            if alert.kind == "budget":
-                why = "its period had ended when it was read: history, not paused"
-            else:
-                age = now - parse_ts(alert.detected_at)
-                why = (
-                    f"read {age / 3600:.1f} h after it was detected (gateway.pause_max_age_s): "
-                    "history, not paused"
-                )
-            self.record(
-                Task(f"{key}/block/{target}", "gateway", "block", alert.id, alert, target),
-                "skipped",
-                why,
-                now,
-            )
-            if target not in incident.late:
-                incident.late.append(target)
+            if target not in listed:
+                listed.append(target)
         for target in calls:
             self._add(Task(f"{key}/{op}/{target}", "gateway", op, alert.id, alert, target))
         if acting:
@@ -458,6 +444,16 @@ class Outbox:
             # A refused pause is news for the operators even in a snoozed scope.
             self._plan_message(incident, alert, key, follow_up, now, loud=asked_pause)
         return True
+
+    @staticmethod
+    def _late_why(alert: Alert, now: float) -> str:
+        if alert.kind == "budget":
+            return "its period had ended when it was read: history, not paused"
+        age = now - parse_ts(alert.detected_at)
+        return (
+            f"read {age / 3600:.1f} h after it was detected (gateway.pause_max_age_s): "
+            "history, not paused"
+        )
 
     def _read_late(self, alert: Alert, now: float) -> bool:
         """A pause on runaway evidence (an anomaly, a budget's burn rate) read more than
