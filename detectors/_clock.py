@@ -89,7 +89,7 @@ class EventClock:
     def seen(self, hour: int) -> float:
         """The share of ``hour`` its totals hold so far: each partition's progress into it,
         averaged (events are keyed by event id, so a series' calls spread evenly over the
-        partitions); with one partition, or marks together, the watermark's progress."""
+        partitions); with one partition, the watermark's progress."""
         marks = self._active_marks() or [self.now]
         return sum(min(1.0, max(0.0, (m - hour) / HOUR)) for m in marks) / len(marks)
 

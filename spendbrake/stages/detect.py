@@ -447,13 +447,13 @@ class DetectStage(Stage):
             marks = sorted(clock.marks.items())
             spread_h = (max(m for _, m in marks) - min(m for _, m in marks)) / 3600
             log.info(
-                "early looks wait: input partitions are read %.1f h apart (marks %s), as after "
-                "a backlog or a restart; hours are still judged when they close",
+                "early looks and budget checks wait: input partitions are read %.1f h apart "
+                "(marks %s), as after a backlog or a restart; each hour is judged as it closes",
                 spread_h,
                 ", ".join(f"{p}: {format_ts(m)[:19]}" for p, m in marks),
             )
         else:
-            log.info("input partitions read together again: early looks resume")
+            log.info("input partitions read together again: early looks and budget checks resume")
 
     def _mark(self, rollup_partition: int, input_partition: int, watermark: float) -> None:
         """An input partition's watermark counts once its mark arrived on every rollups
