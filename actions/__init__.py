@@ -16,6 +16,7 @@ from spendbrake.actions._blocks import (
     render_followup,
     render_parent_update,
     render_resume_answer,
+    render_snoozed,
     requester,
 )
 from spendbrake.actions._outbox import Incident, Outbox, ResumeAnswer, Task, outcome_line
@@ -125,6 +126,7 @@ __all__ = [
     "render_followup",
     "render_parent_update",
     "render_resume_answer",
+    "render_snoozed",
     "requester",
     "screen_pauses",
     "sign_request",

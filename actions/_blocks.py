@@ -31,23 +31,28 @@ from spendbrake.schemas import (
 from ._policy import NOTICES
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ._outbox import ResumeAnswer
 
 __all__ = [
     "MAX_BUTTON_TARGETS",
     "RESUME_ACTION_ID",
     "SNOOZE_ACTION_ID",
+    "UNSNOOZE_ACTION_ID",
     "mask",
     "mention",
     "render_alert",
     "render_followup",
     "render_parent_update",
     "render_resume_answer",
+    "render_snoozed",
 ]
 
 #: ``action_id`` of the buttons; ``_interactive`` dispatches on them.
 RESUME_ACTION_ID = "spendbrake_resume"
 SNOOZE_ACTION_ID = "spendbrake_snooze"
+UNSNOOZE_ACTION_ID = "spendbrake_unsnooze"
 _TEXT_MAX = 2900  # section text limit is 3000
 #: A message about an alert caught longer ago than this is marked as history (the default
 #: of ``slack.history_after_s``).
@@ -392,6 +397,24 @@ def _buttons(alert: Alert, resumable: bool = True) -> dict[str, Any]:
     # Everything resumed: a Resume button left there only answers "nothing to resume".
     elements = [resume_button, snooze_button] if resumable else [snooze_button]
     return {"type": "actions", "elements": elements}
+
+
+def render_snoozed(
+    text: str, alert_id: str, scope: Mapping[str, str | None]
+) -> list[dict[str, Any]]:
+    """The channel's notice of a snooze, with the button that lifts it early: one on-call's
+    snooze must not keep the others blind for the hour once the scope matters again. The
+    button's value is the snooze's (a scope too long for it is the incident's)."""
+    value = orjson.dumps({"alert": alert_id, "scope": dict(scope)})
+    if len(value) > _VALUE_MAX:
+        value = orjson.dumps({"alert": alert_id, "scope": None})
+    button = {
+        "type": "button",
+        "action_id": UNSNOOZE_ACTION_ID,
+        "text": {"type": "plain_text", "text": "Undo snooze"},
+        "value": value.decode(),
+    }
+    return [_section(text), {"type": "actions", "elements": [button]}]
 
 
 def render_followup(

@@ -1,4 +1,4 @@
-"""The Slack button endpoint: "Resume key" and "Snooze 1 h" clicks on an alert.
+"""The Slack button endpoint: "Resume key", "Snooze 1 h" and "Undo snooze" clicks.
 
 Slack POSTs a click to a Request URL as a form body whose ``payload`` field holds a
 ``block_actions`` JSON object. Anyone who can reach the URL can POST too, so a click counts
@@ -41,13 +41,14 @@ from aiohttp import web
 from pydantic import SecretStr
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from ._blocks import MAX_BUTTON_TARGETS, RESUME_ACTION_ID, SNOOZE_ACTION_ID
+from ._blocks import MAX_BUTTON_TARGETS, RESUME_ACTION_ID, SNOOZE_ACTION_ID, UNSNOOZE_ACTION_ID
 
 __all__ = [
     "MAX_BODY_BYTES",
     "RESPONSE_ORIGINS",
     "RESUME_ACTION_ID",
     "SNOOZE_ACTION_ID",
+    "UNSNOOZE_ACTION_ID",
     "Answer",
     "Interaction",
     "InteractionServer",
@@ -87,13 +88,13 @@ class Interaction:
 
     ``targets`` are the api keys a resume unblocks (empty for a snooze, and for a resume
     with ``every``: every key paused for the incident, too many to list in a button);
-    ``scope`` is the alert scope a snooze silences (empty for a resume; None: the
-    incident's, too long for the button). ``user`` is the Slack user id of whoever
-    clicked, for the audit record. ``response_url`` lets the caller post a follow-up into
-    the conversation later (it is valid for 30 minutes).
+    ``scope`` is the alert scope a snooze silences or an unsnooze lets speak again (empty
+    for a resume; None: the incident's, too long for the button). ``user`` is the Slack
+    user id of whoever clicked, for the audit record. ``response_url`` lets the caller post
+    a follow-up into the conversation later (it is valid for 30 minutes).
     """
 
-    action: Literal["resume", "snooze"]
+    action: Literal["resume", "snooze", "unsnooze"]
     alert_id: str
     targets: tuple[str, ...]
     scope: dict[str, str | None] | None
@@ -125,6 +126,8 @@ class Answer:
 
     text: str
     public: bool = False
+    #: Block Kit blocks shown instead of ``text`` (which stays the notification's).
+    blocks: list[dict[str, Any]] | None = None
 
 
 class _At(Clock):
@@ -212,7 +215,7 @@ def _read_payload(body: bytes) -> Interaction | Rejected:
     # A button click carries exactly one action; the first is the one clicked.
     action = actions[0]
     action_id = action.get("action_id")
-    if action_id not in (RESUME_ACTION_ID, SNOOZE_ACTION_ID):
+    if action_id not in (RESUME_ACTION_ID, SNOOZE_ACTION_ID, UNSNOOZE_ACTION_ID):
         return Rejected(400, f"unknown action_id {_short(action_id)}")
     user_obj = payload.get("user")
     user = None
@@ -253,8 +256,9 @@ def _read_payload(body: bytes) -> Interaction | Rejected:
             )
         return Interaction("resume", alert_id, tuple(targets), {}, user, response_url, click_id)
 
+    act: Literal["snooze", "unsnooze"] = "snooze" if action_id == SNOOZE_ACTION_ID else "unsnooze"
     if "scope" in value and value["scope"] is None:  # the incident's: too long to carry
-        return Interaction("snooze", alert_id, (), None, user, response_url, click_id)
+        return Interaction(act, alert_id, (), None, user, response_url, click_id)
     scope = value.get("scope")
     if (
         not isinstance(scope, dict)
@@ -262,7 +266,7 @@ def _read_payload(body: bytes) -> Interaction | Rejected:
         or not all(_name(k) and (v is None or _name(v)) for k, v in scope.items())
     ):
         return Rejected(400, f"{action_id}: scope must map field names to strings or null")
-    return Interaction("snooze", alert_id, (), dict(scope), user, response_url, click_id)
+    return Interaction(act, alert_id, (), dict(scope), user, response_url, click_id)
 
 
 #: A plain ``str`` is an ephemeral answer; None or "" says nothing.
@@ -441,11 +445,13 @@ class InteractionServer:
                 "slack %s: response_url at %s not called (not Slack's)", click.action, origin[:100]
             )
             return
-        message = {
+        message: dict[str, Any] = {
             "response_type": "in_channel" if answer.public else "ephemeral",
             "replace_original": False,
             "text": answer.text,
         }
+        if answer.blocks:
+            message["blocks"] = answer.blocks
         try:
             answer = await self._http.post(
                 url, content=orjson.dumps(message), headers={"content-type": "application/json"}
@@ -493,7 +499,9 @@ def build_payload(
     action_ts = action_ts or f"{time.time():.6f}"
     raw = value if isinstance(value, str) else orjson.dumps(dict(value)).decode()
     name = f"user-{user.lower()}"
-    label = "Snooze 1 h" if action_id == SNOOZE_ACTION_ID else "Resume key"
+    label = {SNOOZE_ACTION_ID: "Snooze 1 h", UNSNOOZE_ACTION_ID: "Undo snooze"}.get(
+        action_id, "Resume key"
+    )
     payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": user, "username": name, "name": name, "team_id": "T1"},

@@ -288,6 +288,8 @@ class Outbox:
     #: scope inside the cooldown go into that thread instead of a new message.
     threads: dict[str, tuple[str, float]] = field(default_factory=dict)
     snoozed: dict[str, float] = field(default_factory=dict)
+    #: Alert messages held back in each snoozed scope so far: told when it is lifted early.
+    snooze_held: dict[str, int] = field(default_factory=dict)
     lanes: dict[str, deque[Task]] = field(
         default_factory=lambda: {"slack": deque(), "gateway": deque()}
     )
@@ -522,6 +524,7 @@ class Outbox:
             self.record(task, "skipped", DIGEST_ONLY, now)
             return
         if self.snoozed.get(incident.scope, 0.0) > now and not loud:
+            self.snooze_held[incident.scope] = self.snooze_held.get(incident.scope, 0) + 1
             self.record(
                 Task(f"{key}/post", "slack", "post", incident.id, alert),
                 "skipped",
@@ -635,7 +638,17 @@ class Outbox:
                 task.cancelled = True
 
     def snooze(self, scope: dict[str, Any], until: float) -> None:
-        self.snoozed[scope_key(scope)] = until
+        key = scope_key(scope)
+        self.snoozed[key] = until
+        self.snooze_held.setdefault(key, 0)
+
+    def unsnooze(self, scope: dict[str, Any], now: float) -> int | None:
+        """Lift a scope's snooze early; the alert messages it held back, or None when the
+        scope was not snoozed (never, ended, or already lifted)."""
+        key = scope_key(scope)
+        until = self.snoozed.pop(key, None)
+        held = self.snooze_held.pop(key, 0)
+        return held if until is not None and until > now else None
 
     def _add(self, task: Task) -> None:
         self.order_key(task)
@@ -911,3 +924,4 @@ class Outbox:
         for scope, until in list(self.snoozed.items()):
             if until < now:
                 del self.snoozed[scope]
+                self.snooze_held.pop(scope, None)

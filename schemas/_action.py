@@ -24,7 +24,7 @@ class ActionRecord(msgspec.Struct, kw_only=True):
     reason), on what (``target``), who asked (``source``), how it went, and when."""
 
     id: str
-    #: post, reply, update, block, unblock, snooze, interactive, accept.
+    #: post, reply, update, block, unblock, snooze, unsnooze, interactive, accept.
     action: str
     lane: str | None = None
     #: The alert's ``id#seq`` (None: no alert asked for it, as a snooze).

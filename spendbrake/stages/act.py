@@ -64,6 +64,7 @@ from spendbrake.actions import (
     render_followup,
     render_parent_update,
     render_resume_answer,
+    render_snoozed,
     requester,
     screen_pauses,
 )
@@ -539,13 +540,15 @@ class ActionStage(Stage):
                 known=click.alert_id in self.outbox.incidents,
                 gateway_problem=self._gateway_failing(),
             )
-        until = now + SNOOZE_S
         scope = click.scope
         if scope is None:  # too long for the button: the incident's
             incident = self.outbox.incidents.get(click.alert_id)
             if incident is None:
-                return "Cannot snooze: SpendBrake no longer knows this incident's scope."
+                return f"Cannot {click.action}: SpendBrake no longer knows this incident's scope."
             scope = incident.alert.scope
+        if click.action == "unsnooze":
+            return self._unsnooze(click, scope, source, now)
+        until = now + SNOOZE_S
         self.outbox.snooze(scope, until)
         self.outbox.note(
             f"snooze/{click.alert_id}/{click.user}@{now:.3f}",
@@ -557,19 +560,49 @@ class ActionStage(Stage):
             source=source,
         )
         self.save()
-        # The channel hears it: a scope silenced by one person must not surprise the others.
-        return Answer(
+        # The channel hears it: a scope silenced by one person must not surprise the others,
+        # and any of them can lift it.
+        text = (
             f"Snoozed for {SNOOZE_S / 3600:g} h by {mention(click.user)}: no new alert messages "
             "for this scope until "
             f"{time.strftime('%H:%M', time.gmtime(until))} UTC (pauses and their alerts still "
-            "post)",
+            "post)"
+        )
+        return Answer(text, public=True, blocks=render_snoozed(text, click.alert_id, scope))
+
+    def _unsnooze(
+        self, click: Interaction, scope: dict[str, str | None], source: str, now: float
+    ) -> str | Answer:
+        """Lift a snooze before its hour is up: told to the channel, like the snooze."""
+        held = self.outbox.unsnooze(scope, now)
+        if held is None:
+            return "Nothing to undo: this scope is not snoozed (its snooze ended or was lifted)."
+        self.outbox.note(
+            f"unsnooze/{click.alert_id}/{click.user}@{now:.3f}",
+            "unsnooze",
+            "ok",
+            f"snooze lifted; {held} alert message(s) were held back",
+            now,
+            incident=click.alert_id,
+            source=source,
+        )
+        self.save()
+        missed = (
+            f" {held} alert message(s) were held back meanwhile (the actions topic audits them "
+            "as `skipped: scope snoozed`; `spendbrake report` lists their alerts)."
+            if held
+            else " None was held back meanwhile."
+        )
+        return Answer(
+            f"Snooze lifted by {mention(click.user)}: alert messages for this scope post again."
+            + missed,
             public=True,
         )
 
     def _not_allowed(self, click: Interaction, source: str, now: float) -> str:
         """A click by someone ``slack.allowed_users`` does not name: refused, audited and
         counted, and the clicker told who may."""
-        op = "unblock" if click.action == "resume" else "snooze"
+        op = "unblock" if click.action == "resume" else click.action
         self.outbox.note(
             f"{click.action}/{click.alert_id}/{click.user}@{now:.3f}",
             op,

@@ -62,6 +62,17 @@ def test_snooze_click_reads_scope_with_null_fields() -> None:
     assert result.response_url is None
 
 
+def test_undo_snooze_click_reads_the_scope_like_a_snooze() -> None:
+    body = build_payload("spendbrake_unsnooze", SNOOZE)
+    result = parse(signed(body), body)
+    assert isinstance(result, Interaction)
+    assert (result.action, result.alert_id) == ("unsnooze", "inc-42")
+    assert result.scope == {"team": "search", "feature": None}
+    body = build_payload("spendbrake_unsnooze", {"alert": "inc-42", "scope": None})
+    result = parse(signed(body), body)
+    assert isinstance(result, Interaction) and (result.action, result.scope) == ("unsnooze", None)
+
+
 def test_header_names_match_case_insensitively() -> None:
     body = build_payload("spendbrake_resume", RESUME)
     lower = {name.lower(): value for name, value in signed(body).items()}

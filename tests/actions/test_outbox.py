@@ -492,7 +492,8 @@ def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
     """Its alert was the ``AlertRecord`` type, the same fields in the same order as the one
     alert type: the file reads as it was and is written back unchanged, but for the fields
     added since (``opened_at``, ``held_keys``, 2026-12-06; ``more_targets``, ``part``,
-    ``pause_max_age_s``, an incident's ``late``, 2026-12-07), written with their defaults."""
+    ``pause_max_age_s``, an incident's ``late``, ``snooze_held``, 2026-12-07), written with
+    their defaults."""
     data = RECORD_FILE.read_bytes()
     box = load_outbox(data)
     (incident,) = box.incidents.values()
@@ -504,7 +505,7 @@ def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
     )
     expected = expected.replace(
         b'"refused":["support-bot-prod"],', b'"refused":["support-bot-prod"],"late":[],'
-    )
+    ).replace(b'"snoozed":{},', b'"snoozed":{},"snooze_held":{},')
     assert dump_outbox(box) == expected
 
 

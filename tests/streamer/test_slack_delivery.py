@@ -29,7 +29,11 @@ from spendbrake._config_loader import load_config
 from spendbrake._reload import ConfigReloader
 from spendbrake._resume import resume
 from spendbrake.actions import build_payload, sign_request
-from spendbrake.actions._interactive import RESUME_ACTION_ID, SNOOZE_ACTION_ID
+from spendbrake.actions._interactive import (
+    RESUME_ACTION_ID,
+    SNOOZE_ACTION_ID,
+    UNSNOOZE_ACTION_ID,
+)
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
 from spendbrake.stages import ActionStage, Worker, WorkerSettings
@@ -517,6 +521,64 @@ async def test_a_snooze_is_told_to_the_whole_channel(harness: Harness) -> None:
     [told] = slack.responses
     assert told["response_type"] == "in_channel"
     assert told["text"].startswith("Snoozed for 1 h by <@U7>: no new alert messages")
+
+
+async def test_a_snooze_can_be_undone_from_its_notice_and_says_what_it_held_back(
+    harness: Harness,
+) -> None:
+    """A snooze clicked in error (or a scope that matters again) kept every on-call blind
+    for the hour: nothing could lift it. The channel's notice now carries "Undo snooze";
+    anyone's click lifts it, says how many alert messages it held back, and the next alert
+    on the scope posts."""
+    slack = harness.slack
+    key = "support-prod"
+
+    def alert_at(n: int) -> dict[str, Any]:
+        return {**make_alert(key, action="alert"), "id": f"anomaly/api_key={key}/{n}"}
+
+    harness.buttons_port = free_port()
+    await harness.publish(alert_at(1))
+    await harness.start()
+    assert await until(lambda: len(slack.messages) == 1)
+    scope = {"api_key": key}
+    assert await harness.click(SNOOZE_ACTION_ID, {"alert": alert_at(1)["id"], "scope": scope}, "U7")
+    assert await until(lambda: len(slack.responses) == 1, 10)
+    [notice] = slack.responses
+    assert notice["response_type"] == "in_channel"
+    [button] = _actions(notice)[0]["elements"]
+    assert button["action_id"] == UNSNOOZE_ACTION_ID
+    undo = orjson.loads(button["value"])
+    assert undo == {"alert": alert_at(1)["id"], "scope": scope}
+
+    await harness.publish(alert_at(2))  # held back by the snooze
+
+    async def held() -> bool:
+        audit = (await harness.audit()).values()
+        return any(r["detail"] == "scope snoozed" for r in audit)
+
+    deadline = time.monotonic() + 20
+    while not await held():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+    assert len(slack.messages) == 1
+    assert await harness.click(UNSNOOZE_ACTION_ID, undo, "U8") == 200
+    assert await until(lambda: len(slack.responses) == 2, 10)
+    lifted = slack.responses[1]
+    assert lifted["response_type"] == "in_channel"
+    assert lifted["text"].startswith(
+        "Snooze lifted by <@U8>: alert messages for this scope post again. 1 alert message(s) "
+        "were held back meanwhile"
+    ), lifted["text"]
+    await harness.publish(alert_at(3))
+    assert await until(lambda: len(slack.messages) == 2, 10)  # the scope speaks again
+    assert await harness.click(UNSNOOZE_ACTION_ID, undo, "U8") == 200
+    assert await until(lambda: len(slack.responses) == 3, 10)
+    assert slack.responses[2]["response_type"] == "ephemeral"
+    assert slack.responses[2]["text"].startswith("Nothing to undo: this scope is not snoozed")
+    audit = [r for r in (await harness.audit()).values() if r["action"] == "unsnooze"]
+    assert [(r["result"], r["detail"], r["source"]) for r in audit] == [
+        ("ok", "snooze lifted; 1 alert message(s) were held back", "slack:U8")
+    ]
 
 
 def _actions(message: dict[str, Any]) -> list[dict[str, Any]]:
