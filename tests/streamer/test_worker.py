@@ -246,6 +246,26 @@ def scrape(port: int) -> dict[str, float]:
     }
 
 
+def scrape_when(
+    port: int, ready: Callable[[dict[str, float]], bool], timeout_s: float = 60.0
+) -> dict[str, float]:
+    """The first scrape ``ready`` accepts, or the last one after ``timeout_s`` (for the
+    caller's assertions to say what was missing). A worker started moments ago on a loaded
+    machine may not serve /metrics yet, nor have retried its first effect."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            values = scrape(port)
+        except httpx.ConnectError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            continue
+        if ready(values) or time.monotonic() > deadline:
+            return values
+        time.sleep(0.2)
+
+
 def wait_adopted(log: Path, partitions: int = 4) -> None:
     """Until the worker logs that it owns every input partition (or 60 s)."""
     deadline = time.monotonic() + 60
