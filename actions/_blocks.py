@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ._outbox import ResumeAnswer
 
 __all__ = [
+    "HISTORY_KIND",
     "MAX_BUTTON_TARGETS",
     "RESUME_ACTION_ID",
     "SNOOZE_ACTION_ID",
@@ -47,12 +48,15 @@ __all__ = [
     "render_parent_update",
     "render_resume_answer",
     "render_snoozed",
+    "scope_text",
 ]
 
 #: ``action_id`` of the buttons; ``_interactive`` dispatches on them.
 RESUME_ACTION_ID = "spendbrake_resume"
 SNOOZE_ACTION_ID = "spendbrake_snooze"
 UNSNOOZE_ACTION_ID = "spendbrake_unsnooze"
+#: The kind of the act stage's own summary of alerts held as history (``_history``).
+HISTORY_KIND = "history"
 _TEXT_MAX = 2900  # section text limit is 3000
 #: A message about an alert caught longer ago than this is marked as history (the default
 #: of ``slack.history_after_s``).
@@ -137,7 +141,7 @@ def render_resume_answer(
     return " ".join(parts) or "Nothing to resume."
 
 
-def _scope(scope: dict[str, Any]) -> str:
+def scope_text(scope: dict[str, Any]) -> str:
     """The scope as plain text; escaped by the caller for where it goes."""
     if not scope:
         return "all spend"
@@ -165,6 +169,7 @@ def _title(alert: Alert) -> str:
         "cost_per_call": "Cost per call up",
         "unpriced_model": "Unpriced model",
         "series_cap": "Too many series",
+        HISTORY_KIND: "Caught up on history",
     }.get(kind, mrkdwn(kind))
 
 
@@ -323,7 +328,8 @@ def render_alert(
     ``history_after_s`` before it is marked as history."""
     icon = _SEVERITY.get(alert.severity, "")
     title = _title(alert)
-    scope = _scope(alert.scope)
+    # The history summary is about many scopes, not "all spend".
+    scope = scope_text(alert.scope) if alert.kind != HISTORY_KIND else "alerts read late"
     text = f"{icon} {title}: {mrkdwn(scope)}"
     blocks: list[dict[str, Any]] = [
         _section(f"{icon} *{title}* — `{mrkdwn_code(scope)}`"),
@@ -333,7 +339,7 @@ def render_alert(
     text = _mark_history(alert, posted_at, history_after_s, text, blocks)
     also = alert.also
     if also:
-        blocks.append(_context("Also seen in: " + mrkdwn("; ".join(_scope(s) for s in also))))
+        blocks.append(_context("Also seen in: " + mrkdwn("; ".join(scope_text(s) for s in also))))
     if outcome:
         blocks.append(_section(f"*Done:* {mrkdwn(outcome)}"))
     undo = _undo(alert, buttons) if resumable else None
@@ -429,7 +435,7 @@ def render_followup(
     (mrkdwn, from :func:`requester`) names who asked for it (a resume's clicker);
     ``posted_at`` and ``history_after_s`` as for :func:`render_alert`."""
     icon = _SEVERITY.get(alert.severity, "")
-    scope = mrkdwn_code(_scope(alert.scope))
+    scope = mrkdwn_code(scope_text(alert.scope))
     head = f"{icon} #{mrkdwn(alert.seq)} {_title(alert)} — `{scope}`"
     text = f"{head}: {mrkdwn(outcome)}"
     blocks = [_section(head), _section(_money(alert)), _section(f"*Done:* {mrkdwn(outcome)}")]

@@ -43,7 +43,9 @@ from spendbrake.schemas import (
     parse_ts,
 )
 
+from ._blocks import HISTORY_KIND
 from ._blocks import mask as _short
+from ._history import HISTORY_HELD, HeldHistory
 from ._policy import NOTICES, PAUSE_KINDS, on_a_sum, refusal, screen_pauses
 
 __all__ = ["Incident", "Outbox", "ResumeAnswer", "Task", "outcome_line", "scope_key"]
@@ -56,6 +58,10 @@ Result = Literal["ok", "failed", "retrying", "dry_run", "skipped", "refused"]
 REMEMBER_S = 30 * 86400
 #: The audit detail of an alert of severity ``info``: routed to the digest, not posted.
 DIGEST_ONLY = "trend (severity info): for the digest, not paged"
+#: History held for a summary goes out once none has been read for this long, or once the
+#: first was held this long ago (a catch-up of weeks: a summary an hour, not one at the end).
+HISTORY_QUIET_S = 300.0
+HISTORY_MOST_S = 3600.0
 #: The longest a task waits for its next attempt.
 MAX_DELAY_S = 86400.0
 #: Queue urgency by alert severity: critical alerts go first.
@@ -176,6 +182,8 @@ class Incident:
     #: Id of the Slack channel the parent went to: replies and updates follow it there
     #: even after ``slack.channel`` changes (None: posted before this was kept).
     channel: str | None = None
+    #: Its first message was held for a history summary: its history follow-ups are too.
+    summarized: bool = False
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         """An outbox saved before a field existed loads with that field's default."""
@@ -242,6 +250,8 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
             parts.append("Alert only: the keys config does not allow pausing " + _listed(others))
         elif alert.kind in NOTICES:
             parts.append("Nothing to pause: a notice about SpendBrake's own config")
+        elif alert.kind == HISTORY_KIND:
+            parts.append("Nothing done now: each alert above was read as history")
         elif on_a_sum(alert):
             parts.append("Alert only: a sum over keys pauses none; a looping key's own alert does")
         elif alert.kind == "budget" and (unknown := set(alert.scope) - set(KEY_DIMENSIONS)):
@@ -280,6 +290,13 @@ class Outbox:
     #: An anomaly's pause read longer than this after its ``detected_at`` is not performed
     #: (``GatewayConfig.pause_max_age_s``; None: always).
     pause_max_age_s: float | None = None
+    #: A message about an alert caught longer than ``history_after_s`` before it is read:
+    #: posted, marked as history ("post"), or held for one summary ("summary"); None: never
+    #: history (``SlackConfig.history`` and ``history_after_s``).
+    history: Literal["post", "summary"] = "post"
+    history_after_s: float | None = None
+    #: Alerts held for the next history summary.
+    held: HeldHistory | None = None
     #: Next alerts offset to read, per partition (saved with everything else).
     offsets: dict[int, int] = field(default_factory=dict)
     seen: dict[str, float] = field(default_factory=dict)
@@ -444,7 +461,9 @@ class Outbox:
             self.record(task, "skipped", "nothing to resume: its hard stop was history", now)
         elif self.slack_enabled and not continued:
             # A refused pause is news for the operators even in a snoozed scope.
-            self._plan_message(incident, alert, key, follow_up, now, loud=asked_pause)
+            self._plan_message(
+                incident, alert, key, follow_up, now, loud=asked_pause, acting=bool(calls)
+            )
         return True
 
     @staticmethod
@@ -516,6 +535,7 @@ class Outbox:
         follow_up: bool,
         now: float,
         loud: bool = False,
+        acting: bool = False,
     ) -> None:
         if alert.severity == "info":
             # A trend (a creep, a launch's step) is for the digest, not a page: audited here,
@@ -523,6 +543,15 @@ class Outbox:
             task = Task(f"{key}/post", "slack", "post", incident.id, alert)
             self.record(task, "skipped", DIGEST_ONLY, now)
             return
+        past = self._past_history(alert, now) if self.history == "summary" and not acting else None
+        if past is not None and past > 0.0:
+            still_true = alert.kind == "budget" and self._period_running(alert, now)
+            if not still_true and (not follow_up or incident.summarized):
+                self._hold(incident, alert, key, follow_up, now)
+                return
+        elif past is not None:
+            # Live again: what was held is told now (after this, if this is more urgent).
+            self.flush_history(now, force=True)
         if self.snoozed.get(incident.scope, 0.0) > now and not loud:
             self.snooze_held[incident.scope] = self.snooze_held.get(incident.scope, 0) + 1
             self.record(
@@ -548,6 +577,52 @@ class Outbox:
             return
         self.threads[incident.scope] = (incident.id, now)
         self._add(Task(f"{key}/post", "slack", "post", incident.id, alert))
+
+    def _past_history(self, alert: Alert, now: float) -> float | None:
+        """Seconds the alert was read past ``history_after_s`` after it was caught (over 0:
+        history); None when history is not judged (or an operator alert, never caught)."""
+        if self.history_after_s is None or not alert.detected_at:
+            return None
+        try:
+            return now - parse_ts(alert.detected_at) - self.history_after_s
+        except InvalidEvent:  # a record only as trusted as its writer: posted as before
+            return None
+
+    @staticmethod
+    def _period_running(alert: Alert, now: float) -> bool:
+        """A budget threshold of a period still running: crossed then, crossed now."""
+        try:
+            return parse_ts(alert.window_end) > now
+        except InvalidEvent:
+            return True
+
+    def _hold(
+        self, incident: Incident, alert: Alert, key: str, follow_up: bool, now: float
+    ) -> None:
+        """Count the alert into the next history summary instead of posting it; audited."""
+        incident.summarized = True
+        held = self.held = self.held or HeldHistory(first_read=now, last_read=now)
+        held.add(alert, follow_up, incident.late, incident.refused, now)
+        task = Task(f"{key}/post", "slack", "post", incident.id, alert)
+        self.record(task, "skipped", HISTORY_HELD, now)
+
+    def flush_history(self, now: float, force: bool = False) -> bool:
+        """Plan the summary of the alerts held as history, once none has been read for
+        ``HISTORY_QUIET_S`` or the first was held ``HISTORY_MOST_S`` ago (``force``: now);
+        True when one was planned. Called as the stage reads, and when it has nothing to."""
+        held = self.held
+        if held is None or not (
+            force
+            or now - held.last_read >= HISTORY_QUIET_S
+            or now - held.first_read >= HISTORY_MOST_S
+        ):
+            return False
+        self.held = None
+        alert = held.alert()
+        incident = Incident(alert.id, scope_key({}), alert, opened_at=now)
+        self.incidents[alert.id] = incident
+        self._add(Task(f"{alert.ref()}/post", "slack", "post", incident.id, alert))
+        return True
 
     def resumable(self, incident_id: str) -> set[str]:
         """Keys this outbox paused, or set out to pause, for the incident and has not resumed

@@ -426,6 +426,10 @@ class SlackConfig(_Section):
     #: deployment reading the topic's retention, a stage back from an outage) is marked
     #: as history: "[history, 5 d old]" in its notification text. None: never marked.
     history_after_s: Annotated[float, Field(gt=0)] | None = 3600.0
+    #: What becomes of those messages: "post" each (marked), or "summary": each audited as
+    #: skipped and one message says what they were (budget thresholds of a period still
+    #: running, and alerts whose pause is performed now, are posted either way).
+    history: Literal["post", "summary"] = "post"
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
     #: Longest wait between two attempts at an undelivered message (jittered backoff).
     retry_cap_s: Annotated[float, Field(gt=0, le=3600)] = 60.0

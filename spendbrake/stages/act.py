@@ -150,6 +150,8 @@ class ActionStage(Stage):
             dry_run=config.gateway.dry_run,
             cooldown_s=slack.cooldown_s,
             pause_max_age_s=config.gateway.pause_max_age_s,
+            history=slack.history,
+            history_after_s=slack.history_after_s,
         )
         self.gateway: Gateway = _gateway(config)
         self.slack = self._notifier(config)
@@ -225,6 +227,8 @@ class ActionStage(Stage):
         self.outbox.dry_run = config.gateway.dry_run
         self.outbox.cooldown_s = config.slack.cooldown_s
         self.outbox.pause_max_age_s = config.gateway.pause_max_age_s
+        self.outbox.history = config.slack.history
+        self.outbox.history_after_s = config.slack.history_after_s
         if config.slack != old.slack or config.gateway != old.gateway:
             # Whatever waited on the old settings (a refused token or channel, a missing
             # scope, a long backoff) is tried again now under the new ones.
@@ -269,6 +273,8 @@ class ActionStage(Stage):
         saved.dry_run = self.outbox.dry_run
         saved.cooldown_s = self.outbox.cooldown_s
         saved.pause_max_age_s = self.outbox.pause_max_age_s
+        saved.history = self.outbox.history
+        saved.history_after_s = self.outbox.history_after_s
         self.outbox = saved
         if self.slack is not None and self.slack.channel_id is None:
             self.slack.channel_id = saved.channel_ids.get(self.config.slack.channel)
@@ -394,6 +400,9 @@ class ActionStage(Stage):
         while not self.stopping.is_set():
             batches = await self.fetch(self.consumer, 200, 1000)
             if not batches:
+                if self.outbox.flush_history(time.time()):
+                    await self.checkpoint()
+                    self._notify()
                 continue
             now = time.time()
             accepted = 0
@@ -433,6 +442,7 @@ class ActionStage(Stage):
                         log.info(
                             "alert %s (%s %s): %s", alert.ref(), alert.action, what, alert.reason
                         )
+            accepted += self.outbox.flush_history(now)
             self.outbox.prune(now)
             await self.checkpoint()  # planned effects and the offset, together, before acting
             if accepted:

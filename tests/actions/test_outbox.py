@@ -492,8 +492,8 @@ def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
     """Its alert was the ``AlertRecord`` type, the same fields in the same order as the one
     alert type: the file reads as it was and is written back unchanged, but for the fields
     added since (``opened_at``, ``held_keys``, 2026-12-06; ``more_targets``, ``part``,
-    ``pause_max_age_s``, an incident's ``late``, ``snooze_held``, 2026-12-07), written with
-    their defaults."""
+    ``pause_max_age_s``, an incident's ``late``, ``snooze_held``, the history summary's
+    fields, 2026-12-07), written with their defaults."""
     data = RECORD_FILE.read_bytes()
     box = load_outbox(data)
     (incident,) = box.incidents.values()
@@ -503,9 +503,17 @@ def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
     expected = data.replace(b'"budget":', added).replace(
         b'"cooldown_s":3600.0,', b'"cooldown_s":3600.0,"pause_max_age_s":null,'
     )
-    expected = expected.replace(
-        b'"refused":["support-bot-prod"],', b'"refused":["support-bot-prod"],"late":[],'
-    ).replace(b'"snoozed":{},', b'"snoozed":{},"snooze_held":{},')
+    expected = (
+        expected.replace(
+            b'"refused":["support-bot-prod"],', b'"refused":["support-bot-prod"],"late":[],'
+        )
+        .replace(b'"snoozed":{},', b'"snoozed":{},"snooze_held":{},')
+        .replace(b'"channel":null}', b'"channel":null,"summarized":false}')
+        .replace(
+            b'"pause_max_age_s":null,',
+            b'"pause_max_age_s":null,"history":"post","history_after_s":null,"held":null,',
+        )
+    )
     assert dump_outbox(box) == expected
 
 
@@ -899,3 +907,56 @@ def test_a_burn_rate_pause_read_long_after_its_detection_is_history_too() -> Non
     fresh = Outbox(pause_max_age_s=6 * 3600)
     fresh.accept(burn, now=detected + 600, keys=KEYS)
     assert drain(fresh, "gateway") == ["block:sk-a", "block:sk-b"]
+
+
+def test_history_held_for_one_summary_message_and_told_before_live_alerts() -> None:
+    """``slack.history: summary``: a new deployment reading weeks of alerts posted one
+    message each. Alerts caught long before they are read are audited as skipped and told
+    in one summary once the reading goes quiet, or before the first live alert; a budget
+    threshold of a running period and a pause performed now still post."""
+    day = 86400.0
+    now = 1_796_000_000.0  # 2026-11-30
+    box = Outbox(history="summary", history_after_s=3600.0, pause_max_age_s=6 * 3600.0)
+    old = {"action": "alert", "targets": (), "detected_at": format_ts(now - 5 * day)}
+    for n in range(3):
+        scope = {"api_key": f"sk-k{n}"}
+        assert box.accept(alert(id=f"anomaly/{n}", scope=scope, **old), now=now, keys=KEYS)
+    # A pause read as history is not performed: listed in the summary, not posted alone.
+    late = alert(id="anomaly/late", targets=("sk-loop",), detected_at=format_ts(now - 2 * day))
+    assert box.accept(late, now=now + 1, keys=KEYS)
+    # A follow-up of a held incident is held too.
+    assert box.accept(alert(id="anomaly/0", seq=1, **old), now=now + 2, keys=KEYS)
+    # A budget threshold of a month still running is true now: posted (marked as history).
+    budget = alert(
+        id="budget/monthly/80",
+        kind="budget",
+        budget="monthly",
+        threshold=0.8,
+        window_end=format_ts(now + 10 * day),
+        **old,
+    )
+    assert box.accept(budget, now=now + 3, keys=KEYS)
+    assert [t.alert.id for t in box.lanes["slack"]] == ["budget/monthly/80"]
+    assert not box.lanes["gateway"]
+    held = [r for r in box.audit.values() if r.detail.startswith("history: held")]
+    assert len(held) == 5
+    assert not box.flush_history(now + 200)  # still reading history
+    assert box.flush_history(now + 3 + 300)  # quiet for five minutes: one summary
+    summary = box.lanes["slack"][-1].alert
+    assert summary.kind == "history" and summary.severity == "warning"
+    assert "read 4 alert(s) and 1 follow-up(s) caught longer than" in summary.reason
+    assert "By kind: anomaly 4. Scopes (4): api_key=sk-k0" in summary.reason, summary.reason
+    assert "NOT paused as history (pause by hand if still running): sk-l" in summary.reason
+    assert box.held is None and not box.flush_history(now + day)
+    # Held again, then a live alert: the summary goes first, then the live alert's post.
+    assert box.accept(alert(id="anomaly/9", **old), now=now + 400, keys=KEYS)
+    live = alert(id="anomaly/live", action="alert", targets=(), detected_at=format_ts(now + 500))
+    assert box.accept(live, now=now + 501, keys=KEYS)
+    assert [t.alert.kind for t in box.lanes["slack"]][-2:] == ["history", "anomaly"]
+    assert box.lanes["slack"][-1].alert.id == "anomaly/live"
+    # The held summary survives a restart (the outbox file), and "post" posts each as before.
+    box.accept(alert(id="anomaly/10", **old), now=now + 600, keys=KEYS)
+    assert load_outbox(dump_outbox(box)).held == box.held
+    posting = Outbox(history="post", history_after_s=3600.0)
+    assert posting.accept(alert(id="anomaly/0", **old), now=now, keys=KEYS)
+    assert [t.op for t in posting.lanes["slack"]] == ["post"]

@@ -67,6 +67,8 @@ class Harness:
         self.buttons_port: int | None = None
         self.runbook_url: str | None = None
         self.allowed_users: list[str] | None = None
+        #: More ``slack:`` settings, as YAML lines.
+        self.slack_extra = ""
 
     def write(
         self, channel: str = "#ai-spend", retry_cap_s: float = 1.0, timeout_s: float = 1.0
@@ -80,6 +82,7 @@ class Harness:
             buttons += f"  runbook_url: '{self.runbook_url}'\n"
         if self.allowed_users:
             buttons += f"  allowed_users: [{', '.join(self.allowed_users)}]\n"
+        buttons += self.slack_extra
         self.path.write_text(
             f"kafka:\n  bootstrap_servers: {self.broker.bootstrap_servers}\n  topics:\n"
             f"    alerts: {self.alerts}\n    actions: {self.actions}\n"
@@ -579,6 +582,58 @@ async def test_a_snooze_can_be_undone_from_its_notice_and_says_what_it_held_back
     assert [(r["result"], r["detail"], r["source"]) for r in audit] == [
         ("ok", "snooze lifted; 1 alert message(s) were held back", "slack:U8")
     ]
+
+
+async def test_history_summary_holds_old_alerts_across_a_restart_and_tells_them_once(
+    harness: Harness,
+) -> None:
+    """``slack.history: summary``: alerts caught days before the stage reads them (a new
+    deployment on the topic's retention) are one message, not one each; what was held
+    survives a restart, and is told when the first live alert comes."""
+    slack = harness.slack
+    harness.slack_extra = "  history: summary\n"
+    old = [
+        {**make_alert(f"team-{n}-key", action="alert"), "id": f"anomaly/api_key=team-{n}/1"}
+        for n in range(3)
+    ]
+    await harness.publish(*old[:2])
+    await harness.start()
+    audit_held = "history: held for one summary message (slack.history: summary)"
+
+    async def held(n: int) -> bool:
+        return sum(r["detail"] == audit_held for r in (await harness.audit()).values()) == n
+
+    deadline = time.monotonic() + 30
+    while not await held(2):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+    await harness.stop()
+    await harness.publish(old[2])
+    await harness.start()
+    deadline = time.monotonic() + 30
+    while not await held(3):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+    assert slack.messages == []
+    live = {
+        **make_alert("live-key", action="alert"),
+        "id": "anomaly/api_key=live-key/2",
+        "detected_at": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()),
+    }
+    await harness.publish(live)
+    assert await until(lambda: len(slack.messages) == 2, 20)
+    # A critical live alert is more urgent than the summary: either may come first.
+    [summary] = [m for m in slack.messages if "Caught up on history" in m["text"]]
+    [posted] = [m for m in slack.messages if "Caught up on history" not in m["text"]]
+    assert summary["text"].startswith(":warning: Caught up on history"), summary["text"]
+    assert "read 3 alert(s) caught longer than slack.history_after_s" in text_of(summary)
+    assert "By kind: anomaly 3. Scopes (3)" in text_of(summary)
+    assert "live-key" in text_of(posted) and not posted["text"].startswith("[history")
+    await asyncio.sleep(1.0)
+    await harness.stop()
+    await harness.start()  # nothing held is told twice
+    await asyncio.sleep(2.0)
+    assert len(slack.messages) == 2
 
 
 def _actions(message: dict[str, Any]) -> list[dict[str, Any]]:
