@@ -543,7 +543,7 @@ class Outbox:
             task = Task(f"{key}/post", "slack", "post", incident.id, alert)
             self.record(task, "skipped", DIGEST_ONLY, now)
             return
-        past = self._past_history(alert, now) if self.history == "summary" and not acting else None
+        past = self.past_history(alert, now) if self.history == "summary" and not acting else None
         if past is not None and past > 0.0:
             still_true = alert.kind == "budget" and self._period_running(alert, now)
             if not still_true and (not follow_up or incident.summarized):
@@ -578,7 +578,7 @@ class Outbox:
         self.threads[incident.scope] = (incident.id, now)
         self._add(Task(f"{key}/post", "slack", "post", incident.id, alert))
 
-    def _past_history(self, alert: Alert, now: float) -> float | None:
+    def past_history(self, alert: Alert, now: float) -> float | None:
         """Seconds the alert was read past ``history_after_s`` after it was caught (over 0:
         history); None when history is not judged (or an operator alert, never caught)."""
         if self.history_after_s is None or not alert.detected_at:

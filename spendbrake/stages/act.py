@@ -177,6 +177,8 @@ class ActionStage(Stage):
         self._fresh = False
         #: Set while the gateway lane is held on a configuration error (``_gateway_held``).
         self._gateway_problem: str | None = None
+        #: Said once a run: alerts read as history are posted one by one (``slack.history``).
+        self._told_history = False
         self._unchecked: set[str] = set()
         self.metrics = ActionMetrics(self.pending, self.waiting_since)
 
@@ -436,6 +438,7 @@ class ActionStage(Stage):
                         continue
                     if accepted_now:
                         accepted += 1
+                        self._hint_history(alert, now)
                         if alert.action == "pause":
                             self._count_refusals(alert)
                         what = ", ".join(alert.targets) or "no key"
@@ -447,6 +450,20 @@ class ActionStage(Stage):
             await self.checkpoint()  # planned effects and the offset, together, before acting
             if accepted:
                 self._notify()
+
+    def _hint_history(self, alert: Alert, now: float) -> None:
+        """A catch-up posting history one message at a time says, once, how not to."""
+        if self._told_history or self.config.slack.history != "post" or self.slack is None:
+            return
+        past = self.outbox.past_history(alert, now)
+        if past is not None and past > 0.0:
+            self._told_history = True
+            log.warning(
+                "reading alerts caught long ago (%s, %.1f h before now): each is posted to "
+                "Slack marked as history; slack.history: summary posts one message for them",
+                alert.detected_at[:16],
+                (past + (self.config.slack.history_after_s or 0.0)) / 3600,
+            )
 
     def _read_resumes(self, partition: int, messages: list[Any], now: float) -> int:
         """``spendbrake resume`` audits each key it unblocked on the actions topic: tell

@@ -641,7 +641,7 @@ def _actions(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def test_buttons_only_when_served_and_the_runbook_link_survives_the_update(
-    harness: Harness,
+    harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With no button endpoint configured, a pause's message carried "Resume" and "Snooze"
     buttons that nothing answered (Slack shows the clicker an error); the parent update
@@ -659,6 +659,9 @@ async def test_buttons_only_when_served_and_the_runbook_link_survives_the_update
         # Caught in 2026-09, posted now: marked as history, in the notification text first.
         assert message["text"].startswith("[history, "), message["text"]
         assert "From history" in text_of(message)
+    # The operator is told, once, how to have such history summed up instead.
+    hints = [r for r in caplog.records if "slack.history: summary" in r.getMessage()]
+    assert len(hints) == 1, caplog.text
 
 
 async def test_a_button_of_too_many_keys_to_list_resumes_every_key_the_incident_paused(
