@@ -638,6 +638,22 @@ class BudgetTracker:
         out.extend(self._burn(now, start, end, advanced))
         return out
 
+    def burns_before(self, until: float, step: float) -> list[tuple[float, BudgetVerdict]]:
+        """Burn-rate verdicts at each multiple of ``step`` (event time) after the last
+        evaluation and before ``until``, each with its time: the burn windows as a stage
+        looking every ``step`` would have seen them. A backlog's budgets are evaluated as
+        each hour closes, and a burn that ran and stopped within the hour was missed (its
+        5-minute window empty by then); live, and in replay, every step looks."""
+        if not (math.isfinite(self._now) and _in_range(until)):
+            return []
+        t = max(math.floor(self._now / step) + 1, math.ceil((until - HOUR_S) / step)) * step
+        out = []
+        while t < until:
+            start, end = self.period_bounds(t)
+            out.extend((t, verdict) for verdict in self._burn(t, start, end, True))
+            t += step
+        return out
+
     def _learn(self, now: float) -> None:
         # Learn each complete hour once, on its value GRACE_S after it ended; hours without
         # a value between the first seen and the watermark had no spend and learn as zero.

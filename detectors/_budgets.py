@@ -103,14 +103,24 @@ class BudgetBook:
                     self.trackers[i].set_minute_nusd(float(start), sum(parts.values()))
 
     def check(
-        self, at: float, watermark: float, keys: KeyDirectory, rules: KeysConfig
+        self,
+        at: float,
+        watermark: float,
+        keys: KeyDirectory,
+        rules: KeysConfig,
+        step: float | None = None,
     ) -> list[tuple[Alert, list[KeyInfo]]]:
         """Alerts of every budget newly due at event time ``at`` (the watermark, or an hour
         closed in a backlog), each with the keys it names (its scope's, or those a resume
-        undoes); parts older than any tracker reads are then dropped."""
+        undoes); parts older than any tracker reads are then dropped. ``step``: burn rates
+        are looked at every ``step`` seconds up to ``at`` first (an hour judged at its
+        close, whose burns a live stage would have seen as they ran)."""
         alerts = [self._lifted(*lifted, at) for lifted in self.lifted]
         self.lifted = []
         for i, tracker in enumerate(self.trackers):
+            if step is not None:
+                for t, verdict in tracker.burns_before(at, step):
+                    alerts.append(self._alert(i, verdict, t, keys, rules))
             for verdict in tracker.evaluate(at):
                 if verdict.action == "resume" and not self.paused[i]:
                     continue  # its stop paused no key: a daily "resuming" of nothing is noise

@@ -283,13 +283,14 @@ class SpendWatch:
                 # Budgets at the hour's last instant: at its end they counted the next
                 # hour too (read whole already), and a period's last hour fell in the
                 # next period, its thresholds taken for late ones and its stop not applied.
-                alerts.extend(self._check_budgets(clock.closed_until - HOUR_END_S))
+                alerts.extend(self._check_budgets(clock.closed_until - HOUR_END_S, hourly=True))
             else:
                 candidates.extend(found)
                 if clock.apart:
                     # Budgets wait with the early looks while partitions are read apart
                     # (below), and are looked at as each hour closes, as in a backlog.
-                    alerts.extend(self._check_budgets(clock.closed_until - HOUR_END_S))
+                    at = clock.closed_until - HOUR_END_S
+                    alerts.extend(self._check_budgets(at, hourly=True))
         if self.book.notices:
             alerts.extend((notice, []) for notice in self.book.take_notices())
         if not clock.behind:
@@ -326,8 +327,11 @@ class SpendWatch:
         roots = [self.scoring.narrowest(c, closed_until, config) for c in group(candidates)]
         return self.incidents.alerts(roots, at, self.directory.keys_in)
 
-    def _check_budgets(self, at: float) -> list[tuple[Alert, list[KeyInfo]]]:
-        return self.budgets.check(at, self.clock.now, self.directory, self.config.keys)
+    def _check_budgets(self, at: float, hourly: bool = False) -> list[tuple[Alert, list[KeyInfo]]]:
+        """Budget alerts due at ``at``; ``hourly``: an hour judged at its close, whose burn
+        rates are looked at every early-look step first, as the live stage does."""
+        step = self.clock.peek_s if hourly else None
+        return self.budgets.check(at, self.clock.now, self.directory, self.config.keys, step)
 
     def _prune(self, closed_until: int) -> None:
         horizon = closed_until - FORGET_S

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from spendbrake.detectors import SpendWatch
-from spendbrake.schemas import BudgetConfig, Config, parse_ts
+from spendbrake.schemas import NUSD, BudgetConfig, Config, RollupRecord, parse_ts
 from tests.detectors.test_watch import T0, _history, _records, _runaway
 
 
@@ -76,3 +76,60 @@ def test_a_backlog_names_the_spend_a_budget_had_by_the_time_it_dates() -> None:
         day = int(at // 86400) * 86400
         by_then = sum(search[(day - T0) // 3600 : math.ceil((at - T0) / 3600)])
         assert a["observed_usd"] == pytest.approx(by_then, abs=1e-6), a["reason"]
+
+
+def _burn_alerts(backlog: bool) -> list[dict]:
+    """A day of a team's spend at an even pace of its daily budget, and one hour at
+    minutes 10-40 spending 90 % of the budget: a fast burn (over 14.4x the pace over the
+    hour and over 5 minutes) that stopped twenty minutes before the hour's end. Read as it
+    happened (every five minutes) or as a backlog (all of it, then the hours closed)."""
+    budget = BudgetConfig(name="d", scope={"team": "search"}, amount_usd=2400.0, period="day")
+    watch = SpendWatch(Config(budgets=[budget]))
+    burn_hour = 14
+    minutes = []
+    for m in range(24 * 60 + 70):
+        usd = 100.0 / 60  # the even pace: $100 an hour
+        if burn_hour * 60 + 10 <= m < burn_hour * 60 + 40:
+            usd += 72.0  # $2,160 in 30 minutes
+        minutes.append(usd)
+
+    def records(upto: int) -> list[RollupRecord]:
+        """Absolute totals of every hour and minute before minute ``upto``."""
+        out = []
+        for h in range(math.ceil(upto / 60)):
+            usd = sum(minutes[h * 60 : min(upto, h * 60 + 60)])
+            out.append(_team_record(3600, T0 + h * 3600, usd))
+        out.extend(_team_record(60, T0 + m * 60, minutes[m]) for m in range(upto))
+        return out
+
+    alerts = []
+    if backlog:
+        watch.observe(records(len(minutes)))
+        while True:
+            alerts.extend(msgspec.to_builtins(a) for a, _ in watch.advance(max_hours=24))
+            if not watch.behind:
+                break
+    else:
+        for upto in range(5, len(minutes) + 1, 5):
+            watch.observe(records(upto))
+            alerts.extend(msgspec.to_builtins(a) for a, _ in watch.advance())
+    return [a for a in alerts if a["kind"] == "burn_rate"]
+
+
+def _team_record(window_s: int, start: float, usd: float) -> RollupRecord:
+    return RollupRecord(("team",), ("search",), window_s, int(start), 0, 0, (round(usd * NUSD), 1))
+
+
+def test_a_backlog_sees_a_burn_that_stopped_before_its_hour_closed() -> None:
+    """A stage catching up judged budgets once per closed hour: a fast burn that ran 30
+    minutes and stopped before the hour's end was over its 1-hour window but not its
+    5-minute one by then, and never alerted. Burn rates are now looked at every 5 minutes
+    of a closed hour: the backlog alerts it as the live stage did, dated the same."""
+    live = _burn_alerts(backlog=False)
+    caught = _burn_alerts(backlog=True)
+    assert [a["severity"] for a in live] == ["critical"], live
+    assert [(a["detected_at"], a["observed_usd"]) for a in caught] == [
+        (a["detected_at"], a["observed_usd"]) for a in live
+    ]
+    at = parse_ts(caught[0]["detected_at"])
+    assert T0 + 14 * 3600 + 10 * 60 < at <= T0 + 14 * 3600 + 45 * 60
