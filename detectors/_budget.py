@@ -54,7 +54,7 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from itertools import repeat
+from itertools import repeat, takewhile
 from numbers import Integral, Real
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -71,6 +71,8 @@ HOUR_S = 3600.0
 WEEK_H = 168
 GRACE_S = 600.0  # an hour is final (learned) once the watermark is 10 min past its end
 PERIOD_GRACE_S = 6 * 3600.0  # default: the previous period takes corrections for 6 h
+#: A burn rule: which, factor, long and short window (minutes), severity.
+_Rule = tuple[str, float, int, int, str]
 BURN_KEEP_MIN = 360  # minutes kept for burn windows: the 6 h slow window
 BURN_WINDOWS_MIN = (5, 30, 60, 360)  # the fast rule's short and long window, the slow rule's
 LEARN_MAX_H = 4 * WEEK_H  # after a longer gap, learning restarts from the last 4 weeks
@@ -279,6 +281,9 @@ class BudgetTracker:
         # minute index ``_burn_end`` (None: not summed yet).
         self._burn_end: int | None = None
         self._burn_sums: dict[int, int] = {}
+        # Nano-dollars of every minute held: over any burn window's sum (spend is never
+        # negative), so a burn check it rules out needs no window summed.
+        self._minutes_total = sum(self._minutes.values())
 
     @classmethod
     def from_config(cls, cfg: Any) -> BudgetTracker:
@@ -476,6 +481,7 @@ class BudgetTracker:
             cost_nusd = 0
         else:
             minutes[m] = cost_nusd
+        self._minutes_total += cost_nusd - old
         if cost_nusd != old and self._burn_end is not None:
             age = self._burn_end - m  # 1 for the last complete minute
             sums = self._burn_sums
@@ -693,7 +699,9 @@ class BudgetTracker:
         keep = math.floor(now / 60.0) - BURN_KEEP_MIN
         # The minutes of the hour the period starts in split it for the whole period.
         split = math.floor(start / HOUR_S) * 60 if start % HOUR_S else -1
-        for m in [m for m in self._minutes if m < keep and not split <= m < split + 60]:
+        # Minutes come in time order, but for a late one: the old ones are at the front.
+        old_minutes = takewhile(keep.__gt__, self._minutes)
+        for m in [m for m in old_minutes if not split <= m < split + 60]:
             self._put_minute(m, None)
 
     def _thresholds(
@@ -841,17 +849,19 @@ class BudgetTracker:
         )
 
     def _burn(self, now: float, start: float, end: float, advanced: bool) -> list[BudgetVerdict]:
-        m_end = math.floor(now / 60.0)
-        sums = {length: nusd / NUSD for length, nusd in self._burn_windows(m_end).items()}
         pace = self.amount_usd / (end - start)  # dollars per second at the even pace
         # The sums are exact, the even pace is not: a burn of exactly the factor counts as
         # reaching it.
         tol = 1.0 - 1e-9
-        out = []
         rules = (
             ("fast", self.fast_burn, 60, 5, "critical"),
             ("slow", self.slow_burn, 360, 30, "warning"),
         )
+        if self._burn_ruled_out(pace, tol, rules, advanced):
+            return []
+        m_end = math.floor(now / 60.0)
+        sums = {length: nusd / NUSD for length, nusd in self._burn_windows(m_end).items()}
+        out = []
         for which, factor, long_m, short_m, severity in rules:
             even = pace * long_m * 60.0
             f_long = sums[long_m] / even
@@ -887,6 +897,32 @@ class BudgetTracker:
             else:
                 self._slow_armed = armed
         return out
+
+    def _burn_ruled_out(
+        self,
+        pace: float,
+        tol: float,
+        rules: tuple[tuple[str, float, int, int, str], ...],
+        advanced: bool,
+    ) -> bool:
+        """True when the minutes held, all of them, cannot put either rule's long window at
+        its factor: no burn alert, and an unarmed rule re-arms as ``_burn`` would, with no
+        window summed (most steps of a replay: a budget with many others is looked at every
+        five minutes). The windows slide to the next step that needs them."""
+        held = self._minutes_total / NUSD
+        for which, factor, long_m, _, _ in rules:
+            even = pace * long_m * 60.0
+            armed = self._fast_armed if which == "fast" else self._slow_armed
+            if armed and held >= factor * tol * even:
+                return False
+            if not armed and advanced:
+                if held >= factor * REARM * even:
+                    return False
+                if which == "fast":
+                    self._fast_armed = True
+                else:
+                    self._slow_armed = True
+        return True
 
     def _burn_windows(self, m_end: int) -> dict[int, int]:
         """The burn windows' nano-dollars over the minutes before minute index ``m_end``:

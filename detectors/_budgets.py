@@ -10,6 +10,7 @@ which keys a hard stop paused, so the next period's resume undoes exactly those.
 
 from __future__ import annotations
 
+from itertools import takewhile
 from typing import Any
 
 from spendbrake.detectors._budget import PAUSING, BudgetTracker, BudgetVerdict
@@ -252,7 +253,10 @@ class BudgetBook:
             for h in [h for h in hours if h < previous]:
                 del hours[h]
         minutes = self.minutes[i]
-        for m in [m for m in minutes if m < watermark - 6 * HOUR - MINUTE]:
+        # Minutes come in time order, but for a late one: those at the front are the old
+        # ones (a late one goes when it reaches the front), not a scan of every minute.
+        cutoff = watermark - 6 * HOUR - MINUTE
+        for m in [m for m in takewhile(cutoff.__gt__, minutes)]:
             del minutes[m]
 
     def prune(self, horizon: int) -> None:
