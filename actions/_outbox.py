@@ -182,8 +182,6 @@ class Incident:
     #: Id of the Slack channel the parent went to: replies and updates follow it there
     #: even after ``slack.channel`` changes (None: posted before this was kept).
     channel: str | None = None
-    #: Its first message was held for a history summary: its history follow-ups are too.
-    summarized: bool = False
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         """An outbox saved before a field existed loads with that field's default."""
@@ -546,7 +544,7 @@ class Outbox:
         past = self.past_history(alert, now) if self.history == "summary" and not acting else None
         if past is not None and past > 0.0:
             still_true = alert.kind == "budget" and self._period_running(alert, now)
-            if not still_true and (not follow_up or incident.summarized):
+            if not still_true and not (follow_up and self._told(incident)):
                 self._hold(incident, alert, key, follow_up, now)
                 return
         elif past is not None:
@@ -596,11 +594,17 @@ class Outbox:
         except InvalidEvent:
             return True
 
+    def _told(self, incident: Incident) -> bool:
+        """A message of the incident is posted or on its way: its follow-ups go there (a
+        first record held, or skipped, leaves none: they are held with it)."""
+        if incident.ts is not None or incident.thread is not None:
+            return True
+        return any(t.incident == incident.id for t in self.lanes["slack"])
+
     def _hold(
         self, incident: Incident, alert: Alert, key: str, follow_up: bool, now: float
     ) -> None:
         """Count the alert into the next history summary instead of posting it; audited."""
-        incident.summarized = True
         held = self.held = self.held or HeldHistory(first_read=now, last_read=now)
         held.add(alert, follow_up, incident.late, incident.refused, now)
         task = Task(f"{key}/post", "slack", "post", incident.id, alert)

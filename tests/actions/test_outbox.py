@@ -6,6 +6,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
@@ -508,7 +509,6 @@ def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
             b'"refused":["support-bot-prod"],', b'"refused":["support-bot-prod"],"late":[],'
         )
         .replace(b'"snoozed":{},', b'"snoozed":{},"snooze_held":{},')
-        .replace(b'"channel":null}', b'"channel":null,"summarized":false}')
         .replace(
             b'"pause_max_age_s":null,',
             b'"pause_max_age_s":null,"history":"post","history_after_s":null,"held":null,',
@@ -960,3 +960,35 @@ def test_history_held_for_one_summary_message_and_told_before_live_alerts() -> N
     posting = Outbox(history="post", history_after_s=3600.0)
     assert posting.accept(alert(id="anomaly/0", **old), now=now, keys=KEYS)
     assert [t.op for t in posting.lanes["slack"]] == ["post"]
+
+
+def test_history_follow_ups_of_an_incident_with_no_message_are_held_too() -> None:
+    """A new deployment's daily budget: a past day's hard stop read as history (held), the
+    next day's first record the resume of that stop (nothing to resume: skipped, no
+    message), then that day's burn-rate alert, a follow-up of it. It was posted, one
+    message per past day, since its incident had no message to thread under."""
+    day = 86400.0
+    now = 1_796_000_000.0
+    box = Outbox(history="summary", history_after_s=3600.0, pause_max_age_s=6 * 3600.0)
+    d1, d2 = now - 5 * day, now - 4 * day
+
+    def budget(period: float, seq: int, **fields: Any) -> Alert:
+        return alert(
+            id=f"budget/daily/{int(period)}",
+            seq=seq,
+            kind="budget",
+            budget="daily",
+            window_end=format_ts(period + day),
+            detected_at=format_ts(period + 3 * 3600),
+            targets=("sk-batch",),
+            **fields,
+        )
+
+    assert box.accept(budget(d1, 0, threshold=1.5), now=now, keys=KEYS)  # the stop: history
+    assert box.accept(budget(d2, 0, action="resume"), now=now, keys=KEYS)
+    burn = budget(d2, 1, threshold=14.4)
+    assert box.accept(msgspec.structs.replace(burn, kind="burn_rate"), now=now, keys=KEYS)
+    assert not box.lanes["slack"] and not box.lanes["gateway"]
+    assert box.flush_history(now, force=True)
+    summary = box.lanes["slack"][-1].alert.reason
+    assert "read 1 alert(s) and 1 follow-up(s)" in summary, summary
