@@ -88,7 +88,7 @@ class HeldHistory:
             f"SpendBrake read {alerts} alert(s){follow} caught longer than "
             "slack.history_after_s before it read them (a new deployment reading the topic's "
             f"history, or the act stage back from an outage): one message instead of "
-            f"{alerts}. By kind: {kinds}. Scopes ({scopes}): {named}."
+            f"{alerts + self.follow_ups}. By kind: {kinds}. Scopes ({scopes}): {named}."
         )
         if self.not_paused:
             not_paused = _keys(self.not_paused)
