@@ -43,7 +43,7 @@ from spendbrake.schemas import (
     parse_ts,
 )
 
-from ._blocks import HISTORY_KIND
+from ._blocks import HISTORY_KIND, age_label
 from ._blocks import mask as _short
 from ._history import HISTORY_HELD, HeldHistory
 from ._policy import NOTICES, PAUSE_KINDS, on_a_sum, refusal, screen_pauses
@@ -358,7 +358,7 @@ class Outbox:
         if asked_pause:
             allowed, denied = screen_pauses(alert.targets, keys)
             refused = [(target, refusal(cls)) for target, cls in denied]
-            if self._read_late(alert, now) or self._period_over(alert, now):
+            if self.history_skip(alert, now) is not None:
                 late, allowed = allowed, []
             if denied or late:
                 alert = msgspec.structs.replace(
@@ -465,6 +465,18 @@ class Outbox:
                 incident, alert, key, follow_up, now, loud=asked_pause, acting=bool(calls)
             )
         return True
+
+    def history_skip(self, alert: Alert, now: float) -> str | None:
+        """Why the pauses ``alert`` asks for, read at ``now``, are skipped as history, in a
+        few words for a log line ("3 d old", "its period had ended"); None: they are not
+        (or it asks for none). ``accept`` skips them by this same judgement."""
+        if alert.action != "pause":
+            return None
+        if self._period_over(alert, now):
+            return "its period had ended"
+        if self._read_late(alert, now):
+            return f"{age_label(now - parse_ts(alert.detected_at))} old"
+        return None
 
     @staticmethod
     def _late_why(alert: Alert, now: float) -> str:
