@@ -261,15 +261,7 @@ class SpendProducer:
         characters) is longer than a short token, shorter than a JWT.
         """
         given = event
-        if isinstance(event, UsageEvent):
-            # Its constructor checks no limit: checked as the engine will read it, but for
-            # the size, which is checked below on what is sent.
-            raw = encode_event(event)
-            event = decode_event(raw) if len(raw) <= MAX_EVENT_BYTES else _decode_unsized(raw)
-        else:
-            event = validate_event(dict(event))
-        redact_event(event)  # a key in any field, not only api_key, stays here
-        payload = encode_event(event)  # replaces lone surrogates, in the event too
+        event, payload = as_sent(event)
         if len(payload) > MAX_EVENT_BYTES:
             raise _too_large(event, payload, given)
         self.stats.emitted += 1
@@ -685,6 +677,26 @@ def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
     bound = method()
     if bound is not None:
         bound()
+
+
+def as_sent(event: UsageEvent | Mapping[str, Any]) -> tuple[UsageEvent, bytes]:
+    """The event ``emit()`` sends for ``event`` and its record: validated, redacted, lone
+    surrogates replaced; its size unchecked. ``event`` itself is left as it is."""
+    if isinstance(event, UsageEvent):
+        # Its constructor checks no limit: checked as the engine will read it, but for
+        # the size, which ``emit()`` checks on what is sent.
+        raw = encode_event(event)
+        sent = decode_event(raw) if len(raw) <= MAX_EVENT_BYTES else _decode_unsized(raw)
+    else:
+        sent = validate_event(dict(event))
+    redact_event(sent)  # a key in any field, not only api_key, stays here
+    return sent, encode_event(sent)  # replaces lone surrogates, in the event too
+
+
+def sent_bytes(event: UsageEvent) -> int:
+    """The size of the record ``emit()`` would send for ``event`` (redaction can lengthen
+    it): what ``from_litellm`` fits its request tags to."""
+    return len(as_sent(event)[1])
 
 
 def _decode_unsized(raw: bytes) -> UsageEvent:
