@@ -92,6 +92,8 @@ class ProducerStats:
     ``.rejected`` file (a spill an older SDK wrote, or a broker whose record limit is
     below the contract's 64 KiB); ``first_rejected`` names the first
     ``FIRST_REJECTED`` of them (event_id and size) for a report to show.
+    ``after_close``: events emitted after ``close()``, each spilled for the path's next
+    producer to send (also counted in ``spilled``).
     """
 
     emitted: int = 0
@@ -100,6 +102,7 @@ class ProducerStats:
     replayed: int = 0
     rejected: int = 0
     lost: int = 0
+    after_close: int = 0
     send_failures: int = 0
     first_rejected: list[str] = field(default_factory=list)
 
@@ -181,6 +184,8 @@ class SpendProducer:
         #: The batch the sender is sending: spilled by close() if the sender is stuck on it.
         self._sending: list[tuple[bytes, bytes]] = []
         self._closing = False
+        #: close() let go of the spill file's lock: a later spill takes it again.
+        self._closed = False
         self._connected = False
         #: The last try to reach the broker (connection, send or replay) failed.
         self._down = False
@@ -259,12 +264,19 @@ class SpendProducer:
         record can hold, becomes U+FFFD (``schemas.replace_surrogates``) rather than losing
         the call's spend. The record's size it can change both ways: a stand-in (23
         characters) is longer than a short token, shorter than a JWT.
+
+        After ``close()`` the event is not refused (an exit hook of the application may run
+        after the producer's own, and the call's spend would be lost): it is written to the
+        spill file under its lock, for the path's next producer to send, logged once and
+        counted in ``stats.after_close``.
         """
         given = event
         event, payload = as_sent(event)
         if len(payload) > MAX_EVENT_BYTES:
             raise _too_large(event, payload, given)
         self.stats.emitted += 1
+        if self._closed:
+            self._emitted_after_close()
         if self._closing or len(self._queue) >= self.max_queue:
             self._spill_payloads([payload])
             return
@@ -300,7 +312,9 @@ class SpendProducer:
             self._spill_payloads([payload for _, payload in self._sending])
         delivered = self._drained()
         self._spill_payloads([payload for _, payload in self._take(len(self._queue))])
-        self._spill.close()
+        with self._spill_lock:  # an emit() now, in another thread, waits for _closed
+            self._spill.close()
+            self._closed = True
         for spill in self._claimed:  # not sent yet: the next producer claims them
             spill.close()
         self._claimed.clear()
@@ -376,12 +390,47 @@ class SpendProducer:
         if not payloads:
             return
         with self._spill_lock:
+            if self._closed:
+                self._spill_after_close(payloads)
+                return
             try:
                 self._spill.append(payloads)
                 self.stats.spilled += len(payloads)
             except OSError as exc:
                 self.stats.lost += len(payloads)
                 log.error("cannot spill %d events to %s: %s", len(payloads), self._spill.path, exc)
+
+    def _emitted_after_close(self) -> None:
+        """Count an event emitted after ``close()``; say so once per producer. It is
+        spilled (``_spill_after_close``), not sent: this producer's sender has stopped."""
+        self.stats.after_close += 1
+        report = log.debug if self.stats.after_close > 1 else log.warning
+        report(
+            "an event was emitted after close(): spilled to %s (or a -<pid> file beside it) "
+            "for the next producer of that path to send; counted in stats.after_close",
+            self._spill.primary,
+        )
+
+    def _spill_after_close(self, payloads: list[bytes]) -> None:
+        """Spill events emitted after ``close()`` (an exit hook of the application that
+        runs after the producer's own) under the path's lock, taken again for the write.
+
+        ``close()`` let go of the lock: appended as before, the events could go into a
+        file another producer was replaying, or had deleted once sent, and be lost. The
+        path's own file, or a ``-<pid>`` one if another producer holds it, is locked,
+        written and let go: the path's next producer sends it (``claim_orphans``).
+        """
+        try:
+            spill = SpillFile(self._spill.primary)
+            try:
+                spill.append(payloads)
+            finally:
+                spill.close()
+        except OSError as exc:
+            self.stats.lost += len(payloads)
+            log.error("cannot spill %d events to %s: %s", len(payloads), self._spill.path, exc)
+            return
+        self.stats.spilled += len(payloads)
 
     def _notify(self) -> None:
         with self._idle:

@@ -741,3 +741,40 @@ def test_a_broker_away_logs_each_of_the_senders_lines_once_not_twenty_a_second(
     repeated = {line: sender.count(line) for line in sender if sender.count(line) > 1}
     assert repeated == {}
     assert producer.stats.spilled == 20
+
+
+def test_an_event_emitted_after_close_is_spilled_under_a_lock_and_delivered(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``emit()`` after ``close()`` (an exit hook of the application that runs after the
+    producer's own) appended to the spill file through a handle kept open with its lock
+    let go. Another producer took the path over and replayed the file (renamed, sent,
+    deleted); the closed producer's next event went into the deleted file: lost, silently.
+    Each such event is now written under the lock, taken again for it, logged and counted;
+    the path's next producer sends it."""
+    topic = make_topic("after-close")
+    spill = tmp_path / "s.jsonl"
+    closed = SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=spill)
+    assert closed.close(30)
+    caplog.set_level(logging.WARNING, logger="spendbrake.sdk")
+    closed.emit(event(0))  # spilled: nothing sends it in this producer
+    live = SpendProducer(
+        broker.bootstrap_servers, topic=topic, spill_path=spill, claim_interval_s=0.2
+    )
+    try:
+        assert live.flush(30)
+        assert [
+            orjson.loads(v)["event_id"]
+            for _, _, v in read_topic_sync(broker.bootstrap_servers, topic, 1)
+        ] == ["e-0"]
+        closed.emit(event(1))  # the path is the live producer's now
+        records = read_topic_sync(broker.bootstrap_servers, topic, 2, timeout_s=30)
+    finally:
+        live.close(30)
+    assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == ["e-0", "e-1"]
+    assert (closed.stats.after_close, closed.stats.spilled, closed.stats.lost) == (2, 2, 0)
+    said = [r.getMessage() for r in caplog.records if "after close()" in r.getMessage()]
+    assert len(said) == 1 and str(spill) in said[0], said  # once per producer
