@@ -298,23 +298,30 @@ class SpendProducer:
         With the broker up, first deliver the queue and the spill file (up to
         ``timeout_s``). With it down, return as soon as nothing is in flight, not after
         ``timeout_s``: what is left goes to the spill file, whose next producer sends it.
+        It returns within ``timeout_s`` (and a spill file's write) even when the broker
+        hangs: the sender is not waited for past it (a join of at least 5 s more held up
+        the interpreter's exit 5-10 s).
         """
         if self._closing and not self._thread.is_alive():
             return self._drained()
+        deadline = time.monotonic() + timeout_s
         self._wait(self._settled, timeout_s)
         self._closing = True
         self._wake_sender()
-        self._thread.join(max(timeout_s, 5.0))
-        if self._thread.is_alive():
-            # Stuck on a broker that stopped answering (a send gives up only after
-            # request_timeout_s): an exit now would lose the batch it holds, so it goes
-            # to the spill file too. Sent after all, its copies are dropped by event_id.
-            self._spill_payloads([payload for _, payload in self._sending])
-        delivered = self._drained()
-        self._spill_payloads([payload for _, payload in self._take(len(self._queue))])
-        with self._spill_lock:  # an emit() now, in another thread, waits for _closed
+        self._thread.join(max(deadline - time.monotonic(), 0.0))
+        # The sender takes from the queue under this lock (``_take_batch``,
+        # ``_spill_queue``): whatever it has not taken is here, whatever it has is spilled
+        # or in ``_sending``, even if it is still running.
+        with self._spill_lock:
+            if self._thread.is_alive():
+                # Stuck on a broker that stopped answering (a send gives up only after
+                # request_timeout_s): an exit now would lose the batch it holds, so it goes
+                # to the spill file too. Sent after all, its copies are dropped by event_id.
+                self._append([payload for _, payload in self._sending])
+            delivered = self._drained()
+            self._append([payload for _, payload in self._take(len(self._queue))])
             self._spill.close()
-            self._closed = True
+            self._closed = True  # an emit() from now on spills under the lock again
         for spill in self._claimed:  # not sent yet: the next producer claims them
             spill.close()
         self._claimed.clear()
@@ -387,18 +394,38 @@ class SpendProducer:
         return out
 
     def _spill_payloads(self, payloads: list[bytes]) -> None:
+        if payloads:
+            with self._spill_lock:
+                self._append(payloads)
+
+    def _spill_queue(self) -> None:
+        """Spill the queue (the sender, while the broker is away): taken and written under
+        ``_spill_lock``, so a ``close()`` that stops waiting for the sender finds each event
+        in the queue or in the file."""
+        while self._queue:
+            with self._spill_lock:
+                self._append([payload for _, payload in self._take(self.batch_size)])
+
+    def _take_batch(self) -> list[tuple[bytes, bytes]]:
+        """The sender's next batch, held in ``_sending`` from the moment it leaves the queue
+        (under ``_spill_lock``): ``close()`` spills it if the sender is stuck sending it."""
+        with self._spill_lock:
+            self._sending = self._take(self.batch_size)
+            return self._sending
+
+    def _append(self, payloads: list[bytes]) -> None:
+        """Write ``payloads`` to the spill file; the caller holds ``_spill_lock``."""
         if not payloads:
             return
-        with self._spill_lock:
-            if self._closed:
-                self._spill_after_close(payloads)
-                return
-            try:
-                self._spill.append(payloads)
-                self.stats.spilled += len(payloads)
-            except OSError as exc:
-                self.stats.lost += len(payloads)
-                log.error("cannot spill %d events to %s: %s", len(payloads), self._spill.path, exc)
+        if self._closed:
+            self._spill_after_close(payloads)
+            return
+        try:
+            self._spill.append(payloads)
+            self.stats.spilled += len(payloads)
+        except OSError as exc:
+            self.stats.lost += len(payloads)
+            log.error("cannot spill %d events to %s: %s", len(payloads), self._spill.path, exc)
 
     def _emitted_after_close(self) -> None:
         """Count an event emitted after ``close()``; say so once per producer. It is
@@ -492,12 +519,11 @@ class SpendProducer:
                         backoff = await self._back_off(backoff)
                         continue
                     backoff = self.retry_backoff_s
-                batch = self._take(self.batch_size)
+                batch = self._take_batch()
                 if not batch:
                     self._notify()
                     await self._sleep(1.0)
                     continue
-                self._sending = batch
                 ok = await self._send(producer, batch)
                 self._sending = []
                 self._notify()
@@ -531,8 +557,7 @@ class SpendProducer:
         self._down = True
         deadline = time.monotonic() + backoff * (0.5 + random.random())
         while True:
-            while self._queue:
-                self._spill_payloads([p for _, p in self._take(self.batch_size)])
+            self._spill_queue()
             self._notify()
             remaining = deadline - time.monotonic()
             if self._closing or remaining <= 0:

@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import re
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from spendbrake._broker import EmbeddedBroker, ensure_topics, free_port
 from spendbrake.schemas import ConfigError, InvalidEvent, decode_event
 from spendbrake.sdk import SpendProducer
 from tests.kafka_helpers import read_topic_sync
-from tests.tcp_proxy import TcpProxy
+from tests.tcp_proxy import SilentServer, TcpProxy
 
 T0 = 1_795_428_000.0
 
@@ -778,3 +779,49 @@ def test_an_event_emitted_after_close_is_spilled_under_a_lock_and_delivered(
     assert (closed.stats.after_close, closed.stats.spilled, closed.stats.lost) == (2, 2, 0)
     said = [r.getMessage() for r in caplog.records if "after close()" in r.getMessage()]
     assert len(said) == 1 and str(spill) in said[0], said  # once per producer
+
+
+#: A process that emits events to a broker that hangs, prints the time, and exits
+#: without closing its producer (the interpreter's exit hook closes it).
+EXIT_WITHOUT_CLOSE = """
+import sys, time
+import orjson
+from spendbrake.sdk import SpendProducer
+bootstrap, path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+producer = SpendProducer(bootstrap, spill_path=path, request_timeout_s=60)
+for i in range(count):
+    producer.emit(orjson.loads(sys.argv[4].replace("ID", str(i))))
+print(time.monotonic(), flush=True)
+"""
+
+
+def test_exit_with_a_hung_broker_is_not_held_up_and_spills_what_is_unsent(tmp_path: Path) -> None:
+    """A broker that accepts connections and never answers: the exit hook's close (0 s to
+    deliver for a broker that never answered, 5 s for one that did) joined the sender for
+    at least 5 s more, so the process's exit waited 5-10 s. It now waits no longer than
+    the close's own timeout, and what was not sent is in the spill file."""
+    spill = tmp_path / "s.jsonl"
+    template = orjson.dumps(event(0, event_id="e-ID")).decode()
+    with SilentServer() as silent:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                EXIT_WITHOUT_CLOSE,
+                f"127.0.0.1:{silent.port}",
+                str(spill),
+                "20",
+                template,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        exiting = float(child.stdout.readline())
+        assert child.wait(60) == 0
+        exit_s = time.monotonic() - exiting
+        child.stdout.close()
+    # The bound is 0 s here: 2.5 s leaves room for a loaded machine, half the old floor.
+    assert exit_s < 2.5, exit_s
+    spilled = sorted(orjson.loads(line)["event_id"] for line in spill.read_bytes().splitlines())
+    assert spilled == sorted(f"e-{i}" for i in range(20))
