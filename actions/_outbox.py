@@ -213,9 +213,13 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
             + ": the keys config does not allow pausing it"
         )
     if incident.late and alert.kind == "budget":
+        # With auto_resume: false a stage that kept up would have left them paused until
+        # resumed by hand: the operator must know they were not, to pause them if need be.
         parts.append(
             "NOT paused: " + _listed(incident.late) + ": the budget's period had ended when "
-            "this was read (SpendBrake catching up on history)"
+            "this hard stop was read (SpendBrake catching up on history), so they were "
+            "left running; a budget with auto_resume: false would have kept them paused, "
+            "pause them by hand if they must stay stopped"
         )
     elif incident.late:
         parts.append(

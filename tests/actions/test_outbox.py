@@ -877,7 +877,10 @@ def test_a_hard_stop_read_after_its_period_ended_pauses_nothing_and_its_resume_i
     assert list(box.lanes["gateway"]) == []
     incident = box.incidents[stop.id]
     assert incident.late == ["sk-a", "sk-b"]
-    assert "period had ended" in outcome_line(incident, incident.alert, dry_run=False)
+    said = outcome_line(incident, incident.alert, dry_run=False)
+    assert said.startswith("NOT paused: sk-a, sk-b: the budget's period had ended"), said
+    # auto_resume: false would have kept them paused: Slack says they were not.
+    assert "left running" in said and "auto_resume: false would have kept them paused" in said
     assert box.history_skip(stop, day + 3 * 86400) == "its period had ended"  # the log's words
     assert drain(box, "slack") == ["post:"]
     assert box.accept(resume, now=day + 3 * 86400 + 1, keys=KEYS)
