@@ -628,7 +628,7 @@ def test_without_its_state_the_stage_refuses_alerts_it_may_have_acted_on(
     assert not gateway.is_blocked(old) and len(slack.parents()) == 1
 
 
-def test_a_pause_read_as_history_is_logged_as_skipped_not_as_a_pause(
+def test_a_pause_read_as_history_is_logged_and_posted_as_skipped_not_as_a_pause(
     broker: EmbeddedBroker,
     make_topic: Callable[..., str],
     tmp_path: Path,
@@ -649,14 +649,25 @@ def test_a_pause_read_as_history_is_logged_as_skipped_not_as_a_pause(
         "detected_at": format_ts(now),
         "id": f"anomaly/api_key={new}/{int(now)}",
     }
+    # A budget's hard stop of a past period (auto_resume: false would have kept it).
+    stopped = "research-stop-budx"
+    stop_alert = make_alert(
+        stopped,
+        kind="budget",
+        detector="budget",
+        budget="daily",
+        threshold=1.0,
+        id="budget/daily/1789000000",
+        reason="daily spent $1,020.00 of its $1,000.00 daily budget: hard stop at 100%",
+    )
     worker = setup.start()
     try:
-        setup.publish(make_alert(old), make_alert(new, **fresh))
+        setup.publish(make_alert(old), stop_alert, make_alert(new, **fresh))
         assert gateway.wait_for(lambda: gateway.is_blocked(new), 60), setup.log.read_text()[-3000:]
-        assert slack.wait_for(lambda: len(slack.parents()) == 2, 30)
+        assert slack.wait_for(lambda: len(slack.parents()) == 3, 30)
     finally:
         stop(worker)
-    assert not gateway.is_blocked(old)
+    assert not gateway.is_blocked(old) and not gateway.is_blocked(stopped)
     lines = setup.log.read_text().splitlines()
     old_line = next(line for line in lines if f"alert {make_alert(old)['id']}#0 (" in line)
     assert re.search(rf"\(pause {old} skipped: \d+ d old, history, NOT paused\)", old_line), (
@@ -666,3 +677,9 @@ def test_a_pause_read_as_history_is_logged_as_skipped_not_as_a_pause(
     assert f"(pause {new})" in new_line, new_line
     old_parent = next(p for p in slack.parents() if old[-4:] in _texts([p]))
     assert "NOT paused" in _texts([old_parent])
+    stop_line = next(line for line in lines if "alert budget/daily/1789000000#0 (" in line)
+    assert f"(pause {stopped} skipped: its period had ended, history, NOT paused)" in stop_line, (
+        stop_line
+    )
+    stop_parent = next(p for p in slack.parents() if stopped[-4:] in _texts([p]))
+    assert "NOT paused" in _texts([stop_parent]) and "left running" in _texts([stop_parent])
