@@ -321,10 +321,10 @@ class SpendProducer:
             delivered = self._drained()
             self._append([payload for _, payload in self._take(len(self._queue))])
             self._spill.close()
+            for spill in self._claimed:  # not sent yet: the next producer claims them
+                spill.close()
+            self._claimed.clear()
             self._closed = True  # an emit() from now on spills under the lock again
-        for spill in self._claimed:  # not sent yet: the next producer claims them
-            spill.close()
-        self._claimed.clear()
         return delivered
 
     async def aflush(self, timeout_s: float = 30.0) -> bool:
@@ -651,11 +651,14 @@ class SpendProducer:
             spill = self._claimed[0]
             if not await self._replay_file(producer, spill):
                 return False
-            try:
-                spill.discard()
-            except OSError as exc:  # sent: a failed delete only leaves empty files
-                log.warning("cannot delete %s: %s", spill.path, exc)
-            self._claimed.pop(0)
+            with self._spill_lock:
+                if self._closed:  # let go by close(): another producer's to claim now
+                    return False
+                try:
+                    spill.discard()
+                except OSError as exc:  # sent: a failed delete only leaves empty files
+                    log.warning("cannot delete %s: %s", spill.path, exc)
+                self._claimed.pop(0)
         return True
 
     async def _replay_file(self, producer: AIOKafkaProducer, spill: SpillFile) -> bool:
@@ -664,7 +667,12 @@ class SpendProducer:
         A line the broker refuses as too large is moved to the ``.rejected`` file: resent,
         it would fail every replay, and the spill goes before the memory queue.
         """
-        path = spill.start_replay()
+        # A sender that outlives close() (stuck on a hung broker past its timeout) must not
+        # move or delete a file whose lock close() let go: another producer may hold it.
+        with self._spill_lock:
+            if self._closed:
+                return False
+            path = spill.start_replay()
         if path is None:
             return True
         for chunk in spill.read_replay(self.batch_size):
@@ -698,7 +706,10 @@ class SpendProducer:
             spill.chunk_sent()
             self.stats.replayed += len(chunk) - len(too_large)
             self.stats.delivered += len(chunk) - len(too_large)
-        spill.finish_replay()
+        with self._spill_lock:
+            if self._closed:
+                return False
+            spill.finish_replay()
         log.info("replayed spilled events from %s", path)
         return True
 
