@@ -233,6 +233,12 @@ def _money(alert: Alert, since: str | None = None) -> str:
     return text
 
 
+def age_label(age_s: float) -> str:
+    """An age as people say it: hours under two days ("19 h"), days past ("3 d")."""
+    hours = age_s / 3600
+    return f"{hours:,.0f} h" if hours < 48 else f"{hours / 24:,.0f} d"
+
+
 def _mark_history(
     alert: Alert,
     posted_at: float | None,
@@ -253,8 +259,7 @@ def _mark_history(
         return text
     if age_s < history_after_s:
         return text
-    hours = age_s / 3600
-    age = f"{hours:,.0f} h" if hours < 48 else f"{hours / 24:,.0f} d"
+    age = age_label(age_s)
     blocks.insert(
         1,
         _context(

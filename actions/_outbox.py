@@ -43,7 +43,7 @@ from spendbrake.schemas import (
     parse_ts,
 )
 
-from ._blocks import HISTORY_KIND
+from ._blocks import HISTORY_KIND, age_label
 from ._blocks import mask as _short
 from ._history import HISTORY_HELD, HeldHistory
 from ._policy import NOTICES, PAUSE_KINDS, on_a_sum, refusal, screen_pauses
@@ -211,9 +211,13 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
             + ": the keys config does not allow pausing it"
         )
     if incident.late and alert.kind == "budget":
+        # With auto_resume: false a stage that kept up would have left them paused until
+        # resumed by hand: the operator must know they were not, to pause them if need be.
         parts.append(
             "NOT paused: " + _listed(incident.late) + ": the budget's period had ended when "
-            "this was read (SpendBrake catching up on history)"
+            "this hard stop was read (SpendBrake catching up on history), so they were "
+            "left running; a budget with auto_resume: false would have kept them paused, "
+            "pause them by hand if they must stay stopped"
         )
     elif incident.late:
         parts.append(
@@ -356,7 +360,7 @@ class Outbox:
         if asked_pause:
             allowed, denied = screen_pauses(alert.targets, keys)
             refused = [(target, refusal(cls)) for target, cls in denied]
-            if self._read_late(alert, now) or self._period_over(alert, now):
+            if self.history_skip(alert, now) is not None:
                 late, allowed = allowed, []
             if denied or late:
                 alert = msgspec.structs.replace(
@@ -463,6 +467,18 @@ class Outbox:
                 incident, alert, key, follow_up, now, loud=asked_pause, acting=bool(calls)
             )
         return True
+
+    def history_skip(self, alert: Alert, now: float) -> str | None:
+        """Why the pauses ``alert`` asks for, read at ``now``, are skipped as history, in a
+        few words for a log line ("3 d old", "its period had ended"); None: they are not
+        (or it asks for none). ``accept`` skips them by this same judgement."""
+        if alert.action != "pause":
+            return None
+        if self._period_over(alert, now):
+            return "its period had ended"
+        if self._read_late(alert, now):
+            return f"{age_label(now - parse_ts(alert.detected_at))} old"
+        return None
 
     @staticmethod
     def _late_why(alert: Alert, now: float) -> str:

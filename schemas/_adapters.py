@@ -19,7 +19,7 @@ cache reads and writes, ``output_tokens`` includes reasoning. Anthropic's own
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -53,7 +53,12 @@ class SupportsModelDump(Protocol):
     def model_dump(self) -> dict[str, Any]: ...
 
 
-def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned") -> UsageEvent:
+def from_litellm(
+    payload: Mapping[str, Any],
+    *,
+    default_team: str = "unassigned",
+    sent_bytes: Callable[[UsageEvent], int] | None = None,
+) -> UsageEvent:
     """One event from LiteLLM's ``StandardLoggingPayload``.
 
     That is ``kwargs["standard_logging_object"]`` in a ``CustomLogger`` hook
@@ -92,13 +97,15 @@ def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned"
       becomes text) is dropped, an unknown workload (``"workload:urgent"``) is dropped
       (the event is ``standard``) and kept in ``tags["workload_given"]``, and request
       tags beyond ``MAX_TAGS``, or beyond what keeps the record within
-      ``MAX_EVENT_BYTES``, are dropped, the last first. An id over ``MAX_STR_LEN`` (the
-      call's ``id``, which a client can set as ``litellm_call_id``; ``trace_id``; a key
-      alias standing in for the key) becomes ``fit_id``'s stand-in, the same for every
-      retry: cut short, two calls could share one id and one would be dropped as a
-      duplicate (two traces or keys would be one). Names an admin sets (team alias and id,
-      key alias, ``model_group``) are cut to the limit like text: a long one never costs
-      the call's spend.
+      ``MAX_EVENT_BYTES`` as sent, are dropped, the last first (``sent_bytes``: the size
+      of the record the event becomes where it is sent, default its encoding; the SDK's
+      redaction can lengthen it, a key's stand-in being longer than a short key). An id
+      over ``MAX_STR_LEN`` (the call's ``id``, which a client can set as
+      ``litellm_call_id``; ``trace_id``; a key alias standing in for the key) becomes
+      ``fit_id``'s stand-in, the same for every retry: cut short, two calls could share
+      one id and one would be dropped as a duplicate (two traces or keys would be one).
+      Names an admin sets (team alias and id, key alias, ``model_group``) are cut to the
+      limit like text: a long one never costs the call's spend.
     * ``cost_usd`` is ``response_cost``, except a 0.0 LiteLLM could not price: one with
       ``response_cost_failure_debug_info`` or ``zero_cost_diagnostic`` set, or one for a
       call with tokens that is not a cache hit (a LiteLLM router reports 0.0, with no
@@ -192,7 +199,8 @@ def from_litellm(payload: Mapping[str, Any], *, default_team: str = "unassigned"
         **attrs,
     )
     # Only request tags can take a record past the size limit (every text is cut short).
-    while client_tags and len(encode_event(event)) > MAX_EVENT_BYTES:
+    size = sent_bytes or (lambda e: len(encode_event(e)))
+    while client_tags and size(event) > MAX_EVENT_BYTES:
         del event.tags[client_tags.pop()]
     return event
 

@@ -89,3 +89,35 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
         for sock in (src, dst):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+class SilentServer:
+    """Accepts TCP connections on 127.0.0.1:``port`` and never reads or answers: a broker
+    that hangs (a stopped process whose socket the kernel still accepts on, a proxy whose
+    backend froze). Clients wait out their own timeouts."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._conns: list[socket.socket] = []
+
+    def __enter__(self) -> SilentServer:
+        self._listener.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._listener.close()
+        for conn in self._conns:
+            conn.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self._conns.append(conn)  # held open, never read

@@ -92,6 +92,8 @@ class ProducerStats:
     ``.rejected`` file (a spill an older SDK wrote, or a broker whose record limit is
     below the contract's 64 KiB); ``first_rejected`` names the first
     ``FIRST_REJECTED`` of them (event_id and size) for a report to show.
+    ``after_close``: events emitted after ``close()``, each spilled for the path's next
+    producer to send (also counted in ``spilled``).
     """
 
     emitted: int = 0
@@ -100,6 +102,7 @@ class ProducerStats:
     replayed: int = 0
     rejected: int = 0
     lost: int = 0
+    after_close: int = 0
     send_failures: int = 0
     first_rejected: list[str] = field(default_factory=list)
 
@@ -181,6 +184,8 @@ class SpendProducer:
         #: The batch the sender is sending: spilled by close() if the sender is stuck on it.
         self._sending: list[tuple[bytes, bytes]] = []
         self._closing = False
+        #: close() let go of the spill file's lock: a later spill takes it again.
+        self._closed = False
         self._connected = False
         #: The last try to reach the broker (connection, send or replay) failed.
         self._down = False
@@ -259,20 +264,19 @@ class SpendProducer:
         record can hold, becomes U+FFFD (``schemas.replace_surrogates``) rather than losing
         the call's spend. The record's size it can change both ways: a stand-in (23
         characters) is longer than a short token, shorter than a JWT.
+
+        After ``close()`` the event is not refused (an exit hook of the application may run
+        after the producer's own, and the call's spend would be lost): it is written to the
+        spill file under its lock, for the path's next producer to send, logged once and
+        counted in ``stats.after_close``.
         """
         given = event
-        if isinstance(event, UsageEvent):
-            # Its constructor checks no limit: checked as the engine will read it, but for
-            # the size, which is checked below on what is sent.
-            raw = encode_event(event)
-            event = decode_event(raw) if len(raw) <= MAX_EVENT_BYTES else _decode_unsized(raw)
-        else:
-            event = validate_event(dict(event))
-        redact_event(event)  # a key in any field, not only api_key, stays here
-        payload = encode_event(event)  # replaces lone surrogates, in the event too
+        event, payload = as_sent(event)
         if len(payload) > MAX_EVENT_BYTES:
             raise _too_large(event, payload, given)
         self.stats.emitted += 1
+        if self._closed:
+            self._emitted_after_close()
         if self._closing or len(self._queue) >= self.max_queue:
             self._spill_payloads([payload])
             return
@@ -294,24 +298,33 @@ class SpendProducer:
         With the broker up, first deliver the queue and the spill file (up to
         ``timeout_s``). With it down, return as soon as nothing is in flight, not after
         ``timeout_s``: what is left goes to the spill file, whose next producer sends it.
+        It returns within ``timeout_s`` (and a spill file's write) even when the broker
+        hangs: the sender is not waited for past it (a join of at least 5 s more held up
+        the interpreter's exit 5-10 s).
         """
         if self._closing and not self._thread.is_alive():
             return self._drained()
+        deadline = time.monotonic() + timeout_s
         self._wait(self._settled, timeout_s)
         self._closing = True
         self._wake_sender()
-        self._thread.join(max(timeout_s, 5.0))
-        if self._thread.is_alive():
-            # Stuck on a broker that stopped answering (a send gives up only after
-            # request_timeout_s): an exit now would lose the batch it holds, so it goes
-            # to the spill file too. Sent after all, its copies are dropped by event_id.
-            self._spill_payloads([payload for _, payload in self._sending])
-        delivered = self._drained()
-        self._spill_payloads([payload for _, payload in self._take(len(self._queue))])
-        self._spill.close()
-        for spill in self._claimed:  # not sent yet: the next producer claims them
-            spill.close()
-        self._claimed.clear()
+        self._thread.join(max(deadline - time.monotonic(), 0.0))
+        # The sender takes from the queue under this lock (``_take_batch``,
+        # ``_spill_queue``): whatever it has not taken is here, whatever it has is spilled
+        # or in ``_sending``, even if it is still running.
+        with self._spill_lock:
+            if self._thread.is_alive():
+                # Stuck on a broker that stopped answering (a send gives up only after
+                # request_timeout_s): an exit now would lose the batch it holds, so it goes
+                # to the spill file too. Sent after all, its copies are dropped by event_id.
+                self._append([payload for _, payload in self._sending])
+            delivered = self._drained()
+            self._append([payload for _, payload in self._take(len(self._queue))])
+            self._spill.close()
+            for spill in self._claimed:  # not sent yet: the next producer claims them
+                spill.close()
+            self._claimed.clear()
+            self._closed = True  # an emit() from now on spills under the lock again
         return delivered
 
     async def aflush(self, timeout_s: float = 30.0) -> bool:
@@ -381,15 +394,70 @@ class SpendProducer:
         return out
 
     def _spill_payloads(self, payloads: list[bytes]) -> None:
+        if payloads:
+            with self._spill_lock:
+                self._append(payloads)
+
+    def _spill_queue(self) -> None:
+        """Spill the queue (the sender, while the broker is away): taken and written under
+        ``_spill_lock``, so a ``close()`` that stops waiting for the sender finds each event
+        in the queue or in the file."""
+        while self._queue:
+            with self._spill_lock:
+                self._append([payload for _, payload in self._take(self.batch_size)])
+
+    def _take_batch(self) -> list[tuple[bytes, bytes]]:
+        """The sender's next batch, held in ``_sending`` from the moment it leaves the queue
+        (under ``_spill_lock``): ``close()`` spills it if the sender is stuck sending it."""
+        with self._spill_lock:
+            self._sending = self._take(self.batch_size)
+            return self._sending
+
+    def _append(self, payloads: list[bytes]) -> None:
+        """Write ``payloads`` to the spill file; the caller holds ``_spill_lock``."""
         if not payloads:
             return
-        with self._spill_lock:
+        if self._closed:
+            self._spill_after_close(payloads)
+            return
+        try:
+            self._spill.append(payloads)
+            self.stats.spilled += len(payloads)
+        except OSError as exc:
+            self.stats.lost += len(payloads)
+            log.error("cannot spill %d events to %s: %s", len(payloads), self._spill.path, exc)
+
+    def _emitted_after_close(self) -> None:
+        """Count an event emitted after ``close()``; say so once per producer. It is
+        spilled (``_spill_after_close``), not sent: this producer's sender has stopped."""
+        self.stats.after_close += 1
+        report = log.debug if self.stats.after_close > 1 else log.warning
+        report(
+            "an event was emitted after close(): spilled to %s (or a -<pid> file beside it) "
+            "for the next producer of that path to send; counted in stats.after_close",
+            self._spill.primary,
+        )
+
+    def _spill_after_close(self, payloads: list[bytes]) -> None:
+        """Spill events emitted after ``close()`` (an exit hook of the application that
+        runs after the producer's own) under the path's lock, taken again for the write.
+
+        ``close()`` let go of the lock: appended as before, the events could go into a
+        file another producer was replaying, or had deleted once sent, and be lost. The
+        path's own file, or a ``-<pid>`` one if another producer holds it, is locked,
+        written and let go: the path's next producer sends it (``claim_orphans``).
+        """
+        try:
+            spill = SpillFile(self._spill.primary)
             try:
-                self._spill.append(payloads)
-                self.stats.spilled += len(payloads)
-            except OSError as exc:
-                self.stats.lost += len(payloads)
-                log.error("cannot spill %d events to %s: %s", len(payloads), self._spill.path, exc)
+                spill.append(payloads)
+            finally:
+                spill.close()
+        except OSError as exc:
+            self.stats.lost += len(payloads)
+            log.error("cannot spill %d events to %s: %s", len(payloads), self._spill.path, exc)
+            return
+        self.stats.spilled += len(payloads)
 
     def _notify(self) -> None:
         with self._idle:
@@ -451,12 +519,11 @@ class SpendProducer:
                         backoff = await self._back_off(backoff)
                         continue
                     backoff = self.retry_backoff_s
-                batch = self._take(self.batch_size)
+                batch = self._take_batch()
                 if not batch:
                     self._notify()
                     await self._sleep(1.0)
                     continue
-                self._sending = batch
                 ok = await self._send(producer, batch)
                 self._sending = []
                 self._notify()
@@ -490,8 +557,7 @@ class SpendProducer:
         self._down = True
         deadline = time.monotonic() + backoff * (0.5 + random.random())
         while True:
-            while self._queue:
-                self._spill_payloads([p for _, p in self._take(self.batch_size)])
+            self._spill_queue()
             self._notify()
             remaining = deadline - time.monotonic()
             if self._closing or remaining <= 0:
@@ -585,11 +651,14 @@ class SpendProducer:
             spill = self._claimed[0]
             if not await self._replay_file(producer, spill):
                 return False
-            try:
-                spill.discard()
-            except OSError as exc:  # sent: a failed delete only leaves empty files
-                log.warning("cannot delete %s: %s", spill.path, exc)
-            self._claimed.pop(0)
+            with self._spill_lock:
+                if self._closed:  # let go by close(): another producer's to claim now
+                    return False
+                try:
+                    spill.discard()
+                except OSError as exc:  # sent: a failed delete only leaves empty files
+                    log.warning("cannot delete %s: %s", spill.path, exc)
+                self._claimed.pop(0)
         return True
 
     async def _replay_file(self, producer: AIOKafkaProducer, spill: SpillFile) -> bool:
@@ -598,7 +667,12 @@ class SpendProducer:
         A line the broker refuses as too large is moved to the ``.rejected`` file: resent,
         it would fail every replay, and the spill goes before the memory queue.
         """
-        path = spill.start_replay()
+        # A sender that outlives close() (stuck on a hung broker past its timeout) must not
+        # move or delete a file whose lock close() let go: another producer may hold it.
+        with self._spill_lock:
+            if self._closed:
+                return False
+            path = spill.start_replay()
         if path is None:
             return True
         for chunk in spill.read_replay(self.batch_size):
@@ -632,7 +706,10 @@ class SpendProducer:
             spill.chunk_sent()
             self.stats.replayed += len(chunk) - len(too_large)
             self.stats.delivered += len(chunk) - len(too_large)
-        spill.finish_replay()
+        with self._spill_lock:
+            if self._closed:
+                return False
+            spill.finish_replay()
         log.info("replayed spilled events from %s", path)
         return True
 
@@ -685,6 +762,26 @@ def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
     bound = method()
     if bound is not None:
         bound()
+
+
+def as_sent(event: UsageEvent | Mapping[str, Any]) -> tuple[UsageEvent, bytes]:
+    """The event ``emit()`` sends for ``event`` and its record: validated, redacted, lone
+    surrogates replaced; its size unchecked. ``event`` itself is left as it is."""
+    if isinstance(event, UsageEvent):
+        # Its constructor checks no limit: checked as the engine will read it, but for
+        # the size, which ``emit()`` checks on what is sent.
+        raw = encode_event(event)
+        sent = decode_event(raw) if len(raw) <= MAX_EVENT_BYTES else _decode_unsized(raw)
+    else:
+        sent = validate_event(dict(event))
+    redact_event(sent)  # a key in any field, not only api_key, stays here
+    return sent, encode_event(sent)  # replaces lone surrogates, in the event too
+
+
+def sent_bytes(event: UsageEvent) -> int:
+    """The size of the record ``emit()`` would send for ``event`` (redaction can lengthen
+    it): what ``from_litellm`` fits its request tags to."""
+    return len(as_sent(event)[1])
 
 
 def _decode_unsized(raw: bytes) -> UsageEvent:

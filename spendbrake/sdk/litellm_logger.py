@@ -25,7 +25,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from spendbrake.schemas import SpendBrakeError, from_litellm
 
-from ._producer import SpendProducer
+from ._producer import SpendProducer, sent_bytes
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ class SpendBrakeLogger(CustomLogger):
                 return
             if failure and not payload.get("response_cost"):
                 return  # a failed call that cost nothing is not spend
-            event = from_litellm(payload, default_team=self.default_team)
+            # Tags are cut to fit the record as emit() sends it, after redaction.
+            event = from_litellm(payload, default_team=self.default_team, sent_bytes=sent_bytes)
             self.producer.emit(event)
             self.events_emitted += 1
         except SpendBrakeError as exc:

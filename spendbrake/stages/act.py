@@ -441,9 +441,8 @@ class ActionStage(Stage):
                         self._hint_history(alert, now)
                         if alert.action == "pause":
                             self._count_refusals(alert)
-                        what = ", ".join(alert.targets) or "no key"
                         log.info(
-                            "alert %s (%s %s): %s", alert.ref(), alert.action, what, alert.reason
+                            "alert %s (%s): %s", alert.ref(), self._done(alert, now), alert.reason
                         )
             accepted += self.outbox.flush_history(now)
             self.outbox.prune(now)
@@ -493,6 +492,24 @@ class ActionStage(Stage):
                 log.info("%s resumed %s: %d incident thread(s) told", source, target, count)
             told += count
         return told
+
+    def _done(self, alert: Alert, now: float) -> str:
+        """What the stage does with ``alert``'s targets, for its log line: "pause k" read for
+        a pause skipped as history (``Outbox.history_skip``) or refused by the keys config,
+        and an operator took the key for paused."""
+        what = ", ".join(alert.targets) or "no key"
+        if alert.action != "pause":
+            return f"{alert.action} {what}"
+        allowed, denied = screen_pauses(alert.targets, self.config.keys)
+        parts = []
+        if allowed:
+            skipped = self.outbox.history_skip(alert, now)
+            parts.append(f"pause {', '.join(allowed)}")
+            if skipped is not None:
+                parts[-1] += f" skipped: {skipped}, history, NOT paused"
+        if denied:
+            parts.append(f"pause {', '.join(target for target, _ in denied)} refused")
+        return "; ".join(parts) or f"pause {what}"
 
     def _count_refusals(self, alert: Alert) -> None:
         _, denied = screen_pauses(alert.targets, self.config.keys)

@@ -846,6 +846,7 @@ def test_a_pause_read_long_after_its_anomaly_is_history_and_not_performed() -> N
     assert sorted(r.target for r in skipped) == ["sk-a", "sk-b"]
     assert "7.0 h after it was detected" in skipped[0].detail
     assert "NOT paused: sk-a, sk-b" in outcome_line(incident, incident.alert, dry_run=False)
+    assert box.history_skip(alert(**when), detected + 7 * 3600) == "7 h old"  # the log's words
 
     # Read within the bound: paused. A budget's hard stop read late: paused (its period,
     # not its age, says whether it holds). Without a bound: always paused.
@@ -876,7 +877,11 @@ def test_a_hard_stop_read_after_its_period_ended_pauses_nothing_and_its_resume_i
     assert list(box.lanes["gateway"]) == []
     incident = box.incidents[stop.id]
     assert incident.late == ["sk-a", "sk-b"]
-    assert "period had ended" in outcome_line(incident, incident.alert, dry_run=False)
+    said = outcome_line(incident, incident.alert, dry_run=False)
+    assert said.startswith("NOT paused: sk-a, sk-b: the budget's period had ended"), said
+    # auto_resume: false would have kept them paused: Slack says they were not.
+    assert "left running" in said and "auto_resume: false would have kept them paused" in said
+    assert box.history_skip(stop, day + 3 * 86400) == "its period had ended"  # the log's words
     assert drain(box, "slack") == ["post:"]
     assert box.accept(resume, now=day + 3 * 86400 + 1, keys=KEYS)
     assert list(box.lanes["gateway"]) == [] and list(box.lanes["slack"]) == []

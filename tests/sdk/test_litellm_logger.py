@@ -273,3 +273,31 @@ def test_a_lone_surrogate_in_a_request_tag_becomes_a_replacement_character(
     assert event.cost_usd and event.cost_usd > 0
     assert event.feature == "search\ufffd"
     assert event.tags == {"region\ufffd": "eu", "ok": "true"}
+
+
+def test_request_tags_redaction_lengthens_are_cut_to_fit_and_the_spend_counts(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """Request tags were cut to fit 64 KiB before the SDK redacted them, and a stand-in
+    (23 characters) is longer than a short key (11): tags full of keys made a record
+    within the limit as built, over it as sent; ``emit()`` refused it and the call's
+    spend was lost. The tags are cut to fit what is sent: the last first, as before."""
+    from spendbrake.schemas import MAX_EVENT_BYTES, MAX_STR_LEN
+    from spendbrake.schemas._event import MAX_TAGS
+
+    topic = make_topic("litellm-redacted-tags")
+    producer = SpendProducer(broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "s.jsonl")
+    logger = SpendBrakeLogger(producer, default_team="support")
+    keys = " ".join(f"sk-{j:08d}" for j in range(25))  # 300 characters, 600 redacted
+    tags = [f"{i:02d}{'n' * (MAX_STR_LEN - 2)}:{keys}" for i in range(MAX_TAGS)]
+    run_calls(producer, logger, [{"mock_response": "hello", "metadata": {"tags": tags}}])
+    assert (logger.events_emitted, logger.events_failed) == (1, 0)
+    (record,) = asyncio.run(read_topic(broker.bootstrap_servers, topic, 1))
+    assert len(record[2]) <= MAX_EVENT_BYTES and b"sk-0" not in record[2]
+    event = decode_event(record[2])
+    assert event.cost_usd and event.cost_usd > 0
+    kept = sorted(event.tags)
+    assert (
+        0 < len(kept) < MAX_TAGS and kept == sorted(t.partition(":")[0] for t in tags)[: len(kept)]
+    )
+    assert all(value.startswith("sha256:") for value in event.tags.values())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from spendbrake.actions._interactive import (
 )
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
+from spendbrake.schemas import format_ts
 from tests.kafka_helpers import read_topic
 from tests.streamer.test_worker import scrape, scrape_when, start_worker, stop
 
@@ -624,3 +626,60 @@ def test_without_its_state_the_stage_refuses_alerts_it_may_have_acted_on(
     finally:
         stop(again)
     assert not gateway.is_blocked(old) and len(slack.parents()) == 1
+
+
+def test_a_pause_read_as_history_is_logged_and_posted_as_skipped_not_as_a_pause(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    fakes: tuple[FakeSlack, FakeGateway],
+) -> None:
+    """A runaway of weeks ago read now (a new deployment reading the topic's retention) is
+    not paused (``gateway.pause_max_age_s``), but the stage's log line said "(pause k)", and
+    an operator reading the log took the key for paused. It says what was done: skipped."""
+    slack, gateway = fakes
+    setup = Setup(broker, make_topic, tmp_path, slack, gateway)
+    config = setup.config.read_text()
+    setup.config.write_text(config.replace("pause_max_age_s: null", "pause_max_age_s: 21600"))
+    old, new = "research-loop-oldx", "research-loop-newx"
+    now = time.time()
+    fresh = {
+        "window_start": format_ts(now - now % 3600),
+        "window_end": format_ts(now - now % 3600 + 3600),
+        "detected_at": format_ts(now),
+        "id": f"anomaly/api_key={new}/{int(now)}",
+    }
+    # A budget's hard stop of a past period (auto_resume: false would have kept it).
+    stopped = "research-stop-budx"
+    stop_alert = make_alert(
+        stopped,
+        kind="budget",
+        detector="budget",
+        budget="daily",
+        threshold=1.0,
+        id="budget/daily/1789000000",
+        reason="daily spent $1,020.00 of its $1,000.00 daily budget: hard stop at 100%",
+    )
+    worker = setup.start()
+    try:
+        setup.publish(make_alert(old), stop_alert, make_alert(new, **fresh))
+        assert gateway.wait_for(lambda: gateway.is_blocked(new), 60), setup.log.read_text()[-3000:]
+        assert slack.wait_for(lambda: len(slack.parents()) == 3, 30)
+    finally:
+        stop(worker)
+    assert not gateway.is_blocked(old) and not gateway.is_blocked(stopped)
+    lines = setup.log.read_text().splitlines()
+    old_line = next(line for line in lines if f"alert {make_alert(old)['id']}#0 (" in line)
+    assert re.search(rf"\(pause {old} skipped: \d+ d old, history, NOT paused\)", old_line), (
+        old_line
+    )
+    new_line = next(line for line in lines if f"alert {fresh['id']}#0 (" in line)
+    assert f"(pause {new})" in new_line, new_line
+    old_parent = next(p for p in slack.parents() if old[-4:] in _texts([p]))
+    assert "NOT paused" in _texts([old_parent])
+    stop_line = next(line for line in lines if "alert budget/daily/1789000000#0 (" in line)
+    assert f"(pause {stopped} skipped: its period had ended, history, NOT paused)" in stop_line, (
+        stop_line
+    )
+    stop_parent = next(p for p in slack.parents() if stopped[-4:] in _texts([p]))
+    assert "NOT paused" in _texts([stop_parent]) and "left running" in _texts([stop_parent])
