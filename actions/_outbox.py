@@ -881,9 +881,16 @@ class Outbox:
 
     def _settled(self, incident: Incident, group: str, op: Op, alert: Alert, source: str) -> None:
         """Every call of ``group`` (an alert's ref, or an operator's command) is settled:
-        say so in the thread, refresh the parent."""
+        say so in the thread, refresh the parent.
+
+        Not in the thread when the alert's own message has not been tried yet: rendered
+        when it is sent, it says what was done itself, and a reply would repeat it word
+        for word (seen when a backlog's pauses landed before the Slack lane reached it).
+        """
         if self.slack_enabled:
-            for kind in ("reply", "update"):
+            unsent = {f"{group}/post", f"{group}/reply"}
+            told = any(t.id in unsent and not t.attempts for t in self.lanes["slack"])
+            for kind in ("update",) if told else ("reply", "update"):
                 self._add(
                     Task(
                         f"{group}/{op}-done/{kind}",

@@ -179,15 +179,29 @@ class AlertSource(Protocol):
 
     def hold(self, alert: Alert) -> None: ...
 
+    @property
+    def behind(self) -> bool: ...
+
 
 def decide(watch: AlertSource, config: Config, max_hours: int | None = None) -> Iterator[Alert]:
     """The policy step, as the detect stage and replay run it: each alert ``watch.advance``
     raises, with ``config``'s policies applied; one that holds a pause (``confirm_s``) is
-    handed back (``watch.hold``), so its incident is stated again once it has lasted."""
-    for raised, known in watch.advance(max_hours=max_hours):
-        alert = apply_policies(
-            raised, known, config.policies, config.keys, keys_watched=config.watches_keys
-        )
-        if alert.held_keys:
-            watch.hold(alert)
-        yield alert
+    handed back (``watch.hold``), so its incident is stated again once it has lasted.
+
+    Hours are closed one per ``advance``, up to ``max_hours`` (None: every hour the
+    watermark has passed), so that a hold is in place before the next hour is judged. A
+    backlog's day closed in one call judged the loop's later hours before the hold of its
+    first alert: the incident was never stated again, and the batch key never paused.
+    """
+    closed = 0
+    while True:
+        for raised, known in watch.advance(max_hours=1):
+            alert = apply_policies(
+                raised, known, config.policies, config.keys, keys_watched=config.watches_keys
+            )
+            if alert.held_keys:
+                watch.hold(alert)
+            yield alert
+        closed += 1
+        if not watch.behind or (max_hours is not None and closed >= max_hours):
+            return

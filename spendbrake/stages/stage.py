@@ -63,7 +63,7 @@ from typing import IO, Any, ClassVar, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from spendbrake.schemas import Config, SpendBrakeError
+from spendbrake.schemas import Config, KafkaConfig, SpendBrakeError
 
 from .metrics import OffsetMetrics
 from .offsets import offset_gap
@@ -367,6 +367,14 @@ class Stage:
         tps = list(saved)
         starts = await self.retrying(lambda: consumer.beginning_offsets(tps), "log start offsets")
         ends = await self.retrying(lambda: consumer.end_offsets(tps), "log end offsets")
+        # Past the end by ListOffsets' answer: asked again of a fetch (``fetched_ends``).
+        # Tansu's answer is low, and every caught-up partition looked re-created.
+        suspect = {tp: ends[tp] for tp, offset in saved.items() if offset > ends[tp] > starts[tp]}
+        if suspect:
+            kafka = self.config.kafka
+            ends.update(
+                await self.retrying(lambda: fetched_ends(kafka, suspect), "log end offsets")
+            )
         moved = {}
         for tp, offset in saved.items():
             gap = offset_gap(offset, starts[tp], ends[tp])
@@ -392,6 +400,44 @@ class Stage:
         )
         self.abandoned = True
         return False
+
+
+async def fetched_ends(
+    kafka: KafkaConfig, ends: dict[TopicPartition, int], timeout_s: float = 10.0
+) -> dict[TopicPartition, int]:
+    """The end offsets of non-empty partitions, as a fetch's high watermark gives them.
+
+    ``ends`` are ListOffsets' answers (``end_offsets``). Tansu, the embedded broker, answers
+    with its last record batch's first offset plus one, not the offset after its last
+    record (measured with tansu 0.6: ten records sent in one batch at offsets 0-9, end
+    offset 1), while its fetch answers carry the right high watermark. Taken at face value,
+    a stage that had read a partition to its end found its saved offset "beyond the log
+    end" at every restart and rebalance and read the whole partition again: the ingest sent
+    every event older than its 7-day dedupe memory to the DLQ. A fetch from the last offset
+    ListOffsets vouches for costs one short-lived consumer; a partition whose fetch does
+    not answer within ``timeout_s`` keeps ListOffsets' answer.
+    """
+    if not ends:
+        return {}
+    consumer = AIOKafkaConsumer(**kafka.client_args(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(ends))
+        for tp, end in ends.items():
+            consumer.seek(tp, max(end - 1, 0))
+        found: dict[TopicPartition, int] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(found) < len(ends) and (left := deadline - time.monotonic()) > 0:
+            await consumer.getmany(
+                *(tp for tp in ends if tp not in found), timeout_ms=int(left * 1000)
+            )
+            for tp in ends:
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    found[tp] = max(ends[tp], highwater)
+        return {tp: found.get(tp, end) for tp, end in ends.items()}
+    finally:
+        await consumer.stop()
 
 
 async def inputs_committed(

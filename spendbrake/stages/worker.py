@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterable
@@ -128,6 +129,7 @@ class Worker:
         self.progress = Progress(registries_of(self.stages), settings.progress_s)
         #: The first failure of a stage: raised by ``run`` once every stage has stopped.
         self.failure: BaseException | None = None
+        self.config_path = config_path
 
     # Typed handles for the callers that look inside a stage (the demo's view, tests).
     @property
@@ -164,6 +166,7 @@ class Worker:
         a test). ``create_topics``: create the config's topics first if they are missing.
         """
         server = self._serve_metrics()
+        log.info("%s", self.describe(None if server is None else server.server_port))
         loop = asyncio.get_running_loop()
         handled = self._handle_signals(loop) if signals else []
         try:
@@ -200,6 +203,21 @@ class Worker:
                 self.failure = exc
             self.stop()  # one failing stops the others cleanly (final checkpoints)
             raise
+
+    def describe(self, metrics_port: int | None) -> str:
+        """The line a worker logs as it starts: what it runs, on what, where its state is.
+
+        Without it, a process's log began with aiokafka's lines, and which of several
+        processes on one state directory ran which stages was told by nothing.
+        """
+        kafka, settings = self.config.kafka, self.settings
+        where = "off" if metrics_port is None else f"{settings.metrics_host}:{metrics_port}"
+        config = "built-in defaults" if self.config_path is None else str(self.config_path)
+        return (
+            f"worker pid {os.getpid()}: stages {','.join(self.stages)}; Kafka "
+            f"{kafka.bootstrap_servers}, group {kafka.group_id}; state in {settings.state_dir}; "
+            f"config {config}; metrics {where}"
+        )
 
     def _serve_metrics(self) -> Any:
         port = self.settings.metrics_port

@@ -639,6 +639,7 @@ def test_an_alert_whose_first_part_settles_before_the_next_arrives_says_so_once(
     )
     first, rest = alert_records(stop)
     box.accept(first, now=1.0, keys=KEYS)
+    drain(box, "slack")  # the parent goes out first, saying "Pausing ..."
     drain(box, "gateway")
     assert not [t for t in box.lanes["slack"] if "-done" in t.id]  # part 1's keys still to come
     box.accept(rest, now=2.0, keys=KEYS)
@@ -647,6 +648,27 @@ def test_an_alert_whose_first_part_settles_before_the_next_arrives_says_so_once(
     assert done == [f"{stop.ref()}/block-done/reply", f"{stop.ref()}/block-done/update"]
     (incident,) = box.incidents.values()
     assert len(incident.paused) == 1_500 and incident.open_calls == {}
+
+
+def test_pauses_done_before_their_alert_is_posted_are_told_by_that_post_alone() -> None:
+    """A backlog: the gateway lane pauses an escalation's keys before the Slack lane reaches
+    the escalation's reply. That reply, rendered when sent, already says "Paused 2 key(s)";
+    a "done" reply after it said the same words again (two identical messages in the
+    thread). The parent is still refreshed."""
+    box = Outbox()
+    box.accept(alert(action="alert", targets=()), now=1.0, keys=KEYS)
+    drain(box, "slack")  # the first alert's parent post
+    box.accept(alert(seq=1), now=2.0, keys=KEYS)  # the escalation pauses sk-a and sk-b
+    assert drain(box, "gateway") == ["block:sk-a", "block:sk-b"]
+    ref = alert(seq=1).ref()
+    assert [t.id for t in box.lanes["slack"]] == [
+        f"{ref}/reply",
+        f"{ref}/update",
+        f"{ref}/block-done/update",
+    ]
+    (incident,) = box.incidents.values()
+    (reply,) = [t for t in box.lanes["slack"] if t.op == "reply"]
+    assert outcome_line(incident, reply.alert, dry_run=False) == "Paused 2 key(s): sk-a, sk-b"
 
 
 def test_a_continuation_that_calls_no_key_settles_its_alert() -> None:
@@ -660,6 +682,7 @@ def test_a_continuation_that_calls_no_key_settles_its_alert() -> None:
     stop = alert(id="budget/search/1", targets=keys, kind="budget", critical_keys=crit)
     first, rest = alert_records(stop)
     box.accept(first, now=1.0, keys=KEYS)
+    drain(box, "slack")
     drain(box, "gateway")
     assert not [t for t in box.lanes["slack"] if "-done" in t.id]
     box.accept(rest, now=2.0, keys=KEYS)

@@ -145,6 +145,27 @@ def test_a_pause_policy_with_confirm_s_pauses_a_loop_once_it_has_lasted() -> Non
     assert head + _run(after, plan, start=cut) == alerts
 
 
+def test_a_backlog_closed_a_day_at_a_time_still_pauses_a_loop_once_it_has_lasted() -> None:
+    """The detect stage catching up on weeks of rollups closes a day of hours per step
+    (``max_hours``). The loop's first hour alerts with its key held (``confirm_s``); its
+    next hour, still anomalous, pauses it. The whole day used to be judged before the hold
+    was applied: the incident was never stated again and the batch key never paused (seen
+    live: a 6-hour batch loop caught in a backlog, paused only by a budget's hard stop)."""
+    plan = _history(24 * 21)
+    _runaway(plan, "k-agent", 24 * 18 + 14, 3, 25.0)
+    watch = SpendWatch(Config(keys=RULES))
+    for h, spend in enumerate(plan):
+        watch.observe(_records(T0 + h * HOUR, spend, 1.0))
+    alerts: list[Alert] = []
+    while True:
+        alerts.extend(decide(watch, watch.config, max_hours=24))
+        if not watch.behind:
+            break
+    first = alerts[0]
+    assert first.scope == {"api_key": "k-agent"} and list(first.held_keys) == ["k-agent"]
+    assert [(a.id, a.targets) for a in alerts if a.action == "pause"] == [(first.id, ["k-agent"])]
+
+
 def test_a_new_key_looping_from_its_first_hour_is_the_one_paused() -> None:
     """A key with no history has no anomaly of its own; its team's sum does. The alert is
     re-stated at the new key, which explains the excess, and only it is paused (its team's

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,25 @@ def test_the_store_brings_the_digest_schedule_and_every_part_takes_reloads(tmp_p
     assert list(Worker(Config(), WorkerSettings(state_dir=tmp_path), ["detect"]).stages) == [
         "detect"
     ]
+
+
+def test_a_worker_says_what_it_runs_as_it_starts(tmp_path: Path) -> None:
+    """Two ingest processes and a detect,act,store one on one state directory: each log now
+    starts with its stages, Kafka, group, state, config and metrics (it began with aiokafka's
+    lines, and nothing told the processes apart)."""
+    path = tmp_path / "spendbrake.yaml"
+    config = Config.model_validate({"kafka": {"bootstrap_servers": "127.0.0.1:39192"}})
+    settings = WorkerSettings(state_dir=tmp_path / "state")
+    worker = Worker(config, settings, ["detect", "act", "store"], config_path=path)
+    line = worker.describe(None)
+    assert line.startswith(f"worker pid {os.getpid()}: stages detect,act,store; ")
+    assert "Kafka 127.0.0.1:39192, group spendbrake; " in line
+    assert f"state in {tmp_path / 'state'}; config {path}; metrics off" in line
+    assert (
+        Worker(config, settings, ["ingest"])
+        .describe(9464)
+        .endswith("config built-in defaults; metrics 127.0.0.1:9464")
+    )
 
 
 def test_every_stage_with_metrics_served_as_spendbrake_worker_runs_by_default(

@@ -137,8 +137,16 @@ def wait_exact(broker: EmbeddedBroker, topic: str, want: dict, timeout_s: float 
 
 def adoptions(log: Path) -> list[int]:
     """Offsets at which workers of this test adopted partitions, from their log."""
-    text = log.read_text() if log.exists() else ""
+    return adoptions_in(log.read_text() if log.exists() else "")
+
+
+def adoptions_in(text: str) -> list[int]:
     return [int(m) for m in re.findall(r"adopted at offset (\d+)", text)]
+
+
+def saved_offsets(state: Path) -> list[int]:
+    """The next offset of every partition snapshot under ``state``."""
+    return [orjson.loads(p.read_bytes())["next_offset"] for p in state.glob("*/p*/snapshot.json")]
 
 
 def wait_checkpointed(state: Path, since: float, worker: subprocess.Popen[bytes]) -> None:
@@ -556,3 +564,35 @@ def test_a_topic_deleted_and_created_again_is_read_from_its_start(
     }
     assert len(gaps) == 4 and set(gaps.values()) == {1.0}, gaps
     assert all('reason="beyond_log_end"' in k and 'stage="ingest"' in k for k in gaps), gaps
+
+
+def test_a_worker_restarted_at_the_end_of_its_partitions_reads_on_from_there(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A worker stopped once it has read every event saves each partition at its end;
+    restarted, it adopts each at that offset. On Tansu, ListOffsets answers the last record
+    batch's first offset plus one, below the saved offset whenever that batch held more than
+    one record (``publish_raw`` batches them): each partition was taken for a re-created
+    topic and read again from 0, and with events over more than the 7-day dedupe memory
+    the older ones went to the DLQ, at every restart and rebalance."""
+    topics = Topics(make_topic)
+    stream = make_stream(2_000, seed=43, span_s=9 * 86400, dup_rate=0, late_rate=0, bad_rate=0)
+    config = topics.config(tmp_path, "at-the-end")
+    state, log, port = tmp_path / "state", tmp_path / "w.log", free_port()
+    asyncio.run(publish_raw(broker.bootstrap_servers, topics.events, stream.records))
+    worker = start_worker(broker, config, state, log, port)
+    try:
+        wait_metric(port, "spendbrake_records_total", len(stream.records))
+    finally:
+        stop(worker)  # its final checkpoint saves every partition at its end
+    saved = sorted(saved_offsets(state))
+    assert sum(saved) == len(stream.records), saved
+    first = log.read_text()
+    worker = start_worker(broker, config, state, log, port)
+    try:
+        wait_adopted(log, partitions=8)
+    finally:
+        stop(worker)
+    text = log.read_text()[len(first) :]
+    assert "is beyond the log end" not in text, text[-3000:]
+    assert sorted(adoptions_in(text)) == saved, text[-3000:]
