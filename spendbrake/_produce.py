@@ -53,7 +53,13 @@ def produce_lines(
         if on_bad is not None:
             on_bad(number, exc)
 
+    wait = True
     for event in read_events(_counting(lines, report), bad):
+        if wait and producer.queued >= producer.max_queue // 2:
+            # A file outruns the broker: wait for the queue to drain rather than spill (a
+            # spilled event goes out after the rest, days out of order for a backlog). A
+            # broker that takes none within the timeout is an outage: spill, as the SDK does.
+            wait = producer.flush(flush_timeout_s)
         producer.emit(event)
         report.sent += 1
         if on_sent is not None and report.sent % 1000 == 0:

@@ -494,3 +494,25 @@ def test_sigterm_stops_the_demo_and_the_broker_it_started(tmp_path: Path) -> Non
     assert "demo interrupted" in log.read_text()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", int(found[1])), 1):
         pass
+
+
+def test_produce_waits_for_the_broker_rather_than_spill_a_file_out_of_order(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A backlog file sent faster than the broker takes it filled the SDK's queue and
+    spilled the rest (200k of 1.86M events in a by-hand run), sent after the others, days
+    out of order, from a spill folder every producer on the host shares. With the broker
+    up, ``produce`` waits for the queue instead: nothing spilled, the file's order kept."""
+    from spendbrake._produce import produce_lines
+    from spendbrake.sdk import SpendProducer
+
+    topic = make_topic("produce-order")
+    lines = [orjson.dumps({**GROWTH_EVENT, "event_id": f"o-{i:05d}"}) + b"\n" for i in range(3000)]
+    with SpendProducer(
+        broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "spill.jsonl", max_queue=200
+    ) as producer:
+        report = produce_lines(lines, producer)
+        assert report.delivered and report.sent == 3000
+        assert producer.stats.spilled == 0, producer.stats
+    records = read_topic_sync(broker.bootstrap_servers, topic, 3000)
+    assert len(records) == 3000
