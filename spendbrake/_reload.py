@@ -154,10 +154,20 @@ class ConfigReloader:
             for stage in switched:
                 stage.reconfigure(self.config)
             return self._reject(digest, [f"{self.path}: {exc}"])
+        changed = [
+            name
+            for name in type(new).model_fields
+            if getattr(new, name) != getattr(self.config, name)
+        ]
         self.config = new
         self._digest = digest
         self.generation += 1
-        log.info("config reloaded from %s (generation %d)", self.path, self.generation)
+        log.info(
+            "config reloaded from %s (generation %d): %s",
+            self.path,
+            self.generation,
+            f"{', '.join(changed)} changed" if changed else "no setting changed (comments, layout)",
+        )
         for note in notes:
             log.info("config reload: %s", note)
         return ReloadResult("applied", tuple(notes))

@@ -4,6 +4,7 @@ forgetting the spend it has counted, and rejects a broken file while the old con
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from collections.abc import Callable
@@ -227,12 +228,15 @@ async def test_stages_switch_together_and_a_refusal_puts_them_back(tmp_path: Pat
     assert reloader.check().status == "unchanged"  # the same refused text is not retried
 
 
-def test_an_emptied_file_never_reloads_as_the_defaults(tmp_path: Path) -> None:
+def test_an_emptied_file_never_reloads_as_the_defaults(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """An editor that truncates, then writes: the empty file between the two is not a
     config of all defaults (no budgets, no policies) to apply."""
     from spendbrake._config_loader import load_config
     from spendbrake._reload import ConfigReloader
 
+    caplog.set_level(logging.INFO, logger="spendbrake")
     path = tmp_path / "spendbrake.yaml"
     path.write_text("budgets: [{name: b, scope: {team: t}, amount_usd: 5}]\n")
     config = load_config(path)
@@ -245,6 +249,8 @@ def test_an_emptied_file_never_reloads_as_the_defaults(tmp_path: Path) -> None:
     path.write_text("budgets: [{name: b, scope: {team: t}, amount_usd: 7}]\n")
     assert reloader.check().status == "applied"
     assert [b.amount_usd for b in stage.configs[-1].budgets] == [7]
+    # The log says what changed, not only that something did.
+    assert "(generation 1): budgets changed" in caplog.text, caplog.text
     # Saved in another encoding: refused (named), and the next good edit still applies.
     path.write_bytes(b"budgets: [{name: b, scope: {team: t\xe9}, amount_usd: 8}]\n")
     assert reloader.check().status != "applied"
