@@ -47,7 +47,9 @@ Last, what a checkpoint saves at this size (before the two passes, untraced): ev
 partition's open windows, as the ingest stage encodes them (also with the garbage collector
 on, as its snapshot was built until 2026-12-06: each young collection the snapshot's lists
 triggered walked the whole heap), and the watch, as the detect stage does, with how often
-each stage then saves (``Stage.checkpoint_due``). Times are of this machine, for scale.
+each stage then saves (``Stage.checkpoint_due``); then the watch's save once every series
+dozes (an hour on, silent), and what settling them first took, as every save did until
+2026-12-07 (``dozing_save``). Times are of this machine, for scale.
 
     python -m bench memory [--series N] [--partitions P] [--json]
 """
@@ -262,6 +264,7 @@ def save_times(rollups: list[RollupState], watch: SpendWatch) -> dict[str, Any]:
     detect_mb = len(watch.snapshot()) / 2**20
     detect_s = time.perf_counter() - started
     interval = WorkerSettings(state_dir=Path(".")).checkpoint_interval_s
+    dozing, dozing_s, settle_s = dozing_save(watch)
     return {
         "ingest_save_s": round(ingest_s, 2),
         "ingest_save_collector_on_s": round(ingest_gc_on_s, 2),
@@ -270,7 +273,31 @@ def save_times(rollups: list[RollupState], watch: SpendWatch) -> dict[str, Any]:
         "detect_save_s": round(detect_s, 2),
         "detect_save_mb": round(detect_mb, 1),
         "detect_saves_every_s": round(max(interval, detect_s / SAVE_SHARE), 1),
+        "dozing_series": dozing,
+        "detect_save_dozing_s": round(dozing_s, 2),
+        "settle_dozing_s": round(settle_s, 2),
     }
+
+
+def dozing_save(watch: SpendWatch) -> tuple[int, float, float]:
+    """The watch's save once its series doze: its hour closed, then a silent one (every
+    series dozes, ``SeriesBook.doze``). Returns the dozing series, the save's seconds, and
+    what settling them first took (every save did it until 2026-12-07, and the next close
+    visited them all again). Moves the watch on: call it last."""
+    clock = watch.clock
+    for hour_end in (START_TS + 3600, START_TS + 7200):
+        for p in range(clock.partitions):
+            watch.set_mark(p, hour_end + clock.lateness_s + 1)
+        watch.advance()
+    dozing = sum(s.asleep_from < 0 for s in watch.series.values())
+    gc.collect()
+    started = time.perf_counter()
+    watch.snapshot()
+    save_s = time.perf_counter() - started
+    gc.collect()
+    started = time.perf_counter()
+    watch.book.settle_all(watch.clock.closed_until, watch.config)
+    return dozing, save_s, time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -347,9 +347,10 @@ class SpendWatch:
         The config parts the state was built from go along, so a restore under a changed
         config maps detectors and budgets the way a live reload does.
         """
-        # A dozing series is written as hour-by-hour closes leave it (the layout has no
-        # dozing): settled first, it then dozes again at its next silent close.
-        self.book.settle_all(self.clock.closed_until, self.config)
+        # A dozing series is written as it is (a negative asleep-from hour: the hour it
+        # dozed from), not settled: a restore brings it back dozing (``SeriesBook.redue``)
+        # and settling it then gives the same state. Until 2026-12-07 every snapshot
+        # settled them all, and the next close visited them all again.
         return dump_watch(self)
 
     def restore(self, data: bytes) -> list[str]:
@@ -373,6 +374,7 @@ class SpendWatch:
             return []
         self._detect_dims = {tuple(d) for d in built["dimensions"]}
         if built == built_from(self.config) and not outdated(self.book.series, self.config):
+            self.book.redue(self.clock.closed_until, self.config)
             return []
         current = self.config
         self.config = current.model_copy(update=built)

@@ -2,7 +2,11 @@
 
 One JSON object (msgspec: floats round trip exactly, ints of any size stay exact):
 
-- ``kind`` (``spendbrake.watch``) and ``version`` (``VERSION``): a reader refuses others;
+- ``kind`` (``spendbrake.watch``) and ``version``: a reader refuses others. 1 when no
+  series dozes, ``VERSION`` (2) when one does (a negative asleep-from hour, below): the
+  layout is the same, but a release from before dozing (until 2026-12-07) would take that
+  hour for a sleeping series' and teach it a run from a negative hour, so it must refuse
+  the file (one line: the version) instead; a snapshot with no dozing series it reads;
 - ``config``: the detectors, budgets and dimensions the state was built under, so a
   restore under a changed config maps it the way a live reload does;
 - ``clock``, ``keys``, ``budgets``: each part's own plain dump (``EventClock``,
@@ -10,7 +14,8 @@ One JSON object (msgspec: floats round trip exactly, ints of any size stay exact
 - ``dims``: the dimension sets, and ``detectors``: each distinct (kind, hyperparameters,
   state version), which the rows below name by position;
 - ``series``: one row a series, in the watch's order: dims, values, last spend hour,
-  the hour learned last ``[hour, cost_nusd, calls]``, asleep-from hour, its open parts
+  the hour learned last ``[hour, cost_nusd, calls]``, asleep-from hour (0: awake; minus the
+  first silent hour not learned yet: dozing, ``SeriesBook.doze``), its open parts
   (flat rows of hour, partition, epoch, cost_nusd, calls), ``[config index, detector,
   state]`` of each detector (``Detector.dump_state``) and its calls at the last early looks
   (``_recent``: one int, ``hi << 64 | lo``; rows written before it have none). Live, a
@@ -49,7 +54,9 @@ if TYPE_CHECKING:
 __all__ = ["KIND", "VERSION", "dump_watch", "load_watch"]
 
 KIND = "spendbrake.watch"
-VERSION = 1
+VERSION = 2
+#: Every version this release reads: the same layout, 2 with dozing series.
+_READS = (1, 2)
 _encoder = msgspec.json.Encoder()
 
 
@@ -83,9 +90,10 @@ def _dump(w: SpendWatch) -> dict[str, Any]:
         ]
         for sk, s in book.series.items()
     ]
+    dozing = any(row[4] < 0 for row in series)
     state = {
         "kind": KIND,
-        "version": VERSION,
+        "version": VERSION if dozing else 1,
         "config": {
             "detectors": [c.model_dump(mode="json") for c in w.config.detectors],
             "budgets": [b.model_dump(mode="json") for b in w.config.budgets],
@@ -124,8 +132,10 @@ def load_watch(w: SpendWatch, data: bytes) -> dict[str, Any]:
         raise ValueError(f"not JSON: {exc}") from None
     if type(state) is not dict or state.get("kind") != KIND:
         raise ValueError(f"not a watch snapshot (kind {_kind(state)!r})")
-    if state.get("version") != VERSION:
-        raise ValueError(f"watch snapshot version {state.get('version')!r}; this release reads 1")
+    if state.get("version") not in _READS:
+        raise ValueError(
+            f"watch snapshot version {state.get('version')!r}; this release reads 1 and 2"
+        )
     try:
         with gc_paused():
             return _load(w, state)

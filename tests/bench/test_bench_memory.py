@@ -3,7 +3,7 @@ landed on, and one watch over them (bytes are not checked, what is built is)."""
 
 from __future__ import annotations
 
-from bench.bench_memory import build
+from bench.bench_memory import build, dozing_save
 
 
 def test_each_partition_keeps_its_own_windows_and_the_watch_sums_their_parts() -> None:
@@ -18,3 +18,10 @@ def test_each_partition_keeps_its_own_windows_and_the_watch_sums_their_parts() -
     parts = [len({p for (_, p, _), _ in s.part_items()}) for s in watch.series.values()]
     assert min(parts) == max(parts) == 3
     assert watch.now > 0  # the marks moved the watch's watermark: early looks ran
+
+
+def test_the_dozing_save_finds_every_series_dozing_and_leaves_them_settled() -> None:
+    _, watch = build(200, partitions=4)
+    dozing, save_s, settle_s = dozing_save(watch)
+    assert dozing == 200 and save_s > 0 and settle_s > 0
+    assert not any(s.asleep_from < 0 for s in watch.series.values())

@@ -9,6 +9,7 @@ import pickle
 import numpy as np
 
 from spendbrake.detectors import SpendWatch, make_detector
+from spendbrake.detectors._watch_state import dump_watch
 from spendbrake.schemas import NUSD, Config, RollupRecord
 from tests.detectors.synth import spend
 
@@ -185,3 +186,62 @@ def test_a_series_is_forgotten_at_the_close_that_makes_it_fifteen_silent_days() 
         horizon = start + HOUR - 15 * 86400
         last = {k: t for k, t in last.items() if t >= horizon}
         assert {v[0] for _, v in watch.series} == set(last), h
+
+
+def _due(watch: SpendWatch) -> set[tuple[int, tuple[str | None, ...]]]:
+    """(hour, values) of each dozing series a close to come visits for its silence."""
+    closed_until = watch.clock.closed_until or 0
+    return {
+        (hour, sk[1])
+        for hour, keys in watch.book.due.items()
+        for sk in keys
+        if hour >= closed_until and sk in watch.series and watch.series[sk].asleep_from < 0
+    }
+
+
+def test_a_snapshot_writes_dozing_series_as_they_are_and_a_restore_resumes_them() -> None:
+    """A snapshot no longer settles the dozing series (a run of silent hours each, and the
+    next close visiting them all again, at every checkpoint): it writes them dozing, and a
+    restore brings them back dozing, due at the same hours. Settled after the restore, a
+    series is what settling before the snapshot (the releases until 2026-12-07) gave, byte
+    for byte; and a watch restored from its own snapshot every hour alerts and ends as one
+    never snapshotted."""
+    config = Config.model_validate({"dimensions": [["api_key"]]})
+    patterns = _patterns()
+    live = SpendWatch(config)  # never snapshotted
+    resumed = SpendWatch(config)  # snapshotted and restored every hour
+    settling = SpendWatch(config)  # settled before each snapshot, as until 2026-12-07
+    dozing_saved = due_saved = 0
+    for h in range(5 * 168):
+        start = T0 + h * HOUR
+        records = [
+            Rec(("api_key",), (k,), HOUR, start, 0, 0, (round(p[h][0] * NUSD), p[h][1]))
+            for k, p in patterns.items()
+            if p[h][1]
+        ]
+        records.append(Rec((), (), 60, start + HOUR + 660, 0, 0, (0,) * 8))
+        sent = []
+        for watch in (live, resumed, settling):
+            watch.observe(records)
+            sent.append(watch.advance())
+        assert sent[1] == sent[0] and sent[2] == sent[0], h
+        data = resumed.snapshot()
+        assert data == dump_watch(live), h  # written as it is: nothing settled
+        dozing = {sk for sk, s in live.series.items() if s.asleep_from < 0}
+        resumed = SpendWatch(config)
+        resumed.restore(data)
+        assert {sk for sk, s in resumed.series.items() if s.asleep_from < 0} == dozing, h
+        assert _due(resumed) == _due(live), h
+        dozing_saved += len(dozing)
+        due_saved += len(_due(live))
+        closed_until = live.clock.closed_until
+        settling.book.settle_all(closed_until, config)
+        old = dump_watch(settling)
+        settling = SpendWatch(config)
+        settling.restore(old)
+        settled = SpendWatch(config)
+        settled.restore(data)
+        settled.book.settle_all(closed_until, config)
+        assert dump_watch(settled) == old, h
+    assert dozing_saved > 1000 and due_saved > 50  # both were written and read back
+    assert resumed.snapshot() == settling.snapshot() == dump_watch(live)  # all awake now
