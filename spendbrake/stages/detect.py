@@ -292,7 +292,7 @@ class DetectStage(Stage):
         assert self.consumer is not None and self._probe is not None
         asked = [p for p in range(self.watch.partitions or 0) if p not in self.watch.idle]
         candidates = await inputs_counted(
-            self._probe, self.consumer, self.config.kafka.topics.events, asked
+            self._probe, self.consumer, self.config.kafka.topics.events, asked, self.config.kafka
         )
         for partition in candidates:
             log.info("input partition %d is caught up; the watermark moves on", partition)

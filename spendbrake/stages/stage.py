@@ -441,7 +441,7 @@ async def fetched_ends(
 
 
 async def inputs_committed(
-    probe: AIOKafkaConsumer, events_topic: str, partitions: Iterable[int]
+    probe: AIOKafkaConsumer, events_topic: str, partitions: Iterable[int], kafka: KafkaConfig
 ) -> dict[int, int]:
     """Input partitions the ingest group (``probe``'s) has committed to their end offset
     (it commits only after their rollups are acknowledged), with that offset."""
@@ -449,12 +449,24 @@ async def inputs_committed(
     if not tps:
         return {}
     ends = await probe.end_offsets(tps)
-    found = {}
+    found: dict[TopicPartition, int] = {}
     for tp in tps:
         committed = await probe.committed(tp)
         if ends[tp] == 0 or (committed is not None and committed >= ends[tp]):
-            found[tp.partition] = committed or 0
-    return found
+            found[tp] = committed or 0
+    ends = await confirmed_ends(kafka, ends, found)
+    return {tp.partition: offset for tp, offset in found.items() if offset >= ends[tp]}
+
+
+async def confirmed_ends(
+    kafka: KafkaConfig, ends: dict[TopicPartition, int], reached: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """``ends`` with those of the partitions ``reached`` asked again of a fetch: Tansu's
+    ListOffsets answers short of the end (``fetched_ends``), and a partition read (or
+    committed) to that answer looked caught up with its last batch still unread, so the
+    watermark moved on without it. Only partitions that look caught up cost a fetch."""
+    suspect = {tp: ends[tp] for tp in reached if ends[tp] > 0}
+    return {**ends, **await fetched_ends(kafka, suspect)} if suspect else ends
 
 
 async def inputs_counted(
@@ -462,19 +474,23 @@ async def inputs_counted(
     reader: AIOKafkaConsumer,
     events_topic: str,
     partitions: Iterable[int],
+    kafka: KafkaConfig,
 ) -> list[int]:
     """Input partitions whose every event is counted (``inputs_committed``) and whose
     rollups ``reader`` has read: it has read each partition assigned to it to its end. A
     partition that is merely behind (a backlog after downtime) is not."""
-    found = await inputs_committed(probe, events_topic, partitions)
+    found = await inputs_committed(probe, events_topic, partitions, kafka)
     if not found:
         return []
     # Asked after the commits were read: the rollups of every committed event were
     # acknowledged before that commit, so they lie below these end offsets.
     read_ends = await probe.end_offsets(list(reader.assignment()))
-    for tp, end in read_ends.items():
-        if await reader.position(tp) < end:
-            return []  # not everything the ingest wrote has been read yet
+    positions = {tp: await reader.position(tp) for tp in read_ends}
+    if any(positions[tp] < end for tp, end in read_ends.items()):
+        return []  # not everything the ingest wrote has been read yet
+    read_ends = await confirmed_ends(kafka, read_ends, read_ends)
+    if any(positions[tp] < end for tp, end in read_ends.items()):
+        return []
     return list(found)
 
 

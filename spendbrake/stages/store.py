@@ -39,7 +39,7 @@ from spendbrake.streamer import (
     opened,
 )
 
-from .stage import Stage, WorkerSettings, inputs_committed
+from .stage import Stage, WorkerSettings, confirmed_ends, inputs_committed
 
 log = logging.getLogger(__name__)
 
@@ -205,10 +205,15 @@ class StoreStage(Stage):
             if not inputs:
                 await probe.topics()
                 inputs = probe.partitions_for_topic(events) or set()
-            committed = await inputs_committed(probe, events, sorted(inputs))
+            committed = await inputs_committed(probe, events, sorted(inputs), self.config.kafka)
             # Read after the commits: every rollup of a committed event lies below these.
             rollups = [TopicPartition(self.rollups_topic, r) for r in self._rollup_partitions]
             ends = await probe.end_offsets(rollups)
+            written = self._written
+            reached = [
+                tp for tp, end in ends.items() if written.get((tp.topic, tp.partition), 0) >= end
+            ]
+            ends = await confirmed_ends(self.config.kafka, ends, reached)
         except KafkaError as exc:
             log.debug("store: could not ask how far the ingest is (%s)", exc)
             return -math.inf
@@ -216,7 +221,6 @@ class StoreStage(Stage):
         self._committed = (committed, ends)
         if not inputs:
             return -math.inf
-        written = self._written
         counted = set()
         if all(written.get((tp.topic, tp.partition), 0) >= end for tp, end in before_ends.items()):
             counted = {p for p, offset in committed.items() if before.get(p) == offset}

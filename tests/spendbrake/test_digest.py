@@ -475,6 +475,9 @@ def test_schedule_waits_for_the_store_to_hold_the_whole_period(
     async def commit_ends(group: str, topic: str) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
+        from spendbrake.schemas import KafkaConfig
+        from spendbrake.stages.stage import fetched_ends
+
         consumer = AIOKafkaConsumer(
             bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False
         )
@@ -482,7 +485,12 @@ def test_schedule_waits_for_the_store_to_hold_the_whole_period(
         try:
             tps = [TopicPartition(topic, p) for p in (0, 1)]
             consumer.assign(tps)
-            await consumer.commit(dict(await consumer.end_offsets(tps)))
+            # Where the log really ends: Tansu's ListOffsets answers short (``fetched_ends``).
+            ends = await fetched_ends(
+                KafkaConfig(bootstrap_servers=broker.bootstrap_servers),
+                dict(await consumer.end_offsets(tps)),
+            )
+            await consumer.commit(ends)
         finally:
             await consumer.stop()
 
