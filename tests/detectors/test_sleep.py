@@ -66,6 +66,15 @@ def test_a_series_whose_detector_alerts_on_drops_never_sleeps() -> None:
     assert watch.series[(("team",), ("search",))].asleep_from == 0
 
 
+def _hour_records(patterns: dict[str, list[tuple[float, int]]], h: int, start: int) -> list[Rec]:
+    """Hour ``h``'s records of the keys that called in it (``_patterns``)."""
+    return [
+        Rec(("api_key",), (k,), HOUR, start, 0, 0, (round(p[h][0] * NUSD), p[h][1]))
+        for k, p in patterns.items()
+        if p[h][1]
+    ]
+
+
 def _patterns() -> dict[str, list[tuple[float, int]]]:
     """(usd, calls) an hour of five weeks for series that spend now and then: an hour on,
     gaps of one hour to two weeks (across day ends and the sleep point), a first season
@@ -105,11 +114,7 @@ def test_series_dozing_between_spends_learn_their_silent_hours_as_hourly_closes_
     dozed = 0
     for h in range(5 * 168):
         start = T0 + h * HOUR
-        records = [
-            Rec(("api_key",), (k,), HOUR, start, 0, 0, (round(p[h][0] * NUSD), p[h][1]))
-            for k, p in patterns.items()
-            if p[h][1]
-        ]
+        records = _hour_records(patterns, h, start)
         watch.observe([*records, Rec((), (), 60, start + HOUR + 660, 0, 0, (0,) * 8)])
         watch.advance()
         dozed += sum(s.asleep_from < 0 for s in watch.series.values())
@@ -214,11 +219,7 @@ def test_a_snapshot_writes_dozing_series_as_they_are_and_a_restore_resumes_them(
     dozing_saved = due_saved = 0
     for h in range(5 * 168):
         start = T0 + h * HOUR
-        records = [
-            Rec(("api_key",), (k,), HOUR, start, 0, 0, (round(p[h][0] * NUSD), p[h][1]))
-            for k, p in patterns.items()
-            if p[h][1]
-        ]
+        records = _hour_records(patterns, h, start)
         records.append(Rec((), (), 60, start + HOUR + 660, 0, 0, (0,) * 8))
         sent = []
         for watch in (live, resumed, settling):
