@@ -24,14 +24,11 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import numpy as np
 
 from spendbrake.schemas import UsageEvent, encode_event
-
-if TYPE_CHECKING:
-    from spendbrake.sdk import SpendProducer
 
 WEEK_S = 7 * 86400
 #: 1970-01-05 was a Monday: minute of week 0 is Monday 00:00 UTC.
@@ -475,34 +472,6 @@ def pace(
         if delay > 0:
             sleep(delay)
         yield event
-
-
-def publish(
-    events: Iterable[UsageEvent],
-    producer: SpendProducer,
-    tick: Callable[[int], None] | None = None,
-    timeout_s: float = 60.0,
-) -> int:
-    """Emit ``events`` in order, waiting for the broker whenever half the producer's queue
-    is taken; return how many. ``tick(count)`` every 5,000.
-
-    ``emit`` never blocks: past ``max_queue`` it spills, and a spill is sent after the
-    queue. Weeks of history generated faster than the broker takes them reached the topic
-    up to 33 h out of order, and two thirds of them were counted as late corrections.
-    With the broker away (a flush runs out of time), the rest is emitted without waiting
-    and spills, as the SDK does for any caller.
-    """
-    half = max(1, producer.max_queue // 2)
-    waiting = True
-    count = 0
-    for event in events:
-        producer.emit(event)
-        count += 1
-        if waiting and producer.stats.emitted - producer.stats.delivered >= half:
-            waiting = producer.flush(timeout_s)
-        if tick is not None and count % 5000 == 0:
-            tick(count)
-    return count
 
 
 def write_jsonl(events: Iterable[UsageEvent], fh: IO[bytes]) -> int:

@@ -344,7 +344,7 @@ def simulate(
         return
     from spendbrake.sdk import SpendProducer
 
-    from ._simulate import publish
+    from ._produce import publish
 
     config = _load(config_path, bootstrap)
     producer = SpendProducer(topic=config.kafka.topics.events, kafka=config.kafka)

@@ -246,11 +246,6 @@ class SpendProducer:
         return self._spill.rejected_path
 
     @property
-    def queued(self) -> int:
-        """Events waiting in memory for the sender (at ``max_queue``, ``emit`` spills)."""
-        return len(self._queue)
-
-    @property
     def connected(self) -> bool:
         """Whether the last attempt to reach the broker succeeded."""
         return self._connected

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from spendbrake._broker import EmbeddedBroker
+from spendbrake._produce import publish
 from spendbrake._simulate import (
     INCIDENT_KINDS,
     PRICES_PER_1M,
@@ -20,7 +21,6 @@ from spendbrake._simulate import (
     _draw,
     pace,
     parse_incident,
-    publish,
     simulate,
     write_jsonl,
 )
