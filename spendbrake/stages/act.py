@@ -79,7 +79,7 @@ from spendbrake.schemas import (
 from spendbrake.streamer import write_atomic
 
 from .metrics import ActionMetrics
-from .stage import STOP_TIMEOUT_S, Stage, WorkerSettings, fetched_ends
+from .stage import STOP_TIMEOUT_S, Stage, WorkerSettings, confirmed_ends
 
 log = logging.getLogger(__name__)
 
@@ -367,10 +367,9 @@ class ActionStage(Stage):
                 "--act-from earliest (post every alert and apply every pause again)",
             )
         if how == "latest":
-            # Tansu's ListOffsets answers short of the end (``fetched_ends``): starting
+            # Tansu's ListOffsets answers short of the end (``confirmed_ends``): starting
             # there acted again on the old alerts of the last batch.
-            filled = {tp: end for tp, end in ends.items() if end > starts[tp]}
-            ends.update(await fetched_ends(self.config.kafka, filled))
+            ends = await confirmed_ends(consumer, self.config.kafka, ends, alerts)
         start = ends if how == "latest" else starts
         self.outbox.offsets.update({tp.partition: start[tp] for tp in alerts})
         # Saved at once: a restart before the first alert is read starts from here, not

@@ -367,14 +367,13 @@ class Stage:
         tps = list(saved)
         starts = await self.retrying(lambda: consumer.beginning_offsets(tps), "log start offsets")
         ends = await self.retrying(lambda: consumer.end_offsets(tps), "log end offsets")
-        # Past the end by ListOffsets' answer: asked again of a fetch (``fetched_ends``).
-        # Tansu's answer is low, and every caught-up partition looked re-created.
-        suspect = {tp: ends[tp] for tp, offset in saved.items() if offset > ends[tp] > starts[tp]}
-        if suspect:
-            kafka = self.config.kafka
-            ends.update(
-                await self.retrying(lambda: fetched_ends(kafka, suspect), "log end offsets")
-            )
+        # Past the end by ListOffsets' answer: asked again of a fetch. Tansu's answer is
+        # low, and every caught-up partition looked re-created.
+        beyond = [tp for tp, offset in saved.items() if offset > ends[tp]]
+        kafka = self.config.kafka
+        ends = await self.retrying(
+            lambda: confirmed_ends(consumer, kafka, ends, beyond), "log end offsets"
+        )
         moved = {}
         for tp, offset in saved.items():
             gap = offset_gap(offset, starts[tp], ends[tp])
@@ -454,18 +453,26 @@ async def inputs_committed(
         committed = await probe.committed(tp)
         if ends[tp] == 0 or (committed is not None and committed >= ends[tp]):
             found[tp] = committed or 0
-    ends = await confirmed_ends(kafka, ends, found)
+    ends = await confirmed_ends(probe, kafka, ends, found)
     return {tp.partition: offset for tp, offset in found.items() if offset >= ends[tp]}
 
 
 async def confirmed_ends(
-    kafka: KafkaConfig, ends: dict[TopicPartition, int], reached: Iterable[TopicPartition]
+    consumer: AIOKafkaConsumer,
+    kafka: KafkaConfig,
+    ends: dict[TopicPartition, int],
+    reached: Iterable[TopicPartition],
 ) -> dict[TopicPartition, int]:
-    """``ends`` with those of the partitions ``reached`` asked again of a fetch: Tansu's
-    ListOffsets answers short of the end (``fetched_ends``), and a partition read (or
-    committed) to that answer looked caught up with its last batch still unread, so the
-    watermark moved on without it. Only partitions that look caught up cost a fetch."""
-    suspect = {tp: ends[tp] for tp in reached if ends[tp] > 0}
+    """``ends`` (ListOffsets' answers) with those of the non-empty partitions ``reached``
+    asked again of a fetch (``fetched_ends``): Tansu answers short of the end, and a
+    partition read, committed or saved at that answer looked caught up (or re-created)
+    with its last batch unread. Only the partitions named cost a fetch; one emptied by
+    retention has no last record to fetch and keeps its answer."""
+    asked = [tp for tp in reached if ends[tp] > 0]
+    if not asked:
+        return ends
+    starts = await consumer.beginning_offsets(asked)
+    suspect = {tp: ends[tp] for tp in asked if ends[tp] > starts[tp]}
     return {**ends, **await fetched_ends(kafka, suspect)} if suspect else ends
 
 
@@ -488,7 +495,7 @@ async def inputs_counted(
     positions = {tp: await reader.position(tp) for tp in read_ends}
     if any(positions[tp] < end for tp, end in read_ends.items()):
         return []  # not everything the ingest wrote has been read yet
-    read_ends = await confirmed_ends(kafka, read_ends, read_ends)
+    read_ends = await confirmed_ends(probe, kafka, read_ends, read_ends)
     if any(positions[tp] < end for tp, end in read_ends.items()):
         return []
     return list(found)

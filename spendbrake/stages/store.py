@@ -213,7 +213,7 @@ class StoreStage(Stage):
             reached = [
                 tp for tp, end in ends.items() if written.get((tp.topic, tp.partition), 0) >= end
             ]
-            ends = await confirmed_ends(self.config.kafka, ends, reached)
+            ends = await confirmed_ends(probe, self.config.kafka, ends, reached)
         except KafkaError as exc:
             log.debug("store: could not ask how far the ingest is (%s)", exc)
             return -math.inf
