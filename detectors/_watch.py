@@ -141,6 +141,13 @@ class SpendWatch:
         return self.clock.behind
 
     @property
+    def judged_until(self) -> float:
+        """Event time up to which every hour is judged: the watermark, but while a backlog's
+        hours are being closed (``behind``), the start of the first one not closed yet."""
+        closed = self.clock.closed_until
+        return float(closed) if self.clock.behind and closed is not None else self.clock.now
+
+    @property
     def series(self) -> dict[SeriesKey, Series]:
         """The watched series by (dims, values)."""
         return self.book.series

@@ -135,7 +135,7 @@ class DetectStage(Stage):
         self.skipped = 0
         self.metrics = DetectMetrics(
             lambda: len(self.watch.series),
-            lambda: self.watch.now,
+            lambda: self.watch.judged_until,
             lambda: self.watch.folded_series(),
         )
         #: Alerts sent but not yet acknowledged, with their send.

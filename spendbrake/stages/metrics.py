@@ -232,7 +232,8 @@ class DetectMetrics:
         )
         Gauge(
             "spendbrake_detect_event_time_seconds",
-            "Event-time watermark of the detect stage (epoch seconds; compare with time())",
+            "Event time the detect stage has judged up to: its watermark, or while it closes a "
+            "backlog's hours the first hour not closed yet (epoch seconds; compare with time())",
             registry=r,
         ).set_function(lambda: _finite(event_time()))
 

@@ -44,6 +44,25 @@ def test_bounded_steps_give_the_same_alerts() -> None:
     assert budget and len({a["detected_at"] for a in budget}) > 1, budget
 
 
+def test_the_event_time_judged_is_the_closed_hours_while_a_backlog_is_closed() -> None:
+    """``spendbrake_detect_event_time_seconds`` read the watermark: a stage closing a
+    backlog a day at a time said it was at the backlog's end, up to a day ahead of what it
+    had judged (an operator's "detection is behind" alert stayed quiet). It says the hours
+    closed until it is caught up, then the watermark."""
+    watch = SpendWatch(Config())
+    plan = _history(24 * 21)
+    for h, spend in enumerate(plan):
+        watch.observe(_records(T0 + h * 3600, spend, 1.0))
+    judged = []
+    while True:
+        watch.advance(max_hours=24)
+        judged.append(watch.judged_until)
+        if not watch.behind:
+            break
+    assert all(j < watch.now for j in judged[:-1]), (judged, watch.now)
+    assert judged == sorted(judged) and judged[-1] == watch.now
+
+
 def test_a_backlog_dates_an_anomaly_when_its_hour_closed() -> None:
     # A detect stage that was down reads three weeks at once; the runaway (hours 14-16 of
     # day 18) is still dated when a stage that kept up would have judged it: at its
