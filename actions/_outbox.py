@@ -36,6 +36,7 @@ import msgspec
 
 from spendbrake.schemas import (
     KEY_DIMENSIONS,
+    STOP_PAUSING,
     ActionRecord,
     Alert,
     InvalidEvent,
@@ -364,7 +365,12 @@ class Outbox:
                 late, allowed = allowed, []
             if denied or late:
                 alert = msgspec.structs.replace(
-                    alert, targets=allowed, action="pause" if allowed else "alert"
+                    alert,
+                    targets=allowed,
+                    action="pause" if allowed else "alert",
+                    # A stop that pauses nothing here must not say it pauses: the
+                    # outcome line says what happened to its keys instead.
+                    reason=alert.reason if allowed else alert.reason.replace(STOP_PAUSING, ""),
                 )
         incident = self.incidents.get(alert.id)
         follow_up = incident is not None

@@ -60,10 +60,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spendbrake.detectors._base import check, usable, usd
-from spendbrake.schemas import NUSD
-
-#: What a hard stop's reason says it does; ``BudgetBook`` says otherwise where it cannot.
-PAUSING = ", pausing non-critical keys in scope"
+from spendbrake.schemas import NUSD, STOP_PAUSING
 
 __all__ = ["BudgetTracker", "BudgetVerdict"]
 
@@ -732,7 +729,7 @@ class BudgetTracker:
             if action == "pause":
                 self._stopped = True
                 self._stop_usd = target
-                reason = f"{head}: hard stop at {frac:.0%}{PAUSING}"
+                reason = f"{head}: hard stop at {frac:.0%}{STOP_PAUSING}"
             else:
                 self._fired.add(frac)
                 reason = head + tail

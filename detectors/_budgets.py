@@ -13,11 +13,12 @@ from __future__ import annotations
 from itertools import takewhile
 from typing import Any
 
-from spendbrake.detectors._budget import PAUSING, BudgetTracker, BudgetVerdict
+from spendbrake.detectors._budget import BudgetTracker, BudgetVerdict
 from spendbrake.detectors._keys import KeyDirectory
 from spendbrake.schemas import (
     KEY_DIMENSIONS,
     NUSD,
+    STOP_PAUSING,
     Alert,
     BudgetConfig,
     Config,
@@ -204,7 +205,9 @@ class BudgetBook:
         if v.action == "pause" and unknown:
             # The key directory knows keys by their own fields, not by a model or customer
             # they called: the stop pauses none (``KeyDirectory.keys_in``), so say so.
-            reason = reason.replace(PAUSING, f"; no key paused: keys are not known by {unknown[0]}")
+            reason = reason.replace(
+                STOP_PAUSING, f"; no key paused: keys are not known by {unknown[0]}"
+            )
         elif v.action == "pause" and not pausable:
             # "pausing non-critical keys" above a Done line saying nothing was paused: the
             # on-call reads the first and takes the spend for stopped.
@@ -213,7 +216,7 @@ class BudgetBook:
                 if named
                 else "no key in scope has spent this period"
             )
-            reason = reason.replace(PAUSING, f"; no key paused: {why}")
+            reason = reason.replace(STOP_PAUSING, f"; no key paused: {why}")
         alert = Alert(
             kind=v.kind,
             detector="budget",

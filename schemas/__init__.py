@@ -11,6 +11,7 @@ from ._adapters import (
 from ._alert import (
     ALERT_KINDS,
     MAX_TARGETS,
+    STOP_PAUSING,
     Alert,
     KeyInfo,
     alert_records,
@@ -91,6 +92,7 @@ __all__ = [
     "OTHER",
     "ROLLUP_WINDOWS_S",
     "SCOPE_FIELDS",
+    "STOP_PAUSING",
     "WORKLOADS",
     "ActionRecord",
     "Alert",

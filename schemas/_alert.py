@@ -23,6 +23,7 @@ import orjson
 __all__ = [
     "ALERT_KINDS",
     "MAX_TARGETS",
+    "STOP_PAUSING",
     "Alert",
     "KeyInfo",
     "alert_records",
@@ -40,6 +41,11 @@ _SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 #: 1 MB limit: the detect stage retried it forever and sent no other alert. 1,000 keys of
 #: the longest an event may carry (512 characters) are about 0.5 MB.
 MAX_TARGETS = 1000
+#: What a budget's hard stop says it does, in its reason. Whoever finds it will not pause
+#: (the detect stage: no key it may pause; the act stage: none its keys config allows, or
+#: the stop read as history) swaps it for what happens instead: a "Why:" line claiming a
+#: pause above a "Done:" line saying none was done reads as spend stopped.
+STOP_PAUSING = ", pausing non-critical keys in scope"
 
 
 @dataclass(frozen=True, slots=True)

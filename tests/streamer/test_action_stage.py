@@ -30,7 +30,7 @@ from spendbrake.actions._interactive import (
 )
 from spendbrake.fakes.gateway import FakeGateway
 from spendbrake.fakes.slack import FakeSlack
-from spendbrake.schemas import format_ts
+from spendbrake.schemas import STOP_PAUSING, format_ts
 from tests.kafka_helpers import read_topic
 from tests.streamer.test_worker import scrape, scrape_when, start_worker, stop
 
@@ -672,7 +672,7 @@ def test_a_pause_read_as_history_is_logged_and_posted_as_skipped_not_as_a_pause(
         budget="daily",
         threshold=1.0,
         id="budget/daily/1789000000",
-        reason="daily spent $1,020.00 of its $1,000.00 daily budget: hard stop at 100%",
+        reason=f"daily spent $1,020.00 of its $1,000.00 daily budget: hard stop at 100%{STOP_PAUSING}",
     )
     worker = setup.start()
     try:
@@ -697,3 +697,5 @@ def test_a_pause_read_as_history_is_logged_and_posted_as_skipped_not_as_a_pause(
     )
     stop_parent = next(p for p in slack.parents() if stopped[-4:] in _texts([p]))
     assert "NOT paused" in _texts([stop_parent]) and "left running" in _texts([stop_parent])
+    # Its "Why:" line claimed the pause the "Done:" line says was not made.
+    assert "pausing" not in _texts([stop_parent]).lower(), _texts([stop_parent])
