@@ -1,4 +1,5 @@
-"""How every benchmark prints its result: one JSON object, or a figure a line."""
+"""How every benchmark prints its result (one JSON object, or a figure a line), and the
+memory figure they share."""
 
 from __future__ import annotations
 
@@ -17,3 +18,13 @@ def show(result: dict[str, Any], as_json: bool) -> None:
     for key, value in result.items():
         if value is not None:
             print(f"{key:{width}s}{value}")
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM). ``getrusage`` would report the parent's
+    peak when it is larger: Linux carries ``ru_maxrss`` over fork and exec."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0

@@ -22,15 +22,7 @@ import time
 import faust
 import orjson
 
-
-def peak_rss_mb() -> float:
-    """This process's own peak RSS (VmHWM). ``getrusage`` would report the parent's
-    peak when it is larger: Linux carries ``ru_maxrss`` over fork and exec."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+from bench._output import peak_rss_mb
 
 
 class SpendEvent(faust.Record, serializer="json"):

@@ -7,22 +7,32 @@ partials and a few alerts. Then times ``build_report`` for the month 2026-10 by 
 dimension and the chart's query, against baselines measured in the same run on the same
 file: a full-table ``SELECT COUNT(*)`` and a full-table ``SUM(cost_nusd)``.
 
+Last, a write as the store stage makes one (open the file, one batch of rollups and 5,000
+trace partials of the last week, commit, close), in a fresh process, on the filled store
+and on an empty one: its time and the process' peak memory over the empty store's. Trace
+ids are random, as real ones are: a write's upsert checks them against the primary-key
+index, and the share of it DuckDB loads is what grows with a store's age.
+
     python -m bench report [--series N] [--traces N] [--json]
+    python -m bench report --traces 3000000   # a store of a few months' agent traffic
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import random
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from bench._output import peak_rss_mb
 from spendbrake._report import build_report, parse_period, team_model_costs
 from spendbrake.schemas import RollupRecord, parse_ts
 from spendbrake.streamer import StoreBatch, TracePartial, apply_batch, connect_store
@@ -73,7 +83,7 @@ def fill(path: Path, n_series: int, n_traces: int) -> dict[str, float]:
             cost = int(rng.lognormvariate(-4, 1.5) * 1e9)
             batch.add_trace(
                 TracePartial(
-                    f"tr-{day}-{i}",
+                    f"{rng.getrandbits(128):032x}",
                     0,
                     f"e-{i}",
                     rng.choice(TEAMS),
@@ -94,6 +104,39 @@ def fill(path: Path, n_series: int, n_traces: int) -> dict[str, float]:
     elapsed = time.perf_counter() - started
     con.close()
     return {"rows": rows, "fill_s": elapsed, "rows_per_s": rows / elapsed}
+
+
+def one_write(path: str, seed: int) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of one store-stage write to ``path``, in this process."""
+    rng = random.Random(seed)
+    batch = StoreBatch()
+    hour = END - 3600
+    for dims, values in series(200):
+        metrics = (10**9, 100, 90_000, 30_000, 0, 20_000, 0, 0)
+        batch.add_rollup(RollupRecord(dims, values, 3600, hour, 0, 0, metrics, {}, True))
+    for i in range(5000):
+        ts = END - rng.uniform(0, 7 * 86400)
+        trace = f"{rng.getrandbits(128):032x}"
+        batch.add_trace(
+            TracePartial(trace, 0, f"w-{i}", "team-0", None, None, 10**6, 1, ts, ts, {"m": 1})
+        )
+    started = time.perf_counter()
+    con = connect_store(path)
+    apply_batch(con, batch, {("spend.rollups", 0): 1})
+    con.close()
+    elapsed = time.perf_counter() - started
+    return elapsed, peak_rss_mb()
+
+
+def write_cost(path: Path, writes: int = 3) -> tuple[float, float]:
+    """Median seconds and peak RSS (MB) of ``writes`` writes of new partials, each in a
+    fresh process (its peak memory is that write's alone)."""
+    context = multiprocessing.get_context("spawn")
+    runs = []
+    for seed in range(writes):
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            runs.append(pool.submit(one_write, str(path), seed).result())
+    return statistics.median(s for s, _ in runs), statistics.median(mb for _, mb in runs)
 
 
 def timed(fn: Callable[[], Any], repeat: int = 5) -> float:
@@ -135,6 +178,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
         results["chart query (team x model)"] = timed(lambda: team_model_costs(con, period))
         con.close()
+        write_s, write_mb = write_cost(path)
+        empty_s, empty_mb = write_cost(Path(tmp) / "empty.duckdb")
     base = results["baseline: SELECT COUNT(*) FROM rollups"]
     scan = results["baseline: SELECT SUM(cost_nusd) FROM rollups"]
     out = {
@@ -146,6 +191,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "timings_ms": {k: round(v * 1000, 2) for k, v in results.items()},
         "ratio_vs_count": {k: round(v / base, 1) for k, v in results.items()},
         "ratio_vs_sum_scan": {k: round(v / scan, 1) for k, v in results.items()},
+        "write_s": round(write_s, 3),
+        "write_empty_s": round(empty_s, 3),
+        "write_extra_mb": round(write_mb - empty_mb, 1),
     }
     if args.json:
         print(orjson.dumps(out).decode())
@@ -159,6 +207,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"  {name:<46} {seconds * 1000:8.2f} ms  {seconds / base:6.1f}x count(*)  "
             f"{seconds / scan:5.1f}x sum scan"
         )
+    print(
+        f"  a store-stage write (5,000 new trace partials; medians of three): {write_s:.2f} s and "
+        f"{write_mb - empty_mb:+.0f} MB of peak memory, against {empty_s:.2f} s on an empty store"
+    )
     return out
 
 

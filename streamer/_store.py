@@ -12,15 +12,27 @@ over partitions and epochs.
 
 Rows go in through a registered dict of NumPy arrays: measured here, about 350k rows/s
 against 600 rows/s for ``executemany`` and 7k rows/s for multi-row ``VALUES``.
+
+Trace partials, the store's largest table by far (about one per agent task), go in one
+table per UTC week of their first call (``traces_20261130``: the week's Monday), read
+through the ``traces`` view over all of them. An upsert checks its keys against the
+primary-key index, and DuckDB loads the index of a table it checks; trace ids are random,
+so in one table every write loaded nearly all of it, and a write's memory and time grew
+with the store's age (measured: +435 MB and 0.6 s a write at 10M stored traces). A week's
+table holds a week's traces, whatever the store's age. A partial's key always carries the
+same first call (``streamer._traces``: a partial re-sent after a crash is the one sent
+before, whole), so a key lives in one week's table.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +135,27 @@ SCHEMA: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
         ("topic", "part"),
     ),
 }
+
+
+#: Trace tables are per week of the partial's first call, Monday 00:00 UTC to the next.
+TRACE_WEEK_S = 7 * 86400
+#: Seconds from the epoch (a Thursday) to the Monday that starts its week, backwards.
+_MONDAY_S = -3 * 86400
+TRACE_TABLE_PREFIX = "traces_"
+#: A trace table's week from its partials' ``start_ts``, in SQL; ``trace_week`` is the same
+#: arithmetic in Python (a float subtraction, a division, a floor: the same doubles).
+_TRACE_WEEK_SQL = f"floor((start_ts - ({_MONDAY_S})) / {TRACE_WEEK_S})"
+
+
+def trace_week(start_ts: float) -> int:
+    """The week (counted from the epoch's) whose table holds a partial starting at ``start_ts``."""
+    return math.floor((start_ts - _MONDAY_S) / TRACE_WEEK_S)
+
+
+def trace_table(week: int) -> str:
+    """``traces_YYYYMMDD``, the date being the week's Monday (UTC)."""
+    monday = datetime.fromtimestamp(week * TRACE_WEEK_S + _MONDAY_S, UTC)
+    return f"{TRACE_TABLE_PREFIX}{monday:%Y%m%d}"
 
 
 class StoreBusy(RuntimeError):
@@ -273,10 +306,73 @@ def connect_store(path: str | Path, read_only: bool = False, wait_s: float = 10.
 
 
 def create_schema(con: Any) -> None:
-    for table, (columns, key) in SCHEMA.items():
-        body = ", ".join(f'"{name}" {kind}' for name, kind in columns)
-        primary = ", ".join(f'"{name}"' for name in key)
-        con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body}, PRIMARY KEY ({primary}))")
+    for table in SCHEMA:
+        if table != "traces":
+            _create_table(con, table, table)
+    if _split_traces(con) or _table_type(con, "traces") is None:
+        _trace_view(con)
+
+
+def _create_table(con: Any, name: str, layout: str) -> None:
+    """Table ``name`` with the columns and primary key of ``SCHEMA[layout]``."""
+    columns, key = SCHEMA[layout]
+    body = ", ".join(f'"{column}" {kind}' for column, kind in columns)
+    primary = ", ".join(f'"{column}"' for column in key)
+    con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({body}, PRIMARY KEY ({primary}))")
+
+
+def _trace_tables(con: Any) -> list[str]:
+    """The week tables of trace partials, oldest first."""
+    rows = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+        "AND starts_with(table_name, ?) ORDER BY table_name",
+        [TRACE_TABLE_PREFIX],
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+def _trace_view(con: Any) -> None:
+    """``traces``: every week table's rows (none yet: an empty relation of their columns)."""
+    columns = SCHEMA["traces"][0]
+    names = ", ".join(f'"{name}"' for name, _ in columns)
+    parts = [f"SELECT {names} FROM {table}" for table in _trace_tables(con)]
+    if not parts:
+        typed = ", ".join(f'CAST(NULL AS {kind.split()[0]}) AS "{name}"' for name, kind in columns)
+        parts = [f"SELECT {typed} WHERE false"]
+    con.execute("CREATE OR REPLACE VIEW traces AS " + " UNION ALL ".join(parts))
+
+
+def _table_type(con: Any, name: str) -> str | None:
+    """ "BASE TABLE", "VIEW", or None (no such table)."""
+    found = con.execute(
+        "SELECT table_type FROM information_schema.tables "
+        "WHERE table_schema = 'main' AND table_name = ?",
+        [name],
+    ).fetchone()
+    return None if found is None else str(found[0])
+
+
+def _split_traces(con: Any) -> bool:
+    """A store written before the week tables has one ``traces`` table: its rows move to
+    their weeks' tables, once, in one transaction (the view then takes its name)."""
+    if _table_type(con, "traces") != "BASE TABLE":
+        return False
+    con.execute("BEGIN TRANSACTION")
+    try:
+        weeks = con.execute(f"SELECT DISTINCT {_TRACE_WEEK_SQL}::BIGINT FROM traces").fetchall()
+        for (week,) in weeks:
+            table = trace_table(week)
+            _create_table(con, table, "traces")
+            con.execute(
+                f"INSERT INTO {table} SELECT * FROM traces WHERE {_TRACE_WEEK_SQL} = ?", [week]
+            )
+        con.execute("DROP TABLE traces")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    log.info("store: %d trace partial week(s) moved to their week tables", len(weeks))
+    return True
 
 
 def load_offsets(con: Any) -> dict[tuple[str, int], int]:
@@ -313,10 +409,12 @@ def apply_batch(con: Any, batch: StoreBatch, offsets: Mapping[tuple[str, int], i
     """
     con.execute("BEGIN TRANSACTION")
     try:
-        for table in ("rollups", "traces", "alerts", "actions"):
+        for table in ("rollups", "alerts", "actions"):
             rows = getattr(batch, table)
             if rows:
                 _upsert(con, table, list(rows.values()))
+        if batch.traces:
+            _upsert_traces(con, batch.traces.values())
         if offsets:
             _upsert(con, "offsets", [(t, p, o) for (t, p), o in offsets.items()])
         con.execute("COMMIT")
@@ -325,8 +423,28 @@ def apply_batch(con: Any, batch: StoreBatch, offsets: Mapping[tuple[str, int], i
         raise
 
 
-def _upsert(con: Any, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    columns = SCHEMA[table][0]
+def _upsert_traces(con: Any, rows: Iterable[tuple[Any, ...]]) -> None:
+    """Each partial into its week's table (made on its first partial, the view with it)."""
+    start = [name for name, _ in SCHEMA["traces"][0]].index("start_ts")
+    weeks: dict[int, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        weeks.setdefault(trace_week(row[start]), []).append(row)
+    known = set(_trace_tables(con))
+    for week, week_rows in sorted(weeks.items()):
+        table = trace_table(week)
+        if table not in known:
+            _create_table(con, table, "traces")
+            known.add(table)
+            _trace_view(con)
+        _upsert(con, "traces", week_rows, table)
+
+
+def _upsert(
+    con: Any, layout: str, rows: Sequence[tuple[Any, ...]], table: str | None = None
+) -> None:
+    """Rows of ``SCHEMA[layout]`` into ``table`` (default: the layout's own table)."""
+    table = table or layout
+    columns = SCHEMA[layout][0]
     arrays: dict[str, Any] = {}
     for (name, kind), values in zip(columns, zip(*rows, strict=True), strict=True):
         if kind.startswith(("BIGINT", "INTEGER")) and None not in values:

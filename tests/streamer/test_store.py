@@ -129,3 +129,80 @@ def test_an_alert_in_several_records_is_one_row_with_its_first_targets(tmp_path:
     ((targets, record),) = con.execute("SELECT targets, record FROM alerts").fetchall()
     assert orjson.loads(targets) == stop.targets[:1000]
     assert orjson.loads(record)["more_targets"] == 1_500
+
+
+def partial(trace: str, start_ts: float, cost: int = 10) -> TracePartial:
+    return TracePartial(trace, 0, f"{trace}-e1", "search", None, None, cost, 1, start_ts, start_ts)
+
+
+def test_trace_partials_go_to_their_weeks_tables_and_read_as_one(tmp_path: Path) -> None:
+    """Each write loaded the primary-key index of every trace ever stored (random ids touch
+    all of it), so the store stage's memory and time per write grew with its age; each
+    week's partials now have their own table, and ``traces`` reads them all."""
+    from spendbrake.streamer._store import trace_table, trace_week
+
+    monday = 1_796_601_600.0  # 2026-12-07T00:00:00Z, a Monday
+    con = connect_store(tmp_path / "s.duckdb")
+    assert con.execute("SELECT COUNT(*) FROM traces").fetchone() == (0,)  # no week yet
+    rows = StoreBatch()
+    for trace, ts in (("a", monday - 0.001), ("b", monday), ("c", monday + 6.99 * 86400)):
+        rows.add_trace(partial(trace, ts))
+    for _ in range(2):  # a record read twice replaces itself
+        apply_batch(con, rows, {("traces", 0): 3})
+    tables = {
+        name: con.execute(f"SELECT list(trace_id ORDER BY trace_id) FROM {name}").fetchone()[0]
+        for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'traces_%'"
+        ).fetchall()
+    }
+    assert tables == {"traces_20261130": ["a"], "traces_20261207": ["b", "c"]}, tables
+    assert [trace_table(trace_week(t)) for t in (monday - 0.001, monday)] == list(sorted(tables))
+    assert con.execute("SELECT COUNT(*), SUM(cost_nusd) FROM traces").fetchone() == (3, 30)
+    con.close()
+    # A reader sees the same rows through the view.
+    reader = connect_store(tmp_path / "s.duckdb", read_only=True)
+    assert reader.execute("SELECT list(trace_id ORDER BY trace_id) FROM traces").fetchone() == (
+        ["a", "b", "c"],
+    )
+    reader.close()
+
+
+def test_a_store_with_one_traces_table_is_split_into_weeks_once(tmp_path: Path) -> None:
+    """A store written before the week tables: its rows move to their weeks at the first
+    open, each to the table a new write of the same partial goes to (no row twice)."""
+    import duckdb
+
+    from spendbrake.streamer._store import SCHEMA
+
+    path = tmp_path / "old.duckdb"
+    old = duckdb.connect(str(path))
+    columns, key = SCHEMA["traces"]
+    body = ", ".join(f'"{name}" {kind}' for name, kind in columns)
+    old.execute(f"CREATE TABLE traces ({body}, PRIMARY KEY ({', '.join(key)}))")
+    monday = 1_796_601_600.0
+    starts = [monday - 8 * 86400, monday - 1e-6, monday, monday + 1e-6, monday + 86400 * 3]
+    for i, ts in enumerate(starts):
+        old.execute(
+            "INSERT INTO traces VALUES (?, 0, ?, 'search', NULL, NULL, ?, 1, ?, ?, '{}', NULL)",
+            [f"t{i}", f"e{i}", 10 + i, ts, ts],
+        )
+    old.close()
+    con = connect_store(path)
+    assert con.execute(
+        "SELECT table_type FROM information_schema.tables WHERE table_name = 'traces'"
+    ).fetchone() == ("VIEW",)
+    weeks = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'traces_%' ORDER BY 1"
+    ).fetchall()
+    assert weeks == [("traces_20261123",), ("traces_20261130",), ("traces_20261207",)]
+    # The same partials written again replace their moved rows: the week computed in SQL
+    # for the move is the week a write computes.
+    rows = StoreBatch()
+    for i, ts in enumerate(starts):
+        rows.add_trace(TracePartial(f"t{i}", 0, f"e{i}", "search", None, None, 10 + i, 1, ts, ts))
+    apply_batch(con, rows, {})
+    assert con.execute("SELECT COUNT(*), SUM(cost_nusd) FROM traces").fetchone() == (5, 60)
+    con.close()
+    again = connect_store(path)  # the second open moves nothing
+    assert again.execute("SELECT COUNT(*) FROM traces").fetchone() == (5,)
+    again.close()
