@@ -265,7 +265,7 @@ def test_a_budget_added_by_a_reload_takes_its_period_so_far_from_stored_rows() -
     _run(always, plan[:13])
     stored = [
         (hour, part, epoch, cost)
-        for hour, parts in always.budgets.hours[0].items()
+        for hour, parts in always.budgets.held[0].hours.items()
         for (part, epoch), cost in parts.items()
     ]
     watch = SpendWatch(config.model_copy(update={"budgets": []}))
