@@ -60,6 +60,9 @@ class ScopeParts:
     minutes: Parts = field(default_factory=dict)
     #: the watermark's hour of its last prune (derived)
     pruned: int | None = None
+    #: (from, until, previous): while the watermark is in [from, until), no budget of the
+    #: scope changed period and the hours from ``previous`` on are kept (derived)
+    keep: tuple[float, float, float] | None = None
 
 
 def _scope_key(cfg: BudgetConfig) -> ScopeKey:
@@ -277,7 +280,10 @@ class BudgetBook:
         if held.pruned == hour:
             return
         held.pruned = hour
-        previous = min(self._previous_start(i, watermark) for i in held.budgets)
+        keep = held.keep
+        if keep is None or not keep[0] <= watermark < keep[1]:
+            keep = held.keep = self._keep(held, watermark)
+        previous = keep[2]
         hours = held.hours
         if hours and min(hours) < previous:  # most hours: none before the previous period
             for h in [h for h in hours if h < previous]:
@@ -289,13 +295,23 @@ class BudgetBook:
         for m in [m for m in takewhile(cutoff.__gt__, minutes)]:
             del minutes[m]
 
-    def _previous_start(self, i: int, watermark: float) -> float:
-        """Start of the period before budget ``i``'s period at ``watermark``."""
-        tracker = self.trackers[i]
-        start, _ = tracker.period_bounds(watermark)
-        previous, _ = tracker.period_bounds(start - 1.0)
-        tracker.period_bounds(watermark)  # its one-period cache back on the current period
-        return previous
+    def _keep(self, held: ScopeParts, watermark: float) -> tuple[float, float, float]:
+        """(from, until, previous): the span around ``watermark`` where none of the scope's
+        budgets changes period, and the earliest start of the period before theirs. Asked
+        once per period, not each hour: each ask put two calendar conversions per budget
+        through the tracker's one-period cache."""
+        spans = []
+        for i in held.budgets:
+            tracker = self.trackers[i]
+            start, end = tracker.period_bounds(watermark)
+            previous, _ = tracker.period_bounds(start - 1.0)
+            tracker.period_bounds(watermark)  # its one-period cache back on the current period
+            spans.append((start, end, previous))
+        return (
+            max(start for start, _, _ in spans),
+            min(end for _, end, _ in spans),
+            min(previous for _, _, previous in spans),
+        )
 
     def prune(self, horizon: int) -> None:
         """Forget the alert numbering of periods long over."""
@@ -480,7 +496,7 @@ class BudgetBook:
         store behind), the larger is kept, the later total of costs that are never negative.
         """
         for held in self.scopes.values():
-            held.hours, held.minutes, held.pruned = {}, {}, None
+            held.hours, held.minutes, held.pruned, held.keep = {}, {}, None, None
         for i, held in enumerate(self.held):
             _merge(held.hours, hours[i])
             _merge(held.minutes, minutes[i])
