@@ -1009,3 +1009,24 @@ def test_a_snapshot_with_a_copy_of_the_parts_per_budget_restores_their_union() -
     assert restored.dump() == book.dump()
     late = [RollupRecord(("team",), ("a",), 3600, int(utc(2026, 7, 3, 5)), 1, 2, (10**13, 1))]
     assert _checked(restored, late) == _checked(book, late) != []
+
+
+def test_the_hourly_prune_drops_what_a_full_scan_drops() -> None:
+    """The prune looks for hours before the period only when the lowest hour held may be
+    one (a bound kept as hours come, late ones too), not by a scan of a month of hours each
+    hour: it holds what a scan every hour holds."""
+    rng = random.Random(8)
+    b, scanned = BudgetTracker("t", 500.0, period="day"), BudgetTracker("t", 500.0, period="day")
+    t0 = utc(2026, 3, 1)
+    for h in range(24 * 9):
+        now = t0 + (h + 1) * H
+        # Quiet odd days: a correction to one comes below every hour held.
+        writes = [(t0 + h * H, rng.uniform(0, 20))] if h // 24 % 2 == 0 else []
+        if rng.random() < 0.3:  # a late correction, up to a day back
+            writes.append((t0 + (h - rng.randrange(1, 24)) * H, rng.uniform(0, 20)))
+        for tracker in (b, scanned):
+            for start, usd_ in writes:
+                tracker.set_hour(start, usd_)
+        scanned._first_hour = -(2**62)  # what the prune took: min(hours), always scanning
+        assert b.evaluate(now) == scanned.evaluate(now)
+        assert b._hours == scanned._hours and b.snapshot() == scanned.snapshot(), h
