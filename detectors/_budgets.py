@@ -131,11 +131,13 @@ class BudgetBook:
             parts = (held.hours if hourly else held.minutes).setdefault(start, {})
             parts[(partition, epoch)] = cost
             total = sum(parts.values())
-            for i in held.budgets:
-                if hourly:
-                    trackers[i].set_hour_nusd(float(start), total)
-                else:
-                    trackers[i].set_minute_nusd(float(start), total)
+            at = float(start)
+            if hourly:
+                for i in held.budgets:
+                    trackers[i].set_hour_nusd(at, total)
+            else:
+                for i in held.budgets:
+                    trackers[i].set_minute_nusd(at, total)
 
     def check(
         self,
