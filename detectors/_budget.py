@@ -274,6 +274,9 @@ class BudgetTracker:
         self._sums: dict[tuple[int, int], int] = {}
         # The highest hour index held, or above: hours after a watermark lie up to it.
         self._last_hour = max(self._hours, default=-1)
+        # At or below the lowest hour index held (exact after each prune): the hourly prune
+        # finds no hour before the period without a scan of a month of hours.
+        self._first_hour = min(self._hours, default=0)
         # The burn windows' nano-dollars (by length in minutes) over the minutes before
         # minute index ``_burn_end`` (None: not summed yet).
         self._burn_end: int | None = None
@@ -462,6 +465,8 @@ class BudgetTracker:
             hours[h] = cost_nusd
             if h > self._last_hour:
                 self._last_hour = h
+            if h < self._first_hour:
+                self._first_hour = h
         if cost_nusd != old:
             sums = self._sums
             for first, end in sums:
@@ -685,7 +690,7 @@ class BudgetTracker:
         self._pruned = at
         learned = self._learn_next if self._learn_next is not None else -math.inf
         hours = self._hours
-        if hours and (min(hours) + 1) * HOUR_S <= start:  # most hours: none before the period
+        if hours and (self._first_hour + 1) * HOUR_S <= start:  # most: none before the period
             old = [
                 h
                 for h in hours
@@ -693,6 +698,7 @@ class BudgetTracker:
             ]
             for h in old:
                 self._put_hour(h, None)
+            self._first_hour = min(hours, default=0)
         keep = math.floor(now / 60.0) - BURN_KEEP_MIN
         # The minutes of the hour the period starts in split it for the whole period.
         split = math.floor(start / HOUR_S) * 60 if start % HOUR_S else -1
@@ -779,6 +785,12 @@ class BudgetTracker:
         due = [
             f for f in self.alert_at if f not in self._prev_fired and spent >= self.amount_usd * f
         ]
+        stop = self.hard_stop_at
+        if stop is not None and (self._prev_stopped or spent < self.amount_usd * stop):
+            stop = None  # not newly crossed
+        if not due and stop is None:
+            # Most checks of the previous period's grace: no reason worded (a calendar label).
+            return []
         head = (
             f"{self.name} spent {usd(spent)} of its {usd(self.amount_usd)} "
             f"{_ADJ[self.period]} budget ({spent / self.amount_usd:.0%}) "
@@ -801,8 +813,7 @@ class BudgetTracker:
                     f"{head} ({_LATE})",
                 )
             )
-        stop = self.hard_stop_at
-        if stop is not None and not self._prev_stopped and spent >= self.amount_usd * stop:
+        if stop is not None:
             self._prev_stopped = True
             reason = f"{head}: hard stop at {stop:.0%} not applied, the period had ended ({_LATE})"
             out.append(

@@ -4,12 +4,15 @@ A ``BudgetTracker`` follows one budget's calendar periods; this book feeds it. R
 records are absolute and come per input partition and late epoch, so the book keeps each
 part of an hour (and of a minute, for burn rates) and hands the tracker their sum, in
 nano-dollars as the records carry them: a re-sent record replaces its part, never adds to
-it. It also numbers each budget period's alerts (one incident per period) and remembers
-which keys a hard stop paused, so the next period's resume undoes exactly those.
+it. The parts are kept per scope (``ScopeParts``), not per budget: a team's day, week and
+month budgets read the same rollups, so each record is stored and summed once for all of
+them. The book also numbers each budget period's alerts (one incident per period) and
+remembers which keys a hard stop paused, so the next period's resume undoes exactly those.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any
 
@@ -39,6 +42,32 @@ SEEDED_LATER = "its period's spend so far is read from the report store once the
 Part = tuple[int, int]
 #: window start -> (partition, epoch) -> cost_nusd
 Parts = dict[int, dict[Part, int]]
+#: A budget scope's (field, value) pairs, sorted by field: budgets on one scope share its parts.
+ScopeKey = tuple[tuple[str, str], ...]
+
+
+@dataclass(slots=True, eq=False)
+class ScopeParts:
+    """The parts of one scope's hours and minutes, shared by the budgets on that scope.
+
+    One store and one sum per record for all of them: with a budget each, a team's day,
+    week and month budgets copied and re-summed the same parts three times. Kept as long
+    as the longest-reaching of them needs (``BudgetBook._prune``).
+    """
+
+    #: indices of the budgets on this scope, in config order
+    budgets: list[int]
+    hours: Parts = field(default_factory=dict)
+    minutes: Parts = field(default_factory=dict)
+    #: the watermark's hour of its last prune (derived)
+    pruned: int | None = None
+    #: (from, until, previous): while the watermark is in [from, until), no budget of the
+    #: scope changed period and the hours from ``previous`` on are kept (derived)
+    keep: tuple[float, float, float] | None = None
+
+
+def _scope_key(cfg: BudgetConfig) -> ScopeKey:
+    return tuple(sorted(cfg.scope.items()))
 
 
 class BudgetBook:
@@ -47,13 +76,14 @@ class BudgetBook:
     def __init__(self, budgets: list[BudgetConfig]) -> None:
         self.configs = list(budgets)
         self.trackers = [BudgetTracker.from_config(b) for b in budgets]
-        #: budget index -> hour (or minute) start -> (partition, epoch) -> cost_nusd
-        self.hours: list[Parts] = [{} for _ in budgets]
-        self.minutes: list[Parts] = [{} for _ in budgets]
+        #: scope -> the parts its budgets read
+        self.scopes: dict[ScopeKey, ScopeParts] = {}
+        for i, b in enumerate(budgets):
+            self.scopes.setdefault(_scope_key(b), ScopeParts([])).budgets.append(i)
+        #: budget index -> the parts it reads (its scope's, shared)
+        self.held = [self.scopes[_scope_key(b)] for b in budgets]
         #: budget index -> the keys its hard stop paused this period
         self.paused: list[list[str]] = [[] for _ in budgets]
-        #: budget index -> the watermark's hour of its last prune (derived)
-        self._pruned: list[int | None] = [None for _ in budgets]
         #: budget index -> ``KeyDirectory.changes`` when its stop in force last looked for
         #: keys in scope it has not paused (derived)
         self._looked: list[int | None] = [None for _ in budgets]
@@ -69,8 +99,8 @@ class BudgetBook:
         self._scopes: dict[tuple[str, ...], list[int]] = {}
         for i, b in enumerate(budgets):
             self._scopes.setdefault(tuple(sorted(b.scope)), []).append(i)
-        #: dims -> scope values in that field order -> budget indices (derived, a cache)
-        self._match: dict[tuple[str, ...], dict[tuple[str | None, ...], list[int]]] = {}
+        #: dims -> scope values in that field order -> their parts (derived, a cache)
+        self._match: dict[tuple[str, ...], dict[tuple[str | None, ...], ScopeParts]] = {}
 
     def scoped_on(self, dims: tuple[str, ...]) -> list[int]:
         """Indices of the budgets whose scope is the dimension set ``dims`` (any order)."""
@@ -82,27 +112,33 @@ class BudgetBook:
         dims = tuple(block.dims)
         by_values = self._match.get(dims)
         if by_values is None:
-            # Budgets on this dimension set by their scope's values in the records' field
-            # order: one dict lookup per record instead of comparing every budget's scope.
+            # Scopes on this dimension set by their values in the records' field order: one
+            # dict lookup per record instead of comparing every budget's scope.
             by_values = self._match[dims] = {}
             for i in self.scoped_on(dims):
                 scope = self.configs[i].scope
-                by_values.setdefault(tuple(scope[d] for d in dims), []).append(i)
+                by_values[tuple(scope[d] for d in dims)] = self.held[i]
         if not by_values:
             return
         hourly = block.window_s == HOUR
-        store = self.hours if hourly else self.minutes
+        trackers = self.trackers
         partition = block.partition
         for values, start, epoch, cost in zip(
             block.values, block.starts, block.epochs, block.metrics[0], strict=True
         ):
-            for i in by_values.get(values, ()):
-                parts = store[i].setdefault(start, {})
-                parts[(partition, epoch)] = cost
-                if hourly:
-                    self.trackers[i].set_hour_nusd(float(start), sum(parts.values()))
-                else:
-                    self.trackers[i].set_minute_nusd(float(start), sum(parts.values()))
+            held = by_values.get(values)
+            if held is None:
+                continue
+            parts = (held.hours if hourly else held.minutes).setdefault(start, {})
+            parts[(partition, epoch)] = cost
+            total = sum(parts.values())
+            at = float(start)
+            if hourly:
+                for i in held.budgets:
+                    trackers[i].set_hour_nusd(at, total)
+            else:
+                for i in held.budgets:
+                    trackers[i].set_minute_nusd(at, total)
 
     def check(
         self,
@@ -129,7 +165,8 @@ class BudgetBook:
                 alerts.append(self._alert(i, verdict, at, keys, rules))
             if (more := self._stop_newcomers(i, at, keys, rules)) is not None:
                 alerts.append(more)
-            self._prune(i, watermark)
+        for held in self.scopes.values():
+            self._prune(held, watermark)
         return alerts
 
     def _lifted(
@@ -236,31 +273,50 @@ class BudgetBook:
         )
         return alert, named
 
-    def _prune(self, i: int, watermark: float) -> None:
-        """Keep this period's and the previous one's hours (late corrections can still cross
-        a threshold of a period that just ended) and six hours of minutes.
+    def _prune(self, held: ScopeParts, watermark: float) -> None:
+        """Keep the hours of each of the scope's budgets' period and the previous one (late
+        corrections can still cross a threshold of a period that just ended), and six hours
+        of minutes.
 
         Run at every check, so only once an hour does it scan: the parts kept longer are
         never read (the tracker takes no minute older than its burn windows).
         """
         hour = int(watermark // HOUR)
-        if self._pruned[i] == hour:
+        if held.pruned == hour:
             return
-        self._pruned[i] = hour
-        tracker = self.trackers[i]
-        start, _ = tracker.period_bounds(watermark)
-        previous, _ = tracker.period_bounds(start - 1.0)
-        tracker.period_bounds(watermark)  # its one-period cache back on the current period
-        hours = self.hours[i]
+        held.pruned = hour
+        keep = held.keep
+        if keep is None or not keep[0] <= watermark < keep[1]:
+            keep = held.keep = self._keep(held, watermark)
+        previous = keep[2]
+        hours = held.hours
         if hours and min(hours) < previous:  # most hours: none before the previous period
             for h in [h for h in hours if h < previous]:
                 del hours[h]
-        minutes = self.minutes[i]
+        minutes = held.minutes
         # Minutes come in time order, but for a late one: those at the front are the old
         # ones (a late one goes when it reaches the front), not a scan of every minute.
         cutoff = watermark - 6 * HOUR - MINUTE
         for m in [m for m in takewhile(cutoff.__gt__, minutes)]:
             del minutes[m]
+
+    def _keep(self, held: ScopeParts, watermark: float) -> tuple[float, float, float]:
+        """(from, until, previous): the span around ``watermark`` where none of the scope's
+        budgets changes period, and the earliest start of the period before theirs. Asked
+        once per period, not each hour: each ask put two calendar conversions per budget
+        through the tracker's one-period cache."""
+        spans = []
+        for i in held.budgets:
+            tracker = self.trackers[i]
+            start, end = tracker.period_bounds(watermark)
+            previous, _ = tracker.period_bounds(start - 1.0)
+            tracker.period_bounds(watermark)  # its one-period cache back on the current period
+            spans.append((start, end, previous))
+        return (
+            max(start for start, _, _ in spans),
+            min(end for _, end, _ in spans),
+            min(previous for _, _, previous in spans),
+        )
 
     def prune(self, horizon: int) -> None:
         """Forget the alert numbering of periods long over."""
@@ -275,11 +331,15 @@ class BudgetBook:
         One whose period or time zone changed keeps its spend: the parts held (this period's
         and the previous one's, by the old calendar) are read again under the new one, whose
         thresholds fire afresh. One whose scope changed, or a new one, counts from the
-        rollups read after the reload (the parts of its scope were never held) and is listed
-        in ``unseeded``, for the spend before it to be ``seed``-ed.
+        rollups read after the reload (the parts of its scope were never held, unless
+        another budget read them) and is listed in ``unseeded``, for the spend before it to
+        be ``seed``-ed.
         """
         old = {b.name: (i, b) for i, b in enumerate(self.configs)}
         book = BudgetBook(config.budgets)
+        for key, held in book.scopes.items():
+            if (before := self.scopes.get(key)) is not None:
+                held.hours, held.minutes = before.hours, before.minutes
         book.seq = self.seq
         book.lifted = list(self.lifted)
         waiting = set(self.unseeded)
@@ -307,8 +367,6 @@ class BudgetBook:
                 continue
             if cfg.name in waiting:
                 book.unseeded.append(cfg.name)
-            book.hours[j] = self.hours[i]
-            book.minutes[j] = self.minutes[i]
             book.paused[j] = self.paused[i]
             tracker = book.trackers[j]
             if (before.period, before.timezone) == (cfg.period, cfg.timezone):
@@ -330,7 +388,8 @@ class BudgetBook:
             # reload, so spend before it never reached a threshold or the hard stop.
             tracker.learn_from(self.trackers[i])
             book._feed(j)
-            since = format_ts(min(book.hours[j])) if book.hours[j] else "the reload"
+            held = book.held[j].hours
+            since = format_ts(min(held)) if held else "the reload"
             notes.append(
                 f"budget {cfg.name}: period or time zone changed; its thresholds start afresh "
                 f"for the new period, counting the spend held since {since}; the rest of the "
@@ -367,35 +426,43 @@ class BudgetBook:
         i = next(j for j, cfg in enumerate(self.configs) if cfg.name == name)
         tracker = self.trackers[i]
         start, _ = tracker.period_bounds(at)
-        held = self.hours[i]
+        held = self.held[i].hours
         for hour, partition, epoch, cost in hours:
             if hour >= start:
                 held.setdefault(hour, {}).setdefault((partition, epoch), cost)
-        self._feed(i)
+        for j in self.held[i].budgets:  # the parts are theirs too
+            self._feed(j)
         return sum(sum(p.values()) for h, p in held.items() if h >= start) / NUSD
 
     def _feed(self, i: int) -> None:
         """Hand budget ``i``'s tracker every hour and minute it holds the parts of."""
         tracker = self.trackers[i]
-        for start, parts in sorted(self.hours[i].items()):
+        for start, parts in sorted(self.held[i].hours.items()):
             tracker.set_hour_nusd(float(start), sum(parts.values()))
-        for start, parts in sorted(self.minutes[i].items()):
+        for start, parts in sorted(self.held[i].minutes.items()):
             tracker.set_minute_nusd(float(start), sum(parts.values()))
 
     # -- state ---------------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:
         """Plain data: each tracker's own snapshot, the parts it reads, the keys it paused;
-        ``lifted`` only when a stop waits to be lifted (the layout is otherwise unchanged)."""
+        ``lifted`` only when a stop waits to be lifted (the layout is otherwise unchanged).
+
+        The parts of a scope are written with each of its budgets, as when each budget kept
+        its own: the layout earlier releases read and write."""
+        rows = {
+            key: (_parts_rows(held.hours), _parts_rows(held.minutes))
+            for key, held in self.scopes.items()
+        }
         data = {
             "budgets": [
                 {
                     "tracker": tracker.snapshot(),
-                    "hours": _parts_rows(self.hours[i]),
-                    "minutes": _parts_rows(self.minutes[i]),
+                    "hours": rows[_scope_key(cfg)][0],
+                    "minutes": rows[_scope_key(cfg)][1],
                     "paused": self.paused[i],
                 }
-                for i, tracker in enumerate(self.trackers)
+                for i, (cfg, tracker) in enumerate(zip(self.configs, self.trackers, strict=True))
             ],
             "seq": [[k, v] for k, v in self.seq.items()],
         }
@@ -412,9 +479,11 @@ class BudgetBook:
             raise ValueError(f"{len(budgets)} budgets where the config has {len(self.trackers)}")
         for i, saved in enumerate(budgets):
             self.trackers[i].restore(saved["tracker"])
-            self.hours[i] = _parts_of(saved["hours"])
-            self.minutes[i] = _parts_of(saved["minutes"])
             self.paused[i] = [str(k) for k in saved["paused"]]
+        self.take_parts(
+            [_parts_of(saved["hours"]) for saved in budgets],
+            [_parts_of(saved["minutes"]) for saved in budgets],
+        )
         self.seq = {str(k): int(v) for k, v in data["seq"]}
         self.lifted = [  # none in snapshots before 2026-12-07
             (str(name), dict(scope), [str(k) for k in keys], str(why))
@@ -422,6 +491,36 @@ class BudgetBook:
         ]
         names = {cfg.name for cfg in self.configs}
         self.unseeded = [str(n) for n in data.get("unseeded", []) if n in names]
+
+    def take_parts(self, hours: list[Parts], minutes: list[Parts]) -> None:
+        """Hold the parts saved per budget (index) as those of their scopes.
+
+        Releases before 2026-12-07 kept a copy per budget, each pruned to its own period: a
+        scope holds the union. A part read by two budgets is one absolute total of the same
+        rollup, so the copies agree; should one lag (a re-sent partial total, a seed from a
+        store behind), the larger is kept, the later total of costs that are never negative.
+        """
+        for held in self.scopes.values():
+            held.hours, held.minutes, held.pruned, held.keep = {}, {}, None, None
+        for i, held in enumerate(self.held):
+            _merge(held.hours, hours[i])
+            _merge(held.minutes, minutes[i])
+        for held in self.scopes.values():
+            if len(held.budgets) > 1:  # in time order again (the prune reads minutes so)
+                held.hours = dict(sorted(held.hours.items()))
+                held.minutes = dict(sorted(held.minutes.items()))
+
+
+def _merge(into: Parts, parts: Parts) -> None:
+    """Add ``parts`` to ``into``, a part held in both keeping the larger total."""
+    for start, by in parts.items():
+        have = into.get(start)
+        if have is None:
+            into[start] = dict(by)
+            continue
+        for part, cost in by.items():
+            if cost > have.get(part, -1):
+                have[part] = cost
 
 
 def _parts_rows(parts: Parts) -> list[list[Any]]:

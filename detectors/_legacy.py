@@ -118,8 +118,10 @@ def load_pickled_watch(watch: SpendWatch, data: bytes) -> dict[str, Any]:
     book_b = BudgetBook(budgets)
     book_b.trackers = state["budgets"]
     n = len(book_b.trackers)
-    book_b.hours = state.get("_budget_hours", [{} for _ in range(n)])
-    book_b.minutes = state.get("_budget_minutes", [{} for _ in range(n)])
+    book_b.take_parts(
+        state.get("_budget_hours", [{} for _ in range(n)]),
+        state.get("_budget_minutes", [{} for _ in range(n)]),
+    )
     book_b.paused = state.get("_budget_paused", [[] for _ in range(n)])
     book_b.seq = state.get("_budget_seq", {})
     watch.budgets = book_b

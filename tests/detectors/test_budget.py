@@ -16,7 +16,8 @@ import pytest
 from spendbrake.detectors import BudgetTracker, BudgetVerdict
 from spendbrake.detectors._budget import BURN_WINDOWS_MIN as WINDOWS
 from spendbrake.detectors._budgets import BudgetBook
-from spendbrake.schemas import NUSD, BudgetConfig, RollupColumns, RollupRecord
+from spendbrake.detectors._keys import KeyDirectory
+from spendbrake.schemas import NUSD, BudgetConfig, KeysConfig, RollupColumns, RollupRecord
 from tests.detectors.synth import shape
 
 H = 3600.0
@@ -920,3 +921,112 @@ def test_projection_and_pruning_every_five_minutes_match_a_fresh_restore() -> No
         assert b.evaluate(now) == twin.evaluate(now), step
         projected = b.projected(now)
         assert projected is not None and projected == twin.projected(now), step
+
+
+def _team_records(t0: int, days: int, seed: int) -> list[RollupRecord]:
+    """Hours and minutes of teams a and b over ``days`` from two partitions, in time order:
+    each hour sent twice (a partial total, then the whole), some with a late epoch."""
+    rng = random.Random(seed)
+    out = []
+    for h in range(days * 24):
+        start = t0 + h * 3600
+        for team in ("a", "b"):
+            for p in (0, 1):
+                cost = rng.randrange(10**9, 6 * 10**10) * (8 if h % 97 == 5 else 1)
+                out.append(RollupRecord(("team",), (team,), 3600, start, p, 0, (cost // 2, 1)))
+                out.append(RollupRecord(("team",), (team,), 3600, start, p, 0, (cost, 1)))
+                if h % 7 == 3:
+                    late = rng.randrange(10**9)
+                    out.append(RollupRecord(("team",), (team,), 3600, start, p, 1, (late, 1)))
+                out.extend(
+                    RollupRecord(("team",), (team,), 60, start + m * 60, p, 0, (cost // 60, 1))
+                    for m in range(0, 60, 5)
+                )
+    return out
+
+
+def _checked(
+    book: BudgetBook, records: list[RollupRecord], from_hour: int = 0
+) -> list[tuple[str, str, float | None, float]]:
+    """Feed ``records`` an hour at a time and check the book at each hour's end."""
+    keys, rules = KeyDirectory(), KeysConfig()
+    alerts = []
+    by_hour: dict[int, list[RollupRecord]] = {}
+    for r in records:
+        by_hour.setdefault(r.window_start // 3600, []).append(r)
+    for hour in sorted(by_hour)[from_hour:]:
+        for block in RollupColumns.runs(by_hour[hour]):
+            book.parts(block)
+        at = (hour + 1) * 3600.0
+        for alert, _ in book.check(at, at, keys, rules):
+            alerts.append((alert.budget, alert.id, alert.threshold, alert.observed_usd))
+    return alerts
+
+
+def _team_budgets() -> list[BudgetConfig]:
+    return [
+        BudgetConfig(name=f"a-{period}", scope={"team": "a"}, amount_usd=amount, period=period)
+        for period, amount in (("day", 1500.0), ("week", 9000.0), ("month", 30000.0))
+    ] + [BudgetConfig(name="b-week", scope={"team": "b"}, amount_usd=9000.0, period="week")]
+
+
+def test_budgets_of_one_scope_share_their_parts_and_alert_as_each_alone() -> None:
+    """A team's day, week and month budgets read one store of parts (each record stored
+    and summed once, not once per budget), kept as long as the month needs, and alert as
+    each would in a book of its own."""
+    records = _team_records(int(utc(2026, 6, 20)), 20, seed=5)
+    budgets = _team_budgets()
+    book = BudgetBook(budgets)
+    assert book.held[0] is book.held[1] is book.held[2] is not book.held[3]
+    together = _checked(book, records)
+    alone = [a for cfg in budgets for a in _checked(BudgetBook([cfg]), records)]
+    assert sorted(together, key=str) == sorted(alone, key=str)
+    assert {a[0] for a in together} == {b.name for b in budgets}
+    # The month (from June 1) and the previous one are held, not just the day's two days.
+    assert min(book.held[0].hours) == int(utc(2026, 6, 20))
+    assert min(book.held[3].hours) == int(utc(2026, 6, 29))  # the week before Monday July 6
+
+
+def test_a_snapshot_with_a_copy_of_the_parts_per_budget_restores_their_union() -> None:
+    """Releases before 2026-12-07 saved each budget's own copy of its scope's parts, the
+    day budget's pruned to two days: restored, the scope holds the union (the month's), and
+    a late correction to an hour only the month still held counts whole. A lagging copy of
+    a part gives way to the larger total."""
+    records = _team_records(int(utc(2026, 7, 1)), 12, seed=6)
+    budgets = _team_budgets()
+    book = BudgetBook(budgets)
+    _checked(book, records)
+    saved = orjson.loads(orjson.dumps(book.dump()))
+    day, month = saved["budgets"][0], saved["budgets"][2]
+    assert day["hours"] == month["hours"]  # one scope, written with each budget
+    two_days = int(utc(2026, 7, 11))
+    day["hours"] = [row for row in day["hours"] if row[0] >= two_days]
+    day["hours"][0][1][0][2] -= 10**9  # a part of the day's copy lagging behind
+    restored = BudgetBook(budgets)
+    restored.load(saved)
+    assert restored.held[0] is restored.held[2]
+    assert restored.held[0].hours == book.held[0].hours
+    assert restored.dump() == book.dump()
+    late = [RollupRecord(("team",), ("a",), 3600, int(utc(2026, 7, 3, 5)), 1, 2, (10**13, 1))]
+    assert _checked(restored, late) == _checked(book, late) != []
+
+
+def test_the_hourly_prune_drops_what_a_full_scan_drops() -> None:
+    """The prune looks for hours before the period only when the lowest hour held may be
+    one (a bound kept as hours come, late ones too), not by a scan of a month of hours each
+    hour: it holds what a scan every hour holds."""
+    rng = random.Random(8)
+    b, scanned = BudgetTracker("t", 500.0, period="day"), BudgetTracker("t", 500.0, period="day")
+    t0 = utc(2026, 3, 1)
+    for h in range(24 * 9):
+        now = t0 + (h + 1) * H
+        # Quiet odd days: a correction to one comes below every hour held.
+        writes = [(t0 + h * H, rng.uniform(0, 20))] if h // 24 % 2 == 0 else []
+        if rng.random() < 0.3:  # a late correction, up to a day back
+            writes.append((t0 + (h - rng.randrange(1, 24)) * H, rng.uniform(0, 20)))
+        for tracker in (b, scanned):
+            for start, usd_ in writes:
+                tracker.set_hour(start, usd_)
+        scanned._first_hour = -(2**62)  # what the prune took: min(hours), always scanning
+        assert b.evaluate(now) == scanned.evaluate(now)
+        assert b._hours == scanned._hours and b.snapshot() == scanned.snapshot(), h

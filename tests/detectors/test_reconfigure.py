@@ -265,7 +265,7 @@ def test_a_budget_added_by_a_reload_takes_its_period_so_far_from_stored_rows() -
     _run(always, plan[:13])
     stored = [
         (hour, part, epoch, cost)
-        for hour, parts in always.budgets.hours[0].items()
+        for hour, parts in always.budgets.held[0].hours.items()
         for (part, epoch), cost in parts.items()
     ]
     watch = SpendWatch(config.model_copy(update={"budgets": []}))
@@ -294,3 +294,35 @@ def test_a_stop_that_paused_no_key_sends_no_resume_at_the_next_period() -> None:
     sent = [(a.action, a.threshold) for a in _run(watch, plan) if a.kind == "budget"]
     assert sent.count(("alert", 1.2)) == 2, sent  # the stop, on each of the two days
     assert not [s for s in sent if s[0] == "resume"], sent
+
+
+def test_a_budget_added_on_a_scope_another_one_reads_shares_its_parts() -> None:
+    """A month budget added at 13:00 beside a team's day budget reads the parts the day
+    budget held (one store per scope); seeded from the store, it counts the team's spend as
+    a book that had it all along does, and the day budget goes on unchanged."""
+    plan = [{"k-agent": 8.0, "k-chat": 2.0} for _ in range(24)]  # team search: $10 an hour
+    day = BudgetConfig(
+        name="day", scope={"team": "search"}, amount_usd=200, period="day", hard_stop_at=None
+    )
+    month = BudgetConfig(name="month", scope={"team": "search"}, amount_usd=5000)
+    both = Config(detectors=[], budgets=[day, month], keys=RULES)
+    always = SpendWatch(both)
+    ran = _run(always, plan[:13])
+    watch = SpendWatch(both.model_copy(update={"budgets": [day]}))
+    assert _run(watch, plan[:13]) == [a for a in ran if a.budget == "day"]
+    assert watch.reconfigure(both) == [f"budget month: new; {SEEDED_LATER}"]
+    book = watch.budgets
+    assert book.held[0] is book.held[1] and book.held[0].hours == always.budgets.held[0].hours
+    stored = [
+        (hour, part, epoch, cost)
+        for hour, parts in always.budgets.held[1].hours.items()
+        for (part, epoch), cost in parts.items()
+    ]
+    assert book.seed("month", stored, watch.now) == 130.0
+    assert book.trackers[1].spent(watch.now) == always.budgets.trackers[1].spent(always.now)
+    later = _run(watch, plan[:20], start=13)
+    assert later == _run(always, plan[:20], start=13)
+    assert [(a.budget, a.threshold) for a in later if a.kind == "budget"] == [
+        ("day", 0.8),
+        ("day", 1.0),
+    ]
