@@ -471,6 +471,10 @@ class StoreConfig(_Section):
 
     #: DuckDB file; None: ``<state-dir>/store/spend.duckdb``.
     path: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    #: Weeks of trace partials kept, counted back from the newest week stored; older weeks
+    #: are dropped whole (reports on them show no cost per trace). None: all, for ever.
+    #: Trace partials are the store's bulk: about one row per agent task.
+    trace_weeks: Annotated[int, Field(ge=1, le=5200)] | None = None
 
 
 class DigestConfig(_Section):

@@ -368,6 +368,14 @@ def build_report(
     report["customers"] = _customers(con, period, cost, top_n, report["notes"])
     report["caching"] = _caching(con, period, prices, cached_t, report["notes"])
     report["traces"] = _traces(con, period)
+    from spendbrake.streamer import traces_from
+
+    kept_from = traces_from(con)
+    if kept_from is not None and period.start < kept_from:
+        report["notes"].append(
+            f"cost per trace counts traces from {_day(int(kept_from))} on: older weeks of trace "
+            "partials were dropped (store.trace_weeks)"
+        )
     report["projection"] = _projection(con, period, prior, cost, prior_cost, now)
     report["alerts"] = _alerts(con, period)
     report["actions"] = _actions(con, period)

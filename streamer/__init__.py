@@ -31,8 +31,10 @@ if TYPE_CHECKING:
         apply_batch,
         budget_hours,
         connect_store,
+        drop_trace_weeks,
         load_offsets,
         opened,
+        traces_from,
     )
 
 #: name -> the submodule that defines it, imported on first access.
@@ -44,8 +46,10 @@ _LAZY = dict.fromkeys(
         "apply_batch",
         "budget_hours",
         "connect_store",
+        "drop_trace_weeks",
         "load_offsets",
         "opened",
+        "traces_from",
     ),
     "_store",
 )
@@ -83,9 +87,11 @@ __all__ = [
     "apply_batch",
     "budget_hours",
     "connect_store",
+    "drop_trace_weeks",
     "encode_traces",
     "load_offsets",
     "opened",
     "trace_records",
+    "traces_from",
     "write_atomic",
 ]

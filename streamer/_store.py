@@ -134,6 +134,12 @@ SCHEMA: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
         ],
         ("topic", "part"),
     ),
+    # What the store knows of itself: ``traces_from``, the start of the oldest week of
+    # trace partials kept once older weeks were dropped (``store.trace_weeks``).
+    "meta": (
+        [("key", "VARCHAR NOT NULL"), ("value", "VARCHAR")],
+        ("key",),
+    ),
 }
 
 
@@ -421,6 +427,46 @@ def apply_batch(con: Any, batch: StoreBatch, offsets: Mapping[tuple[str, int], i
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def drop_trace_weeks(con: Any, keep: int) -> list[str]:
+    """Drop the trace tables of weeks before the newest ``keep`` (counted back from the
+    newest week held, not a clock: a store catching up on history keeps what it reads);
+    their tables, dropped. ``traces_from`` then says where the kept partials begin."""
+    tables = _trace_tables(con)
+    if len(tables) <= keep:
+        return []
+    newest = trace_week(_monday_of(tables[-1]))
+    first = newest - keep + 1
+    old = [table for table in tables if trace_week(_monday_of(table)) < first]
+    if not old:
+        return []
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in old:
+            con.execute(f"DROP TABLE {table}")
+        _trace_view(con)
+        since = first * TRACE_WEEK_S + _MONDAY_S
+        _upsert(con, "meta", [("traces_from", repr(float(since)))])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return old
+
+
+def traces_from(con: Any) -> float | None:
+    """Where the trace partials kept begin, once older weeks were dropped (None: never)."""
+    if _table_type(con, "meta") is None:  # a store of before 2026-12-07, read only
+        return None
+    row = con.execute("SELECT value FROM meta WHERE key = 'traces_from'").fetchone()
+    return None if row is None else float(row[0])
+
+
+def _monday_of(table: str) -> float:
+    """The epoch seconds of a trace table's Monday, from its name."""
+    day = datetime.strptime(table.removeprefix(TRACE_TABLE_PREFIX), "%Y%m%d")
+    return day.replace(tzinfo=UTC).timestamp()
 
 
 def _upsert_traces(con: Any, rows: Iterable[tuple[Any, ...]]) -> None:

@@ -35,6 +35,7 @@ from spendbrake.streamer import (
     StoreBusy,
     TracePartial,
     apply_batch,
+    drop_trace_weeks,
     load_offsets,
     opened,
 )
@@ -236,6 +237,15 @@ class StoreStage(Stage):
     def _apply(self, batch: StoreBatch, offsets: dict[tuple[str, int], int]) -> None:
         with opened(self.path) as con:
             apply_batch(con, batch, offsets)
+            weeks = self.config.store.trace_weeks
+            if weeks is not None and (dropped := drop_trace_weeks(con, weeks)):
+                log.info(
+                    "store: dropped %d week(s) of trace partials, %s to %s (store.trace_weeks: %d)",
+                    len(dropped),
+                    dropped[0],
+                    dropped[-1],
+                    weeks,
+                )
 
     # -- records -----------------------------------------------------------------
 

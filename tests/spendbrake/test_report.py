@@ -404,3 +404,23 @@ def test_year_so_far_ends_with_the_period_or_the_day_holding_now(tmp_path: Path)
         con, parse_period("2026-11"), "team", now=NOV - 86400 / 2, prices=PRICES
     )["projection"]
     assert november["assumptions"][2].endswith("year so far $810.00")
+
+
+def test_a_report_says_when_its_traces_were_dropped(tmp_path: Path) -> None:
+    """Weeks of trace partials dropped by ``store.trace_weeks`` leave a period before them
+    with no (or a partial) cost per trace: the report says so instead of reading as none."""
+    from spendbrake.streamer import TracePartial, drop_trace_weeks
+
+    path = make_store(tmp_path / "s.duckdb")
+    con = connect_store(path)
+    batch = StoreBatch()
+    for i, ts in enumerate((OCT + 3600, NOV + 3600)):
+        batch.add_trace(TracePartial(f"t{i}", 0, "e", "search", None, None, 10**9, 1, ts, ts))
+    apply_batch(con, batch, {})
+    assert drop_trace_weeks(con, 1)
+    con.close()
+    con = connect_store(path, read_only=True)
+    report = build_report(con, parse_period("2026-10"), "team", now=OCT + 2 * 86400)
+    assert report["traces"] is None
+    (note,) = [n for n in report["notes"] if "trace" in n]
+    assert note.startswith("cost per trace counts traces from 2026-11-02 on"), note

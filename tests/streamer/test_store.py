@@ -206,3 +206,25 @@ def test_a_store_with_one_traces_table_is_split_into_weeks_once(tmp_path: Path) 
     again = connect_store(path)  # the second open moves nothing
     assert again.execute("SELECT COUNT(*) FROM traces").fetchone() == (5,)
     again.close()
+
+
+def test_trace_weeks_keeps_the_newest_weeks_and_says_where_they_begin(tmp_path: Path) -> None:
+    """``store.trace_weeks``: weeks of partials before the newest N are dropped whole,
+    counted back from the newest week held (a store reading history keeps what it reads)."""
+    from spendbrake.streamer import drop_trace_weeks, traces_from
+
+    monday = 1_796_601_600.0  # 2026-12-07, a Monday
+    con = connect_store(tmp_path / "s.duckdb")
+    assert traces_from(con) is None
+    rows = StoreBatch()
+    for week in range(4):  # weeks of 11-16, 11-23, 11-30 and 12-07
+        rows.add_trace(partial(f"w{week}", monday - (3 - week) * 7 * 86400 + 3600, cost=week))
+    apply_batch(con, rows, {})
+    assert drop_trace_weeks(con, 4) == []
+    assert drop_trace_weeks(con, 2) == ["traces_20261116", "traces_20261123"]
+    assert con.execute("SELECT list(trace_id ORDER BY trace_id) FROM traces").fetchone() == (
+        ["w2", "w3"],
+    )
+    assert traces_from(con) == monday - 7 * 86400
+    assert drop_trace_weeks(con, 2) == []  # nothing more to drop
+    con.close()
