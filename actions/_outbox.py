@@ -197,7 +197,10 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
     # Slack cut mid-name at its block limit, and the parts after it were lost.
     if incident.paused:
         parts.append(f"{verb} {len(incident.paused)} key(s): " + _listed(incident.paused))
-    pending = [t for t in alert.targets if t not in incident.paused + incident.failed]
+    # A resumed key is settled too: listed as pending, "Pausing KEY …; Resumed KEY" read
+    # as a pause underway after the on-call had resumed it.
+    settled = {*incident.paused, *incident.failed, *incident.resumed}
+    pending = [t for t in alert.targets if t not in settled]
     if alert.action == "pause" and pending:
         parts.append("Pausing " + _listed(pending) + " …")
     if incident.resumed:
@@ -856,6 +859,9 @@ class Outbox:
                     self._undo(task, now)
             else:
                 settled = incident.paused if done else incident.failed
+                if done and task.target in incident.resumed:
+                    # Paused again after a resume: its latest state is paused.
+                    incident.resumed.remove(task.target)
                 # Failed for good may still have landed (a timeout): ours to undo too.
                 self.blocked[task.target] = incident.id
                 if task.cancelled:
