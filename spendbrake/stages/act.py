@@ -936,7 +936,13 @@ class ActionStage(Stage):
                 return
             result = await slack.post(text, blocks, dedupe_key=task.id, since=since)
         elif task.op == "reply":
-            text, blocks = render_followup(task.alert, outcome, by=requester(task.source), **marks)
+            text, blocks = render_followup(
+                task.alert,
+                outcome,
+                by=requester(task.source),
+                resumable=bool(self.outbox.resumable(own.id)),
+                **marks,
+            )
             result = await slack.post(
                 text,
                 blocks,
