@@ -455,6 +455,10 @@ class Outbox:
             if target not in listed:
                 listed.append(target)
         for target in calls:
+            if op == "block" and target in incident.resumed:
+                # A follow-up pauses a key resumed earlier in the incident: its state is
+                # "Pausing" again, not "Resumed" while the block is underway.
+                incident.resumed.remove(target)
             self._add(Task(f"{key}/{op}/{target}", "gateway", op, alert.id, alert, target))
         if acting:
             op_asked: Op = "block" if asked_pause else "unblock"
@@ -859,9 +863,6 @@ class Outbox:
                     self._undo(task, now)
             else:
                 settled = incident.paused if done else incident.failed
-                if done and task.target in incident.resumed:
-                    # Paused again after a resume: its latest state is paused.
-                    incident.resumed.remove(task.target)
                 # Failed for good may still have landed (a timeout): ours to undo too.
                 self.blocked[task.target] = incident.id
                 if task.cancelled:

@@ -1034,3 +1034,11 @@ def test_a_resumed_pause_is_not_shown_as_pausing_again() -> None:
     drain(box, "gateway")
     line = outcome_line(box.incidents[incident], box.incidents[incident].alert, False)
     assert line == "Resumed sk-a"
+    # The incident's next hour pauses it again: "Pausing" while the block is underway,
+    # then "Paused", never "Resumed" for a key paused now.
+    box.accept(alert(seq=1, targets=("sk-a",)), now=3600.0, keys=KEYS)
+    line = outcome_line(box.incidents[incident], box.incidents[incident].alert, False)
+    assert line == "Pausing sk-a …"
+    drain(box, "gateway")
+    line = outcome_line(box.incidents[incident], box.incidents[incident].alert, False)
+    assert line == "Paused 1 key(s): sk-a"
