@@ -863,6 +863,10 @@ class Outbox:
                     self._undo(task, now)
             else:
                 settled = incident.paused if done else incident.failed
+                if done and task.target in incident.resumed:
+                    # Paused again after a resume, queued by a release that kept it listed
+                    # as resumed (``accept`` now unlists it): its latest state is paused.
+                    incident.resumed.remove(task.target)
                 # Failed for good may still have landed (a timeout): ours to undo too.
                 self.blocked[task.target] = incident.id
                 if task.cancelled:
