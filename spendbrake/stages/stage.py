@@ -156,6 +156,8 @@ class Stage:
         self.save_s = 0.0
         #: Saved offsets found out of range (``check_saved``); ``Worker`` gives its stages one.
         self.offset_metrics = OffsetMetrics()
+        #: The highest high watermark each partition read has shown (``reread_recreated``).
+        self._highwaters: dict[TopicPartition, int] = {}
 
     def stop(self) -> None:
         self.stopping.set()
@@ -305,8 +307,7 @@ class Stage:
     ) -> dict[TopicPartition, list[Any]]:
         """One ``getmany``; a Kafka error is logged and waited out (nothing fetched).
 
-        A fetch that brings nothing checks that no partition is read past its end
-        (``reread_recreated``).
+        Each fetch also looks for a topic re-created under the stage (``reread_recreated``).
         """
         try:
             batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
@@ -314,7 +315,7 @@ class Stage:
             log.warning("%s: fetch failed (%s); retrying", self.name, exc)
             await asyncio.sleep(1.0)
             return {}
-        if not batches:
+        if self.rereads:
             await self.reread_recreated(consumer)
         return batches
 
@@ -325,27 +326,36 @@ class Stage:
         ``seek`` checks saved offsets when the stage takes its partitions; a stage with no
         consumer group (detect, act, store) takes them once, so after a broker restart it
         waited at its old offset, where Tansu answers with nothing: the new topic's records
-        below it (rollups, alerts: pauses) were never read. A fetch's high watermark below
-        the read position gives it away at no cost; ``check_saved`` confirms it, says it and
-        counts it, and ``repositioned`` lets the stage's state take the new offset. The
-        ingest is left out: its group is lost with the broker and its partitions are
-        assigned again, through ``seek``.
+        below it (rollups, alerts: pauses) were never read. The sign, at no cost: a fetch's
+        high watermark below the highest one seen, and below the read position (a live
+        partition's never goes down; the read position alone is not enough, Tansu's high
+        watermark can lag its last batch while the topic is being re-created).
+        ``check_saved`` confirms it, says it and counts it, and ``repositioned`` lets the
+        stage's state take the new offset. The ingest is left out: its group is lost with
+        the broker and its partitions are assigned again, through ``seek``.
         """
-        if not self.rereads:
-            return
         past: dict[TopicPartition, int] = {}
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue
-            position = await consumer.position(tp)
-            if position > highwater:
-                past[tp] = position
+            seen = self._highwaters.get(tp, highwater)
+            self._highwaters[tp] = max(seen, highwater)
+            if highwater < seen:
+                position = await consumer.position(tp)
+                if position > highwater:
+                    past[tp] = position
         if not past:
             return
         moved = await self.check_saved(consumer, past)
-        for tp, offset in moved.items():
-            consumer.seek(tp, offset)
+        for tp in past:
+            if tp in moved:
+                consumer.seek(tp, moved[tp])
+                del self._highwaters[tp]  # the re-created partition's own are new
+            else:
+                # The end, confirmed by a fetch, is past the position after all: its lower
+                # answer is taken, not checked again at every fetch.
+                self._highwaters[tp] = consumer.highwater(tp) or 0
         if moved:
             self.repositioned(moved)
 
