@@ -433,12 +433,14 @@ def render_followup(
     outcome: str,
     *,
     by: str | None = None,
+    resumable: bool = True,
     posted_at: float | None = None,
     history_after_s: float = HISTORY_S,
 ) -> tuple[str, list[dict[str, Any]]]:
     """A reply in the incident's thread: an escalation, or what the gateway did; ``by``
     (mrkdwn, from :func:`requester`) names who asked for it (a resume's clicker);
-    ``posted_at`` and ``history_after_s`` as for :func:`render_alert`."""
+    ``resumable``, ``posted_at`` and ``history_after_s`` as for :func:`render_alert` (the
+    reply saying its keys were resumed shows no undo line: it would say to resume them)."""
     icon = _SEVERITY.get(alert.severity, "")
     scope = mrkdwn_code(scope_text(alert.scope))
     head = f"{icon} #{mrkdwn(alert.seq)} {_title(alert)} — `{scope}`"
@@ -447,7 +449,7 @@ def render_followup(
     text = _mark_history(alert, posted_at, history_after_s, text, blocks)
     if by:
         blocks.append(_context(f"Requested by {by}"))
-    undo = _undo(alert, buttons=False)
+    undo = _undo(alert, buttons=False) if resumable else None
     if undo:
         blocks.append(_context(undo))
     return text, blocks

@@ -198,7 +198,10 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
     # Slack cut mid-name at its block limit, and the parts after it were lost.
     if incident.paused:
         parts.append(f"{verb} {len(incident.paused)} key(s): " + _listed(incident.paused))
-    pending = [t for t in alert.targets if t not in incident.paused + incident.failed]
+    # A resumed key is settled too: listed as pending, "Pausing KEY …; Resumed KEY" read
+    # as a pause underway after the on-call had resumed it.
+    settled = {*incident.paused, *incident.failed, *incident.resumed}
+    pending = [t for t in alert.targets if t not in settled]
     if alert.action == "pause" and pending:
         parts.append("Pausing " + _listed(pending) + " …")
     if incident.resumed:
@@ -458,6 +461,10 @@ class Outbox:
             if target not in listed:
                 listed.append(target)
         for target in calls:
+            if op == "block" and target in incident.resumed:
+                # A follow-up pauses a key resumed earlier in the incident: its state is
+                # "Pausing" again, not "Resumed" while the block is underway.
+                incident.resumed.remove(target)
             self._add(Task(f"{key}/{op}/{target}", "gateway", op, alert.id, alert, target))
         if acting:
             op_asked: Op = "block" if asked_pause else "unblock"
@@ -862,6 +869,10 @@ class Outbox:
                     self._undo(task, now)
             else:
                 settled = incident.paused if done else incident.failed
+                if done and task.target in incident.resumed:
+                    # Paused again after a resume, queued by a release that kept it listed
+                    # as resumed (``accept`` now unlists it): its latest state is paused.
+                    incident.resumed.remove(task.target)
                 # Failed for good may still have landed (a timeout): ours to undo too.
                 self.blocked[task.target] = incident.id
                 if task.cancelled:

@@ -139,6 +139,7 @@ class ActionStage(Stage):
     """Performs the effects alerts ask for, in order per lane, exactly once."""
 
     name = "act"
+    rereads = True
 
     def __init__(self, config: Config, settings: WorkerSettings) -> None:
         super().__init__(config, settings)
@@ -400,6 +401,12 @@ class ActionStage(Stage):
         await self.gateway.aclose()
         if self.slack is not None:
             await self.slack.close()
+
+    def repositioned(self, moved: dict[TopicPartition, int]) -> None:
+        for tp, offset in moved.items():
+            offsets = self.outbox.offsets if tp.topic == self.topic else self.outbox.actions_offsets
+            offsets[tp.partition] = offset
+        self.save()
 
     async def _read_alerts(self) -> None:
         assert self.consumer is not None
@@ -936,7 +943,13 @@ class ActionStage(Stage):
                 return
             result = await slack.post(text, blocks, dedupe_key=task.id, since=since)
         elif task.op == "reply":
-            text, blocks = render_followup(task.alert, outcome, by=requester(task.source), **marks)
+            text, blocks = render_followup(
+                task.alert,
+                outcome,
+                by=requester(task.source),
+                resumable=bool(self.outbox.resumable(own.id)),
+                **marks,
+            )
             result = await slack.post(
                 text,
                 blocks,

@@ -31,7 +31,7 @@ from typing import Any
 
 import msgspec
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from spendbrake.actions import decide
@@ -118,6 +118,7 @@ class DetectStage(Stage):
     """Runs the watch on the rollups topic and writes alert records."""
 
     name = "detect"
+    rereads = True
 
     def __init__(self, config: Config, settings: WorkerSettings) -> None:
         super().__init__(config, settings)
@@ -278,6 +279,9 @@ class DetectStage(Stage):
         tps = await self.assign(consumer, self.topic)
         self._rollup_partitions = len(tps)
         moved = await self.seek(consumer, tps, lambda tp: self.offsets.get(tp.partition))
+        self.offsets.update({tp.partition: offset for tp, offset in moved.items()})
+
+    def repositioned(self, moved: dict[TopicPartition, int]) -> None:
         self.offsets.update({tp.partition: offset for tp, offset in moved.items()})
 
     async def _find_idle(self) -> None:

@@ -138,6 +138,8 @@ class Stage:
 
     #: The stage's name in ``--stages`` and in log lines.
     name: ClassVar[str]
+    #: Whether an idle fetch looks for a topic re-created under it (``reread_recreated``).
+    rereads: ClassVar[bool] = False
 
     def __init__(self, config: Config, settings: WorkerSettings) -> None:
         self.config = config
@@ -154,6 +156,8 @@ class Stage:
         self.save_s = 0.0
         #: Saved offsets found out of range (``check_saved``); ``Worker`` gives its stages one.
         self.offset_metrics = OffsetMetrics()
+        #: The highest high watermark each partition read has shown (``reread_recreated``).
+        self._highwaters: dict[TopicPartition, int] = {}
 
     def stop(self) -> None:
         self.stopping.set()
@@ -301,13 +305,63 @@ class Stage:
     async def fetch(
         self, consumer: AIOKafkaConsumer, timeout_ms: int, max_records: int
     ) -> dict[TopicPartition, list[Any]]:
-        """One ``getmany``; a Kafka error is logged and waited out (nothing fetched)."""
+        """One ``getmany``; a Kafka error is logged and waited out (nothing fetched).
+
+        Each fetch also looks for a topic re-created under the stage (``reread_recreated``).
+        """
         try:
-            return await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
             log.warning("%s: fetch failed (%s); retrying", self.name, exc)
             await asyncio.sleep(1.0)
             return {}
+        if self.rereads:
+            await self.reread_recreated(consumer)
+        return batches
+
+    async def reread_recreated(self, consumer: AIOKafkaConsumer) -> None:
+        """Read from its start a partition whose topic was re-created under the running
+        stage (a restart of the embedded broker: Tansu keeps topics in memory only).
+
+        ``seek`` checks saved offsets when the stage takes its partitions; a stage with no
+        consumer group (detect, act, store) takes them once, so after a broker restart it
+        waited at its old offset, where Tansu answers with nothing: the new topic's records
+        below it (rollups, alerts: pauses) were never read. The sign, at no cost: a fetch's
+        high watermark below the highest one seen, and below the read position (a live
+        partition's never goes down; the read position alone is not enough, Tansu's high
+        watermark can lag its last batch while the topic is being re-created).
+        ``check_saved`` confirms it, says it and counts it, and ``repositioned`` lets the
+        stage's state take the new offset. The ingest is left out: its group is lost with
+        the broker and its partitions are assigned again, through ``seek``.
+        """
+        past: dict[TopicPartition, int] = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            seen = self._highwaters.get(tp, highwater)
+            self._highwaters[tp] = max(seen, highwater)
+            if highwater < seen:
+                position = await consumer.position(tp)
+                if position > highwater:
+                    past[tp] = position
+        if not past:
+            return
+        moved = await self.check_saved(consumer, past)
+        for tp in past:
+            if tp in moved:
+                consumer.seek(tp, moved[tp])
+                del self._highwaters[tp]  # the re-created partition's own are new
+            else:
+                # The end, confirmed by a fetch, is past the position after all: its lower
+                # answer is taken, not checked again at every fetch.
+                self._highwaters[tp] = consumer.highwater(tp) or 0
+        if moved:
+            self.repositioned(moved)
+
+    def repositioned(self, moved: dict[TopicPartition, int]) -> None:
+        """The stage now reads these partitions from these offsets (``reread_recreated``):
+        its state takes them, so that its next save holds them."""
 
     async def partitions(self, consumer: AIOKafkaConsumer, topic: str) -> list[int]:
         """The partitions of ``topic``, waiting for the broker to know it."""

@@ -62,6 +62,7 @@ class StoreStage(Stage):
     """Keeps the report store in step with the output topics, exactly once."""
 
     name = "store"
+    rereads = True
 
     def __init__(self, config: Config, settings: WorkerSettings, path: Path | None = None) -> None:
         super().__init__(config, settings)
@@ -139,6 +140,10 @@ class StoreStage(Stage):
         if moved:
             self.offsets.update({(tp.topic, tp.partition): offset for tp, offset in moved.items()})
             self._dirty = True  # saved at the next write, rows or not
+
+    def repositioned(self, moved: dict[TopicPartition, int]) -> None:
+        self.offsets.update({(tp.topic, tp.partition): offset for tp, offset in moved.items()})
+        self._dirty = True  # saved at the next write, rows or not
 
     async def loop(self) -> None:
         assert self.consumer is not None

@@ -1020,3 +1020,43 @@ def test_history_follow_ups_of_an_incident_with_no_message_are_held_too() -> Non
     assert box.flush_history(now, force=True)
     summary = box.lanes["slack"][-1].alert.reason
     assert "read 1 alert(s) and 1 follow-up(s)" in summary, summary
+
+
+def test_a_resumed_pause_is_not_shown_as_pausing_again() -> None:
+    """Walk 2026-12-07: after a "Resume key" click on a paused key, the thread and parent
+    said "Pausing KEY …; Resumed KEY", as if the pause were still underway."""
+    box = Outbox()
+    box.accept(alert(targets=("sk-a",)), now=1.0, keys=KEYS)
+    drain(box, "slack")
+    drain(box, "gateway")
+    incident = alert().id
+    assert box.command("unblock", ["sk-a"], incident, "slack:U1", now=5.0).queued == ["sk-a"]
+    drain(box, "gateway")
+    line = outcome_line(box.incidents[incident], box.incidents[incident].alert, False)
+    assert line == "Resumed sk-a"
+    # The incident's next hour pauses it again: "Pausing" while the block is underway,
+    # then "Paused", never "Resumed" for a key paused now.
+    box.accept(alert(seq=1, targets=("sk-a",)), now=3600.0, keys=KEYS)
+    line = outcome_line(box.incidents[incident], box.incidents[incident].alert, False)
+    assert line == "Pausing sk-a …"
+    drain(box, "gateway")
+    line = outcome_line(box.incidents[incident], box.incidents[incident].alert, False)
+    assert line == "Paused 1 key(s): sk-a"
+
+
+def test_a_pause_again_queued_by_the_previous_release_lands_as_paused_only() -> None:
+    """Walk 2026-12-07: an outbox saved mid-re-pause by the previous release still lists
+    the key as resumed; once the block lands the Done line said "Paused 1 key(s): sk-a;
+    Resumed sk-a"."""
+    box = Outbox()
+    box.accept(alert(targets=("sk-a",)), now=1.0, keys=KEYS)
+    drain(box, "gateway")
+    incident = alert().id
+    box.command("unblock", ["sk-a"], incident, "slack:U1", now=5.0)
+    drain(box, "gateway")
+    box.accept(alert(seq=1, targets=("sk-a",)), now=3600.0, keys=KEYS)
+    box.incidents[incident].resumed.append("sk-a")  # as the previous release left it
+    restored = load_outbox(dump_outbox(box))
+    drain(restored, "gateway")
+    line = outcome_line(restored.incidents[incident], restored.incidents[incident].alert, False)
+    assert line == "Paused 1 key(s): sk-a"

@@ -285,6 +285,10 @@ def test_slack_buttons_resume_through_the_stage_and_forgeries_are_refused(
         assert told["text"].startswith("Resuming 1 key (growth-email-batch), requested by <@U42>")
         resumed = next(m for m in slack.messages if "Resumed" in _texts([m]) and m["thread_ts"])
         assert "Requested by <@U42>" in _texts([resumed])
+        # Walk 2026-12-07: the reply once ended "To undo: `spendbrake resume KEY`", the
+        # very thing just done, and its Done line said "Pausing KEY …; Resumed KEY".
+        assert "spendbrake resume" not in _texts([resumed])
+        assert "Pausing" not in _texts([resumed])
         # The parent, updated: nothing left to resume, so its Resume button and undo line
         # are gone (a click only answered "already resumed"); Snooze stays.
         assert slack.wait_for(lambda: "Resumed" in _texts(slack.updates[-1:]), 30)

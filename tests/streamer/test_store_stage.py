@@ -29,7 +29,7 @@ from spendbrake._report import (
 from spendbrake.schemas import PriceTable, decode_event, parse_ts, to_nusd
 from spendbrake.streamer import StoreBusy, connect_store
 from tests.streamer.kafka_io import publish_raw
-from tests.streamer.test_worker import start_worker, stop
+from tests.streamer.test_worker import recreate_topic, start_worker, stop
 
 PRICES = PriceTable.default()
 DAY = parse_ts("2026-10-05T00:00:00Z")
@@ -247,3 +247,54 @@ def test_store_is_exact_across_sigkills(
     }
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert open_store(store).execute("SELECT COUNT(*) FROM offsets").fetchone()[0] > 0
+
+
+def test_a_rollups_topic_re_created_under_the_running_store_is_read_from_its_start(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """Walk 2026-12-07: the embedded broker restarted under a running worker (Tansu keeps
+    topics in memory only). The ingest's group was lost and its partitions assigned again
+    from offset 0; the store (and detect, and act), with no group, waited at their old
+    offsets, where Tansu answers nothing: the new rollups were never stored (and new
+    alerts never acted on). Here the rollups topic is re-created under a running store."""
+    events, rollups = make_topic("events", 4), make_topic("rollups", 4)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "kafka:\n  group_id: store-recreated\n  topics:\n"
+        f"    events: {events}\n    rollups: {rollups}\n    dlq: {events}-dlq\n"
+        f"    alerts: {events}-alerts\n    actions: {events}-actions\n"
+        f"    traces: {events}-traces\n"
+        f"dimensions: {DIMENSIONS}\n"
+    )
+    records, unique = make_events(2_000, seed=9)
+    half = len(records) // 2
+    first = list({e["event_id"]: e for e in map(orjson.loads, records[:half])}.values())
+    store = tmp_path / "state" / "store" / "spend.duckdb"
+    log = tmp_path / "worker.log"
+
+    def stored_until(want: dict[str, Any]) -> dict[str, Any] | None:
+        deadline = time.monotonic() + 60
+        report = None
+        while time.monotonic() < deadline:
+            assert worker.poll() is None, log.read_text()[-3000:]
+            report = store_report(store, "team")
+            if report and observed(report, "team") == want["team"]:
+                break
+            time.sleep(0.3)
+        return report
+
+    asyncio.run(publish_raw(broker.bootstrap_servers, events, records[:half]))
+    worker = start_worker(broker, config, tmp_path / "state", log, stages="ingest,store")
+    try:
+        before = truth(first, DAY, DAY + DAY_S)
+        stored = stored_until(before)
+        assert stored is not None and observed(stored, "team") == before["team"]
+        asyncio.run(recreate_topic(broker.bootstrap_servers, rollups, 4))
+        asyncio.run(publish_raw(broker.bootstrap_servers, events, records[half:]))
+        want = truth(unique, DAY, DAY + DAY_S)
+        report = stored_until(want)
+    finally:
+        stop(worker)
+    text = log.read_text()
+    assert report is not None and observed(report, "team") == want["team"], text[-3000:]
+    assert f"store: {rollups} partition" in text and "is beyond the log end" in text
