@@ -65,6 +65,10 @@ HISTORY_QUIET_S = 300.0
 HISTORY_MOST_S = 3600.0
 #: The longest a task waits for its next attempt.
 MAX_DELAY_S = 86400.0
+#: Failed attempts in a row of the gateway lane's first call after which a pause still
+#: underway reads as failing: "Pausing KEY …" for the hours of a gateway outage read as
+#: being handled, and the on-call did not pause it by hand.
+FAILING_AFTER = 3
 #: Queue urgency by alert severity: critical alerts go first.
 _URGENCY = {"critical": 2, "warning": 1, "info": 0}
 
@@ -190,8 +194,11 @@ class Incident:
         _typed_alert(self)
 
 
-def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
-    """The "what was done" line of the Slack message, from the incident's state."""
+def outcome_line(
+    incident: Incident, alert: Alert, dry_run: bool, failing: str | None = None
+) -> str:
+    """The "what was done" line of the Slack message, from the incident's state;
+    ``failing``: why its pauses are not getting through (``Outbox.pause_failing``)."""
     parts = []
     verb = "Would pause" if dry_run else "Paused"
     # Each list is cut to its first keys and a count: a hard stop's 1,000 keys made a line
@@ -204,6 +211,11 @@ def outcome_line(incident: Incident, alert: Alert, dry_run: bool) -> str:
     pending = [t for t in alert.targets if t not in settled]
     if alert.action == "pause" and pending:
         parts.append("Pausing " + _listed(pending) + " …")
+        if failing:
+            parts[-1] += (
+                f" (the gateway is failing: {failing}; retried until it answers, "
+                "pause by hand if it must stop now)"
+            )
     if incident.resumed:
         parts.append("Resumed " + _listed(incident.resumed))
     if incident.failed:
@@ -943,6 +955,23 @@ class Outbox:
         task.next_at = now + min(delay_s, MAX_DELAY_S)
         task.blocked_on = blocked_on
         self.record(task, "retrying", detail, now)
+        if task.lane == "gateway" and task.attempts == FAILING_AFTER and self.slack_enabled:
+            # The gateway lane is stuck: every incident with a pause waiting in it says so
+            # in its parent (an update, no new message), once per stuck call.
+            waiting = {t.incident for t in self.lanes["gateway"] if t.op == "block"}
+            for incident in sorted(waiting & self.incidents.keys()):
+                alert = self.incidents[incident].alert
+                self._add(Task(f"{task.id}/failing/{incident}", "slack", "update", incident, alert))
+
+    def pause_failing(self, incident_id: str) -> str | None:
+        """Why the incident's pauses waiting in the gateway lane are not getting through:
+        the lane's first call has failed ``FAILING_AFTER`` times or more (None: they are
+        not waiting, or the lane is moving)."""
+        head = self.head("gateway")
+        if head is None or head.attempts < FAILING_AFTER or not head.last_error:
+            return None
+        waiting = any(t.incident == incident_id and t.op == "block" for t in self.lanes["gateway"])
+        return head.last_error if waiting else None
 
     def resumed_elsewhere(self, key: str, target: str, source: str, now: float) -> int:
         """An operator unblocked ``target`` outside the stage (``spendbrake resume``): every

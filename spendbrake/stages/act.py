@@ -919,7 +919,8 @@ class ActionStage(Stage):
         if thread is None or own is None:
             self._settle(task, False, "permanent", "incident forgotten")
             return
-        outcome = outcome_line(own, task.alert, self.outbox.dry_run)
+        failing = self.outbox.pause_failing(own.id)
+        outcome = outcome_line(own, task.alert, self.outbox.dry_run, failing)
         history_after_s = self.config.slack.history_after_s
         marks = {
             "posted_at": None if history_after_s is None else time.time(),
@@ -967,7 +968,7 @@ class ActionStage(Stage):
             latest = own.alert
             text, blocks = render_parent_update(
                 latest,
-                outcome_line(own, latest, self.outbox.dry_run),
+                outcome_line(own, latest, self.outbox.dry_run, failing),
                 own.history,
                 resumable=bool(self.outbox.resumable(own.id)),
                 **shown,

@@ -516,6 +516,37 @@ def test_outages_and_a_kill_mid_retry_end_in_exactly_once_in_order(
     assert first["attempts"] >= 2, first
 
 
+def test_a_pause_stuck_behind_a_gateway_outage_says_so_in_its_message(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    fakes: tuple[FakeSlack, FakeGateway],
+) -> None:
+    """Through a gateway outage (hours, at worst) the parent read "Pausing KEY …" as if it
+    were being handled, and the on-call did not pause it by hand. After a few failed calls
+    its Done line says the gateway is failing; once the pause lands, it says "Paused"."""
+    slack, gateway = fakes
+    setup = Setup(broker, make_topic, tmp_path, slack, gateway)
+    key = "research-batch-stuck"
+    gateway.down()
+    worker = setup.start()
+    try:
+        setup.publish(make_alert(key))
+        told = slack.wait_for(lambda: "the gateway is failing" in _texts(slack.updates), 60)
+        assert told, _texts(slack.messages) + setup.log.read_text()[-3000:]
+        gateway.up()
+        assert gateway.wait_for(lambda: gateway.is_blocked(key), 60), setup.log.read_text()[-3000:]
+        assert slack.wait_for(lambda: "Paused" in _texts(slack.updates[-1:]), 60), _texts(
+            slack.updates
+        )
+    finally:
+        stop(worker)
+    stuck = next(u for u in slack.updates if "the gateway is failing" in _texts([u]))
+    assert f"Pausing {key}" in _texts([stuck]) and "pause by hand" in _texts([stuck]), stuck
+    assert "the gateway is failing" not in _texts(slack.updates[-1:]), slack.updates[-1]
+    assert len(slack.parents()) == 1 and gateway.block_count(key).changed == 1
+
+
 def test_an_unknown_key_is_audited_as_failed_not_retried_forever(
     broker: EmbeddedBroker,
     make_topic: Callable[..., str],
