@@ -19,7 +19,14 @@ from spendbrake.actions._blocks import (
     render_snoozed,
     requester,
 )
-from spendbrake.actions._outbox import Incident, Outbox, ResumeAnswer, Task, outcome_line
+from spendbrake.actions._outbox import (
+    Incident,
+    Outbox,
+    ResumeAnswer,
+    Task,
+    outcome_line,
+    retry_worth_telling,
+)
 from spendbrake.actions._outbox_file import OUTBOX_VERSION, dump_outbox, load_outbox
 from spendbrake.actions._policy import (
     apply_policies,
@@ -128,6 +135,7 @@ __all__ = [
     "render_resume_answer",
     "render_snoozed",
     "requester",
+    "retry_worth_telling",
     "screen_pauses",
     "sign_request",
     "sign_webhook",

@@ -194,6 +194,14 @@ class Incident:
         _typed_alert(self)
 
 
+def retry_worth_telling(attempts: int) -> bool:
+    """Whether a retry is audited (and logged at INFO): the first three, then the 4th, 8th,
+    16th... An outage of a day retried every minute wrote 1,440 audit records a waiting
+    message (the key's latest wins, but the topic and a broker that never compacts keep
+    them all); a new error is audited whatever its attempt."""
+    return attempts <= 3 or attempts & (attempts - 1) == 0
+
+
 def outcome_line(
     incident: Incident, alert: Alert, dry_run: bool, failing: str | None = None
 ) -> str:
@@ -949,12 +957,14 @@ class Outbox:
     def retry(
         self, task: Task, detail: str, delay_s: float, now: float, blocked_on: str | None = None
     ) -> None:
+        changed = detail != task.last_error
         task.last_error = detail
         # Bounded: a Retry-After of 400 digits reads as infinity, which a JSON outbox file
         # cannot hold; past a day, the lane is tried again a day later.
         task.next_at = now + min(delay_s, MAX_DELAY_S)
         task.blocked_on = blocked_on
-        self.record(task, "retrying", detail, now)
+        if changed or retry_worth_telling(task.attempts):
+            self.record(task, "retrying", detail, now)
         if task.lane == "gateway" and task.attempts == FAILING_AFTER and self.slack_enabled:
             # The gateway lane is stuck: every incident with a pause waiting in it says so
             # in its parent (an update, no new message), once per stuck call.

@@ -66,6 +66,7 @@ from spendbrake.actions import (
     render_resume_answer,
     render_snoozed,
     requester,
+    retry_worth_telling,
     screen_pauses,
 )
 from spendbrake.schemas import (
@@ -816,7 +817,14 @@ class ActionStage(Stage):
             else:
                 section = self.config.gateway if task.lane == "gateway" else self.config.slack
                 delay = backoff_delay(task.attempts, cap=section.retry_cap_s, rng=self._rng)
-            log.info("%s: %s; retry %d in %.1fs", task.id, detail, task.attempts, delay)
+            log.log(
+                logging.INFO if retry_worth_telling(task.attempts) else logging.DEBUG,
+                "%s: %s; retry %d in %.1fs",
+                task.id,
+                detail,
+                task.attempts,
+                delay,
+            )
             self.outbox.retry(task, detail, delay, now)
 
     def _held_by_config(

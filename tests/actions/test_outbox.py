@@ -174,6 +174,23 @@ def test_a_retry_keeps_the_lane_order_and_audits_each_attempt() -> None:
     assert box.audit[head.id].result == "ok" and box.audit[head.id].attempts == 1
 
 
+def test_a_long_outage_audits_its_retries_sparsely_and_every_new_error() -> None:
+    """An outage of a day retried every minute audited 1,440 records a waiting effect:
+    the first three retries, then the 4th, 8th, 16th..., and any retry with a new error."""
+    box = Outbox()
+    box.accept(alert(), now=1.0, keys=KEYS)
+    head = box.head("gateway")
+    assert head is not None
+    audited = []
+    for attempt in range(1, 21):
+        head.attempts = attempt
+        box.retry(head, "http 500" if attempt != 6 else "timeout", 60.0, now=float(attempt))
+        audited.append(box.audit[head.id].attempts)
+    assert sorted(set(audited)) == [1, 2, 3, 4, 6, 7, 8, 16], audited
+    box.finish(head, "ok", "blocked", now=30.0)
+    assert box.audit[head.id].result == "ok" and box.audit[head.id].attempts == 20
+
+
 def test_a_permanent_failure_is_audited_and_the_lane_moves_on() -> None:
     box = Outbox()
     box.accept(alert(), now=1.0, keys=KEYS)
