@@ -142,15 +142,23 @@ class StepFold:
         step = np.repeat(np.arange(len(taken), dtype=np.int64), counts)
         minute = np.concatenate([t[0] for t in taken])
         epoch = np.concatenate([t[1] for t in taken])
-        step, minute, epoch, combo, metrics, first = _cells(
-            step, minute, epoch, combo, _safe(_concat([t[3] for t in taken]))
-        )
+        rows, bound = _safe(_concat([t[3] for t in taken]))
+        step, minute, epoch, combo, metrics, first = _cells(step, minute, epoch, combo, rows)
         sids, flags = self._sid_table[combo], self._flag_table[combo]
         parts = []
         for window in self._windows:
             j = window.spec
             part = self._fold_window(
-                window, step, minute, epoch, sids[:, j], flags[:, j], metrics, first, marks[-1]
+                window,
+                step,
+                minute,
+                epoch,
+                sids[:, j],
+                flags[:, j],
+                metrics,
+                first,
+                marks[-1],
+                bound,
             )
             if part is not None:
                 parts.append(part)
@@ -280,20 +288,22 @@ class StepFold:
         metrics: np.ndarray,
         firsts: np.ndarray,
         watermark: float,
+        bound: float,
     ) -> tuple[Any, ...] | None:
         """The rows this fold emits for one set and window size (and the open windows it
-        carries to the next): per (window, step) touched, the window's totals after it."""
+        carries to the next): per (window, step) touched, the window's totals after it.
+        ``bound``: the sum of the fold's metrics' magnitudes (``_safe``), which a window's
+        sums of them never pass."""
         j, w = window.spec, window.w
-        taken = np.flatnonzero(flags == _ALL if w == MINUTE else flags != _NONE)
+        taking = flags == _ALL if w == MINUTE else flags != _NONE
         carry = window.carry
-        if not len(taken) and carry is None:
+        if carry is None and not taking.any():
             return None
-        sid = sids[taken]
-        start = minute[taken] // w * w
-        ep = epoch[taken]
-        st = step[taken]
-        first = firsts[taken]
-        m = metrics[taken]
+        sid, start, ep, st, first, m = sids, minute, epoch, step, firsts, metrics
+        if not taking.all():  # most sets' hours take every cell: no copy of them then
+            taken = np.flatnonzero(taking)
+            sid, start, ep, st, first, m = (a[taken] for a in (sid, start, ep, st, first, m))
+        start = start // w * w
         if carry is not None:  # the open windows' totals, as a step before all others
             c_sid, c_start, c_ep, c_totals = carry
             c = len(c_sid)
@@ -302,8 +312,10 @@ class StepFold:
             ep = np.concatenate((c_ep, ep))
             st = np.concatenate((np.full(c, -1, np.int64), st))
             first = np.concatenate((np.full(c, -1, np.int64), first))
-            m = _stack(c_totals, m)
-        order = np.lexsort((st, ep, start, sid))
+            m = _stack(c_totals, m, bound)
+        # By window, then step: the rows come in step order (``_cells``; the carried
+        # windows first, as step -1), which a stable sort keeps. Starts: multiples of w.
+        order = _lex_order((ep, start // w, sid))
         sid, start, ep, st, first, m = (a[order] for a in (sid, start, ep, st, first, m))
         window_change = np.empty(len(sid), dtype=bool)
         window_change[:1] = True
@@ -345,7 +357,7 @@ class StepFold:
         A block's rows are in the order their windows first changed in the step."""
         columns = []
         for j, w, st, first, sid, start, ep, totals in parts:
-            order = np.lexsort((first, st))
+            order = _lex_order((first, st))
             values = self._values[j]
             bounds = np.searchsorted(st[order], np.arange(steps + 1)).tolist()
             if packed and totals.dtype != object:
@@ -403,7 +415,7 @@ def _cells(
     flush folded, each with its first row (the order windows first changed in a step)."""
     if not len(step):
         return step, minute, epoch, combo, m, step
-    order = np.lexsort((combo, epoch, minute, step))  # stable: a cell's first row first
+    order = _lex_order((combo, epoch, minute // 60, step))  # stable: a cell's first row first
     step, minute, epoch, combo = step[order], minute[order], epoch[order], combo[order]
     change = np.empty(len(order), dtype=bool)
     change[:1] = True
@@ -418,18 +430,55 @@ def _cells(
     return step[at], minute[at], epoch[at], combo[at], sums, order[at]
 
 
-def _safe(m: np.ndarray) -> np.ndarray:
-    """``m``, in Python ints if its sums could pass int64."""
-    if m.dtype != object and len(m) and float(np.abs(m).sum(dtype=np.float64)) > _INT64_SAFE / 4:
-        return m.astype(object)
-    return m
+def _lex_order(keys: tuple[np.ndarray, ...]) -> np.ndarray:
+    """``np.lexsort(keys)`` (the last key primary; stable), sorted as 16-bit digits.
+
+    The keys become one composite int64 (each key's offset from its least, times the
+    spans of the keys after it) where their spans multiply to under 2**62, else plain
+    ``lexsort``; numpy sorts 16-bit ints stably by radix, about ten times faster than
+    int64 (timsort) on a fold's 17,000 rows, so the composite is split into the fewest
+    16-bit digits and those are sorted, least significant first. The same order.
+    """
+    composite: np.ndarray | None = None
+    span = 1
+    for key in keys:  # least significant first
+        if not len(key):
+            return np.lexsort(keys)
+        low = int(key.min())
+        size = int(key.max()) - low + 1
+        if span * size >= 2**62:  # Python ints: no overflow in the test itself
+            return np.lexsort(keys)
+        part = key - low if low else key
+        composite = part if composite is None else composite + part * span
+        span *= size
+    assert composite is not None
+    digits = [
+        ((composite >> shift) & 0xFFFF).astype(np.uint16)
+        for shift in range(0, max(span - 1, 1).bit_length(), 16)
+    ]
+    if len(digits) == 1:
+        return np.argsort(digits[0], kind="stable")
+    return np.lexsort(digits)
 
 
-def _stack(carried: np.ndarray, m: np.ndarray) -> np.ndarray:
+def _safe(m: np.ndarray) -> tuple[np.ndarray, float]:
+    """``m``, in Python ints if its sums could pass int64; and the sum of its magnitudes
+    (a bound on any sum of its rows, for ``_stack``; 0 when in Python ints)."""
+    if m.dtype == object or not len(m):
+        return m, 0.0
+    bound = float(np.abs(m).sum(dtype=np.float64))
+    if bound > _INT64_SAFE / 4:
+        return m.astype(object), 0.0
+    return m, bound
+
+
+def _stack(carried: np.ndarray, m: np.ndarray, bound: float) -> np.ndarray:
+    """The carried totals above ``m`` (rows of a fold whose magnitudes sum to at most
+    ``bound``): int64 while every sum of them fits, else Python ints."""
     if carried.dtype == object or m.dtype == object:
         return np.concatenate((carried.astype(object), m.astype(object)))
     both = np.concatenate((carried, m))
-    if float(np.abs(both).sum(dtype=np.float64)) > _INT64_SAFE / 4:
+    if bound + float(np.abs(carried).sum(dtype=np.float64)) > _INT64_SAFE / 4:
         return both.astype(object)
     return both
 
