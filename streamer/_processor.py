@@ -496,9 +496,12 @@ class PartitionProcessor:
         counted = np.ones(n, dtype=bool) if repeated is None else ~repeated[:n]
         self._remember(ids[:n], buckets, counted)
         kept = np.flatnonzero(counted)
-        rows = self._rows_of(
-            list(map(events.__getitem__, kept.tolist())), ts[kept], tokens[kept], before[kept]
-        )
+        if len(kept) == n:  # no duplicate: the run's columns as they are
+            rows = self._rows_of(events[:n], ts, tokens, before)
+        else:
+            rows = self._rows_of(
+                list(map(events.__getitem__, kept.tolist())), ts[kept], tokens[kept], before[kept]
+            )
         stats = self.stats
         stats.records += n
         stats.valid += len(kept)

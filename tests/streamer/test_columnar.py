@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgspec
+import numpy as np
 import pytest
 
 from spendbrake import _replay
@@ -189,3 +190,18 @@ def test_steps_are_the_flushs_with_minutes_of_one_model(monkeypatch: pytest.Monk
     }
     assert len(models) > 1 and minutes == {("gpt-4.1",)}
     assert _canonical(folded) == _canonical(flushed)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_lex_order_is_lexsorts(seed: int) -> None:
+    """The fold's sort by 16-bit digits of a composite key gives ``np.lexsort``'s order, ties
+    and all: keys of one value, of narrow and wide spans, negative offsets, spans past 2**62
+    (plain ``lexsort`` then)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    keys = tuple(
+        rng.integers(0, int(rng.choice([1, 2, 50, 70_000, 2**20, 2**40])), n)
+        + int(rng.integers(-(2**40), 2**40))
+        for _ in range(int(rng.integers(1, 5)))
+    )
+    assert (_columnar._lex_order(keys) == np.lexsort(keys)).all()
