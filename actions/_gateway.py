@@ -282,8 +282,10 @@ class _HttpGateway:
             hint = "the proxy has no database (set DATABASE_URL); its admin API needs one"
         else:
             hint = "check the gateway's logs and setup"
+        # Once known broken, a call's first 500 says so: "on 1 tries in a row" read as news.
+        count = f"on {tries} tries in a row" if not self._misconfigured else "to every call"
         detail = (
-            f"{what}: gateway configuration error, HTTP 500 on {tries} tries in a row: {hint}"
+            f"{what}: gateway configuration error, HTTP 500 {count}: {hint}"
             + (f" ({message})" if message else "")
         )
         if not self._misconfigured:

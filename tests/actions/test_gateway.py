@@ -189,6 +189,7 @@ async def test_a_gateway_answering_500_forever_is_a_configuration_error_after_n_
     # Known broken: the next call says so at its first 500, and the error is logged once.
     other = await litellm.block("key", KEY_B, idempotency_key="pause-b")
     assert other.config_error and not other.permanent
+    assert "HTTP 500 to every call" in other.detail and "1 tries" not in other.detail
     assert len(fake.calls) == CONFIG_ERROR_AFTER + 1
     assert sum("answers 500 to every call" in r.message for r in caplog.records) == 1
     # Fixed (a database attached): it works, and a single 500 is an ordinary retry again.
