@@ -284,9 +284,8 @@ class _HttpGateway:
             hint = "check the gateway's logs and setup"
         # Once known broken, a call's first 500 says so: "on 1 tries in a row" read as news.
         count = f"on {tries} tries in a row" if not self._misconfigured else "to every call"
-        detail = (
-            f"{what}: gateway configuration error, HTTP 500 {count}: {hint}"
-            + (f" ({message})" if message else "")
+        detail = f"{what}: gateway configuration error, HTTP 500 {count}: {hint}" + (
+            f" ({message})" if message else ""
         )
         if not self._misconfigured:
             self._misconfigured = True

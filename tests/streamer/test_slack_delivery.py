@@ -228,11 +228,11 @@ async def test_429s_and_503s_deliver_every_message_and_the_block_once_critical_f
     ids = {a["id"].split("=")[1].split("/")[0]: a["id"] for a in alerts}
     expected = {f"{i}#0/post" for i in ids.values()} | {f"{pause['id']}#0/block-done/reply"}
     assert keys_posted(slack) == dict.fromkeys(expected, 1), keys_posted(slack)
-    # The parent is edited in place: while the gateway kept answering 503 it said so (at
-    # the third failure in a row, if the 503s came as a run), and last that it is paused.
+    # The parent is edited in place, last to say it is paused (an edit saying the gateway
+    # is failing comes at the third 503 in a row; sent after the pause landed, it says
+    # "Paused" too).
     assert 1 <= len(slack.updates) <= 2 and {u["ts"] for u in slack.updates} == {parent["ts"]}
     assert "Paused" in text_of(slack.updates[-1])
-    assert all("the gateway is failing" in text_of(u) for u in slack.updates[:-1])
     # A 429 proves nothing was posted: sent again without looking anything up.
     assert not [c for c in slack.calls if c.startswith("conversations.")], slack.calls
     assert [status for _, status, _ in slack.answers].count(429) == 3
