@@ -371,7 +371,11 @@ def build_report(
     from spendbrake.streamer import traces_from
 
     kept_from = traces_from(con)
+    # Where the period's trace partials begin when older weeks were dropped: the digest
+    # names it on its per-task line, which would otherwise read as the whole period's.
+    report["traces_from"] = None
     if kept_from is not None and period.start < kept_from:
+        report["traces_from"] = format_ts(kept_from)
         report["notes"].append(
             f"cost per trace counts traces from {_day(int(kept_from))} on: older weeks of trace "
             "partials were dropped (store.trace_weeks)"
