@@ -307,6 +307,8 @@ def test_report_command(tmp_path: Path) -> None:
         (["--period", "2026-10", "--store", "missing.duckdb"], "error: no store at missing.duckdb"),
         (["--period", "2026-11"], "error: no spend recorded for 2026-11"),
         (["--period", "Oct"], "error: period 'Oct'"),
+        (["--period", "2026-W60"], "error: period '2026-W60': week must be in 1..53 for 2026\n"),
+        (["--period", "2027-W53"], "error: period '2027-W53': week must be in 1..52 for 2027\n"),
         (["--period", "2026-10", "--chart", "/dev/full"], "error: cannot write the chart"),
     ],
 )
