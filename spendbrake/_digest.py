@@ -204,12 +204,7 @@ def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         f"{_usd(o['cost_per_outcome_usd'])} per {mrkdwn(o['outcome'].replace('_', ' '))}"
         for o in (report.get("outcomes") or [])[:3]
     ]
-    traces = report.get("traces")
-    if traces:
-        unit.append(
-            f"{_usd(traces['p50_usd'])} per agent task (p50; p95 {_usd(traces['p95_usd'])}, "
-            f"{traces['count']:,} tasks)"
-        )
+    unit += _per_task(report.get("traces"), report.get("traces_from"))
     if unit:
         blocks.append(_section("*Unit economics*\n" + "\n".join(unit)))
     alerts, actions = report.get("alerts") or {}, report.get("actions") or {}
@@ -349,6 +344,21 @@ def _usd(value: float) -> str:
     if abs(value) >= 0.095 or value == 0:
         return f"${value:,.2f}"
     return f"${value:.{1 - math.floor(math.log10(abs(value)))}f}"
+
+
+def _per_task(traces: dict[str, Any] | None, kept_from: str | None) -> list[str]:
+    """The cost per agent task line. A period reaching back before the trace partials kept
+    (``store.trace_weeks`` dropped older weeks) says from when its tasks count: a month's
+    "p50 over 6,933 tasks" from its last day alone reads as the whole month's."""
+    since = (
+        "" if kept_from is None else f"{datetime.fromtimestamp(parse_ts(kept_from), UTC):%a %m-%d}"
+    )
+    if not traces:
+        return [f"per agent task: not kept before {since} (store.trace_weeks)"] if since else []
+    tasks = f"{traces['count']:,} tasks" + (f" from {since} on" if since else "")
+    return [
+        f"{_usd(traces['p50_usd'])} per agent task (p50; p95 {_usd(traces['p95_usd'])}, {tasks})"
+    ]
 
 
 def _day_of(trend: dict[str, Any]) -> str:

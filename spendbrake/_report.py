@@ -85,7 +85,13 @@ def parse_period(text: str) -> Period:
             last = calendar.monthrange(first.year, first.month)[1]
             return Period(text, "month", _ts(first), _ts(first + timedelta(days=last)))
         if m := re.fullmatch(r"(\d{4})-W(\d{2})", text):
-            monday = date.fromisocalendar(int(m[1]), int(m[2]), 1)
+            year, week = int(m[1]), int(m[2])
+            # Dec 28 is always in its year's last ISO week (52 or 53); Python's own words
+            # for a bad week ("Invalid week: 60") name neither the range nor the year.
+            weeks = date(year, 12, 28).isocalendar().week
+            if not 1 <= week <= weeks:
+                raise ReportError(f"period {text!r}: week must be in 1..{weeks} for {year}")
+            monday = date.fromisocalendar(year, week, 1)
             return Period(text, "week", _ts(monday), _ts(monday + timedelta(days=7)))
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             day = date.fromisoformat(text)
@@ -371,7 +377,11 @@ def build_report(
     from spendbrake.streamer import traces_from
 
     kept_from = traces_from(con)
+    # Where the period's trace partials begin when older weeks were dropped: the digest
+    # names it on its per-task line, which would otherwise read as the whole period's.
+    report["traces_from"] = None
     if kept_from is not None and period.start < kept_from:
+        report["traces_from"] = format_ts(kept_from)
         report["notes"].append(
             f"cost per trace counts traces from {_day(int(kept_from))} on: older weeks of trace "
             "partials were dropped (store.trace_weeks)"

@@ -145,8 +145,12 @@ def render_table(report: dict[str, Any], console: Console) -> None:
         )
     traces = report["traces"]
     if traces is not None:
+        # Once store.trace_weeks dropped weeks the period reaches into, its traces are the
+        # kept days' alone: said on the line, not only in a note far below it.
+        kept = report.get("traces_from")
+        since = f" from {kept[:10]} on" if kept else ""
         console.print(
-            f"cost per trace ({traces['count']:,} traces): p50 {_usd(traces['p50_usd'])}, "
+            f"cost per trace ({traces['count']:,} traces{since}): p50 {_usd(traces['p50_usd'])}, "
             f"p95 {_usd(traces['p95_usd'])}, max {_usd(traces['max_usd'])}"
         )
     customers = report["customers"]

@@ -470,11 +470,20 @@ def _monday_of(table: str) -> float:
 
 
 def _upsert_traces(con: Any, rows: Iterable[tuple[Any, ...]]) -> None:
-    """Each partial into its week's table (made on its first partial, the view with it)."""
+    """Each partial into its week's table (made on its first partial, the view with it).
+
+    A partial of a week already dropped (``traces_from``) is skipped: a store catching up
+    reads its partitions unevenly, and a lagging one's old partials re-made the dropped
+    week's table, partly, until the next drop (a report between them counted a few of that
+    week's traces; the log said the same week was dropped again and again)."""
     start = [name for name, _ in SCHEMA["traces"][0]].index("start_ts")
+    kept_from = traces_from(con)
+    first = None if kept_from is None else trace_week(kept_from)
     weeks: dict[int, list[tuple[Any, ...]]] = {}
     for row in rows:
-        weeks.setdefault(trace_week(row[start]), []).append(row)
+        week = trace_week(row[start])
+        if first is None or week >= first:
+            weeks.setdefault(week, []).append(row)
     known = set(_trace_tables(con))
     for week, week_rows in sorted(weeks.items()):
         table = trace_table(week)

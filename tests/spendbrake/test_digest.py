@@ -164,6 +164,57 @@ def test_a_trend_against_the_month_spendbrake_was_deployed_in_says_so(tmp_path: 
     assert digest_message(week)[0] == "AI spend 2026-W47: $70.00 (=0% vs 2026-W46)"
 
 
+def test_the_per_task_line_says_from_when_tasks_count_once_weeks_were_dropped(
+    tmp_path: Path,
+) -> None:
+    """``store.trace_weeks: 1`` kept November's last week alone: the month's digest said
+    "$0.0010 per agent task (p50; ... 6,933 tasks)" as if over the month, and a week before
+    the kept one had no line at all. The line says from when its tasks count, or that none
+    were kept."""
+    from spendbrake._report import parse_period, report_from_store
+    from spendbrake.streamer import (
+        StoreBatch,
+        TracePartial,
+        apply_batch,
+        connect_store,
+        drop_trace_weeks,
+    )
+    from tests.spendbrake.test_report import rollup
+
+    batch = StoreBatch()
+    for day in range(30):  # November, $10 a day, a task a day
+        start = _ts(2026, 11, 1) + day * 86400
+        batch.add_rollup(rollup((), (), start, 10.0))
+        batch.add_rollup(rollup(("team",), ("search",), start, 10.0))
+        partial = TracePartial(f"t{day}", 0, "e", "search", None, None, 10**6, 1, start, start)
+        batch.add_trace(partial)
+    con = connect_store(tmp_path / "s.duckdb")
+    apply_batch(con, batch, {("rollups", 0): 1})
+    assert drop_trace_weeks(con, 1)  # keeps the week of Mon 11-30
+    con.close()
+    month, _ = report_from_store(
+        tmp_path / "s.duckdb", parse_period("2026-11"), now=_ts(2026, 12, 2)
+    )
+    assert month["traces"]["count"] == 1
+    assert month["traces_from"] == "2026-11-30T00:00:00.000000Z"
+    assert "$0.0010 per agent task (p50; p95 $0.0010, 1 tasks from Mon 11-30 on)" in str(
+        digest_message(month)[1]
+    )
+    week, _ = report_from_store(
+        tmp_path / "s.duckdb", parse_period("2026-W47"), now=_ts(2026, 12, 2)
+    )
+    assert week["traces"] is None
+    assert "per agent task: not kept before Mon 11-30 (store.trace_weeks)" in str(
+        digest_message(week)[1]
+    )
+    # A period the kept weeks hold whole says nothing of it.
+    kept, _ = report_from_store(
+        tmp_path / "s.duckdb", parse_period("2026-11-30"), now=_ts(2026, 12, 2)
+    )
+    assert kept["traces_from"] is None
+    assert "(p50; p95 $0.0010, 1 tasks)" in str(digest_message(kept)[1])
+
+
 def test_amounts_under_ten_cents_keep_two_significant_digits() -> None:
     """A typical agent task's p50 of $0.0010 read "$0.00 per agent task"."""
     report = _report()

@@ -307,6 +307,8 @@ def test_report_command(tmp_path: Path) -> None:
         (["--period", "2026-10", "--store", "missing.duckdb"], "error: no store at missing.duckdb"),
         (["--period", "2026-11"], "error: no spend recorded for 2026-11"),
         (["--period", "Oct"], "error: period 'Oct'"),
+        (["--period", "2026-W60"], "error: period '2026-W60': week must be in 1..53 for 2026\n"),
+        (["--period", "2027-W53"], "error: period '2027-W53': week must be in 1..52 for 2027\n"),
         (["--period", "2026-10", "--chart", "/dev/full"], "error: cannot write the chart"),
     ],
 )
@@ -424,3 +426,23 @@ def test_a_report_says_when_its_traces_were_dropped(tmp_path: Path) -> None:
     assert report["traces"] is None
     (note,) = [n for n in report["notes"] if "trace" in n]
     assert note.startswith("cost per trace counts traces from 2026-11-02 on"), note
+
+
+def test_the_cost_per_trace_line_says_from_when_it_counts(tmp_path: Path) -> None:
+    """October's report after ``store.trace_weeks`` kept only the week of Oct 26 printed
+    "cost per trace (1 traces): ..." as if over the month; the note saying otherwise came
+    a dozen lines below. The line says from when its traces count."""
+    from spendbrake.streamer import TracePartial, drop_trace_weeks
+
+    path = make_store(tmp_path / "s.duckdb")
+    con = connect_store(path)
+    batch = StoreBatch()
+    for i, ts in enumerate((OCT + 3600, OCT + 27 * 86400)):  # Oct 1 and Oct 28
+        batch.add_trace(TracePartial(f"t{i}", 0, "e", "search", None, None, 10**9, 1, ts, ts))
+    apply_batch(con, batch, {})
+    assert drop_trace_weeks(con, 1) == ["traces_20260928"]
+    con.close()
+    args = ["report", "--period", "2026-10", "--store", str(path)]
+    table = CliRunner().invoke(main, args, env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    assert "cost per trace (1 traces from 2026-10-26 on): p50 $1.00" in table.output

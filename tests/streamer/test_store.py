@@ -228,3 +228,27 @@ def test_trace_weeks_keeps_the_newest_weeks_and_says_where_they_begin(tmp_path: 
     assert traces_from(con) == monday - 7 * 86400
     assert drop_trace_weeks(con, 2) == []  # nothing more to drop
     con.close()
+
+
+def test_partials_of_a_dropped_week_are_not_stored_again(tmp_path: Path) -> None:
+    """A store catching up reads its partitions unevenly: after ``store.trace_weeks`` dropped
+    a week, a lagging partition's partials of it re-made its table, a few of its traces, which
+    a report on it counted until the next drop (and the log said the week was dropped again)."""
+    from spendbrake.streamer import drop_trace_weeks
+
+    monday = 1_796_601_600.0  # 2026-12-07, a Monday
+    con = connect_store(tmp_path / "s.duckdb")
+    rows = StoreBatch()
+    rows.add_trace(partial("old", monday - 7 * 86400 + 3600))
+    rows.add_trace(partial("new", monday + 3600))
+    apply_batch(con, rows, {})
+    assert drop_trace_weeks(con, 1) == ["traces_20261130"]
+    late = StoreBatch()  # the lagging partition, then a kept week's partial
+    late.add_trace(partial("late-old", monday - 7 * 86400 + 7200))
+    late.add_trace(partial("late-new", monday + 7200))
+    apply_batch(con, late, {})
+    assert con.execute("SELECT list(trace_id ORDER BY trace_id) FROM traces").fetchone() == (
+        ["late-new", "new"],
+    )
+    assert drop_trace_weeks(con, 1) == []  # nothing was re-made to drop
+    con.close()
