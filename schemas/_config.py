@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._errors import ValueAt
 from ._event import WORKLOADS
 from ._keys import KeysConfig
 from ._pricing import PriceEntryModel
@@ -477,6 +478,11 @@ class StoreConfig(_Section):
     trace_weeks: Annotated[int, Field(ge=1, le=5200)] | None = None
 
 
+#: Weeks of trace partials a scheduled digest reads, at most: a week and the week it is
+#: sent in; a month spans parts of up to six ISO weeks, and the send falls in a seventh.
+DIGEST_TRACE_WEEKS = {"weekly": 2, "monthly": 7}
+
+
 class DigestConfig(_Section):
     """The Slack digest: ``spendbrake digest`` sends one; ``schedule`` has the worker's
     store stage send each past week or month on its own."""
@@ -610,6 +616,20 @@ class Config(_Section):
         if (repeated := repeated_name([b.name for b in budgets])) is not None:
             raise ValueError(repeated)
         return budgets
+
+    @model_validator(mode="after")
+    def _traces_for_the_digest(self) -> Config:
+        """The scheduled digest reads its period's trace partials after the next week's
+        first are stored: too few weeks kept, and its per-task line was always missing."""
+        weeks, schedule = self.store.trace_weeks, self.digest.schedule
+        needs = DIGEST_TRACE_WEEKS.get(schedule, 0)
+        if weeks is not None and weeks < needs:
+            raise ValueAt(
+                ("store", "trace_weeks"),
+                f"keeps {weeks} week(s) of traces; digest.schedule {schedule} needs {needs} "
+                "(the digest reads its whole period after the next one began)",
+            )
+        return self
 
 
 # The section rules pydantic checks only once every item is valid: the config loader asks

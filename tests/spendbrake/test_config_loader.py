@@ -602,3 +602,17 @@ def test_a_scope_on_a_workload_no_event_has_is_refused(tmp_path: Path) -> None:
         "budgets[0].scope: workload must be one of critical, standard, batch, got 'batchy'",
         "policies[0].match: workload must be one of critical, standard, batch, got 'bach'",
     ]
+
+
+def test_trace_weeks_too_few_for_the_scheduled_digest_is_named(tmp_path: Path) -> None:
+    """With one week kept, last week's traces were dropped at the new week's first write,
+    before the Monday digest read them: its per-task line was always missing."""
+    text = "store:\n  trace_weeks: 1\ndigest:\n  schedule: weekly\n"
+    (error,) = errors_of(tmp_path, text)
+    assert (
+        ":2:16: store.trace_weeks: keeps 1 week(s) of traces; digest.schedule weekly needs 2"
+        in (error)
+    ), error
+    monthly = "store:\n  trace_weeks: 7\ndigest:\n  schedule: monthly\n"
+    assert load_config(write(tmp_path, monthly), env=ENV).store.trace_weeks == 7
+    assert errors_of(tmp_path, "store:\n  trace_weeks: 6\ndigest:\n  schedule: monthly\n")
