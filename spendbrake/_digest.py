@@ -355,7 +355,8 @@ def _per_task(traces: dict[str, Any] | None, kept_from: str | None) -> list[str]
     )
     if not traces:
         return [f"per agent task: not kept before {since} (store.trace_weeks)"] if since else []
-    tasks = f"{traces['count']:,} tasks" + (f" from {since} on" if since else "")
+    count = traces["count"]
+    tasks = f"{count:,} task{'s' if count != 1 else ''}" + (f" from {since} on" if since else "")
     return [
         f"{_usd(traces['p50_usd'])} per agent task (p50; p95 {_usd(traces['p95_usd'])}, {tasks})"
     ]

@@ -138,8 +138,7 @@ def store_options(command: Any) -> Any:
         envvar="SPENDBRAKE_STATE_DIR",
         default=".spendbrake-state",
         show_default=True,
-        help="Find the store at <state-dir>/store/spend.duckdb (unless --store or store.path); "
-        "the digest keeps the Slack channel ids it learns in <state-dir>/digest/.",
+        help="Find the store at <state-dir>/store/spend.duckdb (unless --store or store.path).",
     )(command)
     return click.option(
         "--store", "store", type=click.Path(dir_okay=False), help="The DuckDB store file."
@@ -1024,7 +1023,8 @@ def digest(
     same period and grouping (found in the channel's recent history) is not posted again
     unless --force; one posted while the period ran does not count once it has ended.
     `digest.schedule: weekly|monthly` in the config has the worker's store stage send
-    each one on its own, once the store holds the whole period.
+    each one on its own, once the store holds the whole period. The Slack channel ids it
+    learns are kept in <state-dir>/digest/.
 
     \b
     Example: spendbrake digest --period 2026-10 --channel '#finops' --config spendbrake.yaml
@@ -1088,8 +1088,14 @@ def digest(
 
 
 @main.command()
-@click.argument("config_file", type=click.Path())
-def validate(config_file: str) -> None:
+@click.argument("config_file", type=click.Path(), required=False)
+@click.option(
+    "--config",
+    "config_option",
+    type=click.Path(),
+    help="The same file, as every other command names it (or the argument).",
+)
+def validate(config_file: str | None, config_option: str | None) -> None:
     """Check an operator config file; print every problem with file:line:column and path.
 
     Checks it as the worker loads it: ${VAR} references must be set, and SPENDBRAKE_BOOTSTRAP
@@ -1098,6 +1104,12 @@ def validate(config_file: str) -> None:
     """
     from ._config_loader import ConfigErrors, load_config
 
+    if (config_file is None) == (config_option is None):
+        raise click.UsageError(
+            "name the config file once: `validate FILE` or `validate --config FILE`"
+        )
+    config_file = config_file or config_option
+    assert config_file is not None
     try:
         config = load_config(config_file)
     except ConfigErrors as exc:

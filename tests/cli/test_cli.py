@@ -344,6 +344,9 @@ def test_produce_from_stdin_exits_zero_when_all_lines_are_good(
 
 def test_validate_exit_codes(tmp_path: Path) -> None:
     assert run("validate", "examples/spendbrake.yaml").exit_code == 0
+    # Named as every other command names it (it said "No such option: --config").
+    assert run("validate", "--config", "examples/spendbrake.yaml").exit_code == 0
+    assert run("validate").exit_code == 2
     bad = tmp_path / "bad.yaml"
     bad.write_text("budgets:\n  - name: x\n    amount_usd: -1\n")
     result = run("validate", str(bad))
