@@ -197,7 +197,7 @@ def test_the_per_task_line_says_from_when_tasks_count_once_weeks_were_dropped(
     )
     assert month["traces"]["count"] == 1
     assert month["traces_from"] == "2026-11-30T00:00:00.000000Z"
-    assert "$0.0010 per agent task (p50; p95 $0.0010, 1 tasks from Mon 11-30 on)" in str(
+    assert "$0.0010 per agent task (p50; p95 $0.0010, 1 task from Mon 11-30 on)" in str(
         digest_message(month)[1]
     )
     week, _ = report_from_store(
