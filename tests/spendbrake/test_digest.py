@@ -212,7 +212,7 @@ def test_the_per_task_line_says_from_when_tasks_count_once_weeks_were_dropped(
         tmp_path / "s.duckdb", parse_period("2026-11-30"), now=_ts(2026, 12, 2)
     )
     assert kept["traces_from"] is None
-    assert "(p50; p95 $0.0010, 1 tasks)" in str(digest_message(kept)[1])
+    assert "(p50; p95 $0.0010, 1 task)" in str(digest_message(kept)[1])
 
 
 def test_amounts_under_ten_cents_keep_two_significant_digits() -> None:
