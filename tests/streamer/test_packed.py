@@ -51,6 +51,12 @@ def test_the_child_sends_the_steps_one_process_reads() -> None:
     assert any(isinstance(b, PackedColumns) for blocks, _, _ in packed for b in blocks)
     read = msgspec.msgpack.Decoder(list[tuple[list[RollupColumns], float, int]]).decode
     assert read(_encode(packed)) == plain
+    # With the plan's metrics (the watch's): the same blocks, their first two metrics only.
+    two = rolled_up(lines, CONFIG, 600.0, PLAN._replace(metrics=2), ReplayStats(), packed=True)
+    for got, want in zip(read(_encode(list(two))), plain, strict=True):
+        for block in want[0]:
+            block.metrics = block.metrics[:2]
+        assert got == want
 
 
 def test_a_message_past_what_msgpack_holds_is_pickled_as_the_watch_reads_it() -> None:
