@@ -69,8 +69,8 @@ def test_a_message_past_what_msgpack_holds_is_pickled_as_the_watch_reads_it() ->
     )
     huge = RollupColumns(("team",), 3600, 0, [("search",)], [0], [0], [[2**70], *[[1]] * 7])
     pipe = io.BytesIO()
-    _replay_split._send(pipe, [([packed, huge], 1.5, 7)])
+    _replay_split._send(pipe, [([packed, huge], 1.5, 7)], _replay_split._Numbering())
     pipe.seek(0)
     message = _replay_split._read(pipe)
     assert message is not None and message[:1] == _replay_split._STEPS_PICKLED
-    assert _replay_split._steps(message) == [([ordinary, huge], 1.5, 7)]
+    assert _replay_split._Reader().steps(message) == [([ordinary, huge], 1.5, 7)]
