@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from spendbrake.detectors._book import FORGET_S, SeriesBook
 from spendbrake.detectors._budgets import BudgetBook
@@ -76,6 +76,11 @@ class SpendWatch:
         nothing closes. None: the end of the latest minute record seen (one ordered source
         of records, as tests feed them; replay gives marks, as the live stage does).
     """
+
+    #: A record's metrics the watch reads: its first two, cost and calls (``SeriesBook.hours``,
+    #: ``BudgetBook.parts``). Replay's rollup child sends it no more (a block's other six
+    #: were most of what the watch's process decoded).
+    METRICS_READ: ClassVar[int] = 2
 
     def __init__(
         self,

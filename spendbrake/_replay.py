@@ -103,7 +103,12 @@ def replay_lines(
     # sends it (``WatermarkMark``): the detect stage's clock, not the ends of minute windows.
     watch = SpendWatch(config, lateness_s=lateness_s, partitions=1)
     dimensions = config.rollup_dimensions()
-    plan = RollupPlan(watch.windows_read(dimensions), watch.minutes_read(dimensions), watch.peek_s)
+    plan = RollupPlan(
+        watch.windows_read(dimensions),
+        watch.minutes_read(dimensions),
+        watch.peek_s,
+        watch.METRICS_READ,
+    )
     if jobs > 1 and os.name == "posix" and sys.executable:  # a child by pipes: POSIX
         from ._replay_split import rolled_up_in_child
 
@@ -131,6 +136,9 @@ class RollupPlan(NamedTuple):
     windows_s: list[tuple[int, ...]]
     minute_values: list[frozenset[tuple[str | None, ...]] | None]
     step_s: float
+    #: A record's metrics the watch reads, its first this many (``SpendWatch.METRICS_READ``):
+    #: all the child sends it. None: all.
+    metrics: int | None = None
 
 
 #: Rows (events) folded at once: about 300 steps of the 1M-event file, where the fold's
@@ -155,7 +163,8 @@ def rolled_up(
     """The rollup half of replay: the lines through the streamer's partition processor, one
     ``Step`` at each early-look step the watermark reaches, and one at the end; the
     processor's counts in ``stats`` once the lines are done. ``packed``: blocks with their
-    numbers in msgpack already, for the child that sends them (``StepFold.fold``)."""
+    numbers in msgpack already, for the child that sends them (``StepFold.fold``), and only
+    the metrics the watch reads (``plan.metrics``)."""
     processor = PartitionProcessor(
         "replay",
         0,
@@ -181,7 +190,7 @@ def rolled_up(
             fold.take(rows, watermark)
             lines_at.append(read)
             if fold.held >= fold_at:
-                yield from _folded(fold, lines_at, packed)
+                yield from _folded(fold, lines_at, packed, plan.metrics)
                 lines_at = []
                 fold_at = min(2 * fold_at, FOLD_ROWS)
     fold.take(processor.cut(), processor.rollups.watermark)
@@ -191,11 +200,15 @@ def rolled_up(
     stats.valid, stats.duplicates, stats.late = s.valid, s.duplicates, s.late
     stats.dead = dict(s.dead)
     stats.rejected = [(offset + 1, reason) for offset, reason in processor.first_dead]
-    yield from _folded(fold, lines_at, packed)
+    yield from _folded(fold, lines_at, packed, plan.metrics)
 
 
-def _folded(fold: StepFold, lines_at: list[int], packed: bool) -> Iterator[Step]:
-    for (blocks, watermark), lines_read in zip(fold.fold(packed), lines_at, strict=True):
+def _folded(
+    fold: StepFold, lines_at: list[int], packed: bool, metrics: int | None
+) -> Iterator[Step]:
+    # Packed for the watch in another process: just the metrics it reads.
+    folded = fold.fold(packed, sent_metrics=metrics if packed else None)
+    for (blocks, watermark), lines_read in zip(folded, lines_at, strict=True):
         yield blocks, watermark, lines_read
 
 

@@ -14,9 +14,11 @@ would replay twice). Messages are length-prefixed: first the config, then lines 
 lists (a thread feeds them, so a full pipe either way never stalls both), and back, steps as
 msgpack of their blocks (``RollupColumns``: columns of ints and the series' values; the child
 writes the ints from its arrays as msgpack directly, ``PackedColumns``, read here as
-``RollupColumns``). The
-pipe back holds 1 MiB, so the child runs ahead of a busy watch. A total past what msgpack
-holds (2**64 nano-dollars) goes pickled instead.
+``RollupColumns``). A block's set and its series' values go as numbers the child gives each
+tuple the first time it sends it (``_Numbering``), the tuple itself in that message only: this
+process decoded every record's strings and hashed them afresh, where the 1M-event benchmark
+has 72 tuples. The pipe back holds 1 MiB, so the child runs ahead of a busy watch. A total
+past what msgpack holds (2**64 nano-dollars) goes pickled instead.
 """
 
 from __future__ import annotations
@@ -54,8 +56,44 @@ PIPE_BYTES = 2**20
 
 _STEPS, _STEPS_PICKLED, _DONE, _FAILED = b"S", b"P", b"D", b"E"
 
+#: Tuples the child numbers before it starts afresh (a flood's customers would otherwise
+#: all stay numbered in both processes).
+MAX_NUMBERED = 1 << 16
+
+Values = tuple[str | None, ...]
+
+
+class _SentBlock(msgspec.Struct, array_like=True, gc=False):
+    """A step's block as the child sends it: its set's dimensions and each record's values as
+    the numbers of their tuples (``_Numbering``); its ints in msgpack already
+    (``PackedColumns``) or lists (``RollupColumns``, a fold's totals past int64)."""
+
+    dims: int
+    window_s: int
+    partition: int
+    values: list[int]
+    starts: Any
+    epochs: Any
+    metrics: Any
+
+
+class _ReadBlock(msgspec.Struct, array_like=True, gc=False):
+    """A ``_SentBlock`` as this process reads it, before its numbers become tuples."""
+
+    dims: int
+    window_s: int
+    partition: int
+    values: list[int]
+    starts: list[int]
+    epochs: list[int]
+    metrics: list[list[int]]
+
+
 _encode = msgspec.msgpack.Encoder().encode
-_decode_steps = msgspec.msgpack.Decoder(list[tuple[list[RollupColumns], float, int]]).decode
+#: (start afresh?, the tuples numbered since the last message, the steps)
+_decode_steps = msgspec.msgpack.Decoder(
+    tuple[bool, list[Values], list[tuple[list[_ReadBlock], float, int]]]
+).decode
 _decode_stats = msgspec.msgpack.Decoder(ReplayStats).decode
 
 
@@ -102,6 +140,7 @@ def rolled_up_in_child(
     feeder.start()
     drain = _Drain(steps_in)
     drain.start()
+    reader = _Reader()
     try:
         while True:
             message = drain.messages.get()
@@ -118,7 +157,7 @@ def rolled_up_in_child(
                 return
             if message[:1] == _FAILED:
                 feeder.raise_error()
-            yield from _steps(message)
+            yield from reader.steps(message)
     finally:
         if child.poll() is None and not drain.ended:
             child.kill()  # the caller stopped early: nothing of the child's is wanted
@@ -132,19 +171,104 @@ def rolled_up_in_child(
         feeder.stop()
 
 
-def _steps(message: bytes) -> list[Step]:
-    """The steps in a message of the child's (``_send``); its traceback, raised."""
-    tag, body = message[:1], message[1:]
-    if tag == _STEPS:
-        # Thousands of small lists and tuples with no cycle among them: the collector,
-        # woken by their count, would walk the watch's heap for nothing (0.47 s on 300k
-        # events of the replay benchmark, 0.11 with it paused).
-        with gc_paused():
-            return _decode_steps(body)
-    if tag == _STEPS_PICKLED:
-        steps: list[Step] = pickle.loads(body)
-        return steps
-    raise RuntimeError(f"replay's rollup process failed:\n{body.decode(errors='replace')}")
+class _Reader:
+    """The steps in the child's messages (``_send``), the tuples it numbered kept by number;
+    a failure's traceback, raised."""
+
+    def __init__(self) -> None:
+        #: The child's tuples by number, their strings interned: the watch's series keys and
+        #: budget scopes hash and compare them once, not each record's copy.
+        self.known: list[Values] = []
+
+    def steps(self, message: bytes) -> list[Step]:
+        tag, body = message[:1], message[1:]
+        if tag == _STEPS:
+            # Thousands of small lists with no cycle among them: the collector, woken by
+            # their count, would walk the watch's heap for nothing (0.47 s on 300k events
+            # of the replay benchmark, 0.11 with it paused).
+            with gc_paused():
+                fresh, new, sent = _decode_steps(body)
+                self._learn(fresh, new)
+                get = self.known.__getitem__
+                return [
+                    (
+                        [
+                            RollupColumns(
+                                get(b.dims),
+                                b.window_s,
+                                b.partition,
+                                list(map(get, b.values)),
+                                b.starts,
+                                b.epochs,
+                                b.metrics,
+                            )
+                            for b in blocks
+                        ],
+                        mark,
+                        read,
+                    )
+                    for blocks, mark, read in sent
+                ]
+        if tag == _STEPS_PICKLED:
+            fresh, new, steps = pickle.loads(body)
+            self._learn(fresh, new)
+            return steps  # type: ignore[no-any-return]
+        raise RuntimeError(f"replay's rollup process failed:\n{body.decode(errors='replace')}")
+
+    def _learn(self, fresh: bool, new: list[Values]) -> None:
+        if fresh:
+            self.known.clear()
+        intern = sys.intern
+        self.known.extend(tuple(None if v is None else intern(v) for v in t) for t in new)
+
+
+class _Numbering:
+    """The child's numbers for the tuples it has sent (sets' dimensions, series' values), in
+    the order sent; those numbered since the last message go with the next one."""
+
+    def __init__(self, limit: int = MAX_NUMBERED) -> None:
+        self.limit = limit
+        self.numbers: dict[Values, int] = {}
+        self.new: list[Values] = []
+        self.fresh = False
+
+    def begin(self) -> None:
+        """Before a message: past ``limit`` tuples, start afresh (the reader too)."""
+        if len(self.numbers) > self.limit:
+            self.numbers.clear()
+            self.fresh = True
+
+    def taken(self) -> tuple[bool, list[Values]]:
+        """(start afresh?, the tuples new since the last message), for the message."""
+        out = (self.fresh, self.new)
+        self.fresh, self.new = False, []
+        return out
+
+    def block(self, block: RollupColumns | PackedColumns) -> _SentBlock:
+        return _SentBlock(
+            self._number(tuple(block.dims)),
+            block.window_s,
+            block.partition,
+            self._numbered(block.values),
+            block.starts,
+            block.epochs,
+            block.metrics,
+        )
+
+    def _numbered(self, values: list[Values]) -> list[int]:
+        numbers = list(map(self.numbers.get, values))
+        if None in numbers:
+            numbers = [
+                self._number(v) if n is None else n for n, v in zip(numbers, values, strict=True)
+            ]
+        return numbers  # type: ignore[return-value]
+
+    def _number(self, key: Values) -> int:
+        number = self.numbers.get(key)
+        if number is None:
+            number = self.numbers[key] = len(self.numbers)
+            self.new.append(key)
+        return number
 
 
 _HEADER = struct.Struct("<Q")
@@ -249,6 +373,7 @@ def _child(lines_in: IO[bytes], steps_out: IO[bytes]) -> int:
             source.seek(file[1])
             lines = source
         stats = ReplayStats()
+        numbering = _Numbering()
         pending: list[Step] = []
         held = 0
         # Blocks in msgpack already: the numbers never become int objects here.
@@ -256,10 +381,10 @@ def _child(lines_in: IO[bytes], steps_out: IO[bytes]) -> int:
             pending.append(step)
             held += sum(len(block.values) for block in step[0]) + 1
             if held >= RECORDS_PER_MESSAGE:
-                _send(steps_out, pending)
+                _send(steps_out, pending, numbering)
                 pending, held = [], 0
         if pending:
-            _send(steps_out, pending)
+            _send(steps_out, pending, numbering)
         _write(steps_out, _DONE + _encode(stats))
         return 0
     except (_InputEnded, BrokenPipeError):
@@ -307,12 +432,15 @@ def _received(lines_in: IO[bytes]) -> Iterator[bytes]:
         yield from chunk
 
 
-def _send(out: IO[bytes], steps: list[Step]) -> None:
+def _send(out: IO[bytes], steps: list[Step], numbering: _Numbering) -> None:
+    numbering.begin()
+    sent = [([numbering.block(b) for b in blocks], mark, read) for blocks, mark, read in steps]
+    fresh, new = numbering.taken()
     try:
-        message = _STEPS + _encode(steps)
+        message = _STEPS + _encode((fresh, new, sent))
     except OverflowError:  # a total past 2**64: exact in a pickle, of blocks as the watch reads
         steps = [([_unpacked(b) for b in blocks], mark, read) for blocks, mark, read in steps]
-        message = _STEPS_PICKLED + pickle.dumps(steps, pickle.HIGHEST_PROTOCOL)
+        message = _STEPS_PICKLED + pickle.dumps((fresh, new, steps), pickle.HIGHEST_PROTOCOL)
     _write(out, message)
 
 

@@ -156,14 +156,17 @@ class StepFold:
             sources.append(min(finer, key=lambda i: len(self._dims_of(i)), default=None))
         return sources
 
-    def fold(self, packed: bool = False) -> Iterator[tuple[list[Block], float]]:
+    def fold(
+        self, packed: bool = False, sent_metrics: int | None = None
+    ) -> Iterator[tuple[list[Block], float]]:
         """The blocks (records as columns) and watermark of each step taken since the last
         fold, in order.
 
         The arrays are worked out at once (the next fold starts from this one's open
         windows); each step's blocks are sliced as the iterator reaches it. ``packed``:
         blocks with their numbers in msgpack (``PackedColumns``) where they fit int64, for
-        a reader that only sends them on (replay's rollup child)."""
+        a reader that only sends them on (replay's rollup child), with their first
+        ``sent_metrics`` metrics only (None: all), those that reader's reader reads."""
         taken, marks = self._taken, self._marks
         if not taken:
             return iter(())
@@ -192,7 +195,7 @@ class StepFold:
             parts[i], summed = self._fold_window(window, rows, marks[-1], bound, source is None)
             if i in self._sources:
                 sums[i] = summed
-        blocks = self._blocks([p for p in parts if p is not None], len(taken), packed)
+        blocks = self._blocks([p for p in parts if p is not None], len(taken), packed, sent_metrics)
         if len(self._combos) > MAX_COMBOS:
             self._forget()
         return zip(blocks, marks, strict=True)
@@ -370,7 +373,7 @@ class StepFold:
     # -- records ------------------------------------------------------------------
 
     def _blocks(
-        self, parts: list[tuple[Any, ...]], steps: int, packed: bool
+        self, parts: list[tuple[Any, ...]], steps: int, packed: bool, sent_metrics: int | None
     ) -> Iterator[list[Block]]:
         """Each step's blocks, one per set and window size it changed, from columns worked
         out now, sliced when asked for: a step's worth of objects at a time, freed as the
@@ -381,6 +384,8 @@ class StepFold:
             order = _lex_order((first, st))
             values = self._values[j]
             bounds = np.searchsorted(st[order], np.arange(steps + 1)).tolist()
+            if packed:
+                totals = totals[:, :sent_metrics]
             if packed and totals.dtype != object:
                 ints: IntColumns | None = IntColumns(np.column_stack((start, ep, totals))[order])
                 lists = None

@@ -166,13 +166,17 @@ def test_an_error_reading_the_lines_is_the_error_raised() -> None:
     assert _our_children() == []
 
 
-def _send_and_read(blocks: list[RollupColumns]) -> list[tuple[list[RollupColumns], float, int]]:
+def _send_and_read(
+    blocks: list[RollupColumns],
+    numbering: _replay_split._Numbering | None = None,
+    reader: _replay_split._Reader | None = None,
+) -> list[tuple[list[RollupColumns], float, int]]:
     pipe = io.BytesIO()
-    _replay_split._send(pipe, [(blocks, 1.5, 7)])
+    _replay_split._send(pipe, [(blocks, 1.5, 7)], numbering or _replay_split._Numbering())
     pipe.seek(0)
     message = _replay_split._read(pipe)
     assert message is not None and _replay_split._read(pipe) is None
-    return _replay_split._steps(message)
+    return (reader or _replay_split._Reader()).steps(message)
 
 
 def test_records_cross_the_pipe_unchanged_even_past_what_msgpack_holds() -> None:
@@ -188,6 +192,35 @@ def test_records_cross_the_pipe_unchanged_even_past_what_msgpack_holds() -> None
     assert _send_and_read([ordinary, huge]) == [([ordinary, huge], 1.5, 7)]
 
 
+def test_sets_and_values_cross_as_numbers_each_tuple_sent_once() -> None:
+    """A message carries the tuples numbered since the one before (none for a block of
+    tuples sent already); past the numbering's limit both ends start afresh."""
+    numbering, reader = _replay_split._Numbering(limit=3), _replay_split._Reader()
+    teams = RollupColumns(("team",), 3600, 0, [("a",), ("b",)], [0, 0], [0, 2], [[5, 6], [1, 1]])
+    features = RollupColumns(
+        ("team", "feature"), 60, 1, [("b", None), ("a", "x"), ("b", None)], [0, 60, 60],
+        [0, 0, 1], [[1, 2, 3], [1, 1, 1]],
+    )  # fmt: skip
+    pipe = io.BytesIO()
+    for blocks in ([teams], [teams], [features, teams], [teams]):
+        _replay_split._send(pipe, [(blocks, 1.5, 7)], numbering)
+    pipe.seek(0)
+    new = []
+    for blocks in ([teams], [teams], [features, teams], [teams]):
+        message = _replay_split._read(pipe)
+        assert message is not None
+        fresh, tuples, _ = _replay_split._decode_steps(message[1:])
+        new.append((fresh, tuples))
+        assert reader.steps(message) == [(blocks, 1.5, 7)]
+    assert new == [
+        (False, [("team",), ("a",), ("b",)]),
+        (False, []),
+        (False, [("team", "feature"), ("b", None), ("a", "x")]),
+        (True, [("team",), ("a",), ("b",)]),
+    ]
+    assert len(reader.known) == 3
+
+
 def test_a_failure_in_the_child_is_raised_with_its_traceback() -> None:
     steps_out = io.BytesIO()
     lines_in = io.BytesIO()
@@ -198,4 +231,4 @@ def test_a_failure_in_the_child_is_raised_with_its_traceback() -> None:
     message = _replay_split._read(steps_out)
     assert message is not None
     with pytest.raises(RuntimeError, match=r"(?s)rollup process failed:.*UnpicklingError"):
-        _replay_split._steps(message)
+        _replay_split._Reader().steps(message)

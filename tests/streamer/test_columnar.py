@@ -85,7 +85,9 @@ class _Flushed:
         self.state.watermark = watermark
         self.steps.append((self.state.flush(), watermark))
 
-    def fold(self, packed: bool = False) -> Iterator[tuple[list[RollupRecord], float]]:
+    def fold(
+        self, packed: bool = False, sent_metrics: int | None = None
+    ) -> Iterator[tuple[list[RollupRecord], float]]:
         steps, self.steps = self.steps, []
         return iter(steps)
 

@@ -51,6 +51,12 @@ def test_the_child_sends_the_steps_one_process_reads() -> None:
     assert any(isinstance(b, PackedColumns) for blocks, _, _ in packed for b in blocks)
     read = msgspec.msgpack.Decoder(list[tuple[list[RollupColumns], float, int]]).decode
     assert read(_encode(packed)) == plain
+    # With the plan's metrics (the watch's): the same blocks, their first two metrics only.
+    two = rolled_up(lines, CONFIG, 600.0, PLAN._replace(metrics=2), ReplayStats(), packed=True)
+    for got, want in zip(read(_encode(list(two))), plain, strict=True):
+        for block in want[0]:
+            block.metrics = block.metrics[:2]
+        assert got == want
 
 
 def test_a_message_past_what_msgpack_holds_is_pickled_as_the_watch_reads_it() -> None:
@@ -63,8 +69,8 @@ def test_a_message_past_what_msgpack_holds_is_pickled_as_the_watch_reads_it() ->
     )
     huge = RollupColumns(("team",), 3600, 0, [("search",)], [0], [0], [[2**70], *[[1]] * 7])
     pipe = io.BytesIO()
-    _replay_split._send(pipe, [([packed, huge], 1.5, 7)])
+    _replay_split._send(pipe, [([packed, huge], 1.5, 7)], _replay_split._Numbering())
     pipe.seek(0)
     message = _replay_split._read(pipe)
     assert message is not None and message[:1] == _replay_split._STEPS_PICKLED
-    assert _replay_split._steps(message) == [([ordinary, huge], 1.5, 7)]
+    assert _replay_split._Reader().steps(message) == [([ordinary, huge], 1.5, 7)]
