@@ -363,8 +363,7 @@ def _split_traces(con: Any) -> bool:
     their weeks' tables, once, in one transaction (the view then takes its name)."""
     if _table_type(con, "traces") != "BASE TABLE":
         return False
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         weeks = con.execute(f"SELECT DISTINCT {_TRACE_WEEK_SQL}::BIGINT FROM traces").fetchall()
         for (week,) in weeks:
             table = trace_table(week)
@@ -373,10 +372,6 @@ def _split_traces(con: Any) -> bool:
                 f"INSERT INTO {table} SELECT * FROM traces WHERE {_TRACE_WEEK_SQL} = ?", [week]
             )
         con.execute("DROP TABLE traces")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     log.info("store: %d trace partial week(s) moved to their week tables", len(weeks))
     return True
 
@@ -413,8 +408,7 @@ def apply_batch(con: Any, batch: StoreBatch, offsets: Mapping[tuple[str, int], i
     Either all of it is committed or none: a crash in between replays the same records
     from the old offsets, and their rows replace the ones already there.
     """
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for table in ("rollups", "alerts", "actions"):
             rows = getattr(batch, table)
             if rows:
@@ -423,6 +417,14 @@ def apply_batch(con: Any, batch: StoreBatch, offsets: Mapping[tuple[str, int], i
             _upsert_traces(con, batch.traces.values())
         if offsets:
             _upsert(con, "offsets", [(t, p, o) for (t, p), o in offsets.items()])
+
+
+@contextmanager
+def transaction(con: Any) -> Iterator[None]:
+    """The block's statements committed together, or rolled back on any error."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -441,17 +443,12 @@ def drop_trace_weeks(con: Any, keep: int) -> list[str]:
     old = [table for table in tables if trace_week(_monday_of(table)) < first]
     if not old:
         return []
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for table in old:
             con.execute(f"DROP TABLE {table}")
         _trace_view(con)
         since = first * TRACE_WEEK_S + _MONDAY_S
         _upsert(con, "meta", [("traces_from", repr(float(since)))])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return old
 
 
