@@ -238,6 +238,46 @@ class DetectMetrics:
         ).set_function(lambda: _finite(event_time()))
 
 
+class StoreMetrics:
+    """What the store stage read and wrote, and how far the report store is behind the
+    output topics: the digest waits for it, and ``spendbrake report`` reads only what it
+    wrote."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records = Counter(
+            "spendbrake_store_records",
+            "Records the store stage read from the output topics, by topic",
+            ["topic"],
+            registry=r,
+        )
+        self.rows = Counter(
+            "spendbrake_store_rows",
+            "Rows committed to the store (hourly and daily windows, trace partials, alerts, "
+            "audit records)",
+            registry=r,
+        )
+        self.writes = Histogram(
+            "spendbrake_store_write_seconds",
+            "One store write: its rows and their offsets in one transaction",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=r,
+        )
+        self.skipped = Counter(
+            "spendbrake_store_skipped",
+            "Records the store stage could not read and skipped (not JSON, not a record)",
+            ["topic"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "spendbrake_store_lag",
+            "Records of each output topic partition the store stage has not read yet",
+            ["topic", "partition"],
+            registry=r,
+        )
+
+
 class ActionMetrics:
     """Effects performed, and the ones still waiting: alert on these to know that
     Slack or the gateway has not been reached for a while."""

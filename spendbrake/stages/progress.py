@@ -43,6 +43,12 @@ _READ: dict[str, dict[str, tuple[str, dict[str, tuple[str, ...]] | None]]] = {
         "behind": ("spendbrake_detect_lag", None),
         "event_time": ("spendbrake_detect_event_time_seconds", None),
     },
+    "store": {
+        "read": ("spendbrake_store_records_total", None),
+        "rows": ("spendbrake_store_rows_total", None),
+        "skipped": ("spendbrake_store_skipped_total", None),
+        "behind": ("spendbrake_store_lag", None),
+    },
     "act": {
         "done": ("spendbrake_effects_total", {"result": ("ok", "dry_run")}),
         "gave_up": ("spendbrake_effects_total", {"result": ("failed",)}),
@@ -72,18 +78,22 @@ def _line(
     """One stage's line; empty when it did nothing since ``before`` and has nothing left.
     ``wall_s``: the wall clock, which the detect stage's event time is told against."""
     moved = {name: now[name] - before.get(name, 0.0) for name in now}
-    if stage == "ingest":
-        if not moved["read"] and not now["behind"]:
+    if stage in ("ingest", "store"):
+        if not moved["read"] and not now["behind"] and not moved.get("rows"):
             return ""
         rate = moved["read"] / span_s
         parts = [f"{moved['read']:,.0f} records read ({rate:,.0f}/s)"]
+        if moved.get("rows"):
+            parts.append(f"{moved['rows']:,.0f} rows written")
         parts.append(
             f"{now['behind']:,.0f} behind{_to_go(now['behind'], rate)}"
             if now["behind"]
             else "caught up"
         )
-        if moved["dead"]:
+        if moved.get("dead"):
             parts.append(f"{moved['dead']:,.0f} to the dead-letter topic")
+        if moved.get("skipped"):
+            parts.append(f"{moved['skipped']:,.0f} skipped (see the warnings)")
     elif stage == "detect":
         if not moved["event_time"] and not now["behind"] and not moved["alerts"]:
             return ""
@@ -175,7 +185,7 @@ class Progress:
 
 
 def registries_of(stages: Mapping[str, Any]) -> dict[str, CollectorRegistry]:
-    """Each stage's metrics registry (the store stage keeps none)."""
+    """Each stage's metrics registry."""
     return {
         name: stage.metrics.registry
         for name, stage in stages.items()

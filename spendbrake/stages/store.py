@@ -40,6 +40,7 @@ from spendbrake.streamer import (
     opened,
 )
 
+from .metrics import StoreMetrics
 from .stage import Stage, WorkerSettings, confirmed_ends, inputs_committed
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,7 @@ class StoreStage(Stage):
         #: Next offset to read per (topic, partition), as far as records were batched.
         self.offsets: dict[tuple[str, int], int] = {}
         self.batch = StoreBatch()
-        self.records_in = 0
-        self.rows_out = 0
-        self.skipped = 0
+        self.metrics = StoreMetrics()
         self._dirty = False
         #: Held while the file is open for a write; readers in this process (the digest
         #: schedule) take it too: DuckDB refuses a second connection of another mode.
@@ -94,7 +93,8 @@ class StoreStage(Stage):
         self.marks: dict[tuple[int, int], float] = {}
         self._marks: dict[tuple[int, int], float] = {}
         self._rollup_partitions: list[int] = []
-        self._reading = 0
+        #: The partition whose records are being handled (a mark is that partition's).
+        self._reading = TopicPartition("", 0)
         #: Next offset per (topic, partition) as of the last write (what the file holds).
         self._written: dict[tuple[str, int], int] = {}
         #: Inputs the ingest had committed to their end (offset each) and the rollups'
@@ -152,11 +152,13 @@ class StoreStage(Stage):
             batches = await self.fetch(self.consumer, 200, 20_000)
             for tp, messages in batches.items():
                 handle = self.topics[tp.topic]
-                self._reading = tp.partition
+                self._reading = tp
                 for message in messages:
                     handle(message.value)
-                self.offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
-                self.records_in += len(messages)
+                offset = self.offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
+                self.metrics.records.labels(tp.topic).inc(len(messages))
+                if (highwater := self.consumer.highwater(tp)) is not None:
+                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(highwater - offset)
                 self._dirty = True
             due = time.monotonic() - last_write >= self.settings.flush_interval_s
             if self._dirty and (due or len(self.batch) >= MAX_BATCH_ROWS):
@@ -176,14 +178,15 @@ class StoreStage(Stage):
         while True:
             try:
                 async with self.file_lock:
-                    await asyncio.to_thread(self._apply, batch, offsets)
+                    with self.metrics.writes.time():
+                        await asyncio.to_thread(self._apply, batch, offsets)
                 break
             except StoreBusy as exc:
                 # A report holds the file: the records wait, nothing is lost.
                 log.warning("%s; retrying", exc)
                 if self.stopping.is_set():
                     raise
-        self.rows_out += len(batch)
+        self.metrics.rows.inc(len(batch))
         self.batch = StoreBatch()
         self.marks.update(marks)
         self._marks = {}
@@ -254,13 +257,16 @@ class StoreStage(Stage):
 
     # -- records -----------------------------------------------------------------
 
+    def _skip(self) -> None:
+        self.metrics.skipped.labels(self._reading.topic).inc()
+
     def _decode(self, value: bytes | None) -> Any:
         if value is None:
             return None
         try:
             return orjson.loads(value)
         except orjson.JSONDecodeError:
-            self.skipped += 1
+            self._skip()
             log.warning("store: skipped a record that is not JSON")
             return None
 
@@ -272,34 +278,37 @@ class StoreStage(Stage):
         try:
             record = decode_rollup(value)
         except ValueError as exc:
-            self.skipped += 1
+            self._skip()
             log.warning("store: skipped a rollups record: %s", str(exc)[:300])
             return
         if isinstance(record, RollupRecord):
             self.batch.add_rollup(record)
         elif isinstance(record, WatermarkMark):
-            at = (self._reading, record.mark)
+            at = (self._reading.partition, record.mark)
             if record.watermark > self._marks.get(at, self.marks.get(at, -math.inf)):
                 self._marks[at] = record.watermark
 
     def _traces(self, value: bytes | None) -> None:
-        data = self._decode(value)
+        if (data := self._decode(value)) is None:
+            return  # a tombstone, or junk counted by ``_decode``
         try:
             for partial in data["traces"]:
                 self.batch.add_trace(TracePartial.from_wire(partial))
         except (KeyError, TypeError, ValueError):
-            self.skipped += 1
+            self._skip()
 
     def _alert(self, value: bytes | None) -> None:
-        data = self._decode(value)
+        if (data := self._decode(value)) is None:
+            return  # a tombstone, or junk counted by ``_decode``
         try:
             self.batch.add_alert(data)
         except (KeyError, TypeError, ValueError):
-            self.skipped += 1  # junk on the alerts topic: the action stage audits it
+            self._skip()  # junk on the alerts topic: the action stage audits it
 
     def _action(self, value: bytes | None) -> None:
-        data = self._decode(value)
+        if (data := self._decode(value)) is None:
+            return  # a tombstone, or junk counted by ``_decode``
         try:
             self.batch.add_action(data)
         except (KeyError, TypeError, ValueError):
-            self.skipped += 1
+            self._skip()

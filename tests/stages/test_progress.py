@@ -13,9 +13,9 @@ import pytest
 from spendbrake._broker import EmbeddedBroker
 from spendbrake.schemas import Config
 from spendbrake.stages import Worker, WorkerSettings
-from spendbrake.stages.metrics import ActionMetrics, DetectMetrics, IngestMetrics
+from spendbrake.stages.metrics import ActionMetrics, DetectMetrics, IngestMetrics, StoreMetrics
 from spendbrake.stages.progress import Progress
-from spendbrake.streamer import ProcessorStats
+from spendbrake.streamer import ProcessorStats, load_offsets, opened
 from tests.streamer.kafka_io import publish_raw
 from tests.streamer.streams import make_stream
 
@@ -91,6 +91,82 @@ def test_a_detect_stage_with_every_rollup_read_but_days_behind_is_not_caught_up(
     event_time[0] = wall[0] - 120  # caught up with the clock
     clock.now += 60
     assert progress.lines() == ["detect: event time 2026-12-07 11:04 UTC, caught up"]
+
+
+def test_the_store_stage_says_what_it_read_and_wrote_and_what_is_left() -> None:
+    """A store catching up on weeks of rollups logged nothing: the digest waited on it, and
+    nobody could tell a slow store from a stuck one."""
+    store = StoreMetrics()
+    clock = _Clock()
+    progress = Progress({"store": store.registry}, every_s=60, clock=clock)
+    assert progress.lines() == []
+    store.records.labels("spend.rollups").inc(5_000)
+    store.records.labels("spend.traces").inc(1_000)
+    store.rows.inc(4_200)
+    store.skipped.labels("spend.alerts").inc()
+    store.lag.labels("spend.rollups", "0").set(30_000)
+    store.lag.labels("spend.traces", "1").set(6_000)
+    clock.now += 60
+    assert progress.lines() == [
+        "store: 6,000 records read (100/s), 4,200 rows written, 36,000 behind, about 6 min "
+        "to go, 1 skipped (see the warnings)"
+    ]
+    store.records.labels("spend.rollups").inc(300)
+    store.lag.labels("spend.rollups", "0").set(0)
+    store.lag.labels("spend.traces", "1").set(0)
+    clock.now += 60
+    assert progress.lines() == ["store: 300 records read (5/s), caught up"]
+    store.rows.inc(300)  # the last write of what was read
+    clock.now += 60
+    assert progress.lines() == ["store: 0 records read (0/s), 300 rows written, caught up"]
+    clock.now += 60
+    assert progress.lines() == []
+
+
+def test_a_store_stage_logs_every_record_it_stores_once_then_caught_up(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real worker's store stage on a backlog: its lines' counts add up to the records
+    whose offsets it committed to the store."""
+    topics = {name: make_topic(name) for name in ("events", "rollups", "traces", "alerts")}
+    topics["actions"] = make_topic("actions")
+    config = Config.model_validate(
+        {"kafka": {"bootstrap_servers": broker.bootstrap_servers, "topics": topics}}
+    )
+    records = make_stream(3_000, seed=11).records
+    settings = WorkerSettings(state_dir=tmp_path, progress_s=0.2, flush_interval_s=0.2)
+    worker = Worker(config, settings, ["ingest", "store"])
+    caplog.set_level(logging.INFO, logger="spendbrake.stages.progress")
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "spendbrake.stages.progress"]
+
+    async def scenario() -> None:
+        await publish_raw(broker.bootstrap_servers, topics["events"], records)
+        running = asyncio.create_task(worker.run())
+        while True:  # the ingest caught up, then the store read all it wrote
+            seen = lines()
+            ingest = [i for i, line in enumerate(seen) if line.startswith("ingest: ")]
+            if ingest and "caught up" in seen[ingest[-1]]:
+                after = [line for line in seen[ingest[-1] :] if line.startswith("store: ")]
+                if any("caught up" in line for line in after):
+                    break
+            await asyncio.sleep(0.1)
+        worker.stop()
+        await running
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))  # a guard against a hang, not a timing
+    store_lines = [line for line in lines() if line.startswith("store: ")]
+    store_lines += [line for line in worker.progress.lines() if line.startswith("store: ")]
+    counted = re.compile(r"store: ([\d,]+) records read")
+    read = sum(int(m[1].replace(",", "")) for m in map(counted.match, store_lines) if m)
+    with opened(worker.stages["store"].path) as con:
+        stored = load_offsets(con)
+    assert read == sum(stored.values()) > 0  # every partition read from offset 0
+    assert any("rows written" in line for line in store_lines)
 
 
 @pytest.mark.parametrize("stages", [["ingest"]])
