@@ -8,7 +8,9 @@ high) and an alert also needs ``min_usd`` of dollar impact, so tiny series never
 
 Zero windows are treated as silence (an outage, a quiet night): they may lower their own
 slot a little but never drag the level or the scale down, so normal traffic after a silent
-day does not look like a surge. NaN, inf and negative values are ignored.
+day does not look like a surge. An outage's trickle (with calls counted: a run of windows
+with a few of their calls) may bring a level raised over the profile back to it but not pull
+it under. NaN, inf and negative values are ignored.
 
 Cold start: no alert (score 0) until ``warmup_n`` windows and ``min_slot_n`` samples of the
 slot were seen: two weeks for hour-of-week. Missing windows restart the slow window.
@@ -92,6 +94,13 @@ RECENT_MIN_N = 3
 #: (Poisson on its few hours' calls, and YOUNG_SPREAD of hour-to-hour spread in the rate).
 YOUNG_Z = 2.0
 YOUNG_SPREAD = 0.25
+
+#: An outage's trickle (``_outage``): a window with under OUTAGE_X of its slot's expected
+#: calls, that few with Poisson chance under OUTAGE_ALPHA, right after a window over
+#: OUTAGE_Z sigmas under its expectation (an outage lasts hours; noise is an hour alone).
+OUTAGE_X = 0.35
+OUTAGE_ALPHA = 0.01
+OUTAGE_Z = 1.0
 
 #: Weighted windows: the EW mean of ``weight`` learns at this rate (about four days of hours),
 #: and a window counts as at most WEIGHT_CAP usual ones (its residual at most doubled).
@@ -761,16 +770,23 @@ class SeasonalBaseline(InRows):
                     )
         if not learn:
             return Verdict(score, alert, expected, value, reason)
-        if hp.count_x:
-            self._learn_sums(weight, self._count_spend(learned, level))
+        # An outage's trickle teaches no calls per dollar (nor does a silence).
+        spend = self._count_spend(learned, level) if hp.count_x else 0.0
+        outage = bool(hp.count_x) and self._outage(weight, spend, sc)
+        if hp.count_x and not outage:
+            self._learn_sums(weight, spend)
 
         # Learn: scale and slow window first, then the level (a robust jump on a shift), then slot.
         sc.learn(r * s)
         jump = sc.shift(hp.shift_n)  # a median of weighted residuals: about unweighted ones
         if jump is not None:
-            level += hp.level_alpha_fast * jump
+            step = hp.level_alpha_fast * jump
         else:
-            level += hp.level_alpha * s * sc.clip(r * s)
+            step = hp.level_alpha * s * sc.clip(r * s)
+        if outage and step < 0.0:
+            # Down to the profile at most: a runaway the level took in must still leave it.
+            step = max(step, min(0.0, -level))
+        level += step
         v[i + _LEVEL] = level
         r2 = x - learned - level
         self._set(slot, learned + self._slot_alpha(count) * s * sc.clip(r2 * s))
@@ -902,6 +918,30 @@ class SeasonalBaseline(InRows):
         jump = sc.shift(hp.shift_n)
         level = hp.level_alpha_fast * jump if jump is not None else hp.level_alpha * sc.clip(r)
         return level, self._slot_alpha(count) * sc.clip(r - level)
+
+    def _outage(self, weight: float, expected: float, sc: BurnScale) -> bool:
+        """Whether this window's ``weight`` calls are an outage's trickle: under OUTAGE_X of
+        the slot's expected calls, that few with Poisson chance under OUTAGE_ALPHA, and the
+        window before over OUTAGE_Z sigmas under too (``sc``: the scale, not yet taught this
+        window).
+
+        Such a window may bring a level raised over the profile back down to it, not under,
+        and teaches no calls per dollar. Why: an outage's hours at a few percent of their
+        calls pulled the level down as real quiet hours do, and three of them in a row
+        jumped it down as a new level would: a key of 20-60 calls an hour came back from a
+        12-hour outage read at 20x and paged; the bench's few-calls outage keys read 0.82x
+        for a day and a legitimate burst paged. A few-calls key's low hour is no outage
+        (one call where four are usual: 9 %, and alone): it teaches as before, both ways.
+        """
+        if not (weight >= 0.0 and math.isfinite(weight)):
+            return False
+        slot_calls = self._expected_calls(expected)[0]
+        if not weight < OUTAGE_X * slot_calls:
+            return False
+        recent = sc.recent
+        if not recent or recent[-1] >= -OUTAGE_Z * sc.sigma():
+            return False
+        return 1.0 - _poisson_sf(weight + 1.0, slot_calls) < OUTAGE_ALPHA
 
     def _count_over(
         self,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from spendbrake.detectors import make_detector
-from tests.detectors.synth import WEEK_H, run, spend
+from tests.detectors.synth import WEEK_H, run, shape, spend
 
 SEEDS = [0, 1, 2, 3, 4]
 WARM = 2 * WEEK_H
@@ -379,3 +379,59 @@ def test_fixing_the_unit_re_expresses_each_learned_slot(params: dict) -> None:
             assert d._get(s) == twin._get(0), s
         else:
             assert d._count(s) == 0 and d._get(s) == 0.0, s
+
+
+def _counted_calls(seed: int, weeks: int, calls: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A key of about ``calls`` calls an hour on the synthetic weekly shape: each hour's
+    calls (Poisson) and their costs ($2 each, log-normal)."""
+    rng = np.random.default_rng(seed)
+    hours = np.arange(weeks * WEEK_H)
+    rate = calls * shape(hours) / shape(hours).mean()
+    counts = rng.poisson(rate)
+    return counts, [2.0 * rng.lognormal(-0.18, 0.6, n) for n in counts]
+
+
+@pytest.mark.parametrize("calls", [20.0, 60.0])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_busy_keys_return_from_an_outage_is_no_page(seed: int, calls: float) -> None:
+    # A key of 20-60 calls an hour is down for twelve hours from 10:00 of week 4's first day,
+    # one call in twenty getting through. Each of those hours pulled the level down a step
+    # and three in a row jumped it down as a new level would, so the traffic coming back
+    # read 20x its expectation: 7 of these 10 keys paged in their first hours back. Now a
+    # run of hours with an outage's few calls does not pull the level under the profile.
+    counts, costs = _counted_calls(seed, 5, calls)
+    rng = np.random.default_rng(seed + 300)
+    start = 3 * WEEK_H + 10
+    d = make_detector("baseline", count_x=8.0, count_floor=2.0)
+    hits = []
+    for i, (n, cost) in enumerate(zip(counts, costs, strict=True)):
+        if start <= i < start + 12:
+            cost = cost[rng.random(n) < 0.05]
+        v = d.update(3600.0 * i, float(cost.sum()), float(len(cost)))
+        if v.is_anomaly and i >= WARM:
+            hits.append(i)
+    assert hits == []
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_runaway_the_level_took_in_leaves_it_when_it_ends(seed: int) -> None:
+    # A twelve-hour loop at 10x on a key of 20 calls an hour: the level takes it in as a new
+    # level (jumps), and when it ends the hours back at the usual rate have a tenth of the
+    # calls that level expects, a run of them, as an outage's hours have: the level must
+    # still come back down within a day, as it did (not stay at 10x, blind to the next loop).
+    counts, costs = _counted_calls(seed, 5, 20.0)
+    rng = np.random.default_rng(seed + 400)
+    start = 3 * WEEK_H + 10
+    d = make_detector("baseline", count_x=8.0, count_floor=2.0)
+    usual = make_detector("baseline", count_x=8.0, count_floor=2.0)
+    for i, (n, cost) in enumerate(zip(counts, costs, strict=True)):
+        ts = 3600.0 * i
+        if i == start + 12 + 24:  # a day after the loop ended
+            ratio = d.peek(ts, 1.0, 1.0).expected / usual.peek(ts, 1.0, 1.0).expected
+            assert 0.5 < ratio < 1.5
+            return
+        usual.update(ts, float(cost.sum()), float(n))
+        if start <= i < start + 12:
+            extra = 2.0 * rng.lognormal(-0.18, 0.6, rng.poisson(9 * n))
+            cost = np.concatenate([cost, extra])
+        d.update(ts, float(cost.sum()), float(len(cost)))
