@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -345,3 +347,31 @@ def test_a_message_about_an_alert_caught_long_ago_is_marked_as_history() -> None
     for posted_at in (at + 600, None):
         text, blocks = render_alert(caught, posted_at=posted_at)
         assert not text.startswith("[history") and "From history" not in flat(blocks)
+
+
+def test_docs_block_kit_example_is_what_render_alert_prints() -> None:
+    """docs/actions.md shows a batch key's runaway "as the stage posts it": it drifted
+    (no ``verbatim`` on mrkdwn, a reason the detector no longer writes) with nothing to
+    tell. The alert here is the one that example describes; its blocks must be the doc's."""
+    doc = (Path(__file__).parents[2] / "docs" / "actions.md").read_text(encoding="utf-8")
+    shown = re.findall(r"```json\n(.*?)```", doc, re.S)
+    assert len(shown) == 1, "docs/actions.md: one Block Kit JSON example"
+    key = "research-nightly-summarizer"
+    example = alert(
+        scope={"api_key": key},
+        also=[{"team": "research", "feature": "nightly-summarizer"}, {"team": "research"}],
+        detected_at="2026-09-10T02:07:00.000000Z",
+        targets=[key],
+        id=f"anomaly/api_key={key}/1789005600",
+        score=1.0,
+        reason=(
+            f"api_key={key}: spend $412 in the first 12% of Thu 02:00, already 40.2x the "
+            "$10.25 expected for all of it, fast and slow windows both high"
+        ),
+    )
+    _, blocks = render_alert(
+        example,
+        outcome=f"Paused 1 key(s): {key}",
+        runbook_url="https://wiki.example.com/runbooks/ai-spend#{kind}",
+    )
+    assert orjson.loads(orjson.dumps(blocks)) == orjson.loads(shown[0])

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -352,6 +354,35 @@ def test_validate_exit_codes(tmp_path: Path) -> None:
     result = run("validate", str(bad))
     assert result.exit_code == 1
     assert f"{bad}:3:17: budgets[0].amount_usd: must be greater than 0, got -1" in result.output
+
+
+def doc_config_snippets() -> list[str]:
+    """SpendBrake config in the docs: ```yaml blocks (not LiteLLM's own config) and inline
+    spans such as `gateway: {kind: litellm, ...}`, which may wrap across lines."""
+    sections = "|".join(("kafka", "budgets", "keys", "policies", "slack", "gateway", "digest"))
+    found = []
+    for page in sorted(Path("docs").glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+        found += [textwrap.dedent(b) for b in blocks if "model_list" not in b]
+        spans = re.findall(rf"`((?:{sections}): \{{[^`]*\}})`", text)
+        found += [" ".join(span.split()) + "\n" for span in spans]
+    return found
+
+
+def test_validate_takes_every_config_snippet_in_the_docs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snippet a reader copies must load: contract.md's inline gateway snippet left
+    ${LITELLM_MASTER_KEY} unquoted in a flow mapping, where YAML reads its braces as syntax."""
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-doc")
+    snippets = doc_config_snippets()
+    assert any(s.startswith("gateway: {") for s in snippets), snippets
+    for n, snippet in enumerate(snippets):
+        path = tmp_path / f"snippet{n}.yaml"
+        path.write_text(snippet)
+        result = run("validate", str(path))
+        assert result.exit_code == 0, f"{snippet!r}: {result.output}"
 
 
 def test_validate_says_a_file_that_sets_nothing_and_reads_no_directory(tmp_path: Path) -> None:
