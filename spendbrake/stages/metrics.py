@@ -270,6 +270,17 @@ class StoreMetrics:
             ["topic"],
             registry=r,
         )
+        self.failing = Gauge(
+            "spendbrake_store_failing",
+            "1 while the store file cannot be opened or written (the log says why; the other "
+            "stages go on, the store stage tries again)",
+            registry=r,
+        )
+        self.file_errors = Counter(
+            "spendbrake_store_file_errors",
+            "Failed tries to open or write the store file",
+            registry=r,
+        )
         self.lag = Gauge(
             "spendbrake_store_lag",
             "Records of each output topic partition the store stage has not read yet",

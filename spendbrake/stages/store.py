@@ -14,22 +14,39 @@ run wrote: exactly once, with no broker transaction.
 
 The DuckDB file is opened for each write and closed after it, so ``spendbrake report``
 can open it read-only between writes.
+
+A store file that cannot be opened or written (corrupt, deleted under the stage, a full or
+read-only disk) stops only this stage's reading, never the worker: the store is for reports
+and the digest, and the worker stopping took alerts and pauses down with it (a restart
+loop, with nothing detected meanwhile). The stage says why at ERROR, with what to do, and
+tries the file again, backing off to a minute; once it opens, the stage drops what it had
+read since the last write and reads on from the offsets the file holds (none: a new file,
+read from the topics' start). Nothing is lost or counted twice, as after a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import duckdb
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from spendbrake.schemas import Config, RollupRecord, WatermarkMark, decode_rollup
+from spendbrake.schemas import (
+    Config,
+    RollupRecord,
+    StateUnreadable,
+    WatermarkMark,
+    decode_rollup,
+)
 from spendbrake.streamer import (
     StoreBatch,
     StoreBusy,
@@ -50,6 +67,12 @@ log = logging.getLogger(__name__)
 _MINUTE = b'"window_s":60,'
 #: Write early when this many rows are waiting (a catch-up reads fast).
 MAX_BATCH_ROWS = 200_000
+#: Seconds between tries of a store file that cannot be opened or written (doubling up to).
+RETRY_MAX_S = 60.0
+#: What a store file that cannot be opened or written raises (``_with_file``).
+FILE_ERRORS = (StateUnreadable, duckdb.Error, OSError)
+
+T = TypeVar("T")
 
 
 def store_path(config: Config, state_dir: str | Path) -> Path:
@@ -93,6 +116,9 @@ class StoreStage(Stage):
         self.marks: dict[tuple[int, int], float] = {}
         self._marks: dict[tuple[int, int], float] = {}
         self._rollup_partitions: list[int] = []
+        self._tps: list[TopicPartition] = []
+        #: The store file could not be opened or written at the last try (``_failing``).
+        self._file_failing = False
         #: The partition whose records are being handled (a mark is that partition's).
         self._reading = TopicPartition("", 0)
         #: Next offset per (topic, partition) as of the last write (what the file holds).
@@ -112,19 +138,6 @@ class StoreStage(Stage):
     def lock_path(self) -> Path:
         return self.path.with_name(self.path.name + ".lock")
 
-    def load(self) -> None:
-        while True:
-            try:
-                with opened(self.path) as con:
-                    self.offsets = load_offsets(con)
-                self._written = dict(self.offsets)
-                break
-            except StoreBusy as exc:
-                log.warning("%s; retrying", exc)
-                if self.stopping.is_set():
-                    return
-        log.info("store %s opened at offsets %s", self.path, self.offsets or "(none)")
-
     def connect(self) -> None:
         self.consumer = self.new_consumer(fetch_max_bytes=16 * 1024 * 1024)
         self._probe = self.new_consumer(group_id=self.config.kafka.group_id)
@@ -132,10 +145,25 @@ class StoreStage(Stage):
     async def start(self) -> None:
         consumer = self.consumer
         assert consumer is not None
-        tps = await self.assign(consumer, *self.topics)
-        self._rollup_partitions = [tp.partition for tp in tps if tp.topic == self.rollups_topic]
+        self._tps = await self.assign(consumer, *self.topics)
+        self._rollup_partitions = [
+            tp.partition for tp in self._tps if tp.topic == self.rollups_topic
+        ]
+        await self.read_from_file()
+
+    async def read_from_file(self) -> None:
+        """Read on from the offsets the store file holds, once it opens: what was read since
+        the last write is dropped (it is read again), and so are the watermarks it carried."""
+        offsets = await self._with_file(lambda: _stored_offsets(self.path), "opened")
+        if offsets is None:
+            return  # stopped first
+        log.info("store %s opened at offsets %s", self.path, offsets or "(none)")
+        self.offsets, self._written = offsets, dict(offsets)
+        self.batch, self.marks, self._marks = StoreBatch(), {}, {}
+        self._dirty = False
+        assert self.consumer is not None
         moved = await self.seek(
-            consumer, tps, lambda tp: self.offsets.get((tp.topic, tp.partition))
+            self.consumer, self._tps, lambda tp: self.offsets.get((tp.topic, tp.partition))
         )
         if moved:
             self.offsets.update({(tp.topic, tp.partition): offset for tp, offset in moved.items()})
@@ -186,6 +214,12 @@ class StoreStage(Stage):
                 log.warning("%s; retrying", exc)
                 if self.stopping.is_set():
                     raise
+            except FILE_ERRORS as exc:
+                self._failing(exc, "written")
+                if not self.stopping.is_set():
+                    await self.read_from_file()
+                return  # stopped: what was read since the last write is read again at a start
+        self._failing(None, "written")
         self.metrics.rows.inc(len(batch))
         self.batch = StoreBatch()
         self.marks.update(marks)
@@ -240,6 +274,48 @@ class StoreStage(Stage):
                 if p not in counted
             ),
             default=math.inf,
+        )
+
+    async def _with_file(self, work: Callable[[], T], done: str) -> T | None:
+        """``work()`` on the store file, in a thread under the file lock, tried until it
+        succeeds (None: stopped first); ``done`` says what it does, for the log."""
+        delay = 1.0
+        while not self.stopping.is_set():
+            try:
+                async with self.file_lock:
+                    result = await asyncio.to_thread(work)
+            except StoreBusy as exc:
+                log.warning("%s; retrying", exc)
+                continue
+            except FILE_ERRORS as exc:
+                self._failing(exc, done, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            self._failing(None, done)
+            return result
+        return None
+
+    def _failing(self, exc: BaseException | None, done: str, retry_s: float | None = None) -> None:
+        """Say (and count) that the store file cannot be ``done``, or that it can again."""
+        if exc is None:
+            if self._file_failing:
+                log.warning("store %s: %s again; reading on", self.path, done)
+            self._file_failing = False
+            self.metrics.failing.set(0)
+            return
+        self._file_failing = True
+        self.metrics.failing.set(1)
+        self.metrics.file_errors.inc()
+        when = f"trying again in {retry_s:.0f} s" if retry_s else "trying again"
+        what = (
+            str(exc)
+            if isinstance(exc, StateUnreadable)
+            else f"{self.path} cannot be {done} ({exc})"
+        )
+        log.error(
+            "store stage: %s; the other stages go on, the store and the digest wait; %s", what, when
         )
 
     def _apply(self, batch: StoreBatch, offsets: dict[tuple[str, int], int]) -> None:
@@ -312,3 +388,8 @@ class StoreStage(Stage):
             self.batch.add_action(data)
         except (KeyError, TypeError, ValueError):
             self._skip()
+
+
+def _stored_offsets(path: Path) -> dict[tuple[str, int], int]:
+    with opened(path) as con:
+        return load_offsets(con)

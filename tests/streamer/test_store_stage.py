@@ -28,7 +28,7 @@ from spendbrake._report import (
 )
 from spendbrake.schemas import PriceTable, decode_event, parse_ts, to_nusd
 from spendbrake.streamer import StoreBusy, connect_store
-from tests.streamer.kafka_io import publish_raw
+from tests.streamer.kafka_io import publish_raw, read_totals
 from tests.streamer.test_worker import recreate_topic, start_worker, stop
 
 PRICES = PriceTable.default()
@@ -298,3 +298,87 @@ def test_a_rollups_topic_re_created_under_the_running_store_is_read_from_its_sta
     text = log.read_text()
     assert report is not None and observed(report, "team") == want["team"], text[-3000:]
     assert f"store: {rollups} partition" in text and "is beyond the log end" in text
+
+
+def rolled_up_calls(broker: EmbeddedBroker, topic: str) -> int:
+    totals = asyncio.run(read_totals(broker.bootstrap_servers, topic))
+    return sum(v[1] for v in totals.totals((), 3600).values())
+
+
+def test_a_store_file_that_cannot_be_read_stops_only_the_store_until_it_is_moved_aside(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A corrupt store file stopped the whole worker ("unreadable state"), so a report
+    store's disk problem took alerts and pauses down with it: a restart loop, nothing
+    detected. Now the store stage says so and tries again while the other stages go on;
+    moved aside (at the start, then again mid-run), the file is built anew from the
+    topics, exactly."""
+    events, rollups = make_topic("events", 4), make_topic("rollups", 4)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "kafka:\n  group_id: store-unreadable\n  topics:\n"
+        f"    events: {events}\n    rollups: {rollups}\n    dlq: {events}-dlq\n"
+        f"    alerts: {events}-alerts\n    actions: {events}-actions\n"
+        f"    traces: {events}-traces\n"
+        f"dimensions: {DIMENSIONS}\n"
+    )
+    records, unique = make_events(2_000, seed=13)
+    half = len(records) // 2
+    first = list({e["event_id"]: e for e in map(orjson.loads, records[:half])}.values())
+    store = tmp_path / "state" / "store" / "spend.duckdb"
+    store.parent.mkdir(parents=True)
+    junk = b"not a database " * 4096
+    store.write_bytes(junk)
+    log = tmp_path / "worker.log"
+
+    def logged(text: str, after: int = 0) -> int:
+        """Wait for ``text`` in the log past offset ``after``; the worker must stay up."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert worker.poll() is None, log.read_text()[-3000:]
+            found = log.read_text().find(text, after)
+            if found >= 0:
+                return found
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} not logged: {log.read_text()[-3000:]}")
+
+    def stored_until(want: dict[str, Any]) -> dict[str, Any] | None:
+        deadline = time.monotonic() + 60
+        report = None
+        while time.monotonic() < deadline:
+            assert worker.poll() is None, log.read_text()[-3000:]
+            report = store_report(store, "team")
+            if report and observed(report, "team") == want["team"]:
+                break
+            time.sleep(0.3)
+        return report
+
+    asyncio.run(publish_raw(broker.bootstrap_servers, events, records[:half]))
+    worker = start_worker(broker, config, tmp_path / "state", log, stages="ingest,store")
+    try:
+        at = logged(f"store stage: {store}: unreadable state")
+        logged("the other stages go on", at)
+        # Meanwhile the ingest counts every event: the worker did not stop.
+        deadline = time.monotonic() + 60
+        while rolled_up_calls(broker, rollups) != len(first):
+            assert time.monotonic() < deadline, rolled_up_calls(broker, rollups)
+            time.sleep(0.5)
+        store.rename(store.with_name("spend.duckdb.bad"))
+        before = truth(first, DAY, DAY + DAY_S)
+        stored = stored_until(before)
+        assert stored is not None and observed(stored, "team") == before["team"]
+        # Mid-run: the file is swapped for junk between two writes, then moved aside.
+        mark = len(log.read_text())
+        swap = store.with_name("junk")
+        swap.write_bytes(junk)
+        swap.replace(store)
+        asyncio.run(publish_raw(broker.bootstrap_servers, events, records[half:]))
+        logged(f"store stage: {store}: unreadable state", mark)
+        store.rename(store.with_name("spend.duckdb.bad2"))
+        want = truth(unique, DAY, DAY + DAY_S)
+        report = stored_until(want)
+    finally:
+        stop(worker)
+    text = log.read_text()
+    assert report is not None and observed(report, "team") == want["team"], text[-3000:]
+    assert "opened again; reading on" in text
