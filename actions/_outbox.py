@@ -187,6 +187,11 @@ class Incident:
     #: Id of the Slack channel the parent went to: replies and updates follow it there
     #: even after ``slack.channel`` changes (None: posted before this was kept).
     channel: str | None = None
+    #: Digest of the text and blocks the parent is known to show (the post, or the last
+    #: update, as Slack confirmed it); None while unknown (an attempt in flight, a post
+    #: found after a timeout). An update that would set the same is skipped: chat.update
+    #: is rate limited (Tier 3), and two plans of one state sent it twice.
+    shown: str | None = None
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         """An outbox saved before a field existed loads with that field's default."""

@@ -49,6 +49,9 @@ TOP_ROWS = 6
 TOP_TRENDS = 5
 #: How often the schedule looks for a due digest, and waits after Slack failed.
 CHECK_S = 60.0
+#: How soon the schedule asks again while the store cannot tell yet how far it has counted
+#: (it is starting): a digest due at a start is not held back a whole ``CHECK_S``.
+UNKNOWN_S = 1.0
 RETRY_S = 300.0
 #: How many periods back the schedule still sends a digest it missed (Slack or the worker
 #: down across due times): five weeks, three months (``unsent_periods`` says why).
@@ -398,7 +401,8 @@ class DigestScheduler:
     ``complete_until``) says up to which event time the file holds every input's spend: a
     period is sent once that is past its end plus ``lateness_s`` (its last windows final),
     so a worker back from downtime does not send last week's digest from the part of its
-    backlog counted so far.
+    backlog counted so far; while it cannot tell yet (None: the store is starting), the
+    schedule asks again every ``UNKNOWN_S``.
     """
 
     def __init__(
@@ -407,7 +411,7 @@ class DigestScheduler:
         store: Path,
         state_dir: Path,
         file_lock: asyncio.Lock | None = None,
-        complete: Callable[[], Awaitable[float]] | None = None,
+        complete: Callable[[], Awaitable[float | None]] | None = None,
         lateness_s: float = 0.0,
     ) -> None:
         self.config = config
@@ -418,6 +422,8 @@ class DigestScheduler:
         self.lateness_s = lateness_s
         #: The period last said to be waiting for the store (logged once).
         self._waiting: str | None = None
+        #: The last tick found the store unable to tell how far it has counted (starting).
+        self._unknown = False
         self.sent: set[str] = set()
         self._retry_at = 0.0
         self._stopping = asyncio.Event()
@@ -437,7 +443,8 @@ class DigestScheduler:
         while not self._stopping.is_set():
             await self.tick(time.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), CHECK_S)
+                wait_s = UNKNOWN_S if self._unknown else CHECK_S
+                await asyncio.wait_for(self._stopping.wait(), wait_s)
 
     async def tick(self, now: float) -> list[DigestResult]:
         """Send each due digest not sent yet (``unsent_periods``), oldest first, recording
@@ -449,12 +456,17 @@ class DigestScheduler:
             return []
         results: list[DigestResult] = []
         through: float | None = None
+        self._unknown = False
         for label, _ in unsent_periods(digest.schedule, now, digest.hour_utc, digest.by, self.sent):
             if self._stopping.is_set():
                 break
             if self.complete is not None:
                 if through is None:
                     through = await self.complete()
+                if through is None:
+                    # The store is starting: no answer is not an answer of "behind".
+                    self._unknown = True
+                    break
                 if through < parse_period(label).end + self.lateness_s:
                     if self._waiting != label:
                         self._waiting = label

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from spendbrake.actions import (
@@ -100,6 +102,12 @@ CONCURRENCY = {"slack": 2, "gateway": 1}
 #: Audit ids of ``spendbrake resume`` (``_resume.py``: ``resume/manual/key/...``; before,
 #: ``resume/cli/key/...``); the record's source (``cli:USER``) says it was the terminal.
 _CLI_RESUME = b"resume/"
+
+
+def parent_digest(text: str, blocks: list[dict[str, Any]]) -> str:
+    """A short digest of a parent message's content (``Incident.shown``): kept in the
+    outbox for each incident, so not the content itself."""
+    return hashlib.blake2b(orjson.dumps([text, blocks]), digest_size=16).hexdigest()
 
 
 def _unconfigured(config: Config) -> list[str]:
@@ -941,9 +949,12 @@ class ActionStage(Stage):
             **marks,
         }
         since = task.first_attempt_at if unsure else None
+        digest = None  # the parent's content this attempt sets, once Slack confirms it
         if task.op == "post":
             text, blocks = render_alert(task.alert, outcome=outcome, **shown)
             result = await slack.post(text, blocks, dedupe_key=task.id, since=since)
+            if since is None:  # not one found: an earlier attempt may have said otherwise
+                digest = parent_digest(text, blocks)
         elif thread.ts is None:
             # The parent is not posted (it failed for good): say it as a new message.
             text, blocks = render_alert(task.alert, outcome=outcome, **shown)
@@ -981,8 +992,20 @@ class ActionStage(Stage):
                 resumable=bool(self.outbox.resumable(own.id)),
                 **shown,
             )
+            digest = parent_digest(text, blocks)
+            if digest == own.shown:
+                # Two plans of one state (alert #1's update, then its pause's): the parent
+                # already says this. Compared at the send, not when planned: an update
+                # renders the state of its send, and one not yet delivered is not shown.
+                self.outbox.finish(task, "skipped", "the parent already shows this", time.time())
+                self.metrics.effects.labels(task.lane, task.op, "skipped").inc()
+                return
+            own.shown = None  # unknown until Slack answers: a kill mid-call may have set it
+            self.save()
             result = await slack.update(thread.ts, text, blocks, channel=thread.channel)
         self._learn_channel(slack)
+        if result.ok and digest is not None:
+            own.shown = digest
         if task.op in ("post", "reply"):
             # Sticky: an answer proving this attempt posted nothing says nothing about an
             # earlier one that may have (a failed check posted nothing either).

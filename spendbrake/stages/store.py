@@ -227,20 +227,23 @@ class StoreStage(Stage):
         self._written = offsets
         self._dirty = False
 
-    async def complete_until(self) -> float:
+    async def complete_until(self) -> float | None:
         """Event time up to which every input partition's spend is in the store file.
 
         The slowest input partition's watermark among the marks written with the rollups
         (a mark follows the windows it covers, on every rollups partition). A partition
-        the ingest had committed to its end at the last call, and still has at the same
-        offset, no longer holds it back once the file holds every rollup written before
-        that call (two calls: a busy store is always a little behind the topic's end).
-        ``-inf`` while anything is unknown (no mark yet, the broker unreachable): the
-        digest waits for it, not the other way round.
+        the ingest has committed to its end no longer holds it back once the file holds
+        every rollup written before that commit: the rollups' ends read just after it
+        (one call: a store caught up, as at a start), or at the last call for a partition
+        still committed at the same offset (two calls: a busy store is always a little
+        behind the topic's end). ``-inf`` while anything is unknown (no mark yet, the
+        broker unreachable): the digest waits for it, not the other way round. None
+        before the stage has taken its partitions: it cannot tell yet (the digest asks
+        again soon, and says nothing of waiting).
         """
         probe = self._probe
         if probe is None or not self._rollup_partitions:
-            return -math.inf
+            return None
         events = self.config.kafka.topics.events
         try:
             # Once, not ``Stage.partitions``'s wait: the schedule asks again a minute later.
@@ -264,8 +267,15 @@ class StoreStage(Stage):
         self._committed = (committed, ends)
         if not inputs:
             return -math.inf
-        counted = set()
-        if all(written.get((tp.topic, tp.partition), 0) >= end for tp, end in before_ends.items()):
+
+        def holds(at: dict[TopicPartition, int]) -> bool:
+            """The file holds every rollup below these ends."""
+            return all(written.get((tp.topic, tp.partition), 0) >= end for tp, end in at.items())
+
+        counted: set[int] = set()
+        if holds(ends):
+            counted = set(committed)
+        elif holds(before_ends):
             counted = {p for p, offset in committed.items() if before.get(p) == offset}
         return min(
             (

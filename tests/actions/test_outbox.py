@@ -511,7 +511,7 @@ def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
     alert type: the file reads as it was and is written back unchanged, but for the fields
     added since (``opened_at``, ``held_keys``, 2026-12-06; ``more_targets``, ``part``,
     ``pause_max_age_s``, an incident's ``late``, ``snooze_held``, the history summary's
-    fields, 2026-12-07), written with their defaults."""
+    fields, 2026-12-07; an incident's ``shown``, 2026-12-08), written with their defaults."""
     data = RECORD_FILE.read_bytes()
     box = load_outbox(data)
     (incident,) = box.incidents.values()
@@ -526,6 +526,7 @@ def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
             b'"refused":["support-bot-prod"],', b'"refused":["support-bot-prod"],"late":[],'
         )
         .replace(b'"snoozed":{},', b'"snoozed":{},"snooze_held":{},')
+        .replace(b'"channel":null}},"threads"', b'"channel":null,"shown":null}},"threads"')
         .replace(
             b'"pause_max_age_s":null,',
             b'"pause_max_age_s":null,"history":"post","history_after_s":null,"held":null,',

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 from datetime import UTC, datetime
@@ -494,6 +495,30 @@ def test_digest_command_after_the_period_ended_does_not_take_a_partial_one_for_i
         assert len(slack.parents()) == 2
 
 
+async def _commit_ends(bootstrap: str, group: str, topic: str) -> None:
+    """Commit ``group`` at the end of partitions 0 and 1 of ``topic``: an ingest that has
+    counted everything."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from spendbrake.schemas import KafkaConfig
+    from spendbrake.stages.stage import fetched_ends
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in (0, 1)]
+        consumer.assign(tps)
+        # Where the log really ends: Tansu's ListOffsets answers short (``fetched_ends``).
+        ends = await fetched_ends(
+            KafkaConfig(bootstrap_servers=bootstrap), dict(await consumer.end_offsets(tps))
+        )
+        await consumer.commit(ends)
+    finally:
+        await consumer.stop()
+
+
 def test_schedule_waits_for_the_store_to_hold_the_whole_period(
     broker, make_topic, tmp_path: Path
 ) -> None:
@@ -522,28 +547,6 @@ def test_schedule_waits_for_the_store_to_hold_the_whole_period(
                     await producer.send_and_wait(topics["rollups"], value, partition=target)
         finally:
             await producer.stop()
-
-    async def commit_ends(group: str, topic: str) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        from spendbrake.schemas import KafkaConfig
-        from spendbrake.stages.stage import fetched_ends
-
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False
-        )
-        await consumer.start()
-        try:
-            tps = [TopicPartition(topic, p) for p in (0, 1)]
-            consumer.assign(tps)
-            # Where the log really ends: Tansu's ListOffsets answers short (``fetched_ends``).
-            ends = await fetched_ends(
-                KafkaConfig(bootstrap_servers=broker.bootstrap_servers),
-                dict(await consumer.end_offsets(tps)),
-            )
-            await consumer.commit(ends)
-        finally:
-            await consumer.stop()
 
     async def run(slack: FakeSlack) -> tuple[list, list, list]:
         config = Config.model_validate(
@@ -581,7 +584,7 @@ def test_schedule_waits_for_the_store_to_hold_the_whole_period(
             sent = await scheduler.tick(due)
             # The ingest commits the whole backlog: nothing more to wait for, whatever the
             # marks (a quiet partition's stays where its last event put it).
-            await commit_ends(config.kafka.group_id, topics["events"])
+            await _commit_ends(broker.bootstrap_servers, config.kafka.group_id, topics["events"])
             while await store.complete_until() != math.inf:
                 await asyncio.sleep(0.1)
             return waiting, [partial], sent
@@ -594,3 +597,61 @@ def test_schedule_waits_for_the_store_to_hold_the_whole_period(
         assert waiting == [] and partial == _ts(2026, 10, 20)
         assert len(sent) == 1 and sent[0].posted
         assert [p["text"][:17] for p in slack.parents()] == ["AI spend 2026-10:"]
+
+
+def test_a_digest_due_at_a_start_goes_out_without_saying_it_waits(
+    broker, make_topic, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store already holds October and the ingest has counted every event. At a start
+    the schedule logged "digest 2026-10 waits for the store to catch up (spend counted to
+    nothing yet)" and sent it a minute later: asked before the store stage had taken its
+    partitions, and then once more with no earlier answer to compare with. Now the store
+    says it cannot tell yet (the schedule asks again in a second, saying nothing), and its
+    first answer once started counts what the ingest has committed."""
+    from spendbrake.schemas import Config
+    from spendbrake.stages import Worker, WorkerSettings
+    from tests.spendbrake.test_report import make_store
+    from tests.streamer.kafka_io import publish_raw
+
+    names = ("events", "rollups", "traces", "alerts", "actions")
+    topics = {name: make_topic(name, partitions=2) for name in names}
+    path = make_store(tmp_path / "s.duckdb")
+
+    async def run(slack: FakeSlack) -> tuple[list, list]:
+        config = Config.model_validate(
+            {
+                "kafka": {
+                    "bootstrap_servers": broker.bootstrap_servers,
+                    "topics": topics,
+                    "group_id": topics["events"],
+                },
+                "slack": {"token": "xoxb-d", "base_url": slack.base_url, "channel": "#ai-spend"},
+                "digest": {"schedule": "monthly", "channel": "#finance"},
+                "store": {"path": str(path)},
+            }
+        )
+        events = [b'{"event_id": "e%d"}' % i for i in range(20)]  # on both partitions
+        await publish_raw(broker.bootstrap_servers, topics["events"], events)
+        await _commit_ends(broker.bootstrap_servers, config.kafka.group_id, topics["events"])
+        settings = WorkerSettings(state_dir=tmp_path / "state", flush_interval_s=0.1)
+        worker = Worker(config, settings, ["store"])
+        store, (scheduler,) = worker.stages["store"], worker.others
+        worker.others.clear()  # ticked here, at chosen times, not by its own loop
+        due = _ts(2026, 11, 1, 9, 5)
+        starting = await scheduler.tick(due)  # the stage has not started
+        task = asyncio.create_task(worker.run())
+        try:
+            while not (store.consumer and store.consumer.assignment()):  # bounded below
+                await asyncio.sleep(0.05)
+            return starting, await scheduler.tick(due)
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 60)
+
+    caplog.set_level(logging.INFO, logger="spendbrake._digest")
+    with FakeSlack(token="xoxb-d", channel="finance") as slack:
+        starting, sent = asyncio.run(asyncio.wait_for(run(slack), 120))
+    assert "waits for the store" not in caplog.text, caplog.text
+    assert starting == []
+    assert len(sent) == 1 and sent[0].posted
+    assert [p["text"][:17] for p in slack.parents()] == ["AI spend 2026-10:"]
