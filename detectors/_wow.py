@@ -15,7 +15,8 @@ the log ratio's innovation, winsorized, learned one window at a time):
 - a step: this window's log ratio over ``max(log1p(rise), z * noise)`` and ``min_usd``
   more dollars than its reference;
 - a creep: an EW mean of the windows' log ratios (``creep_alpha``: a few days' memory),
-  floored at zero (a creep is a rise: low days before it must not hold it back), over
+  floored at zero (a creep is a rise: low days before it must not hold it back) and
+  started when judging starts (noise it gathered while learning is no creep), over
   ``creep_z`` times its own standard deviation and ``min_usd``, so growth of a few percent a
   day shows within about a week, long before any single day stands out.
 
@@ -386,9 +387,11 @@ class WeekOverWeek(InRows):
         r = y - self._ewma
         lim = hp.z * noise
         # Floored at zero: a creep is a rise, and a run of low windows before it starts
-        # (a quiet week, a holiday) must not be paid back before the mean can climb.
+        # (a quiet week, a holiday) must not be paid back before the mean can climb. Held
+        # at zero until the series is judged: floored, the mean climbs on noise alone, and
+        # what it had gathered while learning fired on the first day judged.
         ewma = self._ewma + min(1.0, hp.creep_alpha * u) * (max(-lim, min(lim, y)) - self._ewma)
-        e = self._ewma = max(0.0, ewma)
+        e = self._ewma = max(0.0, ewma) if warm else 0.0
         self._var_n = min(self._var_n + 1, hp.var_n_cap)
         a = max(hp.noise_alpha, 1.0 / self._var_n)
         self._wmean = usual + a * (ref - usual)

@@ -127,10 +127,19 @@ def test_noisy_series_does_not_fire_but_naive_does() -> None:
         ys = lumpy_days(5, seed)
         quiet += len([i for i in fired("wow", ys) if i >= WARM])
         naive += len([i for i in fired("wow_naive", ys) if i >= WARM])
-    # One fire over 6 series x 2 weeks: seed 1's days average +26 % for a week by chance
-    # (its creep mean at 3 sigma), where the plain rule fires on every noisy day.
-    assert quiet <= 1
+    # None over 6 series x 2 weeks, where the plain rule fires on every noisy day.
+    assert quiet == 0
     assert naive > 10
+
+
+def test_days_high_by_chance_while_it_learns_are_no_creep_once_it_judges() -> None:
+    """Seed 1's days ran about +26 % for the week before it could judge, by chance: the
+    creep mean, taught while it learned (floored at zero, so it climbs on noise), was over
+    its bar on the first day judged, and a "creeping up" item went to the digest. A fifth of
+    the bench's false trend items fell on that first day (``python -m bench trend``, seeds
+    0-9: 96 -> 73). The mean now starts when judging does."""
+    ys = lumpy_days(5, seed=1)
+    assert fired("wow", ys) == []
 
 
 def test_creeps_fire_within_days() -> None:
