@@ -12,9 +12,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from spendbrake._broker import EmbeddedBroker
 from spendbrake._digest import DigestError, digest_message, due_period, send_digest
 from spendbrake.fakes.slack import CHANNEL_ID, FakeSlack
-from spendbrake.schemas import SlackConfig
+from spendbrake.schemas import Config, SlackConfig
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -519,6 +520,26 @@ async def _commit_ends(bootstrap: str, group: str, topic: str) -> None:
         await consumer.stop()
 
 
+def _monthly_digest_config(
+    broker: EmbeddedBroker, topics: dict[str, str], slack: FakeSlack, path: Path
+) -> Config:
+    """A monthly digest to #finance from the store at ``path``, on the test's own topics."""
+    return Config.model_validate(
+        {
+            "kafka": {
+                "bootstrap_servers": broker.bootstrap_servers,
+                "topics": topics,
+                # Its own group: the default one's members in other tests on this broker
+                # made the tests' commits fail (UnknownMemberId) under load.
+                "group_id": topics["events"],
+            },
+            "slack": {"token": "xoxb-d", "base_url": slack.base_url, "channel": "#ai-spend"},
+            "digest": {"schedule": "monthly", "channel": "#finance"},
+            "store": {"path": str(path)},
+        }
+    )
+
+
 def test_schedule_waits_for_the_store_to_hold_the_whole_period(
     broker, make_topic, tmp_path: Path
 ) -> None:
@@ -528,7 +549,7 @@ def test_schedule_waits_for_the_store_to_hold_the_whole_period(
     goes out."""
     from aiokafka import AIOKafkaProducer
 
-    from spendbrake.schemas import Config, WatermarkMark, encode_mark
+    from spendbrake.schemas import WatermarkMark, encode_mark
     from spendbrake.stages import Worker, WorkerSettings
     from tests.spendbrake.test_report import make_store
     from tests.streamer.kafka_io import publish_raw
@@ -549,20 +570,7 @@ def test_schedule_waits_for_the_store_to_hold_the_whole_period(
             await producer.stop()
 
     async def run(slack: FakeSlack) -> tuple[list, list, list]:
-        config = Config.model_validate(
-            {
-                "kafka": {
-                    "bootstrap_servers": broker.bootstrap_servers,
-                    "topics": topics,
-                    # Its own group: the default one's members in other tests on this broker
-                    # made the commit below fail (UnknownMemberId) under load.
-                    "group_id": topics["events"],
-                },
-                "slack": {"token": "xoxb-d", "base_url": slack.base_url, "channel": "#ai-spend"},
-                "digest": {"schedule": "monthly", "channel": "#finance"},
-                "store": {"path": str(path)},
-            }
-        )
+        config = _monthly_digest_config(broker, topics, slack, path)
         backlog = [b'{"event_id": "e%d"}' % i for i in range(20)]  # on both partitions
         await publish_raw(broker.bootstrap_servers, topics["events"], backlog)
         await marks(_ts(2026, 10, 20))
@@ -608,7 +616,6 @@ def test_a_digest_due_at_a_start_goes_out_without_saying_it_waits(
     partitions, and then once more with no earlier answer to compare with. Now the store
     says it cannot tell yet (the schedule asks again in a second, saying nothing), and its
     first answer once started counts what the ingest has committed."""
-    from spendbrake.schemas import Config
     from spendbrake.stages import Worker, WorkerSettings
     from tests.spendbrake.test_report import make_store
     from tests.streamer.kafka_io import publish_raw
@@ -618,18 +625,7 @@ def test_a_digest_due_at_a_start_goes_out_without_saying_it_waits(
     path = make_store(tmp_path / "s.duckdb")
 
     async def run(slack: FakeSlack) -> tuple[list, list]:
-        config = Config.model_validate(
-            {
-                "kafka": {
-                    "bootstrap_servers": broker.bootstrap_servers,
-                    "topics": topics,
-                    "group_id": topics["events"],
-                },
-                "slack": {"token": "xoxb-d", "base_url": slack.base_url, "channel": "#ai-spend"},
-                "digest": {"schedule": "monthly", "channel": "#finance"},
-                "store": {"path": str(path)},
-            }
-        )
+        config = _monthly_digest_config(broker, topics, slack, path)
         events = [b'{"event_id": "e%d"}' % i for i in range(20)]  # on both partitions
         await publish_raw(broker.bootstrap_servers, topics["events"], events)
         await _commit_ends(broker.bootstrap_servers, config.kafka.group_id, topics["events"])

@@ -249,6 +249,35 @@ def test_store_is_exact_across_sigkills(
     assert open_store(store).execute("SELECT COUNT(*) FROM offsets").fetchone()[0] > 0
 
 
+def two_topic_config(tmp_path: Path, group: str, events: str, rollups: str) -> Path:
+    """A config naming the test's events and rollups topics (the others beside them)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"kafka:\n  group_id: {group}\n  topics:\n"
+        f"    events: {events}\n    rollups: {rollups}\n    dlq: {events}-dlq\n"
+        f"    alerts: {events}-alerts\n    actions: {events}-actions\n"
+        f"    traces: {events}-traces\n"
+        f"dimensions: {DIMENSIONS}\n"
+    )
+    return config
+
+
+def stored_until(
+    worker: subprocess.Popen[bytes], log: Path, store: Path, want: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The store's report once its teams equal ``want``'s (or the last one, after 60 s);
+    the worker must stay up meanwhile."""
+    deadline = time.monotonic() + 60
+    report = None
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, log.read_text()[-3000:]
+        report = store_report(store, "team")
+        if report and observed(report, "team") == want["team"]:
+            break
+        time.sleep(0.3)
+    return report
+
+
 def test_a_rollups_topic_re_created_under_the_running_store_is_read_from_its_start(
     broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -258,30 +287,12 @@ def test_a_rollups_topic_re_created_under_the_running_store_is_read_from_its_sta
     offsets, where Tansu answers nothing: the new rollups were never stored (and new
     alerts never acted on). Here the rollups topic is re-created under a running store."""
     events, rollups = make_topic("events", 4), make_topic("rollups", 4)
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "kafka:\n  group_id: store-recreated\n  topics:\n"
-        f"    events: {events}\n    rollups: {rollups}\n    dlq: {events}-dlq\n"
-        f"    alerts: {events}-alerts\n    actions: {events}-actions\n"
-        f"    traces: {events}-traces\n"
-        f"dimensions: {DIMENSIONS}\n"
-    )
+    config = two_topic_config(tmp_path, "store-recreated", events, rollups)
     records, unique = make_events(2_000, seed=9)
     half = len(records) // 2
     first = list({e["event_id"]: e for e in map(orjson.loads, records[:half])}.values())
     store = tmp_path / "state" / "store" / "spend.duckdb"
     log = tmp_path / "worker.log"
-
-    def stored_until(want: dict[str, Any]) -> dict[str, Any] | None:
-        deadline = time.monotonic() + 60
-        report = None
-        while time.monotonic() < deadline:
-            assert worker.poll() is None, log.read_text()[-3000:]
-            report = store_report(store, "team")
-            if report and observed(report, "team") == want["team"]:
-                break
-            time.sleep(0.3)
-        return report
 
     def rollup_partitions_stored() -> set[int]:
         """The rollups partitions whose records the store file holds (offset past 0)."""
@@ -300,7 +311,7 @@ def test_a_rollups_topic_re_created_under_the_running_store_is_read_from_its_sta
     worker = start_worker(broker, config, tmp_path / "state", log, stages="ingest,store")
     try:
         before = truth(first, DAY, DAY + DAY_S)
-        stored = stored_until(before)
+        stored = stored_until(worker, log, store, before)
         assert stored is not None and observed(stored, "team") == before["team"]
         read = rollup_partitions_stored()
         assert read, "the store has read no rollups"
@@ -317,7 +328,7 @@ def test_a_rollups_topic_re_created_under_the_running_store_is_read_from_its_sta
             time.sleep(0.2)
         asyncio.run(publish_raw(broker.bootstrap_servers, events, records[half:]))
         want = truth(unique, DAY, DAY + DAY_S)
-        report = stored_until(want)
+        report = stored_until(worker, log, store, want)
     finally:
         stop(worker)
     text = log.read_text()
@@ -339,14 +350,7 @@ def test_a_store_file_that_cannot_be_read_stops_only_the_store_until_it_is_moved
     moved aside (at the start, then again mid-run), the file is built anew from the
     topics, exactly."""
     events, rollups = make_topic("events", 4), make_topic("rollups", 4)
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "kafka:\n  group_id: store-unreadable\n  topics:\n"
-        f"    events: {events}\n    rollups: {rollups}\n    dlq: {events}-dlq\n"
-        f"    alerts: {events}-alerts\n    actions: {events}-actions\n"
-        f"    traces: {events}-traces\n"
-        f"dimensions: {DIMENSIONS}\n"
-    )
+    config = two_topic_config(tmp_path, "store-unreadable", events, rollups)
     records, unique = make_events(2_000, seed=13)
     half = len(records) // 2
     first = list({e["event_id"]: e for e in map(orjson.loads, records[:half])}.values())
@@ -367,17 +371,6 @@ def test_a_store_file_that_cannot_be_read_stops_only_the_store_until_it_is_moved
             time.sleep(0.2)
         raise AssertionError(f"{text!r} not logged: {log.read_text()[-3000:]}")
 
-    def stored_until(want: dict[str, Any]) -> dict[str, Any] | None:
-        deadline = time.monotonic() + 60
-        report = None
-        while time.monotonic() < deadline:
-            assert worker.poll() is None, log.read_text()[-3000:]
-            report = store_report(store, "team")
-            if report and observed(report, "team") == want["team"]:
-                break
-            time.sleep(0.3)
-        return report
-
     asyncio.run(publish_raw(broker.bootstrap_servers, events, records[:half]))
     worker = start_worker(broker, config, tmp_path / "state", log, stages="ingest,store")
     try:
@@ -390,7 +383,7 @@ def test_a_store_file_that_cannot_be_read_stops_only_the_store_until_it_is_moved
             time.sleep(0.5)
         store.rename(store.with_name("spend.duckdb.bad"))
         before = truth(first, DAY, DAY + DAY_S)
-        stored = stored_until(before)
+        stored = stored_until(worker, log, store, before)
         assert stored is not None and observed(stored, "team") == before["team"]
         # Mid-run: the file is swapped for junk between two writes, then moved aside.
         mark = len(log.read_text())
@@ -401,7 +394,7 @@ def test_a_store_file_that_cannot_be_read_stops_only_the_store_until_it_is_moved
         logged(f"store stage: {store}: unreadable state", mark)
         store.rename(store.with_name("spend.duckdb.bad2"))
         want = truth(unique, DAY, DAY + DAY_S)
-        report = stored_until(want)
+        report = stored_until(worker, log, store, want)
     finally:
         stop(worker)
     text = log.read_text()
