@@ -185,9 +185,10 @@ def render_table(report: dict[str, Any], console: Console) -> None:
     results = ", ".join(f"{k} {n}" for k, n in sorted(actions["by_result"].items()))
     console.print(f"actions: {actions['count']}" + (f" ({results})" if results else ""))
     for action in actions["items"][:10]:
+        words = (action["action"], action["target"], action["result"])
         console.print(
-            f"  {action['at'][:16].replace('T', ' ')} {terminal_text(action['action'])} "
-            f"{terminal_text(action['target'])} {terminal_text(action['result'])}"
+            f"  {action['at'][:16].replace('T', ' ')} "
+            + " ".join(terminal_text(w) for w in words if w)  # no target: no double space
         )
     for note in report["notes"]:
         console.print(f"note: {terminal_text(note)}")

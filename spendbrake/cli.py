@@ -1119,6 +1119,8 @@ def validate(config_file: str | None, config_option: str | None) -> None:
         sys.exit(1)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
+        if exc.location not in (None, config_file):  # at a line: YAML syntax, nesting...
+            click.echo(f"1 problem(s) in {config_file}", err=True)
         sys.exit(1)
     if config == load_config(None):
         # An empty or commented-out file is valid, and runs with no budget or policy of its

@@ -354,6 +354,13 @@ def test_validate_exit_codes(tmp_path: Path) -> None:
     result = run("validate", str(bad))
     assert result.exit_code == 1
     assert f"{bad}:3:17: budgets[0].amount_usd: must be greater than 0, got -1" in result.output
+    assert result.output.endswith(f"1 problem(s) in {bad}\n"), result.output
+    # A YAML syntax error stops the parse: one problem, counted like the others.
+    bad.write_text("budgets:\n  - name: x\n    amount_usd: [1\n")
+    result = run("validate", str(bad))
+    assert result.exit_code == 1
+    assert result.output.startswith(f"{bad}:"), result.output
+    assert result.output.endswith(f"1 problem(s) in {bad}\n"), result.output
 
 
 def doc_config_snippets() -> list[str]:

@@ -446,3 +446,19 @@ def test_the_cost_per_trace_line_says_from_when_it_counts(tmp_path: Path) -> Non
     table = CliRunner().invoke(main, args, env={"COLUMNS": "200"})
     assert table.exit_code == 0, table.output
     assert "cost per trace (1 traces from 2026-10-26 on): p50 $1.00" in table.output
+
+
+def test_an_action_with_no_target_reads_without_a_gap(tmp_path: Path) -> None:
+    """The action line joined its words with a space each, so an empty target left two."""
+    batch = StoreBatch()
+    batch.add_rollup(rollup(("team",), ("search",), OCT, 5.0))
+    batch.add_rollup(rollup((), (), OCT, 5.0))
+    batch.add_action({"id": "t2", "action": "resume", "target": "", "result": "ok", "at": OCT})
+    con = connect_store(tmp_path / "s.duckdb")
+    apply_batch(con, batch, {("rollups", 0): 1})
+    con.close()
+    args = ["report", "--period", "2026-10", "--store", str(tmp_path / "s.duckdb")]
+    result = CliRunner().invoke(main, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    line = next(s for s in result.output.splitlines() if s.endswith("resume ok"))
+    assert "  resume" not in line.strip(), line
