@@ -14,7 +14,8 @@ many seeds in seconds (``python -m bench detect`` runs the whole engine, minutes
 
     python -m bench trend --seeds 0-9 --creep-z 2.75,2.5,2.25,2.0
 
-The default config's ``wow`` parameters, ``creep_z`` (and ``--creep-alpha``) replaced.
+The default config's ``wow`` parameters, ``creep_z`` (and ``--creep-alpha``, ``--creep-rise``)
+replaced.
 """
 
 from __future__ import annotations
@@ -109,6 +110,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "--creep-z", default="2.75,2.5,2.25,2.0", help="comma-separated values (2.75,2.5,2.25,2.0)"
     )
     parser.add_argument("--creep-alpha", type=float, help="creep_alpha (the default config's)")
+    parser.add_argument(
+        "--creep-rise", type=float, help="creep_rise (the default config's; 0: no least rise)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
@@ -116,6 +120,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     except ValueError:
         parser.error(f"--creep-z {args.creep_z!r}: use numbers like 2.75,2.5")
     extra = {} if args.creep_alpha is None else {"creep_alpha": args.creep_alpha}
+    if args.creep_rise is not None:
+        extra["creep_rise"] = args.creep_rise
     params = [wow_params(creep_z=z, **extra) for z in zs]
     totals = [TrendScore() for _ in params]
     for seed in args.seeds:

@@ -17,8 +17,10 @@ the log ratio's innovation, winsorized, learned one window at a time):
 - a creep: an EW mean of the windows' log ratios (``creep_alpha``: a few days' memory),
   floored at zero (a creep is a rise: low days before it must not hold it back) and
   started when judging starts (noise it gathered while learning is no creep), over
-  ``creep_z`` times its own standard deviation and ``min_usd``, so growth of a few percent a
-  day shows within about a week, long before any single day stands out.
+  ``creep_z`` times its own standard deviation, ``creep_rise`` and ``min_usd``, so growth of a
+  few percent a day shows within about a week, long before any single day stands out. The
+  least rise is what keeps the bar low: on a steady series a few percent is sigmas, and
+  no news.
 
 What it finds is a trend, not a runaway (``baseline`` pages those within the hour), so its
 verdicts say ``trend``: the detector stage sends them as severity ``info``, for the digest.
@@ -94,6 +96,9 @@ class _TrendParams(HyperParams):
     creep_alpha: float
     creep_z: float
     page_x: float
+    #: Last, with the meaning of before it (no least rise): a snapshot's parameters, saved
+    #: before it existed, restore positionally.
+    creep_rise: float = 0.0
 
     #: Windows compared counted up to here (then the warm-up gate and the rate
     #: ``max(noise_alpha, 1 / n)`` stay as they are): CPython shares small ints.
@@ -106,9 +111,11 @@ class _TrendParams(HyperParams):
     #: Periods from the epoch to the first window start: windows of a week begin on Monday
     #: 00:00 UTC (the epoch was a Thursday); a day's at midnight.
     offset: int = field(init=False, repr=False, compare=False)
-    #: Reference weeks needed, and the creep mean's standard deviation in noise units.
+    #: Reference weeks needed, the creep mean's standard deviation in noise units, and
+    #: ``creep_rise`` in log units.
     need: int = field(init=False, repr=False, compare=False)
     creep_sd: float = field(init=False, repr=False, compare=False)
+    creep_floor: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         cap = max(self.noise_n + 1, math.ceil(1.0 / self.noise_alpha) + 1)
@@ -124,6 +131,7 @@ class _TrendParams(HyperParams):
         set_(self, "cooldown", math.ceil(self.cooldown_s / self.window_s))
         set_(self, "need", max(1, math.ceil(self.min_coverage * self.weeks - 1e-9)))
         set_(self, "creep_sd", math.sqrt(a / (2.0 - a)))
+        set_(self, "creep_floor", math.log1p(self.creep_rise))
 
 
 @register("wow")
@@ -157,9 +165,10 @@ class WeekOverWeek(InRows):
         Smoothing of that noise (per window), and windows compared before any alert.
     weeks
         Reference weeks kept (4).
-    creep_alpha, creep_z
+    creep_alpha, creep_z, creep_rise
         The creep test: an EW mean of the log ratios at rate ``creep_alpha``, alerting at
-        ``creep_z`` of its standard deviation (0: off).
+        ``creep_z`` of its standard deviation (0: off) once it is also ``creep_rise`` (0.15:
+        days averaging +15 % over their reference) or more.
     page_x
         A window at this many times its reference is paged, not a trend (0: never).
     """
@@ -179,7 +188,8 @@ class WeekOverWeek(InRows):
         noise_n: int = 7,
         weeks: int = 4,
         creep_alpha: float = 0.25,
-        creep_z: float = 2.75,
+        creep_z: float = 2.25,
+        creep_rise: float = 0.15,
         page_x: float = 0.0,
     ) -> None:
         check("period_s", period_s, period_s > 0, "> 0")
@@ -203,6 +213,7 @@ class WeekOverWeek(InRows):
         check("weeks", weeks, isinstance(weeks, int) and 1 <= weeks <= 12, "an int in [1, 12]")
         check("creep_alpha", creep_alpha, 0 < creep_alpha < 1, "in (0, 1)")
         check("creep_z", creep_z, creep_z >= 0, ">= 0 (0: off)")
+        check("creep_rise", creep_rise, creep_rise >= 0, ">= 0")
         check("page_x", page_x, page_x == 0 or page_x > 1, "0 (never) or > 1")
         # Shared by every detector of this config; read back as attributes (``self.rise``).
         self._hp = share(
@@ -222,6 +233,7 @@ class WeekOverWeek(InRows):
                 creep_alpha,
                 creep_z,
                 page_x,
+                creep_rise,
             )
         )
         #: A row of the ``Rows`` of its ring's length (``_rows_for``), each part read by name:
@@ -401,7 +413,13 @@ class WeekOverWeek(InRows):
                 x = min(x, 6.25 * sigma * sigma)
             self._var += a * (x - self._var)
         step = y >= bar and total - ref > hp.min_usd
-        creep = hp.creep_z > 0 and e >= creep_bar and y > 0.0 and usual * math.expm1(e) > hp.min_usd
+        creep = (
+            hp.creep_z > 0
+            and e >= creep_bar
+            and e >= hp.creep_floor
+            and y > 0.0
+            and usual * math.expm1(e) > hp.min_usd
+        )
         score = ratio_score(max(y / bar, e / creep_bar if creep_bar > 0 else 0.0, 0.0))
         head = (
             f"{span} {usd(total)} vs {usd(ref)} on the same {span} of the last {present} "

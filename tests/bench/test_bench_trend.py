@@ -24,3 +24,8 @@ def test_it_scores_each_creep_z_on_the_same_series(capsys) -> None:
     on, off = rows
     assert off["slow creeps, median days"] > on["slow creeps, median days"]
     assert "| creep_z |" in capsys.readouterr().out
+    # --creep-rise 0: no least rise (the default until 2026-12-07), more false items or as many.
+    [none] = bench_trend.main(
+        ["--seeds", "0", "--series", "2", "--creep-z", "2.75", "--creep-rise", "0"]
+    )
+    assert none["false trend items"] >= on["false trend items"]

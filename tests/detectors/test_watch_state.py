@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from spendbrake.detectors import SpendWatch
+from spendbrake.detectors import SpendWatch, make_detector
 from spendbrake.schemas import Config, KeyInfo, KeyRule, KeysConfig, RollupRecord, encode_alert
 from tests.detectors.test_legacy import CUT, _partial, _stage_plan, _stage_run
 from tests.detectors.test_watch import (
@@ -210,13 +210,24 @@ def _edges_watch() -> SpendWatch:
 EDGES = DATA / "watch_snapshot_fede4c2_edges.json"
 
 
+def _with_todays_defaults(data: bytes) -> bytes:
+    """The fixture with the config part of today's defaults: a snapshot names its detectors'
+    parameters, and ``wow``'s have changed since (``creep_z``, ``creep_rise``); what the
+    fixture pins is the series' layout."""
+    params = {d.kind: d for d in Config().detectors}["wow"].params
+    today = msgspec.json.encode(make_detector("wow", **params).params)
+    out, n = re.subn(rb'\["wow",\{[^}]*\}', b'["wow",' + today, data)
+    assert n == 1
+    return out
+
+
 def test_a_series_scalars_at_their_edges_read_and_write_as_the_release_before() -> None:
     """The snapshot's layout did not change when a series' scalars moved into its one int64
     array: a file the release before wrote restores to the same bytes, and a watch fed
     the same way writes them once no series dozes (so that release reads this one's). One
     with a series dozing (k-once, since 2026-12-07 written as it is) is version 2, which
     that release refuses in one line rather than misread."""
-    data = EDGES.read_bytes()
+    data = _with_todays_defaults(EDGES.read_bytes())
     live = _edges_watch()
     assert msgspec.json.decode(live.snapshot())["version"] == 2
     live.book.settle_all(live.clock.closed_until, live.config)
