@@ -11,7 +11,7 @@ from bench.bench_replay import main
 def test_bench_replay_counts_every_event_and_finds_the_injected_incidents(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    main(["--events", "20000", "--weeks", "3", "--customers", "5000", "--rounds", "2", "--json"])
+    main(["--events", "20000", "--weeks", "2", "--customers", "5000", "--rounds", "2", "--json"])
     out = orjson.loads(capsys.readouterr().out)
     assert out["rounds"] == 2
     low, high = map(float, out["two_process_over_bare_range"].split("-"))
