@@ -19,6 +19,10 @@ from spendbrake.streamer import ProcessorStats, load_offsets, opened
 from tests.streamer.kafka_io import publish_raw
 from tests.streamer.streams import make_stream
 
+#: The workers' group session: Tansu holds a first join for about half of it (15 s at the
+#: default 30), and a member a test before left behind for all of it.
+SESSION_S = 6.0
+
 
 class _Clock:
     def __init__(self) -> None:
@@ -137,7 +141,9 @@ def test_a_store_stage_logs_every_record_it_stores_once_then_caught_up(
         {"kafka": {"bootstrap_servers": broker.bootstrap_servers, "topics": topics}}
     )
     records = make_stream(3_000, seed=11).records
-    settings = WorkerSettings(state_dir=tmp_path, progress_s=0.2, flush_interval_s=0.2)
+    settings = WorkerSettings(
+        state_dir=tmp_path, progress_s=0.2, flush_interval_s=0.2, session_timeout_s=SESSION_S
+    )
     worker = Worker(config, settings, ["ingest", "store"])
     caplog.set_level(logging.INFO, logger="spendbrake.stages.progress")
 
@@ -188,7 +194,8 @@ def test_a_worker_logs_every_record_it_reads_once_then_caught_up(
         }
     )
     records = make_stream(3_000, seed=7).records
-    worker = Worker(config, WorkerSettings(state_dir=tmp_path, progress_s=0.2), stages)
+    settings = WorkerSettings(state_dir=tmp_path, progress_s=0.2, session_timeout_s=SESSION_S)
+    worker = Worker(config, settings, stages)
     caplog.set_level(logging.INFO, logger="spendbrake.stages.progress")
 
     def lines() -> list[str]:
