@@ -171,6 +171,9 @@ async def _demo(
             checkpoint_interval_s=2.0,
             act_from="earliest",  # a new broker: every alert is the demo's own
             progress_s=0.0,  # the live view shows it
+            # The embedded broker holds a group's first join for half the session: 5 s,
+            # not the default's 15 (one worker, nothing to fail over to).
+            session_timeout_s=10.0,
         )
         state = DemoState(gateway=gateway)
         worker = Worker(config, settings, STAGES, on_records=state.on_records)
