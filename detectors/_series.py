@@ -244,9 +244,9 @@ class Series:
     def _span(self, hour: int) -> tuple[int, int]:
         """Where ``hour``'s rows are in ``state``: [start, end). Rows are kept in hour order
         so that a backlog's open hours are found by bisection: a detect stage catching up
-        holds hundreds of them a series, and a scan row by row at every record made its
-        catch-up quadratic (the demo's three weeks of history: its detect stage took 27 s
-        under a profiler, 8 s since)."""
+        can hold hundreds of them a series (the demo's three weeks of history did), and a
+        scan row by row at every record and close made that quadratic (the demo's detect
+        stage took 27 s under a profiler, 8 s since)."""
         parts = self.state
         n = len(parts)
         if n == HEAD:
