@@ -172,6 +172,11 @@ class Incident:
         span = INCIDENT_KINDS[self.kind][1] if self.duration_s is None else self.duration_s
         return begin, begin + span
 
+    def label(self) -> str:
+        """``KIND:key=value,...`` of its match fields, for messages."""
+        where = ",".join(f"{name}={value}" for name, value in self.match)
+        return f"{self.kind}:{where}" if where else self.kind
+
     def targets(self, keys: Sequence[KeyProfile]) -> list[int]:
         """Indexes of the keys hit: every match, or with no match fields the first
         key whose workload fits the kind. ``ValueError`` if none."""
@@ -183,9 +188,8 @@ class Incident:
             and all(getattr(key, name) == value for name, value in self.match)
         ]
         if not hits:
-            where = ",".join(f"{name}={value}" for name, value in self.match)
             what = f"{workload} key" if workload else "key"
-            raise ValueError(f"incident {self.kind}:{where} matches no {what} in the profile")
+            raise ValueError(f"incident {self.label()} matches no {what} in the profile")
         return hits if self.match else hits[:1]
 
 
@@ -248,6 +252,11 @@ def _timestamp(text: str) -> float:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
+def _utc(ts: float) -> str:
+    """``ts`` as ``--start`` and ``start=`` take it, to the second."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _weekly_shape(pattern: str) -> np.ndarray:
     """Relative call rate per minute of the week (Monday 00:00 UTC first), mean 1."""
     minute = np.arange(_WEEK_MINUTES)
@@ -306,6 +315,14 @@ def simulate(
     plans = []
     for incident in incidents:
         begin, end = incident.window(start_ts, duration_s)
+        if begin >= start_ts + duration_s or end <= start_ts:
+            # Else it is silently left out: the file is the traffic alone.
+            raise ValueError(
+                f"incident {incident.label()} runs from {_utc(begin)}"
+                f"{'' if math.isinf(end) else f' to {_utc(end)}'}, outside the "
+                f"simulated span {_utc(start_ts)} to {_utc(start_ts + duration_s)}: lengthen "
+                "the duration or move the incident's start"
+            )
         x = INCIDENT_KINDS[incident.kind][0] if incident.x is None else incident.x
         plans.append((incident.kind, x, begin, end, incident.targets(profile.keys)))
     calls = _draw(start_ts, duration_s, rate_per_s, seed, plans, profile, priced_fraction)

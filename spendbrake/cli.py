@@ -266,8 +266,10 @@ def _parse_start(value: str | None) -> float:
     multiple=True,
     metavar="SPEC",
     help="Incident, repeatable: KIND:key=value,... e.g. "
-    "runaway:team=search,feature=agent,x=20,start=+2h,duration=3h. "
-    "Kinds: runaway, batch_runaway, spike, launch, creep, prompt_change.",
+    "runaway:team=search,feature=agent,x=20,start=+2h,duration=3h (x: the kind's "
+    "factor, on calls, on calls a week for creep, on tokens a call for prompt_change; "
+    "start: a time or an offset from --start, default the middle; the incident must "
+    "overlap --duration). Kinds: runaway, batch_runaway, spike, launch, creep, prompt_change.",
 )
 @click.option(
     "--priced-fraction",

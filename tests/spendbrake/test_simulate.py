@@ -235,6 +235,27 @@ def test_incident_that_matches_no_key_fails_before_the_first_event() -> None:
         simulate(MONDAY, HOUR, rate_per_s=-1)
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "runaway:team=search,start=+2h,duration=3h",  # after the span (the help's example)
+        "launch:start=+1h",  # a start at the span's end: nothing of it is drawn
+        "runaway:start=2026-01-01,duration=3h",  # before the span
+    ],
+)
+def test_an_incident_outside_the_span_is_refused_not_dropped(spec: str) -> None:
+    # Drawn anyway, the file would be the traffic alone, byte for byte.
+    with pytest.raises(ValueError, match="outside the simulated span") as info:
+        simulate(MONDAY, HOUR, incidents=[parse_incident(spec)])
+    assert f"incident {spec.split(':')[0]}" in str(info.value)
+
+
+def test_an_incident_begun_before_the_span_is_drawn_where_they_overlap() -> None:
+    spec = "runaway:team=search,x=20,start=2026-10-04T23:30:00Z,duration=1h"
+    events = list(simulate(MONDAY, HOUR, incidents=[parse_incident(spec)]))
+    assert len(events) > 2 * len(list(simulate(MONDAY, HOUR)))
+
+
 def test_two_weeks_at_5_per_s_streams_in_bounded_slices() -> None:
     # The numeric core that simulate() wraps; building 6M UsageEvents as well
     # would take the suite far past its time budget.
