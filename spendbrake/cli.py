@@ -455,7 +455,7 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
-    delivered = producer.close(timeout_s=30) and report.delivered
+    delivered = producer.close(timeout_s=60)
     if report.bad:
         more = (
             f" ({len(report.bad) - max_errors} not shown)" if len(report.bad) > max_errors else ""

@@ -294,6 +294,27 @@ def test_produce_sends_and_says_what_an_earlier_run_spilled(
     assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == ["e1", "earlier"]
 
 
+def test_produce_with_the_broker_down_keeps_every_event_in_the_spill_and_exits_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No broker at the address: the run's events join what an earlier run spilled, all
+    kept for the next run, and the exit code says not everything was sent. (Until
+    2026-12-07 it first waited a whole minute for the broker, silent.)"""
+    monkeypatch.setenv("SPENDBRAKE_SPILL_DIR", str(tmp_path / "spill"))
+    (tmp_path / "spill").mkdir()
+    spill = tmp_path / "spill" / "spendbrake-sdk-spend.events.jsonl"
+    spill.write_bytes(orjson.dumps({**GROWTH_EVENT, "event_id": "earlier"}) + b"\n")
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(
+        b"".join(orjson.dumps({**GROWTH_EVENT, "event_id": f"now-{i}"}) + b"\n" for i in range(3))
+    )
+    result = run("produce", str(source), "--bootstrap", f"127.0.0.1:{free_port()}")
+    assert result.exit_code == 3, result.output
+    assert "published 0 of 3 events; the rest wait in" in result.output.replace("\n", " ")
+    ids = sorted(orjson.loads(line)["event_id"] for line in spill.read_bytes().splitlines())
+    assert ids == ["earlier", "now-0", "now-1", "now-2"]
+
+
 def test_produce_counts_and_names_spilled_events_the_broker_refuses(
     broker: EmbeddedBroker,
     make_topic: Callable[..., str],
@@ -553,7 +574,7 @@ def test_produce_waits_for_the_broker_rather_than_spill_a_file_out_of_order(
         broker.bootstrap_servers, topic=topic, spill_path=tmp_path / "spill.jsonl", max_queue=200
     ) as producer:
         report = produce_lines(lines, producer)
-        assert report.delivered and report.sent == 3000
+        assert report.sent == 3000 and producer.flush(60)
         assert producer.stats.spilled == 0, producer.stats
     records = read_topic_sync(broker.bootstrap_servers, topic, 3000)
     assert len(records) == 3000
