@@ -103,6 +103,7 @@ def rolled_up_in_child(
     lateness_s: float,
     plan: RollupPlan,
     stats: ReplayStats,
+    max_rejected: int = 5,
 ) -> Generator[Step, None, None]:
     """``rolled_up``'s steps, computed in a child process while the caller works on the
     ones already sent. Closing the iterator early stops the child."""
@@ -135,7 +136,7 @@ def rolled_up_in_child(
     feeder = _Feeder(
         () if file else lines,
         os.fdopen(lines_write_fd, "wb"),
-        (config, lateness_s, plan, file),
+        (config, lateness_s, plan, file, max_rejected),
     )
     feeder.start()
     drain = _Drain(steps_in)
@@ -365,7 +366,7 @@ def _child(lines_in: IO[bytes], steps_out: IO[bytes]) -> int:
         setup = _read(lines_in)
         if setup is None:
             return 1
-        config, lateness_s, plan, file = pickle.loads(setup)
+        config, lateness_s, plan, file, max_rejected = pickle.loads(setup)
         lines: Iterable[bytes] = _received(lines_in)
         if file is not None:
             # A 1 MiB buffer: a read per 3,000 lines, not per 27 (a third of reading's time).
@@ -377,7 +378,8 @@ def _child(lines_in: IO[bytes], steps_out: IO[bytes]) -> int:
         pending: list[Step] = []
         held = 0
         # Blocks in msgpack already: the numbers never become int objects here.
-        for step in rolled_up(lines, config, lateness_s, plan, stats, packed=True):
+        steps = rolled_up(lines, config, lateness_s, plan, stats, True, max_rejected)
+        for step in steps:
             pending.append(step)
             held += sum(len(block.values) for block in step[0]) + 1
             if held >= RECORDS_PER_MESSAGE:

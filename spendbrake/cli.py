@@ -375,13 +375,14 @@ def _report_delivery(producer: Any, count: int, delivered: bool) -> None:
     sys.exit(3)
 
 
-def _name_first(named: list[str], total: int) -> None:
+def _name_first(named: list[str], total: int, how_to_see: str = "") -> None:
     """The first few of ``total`` refused records or lines, one indented line each (as
-    given: caller text shown with ``visible``), then how many more."""
+    given: caller text shown with ``visible``), then how many more (and ``how_to_see``
+    them)."""
     for line in named:
         err.print(f"  {visible(line)}", markup=False, highlight=False)
     if total > len(named):
-        err.print(f"  ({total - len(named):,} more)")
+        err.print(f"  ({total - len(named):,} more{how_to_see})", markup=False)
 
 
 class _progress:
@@ -785,6 +786,13 @@ def resume(
     "the time on two free cores; the same output); auto: 2 for a file of 32 MiB or more "
     "(about 100k events) on a machine with two cores, else 1.",
 )
+@click.option(
+    "--max-errors",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Rejected lines shown with their reason (all are counted).",
+)
 def replay(
     events_file: str,
     config_path: str | None,
@@ -792,6 +800,7 @@ def replay(
     lateness: float,
     sort_lines: bool,
     jobs: str,
+    max_errors: int,
 ) -> None:
     """Show every alert and action a config would have produced on past events.
 
@@ -831,6 +840,7 @@ def replay(
                 stats=stats,
                 progress=tick,
                 jobs=processes,
+                max_rejected=max_errors,
             )
             for alert in alerts:
                 if fmt == "jsonl":
@@ -856,6 +866,7 @@ def replay(
     _name_first(
         [("" if sort_lines else f"line {number}: ") + reason for number, reason in stats.rejected],
         dead,
+        "; --max-errors N shows more",
     )
     if stats.late and not sort_lines:
         err.print(

@@ -223,6 +223,8 @@ class PartitionProcessor:
         #: (offset, reason) of the first ``FIRST_DEAD`` dead letters since it was made: what
         #: replay shows of a file's bad lines (its dead letters go nowhere).
         self.first_dead: list[tuple[int, str]] = []
+        #: How many of them it keeps (replay's ``--max-errors``).
+        self.first_dead_max = FIRST_DEAD
         self.alerts: list[Alert] = []
         #: (provider, model, UTC day) already alerted as unpriced, kept for 8 days.
         self.unpriced_seen: set[tuple[str, str, int]] = set()
@@ -715,7 +717,7 @@ class PartitionProcessor:
 
     def _dead(self, field_name: str, reason: str, raw: bytes, offset: int) -> None:
         self.stats.dead[field_name] = self.stats.dead.get(field_name, 0) + 1
-        if len(self.first_dead) < FIRST_DEAD:
+        if len(self.first_dead) < self.first_dead_max:
             self.first_dead.append((offset, f"{field_name}: {reason}"))
         self.dead.append(
             DeadLetter(

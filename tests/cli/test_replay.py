@@ -316,25 +316,32 @@ def test_replay_dates_alerts_at_the_watermark_as_the_live_stage_does() -> None:
 def test_replay_names_the_first_rejected_lines_and_counts_the_rest(
     tmp_path: Path, jobs: str
 ) -> None:
-    """Seven bad lines among good ones: the first five by line number and reason, in one
-    process or two (the second rolls up), and how many more."""
+    """Eight bad lines among good ones: at ``--max-errors 5`` the first five by line number
+    and reason, in one process or two (the second rolls up), how many more and how to see
+    them; by default (20) all of them."""
     events, config = _files(tmp_path)
     good = events.read_bytes().splitlines(keepends=True)
     bad = [b'{"bad": 1}\n', b"not json\n"] * 3 + [b"\n", b'{"event_id": "x"}\n']
     path = tmp_path / "mixed.jsonl"
     path.write_bytes(b"".join(bad) + b"".join(good))
-    result = CliRunner().invoke(
-        main, ["replay", str(path), "--config", str(config), "--jobs", jobs]
-    )
-    assert result.exit_code == 0, result.output
-    shown = [
-        line.strip() for line in result.stderr.splitlines() if line.strip().startswith("line ")
-    ]
-    assert shown[0] == "line 1: event_id: is required"
-    assert shown[1].startswith("line 2: payload: not valid JSON")
-    assert [s.split(":")[0] for s in shown] == ["line 1", "line 2", "line 3", "line 4", "line 5"]
+
+    def shown(*options: str) -> tuple[list[str], str]:
+        result = CliRunner().invoke(
+            main, ["replay", str(path), "--config", str(config), "--jobs", jobs, *options]
+        )
+        assert result.exit_code == 0, result.output
+        lines = [line.strip() for line in result.stderr.splitlines()]
+        return [line for line in lines if line.startswith("line ")], result.stderr
+
+    first, stderr = shown("--max-errors", "5")
+    assert first[0] == "line 1: event_id: is required"
+    assert first[1].startswith("line 2: payload: not valid JSON")
+    assert [s.split(":")[0] for s in first] == ["line 1", "line 2", "line 3", "line 4", "line 5"]
     # Lines 6 and 8 (7 is blank, not an event), and the fixture's own bad last line.
-    assert "(3 more)" in result.stderr
+    assert "(3 more; --max-errors N shows more)" in stderr
+    every, stderr = shown()
+    assert every[:5] == first and [s.split(":")[0] for s in every[5:7]] == ["line 6", "line 8"]
+    assert len(every) == 8 and "more" not in stderr
 
 
 def test_replay_table_redirected_to_a_file_keeps_every_value_whole(tmp_path: Path) -> None:
