@@ -1106,7 +1106,8 @@ def digest(
     "--config",
     "config_option",
     type=click.Path(),
-    help="The same file, as every other command names it (or the argument).",
+    help="The same file, as every other command names it (or the argument). "
+    "Env: SPENDBRAKE_CONFIG, when neither is given.",
 )
 def validate(config_file: str | None, config_option: str | None) -> None:
     """Check an operator config file; print every problem with file:line:column and path.
@@ -1117,12 +1118,17 @@ def validate(config_file: str | None, config_option: str | None) -> None:
     """
     from ._config_loader import ConfigErrors, load_config
 
-    if (config_file is None) == (config_option is None):
+    if config_file is not None and config_option is not None:
         raise click.UsageError(
             "name the config file once: `validate FILE` or `validate --config FILE`"
         )
-    config_file = config_file or config_option
-    assert config_file is not None
+    # The argument or the option first: an environment's default does not clash with them.
+    config_file = config_file or config_option or os.environ.get("SPENDBRAKE_CONFIG") or None
+    if config_file is None:
+        raise click.UsageError(
+            "no config file given: `validate FILE`, `validate --config FILE`, or "
+            "SPENDBRAKE_CONFIG in the environment"
+        )
     try:
         config = load_config(config_file)
     except ConfigErrors as exc:

@@ -365,11 +365,13 @@ def test_produce_from_stdin_exits_zero_when_all_lines_are_good(
     assert len(read_topic_sync(broker.bootstrap_servers, topic, 1)) == 1
 
 
-def test_validate_exit_codes(tmp_path: Path) -> None:
+def test_validate_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPENDBRAKE_CONFIG", raising=False)
     assert run("validate", "examples/spendbrake.yaml").exit_code == 0
     # Named as every other command names it (it said "No such option: --config").
     assert run("validate", "--config", "examples/spendbrake.yaml").exit_code == 0
-    assert run("validate").exit_code == 2
+    result = run("validate")
+    assert result.exit_code == 2 and "no config file given" in result.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("budgets:\n  - name: x\n    amount_usd: -1\n")
     result = run("validate", str(bad))
@@ -396,6 +398,20 @@ def doc_config_snippets() -> list[str]:
         spans = re.findall(rf"`((?:{sections}): \{{[^`]*\}})`", text)
         found += [" ".join(span.split()) + "\n" for span in spans]
     return found
+
+
+def test_validate_reads_spendbrake_config_as_every_command_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said "name the config file once" with only the environment naming it."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("budgets:\n  - name: x\n    amount_usd: -1\n")
+    monkeypatch.setenv("SPENDBRAKE_CONFIG", str(bad))
+    result = run("validate")
+    assert result.exit_code == 1 and f"1 problem(s) in {bad}" in result.output
+    # A file named on the command line is the one checked.
+    result = run("validate", "examples/spendbrake.yaml")
+    assert result.exit_code == 0 and "examples/spendbrake.yaml: ok" in result.output
 
 
 def test_validate_takes_every_config_snippet_in_the_docs(
