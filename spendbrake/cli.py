@@ -901,6 +901,11 @@ def _alert_table(rows: list[Alert]) -> None:
 
     from ._report_render import terminal_text
 
+    if not rows:
+        # An empty frame on stdout read as a table that failed to fill.
+        _stdout_console().print("no alerts: this config would have sent nothing on these events")
+        return
+
     table = Table(title="alerts the engine would have sent", title_justify="left")
     # On a narrow terminal the date and time stay whole (16 characters) and long scopes
     # and key lists wrap rather than end in an ellipsis: a cut value names nothing.

@@ -58,6 +58,19 @@ def test_replay_table_format(tmp_path: Path) -> None:
     assert "alerts the engine would have sent" in result.stdout
 
 
+def test_replay_table_of_no_alert_says_so(tmp_path: Path) -> None:
+    """An empty table frame read as a table that failed to fill."""
+    events, _ = _files(tmp_path)
+    config = tmp_path / "quiet.yaml"
+    config.write_text("detectors: []\n")
+    result = CliRunner().invoke(
+        main, ["replay", str(events), "--config", str(config), "--format", "table"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("no alerts: this config would have sent nothing")
+    assert "0 alert(s)" in result.stderr
+
+
 def test_replay_tries_a_pause_that_waits_for_the_anomaly_to_last(tmp_path: Path) -> None:
     """An operator tries ``confirm_s`` on history: the runaway's first alert holds its key
     (the table says so), a follow-up at least that long after pauses it, once."""
