@@ -1061,6 +1061,11 @@ def digest(
     )
     from ._report import ReportError, parse_period, report_from_store
 
+    try:  # the command line first, then the config: a typo is named before a setting
+        chosen = parse_period(period)
+    except ReportError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
     config = _load(config_path)
     if config.slack.token is None:
         err.print("error: slack.token is not set in the config (or its ${VAR} is empty)")
@@ -1068,7 +1073,6 @@ def digest(
     path = _store_file(config, store, state_dir)
     chart = Path(tempfile.mkdtemp(prefix="spendbrake-digest-")) / f"spend-{period}.png"
     try:
-        chosen = parse_period(period)
         prices = PriceTable.default().with_overrides(config.pricing.models)
         now = time.time()
         data, _ = report_from_store(

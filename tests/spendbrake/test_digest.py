@@ -330,6 +330,9 @@ def test_digest_command_errors_are_one_line(tmp_path: Path) -> None:
     empty.write_text("slack: {channel: '#x'}\n")
     result = CliRunner().invoke(main, ["digest", "--period", "2026-10", "--config", str(empty)])
     assert result.exit_code == 1 and "slack.token is not set" in result.output
+    # The period is checked first: a typo is named before a missing setting.
+    result = CliRunner().invoke(main, ["digest", "--period", "2026-13", "--config", str(empty)])
+    assert result.exit_code == 1 and result.output.startswith("error: period '2026-13'")
 
 
 def test_schedule_sends_each_due_digest_once_across_a_restart(tmp_path: Path) -> None:
