@@ -1071,35 +1071,37 @@ def digest(
         err.print("error: slack.token is not set in the config (or its ${VAR} is empty)")
         sys.exit(1)
     path = _store_file(config, store, state_dir)
-    chart = Path(tempfile.mkdtemp(prefix="spendbrake-digest-")) / f"spend-{period}.png"
-    try:
-        prices = PriceTable.default().with_overrides(config.pricing.models)
-        now = time.time()
-        data, _ = report_from_store(
-            path, chosen, by or config.digest.by, now=now, prices=prices, chart=chart
-        )
-        # A digest of a period is never posted before the period starts; once it has ended,
-        # one posted while it ran held part of it and does not stand for the whole.
-        since = None if force else float(chosen.end if now >= chosen.end else chosen.start)
-        # Channel ids learned by earlier digests: a re-run can look for its own post.
-        known = channel_ids_file(state_dir)
-        ids = load_channel_ids(known)
+    # The chart is posted from a file; gone with the command.
+    with tempfile.TemporaryDirectory(prefix="spendbrake-digest-") as tmp:
+        chart = Path(tmp) / f"spend-{period}.png"
         try:
-            result = asyncio.run(
-                send_digest(
-                    config.slack,
-                    data,
-                    chart,
-                    channel=channel or config.digest.channel,
-                    since=since,
-                    channel_ids=ids,
-                )
+            prices = PriceTable.default().with_overrides(config.pricing.models)
+            now = time.time()
+            data, _ = report_from_store(
+                path, chosen, by or config.digest.by, now=now, prices=prices, chart=chart
             )
-        finally:
-            save_channel_ids(known, ids)
-    except (ReportError, DigestError) as exc:
-        err.print(f"error: {exc}", markup=False)
-        sys.exit(1)
+            # A digest of a period is never posted before the period starts; once it has ended,
+            # one posted while it ran held part of it and does not stand for the whole.
+            since = None if force else float(chosen.end if now >= chosen.end else chosen.start)
+            # Channel ids learned by earlier digests: a re-run can look for its own post.
+            known = channel_ids_file(state_dir)
+            ids = load_channel_ids(known)
+            try:
+                result = asyncio.run(
+                    send_digest(
+                        config.slack,
+                        data,
+                        chart,
+                        channel=channel or config.digest.channel,
+                        since=since,
+                        channel_ids=ids,
+                    )
+                )
+            finally:
+                save_channel_ids(known, ids)
+        except (ReportError, DigestError) as exc:
+            err.print(f"error: {exc}", markup=False)
+            sys.exit(1)
     where = channel or config.digest.channel or config.slack.channel
     if result.posted:
         err.print(f"digest {chosen.label} posted to {where} (ts {result.ts}), chart in its thread")
