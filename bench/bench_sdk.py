@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -74,6 +75,7 @@ def run(n: int) -> dict[str, float]:
     )
     down_mean, down_worst = time_calls(down.emit, events(n, "d"))
     down.close(timeout_s=0)
+    shutil.rmtree(spill_dir, ignore_errors=True)
     return {
         "events": n,
         "serialize_us": round(base_mean, 2),

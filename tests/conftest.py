@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +18,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ["SPENDBRAKE_SPILL_DIR"] = tempfile.mkdtemp(prefix="spendbrake-spill-")
 
 from spendbrake._broker import EmbeddedBroker, ensure_topics
+
+atexit.register(shutil.rmtree, os.environ["SPENDBRAKE_SPILL_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
