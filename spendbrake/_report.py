@@ -690,19 +690,30 @@ def team_model_costs(con: Any, period: Period) -> tuple[dict[str, dict[str, int]
 
 def open_store(path: str | Path) -> Any:
     """Open the store read-only for a report, or raise ReportError saying why not."""
-    from spendbrake.streamer import StoreBusy, connect_store
+    from spendbrake.streamer import StoreBusy, connect_store, table_type
 
     path = Path(path)
     if not path.is_file():
         raise ReportError(
             f"no store at {path}: run `spendbrake worker --stages ...,store` first, or pass --store"
         )
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+    if head[8:12] != b"DUCK":  # DuckDB's file magic: a config, an export, an empty file...
+        raise ReportError(
+            f"{path} is not a store (a DuckDB file, which the worker's store stage writes "
+            "under its --state-dir): pass the store file as --store"
+        )
     try:
-        return connect_store(path, read_only=True)
+        con = connect_store(path, read_only=True)
     except StoreBusy as exc:
         raise ReportError(str(exc)) from exc
     except Exception as exc:  # duckdb raises its own error types for a bad file
         raise ReportError(f"{path}: cannot open as a DuckDB store ({exc})") from exc
+    if table_type(con, "rollups") is None:  # another program's DuckDB file
+        con.close()
+        raise ReportError(f"{path} is a DuckDB file but not a store: it has no rollups table")
+    return con
 
 
 def report_from_store(

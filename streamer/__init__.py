@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         drop_trace_weeks,
         load_offsets,
         opened,
+        table_type,
         traces_from,
     )
 
@@ -49,6 +50,7 @@ _LAZY = dict.fromkeys(
         "drop_trace_weeks",
         "load_offsets",
         "opened",
+        "table_type",
         "traces_from",
     ),
     "_store",
@@ -91,6 +93,7 @@ __all__ = [
     "encode_traces",
     "load_offsets",
     "opened",
+    "table_type",
     "trace_records",
     "traces_from",
     "write_atomic",

@@ -315,7 +315,7 @@ def create_schema(con: Any) -> None:
     for table in SCHEMA:
         if table != "traces":
             _create_table(con, table, table)
-    if _split_traces(con) or _table_type(con, "traces") is None:
+    if _split_traces(con) or table_type(con, "traces") is None:
         _trace_view(con)
 
 
@@ -348,7 +348,7 @@ def _trace_view(con: Any) -> None:
     con.execute("CREATE OR REPLACE VIEW traces AS " + " UNION ALL ".join(parts))
 
 
-def _table_type(con: Any, name: str) -> str | None:
+def table_type(con: Any, name: str) -> str | None:
     """ "BASE TABLE", "VIEW", or None (no such table)."""
     found = con.execute(
         "SELECT table_type FROM information_schema.tables "
@@ -361,7 +361,7 @@ def _table_type(con: Any, name: str) -> str | None:
 def _split_traces(con: Any) -> bool:
     """A store written before the week tables has one ``traces`` table: its rows move to
     their weeks' tables, once, in one transaction (the view then takes its name)."""
-    if _table_type(con, "traces") != "BASE TABLE":
+    if table_type(con, "traces") != "BASE TABLE":
         return False
     with transaction(con):
         weeks = con.execute(f"SELECT DISTINCT {_TRACE_WEEK_SQL}::BIGINT FROM traces").fetchall()
@@ -454,7 +454,7 @@ def drop_trace_weeks(con: Any, keep: int) -> list[str]:
 
 def traces_from(con: Any) -> float | None:
     """Where the trace partials kept begin, once older weeks were dropped (None: never)."""
-    if _table_type(con, "meta") is None:  # a store of before 2026-12-07, read only
+    if table_type(con, "meta") is None:  # a store of before 2026-12-07, read only
         return None
     row = con.execute("SELECT value FROM meta WHERE key = 'traces_from'").fetchone()
     return None if row is None else float(row[0])

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from click.testing import CliRunner
 
@@ -310,6 +311,13 @@ def test_report_command(tmp_path: Path) -> None:
         (["--period", "2026-W60"], "error: period '2026-W60': week must be in 1..53 for 2026\n"),
         (["--period", "2027-W53"], "error: period '2027-W53': week must be in 1..52 for 2027\n"),
         (["--period", "2026-10", "--chart", "/dev/full"], "error: cannot write the chart"),
+        # A file that is no store: it said "Catalog Error: Cannot launch in-memory database
+        # in read-only mode!", or to move a config file aside, or raised a traceback.
+        (["--period", "2026-10", "--store", "spendbrake.yaml"], "error: spendbrake.yaml is not a"),
+        (
+            ["--period", "2026-10", "--store", "other.duckdb"],
+            "error: other.duckdb is a DuckDB file",
+        ),
     ],
 )
 def test_report_errors_are_one_line(
@@ -317,6 +325,9 @@ def test_report_errors_are_one_line(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     make_store(tmp_path / "state" / "store" / "spend.duckdb")
+    (tmp_path / "spendbrake.yaml").write_text("budgets: []\n")
+    with duckdb.connect(str(tmp_path / "other.duckdb")) as other:
+        other.execute("CREATE TABLE t (a INT)")
     result = CliRunner().invoke(main, ["report", *args, "--state-dir", "state"])
     assert result.exit_code == 1
     assert result.output.startswith(message) and result.output.count("\n") == 1, result.output
