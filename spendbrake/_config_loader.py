@@ -21,7 +21,7 @@ import contextlib
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,17 @@ class ConfigErrors(ConfigError):
         super().__init__("", "\n".join(str(e) for e in errors))
 
 
-def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Load and validate a config file; None gives the defaults (plus env overrides)."""
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    unread: Collection[str] = (),
+) -> Config:
+    """Load and validate a config file; None gives the defaults (plus env overrides).
+
+    ``unread``: top-level sections the caller does not use, taken as the defaults, unchecked
+    (``replay`` with a production file reads no ``kafka`` or ``slack``: their ``${VAR}``
+    need not be set on the machine replaying); ``validate`` checks every section.
+    """
     env = os.environ if env is None else env
     if path is None:
         data: Any = {}
@@ -76,11 +85,13 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raw = Path(path).read_bytes()
         except OSError as exc:
             raise ConfigError("", f"cannot read config: {exc.strerror}", name) from None
-        return config_from_bytes(raw, name, env)
-    return build_config(data, marks, env, name)
+        return config_from_bytes(raw, name, env, unread)
+    return build_config(data, marks, env, name, unread)
 
 
-def config_from_bytes(raw: bytes, name: str, env: Mapping[str, str] | None = None) -> Config:
+def config_from_bytes(
+    raw: bytes, name: str, env: Mapping[str, str] | None = None, unread: Collection[str] = ()
+) -> Config:
     """``load_config`` of a file's bytes already read (hot reload parses exactly the bytes
     it compared with the config in force, not a second read of a file being written)."""
     env = os.environ if env is None else env
@@ -90,7 +101,7 @@ def config_from_bytes(raw: bytes, name: str, env: Mapping[str, str] | None = Non
         problem = f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
         raise ConfigError("", problem, name) from None
     data, marks = parse_yaml(text, name)
-    return build_config(data, marks, env, name)
+    return build_config(data, marks, env, name, unread)
 
 
 def parse_yaml(text: str, name: str = "<config>") -> tuple[Any, dict[Loc, str]]:
@@ -202,14 +213,20 @@ class _BoundedLoader(yaml.SafeLoader):
 
 
 def build_config(
-    data: Any, marks: Mapping[Loc, str], env: Mapping[str, str], name: str = "<config>"
+    data: Any,
+    marks: Mapping[Loc, str],
+    env: Mapping[str, str],
+    name: str = "<config>",
+    unread: Collection[str] = (),
 ) -> Config:
     if not isinstance(data, dict):
         raise ConfigError("", "the top level must be a mapping of sections", name)
     errors: list[ConfigError] = []
     from_env: dict[Loc, list[str]] = {}
+    data = {section: value for section, value in data.items() if section not in unread}
     data = _expand_env(data, (), env, marks, errors, from_env)
-    overrides = kafka_env_overrides(env)  # SPENDBRAKE_BOOTSTRAP, SPENDBRAKE_KAFKA_PASSWORD...
+    # SPENDBRAKE_BOOTSTRAP, SPENDBRAKE_KAFKA_PASSWORD...
+    overrides = {} if "kafka" in unread else kafka_env_overrides(env)
     if overrides and isinstance(data.get("kafka") or {}, dict):
         data["kafka"] = {**(data.get("kafka") or {}), **overrides}
         for field, var in ((f, v) for v, f in KAFKA_ENV.items() if f in overrides):

@@ -30,11 +30,19 @@ def _stdout_console() -> Console:
     return Console(highlight=False, width=100_000)
 
 
-def _load(config_path: str | None, bootstrap: str | None = None) -> Config:
+#: Sections a command that neither reads Kafka nor posts to Slack or a gateway leaves
+#: unread (``load_config(unread=...)``): an operator's production file replays on a laptop
+#: without its brokers' and tokens' ``${VAR}``.
+OFFLINE_UNREAD = ("kafka", "slack", "gateway", "digest")
+
+
+def _load(
+    config_path: str | None, bootstrap: str | None = None, unread: tuple[str, ...] = ()
+) -> Config:
     from ._config_loader import load_config
 
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, unread=unread)
     except ConfigError as exc:
         err.print(f"[red]invalid config[/red]\n{exc}", markup=True, soft_wrap=True)
         sys.exit(1)
@@ -810,9 +818,11 @@ def replay(
 
     Runs the worker's own validation, dedupe, pricing, rollups, detectors, budgets and
     policies in-process, in the file's order (--sort: in event-time order), with no
-    broker. Alerts go to stdout; progress and a summary go to stderr. Exit code 0 (also
-    when nothing fired); 1 when the file held no valid event at all (empty, or every line
-    rejected: another format?), since then nothing was judged.
+    broker: the config's kafka, slack, gateway and digest sections are not read (their
+    ${VAR} need not be set; `spendbrake validate` checks them). Alerts go to stdout;
+    progress and a summary go to stderr. Exit code 0 (also when nothing fired); 1 when the
+    file held no valid event at all (empty, or every line rejected: another format?), since
+    then nothing was judged.
 
     \b
     Example: spendbrake replay last-month.jsonl --config spendbrake.yaml --format table
@@ -821,7 +831,7 @@ def replay(
 
     from ._replay import ReplayStats, by_event_time, replay_lines
 
-    config = _load(config_path)
+    config = _load(config_path, unread=OFFLINE_UNREAD)
     stats = ReplayStats()
     handle = sys.stdin.buffer if events_file == "-" else open(events_file, "rb")  # noqa: SIM115
     started = time.perf_counter()
@@ -990,7 +1000,7 @@ def report(
     from ._report import ReportError, parse_period, report_from_store
     from ._report_render import render_csv, render_json, render_table
 
-    config = _load(config_path)
+    config = _load(config_path, unread=OFFLINE_UNREAD)
     path = _store_file(config, store, state_dir)
     try:
         prices = PriceTable.default().with_overrides(config.pricing.models)

@@ -58,6 +58,34 @@ def test_replay_table_format(tmp_path: Path) -> None:
     assert "alerts the engine would have sent" in result.stdout
 
 
+def test_replay_reads_a_production_config_without_its_brokers_and_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replay reads no Kafka, Slack or gateway: their ``${VAR}`` unset on the machine
+    replaying (and a bootstrap override in the environment) do not stop it; an unset one in
+    a section it reads does, and ``validate`` still checks every section."""
+    events, _ = _files(tmp_path)
+    for var in ("SB_TEST_KAFKA", "SB_TEST_TOKEN", "SB_TEST_URL", "SB_TEST_AMOUNT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SPENDBRAKE_BOOTSTRAP", "localhost:99999")
+    config = tmp_path / "production.yaml"
+    sections = (
+        "kafka:\n  bootstrap_servers: ${SB_TEST_KAFKA}\n"
+        "slack:\n  token: ${SB_TEST_TOKEN}\n"
+        "gateway:\n  kind: litellm\n  url: ${SB_TEST_URL}\n"
+    )
+    config.write_text(sections + "budgets:\n  - name: all\n    amount_usd: 20\n    period: day\n")
+    result = CliRunner().invoke(main, ["replay", str(events), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert any(orjson.loads(line)["kind"] == "budget" for line in result.stdout.splitlines())
+    checked = CliRunner().invoke(main, ["validate", str(config)])
+    assert checked.exit_code == 1 and "SB_TEST_TOKEN is not set" in checked.output
+    config.write_text(sections + "budgets:\n  - name: all\n    amount_usd: ${SB_TEST_AMOUNT}\n")
+    result = CliRunner().invoke(main, ["replay", str(events), "--config", str(config)])
+    assert result.exit_code == 1 and "SB_TEST_AMOUNT is not set" in result.output
+    assert "SB_TEST_TOKEN" not in result.output
+
+
 def test_replay_table_of_no_alert_says_so(tmp_path: Path) -> None:
     """An empty table frame read as a table that failed to fill."""
     events, _ = _files(tmp_path)
