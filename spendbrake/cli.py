@@ -814,7 +814,7 @@ def replay(
 
     EVENTS_FILE holds usage events, one contract v1 JSON object a line (docs/contract.md;
     what `spendbrake simulate --out` writes and `spendbrake produce` sends, not a
-    gateway's own log format); '-' reads stdin.
+    gateway's own log format), gzip-compressed or not; '-' reads stdin.
 
     Runs the worker's own validation, dedupe, pricing, rollups, detectors, budgets and
     policies in-process, in the file's order (--sort: in event-time order), with no
@@ -827,13 +827,18 @@ def replay(
     \b
     Example: spendbrake replay last-month.jsonl --config spendbrake.yaml --format table
     """
+    import gzip
     import time
 
     from ._replay import ReplayStats, by_event_time, replay_lines
 
     config = _load(config_path, unread=OFFLINE_UNREAD)
     stats = ReplayStats()
-    handle = sys.stdin.buffer if events_file == "-" else open(events_file, "rb")  # noqa: SIM115
+    source = sys.stdin.buffer if events_file == "-" else open(events_file, "rb")  # noqa: SIM115
+    handle: Any = source
+    peek = getattr(source, "peek", None)  # a BytesIO standing in for stdin has none
+    if peek is not None and peek(2)[:2] == b"\x1f\x8b":  # gzip's magic: a kept export
+        handle = gzip.GzipFile(fileobj=source, mode="rb")
     started = time.perf_counter()
     rows: list[Alert] = []
     try:
@@ -858,8 +863,9 @@ def replay(
                 else:
                     rows.append(alert)
     finally:
-        if handle is not sys.stdin.buffer:
+        if source is not sys.stdin.buffer:
             handle.close()
+            source.close()
     elapsed = time.perf_counter() - started
     if fmt == "table":
         _alert_table(rows)

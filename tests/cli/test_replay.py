@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import orjson
@@ -84,6 +85,20 @@ def test_replay_reads_a_production_config_without_its_brokers_and_tokens(
     result = CliRunner().invoke(main, ["replay", str(events), "--config", str(config)])
     assert result.exit_code == 1 and "SB_TEST_AMOUNT is not set" in result.output
     assert "SB_TEST_TOKEN" not in result.output
+
+
+def test_replay_reads_a_gzipped_file_as_its_lines(tmp_path: Path) -> None:
+    """An export kept as .jsonl.gz: the same alerts as the file itself (every line was
+    rejected as not UTF-8)."""
+    events, config = _files(tmp_path)
+    packed = tmp_path / "events.jsonl.gz"
+    packed.write_bytes(gzip.compress(events.read_bytes()))
+    outputs = []
+    for path in (events, packed):
+        result = CliRunner().invoke(main, ["replay", str(path), "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        outputs.append(result.stdout)
+    assert outputs[0] and outputs[1] == outputs[0]
 
 
 def test_replay_table_of_no_alert_says_so(tmp_path: Path) -> None:
