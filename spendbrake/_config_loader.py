@@ -469,6 +469,14 @@ def _mark_for(loc: Loc, marks: Mapping[Loc, str]) -> str | None:
     return marks.get(())
 
 
+#: Pydantic's words for a wrong shape, in the YAML terms an operator writes.
+_YAML_SHAPES = {
+    "list_type": "must be a list ([a, b], or one '- item' line each)",
+    "dict_type": "must be a mapping (one 'key: value' line each)",
+    "model_type": "must be a mapping (one 'key: value' line each)",
+}
+
+
 def _to_config_error(
     err: Mapping[str, Any],
     marks: Mapping[Loc, str],
@@ -497,6 +505,7 @@ def _to_config_error(
         reason = message[len("Value error, ") :]
     else:
         reason = message.replace("Input should be", "must be").replace("Input ", "value ")
+        reason = _YAML_SHAPES.get(kind, reason)
         if kind == "missing":
             reason = "is required"
         elif secret:

@@ -150,6 +150,12 @@ def test_each_problem_has_line_column_and_path(tmp_path: Path) -> None:
             "kafka.bootstrap_servers: 'kafka:909x': the port must be a number from 1 to 65535",
         ),
         ("slak: {channel: x}\n", "slak: unknown key 'slak' (did you mean 'slack'?)"),
+        # In YAML's terms, not pydantic's ("must be a valid list", "a valid dictionary").
+        (
+            "budgets:\n  - {name: a, amount_usd: 5, alert_at: 3}\n",
+            "budgets[0].alert_at: must be a list ([a, b], or one '- item' line each), got 3",
+        ),
+        ("slack: 5\n", "slack: must be a mapping (one 'key: value' line each), got 5"),
         ("store: {pth: x.duckdb}\n", "store.pth: unknown key 'pth' (did you mean 'path'?)"),
         (  # each dead letter read back as a bad event and dead-lettered again, for ever
             "kafka: {topics: {dlq: spend.events}}\n",
