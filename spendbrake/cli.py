@@ -14,7 +14,15 @@ from typing import IO, Any
 import click
 from rich.console import Console
 
-from spendbrake.schemas import Alert, Config, ConfigError, SpendBrakeError, encode_alert, visible
+from spendbrake.schemas import (
+    Alert,
+    Config,
+    ConfigError,
+    InvalidEvent,
+    SpendBrakeError,
+    encode_alert,
+    visible,
+)
 
 from . import __version__
 
@@ -246,8 +254,8 @@ def _parse_start(value: str | None) -> float:
     text = value if "T" in value or " " in value else value + "T00:00:00Z"
     try:
         return parse_ts(text)
-    except SpendBrakeError as exc:
-        raise click.BadParameter(str(exc), param_hint="--start") from None
+    except InvalidEvent as exc:  # its reason, without the event field's name ("ts: ...")
+        raise click.BadParameter(exc.reason, param_hint="--start") from None
 
 
 @main.command()

@@ -113,6 +113,13 @@ def test_simulate_refuses_a_bad_value_naming_the_option(option: str, value: str)
     assert value in result.output and "Traceback" not in result.output
 
 
+def test_simulate_names_a_bad_start_in_its_own_terms() -> None:
+    result = run("simulate", "--start", "2026-13-01", "--out", os.devnull)
+    assert result.exit_code == 2 and "Invalid value for --start: must be an RFC 3339" in (
+        result.output
+    ), result.output  # not "--start: ts: must be...", the event field's name
+
+
 def test_demo_refuses_a_negative_rate_before_starting_anything() -> None:
     result = run("demo", "--rate", "-1")
     assert result.exit_code == 2 and "Invalid value for '--rate'" in result.output
