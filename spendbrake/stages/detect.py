@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from spendbrake.actions import decide
-from spendbrake.detectors import SpendWatch
+from spendbrake.detectors import SpendWatch, make_detector
 from spendbrake.schemas import (
     Alert,
     Config,
@@ -182,6 +182,7 @@ class DetectStage(Stage):
         try:
             data = path.read_bytes()
         except FileNotFoundError:
+            self._say_cold()
             return
         try:
             saved = msgspec.json.decode(data, type=_Saved)
@@ -217,6 +218,22 @@ class DetectStage(Stage):
         log.info("detector stage restored at rollup offsets %s", self.offsets)
         if self.watch.budgets.unseeded:
             self._seed_after = dict(self.offsets)
+
+    def _say_cold(self) -> None:
+        """A first start: say that anomalies wait for history, which an operator meeting a
+        silent first fortnight otherwise learns only from the docs."""
+        baselines = [
+            make_detector(d.kind, **d.params) for d in self.config.detectors if d.kind == "baseline"
+        ]
+        days = [getattr(b, "warmup_n", 0) * getattr(b, "period_s", 0) / 86400 for b in baselines]
+        days = [d for d in days if d > 0]
+        if days:
+            log.info(
+                "detector stage: no saved state; the baselines learn for %.0f days of event "
+                "time from the first rollup read before they page an anomaly (budgets alert "
+                "from the start)",
+                max(days),
+            )
 
     def _unreadable(self, path: Path, reason: str) -> StateUnreadable:
         return StateUnreadable(

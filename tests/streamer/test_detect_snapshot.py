@@ -8,6 +8,7 @@ test_unreadable_state.py).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -93,3 +94,22 @@ def test_a_damaged_snapshot_is_refused_in_one_line(
     message = str(caught.value)
     assert message.startswith(f"{path}: unreadable state (") and reason in message, message
     assert "restore it from a backup" in message and "\n" not in message
+
+
+def test_a_first_start_says_anomalies_wait_for_two_weeks_of_history(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With no saved state the baselines page nothing for two weeks of event time, which an
+    operator met as a silent worker and a runaway unpaged (budgets alert at once). A
+    restart from a snapshot does not say it again."""
+    from spendbrake.schemas import Config
+
+    caplog.set_level(logging.INFO, logger="spendbrake")
+    stage = DetectStage(Config(), WorkerSettings(state_dir=tmp_path))
+    stage._load()
+    assert "the baselines learn for 14 days of event time" in caplog.text
+    stage.dir.mkdir(parents=True, exist_ok=True)  # the stage's start makes it
+    stage._save()
+    caplog.clear()
+    DetectStage(Config(), WorkerSettings(state_dir=tmp_path))._load()
+    assert "learn for" not in caplog.text and "restored" in caplog.text
