@@ -549,10 +549,20 @@ def _projection(
     con: Any, period: Period, prior: Period, cost: int, prior_cost: int, now: float
 ) -> dict[str, Any]:
     as_of = min(max(now, period.start), period.end)
-    elapsed = (as_of - period.start) / DAY_S
-    complete = int(elapsed)
+    complete = int((as_of - period.start) / DAY_S)
+    # The store's first hour: a day before it (or the day it began in) is not a day of $0
+    # but one nothing was counted in; a deployment begun on the 3rd halved its run rate.
+    counted_from = con.execute(
+        "SELECT min(window_start) FROM rollups WHERE dims = '' AND window_s = 3600"
+    ).fetchone()[0]
+    start = period.start if counted_from is None else min(max(period.start, counted_from), as_of)
+    elapsed = (as_of - start) / DAY_S
     daily = _daily_costs(con, period.start, period.start + complete * DAY_S)
-    days = [daily.get(period.start + i * DAY_S, 0) / NUSD for i in range(complete)]
+    days = [
+        daily.get(day, 0) / NUSD
+        for day in (period.start + i * DAY_S for i in range(complete))
+        if day >= start
+    ]
     year = _day(int(as_of) - (1 if as_of == period.end else 0)).year
     jan1 = _ts(date(year, 1, 1))
     # The year so far ends with the period when it is over: the next period's days are
@@ -570,6 +580,11 @@ def _projection(
         to_year_end_days=(_ts(date(year + 1, 1, 1)) - as_of) / DAY_S,
         year_to_date_usd=ytd / NUSD,
     )
+    if start > period.start:
+        out["assumptions"].append(
+            f"counting began {format_ts(start)[:16].replace('T', ' ')} UTC: the days before "
+            "it are unknown, not $0, and left out of the run rate"
+        )
     out["as_of"] = format_ts(as_of)
     out["year"] = year
     return out

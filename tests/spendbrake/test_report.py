@@ -365,6 +365,30 @@ def test_caller_names_reach_the_terminal_and_csv_inert(tmp_path: Path) -> None:
     assert not any(line.startswith(("=", "-", "+", "@", '"=')) for line in csv), csv
 
 
+def test_a_projection_leaves_out_the_days_before_counting_began(tmp_path: Path) -> None:
+    """A deployment begun on October 3 at 22:00 ($20 that day, $240 on each of the next
+    two): on October 6 the run rate is $240 a day, not the five days' mean with October
+    1-3 taken as $0 ($100), and the projection says why."""
+    batch = StoreBatch()
+    for day, cost in ((OCT + 2 * 86400, 20.0), (OCT + 3 * 86400, 240.0), (OCT + 4 * 86400, 240.0)):
+        batch.add_rollup(rollup((), (), day, cost))
+        batch.add_rollup(rollup(("team",), ("search",), day, cost))
+        hours = range(22, 24) if cost == 20.0 else range(24)
+        for hour in hours:
+            numbers = (round(cost / len(hours) * 1e9), 1, 0, 0, 0, 0, 0, 0)
+            batch.add_rollup(RollupRecord((), (), 3600, int(day) + hour * 3600, 0, 0, numbers, {}))
+    path = tmp_path / "s.duckdb"
+    con = connect_store(path)
+    apply_batch(con, batch, {("rollups", 0): 1})
+    con.close()
+    con = connect_store(path, read_only=True)
+    report = build_report(con, parse_period("2026-10"), "team", now=OCT + 5.5 * 86400)
+    projection = report["projection"]
+    assert projection["run_rate_usd_per_day"] == pytest.approx(240.0)
+    assert any("counting began 2026-10-03 22:00 UTC" in a for a in projection["assumptions"])
+    assert projection["period_end_usd"] == pytest.approx(500.0 + 240.0 * 25.5)
+
+
 def test_a_period_still_running_is_compared_with_as_much_of_the_one_before(
     tmp_path: Path,
 ) -> None:
