@@ -5,7 +5,8 @@ millions of events for minutes and logged nothing past "partition adopted", so a
 without Prometheus could not tell working from stuck, nor how far it had to go. Every
 ``every_s`` the worker logs, for each stage that moved or has work left, what it did since
 the last line and what is left: the numbers Prometheus scrapes (``metrics.py``), so the log
-and the dashboards never disagree. An idle worker logs nothing.
+and the dashboards never disagree. A stage that did nothing logs nothing (the store reads the
+ingest's watermark marks, events or not, and says so).
 """
 
 from __future__ import annotations
