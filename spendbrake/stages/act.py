@@ -129,6 +129,11 @@ def _unconfigured(config: Config) -> list[str]:
             "no gateway configured (gateway.master_key, or gateway.secret for a webhook): "
             "pauses are audited as skipped, no key is paused"
         )
+    elif config.gateway.dry_run:  # the example config's setting: it pauses nothing either
+        out.append(
+            f"gateway.dry_run is set: pauses are audited as dry runs, no key is paused at "
+            f"{config.gateway.url}"
+        )
     return out
 
 

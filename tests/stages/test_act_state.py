@@ -122,6 +122,13 @@ def test_a_stage_with_nowhere_to_act_says_so_when_it_starts(
     )
     ActionStage(config, WorkerSettings(state_dir=tmp_path / "set")).load()
     assert caplog.records == []
+    # A dry run pauses nothing either (the example config's setting): said too.
+    dry = config.model_copy(update={"gateway": config.gateway.model_copy(update={"dry_run": True})})
+    ActionStage(dry, WorkerSettings(state_dir=tmp_path / "dry")).load()
+    assert [r.getMessage() for r in caplog.records] == [
+        "gateway.dry_run is set: pauses are audited as dry runs, no key is paused at "
+        "http://127.0.0.1:4000"
+    ]
 
 
 def test_the_pause_age_bound_comes_from_the_config_in_force(tmp_path: Path) -> None:
