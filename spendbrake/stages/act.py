@@ -466,8 +466,15 @@ class ActionStage(Stage):
                         self._hint_history(alert, now)
                         if alert.action == "pause":
                             self._count_refusals(alert)
+                        # When it was detected: a backlog's alerts read as live ones, and
+                        # reasons name an hour by its weekday only.
+                        at = alert.detected_at[:16].replace("T", " ")
                         log.info(
-                            "alert %s (%s): %s", alert.ref(), self._done(alert, now), alert.reason
+                            "alert %s (%s), detected %s: %s",
+                            alert.ref(),
+                            self._done(alert, now),
+                            f"{at} UTC" if at else "at an unknown time",
+                            alert.reason,
                         )
             accepted += self.outbox.flush_history(now)
             self.outbox.prune(now)
@@ -524,7 +531,8 @@ class ActionStage(Stage):
         and an operator took the key for paused."""
         what = ", ".join(alert.targets) or "no key"
         if alert.action != "pause":
-            return f"{alert.action} {what}"
+            # "(alert no key)" read as a missing key; it is an alert that pauses nothing.
+            return f"{alert.action} {what}" if alert.targets else f"{alert.action} only"
         allowed, denied = screen_pauses(alert.targets, self.config.keys)
         parts = []
         if allowed:

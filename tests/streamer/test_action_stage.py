@@ -723,7 +723,7 @@ def test_a_pause_read_as_history_is_logged_and_posted_as_skipped_not_as_a_pause(
         old_line
     )
     new_line = next(line for line in lines if f"alert {fresh['id']}#0 (" in line)
-    assert f"(pause {new})" in new_line, new_line
+    assert f"(pause {new}), detected 20" in new_line, new_line  # a backlog's time is said
     old_parent = next(p for p in slack.parents() if old[-4:] in _texts([p]))
     assert "NOT paused" in _texts([old_parent])
     stop_line = next(line for line in lines if "alert budget/daily/1789000000#0 (" in line)
