@@ -68,6 +68,8 @@ class IngestStage(Stage):
     """Consumes ``kafka.topics.events`` in the consumer group and keeps rollups exact."""
 
     name = "ingest"
+    #: Seconds without partitions before the stage says it is waiting for its group.
+    say_waiting_after_s = 10.0
 
     def __init__(
         self,
@@ -528,8 +530,32 @@ class IngestStage(Stage):
 
     async def loop(self) -> None:
         assert self.consumer is not None
-        settings = self.settings
         last_flush = last_checkpoint = time.monotonic()
+        # getmany waits inside for the group's assignment: said from a timer, not the loop.
+        waiting = asyncio.get_running_loop().call_later(
+            self.say_waiting_after_s, self._say_waiting, time.monotonic()
+        )
+        try:
+            await self._read(last_flush, last_checkpoint)
+        finally:
+            waiting.cancel()
+
+    def _say_waiting(self, started: float) -> None:
+        """A start was silent for up to a minute until "partition 0 adopted"."""
+        if self.consumer is None or self.consumer.assignment() or self.processors:
+            return
+        log.info(
+            "waiting for consumer group %s to assign partitions of %s (%.0f s so far; a "
+            "broker may hold a group's first join for half its session timeout of %.0f s)",
+            self.config.kafka.group_id,
+            self.topic,
+            time.monotonic() - started,
+            self.settings.session_timeout_s,
+        )
+
+    async def _read(self, last_flush: float, last_checkpoint: float) -> None:
+        assert self.consumer is not None
+        settings = self.settings
         while not self.stopping.is_set():
             batches = await self.fetch(self.consumer, 100, settings.max_poll_records)
             if batches:
