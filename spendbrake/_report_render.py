@@ -174,8 +174,10 @@ def render_table(report: dict[str, Any], console: Console) -> None:
     console.print(f"alerts: {alerts['count']}" + (f" ({kinds})" if kinds else ""))
     for alert in alerts["items"][:10]:
         scope = ",".join(f"{k}={v}" for k, v in alert["scope"].items()) or "global"
-        reason = alert["reason"] or ""
-        reason = reason if len(reason) <= 64 else reason[:63] + "…"
+        # The reason often opens with the scope the line has just named: said once. Cut at
+        # 64 characters it lost its figures ("... where 97.8 a…").
+        reason = (alert["reason"] or "").removeprefix(f"{scope}: ")
+        reason = reason if len(reason) <= 160 else reason[:159] + "…"
         console.print(
             f"  {alert['detected_at'][:16].replace('T', ' ')} {terminal_text(alert['kind'])} "
             f"{terminal_text(scope)} {terminal_text(alert['severity'])} "

@@ -137,6 +137,8 @@ def make_store(path: Path, team_model: bool = True) -> Path:
             "detected_at": "2026-10-02T10:00:00Z",
             "severity": "warning",
             "action": "alert",
+            "reason": "team=search: search-daily spent $812.40 of its $1,000.00 daily budget: "
+            "81% by 10:00, past its 80% alert",
         }
     )
     # Its escalation: one more record of the same incident.
@@ -268,6 +270,12 @@ def test_report_command(tmp_path: Path) -> None:
     # The last day, not the next period's first ("2026-10-01 to 2026-11-01" read as 32 days).
     assert "Spend report 2026-10 (Thu 2026-10-01 to Sat 2026-10-31, UTC; by team;" in table.output
     assert "assumes run rate" in table.output
+    # Its alert's reason whole, the scope it opens with said once (cut at 64 characters, it
+    # lost its figures: "... where 97.8 a…").
+    assert (
+        "team=search warning alert: search-daily spent $812.40 of its $1,000.00 daily budget: "
+        "81% by 10:00, past its 80% alert" in " ".join(table.output.split())
+    ), table.output
     csv = runner.invoke(
         main,
         [
