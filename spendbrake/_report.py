@@ -327,9 +327,13 @@ def build_report(
     # Nothing counted before the store's first day: a prior period that began earlier (the
     # month SpendBrake was deployed in) holds only part of its spend, and a trend against
     # it (+248 % for a first whole month) says more about the deployment than the spend.
-    first_day = con.execute(
-        "SELECT min(window_start) FROM rollups WHERE dims = '' AND window_s = 86400"
+    # The store's first hour (its first day where it holds days alone) also bounds the run
+    # rate of the projection.
+    counted_from = con.execute(
+        "SELECT coalesce(min(window_start) FILTER (WHERE window_s = 3600), "
+        "min(window_start) FILTER (WHERE window_s = 86400)) FROM rollups WHERE dims = ''"
     ).fetchone()[0]
+    first_day = None if counted_from is None else counted_from - counted_from % DAY_S
     partial = first_day is not None and prior.start < first_day < prior.end
     prior_days_counted = (prior.end - first_day) / DAY_S if partial else None
     report: dict[str, Any] = {
@@ -386,7 +390,7 @@ def build_report(
             f"cost per trace counts traces from {_day(int(kept_from))} on: older weeks of trace "
             "partials were dropped (store.trace_weeks)"
         )
-    report["projection"] = _projection(con, period, prior, cost, prior_cost, now)
+    report["projection"] = _projection(con, period, prior, cost, prior_cost, now, counted_from)
     report["alerts"] = _alerts(con, period)
     report["actions"] = _actions(con, period)
     return report
@@ -546,15 +550,19 @@ def _traces(con: Any, period: Period) -> dict[str, Any] | None:
 
 
 def _projection(
-    con: Any, period: Period, prior: Period, cost: int, prior_cost: int, now: float
+    con: Any,
+    period: Period,
+    prior: Period,
+    cost: int,
+    prior_cost: int,
+    now: float,
+    counted_from: int | None,
 ) -> dict[str, Any]:
+    """``counted_from``: the store's first hour. A day before it (or the day it began in) is
+    not a day of $0 but one nothing was counted in; a deployment begun on the 3rd halved its
+    run rate."""
     as_of = min(max(now, period.start), period.end)
     complete = int((as_of - period.start) / DAY_S)
-    # The store's first hour: a day before it (or the day it began in) is not a day of $0
-    # but one nothing was counted in; a deployment begun on the 3rd halved its run rate.
-    counted_from = con.execute(
-        "SELECT min(window_start) FROM rollups WHERE dims = '' AND window_s = 3600"
-    ).fetchone()[0]
     start = period.start if counted_from is None else min(max(period.start, counted_from), as_of)
     elapsed = (as_of - start) / DAY_S
     daily = _daily_costs(con, period.start, period.start + complete * DAY_S)
