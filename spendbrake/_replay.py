@@ -28,7 +28,7 @@ from spendbrake.schemas import (
     decode_event,
     fast_decode,
 )
-from spendbrake.streamer import PartitionProcessor, StepFold
+from spendbrake.streamer import FIRST_DEAD, PartitionProcessor, StepFold
 
 __all__ = ["ReplayStats", "RollupPlan", "by_event_time", "replay", "replay_lines", "rolled_up"]
 
@@ -80,7 +80,7 @@ def replay_lines(
     stats: ReplayStats | None = None,
     progress: Callable[[int], None] | None = None,
     jobs: int = 1,
-    max_rejected: int = 5,
+    max_rejected: int = FIRST_DEAD,
 ) -> Iterator[Alert]:
     """Alerts (policies applied) the live engine would produce from these JSON lines.
 
@@ -162,7 +162,7 @@ def rolled_up(
     plan: RollupPlan,
     stats: ReplayStats,
     packed: bool = False,
-    max_rejected: int = 5,
+    max_rejected: int = FIRST_DEAD,
 ) -> Generator[Step, None, None]:
     """The rollup half of replay: the lines through the streamer's partition processor, one
     ``Step`` at each early-look step the watermark reaches, and one at the end; the

@@ -42,7 +42,7 @@ from typing import IO, Any
 import msgspec
 
 from spendbrake.schemas import Config, RollupColumns, gc_paused
-from spendbrake.streamer import PackedColumns
+from spendbrake.streamer import FIRST_DEAD, PackedColumns
 
 from ._replay import ReplayStats, RollupPlan, Step, rolled_up
 
@@ -103,7 +103,7 @@ def rolled_up_in_child(
     lateness_s: float,
     plan: RollupPlan,
     stats: ReplayStats,
-    max_rejected: int = 5,
+    max_rejected: int = FIRST_DEAD,
 ) -> Generator[Step, None, None]:
     """``rolled_up``'s steps, computed in a child process while the caller works on the
     ones already sent. Closing the iterator early stops the child."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._columnar import Cells, StepFold
 from ._dedupe import Deduper
 from ._packed import PackedColumns
-from ._processor import DeadLetter, Outputs, PartitionProcessor, ProcessorStats
+from ._processor import FIRST_DEAD, DeadLetter, Outputs, PartitionProcessor, ProcessorStats
 from ._rollup import WINDOWS_S, RollupState, RollupTotals, SeriesTable
 from ._state import PartitionStore, write_atomic
 from ._traces import TracePartial, TraceState, TraceTotals, encode_traces, trace_records
@@ -67,6 +67,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FIRST_DEAD",
     "STORED_WINDOWS_S",
     "WINDOWS_S",
     "Cells",
