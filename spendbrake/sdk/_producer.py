@@ -250,6 +250,12 @@ class SpendProducer:
         """Whether the last attempt to reach the broker succeeded."""
         return self._connected
 
+    @property
+    def down(self) -> bool:
+        """Whether the last attempt to reach the broker failed: False before the first one
+        ends, unlike ``not connected``."""
+        return self._down
+
     def emit(self, event: UsageEvent | Mapping[str, Any]) -> None:
         """Queue one event for sending; never blocks on the network, never raises for an outage.
 
@@ -753,8 +759,10 @@ def _record_name(payload: bytes) -> str:
 def _close_at_exit(ref: weakref.ref[SpendProducer]) -> None:
     producer = ref()
     if producer is not None:
-        # Down broker: spill at once rather than hold up the interpreter's exit.
-        producer.close(timeout_s=5.0 if producer.connected else 0.0)
+        # A broker whose last try failed: spill at once rather than hold up the exit. One
+        # not tried yet gets the 5 s too: a script that emits and exits at once (a cron
+        # job, a one-call LiteLLM script) is still connecting, and spilled every event.
+        producer.close(timeout_s=0.0 if producer.down else 5.0)
 
 
 def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:

@@ -788,25 +788,57 @@ def test_an_event_emitted_after_close_is_spilled_under_a_lock_and_delivered(
     assert len(said) == 1 and str(spill) in said[0], said  # once per producer
 
 
-#: A process that emits events to a broker that hangs, prints the time, and exits
-#: without closing its producer (the interpreter's exit hook closes it).
+#: A process that emits events, prints the time, and exits without closing its producer
+#: (the interpreter's exit hook closes it).
 EXIT_WITHOUT_CLOSE = """
 import sys, time
 import orjson
 from spendbrake.sdk import SpendProducer
 bootstrap, path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-producer = SpendProducer(bootstrap, spill_path=path, request_timeout_s=60)
+topic = sys.argv[5] if len(sys.argv) > 5 else "spend.events"
+producer = SpendProducer(bootstrap, topic=topic, spill_path=path, request_timeout_s=60)
 for i in range(count):
     producer.emit(orjson.loads(sys.argv[4].replace("ID", str(i))))
 print(time.monotonic(), flush=True)
 """
 
 
+def test_a_process_that_emits_and_exits_at_once_delivers_its_events(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """The exit hook gave a producer not connected yet 0 s to deliver, as if its broker
+    were down: a script that emitted and exited at once (a cron job, a one-call LiteLLM
+    script) spilled every event on every run, the broker up, and nothing was sent until a
+    later run of it sent the pile. A broker not tried yet now gets the hook's 5 s."""
+    topic = make_topic("exit-at-once")
+    spill = tmp_path / "s.jsonl"
+    template = orjson.dumps(event(0, event_id="e-ID")).decode()
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            EXIT_WITHOUT_CLOSE,
+            broker.bootstrap_servers,
+            str(spill),
+            "3",
+            template,
+            topic,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    records = read_topic_sync(broker.bootstrap_servers, topic, 3, timeout_s=30)
+    assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == ["e-0", "e-1", "e-2"]
+    assert not spill.exists() or not spill.read_bytes()
+
+
 def test_exit_with_a_hung_broker_is_not_held_up_and_spills_what_is_unsent(tmp_path: Path) -> None:
     """A broker that accepts connections and never answers: the exit hook's close (0 s to
-    deliver for a broker that never answered, 5 s for one that did) joined the sender for
-    at least 5 s more, so the process's exit waited 5-10 s. It now waits no longer than
-    the close's own timeout (measured by hand: 5.1 s before, 0.5 s after; no timing is
+    deliver for a broker whose last try failed, 5 s otherwise) joined the sender for at
+    least 5 s more, so the process's exit waited 5-10 s. It now waits no longer than the
+    close's own timeout (measured by hand: 5.1 s before, 0.5 s after; no timing is
     asserted here), and what was not sent is in the spill file."""
     spill = tmp_path / "s.jsonl"
     template = orjson.dumps(event(0, event_id="e-ID")).decode()
