@@ -20,12 +20,13 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from ._errors import ValueAt
+from ._errors import ConfigError, ValueAt
 from ._event import WORKLOADS
 from ._keys import KeysConfig
 from ._pricing import PriceEntryModel
@@ -251,8 +252,19 @@ class KafkaConfig(_Section):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **fields: Any) -> KafkaConfig:
-        """``fields`` with the KAFKA_ENV variables set in ``env`` on top (the SDK's way)."""
-        return cls.model_validate({**fields, **kafka_env_overrides(env)})
+        """``fields`` with the KAFKA_ENV variables set in ``env`` on top (the SDK's way).
+
+        Raises ``ConfigError`` naming the variable (or field) whose value is unusable.
+        """
+        overrides = kafka_env_overrides(env)
+        try:
+            return cls.model_validate({**fields, **overrides})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = str(err["loc"][0]) if err["loc"] else ""
+            names = {f: var for var, f in KAFKA_ENV.items() if f in overrides}
+            reason = err["msg"].removeprefix("Value error, ")
+            raise ConfigError(names.get(field, field), reason) from None
 
     def security_args(self) -> dict[str, Any]:
         """aiokafka keyword arguments for authentication and TLS (empty for PLAINTEXT)."""

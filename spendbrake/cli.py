@@ -20,6 +20,7 @@ from spendbrake.schemas import (
     ConfigError,
     InvalidEvent,
     SpendBrakeError,
+    check_bootstrap,
     encode_alert,
     visible,
 )
@@ -140,8 +141,22 @@ config_option = click.option(
     envvar="SPENDBRAKE_CONFIG",
     help="Operator YAML config (default: built-in defaults). Env: SPENDBRAKE_CONFIG.",
 )
+
+
+def _bootstrap_checked(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--bootstrap as the config's bootstrap_servers is checked: a port that is not a
+    number reached the Kafka client, and ``produce`` spilled everything as an outage."""
+    if value is None:
+        return None
+    try:
+        return check_bootstrap(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 bootstrap_option = click.option(
     "--bootstrap",
+    callback=_bootstrap_checked,
     help="Kafka bootstrap servers, overriding the config. Env: SPENDBRAKE_BOOTSTRAP.",
 )
 

@@ -37,6 +37,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from spendbrake._logs import RepeatFilter
 from spendbrake.schemas import (
+    KAFKA_ENV,
     MAX_EVENT_BYTES,
     ConfigError,
     InvalidEvent,
@@ -157,12 +158,19 @@ class SpendProducer:
         kafka: KafkaConfig | None = None,
         claim_interval_s: float = 60.0,
     ) -> None:
-        kafka = kafka or KafkaConfig.from_env(os.environ, bootstrap_servers=DEFAULT_BOOTSTRAP)
         if bootstrap_servers:
             try:
                 check_bootstrap(bootstrap_servers)
             except ValueError as exc:
                 raise ConfigError("bootstrap_servers", str(exc)) from None
+        if kafka is None:
+            # The argument wins over $SPENDBRAKE_BOOTSTRAP: an unusable value there is not read.
+            env = {
+                var: value
+                for var, value in os.environ.items()
+                if not (bootstrap_servers and KAFKA_ENV.get(var) == "bootstrap_servers")
+            }
+            kafka = KafkaConfig.from_env(env, bootstrap_servers=DEFAULT_BOOTSTRAP)
         self.bootstrap_servers = bootstrap_servers or kafka.bootstrap_servers
         self._security = kafka.security_args()
         self.topic = topic

@@ -322,6 +322,22 @@ def test_produce_with_the_broker_down_keeps_every_event_in_the_spill_and_exits_3
     assert ids == ["earlier", "now-0", "now-1", "now-2"]
 
 
+def test_a_bootstrap_option_that_is_not_host_port_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--bootstrap kafka:notaport`` went unchecked to the Kafka client: ``produce``
+    spilled every event as for an outage and exited 3 ("the broker did not take
+    everything")."""
+    monkeypatch.setenv("SPENDBRAKE_SPILL_DIR", str(tmp_path / "spill"))
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(orjson.dumps(GROWTH_EVENT) + b"\n")
+    result = run("produce", str(source), "--bootstrap", "kafka:notaport")
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--bootstrap': 'kafka:notaport': the port must be a number" in (
+        result.output.replace("\n", " ")
+    )
+
+
 def test_produce_counts_and_names_spilled_events_the_broker_refuses(
     broker: EmbeddedBroker,
     make_topic: Callable[..., str],

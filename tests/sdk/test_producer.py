@@ -623,6 +623,19 @@ def test_a_bootstrap_list_that_is_not_host_port_is_the_callers_error(tmp_path: P
         SpendProducer(good, spill_path=tmp_path / "s.jsonl").close(0)
 
 
+def test_the_bootstrap_argument_wins_over_an_unusable_environment_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad ``SPENDBRAKE_BOOTSTRAP`` raised pydantic's ``ValidationError`` even when the
+    caller named the brokers; alone, it now raises ``ConfigError`` naming the variable."""
+    monkeypatch.setenv("SPENDBRAKE_BOOTSTRAP", "tcp://x:1")
+    producer = SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl")
+    producer.close(0)
+    assert producer.bootstrap_servers == "127.0.0.1:1"
+    with pytest.raises(ConfigError, match=r"^SPENDBRAKE_BOOTSTRAP: 'tcp://x:1': no scheme"):
+        SpendProducer(spill_path=tmp_path / "s.jsonl")
+
+
 def ours(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     """The records the producer's module logged (not aiokafka's, not another thread's)."""
     return [r for r in caplog.records if r.name == "spendbrake.sdk._producer"]
