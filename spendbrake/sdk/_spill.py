@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from spendbrake.schemas import ConfigError
+
 
 def default_spill_path(topic: str, client_id: str) -> Path:
     base = Path(os.environ.get("SPENDBRAKE_SPILL_DIR", Path.home() / ".spendbrake" / "spill"))
@@ -44,14 +46,24 @@ class SpillFile:
     """
 
     def __init__(self, path: str | Path) -> None:
+        """Raises ``ConfigError`` when the folder cannot be made or written (a read-only
+        home in a container): without a spill file an outage would lose events."""
         primary = Path(path)
-        primary.parent.mkdir(parents=True, exist_ok=True)
-        for candidate in _candidates(primary):
-            # A -<pid> name can be another path's own file: take it only if it is ours.
-            lock = _lock(candidate, primary, claim=candidate != primary)
-            if lock is not None:
-                self._attach(candidate, primary, lock)
-                return
+        try:
+            primary.parent.mkdir(parents=True, exist_ok=True)
+            for candidate in _candidates(primary):
+                # A -<pid> name can be another path's own file: take it only if it is ours.
+                lock = _lock(candidate, primary, claim=candidate != primary)
+                if lock is not None:
+                    self._attach(candidate, primary, lock)
+                    return
+        except OSError as exc:
+            raise ConfigError(
+                "spill_path",
+                f"cannot write a spill file in {primary.parent} ({exc.strerror or exc}); name "
+                "a writable folder with SPENDBRAKE_SPILL_DIR (a volume, in a container) or "
+                "spill_path=",
+            ) from None
 
     def _attach(self, path: Path, primary: Path, lock: IO[bytes]) -> None:
         self.path = path

@@ -23,7 +23,7 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from spendbrake.schemas import SpendBrakeError, from_litellm
+from spendbrake.schemas import ConfigError, SpendBrakeError, from_litellm
 
 from ._producer import SpendProducer, sent_bytes
 
@@ -50,6 +50,8 @@ class SpendBrakeLogger(CustomLogger):
         self.default_team = default_team or os.environ.get("SPENDBRAKE_DEFAULT_TEAM", "unassigned")
         self.events_emitted = 0
         self.events_failed = 0
+        #: The producer could not be made (a ``ConfigError``), said once.
+        self._unstartable = False
 
     @property
     def producer(self) -> SpendProducer:
@@ -74,6 +76,11 @@ class SpendBrakeLogger(CustomLogger):
             event = from_litellm(payload, default_team=self.default_team, sent_bytes=sent_bytes)
             self.producer.emit(event)
             self.events_emitted += 1
+        except ConfigError as exc:  # the producer cannot start: say so once, not per call
+            self.events_failed += 1
+            report = log.debug if self._unstartable else log.error
+            self._unstartable = True
+            report("SpendBrake sends no usage events: its producer cannot start: %s", exc)
         except SpendBrakeError as exc:
             self.events_failed += 1
             log.warning("SpendBrake could not build a usage event from LiteLLM: %s", exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -301,3 +302,32 @@ def test_request_tags_redaction_lengthens_are_cut_to_fit_and_the_spend_counts(
         0 < len(kept) < MAX_TAGS and kept == sorted(t.partition(":")[0] for t in tags)[: len(kept)]
     )
     assert all(value.startswith("sha256:") for value in event.tags.values())
+
+
+def test_a_producer_that_cannot_start_is_said_once_not_per_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A spill folder that cannot be made (a read-only home in a container) raised
+    ``FileNotFoundError`` from the producer's start: every LLM call logged "SpendBrake
+    logger failed" with a traceback. It is now one error naming the folder and the fix."""
+    (tmp_path / "a-file").write_bytes(b"")
+    monkeypatch.setenv("SPENDBRAKE_SPILL_DIR", str(tmp_path / "a-file" / "spill"))
+    logger = SpendBrakeLogger(default_team="search")
+    caplog.set_level(logging.DEBUG, logger="spendbrake.sdk")
+    with registered(litellm, logger):
+        for _ in range(2):
+            litellm.completion(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}], mock_response="hello"
+            )
+        deadline = time.monotonic() + 15
+        while logger.events_failed < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert (logger.events_failed, logger.events_emitted) == (2, 0)
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    said = errors[0].getMessage()
+    assert said.startswith(
+        "SpendBrake sends no usage events: its producer cannot start: spill_path"
+    )
+    assert "SPENDBRAKE_SPILL_DIR" in said and str(tmp_path / "a-file") in said
+    assert errors[0].exc_info is None

@@ -636,6 +636,13 @@ def test_the_bootstrap_argument_wins_over_an_unusable_environment_value(
         SpendProducer(spill_path=tmp_path / "s.jsonl")
 
 
+def test_a_spill_folder_that_cannot_be_written_is_named(tmp_path: Path) -> None:
+    """It raised ``FileNotFoundError`` or ``NotADirectoryError`` from deep in the start."""
+    (tmp_path / "a-file").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"^spill_path: cannot write a spill file in .*a-file"):
+        SpendProducer("127.0.0.1:1", spill_path=tmp_path / "a-file" / "spill" / "s.jsonl")
+
+
 def ours(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     """The records the producer's module logged (not aiokafka's, not another thread's)."""
     return [r for r in caplog.records if r.name == "spendbrake.sdk._producer"]
