@@ -55,8 +55,11 @@ def produce_lines(
         if on_bad is not None:
             on_bad(number, exc)
 
+    def refused(exc: InvalidEvent) -> None:
+        bad(report.lines, exc)  # the line just read: events are read one at a time
+
     events = read_events(_counting(lines, report), bad)
-    report.sent = publish(events, producer, on_sent, flush_timeout_s)
+    report.sent = publish(events, producer, on_sent, flush_timeout_s, refused)
     return report
 
 
@@ -65,9 +68,13 @@ def publish(
     producer: SpendProducer,
     tick: Callable[[int], None] | None = None,
     timeout_s: float = 60.0,
+    refused: Callable[[InvalidEvent], None] | None = None,
 ) -> int:
     """Emit ``events`` in order, waiting for the broker whenever half the producer's queue
-    is taken; return how many. ``tick(count)`` every 5,000.
+    is taken; return how many were emitted. ``tick(count)`` every 5,000.
+
+    An event ``emit`` refuses (valid as read, over the size limit once its secrets are
+    redacted) goes to ``refused`` and the rest go on; without ``refused`` it raises.
 
     ``emit`` never blocks: past ``max_queue`` it spills, and a spill is sent after the
     queue. Weeks of history generated faster than the broker takes them reached the topic
@@ -79,7 +86,13 @@ def publish(
     waiting = True
     count = 0
     for event in events:
-        producer.emit(event)
+        try:
+            producer.emit(event)
+        except InvalidEvent as exc:
+            if refused is None:
+                raise
+            refused(exc)
+            continue
         count += 1
         if waiting and producer.stats.emitted - producer.stats.delivered >= half:
             waiting = producer.flush(timeout_s)

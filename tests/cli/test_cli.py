@@ -228,6 +228,9 @@ def test_produce_reports_bad_lines_and_sends_good_ones(
         b"\n",
         orjson.dumps({**good, "event_id": "b3", "ts": "2026-11-23T10:00:00"}) + b"\n",
         b"\xff\xfe\n",
+        # Valid as read; past 64 KiB once its 5,000 short secrets are redacted: the run
+        # stopped here with a traceback, and g3 was never sent.
+        orjson.dumps({**good, "event_id": "b5", "debug": " ".join(["sk-aaaaaaaa"] * 5000)}) + b"\n",
         orjson.dumps({**good, "event_id": "g3", "unknown_field": 1}) + b"\n",
     ]
     source = tmp_path / "events.jsonl"
@@ -245,7 +248,8 @@ def test_produce_reports_bad_lines_and_sends_good_ones(
     assert f"{source}:4: input_tokens: must be >= 0, got -5" in result.output
     assert f"{source}:6: ts: must carry a UTC offset" in result.output
     assert f"{source}:7: payload: not valid JSON: str is not valid UTF-8" in result.output
-    assert "4 bad line(s) of 8" in result.output
+    assert f"{source}:8: debug: the record is 120" in result.output
+    assert "5 bad line(s) of 9" in result.output
     records = read_topic_sync(broker.bootstrap_servers, topic, 3)
     assert sorted(orjson.loads(v)["event_id"] for _, _, v in records) == ["g1", "g2", "g3"]
 
