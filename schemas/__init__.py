@@ -71,7 +71,7 @@ from ._rollup import (
 from ._run import RunDecoder, decode_run
 from ._snapshot import gc_paused, unpickle_state
 from ._text import csv_text, mrkdwn, mrkdwn_code, mrkdwn_text, visible
-from ._time import MAX_TS, MIN_TS, format_ts, parse_ts, wire_ts
+from ._time import MAX_FUTURE_S, MAX_TS, MIN_TS, format_ts, parse_ts, wire_ts
 from ._units import CALLS, COST, METRICS, NUSD, to_nusd
 
 __all__ = [
@@ -83,6 +83,7 @@ __all__ = [
     "KEY_DIMENSIONS",
     "LITELLM_MASTER_KEY",
     "MAX_EVENT_BYTES",
+    "MAX_FUTURE_S",
     "MAX_STR_LEN",
     "MAX_TARGETS",
     "MAX_TS",

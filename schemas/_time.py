@@ -17,11 +17,14 @@ from typing import Any
 
 from ._errors import InvalidEvent, show
 
-__all__ = ["MAX_TS", "MIN_TS", "format_ts", "parse_ts", "wire_ts"]
+__all__ = ["MAX_FUTURE_S", "MAX_TS", "MIN_TS", "format_ts", "parse_ts", "wire_ts"]
 
 #: Accepted event-time range; epoch milliseconds fall far outside it.
 MIN_TS = 946_684_800.0  # 2000-01-01T00:00:00Z
 MAX_TS = 4_102_444_800.0  # 2100-01-01T00:00:00Z
+#: How far after its Kafka record's time an event may be: the ingest dead-letters one
+#: later (clock skew or a bogus timestamp), and the SDK refuses it at ``emit()``.
+MAX_FUTURE_S = 3600.0
 
 
 def format_ts(ts: float) -> str:
@@ -84,12 +87,28 @@ def parse_ts(value: Any) -> float:
             raise InvalidEvent("ts", f"must be finite, got {show(value)}")
     elif value is None:
         raise InvalidEvent("ts", "is required")
+    elif isinstance(value, datetime):  # a Python caller's (JSON has none)
+        if value.tzinfo is None:
+            raise InvalidEvent("ts", f"a datetime must carry a timezone, got naive {value}")
+        ts = value.timestamp()
     else:
-        raise InvalidEvent("ts", f"must be an RFC 3339 string or epoch seconds, got {show(value)}")
+        kind_name = type(value).__name__
+        raise InvalidEvent(
+            "ts", f"must be an RFC 3339 string or epoch seconds, got {kind_name} {show(value)}"
+        )
     if not MIN_TS <= ts < MAX_TS:
-        hint = " (epoch milliseconds? send seconds)" if ts > MAX_TS * 100 else ""
-        raise InvalidEvent("ts", f"must fall between 2000 and 2100, got {show(value)}{hint}")
+        raise InvalidEvent(
+            "ts", f"must fall between 2000 and 2100, got {show(value)}{_unit_hint(ts)}"
+        )
     return ts
+
+
+def _unit_hint(ts: float) -> str:
+    """The epoch unit a number out of range looks like (OTel spans carry nanoseconds)."""
+    for unit, scale in (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)):
+        if MIN_TS * scale <= ts < MAX_TS * scale:
+            return f" (epoch {unit}? send seconds)"
+    return ""
 
 
 _fromisoformat = datetime.fromisoformat

@@ -374,10 +374,21 @@ def simulate(
             handle.close()
         err.print(f"wrote {count} events to {out}")
         return
+    from spendbrake.schemas import MAX_FUTURE_S
     from spendbrake.sdk import SpendProducer
 
     from ._produce import publish
 
+    # The latest event's lead on the clock when it is sent; the worker dead-letters an
+    # event more than MAX_FUTURE_S after its record, and the producer refuses it.
+    ahead = (start_ts if realtime else start_ts + duration) - time.time()
+    if ahead > MAX_FUTURE_S:
+        raise click.BadParameter(
+            f"the traffic would reach {ahead / 3600:.1f} h past the time it is sent, and events "
+            f"more than {MAX_FUTURE_S / 3600:g} h ahead are refused: start earlier, shorten "
+            "--duration, or pace it with --realtime",
+            param_hint="--start/--duration",
+        )
     config = _load(config_path, bootstrap)
     producer = SpendProducer(topic=config.kafka.topics.events, kafka=config.kafka)
     with _progress(f"publishing to {config.kafka.bootstrap_servers}") as tick:

@@ -39,6 +39,7 @@ from spendbrake._logs import RepeatFilter
 from spendbrake.schemas import (
     KAFKA_ENV,
     MAX_EVENT_BYTES,
+    MAX_FUTURE_S,
     ConfigError,
     InvalidEvent,
     KafkaConfig,
@@ -288,6 +289,13 @@ class SpendProducer:
         event, payload = as_sent(event)
         if len(payload) > MAX_EVENT_BYTES:
             raise _too_large(event, payload, given)
+        ahead = event.ts - time.time()
+        if ahead > MAX_FUTURE_S:  # the engine would dead-letter it
+            raise InvalidEvent(
+                "ts",
+                f"is {ahead:.0f}s in the future (limit {MAX_FUTURE_S:.0f}s): clock skew or a "
+                "bogus timestamp",
+            )
         self.stats.emitted += 1
         if self._closed:
             self._emitted_after_close()
@@ -788,8 +796,12 @@ def as_sent(event: UsageEvent | Mapping[str, Any]) -> tuple[UsageEvent, bytes]:
         # the size, which ``emit()`` checks on what is sent.
         raw = encode_event(event)
         sent = decode_event(raw) if len(raw) <= MAX_EVENT_BYTES else _decode_unsized(raw)
-    else:
+    elif isinstance(event, Mapping):
         sent = validate_event(dict(event))
+    else:
+        raise InvalidEvent(
+            "payload", f"must be a UsageEvent or a mapping, got {type(event).__name__}"
+        )
     redact_event(sent)  # a key in any field, not only api_key, stays here
     return sent, encode_event(sent)  # replaces lone surrogates, in the event too
 

@@ -120,6 +120,21 @@ def test_simulate_names_a_bad_start_in_its_own_terms() -> None:
     ), result.output  # not "--start: ts: must be...", the event field's name
 
 
+def test_simulate_refuses_to_publish_traffic_the_worker_would_dead_letter_for_its_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hours from now, not paced: the second hour reached the topic more than an hour
+    ahead of its records, and the worker dead-lettered it, unsaid. A file takes any span."""
+    monkeypatch.setenv("SPENDBRAKE_SPILL_DIR", str(tmp_path / "spill"))
+    result = run("simulate", "--duration", "2h", "--bootstrap", f"127.0.0.1:{free_port()}")
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for --start/--duration: the traffic would reach 2.0 h past" in (
+        result.output.replace("\n", " ")
+    )
+    assert not (tmp_path / "spill").exists()  # refused before a producer was made
+    assert run("simulate", "--duration", "2h", "--out", os.devnull).exit_code == 0
+
+
 def test_demo_refuses_a_negative_rate_before_starting_anything() -> None:
     result = run("demo", "--rate", "-1")
     assert result.exit_code == 2 and "Invalid value for '--rate'" in result.output

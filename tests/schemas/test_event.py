@@ -13,6 +13,7 @@ from spendbrake.schemas import (
     InvalidEvent,
     UsageEvent,
     decode_event,
+    parse_ts,
     validate_event,
 )
 
@@ -142,11 +143,25 @@ def test_tag_values_must_be_strings() -> None:
         ("2026-13-45T10:00:00Z", "RFC 3339"),
         (True, "RFC 3339 string or epoch seconds"),
         (1_795_428_000_000, "epoch milliseconds?"),
+        (1_795_428_000_000_000, "epoch microseconds?"),
+        (1_795_428_000_000_000_000, "epoch nanoseconds?"),
         (12, "must fall between 2000 and 2100"),
     ],
 )
 def test_bad_timestamps(value: object, fragment: str) -> None:
     rejects(wire(ts=value), "ts", fragment)
+
+
+def test_a_python_caller_may_give_an_aware_datetime() -> None:
+    """The SDK's callers hold datetimes: an aware one was refused with a message that
+    showed it as the valid-looking text it prints as."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    aware = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    assert parse_ts(aware) == parse_ts("2026-11-23T10:00:00Z")
+    assert parse_ts(aware.astimezone(timezone(timedelta(hours=-11)))) == parse_ts(aware)
+    with pytest.raises(InvalidEvent, match=r"^ts: a datetime must carry a timezone"):
+        parse_ts(datetime(2026, 11, 23, 10, 0))
 
 
 def test_nan_and_infinity_are_rejected() -> None:

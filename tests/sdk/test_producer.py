@@ -643,6 +643,25 @@ def test_a_spill_folder_that_cannot_be_written_is_named(tmp_path: Path) -> None:
         SpendProducer("127.0.0.1:1", spill_path=tmp_path / "a-file" / "spill" / "s.jsonl")
 
 
+def test_an_event_the_engine_would_dead_letter_for_its_time_is_the_callers_error(
+    tmp_path: Path,
+) -> None:
+    """An event time years ahead was taken and sent, and the worker dead-lettered it ("is
+    94608000s after the record was written"); a list raised ``ValueError`` from ``dict``."""
+    producer = SpendProducer("127.0.0.1:1", spill_path=tmp_path / "s.jsonl")
+    try:
+        with pytest.raises(InvalidEvent, match=r"^ts: is 7\d{3}s in the future \(limit 3600s\)"):
+            producer.emit(event(0, ts=time.time() + 7300))
+        producer.emit(event(1, ts=time.time() + 3000))  # clock skew within the limit
+        with pytest.raises(
+            InvalidEvent, match=r"^payload: must be a UsageEvent or a mapping, got list"
+        ):
+            producer.emit(["x"])  # type: ignore[arg-type]
+        assert producer.stats.emitted == 1
+    finally:
+        producer.close(0)
+
+
 def ours(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     """The records the producer's module logged (not aiokafka's, not another thread's)."""
     return [r for r in caplog.records if r.name == "spendbrake.sdk._producer"]
