@@ -311,7 +311,10 @@ class SpendProducer:
         """Wait until every emitted event is on the broker; False if the time ran out.
 
         Events that are not delivered by then stay queued or spilled: nothing is dropped.
+        After ``close()``, False once an event was emitted (it went to the spill file).
         """
+        if self._closed and self.stats.after_close:
+            return False
         return self._wait(self._drained, timeout_s)
 
     def close(self, timeout_s: float = 30.0) -> bool:

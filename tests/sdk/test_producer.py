@@ -808,6 +808,7 @@ def test_an_event_emitted_after_close_is_spilled_under_a_lock_and_delivered(
     assert closed.close(30)
     caplog.set_level(logging.WARNING, logger="spendbrake.sdk")
     closed.emit(event(0))  # spilled: nothing sends it in this producer
+    assert not closed.flush(1)  # it said True, the event on disk alone
     live = SpendProducer(
         broker.bootstrap_servers, topic=topic, spill_path=spill, claim_interval_s=0.2
     )
