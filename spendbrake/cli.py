@@ -1205,7 +1205,16 @@ def validate(config_file: str | None, config_option: str | None) -> None:
     if config == load_config(None):
         # An empty or commented-out file is valid, and runs with no budget or policy of its
         # own: worth a word before it is deployed by mistake for the real one.
-        click.echo(f"{config_file}: ok, but it sets nothing: every setting is the default")
+        from spendbrake.schemas import KAFKA_ENV
+
+        # Not "the default" where the environment overrides what the file set.
+        given = [var for var in KAFKA_ENV if os.environ.get(var, "").strip()]
+        what = (
+            f" beyond the defaults and {', '.join(given)} in the environment"
+            if given
+            else ": every setting is the default"
+        )
+        click.echo(f"{config_file}: ok, but it sets nothing{what}")
     else:
         click.echo(f"{config_file}: ok")
 

@@ -471,7 +471,9 @@ def test_validate_takes_every_config_snippet_in_the_docs(
         assert result.exit_code == 0, f"{snippet!r}: {result.output}"
 
 
-def test_validate_says_a_file_that_sets_nothing_and_reads_no_directory(tmp_path: Path) -> None:
+def test_validate_says_a_file_that_sets_nothing_and_reads_no_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An empty or commented-out file (a truncated copy, the wrong path) printed a plain
     "ok": deployed, it runs with no budget or policy of its own. A directory was a usage
     error (exit 2) where a missing file is a problem of the file (exit 1)."""
@@ -483,6 +485,13 @@ def test_validate_says_a_file_that_sets_nothing_and_reads_no_directory(tmp_path:
             f"{tmp_path}/empty.yaml: ok, but it sets nothing: every setting is the default\n"
         )
     assert run("validate", "examples/spendbrake.yaml").output == "examples/spendbrake.yaml: ok\n"
+    # What the environment overrides the file does not set: not "every setting is the default".
+    (tmp_path / "kafka.yaml").write_text("kafka:\n  bootstrap_servers: kafka-0:9092\n")
+    monkeypatch.setenv("SPENDBRAKE_BOOTSTRAP", "127.0.0.1:9092")
+    assert run("validate", str(tmp_path / "kafka.yaml")).output == (
+        f"{tmp_path}/kafka.yaml: ok, but it sets nothing beyond the defaults and "
+        "SPENDBRAKE_BOOTSTRAP in the environment\n"
+    )
     for path, reason in (
         (tmp_path, "Is a directory"),
         (tmp_path / "no.yaml", "No such file or directory"),
