@@ -371,6 +371,8 @@ def build_report(
             f"{prior_days_counted:g} of its {prior.days:g} days, and trends against it "
             "compare a whole period with that part"
         )
+    if unpriced:
+        report["notes"].append(_unpriced(con, period, unpriced, calls))
     report["rows"] = _rows(
         con, by, period, prior, cost, report["notes"], elapsed_s if running else None
     )
@@ -430,12 +432,13 @@ def _rows(
     compared = before if elapsed_s is None else _prior_so_far(con, dims, [by], prior, elapsed_s)
     outcomes = _outcomes(con, dims, by, period.start, period.end)
     rows = []
-    for name, cost, calls, input_t, cached_t, output_t, _ in current:
+    for name, cost, calls, input_t, cached_t, output_t, unpriced in current:
         prior_cost = before.get(name) or 0
         rows.append(
             {
                 by: name,
                 "calls": calls,
+                "unpriced_calls": unpriced,
                 "input_tokens": input_t,
                 "cache_read_tokens": cached_t,
                 "output_tokens": output_t,
@@ -449,6 +452,23 @@ def _rows(
         )
     rows.sort(key=lambda r: (-r["cost_nusd"], str(r[by])))
     return rows
+
+
+def _unpriced(con: Any, period: Period, unpriced: int, calls: int) -> str:
+    """The note for calls no price covered: they count as $0, which a total hides."""
+    dims = _dims_with(con, "model")
+    models = (
+        sorted(str(r[0]) for r in _grouped(con, dims, ["model"], period.start, period.end) if r[6])
+        if dims is not None
+        else []
+    )
+    which = (
+        f" (model {', '.join(models[:5])}{', ...' if len(models) > 5 else ''})" if models else ""
+    )
+    return (
+        f"{unpriced:,} of {calls:,} calls had no price{which}: they count as $0 in every "
+        "figure; give the model a price under pricing in the config"
+    )
 
 
 def _unit_costs(con: Any, period: Period, total: int) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ CSV_COLUMNS = (
     "trend_pct",
     "share_pct",
     "cache_hit_ratio",
+    "unpriced_calls",  # last: a column added keeps the others where scripts read them
 )
 
 
@@ -126,11 +127,13 @@ def render_table(report: dict[str, Any], console: Console) -> None:
             _tokens(row["input_tokens"]),
             _tokens(row["cache_read_tokens"]),
             _tokens(row["output_tokens"]),
-            _usd(row["cost_usd"]),
+            _usd(row["cost_usd"]) + ("*" if row["unpriced_calls"] else ""),
             _pct(row["trend_pct"]),
             f"{row['share_pct']:.1f}%",
         )
     console.print(table)
+    if any(row["unpriced_calls"] for row in report["rows"]):
+        console.print("* holds calls without a price, counted as $0 (see the note below)")
     caching = report["caching"]
     if caching is not None:
         console.print(

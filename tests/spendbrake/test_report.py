@@ -505,3 +505,32 @@ def test_an_action_with_no_target_reads_without_a_gap(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     line = next(s for s in result.output.splitlines() if s.endswith("resume ok"))
     assert "  resume" not in line.strip(), line
+
+
+def test_calls_without_a_price_are_marked_not_shown_as_spend_of_zero(tmp_path: Path) -> None:
+    """A model the price table does not know counted as $0.00 in ``--by model``, unmarked:
+    only the JSON's ``unpriced_calls`` told."""
+    batch = StoreBatch()
+    priced = (round(30 * 1e9), 10, 1000, 0, 0, 100, 0, 0)
+    unknown = (0, 4, 400, 0, 0, 40, 0, 4)  # 4 calls, none priced
+    total = tuple(a + b for a, b in zip(priced, unknown, strict=True))
+    batch.add_rollup(RollupRecord((), (), 86400, OCT, 0, 0, total, {}))
+    batch.add_rollup(RollupRecord(("model",), ("gpt-4o",), 86400, OCT, 0, 0, priced, {}))
+    batch.add_rollup(RollupRecord(("model",), ("in-house-7b",), 86400, OCT, 0, 0, unknown, {}))
+    path = tmp_path / "s.duckdb"
+    con = connect_store(path)
+    apply_batch(con, batch, {("rollups", 0): 1})
+    con.close()
+    args = ["report", "--period", "2026-10", "--store", str(path), "--by", "model"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    rows = {line.split()[0]: line for line in result.output.splitlines() if "│" in line}
+    assert "$0.00*" in rows["in-house-7b"] and "$30.00 " in rows["gpt-4o"], result.output
+    assert "* holds calls without a price, counted as $0" in text
+    assert (
+        "note: 4 of 14 calls had no price (model in-house-7b): they count as $0 in every figure"
+    ) in text
+    csv = CliRunner().invoke(main, [*args, "--format", "csv"]).output.splitlines()
+    assert csv[0].endswith(",unpriced_calls") and csv[2].startswith("in-house-7b,4,")
+    assert csv[2].endswith(",4")
