@@ -478,7 +478,7 @@ class SpendProducer:
                 spill.append(payloads)
             finally:
                 spill.close()
-        except OSError as exc:
+        except (OSError, ConfigError) as exc:  # ConfigError: its folder is gone
             self.stats.lost += len(payloads)
             log.error("cannot spill %d events to %s: %s", len(payloads), self._spill.path, exc)
             return
