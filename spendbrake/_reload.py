@@ -25,7 +25,7 @@ from typing import Protocol
 
 from spendbrake.schemas import Config, ConfigError, mrkdwn_code
 
-from ._config_loader import ConfigErrors, config_from_bytes
+from ._config_loader import ConfigErrors, config_from_bytes, parse_yaml
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +128,18 @@ class ConfigReloader:
         """
         raw = self._read()
         digest = _digest_of(raw)
+        if raw is not None and digest not in (self._digest, _EMPTY) and _sets_nothing(raw):
+            digest = _EMPTY
         if raw is None or digest in (self._digest, _EMPTY):
             # Unreadable: an editor mid-save (write to a temp file, rename); look again later.
-            # Empty: one that truncates, then writes. Never read as "all defaults", which
-            # would drop every budget and policy in force.
+            # Empty: one that truncates, then writes, or a file of comments alone. Never read
+            # as "all defaults", which would drop every budget and policy in force.
             if digest == _EMPTY:
-                log.info("config %s is empty; the running config stays in force", self.path)
+                log.info(
+                    "config %s sets nothing (empty, or comments alone); the running config "
+                    "stays in force (to run on the defaults, restart without --config)",
+                    self.path,
+                )
             return ReloadResult("unchanged")
         try:
             new = self.overrides(config_from_bytes(raw, str(self.path)))
@@ -228,6 +234,15 @@ def _digest_of(data: bytes | None) -> str:
     if data is None:
         return _UNREADABLE
     return hashlib.sha256(data).hexdigest() if data.strip() else _EMPTY
+
+
+def _sets_nothing(raw: bytes) -> bool:
+    """A file whose YAML holds no setting (comments, ``---``, ``{}``): as good as empty."""
+    try:
+        data, _ = parse_yaml(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ConfigError):
+        return False  # not empty: the loader names the problem
+    return data is None or data == {}
 
 
 _UNREADABLE = "<unreadable>"

@@ -242,10 +242,13 @@ def test_an_emptied_file_never_reloads_as_the_defaults(
     config = load_config(path)
     stage = Recorder()
     reloader = ConfigReloader(path, config, [stage])
-    for text in ("", "  \n"):
+    # A file of comments alone (or of an empty document) was applied: every budget
+    # removed, and restored, each of them fired its thresholds again.
+    for text in ("", "  \n", "# only a comment\n", "---\n", "{}\n"):
         path.write_text(text)
-        assert reloader.check().status == "unchanged"
+        assert reloader.check().status == "unchanged", text
     assert reloader.config is config and not stage.configs
+    assert "sets nothing (empty, or comments alone); the running config stays" in caplog.text
     path.write_text("budgets: [{name: b, scope: {team: t}, amount_usd: 7}]\n")
     assert reloader.check().status == "applied"
     assert [b.amount_usd for b in stage.configs[-1].budgets] == [7]
