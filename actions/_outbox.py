@@ -911,6 +911,7 @@ class Outbox:
                 if task.target in settled:
                     settled.remove(task.target)
             self.blocked.pop(task.target, None)
+            self._tell_resumed(task.target, task.id, task.source, but=incident.id)
         else:
             incident.failed.append(task.target)
         group = task.id.rsplit("/", 2)[0]
@@ -997,9 +998,18 @@ class Outbox:
         self.seen[key] = now
         self.blocked.pop(target, None)
         self._cancel_blocks(target)
+        return self._tell_resumed(target, key, source)
+
+    def _tell_resumed(self, target: str, key: str, source: str, but: str | None = None) -> int:
+        """Every incident (but ``but``) that lists ``target`` paused now lists it resumed, and
+        says so in its thread and parent; how many. ``key`` makes the tasks' ids.
+
+        A resume in one incident (the next period's, a stop a reload lifted, an operator's)
+        left the others listing the key paused: their messages said "Paused" for ever, and
+        a stop of the same period firing again skipped the key as paused already."""
         told = 0
         for incident in list(self.incidents.values()):
-            if target not in incident.paused:
+            if incident.id == but or target not in incident.paused:
                 continue
             incident.paused.remove(target)
             if target not in incident.resumed:

@@ -813,6 +813,39 @@ def _next_period_resume(box: Outbox, pauses: list[Alert], targets: tuple[str, ..
     return resume
 
 
+def test_a_stop_that_fires_again_after_a_reload_lifted_it_pauses_again() -> None:
+    """A budget raised above its spend by a reload resumes its stop's keys in an incident of
+    its own (``budget/<name>/lifted/<t>``); lowered again, the stop fires again in its first
+    incident, which still listed the keys paused: it skipped them, Slack said "Paused 2
+    key(s)", and the gateway blocked nothing. A resume now settles the key in every
+    incident that listed it paused, each thread and parent told."""
+    box = Outbox()
+    stop = alert(id="budget/ops/1", kind="budget", budget="ops", targets=("sk-a", "sk-b"))
+    box.accept(stop, now=1.0, keys=KEYS)
+    assert drain(box, "gateway") == ["block:sk-a", "block:sk-b"]
+    drain(box, "slack")
+    lift = alert(
+        id="budget/ops/lifted/5",
+        kind="budget",
+        budget="ops",
+        action="resume",
+        targets=("sk-a", "sk-b"),
+        severity="info",
+    )
+    box.accept(lift, now=2.0, keys=KEYS)
+    assert drain(box, "gateway") == ["unblock:sk-a", "unblock:sk-b"]
+    first = box.incidents[stop.id]
+    assert (first.paused, first.resumed) == ([], ["sk-a", "sk-b"])
+    told = [(t.incident, t.op, t.target) for t in box.lanes["slack"]]
+    for key in ("sk-a", "sk-b"):
+        assert (stop.id, "reply", key) in told and (stop.id, "update", key) in told
+    drain(box, "slack")
+    again = alert(seq=1, id=stop.id, kind="budget", budget="ops", targets=("sk-a", "sk-b"))
+    box.accept(again, now=3.0, keys=KEYS)
+    assert drain(box, "gateway") == ["block:sk-a", "block:sk-b"]
+    assert (first.paused, first.resumed) == (["sk-a", "sk-b"], [])
+
+
 def test_a_stop_on_a_budget_of_a_model_says_why_no_key_was_paused() -> None:
     box = Outbox()
     stop = alert(id="budget/gpt/1", kind="budget", targets=(), scope={"model": "gpt-4o"})
