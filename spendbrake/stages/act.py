@@ -138,9 +138,27 @@ def _unconfigured(config: Config) -> list[str]:
 
 
 class NoGateway:
-    """Stands in when no gateway is configured: pauses are audited as skipped."""
+    """Stands in when no gateway is configured: pauses are audited as skipped.
+
+    ``removed``: a reload took the credentials away while the stage had them (commented
+    out for a moment, a ``${VAR}`` being rotated). The pauses and resumes queued then are
+    held, as for a gateway refusing its credentials, until a reload brings them back:
+    given up at once, they were lost for good.
+    """
+
+    def __init__(self, removed: bool = False) -> None:
+        self.removed = removed
 
     async def block(self, kind: str, target: str, *, idempotency_key: str) -> GatewayOutcome:
+        if self.removed:
+            return GatewayOutcome(
+                False,
+                False,
+                None,
+                "no gateway configured since a config reload (gateway.master_key): kept "
+                "until one is",
+                config_error=True,
+            )
         return GatewayOutcome(False, True, None, "no gateway configured (gateway.master_key)")
 
     unblock = block
@@ -227,6 +245,9 @@ class ActionStage(Stage):
         notes: list[str] = []
         old = self.config
         gateway = _gateway(config) if config.gateway != old.gateway else self.gateway
+        was_removed = isinstance(self.gateway, NoGateway) and self.gateway.removed
+        if isinstance(gateway, NoGateway) and (_has_gateway(old) or was_removed):
+            gateway = NoGateway(removed=True)
         slack = self.slack
         if config.slack != old.slack:
             slack = self._notifier(config)

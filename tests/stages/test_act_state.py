@@ -4,6 +4,7 @@ earlier release is migrated once, on load, and kept beside it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import orjson
@@ -150,3 +151,40 @@ def test_the_pause_age_bound_comes_from_the_config_in_force(tmp_path: Path) -> N
 
     asyncio.run(reload())
     assert again.outbox.pause_max_age_s is None
+
+
+def test_pauses_queued_when_a_reload_takes_the_gateway_away_are_kept(tmp_path: Path) -> None:
+    """``master_key`` commented out for a moment while a hard stop's pause waited: the pause
+    failed for good ("no gateway configured") and the key was never paused. It is now held,
+    as for a gateway refusing its credentials, and goes once a reload brings them back."""
+    keys = {"rules": [{"api_key": "sk-*", "workload": "batch"}]}
+    with_gateway = Config.model_validate(
+        {
+            "keys": keys,
+            "gateway": {"kind": "litellm", "master_key": "sk-m", "url": "http://127.0.0.1:9"},
+        }
+    )
+    act = ActionStage(with_gateway, WorkerSettings(state_dir=tmp_path))
+    act.outbox.accept(alert(targets=("sk-a",)), now=1.0, keys=KEYS)
+    block = act.outbox.lanes["gateway"][0]
+
+    async def run() -> None:
+        act.reconfigure(Config.model_validate({"keys": keys}))
+        await act._gateway_attempt(block)
+        assert block in act.outbox.lanes["gateway"], act.outbox.audit[block.id]
+        assert act.outbox.audit[block.id].detail.startswith(
+            "no gateway configured since a config reload"
+        )
+        act.reconfigure(Config.model_validate({"keys": keys, "slack": {"cooldown_s": 60}}))
+        await act._gateway_attempt(block)
+        assert block in act.outbox.lanes["gateway"]
+        act.reconfigure(with_gateway)
+        assert block.next_at <= time.time()  # woken: it goes now
+
+    asyncio.run(run())
+    # A stage that never had a gateway gives pauses up at once, as before: nowhere to act.
+    bare = ActionStage(Config.model_validate({"keys": keys}), WorkerSettings(state_dir=tmp_path))
+    bare.outbox.accept(alert(targets=("sk-a",)), now=1.0, keys=KEYS)
+    task = bare.outbox.lanes["gateway"][0]
+    asyncio.run(bare._gateway_attempt(task))
+    assert not bare.outbox.lanes["gateway"] and bare.outbox.audit[task.id].result == "failed"
