@@ -20,6 +20,10 @@ from collections.abc import Callable
 __all__ = ["RepeatFilter", "setup_logging"]
 
 
+#: A record whose ``extra`` sets this is never held back: its caller says it once already.
+NOT_HELD = "spendbrake_not_held"
+
+
 class RepeatFilter(logging.Filter):
     """Pass a message, then at most one identical message per ``window_s``, with a count."""
 
@@ -32,7 +36,9 @@ class RepeatFilter(logging.Filter):
         self._seen: dict[tuple[str, int, str], tuple[float, int, float]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING and record.name.split(".", 1)[0] == "spendbrake":
+        if getattr(record, NOT_HELD, False) or (
+            record.levelno < logging.WARNING and record.name.split(".", 1)[0] == "spendbrake"
+        ):
             return True  # an event of ours, not a retry loop's
         now = self.clock()
         text = record.getMessage()

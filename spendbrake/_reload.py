@@ -26,6 +26,7 @@ from typing import Protocol
 from spendbrake.schemas import Config, ConfigError, mrkdwn_code
 
 from ._config_loader import ConfigErrors, config_from_bytes, parse_yaml
+from ._logs import NOT_HELD
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ class ConfigReloader:
         )
         for note in notes:
             log.info("config reload: %s", note)
+        self._posted.clear()  # a mistake made again after a good config is news again
         return ReloadResult("applied", tuple(notes))
 
     def _reject(self, digest: str, lines: list[str]) -> ReloadResult:
@@ -184,6 +186,9 @@ class ConfigReloader:
             "config %s rejected; the running config stays in force:\n%s",
             self.path,
             "\n".join(lines),
+            # Once per distinct text already: a repeat after a good config is news, not
+            # a retry loop's repeat to hold back.
+            extra={NOT_HELD: True},
         )
         return ReloadResult("rejected", tuple(lines))
 

@@ -417,3 +417,47 @@ def test_a_budget_added_by_a_reload_counts_the_period_before_it(
     else:
         assert "budget search-new: no report store at" in text, text[-3000:]
         assert alerts == [], [(a["threshold"], a["observed_usd"], a["reason"]) for a in alerts]
+
+
+async def test_a_mistake_made_again_after_a_good_config_is_told_again(tmp_path: Path) -> None:
+    """``amount_usd: -5`` saved, fixed, then saved again within 30 s: nothing was logged
+    (the repeat filter held the line) and nothing posted (the set of problems posted was
+    never cleared by the good config between)."""
+    from spendbrake._config_loader import load_config
+    from spendbrake._logs import RepeatFilter
+    from spendbrake._reload import ConfigReloader
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Keep(logging.ERROR)
+    handler.addFilter(RepeatFilter())  # as the worker's logging has it
+    logging.getLogger("spendbrake._reload").addHandler(handler)
+    try:
+        with FakeSlack(token="xoxb-ops", channel="ops") as slack:
+            path = tmp_path / "spendbrake.yaml"
+            head = f"slack: {{token: xoxb-ops, base_url: '{slack.base_url}', channel: '#ops'}}\n"
+            good = head + "budgets: [{name: b, scope: {team: t}, amount_usd: 5}]\n"
+            bad = head + "budgets: [{name: b, scope: {team: t}, amount_usd: -5}]\n"
+            path.write_text(good)
+            reloader = ConfigReloader(path, load_config(path), [], interval_s=0.05)
+            stopping = asyncio.Event()
+            task = asyncio.ensure_future(reloader.run(stopping))
+            for n, text in enumerate((bad, good, bad), start=1):
+                path.write_text(text)
+                await asyncio.sleep(0.6)  # the file settles, then is read
+                if text is bad:
+                    posted = n // 2 + 1
+                    assert await asyncio.to_thread(
+                        slack.wait_for, lambda p=posted: len(slack.messages) >= p, 10
+                    ), (n, slack.messages)
+            stopping.set()
+            await task
+    finally:
+        logging.getLogger("spendbrake._reload").removeHandler(handler)
+    assert len(slack.messages) == 2
+    rejected = [line for line in lines if "rejected; the running config stays" in line]
+    assert len(rejected) == 2, lines
