@@ -311,6 +311,13 @@ class ResumeAnswer:
     refused: list[str] = field(default_factory=list)
 
 
+def _asked_for(alert: Alert) -> bool:
+    """A budget threshold the operator listed in ``alert_at`` (50 % is ``info``): posted,
+    where a trend of ``info`` severity is the digest's alone. With the digest off (the
+    example config) the 50 % alert was told nowhere."""
+    return alert.kind == "budget" and alert.action == "alert" and alert.threshold is not None
+
+
 @dataclass(slots=True)
 class Outbox:
     """Accepted alerts, open incidents, and the two ordered task lanes."""
@@ -589,7 +596,7 @@ class Outbox:
         loud: bool = False,
         acting: bool = False,
     ) -> None:
-        if alert.severity == "info":
+        if alert.severity == "info" and not _asked_for(alert):
             # A trend (a creep, a launch's step) is for the digest, not a page: audited here,
             # listed by the digest from the store, never posted to the channel.
             task = Task(f"{key}/post", "slack", "post", incident.id, alert)
@@ -613,10 +620,14 @@ class Outbox:
                 now,
             )
             return
-        if follow_up:
+        if follow_up and self._told(incident):
             self._add(Task(f"{key}/reply", "slack", "reply", incident.id, alert))
             self._add(Task(f"{key}/update", "slack", "update", incident.id, alert))
             return
+        # A first message, or the first told of an incident whose earlier records were not
+        # (skipped as digest items, snoozed): it is the parent its later ones thread under.
+        # As a reply to no message, each became a message of its own, and every update of
+        # the parent (a failing gateway's "pause by hand") went nowhere.
         previous = self.threads.get(incident.scope)
         if (
             previous is not None

@@ -846,6 +846,40 @@ def test_a_stop_that_fires_again_after_a_reload_lifted_it_pauses_again() -> None
     assert (first.paused, first.resumed) == (["sk-a", "sk-b"], [])
 
 
+def test_a_budget_threshold_of_info_severity_is_posted_and_its_escalations_thread() -> None:
+    """The example's ``alert_at: [0.5, ...]``: the 50 % alert is ``info``, which was the
+    digest's alone (off in the example), so it was told nowhere; and with no parent
+    message, the 80 % and 100 % alerts each became a message of their own, and every
+    update of the parent (a failing gateway's "pause by hand") went nowhere."""
+    box = Outbox()
+    fifty = alert(
+        id="budget/ops/1",
+        kind="budget",
+        budget="ops",
+        action="alert",
+        targets=(),
+        severity="info",
+        threshold=0.5,
+    )
+    box.accept(fifty, now=1.0, keys=KEYS)
+    assert [(t.op, t.incident) for t in box.lanes["slack"]] == [("post", fifty.id)]
+    # A trend stays the digest's; an escalation of its incident is the incident's first
+    # message, the parent of what follows.
+    box = Outbox()
+    trend = alert(
+        id="trend/team=search/1", kind="trend", action="alert", targets=(), severity="info"
+    )
+    box.accept(trend, now=1.0, keys=KEYS)
+    assert not box.lanes["slack"]
+    worse = alert(seq=1, id=trend.id, kind="trend", action="alert", targets=(), severity="warning")
+    box.accept(worse, now=2.0, keys=KEYS)
+    assert [t.op for t in box.lanes["slack"]] == ["post"]
+    drain(box, "slack")
+    worst = alert(seq=2, id=trend.id, kind="trend", action="alert", targets=(), severity="critical")
+    box.accept(worst, now=3.0, keys=KEYS)
+    assert [t.op for t in box.lanes["slack"]] == ["reply", "update"]
+
+
 def test_a_stop_on_a_budget_of_a_model_says_why_no_key_was_paused() -> None:
     box = Outbox()
     stop = alert(id="budget/gpt/1", kind="budget", targets=(), scope={"model": "gpt-4o"})
