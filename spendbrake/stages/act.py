@@ -552,6 +552,9 @@ class ActionStage(Stage):
         and an operator took the key for paused."""
         what = ", ".join(alert.targets) or "no key"
         if alert.action != "pause":
+            if alert.held_keys:  # "(alert only)" read as nothing to pause; Slack says "held"
+                until = min(alert.held_keys.values())[:16].replace("T", " ")
+                return f"pause {', '.join(sorted(alert.held_keys))} held until {until} UTC"
             # "(alert no key)" read as a missing key; it is an alert that pauses nothing.
             return f"{alert.action} {what}" if alert.targets else f"{alert.action} only"
         allowed, denied = screen_pauses(alert.targets, self.config.keys)

@@ -188,3 +188,13 @@ def test_pauses_queued_when_a_reload_takes_the_gateway_away_are_kept(tmp_path: P
     task = bare.outbox.lanes["gateway"][0]
     asyncio.run(bare._gateway_attempt(task))
     assert not bare.outbox.lanes["gateway"] and bare.outbox.audit[task.id].result == "failed"
+
+
+def test_the_log_line_of_a_held_pause_says_held_not_alert_only(tmp_path: Path) -> None:
+    """A pause held for ``confirm_s`` was logged "(alert only)" while Slack said "Pause
+    held": an operator reading the log took it for an alert that pauses nothing."""
+    act = stage(tmp_path)
+    held = {"sk-a": "2026-11-08T03:10:02.011000Z"}
+    on_key = alert(action="alert", targets=(), held_keys=held)
+    assert act._done(on_key, 1.0) == "pause sk-a held until 2026-11-08 03:10 UTC"
+    assert act._done(alert(action="alert", targets=()), 1.0) == "alert only"
