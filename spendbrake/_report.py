@@ -457,11 +457,8 @@ def _rows(
 def _unpriced(con: Any, period: Period, unpriced: int, calls: int) -> str:
     """The note for calls no price covered: they count as $0, which a total hides."""
     dims = _dims_with(con, "model")
-    models = (
-        sorted(str(r[0]) for r in _grouped(con, dims, ["model"], period.start, period.end) if r[6])
-        if dims is not None
-        else []
-    )
+    rows = _grouped(con, dims, ["model"], period.start, period.end) if dims is not None else []
+    models = sorted(str(model) for model, *_, calls_unpriced in rows if calls_unpriced)
     which = (
         f" (model {', '.join(models[:5])}{', ...' if len(models) > 5 else ''})" if models else ""
     )
