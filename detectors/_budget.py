@@ -133,7 +133,8 @@ class BudgetVerdict:
     ``burn_rate``) or ``None`` (projection, resume). ``observed_usd`` is the period-to-date
     spend, or the spend in the long burn window; ``expected_usd`` is ``amount * threshold``,
     the projected period-end spend, or the even-pace spend of the burn window.
-    ``window_start``/``window_end`` and ``period_start`` are epoch seconds.
+    ``window_start``/``window_end`` and ``period_start`` are epoch seconds. ``at``: the event
+    time it is dated, when later than the watermark it was evaluated at (``counted_to``).
     """
 
     kind: str
@@ -146,6 +147,7 @@ class BudgetVerdict:
     window_end: float
     period_start: float
     reason: str
+    at: float | None = None
 
 
 class BudgetTracker:
@@ -637,14 +639,31 @@ class BudgetTracker:
         self._learn(now)
         self._prune(now, start)
         spent = self.spent(now)
-        out.extend(self._thresholds(now, start, end, spent))
+        seen = self.counted_to(now)
+        out.extend(self._thresholds(seen, start, end, spent))
         if advanced and not self._projected and spent < self.amount_usd:
-            proj = self._project(now, start, end, spent)
+            proj = self._project(seen, start, end, spent)
             if proj is not None and proj > self.amount_usd:
                 self._projected = True
-                out.append(self._projection(now, start, end, spent, proj))
+                out.append(self._projection(seen, start, end, spent, proj))
         out.extend(self._burn(now, start, end, advanced))
         return out
+
+    def counted_to(self, now: float) -> float:
+        """The event time the spend counted at watermark ``now`` reaches: the latest minute of
+        ``now``'s hour that holds spend, if after ``now``; else ``now``.
+
+        ``spent(now)`` counts ``now``'s whole hour as read so far, and rollups arrive before
+        their partition's mark (sent at the ingest's next checkpoint). After a quiet gap, with
+        every partition idle, the watermark stands at the last call before the gap, and a
+        threshold crossed by calls at 23:17 said "by 23:03".
+        """
+        first = math.floor(now / HOUR_S) * 60
+        get = self._minutes.get
+        for m in range(first + 59, math.floor(now / 60.0), -1):
+            if get(m):
+                return m * 60.0
+        return now
 
     def burns_before(self, until: float, step: float) -> list[tuple[float, BudgetVerdict]]:
         """Burn-rate verdicts at each multiple of ``step`` (event time) after the last
@@ -730,6 +749,7 @@ class BudgetTracker:
         tail = f"; projected {usd(proj)} by {self._end_label(end)}" if proj is not None else ""
         out = []
         head = self._spent_by(spent, now)
+        at = now if now > self._now else None
         for frac, action in due:
             target = self.amount_usd * frac
             if action == "pause":
@@ -741,7 +761,9 @@ class BudgetTracker:
                 reason = head + tail
             sev = "critical" if action == "pause" else _severity(frac)
             out.append(
-                BudgetVerdict("budget", action, sev, frac, spent, target, start, end, start, reason)
+                BudgetVerdict(
+                    "budget", action, sev, frac, spent, target, start, end, start, reason, at
+                )
             )
         return out
 
@@ -761,18 +783,19 @@ class BudgetTracker:
         stop = self.hard_stop_at
         if stop is None or self._stop_usd is None or not math.isfinite(self._now):
             return None
-        now = self._now
-        start, end = self.period_bounds(now)
-        spent = self.spent(now)
+        start, end = self.period_bounds(self._now)
+        spent = self.spent(self._now)
         level = self._stop_level()
         if spent < level:
             return None
+        seen = self.counted_to(self._now)
         reason = (
-            f"{self._spent_by(spent, now)}: hard stop at {stop:.0%} in force, pausing the "
+            f"{self._spent_by(spent, seen)}: hard stop at {stop:.0%} in force, pausing the "
             "non-critical keys in scope that spent since it was applied"
         )
+        at = seen if seen > self._now else None
         return BudgetVerdict(
-            "budget", "pause", "critical", stop, spent, level, start, end, start, reason
+            "budget", "pause", "critical", stop, spent, level, start, end, start, reason, at
         )
 
     def _late(self) -> list[BudgetVerdict]:
@@ -852,8 +875,9 @@ class BudgetTracker:
             f"{usd(self.amount_usd)} {_ADJ[self.period]} budget ({usd(spent)} spent so far, "
             f"{spent / self.amount_usd:.0%}, by {self._now_label(now)})"
         )
+        at = now if now > self._now else None
         return BudgetVerdict(
-            "projection", "alert", "warning", None, spent, proj, start, end, start, reason
+            "projection", "alert", "warning", None, spent, proj, start, end, start, reason, at
         )
 
     def _burn(self, now: float, start: float, end: float, advanced: bool) -> list[BudgetVerdict]:

@@ -260,7 +260,7 @@ class BudgetBook:
             scope=dict(cfg.scope),
             window_start=format_ts(v.window_start),
             window_end=format_ts(v.window_end),
-            detected_at=format_ts(at),
+            detected_at=format_ts(at if v.at is None else v.at),
             observed_usd=v.observed_usd,
             expected_usd=v.expected_usd,
             severity=v.severity,  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ import pytest
 from spendbrake.actions import decide
 from spendbrake.detectors import SpendWatch
 from spendbrake.detectors._clock import EventClock
-from spendbrake.schemas import Alert, BudgetConfig, Config, RollupRecord
+from spendbrake.schemas import Alert, BudgetConfig, Config, RollupRecord, format_ts
 from tests.detectors.test_watch import HOUR, RULES, T0, _history, _records, _runaway
 
 PARTS = 4
@@ -111,3 +111,41 @@ def test_budgets_wait_while_partitions_are_apart_and_are_judged_as_hours_close()
         alerts += _read(watch, T0 + (H + 1) * HOUR, plan[H + 1], [minute] * PARTS)
     [crossed] = [a for a in alerts if a.kind == "budget"]
     assert crossed.observed_usd == pytest.approx(sum(search[day : H + 1]), abs=1e-5)
+
+
+def _team_minutes(day: int, minutes: dict[int, float], partition: int) -> list[RollupRecord]:
+    """Team search's minute windows of ``day`` (minute index -> dollars) and the hours that
+    sum them, all read from input ``partition``."""
+    hours: dict[int, float] = {}
+    out = []
+    for m, usd in minutes.items():
+        start = day + m * 60
+        hours[start // HOUR * HOUR] = hours.get(start // HOUR * HOUR, 0.0) + usd
+        out.append(
+            RollupRecord(("team",), ("search",), 60, start, partition, 0, (round(usd * 1e9), 1))
+        )
+    out += [
+        RollupRecord(("team",), ("search",), HOUR, h, partition, 0, (round(usd * 1e9), 1))
+        for h, usd in hours.items()
+    ]
+    return out
+
+
+def test_budget_spend_read_before_its_mark_is_dated_when_it_was_spent() -> None:
+    """After a quiet gap every partition is idle and the watermark stands at the last call
+    before it. New spend read before its partition's mark was counted but dated at that old
+    watermark: "spent $60 of its $100 daily budget (60%) by 23:03" for calls at 23:17."""
+    day = T0 + 7 * 24 * HOUR
+    budget = BudgetConfig(
+        name="d", scope={"team": "search"}, amount_usd=100.0, period="day", alert_at=[0.5]
+    )
+    watch = SpendWatch(Config(keys=RULES, budgets=[budget]), partitions=2)
+    watch.observe(_team_minutes(day, {23 * 60 + 2: 10.0}, partition=0))
+    watch.set_mark(0, day + (23 * 60 + 3) * 60)
+    watch.set_idle(1)
+    assert list(decide(watch, watch.config)) == []
+    watch.set_idle(0)  # the quiet gap: every partition idle
+    watch.observe(_team_minutes(day, {23 * 60 + 2: 10.0, 23 * 60 + 17: 50.0}, partition=0))
+    [alert] = [a for a in decide(watch, watch.config) if a.kind == "budget"]
+    assert alert.reason.startswith("d spent $60.00 of its $100 daily budget (60%) by 23:17")
+    assert alert.detected_at.startswith(format_ts(day + (23 * 60 + 17) * 60)[:16])
