@@ -192,6 +192,9 @@ class Incident:
     #: found after a timeout). An update that would set the same is skipped: chat.update
     #: is rate limited (Tier 3), and two plans of one state sent it twice.
     shown: str | None = None
+    #: Its parent was posted as history (caught long before it was read): a live record
+    #: of it is posted as a message of its own, not hidden in that thread.
+    historic: bool = False
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         """An outbox saved before a field existed loads with that field's default."""
@@ -620,9 +623,19 @@ class Outbox:
                 now,
             )
             return
+        history = self._is_history(alert, now)
         if follow_up and self._told(incident):
-            self._add(Task(f"{key}/reply", "slack", "reply", incident.id, alert))
-            self._add(Task(f"{key}/update", "slack", "update", incident.id, alert))
+            if not incident.historic or history:
+                self._add(Task(f"{key}/reply", "slack", "reply", incident.id, alert))
+                self._add(Task(f"{key}/update", "slack", "update", incident.id, alert))
+                return
+            # A new deployment read a month's budget: its 50 % and 80 % weeks old, its
+            # hard stop today. Under a "[history, 14 d old]" parent the stop was a thread
+            # reply no one is notified of: it is posted as the incident's new parent.
+            incident.historic = False
+            incident.thread = None
+            self.threads[incident.scope] = (incident.id, now)
+            self._add(Task(f"{key}/post", "slack", "post", incident.id, alert))
             return
         # A first message, or the first told of an incident whose earlier records were not
         # (skipped as digest items, snoozed): it is the parent its later ones thread under.
@@ -633,13 +646,21 @@ class Outbox:
             previous is not None
             and now - previous[1] < self.cooldown_s
             and previous[0] in self.incidents
+            and (history or not self.incidents[previous[0]].historic)
         ):
-            # Same scope, inside the cooldown: one thread, not a second page.
+            # Same scope, inside the cooldown: one thread, not a second page (but a live
+            # incident is not hidden under a message about history).
             incident.thread = previous[0]
             self._add(Task(f"{key}/reply", "slack", "reply", incident.id, alert))
             return
         self.threads[incident.scope] = (incident.id, now)
+        incident.historic = history
         self._add(Task(f"{key}/post", "slack", "post", incident.id, alert))
+
+    def _is_history(self, alert: Alert, now: float) -> bool:
+        """Whether a message about ``alert`` read at ``now`` is marked as history."""
+        past = self.past_history(alert, now)
+        return past is not None and past > 0.0
 
     def past_history(self, alert: Alert, now: float) -> float | None:
         """Seconds the alert was read past ``history_after_s`` after it was caught (over 0:

@@ -75,8 +75,8 @@ def group(candidates: Iterable[Candidate], explain: float = 0.5) -> list[Candida
                 inside(root.known, root.scope, c.scope)
                 and root.excess_usd >= explain * c.excess_usd
             ):
-                if root.scope != c.scope:
-                    root.also.append(c.scope)
+                if root.scope != c.scope and c.scope not in root.also:
+                    root.also.append(c.scope)  # once, whichever detectors found it
                 break
         else:
             # Several narrower anomalies that together explain it (batch keys looping on
@@ -92,7 +92,8 @@ def group(candidates: Iterable[Candidate], explain: float = 0.5) -> list[Candida
             ]
             if len(inner) > 1 and sum(r.excess_usd for r in inner) >= explain * c.excess_usd:
                 for root in inner:
-                    root.also.append(c.scope)
+                    if c.scope not in root.also:
+                        root.also.append(c.scope)
             else:
                 roots.append(c)
     return roots

@@ -511,7 +511,8 @@ def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
     alert type: the file reads as it was and is written back unchanged, but for the fields
     added since (``opened_at``, ``held_keys``, 2026-12-06; ``more_targets``, ``part``,
     ``pause_max_age_s``, an incident's ``late``, ``snooze_held``, the history summary's
-    fields, 2026-12-07; an incident's ``shown``, 2026-12-08), written with their defaults."""
+    fields, 2026-12-07; an incident's ``shown``, ``historic``, 2026-12-08), written with their
+    defaults."""
     data = RECORD_FILE.read_bytes()
     box = load_outbox(data)
     (incident,) = box.incidents.values()
@@ -526,7 +527,10 @@ def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
             b'"refused":["support-bot-prod"],', b'"refused":["support-bot-prod"],"late":[],'
         )
         .replace(b'"snoozed":{},', b'"snoozed":{},"snooze_held":{},')
-        .replace(b'"channel":null}},"threads"', b'"channel":null,"shown":null}},"threads"')
+        .replace(
+            b'"channel":null}},"threads"',
+            b'"channel":null,"shown":null,"historic":false}},"threads"',
+        )
         .replace(
             b'"pause_max_age_s":null,',
             b'"pause_max_age_s":null,"history":"post","history_after_s":null,"held":null,',
@@ -1145,3 +1149,44 @@ def test_a_pause_again_queued_by_the_previous_release_lands_as_paused_only() -> 
     drain(restored, "gateway")
     line = outcome_line(restored.incidents[incident], restored.incidents[incident].alert, False)
     assert line == "Paused 1 key(s): sk-a"
+
+
+def test_a_live_record_of_an_incident_told_as_history_is_a_message_of_its_own() -> None:
+    """A new deployment catching up (``history: post``): a month's budget crossed 80 % two
+    weeks ago, its hard stop today. The stop was a reply under "[history, 14 d old]", which
+    notifies no one; a live anomaly on the same scope went into that thread too."""
+    day = 86400.0
+    now = 1_796_000_000.0
+    box = Outbox(history="post", history_after_s=3600.0)
+
+    def budget(seq: int, caught: float, **fields: Any) -> Alert:
+        return alert(
+            id="budget/monthly/1", seq=seq, kind="budget", budget="monthly",
+            window_end=format_ts(now + 10 * day), detected_at=format_ts(caught), **fields,
+        )  # fmt: skip
+
+    old = budget(0, now - 14 * day, action="alert", targets=(), threshold=0.8)
+    assert box.accept(old, now=now, keys=KEYS)
+    assert box.accept(budget(1, now - 13 * day, action="alert", targets=()), now=now, keys=KEYS)
+    assert [t.op for t in box.lanes["slack"]] == ["post", "reply", "update"]
+    while (task := box.ready("slack", now)) is not None:
+        box.finish(task, "ok", "delivered", now, ts="1.1", channel="C0SPEND")
+    assert box.accept(budget(2, now - 60, threshold=1.2), now=now + 5, keys=KEYS)
+    [stop] = box.lanes["slack"]
+    assert stop.op == "post" and stop.alert.seq == 2
+    box.finish(stop, "ok", "delivered", now + 6, ts="2.2", channel="C0SPEND")
+    # Later records thread under the live message; a live anomaly on the same scope
+    # within the cooldown too.
+    assert box.accept(budget(3, now - 30, action="alert", targets=()), now=now + 7, keys=KEYS)
+    reply = box.ready("slack", now + 7)
+    assert reply is not None and reply.op == "reply"
+    assert box.thread_of(reply).ts == "2.2"  # type: ignore[union-attr]
+    # A history anomaly's scope: a live one on it within the cooldown is a message too.
+    scope = {"api_key": "sk-x"}
+    history = alert(id="anomaly/x/1", scope=scope, action="alert", targets=(),
+                    detected_at=format_ts(now - 5 * day))  # fmt: skip
+    live = alert(id="anomaly/x/2", scope=scope, action="alert", targets=(),
+                 detected_at=format_ts(now))  # fmt: skip
+    assert box.accept(history, now=now, keys=KEYS) and box.accept(live, now=now + 8, keys=KEYS)
+    ops = [(t.incident, t.op) for t in box.lanes["slack"] if t.incident.startswith("anomaly/x")]
+    assert ops == [("anomaly/x/1", "post"), ("anomaly/x/2", "post")]

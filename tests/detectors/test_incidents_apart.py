@@ -195,3 +195,20 @@ def test_an_incident_still_anomalous_past_a_confirmation_age_is_stated_again_onc
 
 def _no_keys(scope: object, since: float) -> list:
     return []
+
+
+def test_a_parent_scope_found_by_several_detectors_is_listed_once() -> None:
+    """The global total flagged by baseline and by wow, and under two keys together: Slack
+    read "Also seen in: all spend; all spend; all spend"."""
+    from spendbrake.detectors._incidents import group
+
+    key = _loop("k0", "batch", 100.0)
+    globs = [_loop("", "", 90.0), _loop("", "", 80.0), _loop("", "", 70.0)]
+    for glob, detector in zip(globs, ("baseline", "wow", "shift"), strict=True):
+        glob.scope, glob.known, glob.detector = (), {}, detector  # type: ignore[attr-defined]
+    [root] = group([key, *globs])
+    assert root.also == [()]  # type: ignore[attr-defined]
+    # Two keys that explain the total only together: each names it once.
+    keys = [_loop(f"k{i}", "batch", 40.0) for i in range(2)]
+    roots = group([*keys, *globs])
+    assert [r.also for r in roots] == [[()], [()]]  # type: ignore[attr-defined]
