@@ -156,7 +156,10 @@ def _title(alert: Alert) -> str:
     kind = alert.kind
     budget = mrkdwn(alert.budget)
     if kind == "budget" and alert.action == "resume":
-        # A resume has no threshold: "at 0%" read as a budget with nothing spent.
+        # A resume has no threshold: "at 0%" read as a budget with nothing spent. A reload
+        # lifts a stop mid-period (``BudgetBook._lifted``): no new period there.
+        if "/lifted/" in alert.id:
+            return f"Budget {budget}: hard stop lifted by a config reload"
         return f"Budget {budget}: new period, its hard stop lifted"
     if kind == "budget":
         threshold = alert.threshold or 0
@@ -222,15 +225,15 @@ def _money(alert: Alert, since: str | None = None) -> str:
             f"*${observed:,.2f}*" + (_against(alert, observed, expected) if expected else "")
         )
     start, end = alert.window_start, alert.window_end
-    # A window past its first day (a day's notice, a month's budget) ends on another date:
-    # "2026-09-01T00:00–00:00" read as no time at all.
-    until = end[11:16] if end[:10] == start[:10] else end[:16]
-    parts.append(f"{mrkdwn(start[:16])}–{mrkdwn(until)} UTC")
-    text = "  ·  ".join(parts)
+    if start and end:  # a reload's lift has no window: "– UTC" said nothing
+        # A window past its first day (a day's notice, a month's budget) ends on another
+        # date: "2026-09-01T00:00–00:00" read as no time at all.
+        until = end[11:16] if end[:10] == start[:10] else end[:16]
+        parts.append(f"{mrkdwn(start[:16])}–{mrkdwn(until)} UTC")
     caught = since or alert.detected_at
     if caught:
-        text += f"  ·  caught {mrkdwn(caught[:16])} UTC"
-    return text
+        parts.append(f"caught {mrkdwn(caught[:16])} UTC")
+    return "  ·  ".join(parts)
 
 
 def age_label(age_s: float) -> str:

@@ -78,6 +78,9 @@ class ConfigReloader:
         self._stat = self._stat_now()
         self._digest = _digest_of(self._read())
         self._posted: set[str] = set()
+        #: Notes of changes that wait for a restart, as the last applied reload gave them:
+        #: each is logged once, not again at every reload until the restart.
+        self._waiting: set[str] = set()
         self._wake = asyncio.Event()
         self.generation = 0
 
@@ -167,6 +170,9 @@ class ConfigReloader:
             if getattr(new, name) != getattr(self.config, name)
         ]
         self.config = new
+        waiting = {note for note in notes if "restart" in note}
+        notes = [note for note in notes if note not in self._waiting]
+        self._waiting = waiting
         self._digest = digest
         self.generation += 1
         log.info(

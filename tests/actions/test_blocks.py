@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
@@ -375,3 +376,21 @@ def test_docs_block_kit_example_is_what_render_alert_prints() -> None:
         runbook_url="https://wiki.example.com/runbooks/ai-spend#{kind}",
     )
     assert orjson.loads(orjson.dumps(blocks)) == orjson.loads(shown[0])
+
+
+def test_a_stop_lifted_by_a_reload_says_so_with_no_empty_window() -> None:
+    """The lift's message read "new period, its hard stop lifted" mid-period, over a line
+    "– UTC" (the lift has no window)."""
+    lift = alert(
+        kind="budget", detector="budget", budget="research-daily", action="resume",
+        severity="info", scope={"team": "research"}, also=[], window_start="", window_end="",
+        observed_usd=None, expected_usd=None, id="budget/research-daily/lifted/1796000000",
+        detected_at="2026-11-30T10:13:20.000000Z", targets=["sk-batch"],
+        reason="research-daily: removed by a config reload; resuming what its hard stop paused",
+    )  # fmt: skip
+    text, blocks = render_alert(lift)
+    assert "hard stop lifted by a config reload" in text and "new period" not in text
+    shown = orjson.dumps(blocks).decode()
+    assert "UTC" in shown and "– UTC" not in shown and "·  caught" not in shown
+    period = msgspec.structs.replace(lift, id="budget/research-daily/1796000000")
+    assert "new period, its hard stop lifted" in render_alert(period)[0]

@@ -461,3 +461,32 @@ async def test_a_mistake_made_again_after_a_good_config_is_told_again(tmp_path: 
     assert len(slack.messages) == 2
     rejected = [line for line in lines if "rejected; the running config stays" in line]
     assert len(rejected) == 2, lines
+
+
+def test_a_change_waiting_for_a_restart_is_said_once(tmp_path: Path) -> None:
+    """Every reload after a ``kafka`` edit said "kafka: applied at the next restart" again,
+    until the restart; a stage's own restart notes (``store.path``) did the same."""
+    from spendbrake._config_loader import load_config
+    from spendbrake._reload import ConfigReloader, ReloadResult
+
+    class Store:
+        def reconfigure(self, config: Config) -> list[str]:
+            moved = config.store.path is not None
+            return ["store.path: applied at the next restart"] if moved else []
+
+    path = tmp_path / "spendbrake.yaml"
+    path.write_text("gateway: {dry_run: true}\n")
+    reloader = ConfigReloader(path, load_config(path), [Store()], interval_s=0)
+    waits = "kafka: {group_id: other}\nstore: {path: elsewhere.duckdb}\n"
+    path.write_text(waits + "gateway: {dry_run: true}\n")
+    assert reloader.check().lines == (
+        "kafka: applied at the next restart",
+        "store.path: applied at the next restart",
+    )
+    path.write_text(waits + "gateway: {dry_run: false, master_key: sk-x}\n")
+    assert reloader.check() == ReloadResult("applied")
+    # Put back, then changed again: news again.
+    path.write_text("gateway: {dry_run: true}\n")
+    assert reloader.check() == ReloadResult("applied")
+    path.write_text(waits)
+    assert len(reloader.check().lines) == 2
