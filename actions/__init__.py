@@ -26,6 +26,7 @@ from spendbrake.actions._outbox import (
     Task,
     outcome_line,
     retry_worth_telling,
+    scope_key,
 )
 from spendbrake.actions._outbox_file import OUTBOX_VERSION, dump_outbox, load_outbox
 from spendbrake.actions._policy import (
@@ -136,6 +137,7 @@ __all__ = [
     "render_snoozed",
     "requester",
     "retry_worth_telling",
+    "scope_key",
     "screen_pauses",
     "sign_request",
     "sign_webhook",

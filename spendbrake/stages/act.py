@@ -69,6 +69,7 @@ from spendbrake.actions import (
     render_snoozed,
     requester,
     retry_worth_telling,
+    scope_key,
     screen_pauses,
 )
 from spendbrake.schemas import (
@@ -433,6 +434,16 @@ class ActionStage(Stage):
             except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
         self.save()
+        pending = {lane: len(tasks) for lane, tasks in self.outbox.lanes.items() if tasks}
+        if pending or self.outbox.audit:
+            # Saved with the offsets: the next start carries them out, none lost or doubled.
+            log.info(
+                "action stage stopped with %s pending (saved; done at the next start)",
+                ", ".join(
+                    [f"{n} {lane} effect(s)" for lane, n in pending.items()]
+                    + ([f"{len(self.outbox.audit)} audit record(s)"] if self.outbox.audit else [])
+                ),
+            )
         await self.gateway.aclose()
         if self.slack is not None:
             await self.slack.close()
@@ -551,6 +562,8 @@ class ActionStage(Stage):
         a pause skipped as history (``Outbox.history_skip``) or refused by the keys config,
         and an operator took the key for paused."""
         what = ", ".join(alert.targets) or "no key"
+        if alert.action == "resume" and alert.targets:
+            return self._resumed(alert)
         if alert.action != "pause":
             if alert.held_keys:  # "(alert only)" read as nothing to pause; Slack says "held"
                 until = min(alert.held_keys.values())[:16].replace("T", " ")
@@ -567,6 +580,20 @@ class ActionStage(Stage):
         if denied:
             parts.append(f"pause {', '.join(target for target, _ in denied)} refused")
         return "; ".join(parts) or f"pause {what}"
+
+    def _resumed(self, alert: Alert) -> str:
+        """What a resume just accepted does with each key it names: "resume k1, k2" read as
+        done for a key another incident still holds paused, or that was never paused."""
+        ref = alert.ref()
+        queued = {
+            t.target for t in self.outbox.lanes["gateway"] if t.id.startswith(f"{ref}/unblock/")
+        }
+        parts = [f"resume {', '.join(t for t in alert.targets if t in queued)}"] if queued else []
+        for target in [t for t in alert.targets if t not in queued]:
+            record = self.outbox.audit.get(f"{ref}/unblock/{target}")
+            why = record.detail if record is not None else "resumed already, or underway"
+            parts.append(f"{target} not resumed: {why}")
+        return "; ".join(parts)
 
     def _count_refusals(self, alert: Alert) -> None:
         _, denied = screen_pauses(alert.targets, self.config.keys)
@@ -627,6 +654,21 @@ class ActionStage(Stage):
                     "Nothing to resume: no key SpendBrake paused for this incident is still paused."
                 )
             answer = self.command("unblock", list(targets), click.alert_id, source)
+            if answer.queued or answer.underway or answer.done:
+                log.info(
+                    "resume asked by %s on %s: %s",
+                    source,
+                    click.alert_id,
+                    "; ".join(
+                        f"{what} {', '.join(keys)}"
+                        for what, keys in (
+                            ("unblocking", answer.queued),
+                            ("already underway", answer.underway),
+                            ("already resumed", answer.done),
+                        )
+                        if keys
+                    ),
+                )
             for target in answer.refused:
                 self.metrics.refused.labels("unblock", "not-ours").inc()
                 log.warning(
@@ -661,6 +703,13 @@ class ActionStage(Stage):
             source=source,
         )
         self.save()
+        log.info(
+            "scope %s snoozed by %s for %g h (incident %s)",
+            scope_key(scope),
+            source,
+            SNOOZE_S / 3600,
+            click.alert_id,
+        )
         # The channel hears it: a scope silenced by one person must not surprise the others,
         # and any of them can lift it.
         text = (
@@ -688,6 +737,12 @@ class ActionStage(Stage):
             source=source,
         )
         self.save()
+        log.info(
+            "snooze of scope %s lifted by %s; %d alert message(s) were held back",
+            scope_key(scope),
+            source,
+            held,
+        )
         missed = (
             f" {held} alert message(s) were held back meanwhile (the actions topic audits them "
             "as `skipped: scope snoozed`; `spendbrake report` lists their alerts)."

@@ -198,3 +198,25 @@ def test_the_log_line_of_a_held_pause_says_held_not_alert_only(tmp_path: Path) -
     on_key = alert(action="alert", targets=(), held_keys=held)
     assert act._done(on_key, 1.0) == "pause sk-a held until 2026-11-08 03:10 UTC"
     assert act._done(alert(action="alert", targets=()), 1.0) == "alert only"
+
+
+def test_the_log_line_of_a_resume_names_the_keys_it_leaves_paused(tmp_path: Path) -> None:
+    """A budget's next period resumed "resume sk-a, sk-b, sk-c" in the log, while the audit
+    kept sk-b paused for an anomaly and refused sk-c, a key SpendBrake never paused."""
+    act = stage(tmp_path)
+    box = act.outbox
+    stop = alert(id="budget/b/1", kind="budget", budget="b", targets=("sk-a", "sk-b"))
+    loop = alert(id="anomaly/api_key=sk-b/1", targets=("sk-b",))
+    for paused in (stop, loop):
+        box.accept(paused, now=1.0, keys=KEYS)
+    while (task := box.ready("gateway", 2.0)) is not None:
+        box.finish(task, "ok", "blocked", 2.0)
+    resume = alert(
+        id="budget/b/2", kind="budget", budget="b", action="resume",
+        targets=("sk-a", "sk-b", "sk-c"),
+    )  # fmt: skip
+    assert box.accept(resume, now=3.0, keys=KEYS)
+    assert act._done(resume, 3.0) == (
+        "resume sk-a; sk-b not resumed: still paused for anomaly/api_key=sk-b/1; "
+        "sk-c not resumed: not paused by SpendBrake"
+    )

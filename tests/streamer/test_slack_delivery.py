@@ -366,6 +366,31 @@ async def test_a_missing_scope_keeps_the_alerts_until_the_app_has_it(
     assert len(lines) == 1 and lines[0].levelno == logging.ERROR, caplog.text
 
 
+async def test_a_stop_with_effects_pending_says_how_many_wait_for_the_next_start(
+    broker: EmbeddedBroker,
+    topics: tuple[str, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SIGTERM during a Slack outage: "worker stopped" said nothing of the messages kept."""
+    caplog.set_level(logging.INFO, logger="spendbrake")
+    with (
+        FakeSlack(token=TOKEN, scopes={"channels:history"}) as slack,
+        FakeGateway(master_key=MASTER) as gateway,
+    ):
+        h = Harness(broker, topics, tmp_path, slack, gateway)
+        try:
+            await h.publish(*(alert_only(f"key-{i}", "critical", f"t{i}") for i in range(2)))
+            await h.start()
+            assert await until(lambda: h.stage.pending("slack") == 2)
+        finally:
+            await h.stop()
+    said = [r.getMessage() for r in caplog.records if "action stage stopped" in r.getMessage()]
+    assert said == [
+        "action stage stopped with 2 slack effect(s) pending (saved; done at the next start)"
+    ], said
+
+
 async def test_a_wrong_channel_keeps_the_alerts_until_a_config_reload_fixes_it(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -519,11 +544,12 @@ async def test_an_outbox_saved_by_the_previous_release_is_delivered_once(
 
 
 async def test_a_click_while_the_gateway_is_down_is_kept_and_the_clicker_told_why(
-    harness: Harness,
+    harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The gateway refuses connections when the on-call clicks "Resume": the resume waits
     in the lane, a second click says why nothing happened yet (and queues nothing), and
     the key is resumed once, when the gateway is back."""
+    caplog.set_level(logging.INFO, logger="spendbrake")
     slack, gateway = harness.slack, harness.gateway
     key = "research-nightly"
     alert = make_alert(key)
@@ -551,6 +577,12 @@ async def test_a_click_while_the_gateway_is_down_is_kept_and_the_clicker_told_wh
     assert await until(lambda: not gateway.is_blocked(key), 30)
     await asyncio.sleep(1.0)
     assert gateway.unblock_count(key).total == 1
+    # The log says who asked (it did not), and when the gateway did it.
+    said = [r.getMessage() for r in caplog.records]
+    asked = f"resume asked by slack:U1 on {alert['id']}: unblocking {key}"
+    again = f"resume asked by slack:U2 on {alert['id']}: already underway {key}"
+    assert asked in said and again in said, said
+    assert f"gateway unblock key {key}: unblock key: ok" in said, said
 
 
 async def test_a_snooze_is_told_to_the_whole_channel(harness: Harness) -> None:
@@ -571,12 +603,13 @@ async def test_a_snooze_is_told_to_the_whole_channel(harness: Harness) -> None:
 
 
 async def test_a_snooze_can_be_undone_from_its_notice_and_says_what_it_held_back(
-    harness: Harness,
+    harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A snooze clicked in error (or a scope that matters again) kept every on-call blind
     for the hour: nothing could lift it. The channel's notice now carries "Undo snooze";
     anyone's click lifts it, says how many alert messages it held back, and the next alert
     on the scope posts."""
+    caplog.set_level(logging.INFO, logger="spendbrake")
     slack = harness.slack
     key = "support-prod"
 
@@ -618,6 +651,9 @@ async def test_a_snooze_can_be_undone_from_its_notice_and_says_what_it_held_back
     ), lifted["text"]
     await harness.publish(alert_at(3))
     assert await until(lambda: len(slack.messages) == 2, 10)  # the scope speaks again
+    # The log says who did each (it named neither).
+    assert f"scope api_key={key} snoozed by slack:U7 for 1 h" in caplog.text
+    assert f"snooze of scope api_key={key} lifted by slack:U8; 1 alert message" in caplog.text
     assert await harness.click(UNSNOOZE_ACTION_ID, undo, "U8") == 200
     assert await until(lambda: len(slack.responses) == 3, 10)
     assert slack.responses[2]["response_type"] == "ephemeral"
