@@ -4,6 +4,7 @@ function that the tests call too; nothing here holds logic of its own."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import signal
@@ -193,6 +194,11 @@ def main() -> None:
     spend up in event time, detects runaways and budget burn, alerts Slack and
     pauses batch keys at the gateway. Start with `spendbrake demo`.
     """
+    # A command that says what failed itself (a broker unreachable: "spilling to ...")
+    # does not echo the Kafka client's own "Unable connect to ..." before it: with no
+    # handler configured, Python printed that record bare. The worker's logging
+    # (``setup_logging``) still shows it, on its root handler.
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
 
 
 @main.command()

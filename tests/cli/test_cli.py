@@ -341,6 +341,26 @@ def test_produce_with_the_broker_down_keeps_every_event_in_the_spill_and_exits_3
     assert ids == ["earlier", "now-0", "now-1", "now-2"]
 
 
+def test_produce_with_the_broker_down_says_it_once_in_its_own_words(tmp_path: Path) -> None:
+    """A real process (pytest's own log handlers hide it in-process): the Kafka client's
+    "Unable connect to ..." came bare before our "broker ... unreachable" line."""
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(orjson.dumps(GROWTH_EVENT) + b"\n")
+    env = {**os.environ, "SPENDBRAKE_SPILL_DIR": str(tmp_path / "spill")}
+    address = f"127.0.0.1:{free_port()}"
+    cmd = "from spendbrake.cli import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", cmd, "produce", str(source), "--bootstrap", address],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stderr
+    assert f"broker {address} unreachable" in done.stderr
+    assert "Unable connect" not in done.stderr, done.stderr
+
+
 def test_a_bootstrap_option_that_is_not_host_port_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
