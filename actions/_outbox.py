@@ -151,6 +151,9 @@ class Task:
     #: A block whose key was resumed before it went out: skipped if not yet sent, undone if
     #: it landed anyway (an attempt already in flight).
     cancelled: bool = False
+    #: A message about one record: the keys whose outcome it tells (those the record
+    #: names, refused or skipped ones included); None: the whole incident's (the parent).
+    keys: list[str] | None = None
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         # Before ``unsure`` existed every repeat of a post looked first: keep that for
@@ -211,16 +214,28 @@ def retry_worth_telling(attempts: int) -> bool:
 
 
 def outcome_line(
-    incident: Incident, alert: Alert, dry_run: bool, failing: str | None = None
+    incident: Incident,
+    alert: Alert,
+    dry_run: bool,
+    failing: str | None = None,
+    keys: list[str] | None = None,
 ) -> str:
     """The "what was done" line of the Slack message, from the incident's state;
-    ``failing``: why its pauses are not getting through (``Outbox.pause_failing``)."""
+    ``failing``: why its pauses are not getting through (``Outbox.pause_failing``).
+    ``keys``: a message about one record tells only these keys' outcome (``Task.keys``):
+    a threshold's reply, posted after the incident's hard stop, said "Paused 1 key(s)"."""
+
+    def own(listed: list[str]) -> list[str]:
+        return listed if keys is None else [k for k in listed if k in keys]
+
+    paused, resumed, failed = own(incident.paused), own(incident.resumed), own(incident.failed)
+    refused, late = own(incident.refused), own(incident.late)
     parts = []
     verb = "Would pause" if dry_run else "Paused"
     # Each list is cut to its first keys and a count: a hard stop's 1,000 keys made a line
     # Slack cut mid-name at its block limit, and the parts after it were lost.
-    if incident.paused:
-        parts.append(f"{verb} {len(incident.paused)} key(s): " + _listed(incident.paused))
+    if paused:
+        parts.append(f"{verb} {len(paused)} key(s): " + _listed(paused))
     # A resumed key is settled too: listed as pending, "Pausing KEY …; Resumed KEY" read
     # as a pause underway after the on-call had resumed it.
     settled = {*incident.paused, *incident.failed, *incident.resumed}
@@ -232,28 +247,26 @@ def outcome_line(
                 f" (the gateway is failing: {failing}; retried until it answers, "
                 "pause by hand if it must stop now)"
             )
-    if incident.resumed:
-        parts.append("Resumed " + _listed(incident.resumed))
-    if incident.failed:
-        parts.append("Gateway call FAILED for " + _listed(incident.failed))
-    if incident.refused:
+    if resumed:
+        parts.append("Resumed " + _listed(resumed))
+    if failed:
+        parts.append("Gateway call FAILED for " + _listed(failed))
+    if refused:
         parts.append(
-            "Pause REFUSED for "
-            + _listed(incident.refused)
-            + ": the keys config does not allow pausing it"
+            "Pause REFUSED for " + _listed(refused) + ": the keys config does not allow pausing it"
         )
-    if incident.late and alert.kind == "budget":
+    if late and alert.kind == "budget":
         # With auto_resume: false a stage that kept up would have left them paused until
         # resumed by hand: the operator must know they were not, to pause them if need be.
         parts.append(
-            "NOT paused: " + _listed(incident.late) + ": the budget's period had ended when "
+            "NOT paused: " + _listed(late) + ": the budget's period had ended when "
             "this hard stop was read (SpendBrake catching up on history), so they were "
             "left running; a budget with auto_resume: false would have kept them paused, "
             "pause them by hand if they must stay stopped"
         )
-    elif incident.late:
+    elif late:
         parts.append(
-            "NOT paused: " + _listed(incident.late) + ": this alert was read long after it was "
+            "NOT paused: " + _listed(late) + ": this alert was read long after it was "
             "detected (SpendBrake catching up on history: gateway.pause_max_age_s); pause by "
             "hand if it still runs"
         )
@@ -511,8 +524,9 @@ class Outbox:
             self.record(task, "skipped", "nothing to resume: its hard stop was history", now)
         elif self.slack_enabled and not continued:
             # A refused pause is news for the operators even in a snoozed scope.
+            mine = [*alert.targets, *(t for t, _ in refused), *late]
             self._plan_message(
-                incident, alert, key, follow_up, now, loud=asked_pause, acting=bool(calls)
+                incident, alert, key, follow_up, now, mine, loud=asked_pause, acting=bool(calls)
             )
         return True
 
@@ -596,9 +610,12 @@ class Outbox:
         key: str,
         follow_up: bool,
         now: float,
+        keys: list[str],
         loud: bool = False,
         acting: bool = False,
     ) -> None:
+        """Plan the record's message: a post, or a reply and a parent update. ``keys``: those
+        the record names, whose outcome its message tells (``Task.keys``)."""
         if alert.severity == "info" and not _asked_for(alert):
             # A trend (a creep, a launch's step) is for the digest, not a page: audited here,
             # listed by the digest from the store, never posted to the channel.
@@ -626,7 +643,7 @@ class Outbox:
         history = self._is_history(alert, now)
         if follow_up and self._told(incident):
             if not incident.historic or history:
-                self._add(Task(f"{key}/reply", "slack", "reply", incident.id, alert))
+                self._add(Task(f"{key}/reply", "slack", "reply", incident.id, alert, keys=keys))
                 self._add(Task(f"{key}/update", "slack", "update", incident.id, alert))
                 return
             # A new deployment read a month's budget: its 50 % and 80 % weeks old, its
@@ -635,7 +652,7 @@ class Outbox:
             incident.historic = False
             incident.thread = None
             self.threads[incident.scope] = (incident.id, now)
-            self._add(Task(f"{key}/post", "slack", "post", incident.id, alert))
+            self._add(Task(f"{key}/post", "slack", "post", incident.id, alert, keys=keys))
             return
         # A first message, or the first told of an incident whose earlier records were not
         # (skipped as digest items, snoozed): it is the parent its later ones thread under.
@@ -651,11 +668,11 @@ class Outbox:
             # Same scope, inside the cooldown: one thread, not a second page (but a live
             # incident is not hidden under a message about history).
             incident.thread = previous[0]
-            self._add(Task(f"{key}/reply", "slack", "reply", incident.id, alert))
+            self._add(Task(f"{key}/reply", "slack", "reply", incident.id, alert, keys=keys))
             return
         self.threads[incident.scope] = (incident.id, now)
         incident.historic = history
-        self._add(Task(f"{key}/post", "slack", "post", incident.id, alert))
+        self._add(Task(f"{key}/post", "slack", "post", incident.id, alert, keys=keys))
 
     def _is_history(self, alert: Alert, now: float) -> bool:
         """Whether a message about ``alert`` read at ``now`` is marked as history."""

@@ -1028,7 +1028,7 @@ class ActionStage(Stage):
             self._settle(task, False, "permanent", "incident forgotten")
             return
         failing = self.outbox.pause_failing(own.id)
-        outcome = outcome_line(own, task.alert, self.outbox.dry_run, failing)
+        outcome = outcome_line(own, task.alert, self.outbox.dry_run, failing, task.keys)
         history_after_s = self.config.slack.history_after_s
         marks = {
             "posted_at": None if history_after_s is None else time.time(),

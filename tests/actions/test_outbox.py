@@ -511,7 +511,7 @@ def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
     alert type: the file reads as it was and is written back unchanged, but for the fields
     added since (``opened_at``, ``held_keys``, 2026-12-06; ``more_targets``, ``part``,
     ``pause_max_age_s``, an incident's ``late``, ``snooze_held``, the history summary's
-    fields, 2026-12-07; an incident's ``shown``, ``historic``, 2026-12-08), written with their
+    fields, 2026-12-07; an incident's ``shown``, ``historic``, a task's ``keys``, 2026-12-08), written with their
     defaults."""
     data = RECORD_FILE.read_bytes()
     box = load_outbox(data)
@@ -527,6 +527,7 @@ def test_an_outbox_file_of_91ee7cd_loads_and_saves_byte_for_byte() -> None:
             b'"refused":["support-bot-prod"],', b'"refused":["support-bot-prod"],"late":[],'
         )
         .replace(b'"snoozed":{},', b'"snoozed":{},"snooze_held":{},')
+        .replace(b'"cancelled":false}', b'"cancelled":false,"keys":null}')
         .replace(
             b'"channel":null}},"threads"',
             b'"channel":null,"shown":null,"historic":false}},"threads"',
@@ -1190,3 +1191,45 @@ def test_a_live_record_of_an_incident_told_as_history_is_a_message_of_its_own() 
     assert box.accept(history, now=now, keys=KEYS) and box.accept(live, now=now + 8, keys=KEYS)
     ops = [(t.incident, t.op) for t in box.lanes["slack"] if t.incident.startswith("anomaly/x")]
     assert ops == [("anomaly/x/1", "post"), ("anomaly/x/2", "post")]
+
+
+def test_a_record_s_message_tells_its_own_outcome_not_the_incident_s_later_one() -> None:
+    """Posts behind planning (a backlog, Slack 429s): a budget's 80 % reply, sent after its
+    hard stop had paused a key, said "Paused 1 key(s)"; read after the period, its 100 %
+    reply said "NOT paused: ... when this hard stop was read". The parent (updated) keeps
+    the incident's whole state."""
+    box = Outbox()
+
+    def budget(seq: int, **fields: Any) -> Alert:
+        fields.setdefault("action", "alert")
+        fields.setdefault("targets", ())
+        return alert(id="budget/b/1", seq=seq, kind="budget", budget="b", **fields)
+
+    for record in (budget(0, threshold=0.8), budget(1, threshold=1.0)):
+        assert box.accept(record, now=1.0, keys=KEYS)
+    assert box.accept(budget(2, threshold=1.2, action="pause", targets=("sk-a",)), 1.0, KEYS)
+    block = box.ready("gateway", 2.0)
+    assert block is not None
+    box.finish(block, "ok", "blocked", 2.0)
+    incident = box.incidents["budget/b/1"]
+    told = {
+        (t.alert.seq, t.op): outcome_line(incident, t.alert, False, None, t.keys)
+        for t in box.lanes["slack"]
+    }
+    only = "Alert only: a budget pauses keys at its hard stop, not before"
+    assert told[(0, "post")] == told[(1, "reply")] == only, told
+    assert told[(2, "reply")] == told[(2, "update")] == "Paused 1 key(s): sk-a"
+    # Read after its period: the stop's keys NOT paused, said by the stop alone.
+    late = Outbox(pause_max_age_s=3600.0)
+    day, now = 86400.0, 1_796_000_000.0
+    old = {"detected_at": format_ts(now - 9 * day), "window_end": format_ts(now - 8 * day)}
+    for record in (budget(0, threshold=1.0, **old), budget(1, threshold=1.2, action="pause",
+                                                        targets=("sk-a",), **old)):  # fmt: skip
+        assert late.accept(record, now=now, keys=KEYS)
+    incident = late.incidents["budget/b/1"]
+    told = {
+        (t.alert.seq, t.op): outcome_line(incident, t.alert, False, None, t.keys)
+        for t in late.lanes["slack"]
+    }
+    assert told[(0, "post")] == only, told
+    assert told[(1, "reply")].startswith("NOT paused: sk-a: the budget's period had ended")
