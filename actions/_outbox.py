@@ -580,7 +580,8 @@ class Outbox:
         return {
             target
             for incident in self.incidents.values()
-            if incident.alert.kind == "budget" and incident.alert.budget == budget
+            # Of the budget whatever its latest record (a burn-rate alert after the stop).
+            if budget is not None and incident.alert.budget == budget
             for target in incident.late
         }
 
@@ -796,11 +797,13 @@ class Outbox:
     def _held_elsewhere(self, budget: str | None) -> dict[str, str]:
         """Keys an incident this outbox knows paused and has not resumed, with it: one of
         an anomaly or of another budget, not of ``budget`` (whose earlier periods' stops
-        its resume lets go of)."""
+        its resume lets go of). A budget's incident is told by its records' ``budget``, not
+        by the kind of its latest one: a burn-rate alert after the stop made the budget's own
+        stop "another incident", and its resume left every key paused."""
         return {
             target: other.id
             for other in self.incidents.values()
-            if other.alert.kind != "budget" or other.alert.budget != budget
+            if other.alert.budget is None or other.alert.budget != budget
             for target in other.paused
             if target not in other.resumed
         }

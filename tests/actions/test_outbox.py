@@ -805,6 +805,17 @@ def test_a_budget_resume_lets_go_of_its_own_stops_not_another_budgets() -> None:
     assert drain(box, "gateway") == ["unblock:sk-a"]  # sk-b: the org's stop still holds it
 
 
+def test_a_budget_resume_lets_go_of_its_stop_after_a_burn_rate_alert_of_it() -> None:
+    """The stop's incident then had a burn-rate alert as its latest record: its kind made
+    the budget's own stop "another incident", and the resume left every key paused."""
+    box = Outbox()
+    stop = alert(id="budget/search/1", kind="budget", budget="search", targets=("sk-a", "sk-b"))
+    burn = alert(id="budget/search/1", seq=1, kind="burn_rate", budget="search", action="alert",
+                 targets=())  # fmt: skip
+    _next_period_resume(box, [stop, burn], ("sk-a", "sk-b"))
+    assert drain(box, "gateway") == ["unblock:sk-a", "unblock:sk-b"]
+
+
 def _next_period_resume(box: Outbox, pauses: list[Alert], targets: tuple[str, ...]) -> Alert:
     """Each of ``pauses`` done, then the "search" budget's next period resuming ``targets``:
     an incident of its own (``budget/<name>/<period start>``)."""
