@@ -937,6 +937,12 @@ class Outbox:
         if task.op == "block":
             if result == "refused":
                 settled = incident.refused
+                if task.attempts > 1:
+                    # Refused at a later attempt (a reload made the key critical while the
+                    # gateway timed out): an earlier one may have landed. Undone, not left:
+                    # seen, a critical key blocked with its pause audited "refused".
+                    self.blocked[task.target] = incident.id
+                    self._undo(task, now, "refused after an attempt that may have landed")
             elif result == "skipped":
                 settled = incident.resumed  # resumed before it went out again
                 if task.attempts > 1:
@@ -997,8 +1003,11 @@ class Outbox:
                     )
                 )
 
-    def _undo(self, task: Task, now: float) -> None:
-        """A pause that landed after its key was resumed (it was in flight): resume it again."""
+    def _undo(
+        self, task: Task, now: float, why: str = "resumed while the pause was in flight"
+    ) -> None:
+        """A pause that may have landed but must not stand (its key was resumed while it was
+        in flight, or a later attempt was refused): resume it again."""
         assert task.target is not None
         self._add(
             Task(
@@ -1008,7 +1017,7 @@ class Outbox:
                 task.incident,
                 task.alert,
                 task.target,
-                source="resumed while the pause was in flight",
+                source=why,
             )
         )
 

@@ -1244,3 +1244,31 @@ def test_a_record_s_message_tells_its_own_outcome_not_the_incident_s_later_one()
     }
     assert told[(0, "post")] == only, told
     assert told[(1, "reply")].startswith("NOT paused: sk-a: the budget's period had ended")
+
+
+def test_a_pause_refused_after_an_attempt_that_may_have_landed_is_undone() -> None:
+    """The gateway applied a block but answered after the timeout, twice; a reload then made
+    the key critical, and the third attempt was refused: audited "refused", the key left
+    blocked. An earlier attempt may have landed: it is undone."""
+    box = Outbox()
+    box.accept(alert(targets=("sk-a",)), now=1.0, keys=KEYS)
+    block = box.ready("gateway", 2.0)
+    assert block is not None
+    for attempt in (1, 2):
+        block.attempts = attempt
+        box.retry(block, "block key: no answer within 2s; it may have been applied", 0.0, 2.0)
+    block.attempts = 3
+    box.finish(block, "refused", "critical in the keys config", 3.0)
+    undo = box.ready("gateway", 3.0)
+    assert undo is not None and (undo.op, undo.target) == ("unblock", "sk-a")
+    assert undo.source == "refused after an attempt that may have landed"
+    box.finish(undo, "ok", "unblocked", 4.0)
+    assert box.blocked == {} and box.incidents[undo.incident].resumed == ["sk-a"]
+    # Refused at its first attempt, nothing was sent: nothing to undo.
+    fresh = Outbox()
+    fresh.accept(alert(targets=("sk-a",)), now=1.0, keys=KEYS)
+    first = fresh.ready("gateway", 2.0)
+    assert first is not None
+    first.attempts = 1
+    fresh.finish(first, "refused", "critical in the keys config", 2.0)
+    assert fresh.ready("gateway", 3.0) is None and fresh.blocked == {}
