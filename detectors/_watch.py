@@ -298,11 +298,14 @@ class SpendWatch:
                 alerts.extend(self._check_budgets(clock.closed_until - HOUR_END_S, hourly=True))
             else:
                 candidates.extend(found)
-                if clock.apart:
-                    # Budgets wait with the early looks while partitions are read apart
-                    # (below), and are looked at as each hour closes, as in a backlog.
-                    at = clock.closed_until - HOUR_END_S
-                    alerts.extend(self._check_budgets(at, hourly=True))
+                # Budgets are looked at as each hour closes, as in a backlog: while
+                # partitions are read apart they wait with the early looks (below); and a
+                # stage with no state read a backlog across a period's end closing only
+                # its last hours here, so the earlier period was never judged (its hard
+                # stop at 150 % never sent). A tracker that looked past the hour already
+                # (a stage that kept up) finds nothing new.
+                at = clock.closed_until - HOUR_END_S
+                alerts.extend(self._check_budgets(at, hourly=True))
         if self.book.notices:
             alerts.extend((notice, []) for notice in self.book.take_notices())
         if not clock.behind:

@@ -152,3 +152,28 @@ def test_a_backlog_sees_a_burn_that_stopped_before_its_hour_closed() -> None:
     ]
     at = parse_ts(caught[0]["detected_at"])
     assert T0 + 14 * 3600 + 10 * 60 < at <= T0 + 14 * 3600 + 45 * 60
+
+
+def test_a_fresh_watch_reading_a_backlog_across_a_period_end_judges_the_earlier_period() -> None:
+    """A detect stage with no state read events from 23:30 to 01:00 in one go: day one's
+    $150 on a $100 daily budget sent nothing, as the hours it closed were the last ones
+    (not a backlog any more) and the budget was looked at only at the watermark, in day
+    two. Its 50 %, 100 % and hard stop now fire, dated at the hour that crossed them."""
+    from spendbrake.actions import decide
+    from tests.detectors.test_partitions_apart import _team_minutes
+    from tests.detectors.test_watch import RULES
+
+    day = T0 + 7 * 24 * 3600
+    budget = BudgetConfig(
+        name="d", scope={"team": "search"}, amount_usd=100.0, period="day",
+        alert_at=[0.5, 1.0], hard_stop_at=1.2,
+    )  # fmt: skip
+    watch = SpendWatch(Config(keys=RULES, budgets=[budget]), partitions=1)
+    minutes = {m: 5.0 for m in range(23 * 60 + 30, 24 * 60)}  # $150 in day one's last 30 min
+    minutes.update({m: 1.0 for m in range(24 * 60, 25 * 60)})  # $60 in day two's first hour
+    watch.observe(_team_minutes(day, minutes, partition=0))
+    watch.set_mark(0, day + 25 * 3600)
+    alerts = [a for a in decide(watch, watch.config) if a.kind == "budget"]
+    first = [(a.threshold, a.detected_at[11:16]) for a in alerts if a.id.endswith(str(day))]
+    assert first == [(0.5, "23:59"), (1.0, "23:59"), (1.2, "23:59")]
+    assert "hard stop at 120%" in alerts[2].reason
