@@ -595,10 +595,16 @@ def _projection(
     # window holds what has been spent in it), and no later day does.
     ytd_end = period.end if as_of == period.end else _ts(_day(int(as_of))) + DAY_S
     ytd = sum(_daily_costs(con, jan1, ytd_end).values())
+    # The prior period's days before counting began are not $0 either: a deployment begun
+    # on the 16th put a month's spend over 30 days, and December "grew" +126 %.
+    prior_start = (
+        prior.start if counted_from is None else min(max(prior.start, counted_from), prior.end)
+    )
+    prior_days = (prior.end - prior_start) / DAY_S
     out = project(
         spent_usd=cost / NUSD,
         daily_usd=days,
-        prior_per_day_usd=prior_cost / NUSD / prior.days,
+        prior_per_day_usd=prior_cost / NUSD / prior_days if prior_days > 0 else 0.0,
         elapsed_days=elapsed,
         period_days=period.days,
         to_period_end_days=(period.end - as_of) / DAY_S,
@@ -615,7 +621,9 @@ def _projection(
     return out
 
 
-def _alerts(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
+def _alerts(con: Any, period: Period) -> dict[str, Any]:
+    """Every alert record of the period (``items``; the table shows the most severe, json
+    all: cut at 20, a month's hard stops were missing from both, unsaid)."""
     rows = con.execute(
         """SELECT detected_at, kind, severity, scope, observed_usd, action, targets, reason,
                   id, seq, window_start, window_end
@@ -644,14 +652,14 @@ def _alerts(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
             "reason": r[7],
             "id": f"{r[8]}#{r[9]}",
         }
-        for r in rows[:limit]
+        for r in rows
     ]
     # Trends (severity info) are not paged: the digest is where they are read, so they are
     # listed apart (an incident's first record), not cut off by the busiest alerts.
     seen: set[str] = set()
     trends = []
     for r in rows:
-        if r[2] == "info" and r[8] not in seen and len(trends) < limit:
+        if r[2] == "info" and r[8] not in seen:
             seen.add(r[8])
             trends.append(
                 {
@@ -677,7 +685,8 @@ def _alerts(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
     }
 
 
-def _actions(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
+def _actions(con: Any, period: Period) -> dict[str, Any]:
+    """Every audit record of the period (``items``; the table shows ten and counts the rest)."""
     # Alerts carry event time, audit records wall-clock time: a backlog's alerts fire
     # (in event time) inside the period while their actions happen later, so an action
     # belongs to the period when it happened in it OR answered one of its alerts.
@@ -703,7 +712,7 @@ def _actions(con: Any, period: Period, limit: int = 20) -> dict[str, Any]:
             "incident": r[5],
             "detail": r[6],
         }
-        for r in rows[:limit]
+        for r in rows
     ]
     return {"count": len(rows), "by_result": by_result, "items": items}
 

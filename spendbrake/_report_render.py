@@ -36,6 +36,20 @@ CSV_COLUMNS = (
 )
 
 
+#: Alert and audit lines the table shows; the json lists every one.
+SHOWN = 10
+_SEVERITY_RANK = {"critical": 0, "warning": 1}
+
+
+def _most_severe(alerts: list[dict[str, Any]], most: int) -> list[dict[str, Any]]:
+    """The ``most`` alerts that matter most, in time order: hard stops and pages before
+    trends and 50 % notes (the first ten by time hid a month's hard stop)."""
+    ranked = sorted(
+        range(len(alerts)), key=lambda i: (_SEVERITY_RANK.get(alerts[i]["severity"], 2), i)
+    )
+    return [alerts[i] for i in sorted(ranked[:most])]
+
+
 def render_json(report: dict[str, Any]) -> bytes:
     return orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n"
 
@@ -175,7 +189,7 @@ def render_table(report: dict[str, Any], console: Console) -> None:
     alerts = report["alerts"]
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(alerts["by_kind"].items()))
     console.print(f"alerts: {alerts['count']}" + (f" ({kinds})" if kinds else ""))
-    for alert in alerts["items"][:10]:
+    for alert in _most_severe(alerts["items"], SHOWN):
         scope = ",".join(f"{k}={v}" for k, v in alert["scope"].items()) or "global"
         # The reason often opens with the scope the line has just named: said once. Cut at
         # 64 characters it lost its figures ("... where 97.8 a…").
@@ -186,14 +200,21 @@ def render_table(report: dict[str, Any], console: Console) -> None:
             f"{terminal_text(scope)} {terminal_text(alert['severity'])} "
             f"{terminal_text(alert['action'])}: {terminal_text(reason)}"
         )
+    if len(alerts["items"]) > SHOWN:
+        console.print(
+            f"  … {len(alerts['items']) - SHOWN:,} more (the most severe are shown; "
+            "--format json lists every one)"
+        )
     actions = report["actions"]
     results = ", ".join(f"{k} {n}" for k, n in sorted(actions["by_result"].items()))
     console.print(f"actions: {actions['count']}" + (f" ({results})" if results else ""))
-    for action in actions["items"][:10]:
+    for action in actions["items"][:SHOWN]:
         words = (action["action"], action["target"], action["result"])
         console.print(
             f"  {action['at'][:16].replace('T', ' ')} "
             + " ".join(terminal_text(w) for w in words if w)  # no target: no double space
         )
+    if len(actions["items"]) > SHOWN:
+        console.print(f"  … {len(actions['items']) - SHOWN:,} more (--format json lists every one)")
     for note in report["notes"]:
         console.print(f"note: {terminal_text(note)}")

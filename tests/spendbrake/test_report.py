@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 import pytest
 from click.testing import CliRunner
 
@@ -25,7 +26,7 @@ from spendbrake._report import (
     trend_pct,
 )
 from spendbrake.cli import main
-from spendbrake.schemas import PriceTable, RollupRecord, parse_ts
+from spendbrake.schemas import PriceTable, RollupRecord, format_ts, parse_ts
 from spendbrake.streamer import StoreBatch, apply_batch, connect_store
 
 OCT = parse_ts("2026-10-01T00:00:00Z")
@@ -397,6 +398,28 @@ def test_a_projection_leaves_out_the_days_before_counting_began(tmp_path: Path) 
     assert projection["period_end_usd"] == pytest.approx(500.0 + 240.0 * 25.5)
 
 
+def test_a_projection_grows_against_the_prior_period_s_days_counted(tmp_path: Path) -> None:
+    """Counting began September 21: $100 a day through ten days of September and five of
+    October is flat, not +200 % against September's $1,000 spread over all its 30 days
+    (seen on the demo's store: December "grew" +126 % and the year's end doubled)."""
+    batch = StoreBatch()
+    for day in [SEP + i * 86400 for i in range(20, 30)] + [OCT + i * 86400 for i in range(5)]:
+        batch.add_rollup(rollup((), (), day, 100.0))
+        batch.add_rollup(rollup(("team",), ("search",), day, 100.0))
+        batch.add_rollup(
+            RollupRecord((), (), 3600, int(day), 0, 0, (100 * 10**9, 1) + (0,) * 6, {})
+        )
+    path = tmp_path / "s.duckdb"
+    con = connect_store(path)
+    apply_batch(con, batch, {("rollups", 0): 1})
+    con.close()
+    con = connect_store(path, read_only=True)
+    report = build_report(con, parse_period("2026-10"), "team", now=OCT + 5 * 86400)
+    projection = report["projection"]
+    assert projection["growth_per_period_pct"] == pytest.approx(0.0, abs=1e-6)
+    assert projection["period_end_usd"] == pytest.approx(100.0 * 31)
+
+
 def test_a_period_still_running_is_compared_with_as_much_of_the_one_before(
     tmp_path: Path,
 ) -> None:
@@ -534,3 +557,36 @@ def test_calls_without_a_price_are_marked_not_shown_as_spend_of_zero(tmp_path: P
     csv = CliRunner().invoke(main, [*args, "--format", "csv"]).output.splitlines()
     assert csv[0].endswith(",unpriced_calls") and csv[2].startswith("in-house-7b,4,")
     assert csv[2].endswith(",4")
+
+
+def test_every_alert_and_action_is_in_the_json_and_the_table_shows_the_most_severe(
+    tmp_path: Path,
+) -> None:
+    """24 alerts and 12 audit records: the json held 20 alerts of a count of 24, and the
+    table the first 10 by time, so the month's hard stop (the last) showed nowhere."""
+    batch = StoreBatch()
+    batch.add_rollup(rollup((), (), OCT, 10.0))
+    for i in range(23):
+        at = format_ts(OCT + i * 3600)
+        batch.add_alert({"id": f"wow/{i}", "seq": 0, "kind": "wow", "scope": {"team": "t"},
+                         "detected_at": at, "severity": "info", "action": "alert",
+                         "reason": f"trend {i}"})  # fmt: skip
+    batch.add_alert({"id": "budget/b/1", "seq": 0, "kind": "budget", "scope": {"team": "t"},
+                     "detected_at": format_ts(OCT + 30 * 3600), "severity": "critical",
+                     "action": "pause", "reason": "b: hard stop at 120%"})  # fmt: skip
+    for i in range(12):
+        batch.add_action({"id": f"a{i}", "action": "post", "result": "ok",
+                          "at": format_ts(OCT + i * 60)})  # fmt: skip
+    path = tmp_path / "s.duckdb"
+    con = connect_store(path)
+    apply_batch(con, batch, {("rollups", 0): 1})
+    con.close()
+    args = ["report", "--period", "2026-10", "--store", str(path)]
+    shown = CliRunner().invoke(main, args, env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "b: hard stop at 120%" in shown.output
+    assert "… 14 more (the most severe are shown; --format json lists every one)" in shown.output
+    assert "… 2 more (--format json lists every one)" in shown.output
+    data = orjson.loads(CliRunner().invoke(main, [*args, "--format", "json"]).output)
+    assert len(data["alerts"]["items"]) == data["alerts"]["count"] == 24
+    assert len(data["actions"]["items"]) == data["actions"]["count"] == 12
