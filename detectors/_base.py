@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import functools
 import inspect
 import math
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from spendbrake.detectors._plain import from_plain, to_plain
+from spendbrake.schemas import did_you_mean
 
 __all__ = ["Detector", "Verdict", "available", "make_detector", "register"]
 
@@ -278,14 +278,14 @@ def make_detector(name: str = "baseline", **params: Any) -> Detector:
     cls = _REGISTRY.get(name)
     if cls is None:
         raise ValueError(
-            f"unknown detector {name!r}{_did_you_mean(name, available())}; "
+            f"unknown detector {name!r}{did_you_mean(name, available())}; "
             f"choose one of {', '.join(available())}"
         )
     sig = _init_params(cls)
     for key, value in params.items():
         if key not in sig:
             raise ValueError(
-                f"unknown parameter {key!r} for detector {name!r}{_did_you_mean(key, sig)}; "
+                f"unknown parameter {key!r} for detector {name!r}{did_you_mean(key, sig)}; "
                 f"choose from {', '.join(sig)}"
             )
         # Config arrives from YAML: a string where a number belongs must fail here, by name,
@@ -297,13 +297,6 @@ def make_detector(name: str = "baseline", **params: Any) -> Detector:
                 kind = "an int" if want is int else "a number"
                 raise ValueError(f"{key}: must be {kind}, got {value!r}")
     return cls(**params)
-
-
-def _did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for a typo of one of ``choices`` (among twenty parameters,
-    the list alone hides the one meant), else nothing."""
-    close = difflib.get_close_matches(str(name), list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @functools.cache

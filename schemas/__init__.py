@@ -70,7 +70,7 @@ from ._rollup import (
 )
 from ._run import RunDecoder, decode_run
 from ._snapshot import gc_paused, unpickle_state
-from ._text import csv_text, mrkdwn, mrkdwn_code, mrkdwn_text, visible
+from ._text import csv_text, did_you_mean, mrkdwn, mrkdwn_code, mrkdwn_text, visible
 from ._time import MAX_FUTURE_S, MAX_TS, MIN_TS, format_ts, parse_ts, wire_ts
 from ._units import CALLS, COST, METRICS, NUSD, to_nusd
 
@@ -136,6 +136,7 @@ __all__ = [
     "decode_event",
     "decode_rollup",
     "decode_run",
+    "did_you_mean",
     "encode_alert",
     "encode_event",
     "encode_mark",

@@ -31,6 +31,7 @@ from ._event import WORKLOADS
 from ._keys import KeysConfig
 from ._pricing import PriceEntryModel
 from ._rollup import ROLLUP_WINDOWS_S
+from ._text import did_you_mean
 
 #: Event fields a scope, a match or a rollup dimension may name.
 SCOPE_FIELDS = (
@@ -114,7 +115,10 @@ class _Section(BaseModel):
 
 def _scope_field(name: str) -> str:
     if name not in SCOPE_FIELDS:
-        raise ValueError(f"unknown event field {name!r}; use one of {', '.join(SCOPE_FIELDS)}")
+        raise ValueError(
+            f"unknown event field {name!r}{did_you_mean(name, SCOPE_FIELDS)}; use one of "
+            + ", ".join(SCOPE_FIELDS)
+        )
     return name
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import difflib
 import functools
 import math
 import re
@@ -58,6 +57,7 @@ from pydantic import (
 
 from ._errors import ConfigError, show
 from ._event import UsageEvent
+from ._text import did_you_mean
 
 #: Resolved (provider, model) pairs kept per table; past this the memo starts over,
 #: so a stream of garbage model names cannot grow memory without bound.
@@ -275,8 +275,7 @@ def _config_error(exc: ValidationError, prefix: str) -> ConfigError:
         return ConfigError(path, "is required")
     if kind == "extra_forbidden":
         fields = PriceRowModel.model_fields if "prices" in loc else PriceEntryModel.model_fields
-        hint = difflib.get_close_matches(str(loc[-1]), list(fields), n=1)
-        more = f" (did you mean {hint[0]!r}?)" if hint else f"; use one of {', '.join(fields)}"
+        more = did_you_mean(loc[-1], fields) or f"; use one of {', '.join(fields)}"
         return ConfigError(path, f"unknown key {loc[-1]!r}{more}")
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return ConfigError(path, f"must be a mapping, got {show(err.get('input'))}")

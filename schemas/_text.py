@@ -17,9 +17,11 @@ changes ordinary text (letters, digits, spaces, ``-_./:@``).
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 
-__all__ = ["csv_text", "mrkdwn", "mrkdwn_code", "mrkdwn_text", "visible"]
+__all__ = ["csv_text", "did_you_mean", "mrkdwn", "mrkdwn_code", "mrkdwn_text", "visible"]
 
 # Unicode categories Cc (controls: C0, DEL, C1), Cf (format: bidi overrides and isolates,
 # zero-width characters, the BOM, tag characters), Zl, Zp (line and paragraph separators)
@@ -86,3 +88,14 @@ def csv_text(text: object) -> str:
     """
     shown = visible(text)
     return "'" + shown if str(text).startswith(_FORMULA_START) else shown
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for a typo of one of ``choices`` (among twenty names the list
+    alone hides the one meant), else nothing.
+
+    >>> did_you_mean("dtect", ["ingest", "detect"])
+    " (did you mean 'detect'?)"
+    """
+    close = difflib.get_close_matches(str(name), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -18,10 +18,9 @@ first) is refused too, each one named. Hot reload reads files with this same loa
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,9 @@ from spendbrake.schemas import (
     KAFKA_ENV,
     Config,
     ConfigError,
+    DetectorConfig,
     ValueAt,
+    did_you_mean,
     hidden_rule,
     kafka_env_overrides,
     repeated_name,
@@ -240,21 +241,28 @@ def build_config(
         errors = [_to_config_error(err, marks, name, from_env) for err in exc.errors()]
         errors += _hidden_rule_beside(data, exc.errors(), marks, name)
         errors += _repeats_beside(data, exc.errors(), marks, name)
-        if not any(err["loc"][:1] == ("detectors",) for err in exc.errors()):
-            # The detectors section itself is valid: its names and parameters are checked
-            # too, so one run of ``validate`` names every problem of the file.
-            with contextlib.suppress(ValidationError):  # a rule across sections: mend first
-                errors += _check_detectors(_detectors_only(data), marks, name)
+        # Each detector entry that is itself valid has its names and parameters checked
+        # too, so one run of ``validate`` names every problem of the file (a misspelt
+        # dimension in one entry hid another's out-of-range parameter until mended).
+        errors += _check_detectors(_valid_detectors(data), marks, name)
         raise ConfigErrors([hide(e) for e in _in_file_order(errors)]) from None
-    problems = [hide(p) for p in _check_detectors(config, marks, name)]
+    problems = [hide(p) for p in _check_detectors(enumerate(config.detectors), marks, name)]
     if problems:
         raise ConfigErrors(problems)
     return config
 
 
-def _detectors_only(data: dict[str, Any]) -> Config:
-    """A config of ``data``'s detectors and the defaults (the section alone is valid)."""
-    return Config.model_validate({"detectors": data["detectors"]} if "detectors" in data else {})
+def _valid_detectors(data: dict[str, Any]) -> list[tuple[int, DetectorConfig]]:
+    """``data``'s detector entries that are valid on their own, with their index (none when
+    the section is absent: the defaults are valid)."""
+    entries = data.get("detectors")
+    if not isinstance(entries, list):
+        return []
+    valid = []
+    for i, entry in enumerate(entries):
+        with contextlib.suppress(ValidationError):  # named by the whole config's check
+            valid.append((i, DetectorConfig.model_validate(entry)))
+    return valid
 
 
 def _hidden_rule_beside(
@@ -351,7 +359,9 @@ class _Hider:
         return error if reason == error.reason else ConfigError(error.path, reason, error.location)
 
 
-def _check_detectors(config: Config, marks: Mapping[Loc, str], name: str) -> list[ConfigError]:
+def _check_detectors(
+    specs: Iterable[tuple[int, DetectorConfig]], marks: Mapping[Loc, str], name: str
+) -> list[ConfigError]:
     """Detector names and parameters, checked by building each one (the registry's own rules).
     An entry that fails is built again with each parameter alone, so every bad one is named
     at its own line; a rule between two of them is the whole entry's."""
@@ -364,7 +374,7 @@ def _check_detectors(config: Config, marks: Mapping[Loc, str], name: str) -> lis
         mark = _mark_for(at or loc, marks) or name
         problems.append(ConfigError(format_path(loc), reason, mark))
 
-    for i, spec in enumerate(config.detectors):
+    for i, spec in specs:
         whole = _build_error(spec.kind, spec.params)
         if whole is None:
             continue
@@ -490,8 +500,7 @@ def _to_config_error(
     kind = err["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        hint = difflib.get_close_matches(key, _known_keys(loc[:-1]), n=1)
-        reason = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        reason = f"unknown key {key!r}{did_you_mean(key, _known_keys(loc[:-1]))}"
         where = marks.get((*loc, "<key>")) or _mark_for(loc, marks) or name
         return ConfigError(format_path(loc), reason, where)
     message = err["msg"]

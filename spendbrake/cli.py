@@ -276,7 +276,13 @@ def _parse_start(value: str | None) -> float:
     try:
         return parse_ts(text)
     except InvalidEvent as exc:  # its reason, without the event field's name ("ts: ...")
-        raise click.BadParameter(exc.reason, param_hint="--start") from None
+        # A date alone got a time of day added: parse_ts quoted "yesterdayT00:00:00Z".
+        reason = (
+            exc.reason
+            if text == value
+            else f"{value!r} is not a date (2026-10-01) or an RFC 3339 time (2026-10-01T09:30:00Z)"
+        )
+        raise click.BadParameter(reason, param_hint="--start") from None
 
 
 @main.command()
@@ -613,7 +619,7 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
     default="60s",
     show_default=True,
     help="How often each stage logs what it did and what is left (records read and behind, "
-    "event time, alerts, effects); an idle worker logs nothing (0: never).",
+    'event time, alerts, effects), one line per stage, "caught up" when idle (0: never).',
 )
 @click.option(
     "--reset-partition",

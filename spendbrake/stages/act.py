@@ -128,7 +128,7 @@ def _unconfigured(config: Config) -> list[str]:
     if not _has_gateway(config):
         out.append(
             "no gateway configured (gateway.master_key, or gateway.secret for a webhook): "
-            "pauses are audited as skipped, no key is paused"
+            "pauses are audited as failed, no key is paused"
         )
     elif config.gateway.dry_run:  # the example config's setting: it pauses nothing either
         out.append(
@@ -139,7 +139,7 @@ def _unconfigured(config: Config) -> list[str]:
 
 
 class NoGateway:
-    """Stands in when no gateway is configured: pauses are audited as skipped.
+    """Stands in when no gateway is configured: pauses are audited as failed.
 
     ``removed``: a reload took the credentials away while the stage had them (commented
     out for a moment, a ``${VAR}`` being rotated). The pauses and resumes queued then are

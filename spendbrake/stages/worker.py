@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spendbrake.schemas import Config
+from spendbrake.schemas import Config, did_you_mean
 
 from .metrics import OffsetMetrics
 from .progress import Progress, registries_of
@@ -46,7 +46,8 @@ def parse_stages(text: str) -> list[str]:
     """``--stages``: a comma-separated subset of ``STAGES``; ``ValueError`` otherwise."""
     chosen = {name.strip() for name in text.split(",") if name.strip()}
     if not chosen or chosen - set(STAGES):
-        raise ValueError(f"{text!r}: use a comma-separated subset of {','.join(STAGES)}")
+        hint = "".join(did_you_mean(name, STAGES) for name in sorted(chosen - set(STAGES))[:1])
+        raise ValueError(f"{text!r}{hint}: use a comma-separated subset of {','.join(STAGES)}")
     return [name for name in STAGES if name in chosen]
 
 

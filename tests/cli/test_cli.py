@@ -114,10 +114,15 @@ def test_simulate_refuses_a_bad_value_naming_the_option(option: str, value: str)
 
 
 def test_simulate_names_a_bad_start_in_its_own_terms() -> None:
-    result = run("simulate", "--start", "2026-13-01", "--out", os.devnull)
+    result = run("simulate", "--start", "2026-13-01T00:00:00Z", "--out", os.devnull)
     assert result.exit_code == 2 and "Invalid value for --start: must be an RFC 3339" in (
         result.output
     ), result.output  # not "--start: ts: must be...", the event field's name
+    # A date alone is quoted as given, not with the time of day added to read it.
+    result = run("simulate", "--start", "yesterday", "--out", os.devnull)
+    assert result.exit_code == 2 and "Invalid value for --start: 'yesterday' is not a date" in (
+        result.output
+    ), result.output
 
 
 def test_simulate_refuses_to_publish_traffic_the_worker_would_dead_letter_for_its_time(

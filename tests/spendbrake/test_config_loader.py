@@ -250,6 +250,17 @@ def test_bad_detector_parameters_are_named_beside_other_sections_problems(tmp_pa
     text = "budgets:\n  - {name: all, amount_usd: -5}\ndetectors:\n  - kind: 3\n    params: 7\n"
     errors = errors_of(tmp_path, text, env={})
     assert all(not e.split(": ", 2)[1].startswith("detectors[0].params.") for e in errors)
+    # Another entry's mistake does not hide a valid entry's bad parameter (it did until
+    # the other was mended).
+    text = (
+        "detectors:\n  - kind: baseline\n    params: {count_x: -3}\n"
+        "  - kind: wow\n    dimensions: [[tema]]\n"
+    )
+    errors = errors_of(tmp_path, text, env={})
+    assert [e.split(": ", 2)[1] for e in errors] == [
+        "detectors[0].params.count_x",
+        "detectors[1].dimensions[0][0]",
+    ], errors
 
 
 def test_a_parameter_good_beside_another_is_not_blamed(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ def test_stages_are_named_from_the_one_list() -> None:
     for text in ("", "ingest,inject", ","):
         with pytest.raises(ValueError, match="comma-separated subset of ingest,detect,act,store"):
             parse_stages(text)
+    with pytest.raises(ValueError, match=r"'ingest,dtect' \(did you mean 'detect'\?\)"):
+        parse_stages("ingest,dtect")
 
 
 def test_the_store_brings_the_digest_schedule_and_every_part_takes_reloads(tmp_path: Path) -> None:
