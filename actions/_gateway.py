@@ -85,7 +85,9 @@ class GatewayOutcome:
     secret. ``retry_after_s`` is the server's ``Retry-After``, when it sent one.
     ``config_error`` marks a failure that is the gateway's setup, not the target (see the
     module docstring): no pause lands until an operator acts, and every call would fail
-    alike, so the caller holds them all and probes.
+    alike, so the caller holds them all and probes. ``unsure``: a failure that does not
+    prove nothing was done (no answer after the request went out, a proxy's 502 or 504):
+    the call may have landed.
     """
 
     ok: bool
@@ -95,6 +97,7 @@ class GatewayOutcome:
     dry_run: bool = False
     retry_after_s: float | None = None
     config_error: bool = False
+    unsure: bool = False
 
 
 class Gateway(Protocol):
@@ -222,9 +225,10 @@ class _HttpGateway:
     def _failure(self, what: str, exc: Exception) -> GatewayOutcome:
         name = type(exc).__name__
         if isinstance(exc, httpx.TimeoutException):
-            unknown = "" if isinstance(exc, httpx.ConnectTimeout) else "; it may have been applied"
+            sent = not isinstance(exc, httpx.ConnectTimeout)
+            unknown = "; it may have been applied" if sent else ""
             detail = f"{what}: no answer within {self._timeout_s:g}s ({name}){unknown}"
-            return GatewayOutcome(ok=False, permanent=False, status=None, detail=detail)
+            return GatewayOutcome(False, False, None, detail, unsure=sent)
         if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
             detail = f"{what}: gateway.url is not a usable http(s) URL ({name})"
             return GatewayOutcome(ok=False, permanent=True, status=None, detail=detail)
@@ -237,9 +241,10 @@ class _HttpGateway:
         # refused connection proves nothing was sent; otherwise the outcome is unknown.
         readable = isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError)
         reason = self._scrub(str(exc)) if readable else ""
-        unknown = "" if isinstance(exc, httpx.ConnectError) else " (it may have been applied)"
+        sent = not isinstance(exc, httpx.ConnectError)
+        unknown = " (it may have been applied)" if sent else ""
         detail = f"{what}: {name}" + (f": {reason}" if reason else "") + unknown
-        return GatewayOutcome(ok=False, permanent=False, status=None, detail=detail[:_DETAIL_CHARS])
+        return GatewayOutcome(False, False, None, detail[:_DETAIL_CHARS], unsure=sent)
 
     def _answer(self, what: str, response: httpx.Response) -> GatewayOutcome:
         status = response.status_code
@@ -263,6 +268,7 @@ class _HttpGateway:
             retry_after_s=_retry_after_s(response.headers.get("retry-after"))
             if retryable
             else None,
+            unsure=status in (502, 504),  # a proxy's: the gateway behind it may have acted
         )
 
     def _count_500s(self, what: str, outcome: GatewayOutcome, key: str) -> GatewayOutcome:

@@ -139,9 +139,10 @@ class Task:
     first_attempt_at: float | None = None
     next_at: float = 0.0
     last_error: str | None = None
-    #: A Slack post: some attempt may have posted it (no answer, Slack's fatal_error, a
-    #: kill mid-call), so the next one looks for it first. Set before each attempt and
-    #: cleared only by an answer proving nothing was posted by any attempt so far.
+    #: Some attempt may have had its effect (no answer, Slack's fatal_error, a kill
+    #: mid-call): a Slack post's next attempt looks for it first; a gateway pause given up
+    #: (refused by a reload, resumed before it went out) is undone. Set before each attempt
+    #: and cleared only by an answer proving nothing was done by any attempt so far.
     unsure: bool = False
     #: The config problem this task waits on (``missing_scope chat:write``), if any: it is
     #: retried slowly, and at once when the config is reloaded.
@@ -937,7 +938,7 @@ class Outbox:
         if task.op == "block":
             if result == "refused":
                 settled = incident.refused
-                if task.attempts > 1:
+                if task.unsure:
                     # Refused at a later attempt (a reload made the key critical while the
                     # gateway timed out): an earlier one may have landed. Undone, not left:
                     # seen, a critical key blocked with its pause audited "refused".
@@ -945,7 +946,7 @@ class Outbox:
                     self._undo(task, now, "refused after an attempt that may have landed")
             elif result == "skipped":
                 settled = incident.resumed  # resumed before it went out again
-                if task.attempts > 1:
+                if task.unsure:
                     # An earlier call went out and timed out: it may land after the resume
                     # (seen: a block held 3 s at the gateway, the resume's unblock first).
                     self.blocked[task.target] = incident.id

@@ -100,6 +100,9 @@ REJECTED_AUDITS_PER_MIN = 10
 MAX_ATTEMPTS = 1500
 #: Attempts in flight per lane, each on its own queue (the gateway lane is one queue).
 CONCURRENCY = {"slack": 2, "gateway": 1}
+#: At a start, resumes audited while the stage was down are read before effects go out,
+#: for at most this long (``ActionStage._read_resumes_first``).
+RESUMES_FIRST_S = 10.0
 #: Audit ids of ``spendbrake resume`` (``_resume.py``: ``resume/manual/key/...``; before,
 #: ``resume/cli/key/...``); the record's source (``cli:USER``) says it was the terminal.
 _CLI_RESUME = b"resume/"
@@ -415,12 +418,40 @@ class ActionStage(Stage):
         self.save()
 
     async def loop(self) -> None:
+        await self._read_resumes_first()
         self._lanes = [
             asyncio.create_task(self._lane("gateway")),
             asyncio.create_task(self._lane("slack")),
             asyncio.create_task(self._audit_loop()),
         ]
         await self._read_alerts()
+
+    async def _read_resumes_first(self) -> None:
+        """Read the resumes ``spendbrake resume`` audited while the stage was down before any
+        effect goes out: a pause queued before a kill went out at the restart, 1.4 s before
+        the operator's resume of that key was read, blocked it again, and was undone.
+
+        Bounded by ``RESUMES_FIRST_S``: past it (a long backlog of the stage's own audit
+        records to pass by) the lanes start and the rest is read as before."""
+        consumer = self.consumer
+        assert consumer is not None
+        actions = [tp for tp in consumer.assignment() if tp.topic != self.topic]
+        alerts = [tp for tp in consumer.assignment() if tp.topic == self.topic]
+        if not actions:
+            return
+        ends = await consumer.end_offsets(actions)
+        deadline = time.monotonic() + RESUMES_FIRST_S
+        consumer.pause(*alerts)
+        try:
+            while not self.stopping.is_set() and time.monotonic() < deadline:
+                if all([await consumer.position(tp) >= ends[tp] for tp in actions]):
+                    break
+                batches = await self.fetch(consumer, 200, 1000)
+                for tp, messages in batches.items():
+                    self._read_resumes(tp.partition, messages, time.time())
+        finally:
+            consumer.resume(*alerts)
+        await self.checkpoint()
 
     async def wind_down(self) -> None:
         self.stop()
@@ -855,12 +886,12 @@ class ActionStage(Stage):
             task.first_attempt_at = time.time()
         task.attempts += 1
         unsure = task.unsure
-        if lane == "slack" and task.op in ("post", "reply"):
+        if lane == "gateway" or task.op in ("post", "reply"):
             task.unsure = True  # a kill mid-call leaves the outcome unknown
         self.save()  # the attempt is on record before it can have an effect
         try:
             if lane == "gateway":
-                await self._gateway_attempt(task)
+                await self._gateway_attempt(task, unsure)
             else:
                 await self._slack_attempt(task, unsure)
         except Exception:
@@ -984,8 +1015,12 @@ class ActionStage(Stage):
             return True
         return thread.channel is None or thread.channel == getattr(self.slack, "channel_id", None)
 
-    async def _gateway_attempt(self, task: Task) -> None:
+    async def _gateway_attempt(self, task: Task, before: bool | None = None) -> None:
+        """One call; ``before``: whether an earlier attempt may have landed (``Task.unsure``
+        as it was before ``_attempt`` set it for this one, a kill mid-call being unknown)."""
         assert task.target is not None
+        before = task.unsure if before is None else before
+        task.unsure = before  # for a skip or a refusal here: this attempt sends nothing
         if task.cancelled:
             self.outbox.finish(
                 task, "skipped", "the key was resumed before this pause went out", time.time()
@@ -1003,6 +1038,7 @@ class ActionStage(Stage):
                 return
         call = self.gateway.block if task.op == "block" else self.gateway.unblock
         outcome = await call("key", task.target, idempotency_key=task.id)
+        task.unsure = before or outcome.unsure
         if outcome.ok and self._gateway_problem is not None:
             woken = self.outbox.unblock_waiting("gateway", time.time())
             log.info("gateway works again; %d kept pause(s) and resume(s) go now", woken)

@@ -605,6 +605,7 @@ def test_a_pause_skipped_after_a_timed_out_call_is_undone_too() -> None:
     box.accept(alert(targets=("sk-a", "sk-b")), now=1.0, keys=KEYS)
     timed_out, never_sent = list(box.lanes["gateway"])
     timed_out.attempts, never_sent.attempts = 2, 1  # the skip is counted as an attempt
+    timed_out.unsure = True  # its timed-out call may have landed (``GatewayOutcome.unsure``)
     box.resumed_elsewhere("resume/manual/1", "sk-a", "cli:ops", now=2.0)
     box.resumed_elsewhere("resume/manual/2", "sk-b", "cli:ops", now=2.0)
     box.finish(timed_out, "skipped", "resumed before it went out again", now=3.0)
@@ -1256,6 +1257,7 @@ def test_a_pause_refused_after_an_attempt_that_may_have_landed_is_undone() -> No
     assert block is not None
     for attempt in (1, 2):
         block.attempts = attempt
+        block.unsure = True  # as the stage sets it from the gateway's outcome
         box.retry(block, "block key: no answer within 2s; it may have been applied", 0.0, 2.0)
     block.attempts = 3
     box.finish(block, "refused", "critical in the keys config", 3.0)
@@ -1264,11 +1266,12 @@ def test_a_pause_refused_after_an_attempt_that_may_have_landed_is_undone() -> No
     assert undo.source == "refused after an attempt that may have landed"
     box.finish(undo, "ok", "unblocked", 4.0)
     assert box.blocked == {} and box.incidents[undo.incident].resumed == ["sk-a"]
-    # Refused at its first attempt, nothing was sent: nothing to undo.
+    # Refused after attempts that proved nothing was sent (connection refused): nothing to
+    # undo, no call to the gateway.
     fresh = Outbox()
     fresh.accept(alert(targets=("sk-a",)), now=1.0, keys=KEYS)
     first = fresh.ready("gateway", 2.0)
     assert first is not None
-    first.attempts = 1
+    first.attempts = 3
     fresh.finish(first, "refused", "critical in the keys config", 2.0)
     assert fresh.ready("gateway", 3.0) is None and fresh.blocked == {}

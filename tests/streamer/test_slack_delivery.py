@@ -467,6 +467,32 @@ async def test_spendbrake_resume_is_told_in_the_incident_thread(harness: Harness
     assert gateway.unblock_count(key).total == 1  # the stage did not unblock it again
 
 
+async def test_a_resume_made_while_the_stage_was_down_is_read_before_its_pause_goes_out(
+    harness: Harness,
+) -> None:
+    """A pause waiting on a gateway outage when the stage stopped; an operator resumed the
+    key from a terminal meanwhile. At the restart the pause went out 1.4 s before that
+    resume was read: the key was blocked again, then undone. The resume is read first."""
+    gateway = harness.gateway
+    key = "research-nightly"
+    gateway.down()
+    await harness.publish(make_alert(key))
+    stage = await harness.start()
+    assert await until(lambda: (t := stage.outbox.head("gateway")) is not None and t.attempts >= 1)
+    await harness.stop()
+    gateway.up()
+    assert await resume(stage.config, [("key", key)], "false alarm", lambda _: None)
+    await asyncio.sleep(1.5)  # past the pause's retry time (retry_cap_s 1): due at the start
+    stage = await harness.start()
+    assert await until(lambda: not stage.outbox.lanes["gateway"])
+    await asyncio.sleep(1.0)
+    assert gateway.block_count(key).total == 0  # never blocked again
+    assert not gateway.is_blocked(key)
+    audit = await harness.audit()
+    skipped = [r for r in audit.values() if r["action"] == "block" and r["target"] == key]
+    assert [r["result"] for r in skipped] == ["skipped"], audit
+
+
 async def test_an_update_that_would_set_what_the_parent_shows_is_not_sent(
     harness: Harness,
 ) -> None:
