@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,10 @@ class ConfigReloader:
         self._stat = self._stat_now()
         self._digest = _digest_of(self._read())
         self._posted: set[str] = set()
+        #: Problems whose post failed (Slack down): tried again every ``_POST_RETRY_S`` while
+        #: the file is still the rejected one, then dropped (a good reload ends it).
+        self._unposted: tuple[str, ...] | None = None
+        self._next_post = 0.0
         #: Notes of changes that wait for a restart, as the last applied reload gave them:
         #: each is logged once, not again at every reload until the restart.
         self._waiting: set[str] = set()
@@ -105,6 +110,8 @@ class ConfigReloader:
                 task.cancel()
             if stopping.is_set():
                 return
+            if self._unposted is not None and time.monotonic() >= self._next_post:
+                await self._post_once(self._unposted)
             forced = bool(done)
             stat = self._stat_now()
             if not forced and stat == self._stat:
@@ -184,6 +191,7 @@ class ConfigReloader:
         for note in notes:
             log.info("config reload: %s", note)
         self._posted.clear()  # a mistake made again after a good config is news again
+        self._unposted = None  # mended: no need to tell a late Slack about it
         return ReloadResult("applied", tuple(notes))
 
     def _reject(self, digest: str, lines: list[str]) -> ReloadResult:
@@ -220,8 +228,18 @@ class ConfigReloader:
         )
         try:
             await client.chat_postMessage(channel=slack.channel, text=text, unfurl_links=False)
+            self._unposted = None
         except Exception as exc:  # an operator notice: logged above already, never fatal
-            log.warning("could not post the rejected config to Slack: %s", exc)
+            if self._unposted is None:
+                log.warning(
+                    "could not post the rejected config to Slack (%s); tried again every %.0f s "
+                    "while the file stays as it is",
+                    exc,
+                    _POST_RETRY_S,
+                )
+            self._posted.discard(key)
+            self._unposted = tuple(lines)
+            self._next_post = time.monotonic() + _POST_RETRY_S
         finally:
             session = getattr(client, "session", None)
             if session is not None and not session.closed:
@@ -260,4 +278,6 @@ _UNREADABLE = "<unreadable>"
 _EMPTY = "<empty>"
 #: A changed file is read once its size and mtime held still for this long.
 _SETTLE_S = 0.2
+#: A rejected config's Slack post that failed is tried again this often.
+_POST_RETRY_S = 60.0
 _SETTLE_TRIES = 25

@@ -292,6 +292,38 @@ async def test_the_rejection_note_in_slack_escapes_keys_and_hides_env_values(
     assert secret not in caplog.text and "LITELLM_MASTER_KEY" in caplog.text
 
 
+async def test_a_rejection_note_slack_could_not_take_is_posted_once_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slack down when the file was rejected: the note was logged as not posted and never
+    tried again. It is tried again while the file stays as it is, and posted once."""
+    from spendbrake import _reload
+    from spendbrake._config_loader import load_config
+    from spendbrake._reload import ConfigReloader
+
+    monkeypatch.setattr(_reload, "_POST_RETRY_S", 0.2)
+    with FakeSlack(token="xoxb-ops", channel="ops") as slack:
+        path = tmp_path / "spendbrake.yaml"
+        head = (
+            f"slack: {{token: xoxb-ops, base_url: '{slack.base_url}', channel: '#ops', "
+            "timeout_s: 1}\n"
+        )
+        path.write_text(head)
+        reloader = ConfigReloader(path, load_config(path), [], interval_s=0.05)
+        slack.down()
+        path.write_text(head + "bogus_key: 1\n")
+        stopping = asyncio.Event()
+        task = asyncio.ensure_future(reloader.run(stopping))
+        await asyncio.sleep(1.5)
+        assert not slack.messages
+        slack.up()
+        assert await asyncio.to_thread(slack.wait_for, lambda: bool(slack.messages), 10)
+        await asyncio.sleep(0.6)  # a few more retry intervals: nothing more is posted
+        stopping.set()
+        await task
+    assert len(slack.messages) == 1 and "bogus_key" in slack.messages[0]["text"]
+
+
 def test_the_bytes_compared_are_the_bytes_applied(tmp_path: Path) -> None:
     """The file changes between two reads (a tool rewriting it in place): the reload read it
     once for the comparison and again to parse it, so a cut-off file (its last budget
