@@ -626,7 +626,8 @@ def _alerts(con: Any, period: Period) -> dict[str, Any]:
     all: cut at 20, a month's hard stops were missing from both, unsaid)."""
     rows = con.execute(
         """SELECT detected_at, kind, severity, scope, observed_usd, action, targets, reason,
-                  id, seq, window_start, window_end
+                  id, seq, window_start, window_end,
+                  CASE WHEN kind = 'budget' THEN record END
            FROM alerts WHERE detected_at >= ? AND detected_at < ?
            ORDER BY detected_at, id, seq""",
         [period.start, period.end],
@@ -651,6 +652,9 @@ def _alerts(con: Any, period: Period) -> dict[str, Any]:
             "targets": orjson.loads(r[6]) if r[6] else [],
             "reason": r[7],
             "id": f"{r[8]}#{r[9]}",
+            # A budget's 50, 80 and 100 % read alike on a backlog ("spent $104 ... (104%)"):
+            # the threshold crossed tells them apart.
+            "threshold": orjson.loads(r[12]).get("threshold") if r[12] else None,
         }
         for r in rows
     ]

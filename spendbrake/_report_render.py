@@ -195,8 +195,11 @@ def render_table(report: dict[str, Any], console: Console) -> None:
         # 64 characters it lost its figures ("... where 97.8 a…").
         reason = (alert["reason"] or "").removeprefix(f"{scope}: ")
         reason = reason if len(reason) <= 160 else reason[:159] + "…"
+        kind = terminal_text(alert["kind"])
+        if isinstance(alert.get("threshold"), int | float):
+            kind += f" {alert['threshold']:.0%}"
         console.print(
-            f"  {alert['detected_at'][:16].replace('T', ' ')} {terminal_text(alert['kind'])} "
+            f"  {alert['detected_at'][:16].replace('T', ' ')} {kind} "
             f"{terminal_text(scope)} {terminal_text(alert['severity'])} "
             f"{terminal_text(alert['action'])}: {terminal_text(reason)}"
         )

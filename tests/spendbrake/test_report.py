@@ -573,7 +573,8 @@ def test_every_alert_and_action_is_in_the_json_and_the_table_shows_the_most_seve
                          "reason": f"trend {i}"})  # fmt: skip
     batch.add_alert({"id": "budget/b/1", "seq": 0, "kind": "budget", "scope": {"team": "t"},
                      "detected_at": format_ts(OCT + 30 * 3600), "severity": "critical",
-                     "action": "pause", "reason": "b: hard stop at 120%"})  # fmt: skip
+                     "action": "pause", "reason": "b: hard stop at 120%",
+                     "threshold": 1.2})  # fmt: skip
     for i in range(12):
         batch.add_action({"id": f"a{i}", "action": "post", "result": "ok",
                           "at": format_ts(OCT + i * 60)})  # fmt: skip
@@ -584,7 +585,7 @@ def test_every_alert_and_action_is_in_the_json_and_the_table_shows_the_most_seve
     args = ["report", "--period", "2026-10", "--store", str(path)]
     shown = CliRunner().invoke(main, args, env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
-    assert "b: hard stop at 120%" in shown.output
+    assert "budget 120% team=t critical pause: b: hard stop at 120%" in shown.output
     assert "… 14 more (the most severe are shown; --format json lists every one)" in shown.output
     assert "… 2 more (--format json lists every one)" in shown.output
     data = orjson.loads(CliRunner().invoke(main, [*args, "--format", "json"]).output)
