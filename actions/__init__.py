@@ -60,7 +60,7 @@ if TYPE_CHECKING:
         parse_interaction,
         sign_request,
     )
-    from spendbrake.actions._slack import SlackNotifier
+    from spendbrake.actions._slack import SlackNotifier, how_to_fix
 
 _GATEWAY = (
     "DryRunGateway",
@@ -88,6 +88,7 @@ _LAZY = {
     **dict.fromkeys(_GATEWAY, "_gateway"),
     **dict.fromkeys(_INTERACTIVE, "_interactive"),
     "SlackNotifier": "_slack",
+    "how_to_fix": "_slack",
 }
 
 
@@ -123,6 +124,7 @@ __all__ = [
     "build_payload",
     "decide",
     "dump_outbox",
+    "how_to_fix",
     "load_outbox",
     "make_gateway",
     "mention",

@@ -37,7 +37,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from spendbrake.schemas import SlackConfig
 
-__all__ = ["CONFIG_ERRORS", "SCOPES", "Failure", "SlackNotifier", "SlackOutcome"]
+__all__ = ["CONFIG_ERRORS", "SCOPES", "Failure", "SlackNotifier", "SlackOutcome", "how_to_fix"]
 
 log = logging.getLogger(__name__)
 
@@ -361,3 +361,13 @@ def _seconds(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return seconds if 0 <= seconds < 86400 else None
+
+
+def how_to_fix(error: str | None, needed: str | None) -> str:
+    """What the operator does about a config refusal (``SlackOutcome.failure == "config"``):
+    the log line of a held message and the digest's error say the same."""
+    if error == "missing_scope":
+        return f"add the {needed} scope to the Slack app and reinstall it"
+    if error in ("channel_not_found", "not_in_channel", "is_archived"):
+        return f"invite the bot to {needed}, or name a channel it is in"
+    return "set slack.token to a valid bot token"

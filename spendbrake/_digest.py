@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from spendbrake.actions import SlackNotifier
+from spendbrake.actions import SlackNotifier, how_to_fix
 from spendbrake.schemas import (
     Config,
     PriceTable,
@@ -286,7 +286,14 @@ async def send_digest(
         if ts is None:
             outcome = await notifier.post(text, blocks, dedupe_key=key)
             if not outcome.ok or outcome.ts is None:
-                raise DigestError(f"slack chat.postMessage failed: {outcome.error}")
+                fix = (
+                    f" ({how_to_fix(outcome.error, outcome.needed)})"
+                    if outcome.failure == "config"
+                    else ""
+                )
+                raise DigestError(
+                    f"slack chat.postMessage to {config.channel} failed: {outcome.error}{fix}"
+                )
             ts = outcome.ts
         uploaded = False
         if chart is not None:

@@ -350,6 +350,9 @@ def simulate(
     Several teams, features, keys and workload classes; diurnal and weekly
     seasonality, Poisson arrivals, lognormal call sizes, legitimate bursts, and
     optional injected incidents. Weeks of history take seconds unless --realtime.
+
+    To Kafka, exit 3 if the broker did not take every event (the rest wait in the
+    spill file, for the next producer run to send).
     """
     from ._simulate import parse_incident
     from ._simulate import simulate as generate

@@ -57,6 +57,7 @@ from spendbrake.actions import (
     Task,
     backoff_delay,
     dump_outbox,
+    how_to_fix,
     load_outbox,
     make_gateway,
     mention,
@@ -985,7 +986,7 @@ class ActionStage(Stage):
                 self.config.slack.channel,
                 problem,
                 waiting,
-                _fix(error, needed),
+                how_to_fix(error, needed),
                 probe_s,
             )
 
@@ -1228,14 +1229,6 @@ def _unreadable(path: Path, reason: str) -> StateUnreadable:
         "restore it from a backup; moving it aside makes the stage act again on every "
         "alert the alerts topic still holds (past pauses included)",
     )
-
-
-def _fix(error: str, needed: str | None) -> str:
-    if error == "missing_scope":
-        return f"add the {needed} scope to the Slack app and reinstall it"
-    if error in ("channel_not_found", "not_in_channel", "is_archived"):
-        return f"invite the bot to {needed} or set slack.channel to a channel it is in"
-    return "set slack.token to a valid bot token"
 
 
 def _close_later(close_client: Callable[[], Awaitable[None]], after_s: float) -> None:

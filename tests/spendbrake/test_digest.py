@@ -274,8 +274,17 @@ def test_a_slack_failure_is_an_error_that_names_the_call(tmp_path: Path) -> None
         ids = {"#ai-spend": CHANNEL_ID}
         with pytest.raises(DigestError, match="conversations"):
             asyncio.run(send_digest(config, _report(), None, since=0, channel_ids=ids))
-        with pytest.raises(DigestError, match=r"chat\.postMessage failed: http 500"):
+        with pytest.raises(DigestError, match=r"chat\.postMessage to #ai-spend failed: http 500"):
             asyncio.run(send_digest(config, _report(), None, since=None))
+    # A channel the bot is not in: named, with what to do (it said "channel_not_found").
+    with FakeSlack(token="xoxb-d", channel="ai-spend") as slack:
+        config = SlackConfig(token="xoxb-d", base_url=slack.base_url)
+        with pytest.raises(DigestError) as refused:
+            asyncio.run(send_digest(config, _report(), None, channel="#finops", since=None))
+    assert str(refused.value) == (
+        "slack chat.postMessage to #finops failed: channel_not_found (invite the bot to "
+        "#finops, or name a channel it is in)"
+    )
 
 
 def _config_file(tmp_path: Path, slack: FakeSlack, schedule: str = "off") -> Path:
