@@ -1023,9 +1023,13 @@ class ActionStage(Stage):
         before = task.unsure if before is None else before
         task.unsure = before  # for a skip or a refusal here: this attempt sends nothing
         if task.cancelled:
-            self.outbox.finish(
-                task, "skipped", "the key was resumed before this pause went out", time.time()
+            why = (
+                "the key was resumed before this pause was retried; an earlier attempt may have "
+                "landed: undone"
+                if before
+                else "the key was resumed before this pause went out"
             )
+            self.outbox.finish(task, "skipped", why, time.time())
             self.metrics.effects.labels(task.lane, task.op, "skipped").inc()
             return
         if task.op == "block":
