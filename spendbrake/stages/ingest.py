@@ -52,6 +52,9 @@ from .stage import OutputFailed, RecordTooLarge, Stage, WorkerSettings
 
 log = logging.getLogger(__name__)
 
+#: While the group assigns no partition, the stage says so again this often.
+SAY_WAITING_EVERY_S = 30.0
+
 
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, stage: IngestStage) -> None:
@@ -532,18 +535,23 @@ class IngestStage(Stage):
         assert self.consumer is not None
         last_flush = last_checkpoint = time.monotonic()
         # getmany waits inside for the group's assignment: said from a timer, not the loop.
-        waiting = asyncio.get_running_loop().call_later(
+        self._say_timer = asyncio.get_running_loop().call_later(
             self.say_waiting_after_s, self._say_waiting, time.monotonic()
         )
         try:
             await self._read(last_flush, last_checkpoint)
         finally:
-            waiting.cancel()
+            self._say_timer.cancel()
 
     def _say_waiting(self, started: float) -> None:
-        """A start was silent for up to a minute until "partition 0 adopted"."""
+        """A start was silent for up to a minute until "partition 0 adopted"; said again
+        every ``SAY_WAITING_EVERY_S`` while no partition comes (a restart on a broker that
+        waits out the old member's session: one line at 10 s, then 45 s of silence)."""
         if self.consumer is None or self.consumer.assignment() or self.processors:
             return
+        self._say_timer = asyncio.get_running_loop().call_later(
+            SAY_WAITING_EVERY_S, self._say_waiting, started
+        )
         log.info(
             "waiting for consumer group %s to assign partitions of %s (%.0f s so far; a "
             "broker may hold a group's first join for half its session timeout of %.0f s)",
