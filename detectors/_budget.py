@@ -639,9 +639,9 @@ class BudgetTracker:
         self._learn(now)
         self._prune(now, start)
         spent = self.spent(now)
-        seen = self.counted_to(now)
-        out.extend(self._thresholds(seen, start, end, spent))
+        out.extend(self._thresholds(now, start, end, spent))
         if advanced and not self._projected and spent < self.amount_usd:
+            seen = self.counted_to(now)
             proj = self._project(seen, start, end, spent)
             if proj is not None and proj > self.amount_usd:
                 self._projected = True
@@ -745,6 +745,7 @@ class BudgetTracker:
         due.sort(key=lambda d: (d[0], d[1] == "pause"))
         if not due:
             return []
+        now = self.counted_to(now)  # looked up only when a verdict is due
         proj = self._project(now, start, end, spent)
         tail = f"; projected {usd(proj)} by {self._end_label(end)}" if proj is not None else ""
         out = []
