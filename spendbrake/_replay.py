@@ -12,6 +12,7 @@ import itertools
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -181,6 +182,7 @@ def rolled_up(
         traces=False,  # the store's; the watch never reads them
     )
     processor.first_dead_max = max_rejected
+    processor.clock_s = time.time()  # a line dated ahead of it is refused, as live
     # Each step's events are folded many steps at once (``StepFold``): the watch gets the
     # same steps, a fold later.
     fold = StepFold(processor.rollups)

@@ -226,6 +226,12 @@ class PartitionProcessor:
         self.first_dead: list[tuple[int, str]] = []
         #: How many of them it keeps (replay's ``--max-errors``).
         self.first_dead_max = FIRST_DEAD
+        #: Replay's clock (epoch seconds): its lines carry no record timestamp, so their
+        #: event times are checked against it, ``max_future_s`` ahead at most. One line
+        #: dated 2030 otherwise pushed the watermark four years on, and every line after it
+        #: was rejected as past the dedupe horizon. None: no such check (``process_lines``
+        #: as a reader of a topic's records, which pass their own timestamps).
+        self.clock_s: float | None = None
         self.alerts: list[Alert] = []
         #: (provider, model, UTC day) already alerted as unpriced, kept for 8 days.
         self.unpriced_seen: set[tuple[str, str, int]] = set()
@@ -448,8 +454,13 @@ class PartitionProcessor:
             while taken < upto:
                 one = self._step_end == math.inf  # until a watermark, a line at a time
                 end = taken + 1 if one else upto
+                clock = (
+                    _NO_TIMESTAMPS
+                    if self.clock_s is None
+                    else itertools.repeat(self.clock_s * 1000.0)
+                )
                 taken += self.process_many(
-                    values[taken:end], offsets[taken:end], _NO_TIMESTAMPS, self._step_end
+                    values[taken:end], offsets[taken:end], clock, self._step_end
                 )
                 self._rows_from_cells()
                 self._end_step(step_s, cuts)
@@ -491,6 +502,8 @@ class PartitionProcessor:
         watermark = self.rollups.watermark
         before = np.maximum.accumulate(np.concatenate(([watermark], counted_ts[:-1])))
         stale = ts < before - self.dedupe.horizon_s
+        if self.clock_s is not None:  # too far ahead, as the per-event path judges it
+            stale |= ts > self.clock_s + self.max_future_s
         if stale.any():  # the run ends before it: the per-event path dead-letters it
             n = int(stale.argmax())
             if not n:
@@ -667,9 +680,14 @@ class PartitionProcessor:
         ts = event.ts
         # A record timestamp of -1 ms is Kafka's "none" (message format v0): no check.
         if record_ts is not None and record_ts >= 0 and ts > record_ts + self.max_future_s:
+            than = (
+                "after the record was written"
+                if self.clock_s is None
+                else "ahead of this machine's clock"
+            )
             self._dead(
                 "ts",
-                f"is {ts - record_ts:.0f}s after the record was written "
+                f"is {ts - record_ts:.0f}s {than} "
                 f"(limit {self.max_future_s:.0f}s): clock skew or a bogus timestamp",
                 raw,
                 offset,

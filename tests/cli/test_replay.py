@@ -459,3 +459,26 @@ def test_a_replay_off_a_terminal_says_how_far_it_has_come(
     ]
     assert len(counts) > 3 and counts == sorted(counts), result.stderr[:2000]
     assert all(line.startswith("{") for line in result.stdout.splitlines() if line.strip())
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_one_line_dated_years_ahead_is_rejected_not_the_rest(tmp_path: Path, jobs: str) -> None:
+    """A line dated 2030 pushed replay's watermark four years on: every later line was
+    rejected as past the dedupe horizon and the run found nothing, exit 0. Replay's lines
+    carry no record timestamp, so their event times are checked against the clock, as the
+    live stage checks a record's."""
+    events, config = _files(tmp_path)
+    lines = events.read_bytes().splitlines()
+    bogus = b'{"event_id": "fut", "ts": "2030-10-12T02:00:00Z", "provider": "openai", '
+    bogus += (
+        b'"model": "gpt-4.1", "input_tokens": 5, "output_tokens": 1, "team": "t", "api_key": "k"}'
+    )
+    with_bogus = tmp_path / "bogus.jsonl"
+    with_bogus.write_bytes(b"\n".join([*lines[:700], bogus, *lines[700:]]) + b"\n")
+    args = ["--config", str(config), "--jobs", jobs]
+    clean = CliRunner().invoke(main, ["replay", str(events), *args])
+    result = CliRunner().invoke(main, ["replay", str(with_bogus), *args])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == clean.stdout  # the same alerts: the rest of the file counted
+    assert "2 rejected" in result.stderr and "rejected for ts: 2" in result.stderr
+    assert "line 701: ts: is " in result.stderr and "ahead of this machine's clock" in result.stderr
