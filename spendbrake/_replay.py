@@ -44,6 +44,10 @@ class ReplayStats:
     alerts: int = 0
     #: The first few rejected lines: (line number from 1, the field and reason).
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    #: Events of models no price covers, counted as $0 (the live ingest's ``unpriced_model``
+    #: notice), in all and by model.
+    unpriced: int = 0
+    unpriced_models: dict[str, int] = field(default_factory=dict)
 
 
 def by_event_time(lines: Iterable[bytes]) -> list[bytes]:
@@ -207,6 +211,7 @@ def rolled_up(
     stats.valid, stats.duplicates, stats.late = s.valid, s.duplicates, s.late
     stats.dead = dict(s.dead)
     stats.rejected = [(offset + 1, reason) for offset, reason in processor.first_dead]
+    stats.unpriced, stats.unpriced_models = s.unpriced, dict(s.unpriced_models)
     yield from _folded(fold, lines_at, packed, plan.metrics)
 
 

@@ -155,6 +155,7 @@ def rolled_up_in_child(
                 stats.lines, stats.valid = done.lines, done.valid
                 stats.duplicates, stats.late, stats.dead = done.duplicates, done.late, done.dead
                 stats.rejected = done.rejected
+                stats.unpriced, stats.unpriced_models = done.unpriced, done.unpriced_models
                 return
             if message[:1] == _FAILED:
                 feeder.raise_error()

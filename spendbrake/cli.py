@@ -933,6 +933,18 @@ def replay(
         dead,
         "; --max-errors N shows more",
     )
+    if stats.unpriced:
+        # Budgets and baselines saw them as $0: spend undercounted, unsaid (the live ingest
+        # sends an unpriced_model notice).
+        models = sorted(stats.unpriced_models.items(), key=lambda m: -m[1])
+        err.print(
+            f"note: {stats.unpriced:,} events of models with no price were counted as $0 ("
+            + ", ".join(f"{name}: {n:,}" for name, n in models[:5])
+            + (f" and {len(models) - 5} more" if len(models) > 5 else "")
+            + "); give their prices under pricing.models, or send cost_usd with each event",
+            markup=False,
+            highlight=False,
+        )
     if stats.late and not sort_lines:
         err.print(
             f"note: {stats.late:,} events came more than {_span_text(lateness)} after later ones "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import orjson
@@ -482,3 +483,20 @@ def test_one_line_dated_years_ahead_is_rejected_not_the_rest(tmp_path: Path, job
     assert result.stdout == clean.stdout  # the same alerts: the rest of the file counted
     assert "2 rejected" in result.stderr and "rejected for ts: 2" in result.stderr
     assert "line 701: ts: is " in result.stderr and "ahead of this machine's clock" in result.stderr
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_replay_says_how_many_events_no_price_covered(tmp_path: Path, jobs: str) -> None:
+    """A model the price table does not know was counted as $0, unsaid: budgets tuned on
+    the replay undercounted (the live ingest sends an unpriced_model notice)."""
+    events, _ = _files(tmp_path)
+    text = events.read_bytes()
+    model = orjson.loads(text.splitlines()[0])["model"]
+    renamed = tmp_path / "renamed.jsonl"
+    renamed.write_bytes(text.replace(f'"model":"{model}"'.encode(), b'"model":"gpt-9-mini"'))
+    result = CliRunner().invoke(main, ["replay", str(renamed), "--jobs", jobs])
+    assert result.exit_code == 0, result.output
+    # Those that carry their own cost_usd (half of them) are priced.
+    said = re.search(r"note: ([\d,]+) events of models with no price were counted as \$0 "
+                     r"\(gpt-9-mini: ([\d,]+)\); give their prices", result.stderr)  # fmt: skip
+    assert said and said[1] == said[2] and int(said[1].replace(",", "")) > 0, result.stderr
