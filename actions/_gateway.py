@@ -42,7 +42,7 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
-from spendbrake.schemas import ConfigError, GatewayConfig
+from spendbrake.schemas import ConfigError, GatewayConfig, visible
 
 __all__ = [
     "DryRunGateway",
@@ -533,7 +533,8 @@ def _retry_after_s(value: str | None) -> float | None:
 
 
 def _show(target: str) -> str:
-    """A target for a log line: a raw ``sk-`` key is shortened, aliases and hashes are not."""
+    """A target for a log line: a raw ``sk-`` key is shortened, aliases and hashes are not;
+    control characters are shown as escapes (a key name is event text)."""
     if target.startswith("sk-") and len(target) > 12:
-        return f"{target[:6]}...{target[-4:]}"
-    return target
+        return visible(f"{target[:6]}...{target[-4:]}")
+    return visible(target)

@@ -355,7 +355,10 @@ class _Hider:
     def __call__(self, error: ConfigError) -> ConfigError:
         reason = error.reason
         for value, var in self._pairs:
-            reason = reason.replace(value, f"${{{var}}}")
+            # As given, and as a reason quotes it with ``!r`` (a backslash or a quote in
+            # the value is escaped there, and the plain value no longer matched).
+            for shown in dict.fromkeys((repr(value)[1:-1], value)):
+                reason = reason.replace(shown, f"${{{var}}}")
         return error if reason == error.reason else ConfigError(error.path, reason, error.location)
 
 

@@ -231,7 +231,8 @@ def digest_message(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     if trends:
         # Trends the detectors found but did not page (severity info): creeps, steps. Each
         # says the day it judged: "day $264 vs $175" is otherwise any day of the period.
-        lines = [f"• {_day_of(t)}{t['reason']}"[:300] for t in trends[:TOP_TRENDS]]
+        # Escaped: a reason quotes names from events and the config ("<!here> daily").
+        lines = [f"• {_day_of(t)}{mrkdwn(t['reason'] or '')}"[:300] for t in trends[:TOP_TRENDS]]
         # The report lists 20 at most; trend_count is how many the period had.
         more = max(alerts.get("trend_count", 0), len(trends)) - TOP_TRENDS
         if more > 0:

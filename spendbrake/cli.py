@@ -54,7 +54,9 @@ def _load(
     try:
         config = load_config(config_path, unread=unread)
     except ConfigError as exc:
-        err.print(f"[red]invalid config[/red]\n{exc}", markup=True, soft_wrap=True)
+        # The problems as text: a value "[/bogus]" in the file crashed rich's markup.
+        err.print("[red]invalid config[/red]", markup=True)
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
     if bootstrap:
         config = config.model_copy(
@@ -503,7 +505,7 @@ def produce(source: str, config_path: str | None, bootstrap: str | None, max_err
         nonlocal shown
         shown += 1
         if shown <= max_errors:
-            err.print(f"{source}:{number}: {exc}", markup=False, highlight=False)
+            err.print(f"{source}:{number}: {visible(str(exc))}", markup=False, highlight=False)
 
     handle = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
     producer = SpendProducer(topic=config.kafka.topics.events, kafka=config.kafka)

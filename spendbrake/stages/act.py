@@ -80,6 +80,7 @@ from spendbrake.schemas import (
     decode_action,
     decode_alert,
     unpickle_state,
+    visible,
 )
 from spendbrake.streamer import write_atomic
 
@@ -535,10 +536,11 @@ class ActionStage(Stage):
                         at = alert.detected_at[:16].replace("T", " ")
                         log.info(
                             "alert %s (%s), detected %s: %s",
-                            alert.ref(),
-                            self._done(alert, now),
-                            f"{at} UTC" if at else "at an unknown time",
-                            alert.reason,
+                            # Names from events are text: a newline forged a log line.
+                            visible(alert.ref()),
+                            visible(self._done(alert, now)),
+                            visible(f"{at} UTC" if at else "at an unknown time"),
+                            visible(alert.reason),
                         )
             accepted += self.outbox.flush_history(now)
             self.outbox.prune(now)

@@ -46,6 +46,7 @@ from spendbrake.schemas import (
     encode_alert,
     format_ts,
     unpickle_state,
+    visible,
 )
 from spendbrake.streamer import write_atomic
 
@@ -371,7 +372,8 @@ class DetectStage(Stage):
                         self.alerts_out += 1
                         self.metrics.alerts.labels(alert.kind, alert.severity, alert.action).inc()
                         alerted = True
-                        log.info("alert %s: %s", alert.ref(), alert.reason)
+                        # Names from events are text: a newline in one forged a log line.
+                        log.info("alert %s: %s", visible(alert.ref()), visible(alert.reason))
                     if not self.watch.behind:
                         break
                     await asyncio.sleep(0)

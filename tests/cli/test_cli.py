@@ -670,3 +670,15 @@ def test_produce_waits_for_the_broker_rather_than_spill_a_file_out_of_order(
         assert producer.stats.spilled == 0, producer.stats
     records = read_topic_sync(broker.bootstrap_servers, topic, 3000)
     assert len(records) == 3000
+
+
+def test_a_config_value_that_looks_like_markup_is_shown_not_applied(tmp_path: Path) -> None:
+    """The invalid-config message went through rich's markup: "[/bogus]" in a value ended in
+    a MarkupError traceback, and "[link=...]" made a hidden hyperlink."""
+    config = tmp_path / "c.yaml"
+    config.write_text('slack:\n  allowed_users: ["[/bogus] oops"]\n')
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(orjson.dumps(GROWTH_EVENT) + b"\n")
+    result = run("produce", str(events), "--config", str(config))
+    assert result.exit_code == 1 and "invalid config" in result.output, result.output
+    assert "[/bogus] oops" in result.output and "Traceback" not in result.output

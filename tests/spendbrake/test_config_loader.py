@@ -633,3 +633,14 @@ def test_trace_weeks_too_few_for_the_scheduled_digest_is_named(tmp_path: Path) -
     monthly = "store:\n  trace_weeks: 7\ndigest:\n  schedule: monthly\n"
     assert load_config(write(tmp_path, monthly), env=ENV).store.trace_weeks == 7
     assert errors_of(tmp_path, "store:\n  trace_weeks: 6\ndigest:\n  schedule: monthly\n")
+
+
+def test_a_secret_quoted_with_its_escapes_is_hidden_too(tmp_path: Path) -> None:
+    """A reason quotes a bad value with ``!r``: a backslash or quote in a secret from the
+    environment is escaped there, and the plain value no longer matched, so the secret was
+    shown (and posted to Slack by a hot reload)."""
+    secret = 'Pa\\ss-w0rd-"quoted"\'x'
+    text = 'slack:\n  allowed_users: [U0123ABCD, "${SECRET}"]\n'
+    errors = errors_of(tmp_path, text, env={"SECRET": secret})
+    assert errors and all(secret not in e and repr(secret)[1:-1] not in e for e in errors)
+    assert any("${SECRET}" in e for e in errors), errors

@@ -109,6 +109,10 @@ def test_message_lists_the_trends_that_were_not_paged() -> None:
     body = str(blocks)
     assert "*Trends (not paged)*" in body and body.count(reason) == 5
     assert "2 more" in body
+    # A reason quotes names from events and the config: "<!here>" pinged the channel.
+    report["alerts"]["trends"] = [{"reason": "<!here> daily spent $0.60", "id": "b/1"}]
+    body = str(digest_message(report)[1])
+    assert "&lt;!here&gt; daily spent" in body and "<!here>" not in body
 
 
 def test_the_digest_says_its_days_and_each_trends_day_and_counts_incidents(
