@@ -978,6 +978,8 @@ def _replay_jobs(jobs: str, handle: Any) -> int:
 def _alert_table(rows: list[Alert]) -> None:
     from rich.table import Table
 
+    from spendbrake.schemas import parse_ts
+
     from ._report_render import terminal_text
 
     if not rows:
@@ -994,7 +996,13 @@ def _alert_table(rows: list[Alert]) -> None:
     for row in rows:
         # Scope values and keys are the events' text: shown literally, never as markup.
         scope = ",".join(f"{k}={v}" for k, v in row.scope.items()) or "global"
-        expected = row.expected_usd
+        expected = "-" if row.expected_usd is None else f"${row.expected_usd:,.2f}"
+        if row.kind == "anomaly" and row.expected_usd is not None:
+            start, end, at = map(parse_ts, (row.window_start, row.window_end, row.detected_at))
+            if start < at < end:
+                # Caught early in its hour: its spend so far against the share of the usual
+                # hour passed by then, as Slack says it ("$2.81 vs $3.45" read as no problem).
+                expected = f"${row.expected_usd * (at - start) / (end - start):,.2f} by then"
         action = row.action + (f" {', '.join(row.targets)}" if row.targets else "")
         if row.held_keys:  # a pause policy's confirm_s: paused by a follow-up, if it lasts
             action += f" (held: {', '.join(row.held_keys)})"
@@ -1003,7 +1011,7 @@ def _alert_table(rows: list[Alert]) -> None:
             row.kind if row.seq == 0 else f"{row.kind} (follow-up)",
             terminal_text(scope),
             f"${row.observed_usd:,.2f}",
-            "-" if expected is None else f"${expected:,.2f}",
+            expected,
             row.severity,
             terminal_text(action),
         )

@@ -58,6 +58,16 @@ def test_replay_table_format(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0
     assert "alerts the engine would have sent" in result.stdout
+    # An anomaly caught inside its hour is set against the usual spend by then, as in
+    # Slack, not the whole hour's ("$2.81 vs $3.45" read as no problem).
+    jsonl = CliRunner().invoke(main, ["replay", str(events), "--config", str(config)])
+    early = [
+        a
+        for a in map(orjson.loads, jsonl.stdout.splitlines())
+        if a["kind"] == "anomaly"
+        and parse_ts(a["window_start"]) < parse_ts(a["detected_at"]) < parse_ts(a["window_end"])
+    ]
+    assert early and "by then" in result.stdout
 
 
 def test_replay_reads_a_production_config_without_its_brokers_and_tokens(
