@@ -374,6 +374,14 @@ def test_caller_names_reach_the_terminal_and_csv_inert(tmp_path: Path) -> None:
     assert not any(line.startswith(("=", "-", "+", "@", '"=')) for line in csv), csv
 
 
+def stored(path: Path, batch: StoreBatch) -> Any:
+    """A store holding ``batch``, opened read-only as ``report`` opens it."""
+    con = connect_store(path)
+    apply_batch(con, batch, {("rollups", 0): 1})
+    con.close()
+    return connect_store(path, read_only=True)
+
+
 def test_a_projection_leaves_out_the_days_before_counting_began(tmp_path: Path) -> None:
     """A deployment begun on October 3 at 22:00 ($20 that day, $240 on each of the next
     two): on October 6 the run rate is $240 a day, not the five days' mean with October
@@ -386,11 +394,7 @@ def test_a_projection_leaves_out_the_days_before_counting_began(tmp_path: Path) 
         for hour in hours:
             numbers = (round(cost / len(hours) * 1e9), 1, 0, 0, 0, 0, 0, 0)
             batch.add_rollup(RollupRecord((), (), 3600, int(day) + hour * 3600, 0, 0, numbers, {}))
-    path = tmp_path / "s.duckdb"
-    con = connect_store(path)
-    apply_batch(con, batch, {("rollups", 0): 1})
-    con.close()
-    con = connect_store(path, read_only=True)
+    con = stored(tmp_path / "s.duckdb", batch)
     report = build_report(con, parse_period("2026-10"), "team", now=OCT + 5.5 * 86400)
     projection = report["projection"]
     assert projection["run_rate_usd_per_day"] == pytest.approx(240.0)
@@ -409,11 +413,7 @@ def test_a_projection_grows_against_the_prior_period_s_days_counted(tmp_path: Pa
         batch.add_rollup(
             RollupRecord((), (), 3600, int(day), 0, 0, (100 * 10**9, 1) + (0,) * 6, {})
         )
-    path = tmp_path / "s.duckdb"
-    con = connect_store(path)
-    apply_batch(con, batch, {("rollups", 0): 1})
-    con.close()
-    con = connect_store(path, read_only=True)
+    con = stored(tmp_path / "s.duckdb", batch)
     report = build_report(con, parse_period("2026-10"), "team", now=OCT + 5 * 86400)
     projection = report["projection"]
     assert projection["growth_per_period_pct"] == pytest.approx(0.0, abs=1e-6)
@@ -579,9 +579,7 @@ def test_every_alert_and_action_is_in_the_json_and_the_table_shows_the_most_seve
         batch.add_action({"id": f"a{i}", "action": "post", "result": "ok",
                           "at": format_ts(OCT + i * 60)})  # fmt: skip
     path = tmp_path / "s.duckdb"
-    con = connect_store(path)
-    apply_batch(con, batch, {("rollups", 0): 1})
-    con.close()
+    stored(path, batch).close()
     args = ["report", "--period", "2026-10", "--store", str(path)]
     shown = CliRunner().invoke(main, args, env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output

@@ -336,30 +336,37 @@ async def test_without_the_history_scope_a_maybe_posted_alert_is_posted_again_no
     assert "groups:history" in caplog.text
 
 
-async def test_a_missing_scope_keeps_the_alerts_until_the_app_has_it(
-    broker: EmbeddedBroker,
-    topics: tuple[str, str],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+@pytest.fixture
+async def unscoped(
+    broker: EmbeddedBroker, topics: tuple[str, str], tmp_path: Path
+) -> AsyncIterator[Harness]:
+    """A harness whose Slack app lacks ``chat:write``: every message is kept, none posted."""
     with (
         FakeSlack(token=TOKEN, scopes={"channels:history"}) as slack,
         FakeGateway(master_key=MASTER) as gateway,
     ):
         h = Harness(broker, topics, tmp_path, slack, gateway)
         try:
-            await h.publish(*(alert_only(f"key-{i}", "critical", f"t{i}") for i in range(3)))
-            await h.start()
-            name = "spendbrake_slack_config_errors_total"
-            labels = {"error": "missing_scope", "needed": "chat:write"}
-            assert await until(lambda: h.sample(name, **labels) >= 2)  # probed, not spammed
-            assert h.stage.pending("slack") == 3
-            slack.grant("chat:write")  # the app reinstalled with the scope: no reload needed
-            assert await until(lambda: len(slack.messages) == 3)
-            await asyncio.sleep(1.0)
-            audit = await h.audit()
+            yield h
         finally:
             await h.stop()
+
+
+async def test_a_missing_scope_keeps_the_alerts_until_the_app_has_it(
+    unscoped: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h, slack = unscoped, unscoped.slack
+    await h.publish(*(alert_only(f"key-{i}", "critical", f"t{i}") for i in range(3)))
+    await h.start()
+    name = "spendbrake_slack_config_errors_total"
+    labels = {"error": "missing_scope", "needed": "chat:write"}
+    assert await until(lambda: h.sample(name, **labels) >= 2)  # probed, not spammed
+    assert h.stage.pending("slack") == 3
+    slack.grant("chat:write")  # the app reinstalled with the scope: no reload needed
+    assert await until(lambda: len(slack.messages) == 3)
+    await asyncio.sleep(1.0)
+    audit = await h.audit()
+    await h.stop()
     assert set(keys_posted(slack).values()) == {1}
     assert not [r for r in audit.values() if r["result"] == "failed"], audit
     lines = [r for r in caplog.records if "missing_scope chat:write" in r.getMessage()]
@@ -367,24 +374,15 @@ async def test_a_missing_scope_keeps_the_alerts_until_the_app_has_it(
 
 
 async def test_a_stop_with_effects_pending_says_how_many_wait_for_the_next_start(
-    broker: EmbeddedBroker,
-    topics: tuple[str, str],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+    unscoped: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     """SIGTERM during a Slack outage: "worker stopped" said nothing of the messages kept."""
     caplog.set_level(logging.INFO, logger="spendbrake")
-    with (
-        FakeSlack(token=TOKEN, scopes={"channels:history"}) as slack,
-        FakeGateway(master_key=MASTER) as gateway,
-    ):
-        h = Harness(broker, topics, tmp_path, slack, gateway)
-        try:
-            await h.publish(*(alert_only(f"key-{i}", "critical", f"t{i}") for i in range(2)))
-            await h.start()
-            assert await until(lambda: h.stage.pending("slack") == 2)
-        finally:
-            await h.stop()
+    h = unscoped
+    await h.publish(*(alert_only(f"key-{i}", "critical", f"t{i}") for i in range(2)))
+    await h.start()
+    assert await until(lambda: h.stage.pending("slack") == 2)
+    await h.stop()
     said = [r.getMessage() for r in caplog.records if "action stage stopped" in r.getMessage()]
     assert said == [
         "action stage stopped with 2 slack effect(s) pending (saved; done at the next start)"
