@@ -692,9 +692,9 @@ class ActionStage(Stage):
                 log.info(
                     "resume asked by %s on %s: %s",
                     source,
-                    click.alert_id,
+                    visible(click.alert_id),
                     "; ".join(
-                        f"{what} {', '.join(keys)}"
+                        f"{what} {visible(', '.join(keys))}"
                         for what, keys in (
                             ("unblocking", answer.queued),
                             ("already underway", answer.underway),
@@ -739,10 +739,10 @@ class ActionStage(Stage):
         self.save()
         log.info(
             "scope %s snoozed by %s for %g h (incident %s)",
-            scope_key(scope),
+            visible(scope_key(scope)),  # event text, as in every log line
             source,
             SNOOZE_S / 3600,
-            click.alert_id,
+            visible(click.alert_id),
         )
         # The channel hears it: a scope silenced by one person must not surprise the others,
         # and any of them can lift it.
@@ -773,7 +773,7 @@ class ActionStage(Stage):
         self.save()
         log.info(
             "snooze of scope %s lifted by %s; %d alert message(s) were held back",
-            scope_key(scope),
+            visible(scope_key(scope)),
             source,
             held,
         )
